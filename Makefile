@@ -1,0 +1,53 @@
+# Casusult impressions: `make run` serves the site, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= $(shell .ci/find-python)
+VENV := .venv
+PY := $(VENV)/bin/python
+export DJANGO_SETTINGS_MODULE ?= settings.dev
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_USERS ?= 20
+DEMO_POSTS ?= 500
+
+.PHONY: run test lint format bench venv services migrate
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "No Python 3.12+ found; see .ci/find-python" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+services: venv
+	@$(PY) -m casusult.devservices ensure
+
+migrate: services
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	@if [ "$$($(PY) manage.py shell -c 'from casusult.models import Post; print(Post.objects.exists())')" = False ]; then \
+		$(PY) manage.py seed_demo --users $(DEMO_USERS) --posts $(DEMO_POSTS); fi
+	@$(PY) manage.py ensure_admin
+	@echo "Timeline: http://$(HOST):$(PORT)/   API: http://$(HOST):$(PORT)/api/timeline/   Admin: http://$(HOST):$(PORT)/admin/"
+	@echo "Ctrl-C stops everything."
+	@$(PY) -m casusult.devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)"
+
+test: DJANGO_SETTINGS_MODULE = settings.test
+test: venv
+	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m casusult.devservices ensure
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: venv
+	@if [ -d benchmarks ] && ls benchmarks/*.py >/dev/null 2>&1; then \
+		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m benchmarks; \
+	else echo "No benchmarks yet (see the benchmarks issue)."; fi

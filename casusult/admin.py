@@ -1,0 +1,16 @@
+from django.contrib import admin
+
+from .models import Post
+
+
+@admin.register(Post)
+class PostAdmin(admin.ModelAdmin):
+    list_display = ["id", "author", "short_body", "created_at", "impressions"]
+    list_select_related = ["author"]
+    search_fields = ["body", "author__username"]
+    readonly_fields = ["impressions"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="body")
+    def short_body(self, post):
+        return post.body[:80]

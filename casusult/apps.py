@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CasusultConfig(AppConfig):
+    name = "casusult"
+    verbose_name = "Casusult"

@@ -1,0 +1,45 @@
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from casusult.demo import DEMO_PASSWORD, demo_username, seed_demo
+
+
+def positive_int(value):
+    number = int(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Create demo users (demo1..demoN) and M posts between them; running it again adds nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--users", type=positive_int, default=20, help="number of demo users")
+        parser.add_argument("--posts", type=positive_int, default=500, help="number of demo posts")
+
+    def handle(self, *args, users, posts, **options):
+        if posts and not users:
+            raise CommandError("--posts needs at least one user (--users 1 or more).")
+        show_progress = posts >= 20000 and sys.stderr.isatty()
+
+        def progress(done, total):
+            if show_progress:
+                width = 30
+                filled = width * done // total
+                sys.stderr.write(
+                    f"\r  posts [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+                )
+                if done == total:
+                    sys.stderr.write("\n")
+
+        new_users, new_posts = seed_demo(users, posts, progress=progress)
+        self.stdout.write(f"Demo data: {new_users} users and {new_posts} posts created.")
+        if users:
+            self.stdout.write(
+                f"Log in at /accounts/login/ as {demo_username(1)} (… {demo_username(users)}) "
+                f"with the password {DEMO_PASSWORD!r}."
+            )

@@ -1,0 +1,23 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Post(models.Model):
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="posts"
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Written only by the impressions flush, in bulk; never per view.
+    impressions = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The timeline query: newest first, id breaks ties so paging is stable.
+            models.Index(fields=["-created_at", "-id"], name="post_timeline_idx"),
+        ]
+
+    def __str__(self):
+        return f"Post {self.pk} by {self.author_id}"

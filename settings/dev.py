@@ -1,0 +1,9 @@
+"""Local development: DEBUG on, SQLite file unless DATABASE_URL says otherwise."""
+
+from .base import *  # noqa: F403
+from .base import BASE_DIR
+from .env import env_bool, env_database, env_str
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
+DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}

@@ -1,0 +1,59 @@
+"""Shared fixtures: real services, started for the session when the environment does not name them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from casusult import devservices
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url():
+    """A real 3-node Redis Cluster: TEST_REDIS_CLUSTER_URL, or one started for this session."""
+    if url := os.environ.get("TEST_REDIS_CLUSTER_URL"):
+        yield url
+        return
+    try:
+        cluster = devservices.RedisClusterProcess().start()
+    except devservices.ServiceUnavailable as error:
+        pytest.fail(f"Cannot start a Redis Cluster for the tests: {error}")
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint_url():
+    """An SQS-protocol server over HTTP: TEST_SQS_ENDPOINT_URL, or moto server started here."""
+    if url := os.environ.get("TEST_SQS_ENDPOINT_URL"):
+        yield url
+        return
+    try:
+        server = devservices.MotoServerProcess().start()
+    except devservices.ServiceUnavailable as error:
+        pytest.fail(f"Cannot start the SQS-protocol server for the tests: {error}")
+    yield server.url
+    server.stop()
+
+
+def run_manage(*args, env=None, timeout=120):
+    """Run manage.py in a subprocess with the given environment overrides; returns the result."""
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test", **(env or {})}
+    full_env = {key: value for key, value in full_env.items() if value is not None}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def manage():
+    return run_manage
