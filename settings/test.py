@@ -1,10 +1,16 @@
 """Test runs: PostgreSQL (the production database engine) unless DATABASE_URL says otherwise."""
 
 from .base import *  # noqa: F403
-from .env import env_database, env_str
+from .env import env_database, env_redis_url, env_str
 
 DEBUG = False
 SECRET_KEY = env_str("SECRET_KEY", "test-only-secret-key")
 DATABASES = {"default": env_database("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Never the developer's db 0: tests flush their Redis database.
+REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# Tests look at what was enqueued; tests of the real backends configure them explicitly.
+TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
