@@ -27,8 +27,7 @@ migrate: services
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	@if [ "$$($(PY) manage.py shell -c 'from casusult.models import Post; print(Post.objects.exists())')" = False ]; then \
-		$(PY) manage.py seed_demo --users $(DEMO_USERS) --posts $(DEMO_POSTS); fi
+	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)
 	@$(PY) manage.py ensure_admin
 	@echo "Timeline: http://$(HOST):$(PORT)/   API: http://$(HOST):$(PORT)/api/timeline/   Admin: http://$(HOST):$(PORT)/admin/"
 	@echo "Ctrl-C stops everything."

@@ -27,3 +27,9 @@ def test_seed_demo_tops_up_to_the_asked_numbers(client):
 def test_seed_demo_needs_a_user_for_posts():
     with pytest.raises(CommandError, match="--users"):
         call_command("seed_demo", users=0, posts=5)
+
+
+def test_if_empty_leaves_a_site_with_posts_alone():
+    call_command("seed_demo", users=1, posts=3)
+    call_command("seed_demo", users=5, posts=40, if_empty=True)
+    assert Post.objects.count() == 3

@@ -3,6 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from casusult.demo import DEMO_PASSWORD, demo_username, seed_demo
+from casusult.models import Post
 
 
 def positive_int(value):
@@ -20,8 +21,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--users", type=positive_int, default=20, help="number of demo users")
         parser.add_argument("--posts", type=positive_int, default=500, help="number of demo posts")
+        parser.add_argument(
+            "--if-empty", action="store_true", help="do nothing when the site already has posts"
+        )
 
-    def handle(self, *args, users, posts, **options):
+    def handle(self, *args, users, posts, if_empty=False, **options):
+        if if_empty and Post.objects.exists():
+            self.stdout.write("The site already has posts: no demo data added.")
+            return
         if posts and not users:
             raise CommandError("--posts needs at least one user (--users 1 or more).")
         show_progress = posts >= 20000 and sys.stderr.isatty()
