@@ -247,32 +247,32 @@ class MotoServerProcess:
 
 
 def supervise(commands):
-    """Run commands side by side until one exits or Ctrl-C; then stop them all."""
+    """Run commands side by side until one exits or Ctrl-C / SIGTERM; then stop them all."""
     processes = [
         subprocess.Popen(command, shell=True, start_new_session=True) for command in commands
     ]
+    stopping = []
 
-    def stop_all(*_):
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+    def request_stop(signum, _frame):
+        stopping.append(signum)
 
-    signal.signal(signal.SIGTERM, stop_all)
-    try:
-        while all(process.poll() is None for process in processes):
-            time.sleep(0.3)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_all()
-        deadline = time.monotonic() + 15
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-    failed = [p.returncode for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]
-    return 1 if failed else 0
+    # Installed explicitly: a shell that starts us in the background ignores SIGINT by default.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping and all(process.poll() is None for process in processes):
+        time.sleep(0.2)
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    failed = [p.returncode for p in processes if p.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed and not stopping else 0
 
 
 def main(argv=None):
