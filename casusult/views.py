@@ -3,6 +3,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+import impressions
+
 from .models import Post
 
 PAGE_SIZE = 20
@@ -34,7 +36,9 @@ def timeline(request):
         page = timeline_page(request)
     except BadPage as error:
         return render(request, "casusult/bad_page.html", {"error": error}, status=400)
-    return render(request, "casusult/timeline.html", {"page": page, "posts": list(page)})
+    posts = list(page)
+    impressions.record(request, posts)  # exactly the posts served; never raises
+    return render(request, "casusult/timeline.html", {"page": page, "posts": posts})
 
 
 def timeline_api(request):
@@ -43,6 +47,7 @@ def timeline_api(request):
     except BadPage as error:
         return JsonResponse({"error": str(error)}, status=400)
     posts = list(page)
+    impressions.record(request, posts)
     next_url = None
     if page.has_next():
         next_url = request.build_absolute_uri(

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .env import env_bool, env_list, env_redis_url, env_str
+from .env import env_bool, env_choice, env_float, env_int, env_list, env_redis_url, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The impression buffer (and, unless RQ_REDIS_URL says otherwise, the RQ queue).
 REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Impressions (impressions/conf.py reads these; README "Impressions" explains each).
+IMPRESSIONS_DEDUP_WINDOW = env_int("IMPRESSIONS_DEDUP_WINDOW", 300)
+IMPRESSIONS_FLUSH_DELAY = env_int("IMPRESSIONS_FLUSH_DELAY", 300)
+IMPRESSIONS_FLUSH_BATCH_SIZE = env_int("IMPRESSIONS_FLUSH_BATCH_SIZE", 5000, minimum=1)
+IMPRESSIONS_REDIS_TIMEOUT = env_float("IMPRESSIONS_REDIS_TIMEOUT", 0.05, minimum=0.001)
+IMPRESSIONS_FLUSH_REDIS_TIMEOUT = env_float("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", 10.0, minimum=0.001)
+IMPRESSIONS_REDIS_CLUSTER = env_choice(
+    "IMPRESSIONS_REDIS_CLUSTER", {"auto", "true", "false"}, "auto"
+)
+IMPRESSIONS_COUNT_ANONYMOUS = env_bool("IMPRESSIONS_COUNT_ANONYMOUS", True)
+IMPRESSIONS_KEY_PREFIX = env_str("IMPRESSIONS_KEY_PREFIX", "imp")
+IMPRESSIONS_SHARDS = env_int("IMPRESSIONS_SHARDS", 16, minimum=1, maximum=1024)
+IMPRESSIONS_LEDGER_RETENTION_DAYS = env_int("IMPRESSIONS_LEDGER_RETENTION_DAYS", 30, minimum=1)
 
 # Until the queue backends land every task runs in-process.
 TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}

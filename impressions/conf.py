@@ -1,0 +1,110 @@
+"""Impressions settings, read lazily from django.conf.settings so override_settings works."""
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+# Extra time a schedule guard outlives the flush delay: long enough for a busy worker to start the
+# flush, short enough that a lost flush message is re-armed by the next request.
+GUARD_GRACE_SECONDS = 60
+
+DEFAULTS = {
+    "IMPRESSIONS_DEDUP_WINDOW": 300,
+    "IMPRESSIONS_FLUSH_DELAY": 300,
+    "IMPRESSIONS_FLUSH_BATCH_SIZE": 5000,
+    "IMPRESSIONS_REDIS_TIMEOUT": 0.05,
+    "IMPRESSIONS_FLUSH_REDIS_TIMEOUT": 10.0,
+    "IMPRESSIONS_REDIS_CLUSTER": "auto",
+    "IMPRESSIONS_COUNT_ANONYMOUS": True,
+    "IMPRESSIONS_KEY_PREFIX": "imp",
+    "IMPRESSIONS_SHARDS": 16,
+    "IMPRESSIONS_LEDGER_RETENTION_DAYS": 30,
+}
+
+
+class Settings:
+    """One property per setting; values come from django.conf.settings at access time."""
+
+    def _get(self, name):
+        return getattr(django_settings, name, DEFAULTS[name])
+
+    @property
+    def REDIS_URL(self):
+        return django_settings.REDIS_URL
+
+    @property
+    def DEDUP_WINDOW(self):
+        return self._get("IMPRESSIONS_DEDUP_WINDOW")
+
+    @property
+    def FLUSH_DELAY(self):
+        return self._get("IMPRESSIONS_FLUSH_DELAY")
+
+    @property
+    def GUARD_TTL(self):
+        return self.FLUSH_DELAY + GUARD_GRACE_SECONDS
+
+    @property
+    def FLUSH_BATCH_SIZE(self):
+        return self._get("IMPRESSIONS_FLUSH_BATCH_SIZE")
+
+    @property
+    def REDIS_TIMEOUT(self):
+        return self._get("IMPRESSIONS_REDIS_TIMEOUT")
+
+    @property
+    def FLUSH_REDIS_TIMEOUT(self):
+        return self._get("IMPRESSIONS_FLUSH_REDIS_TIMEOUT")
+
+    @property
+    def REDIS_CLUSTER(self):
+        return str(self._get("IMPRESSIONS_REDIS_CLUSTER")).lower()
+
+    @property
+    def COUNT_ANONYMOUS(self):
+        return self._get("IMPRESSIONS_COUNT_ANONYMOUS")
+
+    @property
+    def KEY_PREFIX(self):
+        return self._get("IMPRESSIONS_KEY_PREFIX")
+
+    @property
+    def SHARDS(self):
+        return self._get("IMPRESSIONS_SHARDS")
+
+    @property
+    def LEDGER_RETENTION_DAYS(self):
+        return self._get("IMPRESSIONS_LEDGER_RETENTION_DAYS")
+
+
+conf = Settings()
+
+# (name, check, what a good value looks like); run by AppConfig.ready() so every command fails on
+# a bad value, also when it was set in a settings module rather than the environment.
+RULES = [
+    ("IMPRESSIONS_DEDUP_WINDOW", lambda v: _whole(v, 0), "a whole number of seconds >= 0"),
+    ("IMPRESSIONS_FLUSH_DELAY", lambda v: _whole(v, 0), "a whole number of seconds >= 0"),
+    ("IMPRESSIONS_FLUSH_BATCH_SIZE", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("IMPRESSIONS_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0"),
+    ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0"),
+    ("IMPRESSIONS_REDIS_CLUSTER", lambda v: str(v).lower() in {"auto", "true", "false"}, "auto, true or false"),
+    ("IMPRESSIONS_COUNT_ANONYMOUS", lambda v: isinstance(v, bool), "True or False"),
+    ("IMPRESSIONS_KEY_PREFIX", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
+    ("IMPRESSIONS_SHARDS", lambda v: _whole(v, 1) and v <= 1024, "a whole number from 1 to 1024"),
+    ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1), "a whole number of days >= 1"),
+]  # fmt: skip
+
+
+def _whole(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _seconds(value):
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def validate():
+    """Raise ImproperlyConfigured naming the first impressions setting with a bad value."""
+    for name, is_valid, expected in RULES:
+        value = getattr(django_settings, name, DEFAULTS[name])
+        if not is_valid(value):
+            raise ImproperlyConfigured(f"{name}={value!r} is not valid: use {expected}.")

@@ -1,0 +1,13 @@
+"""Errors of the impressions app."""
+
+
+class FlushError(Exception):
+    """A flush could not finish; whatever it did not apply stays in Redis for the next flush."""
+
+
+class RedisUnavailable(FlushError):
+    """Redis did not answer (down, slow or refusing) while flushing."""
+
+
+class DatabaseUnavailable(FlushError):
+    """The database failed while applying a snapshot; the snapshot stays for the next flush."""

@@ -1,0 +1,145 @@
+"""The database side of a flush: batched updates and the ledger row that makes them exactly-once."""
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from casusult.models import Post
+
+from .conf import conf
+from .models import Flush
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Applied:
+    """What one apply step did to the database."""
+
+    posts_updated: int = 0
+    impressions_applied: int = 0
+    posts_dropped: int = 0
+    impressions_dropped: int = 0
+    shards: list[int] = field(default_factory=list)
+
+    def __iadd__(self, other):
+        self.posts_updated += other.posts_updated
+        self.impressions_applied += other.impressions_applied
+        self.posts_dropped += other.posts_dropped
+        self.impressions_dropped += other.impressions_dropped
+        return self
+
+
+def started_at_of(flush_id):
+    """A flush id starts with its UTC start time; fall back to now for foreign ids."""
+    try:
+        return datetime.strptime(flush_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return timezone.now()
+
+
+def apply_snapshots(flush_id, snapshots, *, batch_size, recovered_by="", before_commit=None):
+    """Apply {shard: {post id: count}} of `flush_id`, skipping shards the ledger already has.
+
+    The ledger row is inserted (or locked, if it exists) first in the same transaction, so two
+    flushes applying the same snapshot serialise on it and the second finds the shard applied.
+    """
+    with transaction.atomic():
+        Flush.objects.bulk_create(
+            [Flush(id=flush_id, started_at=started_at_of(flush_id), outcome=Flush.Outcome.FAILED)],
+            ignore_conflicts=True,
+        )
+        row = Flush.objects.select_for_update().get(id=flush_id)
+        fresh = sorted(set(snapshots) - set(row.shards_applied))
+        counts = Counter()
+        for shard in fresh:
+            counts.update(snapshots[shard])
+        applied = apply_counts(counts, batch_size)
+        applied.shards = fresh
+        row.shards_applied = sorted(set(row.shards_applied) | set(fresh))
+        row.posts_updated += applied.posts_updated
+        row.impressions_applied += applied.impressions_applied
+        row.posts_dropped += applied.posts_dropped
+        row.impressions_dropped += applied.impressions_dropped
+        row.outcome = Flush.Outcome.APPLIED
+        row.finished_at = timezone.now()
+        row.error = ""
+        if recovered_by and fresh:
+            row.recovered_by = recovered_by
+        row.save()
+        if before_commit:
+            before_commit()
+    return applied
+
+
+def apply_counts(counts, batch_size):
+    """Add counts to Post.impressions, `batch_size` posts per statement; missing posts dropped."""
+    applied = Applied()
+    items = sorted(counts.items())  # a fixed order avoids deadlocks between concurrent flushes
+    for start in range(0, len(items), batch_size):
+        batch = dict(items[start : start + batch_size])
+        if connection.vendor == "postgresql":
+            updated_ids = update_batch_postgresql(batch)
+        else:
+            updated_ids = update_batch_portable(batch)
+        dropped = set(batch) - updated_ids
+        applied.posts_updated += len(updated_ids)
+        applied.impressions_applied += sum(batch[post_id] for post_id in updated_ids)
+        if dropped:
+            lost = sum(batch[post_id] for post_id in dropped)
+            applied.posts_dropped += len(dropped)
+            applied.impressions_dropped += lost
+            logger.warning(
+                "dropped %d impressions of %d posts that no longer exist: %s",
+                lost,
+                len(dropped),
+                sorted(dropped)[:20],
+            )
+    return applied
+
+
+def update_batch_postgresql(batch):
+    """One statement for the whole batch; returns the ids that exist."""
+    table = connection.ops.quote_name(Post._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS post SET impressions = post.impressions + d.n"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n)"
+            " WHERE post.id = d.id RETURNING post.id",
+            [list(batch), list(batch.values())],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def update_batch_portable(batch):
+    """Any database: find the posts that exist, then one prepared UPDATE run for each of them."""
+    existing = set(Post.objects.filter(id__in=list(batch)).values_list("id", flat=True))
+    table = connection.ops.quote_name(Post._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET impressions = impressions + %s WHERE id = %s",
+            [(batch[post_id], post_id) for post_id in sorted(existing)],
+        )
+    return existing
+
+
+def record_outcome(flush_id, outcome, error=""):
+    """Note an empty or failed flush in the ledger, never overwriting an applied one."""
+    Flush.objects.bulk_create(
+        [Flush(id=flush_id, started_at=started_at_of(flush_id), outcome=outcome)],
+        ignore_conflicts=True,
+    )
+    Flush.objects.filter(id=flush_id).exclude(outcome=Flush.Outcome.APPLIED).update(
+        outcome=outcome, finished_at=timezone.now(), error=error[:2000]
+    )
+
+
+def prune_ledger():
+    """Delete ledger rows older than IMPRESSIONS_LEDGER_RETENTION_DAYS; returns how many."""
+    cutoff = timezone.now() - timedelta(days=conf.LEDGER_RETENTION_DAYS)
+    deleted, _ = Flush.objects.filter(started_at__lt=cutoff).delete()
+    return deleted

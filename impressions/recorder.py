@@ -1,0 +1,151 @@
+"""The request side: count served posts in Redis, de-duplicated per viewer, in one round trip."""
+
+import logging
+import threading
+from collections import defaultdict
+from typing import NamedTuple
+
+from . import keys, scripts
+from .conf import conf
+from .redis_client import get_client, get_flush_client, reset_clients
+
+__all__ = [
+    "get_client",
+    "get_flush_client",
+    "pending_counts",
+    "record_impressions",
+    "reset_clients",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class RecordResult(NamedTuple):
+    counted: int  # impressions added to the pending counts
+    lost: int  # impressions that could not be recorded (Redis down or slow)
+    scheduled: bool  # this call scheduled the next flush
+
+
+class LossCounter:
+    """Impressions this process failed to record; `unreported` is added to Redis when it answers."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.impressions = 0
+        self.unreported = 0
+
+    def add(self, impressions):
+        with self._lock:
+            self.requests += 1
+            self.impressions += impressions
+            self.unreported += impressions
+
+    def take_unreported(self):
+        with self._lock:
+            return self.unreported
+
+    def reported(self, count):
+        with self._lock:
+            self.unreported -= count
+
+
+lost = LossCounter()
+
+_scripts = {}
+
+
+def script(client, name):
+    """The registered Script for this client (EVALSHA, loading the script on NOSCRIPT)."""
+    cache_key = (id(client), name)
+    if cache_key not in _scripts:
+        _scripts[cache_key] = client.register_script(getattr(scripts, name))
+    return _scripts[cache_key]
+
+
+def record_impressions(viewer_key, post_ids, *, now=None):
+    """Count `post_ids` as seen by `viewer_key`; never raises (a failure is logged and counted)."""
+    post_ids = [int(post_id) for post_id in post_ids]
+    if not post_ids:
+        return RecordResult(0, 0, False)
+    shard = keys.shard_of(viewer_key)
+    unreported = lost.take_unreported()
+    try:
+        client = get_client()
+        counted, newly_armed = script(client, "RECORD")(
+            keys=[
+                keys.seen_key(shard, viewer_key),
+                keys.pending_key(shard),
+                keys.armed_key(shard),
+                keys.lost_key(shard),
+            ],
+            args=[
+                "" if now is None else now,
+                conf.DEDUP_WINDOW,
+                conf.GUARD_TTL,
+                unreported,
+                *post_ids,
+            ],
+        )
+    except Exception as error:
+        lost.add(len(post_ids))
+        logger.warning(
+            "impressions lost: %d for viewer %s (%s: %s); lost in this process so far: %d",
+            len(post_ids),
+            viewer_key,
+            type(error).__name__,
+            error,
+            lost.impressions,
+        )
+        return RecordResult(0, len(post_ids), False)
+    lost.reported(unreported)
+    scheduled = False
+    if newly_armed:
+        from .schedule import arm_flush
+
+        scheduled = arm_flush(client, shard)
+    return RecordResult(int(counted), 0, scheduled)
+
+
+def pending_counts(post_ids):
+    """{post id: count still in Redis} for these posts, one pipelined round trip per node.
+
+    Raises redis errors; the admin shows "unavailable" then.
+    """
+    return pending_status(post_ids)[0]
+
+
+def pending_status(post_ids):
+    """(pending counts by post id, impressions reported lost) in one round trip per node."""
+    post_ids = [int(post_id) for post_id in post_ids]
+    client = get_client()
+    totals = defaultdict(int)
+    lost_total = 0
+    pipe = client.pipeline(transaction=False)
+    for shard in range(conf.SHARDS):
+        # EVAL, not EVALSHA: a pipeline cannot load a missing script half-way; this is admin-only.
+        pipe.eval(
+            scripts.PENDING,
+            3,
+            keys.pending_key(shard),
+            keys.snapshots_key(shard),
+            keys.lost_key(shard),
+            keys.snapshot_prefix(shard),
+            *(post_ids or [0]),
+        )
+    for reply in pipe.execute():
+        for post_id, value in zip(post_ids, reply, strict=False):
+            totals[post_id] += int(value)
+        lost_total += int(reply[-1])
+    return {post_id: totals[post_id] for post_id in post_ids}, lost_total
+
+
+def connect_signals():
+    from django.core.signals import setting_changed
+
+    setting_changed.connect(_on_setting_changed, dispatch_uid="impressions-reset-clients")
+
+
+def _on_setting_changed(setting, **_):
+    if setting == "REDIS_URL" or setting.startswith("IMPRESSIONS_REDIS"):
+        reset_clients()

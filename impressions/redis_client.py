@@ -1,0 +1,73 @@
+"""The process's Redis clients for the buffer: standalone or cluster, built once from settings."""
+
+import logging
+import threading
+
+from .conf import conf
+
+logger = logging.getLogger(__name__)
+
+_clients = {}
+_lock = threading.Lock()
+
+
+def get_client(timeout=None):
+    """The cached client (redis.Redis or RedisCluster); `timeout` defaults to the request timeout."""
+    timeout = conf.REDIS_TIMEOUT if timeout is None else timeout
+    key = (conf.REDIS_URL, conf.REDIS_CLUSTER, timeout)
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                # Not cached on failure: the next call tries again once Redis is back.
+                client = _clients[key] = build_client(*key)
+    return client
+
+
+def get_flush_client():
+    """A client with the longer flush timeout: HGETALL of a large snapshot takes a while."""
+    return get_client(conf.FLUSH_REDIS_TIMEOUT)
+
+
+def reset_clients(**_):
+    """Forget cached clients (tests switch REDIS_URL with override_settings)."""
+    with _lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        try:
+            client.close()
+        except Exception:  # a broken client still gets forgotten
+            logger.debug("closing a Redis client failed", exc_info=True)
+
+
+def build_client(url, cluster_mode, timeout):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.cluster import RedisCluster
+    from redis.retry import Retry
+
+    # No retries: the record script is not idempotent (a retry after a lost reply would count
+    # twice) and the request path must give up within its timeout.
+    options = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if cluster_mode == "auto":
+        cluster_mode = "true" if is_cluster_mode(url, options) else "false"
+    if cluster_mode == "true":
+        return RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def is_cluster_mode(url, options):
+    """Ask the server (INFO cluster) whether it runs in cluster mode."""
+    import redis
+
+    probe = redis.Redis.from_url(url, **options)
+    try:
+        return bool(probe.info("cluster").get("cluster_enabled"))
+    finally:
+        probe.close()

@@ -1,0 +1,70 @@
+"""Lua scripts: each runs atomically on one slot, so one round trip does the whole step."""
+
+# KEYS: seen, pending, armed, lost.  ARGV: now ('' = server time), window, guard ttl,
+# lost impressions to report, post ids...  Returns {counted, newly armed (0/1)}.
+RECORD = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local window = tonumber(ARGV[2])
+if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
+if window > 0 then
+  -- Entries counted at or before now - window no longer block a new count.
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+end
+local counted = 0
+for i = 5, #ARGV do
+  local post = ARGV[i]
+  if window <= 0 or not redis.call('ZSCORE', KEYS[1], post) then
+    if window > 0 then redis.call('ZADD', KEYS[1], now, post) end
+    redis.call('HINCRBY', KEYS[2], post, 1)
+    counted = counted + 1
+  end
+end
+local armed = 0
+if counted > 0 then
+  -- The newest entry is the last to lapse, so the key may go when it does.
+  if window > 0 then redis.call('EXPIRE', KEYS[1], math.ceil(window)) end
+  if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then armed = 1 end
+end
+return {counted, armed}
+"""
+
+# KEYS: pending, snapshot, snapshots index, armed.  ARGV: flush id.  Returns posts snapshotted.
+# Clearing `armed` here makes the next impression in this shard schedule the next flush.
+SNAPSHOT = """
+redis.call('DEL', KEYS[4])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return redis.call('HLEN', KEYS[2])
+"""
+
+# KEYS: snapshot, snapshots index.  ARGV: flush id.  Called only after the database commit.
+DROP_SNAPSHOT = """
+redis.call('UNLINK', KEYS[1])
+return redis.call('SREM', KEYS[2], ARGV[1])
+"""
+
+# KEYS: pending, snapshots index, lost.  ARGV: snapshot key prefix, post ids...
+# Returns per post the count still in Redis (pending + unapplied snapshots), then lost.
+PENDING = """
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+local totals = {}
+for i = 1, #ids do totals[i] = 0 end
+local function add(key)
+  local values = redis.call('HMGET', key, unpack(ids))
+  for i = 1, #ids do
+    if values[i] then totals[i] = totals[i] + tonumber(values[i]) end
+  end
+end
+add(KEYS[1])
+for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do add(ARGV[1] .. flush_id) end
+local out = {}
+for i = 1, #ids do out[i] = tostring(totals[i]) end
+out[#ids + 1] = redis.call('GET', KEYS[3]) or '0'
+return out
+"""
