@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .env import env_bool, env_choice, env_float, env_int, env_list, env_redis_url, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,8 +90,37 @@ IMPRESSIONS_KEY_PREFIX = env_str("IMPRESSIONS_KEY_PREFIX", "imp")
 IMPRESSIONS_SHARDS = env_int("IMPRESSIONS_SHARDS", 16, minimum=1, maximum=1024)
 IMPRESSIONS_LEDGER_RETENTION_DAYS = env_int("IMPRESSIONS_LEDGER_RETENTION_DAYS", 30, minimum=1)
 
-# Until the queue backends land every task runs in-process.
-TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+def task_settings(default_backend, rq_url):
+    """TASKS["default"] from QUEUE_BACKEND (rq, sqs, immediate, dummy) and that backend's variables."""
+    choice = env_choice("QUEUE_BACKEND", {"rq", "sqs", "immediate", "dummy"}, default_backend)
+    if choice == "rq":
+        options = {
+            "URL": rq_url,
+            "JOB_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 600, minimum=1),
+        }
+        return {"default": {"BACKEND": "queues.backends.rq.RQBackend", "OPTIONS": options}}
+    if choice == "sqs":
+        queue_url, queue_name = env_str("SQS_QUEUE_URL", ""), env_str("SQS_QUEUE_NAME", "")
+        if not (queue_url or queue_name):
+            raise ImproperlyConfigured(
+                "QUEUE_BACKEND=sqs needs the environment variable SQS_QUEUE_URL or SQS_QUEUE_NAME."
+            )
+        options = {
+            "QUEUE_URL": queue_url or None,
+            "QUEUE_NAME": queue_name or None,
+            "WAIT_TIME_SECONDS": env_int("SQS_WAIT_TIME_SECONDS", 20, maximum=20),
+            "VISIBILITY_TIMEOUT": env_int("SQS_VISIBILITY_TIMEOUT", 60, minimum=1, maximum=43200),
+        }
+        return {"default": {"BACKEND": "queues.backends.sqs.SQSBackend", "OPTIONS": options}}
+    backend = f"django.tasks.backends.{choice}.{choice.title()}Backend"
+    return {"default": {"BACKEND": backend}}
+
+
+# The RQ queue's Redis: standalone only (RQ refuses cluster mode, see queues.cluster).
+RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", REDIS_URL)
+# Production picks rq or sqs; without QUEUE_BACKEND tasks run in-process.
+TASKS = task_settings("immediate", RQ_REDIS_URL)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {

@@ -1,9 +1,12 @@
 """Local development: DEBUG on, SQLite file unless DATABASE_URL says otherwise."""
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR
+from .base import BASE_DIR, RQ_REDIS_URL, task_settings
 from .env import env_bool, env_database, env_str
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+
+# `make run` starts `runworker` next to the web server: RQ on the local Redis by default.
+TASKS = task_settings("rq", RQ_REDIS_URL)

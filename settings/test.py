@@ -1,6 +1,7 @@
 """Test runs: PostgreSQL (the production database engine) unless DATABASE_URL says otherwise."""
 
 from .base import *  # noqa: F403
+from .base import task_settings
 from .env import env_database, env_redis_url, env_str
 
 DEBUG = False
@@ -12,5 +13,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Never the developer's db 0: tests flush their Redis database.
 REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/15")
 
-# Tests look at what was enqueued; tests of the real backends configure them explicitly.
-TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+# Tests look at what was enqueued; tests of the real backends configure them explicitly (or set
+# QUEUE_BACKEND). RQ gets its own db, never the developer's db 0.
+RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", "redis://127.0.0.1:6379/14")
+TASKS = task_settings("dummy", RQ_REDIS_URL)

@@ -1,0 +1,120 @@
+"""Tell whether a Redis/Valkey endpoint runs in cluster mode, which RQ cannot use.
+
+RQ moves job ids between several keys in one MULTI/EXEC; on a cluster (ElastiCache Serverless is
+always one) those keys hash to different slots and the worker dies with CROSSSLOT. We refuse such
+an endpoint before RQ writes anything: first from the URL alone, then with a live probe.
+"""
+
+import contextlib
+import re
+import secrets
+import threading
+import urllib.parse
+
+from .exceptions import ClusterModeRedis
+
+SERVERLESS_HOST = re.compile(r"\.serverless\.[a-z0-9-]+\.cache\.amazonaws\.com(\.cn)?$")
+CLUSTER_WORDS = {"1", "true", "yes", "on"}
+REMEDY = (
+    "RQ needs a standalone (non-cluster) Redis/Valkey: point RQ_REDIS_URL at one, or use the SQS "
+    "backend (QUEUE_BACKEND=sqs), which runs next to a cluster-mode impression buffer."
+)
+
+
+def cluster_endpoint_reason(url, cluster_option=False):
+    """Why `url` is a known cluster-mode endpoint, or None; looks at the text only (no network)."""
+    if cluster_option:
+        return "the backend's OPTIONS say CLUSTER"
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme.endswith("+cluster") or parts.scheme.startswith("rediss+cluster"):
+        return f"the URL scheme {parts.scheme!r} is a cluster scheme"
+    if SERVERLESS_HOST.search(host):
+        return f"{host} is an ElastiCache Serverless endpoint, which always runs in cluster mode"
+    if ".clustercfg." in f".{host}.":
+        return f"{host} is an ElastiCache cluster configuration endpoint"
+    query = urllib.parse.parse_qs(parts.query)
+    if any(value.lower() in CLUSTER_WORDS for value in query.get("cluster", [])):
+        return "the URL says cluster=true"
+    return None
+
+
+def _probe_keys():
+    """Two throw-away keys in different hash slots (never rq:*)."""
+    from redis.crc import key_slot
+
+    token = secrets.token_hex(8)
+    first = f"queues-probe:{{{token}-a}}"
+    for suffix in range(1, 64):
+        second = f"queues-probe:{{{token}-{suffix}}}"
+        if key_slot(second.encode()) != key_slot(first.encode()):
+            return first, second
+    raise AssertionError("unreachable: 63 hash tags all in one slot")
+
+
+def probe_cluster_reason(connection):
+    """Why the live server behind `connection` is unusable for RQ, or None. Fails closed."""
+    import redis
+
+    unreachable = (redis.ConnectionError, redis.TimeoutError)
+    try:
+        info = connection.info("cluster")
+    except unreachable:
+        raise
+    except redis.RedisError:
+        info = {}  # INFO disabled or unknown to a proxy: the transaction probe decides.
+    enabled = str(info.get("cluster_enabled", "")).strip() if isinstance(info, dict) else ""
+    if enabled == "1":
+        return "the server reports cluster_enabled:1 (INFO cluster)"
+    # cluster_enabled:0 or no answer is not proof: a proxy in front of shards can say 0. A MULTI/EXEC
+    # across two slots succeeds only on a single keyspace.
+    first, second = _probe_keys()
+    try:
+        with connection.pipeline(transaction=True) as pipe:
+            pipe.set(first, "1", ex=30)
+            pipe.set(second, "1", ex=30)
+            answer = pipe.execute()
+    except unreachable:
+        raise
+    except redis.RedisError as error:
+        return f"a MULTI/EXEC across two hash slots failed ({error})"
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            connection.delete(first, second)
+    if answer != [True, True]:
+        return f"a MULTI/EXEC across two hash slots answered {answer!r}"
+    return None
+
+
+def refusal_message(url, reason):
+    """The one paragraph a person reads when RQ is refused."""
+    safe = redact(url)
+    return f"RQ cannot use the Redis at {safe}: {reason}. {REMEDY}"
+
+
+def redact(url):
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+_verified = set()
+_verified_lock = threading.Lock()
+
+
+def ensure_not_cluster(connection, url, cluster_option=False):
+    """Raise ClusterModeRedis unless `url` is a standalone Redis; probes once per URL and process."""
+    if reason := cluster_endpoint_reason(url, cluster_option):
+        raise ClusterModeRedis(refusal_message(url, reason))
+    if url in _verified:
+        return
+    with _verified_lock:
+        if url in _verified:
+            return
+        # Unreachable servers raise redis.ConnectionError/TimeoutError to the caller, untouched.
+        reason = probe_cluster_reason(connection)
+        if reason:
+            raise ClusterModeRedis(refusal_message(url, reason))
+        _verified.add(url)

@@ -1,0 +1,23 @@
+"""Errors raised by the queue backends and workers."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class QueueConfigurationError(ImproperlyConfigured):
+    """A TASKS entry for one of our backends is wrong (unknown option, missing queue, ...)."""
+
+
+class MissingDependency(ImproperlyConfigured):
+    """An optional package a backend needs (redis, rq, boto3) is not installed."""
+
+
+class ClusterModeRedis(ImproperlyConfigured):
+    """RQ was pointed at a cluster-mode (or proxy-sharded) Redis/Valkey, which it cannot use."""
+
+
+class RefusedJob(Exception):
+    """A queued job names something other than a django.tasks Task; it is not executed."""
+
+
+class MalformedMessage(ValueError):
+    """A queue message is not valid JSON, has an unknown version, or lacks a field."""

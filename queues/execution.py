@@ -1,0 +1,113 @@
+"""Run one django.tasks Task by import path, as both workers do: refuse anything else."""
+
+import logging
+import time
+from traceback import format_exception
+
+from django.db import close_old_connections
+from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from .exceptions import RefusedJob
+
+logger = logging.getLogger("queues.worker")
+
+
+def load_task(path):
+    """Import `path` and return it only if it is a django.tasks Task instance."""
+    if not isinstance(path, str) or not path:
+        raise RefusedJob(f"task path {path!r} is not a dotted import path")
+    try:
+        candidate = import_string(path)
+    except ImportError as error:
+        raise RefusedJob(f"task {path!r} cannot be imported: {error}") from None
+    if not isinstance(candidate, Task):
+        # Only @task-decorated functions run: a job naming os.system or any other callable is refused.
+        raise RefusedJob(f"{path!r} is not a django.tasks Task")
+    return candidate
+
+
+def new_result(task, result_id, args, kwargs, backend, enqueued_at=None):
+    return TaskResult(
+        task=task,
+        id=result_id,
+        status=TaskResultStatus.READY,
+        enqueued_at=enqueued_at,
+        started_at=None,
+        last_attempted_at=None,
+        finished_at=None,
+        args=list(args),
+        kwargs=dict(kwargs),
+        backend=backend,
+        errors=[],
+        worker_ids=[],
+    )
+
+
+def set_result(result, **changes):
+    for name, value in changes.items():
+        object.__setattr__(result, name, value)
+
+
+def execute(result, worker_id, sender):
+    """Run the task of `result`, sending task_started/task_finished; re-raises the task's error."""
+    task = result.task
+    started_at = timezone.now()
+    set_result(
+        result, status=TaskResultStatus.RUNNING, started_at=started_at, last_attempted_at=started_at
+    )
+    result.worker_ids.append(worker_id)
+    task_started.send(sender=sender, task_result=result)
+    try:
+        if task.takes_context:
+            value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+        else:
+            value = task.call(*result.args, **result.kwargs)
+    except Exception as error:
+        kind = type(error)
+        result.errors.append(
+            TaskError(
+                exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+                traceback="".join(format_exception(error)),
+            )
+        )
+        set_result(result, status=TaskResultStatus.FAILED, finished_at=timezone.now())
+        task_finished.send(sender=sender, task_result=result)
+        raise
+    set_result(
+        result,
+        status=TaskResultStatus.SUCCESSFUL,
+        finished_at=timezone.now(),
+        _return_value=normalize_json(value),
+    )
+    task_finished.send(sender=sender, task_result=result)
+    return result._return_value
+
+
+class TaskTimer:
+    """Times one job and logs the one line per task the workers promise."""
+
+    def __init__(self, task_path, job_id):
+        self.task_path, self.job_id = task_path, job_id
+        self.started = time.monotonic()
+
+    def log(self, outcome, level=logging.INFO, detail=""):
+        duration = time.monotonic() - self.started
+        logger.log(
+            level,
+            "task=%s id=%s outcome=%s duration=%.3fs%s",
+            self.task_path,
+            self.job_id,
+            outcome,
+            duration,
+            f" {detail}" if detail else "",
+        )
+
+
+def between_jobs():
+    """Drop database connections that went stale or broke, as Django does between requests."""
+    close_old_connections()

@@ -1,0 +1,79 @@
+"""manage.py runworker: run the worker of the configured task backend."""
+
+import argparse
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from django.tasks.exceptions import InvalidTaskBackend
+
+from queues.backends.base import QueueBackend
+from queues.workers import run_workers
+
+
+def positive_int(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} must be 1 or more")
+    return number
+
+
+def unreachable_errors():
+    """Errors that mean the queue server is down or misaddressed, reported without a traceback."""
+    errors = [ConnectionError]
+    try:
+        import redis
+
+        errors += [redis.ConnectionError, redis.TimeoutError]
+    except ImportError:
+        pass
+    try:
+        from botocore import exceptions as boto_errors
+
+        errors += [boto_errors.BotoCoreError, boto_errors.ClientError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+class Command(BaseCommand):
+    help = "Run the worker of a task backend (RQ or SQS) until stopped, or with --burst until idle."
+    # The RQ probe below is stricter than the system checks; skip the duplicate pass.
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--backend", default=DEFAULT_TASK_BACKEND_ALIAS, help="TASKS alias")
+        parser.add_argument(
+            "--queue", action="append", dest="queues", metavar="NAME", help="RQ queue (repeat)"
+        )
+        parser.add_argument("--burst", action="store_true", help="run what is due, then exit")
+        parser.add_argument("--max-jobs", type=positive_int, help="exit after N jobs")
+        parser.add_argument("--concurrency", type=positive_int, default=1, help="worker processes")
+
+    def handle(self, *, backend, queues, burst, max_jobs, concurrency, **options):
+        try:
+            task_backend = task_backends[backend]
+        except InvalidTaskBackend as error:
+            raise CommandError(str(error)) from None
+        if not isinstance(task_backend, QueueBackend):
+            raise CommandError(
+                f"TASKS[{backend!r}] uses {type(task_backend).__name__}, which has no worker "
+                "(set QUEUE_BACKEND=rq or sqs)."
+            )
+        try:
+            code = run_workers(
+                task_backend,
+                queues=queues,
+                burst=burst,
+                max_jobs=max_jobs,
+                concurrency=concurrency,
+            )
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
+        except unreachable_errors() as error:
+            raise CommandError(f"The queue server is unreachable or refused: {error}") from None
+        if code:
+            raise SystemExit(code)

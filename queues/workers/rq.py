@@ -1,0 +1,64 @@
+"""The RQ worker: probe the server, then RQ's SimpleWorker with our job class and the scheduler."""
+
+import logging
+
+from ..backends.base import import_dependency
+from ..backends.rq import task_job_class
+from ..execution import TaskTimer, between_jobs
+
+logger = logging.getLogger("queues.worker")
+
+
+def task_worker_class():
+    """An rq SimpleWorker that logs one line per job and closes stale DB connections between."""
+    rq_worker = import_dependency("rq.worker", "rq")
+
+    class TaskWorker(rq_worker.SimpleWorker):
+        # Tasks run in this process (no fork per job), so Django's connections are managed here.
+
+        def execute_job(self, job, queue):
+            between_jobs()
+            refusal = self._refusal(job)
+            timer = TaskTimer(job.description if refusal is None else "-", job.id)
+            try:
+                super().execute_job(job, queue)
+            finally:
+                between_jobs()
+            status = getattr(job.get_status(refresh=True), "value", None)
+            if refusal:
+                timer.log("refused", logging.ERROR, refusal)
+            elif status == "finished":
+                timer.log("succeeded")
+            else:
+                timer.log("failed" if status == "failed" else str(status), logging.ERROR)
+
+        @staticmethod
+        def _refusal(job):
+            try:
+                return job.refusal()
+            except Exception as error:  # undecodable data, a pickle: refused too
+                return f"job data cannot be read as JSON ({type(error).__name__})"
+
+    return TaskWorker
+
+
+class RQWorkerRunner:
+    """Checks the Redis is standalone, then runs an RQ worker over the backend's queues."""
+
+    def __init__(self, backend, *, queues, burst=False, max_jobs=None):
+        self.backend, self.queue_names = backend, list(queues)
+        self.burst, self.max_jobs = burst, max_jobs
+
+    def run(self):
+        connection = self.backend.connection()  # the cluster-mode probe runs before any write
+        serializers = import_dependency("rq.serializers", "rq")
+        worker = task_worker_class()(
+            self.queue_names,
+            connection=connection,
+            job_class=task_job_class(),
+            serializer=serializers.JSONSerializer,
+            default_result_ttl=self.backend.options["RESULT_TTL"],
+        )
+        logger.info("RQ worker %s on queue(s) %s", worker.name, ", ".join(self.queue_names))
+        worker.work(burst=self.burst, max_jobs=self.max_jobs, with_scheduler=True)
+        return 0

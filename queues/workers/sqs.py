@@ -1,0 +1,175 @@
+"""The SQS poller: long-polls, runs each task with a visibility heartbeat, deletes on success."""
+
+import logging
+import os
+import signal
+import socket
+import threading
+
+from django.utils import timezone
+
+from ..backends import sqs as sqs_backend
+from ..exceptions import MalformedMessage, RefusedJob
+from ..execution import TaskTimer, between_jobs, execute, load_task, new_result
+
+logger = logging.getLogger("queues.worker")
+
+
+class VisibilityHeartbeat:
+    """Keeps one message hidden while its task runs, so no other worker receives it meanwhile."""
+
+    def __init__(self, client, queue_url, receipt_handle, visibility_timeout):
+        self.client, self.queue_url, self.receipt = client, queue_url, receipt_handle
+        self.visibility_timeout = visibility_timeout
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.beat, name="sqs-visibility", daemon=True)
+
+    def extend(self):
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=self.receipt,
+                VisibilityTimeout=self.visibility_timeout,
+            )
+        except Exception:
+            logger.warning("Could not extend the visibility of a running task", exc_info=True)
+
+    def beat(self):
+        interval = max(0.5, self.visibility_timeout / 3)
+        while not self.stopped.wait(interval):
+            self.extend()
+
+    def __enter__(self):
+        self.extend()  # at once: the queue's own timeout may be shorter than the task
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join()
+
+
+class SQSWorker:
+    """Runs the tasks of one SQS backend until stopped (or, with burst, until nothing is due)."""
+
+    def __init__(self, backend, *, burst=False, max_jobs=None):
+        self.backend, self.burst, self.max_jobs = backend, burst, max_jobs
+        self.options = backend.options
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:sqs"
+        self.stop_requested = False
+        self.handled = 0
+        # Deferred tasks this worker re-sent, by id: burst waits for those already due.
+        self.deferred = {}
+
+    def request_stop(self, signum, frame):
+        if self.stop_requested:
+            logger.warning("Second stop signal: exiting without finishing the running task")
+            raise SystemExit(1)
+        logger.info("Stop requested: finishing the running task, receiving nothing new")
+        self.stop_requested = True
+
+    def install_signal_handlers(self):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self):
+        """The loop; returns the exit code (0 on a clean stop)."""
+        self.install_signal_handlers()
+        client, queue_url = self.backend.client, self.backend.queue_url
+        logger.info("SQS worker %s polling %s", self.worker_id, queue_url)
+        while not self.stop_requested and not self.reached_max_jobs():
+            wanted = self.options["MAX_MESSAGES"]
+            if self.max_jobs is not None:
+                wanted = min(wanted, self.max_jobs - self.handled)
+            answer = client.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=wanted,
+                WaitTimeSeconds=self.options["WAIT_TIME_SECONDS"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            messages = answer.get("Messages", [])
+            if not messages and self.burst and not self.deferred_task_due():
+                break
+            for position, message in enumerate(messages):
+                if self.stop_requested or self.reached_max_jobs():
+                    self.release(messages[position:])
+                    break
+                self.handle(message)
+                self.handled += 1
+                between_jobs()
+        logger.info("SQS worker %s stopped after %d message(s)", self.worker_id, self.handled)
+        return 0
+
+    def reached_max_jobs(self):
+        return self.max_jobs is not None and self.handled >= self.max_jobs
+
+    def deferred_task_due(self):
+        now = timezone.now()
+        return any(run_after <= now for run_after in self.deferred.values())
+
+    def release(self, messages):
+        """Make messages received but not started visible again at once, for other workers."""
+        for message in messages:
+            try:
+                self.backend.client.change_message_visibility(
+                    QueueUrl=self.backend.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+            except Exception:
+                logger.warning("Could not release message %s", message["MessageId"], exc_info=True)
+
+    def handle(self, message):
+        timer = TaskTimer("-", message["MessageId"])
+        receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+        try:
+            envelope = sqs_backend.decode_message(message["Body"])
+            timer.task_path, timer.job_id = envelope["task"], envelope["id"]
+            task = load_task(envelope["task"])
+        except (MalformedMessage, RefusedJob) as error:
+            # Not deleted: it reappears after the visibility timeout, and the queue's redrive
+            # policy moves it to the dead-letter queue after maxReceiveCount receives.
+            timer.log("set-aside", logging.WARNING, f"receives={receives} reason={error}")
+            return
+        self.deferred.pop(envelope["id"], None)
+        run_after = envelope["run_after"]
+        if run_after is not None and run_after > timezone.now():
+            self.defer(message, run_after)
+            timer.log("deferred", detail=f"run_after={run_after.isoformat()}")
+            return
+        result = new_result(
+            task,
+            envelope["id"],
+            envelope["args"],
+            envelope["kwargs"],
+            envelope.get("backend") or self.backend.alias,
+            enqueued_at=envelope["enqueued_at"],
+        )
+        heartbeat = VisibilityHeartbeat(
+            self.backend.client,
+            self.backend.queue_url,
+            message["ReceiptHandle"],
+            self.options["VISIBILITY_TIMEOUT"],
+        )
+        with heartbeat:
+            try:
+                execute(result, self.worker_id, sender=type(self.backend))
+            except Exception:
+                # Left in the queue: SQS redelivers it, and the DLQ takes it after maxReceiveCount.
+                logger.exception("Task %s (%s) failed", envelope["task"], envelope["id"])
+                timer.log("failed", logging.ERROR, f"receives={receives}")
+                return
+        self.delete(message)
+        timer.log("succeeded")
+
+    def defer(self, message, run_after):
+        """Re-send a message due later than SQS can delay it, then drop the received copy."""
+        self.backend.send(message["Body"], sqs_backend.delay_seconds(run_after))
+        self.delete(message)
+        self.deferred[sqs_backend.decode_message(message["Body"])["id"]] = run_after
+
+    def delete(self, message):
+        self.backend.client.delete_message(
+            QueueUrl=self.backend.queue_url, ReceiptHandle=message["ReceiptHandle"]
+        )
