@@ -1,0 +1,165 @@
+"""RQ refuses cluster-mode Redis: from the URL alone (no network) and by probing the real cluster."""
+
+import socket
+
+import pytest
+import redis
+from django.core import checks
+from django.tasks import task_backends
+
+from queues.cluster import cluster_endpoint_reason, probe_cluster_reason
+from queues.exceptions import ClusterModeRedis
+from tests import queue_tasks
+
+SERVERLESS = "rediss://casusult-jobs-x1y2z3.serverless.apne1.cache.amazonaws.com:6379"
+RQ_BACKEND = "queues.backends.rq.RQBackend"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        SERVERLESS,
+        "redis://my-valkey-abcdef.serverless.use1.cache.amazonaws.com:6379/0",
+        "rediss://cache.serverless.cnn1.cache.amazonaws.com.cn:6379",
+        "redis://casusult.abc123.clustercfg.apne1.cache.amazonaws.com:6379",
+        "redis://10.0.0.5:6379/0?cluster=true",
+        "redis+cluster://10.0.0.5:6379",
+    ],
+)
+def test_known_cluster_endpoints_are_recognised_from_the_url(url):
+    assert cluster_endpoint_reason(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://casusult.abc123.ng.0001.apne1.cache.amazonaws.com:6379",  # a non-cluster node
+        "redis://serverless.example.com:6379",
+    ],
+)
+def test_standalone_urls_pass(url):
+    assert cluster_endpoint_reason(url) is None
+
+
+def test_cluster_option_is_refused():
+    assert cluster_endpoint_reason("redis://127.0.0.1:6379/0", cluster_option=True)
+
+
+def test_serverless_hostname_fails_manage_check_without_network(manage):
+    host = SERVERLESS.split("//")[1].split(":")[0]
+    with pytest.raises(socket.gaierror):  # it does not even resolve: no network was needed
+        socket.getaddrinfo(host, 6379)
+    result = manage("check", env={"QUEUE_BACKEND": "rq", "RQ_REDIS_URL": SERVERLESS})
+    assert result.returncode != 0
+    assert "queues.E001" in result.stderr
+    assert "SQS" in result.stderr  # the hint names the way out
+
+
+def test_serverless_hostname_refused_by_runworker_before_connecting(manage):
+    result = manage("runworker", "--burst", env={"QUEUE_BACKEND": "rq", "RQ_REDIS_URL": SERVERLESS})
+    assert result.returncode != 0
+    assert "ElastiCache Serverless" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def cluster_nodes(cluster_url):
+    """Plain clients to every master of the test cluster."""
+    first = redis.Redis.from_url(cluster_url)
+    nodes = first.execute_command("CLUSTER", "NODES").decode().splitlines()
+    addresses = [line.split()[1].split("@")[0] for line in nodes]
+    return [redis.Redis(host=a.rsplit(":", 1)[0], port=int(a.rsplit(":", 1)[1])) for a in addresses]
+
+
+def rq_keys_on(nodes):
+    return [key for node in nodes for key in node.keys("rq:*")]
+
+
+@pytest.mark.cluster
+def test_live_probe_names_cluster_mode_and_passes_standalone(redis_cluster_url, settings):
+    node = redis.Redis.from_url(redis_cluster_url)
+    assert "cluster_enabled:1" in probe_cluster_reason(node)
+    assert probe_cluster_reason(redis.Redis.from_url(settings.RQ_REDIS_URL)) is None
+
+
+@pytest.mark.cluster
+def test_check_deploy_and_runworker_refuse_a_cluster_node(redis_cluster_url, manage):
+    env = {"QUEUE_BACKEND": "rq", "RQ_REDIS_URL": redis_cluster_url}
+    nodes = cluster_nodes(redis_cluster_url)
+    assert len(nodes) == 3
+
+    plain_check = manage("check", env=env)  # a plain check needs no network, and sees nothing
+    assert plain_check.returncode == 0, plain_check.stderr
+    deploy_check = manage("check", "--deploy", env=env)
+    assert deploy_check.returncode != 0
+    assert "queues.E002" in deploy_check.stderr
+    assert "cluster_enabled:1" in deploy_check.stderr
+
+    worker = manage("runworker", "--burst", env=env)
+    assert worker.returncode != 0
+    assert "CommandError: RQ cannot use the Redis at" in worker.stderr
+    assert "cluster" in worker.stderr and "QUEUE_BACKEND=sqs" in worker.stderr
+    assert "CROSSSLOT" not in worker.stderr and "Traceback" not in worker.stderr
+    assert rq_keys_on(nodes) == []
+
+
+@pytest.mark.cluster
+def test_first_rq_connection_of_a_web_process_raises_clearly(redis_cluster_url, settings):
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": redis_cluster_url}}}
+    with pytest.raises(ClusterModeRedis, match="cluster_enabled:1"):
+        queue_tasks.record_marker.enqueue("never")
+    assert rq_keys_on(cluster_nodes(redis_cluster_url)) == []
+
+
+def test_unreachable_rq_redis_fails_the_deploy_check_closed(settings):
+    settings.TASKS = {
+        "default": {
+            "BACKEND": RQ_BACKEND,
+            "OPTIONS": {"URL": "redis://127.0.0.1:1/0", "SOCKET_TIMEOUT": 1},
+        }
+    }
+    errors = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
+    assert "queues.E003" in [error.id for error in errors]
+
+
+class ProxyAnswering:
+    """A server that hides INFO and rejects multi-slot transactions, like a sharding proxy."""
+
+    def info(self, section):
+        raise redis.ResponseError("ERR unknown command 'INFO'")
+
+    def pipeline(self, transaction):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set(self, *args, **kwargs):
+        pass
+
+    def execute(self):
+        raise redis.ResponseError("CROSSSLOT Keys in request don't hash to the same slot")
+
+    def delete(self, *keys):
+        raise redis.ResponseError("CROSSSLOT Keys in request don't hash to the same slot")
+
+
+class OddAnswering(ProxyAnswering):
+    """A server whose transaction answer makes no sense: the probe fails closed."""
+
+    def execute(self):
+        return ["QUEUED?"]
+
+
+def test_probe_falls_back_to_a_two_slot_transaction_and_fails_closed():
+    assert "MULTI/EXEC" in probe_cluster_reason(ProxyAnswering())
+    assert "answered" in probe_cluster_reason(OddAnswering())
+
+
+def test_backend_check_is_registered_with_django_tasks(settings):
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": SERVERLESS}}}
+    errors = task_backends["default"].check()
+    assert [error.id for error in errors] == ["queues.E001"]
