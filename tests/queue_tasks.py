@@ -38,3 +38,11 @@ def fail_always(name):
 def not_a_task(name):
     """A plain function: the workers must refuse to call it even when a job names it."""
     markers_client().rpush(MARKERS, f"not-a-task:{name}")
+
+
+@task
+def slow_marker(name, seconds):
+    """Marks its start, sleeps, marks its end: lets a test signal a worker mid-task."""
+    markers_client().rpush(MARKERS, f"start:{name}")
+    time.sleep(seconds)
+    markers_client().rpush(MARKERS, name)

@@ -95,8 +95,8 @@ class SQSWorker:
                 if self.stop_requested or self.reached_max_jobs():
                     self.release(messages[position:])
                     break
-                self.handle(message)
-                self.handled += 1
+                if self.handle(message) != "deferred":
+                    self.handled += 1
                 between_jobs()
         logger.info("SQS worker %s stopped after %d message(s)", self.worker_id, self.handled)
         return 0
@@ -121,6 +121,7 @@ class SQSWorker:
                 logger.warning("Could not release message %s", message["MessageId"], exc_info=True)
 
     def handle(self, message):
+        """Run, defer or set aside one message; returns the outcome logged."""
         timer = TaskTimer("-", message["MessageId"])
         receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
         try:
@@ -131,13 +132,13 @@ class SQSWorker:
             # Not deleted: it reappears after the visibility timeout, and the queue's redrive
             # policy moves it to the dead-letter queue after maxReceiveCount receives.
             timer.log("set-aside", logging.WARNING, f"receives={receives} reason={error}")
-            return
+            return "set-aside"
         self.deferred.pop(envelope["id"], None)
         run_after = envelope["run_after"]
         if run_after is not None and run_after > timezone.now():
             self.defer(message, run_after)
             timer.log("deferred", detail=f"run_after={run_after.isoformat()}")
-            return
+            return "deferred"
         result = new_result(
             task,
             envelope["id"],
@@ -159,9 +160,10 @@ class SQSWorker:
                 # Left in the queue: SQS redelivers it, and the DLQ takes it after maxReceiveCount.
                 logger.exception("Task %s (%s) failed", envelope["task"], envelope["id"])
                 timer.log("failed", logging.ERROR, f"receives={receives}")
-                return
+                return "failed"
         self.delete(message)
         timer.log("succeeded")
+        return "succeeded"
 
     def defer(self, message, run_after):
         """Re-send a message due later than SQS can delay it, then drop the received copy."""

@@ -1,0 +1,279 @@
+"""The SQS backend against moto in server mode over HTTP, with a real dead-letter redrive policy."""
+
+import datetime
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from django.tasks import task_backends
+from django.utils import timezone
+
+from queues.backends import sqs as sqs_backend
+from queues.backends.base import import_dependency
+from queues.exceptions import MissingDependency, QueueConfigurationError
+from tests import queue_tasks
+from tests.conftest import PROJECT_DIR
+
+pytestmark = pytest.mark.sqs
+SQS_BACKEND = "queues.backends.sqs.SQSBackend"
+MAX_RECEIVES = 2
+
+
+@pytest.fixture
+def aws_env(monkeypatch, sqs_endpoint_url):
+    """Fake credentials and the moto endpoint, through boto3's standard variables."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def create_queue_with_dlq(client, name):
+    dlq_url = client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
+    url = client.create_queue(
+        QueueName=name,
+        Attributes={"VisibilityTimeout": "1", "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    return url, dlq_url
+
+
+@pytest.fixture
+def sqs(aws_env, settings):
+    """A fresh queue (visibility 1 s) with a DLQ after 2 receives, as TASKS['default']."""
+    client = boto3.client("sqs")
+    name = f"casusult-{uuid.uuid4().hex[:10]}"
+    url, dlq_url = create_queue_with_dlq(client, name)
+    settings.TASKS = {
+        "default": {
+            "BACKEND": SQS_BACKEND,
+            "OPTIONS": {"QUEUE_URL": url, "WAIT_TIME_SECONDS": 1, "VISIBILITY_TIMEOUT": 2},
+        }
+    }
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    yield SimpleNamespace(client=client, url=url, dlq_url=dlq_url, name=name, env=aws_env)
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+
+
+def message_count(client, url):
+    attributes = client.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def dlq_bodies(sqs):
+    answer = sqs.client.receive_message(
+        QueueUrl=sqs.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+    )
+    return sorted(message["Body"] for message in answer.get("Messages", []))
+
+
+def run_burst():
+    return task_backends["default"].make_worker(burst=True).run()
+
+
+def burst_until(predicate, attempts=8):
+    for _ in range(attempts):
+        run_burst()
+        if predicate():
+            return True
+    return predicate()
+
+
+def test_enqueued_tasks_run_and_are_deleted(sqs):
+    for name in ("a", "b", "c"):
+        queue_tasks.record_marker.enqueue(name)
+    assert run_burst() == 0
+    assert sorted(queue_tasks.markers()) == ["a", "b", "c"]
+    assert message_count(sqs.client, sqs.url) == 0
+
+
+def test_message_is_versioned_json_naming_the_task(sqs):
+    result = queue_tasks.record_marker.enqueue("json")
+    message = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)["Messages"][0]
+    body = json.loads(message["Body"])
+    assert body["v"] == 1
+    assert body["id"] == result.id
+    assert body["task"] == "tests.queue_tasks.record_marker"
+    assert (body["args"], body["kwargs"], body["run_after"]) == (["json"], {}, None)
+
+
+def test_queue_name_is_resolved_with_get_queue_url(sqs, settings):
+    settings.TASKS = {
+        "default": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_NAME": sqs.name}},
+    }
+    assert task_backends["default"].queue_url == sqs.url
+
+
+def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
+    good = {"v": 1, "id": "x", "args": [], "kwargs": {}}
+    bad_bodies = sorted(
+        [
+            "this is not json",
+            json.dumps({**good, "v": 2, "task": "tests.queue_tasks.record_marker"}),
+            json.dumps({**good, "task": "os.system", "args": ["touch /tmp/never"]}),
+            json.dumps({**good, "task": "tests.queue_tasks.not_a_task", "args": ["bad"]}),
+            json.dumps({**good, "task": "tests.queue_tasks.no_such_task"}),
+        ]
+    )
+    for body in bad_bodies[:3]:
+        sqs.client.send_message(QueueUrl=sqs.url, MessageBody=body)
+    queue_tasks.record_marker.enqueue("good-1")
+    for body in bad_bodies[3:]:
+        sqs.client.send_message(QueueUrl=sqs.url, MessageBody=body)
+    queue_tasks.record_marker.enqueue("good-2")
+
+    with caplog.at_level(logging.WARNING, logger="queues.worker"):
+        assert burst_until(lambda: len(dlq_bodies(sqs)) == len(bad_bodies))
+
+    assert dlq_bodies(sqs) == bad_bodies
+    assert sorted(queue_tasks.markers()) == ["good-1", "good-2"]
+    assert message_count(sqs.client, sqs.url) == 0
+    set_aside = [r for r in caplog.records if "outcome=set-aside" in r.getMessage()]
+    assert len(set_aside) == len(bad_bodies) * MAX_RECEIVES
+
+
+def test_failing_task_is_redelivered_then_dead_lettered(sqs):
+    queue_tasks.fail_always.enqueue("x")
+    run_burst()
+    assert queue_tasks.markers() == ["failed:x"]
+    assert message_count(sqs.client, sqs.url) == 1  # not deleted: left for redelivery
+    assert burst_until(lambda: len(dlq_bodies(sqs)) == 1)
+    assert queue_tasks.markers() == ["failed:x"] * MAX_RECEIVES
+
+
+def test_run_after_beyond_the_sqs_cap_is_resent_until_due(sqs, monkeypatch, caplog):
+    monkeypatch.setattr(sqs_backend, "MAX_DELAY_SECONDS", 1)  # stands in for SQS's 900 s
+    due = timezone.now() + datetime.timedelta(seconds=3.5)
+    queue_tasks.record_marker.using(run_after=due).enqueue("late")
+
+    run_burst()  # nothing is due: burst returns at once without running it
+    assert queue_tasks.markers() == []
+
+    worker = task_backends["default"].make_worker(max_jobs=1)
+    thread = threading.Thread(target=worker.run)
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        thread.start()
+        time.sleep(max(0, (due - timezone.now()).total_seconds()) - 0.5)
+        assert queue_tasks.markers() == []
+        thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert queue_tasks.markers() == ["late"]
+    assert timezone.now() >= due
+    deferrals = [r for r in caplog.records if "outcome=deferred" in r.getMessage()]
+    assert len(deferrals) >= 2  # 1 s hops: re-sent until due
+    assert message_count(sqs.client, sqs.url) == 0
+
+
+def test_delay_seconds_never_exceeds_the_cap():
+    now = timezone.now()
+    assert sqs_backend.delay_seconds(now + datetime.timedelta(hours=2), now) == 900
+    assert sqs_backend.delay_seconds(now + datetime.timedelta(seconds=10.2), now) == 11
+    assert sqs_backend.delay_seconds(now - datetime.timedelta(seconds=5), now) == 0
+
+
+def test_visibility_is_extended_while_a_task_runs(sqs):
+    queue_tasks.slow_marker.enqueue("slow", 3)  # 3 s against a queue visibility of 1 s
+    thread = threading.Thread(target=run_burst)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while "start:slow" not in queue_tasks.markers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while thread.is_alive():
+        stolen = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=0)
+        assert "Messages" not in stolen, "another consumer received the running task's message"
+        time.sleep(0.3)
+    thread.join()
+    assert queue_tasks.markers() == ["start:slow", "slow"]
+    assert message_count(sqs.client, sqs.url) == 0
+
+
+def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
+    queue_tasks.slow_marker.enqueue("one", 2)
+    queue_tasks.slow_marker.enqueue("two", 2)
+    env = {
+        **os.environ,
+        **sqs.env,
+        "DJANGO_SETTINGS_MODULE": "settings.test",
+        "QUEUE_BACKEND": "sqs",
+        "SQS_QUEUE_URL": sqs.url,
+        "SQS_WAIT_TIME_SECONDS": "1",
+        "SQS_VISIBILITY_TIMEOUT": "5",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runworker"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not queue_tasks.markers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 0, stderr
+    started = queue_tasks.markers()
+    assert len(started) == 2, stderr  # the running task finished; the other never started
+    name = started[0].removeprefix("start:")
+    assert started == [f"start:{name}", name]
+    assert "outcome=succeeded" in stderr
+    # The other message was released for other workers, not deleted and not kept hidden.
+    left = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(left[0]["Body"])["args"][0] != name
+
+
+def test_missing_queue_fails_start_up_naming_the_variable(manage):
+    result = manage("check", env={"QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": None})
+    assert result.returncode != 0
+    assert "SQS_QUEUE_URL" in result.stderr and "SQS_QUEUE_NAME" in result.stderr
+
+
+def test_bad_options_name_the_alias(settings):
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "WAIT": 1}}}
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*WAIT"):
+        task_backends["jobs"]
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {}}}
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*QUEUE_URL or QUEUE_NAME"):
+        task_backends["jobs"]
+    settings.TASKS = {
+        "jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}}
+    }
+    with pytest.raises(QueueConfigurationError, match="WAIT_TIME_SECONDS"):
+        task_backends["jobs"]
+
+
+def test_missing_sdk_names_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    with pytest.raises(MissingDependency, match="'boto3'"):
+        import_dependency("boto3", "boto3")
+
+
+def test_queue_option_is_rejected_for_sqs(sqs):
+    with pytest.raises(QueueConfigurationError, match="--queue"):
+        task_backends["default"].make_worker(queues=["other"])
