@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class CasusultConfig(AppConfig):
     name = "casusult"
     verbose_name = "Casusult"
+
+    def ready(self):
+        from . import metrics
+
+        metrics.connect_signals()

@@ -1,11 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from . import views
+from . import health, views
 
 urlpatterns = [
     path("", views.timeline, name="timeline"),
     path("api/timeline/", views.timeline_api, name="timeline-api"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    # casusult.health.ProbeMiddleware answers these first (any Host, plain HTTP); the routes keep
+    # them reversible and documented in one place.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
 ]

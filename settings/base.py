@@ -1,5 +1,6 @@
 """Settings shared by every environment; each value comes from the environment (12-factor)."""
 
+import warnings
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -25,7 +26,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: load balancers probe by IP over plain HTTP, before host validation and HTTPS redirects.
+    "casusult.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app server itself (collectstatic); no separate web server needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -71,6 +76,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Dev and tests run without collectstatic; whitenoise's warning about the missing STATIC_ROOT is
+# expected there (prod builds it; casusult/loadtest.py and make serve run collectstatic).
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The impression buffer (and, unless RQ_REDIS_URL says otherwise, the RQ queue).
@@ -123,11 +131,17 @@ RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", REDIS_URL)
 TASKS = task_settings("immediate", RQ_REDIS_URL)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# plain for people, json (one object per line, casusult.jsonlog) for log pipelines; prod: json.
+LOG_FORMATS = {"plain", "json"}
+LOG_FORMAT = env_choice("LOG_FORMAT", LOG_FORMATS, "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "casusult.jsonlog.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

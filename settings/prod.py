@@ -1,11 +1,24 @@
 """Production: every secret from the environment, no defaults for them, HTTPS everywhere."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
-from .env import env_bool, env_database, env_int, env_str
+from .base import BASE_DIR, LOG_FORMATS, LOGGING, RQ_REDIS_URL, task_settings
+from .env import UNSET, env_bool, env_choice, env_database, env_int, env_list, env_str
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
+# Django's check --deploy only warns (security.W009); a guessable key must not even start.
+if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
+    raise ImproperlyConfigured(
+        "The environment variable SECRET_KEY must be a long random value (50+ characters, e.g."
+        " python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+    )
 DATABASES = {"default": env_database("DATABASE_URL")}
+# No localhost default: the site's real host names, or every request is refused (400).
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+# No in-process default: the flush must run on a worker (rq or sqs), never inside a request.
+TASKS = task_settings(UNSET, RQ_REDIS_URL)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
@@ -14,3 +27,16 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
+
+# Hashed, pre-compressed static files served by whitenoise; run collectstatic at build time.
+STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LOG_FORMAT = env_choice("LOG_FORMAT", LOG_FORMATS, "json")
+LOGGING = {
+    **LOGGING,
+    "handlers": {"console": {**LOGGING["handlers"]["console"], "formatter": LOG_FORMAT}},
+}

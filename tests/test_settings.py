@@ -31,7 +31,7 @@ def test_prod_names_missing_database_url(manage):
         "check",
         env={
             "DJANGO_SETTINGS_MODULE": "settings.prod",
-            "SECRET_KEY": "x" * 60,
+            "SECRET_KEY": "prod-like-" + "abcdefghij" * 5,  # passes the length/variety rule
             "DATABASE_URL": None,
         },
     )

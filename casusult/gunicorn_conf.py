@@ -1,0 +1,63 @@
+"""gunicorn settings, from the environment: `gunicorn -c python:casusult.gunicorn_conf casusult.wsgi`.
+
+Loaded by gunicorn's master before any worker imports Django, which is what lets it prepare the
+Prometheus multi-process directory that every worker then inherits.
+"""
+
+import glob
+import os
+import tempfile
+
+from settings.env import env_bool, env_choice, env_int, env_str
+
+bind = env_str("GUNICORN_BIND", "0.0.0.0:8000")
+# Threads let one process wait on PostgreSQL and Redis for several requests at once; processes
+# use the cores. 2 x cores + 1 processes is gunicorn's own rule of thumb.
+workers = env_int("GUNICORN_WORKERS", 2 * (os.cpu_count() or 1) + 1, minimum=1)
+threads = env_int("GUNICORN_THREADS", 4, minimum=1)
+worker_class = "gthread"
+# A flush never runs in a request, so a slow request is a bug: kill it after this long.
+timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
+# Longer than the load balancer's idle timeout (ALB: 60 s), or it sees resets (502s).
+keepalive = env_int("GUNICORN_KEEPALIVE", 75, minimum=0)
+max_requests = env_int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
+accesslog = "-" if env_bool("GUNICORN_ACCESS_LOG", False) else None
+errorlog = "-"
+loglevel = env_str("LOG_LEVEL", "INFO").lower()
+# Django decides what is HTTPS (SECURE_PROXY_SSL_HEADER); trust the balancer's header here too.
+forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "*")
+# The ECS/Kubernetes-friendly default: no disk writes for the heartbeat files.
+worker_tmp_dir = env_str("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else "")
+worker_tmp_dir = worker_tmp_dir or None  # empty: gunicorn's default (the system temp dir)
+
+if env_choice("LOG_FORMAT", {"plain", "json"}, "plain") == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "casusult.jsonlog.JsonFormatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }  # fmt: skip
+
+# Every worker process writes its metrics here; /metrics sums them (casusult/metrics.py).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="casusult-prometheus-")
+
+
+def on_starting(server):
+    """Start from zero: files of a previous run would be summed in as if alive."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,184 @@
+"""Prometheus metrics: their definitions, the receivers that feed them, and the /metrics view.
+
+Processes: gunicorn runs several worker processes, each counting on its own. With
+PROMETHEUS_MULTIPROC_DIR set (casusult/gunicorn_conf.py sets it for the web server) every process
+writes its samples to files in that directory and /metrics sums them over the processes of this
+host, dead ones included. Without it (runserver, runworker, tests) /metrics shows this process.
+Prometheus scrapes each task or pod and sums over them; nothing here needs Redis to count, so
+the "dropped while Redis was down" counter keeps working during the outage it measures.
+
+Pending counts are different: they live in Redis, shared by every process, so they are read from
+Redis at scrape time rather than counted.
+"""
+
+import logging
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
+
+# Record path (per served timeline page).
+impressions_recorded = Counter(
+    "impressions_recorded", "Impressions counted into the Redis buffer (new for their viewer)."
+)
+impressions_deduplicated = Counter(
+    "impressions_deduplicated",
+    "Served impressions not counted: same viewer and post inside the de-duplication window.",
+)
+impressions_dropped = Counter(
+    "impressions_dropped", "Served impressions lost because Redis was down or too slow."
+)
+
+# Flush (worker task or flush_impressions command).
+flushes = Counter("impressions_flushes", "Flushes run, by outcome.", ["outcome"])
+flush_duration = Histogram(
+    "impressions_flush_duration_seconds",
+    "Time one flush took, by outcome.",
+    ["outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+impressions_flushed = Counter(
+    "impressions_flushed", "Impressions applied to the database by flushes."
+)
+
+# Task workers (any django.tasks backend, fed by the task_started/task_finished signals).
+tasks_processed = Counter(
+    "tasks_processed", "django.tasks tasks run, by backend alias, task and outcome.",
+    ["backend", "task", "outcome"],
+)  # fmt: skip
+task_duration = Histogram(
+    "task_duration_seconds", "Time a task ran, by backend alias and task.", ["backend", "task"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)  # fmt: skip
+tasks_running = Gauge(
+    "tasks_running", "Tasks running right now, by backend alias.", ["backend"],
+    multiprocess_mode="livesum",
+)  # fmt: skip
+sqs_receive_errors = Counter(
+    "sqs_receive_errors", "SQS ReceiveMessage calls that failed, by error.", ["error"]
+)
+
+
+def observe_record(served, counted, lost):
+    """One timeline request's record call: `served` posts, `counted` new, `lost` to Redis failure."""
+    if lost:
+        impressions_dropped.inc(lost)
+        return
+    impressions_recorded.inc(counted)
+    impressions_deduplicated.inc(max(0, served - counted))
+
+
+def observe_flush(outcome, duration, applied=0):
+    flushes.labels(outcome).inc()
+    flush_duration.labels(outcome).observe(duration)
+    if applied:
+        impressions_flushed.inc(applied)
+
+
+def observe_sqs_receive_error(error):
+    sqs_receive_errors.labels(type(error).__name__).inc()
+
+
+# django.tasks signals: no backend needs to know about metrics.
+
+
+def on_task_started(sender, task_result, **kwargs):
+    tasks_running.labels(task_result.backend).inc()
+
+
+def on_task_finished(sender, task_result, **kwargs):
+    backend, task = task_result.backend, task_result.task.module_path
+    tasks_running.labels(backend).dec()
+    tasks_processed.labels(backend, task, str(task_result.status).lower()).inc()
+    if task_result.started_at and task_result.finished_at:
+        seconds = (task_result.finished_at - task_result.started_at).total_seconds()
+        task_duration.labels(backend, task).observe(seconds)
+
+
+def connect_signals():
+    from django.tasks.signals import task_finished, task_started
+
+    task_started.connect(on_task_started, dispatch_uid="casusult-metrics-task-started")
+    task_finished.connect(on_task_finished, dispatch_uid="casusult-metrics-task-finished")
+
+
+class PendingCollector:
+    """Pending impressions and posts in the Redis buffer, read at scrape time (one pipeline)."""
+
+    def collect(self):
+        up = GaugeMetricFamily("impressions_buffer_up", "1 when the Redis buffer answered.")
+        try:
+            posts, impressions = pending_totals()
+        except Exception as error:
+            logger.info("metrics: pending counts unavailable (%s)", type(error).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield GaugeMetricFamily(
+            "impressions_pending", "Impressions in Redis not yet flushed.", value=impressions
+        )
+        yield GaugeMetricFamily(
+            "impressions_pending_posts", "Posts with impressions not yet flushed.", value=posts
+        )
+
+
+# Sums one pending hash inside Redis: one reply per shard instead of every field.
+SUM_PENDING = """
+local total = 0
+for _, value in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(value) end
+return {redis.call('HLEN', KEYS[1]), total}
+"""
+
+
+def pending_totals():
+    """(posts, impressions) pending in the buffer, over every shard."""
+    from impressions import keys
+    from impressions.conf import conf
+    from impressions.recorder import get_client
+
+    client = get_client(0.5)
+    pipe = client.pipeline(transaction=False)
+    for shard in range(conf.SHARDS):
+        pipe.eval(SUM_PENDING, 1, keys.pending_key(shard))
+    posts = impressions = 0
+    for shard_posts, shard_impressions in pipe.execute():
+        posts += int(shard_posts)
+        impressions += int(shard_impressions)
+    return posts, impressions
+
+
+_pending_registry = CollectorRegistry()
+_pending_registry.register(PendingCollector())
+
+
+def is_multiprocess():
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def render_metrics():
+    """The Prometheus text exposition of every metric (all processes of this host if set up)."""
+    if is_multiprocess():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry) + generate_latest(_pending_registry)
+
+
+def metrics_view(request):
+    from django.http import HttpResponse
+
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
