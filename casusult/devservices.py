@@ -33,10 +33,18 @@ def is_listening(host, port, timeout=0.5):
         return False
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(maximum=65535):
+    """A free loopback port no higher than `maximum`."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port <= maximum:
+            return port
+
+
+# A cluster node also listens on its port + 10000 (the cluster bus), so its port must leave room.
+CLUSTER_PORT_MAX = 65535 - 10000
 
 
 def wait_until(predicate, timeout, what):
@@ -142,7 +150,7 @@ class RedisClusterProcess:
     """A real 3-master Redis Cluster on free loopback ports, for tests and benchmarks."""
 
     def __init__(self, nodes=3):
-        self.ports = [free_port() for _ in range(nodes)]
+        self.ports = [free_port(CLUSTER_PORT_MAX) for _ in range(nodes)]
         self.workdir = Path(tempfile.mkdtemp(prefix="casusult-cluster-"))
         self.processes = []
 
@@ -151,6 +159,13 @@ class RedisClusterProcess:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self):
+        try:
+            return self._start()
+        except ServiceUnavailable:
+            self.stop()  # do not leave the nodes that did start running
+            raise
+
+    def _start(self):
         for port in self.ports:
             node_dir = self.workdir / str(port)
             self.processes.append(
