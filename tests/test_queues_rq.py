@@ -214,3 +214,12 @@ def test_sigterm_mid_task_finishes_it_and_exits_zero(rq_url):
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert queue_tasks.markers() == ["slow"]
+
+
+def test_runworker_concurrency_runs_several_worker_processes(rq_url, manage):
+    for name in ("a", "b", "c", "d"):
+        queue_tasks.slow_marker.enqueue(name, 0.5)
+    result = manage("runworker", "--burst", "--concurrency", "2", env=worker_env(rq_url))
+    assert result.returncode == 0, result.stderr
+    assert sorted(m for m in queue_tasks.markers() if ":" not in m) == ["a", "b", "c", "d"]
+    assert "All 2 workers stopped" in result.stderr
