@@ -52,15 +52,13 @@ class LossCounter:
 
 lost = LossCounter()
 
-_scripts = {}
-
 
 def script(client, name):
     """The registered Script for this client (EVALSHA, loading the script on NOSCRIPT)."""
-    cache_key = (id(client), name)
-    if cache_key not in _scripts:
-        _scripts[cache_key] = client.register_script(getattr(scripts, name))
-    return _scripts[cache_key]
+    registered = client.__dict__.setdefault("_impressions_scripts", {})
+    if name not in registered:
+        registered[name] = client.register_script(getattr(scripts, name))
+    return registered[name]
 
 
 def record_impressions(viewer_key, post_ids, *, now=None):
@@ -72,13 +70,17 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     unreported = lost.take_unreported()
     try:
         client = get_client()
-        counted, newly_armed = script(client, "RECORD")(
-            keys=[
-                keys.seen_key(shard, viewer_key),
-                keys.pending_key(shard),
-                keys.armed_key(shard),
-                keys.lost_key(shard),
-            ],
+        script_keys = [
+            keys.seen_key(shard, viewer_key),
+            keys.pending_key(shard),
+            keys.armed_key(shard),
+            keys.lost_key(shard),
+        ]
+        if not is_cluster(client):
+            # One server: take the schedule guard in the same round trip.
+            script_keys.append(keys.guard_key())
+        counted, newly_armed, guard_taken = script(client, "RECORD")(
+            keys=script_keys,
             args=[
                 "" if now is None else now,
                 conf.DEDUP_WINDOW,
@@ -100,11 +102,17 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         return RecordResult(0, len(post_ids), False)
     lost.reported(unreported)
     scheduled = False
-    if newly_armed:
+    if newly_armed and guard_taken != 0:
         from .schedule import arm_flush
 
-        scheduled = arm_flush(client, shard)
+        scheduled = arm_flush(client, shard, guard_taken=guard_taken == 1)
     return RecordResult(int(counted), 0, scheduled)
+
+
+def is_cluster(client):
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def pending_counts(post_ids):
@@ -124,7 +132,8 @@ def pending_status(post_ids):
     pipe = client.pipeline(transaction=False)
     for shard in range(conf.SHARDS):
         # EVAL, not EVALSHA: a pipeline cannot load a missing script half-way; this is admin-only.
-        pipe.eval(
+        pipe.execute_command(
+            "EVAL",
             scripts.PENDING,
             3,
             keys.pending_key(shard),

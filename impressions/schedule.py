@@ -11,14 +11,14 @@ from .conf import conf
 logger = logging.getLogger(__name__)
 
 
-def arm_flush(client, shard):
-    """Take the schedule guard and enqueue the delayed flush; True when this call scheduled it.
+def arm_flush(client, shard, guard_taken=False):
+    """Take the schedule guard (unless the record script did) and enqueue the delayed flush.
 
-    Called when a shard was newly armed. If another caller holds the guard, its flush has not
-    started yet, so it will snapshot this shard too.
+    Called when a shard was newly armed; True when this call scheduled the flush. If another
+    caller holds the guard, its flush has not started yet, so it will snapshot this shard too.
     """
     try:
-        if not client.set(keys.guard_key(), "1", nx=True, ex=conf.GUARD_TTL):
+        if not guard_taken and not client.set(keys.guard_key(), "1", nx=True, ex=conf.GUARD_TTL):
             return False
     except Exception:
         # The shard stays armed until its TTL lapses; then the next request tries again.

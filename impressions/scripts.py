@@ -1,7 +1,8 @@
 """Lua scripts: each runs atomically on one slot, so one round trip does the whole step."""
 
-# KEYS: seen, pending, armed, lost.  ARGV: now ('' = server time), window, guard ttl,
-# lost impressions to report, post ids...  Returns {counted, newly armed (0/1)}.
+# KEYS: seen, pending, armed, lost[, guard].  ARGV: now ('' = server time), window, guard ttl,
+# lost impressions to report, post ids...  Returns {counted, newly armed, guard taken}; guard
+# taken is -1 when no guard key was passed (a cluster: the guard lives in another slot).
 RECORD = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -23,13 +24,18 @@ for i = 5, #ARGV do
     counted = counted + 1
   end
 end
-local armed = 0
+local armed, guard = 0, -1
 if counted > 0 then
   -- The newest entry is the last to lapse, so the key may go when it does.
   if window > 0 then redis.call('EXPIRE', KEYS[1], math.ceil(window)) end
-  if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then armed = 1 end
+  if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
+    armed = 1
+    if KEYS[5] then
+      guard = redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
+    end
+  end
 end
-return {counted, armed}
+return {counted, armed, guard}
 """
 
 # KEYS: pending, snapshot, snapshots index, armed.  ARGV: flush id.  Returns posts snapshotted.

@@ -1,0 +1,171 @@
+"""Recording: exact de-duplicated counts, one round trip, on standalone Redis and the Cluster."""
+# ruff: noqa: F811 (pytest fixtures imported from test_impressions_support are parameters here)
+
+import random
+import time
+
+import pytest
+from django.test import override_settings
+from redis.connection import Connection
+
+from casusult.models import Post
+from impressions import keys
+from impressions.flush import flush_pending
+from impressions.recorder import get_client, pending_counts, record_impressions
+
+from .factories import make_posts, make_user
+from .test_impressions_support import (  # noqa: F401 (fixtures)
+    buffer,
+    cluster_buffer,
+    standalone_buffer,
+)
+
+pytestmark = pytest.mark.django_db
+
+# (time, viewer, posts served); the window is 300 s.
+SCRIPT = [
+    (0, "u:1", [1, 2, 3]),  # first view: 3
+    (10, "u:1", [1, 2, 3]),  # reload inside the window: nothing
+    (10, "u:2", [1, 2]),  # another viewer: 2
+    (100, "s:anon-a", [1]),  # an anonymous viewer: 1
+    (299, "u:1", [1, 4]),  # post 4 is new to u:1, post 1 is still inside the window
+    (300, "u:1", [1, 2, 3]),  # exactly one window after the first count: all count again
+    (301, "u:1", [4]),  # counted at 299: nothing
+    (600, "u:2", [1, 2, 1]),  # the same post twice on one page counts once
+    (601, "s:anon-a", [1, 5]),  # anonymous again after the window, plus a new post
+]
+EXPECTED = {1: 6, 2: 4, 3: 2, 4: 1, 5: 1}
+
+
+def index_posts(count):
+    """Real posts; returns {script number: post id}."""
+    return {number: post.id for number, post in enumerate(make_posts(count), start=1)}
+
+
+def test_scripted_views_count_exactly_then_flush_exactly(buffer):
+    ids = index_posts(5)
+    for now, viewer, posts in SCRIPT:
+        record_impressions(viewer, [ids[p] for p in posts], now=now)
+    assert pending_counts(ids.values()) == {ids[p]: n for p, n in EXPECTED.items()}
+
+    report = flush_pending()
+
+    assert report.impressions_applied == sum(EXPECTED.values())
+    stored = dict(Post.objects.values_list("id", "impressions"))
+    assert {p: stored[ids[p]] for p in EXPECTED} == EXPECTED
+    assert pending_counts(ids.values()) == dict.fromkeys(ids.values(), 0)
+
+
+def test_random_mix_matches_a_reference_model(buffer):
+    """Many viewers over every shard, reloads in and out of the window, against a simple model."""
+    rng = random.Random(20251128)
+    ids = list(index_posts(40).values())
+    viewers = [f"u:{n}" for n in range(60)] + [f"s:session{n}" for n in range(40)]
+    last_counted, expected, now = {}, dict.fromkeys(ids, 0), 0.0
+    for _ in range(1500):
+        now += rng.choice([0, 0.5, 3, 40, 150])
+        viewer = rng.choice(viewers)
+        page = rng.sample(ids, rng.randint(1, 8))
+        record_impressions(viewer, page, now=now)
+        for post in set(page):
+            if now - last_counted.get((viewer, post), -1e9) >= 300:
+                last_counted[viewer, post] = now
+                expected[post] += 1
+    assert pending_counts(ids) == expected
+    flush_pending()
+    assert dict(Post.objects.values_list("id", "impressions")) == expected
+    assert sum(expected.values()) > 1000  # the mix really exercised counting
+
+
+def test_every_dedup_key_expires(buffer):
+    for viewer in range(50):
+        record_impressions(f"u:{viewer}", [1, 2, 3])
+    client = get_client()
+    seen = [key for shard in range(16) for key in scan_all(client, f"{keys.tag(shard)}:seen:*")]
+    assert len(seen) == 50
+    assert all(0 < client.ttl(key) <= 300 for key in seen)
+
+
+def scan_all(client, pattern):
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        return list(client.scan_iter(match=pattern, target_nodes=RedisCluster.PRIMARIES))
+    return list(client.scan_iter(match=pattern))
+
+
+def test_one_round_trip_per_request_even_when_it_schedules_the_flush(
+    standalone_buffer, monkeypatch
+):
+    record_impressions("u:warm-up", [1])  # loads the script once per server
+    standalone_buffer.delete(keys.guard_key(), *(keys.armed_key(s) for s in range(16)))
+    sent = []
+    original = Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    result = record_impressions("u:42", list(range(1, 21)))
+    assert result.counted == 20
+    assert result.scheduled
+    assert len(sent) == 1
+
+
+def test_a_viewer_stays_in_one_slot_and_viewers_spread_over_nodes(cluster_buffer):
+    client = cluster_buffer
+    nodes = set()
+    for viewer in range(40):
+        shard = keys.shard_of(f"u:{viewer}")
+        slot = client.keyslot(keys.seen_key(shard, f"u:{viewer}"))
+        assert slot == client.keyslot(keys.pending_key(shard))
+        nodes.add(client.get_node_from_key(keys.pending_key(shard)).name)
+    assert len(nodes) == 3
+
+
+# The views: the HTML timeline and the JSON API record exactly the posts they serve.
+
+
+def served_ids(response):
+    return [item["id"] for item in response.json()["results"]]
+
+
+def test_api_counts_served_posts_once_per_anonymous_visitor(client, standalone_buffer):
+    make_posts(25)
+    first = client.get("/api/timeline/")
+    assert first.status_code == 200
+    page_one = served_ids(first)
+    client.get("/api/timeline/")  # reload inside the window
+    assert set(pending_counts(page_one).values()) == {1}
+    other = Post.objects.exclude(id__in=page_one).values_list("id", flat=True)
+    assert set(pending_counts(other).values()) == {0}  # page 2 was never served
+
+
+def test_html_timeline_counts_and_a_logged_in_user_is_another_viewer(client, standalone_buffer):
+    posts = make_posts(3)
+    ids = [p.id for p in posts]
+    client.get("/")
+    make_user("bob")
+    client.login(username="bob", password="pw-for-tests")
+    client.get("/")
+    client.get("/")
+    assert pending_counts(ids) == dict.fromkeys(ids, 2)
+
+
+@override_settings(IMPRESSIONS_COUNT_ANONYMOUS=False)
+def test_anonymous_counting_can_be_turned_off(client, standalone_buffer):
+    ids = [p.id for p in make_posts(3)]
+    assert client.get("/api/timeline/").status_code == 200
+    assert pending_counts(ids) == dict.fromkeys(ids, 0)
+    assert "sessionid" not in client.cookies
+
+
+@override_settings(IMPRESSIONS_DEDUP_WINDOW=1)
+def test_a_reload_after_the_window_counts_again(client, standalone_buffer):
+    ids = [p.id for p in make_posts(2)]
+    client.get("/api/timeline/")
+    client.get("/api/timeline/")
+    time.sleep(1.05)
+    client.get("/api/timeline/")
+    assert pending_counts(ids) == dict.fromkeys(ids, 2)
