@@ -1,0 +1,71 @@
+"""manage.py sqs_setup: create the SQS queue and its dead-letter queue (idempotent)."""
+
+import argparse
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from queues.sqs_setup import configured_queue_name, setup_queues, sqs_client
+
+
+def whole_number(value):
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the SQS queue and its dead-letter queue with a redrive policy, or set those"
+        " attributes again when they exist. Uses boto3's standard configuration"
+        " (AWS_ENDPOINT_URL_SQS, AWS_DEFAULT_REGION, the credentials chain)."
+    )
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--queue-name", help="default: the SQS backend's queue (SQS_QUEUE_NAME/SQS_QUEUE_URL)"
+        )
+        parser.add_argument("--dlq-name", help="default: <queue name>-dlq")
+        parser.add_argument(
+            "--max-receive-count",
+            type=whole_number,
+            default=5,
+            help="receives before a message moves to the DLQ (default 5)",
+        )
+        parser.add_argument(
+            "--visibility-timeout",
+            type=whole_number,
+            default=60,
+            help="seconds a received message stays hidden (default 60; the worker extends it)",
+        )
+
+    def handle(self, *, queue_name, dlq_name, max_receive_count, visibility_timeout, **options):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        queue_name = queue_name or configured_queue_name()
+        if not queue_name:
+            raise CommandError(
+                "No queue name: pass --queue-name or set SQS_QUEUE_NAME (or SQS_QUEUE_URL)."
+            )
+        try:
+            queue, dlq = setup_queues(
+                sqs_client(),
+                queue_name,
+                dlq_name=dlq_name,
+                max_receive_count=max_receive_count,
+                visibility_timeout=visibility_timeout,
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        except (BotoCoreError, ClientError) as error:
+            raise CommandError(f"SQS refused or is unreachable: {error}") from None
+        self.stdout.write(dlq.describe("dead-letter queue"))
+        self.stdout.write(queue.describe("queue"))
+        redrive = json.loads(queue.attributes["RedrivePolicy"])
+        self.stdout.write(
+            f"  redrive: after {redrive['maxReceiveCount']} receives to {dlq.name};"
+            f" visibility timeout {queue.attributes['VisibilityTimeout']} s"
+        )
+        self.stdout.write(f"SQS_QUEUE_URL={queue.url}")

@@ -1,0 +1,88 @@
+"""Create (or bring up to date) an SQS queue and its dead-letter queue with a redrive policy.
+
+Idempotent: a queue that exists gets the wanted attributes set again instead of CreateQueue's
+"already exists with different attributes" error, so changing --max-receive-count and running it
+again converges. The reference for production, and the set-up for local SQS-protocol servers.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+# Longest retention SQS allows: a message that reached the DLQ is kept 14 days for a person.
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+# The worker long-polls anyway; this makes every other consumer (the console, scripts) do so too.
+RECEIVE_WAIT_SECONDS = 20
+
+
+@dataclass
+class QueueState:
+    name: str
+    url: str
+    arn: str
+    created: bool
+    attributes: dict = field(default_factory=dict)
+
+    def describe(self, role):
+        action = "created" if self.created else "exists, attributes set"
+        return f"{role} {self.name}: {action}\n  url: {self.url}\n  arn: {self.arn}"
+
+
+def sqs_client():
+    """The SQS client of the configured SQS task backend, or one from boto3's standard config."""
+    from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    if type(backend).__name__ == "SQSBackend":
+        return backend.client
+    from .backends.base import import_dependency
+
+    return import_dependency("boto3", "boto3").client("sqs")
+
+
+def configured_queue_name():
+    """The queue name the SQS backend is configured with (QUEUE_NAME, or QUEUE_URL's last part)."""
+    from django.conf import settings
+
+    options = settings.TASKS.get("default", {}).get("OPTIONS", {})
+    name = options.get("QUEUE_NAME") or (options.get("QUEUE_URL") or "").rstrip("/")
+    return name.rsplit("/", 1)[-1] if name else None
+
+
+def ensure_queue(client, name, attributes):
+    """Create queue `name` with `attributes`, or set them on it when it exists; a QueueState."""
+    errors = client.exceptions
+    try:
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+    except errors.QueueDoesNotExist:
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        created = True
+    else:
+        client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        created = False
+    current = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return QueueState(name, url, current["QueueArn"], created, current)
+
+
+def setup_queues(client, queue_name, *, dlq_name=None, max_receive_count=5, visibility_timeout=60):
+    """Ensure the DLQ, then the queue with a redrive policy to it; returns (queue, dlq) states."""
+    if queue_name.endswith(".fifo"):
+        raise ValueError("FIFO queues are not supported: the SQS backend sends standard messages.")
+    if not 1 <= max_receive_count <= 1000:
+        raise ValueError("max receive count must be between 1 and 1000 (SQS's limit).")
+    if not 0 <= visibility_timeout <= 43200:
+        raise ValueError("visibility timeout must be between 0 and 43200 seconds (SQS's limit).")
+    dlq_name = dlq_name or f"{queue_name}-dlq"
+    if dlq_name == queue_name:
+        raise ValueError("the dead-letter queue must be another queue than the queue itself.")
+    dlq = ensure_queue(client, dlq_name, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})
+    redrive = {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": str(max_receive_count)}
+    queue = ensure_queue(
+        client,
+        queue_name,
+        {
+            "VisibilityTimeout": str(visibility_timeout),
+            "ReceiveMessageWaitTimeSeconds": str(RECEIVE_WAIT_SECONDS),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )
+    return queue, dlq
