@@ -31,7 +31,7 @@ run: migrate
 	@$(PY) manage.py ensure_admin
 	@echo "Timeline: http://$(HOST):$(PORT)/   API: http://$(HOST):$(PORT)/api/timeline/   Admin: http://$(HOST):$(PORT)/admin/"
 	@echo "Ctrl-C stops everything."
-	@$(PY) -m casusult.devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)"
+	@$(PY) -m casusult.devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" "$(PY) manage.py runworker"
 
 test: DJANGO_SETTINGS_MODULE = settings.test
 test: venv
