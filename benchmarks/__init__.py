@@ -1,0 +1,1 @@
+"""Side-by-side measurements of the impressions record path and flush (make bench)."""

@@ -1,0 +1,108 @@
+"""python -m benchmarks: every benchmark in one go, tables printed and written to results/."""
+
+import argparse
+import os
+import shlex
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ALL = ("record", "flush", "e2e", "memory")
+
+
+def sizes(text):
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of sizes"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive whole numbers")
+    return values
+
+
+def positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def benchmarks(text):
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(chosen) - set(ALL))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown benchmark(s) {unknown}; choose from {ALL}")
+    return chosen
+
+
+def redis_db_url(text):
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix") or parts.path.strip("/") in ("", "0"):
+        # Benchmarks FLUSHDB their database: never the default db 0 where dev data lives.
+        raise argparse.ArgumentTypeError(f"{text!r}: give a redis:// URL with a db other than 0")
+    return text
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    env = os.environ.get
+    p.add_argument(
+        "--database-url",
+        default=env("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench"),
+        help="PostgreSQL database of its own (created, migrated and filled if missing)",
+    )
+    p.add_argument(
+        "--redis-url",
+        type=redis_db_url,
+        default=env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
+        help="Redis database the benchmarks may FLUSHDB (never db 0)",
+    )
+    p.add_argument("--only", type=benchmarks, default=list(ALL), help=f"subset of {','.join(ALL)}")
+    p.add_argument("--rounds", type=positive, default=3, help="interleaved rounds per benchmark")
+    p.add_argument("--posts", type=positive, default=1_000_000, help="posts in the table")
+    p.add_argument("--flush-sizes", type=sizes, default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--big-size", type=positive, default=1_000_000, help="flushes this big or")
+    p.add_argument("--big-rounds", type=positive, default=1, help="… bigger run this many rounds")
+    p.add_argument(
+        "--bulk-update-cap", type=positive, default=10_000, help="rows, then extrapolate"
+    )
+    p.add_argument("--per-row-cap", type=positive, default=5_000, help="rows, then extrapolate")
+    p.add_argument("--requests", type=positive, default=300, help="record path: requests per round")
+    p.add_argument("--e2e-requests", type=positive, default=200, help="timeline requests per round")
+    p.add_argument("--memory-entries", type=positive, default=200_000, help="sample size")
+    p.add_argument("--profile", action="store_true", help="cProfile ours (flush and record)")
+    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--output", type=Path, default=RESULTS / "latest.md")
+    return p
+
+
+def main(argv=None):
+    options = parser().parse_args(argv)
+    # The benchmark's own database and Redis db, whatever DATABASE_URL/REDIS_URL say for dev.
+    os.environ["DATABASE_URL"] = options.database_url
+    os.environ["REDIS_URL"] = options.redis_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.test")
+
+    from . import fixtures
+
+    started = time.perf_counter()
+    print(f"database: {fixtures.ensure_database(options.database_url)}")
+    import django
+
+    django.setup()
+    from .run import run_all
+
+    run_all(options, command="python -m benchmarks " + shlex.join(argv or sys.argv[1:]))
+    print(f"done in {time.perf_counter() - started:.0f} s; results in {options.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The benchmark database: created if missing, migrated, and filled once with >= 1M posts."""
+
+import time
+import urllib.parse
+
+import psycopg
+
+HIT_TABLE = "bench_hit"
+VIEWER_PREFIX = "bench-viewer-"
+
+
+def ensure_database(url):
+    """CREATE DATABASE for `url` when it does not exist (connecting to the `postgres` db)."""
+    parts = urllib.parse.urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise SystemExit(f"--database-url {url!r} names no database")
+    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{name}"')
+            return f"created database {name}"
+    return f"database {name} exists"
+
+
+def migrate():
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def ensure_posts(count, log=print):
+    """At least `count` posts in casusult_post, topped up with one INSERT ... generate_series."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM casusult_post")
+        existing = cursor.fetchone()[0]
+    if existing >= count:
+        return existing
+    author, _ = get_user_model().objects.get_or_create(username="bench-author")
+    missing = count - existing
+    log(f"  inserting {missing:,} posts (one INSERT ... SELECT generate_series) ...")
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        # Spread created_at over the past so the timeline order is realistic, newest first.
+        cursor.execute(
+            "INSERT INTO casusult_post (author_id, body, created_at, impressions)"
+            " SELECT %s, 'Benchmark post ' || g || ': somebody needs a logo for a ramen shop.',"
+            " now() - make_interval(secs => g), 0 FROM generate_series(1, %s) AS g",
+            [author.pk, missing],
+        )
+        cursor.execute("VACUUM ANALYZE casusult_post")
+    log(f"  inserted in {time.perf_counter() - start:.1f} s")
+    return count
+
+
+def all_post_ids():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM casusult_post ORDER BY id")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def ensure_viewers(count):
+    """`count` users who act as logged-in viewers; returns them in a stable order."""
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    names = [f"{VIEWER_PREFIX}{n}" for n in range(count)]
+    have = set(user_model.objects.filter(username__in=names).values_list("username", flat=True))
+    user_model.objects.bulk_create(
+        [user_model(username=name, password="!") for name in names if name not in have]
+    )
+    by_name = {u.username: u for u in user_model.objects.filter(username__in=names)}
+    return [by_name[name] for name in names]
+
+
+def hit_model():
+    """A django-hitcount style Hit row (one per impression), in a table the benchmark owns."""
+    from django.apps import apps
+    from django.db import models
+
+    try:
+        return apps.get_model("casusult", "BenchHit")
+    except LookupError:
+        pass
+
+    class BenchHit(models.Model):
+        # The columns django-hitcount's Hit stores for each impression.
+        created = models.DateTimeField(auto_now_add=True, db_index=True)
+        ip = models.CharField(max_length=40)
+        session = models.CharField(max_length=40, db_index=True)
+        user_agent = models.CharField(max_length=255)
+        post_id = models.BigIntegerField(db_index=True)
+
+        class Meta:
+            app_label = "casusult"  # registered at run time only; no migration, never in the app
+            db_table = HIT_TABLE
+            managed = False
+
+        def __str__(self):
+            return f"hit of post {self.post_id} by {self.session}"
+
+    return BenchHit
+
+
+def ensure_hit_table():
+    from django.db import connection
+
+    model = hit_model()
+    if HIT_TABLE not in connection.introspection.table_names():
+        with connection.schema_editor() as editor:
+            editor.create_model(model)
+    return model
+
+
+def vacuum_posts():
+    """Reclaim the dead row versions earlier contenders left, so no contender pays for another's."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM casusult_post")

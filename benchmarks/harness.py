@@ -1,0 +1,184 @@
+"""Interleaved contenders, medians, percentiles, ratios to ours and markdown tables.
+
+Standard library only, no Django: tests/test_bench_harness.py checks the arithmetic.
+"""
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+OURS, BASELINE, LIMIT = "ours", "baseline", "raw limit"
+
+
+class ContenderFailed(Exception):
+    """A contender could not run; the table shows the message instead of a number."""
+
+
+@dataclass
+class Measurement:
+    """One round of one contender: `units` (rows, impressions, requests) done in `seconds`."""
+
+    seconds: float
+    units: int
+    # Per-operation latencies in seconds (per request, for example), pooled over rounds.
+    samples: list[float] = field(default_factory=list)
+    # When a slow contender ran only part of the work, the units it really ran; `seconds` is then
+    # scaled linearly to `units` and the table says so.
+    measured_units: int | None = None
+
+    @property
+    def rate(self):
+        return self.units / self.seconds if self.seconds > 0 else math.inf
+
+
+@dataclass
+class Contender:
+    name: str
+    run: Callable[[], Measurement]
+    kind: str = BASELINE
+    # Untimed work before each round (reset Redis, vacuum the table, ...).
+    prepare: Callable[[], None] | None = None
+    note: str = ""
+
+
+@dataclass
+class Result:
+    contender: Contender
+    measurements: list[Measurement] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def name(self):
+        return self.contender.name
+
+    @property
+    def ok(self):
+        return self.error is None and bool(self.measurements)
+
+    @property
+    def median_seconds(self):
+        return median([m.seconds for m in self.measurements])
+
+    @property
+    def median_rate(self):
+        return median([m.rate for m in self.measurements])
+
+    @property
+    def samples(self):
+        return [s for m in self.measurements for s in m.samples]
+
+    @property
+    def extrapolated_from(self):
+        """The largest partial run when any round was extrapolated, else None."""
+        partial = [m.measured_units for m in self.measurements if m.measured_units is not None]
+        return max(partial) if partial else None
+
+
+def median(values):
+    return statistics.median(values) if values else math.nan
+
+
+def percentile(values, q):
+    """The q-th percentile (0-100) with linear interpolation between ranks, like numpy's default."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def ratio(value, reference):
+    """value / reference, NaN when either is missing or the reference is zero."""
+    if value is None or reference is None or reference == 0:
+        return math.nan
+    if math.isnan(value) or math.isnan(reference):
+        return math.nan
+    return value / reference
+
+
+def timed(function, *args, **kwargs):
+    """(seconds, result) of one call on the monotonic high-resolution clock."""
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def run_interleaved(contenders, rounds, log=print):
+    """Run every contender once per round, rotating the order (A B C, B C A, ...), so drift on a
+    shared machine spreads over all of them instead of landing on one."""
+    results = {contender.name: Result(contender) for contender in contenders}
+    for round_number in range(rounds):
+        shift = round_number % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            result = results[contender.name]
+            if result.error:
+                continue  # a contender that failed once fails the same way again
+            try:
+                if contender.prepare:
+                    contender.prepare()
+                measurement = contender.run()
+            except ContenderFailed as error:
+                result.error = str(error)
+                log(f"  round {round_number + 1}: {contender.name}: FAILED: {error}")
+                continue
+            result.measurements.append(measurement)
+            log(
+                f"  round {round_number + 1}: {contender.name}: {measurement.seconds:.3f} s,"
+                f" {format_rate(measurement.rate)}/s"
+            )
+    return list(results.values())
+
+
+def ours_of(results):
+    """The first successful result of kind OURS, or None."""
+    return next((r for r in results if r.contender.kind == OURS and r.ok), None)
+
+
+def format_rate(value):
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def format_seconds(value):
+    if value is None or math.isnan(value):
+        return "n/a"
+    if value >= 1:
+        return f"{value:.3g} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value * 1e6:.3g} µs"
+
+
+def format_ratio(value):
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.3g}×"  # noqa: RUF001  (the multiplication sign is meant)
+
+
+def format_bytes(value):
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:,.0f} B"
+
+
+def markdown_table(headers, rows):
+    """A GitHub markdown table; numbers are expected already formatted as strings."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(str(h)), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+
+    def line(values):
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    return "\n".join(
+        [line([str(h) for h in headers]), line(["-" * w for w in widths])]
+        + [line(row) for row in cells]
+    )

@@ -1,0 +1,67 @@
+"""What the numbers were measured on: cores, CPU, memory, and every version that matters."""
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_total():
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def package_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit():
+    completed = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return completed.stdout.strip() or "unknown"
+
+
+def describe(redis_client):
+    """Rows of (what, value) for the results file."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    redis_info = redis_client.info("server")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        ("date (UTC)", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")),
+        ("git commit", git_commit()),
+        ("cores usable / online", f"{cores} / {os.cpu_count()}"),
+        ("CPU", cpu_model()),
+        ("memory", memory_total()),
+        ("OS", f"{platform.system()} {platform.release()} ({platform.machine()})"),
+        ("Python", platform.python_version()),
+        ("Django", package_version("Django")),
+        ("psycopg", package_version("psycopg")),
+        ("redis-py / hiredis", f"{package_version('redis')} / {package_version('hiredis')}"),
+        ("PostgreSQL server", postgres),
+        ("Redis server", f"{redis_info.get('redis_version')} ({redis_info.get('redis_mode')})"),
+    ]

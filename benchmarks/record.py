@@ -1,0 +1,210 @@
+"""Record path: one timeline request's 20 served posts, ours against per-view database writes."""
+
+import random
+import time
+
+from . import fixtures, ours
+from .harness import (
+    BASELINE,
+    LIMIT,
+    OURS,
+    Contender,
+    ContenderFailed,
+    Measurement,
+    format_rate,
+    format_ratio,
+    format_seconds,
+    markdown_table,
+    median,
+    ours_of,
+    percentile,
+    ratio,
+    run_interleaved,
+)
+from .redisraw import RawRecorder, redis_benchmark_rows
+
+PAGE = 20
+VIEWERS = 200
+NEWEST = 20_000  # pages are drawn from the newest posts, as timelines are
+
+
+def workload(post_ids, requests, viewers, seed):
+    """[(viewer, [20 consecutive post ids])]: a random timeline page for a random viewer."""
+    rng = random.Random(seed)
+    newest = post_ids[-NEWEST:][::-1]
+    pages = len(newest) // PAGE
+    out = []
+    for _ in range(requests):
+        start = rng.randrange(pages) * PAGE
+        out.append((rng.choice(viewers), newest[start : start + PAGE]))
+    return out
+
+
+def timed_requests(requests, handle):
+    """Call handle(viewer, ids) per request; (total seconds, per-request latencies)."""
+    latencies = []
+    for viewer, post_ids in requests:
+        start = time.perf_counter()
+        handle(viewer, post_ids)
+        latencies.append(time.perf_counter() - start)
+    return sum(latencies), latencies
+
+
+class RecordWorkload:
+    def __init__(self, options, post_ids, redis_client):
+        from django.test import RequestFactory
+
+        from casusult.models import Post
+
+        self.redis = redis_client
+        viewers = fixtures.ensure_viewers(VIEWERS)
+        self.requests = workload(post_ids, options.requests, viewers, options.seed)
+        factory = RequestFactory()
+        # Built untimed: the view has its request and its page of posts already.
+        self.prepared = []
+        for viewer, ids in self.requests:
+            request = factory.get("/api/timeline/")
+            request.user = viewer
+            self.prepared.append((request, [Post(id=post_id) for post_id in ids]))
+        self.raw = RawRecorder(options.redis_url)
+        self.raw_calls = None
+        self.hit_model = fixtures.ensure_hit_table()
+
+    def measurement(self, seconds, latencies):
+        return Measurement(seconds=seconds, units=len(latencies) * PAGE, samples=list(latencies))
+
+    def fresh_redis(self):
+        self.redis.flushdb()
+
+    def run_ours(self):
+        record = ours.record()
+        from impressions.recorder import lost
+
+        lost_before = lost.impressions
+        latencies = []
+        for request, posts in self.prepared:
+            start = time.perf_counter()
+            record(request, posts)
+            latencies.append(time.perf_counter() - start)
+        if lost.impressions != lost_before:
+            # Ours never raises into the view; a Redis timeout shows only as a lost count.
+            raise ContenderFailed(
+                f"{lost.impressions - lost_before} impressions lost to Redis timeouts"
+            )
+        return self.measurement(sum(latencies), latencies)
+
+    def run_raw(self):
+        if self.raw_calls is None:
+            self.raw_calls = self.raw.calls([(f"u:{v.pk}", ids) for v, ids in self.requests])
+        latencies = self.raw.replay(self.raw_calls)
+        return self.measurement(sum(latencies), latencies)
+
+    def run_update_per_post(self):
+        from django.db.models import F
+
+        from casusult.models import Post
+
+        def handle(viewer, post_ids):
+            for post_id in post_ids:
+                Post.objects.filter(pk=post_id).update(impressions=F("impressions") + 1)
+
+        return self.measurement(*timed_requests(self.requests, handle))
+
+    def run_hitcount(self):
+        from django.db.models import F
+
+        from casusult.models import Post
+
+        hit = self.hit_model
+
+        def handle(viewer, post_ids):
+            for post_id in post_ids:
+                hit.objects.create(
+                    post_id=post_id, session=f"u:{viewer.pk}", ip="127.0.0.1", user_agent="bench"
+                )
+                Post.objects.filter(pk=post_id).update(impressions=F("impressions") + 1)
+
+        return self.measurement(*timed_requests(self.requests, handle))
+
+    def contenders(self):
+        return [
+            Contender(
+                "ours: impressions.record(request, posts)",
+                self.run_ours,
+                OURS,
+                self.fresh_redis,
+                "one EVALSHA (per-viewer de-dup + pending HINCRBY); schedules the flush once",
+            ),
+            Contender(
+                "naive: UPDATE … impressions + 1 per served post",
+                self.run_update_per_post,
+                BASELINE,
+                note="20 autocommit UPDATEs per request, no de-dup",
+            ),
+            Contender(
+                "hit-counter (django-hitcount style)",
+                self.run_hitcount,
+                BASELINE,
+                note="per post: INSERT a hit row + F() increment; no de-dup lookup",
+            ),
+            Contender(
+                "raw: same Lua script via redis-py, no Django",
+                self.run_raw,
+                LIMIT,
+                self.fresh_redis,
+                "same keys and arguments, EVALSHA on a plain redis.Redis",
+            ),
+        ]
+
+
+def run(options, post_ids, redis_client, log=print):
+    log(f"record path: {options.requests} requests of {PAGE} posts, {options.rounds} round(s)")
+    workload_ = RecordWorkload(options, post_ids, redis_client)
+    results = run_interleaved(workload_.contenders(), options.rounds, log)
+    redis_client.flushdb()
+    ceiling = redis_benchmark_rows(options.redis_url, workload_.raw, PAGE)
+    redis_client.flushdb()
+    return render(results, ceiling), results
+
+
+def render(results, ceiling):
+    reference = ours_of(results)
+    rows = []
+    for result in results:
+        if not result.ok:
+            rows.append([result.name, result.contender.kind, "FAILED", "-", "-", "-", result.error])
+            continue
+        samples = result.samples
+        rows.append(
+            [
+                result.name,
+                result.contender.kind,
+                format_rate(result.median_rate),
+                format_seconds(median(samples)),
+                format_seconds(percentile(samples, 99)),
+                format_ratio(ratio(median(samples), reference and median(reference.samples))),
+                result.contender.note,
+            ]
+        )
+    rounds = max((len(r.measurements) for r in results), default=0)
+    table = markdown_table(
+        [
+            "contender",
+            "kind",
+            "impressions/s",
+            "added latency p50",
+            "p99",
+            "p50 ÷ ours",
+            "what one request does",
+        ],
+        rows,
+    )
+    text = f"Median of {rounds} round(s); latencies pooled over every request of every round.\n\n"
+    text += table
+    if ceiling:
+        text += "\n\n**The server's own ceiling** (`redis-benchmark`, our RECORD script with random"
+        text += " viewers and posts, and PING for the bare round trip)\n\n"
+        text += markdown_table(
+            ["redis-benchmark", "clients", "requests/s", "impressions/s", "p50", "p99"], ceiling
+        )
+    return text
