@@ -223,3 +223,9 @@ def test_runworker_concurrency_runs_several_worker_processes(rq_url, manage):
     assert result.returncode == 0, result.stderr
     assert sorted(m for m in queue_tasks.markers() if ":" not in m) == ["a", "b", "c", "d"]
     assert "All 2 workers stopped" in result.stderr
+
+
+def test_unknown_queue_backend_names_the_variable(manage):
+    result = manage("check", env={"QUEUE_BACKEND": "celery"})
+    assert result.returncode != 0
+    assert "QUEUE_BACKEND" in result.stderr and "rq" in result.stderr
