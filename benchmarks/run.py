@@ -1,8 +1,10 @@
 """Set up the fixtures, run the chosen benchmarks, write latest.md and the chart."""
 
+import math
 import time
 
-from . import fixtures, flush, machine, record
+from . import end_to_end, fixtures, flush, machine, memory, record
+from .harness import LIMIT, format_bytes, format_rate, ours_of
 from .report import Section, flush_chart, write_markdown
 
 CHART_NAME = "flush_scaling.png"
@@ -26,37 +28,120 @@ def run_all(options, command):
 
     sections, headlines, chart = [], [], None
     if "record" in options.only:
-        body, _results = record.run(options, post_ids, redis_client)
+        body, results = record.run(options, post_ids, redis_client)
         sections.append(
             Section(
-                "Record path",
+                "1. Record path",
                 "One timeline request serving 20 posts (a random page of the newest posts, one of"
-                f" {record.VIEWERS} logged-in viewers), measured around the recording call only:"
-                " the added latency per request. Redis contenders start each round from an empty"
+                f" {record.VIEWERS} logged-in viewers), timed around the recording call only: the"
+                " latency it adds to a request. Redis contenders start each round from an empty"
                 " Redis database, so de-duplication has the same work to do for each.",
                 body,
             )
         )
+        headlines += record_headlines(results)
     if "flush" in options.only:
         body, by_size = flush.run(options, post_ids, redis_client)
         sections.append(
             Section(
-                "Flush",
+                "2. Flush",
                 "Applying N distinct pending posts (1 or 2 impressions each, spread over the whole"
                 f" table of {len(post_ids):,} posts) to PostgreSQL. Every run is checked: the"
                 " table's impression total must grow by exactly the pending count. The table is"
-                " vacuumed (untimed) before each run so nobody pays for another's dead rows.",
+                " vacuumed (untimed) before each run so nobody pays for another's dead rows."
+                " Ours starts from counts recorded in Redis and includes the Redis snapshot, the"
+                " ledger row and the snapshot deletion; the others start from a Python dict or"
+                " a file, which favours them.",
                 body,
             )
         )
         chart_path = options.output.parent / CHART_NAME
         flush_chart(chart_path, by_size)
         chart = CHART_NAME
+        headlines += flush_headlines(by_size)
+    if "e2e" in options.only:
+        body, overheads = end_to_end.run(options, redis_client)
+        sections.append(Section("3. End to end", "", body))
+        for endpoint, (percent, added, share) in overheads.items():
+            headlines.append(
+                f"End to end, {endpoint}: recording takes **{share:.2f} %** of the request time"
+                f" (timed inside the requests); on vs off: {percent:+.1f} % time per request"
+                f" ({added * 1e3:+.2f} ms at p50)."
+            )
+    if "memory" in options.only:
+        body, figures = memory.run(options, post_ids, redis_client)
+        sections.append(Section("4. Memory", "", body))
+        if figures:
+            headlines.append(
+                f"Redis memory: **{format_bytes(figures['dedup_bytes'])} per de-dup entry**"
+                f" (viewers of a page; {format_bytes(figures['dedup_bytes_heavy'])} for heavy"
+                f" viewers), **{format_bytes(figures['pending_bytes'])} per pending post**."
+            )
     redis_client.flushdb()
 
+    print()
     for section in sections:
-        print()
         print(section.markdown())
+    print("Headlines:\n" + "\n".join(f"- {line}" for line in headlines))
     write_markdown(
         options.output, machine.describe(redis_client), command, headlines, sections, chart
     )
+
+
+def times(a, b):
+    return f"{a / b:.3g}×" if b and not math.isnan(a) and not math.isnan(b) else "n/a"  # noqa: RUF001
+
+
+def record_headlines(results):
+    ours = ours_of(results)
+    if ours is None:
+        return ["Record path: ours could not be measured (see the table)."]
+    lines = []
+    for result in results:
+        if result is ours or not result.ok:
+            continue
+        if result.contender.kind == LIMIT:
+            share = 100 * ours.median_rate / result.median_rate
+            lines.append(
+                f"Record path: ours runs at **{share:.0f} %** of the raw limit ({result.name}:"
+                f" {format_rate(result.median_rate)} vs {format_rate(ours.median_rate)}"
+                " impressions/s)."
+            )
+        else:
+            lines.append(
+                f"Record path: ours records **{times(ours.median_rate, result.median_rate)}**"
+                f" more impressions/s than {result.name}"
+                f" ({format_rate(ours.median_rate)} vs {format_rate(result.median_rate)})."
+            )
+    return lines
+
+
+def flush_headlines(by_size):
+    lines = []
+    for size, results in by_size.items():
+        ours = ours_of(results)
+        if ours is None:
+            lines.append(f"Flush of {size:,} posts: ours could not be measured (see the table).")
+            continue
+        others = [r for r in results if r.ok and r is not ours]
+        parts = []
+        for result in others:
+            if result.contender.kind == LIMIT:
+                continue
+            mark = " (extrapolated)" if result.extrapolated_from else ""
+            parts.append(
+                f"{times(result.median_seconds, ours.median_seconds)} faster than {result.name}{mark}"
+            )
+        limits = [r for r in others if r.contender.kind == LIMIT]
+        if limits:
+            best = min(limits, key=lambda r: r.median_seconds)
+            parts.append(
+                f"**{times(ours.median_seconds, best.median_seconds)}** the time of the raw"
+                f" limit ({best.name})"
+            )
+        lines.append(
+            f"Flush of {size:,} posts: ours {format_rate(ours.median_rate)} rows/s; "
+            + "; ".join(parts)
+            + "."
+        )
+    return lines

@@ -1,0 +1,186 @@
+"""End to end: timeline requests per second through Django, impression recording on vs off."""
+
+import random
+import time
+
+from . import fixtures, ours
+from .harness import (
+    BASELINE,
+    OURS,
+    Contender,
+    ContenderFailed,
+    Measurement,
+    format_rate,
+    format_seconds,
+    markdown_table,
+    median,
+    percentile,
+)
+
+CLIENTS = 20  # half logged in, half anonymous visitors who keep their session cookie
+PAGES = 50
+
+
+class Viewers:
+    """Test clients that keep their cookies between requests, like browsers."""
+
+    def __init__(self, seed):
+        from django.test import Client
+
+        users = fixtures.ensure_viewers(CLIENTS // 2)
+        self.clients = []
+        for user in users:
+            client = Client(HTTP_HOST="localhost")  # an ALLOWED_HOSTS name, unlike "testserver"
+            client.force_login(user)
+            self.clients.append(client)
+        self.clients += [Client(HTTP_HOST="localhost") for _ in range(CLIENTS - len(users))]
+        self.rng = random.Random(seed)
+
+    def plan(self, requests):
+        return [
+            (self.rng.randrange(len(self.clients)), self.rng.randrange(1, PAGES + 1))
+            for _ in range(requests)
+        ]
+
+
+def swap_record(replacement_for):
+    """Swap impressions.record (the views look it up on each call); returns undo."""
+    import impressions
+
+    original = impressions.record
+    impressions.record = replacement_for(original)
+    return lambda: setattr(impressions, "record", original)
+
+
+def no_op(original):
+    return lambda request, posts: None
+
+
+class RecordTimer:
+    """Wraps impressions.record to time it inside the request: a cost that on/off noise hides."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self, original):
+        def timed_record(request, posts):
+            start = time.perf_counter()
+            try:
+                return original(request, posts)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed_record
+
+
+def endpoint_run(viewers, plan, path, recording, record_share):
+    def run():
+        ours.record()  # fails the row clearly when the impressions app is missing
+        timer = RecordTimer()
+        undo = swap_record(timer if recording else no_op)
+        latencies = []
+        try:
+            for client_index, page in plan:
+                start = time.perf_counter()
+                response = viewers.clients[client_index].get(path, {"page": page})
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    raise ContenderFailed(f"GET {path}?page={page} answered {response.status_code}")
+        finally:
+            undo()
+        record_share.setdefault(path, []).append(timer.seconds / sum(latencies))
+        return Measurement(seconds=sum(latencies), units=len(latencies), samples=latencies)
+
+    return run
+
+
+def run(options, redis_client, log=print):
+    from .harness import run_interleaved
+
+    log(f"end to end: {options.e2e_requests} requests per contender, {options.rounds} round(s)")
+    viewers = Viewers(options.seed)
+    plan = viewers.plan(options.e2e_requests)
+    contenders, record_share = [], {}
+    for label, path in (("JSON /api/timeline/", "/api/timeline/"), ("HTML /", "/")):
+        for recording in (True, False):
+            contenders.append(
+                Contender(
+                    f"{label}, recording {'on' if recording else 'off'}",
+                    endpoint_run(viewers, plan, path, recording, record_share),
+                    OURS if recording else BASELINE,
+                    redis_client.flushdb,
+                )
+            )
+    results = run_interleaved(contenders, options.rounds, log)
+    redis_client.flushdb()
+    text, overheads = render(results, record_share)
+    return text + "\n\n" + count_note(), overheads
+
+
+def count_note():
+    """Where a timeline request's time goes: mostly the paginator's COUNT(*) of every post."""
+    from django.db import connection
+
+    samples = []
+    with connection.cursor() as cursor:
+        for _ in range(5):
+            start = time.perf_counter()
+            cursor.execute("SELECT count(*) FROM casusult_post")
+            posts = cursor.fetchone()[0]
+            samples.append(time.perf_counter() - start)
+    return (
+        f"For scale: the timeline's paginator runs `SELECT count(*)` over all {posts:,} posts on"
+        f" every request, {format_seconds(median(samples))} (median of 5) of each request here."
+    )
+
+
+def render(results, record_share):
+    by_name = {r.name: r for r in results}
+    rows, overheads = [], {}
+    for result in results:
+        if not result.ok:
+            rows.append([result.name, "FAILED", "-", "-", result.error, ""])
+            continue
+        cost = inside = ""
+        if result.name.endswith("recording on"):
+            off = by_name.get(result.name.replace("recording on", "recording off"))
+            path = result.name.split(",")[0].split()[-1]
+            share = 100 * median(record_share.get(path, []))
+            inside = f"{share:.2f} %"
+            if off and off.ok:
+                added = median(result.samples) - median(off.samples)
+                percent = 100 * (off.median_rate / result.median_rate - 1)
+                overheads[result.name.split(",")[0]] = (percent, added, share)
+                cost = f"{percent:+.1f} % ({format_seconds(added)} at p50)"
+        samples = result.samples
+        rows.append(
+            [
+                result.name,
+                format_rate(result.median_rate),
+                format_seconds(median(samples)),
+                format_seconds(percentile(samples, 99)),
+                cost,
+                inside,
+            ]
+        )
+    rounds = max((len(r.measurements) for r in results), default=0)
+    table = markdown_table(
+        [
+            "endpoint",
+            "requests/s",
+            "latency p50",
+            "p99",
+            "on vs off: time per request",
+            "time inside impressions.record",
+        ],
+        rows,
+    )
+    text = (
+        f"Django's test client, in process, one thread; {CLIENTS} viewers (half logged in, half"
+        f" anonymous keeping their session cookie), random pages 1-{PAGES}; median of {rounds}"
+        " round(s). Recording off = `impressions.record` replaced by a no-op, so the anonymous"
+        " session the recorder creates is part of the cost. The on/off difference is a"
+        " difference of two noisy totals; the last column times `impressions.record` inside the"
+        " same requests, which is the precise share.\n\n" + table
+    )
+    return text, overheads
