@@ -1,0 +1,136 @@
+"""Scheduling and flushing: one flush per window, batched updates, ledger, command, admin-free."""
+# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from casusult.models import Post
+from impressions import flush as flush_module
+from impressions import ledger
+from impressions.flush import flush_pending
+from impressions.models import Flush
+from impressions.recorder import pending_counts, record_impressions
+from impressions.tasks import flush_impressions_task
+
+from .factories import make_posts
+from .test_impressions_support import (
+    buffer,
+    cluster_buffer,
+    scheduled_flushes,
+    standalone_buffer,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def impressions_of(posts):
+    return dict(Post.objects.filter(id__in=[p.id for p in posts]).values_list("id", "impressions"))
+
+
+def test_exactly_one_flush_is_scheduled_per_window(buffer):
+    posts = make_posts(5)
+    before = timezone.now()
+    for viewer in range(200):  # every shard, many times
+        record_impressions(f"u:{viewer}", [p.id for p in posts])
+    scheduled = scheduled_flushes()
+    assert len(scheduled) == 1
+    assert scheduled[0].task.name == "flush_impressions_task"
+    run_after = scheduled[0].task.run_after
+    assert before + timedelta(seconds=299) < run_after < timezone.now() + timedelta(seconds=301)
+
+    # The flush opens the next window: the next impression schedules exactly one more.
+    flush_impressions_task.call()
+    assert set(impressions_of(posts).values()) == {200}
+    for viewer in range(200, 260):
+        record_impressions(f"u:{viewer}", [posts[0].id])
+    assert len(scheduled_flushes()) == 2
+
+
+def test_impressions_arriving_during_a_flush_wait_for_the_next_one(buffer, monkeypatch):
+    posts = make_posts(3)
+    ids = [p.id for p in posts]
+    record_impressions("u:1", ids)
+
+    def more_views(name):
+        if name == "after-snapshot":
+            record_impressions("u:2", ids)
+            record_impressions("u:1", ids)  # still inside u:1's window: nothing
+
+    monkeypatch.setattr(flush_module, "checkpoint", more_views)
+    first = flush_pending()
+    monkeypatch.undo()
+    assert first.impressions_applied == 3
+    assert pending_counts(ids) == dict.fromkeys(ids, 1)
+    assert len(scheduled_flushes()) == 2  # the late view scheduled the next flush
+    flush_pending()
+    assert impressions_of(posts) == dict.fromkeys(ids, 2)
+
+
+def test_a_duplicate_task_call_applies_nothing_twice(buffer):
+    posts = make_posts(4)
+    for viewer in range(30):
+        record_impressions(f"s:{viewer}", [p.id for p in posts])
+    first = flush_impressions_task.call()
+    second = flush_impressions_task.call()
+    assert first["impressions_applied"] == 120
+    assert second["impressions_applied"] == 0
+    assert second["outcome"] == "empty"
+    assert set(impressions_of(posts).values()) == {30}
+    assert Flush.objects.get(id=first["flush_id"]).impressions_applied == 120
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["unnest", "portable"])
+def test_batches_and_deleted_posts(standalone_buffer, monkeypatch, portable):
+    if portable:  # the path SQLite takes, run here on PostgreSQL
+        monkeypatch.setattr(ledger, "update_batch_postgresql", ledger.update_batch_portable)
+    posts = make_posts(7)
+    record_impressions("u:1", [p.id for p in posts])
+    record_impressions("u:2", [p.id for p in posts[:3]])
+    Post.objects.filter(id=posts[0].id).delete()
+    report = flush_pending(batch_size=2)
+    assert report.posts_updated == 6
+    assert report.impressions_applied == 6 + 2
+    assert (report.posts_dropped, report.impressions_dropped) == (1, 2)
+    assert impressions_of(posts[1:]) == {p.id: (2 if p in posts[:3] else 1) for p in posts[1:]}
+    row = Flush.objects.get(id=report.flush_id)
+    assert (row.outcome, row.posts_updated, row.posts_dropped) == ("applied", 6, 1)
+    assert row.finished_at >= row.started_at
+
+
+def test_the_ledger_prunes_old_rows(standalone_buffer):
+    old = timezone.now() - timedelta(days=31)
+    Flush.objects.create(id="old", started_at=old, finished_at=old, outcome="applied")
+    Flush.objects.create(id="recent", started_at=timezone.now(), outcome="applied")
+    flush_pending()
+    assert not Flush.objects.filter(id="old").exists()
+    assert Flush.objects.filter(id="recent").exists()
+
+
+def test_with_a_backend_that_cannot_defer_the_flush_runs_at_once(client, standalone_buffer):
+    posts = make_posts(2)
+    with override_settings(
+        TASKS={"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    ):
+        assert client.get("/api/timeline/").status_code == 200
+    assert set(impressions_of(posts).values()) == {1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_flushes_and_prints_what_it_applied(standalone_buffer, manage):
+    from django.db import connection
+
+    from .test_impressions_support import subprocess_env
+
+    posts = make_posts(3)
+    record_impressions("u:1", [p.id for p in posts])
+    result = manage("flush_impressions", "--batch-size", "2", env=subprocess_env(connection))
+    assert result.returncode == 0, result.stderr
+    assert "3 impressions applied to 3 posts" in result.stdout
+    assert set(impressions_of(posts).values()) == {1}
+
+    bad = manage("flush_impressions", "--batch-size", "0", env=subprocess_env(connection))
+    assert bad.returncode != 0
+    assert "--batch-size" in bad.stderr
