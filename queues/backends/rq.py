@@ -5,6 +5,7 @@ runs it only if it is a django.tasks Task. The worker's job class refuses any jo
 callable, so a job planted in Redis (`os.system`, a pickle) is never executed.
 """
 
+import functools
 import threading
 import uuid
 
@@ -51,11 +52,9 @@ def run_task(task_path, args, kwargs):
         raise
 
 
+@functools.cache
 def task_job_class():
     """The rq Job subclass our workers use; built lazily so this module imports without rq."""
-    global _TaskJob
-    if _TaskJob is not None:
-        return _TaskJob
     job_module = import_dependency("rq.job", "rq")
 
     class TaskJob(job_module.Job):
@@ -83,11 +82,7 @@ def task_job_class():
         def send_webhooks(self, status, *, exc_string=None):
             return None
 
-    _TaskJob = TaskJob
     return TaskJob
-
-
-_TaskJob = None
 
 
 class RQBackend(QueueBackend):
