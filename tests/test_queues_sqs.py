@@ -277,3 +277,30 @@ def test_missing_sdk_names_the_package(monkeypatch):
 def test_queue_option_is_rejected_for_sqs(sqs):
     with pytest.raises(QueueConfigurationError, match="--queue"):
         task_backends["default"].make_worker(queues=["other"])
+
+
+def test_worker_rides_out_an_unreachable_endpoint_and_still_stops(aws_env, settings, caplog):
+    from botocore.config import Config
+
+    closed_port = "http://127.0.0.1:9"  # discard port: nothing listens
+    settings.TASKS = {
+        "default": {
+            "BACKEND": SQS_BACKEND,
+            "OPTIONS": {
+                "QUEUE_URL": f"{closed_port}/123456789012/nowhere",
+                "CLIENT_PARAMS": {
+                    "endpoint_url": closed_port,
+                    "config": Config(retries={"max_attempts": 1}, connect_timeout=1),
+                },
+            },
+        }
+    }
+    worker = task_backends["default"].make_worker()
+    thread = threading.Thread(target=worker.run)
+    with caplog.at_level(logging.WARNING, logger="queues.worker"):
+        thread.start()
+        time.sleep(1.5)
+        worker.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert any("Receiving from SQS failed" in r.getMessage() for r in caplog.records)

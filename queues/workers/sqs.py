@@ -57,6 +57,7 @@ class SQSWorker:
         self.options = backend.options
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:sqs"
         self.stop_requested = False
+        self.stopping = threading.Event()  # wakes the back-off sleep on a stop request
         self.handled = 0
         # Deferred tasks this worker re-sent, by id: burst waits for those already due.
         self.deferred = {}
@@ -66,7 +67,12 @@ class SQSWorker:
             logger.warning("Second stop signal: exiting without finishing the running task")
             raise SystemExit(1)
         logger.info("Stop requested: finishing the running task, receiving nothing new")
+        self.stop()
+
+    def stop(self):
+        """Finish the running task, receive nothing new (also callable from another thread)."""
         self.stop_requested = True
+        self.stopping.set()
 
     def install_signal_handlers(self):
         if threading.current_thread() is threading.main_thread():
@@ -76,30 +82,52 @@ class SQSWorker:
     def run(self):
         """The loop; returns the exit code (0 on a clean stop)."""
         self.install_signal_handlers()
-        client, queue_url = self.backend.client, self.backend.queue_url
+        queue_url = self.backend.queue_url
         logger.info("SQS worker %s polling %s", self.worker_id, queue_url)
+        failures = 0
         while not self.stop_requested and not self.reached_max_jobs():
-            wanted = self.options["MAX_MESSAGES"]
-            if self.max_jobs is not None:
-                wanted = min(wanted, self.max_jobs - self.handled)
-            answer = client.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=wanted,
-                WaitTimeSeconds=self.options["WAIT_TIME_SECONDS"],
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            )
-            messages = answer.get("Messages", [])
+            try:
+                messages = self.receive()
+            except transient_errors() as error:
+                if self.burst:
+                    raise  # a one-off run reports the outage instead of waiting it out
+                failures += 1
+                pause = min(30, 2**failures)
+                logger.warning("Receiving from SQS failed (%s); retrying in %d s", error, pause)
+                self.stopping.wait(pause)
+                continue
+            failures = 0
             if not messages and self.burst and not self.deferred_task_due():
                 break
             for position, message in enumerate(messages):
                 if self.stop_requested or self.reached_max_jobs():
                     self.release(messages[position:])
                     break
-                if self.handle(message) != "deferred":
+                try:
+                    outcome = self.handle(message)
+                except transient_errors():
+                    # Not deleted: the message comes back after its visibility timeout.
+                    logger.warning(
+                        "SQS failed while handling %s", message["MessageId"], exc_info=True
+                    )
+                    outcome = "error"
+                if outcome != "deferred":
                     self.handled += 1
                 between_jobs()
         logger.info("SQS worker %s stopped after %d message(s)", self.worker_id, self.handled)
         return 0
+
+    def receive(self):
+        wanted = self.options["MAX_MESSAGES"]
+        if self.max_jobs is not None:
+            wanted = min(wanted, self.max_jobs - self.handled)
+        answer = self.backend.client.receive_message(
+            QueueUrl=self.backend.queue_url,
+            MaxNumberOfMessages=wanted,
+            WaitTimeSeconds=self.options["WAIT_TIME_SECONDS"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return answer.get("Messages", [])
 
     def reached_max_jobs(self):
         return self.max_jobs is not None and self.handled >= self.max_jobs
@@ -172,6 +200,17 @@ class SQSWorker:
         self.deferred[sqs_backend.decode_message(message["Body"])["id"]] = run_after
 
     def delete(self, message):
-        self.backend.client.delete_message(
-            QueueUrl=self.backend.queue_url, ReceiptHandle=message["ReceiptHandle"]
-        )
+        try:
+            self.backend.client.delete_message(
+                QueueUrl=self.backend.queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        except transient_errors():
+            # At-least-once: the message comes back after its visibility timeout and runs again.
+            logger.warning("Could not delete message %s", message["MessageId"], exc_info=True)
+
+
+def transient_errors():
+    """botocore's errors for a failed call (network, throttling, a queue gone for a while)."""
+    from botocore import exceptions
+
+    return (exceptions.BotoCoreError, exceptions.ClientError)
