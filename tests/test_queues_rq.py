@@ -229,3 +229,10 @@ def test_unknown_queue_backend_names_the_variable(manage):
     result = manage("check", env={"QUEUE_BACKEND": "celery"})
     assert result.returncode != 0
     assert "QUEUE_BACKEND" in result.stderr and "rq" in result.stderr
+
+
+def test_runworker_reports_an_unreachable_redis_without_a_traceback(manage):
+    result = manage("runworker", "--burst", env=worker_env("redis://127.0.0.1:9/0"))
+    assert result.returncode != 0
+    assert "unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
