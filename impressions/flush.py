@@ -80,9 +80,11 @@ def flush_pending(batch_size=None):
         # Left-overs first, oldest first: they hold the oldest counts.
         for flush_id in sorted(by_flush, key=lambda f: (f == report.flush_id, f)):
             shards = by_flush[flush_id]
+            snapshots = {shard: read_snapshot(client, shard, flush_id) for shard in shards}
+            checkpoint("before-apply")
             applied = ledger.apply_snapshots(
                 flush_id,
-                {shard: read_snapshot(client, shard, flush_id) for shard in shards},
+                snapshots,
                 batch_size=batch_size,
                 recovered_by="" if flush_id == report.flush_id else report.flush_id,
                 before_commit=lambda: checkpoint("before-commit"),

@@ -1,0 +1,280 @@
+"""Injected failures: killed flushes, concurrent flushes, a stopped database, a stopped Redis."""
+# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+from django.db import connection, connections
+from django.test import override_settings
+
+from casusult.models import Post
+from impressions import flush as flush_module
+from impressions.exceptions import DatabaseUnavailable, RedisUnavailable
+from impressions.flush import flush_pending
+from impressions.models import Flush
+from impressions.recorder import get_client, lost, pending_counts, pending_status
+from impressions.recorder import record_impressions as record
+
+from .conftest import PROJECT_DIR
+from .factories import make_posts
+from .test_impressions_support import (
+    buffer,
+    cluster_buffer,
+    private_redis,
+    reset_loss_counter,
+    scheduled_flushes,
+    standalone_buffer,
+    subprocess_env,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Runs a flush in a child process that SIGKILLs itself at the named checkpoint.
+KILLED_FLUSH = """
+import os, signal, sys
+import django
+django.setup()
+from impressions import flush
+point = sys.argv[1]
+def crash(name):
+    if name == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+flush.checkpoint = crash
+flush.flush_pending()
+"""
+
+
+def totals(posts):
+    return dict(Post.objects.filter(id__in=[p.id for p in posts]).values_list("id", "impressions"))
+
+
+def view_all(posts, viewers, prefix="u"):
+    for viewer in range(viewers):
+        record(f"{prefix}:{viewer}", [p.id for p in posts])
+
+
+@pytest.mark.parametrize("point", ["after-snapshot", "before-commit", "after-commit"])
+def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
+    posts = make_posts(6)
+    view_all(posts, 25)
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_FLUSH, point],
+        cwd=PROJECT_DIR,
+        env=subprocess_env(connection, REDIS_URL=redis_url()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    killed_id = single_leftover_snapshot_id()
+    applied_before = Flush.objects.filter(id=killed_id, outcome="applied").exists()
+    assert applied_before == (point == "after-commit")
+
+    view_all(posts[:2], 5, prefix="s")  # more views after the crash
+    report = flush_pending()
+
+    assert report.recovered == [killed_id]
+    expected = {p.id: 25 + (5 if p in posts[:2] else 0) for p in posts}
+    assert totals(posts) == expected
+    assert pending_counts([p.id for p in posts]) == dict.fromkeys(expected, 0)
+    assert flush_pending().impressions_applied == 0
+
+
+def redis_url():
+    from django.conf import settings
+
+    return settings.REDIS_URL
+
+
+def single_leftover_snapshot_id():
+    client = get_client()
+    found = set()
+    for shard in range(16):
+        found |= {member.decode() for member in client.smembers(f"{{imp:{shard}}}:snapshots")}
+    assert len(found) == 1, found
+    return found.pop()
+
+
+def test_a_stalled_flush_overtaken_by_another_counts_once(buffer, monkeypatch):
+    """Flush A stalls holding its snapshot; flush B applies A's snapshot; then A carries on."""
+    posts = make_posts(5)
+    view_all(posts, 20)
+    stalled, resume = threading.Event(), threading.Event()
+
+    def stall(name):
+        if name == "before-apply" and threading.current_thread().name == "flush-a":
+            stalled.set()
+            resume.wait(30)
+
+    monkeypatch.setattr(flush_module, "checkpoint", stall)
+    outcome = {}
+    flush_a = threading.Thread(target=run_flush, args=(outcome, "a"), name="flush-a")
+    flush_a.start()
+    assert stalled.wait(30)
+    view_all(posts, 3, prefix="late")  # lands in pending, after A's snapshot
+    outcome["b"] = flush_pending()
+    resume.set()
+    flush_a.join(30)
+
+    assert outcome["b"].impressions_applied == 100 + 15
+    assert outcome["a"].impressions_applied == 0  # A found its snapshot already applied
+    assert set(totals(posts).values()) == {23}
+
+
+def run_flush(outcome, name):
+    try:
+        outcome[name] = flush_pending()
+    except Exception as error:
+        outcome[name] = error
+    finally:
+        connections.close_all()
+
+
+def test_concurrent_flushes_while_viewers_keep_coming(buffer):
+    posts = make_posts(10)
+    ids = [p.id for p in posts]
+    stop = threading.Event()
+    recorded = []
+
+    def viewers():
+        viewer = 0
+        while not stop.is_set():
+            recorded.append(record(f"u:{viewer}", ids).counted)
+            viewer += 1
+
+    outcome = {}
+    viewer_thread = threading.Thread(target=viewers)
+    viewer_thread.start()
+    flushers = [threading.Thread(target=repeat_flush, args=(outcome, f"f{n}", 4)) for n in range(3)]
+    for thread in flushers:
+        thread.start()
+    for thread in flushers:
+        thread.join(60)
+    stop.set()
+    viewer_thread.join(30)
+    assert not [e for e in outcome.values() if isinstance(e, Exception)]
+    flush_pending()
+
+    total = sum(recorded)
+    assert total > 100
+    assert sum(totals(posts).values()) == total
+    applied = sum(Flush.objects.values_list("impressions_applied", flat=True))
+    assert applied == total
+
+
+def repeat_flush(outcome, name, times):
+    for n in range(times):
+        run_flush(outcome, f"{name}-{n}")
+        time.sleep(0.01)
+
+
+def terminate_backend(pid):
+    params = connection.settings_dict
+    with psycopg.connect(
+        host=params["HOST"] or "127.0.0.1",
+        port=params["PORT"] or 5432,
+        user=params["USER"] or "postgres",
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_a_stopped_database_connection_keeps_the_counts_for_the_next_flush(
+    standalone_buffer, monkeypatch
+):
+    posts = make_posts(4)
+    view_all(posts, 10)
+    connection.ensure_connection()
+
+    def kill_db(name):
+        if name == "after-snapshot":
+            terminate_backend(connection.connection.info.backend_pid)
+
+    monkeypatch.setattr(flush_module, "checkpoint", kill_db)
+    with pytest.raises(DatabaseUnavailable, match="stay in Redis"):
+        flush_pending()
+    monkeypatch.undo()
+
+    ids = [p.id for p in posts]
+    assert pending_counts(ids) == dict.fromkeys(ids, 10)  # the snapshot is still in Redis
+    report = flush_pending()
+    assert len(report.recovered) == 1
+    assert set(totals(posts).values()) == {10}
+
+
+def test_the_task_reschedules_itself_when_the_database_is_down(standalone_buffer, monkeypatch):
+    from impressions.tasks import flush_impressions_task
+
+    posts = make_posts(2)
+    view_all(posts, 3)
+    connection.ensure_connection()
+    monkeypatch.setattr(
+        flush_module,
+        "checkpoint",
+        lambda name: (
+            name == "after-snapshot" and terminate_backend(connection.connection.info.backend_pid)
+        ),
+    )
+    with pytest.raises(DatabaseUnavailable):
+        flush_impressions_task.call()
+    assert len(scheduled_flushes()) == 2  # the first window's flush, and the retry
+
+
+def test_the_command_fails_when_the_database_is_unreachable(standalone_buffer, manage):
+    posts = make_posts(3)
+    view_all(posts, 2)
+    env = subprocess_env(connection, DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere")
+    result = manage("flush_impressions", env=env)
+    assert result.returncode == 1
+    assert "could not flush" in result.stderr
+    ids = [p.id for p in posts]
+    assert pending_counts(ids) == dict.fromkeys(ids, 2)
+    flush_pending()
+    assert set(totals(posts).values()) == {2}
+
+
+def test_a_stopped_redis_never_breaks_the_timeline(client, private_redis, manage):
+    posts = make_posts(3)
+    with override_settings(REDIS_URL=private_redis.url):
+        reset_loss_counter()
+        assert client.get("/api/timeline/").status_code == 200
+        assert pending_counts([p.id for p in posts]) == {p.id: 1 for p in posts}
+
+        private_redis.stop()
+        assert client.get("/").status_code == 200
+        assert client.get("/api/timeline/").status_code == 200
+        assert (lost.requests, lost.impressions) == (2, 6)
+        with pytest.raises(RedisUnavailable):
+            flush_pending()
+        result = manage(
+            "flush_impressions", env=subprocess_env(connection, REDIS_URL=private_redis.url)
+        )
+        assert result.returncode == 1
+        assert "Redis" in result.stderr
+
+
+def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
+    import redis
+
+    posts = make_posts(2)
+    ids = [p.id for p in posts]
+    with override_settings(REDIS_URL=private_redis.url):
+        reset_loss_counter()
+        record("u:warm", ids)
+        redis.Redis.from_url(private_redis.url).client_pause(300)
+        started = time.monotonic()
+        assert client.get("/api/timeline/").status_code == 200
+        assert time.monotonic() - started < 0.25  # gave up after the 50 ms timeout
+        assert lost.impressions == 2
+        time.sleep(0.35)
+        record("u:later", ids)  # Redis answers again: the loss is reported with this call
+        counts, reported_lost = pending_status(ids)
+        assert counts == dict.fromkeys(ids, 2)
+        assert reported_lost == 2
+        assert lost.unreported == 0
