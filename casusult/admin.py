@@ -1,11 +1,21 @@
 from django.contrib import admin
 
+from impressions.admin import PendingImpressionsAdminMixin
+
 from .models import Post
 
 
 @admin.register(Post)
-class PostAdmin(admin.ModelAdmin):
-    list_display = ["id", "author", "short_body", "created_at", "impressions"]
+class PostAdmin(PendingImpressionsAdminMixin, admin.ModelAdmin):
+    # impressions: flushed to the database (sortable); pending: still in Redis, live.
+    list_display = [
+        "id",
+        "author",
+        "short_body",
+        "created_at",
+        "impressions",
+        "pending_impressions",
+    ]
     list_select_related = ["author"]
     search_fields = ["body", "author__username"]
     readonly_fields = ["impressions"]

@@ -1,0 +1,105 @@
+"""Admin: flushed and live pending counts on the Post list, the read-only ledger, "flush now"."""
+# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+
+from casusult.models import Post
+from impressions.flush import flush_pending
+from impressions.models import Flush
+from impressions.recorder import record_impressions
+
+from .factories import make_posts
+from .test_impressions_support import (
+    buffer,
+    cluster_buffer,
+    private_redis,
+    scheduled_flushes,
+    standalone_buffer,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def cells(html, post, column):
+    marker = f'<td class="field-{column}">'
+    row_start = html.index(f"/admin/casusult/post/{post.id}/change/")
+    row = html[row_start : html.index("</tr>", row_start)]
+    start = row.index(marker) + len(marker)
+    return row[start : row.index("</td>", start)]
+
+
+def test_post_list_shows_flushed_and_live_pending_counts(staff_client, buffer):
+    posts = make_posts(2)
+    record_impressions("u:1", [p.id for p in posts])
+    flush_pending()
+    record_impressions("u:2", [posts[0].id])
+    record_impressions("u:3", [posts[0].id])
+    html = staff_client.get("/admin/casusult/post/").content.decode()
+    assert cells(html, posts[0], "impressions") == "1"
+    assert cells(html, posts[0], "pending_impressions") == "2"
+    assert cells(html, posts[1], "pending_impressions") == "0"
+
+
+def test_post_list_sorts_by_flushed_impressions(staff_client, standalone_buffer):
+    posts = make_posts(3)
+    for viewer, post in enumerate(posts):  # post i gets i + 1 impressions
+        for extra in range(viewer + 1):
+            record_impressions(f"u:{viewer}-{extra}", [post.id])
+    flush_pending()
+    html = staff_client.get("/admin/casusult/post/?o=-5").content.decode()  # 5th column, desc
+    positions = [html.index(f"/admin/casusult/post/{post.id}/change/") for post in posts]
+    assert positions == sorted(positions, reverse=True)
+
+
+def test_post_list_says_unavailable_when_redis_is_down(staff_client, private_redis):
+    posts = make_posts(1)
+    private_redis.stop()
+    with override_settings(REDIS_URL=private_redis.url):
+        response = staff_client.get("/admin/casusult/post/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert cells(html, posts[0], "pending_impressions") == "unavailable"
+    assert "Redis is unavailable" in html
+
+
+def test_ledger_is_read_only_and_flush_now_enqueues_the_task(staff_client, standalone_buffer):
+    record_impressions("u:1", [p.id for p in make_posts(1)])
+    flush_pending()
+    ledger_page = staff_client.get("/admin/impressions/flush/")
+    assert ledger_page.status_code == 200
+    assert "Flush impressions now" in ledger_page.content.decode()
+    flush = Flush.objects.get()
+    assert staff_client.get(f"/admin/impressions/flush/{flush.id}/change/").status_code == 200
+    assert staff_client.post(f"/admin/impressions/flush/{flush.id}/delete/").status_code == 403
+    assert staff_client.get("/admin/impressions/flush/add/").status_code == 403
+
+    before = len(scheduled_flushes())
+    response = staff_client.post(
+        "/admin/impressions/flush/flush-now/", {"next": "/admin/casusult/post/"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/casusult/post/"
+    enqueued = scheduled_flushes()
+    assert len(enqueued) == before + 1
+    assert enqueued[-1].task.run_after is None  # now, not after the window
+    assert staff_client.get("/admin/impressions/flush/flush-now/").status_code == 405
+
+
+def test_admin_is_staff_only(client, standalone_buffer):
+    get_user_model().objects.create_user("visitor", password="pw")
+    client.login(username="visitor", password="pw")
+    for url in ["/admin/casusult/post/", "/admin/impressions/flush/"]:
+        assert client.get(url).status_code == 302  # to the admin login
+    response = client.post("/admin/impressions/flush/flush-now/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+    assert scheduled_flushes() == []
