@@ -1,0 +1,53 @@
+"""Impressions settings: a malformed value fails every command, naming the variable."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from impressions import conf
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IMPRESSIONS_DEDUP_WINDOW", "five minutes"),
+        ("IMPRESSIONS_FLUSH_DELAY", "-1"),
+        ("IMPRESSIONS_FLUSH_BATCH_SIZE", "0"),
+        ("IMPRESSIONS_REDIS_TIMEOUT", "fast"),
+        ("IMPRESSIONS_REDIS_CLUSTER", "maybe"),
+        ("IMPRESSIONS_COUNT_ANONYMOUS", "perhaps"),
+        ("IMPRESSIONS_SHARDS", "0"),
+        ("IMPRESSIONS_KEY_PREFIX", "{imp}"),
+    ],
+)
+def test_a_malformed_variable_fails_check_naming_it(manage, variable, value):
+    result = manage("check", env={variable: value})
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+def test_the_defaults_pass_check(manage):
+    result = manage("check")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IMPRESSIONS_DEDUP_WINDOW", "300"),
+        ("IMPRESSIONS_FLUSH_BATCH_SIZE", 0),
+        ("IMPRESSIONS_REDIS_TIMEOUT", 0),
+        ("IMPRESSIONS_COUNT_ANONYMOUS", "yes"),
+        ("IMPRESSIONS_SHARDS", 2000),
+    ],
+)
+def test_values_set_in_a_settings_module_are_validated_too(name, value):
+    with override_settings(**{name: value}), pytest.raises(ImproperlyConfigured, match=name):
+        conf.validate()
+
+
+def test_lazy_settings_follow_override_settings():
+    with override_settings(IMPRESSIONS_FLUSH_DELAY=7):
+        assert conf.conf.FLUSH_DELAY == 7
+        assert conf.conf.GUARD_TTL == 7 + conf.GUARD_GRACE_SECONDS
+    assert conf.conf.FLUSH_DELAY == 300
