@@ -1,0 +1,44 @@
+"""A flush of 100,000 distinct posts: complete and correct, in batched statements."""
+# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+
+import time
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
+
+from casusult.models import Post
+from impressions.flush import flush_pending
+from impressions.recorder import record_impressions
+
+from .factories import make_user
+from .test_impressions_support import standalone_buffer
+
+pytestmark = pytest.mark.django_db
+
+POSTS = 100_000
+
+
+def test_flush_of_100k_distinct_posts(standalone_buffer):
+    author = make_user("prolific")
+    Post.objects.bulk_create(
+        (Post(author=author, body="x") for _ in range(POSTS)), batch_size=10_000
+    )
+    ids = list(Post.objects.values_list("id", flat=True))
+    for start in range(0, POSTS, 100):  # 1,000 viewers, 100 posts each
+        record_impressions(f"u:{start}", ids[start : start + 100])
+    record_impressions("u:again", ids[:10])  # a few posts seen twice
+
+    started = time.monotonic()
+    with CaptureQueriesContext(connection) as queries:
+        report = flush_pending()
+    elapsed = time.monotonic() - started
+
+    assert report.posts_updated == POSTS
+    assert report.impressions_applied == POSTS + 10
+    assert Post.objects.aggregate(total=Sum("impressions"))["total"] == POSTS + 10
+    assert Post.objects.filter(impressions=1).count() == POSTS - 10
+    updates = [q for q in queries.captured_queries if q["sql"].startswith('UPDATE "casusult_post"')]
+    assert len(updates) == POSTS // 5000  # one statement per batch of IMPRESSIONS_FLUSH_BATCH_SIZE
+    print(f"\n100k-post flush: {elapsed:.2f} s ({report})")
