@@ -23,11 +23,15 @@ graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
 keepalive = env_int("GUNICORN_KEEPALIVE", 75, minimum=0)
 max_requests = env_int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
-accesslog = "-" if env_bool("GUNICORN_ACCESS_LOG", False) else None
+access_log = env_bool("GUNICORN_ACCESS_LOG", False)
+accesslog = "-" if access_log else None
 errorlog = "-"
 loglevel = env_str("LOG_LEVEL", "INFO").lower()
 # Django decides what is HTTPS (SECURE_PROXY_SSL_HEADER); trust the balancer's header here too.
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "*")
+# gunicornc's control socket is one fixed path per user: two servers on a host (a test next to
+# `make serve`) would fight over it, and containers have no use for it.
+control_socket_disable = not env_bool("GUNICORN_CONTROL_SOCKET", False)
 # The ECS/Kubernetes-friendly default: no disk writes for the heartbeat files.
 worker_tmp_dir = env_str("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else "")
 worker_tmp_dir = worker_tmp_dir or None  # empty: gunicorn's default (the system temp dir)
@@ -40,7 +44,8 @@ if env_choice("LOG_FORMAT", {"plain", "json"}, "plain") == "json":
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
         "loggers": {
             "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
-            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            # With a logconfig_dict gunicorn logs access lines whenever this logger has a handler.
+            "gunicorn.access": {"handlers": ["console"] if access_log else [], "level": "INFO", "propagate": False},
         },
     }  # fmt: skip
 

@@ -14,7 +14,11 @@ Redis at scrape time rather than counted.
 import logging
 import os
 
-from prometheus_client import (
+# Multi-process mode writes a file per process there from the first metric on: make sure it exists.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+from prometheus_client import (  # after the directory exists
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,

@@ -1,0 +1,209 @@
+"""The real stack the load test runs against, on free loopback ports, torn down afterwards.
+
+gunicorn with settings.prod (behind a pretend TLS proxy), `runworker` on SQS (moto in server
+mode, queue and DLQ made by sqs_setup), a private redis-server as the impression buffer (so the
+load test can stop and restart it), and the caller's PostgreSQL database.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from . import devservices
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class Stack:
+    """Start with `start()`, stop with `stop()`; `env` is what every server process gets."""
+
+    def __init__(self, database_url, *, workers=2, threads=4, flush_delay=2, dedup_window=3600):
+        self.database_url = database_url
+        self.workdir = Path(tempfile.mkdtemp(prefix="casusult-loadtest-"))
+        self.redis_port = devservices.free_port()
+        self.web_port = devservices.free_port()
+        self.worker_health_port = devservices.free_port()
+        self.workers, self.threads = workers, threads
+        self.flush_delay, self.dedup_window = flush_delay, dedup_window
+        self.redis = self.moto = self.web = self.worker = None
+        self.env = {}
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def redis_url(self):
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def start(self, users, posts, say=print):
+        self.start_redis()
+        self.moto = devservices.MotoServerProcess().start()
+        queue_name = "casusult-loadtest"
+        self.env = self.server_env(queue_name)
+        say(f"buffer: {self.redis_url}; SQS: {self.moto.url} queue {queue_name}")
+        # With the servers' settings: demo passwords hashed by settings.prod's hashers.
+        self.manage("migrate", "--noinput")
+        self.manage("seed_demo", "--users", str(users), "--posts", str(posts))
+        self.manage("sqs_setup", "--queue-name", queue_name, "--visibility-timeout", "30")
+        self.manage("collectstatic", "--noinput")
+        self.web = self.spawn(
+            "web",
+            [sys.executable, "-m", "gunicorn", "-c", "python:casusult.gunicorn_conf", "casusult.wsgi"],
+        )  # fmt: skip
+        self.worker = self.spawn("worker", [sys.executable, "manage.py", "runworker"])
+        devservices.wait_until(self.web_answers, 60, "gunicorn")
+        say(f"web: {self.base_url} (gunicorn, {self.workers} x {self.threads} threads)")
+        return self
+
+    def server_env(self, queue_name):
+        # Not the caller's Django or Prometheus settings: gunicorn_conf gives the web its own
+        # metrics directory; the worker and the commands count in their own process.
+        keep = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("DJANGO") and name != "PROMETHEUS_MULTIPROC_DIR"
+        }
+        return {
+            **keep,
+            "DJANGO_SETTINGS_MODULE": "settings.prod",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "QUEUE_BACKEND": "sqs",
+            "SQS_QUEUE_NAME": queue_name,
+            "SQS_WAIT_TIME_SECONDS": "1",
+            "AWS_ENDPOINT_URL_SQS": self.moto.url,
+            "AWS_ACCESS_KEY_ID": "loadtest",
+            "AWS_SECRET_ACCESS_KEY": "loadtest",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "IMPRESSIONS_DEDUP_WINDOW": str(self.dedup_window),
+            "IMPRESSIONS_FLUSH_DELAY": str(self.flush_delay),
+            "STATIC_ROOT": str(self.workdir / "static"),
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "GUNICORN_BIND": f"127.0.0.1:{self.web_port}",
+            "GUNICORN_WORKERS": str(self.workers),
+            "GUNICORN_THREADS": str(self.threads),
+        }
+
+    def start_redis(self):
+        # Persistence on SHUTDOWN SAVE only: a restart keeps what was recorded before the outage,
+        # like a managed Redis failing over; the outage is the only loss the test allows.
+        self.redis = devservices.start_redis_server(
+            self.redis_port, self.workdir / "redis", "--dbfilename", "buffer.rdb"
+        )
+
+    def stop_redis(self):
+        """SHUTDOWN SAVE, then wait until the process is gone; returns when Redis is down."""
+        devservices.redis_command(self.redis_port, "shutdown", "save")
+        try:
+            self.redis.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.redis.kill()
+            self.redis.wait()
+
+    def manage(self, *args, timeout=120):
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=PROJECT_DIR,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"manage.py {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}"
+            )
+        return result
+
+    def spawn(self, name, command):
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def web_answers(self):
+        if self.web.poll() is not None:
+            raise RuntimeError(f"gunicorn exited ({self.web.returncode}):\n{self.log_tail('web')}")
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def scrape_metrics(self):
+        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    def stop_worker(self):
+        """SIGTERM: the worker finishes the running task (a flush) and exits."""
+        return self.terminate(self.worker, 30)
+
+    def log_tail(self, name, lines=40):
+        path = self.workdir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    @staticmethod
+    def terminate(process, timeout):
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait()
+
+    def stop(self, keep_files=False):
+        self.terminate(self.worker, 30)
+        self.terminate(self.web, 30)
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(timeout=10)
+        if self.moto is not None:
+            self.moto.stop()
+        if not keep_files:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def metric_total(text, name):
+    """Sum of every sample of metric `name` in a Prometheus text exposition; None if absent."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    return total if found else None
+
+
+def ensure_database(url):
+    """Create the PostgreSQL database of `url` when it does not exist (the load test owns it)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{name}"')

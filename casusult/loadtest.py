@@ -1,0 +1,296 @@
+"""The load test's clients and its arithmetic: who was served which posts, and what must be counted.
+
+Many asyncio clients (httpx) browse the timeline like people do: logged-in demo users and
+anonymous visitors (one cookie jar each, so their sessions persist), HTML and JSON pages, reloads,
+and anonymous visitors who leave and new ones who arrive. Each response's post ids are recorded
+with the viewer the server saw, so the exact totals can be worked out afterwards:
+
+* De-duplication counts a (viewer, post) pair at most once per IMPRESSIONS_DEDUP_WINDOW. The
+  runner sets the window longer than the run, so every distinct pair counts exactly once.
+* With a Redis outage, the server drops what it cannot record. Each response is classed by when it
+  was in flight: "up" (entirely outside the outage: must be counted), "down" (entirely inside,
+  Redis certainly unreachable: cannot be counted) or "edge" (overlapping a stop or a start: either).
+  A pair served at least once while up counts exactly once; a pair served only at the edges counts
+  at most once; a pair served only while down counts zero. Per post, the database must land in
+  [lower, upper]: no double and no loss outside the outage, whatever happened at its edges.
+"""
+
+import asyncio
+import json
+import random
+import re
+import statistics
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+
+POST_ID_IN_HTML = re.compile(r'<article id="post-(\d+)">')
+CSRF_IN_HTML = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@dataclass
+class Served:
+    """One timeline response: who saw which posts, and when it was in flight (monotonic s)."""
+
+    viewer: str
+    post_ids: list
+    sent: float
+    received: float
+
+
+@dataclass
+class Outage:
+    """When Redis was being stopped, was stopped, and was being started again (monotonic s)."""
+
+    stop_requested: float = None
+    stopped: float = None
+    start_requested: float = None
+    started: float = None
+
+    def classify(self, sent, received):
+        if self.stop_requested is None:
+            return "up"
+        if received < self.stop_requested or sent > self.started:
+            return "up"
+        if sent > self.stopped and received < self.start_requested:
+            return "down"
+        return "edge"
+
+
+@dataclass
+class Results:
+    served: list = field(default_factory=list)
+    latencies: list = field(default_factory=list)  # seconds, every timeline request
+    statuses: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # transport errors by class
+    readiness: list = field(default_factory=list)  # (sent, received, status)
+    logins: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def requests(self):
+        return sum(self.statuses.values())
+
+    @property
+    def server_errors(self):
+        return sum(count for status, count in self.statuses.items() if status >= 500)
+
+
+class Browser:
+    """One person at one browser: a cookie jar, an optional login, pages and reloads."""
+
+    def __init__(self, client, host, results, *, username=None, num_pages=1, rng=None):
+        self.client, self.host, self.results = client, host, results
+        self.username, self.num_pages = username, num_pages
+        self.rng = rng or random.Random()
+        self.cookies = {}
+        self.page = 1
+
+    def headers(self):
+        # As the TLS-terminating load balancer forwards it; settings.prod trusts this header.
+        headers = {"X-Forwarded-Proto": "https"}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        return headers
+
+    def keep_cookies(self, response):
+        # By hand: the cookies are Secure and we speak HTTP to the app server, behind the "proxy".
+        for header in response.headers.get_list("set-cookie"):
+            for name, morsel in SimpleCookie(header).items():
+                if morsel["max-age"] == "0" or not morsel.value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    async def login(self):
+        page = await self.client.get("/accounts/login/", headers=self.headers())
+        self.keep_cookies(page)
+        token = CSRF_IN_HTML.search(page.text)
+        if page.status_code != 200 or token is None:
+            raise RuntimeError(f"login page answered {page.status_code} without a CSRF token")
+        from casusult.demo import DEMO_PASSWORD
+
+        headers = {
+            **self.headers(),
+            "Origin": f"https://{self.host}",
+            "Referer": f"https://{self.host}/accounts/login/",
+        }
+        answer = await self.client.post(
+            "/accounts/login/",
+            data={
+                "csrfmiddlewaretoken": token.group(1),
+                "username": self.username,
+                "password": DEMO_PASSWORD,
+            },
+            headers=headers,
+        )
+        self.keep_cookies(answer)
+        if answer.status_code != 302:
+            raise RuntimeError(f"login of {self.username} answered {answer.status_code}")
+        self.results.logins += 1
+
+    def next_page(self):
+        roll = self.rng.random()
+        if roll < 0.3:
+            return self.page  # a reload
+        if roll < 0.6:
+            return 1  # back to the top
+        return self.rng.randint(1, self.num_pages)
+
+    async def view(self):
+        """Fetch one timeline page (JSON or HTML) and note what this viewer was served."""
+        self.page = self.next_page()
+        as_json = self.rng.random() < 0.7
+        path = f"/api/timeline/?page={self.page}" if as_json else f"/?page={self.page}"
+        viewer_before = self.viewer()
+        sent = time.monotonic()
+        try:
+            response = await self.client.get(path, headers=self.headers())
+        except Exception as error:  # a transport failure fails the run (counted, reported)
+            self.results.errors[type(error).__name__] += 1
+            return
+        received = time.monotonic()
+        self.results.latencies.append(received - sent)
+        self.results.statuses[response.status_code] += 1
+        if response.status_code != 200:
+            return
+        self.keep_cookies(response)
+        if as_json:
+            post_ids = [post["id"] for post in json.loads(response.content)["results"]]
+        else:
+            post_ids = [int(number) for number in POST_ID_IN_HTML.findall(response.text)]
+        # The server counted this request under the session it had or the one it just created.
+        viewer = self.viewer() or viewer_before
+        if viewer is None:
+            self.results.errors["NoSessionCookie"] += 1
+            return
+        self.results.served.append(Served(viewer, post_ids, sent, received))
+
+    def viewer(self):
+        if self.username:
+            return f"user:{self.username}"
+        session = self.cookies.get("sessionid")
+        return f"session:{session}" if session else None
+
+    def leave(self):
+        """An anonymous visitor goes; the next request is a new visitor with a new session."""
+        self.cookies.clear()
+
+
+async def browse(make_client, host, results, deadline, *, username, num_pages, seed, think):
+    rng = random.Random(seed)
+    async with make_client() as client:
+        browser = Browser(client, host, results, username=username, num_pages=num_pages, rng=rng)
+        if username:
+            await browser.login()
+        while time.monotonic() < deadline:
+            await browser.view()
+            if not username and rng.random() < 0.05:
+                browser.leave()
+            if think:
+                await asyncio.sleep(rng.uniform(0, think))
+
+
+async def poll_readiness(make_client, results, deadline, interval=0.25):
+    async with make_client() as client:
+        while time.monotonic() < deadline:
+            sent = time.monotonic()
+            try:
+                status = (await client.get("/readyz")).status_code
+            except Exception:
+                status = 0
+            results.readiness.append((sent, time.monotonic(), status))
+            await asyncio.sleep(interval)
+
+
+async def run_clients(base_url, *, clients, logged_in, duration, usernames, num_pages,
+                      think=0.0, seed=1, during=None):  # fmt: skip
+    """Browse for `duration` seconds with `clients` browsers, `logged_in` of them logged in.
+
+    `during(deadline)` is an optional coroutine run alongside (the Redis outage).
+    """
+    import httpx
+
+    host = base_url.split("://", 1)[1]
+
+    def make_client():
+        return httpx.AsyncClient(base_url=base_url, timeout=30.0)
+
+    results = Results()
+    results.started = time.monotonic()
+    deadline = results.started + duration
+    jobs = [
+        browse(
+            make_client, host, results, deadline,
+            username=usernames[number % len(usernames)] if number < logged_in else None,
+            num_pages=num_pages, seed=seed * 1000 + number, think=think,
+        )
+        for number in range(clients)
+    ]  # fmt: skip
+    jobs.append(poll_readiness(make_client, results, deadline))
+    if during is not None:
+        jobs.append(during(deadline))
+    await asyncio.gather(*jobs)
+    results.finished = time.monotonic()
+    return results
+
+
+@dataclass
+class Expectation:
+    lower: dict  # post id -> impressions that must have been counted
+    upper: dict  # post id -> impressions that may have been counted
+    pairs: Counter  # "up", "edge", "down": distinct (viewer, post) pairs by best class
+    impressions: Counter  # served impressions (with repeats) by class
+    fresh_after_outage: int = 0  # pairs first served after Redis came back
+
+
+def expected_counts(served, outage=None):
+    """What the database must show per post after the flush (see the module docstring)."""
+    outage = outage or Outage()
+    rank = {"up": 0, "edge": 1, "down": 2}
+    best = {}  # (viewer, post) -> best class it was served in
+    first_seen = {}
+    impressions = Counter()
+    for item in served:
+        kind = outage.classify(item.sent, item.received)
+        impressions[kind] += len(item.post_ids)
+        for post_id in item.post_ids:
+            pair = (item.viewer, post_id)
+            if pair not in best or rank[kind] < rank[best[pair]]:
+                best[pair] = kind
+            first_seen[pair] = min(first_seen.get(pair, item.sent), item.sent)
+    lower, upper, pairs = defaultdict(int), defaultdict(int), Counter()
+    for (_, post_id), kind in best.items():
+        pairs[kind] += 1
+        if kind == "up":
+            lower[post_id] += 1
+        if kind in ("up", "edge"):
+            upper[post_id] += 1
+    fresh = 0
+    if outage.started is not None:
+        fresh = sum(
+            1 for pair, when in first_seen.items() if when > outage.started and best[pair] == "up"
+        )
+    return Expectation(dict(lower), dict(upper), pairs, impressions, fresh)
+
+
+def compare(expectation, actual):
+    """Posts whose counted impressions fall outside [lower, upper]: {post: (lower, actual, upper)}."""
+    wrong = {}
+    for post_id in set(expectation.upper) | set(actual):
+        low = expectation.lower.get(post_id, 0)
+        high = expectation.upper.get(post_id, 0)
+        got = actual.get(post_id, 0)
+        if not low <= got <= high:
+            wrong[post_id] = (low, got, high)
+    return wrong
+
+
+def latency_summary(latencies):
+    if not latencies:
+        return {"p50_ms": None, "p99_ms": None}
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {"p50_ms": statistics.median(ordered) * 1000, "p99_ms": p99 * 1000}
