@@ -9,7 +9,7 @@ PORT ?= 8000
 DEMO_USERS ?= 20
 DEMO_POSTS ?= 500
 
-.PHONY: run test lint format bench venv services migrate
+.PHONY: run serve test lint format bench loadtest venv services migrate
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,16 @@ run: migrate
 	@echo "Ctrl-C stops everything."
 	@$(PY) -m casusult.devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" "$(PY) manage.py runworker"
 
+# As in production: gunicorn (casusult/gunicorn_conf.py, GUNICORN_* variables), whitenoise for
+# static files, the worker next to it. Settings stay settings.dev unless DJANGO_SETTINGS_MODULE says.
+serve: migrate
+	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)
+	@$(PY) manage.py ensure_admin
+	@$(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo "gunicorn on http://$(HOST):$(PORT)/ (health: /healthz /readyz, metrics: /metrics). Ctrl-C stops everything."
+	@GUNICORN_BIND=$(HOST):$(PORT) $(PY) -m casusult.devservices supervise \
+		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" "$(PY) manage.py runworker"
+
 test: DJANGO_SETTINGS_MODULE = settings.test
 test: venv
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m casusult.devservices ensure
@@ -54,3 +64,13 @@ bench: venv
 	@$(PY) -m casusult.devservices ensure --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL)
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) \
 		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m benchmarks $(BENCH_ARGS)
+
+# The load test's own PostgreSQL database (created if missing; it seeds demo data there); it
+# starts its own Redis, moto and gunicorn on free ports. Two runs: steady, then a Redis outage.
+# Flags: make loadtest LOADTEST_ARGS="--clients 100 --duration 120".
+LOADTEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/loadtest
+LOADTEST_ARGS ?= --clients 50 --duration 60
+loadtest: venv
+	@$(PY) -m casusult.devservices ensure --database-url $(LOADTEST_DATABASE_URL)
+	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py loadtest $(LOADTEST_ARGS)
+	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py loadtest $(LOADTEST_ARGS) --redis-outage

@@ -243,7 +243,7 @@ class Expectation:
     upper: dict  # post id -> impressions that may have been counted
     pairs: Counter  # "up", "edge", "down": distinct (viewer, post) pairs by best class
     impressions: Counter  # served impressions (with repeats) by class
-    fresh_after_outage: int = 0  # pairs first served after Redis came back
+    fresh_after_outage: int = 0  # pairs that could only count after Redis came back
 
 
 def expected_counts(served, outage=None):
@@ -251,7 +251,8 @@ def expected_counts(served, outage=None):
     outage = outage or Outage()
     rank = {"up": 0, "edge": 1, "down": 2}
     best = {}  # (viewer, post) -> best class it was served in
-    first_seen = {}
+    kinds = defaultdict(set)
+    first_up = {}  # (viewer, post) -> when it was first served while Redis was up
     impressions = Counter()
     for item in served:
         kind = outage.classify(item.sent, item.received)
@@ -260,7 +261,9 @@ def expected_counts(served, outage=None):
             pair = (item.viewer, post_id)
             if pair not in best or rank[kind] < rank[best[pair]]:
                 best[pair] = kind
-            first_seen[pair] = min(first_seen.get(pair, item.sent), item.sent)
+            kinds[pair].add(kind)
+            if kind == "up":
+                first_up[pair] = min(first_up.get(pair, item.sent), item.sent)
     lower, upper, pairs = defaultdict(int), defaultdict(int), Counter()
     for (_, post_id), kind in best.items():
         pairs[kind] += 1
@@ -268,10 +271,14 @@ def expected_counts(served, outage=None):
             lower[post_id] += 1
         if kind in ("up", "edge"):
             upper[post_id] += 1
+    # Pairs that can only have been counted after Redis came back: never served while it was up
+    # before, nor at an edge. Their lower bound of 1 proves counting resumed.
     fresh = 0
     if outage.started is not None:
         fresh = sum(
-            1 for pair, when in first_seen.items() if when > outage.started and best[pair] == "up"
+            1
+            for pair, when in first_up.items()
+            if when > outage.started and "edge" not in kinds[pair]
         )
     return Expectation(dict(lower), dict(upper), pairs, impressions, fresh)
 
