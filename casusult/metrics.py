@@ -110,11 +110,18 @@ def on_task_finished(sender, task_result, **kwargs):
         task_duration.labels(backend, task).observe(seconds)
 
 
+def on_sqs_receive_failed(sender, error, **kwargs):
+    observe_sqs_receive_error(error)
+
+
 def connect_signals():
     from django.tasks.signals import task_finished, task_started
 
+    from queues.signals import sqs_receive_failed
+
     task_started.connect(on_task_started, dispatch_uid="casusult-metrics-task-started")
     task_finished.connect(on_task_finished, dispatch_uid="casusult-metrics-task-finished")
+    sqs_receive_failed.connect(on_sqs_receive_failed, dispatch_uid="casusult-metrics-sqs-receive")
 
 
 class PendingCollector:
@@ -135,7 +142,10 @@ class PendingCollector:
             "impressions_pending", "Impressions in Redis not yet flushed.", value=impressions
         )
         yield GaugeMetricFamily(
-            "impressions_pending_posts", "Posts with impressions not yet flushed.", value=posts
+            "impressions_pending_entries",
+            "Pending (shard, post) counters: a post seen by viewers of several shards counts once"
+            " per shard; the next flush's work.",
+            value=posts,
         )
 
 
@@ -148,7 +158,7 @@ return {redis.call('HLEN', KEYS[1]), total}
 
 
 def pending_totals():
-    """(posts, impressions) pending in the buffer, over every shard."""
+    """(pending counters, impressions) in the buffer, over every shard."""
     from impressions import keys
     from impressions.conf import conf
     from impressions.recorder import get_client

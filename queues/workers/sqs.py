@@ -11,6 +11,7 @@ from django.utils import timezone
 from ..backends import sqs as sqs_backend
 from ..exceptions import MalformedMessage, RefusedJob
 from ..execution import TaskTimer, between_jobs, execute, load_task, new_result
+from ..signals import sqs_receive_failed
 
 logger = logging.getLogger("queues.worker")
 
@@ -91,6 +92,7 @@ class SQSWorker:
             except transient_errors() as error:
                 if self.burst:
                     raise  # a one-off run reports the outage instead of waiting it out
+                sqs_receive_failed.send(type(self), error=error)
                 failures += 1
                 pause = min(30, 2**failures)
                 logger.warning("Receiving from SQS failed (%s); retrying in %d s", error, pause)

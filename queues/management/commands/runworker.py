@@ -52,6 +52,14 @@ class Command(BaseCommand):
         parser.add_argument("--burst", action="store_true", help="run what is due, then exit")
         parser.add_argument("--max-jobs", type=positive_int, help="exit after N jobs")
         parser.add_argument("--concurrency", type=positive_int, default=1, help="worker processes")
+        parser.add_argument(
+            "--health-port", type=positive_int, help="serve /healthz /readyz /metrics on this port"
+        )
+        parser.add_argument(
+            "--health-host",
+            default="127.0.0.1",
+            help="address for --health-port (0.0.0.0 in a pod)",
+        )
 
     def handle(self, *, backend, queues, burst, max_jobs, concurrency, **options):
         try:
@@ -63,6 +71,10 @@ class Command(BaseCommand):
                 f"TASKS[{backend!r}] uses {type(task_backend).__name__}, which has no worker "
                 "(set QUEUE_BACKEND=rq or sqs)."
             )
+        if options["health_port"]:
+            from queues.health import start_health_server
+
+            start_health_server(options["health_port"], options["health_host"])
         try:
             code = run_workers(
                 task_backend,

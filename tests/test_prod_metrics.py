@@ -1,0 +1,188 @@
+"""Prometheus metrics: task counters from the django.tasks signals, SQS receive errors from the real
+worker, pending counts read from the real Redis, and the worker's own probe server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+import pytest
+from django.db import connection
+from django.tasks import task
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from casusult import devservices
+from impressions import keys
+from impressions.recorder import get_client, record_impressions
+from tests.conftest import PROJECT_DIR
+
+IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def explode():
+    raise ValueError("on purpose")
+
+
+def sample(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def buffer():
+    """This test session's Redis database for the impression buffer, emptied before and after."""
+    client = get_client(1.0)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@override_settings(TASKS=IMMEDIATE)
+def test_tasks_counted_per_backend_and_outcome():
+    labels = {"backend": "default", "task": f"{__name__}.add", "outcome": "successful"}
+    failed = {"backend": "default", "task": f"{__name__}.explode", "outcome": "failed"}
+    before, before_failed = (
+        sample("tasks_processed_total", **labels),
+        sample("tasks_processed_total", **failed),
+    )
+    add.enqueue(1, 2)
+    add.enqueue(3, 4)
+    explode.enqueue()
+    assert sample("tasks_processed_total", **labels) == before + 2
+    assert sample("tasks_processed_total", **failed) == before_failed + 1
+    assert sample("task_duration_seconds_count", backend="default", task=f"{__name__}.add") >= 2
+    assert sample("tasks_running", backend="default") == 0
+
+
+@pytest.mark.django_db
+def test_metrics_endpoint_shows_pending_counts_from_redis(client, buffer):
+    record_impressions("u:1", [101, 102, 103])
+    record_impressions("u:2", [101])
+    response = client.get("/metrics", HTTP_HOST="10.0.3.17")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    assert "impressions_buffer_up 1.0" in text
+    assert "impressions_pending 4.0" in text
+    # A counter per (viewer shard, post): post 101 twice when u:1 and u:2 hash to two shards.
+    entries = 3 if keys.shard_of("u:1") == keys.shard_of("u:2") else 4
+    assert f"impressions_pending_entries {entries}.0" in text
+    for name, kind in (
+        ("impressions_recorded_total", "counter"),
+        ("impressions_deduplicated_total", "counter"),
+        ("impressions_dropped_total", "counter"),
+        ("impressions_flushes_total", "counter"),
+        ("impressions_flush_duration_seconds", "histogram"),
+        ("tasks_processed_total", "counter"),
+        ("sqs_receive_errors_total", "counter"),
+    ):
+        assert f"# TYPE {name} {kind}" in text
+
+
+@pytest.mark.django_db
+def test_metrics_endpoint_answers_while_redis_is_down(client):
+    dead = f"redis://127.0.0.1:{devservices.free_port()}/0"
+    with override_settings(REDIS_URL=dead):
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "impressions_buffer_up 0.0" in response.content.decode()
+
+
+def test_sqs_receive_errors_counted_by_the_real_worker(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    dead = f"http://127.0.0.1:{devservices.free_port()}"
+    tasks = {
+        "default": {
+            "BACKEND": "queues.backends.sqs.SQSBackend",
+            "OPTIONS": {
+                "QUEUE_URL": f"{dead}/123456789012/nowhere",
+                "CLIENT_PARAMS": {"endpoint_url": dead},
+                "WAIT_TIME_SECONDS": 0,
+            },
+        }
+    }
+    before = sample("sqs_receive_errors_total", error="EndpointConnectionError")
+    with override_settings(TASKS=tasks):
+        from django.tasks import task_backends
+
+        worker = task_backends["default"].make_worker()
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if sample("sqs_receive_errors_total", error="EndpointConnectionError") > before:
+                break
+            time.sleep(0.05)
+        worker.stop()
+        thread.join(10)
+    assert sample("sqs_receive_errors_total", error="EndpointConnectionError") == before + 1
+    assert not thread.is_alive()
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.sqs
+@pytest.mark.django_db(transaction=True)
+def test_runworker_health_port(sqs_endpoint_url):
+    queue = f"health-{uuid.uuid4().hex[:8]}"
+    aws = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
+    }
+    boto3.client("sqs", **{"endpoint_url": sqs_endpoint_url, "region_name": "us-east-1",
+                           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}).create_queue(QueueName=queue)  # fmt: skip
+    port = devservices.free_port()
+    settings_dict = connection.settings_dict
+    database_url = (
+        f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}"
+        f"/{settings_dict['NAME']}"
+    )
+    env = {
+        **os.environ, **aws,
+        "DJANGO_SETTINGS_MODULE": "settings.test", "DATABASE_URL": database_url,
+        "QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": queue, "SQS_WAIT_TIME_SECONDS": "1",
+    }  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", "--health-port", str(port)],
+        cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        devservices.wait_until(lambda: devservices.is_listening("127.0.0.1", port), 30, "probes")
+        assert get(f"{base}/healthz") == (200, '{"status": "ok"}')
+        status, body = get(f"{base}/readyz")
+        assert status == 200, body
+        assert json.loads(body)["checks"]["queue"]["detail"] == "SQSBackend"
+        status, body = get(f"{base}/metrics")
+        assert status == 200
+        assert "# TYPE tasks_processed_total counter" in body
+        assert get(f"{base}/admin/")[0] == 404  # only the probes, never the site
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        output = worker.communicate(timeout=30)[0].decode()
+    assert worker.returncode == 0, output
