@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from casusult import devservices
 from impressions import recorder
-from impressions.recorder import get_client
+from impressions.recorder import get_flush_client
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
 
@@ -43,11 +43,11 @@ def standalone_buffer():
     """The standalone Redis of REDIS_URL, emptied before and after the test; Dummy task backend."""
     ping_or_fail(settings.REDIS_URL)
     with override_settings(TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_CLUSTER="auto"):
-        client = get_client()
+        client = get_flush_client()
         flush_redis(client)
         reset_loss_counter()
         yield client
-        flush_redis(get_client())
+        flush_redis(get_flush_client())
 
 
 @pytest.fixture
@@ -56,11 +56,11 @@ def cluster_buffer(redis_cluster_url):
     with override_settings(
         TASKS=DUMMY_TASKS, REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
     ):
-        client = get_client()
+        client = get_flush_client()
         flush_redis(client)
         reset_loss_counter()
         yield client
-        flush_redis(get_client())
+        flush_redis(get_flush_client())
 
 
 @pytest.fixture(params=["standalone", "cluster"])
