@@ -77,7 +77,12 @@ def parser():
     p.add_argument("--requests", type=positive, default=300, help="record path: requests per round")
     p.add_argument("--e2e-requests", type=positive, default=200, help="timeline requests per round")
     p.add_argument("--memory-entries", type=positive, default=200_000, help="sample size")
-    p.add_argument("--profile", action="store_true", help="cProfile ours (flush and record)")
+    p.add_argument(
+        "--profile-size",
+        type=int,
+        default=100_000,
+        help="after the rounds, cProfile ours once: the record path and a flush this big (0: no)",
+    )
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--output", type=Path, default=RESULTS / "latest.md")
     return p

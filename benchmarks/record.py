@@ -3,7 +3,7 @@
 import random
 import time
 
-from . import fixtures, ours
+from . import fixtures, ours, profile
 from .harness import (
     BASELINE,
     LIMIT,
@@ -164,7 +164,17 @@ def run(options, post_ids, redis_client, log=print):
     redis_client.flushdb()
     ceiling = redis_benchmark_rows(options.redis_url, workload_.raw, PAGE)
     redis_client.flushdb()
-    return render(results, ceiling), results
+    text = render(results, ceiling)
+    if options.profile_size:
+        try:
+            _, stats = profile.profile(workload_.run_ours)
+            text += "\n\n" + profile.render(
+                f"Profile of ours, {options.requests} record calls", stats
+            )
+        except ContenderFailed as error:
+            text += f"\n\nProfile of ours: not run ({error})."
+        redis_client.flushdb()
+    return text, results
 
 
 def render(results, ceiling):
