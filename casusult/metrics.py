@@ -94,7 +94,8 @@ def observe_sqs_receive_error(error):
     sqs_receive_errors.labels(type(error).__name__).inc()
 
 
-# django.tasks signals: no backend needs to know about metrics.
+# Receivers of django.tasks', impressions' and queues' signals: those apps know nothing of
+# Prometheus.
 
 
 def on_task_started(sender, task_result, **kwargs):
@@ -114,14 +115,26 @@ def on_sqs_receive_failed(sender, error, **kwargs):
     observe_sqs_receive_error(error)
 
 
+def on_impressions_recorded(sender, served, counted, lost, **kwargs):
+    observe_record(served, counted, lost)
+
+
+def on_flush_finished(sender, report, duration, error, **kwargs):
+    outcome = "failed" if error is not None else str(report.outcome)
+    observe_flush(outcome, duration, 0 if error is not None else report.impressions_applied)
+
+
 def connect_signals():
     from django.tasks.signals import task_finished, task_started
 
+    from impressions.signals import flush_finished, impressions_recorded
     from queues.signals import sqs_receive_failed
 
     task_started.connect(on_task_started, dispatch_uid="casusult-metrics-task-started")
     task_finished.connect(on_task_finished, dispatch_uid="casusult-metrics-task-finished")
     sqs_receive_failed.connect(on_sqs_receive_failed, dispatch_uid="casusult-metrics-sqs-receive")
+    impressions_recorded.connect(on_impressions_recorded, dispatch_uid="casusult-metrics-record")
+    flush_finished.connect(on_flush_finished, dispatch_uid="casusult-metrics-flush")
 
 
 class PendingCollector:

@@ -21,6 +21,7 @@ from .conf import conf
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
 from .recorder import get_flush_client, script
+from .signals import flush_finished
 
 logger = logging.getLogger(__name__)
 
@@ -102,16 +103,23 @@ def flush_pending(batch_size=None):
         ledger.prune_ledger()
     except (RedisError, RedisClusterException) as error:
         _note_failure(report.flush_id, error)
+        flush_finished.send(
+            flush_pending, report=report, duration=time.monotonic() - started, error=error
+        )
         raise RedisUnavailable(f"Redis failed during flush {report.flush_id}: {error}") from error
     except DatabaseError as error:
         if not connection.in_atomic_block:
             connection.close()  # reconnect on the next flush instead of reusing a dead socket
+        flush_finished.send(
+            flush_pending, report=report, duration=time.monotonic() - started, error=error
+        )
         raise DatabaseUnavailable(
             f"the database failed during flush {report.flush_id}; its counts stay in Redis"
             f" for the next flush: {error}"
         ) from error
     report.duration = time.monotonic() - started
-    logger.info("%s", report)
+    logger.info("%s", report, extra={"flush": report.as_dict()})
+    flush_finished.send(flush_pending, report=report, duration=report.duration, error=None)
     return report
 
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from . import keys, scripts
 from .conf import conf
 from .redis_client import get_client, get_flush_client, reset_clients
+from .signals import impressions_recorded
 
 __all__ = [
     "get_client",
@@ -42,12 +43,14 @@ class LossCounter:
             self.unreported += impressions
 
     def take_unreported(self):
+        """Hand the unreported count to one caller (threads must not report it twice)."""
         with self._lock:
-            return self.unreported
+            count, self.unreported = self.unreported, 0
+            return count
 
-    def reported(self, count):
+    def give_back(self, count):
         with self._lock:
-            self.unreported -= count
+            self.unreported += count
 
 
 lost = LossCounter()
@@ -90,6 +93,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
             ],
         )
     except Exception as error:
+        lost.give_back(unreported)
         lost.add(len(post_ids))
         logger.warning(
             "impressions lost: %d for viewer %s (%s: %s); lost in this process so far: %d",
@@ -98,14 +102,20 @@ def record_impressions(viewer_key, post_ids, *, now=None):
             type(error).__name__,
             error,
             lost.impressions,
+            extra={"lost": len(post_ids), "error": type(error).__name__},
+        )
+        impressions_recorded.send(
+            record_impressions, served=len(post_ids), counted=0, lost=len(post_ids)
         )
         return RecordResult(0, len(post_ids), False)
-    lost.reported(unreported)
     scheduled = False
     if newly_armed and guard_taken != 0:
         from .schedule import arm_flush
 
         scheduled = arm_flush(client, shard, guard_taken=guard_taken == 1)
+    impressions_recorded.send(
+        record_impressions, served=len(post_ids), counted=int(counted), lost=0
+    )
     return RecordResult(int(counted), 0, scheduled)
 
 

@@ -21,8 +21,11 @@ from prometheus_client import REGISTRY
 
 from casusult import devservices
 from impressions import keys
+from impressions.exceptions import FlushError
+from impressions.flush import flush_pending
 from impressions.recorder import get_client, record_impressions
 from tests.conftest import PROJECT_DIR
+from tests.factories import make_posts
 
 IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 
@@ -99,6 +102,42 @@ def test_metrics_endpoint_answers_while_redis_is_down(client):
         response = client.get("/metrics")
     assert response.status_code == 200
     assert "impressions_buffer_up 0.0" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_record_path_counts_recorded_deduplicated_and_dropped(client, buffer):
+    make_posts(5)
+    recorded, deduplicated = (
+        sample("impressions_recorded_total"),
+        sample("impressions_deduplicated_total"),
+    )
+    dropped = sample("impressions_dropped_total")
+    assert client.get("/api/timeline/").status_code == 200
+    assert client.get("/").status_code == 200  # a reload (HTML) by the same anonymous viewer
+    assert sample("impressions_recorded_total") == recorded + 5
+    assert sample("impressions_deduplicated_total") == deduplicated + 5
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{devservices.free_port()}/0"):
+        assert client.get("/api/timeline/").status_code == 200
+    assert sample("impressions_dropped_total") == dropped + 5
+    assert sample("impressions_recorded_total") == recorded + 5
+
+
+@pytest.mark.django_db
+def test_flushes_counted_by_outcome_with_duration(buffer):
+    posts = make_posts(3)
+    applied = sample("impressions_flushes_total", outcome="applied")
+    failed = sample("impressions_flushes_total", outcome="failed")
+    flushed = sample("impressions_flushed_total")
+    timed = sample("impressions_flush_duration_seconds_count", outcome="applied")
+    record_impressions("u:7", [post.pk for post in posts])
+    flush_pending()
+    assert sample("impressions_flushes_total", outcome="applied") == applied + 1
+    assert sample("impressions_flushed_total") == flushed + 3
+    assert sample("impressions_flush_duration_seconds_count", outcome="applied") == timed + 1
+    dead = f"redis://127.0.0.1:{devservices.free_port()}/0"
+    with override_settings(REDIS_URL=dead), pytest.raises(FlushError):
+        flush_pending()
+    assert sample("impressions_flushes_total", outcome="failed") == failed + 1
 
 
 def test_sqs_receive_errors_counted_by_the_real_worker(monkeypatch):

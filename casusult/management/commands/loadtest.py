@@ -157,8 +157,7 @@ class Command(BaseCommand):
             ),
         ]
         recorded = metric_total(metrics_text, "impressions_recorded_total")
-        # TODO(phase B): drop "recorded and" once the record path feeds the metric.
-        if recorded and not options["redis_outage"]:
+        if recorded is not None and not options["redis_outage"]:
             checks.append(
                 (
                     "server's impressions_recorded_total equals the database delta",

@@ -1,0 +1,9 @@
+"""Signals for observability: the project connects metrics to them, the app needs none."""
+
+from django.dispatch import Signal
+
+# One record call. Arguments: served (posts), counted (new for the viewer), lost (Redis failed).
+impressions_recorded = Signal()
+
+# One flush, done or failed. Arguments: report (a FlushReport), duration (s), error (None if done).
+flush_finished = Signal()
