@@ -6,7 +6,7 @@ class ImpressionsConfig(AppConfig):
     verbose_name = "Impressions"
 
     def ready(self):
-        from . import conf, recorder
+        from . import checks, conf, recorder  # noqa: F401 (checks registers itself)
 
         conf.validate()
         recorder.connect_signals()

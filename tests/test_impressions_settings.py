@@ -51,3 +51,16 @@ def test_lazy_settings_follow_override_settings():
         assert conf.conf.FLUSH_DELAY == 7
         assert conf.conf.GUARD_TTL == 7 + conf.GUARD_GRACE_SECONDS
     assert conf.conf.FLUSH_DELAY == 300
+
+
+def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
+    from django.core.checks import run_checks
+
+    immediate = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    dummy = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    with override_settings(TASKS=immediate):
+        ids = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert "impressions.W001" in ids
+    with override_settings(TASKS=dummy):
+        ids = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert "impressions.W001" not in ids
