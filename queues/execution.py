@@ -105,6 +105,13 @@ class TaskTimer:
             outcome,
             duration,
             f" {detail}" if detail else "",
+            # The same as fields, for JSON logs (LOG_FORMAT=json).
+            extra={
+                "task": self.task_path,
+                "task_id": self.job_id,
+                "outcome": outcome,
+                "duration": round(duration, 3),
+            },
         )
 
 
