@@ -169,3 +169,17 @@ def test_a_reload_after_the_window_counts_again(client, standalone_buffer):
     time.sleep(1.05)
     client.get("/api/timeline/")
     assert pending_counts(ids) == dict.fromkeys(ids, 2)
+
+
+def test_cluster_mode_is_detected_or_forced(redis_cluster_url, standalone_buffer):
+    import redis
+    from redis.cluster import RedisCluster
+
+    assert type(get_client()) is redis.Redis  # auto, on the standalone server
+    with override_settings(REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"):
+        assert isinstance(get_client(), RedisCluster)
+    with override_settings(REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="true"):
+        client = get_client()
+        assert isinstance(client, RedisCluster)
+        assert record_impressions("u:forced", [1, 2]).counted == 2
+        client.flushdb(target_nodes=RedisCluster.PRIMARIES)
