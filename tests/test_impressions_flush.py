@@ -1,9 +1,11 @@
 """Scheduling and flushing: one flush per window, batched updates, ledger, command, admin-free."""
 # ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
 
+import time
 from datetime import timedelta
 
 import pytest
+from django.tasks import default_task_backend
 from django.test import override_settings
 from django.utils import timezone
 
@@ -134,3 +136,40 @@ def test_command_flushes_and_prints_what_it_applied(standalone_buffer, manage):
     bad = manage("flush_impressions", "--batch-size", "0", env=subprocess_env(connection))
     assert bad.returncode != 0
     assert "--batch-size" in bad.stderr
+
+
+def test_a_lost_flush_message_is_rescheduled_when_the_guard_lapses(buffer):
+    from impressions import keys
+
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.id])
+    assert len(scheduled_flushes()) == 1
+    default_task_backend.clear()  # the message is lost: that flush never runs
+    record_impressions("u:2", [post.id])
+    assert scheduled_flushes() == []  # the guard still says "scheduled"
+    # Let the guard and every shard flag lapse for real (their TTL is delay + 60 s).
+    for key in [keys.guard_key(), *(keys.armed_key(shard) for shard in range(16))]:
+        buffer.pexpire(key, 1)
+
+    time.sleep(0.01)
+    record_impressions("u:3", [post.id])
+    assert len(scheduled_flushes()) == 1
+    flush_pending()
+    assert impressions_of([post]) == {post.id: 3}
+
+
+def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
+    from impressions import keys
+
+    post = make_posts(1)[0]
+    unreachable = {
+        "default": {
+            "BACKEND": "queues.backends.rq.RQBackend",
+            "OPTIONS": {"URL": "redis://127.0.0.1:1/0"},
+        }
+    }
+    with override_settings(TASKS=unreachable):
+        result = record_impressions("u:1", [post.id])
+    assert (result.counted, result.scheduled) == (1, False)
+    assert not buffer.exists(keys.guard_key())
+    assert record_impressions("u:2", [post.id]).scheduled  # back on the Dummy backend
