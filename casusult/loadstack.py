@@ -57,7 +57,16 @@ class Stack:
             "web",
             [sys.executable, "-m", "gunicorn", "-c", "python:casusult.gunicorn_conf", "casusult.wsgi"],
         )  # fmt: skip
-        self.worker = self.spawn("worker", [sys.executable, "manage.py", "runworker"])
+        self.worker = self.spawn(
+            "worker",
+            [
+                sys.executable,
+                "manage.py",
+                "runworker",
+                "--health-port",
+                str(self.worker_health_port),
+            ],
+        )
         devservices.wait_until(self.web_answers, 60, "gunicorn")
         say(f"web: {self.base_url} (gunicorn, {self.workers} x {self.threads} threads)")
         return self
@@ -145,8 +154,10 @@ class Stack:
         except OSError:
             return False
 
-    def scrape_metrics(self):
-        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=10) as response:
+    def scrape_metrics(self, worker=False):
+        """/metrics of the web (all gunicorn processes) or of the worker (its health port)."""
+        base = f"http://127.0.0.1:{self.worker_health_port}" if worker else self.base_url
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             return response.read().decode()
 
     def stop_worker(self):

@@ -130,6 +130,9 @@ RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", REDIS_URL)
 # Production picks rq or sqs; without QUEUE_BACKEND tasks run in-process.
 TASKS = task_settings("immediate", RQ_REDIS_URL)
 
+# Seconds /readyz waits for all its dependency probes together (casusult/health.py).
+READINESS_TIMEOUT = env_float("READINESS_TIMEOUT", 1.0, minimum=0.05)
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 # plain for people, json (one object per line, casusult.jsonlog) for log pipelines; prod: json.
 LOG_FORMATS = {"plain", "json"}

@@ -123,6 +123,7 @@ class Command(BaseCommand):
             )
         )
         metrics_text = stack.scrape_metrics()
+        worker_metrics = stack.scrape_metrics(worker=True)
         worker_code = stack.stop_worker()
         flushed = stack.manage("flush_impressions").stdout.strip()
         after = dict(Post.objects.values_list("id", "impressions"))
@@ -139,6 +140,8 @@ class Command(BaseCommand):
         checks.append(
             ("worker stopped cleanly on SIGTERM", worker_code == 0, f"exit {worker_code}")
         )
+        flush_tasks = metric_total(worker_metrics, "tasks_processed_total") or 0
+        self.stdout.write(f"worker: {flush_tasks:g} tasks run during the load (its /metrics)")
         self.report(results, expectation, actual, wrong, flushed, metrics_text, checks)
         return all(ok for _, ok, _ in checks)
 
@@ -165,6 +168,18 @@ class Command(BaseCommand):
                     f"metric {recorded:g}, database {sum(actual.values())}",
                 )
             )
+        dropped = metric_total(metrics_text, "impressions_dropped_total")
+        if dropped is not None and options["redis_outage"]:
+            # Served while down: certainly dropped; at an edge: maybe (the reply may be what was
+            # lost, after Redis counted it, so then the database has more than the metric).
+            low, high = (
+                expectation.impressions["down"],
+                expectation.impressions["down"] + expectation.impressions["edge"],
+            )
+            checks += [
+                ("server's impressions_dropped_total matches the outage", low <= dropped <= high, f"metric {dropped:g}, served while down {low}, + at the edges {high}"),
+                ("server's impressions_recorded_total <= database delta", recorded is not None and recorded <= sum(actual.values()), f"metric {recorded}, database {sum(actual.values())}"),
+            ]  # fmt: skip
         if options["redis_outage"]:
             down = [
                 s
