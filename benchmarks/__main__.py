@@ -74,8 +74,11 @@ def parser():
         "--bulk-update-cap", type=positive, default=10_000, help="rows, then extrapolate"
     )
     p.add_argument("--per-row-cap", type=positive, default=5_000, help="rows, then extrapolate")
-    p.add_argument("--requests", type=positive, default=300, help="record path: requests per round")
-    p.add_argument("--e2e-requests", type=positive, default=200, help="timeline requests per round")
+    p.add_argument("--requests", type=positive, default=2000, help="record path: requests/round")
+    p.add_argument(
+        "--db-requests", type=positive, default=100, help="… for the database contenders"
+    )
+    p.add_argument("--e2e-requests", type=positive, default=100, help="timeline requests per round")
     p.add_argument("--memory-entries", type=positive, default=200_000, help="sample size")
     p.add_argument(
         "--profile-size",

@@ -120,9 +120,9 @@ def ensure_hit_table():
     return model
 
 
-def vacuum_posts():
+def vacuum_posts(analyze=False):
     """Reclaim the dead row versions earlier contenders left, so no contender pays for another's."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM casusult_post")
+        cursor.execute("VACUUM ANALYZE casusult_post" if analyze else "VACUUM casusult_post")

@@ -93,6 +93,10 @@ class FlushWorkload:
         """Record the workload's impressions through our recorder (untimed, Redis flushed first)."""
         record_impressions = ours.record_impressions()
         self.redis.flushdb()
+        with ours.patient_redis():
+            self._record_all(record_impressions)
+
+    def _record_all(self, record_impressions):
         for level in range(1, max(self.pending.values()) + 1):
             ids = [post_id for post_id, count in self.pending.items() if count >= level]
             for start in range(0, len(ids), RECORD_CHUNK):

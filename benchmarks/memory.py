@@ -28,6 +28,12 @@ def fill(client, viewers, posts_per_viewer, distinct, post_ids):
     record_impressions = ours.record_impressions()
     client.flushdb()
     seen_posts = set()
+    with ours.patient_redis():
+        _fill(record_impressions, viewers, posts_per_viewer, distinct, post_ids, seen_posts)
+    return viewers * posts_per_viewer, len(seen_posts)
+
+
+def _fill(record_impressions, viewers, posts_per_viewer, distinct, post_ids, seen_posts):
     for viewer in range(viewers):
         offset = viewer * posts_per_viewer if distinct else 0
         ids = post_ids[offset : offset + posts_per_viewer]
@@ -35,7 +41,6 @@ def fill(client, viewers, posts_per_viewer, distinct, post_ids):
         result = record_impressions(f"s:bench-memory-{viewer}", ids)
         if result.lost:
             raise ContenderFailed("impressions lost while filling Redis (timeouts)")
-    return viewers * posts_per_viewer, len(seen_posts)
 
 
 def measure(client, viewers, per_viewer, distinct, post_ids):

@@ -31,3 +31,12 @@ def redis_client():
 def flush_pending():
     """impressions.flush.flush_pending(batch_size=None): snapshot, batched UPDATEs, ledger, commit."""
     return _load("impressions.flush", "flush_pending")
+
+
+def patient_redis():
+    """Settings for untimed set-up through ours: a long Redis timeout, so a busy machine does
+    not drop impressions that a benchmark then expects to find (the 50 ms default is for views).
+    """
+    from django.test import override_settings
+
+    return override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)

