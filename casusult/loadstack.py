@@ -6,6 +6,7 @@ load test can stop and restart it), and the caller's PostgreSQL database.
 """
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -96,6 +97,8 @@ class Stack:
             "IMPRESSIONS_DEDUP_WINDOW": str(self.dedup_window),
             "IMPRESSIONS_FLUSH_DELAY": str(self.flush_delay),
             "STATIC_ROOT": str(self.workdir / "static"),
+            # The checks are about up or down, not speed: a loaded test machine may be slow.
+            "READINESS_TIMEOUT": "3",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             "GUNICORN_BIND": f"127.0.0.1:{self.web_port}",
@@ -159,6 +162,28 @@ class Stack:
         base = f"http://127.0.0.1:{self.worker_health_port}" if worker else self.base_url
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             return response.read().decode()
+
+    def fetch(self, path, headers=None):
+        """GET as the TLS-terminating balancer would forward it; (status, headers, body)."""
+        request = urllib.request.Request(
+            f"{self.base_url}{path}", headers={"X-Forwarded-Proto": "https", **(headers or {})}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+
+    def static_file_check(self):
+        """The admin's hashed stylesheet, as its login page links it: served and cached for good."""
+        _, _, page = self.fetch("/admin/login/")
+        link = re.search(rb'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', page)
+        if link is None:
+            return False, "no hashed stylesheet link on /admin/login/"
+        path = link.group(1).decode()
+        status, headers, _ = self.fetch(path, {"Accept-Encoding": "gzip"})
+        detail = (
+            f"{path}: {status}, Cache-Control {headers.get('Cache-Control')!r},"
+            f" Content-Encoding {headers.get('Content-Encoding')!r}"
+        )
+        return status == 200 and "immutable" in headers.get("Cache-Control", ""), detail
 
     def stop_worker(self):
         """SIGTERM: the worker finishes the running task (a flush) and exits."""

@@ -122,6 +122,7 @@ class Command(BaseCommand):
                 during=redis_outage if options["redis_outage"] else None,
             )
         )
+        static_ok, static_detail = stack.static_file_check()
         metrics_text = stack.scrape_metrics()
         worker_metrics = stack.scrape_metrics(worker=True)
         worker_code = stack.stop_worker()
@@ -140,6 +141,7 @@ class Command(BaseCommand):
         checks.append(
             ("worker stopped cleanly on SIGTERM", worker_code == 0, f"exit {worker_code}")
         )
+        checks.append(("static files from whitenoise, hashed and cached", static_ok, static_detail))
         flush_tasks = metric_total(worker_metrics, "tasks_processed_total") or 0
         self.stdout.write(f"worker: {flush_tasks:g} tasks run during the load (its /metrics)")
         self.report(results, expectation, actual, wrong, flushed, metrics_text, checks)
@@ -186,7 +188,7 @@ class Command(BaseCommand):
                 for (sent, received, s) in results.readiness
                 if outage.classify(sent, received) == "down"
             ]
-            after = [s for (sent, _, s) in results.readiness if sent > outage.started + 1]
+            after = [s for (sent, _, s) in results.readiness if sent > outage.started]
             checks += [
                 ("/readyz answered 503 throughout the outage", bool(down) and set(down) == {503}, f"{len(down)} probes while down: {sorted(set(down))}"),
                 ("/readyz answered 200 again after Redis returned", 200 in after, f"statuses after: {sorted(set(after))}"),
