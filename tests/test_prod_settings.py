@@ -27,6 +27,17 @@ def test_check_deploy_passes_with_production_environment(manage):
     assert "no issues" in result.stdout
 
 
+def test_the_settings_flag_as_the_docs_write_it(manage):
+    # --settings must win over DJANGO_SETTINGS_MODULE, also for the one-line error.
+    flag_env = {**PROD_ENV, "DJANGO_SETTINGS_MODULE": "settings.test"}
+    args = ("check", "--deploy", "--fail-level", "WARNING", "--settings=settings.prod")
+    passed = manage(*args, env=flag_env)
+    assert passed.returncode == 0, passed.stderr
+    failed = manage(*args, env={**flag_env, "SECRET_KEY": None})
+    assert failed.returncode != 0
+    assert failed.stderr.strip() == "error: The environment variable SECRET_KEY is required."
+
+
 @pytest.mark.parametrize(
     "variable", ["SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "QUEUE_BACKEND"]
 )
