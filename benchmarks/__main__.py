@@ -83,8 +83,9 @@ def parser():
     p.add_argument(
         "--profile-size",
         type=int,
-        default=100_000,
-        help="after the rounds, cProfile ours once: the record path and a flush this big (0: no)",
+        default=None,
+        help="after the rounds, cProfile ours once: the record path and a flush this big"
+        " (default: the largest --flush-sizes; 0: no profile)",
     )
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--output", type=Path, default=RESULTS / "latest.md")
@@ -93,6 +94,8 @@ def parser():
 
 def main(argv=None):
     options = parser().parse_args(argv)
+    if options.profile_size is None:
+        options.profile_size = max(options.flush_sizes)
     # The benchmark's own database and Redis db, whatever DATABASE_URL/REDIS_URL say for dev.
     os.environ["DATABASE_URL"] = options.database_url
     os.environ["REDIS_URL"] = options.redis_url

@@ -46,10 +46,20 @@ def cumulative(stats, matches):
     )
 
 
+def own(stats, matches):
+    return sum(
+        entry[2] for (file, _line, name), entry in stats.stats.items() if matches(file, name)
+    )
+
+
 def breakdown(stats):
-    """(total, [(part, seconds)]): the database wait, psycopg's own work, Redis, the rest."""
+    """(total, [(part, seconds)]): the database wait, psycopg's own work, Redis, the rest.
+
+    psycopg composes a statement inside the generator its `wait` drives, so the server's share
+    is wait's own time (blocked on the socket), not its cumulative time.
+    """
     total = stats.total_tt
-    waiting = cumulative(stats, _is_wait)
+    waiting = own(stats, _is_wait)
     statements = cumulative(stats, _is_statement)
     redis = cumulative(stats, _is_redis)
     return total, [
@@ -85,7 +95,7 @@ def render(title, stats):
     total, rows = breakdown(stats)
     parts = markdown_table(
         ["part", "time", "share"],
-        [[label, format_seconds(s), f"{100 * s / total:.0f} %"] for label, s in rows],
+        [[label, format_seconds(s), f"{100 * s / total:.0f} %"] for label, s in rows if s > 0],
     )
     top = markdown_table(
         ["function (own time)", "calls", "own", "cumulative"], top_functions(stats)

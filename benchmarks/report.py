@@ -15,7 +15,8 @@ class Section:
 
     def markdown(self):
         notes = "".join(f"\n- {note}" for note in self.notes)
-        return f"## {self.title}\n\n{self.intro}\n\n{self.body}\n{notes}\n"
+        intro = f"{self.intro}\n\n" if self.intro else ""
+        return f"## {self.title}\n\n{intro}{self.body}\n{notes}\n"
 
 
 def write_markdown(path, machine_rows, command, headlines, sections, chart_name=None):
@@ -44,7 +45,7 @@ def flush_chart(path, by_size):
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(figsize=(9, 5.5), dpi=110)
+    figure, axes = pyplot.subplots(figsize=(12, 5.5), dpi=110)
     names = [r.name for r in next(iter(by_size.values()), [])]
     for name in names:
         points = []
@@ -75,7 +76,13 @@ def flush_chart(path, by_size):
     axes.set_ylabel("rows per second (log, higher is better)")
     axes.set_title("Flush throughput vs size (table of ≥ 1M posts, PostgreSQL)")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8, loc="best", title="hollow marker = extrapolated", title_fontsize=8)
+    axes.legend(
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),  # beside the plot, never over a line
+        title="hollow marker = extrapolated",
+        title_fontsize=8,
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
