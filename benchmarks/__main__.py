@@ -67,19 +67,31 @@ def parser():
     p.add_argument("--only", type=benchmarks, default=list(ALL), help=f"subset of {','.join(ALL)}")
     p.add_argument("--rounds", type=positive, default=3, help="interleaved rounds per benchmark")
     p.add_argument("--posts", type=positive, default=1_000_000, help="posts in the table")
-    p.add_argument("--flush-sizes", type=sizes, default=[10_000, 100_000, 1_000_000])
-    p.add_argument("--big-size", type=positive, default=1_000_000, help="flushes this big or")
-    p.add_argument("--big-rounds", type=positive, default=1, help="… bigger run this many rounds")
     p.add_argument(
-        "--bulk-update-cap", type=positive, default=10_000, help="rows, then extrapolate"
+        "--flush-sizes",
+        type=sizes,
+        default=[10_000, 100_000, 1_000_000],
+        help="distinct pending posts per flush, comma-separated (default 10000,100000,1000000)",
     )
-    p.add_argument("--per-row-cap", type=positive, default=5_000, help="rows, then extrapolate")
+    p.add_argument("--big-size", type=positive, default=1_000_000, help="flushes of this many")
+    p.add_argument("--big-rounds", type=positive, default=1, help="… posts or more: rounds")
+    p.add_argument(
+        "--bulk-update-cap",
+        type=positive,
+        default=10_000,
+        help="bulk_update(batch_size=1000) runs this many rows a round; the rest is extrapolated",
+    )
+    p.add_argument(
+        "--per-row-cap", type=positive, default=5_000, help="the same for one UPDATE per row"
+    )
     p.add_argument("--requests", type=positive, default=2000, help="record path: requests/round")
     p.add_argument(
         "--db-requests", type=positive, default=100, help="… for the database contenders"
     )
     p.add_argument("--e2e-requests", type=positive, default=100, help="timeline requests per round")
-    p.add_argument("--memory-entries", type=positive, default=200_000, help="sample size")
+    p.add_argument(
+        "--memory-entries", type=positive, default=200_000, help="impressions per memory sample"
+    )
     p.add_argument(
         "--profile-size",
         type=int,
@@ -87,8 +99,10 @@ def parser():
         help="after the rounds, cProfile ours once: the record path and a flush this big"
         " (default: the largest --flush-sizes; 0: no profile)",
     )
-    p.add_argument("--seed", type=int, default=5)
-    p.add_argument("--output", type=Path, default=RESULTS / "latest.md")
+    p.add_argument("--seed", type=int, default=5, help="for the random pages, posts, viewers")
+    p.add_argument(
+        "--output", type=Path, default=RESULTS / "latest.md", help="markdown file (chart beside it)"
+    )
     return p
 
 
