@@ -124,7 +124,7 @@ def main(argv=None):
     django.setup()
     from .run import run_all
 
-    run_all(options, command="python -m benchmarks " + shlex.join(argv or sys.argv[1:]))
+    run_all(options, command=("python -m benchmarks " + shlex.join(argv or sys.argv[1:])).strip())
     print(f"done in {time.perf_counter() - started:.0f} s; results in {options.output}")
     return 0
 
