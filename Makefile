@@ -8,6 +8,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_USERS ?= 20
 DEMO_POSTS ?= 500
+# In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
+WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
 .PHONY: run serve test lint format bench loadtest venv services migrate
 
@@ -31,7 +33,7 @@ run: migrate
 	@$(PY) manage.py ensure_admin
 	@echo "Timeline: http://$(HOST):$(PORT)/   API: http://$(HOST):$(PORT)/api/timeline/   Admin: http://$(HOST):$(PORT)/admin/"
 	@echo "Ctrl-C stops everything."
-	@$(PY) -m casusult.devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" "$(PY) manage.py runworker"
+	@$(PY) -m casusult.devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" $(WORKER)
 
 # As in production: gunicorn (casusult/gunicorn_conf.py, GUNICORN_* variables), whitenoise for
 # static files, the worker next to it. Settings stay settings.dev unless DJANGO_SETTINGS_MODULE says.
@@ -41,7 +43,7 @@ serve: migrate
 	@$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo "gunicorn on http://$(HOST):$(PORT)/ (health: /healthz /readyz, metrics: /metrics). Ctrl-C stops everything."
 	@GUNICORN_BIND=$(HOST):$(PORT) $(PY) -m casusult.devservices supervise \
-		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" "$(PY) manage.py runworker"
+		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" $(WORKER)
 
 test: DJANGO_SETTINGS_MODULE = settings.test
 test: venv
