@@ -8,6 +8,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from casusult.arguments import positive_int
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("record", "flush", "e2e", "memory")
 
@@ -22,16 +24,6 @@ def sizes(text):
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("sizes must be positive whole numbers")
     return values
-
-
-def positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def benchmarks(text):
@@ -65,32 +57,38 @@ def parser():
         help="Redis database the benchmarks may FLUSHDB (never db 0)",
     )
     p.add_argument("--only", type=benchmarks, default=list(ALL), help=f"subset of {','.join(ALL)}")
-    p.add_argument("--rounds", type=positive, default=3, help="interleaved rounds per benchmark")
-    p.add_argument("--posts", type=positive, default=1_000_000, help="posts in the table")
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="interleaved rounds per benchmark"
+    )
+    p.add_argument("--posts", type=positive_int, default=1_000_000, help="posts in the table")
     p.add_argument(
         "--flush-sizes",
         type=sizes,
         default=[10_000, 100_000, 1_000_000],
         help="distinct pending posts per flush, comma-separated (default 10000,100000,1000000)",
     )
-    p.add_argument("--big-size", type=positive, default=1_000_000, help="flushes of this many")
-    p.add_argument("--big-rounds", type=positive, default=1, help="… posts or more: rounds")
+    p.add_argument("--big-size", type=positive_int, default=1_000_000, help="flushes of this many")
+    p.add_argument("--big-rounds", type=positive_int, default=1, help="… posts or more: rounds")
     p.add_argument(
         "--bulk-update-cap",
-        type=positive,
+        type=positive_int,
         default=10_000,
         help="bulk_update(batch_size=1000) runs this many rows a round; the rest is extrapolated",
     )
     p.add_argument(
-        "--per-row-cap", type=positive, default=5_000, help="the same for one UPDATE per row"
+        "--per-row-cap", type=positive_int, default=5_000, help="the same for one UPDATE per row"
     )
-    p.add_argument("--requests", type=positive, default=2000, help="record path: requests/round")
     p.add_argument(
-        "--db-requests", type=positive, default=100, help="… for the database contenders"
+        "--requests", type=positive_int, default=2000, help="record path: requests/round"
     )
-    p.add_argument("--e2e-requests", type=positive, default=100, help="timeline requests per round")
     p.add_argument(
-        "--memory-entries", type=positive, default=200_000, help="impressions per memory sample"
+        "--db-requests", type=positive_int, default=100, help="… for the database contenders"
+    )
+    p.add_argument(
+        "--e2e-requests", type=positive_int, default=100, help="timeline requests per round"
+    )
+    p.add_argument(
+        "--memory-entries", type=positive_int, default=200_000, help="impressions per memory sample"
     )
     p.add_argument(
         "--profile-size",

@@ -1,6 +1,5 @@
 """manage.py loadtest: browse the real stack for a while, flush, compare the database exactly."""
 
-import argparse
 import asyncio
 import logging
 import math
@@ -11,20 +10,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from casusult import loadtest
+from casusult.arguments import positive_int
 from casusult.demo import demo_username
 from casusult.loadstack import Stack, ensure_database, metric_total
 from casusult.models import Post
 from casusult.views import PAGE_SIZE
-
-
-def positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{number} must be 1 or more")
-    return number
 
 
 class Command(BaseCommand):

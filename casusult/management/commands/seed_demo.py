@@ -2,15 +2,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from casusult.arguments import non_negative_int
 from casusult.demo import DEMO_PASSWORD, demo_username, seed_demo
 from casusult.models import Post
-
-
-def positive_int(value):
-    number = int(value)
-    if number < 0:
-        raise ValueError(value)
-    return number
 
 
 class Command(BaseCommand):
@@ -19,8 +13,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--users", type=positive_int, default=20, help="number of demo users")
-        parser.add_argument("--posts", type=positive_int, default=500, help="number of demo posts")
+        parser.add_argument(
+            "--users", type=non_negative_int, default=20, help="number of demo users"
+        )
+        parser.add_argument(
+            "--posts", type=non_negative_int, default=500, help="number of demo posts"
+        )
         parser.add_argument(
             "--if-empty", action="store_true", help="do nothing when the site already has posts"
         )

@@ -1,14 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from casusult.arguments import positive_int
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
-
-
-def positive_int(value):
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
 
 
 class Command(BaseCommand):
