@@ -63,9 +63,13 @@ def build_client(url, cluster_mode, timeout):
 
 
 def is_cluster_mode(url, options):
-    """Ask the server (INFO cluster) whether it runs in cluster mode."""
+    """Known cluster endpoints by name (no round trip), else ask the server (INFO cluster)."""
     import redis
 
+    from queues.cluster import cluster_endpoint_reason
+
+    if cluster_endpoint_reason(url):
+        return True  # e.g. ElastiCache Serverless, whose INFO answers are not to be relied on
     probe = redis.Redis.from_url(url, **options)
     try:
         return bool(probe.info("cluster").get("cluster_enabled"))

@@ -183,3 +183,17 @@ def test_cluster_mode_is_detected_or_forced(redis_cluster_url, standalone_buffer
         assert isinstance(client, RedisCluster)
         assert record_impressions("u:forced", [1, 2]).counted == 2
         client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://casusult-abc123.serverless.use1.cache.amazonaws.com:6379",
+        "rediss://CASUSULT.clustercfg.euw1.cache.amazonaws.com.:6379",
+    ],
+)
+def test_known_cluster_endpoints_pick_the_cluster_client_without_a_round_trip(url):
+    from impressions.redis_client import is_cluster_mode
+
+    # The hosts do not resolve here: any network use would raise instead of answering.
+    assert is_cluster_mode(url, {"socket_connect_timeout": 0.05}) is True
