@@ -6,6 +6,7 @@ Prometheus multi-process directory that every worker then inherits.
 
 import glob
 import os
+import shutil
 import tempfile
 
 from settings.env import env_bool, env_choice, env_int, env_str
@@ -50,7 +51,8 @@ if env_choice("LOG_FORMAT", {"plain", "json"}, "plain") == "json":
     }  # fmt: skip
 
 # Every worker process writes its metrics here; /metrics sums them (casusult/metrics.py).
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+made_multiproc_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if made_multiproc_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="casusult-prometheus-")
 
 
@@ -60,6 +62,11 @@ def on_starting(server):
     os.makedirs(path, exist_ok=True)
     for stale in glob.glob(os.path.join(path, "*.db")):
         os.remove(stale)
+
+
+def on_exit(server):
+    if made_multiproc_dir:  # ours, and no process of this server counts any more
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server, worker):
