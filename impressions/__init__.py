@@ -20,10 +20,17 @@ def record(request, posts):
         elif conf.COUNT_ANONYMOUS:
             if request.session.session_key is None:
                 request.session.save()  # gives the visitor a session (and cookie) to count by
-            viewer_key = f"s:{request.session.session_key}"
+            viewer_key = f"s:{anonymous_viewer_id(request.session.session_key)}"
         else:
             return None
         return record_impressions(viewer_key, post_ids)
     except Exception:
         logger.exception("recording impressions failed; the page is served without them")
         return None
+
+
+def anonymous_viewer_id(session_key):
+    """A digest of the session key: key names and logs must not carry a usable session key."""
+    import hashlib
+
+    return hashlib.blake2b(session_key.encode(), digest_size=12).hexdigest()
