@@ -1,6 +1,7 @@
 """Run one django.tasks Task by import path, as both workers do: refuse anything else."""
 
 import logging
+import re
 import time
 from traceback import format_exception
 
@@ -17,14 +18,18 @@ from .exceptions import RefusedJob
 logger = logging.getLogger("queues.worker")
 
 
+DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
 def load_task(path):
     """Import `path` and return it only if it is a django.tasks Task instance."""
-    if not isinstance(path, str) or not path:
+    if not isinstance(path, str) or not DOTTED_PATH.fullmatch(path):
         raise RefusedJob(f"task path {path!r} is not a dotted import path")
     try:
         candidate = import_string(path)
-    except ImportError as error:
-        raise RefusedJob(f"task {path!r} cannot be imported: {error}") from None
+    except Exception as error:
+        # Whatever importing a stranger's path raises, the message is set aside, the worker lives.
+        raise RefusedJob(f"task {path!r} cannot be imported: {error!r}") from None
     if not isinstance(candidate, Task):
         # Only @task-decorated functions run: a job naming os.system or any other callable is refused.
         raise RefusedJob(f"{path!r} is not a django.tasks Task")

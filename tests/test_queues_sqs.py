@@ -138,6 +138,10 @@ def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
             json.dumps({**good, "task": "os.system", "args": ["touch /tmp/never"]}),
             json.dumps({**good, "task": "tests.queue_tasks.not_a_task", "args": ["bad"]}),
             json.dumps({**good, "task": "tests.queue_tasks.no_such_task"}),
+            # Import paths that raise other than ImportError must not kill the worker.
+            json.dumps({**good, "task": "."}),
+            json.dumps({**good, "task": "..x"}),
+            json.dumps({**good, "task": "tests.queue_tasks_raising_on_import.task"}),
         ]
     )
     for body in bad_bodies[:3]:
@@ -304,3 +308,33 @@ def test_worker_rides_out_an_unreachable_endpoint_and_still_stops(aws_env, setti
         thread.join(timeout=10)
     assert not thread.is_alive()
     assert any("Receiving from SQS failed" in r.getMessage() for r in caplog.records)
+
+
+def test_sqs_clients_have_bounded_timeouts(sqs):
+    backend = task_backends["default"]
+    short, poll = backend.client.meta.config, backend.poll_client.meta.config
+    assert short.connect_timeout <= 1
+    assert short.read_timeout <= 3
+    assert poll.read_timeout > backend.options["WAIT_TIME_SECONDS"]
+
+
+def test_enqueue_to_a_silent_endpoint_gives_up_within_seconds(aws_env, settings):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings.TASKS = {
+            "default": {
+                "BACKEND": "queues.backends.sqs.SQSBackend",
+                "OPTIONS": {
+                    "QUEUE_URL": f"{url}/123456789012/silent",
+                    "CLIENT_PARAMS": {"endpoint_url": url},
+                },
+            }
+        }
+        started = time.monotonic()
+        with pytest.raises(Exception):  # noqa: B017, PT011 - botocore's timeout class varies
+            queue_tasks.record_marker.enqueue("never")
+        assert time.monotonic() - started < 15

@@ -109,18 +109,47 @@ class SQSBackend(QueueBackend):
         if not 1 <= self.options["VISIBILITY_TIMEOUT"] <= 43200:
             raise self.option_error("VISIBILITY_TIMEOUT must be between 1 and 43200 seconds.")
         self._client = None
+        self._poll_client = None
         self._queue_url = self.options["QUEUE_URL"]
         self._lock = threading.Lock()
 
     @property
     def client(self):
-        """The boto3 SQS client, built once (boto3 clients are thread-safe)."""
+        """The boto3 SQS client for short calls (send, delete, visibility), built once.
+
+        Bounded timeouts: a web request enqueues through it, and botocore's defaults (60 s reads,
+        retried) would hold a timeline page for minutes when SQS does not answer.
+        """
         with self._lock:
             if self._client is None:
-                boto3 = import_dependency("boto3", "boto3")
-                session = boto3.session.Session(**self.options["SESSION_PARAMS"])
-                self._client = session.client("sqs", **self.options["CLIENT_PARAMS"])
+                self._client = self._build_client(connect_timeout=1, read_timeout=3)
         return self._client
+
+    @property
+    def poll_client(self):
+        """A client whose read timeout outlasts the long poll (WAIT_TIME_SECONDS)."""
+        with self._lock:
+            if self._poll_client is None:
+                self._poll_client = self._build_client(
+                    connect_timeout=2, read_timeout=self.options["WAIT_TIME_SECONDS"] + 10
+                )
+        return self._poll_client
+
+    def _build_client(self, connect_timeout, read_timeout):
+        boto3 = import_dependency("boto3", "boto3")
+        from botocore.config import Config
+
+        params = dict(self.options["CLIENT_PARAMS"])
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        if params.get("config") is not None:
+            config = config.merge(params["config"])  # the OPTIONS' own config wins
+        params["config"] = config
+        session = boto3.session.Session(**self.options["SESSION_PARAMS"])
+        return session.client("sqs", **params)
 
     @property
     def queue_url(self):

@@ -123,7 +123,7 @@ class SQSWorker:
         wanted = self.options["MAX_MESSAGES"]
         if self.max_jobs is not None:
             wanted = min(wanted, self.max_jobs - self.handled)
-        answer = self.backend.client.receive_message(
+        answer = self.backend.poll_client.receive_message(
             QueueUrl=self.backend.queue_url,
             MaxNumberOfMessages=wanted,
             WaitTimeSeconds=self.options["WAIT_TIME_SECONDS"],
