@@ -5,6 +5,7 @@ READINESS_TIMEOUT seconds whatever they do: a hung database connect must not han
 """
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -24,6 +25,10 @@ PROBES = {}
 
 # Reused threads: a probe stuck on a dead host keeps one thread, later probes still answer.
 _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="readyz")
+# The probe of each dependency still running, if any: a later /readyz waits on it instead of
+# starting another, so a hung dependency holds one thread, never the whole pool.
+_in_flight = {}
+_in_flight_lock = threading.Lock()
 
 
 def probe(name):
@@ -83,7 +88,7 @@ def run_probes(probes=None, timeout=None):
     probes = PROBES if probes is None else probes
     timeout = readiness_timeout() if timeout is None else timeout
     started = time.monotonic()
-    futures = {name: _executor.submit(_timed, name, function) for name, function in probes.items()}
+    futures = {name: _submit_once(name, function) for name, function in probes.items()}
     results = {}
     for name, future in futures.items():
         remaining = max(0.0, timeout - (time.monotonic() - started))
@@ -93,6 +98,14 @@ def run_probes(probes=None, timeout=None):
             logger.warning("readiness: %s gave no answer within %g s", name, timeout)
             results[name] = {"ok": False, "error": f"no answer within {timeout:g} s"}
     return results
+
+
+def _submit_once(name, function):
+    with _in_flight_lock:
+        future = _in_flight.get(name)
+        if future is None or future.done():
+            future = _in_flight[name] = _executor.submit(_timed, name, function)
+        return future
 
 
 def _timed(name, function):

@@ -104,3 +104,19 @@ def test_readyz_probes_the_sqs_queue(client, monkeypatch, sqs_endpoint_url):
         ready = client.get("/readyz")
     assert ready.status_code == 200, ready.content
     assert ready.json()["checks"]["queue"]["detail"] == "SQSBackend"
+
+
+def test_a_hung_probe_holds_one_thread_and_never_starves_the_others():
+    import threading
+
+    from casusult.health import run_probes
+
+    release = threading.Event()
+    probes = {"hung": lambda: release.wait(30) and "late", "fine": lambda: "ok"}
+    try:
+        for _ in range(20):  # more rounds than the pool has threads
+            results = run_probes(probes, timeout=0.1)
+            assert results["fine"]["ok"] is True
+            assert results["hung"]["ok"] is False
+    finally:
+        release.set()
