@@ -64,3 +64,14 @@ def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
     with override_settings(TASKS=dummy):
         ids = {message.id for message in run_checks(include_deployment_checks=True)}
     assert "impressions.W001" not in ids
+    assert "impressions.W002" in ids  # stored, never run: nothing would flush
+    from impressions.checks import check_flush_can_be_deferred
+
+    rq = {
+        "default": {
+            "BACKEND": "queues.backends.rq.RQBackend",
+            "OPTIONS": {"URL": "redis://127.0.0.1:6379/14"},
+        }
+    }
+    with override_settings(TASKS=rq):
+        assert check_flush_can_be_deferred() == []
