@@ -78,28 +78,31 @@ class Settings:
 
 conf = Settings()
 
+# Bounds keep values inside what Redis (EXPIRE) and datetime arithmetic accept.
+ONE_YEAR = 365 * 24 * 3600
+
 # (name, check, what a good value looks like); run by AppConfig.ready() so every command fails on
 # a bad value, also when it was set in a settings module rather than the environment.
 RULES = [
-    ("IMPRESSIONS_DEDUP_WINDOW", lambda v: _whole(v, 0), "a whole number of seconds >= 0"),
-    ("IMPRESSIONS_FLUSH_DELAY", lambda v: _whole(v, 0), "a whole number of seconds >= 0"),
-    ("IMPRESSIONS_FLUSH_BATCH_SIZE", lambda v: _whole(v, 1), "a whole number >= 1"),
-    ("IMPRESSIONS_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0"),
-    ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0"),
+    ("IMPRESSIONS_DEDUP_WINDOW", lambda v: _whole(v, 0, ONE_YEAR), "a whole number of seconds from 0 to 31536000"),
+    ("IMPRESSIONS_FLUSH_DELAY", lambda v: _whole(v, 0, ONE_YEAR), "a whole number of seconds from 0 to 31536000"),
+    ("IMPRESSIONS_FLUSH_BATCH_SIZE", lambda v: _whole(v, 1, 1_000_000), "a whole number from 1 to 1000000"),
+    ("IMPRESSIONS_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0 and <= 3600"),
+    ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0 and <= 3600"),
     ("IMPRESSIONS_REDIS_CLUSTER", lambda v: str(v).lower() in {"auto", "true", "false"}, "auto, true or false"),
     ("IMPRESSIONS_COUNT_ANONYMOUS", lambda v: isinstance(v, bool), "True or False"),
     ("IMPRESSIONS_KEY_PREFIX", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
-    ("IMPRESSIONS_SHARDS", lambda v: _whole(v, 1) and v <= 1024, "a whole number from 1 to 1024"),
-    ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1), "a whole number of days >= 1"),
+    ("IMPRESSIONS_SHARDS", lambda v: _whole(v, 1, 1024), "a whole number from 1 to 1024"),
+    ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1, 36500), "a whole number of days from 1 to 36500"),
 ]  # fmt: skip
 
 
-def _whole(value, minimum):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def _whole(value, minimum, maximum):
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
 
 
 def _seconds(value):
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 3600
 
 
 def validate():

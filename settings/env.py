@@ -42,6 +42,8 @@ def env_int(name, default=UNSET, *, minimum=0, maximum=None):
     if value is None:
         return default
     try:
+        if not value.isascii():  # int() would take other scripts' digits
+            raise ValueError(value)
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(
@@ -53,7 +55,7 @@ def env_int(name, default=UNSET, *, minimum=0, maximum=None):
     return number
 
 
-def env_float(name, default=UNSET, *, minimum=0.0):
+def env_float(name, default=UNSET, *, minimum=0.0, maximum=None):
     value = _raw(name, default)
     if value is None:
         return default
@@ -66,6 +68,10 @@ def env_float(name, default=UNSET, *, minimum=0.0):
     if not number >= minimum:  # also rejects nan
         raise ImproperlyConfigured(
             f"The environment variable {name}={number} must be >= {minimum}."
+        )
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(
+            f"The environment variable {name}={number} must be <= {maximum}."
         )
     return number
 

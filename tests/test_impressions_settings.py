@@ -18,6 +18,11 @@ from impressions import conf
         ("IMPRESSIONS_COUNT_ANONYMOUS", "perhaps"),
         ("IMPRESSIONS_SHARDS", "0"),
         ("IMPRESSIONS_KEY_PREFIX", "{imp}"),
+        # Values Redis or datetime would only reject at run time, per request or per flush.
+        ("IMPRESSIONS_DEDUP_WINDOW", "99999999999999999999"),
+        ("IMPRESSIONS_REDIS_TIMEOUT", "inf"),
+        ("IMPRESSIONS_LEDGER_RETENTION_DAYS", "9999999999"),
+        ("IMPRESSIONS_SHARDS", "١٦"),  # digits of another script
     ],
 )
 def test_a_malformed_variable_fails_check_naming_it(manage, variable, value):
@@ -39,6 +44,9 @@ def test_the_defaults_pass_check(manage):
         ("IMPRESSIONS_REDIS_TIMEOUT", 0),
         ("IMPRESSIONS_COUNT_ANONYMOUS", "yes"),
         ("IMPRESSIONS_SHARDS", 2000),
+        ("IMPRESSIONS_DEDUP_WINDOW", 10**20),
+        ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", float("inf")),
+        ("IMPRESSIONS_LEDGER_RETENTION_DAYS", 10**10),
     ],
 )
 def test_values_set_in_a_settings_module_are_validated_too(name, value):
