@@ -1,9 +1,8 @@
 """The benchmark database: created if missing, migrated, and filled once with >= 1M posts."""
 
 import time
-import urllib.parse
 
-import psycopg
+from casusult import devservices
 
 HIT_TABLE = "bench_hit"
 VIEWER_PREFIX = "bench-viewer-"
@@ -11,19 +10,10 @@ VIEWER_PREFIX = "bench-viewer-"
 
 def ensure_database(url):
     """CREATE DATABASE for `url` when it does not exist (connecting to the `postgres` db)."""
-    parts = urllib.parse.urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name:
-        raise SystemExit(f"--database-url {url!r} names no database")
-    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
-            return f"created database {name}"
-    return f"database {name} exists"
+    try:
+        return devservices.ensure_database(url)
+    except ValueError as error:
+        raise SystemExit(f"--database-url: {error}") from None
 
 
 def migrate():

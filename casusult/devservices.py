@@ -146,6 +146,28 @@ def ensure_postgres(url):
     )
 
 
+def ensure_database(url):
+    """CREATE DATABASE for a PostgreSQL `url` when it does not exist; returns what it did.
+
+    For the load test and the benchmarks, which own their databases. Needs psycopg (the venv).
+    """
+    import psycopg
+
+    parts = urllib.parse.urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise ValueError(f"{url!r} names no database")
+    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{name}"')
+            return f"created database {name}"
+    return f"database {name} exists"
+
+
 class RedisClusterProcess:
     """A real 3-master Redis Cluster on free loopback ports, for tests and benchmarks."""
 

@@ -226,20 +226,3 @@ def metric_total(text, name):
             total += float(line.rsplit(" ", 1)[1])
             found = True
     return total if found else None
-
-
-def ensure_database(url):
-    """Create the PostgreSQL database of `url` when it does not exist (the load test owns it)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
