@@ -40,17 +40,32 @@ def sqs_endpoint_url():
     server.stop()
 
 
+def manage_env(env=None):
+    """os.environ with test settings and `env` on top; a None value removes the variable."""
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test", **(env or {})}
+    return {key: value for key, value in full_env.items() if value is not None}
+
+
 def run_manage(*args, env=None, timeout=120):
     """Run manage.py in a subprocess with the given environment overrides; returns the result."""
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test", **(env or {})}
-    full_env = {key: value for key, value in full_env.items() if value is not None}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT_DIR,
-        env=full_env,
+        env=manage_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_manage(*args, env=None):
+    """Start manage.py in the background (stderr piped, as text); the caller stops it."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env=manage_env(env),
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

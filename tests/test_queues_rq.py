@@ -1,10 +1,7 @@
 """The RQ backend against the real standalone Redis: enqueue, run, defer, results, refusals."""
 
 import datetime
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from django.utils import timezone
 
 from queues.exceptions import QueueConfigurationError
 from tests import queue_tasks
-from tests.conftest import PROJECT_DIR
+from tests.conftest import PROJECT_DIR, start_manage
 
 RQ_BACKEND = "queues.backends.rq.RQBackend"
 
@@ -193,18 +190,7 @@ def test_planted_jobs_naming_other_callables_are_not_executed(rq_url, manage, tm
 def test_sigterm_mid_task_finishes_it_and_exits_zero(rq_url):
     queue_tasks.sleep_then_mark.enqueue(2, "slow")
     queue_tasks.record_marker.enqueue("next")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.test",
-        **worker_env(rq_url),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_manage("runworker", env=worker_env(rq_url))
     deadline = time.monotonic() + 20
     connection = redis.Redis.from_url(rq_url)
     while not connection.keys("rq:wip:*") and time.monotonic() < deadline:

@@ -3,9 +3,7 @@
 import datetime
 import json
 import logging
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +19,7 @@ from queues.backends import sqs as sqs_backend
 from queues.backends.base import import_dependency
 from queues.exceptions import MissingDependency, QueueConfigurationError
 from tests import queue_tasks
-from tests.conftest import PROJECT_DIR
+from tests.conftest import start_manage
 
 pytestmark = pytest.mark.sqs
 SQS_BACKEND = "queues.backends.sqs.SQSBackend"
@@ -220,21 +218,13 @@ def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
     queue_tasks.slow_marker.enqueue("one", 2)
     queue_tasks.slow_marker.enqueue("two", 2)
     env = {
-        **os.environ,
         **sqs.env,
-        "DJANGO_SETTINGS_MODULE": "settings.test",
         "QUEUE_BACKEND": "sqs",
         "SQS_QUEUE_URL": sqs.url,
         "SQS_WAIT_TIME_SECONDS": "1",
         "SQS_VISIBILITY_TIMEOUT": "5",
     }
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_manage("runworker", env=env)
     deadline = time.monotonic() + 30
     while not queue_tasks.markers() and time.monotonic() < deadline:
         time.sleep(0.05)
