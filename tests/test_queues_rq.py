@@ -16,6 +16,9 @@ from tests import queue_tasks
 from tests.conftest import PROJECT_DIR, start_manage
 
 RQ_BACKEND = "queues.backends.rq.RQBackend"
+# The in-process worker calls close_old_connections() between jobs, as in production: without
+# database access that fails whenever an earlier test left a connection open.
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from queues.exceptions import MissingDependency, QueueConfigurationError
 from tests import queue_tasks
 from tests.conftest import start_manage
 
-pytestmark = pytest.mark.sqs
+# django_db: the in-process worker calls close_old_connections() between jobs (see test_queues_rq).
+pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
 SQS_BACKEND = "queues.backends.sqs.SQSBackend"
 MAX_RECEIVES = 2
 
