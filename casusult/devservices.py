@@ -5,6 +5,7 @@ Standard library only: it runs before Django is configured. Production never use
 
 import argparse
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,18 +34,54 @@ def is_listening(host, port, timeout=0.5):
         return False
 
 
-def free_port(maximum=65535):
-    """A free loopback port no higher than `maximum`."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port <= maximum:
-            return port
+# A cluster node also listens on its port + 10000 (the cluster bus), so that port must be free too.
+CLUSTER_BUS_OFFSET = 10000
+_handed_out = set()
 
 
-# A cluster node also listens on its port + 10000 (the cluster bus), so its port must leave room.
-CLUSTER_PORT_MAX = 65535 - 10000
+def ephemeral_port_range():
+    """The kernel's range for outgoing connections' local ports (Linux; the IANA range elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _bindable(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(bus_offset=0):
+    """A free loopback port for a server we are about to start (and port + bus_offset, if given).
+
+    The port is picked outside the kernel's ephemeral range: a port the kernel hands out (bind to
+    port 0) can be taken by any outgoing connection (a database client, boto3) before our server
+    binds it, which made start-up fail with EADDRINUSE now and then. Ports are never handed out
+    twice by one process.
+    """
+    low, high = ephemeral_port_range()
+    spans = [(10000, low - 1 - bus_offset), (high + 1, 65535 - bus_offset)]
+    spans = [(first, last) for first, last in spans if last - first >= 100]
+    rng = random.SystemRandom()
+    for _ in range(500):
+        if not spans:
+            break
+        first, last = rng.choice(spans)
+        port = rng.randint(first, last)
+        wanted = [port, port + bus_offset] if bus_offset else [port]
+        if any(p in _handed_out for p in wanted) or not all(_bindable(p) for p in wanted):
+            continue
+        _handed_out.update(wanted)
+        return port
+    raise ServiceUnavailable(
+        f"no free loopback port outside the ephemeral range {low}-{high} (bus offset {bus_offset})"
+    )
 
 
 def wait_until(predicate, timeout, what):
@@ -172,7 +209,7 @@ class RedisClusterProcess:
     """A real 3-master Redis Cluster on free loopback ports, for tests and benchmarks."""
 
     def __init__(self, nodes=3):
-        self.ports = [free_port(CLUSTER_PORT_MAX) for _ in range(nodes)]
+        self.ports = [free_port(bus_offset=CLUSTER_BUS_OFFSET) for _ in range(nodes)]
         self.workdir = Path(tempfile.mkdtemp(prefix="casusult-cluster-"))
         self.processes = []
 

@@ -4,6 +4,7 @@ worker, pending counts read from the real Redis, and the worker's own probe serv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import uuid
 
 import boto3
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.tasks import task
 from django.test import override_settings
@@ -225,3 +227,17 @@ def test_runworker_health_port(sqs_endpoint_url):
         os.killpg(worker.pid, signal.SIGTERM)
         output = worker.communicate(timeout=30)[0].decode()
     assert worker.returncode == 0, output
+
+
+def test_runworker_health_port_in_use_is_a_clear_error(manage):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", devservices.free_port()))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = manage(
+            "runworker", "--health-port", str(port),
+            env={"QUEUE_BACKEND": "rq", "RQ_REDIS_URL": settings.RQ_REDIS_URL},
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"--health-port {port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -74,7 +74,13 @@ class Command(BaseCommand):
         if options["health_port"]:
             from queues.health import start_health_server
 
-            start_health_server(options["health_port"], options["health_host"])
+            try:
+                start_health_server(options["health_port"], options["health_host"])
+            except OSError as error:
+                raise CommandError(
+                    f"--health-port {options['health_port']} on {options['health_host']}: "
+                    f"cannot listen there ({error.strerror or error})."
+                ) from None
         try:
             code = run_workers(
                 task_backend,
