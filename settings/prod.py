@@ -17,6 +17,11 @@ if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("dj
 DATABASES = {"default": env_database("DATABASE_URL")}
 # No localhost default: the site's real host names, or every request is refused (400).
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+if not ALLOWED_HOSTS:  # "" or "," would start a site that answers 400 to every request
+    raise ImproperlyConfigured(
+        "The environment variable ALLOWED_HOSTS names no host: give the site's host names,"
+        " comma-separated (e.g. ALLOWED_HOSTS=casusult.example.com)."
+    )
 # No in-process default: the flush must run on a worker (rq or sqs), never inside a request.
 TASKS = task_settings(UNSET, RQ_REDIS_URL)
 

@@ -49,6 +49,14 @@ def test_missing_variable_fails_naming_it(manage, variable):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("hosts", ["", ",", " , "])
+def test_allowed_hosts_naming_no_host_is_refused(manage, hosts):
+    result = manage("check", env={**PROD_ENV, "ALLOWED_HOSTS": hosts})
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS names no host" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "secret", ["short", "x" * 64, "django-insecure-" + secrets.token_urlsafe(50)]
 )
