@@ -1,7 +1,10 @@
 """Run one django.tasks Task by import path, as both workers do: refuse anything else."""
 
+import contextlib
 import logging
 import re
+import signal
+import threading
 import time
 from traceback import format_exception
 
@@ -34,6 +37,33 @@ def load_task(path):
         # Only @task-decorated functions run: a job naming os.system or any other callable is refused.
         raise RefusedJob(f"{path!r} is not a django.tasks Task")
     return candidate
+
+
+class TaskTimeout(Exception):
+    """Raised inside a task that ran past its backend's JOB_TIMEOUT."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raise TaskTimeout in the running code after `seconds`, as RQ's death penalty does.
+
+    SIGALRM reaches only the main thread: elsewhere (a worker run from a thread, in tests) the
+    limit is not enforced, and the worker's /healthz reports the overrun instead (liveness).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TaskTimeout(f"the task ran past JOB_TIMEOUT ({seconds} s)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def new_result(task, result_id, args, kwargs, backend, enqueued_at=None):

@@ -5,12 +5,18 @@ application in a daemon thread, limited to the probe paths: /readyz asks the sam
 (database, impression buffer, queue) and /metrics shows this worker's task counters.
 """
 
+import json
 import logging
 import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from . import liveness
+
 logger = logging.getLogger("queues.worker")
+# Seconds past JOB_TIMEOUT before a still-running task marks the worker as wedged (/healthz 503):
+# the timeout itself should have ended it by then.
+STALL_GRACE = 60
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -24,25 +30,45 @@ class QuietHandler(WSGIRequestHandler):
         """Probes every few seconds would bury the task log lines."""
 
 
-def probe_application(paths=HEALTH_PATHS):
-    """The Django WSGI application, answering 404 outside `paths`."""
+def stalled(stall_after):
+    """The /healthz answer of a worker whose task overran `stall_after` seconds, or None."""
+    running = liveness.CLOCK.longest_running()
+    if not stall_after or running <= stall_after:
+        return None
+    return {
+        "status": "stalled",
+        "detail": f"a task has been running for {running:.0f} s, past JOB_TIMEOUT and a"
+        f" {STALL_GRACE} s grace ({stall_after:.0f} s): the worker is wedged, restart it",
+    }
+
+
+def probe_application(paths=HEALTH_PATHS, stall_after=None):
+    """The Django WSGI application, answering 404 outside `paths`; /healthz fails when stalled."""
     from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()
 
     def only_probes(environ, start_response):
-        if environ.get("PATH_INFO", "").rstrip("/") not in paths:
+        path = environ.get("PATH_INFO", "").rstrip("/")
+        if path not in paths:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
+        if path == "/healthz" and (answer := stalled(stall_after)):
+            start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+            return [json.dumps(answer).encode()]
         return application(environ, start_response)
 
     return only_probes
 
 
-def start_health_server(port, host="127.0.0.1", paths=HEALTH_PATHS):
-    """Serve the probes on host:port from a daemon thread; returns the server (port 0: any)."""
+def start_health_server(port, host="127.0.0.1", paths=HEALTH_PATHS, job_timeout=None):
+    """Serve the probes on host:port from a daemon thread; returns the server (port 0: any).
+
+    With `job_timeout`, /healthz answers 503 once a task has run STALL_GRACE seconds past it.
+    """
+    stall_after = job_timeout + STALL_GRACE if job_timeout else None
     server = make_server(
-        host, port, probe_application(paths),
+        host, port, probe_application(paths, stall_after),
         server_class=ThreadingWSGIServer, handler_class=QuietHandler,
     )  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, name="worker-health", daemon=True)

@@ -129,6 +129,7 @@ def task_settings(default_backend, rq_url):
             "QUEUE_NAME": queue_name or None,
             "WAIT_TIME_SECONDS": env_int("SQS_WAIT_TIME_SECONDS", 20, maximum=20),
             "VISIBILITY_TIMEOUT": env_int("SQS_VISIBILITY_TIMEOUT", 60, minimum=1, maximum=43200),
+            "JOB_TIMEOUT": env_int("SQS_JOB_TIMEOUT", 600, minimum=1, maximum=43200),
         }
         return {"default": {"BACKEND": "queues.backends.sqs.SQSBackend", "OPTIONS": options}}
     backend = f"django.tasks.backends.{choice}.{choice.title()}Backend"

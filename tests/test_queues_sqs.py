@@ -215,6 +215,28 @@ def test_visibility_is_extended_while_a_task_runs(sqs):
     assert message_count(sqs.client, sqs.url) == 0
 
 
+def test_task_past_job_timeout_is_stopped_and_left_for_redelivery(sqs, settings, caplog):
+    settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
+    queue_tasks.slow_marker.enqueue("stuck", 30)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()  # on the main thread, where SIGALRM reaches the task
+    assert time.monotonic() - started < 10
+    assert queue_tasks.markers() == ["start:stuck"]  # interrupted: never reached its end
+    timed_out = [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
+    assert len(timed_out) == 1 and "JOB_TIMEOUT (1 s)" in timed_out[0], timed_out
+    assert message_count(sqs.client, sqs.url) == 1  # not deleted: redelivered, then the DLQ
+    assert burst_until(lambda: len(dlq_bodies(sqs)) == 1)
+    assert queue_tasks.markers() == ["start:stuck"] * MAX_RECEIVES
+
+
+def test_sqs_job_timeout_variable_is_validated(manage):
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_JOB_TIMEOUT": "0"}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "SQS_JOB_TIMEOUT" in result.stderr
+
+
 def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
     queue_tasks.slow_marker.enqueue("one", 2)
     queue_tasks.slow_marker.enqueue("two", 2)
@@ -260,6 +282,11 @@ def test_bad_options_name_the_alias(settings):
         "jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}}
     }
     with pytest.raises(QueueConfigurationError, match="WAIT_TIME_SECONDS"):
+        task_backends["jobs"]
+    settings.TASKS = {
+        "jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "JOB_TIMEOUT": 0}}
+    }
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*JOB_TIMEOUT"):
         task_backends["jobs"]
 
 

@@ -94,6 +94,7 @@ class SQSBackend(QueueBackend):
         "WAIT_TIME_SECONDS": 20,  # long poll; SQS allows 0..20
         "MAX_MESSAGES": 10,  # per receive; SQS allows 1..10
         "VISIBILITY_TIMEOUT": 60,  # what the heartbeat keeps a running task's message hidden for
+        "JOB_TIMEOUT": 600,  # a task running longer is stopped (TaskTimeout) and left for redelivery
     }
 
     def __init__(self, alias, params):
@@ -108,6 +109,8 @@ class SQSBackend(QueueBackend):
             raise self.option_error("MAX_MESSAGES must be between 1 and 10.")
         if not 1 <= self.options["VISIBILITY_TIMEOUT"] <= 43200:
             raise self.option_error("VISIBILITY_TIMEOUT must be between 1 and 43200 seconds.")
+        if not 1 <= self.options["JOB_TIMEOUT"] <= 43200:  # SQS hides a message 12 h at most
+            raise self.option_error("JOB_TIMEOUT must be between 1 and 43200 seconds.")
         self._client = None
         self._poll_client = None
         self._queue_url = self.options["QUEUE_URL"]

@@ -7,6 +7,8 @@ import signal
 
 from django.db import connections
 
+from .. import liveness
+
 logger = logging.getLogger("queues.worker")
 
 
@@ -18,12 +20,14 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
     # One process per worker: tasks are CPU-bound Python and the database is the bottleneck, not
     # the poll. Forked children must not share the parent's database sockets.
     connections.close_all()
+    clock = liveness.share_between(concurrency)
     children = []
-    for _ in range(concurrency):
+    for slot in range(concurrency):
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                clock.use_slot(slot)
                 code = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs).run()
             finally:
                 os._exit(code)

@@ -2,6 +2,7 @@
 
 import logging
 
+from .. import liveness
 from ..backends.base import import_dependency
 from ..backends.rq import task_job_class
 from ..execution import TaskTimer, between_jobs
@@ -21,7 +22,8 @@ def task_worker_class():
             refusal = self._refusal(job)
             timer = TaskTimer(job.description if refusal is None else "-", job.id)
             try:
-                super().execute_job(job, queue)
+                with liveness.CLOCK.running():
+                    super().execute_job(job, queue)
             finally:
                 between_jobs()
             status = getattr(job.get_status(refresh=True), "value", None)

@@ -8,9 +8,18 @@ import threading
 
 from django.utils import timezone
 
+from .. import liveness
 from ..backends import sqs as sqs_backend
 from ..exceptions import MalformedMessage, RefusedJob
-from ..execution import TaskTimer, between_jobs, execute, load_task, new_result
+from ..execution import (
+    TaskTimeout,
+    TaskTimer,
+    between_jobs,
+    execute,
+    load_task,
+    new_result,
+    time_limit,
+)
 from ..signals import sqs_receive_failed
 
 logger = logging.getLogger("queues.worker")
@@ -185,7 +194,12 @@ class SQSWorker:
         )
         with heartbeat:
             try:
-                execute(result, self.worker_id, sender=type(self.backend))
+                with liveness.CLOCK.running(), time_limit(self.options["JOB_TIMEOUT"]):
+                    execute(result, self.worker_id, sender=type(self.backend))
+            except TaskTimeout as error:
+                # Like a failure: left for redelivery, and for the DLQ after maxReceiveCount.
+                timer.log("timed-out", logging.ERROR, f"receives={receives} reason={error}")
+                return "timed-out"
             except Exception:
                 # Left in the queue: SQS redelivers it, and the DLQ takes it after maxReceiveCount.
                 logger.exception("Task %s (%s) failed", envelope["task"], envelope["id"])

@@ -75,7 +75,11 @@ class Command(BaseCommand):
             from queues.health import start_health_server
 
             try:
-                start_health_server(options["health_port"], options["health_host"])
+                start_health_server(
+                    options["health_port"],
+                    options["health_host"],
+                    job_timeout=task_backend.options.get("JOB_TIMEOUT"),
+                )
             except OSError as error:
                 raise CommandError(
                     f"--health-port {options['health_port']} on {options['health_host']}: "

@@ -1,0 +1,89 @@
+"""A worker whose task runs well past JOB_TIMEOUT fails its /healthz, also across --concurrency."""
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from queues import health, liveness
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_clock_is_idle_until_a_task_runs():
+    clock = liveness.TaskClock()
+    assert clock.longest_running() == 0.0
+    with clock.running():
+        time.sleep(0.05)
+        assert clock.longest_running() >= 0.05
+    assert clock.longest_running() == 0.0
+
+
+def test_forked_workers_report_to_the_parent(monkeypatch):
+    monkeypatch.setattr(liveness, "CLOCK", liveness.CLOCK)  # restored after the test
+    clock = liveness.share_between(2)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a worker child: runs a "task" until the parent closes the pipe
+        code = 1
+        try:
+            os.close(write_end)
+            clock.use_slot(1)
+            with clock.running():
+                os.read(read_end, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(read_end)
+    try:
+        wait_for(lambda: liveness.CLOCK.longest_running() > 0.1)
+    finally:
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert liveness.CLOCK.longest_running() == 0.0
+    with pytest.raises(ValueError, match="slot 2"):
+        clock.use_slot(2)
+
+
+def test_healthz_fails_once_a_task_overruns_job_timeout(monkeypatch):
+    monkeypatch.setattr(liveness, "CLOCK", liveness.TaskClock())
+    monkeypatch.setattr(health, "STALL_GRACE", 0.5)
+    server = health.start_health_server(0, job_timeout=0.5)  # stalled after 1 s
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert get(f"{base}/healthz") == (200, {"status": "ok"})
+        with liveness.CLOCK.running():
+            assert get(f"{base}/healthz")[0] == 200  # running, within its time: alive
+            time.sleep(1.2)
+            status, body = get(f"{base}/healthz")
+            assert status == 503
+            assert body["status"] == "stalled" and "restart it" in body["detail"]
+        assert get(f"{base}/healthz") == (200, {"status": "ok"})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_without_a_job_timeout_healthz_never_reports_a_stall(monkeypatch):
+    monkeypatch.setattr(liveness, "CLOCK", liveness.TaskClock())
+    with liveness.CLOCK.running():
+        time.sleep(0.05)
+        assert health.stalled(None) is None
+        assert health.stalled(0.01)["status"] == "stalled"
