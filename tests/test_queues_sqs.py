@@ -356,3 +356,19 @@ def test_enqueue_to_a_silent_endpoint_gives_up_within_seconds(aws_env, settings)
         with pytest.raises(Exception):  # noqa: B017, PT011 - botocore's timeout class varies
             queue_tasks.record_marker.enqueue("never")
         assert time.monotonic() - started < 15
+
+
+def test_a_stop_signal_arriving_twice_at_once_is_one_stop(monkeypatch):
+    from queues.workers.sqs import SQSWorker
+
+    worker = SQSWorker(SimpleNamespace(options={}))
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    worker.request_stop(signal.SIGTERM, None)  # from the process group
+    clock[0] += 0.01
+    worker.request_stop(signal.SIGTERM, None)  # the --concurrency parent's forward: no force exit
+    assert worker.stop_requested
+    clock[0] += 2
+    with pytest.raises(SystemExit) as exit_info:  # a real second request: exit now
+        worker.request_stop(signal.SIGINT, None)
+    assert exit_info.value.code == 1

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 from django.utils import timezone
 
@@ -67,6 +68,7 @@ class SQSWorker:
         self.options = backend.options
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:sqs"
         self.stop_requested = False
+        self.stop_requested_at = None
         self.stopping = threading.Event()  # wakes the back-off sleep on a stop request
         self.handled = 0
         # Deferred tasks this worker re-sent, by id: burst waits for those already due.
@@ -74,8 +76,13 @@ class SQSWorker:
 
     def request_stop(self, signum, frame):
         if self.stop_requested:
+            # As RQ does: a second signal within a second is the same stop arriving twice (the
+            # process group's and the --concurrency parent's forward, or a terminal's Ctrl-C).
+            if time.monotonic() - self.stop_requested_at < 1:
+                return
             logger.warning("Second stop signal: exiting without finishing the running task")
             raise SystemExit(1)
+        self.stop_requested_at = time.monotonic()
         logger.info("Stop requested: finishing the running task, receiving nothing new")
         self.stop()
 
