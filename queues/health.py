@@ -61,22 +61,33 @@ def probe_application(paths=HEALTH_PATHS, stall_after=None):
     return only_probes
 
 
-def start_health_server(port, host="127.0.0.1", paths=HEALTH_PATHS, job_timeout=None):
-    """Serve the probes on host:port from a daemon thread; returns the server (port 0: any).
+def bind_health_server(port, host="127.0.0.1", paths=HEALTH_PATHS, job_timeout=None):
+    """The probe server, listening on host:port (port 0: any) but not serving yet.
 
+    Bound first, so a busy port fails `runworker` before it forks workers; served (a thread) only
+    after the fork, as a process must not fork once it runs threads.
     With `job_timeout`, /healthz answers 503 once a task has run STALL_GRACE seconds past it.
     """
     stall_after = job_timeout + STALL_GRACE if job_timeout else None
-    server = make_server(
+    return make_server(
         host, port, probe_application(paths, stall_after),
         server_class=ThreadingWSGIServer, handler_class=QuietHandler,
     )  # fmt: skip
+
+
+def serve_in_background(server):
     thread = threading.Thread(target=server.serve_forever, name="worker-health", daemon=True)
     thread.start()
+    host, port = server.server_address[:2]
     logger.info(
         "Worker health probes on http://%s:%d/ (%s)",
         host,
-        server.server_port,
-        ", ".join(sorted(paths)),
+        port,
+        ", ".join(sorted(HEALTH_PATHS)),
     )
     return server
+
+
+def start_health_server(port, host="127.0.0.1", paths=HEALTH_PATHS, job_timeout=None):
+    """Serve the probes on host:port from a daemon thread; returns the server (port 0: any)."""
+    return serve_in_background(bind_health_server(port, host, paths, job_timeout))

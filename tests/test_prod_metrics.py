@@ -186,7 +186,8 @@ def get(url):
 
 @pytest.mark.sqs
 @pytest.mark.django_db(transaction=True)
-def test_runworker_health_port(sqs_endpoint_url):
+@pytest.mark.parametrize("concurrency", ["1", "2"])
+def test_runworker_health_port(sqs_endpoint_url, concurrency):
     queue = f"health-{uuid.uuid4().hex[:8]}"
     aws = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -208,7 +209,8 @@ def test_runworker_health_port(sqs_endpoint_url):
         "QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": queue, "SQS_WAIT_TIME_SECONDS": "1",
     }  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--health-port", str(port)],
+        [sys.executable, "-W", "error:This process:DeprecationWarning", "manage.py", "runworker",
+         "--health-port", str(port), "--concurrency", concurrency],
         cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip

@@ -35,6 +35,8 @@ def test_clock_is_idle_until_a_task_runs():
     assert clock.longest_running() == 0.0
 
 
+# pytest's process has threads of earlier tests; the child only reads a pipe and _exits.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_workers_report_to_the_parent(monkeypatch):
     monkeypatch.setattr(liveness, "CLOCK", liveness.CLOCK)  # restored after the test
     clock = liveness.share_between(2)

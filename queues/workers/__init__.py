@@ -12,10 +12,17 @@ from .. import liveness
 logger = logging.getLogger("queues.worker")
 
 
-def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency=1):
-    """Run `concurrency` workers of `backend`; return the exit code (0 when all stopped cleanly)."""
+def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency=1, probes=None):
+    """Run `concurrency` workers of `backend`; return the exit code (0 when all stopped cleanly).
+
+    `probes`: a bound queues.health server, served by this process once its workers are forked.
+    """
+    from ..health import serve_in_background
+
     worker = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs)
     if concurrency == 1:
+        if probes:
+            serve_in_background(probes)
         return worker.run()
     # One process per worker: tasks are CPU-bound Python and the database is the bottleneck, not
     # the poll. Forked children must not share the parent's database sockets.
@@ -27,11 +34,15 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
         if pid == 0:
             code = 1
             try:
+                if probes:
+                    probes.server_close()  # the parent's listening socket, not this worker's
                 clock.use_slot(slot)
                 code = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs).run()
             finally:
                 os._exit(code)
         children.append(pid)
+    if probes:
+        serve_in_background(probes)  # threads only now: nothing forks after this
 
     def forward(signum, frame):
         for child in children:

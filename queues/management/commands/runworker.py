@@ -71,11 +71,12 @@ class Command(BaseCommand):
                 f"TASKS[{backend!r}] uses {type(task_backend).__name__}, which has no worker "
                 "(set QUEUE_BACKEND=rq or sqs)."
             )
+        probes = None
         if options["health_port"]:
-            from queues.health import start_health_server
+            from queues.health import bind_health_server
 
             try:
-                start_health_server(
+                probes = bind_health_server(
                     options["health_port"],
                     options["health_host"],
                     job_timeout=task_backend.options.get("JOB_TIMEOUT"),
@@ -92,6 +93,7 @@ class Command(BaseCommand):
                 burst=burst,
                 max_jobs=max_jobs,
                 concurrency=concurrency,
+                probes=probes,
             )
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
