@@ -47,21 +47,27 @@ class TaskTimeout(Exception):
 def time_limit(seconds):
     """Raise TaskTimeout in the running code after `seconds`, as RQ's death penalty does.
 
-    SIGALRM reaches only the main thread: elsewhere (a worker run from a thread, in tests) the
-    limit is not enforced, and the worker's /healthz reports the overrun instead (liveness).
+    Wrap only the task's own call: once the `with` block is left the alarm can no longer raise, so
+    a task whose code returned is never reported as timed out. SIGALRM reaches only the main
+    thread: elsewhere (a worker run from a thread, in tests) the limit is not enforced, and the
+    worker's /healthz reports the overrun instead (queues.liveness). A task must not use SIGALRM
+    itself (the same rule as RQ's).
     """
-    if threading.current_thread() is not threading.main_thread():
+    if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
+    armed = True
 
     def expired(signum, frame):
-        raise TaskTimeout(f"the task ran past JOB_TIMEOUT ({seconds} s)")
+        if armed:
+            raise TaskTimeout(f"the task ran past JOB_TIMEOUT ({seconds} s)")
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
+        armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
@@ -88,8 +94,11 @@ def set_result(result, **changes):
         object.__setattr__(result, name, value)
 
 
-def execute(result, worker_id, sender):
-    """Run the task of `result`, sending task_started/task_finished; re-raises the task's error."""
+def execute(result, worker_id, sender, timeout=None):
+    """Run the task of `result`, sending task_started/task_finished; re-raises the task's error.
+
+    `timeout`: seconds the task's own code may run before TaskTimeout is raised inside it.
+    """
     task = result.task
     started_at = timezone.now()
     set_result(
@@ -98,10 +107,11 @@ def execute(result, worker_id, sender):
     result.worker_ids.append(worker_id)
     task_started.send(sender=sender, task_result=result)
     try:
-        if task.takes_context:
-            value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
-        else:
-            value = task.call(*result.args, **result.kwargs)
+        with time_limit(timeout):
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+            else:
+                value = task.call(*result.args, **result.kwargs)
     except Exception as error:
         kind = type(error)
         result.errors.append(

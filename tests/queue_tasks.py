@@ -46,3 +46,11 @@ def slow_marker(name, seconds):
     markers_client().rpush(MARKERS, f"start:{name}")
     time.sleep(seconds)
     markers_client().rpush(MARKERS, name)
+
+
+@task
+def sleep_then_return_much(seconds, items):
+    """Its code ends after `seconds`; turning its return value into JSON takes a while longer."""
+    time.sleep(seconds)
+    markers_client().rpush(MARKERS, "returned")
+    return list(range(items))

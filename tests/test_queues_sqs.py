@@ -230,6 +230,57 @@ def test_task_past_job_timeout_is_stopped_and_left_for_redelivery(sqs, settings,
     assert queue_tasks.markers() == ["start:stuck"] * MAX_RECEIVES
 
 
+def test_a_task_whose_code_returned_in_time_is_not_timed_out(sqs, settings, caplog):
+    # The code returns at 0.5 s; turning a million items into JSON ends past the 1 s limit, which
+    # must not count: the limit covers the task's own code, not the worker's bookkeeping after it.
+    settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
+    queue_tasks.sleep_then_return_much.enqueue(0.5, 1_000_000)
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()
+    outcomes = [r.getMessage() for r in caplog.records if "outcome=" in r.getMessage()]
+    assert len(outcomes) == 1 and "outcome=succeeded" in outcomes[0], outcomes
+    assert queue_tasks.markers() == ["returned"]
+    assert message_count(sqs.client, sqs.url) == 0
+
+
+def test_messages_waiting_behind_a_long_task_stay_hidden(sqs):
+    queue_tasks.slow_marker.enqueue("slow", 3)  # 3 s against a queue visibility of 1 s
+    for name in ("a", "b", "c"):
+        queue_tasks.record_marker.enqueue(name)
+    worker = task_backends["default"].make_worker(max_jobs=4)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while "start:slow" not in queue_tasks.markers() and time.monotonic() < deadline:
+        time.sleep(0.05)  # one receive took all four; the slow one runs now
+    while thread.is_alive():
+        stolen = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=0)
+        assert "Messages" not in stolen, "a message this worker holds was received again"
+        time.sleep(0.3)
+    thread.join()
+    assert sorted(queue_tasks.markers()) == ["a", "b", "c", "slow", "start:slow"]
+    assert message_count(sqs.client, sqs.url) == 0
+
+
+def test_a_wedged_task_stops_being_kept_hidden(sqs, settings, monkeypatch):
+    from queues.workers import sqs as sqs_worker
+
+    # On a thread SIGALRM cannot stop the task: it stands for one wedged in C code.
+    settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
+    monkeypatch.setattr(sqs_worker, "STALL_GRACE", 0)
+    queue_tasks.slow_marker.enqueue("wedged", 8)
+    thread = threading.Thread(target=task_backends["default"].make_worker(max_jobs=1).run)
+    thread.start()
+    deadline = time.monotonic() + 7
+    again = []
+    while not again and time.monotonic() < deadline:
+        again = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1).get("Messages")
+    assert again, "the wedged task's message was kept hidden past JOB_TIMEOUT + grace"
+    assert thread.is_alive()  # received again while the wedged task still runs
+    thread.join(timeout=15)
+    assert queue_tasks.markers() == ["start:wedged", "wedged"]
+
+
 def test_sqs_job_timeout_variable_is_validated(manage):
     env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_JOB_TIMEOUT": "0"}
     result = manage("check", env=env)

@@ -19,31 +19,76 @@ from ..execution import (
     execute,
     load_task,
     new_result,
-    time_limit,
 )
+from ..health import STALL_GRACE
 from ..signals import sqs_receive_failed
 
 logger = logging.getLogger("queues.worker")
 
 
 class VisibilityHeartbeat:
-    """Keeps one message hidden while its task runs, so no other worker receives it meanwhile."""
+    """Keeps the messages of one receive hidden while this worker holds them.
 
-    def __init__(self, client, queue_url, receipt_handle, visibility_timeout):
-        self.client, self.queue_url, self.receipt = client, queue_url, receipt_handle
-        self.visibility_timeout = visibility_timeout
+    All of them, from the receive on: the ones waiting behind a long task must not reappear for
+    another worker meanwhile (which would run them twice). A running task's message is renewed for
+    `limit` seconds from its start at most (JOB_TIMEOUT + STALL_GRACE): a wedged task then lets its
+    message go back to the queue, to another worker and in the end to the DLQ.
+    """
+
+    BATCH = 10  # ChangeMessageVisibilityBatch takes 10 entries at most
+
+    def __init__(self, client, queue_url, messages, visibility_timeout, limit):
+        self.client, self.queue_url = client, queue_url
+        self.visibility_timeout, self.limit = visibility_timeout, limit
+        # receipt handle -> (message id, renew-until deadline or None while waiting)
+        self.held = {m["ReceiptHandle"]: (m["MessageId"], None) for m in messages}
+        self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.beat, name="sqs-visibility", daemon=True)
 
+    def started(self, message):
+        """The task of `message` starts now: its renewals end `limit` seconds from now."""
+        with self.lock:
+            if message["ReceiptHandle"] in self.held:
+                deadline = time.monotonic() + self.limit
+                self.held[message["ReceiptHandle"]] = (message["MessageId"], deadline)
+
+    def let_go(self, message):
+        """Handled (deleted, failed, set aside or released): no more renewals."""
+        with self.lock:
+            self.held.pop(message["ReceiptHandle"], None)
+
     def extend(self):
-        try:
-            self.client.change_message_visibility(
-                QueueUrl=self.queue_url,
-                ReceiptHandle=self.receipt,
-                VisibilityTimeout=self.visibility_timeout,
-            )
-        except Exception:
-            logger.warning("Could not extend the visibility of a running task", exc_info=True)
+        now = time.monotonic()
+        with self.lock:
+            overdue = [r for r, (_, deadline) in self.held.items() if deadline and now > deadline]
+            for receipt in overdue:
+                message_id, _ = self.held.pop(receipt)
+                logger.error(
+                    "Task of message %s still runs %d s past its start limit: no longer keeping"
+                    " it hidden (it will be received again; the worker's /healthz says stalled)",
+                    message_id,
+                    self.limit,
+                )
+            receipts = list(self.held)
+        for first in range(0, len(receipts), self.BATCH):
+            entries = [
+                {
+                    "Id": str(n),
+                    "ReceiptHandle": receipt,
+                    "VisibilityTimeout": self.visibility_timeout,
+                }
+                for n, receipt in enumerate(receipts[first : first + self.BATCH])
+            ]
+            try:
+                answer = self.client.change_message_visibility_batch(
+                    QueueUrl=self.queue_url, Entries=entries
+                )
+            except Exception:
+                logger.warning("Could not extend the visibility of held messages", exc_info=True)
+                continue
+            for failure in answer.get("Failed", []):
+                logger.warning("Could not extend the visibility of a held message: %s", failure)
 
     def beat(self):
         interval = max(0.5, self.visibility_timeout / 3)
@@ -51,7 +96,7 @@ class VisibilityHeartbeat:
             self.extend()
 
     def __enter__(self):
-        self.extend()  # at once: the queue's own timeout may be shorter than the task
+        self.extend()  # at once: the queue's own timeout may be shorter than our interval
         self.thread.start()
         return self
 
@@ -82,12 +127,13 @@ class SQSWorker:
                 return
             logger.warning("Second stop signal: exiting without finishing the running task")
             raise SystemExit(1)
-        self.stop_requested_at = time.monotonic()
         logger.info("Stop requested: finishing the running task, receiving nothing new")
         self.stop()
 
     def stop(self):
         """Finish the running task, receive nothing new (also callable from another thread)."""
+        if not self.stop_requested:
+            self.stop_requested_at = time.monotonic()
         self.stop_requested = True
         self.stopping.set()
 
@@ -117,23 +163,39 @@ class SQSWorker:
             failures = 0
             if not messages and self.burst and not self.deferred_task_due():
                 break
-            for position, message in enumerate(messages):
-                if self.stop_requested or self.reached_max_jobs():
-                    self.release(messages[position:])
-                    break
-                try:
-                    outcome = self.handle(message)
-                except transient_errors():
-                    # Not deleted: the message comes back after its visibility timeout.
-                    logger.warning(
-                        "SQS failed while handling %s", message["MessageId"], exc_info=True
-                    )
-                    outcome = "error"
-                if outcome != "deferred":
-                    self.handled += 1
-                between_jobs()
+            if messages:
+                with self.hold(messages) as heartbeat:
+                    self.handle_batch(messages, heartbeat)
         logger.info("SQS worker %s stopped after %d message(s)", self.worker_id, self.handled)
         return 0
+
+    def hold(self, messages):
+        return VisibilityHeartbeat(
+            self.backend.client,
+            self.backend.queue_url,
+            messages,
+            self.options["VISIBILITY_TIMEOUT"],
+            limit=self.options["JOB_TIMEOUT"] + STALL_GRACE,
+        )
+
+    def handle_batch(self, messages, heartbeat):
+        for position, message in enumerate(messages):
+            if self.stop_requested or self.reached_max_jobs():
+                for waiting in messages[position:]:
+                    heartbeat.let_go(waiting)
+                self.release(messages[position:])
+                break
+            try:
+                outcome = self.handle(message, heartbeat)
+            except transient_errors():
+                # Not deleted: the message comes back after its visibility timeout.
+                logger.warning("SQS failed while handling %s", message["MessageId"], exc_info=True)
+                outcome = "error"
+            finally:
+                heartbeat.let_go(message)
+            if outcome != "deferred":
+                self.handled += 1
+            between_jobs()
 
     def receive(self):
         wanted = self.options["MAX_MESSAGES"]
@@ -166,7 +228,7 @@ class SQSWorker:
             except Exception:
                 logger.warning("Could not release message %s", message["MessageId"], exc_info=True)
 
-    def handle(self, message):
+    def handle(self, message, heartbeat):
         """Run, defer or set aside one message; returns the outcome logged."""
         timer = TaskTimer("-", message["MessageId"])
         receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
@@ -193,25 +255,24 @@ class SQSWorker:
             envelope.get("backend") or self.backend.alias,
             enqueued_at=envelope["enqueued_at"],
         )
-        heartbeat = VisibilityHeartbeat(
-            self.backend.client,
-            self.backend.queue_url,
-            message["ReceiptHandle"],
-            self.options["VISIBILITY_TIMEOUT"],
-        )
-        with heartbeat:
-            try:
-                with liveness.CLOCK.running(), time_limit(self.options["JOB_TIMEOUT"]):
-                    execute(result, self.worker_id, sender=type(self.backend))
-            except TaskTimeout as error:
-                # Like a failure: left for redelivery, and for the DLQ after maxReceiveCount.
-                timer.log("timed-out", logging.ERROR, f"receives={receives} reason={error}")
-                return "timed-out"
-            except Exception:
-                # Left in the queue: SQS redelivers it, and the DLQ takes it after maxReceiveCount.
-                logger.exception("Task %s (%s) failed", envelope["task"], envelope["id"])
-                timer.log("failed", logging.ERROR, f"receives={receives}")
-                return "failed"
+        heartbeat.started(message)
+        try:
+            with liveness.CLOCK.running():
+                execute(
+                    result,
+                    self.worker_id,
+                    sender=type(self.backend),
+                    timeout=self.options["JOB_TIMEOUT"],
+                )
+        except TaskTimeout as error:
+            # Like a failure: left for redelivery, and for the DLQ after maxReceiveCount.
+            timer.log("timed-out", logging.ERROR, f"receives={receives} reason={error}")
+            return "timed-out"
+        except Exception:
+            # Left in the queue: SQS redelivers it, and the DLQ takes it after maxReceiveCount.
+            logger.exception("Task %s (%s) failed", envelope["task"], envelope["id"])
+            timer.log("failed", logging.ERROR, f"receives={receives}")
+            return "failed"
         self.delete(message)
         timer.log("succeeded")
         return "succeeded"
