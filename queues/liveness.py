@@ -37,6 +37,10 @@ class TaskClock:
         finally:
             SLOT.pack_into(self._memory, SLOT.size * self.slot, 0.0)
 
+    def clear(self, slot):
+        """A worker process that died mid-task runs nothing any more."""
+        SLOT.pack_into(self._memory, SLOT.size * slot, 0.0)
+
     def longest_running(self):
         """Seconds the oldest running task has run; 0.0 when no worker runs one."""
         now = time.monotonic()

@@ -3,6 +3,7 @@
 import datetime
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -423,3 +424,39 @@ def test_a_stop_signal_arriving_twice_at_once_is_one_stop(monkeypatch):
     with pytest.raises(SystemExit) as exit_info:  # a real second request: exit now
         worker.request_stop(signal.SIGINT, None)
     assert exit_info.value.code == 1
+
+
+def sqs_worker_env(sqs, **extra):
+    return {**sqs.env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": sqs.url,
+            "SQS_WAIT_TIME_SECONDS": "1", **extra}  # fmt: skip
+
+
+def child_pids(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(child) for child in children.read().split()]
+
+
+def test_a_worker_process_killed_under_concurrency_stops_the_rest_loudly(sqs):
+    process = start_manage("runworker", "--concurrency", "2", env=sqs_worker_env(sqs))
+    try:
+        deadline = time.monotonic() + 30
+        while len(child_pids(process.pid)) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "no workers forked"
+            time.sleep(0.1)
+        os.kill(child_pids(process.pid)[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, stderr
+    assert "was killed by signal 9; stopping the other workers" in stderr
+    assert "exit codes [-9, 0]" in stderr or "exit codes [0, -9]" in stderr, stderr
+
+
+def test_start_up_errors_of_worker_processes_are_reported(sqs, manage):
+    env = sqs_worker_env(sqs, SQS_QUEUE_URL=None, SQS_QUEUE_NAME="no-such-queue")
+    result = manage("runworker", "--concurrency", "2", env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("the queue server is unreachable or refused") == 2, result.stderr
+    assert "NonExistentQueue" in result.stderr or "does not exist" in result.stderr

@@ -5,11 +5,33 @@ import logging
 import os
 import signal
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from .. import liveness
 
 logger = logging.getLogger("queues.worker")
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def unreachable_errors():
+    """Errors that mean the queue server is down or misaddressed, reported without a traceback."""
+    errors = [ConnectionError]
+    try:
+        import redis
+
+        errors += [redis.ConnectionError, redis.TimeoutError]
+    except ImportError:
+        pass
+    try:
+        from botocore import exceptions as boto_errors
+
+        errors += [boto_errors.BotoCoreError, boto_errors.ClientError]
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency=1, probes=None):
@@ -28,32 +50,78 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
     # the poll. Forked children must not share the parent's database sockets.
     connections.close_all()
     clock = liveness.share_between(concurrency)
-    children = []
-    for slot in range(concurrency):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                if probes:
-                    probes.server_close()  # the parent's listening socket, not this worker's
-                clock.use_slot(slot)
-                code = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs).run()
-            finally:
-                os._exit(code)
-        children.append(pid)
+    children = {}  # pid -> slot
+    # A stop signal arriving while we fork waits until the forwarding handler is in place.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        for slot in range(concurrency):
+            pid = os.fork()
+            if pid == 0:
+                run_child(backend, slot, clock, probes, queues, burst, max_jobs)
+            children[pid] = slot
+
+        def forward(signum, frame):
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if probes:
         serve_in_background(probes)  # threads only now: nothing forks after this
+    return wait_for_children(children, clock)
 
-    def forward(signum, frame):
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = []
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        codes.append(os.waitstatus_to_exitcode(status))
-    logger.info("All %d workers stopped (exit codes %s)", concurrency, codes)
-    return 0 if all(code == 0 for code in codes) else 1
+def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
+    """The body of one forked worker process; never returns."""
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the worker installs its own
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if probes:
+            probes.server_close()  # the parent's listening socket, not this worker's
+        clock.use_slot(slot)
+        code = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs).run()
+    except unreachable_errors() as error:
+        logger.error("Worker process %d: the queue server is unreachable or refused: %s",
+                     os.getpid(), error)  # fmt: skip
+    except ImproperlyConfigured as error:  # e.g. RQ refusing a cluster-mode Redis
+        logger.error("Worker process %d: %s", os.getpid(), error)
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else 1
+    except KeyboardInterrupt:
+        pass  # stopped before its worker had started
+    except Exception:
+        logger.exception("Worker process %d failed", os.getpid())
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def wait_for_children(children, clock):
+    """Wait for every child; one that fails while the others run stops them (exit code 1)."""
+    codes = {}
+    stopping = False
+    while len(codes) < len(children):
+        pid, status = os.wait()
+        if pid not in children:
+            continue
+        code = codes[pid] = os.waitstatus_to_exitcode(status)
+        clock.clear(children[pid])  # a killed child's task is no longer running
+        if code == 0 or stopping:
+            continue
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        logger.error(
+            "Worker process %d %s; stopping the other workers (they finish their tasks)", pid, how
+        )
+        stopping = True
+        for other in children:
+            if other not in codes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(other, signal.SIGTERM)
+    exit_codes = [codes[pid] for pid in children]
+    logger.info("All %d workers stopped (exit codes %s)", len(children), exit_codes)
+    return 0 if all(code == 0 for code in exit_codes) else 1

@@ -8,7 +8,7 @@ from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 
 from queues.backends.base import QueueBackend
-from queues.workers import run_workers
+from queues.workers import run_workers, unreachable_errors
 
 
 def positive_int(value):
@@ -19,24 +19,6 @@ def positive_int(value):
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number} must be 1 or more")
     return number
-
-
-def unreachable_errors():
-    """Errors that mean the queue server is down or misaddressed, reported without a traceback."""
-    errors = [ConnectionError]
-    try:
-        import redis
-
-        errors += [redis.ConnectionError, redis.TimeoutError]
-    except ImportError:
-        pass
-    try:
-        from botocore import exceptions as boto_errors
-
-        errors += [boto_errors.BotoCoreError, boto_errors.ClientError]
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 class Command(BaseCommand):
