@@ -84,3 +84,13 @@ def test_every_task_logs_its_outcome(json_lines):
     assert entry["task_id"] == "job-1"
     assert entry["outcome"] == "succeeded"
     assert entry["duration"] >= 0
+
+
+def test_django_lines_are_printed_once_with_debug_on(manage):
+    # Django's own DEBUG-only console handler used to print every django.* line a second time.
+    code = "import logging; logging.getLogger('django.tasks').warning('printed-once')"
+    result = manage(
+        "shell", "-c", code, env={"DJANGO_SETTINGS_MODULE": "settings.dev", "DEBUG": "true"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("printed-once") == 1, result.stderr
