@@ -8,7 +8,7 @@ import threading
 import time
 from traceback import format_exception
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
@@ -60,6 +60,7 @@ def time_limit(seconds):
 
     def expired(signum, frame):
         if armed:
+            cancel_running_queries()
             raise TaskTimeout(f"the task ran past JOB_TIMEOUT ({seconds} s)")
 
     previous = signal.signal(signal.SIGALRM, expired)
@@ -70,6 +71,35 @@ def time_limit(seconds):
         armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def cancel_running_queries():
+    """Ask PostgreSQL to stop the queries this process's connections are running.
+
+    Interrupting the client does not stop the server: a timed-out task's UPDATE would run on and
+    keep its row locks, and the retried task would wait behind it. The worker closes these
+    connections afterwards (their protocol state is unknown).
+    """
+    for connection in connections.all(initialized_only=True):
+        raw = connection.connection
+        if raw is None or connection.vendor != "postgresql":
+            continue
+        try:
+            from psycopg import pq
+
+            if raw.info.transaction_status == pq.TransactionStatus.ACTIVE:
+                raw.cancel_safe(timeout=2)
+        except Exception:
+            logger.warning("Could not cancel the query of a timed-out task", exc_info=True)
+
+
+def discard_connections():
+    """Close this process's connections: a task interrupted in one leaves it in an unknown state."""
+    for connection in connections.all(initialized_only=True):
+        try:
+            connection.close()
+        except Exception:
+            logger.warning("Could not close a connection after a timeout", exc_info=True)
 
 
 def new_result(task, result_id, args, kwargs, backend, enqueued_at=None):

@@ -54,3 +54,39 @@ def sleep_then_return_much(seconds, items):
     time.sleep(seconds)
     markers_client().rpush(MARKERS, "returned")
     return list(range(items))
+
+
+@task
+def hold_database(seconds, tag):
+    """A long query: a timed-out task must not leave it running on the server."""
+    from django.db import connection
+
+    markers_client().rpush(MARKERS, "querying")
+    with connection.cursor() as cursor:  # the tag (hex) names this test's query in pg_stat_activity
+        cursor.execute(f"SELECT pg_sleep(%s) AS held_{int(tag, 16):x}", [seconds])
+
+
+def queries_still_held(tag):
+    """How many hold_database(…, tag) queries the server still runs (on a connection of its own)."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as own:
+        return own.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+            " AND query LIKE %s AND pid <> pg_backend_pid()",
+            [f"%held_{int(tag, 16):x}%"],
+        ).fetchone()[0]
+
+
+def no_query_held(tag, within=3.0):
+    """True once no hold_database(…, tag) query runs; False if one still runs after `within` s."""
+    deadline = time.monotonic() + within
+    while queries_still_held(tag):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

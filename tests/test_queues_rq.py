@@ -3,6 +3,7 @@
 import datetime
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,17 @@ def test_runworker_max_jobs_stops_after_n(rq_url, manage):
     result = manage("runworker", "--max-jobs", "2", env=worker_env(rq_url))
     assert result.returncode == 0, result.stderr
     assert queue_tasks.markers() == ["a", "b"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_timed_out_job_query_is_cancelled_on_the_server(rq_url, settings):
+    settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
+    tag = uuid.uuid4().hex
+    queue_tasks.hold_database.enqueue(30, tag)
+    queue_tasks.record_marker.enqueue("after")
+    run_burst()  # in this (main) thread, where RQ's SIGALRM death penalty works
+    assert queue_tasks.markers() == ["querying", "after"]
+    assert queue_tasks.no_query_held(tag)  # without the cancel: 30 s
 
 
 def test_runworker_without_a_queue_backend_says_so(manage):

@@ -282,6 +282,18 @@ def test_a_wedged_task_stops_being_kept_hidden(sqs, settings, monkeypatch):
     assert queue_tasks.markers() == ["start:wedged", "wedged"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_timed_out_task_query_is_cancelled_on_the_server(sqs, settings):
+    settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
+    tag = uuid.uuid4().hex
+    queue_tasks.hold_database.enqueue(30, tag)
+    run_burst()
+    assert queue_tasks.markers() == ["querying"]
+    assert queue_tasks.no_query_held(tag)  # without the cancel: 30 s
+    queue_tasks.record_marker.enqueue("after")  # the worker's next task gets a sound connection
+    assert burst_until(lambda: "after" in queue_tasks.markers())
+
+
 def test_sqs_job_timeout_variable_is_validated(manage):
     env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_JOB_TIMEOUT": "0"}
     result = manage("check", env=env)

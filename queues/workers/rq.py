@@ -5,7 +5,7 @@ import logging
 from .. import liveness
 from ..backends.base import import_dependency
 from ..backends.rq import task_job_class
-from ..execution import TaskTimer, between_jobs
+from ..execution import TaskTimer, between_jobs, cancel_running_queries, discard_connections
 
 logger = logging.getLogger("queues.worker")
 
@@ -13,9 +13,18 @@ logger = logging.getLogger("queues.worker")
 def task_worker_class():
     """An rq SimpleWorker that logs one line per job and closes stale DB connections between."""
     rq_worker = import_dependency("rq.worker", "rq")
+    rq_timeouts = import_dependency("rq.timeouts", "rq")
+
+    class CancellingDeathPenalty(rq_timeouts.UnixSignalDeathPenalty):
+        """RQ's SIGALRM timeout, which first cancels the job's running PostgreSQL query."""
+
+        def handle_death_penalty(self, signum, frame):
+            cancel_running_queries()
+            super().handle_death_penalty(signum, frame)
 
     class TaskWorker(rq_worker.SimpleWorker):
         # Tasks run in this process (no fork per job), so Django's connections are managed here.
+        death_penalty_class = CancellingDeathPenalty
 
         def execute_job(self, job, queue):
             between_jobs()
@@ -27,6 +36,8 @@ def task_worker_class():
             finally:
                 between_jobs()
             status = getattr(job.get_status(refresh=True), "value", None)
+            if status != "finished":
+                discard_connections()  # a timed-out job may have left one mid-query
             if refusal:
                 timer.log("refused", logging.ERROR, refusal)
             elif status == "finished":

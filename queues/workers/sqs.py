@@ -16,6 +16,7 @@ from ..execution import (
     TaskTimeout,
     TaskTimer,
     between_jobs,
+    discard_connections,
     execute,
     load_task,
     new_result,
@@ -265,6 +266,7 @@ class SQSWorker:
                     timeout=self.options["JOB_TIMEOUT"],
                 )
         except TaskTimeout as error:
+            discard_connections()
             # Like a failure: left for redelivery, and for the DLQ after maxReceiveCount.
             timer.log("timed-out", logging.ERROR, f"receives={receives} reason={error}")
             return "timed-out"
