@@ -160,7 +160,7 @@ LOGGING = {
     "loggers": {
         # Django's own console handler (DEBUG only, no time stamp) printed every django.* line a
         # second time next to ours; they reach the root handler alone. django.server keeps its own.
-        "django": {"handlers": [], "level": "INFO"},
+        "django": {"handlers": [], "level": LOG_LEVEL},
         "django.db.backends": {"level": "INFO"},
     },
 }

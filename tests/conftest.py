@@ -69,6 +69,12 @@ def start_manage(*args, env=None):
     )
 
 
+def child_pids(pid):
+    """The process ids of `pid`'s children (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(child) for child in children.read().split()]
+
+
 @pytest.fixture
 def manage():
     return run_manage

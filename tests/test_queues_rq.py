@@ -1,7 +1,9 @@
 """The RQ backend against the real standalone Redis: enqueue, run, defer, results, refusals."""
 
 import datetime
+import logging
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -12,9 +14,10 @@ from django.tasks import TaskResultStatus, task_backends
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 
+from casusult import devservices
 from queues.exceptions import QueueConfigurationError
 from tests import queue_tasks
-from tests.conftest import PROJECT_DIR, start_manage
+from tests.conftest import PROJECT_DIR, child_pids, start_manage
 
 RQ_BACKEND = "queues.backends.rq.RQBackend"
 # The in-process worker calls close_old_connections() between jobs, as in production: without
@@ -149,14 +152,42 @@ def test_runworker_max_jobs_stops_after_n(rq_url, manage):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_timed_out_job_query_is_cancelled_on_the_server(rq_url, settings):
+def test_a_timed_out_job_query_is_cancelled_on_the_server(rq_url, settings, caplog):
     settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
     tag = uuid.uuid4().hex
     queue_tasks.hold_database.enqueue(30, tag)
     queue_tasks.record_marker.enqueue("after")
-    run_burst()  # in this (main) thread, where RQ's SIGALRM death penalty works
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()  # in this (main) thread, where RQ's SIGALRM death penalty works
     assert queue_tasks.markers() == ["querying", "after"]
+    outcomes = [r.getMessage() for r in caplog.records if "outcome=" in r.getMessage()]
+    timed_out = [line for line in outcomes if "outcome=timed-out" in line]
+    assert len(timed_out) == 1 and "reason=JOB_TIMEOUT (1 s)" in timed_out[0], outcomes
+    assert sum("outcome=succeeded" in line for line in outcomes) == 1
     assert queue_tasks.no_query_held(tag)  # without the cancel: 30 s
+
+
+def test_a_stop_while_workers_start_is_a_clean_stop():
+    # A Redis that accepts connections and never answers: the workers hang in their start-up probe.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", devservices.free_port()))
+        silent.listen(16)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        process = start_manage("runworker", "--concurrency", "3", env=worker_env(url))
+        try:
+            deadline = time.monotonic() + 30
+            while len(child_pids(process.pid)) < 3:
+                assert time.monotonic() < deadline and process.poll() is None, "no workers forked"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, stderr
+    assert "exit codes [0, 0, 0]" in stderr
+    assert "stopping the other workers" not in stderr
 
 
 def test_runworker_without_a_queue_backend_says_so(manage):

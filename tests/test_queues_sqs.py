@@ -20,7 +20,7 @@ from queues.backends import sqs as sqs_backend
 from queues.backends.base import import_dependency
 from queues.exceptions import MissingDependency, QueueConfigurationError
 from tests import queue_tasks
-from tests.conftest import start_manage
+from tests.conftest import child_pids, start_manage
 
 # django_db: the in-process worker calls close_old_connections() between jobs (see test_queues_rq).
 pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
@@ -179,7 +179,7 @@ def test_run_after_beyond_the_sqs_cap_is_resent_until_due(sqs, monkeypatch, capl
     assert queue_tasks.markers() == []
 
     worker = task_backends["default"].make_worker(max_jobs=1)
-    thread = threading.Thread(target=worker.run)
+    thread = threading.Thread(target=worker.run, daemon=True)
     with caplog.at_level(logging.INFO, logger="queues.worker"):
         thread.start()
         time.sleep(max(0, (due - timezone.now()).total_seconds()) - 0.5)
@@ -202,7 +202,7 @@ def test_delay_seconds_never_exceeds_the_cap():
 
 def test_visibility_is_extended_while_a_task_runs(sqs):
     queue_tasks.slow_marker.enqueue("slow", 3)  # 3 s against a queue visibility of 1 s
-    thread = threading.Thread(target=run_burst)
+    thread = threading.Thread(target=run_burst, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while "start:slow" not in queue_tasks.markers() and time.monotonic() < deadline:
@@ -244,12 +244,14 @@ def test_a_task_whose_code_returned_in_time_is_not_timed_out(sqs, settings, capl
     assert message_count(sqs.client, sqs.url) == 0
 
 
-def test_messages_waiting_behind_a_long_task_stay_hidden(sqs):
-    queue_tasks.slow_marker.enqueue("slow", 3)  # 3 s against a queue visibility of 1 s
+def test_messages_waiting_behind_a_long_task_stay_hidden(sqs, settings):
+    # Held for VISIBILITY_TIMEOUT 5 s while the queue's own is 1 s; the task takes 3 s.
+    settings.TASKS["default"]["OPTIONS"]["VISIBILITY_TIMEOUT"] = 5
+    queue_tasks.slow_marker.enqueue("slow", 3)
     for name in ("a", "b", "c"):
         queue_tasks.record_marker.enqueue(name)
     worker = task_backends["default"].make_worker(max_jobs=4)
-    thread = threading.Thread(target=worker.run)
+    thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while "start:slow" not in queue_tasks.markers() and time.monotonic() < deadline:
@@ -263,6 +265,33 @@ def test_messages_waiting_behind_a_long_task_stay_hidden(sqs):
     assert message_count(sqs.client, sqs.url) == 0
 
 
+def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
+    # The task takes 4 s, longer than VISIBILITY_TIMEOUT (1 s): the messages received with it
+    # are released to other workers rather than waiting for it, and run once each.
+    settings.TASKS["default"]["OPTIONS"]["VISIBILITY_TIMEOUT"] = 1
+    queue_tasks.slow_marker.enqueue("slow", 4)
+    for name in ("a", "b"):
+        queue_tasks.record_marker.enqueue(name)
+    worker = task_backends["default"].make_worker(burst=True)
+    first = threading.Thread(target=worker.run, daemon=True)
+    first.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "start:slow" not in queue_tasks.markers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)
+        run_burst()  # a second worker, while the first still runs the slow task
+        assert "slow" not in queue_tasks.markers()
+    finally:
+        first.join(timeout=30)
+        worker.stop()
+    assert not first.is_alive()
+    markers = queue_tasks.markers()
+    assert sorted(markers) == ["a", "b", "slow", "start:slow"], markers
+    assert markers[-1] == "slow"
+    assert message_count(sqs.client, sqs.url) == 0
+
+
 def test_a_wedged_task_stops_being_kept_hidden(sqs, settings, monkeypatch):
     from queues.workers import sqs as sqs_worker
 
@@ -270,7 +299,9 @@ def test_a_wedged_task_stops_being_kept_hidden(sqs, settings, monkeypatch):
     settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
     monkeypatch.setattr(sqs_worker, "STALL_GRACE", 0)
     queue_tasks.slow_marker.enqueue("wedged", 8)
-    thread = threading.Thread(target=task_backends["default"].make_worker(max_jobs=1).run)
+    thread = threading.Thread(
+        target=task_backends["default"].make_worker(max_jobs=1).run, daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 7
     again = []
@@ -382,7 +413,7 @@ def test_worker_rides_out_an_unreachable_endpoint_and_still_stops(aws_env, setti
         }
     }
     worker = task_backends["default"].make_worker()
-    thread = threading.Thread(target=worker.run)
+    thread = threading.Thread(target=worker.run, daemon=True)
     with caplog.at_level(logging.WARNING, logger="queues.worker"):
         thread.start()
         time.sleep(1.5)
@@ -441,11 +472,6 @@ def test_a_stop_signal_arriving_twice_at_once_is_one_stop(monkeypatch):
 def sqs_worker_env(sqs, **extra):
     return {**sqs.env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": sqs.url,
             "SQS_WAIT_TIME_SECONDS": "1", **extra}  # fmt: skip
-
-
-def child_pids(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return [int(child) for child in children.read().split()]
 
 
 def test_a_worker_process_killed_under_concurrency_stops_the_rest_loudly(sqs):

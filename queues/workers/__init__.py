@@ -4,6 +4,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -51,6 +52,7 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
     connections.close_all()
     clock = liveness.share_between(concurrency)
     children = {}  # pid -> slot
+    stop_requested = threading.Event()
     # A stop signal arriving while we fork waits until the forwarding handler is in place.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
@@ -61,6 +63,7 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
             children[pid] = slot
 
         def forward(signum, frame):
+            stop_requested.set()
             for child in children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signum)
@@ -71,15 +74,20 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if probes:
         serve_in_background(probes)  # threads only now: nothing forks after this
-    return wait_for_children(children, clock)
+    return wait_for_children(children, clock, stop_requested)
 
 
 def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
     """The body of one forked worker process; never returns."""
     code = 1
+
+    def stop_before_start(signum, frame):
+        raise SystemExit(0)  # no task has started: stopping now loses nothing
+
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the worker installs its own
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Until the worker installs its own handlers (RQ: after its Redis probe).
+        signal.signal(signal.SIGTERM, stop_before_start)
+        signal.signal(signal.SIGINT, stop_before_start)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         if probes:
             probes.server_close()  # the parent's listening socket, not this worker's
@@ -93,7 +101,7 @@ def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
     except SystemExit as error:
         code = error.code if isinstance(error.code, int) else 1
     except KeyboardInterrupt:
-        pass  # stopped before its worker had started
+        code = 0  # stopped before its worker had started
     except Exception:
         logger.exception("Worker process %d failed", os.getpid())
     finally:
@@ -101,7 +109,7 @@ def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
         os._exit(code)
 
 
-def wait_for_children(children, clock):
+def wait_for_children(children, clock, stop_requested):
     """Wait for every child; one that fails while the others run stops them (exit code 1)."""
     codes = {}
     stopping = False
@@ -111,7 +119,7 @@ def wait_for_children(children, clock):
             continue
         code = codes[pid] = os.waitstatus_to_exitcode(status)
         clock.clear(children[pid])  # a killed child's task is no longer running
-        if code == 0 or stopping:
+        if code == 0 or stopping or stop_requested.is_set():
             continue
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         logger.error(

@@ -18,8 +18,11 @@ def task_worker_class():
     class CancellingDeathPenalty(rq_timeouts.UnixSignalDeathPenalty):
         """RQ's SIGALRM timeout, which first cancels the job's running PostgreSQL query."""
 
+        fired = False  # one job at a time per worker process: did its timeout fire?
+
         def handle_death_penalty(self, signum, frame):
             cancel_running_queries()
+            type(self).fired = True
             super().handle_death_penalty(signum, frame)
 
     class TaskWorker(rq_worker.SimpleWorker):
@@ -30,6 +33,7 @@ def task_worker_class():
             between_jobs()
             refusal = self._refusal(job)
             timer = TaskTimer(job.description if refusal is None else "-", job.id)
+            self.death_penalty_class.fired = False
             try:
                 with liveness.CLOCK.running():
                     super().execute_job(job, queue)
@@ -42,6 +46,8 @@ def task_worker_class():
                 timer.log("refused", logging.ERROR, refusal)
             elif status == "finished":
                 timer.log("succeeded")
+            elif self.death_penalty_class.fired:
+                timer.log("timed-out", logging.ERROR, f"reason=JOB_TIMEOUT ({job.timeout} s)")
             else:
                 timer.log("failed" if status == "failed" else str(status), logging.ERROR)
 

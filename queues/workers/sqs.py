@@ -30,66 +30,106 @@ logger = logging.getLogger("queues.worker")
 class VisibilityHeartbeat:
     """Keeps the messages of one receive hidden while this worker holds them.
 
-    All of them, from the receive on: the ones waiting behind a long task must not reappear for
-    another worker meanwhile (which would run them twice). A running task's message is renewed for
-    `limit` seconds from its start at most (JOB_TIMEOUT + STALL_GRACE): a wedged task then lets its
-    message go back to the queue, to another worker and in the end to the DLQ.
+    All of them, from the receive on: the ones waiting behind a running task must not reappear for
+    another worker meanwhile (which would run them twice). Two limits keep one slow task from
+    holding the rest:
+    - once the running task has taken longer than `visibility_timeout`, the messages still waiting
+      are released (visible at once) for other workers, and this worker skips them;
+    - a running task's own message is renewed for `limit` seconds from its start at most
+      (JOB_TIMEOUT + STALL_GRACE): a wedged task lets its message go back to the queue, to
+      another worker and in the end to the DLQ.
     """
 
-    BATCH = 10  # ChangeMessageVisibilityBatch takes 10 entries at most
+    BATCH = 10  # Change…VisibilityBatch takes 10 entries at most
 
     def __init__(self, client, queue_url, messages, visibility_timeout, limit):
         self.client, self.queue_url = client, queue_url
         self.visibility_timeout, self.limit = visibility_timeout, limit
-        # receipt handle -> (message id, renew-until deadline or None while waiting)
-        self.held = {m["ReceiptHandle"]: (m["MessageId"], None) for m in messages}
-        self.lock = threading.Lock()
+        # receipt handle -> [message id, when its task started or None while it waits]
+        self.held = {m["ReceiptHandle"]: [m["MessageId"], None] for m in messages}
+        self.state_lock = threading.Lock()  # guards `held`
+        # Serialises the SQS calls: a release must not be overtaken by a renewal already in flight
+        # (which would hide the released message again).
+        self.call_lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.beat, name="sqs-visibility", daemon=True)
 
+    def holds(self, message):
+        with self.state_lock:
+            return message["ReceiptHandle"] in self.held
+
     def started(self, message):
-        """The task of `message` starts now: its renewals end `limit` seconds from now."""
-        with self.lock:
+        """The task of `message` starts now (its renewal limit counts from now)."""
+        with self.state_lock:
             if message["ReceiptHandle"] in self.held:
-                deadline = time.monotonic() + self.limit
-                self.held[message["ReceiptHandle"]] = (message["MessageId"], deadline)
+                self.held[message["ReceiptHandle"]][1] = time.monotonic()
 
     def let_go(self, message):
-        """Handled (deleted, failed, set aside or released): no more renewals."""
-        with self.lock:
+        """Handled (deleted, failed or set aside): no more renewals."""
+        with self.state_lock:
             self.held.pop(message["ReceiptHandle"], None)
 
+    def release(self, messages):
+        """Stop holding `messages` and make them visible at once, for other workers."""
+        with self.call_lock:
+            with self.state_lock:
+                receipts = [r for r in (m["ReceiptHandle"] for m in messages) if r in self.held]
+                for receipt in receipts:
+                    self.held.pop(receipt)
+            self.change_visibility(receipts, 0)
+
     def extend(self):
+        with self.call_lock:
+            self._let_slow_tasks_go()
+            with self.state_lock:
+                receipts = list(self.held)
+            self.change_visibility(receipts, self.visibility_timeout)
+
+    def _let_slow_tasks_go(self):
         now = time.monotonic()
-        with self.lock:
-            overdue = [r for r, (_, deadline) in self.held.items() if deadline and now > deadline]
+        with self.state_lock:
+            running = {r: entry for r, entry in self.held.items() if entry[1] is not None}
+            overdue = [r for r, (_, start) in running.items() if now - start > self.limit]
+            slow = any(now - start > self.visibility_timeout for _, start in running.values())
+            waiting = [r for r, (_, start) in self.held.items() if start is None] if slow else []
             for receipt in overdue:
-                message_id, _ = self.held.pop(receipt)
                 logger.error(
-                    "Task of message %s still runs %d s past its start limit: no longer keeping"
-                    " it hidden (it will be received again; the worker's /healthz says stalled)",
-                    message_id,
-                    self.limit,
+                    "The task of message %s has run %d s, past JOB_TIMEOUT and a grace: no longer"
+                    " keeping it hidden (it will be received again; the worker's /healthz says"
+                    " stalled)",
+                    self.held.pop(receipt)[0],
+                    now - running[receipt][1],
                 )
-            receipts = list(self.held)
+            for receipt in waiting:
+                self.held.pop(receipt)
+        if waiting:
+            logger.info(
+                "A task has run longer than the visibility timeout: releasing %d waiting"
+                " message(s) to other workers",
+                len(waiting),
+            )
+            self.change_visibility(waiting, 0)
+
+    def change_visibility(self, receipts, seconds):
         for first in range(0, len(receipts), self.BATCH):
+            chunk = receipts[first : first + self.BATCH]
             entries = [
-                {
-                    "Id": str(n),
-                    "ReceiptHandle": receipt,
-                    "VisibilityTimeout": self.visibility_timeout,
-                }
-                for n, receipt in enumerate(receipts[first : first + self.BATCH])
+                {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
+                for n, receipt in enumerate(chunk)
             ]
             try:
                 answer = self.client.change_message_visibility_batch(
                     QueueUrl=self.queue_url, Entries=entries
                 )
             except Exception:
-                logger.warning("Could not extend the visibility of held messages", exc_info=True)
+                logger.warning("Could not change the visibility of held messages", exc_info=True)
                 continue
             for failure in answer.get("Failed", []):
-                logger.warning("Could not extend the visibility of a held message: %s", failure)
+                receipt = chunk[int(failure["Id"])]
+                with self.state_lock:
+                    still_held = receipt in self.held
+                if still_held or seconds == 0:  # else it was deleted meanwhile: nothing to say
+                    logger.warning("Could not change the visibility of a message: %s", failure)
 
     def beat(self):
         interval = max(0.5, self.visibility_timeout / 3)
@@ -182,10 +222,10 @@ class SQSWorker:
     def handle_batch(self, messages, heartbeat):
         for position, message in enumerate(messages):
             if self.stop_requested or self.reached_max_jobs():
-                for waiting in messages[position:]:
-                    heartbeat.let_go(waiting)
-                self.release(messages[position:])
+                heartbeat.release(messages[position:])
                 break
+            if not heartbeat.holds(message):
+                continue  # released to other workers while an earlier task ran long
             try:
                 outcome = self.handle(message, heartbeat)
             except transient_errors():
@@ -216,18 +256,6 @@ class SQSWorker:
     def deferred_task_due(self):
         now = timezone.now()
         return any(run_after <= now for run_after in self.deferred.values())
-
-    def release(self, messages):
-        """Make messages received but not started visible again at once, for other workers."""
-        for message in messages:
-            try:
-                self.backend.client.change_message_visibility(
-                    QueueUrl=self.backend.queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=0,
-                )
-            except Exception:
-                logger.warning("Could not release message %s", message["MessageId"], exc_info=True)
 
     def handle(self, message, heartbeat):
         """Run, defer or set aside one message; returns the outcome logged."""
