@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,24 @@ def child_pids(pid):
     """The process ids of `pid`'s children (Linux /proc)."""
     with open(f"/proc/{pid}/task/{pid}/children") as children:
         return [int(child) for child in children.read().split()]
+
+
+def run_workers_then(env, concurrency, act):
+    """Start `runworker --concurrency N`, call act(parent pid, child pids) once all N are forked,
+    and return (exit code, stderr) after it exits."""
+    process = start_manage("runworker", "--concurrency", str(concurrency), env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while len(child_pids(process.pid)) < concurrency:
+            assert time.monotonic() < deadline and process.poll() is None, "no workers forked"
+            time.sleep(0.05)
+        act(process.pid, child_pids(process.pid))
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, stderr
 
 
 @pytest.fixture

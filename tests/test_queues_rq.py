@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+import os
 import signal
 import socket
 import time
@@ -17,7 +18,7 @@ from django.utils import timezone
 from casusult import devservices
 from queues.exceptions import QueueConfigurationError
 from tests import queue_tasks
-from tests.conftest import PROJECT_DIR, child_pids, start_manage
+from tests.conftest import PROJECT_DIR, run_workers_then, start_manage
 
 RQ_BACKEND = "queues.backends.rq.RQBackend"
 # The in-process worker calls close_old_connections() between jobs, as in production: without
@@ -173,19 +174,10 @@ def test_a_stop_while_workers_start_is_a_clean_stop():
         silent.bind(("127.0.0.1", devservices.free_port()))
         silent.listen(16)
         url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
-        process = start_manage("runworker", "--concurrency", "3", env=worker_env(url))
-        try:
-            deadline = time.monotonic() + 30
-            while len(child_pids(process.pid)) < 3:
-                assert time.monotonic() < deadline and process.poll() is None, "no workers forked"
-                time.sleep(0.05)
-            process.send_signal(signal.SIGTERM)
-            _, stderr = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    assert process.returncode == 0, stderr
+        code, stderr = run_workers_then(
+            worker_env(url), 3, lambda parent, children: os.kill(parent, signal.SIGTERM)
+        )
+    assert code == 0, stderr
     assert "exit codes [0, 0, 0]" in stderr
     assert "stopping the other workers" not in stderr
 

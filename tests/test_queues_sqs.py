@@ -20,7 +20,7 @@ from queues.backends import sqs as sqs_backend
 from queues.backends.base import import_dependency
 from queues.exceptions import MissingDependency, QueueConfigurationError
 from tests import queue_tasks
-from tests.conftest import child_pids, start_manage
+from tests.conftest import run_workers_then, start_manage
 
 # django_db: the in-process worker calls close_old_connections() between jobs (see test_queues_rq).
 pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
@@ -475,19 +475,10 @@ def sqs_worker_env(sqs, **extra):
 
 
 def test_a_worker_process_killed_under_concurrency_stops_the_rest_loudly(sqs):
-    process = start_manage("runworker", "--concurrency", "2", env=sqs_worker_env(sqs))
-    try:
-        deadline = time.monotonic() + 30
-        while len(child_pids(process.pid)) < 2:
-            assert time.monotonic() < deadline and process.poll() is None, "no workers forked"
-            time.sleep(0.1)
-        os.kill(child_pids(process.pid)[0], signal.SIGKILL)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 1, stderr
+    code, stderr = run_workers_then(
+        sqs_worker_env(sqs), 2, lambda parent, children: os.kill(children[0], signal.SIGKILL)
+    )
+    assert code == 1, stderr
     assert "was killed by signal 9; stopping the other workers" in stderr
     assert "exit codes [-9, 0]" in stderr or "exit codes [0, -9]" in stderr, stderr
 
