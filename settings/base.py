@@ -128,6 +128,7 @@ def task_settings(default_backend, rq_url):
             "QUEUE_URL": queue_url or None,
             "QUEUE_NAME": queue_name or None,
             "WAIT_TIME_SECONDS": env_int("SQS_WAIT_TIME_SECONDS", 20, maximum=20),
+            "MAX_MESSAGES": env_int("SQS_MAX_MESSAGES", 10, minimum=1, maximum=10),
             "VISIBILITY_TIMEOUT": env_int("SQS_VISIBILITY_TIMEOUT", 60, minimum=1, maximum=43200),
             "JOB_TIMEOUT": env_int("SQS_JOB_TIMEOUT", 600, minimum=1, maximum=43200),
         }

@@ -325,11 +325,14 @@ def test_a_timed_out_task_query_is_cancelled_on_the_server(sqs, settings):
     assert burst_until(lambda: "after" in queue_tasks.markers())
 
 
-def test_sqs_job_timeout_variable_is_validated(manage):
-    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_JOB_TIMEOUT": "0"}
+@pytest.mark.parametrize(
+    ("variable", "value"), [("SQS_JOB_TIMEOUT", "0"), ("SQS_MAX_MESSAGES", "11")]
+)
+def test_sqs_worker_variables_are_validated(manage, variable, value):
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value}
     result = manage("check", env=env)
     assert result.returncode != 0
-    assert "SQS_JOB_TIMEOUT" in result.stderr
+    assert variable in result.stderr
 
 
 def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
@@ -489,3 +492,11 @@ def test_start_up_errors_of_worker_processes_are_reported(sqs, manage):
     assert result.returncode == 1
     assert result.stderr.count("the queue server is unreachable or refused") == 2, result.stderr
     assert "NonExistentQueue" in result.stderr or "does not exist" in result.stderr
+
+
+def test_sqs_max_messages_variable_reaches_the_worker(manage):
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_MAX_MESSAGES": "1"}
+    code = "from django.tasks import task_backends; print(task_backends['default'].options['MAX_MESSAGES'])"
+    result = manage("shell", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "1"  # after the shell's "objects imported" line
