@@ -266,10 +266,10 @@ def test_messages_waiting_behind_a_long_task_stay_hidden(sqs, settings):
 
 
 def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
-    # The task takes 4 s, longer than VISIBILITY_TIMEOUT (1 s): the messages received with it
+    # The task takes 6 s, longer than VISIBILITY_TIMEOUT (1 s): the messages received with it
     # are released to other workers rather than waiting for it, and run once each.
     settings.TASKS["default"]["OPTIONS"]["VISIBILITY_TIMEOUT"] = 1
-    queue_tasks.slow_marker.enqueue("slow", 4)
+    queue_tasks.slow_marker.enqueue("slow", 6)
     for name in ("a", "b"):
         queue_tasks.record_marker.enqueue(name)
     worker = task_backends["default"].make_worker(burst=True)
@@ -279,7 +279,9 @@ def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
         deadline = time.monotonic() + 10
         while "start:slow" not in queue_tasks.markers() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.5)
+        deadline = time.monotonic() + 4
+        while visible_count(sqs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # released after about 1 s of the slow task
         run_burst()  # a second worker, while the first still runs the slow task
         assert "slow" not in queue_tasks.markers()
     finally:
@@ -290,6 +292,13 @@ def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
     assert sorted(markers) == ["a", "b", "slow", "start:slow"], markers
     assert markers[-1] == "slow"
     assert message_count(sqs.client, sqs.url) == 0
+
+
+def visible_count(sqs):
+    attributes = sqs.client.get_queue_attributes(
+        QueueUrl=sqs.url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def test_a_wedged_task_stops_being_kept_hidden(sqs, settings, monkeypatch):
