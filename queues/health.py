@@ -14,9 +14,6 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from . import liveness
 
 logger = logging.getLogger("queues.worker")
-# Seconds past JOB_TIMEOUT before a still-running task marks the worker as wedged (/healthz 503):
-# the timeout itself should have ended it by then.
-STALL_GRACE = 60
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -38,19 +35,19 @@ def stalled(stall_after):
     return {
         "status": "stalled",
         "detail": f"a task has been running for {running:.0f} s, past JOB_TIMEOUT and a"
-        f" {STALL_GRACE} s grace ({stall_after:.0f} s): the worker is wedged, restart it",
+        f" {liveness.STALL_GRACE} s grace ({stall_after:.0f} s): the worker is wedged, restart it",
     }
 
 
-def probe_application(paths=HEALTH_PATHS, stall_after=None):
-    """The Django WSGI application, answering 404 outside `paths`; /healthz fails when stalled."""
+def probe_application(stall_after=None):
+    """The Django WSGI application, 404 outside HEALTH_PATHS; /healthz fails when stalled."""
     from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()
 
     def only_probes(environ, start_response):
         path = environ.get("PATH_INFO", "").rstrip("/")
-        if path not in paths:
+        if path not in HEALTH_PATHS:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
         if path == "/healthz" and (answer := stalled(stall_after)):
@@ -61,16 +58,15 @@ def probe_application(paths=HEALTH_PATHS, stall_after=None):
     return only_probes
 
 
-def bind_health_server(port, host="127.0.0.1", paths=HEALTH_PATHS, job_timeout=None):
+def bind_health_server(port, host="127.0.0.1", job_timeout=None):
     """The probe server, listening on host:port (port 0: any) but not serving yet.
 
     Bound first, so a busy port fails `runworker` before it forks workers; served (a thread) only
     after the fork, as a process must not fork once it runs threads.
     With `job_timeout`, /healthz answers 503 once a task has run STALL_GRACE seconds past it.
     """
-    stall_after = job_timeout + STALL_GRACE if job_timeout else None
     return make_server(
-        host, port, probe_application(paths, stall_after),
+        host, port, probe_application(liveness.stall_limit(job_timeout)),
         server_class=ThreadingWSGIServer, handler_class=QuietHandler,
     )  # fmt: skip
 
@@ -86,8 +82,3 @@ def serve_in_background(server):
         ", ".join(sorted(HEALTH_PATHS)),
     )
     return server
-
-
-def start_health_server(port, host="127.0.0.1", paths=HEALTH_PATHS, job_timeout=None):
-    """Serve the probes on host:port from a daemon thread; returns the server (port 0: any)."""
-    return serve_in_background(bind_health_server(port, host, paths, job_timeout))

@@ -15,6 +15,14 @@ import struct
 import time
 
 SLOT = struct.Struct("d")
+# Seconds past JOB_TIMEOUT before a still-running task counts as wedged: the timeout itself should
+# have ended it by then.
+STALL_GRACE = 60
+
+
+def stall_limit(job_timeout):
+    """Seconds a task may run before its worker is wedged (None: no JOB_TIMEOUT, no limit)."""
+    return job_timeout + STALL_GRACE if job_timeout else None
 
 
 class TaskClock:
@@ -31,15 +39,18 @@ class TaskClock:
 
     @contextlib.contextmanager
     def running(self):
-        SLOT.pack_into(self._memory, SLOT.size * self.slot, time.monotonic())
+        self._write(self.slot, time.monotonic())
         try:
             yield
         finally:
-            SLOT.pack_into(self._memory, SLOT.size * self.slot, 0.0)
+            self.clear(self.slot)
 
     def clear(self, slot):
-        """A worker process that died mid-task runs nothing any more."""
-        SLOT.pack_into(self._memory, SLOT.size * slot, 0.0)
+        """No task runs in `slot` (also: a worker process that died mid-task)."""
+        self._write(slot, 0.0)
+
+    def _write(self, slot, start):
+        SLOT.pack_into(self._memory, SLOT.size * slot, start)
 
     def longest_running(self):
         """Seconds the oldest running task has run; 0.0 when no worker runs one."""

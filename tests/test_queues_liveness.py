@@ -66,8 +66,8 @@ def test_forked_workers_report_to_the_parent(monkeypatch):
 
 def test_healthz_fails_once_a_task_overruns_job_timeout(monkeypatch):
     monkeypatch.setattr(liveness, "CLOCK", liveness.TaskClock())
-    monkeypatch.setattr(health, "STALL_GRACE", 0.5)
-    server = health.start_health_server(0, job_timeout=0.5)  # stalled after 1 s
+    monkeypatch.setattr(liveness, "STALL_GRACE", 0.5)
+    server = health.serve_in_background(health.bind_health_server(0, job_timeout=0.5))  # 1 s
     base = f"http://127.0.0.1:{server.server_port}"
     try:
         assert get(f"{base}/healthz") == (200, {"status": "ok"})

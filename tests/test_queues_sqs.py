@@ -16,6 +16,7 @@ import pytest
 from django.tasks import task_backends
 from django.utils import timezone
 
+from queues import liveness
 from queues.backends import sqs as sqs_backend
 from queues.backends.base import import_dependency
 from queues.exceptions import MissingDependency, QueueConfigurationError
@@ -302,11 +303,9 @@ def visible_count(sqs):
 
 
 def test_a_wedged_task_stops_being_kept_hidden(sqs, settings, monkeypatch):
-    from queues.workers import sqs as sqs_worker
-
     # On a thread SIGALRM cannot stop the task: it stands for one wedged in C code.
     settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
-    monkeypatch.setattr(sqs_worker, "STALL_GRACE", 0)
+    monkeypatch.setattr(liveness, "STALL_GRACE", 0)
     queue_tasks.slow_marker.enqueue("wedged", 8)
     thread = threading.Thread(
         target=task_backends["default"].make_worker(max_jobs=1).run, daemon=True

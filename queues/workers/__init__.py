@@ -42,6 +42,7 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
     """
     from ..health import serve_in_background
 
+    # Built here also with --concurrency: bad arguments fail once, before any fork.
     worker = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs)
     if concurrency == 1:
         if probes:

@@ -21,7 +21,6 @@ from ..execution import (
     load_task,
     new_result,
 )
-from ..health import STALL_GRACE
 from ..signals import sqs_receive_failed
 
 logger = logging.getLogger("queues.worker")
@@ -36,7 +35,7 @@ class VisibilityHeartbeat:
     - once the running task has taken longer than `visibility_timeout`, the messages still waiting
       are released (visible at once) for other workers, and this worker skips them;
     - a running task's own message is renewed for `limit` seconds from its start at most
-      (JOB_TIMEOUT + STALL_GRACE): a wedged task lets its message go back to the queue, to
+      (liveness.stall_limit: JOB_TIMEOUT + STALL_GRACE): a wedged task lets its message go back to the queue, to
       another worker and in the end to the DLQ.
     """
 
@@ -216,7 +215,7 @@ class SQSWorker:
             self.backend.queue_url,
             messages,
             self.options["VISIBILITY_TIMEOUT"],
-            limit=self.options["JOB_TIMEOUT"] + STALL_GRACE,
+            limit=liveness.stall_limit(self.options["JOB_TIMEOUT"]),
         )
 
     def handle_batch(self, messages, heartbeat):
