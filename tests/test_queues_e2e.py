@@ -99,17 +99,22 @@ def test_rq_on_standalone_redis(settings, manage):
         "DATABASE_URL": database_url(),
         "IMPRESSIONS_FLUSH_DELAY": str(FLUSH_DELAY),
     }
-    result = manage("runworker", "--burst", env=env)
-    assert result.returncode == 0, result.stderr
-    assert "task=impressions.tasks.flush_impressions_task" in result.stderr
-    assert "outcome=succeeded" in result.stderr
-    assert stored_counts(expected) == expected
+    burst_flushes(manage, env, expected)
 
     again = manage("runworker", "--burst", env=env)  # nothing left: counted exactly once
     assert again.returncode == 0, again.stderr
     assert stored_counts(expected) == expected
     redis.Redis.from_url(rq_url).flushdb()
     empty_buffer(settings.REDIS_URL)
+
+
+def burst_flushes(manage, env, expected):
+    """`runworker --burst` runs the scheduled flush, which stores exactly `expected`."""
+    result = manage("runworker", "--burst", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "task=impressions.tasks.flush_impressions_task" in result.stderr
+    assert "outcome=succeeded" in result.stderr
+    assert stored_counts(expected) == expected
 
 
 @pytest.mark.sqs
@@ -143,11 +148,7 @@ def test_sqs_with_the_buffer_on_the_redis_cluster(redis_cluster_url, aws_env, ma
         "DATABASE_URL": database_url(),
         "IMPRESSIONS_FLUSH_DELAY": str(FLUSH_DELAY),
     }
-    result = manage("runworker", "--burst", env=env)
-    assert result.returncode == 0, result.stderr
-    assert "task=impressions.tasks.flush_impressions_task" in result.stderr
-    assert "outcome=succeeded" in result.stderr
-    assert stored_counts(expected) == expected
+    burst_flushes(manage, env, expected)
     assert message_count(client, queue_url) == 0
     assert message_count(client, dlq_url) == 0
     assert timezone.now() - started < timezone.timedelta(minutes=1)
