@@ -83,7 +83,10 @@ def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
     code = 1
 
     def stop_before_start(signum, frame):
-        raise SystemExit(0)  # no task has started: stopping now loses nothing
+        # No task has started: stopping now loses nothing. Exit here rather than raise SystemExit,
+        # which is swallowed when the signal lands in code that ignores exceptions (an import's
+        # module-lock callback, a __del__), and the worker would then go on starting.
+        os._exit(0)
 
     try:
         # Until the worker installs its own handlers (RQ: after its Redis probe).
