@@ -1,5 +1,6 @@
 """The RQ backend against the real standalone Redis: enqueue, run, defer, results, refusals."""
 
+import contextlib
 import datetime
 import logging
 import os
@@ -238,6 +239,35 @@ def test_sigterm_mid_task_finishes_it_and_exits_zero(rq_url):
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert queue_tasks.markers() == ["slow"]
+
+
+def test_sigterm_to_an_idle_worker_stops_it_at_once(rq_url):
+    process = start_manage("runworker", env=worker_env(rq_url))
+    connection = redis.Redis.from_url(rq_url)
+    deadline = time.monotonic() + 20
+    while not connection.keys("rq:workers:*") and time.monotonic() < deadline:
+        time.sleep(0.05)  # registered: RQ's own signal handlers are in place
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert time.monotonic() - started < 10  # not the 405 s of an idle dequeue
+
+
+def test_an_idle_stop_swallowed_by_the_interpreter_still_ends_the_loop(rq_url):
+    from rq.exceptions import StopRequested
+
+    from queues.backends.rq import task_job_class
+    from queues.workers.rq import task_worker_class
+
+    worker = task_worker_class()(
+        ["default"], connection=redis.Redis.from_url(rq_url), job_class=task_job_class()
+    )
+    # What RQ's SIGTERM handler does when no job runs; the exception is dropped, as when the
+    # signal lands in a __del__ or an import's module-lock callback.
+    with contextlib.suppress(StopRequested):
+        worker._shutdown()
+    assert worker._stop_requested  # the work loop breaks at its next turn
 
 
 def test_runworker_concurrency_runs_several_worker_processes(rq_url, manage):

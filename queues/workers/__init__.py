@@ -47,7 +47,8 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
     if concurrency == 1:
         if probes:
             serve_in_background(probes)
-        return worker.run()
+        with stop_handlers(exit_before_start):  # until the worker installs its own
+            return worker.run()
     # One process per worker: tasks are CPU-bound Python and the database is the bottleneck, not
     # the poll. Forked children must not share the parent's database sockets.
     connections.close_all()
@@ -78,20 +79,35 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
     return wait_for_children(children, clock, stop_requested)
 
 
+def exit_before_start(signum, frame):
+    """A stop signal before the worker has installed its handlers: no task has started, so
+    stopping now loses nothing. It exits here rather than raise SystemExit, which is swallowed
+    when the signal lands in code that ignores exceptions (an import's module-lock callback, a
+    __del__), and the worker would then go on starting."""
+    os._exit(0)
+
+
+@contextlib.contextmanager
+def stop_handlers(handler):
+    """Handle SIGTERM and SIGINT with `handler` (main thread only); the previous ones after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
     """The body of one forked worker process; never returns."""
     code = 1
-
-    def stop_before_start(signum, frame):
-        # No task has started: stopping now loses nothing. Exit here rather than raise SystemExit,
-        # which is swallowed when the signal lands in code that ignores exceptions (an import's
-        # module-lock callback, a __del__), and the worker would then go on starting.
-        os._exit(0)
-
     try:
         # Until the worker installs its own handlers (RQ: after its Redis probe).
-        signal.signal(signal.SIGTERM, stop_before_start)
-        signal.signal(signal.SIGINT, stop_before_start)
+        signal.signal(signal.SIGTERM, exit_before_start)
+        signal.signal(signal.SIGINT, exit_before_start)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         if probes:
             probes.server_close()  # the parent's listening socket, not this worker's

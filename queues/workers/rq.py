@@ -1,6 +1,8 @@
 """The RQ worker: probe the server, then RQ's SimpleWorker with our job class and the scheduler."""
 
 import logging
+import signal
+import threading
 
 from .. import liveness
 from ..backends.base import import_dependency
@@ -50,6 +52,25 @@ def task_worker_class():
                 timer.log("timed-out", logging.ERROR, f"reason=JOB_TIMEOUT ({job.timeout} s)")
             else:
                 timer.log("failed" if status == "failed" else str(status), logging.ERROR)
+
+        def work(self, *args, **kwargs):
+            if threading.current_thread() is threading.main_thread():
+                # RQ installs its stop handlers only after registering the worker and starting
+                # its scheduler. A stop arriving in between is remembered: the loop ends before
+                # its first job, and the worker deregisters as on any clean stop.
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, self._stop_before_loop)
+            return super().work(*args, **kwargs)
+
+        def _stop_before_loop(self, signum, frame):
+            self._stop_requested = True
+
+        def _shutdown(self):
+            # An idle RQ worker stops by raising StopRequested from its signal handler. Should the
+            # signal land where exceptions are swallowed (a __del__, an import's module-lock
+            # callback), the flag still ends the loop at its next turn.
+            self._stop_requested = True
+            super()._shutdown()
 
         @staticmethod
         def _refusal(job):
