@@ -371,6 +371,36 @@ def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
     assert json.loads(left[0]["Body"])["args"][0] != name
 
 
+def test_a_forced_stop_gives_back_the_messages_it_held_at_once(sqs):
+    queue_tasks.slow_marker.enqueue("long", 20)
+    for name in ("a", "b"):
+        queue_tasks.record_marker.enqueue(name)
+    env = {**sqs_worker_env(sqs), "SQS_VISIBILITY_TIMEOUT": "60"}
+    process = start_manage("runworker", env=env)
+    deadline = time.monotonic() + 30
+    while "start:long" not in queue_tasks.markers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.5)  # a second stop, not the same one arriving twice
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert "Second stop signal" in stderr
+    # Back in the queue now, the interrupted task's message too, not in 60 s.
+    received = {}
+    deadline = time.monotonic() + 10
+    while len(received) < 3 and time.monotonic() < deadline:
+        answer = sqs.client.receive_message(
+            QueueUrl=sqs.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in answer.get("Messages", []):
+            received[message["MessageId"]] = json.loads(message["Body"])["args"][0]
+    done = set(queue_tasks.markers())
+    assert "long" not in done  # it was interrupted, and will run again
+    # Those that ran before it (SQS does not promise order) are deleted; the others come back.
+    assert sorted(received.values()) == sorted({"a", "b", "long"} - done), stderr
+
+
 def test_missing_queue_fails_start_up_naming_the_variable(manage):
     result = manage("check", env={"QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": None})
     assert result.returncode != 0

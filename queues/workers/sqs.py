@@ -140,9 +140,19 @@ class VisibilityHeartbeat:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, traceback):
         self.stopped.set()
         self.thread.join()
+        if exc_type is not None:
+            # The worker leaves mid-batch (a second stop signal, a crash): what it still holds,
+            # the interrupted task's message included, goes back to the queue now, not after the
+            # visibility timeout.
+            with self.state_lock:
+                receipts = list(self.held)
+                self.held.clear()
+            if receipts:
+                logger.warning("Leaving mid-batch: releasing %d held message(s)", len(receipts))
+                self.change_visibility(receipts, 0)
 
 
 class SQSWorker:
@@ -231,8 +241,8 @@ class SQSWorker:
                 # Not deleted: the message comes back after its visibility timeout.
                 logger.warning("SQS failed while handling %s", message["MessageId"], exc_info=True)
                 outcome = "error"
-            finally:
-                heartbeat.let_go(message)
+            # Not on a forced stop or a crash: the heartbeat then releases this message too.
+            heartbeat.let_go(message)
             if outcome != "deferred":
                 self.handled += 1
             between_jobs()
