@@ -1,13 +1,12 @@
 """The RQ worker: probe the server, then RQ's SimpleWorker with our job class and the scheduler."""
 
 import logging
-import signal
-import threading
 
 from .. import liveness
 from ..backends.base import import_dependency
 from ..backends.rq import task_job_class
 from ..execution import TaskTimer, between_jobs, cancel_running_queries, discard_connections
+from . import stop_handlers
 
 logger = logging.getLogger("queues.worker")
 
@@ -54,13 +53,11 @@ def task_worker_class():
                 timer.log("failed" if status == "failed" else str(status), logging.ERROR)
 
         def work(self, *args, **kwargs):
-            if threading.current_thread() is threading.main_thread():
-                # RQ installs its stop handlers only after registering the worker and starting
-                # its scheduler. A stop arriving in between is remembered: the loop ends before
-                # its first job, and the worker deregisters as on any clean stop.
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(signum, self._stop_before_loop)
-            return super().work(*args, **kwargs)
+            # RQ installs its stop handlers only after registering the worker and starting its
+            # scheduler. A stop arriving in between is remembered: the loop ends before its first
+            # job, and the worker deregisters as on any clean stop.
+            with stop_handlers(self._stop_before_loop):
+                return super().work(*args, **kwargs)
 
         def _stop_before_loop(self, signum, frame):
             self._stop_requested = True

@@ -68,14 +68,17 @@ class VisibilityHeartbeat:
         with self.state_lock:
             self.held.pop(message["ReceiptHandle"], None)
 
-    def release(self, messages):
-        """Stop holding `messages` and make them visible at once, for other workers."""
+    def release(self, messages=None):
+        """Stop holding `messages` (default: all still held) and make them visible at once, for
+        other workers; returns how many were released."""
         with self.call_lock:
             with self.state_lock:
-                receipts = [r for r in (m["ReceiptHandle"] for m in messages) if r in self.held]
+                wanted = self.held if messages is None else (m["ReceiptHandle"] for m in messages)
+                receipts = [receipt for receipt in wanted if receipt in self.held]
                 for receipt in receipts:
                     self.held.pop(receipt)
             self.change_visibility(receipts, 0)
+        return len(receipts)
 
     def extend(self):
         with self.call_lock:
@@ -143,16 +146,10 @@ class VisibilityHeartbeat:
     def __exit__(self, exc_type, exc, traceback):
         self.stopped.set()
         self.thread.join()
-        if exc_type is not None:
-            # The worker leaves mid-batch (a second stop signal, a crash): what it still holds,
-            # the interrupted task's message included, goes back to the queue now, not after the
-            # visibility timeout.
-            with self.state_lock:
-                receipts = list(self.held)
-                self.held.clear()
-            if receipts:
-                logger.warning("Leaving mid-batch: releasing %d held message(s)", len(receipts))
-                self.change_visibility(receipts, 0)
+        # Leaving mid-batch (a second stop signal, a crash): what it still holds, the interrupted
+        # task's message included, goes back to the queue now, not after the visibility timeout.
+        if exc_type is not None and (released := self.release()):
+            logger.warning("Left mid-batch: released %d held message(s)", released)
 
 
 class SQSWorker:

@@ -1,24 +1,13 @@
 """manage.py runworker: run the worker of the configured task backend."""
 
-import argparse
-
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 
+from casusult.arguments import positive_int
 from queues.backends.base import QueueBackend
 from queues.workers import run_workers, unreachable_errors
-
-
-def positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{number} must be 1 or more")
-    return number
 
 
 class Command(BaseCommand):
