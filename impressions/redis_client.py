@@ -3,6 +3,8 @@
 import logging
 import threading
 
+from redis_endpoints import cluster_endpoint_reason
+
 from .conf import conf
 
 logger = logging.getLogger(__name__)
@@ -65,8 +67,6 @@ def build_client(url, cluster_mode, timeout):
 def is_cluster_mode(url, options):
     """Known cluster endpoints by name (no round trip), else ask the server (INFO cluster)."""
     import redis
-
-    from queues.cluster import cluster_endpoint_reason
 
     if cluster_endpoint_reason(url):
         return True  # e.g. ElastiCache Serverless, whose INFO answers are not to be relied on

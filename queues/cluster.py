@@ -6,15 +6,14 @@ an endpoint before RQ writes anything: first from the URL alone, then with a liv
 """
 
 import contextlib
-import re
 import secrets
 import threading
-import urllib.parse
+
+from redis_endpoints import cluster_endpoint_reason as endpoint_reason
+from redis_endpoints import redact
 
 from .exceptions import ClusterModeRedis
 
-SERVERLESS_HOST = re.compile(r"\.serverless\.[a-z0-9-]+\.cache\.amazonaws\.com(\.cn)?$")
-CLUSTER_WORDS = {"1", "true", "yes", "on"}
 REMEDY = (
     "RQ needs a standalone (non-cluster) Redis/Valkey: point RQ_REDIS_URL at one, or use the SQS "
     "backend (QUEUE_BACKEND=sqs), which runs next to a cluster-mode impression buffer."
@@ -25,18 +24,7 @@ def cluster_endpoint_reason(url, cluster_option=False):
     """Why `url` is a known cluster-mode endpoint, or None; looks at the text only (no network)."""
     if cluster_option:
         return "the backend's OPTIONS say CLUSTER"
-    parts = urllib.parse.urlsplit(url)
-    host = (parts.hostname or "").lower().rstrip(".")
-    if parts.scheme.endswith("+cluster") or parts.scheme.startswith("rediss+cluster"):
-        return f"the URL scheme {parts.scheme!r} is a cluster scheme"
-    if SERVERLESS_HOST.search(host):
-        return f"{host} is an ElastiCache Serverless endpoint, which always runs in cluster mode"
-    if ".clustercfg." in f".{host}.":
-        return f"{host} is an ElastiCache cluster configuration endpoint"
-    query = urllib.parse.parse_qs(parts.query)
-    if any(value.lower() in CLUSTER_WORDS for value in query.get("cluster", [])):
-        return "the URL says cluster=true"
-    return None
+    return endpoint_reason(url)
 
 
 def _probe_keys():
@@ -90,14 +78,6 @@ def refusal_message(url, reason):
     """The one paragraph a person reads when RQ is refused."""
     safe = redact(url)
     return f"RQ cannot use the Redis at {safe}: {reason}. {REMEDY}"
-
-
-def redact(url):
-    parts = urllib.parse.urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 _verified = set()

@@ -1,16 +1,11 @@
 """Shared fixtures: real services, started for the session when the environment does not name them."""
 
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from casusult import devservices
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from tests.processes import run_manage
 
 
 @pytest.fixture(scope="session")
@@ -39,59 +34,6 @@ def sqs_endpoint_url():
         pytest.fail(f"Cannot start the SQS-protocol server for the tests: {error}")
     yield server.url
     server.stop()
-
-
-def manage_env(env=None):
-    """os.environ with test settings and `env` on top; a None value removes the variable."""
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test", **(env or {})}
-    return {key: value for key, value in full_env.items() if value is not None}
-
-
-def run_manage(*args, env=None, timeout=120):
-    """Run manage.py in a subprocess with the given environment overrides; returns the result."""
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=PROJECT_DIR,
-        env=manage_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def start_manage(*args, env=None):
-    """Start manage.py in the background (stderr piped, as text); the caller stops it."""
-    return subprocess.Popen(
-        [sys.executable, "manage.py", *args],
-        cwd=PROJECT_DIR,
-        env=manage_env(env),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def child_pids(pid):
-    """The process ids of `pid`'s children (Linux /proc)."""
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return [int(child) for child in children.read().split()]
-
-
-def run_workers_then(env, concurrency, act):
-    """Start `runworker --concurrency N`, call act(parent pid, child pids) once all N are forked,
-    and return (exit code, stderr) after it exits."""
-    process = start_manage("runworker", "--concurrency", str(concurrency), env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while len(child_pids(process.pid)) < concurrency:
-            assert time.monotonic() < deadline and process.poll() is None, "no workers forked"
-            time.sleep(0.05)
-        act(process.pid, child_pids(process.pid))
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return process.returncode, stderr
 
 
 @pytest.fixture

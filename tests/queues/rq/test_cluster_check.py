@@ -9,7 +9,7 @@ from django.tasks import task_backends
 
 from queues.cluster import cluster_endpoint_reason, probe_cluster_reason
 from queues.exceptions import ClusterModeRedis
-from tests import queue_tasks
+from tests.queues import tasks as queue_tasks
 
 SERVERLESS = "rediss://casusult-jobs-x1y2z3.serverless.apne1.cache.amazonaws.com:6379"
 RQ_BACKEND = "queues.backends.rq.RQBackend"

@@ -1,5 +1,5 @@
 """Injected failures: killed flushes, concurrent flushes, a stopped database, a stopped Redis."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import signal
 import subprocess
@@ -20,9 +20,9 @@ from impressions.models import Flush
 from impressions.recorder import get_client, lost, pending_counts, pending_status
 from impressions.recorder import record_impressions as record
 
-from .conftest import PROJECT_DIR
-from .factories import make_posts
-from .test_impressions_support import (
+from tests.processes import PROJECT_DIR
+from tests.factories import make_posts
+from .support import (
     buffer,
     cluster_buffer,
     private_redis,

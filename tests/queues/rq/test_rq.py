@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from casusult import devservices
 from queues.exceptions import QueueConfigurationError
-from tests import queue_tasks
-from tests.conftest import PROJECT_DIR, run_workers_then, start_manage
+from tests.processes import PROJECT_DIR, run_workers_then, start_manage
+from tests.queues import tasks as queue_tasks
 
 RQ_BACKEND = "queues.backends.rq.RQBackend"
 # The in-process worker calls close_old_connections() between jobs, as in production: without
@@ -139,7 +139,7 @@ def test_runworker_burst_runs_tasks_and_logs_one_line_each(rq_url, manage):
     assert sorted(queue_tasks.markers()) == ["a", "b", "c", "failed:d"]
     lines = [line for line in result.stderr.splitlines() if "outcome=" in line]
     assert len(lines) == 4
-    assert sum("task=tests.queue_tasks.record_marker" in line for line in lines) == 3
+    assert sum("task=tests.queues.tasks.record_marker" in line for line in lines) == 3
     assert sum("outcome=succeeded" in line for line in lines) == 3
     assert sum("outcome=failed" in line for line in lines) == 1
     assert all("duration=" in line for line in lines)
@@ -205,10 +205,10 @@ def test_planted_jobs_naming_other_callables_are_not_executed(rq_url, manage, tm
     json_queue = Queue("default", connection=connection, serializer=JSONSerializer)
     planted = [
         json_queue.enqueue_call("os.system", args=(f"touch {proof}",)),
-        json_queue.enqueue_call("tests.queue_tasks.not_a_task", args=("direct",)),
+        json_queue.enqueue_call("tests.queues.tasks.not_a_task", args=("direct",)),
         # Our trampoline, but naming a function that is not a django.tasks Task.
         json_queue.enqueue_call(
-            "queues.backends.rq.run_task", args=("tests.queue_tasks.not_a_task", ["via"], {})
+            "queues.backends.rq.run_task", args=("tests.queues.tasks.not_a_task", ["via"], {})
         ),
         # A pickled job: the worker reads JSON only, so it never unpickles it.
         Queue("default", connection=connection).enqueue_call("os.system", args=(f"touch {proof}",)),

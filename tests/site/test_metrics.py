@@ -26,8 +26,8 @@ from impressions import keys
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, record_impressions
-from tests.conftest import PROJECT_DIR
 from tests.factories import make_posts
+from tests.processes import PROJECT_DIR
 
 IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 

@@ -1,5 +1,5 @@
 """Admin: flushed and live pending counts on the Post list, the read-only ledger, "flush now"."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,8 +10,8 @@ from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import record_impressions
 
-from .factories import make_posts
-from .test_impressions_support import (
+from tests.factories import make_posts
+from .support import (
     buffer,
     cluster_buffer,
     private_redis,

@@ -20,8 +20,8 @@ from queues import liveness
 from queues.backends import sqs as sqs_backend
 from queues.backends.base import import_dependency
 from queues.exceptions import MissingDependency, QueueConfigurationError
-from tests import queue_tasks
-from tests.conftest import run_workers_then, start_manage
+from tests.processes import run_workers_then, start_manage
+from tests.queues import tasks as queue_tasks
 
 # django_db: the in-process worker calls close_old_connections() between jobs (see test_queues_rq).
 pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
@@ -119,7 +119,7 @@ def test_message_is_versioned_json_naming_the_task(sqs):
     body = json.loads(message["Body"])
     assert body["v"] == 1
     assert body["id"] == result.id
-    assert body["task"] == "tests.queue_tasks.record_marker"
+    assert body["task"] == "tests.queues.tasks.record_marker"
     assert (body["args"], body["kwargs"], body["run_after"]) == (["json"], {}, None)
 
 
@@ -135,14 +135,14 @@ def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
     bad_bodies = sorted(
         [
             "this is not json",
-            json.dumps({**good, "v": 2, "task": "tests.queue_tasks.record_marker"}),
+            json.dumps({**good, "v": 2, "task": "tests.queues.tasks.record_marker"}),
             json.dumps({**good, "task": "os.system", "args": ["touch /tmp/never"]}),
-            json.dumps({**good, "task": "tests.queue_tasks.not_a_task", "args": ["bad"]}),
-            json.dumps({**good, "task": "tests.queue_tasks.no_such_task"}),
+            json.dumps({**good, "task": "tests.queues.tasks.not_a_task", "args": ["bad"]}),
+            json.dumps({**good, "task": "tests.queues.tasks.no_such_task"}),
             # Import paths that raise other than ImportError must not kill the worker.
             json.dumps({**good, "task": "."}),
             json.dumps({**good, "task": "..x"}),
-            json.dumps({**good, "task": "tests.queue_tasks_raising_on_import.task"}),
+            json.dumps({**good, "task": "tests.queues.tasks_raising_on_import.task"}),
         ]
     )
     for body in bad_bodies[:3]:

@@ -1,5 +1,5 @@
 """Scheduling and flushing: one flush per window, batched updates, ledger, command, admin-free."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import time
 from datetime import timedelta
@@ -17,8 +17,8 @@ from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
 from impressions.tasks import flush_impressions_task
 
-from .factories import make_posts
-from .test_impressions_support import (
+from tests.factories import make_posts
+from .support import (
     buffer,
     cluster_buffer,
     scheduled_flushes,
@@ -124,7 +124,7 @@ def test_with_a_backend_that_cannot_defer_the_flush_runs_at_once(client, standal
 def test_command_flushes_and_prints_what_it_applied(standalone_buffer, manage):
     from django.db import connection
 
-    from .test_impressions_support import subprocess_env
+    from .support import subprocess_env
 
     posts = make_posts(3)
     record_impressions("u:1", [p.id for p in posts])

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from casusult.models import Post
 from tests.factories import make_posts, make_user
-from tests.test_queues_sqs import aws_env, create_queue_with_dlq, message_count  # noqa: F401
+from tests.queues.sqs.test_sqs import aws_env, create_queue_with_dlq, message_count  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FLUSH_DELAY = 1

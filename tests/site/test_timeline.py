@@ -2,7 +2,7 @@ import pytest
 
 from casusult.models import Post
 
-from .factories import make_posts, make_user
+from tests.factories import make_posts, make_user
 
 pytestmark = pytest.mark.django_db
 

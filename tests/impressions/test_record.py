@@ -1,5 +1,5 @@
 """Recording: exact de-duplicated counts, one round trip, on standalone Redis and the Cluster."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import random
 import time
@@ -13,8 +13,8 @@ from impressions import keys
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
 
-from .factories import make_posts, make_user
-from .test_impressions_support import (
+from tests.factories import make_posts, make_user
+from .support import (
     buffer,
     cluster_buffer,
     standalone_buffer,

@@ -1,5 +1,5 @@
 """A flush of 100,000 distinct posts: complete and correct, in batched statements."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from test_impressions_support are parameters here)
+# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import time
 
@@ -12,8 +12,8 @@ from casusult.models import Post
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
 
-from .factories import make_user
-from .test_impressions_support import standalone_buffer
+from tests.factories import make_user
+from .support import standalone_buffer
 
 pytestmark = pytest.mark.django_db
 

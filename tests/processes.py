@@ -1,0 +1,62 @@
+"""Helpers for tests that run manage.py in a subprocess (workers, commands)."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def manage_env(env=None):
+    """os.environ with test settings and `env` on top; a None value removes the variable."""
+    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.test", **(env or {})}
+    return {key: value for key, value in full_env.items() if value is not None}
+
+
+def run_manage(*args, env=None, timeout=120):
+    """Run manage.py in a subprocess with the given environment overrides; returns the result."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env=manage_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_manage(*args, env=None):
+    """Start manage.py in the background (stderr piped, as text); the caller stops it."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env=manage_env(env),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def child_pids(pid):
+    """The process ids of `pid`'s children (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(child) for child in children.read().split()]
+
+
+def run_workers_then(env, concurrency, act):
+    """Start `runworker --concurrency N`, call act(parent pid, child pids) once all N are forked,
+    and return (exit code, stderr) after it exits."""
+    process = start_manage("runworker", "--concurrency", str(concurrency), env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while len(child_pids(process.pid)) < concurrency:
+            assert time.monotonic() < deadline and process.poll() is None, "no workers forked"
+            time.sleep(0.05)
+        act(process.pid, child_pids(process.pid))
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, stderr
