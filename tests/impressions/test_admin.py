@@ -9,8 +9,8 @@ from casusult.models import Post
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import record_impressions
-
 from tests.factories import make_posts
+
 from .support import (
     buffer,
     cluster_buffer,

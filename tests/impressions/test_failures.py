@@ -19,9 +19,9 @@ from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import get_client, lost, pending_counts, pending_status
 from impressions.recorder import record_impressions as record
-
-from tests.processes import PROJECT_DIR
 from tests.factories import make_posts
+from tests.processes import PROJECT_DIR
+
 from .support import (
     buffer,
     cluster_buffer,

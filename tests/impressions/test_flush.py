@@ -16,8 +16,8 @@ from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
 from impressions.tasks import flush_impressions_task
-
 from tests.factories import make_posts
+
 from .support import (
     buffer,
     cluster_buffer,

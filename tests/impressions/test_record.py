@@ -12,8 +12,8 @@ from casusult.models import Post
 from impressions import keys
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
-
 from tests.factories import make_posts, make_user
+
 from .support import (
     buffer,
     cluster_buffer,

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from casusult.models import Post
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
-
 from tests.factories import make_user
+
 from .support import standalone_buffer
 
 pytestmark = pytest.mark.django_db

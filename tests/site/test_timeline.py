@@ -1,7 +1,6 @@
 import pytest
 
 from casusult.models import Post
-
 from tests.factories import make_posts, make_user
 
 pytestmark = pytest.mark.django_db
