@@ -16,7 +16,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from . import devservices
+import devservices
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

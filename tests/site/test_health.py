@@ -7,7 +7,8 @@ import boto3
 import pytest
 from django.test import override_settings
 
-from casusult import devservices, health
+import devservices
+from casusult import health
 
 SQS = "queues.backends.sqs.SQSBackend"
 RQ = "queues.backends.rq.RQBackend"

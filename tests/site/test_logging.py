@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.test import override_settings
 
-from casusult import devservices
+import devservices
 from casusult.jsonlog import JsonFormatter
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, record_impressions

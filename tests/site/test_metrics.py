@@ -21,7 +21,7 @@ from django.tasks import task
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from casusult import devservices
+import devservices
 from impressions import keys
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending

@@ -12,10 +12,10 @@ from django.db import connections
 from casusult import loadtest
 from casusult.arguments import positive_int
 from casusult.demo import demo_username
-from casusult.devservices import ensure_database
 from casusult.loadstack import Stack, metric_total
 from casusult.models import Post
 from casusult.views import PAGE_SIZE
+from devservices import ensure_database
 
 
 class Command(BaseCommand):
