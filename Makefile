@@ -67,12 +67,13 @@ bench: venv
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) \
 		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m benchmarks $(BENCH_ARGS)
 
-# The load test's own PostgreSQL database (created if missing; it seeds demo data there); it
-# starts its own Redis, moto and gunicorn on free ports. Two runs: steady, then a Redis outage.
-# Flags: make loadtest LOADTEST_ARGS="--clients 100 --duration 120".
+# The load test's own PostgreSQL database (created if missing; it seeds demo users and at least
+# 100,000 posts there, reused by the next run); it starts its own Redis, moto and gunicorn on free
+# ports. Two runs: steady, then a Redis outage.
+# Flags: make loadtest LOADTEST_ARGS="--clients 100 --duration 120" (python -m loadtest --help).
 LOADTEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/loadtest
 LOADTEST_ARGS ?= --clients 50 --duration 60
 loadtest: venv
 	@$(PY) -m devservices ensure --database-url $(LOADTEST_DATABASE_URL)
-	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py loadtest $(LOADTEST_ARGS)
-	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py loadtest $(LOADTEST_ARGS) --redis-outage
+	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) -m loadtest $(LOADTEST_ARGS)
+	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) -m loadtest $(LOADTEST_ARGS) --redis-outage
