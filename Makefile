@@ -23,7 +23,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 services: venv
-	@$(PY) -m casusult.devservices ensure
+	@$(PY) -m devservices ensure
 
 migrate: services
 	$(PY) manage.py migrate --noinput
@@ -33,7 +33,7 @@ run: migrate
 	@$(PY) manage.py ensure_admin
 	@echo "Timeline: http://$(HOST):$(PORT)/   API: http://$(HOST):$(PORT)/api/timeline/   Admin: http://$(HOST):$(PORT)/admin/"
 	@echo "Ctrl-C stops everything."
-	@$(PY) -m casusult.devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" $(WORKER)
+	@$(PY) -m devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" $(WORKER)
 
 # As in production: gunicorn (casusult/gunicorn_conf.py, GUNICORN_* variables), whitenoise for
 # static files, the worker next to it. Settings stay settings.dev unless DJANGO_SETTINGS_MODULE says.
@@ -42,12 +42,12 @@ serve: migrate
 	@$(PY) manage.py ensure_admin
 	@$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo "gunicorn on http://$(HOST):$(PORT)/ (health: /healthz /readyz, metrics: /metrics). Ctrl-C stops everything."
-	@GUNICORN_BIND=$(HOST):$(PORT) $(PY) -m casusult.devservices supervise \
+	@GUNICORN_BIND=$(HOST):$(PORT) $(PY) -m devservices supervise \
 		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" $(WORKER)
 
 test: DJANGO_SETTINGS_MODULE = settings.test
 test: venv
-	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m casusult.devservices ensure
+	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -63,16 +63,17 @@ format: venv
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/8
 bench: venv
-	@$(PY) -m casusult.devservices ensure --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL)
+	@$(PY) -m devservices ensure --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL)
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) \
 		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m benchmarks $(BENCH_ARGS)
 
-# The load test's own PostgreSQL database (created if missing; it seeds demo data there); it
-# starts its own Redis, moto and gunicorn on free ports. Two runs: steady, then a Redis outage.
-# Flags: make loadtest LOADTEST_ARGS="--clients 100 --duration 120".
+# The load test's own PostgreSQL database (created if missing; it seeds demo users and at least
+# 100,000 posts there, reused by the next run); it starts its own Redis, moto and gunicorn on free
+# ports. Two runs: steady, then a Redis outage.
+# Flags: make loadtest LOADTEST_ARGS="--clients 100 --duration 120" (python -m loadtest --help).
 LOADTEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/loadtest
 LOADTEST_ARGS ?= --clients 50 --duration 60
 loadtest: venv
-	@$(PY) -m casusult.devservices ensure --database-url $(LOADTEST_DATABASE_URL)
-	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py loadtest $(LOADTEST_ARGS)
-	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) manage.py loadtest $(LOADTEST_ARGS) --redis-outage
+	@$(PY) -m devservices ensure --database-url $(LOADTEST_DATABASE_URL)
+	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) -m loadtest $(LOADTEST_ARGS)
+	DATABASE_URL=$(LOADTEST_DATABASE_URL) DJANGO_SETTINGS_MODULE=settings.test $(PY) -m loadtest $(LOADTEST_ARGS) --redis-outage

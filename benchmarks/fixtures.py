@@ -2,7 +2,7 @@
 
 import time
 
-from casusult import devservices
+import devservices
 
 HIT_TABLE = "bench_hit"
 VIEWER_PREFIX = "bench-viewer-"

@@ -77,7 +77,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Dev and tests run without collectstatic; whitenoise's warning about the missing STATIC_ROOT is
-# expected there (prod builds it; casusult/loadtest.py and make serve run collectstatic).
+# expected there (prod builds it; the load test and make serve run collectstatic).
 warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

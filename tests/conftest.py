@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from casusult import devservices
+import devservices
 from tests.processes import run_manage
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.tasks import default_task_backend
 from django.test import override_settings
 
-from casusult import devservices
+import devservices
 from impressions import recorder
 from impressions.recorder import get_flush_client
 

@@ -21,11 +21,11 @@ from django.tasks import task
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from casusult import devservices
+import devservices
 from impressions import keys
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
-from impressions.recorder import get_client, record_impressions
+from impressions.recorder import record_impressions
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 
@@ -44,15 +44,6 @@ def explode():
 
 def sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-def buffer():
-    """This test session's Redis database for the impression buffer, emptied before and after."""
-    client = get_client(1.0)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @override_settings(TASKS=IMMEDIATE)

@@ -1,41 +1,73 @@
-"""casusult.devservices.free_port: ports for the servers the tests and the load test start."""
+"""python -m devservices: `ensure` against real and impostor servers, `supervise` stopping its children."""
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 
-from casusult import devservices
+from django.conf import settings
 
-
-def test_free_port_is_outside_the_ephemeral_range_and_never_repeats():
-    low, high = devservices.ephemeral_port_range()
-    ports = [devservices.free_port() for _ in range(200)]
-    assert len(set(ports)) == len(ports)
-    for port in ports:
-        assert not low <= port <= high, port
-        with socket.socket() as sock:  # still free: nothing but our own check touched it
-            sock.bind(("127.0.0.1", port))
+import devservices
+from tests.processes import PROJECT_DIR
 
 
-def test_free_port_with_a_bus_offset_leaves_the_bus_port_free_too():
-    low, high = devservices.ephemeral_port_range()
-    offset = devservices.CLUSTER_BUS_OFFSET
-    for _ in range(20):
-        port = devservices.free_port(bus_offset=offset)
-        assert port + offset <= 65535
-        assert not low <= port + offset <= high
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", port + offset))
+def devservices_command(*args, **popen):
+    return subprocess.Popen(
+        [sys.executable, "-m", "devservices", *args],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
-def test_free_port_skips_a_port_that_is_taken():
-    taken = []
+def is_running(pid):
     try:
-        for _ in range(50):  # hold many ports, so the picker must step around them
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", devservices.free_port()))
-            sock.listen()
-            taken.append(sock)
-        held = {sock.getsockname()[1] for sock in taken}
-        assert devservices.free_port() not in held
-    finally:
-        for sock in taken:
-            sock.close()
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ensure_says_a_running_redis_is_up():
+    process = devservices_command("ensure", "--database-url", "", "--redis-url", settings.REDIS_URL)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Redis is up at 127.0.0.1:" in out
+
+
+def test_ensure_refuses_a_port_that_is_not_redis():
+    with socket.socket() as impostor:
+        impostor.bind(("127.0.0.1", devservices.free_port()))
+        impostor.listen()
+        port = impostor.getsockname()[1]
+        process = devservices_command("ensure", "--redis-url", f"redis://127.0.0.1:{port}/0")
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert f"Something listens on 127.0.0.1:{port} but it is not Redis." in err
+
+
+def test_supervise_stops_the_others_when_one_fails(tmp_path):
+    pid_file = tmp_path / "sleeper.pid"
+    process = devservices_command(
+        "supervise", f"echo $$ > {pid_file}; exec sleep 60", "sleep 0.5; exit 3"
+    )
+    process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert not is_running(int(pid_file.read_text()))
+
+
+def test_supervise_stops_everything_on_sigterm_and_exits_0(tmp_path):
+    pid_file = tmp_path / "sleeper.pid"
+    process = devservices_command("supervise", f"echo $$ > {pid_file}; exec sleep 60", "sleep 60")
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the supervised command never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert not is_running(int(pid_file.read_text()))

@@ -16,7 +16,7 @@ from django.tasks import TaskResultStatus, task_backends
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 
-from casusult import devservices
+import devservices
 from queues.exceptions import QueueConfigurationError
 from tests.processes import PROJECT_DIR, run_workers_then, start_manage
 from tests.queues import tasks as queue_tasks

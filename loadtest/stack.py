@@ -1,8 +1,8 @@
 """The real stack the load test runs against, on free loopback ports, torn down afterwards.
 
 gunicorn with settings.prod (behind a pretend TLS proxy), `runworker` on SQS (moto in server
-mode, queue and DLQ made by sqs_setup), a private redis-server as the impression buffer (so the
-load test can stop and restart it), and the caller's PostgreSQL database.
+mode), a private redis-server as the impression buffer (which the load test stops and restarts),
+and the caller's PostgreSQL database.
 """
 
 import os
@@ -16,13 +16,13 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from . import devservices
+import devservices
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Stack:
-    """Start with `start()`, stop with `stop()`; `env` is what every server process gets."""
+    """`prepare()`, then `start_servers()`, then `stop()`; `env` is what every server process gets."""
 
     def __init__(self, database_url, *, workers=2, threads=4, flush_delay=2, dedup_window=3600):
         self.database_url = database_url
@@ -43,17 +43,20 @@ class Stack:
     def redis_url(self):
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
-    def start(self, users, posts, say=print):
+    def prepare(self, say=print):
+        """Redis, moto and its queue, the migrated database, the static files: all but the servers."""
         self.start_redis()
         self.moto = devservices.MotoServerProcess().start()
         queue_name = "casusult-loadtest"
         self.env = self.server_env(queue_name)
         say(f"buffer: {self.redis_url}; SQS: {self.moto.url} queue {queue_name}")
-        # With the servers' settings: demo passwords hashed by settings.prod's hashers.
         self.manage("migrate", "--noinput")
-        self.manage("seed_demo", "--users", str(users), "--posts", str(posts))
         self.manage("sqs_setup", "--queue-name", queue_name, "--visibility-timeout", "30")
         self.manage("collectstatic", "--noinput")
+        return self
+
+    def start_servers(self, say=print):
+        """gunicorn and the worker; returns once gunicorn answers /healthz."""
         self.web = self.spawn(
             "web",
             [sys.executable, "-m", "gunicorn", "-c", "python:casusult.gunicorn_conf", "casusult.wsgi"],
@@ -209,9 +212,7 @@ class Stack:
     def stop(self, keep_files=False):
         self.terminate(self.worker, 30)
         self.terminate(self.web, 30)
-        if self.redis is not None and self.redis.poll() is None:
-            self.redis.terminate()
-            self.redis.wait(timeout=10)
+        devservices.stop_process(self.redis)
         if self.moto is not None:
             self.moto.stop()
         if not keep_files:

@@ -1,65 +1,30 @@
-"""The load test's clients and its arithmetic: who was served which posts, and what must be counted.
+"""The load test's browsing clients: many asyncio browsers (httpx) on the timeline, as people use it.
 
-Many asyncio clients (httpx) browse the timeline like people do: logged-in demo users and
-anonymous visitors (one cookie jar each, so their sessions persist), HTML and JSON pages, reloads,
-and anonymous visitors who leave and new ones who arrive. Each response's post ids are recorded
-with the viewer the server saw, so the exact totals can be worked out afterwards:
-
-* De-duplication counts a (viewer, post) pair at most once per IMPRESSIONS_DEDUP_WINDOW. The
-  runner sets the window longer than the run, so every distinct pair counts exactly once.
-* With a Redis outage, the server drops what it cannot record. Each response is classed by when it
-  was in flight: "up" (entirely outside the outage: must be counted), "down" (entirely inside,
-  Redis certainly unreachable: cannot be counted) or "edge" (overlapping a stop or a start: either).
-  A pair served at least once while up counts exactly once; a pair served only at the edges counts
-  at most once; a pair served only while down counts zero. Per post, the database must land in
-  [lower, upper]: no double and no loss outside the outage, whatever happened at its edges.
+Logged-in demo users and anonymous visitors (one cookie jar each), HTML and JSON pages, reloads,
+visitors who leave and new ones who arrive; each response's post ids are noted with its viewer.
 """
 
 import asyncio
 import json
 import random
 import re
-import statistics
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
+
+import httpx
+
+from .expectations import Served
 
 POST_ID_IN_HTML = re.compile(r'<article id="post-(\d+)">')
 CSRF_IN_HTML = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 @dataclass
-class Served:
-    """One timeline response: who saw which posts, and when it was in flight (monotonic s)."""
-
-    viewer: str
-    post_ids: list
-    sent: float
-    received: float
-
-
-@dataclass
-class Outage:
-    """When Redis was being stopped, was stopped, and was being started again (monotonic s)."""
-
-    stop_requested: float = None
-    stopped: float = None
-    start_requested: float = None
-    started: float = None
-
-    def classify(self, sent, received):
-        if self.stop_requested is None:
-            return "up"
-        if received < self.stop_requested or sent > self.started:
-            return "up"
-        if sent > self.stopped and received < self.start_requested:
-            return "down"
-        return "edge"
-
-
-@dataclass
 class Results:
+    """Everything the clients saw: served posts, latencies, statuses, errors, /readyz answers."""
+
     served: list = field(default_factory=list)
     latencies: list = field(default_factory=list)  # seconds, every timeline request
     statuses: Counter = field(default_factory=Counter)
@@ -81,9 +46,10 @@ class Results:
 class Browser:
     """One person at one browser: a cookie jar, an optional login, pages and reloads."""
 
-    def __init__(self, client, host, results, *, username=None, num_pages=1, rng=None):
+    def __init__(self, client, host, results, *, username=None, password=None, num_pages=1,
+                 rng=None):  # fmt: skip
         self.client, self.host, self.results = client, host, results
-        self.username, self.num_pages = username, num_pages
+        self.username, self.password, self.num_pages = username, password, num_pages
         self.rng = rng or random.Random()
         self.cookies = {}
         self.page = 1
@@ -110,8 +76,6 @@ class Browser:
         token = CSRF_IN_HTML.search(page.text)
         if page.status_code != 200 or token is None:
             raise RuntimeError(f"login page answered {page.status_code} without a CSRF token")
-        from casusult.demo import DEMO_PASSWORD
-
         headers = {
             **self.headers(),
             "Origin": f"https://{self.host}",
@@ -122,7 +86,7 @@ class Browser:
             data={
                 "csrfmiddlewaretoken": token.group(1),
                 "username": self.username,
-                "password": DEMO_PASSWORD,
+                "password": self.password,
             },
             headers=headers,
         )
@@ -179,10 +143,14 @@ class Browser:
         self.cookies.clear()
 
 
-async def browse(make_client, host, results, deadline, *, username, num_pages, seed, think):
+async def browse(make_client, host, results, deadline, *, username, password, num_pages, seed,
+                 think):  # fmt: skip
     rng = random.Random(seed)
     async with make_client() as client:
-        browser = Browser(client, host, results, username=username, num_pages=num_pages, rng=rng)
+        browser = Browser(
+            client, host, results,
+            username=username, password=password, num_pages=num_pages, rng=rng,
+        )  # fmt: skip
         if username:
             await browser.login()
         while time.monotonic() < deadline:
@@ -205,14 +173,12 @@ async def poll_readiness(make_client, results, deadline, interval=0.25):
             await asyncio.sleep(interval)
 
 
-async def run_clients(base_url, *, clients, logged_in, duration, usernames, num_pages,
+async def run_clients(base_url, *, clients, logged_in, duration, usernames, password, num_pages,
                       think=0.0, seed=1, during=None):  # fmt: skip
     """Browse for `duration` seconds with `clients` browsers, `logged_in` of them logged in.
 
     `during(deadline)` is an optional coroutine run alongside (the Redis outage).
     """
-    import httpx
-
     host = base_url.split("://", 1)[1]
 
     def make_client():
@@ -225,6 +191,7 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, num_
         browse(
             make_client, host, results, deadline,
             username=usernames[number % len(usernames)] if number < logged_in else None,
+            password=password,
             num_pages=num_pages, seed=seed * 1000 + number, think=think,
         )
         for number in range(clients)
@@ -235,69 +202,3 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, num_
     await asyncio.gather(*jobs)
     results.finished = time.monotonic()
     return results
-
-
-@dataclass
-class Expectation:
-    lower: dict  # post id -> impressions that must have been counted
-    upper: dict  # post id -> impressions that may have been counted
-    pairs: Counter  # "up", "edge", "down": distinct (viewer, post) pairs by best class
-    impressions: Counter  # served impressions (with repeats) by class
-    fresh_after_outage: int = 0  # pairs that could only count after Redis came back
-
-
-def expected_counts(served, outage=None):
-    """What the database must show per post after the flush (see the module docstring)."""
-    outage = outage or Outage()
-    rank = {"up": 0, "edge": 1, "down": 2}
-    best = {}  # (viewer, post) -> best class it was served in
-    kinds = defaultdict(set)
-    first_up = {}  # (viewer, post) -> when it was first served while Redis was up
-    impressions = Counter()
-    for item in served:
-        kind = outage.classify(item.sent, item.received)
-        impressions[kind] += len(item.post_ids)
-        for post_id in item.post_ids:
-            pair = (item.viewer, post_id)
-            if pair not in best or rank[kind] < rank[best[pair]]:
-                best[pair] = kind
-            kinds[pair].add(kind)
-            if kind == "up":
-                first_up[pair] = min(first_up.get(pair, item.sent), item.sent)
-    lower, upper, pairs = defaultdict(int), defaultdict(int), Counter()
-    for (_, post_id), kind in best.items():
-        pairs[kind] += 1
-        if kind == "up":
-            lower[post_id] += 1
-        if kind in ("up", "edge"):
-            upper[post_id] += 1
-    # Pairs that can only have been counted after Redis came back: never served while it was up
-    # before, nor at an edge. Their lower bound of 1 proves counting resumed.
-    fresh = 0
-    if outage.started is not None:
-        fresh = sum(
-            1
-            for pair, when in first_up.items()
-            if when > outage.started and "edge" not in kinds[pair]
-        )
-    return Expectation(dict(lower), dict(upper), pairs, impressions, fresh)
-
-
-def compare(expectation, actual):
-    """Posts whose counted impressions fall outside [lower, upper]: {post: (lower, actual, upper)}."""
-    wrong = {}
-    for post_id in set(expectation.upper) | set(actual):
-        low = expectation.lower.get(post_id, 0)
-        high = expectation.upper.get(post_id, 0)
-        got = actual.get(post_id, 0)
-        if not low <= got <= high:
-            wrong[post_id] = (low, got, high)
-    return wrong
-
-
-def latency_summary(latencies):
-    if not latencies:
-        return {"p50_ms": None, "p99_ms": None}
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return {"p50_ms": statistics.median(ordered) * 1000, "p99_ms": p99 * 1000}

@@ -1,0 +1,79 @@
+"""Standalone Redis: ping one, run redis-cli against it, start a private redis-server."""
+
+import shutil
+import socket
+import subprocess
+import urllib.parse
+from pathlib import Path
+
+from .exceptions import ServiceUnavailable
+from .ports import is_listening
+from .processes import wait_until
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_DIR / ".local"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
+
+
+def redis_ping(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_command(port, *args):
+    """Run redis-cli against a loopback port and return its output."""
+    return subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+
+
+def start_redis_server(port, workdir, *extra):
+    """Start a throw-away redis-server on a loopback port; returns the process."""
+    if not shutil.which("redis-server"):
+        raise ServiceUnavailable(
+            "redis-server is not installed: install it (Debian: apt-get install redis-server)"
+            " or point REDIS_URL at a running Redis."
+        )
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            "--logfile", str(workdir / f"redis-{port}.log"),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    wait_until(lambda: redis_ping("127.0.0.1", port), 10, f"redis-server on port {port}")
+    return process
+
+
+def ensure_redis(url):
+    """Make sure the Redis at `url` answers; start a private one on loopback if nothing listens."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if host not in LOOPBACK:
+        return f"Redis at {host}:{port} is not local: not checked here"
+    if redis_ping(host, port):
+        return f"Redis is up at {host}:{port}"
+    if is_listening(host, port):
+        raise ServiceUnavailable(f"Something listens on {host}:{port} but it is not Redis.")
+    workdir = STATE_DIR / "redis"
+    start_redis_server(port, workdir, "--daemonize", "yes", "--pidfile", str(workdir / "redis.pid"))
+    return (
+        f"Started a private redis-server on 127.0.0.1:{port} (stop: redis-cli -p {port} shutdown)"
+    )

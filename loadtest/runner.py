@@ -1,0 +1,197 @@
+"""One load-test run: start the stack, seed it, browse it for a while, flush, compare exactly."""
+
+import asyncio
+import logging
+import math
+import sys
+import time
+
+from django.db import connections
+
+import devservices
+from casusult.demo import DEMO_PASSWORD, demo_username
+from casusult.models import Post
+from casusult.views import PAGE_SIZE
+
+from . import seed
+from .clients import run_clients
+from .expectations import Outage, compare, expected_counts, latency_summary
+from .stack import Stack, metric_total
+
+
+def say(line):
+    print(line, flush=True)
+
+
+def warn(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(options, database_url):
+    """The whole run on `database_url` (created if missing); True when every check passed."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+    devservices.ensure_database(database_url)
+    stack = Stack(
+        database_url,
+        workers=options.gunicorn_workers,
+        threads=options.gunicorn_threads,
+        dedup_window=max(3600, int(options.duration * 4)),
+    )
+    passed = False
+    try:
+        stack.prepare(say)
+        seed.seed_site(stack, options.users, options.posts, say)
+        stack.start_servers(say)
+        before = dict(Post.objects.values_list("id", "impressions"))
+        connections.close_all()
+        passed = run_load(stack, before, options)
+    except Exception as error:
+        warn(f"load test aborted: {type(error).__name__}: {error}")
+        for name in ("web", "worker"):
+            warn(f"--- {name} log (last lines) ---\n{stack.log_tail(name)}")
+    finally:
+        stack.stop(keep_files=options.keep or not passed)
+        if options.keep or not passed:
+            say(f"server logs kept in {stack.workdir}")
+    return passed
+
+
+def run_load(stack, before, options):
+    clients = options.clients
+    logged_in = round(clients * 0.4) if options.logged_in is None else options.logged_in
+    logged_in = min(logged_in, clients)
+    duration = options.duration
+    outage = Outage()
+
+    async def redis_outage(deadline):
+        started = time.monotonic()
+        await asyncio.sleep(duration * 0.35)
+        outage.stop_requested = time.monotonic()
+        await asyncio.to_thread(stack.stop_redis)
+        outage.stopped = time.monotonic()
+        await asyncio.sleep(max(0.0, started + duration * 0.65 - time.monotonic()))
+        outage.start_requested = time.monotonic()
+        await asyncio.to_thread(stack.start_redis)
+        outage.started = time.monotonic()
+
+    say(
+        f"load: {clients} clients ({logged_in} logged in) for {duration:g} s"
+        + (" with a Redis outage in the middle third" if options.redis_outage else "")
+    )
+    results = asyncio.run(
+        run_clients(
+            stack.base_url,
+            clients=clients,
+            logged_in=logged_in,
+            duration=duration,
+            usernames=[demo_username(n) for n in range(1, options.users + 1)],
+            password=DEMO_PASSWORD,
+            num_pages=max(1, math.ceil(len(before) / PAGE_SIZE)),
+            think=options.think_ms / 1000,
+            seed=options.seed,
+            during=redis_outage if options.redis_outage else None,
+        )
+    )
+    static_ok, static_detail = stack.static_file_check()
+    metrics_text = stack.scrape_metrics()
+    worker_metrics = stack.scrape_metrics(worker=True)
+    worker_code = stack.stop_worker()
+    flushed = stack.manage("flush_impressions").stdout.strip()
+    after = dict(Post.objects.values_list("id", "impressions"))
+    actual = {
+        post_id: count - before.get(post_id, 0)
+        for post_id, count in after.items()
+        if count != before.get(post_id, 0)
+    }
+    expectation = expected_counts(results.served, outage if options.redis_outage else None)
+    wrong = compare(expectation, actual)
+    checks = run_checks(results, expectation, actual, wrong, outage, options, metrics_text)
+    checks.append(("worker stopped cleanly on SIGTERM", worker_code == 0, f"exit {worker_code}"))
+    checks.append(("static files from whitenoise, hashed and cached", static_ok, static_detail))
+    flush_tasks = metric_total(worker_metrics, "tasks_processed_total") or 0
+    say(f"worker: {flush_tasks:g} tasks run during the load (its /metrics)")
+    report(results, expectation, actual, flushed, metrics_text, checks)
+    return all(ok for _, ok, _ in checks)
+
+
+def run_checks(results, expectation, actual, wrong, outage, options, metrics_text):
+    """(name, passed, detail) for every claim the run makes."""
+    checks = [
+        ("no 5xx", results.server_errors == 0, f"{results.server_errors} responses >= 500"),
+        (
+            "every timeline request answered 200",
+            set(results.statuses) <= {200} and not results.errors,
+            f"statuses {dict(results.statuses)}, transport errors {dict(results.errors)}",
+        ),
+        (
+            "database counts within [expected lower, upper] for every post",
+            not wrong,
+            f"{len(wrong)} posts outside; first: {dict(list(wrong.items())[:5])}",
+        ),
+    ]
+    recorded = metric_total(metrics_text, "impressions_recorded_total")
+    if recorded is not None and not options.redis_outage:
+        checks.append(
+            (
+                "server's impressions_recorded_total equals the database delta",
+                recorded == sum(actual.values()),
+                f"metric {recorded:g}, database {sum(actual.values())}",
+            )
+        )
+    dropped = metric_total(metrics_text, "impressions_dropped_total")
+    if dropped is not None and options.redis_outage:
+        # Served while down: certainly dropped; at an edge: maybe (the reply may be what was
+        # lost, after Redis counted it, so then the database has more than the metric).
+        low, high = (
+            expectation.impressions["down"],
+            expectation.impressions["down"] + expectation.impressions["edge"],
+        )
+        checks += [
+            ("server's impressions_dropped_total matches the outage", low <= dropped <= high, f"metric {dropped:g}, served while down {low}, + at the edges {high}"),
+            ("server's impressions_recorded_total <= database delta", recorded is not None and recorded <= sum(actual.values()), f"metric {recorded}, database {sum(actual.values())}"),
+        ]  # fmt: skip
+    if options.redis_outage:
+        down = [
+            s
+            for (sent, received, s) in results.readiness
+            if outage.classify(sent, received) == "down"
+        ]
+        after = [s for (sent, _, s) in results.readiness if sent > outage.started]
+        checks += [
+            ("/readyz answered 503 throughout the outage", bool(down) and set(down) == {503}, f"{len(down)} probes while down: {sorted(set(down))}"),
+            ("/readyz answered 200 again after Redis returned", 200 in after, f"statuses after: {sorted(set(after))}"),
+            ("counting resumed without a restart", expectation.fresh_after_outage > 0, f"{expectation.fresh_after_outage} new (viewer, post) pairs after the outage, all counted"),
+            ("timeline requests were served while Redis was down", expectation.impressions["down"] > 0, f"{expectation.impressions['down']} impressions served while down"),
+        ]  # fmt: skip
+    return checks
+
+
+def report(results, expectation, actual, flushed, metrics_text, checks):
+    elapsed = results.finished - results.started
+    latency = latency_summary(results.latencies)
+    say(f"requests: {results.requests} in {elapsed:.1f} s = {results.requests / elapsed:.1f} req/s")
+    say(f"latency: p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms")
+    say(
+        f"statuses: {dict(results.statuses)}; 5xx: {results.server_errors}; transport errors: {dict(results.errors)}; logins: {results.logins}"
+    )
+    say(
+        f"served impressions by class: {dict(expectation.impressions)}; distinct (viewer, post) pairs: {dict(expectation.pairs)}"
+    )
+    lower, upper = sum(expectation.lower.values()), sum(expectation.upper.values())
+    expected = f"{lower}" if lower == upper else f"{lower}..{upper}"
+    say(
+        f"impressions expected: {expected}; in the database: {sum(actual.values())} over {len(actual)} posts"
+    )
+    for name in (
+        "impressions_recorded_total",
+        "impressions_deduplicated_total",
+        "impressions_dropped_total",
+        "impressions_flushes_total",
+    ):
+        value = metric_total(metrics_text, name)
+        if value is not None:
+            say(f"metric {name}: {value:g}")
+    say(f"final flush: {flushed}")
+    for name, ok, detail in checks:
+        say(f"  [{'ok' if ok else 'FAIL'}] {name}: {detail}")
+    say("PASS" if all(ok for _, ok, _ in checks) else "FAIL")

@@ -1,0 +1,37 @@
+"""Fixtures of the tooling tests: running `python -m loadtest` on a database of its own."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.processes import PROJECT_DIR, manage_env
+
+
+@pytest.fixture(scope="session")
+def loadtest_database_url():
+    """Next to the test database's name, never it: the load test seeds and writes its own."""
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+    return f"{base.rsplit('/', 1)[0]}/{base.rsplit('/', 1)[1] or 'test'}_loadtest"
+
+
+@pytest.fixture
+def run_loadtest(loadtest_database_url):
+    """Run `python -m loadtest` with a few users and posts; returns its stdout once it passed."""
+
+    def run(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "loadtest", "--users", "5", "--posts", "200", *args],
+            cwd=PROJECT_DIR,
+            env=manage_env({"DATABASE_URL": loadtest_database_url}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        print(result.stdout)
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-3000:]}"
+        assert result.stdout.rstrip().splitlines()[-1] == "PASS"
+        return result.stdout
+
+    return run

@@ -1,0 +1,60 @@
+"""The load test's arithmetic and flags, with made-up timings; no services."""
+
+import pytest
+
+from loadtest.__main__ import parser
+from loadtest.expectations import Outage, Served, compare, expected_counts
+
+
+def served(viewer, posts, sent, received=None):
+    return Served(viewer, posts, sent, sent + 0.01 if received is None else received)
+
+
+def test_distinct_pairs_count_once():
+    expectation = expected_counts(
+        [served("user:a", [1, 2], 0), served("user:a", [1, 2], 1), served("session:x", [2], 2)]
+    )
+    assert expectation.lower == expectation.upper == {1: 1, 2: 2}
+    assert compare(expectation, {1: 1, 2: 2}) == {}
+    assert compare(expectation, {1: 2, 2: 2}) == {1: (1, 2, 1)}  # a double
+    assert compare(expectation, {1: 1, 2: 1}) == {2: (2, 1, 2)}  # a loss
+
+
+def test_outage_classes_bound_the_counts():
+    outage = Outage(stop_requested=10, stopped=11, start_requested=20, started=21)
+    expectation = expected_counts(
+        [
+            served("user:a", [1], 5),  # up: must count
+            served("user:b", [1], 12),  # down: cannot count
+            served("user:b", [2], 10.5),  # at the stop: may count
+            served("user:c", [3], 20.5),  # at the start: may count
+            served("user:c", [3], 25),  # up again: must count, once
+            served("user:d", [4], 15),  # down ...
+            served("user:d", [4], 30),  # ... then up: counts once
+        ],
+        outage,
+    )
+    assert expectation.lower == {1: 1, 3: 1, 4: 1}
+    assert expectation.upper == {1: 1, 2: 1, 3: 1, 4: 1}
+    assert compare(expectation, {1: 1, 2: 1, 3: 1, 4: 1}) == {}
+    assert compare(expectation, {1: 1, 3: 1, 4: 1}) == {}
+    assert compare(expectation, {1: 2, 3: 1, 4: 1}) == {1: (1, 2, 1)}
+    # Only user:d's post 4 must have been counted after the restart (user:c's 3 may have counted at
+    # the edge, user:a's 1 before the outage).
+    assert expectation.fresh_after_outage == 1
+
+
+def test_by_default_the_load_test_runs_on_a_grown_site():
+    options = parser().parse_args([])
+    assert options.posts >= 100_000
+    assert (options.clients, options.duration) == (50, 60.0)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--clients", "0"], ["--duration", "0"], ["--posts", "-5"], ["--logged-in", "-1"]]
+)
+def test_bad_flags_are_usage_errors(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(flags)
+    assert exit_info.value.code == 2
+    assert flags[0] in capsys.readouterr().err
