@@ -133,8 +133,3 @@ def validate():
 def counted_model():
     """The model class IMPRESSIONS_MODEL names (checks.py reports a bad value at start-up)."""
     return apps.get_model(conf.MODEL)
-
-
-def count_field():
-    """The field of the counted model that holds the flushed impressions."""
-    return counted_model()._meta.get_field(conf.COUNT_FIELD)
