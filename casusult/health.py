@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import connections
 from django.http import JsonResponse
 
+import impressions
+
 logger = logging.getLogger(__name__)
 
 # Seconds a single Redis probe may take; the request path uses an even shorter one.
@@ -56,11 +58,7 @@ def probe_database():
 
 @probe("impression_buffer")
 def probe_impression_buffer():
-    from impressions.recorder import get_client
-
-    client = get_client(REDIS_PROBE_TIMEOUT)
-    client.ping()
-    return type(client).__name__
+    return impressions.ping(timeout=REDIS_PROBE_TIMEOUT)
 
 
 @probe("queue")

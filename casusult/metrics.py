@@ -30,6 +30,8 @@ from prometheus_client import (  # after the directory exists
 )
 from prometheus_client.core import GaugeMetricFamily
 
+import impressions
+
 logger = logging.getLogger(__name__)
 
 # Record path (per served timeline page).
@@ -143,7 +145,7 @@ class PendingCollector:
     def collect(self):
         up = GaugeMetricFamily("impressions_buffer_up", "1 when the Redis buffer answered.")
         try:
-            posts, impressions = pending_totals()
+            entries, pending = pending_totals()
         except Exception as error:
             logger.info("metrics: pending counts unavailable (%s)", type(error).__name__)
             up.add_metric([], 0)
@@ -152,39 +154,24 @@ class PendingCollector:
         up.add_metric([], 1)
         yield up
         yield GaugeMetricFamily(
-            "impressions_pending", "Impressions in Redis not yet flushed.", value=impressions
+            "impressions_pending", "Impressions in Redis not yet flushed.", value=pending
         )
         yield GaugeMetricFamily(
             "impressions_pending_entries",
             "Pending (shard, post) counters: a post seen by viewers of several shards counts once"
             " per shard; the next flush's work.",
-            value=posts,
+            value=entries,
         )
 
 
-# Sums one pending hash inside Redis: one reply per shard instead of every field.
-SUM_PENDING = """
-local total = 0
-for _, value in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(value) end
-return {redis.call('HLEN', KEYS[1]), total}
-"""
+# Seconds a scrape waits for the buffer's Redis: longer than a request, shorter than a scrape.
+PENDING_REDIS_TIMEOUT = 0.5
 
 
 def pending_totals():
     """(pending counters, impressions) in the buffer, over every shard."""
-    from impressions import keys
-    from impressions.conf import conf
-    from impressions.recorder import get_client
-
-    client = get_client(0.5)
-    pipe = client.pipeline(transaction=False)
-    for shard in range(conf.SHARDS):
-        pipe.eval(SUM_PENDING, 1, keys.pending_key(shard))
-    posts = impressions = 0
-    for shard_posts, shard_impressions in pipe.execute():
-        posts += int(shard_posts)
-        impressions += int(shard_impressions)
-    return posts, impressions
+    status = impressions.buffer_status(timeout=PENDING_REDIS_TIMEOUT)
+    return status.pending_entries, status.pending_impressions
 
 
 _pending_registry = CollectorRegistry()

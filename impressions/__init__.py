@@ -1,36 +1,14 @@
 """Impressions: count the posts a timeline served, buffer in Redis, flush to the database."""
 
-import logging
-
-logger = logging.getLogger(__name__)
-
-
-def record(request, posts):
-    """Count `posts` as seen by the request's viewer; never raises into the view."""
-    try:
-        from .conf import conf
-        from .recorder import record_impressions
-
-        post_ids = [post.pk for post in posts]
-        if not post_ids:
-            return None
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            viewer_key = f"u:{user.pk}"
-        elif conf.COUNT_ANONYMOUS:
-            if request.session.session_key is None:
-                request.session.save()  # gives the visitor a session (and cookie) to count by
-            viewer_key = f"s:{anonymous_viewer_id(request.session.session_key)}"
-        else:
-            return None
-        return record_impressions(viewer_key, post_ids)
-    except Exception:
-        logger.exception("recording impressions failed; the page is served without them")
-        return None
+# The public API (impressions/api.py), reachable as impressions.record etc.
+__all__ = ["BufferStatus", "buffer_status", "pending_counts", "ping", "record"]
 
 
-def anonymous_viewer_id(session_key):
-    """A digest of the session key: key names and logs must not carry a usable session key."""
-    import hashlib
+def __getattr__(name):
+    # Django imports this package while it loads apps, before models are ready, and the API
+    # reaches the models: so the API is imported on first use (PEP 562), not here.
+    if name in __all__:
+        from . import api
 
-    return hashlib.blake2b(session_key.encode(), digest_size=12).hexdigest()
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from .models import Flush
 from .recorder import lost, pending_status
-from .schedule import enqueue_flush
+from .tasks import enqueue_flush
 
 
 @admin.register(Flush)

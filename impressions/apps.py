@@ -1,4 +1,8 @@
+"""The impressions app's configuration: settings validated and checks registered at start-up."""
+
 from django.apps import AppConfig
+
+from . import conf
 
 
 class ImpressionsConfig(AppConfig):
@@ -6,7 +10,8 @@ class ImpressionsConfig(AppConfig):
     verbose_name = "Impressions"
 
     def ready(self):
-        from . import checks, conf, recorder  # noqa: F401 (checks registers itself)
+        # Here, not at the top: checks.py reaches the flush task and so the models, which are not
+        # loaded yet when Django imports this module.
+        from . import checks  # noqa: F401 (registers the system checks)
 
         conf.validate()
-        recorder.connect_signals()

@@ -2,18 +2,80 @@
 
 | id                 | when              | what                                                    |
 | ------------------ | ----------------- | ------------------------------------------------------- |
+| impressions.E001   | every check       | IMPRESSIONS_MODEL missing, malformed or not installed   |
+| impressions.E002   | every check       | IMPRESSIONS_COUNT_FIELD is not a field of that model    |
+| impressions.E003   | every check       | IMPRESSIONS_COUNT_FIELD is not an integer field         |
+| impressions.E004   | every check       | the counted model's primary key is not an integer       |
 | impressions.W001   | check --deploy    | the task backend cannot defer: every flush runs at once |
 | impressions.W002   | check --deploy    | the task backend never runs tasks: nothing is flushed   |
 """
 
+from django.apps import apps
 from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
 from django.tasks.backends.dummy import DummyBackend
+
+from .conf import conf
+from .tasks import flush_impressions_task
+
+
+@checks.register(checks.Tags.models)
+def check_counted_model(app_configs=None, **kwargs):
+    """IMPRESSIONS_MODEL names an installed model, IMPRESSIONS_COUNT_FIELD an integer field of it."""
+    name = conf.MODEL
+    try:
+        if not isinstance(name, str) or name.count(".") != 1:
+            raise ValueError
+        model = apps.get_model(name)
+    except (LookupError, ValueError):
+        return [
+            checks.Error(
+                f"IMPRESSIONS_MODEL={name!r} does not name an installed model.",
+                hint='Set IMPRESSIONS_MODEL to the counted model as "app_label.ModelName"'
+                ' (e.g. "blog.Post"), with its app in INSTALLED_APPS.',
+                id="impressions.E001",
+            )
+        ]
+    # Viewers' sets and the flush's SQL hold ids as integers (bigint in PostgreSQL).
+    if not isinstance(model._meta.pk, models.IntegerField):
+        return [
+            checks.Error(
+                f"IMPRESSIONS_MODEL={name!r} has a {type(model._meta.pk).__name__} primary key;"
+                " impressions are counted by integer ids.",
+                hint="Count a model whose primary key is an AutoField or BigAutoField.",
+                id="impressions.E004",
+            )
+        ]
+    field_name = conf.COUNT_FIELD
+    try:
+        field = model._meta.get_field(field_name)
+    except (FieldDoesNotExist, TypeError):
+        return [
+            checks.Error(
+                f"IMPRESSIONS_COUNT_FIELD={field_name!r} is not a field of {name}.",
+                hint=f"Add the field to {name} (e.g. models.PositiveBigIntegerField(default=0))"
+                " or set IMPRESSIONS_COUNT_FIELD to the name of one it has.",
+                id="impressions.E002",
+            )
+        ]
+    # AutoField subclasses IntegerField too: counting into the primary key would corrupt it.
+    if not isinstance(field, models.IntegerField) or field.primary_key:
+        return [
+            checks.Error(
+                f"IMPRESSIONS_COUNT_FIELD={field_name!r} is a {type(field).__name__}"
+                f"{' and the primary key' if field.primary_key else ''}: it cannot hold a count.",
+                hint="Point IMPRESSIONS_COUNT_FIELD at an integer field that is not the primary"
+                " key, e.g. models.PositiveBigIntegerField(default=0).",
+                obj=field,
+                id="impressions.E003",
+            )
+        ]
+    return []
 
 
 @checks.register(checks.Tags.compatibility, deploy=True)
 def check_flush_can_be_deferred(app_configs=None, **kwargs):
-    from .tasks import flush_impressions_task
-
     backend = flush_impressions_task.get_backend()
     if isinstance(backend, DummyBackend):
         return [

@@ -1,5 +1,6 @@
 """Impressions settings, read lazily from django.conf.settings so override_settings works."""
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,7 +19,13 @@ DEFAULTS = {
     "IMPRESSIONS_KEY_PREFIX": "imp",
     "IMPRESSIONS_SHARDS": 16,
     "IMPRESSIONS_LEDGER_RETENTION_DAYS": 30,
+    # The counted model has no sensible default: checks.py reports it missing (impressions.E001).
+    "IMPRESSIONS_MODEL": None,
+    "IMPRESSIONS_COUNT_FIELD": "impressions",
 }
+
+# Upper bound of IMPRESSIONS_FLUSH_BATCH_SIZE and of flush_impressions --batch-size.
+MAX_FLUSH_BATCH_SIZE = 1_000_000
 
 
 class Settings:
@@ -75,6 +82,16 @@ class Settings:
     def LEDGER_RETENTION_DAYS(self):
         return self._get("IMPRESSIONS_LEDGER_RETENTION_DAYS")
 
+    @property
+    def MODEL(self):
+        """The counted model as "app_label.ModelName"."""
+        return self._get("IMPRESSIONS_MODEL")
+
+    @property
+    def COUNT_FIELD(self):
+        """The name of the counted model's integer field that flushes add to."""
+        return self._get("IMPRESSIONS_COUNT_FIELD")
+
 
 conf = Settings()
 
@@ -86,7 +103,7 @@ ONE_YEAR = 365 * 24 * 3600
 RULES = [
     ("IMPRESSIONS_DEDUP_WINDOW", lambda v: _whole(v, 0, ONE_YEAR), "a whole number of seconds from 0 to 31536000"),
     ("IMPRESSIONS_FLUSH_DELAY", lambda v: _whole(v, 0, ONE_YEAR), "a whole number of seconds from 0 to 31536000"),
-    ("IMPRESSIONS_FLUSH_BATCH_SIZE", lambda v: _whole(v, 1, 1_000_000), "a whole number from 1 to 1000000"),
+    ("IMPRESSIONS_FLUSH_BATCH_SIZE", lambda v: _whole(v, 1, MAX_FLUSH_BATCH_SIZE), f"a whole number from 1 to {MAX_FLUSH_BATCH_SIZE}"),
     ("IMPRESSIONS_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0 and <= 3600"),
     ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0 and <= 3600"),
     ("IMPRESSIONS_REDIS_CLUSTER", lambda v: str(v).lower() in {"auto", "true", "false"}, "auto, true or false"),
@@ -111,3 +128,8 @@ def validate():
         value = getattr(django_settings, name, DEFAULTS[name])
         if not is_valid(value):
             raise ImproperlyConfigured(f"{name}={value!r} is not valid: use {expected}.")
+
+
+def counted_model():
+    """The model class IMPRESSIONS_MODEL names (checks.py reports a bad value at start-up)."""
+    return apps.get_model(conf.MODEL)

@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, field
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from redis.exceptions import RedisClusterException, RedisError
 
 from . import keys, ledger
 from .conf import conf
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
-from .recorder import get_flush_client, script
+from .redis_client import get_flush_client
+from .scripts import script
 from .signals import flush_finished
 
 logger = logging.getLogger(__name__)
@@ -68,8 +70,6 @@ def new_flush_id():
 
 def flush_pending(batch_size=None):
     """Flush now; returns a FlushReport, raises FlushError when Redis or the database fails."""
-    from redis.exceptions import RedisClusterException, RedisError
-
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
     report = FlushReport(flush_id=new_flush_id())
     started = time.monotonic()

@@ -8,9 +8,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from casusult.models import Post
-
-from .conf import conf
+from .conf import conf, counted_model
 from .models import Flush
 
 logger = logging.getLogger(__name__)
@@ -77,15 +75,16 @@ def apply_snapshots(flush_id, snapshots, *, batch_size, recovered_by="", before_
 
 
 def apply_counts(counts, batch_size):
-    """Add counts to Post.impressions, `batch_size` posts per statement; missing posts dropped."""
+    """Add counts to the counted model's field, `batch_size` rows per statement; missing rows dropped."""
     applied = Applied()
+    columns = counted_columns()
     items = sorted(counts.items())  # a fixed order avoids deadlocks between concurrent flushes
     for start in range(0, len(items), batch_size):
         batch = dict(items[start : start + batch_size])
         if connection.vendor == "postgresql":
-            updated_ids = update_batch_postgresql(batch)
+            updated_ids = update_batch_postgresql(batch, columns)
         else:
-            updated_ids = update_batch_portable(batch)
+            updated_ids = update_batch_portable(batch, columns)
         dropped = set(batch) - updated_ids
         applied.posts_updated += len(updated_ids)
         applied.impressions_applied += sum(batch[post_id] for post_id in updated_ids)
@@ -102,14 +101,35 @@ def apply_counts(counts, batch_size):
     return applied
 
 
-def update_batch_postgresql(batch):
+@dataclass(frozen=True)
+class CountedColumns:
+    """Where the counts go: IMPRESSIONS_MODEL's table, its primary key and IMPRESSIONS_COUNT_FIELD."""
+
+    model: type
+    table: str  # quoted, as are the columns
+    pk: str
+    count: str
+
+
+def counted_columns():
+    model = counted_model()
+    quote = connection.ops.quote_name
+    return CountedColumns(
+        model=model,
+        table=quote(model._meta.db_table),
+        pk=quote(model._meta.pk.column),
+        count=quote(model._meta.get_field(conf.COUNT_FIELD).column),
+    )
+
+
+def update_batch_postgresql(batch, columns):
     """One statement for the whole batch; returns the ids that exist."""
-    table = connection.ops.quote_name(Post._meta.db_table)
+    table, pk, count = columns.table, columns.pk, columns.count
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} AS post SET impressions = post.impressions + d.n"
+            f"UPDATE {table} AS counted SET {count} = counted.{count} + d.n"
             " FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n)"
-            " WHERE post.id = d.id RETURNING post.id",
+            f" WHERE counted.{pk} = d.id RETURNING counted.{pk}",
             [bigint_array_literal(batch), bigint_array_literal(batch.values())],
         )
         return {row[0] for row in cursor.fetchall()}
@@ -120,13 +140,15 @@ def bigint_array_literal(numbers):
     return "{" + ",".join(str(int(number)) for number in numbers) + "}"
 
 
-def update_batch_portable(batch):
-    """Any database: find the posts that exist, then one prepared UPDATE run for each of them."""
-    existing = set(Post.objects.filter(id__in=list(batch)).values_list("id", flat=True))
-    table = connection.ops.quote_name(Post._meta.db_table)
+def update_batch_portable(batch, columns):
+    """Any database: find the rows that exist, then one prepared UPDATE run for each of them."""
+    # The base manager, as the UPDATE below: a default manager that hides rows must not drop counts.
+    found = columns.model._base_manager.filter(pk__in=list(batch)).values_list("pk", flat=True)
+    existing = set(found)
+    table, pk, count = columns.table, columns.pk, columns.count
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {table} SET impressions = impressions + %s WHERE id = %s",
+            f"UPDATE {table} SET {count} = {count} + %s WHERE {pk} = %s",
             [(batch[post_id], post_id) for post_id in sorted(existing)],
         )
     return existing

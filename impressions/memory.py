@@ -10,11 +10,15 @@ import argparse
 import os
 import sys
 
+import django
+
 
 def measure(viewers, posts_per_viewer, distinct_posts):
+    # Imported once main() has set Django up: these modules reach the models.
     from impressions import keys
     from impressions.conf import conf
-    from impressions.recorder import get_flush_client, record_impressions
+    from impressions.recorder import record_impressions
+    from impressions.redis_client import get_flush_client
 
     client = get_flush_client()
     client.flushdb()
@@ -52,8 +56,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.environ["REDIS_URL"] = args.redis_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.test")
-    import django
-
     django.setup()
     for viewers, per_viewer, distinct in [(20_000, 20, 100_000), (2_000, 200, 100_000)]:
         print(measure(viewers, per_viewer, distinct))

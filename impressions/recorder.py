@@ -7,16 +7,10 @@ from typing import NamedTuple
 
 from . import keys, scripts
 from .conf import conf
-from .redis_client import get_client, get_flush_client, reset_clients
+from .redis_client import get_client, is_cluster
+from .schedule import arm_flush
+from .scripts import script
 from .signals import impressions_recorded
-
-__all__ = [
-    "get_client",
-    "get_flush_client",
-    "pending_counts",
-    "record_impressions",
-    "reset_clients",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +19,12 @@ class RecordResult(NamedTuple):
     counted: int  # impressions added to the pending counts
     lost: int  # impressions that could not be recorded (Redis down or slow)
     scheduled: bool  # this call scheduled the next flush
+
+
+class BufferStatus(NamedTuple):
+    pending_impressions: int  # counted, not yet taken by a flush (snapshots are not included)
+    pending_entries: int  # (shard, post) counters holding them: the next flush's work
+    reported_lost: int  # impressions that processes could not record, reported since
 
 
 class LossCounter:
@@ -54,14 +54,6 @@ class LossCounter:
 
 
 lost = LossCounter()
-
-
-def script(client, name):
-    """The registered Script for this client (EVALSHA, loading the script on NOSCRIPT)."""
-    registered = client.__dict__.setdefault("_impressions_scripts", {})
-    if name not in registered:
-        registered[name] = client.register_script(getattr(scripts, name))
-    return registered[name]
 
 
 def record_impressions(viewer_key, post_ids, *, now=None):
@@ -110,19 +102,11 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         return RecordResult(0, len(post_ids), False)
     scheduled = False
     if newly_armed and guard_taken != 0:
-        from .schedule import arm_flush
-
         scheduled = arm_flush(client, shard, guard_taken=guard_taken == 1)
     impressions_recorded.send(
         record_impressions, served=len(post_ids), counted=int(counted), lost=0
     )
     return RecordResult(int(counted), 0, scheduled)
-
-
-def is_cluster(client):
-    from redis.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
 
 
 def pending_counts(post_ids):
@@ -159,12 +143,17 @@ def pending_status(post_ids):
     return {post_id: totals[post_id] for post_id in post_ids}, lost_total
 
 
-def connect_signals():
-    from django.core.signals import setting_changed
-
-    setting_changed.connect(_on_setting_changed, dispatch_uid="impressions-reset-clients")
-
-
-def _on_setting_changed(setting, **_):
-    if setting == "REDIS_URL" or setting.startswith("IMPRESSIONS_REDIS"):
-        reset_clients()
+def buffer_status(timeout=None):
+    """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors."""
+    pipe = get_client(timeout).pipeline(transaction=False)
+    for shard in range(conf.SHARDS):
+        # EVAL, as in pending_status: read once per scrape or admin page, not per request.
+        pipe.execute_command(
+            "EVAL", scripts.BUFFER_TOTALS, 2, keys.pending_key(shard), keys.lost_key(shard)
+        )
+    impressions = entries = reported_lost = 0
+    for shard_entries, shard_impressions, shard_lost in pipe.execute():
+        entries += int(shard_entries)
+        impressions += int(shard_impressions)
+        reported_lost += int(shard_lost)
+    return BufferStatus(impressions, entries, reported_lost)

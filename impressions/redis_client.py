@@ -3,6 +3,13 @@
 import logging
 import threading
 
+import redis
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+
 from redis_endpoints import cluster_endpoint_reason
 
 from .conf import conf
@@ -32,6 +39,10 @@ def get_flush_client():
     return get_client(conf.FLUSH_REDIS_TIMEOUT)
 
 
+def is_cluster(client):
+    return isinstance(client, RedisCluster)
+
+
 def reset_clients(**_):
     """Forget cached clients (tests switch REDIS_URL with override_settings)."""
     with _lock:
@@ -44,12 +55,13 @@ def reset_clients(**_):
             logger.debug("closing a Redis client failed", exc_info=True)
 
 
-def build_client(url, cluster_mode, timeout):
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.cluster import RedisCluster
-    from redis.retry import Retry
+@receiver(setting_changed, dispatch_uid="impressions-reset-clients")
+def _on_setting_changed(setting, **_):
+    if setting == "REDIS_URL" or setting.startswith("IMPRESSIONS_REDIS"):
+        reset_clients()
 
+
+def build_client(url, cluster_mode, timeout):
     # No retries: the record script is not idempotent (a retry after a lost reply would count
     # twice) and the request path must give up within its timeout.
     options = {
@@ -66,8 +78,6 @@ def build_client(url, cluster_mode, timeout):
 
 def is_cluster_mode(url, options):
     """Known cluster endpoints by name (no round trip), else ask the server (INFO cluster)."""
-    import redis
-
     if cluster_endpoint_reason(url):
         return True  # e.g. ElastiCache Serverless, whose INFO answers are not to be relied on
     probe = redis.Redis.from_url(url, **options)

@@ -74,3 +74,19 @@ for i = 1, #ids do out[i] = tostring(totals[i]) end
 out[#ids + 1] = redis.call('GET', KEYS[3]) or '0'
 return out
 """
+
+# KEYS: pending, lost.  Returns {pending counters, impressions in them, impressions reported lost}:
+# one short reply per shard instead of every field of the pending hash.
+BUFFER_TOTALS = """
+local total = 0
+for _, value in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(value) end
+return {redis.call('HLEN', KEYS[1]), total, tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+
+
+def script(client, name):
+    """The registered Script `name` for this client (EVALSHA, loading the script on NOSCRIPT)."""
+    registered = client.__dict__.setdefault("_impressions_scripts", {})
+    if name not in registered:
+        registered[name] = client.register_script(globals()[name])
+    return registered[name]

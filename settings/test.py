@@ -1,10 +1,12 @@
 """Test runs: PostgreSQL (the production database engine) unless DATABASE_URL says otherwise."""
 
 from .base import *  # noqa: F403
-from .base import task_settings
+from .base import INSTALLED_APPS, task_settings
 from .env import env_database, env_redis_url, env_str
 
 DEBUG = False
+# A model of a test-only app for the impressions app to count (tests/impressions/test_reuse.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.impressions.countedapp"]
 SECRET_KEY = env_str("SECRET_KEY", "test-only-secret-key")
 DATABASES = {"default": env_database("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")}
 DATABASES["default"]["CONN_MAX_AGE"] = 0

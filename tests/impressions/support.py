@@ -1,25 +1,20 @@
-"""Fixtures and helpers shared by the test_impressions_* modules (no tests of its own)."""
+"""Plain helpers of the impressions tests (fixtures are in conftest.py)."""
 
 import os
-import shutil
-import tempfile
 
 import pytest
+import redis
 from django.conf import settings
 from django.tasks import default_task_backend
-from django.test import override_settings
+from redis.cluster import RedisCluster
 
-import devservices
 from impressions import recorder
-from impressions.recorder import get_flush_client
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
 
 
 def flush_redis(client):
     """Empty only the impressions' Redis database (a cluster: every primary of the test cluster)."""
-    from redis.cluster import RedisCluster
-
     if isinstance(client, RedisCluster):
         client.flushdb(target_nodes=RedisCluster.PRIMARIES)
     else:
@@ -27,8 +22,6 @@ def flush_redis(client):
 
 
 def ping_or_fail(url):
-    import redis
-
     try:
         redis.Redis.from_url(url, socket_timeout=2).ping()
     except redis.RedisError as error:
@@ -38,58 +31,12 @@ def ping_or_fail(url):
         )
 
 
-@pytest.fixture
-def standalone_buffer():
-    """The standalone Redis of REDIS_URL, emptied before and after the test; Dummy task backend."""
-    ping_or_fail(settings.REDIS_URL)
-    with override_settings(TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_CLUSTER="auto"):
-        client = get_flush_client()
-        flush_redis(client)
-        reset_loss_counter()
-        yield client
-        flush_redis(get_flush_client())
-
-
-@pytest.fixture
-def cluster_buffer(redis_cluster_url):
-    """The real 3-node Redis Cluster, detected automatically (INFO cluster)."""
-    with override_settings(
-        TASKS=DUMMY_TASKS, REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
-    ):
-        client = get_flush_client()
-        flush_redis(client)
-        reset_loss_counter()
-        yield client
-        flush_redis(get_flush_client())
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-def buffer(request):
-    """Run the test once on standalone Redis and once on the Redis Cluster."""
-    return request.getfixturevalue(f"{request.param}_buffer")
-
-
 def reset_loss_counter():
     recorder.lost.requests = recorder.lost.impressions = recorder.lost.unreported = 0
 
 
 def scheduled_flushes():
     return list(default_task_backend.results)
-
-
-@pytest.fixture
-def private_redis():
-    """A redis-server of our own on a free port, so a test may kill it."""
-    workdir = tempfile.mkdtemp(prefix="impressions-redis-")
-    port = devservices.free_port()
-    try:
-        process = devservices.start_redis_server(port, workdir)
-    except devservices.ServiceUnavailable as error:
-        pytest.fail(f"cannot start a private redis-server: {error}")
-    server = PrivateRedis(process, f"redis://127.0.0.1:{port}/0")
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class PrivateRedis:

@@ -1,23 +1,15 @@
 """Admin: flushed and live pending counts on the Post list, the read-only ledger, "flush now"."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
-from casusult.models import Post
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
-from .support import (
-    buffer,
-    cluster_buffer,
-    private_redis,
-    scheduled_flushes,
-    standalone_buffer,
-)
+from .support import scheduled_flushes
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,4 @@
 """Injected failures: killed flushes, concurrent flushes, a stopped database, a stopped Redis."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import signal
 import subprocess
@@ -9,6 +8,8 @@ import time
 
 import psycopg
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection, connections
 from django.test import override_settings
 
@@ -19,18 +20,11 @@ from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import get_client, lost, pending_counts, pending_status
 from impressions.recorder import record_impressions as record
+from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 
-from .support import (
-    buffer,
-    cluster_buffer,
-    private_redis,
-    reset_loss_counter,
-    scheduled_flushes,
-    standalone_buffer,
-    subprocess_env,
-)
+from .support import reset_loss_counter, scheduled_flushes, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,8 +80,6 @@ def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
 
 
 def redis_url():
-    from django.conf import settings
-
     return settings.REDIS_URL
 
 
@@ -209,8 +201,6 @@ def test_a_stopped_database_connection_keeps_the_counts_for_the_next_flush(
 
 
 def test_the_task_reschedules_itself_when_the_database_is_down(standalone_buffer, monkeypatch):
-    from impressions.tasks import flush_impressions_task
-
     posts = make_posts(2)
     view_all(posts, 3)
     connection.ensure_connection()
@@ -260,8 +250,6 @@ def test_a_stopped_redis_never_breaks_the_timeline(client, private_redis, manage
 
 
 def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
-    import redis
-
     posts = make_posts(2)
     ids = [p.id for p in posts]
     with override_settings(REDIS_URL=private_redis.url):

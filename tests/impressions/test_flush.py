@@ -1,29 +1,24 @@
 """Scheduling and flushing: one flush per window, batched updates, ledger, command, admin-free."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.tasks import default_task_backend
 from django.test import override_settings
 from django.utils import timezone
 
 from casusult.models import Post
 from impressions import flush as flush_module
-from impressions import ledger
+from impressions import keys, ledger
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
 from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 
-from .support import (
-    buffer,
-    cluster_buffer,
-    scheduled_flushes,
-    standalone_buffer,
-)
+from .support import scheduled_flushes, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -122,10 +117,6 @@ def test_with_a_backend_that_cannot_defer_the_flush_runs_at_once(client, standal
 
 @pytest.mark.django_db(transaction=True)
 def test_command_flushes_and_prints_what_it_applied(standalone_buffer, manage):
-    from django.db import connection
-
-    from .support import subprocess_env
-
     posts = make_posts(3)
     record_impressions("u:1", [p.id for p in posts])
     result = manage("flush_impressions", "--batch-size", "2", env=subprocess_env(connection))
@@ -139,8 +130,6 @@ def test_command_flushes_and_prints_what_it_applied(standalone_buffer, manage):
 
 
 def test_a_lost_flush_message_is_rescheduled_when_the_guard_lapses(buffer):
-    from impressions import keys
-
     post = make_posts(1)[0]
     record_impressions("u:1", [post.id])
     assert len(scheduled_flushes()) == 1
@@ -159,8 +148,6 @@ def test_a_lost_flush_message_is_rescheduled_when_the_guard_lapses(buffer):
 
 
 def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
-    from impressions import keys
-
     post = make_posts(1)[0]
     unreachable = {
         "default": {

@@ -1,11 +1,12 @@
 """Recording: exact de-duplicated counts, one round trip, on standalone Redis and the Cluster."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import random
 import time
 
 import pytest
+import redis
 from django.test import override_settings
+from redis.cluster import RedisCluster
 from redis.connection import Connection
 
 from casusult.models import Post
@@ -13,12 +14,6 @@ from impressions import keys
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
-
-from .support import (
-    buffer,
-    cluster_buffer,
-    standalone_buffer,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -87,8 +82,6 @@ def test_every_dedup_key_expires(buffer):
 
 
 def scan_all(client, pattern):
-    from redis.cluster import RedisCluster
-
     if isinstance(client, RedisCluster):
         return list(client.scan_iter(match=pattern, target_nodes=RedisCluster.PRIMARIES))
     return list(client.scan_iter(match=pattern))
@@ -172,9 +165,6 @@ def test_a_reload_after_the_window_counts_again(client, standalone_buffer):
 
 
 def test_cluster_mode_is_detected_or_forced(redis_cluster_url, standalone_buffer):
-    import redis
-    from redis.cluster import RedisCluster
-
     assert type(get_client()) is redis.Redis  # auto, on the standalone server
     with override_settings(REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"):
         assert isinstance(get_client(), RedisCluster)
@@ -183,20 +173,6 @@ def test_cluster_mode_is_detected_or_forced(redis_cluster_url, standalone_buffer
         assert isinstance(client, RedisCluster)
         assert record_impressions("u:forced", [1, 2]).counted == 2
         client.flushdb(target_nodes=RedisCluster.PRIMARIES)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "rediss://casusult-abc123.serverless.use1.cache.amazonaws.com:6379",
-        "rediss://CASUSULT.clustercfg.euw1.cache.amazonaws.com.:6379",
-    ],
-)
-def test_known_cluster_endpoints_pick_the_cluster_client_without_a_round_trip(url):
-    from impressions.redis_client import is_cluster_mode
-
-    # The hosts do not resolve here: any network use would raise instead of answering.
-    assert is_cluster_mode(url, {"socket_connect_timeout": 0.05}) is True
 
 
 def test_anonymous_viewers_are_keyed_by_a_digest_not_their_session_key(client):

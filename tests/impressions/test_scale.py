@@ -1,5 +1,4 @@
 """A flush of 100,000 distinct posts: complete and correct, in batched statements."""
-# ruff: noqa: F401, F811 (pytest fixtures imported from support are parameters here)
 
 import time
 
@@ -12,8 +11,6 @@ from casusult.models import Post
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
 from tests.factories import make_user
-
-from .support import standalone_buffer
 
 pytestmark = pytest.mark.django_db
 

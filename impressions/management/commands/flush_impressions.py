@@ -1,8 +1,22 @@
+"""manage.py flush_impressions: flush pending impressions now, in the foreground."""
+
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 
-from casusult.arguments import positive_int
+from impressions.conf import MAX_FLUSH_BATCH_SIZE
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
+
+
+def batch_size(text):
+    """`type=` of --batch-size: the range IMPRESSIONS_FLUSH_BATCH_SIZE accepts; else a usage error."""
+    size = int(text) if text.strip().isdecimal() else 0
+    if not 1 <= size <= MAX_FLUSH_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number from 1 to {MAX_FLUSH_BATCH_SIZE}"
+        )
+    return size
 
 
 class Command(BaseCommand):
@@ -14,7 +28,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--batch-size",
-            type=positive_int,
+            type=batch_size,
             default=None,
             help="posts per UPDATE statement (default: IMPRESSIONS_FLUSH_BATCH_SIZE)",
         )

@@ -1,0 +1,28 @@
+"""Models the impressions tests count into, with names that only work when the SQL quotes them."""
+
+from django.db import models
+
+
+class Article(models.Model):
+    # Mixed-case table and columns: PostgreSQL folds unquoted names to lower case, so the flush
+    # only finds them when it takes the names from the model and quotes them.
+    id = models.BigAutoField(primary_key=True, db_column="ArticleId")
+    title = models.CharField(max_length=100, default="")
+    rating = models.FloatField(default=0)
+    views = models.PositiveBigIntegerField(default=0, db_column="ViewCount")
+
+    class Meta:
+        db_table = "countedApp_Article"
+
+    def __str__(self):
+        return self.title or f"article {self.pk}"
+
+
+class Tag(models.Model):
+    """A model impressions cannot count: its primary key is not an integer (impressions.E004)."""
+
+    name = models.SlugField(primary_key=True)
+    uses = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,65 @@
+"""Reuse: with IMPRESSIONS_MODEL and IMPRESSIONS_COUNT_FIELD pointed at another app's model, that
+model's table is counted and flushed exactly, on real PostgreSQL and real Redis."""
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import RequestFactory, override_settings
+
+import impressions
+from casusult.models import Post
+from impressions import ledger
+from impressions.flush import flush_pending
+from tests.factories import make_posts, make_user
+
+from .countedapp.models import Article
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def counting_articles(buffer):
+    """The buffer (standalone and cluster), counting countedapp.Article.views instead of posts."""
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Article", IMPRESSIONS_COUNT_FIELD="views"):
+        yield buffer
+
+
+def visit(viewer, articles):
+    """One page served to `viewer` (a user, or a session of an anonymous visitor)."""
+    request = RequestFactory().get("/articles/")
+    if isinstance(viewer, SessionStore):
+        request.user, request.session = AnonymousUser(), viewer
+    else:
+        request.user, request.session = viewer, SessionStore()
+    impressions.record(request, articles)
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["unnest", "portable"])
+def test_another_apps_model_is_counted_and_flushed_exactly(
+    counting_articles, monkeypatch, portable
+):
+    if portable:  # the path SQLite takes, run here on PostgreSQL
+        monkeypatch.setattr(ledger, "update_batch_postgresql", ledger.update_batch_portable)
+    posts = make_posts(5)
+    # Articles with the posts' ids: counts that went to the posts' table would show there.
+    a1, a2, a3, a4, gone = Article.objects.bulk_create(Article(id=post.id) for post in posts)
+    alice, bob, anonymous = make_user("alice"), make_user("bob"), SessionStore()
+
+    visit(alice, [a1, a2, a3])
+    visit(alice, [a1, a2, a3])  # a reload inside the window: nothing more
+    visit(bob, [a1, a2, gone])
+    visit(anonymous, [a1])
+    visit(anonymous, [a1])  # the same visitor's session again: nothing more
+    expected = {a1.id: 3, a2.id: 2, a3.id: 1, a4.id: 0}
+    assert impressions.pending_counts([*expected, gone.id]) == {**expected, gone.id: 1}
+    gone.delete()
+
+    report = flush_pending(batch_size=2)
+
+    assert (report.posts_updated, report.impressions_applied) == (3, 6)
+    assert (report.posts_dropped, report.impressions_dropped) == (1, 1)
+    assert dict(Article.objects.values_list("id", "views")) == expected
+    assert not Post.objects.filter(impressions__gt=0).exists()
+    assert impressions.pending_counts(expected) == dict.fromkeys(expected, 0)
+    assert flush_pending().impressions_applied == 0
+    assert dict(Article.objects.values_list("id", "views")) == expected

@@ -1,0 +1,142 @@
+"""Impressions settings and system checks, without services: values, the counted model, flags."""
+
+import argparse
+
+import pytest
+from django.conf import settings
+from django.core.checks import Tags, run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from impressions import conf
+from impressions.checks import check_counted_model, check_flush_can_be_deferred
+from impressions.management.commands.flush_impressions import batch_size
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IMPRESSIONS_DEDUP_WINDOW", "300"),
+        ("IMPRESSIONS_FLUSH_BATCH_SIZE", 0),
+        ("IMPRESSIONS_REDIS_TIMEOUT", 0),
+        ("IMPRESSIONS_COUNT_ANONYMOUS", "yes"),
+        ("IMPRESSIONS_SHARDS", 2000),
+        ("IMPRESSIONS_DEDUP_WINDOW", 10**20),
+        ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", float("inf")),
+        ("IMPRESSIONS_LEDGER_RETENTION_DAYS", 10**10),
+    ],
+)
+def test_values_set_in_a_settings_module_are_validated_too(name, value):
+    with override_settings(**{name: value}), pytest.raises(ImproperlyConfigured, match=name):
+        conf.validate()
+
+
+def test_lazy_settings_follow_override_settings():
+    with override_settings(IMPRESSIONS_FLUSH_DELAY=7):
+        assert conf.conf.FLUSH_DELAY == 7
+        assert conf.conf.GUARD_TTL == 7 + conf.GUARD_GRACE_SECONDS
+    assert conf.conf.FLUSH_DELAY == 300
+
+
+def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
+    immediate = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    dummy = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    with override_settings(TASKS=immediate):
+        ids = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert "impressions.W001" in ids
+    with override_settings(TASKS=dummy):
+        ids = {message.id for message in run_checks(include_deployment_checks=True)}
+    assert "impressions.W001" not in ids
+    assert "impressions.W002" in ids  # stored, never run: nothing would flush
+    rq = {
+        "default": {
+            "BACKEND": "queues.backends.rq.RQBackend",
+            "OPTIONS": {"URL": settings.RQ_REDIS_URL},
+        }
+    }
+    with override_settings(TASKS=rq):
+        assert check_flush_can_be_deferred() == []
+
+
+def counted_model_check_ids():
+    """The impressions.E00x ids that Django's own check run reports (the check is registered)."""
+    return {
+        message.id
+        for message in run_checks(tags=[Tags.models])
+        if message.id.startswith("impressions.")
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [("casusult.Post", "impressions"), ("countedapp.Article", "views")],
+)
+def test_an_integer_field_of_an_installed_model_passes(model, field):
+    with override_settings(IMPRESSIONS_MODEL=model, IMPRESSIONS_COUNT_FIELD=field):
+        assert counted_model_check_ids() == set()
+
+
+def test_a_missing_model_setting_is_e001():
+    with override_settings():
+        del settings.IMPRESSIONS_MODEL
+        [error] = check_counted_model()
+    assert error.id == "impressions.E001"
+    assert "IMPRESSIONS_MODEL" in error.hint
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["Post", "casusult.Post.extra", "casusult.", "blog.Post", "casusult.Nope", 42, ""],
+)
+def test_a_model_that_is_malformed_or_not_installed_is_e001(model):
+    with override_settings(IMPRESSIONS_MODEL=model):
+        assert counted_model_check_ids() == {"impressions.E001"}
+        [error] = check_counted_model()
+    assert repr(model) in error.msg
+    assert "app_label.ModelName" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [("casusult.Post", "views"), ("countedapp.Article", "impressions"), ("casusult.Post", None)],
+)
+def test_a_field_the_model_lacks_is_e002(model, field):
+    with override_settings(IMPRESSIONS_MODEL=model, IMPRESSIONS_COUNT_FIELD=field):
+        assert counted_model_check_ids() == {"impressions.E002"}
+        [error] = check_counted_model()
+    assert "IMPRESSIONS_COUNT_FIELD" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("countedapp.Article", "title"),  # CharField
+        ("countedapp.Article", "rating"),  # FloatField
+        ("countedapp.Article", "id"),  # an integer, but the primary key
+        ("casusult.Post", "author"),  # a foreign key
+        ("casusult.Post", "created_at"),
+    ],
+)
+def test_a_field_that_cannot_hold_a_count_is_e003(model, field):
+    with override_settings(IMPRESSIONS_MODEL=model, IMPRESSIONS_COUNT_FIELD=field):
+        assert counted_model_check_ids() == {"impressions.E003"}
+        [error] = check_counted_model()
+    assert "PositiveBigIntegerField" in error.hint
+
+
+def test_a_model_without_an_integer_primary_key_is_e004():
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Tag", IMPRESSIONS_COUNT_FIELD="uses"):
+        assert counted_model_check_ids() == {"impressions.E004"}
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1000001", "2.5", "many", "", "²"])
+def test_a_bad_batch_size_flag_is_a_usage_error(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number from 1 to 1000000"):
+        batch_size(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("1", 1), ("5000", 5000), (" 7 ", 7), ("1000000", 10**6)]
+)
+def test_a_good_batch_size_flag_is_taken(text, size):
+    assert batch_size(text) == size
