@@ -77,7 +77,7 @@ def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
 
     rq = {
         "default": {
-            "BACKEND": "queues.backends.rq.RQBackend",
+            "BACKEND": "queues.rq.backend.RQBackend",
             "OPTIONS": {"URL": "redis://127.0.0.1:6379/14"},
         }
     }

@@ -9,8 +9,8 @@ from django.test import override_settings
 
 from casusult import devservices, health
 
-SQS = "queues.backends.sqs.SQSBackend"
-RQ = "queues.backends.rq.RQBackend"
+SQS = "queues.sqs.backend.SQSBackend"
+RQ = "queues.rq.backend.RQBackend"
 
 
 @pytest.fixture
