@@ -1,0 +1,1 @@
+"""django.tasks backends (RQ, SQS), their workers and `runworker`."""

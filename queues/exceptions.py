@@ -7,10 +7,6 @@ class QueueConfigurationError(ImproperlyConfigured):
     """A TASKS entry for one of our backends is wrong (unknown option, missing queue, ...)."""
 
 
-class MissingDependency(ImproperlyConfigured):
-    """An optional package a backend needs (redis, rq, boto3) is not installed."""
-
-
 class ClusterModeRedis(ImproperlyConfigured):
     """RQ was pointed at a cluster-mode (or proxy-sharded) Redis/Valkey, which it cannot use."""
 

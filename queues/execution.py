@@ -15,6 +15,7 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
+from psycopg import pq
 
 from .exceptions import RefusedJob
 
@@ -85,8 +86,6 @@ def cancel_running_queries():
         if raw is None or connection.vendor != "postgresql":
             continue
         try:
-            from psycopg import pq
-
             if raw.info.transaction_status == pq.TransactionStatus.ACTIVE:
                 raw.cancel_safe(timeout=2)
         except Exception:

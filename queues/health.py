@@ -11,6 +11,8 @@ import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from django.core.wsgi import get_wsgi_application
+
 from . import liveness
 
 logger = logging.getLogger("queues.worker")
@@ -41,8 +43,6 @@ def stalled(stall_after):
 
 def probe_application(stall_after=None):
     """The Django WSGI application, 404 outside HEALTH_PATHS; /healthz fails when stalled."""
-    from django.core.wsgi import get_wsgi_application
-
     application = get_wsgi_application()
 
     def only_probes(environ, start_response):

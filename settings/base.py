@@ -120,7 +120,7 @@ def task_settings(default_backend, rq_url):
             "URL": rq_url,
             "JOB_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 600, minimum=1),
         }
-        return {"default": {"BACKEND": "queues.backends.rq.RQBackend", "OPTIONS": options}}
+        return {"default": {"BACKEND": "queues.rq.backend.RQBackend", "OPTIONS": options}}
     if choice == "sqs":
         queue_url, queue_name = env_str("SQS_QUEUE_URL", ""), env_str("SQS_QUEUE_NAME", "")
         if not (queue_url or queue_name):
@@ -135,12 +135,12 @@ def task_settings(default_backend, rq_url):
             "VISIBILITY_TIMEOUT": env_int("SQS_VISIBILITY_TIMEOUT", 60, minimum=1, maximum=43200),
             "JOB_TIMEOUT": env_int("SQS_JOB_TIMEOUT", 600, minimum=1, maximum=43200),
         }
-        return {"default": {"BACKEND": "queues.backends.sqs.SQSBackend", "OPTIONS": options}}
+        return {"default": {"BACKEND": "queues.sqs.backend.SQSBackend", "OPTIONS": options}}
     backend = f"django.tasks.backends.{choice}.{choice.title()}Backend"
     return {"default": {"BACKEND": backend}}
 
 
-# The RQ queue's Redis: standalone only (RQ refuses cluster mode, see queues.cluster).
+# The RQ queue's Redis: standalone only (RQ refuses cluster mode, see queues.rq.cluster).
 RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", REDIS_URL)
 # Production picks rq or sqs; without QUEUE_BACKEND tasks run in-process.
 TASKS = task_settings("immediate", RQ_REDIS_URL)

@@ -151,7 +151,7 @@ def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
     post = make_posts(1)[0]
     unreachable = {
         "default": {
-            "BACKEND": "queues.backends.rq.RQBackend",
+            "BACKEND": "queues.rq.backend.RQBackend",
             "OPTIONS": {"URL": "redis://127.0.0.1:1/0"},
         }
     }

@@ -50,7 +50,7 @@ def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
     assert "impressions.W002" in ids  # stored, never run: nothing would flush
     rq = {
         "default": {
-            "BACKEND": "queues.backends.rq.RQBackend",
+            "BACKEND": "queues.rq.backend.RQBackend",
             "OPTIONS": {"URL": settings.RQ_REDIS_URL},
         }
     }

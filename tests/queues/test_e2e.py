@@ -14,10 +14,12 @@ import redis
 from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
+from redis.cluster import RedisCluster
 
 from casusult.models import Post
 from tests.factories import make_posts, make_user
-from tests.queues.sqs.test_sqs import aws_env, create_queue_with_dlq, message_count  # noqa: F401
+from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.sqs.support import SQS_BACKEND, create_queue_with_dlq, message_count
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FLUSH_DELAY = 1
@@ -25,8 +27,6 @@ FLUSH_DELAY = 1
 
 def empty_buffer(url):
     """Empty the impressions' Redis (every primary when it is a cluster)."""
-    from redis.cluster import RedisCluster
-
     client = redis.Redis.from_url(url)
     if client.info("cluster").get("cluster_enabled"):
         cluster = RedisCluster.from_url(url)
@@ -84,7 +84,7 @@ def test_rq_on_standalone_redis(settings, manage):
     rq_url = settings.RQ_REDIS_URL
     redis.Redis.from_url(rq_url).flushdb()
     empty_buffer(settings.REDIS_URL)
-    rq = {"BACKEND": "queues.backends.rq.RQBackend", "OPTIONS": {"URL": rq_url}}
+    rq = {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": rq_url}}
     with override_settings(TASKS={"default": rq}, IMPRESSIONS_FLUSH_DELAY=FLUSH_DELAY):
         expected = browse_timelines()
     assert set(stored_counts(expected).values()) == {0}
@@ -119,11 +119,11 @@ def burst_flushes(manage, env, expected):
 
 @pytest.mark.sqs
 @pytest.mark.cluster
-def test_sqs_with_the_buffer_on_the_redis_cluster(redis_cluster_url, aws_env, manage):  # noqa: F811
+def test_sqs_with_the_buffer_on_the_redis_cluster(redis_cluster_url, aws_env, manage):
     client = boto3.client("sqs")
     queue_url, dlq_url = create_queue_with_dlq(client, f"e2e-{uuid.uuid4().hex[:10]}")
     sqs = {
-        "BACKEND": "queues.backends.sqs.SQSBackend",
+        "BACKEND": SQS_BACKEND,
         "OPTIONS": {"QUEUE_URL": queue_url, "WAIT_TIME_SECONDS": 1},
     }
     empty_buffer(redis_cluster_url)

@@ -10,8 +10,8 @@ from django.test import override_settings
 
 from casusult import health
 
-SQS = "queues.backends.sqs.SQSBackend"
-RQ = "queues.backends.rq.RQBackend"
+SQS = "queues.sqs.backend.SQSBackend"
+RQ = "queues.rq.backend.RQBackend"
 
 
 def readiness(client, **headers):

@@ -26,6 +26,7 @@ from impressions import keys
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
+from queues.sqs.worker import SQSWorker
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 
@@ -141,7 +142,7 @@ def test_sqs_receive_errors_counted_by_the_real_worker(monkeypatch):
     dead = f"http://127.0.0.1:{devservices.free_port()}"
     tasks = {
         "default": {
-            "BACKEND": "queues.backends.sqs.SQSBackend",
+            "BACKEND": "queues.sqs.backend.SQSBackend",
             "OPTIONS": {
                 "QUEUE_URL": f"{dead}/123456789012/nowhere",
                 "CLIENT_PARAMS": {"endpoint_url": dead},
@@ -153,7 +154,7 @@ def test_sqs_receive_errors_counted_by_the_real_worker(monkeypatch):
     with override_settings(TASKS=tasks):
         from django.tasks import task_backends
 
-        worker = task_backends["default"].make_worker()
+        worker = SQSWorker(task_backends["default"])
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 15

@@ -4,10 +4,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
+from django.utils.module_loading import import_string
 
-from casusult.arguments import positive_int
-from queues.backends.base import QueueBackend
-from queues.workers import run_workers, unreachable_errors
+from queues.arguments import positive_int
+from queues.health import bind_health_server
+from queues.runner import run_workers, unreachable_errors
 
 
 class Command(BaseCommand):
@@ -37,15 +38,15 @@ class Command(BaseCommand):
             task_backend = task_backends[backend]
         except InvalidTaskBackend as error:
             raise CommandError(str(error)) from None
-        if not isinstance(task_backend, QueueBackend):
+        worker_path = getattr(task_backend, "worker_class", None)
+        if not worker_path:
             raise CommandError(
                 f"TASKS[{backend!r}] uses {type(task_backend).__name__}, which has no worker "
                 "(set QUEUE_BACKEND=rq or sqs)."
             )
+        worker_class = import_string(worker_path)
         probes = None
         if options["health_port"]:
-            from queues.health import bind_health_server
-
             try:
                 probes = bind_health_server(
                     options["health_port"],
@@ -59,6 +60,7 @@ class Command(BaseCommand):
                 ) from None
         try:
             code = run_workers(
+                worker_class,
                 task_backend,
                 queues=queues,
                 burst=burst,
@@ -68,7 +70,7 @@ class Command(BaseCommand):
             )
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
-        except unreachable_errors() as error:
+        except unreachable_errors(worker_class) as error:
             raise CommandError(f"The queue server is unreachable or refused: {error}") from None
         if code:
             raise SystemExit(code)

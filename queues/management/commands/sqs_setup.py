@@ -1,18 +1,12 @@
 """manage.py sqs_setup: create the SQS queue and its dead-letter queue (idempotent)."""
 
-import argparse
 import json
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
-from queues.sqs_setup import configured_queue_name, setup_queues, sqs_client
-
-
-def whole_number(value):
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+from queues.arguments import whole_number
+from queues.sqs.setup import configured_queue_name, setup_queues, sqs_client
 
 
 class Command(BaseCommand):
@@ -42,8 +36,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *, queue_name, dlq_name, max_receive_count, visibility_timeout, **options):
-        from botocore.exceptions import BotoCoreError, ClientError
-
         queue_name = queue_name or configured_queue_name()
         if not queue_name:
             raise CommandError(

@@ -1,49 +1,15 @@
-"""RQ refuses cluster-mode Redis: from the URL alone (no network) and by probing the real cluster."""
+"""RQ refuses cluster-mode Redis: a serverless URL without network, the real cluster by probing."""
 
 import socket
 
 import pytest
 import redis
 from django.core import checks
-from django.tasks import task_backends
 
-from queues.cluster import cluster_endpoint_reason, probe_cluster_reason
 from queues.exceptions import ClusterModeRedis
+from queues.rq.cluster import probe_cluster_reason
 from tests.queues import tasks as queue_tasks
-
-SERVERLESS = "rediss://casusult-jobs-x1y2z3.serverless.apne1.cache.amazonaws.com:6379"
-RQ_BACKEND = "queues.backends.rq.RQBackend"
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        SERVERLESS,
-        "redis://my-valkey-abcdef.serverless.use1.cache.amazonaws.com:6379/0",
-        "rediss://cache.serverless.cnn1.cache.amazonaws.com.cn:6379",
-        "redis://casusult.abc123.clustercfg.apne1.cache.amazonaws.com:6379",
-        "redis://10.0.0.5:6379/0?cluster=true",
-        "redis+cluster://10.0.0.5:6379",
-    ],
-)
-def test_known_cluster_endpoints_are_recognised_from_the_url(url):
-    assert cluster_endpoint_reason(url)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "redis://127.0.0.1:6379/0",
-        "rediss://casusult.abc123.ng.0001.apne1.cache.amazonaws.com:6379",  # a non-cluster node
-        "redis://serverless.example.com:6379",
-    ],
-)
-def test_standalone_urls_pass(url):
-    assert cluster_endpoint_reason(url) is None
-
-
-def test_cluster_option_is_refused():
-    assert cluster_endpoint_reason("redis://127.0.0.1:6379/0", cluster_option=True)
+from tests.queues.rq.support import RQ_BACKEND, SERVERLESS
 
 
 def test_serverless_hostname_fails_manage_check_without_network(manage):
@@ -120,46 +86,3 @@ def test_unreachable_rq_redis_fails_the_deploy_check_closed(settings):
     }
     errors = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
     assert "queues.E003" in [error.id for error in errors]
-
-
-class ProxyAnswering:
-    """A server that hides INFO and rejects multi-slot transactions, like a sharding proxy."""
-
-    def info(self, section):
-        raise redis.ResponseError("ERR unknown command 'INFO'")
-
-    def pipeline(self, transaction):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def set(self, *args, **kwargs):
-        pass
-
-    def execute(self):
-        raise redis.ResponseError("CROSSSLOT Keys in request don't hash to the same slot")
-
-    def delete(self, *keys):
-        raise redis.ResponseError("CROSSSLOT Keys in request don't hash to the same slot")
-
-
-class OddAnswering(ProxyAnswering):
-    """A server whose transaction answer makes no sense: the probe fails closed."""
-
-    def execute(self):
-        return ["QUEUED?"]
-
-
-def test_probe_falls_back_to_a_two_slot_transaction_and_fails_closed():
-    assert "MULTI/EXEC" in probe_cluster_reason(ProxyAnswering())
-    assert "answered" in probe_cluster_reason(OddAnswering())
-
-
-def test_backend_check_is_registered_with_django_tasks(settings):
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": SERVERLESS}}}
-    errors = task_backends["default"].check()
-    assert [error.id for error in errors] == ["queues.E001"]

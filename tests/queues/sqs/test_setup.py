@@ -9,31 +9,20 @@ import pytest
 pytestmark = pytest.mark.sqs
 
 
-@pytest.fixture
-def aws_env(sqs_endpoint_url):
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
-        "QUEUE_BACKEND": "dummy",
-    }
-
-
 def attributes(client, name):
     url = client.get_queue_url(QueueName=name)["QueueUrl"]
     return client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
 
 
-def test_creates_queue_and_dlq_then_converges(manage, aws_env, sqs_endpoint_url):
+def test_creates_queue_and_dlq_then_converges(manage, setup_env, sqs_endpoint_url):
     name = f"setup-{uuid.uuid4().hex[:8]}"
     args = ("sqs_setup", "--queue-name", name, "--max-receive-count", "4")
-    first = manage(*args, "--visibility-timeout", "45", env=aws_env)
+    first = manage(*args, "--visibility-timeout", "45", env=setup_env)
     assert first.returncode == 0, first.stderr
     assert f"queue {name}: created" in first.stdout
     assert f"dead-letter queue {name}-dlq: created" in first.stdout
 
-    again = manage(*args, "--visibility-timeout", "45", env=aws_env)
+    again = manage(*args, "--visibility-timeout", "45", env=setup_env)
     assert again.returncode == 0, again.stderr
     assert f"queue {name}: exists" in again.stdout
 
@@ -55,34 +44,34 @@ def test_creates_queue_and_dlq_then_converges(manage, aws_env, sqs_endpoint_url)
     assert names.count(name) == 1 and names.count(f"{name}-dlq") == 1
 
     # A changed policy is applied to the existing queue, not refused.
-    changed = manage("sqs_setup", "--queue-name", name, "--max-receive-count", "2", env=aws_env)
+    changed = manage("sqs_setup", "--queue-name", name, "--max-receive-count", "2", env=setup_env)
     assert changed.returncode == 0, changed.stderr
     assert int(json.loads(attributes(client, name)["RedrivePolicy"])["maxReceiveCount"]) == 2
 
 
-def test_queue_name_from_the_sqs_backend_settings(manage, aws_env):
+def test_queue_name_from_the_sqs_backend_settings(manage, setup_env):
     name = f"configured-{uuid.uuid4().hex[:8]}"
-    env = {**aws_env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": name}
+    env = {**setup_env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": name}
     result = manage("sqs_setup", "--dlq-name", f"{name}-dead", env=env)
     assert result.returncode == 0, result.stderr
     assert f"queue {name}: created" in result.stdout
     assert f"dead-letter queue {name}-dead: created" in result.stdout
 
 
-def test_bad_input_is_a_clear_error(manage, aws_env):
-    missing = manage("sqs_setup", env=aws_env)
+def test_bad_input_is_a_clear_error(manage, setup_env):
+    missing = manage("sqs_setup", env=setup_env)
     assert missing.returncode != 0
     assert "--queue-name" in missing.stderr
-    fifo = manage("sqs_setup", "--queue-name", "jobs.fifo", env=aws_env)
+    fifo = manage("sqs_setup", "--queue-name", "jobs.fifo", env=setup_env)
     assert fifo.returncode != 0
     assert "FIFO" in fifo.stderr
-    zero = manage("sqs_setup", "--queue-name", "jobs", "--max-receive-count", "0", env=aws_env)
+    zero = manage("sqs_setup", "--queue-name", "jobs", "--max-receive-count", "0", env=setup_env)
     assert zero.returncode != 0
     assert "max receive count" in zero.stderr
 
 
-def test_unreachable_endpoint_is_reported(manage, aws_env):
-    env = {**aws_env, "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+def test_unreachable_endpoint_is_reported(manage, setup_env):
+    env = {**setup_env, "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
     result = manage("sqs_setup", "--queue-name", "jobs", env=env, timeout=60)
     assert result.returncode != 0
     assert "unreachable" in result.stderr

@@ -8,6 +8,11 @@ again converges. The reference for production, and the set-up for local SQS-prot
 import json
 from dataclasses import dataclass, field
 
+import boto3
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+
+from .backend import SQSBackend
+
 # Longest retention SQS allows: a message that reached the DLQ is kept 14 days for a person.
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 # The worker long-polls anyway; this makes every other consumer (the console, scripts) do so too.
@@ -27,25 +32,22 @@ class QueueState:
         return f"{role} {self.name}: {action}\n  url: {self.url}\n  arn: {self.arn}"
 
 
+def configured_backend():
+    """The default task backend when it is an SQSBackend, else None."""
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    return backend if isinstance(backend, SQSBackend) else None
+
+
 def sqs_client():
     """The SQS client of the configured SQS task backend, or one from boto3's standard config."""
-    from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
-
-    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
-    if type(backend).__name__ == "SQSBackend":
-        return backend.client
-    from .backends.base import import_dependency
-
-    return import_dependency("boto3", "boto3").client("sqs")
+    backend = configured_backend()
+    return backend.client if backend else boto3.client("sqs")
 
 
 def configured_queue_name():
-    """The queue name the SQS backend is configured with (QUEUE_NAME, or QUEUE_URL's last part)."""
-    from django.conf import settings
-
-    options = settings.TASKS.get("default", {}).get("OPTIONS", {})
-    name = options.get("QUEUE_NAME") or (options.get("QUEUE_URL") or "").rstrip("/")
-    return name.rsplit("/", 1)[-1] if name else None
+    """The queue name of the configured SQS backend (QUEUE_NAME, or QUEUE_URL's last part)."""
+    backend = configured_backend()
+    return backend.queue_name if backend else None
 
 
 def ensure_queue(client, name, attributes):

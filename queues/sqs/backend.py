@@ -4,80 +4,22 @@ Standard boto3 configuration applies (AWS_ENDPOINT_URL_SQS, AWS_DEFAULT_REGION, 
 chain); OPTIONS add SESSION_PARAMS/CLIENT_PARAMS for anything else.
 """
 
-import json
-import math
 import threading
 import uuid
-from datetime import datetime
 
+import boto3
+from botocore.config import Config
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from ..exceptions import MalformedMessage
+from ..base import QueueBackend
 from ..execution import new_result
-from .base import QueueBackend, import_dependency
-
-MESSAGE_VERSION = 1
-# SQS refuses DelaySeconds above 15 minutes; later run_after values are re-sent until due.
-# Module-level so tests can shorten it.
-MAX_DELAY_SECONDS = 900
-REQUIRED_FIELDS = {"v": int, "id": str, "task": str, "args": list, "kwargs": dict}
+from .messages import delay_seconds, encode_message
 
 
-def encode_message(result, task):
-    """The message body for one TaskResult: only data, the task named by its import path."""
-    return json.dumps(
-        {
-            "v": MESSAGE_VERSION,
-            "id": result.id,
-            "task": task.module_path,
-            "args": result.args,
-            "kwargs": result.kwargs,
-            "queue_name": task.queue_name,
-            "backend": result.backend,
-            "run_after": task.run_after.isoformat() if task.run_after else None,
-            "enqueued_at": timezone.now().isoformat(),
-        },
-        separators=(",", ":"),
-    )
-
-
-def decode_message(body):
-    """Parse and validate a message body; raise MalformedMessage saying what is wrong."""
-    try:
-        envelope = json.loads(body)
-    except (TypeError, ValueError) as error:
-        raise MalformedMessage(f"body is not JSON ({error})") from None
-    if not isinstance(envelope, dict):
-        raise MalformedMessage("body is not a JSON object")
-    if envelope.get("v") != MESSAGE_VERSION:
-        raise MalformedMessage(f"unknown message version {envelope.get('v')!r}")
-    for name, kind in REQUIRED_FIELDS.items():
-        if not isinstance(envelope.get(name), kind):
-            raise MalformedMessage(f"field {name!r} is missing or not a {kind.__name__}")
-    envelope["run_after"] = parse_time(envelope.get("run_after"), "run_after")
-    envelope["enqueued_at"] = parse_time(envelope.get("enqueued_at"), "enqueued_at")
-    return envelope
-
-
-def parse_time(value, name):
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise MalformedMessage(f"field {name!r} is not an ISO 8601 time") from None
-    if timezone.is_naive(moment):
-        raise MalformedMessage(f"field {name!r} has no time zone")
-    return moment
-
-
-def delay_seconds(run_after, now=None):
-    """DelaySeconds for a message due at `run_after`: 0..MAX_DELAY_SECONDS."""
-    if run_after is None:
-        return 0
-    remaining = (run_after - (now or timezone.now())).total_seconds()
-    return max(0, min(MAX_DELAY_SECONDS, math.ceil(remaining)))
+def queue_name_from_url(url):
+    """The queue name at the end of an SQS queue URL (https://…/123456789012/name)."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 class SQSBackend(QueueBackend):
@@ -86,6 +28,7 @@ class SQSBackend(QueueBackend):
     # run_after: DelaySeconds up to 15 minutes, re-sent by the worker until due beyond that.
     supports_defer = True
 
+    worker_class = "queues.sqs.worker.SQSWorker"
     option_defaults = {
         "QUEUE_URL": None,
         "QUEUE_NAME": None,
@@ -139,9 +82,6 @@ class SQSBackend(QueueBackend):
         return self._poll_client
 
     def _build_client(self, connect_timeout, read_timeout):
-        boto3 = import_dependency("boto3", "boto3")
-        from botocore.config import Config
-
         params = dict(self.options["CLIENT_PARAMS"])
         config = Config(
             connect_timeout=connect_timeout,
@@ -155,11 +95,21 @@ class SQSBackend(QueueBackend):
         return session.client("sqs", **params)
 
     @property
+    def queue_name(self):
+        """QUEUE_NAME, or the last part of QUEUE_URL."""
+        return self.options["QUEUE_NAME"] or queue_name_from_url(self.options["QUEUE_URL"])
+
+    @property
     def queue_url(self):
         if self._queue_url is None:
-            answer = self.client.get_queue_url(QueueName=self.options["QUEUE_NAME"])
+            answer = self.client.get_queue_url(QueueName=self.queue_name)
             self._queue_url = answer["QueueUrl"]
         return self._queue_url
+
+    def ping(self):
+        """Raise unless SQS answers GetQueueUrl for the queue (allowed to the web and worker roles
+        alike, see the README's IAM policies)."""
+        self.client.get_queue_url(QueueName=self.queue_name)
 
     def send(self, body, delay):
         return self.client.send_message(
@@ -173,13 +123,3 @@ class SQSBackend(QueueBackend):
         object.__setattr__(result, "enqueued_at", timezone.now())
         task_enqueued.send(type(self), task_result=result)
         return result
-
-    def make_worker(self, *, queues=None, burst=False, max_jobs=None):
-        from ..workers.sqs import SQSWorker
-
-        if queues:
-            # Every Django queue name of this backend shares one SQS queue: no way to pick some.
-            raise self.option_error(
-                "--queue applies to RQ only; configure another TASKS alias for another SQS queue."
-            )
-        return SQSWorker(self, burst=burst, max_jobs=max_jobs)

@@ -1,4 +1,4 @@
-"""Worker loops, one per backend; `run_workers` runs one in-process or several as child processes."""
+"""Run a backend's worker in this process, or several as forked child processes (`runworker`)."""
 
 import contextlib
 import logging
@@ -9,7 +9,8 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from .. import liveness
+from . import liveness
+from .health import serve_in_background
 
 logger = logging.getLogger("queues.worker")
 
@@ -17,33 +18,19 @@ logger = logging.getLogger("queues.worker")
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def unreachable_errors():
+def unreachable_errors(worker_class):
     """Errors that mean the queue server is down or misaddressed, reported without a traceback."""
-    errors = [ConnectionError]
-    try:
-        import redis
-
-        errors += [redis.ConnectionError, redis.TimeoutError]
-    except ImportError:
-        pass
-    try:
-        from botocore import exceptions as boto_errors
-
-        errors += [boto_errors.BotoCoreError, boto_errors.ClientError]
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (ConnectionError, *getattr(worker_class, "unreachable_errors", ()))
 
 
-def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency=1, probes=None):
-    """Run `concurrency` workers of `backend`; return the exit code (0 when all stopped cleanly).
+def run_workers(worker_class, backend, *, concurrency=1, probes=None, **worker_options):
+    """Run `concurrency` worker_class(backend, **worker_options); return the exit code (0 when
+    all stopped cleanly).
 
     `probes`: a bound queues.health server, served by this process once its workers are forked.
     """
-    from ..health import serve_in_background
-
     # Built here also with --concurrency: bad arguments fail once, before any fork.
-    worker = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs)
+    worker = worker_class(backend, **worker_options)
     if concurrency == 1:
         if probes:
             serve_in_background(probes)
@@ -61,7 +48,7 @@ def run_workers(backend, *, queues=None, burst=False, max_jobs=None, concurrency
         for slot in range(concurrency):
             pid = os.fork()
             if pid == 0:
-                run_child(backend, slot, clock, probes, queues, burst, max_jobs)
+                run_child(worker_class, backend, worker_options, slot, clock, probes)
             children[pid] = slot
 
         def forward(signum, frame):
@@ -101,7 +88,7 @@ def stop_handlers(handler):
             signal.signal(signum, old)
 
 
-def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
+def run_child(worker_class, backend, worker_options, slot, clock, probes):
     """The body of one forked worker process; never returns."""
     code = 1
     try:
@@ -112,8 +99,8 @@ def run_child(backend, slot, clock, probes, queues, burst, max_jobs):
         if probes:
             probes.server_close()  # the parent's listening socket, not this worker's
         clock.use_slot(slot)
-        code = backend.make_worker(queues=queues, burst=burst, max_jobs=max_jobs).run()
-    except unreachable_errors() as error:
+        code = worker_class(backend, **worker_options).run()
+    except unreachable_errors(worker_class) as error:
         logger.error("Worker process %d: the queue server is unreachable or refused: %s",
                      os.getpid(), error)  # fmt: skip
     except ImproperlyConfigured as error:  # e.g. RQ refusing a cluster-mode Redis

@@ -1,20 +1,8 @@
-"""What our queue backends share: OPTIONS validation and lazy imports of their SDKs."""
-
-import importlib
+"""What our queue backends share: OPTIONS validation, the worker's dotted path, the check hook."""
 
 from django.tasks.backends.base import BaseTaskBackend
 
-from ..exceptions import MissingDependency, QueueConfigurationError
-
-
-def import_dependency(module, package):
-    """Import an optional SDK, or fail with an error that names the package to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise MissingDependency(
-            f"The {package!r} package is required for this task backend: pip install {package}."
-        ) from error
+from .exceptions import QueueConfigurationError
 
 
 class QueueBackend(BaseTaskBackend):
@@ -22,6 +10,9 @@ class QueueBackend(BaseTaskBackend):
 
     # OPTIONS keys this backend understands, with their defaults.
     option_defaults = {}
+    # Dotted path of the class that runs this backend's tasks; `runworker` imports it. The backend
+    # never imports its worker (the worker imports its backend).
+    worker_class = None
 
     def __init__(self, alias, params):
         super().__init__(alias, params)
@@ -36,6 +27,10 @@ class QueueBackend(BaseTaskBackend):
     def option_error(self, message):
         return QueueConfigurationError(f"TASKS[{self.alias!r}]['OPTIONS']: {message}")
 
-    def make_worker(self, **kwargs):
-        """Return the Worker that runs this backend's tasks (see queues.workers)."""
-        raise NotImplementedError
+    def check(self, *, deploy=False, **kwargs):
+        """System check errors; with `deploy`, also those found by reaching the server.
+
+        django.tasks runs check() on every command; queues.checks adds check(deploy=True) to
+        `check --deploy`.
+        """
+        return super().check(**kwargs)

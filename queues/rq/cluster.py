@@ -9,10 +9,13 @@ import contextlib
 import secrets
 import threading
 
+import redis
+from redis.crc import key_slot
+
 from redis_endpoints import cluster_endpoint_reason as endpoint_reason
 from redis_endpoints import redact
 
-from .exceptions import ClusterModeRedis
+from ..exceptions import ClusterModeRedis
 
 REMEDY = (
     "RQ needs a standalone (non-cluster) Redis/Valkey: point RQ_REDIS_URL at one, or use the SQS "
@@ -29,8 +32,6 @@ def cluster_endpoint_reason(url, cluster_option=False):
 
 def _probe_keys():
     """Two throw-away keys in different hash slots (never rq:*)."""
-    from redis.crc import key_slot
-
     token = secrets.token_hex(8)
     first = f"queues-probe:{{{token}-a}}"
     for suffix in range(1, 64):
@@ -42,8 +43,6 @@ def _probe_keys():
 
 def probe_cluster_reason(connection):
     """Why the live server behind `connection` is unusable for RQ, or None. Fails closed."""
-    import redis
-
     unreachable = (redis.ConnectionError, redis.TimeoutError)
     try:
         info = connection.info("cluster")

@@ -1,0 +1,1 @@
+"""The RQ backend on a standalone Redis: backend, job format, worker, cluster refusal."""

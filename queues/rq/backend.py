@@ -1,0 +1,129 @@
+"""RQ on a standalone Redis as a django.tasks backend: JSON jobs that call one fixed trampoline."""
+
+import threading
+import uuid
+
+import redis
+from django.tasks import TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.queue import Queue
+
+from ..base import QueueBackend
+from ..execution import load_task, new_result
+from . import jobs
+from .checks import rq_backend_errors
+from .cluster import ensure_not_cluster
+
+
+class RQBackend(QueueBackend):
+    """Tasks as RQ jobs on a standalone Redis; `runworker` runs them (with RQ's scheduler)."""
+
+    # run_after is honoured through RQ's scheduled-job registry.
+    supports_defer = True
+    # Results live in Redis for RESULT_TTL seconds; any process can read them.
+    supports_get_result = True
+
+    worker_class = "queues.rq.worker.RQWorker"
+    option_defaults = {
+        "URL": None,
+        "CLUSTER": False,  # say True to declare a cluster endpoint, which is then refused
+        "JOB_TIMEOUT": 600,
+        "RESULT_TTL": 86400,
+        "SOCKET_TIMEOUT": 5,
+    }
+
+    def __init__(self, alias, params):
+        super().__init__(alias, params)
+        if not self.options["URL"]:
+            raise self.option_error("URL (the RQ Redis, from RQ_REDIS_URL) is required.")
+        self.url = self.options["URL"]
+        self._connection = None
+        self._lock = threading.Lock()
+
+    def check(self, *, deploy=False, **kwargs):
+        return [*super().check(**kwargs), *rq_backend_errors(self, deploy=deploy)]
+
+    def raw_connection(self):
+        """The Redis client, without the cluster-mode probe (the probe itself uses it)."""
+        with self._lock:
+            if self._connection is None:
+                timeout = self.options["SOCKET_TIMEOUT"]
+                self._connection = redis.Redis.from_url(
+                    self.url, socket_timeout=timeout, socket_connect_timeout=timeout
+                )
+        return self._connection
+
+    def connection(self):
+        """The Redis client, once this process has verified the server is not in cluster mode."""
+        connection = self.raw_connection()
+        ensure_not_cluster(connection, self.url, self.options["CLUSTER"])
+        return connection
+
+    def ping(self):
+        """Raise unless the RQ Redis answers PING (the readiness probe; no cluster probe)."""
+        self.raw_connection().ping()
+
+    def rq_queue(self, name):
+        return Queue(
+            name,
+            connection=self.connection(),
+            serializer=jobs.SERIALIZER,
+            default_timeout=self.options["JOB_TIMEOUT"],
+        )
+
+    def enqueue(self, task, args, kwargs):
+        self.validate_task(task)
+        result = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
+        queue = self.rq_queue(task.queue_name)
+        job = queue.create_job(
+            jobs.TRAMPOLINE,
+            args=jobs.trampoline_arguments(task, result),
+            job_id=result.id,
+            description=task.module_path,
+            result_ttl=self.options["RESULT_TTL"],
+            meta={"backend": self.alias},
+        )
+        if task.run_after is not None and task.run_after > timezone.now():
+            queue.schedule_job(job, task.run_after)
+        else:
+            queue.enqueue_job(job)
+        object.__setattr__(result, "enqueued_at", timezone.now())
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id):
+        try:
+            # Read only: its function is never resolved here (the worker's job class runs jobs).
+            job = Job.fetch(result_id, connection=self.connection(), serializer=jobs.SERIALIZER)
+        except NoSuchJobError:
+            raise TaskResultDoesNotExist(result_id) from None
+        if job.func_name != jobs.TRAMPOLINE:
+            raise TaskResultDoesNotExist(result_id)
+        task_path, args, kwargs = job.args
+        result = new_result(load_task(task_path), job.id, args, kwargs, self.alias, job.enqueued_at)
+        status = jobs.task_status(job)
+        changes = {
+            "status": status,
+            "started_at": job.started_at,
+            "last_attempted_at": job.started_at,
+            "finished_at": job.ended_at,
+        }
+        if job.worker_name:
+            result.worker_ids.append(job.worker_name)
+        if status == TaskResultStatus.SUCCESSFUL:
+            changes["_return_value"] = job.return_value()
+        elif status == TaskResultStatus.FAILED:
+            result.errors.append(
+                TaskError(
+                    exception_class_path=job.meta.get("exception_class", "builtins.Exception"),
+                    traceback=getattr(job.latest_result(), "exc_string", None) or "",
+                )
+            )
+        for name, value in changes.items():
+            object.__setattr__(result, name, value)
+        return result

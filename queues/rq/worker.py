@@ -1,0 +1,148 @@
+"""The RQ worker: probe the server, then RQ's SimpleWorker with our job class and the scheduler."""
+
+import logging
+
+import redis
+from rq import get_current_job
+from rq.job import Job
+from rq.timeouts import UnixSignalDeathPenalty
+from rq.worker import SimpleWorker
+
+from .. import liveness
+from ..exceptions import RefusedJob
+from ..execution import (
+    TaskTimer,
+    between_jobs,
+    cancel_running_queries,
+    discard_connections,
+    execute,
+    load_task,
+    new_result,
+)
+from ..runner import stop_handlers
+from . import jobs
+from .backend import RQBackend
+
+logger = logging.getLogger("queues.worker")
+
+
+def run_task(task_path, args, kwargs):
+    """The only function an RQ job of ours calls (jobs.TRAMPOLINE): run a django.tasks Task."""
+    job = get_current_job()
+    task = load_task(task_path)
+    backend = job.meta.get("backend", "default")
+    result = new_result(task, job.id, args, kwargs, backend, enqueued_at=job.enqueued_at)
+    try:
+        return execute(result, worker_id=job.worker_name or "rq", sender=RQBackend)
+    except Exception as error:
+        # Kept so get_result() can name the exception class; RQ itself keeps only the traceback.
+        kind = type(error)
+        job.meta["exception_class"] = f"{kind.__module__}.{kind.__qualname__}"
+        job.save_meta()
+        raise
+
+
+class TaskJob(Job):
+    """A Job that only ever calls the trampoline, with no callbacks or webhooks."""
+
+    @property
+    def func(self):
+        if reason := jobs.refusal(self):
+            raise RefusedJob(reason)
+        return run_task
+
+    # Callbacks are import paths too: never resolve them, whatever the job says.
+    success_callback = failure_callback = stopped_callback = property(lambda self: None)
+
+    def send_webhooks(self, status, *, exc_string=None):
+        return None
+
+
+class CancellingDeathPenalty(UnixSignalDeathPenalty):
+    """RQ's SIGALRM timeout, which first cancels the job's running PostgreSQL query."""
+
+    fired = False  # one job at a time per worker process: did its timeout fire?
+
+    def handle_death_penalty(self, signum, frame):
+        cancel_running_queries()
+        type(self).fired = True
+        super().handle_death_penalty(signum, frame)
+
+
+class TaskWorker(SimpleWorker):
+    """An rq SimpleWorker that logs one line per job and closes stale DB connections between."""
+
+    # Tasks run in this process (no fork per job), so Django's connections are managed here.
+    death_penalty_class = CancellingDeathPenalty
+
+    def execute_job(self, job, queue):
+        between_jobs()
+        refusal = self._refusal(job)
+        timer = TaskTimer(job.description if refusal is None else "-", job.id)
+        self.death_penalty_class.fired = False
+        try:
+            with liveness.CLOCK.running():
+                super().execute_job(job, queue)
+        finally:
+            between_jobs()
+        status = getattr(job.get_status(refresh=True), "value", None)
+        if status != "finished":
+            discard_connections()  # a timed-out job may have left one mid-query
+        if refusal:
+            timer.log("refused", logging.ERROR, refusal)
+        elif status == "finished":
+            timer.log("succeeded")
+        elif self.death_penalty_class.fired:
+            timer.log("timed-out", logging.ERROR, f"reason=JOB_TIMEOUT ({job.timeout} s)")
+        else:
+            timer.log("failed" if status == "failed" else str(status), logging.ERROR)
+
+    def work(self, *args, **kwargs):
+        # RQ installs its stop handlers only after registering the worker and starting its
+        # scheduler. A stop arriving in between is remembered: the loop ends before its first
+        # job, and the worker deregisters as on any clean stop.
+        with stop_handlers(self._stop_before_loop):
+            return super().work(*args, **kwargs)
+
+    def _stop_before_loop(self, signum, frame):
+        self._stop_requested = True
+
+    def _shutdown(self):
+        # An idle RQ worker stops by raising StopRequested from its signal handler. Should the
+        # signal land where exceptions are swallowed (a __del__, an import's module-lock
+        # callback), the flag still ends the loop at its next turn.
+        self._stop_requested = True
+        super()._shutdown()
+
+    @staticmethod
+    def _refusal(job):
+        try:
+            return jobs.refusal(job)
+        except Exception as error:  # undecodable data, a pickle: refused too
+            return f"job data cannot be read as JSON ({type(error).__name__})"
+
+
+class RQWorker:
+    """Checks the Redis is standalone, then runs an RQ worker over the backend's queues."""
+
+    # The server is down or misaddressed: reported without a traceback.
+    unreachable_errors = (redis.ConnectionError, redis.TimeoutError)
+
+    def __init__(self, backend, *, queues=None, burst=False, max_jobs=None):
+        self.backend = backend
+        self.queue_names = list(queues or sorted(backend.queues))
+        self.burst, self.max_jobs = burst, max_jobs
+
+    def run(self):
+        """The loop; returns the exit code (0 on a clean stop)."""
+        connection = self.backend.connection()  # the cluster-mode probe runs before any write
+        worker = TaskWorker(
+            self.queue_names,
+            connection=connection,
+            job_class=TaskJob,
+            serializer=jobs.SERIALIZER,
+            default_result_ttl=self.backend.options["RESULT_TTL"],
+        )
+        logger.info("RQ worker %s on queue(s) %s", worker.name, ", ".join(self.queue_names))
+        worker.work(burst=self.burst, max_jobs=self.max_jobs, with_scheduler=True)
+        return 0

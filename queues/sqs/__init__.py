@@ -1,0 +1,1 @@
+"""The Amazon SQS backend: backend, message format, worker, visibility heartbeat, set-up."""

@@ -1,0 +1,21 @@
+"""Helpers for the RQ tests: the backend's dotted path, in-process and subprocess workers."""
+
+from django.tasks import task_backends
+
+from queues.rq.worker import RQWorker
+
+RQ_BACKEND = "queues.rq.backend.RQBackend"
+
+
+def run_burst(**options):
+    """Run an RQWorker of TASKS['default'] in this process until its queues are empty."""
+    return RQWorker(task_backends["default"], burst=True, **options).run()
+
+
+def worker_env(url, **extra):
+    """The environment of a `runworker` subprocess on the RQ Redis at `url`."""
+    return {"QUEUE_BACKEND": "rq", "RQ_REDIS_URL": url, **extra}
+
+
+# An ElastiCache Serverless endpoint (always cluster mode); it does not resolve.
+SERVERLESS = "rediss://casusult-jobs-x1y2z3.serverless.apne1.cache.amazonaws.com:6379"

@@ -1,0 +1,78 @@
+"""Helpers for the SQS tests: queues on the SQS-protocol server, counts, in-process workers."""
+
+import json
+
+from django.tasks import task_backends
+
+from queues.sqs.worker import SQSWorker
+
+SQS_BACKEND = "queues.sqs.backend.SQSBackend"
+# Receives before the test queues move a message to their dead-letter queue.
+MAX_RECEIVES = 2
+
+
+def create_queue_with_dlq(client, name, visibility_timeout=1):
+    """Queue `name` (visibility 1 s) redriving to `name`-dlq after MAX_RECEIVES; (url, dlq url)."""
+    dlq_url = client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
+    url = client.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    return url, dlq_url
+
+
+def message_count(client, url):
+    """Messages in the queue: visible, in flight and delayed."""
+    attributes = client.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def visible_count(client, url):
+    attributes = client.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def dlq_bodies(sqs):
+    answer = sqs.client.receive_message(
+        QueueUrl=sqs.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+    )
+    return sorted(message["Body"] for message in answer.get("Messages", []))
+
+
+def sqs_worker(**options):
+    """An SQSWorker of TASKS['default'], in this process."""
+    return SQSWorker(task_backends["default"], **options)
+
+
+def run_burst():
+    return sqs_worker(burst=True).run()
+
+
+def burst_until(predicate, attempts=8):
+    for _ in range(attempts):
+        run_burst()
+        if predicate():
+            return True
+    return predicate()
+
+
+def worker_env(sqs, **extra):
+    """The environment of a `runworker` subprocess on the `sqs` fixture's queue."""
+    return {**sqs.env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": sqs.url,
+            "SQS_WAIT_TIME_SECONDS": "1", **extra}  # fmt: skip

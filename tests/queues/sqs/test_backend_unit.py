@@ -1,0 +1,77 @@
+"""SQSBackend and SQSWorker without a server: OPTIONS, queue name, client timeouts, stop signals."""
+
+import signal
+import time
+from types import SimpleNamespace
+
+import pytest
+from django.tasks import task_backends
+
+from queues.exceptions import QueueConfigurationError
+from queues.sqs.backend import SQSBackend
+from queues.sqs.worker import SQSWorker
+from tests.queues.sqs.support import SQS_BACKEND
+
+URL = "https://sqs.ap-northeast-1.amazonaws.com/123456789012/casusult-jobs"
+
+
+def test_bad_options_name_the_alias(settings):
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "WAIT": 1}}}
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*WAIT"):
+        task_backends["jobs"]
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {}}}
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*QUEUE_URL or QUEUE_NAME"):
+        task_backends["jobs"]
+    settings.TASKS = {
+        "jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}}
+    }
+    with pytest.raises(QueueConfigurationError, match="WAIT_TIME_SECONDS"):
+        task_backends["jobs"]
+    settings.TASKS = {
+        "jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "JOB_TIMEOUT": 0}}
+    }
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*JOB_TIMEOUT"):
+        task_backends["jobs"]
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"QUEUE_NAME": "casusult-jobs"}, "casusult-jobs"),
+        ({"QUEUE_URL": URL}, "casusult-jobs"),
+        ({"QUEUE_URL": f"{URL}/"}, "casusult-jobs"),
+        ({"QUEUE_URL": URL, "QUEUE_NAME": "other"}, "other"),
+    ],
+)
+def test_queue_name_comes_from_the_name_or_the_url(options, name):
+    assert SQSBackend("default", {"OPTIONS": options}).queue_name == name
+
+
+def test_the_queue_option_is_refused_naming_the_alias():
+    backend = SQSBackend("jobs", {"OPTIONS": {"QUEUE_URL": URL}})
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*--queue"):
+        SQSWorker(backend, queues=["other"])
+
+
+def test_sqs_clients_have_bounded_timeouts():
+    backend = SQSBackend(
+        "default", {"OPTIONS": {"QUEUE_URL": URL, "CLIENT_PARAMS": {"region_name": "us-east-1"}}}
+    )
+    short, poll = backend.client.meta.config, backend.poll_client.meta.config
+    assert short.connect_timeout <= 1
+    assert short.read_timeout <= 3
+    assert poll.read_timeout > backend.options["WAIT_TIME_SECONDS"]
+
+
+def test_a_stop_signal_arriving_twice_at_once_is_one_stop(monkeypatch):
+    worker = SQSWorker(SimpleNamespace(options={}))
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    worker.request_stop(signal.SIGTERM, None)  # from the process group
+    clock[0] += 0.01
+    worker.request_stop(signal.SIGTERM, None)  # the --concurrency parent's forward: no force exit
+    assert worker.stop_requested
+    clock[0] += 2
+    with pytest.raises(SystemExit) as exit_info:  # a real second request: exit now
+        worker.request_stop(signal.SIGINT, None)
+    assert exit_info.value.code == 1

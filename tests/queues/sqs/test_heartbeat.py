@@ -1,0 +1,94 @@
+"""VisibilityHeartbeat on moto: renews while a task runs, stops after, and stops at JOB_TIMEOUT."""
+
+import logging
+import time
+
+import pytest
+
+from queues import liveness
+from queues.sqs.heartbeat import VisibilityHeartbeat
+
+pytestmark = pytest.mark.sqs
+
+
+def receive(sqs, count):
+    """Send `count` messages and receive them all (the queue hides them 1 s)."""
+    for n in range(count):
+        sqs.client.send_message(QueueUrl=sqs.url, MessageBody=f"message {n}")
+    received = []
+    deadline = time.monotonic() + 10
+    while len(received) < count and time.monotonic() < deadline:
+        answer = sqs.client.receive_message(
+            QueueUrl=sqs.url, MaxNumberOfMessages=count - len(received), WaitTimeSeconds=1
+        )
+        received += answer.get("Messages", [])
+    assert len(received) == count
+    return sorted(received, key=lambda message: message["Body"])
+
+
+def received_again(sqs, within):
+    """The id of the first message another consumer receives within `within` seconds, or None."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        answer = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=0)
+        if messages := answer.get("Messages"):
+            return messages[0]["MessageId"]
+        time.sleep(0.1)
+    return None
+
+
+def test_renews_the_running_task_message_past_the_queue_timeout(sqs):
+    [message] = receive(sqs, 1)
+    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, [message], 2, limit=60)
+    with heartbeat:
+        heartbeat.started(message)
+        assert received_again(sqs, within=3) is None  # unrenewed: visible after 2 s
+        assert heartbeat.holds(message)
+        heartbeat.let_go(message)
+    assert not heartbeat.thread.is_alive()
+    assert received_again(sqs, within=5) == message["MessageId"]  # no renewal after
+
+
+def test_a_message_let_go_is_no_longer_renewed_while_the_others_are(sqs):
+    first, second = receive(sqs, 2)
+    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, [first, second], 2, limit=60)
+    with heartbeat:
+        heartbeat.started(second)
+        heartbeat.let_go(first)
+        assert received_again(sqs, within=5) == first["MessageId"]
+        assert received_again(sqs, within=2.5) is None  # the second is still held
+        heartbeat.let_go(second)
+    assert received_again(sqs, within=5) == second["MessageId"]
+
+
+def test_a_running_task_is_kept_hidden_until_job_timeout_and_the_grace_only(
+    sqs, monkeypatch, caplog
+):
+    monkeypatch.setattr(liveness, "STALL_GRACE", 1)
+    [message] = receive(sqs, 1)
+    limit = liveness.stall_limit(1)  # JOB_TIMEOUT 1 s: given up after 2 s
+    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, [message], 1, limit=limit)
+    with caplog.at_level(logging.ERROR, logger="queues.worker"), heartbeat:
+        heartbeat.started(message)
+        started = time.monotonic()
+        again = received_again(sqs, within=8)
+        seen_after = time.monotonic() - started
+        assert not heartbeat.holds(message)
+    assert again == message["MessageId"]
+    assert seen_after >= limit
+    assert "past JOB_TIMEOUT" in caplog.text
+
+
+def crash_while_running(heartbeat, message):
+    with heartbeat:
+        heartbeat.started(message)
+        raise RuntimeError("the worker is forced out mid-batch")
+
+
+def test_leaving_on_an_error_makes_the_held_messages_visible_at_once(sqs):
+    messages = receive(sqs, 2)
+    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, messages, 30, limit=60)
+    with pytest.raises(RuntimeError, match="forced out"):
+        crash_while_running(heartbeat, messages[0])
+    seen = {received_again(sqs, within=1), received_again(sqs, within=1)}
+    assert seen == {message["MessageId"] for message in messages}  # not in 30 s

@@ -1,0 +1,105 @@
+"""`runworker` on SQS in subprocesses: signals, --concurrency, start-up errors, SQS_* variables."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.processes import run_workers_then, start_manage
+from tests.queues import tasks as queue_tasks
+from tests.queues.sqs.support import worker_env
+
+pytestmark = pytest.mark.sqs
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("SQS_JOB_TIMEOUT", "0"), ("SQS_MAX_MESSAGES", "11")]
+)
+def test_sqs_worker_variables_are_validated(manage, variable, value):
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
+    queue_tasks.slow_marker.enqueue("one", 2)
+    queue_tasks.slow_marker.enqueue("two", 2)
+    process = start_manage("runworker", env=worker_env(sqs, SQS_VISIBILITY_TIMEOUT="5"))
+    deadline = time.monotonic() + 30
+    while not queue_tasks.markers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 0, stderr
+    started = queue_tasks.markers()
+    assert len(started) == 2, stderr  # the running task finished; the other never started
+    name = started[0].removeprefix("start:")
+    assert started == [f"start:{name}", name]
+    assert "outcome=succeeded" in stderr
+    # The other message was released for other workers, not deleted and not kept hidden.
+    left = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(left[0]["Body"])["args"][0] != name
+
+
+def test_a_forced_stop_gives_back_the_messages_it_held_at_once(sqs):
+    queue_tasks.slow_marker.enqueue("long", 20)
+    for name in ("a", "b"):
+        queue_tasks.record_marker.enqueue(name)
+    process = start_manage("runworker", env=worker_env(sqs, SQS_VISIBILITY_TIMEOUT="60"))
+    deadline = time.monotonic() + 30
+    while "start:long" not in queue_tasks.markers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.5)  # a second stop, not the same one arriving twice
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert "Second stop signal" in stderr
+    # Back in the queue now, the interrupted task's message too, not in 60 s.
+    received = {}
+    deadline = time.monotonic() + 10
+    while len(received) < 3 and time.monotonic() < deadline:
+        answer = sqs.client.receive_message(
+            QueueUrl=sqs.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in answer.get("Messages", []):
+            received[message["MessageId"]] = json.loads(message["Body"])["args"][0]
+    done = set(queue_tasks.markers())
+    assert "long" not in done  # it was interrupted, and will run again
+    # Those that ran before it (SQS does not promise order) are deleted; the others come back.
+    assert sorted(received.values()) == sorted({"a", "b", "long"} - done), stderr
+
+
+def test_missing_queue_fails_start_up_naming_the_variable(manage):
+    result = manage("check", env={"QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": None})
+    assert result.returncode != 0
+    assert "SQS_QUEUE_URL" in result.stderr and "SQS_QUEUE_NAME" in result.stderr
+
+
+def test_a_worker_process_killed_under_concurrency_stops_the_rest_loudly(sqs):
+    code, stderr = run_workers_then(
+        worker_env(sqs), 2, lambda parent, children: os.kill(children[0], signal.SIGKILL)
+    )
+    assert code == 1, stderr
+    assert "was killed by signal 9; stopping the other workers" in stderr
+    assert "exit codes [-9, 0]" in stderr or "exit codes [0, -9]" in stderr, stderr
+
+
+def test_start_up_errors_of_worker_processes_are_reported(sqs, manage):
+    env = worker_env(sqs, SQS_QUEUE_URL=None, SQS_QUEUE_NAME="no-such-queue")
+    result = manage("runworker", "--concurrency", "2", env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("the queue server is unreachable or refused") == 2, result.stderr
+    assert "NonExistentQueue" in result.stderr or "does not exist" in result.stderr
+
+
+def test_sqs_max_messages_variable_reaches_the_worker(manage):
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_MAX_MESSAGES": "1"}
+    code = "from django.tasks import task_backends; print(task_backends['default'].options['MAX_MESSAGES'])"
+    result = manage("shell", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "1"  # after the shell's "objects imported" line
