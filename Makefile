@@ -53,6 +53,7 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the dependency rule (pyproject.toml [tool.importlinter])
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

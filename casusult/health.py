@@ -13,8 +13,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from django.conf import settings
 from django.db import connections
 from django.http import JsonResponse
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
 import impressions
+
+from .metrics import metrics_view
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +66,6 @@ def probe_impression_buffer():
 
 @probe("queue")
 def probe_queue():
-    from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
-
     backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
     # RQ: PING; SQS: GetQueueUrl. A backend without ping (Immediate, Dummy) runs in-process.
     if hasattr(backend, "ping"):
@@ -132,8 +133,6 @@ def readyz(request):
 
 
 def metrics(request):
-    from .metrics import metrics_view
-
     return metrics_view(request)
 
 

@@ -18,6 +18,8 @@ import os
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
+from django.http import HttpResponse
+from django.tasks.signals import task_finished, task_started
 from prometheus_client import (  # after the directory exists
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -31,6 +33,8 @@ from prometheus_client import (  # after the directory exists
 from prometheus_client.core import GaugeMetricFamily
 
 import impressions
+from impressions import signals as impressions_signals
+from queues import signals as queues_signals
 
 logger = logging.getLogger(__name__)
 
@@ -127,16 +131,17 @@ def on_flush_finished(sender, report, duration, error, **kwargs):
 
 
 def connect_signals():
-    from django.tasks.signals import task_finished, task_started
-
-    from impressions.signals import flush_finished, impressions_recorded
-    from queues.signals import sqs_receive_failed
-
     task_started.connect(on_task_started, dispatch_uid="casusult-metrics-task-started")
     task_finished.connect(on_task_finished, dispatch_uid="casusult-metrics-task-finished")
-    sqs_receive_failed.connect(on_sqs_receive_failed, dispatch_uid="casusult-metrics-sqs-receive")
-    impressions_recorded.connect(on_impressions_recorded, dispatch_uid="casusult-metrics-record")
-    flush_finished.connect(on_flush_finished, dispatch_uid="casusult-metrics-flush")
+    queues_signals.sqs_receive_failed.connect(
+        on_sqs_receive_failed, dispatch_uid="casusult-metrics-sqs-receive"
+    )
+    impressions_signals.impressions_recorded.connect(
+        on_impressions_recorded, dispatch_uid="casusult-metrics-record"
+    )
+    impressions_signals.flush_finished.connect(
+        on_flush_finished, dispatch_uid="casusult-metrics-flush"
+    )
 
 
 class PendingCollector:
@@ -193,6 +198,4 @@ def render_metrics():
 
 
 def metrics_view(request):
-    from django.http import HttpResponse
-
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
