@@ -18,6 +18,7 @@ DEFAULTS = {
     "IMPRESSIONS_KEY_PREFIX": "imp",
     "IMPRESSIONS_SHARDS": 16,
     "IMPRESSIONS_LEDGER_RETENTION_DAYS": 30,
+    "IMPRESSIONS_HISTORY_DAYS": 400,
 }
 
 
@@ -75,6 +76,10 @@ class Settings:
     def LEDGER_RETENTION_DAYS(self):
         return self._get("IMPRESSIONS_LEDGER_RETENTION_DAYS")
 
+    @property
+    def HISTORY_DAYS(self):
+        return self._get("IMPRESSIONS_HISTORY_DAYS")
+
 
 conf = Settings()
 
@@ -94,6 +99,7 @@ RULES = [
     ("IMPRESSIONS_KEY_PREFIX", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
     ("IMPRESSIONS_SHARDS", lambda v: _whole(v, 1, 1024), "a whole number from 1 to 1024"),
     ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1, 36500), "a whole number of days from 1 to 36500"),
+    ("IMPRESSIONS_HISTORY_DAYS", lambda v: _whole(v, 0, 36500), "a whole number of days from 0 (keep all) to 36500"),
 ]  # fmt: skip
 
 
