@@ -118,6 +118,9 @@ class PendingImpressionsAdminMixin:
 class DashboardAdmin(admin.ModelAdmin):
     """/admin/impressions/dashboard/: charts, top objects, the buffer; staff only, read-only."""
 
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
 
@@ -155,7 +158,7 @@ class DashboardAdmin(admin.ModelAdmin):
             "range_choices": dashboard.RANGE_CHOICES,
             "chart": dashboard.site_chart(date_range),
             "chart_id": "site",
-            "top_lists": dashboard.top_lists(today, date_range),
+            "top_lists": dashboard.top_lists(today, date_range, request.user),
             "buffer": dashboard.buffer_panel(),
             "csv_url": reverse("admin:impressions_dashboard_csv"),
             **(extra_context or {}),

@@ -1,6 +1,7 @@
 """The admin dashboard's data: date range, charts, top objects, the buffer panel, CSV export."""
 
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -93,25 +94,29 @@ def counted_model():
     return apps.get_model(getattr(settings, "IMPRESSIONS_MODEL", "casusult.Post"))
 
 
-def describe_objects(ids):
-    """{id: (label, admin change URL or None)}; a deleted object keeps its id as label."""
+def describe_objects(ids, user):
+    """{id: (label, admin change URL or None)}; links only for users who may view the objects."""
     model = counted_model()
     found = model._default_manager.in_bulk(list(ids))
+    opts = model._meta
+    may_view = user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or user.has_perm(
+        f"{opts.app_label}.change_{opts.model_name}"
+    )
     described = {}
     for object_id in ids:
         obj = found.get(object_id)
         if obj is None:
             described[object_id] = (f"#{object_id} (deleted)", None)
             continue
-        try:
-            url = reverse(f"admin:{admin_urlname(model._meta, 'change')}", args=[object_id])
-        except NoReverseMatch:  # the model is not in the admin
-            url = None
+        url = None
+        if may_view:
+            with suppress(NoReverseMatch):  # the model may not be in the admin
+                url = reverse(admin_urlname(opts, "change"), args=[object_id])
         described[object_id] = (str(obj), url)
     return described
 
 
-def top_lists(today, date_range):
+def top_lists(today, date_range, user):
     """The ranked lists of the dashboard, each [(rank, id, count, label, url), …] with a total."""
     lists = [
         ("today", today.isoformat(), history.top_in(periods.DAY, today, TOP_LIMIT)),
@@ -131,7 +136,7 @@ def top_lists(today, date_range):
             history.top_posts(date_range.start, date_range.end, TOP_LIMIT),
         ),
     ]
-    described = describe_objects({object_id for *_, rows in lists for object_id, _ in rows})
+    described = describe_objects({object_id for *_, rows in lists for object_id, _ in rows}, user)
     return [
         {
             "name": name,
