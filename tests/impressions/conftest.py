@@ -1,9 +1,12 @@
-"""Fixtures of the impressions tests: staff and plain users' clients, a history to read."""
+"""Fixtures of the impressions tests: users' clients, a history to read, headless Chromium."""
 
+import contextlib
+import os
 from datetime import date
 
 import pytest
 from django.contrib.auth import get_user_model
+from playwright.sync_api import sync_playwright
 
 from .history_rows import add_impressions
 
@@ -40,3 +43,51 @@ def history_rows():
 def wednesday():
     """A fixed 'today' in the middle of an ISO week and a month: 2026-11-18."""
     return date(2026, 11, 18)
+
+
+CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium():
+    """open() -> a context manager giving (page, console errors) in Debian's headless Chromium.
+
+    Playwright's sync API runs an event loop, and Django refuses ORM calls while one runs: set up
+    the database before opening the browser, and query it after closing it.
+    """
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"No Chromium at {CHROMIUM}: install Debian's package with `make browser`"
+            " (apt-get install -y chromium), or point TEST_CHROMIUM at a Chromium binary."
+        )
+
+    @contextlib.contextmanager
+    def open_page():
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                errors = []
+
+                def on_console(message):
+                    # The browser asks for /favicon.ico by itself; the site has none (not the page's).
+                    url = message.location.get("url", "")
+                    if message.type == "error" and not url.endswith("/favicon.ico"):
+                        errors.append(f"{message.text} ({url})")
+
+                page.on("console", on_console)
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                yield page, errors
+            finally:
+                browser.close()
+
+    return open_page
