@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from . import dashboard, history
+from . import dashboard, stats
 from .models import Dashboard, Flush
 from .recorder import lost, pending_status
 from .schedule import enqueue_flush
@@ -140,7 +140,7 @@ class DashboardAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        today = history.today()
+        today = stats.today()
         status, error = 200, None
         try:
             date_range = dashboard.parse_range(request.GET, today)
@@ -170,7 +170,7 @@ class DashboardAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
-            date_range = dashboard.parse_range(request.GET, history.today())
+            date_range = dashboard.parse_range(request.GET, stats.today())
             post_text = request.GET.get("post", "").strip()
             if post_text and not (post_text.isascii() and post_text.isdigit()):
                 raise dashboard.BadRange(f"post must be an object id, not {post_text[:20]!r}.")
@@ -180,10 +180,10 @@ class DashboardAdmin(admin.ModelAdmin):
         if post_text:
             post_ids, name = [int(post_text)], f"impressions-{int(post_text)}"
         else:
-            post_ids = [object_id for object_id, _ in history.top_posts(start, end)]
+            post_ids = [object_id for object_id, _ in stats.top_posts(start, end)]
             name = "impressions-top"
         out = io.StringIO()
-        history.write_csv(out, post_ids, start, end)
+        stats.write_csv(out, post_ids, start, end)
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
         filename = f"{name}-{start.isoformat()}-{end.isoformat()}.csv"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -198,7 +198,7 @@ class HistoryChartAdminMixin:
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
         if object_id and object_id.isascii() and object_id.isdigit():
-            today = history.today()
+            today = stats.today()
             extra_context.update(
                 impressions_chart=dashboard.object_chart(int(object_id), today),
                 impressions_chart_id=f"object-{object_id}",

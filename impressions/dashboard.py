@@ -11,7 +11,7 @@ from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from . import charts, history, keys, periods
+from . import charts, keys, periods, stats
 from .conf import conf
 from .models import Flush
 from .recorder import get_client, lost
@@ -119,21 +119,21 @@ def describe_objects(ids, user):
 def top_lists(today, date_range, user):
     """The ranked lists of the dashboard, each [(rank, id, count, label, url), …] with a total."""
     lists = [
-        ("today", today.isoformat(), history.top_in(periods.DAY, today, TOP_LIMIT)),
+        ("today", today.isoformat(), stats.top_in(periods.DAY, today, TOP_LIMIT)),
         (
             "this week",
             f"since Monday {periods.week_of(today).isoformat()}",
-            history.top_in(periods.WEEK, today, TOP_LIMIT),
+            stats.top_in(periods.WEEK, today, TOP_LIMIT),
         ),
         (
             "this month",
             f"since {periods.month_of(today).isoformat()}",
-            history.top_in(periods.MONTH, today, TOP_LIMIT),
+            stats.top_in(periods.MONTH, today, TOP_LIMIT),
         ),
         (
             "in the range",
             f"{date_range.start.isoformat()} to {date_range.end.isoformat()}",
-            history.top_posts(date_range.start, date_range.end, TOP_LIMIT),
+            stats.top_posts(date_range.start, date_range.end, TOP_LIMIT),
         ),
     ]
     described = describe_objects({object_id for *_, rows in lists for object_id, _ in rows}, user)
@@ -151,8 +151,8 @@ def top_lists(today, date_range, user):
 
 
 def site_chart(date_range):
-    series = history.filled(
-        history.daily_totals(date_range.start, date_range.end), date_range.start, date_range.end
+    series = stats.filled(
+        stats.daily_totals(date_range.start, date_range.end), date_range.start, date_range.end
     )
     title = (
         f"Impressions per day, site-wide, {date_range.start.isoformat()}"
@@ -163,8 +163,8 @@ def site_chart(date_range):
 
 def object_chart(object_id, today, days=DEFAULT_DAYS):
     start = today - timedelta(days=days - 1)
-    counts = history.history([object_id], start, today)[object_id]
-    series = history.filled(counts, start, today)
+    counts = stats.history([object_id], start, today)[object_id]
+    series = stats.filled(counts, start, today)
     return charts.bar_chart(series, title=f"Impressions per day of #{object_id}, last {days} days")
 
 

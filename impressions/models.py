@@ -31,7 +31,7 @@ class Flush(models.Model):
         return f"flush {self.id} ({self.outcome})"
 
 
-# The history (issue 11). impressions/history.py reads it; the flush writes it, in the same
+# The history (issue 11). impressions/stats.py reads it; the flush writes it, in the same
 # transaction as the totals and the ledger, so that every row below is always in step with
 # the totals. No foreign key: the counted model comes from settings and its rows may be deleted.
 
@@ -70,7 +70,7 @@ class PeriodImpressions(models.Model):
     adds, add the same count to the object's week row (`start` = impressions.periods.week_of(day),
     the Monday) and month row (`start` = periods.month_of(day), the 1st), upserting on
     (period, start, object_id). A row equals the sum of the object's daily rows in its period.
-    Pruning: delete rows whose period starts before the oldest kept day (history.py never reads
+    Pruning: delete rows whose period starts before the oldest kept day (stats.py never reads
     a period that starts before it).
     """
 

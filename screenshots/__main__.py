@@ -66,7 +66,7 @@ def fill(seed=7):
     from django.utils import timezone
 
     from casusult.models import Post
-    from impressions import history, periods
+    from impressions import periods, stats
     from impressions.models import DailyImpressions, Flush, PeriodImpressions, SiteDailyImpressions
     from impressions.recorder import get_flush_client, record_impressions
 
@@ -76,7 +76,7 @@ def fill(seed=7):
     if user is None:
         user = user_model.objects.create_superuser(USERNAME, "shots@example.com", PASSWORD)
     Post.objects.all().delete()
-    today = history.today()
+    today = stats.today()
     posts = Post.objects.bulk_create(
         Post(author=user, body=body, created_at=timezone.now() - timedelta(days=90 - 11 * n))
         for n, body in enumerate(BODIES)
@@ -124,7 +124,7 @@ def fill(seed=7):
     for viewer in range(40):
         record_impressions(f"u:{viewer}", [post.id for post in rng.sample(posts, 3)])
     # The post chart shows the post with the most impressions of the last 30 days.
-    (top_id, _), *_ = history.top_posts(today - timedelta(days=29), today, 1)
+    (top_id, _), *_ = stats.top_posts(today - timedelta(days=29), today, 1)
     return Post.objects.get(pk=top_id)
 
 

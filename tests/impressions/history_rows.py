@@ -1,4 +1,4 @@
-"""Writes history rows as the flush's contract says (impressions/history.py), for read-side tests."""
+"""Writes history rows as the flush's contract says (impressions/stats.py), for read-side tests."""
 
 from collections import Counter
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 
-from impressions import history
+from impressions import stats
 from tests.factories import make_posts
 
 from .support import standalone_buffer
@@ -43,17 +43,17 @@ def test_staff_sees_the_charts_with_the_database_numbers(
 ):
     get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
     posts = make_posts(3)
-    today = history.today()
+    today = stats.today()
     for days_ago, post, count in [(0, 0, 7), (0, 1, 3), (1, 0, 12), (9, 2, 4), (29, 1, 1)]:
         history_rows(posts[post].id, today - timedelta(days=days_ago), count)
     start = today - timedelta(days=29)
     site = {
         day.isoformat(): n
-        for day, n in history.filled(history.daily_totals(start, today), start, today)
+        for day, n in stats.filled(stats.daily_totals(start, today), start, today)
     }
-    post_counts = history.history([posts[0].id], start, today)[posts[0].id]
-    post_series = {day.isoformat(): n for day, n in history.filled(post_counts, start, today)}
-    top_today = history.top_posts(today, today)
+    post_counts = stats.history([posts[0].id], start, today)[posts[0].id]
+    post_series = {day.isoformat(): n for day, n in stats.filled(post_counts, start, today)}
+    top_today = stats.top_posts(today, today)
 
     with chromium() as (page, errors):
         page.goto(f"{live_server.url}/admin/login/?next=/admin/impressions/dashboard/")

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.test import override_settings
 
 from casusult import devservices
-from impressions import history
+from impressions import stats
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
@@ -62,7 +62,7 @@ def test_dashboard_shows_the_site_chart_and_top_posts(
     superuser_client, history_rows, standalone_buffer
 ):
     posts = make_posts(3)
-    today = history.today()
+    today = stats.today()
     history_rows(posts[0].id, today, 5)
     history_rows(posts[1].id, today, 7)
     history_rows(posts[1].id, today - timedelta(days=3), 2)
@@ -90,7 +90,7 @@ def test_dashboard_shows_the_site_chart_and_top_posts(
 
 def test_range_switch_and_bad_ranges(staff_client, history_rows, standalone_buffer):
     posts = make_posts(1)
-    today = history.today()
+    today = stats.today()
     history_rows(posts[0].id, today - timedelta(days=60), 3)
     html = staff_client.get(f"{DASHBOARD}?days=90").content.decode()
     assert len(bar_counts(html, "site")) == 90
@@ -139,7 +139,7 @@ def test_staff_without_permissions_see_no_post_links_and_no_flush_button(
     staff_client, history_rows, standalone_buffer
 ):
     posts = make_posts(1)
-    history_rows(posts[0].id, history.today(), 3)
+    history_rows(posts[0].id, stats.today(), 3)
     html = staff_client.get(DASHBOARD).content.decode()
     assert top_rows(html, "today") == [(posts[0].id, "", 3)]  # label, no link to a 403
     assert "flush-now" not in html
@@ -155,14 +155,14 @@ def test_staff_without_permissions_see_no_post_links_and_no_flush_button(
 
 def test_dashboard_renders_with_redis_down(staff_client, history_rows):
     posts = make_posts(1)
-    history_rows(posts[0].id, history.today(), 4)
+    history_rows(posts[0].id, stats.today(), 4)
     port = devservices.free_port()  # nothing listens there
     with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
         response = staff_client.get(DASHBOARD)
     assert response.status_code == 200
     html = response.content.decode()
     assert 'id="buffer-unavailable">unavailable' in html
-    assert bar_counts(html, "site")[history.today().isoformat()] == 4  # the rest still renders
+    assert bar_counts(html, "site")[stats.today().isoformat()] == 4  # the rest still renders
 
 
 def test_admin_index_and_post_list_link_to_the_dashboard(superuser_client, standalone_buffer):
@@ -178,7 +178,7 @@ def test_post_page_shows_its_chart_for_the_last_30_days(
     superuser_client, history_rows, standalone_buffer
 ):
     posts = make_posts(2)
-    today = history.today()
+    today = stats.today()
     history_rows(posts[0].id, today, 6)
     history_rows(posts[0].id, today - timedelta(days=29), 1)
     history_rows(posts[0].id, today - timedelta(days=30), 99)  # 31 days ago: not drawn
@@ -196,7 +196,7 @@ def test_post_page_shows_its_chart_for_the_last_30_days(
 
 def test_csv_of_one_post_and_of_the_top_posts(staff_client, history_rows):
     posts = make_posts(2)
-    today = history.today()
+    today = stats.today()
     history_rows(posts[0].id, today, 2)
     history_rows(posts[1].id, today - timedelta(days=1), 5)
     response = staff_client.get(f"{CSV}?post={posts[0].id}&days=7")

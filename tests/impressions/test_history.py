@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from impressions import history, periods
+from impressions import periods, stats
 
 from .history_rows import add_many
 
@@ -24,29 +24,29 @@ def test_history_is_inclusive_and_leaves_out_empty_days(history_rows):
     history_rows(1, NOV[9], 7)
     history_rows(2, NOV[4], 1)
     history_rows(3, NOV[4], 9)  # not asked for
-    result = history.history([1, 2, 4], NOV[0], NOV[4])
+    result = stats.history([1, 2, 4], NOV[0], NOV[4])
     assert result == {1: {NOV[0]: 3, NOV[4]: 7}, 2: {NOV[4]: 1}, 4: {}}
-    assert list(history.history(["2"], NOV[5], NOV[9])) == [2]  # ids as strings are fine
-    assert history.history([1], NOV[9], NOV[9]) == {1: {NOV[9]: 7}}
-    assert history.history([], NOV[0], NOV[9]) == {}
+    assert list(stats.history(["2"], NOV[5], NOV[9])) == [2]  # ids as strings are fine
+    assert stats.history([1], NOV[9], NOV[9]) == {1: {NOV[9]: 7}}
+    assert stats.history([], NOV[0], NOV[9]) == {}
 
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="after end"):
-        history.history([1], NOV[2], NOV[1])
+        stats.history([1], NOV[2], NOV[1])
     with pytest.raises(TypeError, match=r"start must be a datetime\.date"):
-        history.top_posts(datetime(2026, 11, 1), NOV[1])
+        stats.top_posts(datetime(2026, 11, 1), NOV[1])
     with pytest.raises(TypeError, match="end must be"):
-        history.daily_totals(NOV[1], "2026-11-02")
+        stats.daily_totals(NOV[1], "2026-11-02")
 
 
 def test_daily_totals_sum_the_site(history_rows):
     history_rows(1, NOV[0], 3)
     history_rows(2, NOV[0], 4)
     history_rows(2, NOV[2], 1)
-    assert history.daily_totals(NOV[0], NOV[2]) == {NOV[0]: 7, NOV[2]: 1}
-    assert history.daily_totals(NOV[1], NOV[1]) == {}
-    assert history.filled({NOV[2]: 1}, NOV[1], NOV[3]) == [(NOV[1], 0), (NOV[2], 1), (NOV[3], 0)]
+    assert stats.daily_totals(NOV[0], NOV[2]) == {NOV[0]: 7, NOV[2]: 1}
+    assert stats.daily_totals(NOV[1], NOV[1]) == {}
+    assert stats.filled({NOV[2]: 1}, NOV[1], NOV[3]) == [(NOV[1], 0), (NOV[2], 1), (NOV[3], 0)]
 
 
 def test_top_posts_highest_first_ties_by_id_limited(history_rows):
@@ -60,10 +60,10 @@ def test_top_posts_highest_first_ties_by_id_limited(history_rows):
         (8, NOV[0], 100),  # outside the range
     ]:
         history_rows(object_id, day, count)
-    assert history.top_posts(NOV[1], NOV[3]) == [(9, 12), (3, 10), (5, 10), (7, 1)]
-    assert history.top_posts(NOV[1], NOV[3], limit=2) == [(9, 12), (3, 10)]
-    assert history.top_posts(NOV[1], NOV[3], limit=0) == []
-    assert history.top_posts(NOV[4], NOV[19]) == []
+    assert stats.top_posts(NOV[1], NOV[3]) == [(9, 12), (3, 10), (5, 10), (7, 1)]
+    assert stats.top_posts(NOV[1], NOV[3], limit=2) == [(9, 12), (3, 10)]
+    assert stats.top_posts(NOV[1], NOV[3], limit=0) == []
+    assert stats.top_posts(NOV[4], NOV[19]) == []
 
 
 def test_top_in_reads_the_day_week_and_month(history_rows):
@@ -72,10 +72,10 @@ def test_top_in_reads_the_day_week_and_month(history_rows):
     history_rows(2, wednesday - timedelta(days=1), 5)  # Tuesday, same week
     history_rows(3, date(2026, 11, 2), 9)  # same month, an earlier week
     history_rows(4, date(2026, 10, 31), 50)  # last month
-    assert history.top_in(periods.DAY, wednesday) == [(1, 2)]
-    assert history.top_in(periods.WEEK, wednesday) == [(2, 5), (1, 2)]
-    assert history.top_in(periods.MONTH, wednesday) == [(3, 9), (2, 5), (1, 2)]
-    assert history.top_in(periods.MONTH, wednesday, limit=1) == [(3, 9)]
+    assert stats.top_in(periods.DAY, wednesday) == [(1, 2)]
+    assert stats.top_in(periods.WEEK, wednesday) == [(2, 5), (1, 2)]
+    assert stats.top_in(periods.MONTH, wednesday) == [(3, 9), (2, 5), (1, 2)]
+    assert stats.top_in(periods.MONTH, wednesday, limit=1) == [(3, 9)]
 
 
 def brute_force_top(rows, start, end, limit):
@@ -108,20 +108,20 @@ def test_top_posts_matches_brute_force_on_random_ranges(skew, monkeypatch):
     rows = random_rows(rng, objects=60, first_day=first, days=120, skew=skew)
     add_many(rows)
     rounds = Counter()
-    original = history.ranked_sums
+    original = stats.ranked_sums
 
     def counting(pieces, limit, object_ids=None):
         rounds["candidates" if object_ids is not None else "group-by"] += 1
         return original(pieces, limit, object_ids)
 
-    monkeypatch.setattr(history, "ranked_sums", counting)
-    monkeypatch.setattr(history, "FIRST_DEPTH", 3)  # small, so several rounds happen
+    monkeypatch.setattr(stats, "ranked_sums", counting)
+    monkeypatch.setattr(stats, "FIRST_DEPTH", 3)  # small, so several rounds happen
     for _ in range(40):
         start = first + timedelta(days=rng.randrange(120))
         end = min(start + timedelta(days=rng.randrange(100)), first + timedelta(days=119))
         limit = rng.choice([1, 3, 10])
         with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-            assert history.top_posts(start, end, limit) == brute_force_top(rows, start, end, limit)
+            assert stats.top_posts(start, end, limit) == brute_force_top(rows, start, end, limit)
     assert rounds["candidates"] > 0
 
 
@@ -129,30 +129,30 @@ def test_top_posts_falls_back_to_one_group_by_past_the_candidate_cap(monkeypatch
     rng = random.Random(3)
     rows = random_rows(rng, objects=40, first_day=NOV[0], days=20, skew=None)
     add_many(rows)
-    monkeypatch.setattr(history, "MAX_CANDIDATES", 5)
+    monkeypatch.setattr(stats, "MAX_CANDIDATES", 5)
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        assert history.top_posts(NOV[0], NOV[19], 10) == brute_force_top(rows, NOV[0], NOV[19], 10)
+        assert stats.top_posts(NOV[0], NOV[19], 10) == brute_force_top(rows, NOV[0], NOV[19], 10)
 
 
 def test_top_posts_counts_from_the_oldest_kept_day(history_rows, monkeypatch):
     today = date(2026, 11, 30)
-    monkeypatch.setattr(history, "today", lambda: today)
+    monkeypatch.setattr(stats, "today", lambda: today)
     history_rows(1, date(2026, 11, 5), 100)  # older than 10 days: pruned soon, not counted
     history_rows(1, date(2026, 11, 25), 1)
     history_rows(2, date(2026, 11, 26), 2)
     with override_settings(IMPRESSIONS_HISTORY_DAYS=10):
-        assert history.oldest_kept_day() == date(2026, 11, 21)
-        assert history.top_posts(date(2026, 11, 1), today) == [(2, 2), (1, 1)]
+        assert stats.oldest_kept_day() == date(2026, 11, 21)
+        assert stats.top_posts(date(2026, 11, 1), today) == [(2, 2), (1, 1)]
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        assert history.oldest_kept_day() is None
-        assert history.top_posts(date(2026, 11, 1), today) == [(1, 101), (2, 2)]
+        assert stats.oldest_kept_day() is None
+        assert stats.top_posts(date(2026, 11, 1), today) == [(1, 101), (2, 2)]
 
 
 def test_csv_has_every_day_of_every_post_in_order(history_rows):
     history_rows(7, NOV[1], 4)
     history_rows(3, NOV[2], 2)
     out = io.StringIO()
-    history.write_csv(out, [7, 3], NOV[0], NOV[2])
+    stats.write_csv(out, [7, 3], NOV[0], NOV[2])
     assert out.getvalue() == (
         "post_id,day,impressions\n"
         "7,2026-11-01,0\n"

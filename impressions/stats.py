@@ -1,4 +1,7 @@
-"""The impression history: per-day counts of counted objects, read by range, top and CSV.
+"""The impression history's read side: per-day counts of counted objects by range, top, CSV.
+
+Named stats, not history: the package re-exports the function `history` as `impressions.history`,
+and a submodule of the same name would shadow it once imported.
 
 Read API (dates are `datetime.date`, ranges include both ends, days are TIME_ZONE days):
 
