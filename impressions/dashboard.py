@@ -175,7 +175,9 @@ def buffer_panel():
         client = get_client(BUFFER_TIMEOUT)
         pipe = client.pipeline(transaction=False)
         for shard in range(conf.SHARDS):
-            pipe.eval(
+            # EVAL by name: a cluster pipeline has no eval() method (as in recorder.pending_status).
+            pipe.execute_command(
+                "EVAL",
                 BUFFER_TOTALS,
                 3,
                 keys.pending_key(shard),

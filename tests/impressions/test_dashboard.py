@@ -10,12 +10,12 @@ from django.contrib.auth.models import Permission
 from django.test import override_settings
 
 from casusult import devservices
-from impressions import stats
+from impressions import dashboard, keys, stats
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
-from .support import scheduled_flushes, standalone_buffer
+from .support import buffer, cluster_buffer, scheduled_flushes, standalone_buffer
 
 pytestmark = pytest.mark.django_db
 
@@ -133,6 +133,20 @@ def test_buffer_panel_shows_pending_lost_schedule_and_last_flush(
     )
     assert response["Location"] == DASHBOARD + "?days=7"
     assert len(scheduled_flushes()) == before + 1
+
+
+def test_buffer_panel_reads_every_shard_standalone_and_on_a_cluster(buffer):
+    posts = make_posts(3)
+    for viewer in range(20):  # viewers spread over the shards (and the cluster's nodes)
+        record_impressions(f"u:{viewer}", [p.id for p in posts])
+    flush_id = "taken-not-applied"
+    shard = keys.shard_of("u:0")
+    buffer.hset(keys.snapshot_key(shard, flush_id), mapping={posts[0].id: 5})
+    buffer.sadd(keys.snapshots_key(shard), flush_id)
+    panel = dashboard.buffer_panel()
+    assert panel["available"] is True
+    assert (panel["pending"], panel["in_snapshots"], panel["lost_reported"]) == (60, 5, 0)
+    assert panel["scheduled"] is True
 
 
 def test_staff_without_permissions_see_no_post_links_and_no_flush_button(
