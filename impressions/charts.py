@@ -3,6 +3,7 @@
 import math
 from dataclasses import dataclass
 
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 # Room for the y-axis labels on the left and the day labels below the bars.
@@ -19,6 +20,15 @@ class Bar:
     height: float
     day: object  # datetime.date
     count: int
+
+    # Ready-made text: the template's date filter would cost more than the whole geometry.
+    @property
+    def iso(self):
+        return self.day.isoformat()
+
+    @property
+    def label(self):
+        return f"{WEEKDAYS[self.day.weekday()]} {self.day.isoformat()}"
 
 
 @dataclass(frozen=True)
