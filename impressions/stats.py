@@ -37,7 +37,6 @@ import csv
 from datetime import date, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Sum
 from django.utils import timezone
 
 from . import periods
@@ -190,17 +189,6 @@ def ranked_sums(pieces, limit, object_ids=None):
 
 def _marks(values):
     return ", ".join(["%s"] * len(values))
-
-
-def period_totals(period, start):
-    """Site-wide impressions of a week or month (for the dashboard's headings)."""
-    piece = periods.Piece(period, start)
-    return (
-        SiteDailyImpressions.objects.filter(day__range=(piece.start, piece.end)).aggregate(
-            total=Sum("count")
-        )["total"]
-        or 0
-    )
 
 
 def filled(counts, start, end):
