@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test lint format bench loadtest venv services migrate
+.PHONY: run serve test lint format bench loadtest venv services migrate browser screenshots
 
 venv: $(VENV)/.installed
 
@@ -45,10 +45,27 @@ serve: migrate
 	@GUNICORN_BIND=$(HOST):$(PORT) $(PY) -m devservices supervise \
 		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" $(WORKER)
 
+# Headless Chromium for the dashboard's browser test and the screenshots: Debian's package, as
+# root (CI); Playwright drives it through executable_path and never downloads a browser.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "No $(CHROMIUM): run 'sudo apt-get install -y chromium' (the browser test needs it)" >&2; exit 1; fi; }
+
 test: DJANGO_SETTINGS_MODULE = settings.test
-test: venv
+test: venv browser
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# PNGs of the dashboard and a post's chart into docs/screenshots/, from a database of their own
+# (created and filled with a made-up history) and a Redis db they may FLUSHDB.
+SCREENSHOTS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/screenshots
+SCREENSHOTS_REDIS_URL ?= redis://127.0.0.1:6379/9
+screenshots: venv browser
+	@$(PY) -m devservices ensure --database-url $(SCREENSHOTS_DATABASE_URL) --redis-url $(SCREENSHOTS_REDIS_URL)
+	DATABASE_URL=$(SCREENSHOTS_DATABASE_URL) REDIS_URL=$(SCREENSHOTS_REDIS_URL) \
+		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m screenshots
 
 lint: venv
 	$(VENV)/bin/ruff check .

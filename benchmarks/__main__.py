@@ -11,7 +11,7 @@ from pathlib import Path
 from casusult.arguments import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "flush", "e2e", "memory")
+ALL = ("record", "flush", "e2e", "memory", "dashboard")
 
 
 def sizes(text):
@@ -96,6 +96,9 @@ def parser():
         default=None,
         help="after the rounds, cProfile ours once: the record path and a flush this big"
         " (default: the largest --flush-sizes; 0: no profile)",
+    )
+    p.add_argument(
+        "--dashboard-requests", type=positive_int, default=20, help="dashboard: requests per page"
     )
     p.add_argument("--seed", type=int, default=5, help="for the random pages, posts, viewers")
     p.add_argument(

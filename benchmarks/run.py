@@ -3,7 +3,7 @@
 import math
 import time
 
-from . import end_to_end, fixtures, flush, machine, memory, record
+from . import dashboard, end_to_end, fixtures, flush, machine, memory, record
 from .harness import LIMIT, format_bytes, format_rate, ours_of
 from .report import Section, flush_chart, write_markdown
 
@@ -77,6 +77,16 @@ def run_all(options, command):
                 f"Redis memory: **{format_bytes(figures['dedup_bytes'])} per de-dup entry**"
                 f" (viewers of a page; {format_bytes(figures['dedup_bytes_heavy'])} for heavy"
                 f" viewers), **{format_bytes(figures['pending_bytes'])} per pending post**."
+            )
+    if "dashboard" in options.only:
+        body, figures = dashboard.run(options, redis_client)
+        sections.append(Section("5. Dashboard", "", body))
+        default = figures.get("dashboard, default (30 days)")
+        if default:
+            headlines.append(
+                f"Dashboard: **{default[0] * 1e3:.0f} ms** median for the default page"
+                f" ({default[1]} SQL queries) over a history of {dashboard.HISTORY_POSTS:,}"
+                f" posts x {dashboard.HISTORY_DAYS} days."
             )
     redis_client.flushdb()
 

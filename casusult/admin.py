@@ -1,12 +1,12 @@
 from django.contrib import admin
 
-from impressions.admin import PendingImpressionsAdminMixin
+from impressions.admin import HistoryChartAdminMixin, PendingImpressionsAdminMixin
 
 from .models import Post
 
 
 @admin.register(Post)
-class PostAdmin(PendingImpressionsAdminMixin, admin.ModelAdmin):
+class PostAdmin(PendingImpressionsAdminMixin, HistoryChartAdminMixin, admin.ModelAdmin):
     # impressions: flushed to the database (sortable); pending: still in Redis, live.
     list_display = [
         "id",

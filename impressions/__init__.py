@@ -1,7 +1,15 @@
 """Impressions: count the posts a timeline served, buffer in Redis, flush to the database."""
 
 # The public API (impressions/api.py), reachable as impressions.record etc.
-__all__ = ["BufferStatus", "buffer_status", "pending_counts", "ping", "record"]
+__all__ = [
+    "BufferStatus",
+    "buffer_status",
+    "history",
+    "pending_counts",
+    "ping",
+    "record",
+    "top_posts",
+]
 
 
 def __getattr__(name):

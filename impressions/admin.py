@@ -1,12 +1,21 @@
-"""Admin: the read-only flush ledger, a "flush now" button, and live pending counts for posts."""
+"""Admin: the flush ledger, "flush now", live pending counts, the dashboard and post charts."""
+
+import io
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from .models import Flush
+from . import dashboard, stats
+from .models import Dashboard, Flush
 from .recorder import lost, pending_status
 from .tasks import enqueue_flush
 
@@ -103,3 +112,100 @@ class PendingImpressionsAdminMixin:
             context.update(getattr(request, "impressions_status", {}))
             context.update(flush_now_context(request))
         return response
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):
+    """/admin/impressions/dashboard/: charts, top objects, the buffer; staff only, read-only."""
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        csv_view = self.admin_site.admin_view(self.csv_view)
+        return [path("csv/", csv_view, name="impressions_dashboard_csv"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        today = stats.today()
+        status, error = 200, None
+        try:
+            date_range = dashboard.parse_range(request.GET, today)
+        except dashboard.BadRange as bad:
+            status, error = 400, str(bad)
+            date_range = dashboard.parse_range({}, today)
+        context = {
+            **self.admin_site.each_context(request),
+            **flush_now_context(request),
+            "title": "Impressions dashboard",
+            "opts": self.model._meta,
+            "today": today,
+            "range": date_range,
+            "range_error": error,
+            "range_choices": dashboard.RANGE_CHOICES,
+            "chart": dashboard.site_chart(date_range),
+            "chart_id": "site",
+            "top_lists": dashboard.top_lists(today, date_range, request.user),
+            "buffer": dashboard.buffer_panel(),
+            "csv_url": reverse("admin:impressions_dashboard_csv"),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/impressions/dashboard.html", context, status=status)
+
+    def csv_view(self, request):
+        """GET: per-day counts of `post`, or of the top posts of the range, as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            date_range = dashboard.parse_range(request.GET, stats.today())
+            post_text = request.GET.get("post", "").strip()
+            if post_text and not (post_text.isascii() and post_text.isdigit()):
+                raise dashboard.BadRange(f"post must be an object id, not {post_text[:20]!r}.")
+        except dashboard.BadRange as bad:
+            return HttpResponseBadRequest(str(bad), content_type="text/plain; charset=utf-8")
+        start, end = date_range.start, date_range.end
+        if post_text:
+            post_ids, name = [int(post_text)], f"impressions-{int(post_text)}"
+        else:
+            post_ids = [object_id for object_id, _ in stats.top_posts(start, end)]
+            name = "impressions-top"
+        out = io.StringIO()
+        stats.write_csv(out, post_ids, start, end)
+        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        filename = f"{name}-{start.isoformat()}-{end.isoformat()}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+class HistoryChartAdminMixin:
+    """For the counted model's admin: the object's impressions per day on its change page."""
+
+    change_form_template = "admin/impressions/object_change_form.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        if object_id and object_id.isascii() and object_id.isdigit():
+            today = stats.today()
+            extra_context.update(
+                impressions_chart=dashboard.object_chart(int(object_id), today),
+                impressions_chart_id=f"object-{object_id}",
+                impressions_csv_url=(
+                    f"{reverse('admin:impressions_dashboard_csv')}"
+                    f"?post={object_id}&days={dashboard.DEFAULT_DAYS}"
+                ),
+                impressions_dashboard_url=reverse("admin:impressions_dashboard_changelist"),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)

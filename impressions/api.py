@@ -6,8 +6,17 @@ import logging
 from .conf import conf
 from .recorder import BufferStatus, buffer_status, pending_counts, record_impressions
 from .redis_client import get_client
+from .stats import history, top_posts
 
-__all__ = ["BufferStatus", "buffer_status", "pending_counts", "ping", "record"]
+__all__ = [
+    "BufferStatus",
+    "buffer_status",
+    "history",
+    "pending_counts",
+    "ping",
+    "record",
+    "top_posts",
+]
 
 logger = logging.getLogger(__name__)
 

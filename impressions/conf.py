@@ -22,6 +22,7 @@ DEFAULTS = {
     # The counted model has no sensible default: checks.py reports it missing (impressions.E001).
     "IMPRESSIONS_MODEL": None,
     "IMPRESSIONS_COUNT_FIELD": "impressions",
+    "IMPRESSIONS_HISTORY_DAYS": 400,
 }
 
 # Upper bound of IMPRESSIONS_FLUSH_BATCH_SIZE and of flush_impressions --batch-size.
@@ -92,6 +93,10 @@ class Settings:
         """The name of the counted model's integer field that flushes add to."""
         return self._get("IMPRESSIONS_COUNT_FIELD")
 
+    @property
+    def HISTORY_DAYS(self):
+        return self._get("IMPRESSIONS_HISTORY_DAYS")
+
 
 conf = Settings()
 
@@ -111,6 +116,7 @@ RULES = [
     ("IMPRESSIONS_KEY_PREFIX", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
     ("IMPRESSIONS_SHARDS", lambda v: _whole(v, 1, 1024), "a whole number from 1 to 1024"),
     ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1, 36500), "a whole number of days from 1 to 36500"),
+    ("IMPRESSIONS_HISTORY_DAYS", lambda v: _whole(v, 0, 36500), "a whole number of days from 0 (keep all) to 36500"),
 ]  # fmt: skip
 
 

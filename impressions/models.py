@@ -29,3 +29,101 @@ class Flush(models.Model):
 
     def __str__(self):
         return f"flush {self.id} ({self.outcome})"
+
+
+# The history (issue 11). impressions/stats.py reads it; the flush writes it, in the same
+# transaction as the totals and the ledger, so that every row below is always in step with
+# the totals. No foreign key: the counted model comes from settings and its rows may be deleted.
+
+
+class DailyImpressions(models.Model):
+    """Impressions of one counted object on one day (the day they were recorded, in TIME_ZONE).
+
+    Writer: per (object, day) in a batch, `INSERT … ON CONFLICT (object_id, day) DO UPDATE SET
+    count = count + EXCLUDED.count`; no row for a day without impressions. For every object, the
+    rows sum to the impressions applied to its total (until pruning removes days).
+    """
+
+    pk = models.CompositePrimaryKey("object_id", "day")
+    object_id = models.BigIntegerField()
+    day = models.DateField()
+    count = models.PositiveBigIntegerField()
+
+    class Meta:
+        db_table = "impressions_daily"
+        verbose_name = "daily impressions"
+        verbose_name_plural = "daily impressions"
+        indexes = [
+            # Top objects of a day (index order, LIMIT), the top-of-a-range search and pruning
+            # (day < cutoff). The primary key (object_id, day) serves one object's history.
+            models.Index(fields=["day", "-count", "object_id"], name="impressions_daily_top"),
+        ]
+
+    def __str__(self):
+        return f"{self.object_id} on {self.day}: {self.count}"
+
+
+class PeriodImpressions(models.Model):
+    """Rollup: impressions of one object in one ISO week or one calendar month.
+
+    Writer: in the same statement or transaction as DailyImpressions, for each (object, day) it
+    adds, add the same count to the object's week row (`start` = impressions.periods.week_of(day),
+    the Monday) and month row (`start` = periods.month_of(day), the 1st), upserting on
+    (period, start, object_id). A row equals the sum of the object's daily rows in its period.
+    Pruning: delete rows whose period starts before the oldest kept day (stats.py never reads
+    a period that starts before it).
+    """
+
+    class Period(models.TextChoices):
+        WEEK = "w", "ISO week (starts on Monday)"
+        MONTH = "m", "calendar month"
+
+    pk = models.CompositePrimaryKey("period", "start", "object_id")
+    period = models.CharField(max_length=1, choices=Period.choices)
+    start = models.DateField()
+    object_id = models.BigIntegerField()
+    count = models.PositiveBigIntegerField()
+
+    class Meta:
+        db_table = "impressions_period"
+        verbose_name = "impressions per period"
+        verbose_name_plural = "impressions per period"
+        indexes = [
+            # Top objects of a week or month straight from the index; the primary key answers
+            # "these objects in these periods" (the exact sums of the top-of-a-range search).
+            models.Index(
+                fields=["period", "start", "-count", "object_id"], name="impressions_period_top"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.object_id} in {self.period} {self.start}: {self.count}"
+
+
+class SiteDailyImpressions(models.Model):
+    """Site-wide impressions per day (the dashboard's chart): the sum of that day's daily rows.
+
+    Writer: per batch, upsert each day's sum of the batch `ON CONFLICT (day) DO UPDATE SET
+    count = count + EXCLUDED.count`; prune with the daily rows.
+    """
+
+    day = models.DateField(primary_key=True)
+    count = models.PositiveBigIntegerField()
+
+    class Meta:
+        db_table = "impressions_site_daily"
+        verbose_name = "site impressions per day"
+        verbose_name_plural = "site impressions per day"
+        ordering = ["day"]
+
+    def __str__(self):
+        return f"{self.day}: {self.count}"
+
+
+class Dashboard(SiteDailyImpressions):
+    """No table: gives the admin dashboard its place in the app list and its URL."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"

@@ -25,6 +25,10 @@ class BufferStatus(NamedTuple):
     pending_impressions: int  # counted, not yet taken by a flush (snapshots are not included)
     pending_entries: int  # (shard, post) counters holding them: the next flush's work
     reported_lost: int  # impressions that processes could not record, reported since
+    in_snapshots: (
+        int  # taken by a flush that has not finished (or crashed): the next one applies them
+    )
+    flush_scheduled: bool  # a flush is scheduled and has not started
 
 
 class LossCounter:
@@ -147,13 +151,23 @@ def buffer_status(timeout=None):
     """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors."""
     pipe = get_client(timeout).pipeline(transaction=False)
     for shard in range(conf.SHARDS):
-        # EVAL, as in pending_status: read once per scrape or admin page, not per request.
+        # EVAL by name, as in pending_status: a cluster pipeline has no eval(); read once per
+        # scrape or admin page, not per request.
         pipe.execute_command(
-            "EVAL", scripts.BUFFER_TOTALS, 2, keys.pending_key(shard), keys.lost_key(shard)
+            "EVAL",
+            scripts.BUFFER_TOTALS,
+            3,
+            keys.pending_key(shard),
+            keys.lost_key(shard),
+            keys.snapshots_key(shard),
+            keys.snapshot_prefix(shard),
         )
-    impressions = entries = reported_lost = 0
-    for shard_entries, shard_impressions, shard_lost in pipe.execute():
+    pipe.exists(keys.guard_key())
+    *shards, scheduled = pipe.execute()
+    entries = impressions = reported_lost = in_snapshots = 0
+    for shard_entries, shard_impressions, shard_lost, shard_snapshots in shards:
         entries += int(shard_entries)
         impressions += int(shard_impressions)
         reported_lost += int(shard_lost)
-    return BufferStatus(impressions, entries, reported_lost)
+        in_snapshots += int(shard_snapshots)
+    return BufferStatus(impressions, entries, reported_lost, in_snapshots, bool(scheduled))

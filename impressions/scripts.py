@@ -75,12 +75,20 @@ out[#ids + 1] = redis.call('GET', KEYS[3]) or '0'
 return out
 """
 
-# KEYS: pending, lost.  Returns {pending counters, impressions in them, impressions reported lost}:
-# one short reply per shard instead of every field of the pending hash.
+# KEYS: pending, lost, snapshots index.  ARGV: snapshot key prefix.  Returns {pending counters,
+# impressions in them, impressions reported lost, impressions in unapplied snapshots}: one short
+# reply per shard instead of every field of the hashes.
 BUFFER_TOTALS = """
-local total = 0
-for _, value in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(value) end
-return {redis.call('HLEN', KEYS[1]), total, tonumber(redis.call('GET', KEYS[2]) or '0')}
+local function sum(key)
+  local total = 0
+  for _, value in ipairs(redis.call('HVALS', key)) do total = total + tonumber(value) end
+  return total
+end
+local snapshots = 0
+for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  snapshots = snapshots + sum(ARGV[1] .. flush_id)
+end
+return {redis.call('HLEN', KEYS[1]), sum(KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0'), snapshots}
 """
 
 

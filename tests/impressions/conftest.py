@@ -1,15 +1,21 @@
-"""Fixtures of the impressions tests: the buffer on standalone Redis and on the Cluster, a private Redis."""
+"""Fixtures of the impressions tests: the buffer, a private Redis, staff clients, history rows, Chromium."""
 
+import contextlib
+import os
 import shutil
 import tempfile
+from datetime import date
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.test import override_settings
+from playwright.sync_api import sync_playwright
 
 import devservices
 from impressions.redis_client import get_flush_client
 
+from .history_rows import add_impressions
 from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset_loss_counter
 
 
@@ -57,3 +63,85 @@ def private_redis():
     yield server
     server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def staff_client(client):
+    """A logged-in staff user who is not a superuser (the dashboard asks for staff only)."""
+    user = get_user_model().objects.create_user("editor", password="pw", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def superuser_client(client):
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def plain_client(client):
+    user = get_user_model().objects.create_user("visitor", password="pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def history_rows():
+    """Add history rows as the flush would: add(object_id, day, count)."""
+    return add_impressions
+
+
+@pytest.fixture
+def wednesday():
+    """A fixed 'today' in the middle of an ISO week and a month: 2026-11-18."""
+    return date(2026, 11, 18)
+
+
+CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium():
+    """open() -> a context manager giving (page, console errors) in Debian's headless Chromium.
+
+    Playwright's sync API runs an event loop, and Django refuses ORM calls while one runs: set up
+    the database before opening the browser, and query it after closing it.
+    """
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"No Chromium at {CHROMIUM}: install Debian's package with `make browser`"
+            " (apt-get install -y chromium), or point TEST_CHROMIUM at a Chromium binary."
+        )
+
+    @contextlib.contextmanager
+    def open_page():
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                errors = []
+
+                def on_console(message):
+                    # The browser asks for /favicon.ico by itself; the site has none (not the page's).
+                    url = message.location.get("url", "")
+                    if message.type == "error" and not url.endswith("/favicon.ico"):
+                        errors.append(f"{message.text} ({url})")
+
+                page.on("console", on_console)
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                yield page, errors
+            finally:
+                browser.close()
+
+    return open_page

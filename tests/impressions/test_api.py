@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def test_buffer_status_sums_every_shard_and_the_reported_losses(buffer):
     posts = make_posts(3)
     ids = [p.id for p in posts]
-    assert impressions.buffer_status() == (0, 0, 0)
+    assert impressions.buffer_status() == (0, 0, 0, 0, False)
     viewers = [f"u:{n}" for n in range(40)]
     for viewer in viewers:
         record_impressions(viewer, ids)
@@ -30,9 +30,12 @@ def test_buffer_status_sums_every_shard_and_the_reported_losses(buffer):
     assert status.pending_impressions == 40 * 3
     assert status.pending_entries == len(shards) * 3
     assert status.reported_lost == 7
+    assert status.in_snapshots == 0
+    assert status.flush_scheduled  # the Dummy backend stored the flush the first record scheduled
     assert impressions.pending_counts(ids) == dict.fromkeys(ids, 40)
     flush_pending()
-    assert impressions.buffer_status() == (0, 0, 7)  # losses stay reported after a flush
+    # Losses stay reported after a flush; the flush cleared the schedule guard.
+    assert impressions.buffer_status() == (0, 0, 7, 0, False)
 
 
 def test_ping_names_the_client_kind(buffer):

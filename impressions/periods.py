@@ -1,0 +1,77 @@
+"""Calendar periods of the history: ISO weeks and months, and ranges cut into them (pure)."""
+
+from datetime import date, timedelta
+from typing import NamedTuple
+
+DAY = "d"
+WEEK = "w"
+MONTH = "m"
+
+
+class Piece(NamedTuple):
+    """A run of days read from one place: a day row, a week rollup or a month rollup."""
+
+    period: str  # DAY, WEEK or MONTH
+    start: date  # the day, the week's Monday, the month's 1st
+
+    @property
+    def end(self):
+        """The last day of the piece (inclusive)."""
+        if self.period == DAY:
+            return self.start
+        if self.period == WEEK:
+            return self.start + timedelta(days=6)
+        return next_month(self.start) - timedelta(days=1)
+
+
+def week_of(day):
+    """The Monday that starts the ISO week of `day`: the key of its week rollup row."""
+    return day - timedelta(days=day.weekday())
+
+
+def month_of(day):
+    """The 1st of the month of `day`: the key of its month rollup row."""
+    return day.replace(day=1)
+
+
+def next_month(first):
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def days(start, end):
+    """Every day from `start` to `end`, both included."""
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def cover(start, end):
+    """Cut [start, end] (inclusive) into few pieces: whole months, whole weeks, single days.
+
+    Months are used where the range holds them whole; the days before the first whole month and
+    after the last one are covered by whole ISO weeks where they hold them, and single days.
+    """
+    if start > end:
+        return []
+    first_month = month_of(start) if start.day == 1 else next_month(month_of(start))
+    months = []
+    month = first_month
+    while next_month(month) - timedelta(days=1) <= end:
+        months.append(Piece(MONTH, month))
+        month = next_month(month)
+    if not months:
+        return _weeks_and_days(start, end)
+    head = _weeks_and_days(start, months[0].start - timedelta(days=1))
+    tail = _weeks_and_days(months[-1].end + timedelta(days=1), end)
+    return head + months + tail
+
+
+def _weeks_and_days(start, end):
+    pieces = []
+    day = start
+    while day <= end:
+        if day.weekday() == 0 and day + timedelta(days=6) <= end:
+            pieces.append(Piece(WEEK, day))
+            day += timedelta(days=7)
+        else:
+            pieces.append(Piece(DAY, day))
+            day += timedelta(days=1)
+    return pieces

@@ -1,0 +1,207 @@
+"""The impression history's read side: per-day counts of counted objects by range, top, CSV.
+
+Named stats, not history: the package re-exports the function `history` as `impressions.history`,
+and a submodule of the same name would shadow it once imported.
+
+Read API (dates are `datetime.date`, ranges include both ends, days are TIME_ZONE days):
+
+- `history(post_ids, start, end)` -> `{post_id: {day: count}}`, every asked id present, days
+  without impressions left out;
+- `top_posts(start, end, limit=10)` -> `[(post_id, count), …]`, highest first, ties by id,
+  only objects with impressions, counted from the oldest kept day on (`oldest_kept_day()`);
+- `daily_totals(start, end)` -> `{day: count}` site-wide, days without impressions left out;
+- `write_csv(out, post_ids, start, end)`: `post_id,day,impressions`, one line per post and day.
+
+Write contract (the flush keeps it, in the transaction that applies the totals and the ledger):
+
+| table (model)                                   | key                        | per batch                |
+| ----------------------------------------------- | -------------------------- | ------------------------ |
+| `impressions_daily` (DailyImpressions)          | (object_id, day)           | + count of (object, day) |
+| `impressions_period` (PeriodImpressions)        | (period, start, object_id) | + same count to the week |
+|                                                 |                            |   row ('w', week_of(day))|
+|                                                 |                            |   and month row ('m',    |
+|                                                 |                            |   month_of(day))         |
+| `impressions_site_daily` (SiteDailyImpressions) | (day)                      | + sum of the day's counts|
+
+Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCLUDED.count`
+(three statements per batch on PostgreSQL), with `day` the TIME_ZONE date the impression was
+recorded. Every count is > 0. Invariants, which the tests of the writer assert: an object's daily
+rows sum to what was added to its total; a week or month row is the sum of that object's daily
+rows in it; a site row is the sum of the daily rows of its day. Pruning (IMPRESSIONS_HISTORY_DAYS,
+0 keeps all): delete daily and site rows with day < `oldest_kept_day()` and period rows with
+start < it; `top_posts` never reads a period starting before it, so a half-pruned period is never
+used.
+"""
+
+import csv
+from datetime import date, datetime, timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from . import periods
+from .conf import conf
+from .models import DailyImpressions, PeriodImpressions, SiteDailyImpressions
+
+# The top-of-a-range search reads this many rows of each piece first, four times more each round.
+FIRST_DEPTH = 20
+# Past this many candidates, one GROUP BY over the whole range is cheaper than more rounds.
+MAX_CANDIDATES = 5000
+
+
+def today():
+    """Today in TIME_ZONE: the day the recorder gives an impression made now."""
+    return timezone.localdate()
+
+
+def oldest_kept_day(on=None):
+    """The first day IMPRESSIONS_HISTORY_DAYS keeps (None: everything is kept)."""
+    if not conf.HISTORY_DAYS:
+        return None
+    return (on or today()) - timedelta(days=conf.HISTORY_DAYS - 1)
+
+
+def check_range(start, end):
+    """Raise TypeError/ValueError unless start and end are dates (not datetimes), start <= end."""
+    for name, value in (("start", start), ("end", end)):
+        if not isinstance(value, date) or isinstance(value, datetime):
+            raise TypeError(f"{name} must be a datetime.date, not {type(value).__name__}")
+    if start > end:
+        raise ValueError(f"start {start} is after end {end}")
+
+
+def history(post_ids, start, end):
+    """{post_id: {day: count}} for start..end inclusive; days without impressions left out."""
+    check_range(start, end)
+    ids = [int(post_id) for post_id in post_ids]
+    result = {post_id: {} for post_id in ids}
+    if not ids:
+        return result
+    rows = (
+        DailyImpressions.objects.filter(object_id__in=ids, day__range=(start, end))
+        .order_by("object_id", "day")
+        .values_list("object_id", "day", "count")
+    )
+    for object_id, day, count in rows:
+        result[object_id][day] = count
+    return result
+
+
+def daily_totals(start, end):
+    """{day: impressions site-wide} for start..end inclusive; days without impressions left out."""
+    check_range(start, end)
+    rows = SiteDailyImpressions.objects.filter(day__range=(start, end), count__gt=0)
+    return dict(rows.order_by("day").values_list("day", "count"))
+
+
+def top_posts(start, end, limit=10):
+    """[(post_id, count), …] with the most impressions in start..end, highest first, ties by id."""
+    check_range(start, end)
+    if limit < 1:
+        return []
+    oldest = oldest_kept_day()
+    if oldest is not None and start < oldest:
+        start = oldest
+    pieces = periods.cover(start, end)
+    if not pieces:
+        return []
+    if len(pieces) == 1:
+        return piece_top(pieces[0], limit)
+    return threshold_top(pieces, limit)
+
+
+def top_in(period, day, limit=10):
+    """The top of the day, ISO week or calendar month (periods.DAY/WEEK/MONTH) holding `day`."""
+    start = {
+        periods.DAY: day,
+        periods.WEEK: periods.week_of(day),
+        periods.MONTH: periods.month_of(day),
+    }[period]
+    return piece_top(periods.Piece(period, start), limit) if limit >= 1 else []
+
+
+def threshold_top(pieces, limit):
+    """Top `limit` of a sum over pieces, reading each piece from its biggest counts down.
+
+    An object missing from the first `depth` rows of every piece has at most, in each piece, the
+    count of that piece's last row read: their sum bounds it. Once the limit-th exact sum among
+    the objects seen beats that bound, no unseen object can enter the top (Fagin's threshold
+    algorithm); popular objects dominate real traffic, so one round usually settles it.
+    """
+    depth = max(FIRST_DEPTH, 2 * limit)
+    while True:
+        tops = [piece_top(piece, depth) for piece in pieces]
+        candidates = {object_id for rows in tops for object_id, _ in rows}
+        if len(candidates) > MAX_CANDIDATES:
+            return ranked_sums(pieces, limit=limit)
+        # A piece with fewer rows than asked was read whole: it adds nothing to the bound.
+        bound = sum(rows[-1][1] for rows in tops if len(rows) == depth)
+        ranked = ranked_sums(pieces, limit=limit, object_ids=candidates)
+        if bound == 0 or (len(ranked) == limit and ranked[-1][1] > bound):
+            return ranked
+        depth *= 4
+
+
+def piece_top(piece, limit):
+    """[(object_id, count), …] of one day, week or month, highest first, ties by id."""
+    if piece.period == periods.DAY:
+        rows = DailyImpressions.objects.filter(day=piece.start)
+    else:
+        rows = PeriodImpressions.objects.filter(period=piece.period, start=piece.start)
+    rows = rows.filter(count__gt=0).order_by("-count", "object_id")
+    return list(rows.values_list("object_id", "count")[:limit])
+
+
+def ranked_sums(pieces, limit, object_ids=None):
+    """The sums over `pieces` (of `object_ids` only, if given), ranked, in one SQL statement."""
+    parts, params = [], []
+    day_list = [piece.start for piece in pieces if piece.period == periods.DAY]
+    if day_list:
+        parts.append(
+            f"SELECT object_id, count FROM {DailyImpressions._meta.db_table}"
+            f" WHERE day IN ({_marks(day_list)})"
+        )
+        params += day_list
+    for period in (periods.WEEK, periods.MONTH):
+        starts = [piece.start for piece in pieces if piece.period == period]
+        if starts:
+            parts.append(
+                f"SELECT object_id, count FROM {PeriodImpressions._meta.db_table}"
+                f" WHERE period = %s AND start IN ({_marks(starts)})"
+            )
+            params += [period, *starts]
+    where = ""
+    if object_ids is not None:
+        ids = sorted(object_ids)
+        if not ids:
+            return []
+        where = f" WHERE object_id IN ({_marks(ids)})"
+        params += ids
+    sql = (
+        "SELECT object_id, SUM(count) AS total FROM ("
+        + " UNION ALL ".join(parts)
+        + f") AS pieces{where} GROUP BY object_id ORDER BY total DESC, object_id LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [(int(object_id), int(total)) for object_id, total in cursor.fetchall()]
+
+
+def _marks(values):
+    return ", ".join(["%s"] * len(values))
+
+
+def filled(counts, start, end):
+    """[(day, count), …] for every day of start..end, 0 where `counts` has no entry."""
+    return [(day, counts.get(day, 0)) for day in periods.days(start, end)]
+
+
+def write_csv(out, post_ids, start, end):
+    """Write `post_id,day,impressions` for each post (in the given order) and each day."""
+    ids = [int(post_id) for post_id in post_ids]
+    by_post = history(ids, start, end)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["post_id", "day", "impressions"])
+    for post_id in ids:
+        for day, count in filled(by_post[post_id], start, end):
+            writer.writerow([post_id, day.isoformat(), count])

@@ -1,0 +1,86 @@
+"""The dashboard and a post's chart in a real browser (Debian's headless Chromium, Playwright)."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from impressions import stats
+from tests.factories import make_posts
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PASSWORD = "browser-test-pw"
+
+
+def drawn_bars(page, figure):
+    """{day: count} of the bars the browser laid out (height > 0 where count > 0)."""
+    bars = page.locator(f"{figure} svg .bars rect")
+    rows = bars.evaluate_all(
+        "rects => rects.map(r => [r.dataset.day, Number(r.dataset.count),"
+        " r.getBoundingClientRect().height])"
+    )
+    for day, count, height in rows:
+        assert (height > 0) == (count > 0), f"bar of {day} ({count}) is {height} px high"
+    return {day: count for day, count, _ in rows}
+
+
+def table_numbers(page, figure):
+    page.locator(f"{figure} details summary").click()  # the numbers under the chart
+    cells = page.locator(f"{figure} details tbody tr")
+    assert cells.first.is_visible()
+    return {
+        row.get_attribute("data-day"): int(row.locator("td.count").inner_text())
+        for row in cells.all()
+    }
+
+
+def test_staff_sees_the_charts_with_the_database_numbers(
+    live_server, chromium, history_rows, standalone_buffer
+):
+    get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    posts = make_posts(3)
+    today = stats.today()
+    for days_ago, post, count in [(0, 0, 7), (0, 1, 3), (1, 0, 12), (9, 2, 4), (29, 1, 1)]:
+        history_rows(posts[post].id, today - timedelta(days=days_ago), count)
+    start = today - timedelta(days=29)
+    site = {
+        day.isoformat(): n
+        for day, n in stats.filled(stats.daily_totals(start, today), start, today)
+    }
+    post_counts = stats.history([posts[0].id], start, today)[posts[0].id]
+    post_series = {day.isoformat(): n for day, n in stats.filled(post_counts, start, today)}
+    top_today = stats.top_posts(today, today)
+
+    with chromium() as (page, errors):
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/impressions/dashboard/")
+        page.fill("#id_username", "boss")
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_url("**/admin/impressions/dashboard/")
+        chart = page.locator("#chart-site svg")
+        assert chart.is_visible()
+        box = chart.bounding_box()
+        assert box["width"] > 600 and box["height"] > 150
+        assert (
+            page.locator("#chart-site svg title")
+            .first.text_content()
+            .startswith("Impressions per day, site-wide")
+        )
+        assert drawn_bars(page, "#chart-site") == site
+        assert table_numbers(page, "#chart-site") == site
+        assert page.locator("#chart-site figcaption").inner_text().startswith("27 impressions")
+        top = page.locator("#top-today tbody tr")
+        assert [
+            (int(row.get_attribute("data-object-id")), int(row.locator("td.count").inner_text()))
+            for row in top.all()
+        ] == top_today
+        assert page.locator("#buffer-pending").is_visible()
+
+        page.locator("#top-today tbody tr a").first.click()  # the top post's admin page
+        page.wait_for_url(f"**/admin/casusult/post/{posts[0].id}/change/")
+        figure = f"#chart-object-{posts[0].id}"
+        assert page.locator(f"{figure} svg").is_visible()
+        assert drawn_bars(page, figure) == post_series
+        assert table_numbers(page, figure) == post_series
+        assert errors == []
