@@ -20,8 +20,22 @@ from .recorder import lost, pending_status
 from .tasks import enqueue_flush
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Derived data: viewed here, never added, edited or deleted."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Flush)
-class FlushAdmin(admin.ModelAdmin):
+class FlushAdmin(ReadOnlyAdmin):
+    # The ledger is derived data and the exactly-once gate: nobody edits or deletes it here.
     list_display = [
         "id",
         "started_at",
@@ -36,16 +50,6 @@ class FlushAdmin(admin.ModelAdmin):
     list_filter = ["outcome"]
     search_fields = ["id", "recovered_by"]
     date_hierarchy = "started_at"
-
-    # The ledger is derived data and the exactly-once gate: nobody edits or deletes it here.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         flush_now = self.admin_site.admin_view(self.flush_now_view)
@@ -115,7 +119,7 @@ class PendingImpressionsAdminMixin:
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
+class DashboardAdmin(ReadOnlyAdmin):
     """/admin/impressions/dashboard/: charts, top objects, the buffer; staff only, read-only."""
 
     def has_module_permission(self, request):
@@ -123,15 +127,6 @@ class DashboardAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         csv_view = self.admin_site.admin_view(self.csv_view)
