@@ -177,7 +177,7 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, pass
                       think=0.0, seed=1, during=None):  # fmt: skip
     """Browse for `duration` seconds with `clients` browsers, `logged_in` of them logged in.
 
-    `during(deadline)` is an optional coroutine run alongside (the Redis outage).
+    `during(deadline, results)` is an optional coroutine run alongside (the Redis outage).
     """
     host = base_url.split("://", 1)[1]
 
@@ -198,7 +198,7 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, pass
     ]  # fmt: skip
     jobs.append(poll_readiness(make_client, results, deadline))
     if during is not None:
-        jobs.append(during(deadline))
+        jobs.append(during(deadline, results))
     await asyncio.gather(*jobs)
     results.finished = time.monotonic()
     return results

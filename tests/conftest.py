@@ -39,3 +39,16 @@ def sqs_endpoint_url():
 @pytest.fixture
 def manage():
     return run_manage
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--reverse",
+        action="store_true",
+        help="run the tests in reverse order (tests must not depend on each other's order)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()
