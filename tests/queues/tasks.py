@@ -23,6 +23,21 @@ def record_marker(name):
     return name
 
 
+@task(takes_context=True)
+def fail_until(context, name, succeed_on):
+    """Marks `name:attempt:time` on each run; fails on the attempts before `succeed_on`."""
+    markers_client().rpush(MARKERS, f"{name}:{context.attempt}:{time.time():.3f}")
+    if context.attempt < succeed_on:
+        raise RuntimeError(f"attempt {context.attempt} of {name} fails on purpose")
+    return context.attempt
+
+
+def attempts_of(name):
+    """[(attempt, time)] of the fail_until(name, …) runs so far, in order."""
+    runs = [marker.split(":") for marker in markers() if marker.startswith(f"{name}:")]
+    return [(int(attempt), float(at)) for _, attempt, at in runs]
+
+
 @task
 def sleep_then_mark(seconds, name):
     time.sleep(seconds)

@@ -3,6 +3,7 @@
 import pytest
 import redis
 
+from settings.base import rq_queues
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import RQ_BACKEND
 
@@ -17,7 +18,9 @@ def rq_url(settings):
     except redis.ConnectionError as error:
         pytest.fail(f"Redis at {url} is not reachable ({error}); start it with `make services`.")
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": url}}}
+    options = {"URL": url, "TASK_MODULES": settings.TEST_TASK_MODULES}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}
+    settings.RQ_QUEUES = rq_queues(settings.TASKS)  # django-rq's dashboard, as in settings
     yield url
     connection.flushdb()
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)

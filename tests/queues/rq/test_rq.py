@@ -55,7 +55,8 @@ def test_enqueued_task_runs_in_worker_with_signals_and_result(rq_url):
     assert fetched.args == ["one"]
 
 
-def test_failed_task_result_names_the_exception(rq_url):
+def test_failed_task_result_names_the_exception(rq_url, settings):
+    settings.TASKS["default"]["OPTIONS"]["MAX_ATTEMPTS"] = 1
     result = queue_tasks.fail_always.enqueue("x")
     run_burst()
     fetched = task_backends["default"].get_result(result.id)

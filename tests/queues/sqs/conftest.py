@@ -19,7 +19,12 @@ def sqs(aws_env, settings):
     settings.TASKS = {
         "default": {
             "BACKEND": SQS_BACKEND,
-            "OPTIONS": {"QUEUE_URL": url, "WAIT_TIME_SECONDS": 1, "VISIBILITY_TIMEOUT": 2},
+            "OPTIONS": {
+                "QUEUE_URL": url,
+                "WAIT_TIME_SECONDS": 1,
+                "VISIBILITY_TIMEOUT": 2,
+                "TASK_MODULES": settings.TEST_TASK_MODULES,
+            },
         }
     }
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
