@@ -1,13 +1,11 @@
 """A module with a side effect on import: a worker must refuse a task path here without importing
-it (it lies outside the allowed TASK_MODULES of the tests)."""
+it (it lies outside the tests' TASK_MODULES). Never import it from a test."""
 
-import redis
-from django.conf import settings
 from django.tasks import task
 
-IMPORTED = "queues-test:side-effect-imported"
+from tests.queues.tasks import SIDE_EFFECT_KEY, markers_client
 
-redis.Redis.from_url(settings.REDIS_URL).incr(IMPORTED)
+markers_client().incr(SIDE_EFFECT_KEY)
 
 
 @task

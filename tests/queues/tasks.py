@@ -7,6 +7,9 @@ from django.conf import settings
 from django.tasks import task
 
 MARKERS = "queues-test:markers"
+# tests/queues/side_effect_on_import.py: outside the allowed modules; importing it counts here.
+SIDE_EFFECT_MODULE = "tests.queues.side_effect_on_import"
+SIDE_EFFECT_KEY = "queues-test:side-effect-imported"
 
 
 def markers_client():
@@ -15,6 +18,11 @@ def markers_client():
 
 def markers():
     return markers_client().lrange(MARKERS, 0, -1)
+
+
+def side_effect_imports():
+    """How often side_effect_on_import was imported since the key was last deleted."""
+    return int(markers_client().get(SIDE_EFFECT_KEY) or 0)
 
 
 @task
