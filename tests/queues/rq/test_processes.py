@@ -157,16 +157,3 @@ def test_runworker_reports_an_unreachable_redis_without_a_traceback(manage):
     assert result.returncode != 0
     assert "unreachable" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_django_rq_commands_that_cannot_run_our_jobs_are_disabled(manage):
-    for command, instead in (
-        ("rqworker", "runworker"),
-        ("rqworker-pool", "runworker --concurrency"),
-        ("rqenqueue", ".enqueue()"),
-        ("rqcron", "cron"),
-    ):
-        result = manage(command, "os.system", env={"QUEUE_BACKEND": "rq"})
-        assert result.returncode != 0, command
-        assert f"manage.py {command} is disabled" in result.stderr
-        assert instead in result.stderr

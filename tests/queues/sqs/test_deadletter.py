@@ -1,6 +1,7 @@
 """Dead letters on moto over HTTP: poison messages at once, the queue's own visibility timeout,
 sqs_redrive, the redrive policy's deploy checks and sqs_setup's floor."""
 
+import io
 import json
 import sys
 import threading
@@ -9,6 +10,7 @@ import uuid
 
 import boto3
 import pytest
+from django.core.management import CommandError, call_command
 from django.tasks import task_backends
 from prometheus_client import REGISTRY
 
@@ -34,6 +36,13 @@ POISON = [
     json.dumps({**GOOD, "task": "tests.queues.tasks.not_a_task", "args": ["x"]}),
     json.dumps({**GOOD, "task": "os.system", "args": ["touch /tmp/never"]}),
 ]
+
+
+def command(*args):
+    """The output of a manage.py command run in this process (with this test's settings)."""
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
 
 
 def wait_for(predicate, within):
@@ -134,32 +143,28 @@ def test_the_deploy_check_warns_when_max_receive_count_is_below_max_attempts(sqs
     assert [e.id for e in task_backends["default"].check(deploy=True)] == ["queues.W003"]
 
 
-def test_sqs_setup_keeps_max_receive_count_at_least_max_attempts(manage, setup_env):
+def test_sqs_setup_keeps_max_receive_count_at_least_max_attempts(aws_env, settings):
     name = f"floor-{uuid.uuid4().hex[:8]}"
-    env = {**setup_env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": name, "TASKS_MAX_ATTEMPTS": "7"}
-    default = manage("sqs_setup", env=env)
-    assert default.returncode == 0, default.stderr
-    assert "after 7 receives" in default.stdout  # the default 5 raised to MAX_ATTEMPTS
-    low = manage("sqs_setup", "--max-receive-count", "2", env=env)
-    assert "below the backend's MAX_ATTEMPTS; using 7" in low.stdout
-    assert "after 7 receives" in low.stdout
+    options = {"QUEUE_NAME": name, "MAX_ATTEMPTS": 7}
+    settings.TASKS = {"default": {"BACKEND": SQS_BACKEND, "OPTIONS": options}}
+    assert "after 7 receives" in command("sqs_setup")  # the default 5, raised to MAX_ATTEMPTS
+    low = command("sqs_setup", "--max-receive-count", "2")
+    assert "below the backend's MAX_ATTEMPTS; using 7" in low
+    assert "after 7 receives" in low
 
 
-def test_sqs_redrive_moves_each_message_back_exactly_once(sqs, settings, manage):
+def test_sqs_redrive_moves_each_message_back_exactly_once(sqs, settings):
     settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=1)
     for name in ("a", "b", "c"):
         queue_tasks.fail_until.enqueue(name, 2)  # fails once, succeeds on its next attempt
     sqs_worker(burst=True).run()
     assert len(dlq_bodies(sqs)) == 3
-    env = {**sqs.env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": sqs.url}
 
-    first = manage("sqs_redrive", "--max", "2", env=env)
-    assert first.returncode == 0, first.stderr
-    assert f"Moved 2 message(s) from {sqs.name}-dlq to {sqs.name}" in first.stdout
-    rest = manage("sqs_redrive", env=env)  # moto has no StartMessageMoveTask: receive/send/delete
-    assert f"Moved 1 message(s) from {sqs.name}-dlq to {sqs.name}" in rest.stdout
-    again = manage("sqs_redrive", env=env)  # idempotent: nothing left to move
-    assert "Moved 0 message(s)" in again.stdout
+    route = f"from {sqs.name}-dlq to {sqs.name}"
+    assert f"Moved 2 message(s) {route}" in command("sqs_redrive", "--max", "2")
+    # moto has no StartMessageMoveTask: receive, send, delete.
+    assert f"Moved 1 message(s) {route}" in command("sqs_redrive")
+    assert "Moved 0 message(s)" in command("sqs_redrive")  # idempotent: nothing left to move
 
     assert message_count(sqs.client, sqs.dlq_url) == 0
     assert message_count(sqs.client, sqs.url) == 3
@@ -170,14 +175,14 @@ def test_sqs_redrive_moves_each_message_back_exactly_once(sqs, settings, manage)
     assert message_count(sqs.client, sqs.url) == 0
 
 
-def test_sqs_redrive_needs_a_dead_letter_queue(aws_env, manage):
+def test_sqs_redrive_needs_a_dead_letter_queue(aws_env, settings):
     url = boto3.client("sqs").create_queue(QueueName=f"lone-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    env = {**aws_env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": url}
-    result = manage("sqs_redrive", env=env)
-    assert result.returncode != 0
-    assert "has no redrive policy" in result.stderr
-    other = manage("sqs_redrive", env={**aws_env, "QUEUE_BACKEND": "dummy"})
-    assert other.returncode != 0 and "not SQSBackend" in other.stderr
+    settings.TASKS = {"default": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": url}}}
+    with pytest.raises(CommandError, match="has no redrive policy"):
+        command("sqs_redrive")
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    with pytest.raises(CommandError, match="not SQSBackend"):
+        command("sqs_redrive")
 
 
 def test_a_refused_path_is_never_imported_and_is_counted(sqs):
