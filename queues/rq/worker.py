@@ -176,7 +176,10 @@ class TaskWorker(SimpleWorker):
         try:
             if reason := jobs.refusal(job):
                 return RefusedJob(reason)
-            job_backend(job).load_task(job.args[0])
+            arguments = job.args
+            if len(arguments) != 3 or not isinstance(arguments[0], str):
+                return RefusedJob("job arguments are not (task path, args, kwargs)")
+            job_backend(job).load_task(arguments[0])
         except RefusedJob as refused:
             return refused
         except Exception as error:  # undecodable data, a pickle: refused too
