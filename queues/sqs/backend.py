@@ -48,7 +48,7 @@ class SQSBackend(QueueBackend):
         "MAX_MESSAGES": 10,  # per receive; SQS allows 1..10
         # What the heartbeat keeps held messages hidden for; None: the queue's VisibilityTimeout.
         "VISIBILITY_TIMEOUT": None,
-        "JOB_TIMEOUT": 600,  # a task running longer is stopped (TaskTimeout) and left for redelivery
+        "JOB_TIMEOUT": 600,  # a task running longer is stopped (TaskTimeout): a failed attempt
     }
 
     def __init__(self, alias, params):
