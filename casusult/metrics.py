@@ -8,7 +8,8 @@ Prometheus scrapes each task or pod and sums over them; nothing here needs Redis
 the "dropped while Redis was down" counter keeps working during the outage it measures.
 
 Pending counts are different: they live in Redis, shared by every process, so they are read from
-Redis at scrape time rather than counted.
+Redis at scrape time rather than counted. So are the task queues' numbers (queue_tasks), from each
+backend's stats().
 """
 
 import logging
@@ -35,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily
 import impressions
 from impressions import signals as impressions_signals
 from queues import signals as queues_signals
+from queues.stats import all_backend_stats
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,12 @@ tasks_running = Gauge(
 )  # fmt: skip
 sqs_receive_errors = Counter(
     "sqs_receive_errors", "SQS ReceiveMessage calls that failed, by error.", ["error"]
+)
+tasks_refused = Counter(
+    "tasks_refused",
+    "Jobs or messages a worker refused without running them, by backend alias and reason"
+    " (not-allowed: task path outside the allowed modules, never imported; malformed; refused).",
+    ["backend", "reason"],
 )
 
 
@@ -121,6 +129,10 @@ def on_sqs_receive_failed(sender, error, **kwargs):
     observe_sqs_receive_error(error)
 
 
+def on_task_refused(sender, backend, reason, **kwargs):
+    tasks_refused.labels(backend, reason).inc()
+
+
 def on_impressions_recorded(sender, served, counted, lost, **kwargs):
     observe_record(served, counted, lost)
 
@@ -136,6 +148,7 @@ def connect_signals():
     queues_signals.sqs_receive_failed.connect(
         on_sqs_receive_failed, dispatch_uid="casusult-metrics-sqs-receive"
     )
+    queues_signals.task_refused.connect(on_task_refused, dispatch_uid="casusult-metrics-refused")
     impressions_signals.impressions_recorded.connect(
         on_impressions_recorded, dispatch_uid="casusult-metrics-record"
     )
@@ -179,8 +192,41 @@ def pending_totals():
     return status.pending_entries, status.pending_impressions
 
 
+class QueueCollector:
+    """Tasks in each task backend's queues by state, read at scrape time (queues.stats).
+
+    A backend whose server does not answer costs the scrape its client timeouts (RQ: SOCKET_TIMEOUT,
+    SQS: a few seconds) and shows queue_backend_up 0.
+    """
+
+    def collect(self):
+        up = GaugeMetricFamily(
+            "queue_backend_up",
+            "1 when the task backend's queue server answered.",
+            labels=["backend"],
+        )
+        tasks = GaugeMetricFamily(
+            "queue_tasks",
+            "Tasks in each queue by state: RQ jobs queued, scheduled, started, failed; SQS"
+            " messages visible, in_flight, delayed and in the dead-letter queue (dead_letter).",
+            labels=["backend", "queue", "state"],
+        )
+        for found in all_backend_stats():
+            if found.in_process:
+                continue
+            up.add_metric([found.alias], 0 if found.error else 1)
+            for queue in found.queues:
+                for state, number in queue.counts.items():
+                    if number is not None:
+                        tasks.add_metric([found.alias, queue.queue, state], number)
+        yield up
+        yield tasks
+
+
 _pending_registry = CollectorRegistry()
 _pending_registry.register(PendingCollector())
+_queue_registry = CollectorRegistry()
+_queue_registry.register(QueueCollector())
 
 
 def is_multiprocess():
@@ -194,7 +240,11 @@ def render_metrics():
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return generate_latest(registry) + generate_latest(_pending_registry)
+    return (
+        generate_latest(registry)
+        + generate_latest(_pending_registry)
+        + generate_latest(_queue_registry)
+    )
 
 
 def metrics_view(request):

@@ -7,6 +7,8 @@ urlpatterns = [
     path("", views.timeline, name="timeline"),
     path("api/timeline/", views.timeline_api, name="timeline-api"),
     path("accounts/", include("django.contrib.auth.urls")),
+    # django-rq's dashboard (staff only), before admin/ whose catch-all would answer first.
+    path("admin/rq/", include("queues.rq.dashboard")),
     path("admin/", admin.site.urls),
     # casusult.health.ProbeMiddleware answers these first (any Host, plain HTTP); the routes keep
     # them reversible and documented in one place.

@@ -15,18 +15,37 @@ from .redis_client import get_flush_client
 logger = logging.getLogger(__name__)
 
 
-@task
-def flush_impressions_task():
-    """Flush pending impressions; on failure schedule a retry so nothing stays stranded."""
+@task(takes_context=True)
+def flush_impressions_task(context=None):
+    """Flush pending impressions; after the last attempt, schedule a later flush so nothing stays
+    stranded.
+
+    A backend that retries failed tasks runs the flush again itself: re-scheduling on every
+    failure as well would make two flushes where one is meant. `context` is None when called
+    directly (`.call()`), which counts as a last attempt.
+    """
     try:
         report = flush_pending()
     except FlushError:
-        try:
-            rearm_after_failure(get_flush_client())
-        except Exception:
-            logger.exception("could not re-schedule the impressions flush")
+        if is_last_attempt(context):
+            try:
+                rearm_after_failure(get_flush_client())
+            except Exception:
+                logger.exception("could not re-schedule the impressions flush")
         raise
     return report.as_dict()
+
+
+def is_last_attempt(context):
+    """Whether the task backend will not run this failed flush again.
+
+    A backend announces its retries with a `max_attempts` attribute (the queues app's backends
+    do); Django's own backends have none and never retry.
+    """
+    if context is None:
+        return True
+    backend = flush_impressions_task.get_backend()
+    return context.attempt >= getattr(backend, "max_attempts", 1)
 
 
 def enqueue_flush(delay=0):

@@ -1,15 +1,36 @@
-"""What our queue backends share: OPTIONS validation, the worker's dotted path, the check hook."""
+"""What our queue backends share: OPTIONS validation, retries, the task allow-list, the check hook."""
 
+from dataclasses import dataclass
+
+from django.apps import apps
 from django.tasks.backends.base import BaseTaskBackend
 
 from .exceptions import QueueConfigurationError
+from .execution import DOTTED_PATH, load_task
+
+# The longest retry delay: SQS delays a message 15 minutes at most, and a backoff past that is
+# better served by a person looking at the failed registry or the DLQ.
+MAX_RETRY_DELAY = 900
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The numbers of one queue of one backend, as `queue_stats`, /metrics and the admin show them."""
+
+    backend: str  # the TASKS alias
+    queue: str  # the RQ queue, or the SQS queue's name
+    counts: dict  # state -> number of jobs or messages (None: unknown), in display order
 
 
 class QueueBackend(BaseTaskBackend):
     """Base for the RQ and SQS backends: rejects unknown OPTIONS keys, naming the alias."""
 
-    # OPTIONS keys this backend understands, with their defaults.
-    option_defaults = {}
+    # OPTIONS keys every backend of ours understands, with their defaults; subclasses add theirs.
+    option_defaults = {
+        "MAX_ATTEMPTS": 3,  # runs of a failing task, the first included
+        "RETRY_DELAY": 10,  # seconds before the second run, doubling after each failure
+        "TASK_MODULES": (),  # module prefixes allowed besides the packages of INSTALLED_APPS
+    }
     # Dotted path of the class that runs this backend's tasks; `runworker` imports it. The backend
     # never imports its worker (the worker imports its backend).
     worker_class = None
@@ -23,9 +44,43 @@ class QueueBackend(BaseTaskBackend):
                 f"{type(self).__name__} accepts: {', '.join(sorted(self.option_defaults))}."
             )
         self.options = {**self.option_defaults, **self.options}
+        attempts, delay = self.options["MAX_ATTEMPTS"], self.options["RETRY_DELAY"]
+        if not isinstance(attempts, int) or not 1 <= attempts <= 100:
+            raise self.option_error("MAX_ATTEMPTS must be a whole number from 1 to 100.")
+        if not isinstance(delay, int) or not 0 <= delay <= MAX_RETRY_DELAY:
+            raise self.option_error(
+                f"RETRY_DELAY must be a whole number of seconds from 0 to {MAX_RETRY_DELAY}."
+            )
+        modules = self.options["TASK_MODULES"]
+        if isinstance(modules, str) or not all(
+            isinstance(module, str) and DOTTED_PATH.fullmatch(f"{module}.x") for module in modules
+        ):
+            raise self.option_error("TASK_MODULES must be a list of module names (a.b.c).")
+        self.options["TASK_MODULES"] = tuple(modules)
 
     def option_error(self, message):
         return QueueConfigurationError(f"TASKS[{self.alias!r}]['OPTIONS']: {message}")
+
+    @property
+    def max_attempts(self):
+        """Runs of a failing task, the first included (OPTIONS["MAX_ATTEMPTS"]).
+
+        Public for tasks that must know whether a retry follows (`context.attempt` against it).
+        """
+        return self.options["MAX_ATTEMPTS"]
+
+    def retry_delay(self, attempt):
+        """Seconds to wait after failed attempt `attempt` (1, 2, …): RETRY_DELAY, doubling, capped."""
+        return min(MAX_RETRY_DELAY, self.options["RETRY_DELAY"] * 2 ** (attempt - 1))
+
+    def allowed_task_modules(self):
+        """Module prefixes a task path must start with: INSTALLED_APPS' packages + TASK_MODULES."""
+        installed = {config.name for config in apps.get_app_configs()}
+        return tuple(sorted(installed | set(self.options["TASK_MODULES"])))
+
+    def load_task(self, path):
+        """The django.tasks Task at `path`; RefusedJob (TaskNotAllowed: never imported) otherwise."""
+        return load_task(path, self.allowed_task_modules())
 
     def check(self, *, deploy=False, **kwargs):
         """System check errors; with `deploy`, also those found by reaching the server.

@@ -5,6 +5,9 @@
 | queues.E001  | every check, no network | the RQ URL/OPTIONS name a cluster-mode endpoint           |
 | queues.E002  | check --deploy          | the live probe found a cluster-mode or sharded server     |
 | queues.E003  | check --deploy          | the live probe could not reach the RQ Redis (fails closed) |
+| queues.W001  | check --deploy          | the SQS queue has no redrive policy (no dead-letter queue) |
+| queues.W002  | check --deploy          | the SQS redrive policy's maxReceiveCount < MAX_ATTEMPTS   |
+| queues.W003  | check --deploy          | the SQS queue's redrive policy could not be read           |
 
 Never reuse a retired id.
 """

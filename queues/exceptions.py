@@ -15,5 +15,9 @@ class RefusedJob(Exception):
     """A queued job names something other than a django.tasks Task; it is not executed."""
 
 
+class TaskNotAllowed(RefusedJob):
+    """A queued job names a task outside the allowed modules; it was not even imported."""
+
+
 class MalformedMessage(ValueError):
     """A queue message is not valid JSON, has an unknown version, or lacks a field."""

@@ -17,7 +17,8 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 from psycopg import pq
 
-from .exceptions import RefusedJob
+from .exceptions import MalformedMessage, RefusedJob, TaskNotAllowed
+from .signals import task_refused
 
 logger = logging.getLogger("queues.worker")
 
@@ -25,10 +26,24 @@ logger = logging.getLogger("queues.worker")
 DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 
-def load_task(path):
-    """Import `path` and return it only if it is a django.tasks Task instance."""
+def is_allowed(path, allowed_modules):
+    """Whether `path` lies in one of the `allowed_modules` (a prefix ending at a dot)."""
+    return any(path == module or path.startswith(f"{module}.") for module in allowed_modules)
+
+
+def load_task(path, allowed_modules):
+    """Import `path` and return it only if it is a django.tasks Task instance.
+
+    A path outside `allowed_modules` is refused before anything is imported: importing a module
+    runs its code, so a queue message must not choose which module runs.
+    """
     if not isinstance(path, str) or not DOTTED_PATH.fullmatch(path):
         raise RefusedJob(f"task path {path!r} is not a dotted import path")
+    if not is_allowed(path, allowed_modules):
+        raise TaskNotAllowed(
+            f"task {path!r} is outside the allowed modules (the packages of INSTALLED_APPS and"
+            " TASK_MODULES): not imported"
+        )
     try:
         candidate = import_string(path)
     except Exception as error:
@@ -38,6 +53,18 @@ def load_task(path):
         # Only @task-decorated functions run: a job naming os.system or any other callable is refused.
         raise RefusedJob(f"{path!r} is not a django.tasks Task")
     return candidate
+
+
+def report_refusal(sender, backend_alias, error):
+    """Send task_refused for a job or message refused by `error`; returns the reason sent."""
+    if isinstance(error, TaskNotAllowed):
+        reason = "not-allowed"
+    elif isinstance(error, MalformedMessage):
+        reason = "malformed"
+    else:
+        reason = "refused"
+    task_refused.send(sender, backend=backend_alias, reason=reason)
+    return reason
 
 
 class TaskTimeout(Exception):
@@ -101,7 +128,8 @@ def discard_connections():
             logger.warning("Could not close a connection after a timeout", exc_info=True)
 
 
-def new_result(task, result_id, args, kwargs, backend, enqueued_at=None):
+def new_result(task, result_id, args, kwargs, backend, enqueued_at=None, worker_ids=()):
+    """A READY TaskResult; `worker_ids` of the earlier attempts make `context.attempt` count on."""
     return TaskResult(
         task=task,
         id=result_id,
@@ -114,7 +142,7 @@ def new_result(task, result_id, args, kwargs, backend, enqueued_at=None):
         kwargs=dict(kwargs),
         backend=backend,
         errors=[],
-        worker_ids=[],
+        worker_ids=list(worker_ids),
     )
 
 

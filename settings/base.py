@@ -22,7 +22,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "casusult",
     "impressions",
+    # Before django_rq: queues' commands shadow the django-rq commands that cannot run our jobs.
     "queues",
+    # django-rq's dashboard (mounted at /admin/rq/ by casusult.urls) over the RQ backend's Redis.
+    "django_rq",
 ]
 
 MIDDLEWARE = [
@@ -112,15 +115,28 @@ IMPRESSIONS_LEDGER_RETENTION_DAYS = env_int(
 )
 
 
-def task_settings(default_backend, rq_url):
-    """TASKS["default"] from QUEUE_BACKEND (rq, sqs, immediate, dummy) and that backend's variables."""
+RQ_BACKEND = "queues.rq.backend.RQBackend"
+
+
+def task_settings(default_backend, rq_url, task_modules=()):
+    """TASKS["default"] from QUEUE_BACKEND (rq, sqs, immediate, dummy) and that backend's variables.
+
+    `task_modules`: the default of TASK_MODULES, module prefixes whose tasks the workers may run
+    besides those of INSTALLED_APPS.
+    """
     choice = env_choice("QUEUE_BACKEND", {"rq", "sqs", "immediate", "dummy"}, default_backend)
+    shared = {
+        "MAX_ATTEMPTS": env_int("TASKS_MAX_ATTEMPTS", 3, minimum=1, maximum=100),
+        "RETRY_DELAY": env_int("TASKS_RETRY_DELAY", 10, maximum=900),
+        "TASK_MODULES": env_list("TASK_MODULES", list(task_modules)),
+    }
     if choice == "rq":
         options = {
+            **shared,
             "URL": rq_url,
             "JOB_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 600, minimum=1),
         }
-        return {"default": {"BACKEND": "queues.rq.backend.RQBackend", "OPTIONS": options}}
+        return {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}
     if choice == "sqs":
         queue_url, queue_name = env_str("SQS_QUEUE_URL", ""), env_str("SQS_QUEUE_NAME", "")
         if not (queue_url or queue_name):
@@ -128,11 +144,13 @@ def task_settings(default_backend, rq_url):
                 "QUEUE_BACKEND=sqs needs the environment variable SQS_QUEUE_URL or SQS_QUEUE_NAME."
             )
         options = {
+            **shared,
             "QUEUE_URL": queue_url or None,
             "QUEUE_NAME": queue_name or None,
             "WAIT_TIME_SECONDS": env_int("SQS_WAIT_TIME_SECONDS", 20, maximum=20),
             "MAX_MESSAGES": env_int("SQS_MAX_MESSAGES", 10, minimum=1, maximum=10),
-            "VISIBILITY_TIMEOUT": env_int("SQS_VISIBILITY_TIMEOUT", 60, minimum=1, maximum=43200),
+            # Unset: the queue's own VisibilityTimeout attribute, read when the worker starts.
+            "VISIBILITY_TIMEOUT": env_int("SQS_VISIBILITY_TIMEOUT", None, minimum=1, maximum=43200),
             "JOB_TIMEOUT": env_int("SQS_JOB_TIMEOUT", 600, minimum=1, maximum=43200),
         }
         return {"default": {"BACKEND": "queues.sqs.backend.SQSBackend", "OPTIONS": options}}
@@ -140,10 +158,35 @@ def task_settings(default_backend, rq_url):
     return {"default": {"BACKEND": backend}}
 
 
+def rq_queues(tasks):
+    """django-rq's RQ_QUEUES for the RQ backends of `tasks`: one connection definition for both.
+
+    Each RQ queue of those backends, on the backend's URL, read with our JSON serializer (the
+    dashboard would fail to read our jobs with RQ's default, pickle). Empty without an RQ backend:
+    the dashboard then shows no queue rather than poking at the impression buffer's Redis.
+    """
+    return {
+        name: {
+            "URL": params["OPTIONS"]["URL"],
+            "SERIALIZER": "rq.serializers.JSONSerializer",
+            "DEFAULT_TIMEOUT": params["OPTIONS"].get("JOB_TIMEOUT", 600),
+        }
+        for params in tasks.values()
+        if params["BACKEND"] == RQ_BACKEND
+        for name in params.get("QUEUES", ["default"])
+    }
+
+
 # The RQ queue's Redis: standalone only (RQ refuses cluster mode, see queues.rq.cluster).
 RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", REDIS_URL)
 # Production picks rq or sqs; without QUEUE_BACKEND tasks run in-process.
 TASKS = task_settings("immediate", RQ_REDIS_URL)
+# django-rq: its queues come from TASKS (each settings module that sets TASKS derives them again);
+# anything it builds resolves job functions through our job class, which runs only our trampoline.
+RQ_QUEUES = rq_queues(TASKS)
+RQ = {"JOB_CLASS": "queues.rq.worker.TaskJob"}
+# casusult.urls mounts the dashboard at /admin/rq/, linked from the queue status admin page.
+RQ_SHOW_ADMIN_LINK = False
 
 # Seconds /readyz waits for all its dependency probes together (casusult/health.py).
 READINESS_TIMEOUT = env_float("READINESS_TIMEOUT", 1.0, minimum=0.05)

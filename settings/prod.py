@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, LOG_FORMATS, LOGGING, RQ_REDIS_URL, task_settings
+from .base import BASE_DIR, LOG_FORMATS, LOGGING, RQ_REDIS_URL, rq_queues, task_settings
 from .env import UNSET, env_bool, env_choice, env_database, env_int, env_list, env_str
 
 DEBUG = env_bool("DEBUG", False)
@@ -24,6 +24,7 @@ if not ALLOWED_HOSTS:  # "" or "," would start a site that answers 400 to every 
     )
 # No in-process default: the flush must run on a worker (rq or sqs), never inside a request.
 TASKS = task_settings(UNSET, RQ_REDIS_URL)
+RQ_QUEUES = rq_queues(TASKS)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

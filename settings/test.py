@@ -1,7 +1,7 @@
 """Test runs: PostgreSQL (the production database engine) unless DATABASE_URL says otherwise."""
 
 from .base import *  # noqa: F403
-from .base import INSTALLED_APPS, task_settings
+from .base import INSTALLED_APPS, rq_queues, task_settings
 from .env import env_database, env_redis_url, env_str
 
 DEBUG = False
@@ -18,4 +18,7 @@ REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/15")
 # Tests look at what was enqueued; tests of the real backends configure them explicitly (or set
 # QUEUE_BACKEND). RQ gets its own db, never the developer's db 0.
 RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", "redis://127.0.0.1:6379/14")
-TASKS = task_settings("dummy", RQ_REDIS_URL)
+# The queue tests' own tasks live in tests.queues, which is no installed app: allowed here.
+TEST_TASK_MODULES = ["tests.queues.tasks"]
+TASKS = task_settings("dummy", RQ_REDIS_URL, task_modules=TEST_TASK_MODULES)
+RQ_QUEUES = rq_queues(TASKS)

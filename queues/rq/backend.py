@@ -10,11 +10,12 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Job, Retry
 from rq.queue import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from ..base import QueueBackend
-from ..execution import load_task, new_result
+from ..base import QueueBackend, QueueStats
+from ..execution import new_result
 from . import jobs
 from .checks import rq_backend_errors
 from .cluster import ensure_not_cluster
@@ -30,6 +31,7 @@ class RQBackend(QueueBackend):
 
     worker_class = "queues.rq.worker.RQWorker"
     option_defaults = {
+        **QueueBackend.option_defaults,
         "URL": None,
         "CLUSTER": False,  # say True to declare a cluster endpoint, which is then refused
         "JOB_TIMEOUT": 600,
@@ -87,6 +89,7 @@ class RQBackend(QueueBackend):
             description=task.module_path,
             result_ttl=self.options["RESULT_TTL"],
             meta={"backend": self.alias},
+            retry=self.retry_policy(),
         )
         if task.run_after is not None and task.run_after > timezone.now():
             queue.schedule_job(job, task.run_after)
@@ -95,6 +98,39 @@ class RQBackend(QueueBackend):
         object.__setattr__(result, "enqueued_at", timezone.now())
         task_enqueued.send(type(self), task_result=result)
         return result
+
+    def retry_policy(self):
+        """RQ's Retry for MAX_ATTEMPTS runs, RETRY_DELAY doubling; None for a single attempt.
+
+        RQ keeps the countdown on the job: after the last attempt the job lands in its failed
+        registry, where a requeue (django-rq's dashboard) gives it one more attempt.
+        """
+        retries = self.max_attempts - 1
+        if not retries:
+            return None
+        return Retry(max=retries, interval=[self.retry_delay(n) for n in range(1, retries + 1)])
+
+    def stats(self):
+        """Jobs queued, scheduled (run_after or a retry's delay), started and failed, per queue.
+
+        Read-only: RQ's registry counts would first clean up (write) the registries.
+        """
+        connection = self.raw_connection()
+        rows = []
+        for name in sorted(self.queues):
+            queue = Queue(name, connection=connection, serializer=jobs.SERIALIZER)
+            registries = {
+                "scheduled": ScheduledJobRegistry(queue=queue),
+                "started": StartedJobRegistry(queue=queue),
+                "failed": FailedJobRegistry(queue=queue),
+            }
+            counts = {"queued": queue.count}
+            counts.update(
+                (state, registry.get_job_count(cleanup=False))
+                for state, registry in registries.items()
+            )
+            rows.append(QueueStats(self.alias, name, counts))
+        return rows
 
     def get_result(self, result_id):
         try:
@@ -105,7 +141,15 @@ class RQBackend(QueueBackend):
         if job.func_name != jobs.TRAMPOLINE:
             raise TaskResultDoesNotExist(result_id)
         task_path, args, kwargs = job.args
-        result = new_result(load_task(task_path), job.id, args, kwargs, self.alias, job.enqueued_at)
+        result = new_result(
+            self.load_task(task_path),
+            job.id,
+            args,
+            kwargs,
+            self.alias,
+            job.enqueued_at,
+            worker_ids=jobs.attempt_workers(job),
+        )
         status = jobs.task_status(job)
         changes = {
             "status": status,
@@ -113,8 +157,6 @@ class RQBackend(QueueBackend):
             "last_attempted_at": job.started_at,
             "finished_at": job.ended_at,
         }
-        if job.worker_name:
-            result.worker_ids.append(job.worker_name)
         if status == TaskResultStatus.SUCCESSFUL:
             changes["_return_value"] = job.return_value()
         elif status == TaskResultStatus.FAILED:

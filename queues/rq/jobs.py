@@ -28,6 +28,14 @@ def trampoline_arguments(task, result):
     return (task.module_path, result.args, result.kwargs)
 
 
+def attempt_workers(job):
+    """The workers of the job's attempts so far (TaskResult.worker_ids), oldest first.
+
+    The worker keeps them in the job's meta, so that `context.attempt` counts RQ's retries.
+    """
+    return list(job.meta.get("worker_ids", []))
+
+
 def task_status(job):
     """The django.tasks status of an RQ job."""
     rq_status = job.get_status()

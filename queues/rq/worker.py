@@ -1,8 +1,12 @@
 """The RQ worker: probe the server, then RQ's SimpleWorker with our job class and the scheduler."""
 
 import logging
+import math
 
 import redis
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from django.tasks.exceptions import InvalidTaskBackend
+from django.utils import timezone
 from rq import get_current_job
 from rq.job import Job
 from rq.timeouts import UnixSignalDeathPenalty
@@ -16,8 +20,8 @@ from ..execution import (
     cancel_running_queries,
     discard_connections,
     execute,
-    load_task,
     new_result,
+    report_refusal,
 )
 from ..runner import stop_handlers
 from . import jobs
@@ -26,14 +30,42 @@ from .backend import RQBackend
 logger = logging.getLogger("queues.worker")
 
 
+def job_backend(job):
+    """The RQ backend a job of ours was enqueued through (its meta names the TASKS alias)."""
+    alias = job.meta.get("backend", DEFAULT_TASK_BACKEND_ALIAS)
+    try:
+        backend = task_backends[alias]
+    except InvalidTaskBackend:
+        backend = None
+    if not isinstance(backend, RQBackend):
+        raise RefusedJob(f"job names the backend {alias!r}, which is not an RQ backend here")
+    return backend
+
+
 def run_task(task_path, args, kwargs):
     """The only function an RQ job of ours calls (jobs.TRAMPOLINE): run a django.tasks Task."""
     job = get_current_job()
-    task = load_task(task_path)
-    backend = job.meta.get("backend", "default")
-    result = new_result(task, job.id, args, kwargs, backend, enqueued_at=job.enqueued_at)
     try:
-        return execute(result, worker_id=job.worker_name or "rq", sender=RQBackend)
+        backend = job_backend(job)
+        task = backend.load_task(task_path)
+    except RefusedJob:
+        job.retries_left = None  # a refusal is final: no retry would run it
+        raise
+    worker_id = job.worker_name or "rq"
+    result = new_result(
+        task,
+        job.id,
+        args,
+        kwargs,
+        backend.alias,
+        enqueued_at=job.enqueued_at,
+        worker_ids=jobs.attempt_workers(job),
+    )
+    # Saved before the task runs, so an attempt that times out (or dies) is counted too.
+    job.meta["worker_ids"] = [*result.worker_ids, worker_id]
+    job.save_meta()
+    try:
+        return execute(result, worker_id=worker_id, sender=RQBackend)
     except Exception as error:
         # Kept so get_result() can name the exception class; RQ itself keeps only the traceback.
         kind = type(error)
@@ -80,6 +112,8 @@ class TaskWorker(SimpleWorker):
         refusal = self._refusal(job)
         timer = TaskTimer(job.description if refusal is None else "-", job.id)
         self.death_penalty_class.fired = False
+        if refusal is not None:
+            job.retries_left = None  # RQ still records it in the failed registry, once
         try:
             with liveness.CLOCK.running():
                 super().execute_job(job, queue)
@@ -88,14 +122,36 @@ class TaskWorker(SimpleWorker):
         status = getattr(job.get_status(refresh=True), "value", None)
         if status != "finished":
             discard_connections()  # a timed-out job may have left one mid-query
-        if refusal:
-            timer.log("refused", logging.ERROR, refusal)
+        if refusal is not None:
+            alias = job.meta.get("backend", DEFAULT_TASK_BACKEND_ALIAS)
+            report_refusal(RQBackend, alias, refusal)
+            timer.log("refused", logging.ERROR, str(refusal))
         elif status == "finished":
             timer.log("succeeded")
         elif self.death_penalty_class.fired:
-            timer.log("timed-out", logging.ERROR, f"reason=JOB_TIMEOUT ({job.timeout} s)")
+            timer.log(
+                "timed-out",
+                logging.ERROR,
+                f"reason=JOB_TIMEOUT ({job.timeout} s) {self._attempt_detail(job, queue, status)}",
+            )
+        elif status in ("failed", "scheduled", "queued"):
+            timer.log("failed", logging.ERROR, self._attempt_detail(job, queue, status))
         else:
-            timer.log("failed" if status == "failed" else str(status), logging.ERROR)
+            timer.log(str(status), logging.ERROR)
+
+    @staticmethod
+    def _attempt_detail(job, queue, status):
+        """`attempt=n/m` and what follows: the next attempt's delay, or the failed registry."""
+        attempt = len(jobs.attempt_workers(job))
+        if status == "failed":
+            return f"attempt={attempt}/{attempt} next=failed-registry"
+        # RQ counted retries_left down when it re-scheduled the job: the next attempt is one of them.
+        total = attempt + (job.retries_left or 0) + 1
+        delay = 0
+        if status == "scheduled":
+            due = queue.scheduled_job_registry.get_scheduled_time(job)
+            delay = max(0, math.ceil((due - timezone.now()).total_seconds()))
+        return f"attempt={attempt}/{total} next_attempt_in={delay}s"
 
     def work(self, *args, **kwargs):
         # RQ installs its stop handlers only after registering the worker and starting its
@@ -116,10 +172,19 @@ class TaskWorker(SimpleWorker):
 
     @staticmethod
     def _refusal(job):
+        """The RefusedJob that stops `job` from running, or None (imports allowed modules only)."""
         try:
-            return jobs.refusal(job)
+            if reason := jobs.refusal(job):
+                return RefusedJob(reason)
+            arguments = job.args
+            if len(arguments) != 3 or not isinstance(arguments[0], str):
+                return RefusedJob("job arguments are not (task path, args, kwargs)")
+            job_backend(job).load_task(arguments[0])
+        except RefusedJob as refused:
+            return refused
         except Exception as error:  # undecodable data, a pickle: refused too
-            return f"job data cannot be read as JSON ({type(error).__name__})"
+            return RefusedJob(f"job data cannot be read as JSON ({type(error).__name__})")
+        return None
 
 
 class RQWorker:

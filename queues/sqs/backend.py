@@ -12,9 +12,18 @@ from botocore.config import Config
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from ..base import QueueBackend
+from ..base import QueueBackend, QueueStats
 from ..execution import new_result
+from .checks import redrive_warnings
+from .deadletter import dead_letter_queue
 from .messages import delay_seconds, encode_message
+
+# GetQueueAttributes names of the message counts queue_stats shows, by state.
+COUNT_ATTRIBUTES = {
+    "visible": "ApproximateNumberOfMessages",
+    "in_flight": "ApproximateNumberOfMessagesNotVisible",
+    "delayed": "ApproximateNumberOfMessagesDelayed",
+}
 
 
 def queue_name_from_url(url):
@@ -30,14 +39,16 @@ class SQSBackend(QueueBackend):
 
     worker_class = "queues.sqs.worker.SQSWorker"
     option_defaults = {
+        **QueueBackend.option_defaults,
         "QUEUE_URL": None,
         "QUEUE_NAME": None,
         "SESSION_PARAMS": {},
         "CLIENT_PARAMS": {},
         "WAIT_TIME_SECONDS": 20,  # long poll; SQS allows 0..20
         "MAX_MESSAGES": 10,  # per receive; SQS allows 1..10
-        "VISIBILITY_TIMEOUT": 60,  # what the heartbeat keeps a running task's message hidden for
-        "JOB_TIMEOUT": 600,  # a task running longer is stopped (TaskTimeout) and left for redelivery
+        # What the heartbeat keeps held messages hidden for; None: the queue's VisibilityTimeout.
+        "VISIBILITY_TIMEOUT": None,
+        "JOB_TIMEOUT": 600,  # a task running longer is stopped (TaskTimeout): a failed attempt
     }
 
     def __init__(self, alias, params):
@@ -50,7 +61,8 @@ class SQSBackend(QueueBackend):
             raise self.option_error("WAIT_TIME_SECONDS must be between 0 and 20.")
         if not 1 <= self.options["MAX_MESSAGES"] <= 10:
             raise self.option_error("MAX_MESSAGES must be between 1 and 10.")
-        if not 1 <= self.options["VISIBILITY_TIMEOUT"] <= 43200:
+        visibility = self.options["VISIBILITY_TIMEOUT"]
+        if visibility is not None and not 1 <= visibility <= 43200:
             raise self.option_error("VISIBILITY_TIMEOUT must be between 1 and 43200 seconds.")
         if not 1 <= self.options["JOB_TIMEOUT"] <= 43200:  # SQS hides a message 12 h at most
             raise self.option_error("JOB_TIMEOUT must be between 1 and 43200 seconds.")
@@ -105,6 +117,33 @@ class SQSBackend(QueueBackend):
             answer = self.client.get_queue_url(QueueName=self.queue_name)
             self._queue_url = answer["QueueUrl"]
         return self._queue_url
+
+    def check(self, *, deploy=False, **kwargs):
+        return [*super().check(**kwargs), *(redrive_warnings(self) if deploy else [])]
+
+    def queue_attributes(self, names):
+        """The queue's attributes `names` (GetQueueAttributes), as strings."""
+        answer = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)
+        return answer.get("Attributes", {})
+
+    def dead_letter_queue(self, attributes=None):
+        """The DLQ of the queue's RedrivePolicy (queues.sqs.deadletter), or None."""
+        if attributes is None:
+            attributes = self.queue_attributes(["RedrivePolicy"])
+        return dead_letter_queue(self.client, attributes)
+
+    def stats(self):
+        """Messages visible, in flight and delayed, and in the DLQ (None: the queue has none)."""
+        attributes = self.queue_attributes([*COUNT_ATTRIBUTES.values(), "RedrivePolicy"])
+        counts = {state: int(attributes[name]) for state, name in COUNT_ATTRIBUTES.items()}
+        dlq = self.dead_letter_queue(attributes)
+        counts["dead_letter"] = None
+        if dlq is not None:
+            answer = self.client.get_queue_attributes(
+                QueueUrl=dlq.url, AttributeNames=list(COUNT_ATTRIBUTES.values())
+            )
+            counts["dead_letter"] = sum(int(value) for value in answer["Attributes"].values())
+        return [QueueStats(self.alias, self.queue_name, counts)]
 
     def ping(self):
         """Raise unless SQS answers GetQueueUrl for the queue (allowed to the web and worker roles

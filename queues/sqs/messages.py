@@ -13,6 +13,8 @@ MESSAGE_VERSION = 1
 # Module-level so tests can shorten it.
 MAX_DELAY_SECONDS = 900
 REQUIRED_FIELDS = {"v": int, "id": str, "task": str, "args": list, "kwargs": dict}
+# Added to version 1 by retries; a message without them is a first attempt.
+# attempt: the run this message asks for (1, 2, …); worker_ids: the workers of the runs before.
 
 
 def encode_message(result, task):
@@ -28,6 +30,7 @@ def encode_message(result, task):
             "backend": result.backend,
             "run_after": task.run_after.isoformat() if task.run_after else None,
             "enqueued_at": timezone.now().isoformat(),
+            "attempt": 1,
         },
         separators=(",", ":"),
     )
@@ -48,7 +51,27 @@ def decode_message(body):
             raise MalformedMessage(f"field {name!r} is missing or not a {kind.__name__}")
     envelope["run_after"] = parse_time(envelope.get("run_after"), "run_after")
     envelope["enqueued_at"] = parse_time(envelope.get("enqueued_at"), "enqueued_at")
+    attempt = envelope.setdefault("attempt", 1)
+    if type(attempt) is not int or attempt < 1:
+        raise MalformedMessage("field 'attempt' is not a whole number of 1 or more")
+    workers = envelope.setdefault("worker_ids", [])
+    if not isinstance(workers, list) or not all(isinstance(w, str) for w in workers):
+        raise MalformedMessage("field 'worker_ids' is not a list of strings")
+    # One worker per earlier attempt, so that TaskContext.attempt (their number + 1) is `attempt`.
+    envelope["worker_ids"] = (workers + ["unknown"] * attempt)[: attempt - 1]
     return envelope
+
+
+def next_attempt_body(body, worker_id):
+    """The body of `body`'s next attempt: its attempt number + 1, this worker added to worker_ids.
+
+    Everything else is kept as sent (the same id, task, arguments and enqueued_at).
+    """
+    envelope = decode_message(body)
+    following = json.loads(body)
+    following["attempt"] = envelope["attempt"] + 1
+    following["worker_ids"] = [*envelope["worker_ids"], worker_id]
+    return json.dumps(following, separators=(",", ":"))
 
 
 def parse_time(value, name):

@@ -50,6 +50,16 @@ def configured_queue_name():
     return backend.queue_name if backend else None
 
 
+def max_receive_count_floor():
+    """The least maxReceiveCount for the configured SQS backend: its MAX_ATTEMPTS (1 without one).
+
+    A task that kills its worker is received again rather than re-sent as its next attempt: with
+    maxReceiveCount >= MAX_ATTEMPTS it gets as many runs as a task that raises.
+    """
+    backend = configured_backend()
+    return backend.max_attempts if backend else 1
+
+
 def ensure_queue(client, name, attributes):
     """Create queue `name` with `attributes`, or set them on it when it exists; a QueueState."""
     errors = client.exceptions

@@ -1,4 +1,9 @@
-"""The SQS poller: long-polls, runs each task with a visibility heartbeat, deletes on success."""
+"""The SQS poller: long-polls, runs each task with a visibility heartbeat, deletes on success.
+
+A failed task is re-sent for its next attempt (DelaySeconds: the backend's retry delay); after the
+last attempt, and at once for a message that can never run, the worker moves it to the queue's
+dead-letter queue itself (found from the queue's RedrivePolicy, read at start).
+"""
 
 import logging
 import os
@@ -18,12 +23,13 @@ from ..execution import (
     between_jobs,
     discard_connections,
     execute,
-    load_task,
     new_result,
+    report_refusal,
 )
 from ..signals import sqs_receive_failed
+from .deadletter import dead_letter
 from .heartbeat import VisibilityHeartbeat
-from .messages import decode_message, delay_seconds
+from .messages import decode_message, delay_seconds, next_attempt_body
 
 logger = logging.getLogger("queues.worker")
 
@@ -53,6 +59,10 @@ class SQSWorker:
         self.handled = 0
         # Deferred tasks this worker re-sent, by id: burst waits for those already due.
         self.deferred = {}
+        # Read from the queue before the first receive (prepare()).
+        self.visibility_timeout = None
+        self.dead_letters = None
+        self.prepared = False
 
     def request_stop(self, signum, frame):
         if self.stop_requested:
@@ -85,6 +95,8 @@ class SQSWorker:
         failures = 0
         while not self.stop_requested and not self.reached_max_jobs():
             try:
+                if not self.prepared:
+                    self.prepare()
                 messages = self.receive()
             except TRANSIENT_ERRORS as error:
                 if self.burst:
@@ -104,12 +116,34 @@ class SQSWorker:
         logger.info("SQS worker %s stopped after %d message(s)", self.worker_id, self.handled)
         return 0
 
+    def prepare(self):
+        """Read the queue's VisibilityTimeout (unless OPTIONS set one) and its dead-letter queue."""
+        attributes = self.backend.queue_attributes(["VisibilityTimeout", "RedrivePolicy"])
+        configured = self.options["VISIBILITY_TIMEOUT"]
+        # A queue may say 0; held messages must stay hidden for at least a moment to be held.
+        self.visibility_timeout = configured or max(1, int(attributes["VisibilityTimeout"]))
+        self.dead_letters = self.backend.dead_letter_queue(attributes)
+        self.prepared = True
+        source = "VISIBILITY_TIMEOUT" if configured else "the queue's VisibilityTimeout"
+        if self.dead_letters is None:
+            logger.error(
+                "The SQS queue %s has no redrive policy: messages that can never run, and tasks"
+                " that failed MAX_ATTEMPTS times, stay in the queue (run manage.py sqs_setup)",
+                self.backend.queue_name,
+            )
+        logger.info(
+            "Visibility timeout %d s (%s); dead-letter queue: %s",
+            self.visibility_timeout,
+            source,
+            self.dead_letters.name if self.dead_letters else "none",
+        )
+
     def hold(self, messages):
         return VisibilityHeartbeat(
             self.backend.client,
             self.backend.queue_url,
             messages,
-            self.options["VISIBILITY_TIMEOUT"],
+            self.visibility_timeout,
             limit=liveness.stall_limit(self.options["JOB_TIMEOUT"]),
         )
 
@@ -154,16 +188,12 @@ class SQSWorker:
     def handle(self, message, heartbeat):
         """Run, defer or set aside one message; returns the outcome logged."""
         timer = TaskTimer("-", message["MessageId"])
-        receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
         try:
             envelope = decode_message(message["Body"])
             timer.task_path, timer.job_id = envelope["task"], envelope["id"]
-            task = load_task(envelope["task"])
+            task = self.backend.load_task(envelope["task"])
         except (MalformedMessage, RefusedJob) as error:
-            # Not deleted: it reappears after the visibility timeout, and the queue's redrive
-            # policy moves it to the dead-letter queue after maxReceiveCount receives.
-            timer.log("set-aside", logging.WARNING, f"receives={receives} reason={error}")
-            return "set-aside"
+            return self.set_aside(message, timer, error)
         self.deferred.pop(envelope["id"], None)
         run_after = envelope["run_after"]
         if run_after is not None and run_after > timezone.now():
@@ -177,6 +207,7 @@ class SQSWorker:
             envelope["kwargs"],
             envelope.get("backend") or self.backend.alias,
             enqueued_at=envelope["enqueued_at"],
+            worker_ids=envelope["worker_ids"],
         )
         heartbeat.started(message)
         try:
@@ -189,17 +220,50 @@ class SQSWorker:
                 )
         except TaskTimeout as error:
             discard_connections()
-            # Like a failure: left for redelivery, and for the DLQ after maxReceiveCount.
-            timer.log("timed-out", logging.ERROR, f"receives={receives} reason={error}")
-            return "timed-out"
+            # A failed attempt like any other.
+            return self.after_failure(message, envelope, timer, "timed-out", f"reason={error}")
         except Exception:
-            # Left in the queue: SQS redelivers it, and the DLQ takes it after maxReceiveCount.
             logger.exception("Task %s (%s) failed", envelope["task"], envelope["id"])
-            timer.log("failed", logging.ERROR, f"receives={receives}")
-            return "failed"
+            return self.after_failure(message, envelope, timer, "failed")
         self.delete(message)
         timer.log("succeeded")
         return "succeeded"
+
+    def set_aside(self, message, timer, error):
+        """A message that can never run: to the dead-letter queue now, logged once."""
+        reason = report_refusal(type(self.backend), self.backend.alias, error)
+        if self.dead_letters is None:
+            # It comes back after the visibility timeout, and is refused again.
+            timer.log("set-aside", logging.WARNING, f"reason={error} next=left-in-queue")
+            return "set-aside"
+        self.dead_letter(message, f"{reason}: {error}")
+        timer.log("set-aside", logging.WARNING, f"reason={error} next=dlq:{self.dead_letters.name}")
+        return "set-aside"
+
+    def after_failure(self, message, envelope, timer, outcome, detail=""):
+        """A failed attempt: re-send the next one after the retry delay, or after the last one
+        move the message to the dead-letter queue (as its next attempt, for sqs_redrive)."""
+        attempt, limit = envelope["attempt"], self.backend.max_attempts
+        following = next_attempt_body(message["Body"], self.worker_id)
+        counted = f"{detail} attempt={attempt}/{max(attempt, limit)}".lstrip()
+        if attempt < limit:
+            delay = self.backend.retry_delay(attempt)
+            # Sent before the delete: interrupted between the two, both attempts run.
+            self.backend.send(following, delay)
+            self.delete(message)
+            timer.log(outcome, logging.ERROR, f"{counted} next_attempt_in={delay}s")
+        elif self.dead_letters is not None:
+            self.dead_letter(message, f"{outcome} on attempt {attempt} of {limit}", following)
+            timer.log(outcome, logging.ERROR, f"{counted} next=dlq:{self.dead_letters.name}")
+        else:
+            # No DLQ to go to: received again after the visibility timeout, and run again.
+            timer.log(outcome, logging.ERROR, f"{counted} next=left-in-queue")
+        return outcome
+
+    def dead_letter(self, message, reason, body=None):
+        dead_letter(
+            self.backend.client, self.backend.queue_url, self.dead_letters, message, reason, body
+        )
 
     def defer(self, message, run_after):
         """Re-send a message due later than SQS can delay it, then drop the received copy."""

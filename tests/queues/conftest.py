@@ -1,6 +1,17 @@
 """Fixtures of the queue tests shared by both backends' folders and the end-to-end test."""
 
+import uuid
+from types import SimpleNamespace
+
+import boto3
 import pytest
+import redis
+
+import devservices
+from settings.base import rq_queues
+from tests.queues import tasks as queue_tasks
+from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.sqs.support import SQS_BACKEND, create_queue_with_dlq
 
 
 @pytest.fixture
@@ -16,3 +27,61 @@ def aws_env(monkeypatch, sqs_endpoint_url):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def dead_rq_url():
+    """A Redis URL on a loopback port nothing listens on: connection refused at once."""
+    return f"redis://127.0.0.1:{devservices.free_port()}/0"
+
+
+@pytest.fixture
+def rq_url(settings):
+    """The RQ Redis of this test run (RQ_REDIS_URL), emptied before and after each test."""
+    url = settings.RQ_REDIS_URL
+    connection = redis.Redis.from_url(url)
+    try:
+        connection.flushdb()
+    except redis.ConnectionError as error:
+        pytest.fail(f"Redis at {url} is not reachable ({error}); start it with `make services`.")
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    options = {"URL": url, "TASK_MODULES": settings.TEST_TASK_MODULES}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}
+    settings.RQ_QUEUES = rq_queues(settings.TASKS)  # django-rq's dashboard, as in settings
+    yield url
+    connection.flushdb()
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+
+
+@pytest.fixture
+def sqs(aws_env, settings):
+    """A fresh queue (visibility 1 s) with a DLQ after 2 receives, as TASKS['default']."""
+    client = boto3.client("sqs")
+    name = f"casusult-{uuid.uuid4().hex[:10]}"
+    url, dlq_url = create_queue_with_dlq(client, name)
+    settings.TASKS = {
+        "default": {
+            "BACKEND": SQS_BACKEND,
+            "OPTIONS": {
+                "QUEUE_URL": url,
+                "WAIT_TIME_SECONDS": 1,
+                "VISIBILITY_TIMEOUT": 2,
+                "TASK_MODULES": settings.TEST_TASK_MODULES,
+            },
+        }
+    }
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    yield SimpleNamespace(client=client, url=url, dlq_url=dlq_url, name=name, env=aws_env)
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+
+
+@pytest.fixture
+def setup_env(sqs_endpoint_url):
+    """The environment of an `sqs_setup` subprocess against moto, with no SQS task backend."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
+        "QUEUE_BACKEND": "dummy",
+    }

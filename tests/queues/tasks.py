@@ -7,6 +7,9 @@ from django.conf import settings
 from django.tasks import task
 
 MARKERS = "queues-test:markers"
+# tests/queues/side_effect_on_import.py: outside the allowed modules; importing it counts here.
+SIDE_EFFECT_MODULE = "tests.queues.side_effect_on_import"
+SIDE_EFFECT_KEY = "queues-test:side-effect-imported"
 
 
 def markers_client():
@@ -17,10 +20,30 @@ def markers():
     return markers_client().lrange(MARKERS, 0, -1)
 
 
+def side_effect_imports():
+    """How often side_effect_on_import was imported since the key was last deleted."""
+    return int(markers_client().get(SIDE_EFFECT_KEY) or 0)
+
+
 @task
 def record_marker(name):
     markers_client().rpush(MARKERS, name)
     return name
+
+
+@task(takes_context=True)
+def fail_until(context, name, succeed_on):
+    """Marks `name:attempt:time` on each run; fails on the attempts before `succeed_on`."""
+    markers_client().rpush(MARKERS, f"{name}:{context.attempt}:{time.time():.3f}")
+    if context.attempt < succeed_on:
+        raise RuntimeError(f"attempt {context.attempt} of {name} fails on purpose")
+    return context.attempt
+
+
+def attempts_of(name):
+    """[(attempt, time)] of the fail_until(name, …) runs so far, in order."""
+    runs = [marker.split(":") for marker in markers() if marker.startswith(f"{name}:")]
+    return [(int(attempt), float(at)) for _, attempt, at in runs]
 
 
 @task

@@ -1,14 +1,18 @@
-"""Fixtures of the site's tests: a dead Redis, the impression buffer, captured JSON log lines."""
+"""Fixtures of the site's tests: a dead Redis, the impression buffer, captured JSON log lines, a
+production-like SQS queue."""
 
 import io
 import json
 import logging
+import uuid
 
+import boto3
 import pytest
 
 import devservices
 from casusult.jsonlog import JsonFormatter
 from impressions.recorder import get_client
+from queues.sqs.setup import setup_queues
 
 
 @pytest.fixture
@@ -39,3 +43,25 @@ def json_lines():
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     root.removeHandler(handler)
     root.setLevel(old_level)
+
+
+@pytest.fixture
+def production_queue(sqs_endpoint_url):
+    """Environment of a production-like SQS queue (made by sqs_setup's defaults) on moto: the
+    deploy checks read its redrive policy."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
+    }
+    client = boto3.client(
+        "sqs",
+        endpoint_url=sqs_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    name = f"casusult-{uuid.uuid4().hex[:8]}"
+    setup_queues(client, name)
+    return {**env, "SQS_QUEUE_NAME": name}

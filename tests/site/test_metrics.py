@@ -15,11 +15,14 @@ import uuid
 
 import boto3
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 from django.tasks import task
 from django.test import override_settings
 from prometheus_client import REGISTRY
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 import devservices
 from impressions import keys
@@ -96,6 +99,31 @@ def test_metrics_endpoint_answers_while_redis_is_down(client):
         response = client.get("/metrics")
     assert response.status_code == 200
     assert "impressions_buffer_up 0.0" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_metrics_endpoint_shows_the_rq_queue_depth_and_failed_jobs(client, dead_redis_url):
+    rq_url = settings.RQ_REDIS_URL
+    connection = redis.Redis.from_url(rq_url)
+    connection.flushdb()
+    queue = Queue("default", connection=connection, serializer=JSONSerializer)
+    queue.enqueue_call("tests.queues.tasks.record_marker", args=("x",))
+    queue.enqueue_call("tests.queues.tasks.record_marker", args=("y",))
+    failed = queue.enqueue_call("tests.queues.tasks.record_marker", args=("z",))
+    queue.remove(failed)
+    queue.failed_job_registry.add(failed, ttl=60)
+    rq = {"BACKEND": "queues.rq.backend.RQBackend", "OPTIONS": {"URL": rq_url}}
+    dead = {"BACKEND": "queues.rq.backend.RQBackend", "OPTIONS": {"URL": dead_redis_url}}
+    try:
+        with override_settings(TASKS={"default": rq, "down": dead}):
+            text = client.get("/metrics").content.decode()
+    finally:
+        connection.flushdb()
+    assert 'queue_tasks{backend="default",queue="default",state="queued"} 2.0' in text
+    assert 'queue_tasks{backend="default",queue="default",state="failed"} 1.0' in text
+    assert 'queue_backend_up{backend="default"} 1.0' in text
+    assert 'queue_backend_up{backend="down"} 0.0' in text
+    assert "# TYPE tasks_refused_total counter" in text
 
 
 @pytest.mark.django_db

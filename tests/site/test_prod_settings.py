@@ -21,15 +21,16 @@ PROD_ENV = {
 }
 
 
-def test_check_deploy_passes_with_production_environment(manage):
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PROD_ENV)
+def test_check_deploy_passes_with_production_environment(manage, production_queue):
+    env = {**PROD_ENV, **production_queue}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
 
-def test_the_settings_flag_as_the_docs_write_it(manage):
+def test_the_settings_flag_as_the_docs_write_it(manage, production_queue):
     # --settings must win over DJANGO_SETTINGS_MODULE, also for the one-line error.
-    flag_env = {**PROD_ENV, "DJANGO_SETTINGS_MODULE": "settings.test"}
+    flag_env = {**PROD_ENV, **production_queue, "DJANGO_SETTINGS_MODULE": "settings.test"}
     args = ("check", "--deploy", "--fail-level", "WARNING", "--settings=settings.prod")
     passed = manage(*args, env=flag_env)
     assert passed.returncode == 0, passed.stderr

@@ -6,7 +6,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
 from queues.arguments import whole_number
-from queues.sqs.setup import configured_queue_name, setup_queues, sqs_client
+from queues.sqs.setup import (
+    configured_queue_name,
+    max_receive_count_floor,
+    setup_queues,
+    sqs_client,
+)
+
+DEFAULT_MAX_RECEIVE_COUNT = 5
 
 
 class Command(BaseCommand):
@@ -25,8 +32,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-receive-count",
             type=whole_number,
-            default=5,
-            help="receives before a message moves to the DLQ (default 5)",
+            help=f"receives before SQS moves a message to the DLQ (default"
+            f" {DEFAULT_MAX_RECEIVE_COUNT}; never below the backend's MAX_ATTEMPTS)",
         )
         parser.add_argument(
             "--visibility-timeout",
@@ -41,6 +48,15 @@ class Command(BaseCommand):
             raise CommandError(
                 "No queue name: pass --queue-name or set SQS_QUEUE_NAME (or SQS_QUEUE_URL)."
             )
+        floor = max_receive_count_floor()
+        if max_receive_count is None:
+            max_receive_count = max(DEFAULT_MAX_RECEIVE_COUNT, floor)
+        elif 1 <= max_receive_count < floor:
+            self.stdout.write(
+                f"--max-receive-count {max_receive_count} is below the backend's MAX_ATTEMPTS;"
+                f" using {floor}"
+            )
+            max_receive_count = floor
         try:
             queue, dlq = setup_queues(
                 sqs_client(),

@@ -3,6 +3,7 @@
 import contextlib
 import datetime
 import logging
+import sys
 import time
 import uuid
 
@@ -11,8 +12,12 @@ import redis
 from django.tasks import TaskResultStatus, task_backends
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
+from prometheus_client import REGISTRY
+from rq import Queue
 from rq.exceptions import StopRequested
+from rq.serializers import JSONSerializer
 
+from queues.rq import jobs
 from queues.rq.worker import TaskJob, TaskWorker
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import RQ_BACKEND, run_burst
@@ -55,7 +60,8 @@ def test_enqueued_task_runs_in_worker_with_signals_and_result(rq_url):
     assert fetched.args == ["one"]
 
 
-def test_failed_task_result_names_the_exception(rq_url):
+def test_failed_task_result_names_the_exception(rq_url, settings):
+    settings.TASKS["default"]["OPTIONS"]["MAX_ATTEMPTS"] = 1
     result = queue_tasks.fail_always.enqueue("x")
     run_burst()
     fetched = task_backends["default"].get_result(result.id)
@@ -110,3 +116,21 @@ def test_ping_answers_for_a_live_redis_and_raises_for_a_dead_one(rq_url, setting
     }
     with pytest.raises(redis.ConnectionError):
         task_backends["default"].ping()
+
+
+def test_a_refused_path_is_never_imported_and_is_counted(rq_url, caplog):
+    queue_tasks.markers_client().delete(queue_tasks.SIDE_EFFECT_KEY)
+    counted = {"backend": "default", "reason": "not-allowed"}
+    before = REGISTRY.get_sample_value("tasks_refused_total", counted) or 0
+    queue = Queue("default", connection=redis.Redis.from_url(rq_url), serializer=JSONSerializer)
+    # Our own job format, naming a Task in a module outside the allowed ones.
+    path = f"{queue_tasks.SIDE_EFFECT_MODULE}.harmless"
+    planted = queue.enqueue_call(jobs.TRAMPOLINE, args=(path, [], {}), meta={"backend": "default"})
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()
+    assert queue_tasks.SIDE_EFFECT_MODULE not in sys.modules  # the worker ran in this process
+    assert queue_tasks.side_effect_imports() == 0
+    assert queue.failed_job_registry.get_job_ids() == [planted.id]
+    refused = [r.getMessage() for r in caplog.records if "outcome=refused" in r.getMessage()]
+    assert len(refused) == 1 and "outside the allowed modules" in refused[0]
+    assert REGISTRY.get_sample_value("tasks_refused_total", counted) == before + 1

@@ -48,11 +48,27 @@ def visible_count(client, url):
     return int(attributes["ApproximateNumberOfMessages"])
 
 
-def dlq_bodies(sqs):
+def dlq_messages(sqs):
+    """The messages in the DLQ (up to 10), left there (visibility 0)."""
     answer = sqs.client.receive_message(
-        QueueUrl=sqs.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        QueueUrl=sqs.dlq_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=0,
+        MessageAttributeNames=["All"],
     )
-    return sorted(message["Body"] for message in answer.get("Messages", []))
+    return answer.get("Messages", [])
+
+
+def dlq_bodies(sqs):
+    return sorted(message["Body"] for message in dlq_messages(sqs))
+
+
+def dlq_reasons(sqs):
+    """Why the worker moved each DLQ message there (its queues.reason attribute), sorted."""
+    return sorted(
+        message["MessageAttributes"]["queues.reason"]["StringValue"]
+        for message in dlq_messages(sqs)
+    )
 
 
 def sqs_worker(**options):

@@ -61,3 +61,44 @@ def test_delay_seconds_never_exceeds_the_cap():
     assert messages.delay_seconds(now + datetime.timedelta(seconds=10.2), now) == 11
     assert messages.delay_seconds(now - datetime.timedelta(seconds=5), now) == 0
     assert messages.delay_seconds(None, now) == 0
+
+
+def test_a_first_message_is_attempt_one_with_no_earlier_workers():
+    envelope = messages.decode_message(encoded(queue_tasks.record_marker, "x"))
+    assert (envelope["attempt"], envelope["worker_ids"]) == (1, [])
+    # Messages sent before retries existed carry neither field.
+    old = json.loads(encoded(queue_tasks.record_marker, "x"))
+    del old["attempt"]
+    assert messages.decode_message(json.dumps(old))["attempt"] == 1
+
+
+def test_the_next_attempt_counts_on_and_names_the_workers_before_it():
+    first = encoded(queue_tasks.record_marker, "x")
+    second = messages.next_attempt_body(first, "host:1:sqs")
+    third = messages.decode_message(messages.next_attempt_body(second, "host:2:sqs"))
+    assert (third["attempt"], third["worker_ids"]) == (3, ["host:1:sqs", "host:2:sqs"])
+    assert (third["id"], third["args"]) == ("id-1", ["x"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"attempt": 0}, "attempt"),
+        ({"attempt": "2"}, "attempt"),
+        ({"attempt": True}, "attempt"),
+        ({"worker_ids": "w"}, "worker_ids"),
+        ({"worker_ids": [1]}, "worker_ids"),
+    ],
+)
+def test_bad_attempt_fields_are_malformed(fields, error):
+    body = {**json.loads(encoded(queue_tasks.record_marker, "x")), **fields}
+    with pytest.raises(MalformedMessage, match=error):
+        messages.decode_message(json.dumps(body))
+
+
+def test_worker_ids_always_match_the_attempt():
+    # TaskContext.attempt is len(worker_ids) + 1 while the task runs: keep the two in step.
+    body = {**json.loads(encoded(queue_tasks.record_marker, "x")), "attempt": 3}
+    assert messages.decode_message(json.dumps(body))["worker_ids"] == ["unknown", "unknown"]
+    body["worker_ids"] = ["a", "b", "c", "d"]
+    assert messages.decode_message(json.dumps(body))["worker_ids"] == ["a", "b"]

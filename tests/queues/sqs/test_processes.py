@@ -15,7 +15,15 @@ pytestmark = pytest.mark.sqs
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("SQS_JOB_TIMEOUT", "0"), ("SQS_MAX_MESSAGES", "11")]
+    ("variable", "value"),
+    [
+        ("SQS_JOB_TIMEOUT", "0"),
+        ("SQS_MAX_MESSAGES", "11"),
+        ("SQS_VISIBILITY_TIMEOUT", "0"),
+        ("TASKS_MAX_ATTEMPTS", "0"),
+        ("TASKS_RETRY_DELAY", "901"),
+        ("TASK_MODULES", "tests/queues"),
+    ],
 )
 def test_sqs_worker_variables_are_validated(manage, variable, value):
     env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value}

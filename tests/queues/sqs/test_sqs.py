@@ -18,10 +18,10 @@ from queues import liveness
 from queues.sqs import messages
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import (
-    MAX_RECEIVES,
     SQS_BACKEND,
     burst_until,
     dlq_bodies,
+    dlq_reasons,
     message_count,
     run_burst,
     sqs_worker,
@@ -57,7 +57,10 @@ def test_queue_name_is_resolved_with_get_queue_url(sqs, settings):
     assert task_backends["default"].queue_url == sqs.url
 
 
-def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
+def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, settings, caplog):
+    # Allowed here so that its import is tried (and fails with a RuntimeError) rather than refused.
+    raising = "tests.queues.tasks_raising_on_import"
+    settings.TASKS["default"]["OPTIONS"]["TASK_MODULES"] = [*settings.TEST_TASK_MODULES, raising]
     good = {"v": 1, "id": "x", "args": [], "kwargs": {}}
     bad_bodies = sorted(
         [
@@ -66,10 +69,11 @@ def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
             json.dumps({**good, "task": "os.system", "args": ["touch /tmp/never"]}),
             json.dumps({**good, "task": "tests.queues.tasks.not_a_task", "args": ["bad"]}),
             json.dumps({**good, "task": "tests.queues.tasks.no_such_task"}),
+            json.dumps({**good, "task": "tests.queues.tasks.record_marker", "attempt": 0}),
             # Import paths that raise other than ImportError must not kill the worker.
             json.dumps({**good, "task": "."}),
             json.dumps({**good, "task": "..x"}),
-            json.dumps({**good, "task": "tests.queues.tasks_raising_on_import.task"}),
+            json.dumps({**good, "task": f"{raising}.task"}),
         ]
     )
     for body in bad_bodies[:3]:
@@ -80,22 +84,31 @@ def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
     queue_tasks.record_marker.enqueue("good-2")
 
     with caplog.at_level(logging.WARNING, logger="queues.worker"):
-        assert burst_until(lambda: len(dlq_bodies(sqs)) == len(bad_bodies))
+        assert burst_until(lambda: len(dlq_bodies(sqs)) == len(bad_bodies), attempts=2)
 
     assert dlq_bodies(sqs) == bad_bodies
     assert sorted(queue_tasks.markers()) == ["good-1", "good-2"]
     assert message_count(sqs.client, sqs.url) == 0
-    set_aside = [r for r in caplog.records if "outcome=set-aside" in r.getMessage()]
-    assert len(set_aside) == len(bad_bodies) * MAX_RECEIVES
+    # Once each: moved to the DLQ by the worker at their first receive.
+    set_aside = [r.getMessage() for r in caplog.records if "outcome=set-aside" in r.getMessage()]
+    assert len(set_aside) == len(bad_bodies), set_aside
+    assert all(f"next=dlq:{sqs.name}-dlq" in line for line in set_aside)
+    reasons = dlq_reasons(sqs)
+    assert sum(reason.startswith("malformed: ") for reason in reasons) == 3, reasons
+    assert sum(reason.startswith("not-allowed: ") for reason in reasons) == 1, reasons  # os.system
 
 
-def test_failing_task_is_redelivered_then_dead_lettered(sqs):
-    queue_tasks.fail_always.enqueue("x")
-    run_burst()
-    assert queue_tasks.markers() == ["failed:x"]
-    assert message_count(sqs.client, sqs.url) == 1  # not deleted: left for redelivery
-    assert burst_until(lambda: len(dlq_bodies(sqs)) == 1)
-    assert queue_tasks.markers() == ["failed:x"] * MAX_RECEIVES
+def test_failing_task_is_retried_then_moved_to_the_dlq(sqs, settings):
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=3, RETRY_DELAY=0)
+    result = queue_tasks.fail_always.enqueue("x")
+    run_burst()  # a retry delay of 0: every attempt is received again at once
+    assert queue_tasks.markers() == ["failed:x"] * 3
+    assert message_count(sqs.client, sqs.url) == 0
+    [body] = dlq_bodies(sqs)
+    envelope = json.loads(body)
+    # The DLQ holds the task as its next attempt: a redrive runs it once more, as attempt 4.
+    assert (envelope["id"], envelope["attempt"], len(envelope["worker_ids"])) == (result.id, 4, 3)
+    assert dlq_reasons(sqs) == ["failed on attempt 3 of 3"]
 
 
 def test_run_after_beyond_the_sqs_cap_is_resent_until_due(sqs, monkeypatch, caplog):
@@ -137,19 +150,20 @@ def test_visibility_is_extended_while_a_task_runs(sqs):
     assert message_count(sqs.client, sqs.url) == 0
 
 
-def test_task_past_job_timeout_is_stopped_and_left_for_redelivery(sqs, settings, caplog):
-    settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
+def test_task_past_job_timeout_is_stopped_and_counts_as_a_failed_attempt(sqs, settings, caplog):
+    settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=2, RETRY_DELAY=0)
     queue_tasks.slow_marker.enqueue("stuck", 30)
     started = time.monotonic()
     with caplog.at_level(logging.INFO, logger="queues.worker"):
         run_burst()  # on the main thread, where SIGALRM reaches the task
-    assert time.monotonic() - started < 10
-    assert queue_tasks.markers() == ["start:stuck"]  # interrupted: never reached its end
+    assert time.monotonic() - started < 15
+    assert queue_tasks.markers() == ["start:stuck"] * 2  # interrupted twice: never reached its end
     timed_out = [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
-    assert len(timed_out) == 1 and "JOB_TIMEOUT (1 s)" in timed_out[0], timed_out
-    assert message_count(sqs.client, sqs.url) == 1  # not deleted: redelivered, then the DLQ
-    assert burst_until(lambda: len(dlq_bodies(sqs)) == 1)
-    assert queue_tasks.markers() == ["start:stuck"] * MAX_RECEIVES
+    assert len(timed_out) == 2 and all("JOB_TIMEOUT (1 s)" in line for line in timed_out)
+    assert "attempt=1/2 next_attempt_in=0s" in timed_out[0]
+    assert f"attempt=2/2 next=dlq:{sqs.name}-dlq" in timed_out[1]
+    assert message_count(sqs.client, sqs.url) == 0
+    assert len(dlq_bodies(sqs)) == 1
 
 
 def test_a_task_whose_code_returned_in_time_is_not_timed_out(sqs, settings, caplog):

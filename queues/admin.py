@@ -1,0 +1,49 @@
+"""Admin: the queue status page, each task backend's numbers, linking to django-rq's dashboard."""
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.tasks import task_backends
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+
+from .models import QueueStatus
+from .rq.backend import RQBackend
+from .stats import all_backend_stats
+
+
+def rq_dashboard_url():
+    """django-rq's dashboard URL, when an RQ backend is configured and the site mounts it there
+    (queues.rq.dashboard under the django_rq namespace); else None."""
+    if not any(isinstance(backend, RQBackend) for backend in task_backends.all()):
+        return None
+    try:
+        return reverse("django_rq:home")
+    except NoReverseMatch:
+        return None
+
+
+@admin.register(QueueStatus)
+class QueueStatusAdmin(admin.ModelAdmin):
+    """Read-only: the list page shows the backends' stats() instead of rows."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue status",
+            "opts": self.opts,
+            "backends": all_backend_stats(),
+            "rq_dashboard_url": rq_dashboard_url(),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/queues/status.html", context)

@@ -1,0 +1,15 @@
+"""No tables: QueueStatus only gives the queue status page its place in the admin."""
+
+from django.db import models
+
+
+class QueueStatus(models.Model):
+    """The admin's entry for the queue status page (queues.admin); nothing is stored."""
+
+    class Meta:
+        managed = False  # no table: the page reads the backends' stats()
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "queue status"
+
+    def __str__(self):
+        return "queue status"

@@ -1,0 +1,49 @@
+"""SQSBackend's deploy checks (ids: see queues.checks): the live queue's redrive policy."""
+
+import json
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core import checks
+
+SETUP_HINT = (
+    "Run `manage.py sqs_setup` with this backend configured: it creates the dead-letter queue and"
+    " sets the redrive policy (maxReceiveCount at least MAX_ATTEMPTS)."
+)
+
+
+def redrive_warnings(backend):
+    """Warnings about the redrive policy of `backend`'s queue, read from SQS."""
+    where = f"TASKS[{backend.alias!r}] (SQS queue {backend.queue_name})"
+    try:
+        policy = backend.queue_attributes(["RedrivePolicy"]).get("RedrivePolicy")
+    except (BotoCoreError, ClientError) as error:
+        return [
+            checks.Warning(
+                f"{where}: could not read the queue's redrive policy ({error}).",
+                hint="Run the deploy checks where SQS is reachable, with sqs:GetQueueUrl and"
+                " sqs:GetQueueAttributes on the queue.",
+                id="queues.W003",
+            )
+        ]
+    if not policy:
+        return [
+            checks.Warning(
+                f"{where} has no redrive policy: a message that can never run, or a task that"
+                " failed MAX_ATTEMPTS times, has no dead-letter queue to go to and stays in the"
+                " queue, received again after every visibility timeout.",
+                hint=SETUP_HINT,
+                id="queues.W001",
+            )
+        ]
+    receives = int(json.loads(policy)["maxReceiveCount"])
+    if receives < backend.max_attempts:
+        return [
+            checks.Warning(
+                f"{where}: the redrive policy's maxReceiveCount ({receives}) is lower than"
+                f" MAX_ATTEMPTS ({backend.max_attempts}): a task that kills its worker (its"
+                " message is received again, not re-sent) gets fewer runs than one that raises.",
+                hint=SETUP_HINT,
+                id="queues.W002",
+            )
+        ]
+    return []

@@ -1,0 +1,46 @@
+"""The numbers of every task backend's queues, for `queue_stats`, the admin page and /metrics."""
+
+from dataclasses import dataclass, field
+
+import redis
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.tasks import task_backends
+
+# What a backend's stats() raises when its server is down, misaddressed or refuses us.
+UNREACHABLE = (redis.RedisError, BotoCoreError, ClientError, OSError)
+
+
+@dataclass
+class BackendStats:
+    """One TASKS alias: its queues' numbers, or why they could not be read."""
+
+    alias: str
+    backend: str  # the backend's class name
+    queues: list = field(default_factory=list)  # [QueueStats]
+    error: str | None = None  # the server could not be read
+    in_process: bool = False  # no queue at all (Django's immediate and dummy backends)
+
+
+def backend_stats(alias):
+    """The BackendStats of TASKS[alias]; a backend without stats() runs tasks in-process."""
+    backend = task_backends[alias]
+    found = BackendStats(alias, type(backend).__name__)
+    if not hasattr(backend, "stats"):
+        found.in_process = True
+        return found
+    try:
+        found.queues = backend.stats()
+    except UNREACHABLE as error:
+        found.error = f"{type(error).__name__}: {error}"
+    return found
+
+
+def all_backend_stats():
+    """BackendStats of every TASKS alias, in settings order."""
+    return [backend_stats(alias) for alias in settings.TASKS]
+
+
+def describe(counts):
+    """`state=number …` for one queue's counts (`-` where a number is unknown)."""
+    return " ".join(f"{state}={'-' if n is None else n}" for state, n in counts.items())

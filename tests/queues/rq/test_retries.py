@@ -1,0 +1,94 @@
+"""RQ retries on the real Redis, in this process: backoff, attempts, the failed registry, timeouts."""
+
+import itertools
+import logging
+import time
+
+import pytest
+import redis
+from django.tasks import TaskResultStatus, task_backends
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from impressions import tasks as impressions_tasks
+from impressions.exceptions import RedisUnavailable
+from tests.queues import tasks as queue_tasks
+from tests.queues.rq.support import run_burst
+
+# The in-process worker calls close_old_connections() between jobs (see test_rq.py).
+pytestmark = pytest.mark.django_db
+
+
+def rq_queue(url):
+    return Queue("default", connection=redis.Redis.from_url(url), serializer=JSONSerializer)
+
+
+def burst_until(predicate, within=15):
+    """Burst workers one after the other (each starts by moving due scheduled jobs to the queue)
+    until `predicate()` holds."""
+    deadline = time.monotonic() + within
+    while not predicate() and time.monotonic() < deadline:
+        run_burst()
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_a_task_failing_twice_succeeds_on_its_third_attempt_after_the_delays(rq_url, settings):
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=3, RETRY_DELAY=2)
+    result = queue_tasks.fail_until.enqueue("flaky", 3)
+    assert burst_until(lambda: len(queue_tasks.attempts_of("flaky")) == 3)
+    attempts = queue_tasks.attempts_of("flaky")
+    assert [attempt for attempt, _ in attempts] == [1, 2, 3]  # context.attempt counts from 1
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
+    # RQ's scheduler counts whole seconds: a retry may start up to one second early.
+    assert 1 < gaps[0] < 2 + 1.5, gaps  # RETRY_DELAY
+    assert 3 < gaps[1] < 4 + 1.5, gaps  # doubled
+    fetched = task_backends["default"].get_result(result.id)
+    assert fetched.status == TaskResultStatus.SUCCESSFUL
+    assert (fetched.return_value, fetched.attempts) == (3, 3)
+    assert not rq_queue(rq_url).failed_job_registry.get_job_ids()
+
+
+def test_an_always_failing_task_runs_max_attempts_times_then_is_in_the_failed_registry(
+    rq_url, settings, caplog
+):
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=3, RETRY_DELAY=0)
+    result = queue_tasks.fail_always.enqueue("x")
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()  # no delay: each retry is queued again at once, within this burst
+        run_burst()  # nothing more
+    assert queue_tasks.markers() == ["failed:x"] * 3
+    assert rq_queue(rq_url).failed_job_registry.get_job_ids() == [result.id]
+    lines = [r.getMessage() for r in caplog.records if "outcome=failed" in r.getMessage()]
+    assert ["attempt=1/3 next_attempt_in=0s" in lines[0], "attempt=3/3" in lines[2]] == [1, 1]
+    assert lines[2].endswith("next=failed-registry")
+    assert task_backends["default"].get_result(result.id).status == TaskResultStatus.FAILED
+
+
+def test_a_timed_out_attempt_counts_as_a_failed_one(rq_url, settings, caplog):
+    settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=2, RETRY_DELAY=0)
+    result = queue_tasks.slow_marker.enqueue("stuck", 30)
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()  # in this (main) thread, where RQ's SIGALRM death penalty works
+    assert queue_tasks.markers() == ["start:stuck"] * 2
+    timed_out = [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
+    assert len(timed_out) == 2, timed_out
+    assert "attempt=2/2 next=failed-registry" in timed_out[1]
+    assert rq_queue(rq_url).failed_job_registry.get_job_ids() == [result.id]
+
+
+def test_the_impressions_flush_re_arms_only_after_its_last_attempt(rq_url, settings, monkeypatch):
+    # Re-arming on every failure would add a second flush next to each retry.
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=3, RETRY_DELAY=0)
+    rearmed = []
+    monkeypatch.setattr(impressions_tasks, "rearm_after_failure", rearmed.append)
+
+    def redis_down(*args, **kwargs):
+        raise RedisUnavailable("on purpose")
+
+    monkeypatch.setattr(impressions_tasks, "flush_pending", redis_down)
+    result = impressions_tasks.flush_impressions_task.enqueue()
+    run_burst()  # no delay: the three attempts run in this burst
+    assert rq_queue(rq_url).failed_job_registry.get_job_ids() == [result.id]
+    assert task_backends["default"].get_result(result.id).attempts == 3
+    assert len(rearmed) == 1  # after the third attempt only
