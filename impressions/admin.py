@@ -155,6 +155,7 @@ class DashboardAdmin(ReadOnlyAdmin):
             "chart_id": "site",
             "top_lists": dashboard.top_lists(today, date_range, request.user),
             "buffer": dashboard.buffer_panel(),
+            "extra_panels": dashboard.extra_panels(request),
             "csv_url": reverse("admin:impressions_dashboard_csv"),
             **(extra_context or {}),
         }

@@ -23,6 +23,7 @@ DEFAULTS = {
     "IMPRESSIONS_MODEL": None,
     "IMPRESSIONS_COUNT_FIELD": "impressions",
     "IMPRESSIONS_HISTORY_DAYS": 400,
+    "IMPRESSIONS_DASHBOARD_PANELS": [],
 }
 
 # Upper bound of IMPRESSIONS_FLUSH_BATCH_SIZE and of flush_impressions --batch-size.
@@ -94,6 +95,11 @@ class Settings:
         return self._get("IMPRESSIONS_COUNT_FIELD")
 
     @property
+    def DASHBOARD_PANELS(self):
+        """Dotted paths of callables(request) adding panels to the dashboard (see dashboard.py)."""
+        return self._get("IMPRESSIONS_DASHBOARD_PANELS")
+
+    @property
     def HISTORY_DAYS(self):
         return self._get("IMPRESSIONS_HISTORY_DAYS")
 
@@ -116,6 +122,7 @@ RULES = [
     ("IMPRESSIONS_KEY_PREFIX", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
     ("IMPRESSIONS_SHARDS", lambda v: _whole(v, 1, 1024), "a whole number from 1 to 1024"),
     ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1, 36500), "a whole number of days from 1 to 36500"),
+    ("IMPRESSIONS_DASHBOARD_PANELS", lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) and "." in x for x in v), "a list of dotted paths of callables"),
     ("IMPRESSIONS_HISTORY_DAYS", lambda v: _whole(v, 0, 36500), "a whole number of days from 0 (keep all) to 36500"),
 ]  # fmt: skip
 

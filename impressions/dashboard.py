@@ -8,9 +8,10 @@ from datetime import date, timedelta
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from . import charts, periods, stats
-from .conf import counted_model
+from .conf import conf, counted_model
 from .models import Flush
 from .recorder import buffer_status, lost
 
@@ -144,6 +145,23 @@ def object_chart(object_id, today, days=DEFAULT_DAYS):
     counts = stats.history([object_id], start, today)[object_id]
     series = stats.filled(counts, start, today)
     return charts.bar_chart(series, title=f"Impressions per day of #{object_id}, last {days} days")
+
+
+def extra_panels(request):
+    """The panels IMPRESSIONS_DASHBOARD_PANELS adds: a site shows what this app cannot import.
+
+    Each entry is the dotted path of a callable(request) returning {"title", "rows": [(label,
+    value)], optional "links": [(text, url)]}; one that fails is shown as unavailable, never a 500.
+    """
+    panels = []
+    for path in conf.DASHBOARD_PANELS:
+        try:
+            panel = dict(import_string(path)(request))
+        except Exception as error:
+            logger.warning("dashboard: panel %s failed", path, exc_info=True)
+            panel = {"title": path, "error": f"{type(error).__name__}: {error}"}
+        panels.append(panel)
+    return panels
 
 
 def buffer_panel():

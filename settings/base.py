@@ -91,6 +91,9 @@ REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
 # What is counted: the flush adds to this integer field of this model (checked at start-up).
 IMPRESSIONS_MODEL = "casusult.Post"
 IMPRESSIONS_COUNT_FIELD = "impressions"
+# The site shows the task queues' numbers on the impressions dashboard (impressions cannot import
+# queues; the site can).
+IMPRESSIONS_DASHBOARD_PANELS = ["casusult.dashboard_panels.queue_panel"]
 # Upper bounds keep values inside what Redis (EXPIRE) and datetime arithmetic accept.
 ONE_YEAR = 365 * 24 * 3600
 IMPRESSIONS_DEDUP_WINDOW = env_int("IMPRESSIONS_DEDUP_WINDOW", 300, maximum=ONE_YEAR)

@@ -1,0 +1,27 @@
+"""Panels the site adds to the impressions dashboard (IMPRESSIONS_DASHBOARD_PANELS).
+
+The impressions app must not import queues, so the site, which may use both, hands the
+dashboard the task queues' numbers.
+"""
+
+from django.urls import reverse
+
+from queues.admin import rq_dashboard_url
+from queues.stats import all_backend_stats, describe
+
+
+def queue_panel(request):
+    """Every task backend's queue numbers, as on the queue status admin page."""
+    rows = []
+    for found in all_backend_stats():
+        name = f"{found.alias} ({found.backend})"
+        if found.in_process:
+            rows.append((name, "runs tasks in-process: no queue"))
+        elif found.error:
+            rows.append((name, f"unavailable: {found.error}"))
+        for queue in found.queues:
+            rows.append((f"{name} {queue.queue}", describe(queue.counts)))
+    links = [("Queue status", reverse("admin:queues_queuestatus_changelist"))]
+    if url := rq_dashboard_url():
+        links.append(("RQ dashboard (django-rq)", url))
+    return {"title": "Task queues", "rows": rows, "links": links}

@@ -1,0 +1,64 @@
+"""The site's panels on the impressions dashboard: the task queues' numbers (real RQ Redis)."""
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import override_settings
+
+from impressions.tasks import flush_impressions_task
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = "/admin/impressions/dashboard/"
+
+
+@pytest.fixture
+def rq_tasks():
+    """The RQ backend on the tests' RQ Redis, emptied before and after."""
+    connection = redis.Redis.from_url(settings.RQ_REDIS_URL)
+    connection.flushdb()
+    tasks = {
+        "default": {
+            "BACKEND": "queues.rq.backend.RQBackend",
+            "OPTIONS": {"URL": settings.RQ_REDIS_URL},
+        }
+    }
+    with override_settings(TASKS=tasks):
+        yield
+    connection.flushdb()
+
+
+def queue_panel(html):
+    start = html.index('aria-label="Task queues"')
+    return html[start : html.index("</section>", start)]
+
+
+def test_the_dashboard_shows_the_queue_numbers(admin_client, rq_tasks):
+    flush_impressions_task.enqueue()
+    flush_impressions_task.enqueue()
+
+    panel = queue_panel(admin_client.get(DASHBOARD).content.decode())
+
+    assert "default (RQBackend) default" in panel
+    assert "queued=2" in panel
+    assert 'href="/admin/queues/queuestatus/"' in panel
+
+
+def test_an_unreachable_queue_is_marked_and_the_page_still_renders(admin_client):
+    tasks = {
+        "default": {
+            "BACKEND": "queues.rq.backend.RQBackend",
+            "OPTIONS": {"URL": "redis://127.0.0.1:1/0", "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+    with override_settings(TASKS=tasks):
+        response = admin_client.get(DASHBOARD)
+    assert response.status_code == 200
+    assert "unavailable: ConnectionError" in queue_panel(response.content.decode())
+
+
+def test_a_failing_panel_is_shown_unavailable_not_a_500(admin_client):
+    with override_settings(IMPRESSIONS_DASHBOARD_PANELS=["tests.site.no_such_module.panel"]):
+        response = admin_client.get(DASHBOARD)
+    assert response.status_code == 200
+    assert "unavailable: ModuleNotFoundError" in response.content.decode()
