@@ -43,6 +43,12 @@ impressions_deduplicated = Counter(
 impressions_dropped = Counter(
     "impressions_dropped", "Served impressions lost because Redis was down or too slow."
 )
+impressions_ignored = Counter(
+    "impressions_ignored",
+    "Served impressions not counted because the request was no view: a bot or crawler (its"
+    " User-Agent), or a browser prefetch.",
+    ["reason"],
+)
 
 # Flush (worker task or flush_impressions command).
 flushes = Counter("impressions_flushes", "Flushes run, by outcome.", ["outcome"])
@@ -119,6 +125,10 @@ def on_impressions_recorded(sender, served, counted, lost, **kwargs):
     observe_record(served, counted, lost)
 
 
+def on_impressions_ignored(sender, reason, served, **kwargs):
+    impressions_ignored.labels(reason).inc(served)
+
+
 def on_flush_finished(sender, report, duration, error, **kwargs):
     outcome = "failed" if error is not None else str(report.outcome)
     observe_flush(outcome, duration, 0 if error is not None else report.impressions_applied)
@@ -127,13 +137,14 @@ def on_flush_finished(sender, report, duration, error, **kwargs):
 def connect_signals():
     from django.tasks.signals import task_finished, task_started
 
-    from impressions.signals import flush_finished, impressions_recorded
+    from impressions.signals import flush_finished, impressions_ignored, impressions_recorded
     from queues.signals import sqs_receive_failed
 
     task_started.connect(on_task_started, dispatch_uid="casusult-metrics-task-started")
     task_finished.connect(on_task_finished, dispatch_uid="casusult-metrics-task-finished")
     sqs_receive_failed.connect(on_sqs_receive_failed, dispatch_uid="casusult-metrics-sqs-receive")
     impressions_recorded.connect(on_impressions_recorded, dispatch_uid="casusult-metrics-record")
+    impressions_ignored.connect(on_impressions_ignored, dispatch_uid="casusult-metrics-ignored")
     flush_finished.connect(on_flush_finished, dispatch_uid="casusult-metrics-flush")
 
 

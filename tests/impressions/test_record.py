@@ -197,13 +197,3 @@ def test_known_cluster_endpoints_pick_the_cluster_client_without_a_round_trip(ur
 
     # The hosts do not resolve here: any network use would raise instead of answering.
     assert is_cluster_mode(url, {"socket_connect_timeout": 0.05}) is True
-
-
-def test_anonymous_viewers_are_keyed_by_a_digest_not_their_session_key(client):
-    make_posts(3)
-    client.get("/api/timeline/")
-    session_key = client.session.session_key
-    assert session_key
-    names = [name.decode() for name in get_client().scan_iter(match="*seen*")]
-    assert names
-    assert not any(session_key in name for name in names)
