@@ -5,8 +5,10 @@
 
 import os
 import re
+from datetime import UTC, datetime
 
-from casusult.loadtest import Outage, Served, compare, expected_counts
+from casusult.loadtest import Browser, Outage, Results, Served, compare, expected_counts
+from impressions.viewers import make_visitor_cookie
 
 
 def loadtest_database_url():
@@ -79,3 +81,18 @@ def test_outage_classes_bound_the_counts():
     # Only user:d's post 4 must have been counted after the restart (user:c's 3 may have counted at
     # the edge, user:a's 1 before the outage).
     assert expectation.fresh_after_outage == 1
+
+
+def test_viewers_are_named_as_the_server_counts_them():
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    browser = Browser(None, "127.0.0.1", Results(), number=3)
+    agent = "casusult-loadtest/1 (browser 3; visitor 0)"
+    assert browser.user_agent == agent
+    assert browser.viewer(today) == f"anonymous:{agent}|{today}"  # no cookie yet: the digest
+    browser.cookies["visitor"] = make_visitor_cookie(today, "0" * 32)
+    assert browser.viewer(today) == f"anonymous:{agent}|{today}"  # its first day: the digest
+    visitor_id = browser.cookies["visitor"].split(".")[0]
+    assert browser.viewer("20991231") == f"visitor:{visitor_id}"  # later days: the cookie's id
+    browser.leave()
+    assert browser.viewer(today) == f"anonymous:{agent.replace('visitor 0', 'visitor 1')}|{today}"
+    assert Browser(None, "h", Results(), username="demo1").viewer(today) == "user:demo1"

@@ -6,6 +6,7 @@ import math
 import os
 import time
 
+from django.contrib.sessions.models import Session
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
@@ -84,6 +85,7 @@ class Command(BaseCommand):
         logged_in = round(clients * 0.4) if logged_in is None else min(logged_in, clients)
         duration = options["duration"]
         outage = loadtest.Outage()
+        sessions_before = Session.objects.count()
 
         async def redis_outage(deadline):
             started = time.monotonic()
@@ -133,6 +135,14 @@ class Command(BaseCommand):
             ("worker stopped cleanly on SIGTERM", worker_code == 0, f"exit {worker_code}")
         )
         checks.append(("static files from whitenoise, hashed and cached", static_ok, static_detail))
+        sessions = Session.objects.count() - sessions_before
+        checks.append(
+            (
+                "no session but the logins' (anonymous viewers need none)",
+                sessions == results.logins,
+                f"{sessions} new django_session rows, {results.logins} logins",
+            )
+        )
         flush_tasks = metric_total(worker_metrics, "tasks_processed_total") or 0
         self.stdout.write(f"worker: {flush_tasks:g} tasks run during the load (its /metrics)")
         self.report(results, expectation, actual, wrong, flushed, metrics_text, checks)
