@@ -6,6 +6,7 @@ them all against a digest. A random salt that only Redis holds, until its day is
 grace for hosts' clocks), is gone for good afterwards, and with it any link from digest to client.
 """
 
+import functools
 import secrets
 import threading
 import time
@@ -18,6 +19,7 @@ from .conf import conf
 from .redis_client import get_client
 
 DAY = timedelta(days=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Hosts' clocks differ a little: the key outlives its day by this much.
 GRACE_SECONDS = 600
 # Re-read this often: if Redis lost the key (a restart without data), a new salt is made and every
@@ -30,7 +32,13 @@ _cached = {}  # the current day only: {(Redis URL, key): (salt, monotonic time r
 
 def utc_day(now=None):
     """The UTC date as YYYYMMDD (`now`: a Unix time, default the current time)."""
-    return datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y%m%d")
+    return day_name(int((time.time() if now is None else now) // 86400))
+
+
+@functools.lru_cache(maxsize=4)
+def day_name(days_since_epoch):
+    # Once per day and process, not a strftime per request.
+    return (EPOCH + timedelta(days=days_since_epoch)).strftime("%Y%m%d")
 
 
 def daily_salt(day):

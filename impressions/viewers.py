@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from .conf import conf
 from .recorder import RecordResult, lost, record_impressions
 from .salt import daily_salt, utc_day
+from .session_users import user_id
 from .signals import impressions_ignored, impressions_recorded
 
 logger = logging.getLogger(__name__)
@@ -77,9 +78,9 @@ def identify(request):
         return Viewer(None, ignored="prefetch")
     if is_ignored_user_agent(request.META.get("HTTP_USER_AGENT", "")):
         return Viewer(None, ignored="bot")
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return Viewer(f"u:{user.pk}")
+    logged_in = user_id(request)
+    if logged_in is not None:
+        return Viewer(f"u:{logged_in}")
     if not conf.COUNT_ANONYMOUS:
         return NOT_COUNTED
     today = utc_day()
@@ -104,7 +105,18 @@ def is_prefetch(request):
 
 def is_ignored_user_agent(user_agent):
     pattern = conf.IGNORE_USER_AGENTS
-    return bool(pattern) and compiled(pattern).search(user_agent) is not None
+    if not pattern:
+        return False
+    if len(user_agent) > 512:  # too long to keep: rare, and searched each time
+        return compiled(pattern).search(user_agent) is not None
+    return matches(pattern, user_agent)
+
+
+# Browsers send few distinct User-Agents, and a search of the default pattern through one takes
+# tens of microseconds: the answers are kept.
+@functools.lru_cache(maxsize=4096)
+def matches(pattern, user_agent):
+    return compiled(pattern).search(user_agent) is not None
 
 
 @functools.lru_cache(maxsize=8)

@@ -197,3 +197,10 @@ def test_known_cluster_endpoints_pick_the_cluster_client_without_a_round_trip(ur
 
     # The hosts do not resolve here: any network use would raise instead of answering.
     assert is_cluster_mode(url, {"socket_connect_timeout": 0.05}) is True
+
+
+def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):
+    ids = list(range(1, 1201))
+    assert record_impressions("u:big", [*ids, 1, 600, 1200]).counted == 1200
+    assert record_impressions("u:big", ids[:700]).counted == 0
+    assert set(pending_counts(ids).values()) == {1}

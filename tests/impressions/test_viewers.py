@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core import signing
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from impressions import salt, viewers
 from impressions.keys import salt_key
@@ -269,3 +271,24 @@ def test_redis_down_before_any_salt_costs_the_impressions_not_the_page(private_r
         assert [item["id"] for item in response.json()["results"]] == ids[::-1]
         assert visitor_cookie(response) is None  # made with the digest, which needs the salt
         assert (lost.requests, lost.impressions) == (1, 4)
+
+
+def test_a_logged_in_viewer_costs_no_query_after_its_first_view(client, posts):
+    client.force_login(make_user("dora"))
+    with CaptureQueriesContext(connection) as first:
+        get(client)
+    with CaptureQueriesContext(connection) as second:
+        get(client)
+    tables = [q["sql"].split(" FROM ")[1].split()[0] for q in second.captured_queries]
+    assert tables == ['"casusult_post"']  # the page only: not the session, not the user
+    assert len(first.captured_queries) == 3  # session, user, page
+    assert counts(posts) == {1}
+
+
+def test_logging_in_and_out_changes_the_viewer_at_once(client, posts, day):
+    get(client, HTTP_USER_AGENT=CHROME)  # anonymous
+    client.force_login(make_user("erin"))
+    get(client, HTTP_USER_AGENT=CHROME)  # the user: another viewer
+    client.logout()
+    get(client, HTTP_USER_AGENT=CHROME)  # anonymous again: the visitor of the first view
+    assert counts(posts) == {2}

@@ -4,7 +4,7 @@ import pytest
 from django.core import signing
 from django.test import RequestFactory, override_settings
 
-from impressions import viewers
+from impressions import session_users, viewers
 from impressions.conf import DEFAULT_IGNORE_USER_AGENTS, conf
 
 factory = RequestFactory()
@@ -147,3 +147,57 @@ def test_a_cookie_edited_by_its_owner_reads_as_none():
     request = factory.get("/")
     request.COOKIES["visitor"] = cookie.replace(".20991128.", ".20991127.")
     assert viewers.read_visitor_cookie(request) is None
+
+
+class LazyUser:
+    """Stands for request.user: counts how often the session had to be resolved."""
+
+    def __init__(self, pk):
+        self.resolved, self._pk = 0, pk
+
+    @property
+    def is_authenticated(self):
+        self.resolved += 1
+        return self._pk is not None
+
+    @property
+    def pk(self):
+        return self._pk
+
+
+def session_request(session_key, user):
+    request = factory.get("/")
+    request.COOKIES["sessionid"] = session_key
+    request.user = user
+    return request
+
+
+def test_a_session_is_resolved_once_per_ttl_then_again(monkeypatch):
+    session_users.forget()
+    clock = [1000.0]
+    monkeypatch.setattr(session_users.time, "monotonic", lambda: clock[0])
+    user = LazyUser(7)
+    assert session_users.user_id(session_request("key-a", user)) == 7
+    clock[0] += session_users.TTL_SECONDS - 1
+    assert session_users.user_id(session_request("key-a", LazyUser(8))) == 7  # remembered
+    assert user.resolved == 1
+    clock[0] += 2
+    assert session_users.user_id(session_request("key-a", LazyUser(None))) is None  # resolved again
+
+
+def test_the_memory_is_bounded_and_holds_no_session_key(monkeypatch):
+    session_users.forget()
+    monkeypatch.setattr(session_users, "MAX_ENTRIES", 3)
+    for number in range(5):
+        session_users.user_id(session_request(f"key-{number}", LazyUser(number)))
+    assert len(session_users._entries) == 3
+    assert not any(b"key-" in digest for digest in session_users._entries)
+    user = LazyUser(0)
+    assert session_users.user_id(session_request("key-0", user)) == 0
+    assert user.resolved == 1  # the oldest was evicted: resolved again
+
+
+def test_without_a_session_cookie_the_user_at_hand_is_used():
+    request = factory.get("/")
+    request.user = LazyUser(3)
+    assert session_users.user_id(request) == 3
