@@ -3,7 +3,7 @@
 import math
 import time
 
-from . import end_to_end, fixtures, flush, machine, memory, record
+from . import end_to_end, fixtures, flush, machine, memory, record, server
 from .harness import LIMIT, format_bytes, format_rate, ours_of
 from .report import Section, flush_chart, write_markdown
 
@@ -78,6 +78,10 @@ def run_all(options, command):
                 f" (viewers of a page; {format_bytes(figures['dedup_bytes_heavy'])} for heavy"
                 f" viewers), **{format_bytes(figures['pending_bytes'])} per pending post**."
             )
+    if "server" in options.only:
+        body, figures = server.run(options)
+        sections.append(Section("5. Real server", "", body))
+        headlines += server.headlines(figures)
     redis_client.flushdb()
 
     print()
