@@ -2,10 +2,12 @@
 
 import pytest
 from django.core import signing
+from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory, override_settings
 
 from impressions import session_users, viewers
-from impressions.conf import DEFAULT_IGNORE_USER_AGENTS, conf
+from impressions.checks import check_visitor_cookie_middleware
+from impressions.conf import DEFAULT_IGNORE_USER_AGENTS, conf, validate
 
 factory = RequestFactory()
 
@@ -201,3 +203,34 @@ def test_without_a_session_cookie_the_user_at_hand_is_used():
     request = factory.get("/")
     request.user = LazyUser(3)
     assert session_users.user_id(request) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IMPRESSIONS_ENABLED", "no"),
+        ("IMPRESSIONS_IGNORE_USER_AGENTS", "bot(("),
+        ("IMPRESSIONS_IGNORE_USER_AGENTS", 5),
+        ("IMPRESSIONS_TRUSTED_PROXIES", -1),
+        ("IMPRESSIONS_TRUSTED_PROXIES", "1"),
+        ("IMPRESSIONS_VISITOR_COOKIE_NAME", "visitor id"),
+        ("IMPRESSIONS_VISITOR_COOKIE_NAME", ""),
+        ("IMPRESSIONS_VISITOR_COOKIE_AGE", 0),
+        ("IMPRESSIONS_VISITOR_COOKIE_AGE", 10**9),
+        ("IMPRESSIONS_VISITOR_COOKIE_SECURE", "yes"),
+    ],
+)
+def test_bad_values_of_the_viewer_settings_fail_naming_them(name, value):
+    with override_settings(**{name: value}), pytest.raises(ImproperlyConfigured, match=name):
+        validate()
+
+
+def test_the_cookie_middleware_check_warns_only_when_anonymous_viewers_are_counted(settings):
+    middleware = [m for m in settings.MIDDLEWARE if "VisitorCookie" not in m]
+    with override_settings(MIDDLEWARE=middleware):
+        assert [w.id for w in check_visitor_cookie_middleware()] == ["impressions.W003"]
+        with override_settings(IMPRESSIONS_COUNT_ANONYMOUS=False):
+            assert check_visitor_cookie_middleware() == []
+        with override_settings(IMPRESSIONS_ENABLED=False):
+            assert check_visitor_cookie_middleware() == []
+    assert check_visitor_cookie_middleware() == []
