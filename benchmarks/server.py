@@ -291,6 +291,7 @@ def run(options, log=print):
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk (make bench installs it)")
     workdir = Path(tempfile.mkdtemp(prefix="casusult-bench-server-"))
+    load_before = os.getloadavg()[0]
     secret_key = secrets.token_urlsafe(50)
     depth = options.server_depth
     servers, counters, prepared, figures = {}, {}, {}, {}
@@ -327,7 +328,8 @@ def run(options, log=print):
         stop(servers.values())
         for counter in counters.values():
             counter.connection.close()
-    return render(cases, results, figures, options, prepared)
+    load = (load_before, os.getloadavg()[0])
+    return render(cases, results, figures, options, prepared, load)
 
 
 def case_runner(case, servers, counters, prepared, options, workdir, figures):
@@ -364,7 +366,7 @@ def case_runner(case, servers, counters, prepared, options, workdir, figures):
     return run
 
 
-def render(cases, results, figures, options, prepared):
+def render(cases, results, figures, options, prepared, load):
     by_name = {result.name: result for result in results}
 
     def rate(case):
@@ -449,7 +451,8 @@ def render(cases, results, figures, options, prepared):
         " anonymous with a visitor cookie (made the day before), anonymous without cookies (a"
         " User-Agent each). Impressions off = `IMPRESSIONS_ENABLED=false`. Median of"
         f" {options.server_rounds} round(s), cases interleaved; the 4 servers run side by side,"
-        " idle but the one under load.\n\n"
+        " idle but the one under load. Load average (1 min) before and after:"
+        f" {load[0]:.1f} and {load[1]:.1f} on {os.cpu_count()} cores.\n\n"
         "- *CPU ms/request*: CPU time of the gunicorn workers, their PostgreSQL backends and"
         " Redis, divided by the requests (warm-up included; wrk's own is not counted). On a"
         " machine that other jobs share, req/s moves with their load; the CPU a request costs"
