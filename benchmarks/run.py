@@ -3,7 +3,7 @@
 import math
 import time
 
-from . import end_to_end, fixtures, flush, machine, memory, record, server
+from . import end_to_end, fixtures, flush, machine, memory, record, server, server_report
 from .harness import LIMIT, format_bytes, format_rate, ours_of
 from .report import Section, flush_chart, write_markdown
 
@@ -79,9 +79,9 @@ def run_all(options, command):
                 f" viewers), **{format_bytes(figures['pending_bytes'])} per pending post**."
             )
     if "server" in options.only:
-        body, figures = server.run(options)
+        body, figures = server_report.render(*server.run(options), options)
         sections.append(Section("5. Real server", "", body))
-        headlines += server.headlines(figures)
+        headlines += server_report.headlines(figures)
     redis_client.flushdb()
 
     print()
