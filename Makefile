@@ -80,8 +80,12 @@ format: venv
 # a million posts). Flags: make bench BENCH_ARGS="--rounds 5 --flush-sizes 10000,100000".
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/8
+# The real-server section drives gunicorn with wrk (Debian's package), installed here if missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 bench: venv
 	@$(PY) -m devservices ensure --database-url $(BENCH_DATABASE_URL) --redis-url $(BENCH_REDIS_URL)
+	@command -v wrk >/dev/null || { echo "installing wrk for the real-server benchmark"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) \
 		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m benchmarks $(BENCH_ARGS)
 

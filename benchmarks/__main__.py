@@ -11,7 +11,7 @@ from pathlib import Path
 from casusult.arguments import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "flush", "e2e", "memory", "dashboard")
+ALL = ("record", "flush", "e2e", "memory", "dashboard", "server")
 
 
 def sizes(text):
@@ -100,6 +100,25 @@ def parser():
     p.add_argument(
         "--dashboard-requests", type=positive_int, default=20, help="dashboard: requests per page"
     )
+    p.add_argument(
+        "--server-posts",
+        type=sizes,
+        default=None,
+        help="real server: table sizes, comma-separated (default 10000 and --posts); each size"
+        " but --posts gets a database of its own, named <database>_<size>",
+    )
+    p.add_argument(
+        "--server-depth", type=positive_int, default=500, help="real server: the deep page"
+    )
+    p.add_argument(
+        "--server-duration", type=positive_int, default=10, help="real server: wrk seconds a case"
+    )
+    p.add_argument(
+        "--server-rounds", type=positive_int, default=1, help="real server: interleaved rounds"
+    )
+    p.add_argument(
+        "--server-connections", type=positive_int, default=12, help="real server: wrk -c"
+    )
     p.add_argument("--seed", type=int, default=5, help="for the random pages, posts, viewers")
     p.add_argument(
         "--output", type=Path, default=RESULTS / "latest.md", help="markdown file (chart beside it)"
@@ -111,6 +130,8 @@ def main(argv=None):
     options = parser().parse_args(argv)
     if options.profile_size is None:
         options.profile_size = max(options.flush_sizes)
+    if options.server_posts is None:
+        options.server_posts = sorted({10_000, options.posts})
     # The benchmark's own database and Redis db, whatever DATABASE_URL/REDIS_URL say for dev.
     os.environ["DATABASE_URL"] = options.database_url
     os.environ["REDIS_URL"] = options.redis_url

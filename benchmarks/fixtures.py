@@ -116,3 +116,8 @@ def vacuum_posts(analyze=False):
 
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE casusult_post" if analyze else "VACUUM casusult_post")
+
+
+def free_port():
+    """A free loopback port for a server the benchmarks start (see devservices.free_port)."""
+    return devservices.free_port()

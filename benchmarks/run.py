@@ -3,7 +3,7 @@
 import math
 import time
 
-from . import dashboard, end_to_end, fixtures, flush, machine, memory, record
+from . import dashboard, end_to_end, fixtures, flush, machine, memory, record, server, server_report
 from .harness import LIMIT, format_bytes, format_rate, ours_of
 from .report import Section, flush_chart, write_markdown
 
@@ -88,6 +88,10 @@ def run_all(options, command):
                 f" ({default[1]} SQL queries) over a history of {dashboard.HISTORY_POSTS:,}"
                 f" posts x {dashboard.HISTORY_DAYS} days."
             )
+    if "server" in options.only:
+        body, figures = server_report.render(*server.run(options), options)
+        sections.append(Section("6. Real server", "", body))
+        headlines += server_report.headlines(figures)
     redis_client.flushdb()
 
     print()

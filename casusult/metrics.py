@@ -51,6 +51,12 @@ impressions_deduplicated = Counter(
 impressions_dropped = Counter(
     "impressions_dropped", "Served impressions lost because Redis was down or too slow."
 )
+impressions_ignored = Counter(
+    "impressions_ignored",
+    "Served impressions not counted because the request was no view: a bot or crawler (its"
+    " User-Agent), or a browser prefetch.",
+    ["reason"],
+)
 
 # Flush (worker task or flush_impressions command).
 flushes = Counter("impressions_flushes", "Flushes run, by outcome.", ["outcome"])
@@ -137,6 +143,10 @@ def on_impressions_recorded(sender, served, counted, lost, **kwargs):
     observe_record(served, counted, lost)
 
 
+def on_impressions_ignored(sender, reason, served, **kwargs):
+    impressions_ignored.labels(reason).inc(served)
+
+
 def on_flush_finished(sender, report, duration, error, **kwargs):
     outcome = "failed" if error is not None else str(report.outcome)
     observe_flush(outcome, duration, 0 if error is not None else report.impressions_applied)
@@ -154,6 +164,9 @@ def connect_signals():
     )
     impressions_signals.flush_finished.connect(
         on_flush_finished, dispatch_uid="casusult-metrics-flush"
+    )
+    impressions_signals.impressions_ignored.connect(
+        on_impressions_ignored, dispatch_uid="casusult-metrics-ignored"
     )
 
 

@@ -1,4 +1,7 @@
-from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+"""The timeline, as an HTML page and as JSON, paged by cursor; each page records its impressions."""
+
+from urllib.parse import urlencode
+
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -6,29 +9,35 @@ from django.urls import reverse
 import impressions
 
 from .models import Post
+from .paging import PAGE_SIZE, BadCursor, decode_cursor, page_after
 
-PAGE_SIZE = 20
+__all__ = ["PAGE_SIZE", "timeline", "timeline_api"]
 
 
 class BadPage(ValueError):
-    """The page parameter is not a page of this timeline."""
+    """The paging parameters do not name a page of this timeline."""
 
 
 def timeline_page(request):
     """The requested page of the timeline, newest first; raises BadPage on bad input."""
+    page = request.GET.get("page")
+    cursor = request.GET.get("cursor")
+    if page is not None and page != "1":
+        # Numbered pages needed COUNT(*) and OFFSET; bookmarks of the first page still work.
+        raise BadPage(
+            f"page={page!r} is not served: page numbers are retired, only page=1 is; follow the"
+            " `next` link (JSON) or the older-posts link (HTML), which carry a cursor"
+        )
+    if page is not None and cursor is not None:
+        raise BadPage("give a cursor or page=1, not both")
+    try:
+        position = None if cursor is None else decode_cursor(cursor)
+    except BadCursor as error:
+        raise BadPage(f"bad cursor: {error}; start again from the first page") from None
     posts = Post.objects.select_related("author").only(
         "id", "body", "created_at", "impressions", "author__username"
     )
-    paginator = Paginator(posts, PAGE_SIZE)
-    raw = request.GET.get("page", "1")
-    try:
-        if not raw.isascii() or not raw.isdigit():
-            raise PageNotAnInteger(raw)
-        return paginator.page(raw)
-    except PageNotAnInteger:
-        raise BadPage(f"page must be a positive whole number, not {raw!r}") from None
-    except EmptyPage:
-        raise BadPage(f"page {raw} is out of range (1 to {paginator.num_pages})") from None
+    return page_after(posts, position)
 
 
 def timeline(request):
@@ -36,9 +45,11 @@ def timeline(request):
         page = timeline_page(request)
     except BadPage as error:
         return render(request, "casusult/bad_page.html", {"error": error}, status=400)
-    posts = list(page)
-    impressions.record(request, posts)  # exactly the posts served; never raises
-    return render(request, "casusult/timeline.html", {"page": page, "posts": posts})
+    impressions.record(request, page.items)  # exactly the posts served; never raises
+    older = f"?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
+    return render(
+        request, "casusult/timeline.html", {"page": page, "posts": page.items, "older": older}
+    )
 
 
 def timeline_api(request):
@@ -46,13 +57,11 @@ def timeline_api(request):
         page = timeline_page(request)
     except BadPage as error:
         return JsonResponse({"error": str(error)}, status=400)
-    posts = list(page)
-    impressions.record(request, posts)
+    impressions.record(request, page.items)
     next_url = None
-    if page.has_next():
-        next_url = request.build_absolute_uri(
-            f"{reverse('timeline-api')}?page={page.next_page_number()}"
-        )
+    if page.next_cursor:
+        query = urlencode({"cursor": page.next_cursor})
+        next_url = request.build_absolute_uri(f"{reverse('timeline-api')}?{query}")
     return JsonResponse(
         {
             "results": [
@@ -63,7 +72,7 @@ def timeline_api(request):
                     "created_at": post.created_at.isoformat(),
                     "impressions": post.impressions,
                 }
-                for post in posts
+                for post in page.items
             ],
             "next": next_url,
         }

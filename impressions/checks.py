@@ -8,9 +8,11 @@
 | impressions.E004   | every check       | the counted model's primary key is not an integer       |
 | impressions.W001   | check --deploy    | the task backend cannot defer: every flush runs at once |
 | impressions.W002   | check --deploy    | the task backend never runs tasks: nothing is flushed   |
+| impressions.W003   | every command     | no VisitorCookieMiddleware: anonymous viewers by digest |
 """
 
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
@@ -94,5 +96,26 @@ def check_flush_can_be_deferred(app_configs=None, **kwargs):
             " flush runs at once inside the request that schedules it.",
             hint="Set QUEUE_BACKEND to rq or sqs (see README, Queue backends).",
             id="impressions.W001",
+        )
+    ]
+
+
+VISITOR_COOKIE_MIDDLEWARE = "impressions.middleware.VisitorCookieMiddleware"
+
+
+@checks.register(checks.Tags.compatibility)
+def check_visitor_cookie_middleware(app_configs=None, **kwargs):
+    if (
+        not (conf.ENABLED and conf.COUNT_ANONYMOUS)
+        or VISITOR_COOKIE_MIDDLEWARE in settings.MIDDLEWARE
+    ):
+        return []
+    return [
+        checks.Warning(
+            "Anonymous visitors are counted, but no middleware sets their visitor cookie: every"
+            " anonymous viewer is counted by the digest of its IP and User-Agent, so visitors"
+            " behind one address with the same browser count as one.",
+            hint=f"Add {VISITOR_COOKIE_MIDDLEWARE!r} to MIDDLEWARE.",
+            id="impressions.W003",
         )
     ]

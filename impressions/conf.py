@@ -1,8 +1,25 @@
 """Impressions settings, read lazily from django.conf.settings so override_settings works."""
 
+import re
+
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+
+# Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
+# engines, AI, SEO tools, link previews of chat apps and social sites, uptime monitors, headless
+# browsers. Not generic HTTP libraries: an app that shows posts to people may use them.
+# "(?<!cu)bot": the phone maker Cubot puts its name in ordinary browsers' User-Agents.
+DEFAULT_IGNORE_USER_AGENTS = (
+    r"(?<!cu)bot|crawl|spider|slurp|archiver|facebookexternalhit|facebookcatalog"
+    r"|meta-externalagent|embedly|preview|pinterest|vkshare|whatsapp|mediapartners"
+    r"|headlesschrome|lighthouse|pingdom|uptime|ahrefs|semrush|yandex|baidu|bytespider"
+    r"|petalbot|perplexity|chatgpt|ccbot|w3c_validator"
+)
+# Browsers keep a cookie at most 400 days (RFC 6265bis); a longer max-age is cut to that.
+MAX_COOKIE_AGE = 400 * 24 * 3600
+# Characters RFC 6265 allows in a cookie name (a "token").
+COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 # Extra time a schedule guard outlives the flush delay: long enough for a busy worker to start the
 # flush, short enough that a lost flush message is re-armed by the next request.
@@ -24,6 +41,12 @@ DEFAULTS = {
     "IMPRESSIONS_COUNT_FIELD": "impressions",
     "IMPRESSIONS_HISTORY_DAYS": 400,
     "IMPRESSIONS_DASHBOARD_PANELS": [],
+    "IMPRESSIONS_ENABLED": True,
+    "IMPRESSIONS_IGNORE_USER_AGENTS": None,  # None: DEFAULT_IGNORE_USER_AGENTS
+    "IMPRESSIONS_TRUSTED_PROXIES": 0,
+    "IMPRESSIONS_VISITOR_COOKIE_NAME": "visitor",
+    "IMPRESSIONS_VISITOR_COOKIE_AGE": 365 * 24 * 3600,
+    "IMPRESSIONS_VISITOR_COOKIE_SECURE": None,  # None: as SESSION_COOKIE_SECURE
 }
 
 # Upper bound of IMPRESSIONS_FLUSH_BATCH_SIZE and of flush_impressions --batch-size.
@@ -103,6 +126,32 @@ class Settings:
     def HISTORY_DAYS(self):
         return self._get("IMPRESSIONS_HISTORY_DAYS")
 
+    @property
+    def ENABLED(self):
+        return self._get("IMPRESSIONS_ENABLED")
+
+    @property
+    def IGNORE_USER_AGENTS(self):
+        pattern = self._get("IMPRESSIONS_IGNORE_USER_AGENTS")
+        return DEFAULT_IGNORE_USER_AGENTS if pattern is None else pattern
+
+    @property
+    def TRUSTED_PROXIES(self):
+        return self._get("IMPRESSIONS_TRUSTED_PROXIES")
+
+    @property
+    def VISITOR_COOKIE_NAME(self):
+        return self._get("IMPRESSIONS_VISITOR_COOKIE_NAME")
+
+    @property
+    def VISITOR_COOKIE_AGE(self):
+        return self._get("IMPRESSIONS_VISITOR_COOKIE_AGE")
+
+    @property
+    def VISITOR_COOKIE_SECURE(self):
+        secure = self._get("IMPRESSIONS_VISITOR_COOKIE_SECURE")
+        return django_settings.SESSION_COOKIE_SECURE if secure is None else secure
+
 
 conf = Settings()
 
@@ -124,6 +173,12 @@ RULES = [
     ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1, 36500), "a whole number of days from 1 to 36500"),
     ("IMPRESSIONS_DASHBOARD_PANELS", lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) and "." in x for x in v), "a list of dotted paths of callables"),
     ("IMPRESSIONS_HISTORY_DAYS", lambda v: _whole(v, 0, 36500), "a whole number of days from 0 (keep all) to 36500"),
+    ("IMPRESSIONS_ENABLED", lambda v: isinstance(v, bool), "True or False"),
+    ("IMPRESSIONS_IGNORE_USER_AGENTS", lambda v: v is None or _regex(v), "a regular expression (empty: ignore none), or None for the default"),
+    ("IMPRESSIONS_TRUSTED_PROXIES", lambda v: _whole(v, 0, 32), "the number of proxies in front of the site that append to X-Forwarded-For, 0 to 32"),
+    ("IMPRESSIONS_VISITOR_COOKIE_NAME", lambda v: isinstance(v, str) and COOKIE_NAME.fullmatch(v), "a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+    ("IMPRESSIONS_VISITOR_COOKIE_AGE", lambda v: _whole(v, 1, MAX_COOKIE_AGE), "a whole number of seconds from 1 to 34560000 (400 days)"),
+    ("IMPRESSIONS_VISITOR_COOKIE_SECURE", lambda v: v is None or isinstance(v, bool), "True, False, or None to follow SESSION_COOKIE_SECURE"),
 ]  # fmt: skip
 
 
@@ -133,6 +188,16 @@ def _whole(value, minimum, maximum):
 
 def _seconds(value):
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 3600
+
+
+def _regex(value):
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
 
 
 def validate():

@@ -54,3 +54,8 @@ def snapshots_key(shard):
 def guard_key():
     """The schedule guard: set while a flush is scheduled and has not started."""
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled"
+
+
+def salt_key(day):
+    """The random salt of cookie-less viewer digests for one UTC day; expires when the day ends."""
+    return f"{{{conf.KEY_PREFIX}}}:salt:{day}"

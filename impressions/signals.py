@@ -7,3 +7,7 @@ impressions_recorded = Signal()
 
 # One flush, done or failed. Arguments: report (a FlushReport), duration (s), error (None if done).
 flush_finished = Signal()
+
+# A timeline request that is no view: a bot or crawler, or a browser prefetch. Arguments: reason
+# ("bot", "prefetch"), served (posts on the page, not counted).
+impressions_ignored = Signal()

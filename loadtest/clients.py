@@ -1,7 +1,13 @@
 """The load test's browsing clients: many asyncio browsers (httpx) on the timeline, as people use it.
 
-Logged-in demo users and anonymous visitors (one cookie jar each), HTML and JSON pages, reloads,
-visitors who leave and new ones who arrive; each response's post ids are noted with its viewer.
+Logged-in demo users, anonymous visitors who keep their visitor cookie and some who keep no
+cookies at all, HTML and JSON pages walked by their older-posts cursors, reloads, visitors who
+leave and new ones who arrive (another browser: another User-Agent); each response's post ids are
+noted with the viewer the server saw: the user; or the visitor cookie's id, from the UTC day after
+the cookie was made; or else, on the cookie's first day and for clients without cookies, the
+digest of (day, IP, User-Agent). Every client comes from 127.0.0.1 with a User-Agent of its own,
+so the digest is named here by the User-Agent and the day. (A run across midnight UTC may see a
+request counted under the day before or after the one it is noted under.)
 """
 
 import asyncio
@@ -11,13 +17,19 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import httpx
 
 from .expectations import Served
 
 POST_ID_IN_HTML = re.compile(r'<article id="post-(\d+)">')
+OLDER_IN_HTML = re.compile(r'<a rel="next" href="\?cursor=([^"&]+)"')
+VISITOR_COOKIE = "visitor"
+# What the visitor cookie holds before its signature: "<id>.<day made, YYYYMMDD>.<digest>".
+VISITOR_PAYLOAD = re.compile(r"([A-Za-z0-9_-]+)\.(\d{8})\.[0-9a-f]+:")
 CSRF_IN_HTML = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -44,25 +56,36 @@ class Results:
 
 
 class Browser:
-    """One person at one browser: a cookie jar, an optional login, pages and reloads."""
+    """One person at one browser: a cookie jar (or none), an optional login, pages and reloads."""
 
     def __init__(self, client, host, results, *, username=None, password=None, num_pages=1,
-                 rng=None):  # fmt: skip
+                 rng=None, keeps_cookies=True, number=0):  # fmt: skip
         self.client, self.host, self.results = client, host, results
         self.username, self.password, self.num_pages = username, password, num_pages
         self.rng = rng or random.Random()
+        self.keeps_cookies = keeps_cookies or bool(username)
+        self.number, self.visitor = number, 0
         self.cookies = {}
-        self.page = 1
+        self.depth = 1  # pages from the newest of the page shown last
+        self.cursor = None  # the cursor of the page shown last (None: the newest)
+        self.older = None  # its older-posts cursor (None: it was the last page)
+
+    @property
+    def user_agent(self):
+        # One per visitor: the digest of a cookie-less client is its address and browser.
+        return f"casusult-loadtest/1 (browser {self.number}; visitor {self.visitor})"
 
     def headers(self):
         # As the TLS-terminating load balancer forwards it; settings.prod trusts this header.
-        headers = {"X-Forwarded-Proto": "https"}
+        headers = {"X-Forwarded-Proto": "https", "User-Agent": self.user_agent}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         return headers
 
     def keep_cookies(self, response):
         # By hand: the cookies are Secure and we speak HTTP to the app server, behind the "proxy".
+        if not self.keeps_cookies:
+            return
         for header in response.headers.get_list("set-cookie"):
             for name, morsel in SimpleCookie(header).items():
                 if morsel["max-age"] == "0" or not morsel.value:
@@ -96,20 +119,22 @@ class Browser:
         self.results.logins += 1
 
     def next_page(self):
+        """The cursor to fetch: the same page (a reload), the newest, or the next older one."""
         roll = self.rng.random()
         if roll < 0.3:
-            return self.page  # a reload
-        if roll < 0.6:
-            return 1  # back to the top
-        return self.rng.randint(1, self.num_pages)
+            return self.cursor, self.depth  # a reload
+        if roll < 0.6 or self.older is None or self.depth >= self.num_pages:
+            return None, 1  # back to the top
+        return self.older, self.depth + 1
 
     async def view(self):
         """Fetch one timeline page (JSON or HTML) and note what this viewer was served."""
-        self.page = self.next_page()
+        cursor, depth = self.next_page()
         as_json = self.rng.random() < 0.7
-        path = f"/api/timeline/?page={self.page}" if as_json else f"/?page={self.page}"
-        viewer_before = self.viewer()
+        query = f"?{urlencode({'cursor': cursor})}" if cursor else ""
+        path = f"/api/timeline/{query}" if as_json else f"/{query}"
         sent = time.monotonic()
+        day = datetime.now(UTC).strftime("%Y%m%d")
         try:
             response = await self.client.get(path, headers=self.headers())
         except Exception as error:  # a transport failure fails the run (counted, reported)
@@ -122,34 +147,41 @@ class Browser:
             return
         self.keep_cookies(response)
         if as_json:
-            post_ids = [post["id"] for post in json.loads(response.content)["results"]]
+            body = json.loads(response.content)
+            post_ids = [post["id"] for post in body["results"]]
+            older = body["next"] and parse_qs(urlsplit(body["next"]).query)["cursor"][0]
         else:
             post_ids = [int(number) for number in POST_ID_IN_HTML.findall(response.text)]
-        # The server counted this request under the session it had or the one it just created.
-        viewer = self.viewer() or viewer_before
-        if viewer is None:
-            self.results.errors["NoSessionCookie"] += 1
-            return
-        self.results.served.append(Served(viewer, post_ids, sent, received))
+            link = OLDER_IN_HTML.search(response.text)
+            older = link and unquote(link.group(1))
+        self.cursor, self.depth, self.older = cursor, depth, older or None
+        # The cookie this request carried, or the one the server made from its digest.
+        self.results.served.append(Served(self.viewer(day), post_ids, sent, received))
 
-    def viewer(self):
+    def viewer(self, day):
+        """The viewer the server counted (see the module docstring)."""
         if self.username:
             return f"user:{self.username}"
-        session = self.cookies.get("sessionid")
-        return f"session:{session}" if session else None
+        made = VISITOR_PAYLOAD.match(self.cookies.get(VISITOR_COOKIE, ""))
+        if made and made.group(2) != day:
+            return f"visitor:{made.group(1)}"
+        return f"anonymous:{self.user_agent}|{made.group(2) if made else day}"
 
     def leave(self):
-        """An anonymous visitor goes; the next request is a new visitor with a new session."""
+        """An anonymous visitor goes; the next request is a new visitor at another browser."""
         self.cookies.clear()
+        self.visitor += 1
+        self.cursor, self.older, self.depth = None, None, 1
 
 
 async def browse(make_client, host, results, deadline, *, username, password, num_pages, seed,
-                 think):  # fmt: skip
+                 think, keeps_cookies=True, number=0):  # fmt: skip
     rng = random.Random(seed)
     async with make_client() as client:
         browser = Browser(
             client, host, results,
             username=username, password=password, num_pages=num_pages, rng=rng,
+            keeps_cookies=keeps_cookies, number=number,
         )  # fmt: skip
         if username:
             await browser.login()
@@ -174,8 +206,11 @@ async def poll_readiness(make_client, results, deadline, interval=0.25):
 
 
 async def run_clients(base_url, *, clients, logged_in, duration, usernames, password, num_pages,
-                      think=0.0, seed=1, during=None):  # fmt: skip
+                      think=0.0, seed=1, during=None, cookieless=0.25):  # fmt: skip
     """Browse for `duration` seconds with `clients` browsers, `logged_in` of them logged in.
+
+    Of the anonymous ones, the share `cookieless` keeps no cookies (crawler-like API clients,
+    privacy modes): the server knows them by the digest of their address and User-Agent.
 
     `during(deadline, results)` is an optional coroutine run alongside (the Redis outage).
     """
@@ -187,12 +222,14 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, pass
     results = Results()
     results.started = time.monotonic()
     deadline = results.started + duration
+    without_cookies = round((clients - logged_in) * cookieless)
     jobs = [
         browse(
             make_client, host, results, deadline,
             username=usernames[number % len(usernames)] if number < logged_in else None,
             password=password,
             num_pages=num_pages, seed=seed * 1000 + number, think=think,
+            keeps_cookies=number >= logged_in + without_cookies, number=number,
         )
         for number in range(clients)
     ]  # fmt: skip

@@ -7,6 +7,7 @@ import sys
 import time
 
 import httpx
+from django.contrib.sessions.models import Session
 from django.db import connections
 
 import devservices
@@ -63,6 +64,7 @@ def run_load(stack, before, options):
     logged_in = min(logged_in, clients)
     duration = options.duration
     outage = Outage()
+    sessions_before = Session.objects.count()
 
     async def redis_outage(deadline, results):
         started = time.monotonic()
@@ -118,6 +120,14 @@ def run_load(stack, before, options):
     checks = run_checks(results, expectation, actual, wrong, outage, options, metrics_text)
     checks.append(("worker stopped cleanly on SIGTERM", worker_code == 0, f"exit {worker_code}"))
     checks.append(("static files from whitenoise, hashed and cached", static_ok, static_detail))
+    sessions = Session.objects.count() - sessions_before
+    checks.append(
+        (
+            "no session but the logins' (anonymous viewers need none)",
+            sessions == results.logins,
+            f"{sessions} new django_session rows, {results.logins} logins",
+        )
+    )
     flush_tasks = metric_total(worker_metrics, "tasks_processed_total") or 0
     say(f"worker: {flush_tasks:g} tasks run during the load (its /metrics)")
     report(results, expectation, actual, flushed, metrics_text, checks)

@@ -38,6 +38,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Sets the visitor cookie of a new anonymous viewer (impressions/viewers.py); no session.
+    "impressions.middleware.VisitorCookieMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -116,6 +118,18 @@ IMPRESSIONS_SHARDS = env_int("IMPRESSIONS_SHARDS", 16, minimum=1, maximum=1024)
 IMPRESSIONS_LEDGER_RETENTION_DAYS = env_int(
     "IMPRESSIONS_LEDGER_RETENTION_DAYS", 30, minimum=1, maximum=36500
 )
+# The kill switch: false records nothing (no Redis call, no visitor cookie).
+IMPRESSIONS_ENABLED = env_bool("IMPRESSIONS_ENABLED", True)
+# None (unset): the app's default pattern of crawlers, previews and monitors; "" ignores none.
+IMPRESSIONS_IGNORE_USER_AGENTS = env_str("IMPRESSIONS_IGNORE_USER_AGENTS", None)
+# Proxies in front of the site that append to X-Forwarded-For (an ALB: 1); 0 uses REMOTE_ADDR.
+IMPRESSIONS_TRUSTED_PROXIES = env_int("IMPRESSIONS_TRUSTED_PROXIES", 0, maximum=32)
+IMPRESSIONS_VISITOR_COOKIE_NAME = env_str("IMPRESSIONS_VISITOR_COOKIE_NAME", "visitor")
+IMPRESSIONS_VISITOR_COOKIE_AGE = env_int(
+    "IMPRESSIONS_VISITOR_COOKIE_AGE", 365 * 24 * 3600, minimum=1, maximum=400 * 24 * 3600
+)
+# None (unset): Secure exactly when the session cookie is (settings.prod: always).
+IMPRESSIONS_VISITOR_COOKIE_SECURE = env_bool("IMPRESSIONS_VISITOR_COOKIE_SECURE", None)
 
 
 RQ_BACKEND = "queues.rq.backend.RQBackend"

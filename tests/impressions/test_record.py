@@ -175,11 +175,8 @@ def test_cluster_mode_is_detected_or_forced(redis_cluster_url, standalone_buffer
         client.flushdb(target_nodes=RedisCluster.PRIMARIES)
 
 
-def test_anonymous_viewers_are_keyed_by_a_digest_not_their_session_key(client):
-    make_posts(3)
-    client.get("/api/timeline/")
-    session_key = client.session.session_key
-    assert session_key
-    names = [name.decode() for name in get_client().scan_iter(match="*seen*")]
-    assert names
-    assert not any(session_key in name for name in names)
+def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):
+    ids = list(range(1, 1201))
+    assert record_impressions("u:big", [*ids, 1, 600, 1200]).counted == 1200
+    assert record_impressions("u:big", ids[:700]).counted == 0
+    assert set(pending_counts(ids).values()) == {1}

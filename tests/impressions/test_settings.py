@@ -19,6 +19,10 @@ import pytest
         ("IMPRESSIONS_REDIS_TIMEOUT", "inf"),
         ("IMPRESSIONS_LEDGER_RETENTION_DAYS", "9999999999"),
         ("IMPRESSIONS_SHARDS", "١٦"),  # digits of another script
+        ("IMPRESSIONS_ENABLED", "sometimes"),
+        ("IMPRESSIONS_TRUSTED_PROXIES", "one"),
+        ("IMPRESSIONS_IGNORE_USER_AGENTS", "bot(("),
+        ("IMPRESSIONS_VISITOR_COOKIE_AGE", "0"),
     ],
 )
 def test_a_malformed_variable_fails_check_naming_it(manage, variable, value):

@@ -1,9 +1,36 @@
+"""The timeline pages and API: newest first, cursor paging that holds still while posts arrive."""
+
+from datetime import timedelta
+from urllib.parse import unquote
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from casusult.models import Post
+from casusult.paging import Position, encode_cursor
 from tests.factories import make_posts, make_user
 
 pytestmark = pytest.mark.django_db
+
+
+def flat(pages):
+    return [post_id for page in pages for post_id in page]
+
+
+def walk(client, url="/api/timeline/", between_pages=None):
+    """Follow `next` from `url` to the end; returns the ids served, page by page."""
+    pages = []
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        pages.append([item["id"] for item in body["results"]])
+        url = body["next"]
+        if url and between_pages:
+            between_pages(len(pages))
+    return pages
 
 
 def test_api_returns_newest_first_with_documented_shape(client):
@@ -20,50 +47,170 @@ def test_api_returns_newest_first_with_documented_shape(client):
     assert body["next"] is None
 
 
-def test_api_pages_by_twenty_and_links_the_next_page(client):
+def test_api_pages_by_twenty_and_the_last_page_has_no_next(client):
     posts = make_posts(45)
-    newest_first = [p.id for p in reversed(posts)]
-    seen = []
-    url = "/api/timeline/"
-    pages = 0
-    while url:
-        body = client.get(url).json()
-        seen += [item["id"] for item in body["results"]]
-        url = body["next"]
-        pages += 1
-    assert pages == 3
-    assert seen == newest_first
+    pages = walk(client)
+    assert [len(page) for page in pages] == [20, 20, 5]
+    assert flat(pages) == [p.id for p in reversed(posts)]
 
 
-def test_equal_timestamps_keep_a_stable_order_across_pages(client):
+def test_a_full_last_page_has_no_next_either(client):
+    make_posts(40)
+    assert [len(page) for page in walk(client)] == [20, 20]
+
+
+def test_next_is_an_absolute_url_with_an_opaque_cursor(client):
+    make_posts(21)
+    next_url = client.get("/api/timeline/").json()["next"]
+    assert next_url.startswith("http://testserver/api/timeline/?cursor=")
+    assert "page=" not in next_url
+
+
+def test_equal_timestamps_page_by_id_without_duplicates_or_gaps(client):
     author = make_user("same-time")
-    Post.objects.bulk_create(Post(author=author, body=str(i)) for i in range(25))
-    ids = [i["id"] for i in client.get("/api/timeline/").json()["results"]]
-    ids += [i["id"] for i in client.get("/api/timeline/?page=2").json()["results"]]
-    assert len(set(ids)) == 25
+    moment = timezone.now() - timedelta(hours=1)
+    posts = Post.objects.bulk_create(
+        Post(author=author, body=str(i), created_at=moment) for i in range(45)
+    )
+    pages = walk(client)
+    assert flat(pages) == sorted((p.id for p in posts), reverse=True)
 
 
-@pytest.mark.parametrize("page", ["0", "-1", "abc", "1.5", "99", "", "١"])  # noqa: RUF001
-def test_bad_paging_input_is_a_400_with_a_json_error(client, page):
+def test_posts_added_during_a_walk_neither_repeat_nor_shift_the_pages(client):
+    """New posts (newer, and ties at the exact time of a page's last post) do not move a cursor."""
+    author = make_user("writer")
+    start = timezone.now() - timedelta(days=1)
+    # Posts share timestamps in threes, so the end of page 1 splits a tie.
+    original = Post.objects.bulk_create(
+        Post(author=author, body=f"old {i}", created_at=start + timedelta(seconds=i // 3))
+        for i in range(70)
+    )
+    added = []
+
+    def write_more(pages_served):
+        last_served = Post.objects.order_by("-created_at", "-id")[pages_served * 20 - 1]
+        added.extend(
+            Post.objects.bulk_create(
+                [
+                    Post(author=author, body="new", created_at=timezone.now()),
+                    # Same time as the page's last post but a higher id: it sorts before the
+                    # cursor, among the posts already served, so it must not show up later.
+                    Post(author=author, body="tie", created_at=last_served.created_at),
+                ]
+            )
+        )
+
+    pages = walk(client, between_pages=write_more)
+    served = flat(pages)
+    assert len(served) == len(set(served))
+    assert served == [
+        p.id for p in sorted(original, key=lambda p: (p.created_at, p.id), reverse=True)
+    ]
+    assert added and not set(served) & {p.id for p in added}
+
+
+def test_a_deleted_cursor_post_still_pages_on(client):
+    posts = make_posts(30)
+    next_url = client.get("/api/timeline/").json()["next"]
+    Post.objects.filter(id=posts[10].id).delete()  # the last post of page 1
+    rest = client.get(next_url).json()["results"]
+    assert [item["id"] for item in rest] == [p.id for p in reversed(posts[:10])]
+
+
+def test_the_page_query_runs_no_count_and_no_offset(client):
+    make_posts(25)
+    next_url = client.get("/api/timeline/").json()["next"]
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(next_url).status_code == 200
+    [query] = [q["sql"].upper() for q in queries.captured_queries]  # the page, nothing else
+    assert "COUNT(" not in query and "OFFSET" not in query
+    assert query.endswith("LIMIT 21")
+
+
+def test_page_one_is_still_served(client):
+    posts = make_posts(3)
+    body = client.get("/api/timeline/", {"page": "1"}).json()
+    assert [item["id"] for item in body["results"]] == [p.id for p in reversed(posts)]
+
+
+@pytest.mark.parametrize("page", ["2", "0", "-1", "abc", "1.5", "99", "", "١"])  # noqa: RUF001
+def test_numbered_pages_are_retired_with_a_400_that_points_to_the_cursor(client, page):
     make_posts(3)
     response = client.get("/api/timeline/", {"page": page})
     assert response.status_code == 400
-    assert "page" in response.json()["error"]
+    error = response.json()["error"]
+    assert "page" in error and "cursor" in error
 
 
-def test_html_timeline_lists_twenty_posts_and_pages(client):
+def tampered(cursor):
+    payload, signature = cursor.rsplit(":", 1)
+    return f"{payload}:{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "garbage",
+        "x" * 5000,
+        "W10:abc",
+        "%00",
+        "\u2603",
+        "cursor:with:colons",
+        "eyJhIjoxfQ",
+    ],
+)
+def test_malformed_cursors_are_a_400_not_a_500(client, cursor):
+    make_posts(3)
+    response = client.get("/api/timeline/", {"cursor": cursor})
+    assert response.status_code == 400
+    assert "cursor" in response.json()["error"]
+
+
+def test_a_tampered_cursor_is_a_400(client):
+    make_posts(25)
+    next_url = client.get("/api/timeline/").json()["next"]
+    cursor = next_url.split("cursor=", 1)[1]
+    response = client.get("/api/timeline/", {"cursor": tampered(unquote(cursor))})
+    assert response.status_code == 400
+    assert "altered" in response.json()["error"]
+
+
+def test_cursor_and_page_together_are_a_400(client):
+    make_posts(25)
+    cursor = encode_cursor(Position(timezone.now(), 5))
+    assert client.get("/api/timeline/", {"cursor": cursor, "page": "1"}).status_code == 400
+
+
+def test_a_cursor_past_the_oldest_post_is_an_empty_last_page(client):
+    make_posts(3)
+    cursor = encode_cursor(Position(timezone.now() - timedelta(days=3650), 1))
+    assert client.get("/api/timeline/", {"cursor": cursor}).json() == {
+        "results": [],
+        "next": None,
+    }
+
+
+def test_html_timeline_links_older_posts_and_the_newest(client):
     make_posts(21)
     response = client.get("/")
     assert response.status_code == 200
     html = response.content.decode()
     assert html.count("<article") == 20
     assert "post 20" in html and "post 0" not in html
-    second = client.get("/?page=2").content.decode()
+    assert "Newest posts" not in html
+    older = html.split('rel="next" href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert older.startswith("?cursor=")
+    second = client.get(f"/{older}").content.decode()
     assert second.count("<article") == 1 and "post 0" in second
+    assert 'rel="first" href="/"' in second and 'rel="next"' not in second
 
 
-def test_html_timeline_bad_page_is_400(client):
-    assert client.get("/?page=zero").status_code == 400
+@pytest.mark.parametrize("query", ["?page=2", "?page=zero", "?cursor=bad"])
+def test_html_timeline_bad_paging_is_400(client, query):
+    response = client.get(f"/{query}")
+    assert response.status_code == 400
+    assert "Back to the first page" in response.content.decode()
 
 
 def test_empty_timeline_is_fine(client):

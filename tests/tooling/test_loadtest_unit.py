@@ -1,8 +1,12 @@
 """The load test's arithmetic and flags, with made-up timings; no services."""
 
+from datetime import UTC, datetime
+
 import pytest
 
+from impressions.viewers import make_visitor_cookie
 from loadtest.__main__ import parser
+from loadtest.clients import Browser, Results
 from loadtest.expectations import Outage, Served, compare, expected_counts
 
 
@@ -58,3 +62,18 @@ def test_bad_flags_are_usage_errors(flags, capsys):
         parser().parse_args(flags)
     assert exit_info.value.code == 2
     assert flags[0] in capsys.readouterr().err
+
+
+def test_viewers_are_named_as_the_server_counts_them():
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    browser = Browser(None, "127.0.0.1", Results(), number=3)
+    agent = "casusult-loadtest/1 (browser 3; visitor 0)"
+    assert browser.user_agent == agent
+    assert browser.viewer(today) == f"anonymous:{agent}|{today}"  # no cookie yet: the digest
+    browser.cookies["visitor"] = make_visitor_cookie(today, "0" * 32)
+    assert browser.viewer(today) == f"anonymous:{agent}|{today}"  # its first day: the digest
+    visitor_id = browser.cookies["visitor"].split(".")[0]
+    assert browser.viewer("20991231") == f"visitor:{visitor_id}"  # later days: the cookie's id
+    browser.leave()
+    assert browser.viewer(today) == f"anonymous:{agent.replace('visitor 0', 'visitor 1')}|{today}"
+    assert Browser(None, "h", Results(), username="demo1").viewer(today) == "user:demo1"

@@ -1,0 +1,179 @@
+"""Who views a timeline page, with no server-side state: the user, a visitor cookie, or a digest.
+
+- Logged in: the user id.
+- Anonymous with a visitor cookie: the cookie's random id, from the day after the cookie was
+  made. On that first day the visitor keeps the digest it arrived with (stored in the cookie), so
+  the page that set the cookie and the pages after it are one viewer and a reload counts once.
+- Anonymous without cookies (or on its first request): a digest of the day's secret salt, the
+  client IP and the User-Agent, as cookie-less analytics do. Neither is stored, only the digest.
+- Not viewers at all: browser prefetches and User-Agents matching IMPRESSIONS_IGNORE_USER_AGENTS.
+"""
+
+import functools
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from typing import NamedTuple
+
+from django.core import signing
+from redis.exceptions import RedisError
+
+from .conf import conf
+from .recorder import RecordResult, lost, record_impressions
+from .salt import daily_salt, utc_day
+from .session_users import user_id
+from .signals import impressions_ignored, impressions_recorded
+
+logger = logging.getLogger(__name__)
+
+# The request attribute that carries a new visitor cookie to VisitorCookieMiddleware.
+NEW_VISITOR_COOKIE = "_impressions_new_visitor_cookie"
+COOKIE_SIGNING_SALT = "impressions.viewers.visitor"
+# Cookie payload "<id>.<day it was made, YYYYMMDD>.<the digest it arrived with>".
+COOKIE_PAYLOAD = re.compile(r"([A-Za-z0-9_-]{16})\.(\d{8})\.([0-9a-f]{32})")
+# Browsers announce a prefetch (or a prerender, which may never be shown) in one of these.
+PREFETCH_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
+PREFETCH_WORDS = ("prefetch", "preview")
+
+
+class Viewer(NamedTuple):
+    key: str | None  # the viewer key in Redis; None: not counted
+    ignored: str | None = None  # "bot" or "prefetch": a request that is no view
+    new_cookie: str | None = None  # a visitor cookie to set on the response
+
+
+NOT_COUNTED = Viewer(None)
+
+
+def record_request(request, posts):
+    """Count `posts` as seen by the request's viewer; never raises into the view."""
+    if not conf.ENABLED:
+        return None
+    try:
+        post_ids = [post.pk for post in posts]
+        if not post_ids:
+            return None
+        try:
+            viewer = identify(request)
+        except (RedisError, LookupError) as error:  # a digest needs the day's salt from Redis
+            return count_lost(post_ids, error)
+        if viewer.ignored:
+            impressions_ignored.send(record_request, reason=viewer.ignored, served=len(post_ids))
+            return None
+        if viewer.new_cookie:
+            setattr(request, NEW_VISITOR_COOKIE, viewer.new_cookie)
+        if viewer.key is None:
+            return None
+        return record_impressions(viewer.key, post_ids)
+    except Exception:
+        logger.exception("recording impressions failed; the page is served without them")
+        return None
+
+
+def identify(request):
+    """The Viewer of a request; raises a redis error when a digest needs a salt Redis cannot give."""
+    if is_prefetch(request):
+        return Viewer(None, ignored="prefetch")
+    if is_ignored_user_agent(request.META.get("HTTP_USER_AGENT", "")):
+        return Viewer(None, ignored="bot")
+    logged_in = user_id(request)
+    if logged_in is not None:
+        return Viewer(f"u:{logged_in}")
+    if not conf.COUNT_ANONYMOUS:
+        return NOT_COUNTED
+    today = utc_day()
+    visitor = read_visitor_cookie(request)
+    if visitor is not None:
+        visitor_id, day, arrival_digest = visitor
+        if day == today:
+            return Viewer(f"a:{arrival_digest}")
+        return Viewer(f"v:{hashlib.blake2b(visitor_id.encode(), digest_size=12).hexdigest()}")
+    digest = client_digest(request, today)
+    return Viewer(f"a:{digest}", new_cookie=make_visitor_cookie(today, digest))
+
+
+def is_prefetch(request):
+    meta = request.META
+    for header in PREFETCH_HEADERS:
+        value = meta.get(header)
+        if value and any(word in value.lower() for word in PREFETCH_WORDS):
+            return True
+    return False
+
+
+def is_ignored_user_agent(user_agent):
+    pattern = conf.IGNORE_USER_AGENTS
+    if not pattern:
+        return False
+    if len(user_agent) > 512:  # too long to keep: rare, and searched each time
+        return compiled(pattern).search(user_agent) is not None
+    return matches(pattern, user_agent)
+
+
+# Browsers send few distinct User-Agents, and a search of the default pattern through one takes
+# tens of microseconds: the answers are kept.
+@functools.lru_cache(maxsize=4096)
+def matches(pattern, user_agent):
+    return compiled(pattern).search(user_agent) is not None
+
+
+@functools.lru_cache(maxsize=8)
+def compiled(pattern):
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def client_ip(request):
+    """REMOTE_ADDR, or with N trusted proxies the address the outermost of them saw.
+
+    Each proxy appends the address it received the request from to X-Forwarded-For; entries to
+    the left of those N are the client's to write, so they are never read.
+    """
+    remote = request.META.get("REMOTE_ADDR", "")
+    hops = conf.TRUSTED_PROXIES
+    if not hops:
+        return remote
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    chain = [part.strip() for part in forwarded.split(",") if part.strip()] + [remote]
+    return chain[max(0, len(chain) - 1 - hops)]
+
+
+def client_digest(request, day):
+    """32 hex digits of HMAC(the day's salt, client IP and User-Agent): same client, same day."""
+    message = f"{client_ip(request)}\n{request.META.get('HTTP_USER_AGENT', '')}"
+    return hmac.new(daily_salt(day), message.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def make_visitor_cookie(day, arrival_digest):
+    visitor_id = secrets.token_urlsafe(12)
+    return signing.Signer(salt=COOKIE_SIGNING_SALT).sign(f"{visitor_id}.{day}.{arrival_digest}")
+
+
+def read_visitor_cookie(request):
+    """(id, day made, arrival digest) of a valid visitor cookie, else None (a new one is set)."""
+    value = request.COOKIES.get(conf.VISITOR_COOKIE_NAME)
+    if not value or len(value) > 200:
+        return None
+    try:
+        payload = signing.Signer(salt=COOKIE_SIGNING_SALT).unsign(value)
+    except signing.BadSignature:
+        return None
+    match = COOKIE_PAYLOAD.fullmatch(payload)
+    return match.groups() if match else None
+
+
+def count_lost(post_ids, error):
+    """As the recorder does when Redis fails: logged, counted in this process, reported later."""
+    lost.add(len(post_ids))
+    logger.warning(
+        "impressions lost: %d for a cookie-less viewer (no salt: %s: %s); lost in this process so"
+        " far: %d",
+        len(post_ids),
+        type(error).__name__,
+        error,
+        lost.impressions,
+        extra={"lost": len(post_ids), "error": type(error).__name__},
+    )
+    impressions_recorded.send(count_lost, served=len(post_ids), counted=0, lost=len(post_ids))
+    return RecordResult(0, len(post_ids), False)

@@ -1,0 +1,293 @@
+"""Viewer identity on the real timeline: visitor cookie, cookie-less digest, bots and prefetches."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core import signing
+from django.db import connection
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+
+from impressions import salt, viewers
+from impressions.keys import salt_key
+from impressions.recorder import get_client, lost, pending_counts
+from tests.factories import make_posts, make_user
+
+from .support import reset_loss_counter
+
+pytestmark = pytest.mark.django_db
+
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/131.0.0.0 Safari/537.36"
+)
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+COOKIE = "visitor"
+
+
+@pytest.fixture
+def day(monkeypatch):
+    """The UTC day the viewers module sees, settable: `day.set("20991201")`."""
+
+    class Day:
+        def set(self, value):
+            monkeypatch.setattr(viewers, "utc_day", lambda now=None: value)
+
+    clock = Day()
+    clock.set("20991128")
+    return clock
+
+
+@pytest.fixture
+def posts(standalone_buffer):
+    salt.forget()  # the buffer was emptied: a salt this process remembers is gone from Redis
+    return [post.id for post in make_posts(3)]
+
+
+def get(client, **headers):
+    response = client.get("/api/timeline/", **headers)
+    assert response.status_code == 200
+    return response
+
+
+def visitor_cookie(response):
+    return response.cookies.get(COOKIE)
+
+
+def counts(ids):
+    return set(pending_counts(ids).values())
+
+
+def test_a_new_anonymous_visitor_gets_the_cookie_once_and_keeps_it(client, posts, day):
+    first = get(client, HTTP_USER_AGENT=CHROME)
+    cookie = visitor_cookie(first)
+    assert cookie is not None and cookie.value
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["max-age"] == 365 * 24 * 3600
+    assert cookie["path"] == "/"
+    assert not cookie["secure"]  # settings.test; see the next test
+    assert client.cookies[COOKIE].value == cookie.value
+    second = get(client, HTTP_USER_AGENT=CHROME)
+    assert visitor_cookie(second) is None  # reused, not made again
+    assert "sessionid" not in client.cookies
+
+
+@pytest.mark.parametrize(
+    ("overrides", "secure"),
+    [
+        ({"SESSION_COOKIE_SECURE": True}, True),
+        ({"SESSION_COOKIE_SECURE": True, "IMPRESSIONS_VISITOR_COOKIE_SECURE": False}, False),
+        ({"IMPRESSIONS_VISITOR_COOKIE_SECURE": True}, True),
+    ],
+)
+def test_the_cookie_is_secure_when_sessions_are_or_when_told(client, posts, overrides, secure):
+    with override_settings(**overrides, IMPRESSIONS_VISITOR_COOKIE_NAME="v2"):
+        cookie = get(client).cookies["v2"]
+    assert bool(cookie["secure"]) is secure
+
+
+def test_a_new_visitor_reloading_with_its_cookie_counts_once(client, posts, day):
+    get(client, HTTP_USER_AGENT=CHROME)  # no cookie yet: counted as its digest
+    get(client, HTTP_USER_AGENT=CHROME)  # the cookie names the same digest for today
+    assert counts(posts) == {1}
+
+
+def test_from_the_next_day_the_cookie_is_the_viewer_wherever_it_comes_from(client, posts, day):
+    get(client, HTTP_USER_AGENT=CHROME, REMOTE_ADDR="198.51.100.1")
+    day.set("20991129")
+    get(client, HTTP_USER_AGENT=CHROME, REMOTE_ADDR="198.51.100.1")  # the cookie's id: 2nd view
+    get(client, HTTP_USER_AGENT=FIREFOX, REMOTE_ADDR="203.0.113.9")  # same cookie: same viewer
+    assert counts(posts) == {2}
+    # Without the cookie, the same address and browser are a cookie-less viewer of that day.
+    get(Client(), HTTP_USER_AGENT=CHROME, REMOTE_ADDR="198.51.100.1")
+    assert counts(posts) == {3}
+
+
+def test_a_cookie_less_reload_counts_once_another_agent_or_address_is_another_viewer(posts, day):
+    get(Client(), HTTP_USER_AGENT=CHROME, REMOTE_ADDR="198.51.100.1")
+    get(Client(), HTTP_USER_AGENT=CHROME, REMOTE_ADDR="198.51.100.1")  # the reload
+    assert counts(posts) == {1}
+    get(Client(), HTTP_USER_AGENT=FIREFOX, REMOTE_ADDR="198.51.100.1")
+    assert counts(posts) == {2}
+    get(Client(), HTTP_USER_AGENT=CHROME, REMOTE_ADDR="198.51.100.2")
+    assert counts(posts) == {3}
+
+
+def test_the_digest_salt_rotates_daily(posts, day):
+    get(Client(), HTTP_USER_AGENT=CHROME)
+    day.set("20991129")
+    get(Client(), HTTP_USER_AGENT=CHROME)  # inside the window, but another day's digest
+    assert counts(posts) == {2}
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+        "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",
+        "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+        "Twitterbot/1.0",
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
+    ],
+)
+def test_bots_are_not_counted_and_get_no_cookie(client, posts, user_agent):
+    response = get(client, HTTP_USER_AGENT=user_agent)
+    assert visitor_cookie(response) is None
+    assert counts(posts) == {0}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"HTTP_SEC_PURPOSE": "prefetch"},
+        {"HTTP_SEC_PURPOSE": "prefetch;prerender"},
+        {"HTTP_PURPOSE": "prefetch"},
+        {"HTTP_X_MOZ": "prefetch"},
+        {"HTTP_X_PURPOSE": "preview"},
+    ],
+)
+def test_prefetches_are_not_counted_logged_in_or_not(client, posts, header):
+    response = get(client, HTTP_USER_AGENT=CHROME, **header)
+    assert visitor_cookie(response) is None
+    client.force_login(make_user("prefetcher"))
+    get(client, HTTP_USER_AGENT=CHROME, **header)
+    assert counts(posts) == {0}
+    get(client, HTTP_USER_AGENT=CHROME)  # the same user's real view
+    assert counts(posts) == {1}
+
+
+def test_the_ignore_pattern_is_a_setting(posts):
+    with override_settings(IMPRESSIONS_IGNORE_USER_AGENTS=""):
+        get(Client(), HTTP_USER_AGENT="Googlebot/2.1 (a)")
+    assert counts(posts) == {1}
+    with override_settings(IMPRESSIONS_IGNORE_USER_AGENTS=r"^Firefox-Lover/"):
+        get(Client(), HTTP_USER_AGENT="firefox-lover/1.0")  # case-insensitive
+        get(Client(), HTTP_USER_AGENT="Googlebot/2.1 (b)")  # no longer in the pattern
+    assert counts(posts) == {2}
+
+
+@pytest.mark.parametrize("value", ["garbage", "a" * 300, "x.20991128.y:sig"])
+def test_a_bad_visitor_cookie_is_replaced(client, posts, day, value):
+    client.cookies[COOKIE] = value
+    response = get(client, HTTP_USER_AGENT=CHROME)
+    assert visitor_cookie(response).value not in ("", value)
+    assert counts(posts) == {1}
+
+
+def test_a_visitor_cookie_made_for_another_purpose_is_refused(client, posts, day):
+    payload = f"{'A' * 16}.20261120.{'0' * 32}"  # well-formed, signed with another salt
+    client.cookies[COOKIE] = signing.Signer(salt="another.purpose").sign(payload)
+    assert visitor_cookie(get(client)) is not None
+
+
+def test_neither_the_address_nor_the_user_agent_is_stored(client, posts, day):
+    address, agent = "203.0.113.77", "UniqueAgent/9.9 (marker-5c1e)"
+    get(client, HTTP_USER_AGENT=agent, REMOTE_ADDR=address)
+    day.set("20991129")
+    get(client, HTTP_USER_AGENT=agent, REMOTE_ADDR=address)  # now keyed by the cookie's id
+    visitor_id = client.cookies[COOKIE].value.split(".", 1)[0]
+    stored = dump_redis(get_client())
+    assert len(stored) > 5  # the dump really holds the keys and values
+    for secret in (address, "marker-5c1e", visitor_id):
+        assert secret not in stored
+
+
+def dump_redis(client):
+    """Every key, string value, hash field and value, and set member, as one text."""
+    parts = []
+    for key in client.scan_iter():
+        parts.append(key.decode())
+        kind = client.type(key).decode()
+        if kind == "string":
+            parts.append(repr(client.get(key)))
+        elif kind == "hash":
+            parts.extend(repr(item) for item in client.hgetall(key).items())
+        elif kind == "zset":
+            parts.extend(repr(member) for member in client.zrange(key, 0, -1))
+        elif kind == "set":
+            parts.extend(repr(member) for member in client.smembers(key))
+    return "\n".join(parts)
+
+
+def test_the_daily_salt_is_random_shared_and_expires_after_its_day(standalone_buffer):
+    salt.forget()
+    first = salt.daily_salt("20991128")
+    assert len(first) == 32
+    assert standalone_buffer.get(salt_key("20991128")) == first
+    salt.forget()  # another process: it reads the salt the first one made
+    assert salt.daily_salt("20991128") == first
+    other = salt.daily_salt("20991129")
+    assert other != first
+    assert not any("20991128" in key for key, *_ in salt._cached)  # forgotten in this process
+    end_of_day = datetime(2099, 11, 29, tzinfo=UTC).timestamp()
+    expires = standalone_buffer.expiretime(salt_key("20991128"))
+    assert expires == end_of_day + salt.GRACE_SECONDS
+
+
+@override_settings(IMPRESSIONS_TRUSTED_PROXIES=1)
+def test_behind_one_proxy_the_forwarded_address_is_the_client_and_forged_parts_are_ignored(
+    posts, day
+):
+    balancer = {"REMOTE_ADDR": "10.0.0.5", "HTTP_USER_AGENT": CHROME}
+    get(Client(), HTTP_X_FORWARDED_FOR="198.51.100.7", **balancer)
+    get(Client(), HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.7", **balancer)  # forged left part
+    assert counts(posts) == {1}
+    get(Client(), HTTP_X_FORWARDED_FOR="198.51.100.8", **balancer)  # another client
+    assert counts(posts) == {2}
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(posts, day):
+    get(Client(), HTTP_X_FORWARDED_FOR="198.51.100.7", HTTP_USER_AGENT=CHROME)
+    get(Client(), HTTP_X_FORWARDED_FOR="198.51.100.8", HTTP_USER_AGENT=CHROME)
+    assert counts(posts) == {1}
+
+
+def test_switched_off_nothing_is_recorded_and_no_cookie_is_set(client, posts, standalone_buffer):
+    with override_settings(IMPRESSIONS_ENABLED=False):
+        assert visitor_cookie(get(client)) is None
+        get(Client(), HTTP_USER_AGENT="Googlebot/2.1")
+        client.force_login(make_user("carol"))
+        get(client)
+    assert standalone_buffer.dbsize() == 0
+
+
+@override_settings(IMPRESSIONS_COUNT_ANONYMOUS=False)
+def test_anonymous_counting_off_sets_no_cookie(client, posts):
+    assert visitor_cookie(get(client)) is None
+    assert counts(posts) == {0}
+
+
+def test_redis_down_before_any_salt_costs_the_impressions_not_the_page(private_redis):
+    ids = [post.id for post in make_posts(4)]
+    with override_settings(REDIS_URL=private_redis.url):
+        reset_loss_counter()
+        private_redis.stop()
+        response = Client().get("/api/timeline/", HTTP_USER_AGENT=CHROME)
+        assert response.status_code == 200
+        assert [item["id"] for item in response.json()["results"]] == ids[::-1]
+        assert visitor_cookie(response) is None  # made with the digest, which needs the salt
+        assert (lost.requests, lost.impressions) == (1, 4)
+
+
+def test_a_logged_in_viewer_costs_no_query_after_its_first_view(client, posts):
+    client.force_login(make_user("dora"))
+    with CaptureQueriesContext(connection) as first:
+        get(client)
+    with CaptureQueriesContext(connection) as second:
+        get(client)
+    tables = [q["sql"].split(" FROM ")[1].split()[0] for q in second.captured_queries]
+    assert tables == ['"casusult_post"']  # the page only: not the session, not the user
+    assert len(first.captured_queries) == 3  # session, user, page
+    assert counts(posts) == {1}
+
+
+def test_logging_in_and_out_changes_the_viewer_at_once(client, posts, day):
+    get(client, HTTP_USER_AGENT=CHROME)  # anonymous
+    client.force_login(make_user("erin"))
+    get(client, HTTP_USER_AGENT=CHROME)  # the user: another viewer
+    client.logout()
+    get(client, HTTP_USER_AGENT=CHROME)  # anonymous again: the visitor of the first view
+    assert counts(posts) == {2}
