@@ -51,7 +51,7 @@ MAX_CANDIDATES = 5000
 
 def today():
     """Today in TIME_ZONE: the day the recorder gives an impression made now."""
-    return timezone.localdate()
+    return periods.day_of(timezone.now())
 
 
 def oldest_kept_day(on=None):
