@@ -110,6 +110,8 @@ IMPRESSIONS_SHARDS = env_int("IMPRESSIONS_SHARDS", 16, minimum=1, maximum=1024)
 IMPRESSIONS_LEDGER_RETENTION_DAYS = env_int(
     "IMPRESSIONS_LEDGER_RETENTION_DAYS", 30, minimum=1, maximum=36500
 )
+# Days of per-day history the flush keeps (the dashboard's charts and top posts); 0 keeps all.
+IMPRESSIONS_HISTORY_DAYS = env_int("IMPRESSIONS_HISTORY_DAYS", 400, minimum=0, maximum=36500)
 
 
 def task_settings(default_backend, rq_url):
