@@ -170,7 +170,9 @@ def read_snapshot(client, shard, flush_id, undated_day):
         day = days.get(day_text)
         if day is None:
             day = days[day_text] = keys.parse_day(day_text)
-        counts[int(post_id), day] = int(count)
+        key = (int(post_id), day)
+        # An undated field and today's field of one post (a deploy half done) add up.
+        counts[key] = counts.get(key, 0) + int(count)
     return counts
 
 

@@ -32,7 +32,7 @@ def add_site_days(counts):
     if connection.vendor == "postgresql":
         add_site_days_postgresql(counts)
     else:
-        add_portable(SiteDailyImpressions, ("day",), {(day,): n for day, n in counts.items()})
+        add_site_days_portable(counts)
 
 
 def add_days_postgresql(rows):
@@ -85,6 +85,10 @@ def add_days_portable(rows):
         ):
             rollups[key] = rollups.get(key, 0) + count
     add_portable(PeriodImpressions, ("period", "start", "object_id"), rollups)
+
+
+def add_site_days_portable(counts):
+    add_portable(SiteDailyImpressions, ("day",), {(day,): n for day, n in counts.items()})
 
 
 def add_portable(model, key_fields, counts):
