@@ -4,6 +4,7 @@ import math
 import time
 
 from . import dashboard, end_to_end, fixtures, flush, machine, memory, record
+from .flush import NO_HISTORY
 from .harness import LIMIT, format_bytes, format_rate, ours_of
 from .report import Section, flush_chart, write_markdown
 
@@ -134,8 +135,14 @@ def flush_headlines(by_size):
         if ours is None:
             lines.append(f"Flush of {size:,} posts: ours could not be measured (see the table).")
             continue
-        others = [r for r in results if r.ok and r is not ours]
+        others = [r for r in results if r.ok and r is not ours and r.contender.kind != NO_HISTORY]
         parts = []
+        history = flush.history_ratio(results)
+        if history:
+            parts.append(
+                f"with the per-day history **{times(history[1], history[2])}** the time without"
+                f" it (goal ≤ {flush.HISTORY_GOAL}×)"  # noqa: RUF001
+            )
         for result in others:
             if result.contender.kind == LIMIT:
                 continue
