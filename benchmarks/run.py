@@ -77,7 +77,9 @@ def run_all(options, command):
             headlines.append(
                 f"Redis memory: **{format_bytes(figures['dedup_bytes'])} per de-dup entry**"
                 f" (viewers of a page; {format_bytes(figures['dedup_bytes_heavy'])} for heavy"
-                f" viewers), **{format_bytes(figures['pending_bytes'])} per pending post**."
+                f" viewers), **{format_bytes(figures['counter_bytes'])} per pending (post, day)**"
+                f" ({format_bytes(figures['counter_bytes_two_days'])} when every post has two"
+                " days pending; goal < 100 B)."
             )
     if "dashboard" in options.only:
         body, figures = dashboard.run(options, redis_client)
