@@ -110,6 +110,15 @@ def ensure_hit_table():
     return model
 
 
+def vacuum_history():
+    """The same for the history tables the flush upserts into."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("impressions_daily", "impressions_period", "impressions_site_daily"):
+            cursor.execute(f"VACUUM {table}")
+
+
 def vacuum_posts(analyze=False):
     """Reclaim the dead row versions earlier contenders left, so no contender pays for another's."""
     from django.db import connection

@@ -22,6 +22,10 @@ from .harness import (
 from .sqlraw import RawSqlScripts
 
 RECORD_CHUNK = 500  # post ids per record_impressions call while loading Redis (untimed)
+# Ours with the history switched off (impressions.ledger.WRITE_HISTORY): what the history costs.
+NO_HISTORY = "ours, no history"
+# The goal of issue 11: a flush with the history takes at most this many times one without.
+HISTORY_GOAL = 1.5
 
 
 def pending_workload(post_ids, size, seed):
@@ -110,6 +114,7 @@ class FlushWorkload:
 
     def prepare_ours(self):
         fixtures.vacuum_posts()
+        fixtures.vacuum_history()
         seconds, _ = timed(self.load_redis)
         print(f"    (loaded {self.size:,} pending posts into Redis in {seconds:.1f} s, untimed)")
 
@@ -117,6 +122,10 @@ class FlushWorkload:
         flush_pending = ours.flush_pending()
         seconds, _report = timed(flush_pending)
         return Measurement(seconds=seconds, units=self.size)
+
+    def run_ours_without_history(self):
+        with ours.history_off():
+            return self.run_ours()
 
     # -- Django ---------------------------------------------------------------------------------
     def run_bulk_update(self, batch_size, cap, jit=True):
@@ -184,7 +193,16 @@ class FlushWorkload:
                 verified(self.run_ours, whole),
                 OURS,
                 self.prepare_ours,
-                "Redis snapshot → batched UPDATE … FROM unnest → ledger → commit → delete",
+                "Redis snapshot → batched UPDATE … FROM unnest + history upserts → ledger →"
+                " commit → delete",
+            ),
+            Contender(
+                "ours without the history",
+                verified(self.run_ours_without_history, whole),
+                NO_HISTORY,
+                self.prepare_ours,
+                "the same flush with the per-day history switched off (a benchmark switch, not a"
+                " setting): the totals and the ledger only",
             ),
             Contender(
                 "bulk_update(batch_size=1000)",
@@ -306,8 +324,46 @@ def render(options, by_size):
                 rows,
             )
         )
+    blocks.append(history_table(by_size))
     blocks.append(scaling_table(by_size))
     return "\n\n".join(blocks)
+
+
+def history_ratio(results):
+    """(ours with the history ÷ ours without, seconds with, seconds without), or None."""
+    with_history = ours_of(results)
+    without = next((r for r in results if r.contender.kind == NO_HISTORY and r.ok), None)
+    if with_history is None or without is None:
+        return None
+    return (
+        ratio(with_history.median_seconds, without.median_seconds),
+        with_history.median_seconds,
+        without.median_seconds,
+    )
+
+
+def history_table(by_size):
+    """What the per-day history costs the flush, against the goal of issue 11."""
+    rows = []
+    for size, results in by_size.items():
+        found = history_ratio(results)
+        if found is None:
+            rows.append([f"{size:,}", "-", "-", "not measured", "-"])
+            continue
+        times_more, with_history, without = found
+        verdict = "met" if times_more <= HISTORY_GOAL else "**missed**"
+        rows.append(
+            [
+                f"{size:,}",
+                format_seconds(with_history),
+                format_seconds(without),
+                f"**{format_ratio(times_more)}**",
+                f"{verdict} (≤ {HISTORY_GOAL}×)",  # noqa: RUF001
+            ]
+        )
+    return "**The history's cost** (medians; with ÷ without)\n\n" + markdown_table(
+        ["pending posts", "with history", "without", "with ÷ without", "goal"], rows
+    )
 
 
 def scaling_table(by_size):

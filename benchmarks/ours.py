@@ -1,5 +1,7 @@
 """Our code under test, imported lazily: when it is missing the table says so, never a number."""
 
+from unittest import mock
+
 from .harness import ContenderFailed
 
 
@@ -40,3 +42,11 @@ def patient_redis():
     from django.test import override_settings
 
     return override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)
+
+
+def history_off():
+    """The flush without the per-day history, to time what the history costs (flush benchmark)."""
+    ledger = _load("impressions", "ledger")
+    if not hasattr(ledger, "WRITE_HISTORY"):
+        raise ContenderFailed("impressions.ledger has no WRITE_HISTORY switch")
+    return mock.patch.object(ledger, "WRITE_HISTORY", False)

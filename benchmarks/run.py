@@ -4,6 +4,7 @@ import math
 import time
 
 from . import dashboard, end_to_end, fixtures, flush, machine, memory, record, server, server_report
+from .flush import NO_HISTORY
 from .harness import LIMIT, format_bytes, format_rate, ours_of
 from .report import Section, flush_chart, write_markdown
 
@@ -76,7 +77,9 @@ def run_all(options, command):
             headlines.append(
                 f"Redis memory: **{format_bytes(figures['dedup_bytes'])} per de-dup entry**"
                 f" (viewers of a page; {format_bytes(figures['dedup_bytes_heavy'])} for heavy"
-                f" viewers), **{format_bytes(figures['pending_bytes'])} per pending post**."
+                f" viewers), **{format_bytes(figures['counter_bytes'])} per pending (post, day)**"
+                f" ({format_bytes(figures['counter_bytes_two_days'])} when every post has two"
+                " days pending; goal < 100 B)."
             )
     if "dashboard" in options.only:
         body, figures = dashboard.run(options, redis_client)
@@ -138,8 +141,14 @@ def flush_headlines(by_size):
         if ours is None:
             lines.append(f"Flush of {size:,} posts: ours could not be measured (see the table).")
             continue
-        others = [r for r in results if r.ok and r is not ours]
+        others = [r for r in results if r.ok and r is not ours and r.contender.kind != NO_HISTORY]
         parts = []
+        history = flush.history_ratio(results)
+        if history:
+            parts.append(
+                f"with the per-day history **{times(history[1], history[2])}** the time without"
+                f" it (goal ≤ {flush.HISTORY_GOAL}×)"  # noqa: RUF001
+            )
         for result in others:
             if result.contender.kind == LIMIT:
                 continue

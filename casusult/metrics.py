@@ -189,8 +189,8 @@ class PendingCollector:
         )
         yield GaugeMetricFamily(
             "impressions_pending_entries",
-            "Pending (shard, post) counters: a post seen by viewers of several shards counts once"
-            " per shard; the next flush's work.",
+            "Pending (shard, post, day) counters: a post seen by viewers of several shards, or"
+            " on several days, counts once per shard and day; the next flush's work.",
             value=entries,
         )
 

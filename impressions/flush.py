@@ -1,9 +1,10 @@
 """The flush: move pending counts from Redis to the database so each one is applied exactly once.
 
-1. Clear the schedule guard, then snapshot every shard's pending hash into a per-flush key
-   (atomic RENAME in the shard's slot); new impressions start a fresh pending hash.
+1. Clear the schedule guard, then snapshot every shard's pending hash (and its set of days) into
+   per-flush keys (atomic RENAMEs in the shard's slot); new impressions start a fresh pending hash.
 2. Apply every snapshot found (left-overs of crashed flushes first) in one database transaction
-   per flush id, gated by its ledger row; delete the snapshots only after the commit.
+   per flush id, gated by its ledger row: the totals and the per-day history together; delete the
+   snapshots only after the commit.
 A crash anywhere leaves snapshots that the next flush applies or, if the ledger has them, drops.
 """
 
@@ -17,7 +18,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from redis.exceptions import RedisClusterException, RedisError
 
-from . import keys, ledger
+from . import history_writer, keys, ledger, periods
 from .conf import conf
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
@@ -75,13 +76,15 @@ def flush_pending(batch_size=None):
     started = time.monotonic()
     try:
         client = get_flush_client()
+        # Counts without a day (snapshots left by a version before the history) count today.
+        today = periods.day_of(timezone.now())
         take_snapshots(client, report.flush_id)
         checkpoint("after-snapshot")
         by_flush = snapshots_by_flush(client)
         # Left-overs first, oldest first: they hold the oldest counts.
         for flush_id in sorted(by_flush, key=lambda f: (f == report.flush_id, f)):
             shards = by_flush[flush_id]
-            snapshots = {shard: read_snapshot(client, shard, flush_id) for shard in shards}
+            snapshots = {shard: read_snapshot(client, shard, flush_id, today) for shard in shards}
             checkpoint("before-apply")
             applied = ledger.apply_snapshots(
                 flush_id,
@@ -101,6 +104,7 @@ def flush_pending(batch_size=None):
         if report.flush_id not in by_flush:
             ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY)
         ledger.prune_ledger()
+        history_writer.prune()
     except (RedisError, RedisClusterException) as error:
         _note_failure(report.flush_id, error)
         flush_finished.send(
@@ -140,6 +144,8 @@ def take_snapshots(client, flush_id):
                 keys.snapshot_key(shard, flush_id),
                 keys.snapshots_key(shard),
                 keys.armed_key(shard),
+                keys.pending_days_key(shard),
+                keys.snapshot_days_key(shard, flush_id),
             ],
             args=[flush_id],
         )
@@ -154,12 +160,28 @@ def snapshots_by_flush(client):
     return found
 
 
-def read_snapshot(client, shard, flush_id):
+def read_snapshot(client, shard, flush_id, undated_day):
+    """{(post id, day): count} of one shard's snapshot; a field without a day counts on `undated_day`."""
     raw = client.hgetall(keys.snapshot_key(shard, flush_id))
-    return {int(post_id): int(count) for post_id, count in raw.items()}
+    days = {b"": undated_day}  # a few distinct days: parse each once
+    counts = {}
+    for name, count in raw.items():
+        post_id, _, day_text = name.partition(b":")
+        day = days.get(day_text)
+        if day is None:
+            day = days[day_text] = keys.parse_day(day_text)
+        key = (int(post_id), day)
+        # An undated field and today's field of one post (a deploy half done) add up.
+        counts[key] = counts.get(key, 0) + int(count)
+    return counts
 
 
 def drop_snapshot(client, shard, flush_id):
     script(client, "DROP_SNAPSHOT")(
-        keys=[keys.snapshot_key(shard, flush_id), keys.snapshots_key(shard)], args=[flush_id]
+        keys=[
+            keys.snapshot_key(shard, flush_id),
+            keys.snapshots_key(shard),
+            keys.snapshot_days_key(shard, flush_id),
+        ],
+        args=[flush_id],
     )

@@ -1,10 +1,12 @@
-"""Redis key names. Every key of one script call carries the same hash tag, so one cluster slot.
+"""Redis key and field names. Every key of one script call carries the same hash tag (one slot).
 
 Viewers are spread over IMPRESSIONS_SHARDS tags `{<prefix>:<shard>}`: a request touches one slot
-(one node), while the load spreads over the cluster's nodes.
+(one node), while the load spreads over the cluster's nodes. A pending counter is the field
+`<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of its shard's pending hash.
 """
 
 import zlib
+from datetime import date
 
 from .conf import conf
 
@@ -23,8 +25,13 @@ def seen_key(shard, viewer_key):
 
 
 def pending_key(shard):
-    """Hash post id -> impressions counted but not yet snapshotted by a flush."""
+    """Hash `<post id>:<day>` -> impressions counted but not yet snapshotted by a flush."""
     return f"{tag(shard)}:pending"
+
+
+def pending_days_key(shard):
+    """Set of the days (yyyymmdd) in the pending hash: pending counts of a post sum over them."""
+    return f"{tag(shard)}:pending-days"
 
 
 def armed_key(shard):
@@ -46,6 +53,15 @@ def snapshot_key(shard, flush_id):
     return f"{snapshot_prefix(shard)}{flush_id}"
 
 
+def snapshot_days_prefix(shard):
+    return f"{tag(shard)}:snapshot-days:"
+
+
+def snapshot_days_key(shard, flush_id):
+    """The pending days set, moved out with the pending hash into snapshot `flush_id`."""
+    return f"{snapshot_days_prefix(shard)}{flush_id}"
+
+
 def snapshots_key(shard):
     """Set of flush ids that have a snapshot in this shard (found again after a crash)."""
     return f"{tag(shard)}:snapshots"
@@ -59,3 +75,13 @@ def guard_key():
 def salt_key(day):
     """The random salt of cookie-less viewer digests for one UTC day; expires when the day ends."""
     return f"{{{conf.KEY_PREFIX}}}:salt:{day}"
+
+
+def day_text(day):
+    """The day part of a pending field: 20261118 (sorts, and reads, as the date)."""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+def parse_day(text):
+    """The date of a day part, as day_text() wrote it (bytes or str)."""
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))

@@ -8,10 +8,16 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import history_writer
+from .arrays import bigint_array_literal
 from .conf import conf, counted_model
 from .models import Flush
 
 logger = logging.getLogger(__name__)
+
+# The flush benchmark turns this off to time a flush without the history (benchmarks/flush.py).
+# Not a setting: the history is always written.
+WRITE_HISTORY = True
 
 
 @dataclass
@@ -41,7 +47,7 @@ def started_at_of(flush_id):
 
 
 def apply_snapshots(flush_id, snapshots, *, batch_size, recovered_by="", before_commit=None):
-    """Apply {shard: {post id: count}} of `flush_id`, skipping shards the ledger already has.
+    """Apply {shard: {(post id, day): count}} of `flush_id`, skipping shards the ledger already has.
 
     The ledger row is inserted (or locked, if it exists) first in the same transaction, so two
     flushes applying the same snapshot serialise on it and the second finds the shard applied.
@@ -75,21 +81,30 @@ def apply_snapshots(flush_id, snapshots, *, batch_size, recovered_by="", before_
 
 
 def apply_counts(counts, batch_size):
-    """Add counts to the counted model's field, `batch_size` rows per statement; missing rows dropped."""
+    """Add {(post id, day): count} to the totals and the history, `batch_size` posts a statement.
+
+    Counts of posts that no longer exist are dropped, from the history too: a post's history
+    always sums to what its total received.
+    """
     applied = Applied()
     columns = counted_columns()
-    items = sorted(counts.items())  # a fixed order avoids deadlocks between concurrent flushes
-    for start in range(0, len(items), batch_size):
-        batch = dict(items[start : start + batch_size])
+    by_day = Counter()
+    for totals, rows in batches(counts, batch_size):
         if connection.vendor == "postgresql":
-            updated_ids = update_batch_postgresql(batch, columns)
+            updated_ids = update_batch_postgresql(totals, columns)
         else:
-            updated_ids = update_batch_portable(batch, columns)
-        dropped = set(batch) - updated_ids
+            updated_ids = update_batch_portable(totals, columns)
+        dropped = set(totals) - updated_ids
+        if WRITE_HISTORY:
+            if dropped:
+                rows = [row for row in rows if row[0] not in dropped]
+            history_writer.add_days(rows)
+            for _, day, count in rows:
+                by_day[day] += count
         applied.posts_updated += len(updated_ids)
-        applied.impressions_applied += sum(batch[post_id] for post_id in updated_ids)
+        applied.impressions_applied += sum(totals[post_id] for post_id in updated_ids)
         if dropped:
-            lost = sum(batch[post_id] for post_id in dropped)
+            lost = sum(totals[post_id] for post_id in dropped)
             applied.posts_dropped += len(dropped)
             applied.impressions_dropped += lost
             logger.warning(
@@ -98,7 +113,28 @@ def apply_counts(counts, batch_size):
                 len(dropped),
                 sorted(dropped)[:20],
             )
+    if WRITE_HISTORY:
+        history_writer.add_site_days(by_day)  # last: see history_writer's lock order
     return applied
+
+
+def batches(counts, batch_size):
+    """Yield ({post id: total}, [(post id, day, count), …]) of `batch_size` posts, in (id, day) order.
+
+    A fixed order avoids deadlocks between concurrent flushes; all the days of a post go in the
+    batch of its total.
+    """
+    totals, rows = {}, []
+    for (post_id, day), count in sorted(counts.items()):
+        if post_id not in totals:
+            if len(totals) == batch_size:
+                yield totals, rows
+                totals, rows = {}, []
+            totals[post_id] = 0
+        totals[post_id] += count
+        rows.append((post_id, day, count))
+    if totals:
+        yield totals, rows
 
 
 @dataclass(frozen=True)
@@ -133,11 +169,6 @@ def update_batch_postgresql(batch, columns):
             [bigint_array_literal(batch), bigint_array_literal(batch.values())],
         )
         return {row[0] for row in cursor.fetchall()}
-
-
-def bigint_array_literal(numbers):
-    """'{1,2,3}': a third of the time psycopg takes to adapt a list of ints, element by element."""
-    return "{" + ",".join(str(int(number)) for number in numbers) + "}"
 
 
 def update_batch_portable(batch, columns):

@@ -1,7 +1,9 @@
-"""Calendar periods of the history: ISO weeks and months, and ranges cut into them (pure)."""
+"""Calendar periods of the history: the day of an impression, ISO weeks, months, range covers."""
 
 from datetime import date, timedelta
 from typing import NamedTuple
+
+from django.utils import timezone
 
 DAY = "d"
 WEEK = "w"
@@ -22,6 +24,15 @@ class Piece(NamedTuple):
         if self.period == WEEK:
             return self.start + timedelta(days=6)
         return next_month(self.start) - timedelta(days=1)
+
+
+def day_of(moment):
+    """The date of an aware datetime in the site's TIME_ZONE: the day its impressions count on.
+
+    TIME_ZONE, not the current time zone: a request may activate its user's zone, and the history
+    must not depend on who was looking.
+    """
+    return timezone.localdate(moment, timezone.get_default_timezone())
 
 
 def week_of(day):

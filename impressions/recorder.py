@@ -3,9 +3,12 @@
 import logging
 import threading
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import NamedTuple
 
-from . import keys, scripts
+from django.utils import timezone
+
+from . import keys, periods, scripts
 from .conf import conf
 from .redis_client import get_client, is_cluster
 from .schedule import arm_flush
@@ -23,7 +26,7 @@ class RecordResult(NamedTuple):
 
 class BufferStatus(NamedTuple):
     pending_impressions: int  # counted, not yet taken by a flush (snapshots are not included)
-    pending_entries: int  # (shard, post) counters holding them: the next flush's work
+    pending_entries: int  # (shard, post, day) counters holding them: the next flush's work
     reported_lost: int  # impressions that processes could not record, reported since
     in_snapshots: (
         int  # taken by a flush that has not finished (or crashed): the next one applies them
@@ -61,10 +64,15 @@ lost = LossCounter()
 
 
 def record_impressions(viewer_key, post_ids, *, now=None):
-    """Count `post_ids` as seen by `viewer_key`; never raises (a failure is logged and counted)."""
+    """Count `post_ids` as seen by `viewer_key`; never raises (a failure is logged and counted).
+
+    `now` (tests, tools): the time of the views, Unix seconds or an aware datetime; it drives the
+    de-duplication window and the day they count on. None: Redis's clock and this host's date.
+    """
     post_ids = [int(post_id) for post_id in post_ids]
     if not post_ids:
         return RecordResult(0, 0, False)
+    script_now, day = moment_of(now)
     shard = keys.shard_of(viewer_key)
     unreported = lost.take_unreported()
     try:
@@ -74,19 +82,14 @@ def record_impressions(viewer_key, post_ids, *, now=None):
             keys.pending_key(shard),
             keys.armed_key(shard),
             keys.lost_key(shard),
+            keys.pending_days_key(shard),
         ]
         if not is_cluster(client):
             # One server: take the schedule guard in the same round trip.
             script_keys.append(keys.guard_key())
         counted, newly_armed, guard_taken = script(client, "RECORD")(
             keys=script_keys,
-            args=[
-                "" if now is None else now,
-                conf.DEDUP_WINDOW,
-                conf.GUARD_TTL,
-                unreported,
-                *post_ids,
-            ],
+            args=[script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, *post_ids],
         )
     except Exception as error:
         lost.give_back(unreported)
@@ -113,6 +116,15 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     return RecordResult(int(counted), 0, scheduled)
 
 
+def moment_of(now):
+    """(the script's `now` argument, the day text of the views) for record_impressions' `now`."""
+    if now is None:
+        return "", keys.day_text(periods.day_of(timezone.now()))
+    if isinstance(now, datetime):
+        return now.timestamp(), keys.day_text(periods.day_of(now))
+    return now, keys.day_text(periods.day_of(datetime.fromtimestamp(now, UTC)))
+
+
 def pending_counts(post_ids):
     """{post id: count still in Redis} for these posts, one pipelined round trip per node.
 
@@ -133,11 +145,13 @@ def pending_status(post_ids):
         pipe.execute_command(
             "EVAL",
             scripts.PENDING,
-            3,
+            4,
             keys.pending_key(shard),
             keys.snapshots_key(shard),
             keys.lost_key(shard),
+            keys.pending_days_key(shard),
             keys.snapshot_prefix(shard),
+            keys.snapshot_days_prefix(shard),
             *(post_ids or [0]),
         )
     for reply in pipe.execute():

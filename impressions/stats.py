@@ -24,8 +24,9 @@ Write contract (the flush keeps it, in the transaction that applies the totals a
 | `impressions_site_daily` (SiteDailyImpressions) | (day)                      | + sum of the day's counts|
 
 Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCLUDED.count`
-(three statements per batch on PostgreSQL), with `day` the TIME_ZONE date the impression was
-recorded. Every count is > 0. Invariants, which the tests of the writer assert: an object's daily
+(on PostgreSQL one statement per batch for the daily rows, one for the week and month rows, and
+one per transaction, last, for the site rows: impressions/history_writer.py says why), with `day`
+the TIME_ZONE date the impression was recorded. Every count is > 0. Invariants, which the tests of the writer assert: an object's daily
 rows sum to what was added to its total; a week or month row is the sum of that object's daily
 rows in it; a site row is the sum of the daily rows of its day. Pruning (IMPRESSIONS_HISTORY_DAYS,
 0 keeps all): delete daily and site rows with day < `oldest_kept_day()` and period rows with
@@ -51,7 +52,7 @@ MAX_CANDIDATES = 5000
 
 def today():
     """Today in TIME_ZONE: the day the recorder gives an impression made now."""
-    return timezone.localdate()
+    return periods.day_of(timezone.now())
 
 
 def oldest_kept_day(on=None):

@@ -130,6 +130,8 @@ IMPRESSIONS_VISITOR_COOKIE_AGE = env_int(
 )
 # None (unset): Secure exactly when the session cookie is (settings.prod: always).
 IMPRESSIONS_VISITOR_COOKIE_SECURE = env_bool("IMPRESSIONS_VISITOR_COOKIE_SECURE", None)
+# Days of per-day history the flush keeps (the dashboard's charts and top posts); 0 keeps all.
+IMPRESSIONS_HISTORY_DAYS = env_int("IMPRESSIONS_HISTORY_DAYS", 400, minimum=0, maximum=36500)
 
 
 RQ_BACKEND = "queues.rq.backend.RQBackend"

@@ -13,6 +13,7 @@ from django.test import override_settings
 from playwright.sync_api import sync_playwright
 
 import devservices
+from impressions import history_writer, ledger
 from impressions.redis_client import get_flush_client
 
 from .history_rows import add_impressions
@@ -48,6 +49,19 @@ def cluster_buffer(redis_cluster_url):
 def buffer(request):
     """Run the test once on standalone Redis and once on the Redis Cluster."""
     return request.getfixturevalue(f"{request.param}_buffer")
+
+
+@pytest.fixture(params=["unnest", "portable"])
+def sql_path(request, monkeypatch):
+    """Run the test on the flush's PostgreSQL statements, then on the portable path SQLite takes
+    (select, update, insert), both here on PostgreSQL."""
+    if request.param == "portable":
+        monkeypatch.setattr(ledger, "update_batch_postgresql", ledger.update_batch_portable)
+        monkeypatch.setattr(history_writer, "add_days_postgresql", history_writer.add_days_portable)
+        monkeypatch.setattr(
+            history_writer, "add_site_days_postgresql", history_writer.add_site_days_portable
+        )
+    return request.param
 
 
 @pytest.fixture

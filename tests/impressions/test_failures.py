@@ -5,6 +5,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -12,9 +14,11 @@ import redis
 from django.conf import settings
 from django.db import connection, connections
 from django.test import override_settings
+from django.utils import timezone
 
 from casusult.models import Post
 from impressions import flush as flush_module
+from impressions import periods, stats
 from impressions.exceptions import DatabaseUnavailable, RedisUnavailable
 from impressions.flush import flush_pending
 from impressions.models import Flush
@@ -24,6 +28,7 @@ from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 
+from .history_check import daily_counts, history_sums, rollup_mismatches
 from .support import reset_loss_counter, scheduled_flushes, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,15 +52,29 @@ def totals(posts):
     return dict(Post.objects.filter(id__in=[p.id for p in posts]).values_list("id", "impressions"))
 
 
-def view_all(posts, viewers, prefix="u"):
+def assert_history_matches_totals(posts):
+    """Every post's daily rows sum to its total; week, month and site rows sum the daily rows."""
+    assert history_sums([p.id for p in posts]) == totals(posts)
+    assert rollup_mismatches() == []
+
+
+def view_all(posts, viewers, prefix="u", now=None):
     for viewer in range(viewers):
-        record(f"{prefix}:{viewer}", [p.id for p in posts])
+        record(f"{prefix}:{viewer}", [p.id for p in posts], now=now)
+
+
+def around_midnight():
+    """23:59:59 and 00:00:01 either side of yesterday's midnight (TIME_ZONE): two days, both kept."""
+    yesterday = periods.day_of(timezone.now()) - timedelta(days=1)
+    midnight = datetime.combine(yesterday, datetime.min.time(), timezone.get_default_timezone())
+    return midnight - timedelta(seconds=1), midnight + timedelta(seconds=1)
 
 
 @pytest.mark.parametrize("point", ["after-snapshot", "before-commit", "after-commit"])
 def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
     posts = make_posts(6)
-    view_all(posts, 25)
+    before, after = around_midnight()
+    view_all(posts, 25, now=before)
     child = subprocess.run(
         [sys.executable, "-c", KILLED_FLUSH, point],
         cwd=PROJECT_DIR,
@@ -69,14 +88,20 @@ def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
     applied_before = Flush.objects.filter(id=killed_id, outcome="applied").exists()
     assert applied_before == (point == "after-commit")
 
-    view_all(posts[:2], 5, prefix="s")  # more views after the crash
+    view_all(posts[:2], 5, prefix="s", now=after)  # more views after the crash, the next day
     report = flush_pending()
 
     assert report.recovered == [killed_id]
     expected = {p.id: 25 + (5 if p in posts[:2] else 0) for p in posts}
     assert totals(posts) == expected
+    assert_history_matches_totals(posts)
+    assert daily_counts([p.id for p in posts]) == {
+        **{(p.id, before.date()): 25 for p in posts},
+        **{(p.id, after.date()): 5 for p in posts[:2]},
+    }
     assert pending_counts([p.id for p in posts]) == dict.fromkeys(expected, 0)
     assert flush_pending().impressions_applied == 0
+    assert_history_matches_totals(posts)
 
 
 def redis_url():
@@ -116,6 +141,7 @@ def test_a_stalled_flush_overtaken_by_another_counts_once(buffer, monkeypatch):
     assert outcome["b"].impressions_applied == 100 + 15
     assert outcome["a"].impressions_applied == 0  # A found its snapshot already applied
     assert set(totals(posts).values()) == {23}
+    assert_history_matches_totals(posts)
 
 
 def run_flush(outcome, name):
@@ -132,11 +158,16 @@ def test_concurrent_flushes_while_viewers_keep_coming(buffer):
     ids = [p.id for p in posts]
     stop = threading.Event()
     recorded = []
+    by_day = Counter()
+    moments = around_midnight()
 
     def viewers():
         viewer = 0
         while not stop.is_set():
-            recorded.append(record(f"u:{viewer}", ids).counted)
+            now = moments[viewer % 2]  # every other viewer after midnight
+            counted = record(f"u:{viewer}", ids, now=now).counted
+            recorded.append(counted)
+            by_day[now.date()] += counted
             viewer += 1
 
     outcome = {}
@@ -157,6 +188,8 @@ def test_concurrent_flushes_while_viewers_keep_coming(buffer):
     assert sum(totals(posts).values()) == total
     applied = sum(Flush.objects.values_list("impressions_applied", flat=True))
     assert applied == total
+    assert_history_matches_totals(posts)
+    assert stats.daily_totals(min(by_day), max(by_day)) == by_day
 
 
 def repeat_flush(outcome, name, times):
@@ -198,6 +231,7 @@ def test_a_stopped_database_connection_keeps_the_counts_for_the_next_flush(
     report = flush_pending()
     assert len(report.recovered) == 1
     assert set(totals(posts).values()) == {10}
+    assert_history_matches_totals(posts)
 
 
 def test_the_task_reschedules_itself_when_the_database_is_down(standalone_buffer, monkeypatch):
@@ -227,6 +261,7 @@ def test_the_command_fails_when_the_database_is_unreachable(standalone_buffer, m
     assert pending_counts(ids) == dict.fromkeys(ids, 2)
     flush_pending()
     assert set(totals(posts).values()) == {2}
+    assert_history_matches_totals(posts)
 
 
 def test_a_stopped_redis_never_breaks_the_timeline(client, private_redis, manage):

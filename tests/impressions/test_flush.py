@@ -11,13 +11,14 @@ from django.utils import timezone
 
 from casusult.models import Post
 from impressions import flush as flush_module
-from impressions import keys, ledger
+from impressions import keys
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
 from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 
+from .history_check import history_sums, rollup_mismatches
 from .support import scheduled_flushes, subprocess_env
 
 pytestmark = pytest.mark.django_db
@@ -79,10 +80,7 @@ def test_a_duplicate_task_call_applies_nothing_twice(buffer):
     assert Flush.objects.get(id=first["flush_id"]).impressions_applied == 120
 
 
-@pytest.mark.parametrize("portable", [False, True], ids=["unnest", "portable"])
-def test_batches_and_deleted_posts(standalone_buffer, monkeypatch, portable):
-    if portable:  # the path SQLite takes, run here on PostgreSQL
-        monkeypatch.setattr(ledger, "update_batch_postgresql", ledger.update_batch_portable)
+def test_batches_and_deleted_posts(standalone_buffer, sql_path):
     posts = make_posts(7)
     record_impressions("u:1", [p.id for p in posts])
     record_impressions("u:2", [p.id for p in posts[:3]])
@@ -95,6 +93,10 @@ def test_batches_and_deleted_posts(standalone_buffer, monkeypatch, portable):
     row = Flush.objects.get(id=report.flush_id)
     assert (row.outcome, row.posts_updated, row.posts_dropped) == ("applied", 6, 1)
     assert row.finished_at >= row.started_at
+    # The history: what the totals got, the deleted post's counts dropped from it too.
+    ids = [p.id for p in posts]
+    assert history_sums(ids) == {**impressions_of(posts[1:]), posts[0].id: 0}
+    assert rollup_mismatches() == []
 
 
 def test_the_ledger_prunes_old_rows(standalone_buffer):

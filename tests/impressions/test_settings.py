@@ -23,6 +23,9 @@ import pytest
         ("IMPRESSIONS_TRUSTED_PROXIES", "one"),
         ("IMPRESSIONS_IGNORE_USER_AGENTS", "bot(("),
         ("IMPRESSIONS_VISITOR_COOKIE_AGE", "0"),
+        ("IMPRESSIONS_HISTORY_DAYS", "-1"),
+        ("IMPRESSIONS_HISTORY_DAYS", "a year"),
+        ("IMPRESSIONS_HISTORY_DAYS", "36501"),
     ],
 )
 def test_a_malformed_variable_fails_check_naming_it(manage, variable, value):
@@ -34,3 +37,11 @@ def test_a_malformed_variable_fails_check_naming_it(manage, variable, value):
 def test_the_defaults_pass_check(manage):
     result = manage("check")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("value", "days"), [(None, 400), ("0", 0), ("30", 30)])
+def test_history_days_comes_from_the_environment(manage, value, days):
+    code = "from impressions.conf import conf; print(conf.HISTORY_DAYS)"
+    result = manage("shell", "--no-imports", "-c", code, env={"IMPRESSIONS_HISTORY_DAYS": value})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(days)

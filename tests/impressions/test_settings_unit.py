@@ -24,6 +24,9 @@ from impressions.management.commands.flush_impressions import batch_size
         ("IMPRESSIONS_DEDUP_WINDOW", 10**20),
         ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", float("inf")),
         ("IMPRESSIONS_LEDGER_RETENTION_DAYS", 10**10),
+        ("IMPRESSIONS_HISTORY_DAYS", -1),
+        ("IMPRESSIONS_HISTORY_DAYS", "400"),
+        ("IMPRESSIONS_HISTORY_DAYS", True),
     ],
 )
 def test_values_set_in_a_settings_module_are_validated_too(name, value):

@@ -1,0 +1,292 @@
+"""The flush writes the per-day history: days of the site's TIME_ZONE, exact across midnight,
+summing to the totals, read back through the public API; pruning; old snapshots; both SQL paths."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from django.utils import timezone
+
+import impressions
+from casusult.models import Post
+from impressions import history_writer, keys, periods
+from impressions.flush import flush_pending
+from impressions.models import DailyImpressions, PeriodImpressions, SiteDailyImpressions
+from impressions.recorder import buffer_status, pending_counts, record_impressions
+from tests.factories import make_posts
+from tests.processes import PROJECT_DIR
+
+from .history_check import daily_counts, history_sums, rollup_mismatches
+
+pytestmark = pytest.mark.django_db
+
+
+def totals(posts):
+    return dict(Post.objects.filter(id__in=[p.id for p in posts]).values_list("id", "impressions"))
+
+
+def local(zone, *parts):
+    return datetime(*parts, tzinfo=ZoneInfo(zone))
+
+
+# Midnights that also end a month (Saturday 31 October 2026) and a week (Sunday 29 November).
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "America/Los_Angeles"])
+@pytest.mark.parametrize(
+    "last_day", [date(2026, 10, 31), date(2026, 11, 29)], ids=["month-end", "week-end"]
+)
+def test_impressions_either_side_of_midnight_land_on_their_own_days(buffer, zone, last_day):
+    a, b = make_posts(2)
+    before = local(zone, last_day.year, last_day.month, last_day.day, 23, 59, 59)
+    after = before + timedelta(seconds=2)  # 00:00:01 the next day, the site's time
+    next_day = last_day + timedelta(days=1)
+    # In UTC both moments fall on one day: only the site's time zone splits them.
+    assert before.astimezone(UTC).date() == after.astimezone(UTC).date()
+    with override_settings(TIME_ZONE=zone, IMPRESSIONS_HISTORY_DAYS=0):
+        record_impressions("u:1", [a.id, b.id], now=before)
+        record_impressions("u:2", [a.id], now=after.timestamp())  # Unix seconds work too
+        record_impressions("u:1", [a.id], now=after)  # u:1 saw a 2 s ago: not counted
+        record_impressions("u:3", [b.id], now=after)
+        assert pending_counts([a.id, b.id]) == {a.id: 2, b.id: 2}
+        flush_pending()  # one flush applies both days
+
+        assert totals([a, b]) == {a.id: 2, b.id: 2}
+        assert impressions.history([a.id, b.id], last_day, next_day) == {
+            a.id: {last_day: 1, next_day: 1},
+            b.id: {last_day: 1, next_day: 1},
+        }
+        assert impressions.top_posts(next_day, next_day) == [(a.id, 1), (b.id, 1)]
+        assert rollup_mismatches() == []
+    # The day ends a week or a month, so the two days went to different rollup rows.
+    week_or_month = PeriodImpressions.objects.filter(object_id=a.id).values_list("start", "count")
+    assert len(week_or_month) == 3
+    assert sorted(count for _, count in week_or_month) == [1, 1, 2]
+
+
+def test_utc_is_the_default_and_a_request_time_zone_changes_nothing(buffer):
+    post = make_posts(1)[0]
+    moment = datetime(2026, 11, 18, 23, 30, tzinfo=UTC)
+    with timezone.override(ZoneInfo("Asia/Tokyo")), override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        record_impressions("u:1", [post.id], now=moment)  # 08:30 on the 19th in Tokyo
+        flush_pending()
+    assert daily_counts([post.id]) == {(post.id, date(2026, 11, 18)): 1}
+
+
+def test_pending_counts_and_buffer_status_sum_a_post_over_its_days(buffer):
+    post = make_posts(1)[0]
+    day = datetime(2026, 11, 18, 12, tzinfo=UTC)
+    for offset in range(3):
+        for viewer in range(4):
+            record_impressions(f"u:{viewer}", [post.id], now=day + timedelta(days=offset))
+    assert pending_counts([post.id]) == {post.id: 12}
+    status = buffer_status()
+    assert status.pending_impressions == 12
+    viewer_shards = {keys.shard_of(f"u:{viewer}") for viewer in range(4)}
+    assert status.pending_entries == 3 * len(viewer_shards)  # one counter per shard, post, day
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        flush_pending()
+    assert impressions.history([post.id], date(2026, 11, 18), date(2026, 11, 20)) == {
+        post.id: {date(2026, 11, 18): 4, date(2026, 11, 19): 4, date(2026, 11, 20): 4}
+    }
+    assert pending_counts([post.id]) == {post.id: 0}
+    assert buffer_status().pending_entries == 0
+
+
+def test_snapshots_of_the_previous_version_count_on_the_flush_day(buffer):
+    """Fields without a day (left by the version before the history) still count, on the day
+    of the flush that applies them."""
+    a, b = make_posts(2)
+    shard = keys.shard_of("u:old")
+    buffer.hset(keys.snapshot_key(shard, "20261201T000000-0ld0ld00"), mapping={a.id: 5, b.id: 1})
+    buffer.sadd(keys.snapshots_key(shard), "20261201T000000-0ld0ld00")
+    buffer.hset(keys.pending_key(shard), mapping={a.id: 2})  # an old web process, still running
+    record_impressions("u:new", [a.id])
+    assert pending_counts([a.id, b.id]) == {a.id: 8, b.id: 1}
+
+    report = flush_pending()
+
+    today = periods.day_of(timezone.now())
+    assert report.recovered == ["20261201T000000-0ld0ld00"]
+    assert totals([a, b]) == {a.id: 8, b.id: 1}
+    assert impressions.history([a.id, b.id], today, today) == {a.id: {today: 8}, b.id: {today: 1}}
+    assert rollup_mismatches() == []
+    assert pending_counts([a.id, b.id]) == {a.id: 0, b.id: 0}
+
+
+def test_history_read_through_the_public_api_after_real_flushes(buffer):
+    posts = make_posts(4)
+    ids = [p.id for p in posts]
+    first = datetime(2026, 11, 16, 10, tzinfo=UTC)  # a Monday
+    expected = {post_id: {} for post_id in ids}
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        for offset in range(10):
+            day = (first + timedelta(days=offset)).date()
+            for rank, post_id in enumerate(ids):
+                viewers = (offset + 1) * (rank + 1) % 5  # some days without a post's views
+                for viewer in range(viewers):
+                    record_impressions(
+                        f"s:{offset}-{viewer}", [post_id], now=first + timedelta(days=offset)
+                    )
+                if viewers:
+                    expected[post_id][day] = viewers
+            if offset % 3 == 2:
+                flush_pending()  # several flushes add to the same rows
+        flush_pending()
+
+        start, end = date(2026, 11, 16), date(2026, 11, 25)
+        assert impressions.history(ids, start, end) == expected
+        assert history_sums(ids) == totals(posts)
+        week = {
+            p: sum(n for d, n in days.items() if d <= date(2026, 11, 22))
+            for p, days in expected.items()
+        }
+        ranked = sorted(
+            ((p, n) for p, n in week.items() if n), key=lambda item: (-item[1], item[0])
+        )
+        assert impressions.top_posts(start, date(2026, 11, 22), limit=3) == ranked[:3]
+        assert rollup_mismatches() == []
+
+
+def test_deleted_posts_leave_no_history(buffer):
+    kept, gone = make_posts(2)
+    record_impressions("u:1", [kept.id, gone.id])
+    gone.delete()
+    report = flush_pending()
+    assert (report.posts_dropped, report.impressions_dropped) == (1, 1)
+    assert history_sums([kept.id, gone.id]) == {kept.id: 1, gone.id: 0}
+    assert rollup_mismatches() == []
+
+
+def test_the_flush_prunes_history_older_than_the_setting(standalone_buffer):
+    post = make_posts(1)[0]
+    today = periods.day_of(timezone.now())
+    now = timezone.now()
+    for days_ago in (0, 9, 10, 40):
+        record_impressions(f"u:{days_ago}", [post.id], now=now - timedelta(days=days_ago))
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=10):
+        oldest = today - timedelta(days=9)
+        flush_pending()
+        assert set(DailyImpressions.objects.values_list("day", flat=True)) == {today, oldest}
+        assert set(SiteDailyImpressions.objects.values_list("day", flat=True)) == {today, oldest}
+        assert not PeriodImpressions.objects.filter(start__lt=oldest).exists()
+        assert totals([post]) == {post.id: 4}  # pruning the history leaves the totals alone
+        # Rows kept by a longer setting go at the next flush once the setting is shorter.
+        with override_settings(IMPRESSIONS_HISTORY_DAYS=1):
+            flush_pending()
+            assert set(DailyImpressions.objects.values_list("day", flat=True)) == {today}
+
+
+def test_history_days_zero_keeps_everything(standalone_buffer, history_rows):
+    history_rows(1, date(2000, 1, 3), 7)
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.id], now=datetime(2001, 2, 3, tzinfo=UTC))
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        flush_pending()
+    assert set(DailyImpressions.objects.values_list("day", flat=True)) == {
+        date(2000, 1, 3),
+        date(2001, 2, 3),
+    }
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=400):
+        assert history_writer.prune() == 2 + 4 + 2  # daily, week and month, site rows
+
+
+def test_batches_upsert_existing_rows_on_both_paths(standalone_buffer, sql_path):
+    posts = make_posts(7)
+    ids = [p.id for p in posts]
+    sunday = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        for round_ in range(3):
+            for viewer in range(3):
+                record_impressions(f"u:{round_}-{viewer}", ids[viewer:], now=sunday)
+                record_impressions(
+                    f"s:{round_}-{viewer}", ids[: viewer + 2], now=sunday + timedelta(days=1)
+                )
+            flush_pending(batch_size=2)  # the second and third rounds update existing rows
+    assert history_sums(ids) == totals(posts)
+    assert sum(totals(posts).values()) == 3 * (7 + 6 + 5 + 2 + 3 + 4)
+    assert rollup_mismatches() == []
+
+
+# Runs in a child process on a fresh SQLite database (the database of `make run`): the portable
+# path for real, midnight in a non-UTC TIME_ZONE, an update of existing rows, a deleted post.
+ON_SQLITE = """
+import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import django
+django.setup()
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+
+call_command("migrate", run_syncdb=True, verbosity=0)
+from django.contrib.auth import get_user_model
+from casusult.models import Post
+import impressions
+from impressions.flush import flush_pending
+from impressions.recorder import record_impressions
+from tests.impressions.history_check import history_sums, rollup_mismatches
+
+assert connection.vendor == "sqlite", connection.vendor
+author = get_user_model().objects.create_user("author")
+ids = [p.id for p in Post.objects.bulk_create(Post(author=author, body=str(n)) for n in range(5))]
+before = datetime(2026, 11, 29, 23, 59, 59, tzinfo=ZoneInfo("Asia/Kolkata"))  # a Sunday
+after = before + timedelta(seconds=2)
+with override_settings(TIME_ZONE="Asia/Kolkata", IMPRESSIONS_HISTORY_DAYS=0):
+    record_impressions("u:1", ids, now=before)
+    record_impressions("u:2", ids[:3], now=after)
+    flush_pending(batch_size=2)
+    record_impressions("u:3", ids, now=after)  # rows of that day exist now: updated
+    Post.objects.filter(id=ids[4]).delete()
+    report = flush_pending(batch_size=2)
+    print(json.dumps({
+        "ids": ids,
+        "dropped": report.impressions_dropped,
+        "totals": dict(Post.objects.values_list("id", "impressions")),
+        "sums": history_sums(ids),
+        "mismatches": [str(m) for m in rollup_mismatches()],
+        "history": {
+            post_id: {str(day): n for day, n in days.items()}
+            for post_id, days in impressions.history(ids, before.date(), after.date()).items()
+        },
+        "top": impressions.top_posts(after.date(), after.date()),
+    }))
+"""
+
+
+def test_the_portable_path_on_sqlite(standalone_buffer, tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings.test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", ON_SQLITE],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout.strip().splitlines()[-1])
+    a, b, c, d, gone = out["ids"]
+    assert out["dropped"] == 1
+    totals = {int(post_id): n for post_id, n in out["totals"].items()}
+    assert totals == {a: 3, b: 3, c: 3, d: 2}
+    assert {int(post_id): n for post_id, n in out["sums"].items()} == {**totals, gone: 1}
+    assert out["mismatches"] == []
+    sunday, monday = "2026-11-29", "2026-11-30"
+    assert out["history"] == {
+        **{str(p): {sunday: 1, monday: 2} for p in (a, b, c)},
+        str(d): {sunday: 1, monday: 1},
+        str(gone): {sunday: 1},  # applied before the post was deleted; its last count dropped
+    }
+    assert out["top"] == [[a, 2], [b, 2], [c, 2], [d, 1]]
