@@ -1,3 +1,5 @@
+"""The Post admin: flushed and live pending impressions, and each post's 30-day chart."""
+
 from django.contrib import admin
 
 from impressions.admin import HistoryChartAdminMixin, PendingImpressionsAdminMixin

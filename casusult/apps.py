@@ -1,3 +1,5 @@
+"""The site's AppConfig: connects the Prometheus receivers when Django is ready."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""The ASGI application (settings.dev unless DJANGO_SETTINGS_MODULE says otherwise)."""
+
 import os
 
 from django.core.asgi import get_asgi_application

@@ -1,3 +1,5 @@
+"""The site's one model: a Post on the timeline, with its flushed impression count."""
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone

@@ -1,3 +1,5 @@
+"""The site's URLs: the timeline (HTML and JSON), accounts, the admin and django-rq's dashboard."""
+
 from django.contrib import admin
 from django.urls import include, path
 

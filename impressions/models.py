@@ -1,3 +1,5 @@
+"""The impressions app's tables: the flush ledger and the per-day history with its rollups."""
+
 from django.db import models
 
 

@@ -1,3 +1,5 @@
+"""manage.py ensure_admin: the local `admin` superuser for make run, its password printed once."""
+
 import secrets
 from pathlib import Path
 

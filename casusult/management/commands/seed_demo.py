@@ -1,3 +1,5 @@
+"""manage.py seed_demo: demo users and posts, idempotent, bulk inserts."""
+
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
