@@ -1,28 +1,100 @@
 """The history's write side: per-day upserts inside the flush's transaction, and pruning.
 
-The flush calls add_days() once per batch, after the batch's totals UPDATE, with the rows of the
-objects that UPDATE found, and add_site_days() once per transaction, last. So every history row of
-an object is written by a transaction that already holds that object's row lock (taken in id
-order), and the few site rows, which every flush touches, are locked last, in day order: two
-flushes at once wait on each other but cannot deadlock. The contract is in stats.py's docstring.
+The flush calls begin() first (after its ledger row), add_days() once per batch, after the batch's
+totals UPDATE, with the rows of the objects that UPDATE found, and add_site_days() once per
+transaction, last. So every history row of an object is written by a transaction that already
+holds that object's row lock (taken in id order), and the few site rows, which every flush
+touches, are locked last, in day order: two flushes at once wait on each other but cannot
+deadlock. The contract is in stats.py's docstring.
+
+Week and month rows are not written per flush: a flush adds to the daily rows only, and the first
+flush of a day rolls the ended days up (one upsert a day), which is what keeps the history's cost
+near that of the totals. Only a count for a day already rolled up (late, or recorded with an old
+`now=`) goes to its week and month rows at once.
 """
+
+from datetime import timedelta
 
 from django.db import connection
 from django.db.models import F
 
 from . import periods, stats
 from .arrays import bigint_array_literal, date_array_literal
-from .models import DailyImpressions, PeriodImpressions, SiteDailyImpressions
+from .models import DailyImpressions, HistoryRollup, PeriodImpressions, SiteDailyImpressions
 
 
-def add_days(rows):
-    """Add [(object id, day, count), …] (no (object, day) twice) to the daily, week and month rows."""
+def begin(today):
+    """Lock the rollup row, roll up the days before `today` if not done; returns rolled_through.
+
+    A shared lock when the ended days are rolled up already (every flush but the first of a day),
+    so flushes do not wait on each other here; an exclusive one, which waits for the flushes in
+    progress, to roll up: no flush is adding to a day while it is rolled up. Never upgraded from
+    shared to exclusive (two flushes doing that would deadlock).
+    """
+    HistoryRollup.objects.bulk_create([HistoryRollup(id=1)], ignore_conflicts=True)
+    through = today - timedelta(days=1)
+    rolled = HistoryRollup.objects.get(id=1).rolled_through
+    if rolled is not None and rolled >= through:
+        return locked_rolled_through(share=True)
+    rolled = locked_rolled_through(share=False)
+    if rolled is None or rolled < through:
+        roll_up(rolled, through)
+        HistoryRollup.objects.filter(id=1).update(rolled_through=through)
+        rolled = through
+    return rolled
+
+
+def locked_rolled_through(share):
+    if connection.vendor != "postgresql":
+        return HistoryRollup.objects.select_for_update().get(id=1).rolled_through
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT rolled_through FROM {table(HistoryRollup)} WHERE id = 1"
+            + (" FOR SHARE" if share else " FOR UPDATE")
+        )
+        return cursor.fetchone()[0]
+
+
+def roll_up(after, through):
+    """Add the daily rows of the days after `after` (None: all) through `through` to the rollups."""
+    if connection.vendor == "postgresql":
+        where, params = "d.day <= %s", [through]
+        if after is not None:
+            where, params = "d.day > %s AND d.day <= %s", [after, through]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table(PeriodImpressions)} AS h (period, start, object_id, count)"
+                f" SELECT p.period, p.start, d.object_id, sum(d.count) FROM {table(DailyImpressions)} d"
+                f" CROSS JOIN LATERAL ({PERIOD_STARTS}) AS p(period, start)"
+                f" WHERE {where} GROUP BY p.period, p.start, d.object_id"
+                " ON CONFLICT (period, start, object_id) DO UPDATE SET count = h.count + EXCLUDED.count",
+                params,
+            )
+        return
+    rows = DailyImpressions.objects.filter(day__lte=through)
+    if after is not None:
+        rows = rows.filter(day__gt=after)
+    add_periods_portable(rows.values_list("object_id", "day", "count").iterator())
+
+
+# The week starts on the ISO Monday, the month on the 1st (as periods.week_of/month_of), in plain
+# date arithmetic: no session time zone involved.
+PERIOD_STARTS = (
+    "VALUES ('w', d.day - (extract(isodow FROM d.day)::int - 1)),"
+    " ('m', d.day - (extract(day FROM d.day)::int - 1))"
+)
+
+
+def add_days(rows, rolled_through=None):
+    """Add [(object id, day, count), …] (no (object, day) twice) to the daily rows, and those of
+    the days up to `rolled_through` to the week and month rows too."""
     if not rows:
         return
+    late = [row for row in rows if rolled_through is not None and row[1] <= rolled_through]
     if connection.vendor == "postgresql":
-        add_days_postgresql(rows)
+        add_days_postgresql(rows, late)
     else:
-        add_days_portable(rows)
+        add_days_portable(rows, late)
 
 
 def add_site_days(counts):
@@ -35,33 +107,33 @@ def add_site_days(counts):
         add_site_days_portable(counts)
 
 
-def add_days_postgresql(rows):
-    """Two statements: the daily upsert, then the week and month upsert, from the same arrays."""
-    ids, days, counts = zip(*rows, strict=True)
-    arrays = [bigint_array_literal(ids), date_array_literal(days), bigint_array_literal(counts)]
-    daily, period = table(DailyImpressions), table(PeriodImpressions)
+def add_days_postgresql(rows, late):
+    """The daily upsert; then, for the days rolled up already, the week and month upsert."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {daily} AS h (object_id, day, count)"
+            f"INSERT INTO {table(DailyImpressions)} AS h (object_id, day, count)"
             " SELECT * FROM unnest(%s::bigint[], %s::date[], %s::bigint[])"
             " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
-            arrays,
+            arrays_of(rows),
         )
+        if not late:
+            return
         # Days of one object in the same week or month add up first: ON CONFLICT may touch a row
-        # once per statement. The week starts on the ISO Monday, the month on the 1st (as
-        # periods.week_of/month_of), in plain date arithmetic: no session time zone involved.
+        # once per statement.
         cursor.execute(
-            f"INSERT INTO {period} AS h (period, start, object_id, count)"
-            " SELECT p.period, p.start, d.id, sum(d.n)"
-            " FROM unnest(%s::bigint[], %s::date[], %s::bigint[]) AS d(id, day, n)"
-            " CROSS JOIN LATERAL (VALUES"
-            "   ('w', d.day - (extract(isodow FROM d.day)::int - 1)),"
-            "   ('m', d.day - (extract(day FROM d.day)::int - 1))"
-            " ) AS p(period, start)"
-            " GROUP BY p.period, p.start, d.id"
+            f"INSERT INTO {table(PeriodImpressions)} AS h (period, start, object_id, count)"
+            " SELECT p.period, p.start, d.object_id, sum(d.count)"
+            " FROM unnest(%s::bigint[], %s::date[], %s::bigint[]) AS d(object_id, day, count)"
+            f" CROSS JOIN LATERAL ({PERIOD_STARTS}) AS p(period, start)"
+            " GROUP BY p.period, p.start, d.object_id"
             " ON CONFLICT (period, start, object_id) DO UPDATE SET count = h.count + EXCLUDED.count",
-            arrays,
+            arrays_of(late),
         )
+
+
+def arrays_of(rows):
+    ids, days, counts = zip(*rows, strict=True)
+    return [bigint_array_literal(ids), date_array_literal(days), bigint_array_literal(counts)]
 
 
 def add_site_days_postgresql(counts):
@@ -75,8 +147,13 @@ def add_site_days_postgresql(counts):
         )
 
 
-def add_days_portable(rows):
+def add_days_portable(rows, late):
     add_portable(DailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in rows})
+    if late:
+        add_periods_portable(late)
+
+
+def add_periods_portable(rows):
     rollups = {}
     for object_id, day, count in rows:
         for key in (
@@ -84,7 +161,8 @@ def add_days_portable(rows):
             (periods.MONTH, periods.month_of(day), object_id),
         ):
             rollups[key] = rollups.get(key, 0) + count
-    add_portable(PeriodImpressions, ("period", "start", "object_id"), rollups)
+    if rollups:
+        add_portable(PeriodImpressions, ("period", "start", "object_id"), rollups)
 
 
 def add_site_days_portable(counts):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import history_writer
+from . import history_writer, stats
 from .arrays import bigint_array_literal
 from .conf import conf, counted_model
 from .models import Flush
@@ -89,6 +89,8 @@ def apply_counts(counts, batch_size):
     applied = Applied()
     columns = counted_columns()
     by_day = Counter()
+    if WRITE_HISTORY:
+        rolled_through = history_writer.begin(stats.today())
     for totals, rows in batches(counts, batch_size):
         if connection.vendor == "postgresql":
             updated_ids = update_batch_postgresql(totals, columns)
@@ -98,7 +100,7 @@ def apply_counts(counts, batch_size):
         if WRITE_HISTORY:
             if dropped:
                 rows = [row for row in rows if row[0] not in dropped]
-            history_writer.add_days(rows)
+            history_writer.add_days(rows, rolled_through)
             for _, day, count in rows:
                 by_day[day] += count
         applied.posts_updated += len(updated_ids)

@@ -66,14 +66,15 @@ class DailyImpressions(models.Model):
 
 
 class PeriodImpressions(models.Model):
-    """Rollup: impressions of one object in one ISO week or one calendar month.
+    """Rollup: impressions of one object in one ISO week or one calendar month, up to a day.
 
-    Writer: in the same statement or transaction as DailyImpressions, for each (object, day) it
-    adds, add the same count to the object's week row (`start` = impressions.periods.week_of(day),
-    the Monday) and month row (`start` = periods.month_of(day), the 1st), upserting on
-    (period, start, object_id). A row equals the sum of the object's daily rows in its period.
-    Pruning: delete rows whose period starts before the oldest kept day (stats.py never reads
-    a period that starts before it).
+    A row holds the object's daily rows of its period up to HistoryRollup.rolled_through (the
+    ISO week's Monday is `start` = impressions.periods.week_of(day), the month's 1st is
+    periods.month_of(day)); the later days are only daily rows, and the reads add them.
+    Writers: the first flush of a day adds the ended days' daily rows (rolls them up); a flush
+    that adds to a day already rolled up adds the same count here too; both upsert on
+    (period, start, object_id). Pruning: delete rows whose period starts before the oldest kept
+    day (stats.py never reads a period that starts before it).
     """
 
     class Period(models.TextChoices):
@@ -100,6 +101,24 @@ class PeriodImpressions(models.Model):
 
     def __str__(self):
         return f"{self.object_id} in {self.period} {self.start}: {self.count}"
+
+
+class HistoryRollup(models.Model):
+    """One row: the last day whose daily rows the week and month rows hold (None: no day).
+
+    Every flush that writes the history locks it (shared) before the totals; the flush that rolls
+    ended days up locks it exclusively, so no flush is adding to a day while it is rolled up.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    rolled_through = models.DateField(null=True, blank=True)
+
+    class Meta:
+        db_table = "impressions_rollup"
+        verbose_name = "history rollup"
+
+    def __str__(self):
+        return f"rolled up through {self.rolled_through}"
 
 
 class SiteDailyImpressions(models.Model):

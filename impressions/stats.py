@@ -17,32 +17,39 @@ Write contract (the flush keeps it, in the transaction that applies the totals a
 | table (model)                                   | key                        | per batch                |
 | ----------------------------------------------- | -------------------------- | ------------------------ |
 | `impressions_daily` (DailyImpressions)          | (object_id, day)           | + count of (object, day) |
-| `impressions_period` (PeriodImpressions)        | (period, start, object_id) | + same count to the week |
-|                                                 |                            |   row ('w', week_of(day))|
-|                                                 |                            |   and month row ('m',    |
-|                                                 |                            |   month_of(day))         |
+| `impressions_period` (PeriodImpressions)        | (period, start, object_id) | only for days already    |
+|                                                 |                            |   rolled up: + same count|
+|                                                 |                            |   to ('w', week_of(day)) |
+|                                                 |                            |   and ('m', month_of(day))|
+| `impressions_rollup` (HistoryRollup)            | id = 1                     | rolled_through: the last |
+|                                                 |                            |   day the period rows hold|
 | `impressions_site_daily` (SiteDailyImpressions) | (day)                      | + sum of the day's counts|
 
 Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCLUDED.count`
-(on PostgreSQL one statement per batch for the daily rows, one for the week and month rows, and
-one per transaction, last, for the site rows: impressions/history_writer.py says why), with `day`
-the TIME_ZONE date the impression was recorded. Every count is > 0. Invariants, which the tests of the writer assert: an object's daily
+(on PostgreSQL one statement per batch for the daily rows, one for the week and month rows of
+days rolled up already (rare: late counts), and one per transaction, last, for the site rows:
+impressions/history_writer.py says why), with `day` the TIME_ZONE date the impression was
+recorded. The first flush of a day, holding the rollup row exclusively, adds the daily rows of the
+days after rolled_through and before today to the week and month rows and moves rolled_through to
+yesterday. Every count is > 0. Invariants, which the tests of the writer assert: an object's daily
 rows sum to what was added to its total; a week or month row is the sum of that object's daily
-rows in it; a site row is the sum of the daily rows of its day. Pruning (IMPRESSIONS_HISTORY_DAYS,
-0 keeps all): delete daily and site rows with day < `oldest_kept_day()` and period rows with
+rows in it up to rolled_through; a site row is the sum of the daily rows of its day. Reads of a
+week or month add its days after rolled_through from their daily rows, in one snapshot.
+Pruning (IMPRESSIONS_HISTORY_DAYS, 0 keeps all): delete daily and site rows with day < `oldest_kept_day()` and period rows with
 start < it; `top_posts` never reads a period starting before it, so a half-pruned period is never
 used.
 """
 
 import csv
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import periods
 from .conf import conf
-from .models import DailyImpressions, PeriodImpressions, SiteDailyImpressions
+from .models import DailyImpressions, HistoryRollup, PeriodImpressions, SiteDailyImpressions
 
 # The top-of-a-range search reads this many rows of each piece first, four times more each round.
 FIRST_DEPTH = 20
@@ -103,12 +110,7 @@ def top_posts(start, end, limit=10):
     oldest = oldest_kept_day()
     if oldest is not None and start < oldest:
         start = oldest
-    pieces = periods.cover(start, end)
-    if not pieces:
-        return []
-    if len(pieces) == 1:
-        return piece_top(pieces[0], limit)
-    return threshold_top(pieces, limit)
+    return top_of_pieces(periods.cover(start, end), limit)
 
 
 def top_in(period, day, limit=10):
@@ -118,7 +120,57 @@ def top_in(period, day, limit=10):
         periods.WEEK: periods.week_of(day),
         periods.MONTH: periods.month_of(day),
     }[period]
-    return piece_top(periods.Piece(period, start), limit) if limit >= 1 else []
+    return top_of_pieces([periods.Piece(period, start)], limit) if limit >= 1 else []
+
+
+def top_of_pieces(pieces, limit):
+    with one_snapshot():
+        pieces = readable(pieces)
+        if not pieces:
+            return []
+        if len(pieces) == 1:
+            return piece_top(pieces[0], limit)
+        return threshold_top(pieces, limit)
+
+
+@contextmanager
+def one_snapshot():
+    """On PostgreSQL, outside a transaction: read the rollup marker and the rows in one snapshot.
+
+    Otherwise a roll-up committing between two of the reads could count its days twice.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
+def readable(pieces):
+    """The pieces with each week or month cut where its rollup row ends: the days after
+    HistoryRollup.rolled_through are read from their daily rows (only days that have rows)."""
+    rolled = HistoryRollup.objects.filter(id=1).values_list("rolled_through", flat=True).first()
+    if rolled is not None and all(piece.end <= rolled for piece in pieces):
+        return pieces
+    latest = None
+    result = []
+    for piece in pieces:
+        if piece.period == periods.DAY or (rolled is not None and piece.end <= rolled):
+            result.append(piece)
+            continue
+        if latest is None:
+            latest = DailyImpressions.objects.order_by("-day").values_list("day", flat=True).first()
+            if latest is None:
+                latest = date.min
+        if rolled is not None and piece.start <= rolled:
+            result.append(piece)
+        first = piece.start if rolled is None else max(piece.start, rolled + timedelta(days=1))
+        result += [
+            periods.Piece(periods.DAY, day) for day in periods.days(first, min(piece.end, latest))
+        ]
+    return result
 
 
 def threshold_top(pieces, limit):

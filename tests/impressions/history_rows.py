@@ -5,11 +5,16 @@ from collections import Counter
 from django.db.models import F
 
 from impressions import periods
-from impressions.models import DailyImpressions, PeriodImpressions, SiteDailyImpressions
+from impressions.models import (
+    DailyImpressions,
+    HistoryRollup,
+    PeriodImpressions,
+    SiteDailyImpressions,
+)
 
 
 def add_impressions(object_id, day, count):
-    """`count` impressions of `object_id` on `day`: the daily row, its week and month, the site."""
+    """`count` impressions of `object_id` on `day`: the daily row, its week and month (rolled up), the site."""
     _add(DailyImpressions, {"object_id": object_id, "day": day}, count)
     for period, start in (
         (periods.WEEK, periods.week_of(day)),
@@ -17,6 +22,15 @@ def add_impressions(object_id, day, count):
     ):
         _add(PeriodImpressions, {"period": period, "start": start, "object_id": object_id}, count)
     _add(SiteDailyImpressions, {"day": day}, count)
+    rolled_up_through(day)
+
+
+def rolled_up_through(day):
+    """Mark the week and month rows as holding every day up to `day` (as these helpers write them)."""
+    marker, _ = HistoryRollup.objects.get_or_create(id=1)
+    if marker.rolled_through is None or marker.rolled_through < day:
+        marker.rolled_through = day
+        marker.save()
 
 
 def _add(model, key, count):
@@ -43,3 +57,5 @@ def add_many(rows):
     SiteDailyImpressions.objects.bulk_create(
         SiteDailyImpressions(day=d, count=n) for d, n in site.items()
     )
+    if site:
+        rolled_up_through(max(site))

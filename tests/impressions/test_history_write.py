@@ -10,14 +10,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import history_writer, keys, periods
+from impressions import history_writer, keys, periods, stats
 from impressions.flush import flush_pending
-from impressions.models import DailyImpressions, PeriodImpressions, SiteDailyImpressions
+from impressions.models import (
+    DailyImpressions,
+    HistoryRollup,
+    PeriodImpressions,
+    SiteDailyImpressions,
+)
 from impressions.recorder import buffer_status, pending_counts, record_impressions
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
@@ -290,3 +296,45 @@ def test_the_portable_path_on_sqlite(standalone_buffer, tmp_path):
         str(gone): {sunday: 1},  # applied before the post was deleted; its last count dropped
     }
     assert out["top"] == [[a, 2], [b, 2], [c, 2], [d, 1]]
+
+
+def rolled_through():
+    return HistoryRollup.objects.get(id=1).rolled_through
+
+
+def test_ended_days_are_rolled_up_once_and_reads_agree_before_and_after(buffer):
+    a, b = make_posts(2)
+    today = periods.day_of(timezone.now())
+    day = today + timedelta(days=3)  # a day the flush does not roll up yet
+    moment = timezone.now() + timedelta(days=3)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        record_impressions("u:1", [a.id, b.id], now=moment)
+        record_impressions("u:2", [a.id], now=moment)
+        flush_pending()
+        # The flush rolled up the days before today, and wrote only the daily rows of `day`.
+        assert rolled_through() == today - timedelta(days=1)
+        assert not PeriodImpressions.objects.exists()
+        reads = [
+            lambda: stats.top_in(periods.WEEK, day),
+            lambda: stats.top_in(periods.MONTH, day),
+            lambda: impressions.top_posts(periods.week_of(day), day),
+            lambda: impressions.top_posts(periods.month_of(day), periods.next_month(day)),
+        ]
+        before = [read() for read in reads]
+        assert before[0] == [(a.id, 2), (b.id, 1)]
+        assert before[1] == before[0]
+
+        with transaction.atomic():  # the first flush after `day` ends
+            assert history_writer.begin(day + timedelta(days=1)) == day
+        assert rolled_through() == day
+        assert PeriodImpressions.objects.count() == 4
+        assert rollup_mismatches() == []
+        assert [read() for read in reads] == before
+
+        # A count for a day rolled up already goes to its week and month rows at once.
+        record_impressions("u:3", [b.id], now=moment)
+        flush_pending()
+        assert rolled_through() == day
+        assert rollup_mismatches() == []
+        assert stats.top_in(periods.WEEK, day) == [(a.id, 2), (b.id, 2)]
+        assert history_sums([a.id, b.id]) == totals([a, b])
