@@ -11,6 +11,7 @@ from django.utils import timezone
 from . import keys, periods, scripts
 from .conf import conf
 from .redis_client import get_client, is_cluster
+from .reloads import reloads, safety_margin
 from .schedule import arm_flush
 from .scripts import script
 from .signals import impressions_recorded
@@ -68,10 +69,18 @@ def record_impressions(viewer_key, post_ids, *, now=None):
 
     `now` (tests, tools): the time of the views, Unix seconds or an aware datetime; it drives the
     de-duplication window and the day they count on. None: Redis's clock and this host's date.
+
+    A reload of pairs Redis is known to still de-duplicate (see reloads.py) skips Redis: with
+    `now` None only, since the cache keeps this process's clock, not the caller's.
     """
     post_ids = [int(post_id) for post_id in post_ids]
     if not post_ids:
         return RecordResult(0, 0, False)
+    use_cache = now is None and conf.DEDUP_WINDOW > 0
+    if use_cache and reloads.covers(viewer_key, post_ids):
+        impressions_recorded.send(record_impressions, served=len(post_ids), counted=0, lost=0)
+        return RecordResult(0, 0, False)
+    sent_at = reloads.clock()  # before the call: Redis's `now` is later, so the block ends later
     script_now, day = moment_of(now)
     shard = keys.shard_of(viewer_key)
     unreported = lost.take_unreported()
@@ -87,7 +96,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         if not is_cluster(client):
             # One server: take the schedule guard in the same round trip.
             script_keys.append(keys.guard_key())
-        counted, newly_armed, guard_taken = script(client, "RECORD")(
+        counted, newly_armed, guard_taken, blocked_ms = script(client, "RECORD")(
             keys=script_keys,
             args=[script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, *post_ids],
         )
@@ -107,6 +116,9 @@ def record_impressions(viewer_key, post_ids, *, now=None):
             record_impressions, served=len(post_ids), counted=0, lost=len(post_ids)
         )
         return RecordResult(0, len(post_ids), False)
+    blocked = blocked_ms / 1000 - safety_margin(conf.DEDUP_WINDOW)
+    if use_cache and blocked > 0:
+        reloads.remember(viewer_key, post_ids, sent_at + blocked)
     scheduled = False
     if newly_armed and guard_taken != 0:
         scheduled = arm_flush(client, shard, guard_taken=guard_taken == 1)

@@ -13,6 +13,7 @@ from redis.retry import Retry
 from redis_endpoints import cluster_endpoint_reason
 
 from .conf import conf
+from .reloads import reloads
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ def is_cluster(client):
 
 
 def reset_clients(**_):
-    """Forget cached clients (tests switch REDIS_URL with override_settings)."""
+    """Forget cached clients (tests switch REDIS_URL with override_settings), and what the
+    process knew about that Redis's de-duplication."""
+    reloads.clear()
     with _lock:
         clients = list(_clients.values())
         _clients.clear()

@@ -2,8 +2,8 @@
 
 # KEYS: seen, pending, armed, lost, pending days[, guard].  ARGV: now ('' = server time), window,
 # guard ttl, lost impressions to report, day (yyyymmdd), post ids...  Returns {counted, newly
-# armed, guard taken}; guard taken is -1 when no guard key was passed (a cluster: the guard lives
-# in another slot).
+# armed, guard taken, blocked ms}; guard taken is -1 when no guard key was passed (a cluster: the
+# guard lives in another slot); blocked ms: how long every post of the call stays de-duplicated.
 RECORD = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -14,6 +14,7 @@ local window = tonumber(ARGV[2])
 if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
 local suffix = ':' .. ARGV[5]
 local counted = 0
+local oldest = now  -- the oldest entry among the call's posts: the first to stop blocking
 if window > 0 then
   -- Entries counted at or before now - window no longer block a new count.
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -26,7 +27,10 @@ if window > 0 then
     local entries = {}
     for i = first, last do
       local post = ARGV[i]
-      if not scores[i - first + 1] and not added[post] then
+      local score = scores[i - first + 1]
+      if score then
+        oldest = math.min(oldest, tonumber(score))
+      elseif not added[post] then
         added[post] = true
         entries[#entries + 1] = now
         entries[#entries + 1] = post
@@ -54,7 +58,10 @@ if counted > 0 then
     end
   end
 end
-return {counted, armed, guard}
+-- Milliseconds for which every post of the call stays blocked (a reload would count none).
+local blocked_ms = 0
+if window > 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
+return {counted, armed, guard, blocked_ms}
 """
 
 # KEYS: pending, snapshot, snapshots index, armed, pending days, snapshot days.  ARGV: flush id.

@@ -42,6 +42,7 @@ class Expectation:
     pairs: Counter  # "up", "edge", "down": distinct (viewer, post) pairs by best class
     impressions: Counter  # served impressions (with repeats) by class
     fresh_after_outage: int = 0  # pairs that could only count after Redis came back
+    fresh_while_down: int = 0  # impressions served while down of pairs no process can have cached
 
 
 def expected_counts(served, outage=None):
@@ -56,7 +57,13 @@ def expected_counts(served, outage=None):
     best = {}  # (viewer, post) -> best class it was served in
     kinds = defaultdict(set)
     first_up = {}  # (viewer, post) -> when it was first served while Redis was up
+    first_sent = {}  # (viewer, post) -> when it was first asked for, whatever Redis was doing
+    for item in served:
+        for post_id in item.post_ids:
+            pair = (item.viewer, post_id)
+            first_sent[pair] = min(first_sent.get(pair, item.sent), item.sent)
     impressions = Counter()
+    fresh_while_down = 0
     for item in served:
         kind = outage.classify(item.sent, item.received)
         impressions[kind] += len(item.post_ids)
@@ -67,6 +74,11 @@ def expected_counts(served, outage=None):
             kinds[pair].add(kind)
             if kind == "up":
                 first_up[pair] = min(first_up.get(pair, item.sent), item.sent)
+            # A process skips Redis for a reload of a pair it counted (impressions/reloads.py), so
+            # a reload served while down may be de-duplicated there, not dropped. Only a pair no
+            # request asked for before Redis was stopped cannot be in any process's cache.
+            if kind == "down" and first_sent[pair] > outage.stopped:
+                fresh_while_down += 1
     lower, upper, pairs = defaultdict(int), defaultdict(int), Counter()
     for (_, post_id), kind in best.items():
         pairs[kind] += 1
@@ -83,7 +95,7 @@ def expected_counts(served, outage=None):
             for pair, when in first_up.items()
             if when > outage.started and "edge" not in kinds[pair]
         )
-    return Expectation(dict(lower), dict(upper), pairs, impressions, fresh)
+    return Expectation(dict(lower), dict(upper), pairs, impressions, fresh, fresh_while_down)
 
 
 def compare(expectation, actual):

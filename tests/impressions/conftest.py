@@ -26,7 +26,7 @@ def standalone_buffer():
     ping_or_fail(settings.REDIS_URL)
     with override_settings(TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_CLUSTER="auto"):
         client = get_flush_client()
-        flush_redis(client)
+        flush_redis(client)  # also clears this process's reload cache
         reset_loss_counter()
         yield client
         flush_redis(get_flush_client())
@@ -39,7 +39,7 @@ def cluster_buffer(redis_cluster_url):
         TASKS=DUMMY_TASKS, REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
     ):
         client = get_flush_client()
-        flush_redis(client)
+        flush_redis(client)  # also clears this process's reload cache
         reset_loss_counter()
         yield client
         flush_redis(get_flush_client())

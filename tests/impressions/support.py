@@ -9,12 +9,15 @@ from django.tasks import default_task_backend
 from redis.cluster import RedisCluster
 
 from impressions import recorder
+from impressions.reloads import reloads
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
 
 
 def flush_redis(client):
-    """Empty only the impressions' Redis database (a cluster: every primary of the test cluster)."""
+    """Empty only the impressions' Redis database (a cluster: every primary of the test cluster),
+    and forget the reloads this process knew Redis de-duplicates: it no longer does."""
+    reloads.clear()
     if isinstance(client, RedisCluster):
         client.flushdb(target_nodes=RedisCluster.PRIMARIES)
     else:

@@ -12,6 +12,7 @@ import pytest
 import devservices
 from casusult.jsonlog import JsonFormatter
 from impressions.recorder import get_client
+from impressions.reloads import reloads
 from queues.sqs.setup import setup_queues
 
 
@@ -26,8 +27,10 @@ def buffer():
     """This test session's Redis database for the impression buffer, emptied before and after."""
     client = get_client(1.0)
     client.flushdb()
+    reloads.clear()  # the process no longer knows what the emptied Redis de-duplicates
     yield client
     client.flushdb()
+    reloads.clear()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from impressions import salt
 from impressions.recorder import get_client, pending_counts
+from impressions.reloads import reloads
 from tests.factories import make_posts, make_user
 
 CHROME = (
@@ -23,9 +24,11 @@ def buffer():
     """This test session's Redis database for the impression buffer, emptied before and after."""
     client = get_client(1.0)
     client.flushdb()
+    reloads.clear()  # the process no longer knows what the emptied Redis de-duplicates
     salt.forget()
     yield client
     client.flushdb()
+    reloads.clear()
 
 
 def rows_written():

@@ -48,6 +48,24 @@ def test_outage_classes_bound_the_counts():
     assert expectation.fresh_after_outage == 1
 
 
+def test_only_pairs_new_while_down_must_be_dropped():
+    outage = Outage(stop_requested=10, stopped=11, start_requested=20, started=21)
+    expectation = expected_counts(
+        [
+            served("user:a", [1, 2], 5),  # up: a process may remember the pairs ...
+            served("user:a", [1, 2], 12),  # ... and de-duplicate this reload without Redis
+            served("user:a", [1, 3], 13),  # post 3 is new while down: dropped; 1 maybe not
+            served("user:b", [2], 10.5),  # at the stop: may have counted, then be remembered
+            served("user:b", [2], 14),  # so this one may be de-duplicated too
+            served("user:c", [4], 15),  # new while down: dropped
+            served("user:c", [4], 16),  # a reload of a pair that never counted: dropped again
+        ],
+        outage,
+    )
+    assert expectation.impressions["down"] == 7
+    assert expectation.fresh_while_down == 3
+
+
 def test_by_default_the_load_test_runs_on_a_grown_site():
     options = parser().parse_args([])
     assert options.posts >= 100_000
