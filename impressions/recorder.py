@@ -102,20 +102,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         )
     except Exception as error:
         lost.give_back(unreported)
-        lost.add(len(post_ids))
-        logger.warning(
-            "impressions lost: %d for viewer %s (%s: %s); lost in this process so far: %d",
-            len(post_ids),
-            viewer_key,
-            type(error).__name__,
-            error,
-            lost.impressions,
-            extra={"lost": len(post_ids), "error": type(error).__name__},
-        )
-        impressions_recorded.send(
-            record_impressions, served=len(post_ids), counted=0, lost=len(post_ids)
-        )
-        return RecordResult(0, len(post_ids), False)
+        return record_loss(len(post_ids), f"viewer {viewer_key}", error)
     blocked = blocked_ms / 1000 - safety_margin(conf.DEDUP_WINDOW)
     if use_cache and blocked > 0:
         reloads.remember(viewer_key, post_ids, sent_at + blocked)
@@ -126,6 +113,23 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         record_impressions, served=len(post_ids), counted=int(counted), lost=0
     )
     return RecordResult(int(counted), 0, scheduled)
+
+
+def record_loss(count, whose, error):
+    """`count` impressions that could not be recorded: logged, counted in this process (reported
+    to Redis by a later call) and signalled; returns the RecordResult of the failed call."""
+    lost.add(count)
+    logger.warning(
+        "impressions lost: %d for %s (%s: %s); lost in this process so far: %d",
+        count,
+        whose,
+        type(error).__name__,
+        error,
+        lost.impressions,
+        extra={"lost": count, "error": type(error).__name__},
+    )
+    impressions_recorded.send(record_loss, served=count, counted=0, lost=count)
+    return RecordResult(0, count, False)
 
 
 def moment_of(now):

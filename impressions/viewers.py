@@ -21,10 +21,10 @@ from django.core import signing
 from redis.exceptions import RedisError
 
 from .conf import conf
-from .recorder import RecordResult, lost, record_impressions
+from .recorder import record_impressions, record_loss
 from .salt import daily_salt, utc_day
 from .session_users import user_id
-from .signals import impressions_ignored, impressions_recorded
+from .signals import impressions_ignored
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def record_request(request, posts):
         try:
             viewer = identify(request)
         except (RedisError, LookupError) as error:  # a digest needs the day's salt from Redis
-            return count_lost(post_ids, error)
+            return record_loss(len(post_ids), "a cookie-less viewer (no salt)", error)
         if viewer.ignored:
             impressions_ignored.send(record_request, reason=viewer.ignored, served=len(post_ids))
             return None
@@ -161,19 +161,3 @@ def read_visitor_cookie(request):
         return None
     match = COOKIE_PAYLOAD.fullmatch(payload)
     return match.groups() if match else None
-
-
-def count_lost(post_ids, error):
-    """As the recorder does when Redis fails: logged, counted in this process, reported later."""
-    lost.add(len(post_ids))
-    logger.warning(
-        "impressions lost: %d for a cookie-less viewer (no salt: %s: %s); lost in this process so"
-        " far: %d",
-        len(post_ids),
-        type(error).__name__,
-        error,
-        lost.impressions,
-        extra={"lost": len(post_ids), "error": type(error).__name__},
-    )
-    impressions_recorded.send(count_lost, served=len(post_ids), counted=0, lost=len(post_ids))
-    return RecordResult(0, len(post_ids), False)
