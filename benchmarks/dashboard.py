@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from .harness import format_seconds, markdown_table, median, percentile
 
-SEED_TABLE = "bench_history_seed"
+# v2: the last day's rows in the open days' table, the others rolled up (impressions migration 0004).
+SEED_TABLE = "bench_history_seed_v2"
 HISTORY_POSTS = 100_000
 HISTORY_DAYS = 400
 WARMUP = 2
@@ -13,13 +14,15 @@ WARMUP = 2
 # Every one of the first HISTORY_POSTS posts has a row on each of HISTORY_DAYS days: the dense
 # worst case for row counts. Popularity is heavy-tailed, as on real sites (Zipf: the post of
 # rank r gets ~2000/r a day), with a per-day jitter from a hash; every row has at least 1.
-SEED_DAILY = """
-INSERT INTO impressions_daily (object_id, day, count)
-SELECT post.id, %(last_day)s::date - d,
-       1 + floor(2000.0 / post.rank * (0.5 + ((post.id * 7919 + d * 104729) %% 101) / 100.0))
+# As the flush leaves it: the ended days rolled up (daily rows, week and month rows), the last
+# day ("today") open, its rows in the open days' table.
+SEED_DAYS = """
+INSERT INTO %(table)s (object_id, day, count)
+SELECT post.id, %%(last_day)s::date - d,
+       1 + floor(2000.0 / post.rank * (0.5 + ((post.id * 7919 + d * 104729) %%%% 101) / 100.0))
 FROM (SELECT id, row_number() OVER (ORDER BY id) AS rank FROM casusult_post ORDER BY id
-      LIMIT %(posts)s) AS post
-CROSS JOIN generate_series(0, %(days)s - 1) AS d
+      LIMIT %%(posts)s) AS post
+CROSS JOIN generate_series(%%(first)s, %%(last)s) AS d
 ORDER BY post.id, d DESC
 """
 SEED_ROLLUPS = """
@@ -32,8 +35,20 @@ FROM impressions_daily GROUP BY 2, 3
 """
 SEED_SITE = """
 INSERT INTO impressions_site_daily (day, count)
-SELECT day, sum(count) FROM impressions_daily GROUP BY day
+SELECT day, sum(count) FROM (SELECT day, count FROM impressions_daily
+                             UNION ALL SELECT day, count FROM impressions_daily_open) AS days
+GROUP BY day
 """
+SEED_ROLLED_THROUGH = """
+INSERT INTO impressions_rollup (id, rolled_through) VALUES (1, %(last_day)s::date - 1)
+ON CONFLICT (id) DO UPDATE SET rolled_through = EXCLUDED.rolled_through
+"""
+HISTORY_TABLES = (
+    "impressions_daily",
+    "impressions_daily_open",
+    "impressions_period",
+    "impressions_site_daily",
+)
 
 
 def ensure_history(posts=HISTORY_POSTS, days=HISTORY_DAYS, log=print):
@@ -68,20 +83,31 @@ def seed(posts, days, last_day, log):
     """Empty the history tables and fill them; secondary indexes are built after the rows."""
     from django.db import connection
 
-    from impressions.models import DailyImpressions, PeriodImpressions
+    from impressions.models import DailyImpressions, OpenDailyImpressions, PeriodImpressions
 
     started = time.perf_counter()
-    models = (DailyImpressions, PeriodImpressions)
+    models = (DailyImpressions, OpenDailyImpressions, PeriodImpressions)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE impressions_daily, impressions_period, impressions_site_daily")
+        cursor.execute(f"TRUNCATE {', '.join(HISTORY_TABLES)}")
     with connection.schema_editor() as editor:
         for model in models:
             for index in model._meta.indexes:
                 editor.remove_index(model, index)
+    days_of = {"last_day": last_day, "posts": posts}
     steps = [
-        ("daily rows", SEED_DAILY, {"last_day": last_day, "posts": posts, "days": days}),
+        (
+            "daily rows of the ended days",
+            SEED_DAYS % {"table": "impressions_daily"},
+            {**days_of, "first": 1, "last": days - 1},
+        ),
+        (
+            "today's rows (open)",
+            SEED_DAYS % {"table": "impressions_daily_open"},
+            {**days_of, "first": 0, "last": 0},
+        ),
         ("week and month rollups", SEED_ROLLUPS, None),
         ("site totals", SEED_SITE, None),
+        ("rolled through yesterday", SEED_ROLLED_THROUGH, {"last_day": last_day}),
     ]
     with connection.cursor() as cursor:
         for name, sql, params in steps:
@@ -95,17 +121,17 @@ def seed(posts, days, last_day, log):
                 editor.add_index(model, index)
     log(f"    indexes: {time.perf_counter() - step:.0f} s")
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE impressions_daily")
-        cursor.execute("VACUUM ANALYZE impressions_period")
-        cursor.execute("VACUUM ANALYZE impressions_site_daily")
-        cursor.execute("SELECT count(*) FROM impressions_daily")
+        for table in HISTORY_TABLES:
+            cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM impressions_daily)"
+            " + (SELECT count(*) FROM impressions_daily_open)"
+        )
         daily_rows = cursor.fetchone()[0]
         cursor.execute("SELECT count(*) FROM impressions_period")
         rollup_rows = cursor.fetchone()[0]
         cursor.execute(
-            "SELECT pg_total_relation_size('impressions_daily')"
-            " + pg_total_relation_size('impressions_period')"
-            " + pg_total_relation_size('impressions_site_daily')"
+            "SELECT " + " + ".join(f"pg_total_relation_size('{t}')" for t in HISTORY_TABLES)
         )
         size = cursor.fetchone()[0]
     seconds = time.perf_counter() - started

@@ -115,7 +115,12 @@ def vacuum_history():
     from django.db import connection
 
     with connection.cursor() as cursor:
-        for table in ("impressions_daily", "impressions_period", "impressions_site_daily"):
+        for table in (
+            "impressions_daily",
+            "impressions_daily_open",
+            "impressions_period",
+            "impressions_site_daily",
+        ):
             cursor.execute(f"VACUUM {table}")
 
 

@@ -97,7 +97,24 @@ def describe_objects(ids, user):
 
 def top_lists(today, date_range, user):
     """The ranked lists of the dashboard, each [(rank, id, count, label, url), …] with a total."""
-    lists = [
+    with stats.reading():  # one snapshot; today's rows sorted once for the three lists with today
+        lists = top_list_rows(today, date_range)
+    described = describe_objects({object_id for *_, rows in lists for object_id, _ in rows}, user)
+    return [
+        {
+            "name": name,
+            "span": span,
+            "rows": [
+                (rank, object_id, count, *described[object_id])
+                for rank, (object_id, count) in enumerate(rows, start=1)
+            ],
+        }
+        for name, span, rows in lists
+    ]
+
+
+def top_list_rows(today, date_range):
+    return [
         ("today", today.isoformat(), stats.top_in(periods.DAY, today, TOP_LIMIT)),
         (
             "this week",
@@ -114,18 +131,6 @@ def top_lists(today, date_range, user):
             f"{date_range.start.isoformat()} to {date_range.end.isoformat()}",
             stats.top_posts(date_range.start, date_range.end, TOP_LIMIT),
         ),
-    ]
-    described = describe_objects({object_id for *_, rows in lists for object_id, _ in rows}, user)
-    return [
-        {
-            "name": name,
-            "span": span,
-            "rows": [
-                (rank, object_id, count, *described[object_id])
-                for rank, (object_id, count) in enumerate(rows, start=1)
-            ],
-        }
-        for name, span, rows in lists
     ]
 
 

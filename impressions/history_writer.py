@@ -7,10 +7,12 @@ holds that object's row lock (taken in id order), and the few site rows, which e
 touches, are locked last, in day order: two flushes at once wait on each other but cannot
 deadlock. The contract is in stats.py's docstring.
 
-Week and month rows are not written per flush: a flush adds to the daily rows only, and the first
-flush of a day rolls the ended days up (one upsert a day), which is what keeps the history's cost
-near that of the totals. Only a count for a day already rolled up (late, or recorded with an old
-`now=`) goes to its week and month rows at once.
+Week and month rows are not written per flush: a flush adds to the open days' rows only (today's,
+in a table without a count index, updated in place), and the first flush of a day rolls the ended
+days up: it moves their rows to the daily table, which has the count index, and adds them to the
+week and month rows, once a day. That is what keeps the history's cost near that of the totals.
+Only a count for a day already rolled up (late, or recorded with an old `now=`) goes to its daily,
+week and month rows at once.
 """
 
 from datetime import timedelta
@@ -20,7 +22,13 @@ from django.db.models import F
 
 from . import periods, stats
 from .arrays import bigint_array_literal, date_array_literal
-from .models import DailyImpressions, HistoryRollup, PeriodImpressions, SiteDailyImpressions
+from .models import (
+    DailyImpressions,
+    HistoryRollup,
+    OpenDailyImpressions,
+    PeriodImpressions,
+    SiteDailyImpressions,
+)
 
 
 def begin(today):
@@ -38,7 +46,7 @@ def begin(today):
         return locked_rolled_through(share=True)
     rolled = locked_rolled_through(share=False)
     if rolled is None or rolled < through:
-        roll_up(rolled, through)
+        roll_up(through)
         HistoryRollup.objects.filter(id=1).update(rolled_through=through)
         rolled = through
     return rolled
@@ -55,26 +63,31 @@ def locked_rolled_through(share):
         return cursor.fetchone()[0]
 
 
-def roll_up(after, through):
-    """Add the daily rows of the days after `after` (None: all) through `through` to the rollups."""
+def roll_up(through):
+    """Move the open days up to `through` to the daily rows and add them to the week and month rows."""
     if connection.vendor == "postgresql":
-        where, params = "d.day <= %s", [through]
-        if after is not None:
-            where, params = "d.day > %s AND d.day <= %s", [after, through]
         with connection.cursor() as cursor:
+            # One statement: the rows deleted from the open table are the rows inserted in the
+            # daily table and summed into the rollups, whatever their days.
             cursor.execute(
-                f"INSERT INTO {table(PeriodImpressions)} AS h (period, start, object_id, count)"
-                f" SELECT p.period, p.start, d.object_id, sum(d.count) FROM {table(DailyImpressions)} d"
+                f"WITH moved AS (DELETE FROM {table(OpenDailyImpressions)} WHERE day <= %s"
+                " RETURNING object_id, day, count),"
+                f" daily AS (INSERT INTO {table(DailyImpressions)} AS h (object_id, day, count)"
+                " SELECT * FROM moved ORDER BY object_id, day"
+                " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count)"
+                f" INSERT INTO {table(PeriodImpressions)} AS h (period, start, object_id, count)"
+                " SELECT p.period, p.start, d.object_id, sum(d.count) FROM moved d"
                 f" CROSS JOIN LATERAL ({PERIOD_STARTS}) AS p(period, start)"
-                f" WHERE {where} GROUP BY p.period, p.start, d.object_id"
+                " GROUP BY p.period, p.start, d.object_id"
                 " ON CONFLICT (period, start, object_id) DO UPDATE SET count = h.count + EXCLUDED.count",
-                params,
+                [through],
             )
         return
-    rows = DailyImpressions.objects.filter(day__lte=through)
-    if after is not None:
-        rows = rows.filter(day__gt=after)
-    add_periods_portable(rows.values_list("object_id", "day", "count").iterator())
+    rows = OpenDailyImpressions.objects.filter(day__lte=through)
+    moved = list(rows.values_list("object_id", "day", "count"))
+    add_portable(DailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in moved})
+    add_periods_portable(moved)
+    rows.delete()
 
 
 # The week starts on the ISO Monday, the month on the 1st (as periods.week_of/month_of), in plain
@@ -85,14 +98,24 @@ PERIOD_STARTS = (
 )
 
 
-def add_days(rows, rolled_through=None):
-    """Add [(object id, day, count), …] (no (object, day) twice) to the daily rows, and those of
-    the days up to `rolled_through` to the week and month rows too."""
+def add_days(rows, rolled_through=None, arrays=None):
+    """Add [(object id, day, count), …] (in (object, day) order, no pair twice) to the history:
+    days after `rolled_through` (None: every day) to the open rows, the others (late) to the daily,
+    week and month rows.
+
+    `arrays`: the batch's BatchArrays when `rows` are exactly its totals (one row per object and
+    none dropped), reused if the rows are all on one day.
+    """
     if not rows:
         return
-    late = [row for row in rows if rolled_through is not None and row[1] <= rolled_through]
+    days = {row[1] for row in rows}
+    late = []
+    if rolled_through is not None and min(days) <= rolled_through:
+        late = [row for row in rows if row[1] <= rolled_through]
+        rows = [row for row in rows if row[1] > rolled_through]
+        arrays = None
     if connection.vendor == "postgresql":
-        add_days_postgresql(rows, late)
+        add_days_postgresql(rows, late, arrays if len(days) == 1 else None)
     else:
         add_days_portable(rows, late)
 
@@ -107,17 +130,21 @@ def add_site_days(counts):
         add_site_days_portable(counts)
 
 
-def add_days_postgresql(rows, late):
-    """The daily upsert; then, for the days rolled up already, the week and month upsert."""
+def add_days_postgresql(rows, late, arrays=None):
+    """The open days' upsert (from the totals' arrays when one day's); then the late rows'."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table(DailyImpressions)} AS h (object_id, day, count)"
-            " SELECT * FROM unnest(%s::bigint[], %s::date[], %s::bigint[])"
-            " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
-            arrays_of(rows),
-        )
+        if arrays is not None:
+            cursor.execute(
+                f"INSERT INTO {table(OpenDailyImpressions)} AS h (object_id, day, count)"
+                " SELECT d.id, %s::date, d.n FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n)"
+                " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
+                [rows[0][1], arrays.ids, arrays.counts],
+            )
+        elif rows:
+            upsert_days(cursor, OpenDailyImpressions, rows)
         if not late:
             return
+        upsert_days(cursor, DailyImpressions, late)
         # Days of one object in the same week or month add up first: ON CONFLICT may touch a row
         # once per statement.
         cursor.execute(
@@ -129,6 +156,15 @@ def add_days_postgresql(rows, late):
             " ON CONFLICT (period, start, object_id) DO UPDATE SET count = h.count + EXCLUDED.count",
             arrays_of(late),
         )
+
+
+def upsert_days(cursor, model, rows):
+    cursor.execute(
+        f"INSERT INTO {table(model)} AS h (object_id, day, count)"
+        " SELECT * FROM unnest(%s::bigint[], %s::date[], %s::bigint[])"
+        " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
+        arrays_of(rows),
+    )
 
 
 def arrays_of(rows):
@@ -147,9 +183,11 @@ def add_site_days_postgresql(counts):
         )
 
 
-def add_days_portable(rows, late):
-    add_portable(DailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in rows})
+def add_days_portable(rows, late, arrays=None):
+    if rows:
+        add_portable(OpenDailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in rows})
     if late:
+        add_portable(DailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in late})
         add_periods_portable(late)
 
 
@@ -198,6 +236,7 @@ def prune(on=None):
     deleted = 0
     for rows in (
         DailyImpressions.objects.filter(day__lt=oldest),
+        OpenDailyImpressions.objects.filter(day__lt=oldest),
         # Both periods named: the primary key (period, start, …) then serves the range.
         PeriodImpressions.objects.filter(
             period__in=[periods.WEEK, periods.MONTH], start__lt=oldest

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from . import history_writer, stats
-from .arrays import bigint_array_literal
+from .arrays import BatchArrays
 from .conf import conf, counted_model
 from .models import Flush
 
@@ -92,15 +92,18 @@ def apply_counts(counts, batch_size):
     if WRITE_HISTORY:
         rolled_through = history_writer.begin(stats.today())
     for totals, rows in batches(counts, batch_size):
+        arrays = BatchArrays(totals)
         if connection.vendor == "postgresql":
-            updated_ids = update_batch_postgresql(totals, columns)
+            updated_ids = update_batch_postgresql(totals, columns, arrays)
         else:
             updated_ids = update_batch_portable(totals, columns)
         dropped = set(totals) - updated_ids
         if WRITE_HISTORY:
             if dropped:
                 rows = [row for row in rows if row[0] not in dropped]
-            history_writer.add_days(rows, rolled_through)
+            # The totals' arrays are the rows' when each object has one row (one day) and stays.
+            same = not dropped and len(rows) == len(totals)
+            history_writer.add_days(rows, rolled_through, arrays if same else None)
             for _, day, count in rows:
                 by_day[day] += count
         applied.posts_updated += len(updated_ids)
@@ -160,20 +163,21 @@ def counted_columns():
     )
 
 
-def update_batch_postgresql(batch, columns):
+def update_batch_postgresql(batch, columns, arrays=None):
     """One statement for the whole batch; returns the ids that exist."""
+    arrays = arrays or BatchArrays(batch)
     table, pk, count = columns.table, columns.pk, columns.count
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS counted SET {count} = counted.{count} + d.n"
             " FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n)"
             f" WHERE counted.{pk} = d.id RETURNING counted.{pk}",
-            [bigint_array_literal(batch), bigint_array_literal(batch.values())],
+            [arrays.ids, arrays.counts],
         )
         return {row[0] for row in cursor.fetchall()}
 
 
-def update_batch_portable(batch, columns):
+def update_batch_portable(batch, columns, arrays=None):
     """Any database: find the rows that exist, then one prepared UPDATE run for each of them."""
     # The base manager, as the UPDATE below: a default manager that hides rows must not drop counts.
     found = columns.model._base_manager.filter(pk__in=list(batch)).values_list("pk", flat=True)

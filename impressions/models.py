@@ -38,18 +38,31 @@ class Flush(models.Model):
 # the totals. No foreign key: the counted model comes from settings and its rows may be deleted.
 
 
-class DailyImpressions(models.Model):
-    """Impressions of one counted object on one day (the day they were recorded, in TIME_ZONE).
-
-    Writer: per (object, day) in a batch, `INSERT … ON CONFLICT (object_id, day) DO UPDATE SET
-    count = count + EXCLUDED.count`; no row for a day without impressions. For every object, the
-    rows sum to the impressions applied to its total (until pruning removes days).
-    """
+class DayCounts(models.Model):
+    """Impressions of one counted object on one day (the day they were recorded, in TIME_ZONE)."""
 
     pk = models.CompositePrimaryKey("object_id", "day")
     object_id = models.BigIntegerField()
     day = models.DateField()
     count = models.PositiveBigIntegerField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.object_id} on {self.day}: {self.count}"
+
+
+class DailyImpressions(DayCounts):
+    """The days rolled up: impressions of one counted object on one day.
+
+    Holds the days up to HistoryRollup.rolled_through; the later (open) days are in
+    OpenDailyImpressions. Writers: the first flush of a day moves the ended days' rows here; a
+    flush that adds to a day already rolled up (late, or recorded with an old `now=`) upserts
+    `INSERT … ON CONFLICT (object_id, day) DO UPDATE SET count = count + EXCLUDED.count`. No row
+    for a day without impressions. For every object, its rows here and in the open table sum to
+    the impressions applied to its total (until pruning removes days).
+    """
 
     class Meta:
         db_table = "impressions_daily"
@@ -61,8 +74,26 @@ class DailyImpressions(models.Model):
             models.Index(fields=["day", "-count", "object_id"], name="impressions_daily_top"),
         ]
 
-    def __str__(self):
-        return f"{self.object_id} on {self.day}: {self.count}"
+
+class OpenDailyImpressions(DayCounts):
+    """Impressions of one counted object on a day not rolled up yet (after rolled_through).
+
+    Every flush adds to today's rows, so this table stays small (the open days only, usually
+    today) and has no index on `count`: with a free half in each page (fillfactor 50, migration
+    0004) PostgreSQL updates the rows in place (HOT), writing no index entries. The first flush
+    of a day moves the ended days' rows to DailyImpressions, which has the count index that the
+    top-of-a-day search reads, and adds them to the week and month rows, in one transaction.
+    A day's rows are in exactly one of the two tables: the reads take days after rolled_through
+    from here, the others from DailyImpressions.
+    """
+
+    class Meta:
+        db_table = "impressions_daily_open"
+        # `day` never changes, so this index does not stop the in-place updates; it finds a day's
+        # rows for the reads, the roll-up and pruning.
+        indexes = [models.Index(fields=["day"], name="impressions_daily_open_day")]
+        verbose_name = "daily impressions of an open day"
+        verbose_name_plural = "daily impressions of open days"
 
 
 class PeriodImpressions(models.Model):

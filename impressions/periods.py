@@ -8,22 +8,24 @@ from django.utils import timezone
 DAY = "d"
 WEEK = "w"
 MONTH = "m"
+# A day not rolled up yet, read from the open days' rows (impressions/stats.py).
+OPEN_DAY = "o"
 
 
 class Piece(NamedTuple):
-    """A run of days read from one place: a day row, a week rollup or a month rollup."""
+    """A run of days read from one place: a day's rows (rolled up or open), a week or a month rollup."""
 
-    period: str  # DAY, WEEK or MONTH
+    period: str  # DAY, OPEN_DAY, WEEK or MONTH
     start: date  # the day, the week's Monday, the month's 1st
 
     @property
     def end(self):
         """The last day of the piece (inclusive)."""
-        if self.period == DAY:
-            return self.start
         if self.period == WEEK:
             return self.start + timedelta(days=6)
-        return next_month(self.start) - timedelta(days=1)
+        if self.period == MONTH:
+            return next_month(self.start) - timedelta(days=1)
+        return self.start
 
 
 def day_of(moment):

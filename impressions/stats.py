@@ -16,7 +16,12 @@ Write contract (the flush keeps it, in the transaction that applies the totals a
 
 | table (model)                                   | key                        | per batch                |
 | ----------------------------------------------- | -------------------------- | ------------------------ |
+| `impressions_daily_open` (OpenDailyImpressions) | (object_id, day)           | + count of (object, day) |
+|                                                 |                            |   for days after         |
+|                                                 |                            |   rolled_through         |
 | `impressions_daily` (DailyImpressions)          | (object_id, day)           | + count of (object, day) |
+|                                                 |                            |   for days up to         |
+|                                                 |                            |   rolled_through (late)  |
 | `impressions_period` (PeriodImpressions)        | (period, start, object_id) | only for days already    |
 |                                                 |                            |   rolled up: + same count|
 |                                                 |                            |   to ('w', week_of(day)) |
@@ -29,19 +34,21 @@ Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCL
 (on PostgreSQL one statement per batch for the daily rows, one for the week and month rows of
 days rolled up already (rare: late counts), and one per transaction, last, for the site rows:
 impressions/history_writer.py says why), with `day` the TIME_ZONE date the impression was
-recorded. The first flush of a day, holding the rollup row exclusively, adds the daily rows of the
-days after rolled_through and before today to the week and month rows and moves rolled_through to
-yesterday. Every count is > 0. Invariants, which the tests of the writer assert: an object's daily
-rows sum to what was added to its total; a week or month row is the sum of that object's daily
-rows in it up to rolled_through; a site row is the sum of the daily rows of its day. Reads of a
-week or month add its days after rolled_through from their daily rows, in one snapshot.
-Pruning (IMPRESSIONS_HISTORY_DAYS, 0 keeps all): delete daily and site rows with day < `oldest_kept_day()` and period rows with
-start < it; `top_posts` never reads a period starting before it, so a half-pruned period is never
-used.
+recorded. The first flush of a day, holding the rollup row exclusively, moves the open rows of the
+days before today to the daily table, adds them to the week and month rows and moves
+rolled_through to yesterday. Every count is > 0. Invariants, which the tests of the writer
+assert: the open table holds only days after rolled_through, the daily table only days up to it;
+an object's daily and open rows sum to what was added to its total; a week or month row is the sum
+of that object's daily rows in it; a site row is the sum of the daily and open rows of its day.
+Reads of a week or month add its days after rolled_through from the open rows, in one snapshot.
+Pruning (IMPRESSIONS_HISTORY_DAYS, 0 keeps all): delete daily, open and site rows with day <
+`oldest_kept_day()` and period rows with start < it; `top_posts` never reads a period starting
+before it, so a half-pruned period is never used.
 """
 
 import csv
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 
 from django.db import connection, transaction
@@ -49,12 +56,24 @@ from django.utils import timezone
 
 from . import periods
 from .conf import conf
-from .models import DailyImpressions, HistoryRollup, PeriodImpressions, SiteDailyImpressions
+from .models import (
+    DailyImpressions,
+    HistoryRollup,
+    OpenDailyImpressions,
+    PeriodImpressions,
+    SiteDailyImpressions,
+)
 
 # The top-of-a-range search reads this many rows of each piece first, four times more each round.
 FIRST_DEPTH = 20
 # Past this many candidates, one GROUP BY over the whole range is cheaper than more rounds.
 MAX_CANDIDATES = 5000
+# An open day has no count index: its top is a sort of the day's rows, done once per snapshot
+# (see reading()) for at least this many rows, and reused by the tops that include the day.
+OPEN_DAY_DEPTH = 200
+
+# {open day: (rows asked, [(object_id, count), …])} of the outermost reading() in progress.
+_open_tops = ContextVar("impressions_open_tops", default=None)
 
 
 def today():
@@ -85,13 +104,16 @@ def history(post_ids, start, end):
     result = {post_id: {} for post_id in ids}
     if not ids:
         return result
-    rows = (
-        DailyImpressions.objects.filter(object_id__in=ids, day__range=(start, end))
-        .order_by("object_id", "day")
-        .values_list("object_id", "day", "count")
-    )
-    for object_id, day, count in rows:
-        result[object_id][day] = count
+    with reading():
+        for model in (DailyImpressions, OpenDailyImpressions):  # ended days, then open ones
+            rows = (
+                model.objects.filter(object_id__in=ids, day__range=(start, end))
+                .order_by("object_id", "day")
+                .values_list("object_id", "day", "count")
+            )
+            for object_id, day, count in rows:
+                days = result[object_id]
+                days[day] = days.get(day, 0) + count
     return result
 
 
@@ -124,7 +146,7 @@ def top_in(period, day, limit=10):
 
 
 def top_of_pieces(pieces, limit):
-    with one_snapshot():
+    with reading():
         pieces = readable(pieces)
         if not pieces:
             return []
@@ -134,11 +156,27 @@ def top_of_pieces(pieces, limit):
 
 
 @contextmanager
-def one_snapshot():
-    """On PostgreSQL, outside a transaction: read the rollup marker and the rows in one snapshot.
+def reading():
+    """Reads of the history that must agree: in one snapshot, open days' tops sorted once.
 
-    Otherwise a roll-up committing between two of the reads could count its days twice.
+    On PostgreSQL, outside a transaction, the rollup marker and the rows are read in one
+    REPEATABLE READ snapshot: otherwise a roll-up committing between two of the reads could
+    count its days twice, or miss them. Nested calls join the outermost one (the dashboard
+    reads its four top lists in one).
     """
+    if _open_tops.get() is not None:
+        yield
+        return
+    token = _open_tops.set({})
+    try:
+        with one_snapshot():
+            yield
+    finally:
+        _open_tops.reset(token)
+
+
+@contextmanager
+def one_snapshot():
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         yield
         return
@@ -149,26 +187,32 @@ def one_snapshot():
 
 
 def readable(pieces):
-    """The pieces with each week or month cut where its rollup row ends: the days after
-    HistoryRollup.rolled_through are read from their daily rows (only days that have rows)."""
+    """The pieces as stored: the days after HistoryRollup.rolled_through are open days (their
+    rows are in the open table), and a week or month is cut where its rollup row ends, its later
+    days read as open days (only days up to the latest that has rows)."""
     rolled = HistoryRollup.objects.filter(id=1).values_list("rolled_through", flat=True).first()
     if rolled is not None and all(piece.end <= rolled for piece in pieces):
         return pieces
     latest = None
     result = []
     for piece in pieces:
-        if piece.period == periods.DAY or (rolled is not None and piece.end <= rolled):
+        if rolled is not None and piece.end <= rolled:
             result.append(piece)
             continue
+        if piece.period == periods.DAY:
+            result.append(periods.Piece(periods.OPEN_DAY, piece.start))
+            continue
         if latest is None:
-            latest = DailyImpressions.objects.order_by("-day").values_list("day", flat=True).first()
-            if latest is None:
-                latest = date.min
+            latest = (
+                OpenDailyImpressions.objects.order_by("-day").values_list("day", flat=True).first()
+                or date.min
+            )
         if rolled is not None and piece.start <= rolled:
             result.append(piece)
         first = piece.start if rolled is None else max(piece.start, rolled + timedelta(days=1))
         result += [
-            periods.Piece(periods.DAY, day) for day in periods.days(first, min(piece.end, latest))
+            periods.Piece(periods.OPEN_DAY, day)
+            for day in periods.days(first, min(piece.end, latest))
         ]
     return result
 
@@ -197,10 +241,29 @@ def threshold_top(pieces, limit):
 
 def piece_top(piece, limit):
     """[(object_id, count), …] of one day, week or month, highest first, ties by id."""
+    if piece.period == periods.OPEN_DAY:
+        return open_day_top(piece.start, limit)
     if piece.period == periods.DAY:
         rows = DailyImpressions.objects.filter(day=piece.start)
     else:
         rows = PeriodImpressions.objects.filter(period=piece.period, start=piece.start)
+    return ranked_rows(rows, limit)
+
+
+def open_day_top(day, limit):
+    """An open day's top: its rows sorted once per reading(), for OPEN_DAY_DEPTH rows at least."""
+    memo = _open_tops.get()
+    if memo is None:
+        return ranked_rows(OpenDailyImpressions.objects.filter(day=day), limit)
+    asked, rows = memo.get(day, (0, []))
+    if limit > asked and len(rows) == asked:  # a deeper read, unless the day was read whole
+        asked = max(limit, OPEN_DAY_DEPTH)
+        rows = ranked_rows(OpenDailyImpressions.objects.filter(day=day), asked)
+        memo[day] = (asked, rows)
+    return rows[:limit]
+
+
+def ranked_rows(rows, limit):
     rows = rows.filter(count__gt=0).order_by("-count", "object_id")
     return list(rows.values_list("object_id", "count")[:limit])
 
@@ -208,13 +271,17 @@ def piece_top(piece, limit):
 def ranked_sums(pieces, limit, object_ids=None):
     """The sums over `pieces` (of `object_ids` only, if given), ranked, in one SQL statement."""
     parts, params = [], []
-    day_list = [piece.start for piece in pieces if piece.period == periods.DAY]
-    if day_list:
-        parts.append(
-            f"SELECT object_id, count FROM {DailyImpressions._meta.db_table}"
-            f" WHERE day IN ({_marks(day_list)})"
-        )
-        params += day_list
+    for period, model in (
+        (periods.DAY, DailyImpressions),
+        (periods.OPEN_DAY, OpenDailyImpressions),
+    ):
+        day_list = [piece.start for piece in pieces if piece.period == period]
+        if day_list:
+            parts.append(
+                f"SELECT object_id, count FROM {model._meta.db_table}"
+                f" WHERE day IN ({_marks(day_list)})"
+            )
+            params += day_list
     for period in (periods.WEEK, periods.MONTH):
         starts = [piece.start for piece in pieces if piece.period == period]
         if starts:

@@ -67,7 +67,14 @@ def fill(seed=7):
 
     from casusult.models import Post
     from impressions import periods, stats
-    from impressions.models import DailyImpressions, Flush, PeriodImpressions, SiteDailyImpressions
+    from impressions.models import (
+        DailyImpressions,
+        Flush,
+        HistoryRollup,
+        OpenDailyImpressions,
+        PeriodImpressions,
+        SiteDailyImpressions,
+    )
     from impressions.recorder import get_flush_client, record_impressions
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -92,16 +99,27 @@ def fill(seed=7):
             if count <= 0:
                 continue
             daily[post.id, day] = count
+            site[day] = site.get(day, 0) + count
+            if day == today:
+                continue  # today is open: not in the week and month rows yet
             for key in (
                 (periods.WEEK, periods.week_of(day)),
                 (periods.MONTH, periods.month_of(day)),
             ):
                 rollups[(*key, post.id)] = rollups.get((*key, post.id), 0) + count
-            site[day] = site.get(day, 0) + count
-    for model in (DailyImpressions, PeriodImpressions, SiteDailyImpressions):
+    for model in (DailyImpressions, OpenDailyImpressions, PeriodImpressions, SiteDailyImpressions):
         model.objects.all().delete()
+    # As the flush leaves them: the ended days rolled up, today's rows in the open table.
     DailyImpressions.objects.bulk_create(
-        DailyImpressions(object_id=o, day=d, count=n) for (o, d), n in daily.items()
+        DailyImpressions(object_id=o, day=d, count=n) for (o, d), n in daily.items() if d < today
+    )
+    OpenDailyImpressions.objects.bulk_create(
+        OpenDailyImpressions(object_id=o, day=d, count=n)
+        for (o, d), n in daily.items()
+        if d == today
+    )
+    HistoryRollup.objects.update_or_create(
+        id=1, defaults={"rolled_through": today - timedelta(days=1)}
     )
     PeriodImpressions.objects.bulk_create(
         PeriodImpressions(period=p, start=s, object_id=o, count=n)

@@ -6,27 +6,49 @@ from impressions import periods
 from impressions.models import (
     DailyImpressions,
     HistoryRollup,
+    OpenDailyImpressions,
     PeriodImpressions,
     SiteDailyImpressions,
 )
 
 
 def history_sums(object_ids):
-    """{object id: sum of its daily rows}, 0 for an object without history."""
+    """{object id: sum of its daily rows, ended and open days}, 0 for an object without history."""
     sums = dict.fromkeys(object_ids, 0)
-    for object_id, count in DailyImpressions.objects.filter(object_id__in=sums).values_list(
-        "object_id", "count"
-    ):
+    for (object_id, _), count in daily_counts(sums).items():
         sums[object_id] += count
     return sums
 
 
 def daily_counts(object_ids=None):
-    """{(object id, day): count} of the daily rows (of `object_ids`, if given)."""
-    rows = DailyImpressions.objects.all()
-    if object_ids is not None:
-        rows = rows.filter(object_id__in=list(object_ids))
-    return {(o, d): n for o, d, n in rows.values_list("object_id", "day", "count")}
+    """{(object id, day): count} of the daily rows, ended and open days (of `object_ids`, if given).
+
+    A (object, day) in both tables fails: a day's rows are in exactly one of them.
+    """
+    counts = {}
+    for model in (DailyImpressions, OpenDailyImpressions):
+        rows = model.objects.all()
+        if object_ids is not None:
+            rows = rows.filter(object_id__in=list(object_ids))
+        for object_id, day, count in rows.values_list("object_id", "day", "count"):
+            assert (object_id, day) not in counts, f"{object_id} on {day} in both tables"
+            counts[object_id, day] = count
+    return counts
+
+
+def stored_days():
+    """The days that have daily rows, ended or open."""
+    return {day for _, day in daily_counts()}
+
+
+def open_days_misplaced():
+    """Rows on the wrong side of rolled_through: open rows up to it, daily rows after it."""
+    rolled = HistoryRollup.objects.filter(id=1).values_list("rolled_through", flat=True).first()
+    if rolled is None:
+        return list(DailyImpressions.objects.values_list("object_id", "day"))
+    return list(
+        OpenDailyImpressions.objects.filter(day__lte=rolled).values_list("object_id", "day")
+    ) + list(DailyImpressions.objects.filter(day__gt=rolled).values_list("object_id", "day"))
 
 
 def rollup_mismatches():
@@ -52,7 +74,8 @@ def rollup_mismatches():
         }
     )
     stored_site = Counter(dict(SiteDailyImpressions.objects.values_list("day", "count")))
-    mismatches = [
+    mismatches = [("misplaced", row) for row in open_days_misplaced()]
+    mismatches += [
         (key, stored.get(key), rollups.get(key))
         for key in sorted(set(rollups) | set(stored))
         if stored.get(key) != rollups.get(key)

@@ -1,11 +1,13 @@
 """The flush writes the per-day history: days of the site's TIME_ZONE, exact across midnight,
 summing to the totals, read back through the public API; pruning; old snapshots; both SQL paths."""
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +23,7 @@ from impressions.flush import flush_pending
 from impressions.models import (
     DailyImpressions,
     HistoryRollup,
+    OpenDailyImpressions,
     PeriodImpressions,
     SiteDailyImpressions,
 )
@@ -28,7 +31,13 @@ from impressions.recorder import buffer_status, pending_counts, record_impressio
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 
-from .history_check import daily_counts, history_sums, rollup_mismatches
+from .history_check import (
+    daily_counts,
+    history_sums,
+    open_days_misplaced,
+    rollup_mismatches,
+    stored_days,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -177,14 +186,14 @@ def test_the_flush_prunes_history_older_than_the_setting(standalone_buffer):
     with override_settings(IMPRESSIONS_HISTORY_DAYS=10):
         oldest = today - timedelta(days=9)
         flush_pending()
-        assert set(DailyImpressions.objects.values_list("day", flat=True)) == {today, oldest}
+        assert stored_days() == {today, oldest}
         assert set(SiteDailyImpressions.objects.values_list("day", flat=True)) == {today, oldest}
         assert not PeriodImpressions.objects.filter(start__lt=oldest).exists()
         assert totals([post]) == {post.id: 4}  # pruning the history leaves the totals alone
         # Rows kept by a longer setting go at the next flush once the setting is shorter.
         with override_settings(IMPRESSIONS_HISTORY_DAYS=1):
             flush_pending()
-            assert set(DailyImpressions.objects.values_list("day", flat=True)) == {today}
+            assert stored_days() == {today}
 
 
 def test_history_days_zero_keeps_everything(standalone_buffer, history_rows):
@@ -323,11 +332,19 @@ def test_ended_days_are_rolled_up_once_and_reads_agree_before_and_after(buffer):
         before = [read() for read in reads]
         assert before[0] == [(a.id, 2), (b.id, 1)]
         assert before[1] == before[0]
+        # An open day's rows are in the open table only, until the day is rolled up.
+        assert set(OpenDailyImpressions.objects.values_list("object_id", "day", "count")) == {
+            (a.id, day, 2),
+            (b.id, day, 1),
+        }
+        assert not DailyImpressions.objects.exists()
 
         with transaction.atomic():  # the first flush after `day` ends
             assert history_writer.begin(day + timedelta(days=1)) == day
         assert rolled_through() == day
         assert PeriodImpressions.objects.count() == 4
+        assert not OpenDailyImpressions.objects.exists()
+        assert DailyImpressions.objects.count() == 2
         assert rollup_mismatches() == []
         assert [read() for read in reads] == before
 
@@ -338,3 +355,30 @@ def test_ended_days_are_rolled_up_once_and_reads_agree_before_and_after(buffer):
         assert rollup_mismatches() == []
         assert stats.top_in(periods.WEEK, day) == [(a.id, 2), (b.id, 2)]
         assert history_sums([a.id, b.id]) == totals([a, b])
+
+
+def test_the_migration_moves_the_days_after_rolled_through_to_the_open_table(db):
+    """Migration 0004 on a site with history: the days not rolled up move, nothing is lost."""
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("impressions.migrations.0004_daily_open")
+    rolled = date(2026, 11, 30)
+    HistoryRollup.objects.update_or_create(id=1, defaults={"rolled_through": rolled})
+    rows = {(1, rolled - timedelta(days=1)): 3, (1, rolled): 4, (1, rolled + timedelta(days=1)): 5}
+    rows[2, rolled + timedelta(days=2)] = 6
+    DailyImpressions.objects.bulk_create(
+        DailyImpressions(object_id=o, day=d, count=n) for (o, d), n in rows.items()
+    )
+    editor = SimpleNamespace(connection=connection)
+
+    migration.open_days_out(apps, editor)
+    assert daily_counts() == rows
+    assert set(OpenDailyImpressions.objects.values_list("object_id", "day")) == {
+        key for key in rows if key[1] > rolled
+    }
+    assert open_days_misplaced() == []
+
+    migration.open_days_back(apps, editor)  # the reverse migration
+    assert not OpenDailyImpressions.objects.exists()
+    assert daily_counts() == rows
