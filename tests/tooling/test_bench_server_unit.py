@@ -1,9 +1,13 @@
-"""The real-server benchmark's pieces that need no server: databases, wrk's Lua, CPU accounting."""
+"""The real-server benchmark's pieces that need no server: databases, wrk's Lua, CPU accounting,
+the on/off pairs' run order."""
 
 import os
 from types import SimpleNamespace
 
+import pytest
+
 from benchmarks import server
+from benchmarks.harness import Contender, ContenderFailed
 
 
 def test_the_main_size_keeps_the_benchmark_database_and_others_get_their_own():
@@ -32,3 +36,71 @@ def test_the_wrk_script_quotes_headers_as_lua_strings():
 def test_cpu_seconds_reads_this_process_and_is_zero_for_a_gone_one():
     assert server.cpu_seconds(os.getpid()) > 0
     assert server.cpu_seconds(2**22 + 12345) == 0.0
+
+
+KEYS = [(10, "1", "logged-in"), (10, "1", "anonymous, cookie"), (10, "500", "logged-in")]
+
+
+def test_pair_keys_are_every_size_page_and_viewer_kind():
+    options = SimpleNamespace(server_posts=[10, 20], server_depth=500)
+    keys = server.pair_keys(options)
+    assert len(keys) == 2 * 2 * len(server.KINDS)
+    assert keys[0] == (10, "1", "logged-in")
+    assert keys[-1] == (20, "500", "anonymous, no cookies")
+
+
+@pytest.mark.parametrize("round_number", range(4))
+def test_a_round_runs_each_pair_back_to_back_on_first_in_even_rounds(round_number):
+    order = server.round_order(KEYS, round_number)
+    assert len({case.name for case in order}) == len(order) == 2 * len(KEYS)
+    firsts, seconds = order[0::2], order[1::2]
+    assert [first.key for first in firsts] == [second.key for second in seconds]
+    assert {first.recording for first in firsts} == {round_number % 2 == 0}
+    assert {second.recording for second in seconds} == {round_number % 2 == 1}
+
+
+def test_the_pairs_rotate_by_one_each_round():
+    assert [case.key for case in server.round_order(KEYS, 1)[0::2]] == [KEYS[1], KEYS[2], KEYS[0]]
+    assert [case.key for case in server.round_order(KEYS, 3)[0::2]] == [KEYS[0], KEYS[1], KEYS[2]]
+    first, second = server.round_order(KEYS, 1)[:2]
+    assert (first.name, second.name) == (
+        "10 posts, page 1, anonymous, cookie, impressions off",
+        "10 posts, page 1, anonymous, cookie, impressions on",
+    )
+
+
+def fake_contenders(rates_by_name, calls):
+    """Contenders by case name, from `rates_by_name` ({case name: [req/s of each round, or None
+    for a failure]}): runs of 1 s with CPU per request 1/rate, like a server alone on its cores."""
+
+    def runner(name):
+        rates = iter(rates_by_name[name])
+
+        def run():
+            calls.append(name)
+            rate = next(rates)
+            if rate is None:
+                raise ContenderFailed("wrk failed")
+            figures = {"p50": 0.01, "p99": 0.05, "rows": 0, "database_rows": 0, "cpu": 1 / rate}
+            return server.ServerRun(seconds=1.0, units=rate, figures=figures)
+
+        return run
+
+    return {name: Contender(name, runner(name)) for name in rates_by_name}
+
+
+def test_run_pairs_runs_the_round_order_and_keeps_a_failure():
+    on, off = server.Case(*KEYS[0], True), server.Case(*KEYS[0], False)
+    calls = []
+    contenders = fake_contenders({on.name: [80, None, 99], off.name: [100, 50, 99]}, calls)
+    results, figures = server.run_pairs(contenders, KEYS[:1], 3, log=lambda line: None)
+    # on-off, off-on (on fails), off alone: a failed case is not run again.
+    assert calls == [on.name, off.name, off.name, on.name, off.name]
+    assert {r.name: r.error for r in results} == {on.name: "wrk failed", off.name: None}
+    assert [(run["round"], run["rate"]) for run in figures[on.name]] == [(0, 80)]
+    assert [(run["round"], run["rate"]) for run in figures[off.name]] == [
+        (0, 100),
+        (1, 50),
+        (2, 99),
+    ]
+    assert figures[off.name][1]["cpu"] == pytest.approx(0.02)
