@@ -1,12 +1,12 @@
 """The real-server benchmark's pieces that need no server: databases, wrk's Lua, CPU accounting,
-the on/off pairs' run order."""
+the on/off pairs' run order and the paired ratios reported from them."""
 
 import os
 from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import server
+from benchmarks import server, server_report
 from benchmarks.harness import Contender, ContenderFailed
 
 
@@ -104,3 +104,75 @@ def test_run_pairs_runs_the_round_order_and_keeps_a_failure():
         (2, 99),
     ]
     assert figures[off.name][1]["cpu"] == pytest.approx(0.02)
+
+
+def test_paired_ratios_pair_the_two_sides_by_round():
+    on = [{"round": 0, "rate": 90, "cpu": 2.0}, {"round": 1, "rate": 30, "cpu": 4.0}]
+    off = [
+        {"round": 0, "rate": 100, "cpu": 1.0},
+        {"round": 1, "rate": 60, "cpu": 3.0},
+        {"round": 2, "rate": 80, "cpu": 1.0},  # its "on" failed: no pair
+    ]
+    assert server_report.paired_ratios(on, off, "rate") == pytest.approx([0.9, 0.5])
+    assert server_report.paired_ratios(on, off, "cpu", inverse=True) == pytest.approx([0.5, 0.75])
+    assert server_report.paired_ratios(on, [], "rate") == []
+    zero = [{"round": 0, "rate": 0}]
+    assert server_report.paired_ratios(on, zero, "rate") == []  # NaN (÷ 0) is left out
+
+
+def test_by_kind_pools_sizes_pages_and_rounds_and_judges_the_median():
+    paired = {
+        (10, "1", "logged-in"): [0.95, 0.70],
+        (10, "500", "logged-in"): [0.80],
+        (20, "1", "logged-in"): [1.10],
+        (10, "1", "anonymous, cookie"): [0.90, 0.85, 0.99],
+    }
+    kinds = server_report.by_kind(paired)
+    assert list(kinds) == list(server.KINDS)
+    logged_in = kinds["logged-in"]
+    assert (logged_in.count, logged_in.low, logged_in.high) == (4, 0.70, 1.10)
+    assert logged_in.median == pytest.approx(0.875)
+    assert logged_in.verdict() == "missed"
+    assert kinds["anonymous, cookie"].median == 0.90
+    assert kinds["anonymous, cookie"].verdict() == "met"  # the goal is ≥ 0.9
+    assert kinds["anonymous, cookie"].text() == "**0.90** (0.85 to 0.99)"
+    nothing = kinds["anonymous, no cookies"]
+    assert (nothing.count, nothing.verdict(), nothing.text()) == (0, "n/a", "n/a")
+
+
+def test_the_report_judges_paired_ratios_not_the_ratio_of_medians():
+    options = SimpleNamespace(
+        server_posts=[10], server_depth=500, server_connections=12, server_duration=1,
+        server_rounds=2,
+    )  # fmt: skip
+    keys = server.pair_keys(options)
+    # A quiet round and a loaded one: req/s of each side, by round.
+    rates = {
+        "logged-in": ([96, 40], [100, 50]),  # paired 0.96 and 0.80: 0.88; medians 68 ÷ 75 = 0.91
+        "anonymous, cookie": ([98, 50], [100, 50]),
+        "anonymous, no cookies": ([80, 40], [100, 50]),
+    }
+    cases, by_name = [], {}
+    for key in keys:
+        on, off = server.Case(*key, True), server.Case(*key, False)
+        cases += [on, off]
+        by_name[on.name], by_name[off.name] = rates[key[2]]
+    by_name["10 posts, page 500, anonymous, no cookies, impressions on"] = [90, None]  # 1 pair
+    results, figures = server.run_pairs(fake_contenders(by_name, []), keys, 2, lambda line: None)
+    prepared = {10: {"posts": 10}}
+    body, found = server_report.render(cases, results, figures, prepared, (0.5, 0.7), options)
+
+    kinds = found["kinds"]
+    assert kinds["logged-in"].median == pytest.approx(0.88)
+    assert kinds["logged-in"].verdict() == "missed"
+    assert kinds["anonymous, cookie"].median == pytest.approx(0.99)
+    cookieless = kinds["anonymous, no cookies"]
+    assert (cookieless.count, cookieless.median, cookieless.high) == (3, 0.8, 0.9)
+    # CPU per request is 1/rate here, so off ÷ on of CPU equals on ÷ off of req/s.
+    assert found["kinds_cpu"]["logged-in"].median == pytest.approx(0.88)
+    assert found["on_off"][10, "1", "logged-in"] == pytest.approx(0.88)
+    assert "| logged-in             | 4           | **0.88** (0.80 to 0.96)" in body
+    assert "| 10,000" not in body and "| 10    | 500  | anonymous, no cookies | FAILED / 75" in body
+    assert "- FAILED: 10 posts, page 500, anonymous, no cookies, impressions on: wrk failed" in body
+    lines = server_report.headlines(found)
+    assert "logged-in **0.88** (0.80 to 0.96) missed; anonymous, cookie **0.99**" in lines[1]
