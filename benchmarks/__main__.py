@@ -114,7 +114,10 @@ def parser():
         "--server-duration", type=positive_int, default=10, help="real server: wrk seconds a case"
     )
     p.add_argument(
-        "--server-rounds", type=positive_int, default=1, help="real server: interleaved rounds"
+        "--server-rounds",
+        type=positive_int,
+        default=1,
+        help="real server: rounds of on/off pairs (an even number runs each side first as often)",
     )
     p.add_argument(
         "--server-connections", type=positive_int, default=12, help="real server: wrk -c"

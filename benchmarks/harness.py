@@ -113,23 +113,31 @@ def run_interleaved(contenders, rounds, log=print):
     for round_number in range(rounds):
         shift = round_number % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
-            result = results[contender.name]
-            if result.error:
-                continue  # a contender that failed once fails the same way again
-            try:
-                if contender.prepare:
-                    contender.prepare()
-                measurement = contender.run()
-            except ContenderFailed as error:
-                result.error = str(error)
-                log(f"  round {round_number + 1}: {contender.name}: FAILED: {error}")
-                continue
-            result.measurements.append(measurement)
-            log(
-                f"  round {round_number + 1}: {contender.name}: {measurement.seconds:.3f} s,"
-                f" {format_rate(measurement.rate)}/s"
-            )
+            run_round(results[contender.name], round_number, log)
     return list(results.values())
+
+
+def run_round(result, round_number, log=print):
+    """One round of `result`'s contender, added to it; returns the Measurement, or None when the
+    contender failed (now or in an earlier round: it would fail the same way again). A failure
+    is recorded in the result, not raised, so one broken contender never ends a whole run."""
+    contender = result.contender
+    if result.error:
+        return None
+    try:
+        if contender.prepare:
+            contender.prepare()
+        measurement = contender.run()
+    except ContenderFailed as error:
+        result.error = str(error)
+        log(f"  round {round_number + 1}: {contender.name}: FAILED: {error}")
+        return None
+    result.measurements.append(measurement)
+    log(
+        f"  round {round_number + 1}: {contender.name}: {measurement.seconds:.3f} s,"
+        f" {format_rate(measurement.rate)}/s"
+    )
+    return measurement
 
 
 def ours_of(results):

@@ -1,9 +1,12 @@
 """The real server: gunicorn (casusult/gunicorn_conf.py) under wrk, by table size, page, viewer kind.
 
 One gunicorn per (posts, impressions on/off), all started up front and idle but the one under load,
-so the cases interleave without restarts. Each case: wrk warms up, then runs timed; around it
-the database's connections are ended so PostgreSQL publishes their row counters (a backend
-publishes them when idle, up to 10 s late, and when it exits), giving the rows written per request.
+so the cases interleave without restarts. Each (posts, page, kind) runs as an on/off pair, back to
+back, the side that goes first alternating by round (see round_order), so that each round gives
+a paired on ÷ off ratio measured under the same machine load. Each case: wrk warms up, then runs
+timed; around it the database's connections are ended so PostgreSQL publishes their row counters
+(a backend publishes them when idle, up to 10 s late, and when it exits), giving the rows written
+per request.
 """
 
 import json
@@ -16,7 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -30,6 +33,8 @@ from .harness import (
     Contender,
     ContenderFailed,
     Measurement,
+    Result,
+    run_round,
 )
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -276,21 +281,67 @@ class Case:
     recording: bool
 
     @property
+    def key(self):
+        """The pair this case is one side of: the same request, impressions on or off."""
+        return (self.posts, self.page, self.kind)
+
+    @property
     def name(self):
         return f"{self.posts:,} posts, page {self.page}, {self.kind}, impressions {'on' if self.recording else 'off'}"
 
 
-def run(options, log=print):
-    """Every case for `options.server_rounds` interleaved rounds; server_report renders them."""
-    from .harness import run_interleaved
+@dataclass
+class ServerRun(Measurement):
+    """One wrk run of one case: the requests and seconds, and its per-request figures (latency,
+    CPU, rows written) for server_report."""
 
+    figures: dict = field(default_factory=dict)
+
+
+def pair_keys(options):
+    """Every (posts, page, kind): the pairs of cases, impressions on and off."""
+    pages = ("1", str(options.server_depth))
+    return [
+        (posts, page, kind) for posts in options.server_posts for page in pages for kind in KINDS
+    ]
+
+
+def round_order(keys, round_number):
+    """The cases of one round, in the order they run: each pair's two sides back to back, so
+    both see the same load of a shared machine and their ratio is a fair one; "on" first in even
+    rounds (round_number 0, 2, ...) and "off" first in odd ones, because the side that runs
+    second finds the database's pages and the machine's caches warmed by the first (the two
+    servers of a size share one database); the pairs rotated by one each round, so drift
+    spreads over all of them. An even number of rounds gives each order as often."""
+    shift = round_number % len(keys)
+    sides = (True, False) if round_number % 2 == 0 else (False, True)
+    return [Case(*key, recording) for key in keys[shift:] + keys[:shift] for recording in sides]
+
+
+def run_pairs(contenders, keys, rounds, log=print):
+    """Every case once a round, in round_order. Returns the Results (a failed case keeps its
+    error and is not rerun, as in run_interleaved) and, by case name, the figures of each run
+    with its round and req/s: server_report pairs the two sides of a round by that round."""
+    results = {name: Result(contender) for name, contender in contenders.items()}
+    figures = {}
+    for round_number in range(rounds):
+        for case in round_order(keys, round_number):
+            measurement = run_round(results[case.name], round_number, log)
+            if measurement is not None:
+                run = {**measurement.figures, "round": round_number, "rate": measurement.rate}
+                figures.setdefault(case.name, []).append(run)
+    return list(results.values()), figures
+
+
+def run(options, log=print):
+    """Every case for `options.server_rounds` rounds of pairs; server_report renders them."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk (make bench installs it)")
     workdir = Path(tempfile.mkdtemp(prefix="casusult-bench-server-"))
     load_before = os.getloadavg()[0]
     secret_key = secrets.token_urlsafe(50)
     depth = options.server_depth
-    servers, counters, prepared, figures = {}, {}, {}, {}
+    servers, counters, prepared = {}, {}, {}
     try:
         for posts in options.server_posts:
             url = database_for(options, posts)
@@ -304,22 +355,17 @@ def run(options, log=print):
         for server in servers.values():
             wait_until_up(server)
         log(f"servers up: {len(servers)} gunicorns (3 processes x 4 threads each)")
-        cases = [
-            Case(posts, page, kind, recording)
-            for posts in options.server_posts
-            for page in ("1", str(depth))
-            for kind in KINDS
-            for recording in (True, False)
-        ]
-        contenders = [
-            Contender(
+        keys = pair_keys(options)
+        cases = [Case(*key, recording) for key in keys for recording in (True, False)]
+        contenders = {
+            case.name: Contender(
                 case.name,
-                case_runner(case, servers, counters, prepared, options, workdir, figures),
+                case_runner(case, servers, counters, prepared, options, workdir),
                 OURS if case.recording else BASELINE,
             )
             for case in cases
-        ]
-        results = run_interleaved(contenders, options.server_rounds, log)
+        }
+        results, figures = run_pairs(contenders, keys, options.server_rounds, log)
     finally:
         stop(servers.values())
         for counter in counters.values():
@@ -328,7 +374,7 @@ def run(options, log=print):
     return cases, results, figures, prepared, load
 
 
-def case_runner(case, servers, counters, prepared, options, workdir, figures):
+def case_runner(case, servers, counters, prepared, options, workdir):
     server = servers[case.posts, case.recording]
     redis_client = redis.Redis.from_url(options.redis_url)
     path = "/api/timeline/"
@@ -348,15 +394,16 @@ def case_runner(case, servers, counters, prepared, options, workdir, figures):
         if warm["errors"] or timed["errors"]:
             raise ContenderFailed(f"{timed['errors']} non-2xx or socket errors")
         requests = warm["requests"] + timed["requests"]
-        figures.setdefault(case.name, []).append(
-            {
+        return ServerRun(
+            seconds=timed["us"] / 1e6,
+            units=timed["requests"],
+            figures={
                 "p50": timed["p50_us"] / 1e6,
                 "p99": timed["p99_us"] / 1e6,
                 "rows": (after[0] - before[0]) / requests,
                 "database_rows": (after[1] - before[1]) / requests,
                 "cpu": cpu / requests,
-            }
+            },
         )
-        return Measurement(seconds=timed["us"] / 1e6, units=timed["requests"])
 
     return run

@@ -9,6 +9,7 @@ from benchmarks.harness import (
     Contender,
     ContenderFailed,
     Measurement,
+    Result,
     format_ratio,
     markdown_table,
     median,
@@ -16,6 +17,7 @@ from benchmarks.harness import (
     percentile,
     ratio,
     run_interleaved,
+    run_round,
 )
 
 
@@ -61,6 +63,24 @@ def test_rounds_rotate_the_order_and_a_failure_is_kept_not_raised():
     assert calls == ["A", "B", "C", "B", "A"]  # round 2 starts at B; failed C is not rerun
     assert results[2].error == "not built"
     assert ours_of(results) is None
+
+
+def test_run_round_returns_the_measurement_or_none_once_the_contender_failed():
+    outcomes = iter([Measurement(seconds=1, units=3), ContenderFailed("gone")])
+
+    def run():
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    result = Result(Contender("A", run))
+    assert run_round(result, 0, log=lambda line: None).units == 3
+    assert run_round(result, 1, log=lambda line: None) is None
+    # Not rerun: a third call of run() would raise StopIteration.
+    assert run_round(result, 2, log=lambda line: None) is None
+    assert result.error == "gone"
+    assert [m.units for m in result.measurements] == [3]
 
 
 def test_markdown_table_aligns_columns():
