@@ -42,6 +42,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARM_UP_SECONDS = 2  # every process resolves every session and visitor once: the steady state
 # The servers' database sessions carry this name: only they are ended to publish their counters.
 APPLICATION_NAME = "casusult-bench-server"
+# A connection idle this long is between requests: a request's queries come closer together.
+QUIET_SECONDS = 0.3
 VIEWERS = 200  # of each kind; wrk cycles through them, so most views are reloads (de-duplicated)
 KINDS = ("logged-in", "anonymous, cookie", "anonymous, no cookies")
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 casusult-bench/1 viewer-{}"
@@ -206,7 +208,12 @@ class RowCounters:
 
     def settle(self):
         """End the site's connections, wait until their processes are gone (counters published);
-        returns the CPU seconds those processes used."""
+        returns the CPU seconds those processes used.
+
+        Only once they are quiet: a request wrk gave up on at the end of its run is still being
+        answered for a moment, and ending its connection under it would be a server error (and
+        CPU counted in this case)."""
+        self.wait_until_quiet()
         pids = [
             row[0]
             for row in self.connection.execute(
@@ -223,6 +230,20 @@ class RowCounters:
             pids = [pid for pid in pids if process_exists(pid)]
             time.sleep(0.05)
         return used
+
+    def wait_until_quiet(self, quiet=QUIET_SECONDS, timeout=5):
+        """Until every connection of the site has been idle for `quiet` seconds (or `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = self.connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = %s"
+                " AND (state <> 'idle' OR state_change > now() - make_interval(secs => %s))",
+                [APPLICATION_NAME, quiet],
+            ).fetchone()[0]
+            if not busy:
+                return
+            time.sleep(0.05)
 
     def read(self):
         self.connection.execute("SELECT pg_stat_clear_snapshot()")
