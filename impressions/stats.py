@@ -68,9 +68,10 @@ from .models import (
 FIRST_DEPTH = 20
 # Past this many candidates, one GROUP BY over the whole range is cheaper than more rounds.
 MAX_CANDIDATES = 5000
-# An open day has no count index: its top is a sort of the day's rows, done once per snapshot
-# (see reading()) for at least this many rows, and reused by the tops that include the day.
-OPEN_DAY_DEPTH = 200
+# An open day has no count index: its top is a sort of the day's rows, done once per reading()
+# for at least this many rows (the sort's cost is the scan, hardly the depth: rounds of the
+# threshold search up to 1,280 rows reuse it), and reused by the tops that include the day.
+OPEN_DAY_DEPTH = 2000
 
 # {open day: (rows asked, [(object_id, count), …])} of the outermost reading() in progress.
 _open_tops = ContextVar("impressions_open_tops", default=None)
