@@ -2,8 +2,9 @@
 
 One gunicorn per (posts, impressions on/off), all started up front and idle but the one under load,
 so the cases interleave without restarts. Each (posts, page, kind) runs as an on/off pair, back to
-back, the side that goes first alternating by round (see round_order), so that each round gives
-a paired on ÷ off ratio measured under the same machine load. Each case: wrk warms up, then runs
+back, and the sizes of a (page, kind) one after the other, the order reversed every other round
+(see round_order), so that each round gives paired on ÷ off and large ÷ small ratios measured
+under the same machine load. Each case: wrk warms up, then runs
 timed; around it the database's connections are ended so PostgreSQL publishes their row counters
 (a backend publishes them when idle, up to 10 s late, and when it exits), giving the rows written
 per request.
@@ -320,23 +321,36 @@ class ServerRun(Measurement):
 
 
 def pair_keys(options):
-    """Every (posts, page, kind): the pairs of cases, impressions on and off."""
+    """Every (posts, page, kind): the pairs of cases, impressions on and off; by page and kind,
+    the sizes in order."""
     pages = ("1", str(options.server_depth))
     return [
-        (posts, page, kind) for posts in options.server_posts for page in pages for kind in KINDS
+        (posts, page, kind) for page in pages for kind in KINDS for posts in options.server_posts
     ]
 
 
 def round_order(keys, round_number):
-    """The cases of one round, in the order they run: each pair's two sides back to back, so
-    both see the same load of a shared machine and their ratio is a fair one; "on" first in even
-    rounds (round_number 0, 2, ...) and "off" first in odd ones, because the side that runs
-    second finds the database's pages and the machine's caches warmed by the first (the two
-    servers of a size share one database); the pairs rotated by one each round, so drift
-    spreads over all of them. An even number of rounds gives each order as often."""
-    shift = round_number % len(keys)
-    sides = (True, False) if round_number % 2 == 0 else (False, True)
-    return [Case(*key, recording) for key in keys[shift:] + keys[:shift] for recording in sides]
+    """The cases of one round, in the order they run.
+
+    The cases of one (page, viewer kind) run as a group: each size's on/off pair back to back,
+    the sizes one after the other, so that both ratios the benchmark judges (on ÷ off, and the
+    large table ÷ the small one) compare runs made under the same load of a shared machine. In
+    even rounds (round_number 0, 2, ...) a group runs small on, small off, large on, large off;
+    in odd ones the reverse, because a run finds the database's pages and the machine's caches
+    warmed by the one before (the two servers of a size share one database): an even number of
+    rounds gives each side of each ratio the first place as often. The groups rotate by one each
+    round, so drift spreads over all of them.
+    """
+    groups = {}
+    for key in keys:
+        groups.setdefault(key[1:], []).append(key)
+    groups = list(groups.values())
+    shift = round_number % len(groups)
+    order = []
+    for group in groups[shift:] + groups[:shift]:
+        cases = [Case(*key, recording) for key in group for recording in (True, False)]
+        order += cases if round_number % 2 == 0 else cases[::-1]
+    return order
 
 
 def run_pairs(contenders, keys, rounds, log=print):

@@ -1,9 +1,10 @@
 """The real-server section's tables: req/s, latency, CPU and rows per request, and the ratios.
 
-Impressions on ÷ off is judged on paired ratios: the two sides of a pair run back to back in a
-round (benchmarks.server.round_order), so the ratio of that round's two runs cancels most of the
-load other jobs put on the machine, which moves single req/s figures far more (±30 % and worse)
-than recording costs. A ratio of medians over unpaired runs mixes rounds of different loads.
+Impressions on ÷ off, and the large table ÷ the small one, are judged on paired ratios: the runs
+compared run close together in a round (benchmarks.server.round_order), so the ratio of that
+round's two runs cancels most of the load other jobs put on the machine, which moves single req/s
+figures far more (±30 % and worse) than recording or the table's size costs. A ratio of medians
+over unpaired runs mixes rounds of different loads.
 """
 
 import math
@@ -61,6 +62,14 @@ def summarize(values):
     return Summary(median(values), min(values), max(values), len(values))
 
 
+def pooled(paired, part):
+    """{key: paired ratios} to {part(key): Summary of all of them}, in first-seen order."""
+    groups = {}
+    for key, values in paired.items():
+        groups.setdefault(part(key), []).extend(values)
+    return {name: summarize(values) for name, values in groups.items()}
+
+
 def by_kind(paired):
     """{(posts, page, kind): paired ratios} to {kind: Summary of all of them}, every size, page
     and round pooled: the goal is per viewer kind, and pooling gives its median more ratios to
@@ -92,6 +101,7 @@ def render(cases, results, figures, prepared, load, options):
 
     rows, found = [], {"on_off": {}, "on_off_cpu": {}, "sizes": {}, "sizes_cpu": {}, "rows": []}
     found["paired"], found["paired_cpu"] = {}, {}
+    found["sizes_paired"], found["sizes_cpu_paired"] = {}, {}
     for case in cases:
         if not case.recording:
             continue
@@ -128,8 +138,10 @@ def render(cases, results, figures, prepared, load, options):
             for recording in (True, False):
                 big, little = Case(large, page, kind, recording), Case(small, page, kind, recording)
                 key = (page, kind, recording)
-                found["sizes"][key] = ratio(rate(big), rate(little))
-                found["sizes_cpu"][key] = ratio(figure(little, "cpu"), figure(big, "cpu"))
+                found["sizes_paired"][key] = paired(big, little, "rate")
+                found["sizes_cpu_paired"][key] = paired(big, little, "cpu", inverse=True)
+                found["sizes"][key] = median(found["sizes_paired"][key])
+                found["sizes_cpu"][key] = median(found["sizes_cpu_paired"][key])
                 size_rows.append(
                     [
                         page,
@@ -141,6 +153,8 @@ def render(cases, results, figures, prepared, load, options):
                 )
     found["kinds"] = by_kind(found["paired"])
     found["kinds_cpu"] = by_kind(found["paired_cpu"])
+    found["pages"] = pooled(found["sizes_paired"], lambda key: key[0])
+    found["pages_cpu"] = pooled(found["sizes_cpu_paired"], lambda key: key[0])
     table = markdown_table(
         [
             "posts", "page", "viewer", "req/s on / off", "on ÷ off (paired)", "p50 ms on / off",
@@ -164,10 +178,23 @@ def render(cases, results, figures, prepared, load, options):
     )  # fmt: skip
     size_table = markdown_table(
         [
-            "page", "viewer", "impressions", f"req/s at {large:,} ÷ at {small:,} posts",
-            f"CPU/request at {small:,} ÷ at {large:,}",
+            "page", "viewer", "impressions", f"req/s at {large:,} ÷ at {small:,} posts (paired)",
+            f"CPU/request at {small:,} ÷ at {large:,} (paired)",
         ],
         size_rows,
+    )  # fmt: skip
+    page_table = markdown_table(
+        [
+            "page", "paired runs", f"req/s at {large:,} ÷ at {small:,}: median (min to max)",
+            f"goal ≥ {GOAL}", f"CPU/request at {small:,} ÷ at {large:,}: median (min to max)",
+        ],
+        [
+            [
+                page, str(summary.count), summary.text(), summary.verdict(),
+                found["pages_cpu"][page].text(),
+            ]
+            for page, summary in found["pages"].items()
+        ],
     )  # fmt: skip
     table_sizes = " and ".join(f"{entry['posts']:,}" for entry in prepared.values())
     intro = (
@@ -179,13 +206,15 @@ def render(cases, results, figures, prepared, load, options):
         " viewers of each kind, cycled by every wrk connection: logged in (a session cookie),"
         " anonymous with a visitor cookie (made the day before), anonymous without cookies (a"
         " User-Agent each). Impressions off = `IMPRESSIONS_ENABLED=false`."
-        f" {options.server_rounds} round(s); in each, every (posts, page, viewer) runs as a pair,"
-        " impressions on and off back to back, on first in round 1, off first in round 2 and so"
-        " on (the second side finds the caches the first warmed), the pairs' order rotated by one"
-        " each round. The *(paired)* columns are medians over rounds of the ratio of a round's"
-        " two runs, which share the machine's load of the moment; req/s, latency and CPU are"
-        " medians over rounds. The per-viewer table pools every paired ratio of a kind (both"
-        f" sizes and pages, every round) against the goal of {GOAL}. The 4 servers run side by"
+        f" {options.server_rounds} round(s); in each, the cases of a (page, viewer) run"
+        " together, small table on, off, large table on, off in round 1, the reverse in round 2"
+        " and so on (a run finds the caches the one before warmed), the groups' order rotated"
+        " by one each round. The *(paired)* columns are medians over rounds of the ratio of a"
+        " round's two runs, which share the machine's load of the moment; req/s, latency and"
+        " CPU are medians over rounds. The per-viewer table pools every paired on ÷ off ratio of"
+        " a kind (both sizes and pages, every round), the per-page table every paired large ÷"
+        f" small ratio of a page (every viewer, on and off, every round), against {GOAL}. The 4"
+        " servers run side by"
         " side, idle but the one under load. Load average (1 min) before and after:"
         f" {load[0]:.1f} and {load[1]:.1f} on {os.cpu_count()} cores.\n\n"
         "- *CPU ms/request*: CPU time of the gunicorn workers, their PostgreSQL backends and"
@@ -201,15 +230,15 @@ def render(cases, results, figures, prepared, load, options):
     failures = "".join(
         f"\n- FAILED: {result.name}: {result.error}" for result in results if result.error
     )
-    body = f"{intro}\n\n{kind_table}\n\n{table}\n\n{size_table}"
+    body = f"{intro}\n\n{kind_table}\n\n{page_table}\n\n{table}\n\n{size_table}"
     return body + (f"\n{failures}" if failures else ""), found
 
 
-def headlines(found):
-    def span(values):
-        values = [v for v in values if v == v]
-        return f"**{min(values):.2f}** to {max(values):.2f}" if values else "n/a"
+def page_names(summaries):
+    return {f"page {page}": summary for page, summary in summaries.items()}
 
+
+def headlines(found):
     def kinds(summaries, verdicts):
         return "; ".join(
             f"{kind} {summary.text()}" + (f" {summary.verdict()}" if verdicts else "")
@@ -217,9 +246,9 @@ def headlines(found):
         )
 
     return [
-        f"Real server, req/s at the large table ÷ at the small one, every case:"
-        f" {span(found['sizes'].values())} (CPU per request: {span(found['sizes_cpu'].values())});"
-        " goal ≥ 0.9.",
+        f"Real server, req/s at the large table ÷ at the small one, paired rounds by page, median"
+        f" (min to max): {kinds(page_names(found['pages']), True)}; goal ≥ {GOAL}. CPU per"
+        f" request small ÷ large: {kinds(page_names(found['pages_cpu']), False)}.",
         f"Real server, req/s with impressions on ÷ off, paired rounds by viewer kind, median"
         f" (min to max): {kinds(found['kinds'], True)}; goal ≥ {GOAL}. CPU per request off ÷ on:"
         f" {kinds(found['kinds_cpu'], False)}.",

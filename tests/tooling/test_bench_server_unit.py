@@ -69,6 +69,56 @@ def test_the_pairs_rotate_by_one_each_round():
     )
 
 
+def test_a_group_runs_its_sizes_together_and_reverses_every_other_round():
+    keys = server.pair_keys(SimpleNamespace(server_posts=[10, 20], server_depth=500))
+    even, odd = server.round_order(keys, 0), server.round_order(keys, 1)
+    assert len(even) == len(odd) == 2 * len(keys)
+    assert [(case.posts, case.recording) for case in even[:4]] == [
+        (10, True),
+        (10, False),
+        (20, True),
+        (20, False),
+    ]
+    assert {case.key[1:] for case in even[:4]} == {("1", "logged-in")}
+    # The next round starts one group later, and runs each group the other way round.
+    assert {case.key[1:] for case in odd[:4]} == {("1", "anonymous, cookie")}
+    assert [(case.posts, case.recording) for case in odd[:4]] == [
+        (20, False),
+        (20, True),
+        (10, False),
+        (10, True),
+    ]
+
+
+def test_the_report_pairs_the_sizes_by_round_and_judges_each_page():
+    options = SimpleNamespace(
+        server_posts=[10, 20], server_depth=500, server_connections=12, server_duration=1,
+        server_rounds=2,
+    )  # fmt: skip
+    keys = server.pair_keys(options)
+    by_name, cases = {}, []
+    for posts, page, kind in keys:
+        for recording in (True, False):
+            case = server.Case(posts, page, kind, recording)
+            cases.append(case)
+            # A loaded second round; the large table is 5 % slower on page 1, 20 % on page 500.
+            slower = 1 if posts == 10 else (0.95 if page == "1" else 0.8)
+            by_name[case.name] = [100 * slower, 50 * slower]
+    results, figures = server.run_pairs(fake_contenders(by_name, []), keys, 2, lambda line: None)
+    prepared = {10: {"posts": 10}, 20: {"posts": 20}}
+    body, found = server_report.render(cases, results, figures, prepared, (0.5, 0.7), options)
+    assert found["pages"]["1"].median == pytest.approx(0.95)
+    assert found["pages"]["1"].verdict() == "met"
+    assert found["pages"]["500"].median == pytest.approx(0.8)
+    assert found["pages"]["500"].verdict() == "missed"
+    assert found["pages"]["500"].count == 2 * len(server.KINDS) * 2  # on/off x kinds x rounds
+    assert found["pages_cpu"]["500"].median == pytest.approx(0.8)
+    assert "req/s at 20 ÷ at 10: median (min to max)" in body
+    assert (
+        "page 1 **0.95** (0.95 to 0.95) met; page 500 **0.80**" in server_report.headlines(found)[0]
+    )
+
+
 def fake_contenders(rates_by_name, calls):
     """Contenders by case name, from `rates_by_name` ({case name: [req/s of each round, or None
     for a failure]}): runs of 1 s with CPU per request 1/rate, like a server alone on its cores."""
