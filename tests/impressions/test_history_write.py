@@ -237,14 +237,16 @@ from zoneinfo import ZoneInfo
 import django
 django.setup()
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 
 call_command("migrate", run_syncdb=True, verbosity=0)
 from django.contrib.auth import get_user_model
 from casusult.models import Post
 import impressions
+from impressions import history_writer, stats
 from impressions.flush import flush_pending
+from impressions.models import OpenDailyImpressions
 from impressions.recorder import record_impressions
 from tests.impressions.history_check import history_sums, rollup_mismatches
 
@@ -260,7 +262,7 @@ with override_settings(TIME_ZONE="Asia/Kolkata", IMPRESSIONS_HISTORY_DAYS=0):
     record_impressions("u:3", ids, now=after)  # rows of that day exist now: updated
     Post.objects.filter(id=ids[4]).delete()
     report = flush_pending(batch_size=2)
-    print(json.dumps({
+    out = {
         "ids": ids,
         "dropped": report.impressions_dropped,
         "totals": dict(Post.objects.values_list("id", "impressions")),
@@ -271,7 +273,17 @@ with override_settings(TIME_ZONE="Asia/Kolkata", IMPRESSIONS_HISTORY_DAYS=0):
             for post_id, days in impressions.history(ids, before.date(), after.date()).items()
         },
         "top": impressions.top_posts(after.date(), after.date()),
-    }))
+    }
+    # Today's counts go to the open rows; the first flush of tomorrow moves and rolls them up.
+    record_impressions("u:4", ids[:2])
+    flush_pending()
+    out["open_rows"] = OpenDailyImpressions.objects.count()
+    with transaction.atomic():
+        history_writer.begin(stats.today() + timedelta(days=1))
+    out["open_rows_after"] = OpenDailyImpressions.objects.count()
+    out["mismatches_after"] = [str(m) for m in rollup_mismatches()]
+    out["sums_after"] = history_sums(ids[:2])
+    print(json.dumps(out))
 """
 
 
@@ -305,6 +317,8 @@ def test_the_portable_path_on_sqlite(standalone_buffer, tmp_path):
         str(gone): {sunday: 1},  # applied before the post was deleted; its last count dropped
     }
     assert out["top"] == [[a, 2], [b, 2], [c, 2], [d, 1]]
+    assert (out["open_rows"], out["open_rows_after"], out["mismatches_after"]) == (2, 0, [])
+    assert {int(post_id): n for post_id, n in out["sums_after"].items()} == {a: 4, b: 4}
 
 
 def rolled_through():
