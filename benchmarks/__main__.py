@@ -111,13 +111,15 @@ def parser():
         "--server-depth", type=positive_int, default=500, help="real server: the deep page"
     )
     p.add_argument(
-        "--server-duration", type=positive_int, default=10, help="real server: wrk seconds a case"
+        "--server-duration", type=positive_int, default=5, help="real server: wrk seconds a case"
     )
     p.add_argument(
         "--server-rounds",
         type=positive_int,
-        default=1,
-        help="real server: rounds of on/off pairs (an even number runs each side first as often)",
+        # Rounds, not long runs, are what the paired ratios need on a noisy machine; an even
+        # number gives each side of each ratio the first place as often.
+        default=4,
+        help="real server: rounds of (page, viewer) groups (even: each side first as often)",
     )
     p.add_argument(
         "--server-connections", type=positive_int, default=12, help="real server: wrk -c"
