@@ -75,7 +75,8 @@ def fill(seed=7):
         PeriodImpressions,
         SiteDailyImpressions,
     )
-    from impressions.recorder import get_flush_client, record_impressions
+    from impressions.recorder import record_impressions
+    from impressions.redis_client import get_flush_client
 
     call_command("migrate", verbosity=0, interactive=False)
     user_model = get_user_model()
