@@ -73,11 +73,9 @@ def pooled(paired, part):
 def by_kind(paired):
     """{(posts, page, kind): paired ratios} to {kind: Summary of all of them}, every size, page
     and round pooled: the goal is per viewer kind, and pooling gives its median more ratios to
-    stand on than one case's few rounds."""
-    pooled = {kind: [] for kind in KINDS}
-    for (_posts, _page, kind), values in paired.items():
-        pooled.setdefault(kind, []).extend(values)
-    return {kind: summarize(values) for kind, values in pooled.items()}
+    stand on than one case's few rounds. Every kind is there, with no ratios if it had none."""
+    kinds = pooled(paired, lambda key: key[2])
+    return {kind: kinds.get(kind, summarize([])) for kind in [*KINDS, *kinds]}
 
 
 def render(cases, results, figures, prepared, load, options):

@@ -170,21 +170,15 @@ def reading():
         return
     token = _open_tops.set({})
     try:
-        with one_snapshot():
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
+            yield
+            return
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield
     finally:
         _open_tops.reset(token)
-
-
-@contextmanager
-def one_snapshot():
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        yield
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        yield
 
 
 def readable(pieces):
