@@ -2,6 +2,7 @@
 
 import os
 
+import boto3
 import pytest
 
 import devservices
@@ -34,6 +35,29 @@ def sqs_endpoint_url():
         pytest.fail(f"Cannot start the SQS-protocol server for the tests: {error}")
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def moto_aws_env(sqs_endpoint_url):
+    """The environment of a process that talks SQS to the test server, with fake credentials."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
+    }
+
+
+@pytest.fixture
+def moto_sqs_client(sqs_endpoint_url, moto_aws_env):
+    """A boto3 SQS client of the test server, whatever this process's environment says."""
+    return boto3.client(
+        "sqs",
+        endpoint_url=sqs_endpoint_url,
+        region_name=moto_aws_env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=moto_aws_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=moto_aws_env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 @pytest.fixture

@@ -15,15 +15,9 @@ from tests.queues.sqs.support import SQS_BACKEND, create_queue_with_dlq
 
 
 @pytest.fixture
-def aws_env(monkeypatch, sqs_endpoint_url):
+def aws_env(monkeypatch, moto_aws_env):
     """Fake credentials and the moto endpoint, through boto3's standard variables."""
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
-    }
+    env = {**moto_aws_env, "AWS_SESSION_TOKEN": "testing"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
@@ -76,12 +70,6 @@ def sqs(aws_env, settings):
 
 
 @pytest.fixture
-def setup_env(sqs_endpoint_url):
+def setup_env(moto_aws_env):
     """The environment of an `sqs_setup` subprocess against moto, with no SQS task backend."""
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
-        "QUEUE_BACKEND": "dummy",
-    }
+    return {**moto_aws_env, "QUEUE_BACKEND": "dummy"}

@@ -6,7 +6,6 @@ import json
 import logging
 import uuid
 
-import boto3
 import pytest
 
 import devservices
@@ -49,22 +48,9 @@ def json_lines():
 
 
 @pytest.fixture
-def production_queue(sqs_endpoint_url):
+def production_queue(moto_aws_env, moto_sqs_client):
     """Environment of a production-like SQS queue (made by sqs_setup's defaults) on moto: the
     deploy checks read its redrive policy."""
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
-    }
-    client = boto3.client(
-        "sqs",
-        endpoint_url=sqs_endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
     name = f"casusult-{uuid.uuid4().hex[:8]}"
-    setup_queues(client, name)
-    return {**env, "SQS_QUEUE_NAME": name}
+    setup_queues(moto_sqs_client, name)
+    return {**moto_aws_env, "SQS_QUEUE_NAME": name}

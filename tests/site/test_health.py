@@ -81,13 +81,8 @@ def test_readyz_probes_the_rq_redis(client, dead_redis_url):
 
 @pytest.mark.sqs
 @pytest.mark.django_db
-def test_readyz_probes_the_sqs_queue(client, monkeypatch, sqs_endpoint_url):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
-    }.items():
+def test_readyz_probes_the_sqs_queue(client, monkeypatch, moto_aws_env):
+    for name, value in moto_aws_env.items():
         monkeypatch.setenv(name, value)
     name = f"ready-{uuid.uuid4().hex[:8]}"
     tasks = {"default": {"BACKEND": SQS, "OPTIONS": {"QUEUE_NAME": name}}}

@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 import uuid
 
-import boto3
 import pytest
 import redis
 from django.conf import settings
@@ -207,16 +206,10 @@ def get(url):
 @pytest.mark.sqs
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("concurrency", ["1", "2"])
-def test_runworker_health_port(sqs_endpoint_url, concurrency):
+def test_runworker_health_port(moto_aws_env, moto_sqs_client, concurrency):
     queue = f"health-{uuid.uuid4().hex[:8]}"
-    aws = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_SQS": sqs_endpoint_url,
-    }
-    boto3.client("sqs", **{"endpoint_url": sqs_endpoint_url, "region_name": "us-east-1",
-                           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}).create_queue(QueueName=queue)  # fmt: skip
+    aws = moto_aws_env
+    moto_sqs_client.create_queue(QueueName=queue)
     port = devservices.free_port()
     settings_dict = connection.settings_dict
     database_url = (

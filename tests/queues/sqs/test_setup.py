@@ -3,7 +3,6 @@
 import json
 import uuid
 
-import boto3
 import pytest
 
 pytestmark = pytest.mark.sqs
@@ -14,7 +13,7 @@ def attributes(client, name):
     return client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
 
 
-def test_creates_queue_and_dlq_then_converges(manage, setup_env, sqs_endpoint_url):
+def test_creates_queue_and_dlq_then_converges(manage, setup_env, moto_sqs_client):
     name = f"setup-{uuid.uuid4().hex[:8]}"
     args = ("sqs_setup", "--queue-name", name, "--max-receive-count", "4")
     first = manage(*args, "--visibility-timeout", "45", env=setup_env)
@@ -26,13 +25,7 @@ def test_creates_queue_and_dlq_then_converges(manage, setup_env, sqs_endpoint_ur
     assert again.returncode == 0, again.stderr
     assert f"queue {name}: exists" in again.stdout
 
-    client = boto3.client(
-        "sqs",
-        endpoint_url=sqs_endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = moto_sqs_client
     queue, dlq = attributes(client, name), attributes(client, f"{name}-dlq")
     redrive = json.loads(queue["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
