@@ -35,14 +35,14 @@ run: migrate
 	@echo "Ctrl-C stops everything."
 	@$(PY) -m devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" $(WORKER)
 
-# As in production: gunicorn (casusult/gunicorn_conf.py, GUNICORN_* variables), whitenoise for
+# As in production: gunicorn (casusult/gunicorn_conf.py; GUNICORN_CMD_ARGS overrides), whitenoise for
 # static files, the worker next to it. Settings stay settings.dev unless DJANGO_SETTINGS_MODULE says.
 serve: migrate
 	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)
 	@$(PY) manage.py ensure_admin
 	@$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo "gunicorn on http://$(HOST):$(PORT)/ (health: /healthz /readyz, metrics: /metrics). Ctrl-C stops everything."
-	@GUNICORN_BIND=$(HOST):$(PORT) $(PY) -m devservices supervise \
+	@GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT) $$GUNICORN_CMD_ARGS" $(PY) -m devservices supervise \
 		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" $(WORKER)
 
 # Headless Chromium for the dashboard's browser test and the screenshots: Debian's package, as
