@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test lint format bench loadtest venv services database migrate browser screenshots
+.PHONY: run serve test lint format docs bench loadtest venv services database migrate browser screenshots
 
 venv: $(VENV)/.installed
 
@@ -84,6 +84,12 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the dependency rule (pyproject.toml [tool.importlinter])
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
+
+# The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or a page missing
+# from the navigation fails, as in make lint.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 format: venv
 	$(VENV)/bin/ruff check --fix .
