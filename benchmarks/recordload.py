@@ -61,7 +61,7 @@ class RecordWorker:
         from casusult.models import Post
 
         override_settings(
-            REDIS_URL=target.url, IMPRESSIONS_REDIS_CLUSTER=str(target.cluster).lower()
+            IMPRESSIONS_REDIS_URL=target.url, IMPRESSIONS_REDIS_CLUSTER=str(target.cluster).lower()
         ).enable()
         self.index = index
         self.pages = [post_ids[i : i + PAGE] for i in range(0, len(post_ids) - PAGE + 1, PAGE)]
@@ -124,6 +124,7 @@ class RecordWorker:
         from django.http import HttpRequest
 
         request = HttpRequest()
+        request.method = "GET"
         request.COOKIES[settings.SESSION_COOKIE_NAME] = f"bench-session-{viewer}"
         request.user = get_user_model()(pk=viewer, username=f"bench-load-{viewer}")
         return request
