@@ -85,6 +85,6 @@ def subprocess_env(connection, **extra):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "settings.test",
         "DATABASE_URL": database_url_for_subprocess(connection),
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
         **extra,
     }

@@ -178,7 +178,7 @@ def test_dashboard_renders_with_redis_down(staff_client, history_rows):
     posts = make_posts(1)
     history_rows(posts[0].id, stats.today(), 4)
     port = devservices.free_port()  # nothing listens there
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
+    with override_settings(IMPRESSIONS_REDIS_URL=f"redis://127.0.0.1:{port}/0"):
         response = staff_client.get(DASHBOARD)
     assert response.status_code == 200
     html = response.content.decode()
