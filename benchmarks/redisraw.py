@@ -68,7 +68,7 @@ class RawRecorder:
         out = []
         for viewer_key, post_ids in requests:
             script_keys, args = recorder.record_call(
-                keys.shard_of(viewer_key), viewer_key, post_ids, "", day, 0, self.cluster
+                keys.shard_of(viewer_key), viewer_key, post_ids, "", day, guard=not self.cluster
             )
             out.append((script_keys, args, len(post_ids)))
         return out
@@ -134,7 +134,7 @@ def record_command(sha, page, cluster, reload=False):
     viewer = "u:reload" if reload else "u:__rand_int__"
     posts = [str(100 + n) for n in range(page)] if reload else ["__rand_int__"] * page
     day = recorder.moment_of(None)[1]
-    script_keys, args = recorder.record_call(0, viewer, posts, "", day, 0, cluster)
+    script_keys, args = recorder.record_call(0, viewer, posts, "", day, guard=not cluster)
     tags = (keys.tag(0), keys.guard_key().split(":", 1)[0])
     for tag in tags:
         script_keys = [key.replace(tag, "{tag}") for key in script_keys]

@@ -21,7 +21,8 @@ def tag(shard):
 
 
 def record_keys(shard, viewer_key, with_guard):
-    """The keys of one RECORD call: seen, pending, armed, lost, pending days[, guard].
+    """The keys of one RECORD call: seen, pending, armed, lost, pending days, totals, snapshots
+    index[, guard].
 
     Built from strings made once per (prefix, shard): the request path asks for them each call.
     """
@@ -38,6 +39,8 @@ def _record_keys(prefix, shard, with_guard):
         armed_key(shard),
         lost_key(shard),
         pending_days_key(shard),
+        totals_key(shard),
+        snapshots_key(shard),
     )
     return (*out, guard_key()) if with_guard else out
 
@@ -65,6 +68,12 @@ def armed_key(shard):
 def lost_key(shard):
     """Impressions that processes could not record (reported once Redis answers again)."""
     return f"{tag(shard)}:lost"
+
+
+def totals_key(shard):
+    """Hash of the shard's running totals: impressions `pending` and in `snapshots` (and each
+    snapshot's own, `snapshot:<flush id>`); `exact` once counted in full (scripts.RECOUNT)."""
+    return f"{tag(shard)}:totals"
 
 
 def snapshot_prefix(shard):

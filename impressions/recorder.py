@@ -91,8 +91,9 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     unreported = lost.take_unreported()
     try:
         client = get_client()
+        # One server: take the schedule guard in the same round trip.
         script_keys, args = record_call(
-            shard, viewer_key, post_ids, script_now, day, unreported, is_cluster(client)
+            shard, viewer_key, post_ids, script_now, day, unreported, guard=not is_cluster(client)
         )
         counted, newly_armed, guard_taken, blocked_ms = evalsha(client, "RECORD", script_keys, args)
     except Exception as error:
@@ -110,12 +111,13 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     return RecordResult(int(counted), 0, scheduled)
 
 
-def record_call(shard, viewer_key, post_ids, script_now, day, unreported, cluster):
-    """(KEYS, ARGV) of one RECORD script call: its calling convention, in this one place (the
-    benchmarks' raw contender sends exactly these)."""
-    # One server: the script takes the schedule guard in the same round trip; a cluster keeps
-    # the guard in another slot.
-    script_keys = keys.record_keys(shard, viewer_key, with_guard=not cluster)
+def record_call(shard, viewer_key, post_ids, script_now, day, unreported=0, *, guard=True):
+    """(keys, args) of one RECORD call (scripts.py): the one place that knows their order.
+
+    `guard`: pass the schedule guard's key too (a standalone Redis; a cluster keeps it in another
+    slot).
+    """
+    script_keys = keys.record_keys(shard, viewer_key, with_guard=guard)
     return script_keys, [script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, *post_ids]
 
 
@@ -217,26 +219,24 @@ def pending_status(post_ids):
 
 
 def buffer_status(timeout=None):
-    """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors."""
+    """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors.
+
+    It reads three small keys per shard (the totals the scripts keep, HLEN of the pending hash,
+    the losses), so it costs Redis the same at 10 and at 10 million pending counters. After a
+    deploy over the previous version's keys, the first flush counts the totals in full (SNAPSHOT).
+    """
     pipe = get_client(timeout).pipeline(transaction=False)
     for shard in range(conf.SHARDS):
-        # EVAL by name, as in pending_status: a cluster pipeline has no eval(); read once per
-        # scrape or admin page, not per request.
-        pipe.execute_command(
-            "EVAL",
-            scripts.BUFFER_TOTALS,
-            3,
-            keys.pending_key(shard),
-            keys.lost_key(shard),
-            keys.snapshots_key(shard),
-            keys.snapshot_prefix(shard),
-        )
+        pipe.hmget(keys.totals_key(shard), "pending", "snapshots")
+        pipe.hlen(keys.pending_key(shard))
+        pipe.get(keys.lost_key(shard))
     pipe.exists(keys.guard_key())
-    *shards, scheduled = pipe.execute()
+    *replies, scheduled = pipe.execute()
     entries = impressions = reported_lost = in_snapshots = 0
-    for shard_entries, shard_impressions, shard_lost, shard_snapshots in shards:
-        entries += int(shard_entries)
-        impressions += int(shard_impressions)
-        reported_lost += int(shard_lost)
-        in_snapshots += int(shard_snapshots)
+    for index in range(0, len(replies), 3):
+        (pending, snapshots), shard_entries, shard_lost = replies[index : index + 3]
+        impressions += int(pending or 0)
+        in_snapshots += int(snapshots or 0)
+        entries += shard_entries
+        reported_lost += int(shard_lost or 0)
     return BufferStatus(impressions, entries, reported_lost, in_snapshots, bool(scheduled))

@@ -45,6 +45,8 @@ def test_record_keys_are_the_keys_the_key_functions_name():
         keys.armed_key(shard),
         keys.lost_key(shard),
         keys.pending_days_key(shard),
+        keys.totals_key(shard),
+        keys.snapshots_key(shard),
     ]
     assert keys.record_keys(shard, viewer, with_guard=False) == each
     assert keys.record_keys(shard, viewer, with_guard=True) == [*each, keys.guard_key()]
