@@ -12,6 +12,8 @@ from casusult.arguments import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape")
+# Sections that run only when --only names them (they take long).
+EXTRA = ("window",)
 LOAD_TARGETS = ("standalone", "cluster")
 
 
@@ -29,9 +31,11 @@ def sizes(text):
 
 def benchmarks(text):
     chosen = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = sorted(set(chosen) - set(ALL))
+    unknown = sorted(set(chosen) - set(ALL + EXTRA))
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown benchmark(s) {unknown}; choose from {ALL}")
+        raise argparse.ArgumentTypeError(
+            f"unknown benchmark(s) {unknown}; choose from {ALL + EXTRA}"
+        )
     return chosen
 
 
@@ -74,7 +78,12 @@ def parser():
         default=env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
         help="Redis database the benchmarks may FLUSHDB (never db 0)",
     )
-    p.add_argument("--only", type=benchmarks, default=list(ALL), help=f"subset of {','.join(ALL)}")
+    p.add_argument(
+        "--only",
+        type=benchmarks,
+        default=list(ALL),
+        help=f"subset of {','.join(ALL)} (the default), or {','.join(EXTRA)} (only when named)",
+    )
     p.add_argument(
         "--rounds", type=positive_int, default=3, help="interleaved rounds per benchmark"
     )
@@ -116,6 +125,18 @@ def parser():
         type=load_targets,
         default=list(LOAD_TARGETS),
         help="… standalone (the --redis-url db), cluster (a 3-node cluster started for it)",
+    )
+    p.add_argument(
+        "--window-posts",
+        type=positive_int,
+        default=3_000_000,
+        help="window (--only window): distinct posts pending in the one window flushed",
+    )
+    p.add_argument(
+        "--window-parts",
+        type=sizes,
+        default=[1, 4],
+        help="… flush tasks run at once, comma-separated (default 1,4)",
     )
     p.add_argument(
         "--e2e-requests", type=positive_int, default=100, help="timeline requests per round"
