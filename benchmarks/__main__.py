@@ -11,7 +11,7 @@ from pathlib import Path
 from casusult.arguments import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape")
+ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape", "capacity")
 # Sections that run only when --only names them (they take long).
 EXTRA = ("window",)
 LOAD_TARGETS = ("standalone", "cluster")
@@ -46,14 +46,19 @@ def load_targets(text):
     return chosen
 
 
-def positive_seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 600:
-        raise argparse.ArgumentTypeError("give seconds above 0 and at most 600")
-    return value
+def positive_number(maximum):
+    """A `type=` function accepting numbers above 0 and at most `maximum`."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 < value <= maximum:
+            raise argparse.ArgumentTypeError(f"give a number above 0 and at most {maximum}")
+        return value
+
+    return parse
 
 
 def redis_db_url(text):
@@ -118,7 +123,7 @@ def parser():
         help="record path under load: process counts, comma-separated (default 1,2,4,8)",
     )
     p.add_argument(
-        "--load-seconds", type=positive_seconds, default=2.0, help="… seconds of one timed run"
+        "--load-seconds", type=positive_number(600), default=2.0, help="… seconds of one timed run"
     )
     p.add_argument(
         "--load-targets",
@@ -137,6 +142,30 @@ def parser():
         type=sizes,
         default=[1, 4],
         help="… flush tasks run at once, comma-separated (default 1,4)",
+    )
+    p.add_argument(
+        "--capacity-impressions",
+        type=positive_int,
+        default=1_000_000_000,
+        help="capacity plan: counted impressions a day",
+    )
+    p.add_argument(
+        "--capacity-peak",
+        type=positive_number(100),
+        default=3.0,
+        help="… peak-to-average ratio (busiest second ÷ the day's mean)",
+    )
+    p.add_argument(
+        "--capacity-distinct",
+        type=positive_int,
+        default=3_000_000,
+        help="… distinct (post, day) pairs pending in a peak window",
+    )
+    p.add_argument(
+        "--capacity-window-posts",
+        type=positive_int,
+        default=100_000,
+        help="… posts of the window it flushes itself at each --window-parts K",
     )
     p.add_argument(
         "--e2e-requests", type=positive_int, default=100, help="timeline requests per round"

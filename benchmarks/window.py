@@ -13,6 +13,7 @@ from . import bulkfill, fixtures, ours
 from .flush import impressions_total
 from .harness import ContenderFailed, format_bytes, format_rate, markdown_table, timed
 from .loadworkers import WorkerPool
+from .targets import sample_of
 
 SAMPLE = 12_000  # posts of the fill's check against record_impressions
 TABLES = (
@@ -115,6 +116,7 @@ def run_one(parts, pending, day, redis_client, log):
     keep_before(min(pending))
     total_before = impressions_total()
     rows_before, wal_before = table_counters()
+    redis_before = sample_of(redis_client)
     pool = WorkerPool(parts, FlushPart)
     try:
         window = secrets.token_hex(8)
@@ -123,6 +125,7 @@ def run_one(parts, pending, day, redis_client, log):
         seconds = time.perf_counter() - start
     finally:
         pool.close()
+    redis_used = sample_of(redis_client) - redis_before
     rows_after, wal_after = table_counters()
     applied = sum(reply[1] for reply in replies)
     grown = impressions_total() - total_before
@@ -149,6 +152,8 @@ def run_one(parts, pending, day, redis_client, log):
         "redis_bytes_per_post": memory / len(pending),
         "writes_per_post": (rows_after - rows_before) / len(pending),
         "wal_bytes_per_post": (wal_after - wal_before) / len(pending),
+        "redis_flush_cpu_per_post": redis_used.cpu / len(pending),
+        "redis_flush_bytes_per_post": (redis_used.net_in + redis_used.net_out) / len(pending),
     }
 
 
@@ -226,3 +231,15 @@ def render(found, size, keys_compared, minutes, parts_wanted):
         rows,
     )
     return text + "\n"
+
+
+def small_windows(options, post_ids, redis_client, log=print):
+    """The capacity section's own flush measurements, in the bench database: a window of
+    --capacity-window-posts posts flushed at each K of --window-parts (the parts the flush
+    supports); {K: figures}."""
+    from impressions.recorder import today
+
+    parts_wanted = [k for k in options.window_parts if k == 1 or supports_parts()]
+    pending = window_pending(post_ids, options.capacity_window_posts)
+    log(f"capacity: a window of {len(pending):,} posts flushed at K={parts_wanted}")
+    return {k: run_one(k, pending, today.text(), redis_client, log) for k in parts_wanted}
