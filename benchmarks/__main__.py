@@ -8,7 +8,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from casusult.arguments import positive_int
+from casusult.arguments import number, positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape", "capacity")
@@ -44,21 +44,6 @@ def load_targets(text):
     if not chosen or set(chosen) - set(LOAD_TARGETS):
         raise argparse.ArgumentTypeError(f"choose from {','.join(LOAD_TARGETS)}")
     return chosen
-
-
-def positive_number(maximum):
-    """A `type=` function accepting numbers above 0 and at most `maximum`."""
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not 0 < value <= maximum:
-            raise argparse.ArgumentTypeError(f"give a number above 0 and at most {maximum}")
-        return value
-
-    return parse
 
 
 def redis_db_url(text):
@@ -123,7 +108,7 @@ def parser():
         help="record path under load: process counts, comma-separated (default 1,2,4,8)",
     )
     p.add_argument(
-        "--load-seconds", type=positive_number(600), default=2.0, help="… seconds of one timed run"
+        "--load-seconds", type=number(0.1, 600), default=2.0, help="… seconds of one timed run"
     )
     p.add_argument(
         "--load-targets",
@@ -151,7 +136,7 @@ def parser():
     )
     p.add_argument(
         "--capacity-peak",
-        type=positive_number(100),
+        type=number(1, 100),
         default=3.0,
         help="… peak-to-average ratio (busiest second ÷ the day's mean)",
     )
