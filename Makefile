@@ -48,14 +48,14 @@ run: migrate
 	@# and make would return while supervise is still stopping the others).
 	@exec $(SUPERVISE) "$(PY) manage.py runserver $(HOST):$(PORT)" $(WORKER)
 
-# As in production: gunicorn (casusult/gunicorn_conf.py, GUNICORN_* variables), whitenoise for
+# As in production: gunicorn (casusult/gunicorn_conf.py; GUNICORN_CMD_ARGS overrides), whitenoise for
 # static files, the worker next to it. Settings stay settings.dev unless DJANGO_SETTINGS_MODULE says.
 serve: migrate
 	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)
 	@$(PY) manage.py ensure_admin --password-file $(STATE_DIR)/admin-password
 	@$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo "gunicorn on http://$(HOST):$(PORT)/ (health: /healthz /readyz, metrics: /metrics). Ctrl-C stops everything."
-	@GUNICORN_BIND=$(HOST):$(PORT) exec $(SUPERVISE) \
+	@GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT) $$GUNICORN_CMD_ARGS" exec $(SUPERVISE) \
 		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" $(WORKER)
 
 # Headless Chromium for the dashboard's browser test and the screenshots: Debian's package, as

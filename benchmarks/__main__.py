@@ -11,7 +11,7 @@ from pathlib import Path
 from casusult.arguments import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "flush", "e2e", "memory", "dashboard", "server")
+ALL = ("record", "flush", "e2e", "memory", "dashboard", "server", "scrape")
 
 
 def sizes(text):
@@ -123,6 +123,13 @@ def parser():
     )
     p.add_argument(
         "--server-connections", type=positive_int, default=12, help="real server: wrk -c"
+    )
+    p.add_argument(
+        "--scrape-sizes",
+        type=sizes,
+        default=[10, 10_000_000],
+        help="scrape: pending counters in the buffer, comma-separated (default 10,10000000;"
+        " 10 million take about 1 GB of Redis memory for a minute)",
     )
     p.add_argument("--seed", type=int, default=5, help="for the random pages, posts, viewers")
     p.add_argument(

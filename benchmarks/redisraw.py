@@ -14,11 +14,10 @@ BENCHMARK_REQUESTS = 20_000
 
 def _impressions():
     try:
-        from impressions import keys, scripts
-        from impressions.conf import conf
+        from impressions import keys, recorder, scripts
     except ImportError as error:
         raise ContenderFailed(f"the impressions app is not available ({error})") from None
-    return keys, scripts, conf
+    return keys, recorder, scripts
 
 
 class RawRecorder:
@@ -33,26 +32,19 @@ class RawRecorder:
         if self._client is None:
             import redis
 
-            _keys, scripts, _conf = _impressions()
+            _keys, _recorder, scripts = _impressions()
             self._client = redis.Redis.from_url(self.url)
             self._script = self._client.register_script(scripts.RECORD)
         return self._client
 
     def calls(self, requests):
         """[(keys, args)] for [(viewer key, post ids)], the way impressions.recorder builds them."""
-        keys, _scripts, conf = _impressions()
-        out = []
-        for viewer_key, post_ids in requests:
-            shard = keys.shard_of(viewer_key)
-            script_keys = [
-                keys.seen_key(shard, viewer_key),
-                keys.pending_key(shard),
-                keys.armed_key(shard),
-                keys.lost_key(shard),
-                keys.guard_key(),
-            ]
-            out.append((script_keys, ["", conf.DEDUP_WINDOW, conf.GUARD_TTL, 0, *post_ids]))
-        return out
+        keys, recorder, _scripts = _impressions()
+        _now, day = recorder.moment_of(None)
+        return [
+            recorder.record_call(keys.shard_of(viewer_key), viewer_key, post_ids, "", day)
+            for viewer_key, post_ids in requests
+        ]
 
     def replay(self, calls):
         """EVALSHA each call; the per-call latencies."""
@@ -112,24 +104,14 @@ def redis_benchmark_rows(url, raw, page):
             ["redis-benchmark is not on PATH (apt-get install redis-tools)", "", "", "", "", ""]
         ]
     try:
-        keys, scripts, conf = _impressions()
+        _keys, recorder, scripts = _impressions()
         sha = raw.client.script_load(scripts.RECORD)
-        viewer = "u:__rand_int__"  # a fresh viewer per call, all in shard 0's slot
-        record = [
-            "EVALSHA",
-            sha,
-            5,
-            keys.seen_key(0, viewer),
-            keys.pending_key(0),
-            keys.armed_key(0),
-            keys.lost_key(0),
-            keys.guard_key(),
-            "",
-            conf.DEDUP_WINDOW,
-            conf.GUARD_TTL,
-            0,
-            *["__rand_int__"] * page,
-        ]
+        _now, day = recorder.moment_of(None)
+        # A fresh viewer per call, all in shard 0's slot.
+        script_keys, args = recorder.record_call(
+            0, "u:__rand_int__", ["__rand_int__"] * page, "", day
+        )
+        record = ["EVALSHA", sha, len(script_keys), *script_keys, *args]
         rows = []
         for clients in (1, 50):
             for parsed in redis_benchmark(url, clients, *record):

@@ -3,9 +3,20 @@
 import math
 import time
 
-from . import dashboard, end_to_end, fixtures, flush, machine, memory, record, server, server_report
+from . import (
+    dashboard,
+    end_to_end,
+    fixtures,
+    flush,
+    machine,
+    memory,
+    record,
+    scrape,
+    server,
+    server_report,
+)
 from .flush import NO_HISTORY
-from .harness import LIMIT, format_bytes, format_rate, ours_of
+from .harness import LIMIT, format_bytes, format_rate, format_seconds, ours_of
 from .report import Section, flush_chart, write_markdown
 
 CHART_NAME = "flush_scaling.png"
@@ -20,9 +31,11 @@ def bench_redis(url):
 
 def run_all(options, command):
     start = time.perf_counter()
-    fixtures.migrate()
-    fixtures.ensure_posts(options.posts)
-    post_ids = fixtures.all_post_ids()
+    post_ids = []
+    if any(name != "scrape" for name in options.only):  # the scrape needs no database
+        fixtures.migrate()
+        fixtures.ensure_posts(options.posts)
+        post_ids = fixtures.all_post_ids()
     redis_client = bench_redis(options.redis_url)
     redis_client.flushdb()
     print(f"fixtures ready: {len(post_ids):,} posts ({time.perf_counter() - start:.1f} s)")
@@ -95,6 +108,10 @@ def run_all(options, command):
         body, figures = server_report.render(*server.run(options), options)
         sections.append(Section("6. Real server", "", body))
         headlines += server_report.headlines(figures)
+    if "scrape" in options.only:
+        body, figures = scrape.run(options)
+        sections.append(Section("7. Metrics scrape", scrape.INTRO, body))
+        headlines += scrape_headlines(figures)
     redis_client.flushdb()
 
     print()
@@ -104,6 +121,20 @@ def run_all(options, command):
     write_markdown(
         options.output, machine.describe(redis_client), command, headlines, sections, chart
     )
+
+
+def scrape_headlines(figures):
+    """One line: a scrape's Redis time, ours and the old scan's, at the smallest and largest size."""
+    if not figures:
+        return []
+    parts = []
+    for size in (min(figures), max(figures)):
+        ours, old = figures[size]["ours"][0][1], figures[size]["old"][0][1]
+        parts.append(
+            f"at {size:,} pending counters ours {format_seconds(ours)}, the old full scan"
+            f" {format_seconds(old)} ({times(old, ours)})"
+        )
+    return ["Metrics scrape, Redis time: " + "; ".join(parts) + "."]
 
 
 def times(a, b):

@@ -152,8 +152,9 @@ def take_snapshots(client, flush_id):
                 keys.armed_key(shard),
                 keys.pending_days_key(shard),
                 keys.snapshot_days_key(shard, flush_id),
+                keys.totals_key(shard),
             ],
-            args=[flush_id],
+            args=[flush_id, keys.snapshot_prefix(shard)],
         )
 
 
@@ -188,6 +189,7 @@ def drop_snapshot(client, shard, flush_id):
             keys.snapshot_key(shard, flush_id),
             keys.snapshots_key(shard),
             keys.snapshot_days_key(shard, flush_id),
+            keys.totals_key(shard),
         ],
         args=[flush_id],
     )

@@ -44,6 +44,12 @@ def lost_key(shard):
     return f"{tag(shard)}:lost"
 
 
+def totals_key(shard):
+    """Hash of the shard's running totals: impressions `pending` and in `snapshots` (and each
+    snapshot's own, `snapshot:<flush id>`); `exact` once counted in full (scripts.RECOUNT)."""
+    return f"{tag(shard)}:totals"
+
+
 def snapshot_prefix(shard):
     return f"{tag(shard)}:snapshot:"
 

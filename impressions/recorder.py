@@ -86,19 +86,12 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     unreported = lost.take_unreported()
     try:
         client = get_client()
-        script_keys = [
-            keys.seen_key(shard, viewer_key),
-            keys.pending_key(shard),
-            keys.armed_key(shard),
-            keys.lost_key(shard),
-            keys.pending_days_key(shard),
-        ]
-        if not is_cluster(client):
-            # One server: take the schedule guard in the same round trip.
-            script_keys.append(keys.guard_key())
+        # One server: take the schedule guard in the same round trip.
+        script_keys, args = record_call(
+            shard, viewer_key, post_ids, script_now, day, unreported, guard=not is_cluster(client)
+        )
         counted, newly_armed, guard_taken, blocked_ms = script(client, "RECORD")(
-            keys=script_keys,
-            args=[script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, *post_ids],
+            keys=script_keys, args=args
         )
     except Exception as error:
         lost.give_back(unreported)
@@ -113,6 +106,26 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         record_impressions, served=len(post_ids), counted=int(counted), lost=0
     )
     return RecordResult(int(counted), 0, scheduled)
+
+
+def record_call(shard, viewer_key, post_ids, script_now, day, unreported=0, *, guard=True):
+    """(keys, args) of one RECORD call (scripts.py): the one place that knows their order.
+
+    `guard`: pass the schedule guard's key too (a standalone Redis; a cluster keeps it in another
+    slot).
+    """
+    script_keys = [
+        keys.seen_key(shard, viewer_key),
+        keys.pending_key(shard),
+        keys.armed_key(shard),
+        keys.lost_key(shard),
+        keys.pending_days_key(shard),
+        keys.totals_key(shard),
+        keys.snapshots_key(shard),
+    ]
+    if guard:
+        script_keys.append(keys.guard_key())
+    return script_keys, [script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, *post_ids]
 
 
 def record_loss(count, whose, error):
@@ -178,26 +191,24 @@ def pending_status(post_ids):
 
 
 def buffer_status(timeout=None):
-    """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors."""
+    """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors.
+
+    It reads three small keys per shard (the totals the scripts keep, HLEN of the pending hash,
+    the losses), so it costs Redis the same at 10 and at 10 million pending counters. After a
+    deploy over the previous version's keys, the first flush counts the totals in full (SNAPSHOT).
+    """
     pipe = get_client(timeout).pipeline(transaction=False)
     for shard in range(conf.SHARDS):
-        # EVAL by name, as in pending_status: a cluster pipeline has no eval(); read once per
-        # scrape or admin page, not per request.
-        pipe.execute_command(
-            "EVAL",
-            scripts.BUFFER_TOTALS,
-            3,
-            keys.pending_key(shard),
-            keys.lost_key(shard),
-            keys.snapshots_key(shard),
-            keys.snapshot_prefix(shard),
-        )
+        pipe.hmget(keys.totals_key(shard), "pending", "snapshots")
+        pipe.hlen(keys.pending_key(shard))
+        pipe.get(keys.lost_key(shard))
     pipe.exists(keys.guard_key())
-    *shards, scheduled = pipe.execute()
+    *replies, scheduled = pipe.execute()
     entries = impressions = reported_lost = in_snapshots = 0
-    for shard_entries, shard_impressions, shard_lost, shard_snapshots in shards:
-        entries += int(shard_entries)
-        impressions += int(shard_impressions)
-        reported_lost += int(shard_lost)
-        in_snapshots += int(shard_snapshots)
+    for index in range(0, len(replies), 3):
+        (pending, snapshots), shard_entries, shard_lost = replies[index : index + 3]
+        impressions += int(pending or 0)
+        in_snapshots += int(snapshots or 0)
+        entries += shard_entries
+        reported_lost += int(shard_lost or 0)
     return BufferStatus(impressions, entries, reported_lost, in_snapshots, bool(scheduled))

@@ -45,7 +45,7 @@ def is_cluster(client):
 
 
 def reset_clients(**_):
-    """Forget cached clients (tests switch REDIS_URL with override_settings), and what the
+    """Forget cached clients (tests switch IMPRESSIONS_REDIS_URL with override_settings), and what the
     process knew about that Redis's de-duplication."""
     reloads.clear()
     with _lock:
@@ -60,7 +60,7 @@ def reset_clients(**_):
 
 @receiver(setting_changed, dispatch_uid="impressions-reset-clients")
 def _on_setting_changed(setting, **_):
-    if setting == "REDIS_URL" or setting.startswith("IMPRESSIONS_REDIS"):
+    if setting.startswith("IMPRESSIONS_REDIS"):
         reset_clients()
 
 

@@ -74,5 +74,5 @@ reloads = ReloadCache()
 @receiver(setting_changed, dispatch_uid="impressions-clear-reloads")
 def _on_setting_changed(setting, **_):
     # Another Redis or another window: what this process knew no longer holds.
-    if setting == "REDIS_URL" or setting.startswith("IMPRESSIONS_"):
+    if setting.startswith("IMPRESSIONS_"):
         reloads.clear()

@@ -24,7 +24,7 @@ from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset
 @pytest.fixture
 def standalone_buffer():
     """The standalone Redis of REDIS_URL, emptied before and after the test; Dummy task backend."""
-    ping_or_fail(settings.REDIS_URL)
+    ping_or_fail(settings.IMPRESSIONS_REDIS_URL)
     with override_settings(TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_CLUSTER="auto"):
         client = get_flush_client()
         flush_redis(client)  # also clears this process's reload cache
@@ -37,7 +37,7 @@ def standalone_buffer():
 def cluster_buffer(redis_cluster_url):
     """The real 3-node Redis Cluster, detected automatically (INFO cluster)."""
     with override_settings(
-        TASKS=DUMMY_TASKS, REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
+        TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
     ):
         client = get_flush_client()
         flush_redis(client)  # also clears this process's reload cache

@@ -58,7 +58,7 @@ def test_post_list_sorts_by_flushed_impressions(staff_client, standalone_buffer)
 def test_post_list_says_unavailable_when_redis_is_down(staff_client, private_redis):
     posts = make_posts(1)
     private_redis.stop()
-    with override_settings(REDIS_URL=private_redis.url):
+    with override_settings(IMPRESSIONS_REDIS_URL=private_redis.url):
         response = staff_client.get("/admin/casusult/post/")
     assert response.status_code == 200
     html = response.content.decode()
