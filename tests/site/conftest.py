@@ -21,10 +21,9 @@ from casusult.jsonlog import JsonFormatter
 from impressions.recorder import get_client
 from impressions.reloads import reloads
 from queues.sqs.setup import setup_queues
-from settings.base import rq_queues
 from tests.impressions.support import database_url_for_subprocess
 from tests.processes import PROJECT_DIR
-from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.rq.support import rq_settings
 
 
 @pytest.fixture
@@ -81,7 +80,7 @@ def rq_worker(django_db_setup, django_db_blocker, tmp_path_factory):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "settings.test",
         "DATABASE_URL": database_url,
-        "REDIS_URL": django_settings.REDIS_URL,
+        "REDIS_URL": django_settings.IMPRESSIONS_REDIS_URL,
         "QUEUE_BACKEND": "rq",
         "RQ_REDIS_URL": url,
     }
@@ -110,6 +109,6 @@ def rq_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 @pytest.fixture
 def rq_site(rq_worker, settings, buffer):
     """The site on the RQ backend of the module's worker, with an empty impression buffer."""
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": rq_worker}}}
-    settings.RQ_QUEUES = rq_queues(settings.TASKS)
+    for name, value in rq_settings(rq_worker).items():
+        setattr(settings, name, value)
     return rq_worker
