@@ -15,13 +15,12 @@ Never reuse a retired id.
 """
 
 from django.apps import apps
-from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.tasks.backends.dummy import DummyBackend
 
-from .conf import conf, invalid_settings
+from .conf import VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
 from .tasks import flush_impressions_task
 
 
@@ -117,15 +116,9 @@ def check_flush_can_be_deferred(app_configs=None, **kwargs):
     ]
 
 
-VISITOR_COOKIE_MIDDLEWARE = "impressions.middleware.VisitorCookieMiddleware"
-
-
 @checks.register(checks.Tags.compatibility)
 def check_visitor_cookie_middleware(app_configs=None, **kwargs):
-    if (
-        not (conf.ENABLED and conf.COUNT_ANONYMOUS)
-        or VISITOR_COOKIE_MIDDLEWARE in settings.MIDDLEWARE
-    ):
+    if not (conf.ENABLED and conf.COUNT_ANONYMOUS) or conf.SETS_VISITOR_COOKIE:
         return []
     return [
         checks.Warning(

@@ -24,6 +24,11 @@ def seen_key(shard, viewer_key):
     return f"{tag(shard)}:seen:{viewer_key}"
 
 
+def rate_key(shard, viewer_key, hour):
+    """Impressions `viewer_key` counted in clock hour `hour` (Unix hours); expires after it."""
+    return f"{tag(shard)}:rate:{viewer_key}:{hour}"
+
+
 def pending_key(shard):
     """Hash `<post id>:<day>` -> impressions counted but not yet snapshotted by a flush."""
     return f"{tag(shard)}:pending"
@@ -76,6 +81,12 @@ def snapshots_key(shard):
 def guard_key():
     """The schedule guard: set while a flush is scheduled and has not started."""
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled"
+
+
+def new_viewers_key(ip_digest, hour):
+    """Hash of the new anonymous viewers one IP address (by digest) brought in clock hour `hour`:
+    `#` = how many; a field per cookie-less digest. A slot of its own per address."""
+    return f"{{{conf.KEY_PREFIX}:ip:{ip_digest}}}:new-viewers:{hour}"
 
 
 def salt_key(day):

@@ -27,6 +27,12 @@ from tests.queues.rq.support import rq_settings
         ("IMPRESSIONS_HISTORY_DAYS", -1),
         ("IMPRESSIONS_HISTORY_DAYS", "400"),
         ("IMPRESSIONS_HISTORY_DAYS", True),
+        ("IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR", -1),
+        ("IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR", "2000"),
+        ("IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR", None),
+        ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", 10**10),
+        ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", 2.5),
+        ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", False),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_setting(name, value):
