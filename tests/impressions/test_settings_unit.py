@@ -85,6 +85,18 @@ def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
         assert check_flush_can_be_deferred() == []
 
 
+def test_deploy_check_warns_when_a_proxy_in_front_is_not_trusted():
+    def deploy_ids(**overrides):
+        with override_settings(**overrides):
+            return {message.id for message in run_checks(include_deployment_checks=True)}
+
+    proxied = {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https")}
+    assert "impressions.W004" in deploy_ids(**proxied)
+    assert "impressions.W004" not in deploy_ids(**proxied, IMPRESSIONS_TRUSTED_PROXIES=1)
+    assert "impressions.W004" not in deploy_ids(**proxied, IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR=0)
+    assert "impressions.W004" not in deploy_ids(SECURE_PROXY_SSL_HEADER=None)
+
+
 def counted_model_check_ids():
     """The impressions.E00x ids that Django's own check run reports (the check is registered)."""
     return {
