@@ -69,6 +69,10 @@ class QueueBackend(BaseTaskBackend):
     # Dotted path of the class that runs this backend's tasks; `runworker` imports it. The backend
     # never imports its worker (the worker imports its backend).
     worker_class = None
+    # What the backend's client raises when its server is down, misaddressed or refuses us.
+    unreachable_errors: tuple[type[Exception], ...] = ()
+    # The URL name of a dashboard of the backend's queues, when the project mounts one.
+    dashboard_url_name: str | None = None
 
     def __init__(self, alias, params):
         super().__init__(alias, params)

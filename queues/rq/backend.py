@@ -2,6 +2,7 @@
 
 import uuid
 
+import redis
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
@@ -33,6 +34,9 @@ class RQBackend(QueueBackend):
     supports_get_result = True
 
     worker_class = "queues.rq.worker.RQWorker"
+    unreachable_errors = (redis.RedisError,)
+    # django-rq's, through queues.rq.dashboard (the project's urls mount it in that namespace).
+    dashboard_url_name = "django_rq:home"
     option_defaults = {
         **QueueBackend.option_defaults,
         "JOB_TIMEOUT": 600,  # seconds a task may run before RQ stops it (a failed attempt)

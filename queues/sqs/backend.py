@@ -9,6 +9,7 @@ import uuid
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
@@ -42,6 +43,7 @@ class SQSBackend(QueueBackend):
     supports_defer = True
 
     worker_class = "queues.sqs.worker.SQSWorker"
+    unreachable_errors = (BotoCoreError, ClientError)
     option_defaults = {
         **QueueBackend.option_defaults,
         "QUEUE_URL": None,
