@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test lint format docs bench loadtest venv services database migrate browser screenshots
+.PHONY: run serve test lint format docs bench loadtest venv services database migrate browser screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -79,6 +79,12 @@ screenshots: venv browser
 	@$(PY) -m devservices ensure --database-url $(SCREENSHOTS_DATABASE_URL) --redis-url $(SCREENSHOTS_REDIS_URL)
 	DATABASE_URL=$(SCREENSHOTS_DATABASE_URL) REDIS_URL=$(SCREENSHOTS_REDIS_URL) \
 		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m screenshots
+
+# The apps' distributions (wheels and sdists) into dist/: casusult-impressions, casusult-queues and
+# casusult-redis-endpoints, each built from its package and distributions/<name>/pyproject.toml.
+dist: venv
+	rm -rf dist
+	$(PY) distributions/build.py dist
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,8 @@
 """Impressions: count the posts a timeline served, buffer in Redis, flush to the database."""
 
+# The distribution's version (distributions/impressions/pyproject.toml reads it), semantic.
+__version__ = "0.1.0"
+
 # The public API (impressions/api.py), reachable as impressions.record etc.
 __all__ = [
     "BufferStatus",

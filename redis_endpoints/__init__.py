@@ -4,6 +4,9 @@ Both the impression buffer (which then picks RedisCluster) and the RQ backend (w
 the endpoint) need this; it lives here so that neither app imports the other. Standard library only.
 """
 
+# The distribution's version (distributions/redis_endpoints/pyproject.toml reads it), semantic.
+__version__ = "0.1.0"
+
 import re
 import urllib.parse
 
