@@ -90,6 +90,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the dependency rule (pyproject.toml [tool.importlinter])
+	$(VENV)/bin/mypy  # the apps' public API, --strict (pyproject.toml [tool.mypy])
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
 
 # The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or a page missing

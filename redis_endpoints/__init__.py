@@ -14,7 +14,7 @@ SERVERLESS_HOST = re.compile(r"\.serverless\.[a-z0-9-]+\.cache\.amazonaws\.com(\
 CLUSTER_WORDS = {"1", "true", "yes", "on"}
 
 
-def cluster_endpoint_reason(url):
+def cluster_endpoint_reason(url: str) -> str | None:
     """Why `url` is a known cluster-mode endpoint, or None."""
     parts = urllib.parse.urlsplit(url)
     host = (parts.hostname or "").lower().rstrip(".")
@@ -30,7 +30,7 @@ def cluster_endpoint_reason(url):
     return None
 
 
-def redact(url):
+def redact(url: str) -> str:
     """`url` with its password replaced by ***, fit for logs and error messages."""
     parts = urllib.parse.urlsplit(url)
     if parts.password:
