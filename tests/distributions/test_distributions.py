@@ -91,3 +91,26 @@ def test_the_site_pins_what_the_apps_require():
             continue  # built from this repository
         assert requirement.name.lower() in pins, f"requirements.txt does not pin {requirement}"
         assert requirement.specifier.contains(pins[requirement.name.lower()]), requirement
+
+
+def requires(built, distribution):
+    """The Requires-Dist lines of `distribution`'s wheel."""
+    [path] = built.glob(f"{distribution}-*.whl")
+    with zipfile.ZipFile(path) as wheel:
+        metadata = wheel.read(f"{distribution}-0.1.0.dist-info/METADATA").decode()
+    return [
+        line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist")
+    ]
+
+
+def test_each_app_installs_alone(built_distributions):
+    """Neither app requires the other (import-linter keeps them from importing each other); the
+    queues wheel needs Django only, each backend's client comes with its extra."""
+    impressions = requires(built_distributions, "casusult_impressions")
+    queues = requires(built_distributions, "casusult_queues")
+    assert not [line for line in impressions if "queues" in line]
+    assert not [line for line in queues if "impressions" in line]
+    assert [line for line in queues if "extra ==" not in line] == ["Django>=6.1"]
+    assert {line.split(";")[0].split(">")[0].split("[")[0] for line in queues if "extra ==" in line} == {
+        "rq", "redis", "django-rq", "casusult-redis-endpoints", "boto3"
+    }  # fmt: skip
