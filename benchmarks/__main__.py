@@ -11,7 +11,8 @@ from pathlib import Path
 from casusult.arguments import positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "flush", "e2e", "memory", "dashboard", "server", "scrape")
+ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape")
+LOAD_TARGETS = ("standalone", "cluster")
 
 
 def sizes(text):
@@ -32,6 +33,23 @@ def benchmarks(text):
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown benchmark(s) {unknown}; choose from {ALL}")
     return chosen
+
+
+def load_targets(text):
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    if not chosen or set(chosen) - set(LOAD_TARGETS):
+        raise argparse.ArgumentTypeError(f"choose from {','.join(LOAD_TARGETS)}")
+    return chosen
+
+
+def positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError("give seconds above 0 and at most 600")
+    return value
 
 
 def redis_db_url(text):
@@ -83,6 +101,21 @@ def parser():
     )
     p.add_argument(
         "--db-requests", type=positive_int, default=100, help="… for the database contenders"
+    )
+    p.add_argument(
+        "--load-processes",
+        type=sizes,
+        default=[1, 2, 4, 8],
+        help="record path under load: process counts, comma-separated (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--load-seconds", type=positive_seconds, default=2.0, help="… seconds of one timed run"
+    )
+    p.add_argument(
+        "--load-targets",
+        type=load_targets,
+        default=list(LOAD_TARGETS),
+        help="… standalone (the --redis-url db), cluster (a 3-node cluster started for it)",
     )
     p.add_argument(
         "--e2e-requests", type=positive_int, default=100, help="timeline requests per round"

@@ -11,6 +11,7 @@ from . import (
     machine,
     memory,
     record,
+    record_scaling,
     scrape,
     server,
     server_report,
@@ -47,14 +48,20 @@ def run_all(options, command):
             Section(
                 "1. Record path",
                 "One timeline request serving 20 posts (a random page of the newest posts, one of"
-                f" {record.VIEWERS} logged-in viewers), timed around the recording call only: the"
+                f" {record.VIEWERS} logged-in viewers, each (viewer, page) once: first views that"
+                " all reach Redis), timed around the recording call only: the"
                 " latency it adds to a request. The viewer is already loaded here; section 3 shows"
                 " what resolving it costs. Redis contenders start each round from an empty Redis"
-                " database, so de-duplication has the same work to do for each.",
+                " database (and ours with an empty reload cache), so de-duplication has the same"
+                " work to do for each.",
                 body,
             )
         )
         headlines += record_headlines(results)
+    if "load" in options.only:
+        body, load_figures = record_scaling.run(options, post_ids)
+        sections.append(Section("1b. Record path under load", "", body))
+        headlines += record_scaling.headlines(load_figures)
     if "flush" in options.only:
         body, by_size = flush.run(options, post_ids, redis_client)
         sections.append(
@@ -150,11 +157,12 @@ def record_headlines(results):
         if result is ours or not result.ok:
             continue
         if result.contender.kind == LIMIT:
-            share = 100 * ours.median_rate / result.median_rate
+            share = times(ours.median_rate, result.median_rate)
             lines.append(
-                f"Record path: ours runs at **{share:.0f} %** of the raw limit ({result.name}:"
-                f" {format_rate(result.median_rate)} vs {format_rate(ours.median_rate)}"
-                " impressions/s)."
+                f"Record path, first views, one process (latency table): ours"
+                f" {format_rate(ours.median_rate)} impressions/s, **{share}** the rate of"
+                f" {result.name} ({format_rate(result.median_rate)}); section 1b pairs them"
+                " round by round."
             )
         else:
             lines.append(
