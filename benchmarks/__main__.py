@@ -8,10 +8,12 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from casusult.arguments import positive_int
+from casusult.arguments import number, positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape")
+ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape", "capacity")
+# Sections that run only when --only names them (they take long).
+EXTRA = ("window",)
 LOAD_TARGETS = ("standalone", "cluster")
 
 
@@ -29,9 +31,11 @@ def sizes(text):
 
 def benchmarks(text):
     chosen = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = sorted(set(chosen) - set(ALL))
+    unknown = sorted(set(chosen) - set(ALL + EXTRA))
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown benchmark(s) {unknown}; choose from {ALL}")
+        raise argparse.ArgumentTypeError(
+            f"unknown benchmark(s) {unknown}; choose from {ALL + EXTRA}"
+        )
     return chosen
 
 
@@ -40,16 +44,6 @@ def load_targets(text):
     if not chosen or set(chosen) - set(LOAD_TARGETS):
         raise argparse.ArgumentTypeError(f"choose from {','.join(LOAD_TARGETS)}")
     return chosen
-
-
-def positive_seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 600:
-        raise argparse.ArgumentTypeError("give seconds above 0 and at most 600")
-    return value
 
 
 def redis_db_url(text):
@@ -74,7 +68,12 @@ def parser():
         default=env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
         help="Redis database the benchmarks may FLUSHDB (never db 0)",
     )
-    p.add_argument("--only", type=benchmarks, default=list(ALL), help=f"subset of {','.join(ALL)}")
+    p.add_argument(
+        "--only",
+        type=benchmarks,
+        default=list(ALL),
+        help=f"subset of {','.join(ALL)} (the default), or {','.join(EXTRA)} (only when named)",
+    )
     p.add_argument(
         "--rounds", type=positive_int, default=3, help="interleaved rounds per benchmark"
     )
@@ -109,13 +108,49 @@ def parser():
         help="record path under load: process counts, comma-separated (default 1,2,4,8)",
     )
     p.add_argument(
-        "--load-seconds", type=positive_seconds, default=2.0, help="… seconds of one timed run"
+        "--load-seconds", type=number(0.1, 600), default=2.0, help="… seconds of one timed run"
     )
     p.add_argument(
         "--load-targets",
         type=load_targets,
         default=list(LOAD_TARGETS),
         help="… standalone (the --redis-url db), cluster (a 3-node cluster started for it)",
+    )
+    p.add_argument(
+        "--window-posts",
+        type=positive_int,
+        default=3_000_000,
+        help="window (--only window): distinct posts pending in the one window flushed",
+    )
+    p.add_argument(
+        "--window-parts",
+        type=sizes,
+        default=[1, 4],
+        help="… flush tasks run at once, comma-separated (default 1,4)",
+    )
+    p.add_argument(
+        "--capacity-impressions",
+        type=positive_int,
+        default=1_000_000_000,
+        help="capacity plan: counted impressions a day",
+    )
+    p.add_argument(
+        "--capacity-peak",
+        type=number(1, 100),
+        default=3.0,
+        help="… peak-to-average ratio (busiest second ÷ the day's mean)",
+    )
+    p.add_argument(
+        "--capacity-distinct",
+        type=positive_int,
+        default=3_000_000,
+        help="… distinct (post, day) pairs pending in a peak window",
+    )
+    p.add_argument(
+        "--capacity-window-posts",
+        type=positive_int,
+        default=100_000,
+        help="… posts of the window it flushes itself at each --window-parts K",
     )
     p.add_argument(
         "--e2e-requests", type=positive_int, default=100, help="timeline requests per round"

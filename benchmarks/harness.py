@@ -208,6 +208,16 @@ def format_bytes(value):
     return f"{value:,.0f} B"
 
 
+def format_size(value):
+    """A large byte count in decimal units: 333 MB, 1.2 GB."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    for limit, suffix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g} {suffix}"
+    return f"{value:.0f} B"
+
+
 def markdown_table(headers, rows):
     """A GitHub markdown table; numbers are expected already formatted as strings."""
     cells = [[str(cell) for cell in row] for row in rows]

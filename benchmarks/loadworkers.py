@@ -82,9 +82,13 @@ class WorkerPool:
 
     def ask(self, count, method, *args):
         """worker.method(*args) in the first `count` processes at once; their replies in order."""
-        pipes = self.pipes[:count]
-        for pipe in pipes:
-            pipe.send((method, args))
+        return self.ask_each(method, [args] * count)
+
+    def ask_each(self, method, args_of_each):
+        """worker.method(*args_of_each[i]) in process i, all at once; their replies in order."""
+        pipes = self.pipes[: len(args_of_each)]
+        for pipe, args in zip(pipes, args_of_each, strict=True):
+            pipe.send((method, tuple(args)))
         replies = [pipe.recv() for pipe in pipes]
         failed = [reply.message for reply in replies if isinstance(reply, WorkerFailed)]
         if failed:

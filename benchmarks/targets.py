@@ -26,6 +26,25 @@ class ServerSample:
         )
 
 
+def sample_of(client):
+    """One server's counters now."""
+    info = client.info("all")
+    return ServerSample(
+        float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+        int(info["total_net_input_bytes"]),
+        int(info["total_net_output_bytes"]),
+    )
+
+
+def sum_samples(samples):
+    total = ServerSample(0.0, 0, 0)
+    for sample in samples:
+        total = ServerSample(
+            total.cpu + sample.cpu, total.net_in + sample.net_in, total.net_out + sample.net_out
+        )
+    return total
+
+
 class Target:
     """One Redis deployment: `url` for the clients, a plain client per node for the bookkeeping."""
 
@@ -46,13 +65,7 @@ class Target:
         return kwargs["host"], kwargs["port"]
 
     def sample(self):
-        cpu = net_in = net_out = 0
-        for node in self.nodes:
-            info = node.info("all")
-            cpu += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-            net_in += int(info["total_net_input_bytes"])
-            net_out += int(info["total_net_output_bytes"])
-        return ServerSample(cpu, net_in, net_out)
+        return sum_samples(sample_of(node) for node in self.nodes)
 
     def flush(self):
         """Empty the benchmark's data: its own db on the standalone server, every cluster node."""
