@@ -44,7 +44,7 @@ PREFETCH_WORDS = ("prefetch", "preview")
 
 class Viewer(NamedTuple):
     key: str | None  # the viewer key in Redis; None: not counted
-    ignored: str | None = None  # "method", "bot" or "prefetch": a request that is no view
+    ignored: str | None = None  # "method", "bot", "prefetch": no view; "rate": beyond a budget
     new_cookie: str | None = None  # a visitor cookie to set on the response
 
 
@@ -77,7 +77,8 @@ def record_request(request, posts):
 
 
 def identify(request):
-    """The Viewer of a request; raises a redis error when a digest needs a salt Redis cannot give."""
+    """The Viewer of a request; raises a redis error when a new cookie-less viewer needs Redis (the
+    day's salt, its address's budget) and Redis does not answer."""
     if request.method != "GET":
         return Viewer(None, ignored="method")
     if is_prefetch(request):
