@@ -81,7 +81,8 @@ if counted > 0 then
   if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
     armed = 1
     if KEYS[9] then
-      guard = redis.call('SET', KEYS[9], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
+      -- Its value: when the flush was scheduled (the dashboard adds the delay).
+      guard = redis.call('SET', KEYS[9], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
     end
   end
 end
