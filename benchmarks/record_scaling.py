@@ -25,6 +25,7 @@ from .recordload import (
     RAW,
     RELOAD_PAIRS,
     RELOADS,
+    SLICES,
     LoadBench,
 )
 
@@ -63,7 +64,8 @@ class TargetRuns:
 
 def measure(bench, processes, rounds, log=print):
     """Rounds of: the process counts (ascending, then descending), ours and raw in alternating
-    order at each, and the ceiling at a rotating place; paired ratios come from one round."""
+    slices of one run at each (which goes first alternating too), and the ceiling at a rotating
+    place; paired ratios come from one run (ours and raw) or one round (the ceiling)."""
     runs = TargetRuns(bench.target.name)
     for workload in WORKLOADS:
         log(f"  {bench.target.name}: {workload}")
@@ -76,9 +78,9 @@ def measure(bench, processes, rounds, log=print):
             for place, count in enumerate(order):
                 if place == ceiling_at:
                     found.ceilings.append(bench.ceiling(workload))
-                pair = (OURS, RAW) if (round_number + place) % 2 == 0 else (RAW, OURS)
-                for contender in pair:
-                    found.cells[count][contender].append(bench.run(contender, workload, count))
+                ours_first = (round_number + place) % 2 == 0
+                for contender, run in bench.run_pair(workload, count, ours_first).items():
+                    found.cells[count][contender].append(run)
             if ceiling_at == len(order):
                 found.ceilings.append(bench.ceiling(workload))
     runs.simple_command_cpu = bench.simple_command_cpu()
@@ -112,8 +114,11 @@ def run(options, post_ids, log=print):
 
 def render(results, options):
     text = (
-        f"Each run: N forked processes record timeline pages of {PAGE} posts for"
-        f" {options.load_seconds} s against a Redis emptied before it. **First views**: a viewer"
+        f"Each run: N forked processes record timeline pages of {PAGE} posts against a Redis"
+        f" emptied before it, ours and raw taking turns in {SLICES} slices each"
+        f" ({options.load_seconds / SLICES:.2g} s), every process switching at the same moments"
+        " (which contender starts alternates), so both meet the same machine: a paired ratio"
+        " comes from one run. **First views**: a viewer"
         f" scrolls {PAGES_PER_VIEWER} pages, so every call counts {PAGE} new posts and reaches"
         f" Redis. **Reloads**: each process first records {RELOAD_PAIRS:,} (viewer, page) pairs"
         " (untimed), then serves them again and again inside the window: nothing counts, and ours'"
