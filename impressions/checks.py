@@ -102,7 +102,8 @@ def check_flush_can_be_deferred(app_configs=None, **kwargs):
             checks.Warning(
                 "The task backend DummyBackend stores tasks and never runs them, so pending"
                 " impressions reach the database only through manage.py flush_impressions.",
-                hint="Set QUEUE_BACKEND to rq or sqs (see README, Queue backends).",
+                hint="Point TASKS at a backend whose worker runs tasks later, e.g."
+                " queues.rq.backend.RQBackend or queues.sqs.backend.SQSBackend.",
                 id="impressions.W002",
             )
         ]
@@ -112,7 +113,8 @@ def check_flush_can_be_deferred(app_configs=None, **kwargs):
         checks.Warning(
             f"The task backend {type(backend).__name__} cannot defer tasks, so the impressions"
             " flush runs at once inside the request that schedules it.",
-            hint="Set QUEUE_BACKEND to rq or sqs (see README, Queue backends).",
+            hint="Point TASKS at a backend that defers tasks to a worker, e.g."
+            " queues.rq.backend.RQBackend or queues.sqs.backend.SQSBackend.",
             id="impressions.W001",
         )
     ]
