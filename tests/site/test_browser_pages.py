@@ -59,6 +59,7 @@ def visitor_visits(tab):
     yield tab.go("/" + older.lstrip("/"))
     yield tab.go("/?page=2", expect=400)
     yield tab.go("/?cursor=not-a-cursor", expect=400)
+    yield tab.go("/no-such-page/", expect=404)
     yield tab.go("/accounts/login/")
 
 
