@@ -1,12 +1,14 @@
-"""What our queue backends share: OPTIONS validation, retries, the task allow-list, the check hook."""
+"""What our queue backends share: OPTIONS validation, retries, the task registry, the check hook."""
 
+import threading
 from dataclasses import dataclass
 
-from django.apps import apps
 from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import InvalidTask
 
-from .exceptions import QueueConfigurationError
-from .execution import DOTTED_PATH, load_task
+from .bounds import DOTTED_PATH, check_arguments, sample
+from .exceptions import MalformedMessage, QueueConfigurationError, TaskNotAllowed
+from .registry import discover_tasks
 
 # The longest retry delay: SQS delays a message 15 minutes at most, and a backoff past that is
 # better served by a person looking at the failed registry or the DLQ.
@@ -29,7 +31,7 @@ class QueueBackend(BaseTaskBackend):
     option_defaults = {
         "MAX_ATTEMPTS": 3,  # runs of a failing task, the first included
         "RETRY_DELAY": 10,  # seconds before the second run, doubling after each failure
-        "TASK_MODULES": (),  # module prefixes allowed besides the packages of INSTALLED_APPS
+        "TASK_MODULES": (),  # modules whose tasks are registered besides the apps' tasks modules
     }
     # Dotted path of the class that runs this backend's tasks; `runworker` imports it. The backend
     # never imports its worker (the worker imports its backend).
@@ -57,6 +59,8 @@ class QueueBackend(BaseTaskBackend):
         ):
             raise self.option_error("TASK_MODULES must be a list of module names (a.b.c).")
         self.options["TASK_MODULES"] = tuple(modules)
+        self._registry = None
+        self._registry_lock = threading.RLock()
 
     def option_error(self, message):
         return QueueConfigurationError(f"TASKS[{self.alias!r}]['OPTIONS']: {message}")
@@ -73,14 +77,42 @@ class QueueBackend(BaseTaskBackend):
         """Seconds to wait after failed attempt `attempt` (1, 2, …): RETRY_DELAY, doubling, capped."""
         return min(MAX_RETRY_DELAY, self.options["RETRY_DELAY"] * 2 ** (attempt - 1))
 
-    def allowed_task_modules(self):
-        """Module prefixes a task path must start with: INSTALLED_APPS' packages + TASK_MODULES."""
-        installed = {config.name for config in apps.get_app_configs()}
-        return tuple(sorted(installed | set(self.options["TASK_MODULES"])))
+    def task_registry(self):
+        """{module_path: Task} this backend runs: the installed apps' `tasks` modules and the
+        modules of TASK_MODULES, imported once (workers call it at start)."""
+        with self._registry_lock:
+            if self._registry is None:
+                where = f"TASKS[{self.alias!r}]['OPTIONS']"
+                self._registry = discover_tasks(self.options["TASK_MODULES"], where)
+        return self._registry
 
     def load_task(self, path):
-        """The django.tasks Task at `path`; RefusedJob (TaskNotAllowed: never imported) otherwise."""
-        return load_task(path, self.allowed_task_modules())
+        """The registered Task named `path`; RefusedJob otherwise. Nothing is ever imported."""
+        task = self.task_registry().get(path) if isinstance(path, str) else None
+        if task is None:
+            raise TaskNotAllowed(
+                f"task {sample(path, 200)} is not registered (the installed apps' tasks modules and"
+                " TASK_MODULES): nothing imported"
+            )
+        return task
+
+    def require_registered(self, task):
+        """InvalidTask unless a worker will find `task` in its registry (at enqueue: @task
+        validates while its module is imported, before the registry can be built)."""
+        if task.module_path not in self.task_registry():
+            raise InvalidTask(
+                f"Task {task.module_path} is not registered with TASKS[{self.alias!r}]: define it"
+                " in an installed app's tasks module, or list its module in OPTIONS"
+                "['TASK_MODULES']; the workers run registered tasks only."
+            )
+
+    def bound_arguments(self, result):
+        """InvalidTask unless `result`'s arguments are within what a worker accepts
+        (queues.bounds): refused here, rather than set aside by the worker."""
+        try:
+            check_arguments(result.args, result.kwargs)
+        except MalformedMessage as error:
+            raise InvalidTask(f"{result.task.module_path}: {error}.") from None
 
     def check(self, *, deploy=False, **kwargs):
         """System check errors; with `deploy`, also those found by reaching the server.

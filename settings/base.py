@@ -140,8 +140,8 @@ RQ_BACKEND = "queues.rq.backend.RQBackend"
 def task_settings(default_backend, rq_url, task_modules=()):
     """TASKS["default"] from QUEUE_BACKEND (rq, sqs, immediate, dummy) and that backend's variables.
 
-    `task_modules`: the default of TASK_MODULES, module prefixes whose tasks the workers may run
-    besides those of INSTALLED_APPS.
+    `task_modules`: the default of TASK_MODULES, modules whose tasks the workers register besides
+    the installed apps' tasks modules.
     """
     choice = env_choice("QUEUE_BACKEND", {"rq", "sqs", "immediate", "dummy"}, default_backend)
     shared = {

@@ -4,9 +4,21 @@ import os
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 
 import devservices
 from tests.processes import run_manage
+
+# The fuzz tests (tests/queues/test_fuzz_unit.py): a few seconds each; no deadline, as the machine
+# is shared and noisy. CI (CI=true) runs the same examples every time and keeps no database.
+settings.register_profile(
+    "dev",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("ci", settings.get_profile("dev"), derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,13 @@ from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, Retry
+from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.job import Retry
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from ..base import QueueBackend, QueueStats
+from ..exceptions import MalformedMessage, RefusedJob
 from ..execution import new_result
 from . import jobs
 from .checks import rq_backend_errors
@@ -80,7 +81,9 @@ class RQBackend(QueueBackend):
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
+        self.require_registered(task)
         result = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
+        self.bound_arguments(result)
         queue = self.rq_queue(task.queue_name)
         job = queue.create_job(
             jobs.TRAMPOLINE,
@@ -134,15 +137,20 @@ class RQBackend(QueueBackend):
 
     def get_result(self, result_id):
         try:
-            # Read only: its function is never resolved here (the worker's job class runs jobs).
-            job = Job.fetch(result_id, connection=self.connection(), serializer=jobs.SERIALIZER)
-        except NoSuchJobError:
+            # Read only, within bounds: its function is never resolved here, and its task path
+            # is looked up in the registry, never imported.
+            job = jobs.BoundedJob.fetch(
+                result_id, connection=self.connection(), serializer=jobs.SERIALIZER
+            )
+            if job.unreadable or job.func_name != jobs.TRAMPOLINE:
+                raise TaskResultDoesNotExist(result_id)
+            jobs.check_job(job, self.max_attempts)
+            task_path, args, kwargs = job.args
+            task = self.load_task(task_path)
+        except (NoSuchJobError, MalformedMessage, RefusedJob, DeserializationError):
             raise TaskResultDoesNotExist(result_id) from None
-        if job.func_name != jobs.TRAMPOLINE:
-            raise TaskResultDoesNotExist(result_id)
-        task_path, args, kwargs = job.args
         result = new_result(
-            self.load_task(task_path),
+            task,
             job.id,
             args,
             kwargs,

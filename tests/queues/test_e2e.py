@@ -87,7 +87,10 @@ def test_rq_on_standalone_redis(settings, manage):
     rq_url = settings.RQ_REDIS_URL
     redis.Redis.from_url(rq_url).flushdb()
     empty_buffer(settings.REDIS_URL)
-    rq = {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": rq_url}}
+    rq = {
+        "BACKEND": RQ_BACKEND,
+        "OPTIONS": {"URL": rq_url, "TASK_MODULES": settings.TEST_TASK_MODULES},
+    }
     with override_settings(TASKS={"default": rq}, IMPRESSIONS_FLUSH_DELAY=FLUSH_DELAY):
         expected = browse_timelines()
     assert set(stored_counts(expected).values()) == {0}
@@ -122,12 +125,16 @@ def burst_flushes(manage, env, expected):
 
 @pytest.mark.sqs
 @pytest.mark.cluster
-def test_sqs_with_the_buffer_on_the_redis_cluster(redis_cluster_url, aws_env, manage):
+def test_sqs_with_the_buffer_on_the_redis_cluster(settings, redis_cluster_url, aws_env, manage):
     client = boto3.client("sqs")
     queue_url, dlq_url = create_queue_with_dlq(client, f"e2e-{uuid.uuid4().hex[:10]}")
     sqs = {
         "BACKEND": SQS_BACKEND,
-        "OPTIONS": {"QUEUE_URL": queue_url, "WAIT_TIME_SECONDS": 1},
+        "OPTIONS": {
+            "QUEUE_URL": queue_url,
+            "WAIT_TIME_SECONDS": 1,
+            "TASK_MODULES": settings.TEST_TASK_MODULES,
+        },
     }
     empty_buffer(redis_cluster_url)
     with override_settings(

@@ -26,7 +26,10 @@ def queue_stats():
 
 def test_queue_stats_prints_every_backend(rq_url, sqs, settings):
     later = timezone.now() + datetime.timedelta(minutes=5)
-    rq = {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": rq_url, "MAX_ATTEMPTS": 1}}
+    rq = {
+        "BACKEND": RQ_BACKEND,
+        "OPTIONS": {"URL": rq_url, "MAX_ATTEMPTS": 1, "TASK_MODULES": settings.TEST_TASK_MODULES},
+    }
     settings.TASKS = {
         "default": rq,
         "jobs": settings.TASKS["default"],  # the sqs fixture's queue

@@ -71,7 +71,8 @@ def test_check_deploy_and_runworker_refuse_a_cluster_node(redis_cluster_url, man
 
 @pytest.mark.cluster
 def test_first_rq_connection_of_a_web_process_raises_clearly(redis_cluster_url, settings):
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": redis_cluster_url}}}
+    options = {"URL": redis_cluster_url, "TASK_MODULES": settings.TEST_TASK_MODULES}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}
     with pytest.raises(ClusterModeRedis, match="cluster_enabled:1"):
         queue_tasks.record_marker.enqueue("never")
     assert rq_keys_on(cluster_nodes(redis_cluster_url)) == []
