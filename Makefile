@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test lint format bench loadtest venv services migrate browser screenshots
+.PHONY: run serve test lint format docs bench loadtest venv services database migrate browser screenshots
 
 venv: $(VENV)/.installed
 
@@ -25,24 +25,37 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 services: venv
 	@$(PY) -m devservices ensure
 
-migrate: services
+# make run and make serve start the Redis they need themselves (not daemonized, kept in
+# $(STATE_DIR)/redis) when none is running, and stop it on Ctrl-C with the rest.
+STATE_DIR ?= .local
+DEFAULT_REDIS_URL := redis://127.0.0.1:6379/0
+SUPERVISE := $(PY) -m devservices supervise --state-dir $(STATE_DIR) \
+	--redis-url "$${REDIS_URL:-$(DEFAULT_REDIS_URL)}" \
+	--redis-url "$${RQ_REDIS_URL:-$${REDIS_URL:-$(DEFAULT_REDIS_URL)}}"
+
+database: venv
+	@$(PY) -m devservices ensure --no-redis
+
+migrate: database
 	$(PY) manage.py migrate --noinput
 
 run: migrate
 	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)
-	@$(PY) manage.py ensure_admin
+	@$(PY) manage.py ensure_admin --password-file $(STATE_DIR)/admin-password
 	@echo "Timeline: http://$(HOST):$(PORT)/   API: http://$(HOST):$(PORT)/api/timeline/   Admin: http://$(HOST):$(PORT)/admin/"
 	@echo "Ctrl-C stops everything."
-	@$(PY) -m devservices supervise "$(PY) manage.py runserver $(HOST):$(PORT)" $(WORKER)
+	@# exec: make itself waits for supervise (a shell between them would die of Ctrl-C at once,
+	@# and make would return while supervise is still stopping the others).
+	@exec $(SUPERVISE) "$(PY) manage.py runserver $(HOST):$(PORT)" $(WORKER)
 
-# As in production: gunicorn (casusult/gunicorn_conf.py, GUNICORN_* variables), whitenoise for
+# As in production: gunicorn (casusult/gunicorn_conf.py; GUNICORN_CMD_ARGS overrides), whitenoise for
 # static files, the worker next to it. Settings stay settings.dev unless DJANGO_SETTINGS_MODULE says.
 serve: migrate
 	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)
-	@$(PY) manage.py ensure_admin
+	@$(PY) manage.py ensure_admin --password-file $(STATE_DIR)/admin-password
 	@$(PY) manage.py collectstatic --noinput --verbosity 0
 	@echo "gunicorn on http://$(HOST):$(PORT)/ (health: /healthz /readyz, metrics: /metrics). Ctrl-C stops everything."
-	@GUNICORN_BIND=$(HOST):$(PORT) $(PY) -m devservices supervise \
+	@GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT) $$GUNICORN_CMD_ARGS" exec $(SUPERVISE) \
 		"$(PY) -m gunicorn -c python:casusult.gunicorn_conf casusult.wsgi" $(WORKER)
 
 # Headless Chromium for the dashboard's browser test and the screenshots: Debian's package, as
@@ -71,6 +84,12 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the dependency rule (pyproject.toml [tool.importlinter])
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
+
+# The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or a page missing
+# from the navigation fails, as in make lint.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

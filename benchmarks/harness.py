@@ -99,6 +99,36 @@ def ratio(value, reference):
     return value / reference
 
 
+def paired_ratios(numerators, denominators):
+    """Round by round a / b of two contenders measured in the same rounds (NaN where b is 0)."""
+    return [ratio(a, b) for a, b in zip(numerators, denominators, strict=True)]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median of some values and their range (min to max), NaN-free values only."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values):
+        kept = [v for v in values if v is not None and not math.isnan(v)]
+        if not kept:
+            return cls(math.nan, math.nan, math.nan)
+        return cls(median(kept), min(kept), max(kept))
+
+    def meets(self, goal):
+        """True when the median reaches `goal` (the range is reported beside it, not judged)."""
+        return not math.isnan(self.median) and self.median >= goal
+
+    def text(self, digits=2):
+        if math.isnan(self.median):
+            return "n/a"
+        return f"{self.median:.{digits}f} ({self.low:.{digits}f} to {self.high:.{digits}f})"
+
+
 def timed(function, *args, **kwargs):
     """(seconds, result) of one call on the monotonic high-resolution clock."""
     start = time.perf_counter()
@@ -176,6 +206,16 @@ def format_bytes(value):
     if value is None or math.isnan(value):
         return "n/a"
     return f"{value:,.0f} B"
+
+
+def format_size(value):
+    """A large byte count in decimal units: 333 MB, 1.2 GB."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    for limit, suffix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g} {suffix}"
+    return f"{value:.0f} B"
 
 
 def markdown_table(headers, rows):

@@ -112,9 +112,8 @@ def server_env(database_url, redis_url, secret_key, port, recording, workdir):
         "IMPRESSIONS_ENABLED": "true" if recording else "false",
         "STATIC_ROOT": str(workdir / "static"),
         "LOG_LEVEL": "WARNING",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "3",
-        "GUNICORN_THREADS": "4",
+        # gunicorn's own variable: casusult/gunicorn_conf.py's defaults, overridden.
+        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port} --workers 3 --threads 4",
     }
 
 
@@ -131,7 +130,7 @@ def prepare_database(url, posts, env, depth):
 
 
 def start_server(posts, recording, database_url, env, workdir):
-    port = int(env["GUNICORN_BIND"].rsplit(":", 1)[1])
+    port = int(env["GUNICORN_CMD_ARGS"].split()[1].rsplit(":", 1)[1])
     log = workdir / f"gunicorn-{posts}-{'on' if recording else 'off'}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:casusult.gunicorn_conf", "casusult.wsgi"],

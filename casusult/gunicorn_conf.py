@@ -1,4 +1,4 @@
-"""gunicorn settings, from the environment: `gunicorn -c python:casusult.gunicorn_conf casusult.wsgi`.
+"""gunicorn settings: `gunicorn -c python:casusult.gunicorn_conf casusult.wsgi`.
 
 Loaded by gunicorn's master before any worker imports Django, which is what lets it prepare the
 Prometheus multi-process directory that every worker then inherits.
@@ -9,33 +9,37 @@ import os
 import shutil
 import tempfile
 
-from settings.env import env_bool, env_choice, env_int, env_str
+from gunicorn.config import Config
 
-bind = env_str("GUNICORN_BIND", "0.0.0.0:8000")
+from settings.env import env_choice, env_str
+
+# The site's serving defaults; GUNICORN_CMD_ARGS (e.g. "--bind 0.0.0.0:8080 --workers 5") or the
+# command line override any of them, as gunicorn documents.
+bind = "0.0.0.0:8000"
 # Threads let one process wait on PostgreSQL and Redis for several requests at once; processes
 # use the cores. 2 x cores + 1 processes is gunicorn's own rule of thumb.
-workers = env_int("GUNICORN_WORKERS", 2 * (os.cpu_count() or 1) + 1, minimum=1)
-threads = env_int("GUNICORN_THREADS", 4, minimum=1)
+workers = 2 * (os.cpu_count() or 1) + 1
+threads = 4
 worker_class = "gthread"
 # A flush never runs in a request, so a slow request is a bug: kill it after this long.
-timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
-graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
+timeout = 30
+graceful_timeout = 30
 # Longer than the load balancer's idle timeout (ALB: 60 s), or it sees resets (502s).
-keepalive = env_int("GUNICORN_KEEPALIVE", 75, minimum=0)
-max_requests = env_int("GUNICORN_MAX_REQUESTS", 0)
-max_requests_jitter = env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
-access_log = env_bool("GUNICORN_ACCESS_LOG", False)
-accesslog = "-" if access_log else None
+keepalive = 75
 errorlog = "-"
 loglevel = env_str("LOG_LEVEL", "INFO").lower()
 # Django decides what is HTTPS (SECURE_PROXY_SSL_HEADER); trust the balancer's header here too.
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "*")
 # gunicornc's control socket is one fixed path per user: two servers on a host (a test next to
 # `make serve`) would fight over it, and containers have no use for it.
-control_socket_disable = not env_bool("GUNICORN_CONTROL_SOCKET", False)
+control_socket_disable = True
 # The ECS/Kubernetes-friendly default: no disk writes for the heartbeat files.
-worker_tmp_dir = env_str("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else "")
-worker_tmp_dir = worker_tmp_dir or None  # empty: gunicorn's default (the system temp dir)
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Access lines only when asked for (--access-logfile - in GUNICORN_CMD_ARGS), read with gunicorn's
+# own parser: the JSON logging below decides by the access logger's handlers, not by accesslog.
+_cmd_args = Config().parser().parse_args(Config().get_cmd_args_from_env())
+access_log = _cmd_args.accesslog is not None
 
 if env_choice("LOG_FORMAT", {"plain", "json"}, "plain") == "json":
     logconfig_dict = {

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.text import Truncator
 
 
 class Post(models.Model):
@@ -22,4 +23,6 @@ class Post(models.Model):
         ]
 
     def __str__(self):
-        return f"Post {self.pk} by {self.author_id}"
+        # What the admin and the dashboard's top lists show: the post's words, not its ids.
+        text = " ".join(self.body.split())
+        return Truncator(text).chars(60) if text else f"Post {self.pk}"

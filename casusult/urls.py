@@ -8,6 +8,7 @@ from . import health, views
 urlpatterns = [
     path("", views.timeline, name="timeline"),
     path("api/timeline/", views.timeline_api, name="timeline-api"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("accounts/", include("django.contrib.auth.urls")),
     # django-rq's dashboard (staff only), before admin/ whose catch-all would answer first.
     path("admin/rq/", include("queues.rq.dashboard")),

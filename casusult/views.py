@@ -2,20 +2,38 @@
 
 from urllib.parse import urlencode
 
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.urls import reverse
+from django.views.decorators.http import require_safe
 
 import impressions
 
 from .models import Post
 from .paging import PAGE_SIZE, BadCursor, decode_cursor, page_after
 
-__all__ = ["PAGE_SIZE", "timeline", "timeline_api"]
+__all__ = ["PAGE_SIZE", "favicon", "timeline", "timeline_api"]
 
 
 class BadPage(ValueError):
-    """The paging parameters do not name a page of this timeline."""
+    """The paging parameters do not name a page of this timeline.
+
+    str() is for developers (the JSON API); `reason` says it to a visitor of the HTML page.
+    """
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
+
+
+RETIRED_PAGES = (
+    "Pages of the timeline are no longer numbered: start from the newest posts and follow"
+    " the “Older posts” link at the bottom of each page."
+)
+BROKEN_LINK = (
+    "This link to older posts is broken or out of date (it may have been copied only in part)."
+)
 
 
 def timeline_page(request):
@@ -26,25 +44,31 @@ def timeline_page(request):
         # Numbered pages needed COUNT(*) and OFFSET; bookmarks of the first page still work.
         raise BadPage(
             f"page={page!r} is not served: page numbers are retired, only page=1 is; follow the"
-            " `next` link (JSON) or the older-posts link (HTML), which carry a cursor"
+            " `next` link (JSON) or the older-posts link (HTML), which carry a cursor",
+            RETIRED_PAGES,
         )
     if page is not None and cursor is not None:
-        raise BadPage("give a cursor or page=1, not both")
+        raise BadPage("give a cursor or page=1, not both", BROKEN_LINK)
     try:
         position = None if cursor is None else decode_cursor(cursor)
     except BadCursor as error:
-        raise BadPage(f"bad cursor: {error}; start again from the first page") from None
+        raise BadPage(
+            f"bad cursor: {error}; start again from the first page", BROKEN_LINK
+        ) from None
     posts = Post.objects.select_related("author").only(
         "id", "body", "created_at", "impressions", "author__username"
     )
     return page_after(posts, position)
 
 
+# GET and HEAD only (a HEAD is answered but not counted: impressions counts GETs alone);
+# OPTIONS, TRACE, POST… are a 405 naming the allowed methods.
+@require_safe
 def timeline(request):
     try:
         page = timeline_page(request)
     except BadPage as error:
-        return render(request, "casusult/bad_page.html", {"error": error}, status=400)
+        return render(request, "casusult/bad_page.html", {"reason": error.reason}, status=400)
     impressions.record(request, page.items)  # exactly the posts served; never raises
     older = f"?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
     return render(
@@ -52,6 +76,7 @@ def timeline(request):
     )
 
 
+@require_safe
 def timeline_api(request):
     try:
         page = timeline_page(request)
@@ -77,3 +102,11 @@ def timeline_api(request):
             "next": next_url,
         }
     )
+
+
+@require_safe
+def favicon(request):
+    """/favicon.ico, which browsers ask for on pages without an icon link (the admin's)."""
+    response = HttpResponseRedirect(static("casusult/favicon.svg"))
+    response["Cache-Control"] = "max-age=86400"  # temporary: the static name changes on deploys
+    return response

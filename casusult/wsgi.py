@@ -4,5 +4,8 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from casusult.startup import refuse_bad_settings
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
 application = get_wsgi_application()
+refuse_bad_settings()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .exceptions import ServiceUnavailable
 from .ports import is_listening
-from .processes import wait_until
+from .processes import stop_process, wait_until
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_DIR / ".local"
@@ -34,8 +34,12 @@ def redis_command(port, *args):
     ).stdout
 
 
-def start_redis_server(port, workdir, *extra):
-    """Start a throw-away redis-server on a loopback port; returns the process."""
+def start_redis_server(port, workdir, *extra, persist=False):
+    """Start a redis-server on a loopback port; returns the process.
+
+    Throw-away unless `persist`: then it loads and, when stopped, saves `workdir`/dump-<port>.rdb,
+    so pending impressions survive a restart of `make run`.
+    """
     if not shutil.which("redis-server"):
         raise ServiceUnavailable(
             "redis-server is not installed: install it (Debian: apt-get install redis-server)"
@@ -48,7 +52,7 @@ def start_redis_server(port, workdir, *extra):
             "redis-server",
             "--port", str(port),
             "--bind", "127.0.0.1",
-            "--save", "",
+            *(["--dbfilename", f"dump-{port}.rdb"] if persist else ["--save", ""]),
             "--appendonly", "no",
             "--dir", str(workdir),
             "--logfile", str(workdir / f"redis-{port}.log"),
@@ -60,6 +64,33 @@ def start_redis_server(port, workdir, *extra):
     )  # fmt: skip
     wait_until(lambda: redis_ping("127.0.0.1", port), 10, f"redis-server on port {port}")
     return process
+
+
+def start_missing_redis(urls, workdir):
+    """A redis-server (kept in `workdir`, not daemonized) for each local URL where none answers.
+
+    Returns the processes started, for the caller to stop; a Redis already running is not ours.
+    """
+    started = []
+    try:
+        for port in sorted({port for url in urls if (port := _local_port(url))}):
+            if redis_ping("127.0.0.1", port):
+                continue
+            if is_listening("127.0.0.1", port):
+                raise ServiceUnavailable(
+                    f"Something listens on 127.0.0.1:{port} but it is not Redis."
+                )
+            started.append(start_redis_server(port, workdir, persist=True))
+    except BaseException:
+        for process in started:
+            stop_process(process)
+        raise
+    return started
+
+
+def _local_port(url):
+    parts = urllib.parse.urlsplit(url)
+    return (parts.port or 6379) if (parts.hostname or "127.0.0.1") in LOOPBACK else None
 
 
 def ensure_redis(url):

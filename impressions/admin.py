@@ -12,6 +12,7 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import formats, timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import dashboard, stats
@@ -36,20 +37,37 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(Flush)
 class FlushAdmin(ReadOnlyAdmin):
     # The ledger is derived data and the exactly-once gate: nobody edits or deletes it here.
+    # The columns an operator reads first, narrow enough for 1280 px; the rest is on each row's page.
     list_display = [
-        "id",
-        "started_at",
-        "finished_at",
+        "started",
         "outcome",
-        "posts_updated",
         "impressions_applied",
-        "posts_dropped",
-        "impressions_dropped",
+        "posts_updated",
+        "duration",
+        "dropped",
         "recovered_by",
+        "id",
     ]
+    list_display_links = ["started"]
     list_filter = ["outcome"]
     search_fields = ["id", "recovered_by"]
     date_hierarchy = "started_at"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, flush):
+        return exact_time(flush.started_at)
+
+    @admin.display(description="duration")
+    def duration(self, flush):
+        if flush.finished_at is None:
+            return "not finished"
+        return duration_ms_text(flush.finished_at - flush.started_at)
+
+    @admin.display(description="dropped (deleted posts)")
+    def dropped(self, flush):
+        if not flush.impressions_dropped:
+            return "-"
+        return f"{flush.impressions_dropped} of {flush.posts_dropped} posts"
 
     def get_urls(self):
         flush_now = self.admin_site.admin_view(self.flush_now_view)
@@ -75,6 +93,22 @@ class FlushAdmin(ReadOnlyAdmin):
         if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
             target = reverse("admin:impressions_flush_changelist")
         return HttpResponseRedirect(target)
+
+
+def exact_time(moment):
+    """2026-12-02 16:00:55 in the current time zone: a ledger is read to the second."""
+    return formats.date_format(timezone.localtime(moment), "Y-m-d H:i:s")
+
+
+def duration_ms_text(delta):
+    """412 ms, 3.2 s, 2 min 5 s: a flush's run time."""
+    ms = delta.total_seconds() * 1000
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    seconds = round(ms / 1000)
+    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def flush_now_context(request):

@@ -1,8 +1,6 @@
-"""The impressions app's configuration: settings validated and checks registered at start-up."""
+"""The impressions app's configuration: registers the system checks (settings, counted model)."""
 
 from django.apps import AppConfig
-
-from . import conf
 
 
 class ImpressionsConfig(AppConfig):
@@ -13,5 +11,3 @@ class ImpressionsConfig(AppConfig):
         # Here, not at the top: checks.py reaches the flush task and so the models, which are not
         # loaded yet when Django imports this module.
         from . import checks  # noqa: F401 (registers the system checks)
-
-        conf.validate()

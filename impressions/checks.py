@@ -8,7 +8,10 @@
 | impressions.E004   | every check       | the counted model's primary key is not an integer       |
 | impressions.W001   | check --deploy    | the task backend cannot defer: every flush runs at once |
 | impressions.W002   | check --deploy    | the task backend never runs tasks: nothing is flushed   |
+| impressions.E005   | every check       | an IMPRESSIONS_* setting has a bad value (one per setting) |
 | impressions.W003   | every command     | no VisitorCookieMiddleware: anonymous viewers by digest |
+
+Never reuse a retired id.
 """
 
 from django.apps import apps
@@ -18,8 +21,22 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.tasks.backends.dummy import DummyBackend
 
-from .conf import conf
+from .conf import conf, invalid_settings
 from .tasks import flush_impressions_task
+
+
+@checks.register()
+def check_settings(app_configs=None, **kwargs):
+    """Every IMPRESSIONS_* setting whose value is bad, each its own error (conf.SETTINGS)."""
+    return [
+        checks.Error(
+            f"{name}={value!r} is not valid.",
+            hint=f"Use {expected}.",
+            obj=name,
+            id="impressions.E005",
+        )
+        for name, value, expected in invalid_settings()
+    ]
 
 
 @checks.register(checks.Tags.models)

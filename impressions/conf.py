@@ -1,10 +1,11 @@
 """Impressions settings, read lazily from django.conf.settings so override_settings works."""
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.apps import apps
 from django.conf import settings as django_settings
-from django.core.exceptions import ImproperlyConfigured
 
 # Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
 # engines, AI, SEO tools, link previews of chat apps and social sites, uptime monitors, headless
@@ -25,43 +26,104 @@ COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # flush, short enough that a lost flush message is re-armed by the next request.
 GUARD_GRACE_SECONDS = 60
 
-DEFAULTS = {
-    "IMPRESSIONS_DEDUP_WINDOW": 300,
-    "IMPRESSIONS_FLUSH_DELAY": 300,
-    "IMPRESSIONS_FLUSH_BATCH_SIZE": 5000,
-    "IMPRESSIONS_REDIS_TIMEOUT": 0.05,
-    "IMPRESSIONS_FLUSH_REDIS_TIMEOUT": 10.0,
-    "IMPRESSIONS_REDIS_CLUSTER": "auto",
-    "IMPRESSIONS_COUNT_ANONYMOUS": True,
-    "IMPRESSIONS_KEY_PREFIX": "imp",
-    "IMPRESSIONS_SHARDS": 16,
-    "IMPRESSIONS_LEDGER_RETENTION_DAYS": 30,
-    # The counted model has no sensible default: checks.py reports it missing (impressions.E001).
-    "IMPRESSIONS_MODEL": None,
-    "IMPRESSIONS_COUNT_FIELD": "impressions",
-    "IMPRESSIONS_HISTORY_DAYS": 400,
-    "IMPRESSIONS_DASHBOARD_PANELS": [],
-    "IMPRESSIONS_ENABLED": True,
-    "IMPRESSIONS_IGNORE_USER_AGENTS": None,  # None: DEFAULT_IGNORE_USER_AGENTS
-    "IMPRESSIONS_TRUSTED_PROXIES": 0,
-    "IMPRESSIONS_VISITOR_COOKIE_NAME": "visitor",
-    "IMPRESSIONS_VISITOR_COOKIE_AGE": 365 * 24 * 3600,
-    "IMPRESSIONS_VISITOR_COOKIE_SECURE": None,  # None: as SESSION_COOKIE_SECURE
-}
-
 # Upper bound of IMPRESSIONS_FLUSH_BATCH_SIZE and of flush_impressions --batch-size.
 MAX_FLUSH_BATCH_SIZE = 1_000_000
+# Bounds keep values inside what Redis (EXPIRE) and datetime arithmetic accept.
+ONE_YEAR = 365 * 24 * 3600
+MAX_REDIS_TIMEOUT = 3600
+MAX_DAYS = 36500
+MAX_SHARDS = 1024
+MAX_TRUSTED_PROXIES = 32
+
+
+def _whole(minimum, maximum):
+    def valid(value):
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
+        )
+
+    return valid
+
+
+def _seconds(value):
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 < value <= MAX_REDIS_TIMEOUT
+    )
+
+
+def _bool(value):
+    return isinstance(value, bool)
+
+
+def _regex(value):
+    if not isinstance(value, str):
+        return False
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
+def _redis_url(value):
+    return isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
+
+
+def _dotted_paths(value):
+    return isinstance(value, list | tuple) and all(isinstance(x, str) and "." in x for x in value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its default, the test a value must pass, and what a good value looks like."""
+
+    default: object
+    valid: Callable[[object], bool]
+    expected: str
+
+
+# Every setting of the app, its default and its limits: the only place they are defined.
+# checks.py reports each value that fails its test (impressions.E005), all in one check run.
+SETTINGS = {
+    "IMPRESSIONS_REDIS_URL": Setting("redis://127.0.0.1:6379/0", _redis_url, "a redis://, rediss:// or unix:// URL"),
+    "IMPRESSIONS_DEDUP_WINDOW": Setting(300, _whole(0, ONE_YEAR), f"a whole number of seconds from 0 to {ONE_YEAR}"),
+    "IMPRESSIONS_FLUSH_DELAY": Setting(300, _whole(0, ONE_YEAR), f"a whole number of seconds from 0 to {ONE_YEAR}"),
+    "IMPRESSIONS_FLUSH_BATCH_SIZE": Setting(5000, _whole(1, MAX_FLUSH_BATCH_SIZE), f"a whole number from 1 to {MAX_FLUSH_BATCH_SIZE}"),
+    "IMPRESSIONS_REDIS_TIMEOUT": Setting(0.05, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
+    "IMPRESSIONS_FLUSH_REDIS_TIMEOUT": Setting(10.0, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
+    "IMPRESSIONS_REDIS_CLUSTER": Setting("auto", lambda v: str(v).lower() in {"auto", "true", "false"}, "auto, true or false"),
+    "IMPRESSIONS_COUNT_ANONYMOUS": Setting(True, _bool, "True or False"),
+    "IMPRESSIONS_KEY_PREFIX": Setting("imp", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
+    "IMPRESSIONS_SHARDS": Setting(16, _whole(1, MAX_SHARDS), f"a whole number from 1 to {MAX_SHARDS}"),
+    "IMPRESSIONS_LEDGER_RETENTION_DAYS": Setting(30, _whole(1, MAX_DAYS), f"a whole number of days from 1 to {MAX_DAYS}"),
+    # The counted model has no sensible default: checks.py reports it missing (impressions.E001).
+    "IMPRESSIONS_MODEL": Setting(None, lambda v: True, '"app_label.ModelName"'),
+    "IMPRESSIONS_COUNT_FIELD": Setting("impressions", lambda v: True, "the name of an integer field"),
+    "IMPRESSIONS_HISTORY_DAYS": Setting(400, _whole(0, MAX_DAYS), f"a whole number of days from 0 (keep all) to {MAX_DAYS}"),
+    "IMPRESSIONS_DASHBOARD_PANELS": Setting([], _dotted_paths, "a list of dotted paths of callables"),
+    "IMPRESSIONS_ENABLED": Setting(True, _bool, "True or False"),
+    # None: DEFAULT_IGNORE_USER_AGENTS.
+    "IMPRESSIONS_IGNORE_USER_AGENTS": Setting(None, lambda v: v is None or _regex(v), "a regular expression (empty: ignore none), or None for the default"),
+    "IMPRESSIONS_TRUSTED_PROXIES": Setting(0, _whole(0, MAX_TRUSTED_PROXIES), f"the number of proxies in front of the site that append to X-Forwarded-For, 0 to {MAX_TRUSTED_PROXIES}"),
+    "IMPRESSIONS_VISITOR_COOKIE_NAME": Setting("visitor", lambda v: isinstance(v, str) and bool(COOKIE_NAME.fullmatch(v)), "a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+    "IMPRESSIONS_VISITOR_COOKIE_AGE": Setting(365 * 24 * 3600, _whole(1, MAX_COOKIE_AGE), f"a whole number of seconds from 1 to {MAX_COOKIE_AGE} (400 days)"),
+    # None: as SESSION_COOKIE_SECURE.
+    "IMPRESSIONS_VISITOR_COOKIE_SECURE": Setting(None, lambda v: v is None or _bool(v), "True, False, or None to follow SESSION_COOKIE_SECURE"),
+}  # fmt: skip
 
 
 class Settings:
     """One property per setting; values come from django.conf.settings at access time."""
 
     def _get(self, name):
-        return getattr(django_settings, name, DEFAULTS[name])
+        return getattr(django_settings, name, SETTINGS[name].default)
 
     @property
     def REDIS_URL(self):
-        return django_settings.REDIS_URL
+        """The impression buffer's Redis/Valkey (standalone or cluster mode)."""
+        return self._get("IMPRESSIONS_REDIS_URL")
 
     @property
     def DEDUP_WINDOW(self):
@@ -155,57 +217,15 @@ class Settings:
 
 conf = Settings()
 
-# Bounds keep values inside what Redis (EXPIRE) and datetime arithmetic accept.
-ONE_YEAR = 365 * 24 * 3600
 
-# (name, check, what a good value looks like); run by AppConfig.ready() so every command fails on
-# a bad value, also when it was set in a settings module rather than the environment.
-RULES = [
-    ("IMPRESSIONS_DEDUP_WINDOW", lambda v: _whole(v, 0, ONE_YEAR), "a whole number of seconds from 0 to 31536000"),
-    ("IMPRESSIONS_FLUSH_DELAY", lambda v: _whole(v, 0, ONE_YEAR), "a whole number of seconds from 0 to 31536000"),
-    ("IMPRESSIONS_FLUSH_BATCH_SIZE", lambda v: _whole(v, 1, MAX_FLUSH_BATCH_SIZE), f"a whole number from 1 to {MAX_FLUSH_BATCH_SIZE}"),
-    ("IMPRESSIONS_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0 and <= 3600"),
-    ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", lambda v: _seconds(v), "a number of seconds > 0 and <= 3600"),
-    ("IMPRESSIONS_REDIS_CLUSTER", lambda v: str(v).lower() in {"auto", "true", "false"}, "auto, true or false"),
-    ("IMPRESSIONS_COUNT_ANONYMOUS", lambda v: isinstance(v, bool), "True or False"),
-    ("IMPRESSIONS_KEY_PREFIX", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
-    ("IMPRESSIONS_SHARDS", lambda v: _whole(v, 1, 1024), "a whole number from 1 to 1024"),
-    ("IMPRESSIONS_LEDGER_RETENTION_DAYS", lambda v: _whole(v, 1, 36500), "a whole number of days from 1 to 36500"),
-    ("IMPRESSIONS_DASHBOARD_PANELS", lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) and "." in x for x in v), "a list of dotted paths of callables"),
-    ("IMPRESSIONS_HISTORY_DAYS", lambda v: _whole(v, 0, 36500), "a whole number of days from 0 (keep all) to 36500"),
-    ("IMPRESSIONS_ENABLED", lambda v: isinstance(v, bool), "True or False"),
-    ("IMPRESSIONS_IGNORE_USER_AGENTS", lambda v: v is None or _regex(v), "a regular expression (empty: ignore none), or None for the default"),
-    ("IMPRESSIONS_TRUSTED_PROXIES", lambda v: _whole(v, 0, 32), "the number of proxies in front of the site that append to X-Forwarded-For, 0 to 32"),
-    ("IMPRESSIONS_VISITOR_COOKIE_NAME", lambda v: isinstance(v, str) and COOKIE_NAME.fullmatch(v), "a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
-    ("IMPRESSIONS_VISITOR_COOKIE_AGE", lambda v: _whole(v, 1, MAX_COOKIE_AGE), "a whole number of seconds from 1 to 34560000 (400 days)"),
-    ("IMPRESSIONS_VISITOR_COOKIE_SECURE", lambda v: v is None or isinstance(v, bool), "True, False, or None to follow SESSION_COOKIE_SECURE"),
-]  # fmt: skip
-
-
-def _whole(value, minimum, maximum):
-    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
-
-
-def _seconds(value):
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 3600
-
-
-def _regex(value):
-    if not isinstance(value, str):
-        return False
-    try:
-        re.compile(value)
-    except re.error:
-        return False
-    return True
-
-
-def validate():
-    """Raise ImproperlyConfigured naming the first impressions setting with a bad value."""
-    for name, is_valid, expected in RULES:
-        value = getattr(django_settings, name, DEFAULTS[name])
-        if not is_valid(value):
-            raise ImproperlyConfigured(f"{name}={value!r} is not valid: use {expected}.")
+def invalid_settings():
+    """(name, value, expected) of each setting whose value fails its test, in SETTINGS order."""
+    found = []
+    for name, setting in SETTINGS.items():
+        value = getattr(django_settings, name, setting.default)
+        if not setting.valid(value):
+            found.append((name, value, setting.expected))
+    return found
 
 
 def counted_model():

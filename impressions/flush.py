@@ -74,6 +74,9 @@ def flush_pending(batch_size=None):
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
     report = FlushReport(flush_id=new_flush_id())
     started = time.monotonic()
+    # The ledger's start time, to the microsecond: the id has whole seconds, so the ledger's
+    # duration of this flush would be off by up to one.
+    started_at = timezone.now()
     try:
         client = get_flush_client()
         # Counts without a day (snapshots left by a version before the history) count today.
@@ -92,6 +95,7 @@ def flush_pending(batch_size=None):
                 batch_size=batch_size,
                 recovered_by="" if flush_id == report.flush_id else report.flush_id,
                 before_commit=lambda: checkpoint("before-commit"),
+                started_at=started_at if flush_id == report.flush_id else None,
             )
             checkpoint("after-commit")
             for shard in shards:
@@ -102,11 +106,11 @@ def flush_pending(batch_size=None):
         if by_flush:
             report.outcome = Flush.Outcome.APPLIED
         if report.flush_id not in by_flush:
-            ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY)
+            ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
         ledger.prune_ledger()
         history_writer.prune()
     except (RedisError, RedisClusterException) as error:
-        _note_failure(report.flush_id, error)
+        _note_failure(report.flush_id, error, started_at)
         flush_finished.send(
             flush_pending, report=report, duration=time.monotonic() - started, error=error
         )
@@ -127,9 +131,11 @@ def flush_pending(batch_size=None):
     return report
 
 
-def _note_failure(flush_id, error):
+def _note_failure(flush_id, error, started_at):
     try:
-        ledger.record_outcome(flush_id, Flush.Outcome.FAILED, f"{type(error).__name__}: {error}")
+        ledger.record_outcome(
+            flush_id, Flush.Outcome.FAILED, f"{type(error).__name__}: {error}", started_at
+        )
     except DatabaseError:
         logger.warning("could not note failed flush %s in the ledger", flush_id, exc_info=True)
 
@@ -146,8 +152,9 @@ def take_snapshots(client, flush_id):
                 keys.armed_key(shard),
                 keys.pending_days_key(shard),
                 keys.snapshot_days_key(shard, flush_id),
+                keys.totals_key(shard),
             ],
-            args=[flush_id],
+            args=[flush_id, keys.snapshot_prefix(shard)],
         )
 
 
@@ -182,6 +189,7 @@ def drop_snapshot(client, shard, flush_id):
             keys.snapshot_key(shard, flush_id),
             keys.snapshots_key(shard),
             keys.snapshot_days_key(shard, flush_id),
+            keys.totals_key(shard),
         ],
         args=[flush_id],
     )

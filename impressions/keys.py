@@ -5,6 +5,7 @@ Viewers are spread over IMPRESSIONS_SHARDS tags `{<prefix>:<shard>}`: a request 
 `<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of its shard's pending hash.
 """
 
+import functools
 import zlib
 from datetime import date
 
@@ -17,6 +18,31 @@ def shard_of(viewer_key):
 
 def tag(shard):
     return f"{{{conf.KEY_PREFIX}:{shard}}}"
+
+
+def record_keys(shard, viewer_key, with_guard):
+    """The keys of one RECORD call: seen, pending, armed, lost, pending days, totals, snapshots
+    index[, guard].
+
+    Built from strings made once per (prefix, shard): the request path asks for them each call.
+    """
+    seen_prefix, *shard_keys = _record_keys(conf.KEY_PREFIX, shard, with_guard)
+    return [seen_prefix + viewer_key, *shard_keys]
+
+
+@functools.lru_cache(maxsize=4096)
+def _record_keys(prefix, shard, with_guard):
+    # `prefix` is conf.KEY_PREFIX at the call: it keys the cache; the functions below read it.
+    out = (
+        seen_key(shard, ""),
+        pending_key(shard),
+        armed_key(shard),
+        lost_key(shard),
+        pending_days_key(shard),
+        totals_key(shard),
+        snapshots_key(shard),
+    )
+    return (*out, guard_key()) if with_guard else out
 
 
 def seen_key(shard, viewer_key):
@@ -42,6 +68,12 @@ def armed_key(shard):
 def lost_key(shard):
     """Impressions that processes could not record (reported once Redis answers again)."""
     return f"{tag(shard)}:lost"
+
+
+def totals_key(shard):
+    """Hash of the shard's running totals: impressions `pending` and in `snapshots` (and each
+    snapshot's own, `snapshot:<flush id>`); `exact` once counted in full (scripts.RECOUNT)."""
+    return f"{tag(shard)}:totals"
 
 
 def snapshot_prefix(shard):

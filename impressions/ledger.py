@@ -46,15 +46,25 @@ def started_at_of(flush_id):
         return timezone.now()
 
 
-def apply_snapshots(flush_id, snapshots, *, batch_size, recovered_by="", before_commit=None):
+def apply_snapshots(
+    flush_id, snapshots, *, batch_size, recovered_by="", before_commit=None, started_at=None
+):
     """Apply {shard: {(post id, day): count}} of `flush_id`, skipping shards the ledger already has.
+
+    `started_at`: when the flush started, if known to the microsecond (its id holds the second).
 
     The ledger row is inserted (or locked, if it exists) first in the same transaction, so two
     flushes applying the same snapshot serialise on it and the second finds the shard applied.
     """
     with transaction.atomic():
         Flush.objects.bulk_create(
-            [Flush(id=flush_id, started_at=started_at_of(flush_id), outcome=Flush.Outcome.FAILED)],
+            [
+                Flush(
+                    id=flush_id,
+                    started_at=started_at or started_at_of(flush_id),
+                    outcome=Flush.Outcome.FAILED,
+                )
+            ],
             ignore_conflicts=True,
         )
         row = Flush.objects.select_for_update().get(id=flush_id)
@@ -191,10 +201,10 @@ def update_batch_portable(batch, columns, arrays=None):
     return existing
 
 
-def record_outcome(flush_id, outcome, error=""):
+def record_outcome(flush_id, outcome, error="", started_at=None):
     """Note an empty or failed flush in the ledger, never overwriting an applied one."""
     Flush.objects.bulk_create(
-        [Flush(id=flush_id, started_at=started_at_of(flush_id), outcome=outcome)],
+        [Flush(id=flush_id, started_at=started_at or started_at_of(flush_id), outcome=outcome)],
         ignore_conflicts=True,
     )
     Flush.objects.filter(id=flush_id).exclude(outcome=Flush.Outcome.APPLIED).update(

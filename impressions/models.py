@@ -28,6 +28,8 @@ class Flush(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["started_at"], name="flush_started_idx")]
+        verbose_name = "flush"
+        verbose_name_plural = "flushes"
 
     def __str__(self):
         return f"flush {self.id} ({self.outcome})"

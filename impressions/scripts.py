@@ -1,9 +1,12 @@
 """Lua scripts: each runs atomically on one slot, so one round trip does the whole step."""
 
-# KEYS: seen, pending, armed, lost, pending days[, guard].  ARGV: now ('' = server time), window,
-# guard ttl, lost impressions to report, day (yyyymmdd), post ids...  Returns {counted, newly
-# armed, guard taken, blocked ms}; guard taken is -1 when no guard key was passed (a cluster: the
-# guard lives in another slot); blocked ms: how long every post of the call stays de-duplicated.
+from redis.exceptions import NoScriptError
+
+# KEYS: seen, pending, armed, lost, pending days, totals, snapshots index[, guard].  ARGV: now
+# ('' = server time), window, guard ttl, lost impressions to report, day (yyyymmdd), post ids...
+# Returns {counted, newly armed, guard taken, blocked ms}; guard taken is -1 when no guard key was
+# passed (a cluster: the guard lives in another slot); blocked ms: how long every post of the call
+# stays de-duplicated. The shard's totals get what the pending hash got, so reading them is O(1).
 RECORD = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -13,7 +16,11 @@ end
 local window = tonumber(ARGV[2])
 if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
 local suffix = ':' .. ARGV[5]
-local counted = 0
+local counted, fresh = 0, 0  -- fresh: pending fields this call created
+local function count(post)
+  if redis.call('HINCRBY', KEYS[2], post .. suffix, 1) == 1 then fresh = fresh + 1 end
+  counted = counted + 1
+end
 local oldest = now  -- the oldest entry among the call's posts: the first to stop blocking
 if window > 0 then
   -- Entries counted at or before now - window no longer block a new count.
@@ -34,27 +41,29 @@ if window > 0 then
         added[post] = true
         entries[#entries + 1] = now
         entries[#entries + 1] = post
-        redis.call('HINCRBY', KEYS[2], post .. suffix, 1)
-        counted = counted + 1
+        count(post)
       end
     end
     if #entries > 0 then redis.call('ZADD', KEYS[1], unpack(entries)) end
   end
 else
-  for i = 6, #ARGV do
-    redis.call('HINCRBY', KEYS[2], ARGV[i] .. suffix, 1)
-    counted = counted + 1
-  end
+  for i = 6, #ARGV do count(ARGV[i]) end
 end
 local armed, guard = 0, -1
 if counted > 0 then
+  if redis.call('HINCRBY', KEYS[6], 'pending', counted) == counted
+      and redis.call('HEXISTS', KEYS[6], 'exact') == 0
+      and redis.call('HLEN', KEYS[2]) == fresh and redis.call('SCARD', KEYS[7]) == 0 then
+    -- The shard held nothing before this call (a new Redis): its totals are exact from here on.
+    redis.call('HSET', KEYS[6], 'exact', 1)
+  end
   redis.call('SADD', KEYS[5], ARGV[5])
   -- The newest entry is the last to lapse, so the key may go when it does.
   if window > 0 then redis.call('EXPIRE', KEYS[1], math.ceil(window)) end
   if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
     armed = 1
-    if KEYS[6] then
-      guard = redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
+    if KEYS[8] then
+      guard = redis.call('SET', KEYS[8], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
     end
   end
 end
@@ -64,22 +73,60 @@ if window > 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
 return {counted, armed, guard, blocked_ms}
 """
 
-# KEYS: pending, snapshot, snapshots index, armed, pending days, snapshot days.  ARGV: flush id.
-# Returns the counters snapshotted. Clearing `armed` here makes the next impression in this shard
-# schedule the next flush.
-SNAPSHOT = """
+# sum(key): the sum of a hash's values, every field read: O(fields), so never on a scrape's path.
+SUM_HASH = """
+local function sum(key)
+  local total = 0
+  for _, value in ipairs(redis.call('HVALS', key)) do total = total + tonumber(value) end
+  return total
+end
+"""
+
+# KEYS: pending, snapshot, snapshots index, armed, pending days, snapshot days, totals.  ARGV:
+# flush id, snapshot key prefix.  Returns the counters snapshotted. Clearing `armed` here makes
+# the next impression in this shard schedule the next flush. The pending total moves with the
+# hash: to the snapshot's own field in the totals (DROP_SNAPSHOT takes it off again) and into
+# their sum over snapshots. Totals not kept yet (keys of the version before them, or a lost key)
+# are counted here in full, once: the flush reads all of it anyway, the metrics never do.
+SNAPSHOT = (
+    SUM_HASH
+    + """
 redis.call('DEL', KEYS[4])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[7], 'exact') == 0 then
+  redis.call('DEL', KEYS[7])
+  local snapshots = 0
+  for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    local size = sum(ARGV[2] .. flush_id)
+    snapshots = snapshots + size
+    redis.call('HSET', KEYS[7], 'snapshot:' .. flush_id, size)
+  end
+  redis.call('HSET', KEYS[7], 'pending', sum(KEYS[1]), 'snapshots', snapshots, 'exact', 1)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- Nothing pending: its total is 0, whatever a writer of an older version left out of it.
+  redis.call('HSET', KEYS[7], 'pending', 0)
+  return 0
+end
 redis.call('RENAME', KEYS[1], KEYS[2])
 if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('RENAME', KEYS[5], KEYS[6]) end
 redis.call('SADD', KEYS[3], ARGV[1])
+local moved = tonumber(redis.call('HGET', KEYS[7], 'pending'))
+redis.call('HSET', KEYS[7], 'pending', 0, 'snapshot:' .. ARGV[1], moved)
+redis.call('HINCRBY', KEYS[7], 'snapshots', moved)
 return redis.call('HLEN', KEYS[2])
 """
+)
 
-# KEYS: snapshot, snapshots index, snapshot days.  ARGV: flush id.  Called only after the
-# database commit.
+# KEYS: snapshot, snapshots index, snapshot days, totals.  ARGV: flush id.  Called only after the
+# database commit. The snapshot's total leaves the totals once: a second drop finds no field.
 DROP_SNAPSHOT = """
 redis.call('UNLINK', KEYS[1], KEYS[3])
+local field = 'snapshot:' .. ARGV[1]
+local size = redis.call('HGET', KEYS[4], field)
+if size then
+  redis.call('HDEL', KEYS[4], field)
+  redis.call('HINCRBY', KEYS[4], 'snapshots', -tonumber(size))
+end
 return redis.call('SREM', KEYS[2], ARGV[1])
 """
 
@@ -122,22 +169,6 @@ out[#ids + 1] = redis.call('GET', KEYS[3]) or '0'
 return out
 """
 
-# KEYS: pending, lost, snapshots index.  ARGV: snapshot key prefix.  Returns {pending counters,
-# impressions in them, impressions reported lost, impressions in unapplied snapshots}: one short
-# reply per shard instead of every field of the hashes.
-BUFFER_TOTALS = """
-local function sum(key)
-  local total = 0
-  for _, value in ipairs(redis.call('HVALS', key)) do total = total + tonumber(value) end
-  return total
-end
-local snapshots = 0
-for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  snapshots = snapshots + sum(ARGV[1] .. flush_id)
-end
-return {redis.call('HLEN', KEYS[1]), sum(KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0'), snapshots}
-"""
-
 
 def script(client, name):
     """The registered Script `name` for this client (EVALSHA, loading the script on NOSCRIPT)."""
@@ -145,3 +176,18 @@ def script(client, name):
     if name not in registered:
         registered[name] = client.register_script(globals()[name])
     return registered[name]
+
+
+def evalsha(client, name, script_keys, args):
+    """Run script `name` by its SHA1 in one round trip, loading it on NOSCRIPT (a new or
+    restarted server). What a registered Script does, with fewer steps: the request path."""
+    registered = script(client, name)
+    try:
+        return client.execute_command(
+            "EVALSHA", registered.sha, len(script_keys), *script_keys, *args
+        )
+    except NoScriptError:
+        registered.sha = client.script_load(registered.script)
+        return client.execute_command(
+            "EVALSHA", registered.sha, len(script_keys), *script_keys, *args
+        )

@@ -6,7 +6,8 @@
   the page that set the cookie and the pages after it are one viewer and a reload counts once.
 - Anonymous without cookies (or on its first request): a digest of the day's secret salt, the
   client IP and the User-Agent, as cookie-less analytics do. Neither is stored, only the digest.
-- Not viewers at all: browser prefetches and User-Agents matching IMPRESSIONS_IGNORE_USER_AGENTS.
+- Not viewers at all: requests other than GET (a HEAD or OPTIONS shows nobody anything), browser
+  prefetches and User-Agents matching IMPRESSIONS_IGNORE_USER_AGENTS.
 """
 
 import functools
@@ -40,7 +41,7 @@ PREFETCH_WORDS = ("prefetch", "preview")
 
 class Viewer(NamedTuple):
     key: str | None  # the viewer key in Redis; None: not counted
-    ignored: str | None = None  # "bot" or "prefetch": a request that is no view
+    ignored: str | None = None  # "method", "bot" or "prefetch": a request that is no view
     new_cookie: str | None = None  # a visitor cookie to set on the response
 
 
@@ -74,6 +75,8 @@ def record_request(request, posts):
 
 def identify(request):
     """The Viewer of a request; raises a redis error when a digest needs a salt Redis cannot give."""
+    if request.method != "GET":
+        return Viewer(None, ignored="method")
     if is_prefetch(request):
         return Viewer(None, ignored="prefetch")
     if is_ignored_user_agent(request.META.get("HTTP_USER_AGENT", "")):

@@ -104,9 +104,11 @@ class Stack:
             "READINESS_TIMEOUT": "3",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
-            "GUNICORN_BIND": f"127.0.0.1:{self.web_port}",
-            "GUNICORN_WORKERS": str(self.workers),
-            "GUNICORN_THREADS": str(self.threads),
+            # gunicorn's own variable: casusult/gunicorn_conf.py's defaults, overridden.
+            "GUNICORN_CMD_ARGS": (
+                f"--bind 127.0.0.1:{self.web_port} --workers {self.workers}"
+                f" --threads {self.threads}"
+            ),
         }
 
     def start_redis(self):

@@ -3,6 +3,7 @@
 import threading
 from dataclasses import dataclass
 
+from django.core import checks
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask
 
@@ -24,8 +25,33 @@ class QueueStats:
     counts: dict  # state -> number of jobs or messages (None: unknown), in display order
 
 
+def whole_number(minimum, maximum=None):
+    """An OPTIONS rule: a whole number (not a bool) from `minimum` to `maximum` (None: no limit)."""
+
+    def valid(value):
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and minimum <= value
+            and (maximum is None or value <= maximum)
+        )
+
+    return valid
+
+
+def _module_names(value):
+    return not isinstance(value, str) and all(
+        isinstance(module, str) and DOTTED_PATH.fullmatch(f"{module}.x") for module in value
+    )
+
+
 class QueueBackend(BaseTaskBackend):
-    """Base for the RQ and SQS backends: rejects unknown OPTIONS keys, naming the alias."""
+    """Base for the RQ and SQS backends: OPTIONS defaults and rules, reported by check().
+
+    A bad OPTIONS entry does not stop the backend from being built (Django builds it when a module
+    declares a task); check() reports every one, each with an id, and enqueue() and the worker
+    refuse to run with any (QueueConfigurationError).
+    """
 
     # OPTIONS keys every backend of ours understands, with their defaults; subclasses add theirs.
     option_defaults = {
@@ -33,37 +59,64 @@ class QueueBackend(BaseTaskBackend):
         "RETRY_DELAY": 10,  # seconds before the second run, doubling after each failure
         "TASK_MODULES": (),  # modules whose tasks are registered besides the apps' tasks modules
     }
+    # key -> (test of a value, what a good value looks like); the only place the limits live.
+    option_rules = {
+        "MAX_ATTEMPTS": (whole_number(1, 100), "a whole number from 1 to 100"),
+        "RETRY_DELAY": (
+            whole_number(0, MAX_RETRY_DELAY),
+            f"a whole number of seconds from 0 to {MAX_RETRY_DELAY}",
+        ),
+        "TASK_MODULES": (_module_names, "a list of module names (a.b.c)"),
+    }
     # Dotted path of the class that runs this backend's tasks; `runworker` imports it. The backend
     # never imports its worker (the worker imports its backend).
     worker_class = None
 
     def __init__(self, alias, params):
         super().__init__(alias, params)
-        unknown = sorted(set(self.options) - set(self.option_defaults))
-        if unknown:
-            raise QueueConfigurationError(
-                f"TASKS[{alias!r}]['OPTIONS'] has unknown key(s) {', '.join(unknown)}; "
-                f"{type(self).__name__} accepts: {', '.join(sorted(self.option_defaults))}."
-            )
-        self.options = {**self.option_defaults, **self.options}
-        attempts, delay = self.options["MAX_ATTEMPTS"], self.options["RETRY_DELAY"]
-        if not isinstance(attempts, int) or not 1 <= attempts <= 100:
-            raise self.option_error("MAX_ATTEMPTS must be a whole number from 1 to 100.")
-        if not isinstance(delay, int) or not 0 <= delay <= MAX_RETRY_DELAY:
-            raise self.option_error(
-                f"RETRY_DELAY must be a whole number of seconds from 0 to {MAX_RETRY_DELAY}."
-            )
-        modules = self.options["TASK_MODULES"]
-        if isinstance(modules, str) or not all(
-            isinstance(module, str) and DOTTED_PATH.fullmatch(f"{module}.x") for module in modules
-        ):
-            raise self.option_error("TASK_MODULES must be a list of module names (a.b.c).")
-        self.options["TASK_MODULES"] = tuple(modules)
+        given = dict(self.options)
+        self.option_problems = self._option_problems(given)
+        # A bad value is replaced by its default, so that nothing trips over it before check().
+        bad = {key for key, (valid, _) in self.option_rules.items() if key in given}
+        bad = {key for key in bad if not self.option_rules[key][0](given[key])}
+        self.options = {
+            **self.option_defaults,
+            **{key: value for key, value in given.items() if key not in bad},
+        }
+        self.options["TASK_MODULES"] = tuple(self.options["TASK_MODULES"])
         self._registry = None
         self._registry_lock = threading.RLock()
 
-    def option_error(self, message):
-        return QueueConfigurationError(f"TASKS[{self.alias!r}]['OPTIONS']: {message}")
+    def _option_problems(self, given):
+        """(check id, message, hint) of each unknown key and each value that fails its rule."""
+        where = f"TASKS[{self.alias!r}]['OPTIONS']"
+        problems = []
+        unknown = sorted(set(given) - set(self.option_defaults))
+        if unknown:
+            problems.append(
+                (
+                    "queues.E004",
+                    f"{where} has unknown key(s) {', '.join(unknown)}.",
+                    f"{type(self).__name__} accepts: {', '.join(sorted(self.option_defaults))}.",
+                )
+            )
+        for key, (valid, expected) in self.option_rules.items():
+            if key in given and not valid(given[key]):
+                problems.append(
+                    (
+                        "queues.E005",
+                        f"{where}: {key}={given[key]!r} is not valid.",
+                        f"Use {expected}.",
+                    )
+                )
+        return problems
+
+    def ensure_valid(self):
+        """Raise QueueConfigurationError naming every OPTIONS problem (what check() reports)."""
+        if self.option_problems:
+            raise QueueConfigurationError(
+                " ".join(f"{message} {hint}" for _, message, hint in self.option_problems)
+            )
 
     @property
     def max_attempts(self):
@@ -115,9 +168,16 @@ class QueueBackend(BaseTaskBackend):
             raise InvalidTask(f"{result.task.module_path}: {error}.") from None
 
     def check(self, *, deploy=False, **kwargs):
-        """System check errors; with `deploy`, also those found by reaching the server.
+        """The settings' problems, found without network; with `deploy`, instead those found by
+        reaching the server.
 
         django.tasks runs check() on every command; queues.checks adds check(deploy=True) to
-        `check --deploy`.
+        `check --deploy` for each backend whose check() found no error.
         """
-        return super().check(**kwargs)
+        return [
+            *super().check(**kwargs),
+            *(
+                checks.Error(message, hint=hint, id=id_)
+                for id_, message, hint in self.option_problems
+            ),
+        ]

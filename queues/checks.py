@@ -2,12 +2,18 @@
 
 | id           | when                    | what                                                      |
 | ------------ | ----------------------- | --------------------------------------------------------- |
-| queues.E001  | every check, no network | the RQ URL/OPTIONS name a cluster-mode endpoint           |
+| queues.E001  | every check, no network | an RQ backend's RQ_QUEUES entry names a cluster endpoint  |
 | queues.E002  | check --deploy          | the live probe found a cluster-mode or sharded server     |
 | queues.E003  | check --deploy          | the live probe could not reach the RQ Redis (fails closed) |
 | queues.W001  | check --deploy          | the SQS queue has no redrive policy (no dead-letter queue) |
 | queues.W002  | check --deploy          | the SQS redrive policy's maxReceiveCount < MAX_ATTEMPTS   |
 | queues.W003  | check --deploy          | the SQS queue's redrive policy could not be read           |
+| queues.E004  | every check             | a backend's OPTIONS has unknown keys                      |
+| queues.E005  | every check             | a backend's OPTIONS value is bad (one error per key)      |
+| queues.E006  | every check             | an RQ backend's queue is missing from RQ_QUEUES           |
+| queues.E007  | every check             | an RQ backend's RQ_QUEUES entry names no JSON serializer  |
+| queues.E008  | every check             | an RQ backend's queues are on different connections       |
+| queues.W004  | every check             | RQ_QUEUES sets DEFAULT_TIMEOUT/DEFAULT_RESULT_TTL (unused) |
 
 Never reuse a retired id.
 """
@@ -25,6 +31,8 @@ def check_backend_servers(app_configs=None, **kwargs):
     """
     errors = []
     for backend in task_backends.all():
-        if isinstance(backend, QueueBackend) and not backend.check():
+        if not isinstance(backend, QueueBackend):
+            continue
+        if not any(message.is_serious() for message in backend.check()):
             errors += backend.check(deploy=True)
     return errors

@@ -9,18 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import devservices
+from screenshots import CHROMIUM_ARGS
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 USERNAME, PASSWORD = "screenshots", "screenshots-only-password"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 BODIES = [
     "Logo for a ramen shop in Sapporo: warm, hand-drawn, no red",
     "Name our cat cafe (three cats, one grumpy)",

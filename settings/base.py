@@ -4,8 +4,18 @@ import warnings
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
-from .env import env_bool, env_choice, env_float, env_int, env_list, env_redis_url, env_str
+from .env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_redis_url,
+    env_str,
+    from_env,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -32,6 +42,10 @@ MIDDLEWARE = [
     # First: load balancers probe by IP over plain HTTP, before host validation and HTTPS redirects.
     "casusult.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (SECURE_CSP below) with a per-response nonce for the admin's scripts.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Permissions-Policy (PERMISSIONS_POLICY below).
+    "casusult.security.PermissionsPolicyMiddleware",
     # Static files from the app server itself (collectstatic); no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -58,6 +72,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # csp_nonce for {% csp_nonce_attr %} (the admin's and our templates' scripts).
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -69,6 +85,46 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Content-Security-Policy, in every environment (the browser tests see what production sends):
+# scripts and styles only from this site's static files, or inline with this response's nonce;
+# no inline handlers, no style attributes, no plugins, no framing, forms post only here.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Permissions-Policy (casusult.security): no page of this site uses a powerful browser feature,
+# so none is allowed, to the site or to anything it might embed. feature -> allowed origins.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "timeline"
@@ -86,129 +142,103 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The impression buffer (and, unless RQ_REDIS_URL says otherwise, the RQ queue).
-REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The site's environment variables for the two apps. Each maps to a setting only when it is set:
+# the defaults and limits live in the apps (impressions/conf.py, the queue backends' OPTIONS) and
+# their system checks judge the values (docs/impressions/settings.md, docs/queues/settings.md).
 
-# Impressions (impressions/conf.py reads these; README "Impressions" explains each).
+# REDIS_URL: the impression buffer's Redis (and, unless RQ_REDIS_URL says otherwise, the RQ queue's).
+redis_url = env_redis_url("REDIS_URL", None)  # lower case: no Django setting of its own
+if redis_url is not None:
+    IMPRESSIONS_REDIS_URL = redis_url
 # What is counted: the flush adds to this integer field of this model (checked at start-up).
 IMPRESSIONS_MODEL = "casusult.Post"
 IMPRESSIONS_COUNT_FIELD = "impressions"
 # The site shows the task queues' numbers on the impressions dashboard (impressions cannot import
 # queues; the site can).
 IMPRESSIONS_DASHBOARD_PANELS = ["casusult.dashboard_panels.queue_panel"]
-# Upper bounds keep values inside what Redis (EXPIRE) and datetime arithmetic accept.
-ONE_YEAR = 365 * 24 * 3600
-IMPRESSIONS_DEDUP_WINDOW = env_int("IMPRESSIONS_DEDUP_WINDOW", 300, maximum=ONE_YEAR)
-IMPRESSIONS_FLUSH_DELAY = env_int("IMPRESSIONS_FLUSH_DELAY", 300, maximum=ONE_YEAR)
-IMPRESSIONS_FLUSH_BATCH_SIZE = env_int(
-    "IMPRESSIONS_FLUSH_BATCH_SIZE", 5000, minimum=1, maximum=1_000_000
+# What changes between deployments: the kill switch (false records nothing), the proxies in front
+# (an ALB: 1), the buffer's mode, the windows (the load test shortens them), the history kept.
+globals().update(
+    from_env(
+        {
+            "IMPRESSIONS_ENABLED": env_bool,
+            "IMPRESSIONS_TRUSTED_PROXIES": env_int,
+            "IMPRESSIONS_REDIS_CLUSTER": env_str,
+            "IMPRESSIONS_DEDUP_WINDOW": env_int,
+            "IMPRESSIONS_FLUSH_DELAY": env_int,
+            "IMPRESSIONS_HISTORY_DAYS": env_int,
+        }
+    )
 )
-IMPRESSIONS_REDIS_TIMEOUT = env_float(
-    "IMPRESSIONS_REDIS_TIMEOUT", 0.05, minimum=0.001, maximum=3600
-)
-IMPRESSIONS_FLUSH_REDIS_TIMEOUT = env_float(
-    "IMPRESSIONS_FLUSH_REDIS_TIMEOUT", 10.0, minimum=0.001, maximum=3600
-)
-IMPRESSIONS_REDIS_CLUSTER = env_choice(
-    "IMPRESSIONS_REDIS_CLUSTER", {"auto", "true", "false"}, "auto"
-)
-IMPRESSIONS_COUNT_ANONYMOUS = env_bool("IMPRESSIONS_COUNT_ANONYMOUS", True)
-IMPRESSIONS_KEY_PREFIX = env_str("IMPRESSIONS_KEY_PREFIX", "imp")
-IMPRESSIONS_SHARDS = env_int("IMPRESSIONS_SHARDS", 16, minimum=1, maximum=1024)
-IMPRESSIONS_LEDGER_RETENTION_DAYS = env_int(
-    "IMPRESSIONS_LEDGER_RETENTION_DAYS", 30, minimum=1, maximum=36500
-)
-# The kill switch: false records nothing (no Redis call, no visitor cookie).
-IMPRESSIONS_ENABLED = env_bool("IMPRESSIONS_ENABLED", True)
-# None (unset): the app's default pattern of crawlers, previews and monitors; "" ignores none.
-IMPRESSIONS_IGNORE_USER_AGENTS = env_str("IMPRESSIONS_IGNORE_USER_AGENTS", None)
-# Proxies in front of the site that append to X-Forwarded-For (an ALB: 1); 0 uses REMOTE_ADDR.
-IMPRESSIONS_TRUSTED_PROXIES = env_int("IMPRESSIONS_TRUSTED_PROXIES", 0, maximum=32)
-IMPRESSIONS_VISITOR_COOKIE_NAME = env_str("IMPRESSIONS_VISITOR_COOKIE_NAME", "visitor")
-IMPRESSIONS_VISITOR_COOKIE_AGE = env_int(
-    "IMPRESSIONS_VISITOR_COOKIE_AGE", 365 * 24 * 3600, minimum=1, maximum=400 * 24 * 3600
-)
-# None (unset): Secure exactly when the session cookie is (settings.prod: always).
-IMPRESSIONS_VISITOR_COOKIE_SECURE = env_bool("IMPRESSIONS_VISITOR_COOKIE_SECURE", None)
-# Days of per-day history the flush keeps (the dashboard's charts and top posts); 0 keeps all.
-IMPRESSIONS_HISTORY_DAYS = env_int("IMPRESSIONS_HISTORY_DAYS", 400, minimum=0, maximum=36500)
-
 
 RQ_BACKEND = "queues.rq.backend.RQBackend"
+SQS_BACKEND = "queues.sqs.backend.SQSBackend"
+# Where `make run`'s Redis listens (devservices), for the RQ queue when no variable names one.
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def task_settings(default_backend, rq_url, task_modules=()):
+def task_settings(default_backend, task_modules=()):
     """TASKS["default"] from QUEUE_BACKEND (rq, sqs, immediate, dummy) and that backend's variables.
 
-    `task_modules`: the default of TASK_MODULES, modules whose tasks the workers register besides
-    the installed apps' tasks modules.
+    `task_modules`: the site's TASK_MODULES when the variable is unset, modules whose tasks the
+    workers register besides the installed apps' tasks modules.
     """
     choice = env_choice("QUEUE_BACKEND", {"rq", "sqs", "immediate", "dummy"}, default_backend)
-    shared = {
-        "MAX_ATTEMPTS": env_int("TASKS_MAX_ATTEMPTS", 3, minimum=1, maximum=100),
-        "RETRY_DELAY": env_int("TASKS_RETRY_DELAY", 10, maximum=900),
-        "TASK_MODULES": env_list("TASK_MODULES", list(task_modules)),
-    }
+    shared = from_env({"MAX_ATTEMPTS": env_int, "RETRY_DELAY": env_int}, prefix="TASKS_")
+    shared.update(from_env({"TASK_MODULES": env_list}) or task_modules_option(task_modules))
     if choice == "rq":
-        options = {
-            **shared,
-            "URL": rq_url,
-            "JOB_TIMEOUT": env_int("RQ_JOB_TIMEOUT", 600, minimum=1),
-        }
-        return {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}
+        options = {**shared, **from_env({"JOB_TIMEOUT": env_int}, prefix="RQ_")}
+        return {"default": {"BACKEND": RQ_BACKEND, "QUEUES": ["default"], "OPTIONS": options}}
     if choice == "sqs":
-        queue_url, queue_name = env_str("SQS_QUEUE_URL", ""), env_str("SQS_QUEUE_NAME", "")
-        if not (queue_url or queue_name):
+        sqs_options = {
+            "QUEUE_URL": env_str,
+            "QUEUE_NAME": env_str,
+            "WAIT_TIME_SECONDS": env_int,
+            "MAX_MESSAGES": env_int,
+            "VISIBILITY_TIMEOUT": env_int,
+            "JOB_TIMEOUT": env_int,
+        }
+        options = {**shared, **from_env(sqs_options, prefix="SQS_")}
+        if not (options.get("QUEUE_URL") or options.get("QUEUE_NAME")):
             raise ImproperlyConfigured(
                 "QUEUE_BACKEND=sqs needs the environment variable SQS_QUEUE_URL or SQS_QUEUE_NAME."
             )
-        options = {
-            **shared,
-            "QUEUE_URL": queue_url or None,
-            "QUEUE_NAME": queue_name or None,
-            "WAIT_TIME_SECONDS": env_int("SQS_WAIT_TIME_SECONDS", 20, maximum=20),
-            "MAX_MESSAGES": env_int("SQS_MAX_MESSAGES", 10, minimum=1, maximum=10),
-            # Unset: the queue's own VisibilityTimeout attribute, read when the worker starts.
-            "VISIBILITY_TIMEOUT": env_int("SQS_VISIBILITY_TIMEOUT", None, minimum=1, maximum=43200),
-            "JOB_TIMEOUT": env_int("SQS_JOB_TIMEOUT", 600, minimum=1, maximum=43200),
-        }
-        return {"default": {"BACKEND": "queues.sqs.backend.SQSBackend", "OPTIONS": options}}
+        return {"default": {"BACKEND": SQS_BACKEND, "OPTIONS": options}}
     backend = f"django.tasks.backends.{choice}.{choice.title()}Backend"
     return {"default": {"BACKEND": backend}}
 
 
-def rq_queues(tasks):
-    """django-rq's RQ_QUEUES for the RQ backends of `tasks`: one connection definition for both.
+def task_modules_option(task_modules):
+    return {"TASK_MODULES": list(task_modules)} if task_modules else {}
 
-    Each RQ queue of those backends, on the backend's URL, read with our JSON serializer (the
-    dashboard would fail to read our jobs with RQ's default, pickle). Empty without an RQ backend:
-    the dashboard then shows no queue rather than poking at the impression buffer's Redis.
-    """
-    return {
-        name: {
-            "URL": params["OPTIONS"]["URL"],
-            "SERIALIZER": "rq.serializers.JSONSerializer",
-            "DEFAULT_TIMEOUT": params["OPTIONS"].get("JOB_TIMEOUT", 600),
-        }
+
+def rq_queues(tasks, url):
+    """django-rq's RQ_QUEUES: the one definition of the RQ connection, for the RQ backend of
+    `tasks` and django-rq's dashboard. The JSON serializer is the one the backend writes (the
+    queues app's checks refuse any other). Empty without an RQ backend: the dashboard then shows
+    no queue rather than poking at the impression buffer's Redis."""
+    names = {
+        name
         for params in tasks.values()
         if params["BACKEND"] == RQ_BACKEND
         for name in params.get("QUEUES", ["default"])
     }
+    return {name: {"URL": url, "SERIALIZER": "rq.serializers.JSONSerializer"} for name in names}
 
 
 # The RQ queue's Redis: standalone only (RQ refuses cluster mode, see queues.rq.cluster).
-RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", REDIS_URL)
+RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", redis_url or LOCAL_REDIS_URL)
 # Production picks rq or sqs; without QUEUE_BACKEND tasks run in-process.
-TASKS = task_settings("immediate", RQ_REDIS_URL)
-# django-rq: its queues come from TASKS (each settings module that sets TASKS derives them again);
-# anything it builds resolves job functions through our job class, which runs only our trampoline.
-RQ_QUEUES = rq_queues(TASKS)
+TASKS = task_settings("immediate")
+RQ_QUEUES = rq_queues(TASKS, RQ_REDIS_URL)
+# django-rq: anything it builds resolves job functions through our job class, which runs only
+# our trampoline.
 RQ = {"JOB_CLASS": "queues.rq.worker.TaskJob"}
 # casusult.urls mounts the dashboard at /admin/rq/, linked from the queue status admin page.
 RQ_SHOW_ADMIN_LINK = False
 
-# Seconds /readyz waits for all its dependency probes together (casusult/health.py).
-READINESS_TIMEOUT = env_float("READINESS_TIMEOUT", 1.0, minimum=0.05)
+# Seconds /readyz waits for all its dependency probes together (casusult/health.py has the default).
+globals().update(from_env({"READINESS_TIMEOUT": lambda name: env_float(name, minimum=0.05)}))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 # plain for people, json (one object per line, casusult.jsonlog) for log pipelines; prod: json.

@@ -9,5 +9,5 @@ SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-p
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 
 # `make run` starts `runworker` next to the web server: RQ on the local Redis by default.
-TASKS = task_settings("rq", RQ_REDIS_URL)
-RQ_QUEUES = rq_queues(TASKS)
+TASKS = task_settings("rq")
+RQ_QUEUES = rq_queues(TASKS, RQ_REDIS_URL)

@@ -1,4 +1,8 @@
-"""Typed readers for environment variables; a bad value fails start-up naming the variable."""
+"""Typed readers for environment variables; a bad value fails start-up naming the variable.
+
+They check that a value parses (a number, a boolean, a URL); the apps' system checks judge
+whether it is in range, naming the setting (the same name where a variable maps to a setting).
+"""
 
 import os
 
@@ -37,7 +41,7 @@ def env_bool(name, default=UNSET):
     )
 
 
-def env_int(name, default=UNSET, *, minimum=0, maximum=None):
+def env_int(name, default=UNSET, *, minimum=None, maximum=None):
     value = _raw(name, default)
     if value is None:
         return default
@@ -49,13 +53,13 @@ def env_int(name, default=UNSET, *, minimum=0, maximum=None):
         raise ImproperlyConfigured(
             f"The environment variable {name}={value!r} is not a whole number."
         ) from None
-    if number < minimum or (maximum is not None and number > maximum):
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise ImproperlyConfigured(f"The environment variable {name}={number} must be {bounds}.")
     return number
 
 
-def env_float(name, default=UNSET, *, minimum=0.0, maximum=None):
+def env_float(name, default=UNSET, *, minimum=None, maximum=None):
     value = _raw(name, default)
     if value is None:
         return default
@@ -65,7 +69,9 @@ def env_float(name, default=UNSET, *, minimum=0.0, maximum=None):
         raise ImproperlyConfigured(
             f"The environment variable {name}={value!r} is not a number."
         ) from None
-    if not number >= minimum:  # also rejects nan
+    if number != number:  # nan
+        raise ImproperlyConfigured(f"The environment variable {name}={value!r} is not a number.")
+    if minimum is not None and not number >= minimum:
         raise ImproperlyConfigured(
             f"The environment variable {name}={number} must be >= {minimum}."
         )
@@ -113,8 +119,16 @@ def env_database(name="DATABASE_URL", default=UNSET):
 def env_redis_url(name, default=UNSET):
     value = _raw(name, default)
     url = default if value is None else value
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(
             f"The environment variable {name}={url!r} must be a redis://, rediss:// or unix:// URL."
         )
     return url
+
+
+def from_env(readers, prefix=""):
+    """{key: value} for each key of `readers` whose variable (prefix + key) is set, read by its
+    reader. A variable left unset sets nothing, so the app's own default applies."""
+    return {
+        key: reader(prefix + key) for key, reader in readers.items() if prefix + key in os.environ
+    }

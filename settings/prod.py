@@ -23,12 +23,12 @@ if not ALLOWED_HOSTS:  # "" or "," would start a site that answers 400 to every 
         " comma-separated (e.g. ALLOWED_HOSTS=casusult.example.com)."
     )
 # No in-process default: the flush must run on a worker (rq or sqs), never inside a request.
-TASKS = task_settings(UNSET, RQ_REDIS_URL)
-RQ_QUEUES = rq_queues(TASKS)
+TASKS = task_settings(UNSET)
+RQ_QUEUES = rq_queues(TASKS, RQ_REDIS_URL)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SESSION_COOKIE_SECURE = True

@@ -14,12 +14,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Never the developer's db 0: tests flush their Redis database.
-REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/15")
+IMPRESSIONS_REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # Tests look at what was enqueued; tests of the real backends configure them explicitly (or set
 # QUEUE_BACKEND). RQ gets its own db, never the developer's db 0.
 RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", "redis://127.0.0.1:6379/14")
 # The queue tests' own tasks live in tests.queues.tasks, no installed app's tasks module: listed.
 TEST_TASK_MODULES = ["tests.queues.tasks"]
-TASKS = task_settings("dummy", RQ_REDIS_URL, task_modules=TEST_TASK_MODULES)
-RQ_QUEUES = rq_queues(TASKS)
+TASKS = task_settings("dummy", task_modules=TEST_TASK_MODULES)
+RQ_QUEUES = rq_queues(TASKS, RQ_REDIS_URL)

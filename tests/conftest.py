@@ -4,21 +4,28 @@ import os
 
 import boto3
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from playwright.sync_api import sync_playwright
 
 import devservices
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.processes import run_manage
 
 # The fuzz tests (tests/queues/test_fuzz_unit.py): a few seconds each; no deadline, as the machine
 # is shared and noisy. CI (CI=true) runs the same examples every time and keeps no database.
-settings.register_profile(
+hypothesis_settings.register_profile(
     "dev",
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.register_profile("ci", settings.get_profile("dev"), derandomize=True, database=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+hypothesis_settings.register_profile(
+    "ci", hypothesis_settings.get_profile("dev"), derandomize=True, database=None
+)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +95,29 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--reverse"):
         items.reverse()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, one per test module (contexts give each test a clean slate).
+
+    Playwright's sync API keeps an event loop in this thread, where Django would refuse ORM calls
+    as if they came from async code: the module's tests are plain sync code, so allow them.
+    """
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"No Chromium at {CHROMIUM}: install Debian's package with `make browser`"
+            " (apt-get install -y chromium), or point TEST_CHROMIUM at a Chromium binary."
+        )
+    allowed = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if allowed is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = allowed

@@ -1,9 +1,7 @@
 """RQ on a standalone Redis as a django.tasks backend: JSON jobs that call one fixed trampoline."""
 
-import threading
 import uuid
 
-import redis
 from django.tasks import TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
@@ -14,16 +12,21 @@ from rq.job import Retry
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from ..base import QueueBackend, QueueStats
+from ..base import QueueBackend, QueueStats, whole_number
 from ..exceptions import MalformedMessage, RefusedJob
 from ..execution import new_result
 from . import jobs
 from .checks import rq_backend_errors
 from .cluster import ensure_not_cluster
+from .connection import endpoint_url, get_connection, queue_config
 
 
 class RQBackend(QueueBackend):
-    """Tasks as RQ jobs on a standalone Redis; `runworker` runs them (with RQ's scheduler)."""
+    """Tasks as RQ jobs on a standalone Redis; `runworker` runs them (with RQ's scheduler).
+
+    The queues are TASKS' "QUEUES" (default: ["default"]), each an entry of django-rq's RQ_QUEUES,
+    which alone says where their Redis is (queues.rq.connection).
+    """
 
     # run_after is honoured through RQ's scheduled-job registry.
     supports_defer = True
@@ -33,38 +36,40 @@ class RQBackend(QueueBackend):
     worker_class = "queues.rq.worker.RQWorker"
     option_defaults = {
         **QueueBackend.option_defaults,
-        "URL": None,
-        "CLUSTER": False,  # say True to declare a cluster endpoint, which is then refused
-        "JOB_TIMEOUT": 600,
-        "RESULT_TTL": 86400,
-        "SOCKET_TIMEOUT": 5,
+        "JOB_TIMEOUT": 600,  # seconds a task may run before RQ stops it (a failed attempt)
+        "RESULT_TTL": 86400,  # seconds a finished task's result stays readable
+    }
+    option_rules = {
+        **QueueBackend.option_rules,
+        "JOB_TIMEOUT": (whole_number(1), "a whole number of seconds >= 1"),
+        "RESULT_TTL": (whole_number(-1), "a whole number of seconds >= 0 (-1: kept for ever)"),
     }
 
-    def __init__(self, alias, params):
-        super().__init__(alias, params)
-        if not self.options["URL"]:
-            raise self.option_error("URL (the RQ Redis, from RQ_REDIS_URL) is required.")
-        self.url = self.options["URL"]
-        self._connection = None
-        self._lock = threading.Lock()
-
     def check(self, *, deploy=False, **kwargs):
-        return [*super().check(**kwargs), *rq_backend_errors(self, deploy=deploy)]
+        if deploy:
+            return rq_backend_errors(self, deploy=True)
+        return [*super().check(**kwargs), *rq_backend_errors(self, deploy=False)]
+
+    @property
+    def connection_queue(self):
+        """The queue whose RQ_QUEUES entry gives the connection (checks.py: all share one)."""
+        return min(self.queues)
+
+    @property
+    def url(self):
+        """The Redis URL RQ_QUEUES names for the backend's queues (None: it names none)."""
+        config = queue_config(self.connection_queue)
+        return None if config is None else endpoint_url(config)
 
     def raw_connection(self):
-        """The Redis client, without the cluster-mode probe (the probe itself uses it)."""
-        with self._lock:
-            if self._connection is None:
-                timeout = self.options["SOCKET_TIMEOUT"]
-                self._connection = redis.Redis.from_url(
-                    self.url, socket_timeout=timeout, socket_connect_timeout=timeout
-                )
-        return self._connection
+        """django-rq's Redis client, without the cluster-mode probe (the probe itself uses it)."""
+        return get_connection(self.connection_queue, f"TASKS[{self.alias!r}]")
 
     def connection(self):
         """The Redis client, once this process has verified the server is not in cluster mode."""
+        self.ensure_valid()
         connection = self.raw_connection()
-        ensure_not_cluster(connection, self.url, self.options["CLUSTER"])
+        ensure_not_cluster(connection, self.url)
         return connection
 
     def ping(self):
@@ -80,6 +85,7 @@ class RQBackend(QueueBackend):
         )
 
     def enqueue(self, task, args, kwargs):
+        self.ensure_valid()
         self.validate_task(task)
         self.require_registered(task)
         result = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)

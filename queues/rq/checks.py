@@ -1,40 +1,115 @@
-"""RQBackend's system checks (ids: see queues.checks): cluster endpoints, then the live server."""
+"""RQBackend's system checks (ids: see queues.checks): its RQ_QUEUES entries, then the live server."""
 
 import redis
 from django.core import checks
 
-from .cluster import REMEDY, cluster_endpoint_reason, probe_cluster_reason, redact
+from redis_endpoints import redact
+
+from ..exceptions import QueueConfigurationError
+from .cluster import REMEDY, cluster_endpoint_reason, probe_cluster_reason
+from .connection import (
+    JSON_SERIALIZER,
+    connection_key,
+    endpoint_url,
+    queue_config,
+    uses_json_serializer,
+)
+
+# RQ_QUEUES keys the backend's tasks do not use: its OPTIONS say JOB_TIMEOUT and RESULT_TTL.
+IGNORED_QUEUE_KEYS = {"DEFAULT_TIMEOUT": "JOB_TIMEOUT", "DEFAULT_RESULT_TTL": "RESULT_TTL"}
 
 
 def rq_backend_errors(backend, deploy):
-    """Errors for one RQBackend: the URL alone, and with `deploy` the live server too."""
-    url, where = backend.url, f"TASKS[{backend.alias!r}]"
-    if reason := cluster_endpoint_reason(url, backend.options["CLUSTER"]):
-        return [
+    """Every problem of one RQBackend's queues (no network); with `deploy`, the live server's."""
+    where = f"TASKS[{backend.alias!r}]"
+    if deploy:
+        return live_errors(backend, where)
+    errors = []
+    connections = set()
+    for name in sorted(backend.queues):
+        config = queue_config(name)
+        if config is None:
+            errors.append(
+                checks.Error(
+                    f"{where} uses the RQ queue {name!r}, which RQ_QUEUES does not define.",
+                    hint=f'Add RQ_QUEUES[{name!r}] = {{"URL": "redis://…", "SERIALIZER":'
+                    f' "{JSON_SERIALIZER}"}} (django-rq\'s settings: one definition of the'
+                    " connection, shared with its dashboard).",
+                    id="queues.E006",
+                )
+            )
+            continue
+        errors += queue_errors(where, name, config)
+        connections.add(connection_key(config))
+    if len(connections) > 1:
+        errors.append(
             checks.Error(
-                f"{where} points RQ at a cluster-mode Redis ({reason}); RQ fails there with "
-                "CROSSSLOT errors.",
+                f"{where}: the RQ queues {', '.join(sorted(backend.queues))} are on different"
+                " Redis connections in RQ_QUEUES; one worker serves them all over one connection.",
+                hint="Give them the same connection, or one TASKS backend per connection.",
+                id="queues.E008",
+            )
+        )
+    return errors
+
+
+def queue_errors(where, name, config):
+    """The static problems of RQ_QUEUES[name] (no network)."""
+    errors = []
+    entry = f"RQ_QUEUES[{name!r}] (used by {where})"
+    if not uses_json_serializer(config):
+        errors.append(
+            checks.Error(
+                f"{entry} names the serializer {config.get('SERIALIZER')!r}; the RQ backend writes"
+                " JSON jobs and refuses anything else (django-rq's default, pickle, would run"
+                " whatever code a job planted in Redis names).",
+                hint=f'Set RQ_QUEUES[{name!r}]["SERIALIZER"] = "{JSON_SERIALIZER}".',
+                id="queues.E007",
+            )
+        )
+    url = endpoint_url(config)
+    if reason := cluster_endpoint_reason(url):
+        errors.append(
+            checks.Error(
+                f"{entry} points RQ at a cluster-mode Redis ({reason}); RQ fails there with"
+                " CROSSSLOT errors.",
                 hint=REMEDY,
                 id="queues.E001",
             )
-        ]
-    if not deploy:
-        return []
+        )
+    for key, option in IGNORED_QUEUE_KEYS.items():
+        if key in config:
+            errors.append(
+                checks.Warning(
+                    f"{entry} sets {key}, which the RQ backend's tasks do not use.",
+                    hint=f"Set the backend's OPTIONS {option!r} instead, and remove {key}.",
+                    id="queues.W004",
+                )
+            )
+    return errors
+
+
+def live_errors(backend, where):
+    """queues.E002/E003: the server behind the backend's connection, probed."""
+    url = redact(backend.url) if backend.url else "its RQ_QUEUES entry"
     try:
         reason = probe_cluster_reason(backend.raw_connection())
     except (redis.ConnectionError, redis.TimeoutError) as error:
         return [
             checks.Error(
-                f"{where}: could not reach the RQ Redis at {redact(url)} to verify it is not in "
-                f"cluster mode ({error}).",
-                hint="Run the deploy checks where the Redis is reachable, or fix RQ_REDIS_URL.",
+                f"{where}: could not reach the RQ Redis at {url} to verify it is not in cluster"
+                f" mode ({error}).",
+                hint="Run the deploy checks where the Redis is reachable, or fix its RQ_QUEUES"
+                " entry (this site: RQ_REDIS_URL).",
                 id="queues.E003",
             )
         ]
+    except QueueConfigurationError:
+        return []  # reported by the static pass
     if reason:
         return [
             checks.Error(
-                f"{where}: the Redis at {redact(url)} cannot host RQ: {reason}.",
+                f"{where}: the Redis at {url} cannot host RQ: {reason}.",
                 hint=REMEDY,
                 id="queues.E002",
             )

@@ -18,16 +18,15 @@ from redis_endpoints import redact
 from ..exceptions import ClusterModeRedis
 
 REMEDY = (
-    "RQ needs a standalone (non-cluster) Redis/Valkey: point RQ_REDIS_URL at one, or use the SQS "
-    "backend (QUEUE_BACKEND=sqs), which runs next to a cluster-mode impression buffer."
+    "RQ needs a standalone (non-cluster) Redis/Valkey: point the queue's RQ_QUEUES entry at one"
+    " (this site: RQ_REDIS_URL), or use the SQS backend (QUEUE_BACKEND=sqs), which runs next to a"
+    " cluster-mode impression buffer."
 )
 
 
-def cluster_endpoint_reason(url, cluster_option=False):
+def cluster_endpoint_reason(url):
     """Why `url` is a known cluster-mode endpoint, or None; looks at the text only (no network)."""
-    if cluster_option:
-        return "the backend's OPTIONS say CLUSTER"
-    return endpoint_reason(url)
+    return endpoint_reason(url) if url else None
 
 
 def _probe_keys():
@@ -75,7 +74,7 @@ def probe_cluster_reason(connection):
 
 def refusal_message(url, reason):
     """The one paragraph a person reads when RQ is refused."""
-    safe = redact(url)
+    safe = redact(url) if url else "its RQ_QUEUES entry"
     return f"RQ cannot use the Redis at {safe}: {reason}. {REMEDY}"
 
 
@@ -83,17 +82,19 @@ _verified = set()
 _verified_lock = threading.Lock()
 
 
-def ensure_not_cluster(connection, url, cluster_option=False):
-    """Raise ClusterModeRedis unless `url` is a standalone Redis; probes once per URL and process."""
-    if reason := cluster_endpoint_reason(url, cluster_option):
+def ensure_not_cluster(connection, url):
+    """Raise ClusterModeRedis unless `connection` (to `url`, None when RQ_QUEUES names no URL) is a
+    standalone Redis; probes once per connection and process."""
+    if reason := cluster_endpoint_reason(url):
         raise ClusterModeRedis(refusal_message(url, reason))
-    if url in _verified:
+    key = id(connection)
+    if key in _verified:
         return
     with _verified_lock:
-        if url in _verified:
+        if key in _verified:
             return
         # Unreachable servers raise redis.ConnectionError/TimeoutError to the caller, untouched.
         reason = probe_cluster_reason(connection)
         if reason:
             raise ClusterModeRedis(refusal_message(url, reason))
-        _verified.add(url)
+        _verified.add(key)

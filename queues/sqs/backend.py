@@ -12,7 +12,7 @@ from botocore.config import Config
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from ..base import QueueBackend, QueueStats
+from ..base import QueueBackend, QueueStats, whole_number
 from ..execution import new_result
 from .checks import redrive_warnings
 from .deadletter import dead_letter_queue
@@ -24,6 +24,10 @@ COUNT_ATTRIBUTES = {
     "in_flight": "ApproximateNumberOfMessagesNotVisible",
     "delayed": "ApproximateNumberOfMessagesDelayed",
 }
+
+
+# Seconds SQS keeps a message hidden at most (VisibilityTimeout).
+MAX_HIDDEN = 43200
 
 
 def queue_name_from_url(url):
@@ -51,21 +55,27 @@ class SQSBackend(QueueBackend):
         "JOB_TIMEOUT": 600,  # a task running longer is stopped (TaskTimeout): a failed attempt
     }
 
+    option_rules = {
+        **QueueBackend.option_rules,
+        "QUEUE_URL": (lambda v: v is None or isinstance(v, str), "an SQS queue URL"),
+        "QUEUE_NAME": (lambda v: v is None or isinstance(v, str), "an SQS queue name"),
+        "SESSION_PARAMS": (lambda v: isinstance(v, dict), "a dict of boto3 Session arguments"),
+        "CLIENT_PARAMS": (lambda v: isinstance(v, dict), "a dict of boto3 client arguments"),
+        "WAIT_TIME_SECONDS": (whole_number(0, 20), "a whole number of seconds from 0 to 20"),
+        "MAX_MESSAGES": (whole_number(1, 10), "a whole number from 1 to 10"),
+        "VISIBILITY_TIMEOUT": (
+            lambda v: v is None or whole_number(1, MAX_HIDDEN)(v),
+            f"a whole number of seconds from 1 to {MAX_HIDDEN}, or None for the queue's own",
+        ),
+        # SQS hides a message 12 h at most.
+        "JOB_TIMEOUT": (
+            whole_number(1, MAX_HIDDEN),
+            f"a whole number of seconds from 1 to {MAX_HIDDEN}",
+        ),
+    }
+
     def __init__(self, alias, params):
         super().__init__(alias, params)
-        if not (self.options["QUEUE_URL"] or self.options["QUEUE_NAME"]):
-            raise self.option_error(
-                "QUEUE_URL or QUEUE_NAME is required (from SQS_QUEUE_URL or SQS_QUEUE_NAME)."
-            )
-        if not 0 <= self.options["WAIT_TIME_SECONDS"] <= 20:
-            raise self.option_error("WAIT_TIME_SECONDS must be between 0 and 20.")
-        if not 1 <= self.options["MAX_MESSAGES"] <= 10:
-            raise self.option_error("MAX_MESSAGES must be between 1 and 10.")
-        visibility = self.options["VISIBILITY_TIMEOUT"]
-        if visibility is not None and not 1 <= visibility <= 43200:
-            raise self.option_error("VISIBILITY_TIMEOUT must be between 1 and 43200 seconds.")
-        if not 1 <= self.options["JOB_TIMEOUT"] <= 43200:  # SQS hides a message 12 h at most
-            raise self.option_error("JOB_TIMEOUT must be between 1 and 43200 seconds.")
         self._client = None
         self._poll_client = None
         self._queue_url = self.options["QUEUE_URL"]
@@ -93,6 +103,18 @@ class SQSBackend(QueueBackend):
                 )
         return self._poll_client
 
+    def _option_problems(self, given):
+        problems = super()._option_problems(given)
+        if not (given.get("QUEUE_URL") or given.get("QUEUE_NAME")):
+            problems.append(
+                (
+                    "queues.E005",
+                    f"TASKS[{self.alias!r}]['OPTIONS'] names no queue.",
+                    "Set QUEUE_URL or QUEUE_NAME (this site: SQS_QUEUE_URL or SQS_QUEUE_NAME).",
+                )
+            )
+        return problems
+
     def _build_client(self, connect_timeout, read_timeout):
         params = dict(self.options["CLIENT_PARAMS"])
         config = Config(
@@ -109,7 +131,7 @@ class SQSBackend(QueueBackend):
     @property
     def queue_name(self):
         """QUEUE_NAME, or the last part of QUEUE_URL."""
-        return self.options["QUEUE_NAME"] or queue_name_from_url(self.options["QUEUE_URL"])
+        return self.options["QUEUE_NAME"] or queue_name_from_url(self.options["QUEUE_URL"] or "")
 
     @property
     def queue_url(self):
@@ -119,7 +141,7 @@ class SQSBackend(QueueBackend):
         return self._queue_url
 
     def check(self, *, deploy=False, **kwargs):
-        return [*super().check(**kwargs), *(redrive_warnings(self) if deploy else [])]
+        return redrive_warnings(self) if deploy else super().check(**kwargs)
 
     def queue_attributes(self, names):
         """The queue's attributes `names` (GetQueueAttributes), as strings."""
@@ -156,6 +178,7 @@ class SQSBackend(QueueBackend):
         )
 
     def enqueue(self, task, args, kwargs):
+        self.ensure_valid()
         self.validate_task(task)
         self.require_registered(task)
         result = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)

@@ -15,6 +15,7 @@ from playwright.sync_api import sync_playwright
 import devservices
 from impressions import history_writer, ledger
 from impressions.redis_client import get_flush_client
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 from .history_rows import add_impressions
 from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset_loss_counter
@@ -23,7 +24,7 @@ from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset
 @pytest.fixture
 def standalone_buffer():
     """The standalone Redis of REDIS_URL, emptied before and after the test; Dummy task backend."""
-    ping_or_fail(settings.REDIS_URL)
+    ping_or_fail(settings.IMPRESSIONS_REDIS_URL)
     with override_settings(TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_CLUSTER="auto"):
         client = get_flush_client()
         flush_redis(client)  # also clears this process's reload cache
@@ -36,7 +37,7 @@ def standalone_buffer():
 def cluster_buffer(redis_cluster_url):
     """The real 3-node Redis Cluster, detected automatically (INFO cluster)."""
     with override_settings(
-        TASKS=DUMMY_TASKS, REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
+        TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
     ):
         client = get_flush_client()
         flush_redis(client)  # also clears this process's reload cache
@@ -111,18 +112,6 @@ def history_rows():
 def wednesday():
     """A fixed 'today' in the middle of an ISO week and a month: 2026-11-18."""
     return date(2026, 11, 18)
-
-
-CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """Admin: flushed and live pending counts on the Post list, the read-only ledger, "flush now"."""
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
+from django.utils import timezone
 
 from impressions.flush import flush_pending
 from impressions.models import Flush
@@ -55,7 +58,7 @@ def test_post_list_sorts_by_flushed_impressions(staff_client, standalone_buffer)
 def test_post_list_says_unavailable_when_redis_is_down(staff_client, private_redis):
     posts = make_posts(1)
     private_redis.stop()
-    with override_settings(REDIS_URL=private_redis.url):
+    with override_settings(IMPRESSIONS_REDIS_URL=private_redis.url):
         response = staff_client.get("/admin/casusult/post/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -84,6 +87,26 @@ def test_ledger_is_read_only_and_flush_now_enqueues_the_task(staff_client, stand
     assert len(enqueued) == before + 1
     assert enqueued[-1].task.run_after is None  # now, not after the window
     assert staff_client.get("/admin/impressions/flush/flush-now/").status_code == 405
+
+
+def test_the_ledger_is_spelled_right_and_reads_to_the_second(staff_client, standalone_buffer):
+    record_impressions("u:1", [p.id for p in make_posts(2)])
+    flush_pending()
+    flush = Flush.objects.get()
+    # The start to the microsecond (the id has whole seconds): the duration is the flush's own.
+    assert flush.started_at.microsecond != 0
+    html = staff_client.get("/admin/impressions/flush/").content.decode()
+    assert "flushs" not in html.lower()
+    assert "Select flush to view" in html
+    assert "1 flush\n" in html  # the paginator's count
+    headers = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', html)
+    assert headers[:5] == ["started", "outcome", "impressions_applied", "posts_updated", "duration"]
+    started = timezone.localtime(flush.started_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'/change/">{started}</a>' in html
+    assert re.search(r'<td class="field-duration">\d+ ms</td>', html)
+    assert '<td class="field-dropped">-</td>' in html
+    index = staff_client.get("/admin/").content.decode()
+    assert ">Flushes</a>" in index and "Flushs" not in index
 
 
 def test_admin_is_staff_only(client, standalone_buffer):

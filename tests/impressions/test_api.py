@@ -46,7 +46,7 @@ def test_ping_names_the_client_kind(buffer):
 
 def test_buffer_status_and_ping_raise_when_redis_does_not_answer(private_redis):
     private_redis.stop()
-    with override_settings(REDIS_URL=private_redis.url):
+    with override_settings(IMPRESSIONS_REDIS_URL=private_redis.url):
         with pytest.raises((redis.RedisError, RedisClusterException)):
             impressions.buffer_status(timeout=0.2)
         with pytest.raises((redis.RedisError, RedisClusterException)):

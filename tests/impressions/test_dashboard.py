@@ -9,7 +9,8 @@ from django.contrib.auth.models import Permission
 from django.test import override_settings
 
 import devservices
-from impressions import dashboard, keys, stats
+from impressions import dashboard, stats
+from impressions import flush as flush_module
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
@@ -134,14 +135,21 @@ def test_buffer_panel_shows_pending_lost_schedule_and_last_flush(
     assert len(scheduled_flushes()) == before + 1
 
 
-def test_buffer_panel_reads_every_shard_standalone_and_on_a_cluster(buffer):
+def test_buffer_panel_reads_every_shard_standalone_and_on_a_cluster(buffer, monkeypatch):
     posts = make_posts(3)
+    for viewer in range(5):
+        record_impressions(f"u:taken-{viewer}", [posts[0].id])
+
+    def die(name):
+        if name == "after-snapshot":
+            raise RuntimeError("a flush taken, not applied")
+
+    monkeypatch.setattr(flush_module, "checkpoint", die)
+    with pytest.raises(RuntimeError):
+        flush_pending()
+    monkeypatch.undo()
     for viewer in range(20):  # viewers spread over the shards (and the cluster's nodes)
         record_impressions(f"u:{viewer}", [p.id for p in posts])
-    flush_id = "taken-not-applied"
-    shard = keys.shard_of("u:0")
-    buffer.hset(keys.snapshot_key(shard, flush_id), mapping={posts[0].id: 5})
-    buffer.sadd(keys.snapshots_key(shard), flush_id)
     panel = dashboard.buffer_panel()
     assert panel["available"] is True
     assert (panel["pending"], panel["in_snapshots"], panel["lost_reported"]) == (60, 5, 0)
@@ -170,7 +178,7 @@ def test_dashboard_renders_with_redis_down(staff_client, history_rows):
     posts = make_posts(1)
     history_rows(posts[0].id, stats.today(), 4)
     port = devservices.free_port()  # nothing listens there
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{port}/0"):
+    with override_settings(IMPRESSIONS_REDIS_URL=f"redis://127.0.0.1:{port}/0"):
         response = staff_client.get(DASHBOARD)
     assert response.status_code == 200
     html = response.content.decode()

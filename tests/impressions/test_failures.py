@@ -106,7 +106,7 @@ def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
 
 
 def redis_url():
-    return settings.REDIS_URL
+    return settings.IMPRESSIONS_REDIS_URL
 
 
 def single_leftover_snapshot_id():
@@ -267,7 +267,7 @@ def test_the_command_fails_when_the_database_is_unreachable(standalone_buffer, m
 
 def test_a_stopped_redis_never_breaks_the_timeline(client, private_redis, manage):
     posts = make_posts(3)
-    with override_settings(REDIS_URL=private_redis.url):
+    with override_settings(IMPRESSIONS_REDIS_URL=private_redis.url):
         reset_loss_counter()
         assert client.get("/api/timeline/").status_code == 200
         assert pending_counts([p.id for p in posts]) == {p.id: 1 for p in posts}
@@ -292,7 +292,7 @@ def test_a_stopped_redis_never_breaks_the_timeline(client, private_redis, manage
 def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
     posts = make_posts(2)
     ids = [p.id for p in posts]
-    with override_settings(REDIS_URL=private_redis.url):
+    with override_settings(IMPRESSIONS_REDIS_URL=private_redis.url):
         reset_loss_counter()
         record("u:warm", ids)
         redis.Redis.from_url(private_redis.url).client_pause(300)

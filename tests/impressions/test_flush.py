@@ -17,6 +17,7 @@ from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
 from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
+from tests.queues.rq.support import rq_settings
 
 from .history_check import history_sums, rollup_mismatches
 from .support import scheduled_flushes, subprocess_env
@@ -151,13 +152,7 @@ def test_a_lost_flush_message_is_rescheduled_when_the_guard_lapses(buffer):
 
 def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
     post = make_posts(1)[0]
-    unreachable = {
-        "default": {
-            "BACKEND": "queues.rq.backend.RQBackend",
-            "OPTIONS": {"URL": "redis://127.0.0.1:1/0"},
-        }
-    }
-    with override_settings(TASKS=unreachable):
+    with override_settings(**rq_settings("redis://127.0.0.1:1/0")):
         result = record_impressions("u:1", [post.id])
     assert (result.counted, result.scheduled) == (1, False)
     assert not buffer.exists(keys.guard_key())

@@ -292,7 +292,7 @@ def test_the_portable_path_on_sqlite(standalone_buffer, tmp_path):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "settings.test",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
     }
     child = subprocess.run(
         [sys.executable, "-c", ON_SQLITE],

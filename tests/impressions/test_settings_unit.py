@@ -5,12 +5,12 @@ import argparse
 import pytest
 from django.conf import settings
 from django.core.checks import Tags, run_checks
-from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from impressions import conf
-from impressions.checks import check_counted_model, check_flush_can_be_deferred
+from impressions.checks import check_counted_model, check_flush_can_be_deferred, check_settings
 from impressions.management.commands.flush_impressions import batch_size
+from tests.queues.rq.support import rq_settings
 
 
 @pytest.mark.parametrize(
@@ -29,9 +29,33 @@ from impressions.management.commands.flush_impressions import batch_size
         ("IMPRESSIONS_HISTORY_DAYS", True),
     ],
 )
-def test_values_set_in_a_settings_module_are_validated_too(name, value):
-    with override_settings(**{name: value}), pytest.raises(ImproperlyConfigured, match=name):
-        conf.validate()
+def test_a_bad_value_is_an_error_naming_the_setting(name, value):
+    with override_settings(**{name: value}):
+        errors = [error for error in run_checks() if error.id == "impressions.E005"]
+    assert [(error.obj, error.msg) for error in errors] == [
+        (name, f"{name}={value!r} is not valid.")
+    ]
+    assert errors[0].hint.startswith("Use ")
+
+
+def test_every_bad_setting_is_reported_in_one_check_run():
+    bad = {
+        "IMPRESSIONS_REDIS_URL": "localhost:6379",
+        "IMPRESSIONS_FLUSH_BATCH_SIZE": 0,
+        "IMPRESSIONS_SHARDS": 0,
+        "IMPRESSIONS_KEY_PREFIX": "{imp}",
+        "IMPRESSIONS_VISITOR_COOKIE_NAME": "a b",
+        "IMPRESSIONS_IGNORE_USER_AGENTS": "bot((",
+    }
+    with override_settings(**bad):
+        named = {error.obj for error in check_settings()}
+        ids = {error.id for error in run_checks() if error.obj in bad}
+    assert named == set(bad)
+    assert ids == {"impressions.E005"}
+
+
+def test_the_defaults_pass():
+    assert check_settings() == []
 
 
 def test_lazy_settings_follow_override_settings():
@@ -51,13 +75,7 @@ def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
         ids = {message.id for message in run_checks(include_deployment_checks=True)}
     assert "impressions.W001" not in ids
     assert "impressions.W002" in ids  # stored, never run: nothing would flush
-    rq = {
-        "default": {
-            "BACKEND": "queues.rq.backend.RQBackend",
-            "OPTIONS": {"URL": settings.RQ_REDIS_URL},
-        }
-    }
-    with override_settings(TASKS=rq):
+    with override_settings(**rq_settings(settings.RQ_REDIS_URL)):
         assert check_flush_can_be_deferred() == []
 
 

@@ -262,7 +262,7 @@ def test_anonymous_counting_off_sets_no_cookie(client, posts):
 
 def test_redis_down_before_any_salt_costs_the_impressions_not_the_page(private_redis):
     ids = [post.id for post in make_posts(4)]
-    with override_settings(REDIS_URL=private_redis.url):
+    with override_settings(IMPRESSIONS_REDIS_URL=private_redis.url):
         reset_loss_counter()
         private_redis.stop()
         response = Client().get("/api/timeline/", HTTP_USER_AGENT=CHROME)

@@ -2,12 +2,11 @@
 
 import pytest
 from django.core import signing
-from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory, override_settings
 
 from impressions import session_users, viewers
-from impressions.checks import check_visitor_cookie_middleware
-from impressions.conf import DEFAULT_IGNORE_USER_AGENTS, conf, validate
+from impressions.checks import check_settings, check_visitor_cookie_middleware
+from impressions.conf import DEFAULT_IGNORE_USER_AGENTS, conf
 
 factory = RequestFactory()
 
@@ -221,8 +220,9 @@ def test_without_a_session_cookie_the_user_at_hand_is_used():
     ],
 )
 def test_bad_values_of_the_viewer_settings_fail_naming_them(name, value):
-    with override_settings(**{name: value}), pytest.raises(ImproperlyConfigured, match=name):
-        validate()
+    with override_settings(**{name: value}):
+        [error] = check_settings()
+    assert (error.id, error.obj) == ("impressions.E005", name)
 
 
 def test_the_cookie_middleware_check_warns_only_when_anonymous_viewers_are_counted(settings):

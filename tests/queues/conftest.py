@@ -8,9 +8,8 @@ import pytest
 import redis
 
 import devservices
-from settings.base import rq_queues
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.rq.support import rq_settings
 from tests.queues.sqs.support import SQS_BACKEND, create_queue_with_dlq
 
 
@@ -39,9 +38,8 @@ def rq_url(settings):
     except redis.ConnectionError as error:
         pytest.fail(f"Redis at {url} is not reachable ({error}); start it with `make services`.")
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
-    options = {"URL": url, "TASK_MODULES": settings.TEST_TASK_MODULES}
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}
-    settings.RQ_QUEUES = rq_queues(settings.TASKS)  # django-rq's dashboard, as in settings
+    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
+        setattr(settings, name, value)
     yield url
     connection.flushdb()
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)

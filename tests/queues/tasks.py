@@ -1,4 +1,4 @@
-"""Tasks the queue tests enqueue; they leave markers in the test Redis (settings.REDIS_URL)."""
+"""Tasks the queue tests enqueue; they leave markers in the test Redis (settings.IMPRESSIONS_REDIS_URL)."""
 
 import time
 
@@ -13,7 +13,7 @@ SIDE_EFFECT_KEY = "queues-test:side-effect-imported"
 
 
 def markers_client():
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return redis.Redis.from_url(settings.IMPRESSIONS_REDIS_URL, decode_responses=True)
 
 
 def markers():

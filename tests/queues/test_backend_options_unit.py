@@ -8,12 +8,12 @@ from django.tasks.exceptions import InvalidTask
 
 from queues.exceptions import QueueConfigurationError, TaskNotAllowed
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.rq.support import RQ_BACKEND, rq_settings
 from tests.queues.sqs.support import SQS_BACKEND
 from tests.queues.taskapp import tasks as app_tasks
 
 BACKENDS = {
-    RQ_BACKEND: {"URL": "redis://127.0.0.1:1/0"},
+    RQ_BACKEND: {},
     SQS_BACKEND: {"QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q"},
 }
 
@@ -21,6 +21,7 @@ BACKENDS = {
 @pytest.fixture(params=list(BACKENDS))
 def configure(request, settings):
     """configure(**options): TASKS['jobs'] of each of our backends, with those OPTIONS."""
+    settings.RQ_QUEUES = rq_settings("redis://127.0.0.1:1/0")["RQ_QUEUES"]
 
     def backend(**options):
         settings.TASKS = {
@@ -43,8 +44,18 @@ def configure(request, settings):
     ],
 )
 def test_bad_retry_and_allow_list_options_name_the_alias(configure, options, named):
+    backend = configure(**options)
+    [error] = backend.check()
+    assert error.id == "queues.E005"
+    assert error.msg.startswith(f"TASKS['jobs']['OPTIONS']: {named}=")
     with pytest.raises(QueueConfigurationError, match=rf"TASKS\['jobs'\].*{named}"):
-        configure(**options)
+        queue_tasks.record_marker.using(backend="jobs").enqueue("never")
+
+
+def test_every_bad_option_is_reported_in_one_check_run(configure):
+    backend = configure(MAX_ATTEMPTS=0, RETRY_DELAY="10", JOB_TIMEOUT=0, TYPO=1)
+    ids = [error.id for error in backend.check()]
+    assert ids == ["queues.E004", "queues.E005", "queues.E005", "queues.E005"]
 
 
 def test_the_retry_delay_doubles_up_to_fifteen_minutes(configure):
@@ -55,11 +66,11 @@ def test_the_retry_delay_doubles_up_to_fifteen_minutes(configure):
 
 
 def test_rq_jobs_carry_the_retry_countdown(settings):
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": BACKENDS[RQ_BACKEND]}}
+    for name, value in rq_settings("redis://127.0.0.1:1/0").items():
+        setattr(settings, name, value)
     policy = task_backends["default"].retry_policy()
     assert (policy.max, policy.intervals) == (2, [10, 20])
-    single = {**BACKENDS[RQ_BACKEND], "MAX_ATTEMPTS": 1}
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": single}}
+    settings.TASKS = rq_settings("redis://127.0.0.1:1/0", MAX_ATTEMPTS=1)["TASKS"]
     assert task_backends["default"].retry_policy() is None
 
 

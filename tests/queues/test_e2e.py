@@ -18,7 +18,7 @@ from redis.cluster import RedisCluster
 
 from casusult.models import Post
 from tests.factories import make_posts, make_user
-from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.rq.support import rq_settings
 from tests.queues.sqs.support import SQS_BACKEND, create_queue_with_dlq, message_count
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,12 +86,8 @@ def wait_for_flush_delay():
 def test_rq_on_standalone_redis(settings, manage):
     rq_url = settings.RQ_REDIS_URL
     redis.Redis.from_url(rq_url).flushdb()
-    empty_buffer(settings.REDIS_URL)
-    rq = {
-        "BACKEND": RQ_BACKEND,
-        "OPTIONS": {"URL": rq_url, "TASK_MODULES": settings.TEST_TASK_MODULES},
-    }
-    with override_settings(TASKS={"default": rq}, IMPRESSIONS_FLUSH_DELAY=FLUSH_DELAY):
+    empty_buffer(settings.IMPRESSIONS_REDIS_URL)
+    with override_settings(**rq_settings(rq_url), IMPRESSIONS_FLUSH_DELAY=FLUSH_DELAY):
         expected = browse_timelines()
     assert set(stored_counts(expected).values()) == {0}
     scheduled = redis.Redis.from_url(rq_url).zcard("rq:scheduled:default")
@@ -101,7 +97,7 @@ def test_rq_on_standalone_redis(settings, manage):
     env = {
         "QUEUE_BACKEND": "rq",
         "RQ_REDIS_URL": rq_url,
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
         "DATABASE_URL": database_url(),
         "IMPRESSIONS_FLUSH_DELAY": str(FLUSH_DELAY),
     }
@@ -111,7 +107,7 @@ def test_rq_on_standalone_redis(settings, manage):
     assert again.returncode == 0, again.stderr
     assert stored_counts(expected) == expected
     redis.Redis.from_url(rq_url).flushdb()
-    empty_buffer(settings.REDIS_URL)
+    empty_buffer(settings.IMPRESSIONS_REDIS_URL)
 
 
 def burst_flushes(manage, env, expected):
@@ -139,7 +135,7 @@ def test_sqs_with_the_buffer_on_the_redis_cluster(settings, redis_cluster_url, a
     empty_buffer(redis_cluster_url)
     with override_settings(
         TASKS={"default": sqs},
-        REDIS_URL=redis_cluster_url,
+        IMPRESSIONS_REDIS_URL=redis_cluster_url,
         IMPRESSIONS_REDIS_CLUSTER="auto",
         IMPRESSIONS_FLUSH_DELAY=FLUSH_DELAY,
     ):

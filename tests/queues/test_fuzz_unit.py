@@ -18,7 +18,7 @@ from queues.exceptions import MalformedMessage, RefusedJob
 from queues.rq import jobs
 from queues.rq.worker import TaskJob, TaskWorker
 from queues.sqs import messages
-from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.rq.support import rq_settings
 
 MAX_ATTEMPTS = 3
 GOOD = {"v": 1, "id": "x", "task": "tests.queues.tasks.record_marker", "args": [], "kwargs": {}}
@@ -163,11 +163,9 @@ job_hashes = st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def rq_backend_settings():
     """TASKS with an RQ backend (no Redis is reached: only the job's fields are read)."""
-    from django.conf import settings as django_settings
     from django.test import override_settings
 
-    options = {"URL": "redis://127.0.0.1:1/0", "TASK_MODULES": django_settings.TEST_TASK_MODULES}
-    with override_settings(TASKS={"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}):
+    with override_settings(**rq_settings("redis://127.0.0.1:1/0")):
         yield
 
 

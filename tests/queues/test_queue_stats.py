@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import RQ_BACKEND, run_burst
+from tests.queues.rq.support import rq_settings, run_burst
 
 # django_db: the in-process RQ worker calls close_old_connections() between jobs.
 pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
@@ -26,12 +26,10 @@ def queue_stats():
 
 def test_queue_stats_prints_every_backend(rq_url, sqs, settings):
     later = timezone.now() + datetime.timedelta(minutes=5)
-    rq = {
-        "BACKEND": RQ_BACKEND,
-        "OPTIONS": {"URL": rq_url, "MAX_ATTEMPTS": 1, "TASK_MODULES": settings.TEST_TASK_MODULES},
-    }
+    rq = rq_settings(rq_url, MAX_ATTEMPTS=1)
+    settings.RQ_QUEUES = rq["RQ_QUEUES"]
     settings.TASKS = {
-        "default": rq,
+        **rq["TASKS"],
         "jobs": settings.TASKS["default"],  # the sqs fixture's queue
         "inline": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
     }
@@ -62,7 +60,8 @@ def test_queue_stats_prints_every_backend(rq_url, sqs, settings):
 
 
 def test_an_unreachable_backend_is_reported_with_exit_code_1(settings, dead_rq_url):
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": dead_rq_url}}}
+    for name, value in rq_settings(dead_rq_url).items():
+        setattr(settings, name, value)
     code, output = queue_stats()
     assert code == 1
     assert "unreachable: ConnectionError" in output

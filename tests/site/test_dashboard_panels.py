@@ -6,6 +6,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from impressions.tasks import flush_impressions_task
+from tests.queues.rq.support import rq_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -17,13 +18,7 @@ def rq_tasks():
     """The RQ backend on the tests' RQ Redis, emptied before and after."""
     connection = redis.Redis.from_url(settings.RQ_REDIS_URL)
     connection.flushdb()
-    tasks = {
-        "default": {
-            "BACKEND": "queues.rq.backend.RQBackend",
-            "OPTIONS": {"URL": settings.RQ_REDIS_URL},
-        }
-    }
-    with override_settings(TASKS=tasks):
+    with override_settings(**rq_settings(settings.RQ_REDIS_URL)):
         yield
     connection.flushdb()
 
@@ -45,13 +40,7 @@ def test_the_dashboard_shows_the_queue_numbers(admin_client, rq_tasks):
 
 
 def test_an_unreachable_queue_is_marked_and_the_page_still_renders(admin_client):
-    tasks = {
-        "default": {
-            "BACKEND": "queues.rq.backend.RQBackend",
-            "OPTIONS": {"URL": "redis://127.0.0.1:1/0", "SOCKET_TIMEOUT": 0.2},
-        }
-    }
-    with override_settings(TASKS=tasks):
+    with override_settings(**rq_settings("redis://127.0.0.1:1/0?socket_timeout=0.2")):
         response = admin_client.get(DASHBOARD)
     assert response.status_code == 200
     assert "unavailable: ConnectionError" in queue_panel(response.content.decode())

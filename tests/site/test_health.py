@@ -9,6 +9,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from casusult import health
+from tests.queues.rq.support import rq_settings
 
 SQS = "queues.sqs.backend.SQSBackend"
 RQ = "queues.rq.backend.RQBackend"
@@ -46,7 +47,7 @@ def test_readyz_all_up(client):
 
 @pytest.mark.django_db
 def test_readyz_503_quickly_when_redis_is_down(client, dead_redis_url):
-    with override_settings(REDIS_URL=dead_redis_url):
+    with override_settings(IMPRESSIONS_REDIS_URL=dead_redis_url):
         response, elapsed = readiness(client)
     assert response.status_code == 503
     checks = response.json()["checks"]
@@ -69,11 +70,9 @@ def test_readyz_answers_within_the_timeout_when_a_probe_hangs(client, monkeypatc
 
 @pytest.mark.django_db
 def test_readyz_probes_the_rq_redis(client, dead_redis_url):
-    up = {"default": {"BACKEND": RQ, "OPTIONS": {"URL": settings.RQ_REDIS_URL}}}
-    down = {"default": {"BACKEND": RQ, "OPTIONS": {"URL": dead_redis_url, "SOCKET_TIMEOUT": 0.2}}}
-    with override_settings(TASKS=up):
+    with override_settings(**rq_settings(settings.RQ_REDIS_URL)):
         assert client.get("/readyz").status_code == 200
-    with override_settings(TASKS=down):
+    with override_settings(**rq_settings(f"{dead_redis_url}?socket_timeout=0.2")):
         response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["queue"]["ok"] is False

@@ -10,7 +10,7 @@ from tests.factories import make_posts
 
 
 def test_record_failure_is_one_line_with_fields(json_lines, dead_redis_url):
-    with override_settings(REDIS_URL=dead_redis_url):
+    with override_settings(IMPRESSIONS_REDIS_URL=dead_redis_url):
         record_impressions("u:1", [1, 2, 3])
     [entry] = [e for e in json_lines() if e["logger"] == "impressions.recorder"]
     assert entry["level"] == "WARNING"

@@ -31,6 +31,7 @@ from impressions.recorder import record_impressions
 from queues.sqs.worker import SQSWorker
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
+from tests.queues.rq.support import rq_settings
 
 IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 
@@ -94,7 +95,7 @@ def test_metrics_endpoint_shows_pending_counts_from_redis(client, buffer):
 @pytest.mark.django_db
 def test_metrics_endpoint_answers_while_redis_is_down(client):
     dead = f"redis://127.0.0.1:{devservices.free_port()}/0"
-    with override_settings(REDIS_URL=dead):
+    with override_settings(IMPRESSIONS_REDIS_URL=dead):
         response = client.get("/metrics")
     assert response.status_code == 200
     assert "impressions_buffer_up 0.0" in response.content.decode()
@@ -111,10 +112,11 @@ def test_metrics_endpoint_shows_the_rq_queue_depth_and_failed_jobs(client, dead_
     failed = queue.enqueue_call("tests.queues.tasks.record_marker", args=("z",))
     queue.remove(failed)
     queue.failed_job_registry.add(failed, ttl=60)
-    rq = {"BACKEND": "queues.rq.backend.RQBackend", "OPTIONS": {"URL": rq_url}}
-    dead = {"BACKEND": "queues.rq.backend.RQBackend", "OPTIONS": {"URL": dead_redis_url}}
+    rq = rq_settings(rq_url)
+    dead = rq_settings(dead_redis_url, alias="down", queue="down")
+    tasks = {**rq["TASKS"], **dead["TASKS"]}
     try:
-        with override_settings(TASKS={"default": rq, "down": dead}):
+        with override_settings(TASKS=tasks, RQ_QUEUES={**rq["RQ_QUEUES"], **dead["RQ_QUEUES"]}):
             text = client.get("/metrics").content.decode()
     finally:
         connection.flushdb()
@@ -137,7 +139,7 @@ def test_record_path_counts_recorded_deduplicated_and_dropped(client, buffer):
     assert client.get("/").status_code == 200  # a reload (HTML) by the same anonymous viewer
     assert sample("impressions_recorded_total") == recorded + 5
     assert sample("impressions_deduplicated_total") == deduplicated + 5
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{devservices.free_port()}/0"):
+    with override_settings(IMPRESSIONS_REDIS_URL=f"redis://127.0.0.1:{devservices.free_port()}/0"):
         assert client.get("/api/timeline/").status_code == 200
     assert sample("impressions_dropped_total") == dropped + 5
     assert sample("impressions_recorded_total") == recorded + 5
@@ -156,7 +158,7 @@ def test_flushes_counted_by_outcome_with_duration(buffer):
     assert sample("impressions_flushed_total") == flushed + 3
     assert sample("impressions_flush_duration_seconds_count", outcome="applied") == timed + 1
     dead = f"redis://127.0.0.1:{devservices.free_port()}/0"
-    with override_settings(REDIS_URL=dead), pytest.raises(FlushError):
+    with override_settings(IMPRESSIONS_REDIS_URL=dead), pytest.raises(FlushError):
         flush_pending()
     assert sample("impressions_flushes_total", outcome="failed") == failed + 1
 

@@ -106,3 +106,18 @@ def test_prod_logs_one_json_object_per_line(manage):
     assert entry["message"] == "hello world"
     assert entry["level"] == "WARNING"
     assert entry["post_id"] == 7
+
+
+def test_production_sends_the_same_headers(manage):
+    script = (
+        "import json; from django.conf import settings; print(json.dumps({"
+        "'csp': settings.SECURE_CSP, 'pp': settings.PERMISSIONS_POLICY,"
+        " 'middleware': settings.MIDDLEWARE}))"
+    )
+    result = manage("shell", "-c", script, env=PROD_ENV)
+    assert result.returncode == 0, result.stderr
+    prod = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "django.middleware.csp.ContentSecurityPolicyMiddleware" in prod["middleware"]
+    assert "casusult.security.PermissionsPolicyMiddleware" in prod["middleware"]
+    assert prod["csp"]["script-src"] == ["'self'", "<CSP_NONCE_SENTINEL>"]
+    assert prod["pp"]["camera"] == []

@@ -206,11 +206,38 @@ def test_html_timeline_links_older_posts_and_the_newest(client):
     assert 'rel="first" href="/"' in second and 'rel="next"' not in second
 
 
-@pytest.mark.parametrize("query", ["?page=2", "?page=zero", "?cursor=bad"])
-def test_html_timeline_bad_paging_is_400(client, query):
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("?page=2", "no longer numbered"),
+        ("?page=zero", "no longer numbered"),
+        ("?cursor=bad", "broken or out of date"),
+        ("?cursor=bad&page=1", "broken or out of date"),
+    ],
+)
+def test_html_timeline_bad_paging_is_a_400_written_for_visitors(client, query, reason):
     response = client.get(f"/{query}")
     assert response.status_code == 400
-    assert "Back to the first page" in response.content.decode()
+    html = response.content.decode()
+    assert reason in html
+    assert 'href="/">Back to the newest posts</a>' in html
+    for developer_word in ("`", "cursor", "JSON", "page="):
+        assert developer_word not in html.split("<main", 1)[1], developer_word
+
+
+def test_pages_are_built_for_phones_and_have_landmarks(client):
+    make_posts(3)
+    html = client.get("/").content.decode()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    for landmark in ("<header", "<main", "<nav"):
+        assert landmark in html
+    assert '<link rel="icon" href="/static/casusult/favicon.svg"' in html
+
+
+def test_favicon_ico_leads_to_the_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"] == "/static/casusult/favicon.svg"
 
 
 def test_empty_timeline_is_fine(client):

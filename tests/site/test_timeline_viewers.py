@@ -133,3 +133,21 @@ def test_bots_and_prefetches_are_counted_in_the_ignored_metric_only(buffer):
     assert ignored("bot") == bots + 5
     assert ignored("prefetch") == prefetches + 10
     assert set(pending_counts([post.id for post in posts]).values()) == {0}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/", "/api/timeline/"])
+def test_only_a_get_is_a_view_head_is_answered_uncounted_other_methods_are_405(buffer, path):
+    posts = make_posts(3)
+    client = Client()
+    methods = ignored("method")
+    head = client.head(path, HTTP_USER_AGENT=CHROME)
+    assert head.status_code == 200
+    assert ignored("method") == methods + 3  # the three posts the HEAD did not show anybody
+    for method in ("options", "trace", "post", "put", "delete"):
+        response = getattr(client, method)(path, HTTP_USER_AGENT=CHROME)
+        assert response.status_code == 405, method
+        assert response["Allow"] == "GET, HEAD"
+    assert set(pending_counts([post.id for post in posts]).values()) == {0}
+    client.get(path, HTTP_USER_AGENT=CHROME)  # the control: a GET counts
+    assert set(pending_counts([post.id for post in posts]).values()) == {1}

@@ -33,7 +33,9 @@ def is_running(pid):
 
 
 def test_ensure_says_a_running_redis_is_up():
-    process = devservices_command("ensure", "--database-url", "", "--redis-url", settings.REDIS_URL)
+    process = devservices_command(
+        "ensure", "--database-url", "", "--redis-url", settings.IMPRESSIONS_REDIS_URL
+    )
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Redis is up at 127.0.0.1:" in out

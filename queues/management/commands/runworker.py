@@ -13,8 +13,8 @@ from queues.runner import run_workers, unreachable_errors
 
 class Command(BaseCommand):
     help = "Run the worker of a task backend (RQ or SQS) until stopped, or with --burst until idle."
-    # The RQ probe below is stricter than the system checks; skip the duplicate pass.
-    requires_system_checks = []
+    # The system checks run first (a bad setting of any app stops the worker); the RQ backend's
+    # live cluster-mode probe then runs before the worker writes anything.
 
     def add_arguments(self, parser):
         parser.add_argument("--backend", default=DEFAULT_TASK_BACKEND_ALIAS, help="TASKS alias")
@@ -44,6 +44,10 @@ class Command(BaseCommand):
                 f"TASKS[{backend!r}] uses {type(task_backend).__name__}, which has no worker "
                 "(set QUEUE_BACKEND=rq or sqs)."
             )
+        try:
+            task_backend.ensure_valid()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
         worker_class = import_string(worker_path)
         probes = None
         if options["health_port"]:

@@ -4,22 +4,77 @@ import pytest
 import redis
 from django.tasks import task_backends
 from rq.job import Callback, Job, Webhook
+from rq.serializers import JSONSerializer
 
 from queues.exceptions import QueueConfigurationError, RefusedJob
 from queues.rq import jobs
 from queues.rq.worker import TaskJob, run_task
-from tests.queues.rq.support import RQ_BACKEND
+from tests.queues.rq.support import RQ_BACKEND, rq_settings
 
 TASK_ARGS = ("tests.queues.tasks.record_marker", ["x"], {})
 
 
-def test_unknown_option_and_missing_url_name_the_alias(settings):
-    settings.TASKS = {"other": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": "redis://x", "URLS": 1}}}
-    with pytest.raises(QueueConfigurationError, match=r"TASKS\['other'\].*URLS"):
-        task_backends["other"]
-    settings.TASKS = {"other": {"BACKEND": RQ_BACKEND}}
+def ids_and_messages(backend):
+    return [(error.id, error.msg) for error in backend.check()]
+
+
+def test_an_unknown_option_names_the_alias(settings):
+    settings.RQ_QUEUES = rq_settings("redis://x")["RQ_QUEUES"]
+    settings.TASKS = {"other": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": "redis://x"}}}
+    [(check_id, message)] = ids_and_messages(task_backends["other"])
+    assert check_id == "queues.E004"
+    assert message == "TASKS['other']['OPTIONS'] has unknown key(s) URL."
     with pytest.raises(QueueConfigurationError, match=r"TASKS\['other'\].*URL"):
-        task_backends["other"]
+        task_backends["other"].connection()
+
+
+def test_a_queue_missing_from_rq_queues_is_e006(settings):
+    settings.RQ_QUEUES = {}
+    settings.TASKS = {"other": {"BACKEND": RQ_BACKEND, "QUEUES": ["jobs"]}}
+    [(check_id, message)] = ids_and_messages(task_backends["other"])
+    assert check_id == "queues.E006"
+    assert "'jobs'" in message and "RQ_QUEUES" in message
+    with pytest.raises(QueueConfigurationError, match="RQ_QUEUES does not define"):
+        task_backends["other"].connection()
+
+
+@pytest.mark.parametrize(
+    "serializer", [None, "rq.serializers.DefaultSerializer", "pickle", "no.such.Serializer"]
+)
+def test_a_queue_without_the_json_serializer_is_e007(settings, serializer):
+    entry = {"URL": "redis://127.0.0.1:1/0"}
+    if serializer is not None:
+        entry["SERIALIZER"] = serializer
+    settings.RQ_QUEUES = {"default": entry}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND}}
+    [(check_id, message)] = ids_and_messages(task_backends["default"])
+    assert check_id == "queues.E007"
+    assert "JSON" in message
+
+
+def test_the_json_serializer_may_be_named_or_given(settings):
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "SERIALIZER": JSONSerializer}}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND}}
+    assert ids_and_messages(task_backends["default"]) == []
+
+
+def test_every_problem_of_every_queue_is_reported_in_one_run(settings):
+    settings.RQ_QUEUES = {
+        "a": {"URL": "redis://one:6379/0", "SERIALIZER": "rq.serializers.JSONSerializer"},
+        "b": {"URL": "rediss://x.serverless.use1.cache.amazonaws.com:6379", "DEFAULT_TIMEOUT": 9},
+    }
+    settings.TASKS = {
+        "default": {"BACKEND": RQ_BACKEND, "QUEUES": ["a", "b", "c"], "OPTIONS": {"RETRY": 1}}
+    }
+    ids = sorted(error.id for error in task_backends["default"].check())
+    assert ids == [
+        "queues.E001",  # b: a cluster endpoint
+        "queues.E004",  # RETRY
+        "queues.E006",  # c: not in RQ_QUEUES
+        "queues.E007",  # b: no JSON serializer
+        "queues.E008",  # a and b on different connections
+        "queues.W004",  # b: DEFAULT_TIMEOUT, which the tasks do not use
+    ]
 
 
 def job(func=jobs.TRAMPOLINE, job_class=Job, **options):

@@ -9,7 +9,7 @@ from django.core import checks
 from queues.exceptions import ClusterModeRedis
 from queues.rq.cluster import probe_cluster_reason
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import RQ_BACKEND, SERVERLESS
+from tests.queues.rq.support import SERVERLESS, rq_settings
 
 
 def test_serverless_hostname_fails_manage_check_without_network(manage):
@@ -71,19 +71,15 @@ def test_check_deploy_and_runworker_refuse_a_cluster_node(redis_cluster_url, man
 
 @pytest.mark.cluster
 def test_first_rq_connection_of_a_web_process_raises_clearly(redis_cluster_url, settings):
-    options = {"URL": redis_cluster_url, "TASK_MODULES": settings.TEST_TASK_MODULES}
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": options}}
+    for name, value in rq_settings(redis_cluster_url).items():
+        setattr(settings, name, value)
     with pytest.raises(ClusterModeRedis, match="cluster_enabled:1"):
         queue_tasks.record_marker.enqueue("never")
     assert rq_keys_on(cluster_nodes(redis_cluster_url)) == []
 
 
 def test_unreachable_rq_redis_fails_the_deploy_check_closed(settings):
-    settings.TASKS = {
-        "default": {
-            "BACKEND": RQ_BACKEND,
-            "OPTIONS": {"URL": "redis://127.0.0.1:1/0", "SOCKET_TIMEOUT": 1},
-        }
-    }
+    for name, value in rq_settings("redis://127.0.0.1:1/0?socket_timeout=1").items():
+        setattr(settings, name, value)
     errors = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
     assert "queues.E003" in [error.id for error in errors]

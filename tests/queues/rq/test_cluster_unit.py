@@ -5,7 +5,8 @@ import redis
 from django.tasks import task_backends
 
 from queues.rq.cluster import cluster_endpoint_reason, probe_cluster_reason
-from tests.queues.rq.support import RQ_BACKEND, SERVERLESS
+from queues.rq.connection import endpoint_url
+from tests.queues.rq.support import SERVERLESS, rq_settings
 
 
 @pytest.mark.parametrize(
@@ -35,8 +36,11 @@ def test_standalone_urls_pass(url):
     assert cluster_endpoint_reason(url) is None
 
 
-def test_cluster_option_is_refused():
-    assert cluster_endpoint_reason("redis://127.0.0.1:6379/0", cluster_option=True)
+def test_a_host_port_entry_is_judged_by_its_host():
+    config = {"HOST": "x.serverless.use1.cache.amazonaws.com", "PORT": 6379, "DB": 0}
+    assert "ElastiCache Serverless" in cluster_endpoint_reason(endpoint_url(config))
+    assert endpoint_url({"SENTINELS": [("s", 26379)], "MASTER_NAME": "m"}) is None
+    assert cluster_endpoint_reason(None) is None  # a Sentinel entry: only the live probe judges
 
 
 class ProxyAnswering:
@@ -77,6 +81,7 @@ def test_probe_falls_back_to_a_two_slot_transaction_and_fails_closed():
 
 
 def test_backend_check_is_registered_with_django_tasks(settings):
-    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND, "OPTIONS": {"URL": SERVERLESS}}}
+    for name, value in rq_settings(SERVERLESS).items():
+        setattr(settings, name, value)
     errors = task_backends["default"].check()
     assert [error.id for error in errors] == ["queues.E001"]

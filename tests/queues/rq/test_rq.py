@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 from queues.rq import jobs
 from queues.rq.worker import TaskJob, TaskWorker
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import RQ_BACKEND, run_burst
+from tests.queues.rq.support import rq_settings, run_burst
 
 # The in-process worker calls close_old_connections() between jobs, as in production: without
 # database access that fails whenever an earlier test left a connection open.
@@ -108,12 +108,8 @@ def test_an_idle_stop_swallowed_by_the_interpreter_still_ends_the_loop(rq_url):
 
 def test_ping_answers_for_a_live_redis_and_raises_for_a_dead_one(rq_url, settings):
     task_backends["default"].ping()
-    settings.TASKS = {
-        "default": {
-            "BACKEND": RQ_BACKEND,
-            "OPTIONS": {"URL": "redis://127.0.0.1:9/0", "SOCKET_TIMEOUT": 1},
-        }
-    }
+    for name, value in rq_settings("redis://127.0.0.1:9/0?socket_timeout=1").items():
+        setattr(settings, name, value)
     with pytest.raises(redis.ConnectionError):
         task_backends["default"].ping()
 

@@ -10,28 +10,30 @@ from django.tasks import task_backends
 from queues.exceptions import QueueConfigurationError
 from queues.sqs.backend import SQSBackend
 from queues.sqs.worker import SQSWorker
+from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import SQS_BACKEND
 
 URL = "https://sqs.ap-northeast-1.amazonaws.com/123456789012/casusult-jobs"
 
 
-def test_bad_options_name_the_alias(settings):
-    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "WAIT": 1}}}
-    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*WAIT"):
-        task_backends["jobs"]
-    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {}}}
-    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*QUEUE_URL or QUEUE_NAME"):
-        task_backends["jobs"]
-    settings.TASKS = {
-        "jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}}
-    }
-    with pytest.raises(QueueConfigurationError, match="WAIT_TIME_SECONDS"):
-        task_backends["jobs"]
-    settings.TASKS = {
-        "jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": "x", "JOB_TIMEOUT": 0}}
-    }
-    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*JOB_TIMEOUT"):
-        task_backends["jobs"]
+@pytest.mark.parametrize(
+    ("options", "check_id", "named"),
+    [
+        ({"QUEUE_URL": "x", "WAIT": 1}, "queues.E004", "WAIT"),
+        ({}, "queues.E005", "names no queue"),
+        ({"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}, "queues.E005", "WAIT_TIME_SECONDS=21"),
+        ({"QUEUE_URL": "x", "JOB_TIMEOUT": 0}, "queues.E005", "JOB_TIMEOUT=0"),
+        ({"QUEUE_URL": "x", "VISIBILITY_TIMEOUT": 43201}, "queues.E005", "VISIBILITY_TIMEOUT"),
+    ],
+)
+def test_bad_options_name_the_alias(settings, options, check_id, named):
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": options}}
+    [error] = task_backends["jobs"].check()
+    assert error.id == check_id
+    assert error.msg.startswith("TASKS['jobs']['OPTIONS']")
+    assert named in error.msg
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\]"):
+        queue_tasks.record_marker.using(backend="jobs").enqueue("never")
 
 
 @pytest.mark.parametrize(

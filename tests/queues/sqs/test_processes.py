@@ -15,21 +15,29 @@ pytestmark = pytest.mark.sqs
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    ("variable", "value", "option"),
     [
-        ("SQS_JOB_TIMEOUT", "0"),
-        ("SQS_MAX_MESSAGES", "11"),
-        ("SQS_VISIBILITY_TIMEOUT", "0"),
-        ("TASKS_MAX_ATTEMPTS", "0"),
-        ("TASKS_RETRY_DELAY", "901"),
-        ("TASK_MODULES", "tests/queues"),
+        ("SQS_JOB_TIMEOUT", "0", "JOB_TIMEOUT"),
+        ("SQS_MAX_MESSAGES", "11", "MAX_MESSAGES"),
+        ("SQS_VISIBILITY_TIMEOUT", "0", "VISIBILITY_TIMEOUT"),
+        ("TASKS_MAX_ATTEMPTS", "0", "MAX_ATTEMPTS"),
+        ("TASKS_RETRY_DELAY", "901", "RETRY_DELAY"),
+        ("TASK_MODULES", "tests/queues", "TASK_MODULES"),
     ],
 )
-def test_sqs_worker_variables_are_validated(manage, variable, value):
+def test_sqs_worker_variables_are_validated(manage, variable, value, option):
+    # The variable maps to the backend's OPTIONS key, which its system check names.
     env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value}
     result = manage("check", env=env)
     assert result.returncode != 0
-    assert variable in result.stderr
+    assert f"(queues.E005) TASKS['default']['OPTIONS']: {option}=" in result.stderr
+
+
+def test_a_variable_that_is_no_number_fails_naming_it(manage):
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_MAX_MESSAGES": "ten"}
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert "SQS_MAX_MESSAGES" in result.stderr
 
 
 def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):

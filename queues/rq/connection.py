@@ -1,0 +1,80 @@
+"""The RQ backend's Redis: django-rq's RQ_QUEUES is its one definition (django_rq.get_connection).
+
+The same entry serves django-rq's dashboard, so it must name the JSON serializer our jobs are
+written with (queues.rq.checks refuses any other).
+"""
+
+import threading
+
+import django_rq
+from django.conf import settings
+from django_rq.connection_utils import filter_connection_params
+from redis import Redis
+from rq.serializers import JSONSerializer, resolve_serializer
+
+from ..exceptions import QueueConfigurationError
+
+JSON_SERIALIZER = "rq.serializers.JSONSerializer"
+# Seconds a Redis call of the backend may take when RQ_QUEUES sets no socket timeout of its own
+# (a URL's ?socket_timeout=…): a web request enqueues through it and must not hang.
+DEFAULT_SOCKET_TIMEOUT = 5
+
+_connections: dict[str, Redis] = {}
+_lock = threading.Lock()
+
+
+def queue_config(name: str) -> dict | None:
+    """RQ_QUEUES[name], or None when RQ_QUEUES (or the queue) is missing."""
+    return getattr(settings, "RQ_QUEUES", {}).get(name)
+
+
+def connection_key(config: dict) -> str:
+    """What tells two RQ_QUEUES entries' connections apart (django-rq's own filter)."""
+    return repr(sorted(filter_connection_params(config).items(), key=lambda item: item[0]))
+
+
+def endpoint_url(config: dict) -> str | None:
+    """The Redis URL an RQ_QUEUES entry names, for the static cluster check and messages; None
+    when it names none (Sentinel, a cache's client): only the live probe judges those."""
+    if "URL" in config:
+        return str(config["URL"])
+    if "UNIX_SOCKET_PATH" in config:
+        return f"unix://{config['UNIX_SOCKET_PATH']}"
+    if "HOST" in config:
+        host = str(config["HOST"])
+        netloc = f"[{host}]" if ":" in host else host
+        return f"redis://{netloc}:{config.get('PORT', 6379)}/{config.get('DB', 0)}"
+    return None
+
+
+def uses_json_serializer(config: dict) -> bool:
+    """Whether the entry names RQ's JSONSerializer (django-rq's default is pickle)."""
+    try:
+        return resolve_serializer(config.get("SERIALIZER")) is JSONSerializer
+    except Exception:  # a path that does not import: not the JSON serializer
+        return False
+
+
+def get_connection(queue_name: str, where: str) -> Redis:
+    """django-rq's connection of RQ_QUEUES[queue_name], one per distinct connection per process.
+
+    `where` names the caller's settings entry in the error raised when the queue is missing.
+    """
+    config = queue_config(queue_name)
+    if config is None:
+        raise QueueConfigurationError(
+            f"{where} uses the RQ queue {queue_name!r}, which RQ_QUEUES does not define."
+        )
+    key = connection_key(config)
+    connection = _connections.get(key)
+    if connection is None:
+        with _lock:
+            connection = _connections.get(key)
+            if connection is None:
+                connection = django_rq.get_connection(queue_name)
+                pool_options = connection.connection_pool.connection_kwargs
+                for option in ("socket_timeout", "socket_connect_timeout"):
+                    if pool_options.get(option) is None:
+                        pool_options[option] = DEFAULT_SOCKET_TIMEOUT
+                _connections[key] = connection
+    return connection
