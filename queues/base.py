@@ -1,9 +1,14 @@
 """What our queue backends share: OPTIONS validation, retries, the task registry, the check hook."""
 
+from __future__ import annotations
+
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.core import checks
+from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask
 
@@ -22,13 +27,19 @@ class QueueStats:
 
     backend: str  # the TASKS alias
     queue: str  # the RQ queue, or the SQS queue's name
-    counts: dict  # state -> number of jobs or messages (None: unknown), in display order
+    counts: dict[str, int | None]  # state -> number of jobs or messages (None: unknown), in order
 
 
-def whole_number(minimum, maximum=None):
+# An OPTIONS rule: (the test of a value, what a good value looks like).
+Rule = tuple[Callable[[Any], bool], str]
+# A problem check() reports: (check id, message, hint).
+Problem = tuple[str, str, str]
+
+
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[Any], bool]:
     """An OPTIONS rule: a whole number (not a bool) from `minimum` to `maximum` (None: no limit)."""
 
-    def valid(value):
+    def valid(value: Any) -> bool:
         return (
             isinstance(value, int)
             and not isinstance(value, bool)
@@ -39,7 +50,7 @@ def whole_number(minimum, maximum=None):
     return valid
 
 
-def _module_names(value):
+def _module_names(value: Any) -> bool:
     return not isinstance(value, str) and all(
         isinstance(module, str) and DOTTED_PATH.fullmatch(f"{module}.x") for module in value
     )
@@ -54,13 +65,13 @@ class QueueBackend(BaseTaskBackend):
     """
 
     # OPTIONS keys every backend of ours understands, with their defaults; subclasses add theirs.
-    option_defaults = {
+    option_defaults: dict[str, Any] = {
         "MAX_ATTEMPTS": 3,  # runs of a failing task, the first included
         "RETRY_DELAY": 10,  # seconds before the second run, doubling after each failure
         "TASK_MODULES": (),  # modules whose tasks are registered besides the apps' tasks modules
     }
     # key -> (test of a value, what a good value looks like); the only place the limits live.
-    option_rules = {
+    option_rules: dict[str, Rule] = {
         "MAX_ATTEMPTS": (whole_number(1, 100), "a whole number from 1 to 100"),
         "RETRY_DELAY": (
             whole_number(0, MAX_RETRY_DELAY),
@@ -70,9 +81,13 @@ class QueueBackend(BaseTaskBackend):
     }
     # Dotted path of the class that runs this backend's tasks; `runworker` imports it. The backend
     # never imports its worker (the worker imports its backend).
-    worker_class = None
+    worker_class: str | None = None
+    # What the backend's client raises when its server is down, misaddressed or refuses us.
+    unreachable_errors: tuple[type[Exception], ...] = ()
+    # The URL name of a dashboard of the backend's queues, when the project mounts one.
+    dashboard_url_name: str | None = None
 
-    def __init__(self, alias, params):
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
         given = dict(self.options)
         self.option_problems = self._option_problems(given)
@@ -84,13 +99,13 @@ class QueueBackend(BaseTaskBackend):
             **{key: value for key, value in given.items() if key not in bad},
         }
         self.options["TASK_MODULES"] = tuple(self.options["TASK_MODULES"])
-        self._registry = None
+        self._registry: dict[str, Task[Any, Any]] | None = None
         self._registry_lock = threading.RLock()
 
-    def _option_problems(self, given):
+    def _option_problems(self, given: dict[str, Any]) -> list[Problem]:
         """(check id, message, hint) of each unknown key and each value that fails its rule."""
         where = f"TASKS[{self.alias!r}]['OPTIONS']"
-        problems = []
+        problems: list[Problem] = []
         unknown = sorted(set(given) - set(self.option_defaults))
         if unknown:
             problems.append(
@@ -111,7 +126,7 @@ class QueueBackend(BaseTaskBackend):
                 )
         return problems
 
-    def ensure_valid(self):
+    def ensure_valid(self) -> None:
         """Raise QueueConfigurationError naming every OPTIONS problem (what check() reports)."""
         if self.option_problems:
             raise QueueConfigurationError(
@@ -119,27 +134,29 @@ class QueueBackend(BaseTaskBackend):
             )
 
     @property
-    def max_attempts(self):
+    def max_attempts(self) -> int:
         """Runs of a failing task, the first included (OPTIONS["MAX_ATTEMPTS"]).
 
         Public for tasks that must know whether a retry follows (`context.attempt` against it).
         """
-        return self.options["MAX_ATTEMPTS"]
+        attempts: int = self.options["MAX_ATTEMPTS"]
+        return attempts
 
-    def retry_delay(self, attempt):
+    def retry_delay(self, attempt: int) -> int:
         """Seconds to wait after failed attempt `attempt` (1, 2, …): RETRY_DELAY, doubling, capped."""
-        return min(MAX_RETRY_DELAY, self.options["RETRY_DELAY"] * 2 ** (attempt - 1))
+        delay: int = self.options["RETRY_DELAY"]
+        return min(MAX_RETRY_DELAY, int(delay * 2 ** (attempt - 1)))
 
-    def task_registry(self):
+    def task_registry(self) -> dict[str, Task[Any, Any]]:
         """{module_path: Task} this backend runs: the installed apps' `tasks` modules and the
         modules of TASK_MODULES, imported once (workers call it at start)."""
         with self._registry_lock:
             if self._registry is None:
                 where = f"TASKS[{self.alias!r}]['OPTIONS']"
                 self._registry = discover_tasks(self.options["TASK_MODULES"], where)
-        return self._registry
+            return self._registry
 
-    def load_task(self, path):
+    def load_task(self, path: object) -> Task[Any, Any]:
         """The registered Task named `path`; RefusedJob otherwise. Nothing is ever imported."""
         task = self.task_registry().get(path) if isinstance(path, str) else None
         if task is None:
@@ -149,7 +166,7 @@ class QueueBackend(BaseTaskBackend):
             )
         return task
 
-    def require_registered(self, task):
+    def require_registered(self, task: Task[Any, Any]) -> None:
         """InvalidTask unless a worker will find `task` in its registry (at enqueue: @task
         validates while its module is imported, before the registry can be built)."""
         if task.module_path not in self.task_registry():
@@ -159,7 +176,7 @@ class QueueBackend(BaseTaskBackend):
                 "['TASK_MODULES']; the workers run registered tasks only."
             )
 
-    def bound_arguments(self, result):
+    def bound_arguments(self, result: TaskResult[Any, Any]) -> None:
         """InvalidTask unless `result`'s arguments are within what a worker accepts
         (queues.bounds): refused here, rather than set aside by the worker."""
         try:
@@ -167,7 +184,7 @@ class QueueBackend(BaseTaskBackend):
         except MalformedMessage as error:
             raise InvalidTask(f"{result.task.module_path}: {error}.") from None
 
-    def check(self, *, deploy=False, **kwargs):
+    def check(self, *, deploy: bool = False, **kwargs: Any) -> list[checks.CheckMessage]:
         """The settings' problems, found without network; with `deploy`, instead those found by
         reaching the server.
 

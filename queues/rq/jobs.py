@@ -140,6 +140,11 @@ class BoundedJob(Job):
             self.meta = {}
 
 
+def fetch_bounded(job_id, connection):
+    """The BoundedJob `job_id` (NoSuchJobError if there is none)."""
+    return BoundedJob.fetch(job_id, connection=connection, serializer=SERIALIZER)
+
+
 def describe(error):
     """An exception as a short reason: ours whole, another's class and a sample of its text."""
     if isinstance(error, MalformedMessage):
