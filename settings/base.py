@@ -239,6 +239,8 @@ RQ_SHOW_ADMIN_LINK = False
 
 # Seconds /readyz waits for all its dependency probes together (casusult/health.py has the default).
 globals().update(from_env({"READINESS_TIMEOUT": lambda name: env_float(name, minimum=0.05)}))
+# Addresses (CIDR, comma-separated) that see /readyz's details; casusult/health.py: loopback.
+globals().update(from_env({"HEALTH_DETAIL_NETWORKS": env_list}))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 # plain for people, json (one object per line, casusult.jsonlog) for log pipelines; prod: json.

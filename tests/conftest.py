@@ -79,6 +79,16 @@ def moto_sqs_client(sqs_endpoint_url, moto_aws_env):
     )
 
 
+@pytest.fixture(autouse=True)
+def _close_readiness_connection():
+    """/readyz keeps its database connection between probes; closed after each test, so that
+    none is left open on the test database when pytest-django drops it."""
+    yield
+    from casusult import health
+
+    health.close_probe_connection()
+
+
 @pytest.fixture
 def manage():
     return run_manage
