@@ -20,21 +20,20 @@ def tag(shard):
     return f"{{{conf.KEY_PREFIX}:{shard}}}"
 
 
-def record_keys(shard, viewer_key, with_guard):
+def record_keys(shard, viewer_key, hour, with_guard):
     """The keys of one RECORD call: seen, pending, armed, lost, pending days, totals, snapshots
-    index[, guard].
+    index, the viewer's impressions in clock hour `hour`[, guard].
 
     Built from strings made once per (prefix, shard): the request path asks for them each call.
     """
-    seen_prefix, *shard_keys = _record_keys(conf.KEY_PREFIX, shard, with_guard)
-    return [seen_prefix + viewer_key, *shard_keys]
+    seen_prefix, shard_keys, rate, guard = _record_keys(conf.KEY_PREFIX, shard, with_guard)
+    return [seen_prefix + viewer_key, *shard_keys, f"{rate}{viewer_key}:{hour}", *guard]
 
 
 @functools.lru_cache(maxsize=4096)
 def _record_keys(prefix, shard, with_guard):
     # `prefix` is conf.KEY_PREFIX at the call: it keys the cache; the functions below read it.
-    out = (
-        seen_key(shard, ""),
+    shard_keys = (
         pending_key(shard),
         armed_key(shard),
         lost_key(shard),
@@ -42,12 +41,22 @@ def _record_keys(prefix, shard, with_guard):
         totals_key(shard),
         snapshots_key(shard),
     )
-    return (*out, guard_key()) if with_guard else out
+    guard = (guard_key(),) if with_guard else ()
+    return seen_key(shard, ""), shard_keys, rate_prefix(shard), guard
 
 
 def seen_key(shard, viewer_key):
     """Sorted set post id -> time it was last counted for this viewer (de-duplication)."""
     return f"{tag(shard)}:seen:{viewer_key}"
+
+
+def rate_prefix(shard):
+    return f"{tag(shard)}:rate:"
+
+
+def rate_key(shard, viewer_key, hour):
+    """Impressions `viewer_key` counted in clock hour `hour` (Unix hours); expires after it."""
+    return f"{rate_prefix(shard)}{viewer_key}:{hour}"
 
 
 def pending_key(shard):
@@ -102,6 +111,12 @@ def snapshots_key(shard):
 def guard_key():
     """The schedule guard: set while a flush is scheduled and has not started."""
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled"
+
+
+def new_viewers_key(ip_digest, hour):
+    """Hash of the new anonymous viewers one IP address (by digest) brought in clock hour `hour`:
+    `#` = how many; a field per cookie-less digest. A slot of its own per address."""
+    return f"{{{conf.KEY_PREFIX}:ip:{ip_digest}}}:new-viewers:{hour}"
 
 
 def salt_key(day):

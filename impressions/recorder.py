@@ -12,13 +12,13 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import timezone
 
-from . import keys, periods, scripts
+from . import budgets, keys, periods, scripts
 from .conf import conf
 from .redis_client import get_client, is_cluster
 from .reloads import reloads, safety_margin
 from .schedule import arm_flush
 from .scripts import evalsha
-from .signals import impressions_recorded
+from .signals import impressions_ignored, impressions_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class RecordResult(NamedTuple):
     counted: int  # impressions added to the pending counts
     lost: int  # impressions that could not be recorded (Redis down or slow)
     scheduled: bool  # this call scheduled the next flush
+    limited: int = 0  # impressions not counted: the viewer had used its hourly budget
 
 
 class BufferStatus(NamedTuple):
@@ -95,7 +96,9 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         script_keys, args = record_call(
             shard, viewer_key, post_ids, script_now, day, unreported, guard=not is_cluster(client)
         )
-        counted, newly_armed, guard_taken, blocked_ms = evalsha(client, "RECORD", script_keys, args)
+        counted, newly_armed, guard_taken, blocked_ms, limited = evalsha(
+            client, "RECORD", script_keys, args
+        )
     except Exception as error:
         lost.give_back(unreported)
         return record_loss(len(post_ids), f"viewer {viewer_key}", error)
@@ -105,10 +108,12 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     scheduled = False
     if newly_armed and guard_taken != 0:
         scheduled = arm_flush(client, shard, guard_taken=guard_taken == 1)
+    if limited:
+        impressions_ignored.send(record_impressions, reason="rate", served=limited)
     impressions_recorded.send(
-        record_impressions, served=len(post_ids), counted=int(counted), lost=0
+        record_impressions, served=len(post_ids) - limited, counted=int(counted), lost=0
     )
-    return RecordResult(int(counted), 0, scheduled)
+    return RecordResult(int(counted), 0, scheduled, limited)
 
 
 def record_call(shard, viewer_key, post_ids, script_now, day, unreported=0, *, guard=True):
@@ -117,8 +122,11 @@ def record_call(shard, viewer_key, post_ids, script_now, day, unreported=0, *, g
     `guard`: pass the schedule guard's key too (a standalone Redis; a cluster keeps it in another
     slot).
     """
-    script_keys = keys.record_keys(shard, viewer_key, with_guard=guard)
-    return script_keys, [script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, *post_ids]
+    hour = budgets.hour_of(None if script_now == "" else float(script_now))
+    script_keys = keys.record_keys(shard, viewer_key, hour, with_guard=guard)
+    budget = conf.VIEWER_IMPRESSIONS_PER_HOUR
+    args = [script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, budget]
+    return script_keys, [*args, budgets.KEY_TTL, *post_ids]
 
 
 def record_loss(count, whose, error):

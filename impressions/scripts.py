@@ -2,11 +2,14 @@
 
 from redis.exceptions import NoScriptError
 
-# KEYS: seen, pending, armed, lost, pending days, totals, snapshots index[, guard].  ARGV: now
-# ('' = server time), window, guard ttl, lost impressions to report, day (yyyymmdd), post ids...
-# Returns {counted, newly armed, guard taken, blocked ms}; guard taken is -1 when no guard key was
-# passed (a cluster: the guard lives in another slot); blocked ms: how long every post of the call
-# stays de-duplicated. The shard's totals get what the pending hash got, so reading them is O(1).
+# KEYS: seen, pending, armed, lost, pending days, totals, snapshots index, the viewer's counted
+# impressions this hour[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
+# impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
+# post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited}; guard taken is
+# -1 when no guard key was passed (a cluster: the guard lives in another slot); blocked ms: how
+# long every post of the call stays de-duplicated; limited: posts that would have counted but for
+# the budget (not counted, not de-duplicated). The shard's totals get what the pending hash got,
+# so reading them is O(1).
 RECORD = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -16,10 +19,21 @@ end
 local window = tonumber(ARGV[2])
 if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
 local suffix = ':' .. ARGV[5]
-local counted, fresh = 0, 0  -- fresh: pending fields this call created
+local budget = tonumber(ARGV[6])
+local room  -- what the viewer may still count this hour; read at its first new post
+local counted, fresh, limited = 0, 0, 0  -- fresh: pending fields this call created
 local function count(post)
+  if budget > 0 then
+    room = room or budget - tonumber(redis.call('GET', KEYS[8]) or '0')
+    if room <= 0 then
+      limited = limited + 1
+      return false
+    end
+    room = room - 1
+  end
   if redis.call('HINCRBY', KEYS[2], post .. suffix, 1) == 1 then fresh = fresh + 1 end
   counted = counted + 1
+  return true
 end
 local oldest = now  -- the oldest entry among the call's posts: the first to stop blocking
 if window > 0 then
@@ -28,7 +42,7 @@ if window > 0 then
   local added = {}  -- a post twice on one page counts once
   -- One ZMSCORE and one ZADD per chunk, not a call per post: a page costs Redis a third less.
   -- Chunks keep unpack() under Lua's limit of 8000 values.
-  for first = 6, #ARGV, 500 do
+  for first = 8, #ARGV, 500 do
     local last = math.min(first + 499, #ARGV)
     local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, first, last))
     local entries = {}
@@ -39,15 +53,16 @@ if window > 0 then
         oldest = math.min(oldest, tonumber(score))
       elseif not added[post] then
         added[post] = true
-        entries[#entries + 1] = now
-        entries[#entries + 1] = post
-        count(post)
+        if count(post) then
+          entries[#entries + 1] = now
+          entries[#entries + 1] = post
+        end
       end
     end
     if #entries > 0 then redis.call('ZADD', KEYS[1], unpack(entries)) end
   end
 else
-  for i = 6, #ARGV do count(ARGV[i]) end
+  for i = 8, #ARGV do count(ARGV[i]) end
 end
 local armed, guard = 0, -1
 if counted > 0 then
@@ -58,19 +73,23 @@ if counted > 0 then
     redis.call('HSET', KEYS[6], 'exact', 1)
   end
   redis.call('SADD', KEYS[5], ARGV[5])
+  if budget > 0 and redis.call('INCRBY', KEYS[8], counted) == counted then
+    redis.call('EXPIRE', KEYS[8], ARGV[7])
+  end
   -- The newest entry is the last to lapse, so the key may go when it does.
   if window > 0 then redis.call('EXPIRE', KEYS[1], math.ceil(window)) end
   if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
     armed = 1
-    if KEYS[8] then
-      guard = redis.call('SET', KEYS[8], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
+    if KEYS[9] then
+      guard = redis.call('SET', KEYS[9], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
     end
   end
 end
--- Milliseconds for which every post of the call stays blocked (a reload would count none).
+-- Milliseconds for which every post of the call stays blocked (a reload would count none); none
+-- when the budget held some back: they are not blocked, and a reload must report them again.
 local blocked_ms = 0
-if window > 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
-return {counted, armed, guard, blocked_ms}
+if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
+return {counted, armed, guard, blocked_ms, limited}
 """
 
 # sum(key): the sum of a hash's values, every field read: O(fields), so never on a scrape's path.
@@ -167,6 +186,22 @@ local out = {}
 for i = 1, #ids do out[i] = tostring(totals[i]) end
 out[#ids + 1] = redis.call('GET', KEYS[3]) or '0'
 return out
+"""
+
+
+# KEYS: the new viewers of one IP address this hour (hash).  ARGV: the viewer's digest, sets a
+# cookie (1/0), budget, ttl.  Returns 1 when the request may count (and get its cookie), 0 when the
+# address has used its budget. A new viewer costs 1: each visitor cookie issued; without cookies,
+# each digest new this hour (a digest already granted costs nothing again).
+NEW_VIEWER = """
+local cookie = ARGV[2] == '1'
+if not cookie and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+local granted = tonumber(redis.call('HGET', KEYS[1], '#') or '0')
+if granted >= tonumber(ARGV[3]) then return 0 end
+redis.call('HINCRBY', KEYS[1], '#', 1)
+if not cookie then redis.call('HSET', KEYS[1], ARGV[1], 1) end
+if granted == 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return 1
 """
 
 

@@ -157,7 +157,8 @@ IMPRESSIONS_COUNT_FIELD = "impressions"
 # queues; the site can).
 IMPRESSIONS_DASHBOARD_PANELS = ["casusult.dashboard_panels.queue_panel"]
 # What changes between deployments: the kill switch (false records nothing), the proxies in front
-# (an ALB: 1), the buffer's mode, the windows (the load test shortens them), the history kept.
+# (an ALB: 1), the buffer's mode, the windows (the load test shortens them), the history kept, the
+# invalid-traffic budgets (the load test's clients all come from one address).
 globals().update(
     from_env(
         {
@@ -167,6 +168,8 @@ globals().update(
             "IMPRESSIONS_DEDUP_WINDOW": env_int,
             "IMPRESSIONS_FLUSH_DELAY": env_int,
             "IMPRESSIONS_HISTORY_DAYS": env_int,
+            "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": env_int,
+            "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": env_int,
         }
     )
 )

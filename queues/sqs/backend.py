@@ -118,7 +118,7 @@ class SQSBackend(QueueBackend):
                 (
                     "queues.E005",
                     f"TASKS[{self.alias!r}]['OPTIONS'] names no queue.",
-                    "Set QUEUE_URL or QUEUE_NAME (this site: SQS_QUEUE_URL or SQS_QUEUE_NAME).",
+                    "Set QUEUE_URL or QUEUE_NAME.",
                 )
             )
         return problems

@@ -45,7 +45,7 @@ def fresh_venv(tmp_path_factory, built_distributions):
     queues_wheel = wheel(built_distributions, "casusult-queues")
     install = [
         str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-        "--disable-pip-version-check", "--find-links", str(built_distributions),
+        "--disable-pip-version-check", "--no-compile", "--find-links", str(built_distributions),
         f"{impressions_wheel}[postgresql]", f"{queues_wheel}[rq,sqs]",
     ]  # fmt: skip
     completed = subprocess.run(install, capture_output=True, text=True, timeout=600)

@@ -27,7 +27,6 @@ def test_a_task_of_its_own_runs_on_rq(new_project, quickstart_redis, tmp_path):
     project = new_project("reports")
     project.apply(PAGE, {"redis://127.0.0.1:6379/1": rq_url})
     project.manage("check", "--fail-level", "WARNING")
-    project.manage("migrate", "--noinput")
     report = tmp_path / "report.txt"
     enqueue_reports(project, report, "one", "two")
     assert not report.exists()  # enqueued, not run
@@ -51,7 +50,6 @@ def test_a_task_of_its_own_runs_on_sqs(new_project, moto_aws_env, moto_sqs_clien
     assert ("run", "python manage.py sqs_setup\n") in commands
     project.manage("sqs_setup")
     project.manage("check", "--fail-level", "WARNING")
-    project.manage("migrate", "--noinput")
     report = tmp_path / "report.txt"
     enqueue_reports(project, report, "three")
 

@@ -47,11 +47,12 @@ def test_record_keys_are_the_keys_the_key_functions_name():
         keys.pending_days_key(shard),
         keys.totals_key(shard),
         keys.snapshots_key(shard),
+        keys.rate_key(shard, viewer, 490_000),
     ]
-    assert keys.record_keys(shard, viewer, with_guard=False) == each
-    assert keys.record_keys(shard, viewer, with_guard=True) == [*each, keys.guard_key()]
+    assert keys.record_keys(shard, viewer, 490_000, with_guard=False) == each
+    assert keys.record_keys(shard, viewer, 490_000, with_guard=True) == [*each, keys.guard_key()]
     with override_settings(IMPRESSIONS_KEY_PREFIX="other"):
-        assert keys.record_keys(shard, viewer, with_guard=False)[1] == keys.pending_key(shard)
+        assert keys.record_keys(shard, viewer, 1, with_guard=False)[1] == keys.pending_key(shard)
         assert keys.pending_key(shard).startswith("{other:")
 
 

@@ -13,6 +13,7 @@ PROD_ENV = {
     "QUEUE_BACKEND": "sqs",
     "SQS_QUEUE_NAME": "casusult",
     "REDIS_URL": "rediss://buffer.serverless.use1.cache.amazonaws.com:6379/0",
+    "IMPRESSIONS_TRUSTED_PROXIES": "1",  # the ALB (impressions.W004 otherwise)
     # Whatever the developer's shell has must not leak into the production check.
     "DEBUG": None,
     "LOG_FORMAT": None,
