@@ -50,5 +50,6 @@ def discover_tasks(task_modules=(), where="TASKS"):
     for module in [*app_task_modules(), *listed_modules(task_modules, where)]:
         for value in vars(module).values():
             if isinstance(value, Task):
-                registry[value.module_path] = value
+                # The first found: a module's own task before a .using() variant of it.
+                registry.setdefault(value.module_path, value)
     return registry

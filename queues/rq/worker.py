@@ -31,6 +31,8 @@ from . import jobs
 from .backend import RQBackend
 
 logger = logging.getLogger("queues.worker")
+# Seconds RQ allows a refused job, which only raises its refusal.
+REFUSED_JOB_TIMEOUT = 60
 
 
 def job_backend(job):
@@ -152,15 +154,16 @@ class TaskWorker(SimpleWorker):
         task_path = job.args[0] if refusal is None else "-"
         timer = TaskTimer(task_path, job.id if JOB_ID.fullmatch(job.id) else "-")
         self.death_penalty_class.fired = False
+        # Ours to decide, not the job's: a planted timeout or TTL could be any number.
+        job.failure_ttl = job.ttl = None  # RQ's defaults
         if refusal is not None:
             job.refused = refusal  # RQ calls job.func: it raises this instead
             job.retries_left = None  # RQ still records it in the failed registry, once
+            job.timeout, job.result_ttl = REFUSED_JOB_TIMEOUT, None
         else:
-            # Ours to decide, not the job's: a planted timeout or TTL could be any number.
             backend = job_backend(job)
             job.timeout = backend.options["JOB_TIMEOUT"]
             job.result_ttl = backend.options["RESULT_TTL"]
-            job.failure_ttl = job.ttl = None
         try:
             with liveness.CLOCK.running():
                 super().execute_job(job, queue)
