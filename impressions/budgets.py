@@ -14,7 +14,7 @@ from . import keys
 from .conf import conf
 from .redis_client import get_client
 from .salt import daily_salt
-from .scripts import script
+from .scripts import evalsha
 
 HOUR = 3600
 # An hour's key outlives it a little: hosts' clocks differ.
@@ -35,9 +35,9 @@ def grant_new_viewer(ip, day, digest, sets_cookie):
     budget = conf.IP_NEW_VIEWERS_PER_HOUR
     if not budget:
         return True
-    granted = script(get_client(), "NEW_VIEWER")(
-        keys=[keys.new_viewers_key(ip_digest(ip, day), hour_of())],
-        args=[digest, 1 if sets_cookie else 0, budget, KEY_TTL],
+    key = keys.new_viewers_key(ip_digest(ip, day), hour_of())
+    granted = evalsha(
+        get_client(), "NEW_VIEWER", [key], [digest, int(sets_cookie), budget, KEY_TTL]
     )
     return granted == 1
 

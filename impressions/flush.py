@@ -71,8 +71,13 @@ def new_flush_id():
     return f"{timezone.now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
 
 
-def flush_pending(batch_size=None):
-    """Flush now; returns a FlushReport, raises FlushError when Redis or the database fails."""
+def flush_pending(batch_size=None, keep_schedule=False):
+    """Flush now; returns a FlushReport, raises FlushError when Redis or the database fails.
+
+    `keep_schedule` (a flush asked for by hand): a flush already scheduled stays scheduled, and
+    takes what is recorded after this one, so the impressions that follow need no flush of their
+    own (and the dashboard's "next flush" stays true). The scheduled flush itself clears it.
+    """
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
     report = FlushReport(flush_id=new_flush_id())
     started = time.monotonic()
@@ -83,7 +88,7 @@ def flush_pending(batch_size=None):
         client = get_flush_client()
         # Counts without a day (snapshots left by a version before the history) count today.
         today = periods.day_of(timezone.now())
-        take_snapshots(client, report.flush_id)
+        take_snapshots(client, report.flush_id, keep_schedule)
         checkpoint("after-snapshot")
         by_flush = snapshots_by_flush(client)
         # Left-overs first, oldest first: they hold the oldest counts.
@@ -145,8 +150,9 @@ def _note_failure(flush_id, error, started_at):
         logger.warning("could not note failed flush %s in the ledger", flush_id, exc_info=True)
 
 
-def take_snapshots(client, flush_id):
-    client.delete(keys.guard_key())  # from here on a new impression schedules the next flush
+def take_snapshots(client, flush_id, keep_schedule=False):
+    if not keep_schedule:
+        client.delete(keys.guard_key())  # from here on a new impression schedules the next flush
     snapshot = script(client, "SNAPSHOT")
     for shard in range(conf.SHARDS):
         snapshot(

@@ -81,7 +81,7 @@ def lost_key(shard):
 
 def totals_key(shard):
     """Hash of the shard's running totals: impressions `pending` and in `snapshots` (and each
-    snapshot's own, `snapshot:<flush id>`); `exact` once counted in full (scripts.RECOUNT)."""
+    snapshot's own, `snapshot:<flush id>`); `exact` once they are (scripts.RECORD, SNAPSHOT)."""
     return f"{tag(shard)}:totals"
 
 

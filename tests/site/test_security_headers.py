@@ -64,3 +64,21 @@ def test_permissions_policy_header_format():
         'camera=(), geolocation=(self), fullscreen=(self "https://x.example")'
     )
     assert permissions_policy_header({"autoplay": ["*"]}) == "autoplay=*"
+
+
+def test_in_development_only_djangos_debug_pages_go_without_the_policy(manage):
+    """settings.dev: the technical 404 (inline styles without a nonce) stays readable."""
+    script = (
+        "from django.test import Client; c = Client(HTTP_HOST='localhost');"
+        " missing = c.get('/no-such-page/'); login = c.get('/accounts/login/');"
+        " print(missing.status_code, login.status_code);"
+        " print(missing.get('Content-Security-Policy'));"
+        " print(login.get('Content-Security-Policy'))"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "settings.dev", "DATABASE_URL": "sqlite:///:memory:"}
+    result = manage("shell", "-c", script, env=env)
+    assert result.returncode == 0, result.stderr
+    statuses, debug_404, login = result.stdout.strip().splitlines()[-3:]
+    assert statuses == "404 200"
+    assert debug_404 == "None"
+    assert "script-src 'self'" in login  # the policy, on every other page
