@@ -12,6 +12,7 @@ from queues.sqs.setup import (
     setup_queues,
     sqs_client,
 )
+from redis_endpoints import redact_text
 
 DEFAULT_MAX_RECEIVE_COUNT = 5
 
@@ -69,7 +70,9 @@ class Command(BaseCommand):
         except ValueError as error:
             raise CommandError(str(error)) from None
         except (BotoCoreError, ClientError) as error:
-            raise CommandError(f"SQS refused or is unreachable: {error}") from None
+            raise CommandError(
+                f"SQS refused or is unreachable: {redact_text(str(error))}"
+            ) from None
         self.stdout.write(dlq.describe("dead-letter queue"))
         self.stdout.write(queue.describe("queue"))
         redrive = json.loads(queue.attributes["RedrivePolicy"])
