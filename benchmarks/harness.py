@@ -99,6 +99,22 @@ def ratio(value, reference):
     return value / reference
 
 
+def paired_ratios(result, reference):
+    """result ÷ reference, round by round (each pair shared the machine's load of the moment)."""
+    return [
+        mine.seconds / theirs.seconds
+        for mine, theirs in zip(result.measurements, reference.measurements, strict=False)
+        if theirs.seconds > 0
+    ]
+
+
+def format_spread(values, digits=3):
+    """'median (min to max)' of ratios, or n/a."""
+    if not values:
+        return "n/a"
+    return f"{median(values):.{digits}g} ({min(values):.{digits}g} to {max(values):.{digits}g})"
+
+
 def timed(function, *args, **kwargs):
     """(seconds, result) of one call on the monotonic high-resolution clock."""
     start = time.perf_counter()
