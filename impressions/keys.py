@@ -72,6 +72,16 @@ def guard_key():
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled"
 
 
+def window_key(window):
+    """Set by the first part of a scheduled flush window to start (flush.open_window)."""
+    return f"{{{conf.KEY_PREFIX}}}:flush-window:{window}"
+
+
+def rollup_guard_key():
+    """Set while a roll-up task is scheduled (tasks.schedule_rollup)."""
+    return f"{{{conf.KEY_PREFIX}}}:rollup-scheduled"
+
+
 def salt_key(day):
     """The random salt of cookie-less viewer digests for one UTC day; expires when the day ends."""
     return f"{{{conf.KEY_PREFIX}}}:salt:{day}"
