@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test lint format docs bench loadtest venv services database migrate browser screenshots
+.PHONY: run serve test lint format docs bench loadtest venv services database migrate browser screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -80,10 +80,17 @@ screenshots: venv browser
 	DATABASE_URL=$(SCREENSHOTS_DATABASE_URL) REDIS_URL=$(SCREENSHOTS_REDIS_URL) \
 		DJANGO_SETTINGS_MODULE=settings.test $(PY) -m screenshots
 
+# The apps' distributions (wheels and sdists) into dist/: casusult-impressions, casusult-queues and
+# casusult-redis-endpoints, each built from its package and distributions/<name>/pyproject.toml.
+dist: venv
+	rm -rf dist
+	$(PY) distributions/build.py dist
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the dependency rule (pyproject.toml [tool.importlinter])
+	$(VENV)/bin/mypy  # the apps' public API, --strict (pyproject.toml [tool.mypy])
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
 
 # The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or a page missing

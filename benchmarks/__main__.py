@@ -8,10 +8,13 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from casusult.arguments import positive_int
+from casusult.arguments import number, positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "flush", "e2e", "memory", "dashboard", "server")
+ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape", "capacity")
+# Sections that run only when --only names them (they take long).
+EXTRA = ("window",)
+LOAD_TARGETS = ("standalone", "cluster")
 
 
 def sizes(text):
@@ -28,9 +31,18 @@ def sizes(text):
 
 def benchmarks(text):
     chosen = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = sorted(set(chosen) - set(ALL))
+    unknown = sorted(set(chosen) - set(ALL + EXTRA))
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown benchmark(s) {unknown}; choose from {ALL}")
+        raise argparse.ArgumentTypeError(
+            f"unknown benchmark(s) {unknown}; choose from {ALL + EXTRA}"
+        )
+    return chosen
+
+
+def load_targets(text):
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    if not chosen or set(chosen) - set(LOAD_TARGETS):
+        raise argparse.ArgumentTypeError(f"choose from {','.join(LOAD_TARGETS)}")
     return chosen
 
 
@@ -56,7 +68,12 @@ def parser():
         default=env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
         help="Redis database the benchmarks may FLUSHDB (never db 0)",
     )
-    p.add_argument("--only", type=benchmarks, default=list(ALL), help=f"subset of {','.join(ALL)}")
+    p.add_argument(
+        "--only",
+        type=benchmarks,
+        default=list(ALL),
+        help=f"subset of {','.join(ALL)} (the default), or {','.join(EXTRA)} (only when named)",
+    )
     p.add_argument(
         "--rounds", type=positive_int, default=3, help="interleaved rounds per benchmark"
     )
@@ -104,6 +121,57 @@ def parser():
         "--db-requests", type=positive_int, default=100, help="… for the database contenders"
     )
     p.add_argument(
+        "--load-processes",
+        type=sizes,
+        default=[1, 2, 4, 8],
+        help="record path under load: process counts, comma-separated (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--load-seconds", type=number(0.1, 600), default=2.0, help="… seconds of one timed run"
+    )
+    p.add_argument(
+        "--load-targets",
+        type=load_targets,
+        default=list(LOAD_TARGETS),
+        help="… standalone (the --redis-url db), cluster (a 3-node cluster started for it)",
+    )
+    p.add_argument(
+        "--window-posts",
+        type=positive_int,
+        default=3_000_000,
+        help="window (--only window): distinct posts pending in the one window flushed",
+    )
+    p.add_argument(
+        "--window-parts",
+        type=sizes,
+        default=[1, 4],
+        help="… flush tasks run at once, comma-separated (default 1,4)",
+    )
+    p.add_argument(
+        "--capacity-impressions",
+        type=positive_int,
+        default=1_000_000_000,
+        help="capacity plan: counted impressions a day",
+    )
+    p.add_argument(
+        "--capacity-peak",
+        type=number(1, 100),
+        default=3.0,
+        help="… peak-to-average ratio (busiest second ÷ the day's mean)",
+    )
+    p.add_argument(
+        "--capacity-distinct",
+        type=positive_int,
+        default=3_000_000,
+        help="… distinct (post, day) pairs pending in a peak window",
+    )
+    p.add_argument(
+        "--capacity-window-posts",
+        type=positive_int,
+        default=100_000,
+        help="… posts of the window it flushes itself at each --window-parts K",
+    )
+    p.add_argument(
         "--e2e-requests", type=positive_int, default=100, help="timeline requests per round"
     )
     p.add_argument(
@@ -142,6 +210,13 @@ def parser():
     )
     p.add_argument(
         "--server-connections", type=positive_int, default=12, help="real server: wrk -c"
+    )
+    p.add_argument(
+        "--scrape-sizes",
+        type=sizes,
+        default=[10, 10_000_000],
+        help="scrape: pending counters in the buffer, comma-separated (default 10,10000000;"
+        " 10 million take about 1 GB of Redis memory for a minute)",
     )
     p.add_argument("--seed", type=int, default=5, help="for the random pages, posts, viewers")
     p.add_argument(

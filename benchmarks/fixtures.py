@@ -1,6 +1,8 @@
 """The benchmark database: created if missing, migrated, and filled once with >= 1M posts."""
 
+import contextlib
 import time
+import urllib.parse
 
 import devservices
 
@@ -14,6 +16,23 @@ def ensure_database(url):
         return devservices.ensure_database(url)
     except ValueError as error:
         raise SystemExit(f"--database-url: {error}") from None
+
+
+@contextlib.contextmanager
+def switch_database(url):
+    """Django's default connection on another database of the same server for the block
+    (created if missing), the way Django's test runner moves to the test database."""
+    from django.db import connection
+
+    ensure_database(url)
+    old = connection.settings_dict["NAME"]
+    connection.close()
+    connection.settings_dict["NAME"] = urllib.parse.urlsplit(url).path.lstrip("/")
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = old
 
 
 def migrate():

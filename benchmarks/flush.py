@@ -11,10 +11,10 @@ from .harness import (
     Contender,
     ContenderFailed,
     Measurement,
+    Spread,
     format_rate,
     format_ratio,
     format_seconds,
-    format_spread,
     markdown_table,
     median,
     ours_of,
@@ -430,7 +430,9 @@ def raw_ratios(results):
     mine, raw = ours_of(results), same_work_of(results)
     if mine is None or raw is None:
         return None
-    return paired_ratios(mine, raw)
+    return paired_ratios(
+        [m.seconds for m in mine.measurements], [m.seconds for m in raw.measurements]
+    )
 
 
 def per_row_costs(by_size):
@@ -460,7 +462,7 @@ def goals_table(by_size):
         rows.append(
             [
                 f"{size:,}",
-                f"**{format_spread(ratios)}**" if ratios else "not measured",
+                f"**{Spread.of(ratios).text()}**" if ratios else "not measured",
                 raw_verdict,
                 f"{costs[size]:.3g} µs" if size in costs else "-",
                 format_ratio(relative) if relative is not None else "-",

@@ -99,20 +99,34 @@ def ratio(value, reference):
     return value / reference
 
 
-def paired_ratios(result, reference):
-    """result ÷ reference, round by round (each pair shared the machine's load of the moment)."""
-    return [
-        mine.seconds / theirs.seconds
-        for mine, theirs in zip(result.measurements, reference.measurements, strict=False)
-        if theirs.seconds > 0
-    ]
+def paired_ratios(numerators, denominators):
+    """Round by round a / b of two contenders measured in the same rounds (NaN where b is 0)."""
+    return [ratio(a, b) for a, b in zip(numerators, denominators, strict=True)]
 
 
-def format_spread(values, digits=3):
-    """'median (min to max)' of ratios, or n/a."""
-    if not values:
-        return "n/a"
-    return f"{median(values):.{digits}g} ({min(values):.{digits}g} to {max(values):.{digits}g})"
+@dataclass(frozen=True)
+class Spread:
+    """The median of some values and their range (min to max), NaN-free values only."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values):
+        kept = [v for v in values if v is not None and not math.isnan(v)]
+        if not kept:
+            return cls(math.nan, math.nan, math.nan)
+        return cls(median(kept), min(kept), max(kept))
+
+    def meets(self, goal):
+        """True when the median reaches `goal` (the range is reported beside it, not judged)."""
+        return not math.isnan(self.median) and self.median >= goal
+
+    def text(self, digits=2):
+        if math.isnan(self.median):
+            return "n/a"
+        return f"{self.median:.{digits}f} ({self.low:.{digits}f} to {self.high:.{digits}f})"
 
 
 def timed(function, *args, **kwargs):
@@ -192,6 +206,16 @@ def format_bytes(value):
     if value is None or math.isnan(value):
         return "n/a"
     return f"{value:,.0f} B"
+
+
+def format_size(value):
+    """A large byte count in decimal units: 333 MB, 1.2 GB."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    for limit, suffix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g} {suffix}"
+    return f"{value:.0f} B"
 
 
 def markdown_table(headers, rows):

@@ -29,14 +29,17 @@ NEWEST = 20_000  # pages are drawn from the newest posts, as timelines are
 
 
 def workload(post_ids, requests, viewers, seed):
-    """[(viewer, [20 consecutive post ids])]: a random timeline page for a random viewer."""
+    """[(viewer, [20 consecutive post ids])]: random timeline pages for random viewers, each
+    (viewer, page) once, so every request is a first view that reaches Redis."""
     rng = random.Random(seed)
     newest = post_ids[-NEWEST:][::-1]
     pages = len(newest) // PAGE
+    if requests > pages * len(viewers):
+        raise SystemExit(f"--requests: at most {pages * len(viewers):,} first views here")
     out = []
-    for _ in range(requests):
-        start = rng.randrange(pages) * PAGE
-        out.append((rng.choice(viewers), newest[start : start + PAGE]))
+    for pair in rng.sample(range(pages * len(viewers)), requests):
+        viewer, page = divmod(pair, pages)
+        out.append((viewers[viewer], newest[page * PAGE : (page + 1) * PAGE]))
     return out
 
 
@@ -77,7 +80,12 @@ class RecordWorkload:
         return Measurement(seconds=seconds, units=len(latencies) * PAGE, samples=list(latencies))
 
     def fresh_redis(self):
+        """An empty Redis db, and no process cache that remembers what it held: every round
+        records first views."""
+        from impressions.reloads import reloads
+
         self.redis.flushdb()
+        reloads.clear()
 
     def run_ours(self):
         record = ours.record()

@@ -3,11 +3,33 @@
 import math
 import time
 
-from . import dashboard, end_to_end, fixtures, flush, machine, memory, record, server, server_report
-from .harness import BASELINE, LIMIT, format_bytes, format_rate, format_spread, ours_of
+from . import (
+    capacity,
+    dashboard,
+    end_to_end,
+    fixtures,
+    flush,
+    machine,
+    memory,
+    record,
+    record_scaling,
+    scrape,
+    server,
+    server_report,
+    window,
+)
+from .harness import BASELINE, LIMIT, Spread, format_bytes, format_rate, format_seconds, ours_of
 from .report import Section, flush_chart, write_markdown
 
 CHART_NAME = "flush_scaling.png"
+CAPACITY_INTRO = (
+    "Every figure below is a formula over this run's measurements (the table \"measured in this"
+    ' run" says which section each comes from) and the stated assumptions;'
+    " docs/capacity.md explains them and which setting to change when. ECPUs follow ElastiCache"
+    " Serverless's rule, the larger of KB transferred and vCPU time in units of a simple"
+    " command's (AWS does not publish that unit: a 3-byte SET measured on the same server is it)."
+    " Absolute CPU figures come from a shared 2-core machine: re-run them on a quiet one."
+)
 
 
 def bench_redis(url):
@@ -19,28 +41,38 @@ def bench_redis(url):
 
 def run_all(options, command):
     start = time.perf_counter()
-    fixtures.migrate()
-    fixtures.ensure_posts(options.posts)
-    post_ids = fixtures.all_post_ids()
+    post_ids = []
+    # The scrape needs no database; the window has one of its own.
+    if any(name not in ("scrape", "window") for name in options.only):
+        fixtures.migrate()
+        fixtures.ensure_posts(options.posts)
+        post_ids = fixtures.all_post_ids()
     redis_client = bench_redis(options.redis_url)
     redis_client.flushdb()
     print(f"fixtures ready: {len(post_ids):,} posts ({time.perf_counter() - start:.1f} s)")
 
     sections, headlines, chart = [], [], None
+    load_figures = memory_figures = window_figures = None
     if "record" in options.only:
         body, results = record.run(options, post_ids, redis_client)
         sections.append(
             Section(
                 "1. Record path",
                 "One timeline request serving 20 posts (a random page of the newest posts, one of"
-                f" {record.VIEWERS} logged-in viewers), timed around the recording call only: the"
+                f" {record.VIEWERS} logged-in viewers, each (viewer, page) once: first views that"
+                " all reach Redis), timed around the recording call only: the"
                 " latency it adds to a request. The viewer is already loaded here; section 3 shows"
                 " what resolving it costs. Redis contenders start each round from an empty Redis"
-                " database, so de-duplication has the same work to do for each.",
+                " database (and ours with an empty reload cache), so de-duplication has the same"
+                " work to do for each.",
                 body,
             )
         )
         headlines += record_headlines(results)
+    if "load" in options.only:
+        body, load_figures = record_scaling.run(options, post_ids)
+        sections.append(Section("1b. Record path under load", "", body))
+        headlines += record_scaling.headlines(load_figures)
     if "flush" in options.only:
         body, by_size = flush.run(options, post_ids, redis_client)
         sections.append(
@@ -72,6 +104,7 @@ def run_all(options, command):
     if "memory" in options.only:
         body, figures = memory.run(options, post_ids, redis_client)
         sections.append(Section("4. Memory", "", body))
+        memory_figures = figures
         if figures:
             headlines.append(
                 f"Redis memory: **{format_bytes(figures['dedup_bytes'])} per de-dup entry**"
@@ -94,6 +127,26 @@ def run_all(options, command):
         body, figures = server_report.render(*server.run(options), options)
         sections.append(Section("6. Real server", "", body))
         headlines += server_report.headlines(figures)
+    if "scrape" in options.only:
+        body, figures = scrape.run(options)
+        sections.append(Section("7. Metrics scrape", scrape.INTRO, body))
+        headlines += scrape_headlines(figures)
+    if "window" in options.only:
+        body, window_figures = window.run(options, redis_client)
+        sections.append(Section("8. One window at scale", "", body))
+        headlines += window_headlines(window_figures)
+    if "capacity" in options.only:
+        flush_runs = window.small_windows(options, post_ids, redis_client)
+        found = capacity.measured(load_figures, memory_figures, flush_runs, window_figures)
+        assumed = capacity.Assumptions(
+            impressions_per_day=options.capacity_impressions,
+            peak_to_average=options.capacity_peak,
+            distinct_per_window=options.capacity_distinct,
+        )
+        sections.append(
+            Section("9. Capacity plan", CAPACITY_INTRO, capacity.render(assumed, found))
+        )
+        headlines += capacity.headlines(assumed, found)
     redis_client.flushdb()
 
     print()
@@ -103,6 +156,31 @@ def run_all(options, command):
     write_markdown(
         options.output, machine.describe(redis_client), command, headlines, sections, chart
     )
+
+
+def window_headlines(found):
+    if not found:
+        return []
+    parts = [
+        f"K={k}: {f['seconds']:.0f} s ({format_rate(f['rows_per_second'])} posts/s)"
+        for k, f in found.items()
+    ]
+    size = next(iter(found.values()))["posts"]
+    return [f"One window of {size:,} pending posts, flushed exact: " + "; ".join(parts) + "."]
+
+
+def scrape_headlines(figures):
+    """One line: a scrape's Redis time, ours and the old scan's, at the smallest and largest size."""
+    if not figures:
+        return []
+    parts = []
+    for size in (min(figures), max(figures)):
+        ours, old = figures[size]["ours"][0][1], figures[size]["old"][0][1]
+        parts.append(
+            f"at {size:,} pending counters ours {format_seconds(ours)}, the old full scan"
+            f" {format_seconds(old)} ({times(old, ours)})"
+        )
+    return ["Metrics scrape, Redis time: " + "; ".join(parts) + "."]
 
 
 def times(a, b):
@@ -118,11 +196,12 @@ def record_headlines(results):
         if result is ours or not result.ok:
             continue
         if result.contender.kind == LIMIT:
-            share = 100 * ours.median_rate / result.median_rate
+            share = times(ours.median_rate, result.median_rate)
             lines.append(
-                f"Record path: ours runs at **{share:.0f} %** of the raw limit ({result.name}:"
-                f" {format_rate(result.median_rate)} vs {format_rate(ours.median_rate)}"
-                " impressions/s)."
+                f"Record path, first views, one process (latency table): ours"
+                f" {format_rate(ours.median_rate)} impressions/s, **{share}** the rate of"
+                f" {result.name} ({format_rate(result.median_rate)}); section 1b pairs them"
+                " round by round."
             )
         else:
             lines.append(
@@ -145,10 +224,10 @@ def flush_headlines(by_size):
         ratios = flush.raw_ratios(results)
         if ratios:
             parts.append(
-                f"**{format_spread(ratios)}** the time of the same work in SQL alone (paired by"
-                f" round; goal ≤ {flush.RAW_GOAL}× from {flush.RAW_GOAL_FROM:,} posts)"  # noqa: RUF001
+                f"**{Spread.of(ratios).text()}** the time of the same work in SQL alone (paired"
+                f" by round; goal ≤ {flush.RAW_GOAL}× from {flush.RAW_GOAL_FROM:,} posts)"  # noqa: RUF001
             )
-        if costs and size in costs:
+        if size in costs:
             parts.append(
                 f"{costs[size]:.3g} µs per row ({times(costs[size], costs[min(costs)])} the cost"
                 f" at {min(costs):,}; goal within ±{flush.PER_ROW_SPREAD:.0%})"

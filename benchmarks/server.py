@@ -27,6 +27,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import psycopg
 import redis
 
+from impressions.conf import MAX_HOURLY_BUDGET as UNLIMITED_BUDGET
+
 from . import fixtures
 from .harness import (
     BASELINE,
@@ -110,6 +112,10 @@ def server_env(database_url, redis_url, secret_key, port, recording, workdir):
         # No flush during the runs: the flush is a worker's batch job (section 2), not a view's.
         "QUEUE_BACKEND": "dummy",
         "IMPRESSIONS_ENABLED": "true" if recording else "false",
+        # wrk's clients are one address and a few viewers, thousands of views a second: budgets
+        # that never refuse, still checked on every view (their cost is part of recording's).
+        "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": str(UNLIMITED_BUDGET),
+        "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": str(UNLIMITED_BUDGET),
         "STATIC_ROOT": str(workdir / "static"),
         "LOG_LEVEL": "WARNING",
         # gunicorn's own variable: casusult/gunicorn_conf.py's defaults, overridden.

@@ -1,4 +1,5 @@
-"""The Post admin: flushed and live pending impressions, and each post's 30-day chart."""
+"""The Post admin: flushed and live pending impressions, a link to each post's chart, which its
+page shows with its counts."""
 
 from django.contrib import admin
 
@@ -17,7 +18,9 @@ class PostAdmin(PendingImpressionsAdminMixin, HistoryChartAdminMixin, admin.Mode
         "created_at",
         "impressions",
         "pending_impressions",
+        "impressions_chart_link",
     ]
+    list_filter = [("created_at", admin.DateFieldListFilter)]
     list_select_related = ["author"]
     search_fields = ["body", "author__username"]
     readonly_fields = ["impressions"]

@@ -53,8 +53,9 @@ impressions_dropped = Counter(
 )
 impressions_ignored = Counter(
     "impressions_ignored",
-    "Served impressions not counted because the request was no view: a bot or crawler (its"
-    " User-Agent), or a browser prefetch.",
+    "Served impressions not counted: the request was no view (method: not a GET; bot: a"
+    " crawler's User-Agent; prefetch: a browser prefetch) or beyond a budget (rate: a new anonymous viewer beyond its"
+    " IP address's hourly budget, or a viewer beyond its hourly impressions).",
     ["reason"],
 )
 

@@ -1,24 +1,29 @@
 """Admin: the flush ledger, "flush now", live pending counts, the dashboard and post charts."""
 
 import io
+from datetime import datetime
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.core.exceptions import PermissionDenied
 from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
+    StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from . import dashboard, stats
+from . import dashboard, flush_now, stats
+from .live import read_buffer
 from .models import Dashboard, Flush
 from .recorder import lost, pending_status
-from .tasks import enqueue_flush
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -61,7 +66,7 @@ class FlushAdmin(ReadOnlyAdmin):
     def duration(self, flush):
         if flush.finished_at is None:
             return "not finished"
-        return duration_ms_text(flush.finished_at - flush.started_at)
+        return dashboard.run_time_text(flush.finished_at - flush.started_at)
 
     @admin.display(description="dropped (deleted posts)")
     def dropped(self, flush):
@@ -71,44 +76,79 @@ class FlushAdmin(ReadOnlyAdmin):
 
     def get_urls(self):
         flush_now = self.admin_site.admin_view(self.flush_now_view)
-        return [path("flush-now/", flush_now, name="impressions_flush_now"), *super().get_urls()]
+        waiting = self.admin_site.admin_view(self.flush_wait_view)
+        return [
+            path("flush-now/", flush_now, name="impressions_flush_now"),
+            path("flush-now/<str:result_id>/", waiting, name="impressions_flush_wait"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), **flush_now_context(request)}
         return super().changelist_view(request, extra_context)
 
     def flush_now_view(self, request):
-        """POST: enqueue the flush task to run now."""
+        """POST: enqueue a flush now; back to `next` once it has run, saying what it did."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_view_permission(request):
             raise PermissionDenied
+        target = safe_next(request, request.POST.get("next", ""))
+        since = timezone.now()
         try:
-            result = enqueue_flush(delay=0)
+            result = flush_now.start()
         except Exception as error:
             messages.error(request, f"Could not enqueue the flush: {error}")
-        else:
-            messages.success(request, f"Flush enqueued (task {result.id}, {result.status}).")
-        target = request.POST.get("next", "")
-        if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
-            target = reverse("admin:impressions_flush_changelist")
-        return HttpResponseRedirect(target)
+            return HttpResponseRedirect(target)
+        outcome = flush_now.wait(result, since)
+        if outcome.done:
+            return finish_flush_now(request, outcome, target)
+        query = urlencode({"since": since.isoformat(), "next": target})
+        url = reverse("admin:impressions_flush_wait", args=[result.id])
+        return HttpResponseRedirect(f"{url}?{query}")
+
+    def flush_wait_view(self, request, result_id):
+        """GET: the flush asked for has not run yet: this page looks again every second."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        target = safe_next(request, request.GET.get("next", ""))
+        try:
+            since = datetime.fromisoformat(request.GET.get("since", ""))
+            if timezone.is_naive(since):
+                raise ValueError
+        except ValueError:
+            return HttpResponseBadRequest("since must be the ISO time the flush was asked for.")
+        outcome = flush_now.outcome_of(result_id, since)
+        if outcome.done:
+            return finish_flush_now(request, outcome, target)
+        waited = timezone.now() - since
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Flushing impressions",
+            "opts": self.opts,
+            "waited": dashboard.duration_text(waited),
+            "no_worker": waited.total_seconds() > flush_now.NO_WORKER_AFTER,
+            "refresh": 1 if waited.total_seconds() < flush_now.NO_WORKER_AFTER else 5,
+            "back_url": target,
+        }
+        return TemplateResponse(request, "admin/impressions/flush_wait.html", context)
+
+
+def safe_next(request, target):
+    """`target` if it is a page of this site, else the ledger."""
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return reverse("admin:impressions_flush_changelist")
+
+
+def finish_flush_now(request, outcome, target):
+    (messages.success if outcome.ok else messages.error)(request, outcome.message)
+    return HttpResponseRedirect(target)
 
 
 def exact_time(moment):
     """2026-12-02 16:00:55 in the current time zone: a ledger is read to the second."""
     return formats.date_format(timezone.localtime(moment), "Y-m-d H:i:s")
-
-
-def duration_ms_text(delta):
-    """412 ms, 3.2 s, 2 min 5 s: a flush's run time."""
-    ms = delta.total_seconds() * 1000
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    seconds = round(ms / 1000)
-    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def flush_now_context(request):
@@ -154,7 +194,8 @@ class PendingImpressionsAdminMixin:
 
 @admin.register(Dashboard)
 class DashboardAdmin(ReadOnlyAdmin):
-    """/admin/impressions/dashboard/: charts, top objects, the buffer; staff only, read-only."""
+    """/admin/impressions/dashboard/: charts, top objects, every object ranked, the buffer; staff
+    only, read-only."""
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
@@ -163,37 +204,95 @@ class DashboardAdmin(ReadOnlyAdmin):
         return request.user.is_active and request.user.is_staff
 
     def get_urls(self):
-        csv_view = self.admin_site.admin_view(self.csv_view)
-        return [path("csv/", csv_view, name="impressions_dashboard_csv"), *super().get_urls()]
+        view = self.admin_site.admin_view
+        return [
+            path("csv/", view(self.csv_view), name="impressions_dashboard_csv"),
+            path("objects/", view(self.objects_view), name="impressions_dashboard_objects"),
+            path("objects/csv/", view(self.objects_csv_view), name="impressions_objects_csv"),
+            *super().get_urls(),
+        ]
 
-    def changelist_view(self, request, extra_context=None):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
+    def page_range(self, request):
+        """(today, the DateRange asked for or the default, the error message or None)."""
         today = stats.today()
-        status, error = 200, None
         try:
-            date_range = dashboard.parse_range(request.GET, today)
+            return today, dashboard.parse_range(request.GET, today), None
         except dashboard.BadRange as bad:
-            status, error = 400, str(bad)
-            date_range = dashboard.parse_range({}, today)
-        context = {
+            return today, dashboard.parse_range({}, today), str(bad)
+
+    def page_context(self, request, title, today, date_range, error):
+        return {
             **self.admin_site.each_context(request),
             **flush_now_context(request),
-            "title": "Impressions dashboard",
+            "title": title,
             "opts": self.model._meta,
             "today": today,
             "range": date_range,
             "range_error": error,
-            "range_choices": dashboard.RANGE_CHOICES,
-            "chart": dashboard.site_chart(date_range),
-            "chart_id": "site",
-            "top_lists": dashboard.top_lists(today, date_range, request.user),
-            "buffer": dashboard.buffer_panel(),
-            "extra_panels": dashboard.extra_panels(request),
+            "range_input": dashboard.range_input(request.GET, date_range, error),
+            "quick_ranges": dashboard.quick_ranges(date_range),
             "csv_url": reverse("admin:impressions_dashboard_csv"),
+            "objects_url": reverse("admin:impressions_dashboard_objects"),
+            "objects_csv_url": reverse("admin:impressions_objects_csv"),
+            "dashboard_url": reverse("admin:impressions_dashboard_changelist"),
+            **dashboard.delay_texts(),
+        }
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        today, date_range, error = self.page_range(request)
+        buffer = read_buffer()
+        chart = dashboard.site_chart(date_range, today, buffer)
+        top_lists = dashboard.top_lists(today, date_range, request.user, buffer)
+        context = {
+            **self.page_context(request, "Impressions dashboard", today, date_range, error),
+            "chart": chart,
+            "chart_id": "site",
+            "totals": dashboard.site_total(chart, date_range, today, buffer),
+            "top_lists": top_lists,
+            "top_live": any(top["live"] for top in top_lists),
+            "buffer": dashboard.buffer_panel(buffer),
+            "extra_panels": dashboard.extra_panels(request),
             **(extra_context or {}),
         }
+        status = 400 if error else 200
         return TemplateResponse(request, "admin/impressions/dashboard.html", context, status=status)
+
+    def objects_view(self, request):
+        """GET: every object by its impressions in the range, a page at a time."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        today, date_range, error = self.page_range(request)
+        page_text = request.GET.get("page", "1")
+        page = int(page_text) if page_text.isascii() and page_text.isdigit() else 0
+        if not error and page < 1:
+            error = f"page must be a whole number from 1, not {page_text[:20]!r}."
+        page = max(page, 1)
+        listing = dashboard.ranked_objects(date_range, today, page, request.user)
+        context = {
+            **self.page_context(request, "Posts by impressions", today, date_range, error),
+            **listing,
+        }
+        status = 400 if error else 200
+        return TemplateResponse(request, "admin/impressions/objects.html", context, status=status)
+
+    def objects_csv_view(self, request):
+        """GET: `rank,object_id,object,impressions` of every object with impressions in the range."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            date_range = dashboard.parse_range(request.GET, stats.today())
+        except dashboard.BadRange as bad:
+            return HttpResponseBadRequest(str(bad), content_type="text/plain; charset=utf-8")
+        response = StreamingHttpResponse(
+            dashboard.ranked_csv_lines(date_range), content_type="text/csv; charset=utf-8"
+        )
+        filename = (
+            f"impressions-all-{date_range.start.isoformat()}-{date_range.end.isoformat()}.csv"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
     def csv_view(self, request):
         """GET: per-day counts of `post`, or of the top posts of the range, as CSV."""
@@ -221,21 +320,17 @@ class DashboardAdmin(ReadOnlyAdmin):
 
 
 class HistoryChartAdminMixin:
-    """For the counted model's admin: the object's impressions per day on its change page."""
+    """For the counted model's admin: each row links to the object's chart; the change page shows
+    its impressions (in the database, not yet flushed, the last 30 days) beside its chart."""
 
     change_form_template = "admin/impressions/object_change_form.html"
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = dict(extra_context or {})
-        if object_id and object_id.isascii() and object_id.isdigit():
-            today = stats.today()
-            extra_context.update(
-                impressions_chart=dashboard.object_chart(int(object_id), today),
-                impressions_chart_id=f"object-{object_id}",
-                impressions_csv_url=(
-                    f"{reverse('admin:impressions_dashboard_csv')}"
-                    f"?post={object_id}&days={dashboard.DEFAULT_DAYS}"
-                ),
-                impressions_dashboard_url=reverse("admin:impressions_dashboard_changelist"),
-            )
-        return super().change_view(request, object_id, form_url, extra_context)
+    @admin.display(description="chart")
+    def impressions_chart_link(self, obj):
+        url = reverse(admin_urlname(obj._meta, "change"), args=[obj.pk])
+        return format_html('<a href="{}#impressions">{} days</a>', url, dashboard.DEFAULT_DAYS)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and not add:
+            context.update(dashboard.object_history(obj, stats.today()))
+        return super().render_change_form(request, context, add, change, form_url, obj)

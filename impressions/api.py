@@ -1,14 +1,24 @@
-"""The public API of the impressions app: what a site needs from the buffer, and nothing more."""
+"""The public API of the impressions app: what a site needs from the buffer, and nothing more.
+
+Typed (`py.typed`; `mypy --strict` in make lint): these signatures and result types are the
+contract; the modules behind them are internal.
+"""
 
 import logging
+from collections.abc import Iterable
+from datetime import date
+from typing import Protocol
 
-from .recorder import BufferStatus, buffer_status, pending_counts
+from django.http import HttpRequest
+
+from . import recorder, stats, viewers
+from .recorder import BufferStatus, RecordResult
 from .redis_client import get_client
-from .stats import history, top_posts
-from .viewers import record_request
 
 __all__ = [
     "BufferStatus",
+    "CountedObject",
+    "RecordResult",
     "buffer_status",
     "history",
     "pending_counts",
@@ -20,13 +30,52 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def record(request, posts):
-    """Count `posts` as seen by the request's viewer (see viewers.py); never raises into the view."""
-    return record_request(request, posts)
+class CountedObject(Protocol):
+    """What `record` counts: an instance of IMPRESSIONS_MODEL (only its integer pk is read)."""
+
+    @property
+    def pk(self) -> int | None: ...
 
 
-def ping(timeout=None):
+def record(request: HttpRequest, posts: Iterable[CountedObject]) -> RecordResult | None:
+    """Count `posts` as seen by the request's viewer (see viewers.py); never raises into the view.
+
+    None: nothing was recorded (recording is off, nothing was served, or the request is no
+    view: a bot, a prefetch, not a GET); else what was counted, lost and scheduled.
+    """
+    result: RecordResult | None = viewers.record_request(request, posts)
+    return result
+
+
+def pending_counts(post_ids: Iterable[int]) -> dict[int, int]:
+    """{object id: count still in Redis} for these ids, one pipelined round trip per node.
+
+    Raises redis errors (redis.RedisError).
+    """
+    counts: dict[int, int] = recorder.pending_counts(post_ids)
+    return counts
+
+
+def buffer_status(timeout: float | None = None) -> BufferStatus:
+    """The buffer's totals over every shard; raises redis errors."""
+    status: BufferStatus = recorder.buffer_status(timeout)
+    return status
+
+
+def ping(timeout: float | None = None) -> str:
     """PING the buffer's Redis; returns the client's kind, raises when Redis does not answer."""
     client = get_client(timeout)
     client.ping()
     return type(client).__name__
+
+
+def history(post_ids: Iterable[int], start: date, end: date) -> dict[int, dict[date, int]]:
+    """{object id: {day: count}} for start..end inclusive; days without impressions left out."""
+    days: dict[int, dict[date, int]] = stats.history(post_ids, start, end)
+    return days
+
+
+def top_posts(start: date, end: date, limit: int = 10) -> list[tuple[int, int]]:
+    """[(object id, count), …] with the most impressions in start..end, highest first."""
+    top: list[tuple[int, int]] = stats.top_posts(start, end, limit)
+    return top

@@ -1,63 +1,119 @@
-"""Geometry of the server-drawn SVG bar charts (pure: numbers in, coordinates out)."""
+"""Geometry of the server-drawn bar charts (pure: numbers in, coordinates out).
+
+Bars are placed in percent of the plot's width and in px of its height, in an SVG without a
+viewBox: the chart stretches to any width while its text keeps the page's font size (a scaled
+viewBox drew 11 px labels at 5.5 px on a phone). The y-axis labels are a column of their own.
+"""
 
 import math
 from dataclasses import dataclass
+from datetime import date
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-# Room for the y-axis labels on the left and the day labels below the bars.
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 28
+HEIGHT = 220  # px
+TOP, BOTTOM = 10, 26  # px above the tallest bar, and below the baseline for the day labels
 MAX_X_LABELS = 7
 Y_TICKS = 4
+BAR_SHARE = 0.8  # of its slot
+
+
+@dataclass(frozen=True)
+class Point:
+    """One bar's data: the days it covers (one day, or a month) and its impressions."""
+
+    start: date
+    end: date
+    count: int  # flushed: in the history
+    pending: int = 0  # recorded in Redis, not yet flushed (today's bar only)
+
+    @property
+    def total(self):
+        return self.count + self.pending
 
 
 @dataclass(frozen=True)
 class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    day: object  # datetime.date
-    count: int
+    slot_x: float  # % of the plot's width where the bar's slot starts
+    slot_width: float  # %
+    x: float  # %
+    width: float  # %
+    y: float  # px: top of the flushed part
+    height: float  # px
+    pending_y: float  # px: top of the pending part, drawn on the flushed one
+    pending_height: float  # px
+    point: Point
+    today: bool
 
     # Ready-made text: the template's date filter would cost more than the whole geometry.
     @property
     def iso(self):
-        return self.day.isoformat()
+        return self.point.start.isoformat()
+
+    @property
+    def count(self):
+        return self.point.total
+
+    @property
+    def pending(self):
+        return self.point.pending
 
     @property
     def label(self):
-        return f"{WEEKDAYS[self.day.weekday()]} {self.day.isoformat()}"
+        return period_label(self.point)
+
+    @property
+    def title(self):
+        """The bar's value, on hover and for screen readers."""
+        point = self.point
+        text = f"{self.label}: {point.total:,} impression{'' if point.total == 1 else 's'}"
+        if self.today:
+            text += " so far today"
+        if point.pending:
+            text += f", {point.pending:,} of them not yet flushed"
+        return text
 
 
 @dataclass(frozen=True)
 class Tick:
-    y: float
+    y: float  # px
     value: int
+
+    @property
+    def text(self):
+        return compact(self.value)
 
 
 @dataclass(frozen=True)
 class XLabel:
-    x: float
+    x: float  # %
     text: str
+    anchor: str  # start, middle or end: the first and last labels stay inside the plot
 
 
 @dataclass(frozen=True)
 class BarChart:
-    width: int
     height: int
-    left: float
-    right: float
     top: float
-    bottom: float  # the baseline: y of a zero count
+    bottom: float  # px: the baseline, y of a zero count
     bars: list
     ticks: list
     x_labels: list
     title: str
     summary: str
-    total: int
+    total: int  # flushed and pending
+    pending: int
     peak: int
+    by_month: bool  # each bar is a month
+
+    @property
+    def plot_height(self):
+        return round(self.bottom - self.top, 3)
+
+    @property
+    def has_today(self):
+        return any(bar.today for bar in self.bars)
 
 
 def nice_step(rough):
@@ -71,72 +127,126 @@ def nice_step(rough):
     return 10 * power  # pragma: no cover (the loop always returns)
 
 
+def compact(value):
+    """1,234 / 12k / 1.2M: an axis label that fits its column."""
+    if value < 10_000:
+        return f"{value:,}"
+    for limit, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if value >= limit:
+            number = value / limit
+            text = f"{number:.1f}" if number < 10 else f"{number:.0f}"
+            return text.removesuffix(".0") + suffix
+    return str(value)  # pragma: no cover (>= 10,000 always has a suffix)
+
+
 def day_label(day):
     return f"{MONTHS[day.month - 1]} {day.day}"
 
 
-def summary_of(series, noun):
+def period_label(point):
+    """Wed 2026-11-18 for a day, Nov 2026 for a month."""
+    if point.start == point.end:
+        return f"{WEEKDAYS[point.start.weekday()]} {point.start.isoformat()}"
+    return f"{MONTHS[point.start.month - 1]} {point.start.year}"
+
+
+def summary_of(points, noun):
     """One sentence that says what the chart shows, for screen readers and the caption."""
-    if not series:
+    if not points:
         return f"No days to show, so no {noun}."
-    total = sum(count for _, count in series)
-    first, last = series[0][0], series[-1][0]
-    span = f"from {first.isoformat()} to {last.isoformat()}"
+    total = sum(point.total for point in points)
+    span = f"from {points[0].start.isoformat()} to {points[-1].end.isoformat()}"
     if total == 0:
         return f"No {noun} {span}."
-    peak_day, peak = max(series, key=lambda point: (point[1], -point[0].toordinal()))
-    active = sum(1 for _, count in series if count)
-    return (
-        f"{total:,} {noun} {span}; the busiest day was {peak_day.isoformat()} with {peak:,};"
-        f" {active} of {len(series)} days had {noun}."
+    busiest = max(points, key=lambda point: (point.total, -point.start.toordinal()))
+    active = sum(1 for point in points if point.total)
+    unit = "days" if points[0].start == points[0].end else "months"
+    text = (
+        f"{total:,} {noun} {span}; the busiest {unit[:-1]} was {period_label(busiest)}"
+        f" with {busiest.total:,}; {active} of {len(points)} {unit} had {noun}"
     )
+    pending = sum(point.pending for point in points)
+    if pending:
+        text += f"; {pending:,} of them not yet flushed"
+    return text + "."
 
 
-def bar_chart(series, *, title, noun="impressions", width=720, height=220):
-    """A bar per (day, count) of `series`, scaled under a rounded-up maximum with y ticks."""
-    counts = [count for _, count in series]
-    peak = max(counts, default=0)
+def bar_chart(points, *, title, today=None, noun="impressions", height=HEIGHT):
+    """A bar per Point, scaled under a rounded-up maximum with y ticks; `today` marks its bar."""
+    peak = max((point.total for point in points), default=0)
     step = nice_step(peak / Y_TICKS)
     top_value = max(step, math.ceil(peak / step) * step)
-    plot_left, plot_right = LEFT, width - RIGHT
-    plot_top, baseline = TOP, height - BOTTOM
-    plot_height = baseline - plot_top
-    slot = (plot_right - plot_left) / max(len(series), 1)
-    bar_width = max(slot * 0.8, 1.0)
+    baseline = height - BOTTOM
+    plot_height = baseline - TOP
+    slot = 100 / max(len(points), 1)
+    bar_width = slot * BAR_SHARE
+
+    def px(count):
+        return plot_height * count / top_value
 
     bars = []
-    for index, (day, count) in enumerate(series):
-        bar_height = plot_height * count / top_value
-        x = plot_left + index * slot + (slot - bar_width) / 2
+    for index, point in enumerate(points):
+        flushed, pending = px(point.count), px(point.pending)
         bars.append(
-            Bar(_r(x), _r(baseline - bar_height), _r(bar_width), _r(bar_height), day, count)
+            Bar(
+                slot_x=_r(index * slot),
+                slot_width=_r(slot),
+                x=_r(index * slot + (slot - bar_width) / 2),
+                width=_r(bar_width),
+                y=_r(baseline - flushed),
+                height=_r(flushed),
+                pending_y=_r(baseline - flushed - pending),
+                pending_height=_r(pending),
+                point=point,
+                today=today is not None and point.start <= today <= point.end,
+            )
         )
-    ticks = [
-        Tick(_r(baseline - plot_height * value / top_value), value)
-        for value in range(0, top_value + 1, step)
-    ]
-    every = max(1, math.ceil(len(series) / MAX_X_LABELS))
-    x_labels = [
-        XLabel(_r(plot_left + index * slot + slot / 2), day_label(day))
-        for index, (day, _) in enumerate(series)
-        if index % every == 0
-    ]
+    ticks = [Tick(_r(baseline - px(value)), value) for value in range(0, top_value + 1, step)]
     return BarChart(
-        width=width,
         height=height,
-        left=plot_left,
-        right=plot_right,
-        top=plot_top,
+        top=TOP,
         bottom=baseline,
         bars=bars,
         ticks=ticks,
-        x_labels=x_labels,
+        x_labels=x_labels(points, slot, today),
         title=title,
-        summary=summary_of(series, noun),
-        total=sum(counts),
+        summary=summary_of(points, noun),
+        total=sum(point.total for point in points),
+        pending=sum(point.pending for point in points),
         peak=peak,
+        by_month=bool(points) and points[0].start != points[0].end,
     )
 
 
+def x_labels(points, slot, today):
+    """At most MAX_X_LABELS labels, evenly spread; the last bar's is "Today" when it is today's."""
+    if not points:
+        return []
+    every = max(1, math.ceil(len(points) / MAX_X_LABELS))
+    chosen = list(range(0, len(points), every))
+    last = len(points) - 1
+    ends_today = today is not None and points[last].start <= today <= points[last].end
+    if ends_today and last not in chosen:
+        if chosen and last - chosen[-1] < every / 2 + 1 and len(chosen) > 1:
+            chosen.pop()  # too close to the "Today" label
+        chosen.append(last)
+    labels = []
+    for index in chosen:
+        point = points[index]
+        if index == last and ends_today:
+            text = "This month" if point.start != point.end else "Today"
+        elif point.start != point.end:
+            text = MONTHS[point.start.month - 1] + (
+                f" {point.start.year}" if point.start.month == 1 or index == 0 else ""
+            )
+        else:
+            text = day_label(point.start)
+        center = index * slot + slot / 2
+        anchor = "start" if center < 8 else "end" if center > 92 else "middle"
+        x = index * slot if anchor == "start" else (index + 1) * slot if anchor == "end" else center
+        labels.append(XLabel(_r(x), text, anchor))
+    return labels
+
+
 def _r(value):
-    return round(value, 2)
+    return round(value, 3)

@@ -10,6 +10,7 @@
 | impressions.W002   | check --deploy    | the task backend never runs tasks: nothing is flushed   |
 | impressions.E005   | every check       | an IMPRESSIONS_* setting has a bad value (one per setting) |
 | impressions.W003   | every command     | no VisitorCookieMiddleware: anonymous viewers by digest |
+| impressions.W004   | check --deploy    | a proxy in front, no trusted proxies: one address for all |
 | impressions.E006   | every check       | IMPRESSIONS_FLUSH_PARTS is more than IMPRESSIONS_SHARDS |
 
 Never reuse a retired id.
@@ -22,7 +23,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.tasks.backends.dummy import DummyBackend
 
-from .conf import conf, invalid_settings
+from .conf import VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
 from .tasks import flush_impressions_task
 
 
@@ -115,7 +116,8 @@ def check_flush_can_be_deferred(app_configs=None, **kwargs):
             checks.Warning(
                 "The task backend DummyBackend stores tasks and never runs them, so pending"
                 " impressions reach the database only through manage.py flush_impressions.",
-                hint="Set QUEUE_BACKEND to rq or sqs (see README, Queue backends).",
+                hint="Point TASKS at a backend whose worker runs tasks later, e.g."
+                " queues.rq.backend.RQBackend or queues.sqs.backend.SQSBackend.",
                 id="impressions.W002",
             )
         ]
@@ -125,21 +127,16 @@ def check_flush_can_be_deferred(app_configs=None, **kwargs):
         checks.Warning(
             f"The task backend {type(backend).__name__} cannot defer tasks, so the impressions"
             " flush runs at once inside the request that schedules it.",
-            hint="Set QUEUE_BACKEND to rq or sqs (see README, Queue backends).",
+            hint="Point TASKS at a backend that defers tasks to a worker, e.g."
+            " queues.rq.backend.RQBackend or queues.sqs.backend.SQSBackend.",
             id="impressions.W001",
         )
     ]
 
 
-VISITOR_COOKIE_MIDDLEWARE = "impressions.middleware.VisitorCookieMiddleware"
-
-
 @checks.register(checks.Tags.compatibility)
 def check_visitor_cookie_middleware(app_configs=None, **kwargs):
-    if (
-        not (conf.ENABLED and conf.COUNT_ANONYMOUS)
-        or VISITOR_COOKIE_MIDDLEWARE in settings.MIDDLEWARE
-    ):
+    if not (conf.ENABLED and conf.COUNT_ANONYMOUS) or conf.SETS_VISITOR_COOKIE:
         return []
     return [
         checks.Warning(
@@ -148,5 +145,28 @@ def check_visitor_cookie_middleware(app_configs=None, **kwargs):
             " behind one address with the same browser count as one.",
             hint=f"Add {VISITOR_COOKIE_MIDDLEWARE!r} to MIDDLEWARE.",
             id="impressions.W003",
+        )
+    ]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_trusted_proxies(app_configs=None, **kwargs):
+    """SECURE_PROXY_SSL_HEADER says a proxy is in front: then IMPRESSIONS_TRUSTED_PROXIES 0 reads
+    the proxy's address as every visitor's, and one address's budget of new viewers is all."""
+    if (
+        not settings.SECURE_PROXY_SSL_HEADER
+        or conf.TRUSTED_PROXIES
+        or not (conf.ENABLED and conf.COUNT_ANONYMOUS and conf.IP_NEW_VIEWERS_PER_HOUR)
+    ):
+        return []
+    return [
+        checks.Warning(
+            "SECURE_PROXY_SSL_HEADER is set, so requests come through a proxy, but"
+            " IMPRESSIONS_TRUSTED_PROXIES is 0: every visitor's address is the proxy's, and all"
+            " anonymous visitors share one address's budget of new viewers"
+            f" (IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR={conf.IP_NEW_VIEWERS_PER_HOUR}).",
+            hint="Set IMPRESSIONS_TRUSTED_PROXIES to the number of proxies that append to"
+            " X-Forwarded-For (an AWS ALB: 1), or IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR to 0.",
+            id="impressions.W004",
         )
     ]

@@ -34,6 +34,11 @@ MAX_REDIS_TIMEOUT = 3600
 MAX_DAYS = 36500
 MAX_SHARDS = 1024
 MAX_TRUSTED_PROXIES = 32
+# Upper bound of the hourly budgets (Redis counters and Lua numbers stay exact far beyond).
+MAX_HOURLY_BUDGET = 1_000_000_000
+
+# The middleware that sets new visitors' cookies; without it anonymous viewers are digests only.
+VISITOR_COOKIE_MIDDLEWARE = "impressions.middleware.VisitorCookieMiddleware"
 
 
 def _whole(minimum, maximum):
@@ -107,6 +112,9 @@ SETTINGS = {
     "IMPRESSIONS_ENABLED": Setting(True, _bool, "True or False"),
     # None: DEFAULT_IGNORE_USER_AGENTS.
     "IMPRESSIONS_IGNORE_USER_AGENTS": Setting(None, lambda v: v is None or _regex(v), "a regular expression (empty: ignore none), or None for the default"),
+    # Invalid traffic: 0 turns a budget off (the defaults' assumptions: docs/operations/security.md).
+    "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": Setting(2000, _whole(0, MAX_HOURLY_BUDGET), f"a whole number of new anonymous viewers from 0 (no limit) to {MAX_HOURLY_BUDGET}"),
+    "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": Setting(10000, _whole(0, MAX_HOURLY_BUDGET), f"a whole number of impressions from 0 (no limit) to {MAX_HOURLY_BUDGET}"),
     "IMPRESSIONS_TRUSTED_PROXIES": Setting(0, _whole(0, MAX_TRUSTED_PROXIES), f"the number of proxies in front of the site that append to X-Forwarded-For, 0 to {MAX_TRUSTED_PROXIES}"),
     "IMPRESSIONS_VISITOR_COOKIE_NAME": Setting("visitor", lambda v: isinstance(v, str) and bool(COOKIE_NAME.fullmatch(v)), "a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
     "IMPRESSIONS_VISITOR_COOKIE_AGE": Setting(365 * 24 * 3600, _whole(1, MAX_COOKIE_AGE), f"a whole number of seconds from 1 to {MAX_COOKIE_AGE} (400 days)"),
@@ -202,6 +210,22 @@ class Settings:
     def IGNORE_USER_AGENTS(self):
         pattern = self._get("IMPRESSIONS_IGNORE_USER_AGENTS")
         return DEFAULT_IGNORE_USER_AGENTS if pattern is None else pattern
+
+    @property
+    def IP_NEW_VIEWERS_PER_HOUR(self):
+        """New anonymous viewers (visitor cookies issued, or cookie-less digests) an IP address
+        may bring per clock hour; 0: no limit."""
+        return self._get("IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR")
+
+    @property
+    def VIEWER_IMPRESSIONS_PER_HOUR(self):
+        """Impressions one viewer may count per clock hour; 0: no limit."""
+        return self._get("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR")
+
+    @property
+    def SETS_VISITOR_COOKIE(self):
+        """New anonymous visitors get a visitor cookie (the middleware is installed)."""
+        return VISITOR_COOKIE_MIDDLEWARE in django_settings.MIDDLEWARE
 
     @property
     def TRUSTED_PROXIES(self):

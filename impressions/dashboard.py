@@ -1,76 +1,31 @@
 """The admin dashboard's data: date range, charts, top objects, the buffer panel, CSV export."""
 
+import csv
+import io
 import logging
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import charts, periods, stats
+from . import charts, periods, ranking, stats
 from .conf import conf, counted_model
+from .live import pending_by_object, range_total, with_pending
 from .models import Flush
-from .recorder import buffer_status, lost
+from .ranges import QUICK_RANGES, BadRange, DateRange, parse_range
+from .recorder import lost
+from .schedule import flush_due
+
+__all__ = ["BadRange", "DateRange", "parse_range"]  # the dashboard's range, from ranges.py
 
 logger = logging.getLogger(__name__)
 
-RANGE_CHOICES = (7, 30, 90)
-DEFAULT_DAYS = 30
-MAX_RANGE_DAYS = 731  # two years of bars still draw; longer asks are a typo more often than not
+DEFAULT_DAYS = 30  # of a single object's chart
 TOP_LIMIT = 10
-# The dashboard reads whole pending hashes: more patience than a timeline request's 50 ms.
-BUFFER_TIMEOUT = 0.5
-
-
-class BadRange(ValueError):
-    """The date range asked for cannot be shown; the message says why, for the page."""
-
-
-@dataclass(frozen=True)
-class DateRange:
-    start: date
-    end: date
-    days: int | None  # 7, 30 or 90 when chosen by length; None for from-to
-
-    @property
-    def length(self):
-        return (self.end - self.start).days + 1
-
-    def query(self):
-        if self.days:
-            return f"days={self.days}"
-        return f"from={self.start.isoformat()}&to={self.end.isoformat()}"
-
-
-def parse_range(params, today):
-    """The DateRange of a query (`days=7|30|90`, or `from`/`to` as YYYY-MM-DD); BadRange if bad."""
-    start_text, end_text = params.get("from", "").strip(), params.get("to", "").strip()
-    if start_text or end_text:
-        start = _parse_day(start_text or end_text, "from")
-        end = _parse_day(end_text or today.isoformat(), "to")
-        if start > end:
-            raise BadRange(f"The start {start} is after the end {end}.")
-        if end > today:
-            raise BadRange(f"The end {end} is in the future (today is {today}).")
-        if (end - start).days + 1 > MAX_RANGE_DAYS:
-            raise BadRange(f"A range can be at most {MAX_RANGE_DAYS} days long.")
-        return DateRange(start, end, None)
-    text = params.get("days", str(DEFAULT_DAYS)).strip()
-    if text not in {str(choice) for choice in RANGE_CHOICES}:
-        choices = ", ".join(map(str, RANGE_CHOICES))
-        raise BadRange(f"days must be one of {choices}, not {text[:20]!r}.")
-    length = int(text)
-    return DateRange(today - timedelta(days=length - 1), today, length)
-
-
-def _parse_day(text, name):
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise BadRange(f"{name} must be a date as YYYY-MM-DD, not {text[:20]!r}.") from None
+CSV_BATCH = 2000  # objects named per query in the CSV of every object
 
 
 def describe_objects(ids, user):
@@ -95,22 +50,33 @@ def describe_objects(ids, user):
     return described
 
 
-def top_lists(today, date_range, user):
-    """The ranked lists of the dashboard, each [(rank, id, count, label, url), …] with a total."""
+def top_lists(today, date_range, user, buffer):
+    """The ranked lists of the dashboard, each with rows (rank, id, count, pending, label, url).
+
+    A list that holds today (`live`) adds each shown object's impressions not yet flushed, when
+    the buffer answered, and is ranked by that live count.
+    """
     with stats.reading():  # one snapshot; today's rows sorted once for the three lists with today
         lists = top_list_rows(today, date_range)
-    described = describe_objects({object_id for *_, rows in lists for object_id, _ in rows}, user)
-    return [
-        {
-            "name": name,
-            "span": span,
-            "rows": [
-                (rank, object_id, count, *described[object_id])
-                for rank, (object_id, count) in enumerate(rows, start=1)
-            ],
-        }
-        for name, span, rows in lists
-    ]
+    ids = {object_id for *_, rows in lists for object_id, _ in rows}
+    pending = pending_by_object(ids) if buffer.status is not None else {}
+    described = describe_objects(ids, user)
+    result = []
+    for name, span, rows in lists:
+        live = name != "in the range" or date_range.end == today
+        ranked = with_pending(rows, pending if live else {})
+        result.append(
+            {
+                "name": name,
+                "span": span,
+                "live": live and bool(pending),
+                "rows": [
+                    (rank, object_id, count, waiting, *described[object_id])
+                    for rank, (object_id, count, waiting) in enumerate(ranked, start=1)
+                ],
+            }
+        )
+    return result
 
 
 def top_list_rows(today, date_range):
@@ -134,22 +100,132 @@ def top_list_rows(today, date_range):
     ]
 
 
-def site_chart(date_range):
-    series = stats.filled(
-        stats.daily_totals(date_range.start, date_range.end), date_range.start, date_range.end
-    )
+def site_chart(date_range, today, buffer):
+    """Impressions per day (per month for long ranges) site-wide; today's bar adds the pending."""
+    counts = stats.daily_totals(date_range.start, date_range.end)
+    pending = buffer.pending if date_range.start <= today <= date_range.end else 0
+    points = chart_points(counts, date_range, today, pending)
+    unit = "month" if date_range.by_month else "day"
     title = (
-        f"Impressions per day, site-wide, {date_range.start.isoformat()}"
+        f"Impressions per {unit}, site-wide, {date_range.start.isoformat()}"
         f" to {date_range.end.isoformat()}"
     )
-    return charts.bar_chart(series, title=title)
+    return charts.bar_chart(points, title=title, today=today)
 
 
-def object_chart(object_id, today, days=DEFAULT_DAYS):
-    start = today - timedelta(days=days - 1)
-    counts = stats.history([object_id], start, today)[object_id]
-    series = stats.filled(counts, start, today)
-    return charts.bar_chart(series, title=f"Impressions per day of #{object_id}, last {days} days")
+def chart_points(counts, date_range, today, pending):
+    """charts.Point per day of the range, or per month when it is long; `pending` on today's."""
+    points = []
+    for day in periods.days(date_range.start, date_range.end):
+        extra = pending if day == today else 0
+        if date_range.by_month and points and points[-1].start.month == day.month:
+            last = points[-1]
+            points[-1] = charts.Point(
+                last.start, day, last.count + counts.get(day, 0), last.pending + extra
+            )
+        else:
+            points.append(charts.Point(day, day, counts.get(day, 0), extra))
+    return points
+
+
+def site_total(chart, date_range, today, buffer):
+    """The range's total (pending included when it holds today) against the period before."""
+    previous = date_range.previous()
+    before = sum(stats.daily_totals(previous.start, previous.end).values())
+    return range_total(chart.total - chart.pending, before, date_range, today, buffer)
+
+
+def object_chart(object_id, today, days=DEFAULT_DAYS, pending=0):
+    """One object's impressions per day, the last `days` days; `pending` on today's bar."""
+    date_range = DateRange(today - timedelta(days=days - 1), today)
+    counts = stats.history([object_id], date_range.start, today)[object_id]
+    points = chart_points(counts, date_range, today, pending)
+    title = f"Impressions per day of #{object_id}, last {days} days"
+    return charts.bar_chart(points, title=title, today=today)
+
+
+def range_input(params, date_range, error):
+    """What the from/to inputs show: what was typed when it was refused, else the range's days."""
+    if error and (params.get("from") or params.get("to")):
+        return {"from": params.get("from", "")[:20], "to": params.get("to", "")[:20]}
+    return {"from": date_range.start.isoformat(), "to": date_range.end.isoformat()}
+
+
+def quick_ranges(date_range):
+    """[(key, label, selected)] of the quick range links."""
+    return [(key, label, key == date_range.key) for key, label in QUICK_RANGES.items()]
+
+
+def delay_texts():
+    """The flush delay and the de-duplication window in words, for the page's explanations."""
+    return {
+        "flush_delay_text": duration_text(timedelta(seconds=conf.FLUSH_DELAY)),
+        "dedup_text": duration_text(timedelta(seconds=conf.DEDUP_WINDOW)),
+    }
+
+
+def ranked_objects(date_range, today, page, user):
+    """A page of every object ranked by impressions in the range, with each one's not yet flushed
+    count when the range holds today (shown beside the rank, which the history decides)."""
+    rows, has_next = ranking.ranked_page(date_range.start, date_range.end, page)
+    ids = [object_id for _, object_id, _ in rows]
+    live = date_range.end == today
+    pending = pending_by_object(ids) if live else {}
+    described = describe_objects(ids, user)
+    return {
+        "rows": [
+            (rank, object_id, count, pending.get(object_id, 0), *described[object_id])
+            for rank, object_id, count in rows
+        ],
+        "live": live,
+        "page": page,
+        "has_previous": page > 1,
+        "has_next": has_next,
+        "object_count": ranking.ranked_count(date_range.start, date_range.end),
+        "page_size": ranking.PAGE_SIZE,
+    }
+
+
+def ranked_csv_lines(date_range):
+    """CSV lines `rank,object_id,object,impressions` of every object, streamed."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["rank", "object_id", "object", "impressions"])
+    batch = []
+    for row in ranking.iter_ranked(date_range.start, date_range.end):
+        batch.append(row)
+        if len(batch) == CSV_BATCH:
+            yield from _csv_rows(writer, out, batch)
+            batch = []
+    yield from _csv_rows(writer, out, batch)
+
+
+def _csv_rows(writer, out, batch):
+    """Write `batch` with its objects' names (one query per batch); yield the text so far."""
+    found = counted_model()._default_manager.in_bulk([object_id for _, object_id, _ in batch])
+    for rank, object_id, count in batch:
+        obj = found.get(object_id)
+        writer.writerow([rank, object_id, "" if obj is None else str(obj), count])
+    yield out.getvalue()
+    out.seek(0)
+    out.truncate()
+
+
+def object_history(obj, today, days=DEFAULT_DAYS):
+    """The change page's impressions of `obj`: its chart, and its counts beside it."""
+    pending = pending_by_object([obj.pk]).get(obj.pk)
+    chart = object_chart(obj.pk, today, days, pending or 0)
+    return {
+        "impressions_chart": chart,
+        "impressions_chart_id": f"object-{obj.pk}",
+        "impressions_flushed": getattr(obj, conf.COUNT_FIELD),
+        "impressions_pending": pending,  # None: Redis did not answer
+        "impressions_days": days,
+        "impressions_csv_url": (
+            f"{reverse('admin:impressions_dashboard_csv')}?post={obj.pk}&days={days}"
+        ),
+        "impressions_dashboard_url": reverse("admin:impressions_dashboard_changelist"),
+    }
 
 
 def extra_panels(request):
@@ -169,23 +245,39 @@ def extra_panels(request):
     return panels
 
 
-def buffer_panel():
-    """The Redis buffer and the last flush; `available` is False when Redis did not answer."""
+def buffer_panel(buffer):
+    """The Redis buffer, the next flush and the last ones; `available`: Redis answered."""
     panel = {"available": False, "lost_here": lost.unreported, **last_flushes()}
-    try:
-        status = buffer_status(BUFFER_TIMEOUT)
-    except Exception as error:
-        logger.info("dashboard: the impression buffer did not answer (%s)", type(error).__name__)
-        panel["error"] = type(error).__name__
+    if buffer.status is None:
+        panel["error"] = buffer.error
         return panel
+    status = buffer.status
     panel.update(
         available=True,
         pending=status.pending_impressions,
         in_snapshots=status.in_snapshots,
         lost_reported=status.reported_lost,
         scheduled=status.flush_scheduled,
+        next_flush=next_flush(status.flush_scheduled),
     )
     return panel
+
+
+def next_flush(scheduled):
+    """When the next flush runs, as the page says it: {"at", "text", "overdue"}, or None."""
+    if not scheduled:
+        return None
+    try:
+        due = flush_due()
+    except Exception:
+        due = None
+    if due is None:
+        return {"at": None, "text": "scheduled", "overdue": False}
+    now = timezone.now()
+    at = timezone.localtime(due)
+    if due < now - timedelta(seconds=30):
+        return {"at": at, "text": f"overdue by {duration_text(now - due)}", "overdue": True}
+    return {"at": at, "text": f"in {duration_text(max(due - now, timedelta(0)))}", "overdue": False}
 
 
 def last_flushes():
@@ -210,9 +302,26 @@ def _flush_facts(flush, now):
     duration = None if flush.finished_at is None else flush.finished_at - flush.started_at
     return {
         "flush": flush,
-        "duration_ms": None if duration is None else round(duration.total_seconds() * 1000),
+        "duration": None if duration is None else run_time_text(duration),
         "lag": duration_text(now - ended),
+        "url": reverse("admin:impressions_flush_change", args=[flush.pk]),
     }
+
+
+def counted(number, noun):
+    """1 impression, 1,234 impressions."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def run_time_text(delta):
+    """412 ms, 3.2 s, 2 min 5 s: how long a flush ran."""
+    ms = delta.total_seconds() * 1000
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    seconds = round(ms / 1000)
+    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def duration_text(delta):

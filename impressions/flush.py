@@ -87,23 +87,29 @@ def part_shards(part, parts):
     return list(range(part, conf.SHARDS, parts))
 
 
-def flush_pending(batch_size=None, *, part=0, parts=1, window=None):
+def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, window=None):
     """Flush now (the shards of `part` of `parts`); returns a FlushReport, raises FlushError
     when Redis or the database fails.
 
     `window`: the token of the scheduled window this part belongs to (tasks.enqueue_flush); the
     first part of a window to start deletes the schedule guard, the others leave it. None (the
-    command, "Flush now"): delete it.
+    command): delete it. `keep_schedule` (a flush asked for by hand): a flush already scheduled
+    stays scheduled, and takes what is recorded after this one, so the impressions that follow
+    need no flush of their own (and the dashboard's "next flush" stays true).
     """
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
     shards = part_shards(part, parts)
     report = FlushReport(flush_id=new_flush_id(), part=part, parts=parts)
     started = time.monotonic()
+    # The ledger's start time, to the microsecond: the id has whole seconds, so the ledger's
+    # duration of this flush would be off by up to one.
+    started_at = timezone.now()
     try:
         client = get_flush_client()
         # Counts without a day (snapshots left by a version before the history) count today.
         today = periods.day_of(timezone.now())
-        open_window(client, window)
+        if not keep_schedule:
+            open_window(client, window)
         take_snapshots(client, report.flush_id, shards)
         checkpoint("after-snapshot")
         by_flush = snapshots_by_flush(client)
@@ -122,6 +128,7 @@ def flush_pending(batch_size=None, *, part=0, parts=1, window=None):
                 recovered_by="" if flush_id == report.flush_id else report.flush_id,
                 before_commit=lambda: checkpoint("before-commit"),
                 after_commit=lambda: checkpoint("after-batch"),
+                started_at=started_at if flush_id == report.flush_id else None,
             )
             checkpoint("after-commit")
             drop_snapshots(client, flush_id, found)
@@ -131,10 +138,10 @@ def flush_pending(batch_size=None, *, part=0, parts=1, window=None):
         if mine:
             report.outcome = Flush.Outcome.APPLIED
         if report.flush_id not in by_flush:
-            ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY)
+            ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
         ledger.prune_ledger()
     except (RedisError, RedisClusterException) as error:
-        _note_failure(report.flush_id, error)
+        _note_failure(report.flush_id, error, started_at)
         flush_finished.send(
             flush_pending, report=report, duration=time.monotonic() - started, error=error
         )
@@ -155,9 +162,11 @@ def flush_pending(batch_size=None, *, part=0, parts=1, window=None):
     return report
 
 
-def _note_failure(flush_id, error):
+def _note_failure(flush_id, error, started_at):
     try:
-        ledger.record_outcome(flush_id, Flush.Outcome.FAILED, f"{type(error).__name__}: {error}")
+        ledger.record_outcome(
+            flush_id, Flush.Outcome.FAILED, f"{type(error).__name__}: {error}", started_at
+        )
     except DatabaseError:
         logger.warning("could not note failed flush %s in the ledger", flush_id, exc_info=True)
 
@@ -184,14 +193,16 @@ def take_snapshots(client, flush_id, shards):
         pipe.execute_command(
             "EVAL",
             scripts.SNAPSHOT,
-            6,
+            7,
             keys.pending_key(shard),
             keys.snapshot_key(shard, flush_id),
             keys.snapshots_key(shard),
             keys.armed_key(shard),
             keys.pending_days_key(shard),
             keys.snapshot_days_key(shard, flush_id),
+            keys.totals_key(shard),
             flush_id,
+            keys.snapshot_prefix(shard),
         )
     pipe.execute()
 
@@ -223,10 +234,11 @@ def drop_snapshots(client, flush_id, shards):
         pipe.execute_command(
             "EVAL",
             scripts.DROP_SNAPSHOT,
-            3,
+            4,
             keys.snapshot_key(shard, flush_id),
             keys.snapshots_key(shard),
             keys.snapshot_days_key(shard, flush_id),
+            keys.totals_key(shard),
             flush_id,
         )
     pipe.execute()

@@ -5,6 +5,7 @@ Viewers are spread over IMPRESSIONS_SHARDS tags `{<prefix>:<shard>}`: a request 
 `<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of its shard's pending hash.
 """
 
+import functools
 import zlib
 from datetime import date
 
@@ -19,9 +20,43 @@ def tag(shard):
     return f"{{{conf.KEY_PREFIX}:{shard}}}"
 
 
+def record_keys(shard, viewer_key, hour, with_guard):
+    """The keys of one RECORD call: seen, pending, armed, lost, pending days, totals, snapshots
+    index, the viewer's impressions in clock hour `hour`[, guard].
+
+    Built from strings made once per (prefix, shard): the request path asks for them each call.
+    """
+    seen_prefix, shard_keys, rate, guard = _record_keys(conf.KEY_PREFIX, shard, with_guard)
+    return [seen_prefix + viewer_key, *shard_keys, f"{rate}{viewer_key}:{hour}", *guard]
+
+
+@functools.lru_cache(maxsize=4096)
+def _record_keys(prefix, shard, with_guard):
+    # `prefix` is conf.KEY_PREFIX at the call: it keys the cache; the functions below read it.
+    shard_keys = (
+        pending_key(shard),
+        armed_key(shard),
+        lost_key(shard),
+        pending_days_key(shard),
+        totals_key(shard),
+        snapshots_key(shard),
+    )
+    guard = (guard_key(),) if with_guard else ()
+    return seen_key(shard, ""), shard_keys, rate_prefix(shard), guard
+
+
 def seen_key(shard, viewer_key):
     """Sorted set post id -> time it was last counted for this viewer (de-duplication)."""
     return f"{tag(shard)}:seen:{viewer_key}"
+
+
+def rate_prefix(shard):
+    return f"{tag(shard)}:rate:"
+
+
+def rate_key(shard, viewer_key, hour):
+    """Impressions `viewer_key` counted in clock hour `hour` (Unix hours); expires after it."""
+    return f"{rate_prefix(shard)}{viewer_key}:{hour}"
 
 
 def pending_key(shard):
@@ -42,6 +77,12 @@ def armed_key(shard):
 def lost_key(shard):
     """Impressions that processes could not record (reported once Redis answers again)."""
     return f"{tag(shard)}:lost"
+
+
+def totals_key(shard):
+    """Hash of the shard's running totals: impressions `pending` and in `snapshots` (and each
+    snapshot's own, `snapshot:<flush id>`); `exact` once they are (scripts.RECORD, SNAPSHOT)."""
+    return f"{tag(shard)}:totals"
 
 
 def snapshot_prefix(shard):
@@ -80,6 +121,12 @@ def window_key(window):
 def rollup_guard_key():
     """Set while a roll-up task is scheduled (tasks.schedule_rollup)."""
     return f"{{{conf.KEY_PREFIX}}}:rollup-scheduled"
+
+
+def new_viewers_key(ip_digest, hour):
+    """Hash of the new anonymous viewers one IP address (by digest) brought in clock hour `hour`:
+    `#` = how many; a field per cookie-less digest. A slot of its own per address."""
+    return f"{{{conf.KEY_PREFIX}:ip:{ip_digest}}}:new-viewers:{hour}"
 
 
 def salt_key(day):

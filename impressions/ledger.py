@@ -67,9 +67,11 @@ def apply_snapshots(
     recovered_by="",
     before_commit=None,
     after_commit=None,
+    started_at=None,
 ):
     """Apply {shard: {field: count}} (Redis's snapshots of `flush_id`) above the ledger's marks;
-    returns what this call applied.
+    returns what this call applied. `started_at`: when the flush started, if known to the
+    microsecond (its id holds the second).
 
     Two flushes applying the same snapshots (a crashed flush's, a message delivered twice) take
     turns on the ledger row, batch by batch, each starting after the other's marks.
@@ -78,7 +80,7 @@ def apply_snapshots(
     applied = Applied()
     while True:
         with transaction.atomic():
-            row = locked_row(flush_id)
+            row = locked_row(flush_id, started_at)
             batch, last, is_last = lines.next_batch(marks_of(row, lines.shards), batch_size)
             if batch is None:  # applied already, by another flush
                 return applied
@@ -97,12 +99,13 @@ def apply_snapshots(
         lines.advance(last)
 
 
-def locked_row(flush_id):
+def locked_row(flush_id, started_at=None):
     """The ledger row of `flush_id`, inserted if missing, locked until the transaction ends."""
     row = Flush.objects.select_for_update().filter(id=flush_id).first()
     if row is None:
+        started_at = started_at or started_at_of(flush_id)
         Flush.objects.bulk_create(
-            [Flush(id=flush_id, started_at=started_at_of(flush_id), outcome=Flush.Outcome.RUNNING)],
+            [Flush(id=flush_id, started_at=started_at, outcome=Flush.Outcome.RUNNING)],
             ignore_conflicts=True,
         )
         row = Flush.objects.select_for_update().get(id=flush_id)
@@ -274,10 +277,10 @@ def counted_columns():
     )
 
 
-def record_outcome(flush_id, outcome, error=""):
+def record_outcome(flush_id, outcome, error="", started_at=None):
     """Note an empty or failed flush in the ledger, never overwriting an applied one."""
     Flush.objects.bulk_create(
-        [Flush(id=flush_id, started_at=started_at_of(flush_id), outcome=outcome)],
+        [Flush(id=flush_id, started_at=started_at or started_at_of(flush_id), outcome=outcome)],
         ignore_conflicts=True,
     )
     Flush.objects.filter(id=flush_id).exclude(outcome=Flush.Outcome.APPLIED).update(

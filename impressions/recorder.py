@@ -2,19 +2,23 @@
 
 import logging
 import threading
+import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from typing import NamedTuple
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils import timezone
 
-from . import keys, periods, scripts
+from . import budgets, keys, periods, scripts
 from .conf import conf
 from .redis_client import get_client, is_cluster
 from .reloads import reloads, safety_margin
 from .schedule import arm_flush
-from .scripts import script
-from .signals import impressions_recorded
+from .scripts import evalsha
+from .signals import impressions_ignored, impressions_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +27,7 @@ class RecordResult(NamedTuple):
     counted: int  # impressions added to the pending counts
     lost: int  # impressions that could not be recorded (Redis down or slow)
     scheduled: bool  # this call scheduled the next flush
+    limited: int = 0  # impressions not counted: the viewer had used its hourly budget
 
 
 class BufferStatus(NamedTuple):
@@ -76,7 +81,8 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     post_ids = [int(post_id) for post_id in post_ids]
     if not post_ids:
         return RecordResult(0, 0, False)
-    use_cache = now is None and conf.DEDUP_WINDOW > 0
+    window = conf.DEDUP_WINDOW
+    use_cache = now is None and window > 0
     if use_cache and reloads.covers(viewer_key, post_ids):
         impressions_recorded.send(record_impressions, served=len(post_ids), counted=0, lost=0)
         return RecordResult(0, 0, False)
@@ -86,33 +92,41 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     unreported = lost.take_unreported()
     try:
         client = get_client()
-        script_keys = [
-            keys.seen_key(shard, viewer_key),
-            keys.pending_key(shard),
-            keys.armed_key(shard),
-            keys.lost_key(shard),
-            keys.pending_days_key(shard),
-        ]
-        if not is_cluster(client):
-            # One server: take the schedule guard in the same round trip.
-            script_keys.append(keys.guard_key())
-        counted, newly_armed, guard_taken, blocked_ms = script(client, "RECORD")(
-            keys=script_keys,
-            args=[script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, *post_ids],
+        # One server: take the schedule guard in the same round trip.
+        script_keys, args = record_call(
+            shard, viewer_key, post_ids, script_now, day, unreported, guard=not is_cluster(client)
+        )
+        counted, newly_armed, guard_taken, blocked_ms, limited = evalsha(
+            client, "RECORD", script_keys, args
         )
     except Exception as error:
         lost.give_back(unreported)
         return record_loss(len(post_ids), f"viewer {viewer_key}", error)
-    blocked = blocked_ms / 1000 - safety_margin(conf.DEDUP_WINDOW)
+    blocked = blocked_ms / 1000 - safety_margin(window)
     if use_cache and blocked > 0:
         reloads.remember(viewer_key, post_ids, sent_at + blocked)
     scheduled = False
     if newly_armed and guard_taken != 0:
         scheduled = arm_flush(client, shard, guard_taken=guard_taken == 1)
+    if limited:
+        impressions_ignored.send(record_impressions, reason="rate", served=limited)
     impressions_recorded.send(
-        record_impressions, served=len(post_ids), counted=int(counted), lost=0
+        record_impressions, served=len(post_ids) - limited, counted=int(counted), lost=0
     )
-    return RecordResult(int(counted), 0, scheduled)
+    return RecordResult(int(counted), 0, scheduled, limited)
+
+
+def record_call(shard, viewer_key, post_ids, script_now, day, unreported=0, *, guard=True):
+    """(keys, args) of one RECORD call (scripts.py): the one place that knows their order.
+
+    `guard`: pass the schedule guard's key too (a standalone Redis; a cluster keeps it in another
+    slot).
+    """
+    hour = budgets.hour_of(None if script_now == "" else float(script_now))
+    script_keys = keys.record_keys(shard, viewer_key, hour, with_guard=guard)
+    budget = conf.VIEWER_IMPRESSIONS_PER_HOUR
+    args = [script_now, conf.DEDUP_WINDOW, conf.GUARD_TTL, unreported, day, budget]
+    return script_keys, [*args, budgets.KEY_TTL, *post_ids]
 
 
 def record_loss(count, whose, error):
@@ -135,10 +149,45 @@ def record_loss(count, whose, error):
 def moment_of(now):
     """(the script's `now` argument, the day text of the views) for record_impressions' `now`."""
     if now is None:
-        return "", keys.day_text(periods.day_of(timezone.now()))
+        return "", today.text()
     if isinstance(now, datetime):
         return now.timestamp(), keys.day_text(periods.day_of(now))
     return now, keys.day_text(periods.day_of(datetime.fromtimestamp(now, UTC)))
+
+
+class Today:
+    """The day text of the present moment in TIME_ZONE, made again only once that day is over
+    (every request asks for it; a time zone lookup each time is most of what it costs)."""
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self.span = ("", 0.0, 0.0)  # (day text, its first second, the next day's, Unix time)
+
+    def text(self):
+        text, start, end = self.span
+        now = self.clock()
+        if start <= now < end:
+            return text
+        day = periods.day_of(datetime.fromtimestamp(now, UTC))
+        zone = timezone.get_default_timezone()
+        start = datetime.combine(day, dtime.min, zone).timestamp()
+        end = datetime.combine(day + timedelta(days=1), dtime.min, zone).timestamp()
+        text = keys.day_text(day)
+        if start <= now < end:  # else a midnight the zone skips or repeats: not kept, made again
+            self.span = (text, start, end)
+        return text
+
+    def forget(self):
+        self.span = ("", 0.0, 0.0)
+
+
+today = Today()
+
+
+@receiver(setting_changed, dispatch_uid="impressions-forget-today")
+def _on_setting_changed(setting, **_):
+    if setting in ("TIME_ZONE", "USE_TZ"):
+        today.forget()
 
 
 def pending_counts(post_ids):
@@ -178,26 +227,24 @@ def pending_status(post_ids):
 
 
 def buffer_status(timeout=None):
-    """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors."""
+    """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors.
+
+    It reads three small keys per shard (the totals the scripts keep, HLEN of the pending hash,
+    the losses), so it costs Redis the same at 10 and at 10 million pending counters. After a
+    deploy over the previous version's keys, the first flush counts the totals in full (SNAPSHOT).
+    """
     pipe = get_client(timeout).pipeline(transaction=False)
     for shard in range(conf.SHARDS):
-        # EVAL by name, as in pending_status: a cluster pipeline has no eval(); read once per
-        # scrape or admin page, not per request.
-        pipe.execute_command(
-            "EVAL",
-            scripts.BUFFER_TOTALS,
-            3,
-            keys.pending_key(shard),
-            keys.lost_key(shard),
-            keys.snapshots_key(shard),
-            keys.snapshot_prefix(shard),
-        )
+        pipe.hmget(keys.totals_key(shard), "pending", "snapshots")
+        pipe.hlen(keys.pending_key(shard))
+        pipe.get(keys.lost_key(shard))
     pipe.exists(keys.guard_key())
-    *shards, scheduled = pipe.execute()
+    *replies, scheduled = pipe.execute()
     entries = impressions = reported_lost = in_snapshots = 0
-    for shard_entries, shard_impressions, shard_lost, shard_snapshots in shards:
-        entries += int(shard_entries)
-        impressions += int(shard_impressions)
-        reported_lost += int(shard_lost)
-        in_snapshots += int(shard_snapshots)
+    for index in range(0, len(replies), 3):
+        (pending, snapshots), shard_entries, shard_lost = replies[index : index + 3]
+        impressions += int(pending or 0)
+        in_snapshots += int(snapshots or 0)
+        entries += shard_entries
+        reported_lost += int(shard_lost or 0)
     return BufferStatus(impressions, entries, reported_lost, in_snapshots, bool(scheduled))

@@ -19,12 +19,18 @@ logger = logging.getLogger(__name__)
 
 _clients = {}
 _lock = threading.Lock()
+REQUEST_CLIENT = "request"  # the key under which _clients also holds the default-timeout client
 
 
 def get_client(timeout=None):
     """The cached client (redis.Redis or RedisCluster); `timeout` defaults to the request timeout."""
-    timeout = conf.REDIS_TIMEOUT if timeout is None else timeout
-    key = (conf.REDIS_URL, conf.REDIS_CLUSTER, timeout)
+    if timeout is None:
+        # The request path's client, found without reading three settings each call; a change
+        # of any of them resets the cache (see _on_setting_changed).
+        client = _clients.get(REQUEST_CLIENT)
+        if client is not None:
+            return client
+    key = (conf.REDIS_URL, conf.REDIS_CLUSTER, conf.REDIS_TIMEOUT if timeout is None else timeout)
     client = _clients.get(key)
     if client is None:
         with _lock:
@@ -32,6 +38,8 @@ def get_client(timeout=None):
             if client is None:
                 # Not cached on failure: the next call tries again once Redis is back.
                 client = _clients[key] = build_client(*key)
+    if timeout is None:
+        _clients[REQUEST_CLIENT] = client
     return client
 
 
@@ -49,7 +57,7 @@ def reset_clients(**_):
     process knew about that Redis's de-duplication."""
     reloads.clear()
     with _lock:
-        clients = list(_clients.values())
+        clients = list({id(client): client for client in _clients.values()}.values())
         _clients.clear()
     for client in clients:
         try:

@@ -41,12 +41,16 @@ class ReloadCache:
     def remember(self, viewer_key, post_ids, until):
         """Redis blocks these pairs until `until` (this clock); expired pairs of the viewer go."""
         now = self.clock()
+        # Dict and set operations in C, not a Python step per post: every first view calls this.
+        new = dict.fromkeys(post_ids, until)
         with self._lock:
-            old = self._viewers.pop(viewer_key, {})
-            self._pairs -= len(old)
-            posts = {post_id: ends for post_id, ends in old.items() if ends > now}
-            for post_id in post_ids:
-                posts[post_id] = max(until, posts.get(post_id, 0))
+            posts = self._viewers.pop(viewer_key, None) or {}
+            self._pairs -= len(posts)
+            if posts and min(posts.values()) <= now:
+                posts = {post_id: ends for post_id, ends in posts.items() if ends > now}
+            for post_id in new.keys() & posts.keys():
+                new[post_id] = max(until, posts[post_id])
+            posts.update(new)
             self._viewers[viewer_key] = posts
             self._pairs += len(posts)
             while len(self._viewers) > self.max_viewers or (

@@ -1,10 +1,16 @@
-"""Scheduling the flush: at most one per window, and a pending count is never left without one."""
+"""Scheduling the flush: at most one per window, and a pending count is never left without one.
+
+The schedule guard's value is when the flush was scheduled (Unix seconds; "1" from a version
+before this one): the dashboard's "next flush" is that plus IMPRESSIONS_FLUSH_DELAY.
+"""
 
 import logging
+from datetime import UTC, datetime
 
 from . import keys
 from .conf import conf
-from .tasks import enqueue_flush
+from .redis_client import get_flush_client
+from .tasks import enqueue_flush, take_guard
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +22,7 @@ def arm_flush(client, shard, guard_taken=False):
     caller holds the guard, its flush has not started yet, so it will snapshot this shard too.
     """
     try:
-        if not guard_taken and not client.set(keys.guard_key(), "1", nx=True, ex=conf.GUARD_TTL):
+        if not guard_taken and not take_guard(client):
             return False
     except Exception:
         # The shard stays armed until its TTL lapses; then the next request tries again.
@@ -29,6 +35,18 @@ def arm_flush(client, shard, guard_taken=False):
         release(client, shard)
         return False
     return True
+
+
+def flush_due():
+    """When the scheduled flush is due (an aware datetime), None if unknown or none is scheduled."""
+    value = get_flush_client().get(keys.guard_key())
+    try:
+        scheduled_at = float(value) if value and value != b"1" else None
+    except ValueError:
+        return None
+    if scheduled_at is None:
+        return None
+    return datetime.fromtimestamp(scheduled_at + conf.FLUSH_DELAY, UTC)
 
 
 def release(client, shard):

@@ -1,9 +1,15 @@
 """Lua scripts: each runs atomically on one slot, so one round trip does the whole step."""
 
-# KEYS: seen, pending, armed, lost, pending days[, guard].  ARGV: now ('' = server time), window,
-# guard ttl, lost impressions to report, day (yyyymmdd), post ids...  Returns {counted, newly
-# armed, guard taken, blocked ms}; guard taken is -1 when no guard key was passed (a cluster: the
-# guard lives in another slot); blocked ms: how long every post of the call stays de-duplicated.
+from redis.exceptions import NoScriptError
+
+# KEYS: seen, pending, armed, lost, pending days, totals, snapshots index, the viewer's counted
+# impressions this hour[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
+# impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
+# post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited}; guard taken is
+# -1 when no guard key was passed (a cluster: the guard lives in another slot); blocked ms: how
+# long every post of the call stays de-duplicated; limited: posts that would have counted but for
+# the budget (not counted, not de-duplicated). The shard's totals get what the pending hash got,
+# so reading them is O(1).
 RECORD = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -13,7 +19,22 @@ end
 local window = tonumber(ARGV[2])
 if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
 local suffix = ':' .. ARGV[5]
-local counted = 0
+local budget = tonumber(ARGV[6])
+local room  -- what the viewer may still count this hour; read at its first new post
+local counted, fresh, limited = 0, 0, 0  -- fresh: pending fields this call created
+local function count(post)
+  if budget > 0 then
+    room = room or budget - tonumber(redis.call('GET', KEYS[8]) or '0')
+    if room <= 0 then
+      limited = limited + 1
+      return false
+    end
+    room = room - 1
+  end
+  if redis.call('HINCRBY', KEYS[2], post .. suffix, 1) == 1 then fresh = fresh + 1 end
+  counted = counted + 1
+  return true
+end
 local oldest = now  -- the oldest entry among the call's posts: the first to stop blocking
 if window > 0 then
   -- Entries counted at or before now - window no longer block a new count.
@@ -21,7 +42,7 @@ if window > 0 then
   local added = {}  -- a post twice on one page counts once
   -- One ZMSCORE and one ZADD per chunk, not a call per post: a page costs Redis a third less.
   -- Chunks keep unpack() under Lua's limit of 8000 values.
-  for first = 6, #ARGV, 500 do
+  for first = 8, #ARGV, 500 do
     local last = math.min(first + 499, #ARGV)
     local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, first, last))
     local entries = {}
@@ -32,49 +53,89 @@ if window > 0 then
         oldest = math.min(oldest, tonumber(score))
       elseif not added[post] then
         added[post] = true
-        entries[#entries + 1] = now
-        entries[#entries + 1] = post
-        redis.call('HINCRBY', KEYS[2], post .. suffix, 1)
-        counted = counted + 1
+        if count(post) then
+          entries[#entries + 1] = now
+          entries[#entries + 1] = post
+        end
       end
     end
     if #entries > 0 then redis.call('ZADD', KEYS[1], unpack(entries)) end
   end
 else
-  for i = 6, #ARGV do
-    redis.call('HINCRBY', KEYS[2], ARGV[i] .. suffix, 1)
-    counted = counted + 1
-  end
+  for i = 8, #ARGV do count(ARGV[i]) end
 end
 local armed, guard = 0, -1
 if counted > 0 then
+  if redis.call('HINCRBY', KEYS[6], 'pending', counted) == counted
+      and redis.call('HEXISTS', KEYS[6], 'exact') == 0
+      and redis.call('HLEN', KEYS[2]) == fresh and redis.call('SCARD', KEYS[7]) == 0 then
+    -- The shard held nothing before this call (a new Redis): its totals are exact from here on.
+    redis.call('HSET', KEYS[6], 'exact', 1)
+  end
   redis.call('SADD', KEYS[5], ARGV[5])
+  if budget > 0 and redis.call('INCRBY', KEYS[8], counted) == counted then
+    redis.call('EXPIRE', KEYS[8], ARGV[7])
+  end
   -- The newest entry is the last to lapse, so the key may go when it does.
   if window > 0 then redis.call('EXPIRE', KEYS[1], math.ceil(window)) end
   if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
     armed = 1
-    if KEYS[6] then
-      guard = redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[3]) and 1 or 0
+    if KEYS[9] then
+      -- Its value: when the flush was scheduled (the dashboard adds the delay).
+      guard = redis.call('SET', KEYS[9], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
     end
   end
 end
--- Milliseconds for which every post of the call stays blocked (a reload would count none).
+-- Milliseconds for which every post of the call stays blocked (a reload would count none); none
+-- when the budget held some back: they are not blocked, and a reload must report them again.
 local blocked_ms = 0
-if window > 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
-return {counted, armed, guard, blocked_ms}
+if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
+return {counted, armed, guard, blocked_ms, limited}
 """
 
-# KEYS: pending, snapshot, snapshots index, armed, pending days, snapshot days.  ARGV: flush id.
-# Returns the counters snapshotted. Clearing `armed` here makes the next impression in this shard
-# schedule the next flush.
-SNAPSHOT = """
+# sum(key): the sum of a hash's values, every field read: O(fields), so never on a scrape's path.
+SUM_HASH = """
+local function sum(key)
+  local total = 0
+  for _, value in ipairs(redis.call('HVALS', key)) do total = total + tonumber(value) end
+  return total
+end
+"""
+
+# KEYS: pending, snapshot, snapshots index, armed, pending days, snapshot days, totals.  ARGV:
+# flush id, snapshot key prefix.  Returns the counters snapshotted. Clearing `armed` here makes
+# the next impression in this shard schedule the next flush. The pending total moves with the
+# hash: to the snapshot's own field in the totals (DROP_SNAPSHOT takes it off again) and into
+# their sum over snapshots. Totals not kept yet (keys of the version before them, or a lost key)
+# are counted here in full, once: the flush reads all of it anyway, the metrics never do.
+SNAPSHOT = (
+    SUM_HASH
+    + """
 redis.call('DEL', KEYS[4])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[7], 'exact') == 0 then
+  redis.call('DEL', KEYS[7])
+  local snapshots = 0
+  for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    local size = sum(ARGV[2] .. flush_id)
+    snapshots = snapshots + size
+    redis.call('HSET', KEYS[7], 'snapshot:' .. flush_id, size)
+  end
+  redis.call('HSET', KEYS[7], 'pending', sum(KEYS[1]), 'snapshots', snapshots, 'exact', 1)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- Nothing pending: its total is 0, whatever a writer of an older version left out of it.
+  redis.call('HSET', KEYS[7], 'pending', 0)
+  return 0
+end
 redis.call('RENAME', KEYS[1], KEYS[2])
 if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('RENAME', KEYS[5], KEYS[6]) end
 redis.call('SADD', KEYS[3], ARGV[1])
+local moved = tonumber(redis.call('HGET', KEYS[7], 'pending'))
+redis.call('HSET', KEYS[7], 'pending', 0, 'snapshot:' .. ARGV[1], moved)
+redis.call('HINCRBY', KEYS[7], 'snapshots', moved)
 return redis.call('HLEN', KEYS[2])
 """
+)
 
 # KEYS: schedule guard, window key.  ARGV: window key ttl.  The first part of a scheduled window to
 # start takes the window key and deletes the guard; the window's other parts find the key taken
@@ -87,10 +148,16 @@ end
 return 0
 """
 
-# KEYS: snapshot, snapshots index, snapshot days.  ARGV: flush id.  Called only after the
-# database commit.
+# KEYS: snapshot, snapshots index, snapshot days, totals.  ARGV: flush id.  Called only after the
+# database commit. The snapshot's total leaves the totals once: a second drop finds no field.
 DROP_SNAPSHOT = """
 redis.call('UNLINK', KEYS[1], KEYS[3])
+local field = 'snapshot:' .. ARGV[1]
+local size = redis.call('HGET', KEYS[4], field)
+if size then
+  redis.call('HDEL', KEYS[4], field)
+  redis.call('HINCRBY', KEYS[4], 'snapshots', -tonumber(size))
+end
 return redis.call('SREM', KEYS[2], ARGV[1])
 """
 
@@ -133,20 +200,20 @@ out[#ids + 1] = redis.call('GET', KEYS[3]) or '0'
 return out
 """
 
-# KEYS: pending, lost, snapshots index.  ARGV: snapshot key prefix.  Returns {pending counters,
-# impressions in them, impressions reported lost, impressions in unapplied snapshots}: one short
-# reply per shard instead of every field of the hashes.
-BUFFER_TOTALS = """
-local function sum(key)
-  local total = 0
-  for _, value in ipairs(redis.call('HVALS', key)) do total = total + tonumber(value) end
-  return total
-end
-local snapshots = 0
-for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  snapshots = snapshots + sum(ARGV[1] .. flush_id)
-end
-return {redis.call('HLEN', KEYS[1]), sum(KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0'), snapshots}
+
+# KEYS: the new viewers of one IP address this hour (hash).  ARGV: the viewer's digest, sets a
+# cookie (1/0), budget, ttl.  Returns 1 when the request may count (and get its cookie), 0 when the
+# address has used its budget. A new viewer costs 1: each visitor cookie issued; without cookies,
+# each digest new this hour (a digest already granted costs nothing again).
+NEW_VIEWER = """
+local cookie = ARGV[2] == '1'
+if not cookie and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+local granted = tonumber(redis.call('HGET', KEYS[1], '#') or '0')
+if granted >= tonumber(ARGV[3]) then return 0 end
+redis.call('HINCRBY', KEYS[1], '#', 1)
+if not cookie then redis.call('HSET', KEYS[1], ARGV[1], 1) end
+if granted == 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return 1
 """
 
 
@@ -156,3 +223,18 @@ def script(client, name):
     if name not in registered:
         registered[name] = client.register_script(globals()[name])
     return registered[name]
+
+
+def evalsha(client, name, script_keys, args):
+    """Run script `name` by its SHA1 in one round trip, loading it on NOSCRIPT (a new or
+    restarted server). What a registered Script does, with fewer steps: the request path."""
+    registered = script(client, name)
+    try:
+        return client.execute_command(
+            "EVALSHA", registered.sha, len(script_keys), *script_keys, *args
+        )
+    except NoScriptError:
+        registered.sha = client.script_load(registered.script)
+        return client.execute_command(
+            "EVALSHA", registered.sha, len(script_keys), *script_keys, *args
+        )

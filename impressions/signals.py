@@ -3,11 +3,15 @@
 from django.dispatch import Signal
 
 # One record call. Arguments: served (posts), counted (new for the viewer), lost (Redis failed).
-impressions_recorded = Signal()
+# use_caching: the receivers are looked up once per sender, not on every request (as Django's
+# model signals do); connect() and disconnect() clear that cache.
+impressions_recorded = Signal(use_caching=True)
 
 # One flush, done or failed. Arguments: report (a FlushReport), duration (s), error (None if done).
 flush_finished = Signal()
 
-# A timeline request that is no view: a bot or crawler, or a browser prefetch. Arguments: reason
-# ("bot", "prefetch"), served (posts on the page, not counted).
-impressions_ignored = Signal()
+# Served impressions not counted because the request was no view (reason "method": not a GET;
+# "bot": a crawler's User-Agent; "prefetch": a browser prefetch) or was beyond a budget ("rate": a
+# new anonymous viewer beyond its IP address's hourly budget, or a viewer beyond its hourly
+# impressions). Arguments: reason, served (impressions not counted).
+impressions_ignored = Signal(use_caching=True)

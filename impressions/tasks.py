@@ -2,6 +2,7 @@
 
 import logging
 import secrets
+import time
 from datetime import timedelta
 
 from django.db.models import Min
@@ -23,16 +24,17 @@ ROLLUP_GUARD_TTL = 3600
 
 
 @task(takes_context=True)
-def flush_impressions_task(context=None, part=0, parts=1, window=None):
-    """Flush pending impressions (the shards of `part` of `parts`); after the last attempt,
-    schedule a later flush so nothing stays stranded.
+def flush_impressions_task(context=None, part=0, parts=1, window=None, manual=False):
+    """Flush pending impressions (the shards of `part` of `parts`, of the scheduled `window`);
+    after the last attempt, schedule a later flush so nothing stays stranded. `manual`: asked for
+    by hand ("Flush now"), it leaves the scheduled flush in place.
 
     A backend that retries failed tasks runs the flush again itself: re-scheduling on every
     failure as well would make two flushes where one is meant. `context` is None when called
     directly (`.call()`), which counts as a last attempt.
     """
     try:
-        report = flush_pending(part=part, parts=parts, window=window)
+        report = flush_pending(part=part, parts=parts, window=window, keep_schedule=manual)
     except FlushError:
         if is_last_attempt(context):
             try:
@@ -67,19 +69,27 @@ def is_last_attempt(context):
     return context.attempt >= getattr(backend, "max_attempts", 1)
 
 
-def enqueue_flush(delay=0):
+def enqueue_flush(delay=0, manual=False):
     """Enqueue a window's flush `delay` seconds from now: IMPRESSIONS_FLUSH_PARTS tasks, each
-    for its share of the shards, together; returns the first one's result.
+    for its share of the shards, together; returns the first one's result. `manual` (asked for
+    by hand): one task for every shard, which leaves the scheduled window in place.
 
     A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now.
     """
     flush_task = flush_impressions_task
     if delay and flush_task.get_backend().supports_defer:
         flush_task = flush_task.using(run_after=timezone.now() + timedelta(seconds=delay))
+    if manual:
+        return flush_task.enqueue(manual=True)
     parts = conf.FLUSH_PARTS
     window = secrets.token_hex(8)
     results = [flush_task.enqueue(part=part, parts=parts, window=window) for part in range(parts)]
     return results[0]
+
+
+def take_guard(client):
+    """SET NX the schedule guard, its value the time (what the dashboard's "next flush" reads)."""
+    return client.set(keys.guard_key(), f"{time.time():.3f}", nx=True, ex=conf.GUARD_TTL)
 
 
 def rearm_after_failure(client):
@@ -87,7 +97,7 @@ def rearm_after_failure(client):
     if not flush_impressions_task.get_backend().supports_defer:
         return False  # running it again right now would just fail again, recursively
     try:
-        if client.set(keys.guard_key(), "1", nx=True, ex=conf.GUARD_TTL):
+        if take_guard(client):
             enqueue_flush(delay=conf.FLUSH_DELAY)
             return True
     except Exception:

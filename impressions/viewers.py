@@ -8,6 +8,8 @@
   client IP and the User-Agent, as cookie-less analytics do. Neither is stored, only the digest.
 - Not viewers at all: requests other than GET (a HEAD or OPTIONS shows nobody anything), browser
   prefetches and User-Agents matching IMPRESSIONS_IGNORE_USER_AGENTS.
+- Not counted: a new anonymous viewer beyond its IP address's hourly budget (budgets.py); it gets
+  no cookie either.
 """
 
 import functools
@@ -21,6 +23,7 @@ from typing import NamedTuple
 from django.core import signing
 from redis.exceptions import RedisError
 
+from .budgets import grant_new_viewer
 from .conf import conf
 from .recorder import record_impressions, record_loss
 from .salt import daily_salt, utc_day
@@ -41,7 +44,7 @@ PREFETCH_WORDS = ("prefetch", "preview")
 
 class Viewer(NamedTuple):
     key: str | None  # the viewer key in Redis; None: not counted
-    ignored: str | None = None  # "method", "bot" or "prefetch": a request that is no view
+    ignored: str | None = None  # "method", "bot", "prefetch": no view; "rate": beyond a budget
     new_cookie: str | None = None  # a visitor cookie to set on the response
 
 
@@ -58,8 +61,8 @@ def record_request(request, posts):
             return None
         try:
             viewer = identify(request)
-        except (RedisError, LookupError) as error:  # a digest needs the day's salt from Redis
-            return record_loss(len(post_ids), "a cookie-less viewer (no salt)", error)
+        except (RedisError, LookupError) as error:  # the day's salt, the address's budget
+            return record_loss(len(post_ids), "a new cookie-less viewer", error)
         if viewer.ignored:
             impressions_ignored.send(record_request, reason=viewer.ignored, served=len(post_ids))
             return None
@@ -74,7 +77,8 @@ def record_request(request, posts):
 
 
 def identify(request):
-    """The Viewer of a request; raises a redis error when a digest needs a salt Redis cannot give."""
+    """The Viewer of a request; raises a redis error when a new cookie-less viewer needs Redis (the
+    day's salt, its address's budget) and Redis does not answer."""
     if request.method != "GET":
         return Viewer(None, ignored="method")
     if is_prefetch(request):
@@ -93,8 +97,14 @@ def identify(request):
         if day == today:
             return Viewer(f"a:{arrival_digest}")
         return Viewer(f"v:{hashlib.blake2b(visitor_id.encode(), digest_size=12).hexdigest()}")
-    digest = client_digest(request, today)
-    return Viewer(f"a:{digest}", new_cookie=make_visitor_cookie(today, digest))
+    ip = client_ip(request)
+    digest = client_digest(ip, request.META.get("HTTP_USER_AGENT", ""), today)
+    # A new viewer: within its address's hourly budget, or not counted and given no cookie.
+    sets_cookie = conf.SETS_VISITOR_COOKIE
+    if not grant_new_viewer(ip, today, digest, sets_cookie):
+        return Viewer(None, ignored="rate")
+    cookie = make_visitor_cookie(today, digest) if sets_cookie else None
+    return Viewer(f"a:{digest}", new_cookie=cookie)
 
 
 def is_prefetch(request):
@@ -142,9 +152,9 @@ def client_ip(request):
     return chain[max(0, len(chain) - 1 - hops)]
 
 
-def client_digest(request, day):
+def client_digest(ip, user_agent, day):
     """32 hex digits of HMAC(the day's salt, client IP and User-Agent): same client, same day."""
-    message = f"{client_ip(request)}\n{request.META.get('HTTP_USER_AGENT', '')}"
+    message = f"{ip}\n{user_agent}"
     return hmac.new(daily_salt(day), message.encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -7,19 +7,19 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
 from .models import QueueStatus
-from .rq.backend import RQBackend
 from .stats import all_backend_stats
 
 
 def rq_dashboard_url():
-    """django-rq's dashboard URL, when an RQ backend is configured and the site mounts it there
-    (queues.rq.dashboard under the django_rq namespace); else None."""
-    if not any(isinstance(backend, RQBackend) for backend in task_backends.all()):
-        return None
-    try:
-        return reverse("django_rq:home")
-    except NoReverseMatch:
-        return None
+    """The dashboard URL of the first backend that has one the project mounts (django-rq's, under
+    the django_rq namespace, for RQ); else None."""
+    for backend in task_backends.all():
+        if name := getattr(backend, "dashboard_url_name", None):
+            try:
+                return reverse(name)
+            except NoReverseMatch:
+                continue
+    return None
 
 
 @admin.register(QueueStatus)

@@ -1,9 +1,14 @@
 """What our queue backends share: OPTIONS validation, retries, the task allow-list, the check hook."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.apps import apps
 from django.core import checks
+from django.tasks import Task
 from django.tasks.backends.base import BaseTaskBackend
 
 from .exceptions import QueueConfigurationError
@@ -20,13 +25,19 @@ class QueueStats:
 
     backend: str  # the TASKS alias
     queue: str  # the RQ queue, or the SQS queue's name
-    counts: dict  # state -> number of jobs or messages (None: unknown), in display order
+    counts: dict[str, int | None]  # state -> number of jobs or messages (None: unknown), in order
 
 
-def whole_number(minimum, maximum=None):
+# An OPTIONS rule: (the test of a value, what a good value looks like).
+Rule = tuple[Callable[[Any], bool], str]
+# A problem check() reports: (check id, message, hint).
+Problem = tuple[str, str, str]
+
+
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[Any], bool]:
     """An OPTIONS rule: a whole number (not a bool) from `minimum` to `maximum` (None: no limit)."""
 
-    def valid(value):
+    def valid(value: Any) -> bool:
         return (
             isinstance(value, int)
             and not isinstance(value, bool)
@@ -37,7 +48,7 @@ def whole_number(minimum, maximum=None):
     return valid
 
 
-def _module_names(value):
+def _module_names(value: Any) -> bool:
     return not isinstance(value, str) and all(
         isinstance(module, str) and DOTTED_PATH.fullmatch(f"{module}.x") for module in value
     )
@@ -52,13 +63,13 @@ class QueueBackend(BaseTaskBackend):
     """
 
     # OPTIONS keys every backend of ours understands, with their defaults; subclasses add theirs.
-    option_defaults = {
+    option_defaults: dict[str, Any] = {
         "MAX_ATTEMPTS": 3,  # runs of a failing task, the first included
         "RETRY_DELAY": 10,  # seconds before the second run, doubling after each failure
         "TASK_MODULES": (),  # module prefixes allowed besides the packages of INSTALLED_APPS
     }
     # key -> (test of a value, what a good value looks like); the only place the limits live.
-    option_rules = {
+    option_rules: dict[str, Rule] = {
         "MAX_ATTEMPTS": (whole_number(1, 100), "a whole number from 1 to 100"),
         "RETRY_DELAY": (
             whole_number(0, MAX_RETRY_DELAY),
@@ -68,9 +79,13 @@ class QueueBackend(BaseTaskBackend):
     }
     # Dotted path of the class that runs this backend's tasks; `runworker` imports it. The backend
     # never imports its worker (the worker imports its backend).
-    worker_class = None
+    worker_class: str | None = None
+    # What the backend's client raises when its server is down, misaddressed or refuses us.
+    unreachable_errors: tuple[type[Exception], ...] = ()
+    # The URL name of a dashboard of the backend's queues, when the project mounts one.
+    dashboard_url_name: str | None = None
 
-    def __init__(self, alias, params):
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
         given = dict(self.options)
         self.option_problems = self._option_problems(given)
@@ -83,10 +98,10 @@ class QueueBackend(BaseTaskBackend):
         }
         self.options["TASK_MODULES"] = tuple(self.options["TASK_MODULES"])
 
-    def _option_problems(self, given):
+    def _option_problems(self, given: dict[str, Any]) -> list[Problem]:
         """(check id, message, hint) of each unknown key and each value that fails its rule."""
         where = f"TASKS[{self.alias!r}]['OPTIONS']"
-        problems = []
+        problems: list[Problem] = []
         unknown = sorted(set(given) - set(self.option_defaults))
         if unknown:
             problems.append(
@@ -107,7 +122,7 @@ class QueueBackend(BaseTaskBackend):
                 )
         return problems
 
-    def ensure_valid(self):
+    def ensure_valid(self) -> None:
         """Raise QueueConfigurationError naming every OPTIONS problem (what check() reports)."""
         if self.option_problems:
             raise QueueConfigurationError(
@@ -115,27 +130,30 @@ class QueueBackend(BaseTaskBackend):
             )
 
     @property
-    def max_attempts(self):
+    def max_attempts(self) -> int:
         """Runs of a failing task, the first included (OPTIONS["MAX_ATTEMPTS"]).
 
         Public for tasks that must know whether a retry follows (`context.attempt` against it).
         """
-        return self.options["MAX_ATTEMPTS"]
+        attempts: int = self.options["MAX_ATTEMPTS"]
+        return attempts
 
-    def retry_delay(self, attempt):
+    def retry_delay(self, attempt: int) -> int:
         """Seconds to wait after failed attempt `attempt` (1, 2, …): RETRY_DELAY, doubling, capped."""
-        return min(MAX_RETRY_DELAY, self.options["RETRY_DELAY"] * 2 ** (attempt - 1))
+        delay: int = self.options["RETRY_DELAY"]
+        return min(MAX_RETRY_DELAY, int(delay * 2 ** (attempt - 1)))
 
-    def allowed_task_modules(self):
+    def allowed_task_modules(self) -> tuple[str, ...]:
         """Module prefixes a task path must start with: INSTALLED_APPS' packages + TASK_MODULES."""
         installed = {config.name for config in apps.get_app_configs()}
         return tuple(sorted(installed | set(self.options["TASK_MODULES"])))
 
-    def load_task(self, path):
+    def load_task(self, path: str) -> Task[Any, Any]:
         """The django.tasks Task at `path`; RefusedJob (TaskNotAllowed: never imported) otherwise."""
-        return load_task(path, self.allowed_task_modules())
+        task: Task[Any, Any] = load_task(path, self.allowed_task_modules())
+        return task
 
-    def check(self, *, deploy=False, **kwargs):
+    def check(self, *, deploy: bool = False, **kwargs: Any) -> list[checks.CheckMessage]:
         """The settings' problems, found without network; with `deploy`, instead those found by
         reaching the server.
 

@@ -15,7 +15,11 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
-from psycopg import pq
+
+try:  # the PostgreSQL fast path: cancel a timed-out task's query (psycopg 3)
+    from psycopg import pq
+except ImportError:  # another database, or psycopg2: nothing to cancel this way
+    pq = None
 
 from .exceptions import MalformedMessage, RefusedJob, TaskNotAllowed
 from .signals import task_refused
@@ -110,7 +114,7 @@ def cancel_running_queries():
     """
     for connection in connections.all(initialized_only=True):
         raw = connection.connection
-        if raw is None or connection.vendor != "postgresql":
+        if raw is None or connection.vendor != "postgresql" or pq is None:
             continue
         try:
             if raw.info.transaction_status == pq.TransactionStatus.ACTIVE:

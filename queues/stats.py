@@ -2,13 +2,8 @@
 
 from dataclasses import dataclass, field
 
-import redis
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.tasks import task_backends
-
-# What a backend's stats() raises when its server is down, misaddressed or refuses us.
-UNREACHABLE = (redis.RedisError, BotoCoreError, ClientError, OSError)
 
 
 @dataclass
@@ -31,7 +26,7 @@ def backend_stats(alias):
         return found
     try:
         found.queues = backend.stats()
-    except UNREACHABLE as error:
+    except (*getattr(backend, "unreachable_errors", ()), OSError) as error:
         found.error = f"{type(error).__name__}: {error}"
     return found
 

@@ -4,6 +4,9 @@ Both the impression buffer (which then picks RedisCluster) and the RQ backend (w
 the endpoint) need this; it lives here so that neither app imports the other. Standard library only.
 """
 
+# The distribution's version (distributions/redis_endpoints/pyproject.toml reads it), semantic.
+__version__ = "0.1.0"
+
 import re
 import urllib.parse
 
@@ -11,7 +14,7 @@ SERVERLESS_HOST = re.compile(r"\.serverless\.[a-z0-9-]+\.cache\.amazonaws\.com(\
 CLUSTER_WORDS = {"1", "true", "yes", "on"}
 
 
-def cluster_endpoint_reason(url):
+def cluster_endpoint_reason(url: str) -> str | None:
     """Why `url` is a known cluster-mode endpoint, or None."""
     parts = urllib.parse.urlsplit(url)
     host = (parts.hostname or "").lower().rstrip(".")
@@ -27,7 +30,7 @@ def cluster_endpoint_reason(url):
     return None
 
 
-def redact(url):
+def redact(url: str) -> str:
     """`url` with its password replaced by ***, fit for logs and error messages."""
     parts = urllib.parse.urlsplit(url)
     if parts.password:

@@ -9,18 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import devservices
+from screenshots import CHROMIUM_ARGS
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 USERNAME, PASSWORD = "screenshots", "screenshots-only-password"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 BODIES = [
     "Logo for a ramen shop in Sapporo: warm, hand-drawn, no red",
     "Name our cat cafe (three cats, one grumpy)",
@@ -56,6 +48,7 @@ def parser():
     )
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Debian's chromium binary")
     p.add_argument("--output", type=Path, default=OUTPUT, help="folder for the PNGs")
+    p.add_argument("--theme", choices=["light", "dark"], default="light", help="colour scheme")
     return p
 
 
@@ -129,6 +122,9 @@ def fill(seed=7):
     SiteDailyImpressions.objects.bulk_create(
         SiteDailyImpressions(day=d, count=n) for d, n in site.items()
     )
+    for post in posts:  # each total is what its history adds up to, as after real flushes
+        post.impressions = sum(n for (o, _), n in daily.items() if o == post.id)
+    Post.objects.bulk_update(posts, ["impressions"])
     Flush.objects.all().delete()
     finished = timezone.now() - timedelta(minutes=3)
     Flush.objects.create(
@@ -160,25 +156,52 @@ def serve():
     return server
 
 
+# (file, viewport, path, element or None for the whole page); {post}: the post of the chart.
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SHOTS = [
+    ("dashboard.png", DESKTOP, "/admin/impressions/dashboard/", None),
+    ("dashboard-phone.png", PHONE, "/admin/impressions/dashboard/", None),
+    ("post-chart.png", DESKTOP, "/admin/casusult/post/{post}/change/", ".impressions-history"),
+    ("timeline-phone.png", PHONE, "/", None),
+]
+
+
 def shoot(url, post, options):
+    """Log in once, then take each of SHOTS in its viewport; returns the files written."""
     from playwright.sync_api import sync_playwright
 
     options.output.mkdir(parents=True, exist_ok=True)
+    written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=options.chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900}, device_scale_factor=1)
-        page.goto(f"{url}/admin/login/?next=/admin/impressions/dashboard/")
+        login = browser.new_context(viewport=DESKTOP)
+        page = login.new_page()
+        page.goto(f"{url}/admin/login/?next=/admin/")
         page.fill("#id_username", USERNAME)
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
-        page.wait_for_url("**/admin/impressions/dashboard/")
-        dashboard = options.output / "dashboard.png"
-        page.screenshot(path=str(dashboard), full_page=True)
-        page.goto(f"{url}/admin/casusult/post/{post.id}/change/")
-        chart = options.output / "post-chart.png"
-        page.locator(".impressions-history").screenshot(path=str(chart))
+        page.wait_for_url("**/admin/")
+        cookies = login.cookies()
+        for name, viewport, path, element in SHOTS:
+            context = browser.new_context(
+                viewport=viewport,
+                device_scale_factor=1,
+                is_mobile=viewport is PHONE,
+                color_scheme=options.theme,
+            )
+            context.add_cookies(cookies)
+            page = context.new_page()
+            page.goto(url + path.format(post=post.id))
+            target = options.output / name
+            if element:
+                page.locator(element).screenshot(path=str(target))
+            else:
+                page.screenshot(path=str(target), full_page=True)
+            written.append(target)
+            context.close()
         browser.close()
-    return [dashboard, chart]
+    return written
 
 
 def main(argv=None):

@@ -4,6 +4,7 @@ import warnings
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from .env import (
     env_bool,
@@ -41,6 +42,10 @@ MIDDLEWARE = [
     # First: load balancers probe by IP over plain HTTP, before host validation and HTTPS redirects.
     "casusult.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (SECURE_CSP below) with a per-response nonce for the admin's scripts.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Permissions-Policy (PERMISSIONS_POLICY below).
+    "casusult.security.PermissionsPolicyMiddleware",
     # Static files from the app server itself (collectstatic); no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -67,6 +72,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # csp_nonce for {% csp_nonce_attr %} (the admin's and our templates' scripts).
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -78,6 +85,46 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Content-Security-Policy, in every environment (the browser tests see what production sends):
+# scripts and styles only from this site's static files, or inline with this response's nonce;
+# no inline handlers, no style attributes, no plugins, no framing, forms post only here.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Permissions-Policy (casusult.security): no page of this site uses a powerful browser feature,
+# so none is allowed, to the site or to anything it might embed. feature -> allowed origins.
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "timeline"
@@ -110,7 +157,8 @@ IMPRESSIONS_COUNT_FIELD = "impressions"
 # queues; the site can).
 IMPRESSIONS_DASHBOARD_PANELS = ["casusult.dashboard_panels.queue_panel"]
 # What changes between deployments: the kill switch (false records nothing), the proxies in front
-# (an ALB: 1), the buffer's mode, the windows (the load test shortens them), the history kept.
+# (an ALB: 1), the buffer's mode, the windows (the load test shortens them), the history kept, the
+# invalid-traffic budgets (the load test's clients all come from one address).
 globals().update(
     from_env(
         {
@@ -120,6 +168,8 @@ globals().update(
             "IMPRESSIONS_DEDUP_WINDOW": env_int,
             "IMPRESSIONS_FLUSH_DELAY": env_int,
             "IMPRESSIONS_HISTORY_DAYS": env_int,
+            "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": env_int,
+            "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": env_int,
         }
     )
 )

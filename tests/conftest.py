@@ -4,8 +4,10 @@ import os
 
 import boto3
 import pytest
+from playwright.sync_api import sync_playwright
 
 import devservices
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.processes import run_manage
 
 
@@ -76,3 +78,29 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--reverse"):
         items.reverse()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, one per test module (contexts give each test a clean slate).
+
+    Playwright's sync API keeps an event loop in this thread, where Django would refuse ORM calls
+    as if they came from async code: the module's tests are plain sync code, so allow them.
+    """
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"No Chromium at {CHROMIUM}: install Debian's package with `make browser`"
+            " (apt-get install -y chromium), or point TEST_CHROMIUM at a Chromium binary."
+        )
+    allowed = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if allowed is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = allowed

@@ -1,8 +1,14 @@
 """RQ on a standalone Redis as a django.tasks backend: JSON jobs that call one fixed trampoline."""
 
-import uuid
+from __future__ import annotations
 
-from django.tasks import TaskResultStatus
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from django.core.checks import CheckMessage
+from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
@@ -10,9 +16,14 @@ from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, Retry
 from rq.queue import Queue
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import (
+    BaseRegistry,
+    FailedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 
-from ..base import QueueBackend, QueueStats, whole_number
+from ..base import QueueBackend, QueueStats, Rule, whole_number
 from ..execution import new_result
 from . import jobs
 from .checks import rq_backend_errors
@@ -32,50 +43,54 @@ class RQBackend(QueueBackend):
     # Results live in Redis for RESULT_TTL seconds; any process can read them.
     supports_get_result = True
 
-    worker_class = "queues.rq.worker.RQWorker"
-    option_defaults = {
+    worker_class: str | None = "queues.rq.worker.RQWorker"
+    unreachable_errors: tuple[type[Exception], ...] = (redis.RedisError,)
+    # django-rq's, through queues.rq.dashboard (the project's urls mount it in that namespace).
+    dashboard_url_name: str | None = "django_rq:home"
+    option_defaults: dict[str, Any] = {
         **QueueBackend.option_defaults,
         "JOB_TIMEOUT": 600,  # seconds a task may run before RQ stops it (a failed attempt)
         "RESULT_TTL": 86400,  # seconds a finished task's result stays readable
     }
-    option_rules = {
+    option_rules: dict[str, Rule] = {
         **QueueBackend.option_rules,
         "JOB_TIMEOUT": (whole_number(1), "a whole number of seconds >= 1"),
         "RESULT_TTL": (whole_number(-1), "a whole number of seconds >= 0 (-1: kept for ever)"),
     }
 
-    def check(self, *, deploy=False, **kwargs):
-        if deploy:
-            return rq_backend_errors(self, deploy=True)
-        return [*super().check(**kwargs), *rq_backend_errors(self, deploy=False)]
+    def check(self, *, deploy: bool = False, **kwargs: Any) -> list[CheckMessage]:
+        found: list[CheckMessage] = rq_backend_errors(self, deploy=deploy)
+        return found if deploy else [*super().check(**kwargs), *found]
 
     @property
-    def connection_queue(self):
+    def connection_queue(self) -> str:
         """The queue whose RQ_QUEUES entry gives the connection (checks.py: all share one)."""
         return min(self.queues)
 
     @property
-    def url(self):
+    def url(self) -> str | None:
         """The Redis URL RQ_QUEUES names for the backend's queues (None: it names none)."""
         config = queue_config(self.connection_queue)
-        return None if config is None else endpoint_url(config)
+        url: str | None = None if config is None else endpoint_url(config)
+        return url
 
-    def raw_connection(self):
+    def raw_connection(self) -> redis.Redis:
         """django-rq's Redis client, without the cluster-mode probe (the probe itself uses it)."""
         return get_connection(self.connection_queue, f"TASKS[{self.alias!r}]")
 
-    def connection(self):
+    def connection(self) -> redis.Redis:
         """The Redis client, once this process has verified the server is not in cluster mode."""
         self.ensure_valid()
         connection = self.raw_connection()
         ensure_not_cluster(connection, self.url)
         return connection
 
-    def ping(self):
+    def ping(self) -> None:
         """Raise unless the RQ Redis answers PING (the readiness probe; no cluster probe)."""
         self.raw_connection().ping()
 
-    def rq_queue(self, name):
+    def rq_queue(self, name: str) -> Queue:
+        """The RQ queue `name` on the verified connection, with the JSON serializer."""
         return Queue(
             name,
             connection=self.connection(),
@@ -83,10 +98,12 @@ class RQBackend(QueueBackend):
             default_timeout=self.options["JOB_TIMEOUT"],
         )
 
-    def enqueue(self, task, args, kwargs):
+    def enqueue(
+        self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[Any, Any]:
         self.ensure_valid()
         self.validate_task(task)
-        result = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
+        result: TaskResult[Any, Any] = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
         queue = self.rq_queue(task.queue_name)
         job = queue.create_job(
             jobs.TRAMPOLINE,
@@ -105,7 +122,7 @@ class RQBackend(QueueBackend):
         task_enqueued.send(type(self), task_result=result)
         return result
 
-    def retry_policy(self):
+    def retry_policy(self) -> Retry | None:
         """RQ's Retry for MAX_ATTEMPTS runs, RETRY_DELAY doubling; None for a single attempt.
 
         RQ keeps the countdown on the job: after the last attempt the job lands in its failed
@@ -116,21 +133,21 @@ class RQBackend(QueueBackend):
             return None
         return Retry(max=retries, interval=[self.retry_delay(n) for n in range(1, retries + 1)])
 
-    def stats(self):
+    def stats(self) -> list[QueueStats]:
         """Jobs queued, scheduled (run_after or a retry's delay), started and failed, per queue.
 
         Read-only: RQ's registry counts would first clean up (write) the registries.
         """
         connection = self.raw_connection()
-        rows = []
+        rows: list[QueueStats] = []
         for name in sorted(self.queues):
             queue = Queue(name, connection=connection, serializer=jobs.SERIALIZER)
-            registries = {
-                "scheduled": ScheduledJobRegistry(queue=queue),
+            registries: dict[str, BaseRegistry] = {
+                "scheduled": ScheduledJobRegistry(queue=queue),  # type: ignore[no-untyped-call]
                 "started": StartedJobRegistry(queue=queue),
                 "failed": FailedJobRegistry(queue=queue),
             }
-            counts = {"queued": queue.count}
+            counts: dict[str, int | None] = {"queued": queue.count}
             counts.update(
                 (state, registry.get_job_count(cleanup=False))
                 for state, registry in registries.items()
@@ -138,7 +155,7 @@ class RQBackend(QueueBackend):
             rows.append(QueueStats(self.alias, name, counts))
         return rows
 
-    def get_result(self, result_id):
+    def get_result(self, result_id: str) -> TaskResult[Any, Any]:
         try:
             # Read only: its function is never resolved here (the worker's job class runs jobs).
             job = Job.fetch(result_id, connection=self.connection(), serializer=jobs.SERIALIZER)
@@ -147,7 +164,7 @@ class RQBackend(QueueBackend):
         if job.func_name != jobs.TRAMPOLINE:
             raise TaskResultDoesNotExist(result_id)
         task_path, args, kwargs = job.args
-        result = new_result(
+        result: TaskResult[Any, Any] = new_result(
             self.load_task(task_path),
             job.id,
             args,
@@ -157,7 +174,7 @@ class RQBackend(QueueBackend):
             worker_ids=jobs.attempt_workers(job),
         )
         status = jobs.task_status(job)
-        changes = {
+        changes: dict[str, Any] = {
             "status": status,
             "started_at": job.started_at,
             "last_attempted_at": job.started_at,

@@ -100,7 +100,7 @@ def live_errors(backend, where):
                 f"{where}: could not reach the RQ Redis at {url} to verify it is not in cluster"
                 f" mode ({error}).",
                 hint="Run the deploy checks where the Redis is reachable, or fix its RQ_QUEUES"
-                " entry (this site: RQ_REDIS_URL).",
+                " entry.",
                 id="queues.E003",
             )
         ]

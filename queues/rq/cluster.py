@@ -18,9 +18,9 @@ from redis_endpoints import redact
 from ..exceptions import ClusterModeRedis
 
 REMEDY = (
-    "RQ needs a standalone (non-cluster) Redis/Valkey: point the queue's RQ_QUEUES entry at one"
-    " (this site: RQ_REDIS_URL), or use the SQS backend (QUEUE_BACKEND=sqs), which runs next to a"
-    " cluster-mode impression buffer."
+    "RQ needs a standalone (non-cluster) Redis/Valkey: point the queue's RQ_QUEUES entry at one,"
+    " or use the SQS backend (queues.sqs.backend.SQSBackend), which runs next to a cluster-mode"
+    " impression buffer."
 )
 
 

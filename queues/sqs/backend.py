@@ -4,15 +4,22 @@ Standard boto3 configuration applies (AWS_ENDPOINT_URL_SQS, AWS_DEFAULT_REGION, 
 chain); OPTIONS add SESSION_PARAMS/CLIENT_PARAMS for anything else.
 """
 
+from __future__ import annotations
+
 import threading
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.checks import CheckMessage
+from django.tasks import Task, TaskResult
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from ..base import QueueBackend, QueueStats, whole_number
+from ..base import QueueBackend, QueueStats, Rule, whole_number
 from ..execution import new_result
 from .checks import redrive_warnings
 from .deadletter import dead_letter_queue
@@ -30,7 +37,7 @@ COUNT_ATTRIBUTES = {
 MAX_HIDDEN = 43200
 
 
-def queue_name_from_url(url):
+def queue_name_from_url(url: str) -> str:
     """The queue name at the end of an SQS queue URL (https://…/123456789012/name)."""
     return url.rstrip("/").rsplit("/", 1)[-1]
 
@@ -41,8 +48,9 @@ class SQSBackend(QueueBackend):
     # run_after: DelaySeconds up to 15 minutes, re-sent by the worker until due beyond that.
     supports_defer = True
 
-    worker_class = "queues.sqs.worker.SQSWorker"
-    option_defaults = {
+    worker_class: str | None = "queues.sqs.worker.SQSWorker"
+    unreachable_errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+    option_defaults: dict[str, Any] = {
         **QueueBackend.option_defaults,
         "QUEUE_URL": None,
         "QUEUE_NAME": None,
@@ -55,7 +63,7 @@ class SQSBackend(QueueBackend):
         "JOB_TIMEOUT": 600,  # a task running longer is stopped (TaskTimeout): a failed attempt
     }
 
-    option_rules = {
+    option_rules: dict[str, Rule] = {
         **QueueBackend.option_rules,
         "QUEUE_URL": (lambda v: v is None or isinstance(v, str), "an SQS queue URL"),
         "QUEUE_NAME": (lambda v: v is None or isinstance(v, str), "an SQS queue name"),
@@ -74,15 +82,15 @@ class SQSBackend(QueueBackend):
         ),
     }
 
-    def __init__(self, alias, params):
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        self._client = None
-        self._poll_client = None
-        self._queue_url = self.options["QUEUE_URL"]
+        self._client: Any = None  # boto3's SQS client (boto3 has no types of its own)
+        self._poll_client: Any = None
+        self._queue_url: str | None = self.options["QUEUE_URL"]
         self._lock = threading.Lock()
 
     @property
-    def client(self):
+    def client(self) -> Any:
         """The boto3 SQS client for short calls (send, delete, visibility), built once.
 
         Bounded timeouts: a web request enqueues through it, and botocore's defaults (60 s reads,
@@ -94,7 +102,7 @@ class SQSBackend(QueueBackend):
         return self._client
 
     @property
-    def poll_client(self):
+    def poll_client(self) -> Any:
         """A client whose read timeout outlasts the long poll (WAIT_TIME_SECONDS)."""
         with self._lock:
             if self._poll_client is None:
@@ -103,19 +111,19 @@ class SQSBackend(QueueBackend):
                 )
         return self._poll_client
 
-    def _option_problems(self, given):
+    def _option_problems(self, given: dict[str, Any]) -> list[tuple[str, str, str]]:
         problems = super()._option_problems(given)
         if not (given.get("QUEUE_URL") or given.get("QUEUE_NAME")):
             problems.append(
                 (
                     "queues.E005",
                     f"TASKS[{self.alias!r}]['OPTIONS'] names no queue.",
-                    "Set QUEUE_URL or QUEUE_NAME (this site: SQS_QUEUE_URL or SQS_QUEUE_NAME).",
+                    "Set QUEUE_URL or QUEUE_NAME.",
                 )
             )
         return problems
 
-    def _build_client(self, connect_timeout, read_timeout):
+    def _build_client(self, connect_timeout: float, read_timeout: float) -> Any:
         params = dict(self.options["CLIENT_PARAMS"])
         config = Config(
             connect_timeout=connect_timeout,
@@ -129,35 +137,39 @@ class SQSBackend(QueueBackend):
         return session.client("sqs", **params)
 
     @property
-    def queue_name(self):
+    def queue_name(self) -> str:
         """QUEUE_NAME, or the last part of QUEUE_URL."""
         return self.options["QUEUE_NAME"] or queue_name_from_url(self.options["QUEUE_URL"] or "")
 
     @property
-    def queue_url(self):
+    def queue_url(self) -> str:
+        """QUEUE_URL, or the URL SQS answers for QUEUE_NAME (asked once)."""
         if self._queue_url is None:
             answer = self.client.get_queue_url(QueueName=self.queue_name)
-            self._queue_url = answer["QueueUrl"]
+            self._queue_url = str(answer["QueueUrl"])
         return self._queue_url
 
-    def check(self, *, deploy=False, **kwargs):
+    def check(self, *, deploy: bool = False, **kwargs: Any) -> list[CheckMessage]:
         return redrive_warnings(self) if deploy else super().check(**kwargs)
 
-    def queue_attributes(self, names):
+    def queue_attributes(self, names: list[str]) -> dict[str, str]:
         """The queue's attributes `names` (GetQueueAttributes), as strings."""
         answer = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=names)
-        return answer.get("Attributes", {})
+        attributes: dict[str, str] = answer.get("Attributes", {})
+        return attributes
 
-    def dead_letter_queue(self, attributes=None):
+    def dead_letter_queue(self, attributes: dict[str, str] | None = None) -> Any:
         """The DLQ of the queue's RedrivePolicy (queues.sqs.deadletter), or None."""
         if attributes is None:
             attributes = self.queue_attributes(["RedrivePolicy"])
         return dead_letter_queue(self.client, attributes)
 
-    def stats(self):
+    def stats(self) -> list[QueueStats]:
         """Messages visible, in flight and delayed, and in the DLQ (None: the queue has none)."""
         attributes = self.queue_attributes([*COUNT_ATTRIBUTES.values(), "RedrivePolicy"])
-        counts = {state: int(attributes[name]) for state, name in COUNT_ATTRIBUTES.items()}
+        counts: dict[str, int | None] = {
+            state: int(attributes[name]) for state, name in COUNT_ATTRIBUTES.items()
+        }
         dlq = self.dead_letter_queue(attributes)
         counts["dead_letter"] = None
         if dlq is not None:
@@ -167,20 +179,23 @@ class SQSBackend(QueueBackend):
             counts["dead_letter"] = sum(int(value) for value in answer["Attributes"].values())
         return [QueueStats(self.alias, self.queue_name, counts)]
 
-    def ping(self):
+    def ping(self) -> None:
         """Raise unless SQS answers GetQueueUrl for the queue (allowed to the web and worker roles
         alike, see the README's IAM policies)."""
         self.client.get_queue_url(QueueName=self.queue_name)
 
-    def send(self, body, delay):
+    def send(self, body: str, delay: int) -> Any:
+        """SendMessage of `body` to the queue, delayed `delay` seconds (0 to 900)."""
         return self.client.send_message(
             QueueUrl=self.queue_url, MessageBody=body, DelaySeconds=delay
         )
 
-    def enqueue(self, task, args, kwargs):
+    def enqueue(
+        self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[Any, Any]:
         self.ensure_valid()
         self.validate_task(task)
-        result = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
+        result: TaskResult[Any, Any] = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
         self.send(encode_message(result, task), delay_seconds(task.run_after))
         object.__setattr__(result, "enqueued_at", timezone.now())
         task_enqueued.send(type(self), task_result=result)

@@ -15,6 +15,7 @@ from playwright.sync_api import sync_playwright
 import devservices
 from impressions import batches, ledger
 from impressions.redis_client import get_flush_client
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 from .history_rows import add_impressions
 from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset_loss_counter
@@ -111,18 +112,6 @@ def history_rows():
 def wednesday():
     """A fixed 'today' in the middle of an ISO week and a month: 2026-11-18."""
     return date(2026, 11, 18)
-
-
-CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture

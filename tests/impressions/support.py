@@ -8,7 +8,9 @@ from django.conf import settings
 from django.tasks import default_task_backend
 from redis.cluster import RedisCluster
 
-from impressions import recorder
+from impressions import keys, recorder
+from impressions.conf import conf
+from impressions.recorder import BufferStatus
 from impressions.reloads import reloads
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
@@ -32,6 +34,21 @@ def ping_or_fail(url):
             f"Redis at {url} is not reachable ({error}): start it with `make test`"
             " (it starts redis-server) or point REDIS_URL at a running Redis."
         )
+
+
+def recount_buffer(client):
+    """The BufferStatus counted from every field of the buffer's keys, as the old full scan did."""
+    pending = entries = reported_lost = in_snapshots = 0
+    for shard in range(conf.SHARDS):
+        values = client.hvals(keys.pending_key(shard))
+        pending += sum(int(value) for value in values)
+        entries += len(values)
+        for flush_id in client.smembers(keys.snapshots_key(shard)):
+            snapshot = keys.snapshot_key(shard, flush_id.decode())
+            in_snapshots += sum(int(value) for value in client.hvals(snapshot))
+        reported_lost += int(client.get(keys.lost_key(shard)) or 0)
+    scheduled = bool(client.exists(keys.guard_key()))
+    return BufferStatus(pending, entries, reported_lost, in_snapshots, scheduled)
 
 
 def reset_loss_counter():

@@ -4,15 +4,19 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 from django.test import override_settings
 from django.utils import timezone
 
+from impressions import flush_now
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
 from .support import scheduled_flushes
+
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +70,7 @@ def test_post_list_says_unavailable_when_redis_is_down(staff_client, private_red
     assert "Redis is unavailable" in html
 
 
-def test_ledger_is_read_only_and_flush_now_enqueues_the_task(staff_client, standalone_buffer):
+def test_ledger_is_read_only(staff_client, standalone_buffer):
     record_impressions("u:1", [p.id for p in make_posts(1)])
     flush_pending()
     ledger_page = staff_client.get("/admin/impressions/flush/")
@@ -76,23 +80,66 @@ def test_ledger_is_read_only_and_flush_now_enqueues_the_task(staff_client, stand
     assert staff_client.get(f"/admin/impressions/flush/{flush.id}/change/").status_code == 200
     assert staff_client.post(f"/admin/impressions/flush/{flush.id}/delete/").status_code == 403
     assert staff_client.get("/admin/impressions/flush/add/").status_code == 403
+    assert staff_client.get("/admin/impressions/flush/flush-now/").status_code == 405
 
-    before = len(scheduled_flushes())
-    response = staff_client.post(
-        "/admin/impressions/flush/flush-now/", {"next": "/admin/casusult/post/"}
+
+def test_flush_now_comes_back_saying_what_that_flush_did(staff_client, standalone_buffer):
+    posts = make_posts(2)
+    record_impressions("u:1", [p.id for p in posts])
+    with override_settings(TASKS=IMMEDIATE_TASKS):  # runs in the request: done at once
+        response = staff_client.post(
+            "/admin/impressions/flush/flush-now/", {"next": "/admin/casusult/post/"}, follow=True
+        )
+    assert response.redirect_chain == [("/admin/casusult/post/", 302)]
+    flush = Flush.objects.get()
+    message = str(next(iter(response.context["messages"])))
+    assert re.fullmatch(
+        rf'Flush <a href="/admin/impressions/flush/{flush.pk}/change/">{flush.pk}</a>:'
+        r" 2 impressions applied to 2 posts in \d+ ms\.",
+        message,
     )
-    assert response.status_code == 302
-    assert response["Location"] == "/admin/casusult/post/"
+    assert cells(response.content.decode(), posts[0], "impressions") == "1"
+
+
+def test_flush_now_waits_on_a_page_of_its_own_until_a_worker_ran_it(
+    staff_client, standalone_buffer, monkeypatch
+):
+    monkeypatch.setattr(flush_now, "WAIT_IN_REQUEST", 0)
+    record_impressions("u:1", [p.id for p in make_posts(1)])
+    before = len(scheduled_flushes())
+    response = staff_client.post("/admin/impressions/flush/flush-now/", {"next": "/admin/"})
     enqueued = scheduled_flushes()
     assert len(enqueued) == before + 1
     assert enqueued[-1].task.run_after is None  # now, not after the window
-    assert staff_client.get("/admin/impressions/flush/flush-now/").status_code == 405
+    assert enqueued[-1].kwargs == {"manual": True}
+    waiting_url = response["Location"]
+    assert waiting_url.startswith(f"/admin/impressions/flush/flush-now/{enqueued[-1].id}/?since=")
+    waiting = staff_client.get(waiting_url)
+    assert waiting.status_code == 200
+    assert '<meta http-equiv="refresh" content="1">' in waiting.content.decode()
+    flush_pending(keep_schedule=True)  # what the worker does (the Dummy backend keeps no result)
+    done = staff_client.get(waiting_url)
+    assert done.status_code == 302 and done["Location"] == "/admin/"
+    message = str(next(iter(get_messages(done.wsgi_request))))
+    assert "1 impression applied to 1 post in " in message
+    assert staff_client.get(waiting_url.split("?")[0] + "?since=yesterday").status_code == 400
+
+
+def test_flush_now_goes_back_only_to_this_site(staff_client, standalone_buffer, monkeypatch):
+    monkeypatch.setattr(flush_now, "WAIT_IN_REQUEST", 0)
+    response = staff_client.post(
+        "/admin/impressions/flush/flush-now/", {"next": "https://evil.example/"}
+    )
+    assert "next=%2Fadmin%2Fimpressions%2Fflush%2F" in response["Location"]
+    assert "evil" not in response["Location"]
 
 
 def test_the_ledger_is_spelled_right_and_reads_to_the_second(staff_client, standalone_buffer):
     record_impressions("u:1", [p.id for p in make_posts(2)])
     flush_pending()
     flush = Flush.objects.get()
+    # The start to the microsecond (the id has whole seconds): the duration is the flush's own.
+    assert flush.started_at.microsecond != 0
     html = staff_client.get("/admin/impressions/flush/").content.decode()
     assert "flushs" not in html.lower()
     assert "Select flush to view" in html

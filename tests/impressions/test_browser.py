@@ -15,10 +15,10 @@ PASSWORD = "browser-test-pw"
 
 def drawn_bars(page, figure):
     """{day: count} of the bars the browser laid out (height > 0 where count > 0)."""
-    bars = page.locator(f"{figure} svg .bars rect")
+    bars = page.locator(f"{figure} svg g.bar")
     rows = bars.evaluate_all(
-        "rects => rects.map(r => [r.dataset.day, Number(r.dataset.count),"
-        " r.getBoundingClientRect().height])"
+        "bars => bars.map(g => [g.dataset.day, Number(g.dataset.count),"
+        " g.querySelector('rect.flushed').getBoundingClientRect().height])"
     )
     for day, count, height in rows:
         assert (height > 0) == (count > 0), f"bar of {day} ({count}) is {height} px high"
@@ -58,7 +58,7 @@ def test_staff_sees_the_charts_with_the_database_numbers(
         page.fill("#id_password", PASSWORD)
         page.click("input[type=submit]")
         page.wait_for_url("**/admin/impressions/dashboard/")
-        chart = page.locator("#chart-site svg")
+        chart = page.locator("#chart-site svg.impressions-chart-svg")
         assert chart.is_visible()
         box = chart.bounding_box()
         assert box["width"] > 600 and box["height"] > 150
@@ -72,7 +72,10 @@ def test_staff_sees_the_charts_with_the_database_numbers(
         assert page.locator("#chart-site figcaption").inner_text().startswith("27 impressions")
         top = page.locator("#top-today tbody tr")
         assert [
-            (int(row.get_attribute("data-object-id")), int(row.locator("td.count").inner_text()))
+            (
+                int(row.get_attribute("data-object-id")),
+                int(row.locator("td.count .number").inner_text()),
+            )
             for row in top.all()
         ] == top_today
         assert page.locator("#buffer-pending").is_visible()
@@ -80,7 +83,7 @@ def test_staff_sees_the_charts_with_the_database_numbers(
         page.locator("#top-today tbody tr a").first.click()  # the top post's admin page
         page.wait_for_url(f"**/admin/casusult/post/{posts[0].id}/change/")
         figure = f"#chart-object-{posts[0].id}"
-        assert page.locator(f"{figure} svg").is_visible()
+        assert page.locator(f"{figure} svg.impressions-chart-svg").is_visible()
         assert drawn_bars(page, figure) == post_series
         assert table_numbers(page, figure) == post_series
         assert errors == []

@@ -1,9 +1,15 @@
 """The public API and the client's set-up, without services: what a site reaches, and how."""
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
+from django.test import override_settings
+from django.utils import timezone
 
 import impressions
-from impressions import api
+from impressions import api, keys, periods, recorder
+from impressions.recorder import Today
 from impressions.redis_client import is_cluster_mode
 
 
@@ -28,3 +34,50 @@ def test_the_package_hides_what_is_not_public():
 def test_known_cluster_endpoints_pick_the_cluster_client_without_a_round_trip(url):
     # The hosts do not resolve here: any network use would raise instead of answering.
     assert is_cluster_mode(url, {"socket_connect_timeout": 0.05}) is True
+
+
+def test_record_keys_are_the_keys_the_key_functions_name():
+    viewer = "u:7"
+    shard = keys.shard_of(viewer)
+    each = [
+        keys.seen_key(shard, viewer),
+        keys.pending_key(shard),
+        keys.armed_key(shard),
+        keys.lost_key(shard),
+        keys.pending_days_key(shard),
+        keys.totals_key(shard),
+        keys.snapshots_key(shard),
+        keys.rate_key(shard, viewer, 490_000),
+    ]
+    assert keys.record_keys(shard, viewer, 490_000, with_guard=False) == each
+    assert keys.record_keys(shard, viewer, 490_000, with_guard=True) == [*each, keys.guard_key()]
+    with override_settings(IMPRESSIONS_KEY_PREFIX="other"):
+        assert keys.record_keys(shard, viewer, 1, with_guard=False)[1] == keys.pending_key(shard)
+        assert keys.pending_key(shard).startswith("{other:")
+
+
+@override_settings(TIME_ZONE="Asia/Kolkata")
+def test_today_changes_at_the_time_zones_midnight_and_not_before():
+    zone = ZoneInfo("Asia/Kolkata")
+    midnight = datetime(2026, 11, 19, tzinfo=zone).timestamp()
+    clock = [midnight - 0.001]
+    today = Today(clock=lambda: clock[0])
+    assert today.text() == "20261118"
+    clock[0] = midnight - 3600
+    assert today.text() == "20261118"  # from the kept span
+    clock[0] = midnight
+    assert today.text() == "20261119"
+    clock[0] = midnight + 86399.999
+    assert today.text() == "20261119"
+    clock[0] = midnight + 86400
+    assert today.text() == "20261120"
+
+
+def test_today_follows_a_change_of_time_zone():
+    # 25 hours apart: at any moment their dates differ, so a kept span would show.
+    texts = []
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago", "Pacific/Kiritimati"):
+        with override_settings(TIME_ZONE=zone):
+            texts.append(recorder.today.text())
+            assert texts[-1] == keys.day_text(periods.day_of(timezone.now()))
+    assert texts[0] != texts[1]

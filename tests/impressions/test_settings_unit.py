@@ -27,6 +27,12 @@ from tests.queues.rq.support import rq_settings
         ("IMPRESSIONS_HISTORY_DAYS", -1),
         ("IMPRESSIONS_HISTORY_DAYS", "400"),
         ("IMPRESSIONS_HISTORY_DAYS", True),
+        ("IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR", -1),
+        ("IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR", "2000"),
+        ("IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR", None),
+        ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", 10**10),
+        ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", 2.5),
+        ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", False),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_setting(name, value):
@@ -77,6 +83,18 @@ def test_deploy_check_warns_when_the_flush_cannot_be_deferred():
     assert "impressions.W002" in ids  # stored, never run: nothing would flush
     with override_settings(**rq_settings(settings.RQ_REDIS_URL)):
         assert check_flush_can_be_deferred() == []
+
+
+def test_deploy_check_warns_when_a_proxy_in_front_is_not_trusted():
+    def deploy_ids(**overrides):
+        with override_settings(**overrides):
+            return {message.id for message in run_checks(include_deployment_checks=True)}
+
+    proxied = {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https")}
+    assert "impressions.W004" in deploy_ids(**proxied)
+    assert "impressions.W004" not in deploy_ids(**proxied, IMPRESSIONS_TRUSTED_PROXIES=1)
+    assert "impressions.W004" not in deploy_ids(**proxied, IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR=0)
+    assert "impressions.W004" not in deploy_ids(SECURE_PROXY_SSL_HEADER=None)
 
 
 def counted_model_check_ids():

@@ -13,6 +13,7 @@ PROD_ENV = {
     "QUEUE_BACKEND": "sqs",
     "SQS_QUEUE_NAME": "casusult",
     "REDIS_URL": "rediss://buffer.serverless.use1.cache.amazonaws.com:6379/0",
+    "IMPRESSIONS_TRUSTED_PROXIES": "1",  # the ALB (impressions.W004 otherwise)
     # Whatever the developer's shell has must not leak into the production check.
     "DEBUG": None,
     "LOG_FORMAT": None,
@@ -106,3 +107,18 @@ def test_prod_logs_one_json_object_per_line(manage):
     assert entry["message"] == "hello world"
     assert entry["level"] == "WARNING"
     assert entry["post_id"] == 7
+
+
+def test_production_sends_the_same_headers(manage):
+    script = (
+        "import json; from django.conf import settings; print(json.dumps({"
+        "'csp': settings.SECURE_CSP, 'pp': settings.PERMISSIONS_POLICY,"
+        " 'middleware': settings.MIDDLEWARE}))"
+    )
+    result = manage("shell", "-c", script, env=PROD_ENV)
+    assert result.returncode == 0, result.stderr
+    prod = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "django.middleware.csp.ContentSecurityPolicyMiddleware" in prod["middleware"]
+    assert "casusult.security.PermissionsPolicyMiddleware" in prod["middleware"]
+    assert prod["csp"]["script-src"] == ["'self'", "<CSP_NONCE_SENTINEL>"]
+    assert prod["pp"]["camera"] == []

@@ -1,6 +1,8 @@
-"""The benchmark harness's arithmetic (medians, percentiles, ratios, interleaving); no services."""
+"""The benchmark harness's arithmetic (medians, percentiles, ratios, interleaving, the load
+loop and its checks); no services."""
 
 import math
+import time
 
 import pytest
 
@@ -10,15 +12,21 @@ from benchmarks.harness import (
     ContenderFailed,
     Measurement,
     Result,
+    Spread,
     format_ratio,
     markdown_table,
     median,
     ours_of,
+    paired_ratios,
     percentile,
     ratio,
     run_interleaved,
     run_round,
 )
+from benchmarks.loadworkers import timed_loop
+from benchmarks.recordload import FIRST_VIEWS, RELOADS, LoadRun, check_exact
+from benchmarks.redisraw import parse_csv
+from benchmarks.targets import ServerSample
 
 
 def test_median_and_percentile_match_the_textbook():
@@ -91,3 +99,56 @@ def test_markdown_table_aligns_columns():
     assert lines[3] == "| 333 | 4  |"
     with pytest.raises(ValueError, match="zip"):
         markdown_table(["a"], [["1", "2"]])
+
+
+def test_paired_ratios_and_their_spread():
+    ratios = paired_ratios([2, 3, 4], [1, 4, 0])
+    assert ratios[:2] == [2, 0.75] and math.isnan(ratios[2])
+    spread = Spread.of(ratios)
+    assert (spread.median, spread.low, spread.high) == (1.375, 0.75, 2)
+    assert spread.meets(1.3) and not spread.meets(1.4)
+    assert spread.text() == "1.38 (0.75 to 2.00)"
+    assert Spread.of([]).text() == "n/a" and not Spread.of([]).meets(0)
+    with pytest.raises(ValueError, match="zip"):
+        paired_ratios([1], [1, 2])
+
+
+def test_redis_benchmark_csv_skips_the_cluster_preamble():
+    text = (
+        "Cluster has 3 master nodes:\n\nMaster 0: 8473 127.0.0.1:11031\n\n"
+        '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",'
+        '"p99_latency_ms","max_latency_ms"\n'
+        '"EVALSHA e0e1 1 {tag}:x","7462.69","0.328","0.024","0.167","0.583","4.367","19.167"\n'
+    )
+    assert parse_csv(text) == [
+        {"test": "EVALSHA e0e1 1 {tag}:x", "rps": 7462.69, "p50_ms": 0.167, "p99_ms": 4.367}
+    ]
+
+
+def test_timed_loop_counts_calls_and_says_when_the_calls_ran_out():
+    done = timed_loop([1, 2, 3], lambda item: (item, 1), time.time(), seconds=3600)
+    assert (done.calls, done.counted, done.lost, done.exhausted) == (3, 6, 3, True)
+    assert len(done.latencies) == 3
+    # A deadline already past: one call, then it stops, cycling or not.
+    once = timed_loop([5], lambda item: (item, 0), time.time(), seconds=0, cycle=True)
+    assert (once.calls, once.counted, once.exhausted) == (1, 5, False)
+
+
+def test_a_run_is_exact_or_fails():
+    check_exact("ours", FIRST_VIEWS, served=100, counted=80, lost=20, pending=90)
+    check_exact("raw", RELOADS, served=100, counted=0, lost=0, pending=0)
+    with pytest.raises(ContenderFailed, match="expected 100"):
+        check_exact("ours", FIRST_VIEWS, served=100, counted=90, lost=0, pending=90)
+    with pytest.raises(ContenderFailed, match="Redis holds 101"):
+        check_exact("ours", FIRST_VIEWS, served=100, counted=100, lost=0, pending=101)
+    with pytest.raises(ContenderFailed, match="expected 0"):
+        check_exact("ours", RELOADS, served=100, counted=20, lost=0, pending=20)
+
+
+def test_server_samples_subtract_and_a_run_divides_by_what_it_recorded():
+    before = ServerSample(cpu=1.0, net_in=100, net_out=50)
+    used = ServerSample(cpu=1.5, net_in=1100, net_out=2050) - before
+    assert used == ServerSample(0.5, 1000, 2000)
+    run = LoadRun("ours", 2, calls=10, served=200, counted=150, lost=50, rate=1.0, server=used)
+    assert run.cpu_per_impression == 0.5 / 150
+    assert run.bytes_per_call == 300

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 import impressions
+from casusult.models import Post
 from impressions import stats
 from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
 from screenshots.__main__ import fill
@@ -25,3 +26,7 @@ def test_the_screenshots_history_is_rolled_up_but_today_and_reads_back():
     assert post.pk == top_id
     history = impressions.history([top_id], today - timedelta(days=29), today)[top_id]
     assert sum(history.values()) == count
+    # Each post's total is what its history adds up to, as after real flushes.
+    for shown in Post.objects.all():
+        days = impressions.history([shown.pk], today - timedelta(days=400), today)[shown.pk]
+        assert shown.impressions == sum(days.values())

@@ -35,7 +35,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, batch_size=None, **options):
         try:
-            report = flush_pending(batch_size=batch_size)
+            # By hand: a flush the schedule has queued still runs, for what comes after.
+            report = flush_pending(batch_size=batch_size, keep_schedule=True)
         except FlushError as error:
             raise CommandError(f"could not flush: {error}") from error
         self.stdout.write(str(report))

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         if not worker_path:
             raise CommandError(
                 f"TASKS[{backend!r}] uses {type(task_backend).__name__}, which has no worker "
-                "(set QUEUE_BACKEND=rq or sqs)."
+                "(point TASKS at queues.rq.backend.RQBackend or queues.sqs.backend.SQSBackend)."
             )
         try:
             task_backend.ensure_valid()

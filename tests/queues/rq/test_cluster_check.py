@@ -64,7 +64,7 @@ def test_check_deploy_and_runworker_refuse_a_cluster_node(redis_cluster_url, man
     worker = manage("runworker", "--burst", env=env)
     assert worker.returncode != 0
     assert "CommandError: RQ cannot use the Redis at" in worker.stderr
-    assert "cluster" in worker.stderr and "QUEUE_BACKEND=sqs" in worker.stderr
+    assert "cluster" in worker.stderr and "SQSBackend" in worker.stderr
     assert "CROSSSLOT" not in worker.stderr and "Traceback" not in worker.stderr
     assert rq_keys_on(nodes) == []
 

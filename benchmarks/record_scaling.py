@@ -1,0 +1,242 @@
+"""Section "Record path under load": paired, alternating rounds over 1-8 processes for each target
+(standalone, 3-node cluster) and workload (first views, reloads); tables, headlines, figures."""
+
+from dataclasses import dataclass, field
+
+from . import targets
+from .harness import (
+    ContenderFailed,
+    Spread,
+    format_rate,
+    format_seconds,
+    markdown_table,
+    median,
+    paired_ratios,
+    percentile,
+)
+from .recordload import (
+    CEILING_CLIENTS,
+    FIRST_VIEWS,
+    GOAL_CEILING,
+    GOAL_PER_PROCESS,
+    OURS,
+    PAGE,
+    PAGES_PER_VIEWER,
+    RAW,
+    RELOAD_PAIRS,
+    RELOADS,
+    LoadBench,
+)
+
+WORKLOADS = (FIRST_VIEWS, RELOADS)
+TARGETS = ("standalone", "cluster")
+
+
+@dataclass
+class WorkloadRuns:
+    """Every run of one workload on one target: {processes: {contender: [run per round]}}."""
+
+    cells: dict = field(default_factory=dict)
+    ceilings: list = field(default_factory=list)  # one redis-benchmark run per round
+
+    def ratio_to_raw(self, processes):
+        cell = self.cells[processes]
+        return Spread.of(paired_ratios([r.rate for r in cell[OURS]], [r.rate for r in cell[RAW]]))
+
+    def ratio_to_ceiling(self, processes):
+        ours = [r.rate for r in self.cells[processes][OURS]]
+        return Spread.of(paired_ratios(ours, [r.rate for r in self.ceilings]))
+
+    def best_to_ceiling(self):
+        """(processes, Spread) where ours comes closest to the ceiling."""
+        spreads = [(n, self.ratio_to_ceiling(n)) for n in self.cells]
+        return max(spreads, key=lambda item: item[1].median, default=(None, Spread.of([])))
+
+
+@dataclass
+class TargetRuns:
+    name: str
+    workloads: dict = field(default_factory=dict)
+    simple_command_cpu: float | None = None  # Redis CPU of one 3-byte SET (redis-benchmark)
+    error: str | None = None
+
+
+def measure(bench, processes, rounds, log=print):
+    """Rounds of: the process counts (ascending, then descending), ours and raw in alternating
+    order at each, and the ceiling at a rotating place; paired ratios come from one round."""
+    runs = TargetRuns(bench.target.name)
+    for workload in WORKLOADS:
+        log(f"  {bench.target.name}: {workload}")
+        found = runs.workloads[workload] = WorkloadRuns(
+            cells={n: {OURS: [], RAW: []} for n in processes}
+        )
+        for round_number in range(rounds):
+            order = processes if round_number % 2 == 0 else processes[::-1]
+            ceiling_at = round_number % (len(order) + 1)
+            for place, count in enumerate(order):
+                if place == ceiling_at:
+                    found.ceilings.append(bench.ceiling(workload))
+                pair = (OURS, RAW) if (round_number + place) % 2 == 0 else (RAW, OURS)
+                for contender in pair:
+                    found.cells[count][contender].append(bench.run(contender, workload, count))
+            if ceiling_at == len(order):
+                found.ceilings.append(bench.ceiling(workload))
+    runs.simple_command_cpu = bench.simple_command_cpu()
+    return runs
+
+
+def run(options, post_ids, log=print):
+    """(markdown, figures) of the whole section."""
+    chosen = options.load_targets
+    log(
+        f"record path under load: {', '.join(chosen)}; processes {options.load_processes},"
+        f" {options.load_seconds} s a run, {options.rounds} round(s)"
+    )
+    results = []
+    for name in chosen:
+        opener = targets.cluster() if name == "cluster" else targets.standalone(options.redis_url)
+        try:
+            with opener as target:
+                bench = LoadBench(
+                    target, post_ids, options.load_processes, options.load_seconds, log
+                )
+                try:
+                    results.append(measure(bench, options.load_processes, options.rounds, log))
+                finally:
+                    bench.close()
+        except ContenderFailed as error:
+            log(f"  {name}: FAILED: {error}")
+            results.append(TargetRuns(name, error=str(error)))
+    return render(results, options), figures(results)
+
+
+def render(results, options):
+    text = (
+        f"Each run: N forked processes record timeline pages of {PAGE} posts for"
+        f" {options.load_seconds} s against a Redis emptied before it. **First views**: a viewer"
+        f" scrolls {PAGES_PER_VIEWER} pages, so every call counts {PAGE} new posts and reaches"
+        f" Redis. **Reloads**: each process first records {RELOAD_PAIRS:,} (viewer, page) pairs"
+        " (untimed), then serves them again and again inside the window: nothing counts, and ours'"
+        " reload cache answers without Redis. **ours**: `impressions.record(request, posts)` with a"
+        " logged-in viewer's session. **raw**: the same RECORD script, keys and arguments (built"
+        " untimed by the recorder's own `record_call`) sent with EVALSHA from a plain redis-py"
+        " client with ours' 50 ms timeout. **redis-benchmark**: the same script, EVALSHA from"
+        f" {CEILING_CLIENTS} connections (`--cluster` on the cluster), a fresh viewer and posts per"
+        " call (`__rand_int__`; for reloads one viewer and page per node): the server's ceiling."
+        " impressions/s counts impressions recorded (counted, or de-duplicated on a reload);"
+        " failed calls do not count. Redis CPU: `used_cpu_user + used_cpu_sys` deltas of INFO,"
+        " summed over the nodes, per recorded impression. Ratios are paired by round: median"
+        " (min to max). Every run is checked: the calls counted every first view and no reload,"
+        " and Redis holds exactly what they counted.\n"
+    )
+    for runs in results:
+        text += f"\n**{runs.name}**\n\n"
+        if runs.error:
+            text += f"FAILED: {runs.error}\n"
+            continue
+        text += table(runs) + "\n"
+    return text
+
+
+def table(runs):
+    rows = []
+    for workload, found in runs.workloads.items():
+        ceiling = median([r.rate for r in found.ceilings])
+        ceiling_cpu = median([r.cpu_per_impression for r in found.ceilings])
+        for count, cell in found.cells.items():
+            ours, raw = cell[OURS], cell[RAW]
+            rows.append(
+                [
+                    workload,
+                    str(count),
+                    rate_of(ours),
+                    rate_of(raw),
+                    found.ratio_to_raw(count).text(),
+                    format_rate(ceiling),
+                    found.ratio_to_ceiling(count).text(),
+                    " / ".join(cpu_text(x) for x in (cpu_of(ours), cpu_of(raw), ceiling_cpu)),
+                    f"{latency(ours, 50)} / {latency(raw, 50)}",
+                    f"{latency(ours, 99)} / {latency(raw, 99)}",
+                    f"{sum(r.lost for r in ours):,} / {sum(r.lost for r in raw):,}",
+                ]
+            )
+    return markdown_table(
+        [
+            "workload",
+            "processes",
+            "ours impressions/s",
+            "raw impressions/s",
+            "ours ÷ raw",
+            "redis-benchmark impressions/s",
+            "ours ÷ redis-benchmark",
+            "Redis CPU per impression: ours / raw / redis-benchmark",
+            "p50 ours / raw",
+            "p99 ours / raw",
+            "lost ours / raw",
+        ],
+        rows,
+    )
+
+
+def rate_of(runs):
+    text = format_rate(median([r.rate for r in runs]))
+    return text + (" (ran out of calls)" if any(r.exhausted for r in runs) else "")
+
+
+def cpu_of(runs):
+    return median([r.cpu_per_impression for r in runs])
+
+
+def cpu_text(seconds):
+    return format_seconds(seconds)
+
+
+def latency(runs, q):
+    return format_seconds(percentile([value for r in runs for value in r.latencies], q))
+
+
+def figures(results):
+    """What the capacity plan and the headlines read: {target: {...}}."""
+    out = {}
+    for runs in results:
+        if runs.error:
+            continue
+        first = runs.workloads[FIRST_VIEWS]
+        most = max(first.cells)
+        out[runs.name] = {
+            "per_process": first.ratio_to_raw(min(first.cells)),
+            "best_to_ceiling": first.best_to_ceiling(),
+            "reloads_per_process": runs.workloads[RELOADS].ratio_to_raw(min(first.cells)),
+            "cpu_per_impression": cpu_of(first.cells[most][OURS]),
+            "cpu_per_impression_raw": cpu_of(first.cells[most][RAW]),
+            "reload_cpu_per_impression": cpu_of(runs.workloads[RELOADS].cells[most][OURS]),
+            "reload_raw_cpu_per_impression": cpu_of(runs.workloads[RELOADS].cells[most][RAW]),
+            "p99": percentile([v for r in first.cells[most][OURS] for v in r.latencies], 99),
+            "most_processes": most,
+            "bytes_per_call": median([r.bytes_per_call for r in first.cells[most][OURS]]),
+            "ceiling_rate": median([r.rate for r in first.ceilings]),
+            "ceiling_cpu_per_impression": median([r.cpu_per_impression for r in first.ceilings]),
+            "simple_command_cpu": runs.simple_command_cpu,
+            "ours_rate": {n: median([r.rate for r in c[OURS]]) for n, c in first.cells.items()},
+        }
+    return out
+
+
+def headlines(found):
+    lines = []
+    for name, figures_ in found.items():
+        per_process = figures_["per_process"]
+        count, best = figures_["best_to_ceiling"]
+        reloads = figures_["reloads_per_process"]
+        lines.append(
+            f"Record path, first views, {name}: ours ÷ raw redis-py (same script), one process"
+            f" **{per_process.text()}** ({verdict(per_process, GOAL_PER_PROCESS)});"
+            f" ours with {count} processes ÷ redis-benchmark's ceiling **{best.text()}**"
+            f" ({verdict(best, GOAL_CEILING)}). Reloads, one process: ours ÷ raw"
+            f" **{reloads.text(1)}**."
+        )
+    return lines
+
+
+def verdict(spread, goal):
+    return f"goal ≥ {goal}: {'met' if spread.meets(goal) else 'missed'}"

@@ -1,0 +1,112 @@
+""" "Flush now" in the admin: enqueue a flush by hand, wait for it, and say what that flush did.
+
+A worker runs the flush (never the request), so the page that pressed the button is shown again
+only once the result is known: the POST waits a moment, then a small page refreshes itself until
+the flush has run. The result comes from the task backend when it keeps results (RQ, Immediate),
+else from the ledger: the first flush that started after the button was pressed.
+"""
+
+import time
+from dataclasses import dataclass
+
+from django.tasks import TaskResultStatus
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .dashboard import counted, run_time_text
+from .models import Flush
+from .tasks import enqueue_flush, flush_impressions_task
+
+WAIT_IN_REQUEST = 2.0  # seconds the POST waits for the result before showing the waiting page
+POLL_EVERY = 0.1
+NO_WORKER_AFTER = 30  # seconds: then the waiting page asks whether a worker is running
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a flush asked for by hand: `done`, and then `ok` and the message."""
+
+    done: bool
+    ok: bool = True
+    message: str = ""
+
+
+PENDING = Outcome(done=False)
+
+
+def start():
+    """Enqueue the manual flush; returns its TaskResult (raises what the backend raises)."""
+    return enqueue_flush(delay=0, manual=True)
+
+
+def wait(result, since, timeout=WAIT_IN_REQUEST):
+    """The Outcome of `result`, waiting up to `timeout` s for the flush to finish."""
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = outcome_of(result.id, since, result)
+        if outcome.done or time.monotonic() >= deadline:
+            return outcome
+        time.sleep(POLL_EVERY)
+
+
+def outcome_of(result_id, since, result=None):
+    """The Outcome of the flush task `result_id`, enqueued at `since` (an aware datetime)."""
+    if result is not None and result.is_finished:  # a backend that ran it at once
+        return outcome_of_result(result)
+    backend = flush_impressions_task.get_backend()
+    if backend.supports_get_result:
+        try:
+            return outcome_of_result(backend.get_result(result_id))
+        except TaskResultDoesNotExist:
+            return Outcome(True, False, "The flush task is gone from the queue; see the ledger.")
+    flush = (
+        Flush.objects.filter(started_at__gte=since, finished_at__isnull=False)
+        .order_by("started_at")
+        .first()
+    )
+    return PENDING if flush is None else outcome_of_ledger(flush)
+
+
+def outcome_of_result(result):
+    if result.status == TaskResultStatus.SUCCESSFUL:
+        report = result.return_value
+        flush = Flush.objects.filter(pk=report["flush_id"]).first()
+        if flush is not None:
+            return outcome_of_ledger(flush)
+        return Outcome(True, True, f"Flush {report['flush_id']}: {report['outcome']}.")
+    if result.status == TaskResultStatus.FAILED:
+        error = result.errors[-1].exception_class_path if result.errors else "an error"
+        return Outcome(
+            True,
+            False,
+            f"The flush failed ({error}); its impressions stay in Redis for the next flush."
+            " The worker's log and the ledger say more.",
+        )
+    return PENDING
+
+
+def outcome_of_ledger(flush):
+    """The message of a finished ledger row, linking to it."""
+    url = reverse("admin:impressions_flush_change", args=[flush.pk])
+    if flush.outcome == Flush.Outcome.FAILED:
+        text = format_html('Flush <a href="{}">{}</a> failed: {}', url, flush.pk, flush.error)
+        return Outcome(True, False, text)
+    if flush.outcome == Flush.Outcome.EMPTY:
+        text = format_html('Flush <a href="{}">{}</a>: nothing was pending.', url, flush.pk)
+        return Outcome(True, True, text)
+    dropped = ""
+    if flush.impressions_dropped:
+        dropped = (
+            f" {flush.impressions_dropped:,} dropped for {flush.posts_dropped:,} deleted posts."
+        )
+    text = format_html(
+        'Flush <a href="{}">{}</a>: {} applied to {} in {}.{}',
+        url,
+        flush.pk,
+        counted(flush.impressions_applied, "impression"),
+        counted(flush.posts_updated, "post"),
+        run_time_text(flush.finished_at - flush.started_at),
+        dropped,
+    )
+    return Outcome(True, True, text)

@@ -1,0 +1,62 @@
+"""The queue backends' quick start, verbatim, in fresh projects on the installed wheels: a task of
+the project's own runs on RQ and on SQS (moto over HTTP), without the impressions app."""
+
+import uuid
+
+import pytest
+
+from tests.distributions.conftest import code_blocks
+
+PAGE = "queues/quickstart.md"
+
+
+def test_the_pip_line_takes_both_extras():
+    [(_, pip)] = [block for block in code_blocks(PAGE) if block[0] == "pip"]
+    assert pip.split() == ["pip", "install", '"casusult-queues[rq,sqs]"']
+
+
+def enqueue_reports(project, report, *lines):
+    code = "from reports.tasks import write_report\n" + "".join(
+        f"write_report.enqueue({str(report)!r}, {line!r})\n" for line in lines
+    )
+    project.shell(code)
+
+
+def test_a_task_of_its_own_runs_on_rq(new_project, quickstart_redis, tmp_path):
+    _, rq_url = quickstart_redis
+    project = new_project("reports")
+    project.apply(PAGE, {"redis://127.0.0.1:6379/1": rq_url})
+    project.manage("check", "--fail-level", "WARNING")
+    report = tmp_path / "report.txt"
+    enqueue_reports(project, report, "one", "two")
+    assert not report.exists()  # enqueued, not run
+
+    project.manage("runworker", "--burst")
+
+    assert report.read_text().splitlines() == ["one", "two"]
+    apps = project.shell("from django.conf import settings; print(settings.INSTALLED_APPS)")
+    assert "impressions" not in apps
+
+
+@pytest.mark.sqs
+def test_a_task_of_its_own_runs_on_sqs(new_project, moto_aws_env, moto_sqs_client, tmp_path):
+    queue = f"quickstart-{uuid.uuid4().hex[:8]}"
+    project = new_project("reports")
+    project.env.update(moto_aws_env)
+    commands = project.apply(PAGE, {'"mysite-tasks"': f'"{queue}"'}, append="sqs")
+    # The test's own choice, not the quick start's: --burst ends after a 1 s empty poll, not 20 s.
+    with (project.path / "mysite" / "settings.py").open("a") as file:
+        file.write('\nTASKS["default"]["OPTIONS"]["WAIT_TIME_SECONDS"] = 1\n')
+    assert ("run", "python manage.py sqs_setup\n") in commands
+    project.manage("sqs_setup")
+    project.manage("check", "--fail-level", "WARNING")
+    report = tmp_path / "report.txt"
+    enqueue_reports(project, report, "three")
+
+    project.manage("runworker", "--burst")
+
+    assert report.read_text().splitlines() == ["three"]
+    url = moto_sqs_client.get_queue_url(QueueName=queue)["QueueUrl"]
+    attributes = moto_sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"  # acknowledged
+    assert "RedrivePolicy" in attributes["Attributes"]  # sqs_setup made the dead-letter queue

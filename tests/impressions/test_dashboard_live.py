@@ -1,0 +1,215 @@
+"""What Plausible and django-hitcount users expect of the dashboard: live numbers, the range's
+total and change, quick ranges, every post ranked with its CSV, each post's counts by its chart;
+against PostgreSQL and Redis."""
+
+import re
+from datetime import timedelta
+from html import unescape
+
+import pytest
+
+from casusult.models import Post
+from impressions import keys, stats
+from impressions.flush import flush_pending
+from impressions.recorder import record_impressions
+from tests.factories import make_posts
+
+from .support import scheduled_flushes
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD = "/admin/impressions/dashboard/"
+OBJECTS = "/admin/impressions/dashboard/objects/"
+
+
+def bar(html, chart_id, day):
+    """(count, pending, classes) of one day's bar in a chart."""
+    start = html.index(f'id="chart-{chart_id}"')
+    match = re.search(
+        rf'<g class="(bar[^"]*)" role="img" data-day="{day.isoformat()}" data-count="(\d+)"'
+        r' data-pending="(\d+)">\s*<title>([^<]*)</title>',
+        html[start:],
+    )
+    return int(match[2]), int(match[3]), match[1], match[4]
+
+
+def test_an_impression_recorded_now_shows_at_once_marked_not_yet_flushed(
+    superuser_client, history_rows, standalone_buffer
+):
+    posts = make_posts(3)
+    today = stats.today()
+    history_rows(posts[0].id, today, 5)
+    history_rows(posts[1].id, today, 4)
+    for viewer in range(3):  # posts[1] passes posts[0] with what is still in Redis
+        record_impressions(f"u:{viewer}", [posts[1].id, posts[2].id])
+    html = superuser_client.get(DASHBOARD).content.decode()
+    count, pending, classes, title = bar(html, "site", today)
+    assert (count, pending, classes) == (15, 6, "bar today")
+    assert title.endswith(": 15 impressions so far today, 6 of them not yet flushed")
+    assert 'id="range-total">15</strong>' in html
+    assert 'id="range-pending">6 of them not yet flushed' in html
+    top = html[html.index('id="top-today"') : html.index("</table>", html.index('id="top-today"'))]
+    rows = re.findall(
+        r'data-object-id="(\d+)" data-pending="(\d+)">.*?class="number">(\d+)<', top, re.S
+    )
+    # Only the posts the history ranks are shown, with their live counts, ranked again.
+    assert rows == [(str(posts[1].id), "3", "7"), (str(posts[0].id), "0", "5")]
+    assert "+3</small>" in top
+
+    flush_pending()  # now in the history: the same numbers, none pending
+    html = superuser_client.get(DASHBOARD).content.decode()
+    assert bar(html, "site", today)[:2] == (15, 0)
+    assert "not yet flushed" not in html.split('id="range-total"', 1)[1].split("</section>", 1)[0]
+
+
+def test_the_range_total_and_its_change_against_the_period_before(
+    staff_client, history_rows, standalone_buffer
+):
+    post = make_posts(1)[0]
+    today = stats.today()
+    history_rows(post.id, today - timedelta(days=2), 30)  # this week
+    history_rows(post.id, today - timedelta(days=9), 20)  # the week before
+    html = staff_client.get(f"{DASHBOARD}?range=7d").content.decode()
+    assert 'id="range-total">30</strong> impressions in the last 7 days' in html
+    change = html.split('id="range-change">', 1)[1].split("</p>", 1)[0]
+    assert "+50% against 20 in the period before" in change
+    assert "&#9650;" in change  # up
+    html = staff_client.get(f"{DASHBOARD}?range=today").content.decode()
+    assert "none in the period before" in html
+
+
+def test_quick_ranges_and_long_ranges_by_month(staff_client, history_rows, standalone_buffer):
+    post = make_posts(1)[0]
+    today = stats.today()
+    history_rows(post.id, today - timedelta(days=40), 8)
+    html = staff_client.get(f"{DASHBOARD}?range=12mo").content.decode()
+    bars = re.findall(r'<g class="bar[^"]*" role="img" data-day="([\d-]+)"', html)
+    assert len(bars) == 12 and bars[-1] == today.replace(day=1).isoformat()
+    assert "Impressions per month, site-wide" in html
+    assert '<a href="?range=12mo" class="selected" aria-current="page">12 months</a>' in html
+    for key, count in [("today", 1), ("yesterday", 1), ("7d", 7), ("90d", 90)]:
+        html = staff_client.get(f"{DASHBOARD}?range={key}").content.decode()
+        assert len(re.findall(r'<g class="bar[^"]*" role="img"', html)) == count, key
+
+
+def test_a_refused_range_keeps_what_was_typed(staff_client, standalone_buffer):
+    response = staff_client.get(f"{DASHBOARD}?from=2026-02-30&to=2026-03-04")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'name="from" value="2026-02-30"' in html
+    assert 'name="to" value="2026-03-04"' in html
+    assert '<label for="range-from">From</label>' in html
+    assert "Showing the last 30 days instead." in html
+
+
+def test_a_new_site_says_what_to_do(staff_client, standalone_buffer):
+    posts = make_posts(2)
+    html = staff_client.get(DASHBOARD).content.decode()
+    assert 'id="dashboard-help"' in html
+    assert "No impressions in the last 30 days yet." in html
+    assert 'href="/">the site</a>' in html
+    record_impressions("u:1", [post.id for post in posts])
+    html = staff_client.get(DASHBOARD).content.decode()
+    assert "None of these is in the history yet: the next flush writes them (at " in html
+    assert 'id="range-total">2</strong>' in html
+
+
+def test_the_next_flush_is_when_the_schedule_says(superuser_client, standalone_buffer):
+    posts = make_posts(1)
+    html = superuser_client.get(DASHBOARD).content.decode()
+    assert (
+        'id="next-flush">none scheduled: the next impression schedules one, 5 min after it' in html
+    )
+    record_impressions("u:1", [posts[0].id])
+    scheduled_at = float(standalone_buffer.get(keys.guard_key()))  # by the record script
+    assert 0 <= record_time(standalone_buffer) - scheduled_at < 60
+    html = superuser_client.get(DASHBOARD).content.decode()
+    assert re.search(r'id="next-flush">at [\d-]+ [\d:]+, <span>in (4|5) min</span>', html)
+
+
+def record_time(client):
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
+
+
+def test_a_flush_by_hand_leaves_the_scheduled_one_for_what_comes_after(standalone_buffer):
+    posts = make_posts(2)
+    record_impressions("u:1", [posts[0].id])  # schedules the flush of the window
+    assert len(scheduled_flushes()) == 1
+    flush_pending(keep_schedule=True)  # "Flush now"
+    assert standalone_buffer.exists(keys.guard_key())
+    record_impressions("u:2", [posts[1].id])
+    assert len(scheduled_flushes()) == 1  # the one scheduled takes these too: none more
+    report = flush_pending()  # the scheduled flush
+    assert report.impressions_applied == 1
+    assert not standalone_buffer.exists(keys.guard_key())
+    record_impressions("u:3", [posts[1].id])
+    assert len(scheduled_flushes()) == 2  # and the next impression schedules again
+
+
+def test_every_post_by_impressions_a_page_at_a_time_and_as_csv(
+    superuser_client, history_rows, standalone_buffer
+):
+    posts = make_posts(60)
+    today = stats.today()
+    for rank, post in enumerate(posts):
+        history_rows(post.id, today - timedelta(days=rank % 3), 100 - rank)
+    history_rows(posts[0].id, today - timedelta(days=45), 1000)  # outside the 30 days
+    Post.objects.filter(pk=posts[0].pk).update(body="The most seen post")
+    record_impressions("u:1", [posts[59].id])
+    html = superuser_client.get(OBJECTS).content.decode()
+    rows = re.findall(r'<tr data-object-id="(\d+)">\s*<td>(\d+)</td>', html)
+    assert [int(rank) for _, rank in rows] == list(range(1, 51))
+    assert [int(object_id) for object_id, _ in rows] == [post.id for post in posts[:50]]
+    assert "60 posts had impressions in the last 30 days" in html
+    assert (
+        f'href="/admin/casusult/post/{posts[0].id}/change/#impressions">The most seen post' in html
+    )
+    assert 'rel="next"' in html and 'rel="prev"' not in html
+    second = superuser_client.get(f"{OBJECTS}?range=30d&page=2").content.decode()
+    rows = re.findall(r'<tr data-object-id="(\d+)">\s*<td>(\d+)</td>', second)
+    assert [int(rank) for _, rank in rows] == list(range(51, 61))
+    assert 'rel="next"' not in second and 'rel="prev"' in second
+    assert '<td class="count pending">+1</td>' in second  # the last post's, still in Redis
+    assert superuser_client.get(f"{OBJECTS}?page=0").status_code == 400
+
+    response = superuser_client.get(f"{OBJECTS}csv/?range=30d")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0] == "rank,object_id,object,impressions"
+    assert lines[1] == f"1,{posts[0].id},The most seen post,100"
+    assert lines[-1] == f"60,{posts[59].id},post 59,41"
+    assert len(lines) == 61
+    assert superuser_client.get(f"{OBJECTS}csv/?range=1y").status_code == 400
+
+
+def test_the_post_page_shows_its_counts_beside_its_chart(
+    superuser_client, history_rows, standalone_buffer
+):
+    post = make_posts(1)[0]
+    today = stats.today()
+    record_impressions("u:1", [post.id])
+    flush_pending()  # 1 in the database, on today
+    history_rows(post.id, today - timedelta(days=3), 4)
+    record_impressions("u:2", [post.id])
+    record_impressions("u:3", [post.id])
+    html = superuser_client.get(f"/admin/casusult/post/{post.id}/change/").content.decode()
+    assert 'id="impressions-flushed">1</dd>' in html
+    assert 'id="impressions-pending">2</dd>' in html
+    assert 'id="impressions-recent">7 (with those not yet flushed)</dd>' in html
+    assert bar(html, f"object-{post.id}", today)[:2] == (3, 2)
+
+
+def test_the_post_list_links_each_row_to_its_chart_and_filters_by_date(
+    superuser_client, standalone_buffer
+):
+    old, new = make_posts(2)
+    Post.objects.filter(pk=old.pk).update(created_at=old.created_at - timedelta(days=400))
+    html = superuser_client.get("/admin/casusult/post/").content.decode()
+    for post in (old, new):
+        assert f'href="/admin/casusult/post/{post.id}/change/#impressions">30 days</a>' in html
+    assert "By created at" in html  # the date filter
+    past_week = re.search(r'<a href="(\?created_at__gte=[^"]+)">Past 7 days</a>', html)[1]
+    html = superuser_client.get(f"/admin/casusult/post/{unescape(past_week)}").content.decode()
+    assert f"/admin/casusult/post/{new.id}/change/" in html
+    assert f"/admin/casusult/post/{old.id}/change/" not in html
