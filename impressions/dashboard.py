@@ -11,7 +11,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import charts, periods, ranking, stats
+from . import charts, periods, ranking, rollup, stats
 from .conf import conf, counted_model
 from .live import pending_by_object, range_total, with_pending
 from .models import Flush
@@ -247,7 +247,12 @@ def extra_panels(request):
 
 def buffer_panel(buffer):
     """The Redis buffer, the next flush and the last ones; `available`: Redis answered."""
-    panel = {"available": False, "lost_here": lost.unreported, **last_flushes()}
+    panel = {
+        "available": False,
+        "lost_here": lost.unreported,
+        "rollup": rollup.status(),
+        **last_flushes(),
+    }
     if buffer.status is None:
         panel["error"] = buffer.error
         return panel

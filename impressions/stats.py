@@ -12,38 +12,35 @@ Read API (dates are `datetime.date`, ranges include both ends, days are TIME_ZON
 - `daily_totals(start, end)` -> `{day: count}` site-wide, days without impressions left out;
 - `write_csv(out, post_ids, start, end)`: `post_id,day,impressions`, one line per post and day.
 
-Write contract (the flush keeps it, in the transaction that applies the totals and the ledger):
+Write contract (the flush keeps it, in each batch's transaction with the totals and the ledger;
+the daily roll-up, impressions/rollup.py, moves the rows):
 
 | table (model)                                   | key                        | per batch                |
 | ----------------------------------------------- | -------------------------- | ------------------------ |
 | `impressions_daily_open` (OpenDailyImpressions) | (object_id, day)           | + count of (object, day) |
-|                                                 |                            |   for days after         |
-|                                                 |                            |   rolled_through         |
+|                                                 |                            |   not rolled up          |
 | `impressions_daily` (DailyImpressions)          | (object_id, day)           | + count of (object, day) |
-|                                                 |                            |   for days up to         |
-|                                                 |                            |   rolled_through (late)  |
-| `impressions_period` (PeriodImpressions)        | (period, start, object_id) | only for days already    |
-|                                                 |                            |   rolled up: + same count|
-|                                                 |                            |   to ('w', week_of(day)) |
-|                                                 |                            |   and ('m', month_of(day))|
-| `impressions_rollup` (HistoryRollup)            | id = 1                     | rolled_through: the last |
-|                                                 |                            |   day the period rows hold|
+|                                                 |                            |   rolled up (late)       |
+| `impressions_period` (PeriodImpressions)        | (period, start, object_id) | rolled up only: + same   |
+|                                                 |                            |   count to ('w', week_of)|
+|                                                 |                            |   and ('m', month_of)    |
+| `impressions_rollup` (HistoryRollup)            | id = 1                     | read: where a row goes   |
 | `impressions_site_daily` (SiteDailyImpressions) | (day)                      | + sum of the day's counts|
 
-Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCLUDED.count`
-(on PostgreSQL one statement per batch for the daily rows, one for the week and month rows of
-days rolled up already (rare: late counts), and one per transaction, last, for the site rows:
-impressions/history_writer.py says why), with `day` the TIME_ZONE date the impression was
-recorded. The first flush of a day, holding the rollup row exclusively, moves the open rows of the
-days before today to the daily table, adds them to the week and month rows and moves
-rolled_through to yesterday. Every count is > 0. Invariants, which the tests of the writer
-assert: the open table holds only days after rolled_through, the daily table only days up to it;
-an object's daily and open rows sum to what was added to its total; a week or month row is the sum
-of that object's daily rows in it; a site row is the sum of the daily and open rows of its day.
-Reads of a week or month add its days after rolled_through from the open rows, in one snapshot.
-Pruning (IMPRESSIONS_HISTORY_DAYS, 0 keeps all): delete daily, open and site rows with day <
-`oldest_kept_day()` and period rows with start < it; `top_posts` never reads a period starting
-before it, so a half-pruned period is never used.
+Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCLUDED.count`, one
+statement per batch and table, the site rows last (impressions/history_writer.py says why), with
+`day` the TIME_ZONE date the impression was recorded; days before `oldest_kept_day()` get none.
+"Rolled up" is HistoryRollup.is_rolled(day, object_id): a day up to rolled_through, or an object
+the roll-up already moved of the day it is rolling. The roll-up moves a day's open rows, in
+batches by object, to the daily table and adds them to the week and month rows, then moves
+rolled_through to that day. Every count is > 0. Invariants, which the tests of the writer assert:
+every (object, day) row is in exactly one of the two daily tables, the open one for what is not
+rolled up; an object's daily and open rows sum to what was added to its total; a week or month row
+is the sum of that object's rolled-up daily rows in it; a site row is the sum of the daily and open
+rows of its day. Reads of a week or month add its days not rolled up from the open rows, in one
+snapshot. Pruning (IMPRESSIONS_HISTORY_DAYS, 0 keeps all, by the roll-up task): delete daily, open
+and site rows with day < `oldest_kept_day()` and period rows with start < it; `top_posts` never
+reads a period starting before it, so a half-pruned period is never used.
 """
 
 import csv
