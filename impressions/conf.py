@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 # Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
 # engines, AI, SEO tools, link previews of chat apps and social sites, uptime monitors, headless
@@ -124,10 +126,22 @@ SETTINGS = {
 
 
 class Settings:
-    """One property per setting; values come from django.conf.settings at access time."""
+    """One property per setting; values come from django.conf.settings, each read once and kept
+    until a setting changes (override_settings sends setting_changed). A request reads several,
+    and Django finds a setting left at its default only after an AttributeError, every time."""
+
+    def __init__(self):
+        self._values = {}
 
     def _get(self, name):
-        return getattr(django_settings, name, SETTINGS[name].default)
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self._values[name] = getattr(django_settings, name, SETTINGS[name].default)
+            return value
+
+    def forget(self):
+        self._values.clear()
 
     @property
     def REDIS_URL(self):
@@ -246,6 +260,12 @@ class Settings:
 
 
 conf = Settings()
+
+
+@receiver(setting_changed, dispatch_uid="impressions-conf-forget")
+def _on_setting_changed(setting, **_):
+    # Any setting: the kept values are few, and none may outlive a change it depends on.
+    conf.forget()
 
 
 def invalid_settings():

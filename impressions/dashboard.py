@@ -11,6 +11,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from redis_endpoints import redact_text
+
 from . import charts, periods, ranking, rollup, stats
 from .conf import conf, counted_model
 from .live import pending_by_object, range_total, with_pending
@@ -240,7 +242,7 @@ def extra_panels(request):
             panel = dict(import_string(path)(request))
         except Exception as error:
             logger.warning("dashboard: panel %s failed", path, exc_info=True)
-            panel = {"title": path, "error": f"{type(error).__name__}: {error}"}
+            panel = {"title": path, "error": f"{type(error).__name__}: {redact_text(str(error))}"}
         panels.append(panel)
     return panels
 

@@ -22,6 +22,8 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from redis.exceptions import RedisClusterException, RedisError
 
+from redis_endpoints import redact_text
+
 from . import keys, ledger, periods, scripts
 from .conf import conf
 from .exceptions import DatabaseUnavailable, RedisUnavailable
@@ -165,7 +167,10 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
 def _note_failure(flush_id, error, started_at):
     try:
         ledger.record_outcome(
-            flush_id, Flush.Outcome.FAILED, f"{type(error).__name__}: {error}", started_at
+            flush_id,
+            Flush.Outcome.FAILED,
+            f"{type(error).__name__}: {redact_text(str(error))}",
+            started_at,
         )
     except DatabaseError:
         logger.warning("could not note failed flush %s in the ledger", flush_id, exc_info=True)

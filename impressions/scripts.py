@@ -1,6 +1,6 @@
 """Lua scripts: each runs atomically on one slot, so one round trip does the whole step."""
 
-from redis.exceptions import NoScriptError
+from .redis_client import run_script
 
 # KEYS: seen, pending, armed, lost, pending days, totals, snapshots index, the viewer's counted
 # impressions this hour[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
@@ -226,15 +226,5 @@ def script(client, name):
 
 
 def evalsha(client, name, script_keys, args):
-    """Run script `name` by its SHA1 in one round trip, loading it on NOSCRIPT (a new or
-    restarted server). What a registered Script does, with fewer steps: the request path."""
-    registered = script(client, name)
-    try:
-        return client.execute_command(
-            "EVALSHA", registered.sha, len(script_keys), *script_keys, *args
-        )
-    except NoScriptError:
-        registered.sha = client.script_load(registered.script)
-        return client.execute_command(
-            "EVALSHA", registered.sha, len(script_keys), *script_keys, *args
-        )
+    """Run script `name` by its SHA1 in one round trip (see redis_client.run_script)."""
+    return run_script(client, script(client, name), script_keys, args)

@@ -6,11 +6,12 @@ import time
 import pytest
 import redis
 from django.test import override_settings
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import Connection
 
+import devservices
 from casusult.models import Post
-from impressions import keys
+from impressions import keys, redis_client
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
@@ -186,3 +187,51 @@ def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):
     # Reading 1,200 posts' counts may take longer than the 50 ms of a request on a busy machine.
     with override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0):
         assert set(pending_counts(ids).values()) == {1}
+
+
+# The request path's own connections (redis_client.run_script): what redis-py's pool and the
+# cluster client would have handled, handled the same.
+
+
+def test_a_connection_the_server_closed_is_replaced_before_the_call(standalone_buffer):
+    assert record_impressions("u:1", [1]).counted == 1  # this thread now holds a connection
+    db = str(standalone_buffer.connection_pool.connection_kwargs.get("db", 0))
+    held = [c for c in standalone_buffer.client_list() if c["cmd"] == "evalsha" and c["db"] == db]
+    assert held
+    for connection in held:
+        standalone_buffer.client_kill_filter(_id=connection["id"])
+    assert record_impressions("u:2", [1]).counted == 1  # not lost: a fresh connection took it
+    assert pending_counts([1]) == {1: 2}
+
+
+def test_a_script_the_server_forgot_is_loaded_again(buffer):
+    assert record_impressions("u:1", [1]).counted == 1
+    buffer.script_flush()  # a restarted or new server: NOSCRIPT
+    assert record_impressions("u:2", [1]).counted == 1
+    assert pending_counts([1]) == {1: 2}
+
+
+def test_a_call_sent_to_the_wrong_node_follows_moved_and_counts_once(cluster_buffer, monkeypatch):
+    assert record_impressions("u:warm-up", [1]).counted == 1
+    client = get_client()
+    key = keys.pending_key(keys.shard_of("u:moved"))
+    right = client.get_node_from_key(key)
+    wrong = next(node for node in client.get_primaries() if node.name != right.name)
+    monkeypatch.setattr(redis_client, "node_of", lambda cluster, key: wrong)
+    assert record_impressions("u:moved", [7, 8]).counted == 2  # MOVED: the cluster client's way
+    assert record_impressions("u:moved", [7, 8]).counted == 0  # de-duplicated on the right node
+    monkeypatch.undo()
+    assert pending_counts([7, 8]) == {7: 1, 8: 1}
+
+
+def test_after_a_node_fails_a_call_the_next_one_goes_the_cluster_client_s_way(
+    cluster_buffer, monkeypatch
+):
+    assert record_impressions("u:warm-up", [1]).counted == 1
+    gone = ClusterNode("127.0.0.1", devservices.free_port())  # nothing listens there
+    monkeypatch.setattr(redis_client, "node_of", lambda cluster, key: gone)
+    assert record_impressions("u:1", [5]).lost == 1
+    # The cluster client routes this one by its own map of the slots, which is right.
+    assert record_impressions("u:1", [5]).counted == 1
+    monkeypatch.undo()
+    assert pending_counts([5]) == {5: 1}
