@@ -13,7 +13,7 @@ from django.utils.module_loading import import_string
 
 from redis_endpoints import redact_text
 
-from . import charts, periods, ranking, stats
+from . import charts, periods, ranking, rollup, stats
 from .conf import conf, counted_model
 from .live import pending_by_object, range_total, with_pending
 from .models import Flush
@@ -249,7 +249,12 @@ def extra_panels(request):
 
 def buffer_panel(buffer):
     """The Redis buffer, the next flush and the last ones; `available`: Redis answered."""
-    panel = {"available": False, "lost_here": lost.unreported, **last_flushes()}
+    panel = {
+        "available": False,
+        "lost_here": lost.unreported,
+        "rollup": rollup.status(),
+        **last_flushes(),
+    }
     if buffer.status is None:
         panel["error"] = buffer.error
         return panel

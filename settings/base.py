@@ -167,6 +167,7 @@ globals().update(
             "IMPRESSIONS_REDIS_CLUSTER": env_str,
             "IMPRESSIONS_DEDUP_WINDOW": env_int,
             "IMPRESSIONS_FLUSH_DELAY": env_int,
+            "IMPRESSIONS_FLUSH_PARTS": env_int,
             "IMPRESSIONS_HISTORY_DAYS": env_int,
             "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": env_int,
             "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": env_int,
