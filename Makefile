@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test lint format docs bench loadtest venv services database migrate browser screenshots dist
+.PHONY: run serve test test-long lint format docs bench loadtest venv services database migrate browser screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -66,10 +66,16 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else echo "No $(CHROMIUM): run 'sudo apt-get install -y chromium' (the browser test needs it)" >&2; exit 1; fi; }
 
+# Tests marked `long` (worker processes killed mid-flush, ...) keep `make test` under 10 minutes on
+# this machine: `make test-long` runs them, `make test TEST_MARKERS=` runs everything.
+TEST_MARKERS ?= not long
 test: DJANGO_SETTINGS_MODULE = settings.test
 test: venv browser
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") $(PYTEST_ARGS)
+
+test-long:
+	@$(MAKE) --no-print-directory test TEST_MARKERS=long
 
 # PNGs of the dashboard and a post's chart into docs/screenshots/, from a database of their own
 # (created and filled with a made-up history) and a Redis db they may FLUSHDB.

@@ -84,6 +84,25 @@ def parser():
         default=[10_000, 100_000, 1_000_000],
         help="distinct pending posts per flush, comma-separated (default 10000,100000,1000000)",
     )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="ours' flush batches (default: IMPRESSIONS_FLUSH_BATCH_SIZE)",
+    )
+    p.add_argument(
+        "--history-rows",
+        choices=["existing", "new"],
+        default="existing",
+        help="flush: the pending posts have a history row of the day already (the flushes after"
+        " a post's first of the day: updates) or not (inserts)",
+    )
+    p.add_argument(
+        "--flush-baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="flush: also run Django's bulk_update and one UPDATE per row (slow; extrapolated)",
+    )
     p.add_argument("--big-size", type=positive_int, default=1_000_000, help="flushes of this many")
     p.add_argument("--big-rounds", type=positive_int, default=1, help="… posts or more: rounds")
     p.add_argument(

@@ -1,6 +1,7 @@
 """Flush: N distinct pending posts applied to a table of >= 1M posts, ours against the others."""
 
 import random
+from datetime import UTC, datetime
 
 from . import fixtures, ours, profile
 from .harness import (
@@ -10,11 +11,14 @@ from .harness import (
     Contender,
     ContenderFailed,
     Measurement,
+    Spread,
     format_rate,
     format_ratio,
     format_seconds,
     markdown_table,
+    median,
     ours_of,
+    paired_ratios,
     ratio,
     run_interleaved,
     timed,
@@ -24,8 +28,19 @@ from .sqlraw import RawSqlScripts
 RECORD_CHUNK = 500  # post ids per record_impressions call while loading Redis (untimed)
 # Ours with the history switched off (impressions.ledger.WRITE_HISTORY): what the history costs.
 NO_HISTORY = "ours, no history"
+# The raw contender doing the same work as ours (totals, per-day history, site rows).
+SAME_WORK = "SQL alone: the same work (psql)"
 # The goal of issue 11: a flush with the history takes at most this many times one without.
 HISTORY_GOAL = 1.5
+# Issue 19's goals: ours at most this many times the same-work SQL (at 100,000 posts and more),
+# and ours' cost per row at every size within this fraction of its cost at the smallest size.
+RAW_GOAL = 1.3
+RAW_GOAL_FROM = 100_000
+PER_ROW_SPREAD = 0.25
+# The impressions are recorded on a day of their own, far from the dashboard's seeded history:
+# each run starts from the same rows of that day (--history-rows), and the dashboard benchmark's
+# days are never touched.
+BENCH_MOMENT = datetime(2100, 1, 1, 12, tzinfo=UTC)
 
 
 def pending_workload(post_ids, size, seed):
@@ -39,6 +54,12 @@ def pending_workload(post_ids, size, seed):
     return dict(sorted(counts.items()))
 
 
+def bench_day():
+    from impressions import periods
+
+    return periods.day_of(BENCH_MOMENT)
+
+
 def impressions_total():
     from django.db import connection
 
@@ -47,16 +68,51 @@ def impressions_total():
         return int(cursor.fetchone()[0])
 
 
-def verified(run, expected_total):
-    """Wrap a run so its effect on the table is checked (untimed): a wrong total fails the row."""
+def history_total():
+    """The bench day's impressions in the open days' rows and in its site-wide row."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT coalesce(sum(count), 0) FROM impressions_daily_open WHERE day = %s),"
+            " (SELECT coalesce(sum(count), 0) FROM impressions_site_daily WHERE day = %s)",
+            [bench_day(), bench_day()],
+        )
+        return tuple(int(n) for n in cursor.fetchone())
+
+
+def reset_history(post_ids=()):
+    """Delete the bench day's history (untimed); then give `post_ids` a row of that day each
+    (--history-rows existing: the runs update them, as the flushes after a post's first of the
+    day do), or none (new: every run inserts them, as a post's first flush of the day does)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("impressions_daily_open", "impressions_site_daily"):
+            cursor.execute(f"DELETE FROM {table} WHERE day = %s", [bench_day()])
+        if post_ids:
+            cursor.execute(
+                "INSERT INTO impressions_daily_open (object_id, day, count)"
+                " SELECT id, %s, 1 FROM unnest(%s::bigint[]) AS id ORDER BY id",
+                [bench_day(), list(post_ids)],
+            )
+        cursor.execute("VACUUM ANALYZE impressions_daily_open")
+
+
+def verified(run, expected_total, history=False):
+    """Wrap a run so its effect is checked (untimed): a wrong total fails the row; with
+    `history`, the bench day's open rows and site row must have grown by the same total."""
 
     def checked():
-        before = impressions_total()
+        before, history_before = impressions_total(), history_total()
         measurement = run()
         applied = impressions_total() - before
         expected = expected_total(measurement)
         if applied != expected:
             raise ContenderFailed(f"applied {applied:,} impressions, expected {expected:,}")
+        added = tuple(a - b for a, b in zip(history_total(), history_before, strict=True))
+        if history and added != (expected, expected):
+            raise ContenderFailed(f"the history grew by {added} impressions, expected {expected:,}")
         return measurement
 
     return checked
@@ -87,7 +143,7 @@ class FlushWorkload:
         self.redis = redis_client
         self.size = size
         self.pending = pending_workload(post_ids, size, options.seed)
-        self.sql = RawSqlScripts(options.database_url, self.pending)
+        self.sql = RawSqlScripts(options.database_url, self.pending, self.shard_rows())
 
     def total(self, pending):
         return sum(pending.values())
@@ -107,20 +163,45 @@ class FlushWorkload:
                 # A viewer per chunk spreads the pending counts over the shards, as real
                 # traffic does; every chunk must be counted or the flush check fails.
                 result = record_impressions(
-                    f"s:bench-{level}-{start}", ids[start : start + RECORD_CHUNK]
+                    f"s:bench-{level}-{start}", ids[start : start + RECORD_CHUNK], now=BENCH_MOMENT
                 )
                 if result.lost:
                     raise ContenderFailed("loading Redis lost impressions (Redis timeouts)")
 
+    def shard_rows(self):
+        """[(post id, day, count)]: every pending counter of every Redis shard after ours loads
+        the workload (untimed): the rows ours' flush reads, which the same-work SQL gets too."""
+        from impressions import keys
+        from impressions.conf import conf
+
+        self.load_redis()
+        rows = []
+        for shard in range(conf.SHARDS):
+            for field, count in self.redis.hgetall(keys.pending_key(shard)).items():
+                post_id, _, day = field.partition(b":")
+                rows.append((int(post_id), keys.parse_day(day), int(count)))
+        self.redis.flushdb()
+        return rows
+
+    def reset_history(self):
+        existing = self.options.history_rows == "existing"
+        reset_history(self.pending if existing else ())
+
     def prepare_ours(self):
         fixtures.vacuum_posts()
+        self.reset_history()
         fixtures.vacuum_history()
         seconds, _ = timed(self.load_redis)
         print(f"    (loaded {self.size:,} pending posts into Redis in {seconds:.1f} s, untimed)")
 
+    def prepare_same_work(self):
+        fixtures.vacuum_posts()
+        self.reset_history()
+        fixtures.vacuum_history()
+
     def run_ours(self):
         flush_pending = ours.flush_pending()
-        seconds, _report = timed(flush_pending)
+        seconds, _report = timed(flush_pending, batch_size=self.options.batch_size)
         return Measurement(seconds=seconds, units=self.size)
 
     def run_ours_without_history(self):
@@ -187,15 +268,26 @@ class FlushWorkload:
             return measure_or_reuse
 
         bulk_cap, row_cap, big = self.options.bulk_update_cap, self.options.per_row_cap, 10_000
-        return [
+        core = [
             Contender(
                 "ours: flush_pending()",
-                verified(self.run_ours, whole),
+                verified(self.run_ours, whole, history=True),
                 OURS,
                 self.prepare_ours,
-                "Redis snapshot → batched UPDATE … FROM unnest + history upserts → ledger →"
+                "Redis snapshot → batches: COPY, UPDATE, history and site upserts, ledger,"
                 " commit → delete",
             ),
+            Contender(
+                SAME_WORK,
+                verified(self.sql.run_same_work, whole, history=True),
+                LIMIT,
+                self.prepare_same_work,
+                "the counters ours reads (one row per shard, post and day) from a file: COPY to a"
+                " temp table, ANALYZE, one join UPDATE of the totals, one INSERT … ON CONFLICT"
+                " into the open day's rows, the site-wide day rows, COMMIT",
+            ),
+        ]
+        history = [
             Contender(
                 "ours without the history",
                 verified(self.run_ours_without_history, whole),
@@ -204,6 +296,16 @@ class FlushWorkload:
                 "the same flush with the per-day history switched off (a benchmark switch, not a"
                 " setting): the totals and the ledger only",
             ),
+            Contender(
+                "SQL alone: the totals only (psql)",
+                verified(self.sql.run_copy, whole),
+                LIMIT,
+                vacuum,
+                "what ours without the history does: COPY to a temp table, ANALYZE, one join"
+                " UPDATE, COMMIT",
+            ),
+        ]
+        baselines = [
             Contender(
                 "bulk_update(batch_size=1000)",
                 extrapolate(verified(lambda: self.run_bulk_update(1000, bulk_cap), part(bulk_cap))),
@@ -234,21 +336,8 @@ class FlushWorkload:
                 BASELINE,
                 vacuum,
             ),
-            Contender(
-                "SQL alone: UPDATE … FROM unnest (psql)",
-                verified(self.sql.run_unnest, whole),
-                LIMIT,
-                vacuum,
-                "one statement, array literals parsed by the server, autocommit",
-            ),
-            Contender(
-                "SQL alone: COPY + join UPDATE (psql)",
-                verified(self.sql.run_copy, whole),
-                LIMIT,
-                vacuum,
-                "COPY to a temp table, ANALYZE, one join UPDATE, COMMIT",
-            ),
         ]
+        return core + history + (baselines if self.options.flush_baselines else [])
 
 
 def run(options, post_ids, redis_client, log=print):
@@ -262,6 +351,7 @@ def run(options, post_ids, redis_client, log=print):
             by_size[size] = run_interleaved(workload.contenders(memo), rounds, log)
         finally:
             workload.sql.cleanup()
+            reset_history()
     text = render(options, by_size)
     if options.profile_size:
         text += "\n\n" + profile_ours(options, post_ids, redis_client, log)
@@ -284,6 +374,7 @@ def profile_ours(options, post_ids, redis_client, log):
         return f"Profile of ours: not run ({error})."
     finally:
         workload.sql.cleanup()
+        reset_history()
     check = "" if applied == workload.total(workload.pending) else " (WRONG TOTAL)"
     return (
         profile.render(f"Profile of ours, flush of {size:,} posts{check}", stats)
@@ -324,9 +415,76 @@ def render(options, by_size):
                 rows,
             )
         )
+    blocks.append(goals_table(by_size))
     blocks.append(history_table(by_size))
     blocks.append(scaling_table(by_size))
     return "\n\n".join(blocks)
+
+
+def same_work_of(results):
+    return next((r for r in results if r.name == SAME_WORK and r.ok), None)
+
+
+def raw_ratios(results):
+    """(paired ours ÷ same-work SQL ratios, one per round), or None when either failed."""
+    mine, raw = ours_of(results), same_work_of(results)
+    if mine is None or raw is None:
+        return None
+    return paired_ratios(
+        [m.seconds for m in mine.measurements], [m.seconds for m in raw.measurements]
+    )
+
+
+def per_row_costs(by_size):
+    """{size: ours' median µs per row}, the sizes ours ran at."""
+    costs = {}
+    for size, results in by_size.items():
+        mine = ours_of(results)
+        if mine is not None:
+            costs[size] = mine.median_seconds / size * 1e6
+    return costs
+
+
+def goals_table(by_size):
+    """Issue 19's two goals of the flush: near the same-work SQL, and a flat cost per row."""
+    costs = per_row_costs(by_size)
+    smallest = costs[min(costs)] if costs else None
+    rows = []
+    for size, results in by_size.items():
+        ratios = raw_ratios(results)
+        raw_verdict = "-"
+        if ratios and size >= RAW_GOAL_FROM:
+            raw_verdict = "met" if median(ratios) <= RAW_GOAL else "**missed**"
+        relative = costs.get(size) / smallest if size in costs and smallest else None
+        spread_verdict = "-"
+        if relative is not None:
+            spread_verdict = "met" if abs(relative - 1) <= PER_ROW_SPREAD else "**missed**"
+        rows.append(
+            [
+                f"{size:,}",
+                f"**{Spread.of(ratios).text()}**" if ratios else "not measured",
+                raw_verdict,
+                f"{costs[size]:.3g} µs" if size in costs else "-",
+                format_ratio(relative) if relative is not None else "-",
+                spread_verdict,
+            ]
+        )
+    return (
+        "**Issue 19's goals** (ours ÷ the same-work SQL: paired by round, median (min to max);"
+        f" goal ≤ {RAW_GOAL}× from {RAW_GOAL_FROM:,} posts on. Ours' cost per row ÷ its cost at"  # noqa: RUF001
+        f" the smallest size: goal within ±{PER_ROW_SPREAD:.0%})\n\n"
+        + markdown_table(
+            [
+                "pending posts",
+                "ours ÷ same-work SQL",
+                "goal",
+                "ours per row",
+                "÷ smallest size",
+                "goal",
+            ],
+            rows,
+        )
+    )
 
 
 def history_ratio(results):

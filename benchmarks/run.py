@@ -18,8 +18,7 @@ from . import (
     server_report,
     window,
 )
-from .flush import NO_HISTORY
-from .harness import LIMIT, format_bytes, format_rate, format_seconds, ours_of
+from .harness import BASELINE, LIMIT, Spread, format_bytes, format_rate, format_seconds, ours_of
 from .report import Section, flush_chart, write_markdown
 
 CHART_NAME = "flush_scaling.png"
@@ -215,32 +214,35 @@ def record_headlines(results):
 
 def flush_headlines(by_size):
     lines = []
+    costs = flush.per_row_costs(by_size)
     for size, results in by_size.items():
         ours = ours_of(results)
         if ours is None:
             lines.append(f"Flush of {size:,} posts: ours could not be measured (see the table).")
             continue
-        others = [r for r in results if r.ok and r is not ours and r.contender.kind != NO_HISTORY]
         parts = []
+        ratios = flush.raw_ratios(results)
+        if ratios:
+            parts.append(
+                f"**{Spread.of(ratios).text()}** the time of the same work in SQL alone (paired"
+                f" by round; goal ≤ {flush.RAW_GOAL}× from {flush.RAW_GOAL_FROM:,} posts)"  # noqa: RUF001
+            )
+        if size in costs:
+            parts.append(
+                f"{costs[size]:.3g} µs per row ({times(costs[size], costs[min(costs)])} the cost"
+                f" at {min(costs):,}; goal within ±{flush.PER_ROW_SPREAD:.0%})"
+            )
         history = flush.history_ratio(results)
         if history:
             parts.append(
-                f"with the per-day history **{times(history[1], history[2])}** the time without"
-                f" it (goal ≤ {flush.HISTORY_GOAL}×)"  # noqa: RUF001
+                f"with the per-day history {times(history[1], history[2])} the time without it"
             )
-        for result in others:
-            if result.contender.kind == LIMIT:
+        for result in results:
+            if result is ours or not result.ok or result.contender.kind != BASELINE:
                 continue
             mark = " (extrapolated)" if result.extrapolated_from else ""
             parts.append(
                 f"{times(result.median_seconds, ours.median_seconds)} faster than {result.name}{mark}"
-            )
-        limits = [r for r in others if r.contender.kind == LIMIT]
-        if limits:
-            best = min(limits, key=lambda r: r.median_seconds)
-            parts.append(
-                f"**{times(ours.median_seconds, best.median_seconds)}** the time of the raw"
-                f" limit ({best.name})"
             )
         lines.append(
             f"Flush of {size:,} posts: ours {format_rate(ours.median_rate)} rows/s; "

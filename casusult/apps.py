@@ -8,6 +8,9 @@ class CasusultConfig(AppConfig):
     verbose_name = "Casusult"
 
     def ready(self):
-        from . import metrics
+        from django.core import checks
+
+        from . import health, metrics
 
         metrics.connect_signals()
+        checks.register(health.check_detail_networks)

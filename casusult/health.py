@@ -4,6 +4,7 @@ Readiness asks every registered dependency at once, each in its own thread, and 
 READINESS_TIMEOUT seconds whatever they do: a hung database connect must not hang the probe.
 """
 
+import ipaddress
 import logging
 import threading
 import time
@@ -11,11 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
-from django.db import connections
+from django.core import checks
+from django.core.signals import setting_changed
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.dispatch import receiver
 from django.http import JsonResponse
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
 import impressions
+from redis_endpoints import redact_text
 
 from .metrics import metrics_view
 
@@ -24,6 +29,15 @@ logger = logging.getLogger(__name__)
 # Seconds a single Redis probe may take; the request path uses an even shorter one.
 REDIS_PROBE_TIMEOUT = 0.2
 DEFAULT_READINESS_TIMEOUT = 1.0
+# Who sees /readyz's details (timings, backends, error messages): loopback only, unless
+# HEALTH_DETAIL_NETWORKS says otherwise. Everyone else gets ok / not ok per check.
+DEFAULT_DETAIL_NETWORKS = ("127.0.0.0/8", "::1/128")
+# A request that came through a proxy is never local, whatever its REMOTE_ADDR.
+PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+# Seconds a process reuses its last /readyz answer: a client probing in a loop costs the
+# dependencies one probe a second per process, whatever its rate.
+READINESS_CACHE_SECONDS = 1.0
+# Check ids: casusult.E001 HEALTH_DETAIL_NETWORKS lists something that is not a network.
 
 # name -> callable() returning a short detail string, raising when the dependency is down.
 PROBES = {}
@@ -46,17 +60,48 @@ def probe(name):
     return register
 
 
+# The database probe's own connection, kept between probes: one per process, instead of a new
+# PostgreSQL connection per /readyz (the probes run in pool threads, whose connections Django
+# would never reuse or close). Only one database probe runs at a time (_submit_once).
+_probe_connection = None
+_probe_connection_lock = threading.Lock()
+
+
+def probe_connection():
+    global _probe_connection
+    with _probe_connection_lock:
+        if _probe_connection is None:
+            _probe_connection = connections.create_connection(DEFAULT_DB_ALIAS)
+            _probe_connection.inc_thread_sharing()  # probed from pool threads, closed from any
+        return _probe_connection
+
+
+def close_probe_connection():
+    """Close the database probe's connection (the next probe opens another)."""
+    global _probe_connection
+    with _probe_connection_lock:
+        connection, _probe_connection = _probe_connection, None
+    if connection is not None:
+        connection.close()
+
+
 @probe("database")
 def probe_database():
-    connection = connections["default"]
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    finally:
-        # The probe thread is not a request: nothing else would close its connection.
-        connection.close()
-    return connection.vendor
+    for attempt in (1, 2):
+        connection = probe_connection()
+        reused = connection.connection is not None
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+            return connection.vendor
+        except Exception:
+            close_probe_connection()
+            if attempt == 2 or not reused:
+                raise
+            # A kept connection the server has closed meanwhile (a restart, an idle timeout):
+            # once more with a new one before calling the database down.
+    raise AssertionError("unreachable")
 
 
 @probe("impression_buffer")
@@ -107,10 +152,76 @@ def _timed(name, function):
     try:
         detail = function()
     except Exception as error:
-        # Only the class reaches the (public) response; the message, with host names, is logged.
         logger.warning("readiness: %s is down: %s: %s", name, type(error).__name__, error)
-        return {"ok": False, "error": type(error).__name__}
+        # Shown only to HEALTH_DETAIL_NETWORKS, redacted even there.
+        message = redact_text(f"{type(error).__name__}: {error}")[:300]
+        return {"ok": False, "error": message}
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1), "detail": detail}
+
+
+_answer = {"checks": None, "at": 0.0}
+_answer_lock = threading.Lock()
+
+
+def cached_probes():
+    """run_probes(), reused for READINESS_CACHE_SECONDS within this process."""
+    with _answer_lock:
+        if _answer["checks"] is not None and (
+            time.monotonic() - _answer["at"] < READINESS_CACHE_SECONDS
+        ):
+            return _answer["checks"]
+    found = run_probes()
+    with _answer_lock:
+        _answer.update(checks=found, at=time.monotonic())
+    return found
+
+
+@receiver(setting_changed)
+def forget_answer(**kwargs):
+    """A test that changes a setting probes afresh."""
+    with _answer_lock:
+        _answer.update(checks=None, at=0.0)
+
+
+def detail_networks():
+    """The networks of HEALTH_DETAIL_NETWORKS (invalid entries are left out: casusult.E001)."""
+    networks = []
+    for entry in getattr(settings, "HEALTH_DETAIL_NETWORKS", DEFAULT_DETAIL_NETWORKS):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            continue
+    return networks
+
+
+def shows_details(request):
+    """Whether `request` may see the probes' details: it came straight (no proxy header) from an
+    address of HEALTH_DETAIL_NETWORKS."""
+    if any(header in request.META for header in PROXY_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in detail_networks())
+
+
+def check_detail_networks(app_configs=None, **kwargs):
+    """casusult.E001: every HEALTH_DETAIL_NETWORKS entry is an IP network."""
+    entries = getattr(settings, "HEALTH_DETAIL_NETWORKS", DEFAULT_DETAIL_NETWORKS)
+    errors = []
+    for entry in [entries] if isinstance(entries, str) else entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            errors.append(
+                checks.Error(
+                    f"HEALTH_DETAIL_NETWORKS lists {entry!r}, which is not an IP network.",
+                    hint="Give addresses or CIDR networks, e.g. 127.0.0.0/8,10.0.0.0/16.",
+                    id="casusult.E001",
+                )
+            )
+    return errors
 
 
 def healthz(request):
@@ -119,11 +230,14 @@ def healthz(request):
 
 
 def readyz(request):
-    """Readiness: 200 when every dependency answers, else 503, one entry per dependency."""
-    checks = run_probes()
-    ready = all(check["ok"] for check in checks.values())
+    """Readiness: 200 when every dependency answers, else 503, one entry per dependency: only
+    {"ok": …} unless the request may see the details (shows_details)."""
+    found = cached_probes()
+    ready = all(check["ok"] for check in found.values())
+    if not shows_details(request):
+        found = {name: {"ok": check["ok"]} for name, check in found.items()}
     response = JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
+        {"status": "ok" if ready else "unavailable", "checks": found},
         status=200 if ready else 503,
     )
     # Each down dependency was logged above; Django's "Service Unavailable" error line every

@@ -90,7 +90,8 @@ sqs_receive_errors = Counter(
 tasks_refused = Counter(
     "tasks_refused",
     "Jobs or messages a worker refused without running them, by backend alias and reason"
-    " (not-allowed: task path outside the allowed modules, never imported; malformed; refused).",
+    " (not-allowed: task path not in the task registry, never imported; malformed: unreadable"
+    " or out of bounds; refused: not our job format).",
     ["backend", "reason"],
 )
 

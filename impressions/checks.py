@@ -11,6 +11,7 @@
 | impressions.E005   | every check       | an IMPRESSIONS_* setting has a bad value (one per setting) |
 | impressions.W003   | every command     | no VisitorCookieMiddleware: anonymous viewers by digest |
 | impressions.W004   | check --deploy    | a proxy in front, no trusted proxies: one address for all |
+| impressions.E006   | every check       | IMPRESSIONS_FLUSH_PARTS is more than IMPRESSIONS_SHARDS |
 
 Never reuse a retired id.
 """
@@ -29,15 +30,28 @@ from .tasks import flush_impressions_task
 @checks.register()
 def check_settings(app_configs=None, **kwargs):
     """Every IMPRESSIONS_* setting whose value is bad, each its own error (conf.SETTINGS)."""
-    return [
+    invalid = invalid_settings()
+    errors = [
         checks.Error(
             f"{name}={value!r} is not valid.",
             hint=f"Use {expected}.",
             obj=name,
             id="impressions.E005",
         )
-        for name, value, expected in invalid_settings()
+        for name, value, expected in invalid
     ]
+    counted = {"IMPRESSIONS_FLUSH_PARTS", "IMPRESSIONS_SHARDS"}
+    if not counted & {name for name, *_ in invalid} and conf.FLUSH_PARTS > conf.SHARDS:
+        errors.append(
+            checks.Error(
+                f"IMPRESSIONS_FLUSH_PARTS={conf.FLUSH_PARTS} is more than"
+                f" IMPRESSIONS_SHARDS={conf.SHARDS}: a part would have no shard to flush.",
+                hint="Split the flush into at most as many parts as there are shards.",
+                obj="IMPRESSIONS_FLUSH_PARTS",
+                id="impressions.E006",
+            )
+        )
+    return errors
 
 
 @checks.register(checks.Tags.models)

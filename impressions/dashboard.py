@@ -11,7 +11,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from . import charts, periods, ranking, stats
+from redis_endpoints import redact_text
+
+from . import charts, periods, ranking, rollup, stats
 from .conf import conf, counted_model
 from .live import pending_by_object, range_total, with_pending
 from .models import Flush
@@ -240,14 +242,19 @@ def extra_panels(request):
             panel = dict(import_string(path)(request))
         except Exception as error:
             logger.warning("dashboard: panel %s failed", path, exc_info=True)
-            panel = {"title": path, "error": f"{type(error).__name__}: {error}"}
+            panel = {"title": path, "error": f"{type(error).__name__}: {redact_text(str(error))}"}
         panels.append(panel)
     return panels
 
 
 def buffer_panel(buffer):
     """The Redis buffer, the next flush and the last ones; `available`: Redis answered."""
-    panel = {"available": False, "lost_here": lost.unreported, **last_flushes()}
+    panel = {
+        "available": False,
+        "lost_here": lost.unreported,
+        "rollup": rollup.status(),
+        **last_flushes(),
+    }
     if buffer.status is None:
         panel["error"] = buffer.error
         return panel

@@ -1,11 +1,15 @@
 """The flush: move pending counts from Redis to the database so each one is applied exactly once.
 
-1. Clear the schedule guard, then snapshot every shard's pending hash (and its set of days) into
-   per-flush keys (atomic RENAMEs in the shard's slot); new impressions start a fresh pending hash.
-2. Apply every snapshot found (left-overs of crashed flushes first) in one database transaction
-   per flush id, gated by its ledger row: the totals and the per-day history together; delete the
-   snapshots only after the commit.
-A crash anywhere leaves snapshots that the next flush applies or, if the ledger has them, drops.
+1. Open the window: the schedule guard goes (once per window, by its first part), so the next
+   impression of a shard already snapshotted schedules the next flush.
+2. Snapshot the shards of this part (all of them, or 1/K with IMPRESSIONS_FLUSH_PARTS): each
+   shard's pending hash is renamed to a per-flush key in one atomic step (its slot); new
+   impressions start a fresh pending hash.
+3. Apply every snapshot found in those shards (left-overs of crashed flushes first) in batches,
+   one database transaction each, gated by the flush id's ledger row (impressions/ledger.py);
+   delete the snapshots only once all of them is in the database.
+A crash anywhere leaves snapshots that the next flush of those shards applies from the ledger's
+marks on, or, if the ledger has them whole, drops.
 """
 
 import logging
@@ -18,15 +22,20 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from redis.exceptions import RedisClusterException, RedisError
 
-from . import history_writer, keys, ledger, periods
+from redis_endpoints import redact_text
+
+from . import keys, ledger, periods, scripts
 from .conf import conf
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
 from .redis_client import get_flush_client
-from .scripts import script
 from .signals import flush_finished
 
 logger = logging.getLogger(__name__)
+
+# How long a window's key says that its first part has started (a later delivery of one of its
+# parts must not delete the next window's guard).
+WINDOW_TTL = 24 * 3600
 
 
 @dataclass
@@ -39,6 +48,8 @@ class FlushReport:
     impressions_dropped: int = 0
     recovered: list[str] = field(default_factory=list)  # flush ids of snapshots left behind
     duration: float = 0.0  # seconds
+    part: int = 0  # this flush's part of the shards, of `parts`
+    parts: int = 1
 
     def add(self, applied):
         self.posts_updated += applied.posts_updated
@@ -54,6 +65,8 @@ class FlushReport:
             f"flush {self.flush_id}: {self.impressions_applied} impressions applied to"
             f" {self.posts_updated} posts in {self.duration:.3f} s"
         )
+        if self.parts > 1:
+            text += f" (part {self.part + 1} of {self.parts})"
         if self.posts_dropped:
             text += f"; {self.impressions_dropped} dropped for {self.posts_dropped} deleted posts"
         if self.recovered:
@@ -69,15 +82,26 @@ def new_flush_id():
     return f"{timezone.now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
 
 
-def flush_pending(batch_size=None, keep_schedule=False):
-    """Flush now; returns a FlushReport, raises FlushError when Redis or the database fails.
+def part_shards(part, parts):
+    """The shards of part `part` of `parts`: every parts-th one from `part` on."""
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is not one of {parts} parts")
+    return list(range(part, conf.SHARDS, parts))
 
-    `keep_schedule` (a flush asked for by hand): a flush already scheduled stays scheduled, and
-    takes what is recorded after this one, so the impressions that follow need no flush of their
-    own (and the dashboard's "next flush" stays true). The scheduled flush itself clears it.
+
+def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, window=None):
+    """Flush now (the shards of `part` of `parts`); returns a FlushReport, raises FlushError
+    when Redis or the database fails.
+
+    `window`: the token of the scheduled window this part belongs to (tasks.enqueue_flush); the
+    first part of a window to start deletes the schedule guard, the others leave it. None (the
+    command): delete it. `keep_schedule` (a flush asked for by hand): a flush already scheduled
+    stays scheduled, and takes what is recorded after this one, so the impressions that follow
+    need no flush of their own (and the dashboard's "next flush" stays true).
     """
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
-    report = FlushReport(flush_id=new_flush_id())
+    shards = part_shards(part, parts)
+    report = FlushReport(flush_id=new_flush_id(), part=part, parts=parts)
     started = time.monotonic()
     # The ledger's start time, to the microsecond: the id has whole seconds, so the ledger's
     # duration of this flush would be off by up to one.
@@ -86,34 +110,38 @@ def flush_pending(batch_size=None, keep_schedule=False):
         client = get_flush_client()
         # Counts without a day (snapshots left by a version before the history) count today.
         today = periods.day_of(timezone.now())
-        take_snapshots(client, report.flush_id, keep_schedule)
+        if not keep_schedule:
+            open_window(client, window)
+        take_snapshots(client, report.flush_id, shards)
         checkpoint("after-snapshot")
         by_flush = snapshots_by_flush(client)
-        # Left-overs first, oldest first: they hold the oldest counts.
-        for flush_id in sorted(by_flush, key=lambda f: (f == report.flush_id, f)):
-            shards = by_flush[flush_id]
-            snapshots = {shard: read_snapshot(client, shard, flush_id, today) for shard in shards}
+        mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
+        # Left-overs first, oldest first: they hold the oldest counts. A left-over is applied
+        # whole, every shard of it, whichever part finds it.
+        for flush_id in sorted(mine, key=lambda f: (f == report.flush_id, f)):
+            found = by_flush[flush_id]
+            snapshots = read_snapshots(client, flush_id, found)
             checkpoint("before-apply")
             applied = ledger.apply_snapshots(
                 flush_id,
                 snapshots,
                 batch_size=batch_size,
+                undated_day=today,
                 recovered_by="" if flush_id == report.flush_id else report.flush_id,
                 before_commit=lambda: checkpoint("before-commit"),
+                after_commit=lambda: checkpoint("after-batch"),
                 started_at=started_at if flush_id == report.flush_id else None,
             )
             checkpoint("after-commit")
-            for shard in shards:
-                drop_snapshot(client, shard, flush_id)
+            drop_snapshots(client, flush_id, found)
             report.add(applied)
             if flush_id != report.flush_id:
                 report.recovered.append(flush_id)
-        if by_flush:
+        if mine:
             report.outcome = Flush.Outcome.APPLIED
         if report.flush_id not in by_flush:
             ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
         ledger.prune_ledger()
-        history_writer.prune()
     except (RedisError, RedisClusterException) as error:
         _note_failure(report.flush_id, error, started_at)
         flush_finished.send(
@@ -139,63 +167,83 @@ def flush_pending(batch_size=None, keep_schedule=False):
 def _note_failure(flush_id, error, started_at):
     try:
         ledger.record_outcome(
-            flush_id, Flush.Outcome.FAILED, f"{type(error).__name__}: {error}", started_at
+            flush_id,
+            Flush.Outcome.FAILED,
+            f"{type(error).__name__}: {redact_text(str(error))}",
+            started_at,
         )
     except DatabaseError:
         logger.warning("could not note failed flush %s in the ledger", flush_id, exc_info=True)
 
 
-def take_snapshots(client, flush_id, keep_schedule=False):
-    if not keep_schedule:
-        client.delete(keys.guard_key())  # from here on a new impression schedules the next flush
-    snapshot = script(client, "SNAPSHOT")
-    for shard in range(conf.SHARDS):
-        snapshot(
-            keys=[
-                keys.pending_key(shard),
-                keys.snapshot_key(shard, flush_id),
-                keys.snapshots_key(shard),
-                keys.armed_key(shard),
-                keys.pending_days_key(shard),
-                keys.snapshot_days_key(shard, flush_id),
-                keys.totals_key(shard),
-            ],
-            args=[flush_id, keys.snapshot_prefix(shard)],
+def open_window(client, window):
+    """Delete the schedule guard: from here on a new impression schedules the next flush.
+
+    A window's parts share a token: only the first of them to start deletes the guard, so that
+    a part starting late (or delivered twice) leaves the next window's guard alone.
+    """
+    if window is None:
+        client.delete(keys.guard_key())
+    else:
+        client.execute_command(
+            "EVAL", scripts.OPEN_WINDOW, 2, keys.guard_key(), keys.window_key(window), WINDOW_TTL
         )
 
 
+def take_snapshots(client, flush_id, shards):
+    """Rename the pending hash of each of `shards` to this flush's snapshot: one round trip per
+    node (EVAL by name: a cluster pipeline runs no registered script)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.execute_command(
+            "EVAL",
+            scripts.SNAPSHOT,
+            7,
+            keys.pending_key(shard),
+            keys.snapshot_key(shard, flush_id),
+            keys.snapshots_key(shard),
+            keys.armed_key(shard),
+            keys.pending_days_key(shard),
+            keys.snapshot_days_key(shard, flush_id),
+            keys.totals_key(shard),
+            flush_id,
+            keys.snapshot_prefix(shard),
+        )
+    pipe.execute()
+
+
 def snapshots_by_flush(client):
-    """{flush id: [shards holding a snapshot of it]}, this flush's and any left behind."""
-    found = defaultdict(list)
+    """{flush id: [shards holding a snapshot of it]}, over every shard."""
+    pipe = client.pipeline(transaction=False)
     for shard in range(conf.SHARDS):
-        for flush_id in client.smembers(keys.snapshots_key(shard)):
+        pipe.smembers(keys.snapshots_key(shard))
+    found = defaultdict(list)
+    for shard, flush_ids in enumerate(pipe.execute()):
+        for flush_id in flush_ids:
             found[flush_id.decode()].append(shard)
     return found
 
 
-def read_snapshot(client, shard, flush_id, undated_day):
-    """{(post id, day): count} of one shard's snapshot; a field without a day counts on `undated_day`."""
-    raw = client.hgetall(keys.snapshot_key(shard, flush_id))
-    days = {b"": undated_day}  # a few distinct days: parse each once
-    counts = {}
-    for name, count in raw.items():
-        post_id, _, day_text = name.partition(b":")
-        day = days.get(day_text)
-        if day is None:
-            day = days[day_text] = keys.parse_day(day_text)
-        key = (int(post_id), day)
-        # An undated field and today's field of one post (a deploy half done) add up.
-        counts[key] = counts.get(key, 0) + int(count)
-    return counts
+def read_snapshots(client, flush_id, shards):
+    """{shard: {field: count}} of `flush_id`'s snapshots, as Redis returns them (bytes)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.hgetall(keys.snapshot_key(shard, flush_id))
+    return dict(zip(shards, pipe.execute(), strict=True))
 
 
-def drop_snapshot(client, shard, flush_id):
-    script(client, "DROP_SNAPSHOT")(
-        keys=[
+def drop_snapshots(client, flush_id, shards):
+    """Delete the snapshots (only after the database has them all)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.execute_command(
+            "EVAL",
+            scripts.DROP_SNAPSHOT,
+            4,
             keys.snapshot_key(shard, flush_id),
             keys.snapshots_key(shard),
             keys.snapshot_days_key(shard, flush_id),
             keys.totals_key(shard),
-        ],
-        args=[flush_id],
-    )
+            flush_id,
+        )
+    pipe.execute()

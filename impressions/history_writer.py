@@ -1,27 +1,25 @@
-"""The history's write side: per-day upserts inside the flush's transaction, and pruning.
+"""The history's write side: each flush batch's per-day rows, where the roll-up says they go.
 
-The flush calls begin() first (after its ledger row), add_days() once per batch, after the batch's
-totals UPDATE, with the rows of the objects that UPDATE found, and add_site_days() once per
-transaction, last. So every history row of an object is written by a transaction that already
-holds that object's row lock (taken in id order), and the few site rows, which every flush
-touches, are locked last, in day order: two flushes at once wait on each other but cannot
-deadlock. The contract is in stats.py's docstring.
+A flush batch adds its counts (after the totals' UPDATE, without the objects that no longer
+exist) to the open days' rows, or, for an (object, day) the daily roll-up has moved already
+(HistoryRollup.is_rolled: an ended day, or the part of the day being rolled), to its daily, week
+and month rows at once; then to the site-wide day rows, last. Days before the oldest kept day
+(IMPRESSIONS_HISTORY_DAYS) get no history: the roll-up task prunes them.
 
-Week and month rows are not written per flush: a flush adds to the open days' rows only (today's,
-in a table without a count index, updated in place), and the first flush of a day rolls the ended
-days up: it moves their rows to the daily table, which has the count index, and adds them to the
-week and month rows, once a day. That is what keeps the history's cost near that of the totals.
-Only a count for a day already rolled up (late, or recorded with an old `now=`) goes to its daily,
-week and month rows at once.
+Locks, so that the roll-up (impressions/rollup.py) and the flushes never see each other's work
+half done, and never deadlock: a flush batch holds, for its transaction, a shared advisory lock
+on the roll-up's state and one on each day it writes (in day order), taken before the objects'
+rows, and reads where the rows go only then. The roll-up takes the state's lock exclusively to
+move to the next day (a moment), and a day's lock exclusively to move that day's rows in
+batches: only the flush batches holding that day (around midnight) wait for it, one batch at
+most. Every history row of an object is written by a transaction holding the object's row
+(ledger.py's lock order), the roll-up's excepted, which the day lock keeps apart.
 """
-
-from datetime import timedelta
 
 from django.db import connection
 from django.db.models import F
 
 from . import periods, stats
-from .arrays import bigint_array_literal, date_array_literal
 from .models import (
     DailyImpressions,
     HistoryRollup,
@@ -30,65 +28,12 @@ from .models import (
     SiteDailyImpressions,
 )
 
-
-def begin(today):
-    """Lock the rollup row, roll up the days before `today` if not done; returns rolled_through.
-
-    A shared lock when the ended days are rolled up already (every flush but the first of a day),
-    so flushes do not wait on each other here; an exclusive one, which waits for the flushes in
-    progress, to roll up: no flush is adding to a day while it is rolled up. Never upgraded from
-    shared to exclusive (two flushes doing that would deadlock).
-    """
-    HistoryRollup.objects.bulk_create([HistoryRollup(id=1)], ignore_conflicts=True)
-    through = today - timedelta(days=1)
-    rolled = HistoryRollup.objects.get(id=1).rolled_through
-    if rolled is not None and rolled >= through:
-        return locked_rolled_through(share=True)
-    rolled = locked_rolled_through(share=False)
-    if rolled is None or rolled < through:
-        roll_up(through)
-        HistoryRollup.objects.filter(id=1).update(rolled_through=through)
-        rolled = through
-    return rolled
-
-
-def locked_rolled_through(share):
-    if connection.vendor != "postgresql":
-        return HistoryRollup.objects.select_for_update().get(id=1).rolled_through
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT rolled_through FROM {table(HistoryRollup)} WHERE id = 1"
-            + (" FOR SHARE" if share else " FOR UPDATE")
-        )
-        return cursor.fetchone()[0]
-
-
-def roll_up(through):
-    """Move the open days up to `through` to the daily rows and add them to the week and month rows."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # One statement: the rows deleted from the open table are the rows inserted in the
-            # daily table and summed into the rollups, whatever their days.
-            cursor.execute(
-                f"WITH moved AS (DELETE FROM {table(OpenDailyImpressions)} WHERE day <= %s"
-                " RETURNING object_id, day, count),"
-                f" daily AS (INSERT INTO {table(DailyImpressions)} AS h (object_id, day, count)"
-                " SELECT * FROM moved ORDER BY object_id, day"
-                " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count)"
-                f" INSERT INTO {table(PeriodImpressions)} AS h (period, start, object_id, count)"
-                " SELECT p.period, p.start, d.object_id, sum(d.count) FROM moved d"
-                f" CROSS JOIN LATERAL ({PERIOD_STARTS}) AS p(period, start)"
-                " GROUP BY p.period, p.start, d.object_id"
-                " ON CONFLICT (period, start, object_id) DO UPDATE SET count = h.count + EXCLUDED.count",
-                [through],
-            )
-        return
-    rows = OpenDailyImpressions.objects.filter(day__lte=through)
-    moved = list(rows.values_list("object_id", "day", "count"))
-    add_portable(DailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in moved})
-    add_periods_portable(moved)
-    rows.delete()
-
+# pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
+# roll-up's state, the day's ordinal (date.toordinal) for a day.
+LOCK_CLASS = 0x696D7072
+STATE_LOCK = 0
+# A day's ordinal in SQL: date.toordinal() of the same day.
+ORDINAL = "({} - DATE '0001-01-01' + 1)"
 
 # The week starts on the ISO Monday, the month on the 1st (as periods.week_of/month_of), in plain
 # date arithmetic: no session time zone involved.
@@ -98,113 +43,93 @@ PERIOD_STARTS = (
 )
 
 
-def add_days(rows, rolled_through=None, arrays=None):
-    """Add [(object id, day, count), …] (in (object, day) order, no pair twice) to the history:
-    days after `rolled_through` (None: every day) to the open rows, the others (late) to the daily,
-    week and month rows.
+def batch_statements(batch_table):
+    """The history statements of a flush batch, as (SQL, params) to run after the totals' UPDATE
+    in the batch's transaction (one round trip: statements separated by semicolons).
 
-    `arrays`: the batch's BatchArrays when `rows` are exactly its totals (one row per object and
-    none dropped), reused if the rows are all on one day.
+    First the locks; each statement after them reads the roll-up's row with a snapshot of its
+    own, taken once they are held, to send each row where the roll-up says.
     """
-    if not rows:
-        return
-    days = {row[1] for row in rows}
-    late = []
-    if rolled_through is not None and min(days) <= rolled_through:
-        late = [row for row in rows if row[1] <= rolled_through]
-        rows = [row for row in rows if row[1] > rolled_through]
-        arrays = None
-    if connection.vendor == "postgresql":
-        add_days_postgresql(rows, late, arrays if len(days) == 1 else None)
-    else:
-        add_days_portable(rows, late)
-
-
-def add_site_days(counts):
-    """Add {day: count} to the site-wide rows."""
-    if not counts:
-        return
-    if connection.vendor == "postgresql":
-        add_site_days_postgresql(counts)
-    else:
-        add_site_days_portable(counts)
-
-
-def add_days_postgresql(rows, late, arrays=None):
-    """The open days' upsert (from the totals' arrays when one day's); then the late rows'."""
-    with connection.cursor() as cursor:
-        if arrays is not None:
-            cursor.execute(
-                f"INSERT INTO {table(OpenDailyImpressions)} AS h (object_id, day, count)"
-                " SELECT d.id, %s::date, d.n FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n)"
-                " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
-                [rows[0][1], arrays.ids, arrays.counts],
-            )
-        elif rows:
-            upsert_days(cursor, OpenDailyImpressions, rows)
-        if not late:
-            return
-        upsert_days(cursor, DailyImpressions, late)
-        # Days of one object in the same week or month add up first: ON CONFLICT may touch a row
-        # once per statement.
-        cursor.execute(
-            f"INSERT INTO {table(PeriodImpressions)} AS h (period, start, object_id, count)"
-            " SELECT p.period, p.start, d.object_id, sum(d.count)"
-            " FROM unnest(%s::bigint[], %s::date[], %s::bigint[]) AS d(object_id, day, count)"
-            f" CROSS JOIN LATERAL ({PERIOD_STARTS}) AS p(period, start)"
-            " GROUP BY p.period, p.start, d.object_id"
-            " ON CONFLICT (period, start, object_id) DO UPDATE SET count = h.count + EXCLUDED.count",
-            arrays_of(late),
-        )
-
-
-def upsert_days(cursor, model, rows):
-    cursor.execute(
-        f"INSERT INTO {table(model)} AS h (object_id, day, count)"
-        " SELECT * FROM unnest(%s::bigint[], %s::date[], %s::bigint[])"
+    oldest = stats.oldest_kept_day()
+    kept = "" if oldest is None else " AND b.day >= %(oldest)s"
+    batch = f"{batch_table} AS b LEFT JOIN {table(HistoryRollup)} AS r ON r.id = 1"
+    rolled = (
+        "coalesce(b.day <= r.rolled_through"
+        " OR (b.day = r.rolling_day AND b.object_id <= r.rolling_mark), false)"
+    )
+    statements = [
+        f"INSERT INTO {table(OpenDailyImpressions)} AS h (object_id, day, count)"
+        f" SELECT b.object_id, b.day, sum(b.n) FROM {batch} WHERE NOT {rolled}{kept}"
+        " GROUP BY b.object_id, b.day ORDER BY b.object_id, b.day"
         " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
-        arrays_of(rows),
+        # Counts of days rolled up already (late): their daily rows, and their week and month
+        # rows at once, as the roll-up moves them (impressions/rollup.py).
+        "WITH late AS MATERIALIZED ("
+        f" SELECT b.object_id, b.day, sum(b.n) AS count FROM {batch} WHERE {rolled}{kept}"
+        " GROUP BY b.object_id, b.day ORDER BY b.object_id, b.day),"
+        f" daily AS (INSERT INTO {table(DailyImpressions)} AS h (object_id, day, count)"
+        " SELECT object_id, day, count FROM late"
+        " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count)"
+        + add_to_periods_sql("late", "true" if oldest is None else "p.start >= %(oldest)s"),
+        f"INSERT INTO {table(SiteDailyImpressions)} AS h (day, count)"
+        f" SELECT b.day, sum(b.n) FROM {batch_table} AS b WHERE true{kept}"
+        " GROUP BY b.day ORDER BY b.day"
+        " ON CONFLICT (day) DO UPDATE SET count = h.count + EXCLUDED.count",
+    ]
+    return statements, {"oldest": oldest}
+
+
+def lock_statement(batch_table):
+    """Shared locks on the roll-up's state and on each day of the batch table, in that order."""
+    return (
+        f"SELECT count(pg_advisory_xact_lock_shared({LOCK_CLASS}, k)) FROM ("
+        f" SELECT {STATE_LOCK} AS k UNION ALL (SELECT DISTINCT {ORDINAL.format('day')}"
+        f" FROM {batch_table} ORDER BY 1)) AS keys"
     )
 
 
-def arrays_of(rows):
-    ids, days, counts = zip(*rows, strict=True)
-    return [bigint_array_literal(ids), date_array_literal(days), bigint_array_literal(counts)]
+def add_to_periods_sql(rows, where="true"):
+    """INSERT adding `rows` (object_id, day, count) to their week and month rows. Days of one
+    object in the same week or month add up first: ON CONFLICT may touch a row once."""
+    return (
+        f" INSERT INTO {table(PeriodImpressions)} AS h (period, start, object_id, count)"
+        f" SELECT p.period, p.start, d.object_id, sum(d.count) FROM {rows} AS d"
+        f" CROSS JOIN LATERAL ({PERIOD_STARTS}) AS p(period, start) WHERE {where}"
+        " GROUP BY p.period, p.start, d.object_id ORDER BY d.object_id, p.period, p.start"
+        " ON CONFLICT (period, start, object_id) DO UPDATE SET count = h.count + EXCLUDED.count"
+    )
 
 
-def add_site_days_postgresql(counts):
-    days = sorted(counts)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table(SiteDailyImpressions)} AS h (day, count)"
-            " SELECT * FROM unnest(%s::date[], %s::bigint[]) ORDER BY 1"
-            " ON CONFLICT (day) DO UPDATE SET count = h.count + EXCLUDED.count",
-            [date_array_literal(days), bigint_array_literal(counts[day] for day in days)],
-        )
+def add_batch_portable(rows):
+    """Any database: [(object id, day, count)] through the ORM. The roll-up's row is locked
+    (SQLite lets one writer in at a time anyway)."""
+    state = HistoryRollup.objects.select_for_update().filter(id=1).first() or HistoryRollup()
+    oldest = stats.oldest_kept_day()
+    kept = [row for row in rows if oldest is None or row[1] >= oldest]
+    open_rows, rolled = {}, {}
+    site = {}
+    for object_id, day, count in kept:
+        target = rolled if state.is_rolled(day, object_id) else open_rows
+        target[object_id, day] = target.get((object_id, day), 0) + count
+        site[day,] = site.get((day,), 0) + count
+    add_portable(OpenDailyImpressions, ("object_id", "day"), open_rows)
+    if rolled:
+        add_portable(DailyImpressions, ("object_id", "day"), rolled)
+        add_periods_portable(rolled, oldest)
+    add_portable(SiteDailyImpressions, ("day",), site)
 
 
-def add_days_portable(rows, late, arrays=None):
-    if rows:
-        add_portable(OpenDailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in rows})
-    if late:
-        add_portable(DailyImpressions, ("object_id", "day"), {(o, d): n for o, d, n in late})
-        add_periods_portable(late)
-
-
-def add_periods_portable(rows):
+def add_periods_portable(rows, oldest=None):
+    """Add {(object id, day): count} to their week and month rows (periods from `oldest` on)."""
     rollups = {}
-    for object_id, day, count in rows:
+    for (object_id, day), count in rows.items():
         for key in (
             (periods.WEEK, periods.week_of(day), object_id),
             (periods.MONTH, periods.month_of(day), object_id),
         ):
-            rollups[key] = rollups.get(key, 0) + count
-    if rollups:
-        add_portable(PeriodImpressions, ("period", "start", "object_id"), rollups)
-
-
-def add_site_days_portable(counts):
-    add_portable(SiteDailyImpressions, ("day",), {(day,): n for day, n in counts.items()})
+            if oldest is None or key[1] >= oldest:
+                rollups[key] = rollups.get(key, 0) + count
+    add_portable(PeriodImpressions, ("period", "start", "object_id"), rollups)
 
 
 def add_portable(model, key_fields, counts):
@@ -213,6 +138,8 @@ def add_portable(model, key_fields, counts):
     Run inside the flush's transaction; on a database that lets two writers in at once, a key two
     flushes both insert fails one of them, which leaves its snapshot for the next flush.
     """
+    if not counts:
+        return
     lookups = {
         f"{name}__in": sorted({key[i] for key in counts}) for i, name in enumerate(key_fields)
     }
@@ -226,25 +153,6 @@ def add_portable(model, key_fields, counts):
         for key, count in sorted(counts.items())
         if key not in existing
     )
-
-
-def prune(on=None):
-    """Delete the history older than IMPRESSIONS_HISTORY_DAYS (stats.oldest_kept_day); returns rows."""
-    oldest = stats.oldest_kept_day(on)
-    if oldest is None:
-        return 0
-    deleted = 0
-    for rows in (
-        DailyImpressions.objects.filter(day__lt=oldest),
-        OpenDailyImpressions.objects.filter(day__lt=oldest),
-        # Both periods named: the primary key (period, start, …) then serves the range.
-        PeriodImpressions.objects.filter(
-            period__in=[periods.WEEK, periods.MONTH], start__lt=oldest
-        ),
-        SiteDailyImpressions.objects.filter(day__lt=oldest),
-    ):
-        deleted += rows.delete()[0]
-    return deleted
 
 
 def table(model):

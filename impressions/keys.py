@@ -113,6 +113,16 @@ def guard_key():
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled"
 
 
+def window_key(window):
+    """Set by the first part of a scheduled flush window to start (flush.open_window)."""
+    return f"{{{conf.KEY_PREFIX}}}:flush-window:{window}"
+
+
+def rollup_guard_key():
+    """Set while a roll-up task is scheduled (tasks.schedule_rollup)."""
+    return f"{{{conf.KEY_PREFIX}}}:rollup-scheduled"
+
+
 def new_viewers_key(ip_digest, hour):
     """Hash of the new anonymous viewers one IP address (by digest) brought in clock hour `hour`:
     `#` = how many; a field per cookie-less digest. A slot of its own per address."""

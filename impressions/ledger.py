@@ -1,15 +1,24 @@
-"""The database side of a flush: batched updates and the ledger row that makes them exactly-once."""
+"""The database side of a flush: batches in their own transactions, each gated by the ledger row.
+
+A flush id's snapshots are applied in batches of lines (impressions/batches.py), one transaction
+each: lock the ledger row, take the next lines above its marks, write them (the totals, the
+history, the site-wide rows), move the marks, commit. A crash loses at most the batch in flight;
+whoever applies the snapshots next starts after the marks, so each line counts once.
+
+Lock order, the same in every transaction that writes these rows, so that concurrent flushes
+wait on each other but never deadlock: the ledger row; the counted objects' rows in id order;
+their history rows (written only by a transaction holding the object's row, in (object, day)
+order); the site-wide day rows, in day order; impressions/history_writer.py adds the history's.
+"""
 
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import history_writer, stats
-from .arrays import BatchArrays
+from . import batches, history_writer
 from .conf import conf, counted_model
 from .models import Flush
 
@@ -18,17 +27,20 @@ logger = logging.getLogger(__name__)
 # The flush benchmark turns this off to time a flush without the history (benchmarks/flush.py).
 # Not a setting: the history is always written.
 WRITE_HISTORY = True
+# The mark of a shard applied whole: above every field.
+DONE = b"\xff"
+# One batch's lines, copied in for the batch's statements; emptied at every commit.
+BATCH_TABLE = "impressions_batch"
 
 
 @dataclass
 class Applied:
-    """What one apply step did to the database."""
+    """What applying a flush id's snapshots (or one batch of them) did to the database."""
 
     posts_updated: int = 0
     impressions_applied: int = 0
     posts_dropped: int = 0
     impressions_dropped: int = 0
-    shards: list[int] = field(default_factory=list)
 
     def __iadd__(self, other):
         self.posts_updated += other.posts_updated
@@ -47,109 +59,201 @@ def started_at_of(flush_id):
 
 
 def apply_snapshots(
-    flush_id, snapshots, *, batch_size, recovered_by="", before_commit=None, started_at=None
+    flush_id,
+    snapshots,
+    *,
+    batch_size,
+    undated_day,
+    recovered_by="",
+    before_commit=None,
+    after_commit=None,
+    started_at=None,
 ):
-    """Apply {shard: {(post id, day): count}} of `flush_id`, skipping shards the ledger already has.
+    """Apply {shard: {field: count}} (Redis's snapshots of `flush_id`) above the ledger's marks;
+    returns what this call applied. `started_at`: when the flush started, if known to the
+    microsecond (its id holds the second).
 
-    `started_at`: when the flush started, if known to the microsecond (its id holds the second).
-
-    The ledger row is inserted (or locked, if it exists) first in the same transaction, so two
-    flushes applying the same snapshot serialise on it and the second finds the shard applied.
+    Two flushes applying the same snapshots (a crashed flush's, a message delivered twice) take
+    turns on the ledger row, batch by batch, each starting after the other's marks.
     """
-    with transaction.atomic():
+    lines = batches.SnapshotLines(snapshots, undated_day)
+    applied = Applied()
+    while True:
+        with transaction.atomic():
+            row = locked_row(flush_id, started_at)
+            batch, last, is_last = lines.next_batch(marks_of(row, lines.shards), batch_size)
+            if batch is None:  # applied already, by another flush
+                return applied
+            done = write_batch(batch)
+            applied += done
+            note_batch(row, done, lines.shards, last, is_last)
+            if recovered_by:
+                row.recovered_by = recovered_by
+            row.save()
+            if before_commit:
+                before_commit()
+        if after_commit:
+            after_commit()
+        if is_last:
+            return applied
+        lines.advance(last)
+
+
+def locked_row(flush_id, started_at=None):
+    """The ledger row of `flush_id`, inserted if missing, locked until the transaction ends."""
+    row = Flush.objects.select_for_update().filter(id=flush_id).first()
+    if row is None:
+        started_at = started_at or started_at_of(flush_id)
         Flush.objects.bulk_create(
-            [
-                Flush(
-                    id=flush_id,
-                    started_at=started_at or started_at_of(flush_id),
-                    outcome=Flush.Outcome.FAILED,
-                )
-            ],
+            [Flush(id=flush_id, started_at=started_at, outcome=Flush.Outcome.RUNNING)],
             ignore_conflicts=True,
         )
         row = Flush.objects.select_for_update().get(id=flush_id)
-        fresh = sorted(set(snapshots) - set(row.shards_applied))
-        counts = Counter()
-        for shard in fresh:
-            counts.update(snapshots[shard])
-        applied = apply_counts(counts, batch_size)
-        applied.shards = fresh
-        row.shards_applied = sorted(set(row.shards_applied) | set(fresh))
-        row.posts_updated += applied.posts_updated
-        row.impressions_applied += applied.impressions_applied
-        row.posts_dropped += applied.posts_dropped
-        row.impressions_dropped += applied.impressions_dropped
+    return row
+
+
+def marks_of(row, shards):
+    """{shard: the last field of it applied (bytes), DONE, or None}."""
+    applied = set(row.shards_applied)
+    return {
+        shard: DONE if shard in applied else mark_bytes(row.marks.get(str(shard)))
+        for shard in shards
+    }
+
+
+def mark_bytes(text):
+    return None if text is None else text.encode()
+
+
+def note_batch(row, done, shards, last, is_last):
+    """Add a committed batch to the ledger row: its counts, and the marks of `shards` (a shard
+    applied whole leaves the marks for the list of shards applied)."""
+    row.posts_updated += done.posts_updated
+    row.impressions_applied += done.impressions_applied
+    row.posts_dropped += done.posts_dropped
+    row.impressions_dropped += done.impressions_dropped
+    marks = dict(row.marks)
+    if is_last:
+        row.shards_applied = sorted(set(row.shards_applied) | set(shards))
+        for shard in shards:
+            marks.pop(str(shard), None)
         row.outcome = Flush.Outcome.APPLIED
         row.finished_at = timezone.now()
         row.error = ""
-        if recovered_by and fresh:
-            row.recovered_by = recovered_by
-        row.save()
-        if before_commit:
-            before_commit()
+    else:
+        for shard in shards:
+            if shard not in row.shards_applied:
+                marks[str(shard)] = max(marks.get(str(shard), ""), last.decode())
+        if row.outcome != Flush.Outcome.APPLIED:
+            row.outcome = Flush.Outcome.RUNNING
+    row.marks = marks
+
+
+def write_batch(lines):
+    """Add one batch of lines to the counted objects' totals and the history; returns Applied.
+
+    Counts of objects that no longer exist are dropped, from the history too: an object's
+    history always sums to what its total received.
+    """
+    if connection.vendor == "postgresql":
+        applied = write_batch_postgresql(lines)
+    else:
+        applied = write_batch_portable(batches.parsed(lines))
+    if applied.posts_dropped:
+        logger.warning(
+            "dropped %d impressions of %d posts that no longer exist",
+            applied.impressions_dropped,
+            applied.posts_dropped,
+        )
     return applied
 
 
-def apply_counts(counts, batch_size):
-    """Add {(post id, day): count} to the totals and the history, `batch_size` posts a statement.
+def write_batch_postgresql(lines):
+    """COPY the lines into the batch table, then, in one round trip, the statements of the batch:
+    the day locks, the totals' UPDATE (and the counts of deleted objects taken out), the history.
 
-    Counts of posts that no longer exist are dropped, from the history too: a post's history
-    always sums to what its total received.
+    The joins are nested loops over the batch in id order, so the object rows are locked in id
+    order whatever the planner would otherwise choose (a hash join locks in table order).
     """
-    applied = Applied()
     columns = counted_columns()
-    by_day = Counter()
-    if WRITE_HISTORY:
-        rolled_through = history_writer.begin(stats.today())
-    for totals, rows in batches(counts, batch_size):
-        arrays = BatchArrays(totals)
-        if connection.vendor == "postgresql":
-            updated_ids = update_batch_postgresql(totals, columns, arrays)
-        else:
-            updated_ids = update_batch_portable(totals, columns)
-        dropped = set(totals) - updated_ids
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} (object_id bigint NOT NULL,"
+            " day date NOT NULL, n bigint NOT NULL) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {BATCH_TABLE} (object_id, day, n) FROM STDIN") as copy:
+            copy.write(batches.copy_text(lines))
+        statements = [
+            "SELECT set_config('enable_hashjoin', 'off', true),"
+            " set_config('enable_mergejoin', 'off', true)",
+            totals_statement(columns),
+        ]
+        params = {}
         if WRITE_HISTORY:
-            if dropped:
-                rows = [row for row in rows if row[0] not in dropped]
-            # The totals' arrays are the rows' when each object has one row (one day) and stays.
-            same = not dropped and len(rows) == len(totals)
-            history_writer.add_days(rows, rolled_through, arrays if same else None)
-            for _, day, count in rows:
-                by_day[day] += count
-        applied.posts_updated += len(updated_ids)
-        applied.impressions_applied += sum(totals[post_id] for post_id in updated_ids)
-        if dropped:
-            lost = sum(totals[post_id] for post_id in dropped)
-            applied.posts_dropped += len(dropped)
-            applied.impressions_dropped += lost
-            logger.warning(
-                "dropped %d impressions of %d posts that no longer exist: %s",
-                lost,
-                len(dropped),
-                sorted(dropped)[:20],
-            )
+            history, params = history_writer.batch_statements(BATCH_TABLE)
+            statements[1:1] = [history_writer.lock_statement(BATCH_TABLE)]
+            statements += history
+        # Empty after the commit anyway; not when the flush runs inside an outer transaction.
+        statements.append(f"DELETE FROM {BATCH_TABLE}")
+        cursor.execute(";\n".join(statements), params)
+        while "updated" not in [column.name for column in cursor.description or []]:
+            cursor.nextset()
+        updated, impressions, dropped, dropped_impressions = cursor.fetchone()
+    return Applied(
+        posts_updated=updated,
+        impressions_applied=int(impressions),
+        posts_dropped=dropped,
+        impressions_dropped=int(dropped_impressions),
+    )
+
+
+def totals_statement(columns):
+    """Add the batch's counts to the objects' totals; take the rows of objects that no longer
+    exist out of the batch (rare: then the history never sees them)."""
+    table, pk, count = columns.table, columns.pk, columns.count
+    return (
+        "WITH totals AS MATERIALIZED ("
+        f" SELECT object_id, sum(n) AS n FROM {BATCH_TABLE} GROUP BY object_id"
+        " ORDER BY object_id),"
+        f" updated AS (UPDATE {table} AS counted SET {count} = counted.{count} + totals.n"
+        f" FROM totals WHERE counted.{pk} = totals.object_id"
+        " RETURNING totals.object_id, totals.n),"
+        f" dropped AS (DELETE FROM {BATCH_TABLE} AS b"
+        " WHERE (SELECT count(*) FROM totals) > (SELECT count(*) FROM updated)"
+        " AND b.object_id NOT IN (SELECT object_id FROM updated) RETURNING b.object_id, b.n)"
+        " SELECT (SELECT count(*) FROM updated) AS updated,"
+        " (SELECT coalesce(sum(n), 0) FROM updated) AS impressions,"
+        " (SELECT count(DISTINCT object_id) FROM dropped) AS dropped,"
+        " (SELECT coalesce(sum(n), 0) FROM dropped) AS dropped_impressions"
+    )
+
+
+def write_batch_portable(rows):
+    """Any database: [(object id, day, count)] through the ORM and prepared statements."""
+    totals = {}
+    for object_id, _, count in rows:
+        totals[object_id] = totals.get(object_id, 0) + count
+    columns = counted_columns()
+    # The base manager, as the UPDATE below: a default manager that hides rows must not drop counts.
+    existing = set(
+        columns.model._base_manager.filter(pk__in=list(totals)).values_list("pk", flat=True)
+    )
+    table, pk, count = columns.table, columns.pk, columns.count
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET {count} = {count} + %s WHERE {pk} = %s",
+            [(totals[object_id], object_id) for object_id in sorted(existing)],
+        )
+    dropped = set(totals) - existing
+    applied = Applied(
+        posts_updated=len(existing),
+        impressions_applied=sum(totals[object_id] for object_id in existing),
+        posts_dropped=len(dropped),
+        impressions_dropped=sum(totals[object_id] for object_id in dropped),
+    )
     if WRITE_HISTORY:
-        history_writer.add_site_days(by_day)  # last: see history_writer's lock order
+        history_writer.add_batch_portable([row for row in rows if row[0] in existing])
     return applied
-
-
-def batches(counts, batch_size):
-    """Yield ({post id: total}, [(post id, day, count), …]) of `batch_size` posts, in (id, day) order.
-
-    A fixed order avoids deadlocks between concurrent flushes; all the days of a post go in the
-    batch of its total.
-    """
-    totals, rows = {}, []
-    for (post_id, day), count in sorted(counts.items()):
-        if post_id not in totals:
-            if len(totals) == batch_size:
-                yield totals, rows
-                totals, rows = {}, []
-            totals[post_id] = 0
-        totals[post_id] += count
-        rows.append((post_id, day, count))
-    if totals:
-        yield totals, rows
 
 
 @dataclass(frozen=True)
@@ -171,34 +275,6 @@ def counted_columns():
         pk=quote(model._meta.pk.column),
         count=quote(model._meta.get_field(conf.COUNT_FIELD).column),
     )
-
-
-def update_batch_postgresql(batch, columns, arrays=None):
-    """One statement for the whole batch; returns the ids that exist."""
-    arrays = arrays or BatchArrays(batch)
-    table, pk, count = columns.table, columns.pk, columns.count
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS counted SET {count} = counted.{count} + d.n"
-            " FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n)"
-            f" WHERE counted.{pk} = d.id RETURNING counted.{pk}",
-            [arrays.ids, arrays.counts],
-        )
-        return {row[0] for row in cursor.fetchall()}
-
-
-def update_batch_portable(batch, columns, arrays=None):
-    """Any database: find the rows that exist, then one prepared UPDATE run for each of them."""
-    # The base manager, as the UPDATE below: a default manager that hides rows must not drop counts.
-    found = columns.model._base_manager.filter(pk__in=list(batch)).values_list("pk", flat=True)
-    existing = set(found)
-    table, pk, count = columns.table, columns.pk, columns.count
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET {count} = {count} + %s WHERE {pk} = %s",
-            [(batch[post_id], post_id) for post_id in sorted(existing)],
-        )
-    return existing
 
 
 def record_outcome(flush_id, outcome, error="", started_at=None):

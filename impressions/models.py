@@ -10,6 +10,8 @@ class Flush(models.Model):
         APPLIED = "applied", "applied"
         EMPTY = "empty", "nothing pending"
         FAILED = "failed", "failed"
+        # Some batches committed, not all (the flush runs, or stopped: the next one goes on).
+        RUNNING = "running", "in progress"
 
     id = models.CharField(primary_key=True, max_length=40)
     started_at = models.DateTimeField()
@@ -17,6 +19,9 @@ class Flush(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     # Redis shards whose snapshot of this flush is in the database: never applied twice.
     shards_applied = models.JSONField(default=list, blank=True)
+    # {shard: the last field of its snapshot applied} for shards applied in part (batches
+    # committed, not all): the next batch starts after it (impressions/batches.py).
+    marks = models.JSONField(default=dict, blank=True)
     posts_updated = models.PositiveIntegerField(default=0)
     impressions_applied = models.PositiveBigIntegerField(default=0)
     posts_dropped = models.PositiveIntegerField(default=0, help_text="posts that no longer exist")
@@ -137,21 +142,43 @@ class PeriodImpressions(models.Model):
 
 
 class HistoryRollup(models.Model):
-    """One row: the last day whose daily rows the week and month rows hold (None: no day).
+    """One row: how far the daily roll-up (impressions/rollup.py) has moved the ended days.
 
-    Every flush that writes the history locks it (shared) before the totals; the flush that rolls
-    ended days up locks it exclusively, so no flush is adding to a day while it is rolled up.
+    Every day up to `rolled_through` is in the daily rows and the week and month rows. While a
+    day is being rolled up (`rolling_day`), its rows of objects up to `rolling_mark` are there
+    too and its other rows still open; every later day is open. Only the roll-up writes it.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     rolled_through = models.DateField(null=True, blank=True)
+    rolling_day = models.DateField(null=True, blank=True)
+    rolling_mark = models.BigIntegerField(null=True, blank=True)  # None: no row moved yet
+    # Progress, for the dashboard: the rolling day's open rows when it started, rows moved since.
+    rolling_rows = models.PositiveBigIntegerField(default=0)
+    rolling_moved = models.PositiveBigIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)  # of the last roll-up
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "impressions_rollup"
         verbose_name = "history rollup"
 
     def __str__(self):
+        if self.rolling_day:
+            return (
+                f"rolling up {self.rolling_day}: {self.rolling_moved} of {self.rolling_rows} rows"
+            )
         return f"rolled up through {self.rolled_through}"
+
+    def is_rolled(self, day, object_id):
+        """Whether (object, day) is in the rolled-up rows (daily, week and month), not open."""
+        if self.rolled_through is not None and day <= self.rolled_through:
+            return True
+        return (
+            day == self.rolling_day
+            and self.rolling_mark is not None
+            and (object_id <= self.rolling_mark)
+        )
 
 
 class SiteDailyImpressions(models.Model):

@@ -8,14 +8,17 @@ from django.utils import timezone
 DAY = "d"
 WEEK = "w"
 MONTH = "m"
-# A day not rolled up yet, read from the open days' rows (impressions/stats.py).
+# A day not rolled up yet (impressions/stats.py): its open rows, and, while the roll-up moves it,
+# its rows moved already.
 OPEN_DAY = "o"
+# The same day's open rows only: the rest of a week or month whose rollup row holds the others.
+OPEN_REST = "r"
 
 
 class Piece(NamedTuple):
     """A run of days read from one place: a day's rows (rolled up or open), a week or a month rollup."""
 
-    period: str  # DAY, OPEN_DAY, WEEK or MONTH
+    period: str  # DAY, OPEN_DAY, OPEN_REST, WEEK or MONTH
     start: date  # the day, the week's Monday, the month's 1st
 
     @property

@@ -137,6 +137,17 @@ return redis.call('HLEN', KEYS[2])
 """
 )
 
+# KEYS: schedule guard, window key.  ARGV: window key ttl.  The first part of a scheduled window to
+# start takes the window key and deletes the guard; the window's other parts find the key taken
+# and leave the guard (by then maybe the next window's) alone.  Returns 1 when it deleted.
+OPEN_WINDOW = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
 # KEYS: snapshot, snapshots index, snapshot days, totals.  ARGV: flush id.  Called only after the
 # database commit. The snapshot's total leaves the totals once: a second drop finds no field.
 DROP_SNAPSHOT = """

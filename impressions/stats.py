@@ -12,38 +12,35 @@ Read API (dates are `datetime.date`, ranges include both ends, days are TIME_ZON
 - `daily_totals(start, end)` -> `{day: count}` site-wide, days without impressions left out;
 - `write_csv(out, post_ids, start, end)`: `post_id,day,impressions`, one line per post and day.
 
-Write contract (the flush keeps it, in the transaction that applies the totals and the ledger):
+Write contract (the flush keeps it, in each batch's transaction with the totals and the ledger;
+the daily roll-up, impressions/rollup.py, moves the rows):
 
 | table (model)                                   | key                        | per batch                |
 | ----------------------------------------------- | -------------------------- | ------------------------ |
 | `impressions_daily_open` (OpenDailyImpressions) | (object_id, day)           | + count of (object, day) |
-|                                                 |                            |   for days after         |
-|                                                 |                            |   rolled_through         |
+|                                                 |                            |   not rolled up          |
 | `impressions_daily` (DailyImpressions)          | (object_id, day)           | + count of (object, day) |
-|                                                 |                            |   for days up to         |
-|                                                 |                            |   rolled_through (late)  |
-| `impressions_period` (PeriodImpressions)        | (period, start, object_id) | only for days already    |
-|                                                 |                            |   rolled up: + same count|
-|                                                 |                            |   to ('w', week_of(day)) |
-|                                                 |                            |   and ('m', month_of(day))|
-| `impressions_rollup` (HistoryRollup)            | id = 1                     | rolled_through: the last |
-|                                                 |                            |   day the period rows hold|
+|                                                 |                            |   rolled up (late)       |
+| `impressions_period` (PeriodImpressions)        | (period, start, object_id) | rolled up only: + same   |
+|                                                 |                            |   count to ('w', week_of)|
+|                                                 |                            |   and ('m', month_of)    |
+| `impressions_rollup` (HistoryRollup)            | id = 1                     | read: where a row goes   |
 | `impressions_site_daily` (SiteDailyImpressions) | (day)                      | + sum of the day's counts|
 
-Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCLUDED.count`
-(on PostgreSQL one statement per batch for the daily rows, one for the week and month rows of
-days rolled up already (rare: late counts), and one per transaction, last, for the site rows:
-impressions/history_writer.py says why), with `day` the TIME_ZONE date the impression was
-recorded. The first flush of a day, holding the rollup row exclusively, moves the open rows of the
-days before today to the daily table, adds them to the week and month rows and moves
-rolled_through to yesterday. Every count is > 0. Invariants, which the tests of the writer
-assert: the open table holds only days after rolled_through, the daily table only days up to it;
-an object's daily and open rows sum to what was added to its total; a week or month row is the sum
-of that object's daily rows in it; a site row is the sum of the daily and open rows of its day.
-Reads of a week or month add its days after rolled_through from the open rows, in one snapshot.
-Pruning (IMPRESSIONS_HISTORY_DAYS, 0 keeps all): delete daily, open and site rows with day <
-`oldest_kept_day()` and period rows with start < it; `top_posts` never reads a period starting
-before it, so a half-pruned period is never used.
+Each is `INSERT … ON CONFLICT (key) DO UPDATE SET count = <table>.count + EXCLUDED.count`, one
+statement per batch and table, the site rows last (impressions/history_writer.py says why), with
+`day` the TIME_ZONE date the impression was recorded; days before `oldest_kept_day()` get none.
+"Rolled up" is HistoryRollup.is_rolled(day, object_id): a day up to rolled_through, or an object
+the roll-up already moved of the day it is rolling. The roll-up moves a day's open rows, in
+batches by object, to the daily table and adds them to the week and month rows, then moves
+rolled_through to that day. Every count is > 0. Invariants, which the tests of the writer assert:
+every (object, day) row is in exactly one of the two daily tables, the open one for what is not
+rolled up; an object's daily and open rows sum to what was added to its total; a week or month row
+is the sum of that object's rolled-up daily rows in it; a site row is the sum of the daily and open
+rows of its day. Reads of a week or month add its days not rolled up from the open rows, in one
+snapshot. Pruning (IMPRESSIONS_HISTORY_DAYS, 0 keeps all, by the roll-up task): delete daily, open
+and site rows with day < `oldest_kept_day()` and period rows with start < it; `top_posts` never
+reads a period starting before it, so a half-pruned period is never used.
 """
 
 import csv
@@ -182,12 +179,20 @@ def reading():
 
 
 def readable(pieces):
-    """The pieces as stored: the days after HistoryRollup.rolled_through are open days (their
-    rows are in the open table), and a week or month is cut where its rollup row ends, its later
-    days read as open days (only days up to the latest that has rows)."""
-    rolled = HistoryRollup.objects.filter(id=1).values_list("rolled_through", flat=True).first()
+    """The pieces as stored (HistoryRollup says where): a day up to rolled_through is a daily
+    piece; a later day is an open day (its open rows, and its rows the roll-up has moved if it is
+    the day being rolled); a week or month not rolled up to its end is its rollup row (if it holds
+    any of its days) and the open rows of its later days (only days up to the latest that has
+    rows)."""
+    state = HistoryRollup.objects.filter(id=1).first() or HistoryRollup()
+    rolled = state.rolled_through
     if rolled is not None and all(piece.end <= rolled for piece in pieces):
         return pieces
+    # The last day with rows in the week and month rows: rolled_through, or the rolling day once
+    # it has moved rows.
+    in_rollups = rolled
+    if state.rolling_day is not None and state.rolling_mark is not None:
+        in_rollups = state.rolling_day
     latest = None
     result = []
     for piece in pieces:
@@ -202,11 +207,11 @@ def readable(pieces):
                 OpenDailyImpressions.objects.order_by("-day").values_list("day", flat=True).first()
                 or date.min
             )
-        if rolled is not None and piece.start <= rolled:
+        if in_rollups is not None and piece.start <= in_rollups:
             result.append(piece)
         first = piece.start if rolled is None else max(piece.start, rolled + timedelta(days=1))
         result += [
-            periods.Piece(periods.OPEN_DAY, day)
+            periods.Piece(periods.OPEN_REST, day)
             for day in periods.days(first, min(piece.end, latest))
         ]
     return result
@@ -235,8 +240,12 @@ def threshold_top(pieces, limit):
 
 
 def piece_top(piece, limit):
-    """[(object_id, count), …] of one day, week or month, highest first, ties by id."""
+    """[(object_id, count), …] of one piece, highest first, ties by id."""
     if piece.period == periods.OPEN_DAY:
+        return open_day_top(piece.start, limit)
+    if piece.period == periods.OPEN_REST:
+        if DailyImpressions.objects.filter(day=piece.start).exists():  # the day being rolled up
+            return ranked_rows(OpenDailyImpressions.objects.filter(day=piece.start), limit)
         return open_day_top(piece.start, limit)
     if piece.period == periods.DAY:
         rows = DailyImpressions.objects.filter(day=piece.start)
@@ -246,16 +255,28 @@ def piece_top(piece, limit):
 
 
 def open_day_top(day, limit):
-    """An open day's top: its rows sorted once per reading(), for OPEN_DAY_DEPTH rows at least."""
+    """An open day's top: its rows sorted once per reading(), for OPEN_DAY_DEPTH rows at least.
+
+    The open rows, and the day's daily rows: there are some only while the roll-up moves it.
+    """
     memo = _open_tops.get()
     if memo is None:
-        return ranked_rows(OpenDailyImpressions.objects.filter(day=day), limit)
+        return open_day_rows(day, limit)
     asked, rows = memo.get(day, (0, []))
     if limit > asked and len(rows) == asked:  # a deeper read, unless the day was read whole
         asked = max(limit, OPEN_DAY_DEPTH)
-        rows = ranked_rows(OpenDailyImpressions.objects.filter(day=day), asked)
+        rows = open_day_rows(day, asked)
         memo[day] = (asked, rows)
     return rows[:limit]
+
+
+def open_day_rows(day, limit):
+    open_rows = OpenDailyImpressions.objects.filter(day=day, count__gt=0)
+    moved = DailyImpressions.objects.filter(day=day, count__gt=0)
+    rows = open_rows.values_list("object_id", "count").union(
+        moved.values_list("object_id", "count"), all=True
+    )
+    return list(rows.order_by("-count", "object_id")[:limit])
 
 
 def ranked_rows(rows, limit):
@@ -266,11 +287,12 @@ def ranked_rows(rows, limit):
 def ranked_sums(pieces, limit, object_ids=None):
     """The sums over `pieces` (of `object_ids` only, if given), ranked, in one SQL statement."""
     parts, params = [], []
-    for period, model in (
-        (periods.DAY, DailyImpressions),
-        (periods.OPEN_DAY, OpenDailyImpressions),
+    for kinds, model in (
+        # An open day's rows the roll-up moved already are daily rows of that day.
+        ((periods.DAY, periods.OPEN_DAY), DailyImpressions),
+        ((periods.OPEN_DAY, periods.OPEN_REST), OpenDailyImpressions),
     ):
-        day_list = [piece.start for piece in pieces if piece.period == period]
+        day_list = [piece.start for piece in pieces if piece.period in kinds]
         if day_list:
             parts.append(
                 f"SELECT object_id, count FROM {model._meta.db_table}"

@@ -1,32 +1,40 @@
-"""The flush as a django.tasks task, and enqueueing it: now, after the window, or after a failure."""
+"""The flush and the daily roll-up as django.tasks tasks, and enqueueing them."""
 
 import logging
+import secrets
 import time
 from datetime import timedelta
 
+from django.db.models import Min
 from django.tasks import task
 from django.utils import timezone
 
-from . import keys
+from . import keys, rollup, stats
 from .conf import conf
 from .exceptions import FlushError
 from .flush import flush_pending
+from .models import HistoryRollup, OpenDailyImpressions, SiteDailyImpressions
 from .redis_client import get_flush_client
 
 logger = logging.getLogger(__name__)
 
+# How long the roll-up's schedule guard lasts: a roll-up enqueued and lost is enqueued again by
+# a flush after this long.
+ROLLUP_GUARD_TTL = 3600
+
 
 @task(takes_context=True)
-def flush_impressions_task(context=None, manual=False):
-    """Flush pending impressions; after the last attempt, schedule a later flush so nothing stays
-    stranded. `manual`: asked for by hand ("Flush now"), it leaves the scheduled flush in place.
+def flush_impressions_task(context=None, part=0, parts=1, window=None, manual=False):
+    """Flush pending impressions (the shards of `part` of `parts`, of the scheduled `window`);
+    after the last attempt, schedule a later flush so nothing stays stranded. `manual`: asked for
+    by hand ("Flush now"), it leaves the scheduled flush in place.
 
     A backend that retries failed tasks runs the flush again itself: re-scheduling on every
     failure as well would make two flushes where one is meant. `context` is None when called
     directly (`.call()`), which counts as a last attempt.
     """
     try:
-        report = flush_pending(keep_schedule=manual)
+        report = flush_pending(part=part, parts=parts, window=window, keep_schedule=manual)
     except FlushError:
         if is_last_attempt(context):
             try:
@@ -34,6 +42,18 @@ def flush_impressions_task(context=None, manual=False):
             except Exception:
                 logger.exception("could not re-schedule the impressions flush")
         raise
+    schedule_rollup()
+    return report.as_dict()
+
+
+@task()
+def rollup_impressions_task():
+    """Roll the ended days up and prune the history (impressions/rollup.py)."""
+    report = rollup.roll_up()
+    try:
+        get_flush_client().delete(keys.rollup_guard_key())  # a later need schedules it again
+    except Exception:
+        logger.warning("could not release the roll-up's schedule guard", exc_info=True)
     return report.as_dict()
 
 
@@ -50,14 +70,21 @@ def is_last_attempt(context):
 
 
 def enqueue_flush(delay=0, manual=False):
-    """Enqueue the flush task `delay` seconds from now; `manual`: asked for by hand.
+    """Enqueue a window's flush `delay` seconds from now: IMPRESSIONS_FLUSH_PARTS tasks, each
+    for its share of the shards, together; returns the first one's result. `manual` (asked for
+    by hand): one task for every shard, which leaves the scheduled window in place.
 
-    A backend that cannot defer (ImmediateBackend) gets it without run_after: it runs now.
+    A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now.
     """
     flush_task = flush_impressions_task
     if delay and flush_task.get_backend().supports_defer:
         flush_task = flush_task.using(run_after=timezone.now() + timedelta(seconds=delay))
-    return flush_task.enqueue(manual=True) if manual else flush_task.enqueue()
+    if manual:
+        return flush_task.enqueue(manual=True)
+    parts = conf.FLUSH_PARTS
+    window = secrets.token_hex(8)
+    results = [flush_task.enqueue(part=part, parts=parts, window=window) for part in range(parts)]
+    return results[0]
 
 
 def take_guard(client):
@@ -76,3 +103,38 @@ def rearm_after_failure(client):
     except Exception:
         logger.exception("could not re-schedule the impressions flush")
     return False
+
+
+def rollup_needed(today=None):
+    """Whether an ended day is still open, a roll-up stopped half-way, or history is older than
+    IMPRESSIONS_HISTORY_DAYS keeps: three index reads."""
+    today = today or stats.today()
+    state = HistoryRollup.objects.filter(id=1).first()
+    if state is not None and state.rolling_day is not None:
+        return True
+    first_open = OpenDailyImpressions.objects.aggregate(day=Min("day"))["day"]
+    if first_open is not None and first_open < today:
+        return True
+    oldest = stats.oldest_kept_day(today)
+    first_day = SiteDailyImpressions.objects.aggregate(day=Min("day"))["day"]
+    return oldest is not None and first_day is not None and first_day < oldest
+
+
+def schedule_rollup():
+    """Enqueue the roll-up when it has work, once (a Redis guard), a flush delay from now: the
+    flushes of the first window after midnight bring the ended day's last counts first."""
+    try:
+        if not rollup_needed():
+            return False
+        if not get_flush_client().set(keys.rollup_guard_key(), "1", nx=True, ex=ROLLUP_GUARD_TTL):
+            return False
+        rollup_task = rollup_impressions_task
+        if conf.FLUSH_DELAY and rollup_task.get_backend().supports_defer:
+            run_after = timezone.now() + timedelta(seconds=conf.FLUSH_DELAY)
+            rollup_task = rollup_task.using(run_after=run_after)
+        rollup_task.enqueue()
+        return True
+    except Exception:
+        # The next flush tries again; the flush itself is done.
+        logger.exception("could not schedule the impressions roll-up")
+        return False

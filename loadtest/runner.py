@@ -12,6 +12,7 @@ from django.db import connections
 
 import devservices
 from casusult.demo import DEMO_PASSWORD, demo_username
+from casusult.health import READINESS_CACHE_SECONDS
 from casusult.models import Post
 from casusult.views import PAGE_SIZE
 
@@ -75,9 +76,11 @@ def run_load(stack, before, options):
         await asyncio.sleep(max(0.0, started + duration * 0.65 - time.monotonic()))
         # A loaded machine may not have answered one readiness probe sent inside the outage yet:
         # keep Redis down until one has (10 s more at most), so the 503 check has a probe to see.
+        # Each process reuses its /readyz answer for READINESS_CACHE_SECONDS: only a probe sent
+        # that long into the outage must see it.
         patience = time.monotonic() + 10
         while time.monotonic() < patience and not any(
-            sent > outage.stopped for sent, _, _ in results.readiness
+            sent > outage.stopped + READINESS_CACHE_SECONDS for sent, _, _ in results.readiness
         ):
             await asyncio.sleep(0.1)
         outage.start_requested = time.monotonic()
@@ -197,6 +200,7 @@ def run_checks(results, expectation, actual, wrong, outage, options, metrics_tex
             s
             for (sent, received, s) in results.readiness
             if outage.classify(sent, received) == "down"
+            and sent > outage.stopped + READINESS_CACHE_SECONDS  # the processes' answers expired
         ]
         after = [s for (sent, _, s) in results.readiness if sent > outage.started]
         checks += [

@@ -1,18 +1,20 @@
-"""What our queue backends share: OPTIONS validation, retries, the task allow-list, the check hook."""
+"""What our queue backends share: OPTIONS validation, retries, the task registry, the check hook."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
 from django.core import checks
-from django.tasks import Task
+from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import InvalidTask
 
-from .exceptions import QueueConfigurationError
-from .execution import DOTTED_PATH, load_task
+from .bounds import DOTTED_PATH, check_arguments, sample
+from .exceptions import MalformedMessage, QueueConfigurationError, TaskNotAllowed
+from .registry import discover_tasks
 
 # The longest retry delay: SQS delays a message 15 minutes at most, and a backoff past that is
 # better served by a person looking at the failed registry or the DLQ.
@@ -66,7 +68,7 @@ class QueueBackend(BaseTaskBackend):
     option_defaults: dict[str, Any] = {
         "MAX_ATTEMPTS": 3,  # runs of a failing task, the first included
         "RETRY_DELAY": 10,  # seconds before the second run, doubling after each failure
-        "TASK_MODULES": (),  # module prefixes allowed besides the packages of INSTALLED_APPS
+        "TASK_MODULES": (),  # modules whose tasks are registered besides the apps' tasks modules
     }
     # key -> (test of a value, what a good value looks like); the only place the limits live.
     option_rules: dict[str, Rule] = {
@@ -97,6 +99,8 @@ class QueueBackend(BaseTaskBackend):
             **{key: value for key, value in given.items() if key not in bad},
         }
         self.options["TASK_MODULES"] = tuple(self.options["TASK_MODULES"])
+        self._registry: dict[str, Task[Any, Any]] | None = None
+        self._registry_lock = threading.RLock()
 
     def _option_problems(self, given: dict[str, Any]) -> list[Problem]:
         """(check id, message, hint) of each unknown key and each value that fails its rule."""
@@ -143,15 +147,42 @@ class QueueBackend(BaseTaskBackend):
         delay: int = self.options["RETRY_DELAY"]
         return min(MAX_RETRY_DELAY, int(delay * 2 ** (attempt - 1)))
 
-    def allowed_task_modules(self) -> tuple[str, ...]:
-        """Module prefixes a task path must start with: INSTALLED_APPS' packages + TASK_MODULES."""
-        installed = {config.name for config in apps.get_app_configs()}
-        return tuple(sorted(installed | set(self.options["TASK_MODULES"])))
+    def task_registry(self) -> dict[str, Task[Any, Any]]:
+        """{module_path: Task} this backend runs: the installed apps' `tasks` modules and the
+        modules of TASK_MODULES, imported once (workers call it at start)."""
+        with self._registry_lock:
+            if self._registry is None:
+                where = f"TASKS[{self.alias!r}]['OPTIONS']"
+                self._registry = discover_tasks(self.options["TASK_MODULES"], where)
+            return self._registry
 
-    def load_task(self, path: str) -> Task[Any, Any]:
-        """The django.tasks Task at `path`; RefusedJob (TaskNotAllowed: never imported) otherwise."""
-        task: Task[Any, Any] = load_task(path, self.allowed_task_modules())
+    def load_task(self, path: object) -> Task[Any, Any]:
+        """The registered Task named `path`; RefusedJob otherwise. Nothing is ever imported."""
+        task = self.task_registry().get(path) if isinstance(path, str) else None
+        if task is None:
+            raise TaskNotAllowed(
+                f"task {sample(path, 200)} is not registered (the installed apps' tasks modules and"
+                " TASK_MODULES): nothing imported"
+            )
         return task
+
+    def require_registered(self, task: Task[Any, Any]) -> None:
+        """InvalidTask unless a worker will find `task` in its registry (at enqueue: @task
+        validates while its module is imported, before the registry can be built)."""
+        if task.module_path not in self.task_registry():
+            raise InvalidTask(
+                f"Task {task.module_path} is not registered with TASKS[{self.alias!r}]: define it"
+                " in an installed app's tasks module, or list its module in OPTIONS"
+                "['TASK_MODULES']; the workers run registered tasks only."
+            )
+
+    def bound_arguments(self, result: TaskResult[Any, Any]) -> None:
+        """InvalidTask unless `result`'s arguments are within what a worker accepts
+        (queues.bounds): refused here, rather than set aside by the worker."""
+        try:
+            check_arguments(result.args, result.kwargs)
+        except MalformedMessage as error:
+            raise InvalidTask(f"{result.task.module_path}: {error}.") from None
 
     def check(self, *, deploy: bool = False, **kwargs: Any) -> list[checks.CheckMessage]:
         """The settings' problems, found without network; with `deploy`, instead those found by

@@ -1,62 +1,28 @@
-"""Run one django.tasks Task by import path, as both workers do: refuse anything else."""
+"""Run one django.tasks Task as both workers do: timing, signals, timeouts, refusals."""
 
 import contextlib
 import logging
-import re
 import signal
 import threading
 import time
 from traceback import format_exception
 
 from django.db import close_old_connections, connections
-from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
+from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
 try:  # the PostgreSQL fast path: cancel a timed-out task's query (psycopg 3)
     from psycopg import pq
 except ImportError:  # another database, or psycopg2: nothing to cancel this way
     pq = None
 
-from .exceptions import MalformedMessage, RefusedJob, TaskNotAllowed
+from .exceptions import MalformedMessage, TaskNotAllowed
 from .signals import task_refused
 
 logger = logging.getLogger("queues.worker")
-
-
-DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
-
-
-def is_allowed(path, allowed_modules):
-    """Whether `path` lies in one of the `allowed_modules` (a prefix ending at a dot)."""
-    return any(path == module or path.startswith(f"{module}.") for module in allowed_modules)
-
-
-def load_task(path, allowed_modules):
-    """Import `path` and return it only if it is a django.tasks Task instance.
-
-    A path outside `allowed_modules` is refused before anything is imported: importing a module
-    runs its code, so a queue message must not choose which module runs.
-    """
-    if not isinstance(path, str) or not DOTTED_PATH.fullmatch(path):
-        raise RefusedJob(f"task path {path!r} is not a dotted import path")
-    if not is_allowed(path, allowed_modules):
-        raise TaskNotAllowed(
-            f"task {path!r} is outside the allowed modules (the packages of INSTALLED_APPS and"
-            " TASK_MODULES): not imported"
-        )
-    try:
-        candidate = import_string(path)
-    except Exception as error:
-        # Whatever importing a stranger's path raises, the message is set aside, the worker lives.
-        raise RefusedJob(f"task {path!r} cannot be imported: {error!r}") from None
-    if not isinstance(candidate, Task):
-        # Only @task-decorated functions run: a job naming os.system or any other callable is refused.
-        raise RefusedJob(f"{path!r} is not a django.tasks Task")
-    return candidate
 
 
 def report_refusal(sender, backend_alias, error):

@@ -51,8 +51,10 @@ def probe_application(stall_after=None):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
         if path == "/healthz" and (answer := stalled(stall_after)):
+            # The reason goes to the log; the probe's caller learns only that it is stalled.
+            logger.warning("Worker stalled: %s", answer["detail"])
             start_response("503 Service Unavailable", [("Content-Type", "application/json")])
-            return [json.dumps(answer).encode()]
+            return [json.dumps({"status": answer["status"]}).encode()]
         return application(environ, start_response)
 
     return only_probes

@@ -8,7 +8,8 @@ class QueueStatus(models.Model):
 
     class Meta:
         managed = False  # no table: the page reads the backends' stats()
-        default_permissions = ("view",)
+        # view: the queue pages; change: their actions (queues.rq.dashboard).
+        default_permissions = ("view", "change")
         verbose_name = verbose_name_plural = "queue status"
 
     def __str__(self):

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.tasks import task_backends
 
+from redis_endpoints import redact_text
+
 
 @dataclass
 class BackendStats:
@@ -27,7 +29,7 @@ def backend_stats(alias):
     try:
         found.queues = backend.stats()
     except (*getattr(backend, "unreachable_errors", ()), OSError) as error:
-        found.error = f"{type(error).__name__}: {error}"
+        found.error = f"{type(error).__name__}: {redact_text(str(error))}"
     return found
 
 

@@ -1,7 +1,9 @@
-"""Which Redis/Valkey URLs name a cluster-mode endpoint, from the text alone (no network).
+"""Which Redis/Valkey URLs name a cluster-mode endpoint, from the text alone (no network); and the
+one redaction of credentials in URLs that everything printing a URL uses.
 
 Both the impression buffer (which then picks RedisCluster) and the RQ backend (which then refuses
-the endpoint) need this; it lives here so that neither app imports the other. Standard library only.
+the endpoint) need this; it lives here so that neither app imports the other, and the site's
+settings may use it too. Standard library only.
 """
 
 # The distribution's version (distributions/redis_endpoints/pyproject.toml reads it), semantic.
@@ -30,10 +32,54 @@ def cluster_endpoint_reason(url: str) -> str | None:
     return None
 
 
+REDACTED = "***"
+SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# A URL inside free text (an error message, a log line, a page): up to a space, quote or bracket.
+URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+# Query parameters and key=value pairs that carry credentials (redis-py reads ?password=).
+SECRET_KEY = re.compile(r"pass|pwd|secret|token|auth|cred|sig|key|session", re.IGNORECASE)
+SECRET_PAIR = re.compile(r"\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)([^\s&;,'\"]+)", re.I)
+PATH_CHARACTERS = re.compile(r"[/?#]")
+
+
 def redact(url: str) -> str:
-    """`url` with its password replaced by ***, fit for logs and error messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """`url` with its credentials replaced by ***, fit for logs, pages and error messages.
+
+    Any scheme. The password goes, and so does a lone user name (it may be a token); the user name
+    of a user:password pair stays. A raw password may hold `@`, `/`, `?` or `#`, so the credentials
+    run to the last `@`. Query parameters named like a secret (`?password=`, `token`, `key`…) are
+    replaced too, percent-encoded names included. Text that is not a URL is replaced whole: it may
+    be the secret itself.
+    """
+    text = str(url).strip()
+    match = SCHEME.match(text)
+    if not match:
+        return REDACTED if text else text
+    scheme, rest = text[: match.end()], text[match.end() :]
+    at = rest.rfind("@")
+    if at >= 0:
+        credentials, rest = rest[:at], rest[at + 1 :]
+        user, colon, _ = credentials.partition(":")
+        keep_user = colon and not PATH_CHARACTERS.search(user)
+        rest = f"{user}:{REDACTED}@{rest}" if keep_user else f"{REDACTED}@{rest}"
+    return scheme + redact_query(rest)
+
+
+def redact_query(rest: str) -> str:
+    """`rest` (a URL after its scheme) with the values of secret-named query parameters hidden."""
+    head, question, query = rest.partition("?")
+    if not question:
+        return rest
+    query, hash_mark, fragment = query.partition("#")
+    pairs = re.split(r"([&;])", query)
+    for index in range(0, len(pairs), 2):
+        name, equals, _ = pairs[index].partition("=")
+        if equals and SECRET_KEY.search(urllib.parse.unquote(name)):
+            pairs[index] = f"{name}={REDACTED}"
+    return f"{head}?{''.join(pairs)}{hash_mark}{fragment}"
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URL in it redacted (redact()), and `password=…`-style pairs hidden."""
+    text = URL_IN_TEXT.sub(lambda found: redact(found.group()), str(text))
+    return SECRET_PAIR.sub(lambda found: f"{found[1]}{found[2]}{REDACTED}", text)

@@ -167,6 +167,7 @@ globals().update(
             "IMPRESSIONS_REDIS_CLUSTER": env_str,
             "IMPRESSIONS_DEDUP_WINDOW": env_int,
             "IMPRESSIONS_FLUSH_DELAY": env_int,
+            "IMPRESSIONS_FLUSH_PARTS": env_int,
             "IMPRESSIONS_HISTORY_DAYS": env_int,
             "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": env_int,
             "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": env_int,
@@ -183,8 +184,8 @@ LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 def task_settings(default_backend, task_modules=()):
     """TASKS["default"] from QUEUE_BACKEND (rq, sqs, immediate, dummy) and that backend's variables.
 
-    `task_modules`: the site's TASK_MODULES when the variable is unset, module prefixes whose tasks
-    the workers may run besides those of INSTALLED_APPS.
+    `task_modules`: the site's TASK_MODULES when the variable is unset, modules whose tasks the
+    workers register besides the installed apps' tasks modules.
     """
     choice = env_choice("QUEUE_BACKEND", {"rq", "sqs", "immediate", "dummy"}, default_backend)
     shared = from_env({"MAX_ATTEMPTS": env_int, "RETRY_DELAY": env_int}, prefix="TASKS_")
@@ -242,6 +243,8 @@ RQ_SHOW_ADMIN_LINK = False
 
 # Seconds /readyz waits for all its dependency probes together (casusult/health.py has the default).
 globals().update(from_env({"READINESS_TIMEOUT": lambda name: env_float(name, minimum=0.05)}))
+# Addresses (CIDR, comma-separated) that see /readyz's details; casusult/health.py: loopback.
+globals().update(from_env({"HEALTH_DETAIL_NETWORKS": env_list}))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 # plain for people, json (one object per line, casusult.jsonlog) for log pipelines; prod: json.
@@ -251,7 +254,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Both hide credentials in any URL a line carries (a traceback's connection string too).
+        "plain": {
+            "()": "casusult.jsonlog.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {"()": "casusult.jsonlog.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},

@@ -9,6 +9,8 @@ import os
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from redis_endpoints import redact, redact_text
+
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 UNSET = object()
@@ -107,11 +109,11 @@ def env_database(name="DATABASE_URL", default=UNSET):
         config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except ValueError as error:
         raise ImproperlyConfigured(
-            f"The environment variable {name} is malformed: {error}"
+            f"The environment variable {name} is malformed: {redact_text(str(error))}"
         ) from None
     if not config.get("ENGINE"):
         raise ImproperlyConfigured(
-            f"The environment variable {name}={url!r} names no known database."
+            f"The environment variable {name}={redact(url)!r} names no known database."
         )
     return config
 
@@ -121,7 +123,8 @@ def env_redis_url(name, default=UNSET):
     url = default if value is None else value
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(
-            f"The environment variable {name}={url!r} must be a redis://, rediss:// or unix:// URL."
+            f"The environment variable {name}={redact(url)!r} must be a redis://, rediss:// or"
+            " unix:// URL."
         )
     return url
 

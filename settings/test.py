@@ -5,8 +5,9 @@ from .base import INSTALLED_APPS, rq_queues, task_settings
 from .env import env_database, env_redis_url, env_str
 
 DEBUG = False
-# A model of a test-only app for the impressions app to count (tests/impressions/test_reuse.py).
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.impressions.countedapp"]
+# A model of a test-only app for the impressions app to count (tests/impressions/test_reuse.py);
+# an app whose tasks module the queue workers discover (tests/queues/taskapp).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.impressions.countedapp", "tests.queues.taskapp"]
 SECRET_KEY = env_str("SECRET_KEY", "test-only-secret-key")
 DATABASES = {"default": env_database("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")}
 DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -18,7 +19,7 @@ IMPRESSIONS_REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/15")
 # Tests look at what was enqueued; tests of the real backends configure them explicitly (or set
 # QUEUE_BACKEND). RQ gets its own db, never the developer's db 0.
 RQ_REDIS_URL = env_redis_url("RQ_REDIS_URL", "redis://127.0.0.1:6379/14")
-# The queue tests' own tasks live in tests.queues, which is no installed app: allowed here.
+# The queue tests' own tasks live in tests.queues.tasks, no installed app's tasks module: listed.
 TEST_TASK_MODULES = ["tests.queues.tasks"]
 TASKS = task_settings("dummy", task_modules=TEST_TASK_MODULES)
 RQ_QUEUES = rq_queues(TASKS, RQ_REDIS_URL)

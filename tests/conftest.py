@@ -4,11 +4,28 @@ import os
 
 import boto3
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import sync_playwright
 
 import devservices
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.processes import run_manage
+
+# The fuzz tests (tests/queues/test_fuzz_unit.py): a few seconds each; no deadline, as the machine
+# is shared and noisy. CI (CI=true) runs the same examples every time and keeps no database.
+hypothesis_settings.register_profile(
+    "dev",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.register_profile(
+    "ci", hypothesis_settings.get_profile("dev"), derandomize=True, database=None
+)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +77,16 @@ def moto_sqs_client(sqs_endpoint_url, moto_aws_env):
         aws_access_key_id=moto_aws_env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=moto_aws_env["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+@pytest.fixture(autouse=True)
+def _close_readiness_connection():
+    """/readyz keeps its database connection between probes; closed after each test, so that
+    none is left open on the test database when pytest-django drops it."""
+    yield
+    from casusult import health
+
+    health.close_probe_connection()
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, Retry
+from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.job import Retry
 from rq.queue import Queue
 from rq.registry import (
     BaseRegistry,
@@ -24,6 +24,7 @@ from rq.registry import (
 )
 
 from ..base import QueueBackend, QueueStats, Rule, whole_number
+from ..exceptions import MalformedMessage, RefusedJob
 from ..execution import new_result
 from . import jobs
 from .checks import rq_backend_errors
@@ -103,7 +104,9 @@ class RQBackend(QueueBackend):
     ) -> TaskResult[Any, Any]:
         self.ensure_valid()
         self.validate_task(task)
+        self.require_registered(task)
         result: TaskResult[Any, Any] = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
+        self.bound_arguments(result)
         queue = self.rq_queue(task.queue_name)
         job = queue.create_job(
             jobs.TRAMPOLINE,
@@ -157,15 +160,18 @@ class RQBackend(QueueBackend):
 
     def get_result(self, result_id: str) -> TaskResult[Any, Any]:
         try:
-            # Read only: its function is never resolved here (the worker's job class runs jobs).
-            job = Job.fetch(result_id, connection=self.connection(), serializer=jobs.SERIALIZER)
-        except NoSuchJobError:
+            # Read only, within bounds: its function is never resolved here, and its task path
+            # is looked up in the registry, never imported.
+            job = jobs.fetch_bounded(result_id, self.connection())
+            if job.unreadable or job.func_name != jobs.TRAMPOLINE:
+                raise TaskResultDoesNotExist(result_id)
+            jobs.check_job(job, self.max_attempts)
+            task_path, args, kwargs = job.args
+            task = self.load_task(task_path)
+        except (NoSuchJobError, MalformedMessage, RefusedJob, DeserializationError):
             raise TaskResultDoesNotExist(result_id) from None
-        if job.func_name != jobs.TRAMPOLINE:
-            raise TaskResultDoesNotExist(result_id)
-        task_path, args, kwargs = job.args
         result: TaskResult[Any, Any] = new_result(
-            self.load_task(task_path),
+            task,
             job.id,
             args,
             kwargs,

@@ -3,7 +3,7 @@
 import redis
 from django.core import checks
 
-from redis_endpoints import redact
+from redis_endpoints import redact, redact_text
 
 from ..exceptions import QueueConfigurationError
 from .cluster import REMEDY, cluster_endpoint_reason, probe_cluster_reason
@@ -98,7 +98,7 @@ def live_errors(backend, where):
         return [
             checks.Error(
                 f"{where}: could not reach the RQ Redis at {url} to verify it is not in cluster"
-                f" mode ({error}).",
+                f" mode ({redact_text(str(error))}).",
                 hint="Run the deploy checks where the Redis is reachable, or fix its RQ_QUEUES"
                 " entry.",
                 id="queues.E003",

@@ -1,20 +1,59 @@
-"""django-rq's dashboard over our RQ jobs, with Stop disabled: our worker cannot honour it.
+"""django-rq's dashboard over our RQ jobs, behind Django permissions, with Stop disabled.
 
-django-rq reads our jobs with the JSON serializer (settings.RQ_QUEUES), and a requeue only puts a
-job back on its queue, where our worker's job class runs it like any other. Stop asks the worker
-to kill the work-horse process running the job; ours runs tasks in its own process (RQ's
-SimpleWorker), so RQ would mark the job stopped while it runs on. Stop answers with a message
-instead; a task ends on its own or at JOB_TIMEOUT.
+Every django-rq view is wrapped here (django-rq itself is not patched):
+
+- viewing any page needs `queues.view_queuestatus` (as the queue status page does), changing
+  anything (empty a queue, delete, requeue, enqueue, any bulk action and its confirmation page)
+  `queues.change_queuestatus`; a staff user without them gets 403, anyone else the admin login;
+- every redirect target (`next_url`, the Referer a confirmation page sends back to, the answer's
+  Location) must pass url_has_allowed_host_and_scheme for this request's host and scheme;
+- a queue index, job id, worker key or scheduler that does not exist is a 404, not django-rq's 500;
+- every page passes through redis_endpoints.redact_text: whatever django-rq prints (connection
+  details, job arguments, tracebacks), no URL's credentials reach the browser.
+
+Stop asks the worker to kill the work-horse process running the job; ours runs tasks in its own
+process (RQ's SimpleWorker), so RQ would mark the job stopped while it runs on. Stop answers with a
+message instead; a task ends on its own or at JOB_TIMEOUT.
 """
+
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
-from django.urls import path, reverse
+from django.urls import URLPattern, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_rq import urls as rq_urls
 from django_rq import views as rq_views
+from django_rq.queues import get_queue_by_index
+from django_rq.settings import get_queues_list
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, parse_job_id
+from rq.worker import Worker
+
+from redis_endpoints import redact_text
+
+VIEW_PERMISSION = "queues.view_queuestatus"
+CHANGE_PERMISSION = "queues.change_queuestatus"
+# django-rq's URL names of the pages that change something (the rest only show).
+CHANGING_VIEWS = frozenset(
+    {
+        "clear",
+        "requeue_all",
+        "delete_failed_jobs",
+        "delete_job",
+        "requeue_job",
+        "enqueue_job",
+        "stop_job",
+        "confirm_action",
+        "actions",
+    }
+)
+# Views with their own authentication (django-rq's API token, or a staff session).
+API_VIEWS = frozenset({"home_json", "metrics"})
 
 STOP_DISABLED = (
     "Stop is disabled here: the RQ worker runs each task in its own process, with no work-horse"
@@ -22,30 +61,126 @@ STOP_DISABLED = (
 )
 
 
-@staff_member_required
+def may_view(user):
+    return user.has_perm(VIEW_PERMISSION) or user.has_perm(CHANGE_PERMISSION)
+
+
+def may_change(user):
+    return user.has_perm(CHANGE_PERMISSION)
+
+
+def is_safe_target(request, url):
+    """Whether redirecting to `url` keeps the user on this site (and on HTTPS if they were)."""
+    return url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+
+
+def jobs_page(queue_index):
+    return reverse("django_rq:jobs", args=[queue_index])
+
+
+def guard_redirect_inputs(request, queue_index):
+    """Replace a foreign `next_url` (POST) or Referer by the queue's jobs page."""
+    posted = request.POST if request.method == "POST" else {}
+    if "next_url" in posted and not is_safe_target(request, posted["next_url"]):
+        request.POST = posted.copy()
+        request.POST["next_url"] = jobs_page(queue_index)
+    referer = request.META.get("HTTP_REFERER")
+    if referer and not is_safe_target(request, referer):
+        del request.META["HTTP_REFERER"]
+
+
+def ensure_exists(queue_index=None, job_id=None, key=None):
+    """Http404 unless the queue (and the job, the worker) the URL names exist."""
+    if queue_index is None:
+        return
+    if not 0 <= queue_index < len(get_queues_list()):
+        raise Http404("No such queue.")
+    connection = get_queue_by_index(queue_index).connection
+    if job_id is not None and not Job.exists(parse_job_id(job_id), connection):
+        raise Http404("No such job.")
+    if key is not None:
+        try:
+            found = Worker.find_by_key(key, connection=connection)
+        except ValueError:  # not an RQ worker key
+            found = None
+        if found is None:
+            raise Http404("No such worker.")
+
+
+def redacted(response):
+    """The response with credentials in any URL it prints hidden."""
+    kind = response.get("Content-Type", "")
+    if getattr(response, "streaming", False) or not kind.startswith(("text/", "application/json")):
+        return response
+    charset = response.charset or "utf-8"
+    response.content = redact_text(response.content.decode(charset)).encode(charset)
+    return response
+
+
+def guarded(name, view):
+    """django-rq's view `name` behind the permissions, checks and redaction described above."""
+    if name in API_VIEWS:
+
+        @wraps(view)
+        def api_view(request, *args, **kwargs):
+            # A session of a staff user needs the view permission; the API token works as before.
+            user = request.user
+            if user.is_authenticated and user.is_staff and not may_view(user):
+                return JsonResponse({"error": True, "description": "Forbidden"}, status=403)
+            return redacted(view(request, *args, **kwargs))
+
+        return api_view
+
+    allowed = may_change if name in CHANGING_VIEWS else may_view
+
+    @wraps(view)
+    def page(request, *args, **kwargs):
+        if not allowed(request.user):
+            raise PermissionDenied
+        queue_index = kwargs.get("queue_index", kwargs.get("scheduler_index"))
+        ensure_exists(queue_index, kwargs.get("job_id"), kwargs.get("key"))
+        if queue_index is not None:
+            guard_redirect_inputs(request, queue_index)
+        try:
+            response = view(request, *args, **kwargs)
+        except (IndexError, NoSuchJobError) as error:  # whatever the checks above did not foresee
+            raise Http404(str(error)) from None
+        except ImproperlyConfigured:  # the schedulers page needs rq-scheduler, which we do not use
+            raise Http404("No scheduler here: RQ's own scheduler runs in the worker.") from None
+        location = response.get("Location")
+        if location is not None and not is_safe_target(request, location):
+            response["Location"] = reverse("django_rq:home")
+        return redacted(response)
+
+    return staff_member_required(page)
+
+
 @require_POST
 def stop_job(request, queue_index, job_id):
     messages.error(request, STOP_DISABLED)
     return redirect("django_rq:job_detail", queue_index, job_id)
 
 
-@staff_member_required
 def actions(request, queue_index):
     """django-rq's bulk actions (delete, requeue), refusing stop."""
     if request.method == "POST" and request.POST.get("action") == "stop":
         messages.error(request, STOP_DISABLED)
-        back = request.POST.get("next_url", "")
-        if not url_has_allowed_host_and_scheme(back, {request.get_host()}):
-            back = reverse("django_rq:jobs", args=[queue_index])
-        return redirect(back)
+        return redirect(request.POST.get("next_url") or jobs_page(queue_index))
     return rq_views.actions(request, queue_index)
 
 
+# Ours in place of django-rq's, under the same names (its templates reverse them).
+REPLACED = {"stop_job": stop_job, "actions": actions}
+
 app_name = "django_rq"
-# Ours first: the first pattern that matches a path wins; the names stay django-rq's for its
-# templates.
 urlpatterns = [
-    path("queues/<int:queue_index>/<str:job_id>/stop/", stop_job, name="stop_job"),
-    path("queues/actions/<int:queue_index>/", actions, name="actions"),
-    *rq_urls.urlpatterns,
+    URLPattern(
+        pattern.pattern,
+        guarded(pattern.name, REPLACED.get(pattern.name, pattern.callback)),
+        pattern.default_args,
+        pattern.name,
+    )
+    for pattern in rq_urls.urlpatterns
 ]

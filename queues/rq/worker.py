@@ -7,13 +7,16 @@ import redis
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 from django.utils import timezone
-from rq import get_current_job
-from rq.job import Job
+from rq import Queue, get_current_job
+from rq.exceptions import StopRequested
+from rq.scheduler import RQScheduler
 from rq.timeouts import UnixSignalDeathPenalty
+from rq.utils import current_timestamp
 from rq.worker import SimpleWorker
 
 from .. import liveness
-from ..exceptions import RefusedJob
+from ..bounds import JOB_ID, MAX_NAME_LENGTH
+from ..exceptions import MalformedMessage, RefusedJob
 from ..execution import (
     TaskTimer,
     between_jobs,
@@ -28,6 +31,8 @@ from . import jobs
 from .backend import RQBackend
 
 logger = logging.getLogger("queues.worker")
+# Seconds RQ allows a refused job, which only raises its refusal.
+REFUSED_JOB_TIMEOUT = 60
 
 
 def job_backend(job):
@@ -74,11 +79,25 @@ def run_task(task_path, args, kwargs):
         raise
 
 
-class TaskJob(Job):
+def refusal_alias(job):
+    """The TASKS alias a job names, fit for a metric label (the default alias otherwise)."""
+    alias = job.meta.get("backend")
+    if isinstance(alias, str) and len(alias) <= MAX_NAME_LENGTH:
+        return alias
+    return DEFAULT_TASK_BACKEND_ALIAS
+
+
+class TaskJob(jobs.BoundedJob):
     """A Job that only ever calls the trampoline, with no callbacks or webhooks."""
+
+    refused = None  # the worker's reason not to run this job (TaskWorker._refusal), or None
 
     @property
     def func(self):
+        if self.refused is not None:
+            raise RefusedJob(str(self.refused))
+        if self.unreadable:
+            raise RefusedJob(self.unreadable)
         if reason := jobs.refusal(self):
             raise RefusedJob(reason)
         return run_task
@@ -107,13 +126,44 @@ class TaskWorker(SimpleWorker):
     # Tasks run in this process (no fork per job), so Django's connections are managed here.
     death_penalty_class = CancellingDeathPenalty
 
+    def __init__(self, *args, **kwargs):
+        # RQ would log each job's description, which a planted job sets to any text; our one
+        # line per job names the task path once it is checked.
+        kwargs.setdefault("log_job_description", False)
+        super().__init__(*args, **kwargs)
+
     def execute_job(self, job, queue):
+        """Run one job; whatever it carries or raises stays with it (the loop goes on)."""
+        try:
+            self._execute_job(job, queue)
+        except StopRequested:
+            raise
+        except Exception:
+            # Not BaseException: a stop (SystemExit, KeyboardInterrupt) must still stop. RQ's
+            # registry maintenance moves a job left started to the failed registry.
+            logger.exception("Handling job %s failed", job.id if JOB_ID.fullmatch(job.id) else "-")
+
+    def _execute_job(self, job, queue):
         between_jobs()
         refusal = self._refusal(job)
-        timer = TaskTimer(job.description if refusal is None else "-", job.id)
+        if job.unreadable:
+            # Written again with RQ's defaults, so that RQ (and the dashboard) can read it.
+            job.connection.delete(job.key)
+            job.origin = queue.name
+            job.save()
+        task_path = job.args[0] if refusal is None else "-"
+        timer = TaskTimer(task_path, job.id if JOB_ID.fullmatch(job.id) else "-")
         self.death_penalty_class.fired = False
+        # Ours to decide, not the job's: a planted timeout or TTL could be any number.
+        job.failure_ttl = job.ttl = None  # RQ's defaults
         if refusal is not None:
+            job.refused = refusal  # RQ calls job.func: it raises this instead
             job.retries_left = None  # RQ still records it in the failed registry, once
+            job.timeout, job.result_ttl = REFUSED_JOB_TIMEOUT, None
+        else:
+            backend = job_backend(job)
+            job.timeout = backend.options["JOB_TIMEOUT"]
+            job.result_ttl = backend.options["RESULT_TTL"]
         try:
             with liveness.CLOCK.running():
                 super().execute_job(job, queue)
@@ -123,8 +173,7 @@ class TaskWorker(SimpleWorker):
         if status != "finished":
             discard_connections()  # a timed-out job may have left one mid-query
         if refusal is not None:
-            alias = job.meta.get("backend", DEFAULT_TASK_BACKEND_ALIAS)
-            report_refusal(RQBackend, alias, refusal)
+            report_refusal(RQBackend, refusal_alias(job), refusal)
             timer.log("refused", logging.ERROR, str(refusal))
         elif status == "finished":
             timer.log("succeeded")
@@ -172,19 +221,72 @@ class TaskWorker(SimpleWorker):
 
     @staticmethod
     def _refusal(job):
-        """The RefusedJob that stops `job` from running, or None (imports allowed modules only)."""
+        """Why `job` must not run (RefusedJob, MalformedMessage), or None. Imports nothing."""
         try:
+            if job.unreadable:
+                return MalformedMessage(job.unreadable)
             if reason := jobs.refusal(job):
                 return RefusedJob(reason)
-            arguments = job.args
-            if len(arguments) != 3 or not isinstance(arguments[0], str):
-                return RefusedJob("job arguments are not (task path, args, kwargs)")
-            job_backend(job).load_task(arguments[0])
-        except RefusedJob as refused:
+            backend = job_backend(job)
+            jobs.check_job(job, backend.max_attempts)
+            backend.load_task(job.args[0])
+        except (RefusedJob, MalformedMessage) as refused:
             return refused
         except Exception as error:  # undecodable data, a pickle: refused too
-            return RefusedJob(f"job data cannot be read as JSON ({type(error).__name__})")
+            return MalformedMessage(f"job data cannot be read as JSON ({type(error).__name__})")
         return None
+
+    def _start_scheduler(
+        self, burst=False, logging_level="INFO", date_format=None, log_format=None
+    ):
+        """RQ's, with a scheduler that reads scheduled jobs with our job class."""
+        formats = {"date_format": date_format, "log_format": log_format}
+        self.scheduler = TaskScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            serializer=self.serializer,
+            **{name: value for name, value in formats.items() if value is not None},
+        )
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
+
+
+class TaskScheduler(RQScheduler):
+    """RQ's scheduler, reading due jobs with BoundedJob: RQ's Job would fail on a planted job's
+    bad field, and the scheduler with it; the worker then refuses that job."""
+
+    def enqueue_scheduled_jobs(self):
+        self._status = self.Status.WORKING
+        if not self._scheduled_job_registries and self._acquired_locks:
+            self.prepare_registries()
+        for registry in self._scheduled_job_registries:
+            job_ids = registry.get_jobs_to_schedule(current_timestamp())
+            if not job_ids:
+                continue
+            queue = Queue(registry.name, connection=self.connection, serializer=self.serializer)
+            with self.connection.pipeline() as pipeline:
+                found = jobs.BoundedJob.fetch_many(
+                    job_ids, connection=self.connection, serializer=self.serializer
+                )
+                for job in found:
+                    if job is not None:
+                        queue._enqueue_job(
+                            job, pipeline=pipeline, at_front=job.should_enqueue_at_front()
+                        )
+                for job_id in job_ids:
+                    registry.remove(job_id, pipeline=pipeline)
+                pipeline.execute()
+        self._status = self.Status.STARTED
 
 
 class RQWorker:

@@ -195,7 +195,9 @@ class SQSBackend(QueueBackend):
     ) -> TaskResult[Any, Any]:
         self.ensure_valid()
         self.validate_task(task)
+        self.require_registered(task)
         result: TaskResult[Any, Any] = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
+        self.bound_arguments(result)
         self.send(encode_message(result, task), delay_seconds(task.run_after))
         object.__setattr__(result, "enqueued_at", timezone.now())
         task_enqueued.send(type(self), task_result=result)

@@ -5,6 +5,8 @@ import json
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core import checks
 
+from redis_endpoints import redact_text
+
 SETUP_HINT = (
     "Run `manage.py sqs_setup` with this backend configured: it creates the dead-letter queue and"
     " sets the redrive policy (maxReceiveCount at least MAX_ATTEMPTS)."
@@ -19,7 +21,7 @@ def redrive_warnings(backend):
     except (BotoCoreError, ClientError) as error:
         return [
             checks.Warning(
-                f"{where}: could not read the queue's redrive policy ({error}).",
+                f"{where}: could not read the queue's redrive policy ({redact_text(str(error))}).",
                 hint="Run the deploy checks where SQS is reachable, with sqs:GetQueueUrl and"
                 " sqs:GetQueueAttributes on the queue.",
                 id="queues.W003",

@@ -1,18 +1,28 @@
-"""The SQS message format: versioned JSON naming the task by its import path, never code."""
+"""The SQS message format: versioned JSON naming a registered task by its path, never code."""
 
 import json
 import math
-from datetime import datetime
 
 from django.utils import timezone
 
+from ..bounds import (
+    check_arguments,
+    check_attempt,
+    check_id,
+    check_name,
+    check_task_path,
+    check_worker_ids,
+    parse_time,
+    sample,
+)
 from ..exceptions import MalformedMessage
 
 MESSAGE_VERSION = 1
 # SQS refuses DelaySeconds above 15 minutes; later run_after values are re-sent until due.
 # Module-level so tests can shorten it.
 MAX_DELAY_SECONDS = 900
-REQUIRED_FIELDS = {"v": int, "id": str, "task": str, "args": list, "kwargs": dict}
+# SQS's own limit on a message (1 MiB); a longer body is not ours, and is not parsed.
+MAX_BODY_CHARACTERS = 1024 * 1024
 # Added to version 1 by retries; a message without them is a first attempt.
 # attempt: the run this message asks for (1, 2, …); worker_ids: the workers of the runs before.
 
@@ -36,54 +46,49 @@ def encode_message(result, task):
     )
 
 
-def decode_message(body):
-    """Parse and validate a message body; raise MalformedMessage saying what is wrong."""
+def decode_message(body, max_attempts):
+    """Parse and bound-check a message body; raise MalformedMessage saying what is wrong.
+
+    `max_attempts`: the backend's MAX_ATTEMPTS, which bounds `attempt` and `worker_ids`.
+    """
+    if not isinstance(body, str) or len(body) > MAX_BODY_CHARACTERS:
+        raise MalformedMessage(f"body is not text of at most {MAX_BODY_CHARACTERS} characters")
     try:
         envelope = json.loads(body)
-    except (TypeError, ValueError) as error:
-        raise MalformedMessage(f"body is not JSON ({error})") from None
+    except RecursionError:
+        raise MalformedMessage("body nests too deep to parse") from None
+    except ValueError as error:
+        raise MalformedMessage(f"body is not JSON ({sample(str(error), 80)})") from None
     if not isinstance(envelope, dict):
         raise MalformedMessage("body is not a JSON object")
     if envelope.get("v") != MESSAGE_VERSION:
-        raise MalformedMessage(f"unknown message version {envelope.get('v')!r}")
-    for name, kind in REQUIRED_FIELDS.items():
-        if not isinstance(envelope.get(name), kind):
-            raise MalformedMessage(f"field {name!r} is missing or not a {kind.__name__}")
+        raise MalformedMessage(f"unknown message version {sample(envelope.get('v'))}")
+    check_id(envelope.get("id"))
+    check_task_path(envelope.get("task"))
+    check_arguments(envelope.get("args"), envelope.get("kwargs"))
+    check_name(envelope.get("queue_name"), "queue_name")
+    check_name(envelope.get("backend"), "backend")
     envelope["run_after"] = parse_time(envelope.get("run_after"), "run_after")
     envelope["enqueued_at"] = parse_time(envelope.get("enqueued_at"), "enqueued_at")
     attempt = envelope.setdefault("attempt", 1)
-    if type(attempt) is not int or attempt < 1:
-        raise MalformedMessage("field 'attempt' is not a whole number of 1 or more")
+    check_attempt(attempt, max_attempts)
     workers = envelope.setdefault("worker_ids", [])
-    if not isinstance(workers, list) or not all(isinstance(w, str) for w in workers):
-        raise MalformedMessage("field 'worker_ids' is not a list of strings")
+    check_worker_ids(workers, max_attempts)
     # One worker per earlier attempt, so that TaskContext.attempt (their number + 1) is `attempt`.
-    envelope["worker_ids"] = (workers + ["unknown"] * attempt)[: attempt - 1]
+    envelope["worker_ids"] = (workers + ["unknown"] * (attempt - 1))[: attempt - 1]
     return envelope
 
 
-def next_attempt_body(body, worker_id):
-    """The body of `body`'s next attempt: its attempt number + 1, this worker added to worker_ids.
+def next_attempt_body(body, envelope, worker_id):
+    """The body of the next attempt of `body` (decoded: `envelope`): its attempt number + 1,
+    this worker added to worker_ids.
 
     Everything else is kept as sent (the same id, task, arguments and enqueued_at).
     """
-    envelope = decode_message(body)
     following = json.loads(body)
     following["attempt"] = envelope["attempt"] + 1
     following["worker_ids"] = [*envelope["worker_ids"], worker_id]
     return json.dumps(following, separators=(",", ":"))
-
-
-def parse_time(value, name):
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise MalformedMessage(f"field {name!r} is not an ISO 8601 time") from None
-    if timezone.is_naive(moment):
-        raise MalformedMessage(f"field {name!r} has no time zone")
-    return moment
 
 
 def delay_seconds(run_after, now=None):

@@ -92,6 +92,8 @@ class SQSWorker:
         self.install_signal_handlers()
         queue_url = self.backend.queue_url
         logger.info("SQS worker %s polling %s", self.worker_id, queue_url)
+        tasks = self.backend.task_registry()  # imports the tasks modules once, before any message
+        logger.info("%d task(s) registered", len(tasks))
         failures = 0
         while not self.stop_requested and not self.reached_max_jobs():
             try:
@@ -160,6 +162,12 @@ class SQSWorker:
                 # Not deleted: the message comes back after its visibility timeout.
                 logger.warning("SQS failed while handling %s", message["MessageId"], exc_info=True)
                 outcome = "error"
+            except Exception:
+                # Whatever one message makes go wrong stays with that message: it comes back
+                # after its visibility timeout, and the queue's RedrivePolicy moves it to the DLQ
+                # after maxReceiveCount receives. Not BaseException: a stop must still stop.
+                logger.exception("Handling message %s failed", message["MessageId"])
+                outcome = "error"
             # Not on a forced stop or a crash: the heartbeat then releases this message too.
             heartbeat.let_go(message)
             if outcome != "deferred":
@@ -189,15 +197,19 @@ class SQSWorker:
         """Run, defer or set aside one message; returns the outcome logged."""
         timer = TaskTimer("-", message["MessageId"])
         try:
-            envelope = decode_message(message["Body"])
-            timer.task_path, timer.job_id = envelope["task"], envelope["id"]
+            envelope = decode_message(message["Body"], self.backend.max_attempts)
+            timer.task_path, timer.job_id = envelope["task"], envelope["id"]  # bounded, printable
             task = self.backend.load_task(envelope["task"])
         except (MalformedMessage, RefusedJob) as error:
             return self.set_aside(message, timer, error)
+        except Exception as error:  # MemoryError, RecursionError, a bug: this message only
+            logger.exception("Reading message %s failed", message["MessageId"])
+            unreadable = MalformedMessage(f"the message cannot be read ({type(error).__name__})")
+            return self.set_aside(message, timer, unreadable)
         self.deferred.pop(envelope["id"], None)
         run_after = envelope["run_after"]
         if run_after is not None and run_after > timezone.now():
-            self.defer(message, run_after)
+            self.defer(message, envelope["id"], run_after)
             timer.log("deferred", detail=f"run_after={run_after.isoformat()}")
             return "deferred"
         result = new_result(
@@ -244,7 +256,7 @@ class SQSWorker:
         """A failed attempt: re-send the next one after the retry delay, or after the last one
         move the message to the dead-letter queue (as its next attempt, for sqs_redrive)."""
         attempt, limit = envelope["attempt"], self.backend.max_attempts
-        following = next_attempt_body(message["Body"], self.worker_id)
+        following = next_attempt_body(message["Body"], envelope, self.worker_id)
         counted = f"{detail} attempt={attempt}/{max(attempt, limit)}".lstrip()
         if attempt < limit:
             delay = self.backend.retry_delay(attempt)
@@ -265,11 +277,12 @@ class SQSWorker:
             self.backend.client, self.backend.queue_url, self.dead_letters, message, reason, body
         )
 
-    def defer(self, message, run_after):
+    def defer(self, message, result_id, run_after):
         """Re-send a message due later than SQS can delay it, then drop the received copy."""
         self.backend.send(message["Body"], delay_seconds(run_after))
         self.delete(message)
-        self.deferred[decode_message(message["Body"])["id"]] = run_after
+        if self.burst:  # only burst waits for them: a long-running worker keeps no list
+            self.deferred[result_id] = run_after
 
     def delete(self, message):
         try:

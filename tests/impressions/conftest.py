@@ -13,7 +13,7 @@ from django.test import override_settings
 from playwright.sync_api import sync_playwright
 
 import devservices
-from impressions import history_writer, ledger
+from impressions import batches, ledger
 from impressions.redis_client import get_flush_client
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -57,10 +57,10 @@ def sql_path(request, monkeypatch):
     """Run the test on the flush's PostgreSQL statements, then on the portable path SQLite takes
     (select, update, insert), both here on PostgreSQL."""
     if request.param == "portable":
-        monkeypatch.setattr(ledger, "update_batch_postgresql", ledger.update_batch_portable)
-        monkeypatch.setattr(history_writer, "add_days_postgresql", history_writer.add_days_portable)
         monkeypatch.setattr(
-            history_writer, "add_site_days_postgresql", history_writer.add_site_days_portable
+            ledger,
+            "write_batch_postgresql",
+            lambda lines: ledger.write_batch_portable(batches.parsed(lines)),
         )
     return request.param
 

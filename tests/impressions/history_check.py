@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from impressions import periods
+from impressions import periods, stats
 from impressions.models import (
     DailyImpressions,
     HistoryRollup,
@@ -41,30 +41,40 @@ def stored_days():
     return {day for _, day in daily_counts()}
 
 
+def rollup_state():
+    return HistoryRollup.objects.filter(id=1).first() or HistoryRollup()
+
+
 def open_days_misplaced():
-    """Rows on the wrong side of rolled_through: open rows up to it, daily rows after it."""
-    rolled = HistoryRollup.objects.filter(id=1).values_list("rolled_through", flat=True).first()
-    if rolled is None:
-        return list(DailyImpressions.objects.values_list("object_id", "day"))
-    return list(
-        OpenDailyImpressions.objects.filter(day__lte=rolled).values_list("object_id", "day")
-    ) + list(DailyImpressions.objects.filter(day__gt=rolled).values_list("object_id", "day"))
+    """Rows on the wrong side of the roll-up: open rows it has rolled up, daily rows it has not."""
+    state = rollup_state()
+    open_rows = OpenDailyImpressions.objects.values_list("object_id", "day")
+    daily_rows = DailyImpressions.objects.values_list("object_id", "day")
+    return [(o, d) for o, d in open_rows if state.is_rolled(d, o)] + [
+        (o, d) for o, d in daily_rows if not state.is_rolled(d, o)
+    ]
 
 
 def rollup_mismatches():
     """Week, month and site rows that are not the sums of the daily rows: [] when all agree.
 
-    The week and month rows hold the days up to HistoryRollup.rolled_through.
+    The week and month rows hold the rolled-up daily rows (HistoryRollup.is_rolled) whose week or
+    month starts on or after the oldest kept day.
     """
-    rolled = HistoryRollup.objects.filter(id=1).values_list("rolled_through", flat=True).first()
+    state = rollup_state()
+    oldest = stats.oldest_kept_day()
     rollups, site = Counter(), Counter()
     for (object_id, day), count in daily_counts().items():
         assert count > 0, (object_id, day)
         site[day] += count
-        if rolled is None or day > rolled:
+        if not state.is_rolled(day, object_id):
             continue
-        rollups[periods.WEEK, periods.week_of(day), object_id] += count
-        rollups[periods.MONTH, periods.month_of(day), object_id] += count
+        for key in (
+            (periods.WEEK, periods.week_of(day), object_id),
+            (periods.MONTH, periods.month_of(day), object_id),
+        ):
+            if oldest is None or key[1] >= oldest:
+                rollups[key] += count
     stored = Counter(
         {
             (p, s, o): n

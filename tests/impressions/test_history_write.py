@@ -12,13 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
-from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import history_writer, keys, periods, stats
+from impressions import keys, periods, rollup, stats
 from impressions.flush import flush_pending
 from impressions.models import (
     DailyImpressions,
@@ -69,6 +68,7 @@ def test_impressions_either_side_of_midnight_land_on_their_own_days(buffer, zone
         record_impressions("u:3", [b.id], now=after)
         assert pending_counts([a.id, b.id]) == {a.id: 2, b.id: 2}
         flush_pending()  # one flush applies both days
+        rollup.roll_up(pace=0)  # the days ended: the daily task moves them to the rollups
 
         assert totals([a, b]) == {a.id: 2, b.id: 2}
         assert impressions.history([a.id, b.id], last_day, next_day) == {
@@ -185,15 +185,19 @@ def test_the_flush_prunes_history_older_than_the_setting(standalone_buffer):
         record_impressions(f"u:{days_ago}", [post.id], now=now - timedelta(days=days_ago))
     with override_settings(IMPRESSIONS_HISTORY_DAYS=10):
         oldest = today - timedelta(days=9)
-        flush_pending()
+        flush_pending()  # no history for the days before the oldest kept
         assert stored_days() == {today, oldest}
         assert set(SiteDailyImpressions.objects.values_list("day", flat=True)) == {today, oldest}
+        assert totals([post]) == {post.id: 4}  # the totals get every count
+        rollup.roll_up(pace=0)
+        assert PeriodImpressions.objects.exists()
         assert not PeriodImpressions.objects.filter(start__lt=oldest).exists()
-        assert totals([post]) == {post.id: 4}  # pruning the history leaves the totals alone
-        # Rows kept by a longer setting go at the next flush once the setting is shorter.
+        # Rows kept by a longer setting go at the next daily roll-up once the setting is shorter.
         with override_settings(IMPRESSIONS_HISTORY_DAYS=1):
-            flush_pending()
+            rollup.roll_up(pace=0)
             assert stored_days() == {today}
+            assert set(SiteDailyImpressions.objects.values_list("day", flat=True)) == {today}
+            assert totals([post]) == {post.id: 4}
 
 
 def test_history_days_zero_keeps_everything(standalone_buffer, history_rows):
@@ -202,12 +206,11 @@ def test_history_days_zero_keeps_everything(standalone_buffer, history_rows):
     record_impressions("u:1", [post.id], now=datetime(2001, 2, 3, tzinfo=UTC))
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
         flush_pending()
-    assert set(DailyImpressions.objects.values_list("day", flat=True)) == {
-        date(2000, 1, 3),
-        date(2001, 2, 3),
-    }
+    assert stored_days() == {date(2000, 1, 3), date(2001, 2, 3)}
     with override_settings(IMPRESSIONS_HISTORY_DAYS=400):
-        assert history_writer.prune() == 2 + 4 + 2  # daily, week and month, site rows
+        # The second day rolls up (no week or month row: they start before the oldest kept day),
+        # then both go: daily rows, the first day's week and month rows, site rows.
+        assert rollup.roll_up(pace=0).rows_pruned == 2 + 2 + 2
 
 
 def test_batches_upsert_existing_rows_on_both_paths(standalone_buffer, sql_path):
@@ -237,14 +240,14 @@ from zoneinfo import ZoneInfo
 import django
 django.setup()
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.test import override_settings
 
 call_command("migrate", run_syncdb=True, verbosity=0)
 from django.contrib.auth import get_user_model
 from casusult.models import Post
 import impressions
-from impressions import history_writer, stats
+from impressions import rollup, stats
 from impressions.flush import flush_pending
 from impressions.models import OpenDailyImpressions
 from impressions.recorder import record_impressions
@@ -274,12 +277,12 @@ with override_settings(TIME_ZONE="Asia/Kolkata", IMPRESSIONS_HISTORY_DAYS=0):
         },
         "top": impressions.top_posts(after.date(), after.date()),
     }
-    # Today's counts go to the open rows; the first flush of tomorrow moves and rolls them up.
+    # The ended days roll up; today's counts go to the open rows, which tomorrow's roll-up moves.
+    rollup.roll_up(pace=0)
     record_impressions("u:4", ids[:2])
     flush_pending()
     out["open_rows"] = OpenDailyImpressions.objects.count()
-    with transaction.atomic():
-        history_writer.begin(stats.today() + timedelta(days=1))
+    rollup.roll_up(today=stats.today() + timedelta(days=1), pace=0)
     out["open_rows_after"] = OpenDailyImpressions.objects.count()
     out["mismatches_after"] = [str(m) for m in rollup_mismatches()]
     out["sums_after"] = history_sums(ids[:2])
@@ -328,13 +331,14 @@ def rolled_through():
 def test_ended_days_are_rolled_up_once_and_reads_agree_before_and_after(buffer):
     a, b = make_posts(2)
     today = periods.day_of(timezone.now())
-    day = today + timedelta(days=3)  # a day the flush does not roll up yet
+    day = today + timedelta(days=3)  # a day the roll-up does not roll up yet
     moment = timezone.now() + timedelta(days=3)
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
         record_impressions("u:1", [a.id, b.id], now=moment)
         record_impressions("u:2", [a.id], now=moment)
         flush_pending()
-        # The flush rolled up the days before today, and wrote only the daily rows of `day`.
+        assert rollup.roll_up(pace=0).days == []  # no ended day is open
+        # The roll-up noted the days before today done; the flush wrote the open rows of `day`.
         assert rolled_through() == today - timedelta(days=1)
         assert not PeriodImpressions.objects.exists()
         reads = [
@@ -353,8 +357,8 @@ def test_ended_days_are_rolled_up_once_and_reads_agree_before_and_after(buffer):
         }
         assert not DailyImpressions.objects.exists()
 
-        with transaction.atomic():  # the first flush after `day` ends
-            assert history_writer.begin(day + timedelta(days=1)) == day
+        # The roll-up of the day after `day`, in batches of one row.
+        assert rollup.roll_up(today=day + timedelta(days=1), batch_size=1, pace=0).days == [day]
         assert rolled_through() == day
         assert PeriodImpressions.objects.count() == 4
         assert not OpenDailyImpressions.objects.exists()

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.tasks import task
 
 MARKERS = "queues-test:markers"
-# tests/queues/side_effect_on_import.py: outside the allowed modules; importing it counts here.
-SIDE_EFFECT_MODULE = "tests.queues.side_effect_on_import"
+# An installed app's module that is not its tasks module; importing it counts here.
+SIDE_EFFECT_MODULE = "tests.queues.taskapp.side_effect_on_import"
 SIDE_EFFECT_KEY = "queues-test:side-effect-imported"
 
 

@@ -1,15 +1,16 @@
-"""What both queue backends share, without a server: retry options, the task allow-list."""
+"""What both queue backends share, without a server: retry options, the task registry."""
 
 import sys
 
 import pytest
-from django.tasks import task_backends
+from django.tasks import task, task_backends
+from django.tasks.exceptions import InvalidTask
 
-from queues.exceptions import QueueConfigurationError, RefusedJob, TaskNotAllowed
-from queues.execution import is_allowed
+from queues.exceptions import QueueConfigurationError, TaskNotAllowed
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import RQ_BACKEND, rq_settings
 from tests.queues.sqs.support import SQS_BACKEND
+from tests.queues.taskapp import tasks as app_tasks
 
 BACKENDS = {
     RQ_BACKEND: {},
@@ -73,35 +74,49 @@ def test_rq_jobs_carry_the_retry_countdown(settings):
     assert task_backends["default"].retry_policy() is None
 
 
-@pytest.mark.parametrize(
-    ("path", "allowed"),
-    [
-        ("tests.queues.tasks.record_marker", True),
-        ("tests.queues.tasks", True),
-        ("tests.queues.tasksx.record_marker", False),  # a prefix ends at a dot
-        ("tests.queues.side_effect_on_import.harmless", False),
-        ("os.system", False),
-    ],
-)
-def test_a_prefix_allows_its_modules_only(path, allowed):
-    assert is_allowed(path, ["impressions", "tests.queues.tasks"]) is allowed
+def test_the_registry_holds_the_apps_tasks_modules_and_task_modules(configure):
+    registry = configure(TASK_MODULES=["tests.queues.tasks"]).task_registry()
+    # Autodiscovered: each installed app's tasks module (an app without one is fine).
+    assert registry["tests.queues.taskapp.tasks.discovered_marker"] is app_tasks.discovered_marker
+    assert "impressions.tasks.flush_impressions_task" in registry
+    # Listed: the modules of TASK_MODULES.
+    assert registry["tests.queues.tasks.record_marker"] is queue_tasks.record_marker
+    assert "tests.queues.tasks.not_a_task" not in registry  # a plain function
+    assert "tests.queues.tasks.record_marker" not in configure().task_registry()
 
 
-def test_installed_apps_and_task_modules_are_allowed(configure):
+def test_task_modules_are_modules_to_import_not_prefixes(configure):
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*'tests\.queues\.nope'"):
+        configure(TASK_MODULES=["tests.queues.nope"]).task_registry()
+    registry = configure(TASK_MODULES=["tests.queues"]).task_registry()
+    assert "tests.queues.tasks.record_marker" not in registry  # a package lists no submodule
+
+
+def test_a_path_outside_the_registry_is_refused_without_importing_anything(configure, monkeypatch):
     backend = configure(TASK_MODULES=["tests.queues.tasks"])
-    allowed = backend.allowed_task_modules()
-    assert {"impressions", "casusult", "queues", "django.contrib.admin"} <= set(allowed)
-    assert "tests.queues.tasks" in allowed
-    assert backend.load_task("tests.queues.tasks.record_marker") is queue_tasks.record_marker
-    assert "tests.queues.tasks" not in configure().allowed_task_modules()
-
-
-def test_a_path_outside_the_allow_list_is_refused_without_importing_it(configure):
-    backend = configure(TASK_MODULES=["tests.queues.tasks"])
-    sys.modules.pop(queue_tasks.SIDE_EFFECT_MODULE, None)
-    for path in (f"{queue_tasks.SIDE_EFFECT_MODULE}.harmless", "os.system", "subprocess.run"):
-        with pytest.raises(TaskNotAllowed, match="outside the allowed modules"):
+    # The issue's example: a module of an installed app's package with side effects on import.
+    monkeypatch.delitem(sys.modules, "casusult.gunicorn_conf", raising=False)
+    monkeypatch.delitem(sys.modules, queue_tasks.SIDE_EFFECT_MODULE, raising=False)
+    paths = (
+        "casusult.gunicorn_conf.bind",
+        f"{queue_tasks.SIDE_EFFECT_MODULE}.harmless",
+        "tests.queues.tasks.not_a_task",
+        "os.system",
+        "subprocess.run",
+    )
+    for path in paths:
+        with pytest.raises(TaskNotAllowed, match="is not registered"):
             backend.load_task(path)
+    assert "casusult.gunicorn_conf" not in sys.modules
     assert queue_tasks.SIDE_EFFECT_MODULE not in sys.modules
-    with pytest.raises(RefusedJob, match=r"not a django\.tasks Task"):
-        backend.load_task("tests.queues.tasks.not_a_task")  # allowed, imported, then refused
+
+
+def unregistered(name):
+    """A module-level function of no tasks module and no TASK_MODULES entry."""
+
+
+def test_enqueueing_an_unregistered_task_fails_at_once(configure):
+    backend = configure(TASK_MODULES=["tests.queues.tasks"])
+    with pytest.raises(InvalidTask, match="is not registered"):
+        backend.require_registered(task(unregistered, backend="jobs"))
+    backend.require_registered(queue_tasks.record_marker)

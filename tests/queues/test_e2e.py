@@ -121,12 +121,16 @@ def burst_flushes(manage, env, expected):
 
 @pytest.mark.sqs
 @pytest.mark.cluster
-def test_sqs_with_the_buffer_on_the_redis_cluster(redis_cluster_url, aws_env, manage):
+def test_sqs_with_the_buffer_on_the_redis_cluster(settings, redis_cluster_url, aws_env, manage):
     client = boto3.client("sqs")
     queue_url, dlq_url = create_queue_with_dlq(client, f"e2e-{uuid.uuid4().hex[:10]}")
     sqs = {
         "BACKEND": SQS_BACKEND,
-        "OPTIONS": {"QUEUE_URL": queue_url, "WAIT_TIME_SECONDS": 1},
+        "OPTIONS": {
+            "QUEUE_URL": queue_url,
+            "WAIT_TIME_SECONDS": 1,
+            "TASK_MODULES": settings.TEST_TASK_MODULES,
+        },
     }
     empty_buffer(redis_cluster_url)
     with override_settings(

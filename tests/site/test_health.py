@@ -1,12 +1,16 @@
 """/healthz and /readyz against the real database, Redis and queue servers (and dead ports)."""
 
+import json
 import time
 import uuid
 
 import boto3
 import pytest
 from django.conf import settings
-from django.test import override_settings
+from django.core import checks
+from django.db import connection
+from django.db.backends.signals import connection_created
+from django.test import Client, override_settings
 
 from casusult import health
 from tests.queues.rq.support import rq_settings
@@ -46,16 +50,17 @@ def test_readyz_all_up(client):
 
 
 @pytest.mark.django_db
-def test_readyz_503_quickly_when_redis_is_down(client, dead_redis_url):
+def test_readyz_503_quickly_when_redis_is_down(dead_redis_url):
     with override_settings(IMPRESSIONS_REDIS_URL=dead_redis_url):
-        response, elapsed = readiness(client)
+        response, elapsed = readiness(Client(REMOTE_ADDR="203.0.113.9"))
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["impression_buffer"]["ok"] is False
     assert checks["database"]["ok"] is True
     assert elapsed < 1.0
-    # Host names stay in the log; the public answer names only the error class.
+    # Host names and errors stay in the log; the public answer says ok or not ok.
     assert "127.0.0.1" not in response.content.decode()
+    assert "ConnectionError" not in response.content.decode()
 
 
 @pytest.mark.django_db
@@ -81,6 +86,7 @@ def test_readyz_probes_the_rq_redis(client, dead_redis_url):
 @pytest.mark.sqs
 @pytest.mark.django_db
 def test_readyz_probes_the_sqs_queue(client, monkeypatch, moto_aws_env):
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)  # the queue appears in between
     for name, value in moto_aws_env.items():
         monkeypatch.setenv(name, value)
     name = f"ready-{uuid.uuid4().hex[:8]}"
@@ -88,8 +94,85 @@ def test_readyz_probes_the_sqs_queue(client, monkeypatch, moto_aws_env):
     with override_settings(TASKS=tasks):
         missing = client.get("/readyz")
         assert missing.status_code == 503
-        assert missing.json()["checks"]["queue"]["error"] == "QueueDoesNotExist"
+        assert missing.json()["checks"]["queue"]["error"].startswith("QueueDoesNotExist")
         boto3.client("sqs").create_queue(QueueName=name)
         ready = client.get("/readyz")
     assert ready.status_code == 200, ready.content
     assert ready.json()["checks"]["queue"]["detail"] == "SQSBackend"
+
+
+def client_from(address, **headers):
+    """A test client whose requests come from `address` (REMOTE_ADDR)."""
+    return Client(REMOTE_ADDR=address, **headers)
+
+
+@pytest.mark.django_db
+def test_readyz_says_only_ok_or_not_ok_to_an_address_outside_the_detail_networks(dead_redis_url):
+    with override_settings(IMPRESSIONS_REDIS_URL=f"redis://:s3cret@{dead_redis_url[8:]}"):
+        answer = client_from("203.0.113.9").get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "status": "unavailable",
+            "checks": {
+                "database": {"ok": True},
+                "impression_buffer": {"ok": False},
+                "queue": {"ok": True},
+            },
+        }
+        # Loopback sees the details, redacted; through a proxy, loopback is anybody.
+        local = client_from("127.0.0.1").get("/readyz").json()["checks"]
+        proxied = client_from("127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9").get("/readyz")
+    assert local["database"]["detail"] == "postgresql"
+    assert local["impression_buffer"]["error"].startswith("ConnectionError")
+    assert "s3cret" not in json.dumps(local)
+    assert proxied.json()["checks"]["impression_buffer"] == {"ok": False}
+
+
+@pytest.mark.django_db
+def test_detail_networks_come_from_the_setting(settings):
+    settings.HEALTH_DETAIL_NETWORKS = ["10.0.0.0/16"]
+    inside = client_from("10.0.3.17").get("/readyz").json()["checks"]["database"]
+    outside = client_from("127.0.0.1").get("/readyz").json()["checks"]["database"]
+    assert inside["detail"] == "postgresql"
+    assert outside == {"ok": True}
+    settings.HEALTH_DETAIL_NETWORKS = ["10.0.0.0/16", "not-a-network"]
+    errors = checks.run_checks()
+    assert [error.id for error in errors if error.id.startswith("casusult.")] == ["casusult.E001"]
+
+
+@pytest.mark.django_db
+def test_readyz_in_a_loop_reuses_one_database_connection(monkeypatch):
+    opened = []
+
+    def count(sender, connection, **kwargs):
+        opened.append(connection.alias)
+
+    connection_created.connect(count)
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)  # every call probes
+    try:
+        for _ in range(10):
+            assert client_from("203.0.113.9").get("/readyz").status_code == 200
+    finally:
+        connection_created.disconnect(count)
+    assert opened == ["default"]  # one connection for the ten probes (before: ten)
+
+
+@pytest.mark.django_db
+def test_readyz_answers_a_loop_from_its_cache(monkeypatch):
+    probes = []
+    monkeypatch.setitem(health.PROBES, "counted", lambda: probes.append(1))
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 60)  # the loop runs well within it
+    health.forget_answer()
+    for _ in range(20):
+        assert client_from("203.0.113.9").get("/readyz").status_code == 200
+    assert len(probes) == 1
+
+
+@pytest.mark.django_db
+def test_a_kept_connection_the_server_closed_is_replaced_without_a_failure(monkeypatch):
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)
+    assert client_from("127.0.0.1").get("/readyz").status_code == 200
+    kept = health.probe_connection()
+    with connection.cursor() as cursor:  # the server ends the probe's session, as a restart would
+        cursor.execute("SELECT pg_terminate_backend(%s)", [kept.connection.info.backend_pid])
+    assert client_from("127.0.0.1").get("/readyz").status_code == 200

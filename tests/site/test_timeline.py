@@ -255,3 +255,24 @@ def test_timeline_is_public_and_login_works(client):
 
 def test_admin_requires_staff(client):
     assert client.get("/admin/").status_code == 302
+
+
+@pytest.mark.parametrize("path", ["/no-such-page/", "/admin/no-such-page/x/"])
+def test_a_missing_page_is_the_sites_404_for_phones(client, admin_user, path):
+    client.force_login(admin_user)
+    response = client.get(path)
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "<h1>Page not found</h1>" in html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+
+
+def test_an_error_is_the_sites_500_page(client, monkeypatch):
+    def fail(request):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("casusult.views.timeline_page", fail)
+    client.raise_request_exception = False
+    response = client.get("/")
+    assert response.status_code == 500
+    assert "<h1>Something went wrong</h1>" in response.content.decode()

@@ -86,19 +86,22 @@ def make_run(tmp_path):
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
-    yield process, web_port, redis_port, tmp_path / "make-run.log"
+    started = set()  # every process seen below make: the test adds to it
+    yield process, web_port, redis_port, tmp_path / "make-run.log", started
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     log.close()
-    for pid in processes_naming(f"127.0.0.1:{web_port}", f"127.0.0.1:{redis_port}"):
-        os.kill(pid, signal.SIGKILL)  # only if the test failed: nothing of it may outlive it
+    # Only if the test failed: nothing of it may outlive it.
+    leftovers = started | set(processes_naming(f"127.0.0.1:{web_port}", f"127.0.0.1:{redis_port}"))
+    for pid in leftovers:
+        if is_alive(pid) and pid != os.getpid():
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_ctrl_c_on_make_run_stops_every_process_it_started(make_run):
-    process, web_port, redis_port, log = make_run
+    process, web_port, redis_port, log, started = make_run
     deadline = time.monotonic() + 240
-    started = set()
     while True:
         assert process.poll() is None, f"make run exited early:\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"the site never answered:\n{log.read_text()[-3000:]}"

@@ -9,6 +9,7 @@ from django.utils.module_loading import import_string
 from queues.arguments import positive_int
 from queues.health import bind_health_server
 from queues.runner import run_workers, unreachable_errors
+from redis_endpoints import redact_text
 
 
 class Command(BaseCommand):
@@ -75,6 +76,8 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         except unreachable_errors(worker_class) as error:
-            raise CommandError(f"The queue server is unreachable or refused: {error}") from None
+            raise CommandError(
+                f"The queue server is unreachable or refused: {redact_text(str(error))}"
+            ) from None
         if code:
             raise SystemExit(code)

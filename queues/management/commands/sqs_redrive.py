@@ -8,6 +8,7 @@ from django.tasks.exceptions import InvalidTaskBackend
 from queues.arguments import positive_int
 from queues.sqs.backend import SQSBackend
 from queues.sqs.deadletter import redrive
+from redis_endpoints import redact_text
 
 
 class Command(BaseCommand):
@@ -47,7 +48,9 @@ class Command(BaseCommand):
                 sqs.client, sqs.queue_url, attributes["QueueArn"], dlq, max_messages=max_messages
             )
         except (BotoCoreError, ClientError) as error:
-            raise CommandError(f"SQS refused or is unreachable: {error}") from None
+            raise CommandError(
+                f"SQS refused or is unreachable: {redact_text(str(error))}"
+            ) from None
         route = f"from {dlq.name} to {sqs.queue_name}"
         if report.already_running:
             self.stdout.write(f"A message move task {route} is already running: {report.move_task}")

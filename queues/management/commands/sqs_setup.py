@@ -12,6 +12,7 @@ from queues.sqs.setup import (
     setup_queues,
     sqs_client,
 )
+from redis_endpoints import redact_text
 
 DEFAULT_MAX_RECEIVE_COUNT = 5
 
@@ -26,7 +27,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--queue-name", help="default: the SQS backend's queue (SQS_QUEUE_NAME/SQS_QUEUE_URL)"
+            "--queue-name", help="default: the SQS backend's queue (OPTIONS QUEUE_NAME/QUEUE_URL)"
         )
         parser.add_argument("--dlq-name", help="default: <queue name>-dlq")
         parser.add_argument(
@@ -46,7 +47,8 @@ class Command(BaseCommand):
         queue_name = queue_name or configured_queue_name()
         if not queue_name:
             raise CommandError(
-                "No queue name: pass --queue-name or set SQS_QUEUE_NAME (or SQS_QUEUE_URL)."
+                "No queue name: pass --queue-name, or give the SQS backend's OPTIONS a QUEUE_NAME"
+                " (or QUEUE_URL)."
             )
         floor = max_receive_count_floor()
         if max_receive_count is None:
@@ -68,7 +70,9 @@ class Command(BaseCommand):
         except ValueError as error:
             raise CommandError(str(error)) from None
         except (BotoCoreError, ClientError) as error:
-            raise CommandError(f"SQS refused or is unreachable: {error}") from None
+            raise CommandError(
+                f"SQS refused or is unreachable: {redact_text(str(error))}"
+            ) from None
         self.stdout.write(dlq.describe("dead-letter queue"))
         self.stdout.write(queue.describe("queue"))
         redrive = json.loads(queue.attributes["RedrivePolicy"])
@@ -76,4 +80,4 @@ class Command(BaseCommand):
             f"  redrive: after {redrive['maxReceiveCount']} receives to {dlq.name};"
             f" visibility timeout {queue.attributes['VisibilityTimeout']} s"
         )
-        self.stdout.write(f"SQS_QUEUE_URL={queue.url}")
+        self.stdout.write(f"QUEUE_URL={queue.url}")

@@ -6,10 +6,14 @@ from queues.rq.connection import JSON_SERIALIZER
 from queues.rq.worker import RQWorker
 
 RQ_BACKEND = "queues.rq.backend.RQBackend"
+# settings.test's TEST_TASK_MODULES: the tests' tasks, which are in no installed app's tasks module.
+TEST_TASK_MODULES = ["tests.queues.tasks"]
 
 
 def rq_settings(url, *, alias="default", queue="default", **options):
-    """TASKS and RQ_QUEUES (for override_settings) of an RQ backend on the Redis at `url`."""
+    """TASKS and RQ_QUEUES (for override_settings) of an RQ backend on the Redis at `url`, with
+    the test tasks registered."""
+    options = {"TASK_MODULES": TEST_TASK_MODULES, **options}
     return {
         "TASKS": {alias: {"BACKEND": RQ_BACKEND, "QUEUES": [queue], "OPTIONS": options}},
         "RQ_QUEUES": {queue: {"URL": url, "SERIALIZER": JSON_SERIALIZER}},

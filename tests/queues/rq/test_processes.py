@@ -72,7 +72,7 @@ def test_a_stop_while_workers_start_is_a_clean_stop():
 def test_runworker_without_a_queue_backend_says_so(manage):
     result = manage("runworker", "--burst", env={"QUEUE_BACKEND": "immediate"})
     assert result.returncode != 0
-    assert "ImmediateBackend" in result.stderr and "QUEUE_BACKEND" in result.stderr
+    assert "ImmediateBackend" in result.stderr and "queues.rq.backend.RQBackend" in result.stderr
 
 
 def test_runworker_rejects_bad_numbers(manage):

@@ -59,7 +59,12 @@ def test_poison_messages_reach_the_dlq_within_seconds_with_default_settings(
     # worker with nothing set but the queue: the case of issue 12 took over 120 s.
     client = boto3.client("sqs")
     queue, dlq = setup_queues(client, f"defaults-{uuid.uuid4().hex[:8]}")
-    settings.TASKS = {"default": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": queue.url}}}
+    settings.TASKS = {
+        "default": {
+            "BACKEND": SQS_BACKEND,
+            "OPTIONS": {"QUEUE_URL": queue.url, "TASK_MODULES": settings.TEST_TASK_MODULES},
+        }
+    }
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
     env = {**aws_env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": queue.url}
     worker = start_manage("runworker", "--max-jobs", "6", env=env)

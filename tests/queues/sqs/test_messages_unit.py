@@ -6,10 +6,24 @@ import json
 import pytest
 from django.utils import timezone
 
+from queues.bounds import MAX_NESTING_DEPTH
 from queues.exceptions import MalformedMessage
 from queues.execution import new_result
 from queues.sqs import messages
 from tests.queues import tasks as queue_tasks
+
+MAX_ATTEMPTS = 3
+
+
+def nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def decode(body):
+    return messages.decode_message(body, MAX_ATTEMPTS)
 
 
 def encoded(task, *args, **kwargs):
@@ -20,7 +34,7 @@ def encoded(task, *args, **kwargs):
 def test_a_message_round_trips_naming_the_task_by_path():
     due = timezone.now() + datetime.timedelta(minutes=5)
     task = queue_tasks.record_marker.using(run_after=due)
-    envelope = messages.decode_message(encoded(task, "x", flag=True))
+    envelope = decode(encoded(task, "x", flag=True))
     assert envelope["v"] == messages.MESSAGE_VERSION
     assert envelope["id"] == "id-1"
     assert envelope["task"] == "tests.queues.tasks.record_marker"
@@ -44,15 +58,29 @@ GOOD = {"v": 1, "id": "x", "task": "tests.queues.tasks.record_marker", "args": [
         ("this is not json", "not JSON"),
         ("[1, 2]", "not a JSON object"),
         (json.dumps({**GOOD, "v": 2}), "unknown message version 2"),
-        (json.dumps({**GOOD, "task": None}), "'task' is missing or not a str"),
-        (json.dumps({**GOOD, "args": {}}), "'args' is missing or not a list"),
+        (json.dumps({**GOOD, "task": None}), "'task' is not a string"),
+        (json.dumps({**GOOD, "task": "x" * 201}), "'task' is not a string of at most 200"),
+        (json.dumps({**GOOD, "task": "os"}), "'task' 'os' is not a dotted path"),
+        (json.dumps({**GOOD, "id": "a\nb"}), r"'id' 'a\?b' is not 1 to 128"),
+        (json.dumps({**GOOD, "id": "x" * 129}), "'id'"),
+        (json.dumps({**GOOD, "args": {}}), "'args' is not a list"),
+        (json.dumps({**GOOD, "kwargs": []}), "'kwargs' is not an object"),
+        (json.dumps({**GOOD, "args": nested(MAX_NESTING_DEPTH + 1)}), "nest deeper"),
+        (json.dumps({**GOOD, "args": ["x" * 300_000]}), "bytes of JSON, past the bound"),
+        (json.dumps({**GOOD, "backend": ["default"]}), "'backend' is not a string"),
+        ("[" * 100_000 + "]" * 100_000, "nests too deep"),
+        ("x" * (1024 * 1024 + 1), "not text of at most"),
+        (
+            json.dumps({**GOOD, "run_after": "9999-12-31T23:59:59-14:00"}),
+            "'run_after' is not an ISO",
+        ),
         (json.dumps({**GOOD, "run_after": "tomorrow"}), "'run_after' is not an ISO 8601"),
         (json.dumps({**GOOD, "enqueued_at": "2030-01-01T00:00:00"}), "'enqueued_at' has no time"),
     ],
 )
 def test_malformed_bodies_say_what_is_wrong(body, reason):
     with pytest.raises(MalformedMessage, match=reason):
-        messages.decode_message(body)
+        decode(body)
 
 
 def test_delay_seconds_never_exceeds_the_cap():
@@ -64,18 +92,18 @@ def test_delay_seconds_never_exceeds_the_cap():
 
 
 def test_a_first_message_is_attempt_one_with_no_earlier_workers():
-    envelope = messages.decode_message(encoded(queue_tasks.record_marker, "x"))
+    envelope = decode(encoded(queue_tasks.record_marker, "x"))
     assert (envelope["attempt"], envelope["worker_ids"]) == (1, [])
     # Messages sent before retries existed carry neither field.
     old = json.loads(encoded(queue_tasks.record_marker, "x"))
     del old["attempt"]
-    assert messages.decode_message(json.dumps(old))["attempt"] == 1
+    assert decode(json.dumps(old))["attempt"] == 1
 
 
 def test_the_next_attempt_counts_on_and_names_the_workers_before_it():
     first = encoded(queue_tasks.record_marker, "x")
-    second = messages.next_attempt_body(first, "host:1:sqs")
-    third = messages.decode_message(messages.next_attempt_body(second, "host:2:sqs"))
+    second = messages.next_attempt_body(first, decode(first), "host:1:sqs")
+    third = decode(messages.next_attempt_body(second, decode(second), "host:2:sqs"))
     assert (third["attempt"], third["worker_ids"]) == (3, ["host:1:sqs", "host:2:sqs"])
     assert (third["id"], third["args"]) == ("id-1", ["x"])
 
@@ -86,19 +114,30 @@ def test_the_next_attempt_counts_on_and_names_the_workers_before_it():
         ({"attempt": 0}, "attempt"),
         ({"attempt": "2"}, "attempt"),
         ({"attempt": True}, "attempt"),
+        ({"attempt": 10**13}, "'attempt' 10000000000000 is not a whole number from 1 to 103"),
+        ({"attempt": 104}, "from 1 to 103"),
         ({"worker_ids": "w"}, "worker_ids"),
         ({"worker_ids": [1]}, "worker_ids"),
+        ({"worker_ids": ["w"] * 104}, "'worker_ids' is not a list of at most 103"),
+        ({"worker_ids": ["w" * 301]}, "strings of at most 300"),
     ],
 )
 def test_bad_attempt_fields_are_malformed(fields, error):
     body = {**json.loads(encoded(queue_tasks.record_marker, "x")), **fields}
     with pytest.raises(MalformedMessage, match=error):
-        messages.decode_message(json.dumps(body))
+        decode(json.dumps(body))
 
 
 def test_worker_ids_always_match_the_attempt():
     # TaskContext.attempt is len(worker_ids) + 1 while the task runs: keep the two in step.
     body = {**json.loads(encoded(queue_tasks.record_marker, "x")), "attempt": 3}
-    assert messages.decode_message(json.dumps(body))["worker_ids"] == ["unknown", "unknown"]
+    assert decode(json.dumps(body))["worker_ids"] == ["unknown", "unknown"]
     body["worker_ids"] = ["a", "b", "c", "d"]
-    assert messages.decode_message(json.dumps(body))["worker_ids"] == ["a", "b"]
+    assert decode(json.dumps(body))["worker_ids"] == ["a", "b"]
+
+
+def test_redrives_past_max_attempts_stay_within_bounds():
+    # sqs_redrive moves a message that used its MAX_ATTEMPTS back; each run adds one attempt.
+    body = {**json.loads(encoded(queue_tasks.record_marker, "x")), "attempt": MAX_ATTEMPTS + 100}
+    body["worker_ids"] = [f"host:{n}:sqs" for n in range(MAX_ATTEMPTS + 99)]
+    assert len(decode(json.dumps(body))["worker_ids"]) == MAX_ATTEMPTS + 99

@@ -15,6 +15,7 @@ from django.tasks import task_backends
 from django.utils import timezone
 
 from queues import liveness
+from queues.exceptions import QueueConfigurationError
 from queues.sqs import messages
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import (
@@ -57,10 +58,7 @@ def test_queue_name_is_resolved_with_get_queue_url(sqs, settings):
     assert task_backends["default"].queue_url == sqs.url
 
 
-def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, settings, caplog):
-    # Allowed here so that its import is tried (and fails with a RuntimeError) rather than refused.
-    raising = "tests.queues.tasks_raising_on_import"
-    settings.TASKS["default"]["OPTIONS"]["TASK_MODULES"] = [*settings.TEST_TASK_MODULES, raising]
+def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
     good = {"v": 1, "id": "x", "args": [], "kwargs": {}}
     bad_bodies = sorted(
         [
@@ -70,10 +68,8 @@ def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, settings, ca
             json.dumps({**good, "task": "tests.queues.tasks.not_a_task", "args": ["bad"]}),
             json.dumps({**good, "task": "tests.queues.tasks.no_such_task"}),
             json.dumps({**good, "task": "tests.queues.tasks.record_marker", "attempt": 0}),
-            # Import paths that raise other than ImportError must not kill the worker.
             json.dumps({**good, "task": "."}),
             json.dumps({**good, "task": "..x"}),
-            json.dumps({**good, "task": f"{raising}.task"}),
         ]
     )
     for body in bad_bodies[:3]:
@@ -94,8 +90,16 @@ def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, settings, ca
     assert len(set_aside) == len(bad_bodies), set_aside
     assert all(f"next=dlq:{sqs.name}-dlq" in line for line in set_aside)
     reasons = dlq_reasons(sqs)
-    assert sum(reason.startswith("malformed: ") for reason in reasons) == 3, reasons
-    assert sum(reason.startswith("not-allowed: ") for reason in reasons) == 1, reasons  # os.system
+    assert sum(reason.startswith("malformed: ") for reason in reasons) == 5, reasons
+    # os.system, not_a_task, no_such_task: looked up, not registered, never imported.
+    assert sum(reason.startswith("not-allowed: ") for reason in reasons) == 3, reasons
+
+
+def test_a_task_module_that_cannot_be_imported_fails_the_worker_at_start(sqs, settings):
+    raising = "tests.queues.tasks_raising_on_import"
+    settings.TASKS["default"]["OPTIONS"]["TASK_MODULES"] = [*settings.TEST_TASK_MODULES, raising]
+    with pytest.raises(QueueConfigurationError, match=rf"TASK_MODULES'\] lists '{raising}'"):
+        run_burst()
 
 
 def test_failing_task_is_retried_then_moved_to_the_dlq(sqs, settings):

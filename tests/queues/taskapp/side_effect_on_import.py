@@ -1,5 +1,5 @@
-"""A module with a side effect on import: a worker must refuse a task path here without importing
-it (it lies outside the tests' TASK_MODULES). Never import it from a test."""
+"""A module with a side effect on import, inside an installed app's package but no tasks module:
+a worker must refuse a task path here without importing it. Never import it from a test."""
 
 from django.tasks import task
 

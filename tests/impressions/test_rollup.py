@@ -1,0 +1,209 @@
+"""The daily roll-up, a task of its own: batched, resumable after a crash at any point, exact while
+flushes add to the day it moves, reads agreeing before, during and after, and only the flushes of
+that day waiting for it."""
+
+import threading
+from datetime import datetime, time, timedelta
+
+import psycopg
+import pytest
+from django.db import connection, connections
+from django.tasks import default_task_backend
+from django.test import override_settings
+from django.utils import timezone
+
+import impressions
+from casusult.models import Post
+from impressions import periods, rollup, stats
+from impressions.flush import flush_pending
+from impressions.history_writer import LOCK_CLASS
+from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
+from impressions.recorder import record_impressions
+from impressions.tasks import flush_impressions_task, rollup_impressions_task, rollup_needed
+from tests.factories import make_posts
+
+from .history_check import history_sums, rollup_mismatches
+from .support import DUMMY_TASKS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+YESTERDAY_NOON = 12
+
+
+def moment(days_ago, hour=YESTERDAY_NOON):
+    day = stats.today() - timedelta(days=days_ago)
+    return timezone.make_aware(datetime.combine(day, time(hour)), timezone.get_default_timezone())
+
+
+def totals(ids):
+    return dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
+
+
+def state():
+    return HistoryRollup.objects.get(id=1)
+
+
+def viewed(posts, days_ago, viewers=3):
+    """Each post viewed by 1..viewers viewers `days_ago` days ago, flushed: open rows."""
+    for rank, post in enumerate(posts):
+        for viewer in range(1 + rank % viewers):
+            record_impressions(f"u:{days_ago}-{viewer}", [post.id], now=moment(days_ago))
+    flush_pending()
+
+
+def reads(day):
+    return [
+        stats.top_in(periods.DAY, day),
+        stats.top_in(periods.WEEK, day),
+        stats.top_in(periods.MONTH, day),
+        impressions.top_posts(day - timedelta(days=9), day + timedelta(days=1)),
+        stats.daily_totals(day, day),
+    ]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_roll_up_stopped_between_batches_goes_on_from_its_mark(standalone_buffer, monkeypatch):
+    posts = make_posts(25)
+    ids = [p.id for p in posts]
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        viewed(posts, 1)
+        yesterday = stats.today() - timedelta(days=1)
+        before = reads(yesterday)
+        moved = []
+        original = rollup.move_batch
+
+        def stop_after_two(day, batch_size):
+            if len(moved) == 2:
+                raise Stop
+            moved.append(original(day, batch_size))
+            return moved[-1]
+
+        monkeypatch.setattr(rollup, "move_batch", stop_after_two)
+        with pytest.raises(Stop):
+            rollup.roll_up(batch_size=4, pace=0)
+        monkeypatch.undo()
+        half = state()
+        assert (half.rolling_day, half.rolling_moved, half.rolling_rows) == (yesterday, 8, 25)
+        assert DailyImpressions.objects.count() == 8 and OpenDailyImpressions.objects.count() == 17
+        assert rollup_mismatches() == []  # the moved rows are in the week and month rows, once
+        assert reads(yesterday) == before  # every read agrees half-way
+
+        report = rollup.roll_up(batch_size=4, pace=0)
+        assert (report.days, report.rows_moved) == ([yesterday], 17)
+        done = state()
+        assert (done.rolled_through, done.rolling_day, done.rolling_mark) == (yesterday, None, None)
+        assert not OpenDailyImpressions.objects.exists()
+        assert rollup_mismatches() == []
+        assert history_sums(ids) == totals(ids)
+        assert reads(yesterday) == before
+        assert rollup.roll_up(pace=0).rows_moved == 0  # nothing twice
+
+
+def test_flushes_of_the_day_being_rolled_up_land_on_both_sides_of_its_mark(standalone_buffer):
+    posts = make_posts(12)
+    ids = [p.id for p in posts]
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        viewed(posts, 1)
+        yesterday = stats.today() - timedelta(days=1)
+        day = rollup.start_next_day(yesterday)
+        assert day == yesterday
+        assert rollup.move_batch(day, 5) == 5  # the 5 smallest ids are moved
+        # Late counts of yesterday for every post: moved ones go to their daily and rollup rows,
+        # the others to their open rows.
+        for post in posts:
+            record_impressions("late", [post.id], now=moment(1, hour=23))
+        record_impressions("today", ids, now=moment(0))
+        flush_pending(batch_size=3)
+        assert rollup_mismatches() == []
+        assert history_sums(ids) == totals(ids)
+        moved = set(DailyImpressions.objects.values_list("object_id", flat=True))
+        assert moved == set(sorted(ids)[:5])
+        rollup.roll_up(pace=0)
+        assert rollup_mismatches() == []
+        assert history_sums(ids) == totals(ids)
+        assert OpenDailyImpressions.objects.filter(day=yesterday).count() == 0
+        assert stats.top_in(periods.DAY, yesterday)[0][1] == 4  # 3 viewers, then the late one
+
+
+def other_connection():
+    params = connection.settings_dict
+    return psycopg.connect(
+        host=params["HOST"] or "127.0.0.1",
+        port=params["PORT"] or 5432,
+        user=params["USER"] or "postgres",
+        dbname=params["NAME"],
+    )
+
+
+def waiting_on_advisory_locks():
+    with other_connection() as admin:
+        return admin.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND classid = %s",
+            [LOCK_CLASS],
+        ).fetchone()[0]
+
+
+def test_a_roll_up_batch_holds_back_only_the_flushes_of_its_day(standalone_buffer):
+    """While a roll-up step holds yesterday's lock, a flush of today's counts goes through and one
+    of yesterday's waits for it: a flush never waits for the roll-up of a day it does not write."""
+    posts = make_posts(3)
+    ids = [p.id for p in posts]
+    yesterday = stats.today() - timedelta(days=1)
+    with other_connection() as roller, roller.transaction():
+        roller.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_CLASS, yesterday.toordinal()])
+        record_impressions("u:today", ids)
+        assert flush_pending().impressions_applied == 3
+
+        record_impressions("u:late", ids, now=moment(1))
+        outcome = {}
+
+        def late_flush():
+            try:
+                outcome["report"] = flush_pending()
+            finally:
+                connections.close_all()
+
+        flusher = threading.Thread(target=late_flush)
+        flusher.start()
+        while not waiting_on_advisory_locks():
+            assert flusher.is_alive(), outcome
+            flusher.join(0.05)
+        assert "report" not in outcome
+    flusher.join(60)
+    assert outcome["report"].impressions_applied == 3
+    assert set(totals(ids).values()) == {2}
+
+
+def test_the_roll_up_is_scheduled_once_a_day_has_ended(standalone_buffer, settings):
+    posts = make_posts(2)
+    settings.TASKS = DUMMY_TASKS
+    record_impressions("u:1", [p.id for p in posts])
+    flush_pending()
+    assert not rollup_needed()
+    record_impressions("u:2", [p.id for p in posts], now=moment(1))
+    flush_impressions_task.call()  # its counts of yesterday open the ended day
+    assert rollup_needed()
+    flush_impressions_task.call()  # scheduled once
+    rollups = [r for r in default_task_backend.results if r.task.name == "rollup_impressions_task"]
+    assert len(rollups) == 1
+    rollup_impressions_task.call()
+    assert not rollup_needed()
+    assert state().rolled_through == stats.today() - timedelta(days=1)
+
+
+def test_the_dashboard_shows_the_roll_up_s_progress(standalone_buffer, staff_client):
+    posts = make_posts(6)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        viewed(posts, 1)
+        yesterday = stats.today() - timedelta(days=1)
+        rollup.start_next_day(yesterday)
+        rollup.move_batch(yesterday, 2)
+        page = staff_client.get("/admin/impressions/dashboard/").content.decode()
+        assert f"rolling up {yesterday:%Y-%m-%d}: 2 of 6 rows moved" in page
+        rollup.roll_up(pace=0)
+        page = staff_client.get("/admin/impressions/dashboard/").content.decode()
+        assert f"days rolled up through {yesterday:%Y-%m-%d}, the last at" in page

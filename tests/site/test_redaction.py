@@ -1,0 +1,124 @@
+"""Credentials in URLs never reach a reader: settings errors, system checks, log lines, the admin's
+queue status page (the django-rq pages and /readyz: tests/queues/rq/test_dashboard_permissions.py,
+tests/site/test_health.py). One function does it: redis_endpoints.redact."""
+
+import json
+import logging
+import sys
+
+import pytest
+from django.core import checks
+
+from casusult.jsonlog import JsonFormatter, PlainFormatter
+from redis_endpoints import redact, redact_text
+from tests.queues.rq.support import rq_settings
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://:{SECRET}@cache:6379/0", "redis://:***@cache:6379/0"),
+        (f"rediss://default:{SECRET}@cache/0", "rediss://default:***@cache/0"),
+        ("redis://user:p%40ss%2Fw@cache/0", "redis://user:***@cache/0"),  # percent-encoded
+        (f"redis://u:{SECRET}@x/y@cache/0", "redis://u:***@cache/0"),  # raw '@' and '/'
+        (f"redis://{SECRET}@cache/0", "redis://***@cache/0"),  # a lone user name may be a token
+        (f"redis://cache/0?password={SECRET}&db=1", "redis://cache/0?password=***&db=1"),
+        (f"unix:///run/redis.sock?pass%77ord={SECRET}", "unix:///run/redis.sock?pass%77ord=***"),
+        (f"postgres://app:{SECRET}@db/app", "postgres://app:***@db/app"),
+        (f"https://q/x?X-Amz-Signature={SECRET}#f", "https://q/x?X-Amz-Signature=***#f"),
+        (f"redis+cluster://:{SECRET}@host/1", "redis+cluster://:***@host/1"),
+        (SECRET, "***"),  # not a URL: it may be the password itself
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+    ],
+)
+def test_redact_hides_credentials_of_any_url(url, shown):
+    assert redact(url) == shown
+
+
+def test_redact_text_hides_every_url_and_password_pair_in_a_message():
+    text = f"Error connecting to 'redis://:{SECRET}@h:1/0'; retry with password={SECRET}"
+    assert SECRET not in redact_text(text)
+    assert "redis://:***@h:1/0" in redact_text(text)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RQ_REDIS_URL", f"redis+cluster://:{SECRET}@host/1"),  # the issue's example
+        ("REDIS_URL", f"memcached://:{SECRET}@host/1"),
+        ("DATABASE_URL", f"nosuchdb://app:{SECRET}@db/app"),
+        ("DATABASE_URL", f"postgres://app:{SECRET}@db:notaport/app"),
+    ],
+)
+def test_settings_errors_name_the_variable_not_the_password(manage, variable, value):
+    result = manage("check", env={variable: value})
+    assert result.returncode != 0
+    assert variable in result.stderr
+    assert SECRET not in result.stderr
+
+
+def test_system_check_messages_hide_the_password(settings):
+    url = f"redis://default:{SECRET}@127.0.0.1:1/0?socket_timeout=1&password={SECRET}"
+    for name, value in rq_settings(url).items():
+        setattr(settings, name, value)
+    errors = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
+    unreachable = [error for error in errors if error.id == "queues.E003"]
+    assert unreachable
+    assert all(SECRET not in f"{error.msg} {error.hint}" for error in errors)
+    assert "redis://default:***@127.0.0.1:1/0" in unreachable[0].msg
+
+
+def record_with_a_secret():
+    try:
+        raise ConnectionError(f"cannot reach postgres://app:{SECRET}@db/app")
+    except ConnectionError:
+        exc_info = sys.exc_info()
+    return logging.LogRecord(
+        "queues.worker",
+        logging.ERROR,
+        __file__,
+        1,
+        "connecting to %s failed",
+        (f"redis://:{SECRET}@cache/0",),
+        exc_info,
+    )
+
+
+@pytest.mark.parametrize("formatter", [PlainFormatter(), JsonFormatter()])
+def test_log_lines_hide_passwords_in_messages_and_tracebacks(formatter):
+    line = formatter.format(record_with_a_secret())
+    assert SECRET not in line
+    assert "redis://:***@cache/0" in line
+    assert "postgres://app:***@db/app" in line
+
+
+def test_the_site_logs_through_the_redacting_formatters(settings):
+    assert settings.LOGGING["formatters"]["plain"]["()"] == "casusult.jsonlog.PlainFormatter"
+    assert settings.LOGGING["formatters"]["json"]["()"] == "casusult.jsonlog.JsonFormatter"
+    assert json.loads(JsonFormatter().format(record_with_a_secret()))["level"] == "ERROR"
+
+
+@pytest.mark.django_db
+def test_the_queue_status_page_hides_credentials_in_an_error(
+    admin_client, settings, moto_aws_env, monkeypatch
+):
+    for name, value in moto_aws_env.items():
+        monkeypatch.setenv(name, value)
+    # An SQS endpoint behind a proxy that takes credentials in the URL, and is down.
+    endpoint = f"http://proxy:{SECRET}@127.0.0.1:1"
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "queues.sqs.backend.SQSBackend",
+            "OPTIONS": {
+                "QUEUE_URL": f"{endpoint}/123456789012/q",
+                "CLIENT_PARAMS": {"endpoint_url": endpoint},
+            },
+        }
+    }
+    page = admin_client.get("/admin/queues/queuestatus/")
+    assert page.status_code == 200
+    assert "EndpointConnectionError" in page.text  # the error is shown...
+    assert SECRET not in page.text  # ...without the password
+    assert "http://proxy:***@127.0.0.1:1" in page.text
