@@ -16,14 +16,6 @@ from .loadworkers import WorkerPool
 from .targets import sample_of
 
 SAMPLE = 12_000  # posts of the fill's check against record_impressions
-TABLES = (
-    "casusult_post",
-    "impressions_daily",
-    "impressions_daily_open",
-    "impressions_period",
-    "impressions_site_daily",
-    "impressions_flush",
-)
 
 
 def database_url(url):
@@ -59,19 +51,28 @@ def supports_parts():
 
 
 def table_counters():
-    """(rows inserted + updated + deleted in the flush's tables, WAL position) right now."""
+    """(rows inserted + updated + deleted in the post and impressions tables, WAL position),
+    once PostgreSQL has published the counters of backends that just ended (it does so a
+    little after they go): read until two reads agree."""
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0),"
-            " pg_current_wal_lsn() - '0/0'::pg_lsn"
-            " FROM pg_stat_user_tables WHERE relname = ANY(%s)",
-            [list(TABLES)],
-        )
-        rows, wal = cursor.fetchone()
-    return int(rows), int(wal)
+    last = None
+    for _ in range(40):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)"
+                " FROM pg_stat_user_tables"
+                " WHERE relname = 'casusult_post' OR relname LIKE 'impressions%%'"
+            )
+            rows = int(cursor.fetchone()[0])
+            cursor.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+            wal = int(cursor.fetchone()[0])
+        if rows == last:
+            return rows, wal
+        last = rows
+        time.sleep(0.25)
+    return last, wal
 
 
 def keep_before(first_id):
