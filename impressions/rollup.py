@@ -38,6 +38,7 @@ from .models import (
     DailyImpressions,
     HistoryRollup,
     OpenDailyImpressions,
+    OpenDayLeaders,
     PeriodImpressions,
     SiteDailyImpressions,
 )
@@ -206,6 +207,8 @@ def finish_day(day):
         state.rolling_mark = None
         state.finished_at = timezone.now()
         state.save()
+        # The daily table's index serves its top from now on.
+        OpenDayLeaders.objects.filter(day=day).delete()
         return True
 
 
@@ -219,7 +222,7 @@ def prune(today, batch_size, pace=PACE):
     if oldest is None:
         return 0
     deleted = 0
-    for model in (DailyImpressions, OpenDailyImpressions, SiteDailyImpressions):
+    for model in (DailyImpressions, OpenDailyImpressions, OpenDayLeaders, SiteDailyImpressions):
         while (day := oldest_day_before(model, oldest)) is not None:
             deleted += delete_batches(model, {"day": day}, [day], batch_size, pace)
     for period in (periods.WEEK, periods.MONTH):
