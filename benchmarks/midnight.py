@@ -96,6 +96,7 @@ class Midnight:
         self.fill()
         for table in ("impressions_daily_open", "impressions_daily_leaders"):
             sql(f"DELETE FROM {table} WHERE day = %s", [self.today])
+        sql("VACUUM impressions_daily_leaders")  # this machine's PostgreSQL has no autovacuum
         started = time.perf_counter()
         ours.flush_pending()()
         return time.perf_counter() - started
@@ -170,7 +171,8 @@ class Midnight:
         )
         for table in SAVED:
             sql(f"INSERT INTO {table} SELECT * FROM bench_saved_{table} ON CONFLICT DO NOTHING")
-        for table in ("impressions_daily_open", "impressions_daily", "impressions_period"):
+        tables = ("impressions_daily_open", "impressions_daily", "impressions_period")
+        for table in (*tables, "impressions_daily_leaders"):
             sql(f"VACUUM {table}")
 
     def close(self):
@@ -217,6 +219,8 @@ def ratios(rounds):
 
 
 def render(options, bench, rounds):
+    from impressions import rollup
+
     table = []
     for number, r in enumerate(rounds, start=1):
         usual = median(r["usual"])
@@ -238,8 +242,8 @@ def render(options, bench, rounds):
         f" 400 days, the last day open). Its last day {bench.last_day} becomes yesterday: the"
         " roll-up task (`impressions.rollup.roll_up`, in a process of its own, as a worker runs"
         f" it) moves its 100,000 open rows to the daily, week and month rows and prunes the day"
-        f" before the kept 400, in batches of {options.batch_size or 'IMPRESSIONS_FLUSH_BATCH_SIZE'}"
-        " rows, resting as long as each batch took. A window: "
+        f" before the kept 400, in batches of {rollup.BATCH_ROWS:,} rows, resting as long as each"
+        " batch took. A window: "
         f"{options.midnight_posts:,} of the seed's posts, {LATE_SHARE:.0%} of them with counts of"
         " yesterday (views before midnight), the others of today, filled untimed; each flush"
         f" timed. Per round, {USUAL_FLUSHES} flushes with no roll-up running, and flushes one"
