@@ -178,6 +178,12 @@ def parser():
         help="… flush tasks run at once, comma-separated (default 1,4)",
     )
     p.add_argument(
+        "--window-rounds",
+        type=positive_int,
+        default=2,
+        help="… rounds of the Ks, their order reversed every other round (default 2)",
+    )
+    p.add_argument(
         "--capacity-impressions",
         type=positive_int,
         default=1_000_000_000,

@@ -39,8 +39,10 @@ class Measured:
     dedup_bytes: float | None = None  # per de-duplication entry
     pending_bytes: float | None = None  # per pending (post, day) counter
     flush_rates: dict = field(default_factory=dict)  # {K: pending posts flushed per second}
-    writes_per_post: float | None = None  # database rows written per pending post
-    wal_bytes_per_post: float | None = None
+    # {K: database rows written per pending post}: a post pending in shards of several parts
+    # is updated by each of them, so it grows with K.
+    writes_per_post: dict = field(default_factory=dict)
+    wal_bytes_per_post: dict = field(default_factory=dict)  # {K: WAL bytes per pending post}
     flush_redis_bytes_per_post: float | None = None
     sources: dict = field(default_factory=dict)  # what -> where in this run it comes from
 
@@ -194,33 +196,34 @@ def flush_lines(a, m):
             " is one ReceiveMessage per 20 s",
         )
     )
-    writes = _times(m.writes_per_post, a.distinct_per_window)
+    at = measured_at(m.writes_per_post, k)
+    writes = _times(m.writes_per_post.get(at), a.distinct_per_window)
     lines.append(
         Line(
             "database rows written a peak window",
             writes,
             format_rate(writes) if writes is not None else "not measured",
-            "distinct per window * rows written per pending post (UPDATE + history upsert)",
+            f"distinct per window * rows written per pending post at K={at} (each part updates"
+            " a post it holds: a post pending in shards of two parts is two UPDATEs)",
         )
     )
-    if writes is not None and m.flush_rates:
-        best = max(m.flush_rates.values())
-        per_second = writes / (a.distinct_per_window / best)
+    if writes is not None and at in m.flush_rates:
+        per_second = writes / (a.distinct_per_window / m.flush_rates[at])
         lines.append(
             Line(
                 "database writes/s while a window flushes",
                 per_second,
                 format_rate(per_second),
-                "rows a window ÷ the flush's seconds at the fastest measured K",
+                f"rows a window ÷ the flush's seconds at K={at}",
             )
         )
-    wal = _times(m.wal_bytes_per_post, a.distinct_per_window / a.window)
+    wal = _times(m.wal_bytes_per_post.get(at), a.distinct_per_window / a.window)
     lines.append(
         Line(
             "WAL written, mean over a peak window",
             wal,
             f"{format_size(wal)}/s" if wal is not None else "not measured",
-            "distinct per window * WAL bytes per post ÷ window",
+            f"distinct per window * WAL bytes per post at K={at} ÷ window",
         )
     )
     return lines
@@ -244,6 +247,14 @@ def parts_needed(need, rates):
             return parts
     per_part = max(rate / parts for parts, rate in rates.items())
     return math.ceil(need / per_part)
+
+
+def measured_at(by_parts, parts):
+    """`parts` if measured, else the nearest measured K below it, else the smallest."""
+    if not by_parts:
+        return None
+    below = [k for k in by_parts if parts is not None and k <= parts]
+    return max(below) if below else min(by_parts)
 
 
 def _times(value, factor):
@@ -273,6 +284,10 @@ def render(a, m):
     return f"{assumptions}\n\n{measured}\n\n{lines}\n"
 
 
+def by_k(values, text):
+    return ", ".join(f"K={k}: {text(v)}" for k, v in sorted(values.items())) or "-"
+
+
 def measured_rows(m):
     def seconds(value, scale=1e6, unit="µs"):
         return f"{value * scale:.2f} {unit}" if value is not None else "not measured"
@@ -285,15 +300,9 @@ def measured_rows(m):
         ("record call p99 at the most processes", seconds(m.p99, 1e3, "ms")),
         ("bytes per de-dup entry", format_bytes(m.dedup_bytes) if m.dedup_bytes else "-"),
         ("bytes per pending counter", format_bytes(m.pending_bytes) if m.pending_bytes else "-"),
-        (
-            "flush posts/s by K",
-            ", ".join(f"K={k}: {format_rate(r)}" for k, r in sorted(m.flush_rates.items())) or "-",
-        ),
-        ("rows written per pending post", f"{m.writes_per_post:.2f}" if m.writes_per_post else "-"),
-        (
-            "WAL per pending post",
-            format_bytes(m.wal_bytes_per_post) if m.wal_bytes_per_post else "-",
-        ),
+        ("flush posts/s by K", by_k(m.flush_rates, format_rate)),
+        ("rows written per pending post", by_k(m.writes_per_post, lambda v: f"{v:.2f}")),
+        ("WAL per pending post", by_k(m.wal_bytes_per_post, format_bytes)),
         (
             "flush's Redis bytes per pending post",
             format_bytes(m.flush_redis_bytes_per_post) if m.flush_redis_bytes_per_post else "-",
@@ -337,8 +346,8 @@ def measured(load=None, memory=None, flush_runs=None, window_runs=None):
             continue
         m.flush_rates = {k: f["rows_per_second"] for k, f in runs.items()}
         one = next(iter(runs.values()))
-        m.writes_per_post = one["writes_per_post"]
-        m.wal_bytes_per_post = one["wal_bytes_per_post"]
+        m.writes_per_post = {k: f["writes_per_post"] for k, f in runs.items()}
+        m.wal_bytes_per_post = {k: f["wal_bytes_per_post"] for k, f in runs.items()}
         m.flush_redis_bytes_per_post = one["redis_flush_bytes_per_post"]
         size = f"{one['posts']:,} posts"
         for what in (

@@ -86,13 +86,24 @@ class WorkerPool:
 
     def ask_each(self, method, args_of_each):
         """worker.method(*args_of_each[i]) in process i, all at once; their replies in order."""
+        return self._send(method, args_of_each)()
+
+    def ask_async(self, count, method, *args):
+        """As ask(), returning at once a function that waits for the replies."""
+        return self._send(method, [args] * count)
+
+    def _send(self, method, args_of_each):
         pipes = self.pipes[: len(args_of_each)]
         for pipe, args in zip(pipes, args_of_each, strict=True):
             pipe.send((method, tuple(args)))
-        replies = [pipe.recv() for pipe in pipes]
-        failed = [reply.message for reply in replies if isinstance(reply, WorkerFailed)]
-        if failed:
-            raise ContenderFailed(f"a load process failed: {failed[0]}")
+
+        def replies():
+            received = [pipe.recv() for pipe in pipes]
+            failed = [reply.message for reply in received if isinstance(reply, WorkerFailed)]
+            if failed:
+                raise ContenderFailed(f"a load process failed: {failed[0]}")
+            return received
+
         return replies
 
     def close(self):

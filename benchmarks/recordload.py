@@ -5,11 +5,13 @@ redis-benchmark's ceiling for that script, with the servers' CPU per impression 
 import math
 import time
 from dataclasses import dataclass, field
+from itertools import cycle
 
 from . import ours, targets
 from .harness import ContenderFailed, format_rate
-from .loadworkers import START_DELAY, WorkerPool, timed_loop
+from .loadworkers import START_DELAY, Outcome, WorkerPool, timed_loop
 from .redisraw import RawRecorder, record_command, redis_benchmark
+from .targets import ServerSample, sum_samples
 
 FIRST_VIEWS, RELOADS = "first views", "reloads"
 OURS, RAW, CEILING = "ours", "raw", "ceiling"
@@ -20,6 +22,8 @@ PAGES_PER_VIEWER = 3  # a viewer scrolls three pages: each call counts 20 posts 
 RATE_BOUND = 20_000
 RELOAD_PAIRS = 1_000  # (viewer, page) pairs a process records once, then reloads round and round
 CEILING_CLIENTS = 50
+SLICES = 8  # slices of each contender in one run, alternating
+WARM_UP_ATTEMPTS = 20
 FIRST_CEILING_RATE = 5_000  # calls/s, to size redis-benchmark's first run; later runs use the last
 # Issue 19's goals: ours per process against raw redis-py, and all processes against the ceiling.
 GOAL_PER_PROCESS = 0.8
@@ -71,52 +75,57 @@ class RecordWorker:
         self.raw = RawRecorder(target.url, target.cluster)
         self.items, self.call, self.cycle = [], None, False
 
-    def pairs(self, workload, processes, seconds):
+    def pairs(self, contender, workload, processes, seconds):
         """[(viewer number, page index)]: viewer k scrolls PAGES_PER_VIEWER distinct pages."""
         count = RELOAD_PAIRS
         if workload == FIRST_VIEWS:
             count = math.ceil(RATE_BOUND * seconds / processes)
-        first = (self.index + 1) * 10_000_000  # no two processes share a viewer
+        # No two processes, and not ours and raw, share a viewer.
+        first = (self.index + 1) * 10_000_000 + (5_000_000 if contender == RAW else 0)
         out = []
         for n in range(count):
             viewer, nth = divmod(n, PAGES_PER_VIEWER)
             out.append((first + viewer, (viewer * 7 + nth) % len(self.pages)))
         return out
 
-    def prepare(self, contender, workload, processes, seconds):
-        """Build the calls (untimed); for reloads, record each once first. Redis is empty."""
+    def prepare(self, workload, processes, seconds):
+        """Build both contenders' calls (untimed); for reloads, record each once first. Redis is
+        empty."""
         from impressions.reloads import reloads
 
         reloads.clear()
-        pairs = self.pairs(workload, processes, seconds)
-        if contender == OURS:
-            requests = {}
-            self.items = [
-                (requests.get(viewer) or requests.setdefault(viewer, self.request(viewer)),
-                 self.post_pages[page])
-                for viewer, page in pairs
-            ]  # fmt: skip
-            self.call = self.call_ours
-            warm_up(ours.redis_client())
-        else:
-            self.items = self.raw.calls(
-                [(f"u:{viewer}", self.pages[page]) for viewer, page in pairs]
-            )
-            self.call = self.raw.call
-            warm_up(self.raw.client)
-        self.cycle = workload == RELOADS
-        if self.cycle:
-            for item in self.items:
-                self.record_until_done(item)
-        return len(self.items)
+        self.runs = {}
+        for contender in (OURS, RAW):
+            pairs = self.pairs(contender, workload, processes, seconds)
+            if contender == OURS:
+                requests = {}
+                items = [
+                    (requests.get(viewer) or requests.setdefault(viewer, self.request(viewer)),
+                     self.post_pages[page])
+                    for viewer, page in pairs
+                ]  # fmt: skip
+                call = self.call_ours
+                warm_up(ours.redis_client)
+            else:
+                items = self.raw.calls([(f"u:{v}", self.pages[page]) for v, page in pairs])
+                call = self.raw.call
+                warm_up(lambda: self.raw.client)
+            if workload == RELOADS:
+                for item in items:
+                    record_until_done(call, item)
+            # An iterator each: the slices of a contender go on where its last one stopped.
+            self.runs[contender] = (iter(items) if workload == FIRST_VIEWS else cycle(items), call)
+        return len(items)
 
-    def record_until_done(self, item):
-        """A reload must find its first view recorded (and ours' cache told): retry a timeout."""
-        for _ in range(20):
-            counted, lost = self.call(item)
-            if not lost:
-                return counted
-        raise ContenderFailed("Redis kept timing out while recording the first views")
+    def run(self, start_at, slice_seconds, order):
+        """Slice k (from start_at + k * slice_seconds) runs contender order[k]: every process
+        switches at the same moments. Returns {contender: Outcome over its slices}."""
+        out = {}
+        for k, contender in enumerate(order):
+            items, call = self.runs[contender]
+            done = timed_loop(items, call, start_at + k * slice_seconds, slice_seconds)
+            out[contender] = merged(out.get(contender), done)
+        return out
 
     def request(self, viewer):
         from django.conf import settings
@@ -133,18 +142,49 @@ class RecordWorker:
         result = self.record(*item)
         return (result.counted, result.lost) if result is not None else (0, 0)
 
-    def run(self, start_at, seconds):
-        return timed_loop(self.items, self.call, start_at, seconds, cycle=self.cycle)
+
+def record_until_done(call, item):
+    """A reload must find its first view recorded (and ours' cache told): retry a timeout."""
+    for _ in range(20):
+        counted, lost = call(item)
+        if not lost:
+            return counted
+    raise ContenderFailed("Redis kept timing out while recording the first views")
 
 
-def warm_up(client):
-    """Connect to every node before the clock starts."""
+def merged(total, outcome):
+    """Two Outcomes of one contender (slices of a run) as one."""
+    if total is None:
+        return outcome
+    total.latencies.extend(outcome.latencies)
+    return Outcome(
+        total.calls + outcome.calls,
+        total.counted + outcome.counted,
+        total.lost + outcome.lost,
+        total.elapsed + outcome.elapsed,
+        total.exhausted or outcome.exhausted,
+        total.latencies,
+    )
+
+
+def warm_up(client_of):
+    """Connect to every node (and load the script) before the clock starts; the 50 ms timeout
+    may strike a busy machine's first calls, so it tries again."""
     from redis.cluster import RedisCluster
+    from redis.exceptions import RedisError
 
-    if isinstance(client, RedisCluster):
-        client.ping(target_nodes=RedisCluster.ALL_NODES)
-    else:
-        client.ping()
+    for attempt in range(WARM_UP_ATTEMPTS):
+        try:
+            client = client_of()
+            if isinstance(client, RedisCluster):
+                client.ping(target_nodes=RedisCluster.ALL_NODES)
+            else:
+                client.ping()
+            return
+        except RedisError:
+            if attempt == WARM_UP_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
 
 
 class LoadBench:
@@ -163,23 +203,45 @@ class LoadBench:
     def close(self):
         self.pool.close()
 
-    def run(self, contender, workload, processes):
-        """One timed run of ours or raw with `processes` processes, checked for exactness."""
+    def run_pair(self, workload, processes, ours_first):
+        """One timed run of ours and raw in alternating slices (SLICES of each, every process
+        switching at once), checked for exactness; {contender: LoadRun}."""
         self.target.flush()
-        self.pool.ask(processes, "prepare", contender, workload, processes, self.seconds)
+        self.pool.ask(processes, "prepare", workload, processes, self.seconds)
+        first, second = (OURS, RAW) if ours_first else (RAW, OURS)
+        order = [first, second] * SLICES
+        slice_seconds = self.seconds / SLICES
         pending_before = self.target.pending_total()
+        start_at = time.time() + START_DELAY
+        replies = self.pool.ask_async(processes, "run", start_at, slice_seconds, order)
+        server = {OURS: ServerSample(0.0, 0, 0), RAW: ServerSample(0.0, 0, 0)}
         before = self.target.sample()
-        outcomes = self.pool.ask(processes, "run", time.time() + START_DELAY, self.seconds)
-        server = self.target.sample() - before
+        for k, contender in enumerate(order):
+            time.sleep(max(0.0, start_at + (k + 1) * slice_seconds - time.time()))
+            after = self.target.sample()
+            server[contender] = sum_samples([server[contender], after - before])
+            before = after
+        outcomes = replies()
         pending = self.target.pending_total() - pending_before
+        runs = {c: self.load_run(c, workload, processes, [o[c] for o in outcomes], server[c])
+                for c in (OURS, RAW)}  # fmt: skip
+        counted = runs[OURS].counted + runs[RAW].counted
+        lost = runs[OURS].lost + runs[RAW].lost
+        if not counted <= pending <= counted + lost:
+            raise ContenderFailed(
+                f"{workload}: Redis holds {pending:,} pending impressions, the calls counted"
+                f" {counted:,} ({lost:,} lost)"
+            )
+        return runs
+
+    def load_run(self, contender, workload, processes, outcomes, server):
         calls = sum(o.calls for o in outcomes)
         counted = sum(o.counted for o in outcomes)
         lost = sum(o.lost for o in outcomes)
-        check_exact(contender, workload, calls * PAGE, counted, lost, pending)
+        check_exact(contender, workload, calls * PAGE, counted, lost, None)
         rate = sum((o.calls * PAGE - o.lost) / o.elapsed for o in outcomes if o.elapsed > 0)
-        latencies = [value for o in outcomes for value in o.latencies]
         run = LoadRun(contender, processes, calls, calls * PAGE, counted, lost, rate, server)
-        run.latencies = latencies
+        run.latencies = [value for o in outcomes for value in o.latencies]
         run.exhausted = any(o.exhausted for o in outcomes)
         self.log(
             f"    {self.target.name}, {workload}, {processes} process(es), {contender}:"
@@ -236,7 +298,8 @@ def check_exact(contender, workload, served, counted, lost, pending):
     """Ours and raw must count exactly: every first view once, no reload at all.
 
     A call that timed out may still have run in Redis, so the pending counts may exceed what
-    the calls reported by at most the impressions reported lost.
+    the calls reported by at most the impressions reported lost (`pending` None: not checked
+    here, the caller checks both contenders' sum).
     """
     expected = served - lost if workload == FIRST_VIEWS else 0
     if counted != expected:
@@ -244,7 +307,7 @@ def check_exact(contender, workload, served, counted, lost, pending):
             f"{contender}, {workload}: the calls counted {counted:,} impressions, expected"
             f" {expected:,} (the workload is not what it claims)"
         )
-    if not counted <= pending <= counted + lost:
+    if pending is not None and not counted <= pending <= counted + lost:
         raise ContenderFailed(
             f"{contender}, {workload}: Redis holds {pending:,} pending impressions, the calls"
             f" counted {counted:,} ({lost:,} lost)"

@@ -52,8 +52,9 @@ class RawRecorder:
                 "retry": Retry(NoBackoff(), 0),
             }
             kind = RedisCluster if self.cluster else redis.Redis
-            self._client = kind.from_url(self.url, **options)
-            self._sha = self._client.script_load(scripts.RECORD)  # on every node of a cluster
+            client = kind.from_url(self.url, **options)
+            self._sha = client.script_load(scripts.RECORD)  # on every node of a cluster
+            self._client = client  # only once the script is loaded: a timeout tries it again
         return self._client
 
     @property

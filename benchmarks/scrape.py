@@ -128,7 +128,7 @@ def run(options, log=print):
     client = redis.Redis.from_url(url, socket_timeout=600)
     rows, figures = [], {}
     try:
-        with override_settings(REDIS_URL=url, IMPRESSIONS_REDIS_TIMEOUT=600.0):
+        with override_settings(IMPRESSIONS_REDIS_URL=url, IMPRESSIONS_REDIS_TIMEOUT=600.0):
             for size in options.scrape_sizes:
                 started = time.perf_counter()
                 fill(client, keys, conf, size)

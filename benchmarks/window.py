@@ -11,19 +11,12 @@ import time
 
 from . import bulkfill, fixtures, ours
 from .flush import impressions_total
-from .harness import ContenderFailed, format_bytes, format_rate, markdown_table, timed
+from .harness import ContenderFailed, format_bytes, format_rate, markdown_table, median, timed
 from .loadworkers import WorkerPool
 from .targets import sample_of
 
 SAMPLE = 12_000  # posts of the fill's check against record_impressions
-TABLES = (
-    "casusult_post",
-    "impressions_daily",
-    "impressions_daily_open",
-    "impressions_period",
-    "impressions_site_daily",
-    "impressions_flush",
-)
+SIZES = ("parts", "posts", "impressions", "part_seconds")  # figures that are no measurement
 
 
 def database_url(url):
@@ -59,19 +52,28 @@ def supports_parts():
 
 
 def table_counters():
-    """(rows inserted + updated + deleted in the flush's tables, WAL position) right now."""
+    """(rows inserted + updated + deleted in the post and impressions tables, WAL position),
+    once PostgreSQL has published the counters of backends that just ended (it does so a
+    little after they go): read until two reads agree."""
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0),"
-            " pg_current_wal_lsn() - '0/0'::pg_lsn"
-            " FROM pg_stat_user_tables WHERE relname = ANY(%s)",
-            [list(TABLES)],
-        )
-        rows, wal = cursor.fetchone()
-    return int(rows), int(wal)
+    last = None
+    for _ in range(40):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)"
+                " FROM pg_stat_user_tables"
+                " WHERE relname = 'casusult_post' OR relname LIKE 'impressions%%'"
+            )
+            rows = int(cursor.fetchone()[0])
+            cursor.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+            wal = int(cursor.fetchone()[0])
+        if rows == last:
+            return rows, wal
+        last = rows
+        time.sleep(0.25)
+    return last, wal
 
 
 def keep_before(first_id):
@@ -178,12 +180,31 @@ def run(options, redis_client, log=print):
         sample = dict(list(pending.items())[:SAMPLE])
         keys_compared = bulkfill.verify(redis_client, sample, day)
         log(f"  the fill matches record_impressions on {SAMPLE:,} posts ({keys_compared} keys)")
-        found = {k: run_one(k, pending, day, redis_client, log) for k in parts_wanted}
+        runs = []  # (round, figures); the order of the Ks alternates by round
+        for round_number in range(options.window_rounds):
+            order = parts_wanted if round_number % 2 == 0 else parts_wanted[::-1]
+            runs += [(round_number, run_one(k, pending, day, redis_client, log)) for k in order]
     minutes = (time.perf_counter() - started) / 60
-    return render(found, size, keys_compared, minutes, parts_wanted), found
+    found = medians(runs)
+    return render(runs, found, size, keys_compared, minutes), found
 
 
-def render(found, size, keys_compared, minutes, parts_wanted):
+def medians(runs):
+    """{K: figures}, each measured figure the median over the rounds (the sizes are the same
+    every round; part times: the last round's)."""
+    by_parts = {}
+    for _round, figures in runs:
+        by_parts.setdefault(figures["parts"], []).append(figures)
+    return {
+        parts: {
+            key: group[-1][key] if key in SIZES else median([f[key] for f in group])
+            for key in group[0]
+        }
+        for parts, group in sorted(by_parts.items())
+    }
+
+
+def render(runs, found, size, keys_compared, minutes):
     text = (
         f"{size:,} distinct posts pending in one window (1 or 2 impressions each, {size // 2:,}"
         " of them twice: both counts in one day's field), in Redis through the RECORD script"
@@ -194,18 +215,20 @@ def render(found, size, keys_compared, minutes, parts_wanted):
         " viewers' de-duplication sets, which the flush never reads, are left out: the fill"
         " writes none). Each flush: K tasks, each in a process of its own as K workers run them,"
         " started together; checked post by post (each window post grew by exactly its count),"
-        " by the table's total, and by Redis (no snapshot left). Writes: rows inserted, updated"
-        " and deleted in the post and history tables (pg_stat_user_tables); WAL: bytes of"
-        f" write-ahead log. The whole section took {minutes:.1f} minutes.\n\n"
+        " by the table's total, and by Redis (no snapshot left). The Ks take turns, their order"
+        " reversed every other round; K=1 time ÷ K's is paired within a round. Writes: rows"
+        " inserted, updated and deleted in the post and impressions tables"
+        " (pg_stat_user_tables); WAL: bytes of write-ahead log. The whole section took"
+        f" {minutes:.1f} minutes.\n\n"
     )
     rows = []
-    one = found.get(1)
-    for parts in parts_wanted:
-        f = found[parts]
+    for round_number, f in runs:
+        one = next((g for r, g in runs if r == round_number and g["parts"] == 1), None)
         speedup = f"{one['seconds'] / f['seconds']:.2f}×" if one else "n/a"  # noqa: RUF001
         rows.append(
             [
-                str(parts),
+                str(round_number + 1),
+                str(f["parts"]),
                 f"{f['fill_seconds']:.1f} s",
                 f"{f['seconds']:.1f} s",
                 ", ".join(f"{s:.1f}" for s in f["part_seconds"]),
@@ -218,6 +241,7 @@ def render(found, size, keys_compared, minutes, parts_wanted):
         )
     text += markdown_table(
         [
+            "round",
             "K (tasks at once)",
             "fill",
             "flush (wall)",

@@ -10,6 +10,7 @@ from benchmarks.capacity import (
     ecpus_per_call,
     headlines,
     measured,
+    measured_at,
     parts_needed,
     plan,
     render,
@@ -25,8 +26,8 @@ MEASURED = Measured(
     dedup_bytes=30,
     pending_bytes=70,
     flush_rates={1: 10_000, 4: 25_000},
-    writes_per_post=2.0,
-    wal_bytes_per_post=400,
+    writes_per_post={1: 2.0, 4: 2.5},
+    wal_bytes_per_post={1: 400, 4: 450},
     flush_redis_bytes_per_post=40,
 )
 
@@ -45,8 +46,10 @@ def test_rates_memory_and_cpu_follow_their_formulas():
     )
     assert found["Redis memory, de-duplication at peak"] == pytest.approx(peak * 300 * 30)
     assert found["Redis memory, pending counts at peak"] == 2 * 3_000_000 * 70
-    assert found["database rows written a peak window"] == 6_000_000
-    assert found["WAL written, mean over a peak window"] == pytest.approx(3e6 * 400 / 300)
+    # At the K the plan picks (4 here): a post pending in two parts' shards is two UPDATEs.
+    assert found["database rows written a peak window"] == 7_500_000
+    assert found["database writes/s while a window flushes"] == 7_500_000 / 120
+    assert found["WAL written, mean over a peak window"] == pytest.approx(3e6 * 450 / 300)
 
 
 def test_ecpus_take_the_larger_of_kilobytes_and_cpu_in_simple_commands():
@@ -68,6 +71,8 @@ def test_k_is_the_smallest_measured_fast_enough_or_an_extrapolation():
     # Too slow at every measured K: the best rate per part (K=1 here) scaled up.
     assert parts_needed(60_000, {1: 10_000, 4: 25_000}) == 6
     assert parts_needed(1, {}) is None
+    assert measured_at({1: 2.0, 4: 2.5}, 6) == 4  # the nearest measured K below
+    assert measured_at({1: 2.0, 4: 2.5}, None) == 1 and measured_at({}, 4) is None
     found = values()
     assert found["flush rate needed (posts/s)"] == 3_000_000 / 150
     assert found["one peak window's flush at K=4"] == 120
