@@ -11,7 +11,19 @@ from pathlib import Path
 from casusult.arguments import number, positive_int
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("record", "load", "flush", "e2e", "memory", "dashboard", "server", "scrape", "capacity")
+ALL = (
+    "record",
+    "load",
+    "flush",
+    "parallel",
+    "midnight",
+    "e2e",
+    "memory",
+    "dashboard",
+    "server",
+    "scrape",
+    "capacity",
+)
 # Sections that run only when --only names them (they take long).
 EXTRA = ("window",)
 LOAD_TARGETS = ("standalone", "cluster")
@@ -134,6 +146,24 @@ def parser():
         type=load_targets,
         default=list(LOAD_TARGETS),
         help="… standalone (the --redis-url db), cluster (a 3-node cluster started for it)",
+    )
+    p.add_argument(
+        "--parts",
+        type=sizes,
+        default=[1, 2, 4],
+        help="parallel: IMPRESSIONS_FLUSH_PARTS values K, comma-separated (default 1,2,4)",
+    )
+    p.add_argument(
+        "--parallel-posts",
+        type=positive_int,
+        default=1_000_000,
+        help="… distinct posts pending in the window flushed at each K",
+    )
+    p.add_argument(
+        "--midnight-posts",
+        type=positive_int,
+        default=20_000,
+        help="midnight: posts a window flushed while the daily roll-up runs (and without it)",
     )
     p.add_argument(
         "--window-posts",

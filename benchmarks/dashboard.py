@@ -39,6 +39,12 @@ SELECT day, sum(count) FROM (SELECT day, count FROM impressions_daily
                              UNION ALL SELECT day, count FROM impressions_daily_open) AS days
 GROUP BY day
 """
+# The open day's leaders, as the flush keeps them (impressions.models.OpenDayLeaders).
+SEED_LEADERS = """
+INSERT INTO impressions_daily_leaders (day, object_id, count)
+SELECT day, object_id, count FROM impressions_daily_open
+ORDER BY count DESC, object_id LIMIT %(leaders)s
+"""
 SEED_ROLLED_THROUGH = """
 INSERT INTO impressions_rollup (id, rolled_through) VALUES (1, %(last_day)s::date - 1)
 ON CONFLICT (id) DO UPDATE SET rolled_through = EXCLUDED.rolled_through
@@ -46,6 +52,7 @@ ON CONFLICT (id) DO UPDATE SET rolled_through = EXCLUDED.rolled_through
 HISTORY_TABLES = (
     "impressions_daily",
     "impressions_daily_open",
+    "impressions_daily_leaders",
     "impressions_period",
     "impressions_site_daily",
 )
@@ -83,7 +90,12 @@ def seed(posts, days, last_day, log):
     """Empty the history tables and fill them; secondary indexes are built after the rows."""
     from django.db import connection
 
-    from impressions.models import DailyImpressions, OpenDailyImpressions, PeriodImpressions
+    from impressions.models import (
+        DailyImpressions,
+        OpenDailyImpressions,
+        OpenDayLeaders,
+        PeriodImpressions,
+    )
 
     started = time.perf_counter()
     models = (DailyImpressions, OpenDailyImpressions, PeriodImpressions)
@@ -105,6 +117,7 @@ def seed(posts, days, last_day, log):
             SEED_DAYS % {"table": "impressions_daily_open"},
             {**days_of, "first": 0, "last": 0},
         ),
+        ("today's leaders", SEED_LEADERS, {"leaders": OpenDayLeaders.LEADERS}),
         ("week and month rollups", SEED_ROLLUPS, None),
         ("site totals", SEED_SITE, None),
         ("rolled through yesterday", SEED_ROLLED_THROUGH, {"last_day": last_day}),

@@ -137,6 +137,7 @@ def vacuum_history():
         for table in (
             "impressions_daily",
             "impressions_daily_open",
+            "impressions_daily_leaders",
             "impressions_period",
             "impressions_site_daily",
         ):

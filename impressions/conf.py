@@ -97,7 +97,7 @@ SETTINGS = {
     "IMPRESSIONS_REDIS_URL": Setting("redis://127.0.0.1:6379/0", _redis_url, "a redis://, rediss:// or unix:// URL"),
     "IMPRESSIONS_DEDUP_WINDOW": Setting(300, _whole(0, ONE_YEAR), f"a whole number of seconds from 0 to {ONE_YEAR}"),
     "IMPRESSIONS_FLUSH_DELAY": Setting(300, _whole(0, ONE_YEAR), f"a whole number of seconds from 0 to {ONE_YEAR}"),
-    "IMPRESSIONS_FLUSH_BATCH_SIZE": Setting(5000, _whole(1, MAX_FLUSH_BATCH_SIZE), f"a whole number from 1 to {MAX_FLUSH_BATCH_SIZE}"),
+    "IMPRESSIONS_FLUSH_BATCH_SIZE": Setting(20_000, _whole(1, MAX_FLUSH_BATCH_SIZE), f"a whole number from 1 to {MAX_FLUSH_BATCH_SIZE}"),
     "IMPRESSIONS_FLUSH_PARTS": Setting(1, _whole(1, MAX_SHARDS), f"a whole number from 1 to {MAX_SHARDS}, at most IMPRESSIONS_SHARDS"),
     "IMPRESSIONS_REDIS_TIMEOUT": Setting(0.05, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
     "IMPRESSIONS_FLUSH_REDIS_TIMEOUT": Setting(10.0, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),

@@ -24,7 +24,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from redis_endpoints import redact_text
 
-from . import keys, ledger, periods, scripts
+from . import history_writer, keys, ledger, periods, scripts
 from .conf import conf
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
@@ -142,6 +142,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
         if report.flush_id not in by_flush:
             ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
         ledger.prune_ledger()
+        history_writer.trim_leaders()
     except (RedisError, RedisClusterException) as error:
         _note_failure(report.flush_id, error, started_at)
         flush_finished.send(

@@ -16,7 +16,7 @@ most. Every history row of an object is written by a transaction holding the obj
 (ledger.py's lock order), the roll-up's excepted, which the day lock keeps apart.
 """
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 
 from . import periods, stats
@@ -24,14 +24,16 @@ from .models import (
     DailyImpressions,
     HistoryRollup,
     OpenDailyImpressions,
+    OpenDayLeaders,
     PeriodImpressions,
     SiteDailyImpressions,
 )
 
 # pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
-# roll-up's state, the day's ordinal (date.toordinal) for a day.
+# roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders.
 LOCK_CLASS = 0x696D7072
 STATE_LOCK = 0
+TRIM_LOCK = -1
 # A day's ordinal in SQL: date.toordinal() of the same day.
 ORDINAL = "({} - DATE '0001-01-01' + 1)"
 
@@ -58,25 +60,94 @@ def batch_statements(batch_table):
         " OR (b.day = r.rolling_day AND b.object_id <= r.rolling_mark), false)"
     )
     statements = [
-        f"INSERT INTO {table(OpenDailyImpressions)} AS h (object_id, day, count)"
+        # The open rows, and the leaders of their days.
+        f"WITH changed AS (INSERT INTO {table(OpenDailyImpressions)} AS h (object_id, day, count)"
         f" SELECT b.object_id, b.day, sum(b.n) FROM {batch} WHERE NOT {rolled}{kept}"
         " GROUP BY b.object_id, b.day ORDER BY b.object_id, b.day"
-        " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
+        " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count"
+        " RETURNING h.object_id, h.day, h.count)" + leaders_sql("changed"),
         # Counts of days rolled up already (late): their daily rows, and their week and month
-        # rows at once, as the roll-up moves them (impressions/rollup.py).
+        # rows at once, as the roll-up moves them (impressions/rollup.py); the day being rolled
+        # up keeps its leaders until it is done.
         "WITH late AS MATERIALIZED ("
         f" SELECT b.object_id, b.day, sum(b.n) AS count FROM {batch} WHERE {rolled}{kept}"
         " GROUP BY b.object_id, b.day ORDER BY b.object_id, b.day),"
         f" daily AS (INSERT INTO {table(DailyImpressions)} AS h (object_id, day, count)"
         " SELECT object_id, day, count FROM late"
-        " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count)"
-        + add_to_periods_sql("late", "true" if oldest is None else "p.start >= %(oldest)s"),
+        " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count"
+        " RETURNING h.object_id, h.day, h.count),"
+        " periods AS ("
+        + add_to_periods_sql("late", "true" if oldest is None else "p.start >= %(oldest)s")
+        + "),"
+        f" changed AS (SELECT d.* FROM daily AS d LEFT JOIN {table(HistoryRollup)} AS r"
+        " ON r.id = 1 WHERE NOT coalesce(d.day <= r.rolled_through, false))"
+        + leaders_sql("changed"),
         f"INSERT INTO {table(SiteDailyImpressions)} AS h (day, count)"
         f" SELECT b.day, sum(b.n) FROM {batch_table} AS b WHERE true{kept}"
         " GROUP BY b.day ORDER BY b.day"
         " ON CONFLICT (day) DO UPDATE SET count = h.count + EXCLUDED.count",
     ]
     return statements, {"oldest": oldest}
+
+
+def leaders_sql(rows):
+    """The end of a WITH statement whose CTE `rows` (object_id, day, count) holds new counts of
+    open days: upsert into the day's leaders each row that reaches the day's LEADERS-th leader
+    (count descending, ties by id), with its count. Counts only grow, so that keeps every object
+    of the top there with its exact count; the leaders are locked after the history rows, in
+    (day, object) order."""
+    leaders = table(OpenDayLeaders)
+    return (
+        ", thresholds AS (SELECT d.day, t.count, t.object_id"
+        f" FROM (SELECT DISTINCT day FROM {rows}) AS d LEFT JOIN LATERAL ("
+        f" SELECT l.count, l.object_id FROM {leaders} AS l WHERE l.day = d.day"
+        f" ORDER BY l.count DESC, l.object_id OFFSET {OpenDayLeaders.LEADERS - 1} LIMIT 1)"
+        " AS t ON true)"
+        f" INSERT INTO {leaders} AS l (day, object_id, count)"
+        f" SELECT c.day, c.object_id, c.count FROM {rows} AS c JOIN thresholds AS t"
+        " ON t.day = c.day WHERE t.count IS NULL OR c.count > t.count"
+        " OR (c.count = t.count AND c.object_id <= t.object_id)"
+        " ORDER BY c.day, c.object_id"
+        " ON CONFLICT (day, object_id) DO UPDATE SET count = EXCLUDED.count"
+    )
+
+
+def trim_leaders():
+    """Delete the leaders below each open day's top LEADERS once a day holds twice that many;
+    returns how many. One trimmer at a time (the others skip it); it holds the day's lock, as
+    the roll-up's steps do, and locks the rows it deletes in (day, object) order, as the flushes
+    lock the leaders they upsert."""
+    if connection.vendor != "postgresql":
+        return 0
+    leaders = table(OpenDayLeaders)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT day FROM {leaders} GROUP BY day HAVING count(*) > %s ORDER BY day",
+            [2 * OpenDayLeaders.LEADERS],
+        )
+        days = [row[0] for row in cursor.fetchall()]
+    deleted = 0
+    for day in days:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, TRIM_LOCK])
+            if not cursor.fetchone()[0]:
+                return deleted
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, day.toordinal()]
+            )
+            cursor.execute(
+                f"WITH last AS (SELECT count, object_id FROM {leaders} WHERE day = %(day)s"
+                f" ORDER BY count DESC, object_id OFFSET {OpenDayLeaders.LEADERS - 1} LIMIT 1),"
+                f" below AS (SELECT l.day, l.object_id FROM {leaders} AS l, last"
+                " WHERE l.day = %(day)s AND (l.count < last.count"
+                " OR (l.count = last.count AND l.object_id > last.object_id))"
+                " ORDER BY l.day, l.object_id FOR UPDATE OF l)"
+                f" DELETE FROM {leaders} AS l USING below"
+                " WHERE l.day = below.day AND l.object_id = below.object_id",
+                {"day": day},
+            )
+            deleted += cursor.rowcount
+    return deleted
 
 
 def lock_statement(batch_table):
@@ -116,7 +187,37 @@ def add_batch_portable(rows):
     if rolled:
         add_portable(DailyImpressions, ("object_id", "day"), rolled)
         add_periods_portable(rolled, oldest)
+    unrolled = state.rolled_through
+    led = list(open_rows) + [key for key in rolled if unrolled is None or key[1] > unrolled]
+    update_leaders_portable(led)
     add_portable(SiteDailyImpressions, ("day",), site)
+
+
+def update_leaders_portable(changed):
+    """Any database: the leaders of the days of `changed` [(object id, day)], as leaders_sql."""
+    for day in sorted({day for _, day in changed}):
+        ids = sorted({object_id for object_id, d in changed if d == day})
+        counts = dict(
+            OpenDailyImpressions.objects.filter(day=day, object_id__in=ids).values_list(
+                "object_id", "count"
+            )
+        )
+        counts.update(
+            DailyImpressions.objects.filter(day=day, object_id__in=ids).values_list(
+                "object_id", "count"
+            )
+        )
+        leaders = OpenDayLeaders.objects.filter(day=day).order_by("-count", "object_id")
+        last = leaders.values_list("count", "object_id")[OpenDayLeaders.LEADERS - 1 :][:1]
+        threshold = last[0] if last else None
+        for object_id in ids:
+            if threshold is None or (-counts[object_id], object_id) <= (
+                -threshold[0],
+                threshold[1],
+            ):
+                OpenDayLeaders.objects.update_or_create(
+                    day=day, object_id=object_id, defaults={"count": counts[object_id]}
+                )
 
 
 def add_periods_portable(rows, oldest=None):

@@ -103,6 +103,37 @@ class OpenDailyImpressions(DayCounts):
         verbose_name_plural = "daily impressions of open days"
 
 
+class OpenDayLeaders(models.Model):
+    """The top of each day not rolled up yet, kept exact by the flush: every object among a day's
+    LEADERS highest counts (count descending, ties by id) is here with its count.
+
+    The open rows have no count index (their updates stay HOT); this small table has one, so the
+    top of today is an index read. Writer: each flush batch, after its history rows, upserts the
+    rows it changed whose count reaches the day's LEADERS-th row here (a count only grows: an
+    object can enter the top only when a flush adds to it). A row that fell out of the top may
+    stay, with an older count, below the top (harmless: it is never read). The roll-up deletes a
+    day's rows once the day is rolled up (the daily table's index serves it then).
+    """
+
+    LEADERS = 2000
+
+    pk = models.CompositePrimaryKey("day", "object_id")
+    day = models.DateField()
+    object_id = models.BigIntegerField()
+    count = models.PositiveBigIntegerField()
+
+    class Meta:
+        db_table = "impressions_daily_leaders"
+        verbose_name = "leaders of an open day"
+        verbose_name_plural = "leaders of open days"
+        indexes = [
+            models.Index(fields=["day", "-count", "object_id"], name="impressions_leaders_top"),
+        ]
+
+    def __str__(self):
+        return f"{self.object_id} on {self.day}: {self.count}"
+
+
 class PeriodImpressions(models.Model):
     """Rollup: impressions of one object in one ISO week or one calendar month, up to a day.
 

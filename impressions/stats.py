@@ -57,6 +57,7 @@ from .models import (
     DailyImpressions,
     HistoryRollup,
     OpenDailyImpressions,
+    OpenDayLeaders,
     PeriodImpressions,
     SiteDailyImpressions,
 )
@@ -65,13 +66,8 @@ from .models import (
 FIRST_DEPTH = 20
 # Past this many candidates, one GROUP BY over the whole range is cheaper than more rounds.
 MAX_CANDIDATES = 5000
-# An open day has no count index: its top is a sort of the day's rows, done once per reading()
-# for at least this many rows (the sort's cost is the scan, hardly the depth: rounds of the
-# threshold search up to 1,280 rows reuse it), and reused by the tops that include the day.
-OPEN_DAY_DEPTH = 2000
-
-# {open day: (rows asked, [(object_id, count), …])} of the outermost reading() in progress.
-_open_tops = ContextVar("impressions_open_tops", default=None)
+# True inside the outermost reading() in progress.
+_reading = ContextVar("impressions_reading", default=False)
 
 
 def today():
@@ -155,17 +151,17 @@ def top_of_pieces(pieces, limit):
 
 @contextmanager
 def reading():
-    """Reads of the history that must agree: in one snapshot, open days' tops sorted once.
+    """Reads of the history that must agree, in one snapshot.
 
     On PostgreSQL, outside a transaction, the rollup marker and the rows are read in one
     REPEATABLE READ snapshot: otherwise a roll-up committing between two of the reads could
     count its days twice, or miss them. Nested calls join the outermost one (the dashboard
     reads its four top lists in one).
     """
-    if _open_tops.get() is not None:
+    if _reading.get():
         yield
         return
-    token = _open_tops.set({})
+    token = _reading.set(True)
     try:
         if connection.vendor != "postgresql" or connection.in_atomic_block:
             yield
@@ -175,7 +171,7 @@ def reading():
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield
     finally:
-        _open_tops.reset(token)
+        _reading.reset(token)
 
 
 def readable(pieces):
@@ -210,8 +206,10 @@ def readable(pieces):
         if in_rollups is not None and piece.start <= in_rollups:
             result.append(piece)
         first = piece.start if rolled is None else max(piece.start, rolled + timedelta(days=1))
+        # The day being rolled up: its open rows only, the rollup row holds its moved ones. Any
+        # later day has only open rows: the same as an open day.
         result += [
-            periods.Piece(periods.OPEN_REST, day)
+            periods.Piece(periods.OPEN_REST if day == in_rollups else periods.OPEN_DAY, day)
             for day in periods.days(first, min(piece.end, latest))
         ]
     return result
@@ -243,10 +241,8 @@ def piece_top(piece, limit):
     """[(object_id, count), …] of one piece, highest first, ties by id."""
     if piece.period == periods.OPEN_DAY:
         return open_day_top(piece.start, limit)
-    if piece.period == periods.OPEN_REST:
-        if DailyImpressions.objects.filter(day=piece.start).exists():  # the day being rolled up
-            return ranked_rows(OpenDailyImpressions.objects.filter(day=piece.start), limit)
-        return open_day_top(piece.start, limit)
+    if piece.period == periods.OPEN_REST:  # the day being rolled up: rare, and short
+        return ranked_rows(OpenDailyImpressions.objects.filter(day=piece.start), limit)
     if piece.period == periods.DAY:
         rows = DailyImpressions.objects.filter(day=piece.start)
     else:
@@ -255,22 +251,11 @@ def piece_top(piece, limit):
 
 
 def open_day_top(day, limit):
-    """An open day's top: its rows sorted once per reading(), for OPEN_DAY_DEPTH rows at least.
-
-    The open rows, and the day's daily rows: there are some only while the roll-up moves it.
-    """
-    memo = _open_tops.get()
-    if memo is None:
-        return open_day_rows(day, limit)
-    asked, rows = memo.get(day, (0, []))
-    if limit > asked and len(rows) == asked:  # a deeper read, unless the day was read whole
-        asked = max(limit, OPEN_DAY_DEPTH)
-        rows = open_day_rows(day, asked)
-        memo[day] = (asked, rows)
-    return rows[:limit]
-
-
-def open_day_rows(day, limit):
+    """A day not rolled up: its top is the first rows of its leaders (an index read), down to
+    OpenDayLeaders.LEADERS; deeper, a sort of its rows (open, and moved if it is being rolled
+    up)."""
+    if limit <= OpenDayLeaders.LEADERS:
+        return ranked_rows(OpenDayLeaders.objects.filter(day=day), limit)
     open_rows = OpenDailyImpressions.objects.filter(day=day, count__gt=0)
     moved = DailyImpressions.objects.filter(day=day, count__gt=0)
     rows = open_rows.values_list("object_id", "count").union(

@@ -65,6 +65,7 @@ def fill(seed=7):
         Flush,
         HistoryRollup,
         OpenDailyImpressions,
+        OpenDayLeaders,
         PeriodImpressions,
         SiteDailyImpressions,
     )
@@ -101,7 +102,8 @@ def fill(seed=7):
                 (periods.MONTH, periods.month_of(day)),
             ):
                 rollups[(*key, post.id)] = rollups.get((*key, post.id), 0) + count
-    for model in (DailyImpressions, OpenDailyImpressions, PeriodImpressions, SiteDailyImpressions):
+    history = (DailyImpressions, OpenDailyImpressions, OpenDayLeaders, PeriodImpressions)
+    for model in (*history, SiteDailyImpressions):
         model.objects.all().delete()
     # As the flush leaves them: the ended days rolled up, today's rows in the open table.
     DailyImpressions.objects.bulk_create(
@@ -111,6 +113,9 @@ def fill(seed=7):
         OpenDailyImpressions(object_id=o, day=d, count=n)
         for (o, d), n in daily.items()
         if d == today
+    )
+    OpenDayLeaders.objects.bulk_create(  # 8 posts: all of them lead today
+        OpenDayLeaders(object_id=o, day=d, count=n) for (o, d), n in daily.items() if d == today
     )
     HistoryRollup.objects.update_or_create(
         id=1, defaults={"rolled_through": today - timedelta(days=1)}

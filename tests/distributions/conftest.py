@@ -94,9 +94,12 @@ class Project:
         appended to their file), but for `replacements` of its example addresses by this test's
         services; returns the other blocks (pip, run, other variants) as (kind, code)."""
         commands = []
+        # One pass: replacing one address after another would rewrite the previous replacement
+        # when it starts with a later example (redis://…:6379/15 holds the example …:6379/1).
+        examples = re.compile("|".join(map(re.escape, sorted(replacements, key=len, reverse=True))))
         for directive, code in code_blocks(page):
-            for old, new in replacements.items():
-                code = code.replace(old, new)
+            if replacements:
+                code = examples.sub(lambda match: replacements[match[0]], code)
             kind, _, target = directive.partition(" ")
             if kind == "file":
                 (self.path / target).write_text(code)

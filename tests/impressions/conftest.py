@@ -60,7 +60,7 @@ def sql_path(request, monkeypatch):
         monkeypatch.setattr(
             ledger,
             "write_batch_postgresql",
-            lambda lines: ledger.write_batch_portable(batches.parsed(lines)),
+            lambda lines, durable=True: ledger.write_batch_portable(batches.parsed(lines)),
         )
     return request.param
 

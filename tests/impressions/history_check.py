@@ -7,6 +7,7 @@ from impressions.models import (
     DailyImpressions,
     HistoryRollup,
     OpenDailyImpressions,
+    OpenDayLeaders,
     PeriodImpressions,
     SiteDailyImpressions,
 )
@@ -95,4 +96,23 @@ def rollup_mismatches():
         for day in sorted(set(site) | set(stored_site))
         if stored_site.get(day) != site.get(day)
     ]
+    return mismatches
+
+
+def leaders_mismatches():
+    """Days not rolled up whose leaders' top OpenDayLeaders.LEADERS is not the top of the day's
+    rows (open, and moved ones of the day being rolled), counts included: [] when all agree."""
+    state = rollup_state()
+    limit = OpenDayLeaders.LEADERS
+    by_day = {}
+    for (object_id, day), count in daily_counts().items():
+        if state.rolled_through is None or day > state.rolled_through:
+            by_day.setdefault(day, []).append((object_id, count))
+    mismatches = []
+    for day in sorted(set(by_day) | set(OpenDayLeaders.objects.values_list("day", flat=True))):
+        expected = sorted(by_day.get(day, []), key=lambda row: (-row[1], row[0]))[:limit]
+        leaders = OpenDayLeaders.objects.filter(day=day).order_by("-count", "object_id")
+        stored = list(leaders.values_list("object_id", "count")[:limit])
+        if stored != expected:
+            mismatches.append((day, stored, expected))
     return mismatches

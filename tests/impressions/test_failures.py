@@ -29,7 +29,7 @@ from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 
-from .history_check import daily_counts, history_sums, rollup_mismatches
+from .history_check import daily_counts, history_sums, leaders_mismatches, rollup_mismatches
 from .support import reset_loss_counter, scheduled_flushes, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,9 +54,11 @@ def totals(posts):
 
 
 def assert_history_matches_totals(posts):
-    """Every post's daily rows sum to its total; week, month and site rows sum the daily rows."""
+    """Every post's daily rows sum to its total; week, month and site rows sum the daily rows;
+    the open days' leaders are their tops."""
     assert history_sums([p.id for p in posts]) == totals(posts)
     assert rollup_mismatches() == []
+    assert leaders_mismatches() == []
 
 
 def view_all(posts, viewers, prefix="u", now=None):

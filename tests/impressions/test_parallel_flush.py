@@ -17,7 +17,7 @@ from impressions.recorder import pending_counts, record_impressions
 from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 
-from .history_check import history_sums, rollup_mismatches
+from .history_check import history_sums, leaders_mismatches, rollup_mismatches
 from .support import scheduled_flushes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -127,6 +127,7 @@ def test_parts_and_their_duplicates_at_once_while_viewers_keep_coming(buffer):
     assert sum(Flush.objects.values_list("impressions_applied", flat=True)) == recorded["total"]
     assert history_sums(ids) == totals(ids)
     assert rollup_mismatches() == []
+    assert leaders_mismatches() == []
     assert not Flush.objects.exclude(outcome__in=["applied", "empty"]).exists()
 
 

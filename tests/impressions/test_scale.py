@@ -9,6 +9,7 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
 from casusult.models import Post
+from impressions.conf import conf
 from impressions.flush import flush_pending
 from impressions.recorder import buffer_status, record_impressions
 from tests.factories import make_user
@@ -40,5 +41,5 @@ def test_flush_of_100k_distinct_posts(standalone_buffer):
     assert Post.objects.filter(impressions=1).count() == POSTS - 10
     updates = [q for q in queries.captured_queries if 'UPDATE "casusult_post"' in q["sql"]]
     # One statement per batch of IMPRESSIONS_FLUSH_BATCH_SIZE counters.
-    assert len(updates) == math.ceil(counters / 5000)
+    assert len(updates) == math.ceil(counters / conf.FLUSH_BATCH_SIZE)
     print(f"\n100k-post flush: {elapsed:.2f} s ({report})")

@@ -20,7 +20,7 @@ from impressions.models import Flush
 from impressions.recorder import record_impressions
 from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
-from tests.impressions.history_check import history_sums, rollup_mismatches
+from tests.impressions.history_check import history_sums, leaders_mismatches, rollup_mismatches
 from tests.processes import PROJECT_DIR
 from tests.queues.crashflush.apps import CRASHED_KEY
 from tests.queues.rq.support import rq_settings
@@ -71,6 +71,7 @@ def assert_exact(posts, total):
     assert sum(stored.values()) == total
     assert history_sums(ids) == stored
     assert rollup_mismatches() == []
+    assert leaders_mismatches() == []
     assert sum(Flush.objects.values_list("impressions_applied", flat=True)) == total
     assert not Flush.objects.exclude(outcome__in=["applied", "empty"]).exists()
     # The killed part's flush was finished by another delivery of its part, after its marks.

@@ -19,7 +19,7 @@ class Command(BaseCommand):
             "--batch-size",
             type=batch_size,
             default=None,
-            help="rows per transaction (default: IMPRESSIONS_FLUSH_BATCH_SIZE)",
+            help="rows per transaction (default: 2000)",
         )
 
     def handle(self, *args, batch_size=None, **options):

@@ -1,0 +1,265 @@
+"""The flush around a change of day (issue 19, item 3): the dashboard's seeded history (100,000
+posts x 400 days, the last day open) becomes yesterday; the daily roll-up task moves that day's
+100,000 rows and prunes the day that falls out of the kept 400, in a process of its own, while
+the flushes of the new day's windows run; each flush's time against the same flush with no
+roll-up running, in the same round.
+
+The seeded history is put back after each roll-up (untimed): the rolled day's rows back in the
+open table, its week and month rows taken off, the pruned rows restored."""
+
+import multiprocessing
+import random
+import time
+from datetime import timedelta
+
+from . import bulkfill, dashboard, fixtures, ours
+from .harness import ContenderFailed, Spread, format_seconds, markdown_table, median
+
+LATE_SHARE = 0.1  # of a window's posts, counts of the day before (views before midnight)
+FLUSHES_DURING = 8  # at most, one after another while the roll-up runs
+USUAL_FLUSHES = 3
+GOAL = 1.5  # no flush during the roll-up takes more than this many times its usual time
+SAVED = ("impressions_daily", "impressions_period", "impressions_site_daily")
+PERIOD_OF = (
+    "VALUES ('w', d.day - (extract(isodow FROM d.day)::int - 1)),"
+    " ('m', d.day - (extract(day FROM d.day)::int - 1))"
+)
+
+
+def sql(statement, params=None):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.rowcount
+
+
+def roll_up_in_child(today, queue):
+    """In a forked process: the roll-up task's work, its report (or error) put on `queue`."""
+    from django.db import connections
+
+    from impressions import rollup
+
+    try:
+        started = time.perf_counter()
+        report = rollup.roll_up(today=today)
+        queue.put(("done", time.perf_counter() - started, report.rows_moved, report.rows_pruned))
+    except Exception as error:
+        queue.put(("failed", f"{type(error).__name__}: {error}"))
+    finally:
+        connections.close_all()
+
+
+class Midnight:
+    def __init__(self, options, redis_client, log):
+        from impressions import stats
+
+        self.options = options
+        self.redis = redis_client
+        self.log = log
+        self.last_day, self.facts = dashboard.ensure_history(log=log)
+        self.today = self.last_day + timedelta(days=1)
+        self.original_today = stats.today
+        stats.today = lambda: self.today  # the roll-up and the history's kept days follow it
+        self.oldest = stats.oldest_kept_day()
+        ids = fixtures.all_post_ids()[: dashboard.HISTORY_POSTS]
+        rng = random.Random(options.seed)
+        chosen = rng.sample(ids, options.midnight_posts)
+        late = int(len(chosen) * LATE_SHARE)
+        self.late = {post_id: 1 for post_id in chosen[:late]}
+        self.fresh = {post_id: 1 + n % 2 for n, post_id in enumerate(chosen[late:])}
+        self.save_pruned()
+
+    def save_pruned(self):
+        """Untimed: the rows the roll-up's prune deletes, kept to put back."""
+        for table in SAVED:
+            column = "start" if table == "impressions_period" else "day"
+            sql(f"DROP TABLE IF EXISTS bench_saved_{table}")
+            sql(
+                f"CREATE UNLOGGED TABLE bench_saved_{table} AS SELECT * FROM {table}"
+                f" WHERE {column} < %s",
+                [self.oldest],
+            )
+
+    def fill(self):
+        from impressions import keys
+
+        self.redis.flushdb()
+        for pending, day in ((self.fresh, self.today), (self.late, self.last_day)):
+            counted = bulkfill.fill(self.redis, pending, keys.day_text(day))
+            if counted != sum(pending.values()):
+                raise ContenderFailed(f"the fill counted {counted:,} of {sum(pending.values()):,}")
+
+    def flush(self):
+        """One window: filled (untimed), the new day's rows of the last one deleted (untimed, so
+        each flush inserts them), flushed; its seconds."""
+        self.fill()
+        for table in ("impressions_daily_open", "impressions_daily_leaders"):
+            sql(f"DELETE FROM {table} WHERE day = %s", [self.today])
+        sql("VACUUM impressions_daily_leaders")  # this machine's PostgreSQL has no autovacuum
+        started = time.perf_counter()
+        ours.flush_pending()()
+        return time.perf_counter() - started
+
+    def usual(self):
+        return [self.flush() for _ in range(USUAL_FLUSHES)]
+
+    def during_rollup(self):
+        """(flush seconds while the roll-up ran, (roll-up seconds, rows moved, rows pruned))."""
+        from django.db import connections
+
+        from impressions.models import HistoryRollup
+
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        connections.close_all()
+        child = context.Process(target=roll_up_in_child, args=(self.today, queue), daemon=True)
+        child.start()
+        deadline = time.monotonic() + 120
+        while not HistoryRollup.objects.filter(rolling_day=self.last_day, rolling_moved__gt=0):
+            if not child.is_alive() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        times = []
+        while child.is_alive() and len(times) < FLUSHES_DURING:
+            times.append(self.flush())
+        child.join(600)
+        outcome = queue.get(timeout=10)
+        if outcome[0] != "done":
+            raise ContenderFailed(f"the roll-up failed: {outcome[1]}")
+        self.put_back()
+        return times, outcome[1:]
+
+    def put_back(self):
+        """Untimed: the seeded history as it was (the rolled day open again, the pruned rows
+        back), keeping what the flushes added to the day before."""
+        from impressions import periods
+        from impressions.models import OpenDayLeaders
+
+        day = self.last_day
+        sql(
+            "UPDATE impressions_period AS p SET count = p.count - d.count FROM ("
+            f" SELECT r.period, r.start, x.object_id, x.count FROM impressions_daily AS x,"
+            f" LATERAL ({PERIOD_OF.replace('d.day', 'x.day')}) AS r(period, start)"
+            " WHERE x.day = %s) AS d"
+            " WHERE p.period = d.period AND p.start = d.start AND p.object_id = d.object_id",
+            [day],
+        )
+        sql(
+            "DELETE FROM impressions_period WHERE count = 0 AND ((period = 'w' AND start = %s)"
+            " OR (period = 'm' AND start = %s))",
+            [periods.week_of(day), periods.month_of(day)],
+        )
+        sql(
+            "INSERT INTO impressions_daily_open AS h (object_id, day, count)"
+            " SELECT object_id, day, count FROM impressions_daily WHERE day = %s"
+            " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count",
+            [day],
+        )
+        sql("DELETE FROM impressions_daily WHERE day = %s", [day])
+        sql("DELETE FROM impressions_daily_leaders WHERE day = %s", [day])
+        sql(
+            "INSERT INTO impressions_daily_leaders (day, object_id, count) SELECT day, object_id,"
+            " count FROM impressions_daily_open WHERE day = %s ORDER BY count DESC, object_id"
+            " LIMIT %s",
+            [day, OpenDayLeaders.LEADERS],
+        )
+        sql(
+            "UPDATE impressions_rollup SET rolled_through = %s, rolling_day = NULL,"
+            " rolling_mark = NULL WHERE id = 1",
+            [day - timedelta(days=1)],
+        )
+        for table in SAVED:
+            sql(f"INSERT INTO {table} SELECT * FROM bench_saved_{table} ON CONFLICT DO NOTHING")
+        tables = ("impressions_daily_open", "impressions_daily", "impressions_period")
+        for table in (*tables, "impressions_daily_leaders"):
+            sql(f"VACUUM {table}")
+
+    def close(self):
+        from impressions import stats
+
+        self.redis.flushdb()
+        for table in ("impressions_daily_open", "impressions_daily_leaders"):
+            sql(f"DELETE FROM {table} WHERE day = %s", [self.today])
+        sql("DELETE FROM impressions_site_daily WHERE day = %s", [self.today])
+        for table in SAVED:
+            sql(f"DROP TABLE IF EXISTS bench_saved_{table}")
+        stats.today = self.original_today
+
+
+def run(options, redis_client, log=print):
+    """(markdown, figures): per round, the usual flushes' times and those during the roll-up."""
+    bench = Midnight(options, redis_client, log)
+    log(
+        f"midnight: {options.midnight_posts:,} posts a window ({LATE_SHARE:.0%} of yesterday),"
+        f" {bench.last_day} becomes yesterday, {options.rounds} round(s)"
+    )
+    rounds = []
+    try:
+        for number in range(options.rounds):
+            if number % 2 == 0:
+                usual = bench.usual()
+                during, rolled = bench.during_rollup()
+            else:
+                during, rolled = bench.during_rollup()
+                usual = bench.usual()
+            rounds.append({"usual": usual, "during": during, "rollup": rolled})
+            log(
+                f"  round {number + 1}: usual {', '.join(f'{s:.2f}' for s in usual)} s; during"
+                f" the roll-up ({rolled[0]:.1f} s) {', '.join(f'{s:.2f}' for s in during)} s"
+            )
+    finally:
+        bench.close()
+    return render(options, bench, rounds), rounds
+
+
+def ratios(rounds):
+    """Each flush during a roll-up ÷ the median of its round's usual flushes."""
+    return [s / median(r["usual"]) for r in rounds for s in r["during"]]
+
+
+def render(options, bench, rounds):
+    from impressions import rollup
+
+    table = []
+    for number, r in enumerate(rounds, start=1):
+        usual = median(r["usual"])
+        worst = max(r["during"], default=float("nan"))
+        table.append(
+            [
+                str(number),
+                f"{format_seconds(usual)} ({', '.join(format_seconds(s) for s in r['usual'])})",
+                ", ".join(format_seconds(s) for s in r["during"]) or "none (the roll-up was done)",
+                f"{worst / usual:.2f}" if r["during"] else "-",
+                f"{r['rollup'][0]:.1f} s: {r['rollup'][1]:,} rows moved, {r['rollup'][2]:,} pruned",
+            ]
+        )
+    found = ratios(rounds)
+    worst = max(found, default=float("nan"))
+    verdict = "met" if found and worst <= GOAL else "**missed**"
+    return (
+        f"History: the dashboard's seed ({bench.facts['daily_rows']:,} daily rows, 100,000 posts x"
+        f" 400 days, the last day open). Its last day {bench.last_day} becomes yesterday: the"
+        " roll-up task (`impressions.rollup.roll_up`, in a process of its own, as a worker runs"
+        f" it) moves its 100,000 open rows to the daily, week and month rows and prunes the day"
+        f" before the kept 400, in batches of {rollup.BATCH_ROWS:,} rows, resting as long as each"
+        " batch took. A window: "
+        f"{options.midnight_posts:,} of the seed's posts, {LATE_SHARE:.0%} of them with counts of"
+        " yesterday (views before midnight), the others of today, filled untimed; each flush"
+        f" timed. Per round, {USUAL_FLUSHES} flushes with no roll-up running, and flushes one"
+        f" after another while the roll-up runs (at most {FLUSHES_DURING}); the two sets"
+        " alternate their order by round. The history is put back after each roll-up"
+        " (untimed).\n\n"
+        + markdown_table(
+            [
+                "round",
+                "usual flush (median; each)",
+                "flushes during the roll-up",
+                "worst ÷ usual",
+                "the roll-up",
+            ],
+            table,
+        )
+        + f"\n\nEvery flush during a roll-up ÷ its round's usual time: **{Spread.of(found).text()}**"
+        f" (median, min to max); the worst {worst:.2f}, goal ≤ {GOAL}: {verdict}."
+    )

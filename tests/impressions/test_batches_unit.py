@@ -1,0 +1,58 @@
+"""The flush's batches of snapshot lines (impressions/batches.py), without services."""
+
+from datetime import date
+
+from impressions import batches
+from impressions.batches import SnapshotLines
+
+
+def snapshots():
+    return {
+        0: {b"12:20261118": b"1", b"5:20261118": b"2", b"300:20261119": b"1"},
+        3: {b"12:20261118": b"4", b"7:20261118": b"1"},
+    }
+
+
+def all_batches(lines, size, marks=None):
+    marks = dict(marks or {})
+    found = []
+    while True:
+        batch, last, is_last = lines.next_batch(marks, size)
+        if batch is None:
+            return found
+        found.append(batch)
+        lines.advance(last)
+        marks = dict.fromkeys(lines.shards, last)
+        if is_last:
+            return found
+
+
+def test_batches_cover_every_line_once_in_one_order_a_field_never_split():
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    found = all_batches(lines, 1)
+    # The two shards' counters of post 12 on one day stay together; text order, not numeric.
+    assert found == [
+        ["12:20261118\t1", "12:20261118\t4"],
+        ["300:20261119\t1"],
+        ["5:20261118\t2"],
+        ["7:20261118\t1"],
+    ]
+    assert sum(len(batch) for batch in all_batches(SnapshotLines(snapshots(), None), 100)) == 5
+
+
+def test_marks_skip_what_is_applied_shard_by_shard():
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    # Shard 0 applied through 300, shard 3 through 12 (two flushes applied parts).
+    batch, last, is_last = lines.next_batch({0: "300:20261119", 3: "12:20261118"}, 10)
+    assert batch == ["5:20261118\t2", "7:20261118\t1"]
+    assert (last, is_last) == ("7:20261118", True)
+    done = {0: "\uffff", 3: "\uffff"}
+    assert lines.next_batch(done, 10) == (None, None, True)
+
+
+def test_undated_fields_count_on_the_given_day_and_copy_text_is_tab_separated():
+    lines = SnapshotLines({1: {b"9": b"3", b"9:20261120": b"1"}}, date(2026, 11, 20))
+    batch, _, _ = lines.next_batch({}, 10)
+    assert batch == ["9:20261120\t1", "9:20261120\t3"]
+    assert batches.copy_text(batch) == b"9\t20261120\t1\n9\t20261120\t3\n"
+    assert batches.parsed(batch) == [(9, date(2026, 11, 20), 1), (9, date(2026, 11, 20), 3)]
