@@ -321,7 +321,7 @@ def measured(load=None, memory=None, flush_runs=None, window_runs=None):
     name = "3-node cluster" if "3-node cluster" in load else "standalone"
     if name in load:
         f = load[name]
-        where = f"1b, {name}, {f['most_processes']} processes"
+        where = f"1b, {name}, scrolls, {f['most_processes']} processes"
         m.redis_cpu_per_impression = f["cpu_per_impression"]
         m.redis_cpu_per_reload = f["reload_raw_cpu_per_impression"]
         m.bytes_per_call = f["bytes_per_call"]
@@ -334,7 +334,9 @@ def measured(load=None, memory=None, flush_runs=None, window_runs=None):
             "record call p99 at the most processes",
         ):
             m.sources[what] = where
-        m.sources["Redis CPU per reload reaching Redis"] = f"{where}, raw's reloads"
+        m.sources["Redis CPU per reload reaching Redis"] = (
+            f"1b, {name}, {f['most_processes']} processes, raw's reloads"
+        )
         m.sources["Redis CPU per 3-byte SET"] = f"1b, {name}, redis-benchmark SET"
     if memory:
         m.dedup_bytes = memory["dedup_bytes"]

@@ -13,11 +13,15 @@ from .loadworkers import START_DELAY, Outcome, WorkerPool, timed_loop
 from .redisraw import RawRecorder, record_command, redis_benchmark
 from .targets import ServerSample, sum_samples
 
-FIRST_VIEWS, RELOADS = "first views", "reloads"
+FIRST_VIEWS, SCROLLS, RELOADS = "first views", "scrolls", "reloads"
+COUNTING = (FIRST_VIEWS, SCROLLS)  # workloads whose every call counts all its posts
 OURS, RAW, CEILING = "ours", "raw", "ceiling"
 PAGE = 20
 NEWEST = 20_000  # pages are drawn from the newest posts, as timelines are
-PAGES_PER_VIEWER = 3  # a viewer scrolls three pages: each call counts 20 posts new to it
+# Pages a viewer sees: first views, one each (a fresh viewer per call, as redis-benchmark's
+# __rand_int__ viewer: the same work for the server); scrolls and reloads, three (the second and
+# third pages find the viewer's sorted set and cost the server more).
+PAGES_PER_VIEWER = {FIRST_VIEWS: 1, SCROLLS: 3, RELOADS: 3}
 # Calls per second of all processes together that the prepared first views outlast.
 RATE_BOUND = 20_000
 RELOAD_PAIRS = 1_000  # (viewer, page) pairs a process records once, then reloads round and round
@@ -76,15 +80,16 @@ class RecordWorker:
         self.items, self.call, self.cycle = [], None, False
 
     def pairs(self, contender, workload, processes, seconds):
-        """[(viewer number, page index)]: viewer k scrolls PAGES_PER_VIEWER distinct pages."""
+        """[(viewer number, page index)]: viewer k sees PAGES_PER_VIEWER distinct pages."""
         count = RELOAD_PAIRS
-        if workload == FIRST_VIEWS:
+        if workload in COUNTING:
             count = math.ceil(RATE_BOUND * seconds / processes)
+        pages = PAGES_PER_VIEWER[workload]
         # No two processes, and not ours and raw, share a viewer.
         first = (self.index + 1) * 10_000_000 + (5_000_000 if contender == RAW else 0)
         out = []
         for n in range(count):
-            viewer, nth = divmod(n, PAGES_PER_VIEWER)
+            viewer, nth = divmod(n, pages)
             out.append((first + viewer, (viewer * 7 + nth) % len(self.pages)))
         return out
 
@@ -114,7 +119,7 @@ class RecordWorker:
                 for item in items:
                     record_until_done(call, item)
             # An iterator each: the slices of a contender go on where its last one stopped.
-            self.runs[contender] = (iter(items) if workload == FIRST_VIEWS else cycle(items), call)
+            self.runs[contender] = (iter(items) if workload in COUNTING else cycle(items), call)
         return len(items)
 
     def run(self, start_at, slice_seconds, order):
@@ -301,7 +306,7 @@ def check_exact(contender, workload, served, counted, lost, pending):
     the calls reported by at most the impressions reported lost (`pending` None: not checked
     here, the caller checks both contenders' sum).
     """
-    expected = served - lost if workload == FIRST_VIEWS else 0
+    expected = served - lost if workload in COUNTING else 0
     if counted != expected:
         raise ContenderFailed(
             f"{contender}, {workload}: the calls counted {counted:,} impressions, expected"
