@@ -37,12 +37,23 @@ def sql(statement, params=None):
         return cursor.rowcount
 
 
-def roll_up_in_child(today, queue):
-    """In a forked process: the roll-up task's work, its report (or error) put on `queue`."""
+def roll_up_in_child(today, queue, paused, parked):
+    """In a forked process: the roll-up task's work, its report (or error) put on `queue`. While
+    `paused` is set, it stops after its batch in flight (holding no lock) and sets `parked`."""
     from django.db import connections
 
     from impressions import rollup
 
+    rest = rollup.rest
+
+    def rest_or_stay(pace, seconds):
+        rest(pace, seconds)
+        while paused.is_set():
+            parked.set()
+            time.sleep(0.002)
+        parked.clear()
+
+    rollup.rest = rest_or_stay  # called after each batch, its transaction over
     try:
         started = time.perf_counter()
         report = rollup.roll_up(today=today)
@@ -108,30 +119,40 @@ class Midnight:
         return [self.flush() for _ in range(count)]
 
     def during_rollup(self):
-        """(flush seconds while the roll-up ran, (roll-up seconds, rows moved, rows pruned))."""
+        """(flush seconds while the roll-up ran, flush seconds while it was paused between two
+        of its batches, (roll-up seconds, rows moved, rows pruned)). The two kinds alternate."""
         from django.db import connections
 
         from impressions.models import HistoryRollup
 
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
+        paused, parked = context.Event(), context.Event()
         connections.close_all()
-        child = context.Process(target=roll_up_in_child, args=(self.today, queue), daemon=True)
+        child = context.Process(
+            target=roll_up_in_child, args=(self.today, queue, paused, parked), daemon=True
+        )
         child.start()
         deadline = time.monotonic() + 120
         while not HistoryRollup.objects.filter(rolling_day=self.last_day, rolling_moved__gt=0):
             if not child.is_alive() or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        times = []
-        while child.is_alive() and len(times) < FLUSHES_DURING:
+        times, held = [], []
+        while child.is_alive() and len(times) + len(held) < FLUSHES_DURING:
             times.append(self.flush())
+            paused.set()
+            while child.is_alive() and not parked.wait(0.05):
+                pass
+            if child.is_alive():
+                held.append(self.flush())
+            paused.clear()
         child.join(600)
         outcome = queue.get(timeout=10)
         if outcome[0] != "done":
             raise ContenderFailed(f"the roll-up failed: {outcome[1]}")
         self.put_back()
-        return times, outcome[1:]
+        return times, held, outcome[1:]
 
     def put_back(self):
         """Untimed: the seeded history as it was (the rolled day open again, the pruned rows
@@ -202,12 +223,13 @@ def run(options, redis_client, log=print):
     try:
         for number in range(options.rounds):
             before = bench.usual(USUAL_FLUSHES // 2)
-            during, rolled = bench.during_rollup()
+            during, held, rolled = bench.during_rollup()
             usual = before + bench.usual(USUAL_FLUSHES - USUAL_FLUSHES // 2)
-            rounds.append({"usual": usual, "during": during, "rollup": rolled})
+            rounds.append({"usual": usual, "during": during, "paused": held, "rollup": rolled})
             log(
                 f"  round {number + 1}: usual {', '.join(f'{s:.2f}' for s in usual)} s; during"
                 f" the roll-up ({rolled[0]:.1f} s) {', '.join(f'{s:.2f}' for s in during)} s;"
+                f" with it paused {', '.join(f'{s:.2f}' for s in held)} s;"
                 f" worst ÷ usual {max(during, default=math.nan) / median(usual):.2f}"
             )
     finally:
@@ -218,6 +240,12 @@ def run(options, redis_client, log=print):
 def ratios(rounds):
     """Each flush during a roll-up ÷ the median of its round's usual flushes."""
     return [s / median(r["usual"]) for r in rounds for s in r["during"]]
+
+
+def paired(rounds):
+    """Each flush while the roll-up ran ÷ the next one, with the roll-up paused between two of its
+    batches: the same state of the history, a second apart."""
+    return [s / p for r in rounds for s, p in zip(r["during"], r["paused"], strict=False)]
 
 
 def noise(rounds):
@@ -234,6 +262,8 @@ def render(options, bench, rounds):
         usual = median(r["usual"])
         worst = max(r["during"], default=float("nan"))
         during = Spread.of(r["during"])
+        held = Spread.of(r["paused"])
+        pairs = paired([r])
         table.append(
             [
                 str(number),
@@ -243,7 +273,12 @@ def render(options, bench, rounds):
                 f" to {format_seconds(during.high)})"
                 if r["during"]
                 else "none (the roll-up was done)",
+                f"{len(r['paused'])}: {format_seconds(held.median)} ({format_seconds(held.low)}"
+                f" to {format_seconds(held.high)})"
+                if r["paused"]
+                else "none",
                 f"**{worst / usual:.2f}**" if r["during"] else "-",
+                f"{Spread.of(pairs).text()}" if pairs else "-",
                 f"{max(r['usual']) / usual:.2f}",
                 f"{r['rollup'][0]:.1f} s: {r['rollup'][1]:,} rows moved, {r['rollup'][2]:,} pruned",
             ]
@@ -254,6 +289,8 @@ def render(options, bench, rounds):
     worst_by_round = [
         max(r["during"]) / median(r["usual"]) for r in rounds if r["during"] and r["usual"]
     ]
+    pairs = paired(rounds)
+    state = [median(r["paused"]) / median(r["usual"]) for r in rounds if r["paused"]]
     return (
         f"History: the dashboard's seed ({bench.facts['daily_rows']:,} daily rows, 100,000 posts x"
         f" 400 days, the last day open). Its last day {bench.last_day} becomes yesterday: the"
@@ -265,17 +302,24 @@ def render(options, bench, rounds):
         f"{options.midnight_posts:,} of the seed's posts, {LATE_SHARE:.0%} of them with counts of"
         " yesterday (views before midnight), the others of today, filled untimed; each flush"
         f" timed. Per round, {USUAL_FLUSHES // 2} flushes with no roll-up running, then flushes"
-        " one after another from the roll-up's first batch to its end, then"
-        f" {USUAL_FLUSHES - USUAL_FLUSHES // 2} flushes with no roll-up running again; a flush's"
-        " usual time is the median of its round's. The history is put back (untimed) after each"
-        " roll-up, then a CHECKPOINT. The last column is the noise of the machine alone: the"
-        " slowest usual flush ÷ their median.\n\n"
+        " one after another from the roll-up's first batch to its end (at most"
+        f" {FLUSHES_DURING}), then {USUAL_FLUSHES - USUAL_FLUSHES // 2} flushes with no roll-up"
+        " running again; a flush's usual time is the median of its round's. Every other flush"
+        " during the roll-up runs with the roll-up paused after its batch in flight (holding no"
+        " lock): the same state of the history (the ended day partly moved, so some of the late"
+        " counts go to the daily, week and month rows), a second apart, so running ÷ paused is"
+        " what the roll-up running costs a flush, and paused ÷ usual what the day's state does."
+        " The history is put back (untimed) after each roll-up, then a CHECKPOINT. The last"
+        " column but one is the noise of the machine alone: the slowest usual flush ÷ their"
+        " median.\n\n"
         + markdown_table(
             [
                 "round",
                 "usual flush: median (min to max)",
-                "flushes during the roll-up: how many, median (min to max)",
-                "worst ÷ usual",
+                "flushes while the roll-up runs: how many, median (min to max)",
+                "flushes with the roll-up paused",
+                "worst running ÷ usual",
+                "running ÷ paused, pairs: median (min to max)",
                 "usual's slowest ÷ usual (noise)",
                 "the roll-up",
             ],
@@ -283,5 +327,7 @@ def render(options, bench, rounds):
         )
         + f"\n\nEvery flush during a roll-up ÷ its round's usual time: **{Spread.of(found).text()}**"
         f" (median, min to max); each round's worst ÷ usual {Spread.of(worst_by_round).text()};"
-        f" the worst {worst:.2f}, goal ≤ {GOAL}: {verdict}."
+        f" the worst {worst:.2f}, goal ≤ {GOAL}: {verdict}. Running ÷ paused, every pair:"
+        f" {Spread.of(pairs).text()}, the worst {max(pairs, default=math.nan):.2f}; paused ÷ usual"
+        f" (medians by round): {Spread.of(state).text()}."
     )

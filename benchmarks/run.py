@@ -269,7 +269,9 @@ def midnight_headlines(rounds):
         f" took **{Spread.of(found).text()}** its usual time; each round's worst"
         f" {', '.join(f'{x:.2f}' for x in by_round)}, the worst {worst:.2f}× (goal ≤"  # noqa: RUF001
         f" {midnight.GOAL}×: {'met' if worst <= midnight.GOAL else '**missed**'}; the machine"  # noqa: RUF001
-        f" alone, the slowest usual flush ÷ usual: {Spread.of(midnight.noise(rounds)).text()})."
+        f" alone, the slowest usual flush ÷ usual: {Spread.of(midnight.noise(rounds)).text()});"
+        " each flush while it runs ÷ the next with it paused (the same state of the history):"
+        f" {Spread.of(midnight.paired(rounds)).text()}."
     ]
 
 
