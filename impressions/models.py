@@ -109,8 +109,9 @@ class OpenDayLeaders(models.Model):
 
     The open rows have no count index (their updates stay HOT); this small table has one, so the
     top of today is an index read. Writer: each flush batch, after its history rows, upserts the
-    rows it changed whose count reaches the day's LEADERS-th row here (a count only grows: an
-    object can enter the top only when a flush adds to it). A row that fell out of the top may
+    rows it changed whose count reaches the day's LEADERS-th row here, of its own LEADERS highest
+    of the day at most (a count only grows: an object can enter the top only when a flush adds
+    to it). A row that fell out of the top may
     stay, with an older count, below the top (harmless: it is never read). The roll-up deletes a
     day's rows once the day is rolled up (the daily table's index serves it then).
     """
