@@ -104,7 +104,9 @@ def leaders_sql(rows):
         f", candidates AS (SELECT c.* FROM (SELECT DISTINCT day FROM {rows}) AS d"
         f" CROSS JOIN LATERAL (SELECT * FROM {rows} AS c WHERE c.day = d.day"
         f" ORDER BY c.count DESC, c.object_id LIMIT {top}) AS c),"
-        " thresholds AS (SELECT d.day, t.count, t.object_id"
+        # Materialized: once a day, never once per candidate (inlined, the planner may put
+        # the LATERAL inside the join with the candidates: 2,000 index scans a batch).
+        " thresholds AS MATERIALIZED (SELECT d.day, t.count, t.object_id"
         " FROM (SELECT DISTINCT day FROM candidates) AS d LEFT JOIN LATERAL ("
         f" SELECT l.count, l.object_id FROM {leaders} AS l WHERE l.day = d.day"
         f" ORDER BY l.count DESC, l.object_id OFFSET {top - 1} LIMIT 1)"
