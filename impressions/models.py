@@ -22,6 +22,9 @@ class Flush(models.Model):
     # {shard: the last field of its snapshot applied} for shards applied in part (batches
     # committed, not all): the next batch starts after it (impressions/batches.py).
     marks = models.JSONField(default=dict, blank=True)
+    # The field the order of its batches starts at ("": the first): the parts of a window start
+    # at different places (impressions/batches.py). Set with the row, never changed.
+    start = models.TextField(default="", db_default="", blank=True)
     posts_updated = models.PositiveIntegerField(default=0)
     impressions_applied = models.PositiveBigIntegerField(default=0)
     posts_dropped = models.PositiveIntegerField(default=0, help_text="posts that no longer exist")
