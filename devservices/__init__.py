@@ -7,7 +7,7 @@
 from .exceptions import ServiceUnavailable
 from .moto_server import MotoServerProcess
 from .ports import CLUSTER_BUS_OFFSET, ephemeral_port_range, free_port, is_listening
-from .postgres import ensure_database, ensure_postgres
+from .postgres import drop_database, ensure_database, ensure_postgres
 from .processes import stop_process, supervise, wait_until
 from .redis_cluster import RedisClusterProcess
 from .redis_server import ensure_redis, redis_command, redis_ping, start_redis_server
@@ -17,6 +17,7 @@ __all__ = [
     "MotoServerProcess",
     "RedisClusterProcess",
     "ServiceUnavailable",
+    "drop_database",
     "ensure_database",
     "ensure_postgres",
     "ensure_redis",

@@ -56,3 +56,19 @@ def ensure_database(url):
             connection.execute(f'CREATE DATABASE "{name}"')
             return f"created database {name}"
     return f"database {name} exists"
+
+
+def drop_database(url):
+    """DROP DATABASE (closing its sessions) for a PostgreSQL `url`; returns what it did.
+
+    For tests that own a database outside Django's test database (the load test's): each session
+    starts from an empty one, never from tables another checkout's migrations left behind.
+    """
+    parts = urllib.parse.urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise ValueError(f"{url!r} names no database")
+    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return f"dropped database {name}"

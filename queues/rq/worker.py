@@ -212,6 +212,15 @@ class TaskWorker(SimpleWorker):
     def _stop_before_loop(self, signum, frame):
         self._stop_requested = True
 
+    def teardown(self):
+        # RQ's stop handler raises wherever the main thread is: between a command sent and its
+        # reply read, that connection went back to the pool with the reply in flight, and the
+        # goodbye's transaction would read it ("Wrong number of response items"). Idle
+        # connections are dropped first; the goodbye opens a fresh one.
+        if not self.is_horse:
+            self.connection.connection_pool.disconnect(inuse_connections=False)
+        super().teardown()
+
     def _shutdown(self):
         # An idle RQ worker stops by raising StopRequested from its signal handler. Should the
         # signal land where exceptions are swallowed (a __del__, an import's module-lock

@@ -181,16 +181,20 @@ def test_the_flush_prunes_history_older_than_the_setting(standalone_buffer):
     post = make_posts(1)[0]
     today = periods.day_of(timezone.now())
     now = timezone.now()
-    for days_ago in (0, 9, 10, 40):
+    # 10 to 16 days kept, so that the oldest kept day is a Monday whatever today is: its week
+    # starts within the kept history and rolls up (a week or month starting earlier is not kept).
+    keep = 10 + (today - timedelta(days=9)).weekday()
+    oldest = today - timedelta(days=keep - 1)
+    for days_ago in (0, keep - 1, keep, 40):
         record_impressions(f"u:{days_ago}", [post.id], now=now - timedelta(days=days_ago))
-    with override_settings(IMPRESSIONS_HISTORY_DAYS=10):
-        oldest = today - timedelta(days=9)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=keep):
         flush_pending()  # no history for the days before the oldest kept
         assert stored_days() == {today, oldest}
         assert set(SiteDailyImpressions.objects.values_list("day", flat=True)) == {today, oldest}
         assert totals([post]) == {post.id: 4}  # the totals get every count
         rollup.roll_up(pace=0)
-        assert PeriodImpressions.objects.exists()
+        week = PeriodImpressions.objects.get(period=PeriodImpressions.Period.WEEK, start=oldest)
+        assert week.count == 1
         assert not PeriodImpressions.objects.filter(start__lt=oldest).exists()
         # Rows kept by a longer setting go at the next daily roll-up once the setting is shorter.
         with override_settings(IMPRESSIONS_HISTORY_DAYS=1):

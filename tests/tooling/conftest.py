@@ -6,14 +6,21 @@ import sys
 
 import pytest
 
+import devservices
 from tests.processes import PROJECT_DIR, manage_env
 
 
 @pytest.fixture(scope="session")
 def loadtest_database_url():
-    """Next to the test database's name, never it: the load test seeds and writes its own."""
+    """Next to the test database's name, never it: the load test seeds and writes its own.
+
+    Dropped first, as Django drops its test database: tables that another checkout's migrations
+    left there would fail this code's writes.
+    """
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-    return f"{base.rsplit('/', 1)[0]}/{base.rsplit('/', 1)[1] or 'test'}_loadtest"
+    url = f"{base.rsplit('/', 1)[0]}/{base.rsplit('/', 1)[1] or 'test'}_loadtest"
+    devservices.drop_database(url)
+    return url
 
 
 @pytest.fixture

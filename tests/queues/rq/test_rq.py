@@ -106,6 +106,21 @@ def test_an_idle_stop_swallowed_by_the_interpreter_still_ends_the_loop(rq_url):
     assert worker._stop_requested  # the work loop breaks at its next turn
 
 
+def test_a_stop_between_a_command_and_its_reply_leaves_a_clean_goodbye(rq_url):
+    # RQ's stop handler raises wherever the main thread is: after a command was sent and before
+    # its reply was read, that connection goes back to the pool with the reply in flight. The
+    # worker's goodbye (register_death's transaction) must not read that stale reply.
+    connection = redis.Redis.from_url(rq_url)
+    worker = TaskWorker(["default"], connection=connection, job_class=TaskJob)
+    worker.register_birth()
+    interrupted = connection.connection_pool.get_connection()
+    interrupted.send_command("BLPOP", "casusult-test-nothing", "0.2")  # replies in 0.2 s
+    connection.connection_pool.release(interrupted)
+    worker.teardown()
+    assert worker.key.encode() not in connection.smembers("rq:workers")  # deregistered
+    assert connection.hget(worker.key, "death") is not None
+
+
 def test_ping_answers_for_a_live_redis_and_raises_for_a_dead_one(rq_url, settings):
     task_backends["default"].ping()
     for name, value in rq_settings("redis://127.0.0.1:9/0?socket_timeout=1").items():
