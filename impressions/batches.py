@@ -57,10 +57,12 @@ class SnapshotLines:
         index = len(lines) * part // parts
         return field_of(lines[index]) if 0 < index < len(lines) else ""
 
-    def next_batch(self, marks, size, start=""):
+    def next_batch(self, marks, size, start="", stops=()):
         """(lines, last field, is last) of the next `size` lines above `marks` ({shard: field,
         or None for none applied}) in the order starting at `start`, or (None, None, True) when
-        none is left. All the lines of one field go in one batch: a mark covers a whole field."""
+        none is left. All the lines of one field go in one batch: a mark covers a whole field.
+        A batch ends before any of the fields `stops` (where the other parts of a window start:
+        a batch never runs into the posts another part is at)."""
         marks = {shard: marks.get(shard) for shard in self.shards}
         if (marks, start) != self._built_for:
             self._build(marks, start)
@@ -68,6 +70,10 @@ class SnapshotLines:
         if start_at >= len(lines):
             return None, None, True
         end = min(start_at + size, len(lines))
+        for stop in stops:
+            at = before(lines, stop, start)
+            if start_at < at < end:
+                end = at
         while end < len(lines) and field_of(lines[end]) == field_of(lines[end - 1]):
             end += 1
         return lines[start_at:end], field_of(lines[end - 1]), end == len(lines)
@@ -110,6 +116,14 @@ def rotated(lines, start):
         return lines
     split = bisect_left(lines, start)
     return lines[split:] + lines[:split]
+
+
+def before(lines, field, start):
+    """The position in `lines` (in the order from `start`) of the first line of `field` or
+    after it."""
+    if not start:
+        return bisect_left(lines, field)
+    return bisect_left(lines, order_key(start)(field), key=order_key(start))
 
 
 def after(lines, mark, start, low=0):

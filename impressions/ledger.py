@@ -74,18 +74,22 @@ def apply_snapshots(
     """Apply {shard: {field: count}} (Redis's snapshots of `flush_id`) above the ledger's marks;
     returns what this call applied. `started_at`: when the flush started, if known to the
     microsecond (its id holds the second). `part` of `parts`: where the order of the batches
-    starts, if this call writes the ledger row (impressions/batches.py); else the row says.
+    starts, if this call writes the ledger row (impressions/batches.py); else the row says. The
+    batches also end where the other parts start.
 
     Two flushes applying the same snapshots (a crashed flush's, a message delivered twice) take
     turns on the ledger row, batch by batch, each starting after the other's marks.
     """
     lines = batches.SnapshotLines(snapshots, undated_day)
     applied = Applied()
+    # Where the window's parts start (about: each part's lines spread alike), part 0 at the
+    # first line (where an order from elsewhere goes round).
+    stops = [lines.field_at(other, parts) for other in range(parts)] if parts > 1 else []
     while True:
         with transaction.atomic():
             row = locked_row(flush_id, started_at, start=lambda: lines.field_at(part, parts))
             batch, last, is_last = lines.next_batch(
-                marks_of(row, lines.shards), batch_size, row.start
+                marks_of(row, lines.shards), batch_size, row.start, stops
             )
             if batch is None:  # applied already, by another flush
                 return applied

@@ -107,3 +107,26 @@ def test_marks_from_a_start_skip_what_is_applied_shard_by_shard():
     assert batch == ["7:20261118\t1", "12:20261118\t4"]
     done = {0: batches.DONE, 3: batches.DONE}
     assert lines.next_batch(done, 10, start) == (None, None, True)
+
+
+def test_batches_end_where_the_other_parts_start():
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    start, stops = "300:20261119", ["5:20261118", "12:20261118"]
+    marks, found = {}, []
+    while True:
+        batch, last, is_last = lines.next_batch(marks, 10, start, stops)
+        found.append(batch)
+        lines.advance(last)
+        marks = dict.fromkeys(lines.shards, last)
+        if is_last:
+            break
+    # Cut before 5 and before 12 (the other parts' starts), whatever the batch size.
+    assert found == [
+        ["300:20261119\t1"],
+        ["5:20261118\t2", "7:20261118\t1"],
+        ["12:20261118\t1", "12:20261118\t4"],
+    ]
+    # From the first line: the same cuts.
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    batch, _, _ = lines.next_batch({}, 10, "", ["300:20261119"])
+    assert batch == ["12:20261118\t1", "12:20261118\t4"]
