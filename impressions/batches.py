@@ -6,14 +6,23 @@ the field's characters, not numeric: the one every flush uses), so batches are r
 two flushes at once work through the objects in the same direction. A shard's mark, kept in the
 ledger row, is the last field of it applied: the lines of that shard up to its mark are in the
 database, the others not, whoever applied them and in whatever batches.
+
+The order may start elsewhere than at the first line: at a flush id's `start` (a field, kept in
+its ledger row), its lines from `start` on come first, then those before it. The parts of a
+window's flush start at different places (part k of K at the k/K-th of its lines), so that
+they do not work through the same objects at the same moments, each waiting for the others'
+row locks: each reaches the objects the next part started at when that part has moved on.
+Whoever applies a flush id's snapshots uses its ledger row's start, so marks keep one meaning.
 """
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 from . import keys
 
 # After the tab, a count is digits: a line of field F sorts below F + AFTER_FIELD.
 AFTER_FIELD = "\t\uffff"
+# The mark of a shard applied whole: after every line.
+DONE = "\uffff"
 
 
 def field_of(line):
@@ -28,51 +37,112 @@ class SnapshotLines:
             shard: dated_lines(fields, undated_day) for shard, fields in snapshots.items()
         }
         self.shards = sorted(self.by_shard)
+        self._sorted = None  # every line, sorted (from the first)
         self._lines = None
-        self._built_for = None  # the marks self._lines was filtered by
+        self._built_for = None  # the (marks, start) self._lines was filtered by
         self._position = 0
 
     def __len__(self):
         return sum(len(lines) for lines in self.by_shard.values())
 
-    def next_batch(self, marks, size):
+    def sorted_lines(self):
+        if self._sorted is None:
+            self._sorted = sorted(line for lines in self.by_shard.values() for line in lines)
+        return self._sorted
+
+    def field_at(self, part, parts):
+        """Where part `part` of `parts` starts: the field of the part/parts-th line ("" for
+        the first line, or no line)."""
+        lines = self.sorted_lines()
+        index = len(lines) * part // parts
+        return field_of(lines[index]) if 0 < index < len(lines) else ""
+
+    def next_batch(self, marks, size, start="", stops=()):
         """(lines, last field, is last) of the next `size` lines above `marks` ({shard: field,
-        or None for none applied}), or (None, None, True) when none is left. All the lines of
-        one field go in one batch: a mark covers a whole field."""
+        or None for none applied}) in the order starting at `start`, or (None, None, True) when
+        none is left. All the lines of one field go in one batch: a mark covers a whole field.
+        A batch ends before any of the fields `stops` (where the other parts of a window start:
+        a batch never runs into the posts another part is at)."""
         marks = {shard: marks.get(shard) for shard in self.shards}
-        if marks != self._built_for:
-            self._build(marks)
-        lines, start = self._lines, self._position
-        if start >= len(lines):
+        if (marks, start) != self._built_for:
+            self._build(marks, start)
+        lines, start_at = self._lines, self._position
+        if start_at >= len(lines):
             return None, None, True
-        end = min(start + size, len(lines))
+        end = min(start_at + size, len(lines))
+        for stop in stops:
+            at = before(lines, stop, start)
+            if start_at < at < end:
+                end = at
         while end < len(lines) and field_of(lines[end]) == field_of(lines[end - 1]):
             end += 1
-        return lines[start:end], field_of(lines[end - 1]), end == len(lines)
+        return lines[start_at:end], field_of(lines[end - 1]), end == len(lines)
 
     def advance(self, last_field):
         """After the batch ending at `last_field` committed: every shard's mark is that field."""
-        self._built_for = dict.fromkeys(self.shards, last_field)
-        self._position = bisect_right(self._lines, last_field + AFTER_FIELD, self._position)
+        _, start = self._built_for
+        self._built_for = (dict.fromkeys(self.shards, last_field), start)
+        self._position = after(self._lines, last_field, start, self._position)
 
-    def _build(self, marks):
-        """Sort the lines above the marks. One mark for all (the usual case): sort every line
-        once and start after it; marks that differ (several flushes applied parts): per shard."""
+    def _build(self, marks, start):
+        """The lines above the marks, in the order from `start`. One mark for all (the usual
+        case): every line sorted once; marks that differ (several flushes applied parts): per
+        shard."""
         distinct = set(marks.values())
         if len(distinct) == 1:
-            self._lines = sorted(line for lines in self.by_shard.values() for line in lines)
-            mark = distinct.pop()
-            self._position = 0 if mark is None else bisect_right(self._lines, mark + AFTER_FIELD)
+            self._lines = rotated(self.sorted_lines(), start)
+            self._position = after(self._lines, distinct.pop(), start)
         else:
             kept = []
             for shard, lines in self.by_shard.items():
-                ordered = sorted(lines)
-                mark = marks[shard]
-                start = 0 if mark is None else bisect_right(ordered, mark + AFTER_FIELD)
-                kept += ordered[start:]
-            self._lines = sorted(kept)  # sorted runs: the sort merges them
+                ordered = rotated(sorted(lines), start)
+                kept += ordered[after(ordered, marks[shard], start) :]
+            # Sorted runs: the sort merges them.
+            self._lines = sorted(kept, key=order_key(start)) if start else sorted(kept)
             self._position = 0
-        self._built_for = marks
+        self._built_for = (marks, start)
+
+
+def order_key(start):
+    """The sort key of a line, or of a field, in the order starting at field `start`: the lines
+    from `start` on, then those before it. (A line sorts as its field does against `start`: a
+    tab sorts below every character of a field.)"""
+    return lambda text: (text < start, text)
+
+
+def rotated(lines, start):
+    """Sorted `lines`, in the order starting at `start`."""
+    if not start:
+        return lines
+    split = bisect_left(lines, start)
+    return lines[split:] + lines[:split]
+
+
+def before(lines, field, start):
+    """The position in `lines` (in the order from `start`) of the first line of `field` or
+    after it."""
+    if not start:
+        return bisect_left(lines, field)
+    return bisect_left(lines, order_key(start)(field), key=order_key(start))
+
+
+def after(lines, mark, start, low=0):
+    """The position in `lines` (in the order from `start`) after the field `mark`: the first
+    line not applied (0 for no mark, the end for DONE)."""
+    if mark is None:
+        return low
+    if mark == DONE:
+        return len(lines)
+    if not start:
+        return bisect_right(lines, mark + AFTER_FIELD, low)
+    return bisect_right(lines, order_key(start)(mark + AFTER_FIELD), low, key=order_key(start))
+
+
+def later(mark, field, start=""):
+    """The later of a shard's mark (None: none) and `field`, in the order from `start`."""
+    if mark is None or mark == "":
+        return field
+    return max(mark, field, key=order_key(start))
 
 
 def dated_lines(fields, undated_day):

@@ -131,6 +131,10 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                 before_commit=lambda: checkpoint("before-commit"),
                 after_commit=lambda: checkpoint("after-batch"),
                 started_at=started_at if flush_id == report.flush_id else None,
+                # Its own snapshots start at its part's place; a left-over's, where its row says
+                # (or at the first line).
+                part=part if flush_id == report.flush_id else 0,
+                parts=parts,
             )
             checkpoint("after-commit")
             drop_snapshots(client, flush_id, found)

@@ -92,19 +92,27 @@ def batch_statements(batch_table):
 
 def leaders_sql(rows):
     """The end of a WITH statement whose CTE `rows` (object_id, day, count) holds new counts of
-    open days: upsert into the day's leaders each row that reaches the day's LEADERS-th leader
-    (count descending, ties by id), with its count. Counts only grow, so that keeps every object
-    of the top there with its exact count; the leaders are locked after the history rows, in
-    (day, object) order."""
+    open days: upsert into the day's leaders each row among the batch's own LEADERS highest of
+    the day that reaches the day's LEADERS-th leader (count descending, ties by id), with its
+    count. Counts only grow, so that keeps every object of the top there with its exact count (a
+    row below LEADERS others of its own batch is below them in the day too, so never in its
+    top: a batch upserts LEADERS rows a day at most, not one per row while a day's leaders are
+    few); the leaders are locked after the history rows, in (day, object) order."""
     leaders = table(OpenDayLeaders)
+    top = OpenDayLeaders.LEADERS
     return (
-        ", thresholds AS (SELECT d.day, t.count, t.object_id"
-        f" FROM (SELECT DISTINCT day FROM {rows}) AS d LEFT JOIN LATERAL ("
+        f", candidates AS (SELECT c.* FROM (SELECT DISTINCT day FROM {rows}) AS d"
+        f" CROSS JOIN LATERAL (SELECT * FROM {rows} AS c WHERE c.day = d.day"
+        f" ORDER BY c.count DESC, c.object_id LIMIT {top}) AS c),"
+        # Materialized: once a day, never once per candidate (inlined, the planner may put
+        # the LATERAL inside the join with the candidates: 2,000 index scans a batch).
+        " thresholds AS MATERIALIZED (SELECT d.day, t.count, t.object_id"
+        " FROM (SELECT DISTINCT day FROM candidates) AS d LEFT JOIN LATERAL ("
         f" SELECT l.count, l.object_id FROM {leaders} AS l WHERE l.day = d.day"
-        f" ORDER BY l.count DESC, l.object_id OFFSET {OpenDayLeaders.LEADERS - 1} LIMIT 1)"
+        f" ORDER BY l.count DESC, l.object_id OFFSET {top - 1} LIMIT 1)"
         " AS t ON true)"
         f" INSERT INTO {leaders} AS l (day, object_id, count)"
-        f" SELECT c.day, c.object_id, c.count FROM {rows} AS c JOIN thresholds AS t"
+        " SELECT c.day, c.object_id, c.count FROM candidates AS c JOIN thresholds AS t"
         " ON t.day = c.day WHERE t.count IS NULL OR c.count > t.count"
         " OR (c.count = t.count AND c.object_id <= t.object_id)"
         " ORDER BY c.day, c.object_id"
@@ -214,7 +222,8 @@ def update_leaders_portable(changed):
         leaders = OpenDayLeaders.objects.filter(day=day).order_by("-count", "object_id")
         last = leaders.values_list("count", "object_id")[OpenDayLeaders.LEADERS - 1 :][:1]
         threshold = last[0] if last else None
-        for object_id in ids:
+        top = sorted(ids, key=lambda object_id: (-counts[object_id], object_id))
+        for object_id in sorted(top[: OpenDayLeaders.LEADERS]):
             if threshold is None or (-counts[object_id], object_id) <= (
                 -threshold[0],
                 threshold[1],

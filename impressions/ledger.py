@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 # Not a setting: the history is always written.
 WRITE_HISTORY = True
 # The mark of a shard applied whole: above every field.
-DONE = "\uffff"
+DONE = batches.DONE
 # One batch's lines, copied in for the batch's statements; emptied at every commit.
 BATCH_TABLE = "impressions_batch"
 
@@ -68,20 +68,29 @@ def apply_snapshots(
     before_commit=None,
     after_commit=None,
     started_at=None,
+    part=0,
+    parts=1,
 ):
     """Apply {shard: {field: count}} (Redis's snapshots of `flush_id`) above the ledger's marks;
     returns what this call applied. `started_at`: when the flush started, if known to the
-    microsecond (its id holds the second).
+    microsecond (its id holds the second). `part` of `parts`: where the order of the batches
+    starts, if this call writes the ledger row (impressions/batches.py); else the row says. The
+    batches also end where the other parts start.
 
     Two flushes applying the same snapshots (a crashed flush's, a message delivered twice) take
     turns on the ledger row, batch by batch, each starting after the other's marks.
     """
     lines = batches.SnapshotLines(snapshots, undated_day)
     applied = Applied()
+    # Where the window's parts start (about: each part's lines spread alike), part 0 at the
+    # first line (where an order from elsewhere goes round).
+    stops = [lines.field_at(other, parts) for other in range(parts)] if parts > 1 else []
     while True:
         with transaction.atomic():
-            row = locked_row(flush_id, started_at)
-            batch, last, is_last = lines.next_batch(marks_of(row, lines.shards), batch_size)
+            row = locked_row(flush_id, started_at, start=lambda: lines.field_at(part, parts))
+            batch, last, is_last = lines.next_batch(
+                marks_of(row, lines.shards), batch_size, row.start, stops
+            )
             if batch is None:  # applied already, by another flush
                 return applied
             done = write_batch(batch, durable=is_last)
@@ -99,15 +108,15 @@ def apply_snapshots(
         lines.advance(last)
 
 
-def locked_row(flush_id, started_at=None):
-    """The ledger row of `flush_id`, inserted if missing, locked until the transaction ends."""
+def locked_row(flush_id, started_at=None, start=None):
+    """The ledger row of `flush_id`, inserted if missing (with the batches' start that
+    `start()` gives), locked until the transaction ends."""
     row = Flush.objects.select_for_update().filter(id=flush_id).first()
     if row is None:
         started_at = started_at or started_at_of(flush_id)
-        Flush.objects.bulk_create(
-            [Flush(id=flush_id, started_at=started_at, outcome=Flush.Outcome.RUNNING)],
-            ignore_conflicts=True,
-        )
+        new = Flush(id=flush_id, started_at=started_at, outcome=Flush.Outcome.RUNNING)
+        new.start = start() if start else ""
+        Flush.objects.bulk_create([new], ignore_conflicts=True)
         row = Flush.objects.select_for_update().get(id=flush_id)
     return row
 
@@ -136,7 +145,7 @@ def note_batch(row, done, shards, last, is_last):
     else:
         for shard in shards:
             if shard not in row.shards_applied:
-                marks[str(shard)] = max(marks.get(str(shard), ""), last)
+                marks[str(shard)] = batches.later(marks.get(str(shard)), last, row.start)
         if row.outcome != Flush.Outcome.APPLIED:
             row.outcome = Flush.Outcome.RUNNING
     row.marks = marks

@@ -22,6 +22,9 @@ class Flush(models.Model):
     # {shard: the last field of its snapshot applied} for shards applied in part (batches
     # committed, not all): the next batch starts after it (impressions/batches.py).
     marks = models.JSONField(default=dict, blank=True)
+    # The field the order of its batches starts at ("": the first): the parts of a window start
+    # at different places (impressions/batches.py). Set with the row, never changed.
+    start = models.TextField(default="", db_default="", blank=True)
     posts_updated = models.PositiveIntegerField(default=0)
     impressions_applied = models.PositiveBigIntegerField(default=0)
     posts_dropped = models.PositiveIntegerField(default=0, help_text="posts that no longer exist")
@@ -109,8 +112,9 @@ class OpenDayLeaders(models.Model):
 
     The open rows have no count index (their updates stay HOT); this small table has one, so the
     top of today is an index read. Writer: each flush batch, after its history rows, upserts the
-    rows it changed whose count reaches the day's LEADERS-th row here (a count only grows: an
-    object can enter the top only when a flush adds to it). A row that fell out of the top may
+    rows it changed whose count reaches the day's LEADERS-th row here, of its own LEADERS highest
+    of the day at most (a count only grows: an object can enter the top only when a flush adds
+    to it). A row that fell out of the top may
     stay, with an older count, below the top (harmless: it is never read). The roll-up deletes a
     day's rows once the day is rolled up (the daily table's index serves it then).
     """

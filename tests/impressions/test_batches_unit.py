@@ -56,3 +56,77 @@ def test_undated_fields_count_on_the_given_day_and_copy_text_is_tab_separated():
     assert batch == ["9:20261120\t1", "9:20261120\t3"]
     assert batches.copy_text(batch) == b"9\t20261120\t1\n9\t20261120\t3\n"
     assert batches.parsed(batch) == [(9, date(2026, 11, 20), 1), (9, date(2026, 11, 20), 3)]
+
+
+def all_batches_from(lines, size, start, marks=None):
+    """Batches in the order from `start`, with the marks the ledger would keep."""
+    marks = dict(marks or {})
+    found = []
+    while True:
+        batch, last, is_last = lines.next_batch(marks, size, start)
+        if batch is None:
+            return found
+        found.append(batch)
+        lines.advance(last)
+        marks = {shard: batches.later(marks.get(shard), last, start) for shard in lines.shards}
+        if is_last:
+            return found
+
+
+def test_a_part_starts_at_its_share_of_the_lines_and_goes_round_every_line_once():
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    assert lines.field_at(0, 2) == "" and lines.field_at(0, 1) == ""
+    start = lines.field_at(1, 2)  # the 3rd of 5 lines (text order: 12, 12, 300, 5, 7)
+    assert start == "300:20261119"
+    found = all_batches_from(lines, 1, start)
+    assert found == [
+        ["300:20261119\t1"],
+        ["5:20261118\t2"],
+        ["7:20261118\t1"],
+        ["12:20261118\t1", "12:20261118\t4"],
+    ]
+    assert batches.later("7:20261118", "12:20261118", start) == "12:20261118"
+    assert batches.later("7:20261118", "5:20261118", start) == "7:20261118"
+    assert batches.later(None, "5:20261118", start) == "5:20261118"
+    assert lines.field_at(4, 4) == "" and SnapshotLines({}, None).field_at(1, 2) == ""
+
+
+def test_marks_from_a_start_skip_what_is_applied_shard_by_shard():
+    start = "300:20261119"
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    # Shard 0 applied through 7 (300, 5 of it), shard 3 through 300 (none of it: 300 is
+    # shard 0's): what is left, from the start on, is 7 and 12 of shard 3 and 12 of shard 0.
+    batch, last, is_last = lines.next_batch({0: "5:20261118", 3: "300:20261119"}, 10, start)
+    assert batch == ["7:20261118\t1", "12:20261118\t1", "12:20261118\t4"]
+    assert (last, is_last) == ("12:20261118", True)
+    # The same marks one batch at a time, each time with the marks the ledger moves.
+    found = all_batches_from(lines, 1, start, {0: "5:20261118", 3: "300:20261119"})
+    assert found == [["7:20261118\t1"], ["12:20261118\t1", "12:20261118\t4"]]
+    # A mark before the start is at the end of the order: shard 0 is done, shard 3 untouched.
+    batch, _, _ = SnapshotLines(snapshots(), None).next_batch({0: "12:20261118"}, 10, start)
+    assert batch == ["7:20261118\t1", "12:20261118\t4"]
+    done = {0: batches.DONE, 3: batches.DONE}
+    assert lines.next_batch(done, 10, start) == (None, None, True)
+
+
+def test_batches_end_where_the_other_parts_start():
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    start, stops = "300:20261119", ["5:20261118", "12:20261118"]
+    marks, found = {}, []
+    while True:
+        batch, last, is_last = lines.next_batch(marks, 10, start, stops)
+        found.append(batch)
+        lines.advance(last)
+        marks = dict.fromkeys(lines.shards, last)
+        if is_last:
+            break
+    # Cut before 5 and before 12 (the other parts' starts), whatever the batch size.
+    assert found == [
+        ["300:20261119\t1"],
+        ["5:20261118\t2", "7:20261118\t1"],
+        ["12:20261118\t1", "12:20261118\t4"],
+    ]
+    # From the first line: the same cuts.
+    lines = SnapshotLines(snapshots(), date(2026, 11, 20))
+    batch, _, _ = lines.next_batch({}, 10, "", ["300:20261119"])
+    assert batch == ["12:20261118\t1", "12:20261118\t4"]

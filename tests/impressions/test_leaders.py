@@ -111,3 +111,24 @@ def test_the_roll_up_keeps_a_day_s_leaders_until_it_is_done(standalone_buffer, f
         rollup.roll_up(pace=0)
         assert not OpenDayLeaders.objects.filter(day=yesterday).exists()
         assert stats.top_in(periods.DAY, yesterday, 3) == brute_top(yesterday, 3)
+
+
+def test_a_batch_upserts_at_most_its_own_top_of_each_day(
+    standalone_buffer, few_leaders, sql_path, monkeypatch
+):
+    """A day with no leaders yet: a batch of 12 posts upserts its own top 3, not all 12 (which
+    the trim would then delete), on both SQL paths, for each of its days."""
+    monkeypatch.setattr(history_writer, "trim_leaders", lambda: 0)
+    ids = [p.id for p in make_posts(12)]
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        for viewer, start in enumerate((0, 3, 6, 9, 9)):  # 9.. twice, 6.. and up more
+            record_impressions(f"u:{viewer}", ids[start:], now=moment(0))
+            record_impressions(f"y:{viewer}", ids[: 12 - start], now=moment(1))
+        flush_pending(batch_size=1000)
+        for day in (stats.today(), stats.today() - timedelta(days=1)):
+            assert OpenDayLeaders.objects.filter(day=day).count() == 3
+        assert leaders_mismatches() == []
+        flush_pending()
+        record_impressions("u:late", ids[:4], now=moment(0))
+        flush_pending(batch_size=1000)
+        assert leaders_mismatches() == []

@@ -158,6 +158,7 @@ def test_a_part_stopped_between_batches_is_finished_by_the_next_flush_of_its_sha
     stopped = Flush.objects.get()
     assert stopped.outcome == Flush.Outcome.RUNNING
     assert stopped.marks and not stopped.shards_applied
+    assert stopped.start  # part 1 of 2 started half-way through its lines, and went round
     part_total = stopped.impressions_applied
     assert 0 < part_total < 60 * 30
 

@@ -141,7 +141,7 @@ def test_four_parts_on_rq_workers(settings, manage, tmp_path, crash_key, parts_r
 @pytest.mark.sqs
 @pytest.mark.cluster
 def test_four_parts_on_sqs_workers(
-    redis_cluster_url, aws_env, manage, tmp_path, crash_key, parts_recorded
+    settings, redis_cluster_url, aws_env, manage, tmp_path, crash_key, parts_recorded
 ):
     client = boto3.client("sqs")
     queue_url, dlq_url = queue_with_dlq(client, f"parallel-{uuid.uuid4().hex[:10]}")
@@ -161,7 +161,9 @@ def test_four_parts_on_sqs_workers(
         wait_for_flush_delay()
         env = worker_env(tmp_path, **aws_env, QUEUE_BACKEND="sqs", SQS_QUEUE_URL=queue_url,
                          SQS_WAIT_TIME_SECONDS="1", SQS_VISIBILITY_TIMEOUT="2",
-                         REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto")  # fmt: skip
+                         REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto",
+                         # The crash key's Redis (crash_key), not db 14 of the cluster's node.
+                         RQ_REDIS_URL=settings.RQ_REDIS_URL)  # fmt: skip
         # SQS delivers the killed worker's message again once it is visible: the part goes on.
         run_with_a_kill_then_again(manage, env)
         assert message_count(client, queue_url) == 0
