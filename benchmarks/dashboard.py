@@ -46,8 +46,10 @@ SELECT day, object_id, count FROM impressions_daily_open
 ORDER BY count DESC, object_id LIMIT %(leaders)s
 """
 SEED_ROLLED_THROUGH = """
-INSERT INTO impressions_rollup (id, rolled_through) VALUES (1, %(last_day)s::date - 1)
-ON CONFLICT (id) DO UPDATE SET rolled_through = EXCLUDED.rolled_through
+INSERT INTO impressions_rollup (id, rolled_through, rolling_rows, rolling_moved)
+VALUES (1, %(last_day)s::date - 1, 0, 0)
+ON CONFLICT (id) DO UPDATE SET rolled_through = EXCLUDED.rolled_through, rolling_day = NULL,
+rolling_mark = NULL, rolling_rows = 0, rolling_moved = 0
 """
 HISTORY_TABLES = (
     "impressions_daily",

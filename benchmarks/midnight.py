@@ -1,12 +1,15 @@
 """The flush around a change of day (issue 19, item 3): the dashboard's seeded history (100,000
 posts x 400 days, the last day open) becomes yesterday; the daily roll-up task moves that day's
 100,000 rows and prunes the day that falls out of the kept 400, in a process of its own, while
-the flushes of the new day's windows run; each flush's time against the same flush with no
-roll-up running, in the same round.
+the flushes of the new day's windows run one after another, from its first batch to its end;
+each flush's time against the same flush with no roll-up running, in the same round: half of
+those before the roll-up, half after it.
 
 The seeded history is put back after each roll-up (untimed): the rolled day's rows back in the
-open table, its week and month rows taken off, the pruned rows restored."""
+open table, its week and month rows taken off, the pruned rows restored, then a CHECKPOINT, so
+the flushes that follow do not pay for writing the put-back's pages."""
 
+import math
 import multiprocessing
 import random
 import time
@@ -16,8 +19,8 @@ from . import bulkfill, dashboard, fixtures, ours
 from .harness import ContenderFailed, Spread, format_seconds, markdown_table, median
 
 LATE_SHARE = 0.1  # of a window's posts, counts of the day before (views before midnight)
-FLUSHES_DURING = 8  # at most, one after another while the roll-up runs
-USUAL_FLUSHES = 3
+FLUSHES_DURING = 60  # at most, one after another while the roll-up runs (it ends first)
+USUAL_FLUSHES = 12  # a round's flushes with no roll-up running: half before it, half after
 GOAL = 1.5  # no flush during the roll-up takes more than this many times its usual time
 SAVED = ("impressions_daily", "impressions_period", "impressions_site_daily")
 PERIOD_OF = (
@@ -34,12 +37,23 @@ def sql(statement, params=None):
         return cursor.rowcount
 
 
-def roll_up_in_child(today, queue):
-    """In a forked process: the roll-up task's work, its report (or error) put on `queue`."""
+def roll_up_in_child(today, queue, paused, parked):
+    """In a forked process: the roll-up task's work, its report (or error) put on `queue`. While
+    `paused` is set, it stops after its batch in flight (holding no lock) and sets `parked`."""
     from django.db import connections
 
     from impressions import rollup
 
+    rest = rollup.rest
+
+    def rest_or_stay(pace, seconds):
+        rest(pace, seconds)
+        while paused.is_set():
+            parked.set()
+            time.sleep(0.002)
+        parked.clear()
+
+    rollup.rest = rest_or_stay  # called after each batch, its transaction over
     try:
         started = time.perf_counter()
         report = rollup.roll_up(today=today)
@@ -101,34 +115,44 @@ class Midnight:
         ours.flush_pending()()
         return time.perf_counter() - started
 
-    def usual(self):
-        return [self.flush() for _ in range(USUAL_FLUSHES)]
+    def usual(self, count=USUAL_FLUSHES):
+        return [self.flush() for _ in range(count)]
 
     def during_rollup(self):
-        """(flush seconds while the roll-up ran, (roll-up seconds, rows moved, rows pruned))."""
+        """(flush seconds while the roll-up ran, flush seconds while it was paused between two
+        of its batches, (roll-up seconds, rows moved, rows pruned)). The two kinds alternate."""
         from django.db import connections
 
         from impressions.models import HistoryRollup
 
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
+        paused, parked = context.Event(), context.Event()
         connections.close_all()
-        child = context.Process(target=roll_up_in_child, args=(self.today, queue), daemon=True)
+        child = context.Process(
+            target=roll_up_in_child, args=(self.today, queue, paused, parked), daemon=True
+        )
         child.start()
         deadline = time.monotonic() + 120
         while not HistoryRollup.objects.filter(rolling_day=self.last_day, rolling_moved__gt=0):
             if not child.is_alive() or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        times = []
-        while child.is_alive() and len(times) < FLUSHES_DURING:
+        times, held = [], []
+        while child.is_alive() and len(times) + len(held) < FLUSHES_DURING:
             times.append(self.flush())
+            paused.set()
+            while child.is_alive() and not parked.wait(0.05):
+                pass
+            if child.is_alive():
+                held.append(self.flush())
+            paused.clear()
         child.join(600)
         outcome = queue.get(timeout=10)
         if outcome[0] != "done":
             raise ContenderFailed(f"the roll-up failed: {outcome[1]}")
         self.put_back()
-        return times, outcome[1:]
+        return times, held, outcome[1:]
 
     def put_back(self):
         """Untimed: the seeded history as it was (the rolled day open again, the pruned rows
@@ -174,6 +198,7 @@ class Midnight:
         tables = ("impressions_daily_open", "impressions_daily", "impressions_period")
         for table in (*tables, "impressions_daily_leaders"):
             sql(f"VACUUM {table}")
+        sql("CHECKPOINT")  # the put-back's pages written now, not during the next flushes
 
     def close(self):
         from impressions import stats
@@ -197,16 +222,15 @@ def run(options, redis_client, log=print):
     rounds = []
     try:
         for number in range(options.rounds):
-            if number % 2 == 0:
-                usual = bench.usual()
-                during, rolled = bench.during_rollup()
-            else:
-                during, rolled = bench.during_rollup()
-                usual = bench.usual()
-            rounds.append({"usual": usual, "during": during, "rollup": rolled})
+            before = bench.usual(USUAL_FLUSHES // 2)
+            during, held, rolled = bench.during_rollup()
+            usual = before + bench.usual(USUAL_FLUSHES - USUAL_FLUSHES // 2)
+            rounds.append({"usual": usual, "during": during, "paused": held, "rollup": rolled})
             log(
                 f"  round {number + 1}: usual {', '.join(f'{s:.2f}' for s in usual)} s; during"
-                f" the roll-up ({rolled[0]:.1f} s) {', '.join(f'{s:.2f}' for s in during)} s"
+                f" the roll-up ({rolled[0]:.1f} s) {', '.join(f'{s:.2f}' for s in during)} s;"
+                f" with it paused {', '.join(f'{s:.2f}' for s in held)} s;"
+                f" worst ÷ usual {max(during, default=math.nan) / median(usual):.2f}"
             )
     finally:
         bench.close()
@@ -218,48 +242,92 @@ def ratios(rounds):
     return [s / median(r["usual"]) for r in rounds for s in r["during"]]
 
 
+def paired(rounds):
+    """Each flush while the roll-up ran ÷ the next one, with the roll-up paused between two of its
+    batches: the same state of the history, a second apart."""
+    return [s / p for r in rounds for s, p in zip(r["during"], r["paused"], strict=False)]
+
+
+def noise(rounds):
+    """Each round's slowest usual flush ÷ their median: what the machine alone does to the worst."""
+    return [max(r["usual"]) / median(r["usual"]) for r in rounds if r["usual"]]
+
+
 def render(options, bench, rounds):
     from impressions import rollup
+    from impressions.conf import conf
 
     table = []
     for number, r in enumerate(rounds, start=1):
         usual = median(r["usual"])
         worst = max(r["during"], default=float("nan"))
+        during = Spread.of(r["during"])
+        held = Spread.of(r["paused"])
+        pairs = paired([r])
         table.append(
             [
                 str(number),
-                f"{format_seconds(usual)} ({', '.join(format_seconds(s) for s in r['usual'])})",
-                ", ".join(format_seconds(s) for s in r["during"]) or "none (the roll-up was done)",
-                f"{worst / usual:.2f}" if r["during"] else "-",
+                f"{format_seconds(usual)} ({format_seconds(min(r['usual']))} to"
+                f" {format_seconds(max(r['usual']))})",
+                f"{len(r['during'])}: {format_seconds(during.median)} ({format_seconds(during.low)}"
+                f" to {format_seconds(during.high)})"
+                if r["during"]
+                else "none (the roll-up was done)",
+                f"{len(r['paused'])}: {format_seconds(held.median)} ({format_seconds(held.low)}"
+                f" to {format_seconds(held.high)})"
+                if r["paused"]
+                else "none",
+                f"**{worst / usual:.2f}**" if r["during"] else "-",
+                f"{Spread.of(pairs).text()}" if pairs else "-",
+                f"{max(r['usual']) / usual:.2f}",
                 f"{r['rollup'][0]:.1f} s: {r['rollup'][1]:,} rows moved, {r['rollup'][2]:,} pruned",
             ]
         )
     found = ratios(rounds)
     worst = max(found, default=float("nan"))
     verdict = "met" if found and worst <= GOAL else "**missed**"
+    worst_by_round = [
+        max(r["during"]) / median(r["usual"]) for r in rounds if r["during"] and r["usual"]
+    ]
+    pairs = paired(rounds)
+    state = [median(r["paused"]) / median(r["usual"]) for r in rounds if r["paused"]]
     return (
         f"History: the dashboard's seed ({bench.facts['daily_rows']:,} daily rows, 100,000 posts x"
         f" 400 days, the last day open). Its last day {bench.last_day} becomes yesterday: the"
         " roll-up task (`impressions.rollup.roll_up`, in a process of its own, as a worker runs"
         f" it) moves its 100,000 open rows to the daily, week and month rows and prunes the day"
-        f" before the kept 400, in batches of {rollup.BATCH_ROWS:,} rows, resting as long as each"
-        " batch took. A window: "
+        f" before the kept 400, in batches of at most {rollup.BATCH_ROWS:,} rows aiming at"
+        f" {conf.ROLLUP_BATCH_SECONDS} s each (`IMPRESSIONS_ROLLUP_BATCH_SECONDS`), resting"
+        f" {conf.ROLLUP_PACE}× as long as each batch took (`IMPRESSIONS_ROLLUP_PACE`). A window: "  # noqa: RUF001
         f"{options.midnight_posts:,} of the seed's posts, {LATE_SHARE:.0%} of them with counts of"
         " yesterday (views before midnight), the others of today, filled untimed; each flush"
-        f" timed. Per round, {USUAL_FLUSHES} flushes with no roll-up running, and flushes one"
-        f" after another while the roll-up runs (at most {FLUSHES_DURING}); the two sets"
-        " alternate their order by round. The history is put back after each roll-up"
-        " (untimed).\n\n"
+        f" timed. Per round, {USUAL_FLUSHES // 2} flushes with no roll-up running, then flushes"
+        " one after another from the roll-up's first batch to its end (at most"
+        f" {FLUSHES_DURING}), then {USUAL_FLUSHES - USUAL_FLUSHES // 2} flushes with no roll-up"
+        " running again; a flush's usual time is the median of its round's. Every other flush"
+        " during the roll-up runs with the roll-up paused after its batch in flight (holding no"
+        " lock): the same state of the history (the ended day partly moved, so some of the late"
+        " counts go to the daily, week and month rows), a second apart, so running ÷ paused is"
+        " what the roll-up running costs a flush, and paused ÷ usual what the day's state does."
+        " The history is put back (untimed) after each roll-up, then a CHECKPOINT. The last"
+        " column but one is the noise of the machine alone: the slowest usual flush ÷ their"
+        " median.\n\n"
         + markdown_table(
             [
                 "round",
-                "usual flush (median; each)",
-                "flushes during the roll-up",
-                "worst ÷ usual",
+                "usual flush: median (min to max)",
+                "flushes while the roll-up runs: how many, median (min to max)",
+                "flushes with the roll-up paused",
+                "worst running ÷ usual",
+                "running ÷ paused, pairs: median (min to max)",
+                "usual's slowest ÷ usual (noise)",
                 "the roll-up",
             ],
             table,
         )
         + f"\n\nEvery flush during a roll-up ÷ its round's usual time: **{Spread.of(found).text()}**"
-        f" (median, min to max); the worst {worst:.2f}, goal ≤ {GOAL}: {verdict}."
+        f" (median, min to max); each round's worst ÷ usual {Spread.of(worst_by_round).text()};"
+        f" the worst {worst:.2f}, goal ≤ {GOAL}: {verdict}. Running ÷ paused, every pair:"
+        f" {Spread.of(pairs).text()}, the worst {max(pairs, default=math.nan):.2f}; paused ÷ usual"
+        f" (medians by round): {Spread.of(state).text()}."
     )

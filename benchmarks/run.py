@@ -27,6 +27,7 @@ from .harness import (
     format_bytes,
     format_rate,
     format_seconds,
+    median,
     ours_of,
     paired_ratios,
 )
@@ -262,10 +263,15 @@ def midnight_headlines(rounds):
     if not found:
         return ["Around a change of day: no flush ran during the roll-up (it was too quick)."]
     worst = max(found)
+    by_round = [max(r["during"]) / median(r["usual"]) for r in rounds if r["during"]]
     return [
         "Around a change of day (the roll-up of 100,000 posts over 400 days running): each flush"
-        f" took **{Spread.of(found).text()}** its usual time, the worst {worst:.2f}× (goal ≤"  # noqa: RUF001
-        f" {midnight.GOAL}×: {'met' if worst <= midnight.GOAL else '**missed**'})."  # noqa: RUF001
+        f" took **{Spread.of(found).text()}** its usual time; each round's worst"
+        f" {', '.join(f'{x:.2f}' for x in by_round)}, the worst {worst:.2f}× (goal ≤"  # noqa: RUF001
+        f" {midnight.GOAL}×: {'met' if worst <= midnight.GOAL else '**missed**'}; the machine"  # noqa: RUF001
+        f" alone, the slowest usual flush ÷ usual: {Spread.of(midnight.noise(rounds)).text()});"
+        " each flush while it runs ÷ the next with it paused (the same state of the history):"
+        f" {Spread.of(midnight.paired(rounds)).text()}."
     ]
 
 

@@ -36,6 +36,9 @@ MAX_REDIS_TIMEOUT = 3600
 MAX_DAYS = 36500
 MAX_SHARDS = 1024
 MAX_TRUSTED_PROXIES = 32
+# Upper bound of IMPRESSIONS_ROLLUP_PACE: the roll-up rests at most this many times as long as
+# each batch took.
+MAX_ROLLUP_PACE = 100
 # Upper bound of the hourly budgets (Redis counters and Lua numbers stay exact far beyond).
 MAX_HOURLY_BUDGET = 1_000_000_000
 
@@ -109,6 +112,8 @@ SETTINGS = {
     # The counted model has no sensible default: checks.py reports it missing (impressions.E001).
     "IMPRESSIONS_MODEL": Setting(None, lambda v: True, '"app_label.ModelName"'),
     "IMPRESSIONS_COUNT_FIELD": Setting("impressions", lambda v: True, "the name of an integer field"),
+    "IMPRESSIONS_ROLLUP_BATCH_SECONDS": Setting(0.05, lambda v: v == 0 or _seconds(v), f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}, or 0 for fixed batches"),
+    "IMPRESSIONS_ROLLUP_PACE": Setting(1.0, lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= MAX_ROLLUP_PACE, f"a number from 0 (no rest) to {MAX_ROLLUP_PACE}"),
     "IMPRESSIONS_HISTORY_DAYS": Setting(400, _whole(0, MAX_DAYS), f"a whole number of days from 0 (keep all) to {MAX_DAYS}"),
     "IMPRESSIONS_DASHBOARD_PANELS": Setting([], _dotted_paths, "a list of dotted paths of callables"),
     "IMPRESSIONS_ENABLED": Setting(True, _bool, "True or False"),
@@ -211,6 +216,16 @@ class Settings:
     def DASHBOARD_PANELS(self):
         """Dotted paths of callables(request) adding panels to the dashboard (see dashboard.py)."""
         return self._get("IMPRESSIONS_DASHBOARD_PANELS")
+
+    @property
+    def ROLLUP_BATCH_SECONDS(self):
+        """The time a roll-up batch aims at (its rows adapt); 0: batches of a fixed size."""
+        return self._get("IMPRESSIONS_ROLLUP_BATCH_SECONDS")
+
+    @property
+    def ROLLUP_PACE(self):
+        """After each batch the roll-up rests this many times as long as the batch took."""
+        return self._get("IMPRESSIONS_ROLLUP_PACE")
 
     @property
     def HISTORY_DAYS(self):

@@ -11,8 +11,12 @@ of step (the locks are history_writer's):
    object order) to the daily rows and add them to the week and month rows;
 3. finish: with that day's lock, once it has no open row left, mark it rolled up.
 
-Only flush batches holding that day's rows (around midnight) wait for a step, one step at most;
-after each batch the roll-up rests as long as the batch took, leaving the flushes the CPU.
+Only flush batches holding that day's rows (around midnight) wait for a step, one step at most,
+and the roll-up keeps that short and out of their way: each batch's rows follow a time budget
+(IMPRESSIONS_ROLLUP_BATCH_SECONDS), a batch starts only once no flush batch holds the day (a
+roll-up waiting in the lock's queue would hold back every flush batch behind it), and after each
+batch the roll-up rests IMPRESSIONS_ROLLUP_PACE times as long as the batch took, leaving the
+flushes the CPU.
 """
 
 import logging
@@ -25,6 +29,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from . import periods, stats
+from .conf import conf
 from .history_writer import (
     LOCK_CLASS,
     STATE_LOCK,
@@ -44,11 +49,17 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-# After each batch, rest this many times as long as the batch took.
-PACE = 1.0
-# Rows a batch moves or deletes: a flush batch holding the day being rolled up waits for one
-# batch at most (~0.1-0.5 s at this size over a 40,000,000-row history).
+# Rows a batch moves or deletes at most, and the fixed size of --batch-size's batches: a flush
+# batch holding the day being rolled up waits for one batch at most.
 BATCH_ROWS = 2000
+# With a time budget (IMPRESSIONS_ROLLUP_BATCH_SECONDS), the first batch's rows; each next
+# batch's are the last one's scaled to the budget, at least MIN_ROWS and at most doubled.
+FIRST_ROWS = 100
+MIN_ROWS = 10
+# Before a batch, the roll-up waits this long at most (trying the day's lock every YIELD_PAUSE
+# seconds) for the flush batches holding the day to finish; then it queues for the lock.
+YIELD_SECONDS = 5.0
+YIELD_PAUSE = 0.01
 
 
 @dataclass
@@ -69,31 +80,83 @@ class RollupReport:
         )
 
 
-def roll_up(today=None, batch_size=None, pace=PACE):
-    """Roll up every ended day (before `today`, default today in TIME_ZONE), then prune."""
+class BatchRows:
+    """The rows of each next batch: `most`, or, with a time budget (seconds), as many as the
+    last batch suggests fit in it (FIRST_ROWS to start, at least MIN_ROWS, at most `most` and
+    twice the last batch)."""
+
+    def __init__(self, most, budget=0):
+        self.most = most
+        self.budget = budget
+        self.rows = min(most, FIRST_ROWS) if budget else most
+
+    def took(self, rows, seconds):
+        """A batch of `rows` (of self.rows asked) took `seconds`."""
+        if not self.budget or rows < self.rows:
+            return  # a day's or a period's last rows say nothing of a full batch
+        fit = int(rows * self.budget / max(seconds, 1e-4))
+        self.rows = max(MIN_ROWS, min(self.most, 2 * rows, fit))
+
+
+def roll_up(today=None, batch_size=None, pace=None, budget=None):
+    """Roll up every ended day (before `today`, default today in TIME_ZONE), then prune.
+
+    `batch_size`: rows per batch, fixed; by default each batch's rows follow the time budget
+    `budget` (IMPRESSIONS_ROLLUP_BATCH_SECONDS; 0: batches of BATCH_ROWS). After each batch, rest
+    `pace` (IMPRESSIONS_ROLLUP_PACE) times as long as it took.
+    """
     today = today or stats.today()
-    batch_size = batch_size or BATCH_ROWS
+    pace = conf.ROLLUP_PACE if pace is None else pace
+    if budget is None:
+        budget = 0 if batch_size else conf.ROLLUP_BATCH_SECONDS
+    sizes = BatchRows(batch_size or BATCH_ROWS, budget)
     through = today - timedelta(days=1)
     report = RollupReport()
     started = time.monotonic()
     while (day := start_next_day(through)) is not None:
         report.days.append(day)
         while True:
+            rows = sizes.rows
+            wait_for_flushes(day)
             batch_started = time.monotonic()
-            moved = move_batch(day, batch_size)
+            moved = move_batch(day, rows)
+            took = time.monotonic() - batch_started
             report.rows_moved += moved
-            if moved < batch_size and finish_day(day):
+            if moved < rows and finish_day(day):
                 break
-            rest(pace, batch_started)
-    report.rows_pruned = prune(today, batch_size, pace)
+            sizes.took(moved, took)
+            rest(pace, took)
+    report.rows_pruned = prune(today, sizes, pace)
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"rollup": report.as_dict()})
     return report
 
 
-def rest(pace, since):
+def rest(pace, seconds):
     if pace:
-        time.sleep((time.monotonic() - since) * pace)
+        time.sleep(seconds * pace)
+
+
+def wait_for_flushes(day, patience=YIELD_SECONDS):
+    """Wait (up to `patience` seconds) until no flush batch holds `day`'s lock; True if none does.
+
+    Queueing for the lock instead would hold back, behind the roll-up, every flush batch asking
+    for the day after it: two waits for a flush instead of one. Tried without waiting, the lock is
+    let go at once; the batch takes it again (a flush batch coming in between waits one batch).
+    """
+    if connection.vendor != "postgresql":
+        return True
+    deadline = time.monotonic() + patience
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, day.toordinal()]
+            )
+            if cursor.fetchone()[0]:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(YIELD_PAUSE)
 
 
 def lock(*keys, shared=False):
@@ -214,8 +277,9 @@ def finish_day(day):
         return True
 
 
-def prune(today, batch_size, pace=PACE):
-    """Delete the history before the oldest kept day, in batches; returns the rows deleted.
+def prune(today, sizes, pace=0):
+    """Delete the history before the oldest kept day, in batches (`sizes`: BatchRows, or a
+    number of rows); returns the rows deleted.
 
     The flush writes no history for those days, so only a flush running across midnight can
     meet these deletes: the day locks keep them apart.
@@ -223,15 +287,17 @@ def prune(today, batch_size, pace=PACE):
     oldest = stats.oldest_kept_day(today)
     if oldest is None:
         return 0
+    if isinstance(sizes, int):
+        sizes = BatchRows(sizes)
     deleted = 0
     for model in (DailyImpressions, OpenDailyImpressions, OpenDayLeaders, SiteDailyImpressions):
         while (day := oldest_day_before(model, oldest)) is not None:
-            deleted += delete_batches(model, {"day": day}, [day], batch_size, pace)
+            deleted += delete_batches(model, {"day": day}, [day], sizes, pace)
     for period in (periods.WEEK, periods.MONTH):
         while (start := oldest_period_before(period, oldest)) is not None:
             days = periods.days(start, periods.Piece(period, start).end)
             rows = {"period": period, "start": start}
-            deleted += delete_batches(PeriodImpressions, rows, days, batch_size, pace)
+            deleted += delete_batches(PeriodImpressions, rows, days, sizes, pace)
     return deleted
 
 
@@ -244,11 +310,12 @@ def oldest_period_before(period, oldest):
     return rows.aggregate(start=Min("start"))["start"]
 
 
-def delete_batches(model, equal, days, batch_size, pace):
-    """Delete the rows of `model` whose columns are `equal`, `batch_size` a transaction, each
+def delete_batches(model, equal, days, sizes, pace):
+    """Delete the rows of `model` whose columns are `equal`, `sizes.rows` a transaction, each
     holding the locks of `days`; returns how many."""
     deleted = 0
     while True:
+        batch_size = sizes.rows
         batch_started = time.monotonic()
         with transaction.atomic():
             lock(*(day.toordinal() for day in days))
@@ -266,7 +333,9 @@ def delete_batches(model, equal, days, batch_size, pace):
         deleted += count
         if count < batch_size:
             return deleted
-        rest(pace, batch_started)
+        took = time.monotonic() - batch_started
+        sizes.took(count, took)
+        rest(pace, took)
 
 
 def status():

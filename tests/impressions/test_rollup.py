@@ -178,6 +178,88 @@ def test_a_roll_up_batch_holds_back_only_the_flushes_of_its_day(standalone_buffe
     assert set(totals(ids).values()) == {2}
 
 
+@pytest.mark.parametrize(
+    ("budget", "sizes"),
+    [
+        # Batches far over a tiny budget shrink to the fewest rows; far under a long one, they
+        # double up to the most (BATCH_ROWS); 0 keeps them at the most.
+        (1e-9, [8] + [2] * 22),
+        (3600, [8, 16, 20, 20]),
+        (0, [20, 20, 20]),
+    ],
+)
+def test_the_roll_up_s_batches_follow_its_time_budget_moving_every_row_once(
+    standalone_buffer, monkeypatch, budget, sizes
+):
+    posts = make_posts(50)
+    ids = [p.id for p in posts]
+    monkeypatch.setattr(rollup, "FIRST_ROWS", 8)
+    monkeypatch.setattr(rollup, "MIN_ROWS", 2)
+    monkeypatch.setattr(rollup, "BATCH_ROWS", 20)
+    asked = []
+    original = rollup.move_batch
+
+    def move_batch(day, batch_size):
+        asked.append(batch_size)
+        return original(day, batch_size)
+
+    monkeypatch.setattr(rollup, "move_batch", move_batch)
+    with override_settings(
+        IMPRESSIONS_HISTORY_DAYS=0,
+        IMPRESSIONS_ROLLUP_BATCH_SECONDS=budget,
+        IMPRESSIONS_ROLLUP_PACE=0,
+    ):
+        viewed(posts, 1)
+        yesterday = stats.today() - timedelta(days=1)
+        before = reads(yesterday)
+        report = rollup.roll_up()
+    assert asked == sizes
+    assert (report.days, report.rows_moved) == ([yesterday], 50)
+    assert not OpenDailyImpressions.objects.exists()
+    assert rollup_mismatches() == []
+    assert history_sums(ids) == totals(ids)
+    assert reads(yesterday) == before
+
+
+def test_the_roll_up_waits_for_the_flush_batches_of_its_day_without_queueing_ahead(
+    standalone_buffer,
+):
+    """A flush batch holds yesterday (its shared lock): the roll-up waits for it by trying the
+    lock, never in the lock's queue, where every flush batch after it would wait behind it."""
+    yesterday = stats.today() - timedelta(days=1)
+    outcome = {}
+
+    def roller():
+        try:
+            outcome["free"] = rollup.wait_for_flushes(yesterday, patience=30)
+        finally:
+            connections.close_all()
+
+    with other_connection() as flusher:
+        with flusher.transaction():
+            flusher.execute(
+                "SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, yesterday.toordinal()]
+            )
+            waiting = threading.Thread(target=roller)
+            waiting.start()
+            for _ in range(10):
+                waiting.join(0.05)
+                assert waiting.is_alive() and waiting_on_advisory_locks() == 0
+            # Another flush batch of the day still gets its lock at once.
+            with other_connection() as second, second.transaction():
+                second.execute(
+                    "SELECT pg_advisory_xact_lock_shared(%s, %s)",
+                    [LOCK_CLASS, yesterday.toordinal()],
+                )
+        waiting.join(30)
+    assert outcome == {"free": True}
+    with other_connection() as flusher, flusher.transaction():
+        flusher.execute(
+            "SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, yesterday.toordinal()]
+        )
+        assert rollup.wait_for_flushes(yesterday, patience=0.1) is False  # then it queues
+
+
 def test_the_roll_up_is_scheduled_once_a_day_has_ended(standalone_buffer, settings):
     posts = make_posts(2)
     settings.TASKS = DUMMY_TASKS

@@ -33,6 +33,15 @@ from tests.queues.rq.support import rq_settings
         ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", 10**10),
         ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", 2.5),
         ("IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR", False),
+        ("IMPRESSIONS_ROLLUP_BATCH_SECONDS", -0.05),
+        ("IMPRESSIONS_ROLLUP_BATCH_SECONDS", "0.05"),
+        ("IMPRESSIONS_ROLLUP_BATCH_SECONDS", float("nan")),
+        ("IMPRESSIONS_ROLLUP_BATCH_SECONDS", 3601),
+        ("IMPRESSIONS_ROLLUP_PACE", -1),
+        ("IMPRESSIONS_ROLLUP_PACE", 101),
+        ("IMPRESSIONS_ROLLUP_PACE", True),
+        ("IMPRESSIONS_ROLLUP_PACE", float("inf")),
+        ("IMPRESSIONS_ROLLUP_PACE", None),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_setting(name, value):
@@ -62,6 +71,25 @@ def test_every_bad_setting_is_reported_in_one_check_run():
 
 def test_the_defaults_pass():
     assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # Fixed batches, no rest: the roll-up as fast as it goes.
+        {"IMPRESSIONS_ROLLUP_BATCH_SECONDS": 0, "IMPRESSIONS_ROLLUP_PACE": 0},
+        {"IMPRESSIONS_ROLLUP_BATCH_SECONDS": 0.5, "IMPRESSIONS_ROLLUP_PACE": 2},
+        {"IMPRESSIONS_ROLLUP_BATCH_SECONDS": 1, "IMPRESSIONS_ROLLUP_PACE": 100},
+    ],
+)
+def test_the_roll_up_s_pacing_accepts_its_range(values):
+    with override_settings(**values):
+        assert check_settings() == []
+        read = {
+            "IMPRESSIONS_ROLLUP_BATCH_SECONDS": conf.conf.ROLLUP_BATCH_SECONDS,
+            "IMPRESSIONS_ROLLUP_PACE": conf.conf.ROLLUP_PACE,
+        }
+        assert read == values
 
 
 def test_lazy_settings_follow_override_settings():

@@ -19,7 +19,7 @@ class Command(BaseCommand):
             "--batch-size",
             type=batch_size,
             default=None,
-            help="rows per transaction (default: 2000)",
+            help="rows per transaction (default: as many as fit in IMPRESSIONS_ROLLUP_BATCH_SECONDS, at most 2000)",
         )
 
     def handle(self, *args, batch_size=None, **options):
