@@ -43,11 +43,7 @@ def ensure_database(url):
 
     For the load test and the benchmarks, which own their databases.
     """
-    parts = urllib.parse.urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name:
-        raise ValueError(f"{url!r} names no database")
-    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    name, maintenance = _database_and_maintenance(url)
     with psycopg.connect(maintenance, autocommit=True) as connection:
         exists = connection.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", [name]
@@ -64,11 +60,16 @@ def drop_database(url):
     For tests that own a database outside Django's test database (the load test's): each session
     starts from an empty one, never from tables another checkout's migrations left behind.
     """
+    name, maintenance = _database_and_maintenance(url)
+    with psycopg.connect(maintenance, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return f"dropped database {name}"
+
+
+def _database_and_maintenance(url):
+    """The database `url` names, and the URL of the server's `postgres` database beside it."""
     parts = urllib.parse.urlsplit(url)
     name = parts.path.lstrip("/")
     if not name:
         raise ValueError(f"{url!r} names no database")
-    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return f"dropped database {name}"
+    return name, urllib.parse.urlunsplit(parts._replace(path="/postgres"))
