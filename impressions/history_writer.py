@@ -45,9 +45,11 @@ PERIOD_STARTS = (
 )
 
 
-def batch_statements(batch_table):
+def batch_statements(batch_table, day=None):
     """The history statements of a flush batch, as (SQL, params) to run after the totals' UPDATE
-    in the batch's transaction (one round trip: statements separated by semicolons).
+    in the batch's transaction (one round trip: statements separated by semicolons). `day`: the
+    batch's only day, if the caller knows it has one (then the late counts' statement reads the
+    batch only if the roll-up has reached that day).
 
     First the locks; each statement after them reads the roll-up's row with a snapshot of its
     own, taken once they are held, to send each row where the roll-up says.
@@ -58,6 +60,14 @@ def batch_statements(batch_table):
     rolled = (
         "coalesce(b.day <= r.rolled_through"
         " OR (b.day = r.rolling_day AND b.object_id <= r.rolling_mark), false)"
+    )
+    # A batch of one day that the roll-up has not reached has no late counts: checked once
+    # (a one-time filter), not on each of its rows.
+    reached = (
+        ""
+        if day is None
+        else f" AND EXISTS (SELECT FROM {table(HistoryRollup)} AS s WHERE s.id = 1"
+        " AND (%(day)s <= s.rolled_through OR %(day)s = s.rolling_day))"
     )
     statements = [
         # The open rows, and the leaders of their days.
@@ -70,7 +80,7 @@ def batch_statements(batch_table):
         # rows at once, as the roll-up moves them (impressions/rollup.py); the day being rolled
         # up keeps its leaders until it is done.
         "WITH late AS MATERIALIZED ("
-        f" SELECT b.object_id, b.day, sum(b.n) AS count FROM {batch} WHERE {rolled}{kept}"
+        f" SELECT b.object_id, b.day, sum(b.n) AS count FROM {batch} WHERE {rolled}{kept}{reached}"
         " GROUP BY b.object_id, b.day ORDER BY b.object_id, b.day),"
         f" daily AS (INSERT INTO {table(DailyImpressions)} AS h (object_id, day, count)"
         " SELECT object_id, day, count FROM late"
@@ -87,34 +97,37 @@ def batch_statements(batch_table):
         " GROUP BY b.day ORDER BY b.day"
         " ON CONFLICT (day) DO UPDATE SET count = h.count + EXCLUDED.count",
     ]
-    return statements, {"oldest": oldest}
+    return statements, {"oldest": oldest, "day": day}
 
 
 def leaders_sql(rows):
     """The end of a WITH statement whose CTE `rows` (object_id, day, count) holds new counts of
-    open days: upsert into the day's leaders each row among the batch's own LEADERS highest of
-    the day that reaches the day's LEADERS-th leader (count descending, ties by id), with its
-    count. Counts only grow, so that keeps every object of the top there with its exact count (a
-    row below LEADERS others of its own batch is below them in the day too, so never in its
-    top: a batch upserts LEADERS rows a day at most, not one per row while a day's leaders are
-    few); the leaders are locked after the history rows, in (day, object) order."""
+    open days: upsert into the day's leaders each row that reaches the day's LEADERS-th leader
+    (count descending, ties by id) and is among the LEADERS highest of its batch for the day,
+    with its count. Counts only grow, so that keeps every object of the top there with its exact
+    count (a row below LEADERS others of its own batch is below them in the day too, so never in
+    its top: a batch upserts LEADERS rows a day at most, not one per row while a day's leaders
+    are few); the leaders are locked after the history rows, in (day, object) order.
+
+    The rows that reach the threshold come first, then their top: once a day has its LEADERS,
+    few of a batch's rows reach them, and only those are sorted (the same rows as the top of
+    the batch, then the threshold: the rows that reach it are the top of the batch's order)."""
     leaders = table(OpenDayLeaders)
     top = OpenDayLeaders.LEADERS
     return (
-        f", candidates AS (SELECT c.* FROM (SELECT DISTINCT day FROM {rows}) AS d"
-        f" CROSS JOIN LATERAL (SELECT * FROM {rows} AS c WHERE c.day = d.day"
-        f" ORDER BY c.count DESC, c.object_id LIMIT {top}) AS c),"
-        # Materialized: once a day, never once per candidate (inlined, the planner may put
-        # the LATERAL inside the join with the candidates: 2,000 index scans a batch).
-        " thresholds AS MATERIALIZED (SELECT d.day, t.count, t.object_id"
-        " FROM (SELECT DISTINCT day FROM candidates) AS d LEFT JOIN LATERAL ("
+        # Materialized: once a day, never once per row (inlined, the planner may put the
+        # LATERAL inside the join with the rows: an index scan each).
+        f", thresholds AS MATERIALIZED (SELECT d.day, t.count, t.object_id"
+        f" FROM (SELECT DISTINCT day FROM {rows}) AS d LEFT JOIN LATERAL ("
         f" SELECT l.count, l.object_id FROM {leaders} AS l WHERE l.day = d.day"
         f" ORDER BY l.count DESC, l.object_id OFFSET {top - 1} LIMIT 1)"
-        " AS t ON true)"
+        " AS t ON true),"
+        " candidates AS (SELECT c.* FROM thresholds AS t CROSS JOIN LATERAL ("
+        f" SELECT * FROM {rows} AS c WHERE c.day = t.day AND (t.count IS NULL"
+        " OR c.count > t.count OR (c.count = t.count AND c.object_id <= t.object_id))"
+        f" ORDER BY c.count DESC, c.object_id LIMIT {top}) AS c)"
         f" INSERT INTO {leaders} AS l (day, object_id, count)"
-        " SELECT c.day, c.object_id, c.count FROM candidates AS c JOIN thresholds AS t"
-        " ON t.day = c.day WHERE t.count IS NULL OR c.count > t.count"
-        " OR (c.count = t.count AND c.object_id <= t.object_id)"
+        " SELECT c.day, c.object_id, c.count FROM candidates AS c"
         " ORDER BY c.day, c.object_id"
         " ON CONFLICT (day, object_id) DO UPDATE SET count = EXCLUDED.count"
     )
@@ -162,12 +175,17 @@ def trim_leaders():
     return deleted
 
 
-def lock_statement(batch_table):
-    """Shared locks on the roll-up's state and on each day of the batch table, in that order."""
+def lock_statement(batch_table, day=None):
+    """Shared locks on the roll-up's state and on each day of the batch table, in that order.
+    `day`: the batch's only day, if the caller knows it has one (the table is not read)."""
+    days = (
+        f"SELECT {ORDINAL.format('%(day)s::date')}"
+        if day is not None
+        else f"(SELECT DISTINCT {ORDINAL.format('day')} FROM {batch_table} ORDER BY 1)"
+    )
     return (
         f"SELECT count(pg_advisory_xact_lock_shared({LOCK_CLASS}, k)) FROM ("
-        f" SELECT {STATE_LOCK} AS k UNION ALL (SELECT DISTINCT {ORDINAL.format('day')}"
-        f" FROM {batch_table} ORDER BY 1)) AS keys"
+        f" SELECT {STATE_LOCK} AS k UNION ALL {days}) AS keys"
     )
 
 

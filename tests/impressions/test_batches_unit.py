@@ -130,3 +130,15 @@ def test_batches_end_where_the_other_parts_start():
     lines = SnapshotLines(snapshots(), date(2026, 11, 20))
     batch, _, _ = lines.next_batch({}, 10, "", ["300:20261119"])
     assert batch == ["12:20261118\t1", "12:20261118\t4"]
+
+
+def test_a_batch_of_one_day_is_told_apart_from_one_of_several():
+    one = ["12:20261118\t1", "20261118:20261118\t2", "5:20261118\t3"]
+    assert batches.only_day(one, batches.copy_text(one)) == date(2026, 11, 18)
+    mixed = [*one, "7:20261119\t1"]
+    assert batches.only_day(mixed, batches.copy_text(mixed)) is None
+    # A count or an id that reads like the day does not count as the day.
+    tricky = ["12:20261119\t20261118", "20261118:20261119\t1"]
+    assert batches.only_day(tricky, batches.copy_text(tricky)) == date(2026, 11, 19)
+    more = [*tricky, "3:20261118\t1"]
+    assert batches.only_day(more, batches.copy_text(more)) is None

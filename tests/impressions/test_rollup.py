@@ -102,19 +102,26 @@ def test_a_roll_up_stopped_between_batches_goes_on_from_its_mark(standalone_buff
         assert rollup.roll_up(pace=0).rows_moved == 0  # nothing twice
 
 
+def rolling_yesterday_with_late_counts(posts):
+    """Yesterday's views of `posts` flushed, its roll-up started (the 5 smallest ids moved),
+    then a late view of each post recorded (not flushed); returns yesterday."""
+    viewed(posts, 1)
+    yesterday = stats.today() - timedelta(days=1)
+    day = rollup.start_next_day(yesterday)
+    assert day == yesterday
+    assert rollup.move_batch(day, 5) == 5
+    for post in posts:
+        record_impressions("late", [post.id], now=moment(1, hour=23))
+    return yesterday
+
+
 def test_flushes_of_the_day_being_rolled_up_land_on_both_sides_of_its_mark(standalone_buffer):
     posts = make_posts(12)
     ids = [p.id for p in posts]
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        viewed(posts, 1)
-        yesterday = stats.today() - timedelta(days=1)
-        day = rollup.start_next_day(yesterday)
-        assert day == yesterday
-        assert rollup.move_batch(day, 5) == 5  # the 5 smallest ids are moved
         # Late counts of yesterday for every post: moved ones go to their daily and rollup rows,
         # the others to their open rows.
-        for post in posts:
-            record_impressions("late", [post.id], now=moment(1, hour=23))
+        yesterday = rolling_yesterday_with_late_counts(posts)
         record_impressions("today", ids, now=moment(0))
         flush_pending(batch_size=3)
         assert rollup_mismatches() == []
@@ -126,6 +133,30 @@ def test_flushes_of_the_day_being_rolled_up_land_on_both_sides_of_its_mark(stand
         assert history_sums(ids) == totals(ids)
         assert OpenDailyImpressions.objects.filter(day=yesterday).count() == 0
         assert stats.top_in(periods.DAY, yesterday)[0][1] == 4  # 3 viewers, then the late one
+
+
+def test_batches_of_late_counts_alone_still_go_where_the_roll_up_says(standalone_buffer):
+    """Batches of one day only (their day known without reading them: no late counts unless
+    the roll-up has reached it): the day being rolled up, then a day rolled up already."""
+    posts = make_posts(12)
+    ids = [p.id for p in posts]
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        yesterday = rolling_yesterday_with_late_counts(posts)
+        flush_pending(batch_size=3)
+        assert rollup_mismatches() == []
+        assert history_sums(ids) == totals(ids)
+        moved = set(DailyImpressions.objects.values_list("object_id", flat=True))
+        assert moved == set(sorted(ids)[:5])
+        assert OpenDailyImpressions.objects.filter(day=yesterday).count() == 7
+        rollup.roll_up(pace=0)
+        assert state().rolled_through == yesterday
+        for post in posts:
+            record_impressions("later", [post.id], now=moment(1, hour=22))
+        flush_pending(batch_size=3)
+        assert rollup_mismatches() == []
+        assert history_sums(ids) == totals(ids)
+        assert OpenDailyImpressions.objects.filter(day=yesterday).count() == 0
+        assert stats.top_in(periods.DAY, yesterday)[0][1] == 5  # 3 viewers, late, later
 
 
 def other_connection():
