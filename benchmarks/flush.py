@@ -199,11 +199,13 @@ class FlushWorkload:
         fixtures.vacuum_history()
         seconds, _ = timed(self.load_redis)
         print(f"    (loaded {self.size:,} pending posts into Redis in {seconds:.1f} s, untimed)")
+        fixtures.checkpoint()
 
     def prepare_same_work(self):
         fixtures.vacuum_posts()
         self.reset_history()
         fixtures.vacuum_history()
+        fixtures.checkpoint()
 
     def run_ours(self):
         flush_pending = ours.flush_pending()
