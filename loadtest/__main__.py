@@ -50,6 +50,13 @@ def parser():
         action="store_true",
         help="stop the buffer's Redis for the middle third of the run, then start it again",
     )
+    p.add_argument(
+        "--redis-timeout",
+        type=positive_seconds,
+        default=None,
+        help="the web's IMPRESSIONS_REDIS_TIMEOUT (default: the setting's, 0.05 s); a call slower"
+        " than it drops its impressions by design, which the exact checks then count as missing",
+    )
     p.add_argument("--seed", type=int, default=1, help="random seed of the clients")
     p.add_argument("--keep", action="store_true", help="keep the server logs")
     return p

@@ -39,6 +39,7 @@ def run(options, database_url):
         workers=options.gunicorn_workers,
         threads=options.gunicorn_threads,
         dedup_window=max(3600, int(options.duration * 4)),
+        redis_timeout=options.redis_timeout,
     )
     passed = False
     try:

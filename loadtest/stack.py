@@ -25,7 +25,16 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 class Stack:
     """`prepare()`, then `start_servers()`, then `stop()`; `env` is what every server process gets."""
 
-    def __init__(self, database_url, *, workers=2, threads=4, flush_delay=2, dedup_window=3600):
+    def __init__(
+        self,
+        database_url,
+        *,
+        workers=2,
+        threads=4,
+        flush_delay=2,
+        dedup_window=3600,
+        redis_timeout=None,
+    ):
         self.database_url = database_url
         self.workdir = Path(tempfile.mkdtemp(prefix="casusult-loadtest-"))
         self.redis_port = devservices.free_port()
@@ -33,6 +42,7 @@ class Stack:
         self.worker_health_port = devservices.free_port()
         self.workers, self.threads = workers, threads
         self.flush_delay, self.dedup_window = flush_delay, dedup_window
+        self.redis_timeout = redis_timeout
         self.redis = self.moto = self.web = self.worker = None
         self.env = {}
 
@@ -107,6 +117,11 @@ class Stack:
             "STATIC_ROOT": str(self.workdir / "static"),
             # The checks are about up or down, not speed: a loaded test machine may be slow.
             "READINESS_TIMEOUT": "3",
+            **(
+                {}
+                if self.redis_timeout is None
+                else {"IMPRESSIONS_REDIS_TIMEOUT": str(self.redis_timeout)}
+            ),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             # gunicorn's own variable: casusult/gunicorn_conf.py's defaults, overridden.

@@ -157,13 +157,15 @@ IMPRESSIONS_COUNT_FIELD = "impressions"
 # queues; the site can).
 IMPRESSIONS_DASHBOARD_PANELS = ["casusult.dashboard_panels.queue_panel"]
 # What changes between deployments: the kill switch (false records nothing), the proxies in front
-# (an ALB: 1), the buffer's mode, the windows (the load test shortens them), the history kept, the
-# invalid-traffic budgets (the load test's clients all come from one address).
+# (an ALB: 1), the record call's time budget, the buffer's mode, the windows (the load test shortens
+# them), the history kept, the invalid-traffic budgets (the load test's clients all come from one
+# address).
 globals().update(
     from_env(
         {
             "IMPRESSIONS_ENABLED": env_bool,
             "IMPRESSIONS_TRUSTED_PROXIES": env_int,
+            "IMPRESSIONS_REDIS_TIMEOUT": env_float,
             "IMPRESSIONS_REDIS_CLUSTER": env_str,
             "IMPRESSIONS_DEDUP_WINDOW": env_int,
             "IMPRESSIONS_FLUSH_DELAY": env_int,
