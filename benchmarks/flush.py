@@ -105,13 +105,26 @@ def reset_history(post_ids=()):
         cursor.execute("VACUUM ANALYZE impressions_daily_leaders")
 
 
+def wal_position():
+    """Bytes of WAL the server has inserted so far (every session's, exact at once): a run's WAL
+    is the difference, as nothing else writes to the benchmark database meanwhile."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        return int(cursor.fetchone()[0])
+
+
 def verified(run, expected_total, history=False):
     """Wrap a run so its effect is checked (untimed): a wrong total fails the row; with
-    `history`, the bench day's open rows and site row must have grown by the same total."""
+    `history`, the bench day's open rows and site row must have grown by the same total. The
+    WAL the run wrote goes in the measurement's counters."""
 
     def checked():
         before, history_before = impressions_total(), history_total()
+        wal_before = wal_position()
         measurement = run()
+        measurement.counters["wal_bytes"] = wal_position() - wal_before
         applied = impressions_total() - before
         expected = expected_total(measurement)
         if applied != expected:
@@ -424,6 +437,7 @@ def render(options, by_size):
             )
         )
     blocks.append(goals_table(by_size))
+    blocks.append(wal_table(by_size))
     blocks.append(history_table(by_size))
     blocks.append(scaling_table(by_size))
     return "\n\n".join(blocks)
@@ -491,6 +505,44 @@ def goals_table(by_size):
                 "goal",
             ],
             rows,
+        )
+    )
+
+
+def wal_per_row(result, size):
+    """A contender's median WAL bytes per row, or None when not measured."""
+    if result is None:
+        return None
+    walled = [m.counters["wal_bytes"] for m in result.measurements if "wal_bytes" in m.counters]
+    return median(walled) / size if walled else None
+
+
+def wal_table(by_size):
+    """The WAL each contender writes per row, next to its cost per row: both fall as the flush
+    grows, because each run starts right after a CHECKPOINT and the first change to a page after
+    one writes the whole page (full_page_writes); 10,000 posts spread over the table touch a page
+    or two each, 1,000,000 share them."""
+    rows = []
+    for size, results in by_size.items():
+        mine, raw = wal_per_row(ours_of(results), size), wal_per_row(same_work_of(results), size)
+        cost = [
+            r.median_seconds / size * 1e6 for r in (ours_of(results), same_work_of(results)) if r
+        ]
+        rows.append(
+            [
+                f"{size:,}",
+                f"{mine:,.0f} B" if mine is not None else "-",
+                f"{raw:,.0f} B" if raw is not None else "-",
+                " / ".join(f"{c:.3g} µs" for c in cost) or "-",
+            ]
+        )
+    return (
+        "**WAL written per row** (medians; every run starts right after a CHECKPOINT, and the"
+        " first change to a page after one writes the whole page to the WAL: spread over the"
+        " table, a small flush pays that for nearly every row, a large one shares its pages. The"
+        " cost per row falls with the WAL per row, ours and the raw limit's alike)\n\n"
+        + markdown_table(
+            ["pending posts", "ours", "same-work SQL", "cost per row: ours / same-work SQL"], rows
         )
     )
 

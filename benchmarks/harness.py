@@ -27,6 +27,8 @@ class Measurement:
     # When a slow contender ran only part of the work, the units it really ran; `seconds` is then
     # scaled linearly to `units` and the table says so.
     measured_units: int | None = None
+    # Server-side counts over the round (the flush's WAL bytes, ...), when a benchmark takes them.
+    counters: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self):

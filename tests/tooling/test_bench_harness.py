@@ -152,3 +152,21 @@ def test_server_samples_subtract_and_a_run_divides_by_what_it_recorded():
     run = LoadRun("ours", 2, calls=10, served=200, counted=150, lost=50, rate=1.0, server=used)
     assert run.cpu_per_impression == 0.5 / 150
     assert run.bytes_per_call == 300
+
+
+def test_the_flush_s_wal_table_shows_each_contender_s_median_wal_per_row():
+    from benchmarks.flush import SAME_WORK, wal_table
+
+    def result(name, kind, rounds):
+        return Result(
+            Contender(name, lambda: None, kind),
+            [Measurement(s, 100_000, counters={"wal_bytes": wal}) for s, wal in rounds],
+        )
+
+    ours = result("ours", OURS, [(1.0, 400_000_000), (2.0, 900_000_000), (3.0, 500_000_000)])
+    raw = result(SAME_WORK, "raw limit", [(0.5, 300_000_000)])
+    table = wal_table({100_000: [ours, raw]})
+    assert "| 100,000       | 5,000 B | 3,000 B       | 20 µs / 5 µs" in table
+    # A run without the counter (a contender that failed to report it) shows a dash, not 0.
+    raw.measurements[0].counters.clear()
+    assert "| 5,000 B | -             |" in wal_table({100_000: [ours, raw]})
