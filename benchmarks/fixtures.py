@@ -156,6 +156,31 @@ def vacuum_posts(analyze=False):
     checkpoint()
 
 
+def warm_tables(tables):
+    """Read `tables` and their indexes into the operating system's page cache (untimed): right
+    after a boot, the first rounds read them from the disk and ran slower than the later ones
+    (the 1,000,000-post flush: ours 18.6 to 19.5 s in the first three rounds, 12.9 s in the
+    fourth). pg_prewarm (PostgreSQL's contrib) when the server has it, else a scan of each table."""
+    from django.db import DatabaseError, connection, transaction
+
+    with connection.cursor() as cursor:
+        try:
+            with transaction.atomic():
+                cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            prewarm = True
+        except DatabaseError:
+            prewarm = False
+        for table in tables:
+            if prewarm:
+                cursor.execute(
+                    "SELECT sum(pg_prewarm(oid, 'read')) FROM pg_class WHERE oid = %(t)s::regclass"
+                    " OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %(t)s::regclass)",
+                    {"t": table},
+                )
+            else:
+                cursor.execute(f"SELECT count(*) FROM {table}")
+
+
 def checkpoint():
     """Write every dirty page now (untimed), so the next run starts right after a checkpoint."""
     from django.db import connection
