@@ -16,6 +16,7 @@ Whoever applies a flush id's snapshots uses its ledger row's start, so marks kee
 """
 
 from bisect import bisect_left, bisect_right
+from itertools import chain
 
 from . import keys
 
@@ -30,12 +31,13 @@ def field_of(line):
 
 
 class SnapshotLines:
-    """The lines of one flush id's snapshots, {shard: {field: count}} as Redis returned them."""
+    """The lines of one flush id's snapshots: {shard: {field: count}} as Redis returned them, or
+    (shard, {field: count}) pairs as they come (each shard's lines are sorted on arrival, while
+    the next is read: impressions/flush.py's read_snapshots)."""
 
     def __init__(self, snapshots, undated_day):
-        self.by_shard = {
-            shard: dated_lines(fields, undated_day) for shard, fields in snapshots.items()
-        }
+        pairs = snapshots.items() if isinstance(snapshots, dict) else snapshots
+        self.by_shard = {shard: sorted(dated_lines(fields, undated_day)) for shard, fields in pairs}
         self.shards = sorted(self.by_shard)
         self._sorted = None  # every line, sorted (from the first)
         self._lines = None
@@ -47,7 +49,9 @@ class SnapshotLines:
 
     def sorted_lines(self):
         if self._sorted is None:
-            self._sorted = sorted(line for lines in self.by_shard.values() for line in lines)
+            # Sorted runs, one per shard: the sort merges them.
+            self._sorted = list(chain.from_iterable(self.by_shard.values()))
+            self._sorted.sort()
         return self._sorted
 
     def field_at(self, part, parts):
@@ -95,7 +99,7 @@ class SnapshotLines:
         else:
             kept = []
             for shard, lines in self.by_shard.items():
-                ordered = rotated(sorted(lines), start)
+                ordered = rotated(lines, start)
                 kept += ordered[after(ordered, marks[shard], start) :]
             # Sorted runs: the sort merges them.
             self._lines = sorted(kept, key=order_key(start)) if start else sorted(kept)

@@ -60,10 +60,9 @@ def started_at_of(flush_id):
 
 def apply_snapshots(
     flush_id,
-    snapshots,
+    lines,
     *,
     batch_size,
-    undated_day,
     recovered_by="",
     before_commit=None,
     after_commit=None,
@@ -71,8 +70,8 @@ def apply_snapshots(
     part=0,
     parts=1,
 ):
-    """Apply {shard: {field: count}} (Redis's snapshots of `flush_id`) above the ledger's marks;
-    returns what this call applied. `started_at`: when the flush started, if known to the
+    """Apply `lines` (batches.SnapshotLines: Redis's snapshots of `flush_id`) above the ledger's
+    marks; returns what this call applied. `started_at`: when the flush started, if known to the
     microsecond (its id holds the second). `part` of `parts`: where the order of the batches
     starts, if this call writes the ledger row (impressions/batches.py); else the row says. The
     batches also end where the other parts start.
@@ -80,7 +79,6 @@ def apply_snapshots(
     Two flushes applying the same snapshots (a crashed flush's, a message delivered twice) take
     turns on the ledger row, batch by batch, each starting after the other's marks.
     """
-    lines = batches.SnapshotLines(snapshots, undated_day)
     applied = Applied()
     # Where the window's parts start (about: each part's lines spread alike), part 0 at the
     # first line (where an order from elsewhere goes round).

@@ -142,3 +142,14 @@ def test_a_batch_of_one_day_is_told_apart_from_one_of_several():
     assert batches.only_day(tricky, batches.copy_text(tricky)) == date(2026, 11, 19)
     more = [*tricky, "3:20261118\t1"]
     assert batches.only_day(more, batches.copy_text(more)) is None
+
+
+def test_lines_read_as_they_come_are_the_lines_of_the_whole_snapshots():
+    # The flush hands over (shard, fields) pairs as a thread reads them: each shard's lines are
+    # sorted on arrival, and every order built on them is the one of the snapshots read whole.
+    whole = SnapshotLines(snapshots(), date(2026, 11, 20))
+    arriving = SnapshotLines(iter(snapshots().items()), date(2026, 11, 20))
+    assert arriving.sorted_lines() == whole.sorted_lines() == sorted(whole.sorted_lines())
+    marks = {0: "12:20261118", 3: None}  # the shards applied unevenly: per-shard order
+    assert all_batches(arriving, 2, marks) == all_batches(whole, 2, marks)
+    assert all_batches(arriving, 2, marks)[0] == ["12:20261118\t4", "300:20261119\t1"]

@@ -1,0 +1,42 @@
+"""The flush's read of its snapshots (impressions/flush.py's read_snapshots), without services."""
+
+import threading
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from impressions import keys
+from impressions.flush import read_snapshots
+
+
+class Client:
+    """Answers HGETALL from a dict; fails on the key of `failing`."""
+
+    def __init__(self, flush_id, failing=None):
+        self.flush_id, self.failing = flush_id, failing
+        self.read = []
+
+    def hgetall(self, key):
+        self.read.append(key)
+        if key == keys.snapshot_key(self.failing, self.flush_id):
+            raise RedisConnectionError("gone")
+        return {f"{len(self.read)}:20261203".encode(): b"1"}
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("impressions-read")]
+
+
+def test_snapshots_come_in_the_order_of_the_shards_asked_for():
+    client = Client("f1")
+    read = list(read_snapshots(client, "f1", [4, 0, 9]))
+    assert [shard for shard, _ in read] == [4, 0, 9]
+    assert client.read == [keys.snapshot_key(shard, "f1") for shard in (4, 0, 9)]
+    assert reader_threads() == []
+
+
+def test_a_redis_error_in_the_reading_thread_reaches_the_flush_and_the_thread_ends():
+    client = Client("f1", failing=2)
+    with pytest.raises(RedisConnectionError, match="gone"):
+        list(read_snapshots(client, "f1", [0, 1, 2, 3]))
+    assert reader_threads() == []
