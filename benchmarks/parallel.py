@@ -11,7 +11,7 @@ import secrets
 import time
 
 from . import bulkfill, fixtures, ours
-from .flush import bench_day, history_total, impressions_total, reset_history
+from .flush import FLUSH_TABLES, bench_day, history_total, impressions_total, reset_history
 from .harness import ContenderFailed, Spread, format_seconds, markdown_table, paired_ratios
 from .loadworkers import WorkerPool
 from .targets import sample_of
@@ -123,6 +123,7 @@ def run(options, post_ids, redis_client, log=print):
     log(f"parallel: {options.parallel_posts:,} posts, K={parts}, {options.rounds} round(s)")
     bench = ParallelRun(options, post_ids, redis_client)
     found = {k: [] for k in parts}
+    fixtures.warm_tables(FLUSH_TABLES)
     try:
         for round_number in range(options.rounds):
             shift = round_number % len(parts)
