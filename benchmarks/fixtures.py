@@ -181,6 +181,16 @@ def warm_tables(tables):
                 cursor.execute(f"SELECT count(*) FROM {table}")
 
 
+def wal_position():
+    """Bytes of WAL the server has inserted so far (every session's, exact at once): a run's WAL
+    is the difference, as nothing else writes to the benchmark database meanwhile."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        return int(cursor.fetchone()[0])
+
+
 def checkpoint():
     """Write every dirty page now (untimed), so the next run starts right after a checkpoint."""
     from django.db import connection

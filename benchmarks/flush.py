@@ -112,16 +112,6 @@ def reset_history(post_ids=()):
         cursor.execute("VACUUM ANALYZE impressions_daily_leaders")
 
 
-def wal_position():
-    """Bytes of WAL the server has inserted so far (every session's, exact at once): a run's WAL
-    is the difference, as nothing else writes to the benchmark database meanwhile."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
-        return int(cursor.fetchone()[0])
-
-
 def verified(run, expected_total, history=False):
     """Wrap a run so its effect is checked (untimed): a wrong total fails the row; with
     `history`, the bench day's open rows and site row must have grown by the same total. The
@@ -129,9 +119,9 @@ def verified(run, expected_total, history=False):
 
     def checked():
         before, history_before = impressions_total(), history_total()
-        wal_before = wal_position()
+        wal_before = fixtures.wal_position()
         measurement = run()
-        measurement.counters["wal_bytes"] = wal_position() - wal_before
+        measurement.counters["wal_bytes"] = fixtures.wal_position() - wal_before
         applied = impressions_total() - before
         expected = expected_total(measurement)
         if applied != expected:
@@ -532,10 +522,9 @@ def wal_table(by_size):
     or two each, 1,000,000 share them."""
     rows = []
     for size, results in by_size.items():
-        mine, raw = wal_per_row(ours_of(results), size), wal_per_row(same_work_of(results), size)
-        cost = [
-            r.median_seconds / size * 1e6 for r in (ours_of(results), same_work_of(results)) if r
-        ]
+        contenders = (ours_of(results), same_work_of(results))
+        mine, raw = (wal_per_row(result, size) for result in contenders)
+        cost = [result.median_seconds / size * 1e6 for result in contenders if result]
         rows.append(
             [
                 f"{size:,}",

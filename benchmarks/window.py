@@ -67,8 +67,7 @@ def table_counters():
                 " WHERE relname = 'casusult_post' OR relname LIKE 'impressions%%'"
             )
             rows = int(cursor.fetchone()[0])
-            cursor.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
-            wal = int(cursor.fetchone()[0])
+        wal = fixtures.wal_position()
         if rows == last:
             return rows, wal
         last = rows
