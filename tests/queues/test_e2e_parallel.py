@@ -8,6 +8,7 @@ them to commit its second batch.
 """
 
 import json
+import time
 import uuid
 
 import boto3
@@ -55,12 +56,15 @@ def view(posts, viewers, prefix):
     return viewers * len(posts)
 
 
-def run_with_a_kill_then_again(manage, env):
-    """The workers, one of them killed mid-flush (they all stop then, loudly), then again."""
+def run_with_a_kill_then_again(manage, env, before_again=None):
+    """The workers, one of them killed mid-flush (they all stop then, loudly), then again (after
+    `before_again()`)."""
     killed = manage("runworker", "--burst", "--concurrency", str(PARTS), env={
         **env, "CRASH_FLUSH_AFTER_BATCHES": "2"}, timeout=180)  # fmt: skip
     assert killed.returncode == 1, killed.stderr
     assert "killed by signal 9" in killed.stderr
+    if before_again:
+        before_again()
     again = manage("runworker", "--burst", "--concurrency", str(PARTS), env=env, timeout=180)
     assert again.returncode == 0, again.stderr
 
@@ -76,6 +80,19 @@ def assert_exact(posts, total):
     assert not Flush.objects.exclude(outcome__in=["applied", "empty"]).exists()
     # The killed part's flush was finished by another delivery of its part, after its marks.
     assert Flush.objects.exclude(recovered_by="").exists()
+
+
+def none_in_flight(client, queue_url, patience=30):
+    """Wait until no message of the queue is in flight (held by a worker, or a dead one's)."""
+    deadline = time.monotonic() + patience
+    while True:
+        attributes = client.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        if attributes["ApproximateNumberOfMessagesNotVisible"] == "0":
+            return
+        assert time.monotonic() < deadline, "messages still in flight after the visibility timeout"
+        time.sleep(0.2)
 
 
 def queue_with_dlq(client, name):
@@ -159,13 +176,18 @@ def test_four_parts_on_sqs_workers(
         for kwargs in list(parts_recorded):
             flush_impressions_task.enqueue(**kwargs)  # each part delivered twice
         wait_for_flush_delay()
+        # One message a receive: each worker process takes one part at a time, so the four
+        # parts run on four workers at once (with 10, one process may take them all in turn).
         env = worker_env(tmp_path, **aws_env, QUEUE_BACKEND="sqs", SQS_QUEUE_URL=queue_url,
                          SQS_WAIT_TIME_SECONDS="1", SQS_VISIBILITY_TIMEOUT="2",
+                         SQS_MAX_MESSAGES="1",
                          REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto",
                          # The crash key's Redis (crash_key), not db 14 of the cluster's node.
                          RQ_REDIS_URL=settings.RQ_REDIS_URL)  # fmt: skip
-        # SQS delivers the killed worker's message again once it is visible: the part goes on.
-        run_with_a_kill_then_again(manage, env)
+        # SQS delivers the killed worker's message again once it is visible (its visibility
+        # timeout, 2 s, after the kill): the part goes on. A burst worker started before that
+        # would find nothing to receive and stop.
+        run_with_a_kill_then_again(manage, env, lambda: none_in_flight(client, queue_url))
         assert message_count(client, queue_url) == 0
         assert message_count(client, dlq_url) == 0
     assert_exact(posts, total)
