@@ -108,45 +108,46 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
     # duration of this flush would be off by up to one.
     started_at = timezone.now()
     try:
-        client = get_flush_client()
-        # Counts without a day (snapshots left by a version before the history) count today.
-        today = periods.day_of(timezone.now())
-        if not keep_schedule:
-            open_window(client, window)
-        take_snapshots(client, report.flush_id, shards)
-        checkpoint("after-snapshot")
-        by_flush = snapshots_by_flush(client)
-        mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
-        # Left-overs first, oldest first: they hold the oldest counts. A left-over is applied
-        # whole, every shard of it, whichever part finds it.
-        for flush_id in sorted(mine, key=lambda f: (f == report.flush_id, f)):
-            found = by_flush[flush_id]
-            lines = batches.SnapshotLines(read_snapshots(client, flush_id, found), today)
-            checkpoint("before-apply")
-            applied = ledger.apply_snapshots(
-                flush_id,
-                lines,
-                batch_size=batch_size,
-                recovered_by="" if flush_id == report.flush_id else report.flush_id,
-                before_commit=lambda: checkpoint("before-commit"),
-                after_commit=lambda: checkpoint("after-batch"),
-                started_at=started_at if flush_id == report.flush_id else None,
-                # Its own snapshots start at its part's place; a left-over's, where its row says
-                # (or at the first line).
-                part=part if flush_id == report.flush_id else 0,
-                parts=parts,
-            )
-            checkpoint("after-commit")
-            drop_snapshots(client, flush_id, found)
-            report.add(applied)
-            if flush_id != report.flush_id:
-                report.recovered.append(flush_id)
-        if mine:
-            report.outcome = Flush.Outcome.APPLIED
-        if report.flush_id not in by_flush:
-            ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
-        ledger.prune_ledger()
-        history_writer.trim_leaders()
+        with history_writer.flush_running():
+            client = get_flush_client()
+            # Counts without a day (snapshots left by a version before the history) count today.
+            today = periods.day_of(timezone.now())
+            if not keep_schedule:
+                open_window(client, window)
+            take_snapshots(client, report.flush_id, shards)
+            checkpoint("after-snapshot")
+            by_flush = snapshots_by_flush(client)
+            mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
+            # Left-overs first, oldest first: they hold the oldest counts. A left-over is applied
+            # whole, every shard of it, whichever part finds it.
+            for flush_id in sorted(mine, key=lambda f: (f == report.flush_id, f)):
+                found = by_flush[flush_id]
+                lines = batches.SnapshotLines(read_snapshots(client, flush_id, found), today)
+                checkpoint("before-apply")
+                applied = ledger.apply_snapshots(
+                    flush_id,
+                    lines,
+                    batch_size=batch_size,
+                    recovered_by="" if flush_id == report.flush_id else report.flush_id,
+                    before_commit=lambda: checkpoint("before-commit"),
+                    after_commit=lambda: checkpoint("after-batch"),
+                    started_at=started_at if flush_id == report.flush_id else None,
+                    # Its own snapshots start at its part's place; a left-over's, where its row says
+                    # (or at the first line).
+                    part=part if flush_id == report.flush_id else 0,
+                    parts=parts,
+                )
+                checkpoint("after-commit")
+                drop_snapshots(client, flush_id, found)
+                report.add(applied)
+                if flush_id != report.flush_id:
+                    report.recovered.append(flush_id)
+            if mine:
+                report.outcome = Flush.Outcome.APPLIED
+            if report.flush_id not in by_flush:
+                ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
+            ledger.prune_ledger()
+            history_writer.trim_leaders()
     except (RedisError, RedisClusterException) as error:
         _note_failure(report.flush_id, error, started_at)
         flush_finished.send(

@@ -14,9 +14,16 @@ move to the next day (a moment), and a day's lock exclusively to move that day's
 batches: only the flush batches holding that day (around midnight) wait for it, one batch at
 most. Every history row of an object is written by a transaction holding the object's row
 (ledger.py's lock order), the roll-up's excepted, which the day lock keeps apart.
+
+A flush also holds, for its whole run (many transactions, so at the session's level), a shared
+lock that says a flush is running (`flush_running`): the roll-up starts no batch while one is
+held (for a few seconds at most), so that a flush seldom meets a roll-up batch, neither waiting
+for its day lock nor sharing the CPU with it.
 """
 
-from django.db import connection, transaction
+from contextlib import contextmanager
+
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
 from . import periods, stats
@@ -30,10 +37,12 @@ from .models import (
 )
 
 # pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
-# roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders.
+# roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders,
+# -2 for a flush running (held at the session's level: flush_running).
 LOCK_CLASS = 0x696D7072
 STATE_LOCK = 0
 TRIM_LOCK = -1
+FLUSH_LOCK = -2
 # A day's ordinal in SQL: date.toordinal() of the same day.
 ORDINAL = "({} - DATE '0001-01-01' + 1)"
 
@@ -187,6 +196,25 @@ def lock_statement(batch_table, day=None):
         f"SELECT count(pg_advisory_xact_lock_shared({LOCK_CLASS}, k)) FROM ("
         f" SELECT {STATE_LOCK} AS k UNION ALL {days}) AS keys"
     )
+
+
+@contextmanager
+def flush_running():
+    """Hold FLUSH_LOCK shared while the block runs (PostgreSQL): a flush is running. A session's
+    lock, released at the end, or by the server with the session if the process dies."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock_shared(%s, %s)", [LOCK_CLASS, FLUSH_LOCK])
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [LOCK_CLASS, FLUSH_LOCK])
+        except DatabaseError:
+            pass  # the connection failed: the server lets go of the lock with the session
 
 
 def add_to_periods_sql(rows, where="true"):

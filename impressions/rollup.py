@@ -31,6 +31,7 @@ from django.utils import timezone
 from . import periods, stats
 from .conf import conf
 from .history_writer import (
+    FLUSH_LOCK,
     LOCK_CLASS,
     STATE_LOCK,
     add_periods_portable,
@@ -137,21 +138,25 @@ def rest(pace, seconds):
         time.sleep(seconds * pace)
 
 
-def wait_for_flushes(day, patience=YIELD_SECONDS):
-    """Wait (up to `patience` seconds) until no flush batch holds `day`'s lock; True if none does.
+def wait_for_flushes(*days, patience=YIELD_SECONDS):
+    """Wait (up to `patience` seconds) until no flush runs and no flush batch holds the lock of
+    one of `days`; True if so, False if the patience ran out (the batch goes ahead then).
 
-    Queueing for the lock instead would hold back, behind the roll-up, every flush batch asking
-    for the day after it: two waits for a flush instead of one. Tried without waiting, the lock is
-    let go at once; the batch takes it again (a flush batch coming in between waits one batch).
+    A batch started during a flush would share the CPU with it, and the flush's batches of the
+    day would wait for it. Queueing for a day's lock instead would also hold back, behind the
+    roll-up, every flush batch asking for the day after it: two waits for a flush instead of one.
+    Tried without waiting, the locks are let go at once; the batch takes the day's again (a flush
+    batch coming in between waits one batch).
     """
     if connection.vendor != "postgresql":
         return True
+    keys = [FLUSH_LOCK, *(day.toordinal() for day in days)]
+    tries = " AND ".join(["pg_try_advisory_xact_lock(%s, %s)"] * len(keys))
+    params = [value for key in keys for value in (LOCK_CLASS, key)]
     deadline = time.monotonic() + patience
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, day.toordinal()]
-            )
+            cursor.execute(f"SELECT {tries}", params)
             if cursor.fetchone()[0]:
                 return True
         if time.monotonic() >= deadline:
@@ -316,6 +321,7 @@ def delete_batches(model, equal, days, sizes, pace):
     deleted = 0
     while True:
         batch_size = sizes.rows
+        wait_for_flushes(*days)
         batch_started = time.monotonic()
         with transaction.atomic():
             lock(*(day.toordinal() for day in days))

@@ -4,6 +4,7 @@ that day waiting for it."""
 
 import threading
 from datetime import datetime, time, timedelta
+from time import monotonic
 
 import psycopg
 import pytest
@@ -289,6 +290,67 @@ def test_the_roll_up_waits_for_the_flush_batches_of_its_day_without_queueing_ahe
             "SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, yesterday.toordinal()]
         )
         assert rollup.wait_for_flushes(yesterday, patience=0.1) is False  # then it queues
+
+
+def test_the_roll_up_starts_no_batch_while_a_flush_runs(standalone_buffer, monkeypatch):
+    """A flush says it runs for its whole run, between its transactions too (here: paused after
+    its Redis read, no transaction open): the roll-up's next batch waits for its end, and goes
+    ahead once its patience runs out. A flush that has ended or failed holds nothing."""
+    from impressions import flush as flush_module
+
+    posts = make_posts(3)
+    record_impressions("u:1", [p.id for p in posts])
+    yesterday = stats.today() - timedelta(days=1)
+    paused, resume = threading.Event(), threading.Event()
+    outcome = {}
+
+    def pause(name):
+        if name == "before-apply":
+            paused.set()
+            resume.wait(30)
+
+    def flusher():
+        try:
+            outcome["applied"] = flush_pending().impressions_applied
+        finally:
+            connections.close_all()
+
+    def roller():
+        try:
+            outcome["free"] = rollup.wait_for_flushes(yesterday, patience=30)
+            outcome["flushed by then"] = "applied" in outcome
+        finally:
+            connections.close_all()
+
+    monkeypatch.setattr(flush_module, "checkpoint", pause)
+    flushing = threading.Thread(target=flusher)
+    flushing.start()
+    assert paused.wait(30)
+    started = monotonic()
+    assert rollup.wait_for_flushes(yesterday, patience=0.2) is False
+    assert monotonic() - started >= 0.2
+    waiting = threading.Thread(target=roller)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive()
+    resume.set()
+    flushing.join(30)
+    waiting.join(30)
+    assert outcome == {"applied": 3, "free": True, "flushed by then": True}
+    assert rollup.wait_for_flushes(yesterday, patience=0) is True
+
+    monkeypatch.setattr(flush_module, "checkpoint", failing_at("after-snapshot"))
+    with pytest.raises(RuntimeError):
+        flush_pending()
+    assert rollup.wait_for_flushes(yesterday, patience=0) is True
+
+
+def failing_at(point):
+    def fail(name):
+        if name == point:
+            raise RuntimeError(f"stopped at {name}")
+
+    return fail
 
 
 def test_the_roll_up_is_scheduled_once_a_day_has_ended(standalone_buffer, settings):
