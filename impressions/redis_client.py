@@ -59,7 +59,7 @@ def get_client(timeout=None):
 
 
 def get_flush_client():
-    """A client with the longer flush timeout: HGETALL of a large snapshot takes a while."""
+    """A client with the longer flush timeout: reading a large snapshot takes a while."""
     return get_client(conf.FLUSH_REDIS_TIMEOUT)
 
 

@@ -157,3 +157,22 @@ def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
     assert (result.counted, result.scheduled) == (1, False)
     assert not buffer.exists(keys.guard_key())
     assert record_impressions("u:2", [post.id]).scheduled  # back on the Dummy backend
+
+
+def test_a_big_snapshot_is_read_whole_a_chunk_at_a_time(buffer, monkeypatch):
+    """A snapshot larger than a chunk (a hash table, not a list pack) is read to its last field
+    in many HSCAN calls, each field with its count, on standalone Redis and on the cluster."""
+    monkeypatch.setattr(flush_module, "READ_CHUNK", 100)
+    key = keys.snapshot_key(5, "20261203T000000-feedf00d")
+    fields = {f"{100_000 + n}:20261203".encode(): str(1 + n % 7).encode() for n in range(5_000)}
+    buffer.hset(key, mapping=fields)
+    calls = []
+    hscan = buffer.hscan
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("count"))
+        return hscan(*args, **kwargs)
+
+    monkeypatch.setattr(buffer, "hscan", counted)
+    assert flush_module.read_snapshot(buffer, key) == fields
+    assert len(calls) >= 25 and set(calls) == {100}

@@ -10,17 +10,17 @@ from impressions.flush import read_snapshots
 
 
 class Client:
-    """Answers HGETALL from a dict; fails on the key of `failing`."""
+    """Answers HSCAN with one field a key, whole in one call; fails on the key of `failing`."""
 
     def __init__(self, flush_id, failing=None):
         self.flush_id, self.failing = flush_id, failing
         self.read = []
 
-    def hgetall(self, key):
+    def hscan(self, key, cursor=0, count=None):
         self.read.append(key)
         if key == keys.snapshot_key(self.failing, self.flush_id):
             raise RedisConnectionError("gone")
-        return {f"{len(self.read)}:20261203".encode(): b"1"}
+        return 0, {f"{len(self.read)}:20261203".encode(): b"1"}
 
 
 def reader_threads():
