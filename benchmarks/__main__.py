@@ -17,6 +17,7 @@ ALL = (
     "flush",
     "parallel",
     "midnight",
+    "snapread",
     "e2e",
     "memory",
     "dashboard",
@@ -95,6 +96,13 @@ def parser():
         type=sizes,
         default=[10_000, 100_000, 1_000_000],
         help="distinct pending posts per flush, comma-separated (default 10000,100000,1000000)",
+    )
+    p.add_argument(
+        "--snapread-fields",
+        type=sizes,
+        default=[94_000, 280_000],
+        help="fields of the snapshots read while another client waits (section 2.3; default"
+        " 94000,280000: one of 16 shards at 1,000,000 and 3,000,000 pending posts)",
     )
     p.add_argument(
         "--batch-size",

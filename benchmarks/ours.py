@@ -26,6 +26,11 @@ def record_impressions():
     return _load("impressions.recorder", "record_impressions")
 
 
+def read_snapshot():
+    """impressions.flush.read_snapshot(client, key): one snapshot's {field: count}."""
+    return _load("impressions.flush", "read_snapshot")
+
+
 def redis_client():
     return _load("impressions.recorder", "get_client")()
 

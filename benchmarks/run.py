@@ -18,6 +18,7 @@ from . import (
     scrape,
     server,
     server_report,
+    snapshot_read,
     window,
 )
 from .harness import (
@@ -54,8 +55,8 @@ def bench_redis(url):
 def run_all(options, command):
     start = time.perf_counter()
     post_ids = []
-    # The scrape needs no database; the window has one of its own.
-    if any(name not in ("scrape", "window") for name in options.only):
+    # The scrape and the snapshot read need no database; the window has one of its own.
+    if any(name not in ("scrape", "window", "snapread") for name in options.only):
         fixtures.migrate()
         fixtures.ensure_posts(options.posts)
         post_ids = fixtures.all_post_ids()
@@ -112,6 +113,10 @@ def run_all(options, command):
         body, rounds = midnight.run(options, redis_client)
         sections.append(Section("2.2 The flush around a change of day", "", body))
         headlines += midnight_headlines(rounds)
+    if "snapread" in options.only:
+        body, snapread = snapshot_read.run(options, redis_client)
+        sections.append(Section("2.3 Redis while a flush reads a snapshot", "", body))
+        headlines += snapshot_read.headlines(snapread)
     if "e2e" in options.only:
         body, overheads = end_to_end.run(options, redis_client)
         sections.append(Section("3. End to end", "", body))

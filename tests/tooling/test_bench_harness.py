@@ -170,3 +170,26 @@ def test_the_flush_s_wal_table_shows_each_contender_s_median_wal_per_row():
     # A run without the counter (a contender that failed to report it) shows a dash, not 0.
     raw.measurements[0].counters.clear()
     assert "| 5,000 B | -             |" in wal_table({100_000: [ours, raw]})
+
+
+def test_the_snapshot_read_pairs_ours_with_hgetall_by_round_and_counts_waits_over_budget():
+    from argparse import Namespace
+
+    from benchmarks import snapshot_read
+
+    ours, naive, floor = snapshot_read.CONTENDERS
+    # (read seconds, longest wait, waits over the budget), three rounds.
+    results = {
+        1000: {
+            ours: [(0.06, 0.004, 0), (0.07, 0.002, 0), (0.06, 0.003, 0)],
+            naive: [(0.05, 0.040, 0), (0.05, 0.010, 0), (0.05, 0.060, 2)],
+            floor: [(0.0, 0.001, 0), (0.0, 0.001, 0), (0.0, 0.002, 0)],
+        }
+    }
+    spread = snapshot_read.ratio(results, 1000)
+    assert (spread.median, spread.low, spread.high) == pytest.approx((0.1, 0.05, 0.2))
+    text = snapshot_read.render(Namespace(rounds=3), results)
+    hgetall_row = next(row for row in text.splitlines() if "| one HGETALL " in row)
+    assert [cell.strip() for cell in hgetall_row.split("|")][5] == "2"  # summed over the rounds
+    assert "0.10 (0.05 to 0.20)" in text
+    assert "**0.10 (0.05 to 0.20)**" in snapshot_read.headlines(results)[0]
