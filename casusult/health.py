@@ -44,8 +44,8 @@ PROBES = {}
 
 # Reused threads: a probe stuck on a dead host keeps one thread, later probes still answer.
 _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="readyz")
-# The probe of each dependency still running, if any: a later /readyz waits on it instead of
-# starting another, so a hung dependency holds one thread, never the whole pool.
+# The probe of each dependency still running, if any, with when it started: a later /readyz
+# waits on it instead of starting another, so a hung dependency holds one thread, never the pool.
 _in_flight = {}
 _in_flight_lock = threading.Lock()
 
@@ -124,10 +124,19 @@ def readiness_timeout():
 
 def run_probes(probes=None, timeout=None):
     """{name: {"ok", "ms", "detail" or "error"}} for every probe, within `timeout` seconds."""
+    return probes_since(probes, timeout)[0]
+
+
+def probes_since(probes=None, timeout=None):
+    """(run_probes' answer, when the oldest of its probes started): an answer is as old as the
+    first question it holds, not as the moment it came (a probe that began before an outage,
+    or one still running that this call waits on, may say ok after the outage began)."""
     probes = PROBES if probes is None else probes
     timeout = readiness_timeout() if timeout is None else timeout
     started = time.monotonic()
-    futures = {name: _submit_once(name, function) for name, function in probes.items()}
+    submitted = {name: _submit_once(name, function) for name, function in probes.items()}
+    futures = {name: future for name, (future, _) in submitted.items()}
+    oldest = min((since for _, since in submitted.values()), default=started)
     results = {}
     for name, future in futures.items():
         remaining = max(0.0, timeout - (time.monotonic() - started))
@@ -136,15 +145,18 @@ def run_probes(probes=None, timeout=None):
         except FutureTimeout:
             logger.warning("readiness: %s gave no answer within %g s", name, timeout)
             results[name] = {"ok": False, "error": f"no answer within {timeout:g} s"}
-    return results
+    return results, oldest
 
 
 def _submit_once(name, function):
+    """(the future of `name`'s probe, when it started): the one still running, or a new one."""
     with _in_flight_lock:
-        future = _in_flight.get(name)
+        future, since = _in_flight.get(name, (None, 0.0))
         if future is None or future.done():
-            future = _in_flight[name] = _executor.submit(_timed, name, function)
-        return future
+            since = time.monotonic()
+            future = _executor.submit(_timed, name, function)
+            _in_flight[name] = (future, since)
+        return future, since
 
 
 def _timed(name, function):
@@ -164,15 +176,16 @@ _answer_lock = threading.Lock()
 
 
 def cached_probes():
-    """run_probes(), reused for READINESS_CACHE_SECONDS within this process."""
+    """run_probes(), reused for READINESS_CACHE_SECONDS after its first probe started, within
+    this process."""
     with _answer_lock:
         if _answer["checks"] is not None and (
             time.monotonic() - _answer["at"] < READINESS_CACHE_SECONDS
         ):
             return _answer["checks"]
-    found = run_probes()
+    found, since = probes_since()
     with _answer_lock:
-        _answer.update(checks=found, at=time.monotonic())
+        _answer.update(checks=found, at=since)
     return found
 
 

@@ -1,6 +1,7 @@
 """/healthz and /readyz against the real database, Redis and queue servers (and dead ports)."""
 
 import json
+import threading
 import time
 import uuid
 
@@ -176,3 +177,38 @@ def test_a_kept_connection_the_server_closed_is_replaced_without_a_failure(monke
     with connection.cursor() as cursor:  # the server ends the probe's session, as a restart would
         cursor.execute("SELECT pg_terminate_backend(%s)", [kept.connection.info.backend_pid])
     assert client_from("127.0.0.1").get("/readyz").status_code == 200
+
+
+def test_a_cached_answer_counts_from_when_its_probes_started(monkeypatch):
+    """A probe that takes 0.3 s: its answer is reused READINESS_CACHE_SECONDS from its start.
+    Counted from its end, an ok that began before an outage was still served after the cache
+    time had passed since the outage began (the load test's /readyz answering 200 while down)."""
+    calls = []
+
+    def slow():
+        calls.append(time.monotonic())
+        time.sleep(0.3)
+
+    monkeypatch.setattr(health, "PROBES", {"slow": slow})
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0.5)
+    health.forget_answer()
+    started = time.monotonic()
+    health.cached_probes()
+    health.cached_probes()  # 0.3 s after the probe started: the cached answer
+    assert len(calls) == 1
+    time.sleep(max(0.0, started + 0.6 - time.monotonic()))
+    health.cached_probes()  # 0.6 s after it started, 0.3 s after it ended: probed again
+    assert len(calls) == 2
+    health.forget_answer()
+
+
+def test_an_answer_that_waits_on_a_probe_still_running_is_as_old_as_that_probe(monkeypatch):
+    release = threading.Event()
+    monkeypatch.setattr(health, "PROBES", {"hung-once": lambda: release.wait(5)})
+    before = time.monotonic()
+    _, first = health.probes_since(timeout=0.05)  # gives up on it; the probe keeps running
+    time.sleep(0.1)
+    answer, again = health.probes_since(timeout=0.05)  # waits on that same probe again
+    release.set()
+    assert answer["hung-once"]["ok"] is False
+    assert again == first and before <= first < before + 0.05
