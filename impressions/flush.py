@@ -77,6 +77,8 @@ class FlushReport:
 
 # Fields a snapshot read asks Redis for in one call (HSCAN's COUNT, a hint): a few ms of Redis.
 READ_CHUNK = 2000
+# Full reads of a snapshot that come short of its HLEN before the flush gives up (read_snapshot).
+READ_ATTEMPTS = 3
 
 
 def checkpoint(name):
@@ -255,14 +257,25 @@ def read_snapshot(client, key):
     waiting 77-84 ms, longer than the record path's 50 ms budget; these chunks, 5-6 ms.
 
     A snapshot no longer changes, so a full scan returns each of its fields, some perhaps twice
-    (a hash being resized): with the same count, which the dict keeps once."""
-    fields = {}
-    cursor = 0
-    while True:
-        cursor, chunk = client.hscan(key, cursor, count=READ_CHUNK)
-        fields.update(chunk)
-        if not cursor:
+    (a hash being resized): with the same count, which the dict keeps once. A scan whose cursor
+    moved to another server (a failover in the middle) may miss some: a read with fewer fields
+    than HLEN says is made again, and after READ_ATTEMPTS the flush fails (the snapshot stays
+    for the next one) rather than apply a part of it as the whole."""
+    for _ in range(READ_ATTEMPTS):
+        fields = {}
+        cursor = 0
+        while True:
+            cursor, chunk = client.hscan(key, cursor, count=READ_CHUNK)
+            fields.update(chunk)
+            if not cursor:
+                break
+        size = client.hlen(key)
+        if len(fields) == size:
             return fields
+        logger.warning(
+            "snapshot %s: read %d fields of %d, reading it again", key, len(fields), size
+        )
+    raise RedisError(f"snapshot {key}: {READ_ATTEMPTS} reads fell short of its fields")
 
 
 def drop_snapshots(client, flush_id, shards):

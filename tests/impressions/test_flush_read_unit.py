@@ -4,9 +4,10 @@ import threading
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from impressions import keys
-from impressions.flush import read_snapshots
+from impressions.flush import read_snapshot, read_snapshots
 
 
 class Client:
@@ -21,6 +22,29 @@ class Client:
         if key == keys.snapshot_key(self.failing, self.flush_id):
             raise RedisConnectionError("gone")
         return 0, {f"{len(self.read)}:20261203".encode(): b"1"}
+
+    def hlen(self, key):
+        return 1
+
+
+class MovingScan:
+    """A 6-field hash whose scan, the first `short` times, skips a field (a cursor carried to
+    another server by a failover)."""
+
+    def __init__(self, short):
+        self.short, self.scans = short, 0
+        self.hash = {f"{n}:20261203".encode(): str(n).encode() for n in range(6)}
+
+    def hscan(self, key, cursor=0, count=None):
+        items = list(self.hash.items())
+        if cursor == 0:
+            self.scans += 1
+            return 3, dict(items[:3])
+        skip = 1 if self.scans <= self.short else 0
+        return 0, dict(items[3 + skip :])
+
+    def hlen(self, key):
+        return len(self.hash)
 
 
 def reader_threads():
@@ -40,3 +64,16 @@ def test_a_redis_error_in_the_reading_thread_reaches_the_flush_and_the_thread_en
     with pytest.raises(RedisConnectionError, match="gone"):
         list(read_snapshots(client, "f1", [0, 1, 2, 3]))
     assert reader_threads() == []
+
+
+def test_a_scan_that_comes_short_of_the_snapshot_is_made_again():
+    client = MovingScan(short=1)
+    assert read_snapshot(client, "k") == client.hash
+    assert client.scans == 2
+
+
+def test_a_snapshot_that_keeps_coming_short_fails_the_flush_instead_of_applying_a_part():
+    client = MovingScan(short=99)
+    with pytest.raises(RedisError, match="3 reads fell short"):
+        read_snapshot(client, "k")
+    assert client.scans == 3
