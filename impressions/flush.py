@@ -258,17 +258,16 @@ def read_snapshot(client, key):
 
     A snapshot no longer changes, so a full scan returns each of its fields, some perhaps twice
     (a hash being resized): with the same count, which the dict keeps once. A scan whose cursor
-    moved to another server (a failover in the middle) may miss some: a read with fewer fields
-    than HLEN says is made again, and after READ_ATTEMPTS the flush fails (the snapshot stays
-    for the next one) rather than apply a part of it as the whole."""
+    moved to another server (a failover in the middle) may miss some: a read of several calls
+    with fewer fields than HLEN says is made again, and after READ_ATTEMPTS the flush fails (the
+    snapshot stays for the next one) rather than apply a part of it as the whole."""
     for _ in range(READ_ATTEMPTS):
-        fields = {}
-        cursor = 0
-        while True:
+        cursor, fields = client.hscan(key, 0, count=READ_CHUNK)
+        if not cursor:
+            return fields  # the whole snapshot in one call: nothing to check
+        while cursor:
             cursor, chunk = client.hscan(key, cursor, count=READ_CHUNK)
             fields.update(chunk)
-            if not cursor:
-                break
         size = client.hlen(key)
         if len(fields) == size:
             return fields
