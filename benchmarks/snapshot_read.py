@@ -100,20 +100,25 @@ def run(options, redis_client, log=print):
         for fields in options.snapread_fields:
             fill(redis_client, fields)
             runs = {name: [] for name in CONTENDERS}
+            order = list(readers(redis_client, fields).items())
             for number in range(options.rounds):
-                order = list(readers(redis_client, fields).items())
                 shift = number % len(order)
                 for name, read in order[shift:] + order[:shift]:
                     runs[name].append(measure(options.redis_url, read))
             results[fields] = runs
             log(
                 f"snapshot read, {fields:,} fields: longest wait of another client, ours"
-                f" {median([r[1] for r in runs[CONTENDERS[0]]]) * 1000:.1f} ms, one HGETALL"
-                f" {median([r[1] for r in runs[CONTENDERS[1]]]) * 1000:.1f} ms"
+                f" {format_seconds(longest_wait(runs, CONTENDERS[0]))}, one HGETALL"
+                f" {format_seconds(longest_wait(runs, CONTENDERS[1]))}"
             )
     finally:
         redis_client.delete(KEY)
     return render(options, results), results
+
+
+def longest_wait(runs, name):
+    """The median over rounds of the probe's longest wait while `name` read."""
+    return median([r[1] for r in runs[name]])
 
 
 def ratio(results, fields):
@@ -167,8 +172,7 @@ def render(options, results):
 def headlines(results):
     lines = []
     for fields, runs in results.items():
-        ours_wait = median([r[1] for r in runs[CONTENDERS[0]]])
-        naive = median([r[1] for r in runs[CONTENDERS[1]]])
+        ours_wait, naive = (longest_wait(runs, name) for name in CONTENDERS[:2])
         lines.append(
             f"Redis while a flush reads a {fields:,}-field snapshot: another client waits at most"
             f" {format_seconds(ours_wait)} with ours (HSCAN chunks) against"

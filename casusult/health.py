@@ -135,10 +135,9 @@ def probes_since(probes=None, timeout=None):
     timeout = readiness_timeout() if timeout is None else timeout
     started = time.monotonic()
     submitted = {name: _submit_once(name, function) for name, function in probes.items()}
-    futures = {name: future for name, (future, _) in submitted.items()}
     oldest = min((since for _, since in submitted.values()), default=started)
     results = {}
-    for name, future in futures.items():
+    for name, (future, _) in submitted.items():
         remaining = max(0.0, timeout - (time.monotonic() - started))
         try:
             results[name] = future.result(timeout=remaining)

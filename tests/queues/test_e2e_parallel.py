@@ -25,7 +25,7 @@ from tests.impressions.history_check import history_sums, leaders_mismatches, ro
 from tests.processes import PROJECT_DIR
 from tests.queues.crashflush.apps import CRASHED_KEY
 from tests.queues.rq.support import rq_settings
-from tests.queues.sqs.support import SQS_BACKEND, message_count
+from tests.queues.sqs.support import SQS_BACKEND, in_flight_count, message_count
 
 from .test_e2e import FLUSH_DELAY, database_url, empty_buffer, wait_for_flush_delay
 
@@ -85,12 +85,7 @@ def assert_exact(posts, total):
 def none_in_flight(client, queue_url, patience=30):
     """Wait until no message of the queue is in flight (held by a worker, or a dead one's)."""
     deadline = time.monotonic() + patience
-    while True:
-        attributes = client.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-        if attributes["ApproximateNumberOfMessagesNotVisible"] == "0":
-            return
+    while in_flight_count(client, queue_url):
         assert time.monotonic() < deadline, "messages still in flight after the visibility timeout"
         time.sleep(0.2)
 

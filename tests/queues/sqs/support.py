@@ -41,6 +41,14 @@ def message_count(client, url):
     return sum(int(value) for value in attributes.values())
 
 
+def in_flight_count(client, url):
+    """Messages received and not yet deleted or visible again (held, or a dead worker's)."""
+    attributes = client.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
 def visible_count(client, url):
     attributes = client.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
