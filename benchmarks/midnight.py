@@ -7,7 +7,14 @@ those before the roll-up, half after it.
 
 The seeded history is put back after each roll-up (untimed): the rolled day's rows back in the
 open table, its week and month rows taken off, the pruned rows restored, then a CHECKPOINT, so
-the flushes that follow do not pay for writing the put-back's pages."""
+the flushes that follow do not pay for writing the put-back's pages.
+
+Full-page images: the first write to a page after a checkpoint's start logs the whole page. A
+flush right after one writes ~10 times its usual WAL and takes up to twice its usual time,
+whatever the roll-up does. So each round starts with a CHECKPOINT (the next timed one is then
+checkpoint_timeout away, longer than a round) and one untimed flush, and so does the part after
+the put-back: the checkpoints a round still meets are those the roll-up's own WAL brings on,
+which are its cost. Each flush's WAL is reported next to its time."""
 
 import math
 import multiprocessing
@@ -20,9 +27,21 @@ from .harness import ContenderFailed, Spread, format_seconds, markdown_table, me
 
 LATE_SHARE = 0.1  # of a window's posts, counts of the day before (views before midnight)
 FLUSHES_DURING = 60  # at most, one after another while the roll-up runs (it ends first)
-USUAL_FLUSHES = 12  # a round's flushes with no roll-up running: half before it, half after
+# A round's flushes with no roll-up running, half before it, half after: as many as run during it
+# (about 30 of each kind), so that the worst of each is the worst of as many.
+USUAL_FLUSHES = 30
 GOAL = 1.5  # no flush during the roll-up takes more than this many times its usual time
 SAVED = ("impressions_daily", "impressions_period", "impressions_site_daily")
+# Read into the page cache before the rounds (untimed): the flushes' and the roll-up's tables.
+WARMED = (
+    "impressions_daily_open",
+    "impressions_daily_leaders",
+    "impressions_daily",
+    "impressions_period",
+    "impressions_site_daily",
+    "impressions_rollup",
+    "casusult_post",
+)
 PERIOD_OF = (
     "VALUES ('w', d.day - (extract(isodow FROM d.day)::int - 1)),"
     " ('m', d.day - (extract(day FROM d.day)::int - 1))"
@@ -82,7 +101,33 @@ class Midnight:
         late = int(len(chosen) * LATE_SHARE)
         self.late = {post_id: 1 for post_id in chosen[:late]}
         self.fresh = {post_id: 1 + n % 2 for n, post_id in enumerate(chosen[late:])}
+        self.wal = []  # bytes of WAL each flush wrote, in order, since the last settle()
+        self.recover()
         self.save_pruned()
+        fixtures.warm_tables(WARMED)
+
+    def recover(self):
+        """Untimed: put back the history that a run stopped during its roll-up left half rolled
+        up (with the pruned rows that run saved)."""
+        from django.db import connection
+
+        from impressions.models import HistoryRollup
+
+        state = HistoryRollup.objects.filter(id=1).first()
+        if state is None or not (
+            state.rolling_day == self.last_day
+            or (state.rolled_through is not None and state.rolled_through >= self.last_day)
+        ):
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT to_regclass('bench_saved_{SAVED[0]}')")
+            if cursor.fetchone()[0] is None:
+                raise ContenderFailed(
+                    f"the history's {self.last_day} is rolled up and the rows to put back are"
+                    " gone: drop the benchmark database to seed it again"
+                )
+        self.log(f"  putting back the history a stopped run left rolled up ({self.last_day})")
+        self.put_back()
 
     def save_pruned(self):
         """Untimed: the rows the roll-up's prune deletes, kept to put back."""
@@ -111,16 +156,28 @@ class Midnight:
         for table in ("impressions_daily_open", "impressions_daily_leaders"):
             sql(f"DELETE FROM {table} WHERE day = %s", [self.today])
         sql("VACUUM impressions_daily_leaders")  # this machine's PostgreSQL has no autovacuum
+        wal = fixtures.wal_position()
         started = time.perf_counter()
         ours.flush_pending()()
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.wal.append(fixtures.wal_position() - wal)
+        return seconds
 
     def usual(self, count=USUAL_FLUSHES):
         return [self.flush() for _ in range(count)]
 
+    def settle(self):
+        """Untimed: a CHECKPOINT, then one flush, which writes the full-page images of the pages
+        every flush writes (the same posts each time)."""
+        fixtures.checkpoint()
+        self.flush()
+        self.wal.clear()
+
     def during_rollup(self):
-        """(flush seconds while the roll-up ran, flush seconds while it was paused between two
-        of its batches, (roll-up seconds, rows moved, rows pruned)). The two kinds alternate."""
+        """{"during": flush seconds while the roll-up ran, "paused": flush seconds while it was
+        paused between two of its batches (the two kinds alternate), "during_wal", "paused_wal":
+        their WAL bytes, "checkpoints": checkpoints that ended meanwhile, "rollup": (roll-up
+        seconds, rows moved, rows pruned)}."""
         from django.db import connections
 
         from impressions.models import HistoryRollup
@@ -128,7 +185,8 @@ class Midnight:
         context = multiprocessing.get_context("fork")
         queue = context.Queue()
         paused, parked = context.Event(), context.Event()
-        connections.close_all()
+        checkpoints = checkpoints_done()
+        connections.close_all()  # before the fork: the child opens a connection of its own
         child = context.Process(
             target=roll_up_in_child, args=(self.today, queue, paused, parked), daemon=True
         )
@@ -138,21 +196,31 @@ class Midnight:
             if not child.is_alive() or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        times, held = [], []
+        times, held, times_wal, held_wal = [], [], [], []
         while child.is_alive() and len(times) + len(held) < FLUSHES_DURING:
             times.append(self.flush())
+            times_wal.append(self.wal[-1])
             paused.set()
             while child.is_alive() and not parked.wait(0.05):
                 pass
             if child.is_alive():
                 held.append(self.flush())
+                held_wal.append(self.wal[-1])
             paused.clear()
         child.join(600)
         outcome = queue.get(timeout=10)
         if outcome[0] != "done":
             raise ContenderFailed(f"the roll-up failed: {outcome[1]}")
+        checkpoints = checkpoints_done() - checkpoints
         self.put_back()
-        return times, held, outcome[1:]
+        return {
+            "during": times,
+            "paused": held,
+            "during_wal": times_wal,
+            "paused_wal": held_wal,
+            "checkpoints": checkpoints,
+            "rollup": outcome[1:],
+        }
 
     def put_back(self):
         """Untimed: the seeded history as it was (the rolled day open again, the pruned rows
@@ -212,6 +280,15 @@ class Midnight:
         stats.today = self.original_today
 
 
+def checkpoints_done():
+    """Checkpoints the server has ended so far, timed or requested (pg_stat_bgwriter)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        return cursor.fetchone()[0]
+
+
 def run(options, redis_client, log=print):
     """(markdown, figures): per round, the usual flushes' times and those during the roll-up."""
     bench = Midnight(options, redis_client, log)
@@ -222,19 +299,37 @@ def run(options, redis_client, log=print):
     rounds = []
     try:
         for number in range(options.rounds):
+            bench.settle()
             before = bench.usual(USUAL_FLUSHES // 2)
-            during, held, rolled = bench.during_rollup()
+            usual_wal = list(bench.wal)
+            found = bench.during_rollup()
+            bench.settle()
             usual = before + bench.usual(USUAL_FLUSHES - USUAL_FLUSHES // 2)
-            rounds.append({"usual": usual, "during": during, "paused": held, "rollup": rolled})
+            rounds.append({"usual": usual, "usual_wal": usual_wal + bench.wal, **found})
+            during, held, rolled = found["during"], found["paused"], found["rollup"]
             log(
                 f"  round {number + 1}: usual {', '.join(f'{s:.2f}' for s in usual)} s; during"
                 f" the roll-up ({rolled[0]:.1f} s) {', '.join(f'{s:.2f}' for s in during)} s;"
                 f" with it paused {', '.join(f'{s:.2f}' for s in held)} s;"
-                f" worst ÷ usual {max(during, default=math.nan) / median(usual):.2f}"
+                f" worst ÷ usual {max(during, default=math.nan) / median(usual):.2f};"
+                f" WAL a flush: usual {kilobytes(median(rounds[-1]['usual_wal']))}, during"
+                f" {kilobytes(median(found['during_wal'] or [math.nan]))}"
+                f" (most {kilobytes(max(found['during_wal'], default=math.nan))});"
+                f" {found['checkpoints']} checkpoint(s) during the roll-up"
             )
     finally:
         bench.close()
     return render(options, bench, rounds), rounds
+
+
+def kilobytes(count):
+    return "-" if math.isnan(count) else f"{count / 1024:,.0f} KB"
+
+
+def tails(rounds):
+    """Each round's slowest flush while the roll-up ran ÷ its slowest usual flush (the worst of
+    as many flushes each, about)."""
+    return [max(r["during"]) / max(r["usual"]) for r in rounds if r["during"] and r["usual"]]
 
 
 def ratios(rounds):
@@ -278,8 +373,13 @@ def render(options, bench, rounds):
                 if r["paused"]
                 else "none",
                 f"**{worst / usual:.2f}**" if r["during"] else "-",
+                f"{worst / max(r['usual']):.2f}" if r["during"] else "-",
                 f"{Spread.of(pairs).text()}" if pairs else "-",
                 f"{max(r['usual']) / usual:.2f}",
+                f"{kilobytes(median(r['usual_wal']))} / {kilobytes(median(r['during_wal']))} /"
+                f" {kilobytes(r['during_wal'][r['during'].index(worst)])}; {r['checkpoints']}"
+                if r["during"]
+                else "-",
                 f"{r['rollup'][0]:.1f} s: {r['rollup'][1]:,} rows moved, {r['rollup'][2]:,} pruned",
             ]
         )
@@ -309,9 +409,13 @@ def render(options, bench, rounds):
         " lock): the same state of the history (the ended day partly moved, so some of the late"
         " counts go to the daily, week and month rows), a second apart, so running ÷ paused is"
         " what the roll-up running costs a flush, and paused ÷ usual what the day's state does."
-        " The history is put back (untimed) after each roll-up, then a CHECKPOINT. The last"
-        " column but one is the noise of the machine alone: the slowest usual flush ÷ their"
-        " median.\n\n"
+        " The history is put back (untimed) after each roll-up. Each round, and its part after"
+        " the put-back, starts with a CHECKPOINT and one untimed flush: a flush right after a"
+        " checkpoint writes full-page images of the pages it touches first (about ten times its"
+        " usual WAL) and takes up to twice its usual time, roll-up or not; the checkpoints left"
+        " in a round are those the roll-up's own WAL brings on. Worst running ÷ worst usual"
+        " compares the tails of as many flushes; usual's slowest ÷ usual is the noise of the"
+        " machine alone.\n\n"
         + markdown_table(
             [
                 "round",
@@ -319,8 +423,10 @@ def render(options, bench, rounds):
                 "flushes while the roll-up runs: how many, median (min to max)",
                 "flushes with the roll-up paused",
                 "worst running ÷ usual",
+                "worst running ÷ worst usual",
                 "running ÷ paused, pairs: median (min to max)",
                 "usual's slowest ÷ usual (noise)",
+                "WAL a flush: usual / running / the worst's; checkpoints ended during the roll-up",
                 "the roll-up",
             ],
             table,
@@ -329,5 +435,6 @@ def render(options, bench, rounds):
         f" (median, min to max); each round's worst ÷ usual {Spread.of(worst_by_round).text()};"
         f" the worst {worst:.2f}, goal ≤ {GOAL}: {verdict}. Running ÷ paused, every pair:"
         f" {Spread.of(pairs).text()}, the worst {max(pairs, default=math.nan):.2f}; paused ÷ usual"
-        f" (medians by round): {Spread.of(state).text()}."
+        f" (medians by round): {Spread.of(state).text()}. Each round's worst while the roll-up"
+        f" runs ÷ its worst usual flush: {Spread.of(tails(rounds)).text()}."
     )

@@ -276,7 +276,8 @@ def midnight_headlines(rounds):
         f" {midnight.GOAL}×: {'met' if worst <= midnight.GOAL else '**missed**'}; the machine"  # noqa: RUF001
         f" alone, the slowest usual flush ÷ usual: {Spread.of(midnight.noise(rounds)).text()});"
         " each flush while it runs ÷ the next with it paused (the same state of the history):"
-        f" {Spread.of(midnight.paired(rounds)).text()}."
+        f" {Spread.of(midnight.paired(rounds)).text()}; each round's worst ÷ its worst usual"
+        f" flush (as many flushes): {Spread.of(midnight.tails(rounds)).text()}."
     ]
 
 

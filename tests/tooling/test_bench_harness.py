@@ -193,3 +193,31 @@ def test_the_snapshot_read_pairs_ours_with_hgetall_by_round_and_counts_waits_ove
     assert [cell.strip() for cell in hgetall_row.split("|")][5] == "2"  # summed over the rounds
     assert "0.10 (0.05 to 0.20)" in text
     assert "**0.10 (0.05 to 0.20)**" in snapshot_read.headlines(results)[0]
+
+
+def test_the_midnight_verdict_takes_every_flush_and_shows_the_tails_and_the_wal():
+    from types import SimpleNamespace
+
+    from benchmarks import midnight
+    from benchmarks.run import midnight_headlines
+
+    # One round: the usual flushes (the slowest 0.30 s), then the roll-up's: running (the worst
+    # 0.33 s, which wrote 900 KB of WAL) and paused.
+    round_ = {
+        "usual": [0.20] * 29 + [0.30],
+        "usual_wal": [100 * 1024] * 30,
+        "during": [0.22, 0.33, 0.21],
+        "during_wal": [110 * 1024, 900 * 1024, 120 * 1024],
+        "paused": [0.22, 0.20],
+        "paused_wal": [100 * 1024, 100 * 1024],
+        "checkpoints": 1,
+        "rollup": (30.0, 100_000, 300_001),
+    }
+    assert midnight.tails([round_]) == [pytest.approx(1.1)]
+    (line,) = midnight_headlines([round_])
+    assert "the worst 1.65\N{MULTIPLICATION SIGN} (goal" in line and "**missed**" in line
+    assert "each round's worst ÷ its worst usual flush (as many flushes): 1.10" in line
+    bench = SimpleNamespace(facts={"daily_rows": 40_000_000}, last_day="2026-12-04")
+    text = midnight.render(SimpleNamespace(midnight_posts=20_000), bench, [round_])
+    assert "| **1.65**" in text and "| 1.10 " in text
+    assert "100 KB / 120 KB / 900 KB; 1" in text
