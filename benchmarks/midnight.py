@@ -31,6 +31,10 @@ FLUSHES_DURING = 60  # at most, one after another while the roll-up runs (it end
 # (about 30 of each kind), so that the worst of each is the worst of as many.
 USUAL_FLUSHES = 30
 GOAL = 1.5  # no flush during the roll-up takes more than this many times its usual time
+# The roll-up's WAL per row moved: this many rows, in batches of WAL_BATCH, right after a
+# CHECKPOINT, with each of these wal_compression settings the server takes.
+WAL_ROWS, WAL_BATCH = 5000, 1000
+COMPRESSIONS = ("off", "lz4", "zstd")
 SAVED = ("impressions_daily", "impressions_period", "impressions_site_daily")
 # Read into the page cache before the rounds (untimed): the flushes' and the roll-up's tables.
 WARMED = (
@@ -173,6 +177,29 @@ class Midnight:
         self.flush()
         self.wal.clear()
 
+    def rollup_wal(self):
+        """Untimed: {wal_compression: WAL bytes a row} of the roll-up moving WAL_ROWS rows of the
+        ended day right after a CHECKPOINT, in this process's session; the history put back after
+        each. A setting the server refuses (not a superuser, a build without it) is left out."""
+        from django.db import DatabaseError
+
+        from impressions import rollup
+
+        found = {}
+        for setting in COMPRESSIONS:
+            try:
+                sql(f"SET wal_compression = {setting}")
+            except DatabaseError:
+                continue
+            fixtures.checkpoint()
+            day = rollup.start_next_day(self.last_day)
+            start = fixtures.wal_position()
+            moved = sum(rollup.move_batch(day, WAL_BATCH) for _ in range(WAL_ROWS // WAL_BATCH))
+            found[setting] = (fixtures.wal_position() - start) / max(moved, 1)
+            self.put_back()
+        sql("RESET wal_compression")
+        return found
+
     def during_rollup(self):
         """{"during": flush seconds while the roll-up ran, "paused": flush seconds while it was
         paused between two of its batches (the two kinds alternate), "during_wal", "paused_wal":
@@ -298,6 +325,11 @@ def run(options, redis_client, log=print):
     )
     rounds = []
     try:
+        wal = bench.rollup_wal()
+        log(
+            "  the roll-up's WAL a row moved, by wal_compression: "
+            + ", ".join(f"{setting} {kilobytes(b)}" for setting, b in wal.items())
+        )
         for number in range(options.rounds):
             bench.settle()
             before = bench.usual(USUAL_FLUSHES // 2)
@@ -319,7 +351,7 @@ def run(options, redis_client, log=print):
             )
     finally:
         bench.close()
-    return render(options, bench, rounds), rounds
+    return render(options, bench, rounds, wal), rounds
 
 
 def kilobytes(count):
@@ -348,7 +380,25 @@ def noise(rounds):
     return [max(r["usual"]) / median(r["usual"]) for r in rounds if r["usual"]]
 
 
-def render(options, bench, rounds):
+def wal_text(wal):
+    """The roll-up's WAL a row moved, by wal_compression, as a sentence."""
+    if not wal:
+        return ""
+    off = wal.get("off")
+    parts = [
+        f"`{setting}` {kilobytes(b)}" + (f" ({b / off:.2f}×)" if off and setting != "off" else "")  # noqa: RUF001
+        for setting, b in wal.items()
+    ]
+    return (
+        f" The roll-up's WAL per row moved ({WAL_ROWS:,} rows right after a CHECKPOINT), by the"
+        f" server's `wal_compression`: {', '.join(parts)}: mostly full-page images, as each row"
+        " moved touches pages of its own in the daily table's primary key and in the week and"
+        " month rows; the checkpoints that WAL brings on make the flushes after them pay"
+        " full-page images too."
+    )
+
+
+def render(options, bench, rounds, wal=None):
     from impressions import rollup
     from impressions.conf import conf
 
@@ -436,5 +486,5 @@ def render(options, bench, rounds):
         f" the worst {worst:.2f}, goal ≤ {GOAL}: {verdict}. Running ÷ paused, every pair:"
         f" {Spread.of(pairs).text()}, the worst {max(pairs, default=math.nan):.2f}; paused ÷ usual"
         f" (medians by round): {Spread.of(state).text()}. Each round's worst while the roll-up"
-        f" runs ÷ its worst usual flush: {Spread.of(tails(rounds)).text()}."
+        f" runs ÷ its worst usual flush: {Spread.of(tails(rounds)).text()}." + wal_text(wal or {})
     )

@@ -221,3 +221,8 @@ def test_the_midnight_verdict_takes_every_flush_and_shows_the_tails_and_the_wal(
     text = midnight.render(SimpleNamespace(midnight_posts=20_000), bench, [round_])
     assert "| **1.65**" in text and "| 1.10 " in text
     assert "100 KB / 120 KB / 900 KB; 1" in text
+    # The roll-up's WAL a row, by wal_compression, each against none.
+    text = midnight.render(
+        SimpleNamespace(midnight_posts=20_000), bench, [round_], {"off": 15_360, "zstd": 4_000}
+    )
+    assert "`off` 15 KB, `zstd` 4 KB (0.26\N{MULTIPLICATION SIGN})" in text
