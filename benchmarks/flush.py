@@ -28,6 +28,9 @@ from .sqlraw import RawSqlScripts
 RECORD_CHUNK = 500  # post ids per record_impressions call while loading Redis (untimed)
 # Ours with the history switched off (impressions.ledger.WRITE_HISTORY): what the history costs.
 NO_HISTORY = "ours, no history"
+# Ours in a session whose WAL compresses full-page images (a PostgreSQL server setting that a
+# superuser may SET; off by default): what the server's setting does to the cost per row.
+ZSTD = "ours, wal_compression = zstd"
 # The raw contender doing the same work as ours (totals, per-day history, site rows).
 SAME_WORK = "SQL alone: the same work (psql)"
 # The goal of issue 11: a flush with the history takes at most this many times one without.
@@ -222,6 +225,17 @@ class FlushWorkload:
         seconds, _report = timed(flush_pending, batch_size=self.options.batch_size)
         return Measurement(seconds=seconds, units=self.size)
 
+    def run_ours_compressed(self):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SET wal_compression = zstd")
+        try:
+            return self.run_ours()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET wal_compression")
+
     def run_ours_without_history(self):
         with ours.history_off():
             return self.run_ours()
@@ -306,6 +320,14 @@ class FlushWorkload:
             ),
         ]
         history = [
+            Contender(
+                ZSTD,
+                verified(self.run_ours_compressed, whole, history=True),
+                ZSTD,
+                self.prepare_ours,
+                "the same flush in a session with SET wal_compression = zstd (a PostgreSQL"
+                " setting, superuser only; off by default): the full-page images compressed",
+            ),
             Contender(
                 "ours without the history",
                 verified(self.run_ours_without_history, whole),
@@ -436,6 +458,7 @@ def render(options, by_size):
         )
     blocks.append(goals_table(by_size))
     blocks.append(wal_table(by_size))
+    blocks.append(compressed_table(by_size))
     blocks.append(history_table(by_size))
     blocks.append(scaling_table(by_size))
     return "\n\n".join(blocks)
@@ -540,6 +563,55 @@ def wal_table(by_size):
         " cost per row falls with the WAL per row, ours and the raw limit's alike)\n\n"
         + markdown_table(
             ["pending posts", "ours", "same-work SQL", "cost per row: ours / same-work SQL"], rows
+        )
+    )
+
+
+def compressed_table(by_size):
+    """Ours with the server's wal_compression = zstd against ours with the default (off): the
+    time (paired by round), the cost per row against its own at the smallest size, the WAL."""
+    found = {}
+    for size, results in by_size.items():
+        mine = ours_of(results)
+        zstd = next((r for r in results if r.contender.kind == ZSTD and r.ok), None)
+        if mine is not None and zstd is not None:
+            found[size] = (mine, zstd)
+    if not found:
+        return "**With wal_compression = zstd**: not measured (the server refused the setting)."
+    smallest = min(found)
+    base = found[smallest][1].median_seconds / smallest
+    rows = []
+    for size, (mine, zstd) in found.items():
+        ratios = paired_ratios(
+            [m.seconds for m in zstd.measurements], [m.seconds for m in mine.measurements]
+        )
+        per_row = zstd.median_seconds / size
+        rows.append(
+            [
+                f"{size:,}",
+                Spread.of(ratios).text(),
+                f"{per_row * 1e6:.3g} µs",
+                format_ratio(per_row / base),
+                " / ".join(
+                    f"{w:,.0f} B" if w is not None else "-"
+                    for w in (wal_per_row(zstd, size), wal_per_row(mine, size))
+                ),
+            ]
+        )
+    return (
+        "**With the server's `wal_compression = zstd`** (off by default; ours in a session that"
+        " sets it): its time ÷ ours' with the default, paired by round, median (min to max); its"
+        " cost per row ÷ its own at the smallest size (issue 19's ±25 % goal is on the"
+        " default)\n\n"
+        + markdown_table(
+            [
+                "pending posts",
+                "zstd ÷ default",
+                "per row",
+                "÷ smallest size",
+                "WAL per row: zstd / default",
+            ],
+            rows,
         )
     )
 

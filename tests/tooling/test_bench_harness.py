@@ -226,3 +226,32 @@ def test_the_midnight_verdict_takes_every_flush_and_shows_the_tails_and_the_wal(
         SimpleNamespace(midnight_posts=20_000), bench, [round_], {"off": 15_360, "zstd": 4_000}
     )
     assert "`off` 15 KB, `zstd` 4 KB (0.26\N{MULTIPLICATION SIGN})" in text
+
+
+def test_the_zstd_table_pairs_ours_by_round_and_scales_the_cost_per_row_by_its_own_smallest():
+    from benchmarks.flush import ZSTD, compressed_table
+
+    def result(name, kind, rounds, size):
+        return Result(
+            Contender(name, lambda: None, kind),
+            [Measurement(s, size, counters={"wal_bytes": w * size}) for s, w in rounds],
+        )
+
+    by_size = {
+        10_000: [
+            result("ours", OURS, [(0.20, 4000), (0.30, 4000)], 10_000),
+            result(ZSTD, ZSTD, [(0.10, 1000), (0.20, 1000)], 10_000),
+        ],
+        1_000_000: [
+            result("ours", OURS, [(8.0, 400), (9.0, 400)], 1_000_000),
+            result(ZSTD, ZSTD, [(8.0, 300), (9.0, 300)], 1_000_000),
+        ],
+    }
+    table = compressed_table(by_size)
+    # Paired: 0.10/0.20 and 0.20/0.30 (median 0.58); 15 µs a row at 10,000, 8.5 µs at 1,000,000.
+    assert "| 10,000        | 0.58 (0.50 to 0.67) | 15 µs   | 1\N{MULTIPLICATION SIGN}" in table
+    assert "| 1,000,000     | 1.00 (1.00 to 1.00) | 8.5 µs  | 0.567\N{MULTIPLICATION SIGN}" in table
+    assert "1,000 B / 4,000 B" in table and "300 B / 400 B" in table
+    # The server refused the setting: no zstd result at any size.
+    by_size = {size: results[:1] for size, results in by_size.items()}
+    assert "not measured" in compressed_table(by_size)
