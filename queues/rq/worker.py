@@ -33,6 +33,10 @@ from .backend import RQBackend
 logger = logging.getLogger("queues.worker")
 # Seconds RQ allows a refused job, which only raises its refusal.
 REFUSED_JOB_TIMEOUT = 60
+# Seconds the worker's pubsub thread (its channel: RQ's stop-job and shutdown commands) waits for
+# a message before it looks at its stop flag again. RQ waits 60; since redis-py 8.2,
+# PubSubWorkerThread.stop() waits for the thread, so a stop took up to a minute.
+PUBSUB_WAKE = 1
 
 
 def job_backend(job):
@@ -220,6 +224,14 @@ class TaskWorker(SimpleWorker):
         if not self.is_horse:
             self.connection.connection_pool.disconnect(inuse_connections=False)
         super().teardown()
+
+    def subscribe(self):
+        # RQ's own, with the thread waking every PUBSUB_WAKE seconds instead of 60.
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_WAKE, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def _shutdown(self):
         # An idle RQ worker stops by raising StopRequested from its signal handler. Should the

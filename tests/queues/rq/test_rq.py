@@ -106,6 +106,20 @@ def test_an_idle_stop_swallowed_by_the_interpreter_still_ends_the_loop(rq_url):
     assert worker._stop_requested  # the work loop breaks at its next turn
 
 
+def test_the_worker_s_channel_thread_ends_within_seconds_of_its_stop(rq_url):
+    # RQ's thread waits 60 s for a message before it looks at its flag; redis-py 8.2's stop()
+    # waits for the thread, so a worker took up to a minute to stop.
+    worker = TaskWorker(["default"], connection=redis.Redis.from_url(rq_url), job_class=TaskJob)
+    worker.subscribe()
+    time.sleep(0.2)  # the thread is in its wait
+    started = time.monotonic()
+    worker.pubsub_thread._running.clear()  # what stop() does before it waits (8.2) or not (8.1)
+    worker.pubsub_thread.join(10)
+    assert not worker.pubsub_thread.is_alive()
+    assert time.monotonic() - started < 3
+    worker.pubsub.close()
+
+
 def test_a_stop_between_a_command_and_its_reply_leaves_a_clean_goodbye(rq_url):
     # RQ's stop handler raises wherever the main thread is: after a command was sent and before
     # its reply was read, that connection goes back to the pool with the reply in flight. The
