@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import boto3
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from django.tasks.exceptions import InvalidTaskBackend
 
 from .backend import SQSBackend
 
@@ -33,8 +34,12 @@ class QueueState:
 
 
 def configured_backend():
-    """The default task backend when it is an SQSBackend, else None."""
-    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    """The default task backend when it is an SQSBackend, else None (also when it cannot be
+    loaded: another backend whose extra is not installed)."""
+    try:
+        backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    except InvalidTaskBackend:
+        return None
     return backend if isinstance(backend, SQSBackend) else None
 
 

@@ -1,13 +1,11 @@
 """manage.py sqs_redrive: move messages from an SQS backend's dead-letter queue back to its queue."""
 
-from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 
 from queues.arguments import positive_int
-from queues.sqs.backend import SQSBackend
-from queues.sqs.deadletter import redrive
+from queues.extras import command_requires
 from redis_endpoints import redact_text
 
 
@@ -30,6 +28,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *, backend, max_messages, **options):
+        command_requires("sqs")  # then boto3 is there (the sqs extra): imported here, not above
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from queues.sqs.backend import SQSBackend
+        from queues.sqs.deadletter import redrive
+
         try:
             sqs = task_backends[backend]
         except InvalidTaskBackend as error:

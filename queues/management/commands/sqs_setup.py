@@ -2,16 +2,10 @@
 
 import json
 
-from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
 from queues.arguments import whole_number
-from queues.sqs.setup import (
-    configured_queue_name,
-    max_receive_count_floor,
-    setup_queues,
-    sqs_client,
-)
+from queues.extras import command_requires
 from redis_endpoints import redact_text
 
 DEFAULT_MAX_RECEIVE_COUNT = 5
@@ -44,6 +38,16 @@ class Command(BaseCommand):
         )
 
     def handle(self, *, queue_name, dlq_name, max_receive_count, visibility_timeout, **options):
+        command_requires("sqs")  # then boto3 is there (the sqs extra): imported here, not above
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from queues.sqs.setup import (
+            configured_queue_name,
+            max_receive_count_floor,
+            setup_queues,
+            sqs_client,
+        )
+
         queue_name = queue_name or configured_queue_name()
         if not queue_name:
             raise CommandError(
