@@ -14,6 +14,8 @@
 | queues.E007  | every check             | an RQ backend's RQ_QUEUES entry names no JSON serializer  |
 | queues.E008  | every check             | an RQ backend's queues are on different connections       |
 | queues.W004  | every check             | RQ_QUEUES sets DEFAULT_TIMEOUT/DEFAULT_RESULT_TTL (unused) |
+| queues.W005  | every check             | an RQ backend, and django_rq is not in INSTALLED_APPS      |
+| queues.W006  | every check             | django_rq comes before queues in INSTALLED_APPS            |
 
 Never reuse a retired id.
 """

@@ -1,6 +1,7 @@
 """RQBackend's system checks (ids: see queues.checks): its RQ_QUEUES entries, then the live server."""
 
 import redis
+from django.apps import apps
 from django.core import checks
 
 from redis_endpoints import redact, redact_text
@@ -24,7 +25,7 @@ def rq_backend_errors(backend, deploy):
     where = f"TASKS[{backend.alias!r}]"
     if deploy:
         return live_errors(backend, where)
-    errors = []
+    errors = app_order_warnings(where)
     connections = set()
     for name in sorted(backend.queues):
         config = queue_config(name)
@@ -51,6 +52,32 @@ def rq_backend_errors(backend, deploy):
             )
         )
     return errors
+
+
+def app_order_warnings(where):
+    """queues.W005/W006: django_rq installed (the dashboard's templates), after this app (whose
+    rqworker and friends, pointing to runworker, must win over django-rq's)."""
+    names = [config.name for config in apps.get_app_configs()]
+    if "django_rq" not in names:
+        return [
+            checks.Warning(
+                f"{where} is an RQ backend and 'django_rq' is not in INSTALLED_APPS: the RQ"
+                " dashboard (queues.rq.dashboard's URLs) has no templates and answers 500.",
+                hint="Add 'django_rq' to INSTALLED_APPS, after 'queues'.",
+                id="queues.W005",
+            )
+        ]
+    if names.index("django_rq") < names.index("queues"):
+        return [
+            checks.Warning(
+                "'django_rq' comes before 'queues' in INSTALLED_APPS: django-rq's rqworker,"
+                " rqworker-pool, rqenqueue and rqcron commands replace this app's, which point to"
+                " runworker (django-rq's worker would run our jobs without our job class).",
+                hint="Put 'queues' before 'django_rq' in INSTALLED_APPS.",
+                id="queues.W006",
+            )
+        ]
+    return []
 
 
 def queue_errors(where, name, config):

@@ -8,6 +8,7 @@ Every django-rq view is wrapped here (django-rq itself is not patched):
 - every redirect target (`next_url`, the Referer a confirmation page sends back to, the answer's
   Location) must pass url_has_allowed_host_and_scheme for this request's host and scheme;
 - a queue index, job id, worker key or scheduler that does not exist is a 404, not django-rq's 500;
+- a Redis that cannot be reached answers 503 with one line saying so, not a 500;
 - every page passes through redis_endpoints.redact_text: whatever django-rq prints (connection
   details, job arguments, tracebacks), no URL's credentials reach the browser.
 
@@ -21,7 +22,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import URLPattern, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,6 +31,8 @@ from django_rq import urls as rq_urls
 from django_rq import views as rq_views
 from django_rq.queues import get_queue_by_index
 from django_rq.settings import get_queues_list
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, parse_job_id
 from rq.worker import Worker
@@ -119,6 +122,13 @@ def redacted(response):
     return response
 
 
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+
+
+def unreachable(error):
+    return f"The RQ Redis (RQ_QUEUES) cannot be reached: {redact_text(str(error))}"
+
+
 def guarded(name, view):
     """django-rq's view `name` behind the permissions, checks and redaction described above."""
     if name in API_VIEWS:
@@ -129,7 +139,10 @@ def guarded(name, view):
             user = request.user
             if user.is_authenticated and user.is_staff and not may_view(user):
                 return JsonResponse({"error": True, "description": "Forbidden"}, status=403)
-            return redacted(view(request, *args, **kwargs))
+            try:
+                return redacted(view(request, *args, **kwargs))
+            except UNREACHABLE as error:
+                return JsonResponse({"error": True, "description": unreachable(error)}, status=503)
 
         return api_view
 
@@ -139,6 +152,12 @@ def guarded(name, view):
     def page(request, *args, **kwargs):
         if not allowed(request.user):
             raise PermissionDenied
+        try:
+            return checked_page(request, *args, **kwargs)
+        except UNREACHABLE as error:
+            return HttpResponse(unreachable(error), status=503, content_type="text/plain")
+
+    def checked_page(request, *args, **kwargs):
         queue_index = kwargs.get("queue_index", kwargs.get("scheduler_index"))
         ensure_exists(queue_index, kwargs.get("job_id"), kwargs.get("key"))
         if queue_index is not None:

@@ -104,3 +104,19 @@ def test_the_worker_job_class_resolves_nothing_but_the_trampoline():
     assert carrying.success_callback is None
     with pytest.raises(RefusedJob, match="callbacks"):
         carrying.func  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        (["queues", "django_rq"], []),
+        (["queues"], ["queues.W005"]),  # the dashboard's templates are django_rq's
+        (["django_rq", "queues"], ["queues.W006"]),  # django-rq's rqworker would win
+    ],
+)
+def test_django_rq_must_be_installed_after_this_app(settings, order, expected):
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "SERIALIZER": JSONSerializer}}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND}}
+    others = [app for app in settings.INSTALLED_APPS if app not in ("queues", "django_rq")]
+    settings.INSTALLED_APPS = others + order
+    assert [check_id for check_id, _ in ids_and_messages(task_backends["default"])] == expected

@@ -100,3 +100,15 @@ def test_queue_status_page_shows_the_numbers_and_links_the_dashboard(staff, sing
     dashboard = staff.get("/admin/rq/")
     assert dashboard.status_code == 200
     assert 'href="/admin/"' in dashboard.text  # and back to the admin
+
+
+def test_an_unreachable_redis_answers_503_saying_so_not_500(staff, settings, dead_rq_url):
+    settings.RQ_QUEUES = {
+        "default": {"URL": dead_rq_url, "SERIALIZER": "rq.serializers.JSONSerializer"}
+    }
+    for page in ("/admin/rq/", "/admin/rq/queues/0/", "/admin/rq/queues/0/finished/"):
+        answer = staff.get(page)
+        assert answer.status_code == 503, page
+        assert "The RQ Redis (RQ_QUEUES) cannot be reached" in answer.text
+    answer = staff.get("/admin/rq/stats.json/")
+    assert answer.status_code == 503 and "cannot be reached" in answer.json()["description"]
