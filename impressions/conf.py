@@ -117,6 +117,9 @@ SETTINGS = {
     "IMPRESSIONS_HISTORY_DAYS": Setting(400, _whole(0, MAX_DAYS), f"a whole number of days from 0 (keep all) to {MAX_DAYS}"),
     "IMPRESSIONS_DASHBOARD_PANELS": Setting([], _dotted_paths, "a list of dotted paths of callables"),
     "IMPRESSIONS_ENABLED": Setting(True, _bool, "True or False"),
+    # The flush and roll-up tasks' TASKS alias and queue (read once, when the tasks are defined).
+    "IMPRESSIONS_TASK_BACKEND": Setting("default", lambda v: isinstance(v, str) and bool(v), "a TASKS alias"),
+    "IMPRESSIONS_TASK_QUEUE": Setting("default", lambda v: isinstance(v, str) and bool(v), "a queue name of that backend"),
     # None: DEFAULT_IGNORE_USER_AGENTS.
     "IMPRESSIONS_IGNORE_USER_AGENTS": Setting(None, lambda v: v is None or _regex(v), "a regular expression (empty: ignore none), or None for the default"),
     # Invalid traffic: 0 turns a budget off (the defaults' assumptions: docs/operations/security.md).
@@ -236,6 +239,16 @@ class Settings:
         return self._get("IMPRESSIONS_ENABLED")
 
     @property
+    def TASK_BACKEND(self):
+        """The TASKS alias the flush and roll-up tasks are enqueued on."""
+        return self._get("IMPRESSIONS_TASK_BACKEND")
+
+    @property
+    def TASK_QUEUE(self):
+        """The queue of that backend they go to."""
+        return self._get("IMPRESSIONS_TASK_QUEUE")
+
+    @property
     def IGNORE_USER_AGENTS(self):
         pattern = self._get("IMPRESSIONS_IGNORE_USER_AGENTS")
         return DEFAULT_IGNORE_USER_AGENTS if pattern is None else pattern
@@ -296,3 +309,23 @@ def invalid_settings():
 def counted_model():
     """The model class IMPRESSIONS_MODEL names (checks.py reports a bad value at start-up)."""
     return apps.get_model(conf.MODEL)
+
+
+def counted_names():
+    """The counted model's (verbose_name, verbose_name_plural): ("post", "posts"), for messages
+    and labels; ("object", "objects") while IMPRESSIONS_MODEL names none (the checks say so)."""
+    try:
+        meta = counted_model()._meta
+    except (LookupError, ValueError, AttributeError, TypeError):
+        return "object", "objects"
+    return str(meta.verbose_name), str(meta.verbose_name_plural)
+
+
+def counted_plural():
+    return counted_names()[1]
+
+
+def counted_objects(number):
+    """1 post, 1,234 posts: a number of the counted model's objects."""
+    singular, plural = counted_names()
+    return f"{number:,} {singular if number == 1 else plural}"

@@ -5,8 +5,10 @@ import secrets
 import time
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Min
-from django.tasks import task
+from django.tasks import task, task_backends
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.utils import timezone
 
 from . import keys, rollup, stats
@@ -23,7 +25,34 @@ logger = logging.getLogger(__name__)
 ROLLUP_GUARD_TTL = 3600
 
 
-@task(takes_context=True)
+def impressions_task(**options):
+    """@task on the backend and queue that IMPRESSIONS_TASK_BACKEND and IMPRESSIONS_TASK_QUEUE
+    name (read once, here). Django checks them as it defines the task, when this module is first
+    imported (at start-up): a bad one stops it with an error naming the two settings."""
+
+    def decorate(function):
+        backend, queue = conf.TASK_BACKEND, conf.TASK_QUEUE
+        try:
+            return task(backend=backend, queue_name=queue, **options)(function)
+        except (InvalidTask, InvalidTaskBackend) as error:
+            raise ImproperlyConfigured(
+                f"The impressions tasks go to IMPRESSIONS_TASK_BACKEND={backend!r},"
+                f" IMPRESSIONS_TASK_QUEUE={queue!r}: {error}{queues_hint(backend)}"
+            ) from error
+
+    return decorate
+
+
+def queues_hint(alias):
+    """ " (its queues: ...)" for a TASKS alias that has a list of queues, else ""."""
+    try:
+        queues = task_backends[alias].queues
+    except Exception:
+        return ""
+    return f" (its queues: {', '.join(sorted(queues))})" if queues else ""
+
+
+@impressions_task(takes_context=True)
 def flush_impressions_task(context=None, part=0, parts=1, window=None, manual=False):
     """Flush pending impressions (the shards of `part` of `parts`, of the scheduled `window`);
     after the last attempt, schedule a later flush so nothing stays stranded. `manual`: asked for
@@ -46,7 +75,7 @@ def flush_impressions_task(context=None, part=0, parts=1, window=None, manual=Fa
     return report.as_dict()
 
 
-@task()
+@impressions_task()
 def rollup_impressions_task():
     """Roll the ended days up and prune the history (impressions/rollup.py)."""
     report = rollup.roll_up()
