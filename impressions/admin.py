@@ -17,10 +17,12 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
+from django.utils.functional import lazy
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import dashboard, flush_now, stats
+from .conf import counted_names, counted_plural
 from .live import read_buffer
 from .models import Dashboard, Flush
 from .recorder import lost, pending_status
@@ -39,6 +41,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def counted_label(text):
+    """`text` with {objects} the counted model's verbose_name_plural, read when shown."""
+    return lazy(lambda: text.format(objects=counted_plural()), str)()
+
+
 @admin.register(Flush)
 class FlushAdmin(ReadOnlyAdmin):
     # The ledger is derived data and the exactly-once gate: nobody edits or deletes it here.
@@ -47,7 +54,7 @@ class FlushAdmin(ReadOnlyAdmin):
         "started",
         "outcome",
         "impressions_applied",
-        "posts_updated",
+        "updated",
         "duration",
         "dropped",
         "recovered_by",
@@ -68,11 +75,16 @@ class FlushAdmin(ReadOnlyAdmin):
             return "not finished"
         return dashboard.run_time_text(flush.finished_at - flush.started_at)
 
-    @admin.display(description="dropped (deleted posts)")
+    @admin.display(description=counted_label("{objects} updated"), ordering="posts_updated")
+    def updated(self, flush):
+        # Not named posts_updated: a model field's verbose_name would win over the description.
+        return flush.posts_updated
+
+    @admin.display(description=counted_label("dropped (deleted {objects})"))
     def dropped(self, flush):
         if not flush.impressions_dropped:
             return "-"
-        return f"{flush.impressions_dropped} of {flush.posts_dropped} posts"
+        return f"{flush.impressions_dropped} of {flush.posts_dropped} {counted_plural()}"
 
     def get_urls(self):
         flush_now = self.admin_site.admin_view(self.flush_now_view)
@@ -235,6 +247,8 @@ class DashboardAdmin(ReadOnlyAdmin):
             "objects_url": reverse("admin:impressions_dashboard_objects"),
             "objects_csv_url": reverse("admin:impressions_objects_csv"),
             "dashboard_url": reverse("admin:impressions_dashboard_changelist"),
+            # The counted model's names ("post", "posts"): the pages say what is counted.
+            **dict(zip(("counted_one", "counted_many"), counted_names(), strict=True)),
             **dashboard.delay_texts(),
         }
 
@@ -271,7 +285,9 @@ class DashboardAdmin(ReadOnlyAdmin):
         page = max(page, 1)
         listing = dashboard.ranked_objects(date_range, today, page, request.user)
         context = {
-            **self.page_context(request, "Posts by impressions", today, date_range, error),
+            **self.page_context(
+                request, f"{counted_plural().capitalize()} by impressions", today, date_range, error
+            ),
             **listing,
         }
         status = 400 if error else 200

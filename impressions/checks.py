@@ -65,7 +65,9 @@ def check_counted_model(app_configs=None, **kwargs):
     except (LookupError, ValueError):
         return [
             checks.Error(
-                f"IMPRESSIONS_MODEL={name!r} does not name an installed model.",
+                "IMPRESSIONS_MODEL is not set (it is required)."
+                if name is None
+                else f"IMPRESSIONS_MODEL={name!r} does not name an installed model.",
                 hint='Set IMPRESSIONS_MODEL to the counted model as "app_label.ModelName"'
                 ' (e.g. "blog.Post"), with its app in INSTALLED_APPS.',
                 id="impressions.E001",

@@ -26,7 +26,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis_endpoints import redact_text
 
 from . import batches, history_writer, keys, ledger, periods, scripts
-from .conf import conf
+from .conf import conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
 from .redis_client import get_flush_client
@@ -62,14 +62,17 @@ class FlushReport:
         return {**asdict(self), "outcome": str(self.outcome)}
 
     def __str__(self):
+        objects = counted_plural()
         text = (
             f"flush {self.flush_id}: {self.impressions_applied} impressions applied to"
-            f" {self.posts_updated} posts in {self.duration:.3f} s"
+            f" {self.posts_updated} {objects} in {self.duration:.3f} s"
         )
         if self.parts > 1:
             text += f" (part {self.part + 1} of {self.parts})"
         if self.posts_dropped:
-            text += f"; {self.impressions_dropped} dropped for {self.posts_dropped} deleted posts"
+            text += (
+                f"; {self.impressions_dropped} dropped for {self.posts_dropped} deleted {objects}"
+            )
         if self.recovered:
             text += f"; recovered snapshots of {', '.join(self.recovered)}"
         return text

@@ -14,6 +14,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.urls import reverse
 from django.utils.html import format_html
 
+from .conf import counted_objects, counted_plural
 from .dashboard import counted, run_time_text
 from .models import Flush
 from .tasks import enqueue_flush, flush_impressions_task
@@ -98,14 +99,15 @@ def outcome_of_ledger(flush):
     dropped = ""
     if flush.impressions_dropped:
         dropped = (
-            f" {flush.impressions_dropped:,} dropped for {flush.posts_dropped:,} deleted posts."
+            f" {flush.impressions_dropped:,} dropped for {flush.posts_dropped:,} deleted"
+            f" {counted_plural()}."
         )
     text = format_html(
         'Flush <a href="{}">{}</a>: {} applied to {} in {}.{}',
         url,
         flush.pk,
         counted(flush.impressions_applied, "impression"),
-        counted(flush.posts_updated, "post"),
+        counted_objects(flush.posts_updated),
         run_time_text(flush.finished_at - flush.started_at),
         dropped,
     )

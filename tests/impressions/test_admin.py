@@ -145,7 +145,7 @@ def test_the_ledger_is_spelled_right_and_reads_to_the_second(staff_client, stand
     assert "Select flush to view" in html
     assert "1 flush\n" in html  # the paginator's count
     headers = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', html)
-    assert headers[:5] == ["started", "outcome", "impressions_applied", "posts_updated", "duration"]
+    assert headers[:5] == ["started", "outcome", "impressions_applied", "updated", "duration"]
     started = timezone.localtime(flush.started_at).strftime("%Y-%m-%d %H:%M:%S")
     assert f'/change/">{started}</a>' in html
     assert re.search(r'<td class="field-duration">\d+ ms</td>', html)

@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import RequestFactory, override_settings
+from django.urls import reverse
 
 import impressions
 from casusult.models import Post
@@ -60,3 +61,15 @@ def test_another_apps_model_is_counted_and_flushed_exactly(counting_articles, sq
     assert dict(Article.objects.values_list("id", "views")) == expected
     # The history is of the counted model's ids; the deleted article's count is not in it.
     assert history_sums([*expected, gone.id]) == {**expected, gone.id: 0}
+
+
+def test_the_admin_pages_name_the_counted_model(counting_articles, admin_client):
+    first, second = Article.objects.bulk_create([Article(title="one"), Article(title="two")])
+    visit(make_user("alice"), [first, second])
+    flush_pending()
+    dashboard = admin_client.get(reverse("admin:impressions_dashboard_changelist")).content
+    assert b"Top articles" in dashboard and b"Every article by impressions" in dashboard
+    ranked = admin_client.get(reverse("admin:impressions_dashboard_objects")).content
+    assert b"Articles by impressions" in ranked and b"2 articles had impressions" in ranked
+    ledger = admin_client.get(reverse("admin:impressions_flush_changelist")).content
+    assert b"Articles updated" in ledger

@@ -148,6 +148,7 @@ def test_a_missing_model_setting_is_e001():
         del settings.IMPRESSIONS_MODEL
         [error] = check_counted_model()
     assert error.id == "impressions.E001"
+    assert error.msg == "IMPRESSIONS_MODEL is not set (it is required)."
     assert "IMPRESSIONS_MODEL" in error.hint
 
 
@@ -207,3 +208,18 @@ def test_a_bad_batch_size_flag_is_a_usage_error(text):
 )
 def test_a_good_batch_size_flag_is_taken(text, size):
     assert batch_size(text) == size
+
+
+def test_messages_and_labels_name_the_counted_model_not_posts():
+    from impressions.admin import FlushAdmin
+    from impressions.flush import FlushReport
+
+    report = FlushReport(flush_id="f", impressions_applied=5, posts_updated=3, posts_dropped=1)
+    report.impressions_dropped = 2
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Article"):
+        assert "5 impressions applied to 3 articles" in str(report)
+        assert "2 dropped for 1 deleted articles" in str(report)
+        assert str(FlushAdmin.updated.short_description) == "articles updated"
+    with override_settings(IMPRESSIONS_MODEL=None):  # unset: the checks report it
+        assert "applied to 3 objects" in str(report)
+    assert "applied to 3 posts" in str(report)  # the demo site's casusult.Post

@@ -30,7 +30,8 @@ class Command(BaseCommand):
             "--batch-size",
             type=batch_size,
             default=None,
-            help="posts per UPDATE statement (default: IMPRESSIONS_FLUSH_BATCH_SIZE)",
+            help="counters (an object, a day, a shard) per batch, one transaction each (default:"
+            " IMPRESSIONS_FLUSH_BATCH_SIZE)",
         )
 
     def handle(self, *args, batch_size=None, **options):
