@@ -233,6 +233,20 @@ class TaskWorker(SimpleWorker):
             sleep_time=PUBSUB_WAKE, daemon=True, exception_handler=self._pubsub_exception_handler
         )
 
+    def unsubscribe(self):
+        # RQ's, without its race: the thread closes the pubsub itself once its loop ends, and
+        # RQ closes it too after a join of 1 s. With a thread that ends within about a second,
+        # both closes met ('NoneType' object has no attribute 'deregister_connect_callback').
+        # The pubsub is closed here only once the thread has ended (one after the other is safe).
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        self.pubsub.unsubscribe()
+        thread.stop()  # redis-py 8.2 waits for the thread here; 8.1 does not
+        thread.join(timeout=PUBSUB_WAKE * 5)
+        if not thread.is_alive():
+            self.pubsub.close()
+
     def _shutdown(self):
         # An idle RQ worker stops by raising StopRequested from its signal handler. Should the
         # signal land where exceptions are swallowed (a __del__, an import's module-lock

@@ -120,6 +120,18 @@ def test_the_worker_s_channel_thread_ends_within_seconds_of_its_stop(rq_url):
     worker.pubsub.close()
 
 
+@pytest.mark.parametrize("pause", [0, 0.5, 0.95, 1.0, 1.05])
+def test_unsubscribing_closes_the_channel_once_whenever_the_thread_wakes(rq_url, pause):
+    # The thread closes the pubsub as its loop ends; RQ's unsubscribe closed it again after a 1 s
+    # join, and the two closes could meet when the thread woke about then.
+    worker = TaskWorker(["default"], connection=redis.Redis.from_url(rq_url), job_class=TaskJob)
+    worker.subscribe()
+    time.sleep(pause)
+    worker.unsubscribe()  # raised AttributeError from redis-py's PubSub.reset when they met
+    assert not worker.pubsub_thread.is_alive()
+    assert worker.pubsub.connection is None  # closed
+
+
 def test_a_stop_between_a_command_and_its_reply_leaves_a_clean_goodbye(rq_url):
     # RQ's stop handler raises wherever the main thread is: after a command was sent and before
     # its reply was read, that connection goes back to the pool with the reply in flight. The
