@@ -16,6 +16,7 @@
 | queues.W004  | every check             | RQ_QUEUES sets DEFAULT_TIMEOUT/DEFAULT_RESULT_TTL (unused) |
 | queues.W005  | every check             | an RQ backend, and django_rq is not in INSTALLED_APPS      |
 | queues.W006  | every check             | django_rq comes before queues in INSTALLED_APPS            |
+| queues.W007  | every check             | an RQ backend, and RQ["JOB_CLASS"] is not our TaskJob       |
 
 Never reuse a retired id.
 """

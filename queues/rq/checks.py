@@ -2,7 +2,9 @@
 
 import redis
 from django.apps import apps
+from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
 
 from redis_endpoints import redact, redact_text
 
@@ -16,6 +18,8 @@ from .connection import (
     uses_json_serializer,
 )
 
+# The job class django-rq must build our jobs with (RQ["JOB_CLASS"]).
+JOB_CLASS = "queues.rq.worker.TaskJob"
 # RQ_QUEUES keys the backend's tasks do not use: its OPTIONS say JOB_TIMEOUT and RESULT_TTL.
 IGNORED_QUEUE_KEYS = {"DEFAULT_TIMEOUT": "JOB_TIMEOUT", "DEFAULT_RESULT_TTL": "RESULT_TTL"}
 
@@ -25,7 +29,7 @@ def rq_backend_errors(backend, deploy):
     where = f"TASKS[{backend.alias!r}]"
     if deploy:
         return live_errors(backend, where)
-    errors = app_order_warnings(where)
+    errors = app_order_warnings(where) + job_class_warnings(where)
     connections = set()
     for name in sorted(backend.queues):
         config = queue_config(name)
@@ -78,6 +82,29 @@ def app_order_warnings(where):
             )
         ]
     return []
+
+
+def job_class_warnings(where):
+    """queues.W007: RQ["JOB_CLASS"] is not our job class (or a subclass of it)."""
+    named = getattr(settings, "RQ", {}).get("JOB_CLASS")
+    job_class = named
+    if isinstance(named, str):
+        try:
+            job_class = import_string(named)
+        except ImportError:
+            job_class = None
+    paths = {f"{c.__module__}.{c.__qualname__}" for c in getattr(job_class, "__mro__", ())}
+    if JOB_CLASS in paths:
+        return []
+    return [
+        checks.Warning(
+            f"{where} is an RQ backend and RQ['JOB_CLASS'] is {named!r}, not {JOB_CLASS}: the"
+            " queues django-rq builds (its dashboard's) read our jobs with that class, which"
+            " resolves whatever function or callbacks a job planted in Redis names when asked.",
+            hint=f'Set RQ = {{"JOB_CLASS": "{JOB_CLASS}"}}.',
+            id="queues.W007",
+        )
+    ]
 
 
 def queue_errors(where, name, config):

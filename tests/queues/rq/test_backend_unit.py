@@ -120,3 +120,20 @@ def test_django_rq_must_be_installed_after_this_app(settings, order, expected):
     others = [app for app in settings.INSTALLED_APPS if app not in ("queues", "django_rq")]
     settings.INSTALLED_APPS = others + order
     assert [check_id for check_id, _ in ids_and_messages(task_backends["default"])] == expected
+
+
+@pytest.mark.parametrize(
+    ("rq", "expected"),
+    [
+        ({"JOB_CLASS": "queues.rq.worker.TaskJob"}, []),
+        ({"JOB_CLASS": TaskJob}, []),
+        ({}, ["queues.W007"]),  # django-rq's default: RQ's own Job
+        ({"JOB_CLASS": "rq.job.Job"}, ["queues.W007"]),
+        ({"JOB_CLASS": "no.such.Job"}, ["queues.W007"]),
+    ],
+)
+def test_django_rq_must_build_our_job_class(settings, rq, expected):
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "SERIALIZER": JSONSerializer}}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND}}
+    settings.RQ = rq
+    assert [check_id for check_id, _ in ids_and_messages(task_backends["default"])] == expected
