@@ -191,6 +191,25 @@ def wal_position():
         return int(cursor.fetchone()[0])
 
 
+@contextlib.contextmanager
+def wal_compression(setting):
+    """This session's wal_compression set to `setting` for the block, then reset. Yields False,
+    setting nothing, when the server refuses it (not a superuser, a build without that method)."""
+    from django.db import DatabaseError, connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET wal_compression = {setting}")
+    except DatabaseError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET wal_compression")
+
+
 def checkpoint():
     """Write every dirty page now (untimed), so the next run starts right after a checkpoint."""
     from django.db import connection

@@ -226,15 +226,10 @@ class FlushWorkload:
         return Measurement(seconds=seconds, units=self.size)
 
     def run_ours_compressed(self):
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute("SET wal_compression = zstd")
-        try:
+        with fixtures.wal_compression("zstd") as taken:
+            if not taken:
+                raise ContenderFailed("the server refused SET wal_compression = zstd")
             return self.run_ours()
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET wal_compression")
 
     def run_ours_without_history(self):
         with ours.history_off():

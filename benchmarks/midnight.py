@@ -181,23 +181,20 @@ class Midnight:
         """Untimed: {wal_compression: WAL bytes a row} of the roll-up moving WAL_ROWS rows of the
         ended day right after a CHECKPOINT, in this process's session; the history put back after
         each. A setting the server refuses (not a superuser, a build without it) is left out."""
-        from django.db import DatabaseError
-
         from impressions import rollup
 
         found = {}
         for setting in COMPRESSIONS:
-            try:
-                sql(f"SET wal_compression = {setting}")
-            except DatabaseError:
-                continue
-            fixtures.checkpoint()
-            day = rollup.start_next_day(self.last_day)
-            start = fixtures.wal_position()
-            moved = sum(rollup.move_batch(day, WAL_BATCH) for _ in range(WAL_ROWS // WAL_BATCH))
-            found[setting] = (fixtures.wal_position() - start) / max(moved, 1)
+            with fixtures.wal_compression(setting) as taken:
+                if not taken:
+                    continue
+                fixtures.checkpoint()
+                day = rollup.start_next_day(self.last_day)
+                start = fixtures.wal_position()
+                batches = range(WAL_ROWS // WAL_BATCH)
+                moved = sum(rollup.move_batch(day, WAL_BATCH) for _ in batches)
+                found[setting] = (fixtures.wal_position() - start) / max(moved, 1)
             self.put_back()
-        sql("RESET wal_compression")
         return found
 
     def during_rollup(self):

@@ -27,6 +27,19 @@ def run_manage(*args, env=None, timeout=120):
     )
 
 
+def run_python(code, env=None, timeout=120):
+    """Run `code` in a fresh interpreter in the project directory, with the environment of
+    manage_env(env); returns the result."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_DIR,
+        env=manage_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def start_manage(*args, env=None):
     """Start manage.py in the background (stderr piped, as text); the caller stops it."""
     return subprocess.Popen(

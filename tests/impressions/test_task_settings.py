@@ -2,11 +2,9 @@
 say, and a backend without that queue stops start-up with an error naming them (not a traceback
 from django.tasks). Each case runs in a fresh interpreter: the tasks are defined once, at import."""
 
-import subprocess
-import sys
 import textwrap
 
-from tests.processes import PROJECT_DIR
+from tests.processes import run_python
 
 SCRIPT = """
 import django
@@ -32,10 +30,7 @@ print("queue", result.task.queue_name, tasks.rollup_impressions_task.queue_name)
 
 
 def start(**extra):
-    return subprocess.run(
-        [sys.executable, "-c", f"EXTRA = {extra!r}\n" + textwrap.dedent(SCRIPT)],
-        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run_python(f"EXTRA = {extra!r}\n" + textwrap.dedent(SCRIPT), timeout=60)
 
 
 def test_the_tasks_go_to_the_queue_the_setting_names():

@@ -2,11 +2,9 @@
 its commands say what to pip install (not a bare ModuleNotFoundError). Fresh interpreters, with
 the extras' modules made unimportable."""
 
-import subprocess
-import sys
 import textwrap
 
-from tests.processes import PROJECT_DIR
+from tests.processes import run_python
 
 SCRIPT = """
 import importlib
@@ -53,9 +51,7 @@ for command in ("sqs_setup", "sqs_redrive"):
 
 def run(blocked, backend="django.tasks.backends.immediate.ImmediateBackend"):
     code = f"BLOCKED = {blocked!r}\nBACKEND = {backend!r}\n" + textwrap.dedent(SCRIPT)
-    found = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60
-    )
+    found = run_python(code, timeout=60)
     assert found.returncode == 0, found.stderr
     return found.stdout
 

@@ -1,16 +1,10 @@
 """The app servers refuse to start with a bad setting, listing every one, as manage.py does."""
 
-import subprocess
-import sys
-
-from tests.processes import PROJECT_DIR, manage_env
+from tests.processes import run_python
 
 
 def import_application(module, env):
-    return subprocess.run(
-        [sys.executable, "-c", f"import {module}"],
-        cwd=PROJECT_DIR, env=manage_env(env), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return run_python(f"import {module}", env)
 
 
 def test_wsgi_and_asgi_refuse_every_bad_setting_at_once():
