@@ -28,7 +28,7 @@ RELOAD_PAIRS = 1_000  # (viewer, page) pairs a process records once, then reload
 CEILING_CLIENTS = 50
 SLICES = 8  # slices of each contender in one run, alternating
 WARM_UP_ATTEMPTS = 20
-FIRST_CEILING_RATE = 5_000  # calls/s, to size redis-benchmark's first run; later runs use the last
+FIRST_CEILING_RATE = 5_000  # calls/s, to size an untimed first run; timed ones use the last rate
 # Issue 19's goals: ours per process against raw redis-py, and all processes against the ceiling.
 GOAL_PER_PROCESS = 0.8
 GOAL_CEILING = 0.7
@@ -258,19 +258,18 @@ class LoadBench:
 
     def ceiling(self, workload, command=None):
         """redis-benchmark, CEILING_CLIENTS connections, our script (or `command`) for ~seconds."""
-        self.target.flush()
         key = (workload, tuple(command or ()))
-        requests = max(2_000, int(self.ceiling_rates.get(key, FIRST_CEILING_RATE) * self.seconds))
         if command is None:
             command = record_command(self.sha, PAGE, self.target.cluster, workload == RELOADS)
+        if key not in self.ceiling_rates:
+            # Untimed: a run sized by a guess may end in a fraction of a second, its 50
+            # connections' set-up a large part of it (a ceiling half the next rounds').
+            self.target.flush()
+            self.ceiling_rates[key] = self._benchmark(command, FIRST_CEILING_RATE)["rps"]
+        self.target.flush()
+        requests = max(2_000, int(self.ceiling_rates[key] * self.seconds))
         before = self.target.sample()
-        parsed = redis_benchmark(
-            self.target.url,
-            CEILING_CLIENTS,
-            *command,
-            requests=requests,
-            cluster=self.target.cluster,
-        )[0]
+        parsed = self._benchmark(command, requests=requests)
         server = self.target.sample() - before
         self.ceiling_rates[key] = parsed["rps"]
         page = PAGE if command[0] == "EVALSHA" else 1
@@ -284,6 +283,17 @@ class LoadBench:
                 f", {run.cpu_per_impression * 1e6:.2f} µs Redis CPU each"
             )
         return run
+
+    def _benchmark(self, command, rate=None, requests=None):
+        """redis-benchmark's parsed result for `requests` calls (or ~self.seconds at `rate`)."""
+        requests = requests or max(2_000, int(rate * self.seconds))
+        return redis_benchmark(
+            self.target.url,
+            CEILING_CLIENTS,
+            *command,
+            requests=requests,
+            cluster=self.target.cluster,
+        )[0]
 
     def simple_command_cpu(self):
         """Redis CPU of one SET of 3 bytes (the ECPU's unit of work), from redis-benchmark."""

@@ -255,3 +255,34 @@ def test_the_zstd_table_pairs_ours_by_round_and_scales_the_cost_per_row_by_its_o
     # The server refused the setting: no zstd result at any size.
     by_size = {size: results[:1] for size, results in by_size.items()}
     assert "not measured" in compressed_table(by_size)
+
+
+def test_the_first_ceiling_is_sized_by_an_untimed_run_not_by_a_guess(monkeypatch):
+    from benchmarks import recordload
+
+    class FakeTarget:
+        url, cluster, cpu = "redis://bench", False, 0.0
+
+        def flush(self):
+            pass
+
+        def sample(self):
+            return ServerSample(self.cpu, 0, 0)
+
+    asked = []
+
+    def fake_benchmark(url, clients, *command, requests, cluster):
+        asked.append(requests)
+        # A short run pays its connections' set-up: under half the rate of a long one.
+        return [{"rps": 4_000.0 if requests < 20_000 else 10_000.0}]
+
+    monkeypatch.setattr(recordload, "redis_benchmark", fake_benchmark)
+    bench = object.__new__(recordload.LoadBench)
+    bench.target, bench.seconds, bench.log, bench.ceiling_rates = FakeTarget(), 2.0, print, {}
+    command = ["SET", "{tag}:k", "v"]
+    first = bench.ceiling("SET", command)
+    # Sized by the guess (5,000 calls/s for 2 s), untimed; then timed, sized by what it measured.
+    assert asked == [10_000, 8_000]
+    assert first.calls == 8_000
+    bench.ceiling("SET", command)
+    assert asked[2:] == [8_000]  # the next rounds: one run each, sized by the last
