@@ -6,7 +6,8 @@ from datetime import timedelta
 from .harness import format_seconds, markdown_table, median, percentile
 
 # v2: the last day's rows in the open days' table, the others rolled up (impressions migration 0004).
-SEED_TABLE = "bench_history_seed_v2"
+# v3: the rows laid out as the roll-up writes them (below).
+SEED_TABLE = "bench_history_seed_v3"
 HISTORY_POSTS = 100_000
 HISTORY_DAYS = 400
 WARMUP = 2
@@ -15,7 +16,12 @@ WARMUP = 2
 # worst case for row counts. Popularity is heavy-tailed, as on real sites (Zipf: the post of
 # rank r gets ~2000/r a day), with a per-day jitter from a hash; every row has at least 1.
 # As the flush leaves it: the ended days rolled up (daily rows, week and month rows), the last
-# day ("today") open, its rows in the open days' table.
+# day ("today") open, its rows in the open days' table. Laid out as the roll-up writes them: a
+# day's daily rows together, in object order, one day after the other; a period's rows together
+# (each roll-up writes the week's and the month's rows again, in object order). Rows in object
+# order, each object's days together, would put every row of a day on a page of its own: the
+# pruning of the oldest day and the week and month rows' updates would then touch (and write
+# full-page images of) a page a row, as no roll-up ever leaves them.
 SEED_DAYS = """
 INSERT INTO %(table)s (object_id, day, count)
 SELECT post.id, %%(last_day)s::date - d,
@@ -23,15 +29,17 @@ SELECT post.id, %%(last_day)s::date - d,
 FROM (SELECT id, row_number() OVER (ORDER BY id) AS rank FROM casusult_post ORDER BY id
       LIMIT %%(posts)s) AS post
 CROSS JOIN generate_series(%%(first)s, %%(last)s) AS d
-ORDER BY post.id, d DESC
+ORDER BY d DESC, post.id
 """
 SEED_ROLLUPS = """
 INSERT INTO impressions_period (period, start, object_id, count)
-SELECT 'w', date_trunc('week', day)::date, object_id, sum(count)
-FROM impressions_daily GROUP BY 2, 3
-UNION ALL
-SELECT 'm', date_trunc('month', day)::date, object_id, sum(count)
-FROM impressions_daily GROUP BY 2, 3
+SELECT * FROM (
+  SELECT 'w', date_trunc('week', day)::date AS start, object_id, sum(count)
+  FROM impressions_daily GROUP BY 2, 3
+  UNION ALL
+  SELECT 'm', date_trunc('month', day)::date AS start, object_id, sum(count)
+  FROM impressions_daily GROUP BY 2, 3
+) AS periods ORDER BY start, 1, object_id
 """
 SEED_SITE = """
 INSERT INTO impressions_site_daily (day, count)
