@@ -174,6 +174,14 @@ def parser():
         help="midnight: posts a window flushed while the daily roll-up runs (and without it)",
     )
     p.add_argument(
+        "--midnight-late",
+        type=number(0, 1),
+        default=0.1,
+        help="midnight: the share of a window's posts with counts of the ended day (default 0.1,"
+        " in every window: harsher than a site, where the roll-up starts after the window that"
+        " held midnight is flushed)",
+    )
+    p.add_argument(
         "--window-posts",
         type=positive_int,
         default=3_000_000,

@@ -25,7 +25,6 @@ from datetime import timedelta
 from . import bulkfill, dashboard, fixtures, ours
 from .harness import ContenderFailed, Spread, format_seconds, markdown_table, median
 
-LATE_SHARE = 0.1  # of a window's posts, counts of the day before (views before midnight)
 FLUSHES_DURING = 60  # at most, one after another while the roll-up runs (it ends first)
 # A round's flushes with no roll-up running, half before it, half after: as many as run during it
 # (about 30 of each kind), so that the worst of each is the worst of as many.
@@ -102,7 +101,7 @@ class Midnight:
         ids = fixtures.all_post_ids()[: dashboard.HISTORY_POSTS]
         rng = random.Random(options.seed)
         chosen = rng.sample(ids, options.midnight_posts)
-        late = int(len(chosen) * LATE_SHARE)
+        late = int(len(chosen) * options.midnight_late)
         self.late = {post_id: 1 for post_id in chosen[:late]}
         self.fresh = {post_id: 1 + n % 2 for n, post_id in enumerate(chosen[late:])}
         self.wal = []  # bytes of WAL each flush wrote, in order, since the last settle()
@@ -320,7 +319,8 @@ def run(options, redis_client, log=print):
     """(markdown, figures): per round, the usual flushes' times and those during the roll-up."""
     bench = Midnight(options, redis_client, log)
     log(
-        f"midnight: {options.midnight_posts:,} posts a window ({LATE_SHARE:.0%} of yesterday),"
+        f"midnight: {options.midnight_posts:,} posts a window ({options.midnight_late:.0%} of"
+        " yesterday),"
         f" {bench.last_day} becomes yesterday, {options.rounds} round(s)"
     )
     rounds = []
@@ -449,7 +449,8 @@ def render(options, bench, rounds, wal=None):
         f" before the kept 400, in batches of at most {rollup.BATCH_ROWS:,} rows aiming at"
         f" {conf.ROLLUP_BATCH_SECONDS} s each (`IMPRESSIONS_ROLLUP_BATCH_SECONDS`), resting"
         f" {conf.ROLLUP_PACE}× as long as each batch took (`IMPRESSIONS_ROLLUP_PACE`). A window: "  # noqa: RUF001
-        f"{options.midnight_posts:,} of the seed's posts, {LATE_SHARE:.0%} of them with counts of"
+        f"{options.midnight_posts:,} of the seed's posts, {options.midnight_late:.0%} of them with"
+        " counts of"
         " yesterday (views before midnight), the others of today, filled untimed; each flush"
         f" timed. Per round, {USUAL_FLUSHES // 2} flushes with no roll-up running, then flushes"
         " one after another from the roll-up's first batch to its end (at most"

@@ -218,12 +218,17 @@ def test_the_midnight_verdict_takes_every_flush_and_shows_the_tails_and_the_wal(
     assert "the worst 1.65\N{MULTIPLICATION SIGN} (goal" in line and "**missed**" in line
     assert "each round's worst ÷ its worst usual flush (as many flushes): 1.10" in line
     bench = SimpleNamespace(facts={"daily_rows": 40_000_000}, last_day="2026-12-04")
-    text = midnight.render(SimpleNamespace(midnight_posts=20_000), bench, [round_])
+    text = midnight.render(
+        SimpleNamespace(midnight_posts=20_000, midnight_late=0.1), bench, [round_]
+    )
     assert "| **1.65**" in text and "| 1.10 " in text
     assert "100 KB / 120 KB / 900 KB; 1" in text
     # The roll-up's WAL a row, by wal_compression, each against none.
     text = midnight.render(
-        SimpleNamespace(midnight_posts=20_000), bench, [round_], {"off": 15_360, "zstd": 4_000}
+        SimpleNamespace(midnight_posts=20_000, midnight_late=0.1),
+        bench,
+        [round_],
+        {"off": 15_360, "zstd": 4_000},
     )
     assert "`off` 15 KB, `zstd` 4 KB (0.26\N{MULTIPLICATION SIGN})" in text
 
