@@ -49,6 +49,13 @@ def describe(redis_client):
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]
+        # The server settings the flush and the roll-up are most sensitive to.
+        cursor.execute(
+            "SELECT string_agg(name || ' ' || current_setting(name), ', ' ORDER BY name)"
+            " FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'autovacuum',"
+            " 'wal_compression', 'synchronous_commit')"
+        )
+        settings = cursor.fetchone()[0]
     redis_info = redis_client.info("server")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
@@ -63,5 +70,6 @@ def describe(redis_client):
         ("psycopg", package_version("psycopg")),
         ("redis-py / hiredis", f"{package_version('redis')} / {package_version('hiredis')}"),
         ("PostgreSQL server", postgres),
+        ("PostgreSQL settings", settings),
         ("Redis server", f"{redis_info.get('redis_version')} ({redis_info.get('redis_mode')})"),
     ]
