@@ -320,8 +320,7 @@ def run(options, redis_client, log=print):
     bench = Midnight(options, redis_client, log)
     log(
         f"midnight: {options.midnight_posts:,} posts a window ({options.midnight_late:.0%} of"
-        " yesterday),"
-        f" {bench.last_day} becomes yesterday, {options.rounds} round(s)"
+        f" yesterday), {bench.last_day} becomes yesterday, {options.rounds} round(s)"
     )
     rounds = []
     try:
@@ -450,9 +449,8 @@ def render(options, bench, rounds, wal=None):
         f" {conf.ROLLUP_BATCH_SECONDS} s each (`IMPRESSIONS_ROLLUP_BATCH_SECONDS`), resting"
         f" {conf.ROLLUP_PACE}× as long as each batch took (`IMPRESSIONS_ROLLUP_PACE`). A window: "  # noqa: RUF001
         f"{options.midnight_posts:,} of the seed's posts, {options.midnight_late:.0%} of them with"
-        " counts of"
-        " yesterday (views before midnight), the others of today, filled untimed; each flush"
-        f" timed. Per round, {USUAL_FLUSHES // 2} flushes with no roll-up running, then flushes"
+        " counts of yesterday (views before midnight), the others of today, filled untimed;"
+        f" each flush timed. Per round, {USUAL_FLUSHES // 2} flushes with no roll-up running, then flushes"
         " one after another from the roll-up's first batch to its end (at most"
         f" {FLUSHES_DURING}), then {USUAL_FLUSHES - USUAL_FLUSHES // 2} flushes with no roll-up"
         " running again; a flush's usual time is the median of its round's. Every other flush"

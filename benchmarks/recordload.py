@@ -267,9 +267,9 @@ class LoadBench:
             self.target.flush()
             self.ceiling_rates[key] = self._benchmark(command, FIRST_CEILING_RATE)["rps"]
         self.target.flush()
-        requests = max(2_000, int(self.ceiling_rates[key] * self.seconds))
+        requests = self._requests(self.ceiling_rates[key])
         before = self.target.sample()
-        parsed = self._benchmark(command, requests=requests)
+        parsed = self._benchmark(command, self.ceiling_rates[key])
         server = self.target.sample() - before
         self.ceiling_rates[key] = parsed["rps"]
         page = PAGE if command[0] == "EVALSHA" else 1
@@ -284,14 +284,17 @@ class LoadBench:
             )
         return run
 
-    def _benchmark(self, command, rate=None, requests=None):
-        """redis-benchmark's parsed result for `requests` calls (or ~self.seconds at `rate`)."""
-        requests = requests or max(2_000, int(rate * self.seconds))
+    def _requests(self, rate):
+        """Calls that last about self.seconds at `rate` calls/s (2,000 at least)."""
+        return max(2_000, int(rate * self.seconds))
+
+    def _benchmark(self, command, rate):
+        """redis-benchmark's parsed result for ~self.seconds of `command` at `rate` calls/s."""
         return redis_benchmark(
             self.target.url,
             CEILING_CLIENTS,
             *command,
-            requests=requests,
+            requests=self._requests(rate),
             cluster=self.target.cluster,
         )[0]
 
