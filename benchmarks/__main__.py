@@ -118,6 +118,14 @@ def parser():
         " a post's first of the day: updates) or not (inserts)",
     )
     p.add_argument(
+        "--flush-viewers",
+        type=positive_int,
+        default=None,
+        help="flush: every pending post seen by this many viewers, each impression a counter in"
+        " its viewer's shard (16 viewers: ~10 of the 16 shards); default: 1 or 2 (half the posts"
+        " each)",
+    )
+    p.add_argument(
         "--flush-baselines",
         action=argparse.BooleanOptionalAction,
         default=True,

@@ -53,15 +53,24 @@ FLUSH_TABLES = (
 BENCH_MOMENT = datetime(2100, 1, 1, 12, tzinfo=UTC)
 
 
-def pending_workload(post_ids, size, seed):
-    """`size` distinct posts spread over the whole table, with 1 or 2 pending impressions each."""
+def pending_workload(post_ids, size, seed, viewers=None):
+    """`size` distinct posts spread over the whole table, with 1 or 2 pending impressions each,
+    or `viewers` each (--flush-viewers: each from another viewer, so in as many shards as those
+    viewers fall in)."""
     if size > len(post_ids):
         raise SystemExit(f"--flush-sizes {size:,} is more than the {len(post_ids):,} posts")
     chosen = random.Random(seed + size).sample(post_ids, size)
-    counts = {post_id: 1 + index % 2 for index, post_id in enumerate(chosen)}
+    counts = {post_id: viewers or 1 + index % 2 for index, post_id in enumerate(chosen)}
     # In id order for everyone: ours sorts anyway, and sorted keys walk the index and the heap in
     # order, and the raw limit deserves that best case too.
     return dict(sorted(counts.items()))
+
+
+def impressions_each(options):
+    """The workload's pending impressions per post, in words."""
+    if options.flush_viewers:
+        return f"{options.flush_viewers} impressions from as many viewers"
+    return "1 or 2 impressions"
 
 
 def bench_day():
@@ -161,8 +170,10 @@ class FlushWorkload:
         self.options = options
         self.redis = redis_client
         self.size = size
-        self.pending = pending_workload(post_ids, size, options.seed)
-        self.sql = RawSqlScripts(options.database_url, self.pending, self.shard_rows())
+        self.pending = pending_workload(post_ids, size, options.seed, options.flush_viewers)
+        rows = self.shard_rows()
+        self.counters = len(rows)  # the (shard, post, day) counters ours reads
+        self.sql = RawSqlScripts(options.database_url, self.pending, rows)
 
     def total(self, pending):
         return sum(pending.values())
@@ -377,18 +388,19 @@ class FlushWorkload:
 
 def run(options, post_ids, redis_client, log=print):
     """Every size's contenders interleaved; returns (markdown, {size: results})."""
-    by_size, memo = {}, {}
+    by_size, memo, counters = {}, {}, {}
     for size in options.flush_sizes:
         rounds = options.rounds if size < options.big_size else options.big_rounds
         log(f"flush: {size:,} pending posts, {rounds} round(s)")
         workload = FlushWorkload(options, post_ids, size, redis_client)
+        counters[size] = workload.counters
         try:
             fixtures.warm_tables(FLUSH_TABLES)
             by_size[size] = run_interleaved(workload.contenders(memo), rounds, log)
         finally:
             workload.sql.cleanup()
             reset_history()
-    text = render(options, by_size)
+    text = render(options, by_size, counters)
     if options.profile_size:
         text += "\n\n" + profile_ours(options, post_ids, redis_client, log)
     return text, by_size
@@ -419,8 +431,9 @@ def profile_ours(options, post_ids, redis_client, log):
     )
 
 
-def render(options, by_size):
+def render(options, by_size, counters=None):
     blocks = []
+    counters = counters or {}
     for size, results in by_size.items():
         reference = ours_of(results)
         rows = []
@@ -444,8 +457,13 @@ def render(options, by_size):
                 ]
             )
         rounds = max((len(r.measurements) for r in results), default=0)
+        read = (
+            f"; {counters[size]:,} counters in Redis, {counters[size] / size:.2f} a post"
+            if size in counters
+            else ""
+        )
         blocks.append(
-            f"**{size:,} pending posts** (median of {rounds} round(s))\n\n"
+            f"**{size:,} pending posts** (median of {rounds} round(s){read})\n\n"
             + markdown_table(
                 ["contender", "kind", "time", "rows/s", "time ÷ ours", "note"],
                 rows,

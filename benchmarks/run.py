@@ -91,8 +91,9 @@ def run_all(options, command):
         sections.append(
             Section(
                 "2. Flush",
-                "Applying N distinct pending posts (1 or 2 impressions each, spread over the whole"
-                f" table of {len(post_ids):,} posts) to PostgreSQL. Every run is checked: the"
+                f"Applying N distinct pending posts ({flush.impressions_each(options)} each,"
+                f" spread over the whole table of {len(post_ids):,} posts) to PostgreSQL. Every"
+                " run is checked: the"
                 " table's impression total must grow by exactly the pending count. The table is"
                 " vacuumed (untimed) before each run so nobody pays for another's dead rows."
                 " Ours starts from counts recorded in Redis and includes the Redis snapshot, the"

@@ -291,3 +291,22 @@ def test_the_first_ceiling_is_sized_by_an_untimed_run_not_by_a_guess(monkeypatch
     assert first.calls == 8_000
     bench.ceiling("SET", command)
     assert asked[2:] == [8_000]  # the next rounds: one run each, sized by the last
+
+
+def test_flush_workload_gives_each_post_its_viewers_or_one_or_two():
+    from types import SimpleNamespace
+
+    from benchmarks.flush import impressions_each, pending_workload
+
+    ids = list(range(1, 1001))
+    default = pending_workload(ids, 100, seed=7)
+    assert len(default) == 100 and list(default) == sorted(default)
+    assert set(default.values()) == {1, 2}
+    assert sum(default.values()) == 150  # half the posts 2
+    viewers = pending_workload(ids, 100, seed=7, viewers=16)
+    assert list(viewers) == list(default)  # the same posts, only more impressions each
+    assert set(viewers.values()) == {16}
+    assert impressions_each(SimpleNamespace(flush_viewers=None)) == "1 or 2 impressions"
+    assert "16 impressions" in impressions_each(SimpleNamespace(flush_viewers=16))
+    with pytest.raises(SystemExit, match="more than"):
+        pending_workload(ids, 1001, seed=7)
