@@ -35,11 +35,29 @@ def package_version(name):
         return "not installed"
 
 
-def git_commit():
+def git_commit(cwd=None):
+    """HEAD's short hash, and whether the code measured differs from it (changes to tracked
+    files outside the docs and the results, which a run itself writes)."""
     completed = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
     )
-    return completed.stdout.strip() or "unknown"
+    commit = completed.stdout.strip()
+    if not commit:
+        return "unknown"
+    changed = subprocess.run(
+        ["git", "diff", "--name-only", "HEAD", "--", ".", ":(exclude)docs", ":(exclude)*.md"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+    ).stdout.split()
+    if changed:
+        return f"{commit} + uncommitted changes to {len(changed)} file(s)"
+    return commit
 
 
 def describe(redis_client):

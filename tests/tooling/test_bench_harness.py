@@ -310,3 +310,24 @@ def test_flush_workload_gives_each_post_its_viewers_or_one_or_two():
     assert "16 impressions" in impressions_each(SimpleNamespace(flush_viewers=16))
     with pytest.raises(SystemExit, match="more than"):
         pending_workload(ids, 1001, seed=7)
+
+
+def test_results_say_when_the_code_measured_is_not_the_commit(tmp_path):
+    import subprocess
+
+    from benchmarks.machine import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "notes.md").write_text("results\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = git_commit(cwd=tmp_path)
+    assert clean != "unknown" and "uncommitted" not in clean
+    (tmp_path / "notes.md").write_text("new results\n")  # a run writes its results: still clean
+    assert git_commit(cwd=tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(cwd=tmp_path) == f"{clean} + uncommitted changes to 1 file(s)"
