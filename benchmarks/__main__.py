@@ -122,8 +122,8 @@ def parser():
         type=positive_int,
         default=None,
         help="flush: every pending post seen by this many viewers, each impression a counter in"
-        " its viewer's shard (16 viewers: ~10 of the 16 shards); default: 1 or 2 (half the posts"
-        " each)",
+        " its viewer's shard (each size's table says how many counters a post); default: 1 or 2"
+        " (half the posts each)",
     )
     p.add_argument(
         "--flush-baselines",

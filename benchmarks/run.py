@@ -93,8 +93,8 @@ def run_all(options, command):
                 "2. Flush",
                 f"Applying N distinct pending posts ({flush.impressions_each(options)} each,"
                 f" spread over the whole table of {len(post_ids):,} posts) to PostgreSQL. Every"
-                " run is checked: the"
-                " table's impression total must grow by exactly the pending count. The table is"
+                " run is checked: the table's impression total must grow by exactly the pending"
+                " count. The table is"
                 " vacuumed (untimed) before each run so nobody pays for another's dead rows."
                 " Ours starts from counts recorded in Redis and includes the Redis snapshot, the"
                 " ledger row and the snapshot deletion; the others start from a Python dict or"
