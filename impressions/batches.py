@@ -15,11 +15,17 @@ row locks: each reaches the objects the next part started at when that part has 
 Whoever applies a flush id's snapshots uses its ledger row's start, so marks keep one meaning.
 """
 
+import re
 from bisect import bisect_left, bisect_right
 from itertools import chain
 
 from . import keys
 
+# One snapshot entry, checked alone (SnapshotLines(check=True)): an object id and a count that a
+# bigint holds, and a day (none: a field written by a version before the history).
+FIELD = re.compile(r"(-?[0-9]{1,19})(?::([0-9]{8}))?")
+COUNT = re.compile(r"[0-9]{1,19}")
+BIGINT_MAX = 2**63 - 1
 # After the tab, a count is digits: a line of field F sorts below F + AFTER_FIELD.
 AFTER_FIELD = "\t\uffff"
 # The mark of a shard applied whole: after every line.
@@ -35,9 +41,17 @@ class SnapshotLines:
     (shard, {field: count}) pairs as they come (each shard's lines are sorted on arrival, while
     the next is read: impressions/flush.py's read_snapshots)."""
 
-    def __init__(self, snapshots, undated_day):
+    def __init__(self, snapshots, undated_day, check=False):
         pairs = snapshots.items() if isinstance(snapshots, dict) else snapshots
-        self.by_shard = {shard: sorted(dated_lines(fields, undated_day)) for shard, fields in pairs}
+        self.by_shard = {}
+        # With `check` (after the database refused a batch): {shard: {field: count}} of the
+        # entries it would refuse, left out of the lines (checked_lines).
+        self.set_aside = {}
+        for shard, fields in pairs:
+            lines, refused = checked_lines(fields, undated_day, check)
+            self.by_shard[shard] = sorted(lines)
+            if refused:
+                self.set_aside[shard] = refused
         self.shards = sorted(self.by_shard)
         self._sorted = None  # every line, sorted (from the first)
         self._lines = None
@@ -149,23 +163,54 @@ def later(mark, field, start=""):
     return max(mark, field, key=order_key(start))
 
 
-def dated_lines(fields, undated_day):
-    """The lines of one shard's snapshot ({field: count} in bytes, as Redis returned them), as
-    text; a field without a day (written by a version before the history) gets `undated_day`'s.
+def checked_lines(fields, undated_day, check=False):
+    """(lines, refused) of one shard's snapshot ({field: count} in bytes, as Redis returned
+    them): its lines as text, a field without a day (written by a version before the history)
+    given `undated_day`'s.
 
-    Joined and split in C: no Python step per field. Text sorts faster than bytes in CPython.
+    Unchecked, the lines of fields that all have a day are joined and split in C: no Python
+    step per field (text sorts faster than bytes in CPython). Checked (`check`, or fields without
+    a day), each entry is looked at: refused, {field: count}, holds those the database would
+    refuse and the record script never writes (an object id or a count that is not a whole
+    number a bigint holds, a negative count, a day that is no date).
     """
     if not fields:
-        return []
-    joined = b"\n".join(map(b"\t".join, fields.items()))
-    lines = joined.decode("latin-1").split("\n")
-    if joined.count(b":") == len(lines):
-        return lines
-    day = ":" + keys.day_text(undated_day)
-    return [
-        line if ":" in field_of(line) else field_of(line) + day + line[line.index("\t") :]
-        for line in lines
-    ]
+        return [], {}
+    if not check:
+        joined = b"\n".join(map(b"\t".join, fields.items()))
+        lines = joined.decode("latin-1").split("\n")
+        if joined.count(b":") == len(lines):
+            return lines, {}
+    undated = ":" + keys.day_text(undated_day) if undated_day else None
+    lines, refused = [], {}
+    for field, count in fields.items():
+        line = checked_line(field.decode("latin-1"), count.decode("latin-1"), undated)
+        if line is None:
+            refused[field] = count
+        else:
+            lines.append(line)
+    return lines, refused
+
+
+def is_day(text):
+    try:
+        keys.parse_day(text)
+    except ValueError:
+        return False
+    return True
+
+
+def checked_line(field, count, undated):
+    """The line of one snapshot entry (text), or None when the database would refuse it."""
+    match = FIELD.fullmatch(field)
+    if match is None or COUNT.fullmatch(count) is None or int(count) > BIGINT_MAX:
+        return None
+    object_id, day = match.groups()
+    if not -BIGINT_MAX <= int(object_id) <= BIGINT_MAX:
+        return None
+    if day is None:
+        return None if undated is None else f"{field}{undated}\t{count}"
+    return f"{field}\t{count}" if is_day(day) else None
 
 
 def copy_text(lines):
@@ -183,10 +228,14 @@ def only_day(lines, text):
 
 
 def parsed(lines):
-    """[(object id, day, count)] of a batch's lines (the portable path)."""
+    """[(object id, day, count)] of a batch's lines (the portable path); ValueError for a line
+    PostgreSQL's COPY would refuse too."""
     rows = []
     for line in lines:
         field, _, count = line.partition("\t")
         object_id, _, day = field.partition(":")
-        rows.append((int(object_id), keys.parse_day(day), int(count)))
+        row = (int(object_id), keys.parse_day(day), int(count))
+        if not (abs(row[0]) <= BIGINT_MAX and abs(row[2]) <= BIGINT_MAX):
+            raise ValueError(f"{line!r} holds a number past a bigint")
+        rows.append(row)
     return rows

@@ -7,11 +7,13 @@
    impressions start a fresh pending hash.
 3. Apply every snapshot found in those shards (left-overs of crashed flushes first) in batches,
    one database transaction each, gated by the flush id's ledger row (impressions/ledger.py);
-   delete the snapshots only once all of them is in the database.
+   delete the snapshots only once all of them is in the database. Entries that the record script
+   never writes and the database refuses are moved out of the way first (set_aside).
 A crash anywhere leaves snapshots that the next flush of those shards applies from the ledger's
 marks on, or, if the ledger has them whole, drops.
 """
 
+import functools
 import logging
 import secrets
 import time
@@ -19,7 +21,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -51,6 +53,7 @@ class FlushReport:
     duration: float = 0.0  # seconds
     part: int = 0  # this flush's part of the shards, of `parts`
     parts: int = 1
+    counters_set_aside: int = 0  # snapshot entries no database takes (set_aside)
 
     def add(self, applied):
         self.posts_updated += applied.posts_updated
@@ -73,6 +76,8 @@ class FlushReport:
             text += (
                 f"; {self.impressions_dropped} dropped for {self.posts_dropped} deleted {objects}"
             )
+        if self.counters_set_aside:
+            text += f"; {self.counters_set_aside} malformed counters set aside"
         if self.recovered:
             text += f"; recovered snapshots of {', '.join(self.recovered)}"
         return text
@@ -80,6 +85,8 @@ class FlushReport:
 
 # Fields a snapshot read asks Redis for in one call (HSCAN's COUNT, a hint): a few ms of Redis.
 READ_CHUNK = 2000
+# Fields a set-aside call moves at most (scripts.SET_ASIDE).
+SET_ASIDE_CHUNK = 1000
 # Full reads of a snapshot that come short of its HLEN before the flush gives up (read_snapshot).
 READ_ATTEMPTS = 3
 
@@ -131,11 +138,10 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             # whole, every shard of it, whichever part finds it.
             for flush_id in sorted(mine, key=lambda f: (f == report.flush_id, f)):
                 found = by_flush[flush_id]
-                lines = batches.SnapshotLines(read_snapshots(client, flush_id, found), today)
-                checkpoint("before-apply")
-                applied = ledger.apply_snapshots(
+                applied = ledger.Applied()
+                apply = functools.partial(
+                    ledger.apply_snapshots,
                     flush_id,
-                    lines,
                     batch_size=batch_size,
                     recovered_by="" if flush_id == report.flush_id else report.flush_id,
                     before_commit=lambda: checkpoint("before-commit"),
@@ -145,7 +151,20 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                     # (or at the first line).
                     part=part if flush_id == report.flush_id else 0,
                     parts=parts,
+                    applied=applied,
                 )
+                lines = read_lines(client, flush_id, found, today, report)
+                checkpoint("before-apply")
+                try:
+                    apply(lines)
+                except (DataError, IntegrityError):
+                    # A batch the database refused (its transaction rolled back): an entry that
+                    # the record script never writes? Read the snapshots again, each entry
+                    # checked; set those aside, apply the rest from the marks on (refused again:
+                    # something else, raised).
+                    lines = read_lines(client, flush_id, found, today, report, check=True)
+                    checkpoint("after-set-aside")
+                    apply(lines)
                 checkpoint("after-commit")
                 drop_snapshots(client, flush_id, found)
                 report.add(applied)
@@ -278,6 +297,49 @@ def read_snapshot(client, key):
             "snapshot %s: read %d fields of %d, reading it again", key, len(fields), size
         )
     raise RedisError(f"snapshot {key}: {READ_ATTEMPTS} reads fell short of its fields")
+
+
+def read_lines(client, flush_id, shards, undated_day, report, check=False):
+    """The SnapshotLines of `flush_id`'s snapshots in `shards`, with the entries that no database
+    takes moved out of the snapshots (set_aside): looked for in fields without a day, and in
+    every entry with `check`."""
+    lines = batches.SnapshotLines(read_snapshots(client, flush_id, shards), undated_day, check)
+    if lines.set_aside:
+        report.counters_set_aside += set_aside(client, flush_id, lines.set_aside)
+    return lines
+
+
+def set_aside(client, flush_id, refused):
+    """Move the snapshot entries that no database takes ({shard: {field: count}}: something else
+    than the record script wrote them into the buffer) to their shard's set-aside hash, so that
+    they block no batch and are not lost; returns how many moved. The counts are impressions of
+    nobody knows what: they are not applied, and an operator reads them there."""
+    moved = 0
+    for shard, entries in refused.items():
+        fields, moved_here = list(entries), 0
+        for start in range(0, len(fields), SET_ASIDE_CHUNK):
+            moved_here += client.execute_command(
+                "EVAL",
+                scripts.SET_ASIDE,
+                2,
+                keys.snapshot_key(shard, flush_id),
+                keys.set_aside_key(shard),
+                flush_id,
+                *fields[start : start + SET_ASIDE_CHUNK],
+            )
+        if moved_here:  # none: a flush racing this one moved them first, and said so
+            logger.error(
+                "flush %s: %d snapshot entries of shard %d are not `<object id>:<yyyymmdd>` with"
+                " a count from 0 up, within a bigint (the record script did not write them); set"
+                " aside in Redis hash %s, not applied. First: %r",
+                flush_id,
+                moved_here,
+                shard,
+                keys.set_aside_key(shard),
+                fields[0][:100],
+            )
+        moved += moved_here
+    return moved
 
 
 def drop_snapshots(client, flush_id, shards):

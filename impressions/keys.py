@@ -103,6 +103,12 @@ def snapshot_days_key(shard, flush_id):
     return f"{snapshot_days_prefix(shard)}{flush_id}"
 
 
+def set_aside_key(shard):
+    """Hash `<flush id> <field>` -> count: snapshot entries no database takes (not written by
+    the record script), moved out of the flush's way; kept until deleted by hand."""
+    return f"{tag(shard)}:set-aside"
+
+
 def snapshots_key(shard):
     """Set of flush ids that have a snapshot in this shard (found again after a crash)."""
     return f"{tag(shard)}:snapshots"

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from . import batches, history_writer
@@ -69,6 +69,7 @@ def apply_snapshots(
     started_at=None,
     part=0,
     parts=1,
+    applied=None,
 ):
     """Apply `lines` (batches.SnapshotLines: Redis's snapshots of `flush_id`) above the ledger's
     marks; returns what this call applied. `started_at`: when the flush started, if known to the
@@ -78,8 +79,11 @@ def apply_snapshots(
 
     Two flushes applying the same snapshots (a crashed flush's, a message delivered twice) take
     turns on the ledger row, batch by batch, each starting after the other's marks.
+
+    `applied`: an Applied to add the batches to as they commit (the caller keeps what committed
+    before an error).
     """
-    applied = Applied()
+    applied = Applied() if applied is None else applied
     # Where the window's parts start (about: each part's lines spread alike), part 0 at the
     # first line (where an order from elsewhere goes round).
     stops = [lines.field_at(other, parts) for other in range(parts)] if parts > 1 else []
@@ -162,7 +166,7 @@ def write_batch(lines, durable=True):
     if connection.vendor == "postgresql":
         applied = write_batch_postgresql(lines, durable)
     else:
-        applied = write_batch_portable(batches.parsed(lines))
+        applied = write_batch_portable(lines)
     if applied.posts_dropped:
         logger.warning(
             "dropped %d impressions of %d posts that no longer exist",
@@ -186,7 +190,12 @@ def write_batch_postgresql(lines, durable=True):
             " day date NOT NULL, n bigint NOT NULL) ON COMMIT DELETE ROWS"
         )
         text = batches.copy_text(lines)
-        with cursor.copy(f"COPY {BATCH_TABLE} (object_id, day, n) FROM STDIN") as copy:
+        # Django wraps execute(), not copy(): psycopg's errors become Django's here, so that a
+        # line the database refuses is a DataError and a dropped connection gets closed.
+        with (
+            connection.wrap_database_errors,
+            cursor.copy(f"COPY {BATCH_TABLE} (object_id, day, n) FROM STDIN") as copy,
+        ):
             copy.write(text)
         statements = [
             # No bitmap scans either: the leaders' threshold reads a day's top in the index's
@@ -240,8 +249,12 @@ def totals_statement(columns):
     )
 
 
-def write_batch_portable(rows):
-    """Any database: [(object id, day, count)] through the ORM and prepared statements."""
+def write_batch_portable(lines):
+    """Any database: the batch's lines parsed, through the ORM and prepared statements."""
+    try:
+        rows = batches.parsed(lines)
+    except ValueError as error:  # as the COPY of a line PostgreSQL refuses
+        raise DataError(f"a snapshot line no database takes: {error}") from error
     totals = {}
     for object_id, _, count in rows:
         totals[object_id] = totals.get(object_id, 0) + count

@@ -161,6 +161,22 @@ end
 return redis.call('SREM', KEYS[2], ARGV[1])
 """
 
+# KEYS: snapshot, set-aside hash.  ARGV: flush id, fields...  Moves each field still in the snapshot
+# to the set-aside hash, as `<flush id> <field>` with its count: in one step, so a flush killed
+# around it finds each field in one place. Returns the fields moved.
+SET_ASIDE = """
+local moved = 0
+for i = 2, #ARGV do
+  local count = redis.call('HGET', KEYS[1], ARGV[i])
+  if count then
+    redis.call('HSET', KEYS[2], ARGV[1] .. ' ' .. ARGV[i], count)
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
 # KEYS: pending, snapshots index, lost, pending days.  ARGV: snapshot key prefix, snapshot days
 # prefix, post ids...  Returns per post the count still in Redis (pending + unapplied snapshots,
 # summed over the days of each), then lost. A field without a day (written by a version before

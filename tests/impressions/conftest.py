@@ -13,7 +13,7 @@ from django.test import override_settings
 from playwright.sync_api import sync_playwright
 
 import devservices
-from impressions import batches, ledger
+from impressions import ledger
 from impressions.redis_client import get_flush_client
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -60,7 +60,7 @@ def sql_path(request, monkeypatch):
         monkeypatch.setattr(
             ledger,
             "write_batch_postgresql",
-            lambda lines, durable=True: ledger.write_batch_portable(batches.parsed(lines)),
+            lambda lines, durable=True: ledger.write_batch_portable(lines),
         )
     return request.param
 

@@ -153,3 +153,51 @@ def test_lines_read_as_they_come_are_the_lines_of_the_whole_snapshots():
     marks = {0: "12:20261118", 3: None}  # the shards applied unevenly: per-shard order
     assert all_batches(arriving, 2, marks) == all_batches(whole, 2, marks)
     assert all_batches(arriving, 2, marks)[0] == ["12:20261118\t4", "300:20261119\t1"]
+
+
+def test_a_shard_as_the_record_script_writes_it_is_taken_whole_checked_or_not():
+    fields = {b"12:20261118": b"1", b"-5:20261118": b"2", b"300:20261119": b"17"}
+    expected = ["-5:20261118\t2", "12:20261118\t1", "300:20261119\t17"]
+    for check in (False, True):
+        lines, refused = batches.checked_lines(fields, date(2026, 11, 20), check)
+        assert (sorted(lines), refused) == (expected, {})
+    assert batches.checked_lines({}, None, check=True) == ([], {})
+
+
+MALFORMED = {
+    b"abc:20261118": b"3",  # not an object id
+    b"12:20261399": b"1",  # no such day
+    b"12:2026111": b"1",  # a day of 7 digits
+    b"7:20261118": b"x",  # not a count
+    b"8:20261118": b"-2",  # a negative count
+    b"9:20261118": b"9223372036854775808",  # a count past bigint
+    b"9223372036854775808:20261118": b"1",  # an id past bigint
+    b"\xef\xbc\x91:20261118": b"1",  # a full-width digit (UTF-8)
+}
+
+
+def test_checked_entries_no_database_takes_are_refused_and_the_rest_kept():
+    good = {b"12:20261118": b"1", b"9223372036854775807:20261118": b"2"}  # 19 digits, in range
+    lines, refused = batches.checked_lines({**good, **MALFORMED}, None, check=True)
+    assert refused == MALFORMED
+    assert sorted(lines) == ["12:20261118\t1", "9223372036854775807:20261118\t2"]
+    # Unchecked, every field with one colon: joined as they are (the database refuses the batch).
+    assert len(batches.checked_lines({**good, **MALFORMED}, None)[0]) == len(good) + len(MALFORMED)
+
+
+def test_fields_without_a_day_are_dated_and_every_entry_checked():
+    fields = {b"44": b"4", b"12:20261118": b"1", b"5\n6:20261118": b"1", b"": b"2"}
+    lines, refused = batches.checked_lines(fields, date(2026, 11, 20))
+    assert sorted(lines) == ["12:20261118\t1", "44:20261120\t4"]
+    assert refused == {b"5\n6:20261118": b"1", b"": b"2"}
+    # Without a day to give them (none given), fields without a day are refused.
+    assert batches.checked_lines({b"44": b"4"}, None) == ([], {b"44": b"4"})
+
+
+def test_snapshot_lines_keep_what_each_shard_refused():
+    snapshots = {0: {b"1:20261118": b"2", b"x:20261118": b"1"}, 3: {b"2:20261118": b"1"}}
+    unchecked = SnapshotLines(snapshots, None)
+    assert unchecked.set_aside == {}
+    lines = SnapshotLines(snapshots, None, check=True)
+    assert lines.set_aside == {0: {b"x:20261118": b"1"}}
+    assert lines.by_shard == {0: ["1:20261118\t2"], 3: ["2:20261118\t1"]}

@@ -49,6 +49,19 @@ flush.flush_pending()
 """
 
 
+def kill_a_flush_at(point):
+    """Run a flush in a child process that SIGKILLs itself at checkpoint `point`."""
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_FLUSH, point],
+        cwd=PROJECT_DIR,
+        env=subprocess_env(connection, REDIS_URL=redis_url()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
 def totals(posts):
     return dict(Post.objects.filter(id__in=[p.id for p in posts]).values_list("id", "impressions"))
 
@@ -78,15 +91,7 @@ def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
     posts = make_posts(6)
     before, after = around_midnight()
     view_all(posts, 25, now=before)
-    child = subprocess.run(
-        [sys.executable, "-c", KILLED_FLUSH, point],
-        cwd=PROJECT_DIR,
-        env=subprocess_env(connection, REDIS_URL=redis_url()),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    kill_a_flush_at(point)
     # The server let go of the dead flush's session lock: the roll-up's batches need not wait.
     assert rollup.wait_for_flushes(before.date(), patience=10) is True
     killed_id = single_leftover_snapshot_id()
