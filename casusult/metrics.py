@@ -178,7 +178,7 @@ class PendingCollector:
     def collect(self):
         up = GaugeMetricFamily("impressions_buffer_up", "1 when the Redis buffer answered.")
         try:
-            entries, pending = pending_totals()
+            entries, pending, set_aside = pending_totals()
         except Exception as error:
             logger.info("metrics: pending counts unavailable (%s)", type(error).__name__)
             up.add_metric([], 0)
@@ -195,6 +195,12 @@ class PendingCollector:
             " on several days, counts once per shard and day; the next flush's work.",
             value=entries,
         )
+        yield GaugeMetricFamily(
+            "impressions_set_aside_entries",
+            "Buffer entries that no database takes (not written by the record script), set aside"
+            " by flushes in Redis and not applied; above 0, read the flush log.",
+            value=set_aside,
+        )
 
 
 # Seconds a scrape waits for the buffer's Redis: longer than a request, shorter than a scrape.
@@ -202,9 +208,9 @@ PENDING_REDIS_TIMEOUT = 0.5
 
 
 def pending_totals():
-    """(pending counters, impressions) in the buffer, over every shard."""
+    """(pending counters, impressions, entries set aside) in the buffer, over every shard."""
     status = impressions.buffer_status(timeout=PENDING_REDIS_TIMEOUT)
-    return status.pending_entries, status.pending_impressions
+    return status.pending_entries, status.pending_impressions, status.set_aside
 
 
 class QueueCollector:

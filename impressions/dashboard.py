@@ -13,7 +13,7 @@ from django.utils.module_loading import import_string
 
 from redis_endpoints import redact_text
 
-from . import charts, periods, ranking, rollup, stats
+from . import charts, keys, periods, ranking, rollup, stats
 from .conf import conf, counted_model
 from .live import pending_by_object, range_total, with_pending
 from .models import Flush
@@ -264,6 +264,8 @@ def buffer_panel(buffer):
         pending=status.pending_impressions,
         in_snapshots=status.in_snapshots,
         lost_reported=status.reported_lost,
+        set_aside=status.set_aside,
+        set_aside_key=keys.set_aside_key("N"),
         scheduled=status.flush_scheduled,
         next_flush=next_flush(status.flush_scheduled),
     )

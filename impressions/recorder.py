@@ -38,6 +38,7 @@ class BufferStatus(NamedTuple):
         int  # taken by a flush that has not finished (or crashed): the next one applies them
     )
     flush_scheduled: bool  # a flush is scheduled and has not started
+    set_aside: int = 0  # entries no database takes, set aside by flushes (flush.set_aside)
 
 
 class LossCounter:
@@ -229,8 +230,9 @@ def pending_status(post_ids):
 def buffer_status(timeout=None):
     """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors.
 
-    It reads three small keys per shard (the totals the scripts keep, HLEN of the pending hash,
-    the losses), so it costs Redis the same at 10 and at 10 million pending counters. After a
+    It reads four small keys per shard (the totals the scripts keep, HLEN of the pending hash,
+    the losses, HLEN of the set-aside hash), so it costs Redis the same at 10 and at 10 million
+    pending counters. After a
     deploy over the previous version's keys, the first flush counts the totals in full (SNAPSHOT).
     """
     pipe = get_client(timeout).pipeline(transaction=False)
@@ -238,13 +240,19 @@ def buffer_status(timeout=None):
         pipe.hmget(keys.totals_key(shard), "pending", "snapshots")
         pipe.hlen(keys.pending_key(shard))
         pipe.get(keys.lost_key(shard))
+        pipe.hlen(keys.set_aside_key(shard))
     pipe.exists(keys.guard_key())
     *replies, scheduled = pipe.execute()
-    entries = impressions = reported_lost = in_snapshots = 0
-    for index in range(0, len(replies), 3):
-        (pending, snapshots), shard_entries, shard_lost = replies[index : index + 3]
+    entries = impressions = reported_lost = in_snapshots = set_aside = 0
+    for index in range(0, len(replies), 4):
+        (pending, snapshots), shard_entries, shard_lost, shard_set_aside = replies[
+            index : index + 4
+        ]
         impressions += int(pending or 0)
         in_snapshots += int(snapshots or 0)
         entries += shard_entries
         reported_lost += int(shard_lost or 0)
-    return BufferStatus(impressions, entries, reported_lost, in_snapshots, bool(scheduled))
+        set_aside += shard_set_aside
+    return BufferStatus(
+        impressions, entries, reported_lost, in_snapshots, bool(scheduled), set_aside
+    )

@@ -2,6 +2,8 @@
 are set aside by the flush, in Redis, and the rest is applied exactly once: real Redis (and the
 real cluster), real PostgreSQL, a flush SIGKILLed on either side of the set-aside."""
 
+import re
+
 import pytest
 from django.db import DataError
 from django.utils import timezone
@@ -10,7 +12,7 @@ from casusult.models import Post
 from impressions import keys, ledger, periods
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
-from impressions.recorder import pending_counts, record_impressions
+from impressions.recorder import buffer_status, pending_counts, record_impressions
 from tests.factories import make_posts
 
 from .history_check import history_sums, rollup_mismatches
@@ -77,6 +79,7 @@ def test_entries_the_database_refuses_are_set_aside_and_the_rest_applied_once(
     assert set_aside(buffer) == {
         f"{report.flush_id} ".encode() + field: count for field, count in malformed.items()
     }
+    assert buffer_status().set_aside == len(malformed)
     # The snapshots are gone; nothing is left to apply, and the set-aside entries stay put.
     assert pending_counts([p.id for p in posts]) == dict.fromkeys(expected, 0)
     assert flush_pending().impressions_applied == 0
@@ -144,3 +147,21 @@ def test_a_batch_refused_for_another_reason_fails_the_flush_and_keeps_the_counts
     report = flush_pending()
     assert report.counters_set_aside == 0
     assert totals(posts) == dict.fromkeys([p.id for p in posts], 10)
+
+
+def test_the_dashboard_and_the_metrics_show_the_entries_set_aside(
+    superuser_client, client, standalone_buffer
+):
+    posts = make_posts(4)
+    view(posts, 2)
+    malformed = plant(standalone_buffer, posts)
+    dashboard = "/admin/impressions/dashboard/"
+    assert 'id="buffer-set-aside"' not in superuser_client.get(dashboard).content.decode()
+
+    flush_pending()
+
+    html = superuser_client.get(dashboard).content.decode()
+    assert re.search(rf'id="buffer-set-aside">{len(malformed)} entries in Redis', html)
+    assert "<code>{imp:N}:set-aside</code>" in html
+    metrics = client.get("/metrics", HTTP_HOST="10.0.3.17").content.decode()
+    assert f"impressions_set_aside_entries {len(malformed)}.0" in metrics
