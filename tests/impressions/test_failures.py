@@ -17,8 +17,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from casusult.models import Post
+from impressions import batches, periods, rollup, stats
 from impressions import flush as flush_module
-from impressions import periods, rollup, stats
 from impressions.exceptions import DatabaseUnavailable, RedisUnavailable
 from impressions.flush import flush_pending
 from impressions.models import Flush
@@ -239,6 +239,35 @@ def test_a_stopped_database_connection_keeps_the_counts_for_the_next_flush(
 
     ids = [p.id for p in posts]
     assert pending_counts(ids) == dict.fromkeys(ids, 10)  # the snapshot is still in Redis
+    report = flush_pending()
+    assert len(report.recovered) == 1
+    assert set(totals(posts).values()) == {10}
+    assert_history_matches_totals(posts)
+
+
+def test_a_connection_lost_in_a_batch_copy_keeps_the_rest_for_the_next_flush(
+    standalone_buffer, monkeypatch
+):
+    """The COPY's errors are Django's too (psycopg's would slip past the flush's handling and
+    leave the dead connection to the worker's next task)."""
+    posts = make_posts(6)
+    view_all(posts, 10)
+    connection.ensure_connection()
+    copy_text = batches.copy_text
+    copies = []
+
+    def lost_at_the_second_copy(lines):
+        copies.append(len(lines))
+        if len(copies) == 2:
+            terminate_backend(connection.connection.info.backend_pid)
+        return copy_text(lines)
+
+    monkeypatch.setattr(batches, "copy_text", lost_at_the_second_copy)
+    with pytest.raises(DatabaseUnavailable, match="stay in Redis"):
+        flush_pending(batch_size=2)
+    monkeypatch.undo()
+    assert connection.connection is None  # closed: the next flush connects anew
+
     report = flush_pending()
     assert len(report.recovered) == 1
     assert set(totals(posts).values()) == {10}
