@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 
-import psycopg
 import pytest
 import redis
 from django.conf import settings
@@ -26,6 +25,7 @@ from impressions.recorder import get_client, lost, pending_counts, pending_statu
 from impressions.recorder import record_impressions as record
 from impressions.reloads import reloads
 from impressions.tasks import flush_impressions_task
+from tests.database import other_connection
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 
@@ -210,14 +210,7 @@ def repeat_flush(outcome, name, times):
 
 
 def terminate_backend(pid):
-    params = connection.settings_dict
-    with psycopg.connect(
-        host=params["HOST"] or "127.0.0.1",
-        port=params["PORT"] or 5432,
-        user=params["USER"] or "postgres",
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
+    with other_connection("postgres", autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 

@@ -6,9 +6,8 @@ import threading
 from datetime import datetime, time, timedelta
 from time import monotonic
 
-import psycopg
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.tasks import default_task_backend
 from django.test import override_settings
 from django.utils import timezone
@@ -21,6 +20,7 @@ from impressions.history_writer import LOCK_CLASS
 from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
 from impressions.recorder import record_impressions
 from impressions.tasks import flush_impressions_task, rollup_impressions_task, rollup_needed
+from tests.database import other_connection
 from tests.factories import make_posts
 
 from .history_check import history_sums, rollup_mismatches
@@ -158,16 +158,6 @@ def test_batches_of_late_counts_alone_still_go_where_the_roll_up_says(standalone
         assert history_sums(ids) == totals(ids)
         assert OpenDailyImpressions.objects.filter(day=yesterday).count() == 0
         assert stats.top_in(periods.DAY, yesterday)[0][1] == 5  # 3 viewers, late, later
-
-
-def other_connection():
-    params = connection.settings_dict
-    return psycopg.connect(
-        host=params["HOST"] or "127.0.0.1",
-        port=params["PORT"] or 5432,
-        user=params["USER"] or "postgres",
-        dbname=params["NAME"],
-    )
 
 
 def waiting_on_advisory_locks():

@@ -2,24 +2,16 @@
 writes come from) on the real PostgreSQL: a flush's temporary batch table is not a table of the
 database's own, and its counters leave pg_stat_user_tables when its session ends."""
 
-import psycopg
 import pytest
-from django.db import connection
 
 from benchmarks import window
+from tests.database import other_connection
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_temporary_batch_table_of_another_session_is_not_counted():
     before, _ = window.table_counters()
-    params = connection.settings_dict
-    with psycopg.connect(
-        host=params["HOST"] or "127.0.0.1",
-        port=params["PORT"] or 5432,
-        user=params["USER"] or "postgres",
-        dbname=params["NAME"],
-        autocommit=True,
-    ) as other:
+    with other_connection(autocommit=True) as other:
         other.execute("CREATE TEMP TABLE impressions_batch (n int)")
         other.execute("INSERT INTO impressions_batch SELECT generate_series(1, 1000)")
         other.execute("SELECT pg_stat_force_next_flush()")
