@@ -5,12 +5,21 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 
-from impressions import stats
+from impressions import keys, stats
 from tests.factories import make_posts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "browser-test-pw"
+
+
+def open_dashboard(page, live_server):
+    """Log in as "boss" (a superuser the test made) and land on the dashboard."""
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/impressions/dashboard/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/impressions/dashboard/")
 
 
 def drawn_bars(page, figure):
@@ -53,11 +62,7 @@ def test_staff_sees_the_charts_with_the_database_numbers(
     top_today = stats.top_posts(today, today)
 
     with chromium() as (page, errors):
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/impressions/dashboard/")
-        page.fill("#id_username", "boss")
-        page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
-        page.wait_for_url("**/admin/impressions/dashboard/")
+        open_dashboard(page, live_server)
         chart = page.locator("#chart-site svg.impressions-chart-svg")
         assert chart.is_visible()
         box = chart.bounding_box()
@@ -86,4 +91,19 @@ def test_staff_sees_the_charts_with_the_database_numbers(
         assert page.locator(f"{figure} svg.impressions-chart-svg").is_visible()
         assert drawn_bars(page, figure) == post_series
         assert table_numbers(page, figure) == post_series
+        assert errors == []
+
+
+def test_the_buffer_panel_shows_entries_set_aside(live_server, chromium, standalone_buffer):
+    get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    # What a flush leaves when something else wrote entries no database takes (test_set_aside.py).
+    standalone_buffer.hset(
+        keys.set_aside_key(3), mapping={"f1 abc:20261205": 1, "f1 7:20261399": 2}
+    )
+    with chromium() as (page, errors):
+        open_dashboard(page, live_server)
+        row = page.locator("#buffer-set-aside")
+        assert row.is_visible()
+        assert row.inner_text().startswith("2 entries in Redis that no database takes")
+        assert "{imp:N}:set-aside" in row.inner_text()
         assert errors == []
