@@ -38,7 +38,7 @@ def ping_or_fail(url):
 
 def recount_buffer(client):
     """The BufferStatus counted from every field of the buffer's keys, as the old full scan did."""
-    pending = entries = reported_lost = in_snapshots = 0
+    pending = entries = reported_lost = in_snapshots = set_aside = 0
     for shard in range(conf.SHARDS):
         values = client.hvals(keys.pending_key(shard))
         pending += sum(int(value) for value in values)
@@ -47,8 +47,9 @@ def recount_buffer(client):
             snapshot = keys.snapshot_key(shard, flush_id.decode())
             in_snapshots += sum(int(value) for value in client.hvals(snapshot))
         reported_lost += int(client.get(keys.lost_key(shard)) or 0)
+        set_aside += len(client.hkeys(keys.set_aside_key(shard)))
     scheduled = bool(client.exists(keys.guard_key()))
-    return BufferStatus(pending, entries, reported_lost, in_snapshots, scheduled)
+    return BufferStatus(pending, entries, reported_lost, in_snapshots, scheduled, set_aside)
 
 
 def reset_loss_counter():

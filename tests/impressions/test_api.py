@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def test_buffer_status_sums_every_shard_and_the_reported_losses(buffer):
     posts = make_posts(3)
     ids = [p.id for p in posts]
-    assert impressions.buffer_status() == (0, 0, 0, 0, False)
+    assert impressions.buffer_status() == (0, 0, 0, 0, False, 0)
     viewers = [f"u:{n}" for n in range(40)]
     for viewer in viewers:
         record_impressions(viewer, ids)
@@ -37,7 +37,7 @@ def test_buffer_status_sums_every_shard_and_the_reported_losses(buffer):
     assert impressions.pending_counts(ids) == dict.fromkeys(ids, 40)
     flush_pending()
     # Losses stay reported after a flush; the flush cleared the schedule guard.
-    assert impressions.buffer_status() == (0, 0, 7, 0, False)
+    assert impressions.buffer_status() == (0, 0, 7, 0, False, 0)
 
 
 def test_ping_names_the_client_kind(buffer):
