@@ -26,10 +26,15 @@ from . import keys
 FIELD = re.compile(r"(-?[0-9]{1,19})(?::([0-9]{8}))?")
 COUNT = re.compile(r"[0-9]{1,19}")
 BIGINT_MAX = 2**63 - 1
+
 # After the tab, a count is digits: a line of field F sorts below F + AFTER_FIELD.
 AFTER_FIELD = "\t\uffff"
 # The mark of a shard applied whole: after every line.
 DONE = "\uffff"
+
+
+def in_bigint(number):
+    return -BIGINT_MAX - 1 <= number <= BIGINT_MAX
 
 
 def field_of(line):
@@ -203,10 +208,10 @@ def is_day(text):
 def checked_line(field, count, undated):
     """The line of one snapshot entry (text), or None when the database would refuse it."""
     match = FIELD.fullmatch(field)
-    if match is None or COUNT.fullmatch(count) is None or int(count) > BIGINT_MAX:
+    if match is None or COUNT.fullmatch(count) is None or not in_bigint(int(count)):
         return None
     object_id, day = match.groups()
-    if not -BIGINT_MAX <= int(object_id) <= BIGINT_MAX:
+    if not in_bigint(int(object_id)):
         return None
     if day is None:
         return None if undated is None else f"{field}{undated}\t{count}"
@@ -235,7 +240,7 @@ def parsed(lines):
         field, _, count = line.partition("\t")
         object_id, _, day = field.partition(":")
         row = (int(object_id), keys.parse_day(day), int(count))
-        if not (abs(row[0]) <= BIGINT_MAX and abs(row[2]) <= BIGINT_MAX):
+        if not (in_bigint(row[0]) and in_bigint(row[2])):
             raise ValueError(f"{line!r} holds a number past a bigint")
         rows.append(row)
     return rows

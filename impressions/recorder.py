@@ -232,8 +232,8 @@ def buffer_status(timeout=None):
 
     It reads four small keys per shard (the totals the scripts keep, HLEN of the pending hash,
     the losses, HLEN of the set-aside hash), so it costs Redis the same at 10 and at 10 million
-    pending counters. After a
-    deploy over the previous version's keys, the first flush counts the totals in full (SNAPSHOT).
+    pending counters. After a deploy over the previous version's keys, the first flush counts the
+    totals in full (SNAPSHOT).
     """
     pipe = get_client(timeout).pipeline(transaction=False)
     for shard in range(conf.SHARDS):

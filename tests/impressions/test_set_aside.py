@@ -8,7 +8,6 @@ import pytest
 from django.db import DataError
 from django.utils import timezone
 
-from casusult.models import Post
 from impressions import keys, ledger, periods
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
@@ -16,15 +15,11 @@ from impressions.recorder import buffer_status, pending_counts, record_impressio
 from tests.factories import make_posts
 
 from .history_check import history_sums, rollup_mismatches
-from .test_failures import kill_a_flush_at, single_leftover_snapshot_id
+from .test_failures import kill_a_flush_at, single_leftover_snapshot_id, totals
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SHARD = 5
-
-
-def totals(posts):
-    return dict(Post.objects.filter(id__in=[p.id for p in posts]).values_list("id", "impressions"))
 
 
 def today():
