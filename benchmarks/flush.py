@@ -207,9 +207,10 @@ class FlushWorkload:
         self.load_redis()
         rows = []
         for shard in range(conf.SHARDS):
-            for field, count in self.redis.hgetall(keys.pending_key(shard)).items():
-                post_id, _, day = field.partition(b":")
-                rows.append((int(post_id), keys.parse_day(day), int(count)))
+            for key in keys.pending_group_keys(shard):
+                for field, count in self.redis.hgetall(key).items():
+                    post_id, _, day = field.partition(b":")
+                    rows.append((int(post_id), keys.parse_day(day), int(count)))
         self.redis.flushdb()
         return rows
 

@@ -27,7 +27,9 @@ def keyspace_bytes(client):
 
 def pending_usage(client):
     """(MEMORY USAGE of every shard's pending hash and set of days, counters in the hashes)."""
-    hashes = list(client.scan_iter(match="*:pending", count=1000))
+    hashes = [
+        key for pattern in ("*:pending", "*:pending:*") for key in client.scan_iter(match=pattern)
+    ]
     day_sets = list(client.scan_iter(match="*:pending-days", count=1000))
     pipe = client.pipeline(transaction=False)
     for key in hashes + day_sets:

@@ -80,8 +80,10 @@ class Target:
         """Impressions in every shard's pending hash: what the record calls have counted."""
         total = 0
         for node in self.nodes:
-            for key in node.scan_iter(match="*:pending", count=1000):
-                total += sum(int(value) for value in node.hvals(key))
+            # The ungrouped hashes (none written now) and the group hashes (`…:pending:<group>`).
+            for pattern in ("*:pending", "*:pending:*"):
+                for key in node.scan_iter(match=pattern, count=1000):
+                    total += sum(int(value) for value in node.hvals(key))
         return total
 
     def close(self):

@@ -42,21 +42,28 @@ def field_of(line):
 
 
 class SnapshotLines:
-    """The lines of one flush id's snapshots: {shard: {field: count}} as Redis returned them, or
-    (shard, {field: count}) pairs as they come (each shard's lines are sorted on arrival, while
-    the next is read: impressions/flush.py's read_snapshots)."""
+    """The lines of one flush id's snapshots, read whole: {shard: {field: count}} as Redis
+    returned them, or (shard, hash key, {field: count}) as they come (a shard's snapshot may be
+    several hashes; each one's lines are sorted on arrival, while the next is read:
+    impressions/flush.py's read_snapshots)."""
 
-    def __init__(self, snapshots, undated_day, check=False):
-        pairs = snapshots.items() if isinstance(snapshots, dict) else snapshots
-        self.by_shard = {}
-        # With `check` (after the database refused a batch): {shard: {field: count}} of the
-        # entries it would refuse, left out of the lines (checked_lines).
+    def __init__(self, snapshots, undated_day, check=False, shards=()):
+        chunks = (
+            [(shard, None, fields) for shard, fields in snapshots.items()]
+            if isinstance(snapshots, dict)
+            else snapshots
+        )
+        # Every shard of `shards`, with lines or not.
+        self.by_shard = {shard: [] for shard in shards}
+        # With `check` (after the database refused a batch): {(shard, hash key): {field: count}}
+        # of the entries it would refuse, left out of the lines (checked_lines).
         self.set_aside = {}
-        for shard, fields in pairs:
+        for shard, key, fields in chunks:
             lines, refused = checked_lines(fields, undated_day, check)
-            self.by_shard[shard] = sorted(lines)
+            # A shard's hashes: the sort merges their runs.
+            self.by_shard[shard] = sorted(self.by_shard.get(shard, []) + lines)
             if refused:
-                self.set_aside[shard] = refused
+                self.set_aside[shard, key] = refused
         self.shards = sorted(self.by_shard)
         self._sorted = None  # every line, sorted (from the first)
         self._lines = None
@@ -65,6 +72,9 @@ class SnapshotLines:
 
     def __len__(self):
         return sum(len(lines) for lines in self.by_shard.values())
+
+    def close(self):
+        """Nothing to stop: read whole (as StreamedLines.close)."""
 
     def sorted_lines(self):
         if self._sorted is None:
@@ -76,6 +86,8 @@ class SnapshotLines:
     def field_at(self, part, parts):
         """Where part `part` of `parts` starts: the field of the part/parts-th line ("" for
         the first line, or no line)."""
+        if part == 0:
+            return ""
         lines = self.sorted_lines()
         index = len(lines) * part // parts
         return field_of(lines[index]) if 0 < index < len(lines) else ""
@@ -124,6 +136,115 @@ class SnapshotLines:
             self._lines = sorted(kept, key=order_key(start)) if start else sorted(kept)
             self._position = 0
         self._built_for = (marks, start)
+
+
+class StreamedLines:
+    """The lines of one flush id's snapshots kept in group hashes (keys.GROUPS), a group at a
+    time as they are read: the batches of a group are applied while the next is read.
+
+    `groups`: an iterator of the groups in their order, each a list of (shard, hash key, sorted
+    lines, refused entries) with the lines of every shard of the flush id in that group. The
+    groups follow the fields' text order, and each holds every line of its fields: the lines of
+    the groups read so far are every line up to their last field. `on_refused(shard, key,
+    entries)`: called with the entries no database takes (checked_lines) as a group arrives.
+
+    The batches in the order from the first line, above one mark for every shard (the usual
+    flush), come as groups arrive; any other order (a start, stops, marks that differ) needs
+    every line first: then the rest is read and SnapshotLines takes over.
+    """
+
+    def __init__(self, groups, shards, on_refused=None):
+        self.shards = sorted(shards)
+        self._groups = groups
+        self._on_refused = on_refused
+        self._chunks = []  # (shard, key, lines) of every group read
+        self._ready = []  # the lines of the groups read, sorted
+        self._read_all = False
+        self._whole = None  # SnapshotLines, once an order needs every line
+
+    def _read_group(self):
+        group = next(self._groups, None)
+        if group is None:
+            self._read_all = True
+            return
+        arrived = []
+        for shard, key, lines, refused in group:
+            if refused and self._on_refused:
+                self._on_refused(shard, key, refused)
+            self._chunks.append((shard, key, lines))
+            arrived += lines
+        # Sorted runs: the sort merges them. A group's fields sort after the previous group's.
+        arrived.sort()
+        self._ready += arrived
+
+    def _every_line(self):
+        while not self._read_all:
+            self._read_group()
+        if self._whole is None:
+            self._whole = SnapshotLines([], None)
+            for shard in self.shards:
+                lines = [line for at, _, part in self._chunks if at == shard for line in part]
+                self._whole.by_shard[shard] = sorted(lines)
+            self._whole.shards = self.shards
+            self._whole._sorted = self._ready
+        return self._whole
+
+    def sorted_lines(self):
+        return self._every_line().sorted_lines()
+
+    def __len__(self):
+        return len(self.sorted_lines())
+
+    def field_at(self, part, parts):
+        return "" if part == 0 else self._every_line().field_at(part, parts)
+
+    def next_batch(self, marks, size, start="", stops=()):
+        """As SnapshotLines.next_batch."""
+        marks = {shard: marks.get(shard) for shard in self.shards}
+        if self._whole is None and (start or stops or len(set(marks.values())) > 1):
+            self._every_line()
+        if self._whole is not None:
+            return self._whole.next_batch(marks, size, start, stops)
+        mark = marks[self.shards[0]] if self.shards else DONE
+        lines = self._ready
+        at = after(lines, mark, "")
+        # A batch of `size` lines with more after it (so it is not the last), or the rest: the
+        # groups read are whole fields.
+        while not self._read_all and len(lines) - at <= size:
+            self._read_group()
+            at = after(lines, mark, "")
+        if at >= len(lines):
+            return None, None, True
+        end = min(at + size, len(lines))
+        while end < len(lines) and field_of(lines[end]) == field_of(lines[end - 1]):
+            end += 1
+        return lines[at:end], field_of(lines[end - 1]), self._read_all and end == len(lines)
+
+    def advance(self, last_field):
+        """After a batch committed (next_batch finds the marks' place anew each time)."""
+        if self._whole is not None:
+            self._whole.advance(last_field)
+
+    def close(self):
+        """Stop reading (the groups' reader cancels what it has not started)."""
+        close = getattr(self._groups, "close", None)
+        if close:
+            close()
+
+
+def in_group(lines, group):
+    """Whether every one of sorted `lines` is of keys.GROUPS[group] (a group is a range of the
+    fields' order: the first and the last tell)."""
+    return keys.group_of(lines[0]) == group == keys.group_of(lines[-1])
+
+
+def outside_group(fields, group):
+    """The entries of `fields` ({field: count}, bytes) that are not of keys.GROUPS[group]."""
+    return {
+        field: count
+        for field, count in fields.items()
+        if keys.group_of(field[:1].decode("latin-1")) != group
+    }
 
 
 def order_key(start):

@@ -2,7 +2,9 @@
 
 Viewers are spread over IMPRESSIONS_SHARDS tags `{<prefix>:<shard>}`: a request touches one slot
 (one node), while the load spreads over the cluster's nodes. A pending counter is the field
-`<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of its shard's pending hash.
+`<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of one of its shard's pending
+hashes: one per GROUPS, by the field's first character, so that the flush reads them in the
+fields' order (group after group) and applies one group while it reads the next.
 """
 
 import functools
@@ -21,13 +23,14 @@ def tag(shard):
 
 
 def record_keys(shard, viewer_key, hour, with_guard):
-    """The keys of one RECORD call: seen, pending, armed, lost, pending days, totals, snapshots
-    index, the viewer's impressions in clock hour `hour`[, guard].
+    """The keys of one RECORD call: seen, pending (ungrouped), armed, lost, pending days, totals,
+    snapshots index, the viewer's impressions in clock hour `hour`, the pending group hashes
+    (GROUPS of them)[, guard].
 
     Built from strings made once per (prefix, shard): the request path asks for them each call.
     """
-    seen_prefix, shard_keys, rate, guard = _record_keys(conf.KEY_PREFIX, shard, with_guard)
-    return [seen_prefix + viewer_key, *shard_keys, f"{rate}{viewer_key}:{hour}", *guard]
+    seen_prefix, shard_keys, rate, tail = _record_keys(conf.KEY_PREFIX, shard, with_guard)
+    return [seen_prefix + viewer_key, *shard_keys, f"{rate}{viewer_key}:{hour}", *tail]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -41,8 +44,8 @@ def _record_keys(prefix, shard, with_guard):
         totals_key(shard),
         snapshots_key(shard),
     )
-    guard = (guard_key(),) if with_guard else ()
-    return seen_key(shard, ""), shard_keys, rate_prefix(shard), guard
+    tail = (*pending_group_keys(shard), *((guard_key(),) if with_guard else ()))
+    return seen_key(shard, ""), shard_keys, rate_prefix(shard), tail
 
 
 def seen_key(shard, viewer_key):
@@ -59,9 +62,34 @@ def rate_key(shard, viewer_key, hour):
     return f"{rate_prefix(shard)}{viewer_key}:{hour}"
 
 
+# The groups of a shard's pending counters, by the first character of the field, in the order
+# of the fields' text: anything below "0" (a negative id), each digit, anything above "9". Each
+# holds every field it takes, so a flush that has read a group of every shard has every counter
+# of the fields in it (scripts.RECORD computes the same).
+GROUPS = ("lo", *"0123456789", "hi")
+
+
+def group_of(field):
+    """The GROUPS index of a field (text)."""
+    first = field[:1]
+    if first < "0":
+        return 0
+    return len(GROUPS) - 1 if first > "9" else 1 + ord(first) - ord("0")
+
+
 def pending_key(shard):
-    """Hash `<post id>:<day>` -> impressions counted but not yet snapshotted by a flush."""
+    """Hash `<post id>:<day>` -> impressions counted but not yet snapshotted by a flush, as a
+    version before the groups wrote it (pending_group_keys hold them now): still read."""
     return f"{tag(shard)}:pending"
+
+
+def pending_group_keys(shard):
+    """The pending hashes of the GROUPS, in their order."""
+    return _group_keys(pending_key(shard))
+
+
+def _group_keys(key):
+    return [f"{key}:{group}" for group in GROUPS]
 
 
 def pending_days_key(shard):
@@ -90,8 +118,19 @@ def snapshot_prefix(shard):
 
 
 def snapshot_key(shard, flush_id):
-    """Hash post id -> count, moved out of pending by flush `flush_id`; never expires."""
+    """Hash post id -> count, moved out of pending_key by flush `flush_id`; never expires."""
     return f"{snapshot_prefix(shard)}{flush_id}"
+
+
+def snapshot_group_keys(shard, flush_id):
+    """The snapshots of the pending group hashes, in the GROUPS' order."""
+    return _group_keys(snapshot_key(shard, flush_id))
+
+
+def snapshot_hashes(shard, flush_id):
+    """Every hash of a shard's snapshot: the ungrouped one (a version before the groups), then
+    the groups'."""
+    return [snapshot_key(shard, flush_id), *snapshot_group_keys(shard, flush_id)]
 
 
 def snapshot_days_prefix(shard):

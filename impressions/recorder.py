@@ -211,11 +211,12 @@ def pending_status(post_ids):
         pipe.execute_command(
             "EVAL",
             scripts.PENDING,
-            4,
+            4 + len(keys.GROUPS),
             keys.pending_key(shard),
             keys.snapshots_key(shard),
             keys.lost_key(shard),
             keys.pending_days_key(shard),
+            *keys.pending_group_keys(shard),
             keys.snapshot_prefix(shard),
             keys.snapshot_days_prefix(shard),
             *(post_ids or [0]),
@@ -230,7 +231,7 @@ def pending_status(post_ids):
 def buffer_status(timeout=None):
     """The buffer's totals over every shard, one pipelined round trip per node; raises redis errors.
 
-    It reads four small keys per shard (the totals the scripts keep, HLEN of the pending hash,
+    It reads small keys of each shard (the totals the scripts keep, HLEN of each pending hash,
     the losses, HLEN of the set-aside hash), so it costs Redis the same at 10 and at 10 million
     pending counters. After a deploy over the previous version's keys, the first flush counts the
     totals in full (SNAPSHOT).
@@ -238,19 +239,21 @@ def buffer_status(timeout=None):
     pipe = get_client(timeout).pipeline(transaction=False)
     for shard in range(conf.SHARDS):
         pipe.hmget(keys.totals_key(shard), "pending", "snapshots")
-        pipe.hlen(keys.pending_key(shard))
         pipe.get(keys.lost_key(shard))
         pipe.hlen(keys.set_aside_key(shard))
+        for key in [keys.pending_key(shard), *keys.pending_group_keys(shard)]:
+            pipe.hlen(key)
     pipe.exists(keys.guard_key())
     *replies, scheduled = pipe.execute()
     entries = impressions = reported_lost = in_snapshots = set_aside = 0
-    for index in range(0, len(replies), 4):
-        (pending, snapshots), shard_entries, shard_lost, shard_set_aside = replies[
-            index : index + 4
+    per_shard = 4 + len(keys.GROUPS)
+    for index in range(0, len(replies), per_shard):
+        (pending, snapshots), shard_lost, shard_set_aside, *shard_entries = replies[
+            index : index + per_shard
         ]
         impressions += int(pending or 0)
         in_snapshots += int(snapshots or 0)
-        entries += shard_entries
+        entries += sum(shard_entries)
         reported_lost += int(shard_lost or 0)
         set_aside += shard_set_aside
     return BufferStatus(

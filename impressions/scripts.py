@@ -2,8 +2,9 @@
 
 from .redis_client import run_script
 
-# KEYS: seen, pending, armed, lost, pending days, totals, snapshots index, the viewer's counted
-# impressions this hour[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
+# KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
+# snapshots index, the viewer's counted impressions this hour, the 12 pending group hashes
+# (keys.GROUPS: a field below "0", each digit, above "9")[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
 # impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
 # post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited}; guard taken is
 # -1 when no guard key was passed (a cluster: the guard lives in another slot); blocked ms: how
@@ -21,6 +22,12 @@ if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
 local suffix = ':' .. ARGV[5]
 local budget = tonumber(ARGV[6])
 local room  -- what the viewer may still count this hour; read at its first new post
+-- The pending hash of a field's group (keys.group_of): by its first byte, '0' (48) in KEYS[10].
+local function group_key(field)
+  local first = string.byte(field, 1)
+  if first < 48 then return KEYS[9] elseif first > 57 then return KEYS[20] end
+  return KEYS[first - 38]
+end
 local counted, fresh, limited = 0, 0, 0  -- fresh: pending fields this call created
 local function count(post)
   if budget > 0 then
@@ -31,7 +38,8 @@ local function count(post)
     end
     room = room - 1
   end
-  if redis.call('HINCRBY', KEYS[2], post .. suffix, 1) == 1 then fresh = fresh + 1 end
+  local field = post .. suffix
+  if redis.call('HINCRBY', group_key(field), field, 1) == 1 then fresh = fresh + 1 end
   counted = counted + 1
   return true
 end
@@ -64,11 +72,16 @@ if window > 0 then
 else
   for i = 8, #ARGV do count(ARGV[i]) end
 end
+local function entries()  -- the pending fields, of every hash
+  local n = redis.call('HLEN', KEYS[2])
+  for i = 9, 20 do n = n + redis.call('HLEN', KEYS[i]) end
+  return n
+end
 local armed, guard = 0, -1
 if counted > 0 then
   if redis.call('HINCRBY', KEYS[6], 'pending', counted) == counted
       and redis.call('HEXISTS', KEYS[6], 'exact') == 0
-      and redis.call('HLEN', KEYS[2]) == fresh and redis.call('SCARD', KEYS[7]) == 0 then
+      and entries() == fresh and redis.call('SCARD', KEYS[7]) == 0 then
     -- The shard held nothing before this call (a new Redis): its totals are exact from here on.
     redis.call('HSET', KEYS[6], 'exact', 1)
   end
@@ -80,9 +93,9 @@ if counted > 0 then
   if window > 0 then redis.call('EXPIRE', KEYS[1], math.ceil(window)) end
   if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
     armed = 1
-    if KEYS[9] then
+    if KEYS[21] then
       -- Its value: when the flush was scheduled (the dashboard adds the delay).
-      guard = redis.call('SET', KEYS[9], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
+      guard = redis.call('SET', KEYS[21], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
     end
   end
 end
@@ -102,38 +115,59 @@ local function sum(key)
 end
 """
 
-# KEYS: pending, snapshot, snapshots index, armed, pending days, snapshot days, totals.  ARGV:
-# flush id, snapshot key prefix.  Returns the counters snapshotted. Clearing `armed` here makes
-# the next impression in this shard schedule the next flush. The pending total moves with the
-# hash: to the snapshot's own field in the totals (DROP_SNAPSHOT takes it off again) and into
-# their sum over snapshots. Totals not kept yet (keys of the version before them, or a lost key)
-# are counted here in full, once: the flush reads all of it anyway, the metrics never do.
+# keys.GROUPS, in Lua: the suffixes of a hash's group keys.
+GROUPS = """
+local GROUPS = {'lo', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'hi'}
+"""
+
+# KEYS: pending (ungrouped), snapshot (ungrouped), snapshots index, armed, pending days, snapshot
+# days, totals, the 12 pending group hashes, the 12 snapshot group hashes.  ARGV: flush id,
+# snapshot key prefix.  Returns the counters snapshotted. Each pending hash is renamed to its
+# snapshot. Clearing `armed` here makes the next impression in this shard schedule the next flush.
+# The pending total moves with the hashes: to the snapshot's own field in the totals
+# (DROP_SNAPSHOT takes it off again) and into their sum over snapshots. Totals not kept yet (keys
+# of the version before them, or a lost key) are counted here in full, once: the flush reads all
+# of it anyway, the metrics never do.
 SNAPSHOT = (
     SUM_HASH
+    + GROUPS
     + """
+local function sum_all(key, first)  -- an ungrouped hash and its group hashes
+  local total = sum(key)
+  for i = 1, #GROUPS do total = total + sum(first and KEYS[first + i - 1] or key .. ':' .. GROUPS[i]) end
+  return total
+end
 redis.call('DEL', KEYS[4])
 if redis.call('HEXISTS', KEYS[7], 'exact') == 0 then
   redis.call('DEL', KEYS[7])
   local snapshots = 0
   for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    local size = sum(ARGV[2] .. flush_id)
+    local size = sum_all(ARGV[2] .. flush_id)
     snapshots = snapshots + size
     redis.call('HSET', KEYS[7], 'snapshot:' .. flush_id, size)
   end
-  redis.call('HSET', KEYS[7], 'pending', sum(KEYS[1]), 'snapshots', snapshots, 'exact', 1)
+  redis.call('HSET', KEYS[7], 'pending', sum_all(KEYS[1], 8), 'snapshots', snapshots, 'exact', 1)
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local fields = 0
+for i = 0, #GROUPS do
+  local from, to = KEYS[1], KEYS[2]
+  if i > 0 then from, to = KEYS[7 + i], KEYS[19 + i] end
+  if redis.call('EXISTS', from) == 1 then
+    redis.call('RENAME', from, to)
+    fields = fields + redis.call('HLEN', to)
+  end
+end
+if fields == 0 then
   -- Nothing pending: its total is 0, whatever a writer of an older version left out of it.
   redis.call('HSET', KEYS[7], 'pending', 0)
   return 0
 end
-redis.call('RENAME', KEYS[1], KEYS[2])
 if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('RENAME', KEYS[5], KEYS[6]) end
 redis.call('SADD', KEYS[3], ARGV[1])
 local moved = tonumber(redis.call('HGET', KEYS[7], 'pending'))
 redis.call('HSET', KEYS[7], 'pending', 0, 'snapshot:' .. ARGV[1], moved)
 redis.call('HINCRBY', KEYS[7], 'snapshots', moved)
-return redis.call('HLEN', KEYS[2])
+return fields
 """
 )
 
@@ -148,10 +182,11 @@ end
 return 0
 """
 
-# KEYS: snapshot, snapshots index, snapshot days, totals.  ARGV: flush id.  Called only after the
-# database commit. The snapshot's total leaves the totals once: a second drop finds no field.
+# KEYS: snapshot (ungrouped), snapshots index, snapshot days, totals, the 12 snapshot group
+# hashes.  ARGV: flush id.  Called only after the database commit. The snapshot's total leaves the
+# totals once: a second drop finds no field.
 DROP_SNAPSHOT = """
-redis.call('UNLINK', KEYS[1], KEYS[3])
+redis.call('UNLINK', KEYS[1], KEYS[3], unpack(KEYS, 5))
 local field = 'snapshot:' .. ARGV[1]
 local size = redis.call('HGET', KEYS[4], field)
 if size then
@@ -161,7 +196,7 @@ end
 return redis.call('SREM', KEYS[2], ARGV[1])
 """
 
-# KEYS: snapshot, set-aside hash.  ARGV: flush id, fields...  Moves each field still in the snapshot
+# KEYS: snapshot hash (ungrouped or a group's), set-aside hash.  ARGV: flush id, fields...  Moves each field still in the snapshot
 # to the set-aside hash, as `<flush id> <field>` with its count: in one step, so a flush killed
 # around it finds each field in one place. Returns the fields moved.
 SET_ASIDE = """
@@ -177,11 +212,13 @@ end
 return moved
 """
 
-# KEYS: pending, snapshots index, lost, pending days.  ARGV: snapshot key prefix, snapshot days
-# prefix, post ids...  Returns per post the count still in Redis (pending + unapplied snapshots,
-# summed over the days of each), then lost. A field without a day (written by a version before
-# the history) is read too.
-PENDING = """
+# KEYS: pending (ungrouped), snapshots index, lost, pending days, the 12 pending group hashes.
+# ARGV: snapshot key prefix, snapshot days prefix, post ids...  Returns per post the count still
+# in Redis (pending + unapplied snapshots, summed over the days of each), then lost. A field
+# without a day (written by a version before the history) is read too.
+PENDING = (
+    GROUPS
+    + """
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 local totals = {}
@@ -192,7 +229,7 @@ local function read(hash, fields, owners)
     if values[j] then totals[owners[j]] = totals[owners[j]] + tonumber(values[j]) end
   end
 end
-local function add(hash, days_key)
+local function add(hashes, days_key)
   local suffixes = {''}
   for _, day in ipairs(redis.call('SMEMBERS', days_key)) do suffixes[#suffixes + 1] = ':' .. day end
   local fields, owners = {}, {}
@@ -201,20 +238,29 @@ local function add(hash, days_key)
       fields[#fields + 1] = ids[i] .. suffix
       owners[#owners + 1] = i
       -- unpack() has a stack limit: ask in chunks.
-      if #fields == 1000 then read(hash, fields, owners); fields, owners = {}, {} end
+      if #fields == 1000 then
+        for _, hash in ipairs(hashes) do read(hash, fields, owners) end
+        fields, owners = {}, {}
+      end
     end
   end
-  if #fields > 0 then read(hash, fields, owners) end
+  if #fields > 0 then
+    for _, hash in ipairs(hashes) do read(hash, fields, owners) end
+  end
 end
-add(KEYS[1], KEYS[4])
+add({KEYS[1], unpack(KEYS, 5)}, KEYS[4])
 for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  add(ARGV[1] .. flush_id, ARGV[2] .. flush_id)
+  local snapshot = ARGV[1] .. flush_id
+  local hashes = {snapshot}
+  for _, group in ipairs(GROUPS) do hashes[#hashes + 1] = snapshot .. ':' .. group end
+  add(hashes, ARGV[2] .. flush_id)
 end
 local out = {}
 for i = 1, #ids do out[i] = tostring(totals[i]) end
 out[#ids + 1] = redis.call('GET', KEYS[3]) or '0'
 return out
 """
+)
 
 
 # KEYS: the new viewers of one IP address this hour (hash).  ARGV: the viewer's digest, sets a

@@ -40,12 +40,13 @@ def recount_buffer(client):
     """The BufferStatus counted from every field of the buffer's keys, as the old full scan did."""
     pending = entries = reported_lost = in_snapshots = set_aside = 0
     for shard in range(conf.SHARDS):
-        values = client.hvals(keys.pending_key(shard))
-        pending += sum(int(value) for value in values)
-        entries += len(values)
+        for key in [keys.pending_key(shard), *keys.pending_group_keys(shard)]:
+            values = client.hvals(key)
+            pending += sum(int(value) for value in values)
+            entries += len(values)
         for flush_id in client.smembers(keys.snapshots_key(shard)):
-            snapshot = keys.snapshot_key(shard, flush_id.decode())
-            in_snapshots += sum(int(value) for value in client.hvals(snapshot))
+            for snapshot in keys.snapshot_hashes(shard, flush_id.decode()):
+                in_snapshots += sum(int(value) for value in client.hvals(snapshot))
         reported_lost += int(client.get(keys.lost_key(shard)) or 0)
         set_aside += len(client.hkeys(keys.set_aside_key(shard)))
     scheduled = bool(client.exists(keys.guard_key()))

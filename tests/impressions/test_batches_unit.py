@@ -1,8 +1,9 @@
 """The flush's batches of snapshot lines (impressions/batches.py), without services."""
 
+import random
 from datetime import date
 
-from impressions import batches
+from impressions import batches, keys, scripts
 from impressions.batches import SnapshotLines
 
 
@@ -148,7 +149,9 @@ def test_lines_read_as_they_come_are_the_lines_of_the_whole_snapshots():
     # The flush hands over (shard, fields) pairs as a thread reads them: each shard's lines are
     # sorted on arrival, and every order built on them is the one of the snapshots read whole.
     whole = SnapshotLines(snapshots(), date(2026, 11, 20))
-    arriving = SnapshotLines(iter(snapshots().items()), date(2026, 11, 20))
+    arriving = SnapshotLines(
+        ((shard, None, fields) for shard, fields in snapshots().items()), date(2026, 11, 20)
+    )
     assert arriving.sorted_lines() == whole.sorted_lines() == sorted(whole.sorted_lines())
     marks = {0: "12:20261118", 3: None}  # the shards applied unevenly: per-shard order
     assert all_batches(arriving, 2, marks) == all_batches(whole, 2, marks)
@@ -199,5 +202,128 @@ def test_snapshot_lines_keep_what_each_shard_refused():
     unchecked = SnapshotLines(snapshots, None)
     assert unchecked.set_aside == {}
     lines = SnapshotLines(snapshots, None, check=True)
-    assert lines.set_aside == {0: {b"x:20261118": b"1"}}
+    assert lines.set_aside == {(0, None): {b"x:20261118": b"1"}}
     assert lines.by_shard == {0: ["1:20261118\t2"], 3: ["2:20261118\t1"]}
+
+
+# -- Snapshots in group hashes, applied as the groups arrive (StreamedLines) -----------------
+
+
+def grouped(snapshots, undated_day=None):
+    """The groups of `snapshots` ({shard: {field: count}}) as impressions/flush.py's read_groups
+    hands them over, and a list that says how many of them were taken."""
+    taken = []
+
+    def groups():
+        for group in range(len(keys.GROUPS)):
+            chunks = []
+            for shard, fields in snapshots.items():
+                mine = {f: c for f, c in fields.items() if keys.group_of(f.decode()) == group}
+                if mine:
+                    lines, refused = batches.checked_lines(mine, undated_day)
+                    chunks.append((shard, f"{shard}:{keys.GROUPS[group]}", sorted(lines), refused))
+            taken.append(group)
+            yield chunks
+
+    return groups(), taken
+
+
+def many_snapshots(seed=7, shards=5, fields=300):
+    rng = random.Random(seed)
+    return {
+        shard: {
+            f"{rng.choice(['-', ''])}{rng.randrange(1, 5000)}:2026111{rng.randrange(8, 10)}".encode(): str(
+                rng.randrange(1, 4)
+            ).encode()
+            for _ in range(fields)
+        }
+        for shard in range(0, 2 * shards, 2)
+    }
+
+
+def test_the_groups_follow_the_fields_order_and_the_record_script_knows_them():
+    fields = sorted(
+        ["-3:20261118", "0:x", "1:20261118", "10", "19:1", "2", "9999", ":", "a", "\x00", "\uffff"]
+    )
+    found = [keys.group_of(field) for field in fields]
+    assert found == sorted(found) and found[0] == 0 and found[-1] == len(keys.GROUPS) - 1
+    assert [keys.group_of(str(digit)) for digit in range(10)] == list(range(1, 11))
+    assert "{" + ", ".join(f"'{group}'" for group in keys.GROUPS) + "}" in scripts.GROUPS
+
+
+def test_streamed_batches_are_the_batches_of_the_snapshots_read_whole():
+    snapshots = many_snapshots()
+    for size in (1, 2, 7, 100, 5000):
+        groups, _ = grouped(snapshots)
+        streamed = batches.StreamedLines(groups, snapshots)
+        assert all_batches(streamed, size) == all_batches(SnapshotLines(snapshots, None), size)
+
+
+def test_streamed_batches_take_the_groups_they_need_and_the_last_says_so():
+    snapshots = many_snapshots()
+    groups, taken = grouped(snapshots)
+    lines = batches.StreamedLines(groups, snapshots)
+    batch, last, is_last = lines.next_batch({}, 10)
+    assert len(batch) >= 10 and not is_last
+    # The first batch needed the groups up to its last field's, and one more that had lines.
+    assert len(taken) < len(keys.GROUPS) - 2
+    assert keys.group_of(last) <= taken[-1]
+    marks = dict.fromkeys(lines.shards, last)
+    while not is_last:
+        lines.advance(last)
+        batch, last, is_last = lines.next_batch(marks, 10)
+        marks = dict.fromkeys(lines.shards, last)
+    assert len(taken) == len(keys.GROUPS)
+    assert lines.next_batch(marks, 10) == (None, None, True)
+
+
+def test_a_batch_that_ends_where_the_groups_with_lines_end_is_the_last():
+    snapshots = {0: {b"12:20261118": b"1", b"5:20261118": b"2"}, 1: {b"12:20261118": b"3"}}
+    groups, _ = grouped(snapshots)
+    lines = batches.StreamedLines(groups, snapshots)
+    assert lines.next_batch({}, 2) == (["12:20261118\t1", "12:20261118\t3"], "12:20261118", False)
+    assert lines.next_batch(dict.fromkeys([0, 1], "12:20261118"), 1) == (
+        ["5:20261118\t2"],
+        "5:20261118",
+        True,
+    )
+
+
+def test_marks_past_the_groups_read_and_other_orders_read_on():
+    snapshots = many_snapshots()
+    whole = SnapshotLines(snapshots, None)
+    ahead = whole.sorted_lines()[len(whole) * 3 // 4].partition("\t")[0]
+    for marks, start, stops in [
+        (dict.fromkeys(snapshots, ahead), "", ()),  # another flush applied this far
+        ({0: ahead, 2: None}, "", ()),  # marks that differ
+        ({}, whole.field_at(1, 3), ()),  # another part's start
+        ({}, "", (whole.field_at(2, 3),)),
+    ]:
+        groups, _ = grouped(snapshots)
+        streamed = batches.StreamedLines(groups, snapshots)
+        expected = SnapshotLines(snapshots, None).next_batch(marks, 50, start, stops)
+        assert streamed.next_batch(marks, 50, start, stops) == expected
+    assert batches.StreamedLines(grouped(snapshots)[0], snapshots).field_at(2, 3) == (
+        whole.field_at(2, 3)
+    )
+
+
+def test_streamed_lines_hand_the_refused_entries_over_as_they_arrive():
+    snapshots = {0: {b"1:20261118": b"2", b"44": b"1"}, 1: {b"x:1": b"1", b"12:20261118": b"1"}}
+    groups, _ = grouped(snapshots)
+    found = []
+    lines = batches.StreamedLines(groups, snapshots, lambda *refused: found.append(refused))
+    # Refused by the database, not here: "x:1" (a field of the record script's shape).
+    assert all_batches(lines, 10) == [["12:20261118\t1", "1:20261118\t2", "x:1\t1"]]
+    assert found == [(0, "0:4", {b"44": b"1"})]  # dated by nobody: no undated day was given
+
+
+def test_the_entries_outside_a_group_are_found():
+    fields = {b"5:20261118": b"1", b"50:20261118": b"2", b"6:20261118": b"1", b"x": b"1"}
+    assert batches.outside_group(fields, keys.group_of("5")) == {
+        b"6:20261118": b"1",
+        b"x": b"1",
+    }
+    lines = sorted(batches.checked_lines(fields, None, check=True)[0])
+    assert not batches.in_group(lines, keys.group_of("5"))
+    assert batches.in_group(lines[:2], keys.group_of("5"))

@@ -51,10 +51,14 @@ def reader_threads():
     return [t for t in threading.enumerate() if t.name.startswith("impressions-read")]
 
 
+def hashes(flush_id, shards):
+    return [(shard, keys.snapshot_key(shard, flush_id)) for shard in shards]
+
+
 def test_snapshots_come_in_the_order_of_the_shards_asked_for():
     client = Client("f1")
-    read = list(read_snapshots(client, "f1", [4, 0, 9]))
-    assert [shard for shard, _ in read] == [4, 0, 9]
+    read = list(read_snapshots(client, hashes("f1", [4, 0, 9])))
+    assert [(shard, key) for shard, key, _ in read] == hashes("f1", [4, 0, 9])
     assert client.read == [keys.snapshot_key(shard, "f1") for shard in (4, 0, 9)]
     assert reader_threads() == []
 
@@ -62,7 +66,15 @@ def test_snapshots_come_in_the_order_of_the_shards_asked_for():
 def test_a_redis_error_in_the_reading_thread_reaches_the_flush_and_the_thread_ends():
     client = Client("f1", failing=2)
     with pytest.raises(RedisConnectionError, match="gone"):
-        list(read_snapshots(client, "f1", [0, 1, 2, 3]))
+        list(read_snapshots(client, hashes("f1", [0, 1, 2, 3])))
+    assert reader_threads() == []
+
+
+def test_a_reader_closed_half_way_ends_its_thread():
+    client = Client("f1")
+    read = read_snapshots(client, hashes("f1", range(50)))
+    next(read)
+    read.close()
     assert reader_threads() == []
 
 

@@ -48,7 +48,9 @@ def test_record_keys_are_the_keys_the_key_functions_name():
         keys.totals_key(shard),
         keys.snapshots_key(shard),
         keys.rate_key(shard, viewer, 490_000),
+        *keys.pending_group_keys(shard),
     ]
+    assert keys.pending_group_keys(shard)[1] == keys.pending_key(shard) + ":0"
     assert keys.record_keys(shard, viewer, 490_000, with_guard=False) == each
     assert keys.record_keys(shard, viewer, 490_000, with_guard=True) == [*each, keys.guard_key()]
     with override_settings(IMPRESSIONS_KEY_PREFIX="other"):

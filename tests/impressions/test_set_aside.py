@@ -26,11 +26,12 @@ def today():
     return keys.day_text(periods.day_of(timezone.now()))
 
 
-def plant(client, posts):
-    """Entries written into shard SHARD's pending hash by something else than the record script,
-    each `<something>:<something>` as the record script's are: {field: count} of those the
-    database refuses. Beside them, a well-formed one of a post that does not exist (dropped, as a
-    deleted post's counts are)."""
+def plant(client, posts, grouped=False):
+    """Entries written into shard SHARD's pending hash (or, `grouped`, into the group hash of
+    each: read as the groups arrive) by something else than the record script, each
+    `<something>:<something>` as the record script's are: {field: count} of those the database
+    refuses. Beside them, a well-formed one of a post that does not exist (dropped, as a deleted
+    post's counts are)."""
     malformed = {
         f"abc:{today()}".encode(): b"3",
         f"{posts[0].id}:20261399".encode(): b"1",
@@ -39,7 +40,13 @@ def plant(client, posts):
         # A count that would take the post's total below zero (of another day than the views').
         f"{posts[3].id}:20260101".encode(): b"-50",
     }
-    client.hset(keys.pending_key(SHARD), mapping={**malformed, f"-7:{today()}".encode(): b"2"})
+    for field, count in {**malformed, f"-7:{today()}".encode(): b"2"}.items():
+        group = keys.group_of(field.decode())
+        client.hset(
+            keys.pending_group_keys(SHARD)[group] if grouped else keys.pending_key(SHARD),
+            field,
+            count,
+        )
     return malformed
 
 
@@ -52,13 +59,14 @@ def view(posts, viewers):
         record_impressions(f"v:{viewer}", [p.id for p in posts])
 
 
+@pytest.mark.parametrize("grouped", [False, True], ids=["ungrouped", "grouped"])
 @pytest.mark.parametrize("batch_size", [2, 10_000])
 def test_entries_the_database_refuses_are_set_aside_and_the_rest_applied_once(
-    buffer, sql_path, batch_size
+    buffer, sql_path, batch_size, grouped
 ):
     posts = make_posts(4)
     view(posts, 20)
-    malformed = plant(buffer, posts)
+    malformed = plant(buffer, posts, grouped)
 
     report = flush_pending(batch_size=batch_size)
 
@@ -100,11 +108,29 @@ def test_beside_fields_without_a_day_every_entry_is_checked_before_the_first_bat
     }
 
 
+def test_an_entry_in_another_group_s_hash_is_set_aside_not_passed_by_the_marks(buffer):
+    """Read a group at a time, a field in the wrong group's hash would come after batches whose
+    marks cover it: set aside when its group arrives, with the rest applied once."""
+    posts = make_posts(3)
+    view(posts, 10)
+    misplaced = f"{posts[0].id}:{today()}".encode()
+    other = (keys.group_of(str(posts[0].id)) + 1) % len(keys.GROUPS)
+    buffer.hset(keys.pending_group_keys(SHARD)[other], misplaced, 7)
+
+    report = flush_pending(batch_size=2)
+
+    assert report.counters_set_aside == 1
+    assert totals(posts) == dict.fromkeys([p.id for p in posts], 10)
+    assert history_sums([p.id for p in posts]) == totals(posts)
+    assert set_aside(buffer) == {f"{report.flush_id} ".encode() + misplaced: b"7"}
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["ungrouped", "grouped"])
 @pytest.mark.parametrize("point", ["after-snapshot", "after-set-aside", "before-commit"])
-def test_a_flush_killed_around_the_set_aside_sets_each_aside_once(buffer, point):
+def test_a_flush_killed_around_the_set_aside_sets_each_aside_once(buffer, point, grouped):
     posts = make_posts(4)
     view(posts, 20)
-    malformed = plant(buffer, posts)
+    malformed = plant(buffer, posts, grouped)
     kill_a_flush_at(point)
     killed_id = single_leftover_snapshot_id()
 
