@@ -43,13 +43,13 @@ def field_of(line):
 
 class SnapshotLines:
     """The lines of one flush id's snapshots, read whole: {shard: {field: count}} as Redis
-    returned them, or (shard, hash key, {field: count}) as they come (a shard's snapshot may be
-    several hashes; each one's lines are sorted on arrival, while the next is read:
-    impressions/flush.py's read_snapshots)."""
+    returned them, or (shard, hash key, line prefix, {field: count}) as they come (a shard's
+    snapshot is several hashes, each with its group's prefix: group_prefix; each one's lines
+    are sorted on arrival, while the next is read: impressions/flush.py's read_snapshots)."""
 
     def __init__(self, snapshots, undated_day, check=False, shards=()):
         chunks = (
-            [(shard, None, fields) for shard, fields in snapshots.items()]
+            [(shard, None, "", fields) for shard, fields in snapshots.items()]
             if isinstance(snapshots, dict)
             else snapshots
         )
@@ -58,8 +58,8 @@ class SnapshotLines:
         # With `check` (after the database refused a batch): {(shard, hash key): {field: count}}
         # of the entries it would refuse, left out of the lines (checked_lines).
         self.set_aside = {}
-        for shard, key, fields in chunks:
-            lines, refused = checked_lines(fields, undated_day, check)
+        for shard, key, prefix, fields in chunks:
+            lines, refused = checked_lines(fields, undated_day, check, prefix)
             # A shard's hashes: the sort merges their runs.
             self.by_shard[shard] = sorted(self.by_shard.get(shard, []) + lines)
             if refused:
@@ -232,21 +232,6 @@ class StreamedLines:
             close()
 
 
-def in_group(lines, group):
-    """Whether every one of sorted `lines` is of keys.GROUPS[group] (a group is a range of the
-    fields' order: the first and the last tell)."""
-    return keys.group_of(lines[0]) == group == keys.group_of(lines[-1])
-
-
-def outside_group(fields, group):
-    """The entries of `fields` ({field: count}, bytes) that are not of keys.GROUPS[group]."""
-    return {
-        field: count
-        for field, count in fields.items()
-        if keys.group_of(field[:1].decode("latin-1")) != group
-    }
-
-
 def order_key(start):
     """The sort key of a line, or of a field, in the order starting at field `start`: the lines
     from `start` on, then those before it. (A line sorts as its field does against `start`: a
@@ -289,10 +274,16 @@ def later(mark, field, start=""):
     return max(mark, field, key=order_key(start))
 
 
-def checked_lines(fields, undated_day, check=False):
-    """(lines, refused) of one shard's snapshot ({field: count} in bytes, as Redis returned
-    them): its lines as text, a field without a day (written by a version before the history)
-    given `undated_day`'s.
+def group_prefix(group):
+    """The prefix of the lines of a group's hash (keys.GROUPS, or keys.UNGROUPED): the lines of
+    the groups sort in the order they are read, whatever their fields."""
+    return f"{group}|"
+
+
+def checked_lines(fields, undated_day, check=False, prefix=""):
+    """(lines, refused) of one snapshot hash ({field: count} in bytes, as Redis returned them):
+    its lines as text, each after `prefix`, a field without a day (written by a version before
+    the history) given `undated_day`'s.
 
     Unchecked, the lines of fields that all have a day are joined and split in C: no Python
     step per field (text sorts faster than bytes in CPython). Checked (`check`, or fields without
@@ -304,6 +295,9 @@ def checked_lines(fields, undated_day, check=False):
         return [], {}
     if not check:
         joined = b"\n".join(map(b"\t".join, fields.items()))
+        if prefix:
+            start = prefix.encode()
+            joined = start + joined.replace(b"\n", b"\n" + start)
         lines = joined.decode("latin-1").split("\n")
         if joined.count(b":") == len(lines):
             return lines, {}
@@ -314,7 +308,7 @@ def checked_lines(fields, undated_day, check=False):
         if line is None:
             refused[field] = count
         else:
-            lines.append(line)
+            lines.append(prefix + line)
     return lines, refused
 
 
@@ -340,8 +334,22 @@ def checked_line(field, count, undated):
 
 
 def copy_text(lines):
-    """The COPY text of a batch's lines: `object id <tab> yyyymmdd <tab> count` rows."""
-    return ("\n".join(lines).replace(":", "\t") + "\n").encode("latin-1")
+    """The COPY text of a batch's lines: `[group <tab>] object id <tab> yyyymmdd <tab> count`
+    rows (copy_columns)."""
+    text = "\n".join(lines).replace(":", "\t")
+    if is_grouped(lines):
+        text = text.replace("|", "\t")
+    return (text + "\n").encode("latin-1")
+
+
+def is_grouped(lines):
+    """Whether a batch's lines have their group's prefix (group_prefix)."""
+    return lines[0][1:2] == "|"
+
+
+def copy_columns(lines):
+    """The columns copy_text's rows fill."""
+    return "g, object_id, day, n" if is_grouped(lines) else "object_id, day, n"
 
 
 def only_day(lines, text):
@@ -359,6 +367,8 @@ def parsed(lines):
     rows = []
     for line in lines:
         field, _, count = line.partition("\t")
+        if field[1:2] == "|":
+            field = field[2:]
         object_id, _, day = field.partition(":")
         row = (int(object_id), keys.parse_day(day), int(count))
         if not (in_bigint(row[0]) and in_bigint(row[2])):

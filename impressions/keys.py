@@ -3,8 +3,8 @@
 Viewers are spread over IMPRESSIONS_SHARDS tags `{<prefix>:<shard>}`: a request touches one slot
 (one node), while the load spreads over the cluster's nodes. A pending counter is the field
 `<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of one of its shard's pending
-hashes: one per GROUPS, by the field's first character, so that the flush reads them in the
-fields' order (group after group) and applies one group while it reads the next.
+hashes: one per GROUPS, by the last digit of the post id, so that the flush applies a group while
+it reads the next (impressions/batches.py).
 """
 
 import functools
@@ -62,19 +62,19 @@ def rate_key(shard, viewer_key, hour):
     return f"{rate_prefix(shard)}{viewer_key}:{hour}"
 
 
-# The groups of a shard's pending counters, by the first character of the field, in the order
-# of the fields' text: anything below "0" (a negative id), each digit, anything above "9". Each
-# holds every field it takes, so a flush that has read a group of every shard has every counter
-# of the fields in it (scripts.RECORD computes the same).
-GROUPS = ("lo", *"0123456789", "hi")
+# The groups of a shard's pending counters, by the last character of the object id: each digit,
+# and "x" for anything else (the record script computes the same). Spread evenly whatever the ids
+# (the newest posts, which most impressions are of, share their first digits, not their last).
+GROUPS = (*"0123456789", "x")
+# The prefix of a group's lines (impressions/batches.py), in the order the flush applies them:
+# the hash of a version before the groups first ("/" sorts before the digits).
+UNGROUPED = "/"
 
 
 def group_of(field):
-    """The GROUPS index of a field (text)."""
-    first = field[:1]
-    if first < "0":
-        return 0
-    return len(GROUPS) - 1 if first > "9" else 1 + ord(first) - ord("0")
+    """The GROUPS index of a field (text): by the last character of its object id."""
+    last = field.partition(":")[0][-1:]
+    return int(last) if last.isdigit() and last.isascii() else len(GROUPS) - 1
 
 
 def pending_key(shard):
@@ -128,9 +128,12 @@ def snapshot_group_keys(shard, flush_id):
 
 
 def snapshot_hashes(shard, flush_id):
-    """Every hash of a shard's snapshot: the ungrouped one (a version before the groups), then
-    the groups'."""
-    return [snapshot_key(shard, flush_id), *snapshot_group_keys(shard, flush_id)]
+    """[(hash key, group)] of a shard's snapshot, in the order the flush applies them: the
+    ungrouped one (a version before the groups: UNGROUPED), then the GROUPS'."""
+    return [
+        (snapshot_key(shard, flush_id), UNGROUPED),
+        *zip(snapshot_group_keys(shard, flush_id), GROUPS, strict=True),
+    ]
 
 
 def snapshot_days_prefix(shard):

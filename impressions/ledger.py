@@ -186,7 +186,7 @@ def write_batch_postgresql(lines, durable=True):
     columns = counted_columns()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} (object_id bigint NOT NULL,"
+            f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} (g text, object_id bigint NOT NULL,"
             " day date NOT NULL, n bigint NOT NULL) ON COMMIT DELETE ROWS"
         )
         text = batches.copy_text(lines)
@@ -194,7 +194,7 @@ def write_batch_postgresql(lines, durable=True):
         # line the database refuses is a DataError and a dropped connection gets closed.
         with (
             connection.wrap_database_errors,
-            cursor.copy(f"COPY {BATCH_TABLE} (object_id, day, n) FROM STDIN") as copy,
+            cursor.copy(f"COPY {BATCH_TABLE} ({batches.copy_columns(lines)}) FROM STDIN") as copy,
         ):
             copy.write(text)
         statements = [

@@ -3,8 +3,8 @@
 from .redis_client import run_script
 
 # KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
-# snapshots index, the viewer's counted impressions this hour, the 12 pending group hashes
-# (keys.GROUPS: a field below "0", each digit, above "9")[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
+# snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
+# (keys.GROUPS: by the post id's last digit, anything else last)[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
 # impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
 # post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited}; guard taken is
 # -1 when no guard key was passed (a cluster: the guard lives in another slot); blocked ms: how
@@ -22,11 +22,12 @@ if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
 local suffix = ':' .. ARGV[5]
 local budget = tonumber(ARGV[6])
 local room  -- what the viewer may still count this hour; read at its first new post
--- The pending hash of a field's group (keys.group_of): by its first byte, '0' (48) in KEYS[10].
-local function group_key(field)
-  local first = string.byte(field, 1)
-  if first < 48 then return KEYS[9] elseif first > 57 then return KEYS[20] end
-  return KEYS[first - 38]
+local looked = {}  -- the hashes this call found no longer new
+-- The pending hash of a post's group (keys.group_of): its last digit's ('0' is 48), else KEYS[19].
+local function group_key(post)
+  local last = string.byte(post, -1)
+  if last and last >= 48 and last <= 57 then return KEYS[last - 39] end
+  return KEYS[19]
 end
 local counted, fresh, limited = 0, 0, 0  -- fresh: pending fields this call created
 local function count(post)
@@ -38,8 +39,19 @@ local function count(post)
     end
     room = room - 1
   end
-  local field = post .. suffix
-  if redis.call('HINCRBY', group_key(field), field, 1) == 1 then fresh = fresh + 1 end
+  local key = group_key(post)
+  if redis.call('HINCRBY', key, post .. suffix, 1) == 1 then
+    fresh = fresh + 1
+    if not looked[key] and redis.call('HLEN', key) == 1 then
+      -- A new hash: a field longer than hash-max-listpack-value, set and deleted at once, makes
+      -- it a hash table for good. A small-hash encoding (listpack) finds a field by scanning
+      -- them all: with 11 hashes a shard filling up, most counts would be written that way.
+      local long = string.rep('~', 4097)
+      redis.call('HSET', key, long, 0)
+      redis.call('HDEL', key, long)
+    end
+    looked[key] = true
+  end
   counted = counted + 1
   return true
 end
@@ -74,7 +86,7 @@ else
 end
 local function entries()  -- the pending fields, of every hash
   local n = redis.call('HLEN', KEYS[2])
-  for i = 9, 20 do n = n + redis.call('HLEN', KEYS[i]) end
+  for i = 9, 19 do n = n + redis.call('HLEN', KEYS[i]) end
   return n
 end
 local armed, guard = 0, -1
@@ -93,9 +105,9 @@ if counted > 0 then
   if window > 0 then redis.call('EXPIRE', KEYS[1], math.ceil(window)) end
   if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
     armed = 1
-    if KEYS[21] then
+    if KEYS[20] then
       -- Its value: when the flush was scheduled (the dashboard adds the delay).
-      guard = redis.call('SET', KEYS[21], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
+      guard = redis.call('SET', KEYS[20], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
     end
   end
 end
@@ -117,11 +129,11 @@ end
 
 # keys.GROUPS, in Lua: the suffixes of a hash's group keys.
 GROUPS = """
-local GROUPS = {'lo', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'hi'}
+local GROUPS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'x'}
 """
 
 # KEYS: pending (ungrouped), snapshot (ungrouped), snapshots index, armed, pending days, snapshot
-# days, totals, the 12 pending group hashes, the 12 snapshot group hashes.  ARGV: flush id,
+# days, totals, the 11 pending group hashes, the 11 snapshot group hashes.  ARGV: flush id,
 # snapshot key prefix.  Returns the counters snapshotted. Each pending hash is renamed to its
 # snapshot. Clearing `armed` here makes the next impression in this shard schedule the next flush.
 # The pending total moves with the hashes: to the snapshot's own field in the totals
@@ -151,7 +163,7 @@ end
 local fields = 0
 for i = 0, #GROUPS do
   local from, to = KEYS[1], KEYS[2]
-  if i > 0 then from, to = KEYS[7 + i], KEYS[19 + i] end
+  if i > 0 then from, to = KEYS[7 + i], KEYS[7 + #GROUPS + i] end
   if redis.call('EXISTS', from) == 1 then
     redis.call('RENAME', from, to)
     fields = fields + redis.call('HLEN', to)
@@ -182,7 +194,7 @@ end
 return 0
 """
 
-# KEYS: snapshot (ungrouped), snapshots index, snapshot days, totals, the 12 snapshot group
+# KEYS: snapshot (ungrouped), snapshots index, snapshot days, totals, the 11 snapshot group
 # hashes.  ARGV: flush id.  Called only after the database commit. The snapshot's total leaves the
 # totals once: a second drop finds no field.
 DROP_SNAPSHOT = """
@@ -212,7 +224,7 @@ end
 return moved
 """
 
-# KEYS: pending (ungrouped), snapshots index, lost, pending days, the 12 pending group hashes.
+# KEYS: pending (ungrouped), snapshots index, lost, pending days, the 11 pending group hashes.
 # ARGV: snapshot key prefix, snapshot days prefix, post ids...  Returns per post the count still
 # in Redis (pending + unapplied snapshots, summed over the days of each), then lost. A field
 # without a day (written by a version before the history) is read too.

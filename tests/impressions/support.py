@@ -45,7 +45,7 @@ def recount_buffer(client):
             pending += sum(int(value) for value in values)
             entries += len(values)
         for flush_id in client.smembers(keys.snapshots_key(shard)):
-            for snapshot in keys.snapshot_hashes(shard, flush_id.decode()):
+            for snapshot, _ in keys.snapshot_hashes(shard, flush_id.decode()):
                 in_snapshots += sum(int(value) for value in client.hvals(snapshot))
         reported_lost += int(client.get(keys.lost_key(shard)) or 0)
         set_aside += len(client.hkeys(keys.set_aside_key(shard)))

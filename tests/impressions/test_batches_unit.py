@@ -150,7 +150,7 @@ def test_lines_read_as_they_come_are_the_lines_of_the_whole_snapshots():
     # sorted on arrival, and every order built on them is the one of the snapshots read whole.
     whole = SnapshotLines(snapshots(), date(2026, 11, 20))
     arriving = SnapshotLines(
-        ((shard, None, fields) for shard, fields in snapshots().items()), date(2026, 11, 20)
+        ((shard, None, "", fields) for shard, fields in snapshots().items()), date(2026, 11, 20)
     )
     assert arriving.sorted_lines() == whole.sorted_lines() == sorted(whole.sorted_lines())
     marks = {0: "12:20261118", 3: None}  # the shards applied unevenly: per-shard order
@@ -210,22 +210,39 @@ def test_snapshot_lines_keep_what_each_shard_refused():
 
 
 def grouped(snapshots, undated_day=None):
-    """The groups of `snapshots` ({shard: {field: count}}) as impressions/flush.py's read_groups
-    hands them over, and a list that says how many of them were taken."""
+    """`snapshots` ({shard: {field: count}}) as the record script spreads them over the group
+    hashes: (the SnapshotLines of them read whole, the groups as impressions/flush.py's
+    read_groups hands them over, a list that says how many of those were taken)."""
+    hashes = [
+        (
+            shard,
+            keys.GROUPS[group],
+            {f: c for f, c in fields.items() if keys.group_of(f.decode()) == group},
+        )
+        for group in range(len(keys.GROUPS))
+        for shard, fields in snapshots.items()
+    ]
+    hashes = [(shard, group, fields) for shard, group, fields in hashes if fields]
+    whole = SnapshotLines(
+        [(shard, group, batches.group_prefix(group), fields) for shard, group, fields in hashes],
+        undated_day,
+        shards=snapshots,
+    )
     taken = []
 
     def groups():
-        for group in range(len(keys.GROUPS)):
+        for group in keys.GROUPS:
             chunks = []
-            for shard, fields in snapshots.items():
-                mine = {f: c for f, c in fields.items() if keys.group_of(f.decode()) == group}
-                if mine:
-                    lines, refused = batches.checked_lines(mine, undated_day)
-                    chunks.append((shard, f"{shard}:{keys.GROUPS[group]}", sorted(lines), refused))
-            taken.append(group)
-            yield chunks
+            for shard, key, fields in hashes:
+                if key == group:
+                    prefix = batches.group_prefix(group)
+                    lines, refused = batches.checked_lines(fields, undated_day, prefix=prefix)
+                    chunks.append((shard, key, sorted(lines), refused))
+            if chunks:
+                taken.append(group)
+                yield chunks
 
-    return groups(), taken
+    return whole, groups(), taken
 
 
 def many_snapshots(seed=7, shards=5, fields=300):
@@ -241,57 +258,60 @@ def many_snapshots(seed=7, shards=5, fields=300):
     }
 
 
-def test_the_groups_follow_the_fields_order_and_the_record_script_knows_them():
-    fields = sorted(
-        ["-3:20261118", "0:x", "1:20261118", "10", "19:1", "2", "9999", ":", "a", "\x00", "\uffff"]
-    )
-    found = [keys.group_of(field) for field in fields]
-    assert found == sorted(found) and found[0] == 0 and found[-1] == len(keys.GROUPS) - 1
-    assert [keys.group_of(str(digit)) for digit in range(10)] == list(range(1, 11))
+def test_a_group_is_the_object_id_s_last_digit_as_the_record_script_picks_it():
+    assert [keys.group_of(f"{n}:20261118") for n in (10, 41, -7, 19999)] == [0, 1, 7, 9]
+    assert keys.group_of("abc:20261118") == keys.group_of("") == len(keys.GROUPS) - 1
+    assert keys.group_of("\uff11:1") == len(keys.GROUPS) - 1  # a digit, but not an ASCII one
     assert "{" + ", ".join(f"'{group}'" for group in keys.GROUPS) + "}" in scripts.GROUPS
+    # The groups' lines sort in the order they are read: the ungrouped hash's first.
+    prefixes = [batches.group_prefix(g) for g in (keys.UNGROUPED, *keys.GROUPS)]
+    assert prefixes == sorted(prefixes)
 
 
 def test_streamed_batches_are_the_batches_of_the_snapshots_read_whole():
     snapshots = many_snapshots()
     for size in (1, 2, 7, 100, 5000):
-        groups, _ = grouped(snapshots)
+        whole, groups, _ = grouped(snapshots)
         streamed = batches.StreamedLines(groups, snapshots)
-        assert all_batches(streamed, size) == all_batches(SnapshotLines(snapshots, None), size)
+        assert all_batches(streamed, size) == all_batches(whole, size)
 
 
 def test_streamed_batches_take_the_groups_they_need_and_the_last_says_so():
     snapshots = many_snapshots()
-    groups, taken = grouped(snapshots)
+    _, groups, taken = grouped(snapshots)
     lines = batches.StreamedLines(groups, snapshots)
     batch, last, is_last = lines.next_batch({}, 10)
     assert len(batch) >= 10 and not is_last
-    # The first batch needed the groups up to its last field's, and one more that had lines.
-    assert len(taken) < len(keys.GROUPS) - 2
-    assert keys.group_of(last) <= taken[-1]
+    assert taken == ["0"]  # its group holds more than a batch: the next is not needed yet
+    assert last.startswith("0|")
     marks = dict.fromkeys(lines.shards, last)
     while not is_last:
         lines.advance(last)
         batch, last, is_last = lines.next_batch(marks, 10)
         marks = dict.fromkeys(lines.shards, last)
-    assert len(taken) == len(keys.GROUPS)
+    assert taken == list(keys.GROUPS[:10])  # no id ends in something else here
     assert lines.next_batch(marks, 10) == (None, None, True)
 
 
 def test_a_batch_that_ends_where_the_groups_with_lines_end_is_the_last():
     snapshots = {0: {b"12:20261118": b"1", b"5:20261118": b"2"}, 1: {b"12:20261118": b"3"}}
-    groups, _ = grouped(snapshots)
+    _, groups, _ = grouped(snapshots)
     lines = batches.StreamedLines(groups, snapshots)
-    assert lines.next_batch({}, 2) == (["12:20261118\t1", "12:20261118\t3"], "12:20261118", False)
-    assert lines.next_batch(dict.fromkeys([0, 1], "12:20261118"), 1) == (
-        ["5:20261118\t2"],
-        "5:20261118",
+    assert lines.next_batch({}, 2) == (
+        ["2|12:20261118\t1", "2|12:20261118\t3"],
+        "2|12:20261118",
+        False,
+    )
+    assert lines.next_batch(dict.fromkeys([0, 1], "2|12:20261118"), 1) == (
+        ["5|5:20261118\t2"],
+        "5|5:20261118",
         True,
     )
 
 
 def test_marks_past_the_groups_read_and_other_orders_read_on():
     snapshots = many_snapshots()
-    whole = SnapshotLines(snapshots, None)
+    whole, _, _ = grouped(snapshots)
     ahead = whole.sorted_lines()[len(whole) * 3 // 4].partition("\t")[0]
     for marks, start, stops in [
         (dict.fromkeys(snapshots, ahead), "", ()),  # another flush applied this far
@@ -299,31 +319,31 @@ def test_marks_past_the_groups_read_and_other_orders_read_on():
         ({}, whole.field_at(1, 3), ()),  # another part's start
         ({}, "", (whole.field_at(2, 3),)),
     ]:
-        groups, _ = grouped(snapshots)
+        expected, groups, _ = grouped(snapshots)
         streamed = batches.StreamedLines(groups, snapshots)
-        expected = SnapshotLines(snapshots, None).next_batch(marks, 50, start, stops)
-        assert streamed.next_batch(marks, 50, start, stops) == expected
-    assert batches.StreamedLines(grouped(snapshots)[0], snapshots).field_at(2, 3) == (
+        assert streamed.next_batch(marks, 50, start, stops) == expected.next_batch(
+            marks, 50, start, stops
+        )
+    assert batches.StreamedLines(grouped(snapshots)[1], snapshots).field_at(2, 3) == (
         whole.field_at(2, 3)
     )
 
 
 def test_streamed_lines_hand_the_refused_entries_over_as_they_arrive():
     snapshots = {0: {b"1:20261118": b"2", b"44": b"1"}, 1: {b"x:1": b"1", b"12:20261118": b"1"}}
-    groups, _ = grouped(snapshots)
+    _, groups, _ = grouped(snapshots)
     found = []
     lines = batches.StreamedLines(groups, snapshots, lambda *refused: found.append(refused))
     # Refused by the database, not here: "x:1" (a field of the record script's shape).
-    assert all_batches(lines, 10) == [["12:20261118\t1", "1:20261118\t2", "x:1\t1"]]
-    assert found == [(0, "0:4", {b"44": b"1"})]  # dated by nobody: no undated day was given
+    assert all_batches(lines, 10) == [["1|1:20261118\t2", "2|12:20261118\t1", "x|x:1\t1"]]
+    assert found == [(0, "4", {b"44": b"1"})]  # dated by nobody: no undated day was given
 
 
-def test_the_entries_outside_a_group_are_found():
-    fields = {b"5:20261118": b"1", b"50:20261118": b"2", b"6:20261118": b"1", b"x": b"1"}
-    assert batches.outside_group(fields, keys.group_of("5")) == {
-        b"6:20261118": b"1",
-        b"x": b"1",
-    }
-    lines = sorted(batches.checked_lines(fields, None, check=True)[0])
-    assert not batches.in_group(lines, keys.group_of("5"))
-    assert batches.in_group(lines[:2], keys.group_of("5"))
+def test_grouped_lines_copy_with_their_group_and_parse_without_it():
+    lines = ["2|12:20261118\t3", "2|-52:20261119\t1"]
+    assert batches.copy_text(lines) == b"2\t12\t20261118\t3\n2\t-52\t20261119\t1\n"
+    assert batches.copy_columns(lines) == "g, object_id, day, n"
+    assert batches.copy_columns(["12:20261118\t3"]) == "object_id, day, n"
+    assert batches.parsed(lines) == [(12, date(2026, 11, 18), 3), (-52, date(2026, 11, 19), 1)]
+    assert batches.only_day(lines, batches.copy_text(lines)) is None
+    assert batches.only_day(lines[:1], batches.copy_text(lines[:1])) == date(2026, 11, 18)

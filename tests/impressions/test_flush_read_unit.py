@@ -52,13 +52,14 @@ def reader_threads():
 
 
 def hashes(flush_id, shards):
-    return [(shard, keys.snapshot_key(shard, flush_id)) for shard in shards]
+    return [(shard, keys.snapshot_key(shard, flush_id), keys.UNGROUPED) for shard in shards]
 
 
 def test_snapshots_come_in_the_order_of_the_shards_asked_for():
     client = Client("f1")
     read = list(read_snapshots(client, hashes("f1", [4, 0, 9])))
-    assert [(shard, key) for shard, key, _ in read] == hashes("f1", [4, 0, 9])
+    assert [(shard, key) for shard, key, _, _ in read] == [h[:2] for h in hashes("f1", [4, 0, 9])]
+    assert {prefix for _, _, prefix, _ in read} == {"/|"}
     assert client.read == [keys.snapshot_key(shard, "f1") for shard in (4, 0, 9)]
     assert reader_threads() == []
 

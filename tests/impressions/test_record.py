@@ -6,12 +6,13 @@ import time
 import pytest
 import redis
 from django.test import override_settings
+from django.utils import timezone
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import Connection
 
 import devservices
 from casusult.models import Post
-from impressions import keys, redis_client
+from impressions import keys, periods, redis_client
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
@@ -50,6 +51,21 @@ def test_scripted_views_count_exactly_then_flush_exactly(buffer):
     stored = dict(Post.objects.values_list("id", "impressions"))
     assert {p: stored[ids[p]] for p in EXPECTED} == EXPECTED
     assert pending_counts(ids.values()) == dict.fromkeys(ids.values(), 0)
+
+
+def test_a_count_goes_to_its_post_s_last_digit_group_in_a_hash_table(buffer):
+    posts = [120, 7, 4093, 58, 11]
+    record_impressions("u:groups", posts)
+    shard = keys.shard_of("u:groups")
+    day = keys.day_text(periods.day_of(timezone.now()))
+    for post in posts:
+        key = keys.pending_group_keys(shard)[keys.group_of(str(post))]
+        assert buffer.hget(key, f"{post}:{day}") == b"1"
+        # Made a hash table at once: a small-hash encoding would scan every field a count.
+        assert buffer.object("encoding", key) == b"hashtable"
+        assert buffer.hlen(key) == len([p for p in posts if p % 10 == post % 10])
+    assert not buffer.exists(keys.pending_key(shard))
+    assert pending_counts(posts) == dict.fromkeys(posts, 1)
 
 
 def test_random_mix_matches_a_reference_model(buffer):
