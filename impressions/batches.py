@@ -280,6 +280,15 @@ def group_prefix(group):
     return f"{group}|"
 
 
+def grouped_mark(mark):
+    """A ledger row's mark (or start) in the groups' order: one that a version before the groups
+    wrote (a field of the ungrouped hash, in plain text order) is that field in the ungrouped
+    hash's group."""
+    if not mark or mark == DONE or mark[1:2] == "|":
+        return mark
+    return group_prefix(keys.UNGROUPED) + mark
+
+
 def checked_lines(fields, undated_day, check=False, prefix=""):
     """(lines, refused) of one snapshot hash ({field: count} in bytes, as Redis returned them):
     its lines as text, each after `prefix`, a field without a day (written by a version before

@@ -3,11 +3,12 @@
 Viewers are spread over IMPRESSIONS_SHARDS tags `{<prefix>:<shard>}`: a request touches one slot
 (one node), while the load spreads over the cluster's nodes. A pending counter is the field
 `<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of one of its shard's pending
-hashes: one per GROUPS, by the last digit of the post id, so that the flush applies a group while
-it reads the next (impressions/batches.py).
+hashes: one per GROUPS, by the block of 1000 ids the post id is in, so that the flush applies a
+group while it reads the next (impressions/batches.py).
 """
 
 import functools
+import re
 import zlib
 from datetime import date
 
@@ -62,19 +63,24 @@ def rate_key(shard, viewer_key, hour):
     return f"{rate_prefix(shard)}{viewer_key}:{hour}"
 
 
-# The groups of a shard's pending counters, by the last character of the object id: each digit,
-# and "x" for anything else (the record script computes the same). Spread evenly whatever the ids
-# (the newest posts, which most impressions are of, share their first digits, not their last).
+# The groups of a shard's pending counters, by the block of BLOCK ids the object id is in, modulo
+# 10, and "x" for anything else (the record script computes the same). Any run of ids (the newest
+# posts, which most impressions are of) spreads over all the groups, while neighbouring ids stay
+# together: a batch's rows share their table and index pages, as in a plain id order.
 GROUPS = (*"0123456789", "x")
+BLOCK = 1000
+OBJECT_ID = re.compile(r"-?[0-9]+")
 # The prefix of a group's lines (impressions/batches.py), in the order the flush applies them:
 # the hash of a version before the groups first ("/" sorts before the digits).
 UNGROUPED = "/"
 
 
 def group_of(field):
-    """The GROUPS index of a field (text): by the last character of its object id."""
-    last = field.partition(":")[0][-1:]
-    return int(last) if last.isdigit() and last.isascii() else len(GROUPS) - 1
+    """The GROUPS index of a field (text): by the block of BLOCK ids its object id is in."""
+    object_id = field.partition(":")[0]
+    if not OBJECT_ID.fullmatch(object_id):
+        return len(GROUPS) - 1
+    return int(object_id) // BLOCK % 10
 
 
 def pending_key(shard):

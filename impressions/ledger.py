@@ -120,6 +120,8 @@ def locked_row(flush_id, started_at=None, start=None):
         new.start = start() if start else ""
         Flush.objects.bulk_create([new], ignore_conflicts=True)
         row = Flush.objects.select_for_update().get(id=flush_id)
+    row.marks = {shard: batches.grouped_mark(mark) for shard, mark in row.marks.items()}
+    row.start = batches.grouped_mark(row.start)
     return row
 
 

@@ -4,7 +4,7 @@ from .redis_client import run_script
 
 # KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
 # snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
-# (keys.GROUPS: by the post id's last digit, anything else last)[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
+# (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
 # impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
 # post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited}; guard taken is
 # -1 when no guard key was passed (a cluster: the guard lives in another slot); blocked ms: how
@@ -23,11 +23,11 @@ local suffix = ':' .. ARGV[5]
 local budget = tonumber(ARGV[6])
 local room  -- what the viewer may still count this hour; read at its first new post
 local looked = {}  -- the hashes this call found no longer new
--- The pending hash of a post's group (keys.group_of): its last digit's ('0' is 48), else KEYS[19].
+-- The pending hash of a post's group (keys.group_of): its block of 1000 ids, modulo 10.
 local function group_key(post)
-  local last = string.byte(post, -1)
-  if last and last >= 48 and last <= 57 then return KEYS[last - 39] end
-  return KEYS[19]
+  local id = tonumber(post)  -- the recorder's ids are whole numbers
+  if not id then return KEYS[19] end
+  return KEYS[9 + math.floor(id / 1000) % 10]
 end
 local counted, fresh, limited = 0, 0, 0  -- fresh: pending fields this call created
 local function count(post)

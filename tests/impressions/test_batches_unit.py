@@ -258,8 +258,9 @@ def many_snapshots(seed=7, shards=5, fields=300):
     }
 
 
-def test_a_group_is_the_object_id_s_last_digit_as_the_record_script_picks_it():
-    assert [keys.group_of(f"{n}:20261118") for n in (10, 41, -7, 19999)] == [0, 1, 7, 9]
+def test_a_group_is_the_object_id_s_block_of_ids_as_the_record_script_picks_it():
+    groups = [keys.group_of(f"{n}:20261118") for n in (10, 999, 1000, 41_999, -7, 9_999_000)]
+    assert groups == [0, 0, 1, 1, 9, 9]
     assert keys.group_of("abc:20261118") == keys.group_of("") == len(keys.GROUPS) - 1
     assert keys.group_of("\uff11:1") == len(keys.GROUPS) - 1  # a digit, but not an ASCII one
     assert "{" + ", ".join(f"'{group}'" for group in keys.GROUPS) + "}" in scripts.GROUPS
@@ -289,7 +290,7 @@ def test_streamed_batches_take_the_groups_they_need_and_the_last_says_so():
         lines.advance(last)
         batch, last, is_last = lines.next_batch(marks, 10)
         marks = dict.fromkeys(lines.shards, last)
-    assert taken == list(keys.GROUPS[:10])  # no id ends in something else here
+    assert taken == list(keys.GROUPS[:10])  # every id here is a whole number
     assert lines.next_batch(marks, 10) == (None, None, True)
 
 
@@ -298,13 +299,13 @@ def test_a_batch_that_ends_where_the_groups_with_lines_end_is_the_last():
     _, groups, _ = grouped(snapshots)
     lines = batches.StreamedLines(groups, snapshots)
     assert lines.next_batch({}, 2) == (
-        ["2|12:20261118\t1", "2|12:20261118\t3"],
-        "2|12:20261118",
+        ["0|12:20261118\t1", "0|12:20261118\t3"],
+        "0|12:20261118",
         False,
     )
-    assert lines.next_batch(dict.fromkeys([0, 1], "2|12:20261118"), 1) == (
-        ["5|5:20261118\t2"],
-        "5|5:20261118",
+    assert lines.next_batch(dict.fromkeys([0, 1], "0|12:20261118"), 1) == (
+        ["0|5:20261118\t2"],
+        "0|5:20261118",
         True,
     )
 
@@ -335,8 +336,8 @@ def test_streamed_lines_hand_the_refused_entries_over_as_they_arrive():
     found = []
     lines = batches.StreamedLines(groups, snapshots, lambda *refused: found.append(refused))
     # Refused by the database, not here: "x:1" (a field of the record script's shape).
-    assert all_batches(lines, 10) == [["1|1:20261118\t2", "2|12:20261118\t1", "x|x:1\t1"]]
-    assert found == [(0, "4", {b"44": b"1"})]  # dated by nobody: no undated day was given
+    assert all_batches(lines, 10) == [["0|12:20261118\t1", "0|1:20261118\t2", "x|x:1\t1"]]
+    assert found == [(0, "0", {b"44": b"1"})]  # dated by nobody: no undated day was given
 
 
 def test_grouped_lines_copy_with_their_group_and_parse_without_it():

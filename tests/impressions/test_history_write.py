@@ -21,6 +21,7 @@ from impressions import keys, periods, rollup, stats
 from impressions.flush import flush_pending
 from impressions.models import (
     DailyImpressions,
+    Flush,
     HistoryRollup,
     OpenDailyImpressions,
     PeriodImpressions,
@@ -131,6 +132,30 @@ def test_snapshots_of_the_previous_version_count_on_the_flush_day(buffer):
     assert impressions.history([a.id, b.id], today, today) == {a.id: {today: 8}, b.id: {today: 1}}
     assert rollup_mismatches() == []
     assert pending_counts([a.id, b.id]) == {a.id: 0, b.id: 0}
+
+
+def test_a_flush_the_version_before_the_groups_left_half_applied_is_finished_once(buffer):
+    """Its ledger row's marks are fields of the ungrouped hash in plain text order."""
+    posts = make_posts(3)
+    ids = sorted(str(post.id) for post in posts)  # text order: the old version's batches
+    flush_id, shard, day = "20261201T000000-0ld0ld01", 4, "20261201"
+    buffer.hset(keys.snapshot_key(shard, flush_id), mapping={f"{i}:{day}": 3 for i in ids})
+    buffer.sadd(keys.snapshots_key(shard), flush_id)
+    Flush.objects.create(  # it applied the first two, then died
+        id=flush_id,
+        started_at=timezone.now(),
+        outcome=Flush.Outcome.RUNNING,
+        marks={str(shard): f"{ids[1]}:{day}"},
+        impressions_applied=6,
+    )
+    Post.objects.filter(id__in=[int(i) for i in ids[:2]]).update(impressions=3)
+
+    report = flush_pending()
+
+    assert report.recovered == [flush_id]
+    assert (report.impressions_applied, report.posts_updated) == (3, 1)
+    assert totals(posts) == dict.fromkeys([post.id for post in posts], 3)
+    assert Flush.objects.get(id=flush_id).outcome == Flush.Outcome.APPLIED
 
 
 def test_history_read_through_the_public_api_after_real_flushes(buffer):
