@@ -126,6 +126,12 @@ def parser():
         " (half the posts each)",
     )
     p.add_argument(
+        "--flush-newest",
+        action="store_true",
+        help="flush: the pending posts are the newest ones (as timelines serve them) instead of"
+        " posts spread over the whole table",
+    )
+    p.add_argument(
         "--flush-baselines",
         action=argparse.BooleanOptionalAction,
         default=True,

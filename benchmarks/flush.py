@@ -53,13 +53,17 @@ FLUSH_TABLES = (
 BENCH_MOMENT = datetime(2100, 1, 1, 12, tzinfo=UTC)
 
 
-def pending_workload(post_ids, size, seed, viewers=None):
-    """`size` distinct posts spread over the whole table, with 1 or 2 pending impressions each,
-    or `viewers` each (--flush-viewers: each from another viewer, so in as many shards as those
-    viewers fall in)."""
+def pending_workload(post_ids, size, seed, viewers=None, newest=False):
+    """`size` distinct posts spread over the whole table, or the newest `size` (--flush-newest:
+    as timelines serve them, ids that share their first digits), with 1 or 2 pending impressions
+    each, or `viewers` each (--flush-viewers: each from another viewer, so in as many shards as
+    those viewers fall in)."""
     if size > len(post_ids):
         raise SystemExit(f"--flush-sizes {size:,} is more than the {len(post_ids):,} posts")
-    chosen = random.Random(seed + size).sample(post_ids, size)
+    if newest:
+        chosen = random.Random(seed + size).sample(sorted(post_ids)[-size:], size)
+    else:
+        chosen = random.Random(seed + size).sample(post_ids, size)
     counts = {post_id: viewers or 1 + index % 2 for index, post_id in enumerate(chosen)}
     # In id order for everyone: ours sorts anyway, and sorted keys walk the index and the heap in
     # order, and the raw limit deserves that best case too.
@@ -68,9 +72,12 @@ def pending_workload(post_ids, size, seed, viewers=None):
 
 def impressions_each(options):
     """The workload's pending impressions per post, in words."""
-    if options.flush_viewers:
-        return f"{options.flush_viewers} impressions from as many viewers"
-    return "1 or 2 impressions"
+    each = (
+        f"{options.flush_viewers} impressions from as many viewers"
+        if options.flush_viewers
+        else "1 or 2 impressions"
+    )
+    return f"the newest posts, {each}" if getattr(options, "flush_newest", False) else each
 
 
 def bench_day():
@@ -170,7 +177,9 @@ class FlushWorkload:
         self.options = options
         self.redis = redis_client
         self.size = size
-        self.pending = pending_workload(post_ids, size, options.seed, options.flush_viewers)
+        self.pending = pending_workload(
+            post_ids, size, options.seed, options.flush_viewers, options.flush_newest
+        )
         rows = self.shard_rows()
         self.counters = len(rows)  # the (shard, post, day) counters ours reads
         self.sql = RawSqlScripts(options.database_url, self.pending, rows)

@@ -308,6 +308,11 @@ def test_flush_workload_gives_each_post_its_viewers_or_one_or_two():
     assert set(viewers.values()) == {16}
     assert impressions_each(SimpleNamespace(flush_viewers=None)) == "1 or 2 impressions"
     assert "16 impressions" in impressions_each(SimpleNamespace(flush_viewers=16))
+    newest = pending_workload(ids, 100, seed=7, newest=True)
+    assert list(newest) == list(range(901, 1001)) and set(newest.values()) == {1, 2}
+    assert impressions_each(SimpleNamespace(flush_viewers=None, flush_newest=True)) == (
+        "the newest posts, 1 or 2 impressions"
+    )
     with pytest.raises(SystemExit, match="more than"):
         pending_workload(ids, 1001, seed=7)
 
