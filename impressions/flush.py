@@ -3,12 +3,13 @@
 1. Open the window: the schedule guard goes (once per window, by its first part), so the next
    impression of a shard already snapshotted schedules the next flush.
 2. Snapshot the shards of this part (all of them, or 1/K with IMPRESSIONS_FLUSH_PARTS): each
-   shard's pending hash is renamed to a per-flush key in one atomic step (its slot); new
-   impressions start a fresh pending hash.
+   shard's pending hashes (one per group of posts, keys.GROUPS) are renamed to per-flush keys in
+   one atomic step (its slot); new impressions start fresh pending hashes.
 3. Apply every snapshot found in those shards (left-overs of crashed flushes first) in batches,
-   one database transaction each, gated by the flush id's ledger row (impressions/ledger.py);
-   delete the snapshots only once all of them is in the database. Entries that the record script
-   never writes and the database refuses are moved out of the way first (set_aside).
+   one database transaction each, gated by the flush id's ledger row (impressions/ledger.py),
+   a group of posts while the next is read (read_lines); delete the snapshots only once all of
+   them is in the database. Entries that the record script never writes and the database
+   refuses are moved out of the way first (set_aside).
 A crash anywhere leaves snapshots that the next flush of those shards applies from the ledger's
 marks on, or, if the ledger has them whole, drops.
 """
