@@ -148,17 +148,21 @@ class StreamedLines:
     the groups read so far are every line up to their last field. `on_refused(shard, key,
     entries)`: called with the entries no database takes (checked_lines) as a group arrives.
 
-    The batches in the order from the first line, above one mark for every shard (the usual
-    flush), come as groups arrive; any other order (a start, stops, marks that differ) needs
-    every line first: then the rest is read and SnapshotLines takes over.
+    `sizes`: [(group, lines)] of the groups, in the groups' order: the parts of a window start
+    at a group (field_at). `start`: where the groups' order starts (a group's first line, or ""),
+    as `groups` come: the batches in the order from `start`, above one mark for every shard,
+    come as groups arrive; any other order (another start, marks that differ) needs every line
+    first: then the rest is read and SnapshotLines takes over.
     """
 
-    def __init__(self, groups, shards, on_refused=None):
+    def __init__(self, groups, shards, on_refused=None, sizes=(), start=""):
         self.shards = sorted(shards)
         self._groups = groups
         self._on_refused = on_refused
+        self._sizes = list(sizes)
+        self._start = start
         self._chunks = []  # (shard, key, lines) of every group read
-        self._ready = []  # the lines of the groups read, sorted
+        self._ready = []  # the lines of the groups read, in the order from `start`
         self._read_all = False
         self._whole = None  # SnapshotLines, once an order needs every line
 
@@ -186,7 +190,7 @@ class StreamedLines:
                 lines = [line for at, _, part in self._chunks if at == shard for line in part]
                 self._whole.by_shard[shard] = sorted(lines)
             self._whole.shards = self.shards
-            self._whole._sorted = self._ready
+            self._whole._sorted = sorted(self._ready) if self._start else self._ready
         return self._whole
 
     def sorted_lines(self):
@@ -196,28 +200,42 @@ class StreamedLines:
         return len(self.sorted_lines())
 
     def field_at(self, part, parts):
-        return "" if part == 0 else self._every_line().field_at(part, parts)
+        """Where part `part` of `parts` starts: the first line of the group that holds the
+        part/parts-th line (group_start), without reading them; when that is the first group
+        (few groups hold lines), the part/parts-th line itself, as SnapshotLines says, once
+        every line is read."""
+        if part == 0:
+            return ""
+        return group_start(self._sizes, part, parts) or self._every_line().field_at(part, parts)
 
     def next_batch(self, marks, size, start="", stops=()):
         """As SnapshotLines.next_batch."""
         marks = {shard: marks.get(shard) for shard in self.shards}
-        if self._whole is None and (start or stops or len(set(marks.values())) > 1):
+        if self._whole is None and (start != self._start or len(set(marks.values())) > 1):
             self._every_line()
         if self._whole is not None:
             return self._whole.next_batch(marks, size, start, stops)
         mark = marks[self.shards[0]] if self.shards else DONE
         lines = self._ready
-        at = after(lines, mark, "")
+        at = after(lines, mark, start)
         # A batch of `size` lines with more after it (so it is not the last), or the rest: the
         # groups read are whole fields.
         while not self._read_all and len(lines) - at <= size:
             self._read_group()
-            at = after(lines, mark, "")
+            at = after(lines, mark, start)
         if at >= len(lines):
             return None, None, True
         end = min(at + size, len(lines))
+        for stop in stops:
+            # Another part's start (a group's first line): in the groups read, or after them.
+            stop_at = before(lines, stop, start)
+            if at < stop_at < end:
+                end = stop_at
         while end < len(lines) and field_of(lines[end]) == field_of(lines[end - 1]):
             end += 1
+        # A batch that took every line read is the last only if no group with lines is left.
+        while end == len(lines) and not self._read_all:
+            self._read_group()
         return lines[at:end], field_of(lines[end - 1]), self._read_all and end == len(lines)
 
     def advance(self, last_field):
@@ -230,6 +248,19 @@ class StreamedLines:
         close = getattr(self._groups, "close", None)
         if close:
             close()
+
+
+def group_start(sizes, part, parts):
+    """Where part `part` of `parts` starts in groups of `sizes` ([(group, lines)], in the
+    groups' order): the first line of the group holding the part/parts-th line ("" for the
+    first group)."""
+    target = sum(count for _, count in sizes) * part // parts
+    seen = 0
+    for index, (group, count) in enumerate(sizes):
+        seen += count
+        if target < seen:
+            return "" if index == 0 else group_prefix(group)
+    return ""
 
 
 def order_key(start):

@@ -139,6 +139,9 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             # whole, every shard of it, whichever part finds it.
             for flush_id in sorted(mine, key=lambda f: (f == report.flush_id, f)):
                 found = by_flush[flush_id]
+                # Its own snapshots start at its part's place; a left-over's, where its row says
+                # (or at the first line).
+                own_part = part if flush_id == report.flush_id else 0
                 applied = ledger.Applied()
                 apply = functools.partial(
                     ledger.apply_snapshots,
@@ -148,13 +151,13 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                     before_commit=lambda: checkpoint("before-commit"),
                     after_commit=lambda: checkpoint("after-batch"),
                     started_at=started_at if flush_id == report.flush_id else None,
-                    # Its own snapshots start at its part's place; a left-over's, where its row says
-                    # (or at the first line).
-                    part=part if flush_id == report.flush_id else 0,
+                    part=own_part,
                     parts=parts,
                     applied=applied,
                 )
-                lines = read_lines(client, flush_id, found, today, report)
+                lines = read_lines(
+                    client, flush_id, found, today, report, part=own_part, parts=parts
+                )
                 checkpoint("before-apply")
                 try:
                     apply(lines)
@@ -299,10 +302,10 @@ def read_snapshots(client, hashes):
     return read_in_thread(read, hashes)
 
 
-def read_groups(client, hashes, undated_day):
+def read_groups(client, hashes, undated_day, start=""):
     """The snapshot hashes `hashes` ((shard, key, group), in the order of keys.snapshot_hashes) a
-    group at a time (batches.StreamedLines): for each group, [(shard, hash key, sorted lines,
-    entries no database takes)]."""
+    group at a time (batches.StreamedLines), from the group that `start` begins (the order goes
+    round): for each group, [(shard, hash key, sorted lines, entries no database takes)]."""
     by_group = defaultdict(list)
     for shard, key, group in hashes:
         by_group[group].append((shard, key))
@@ -317,7 +320,8 @@ def read_groups(client, hashes, undated_day):
         return chunks
 
     order = [group for group in (keys.UNGROUPED, *keys.GROUPS) if group in by_group]
-    return read_in_thread(read_group, order)
+    first = [group for group in order if batches.group_prefix(group) >= start]
+    return read_in_thread(read_group, first + order[: len(order) - len(first)])
 
 
 def read_snapshot(client, key):
@@ -346,15 +350,17 @@ def read_snapshot(client, key):
     raise RedisError(f"snapshot {key}: {READ_ATTEMPTS} reads fell short of its fields")
 
 
-def read_lines(client, flush_id, shards, undated_day, report, check=False):
+def read_lines(client, flush_id, shards, undated_day, report, check=False, part=0, parts=1):
     """The lines of `flush_id`'s snapshots in `shards`, with the entries that no database takes
     moved out of the snapshots (set_aside): looked for in fields without a day, and in every
     entry with `check`.
 
     Read a group at a time (batches.StreamedLines), the batches of one applied while the next
-    is read; with `check`, read whole first (batches.SnapshotLines).
+    is read, from where part `part` of `parts` starts; with `check`, read whole first
+    (batches.SnapshotLines).
     """
-    hashes = list(snapshot_sizes(client, flush_id, shards))
+    sizes = snapshot_sizes(client, flush_id, shards)
+    hashes = list(sizes)
     if check:
         lines = batches.SnapshotLines(
             read_snapshots(client, hashes), undated_day, check, shards=shards
@@ -366,8 +372,13 @@ def read_lines(client, flush_id, shards, undated_day, report, check=False):
     def refused(shard, key, entries):
         report.counters_set_aside += set_aside(client, flush_id, {(shard, key): entries})
 
-    groups = read_groups(client, hashes, undated_day)
-    return batches.StreamedLines(groups, shards, on_refused=refused)
+    by_group = defaultdict(int)
+    for (_, _, group), size in sizes.items():
+        by_group[group] += size
+    group_sizes = [(g, by_group[g]) for g in (keys.UNGROUPED, *keys.GROUPS) if g in by_group]
+    start = batches.group_start(group_sizes, part, parts)
+    groups = read_groups(client, hashes, undated_day, start)
+    return batches.StreamedLines(groups, shards, refused, sizes=group_sizes, start=start)
 
 
 def set_aside(client, flush_id, refused):

@@ -209,7 +209,7 @@ def test_snapshot_lines_keep_what_each_shard_refused():
 # -- Snapshots in group hashes, applied as the groups arrive (StreamedLines) -----------------
 
 
-def grouped(snapshots, undated_day=None):
+def grouped(snapshots, undated_day=None, start=""):
     """`snapshots` ({shard: {field: count}}) as the record script spreads them over the group
     hashes: (the SnapshotLines of them read whole, the groups as impressions/flush.py's
     read_groups hands them over, a list that says how many of those were taken)."""
@@ -231,7 +231,8 @@ def grouped(snapshots, undated_day=None):
     taken = []
 
     def groups():
-        for group in keys.GROUPS:
+        order = [g for g in keys.GROUPS if batches.group_prefix(g) >= start]
+        for group in order + [g for g in keys.GROUPS if g not in order]:
             chunks = []
             for shard, key, fields in hashes:
                 if key == group:
@@ -243,6 +244,28 @@ def grouped(snapshots, undated_day=None):
                 yield chunks
 
     return whole, groups(), taken
+
+
+def group_sizes(whole):
+    lines = whole.sorted_lines()
+    return [
+        (g, sum(line.startswith(batches.group_prefix(g)) for line in lines)) for g in keys.GROUPS
+    ]
+
+
+def batches_from(lines, size, start, stops, marks=None):
+    """Every batch of `lines` in the order from `start`, ending at `stops`, above `marks`, the
+    marks moved as the ledger moves them."""
+    marks, found = dict(marks or {}), []
+    while True:
+        batch, last, is_last = lines.next_batch(marks, size, start, stops)
+        if batch is None:
+            return found
+        found.append(batch)
+        lines.advance(last)
+        marks = {shard: batches.later(marks.get(shard), last, start) for shard in lines.shards}
+        if is_last:
+            return found
 
 
 def many_snapshots(seed=7, shards=5, fields=300):
@@ -310,6 +333,16 @@ def test_a_batch_that_ends_where_the_groups_with_lines_end_is_the_last():
     )
 
 
+def test_a_batch_that_its_last_field_takes_to_the_end_of_the_groups_is_the_last():
+    # 3 lines read past a batch of 1: more than a batch left, no group read more; the field's
+    # other lines then take the batch to the end of what was read, which is all there is.
+    snapshots = {shard: {b"12:20261118": b"1"} for shard in range(3)}
+    _, groups, _ = grouped(snapshots)
+    lines = batches.StreamedLines(groups, snapshots)
+    batch, last, is_last = lines.next_batch({}, 1)
+    assert (len(batch), last, is_last) == (3, "0|12:20261118", True)
+
+
 def test_marks_past_the_groups_read_and_other_orders_read_on():
     snapshots = many_snapshots()
     whole, _, _ = grouped(snapshots)
@@ -348,3 +381,45 @@ def test_grouped_lines_copy_with_their_group_and_parse_without_it():
     assert batches.parsed(lines) == [(12, date(2026, 11, 18), 3), (-52, date(2026, 11, 19), 1)]
     assert batches.only_day(lines, batches.copy_text(lines)) is None
     assert batches.only_day(lines[:1], batches.copy_text(lines[:1])) == date(2026, 11, 18)
+
+
+def test_the_parts_of_a_window_start_at_groups_and_stream_from_there():
+    snapshots = many_snapshots()
+    whole, _, _ = grouped(snapshots)
+    sizes = group_sizes(whole)
+    for parts in (2, 3, 4):
+        stops = [batches.group_start(sizes, other, parts) for other in range(parts)]
+        assert stops[0] == "" and all(stop.endswith("|") for stop in stops[1:])
+        for part in range(parts):
+            start = stops[part]
+            expected = batches_from(grouped(snapshots)[0], 20, start, stops)
+            _, groups, taken = grouped(snapshots, start=start)
+            streamed = batches.StreamedLines(groups, snapshots, sizes=sizes, start=start)
+            assert streamed.field_at(part, parts) == start
+            first = streamed.next_batch({}, 20, start, stops)
+            assert taken == [start[:1] or "0"]  # the part's own first group, nothing before it
+            assert first[0] == expected[0]
+            streamed.advance(first[1])
+            marks = dict.fromkeys(streamed.shards, first[1])
+            rest = batches_from(streamed, 20, start, stops, marks)
+            assert [first[0], *rest] == expected
+            # Each batch stays between two parts' starts.
+            for batch in expected:
+                places = {
+                    sum(
+                        batches.order_key(start)(line) >= batches.order_key(start)(stop)
+                        for stop in stops
+                        if stop
+                    )
+                    for line in batch
+                }
+                assert len(places) == 1
+
+
+def test_a_start_the_groups_do_not_come_from_reads_every_line_first():
+    snapshots = many_snapshots()
+    whole, groups, taken = grouped(snapshots)
+    start = whole.field_at(1, 3)  # a line's field: a start as a flush before the groups wrote it
+    streamed = batches.StreamedLines(groups, snapshots, sizes=group_sizes(whole))
+    assert streamed.next_batch({}, 30, start) == whole.next_batch({}, 30, start)
+    assert len(taken) == 10  # every group (no id here is anything but a whole number)
