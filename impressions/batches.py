@@ -9,9 +9,10 @@ database, the others not, whoever applied them and in whatever batches.
 
 The order may start elsewhere than at the first line: at a flush id's `start` (a field, kept in
 its ledger row), its lines from `start` on come first, then those before it. The parts of a
-window's flush start at different places (part k of K at the k/K-th of its lines), so that
-they do not work through the same objects at the same moments, each waiting for the others'
-row locks: each reaches the objects the next part started at when that part has moved on.
+window's flush start at different places (part k of K at the group holding the k/K-th of its
+lines: StreamedLines.field_at), so that they do not work through the same objects at the same
+moments, each waiting for the others' row locks: each reaches the objects the next part started
+at when that part has moved on.
 Whoever applies a flush id's snapshots uses its ledger row's start, so marks keep one meaning.
 """
 
