@@ -61,10 +61,12 @@ class SnapshotLines:
         self.set_aside = {}
         for shard, key, prefix, fields in chunks:
             lines, refused = checked_lines(fields, undated_day, check, prefix)
-            # A shard's hashes: the sort merges their runs.
-            self.by_shard[shard] = sorted(self.by_shard.get(shard, []) + lines)
+            lines.sort()  # on arrival, while the next hash is read
+            self.by_shard.setdefault(shard, []).extend(lines)
             if refused:
                 self.set_aside[shard, key] = refused
+        for lines in self.by_shard.values():
+            lines.sort()  # a shard's hashes: the sort merges their sorted runs
         self.shards = sorted(self.by_shard)
         self._sorted = None  # every line, sorted (from the first)
         self._lines = None
@@ -105,13 +107,7 @@ class SnapshotLines:
         lines, start_at = self._lines, self._position
         if start_at >= len(lines):
             return None, None, True
-        end = min(start_at + size, len(lines))
-        for stop in stops:
-            at = before(lines, stop, start)
-            if start_at < at < end:
-                end = at
-        while end < len(lines) and field_of(lines[end]) == field_of(lines[end - 1]):
-            end += 1
+        end = batch_end(lines, start_at, size, start, stops)
         return lines[start_at:end], field_of(lines[end - 1]), end == len(lines)
 
     def advance(self, last_field):
@@ -194,12 +190,6 @@ class StreamedLines:
             self._whole._sorted = sorted(self._ready) if self._start else self._ready
         return self._whole
 
-    def sorted_lines(self):
-        return self._every_line().sorted_lines()
-
-    def __len__(self):
-        return len(self.sorted_lines())
-
     def field_at(self, part, parts):
         """Where part `part` of `parts` starts: the first line of the group that holds the
         part/parts-th line (group_start), without reading them; when that is the first group
@@ -226,14 +216,8 @@ class StreamedLines:
             at = after(lines, mark, start)
         if at >= len(lines):
             return None, None, True
-        end = min(at + size, len(lines))
-        for stop in stops:
-            # Another part's start (a group's first line): in the groups read, or after them.
-            stop_at = before(lines, stop, start)
-            if at < stop_at < end:
-                end = stop_at
-        while end < len(lines) and field_of(lines[end]) == field_of(lines[end - 1]):
-            end += 1
+        # Another part's start is a group's first line: in the groups read, or after them.
+        end = batch_end(lines, at, size, start, stops)
         # A batch that took every line read is the last only if no group with lines is left.
         while end == len(lines) and not self._read_all:
             self._read_group()
@@ -249,6 +233,20 @@ class StreamedLines:
         close = getattr(self._groups, "close", None)
         if close:
             close()
+
+
+def batch_end(lines, at, size, start, stops):
+    """Where the batch of `lines` (in the order from `start`) from position `at` ends: after
+    `size` lines, or before the first of `stops` on the way, then after the rest of its last
+    field's lines (a mark covers a whole field)."""
+    end = min(at + size, len(lines))
+    for stop in stops:
+        stop_at = before(lines, stop, start)
+        if at < stop_at < end:
+            end = stop_at
+    while end < len(lines) and field_of(lines[end]) == field_of(lines[end - 1]):
+        end += 1
+    return end
 
 
 def group_start(sizes, part, parts):

@@ -302,26 +302,21 @@ def read_snapshots(client, hashes):
     return read_in_thread(read, hashes)
 
 
-def read_groups(client, hashes, undated_day, start=""):
-    """The snapshot hashes `hashes` ((shard, key, group), in the order of keys.snapshot_hashes) a
-    group at a time (batches.StreamedLines), from the group that `start` begins (the order goes
-    round): for each group, [(shard, hash key, sorted lines, entries no database takes)]."""
-    by_group = defaultdict(list)
-    for shard, key, group in hashes:
-        by_group[group].append((shard, key))
+def read_groups(client, members, order, undated_day):
+    """The snapshot hashes of each group of `order` (`members`: {group: [(shard, hash key)]}) a
+    group at a time (batches.StreamedLines): for each group, [(shard, hash key, sorted lines,
+    entries no database takes)]."""
 
     def read_group(group):
         prefix, chunks = batches.group_prefix(group), []
-        for shard, key in by_group[group]:
+        for shard, key in members[group]:
             fields = read_snapshot(client, key)
             lines, refused = batches.checked_lines(fields, undated_day, prefix=prefix)
             lines.sort()
             chunks.append((shard, key, lines, refused))
         return chunks
 
-    order = [group for group in (keys.UNGROUPED, *keys.GROUPS) if group in by_group]
-    first = [group for group in order if batches.group_prefix(group) >= start]
-    return read_in_thread(read_group, first + order[: len(order) - len(first)])
+    return read_in_thread(read_group, order)
 
 
 def read_snapshot(client, key):
@@ -372,12 +367,17 @@ def read_lines(client, flush_id, shards, undated_day, report, check=False, part=
     def refused(shard, key, entries):
         report.counters_set_aside += set_aside(client, flush_id, {(shard, key): entries})
 
-    by_group = defaultdict(int)
-    for (_, _, group), size in sizes.items():
-        by_group[group] += size
-    group_sizes = [(g, by_group[g]) for g in (keys.UNGROUPED, *keys.GROUPS) if g in by_group]
+    members = defaultdict(list)  # {group: [(shard, hash key)]}, in the order of `shards`
+    for shard, key, group in hashes:
+        members[group].append((shard, key))
+    order = [group for group in (keys.UNGROUPED, *keys.GROUPS) if group in members]
+    group_sizes = [
+        (group, sum(sizes[shard, key, group] for shard, key in members[group])) for group in order
+    ]
     start = batches.group_start(group_sizes, part, parts)
-    groups = read_groups(client, hashes, undated_day, start)
+    # From the group `start` begins on, going round.
+    first = [group for group in order if batches.group_prefix(group) >= start]
+    groups = read_groups(client, members, first + order[: len(order) - len(first)], undated_day)
     return batches.StreamedLines(groups, shards, refused, sizes=group_sizes, start=start)
 
 

@@ -59,12 +59,13 @@ def test_undated_fields_count_on_the_given_day_and_copy_text_is_tab_separated():
     assert batches.parsed(batch) == [(9, date(2026, 11, 20), 1), (9, date(2026, 11, 20), 3)]
 
 
-def all_batches_from(lines, size, start, marks=None):
-    """Batches in the order from `start`, with the marks the ledger would keep."""
+def all_batches_from(lines, size, start, marks=None, stops=()):
+    """Batches in the order from `start`, ending at `stops`, with the marks the ledger would
+    keep."""
     marks = dict(marks or {})
     found = []
     while True:
-        batch, last, is_last = lines.next_batch(marks, size, start)
+        batch, last, is_last = lines.next_batch(marks, size, start, stops)
         if batch is None:
             return found
         found.append(batch)
@@ -253,21 +254,6 @@ def group_sizes(whole):
     ]
 
 
-def batches_from(lines, size, start, stops, marks=None):
-    """Every batch of `lines` in the order from `start`, ending at `stops`, above `marks`, the
-    marks moved as the ledger moves them."""
-    marks, found = dict(marks or {}), []
-    while True:
-        batch, last, is_last = lines.next_batch(marks, size, start, stops)
-        if batch is None:
-            return found
-        found.append(batch)
-        lines.advance(last)
-        marks = {shard: batches.later(marks.get(shard), last, start) for shard in lines.shards}
-        if is_last:
-            return found
-
-
 def many_snapshots(seed=7, shards=5, fields=300):
     rng = random.Random(seed)
     return {
@@ -392,7 +378,7 @@ def test_the_parts_of_a_window_start_at_groups_and_stream_from_there():
         assert stops[0] == "" and all(stop.endswith("|") for stop in stops[1:])
         for part in range(parts):
             start = stops[part]
-            expected = batches_from(grouped(snapshots)[0], 20, start, stops)
+            expected = all_batches_from(grouped(snapshots)[0], 20, start, stops=stops)
             _, groups, taken = grouped(snapshots, start=start)
             streamed = batches.StreamedLines(groups, snapshots, sizes=sizes, start=start)
             assert streamed.field_at(part, parts) == start
@@ -401,7 +387,7 @@ def test_the_parts_of_a_window_start_at_groups_and_stream_from_there():
             assert first[0] == expected[0]
             streamed.advance(first[1])
             marks = dict.fromkeys(streamed.shards, first[1])
-            rest = batches_from(streamed, 20, start, stops, marks)
+            rest = all_batches_from(streamed, 20, start, marks, stops)
             assert [first[0], *rest] == expected
             # Each batch stays between two parts' starts.
             for batch in expected:
