@@ -92,7 +92,7 @@ def run_all(options, command):
             Section(
                 "2. Flush",
                 f"Applying N distinct pending posts ({flush.impressions_each(options)} each,"
-                f" {'the newest N' if options.flush_newest else 'spread over the whole table'}"
+                f"{'' if options.flush_newest else ' spread over the whole table'}"
                 f" of {len(post_ids):,} posts) to PostgreSQL. Every"
                 " run is checked: the table's impression total must grow by exactly the pending"
                 " count. The table is"

@@ -314,7 +314,7 @@ def grouped_mark(mark):
     """A ledger row's mark (or start) in the groups' order: one that a version before the groups
     wrote (a field of the ungrouped hash, in plain text order) is that field in the ungrouped
     hash's group."""
-    if not mark or mark == DONE or mark[1:2] == "|":
+    if not mark or mark == DONE or has_group(mark):
         return mark
     return group_prefix(keys.UNGROUPED) + mark
 
@@ -383,7 +383,12 @@ def copy_text(lines):
 
 def is_grouped(lines):
     """Whether a batch's lines have their group's prefix (group_prefix)."""
-    return lines[0][1:2] == "|"
+    return has_group(lines[0])
+
+
+def has_group(text):
+    """Whether a line or a mark starts with its group's prefix (group_prefix: one character)."""
+    return text[1:2] == "|"
 
 
 def copy_columns(lines):
@@ -406,7 +411,7 @@ def parsed(lines):
     rows = []
     for line in lines:
         field, _, count = line.partition("\t")
-        if field[1:2] == "|":
+        if has_group(field):
             field = field[2:]
         object_id, _, day = field.partition(":")
         row = (int(object_id), keys.parse_day(day), int(count))

@@ -8,7 +8,6 @@ group while it reads the next (impressions/batches.py).
 """
 
 import functools
-import re
 import zlib
 from datetime import date
 
@@ -69,18 +68,9 @@ def rate_key(shard, viewer_key, hour):
 # together: a batch's rows share their table and index pages, as in a plain id order.
 GROUPS = (*"0123456789", "x")
 BLOCK = 1000
-OBJECT_ID = re.compile(r"-?[0-9]+")
 # The prefix of a group's lines (impressions/batches.py), in the order the flush applies them:
 # the hash of a version before the groups first ("/" sorts before the digits).
 UNGROUPED = "/"
-
-
-def group_of(field):
-    """The GROUPS index of a field (text): by the block of BLOCK ids its object id is in."""
-    object_id = field.partition(":")[0]
-    if not OBJECT_ID.fullmatch(object_id):
-        return len(GROUPS) - 1
-    return int(object_id) // BLOCK % 10
 
 
 def pending_key(shard):

@@ -23,7 +23,7 @@ local suffix = ':' .. ARGV[5]
 local budget = tonumber(ARGV[6])
 local room  -- what the viewer may still count this hour; read at its first new post
 local looked = {}  -- the hashes this call found no longer new
--- The pending hash of a post's group (keys.group_of): its block of 1000 ids, modulo 10.
+-- The pending hash of a post's group (keys.GROUPS): its block of keys.BLOCK ids, modulo 10.
 local function group_key(post)
   local id = tonumber(post)  -- the recorder's ids are whole numbers
   if not id then return KEYS[19] end

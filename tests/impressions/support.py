@@ -1,6 +1,7 @@
 """Plain helpers of the impressions tests (fixtures are in conftest.py)."""
 
 import os
+import re
 
 import pytest
 import redis
@@ -12,6 +13,18 @@ from impressions import keys, recorder
 from impressions.conf import conf
 from impressions.recorder import BufferStatus
 from impressions.reloads import reloads
+
+OBJECT_ID = re.compile(r"-?[0-9]+")
+
+
+def group_of(field):
+    """The keys.GROUPS index of a field (text), as the record script picks its hash: by the block
+    of keys.BLOCK ids its object id is in, modulo 10; the last group for anything else."""
+    object_id = field.partition(":")[0]
+    if not OBJECT_ID.fullmatch(object_id):
+        return len(keys.GROUPS) - 1
+    return int(object_id) // keys.BLOCK % 10
+
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
 

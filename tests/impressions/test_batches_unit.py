@@ -6,6 +6,8 @@ from datetime import date
 from impressions import batches, keys, scripts
 from impressions.batches import SnapshotLines
 
+from .support import group_of
+
 
 def snapshots():
     return {
@@ -218,7 +220,7 @@ def grouped(snapshots, undated_day=None, start=""):
         (
             shard,
             keys.GROUPS[group],
-            {f: c for f, c in fields.items() if keys.group_of(f.decode()) == group},
+            {f: c for f, c in fields.items() if group_of(f.decode()) == group},
         )
         for group in range(len(keys.GROUPS))
         for shard, fields in snapshots.items()
@@ -268,10 +270,10 @@ def many_snapshots(seed=7, shards=5, fields=300):
 
 
 def test_a_group_is_the_object_id_s_block_of_ids_as_the_record_script_picks_it():
-    groups = [keys.group_of(f"{n}:20261118") for n in (10, 999, 1000, 41_999, -7, 9_999_000)]
+    groups = [group_of(f"{n}:20261118") for n in (10, 999, 1000, 41_999, -7, 9_999_000)]
     assert groups == [0, 0, 1, 1, 9, 9]
-    assert keys.group_of("abc:20261118") == keys.group_of("") == len(keys.GROUPS) - 1
-    assert keys.group_of("\uff11:1") == len(keys.GROUPS) - 1  # a digit, but not an ASCII one
+    assert group_of("abc:20261118") == group_of("") == len(keys.GROUPS) - 1
+    assert group_of("\uff11:1") == len(keys.GROUPS) - 1  # a digit, but not an ASCII one
     assert "{" + ", ".join(f"'{group}'" for group in keys.GROUPS) + "}" in scripts.GROUPS
     # The groups' lines sort in the order they are read: the ungrouped hash's first.
     prefixes = [batches.group_prefix(g) for g in (keys.UNGROUPED, *keys.GROUPS)]

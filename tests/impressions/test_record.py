@@ -17,6 +17,8 @@ from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
 
+from .support import group_of
+
 pytestmark = pytest.mark.django_db
 
 # (time, viewer, posts served); the window is 300 s.
@@ -59,7 +61,7 @@ def test_a_count_goes_to_its_post_s_group_in_a_hash_table(buffer):
     shard = keys.shard_of("u:groups")
     day = keys.day_text(periods.day_of(timezone.now()))
     for post in posts:
-        key = keys.pending_group_keys(shard)[keys.group_of(str(post))]
+        key = keys.pending_group_keys(shard)[group_of(str(post))]
         assert buffer.hget(key, f"{post}:{day}") == b"1"
         # Made a hash table at once: a small-hash encoding would scan every field a count.
         assert buffer.object("encoding", key) == b"hashtable"

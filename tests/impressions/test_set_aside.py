@@ -15,6 +15,7 @@ from impressions.recorder import buffer_status, pending_counts, record_impressio
 from tests.factories import make_posts
 
 from .history_check import history_sums, rollup_mismatches
+from .support import group_of
 from .test_failures import kill_a_flush_at, single_leftover_snapshot_id, totals
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,7 +42,7 @@ def plant(client, posts, grouped=False):
         f"{posts[3].id}:20260101".encode(): b"-50",
     }
     for field, count in {**malformed, f"-7:{today()}".encode(): b"2"}.items():
-        group = keys.group_of(field.decode())
+        group = group_of(field.decode())
         client.hset(
             keys.pending_group_keys(SHARD)[group] if grouped else keys.pending_key(SHARD),
             field,
@@ -114,7 +115,7 @@ def test_an_entry_in_another_group_s_hash_is_applied_once(buffer):
     posts = make_posts(3)
     view(posts, 10)
     field = f"{posts[0].id}:{today()}".encode()
-    other = (keys.group_of(field.decode()) + 1) % len(keys.GROUPS)
+    other = (group_of(field.decode()) + 1) % len(keys.GROUPS)
     buffer.hset(keys.pending_group_keys(SHARD)[other], field, 7)
 
     report = flush_pending(batch_size=2)
