@@ -1,7 +1,9 @@
 """The RQ worker: probe the server, then RQ's SimpleWorker with our job class and the scheduler."""
 
+import contextlib
 import logging
 import math
+import time
 
 import redis
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
@@ -298,7 +300,43 @@ class TaskWorker(SimpleWorker):
 
 class TaskScheduler(RQScheduler):
     """RQ's scheduler, reading due jobs with BoundedJob: RQ's Job would fail on a planted job's
-    bad field, and the scheduler with it; the worker then refuses that job."""
+    bad field, and the scheduler with it; the worker then refuses that job.
+
+    It also outlives the server's outages: RQ's scheduler process ends at the first error Redis
+    gives it, and the worker starts another only at its next maintenance (every 10 minutes), so
+    after a blip of a second every delayed task (the impressions' flush) waited up to 10 minutes.
+    """
+
+    def work(self):
+        # RQ's loop (register, heartbeat with the locks, enqueue what is due, sleep), each turn
+        # tried again after a Redis error: a heartbeat re-takes a lock that expired meanwhile.
+        self._install_signal_handlers()
+        registered, failing = False, None
+        while not self._stop_requested:
+            try:
+                if not registered or failing is not None:
+                    self.register_birth()
+                    registered = True
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except redis.RedisError as error:
+                if failing is None:
+                    logger.warning(
+                        "RQ scheduler: Redis failed (%s: %s); trying again every %s s",
+                        type(error).__name__,
+                        error,
+                        self.interval,
+                    )
+                failing = error
+            else:
+                if failing is not None:
+                    logger.warning("RQ scheduler: Redis answers again; scheduling goes on")
+                failing = None
+            time.sleep(self.interval)
+        with contextlib.suppress(redis.RedisError):  # else its locks and key expire on their own
+            self.stop()
 
     def enqueue_scheduled_jobs(self):
         self._status = self.Status.WORKING

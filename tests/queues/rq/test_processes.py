@@ -1,5 +1,6 @@
 """`runworker` on RQ in subprocesses: log lines, --max-jobs, --concurrency, signals, refusals."""
 
+import datetime
 import os
 import signal
 import socket
@@ -7,13 +8,15 @@ import time
 from pathlib import Path
 
 import redis
+from django.utils import timezone
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+import devservices
 from queues.rq import jobs
 from tests.processes import PROJECT_DIR, run_workers_then, start_manage
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import RQ_BACKEND, worker_env
+from tests.queues.rq.support import RQ_BACKEND, rq_settings, worker_env
 
 
 def test_unknown_option_fails_every_command_at_start_up(manage, tmp_path, settings):
@@ -157,3 +160,34 @@ def test_runworker_reports_an_unreachable_redis_without_a_traceback(manage):
     assert result.returncode != 0
     assert "unreachable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_scheduler_outlives_a_redis_restart(settings, tmp_path):
+    # RQ's scheduler process ended at its first Redis error, and the worker started another only
+    # at its next maintenance, 10 minutes on: a flush due after a blip waited that long.
+    port = devservices.free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = devservices.start_redis_server(port, tmp_path)
+    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
+        setattr(settings, name, value)
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    worker = start_manage("runworker", env=worker_env(url))
+    try:
+        connection = redis.Redis.from_url(url)
+        devservices.wait_until(lambda: connection.exists("rq:scheduler-lock:default"), 30, "lock")
+        server.terminate()
+        server.wait(timeout=10)
+        time.sleep(3)  # the scheduler meets the outage (it looks every second)
+        server = devservices.start_redis_server(port, tmp_path)
+        due = timezone.now() + datetime.timedelta(seconds=1)
+        queue_tasks.record_marker.using(run_after=due).enqueue("after the restart")
+        deadline = time.monotonic() + 40
+        while not queue_tasks.markers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert queue_tasks.markers() == ["after the restart"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+        server.terminate()
+        server.wait(timeout=10)
+    assert "RQ scheduler: Redis failed" in stderr, stderr
