@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import dashboard, flush_now, stats
-from .conf import counted_names, counted_plural
+from .conf import conf, counted_model, counted_names, counted_plural
 from .live import read_buffer
 from .models import Dashboard, Flush
 from .recorder import lost, pending_status
@@ -170,9 +170,40 @@ def flush_now_context(request):
 
 
 class PendingImpressionsAdminMixin:
-    """For the Post admin: a live "pending" column, one Redis round trip per page."""
+    """For the counted model's admin: a live "pending" column, one Redis round trip per page;
+    and the count field read-only, never written by the admin's save: a form loaded before a
+    flush, or a flush committed between the admin's read of the row and its save, would
+    otherwise put the older count back."""
 
     change_list_template = "admin/impressions/post_change_list.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        count = self._impressions_count_field()
+        if count is not None and count not in fields:
+            fields.append(count)
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        count = self._impressions_count_field()
+        if not change or count is None:
+            return super().save_model(request, obj, form, change)
+        # Every other concrete field, as a save() writes them; the flush alone writes the count.
+        obj.save(
+            update_fields=[
+                field.name
+                for field in obj._meta.concrete_fields
+                if not field.primary_key and field.name != count
+            ]
+        )
+
+    def _impressions_count_field(self):
+        """IMPRESSIONS_COUNT_FIELD if this admin's model is IMPRESSIONS_MODEL, else None."""
+        try:
+            counted = counted_model()
+        except (LookupError, ValueError, TypeError, AttributeError):
+            return None
+        return conf.COUNT_FIELD if self.model is counted else None
 
     @admin.display(description="pending (Redis)")
     def pending_impressions(self, post):

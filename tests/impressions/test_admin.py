@@ -3,12 +3,15 @@
 import re
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.test import override_settings
 from django.utils import timezone
 
+from casusult.models import Post
 from impressions import flush_now
+from impressions.admin import PendingImpressionsAdminMixin
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import record_impressions
@@ -163,3 +166,21 @@ def test_admin_is_staff_only(client, standalone_buffer):
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
     assert scheduled_flushes() == []
+
+
+class EditablePostAdmin(PendingImpressionsAdminMixin, admin.ModelAdmin):
+    """An adopter's admin of the counted model that lists no read-only field of its own."""
+
+
+def test_the_counted_model_s_admin_never_writes_the_count(rf, buffer):
+    post = make_posts(1)[0]
+    model_admin = EditablePostAdmin(Post, admin.site)
+    request = rf.post("/")
+    assert "impressions" in model_admin.get_readonly_fields(request, post)
+    loaded = Post.objects.get(pk=post.pk)  # the admin reads the row...
+    record_impressions("u:1", [post.pk])
+    flush_pending()  # ...a flush commits...
+    loaded.body = "edited"
+    model_admin.save_model(request, loaded, form=None, change=True)  # ...then the admin saves
+    post.refresh_from_db()
+    assert (post.body, post.impressions) == ("edited", 1)
