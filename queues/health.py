@@ -1,8 +1,11 @@
 """`runworker --health-port`: the worker answers the same probes as the web (ECS, Kubernetes).
 
 The worker has no web server, so a small threaded WSGI server runs the project's own Django
-application in a daemon thread, limited to the probe paths: /readyz asks the same dependencies
-(database, impression buffer, queue) and /metrics shows this worker's task counters.
+application in a daemon thread, limited to the probe paths: where the project routes them (the
+demo site does), /readyz asks the same dependencies as the web's and /metrics shows this worker's
+counters. Where the project does not (its URLconf answers 404), the worker answers itself:
+/healthz as below, /readyz from the database and the default task backend, /metrics with
+prometheus_client's registry of this process if that library is installed.
 """
 
 import json
@@ -12,6 +15,8 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.core.wsgi import get_wsgi_application
+from django.db import connection
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
 from . import liveness
 
@@ -55,9 +60,77 @@ def probe_application(stall_after=None):
             logger.warning("Worker stalled: %s", answer["detail"])
             start_response("503 Service Unavailable", [("Content-Type", "application/json")])
             return [json.dumps({"status": answer["status"]}).encode()]
-        return application(environ, start_response)
+        answered = {}
+
+        def keep(status, headers, exc_info=None):
+            answered.update(status=status, headers=headers)
+            return lambda data: None  # Django's handler never writes through it
+
+        body = application(environ, keep)
+        if not answered["status"].startswith("404"):
+            start_response(answered["status"], answered["headers"])
+            return body
+        if hasattr(body, "close"):
+            body.close()
+        status, content_type, content = BUILT_IN[path]()
+        start_response(status, [("Content-Type", content_type)])
+        return [content]
 
     return only_probes
+
+
+def own_healthz():
+    return "200 OK", "application/json", json.dumps({"status": "ok"}).encode()
+
+
+def own_readyz():
+    """Ready when the default database and the default task backend answer; the reasons go to
+    the log, the caller learns only which failed."""
+    checks = {}
+    for name, probe in (("database", probe_database), ("queue", probe_queue)):
+        try:
+            probe()
+            checks[name] = {"ok": True}
+        except Exception as error:
+            logger.warning("Worker readiness: %s failed (%s)", name, type(error).__name__)
+            checks[name] = {"ok": False}
+    ready = all(check["ok"] for check in checks.values())
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    return (
+        ("200 OK" if ready else "503 Service Unavailable"),
+        "application/json",
+        json.dumps(body).encode(),
+    )
+
+
+def probe_database():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()  # this probe thread's own connection, never left open
+
+
+def probe_queue():
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    if hasattr(backend, "ping"):  # RQ: PING; SQS: GetQueueUrl
+        backend.ping()
+
+
+def own_metrics():
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+    except ImportError:
+        return (
+            "404 Not Found",
+            "text/plain",
+            b"no /metrics: route one in the project's URLconf, or install prometheus_client\n",
+        )
+    return "200 OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
+
+
+# What the worker answers where the project's URLconf has no such path.
+BUILT_IN = {"/healthz": own_healthz, "/readyz": own_readyz, "/metrics": own_metrics}
 
 
 def bind_health_server(port, host="127.0.0.1", job_timeout=None):

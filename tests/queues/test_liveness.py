@@ -10,13 +10,17 @@ import pytest
 
 from queues import health, liveness
 
+# A loopback port nothing listens on (1: tcpmux, never served here).
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
 
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        body = error.read()
+        return error.code, json.loads(body) if body.startswith(b"{") else body
 
 
 def wait_for(predicate, timeout=10):
@@ -90,3 +94,24 @@ def test_without_a_job_timeout_healthz_never_reports_a_stall(monkeypatch):
         time.sleep(0.05)
         assert health.stalled(None) is None
         assert health.stalled(0.01)["status"] == "stalled"
+
+
+@pytest.mark.django_db
+def test_a_project_without_probe_routes_gets_the_worker_s_own(settings, rq_url):
+    settings.ROOT_URLCONF = "tests.queues.probe_urls"
+    settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if "Probe" not in name]
+    server = health.serve_in_background(health.bind_health_server(0))
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert get(f"{base}/healthz") == (200, {"status": "ok"})
+        ready = {"database": {"ok": True}, "queue": {"ok": True}}
+        assert get(f"{base}/readyz") == (200, {"status": "ok", "checks": ready})
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            assert b"python_info" in response.read()
+        settings.RQ_QUEUES = {"default": {**settings.RQ_QUEUES["default"], "URL": DEAD_REDIS}}
+        ready["queue"] = {"ok": False}
+        assert get(f"{base}/readyz") == (503, {"status": "unavailable", "checks": ready})
+        assert get(f"{base}/admin/")[0] == 404  # still the probes only
+    finally:
+        server.shutdown()
+        server.server_close()
