@@ -22,6 +22,7 @@ from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 import impressions
 from redis_endpoints import redact_text
 
+from .methods import api_safe_methods
 from .metrics import metrics_view
 
 logger = logging.getLogger(__name__)
@@ -236,11 +237,13 @@ def check_detail_networks(app_configs=None, **kwargs):
     return errors
 
 
+@api_safe_methods
 def healthz(request):
     """Liveness: the process answers. No dependency is asked (a Redis outage must not restart us)."""
     return JsonResponse({"status": "ok"})
 
 
+@api_safe_methods
 def readyz(request):
     """Readiness: 200 when every dependency answers, else 503, one entry per dependency: only
     {"ok": …} unless the request may see the details (shows_details)."""
@@ -258,6 +261,7 @@ def readyz(request):
     return response
 
 
+@api_safe_methods
 def metrics(request):
     return metrics_view(request)
 

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_safe
 
 import impressions
 
+from .methods import api_safe_methods, page_safe_methods
 from .models import Post
 from .paging import PAGE_SIZE, BadCursor, decode_cursor, page_after
 
@@ -62,8 +63,8 @@ def timeline_page(request):
 
 
 # GET and HEAD only (a HEAD is answered but not counted: impressions counts GETs alone);
-# OPTIONS, TRACE, POST… are a 405 naming the allowed methods.
-@require_safe
+# OPTIONS, TRACE, POST… are a 405 naming the allowed methods (casusult.methods).
+@page_safe_methods
 def timeline(request):
     try:
         page = timeline_page(request)
@@ -76,7 +77,7 @@ def timeline(request):
     )
 
 
-@require_safe
+@api_safe_methods
 def timeline_api(request):
     try:
         page = timeline_page(request)
