@@ -9,6 +9,8 @@ urlpatterns = [
     path("", views.timeline, name="timeline"),
     path("api/timeline/", views.timeline_api, name="timeline-api"),
     path("favicon.ico", views.favicon, name="favicon"),
+    # Before Django's account URLs: its logout answers a GET with an empty 405.
+    path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("django.contrib.auth.urls")),
     # django-rq's dashboard (staff only), before admin/ whose catch-all would answer first.
     path("admin/rq/", include("queues.rq.dashboard")),

@@ -1,7 +1,9 @@
-"""The timeline, as an HTML page and as JSON, paged by cursor; each page records its impressions."""
+"""The timeline, as an HTML page and as JSON, paged by cursor; each page records its impressions.
+And the logout page."""
 
 from urllib.parse import urlencode
 
+from django.contrib.auth import views as auth_views
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
@@ -14,7 +16,7 @@ from .methods import api_safe_methods, page_safe_methods
 from .models import Post
 from .paging import PAGE_SIZE, BadCursor, decode_cursor, page_after
 
-__all__ = ["PAGE_SIZE", "favicon", "timeline", "timeline_api"]
+__all__ = ["PAGE_SIZE", "LogoutView", "favicon", "timeline", "timeline_api"]
 
 
 class BadPage(ValueError):
@@ -111,3 +113,13 @@ def favicon(request):
     response = HttpResponseRedirect(static("casusult/favicon.svg"))
     response["Cache-Control"] = "max-age=86400"  # temporary: the static name changes on deploys
     return response
+
+
+class LogoutView(auth_views.LogoutView):
+    """Django's logout, POST only since Django 5.0 (a link must not log anybody out), with a GET
+    that asks to confirm (a form posting here) instead of a bare 405. CSRF-protected as Django's."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request, *args, **kwargs):
+        return render(request, "registration/logout_confirm.html")

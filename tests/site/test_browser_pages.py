@@ -61,6 +61,7 @@ def visitor_visits(tab):
     yield tab.go("/?cursor=not-a-cursor", expect=400)
     yield tab.go("/no-such-page/", expect=404)
     yield tab.go("/accounts/login/")
+    yield tab.go("/accounts/logout/")
 
 
 def log_in(tab):
@@ -192,6 +193,27 @@ def test_every_page_works_in_a_real_browser(live_server, browser, site, viewport
     finally:
         context.close()
     assert not problems, "\n".join(problems)
+
+
+def test_logging_out_asks_to_confirm_then_logs_out(live_server, browser):
+    get_user_model().objects.create_user("reader", password=PASSWORD)
+    context = new_context(browser, "phone", "light")
+    try:
+        tab = Tab(context, live_server.url)
+        problems = tab.go("/accounts/login/").problems
+        tab.page.fill("#id_username", "reader")
+        tab.page.fill("#id_password", PASSWORD)
+        tab.page.click("main button[type=submit]")
+        tab.page.wait_for_url(f"{live_server.url}/")
+        visit = tab.go("/accounts/logout/")  # as typed, or followed from a link
+        assert tab.page.inner_text("main h1") == "Log out?"
+        tab.page.click("main button[type=submit]")
+        tab.page.wait_for_url(f"{live_server.url}/")
+        problems += visit.problems + tab.finish().problems
+        assert tab.page.inner_text("nav.account") == "Log in"
+    finally:
+        context.close()
+    assert problems == []
 
 
 def todays_bar(tab):
