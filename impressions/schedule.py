@@ -5,6 +5,7 @@ before this one): the dashboard's "next flush" is that plus IMPRESSIONS_FLUSH_DE
 """
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from . import keys
@@ -28,13 +29,47 @@ def arm_flush(client, shard, guard_taken=False):
         # The shard stays armed until its TTL lapses; then the next request tries again.
         logger.warning("could not take the flush schedule guard", exc_info=True)
         return False
+    if backoff.waiting():
+        release(client, shard)  # a request after the wait tries again
+        return False
     try:
         enqueue_flush(delay=conf.FLUSH_DELAY)
     except Exception:
-        logger.exception("could not enqueue the impressions flush; the next request retries")
+        wait = backoff.failed()
+        logger.exception(
+            "could not enqueue the impressions flush; this process tries again in %.0f s", wait
+        )
         release(client, shard)
         return False
+    backoff.succeeded()
     return True
+
+
+class Backoff:
+    """After the task backend failed to take a flush, this process leaves it alone for a while
+    (5 s, doubling to 60 s while it keeps failing): a queue that hangs until its timeouts (3-9 s
+    for SQS or RQ) would otherwise hold up every request that arms a shard, not one a while.
+    The counts wait in Redis meanwhile; the first request after the wait schedules their flush."""
+
+    FIRST, LONGEST = 5.0, 60.0
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.until = self.wait = 0.0
+
+    def waiting(self):
+        return self.clock() < self.until
+
+    def failed(self):
+        self.wait = min(self.LONGEST, 2 * self.wait or self.FIRST)
+        self.until = self.clock() + self.wait
+        return self.wait
+
+    def succeeded(self):
+        self.until = self.wait = 0.0
+
+
+backoff = Backoff()
 
 
 def flush_due():

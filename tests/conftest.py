@@ -131,3 +131,14 @@ def browser():
             del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = allowed
+
+
+@pytest.fixture(autouse=True)
+def _forget_enqueue_failures():
+    """A test whose task backend failed leaves this process waiting before it enqueues again
+    (impressions.schedule.backoff); the next test starts without that wait."""
+    from impressions import schedule
+
+    schedule.backoff.succeeded()
+    yield
+    schedule.backoff.succeeded()

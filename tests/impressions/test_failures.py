@@ -1,12 +1,14 @@
 """Injected failures: killed flushes, concurrent flushes, a stopped database, a stopped Redis."""
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
+from unittest import mock
 
 import pytest
 import redis
@@ -16,7 +18,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from casusult.models import Post
-from impressions import batches, periods, rollup, stats
+from impressions import batches, keys, periods, rollup, schedule, stats
 from impressions import flush as flush_module
 from impressions.exceptions import DatabaseUnavailable, RedisUnavailable
 from impressions.flush import flush_pending
@@ -28,6 +30,7 @@ from impressions.tasks import flush_impressions_task
 from tests.database import other_connection
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
+from tests.queues.rq.support import rq_settings
 
 from .history_check import daily_counts, history_sums, leaders_mismatches, rollup_mismatches
 from .support import reset_loss_counter, scheduled_flushes, subprocess_env
@@ -338,3 +341,37 @@ def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
         assert counts == dict.fromkeys(ids, 2)
         assert reported_lost == 2
         assert lost.unreported == 0
+
+
+def test_a_hanging_task_backend_holds_up_one_request_a_while_not_each(standalone_buffer, settings):
+    # A listener that takes the connection and never answers: RQ waits out its socket timeout.
+    silent = socket.create_server(("127.0.0.1", 0))
+    url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0?socket_timeout=0.5"
+    for name, value in rq_settings(url).items():
+        setattr(settings, name, value)
+    clock = FakeClock()
+    posts = make_posts(3)
+    try:
+        with mock.patch.object(schedule, "backoff", schedule.Backoff(clock)):
+            started = time.monotonic()
+            assert not record("u:1", [posts[0].pk]).scheduled
+            assert time.monotonic() - started >= 0.5  # the first one waited for the queue
+            started = time.monotonic()
+            assert not record("u:2", [posts[1].pk]).scheduled
+            assert time.monotonic() - started < 0.3  # the next ones do not, for 5 s
+            clock.now += 5.1
+            started = time.monotonic()
+            record("u:3", [posts[2].pk])
+            assert time.monotonic() - started >= 0.5  # then one tries again, and waits 10 s
+            assert schedule.backoff.wait == 10
+    finally:
+        silent.close()
+    assert pending_counts([post.pk for post in posts]) == {post.pk: 1 for post in posts}
+    assert not get_client().exists(keys.guard_key())  # the next request after the wait schedules it
+
+
+class FakeClock:
+    now = 1000.0
+
+    def __call__(self):
+        return self.now
