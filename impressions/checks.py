@@ -12,6 +12,7 @@
 | impressions.W003   | every command     | no VisitorCookieMiddleware: anonymous viewers by digest |
 | impressions.W004   | check --deploy    | a proxy in front, no trusted proxies: one address for all |
 | impressions.E006   | every check       | IMPRESSIONS_FLUSH_PARTS is more than IMPRESSIONS_SHARDS |
+| impressions.E007   | every check       | TASKS has no IMPRESSIONS_TASK_BACKEND or no IMPRESSIONS_TASK_QUEUE |
 
 Never reuse a retired id.
 """
@@ -24,7 +25,7 @@ from django.db import models
 from django.tasks.backends.dummy import DummyBackend
 
 from .conf import VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
-from .tasks import flush_impressions_task
+from .tasks import UnusableTask, flush_impressions_task
 
 
 @checks.register()
@@ -52,6 +53,22 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+@checks.register()
+def check_task_settings(app_configs=None, **kwargs):
+    """The tasks' backend and queue, as Django refused them when it defined the tasks."""
+    if not isinstance(flush_impressions_task, UnusableTask):
+        return []
+    return [
+        checks.Error(
+            flush_impressions_task.problem,
+            hint="Name a TASKS alias in IMPRESSIONS_TASK_BACKEND and one of its QUEUES in"
+            " IMPRESSIONS_TASK_QUEUE (read at start-up: restart after a change).",
+            obj="IMPRESSIONS_TASK_BACKEND",
+            id="impressions.E007",
+        )
+    ]
 
 
 @checks.register(checks.Tags.models)
@@ -112,6 +129,8 @@ def check_counted_model(app_configs=None, **kwargs):
 
 @checks.register(checks.Tags.compatibility, deploy=True)
 def check_flush_can_be_deferred(app_configs=None, **kwargs):
+    if isinstance(flush_impressions_task, UnusableTask):
+        return []  # impressions.E007 says why
     backend = flush_impressions_task.get_backend()
     if isinstance(backend, DummyBackend):
         return [

@@ -3,11 +3,12 @@
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Min
-from django.tasks import task, task_backends
+from django.tasks import Task, task, task_backends
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.utils import timezone
 
@@ -27,20 +28,36 @@ ROLLUP_GUARD_TTL = 3600
 
 def impressions_task(**options):
     """@task on the backend and queue that IMPRESSIONS_TASK_BACKEND and IMPRESSIONS_TASK_QUEUE
-    name (read once, here). Django checks them as it defines the task, when this module is first
-    imported (at start-up): a bad one stops it with an error naming the two settings."""
+    name (read once, here, when this module is first imported at start-up). Django checks them
+    as it defines the task; a bad one makes an UnusableTask instead of stopping the import, so
+    that `manage.py check` reports it (impressions.E007) beside every other bad setting."""
 
     def decorate(function):
         backend, queue = conf.TASK_BACKEND, conf.TASK_QUEUE
         try:
             return task(backend=backend, queue_name=queue, **options)(function)
         except (InvalidTask, InvalidTaskBackend) as error:
-            raise ImproperlyConfigured(
+            problem = (
                 f"The impressions tasks go to IMPRESSIONS_TASK_BACKEND={backend!r},"
                 f" IMPRESSIONS_TASK_QUEUE={queue!r}: {error}{queues_hint(backend)}"
-            ) from error
+            )
+            return UnusableTask(func=function, backend=backend, queue_name=queue, problem=problem)
 
     return decorate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnusableTask(Task):
+    """A task whose backend or queue Django refused: it imports, its check fails naming the
+    settings (checks.py), and enqueueing it raises ImproperlyConfigured saying the same."""
+
+    problem: str = ""
+
+    def __post_init__(self):
+        pass  # not validated: `problem` says why it cannot be
+
+    def get_backend(self):
+        raise ImproperlyConfigured(self.problem)
 
 
 def queues_hint(alias):

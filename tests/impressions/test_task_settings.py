@@ -1,6 +1,7 @@
 """IMPRESSIONS_TASK_BACKEND and IMPRESSIONS_TASK_QUEUE: the flush and roll-up tasks go where they
-say, and a backend without that queue stops start-up with an error naming them (not a traceback
-from django.tasks). Each case runs in a fresh interpreter: the tasks are defined once, at import."""
+say, and a backend without that queue is a check error naming them, reported beside every other
+bad setting (not a traceback from django.tasks at import); enqueueing then raises the same. Each
+case runs in a fresh interpreter: the tasks are defined once, at import."""
 
 import textwrap
 
@@ -39,17 +40,50 @@ def test_the_tasks_go_to_the_queue_the_setting_names():
     assert "queue bulk bulk" in found.stdout
 
 
-def test_a_backend_without_the_queue_stops_start_up_naming_the_settings():
+CHECK = """
+import django
+from django.conf import settings
+
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "impressions"],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    TASKS={"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend",
+                       "QUEUES": ["tasks", "bulk"]}},
+    USE_TZ=True,
+    IMPRESSIONS_DEDUP_WINDOW=-1,
+    **EXTRA,
+)
+django.setup()
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+
+from impressions import tasks
+
+try:
+    tasks.enqueue_flush()
+except ImproperlyConfigured as error:
+    print("enqueue refused:", error)
+call_command("check")
+"""
+
+
+def check(**extra):
+    return run_python(f"EXTRA = {extra!r}\n" + textwrap.dedent(CHECK), timeout=60)
+
+
+def test_a_backend_without_the_queue_is_a_check_error_naming_the_settings():
     # The default queue name, "default", is not among the backend's QUEUES.
-    found = start()
+    found = check()
     assert found.returncode != 0
-    last = found.stderr.strip().splitlines()[-1]
-    assert last.startswith("django.core.exceptions.ImproperlyConfigured:"), last
-    assert "IMPRESSIONS_TASK_QUEUE='default'" in last and "its queues: bulk, tasks" in last
+    assert "enqueue refused: The impressions tasks go to" in found.stdout, found.stdout
+    errors = found.stderr[found.stderr.index("SystemCheckError") :]
+    assert "impressions.E007" in errors
+    assert "IMPRESSIONS_TASK_QUEUE='default'" in errors and "its queues: bulk, tasks" in errors
+    assert "impressions.E005" in errors  # the other bad setting, in the same run
 
 
 def test_an_unknown_backend_alias_is_named_too():
-    found = start(IMPRESSIONS_TASK_BACKEND="flushes", IMPRESSIONS_TASK_QUEUE="tasks")
+    found = check(IMPRESSIONS_TASK_BACKEND="flushes", IMPRESSIONS_TASK_QUEUE="tasks")
     assert found.returncode != 0
-    last = found.stderr.strip().splitlines()[-1]
-    assert "IMPRESSIONS_TASK_BACKEND='flushes'" in last and "flushes" in last, last
+    errors = found.stderr[found.stderr.index("SystemCheckError") :]
+    assert "impressions.E007" in errors and "IMPRESSIONS_TASK_BACKEND='flushes'" in errors
