@@ -94,6 +94,12 @@ def parse_range(params, today):
             raise BadRange(f"The end {end} is in the future (today is {today}).")
         if (end - start).days + 1 > MAX_RANGE_DAYS:
             raise BadRange(f"A range can be at most {MAX_RANGE_DAYS} days long.")
+        if start.toordinal() - date.min.toordinal() < (end - start).days + 1:
+            # Its change is measured against the period before, which must be a period of dates.
+            raise BadRange(
+                f"The start {start} is too early: the period before it, which the change is"
+                f" measured against, would begin before {date.min}."
+            )
         return DateRange(start, end)
     if "days" in params and "range" not in params:
         text = params["days"].strip()

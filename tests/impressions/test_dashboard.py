@@ -116,6 +116,24 @@ def test_range_switch_and_bad_ranges(staff_client, history_rows, standalone_buff
         assert len(bar_counts(html, "site")) == 30  # the default range is shown instead
 
 
+@pytest.mark.parametrize("path", ["", "objects/", "objects/csv/", "csv/"])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("from=0001-01-01&to=0001-01-02", "The start 0001-01-01 is too early"),
+        ("from=0001-01-01&to=0001-01-01", "The start 0001-01-01 is too early"),
+        ("to=9999-12-31", "The end 9999-12-31 is in the future"),
+        ("from=9999-12-31", "The start 9999-12-31 is after the end"),
+    ],
+)
+def test_ranges_at_the_ends_of_the_calendar_are_400(
+    staff_client, standalone_buffer, path, query, message
+):
+    response = staff_client.get(f"{DASHBOARD}{path}?{query}")
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
 def test_buffer_panel_shows_pending_lost_schedule_and_last_flush(
     superuser_client, standalone_buffer, monkeypatch
 ):

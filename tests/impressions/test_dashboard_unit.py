@@ -53,12 +53,24 @@ def test_good_ranges(params, expected):
             "The end 2026-11-19 is in the future (today is 2026-11-18).",
         ),
         ({"from": "2020-01-01", "to": "2026-11-18"}, "A range can be at most 731 days long."),
+        (
+            {"from": "0001-01-01", "to": "0001-01-02"},
+            "The start 0001-01-01 is too early: the period before it, which the change is"
+            " measured against, would begin before 0001-01-01.",
+        ),
+        ({"to": "9999-12-31"}, "The end 9999-12-31 is in the future (today is 2026-11-18)."),
+        ({"from": "9999-12-31"}, "The start 9999-12-31 is after the end 2026-11-18."),
     ],
 )
 def test_bad_ranges_say_why(params, message):
     with pytest.raises(BadRange) as raised:
         parse_range(params, TODAY)
     assert str(raised.value) == message
+
+
+def test_the_earliest_range_has_a_period_before():
+    date_range = parse_range({"from": "0001-01-03", "to": "0001-01-04"}, TODAY)
+    assert date_range.previous() == DateRange(date(1, 1, 1), date(1, 1, 2))
 
 
 def test_range_query_round_trips():
