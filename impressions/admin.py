@@ -295,6 +295,7 @@ class DashboardAdmin(ReadOnlyAdmin):
             "chart": chart,
             "chart_id": "site",
             "totals": dashboard.site_total(chart, date_range, today, buffer),
+            "oldest_kept_day": stats.oldest_kept_day(today),
             "top_lists": top_lists,
             "top_live": any(top["live"] for top in top_lists),
             "buffer": dashboard.buffer_panel(buffer),

@@ -56,6 +56,18 @@ class DateRange:
             return self.start.isoformat()
         return f"{self.start.isoformat()} to {self.end.isoformat()}"
 
+    @property
+    def during(self):
+        """in the last 30 days / today / on 2026-01-01 / from 2026-01-01 to 2026-01-31: the range
+        after a verb ("12 impressions today", "no impressions on 2026-01-01")."""
+        if self.key in ("today", "yesterday"):
+            return self.key
+        if self.key:
+            return f"in {self.label}"
+        if self.start == self.end:
+            return f"on {self.start.isoformat()}"
+        return f"from {self.label}"
+
     def previous(self):
         """The period of the same length just before: what the change is measured against."""
         if self.key == "12mo":

@@ -114,6 +114,36 @@ def test_a_new_site_says_what_to_do(staff_client, standalone_buffer):
     assert 'id="range-total">2</strong>' in html
 
 
+def test_a_past_range_without_impressions_says_so_plainly(
+    staff_client, history_rows, standalone_buffer
+):
+    post = make_posts(1)[0]
+    today = stats.today()
+    history_rows(post.id, today, 3)  # today's impressions are not yesterday's
+    day = today - timedelta(days=5)
+    for query, during in [
+        ("range=yesterday", "yesterday"),
+        (f"from={day}&to={day}", f"on {day}"),
+        (f"from={day}&to={day + timedelta(days=2)}", f"from {day} to {day + timedelta(days=2)}"),
+    ]:
+        html = staff_client.get(f"{DASHBOARD}?{query}").content.decode()
+        assert f'id="range-total">0</strong> impressions {during}' in html, query
+        help_text = html.split('id="dashboard-help">', 1)[1].split("</p>", 1)[0]
+        assert f"No impressions {during}." in help_text
+        assert "The history holds none for these days." in help_text
+        assert "the site" not in help_text and "come back" not in help_text
+        assert f"Every post by impressions {during}</a>" in html
+        objects = staff_client.get(f"{OBJECTS}?{query}").content.decode()
+        assert f"0 posts had impressions {during}, most first." in objects
+        assert f"No impressions {during}.</td>" in objects
+    old = today - timedelta(days=500)  # before IMPRESSIONS_HISTORY_DAYS (400)
+    html = staff_client.get(f"{DASHBOARD}?from={old}&to={old}").content.decode()
+    assert "(<code>IMPRESSIONS_HISTORY_DAYS</code>): none is shown before." in html
+    html = staff_client.get(f"{DASHBOARD}?range=7d").content.decode()
+    assert 'id="range-total">3</strong> impressions in the last 7 days' in html
+    assert 'id="dashboard-help"' not in html
+
+
 def test_the_next_flush_is_when_the_schedule_says(superuser_client, standalone_buffer):
     posts = make_posts(1)
     html = superuser_client.get(DASHBOARD).content.decode()

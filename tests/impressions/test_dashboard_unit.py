@@ -102,6 +102,20 @@ def test_the_period_before_has_the_same_length(params, previous, label):
         assert before.length == date_range.length
 
 
+@pytest.mark.parametrize(
+    ("params", "during"),
+    [
+        ({"range": "today"}, "today"),
+        ({"range": "yesterday"}, "yesterday"),
+        ({"range": "30d"}, "in the last 30 days"),
+        ({"from": "2026-11-01", "to": "2026-11-01"}, "on 2026-11-01"),
+        ({"from": "2026-11-01", "to": "2026-11-10"}, "from 2026-11-01 to 2026-11-10"),
+    ],
+)
+def test_the_range_after_a_verb(params, during):
+    assert parse_range(params, TODAY).during == during
+
+
 def test_long_ranges_draw_months():
     assert not parse_range({"range": "90d"}, TODAY).by_month
     assert parse_range({"range": "12mo"}, TODAY).by_month
