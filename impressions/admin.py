@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import dashboard, flush_now, stats
-from .conf import conf, counted_model, counted_names, counted_plural
+from .conf import conf, counted_model, counted_names, counted_objects, counted_plural
 from .live import read_buffer
 from .models import Dashboard, Flush
 from .recorder import lost, pending_status
@@ -311,18 +311,25 @@ class DashboardAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         today, date_range, error = self.page_range(request)
         page_text = request.GET.get("page", "1")
-        page = int(page_text) if page_text.isascii() and page_text.isdigit() else 0
-        if not error and page < 1:
-            error = f"page must be a whole number from 1, not {page_text[:20]!r}."
-        page = max(page, 1)
-        listing = dashboard.ranked_objects(date_range, today, page, request.user)
+        page = dashboard.page_number(page_text)
+        page_error = None
+        if page is None:
+            page_error = f"page must be a whole number from 1, not {page_text[:20]!r}."
+        listing = dashboard.ranked_objects(date_range, today, page or 1, request.user)
+        if listing["past_end"]:
+            page_error = (
+                f"Page {page_text.strip()[:20]} is past the end:"
+                f" {counted_objects(listing['object_count'])} had impressions"
+                f" {date_range.during}, {listing['page_size']} a page."
+            )
         context = {
             **self.page_context(
                 request, f"{counted_plural().capitalize()} by impressions", today, date_range, error
             ),
             **listing,
+            "page_error": page_error,
         }
-        status = 400 if error else 200
+        status = 400 if error or page_error else 200
         return TemplateResponse(request, "admin/impressions/objects.html", context, status=status)
 
     def objects_csv_view(self, request):

@@ -166,9 +166,24 @@ def delay_texts():
     }
 
 
+def page_number(text):
+    """The page `text` asks for, a whole number from 1 (a huge one past any last page), or None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not text.strip("0"):
+        return None
+    return int(text) if len(text) <= 18 else 10**18  # no database counts that many pages
+
+
 def ranked_objects(date_range, today, page, user):
     """A page of every object ranked by impressions in the range, with each one's not yet flushed
-    count when the range holds today (shown beside the rank, which the history decides)."""
+    count when the range holds today (shown beside the rank, which the history decides).
+
+    A page past the last shows the last (`past_end`: the page asked for); so a page number
+    never reaches the database beyond what it can hold."""
+    object_count = ranking.ranked_count(date_range.start, date_range.end)
+    last_page = max(1, -(-object_count // ranking.PAGE_SIZE))
+    past_end = page if page > last_page else None
+    page = min(page, last_page)
     rows, has_next = ranking.ranked_page(date_range.start, date_range.end, page)
     ids = [object_id for _, object_id, _ in rows]
     live = date_range.end == today
@@ -181,9 +196,11 @@ def ranked_objects(date_range, today, page, user):
         ],
         "live": live,
         "page": page,
+        "last_page": last_page,
+        "past_end": past_end,
         "has_previous": page > 1,
         "has_next": has_next,
-        "object_count": ranking.ranked_count(date_range.start, date_range.end),
+        "object_count": object_count,
         "page_size": ranking.PAGE_SIZE,
     }
 

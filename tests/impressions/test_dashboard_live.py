@@ -213,6 +213,38 @@ def test_every_post_by_impressions_a_page_at_a_time_and_as_csv(
     assert superuser_client.get(f"{OBJECTS}csv/?range=1y").status_code == 400
 
 
+def test_a_page_past_the_end_or_not_a_number_shows_a_page_that_is_there(
+    staff_client, history_rows, standalone_buffer
+):
+    posts = make_posts(3)
+    for post in posts:
+        history_rows(post.id, stats.today(), 2)
+    response = staff_client.get(f"{OBJECTS}?page=1")
+    assert response.status_code == 200
+    assert "Page 1 of 1</span>" in response.content.decode()
+    huge = "9" * 5000  # more digits than int() takes
+    for page in ["1000", "99999999999999999999", huge]:
+        response = staff_client.get(f"{OBJECTS}?range=7d&page={page}")
+        assert response.status_code == 400, page[:30]
+        html = response.content.decode()
+        note = html.split('id="page-error">', 1)[1].split("</p>", 1)[0]
+        assert note == (
+            f"Page {page[:20]} is past the end: 3 posts had impressions in the last 7 days, 50 a"
+            ' page. Showing <a href="?range=7d&amp;page=1">page 1, the last</a>.'
+        )
+        assert len(re.findall(r'<tr data-object-id="(\d+)">', html)) == 3  # the last page's
+    for page in ["abc", "0", "00", "-1", "1.5", "١"]:  # ١: an Arabic-Indic one
+        response = staff_client.get(f"{OBJECTS}?page={page}")
+        assert response.status_code == 400, page
+        html = response.content.decode()
+        assert f"page must be a whole number from 1, not {page!r}. Showing page 1." in unescape(html)
+        assert "Showing the last 30 days instead." not in html  # the range is fine
+        assert len(re.findall(r'<tr data-object-id="(\d+)">', html)) == 3
+    response = staff_client.get(f"{OBJECTS}?range=yesterday&page=2")
+    assert response.status_code == 400
+    assert "Page 2 is past the end: 0 posts had impressions yesterday" in response.content.decode()
+
+
 def test_the_post_page_shows_its_counts_beside_its_chart(
     superuser_client, history_rows, standalone_buffer
 ):
