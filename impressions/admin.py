@@ -11,6 +11,7 @@ from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseNotAllowed,
+    HttpResponseNotFound,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -356,13 +357,23 @@ class DashboardAdmin(ReadOnlyAdmin):
         try:
             date_range = dashboard.parse_range(request.GET, stats.today())
             post_text = request.GET.get("post", "").strip()
-            if post_text and not (post_text.isascii() and post_text.isdigit()):
-                raise dashboard.BadRange(f"post must be an object id, not {post_text[:20]!r}.")
+            post_id = dashboard.object_id(post_text) if post_text else None
+            if post_text and post_id is None:
+                raise dashboard.BadRange(
+                    f"post must be an object id, a whole number up to {dashboard.MAX_OBJECT_ID},"
+                    f" not {post_text[:20]!r}."
+                )
         except dashboard.BadRange as bad:
             return HttpResponseBadRequest(str(bad), content_type="text/plain; charset=utf-8")
         start, end = date_range.start, date_range.end
-        if post_text:
-            post_ids, name = [int(post_text)], f"impressions-{int(post_text)}"
+        if post_id is not None:
+            if not dashboard.known_object(post_id, start, end):
+                return HttpResponseNotFound(
+                    f"No {counted_names()[0]} has the id {post_id}, and the history has no"
+                    f" impressions of that id {date_range.during}.",
+                    content_type="text/plain; charset=utf-8",
+                )
+            post_ids, name = [post_id], f"impressions-{post_id}"
         else:
             post_ids = [object_id for object_id, _ in stats.top_posts(start, end)]
             name = "impressions-top"

@@ -28,6 +28,24 @@ logger = logging.getLogger(__name__)
 DEFAULT_DAYS = 30  # of a single object's chart
 TOP_LIMIT = 10
 CSV_BATCH = 2000  # objects named per query in the CSV of every object
+MAX_OBJECT_ID = 2**63 - 1  # the history's object_id is a bigint
+
+
+def object_id(text):
+    """The object id `text` names (a whole number up to MAX_OBJECT_ID), or None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_OBJECT_ID)):
+        return None
+    number = int(text)
+    return number if number <= MAX_OBJECT_ID else None
+
+
+def known_object(object_id, start, end):
+    """Whether the counted model has this object, or the history impressions of it (a deleted
+    object's) in start..end."""
+    if counted_model()._default_manager.filter(pk=object_id).exists():
+        return True
+    return bool(stats.history([object_id], start, end)[object_id])
 
 
 def describe_objects(ids, user):

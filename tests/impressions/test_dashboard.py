@@ -271,9 +271,42 @@ def test_csv_of_one_post_and_of_the_top_posts(staff_client, history_rows):
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [("post=abc&days=7", "post must be an object id"), ("days=5", "days must be one of")],
+    [
+        ("post=abc&days=7", "post must be an object id"),
+        ("days=5", "days must be one of"),
+        ("post=-1", "post must be an object id"),
+        (
+            "post=99999999999999999999999",
+            "post must be an object id, a whole number up to 9223372036854775807,"
+            " not '99999999999999999999'.",
+        ),
+        ("post=9223372036854775808", "post must be an object id"),
+        (f"post={'9' * 5000}", "post must be an object id"),
+    ],
 )
 def test_csv_bad_requests_are_400_with_a_message(staff_client, query, message):
     response = staff_client.get(f"{CSV}?{query}")
     assert response.status_code == 400
     assert message in response.content.decode()
+
+
+def test_csv_of_a_post_that_never_was_is_404_of_a_deleted_one_its_history(
+    staff_client, history_rows
+):
+    post, deleted = make_posts(2)
+    deleted_id = deleted.id
+    history_rows(deleted_id, stats.today(), 3)
+    deleted.delete()
+    for missing in [deleted_id + 1000, 9223372036854775807]:
+        response = staff_client.get(f"{CSV}?post={missing}&range=7d")
+        assert response.status_code == 404
+        assert response.content.decode() == (
+            f"No post has the id {missing}, and the history has no impressions of that id in the"
+            " last 7 days."
+        )
+    response = staff_client.get(f"{CSV}?post={deleted_id}&range=7d")
+    assert response.status_code == 200
+    assert response.content.decode().splitlines()[-1] == f"{deleted_id},{stats.today()},3"
+    response = staff_client.get(f"{CSV}?post={post.id}&range=7d")  # no impressions, still there
+    assert response.status_code == 200
+    assert len(response.content.decode().splitlines()) == 8
