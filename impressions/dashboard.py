@@ -73,8 +73,9 @@ def describe_objects(ids, user):
 def top_lists(today, date_range, user, buffer):
     """The ranked lists of the dashboard, each with rows (rank, id, count, pending, label, url).
 
-    A list that holds today (`live`) adds each shown object's impressions not yet flushed, when
-    the buffer answered, and is ranked by that live count.
+    A list that holds today adds each shown object's impressions not yet flushed, when the
+    buffer answered, and is ranked by that live count; `live`: some row has such impressions.
+    `empty`: what the list says when it has no row.
     """
     with stats.reading():  # one snapshot; today's rows sorted once for the three lists with today
         lists = top_list_rows(today, date_range)
@@ -83,13 +84,14 @@ def top_lists(today, date_range, user, buffer):
     described = describe_objects(ids, user)
     result = []
     for name, span, rows in lists:
-        live = name != "in the range" or date_range.end == today
-        ranked = with_pending(rows, pending if live else {})
+        holds_today = name != "in the range" or date_range.end == today
+        ranked = with_pending(rows, pending if holds_today else {})
         result.append(
             {
                 "name": name,
                 "span": span,
-                "live": live and bool(pending),
+                "live": any(waiting for _, _, waiting in ranked),
+                "empty": empty_top_text(holds_today, buffer.pending),
                 "rows": [
                     (rank, object_id, count, waiting, *described[object_id])
                     for rank, (object_id, count, waiting) in enumerate(ranked, start=1)
@@ -97,6 +99,17 @@ def top_lists(today, date_range, user, buffer):
             }
         )
     return result
+
+
+def empty_top_text(holds_today, pending):
+    """What a top list without rows says: its objects come from the history, so impressions still
+    pending show in it only once flushed."""
+    if not holds_today:
+        return "No impressions in the range."
+    if not pending:
+        return "No impressions yet."
+    ones = "impression reaches" if pending == 1 else "ones reach"
+    return f"No flushed impressions yet: the {pending:,} pending {ones} this list with the next flush."
 
 
 def top_list_rows(today, date_range):

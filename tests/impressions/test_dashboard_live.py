@@ -144,6 +144,33 @@ def test_a_past_range_without_impressions_says_so_plainly(
     assert 'id="dashboard-help"' not in html
 
 
+def test_before_the_first_flush_the_top_lists_say_the_pending_ones_come_with_it(
+    staff_client, history_rows, standalone_buffer
+):
+    posts = make_posts(10)
+    for viewer in range(2):
+        record_impressions(f"u:{viewer}", [post.id for post in posts])
+    html = staff_client.get(DASHBOARD).content.decode()
+    assert 'id="range-pending">20 of them not yet flushed' in html
+    waiting = "No flushed impressions yet: the 20 pending ones reach this list with the next flush."
+    for name in ("today", "this-week", "this-month", "in-the-range"):
+        top = html.split(f'id="top-{name}"', 1)[1].split("</table>", 1)[0]
+        assert f'<td colspan="3">{waiting}</td>' in top, name
+    assert "</small>: of them, not yet flushed" not in html  # no row has a +N
+    html = staff_client.get(f"{DASHBOARD}?range=yesterday").content.decode()
+    top = html.split('id="top-in-the-range"', 1)[1].split("</table>", 1)[0]
+    assert '<td colspan="3">No impressions in the range.</td>' in top
+
+    flush_pending()
+    history_rows(posts[0].id, stats.today() - timedelta(days=1), 4)
+    html = staff_client.get(DASHBOARD).content.decode()
+    assert "No flushed impressions yet" not in html
+    assert "</small>: of them, not yet flushed" not in html  # nothing pending: no +N, no note
+    record_impressions("u:3", [posts[0].id])
+    html = staff_client.get(DASHBOARD).content.decode()
+    assert "</small>: of them, not yet flushed" in html  # now a row has its +1
+
+
 def test_the_next_flush_is_when_the_schedule_says(superuser_client, standalone_buffer):
     posts = make_posts(1)
     html = superuser_client.get(DASHBOARD).content.decode()
