@@ -315,26 +315,38 @@ def buffer_panel(buffer):
         set_aside=status.set_aside,
         set_aside_key=keys.set_aside_key("N"),
         scheduled=status.flush_scheduled,
-        next_flush=next_flush(status.flush_scheduled),
+        next_flush=next_flush(status.flush_scheduled, status.pending_impressions),
     )
     return panel
 
 
-def next_flush(scheduled):
-    """When the next flush runs, as the page says it: {"at", "text", "overdue"}, or None."""
+def next_flush(scheduled, pending=0):
+    """When the next flush runs, as the page says it: {"at", "text", "overdue", "stalled"}, or
+    None when none is scheduled and none is needed.
+
+    `stalled`: impressions are pending and no flush is scheduled. Their flush was scheduled, but
+    the schedule guard lapsed (IMPRESSIONS_FLUSH_DELAY + 60 s after it was taken) before the flush
+    ran: no worker took it, or its message was lost. (Impressions taken by a running flush are in
+    its snapshots, not pending.)"""
     if not scheduled:
-        return None
+        if not pending:
+            return None
+        verb = "is" if pending == 1 else "are"
+        text = f"none scheduled, yet {counted(pending, 'impression')} {verb} pending"
+        return {"at": None, "text": text, "overdue": True, "stalled": True}
     try:
         due = flush_due()
     except Exception:
         due = None
     if due is None:
-        return {"at": None, "text": "scheduled", "overdue": False}
+        return {"at": None, "text": "scheduled", "overdue": False, "stalled": False}
     now = timezone.now()
     at = timezone.localtime(due)
     if due < now - timedelta(seconds=30):
-        return {"at": at, "text": f"overdue by {duration_text(now - due)}", "overdue": True}
-    return {"at": at, "text": f"in {duration_text(max(due - now, timedelta(0)))}", "overdue": False}
+        text = f"overdue by {duration_text(now - due)}"
+        return {"at": at, "text": text, "overdue": True, "stalled": False}
+    text = f"in {duration_text(max(due - now, timedelta(0)))}"
+    return {"at": at, "text": text, "overdue": False, "stalled": False}
 
 
 def last_flushes():

@@ -184,6 +184,26 @@ def test_the_next_flush_is_when_the_schedule_says(superuser_client, standalone_b
     assert re.search(r'id="next-flush">at [\d-]+ [\d:]+, <span>in (4|5) min</span>', html)
 
 
+def test_pending_impressions_whose_flush_did_not_run_are_a_warning(
+    superuser_client, standalone_buffer
+):
+    posts = make_posts(3)
+    for viewer in range(2):
+        record_impressions(f"u:{viewer}", [post.id for post in posts])
+    # No worker ran the flush: the schedule guard lapsed (FLUSH_DELAY + 60 s after it was taken).
+    standalone_buffer.delete(keys.guard_key())
+    html = superuser_client.get(DASHBOARD).content.decode()
+    next_flush = " ".join(html.split('id="next-flush">', 1)[1].split("</dd>", 1)[0].split())
+    assert next_flush == (
+        '<span class="impressions-unavailable">none scheduled, yet 6 impressions are pending</span>:'
+        " their flush has not run. Is a worker running (<code>manage.py runworker</code>)? The next"
+        " impression schedules one; <strong>Flush now</strong> applies them at once."
+    )
+    flush_pending()  # nothing pending: the usual words
+    html = superuser_client.get(DASHBOARD).content.decode()
+    assert 'id="next-flush">none scheduled: the next impression schedules one, 5 min after it' in html
+
+
 def record_time(client):
     seconds, micros = client.time()
     return seconds + micros / 1e6

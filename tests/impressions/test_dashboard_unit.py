@@ -4,7 +4,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from impressions.dashboard import duration_text, run_time_text
+from impressions.dashboard import duration_text, next_flush, run_time_text
 from impressions.live import Buffer, RangeTotal, range_total, with_pending
 from impressions.ranges import BadRange, DateRange, parse_range
 
@@ -157,6 +157,17 @@ def test_live_rows_are_ranked_by_the_live_count():
         (2, 9, 0),
     ]
     assert RangeTotal(1234, 5, 0, "x").total_text == "1,234"
+
+
+def test_no_flush_scheduled_is_a_warning_only_while_impressions_are_pending():
+    assert next_flush(False, 0) is None
+    assert next_flush(False, 1) == {
+        "at": None,
+        "text": "none scheduled, yet 1 impression is pending",
+        "overdue": True,
+        "stalled": True,
+    }
+    assert next_flush(False, 1234)["text"] == "none scheduled, yet 1,234 impressions are pending"
 
 
 @pytest.mark.parametrize(
