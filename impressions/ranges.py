@@ -69,9 +69,11 @@ class DateRange:
         return f"from {self.label}"
 
     def previous(self):
-        """The period of the same length just before: what the change is measured against."""
-        if self.key == "12mo":
-            return DateRange(months_before(self.start, 12), self.start - timedelta(days=1))
+        """The period of the same length just before: what the change is measured against.
+
+        As many days, ending the day before the range, for 12 months too: that range ends today,
+        part way through its last month, and the twelve whole months before it would be longer,
+        making a steady site look like it shrank."""
         return DateRange(self.start - timedelta(days=self.length), self.start - timedelta(days=1))
 
 

@@ -11,6 +11,7 @@ import pytest
 from casusult.models import Post
 from impressions import keys, stats
 from impressions.flush import flush_pending
+from impressions.ranges import quick_range
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
@@ -76,6 +77,16 @@ def test_the_range_total_and_its_change_against_the_period_before(
     assert "&#9650;" in change  # up
     html = staff_client.get(f"{DASHBOARD}?range=today").content.decode()
     assert "none in the period before" in html
+    # 12 months, this month and the eleven before, is compared with as many days before it.
+    start = quick_range("12mo", today).start
+    length = (today - start).days + 1
+    history_rows(post.id, start - timedelta(days=1), 15)  # the last day of the period before
+    history_rows(post.id, start - timedelta(days=length), 15)  # its first day
+    history_rows(post.id, start - timedelta(days=length + 1), 1000)  # a day before that
+    html = staff_client.get(f"{DASHBOARD}?range=12mo").content.decode()
+    change = " ".join(html.split('id="range-change">', 1)[1].split("</p>", 1)[0].split())
+    before = f"{start - timedelta(days=length)} to {start - timedelta(days=1)}"
+    assert f"+67% against 30 in the period before ({before})" in change  # 50 (30 + 20) vs 30
 
 
 def test_quick_ranges_and_long_ranges_by_month(staff_client, history_rows, standalone_buffer):
