@@ -109,7 +109,9 @@ def empty_top_text(holds_today, pending):
     if not pending:
         return "No impressions yet."
     ones = "impression reaches" if pending == 1 else "ones reach"
-    return f"No flushed impressions yet: the {pending:,} pending {ones} this list with the next flush."
+    return (
+        f"No flushed impressions yet: the {pending:,} pending {ones} this list with the next flush."
+    )
 
 
 def top_list_rows(today, date_range):
