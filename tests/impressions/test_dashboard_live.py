@@ -132,16 +132,20 @@ def test_a_past_range_without_impressions_says_so_plainly(
     today = stats.today()
     history_rows(post.id, today, 3)  # today's impressions are not yesterday's
     day = today - timedelta(days=5)
-    for query, during in [
-        ("range=yesterday", "yesterday"),
-        (f"from={day}&to={day}", f"on {day}"),
-        (f"from={day}&to={day + timedelta(days=2)}", f"from {day} to {day + timedelta(days=2)}"),
+    for query, during, days in [
+        ("range=yesterday", "yesterday", "that day"),
+        (f"from={day}&to={day}", f"on {day}", "that day"),
+        (
+            f"from={day}&to={day + timedelta(days=2)}",
+            f"from {day} to {day + timedelta(days=2)}",
+            "these days",
+        ),
     ]:
         html = staff_client.get(f"{DASHBOARD}?{query}").content.decode()
         assert f'id="range-total">0</strong> impressions {during}' in html, query
         help_text = html.split('id="dashboard-help">', 1)[1].split("</p>", 1)[0]
         assert f"No impressions {during}." in help_text
-        assert "The history holds none for these days." in help_text
+        assert f"The history holds none for {days}." in help_text
         assert "the site" not in help_text and "come back" not in help_text
         assert f"Every post by impressions {during}</a>" in html
         objects = staff_client.get(f"{OBJECTS}?{query}").content.decode()
