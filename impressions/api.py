@@ -37,8 +37,11 @@ class CountedObject(Protocol):
     def pk(self) -> int | None: ...
 
 
-def record(request: HttpRequest, posts: Iterable[CountedObject]) -> RecordResult | None:
-    """Count `posts` as seen by the request's viewer (see viewers.py); never raises into the view.
+def record(
+    request: HttpRequest, posts: Iterable[CountedObject] | CountedObject
+) -> RecordResult | None:
+    """Count `posts` (the objects a page shows, or a detail page's one object) as seen by the
+    request's viewer (see viewers.py); never raises into the view.
 
     None: nothing was recorded (recording is off, nothing was served, or the request is no
     view: a bot, a prefetch, not a GET); else what was counted, lost and scheduled.

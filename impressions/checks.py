@@ -13,6 +13,7 @@
 | impressions.W004   | check --deploy    | a proxy in front, no trusted proxies: one address for all |
 | impressions.E006   | every check       | IMPRESSIONS_FLUSH_PARTS is more than IMPRESSIONS_SHARDS |
 | impressions.E007   | every check       | TASKS has no IMPRESSIONS_TASK_BACKEND or no IMPRESSIONS_TASK_QUEUE |
+| impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster) |
 
 Never reuse a retired id.
 """
@@ -20,12 +21,19 @@ Never reuse a retired id.
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
 from django.tasks.backends.dummy import DummyBackend
+from redis.exceptions import AuthenticationError
 
+from redis_endpoints import redact_text
+
+from .api import ping
 from .conf import VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
 from .tasks import UnusableTask, flush_impressions_task
+
+# Seconds the deploy check waits for the buffer's PING.
+BUFFER_PROBE_TIMEOUT = 2.0
 
 
 @checks.register()
@@ -153,6 +161,32 @@ def check_flush_can_be_deferred(app_configs=None, **kwargs):
             id="impressions.W001",
         )
     ]
+
+
+@checks.register(checks.Tags.compatibility, deploy=True)
+def check_buffer_answers(app_configs=None, **kwargs):
+    """The impression buffer, probed: PING at IMPRESSIONS_REDIS_URL with its credentials."""
+    if not conf.ENABLED or invalid_settings():
+        return []  # nothing recorded, or impressions.E005 says what is wrong first
+    url = redact_text(conf.REDIS_URL)
+    try:
+        ping(timeout=BUFFER_PROBE_TIMEOUT)
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), obj="IMPRESSIONS_REDIS_URL", id="impressions.E008")]
+    except Exception as error:  # RedisError, and RedisClusterException, which is not one
+        reason = redact_text(f"{type(error).__name__}: {error}")
+        if isinstance(error, AuthenticationError) or "auth" in str(error).lower():
+            return [
+                checks.Error(
+                    f"The impression buffer at {url} refused the credentials of"
+                    f" IMPRESSIONS_REDIS_URL ({reason}).",
+                    hint="Put the user and password in the URL: redis://user:password@host/.",
+                    obj="IMPRESSIONS_REDIS_URL",
+                    id="impressions.E008",
+                )
+            ]
+        # Deploy checks often run where production's Redis cannot be reached: not an issue.
+    return []
 
 
 @checks.register(checks.Tags.compatibility)

@@ -4,10 +4,12 @@ import functools
 import logging
 import os
 import threading
+import urllib.parse
 import weakref
 
 import hiredis
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.backoff import NoBackoff
@@ -98,8 +100,23 @@ def build_client(url, cluster_mode, timeout):
     if cluster_mode == "auto":
         cluster_mode = "true" if is_cluster_mode(url, options) else "false"
     if cluster_mode == "true":
+        if database_of(url):
+            raise ImproperlyConfigured(
+                f"IMPRESSIONS_REDIS_URL names database {database_of(url)}, but its server is in"
+                " cluster mode, which has database 0 only: drop the /N from the URL."
+            )
         return RedisCluster.from_url(url, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def database_of(url):
+    """The database number a redis:// URL names (its path, or ?db=), 0 when it names none."""
+    parts = urllib.parse.urlsplit(url)
+    number = parts.path.strip("/") or urllib.parse.parse_qs(parts.query).get("db", ["0"])[0]
+    try:
+        return int(number)
+    except ValueError:
+        return 0  # redis-py refuses it when it connects
 
 
 def is_cluster_mode(url, options):
@@ -109,6 +126,10 @@ def is_cluster_mode(url, options):
     probe = redis.Redis.from_url(url, **options)
     try:
         return bool(probe.info("cluster").get("cluster_enabled"))
+    except ResponseError as error:
+        if "cluster mode" in str(error):  # "SELECT is not allowed in cluster mode": a /N URL
+            return True
+        raise
     finally:
         probe.close()
 

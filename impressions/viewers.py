@@ -56,6 +56,8 @@ def record_request(request, posts):
     if not conf.ENABLED:
         return None
     try:
+        if hasattr(posts, "pk"):
+            posts = [posts]  # a detail view's one object
         post_ids = [post.pk for post in posts]
         if not post_ids:
             return None

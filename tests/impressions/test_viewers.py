@@ -8,6 +8,8 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
+import impressions
+from casusult.models import Post
 from impressions import salt, viewers
 from impressions.keys import salt_key
 from impressions.recorder import get_client, lost, pending_counts
@@ -291,3 +293,11 @@ def test_logging_in_and_out_changes_the_viewer_at_once(client, posts, day):
     client.logout()
     get(client, HTTP_USER_AGENT=CHROME)  # anonymous again: the visitor of the first view
     assert counts(posts) == {2}
+
+
+def test_a_detail_page_may_record_its_one_object(rf, posts):
+    request = rf.get("/posts/1/", HTTP_USER_AGENT=CHROME)
+    request.user = make_user("fay")
+    post = Post.objects.get(pk=posts[0])
+    assert impressions.record(request, post).counted == 1
+    assert pending_counts(posts) == {posts[0]: 1, posts[1]: 0, posts[2]: 0}

@@ -1,0 +1,56 @@
+"""check --deploy probes the impression buffer: credentials it refuses, and a database number
+on a cluster, are errors naming IMPRESSIONS_REDIS_URL; an unreachable one is no issue there."""
+
+import shutil
+import tempfile
+import urllib.parse
+
+import pytest
+from django.core.checks import run_checks
+from django.test import override_settings
+
+import devservices
+from impressions import recorder
+
+
+def buffer_errors(url):
+    with override_settings(IMPRESSIONS_REDIS_URL=url):
+        found = run_checks(include_deployment_checks=True)
+    return [message for message in found if message.id == "impressions.E008"]
+
+
+@pytest.fixture
+def password_redis():
+    workdir = tempfile.mkdtemp(prefix="impressions-auth-")
+    port = devservices.free_port()
+    process = devservices.start_redis_server(port, workdir)
+    devservices.redis_command(port, "CONFIG", "SET", "requirepass", "s3cret")
+    yield port
+    process.kill()
+    process.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_credentials_the_buffer_refuses_are_an_error_without_the_password(password_redis):
+    port = password_redis
+    for url in (f"redis://127.0.0.1:{port}/0", f"redis://:wrong@127.0.0.1:{port}/0"):
+        [error] = buffer_errors(url)
+        assert "refused the credentials of IMPRESSIONS_REDIS_URL" in error.msg
+        assert "wrong" not in error.msg  # the URL's password is never shown
+    assert buffer_errors(f"redis://:s3cret@127.0.0.1:{port}/0") == []
+
+
+def test_a_database_number_on_a_cluster_is_an_error_and_each_view_s_loss_says_why(
+    redis_cluster_url, caplog
+):
+    url = urllib.parse.urlsplit(redis_cluster_url)._replace(path="/3").geturl()
+    [error] = buffer_errors(url)
+    assert "names database 3, but its server is in cluster mode" in error.msg
+    with override_settings(IMPRESSIONS_REDIS_URL=url):
+        assert recorder.record_impressions("u:1", [1]).lost == 1
+    assert "names database 3" in caplog.text
+
+
+def test_an_unreachable_buffer_is_no_deploy_issue():
+    port = devservices.free_port()
+    assert buffer_errors(f"redis://127.0.0.1:{port}/0") == []
