@@ -101,8 +101,9 @@ def run_child(worker_class, backend, worker_options, slot, clock, probes):
         clock.use_slot(slot)
         code = worker_class(backend, **worker_options).run()
     except unreachable_errors(worker_class) as error:
-        logger.error("Worker process %d: the queue server is unreachable or refused: %s",
-                     os.getpid(), error)  # fmt: skip
+        remedy = getattr(worker_class, "remedy", lambda error: "")(error)
+        logger.error("Worker process %d: the queue server is unreachable or refused: %s%s",
+                     os.getpid(), error, f"; {remedy}." if remedy else "")  # fmt: skip
     except ImproperlyConfigured as error:  # e.g. RQ refusing a cluster-mode Redis
         logger.error("Worker process %d: %s", os.getpid(), error)
     except SystemExit as error:

@@ -43,6 +43,24 @@ class SQSWorker:
     # The server is down or misaddressed: reported without a traceback.
     unreachable_errors = TRANSIENT_ERRORS
 
+    @staticmethod
+    def remedy(error):
+        """What to do about one of unreachable_errors at start-up, or ""."""
+        name = type(error).__name__
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+        if name == "NoRegionError":
+            return "set AWS_REGION (or AWS_DEFAULT_REGION) in the worker's environment"
+        if name in ("NoCredentialsError", "PartialCredentialsError"):
+            return (
+                "give the worker AWS credentials: a task or instance role, AWS_PROFILE, or"
+                " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        if "NonExistentQueue" in code or code == "QueueDoesNotExist":
+            return "create the queue and its dead-letter queue with `manage.py sqs_setup`"
+        if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
+            return "check the network path to SQS, or AWS_ENDPOINT_URL_SQS if one is set"
+        return ""
+
     def __init__(self, backend, *, queues=None, burst=False, max_jobs=None):
         if queues:
             # Every Django queue name of this backend shares one SQS queue: no way to pick some.

@@ -76,8 +76,11 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         except unreachable_errors(worker_class) as error:
+            remedy = getattr(worker_class, "remedy", lambda error: "")(error)
             raise CommandError(
-                f"The queue server is unreachable or refused: {redact_text(str(error))}"
+                f"TASKS[{backend!r}] ({type(task_backend).__name__}): the queue server is"
+                f" unreachable or refused: {redact_text(str(error))}"
+                + (f"; {remedy}." if remedy else "")
             ) from None
         if code:
             raise SystemExit(code)

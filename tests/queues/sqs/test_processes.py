@@ -111,6 +111,15 @@ def test_start_up_errors_of_worker_processes_are_reported(sqs, manage):
     assert result.returncode == 1
     assert result.stderr.count("the queue server is unreachable or refused") == 2, result.stderr
     assert "NonExistentQueue" in result.stderr or "does not exist" in result.stderr
+    assert result.stderr.count("create the queue and its dead-letter queue with") == 2
+
+
+def test_a_worker_without_a_region_says_which_variable_to_set(sqs, manage):
+    env = worker_env(sqs, AWS_REGION=None, AWS_DEFAULT_REGION=None)
+    result = manage("runworker", "--burst", env=env, timeout=60)
+    assert result.returncode == 1
+    assert "TASKS['default'] (SQSBackend): the queue server is unreachable" in result.stderr
+    assert "set AWS_REGION (or AWS_DEFAULT_REGION)" in result.stderr, result.stderr
 
 
 def test_sqs_max_messages_variable_reaches_the_worker(manage):
