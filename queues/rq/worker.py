@@ -18,7 +18,7 @@ from rq.worker import SimpleWorker
 
 from .. import liveness
 from ..bounds import JOB_ID, MAX_NAME_LENGTH
-from ..exceptions import MalformedMessage, RefusedJob
+from ..exceptions import MalformedMessage, QueueConfigurationError, RefusedJob
 from ..execution import (
     TaskTimer,
     between_jobs,
@@ -370,6 +370,13 @@ class RQWorker:
 
     def __init__(self, backend, *, queues=None, burst=False, max_jobs=None):
         self.backend = backend
+        unknown = sorted(set(queues or ()) - set(backend.queues))
+        if unknown:
+            # A worker on a queue nothing sends to would wait there for ever, quietly.
+            raise QueueConfigurationError(
+                f"TASKS[{backend.alias!r}] has no queue {', '.join(map(repr, unknown))}: its"
+                f" QUEUES are {', '.join(sorted(backend.queues))}."
+            )
         self.queue_names = list(queues or sorted(backend.queues))
         self.burst, self.max_jobs = burst, max_jobs
 

@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
         ("rqworker-pool", "runworker --concurrency"),
         ("rqenqueue", ".enqueue()"),
         ("rqcron", "cron"),
+        ("rqscheduler", "runworker"),
     ],
 )
 def test_django_rq_commands_that_cannot_run_our_jobs_are_disabled(command, instead):

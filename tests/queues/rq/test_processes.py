@@ -191,3 +191,9 @@ def test_the_scheduler_outlives_a_redis_restart(settings, tmp_path):
         server.terminate()
         server.wait(timeout=10)
     assert "RQ scheduler: Redis failed" in stderr, stderr
+
+
+def test_runworker_refuses_a_queue_the_backend_does_not_have(rq_url, manage):
+    result = manage("runworker", "--burst", "--queue", "defualt", env=worker_env(rq_url))
+    assert result.returncode != 0
+    assert "TASKS['default'] has no queue 'defualt': its QUEUES are default" in result.stderr
