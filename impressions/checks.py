@@ -14,9 +14,12 @@
 | impressions.E006   | every check       | IMPRESSIONS_FLUSH_PARTS is more than IMPRESSIONS_SHARDS |
 | impressions.E007   | every check       | TASKS has no IMPRESSIONS_TASK_BACKEND or no IMPRESSIONS_TASK_QUEUE |
 | impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster) |
+| impressions.W005   | every check       | an IMPRESSIONS_* setting this app does not have (a typo?) |
 
 Never reuse a retired id.
 """
+
+import difflib
 
 from django.apps import apps
 from django.conf import settings
@@ -29,7 +32,7 @@ from redis.exceptions import AuthenticationError
 from redis_endpoints import redact_text
 
 from .api import ping
-from .conf import VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
+from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
 from .tasks import UnusableTask, flush_impressions_task
 
 # Seconds the deploy check waits for the buffer's PING.
@@ -60,7 +63,27 @@ def check_settings(app_configs=None, **kwargs):
                 id="impressions.E006",
             )
         )
-    return errors
+    return errors + unknown_settings()
+
+
+def unknown_settings():
+    """impressions.W005: IMPRESSIONS_* names this app does not read, with the nearest it does."""
+    found = []
+    for name in sorted(n for n in dir(settings) if n.startswith("IMPRESSIONS_")):
+        if name in SETTINGS:
+            continue
+        # Compared without the prefix, which every name shares.
+        near = difflib.get_close_matches(name[12:], [known[12:] for known in SETTINGS], n=1)
+        near = [f"IMPRESSIONS_{tail}" for tail in near]
+        found.append(
+            checks.Warning(
+                f"{name} is not a setting of the impressions app: it has no effect.",
+                hint=f"Did you mean {near[0]}?" if near else "See docs/impressions/settings.md.",
+                obj=name,
+                id="impressions.W005",
+            )
+        )
+    return found
 
 
 @checks.register()

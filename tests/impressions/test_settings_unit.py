@@ -223,3 +223,13 @@ def test_messages_and_labels_name_the_counted_model_not_posts():
     with override_settings(IMPRESSIONS_MODEL=None):  # unset: the checks report it
         assert "applied to 3 objects" in str(report)
     assert "applied to 3 posts" in str(report)  # the demo site's casusult.Post
+
+
+def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
+    with override_settings(IMPRESSIONS_SHARD=3, IMPRESSIONS_NOTHING_LIKE_IT=1):
+        found = [m for m in check_settings() if m.id == "impressions.W005"]
+    assert [(m.obj, m.hint) for m in found] == [
+        ("IMPRESSIONS_NOTHING_LIKE_IT", "See docs/impressions/settings.md."),
+        ("IMPRESSIONS_SHARD", "Did you mean IMPRESSIONS_SHARDS?"),
+    ]
+    assert [m for m in check_settings() if m.id == "impressions.W005"] == []
