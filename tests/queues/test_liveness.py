@@ -1,6 +1,7 @@
 """A worker whose task runs well past JOB_TIMEOUT fails its /healthz, also across --concurrency."""
 
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -115,3 +116,16 @@ def test_a_project_without_probe_routes_gets_the_worker_s_own(settings, rq_url):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_project_without_logging_still_sees_one_line_per_task(monkeypatch, capfd):
+    from queues.management.commands.runworker import show_task_lines
+
+    worker_log = logging.getLogger("queues.worker")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # Django's default: none at the root
+    monkeypatch.setattr(worker_log, "handlers", [])
+    monkeypatch.setattr(worker_log, "level", logging.NOTSET)
+    monkeypatch.setattr(worker_log, "propagate", False)  # pytest's capture handler stays out
+    show_task_lines()
+    worker_log.info("task=t id=1 outcome=succeeded duration=0.001s")
+    assert "INFO queues.worker task=t id=1 outcome=succeeded" in capfd.readouterr().err

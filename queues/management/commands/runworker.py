@@ -1,5 +1,7 @@
 """manage.py runworker: run the worker of the configured task backend."""
 
+import logging
+
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
@@ -35,6 +37,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *, backend, queues, burst, max_jobs, concurrency, **options):
+        show_task_lines()
         try:
             task_backend = task_backends[backend]
         except InvalidTaskBackend as error:
@@ -84,3 +87,18 @@ class Command(BaseCommand):
             ) from None
         if code:
             raise SystemExit(code)
+
+
+def show_task_lines():
+    """The worker's one line per task (INFO on queues.worker) on stderr, where the project's
+    LOGGING gives that logger no handler: Python would show its warnings alone (a new project's
+    worker printed failures and nothing for the tasks that succeeded). A project that routes it
+    anywhere keeps its own choice."""
+    worker_log = logging.getLogger("queues.worker")
+    if worker_log.hasHandlers():
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    worker_log.addHandler(handler)
+    if worker_log.level == logging.NOTSET:
+        worker_log.setLevel(logging.INFO)
