@@ -8,6 +8,9 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
 from . import keys
 from .conf import conf
 from .redis_client import get_flush_client
@@ -70,6 +73,12 @@ class Backoff:
 
 
 backoff = Backoff()
+
+
+@receiver(setting_changed, dispatch_uid="impressions-enqueue-backoff")
+def _on_setting_changed(setting, **_):
+    if setting in ("TASKS", "IMPRESSIONS_TASK_BACKEND", "IMPRESSIONS_TASK_QUEUE"):
+        backoff.succeeded()  # another backend: no reason to wait for it
 
 
 def flush_due():
