@@ -58,8 +58,11 @@ def test_next_is_kept_through_the_confirmation(browser):
     assert not logged_in(browser)
 
 
-def test_a_post_without_a_csrf_token_logs_nobody_out(browser):
-    assert browser.post(LOGOUT).status_code == 403
+def test_a_post_without_a_csrf_token_logs_nobody_out_and_says_so_in_the_sites_look(browser):
+    refused = browser.post(LOGOUT)
+    assert refused.status_code == 403
+    page = refused.content.decode()
+    assert "This form was not sent" in page and "Go to the newest posts" in page
     assert logged_in(browser)
 
 
