@@ -181,6 +181,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                 report.outcome = Flush.Outcome.APPLIED
             if report.flush_id not in by_flush:
                 ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
+            ledger.close_orphans(by_flush)
             ledger.prune_ledger()
             history_writer.trim_leaders()
     except (RedisError, RedisClusterException) as error:

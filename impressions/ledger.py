@@ -315,6 +315,26 @@ def record_outcome(flush_id, outcome, error="", started_at=None):
     )
 
 
+# A flush "in progress" this long whose snapshots are gone from Redis will never go on.
+ORPHAN_AFTER = timedelta(hours=1)
+ORPHAN_ERROR = (
+    "its snapshots are gone from Redis (a restart without persistence, a failover or a FLUSHDB):"
+    " the batches it committed stay applied, the rest of its counts went with them"
+)
+
+
+def close_orphans(snapshot_ids, now=None):
+    """Mark failed the rows in progress for over ORPHAN_AFTER whose flush has no snapshot left
+    (`snapshot_ids`: every flush id holding one, read before); returns how many. Should one come
+    back (a restore), the next flush still applies it from the row's marks, exactly once."""
+    cutoff = (now or timezone.now()) - ORPHAN_AFTER
+    return (
+        Flush.objects.filter(outcome=Flush.Outcome.RUNNING, started_at__lt=cutoff)
+        .exclude(id__in=list(snapshot_ids))
+        .update(outcome=Flush.Outcome.FAILED, finished_at=timezone.now(), error=ORPHAN_ERROR)
+    )
+
+
 def prune_ledger():
     """Delete ledger rows older than IMPRESSIONS_LEDGER_RETENTION_DAYS; returns how many."""
     cutoff = timezone.now() - timedelta(days=conf.LEDGER_RETENTION_DAYS)

@@ -176,3 +176,23 @@ def test_a_big_snapshot_is_read_whole_a_chunk_at_a_time(buffer, monkeypatch):
     monkeypatch.setattr(buffer, "hscan", counted)
     assert flush_module.read_snapshot(buffer, key) == fields
     assert len(calls) >= 25 and set(calls) == {100}
+
+
+def test_a_flush_in_progress_whose_snapshots_are_gone_is_marked_failed_after_an_hour(buffer):
+    # As after a Redis restart without persistence in the middle of a flush: batches committed,
+    # the snapshot gone with the rest of its counts; the row said "in progress" for ever.
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.id])
+    now = timezone.now()
+    stuck = Flush.objects.create(
+        id="20261201T000000-0rph4n01", started_at=now - timedelta(hours=2), outcome="running"
+    )
+    recent = Flush.objects.create(
+        id="20261201T000000-0rph4n02", started_at=now - timedelta(minutes=20), outcome="running"
+    )
+    report = flush_pending()
+    assert report.impressions_applied == 1  # the flush itself goes on as ever
+    stuck.refresh_from_db()
+    recent.refresh_from_db()
+    assert stuck.outcome == Flush.Outcome.FAILED and "snapshots are gone" in stuck.error
+    assert recent.outcome == Flush.Outcome.RUNNING  # it may still be running somewhere
