@@ -11,6 +11,7 @@ from typing import NamedTuple
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import timezone
+from redis.exceptions import ClusterCrossSlotError, MovedError
 
 from . import budgets, keys, periods, scripts
 from .conf import conf
@@ -135,16 +136,28 @@ def record_loss(count, whose, error):
     to Redis by a later call) and signalled; returns the RecordResult of the failed call."""
     lost.add(count)
     logger.warning(
-        "impressions lost: %d for %s (%s: %s); lost in this process so far: %d",
+        "impressions lost: %d for %s (%s: %s%s); lost in this process so far: %d",
         count,
         whose,
         type(error).__name__,
         error,
+        remedy_of(error),
         lost.impressions,
         extra={"lost": count, "error": type(error).__name__},
     )
     impressions_recorded.send(record_loss, served=count, counted=0, lost=count)
     return RecordResult(0, count, False)
+
+
+def remedy_of(error):
+    """What a loss's log line adds for an error that says the settings are wrong, else ""."""
+    # MOVED: a key of another node's slot; CROSSSLOT: keys of two slots in one call.
+    if isinstance(error, MovedError | ClusterCrossSlotError) or str(error).startswith("MOVED "):
+        return (
+            "; the server is in cluster mode, which IMPRESSIONS_REDIS_CLUSTER='false' denies:"
+            " set it to 'auto' or 'true'"
+        )
+    return ""
 
 
 def moment_of(now):

@@ -54,3 +54,14 @@ def test_a_database_number_on_a_cluster_is_an_error_and_each_view_s_loss_says_wh
 def test_an_unreachable_buffer_is_no_deploy_issue():
     port = devservices.free_port()
     assert buffer_errors(f"redis://127.0.0.1:{port}/0") == []
+
+
+def test_a_cluster_told_it_is_none_loses_the_impressions_saying_which_setting(
+    redis_cluster_url, caplog
+):
+    with override_settings(
+        IMPRESSIONS_REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER=False
+    ):
+        results = [recorder.record_impressions(f"u:{n}", [1, 2, 3]) for n in range(20)]
+    assert sum(result.lost for result in results) > 0  # the keys of other nodes' slots: MOVED
+    assert "IMPRESSIONS_REDIS_CLUSTER='false' denies: set it to 'auto' or 'true'" in caplog.text
