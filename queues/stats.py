@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks import task_backends
 
 from redis_endpoints import redact_text
@@ -30,6 +31,8 @@ def backend_stats(alias):
         found.queues = backend.stats()
     except (*getattr(backend, "unreachable_errors", ()), OSError) as error:
         found.error = f"{type(error).__name__}: {redact_text(str(error))}"
+    except ImproperlyConfigured as error:  # e.g. RQ on a cluster-mode server
+        found.error = redact_text(str(error))
     return found
 
 

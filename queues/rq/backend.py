@@ -139,9 +139,10 @@ class RQBackend(QueueBackend):
     def stats(self) -> list[QueueStats]:
         """Jobs queued, scheduled (run_after or a retry's delay), started and failed, per queue.
 
-        Read-only: RQ's registry counts would first clean up (write) the registries.
+        Read-only: RQ's registry counts would first clean up (write) the registries. On the
+        verified connection: a cluster-mode server is refused saying so, not with a MOVED error.
         """
-        connection = self.raw_connection()
+        connection = self.connection()
         rows: list[QueueStats] = []
         for name in sorted(self.queues):
             queue = Queue(name, connection=connection, serializer=jobs.SERIALIZER)

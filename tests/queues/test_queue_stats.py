@@ -65,3 +65,11 @@ def test_an_unreachable_backend_is_reported_with_exit_code_1(settings, dead_rq_u
     code, output = queue_stats()
     assert code == 1
     assert "unreachable: ConnectionError" in output
+
+
+def test_rq_on_a_cluster_mode_server_is_reported_as_such(settings, redis_cluster_url):
+    for name, value in rq_settings(redis_cluster_url).items():
+        setattr(settings, name, value)
+    code, output = queue_stats()
+    assert code == 1
+    assert "cluster" in output and "Moved" not in output, output
