@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Protocol
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 
 from . import recorder, stats, viewers
@@ -19,6 +20,7 @@ __all__ = [
     "BufferStatus",
     "CountedObject",
     "RecordResult",
+    "arecord",
     "buffer_status",
     "history",
     "pending_counts",
@@ -47,6 +49,17 @@ def record(
     view: a bot, a prefetch, not a GET); else what was counted, lost and scheduled.
     """
     result: RecordResult | None = viewers.record_request(request, posts)
+    return result
+
+
+async def arecord(
+    request: HttpRequest, posts: Iterable[CountedObject] | CountedObject
+) -> RecordResult | None:
+    """record() for an async view: it reads the session and calls Redis, both blocking, so it
+    runs in Django's thread for the request's sync work, never on the event loop (there a
+    logged-in viewer's session could not be read, and a slow Redis or task backend would hold
+    up every other request). `posts` must be evaluated already (a list, not a QuerySet)."""
+    result: RecordResult | None = await sync_to_async(record)(request, posts)
     return result
 
 

@@ -3,9 +3,12 @@
 from datetime import UTC, datetime
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core import signing
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 
 import impressions
@@ -301,3 +304,21 @@ def test_a_detail_page_may_record_its_one_object(rf, posts):
     post = Post.objects.get(pk=posts[0])
     assert impressions.record(request, post).counted == 1
     assert pending_counts(posts) == {posts[0]: 1, posts[1]: 0, posts[2]: 0}
+
+
+def test_an_async_view_counts_a_logged_in_viewer_through_arecord(client, posts):
+    client.force_login(make_user("gil"))
+    request = RequestFactory().get("/", HTTP_USER_AGENT=CHROME)
+    request.COOKIES = {name: morsel.value for name, morsel in client.cookies.items()}
+    SessionMiddleware(lambda r: None).process_request(request)
+    AuthenticationMiddleware(lambda r: None).process_request(request)  # request.user: lazy
+    objects = list(Post.objects.filter(pk__in=posts))
+
+    async def view(call):
+        return (
+            await call(request, objects) if call is impressions.arecord else call(request, objects)
+        )
+
+    assert async_to_sync(view)(impressions.record) is None  # the session cannot load there
+    assert async_to_sync(view)(impressions.arecord).counted == 3
+    assert counts(posts) == {1}
