@@ -46,9 +46,23 @@ def stalled(stall_after):
     }
 
 
+_probing = threading.local()
+
+
+class QuietNotFound(logging.Filter):
+    """Drops django.request's "Not Found: /healthz" of a project without probe routes: the
+    worker answers those itself, every few seconds."""
+
+    def filter(self, record):
+        return not (getattr(_probing, "active", False) and getattr(record, "status_code", 0) == 404)
+
+
 def probe_application(stall_after=None):
     """The Django WSGI application, 404 outside HEALTH_PATHS; /healthz fails when stalled."""
     application = get_wsgi_application()
+    request_log = logging.getLogger("django.request")
+    if not any(isinstance(known, QuietNotFound) for known in request_log.filters):
+        request_log.addFilter(QuietNotFound())
 
     def only_probes(environ, start_response):
         path = environ.get("PATH_INFO", "").rstrip("/")
@@ -66,7 +80,11 @@ def probe_application(stall_after=None):
             answered.update(status=status, headers=headers)
             return lambda data: None  # Django's handler never writes through it
 
-        body = application(environ, keep)
+        _probing.active = True  # its 404 is no news: the worker answers (QuietNotFound)
+        try:
+            body = application(environ, keep)
+        finally:
+            _probing.active = False
         if not answered["status"].startswith("404"):
             start_response(answered["status"], answered["headers"])
             return body

@@ -98,7 +98,7 @@ def test_without_a_job_timeout_healthz_never_reports_a_stall(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_a_project_without_probe_routes_gets_the_worker_s_own(settings, rq_url):
+def test_a_project_without_probe_routes_gets_the_worker_s_own(settings, rq_url, capfd):
     settings.ROOT_URLCONF = "tests.queues.probe_urls"
     settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if "Probe" not in name]
     server = health.serve_in_background(health.bind_health_server(0))
@@ -113,6 +113,9 @@ def test_a_project_without_probe_routes_gets_the_worker_s_own(settings, rq_url):
         ready["queue"] = {"ok": False}
         assert get(f"{base}/readyz") == (503, {"status": "unavailable", "checks": ready})
         assert get(f"{base}/admin/")[0] == 404  # still the probes only
+        # No warning a probe, every few seconds (get_wsgi_application() sets up the logging
+        # again, so the lines go to the console handler's stderr, not to caplog).
+        assert "Not Found: /healthz" not in capfd.readouterr().err
     finally:
         server.shutdown()
         server.server_close()
