@@ -69,11 +69,13 @@ def check_settings(app_configs=None, **kwargs):
 def unknown_settings():
     """impressions.W005: IMPRESSIONS_* names this app does not read, with the nearest it does."""
     found = []
-    for name in sorted(n for n in dir(settings) if n.startswith("IMPRESSIONS_")):
+    # IMPRESSION_ too: the prefix misspelled is the likeliest typo of all.
+    for name in sorted(n for n in dir(settings) if n.startswith(("IMPRESSIONS_", "IMPRESSION_"))):
         if name in SETTINGS:
             continue
         # Compared without the prefix, which every name shares.
-        near = difflib.get_close_matches(name[12:], [known[12:] for known in SETTINGS], n=1)
+        tail = name.split("_", 1)[1]
+        near = difflib.get_close_matches(tail, [known[12:] for known in SETTINGS], n=1)
         near = [f"IMPRESSIONS_{tail}" for tail in near]
         found.append(
             checks.Warning(

@@ -17,3 +17,11 @@ def positive_int(text):
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number} must be 1 or more")
     return number
+
+
+def port_number(text):
+    """A TCP port, 1 to 65535."""
+    number = whole_number(text)
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is no TCP port (1 to 65535)")
+    return number

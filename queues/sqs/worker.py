@@ -49,7 +49,9 @@ class SQSWorker:
         name = type(error).__name__
         code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
         if name == "NoRegionError":
-            return "set AWS_REGION (or AWS_DEFAULT_REGION) in the worker's environment"
+            return (
+                "set AWS_DEFAULT_REGION in the worker's environment (or region in its AWS profile)"
+            )
         if name in ("NoCredentialsError", "PartialCredentialsError"):
             return (
                 "give the worker AWS credentials: a task or instance role, AWS_PROFILE, or"

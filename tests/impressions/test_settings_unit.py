@@ -226,10 +226,13 @@ def test_messages_and_labels_name_the_counted_model_not_posts():
 
 
 def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
-    with override_settings(IMPRESSIONS_SHARD=3, IMPRESSIONS_NOTHING_LIKE_IT=1):
+    with override_settings(
+        IMPRESSIONS_SHARD=3, IMPRESSIONS_NOTHING_LIKE_IT=1, IMPRESSION_FLUSH_DELAY=60
+    ):
         found = [m for m in check_settings() if m.id == "impressions.W005"]
     assert [(m.obj, m.hint) for m in found] == [
         ("IMPRESSIONS_NOTHING_LIKE_IT", "See docs/impressions/settings.md."),
         ("IMPRESSIONS_SHARD", "Did you mean IMPRESSIONS_SHARDS?"),
+        ("IMPRESSION_FLUSH_DELAY", "Did you mean IMPRESSIONS_FLUSH_DELAY?"),
     ]
     assert [m for m in check_settings() if m.id == "impressions.W005"] == []

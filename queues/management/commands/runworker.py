@@ -8,7 +8,7 @@ from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 from django.utils.module_loading import import_string
 
-from queues.arguments import positive_int
+from queues.arguments import port_number, positive_int
 from queues.health import bind_health_server
 from queues.runner import run_workers, unreachable_errors
 from redis_endpoints import redact_text
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-jobs", type=positive_int, help="exit after N jobs")
         parser.add_argument("--concurrency", type=positive_int, default=1, help="worker processes")
         parser.add_argument(
-            "--health-port", type=positive_int, help="serve /healthz /readyz /metrics on this port"
+            "--health-port", type=port_number, help="serve /healthz /readyz /metrics on this port"
         )
         parser.add_argument(
             "--health-host",

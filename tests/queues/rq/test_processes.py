@@ -82,6 +82,9 @@ def test_runworker_rejects_bad_numbers(manage):
     result = manage("runworker", "--max-jobs", "0", env={"QUEUE_BACKEND": "rq"})
     assert result.returncode != 0
     assert "--max-jobs" in result.stderr
+    result = manage("runworker", "--health-port", "70000", env={"QUEUE_BACKEND": "rq"})
+    assert result.returncode != 0
+    assert "70000 is no TCP port" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_planted_jobs_naming_other_callables_are_not_executed(rq_url, manage, tmp_path):
