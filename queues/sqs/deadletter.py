@@ -87,8 +87,14 @@ def redrive(client, queue_url, queue_arn, dlq, max_messages=None):
             if not move_task_unsupported(error):
                 raise
     report = RedriveReport()
-    while max_messages is None or report.moved < max_messages:
-        wanted = 10 if max_messages is None else min(10, max_messages - report.moved)
+    # At most what the DLQ holds now: a message a running worker sets aside again would come
+    # back and be moved again, for ever (and --max would count it twice). What comes back, or
+    # what SQS's approximate count missed, waits for the next run.
+    limit = waiting(client, dlq.url)
+    if max_messages is not None:
+        limit = min(limit, max_messages)
+    while report.moved < limit:
+        wanted = min(10, limit - report.moved)
         messages = client.receive_message(
             QueueUrl=dlq.url,
             MaxNumberOfMessages=wanted,
@@ -109,6 +115,17 @@ def redrive(client, queue_url, queue_arn, dlq, max_messages=None):
             client.delete_message(QueueUrl=dlq.url, ReceiptHandle=message["ReceiptHandle"])
             report.moved += 1
     return report
+
+
+def waiting(client, url):
+    """The messages of queue `url` now: visible, in flight and delayed (approximate)."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    found = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(found.get(name, 0)) for name in names)
 
 
 def start_move_task(client, queue_arn, dlq):

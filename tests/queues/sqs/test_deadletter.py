@@ -23,6 +23,7 @@ from tests.queues.sqs.support import (
     message_count,
     sqs_worker,
     visible_count,
+    worker_env,
 )
 
 pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
@@ -207,3 +208,19 @@ def test_a_refused_path_is_never_imported_and_is_counted(sqs):
     assert queue_tasks.side_effect_imports() == 0
     assert dlq_bodies(sqs) == [body]
     assert REGISTRY.get_sample_value("tasks_refused_total", counted) == before + 1
+
+
+def test_sqs_redrive_beside_a_running_worker_moves_what_was_there_once(sqs, aws_env):
+    # The worker sets each poison message aside again within a second: the fallback (moto has
+    # no StartMessageMoveTask) looped on them for ever, and --max counted them twice.
+    for body in POISON[:2]:
+        sqs.client.send_message(QueueUrl=sqs.dlq_url, MessageBody=body)
+    worker = start_manage("runworker", env=worker_env(sqs))
+    try:
+        route = f"from {sqs.name}-dlq to {sqs.name}"
+        assert f"Moved 2 message(s) {route}" in command("sqs_redrive", "--max", "5")
+        assert wait_for(lambda: message_count(sqs.client, sqs.dlq_url) == 2, within=30)
+        assert f"Moved 2 message(s) {route}" in command("sqs_redrive")
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
