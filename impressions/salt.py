@@ -12,7 +12,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from . import keys
 from .conf import conf
@@ -52,7 +52,7 @@ def daily_salt(day):
         return cached[0]
     try:
         salt = fetch_salt(day)
-    except (RedisError, LookupError):
+    except (RedisError, RedisClusterException, LookupError):
         if cached is not None:  # the salt of today does not change; keep counting with it
             return cached[0]
         raise

@@ -21,7 +21,7 @@ import secrets
 from typing import NamedTuple
 
 from django.core import signing
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .budgets import grant_new_viewer
 from .conf import conf
@@ -63,7 +63,9 @@ def record_request(request, posts):
             return None
         try:
             viewer = identify(request)
-        except (RedisError, LookupError) as error:  # the day's salt, the address's budget
+        # The day's salt, the address's budget; RedisClusterException (no node answers) is
+        # no RedisError.
+        except (RedisError, RedisClusterException, LookupError) as error:
             return record_loss(len(post_ids), "a new cookie-less viewer", error)
         if viewer.ignored:
             impressions_ignored.send(record_request, reason=viewer.ignored, served=len(post_ids))

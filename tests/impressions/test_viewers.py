@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 
+import devservices
 import impressions
 from casusult.models import Post
 from impressions import salt, viewers
@@ -322,3 +323,22 @@ def test_an_async_view_counts_a_logged_in_viewer_through_arecord(client, posts):
     assert async_to_sync(view)(impressions.record) is None  # the session cannot load there
     assert async_to_sync(view)(impressions.arecord).counted == 3
     assert counts(posts) == {1}
+
+
+def test_a_cluster_with_every_node_down_costs_a_new_viewer_s_impressions_counted_as_lost():
+    # The new viewer's budget check met RedisClusterException, which is no RedisError: a logged
+    # traceback, and the impressions were not counted as lost.
+    ids = [post.id for post in make_posts(4)]
+    cluster = devservices.RedisClusterProcess()
+    cluster.start()
+    try:
+        with override_settings(IMPRESSIONS_REDIS_URL=cluster.url):
+            assert Client().get("/api/timeline/", HTTP_USER_AGENT=CHROME).status_code == 200
+            cluster.stop()  # the client and the day's salt are known; every node is gone
+            reset_loss_counter()
+            for n in range(3):  # once the client has lost its nodes, it raises another kind
+                response = Client().get("/api/timeline/", HTTP_USER_AGENT=f"{CHROME} {n}")
+                assert response.status_code == 200
+            assert (lost.requests, lost.impressions) == (3, 3 * len(ids))
+    finally:
+        cluster.stop()
