@@ -41,7 +41,9 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _cmd_args = Config().parser().parse_args(Config().get_cmd_args_from_env())
 access_log = _cmd_args.accesslog is not None
 
-if env_choice("LOG_FORMAT", {"plain", "json"}, "plain") == "json":
+# The default follows the settings module, as Django's own lines do: json under settings.prod.
+_prod = os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith("prod")
+if env_choice("LOG_FORMAT", {"plain", "json"}, "json" if _prod else "plain") == "json":
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,

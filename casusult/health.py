@@ -280,7 +280,7 @@ class ProbeMiddleware:
 
     def __call__(self, request):
         view = PROBE_VIEWS.get(request.path_info.rstrip("/") or "/")
-        if view is not None and request.method in ("GET", "HEAD"):
+        if view is not None:  # another method: the view's 405, not the HTTPS redirect
             response = view(request)
             response["Cache-Control"] = "no-store"
             return response

@@ -57,3 +57,11 @@ def test_get_and_head_still_answer():
     for path in ("/", *API_PATHS):
         assert client.get(path).status_code == 200, path
         assert client.head(path).status_code == 200, path
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_a_probe_refuses_other_methods_before_the_https_redirect(path, settings):
+    settings.SECURE_SSL_REDIRECT = True  # as in production: plain HTTP is redirected
+    assert Client().get(path).status_code == 200  # probes answer plain HTTP
+    response = Client().post(path)
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
