@@ -126,6 +126,9 @@ def top_posts(start, end, limit=10):
     oldest = oldest_kept_day()
     if oldest is not None and start < oldest:
         start = oldest
+    end = min(end, today())  # no day after today has impressions (and date.max has no next month)
+    if start > end:
+        return []
     return top_of_pieces(periods.cover(start, end), limit)
 
 

@@ -162,3 +162,11 @@ def test_csv_has_every_day_of_every_post_in_order(history_rows):
         "3,2026-11-02,0\n"
         "3,2026-11-03,2\n"
     )
+
+
+def test_top_posts_of_all_time_reads_up_to_today(history_rows):
+    # date.max has no next month: the cover of date.min..date.max raised ValueError.
+    history_rows(4, NOV[2], 5)
+    history_rows(6, NOV[3], 2)
+    assert stats.top_posts(date.min, date.max) == [(4, 5), (6, 2)]
+    assert stats.top_posts(date.max, date.max) == []
