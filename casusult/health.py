@@ -283,5 +283,9 @@ class ProbeMiddleware:
         if view is not None:  # another method: the view's 405, not the HTTPS redirect
             response = view(request)
             response["Cache-Control"] = "no-store"
+            # What of the security headers a probe's JSON or text needs: the middleware that
+            # sends the others runs after this one (docs/operations/security.md).
+            response["X-Content-Type-Options"] = "nosniff"
+            response["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
             return response
         return self.get_response(request)

@@ -65,3 +65,11 @@ def test_a_probe_refuses_other_methods_before_the_https_redirect(path, settings)
     assert Client().get(path).status_code == 200  # probes answer plain HTTP
     response = Client().post(path)
     assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_a_probe_s_answer_carries_the_headers_it_needs(path):
+    response = Client().get(path)
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert response["Cache-Control"] == "no-store"
