@@ -17,9 +17,9 @@ from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.dispatch import receiver
 from django.http import JsonResponse
-from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
 import impressions
+import queues.health
 from redis_endpoints import redact_text
 
 from .methods import api_safe_methods
@@ -112,11 +112,7 @@ def probe_impression_buffer():
 
 @probe("queue")
 def probe_queue():
-    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
-    # RQ: PING; SQS: GetQueueUrl. A backend without ping (Immediate, Dummy) runs in-process.
-    if hasattr(backend, "ping"):
-        backend.ping()
-    return type(backend).__name__
+    return queues.health.probe_queue()
 
 
 def readiness_timeout():

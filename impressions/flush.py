@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisError
 
 from redis_endpoints import redact_text
 
@@ -32,7 +32,7 @@ from . import batches, history_writer, keys, ledger, periods, scripts
 from .conf import conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
-from .redis_client import get_flush_client
+from .redis_client import REDIS_FAILURES, get_flush_client
 from .signals import flush_finished
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             ledger.close_orphans(by_flush)
             ledger.prune_ledger()
             history_writer.trim_leaders()
-    except (RedisError, RedisClusterException) as error:
+    except REDIS_FAILURES as error:
         _note_failure(report.flush_id, error, started_at)
         flush_finished.send(
             flush_pending, report=report, duration=time.monotonic() - started, error=error

@@ -152,7 +152,7 @@ def record_loss(count, whose, error):
 def remedy_of(error):
     """What a loss's log line adds for an error that says the settings are wrong, else ""."""
     # MOVED: a key of another node's slot; CROSSSLOT: keys of two slots in one call.
-    if isinstance(error, MovedError | ClusterCrossSlotError) or str(error).startswith("MOVED "):
+    if isinstance(error, MovedError | ClusterCrossSlotError):
         return (
             "; the server is in cluster mode, which IMPRESSIONS_REDIS_CLUSTER='false' denies:"
             " set it to 'auto' or 'true'"

@@ -19,6 +19,8 @@ from redis.exceptions import (
     AskError,
     ClusterDownError,
     NoScriptError,
+    RedisClusterException,
+    RedisError,
     ResponseError,
     TryAgainError,
 )
@@ -32,6 +34,10 @@ from .conf import conf
 from .reloads import reloads
 
 logger = logging.getLogger(__name__)
+
+# What a Redis that does not answer raises: RedisClusterException (a cluster client that has
+# lost its nodes) is no RedisError.
+REDIS_FAILURES = (RedisError, RedisClusterException)
 
 _clients = {}
 _lock = threading.Lock()
@@ -100,9 +106,9 @@ def build_client(url, cluster_mode, timeout):
     if cluster_mode == "auto":
         cluster_mode = "true" if is_cluster_mode(url, options) else "false"
     if cluster_mode == "true":
-        if database_of(url):
+        if database := database_of(url):
             raise ImproperlyConfigured(
-                f"IMPRESSIONS_REDIS_URL names database {database_of(url)}, but its server is in"
+                f"IMPRESSIONS_REDIS_URL names database {database}, but its server is in"
                 " cluster mode, which has database 0 only: drop the /N from the URL."
             )
         return RedisCluster.from_url(url, **options)

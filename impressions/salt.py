@@ -12,11 +12,9 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from redis.exceptions import RedisClusterException, RedisError
-
 from . import keys
 from .conf import conf
-from .redis_client import get_client
+from .redis_client import REDIS_FAILURES, get_client
 
 DAY = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,7 +50,7 @@ def daily_salt(day):
         return cached[0]
     try:
         salt = fetch_salt(day)
-    except (RedisError, RedisClusterException, LookupError):
+    except (*REDIS_FAILURES, LookupError):
         if cached is not None:  # the salt of today does not change; keep counting with it
             return cached[0]
         raise

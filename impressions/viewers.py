@@ -21,11 +21,11 @@ import secrets
 from typing import NamedTuple
 
 from django.core import signing
-from redis.exceptions import RedisClusterException, RedisError
 
 from .budgets import grant_new_viewer
 from .conf import conf
 from .recorder import record_impressions, record_loss
+from .redis_client import REDIS_FAILURES
 from .salt import daily_salt, utc_day
 from .session_users import user_id
 from .signals import impressions_ignored
@@ -63,9 +63,7 @@ def record_request(request, posts):
             return None
         try:
             viewer = identify(request)
-        # The day's salt, the address's budget; RedisClusterException (no node answers) is
-        # no RedisError.
-        except (RedisError, RedisClusterException, LookupError) as error:
+        except (*REDIS_FAILURES, LookupError) as error:  # the day's salt, the address's budget
             return record_loss(len(post_ids), "a new cookie-less viewer", error)
         if viewer.ignored:
             impressions_ignored.send(record_request, reason=viewer.ignored, served=len(post_ids))

@@ -130,9 +130,12 @@ def probe_database():
 
 
 def probe_queue():
+    """Raise unless the default task backend answers; returns its class's name. RQ: PING; SQS:
+    GetQueueUrl; a backend without ping (Immediate, Dummy) runs in-process."""
     backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
-    if hasattr(backend, "ping"):  # RQ: PING; SQS: GetQueueUrl
+    if hasattr(backend, "ping"):
         backend.ping()
+    return type(backend).__name__
 
 
 def own_metrics():

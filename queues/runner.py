@@ -23,6 +23,12 @@ def unreachable_errors(worker_class):
     return (ConnectionError, *getattr(worker_class, "unreachable_errors", ()))
 
 
+def remedy_text(worker_class, error):
+    """ "; what to do." for one of unreachable_errors, if the worker class knows, else ""."""
+    remedy = getattr(worker_class, "remedy", lambda error: "")(error)
+    return f"; {remedy}." if remedy else ""
+
+
 def run_workers(worker_class, backend, *, concurrency=1, probes=None, **worker_options):
     """Run `concurrency` worker_class(backend, **worker_options); return the exit code (0 when
     all stopped cleanly).
@@ -101,9 +107,8 @@ def run_child(worker_class, backend, worker_options, slot, clock, probes):
         clock.use_slot(slot)
         code = worker_class(backend, **worker_options).run()
     except unreachable_errors(worker_class) as error:
-        remedy = getattr(worker_class, "remedy", lambda error: "")(error)
         logger.error("Worker process %d: the queue server is unreachable or refused: %s%s",
-                     os.getpid(), error, f"; {remedy}." if remedy else "")  # fmt: skip
+                     os.getpid(), error, remedy_text(worker_class, error))  # fmt: skip
     except ImproperlyConfigured as error:  # e.g. RQ refusing a cluster-mode Redis
         logger.error("Worker process %d: %s", os.getpid(), error)
     except SystemExit as error:

@@ -7,7 +7,9 @@ import textwrap
 
 from tests.processes import run_python
 
-SCRIPT = """
+# A project of the impressions app alone on a backend whose queues are "tasks" and "bulk";
+# EXTRA (the case's settings) is defined before it.
+SETUP = """
 import django
 from django.conf import settings
 
@@ -20,6 +22,9 @@ settings.configure(
     **EXTRA,
 )
 django.setup()
+"""
+
+ENQUEUE = """
 from django.tasks import task_backends
 
 from impressions import tasks
@@ -29,31 +34,7 @@ tasks.enqueue_flush()
 print("queue", result.task.queue_name, tasks.rollup_impressions_task.queue_name)
 """
 
-
-def start(**extra):
-    return run_python(f"EXTRA = {extra!r}\n" + textwrap.dedent(SCRIPT), timeout=60)
-
-
-def test_the_tasks_go_to_the_queue_the_setting_names():
-    found = start(IMPRESSIONS_TASK_QUEUE="bulk")
-    assert found.returncode == 0, found.stderr
-    assert "queue bulk bulk" in found.stdout
-
-
 CHECK = """
-import django
-from django.conf import settings
-
-settings.configure(
-    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "impressions"],
-    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-    TASKS={"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend",
-                       "QUEUES": ["tasks", "bulk"]}},
-    USE_TZ=True,
-    IMPRESSIONS_DEDUP_WINDOW=-1,
-    **EXTRA,
-)
-django.setup()
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
@@ -67,8 +48,24 @@ call_command("check")
 """
 
 
+def run(body, **extra):
+    script = f"EXTRA = {extra!r}\n" + textwrap.dedent(SETUP) + textwrap.dedent(body)
+    return run_python(script, timeout=60)
+
+
+def start(**extra):
+    return run(ENQUEUE, **extra)
+
+
 def check(**extra):
-    return run_python(f"EXTRA = {extra!r}\n" + textwrap.dedent(CHECK), timeout=60)
+    # With another bad setting, which the same check run must report too.
+    return run(CHECK, IMPRESSIONS_DEDUP_WINDOW=-1, **extra)
+
+
+def test_the_tasks_go_to_the_queue_the_setting_names():
+    found = start(IMPRESSIONS_TASK_QUEUE="bulk")
+    assert found.returncode == 0, found.stderr
+    assert "queue bulk bulk" in found.stdout
 
 
 def test_a_backend_without_the_queue_is_a_check_error_naming_the_settings():

@@ -10,7 +10,7 @@ from django.utils.module_loading import import_string
 
 from queues.arguments import port_number, positive_int
 from queues.health import bind_health_server
-from queues.runner import run_workers, unreachable_errors
+from queues.runner import remedy_text, run_workers, unreachable_errors
 from redis_endpoints import redact_text
 
 
@@ -79,11 +79,10 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         except unreachable_errors(worker_class) as error:
-            remedy = getattr(worker_class, "remedy", lambda error: "")(error)
             raise CommandError(
                 f"TASKS[{backend!r}] ({type(task_backend).__name__}): the queue server is"
                 f" unreachable or refused: {redact_text(str(error))}"
-                + (f"; {remedy}." if remedy else "")
+                + remedy_text(worker_class, error)
             ) from None
         if code:
             raise SystemExit(code)
