@@ -270,5 +270,9 @@ LOGGING = {
         # second time next to ours; they reach the root handler alone. django.server keeps its own.
         "django": {"handlers": [], "level": LOG_LEVEL},
         "django.db.backends": {"level": "INFO"},
+        # boto3 and botocore say at INFO where they found credentials and endpoints, two lines on
+        # every command that builds an SQS client; their warnings and errors still show.
+        "boto3": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
     },
 }

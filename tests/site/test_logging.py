@@ -48,3 +48,14 @@ def test_django_lines_are_printed_once_with_debug_on(manage):
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("printed-once") == 1, result.stderr
+
+
+def test_an_sqs_worker_prints_its_own_info_lines_and_no_botocore_ones(manage, production_queue):
+    # boto3 logs at INFO where it found the credentials and the endpoint, on every command that
+    # builds an SQS client: two lines of noise before each worker's own.
+    env = {**production_queue, "QUEUE_BACKEND": "sqs", "SQS_WAIT_TIME_SECONDS": "0"}
+    result = manage("runworker", "--burst", env=env)
+    assert result.returncode == 0, result.stderr
+    assert " INFO queues.worker SQS worker " in result.stderr, result.stderr
+    assert " INFO botocore." not in result.stderr, result.stderr
+    assert " INFO boto3." not in result.stderr, result.stderr
