@@ -5,6 +5,8 @@ whether it is in range, naming the setting (the same name where a variable maps 
 """
 
 import os
+import re
+import urllib.parse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -118,15 +120,52 @@ def env_database(name="DATABASE_URL", default=UNSET):
     return config
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 def env_redis_url(name, default=UNSET):
     value = _raw(name, default)
     url = default if value is None else value
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+    problem = None if url is None else redis_url_problem(url)
+    if problem:
         raise ImproperlyConfigured(
-            f"The environment variable {name}={redact(url)!r} must be a redis://, rediss:// or"
-            " unix:// URL."
+            f"The environment variable {name} {problem}: it must be a redis://HOST:PORT/DB,"
+            " rediss://HOST:PORT/DB or unix:///PATH URL."
         )
     return url
+
+
+def redis_url_problem(url):
+    """What is wrong with `url` as a Redis URL, or None.
+
+    It shows the scheme and the host, never the rest: text without a scheme is not shown at all,
+    as it may be the password itself (redis_endpoints.redact would print it as ***), and the host
+    is read after the credentials are cut off (a password may hold / or @).
+    """
+    if not url:
+        return "is empty"
+    scheme = SCHEME_PREFIX.match(url)
+    if scheme is None:
+        return (
+            f"does not start with a scheme:// (its {len(url)} characters are not shown: without"
+            " one they may be a password)"
+        )
+    parts = urllib.parse.urlsplit(redact(url))
+    scheme = scheme.group(1)  # redis-py and the apps read these in lower case only
+    host = parts.hostname or ""
+    shown = f"scheme {scheme!r}, host {host!r}" if host else f"scheme {scheme!r}, no host"
+    if scheme not in REDIS_SCHEMES:
+        return f"has an unknown scheme ({shown})"
+    if scheme == "unix":
+        return None if parts.path else "names no socket path (scheme 'unix')"
+    if not host:
+        return f"has an empty host (scheme {scheme!r})"
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is no number)
+    except ValueError:
+        return f"has a port that is not a number from 0 to 65535 ({shown})"
+    return None
 
 
 def from_env(readers, prefix=""):

@@ -1,6 +1,9 @@
 """Bad environment variables fail start-up with a message that names them."""
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from settings.env import env_redis_url
 
 
 @pytest.mark.parametrize(
@@ -42,3 +45,36 @@ def test_prod_names_missing_database_url(manage):
 def test_good_environment_passes_check(manage):
     result = manage("check")
     assert result.returncode == 0, result.stderr
+
+
+SECRET = "hunter2-s3cret"
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        # Without a scheme the text is not shown at all: it may be the password itself.
+        (SECRET, "does not start with a scheme:// (its 14 characters are not shown"),
+        (f"{SECRET}@cache:6379", "does not start with a scheme://"),
+        (f"http://:{SECRET}@cache:6379/0", "has an unknown scheme (scheme 'http', host 'cache')"),
+        (f"redis://:{SECRET}@:6379/0", "has an empty host (scheme 'redis')"),
+        (f"redis://u:{SECRET}/x@cache:port/0", "has a port that is not a number from 0 to 65535"),
+        ("unix://", "names no socket path"),
+    ],
+)
+def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch, value, said):
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(ImproperlyConfigured) as raised:
+        env_redis_url("REDIS_URL")
+    message = str(raised.value)
+    assert message.startswith(f"The environment variable REDIS_URL {said}"), message
+    assert "redis://HOST:PORT/DB" in message
+    assert SECRET not in message and "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["redis://cache:6379/0", "rediss://u:p@cache.example.com:6380/1", "unix:///r.sock"]
+)
+def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
+    monkeypatch.setenv("REDIS_URL", value)
+    assert env_redis_url("REDIS_URL") == value
