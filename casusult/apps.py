@@ -10,7 +10,9 @@ class CasusultConfig(AppConfig):
     def ready(self):
         from django.core import checks
 
+        from . import checks as site_checks
         from . import health, metrics
 
         metrics.connect_signals()
         checks.register(health.check_detail_networks)
+        checks.register(site_checks.check_task_option_variables)

@@ -1,5 +1,6 @@
 """Settings shared by every environment; each value comes from the environment (12-factor)."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -183,6 +184,43 @@ SQS_BACKEND = "queues.sqs.backend.SQSBackend"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+# TASKS["default"]["OPTIONS"] key -> (the variable that sets it, its reader), by backend (lower
+# case: no Django settings of their own). The site's check casusult.E002 names the variable of a
+# value the backend's rules refuse.
+shared_option_variables = {
+    "MAX_ATTEMPTS": ("TASKS_MAX_ATTEMPTS", env_int),
+    "RETRY_DELAY": ("TASKS_RETRY_DELAY", env_int),
+    "TASK_MODULES": ("TASK_MODULES", env_list),
+}
+rq_option_variables = {**shared_option_variables, "JOB_TIMEOUT": ("RQ_JOB_TIMEOUT", env_int)}
+sqs_option_variables = {
+    **shared_option_variables,
+    "QUEUE_URL": ("SQS_QUEUE_URL", env_str),
+    "QUEUE_NAME": ("SQS_QUEUE_NAME", env_str),
+    "WAIT_TIME_SECONDS": ("SQS_WAIT_TIME_SECONDS", env_int),
+    "MAX_MESSAGES": ("SQS_MAX_MESSAGES", env_int),
+    "VISIBILITY_TIMEOUT": ("SQS_VISIBILITY_TIMEOUT", env_int),
+    "JOB_TIMEOUT": ("SQS_JOB_TIMEOUT", env_int),
+}
+# The same, without the readers, for that check: {backend path: {OPTIONS key: variable}}.
+TASK_OPTION_VARIABLES = {
+    backend: {key: variable for key, (variable, _) in variables.items()}
+    for backend, variables in (
+        (RQ_BACKEND, rq_option_variables),
+        (SQS_BACKEND, sqs_option_variables),
+    )
+}
+
+
+def options_from_env(variables):
+    """{OPTIONS key: value} of each of `variables` that is set (unset: the backend's default)."""
+    return {
+        key: reader(variable)
+        for key, (variable, reader) in variables.items()
+        if variable in os.environ
+    }
+
+
 def task_settings(default_backend, task_modules=()):
     """TASKS["default"] from QUEUE_BACKEND (rq, sqs, immediate, dummy) and that backend's variables.
 
@@ -190,21 +228,11 @@ def task_settings(default_backend, task_modules=()):
     workers register besides the installed apps' tasks modules.
     """
     choice = env_choice("QUEUE_BACKEND", {"rq", "sqs", "immediate", "dummy"}, default_backend)
-    shared = from_env({"MAX_ATTEMPTS": env_int, "RETRY_DELAY": env_int}, prefix="TASKS_")
-    shared.update(from_env({"TASK_MODULES": env_list}) or task_modules_option(task_modules))
     if choice == "rq":
-        options = {**shared, **from_env({"JOB_TIMEOUT": env_int}, prefix="RQ_")}
+        options = {**task_modules_option(task_modules), **options_from_env(rq_option_variables)}
         return {"default": {"BACKEND": RQ_BACKEND, "QUEUES": ["default"], "OPTIONS": options}}
     if choice == "sqs":
-        sqs_options = {
-            "QUEUE_URL": env_str,
-            "QUEUE_NAME": env_str,
-            "WAIT_TIME_SECONDS": env_int,
-            "MAX_MESSAGES": env_int,
-            "VISIBILITY_TIMEOUT": env_int,
-            "JOB_TIMEOUT": env_int,
-        }
-        options = {**shared, **from_env(sqs_options, prefix="SQS_")}
+        options = {**task_modules_option(task_modules), **options_from_env(sqs_option_variables)}
         if not (options.get("QUEUE_URL") or options.get("QUEUE_NAME")):
             raise ImproperlyConfigured(
                 "QUEUE_BACKEND=sqs needs the environment variable SQS_QUEUE_URL or SQS_QUEUE_NAME."

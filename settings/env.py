@@ -1,7 +1,8 @@
 """Typed readers for environment variables; a bad value fails start-up naming the variable.
 
 They check that a value parses (a number, a boolean, a URL); the apps' system checks judge
-whether it is in range, naming the setting (the same name where a variable maps to a setting).
+whether it is in range, naming the setting (the same name where a variable maps to a setting;
+for a TASKS option, casusult.E002 names the variable too).
 """
 
 import os

@@ -78,3 +78,21 @@ def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch
 def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
     monkeypatch.setenv("REDIS_URL", value)
     assert env_redis_url("REDIS_URL") == value
+
+
+def test_an_rq_option_variable_out_of_range_is_named(monkeypatch, settings):
+    # The same check as for the SQS variables (tests/queues/sqs/test_processes.py), in-process.
+    from django.core import checks
+
+    from tests.queues.rq.support import rq_settings
+
+    for name, value in rq_settings(settings.RQ_REDIS_URL, JOB_TIMEOUT=0).items():
+        setattr(settings, name, value)
+    monkeypatch.setenv("RQ_JOB_TIMEOUT", " 0")
+    errors = [error for error in checks.run_checks() if error.id == "casusult.E002"]
+    assert [error.msg for error in errors] == [
+        "The environment variable RQ_JOB_TIMEOUT='0' sets TASKS['default']['OPTIONS']"
+        "['JOB_TIMEOUT'], which must be a whole number of seconds >= 1."
+    ]
+    monkeypatch.delenv("RQ_JOB_TIMEOUT")  # set in the settings file, not by the variable
+    assert not [error for error in checks.run_checks() if error.id == "casusult.E002"]

@@ -15,22 +15,31 @@ pytestmark = pytest.mark.sqs
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "option"),
+    ("variable", "value", "option", "expected"),
     [
-        ("SQS_JOB_TIMEOUT", "0", "JOB_TIMEOUT"),
-        ("SQS_MAX_MESSAGES", "11", "MAX_MESSAGES"),
-        ("SQS_VISIBILITY_TIMEOUT", "0", "VISIBILITY_TIMEOUT"),
-        ("TASKS_MAX_ATTEMPTS", "0", "MAX_ATTEMPTS"),
-        ("TASKS_RETRY_DELAY", "901", "RETRY_DELAY"),
-        ("TASK_MODULES", "tests/queues", "TASK_MODULES"),
+        ("SQS_JOB_TIMEOUT", "0", "JOB_TIMEOUT", "a whole number of seconds from 1 to 43200"),
+        ("SQS_MAX_MESSAGES", "50", "MAX_MESSAGES", "a whole number from 1 to 10"),
+        ("SQS_WAIT_TIME_SECONDS", "21", "WAIT_TIME_SECONDS", "a whole number of seconds from 0"),
+        ("SQS_VISIBILITY_TIMEOUT", "0", "VISIBILITY_TIMEOUT", "a whole number of seconds from 1"),
+        ("TASKS_MAX_ATTEMPTS", "0", "MAX_ATTEMPTS", "a whole number from 1 to 100"),
+        ("TASKS_RETRY_DELAY", "901", "RETRY_DELAY", "a whole number of seconds from 0 to 900"),
+        ("TASK_MODULES", "tests/queues", "TASK_MODULES", "a list of module names"),
     ],
 )
-def test_sqs_worker_variables_are_validated(manage, variable, value, option):
-    # The variable maps to the backend's OPTIONS key, which its system check names.
+def test_sqs_worker_variables_are_validated_naming_the_variable(
+    manage, variable, value, option, expected
+):
+    # The backend's check names its OPTIONS key; the site's names the variable that set it, and
+    # what the backend accepts.
     env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value}
     result = manage("check", env=env)
     assert result.returncode != 0
     assert f"(queues.E005) TASKS['default']['OPTIONS']: {option}=" in result.stderr
+    said = (
+        f"(casusult.E002) The environment variable {variable}={value!r} sets"
+        f" TASKS['default']['OPTIONS'][{option!r}], which must be {expected}"
+    )
+    assert said in result.stderr, result.stderr
 
 
 def test_a_variable_that_is_no_number_fails_naming_it(manage):
