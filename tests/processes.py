@@ -1,6 +1,7 @@
 """Helpers for tests that run manage.py in a subprocess (workers, commands)."""
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -73,3 +74,18 @@ def run_workers_then(env, concurrency, act):
             process.kill()
             process.communicate()
     return process.returncode, stderr
+
+
+def wait_for_line(process, text, timeout=30):
+    """Read `process`'s stderr (piped, as text) until a line holds `text`; returns the lines read.
+    Fails once `timeout` seconds passed, or the process ended, without such a line."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while not lines or text not in lines[-1]:
+        left = deadline - time.monotonic()
+        readable, _, _ = select.select([process.stderr], [], [], max(0, left))
+        assert readable and left > 0, f"no line with {text!r} within {timeout} s: {lines}"
+        line = process.stderr.readline()
+        assert line, f"the process ended without a line with {text!r}: {lines}"
+        lines.append(line)
+    return lines

@@ -35,6 +35,27 @@ logger = logging.getLogger("queues.worker")
 
 # botocore's errors for a failed call (network, throttling, a queue gone for a while).
 TRANSIENT_ERRORS = (BotoCoreError, ClientError)
+# Seconds between two looks at the stop flag while a long poll is waited for.
+STOP_CHECK = 0.1
+
+
+class Poll(threading.Thread):
+    """One ReceiveMessage call, made in a thread of its own so that the worker need not wait it
+    out to stop: `done` is set once it answered (`messages`) or failed (`error`)."""
+
+    def __init__(self, receive):
+        super().__init__(name="sqs-receive", daemon=True)  # daemon: an abandoned one ends with us
+        self.receive = receive
+        self.messages, self.error = [], None
+        self.done = threading.Event()
+
+    def run(self):
+        try:
+            self.messages = self.receive()
+        except BaseException as error:  # handed to the worker's thread, which raises it
+            self.error = error
+        finally:
+            self.done.set()
 
 
 class SQSWorker:
@@ -195,6 +216,30 @@ class SQSWorker:
             between_jobs()
 
     def receive(self):
+        """The messages of one long poll (WAIT_TIME_SECONDS), or none once a stop is requested.
+
+        An idle worker spends its time here, and a deploy should not wait up to 20 s for it. The
+        poll runs in a thread while this one watches the stop flag; on a stop the poll is
+        abandoned, never interrupted: raising into botocore from the signal handler could land
+        anywhere in it (a lock held, a `finally` skipped, or an `except` that swallows the stop),
+        and polling with a short wait would multiply the requests an idle worker makes. Should SQS
+        answer the abandoned poll with messages (as the process exits), nobody holds them: they stay
+        hidden until the queue's visibility timeout, then are received again, as after a crash.
+        At-least-once either way, as always with SQS: a task may run twice (the impressions
+        flush's ledger applies a flush once).
+        """
+        poll = Poll(self.receive_now)
+        poll.start()
+        while not poll.done.wait(STOP_CHECK):
+            if self.stop_requested:
+                logger.info("Stopping without waiting for the long poll's answer")
+                return []
+        if poll.error is not None:
+            raise poll.error
+        return poll.messages
+
+    def receive_now(self):
+        """ReceiveMessage, waiting up to WAIT_TIME_SECONDS for a message."""
         wanted = self.options["MAX_MESSAGES"]
         if self.max_jobs is not None:
             wanted = min(wanted, self.max_jobs - self.handled)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.processes import run_workers_then, start_manage
+from tests.processes import run_workers_then, start_manage, wait_for_line
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import worker_env
 
@@ -68,6 +68,26 @@ def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
     # The other message was released for other workers, not deleted and not kept hidden.
     left = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)["Messages"]
     assert json.loads(left[0]["Body"])["args"][0] != name
+
+
+def test_sigterm_stops_an_idle_worker_at_once_not_after_its_long_poll(sqs):
+    # SQS's longest poll: stopping used to wait for its answer, up to 20 s per worker and deploy.
+    process = start_manage("runworker", env=worker_env(sqs, SQS_WAIT_TIME_SECONDS="20"))
+    try:
+        wait_for_line(process, "Visibility timeout")  # logged just before the first poll
+        time.sleep(1)  # in the poll now, with no message to answer it
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=5)
+        took = time.monotonic() - stopped_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert took < 2, (took, stderr)
+    assert "Stopping without waiting for the long poll's answer" in stderr, stderr
+    assert "stopped after 0 message(s)" in stderr, stderr
 
 
 def test_a_forced_stop_gives_back_the_messages_it_held_at_once(sqs):
