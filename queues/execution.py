@@ -148,8 +148,15 @@ def execute(result, worker_id, sender, timeout=None):
             )
         )
         set_result(result, status=TaskResultStatus.FAILED, finished_at=timezone.now())
+        failure = error
+    else:
+        failure = None
+    if failure is not None:
+        # Sent outside the `except` block: Django's own receiver logs a failed task with
+        # sys.exc_info(), and the traceback would be printed twice, as the worker prints it too
+        # (RQ's logger, or the SQS worker's). The traceback stays in result.errors.
         task_finished.send(sender=sender, task_result=result)
-        raise
+        raise failure
     set_result(
         result,
         status=TaskResultStatus.SUCCESSFUL,

@@ -296,6 +296,8 @@ class SQSWorker:
                     timeout=self.options["JOB_TIMEOUT"],
                 )
         except TaskTimeout as error:
+            # Where the task was when it was stopped (printed once: see execute()).
+            logger.exception("Task %s (%s) timed out", envelope["task"], envelope["id"])
             discard_connections()
             # A failed attempt like any other.
             return self.after_failure(message, envelope, timer, "timed-out", f"reason={error}")
