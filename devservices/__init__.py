@@ -11,11 +11,13 @@ from .postgres import drop_database, ensure_database, ensure_postgres
 from .processes import stop_process, supervise, wait_until
 from .redis_cluster import RedisClusterProcess
 from .redis_server import ensure_redis, redis_command, redis_ping, start_redis_server
+from .tls import RedisTlsServerProcess
 
 __all__ = [
     "CLUSTER_BUS_OFFSET",
     "MotoServerProcess",
     "RedisClusterProcess",
+    "RedisTlsServerProcess",
     "ServiceUnavailable",
     "drop_database",
     "ensure_database",

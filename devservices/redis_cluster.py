@@ -9,18 +9,27 @@ from .exceptions import ServiceUnavailable
 from .ports import CLUSTER_BUS_OFFSET, free_port
 from .processes import stop_process, wait_until
 from .redis_server import redis_command, start_redis_server
+from .tls import make_tls_files, tls_url
 
 
 class RedisClusterProcess:
-    """`start()` the nodes and create the cluster; `url` reaches it; `stop()` removes it all."""
+    """`start()` the nodes and create the cluster; `url` reaches it; `stop()` removes it all.
 
-    def __init__(self, nodes=3):
+    With `tls`, every node speaks TLS only, to clients and to each other (ElastiCache Serverless
+    is such a cluster), and the nodes announce themselves by the name `localhost`, which `url`
+    uses too, with the CA a client must trust in its ?ssl_ca_certs=.
+    """
+
+    def __init__(self, nodes=3, tls=False):
         self.ports = [free_port(bus_offset=CLUSTER_BUS_OFFSET) for _ in range(nodes)]
         self.workdir = Path(tempfile.mkdtemp(prefix="casusult-cluster-"))
+        self.tls = make_tls_files(self.workdir / "tls") if tls else None
         self.processes = []
 
     @property
     def url(self):
+        if self.tls:
+            return tls_url(self.ports[0], self.tls)
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self):
@@ -31,6 +40,12 @@ class RedisClusterProcess:
             raise
 
     def _start(self):
+        tls_options = [
+            "--tls-cluster", "yes",
+            "--tls-replication", "yes",
+            "--cluster-announce-hostname", "localhost",
+            "--cluster-preferred-endpoint-type", "hostname",
+        ] if self.tls else []  # fmt: skip
         for port in self.ports:
             node_dir = self.workdir / str(port)
             self.processes.append(
@@ -40,23 +55,31 @@ class RedisClusterProcess:
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", str(node_dir / "nodes.conf"),
                     "--cluster-node-timeout", "2000",
+                    *tls_options,
+                    tls=self.tls,
                 )
             )  # fmt: skip
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
-        created = subprocess.run(
-            [
-                "redis-cli",
-                "--cluster",
-                "create",
-                *nodes,
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        try:
+            created = subprocess.run(
+                [
+                    "redis-cli",
+                    *(self.tls.cli_args() if self.tls else []),
+                    "--cluster",
+                    "create",
+                    *nodes,
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired as error:  # the nodes never met: stopped by start()
+            raise ServiceUnavailable(
+                f"redis-cli --cluster create hung: {error.stdout!r:.500}"
+            ) from None
         if created.returncode != 0:
             raise ServiceUnavailable(f"redis-cli --cluster create failed: {created.stdout[-500:]}")
         wait_until(self.is_ready, 30, "Redis Cluster")
@@ -64,7 +87,8 @@ class RedisClusterProcess:
 
     def is_ready(self):
         return all(
-            "cluster_state:ok" in redis_command(port, "cluster", "info") for port in self.ports
+            "cluster_state:ok" in redis_command(port, "cluster", "info", tls=self.tls)
+            for port in self.ports
         )
 
     def stop(self):

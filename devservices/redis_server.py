@@ -15,30 +15,39 @@ STATE_DIR = PROJECT_DIR / ".local"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
 
 
-def redis_ping(host, port):
+def redis_ping(host, port, tls=None):
+    """Whether a Redis answers PING at host:port (over TLS with devservices.TlsFiles `tls`)."""
     try:
-        with socket.create_connection((host, port), timeout=1) as sock:
+        with (
+            socket.create_connection((host, port), timeout=1) as raw,
+            _wrapped(raw, host, tls) as sock,
+        ):
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
-    except OSError:
+    except OSError:  # ssl.SSLError too
         return False
 
 
-def redis_command(port, *args):
-    """Run redis-cli against a loopback port and return its output."""
+def _wrapped(sock, host, tls):
+    return tls.client_context().wrap_socket(sock, server_hostname=host) if tls else sock
+
+
+def redis_command(port, *args, tls=None):
+    """Run redis-cli against a loopback port (over TLS with `tls`) and return its output."""
     return subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *(tls.cli_args() if tls else []), *args],
         capture_output=True,
         text=True,
         timeout=30,
     ).stdout
 
 
-def start_redis_server(port, workdir, *extra, persist=False):
+def start_redis_server(port, workdir, *extra, persist=False, tls=None):
     """Start a redis-server on a loopback port; returns the process.
 
     Throw-away unless `persist`: then it loads and, when stopped, saves `workdir`/dump-<port>.rdb,
-    so pending impressions survive a restart of `make run`.
+    so pending impressions survive a restart of `make run`. With `tls` (devservices.TlsFiles) the
+    port speaks TLS only, as ElastiCache with encryption in transit does.
     """
     if not shutil.which("redis-server"):
         raise ServiceUnavailable(
@@ -47,10 +56,12 @@ def start_redis_server(port, workdir, *extra, persist=False):
         )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    plain = ["--port", str(port)]
+    listen = ["--port", "0", "--tls-port", str(port), *tls.server_args()] if tls else plain
     process = subprocess.Popen(
         [
             "redis-server",
-            "--port", str(port),
+            *listen,
             "--bind", "127.0.0.1",
             *(["--dbfilename", f"dump-{port}.rdb"] if persist else ["--save", ""]),
             "--appendonly", "no",
@@ -62,7 +73,7 @@ def start_redis_server(port, workdir, *extra, persist=False):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    wait_until(lambda: redis_ping("127.0.0.1", port), 10, f"redis-server on port {port}")
+    wait_until(lambda: redis_ping("127.0.0.1", port, tls), 10, f"redis-server on port {port}")
     return process
 
 

@@ -28,32 +28,56 @@ hypothesis_settings.load_profile(
 )
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_url():
-    """A real 3-node Redis Cluster: TEST_REDIS_CLUSTER_URL, or one started for this session."""
-    if url := os.environ.get("TEST_REDIS_CLUSTER_URL"):
+def session_service(variable, what, service_class, **options):
+    """The URL in the environment variable `variable`, or that of a devservices `service_class`
+    (built with `options`) started for the session and stopped at its end."""
+    if url := os.environ.get(variable):
         yield url
         return
     try:
-        cluster = devservices.RedisClusterProcess().start()
+        service = service_class(**options).start()
     except devservices.ServiceUnavailable as error:
-        pytest.fail(f"Cannot start a Redis Cluster for the tests: {error}")
-    yield cluster.url
-    cluster.stop()
+        pytest.fail(f"Cannot start {what} for the tests: {error}")
+    yield service.url
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url():
+    """A real 3-node Redis Cluster: TEST_REDIS_CLUSTER_URL, or one started for this session."""
+    yield from session_service(
+        "TEST_REDIS_CLUSTER_URL", "a Redis Cluster", devservices.RedisClusterProcess
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_tls_cluster_url():
+    """A real 3-node Redis Cluster speaking TLS only, reached by the name localhost with the CA in
+    ?ssl_ca_certs= (as ElastiCache Serverless is reached): TEST_REDIS_TLS_CLUSTER_URL, or one
+    started for this session."""
+    yield from session_service(
+        "TEST_REDIS_TLS_CLUSTER_URL",
+        "a TLS Redis Cluster",
+        devservices.RedisClusterProcess,
+        tls=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_tls_url():
+    """A standalone Redis speaking TLS only, rediss://localhost:PORT/0?ssl_ca_certs=…:
+    TEST_REDIS_TLS_URL, or one started for this session."""
+    yield from session_service(
+        "TEST_REDIS_TLS_URL", "a TLS Redis", devservices.RedisTlsServerProcess
+    )
 
 
 @pytest.fixture(scope="session")
 def sqs_endpoint_url():
     """An SQS-protocol server over HTTP: TEST_SQS_ENDPOINT_URL, or moto server started here."""
-    if url := os.environ.get("TEST_SQS_ENDPOINT_URL"):
-        yield url
-        return
-    try:
-        server = devservices.MotoServerProcess().start()
-    except devservices.ServiceUnavailable as error:
-        pytest.fail(f"Cannot start the SQS-protocol server for the tests: {error}")
-    yield server.url
-    server.stop()
+    yield from session_service(
+        "TEST_SQS_ENDPOINT_URL", "the SQS-protocol server", devservices.MotoServerProcess
+    )
 
 
 @pytest.fixture
