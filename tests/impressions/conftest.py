@@ -21,29 +21,41 @@ from .history_rows import add_impressions
 from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset_loss_counter
 
 
-@pytest.fixture
-def standalone_buffer():
-    """The standalone Redis of REDIS_URL, emptied before and after the test; Dummy task backend."""
-    ping_or_fail(settings.IMPRESSIONS_REDIS_URL)
-    with override_settings(TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_CLUSTER="auto"):
-        client = get_flush_client()
-        flush_redis(client)  # also clears this process's reload cache
-        reset_loss_counter()
-        yield client
-        flush_redis(get_flush_client())
-
-
-@pytest.fixture
-def cluster_buffer(redis_cluster_url):
-    """The real 3-node Redis Cluster, detected automatically (INFO cluster)."""
+@contextlib.contextmanager
+def buffer_at(url):
+    """The buffer on the Redis at `url` (its mode detected: INFO cluster), emptied before and
+    after; Dummy task backend. Yields the flush client."""
     with override_settings(
-        TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto"
+        TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_URL=url, IMPRESSIONS_REDIS_CLUSTER="auto"
     ):
         client = get_flush_client()
         flush_redis(client)  # also clears this process's reload cache
         reset_loss_counter()
         yield client
         flush_redis(get_flush_client())
+
+
+@pytest.fixture
+def standalone_buffer():
+    """The standalone Redis of REDIS_URL, emptied before and after the test; Dummy task backend."""
+    ping_or_fail(settings.IMPRESSIONS_REDIS_URL)
+    with buffer_at(settings.IMPRESSIONS_REDIS_URL) as client:
+        yield client
+
+
+@pytest.fixture
+def cluster_buffer(redis_cluster_url):
+    """The real 3-node Redis Cluster, detected automatically (INFO cluster)."""
+    with buffer_at(redis_cluster_url) as client:
+        yield client
+
+
+@pytest.fixture
+def tls_cluster_buffer(redis_tls_cluster_url):
+    """The real 3-node Redis Cluster that speaks TLS only, at rediss://localhost:PORT/0 with its
+    CA in ?ssl_ca_certs= (as a user points the buffer at ElastiCache Serverless)."""
+    with buffer_at(redis_tls_cluster_url) as client:
+        yield client
 
 
 @pytest.fixture(params=["standalone", "cluster"])

@@ -42,6 +42,12 @@ def index_posts(count):
 
 
 def test_scripted_views_count_exactly_then_flush_exactly(buffer):
+    count_and_flush_the_script()
+
+
+def count_and_flush_the_script():
+    """Record SCRIPT's views through the public API, flush them: exact counts in Redis, then in
+    the database, and nothing left pending."""
     ids = index_posts(5)
     for now, viewer, posts in SCRIPT:
         record_impressions(viewer, [ids[p] for p in posts], now=now)
