@@ -9,7 +9,7 @@ import redis
 
 import devservices
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import rq_settings
+from tests.queues.rq.support import rq_on
 from tests.queues.sqs.support import SQS_BACKEND, create_queue_with_dlq
 
 
@@ -32,17 +32,12 @@ def dead_rq_url():
 def rq_url(settings):
     """The RQ Redis of this test run (RQ_REDIS_URL), emptied before and after each test."""
     url = settings.RQ_REDIS_URL
-    connection = redis.Redis.from_url(url)
     try:
-        connection.flushdb()
+        redis.Redis.from_url(url).ping()
     except redis.ConnectionError as error:
         pytest.fail(f"Redis at {url} is not reachable ({error}); start it with `make services`.")
-    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
-    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
-        setattr(settings, name, value)
-    yield url
-    connection.flushdb()
-    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    with rq_on(url, settings):
+        yield url
 
 
 @pytest.fixture

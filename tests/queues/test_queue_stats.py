@@ -67,9 +67,14 @@ def test_an_unreachable_backend_is_reported_with_exit_code_1(settings, dead_rq_u
     assert "unreachable: ConnectionError" in output
 
 
-def test_rq_on_a_cluster_mode_server_is_reported_as_such(settings, redis_cluster_url):
-    for name, value in rq_settings(redis_cluster_url).items():
+@pytest.mark.parametrize(
+    "cluster_url",
+    ["redis_cluster_url", pytest.param("redis_tls_cluster_url", marks=pytest.mark.tls)],
+)
+def test_rq_on_a_cluster_mode_server_is_reported_as_such(settings, cluster_url, request):
+    """The TLS cluster too: rediss://localhost:PORT/0?ssl_ca_certs=…, probed live over TLS."""
+    for name, value in rq_settings(request.getfixturevalue(cluster_url)).items():
         setattr(settings, name, value)
     code, output = queue_stats()
     assert code == 1
-    assert "cluster" in output and "Moved" not in output, output
+    assert "cluster_enabled:1" in output and "Moved" not in output, output

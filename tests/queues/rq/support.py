@@ -1,9 +1,13 @@
 """Helpers for the RQ tests: the backend's dotted path, in-process and subprocess workers."""
 
+import contextlib
+
+import redis
 from django.tasks import task_backends
 
 from queues.rq.connection import JSON_SERIALIZER
 from queues.rq.worker import RQWorker
+from tests.queues import tasks as queue_tasks
 
 RQ_BACKEND = "queues.rq.backend.RQBackend"
 # settings.test's TEST_TASK_MODULES: the tests' tasks, which are in no installed app's tasks module.
@@ -18,6 +22,21 @@ def rq_settings(url, *, alias="default", queue="default", **options):
         "TASKS": {alias: {"BACKEND": RQ_BACKEND, "QUEUES": [queue], "OPTIONS": options}},
         "RQ_QUEUES": {queue: {"URL": url, "SERIALIZER": JSON_SERIALIZER}},
     }
+
+
+@contextlib.contextmanager
+def rq_on(url, settings):
+    """The RQ backend (pytest-django's `settings`) on the Redis at `url` with the test tasks; its
+    database and the tasks' markers emptied before and after."""
+    connection = redis.Redis.from_url(url)
+    connection.flushdb()
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
+        setattr(settings, name, value)
+    yield url
+    connection.flushdb()
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    connection.close()
 
 
 def run_burst(**options):

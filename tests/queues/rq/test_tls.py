@@ -1,0 +1,74 @@
+"""RQ over TLS, reached by the name localhost with the CA in the URL (?ssl_ca_certs=), as a user
+writes a rediss:// URL: the TLS cluster is refused at start-up by the live probe (its host name is
+no known ElastiCache name), the TLS standalone Redis runs tasks, and its numbers and probe answer."""
+
+import datetime
+import time
+
+import pytest
+from django.utils import timezone
+from redis.cluster import RedisCluster
+
+from tests.queues import tasks as queue_tasks
+from tests.queues.rq.support import rq_on, worker_env
+from tests.queues.test_queue_stats import queue_stats
+
+pytestmark = [pytest.mark.tls, pytest.mark.django_db]
+
+
+@pytest.fixture
+def rq_tls_url(redis_tls_url, settings):
+    """RQ on the standalone TLS Redis (emptied before and after), with the test tasks."""
+    with rq_on(redis_tls_url, settings):
+        yield redis_tls_url
+
+
+@pytest.mark.cluster
+def test_check_deploy_and_runworker_refuse_the_tls_cluster(redis_tls_cluster_url, manage):
+    env = worker_env(redis_tls_cluster_url)
+    plain_check = manage("check", env=env)  # the URL alone says nothing: no known cluster name
+    assert plain_check.returncode == 0, plain_check.stderr
+
+    deploy_check = manage("check", "--deploy", env=env)
+    assert deploy_check.returncode != 0
+    assert "queues.E002" in deploy_check.stderr, deploy_check.stderr
+    assert "cluster_enabled:1" in deploy_check.stderr
+
+    worker = manage("runworker", "--burst", env=env)
+    assert worker.returncode != 0
+    assert "CommandError: RQ cannot use the Redis at rediss://localhost:" in worker.stderr
+    assert "cluster_enabled:1" in worker.stderr and "SQSBackend" in worker.stderr
+    assert "Traceback" not in worker.stderr
+    cluster = RedisCluster.from_url(redis_tls_cluster_url)
+    assert cluster.keys("rq:*", target_nodes=RedisCluster.PRIMARIES) == []
+    cluster.close()
+
+
+def test_runworker_runs_due_and_delayed_tasks_over_tls(rq_tls_url, manage):
+    deploy_check = manage("check", "--deploy", env=worker_env(rq_tls_url))
+    assert "queues.E00" not in deploy_check.stderr, deploy_check.stderr
+
+    due = timezone.now() + datetime.timedelta(seconds=0.5)
+    queue_tasks.record_marker.enqueue("now")
+    queue_tasks.record_marker.using(run_after=due).enqueue("later")  # through RQ's scheduler
+    time.sleep(max(0, (due - timezone.now()).total_seconds()) + 0.1)
+    worker = manage("runworker", "--burst", env=worker_env(rq_tls_url))
+
+    assert worker.returncode == 0, worker.stderr
+    assert sorted(queue_tasks.markers()) == ["later", "now"]
+
+
+def test_queue_stats_readiness_and_the_dashboard_read_the_tls_redis(
+    rq_tls_url, client, django_user_model
+):
+    waiting = queue_tasks.record_marker.enqueue("waiting")
+    code, output = queue_stats()
+    assert code == 0, output
+    assert "queued=1" in output
+    readiness = client.get("/readyz")  # from 127.0.0.1: with the details
+    assert readiness.status_code == 200, readiness.content
+    assert readiness.json()["checks"]["queue"]["ok"] is True
+    client.force_login(django_user_model.objects.create_superuser("operator"))
+    listing = client.get("/admin/rq/queues/0/")  # django-rq's own connection of RQ_QUEUES
+    assert listing.status_code == 200
+    assert waiting.id in listing.text
