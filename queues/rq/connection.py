@@ -43,7 +43,8 @@ def endpoint_url(config: dict) -> str | None:
     if "HOST" in config:
         host = str(config["HOST"])
         netloc = f"[{host}]" if ":" in host else host
-        return f"redis://{netloc}:{config.get('PORT', 6379)}/{config.get('DB', 0)}"
+        scheme = "rediss" if config.get("SSL") else "redis"  # django-rq connects over TLS then
+        return f"{scheme}://{netloc}:{config.get('PORT', 6379)}/{config.get('DB', 0)}"
     return None
 
 

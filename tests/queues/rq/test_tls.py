@@ -4,13 +4,17 @@ no known ElastiCache name), the TLS standalone Redis runs tasks, and its numbers
 
 import datetime
 import time
+import urllib.parse
 
 import pytest
+from django.core import checks
 from django.utils import timezone
 from redis.cluster import RedisCluster
 
+from queues.exceptions import ClusterModeRedis
+from queues.rq.connection import JSON_SERIALIZER
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import rq_on, worker_env
+from tests.queues.rq.support import rq_on, rq_settings, worker_env
 from tests.queues.test_queue_stats import queue_stats
 
 pytestmark = [pytest.mark.tls, pytest.mark.django_db]
@@ -72,3 +76,31 @@ def test_queue_stats_readiness_and_the_dashboard_read_the_tls_redis(
     listing = client.get("/admin/rq/queues/0/")  # django-rq's own connection of RQ_QUEUES
     assert listing.status_code == 200
     assert waiting.id in listing.text
+
+
+@pytest.mark.cluster
+def test_an_entry_by_host_with_ssl_is_refused_naming_its_rediss_url(
+    redis_tls_cluster_url, settings
+):
+    """RQ_QUEUES by HOST/PORT with SSL (and the CA in REDIS_CLIENT_KWARGS, as django-rq takes it):
+    the refusal names the endpoint rediss://, as it is reached, not redis://."""
+    parts = urllib.parse.urlsplit(redis_tls_cluster_url)
+    settings.TASKS = rq_settings(redis_tls_cluster_url)["TASKS"]
+    settings.RQ_QUEUES = {
+        "default": {
+            "HOST": parts.hostname,
+            "PORT": parts.port,
+            "DB": 0,
+            "SSL": True,
+            "REDIS_CLIENT_KWARGS": {
+                "ssl_ca_certs": urllib.parse.parse_qs(parts.query)["ssl_ca_certs"][0]
+            },
+            "SERIALIZER": JSON_SERIALIZER,
+        }
+    }
+    endpoint = f"rediss://localhost:{parts.port}/0"
+    errors = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
+    refused = [error.msg for error in errors if error.id == "queues.E002"]
+    assert refused and f"the Redis at {endpoint} cannot host RQ" in refused[0], errors
+    with pytest.raises(ClusterModeRedis, match=f"RQ cannot use the Redis at {endpoint}:"):
+        queue_tasks.record_marker.enqueue("never")
