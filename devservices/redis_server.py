@@ -2,6 +2,7 @@
 
 import shutil
 import socket
+import ssl
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -16,11 +17,11 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
 
 
 def redis_ping(host, port, tls=None):
-    """Whether a Redis answers PING at host:port (over TLS with devservices.TlsFiles `tls`)."""
+    """Whether a Redis answers PING at host:port; over TLS with the ssl context `tls`."""
     try:
         with (
             socket.create_connection((host, port), timeout=1) as raw,
-            _wrapped(raw, host, tls) as sock,
+            tls.wrap_socket(raw, server_hostname=host) if tls else raw as sock,
         ):
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
@@ -28,8 +29,17 @@ def redis_ping(host, port, tls=None):
         return False
 
 
-def _wrapped(sock, host, tls):
-    return tls.client_context().wrap_socket(sock, server_hostname=host) if tls else sock
+def url_tls(url):
+    """The ssl context a client of a rediss:// URL verifies the server with (the CA of its
+    ?ssl_ca_certs=, else the system's); None for any other scheme."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    ca = urllib.parse.parse_qs(parts.query).get("ssl_ca_certs", [None])[0]
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as error:
+        raise ServiceUnavailable(f"Cannot read the CA of the Redis URL ({ca}): {error}") from None
 
 
 def redis_command(port, *args, tls=None):
@@ -73,7 +83,8 @@ def start_redis_server(port, workdir, *extra, persist=False, tls=None):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    wait_until(lambda: redis_ping("127.0.0.1", port, tls), 10, f"redis-server on port {port}")
+    context = tls.client_context() if tls else None
+    wait_until(lambda: redis_ping("127.0.0.1", port, context), 10, f"redis-server on port {port}")
     return process
 
 
@@ -83,15 +94,14 @@ def start_missing_redis(urls, workdir):
     Returns the processes started, for the caller to stop; a Redis already running is not ours.
     """
     started = []
+    local = {}  # port: the first URL naming it
+    for url in urls:
+        if port := _local_port(url):
+            local.setdefault(port, url)
     try:
-        for port in sorted({port for url in urls if (port := _local_port(url))}):
-            if redis_ping("127.0.0.1", port):
-                continue
-            if is_listening("127.0.0.1", port):
-                raise ServiceUnavailable(
-                    f"Something listens on 127.0.0.1:{port} but it is not Redis."
-                )
-            started.append(start_redis_server(port, workdir, persist=True))
+        for port, url in sorted(local.items()):
+            if not _answers(url):
+                started.append(start_redis_server(port, workdir, persist=True))
     except BaseException:
         for process in started:
             stop_process(process)
@@ -99,21 +109,41 @@ def start_missing_redis(urls, workdir):
     return started
 
 
-def _local_port(url):
+def _answers(url):
+    """True when the Redis of `url` answers (over TLS for rediss://, by the URL's host name);
+    False when nothing listens there and a plain redis-server may be started; raises otherwise."""
+    host, port = _address(url)
+    tls = url_tls(url)
+    if redis_ping(host, port, tls):
+        return True
+    if is_listening(host, port):
+        what = "no Redis answers over TLS with the CA of its URL" if tls else "it is not Redis"
+        raise ServiceUnavailable(f"Something listens on {host}:{port} but {what}.")
+    if tls:
+        raise ServiceUnavailable(
+            f"No Redis answers on {host}:{port}; a rediss:// URL needs a TLS Redis, which is not"
+            " started here: start it, or use a redis:// URL."
+        )
+    return False
+
+
+def _address(url):
     parts = urllib.parse.urlsplit(url)
-    return (parts.port or 6379) if (parts.hostname or "127.0.0.1") in LOOPBACK else None
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
+def _local_port(url):
+    host, port = _address(url)
+    return port if host in LOOPBACK else None
 
 
 def ensure_redis(url):
     """Make sure the Redis at `url` answers; start a private one on loopback if nothing listens."""
-    parts = urllib.parse.urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    host, port = _address(url)
     if host not in LOOPBACK:
         return f"Redis at {host}:{port} is not local: not checked here"
-    if redis_ping(host, port):
+    if _answers(url):
         return f"Redis is up at {host}:{port}"
-    if is_listening(host, port):
-        raise ServiceUnavailable(f"Something listens on {host}:{port} but it is not Redis.")
     workdir = STATE_DIR / "redis"
     start_redis_server(port, workdir, "--daemonize", "yes", "--pidfile", str(workdir / "redis.pid"))
     return (

@@ -6,7 +6,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 
+import pytest
 from django.conf import settings
 
 import devservices
@@ -39,6 +41,21 @@ def test_ensure_says_a_running_redis_is_up():
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Redis is up at 127.0.0.1:" in out
+
+
+@pytest.mark.tls
+def test_ensure_and_supervise_take_a_tls_redis_by_its_rediss_url(redis_tls_url):
+    """make test and make run check REDIS_URL first: a local rediss:// one is pinged over TLS with
+    the URL's CA, not refused as 'not Redis' (nor given a plain redis-server on its port)."""
+    port = urllib.parse.urlsplit(redis_tls_url).port
+    ensure = devservices_command("ensure", "--database-url", "", "--redis-url", redis_tls_url)
+    out, err = ensure.communicate(timeout=30)
+    assert ensure.returncode == 0, err
+    assert f"Redis is up at localhost:{port}" in out
+    supervise = devservices_command("supervise", "--redis-url", redis_tls_url, "true")
+    out, err = supervise.communicate(timeout=30)
+    assert supervise.returncode == 0, err
+    assert "Started redis-server" not in out
 
 
 def test_ensure_refuses_a_port_that_is_not_redis():
