@@ -13,13 +13,14 @@
 | impressions.W004   | check --deploy    | a proxy in front, no trusted proxies: one address for all |
 | impressions.E006   | every check       | IMPRESSIONS_FLUSH_PARTS is more than IMPRESSIONS_SHARDS |
 | impressions.E007   | every check       | TASKS has no IMPRESSIONS_TASK_BACKEND or no IMPRESSIONS_TASK_QUEUE |
-| impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster) |
+| impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster), or its TLS certificate is not trusted |
 | impressions.W005   | every check       | an IMPRESSIONS_* setting this app does not have (a typo?) |
 
 Never reuse a retired id.
 """
 
 import difflib
+import ssl
 
 from django.apps import apps
 from django.conf import settings
@@ -200,6 +201,18 @@ def check_buffer_answers(app_configs=None, **kwargs):
         return [checks.Error(str(error), obj="IMPRESSIONS_REDIS_URL", id="impressions.E008")]
     except Exception as error:  # RedisError, and RedisClusterException, which is not one
         reason = redact_text(f"{type(error).__name__}: {error}")
+        if refused_certificate(error):
+            return [
+                checks.Error(
+                    f"The impression buffer at {url} presented a certificate that"
+                    f" IMPRESSIONS_REDIS_URL does not trust ({reason}).",
+                    hint="Name the CA that signed it in the URL's query, as redis-py reads it:"
+                    " rediss://host:6379/0?ssl_ca_certs=/path/ca.pem, and reach the server by a"
+                    " name its certificate holds.",
+                    obj="IMPRESSIONS_REDIS_URL",
+                    id="impressions.E008",
+                )
+            ]
         if isinstance(error, AuthenticationError) or "auth" in str(error).lower():
             return [
                 checks.Error(
@@ -212,6 +225,18 @@ def check_buffer_answers(app_configs=None, **kwargs):
             ]
         # Deploy checks often run where production's Redis cannot be reached: not an issue.
     return []
+
+
+def refused_certificate(error):
+    """Whether the TLS handshake failed on the server's certificate (an unknown CA, another name):
+    the server answered, its URL is wrong, as with refused credentials."""
+    while error is not None:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return True
+        if "certificate verify failed" in str(error).lower():  # redis-py keeps only the text
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 @checks.register(checks.Tags.compatibility)

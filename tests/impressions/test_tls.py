@@ -12,6 +12,7 @@ import impressions
 from impressions.recorder import pending_counts, record_impressions
 from tests.factories import make_posts
 
+from .test_buffer_check import buffer_errors
 from .test_record import count_and_flush_the_script, served_ids
 
 pytestmark = [pytest.mark.django_db, pytest.mark.cluster, pytest.mark.tls]
@@ -35,14 +36,21 @@ def test_timeline_requests_count_and_the_buffer_s_probes_answer_over_tls(
     assert readiness.json()["checks"]["impression_buffer"]["ok"] is True
 
 
-def test_the_ca_comes_from_the_url(redis_tls_cluster_url):
-    """Without ?ssl_ca_certs= the server's certificate is not trusted: the TLS above is real."""
+def test_the_ca_comes_from_the_url_and_check_deploy_says_when_it_is_missing(
+    redis_tls_cluster_url,
+):
+    """Without ?ssl_ca_certs= the server's certificate is not trusted (so the TLS above is real),
+    and every impression would be lost: check --deploy says so, as for refused credentials."""
     untrusted = urllib.parse.urlsplit(redis_tls_cluster_url)._replace(query="").geturl()
     with (
         override_settings(IMPRESSIONS_REDIS_URL=untrusted, IMPRESSIONS_REDIS_CLUSTER="auto"),
         pytest.raises(redis.ConnectionError, match="certificate verify failed"),
     ):
         impressions.ping(timeout=0.5)
+    [error] = buffer_errors(untrusted)
+    assert f"The impression buffer at {untrusted} presented a certificate" in error.msg
+    assert "ssl_ca_certs" in error.hint
+    assert buffer_errors(redis_tls_cluster_url) == []
 
 
 def test_a_tls_connection_the_server_closed_is_replaced_before_the_call(tls_cluster_buffer):
