@@ -16,12 +16,12 @@ STATE_DIR = PROJECT_DIR / ".local"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
 
 
-def redis_ping(host, port, tls=None):
-    """Whether a Redis answers PING at host:port; over TLS with the ssl context `tls`."""
+def redis_ping(host, port, context=None):
+    """Whether a Redis answers PING at host:port; over TLS with the ssl `context`, if given."""
     try:
         with (
             socket.create_connection((host, port), timeout=1) as raw,
-            tls.wrap_socket(raw, server_hostname=host) if tls else raw as sock,
+            context.wrap_socket(raw, server_hostname=host) if context else raw as sock,
         ):
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
@@ -29,7 +29,7 @@ def redis_ping(host, port, tls=None):
         return False
 
 
-def url_tls(url):
+def url_context(url):
     """The ssl context a client of a rediss:// URL verifies the server with (the CA of its
     ?ssl_ca_certs=, else the system's); None for any other scheme."""
     parts = urllib.parse.urlsplit(url)
@@ -113,13 +113,13 @@ def _answers(url):
     """True when the Redis of `url` answers (over TLS for rediss://, by the URL's host name);
     False when nothing listens there and a plain redis-server may be started; raises otherwise."""
     host, port = _address(url)
-    tls = url_tls(url)
-    if redis_ping(host, port, tls):
+    context = url_context(url)
+    if redis_ping(host, port, context):
         return True
     if is_listening(host, port):
-        what = "no Redis answers over TLS with the CA of its URL" if tls else "it is not Redis"
+        what = "no Redis answers over TLS with the CA of its URL" if context else "it is not Redis"
         raise ServiceUnavailable(f"Something listens on {host}:{port} but {what}.")
-    if tls:
+    if context:
         raise ServiceUnavailable(
             f"No Redis answers on {host}:{port}; a rediss:// URL needs a TLS Redis, which is not"
             " started here: start it, or use a redis:// URL."
