@@ -113,14 +113,24 @@ class SQSBackend(QueueBackend):
 
     def _option_problems(self, given: dict[str, Any]) -> list[tuple[str, str, str]]:
         problems = super()._option_problems(given)
+        where = f"TASKS[{self.alias!r}]['OPTIONS']"
         if not (given.get("QUEUE_URL") or given.get("QUEUE_NAME")):
             problems.append(
-                (
-                    "queues.E005",
-                    f"TASKS[{self.alias!r}]['OPTIONS'] names no queue.",
-                    "Set QUEUE_URL or QUEUE_NAME.",
-                )
+                ("queues.E005", f"{where} names no queue.", "Set QUEUE_URL or QUEUE_NAME.")
             )
+        for key in ("QUEUE_URL", "QUEUE_NAME"):
+            value = given.get(key)
+            if isinstance(value, str) and value.rstrip("/").endswith(".fifo"):
+                problems.append(
+                    (
+                        "queues.E005",
+                        f"{where}: {key}={value!r} is a FIFO queue, which the SQS backend does not"
+                        " support: a FIFO queue refuses a message's own DelaySeconds (run_after,"
+                        " retry delays) and wants a MessageGroupId on every message, so every"
+                        " enqueue would fail.",
+                        "Use a standard queue (a name without .fifo); `manage.py sqs_setup` makes one.",
+                    )
+                )
         return problems
 
     def _build_client(self, connect_timeout: float, read_timeout: float) -> Any:

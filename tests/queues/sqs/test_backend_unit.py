@@ -24,6 +24,9 @@ URL = "https://sqs.ap-northeast-1.amazonaws.com/123456789012/casusult-jobs"
         ({"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}, "queues.E005", "WAIT_TIME_SECONDS=21"),
         ({"QUEUE_URL": "x", "JOB_TIMEOUT": 0}, "queues.E005", "JOB_TIMEOUT=0"),
         ({"QUEUE_URL": "x", "VISIBILITY_TIMEOUT": 43201}, "queues.E005", "VISIBILITY_TIMEOUT"),
+        ({"QUEUE_URL": "x", "MAX_MESSAGES": 11}, "queues.E005", "MAX_MESSAGES=11"),
+        ({"QUEUE_NAME": "jobs.fifo"}, "queues.E005", "QUEUE_NAME='jobs.fifo' is a FIFO queue"),
+        ({"QUEUE_URL": f"{URL}.fifo"}, "queues.E005", "DelaySeconds"),
     ],
 )
 def test_bad_options_name_the_alias(settings, options, check_id, named):
