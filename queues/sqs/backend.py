@@ -1,15 +1,18 @@
 """Amazon SQS through boto3 as a django.tasks backend: versioned JSON messages, never code.
 
 Standard boto3 configuration applies (AWS_ENDPOINT_URL_SQS, AWS_DEFAULT_REGION, the credentials
-chain); OPTIONS add SESSION_PARAMS/CLIENT_PARAMS for anything else.
+chain), except that an AWS QUEUE_URL's own region wins; OPTIONS add SESSION_PARAMS/CLIENT_PARAMS for
+anything else.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -40,6 +43,33 @@ MAX_HIDDEN = 43200
 def queue_name_from_url(url: str) -> str:
     """The queue name at the end of an SQS queue URL (https://…/123456789012/name)."""
     return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+# The region in the host of an AWS queue URL: sqs.<region>.amazonaws.com (also -fips, VPC
+# endpoints, .amazonaws.com.cn, the dual-stack api.aws) and the legacy <region>.queue.amazonaws.com.
+_REGION = r"([a-z]{2}(?:-[a-z]+)+-\d+)"
+_QUEUE_HOSTS = (
+    re.compile(
+        rf"(?:^|\.)sqs(?:-fips)?\.{_REGION}\.(?:vpce\.)?(?:amazonaws\.com(?:\.cn)?|api\.aws)$"
+    ),
+    re.compile(rf"^{_REGION}\.queue\.amazonaws\.com(?:\.cn)?$"),
+)
+
+
+def region_from_queue_url(url: str | None) -> str | None:
+    """The AWS region an SQS queue URL names in its host, or None (a local server's URL).
+
+    SQS answers a call for another region's queue with NonExistentQueue: the client must be in the
+    queue's region, whatever AWS_DEFAULT_REGION says (botocore sends every call, QueueUrl in its
+    body, to the client's own regional endpoint).
+    """
+    host = (urlsplit(url).hostname or "") if isinstance(url, str) else ""
+    if host == "queue.amazonaws.com":
+        return "us-east-1"
+    for pattern in _QUEUE_HOSTS:
+        if found := pattern.search(host):
+            return found.group(1)
+    return None
 
 
 class SQSBackend(QueueBackend):
@@ -131,6 +161,20 @@ class SQSBackend(QueueBackend):
                         "Use a standard queue (a name without .fifo); `manage.py sqs_setup` makes one.",
                     )
                 )
+        region = region_from_queue_url(given.get("QUEUE_URL"))
+        for key in ("CLIENT_PARAMS", "SESSION_PARAMS"):
+            params = given.get(key)
+            chosen = params.get("region_name") if isinstance(params, dict) else None
+            if region and chosen and chosen != region:
+                problems.append(
+                    (
+                        "queues.E005",
+                        f"{where}: {key}['region_name']={chosen!r}, but QUEUE_URL is a queue in"
+                        f" {region}: SQS would answer every call NonExistentQueue.",
+                        "Drop region_name (the backend takes the region from QUEUE_URL), or fix"
+                        " QUEUE_URL.",
+                    )
+                )
         return problems
 
     def _build_client(self, connect_timeout: float, read_timeout: float) -> Any:
@@ -143,6 +187,9 @@ class SQSBackend(QueueBackend):
         if params.get("config") is not None:
             config = config.merge(params["config"])  # the OPTIONS' own config wins
         params["config"] = config
+        region = region_from_queue_url(self.options["QUEUE_URL"])
+        if region and not self.options["SESSION_PARAMS"].get("region_name"):
+            params.setdefault("region_name", region)  # the queue's, not AWS_DEFAULT_REGION
         session = boto3.session.Session(**self.options["SESSION_PARAMS"])
         return session.client("sqs", **params)
 

@@ -8,7 +8,7 @@ import pytest
 from django.tasks import task_backends
 
 from queues.exceptions import QueueConfigurationError
-from queues.sqs.backend import SQSBackend
+from queues.sqs.backend import SQSBackend, region_from_queue_url
 from queues.sqs.worker import SQSWorker
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import SQS_BACKEND
@@ -27,6 +27,11 @@ URL = "https://sqs.ap-northeast-1.amazonaws.com/123456789012/casusult-jobs"
         ({"QUEUE_URL": "x", "MAX_MESSAGES": 11}, "queues.E005", "MAX_MESSAGES=11"),
         ({"QUEUE_NAME": "jobs.fifo"}, "queues.E005", "QUEUE_NAME='jobs.fifo' is a FIFO queue"),
         ({"QUEUE_URL": f"{URL}.fifo"}, "queues.E005", "DelaySeconds"),
+        (
+            {"QUEUE_URL": URL, "CLIENT_PARAMS": {"region_name": "us-east-1"}},
+            "queues.E005",
+            "CLIENT_PARAMS['region_name']='us-east-1', but QUEUE_URL is a queue in ap-northeast-1",
+        ),
     ],
 )
 def test_bad_options_name_the_alias(settings, options, check_id, named):
@@ -50,6 +55,33 @@ def test_bad_options_name_the_alias(settings, options, check_id, named):
 )
 def test_queue_name_comes_from_the_name_or_the_url(options, name):
     assert SQSBackend("default", {"OPTIONS": options}).queue_name == name
+
+
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        (URL, "ap-northeast-1"),
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "eu-west-1"),
+        ("https://eu-west-1.queue.amazonaws.com/123456789012/q", "eu-west-1"),
+        ("https://queue.amazonaws.com/123456789012/q", "us-east-1"),
+        ("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", "cn-north-1"),
+        ("https://sqs-fips.us-gov-west-1.amazonaws.com/123456789012/q", "us-gov-west-1"),
+        ("https://vpce-0a1b-c2d3.sqs.ap-southeast-2.vpce.amazonaws.com/1/q", "ap-southeast-2"),
+        ("http://127.0.0.1:4566/000000000000/q", None),  # a local server: the client's region
+        ("https://sqs.eu-west-1.amazonaws.com.example.org/1/q", None),
+    ],
+)
+def test_the_region_comes_from_the_queue_url(url, region):
+    assert region_from_queue_url(url) == region
+
+
+def test_the_client_is_in_the_queue_urls_region_not_the_default_one(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    backend = SQSBackend("default", {"OPTIONS": {"QUEUE_URL": URL}})
+    assert backend.client.meta.region_name == "ap-northeast-1"
+    assert backend.poll_client.meta.region_name == "ap-northeast-1"
+    named = SQSBackend("default", {"OPTIONS": {"QUEUE_NAME": "casusult-jobs"}})
+    assert named.client.meta.region_name == "us-east-1"
 
 
 def test_the_queue_option_is_refused_naming_the_alias():

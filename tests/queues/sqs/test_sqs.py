@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -314,3 +315,26 @@ def test_ping_asks_for_the_queue_by_name(sqs, settings):
     }
     with pytest.raises(ClientError, match="NonExistentQueue"):
         task_backends["default"].ping()
+
+
+def test_a_queue_in_another_region_than_the_default_one_is_reached(aws_env, settings):
+    """QUEUE_URL names eu-west-1, AWS_DEFAULT_REGION says us-east-1: the client follows the URL
+    (botocore would send every call to us-east-1, which answers NonExistentQueue)."""
+    name = f"casusult-eu-{uuid.uuid4().hex[:10]}"
+    boto3.client("sqs", region_name="eu-west-1").create_queue(QueueName=name)
+    settings.TASKS = {
+        "default": {
+            "BACKEND": SQS_BACKEND,
+            "OPTIONS": {
+                "QUEUE_URL": f"https://sqs.eu-west-1.amazonaws.com/123456789012/{name}",
+                "WAIT_TIME_SECONDS": 1,
+                "TASK_MODULES": settings.TEST_TASK_MODULES,
+            },
+        }
+    }
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    queue_tasks.record_marker.enqueue("eu")
+    assert task_backends["default"].stats()[0].counts["visible"] == 1
+    assert run_burst() == 0
+    assert queue_tasks.markers() == ["eu"]
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
