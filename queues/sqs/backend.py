@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.checks import CheckMessage
 from django.tasks import Task, TaskResult
+from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
@@ -70,6 +71,19 @@ def region_from_queue_url(url: str | None) -> str | None:
         if found := pattern.search(host):
             return found.group(1)
     return None
+
+
+def error_text(error: ClientError) -> str:
+    """What SQS said, without botocore's "An error occurred (…) when calling …" wrapping."""
+    return str(error.response.get("Error", {}).get("Message") or error)
+
+
+def too_long(error: ClientError) -> bool:
+    """Whether SendMessage was refused for the message's size (the queue's MaximumMessageSize)."""
+    found = error.response.get("Error", {})
+    return "InvalidParameterValue" in str(found.get("Code", "")) and "shorter than" in str(
+        found.get("Message", "")
+    )
 
 
 class SQSBackend(QueueBackend):
@@ -255,7 +269,17 @@ class SQSBackend(QueueBackend):
         self.require_registered(task)
         result: TaskResult[Any, Any] = new_result(task, uuid.uuid4().hex, args, kwargs, self.alias)
         self.bound_arguments(result)
-        self.send(encode_message(result, task), delay_seconds(task.run_after))
+        body = encode_message(result, task)
+        try:
+            self.send(body, delay_seconds(task.run_after))
+        except ClientError as error:
+            if not too_long(error):
+                raise
+            raise InvalidTask(
+                f"{task.module_path}: SQS refused the message, {len(body.encode())} bytes:"
+                f" {error_text(error)} (the queue's MaximumMessageSize, at most 1 MiB; the"
+                " arguments, at most 256 KiB, travel in it)."
+            ) from None
         object.__setattr__(result, "enqueued_at", timezone.now())
         task_enqueued.send(type(self), task_result=result)
         return result

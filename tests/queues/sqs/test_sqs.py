@@ -13,6 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from django.tasks import task_backends
+from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
 from queues import liveness
@@ -338,3 +339,12 @@ def test_a_queue_in_another_region_than_the_default_one_is_reached(aws_env, sett
     assert run_burst() == 0
     assert queue_tasks.markers() == ["eu"]
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+
+
+def test_a_message_longer_than_the_queue_takes_is_refused_naming_the_limit(sqs, settings):
+    """Arguments within the 256 KiB bound, on a queue made with Terraform's default
+    max_message_size (256 KiB): with the envelope the body is longer than the queue takes."""
+    sqs.client.set_queue_attributes(QueueUrl=sqs.url, Attributes={"MaximumMessageSize": "262144"})
+    with pytest.raises(InvalidTask, match=r"SQS refused the message, \d+ bytes: .*262144 bytes"):
+        queue_tasks.record_marker.enqueue("x" * 262_000)
+    assert message_count(sqs.client, sqs.url) == 0
