@@ -65,6 +65,30 @@ def max_receive_count_floor():
     return backend.max_attempts if backend else 1
 
 
+def existing_settings(client, name):
+    """What queue `name` already has, where it exists (made by Terraform, say): (the name of its
+    redrive policy's DLQ, its maxReceiveCount, its VisibilityTimeout), None for each it lacks.
+
+    sqs_setup keeps these unless told otherwise: repointing the policy to a new `<name>-dlq`
+    would strand what the old DLQ holds, out of reach of sqs_redrive and queue_stats.
+    """
+    try:
+        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+    except client.exceptions.QueueDoesNotExist:
+        return None, None, None
+    names = ["RedrivePolicy", "VisibilityTimeout"]
+    current = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    policy = json.loads(current.get("RedrivePolicy") or "{}")
+    arn = policy.get("deadLetterTargetArn")
+    receives = policy.get("maxReceiveCount")
+    visibility = current.get("VisibilityTimeout")
+    return (
+        arn.rsplit(":", 1)[-1] if arn else None,
+        int(receives) if receives is not None else None,
+        int(visibility) if visibility is not None else None,
+    )
+
+
 def ensure_queue(client, name, attributes):
     """Create queue `name` with `attributes`, or set them on it when it exists; a QueueState."""
     errors = client.exceptions

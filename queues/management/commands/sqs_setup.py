@@ -9,6 +9,7 @@ from queues.extras import command_requires
 from redis_endpoints import redact_text
 
 DEFAULT_MAX_RECEIVE_COUNT = 5
+DEFAULT_VISIBILITY_TIMEOUT = 60
 
 
 class Command(BaseCommand):
@@ -23,18 +24,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queue-name", help="default: the SQS backend's queue (OPTIONS QUEUE_NAME/QUEUE_URL)"
         )
-        parser.add_argument("--dlq-name", help="default: <queue name>-dlq")
+        parser.add_argument(
+            "--dlq-name", help="default: the queue's own DLQ if it has one, else <queue name>-dlq"
+        )
         parser.add_argument(
             "--max-receive-count",
             type=whole_number,
-            help=f"receives before SQS moves a message to the DLQ (default"
+            help=f"receives before SQS moves a message to the DLQ (default: the queue's own, else"
             f" {DEFAULT_MAX_RECEIVE_COUNT}; never below the backend's MAX_ATTEMPTS)",
         )
         parser.add_argument(
             "--visibility-timeout",
             type=whole_number,
-            default=60,
-            help="seconds a received message stays hidden (default 60; the worker extends it)",
+            help=f"seconds a received message stays hidden (default: the queue's own, else"
+            f" {DEFAULT_VISIBILITY_TIMEOUT}; the worker extends it)",
         )
 
     def handle(self, *, queue_name, dlq_name, max_receive_count, visibility_timeout, **options):
@@ -43,6 +46,7 @@ class Command(BaseCommand):
 
         from queues.sqs.setup import (
             configured_queue_name,
+            existing_settings,
             max_receive_count_floor,
             setup_queues,
             sqs_client,
@@ -54,18 +58,17 @@ class Command(BaseCommand):
                 "No queue name: pass --queue-name, or give the SQS backend's OPTIONS a QUEUE_NAME"
                 " (or QUEUE_URL)."
             )
-        floor = max_receive_count_floor()
-        if max_receive_count is None:
-            max_receive_count = max(DEFAULT_MAX_RECEIVE_COUNT, floor)
-        elif 1 <= max_receive_count < floor:
-            self.stdout.write(
-                f"--max-receive-count {max_receive_count} is below the backend's MAX_ATTEMPTS;"
-                f" using {floor}"
-            )
-            max_receive_count = floor
+        client = sqs_client()
         try:
+            dlq_name, max_receive_count, visibility_timeout = self.choose(
+                existing_settings(client, queue_name),
+                dlq_name,
+                max_receive_count,
+                visibility_timeout,
+                max_receive_count_floor(),
+            )
             queue, dlq = setup_queues(
-                sqs_client(),
+                client,
                 queue_name,
                 dlq_name=dlq_name,
                 max_receive_count=max_receive_count,
@@ -85,3 +88,28 @@ class Command(BaseCommand):
             f" visibility timeout {queue.attributes['VisibilityTimeout']} s"
         )
         self.stdout.write(f"QUEUE_URL={queue.url}")
+
+    def choose(self, existing, dlq_name, max_receive_count, visibility_timeout, floor):
+        """(DLQ name, maxReceiveCount, visibility timeout): the options given, else what the
+        queue has (`existing`, from existing_settings), else the defaults; maxReceiveCount never
+        below `floor` (MAX_ATTEMPTS)."""
+        kept_dlq, kept_receives, kept_visibility = existing
+        if dlq_name is None and kept_dlq:
+            dlq_name = kept_dlq
+            self.stdout.write(
+                f"keeping the queue's dead-letter queue {kept_dlq} (--dlq-name changes it)"
+            )
+        source = "--max-receive-count"
+        if max_receive_count is None:
+            source = "the queue's maxReceiveCount" if kept_receives else ""
+            max_receive_count = kept_receives or DEFAULT_MAX_RECEIVE_COUNT
+        if 1 <= max_receive_count < floor:
+            if source:
+                self.stdout.write(
+                    f"{source} {max_receive_count} is below the backend's MAX_ATTEMPTS;"
+                    f" using {floor}"
+                )
+            max_receive_count = floor
+        if visibility_timeout is None:
+            visibility_timeout = kept_visibility or DEFAULT_VISIBILITY_TIMEOUT
+        return dlq_name, max_receive_count, visibility_timeout

@@ -68,3 +68,41 @@ def test_unreachable_endpoint_is_reported(manage, setup_env):
     result = manage("sqs_setup", "--queue-name", "jobs", env=env, timeout=60)
     assert result.returncode != 0
     assert "unreachable" in result.stderr
+
+
+def test_a_queue_made_elsewhere_keeps_its_dead_letter_queue_and_settings(
+    manage, setup_env, moto_sqs_client
+):
+    """A queue made by Terraform, say, with its own DLQ: sqs_setup must not repoint its redrive
+    policy to a new <name>-dlq (stranding what the old one holds) nor undo its other settings."""
+    client, name = moto_sqs_client, f"terraform-{uuid.uuid4().hex[:8]}"
+    dlq_url = client.create_queue(QueueName=f"{name}-deadletter")["QueueUrl"]
+    dlq_arn = attributes(client, f"{name}-deadletter")["QueueArn"]
+    client.send_message(QueueUrl=dlq_url, MessageBody="dead since yesterday")
+    policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "10"}
+    client.create_queue(
+        QueueName=name,
+        Attributes={"VisibilityTimeout": "300", "RedrivePolicy": json.dumps(policy)},
+    )
+    result = manage("sqs_setup", "--queue-name", name, env=setup_env)
+    assert result.returncode == 0, result.stderr
+    assert f"keeping the queue's dead-letter queue {name}-deadletter" in result.stdout
+    queue = attributes(client, name)
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert (redrive["deadLetterTargetArn"], int(redrive["maxReceiveCount"])) == (dlq_arn, 10)
+    assert queue["VisibilityTimeout"] == "300"
+    names = [
+        url.rsplit("/", 1)[-1] for url in client.list_queues(QueueNamePrefix=name)["QueueUrls"]
+    ]
+    assert sorted(names) == [name, f"{name}-deadletter"]
+
+    # Options still change it, explicitly.
+    changed = manage(
+        "sqs_setup", "--queue-name", name, "--max-receive-count", "6", "--visibility-timeout",
+        "90", env=setup_env,
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    queue = attributes(client, name)
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert (redrive["deadLetterTargetArn"], int(redrive["maxReceiveCount"])) == (dlq_arn, 6)
+    assert queue["VisibilityTimeout"] == "90"
