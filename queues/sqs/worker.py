@@ -35,6 +35,19 @@ logger = logging.getLogger("queues.worker")
 
 # botocore's errors for a failed call (network, throttling, a queue gone for a while).
 TRANSIENT_ERRORS = (BotoCoreError, ClientError)
+# Refusals no wait cures: before its first receive the worker reports them and exits (runworker
+# names the remedy) rather than retry them for ever; later, they are ridden out like the rest.
+MISCONFIGURED_CODES = {
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidSecurity",
+}
+MISCONFIGURED_NAMES = {"NoRegionError", "NoCredentialsError", "PartialCredentialsError"}
 # Seconds between two looks at the stop flag while a long poll is waited for.
 STOP_CHECK = 0.1
 
@@ -80,9 +93,19 @@ class SQSWorker:
             )
         if "NonExistentQueue" in code or code == "QueueDoesNotExist":
             return "create the queue and its dead-letter queue with `manage.py sqs_setup`"
+        if code in ("AccessDenied", "AccessDeniedException"):
+            return "give the worker's role the worker's IAM policy (docs/operations/aws.md)"
+        if code in ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
+            return "check the worker's AWS credentials: these keys are not valid"
         if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
             return "check the network path to SQS, or AWS_ENDPOINT_URL_SQS if one is set"
         return ""
+
+    @staticmethod
+    def misconfigured(error):
+        """Whether `error` is a refusal that waiting will not cure (see MISCONFIGURED_CODES)."""
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+        return code in MISCONFIGURED_CODES or type(error).__name__ in MISCONFIGURED_NAMES
 
     def __init__(self, backend, *, queues=None, burst=False, max_jobs=None):
         if queues:
@@ -136,6 +159,7 @@ class SQSWorker:
         tasks = self.backend.task_registry()  # imports the tasks modules once, before any message
         logger.info("%d task(s) registered", len(tasks))
         failures = 0
+        received = False  # a receive has succeeded: the queue is there and ours to read
         while not self.stop_requested and not self.reached_max_jobs():
             try:
                 if not self.prepared:
@@ -144,13 +168,15 @@ class SQSWorker:
             except TRANSIENT_ERRORS as error:
                 if self.burst:
                     raise  # a one-off run reports the outage instead of waiting it out
+                if not received and self.misconfigured(error):
+                    raise  # no queue, no permission, no credentials: said at start, not retried
                 sqs_receive_failed.send(type(self), error=error)
                 failures += 1
                 pause = min(30, 2**failures)
                 logger.warning("Receiving from SQS failed (%s); retrying in %d s", error, pause)
                 self.stopping.wait(pause)
                 continue
-            failures = 0
+            failures, received = 0, True
             if not messages and self.burst and not self.deferred_task_due():
                 break
             if messages:

@@ -151,6 +151,28 @@ def test_a_worker_without_a_region_says_which_variable_to_set(sqs, manage):
     assert "set AWS_DEFAULT_REGION" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("broken", "remedy"),
+    [
+        ({"missing": True}, "create the queue and its dead-letter queue with `manage.py sqs_setup`"),
+        ({"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "AWS_CONFIG_FILE": "/nonexistent"},
+         "set AWS_DEFAULT_REGION"),
+    ],
+)  # fmt: skip
+def test_a_long_running_worker_misconfigured_at_start_exits_naming_the_remedy(
+    sqs, manage, broken, remedy
+):
+    """Not --burst, and QUEUE_URL (what production sets): a queue that is not there, or no
+    region, is no outage to ride out: retried for ever, it only ever logged a warning."""
+    env = worker_env(sqs, **broken)
+    if env.pop("missing", None):
+        env["SQS_QUEUE_URL"] = f"{sqs.url}-missing"
+    result = manage("runworker", env=env, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert "the queue server is unreachable or refused" in result.stderr
+    assert remedy in result.stderr, result.stderr
+
+
 def test_sqs_max_messages_variable_reaches_the_worker(manage):
     env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_MAX_MESSAGES": "1"}
     code = "from django.tasks import task_backends; print(task_backends['default'].options['MAX_MESSAGES'])"
