@@ -46,6 +46,13 @@ def queue_name_from_url(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
+def queue_owner_from_url(url: str | None) -> str | None:
+    """The AWS account of a queue URL (https://…/<account>/<name>), or None: GetQueueUrl asks
+    the caller's own account unless told another, so a queue shared across accounts needs it."""
+    parts = urlsplit(url).path.strip("/").split("/") if isinstance(url, str) else []
+    return parts[0] if len(parts) == 2 and re.fullmatch(r"\d{12}", parts[0]) else None
+
+
 # The region in the host of an AWS queue URL: sqs.<region>.amazonaws.com (also -fips, VPC
 # endpoints, .amazonaws.com.cn, the dual-stack api.aws) and the legacy <region>.queue.amazonaws.com.
 _REGION = r"([a-z]{2}(?:-[a-z]+)+-\d+)"
@@ -253,7 +260,10 @@ class SQSBackend(QueueBackend):
     def ping(self) -> None:
         """Raise unless SQS answers GetQueueUrl for the queue (allowed to the web and worker roles
         alike, see the README's IAM policies)."""
-        self.client.get_queue_url(QueueName=self.queue_name)
+        owner = queue_owner_from_url(self.options["QUEUE_URL"])
+        self.client.get_queue_url(
+            QueueName=self.queue_name, **({"QueueOwnerAWSAccountId": owner} if owner else {})
+        )
 
     def send(self, body: str, delay: int) -> Any:
         """SendMessage of `body` to the queue, delayed `delay` seconds (0 to 900)."""

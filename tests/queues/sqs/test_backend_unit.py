@@ -5,6 +5,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from botocore.stub import Stubber
 from django.tasks import task_backends
 
 from queues.exceptions import QueueConfigurationError
@@ -112,3 +113,21 @@ def test_a_stop_signal_arriving_twice_at_once_is_one_stop(monkeypatch):
     with pytest.raises(SystemExit) as exit_info:  # a real second request: exit now
         worker.request_stop(signal.SIGINT, None)
     assert exit_info.value.code == 1
+
+
+def test_ping_asks_for_a_queue_of_another_account_in_that_account(monkeypatch):
+    """GetQueueUrl looks in the caller's account unless told: a queue shared from another
+    account (its URL's) would fail the worker's /readyz for ever."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    backend = SQSBackend("default", {"OPTIONS": {"QUEUE_URL": URL}})
+    with Stubber(backend.client) as stub:
+        expected = {"QueueName": "casusult-jobs", "QueueOwnerAWSAccountId": "123456789012"}
+        stub.add_response("get_queue_url", {"QueueUrl": URL}, expected)
+        backend.ping()
+        stub.assert_no_pending_responses()
+    named = SQSBackend("default", {"OPTIONS": {"QUEUE_NAME": "casusult-jobs"}})
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with Stubber(named.client) as stub:
+        stub.add_response("get_queue_url", {"QueueUrl": URL}, {"QueueName": "casusult-jobs"})
+        named.ping()
