@@ -4,7 +4,6 @@ import functools
 import logging
 import os
 import threading
-import urllib.parse
 import weakref
 
 import hiredis
@@ -14,6 +13,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.connection import parse_url
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
@@ -109,20 +109,22 @@ def build_client(url, cluster_mode, timeout):
         if database := database_of(url):
             raise ImproperlyConfigured(
                 f"IMPRESSIONS_REDIS_URL names database {database}, but its server is in"
-                " cluster mode, which has database 0 only: drop the /N from the URL."
+                " cluster mode, which has database 0 only: drop the /N (or ?db=N) from the URL."
             )
         return RedisCluster.from_url(url, **options)
     return redis.Redis.from_url(url, **options)
 
 
 def database_of(url):
-    """The database number a redis:// URL names (its path, or ?db=), 0 when it names none."""
-    parts = urllib.parse.urlsplit(url)
-    number = parts.path.strip("/") or urllib.parse.parse_qs(parts.query).get("db", ["0"])[0]
+    """The database number redis-py selects for `url`: its ?db= if given, else its /N; 0 if none.
+
+    redis-py's own parsing, so that the cluster-mode refusal judges the database the client
+    would really select (the query wins over the path there).
+    """
     try:
-        return int(number)
+        return parse_url(url).get("db", 0)
     except ValueError:
-        return 0  # redis-py refuses it when it connects
+        return 0  # a db= that is no number: redis-py refuses the URL when it connects
 
 
 def is_cluster_mode(url, options):

@@ -4,13 +4,14 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis.connection
 from django.test import override_settings
 from django.utils import timezone
 
 import impressions
 from impressions import api, keys, periods, recorder
 from impressions.recorder import Today
-from impressions.redis_client import is_cluster_mode
+from impressions.redis_client import database_of, is_cluster_mode
 
 
 def test_the_package_forwards_its_public_names_to_the_api():
@@ -34,6 +35,25 @@ def test_the_package_hides_what_is_not_public():
 def test_known_cluster_endpoints_pick_the_cluster_client_without_a_round_trip(url):
     # The hosts do not resolve here: any network use would raise instead of answering.
     assert is_cluster_mode(url, {"socket_connect_timeout": 0.05}) is True
+
+
+@pytest.mark.parametrize(
+    ("url", "database"),
+    [
+        ("redis://h:6379/3", 3),
+        ("redis://h:6379/0?db=3", 3),  # the query wins, as in redis-py
+        ("redis://h:6379/3?db=0", 0),
+        ("redis://h:6379?db=5", 5),
+        ("redis://h:6379/4?db=", 4),  # a blank db= is no db=
+        ("redis://h:6379", 0),
+        ("unix:///run/redis.sock?db=2", 2),  # a socket's path is no database
+        ("unix:///run/redis.sock", 0),
+    ],
+)
+def test_the_database_judged_is_the_one_redis_py_selects(url, database):
+    # The cluster-mode refusal of a database number judges the one the client would select.
+    assert database_of(url) == database
+    assert redis.connection.parse_url(url).get("db", 0) == database
 
 
 def test_record_keys_are_the_keys_the_key_functions_name():
