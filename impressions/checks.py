@@ -20,7 +20,6 @@ Never reuse a retired id.
 """
 
 import difflib
-import ssl
 
 from django.apps import apps
 from django.conf import settings
@@ -30,7 +29,7 @@ from django.db import models
 from django.tasks.backends.dummy import DummyBackend
 from redis.exceptions import AuthenticationError
 
-from redis_endpoints import redact_text
+from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact_text, refused_certificate
 
 from .api import ping
 from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
@@ -206,9 +205,7 @@ def check_buffer_answers(app_configs=None, **kwargs):
                 checks.Error(
                     f"The impression buffer at {url} presented a certificate that"
                     f" IMPRESSIONS_REDIS_URL does not trust ({reason}).",
-                    hint="Name the CA that signed it in the URL's query, as redis-py reads it:"
-                    " rediss://host:6379/0?ssl_ca_certs=/path/ca.pem, and reach the server by a"
-                    " name its certificate holds.",
+                    hint=UNTRUSTED_CERTIFICATE_HINT,
                     obj="IMPRESSIONS_REDIS_URL",
                     id="impressions.E008",
                 )
@@ -225,18 +222,6 @@ def check_buffer_answers(app_configs=None, **kwargs):
             ]
         # Deploy checks often run where production's Redis cannot be reached: not an issue.
     return []
-
-
-def refused_certificate(error):
-    """Whether the TLS handshake failed on the server's certificate (an unknown CA, another name):
-    the server answered, its URL is wrong, as with refused credentials."""
-    while error is not None:
-        if isinstance(error, ssl.SSLCertVerificationError):
-            return True
-        if "certificate verify failed" in str(error).lower():  # redis-py keeps only the text
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 @checks.register(checks.Tags.compatibility)

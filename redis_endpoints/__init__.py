@@ -1,5 +1,6 @@
-"""Which Redis/Valkey URLs name a cluster-mode endpoint, from the text alone (no network); and the
-one redaction of credentials in URLs that everything printing a URL uses.
+"""Which Redis/Valkey URLs name a cluster-mode endpoint, from the text alone (no network); the
+one redaction of credentials in URLs that everything printing a URL uses; and how a rediss://
+server's certificate the URL does not trust is told apart, and remedied.
 
 Both the impression buffer (which then picks RedisCluster) and the RQ backend (which then refuses
 the endpoint) need this; it lives here so that neither app imports the other, and the site's
@@ -10,6 +11,7 @@ settings may use it too. Standard library only.
 __version__ = "0.1.0"
 
 import re
+import ssl
 import urllib.parse
 
 SERVERLESS_HOST = re.compile(r"\.serverless\.[a-z0-9-]+\.cache\.amazonaws\.com(\.cn)?$")
@@ -83,3 +85,23 @@ def redact_text(text: str) -> str:
     """`text` with every URL in it redacted (redact()), and `password=…`-style pairs hidden."""
     text = URL_IN_TEXT.sub(lambda found: redact(found.group()), str(text))
     return SECRET_PAIR.sub(lambda found: f"{found[1]}{found[2]}{REDACTED}", text)
+
+
+# The remedy for a rediss:// server whose certificate its URL does not trust, as checks give it.
+UNTRUSTED_CERTIFICATE_HINT = (
+    "Name the CA that signed it in the URL's query, as redis-py reads it:"
+    " rediss://host:6379/0?ssl_ca_certs=/path/ca.pem, and reach the server by a name its"
+    " certificate holds."
+)
+
+
+def refused_certificate(error: BaseException | None) -> bool:
+    """Whether the TLS handshake failed on the server's certificate (an unknown CA, another name):
+    the server answered, its URL is wrong, as with refused credentials."""
+    while error is not None:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return True
+        if "certificate verify failed" in str(error).lower():  # redis-py keeps only the text
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from redis_endpoints import redact, redact_text
+from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact, redact_text, refused_certificate
 
 from ..exceptions import QueueConfigurationError
 from .cluster import REMEDY, cluster_endpoint_reason, probe_cluster_reason
@@ -149,12 +149,14 @@ def live_errors(backend, where):
     try:
         reason = probe_cluster_reason(backend.raw_connection())
     except (redis.ConnectionError, redis.TimeoutError) as error:
+        hint = "Run the deploy checks where the Redis is reachable, or fix its RQ_QUEUES entry."
+        if refused_certificate(error):  # the server answered: its URL does not trust it
+            hint = UNTRUSTED_CERTIFICATE_HINT
         return [
             checks.Error(
                 f"{where}: could not reach the RQ Redis at {url} to verify it is not in cluster"
                 f" mode ({redact_text(str(error))}).",
-                hint="Run the deploy checks where the Redis is reachable, or fix its RQ_QUEUES"
-                " entry.",
+                hint=hint,
                 id="queues.E003",
             )
         ]

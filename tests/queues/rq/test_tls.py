@@ -62,6 +62,18 @@ def test_runworker_runs_due_and_delayed_tasks_over_tls(rq_tls_url, manage):
     assert sorted(queue_tasks.markers()) == ["later", "now"]
 
 
+def test_a_certificate_the_url_does_not_trust_fails_closed_naming_the_ca_option(
+    redis_tls_url, settings
+):
+    untrusted = urllib.parse.urlsplit(redis_tls_url)._replace(query="").geturl()
+    for name, value in rq_settings(untrusted).items():
+        setattr(settings, name, value)
+    errors = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
+    [error] = [error for error in errors if error.id == "queues.E003"]
+    assert "certificate verify failed" in error.msg
+    assert "?ssl_ca_certs=/path/ca.pem" in error.hint
+
+
 def test_queue_stats_readiness_and_the_dashboard_read_the_tls_redis(
     rq_tls_url, client, django_user_model
 ):
