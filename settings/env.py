@@ -108,17 +108,38 @@ def env_choice(name, choices, default=UNSET):
 def env_database(name="DATABASE_URL", default=UNSET):
     value = _raw(name, default)
     url = default if value is None else value
+    if problem := database_url_problem(url):
+        raise ImproperlyConfigured(
+            f"The environment variable {name} {problem}: it must be a URL such as"
+            " postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH."
+        )
     try:
-        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        return dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except ValueError as error:
         raise ImproperlyConfigured(
             f"The environment variable {name} is malformed: {redact_text(str(error))}"
         ) from None
-    if not config.get("ENGINE"):
-        raise ImproperlyConfigured(
-            f"The environment variable {name}={redact(url)!r} names no known database."
-        )
-    return config
+
+
+# dj-database-url's own spelling of an in-memory SQLite database (its "port" is no number).
+IN_MEMORY_SQLITE = "sqlite://:memory:"
+
+
+def database_url_problem(url):
+    """What is wrong with `url` as a DATABASE_URL, or None; shown as redis_url_problem shows it.
+
+    A scheme dj-database-url does not know, and a URL without a database name (but sqlite://,
+    an in-memory database), are refused here rather than later, at the first query.
+    """
+    if url == IN_MEMORY_SQLITE:
+        return None
+    return url_problem(url, dj_database_url.ENGINE_SCHEMES, _database_url_rest)
+
+
+def _database_url_rest(scheme, parts, shown):
+    if not parts.path.strip("/") and scheme != "sqlite":  # sqlite:// is an in-memory database
+        return f"names no database ({shown}, no /NAME after it)"
+    return None
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -138,7 +159,21 @@ def env_redis_url(name, default=UNSET):
 
 
 def redis_url_problem(url):
-    """What is wrong with `url` as a Redis URL, or None.
+    """What is wrong with `url` as a Redis URL, or None (shown as url_problem shows it)."""
+    return url_problem(url, REDIS_SCHEMES, _redis_url_rest)
+
+
+def _redis_url_rest(scheme, parts, shown):
+    if scheme == "unix":
+        return None if parts.path else "names no socket path (scheme 'unix')"
+    if not parts.hostname:
+        return f"has an empty host (scheme {scheme!r})"
+    return None
+
+
+def url_problem(url, schemes, rest_problem):
+    """What is wrong with `url`, or None: it is empty, has no scheme:// or one not in `schemes`,
+    has a port that is no number, or what rest_problem(scheme, parts, shown) says of the rest.
 
     It shows the scheme and the host, never the rest: text without a scheme is not shown at all,
     as it may be the password itself (redis_endpoints.redact would print it as ***), and the host
@@ -153,20 +188,16 @@ def redis_url_problem(url):
             " one they may be a password)"
         )
     parts = urllib.parse.urlsplit(redact(url))
-    scheme = scheme.group(1)  # redis-py and the apps read these in lower case only
+    scheme = scheme.group(1)  # redis-py, dj-database-url and the apps read these in lower case
     host = parts.hostname or ""
     shown = f"scheme {scheme!r}, host {host!r}" if host else f"scheme {scheme!r}, no host"
-    if scheme not in REDIS_SCHEMES:
+    if scheme not in schemes:
         return f"has an unknown scheme ({shown})"
-    if scheme == "unix":
-        return None if parts.path else "names no socket path (scheme 'unix')"
-    if not host:
-        return f"has an empty host (scheme {scheme!r})"
     try:
         parts.port  # noqa: B018 (raises ValueError for a port that is no number)
     except ValueError:
         return f"has a port that is not a number from 0 to 65535 ({shown})"
-    return None
+    return rest_problem(scheme, parts, shown)
 
 
 def from_env(readers, prefix=""):

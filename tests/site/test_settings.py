@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from settings.env import env_redis_url
+from settings.env import env_database, env_redis_url
 
 
 @pytest.mark.parametrize(
@@ -78,6 +78,42 @@ def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch
 def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
     monkeypatch.setenv("REDIS_URL", value)
     assert env_redis_url("REDIS_URL") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (SECRET, "does not start with a scheme:// (its 14 characters are not shown"),
+        (f"{SECRET}@db:5432/app", "does not start with a scheme://"),
+        ("", "is empty"),
+        (f"nosuchdb://app:{SECRET}@db/app", "has an unknown scheme (scheme 'nosuchdb', host 'db')"),
+        (f"postgres://app:{SECRET}@db:5432/", "names no database (scheme 'postgres', host 'db'"),
+        (f"postgres://app:{SECRET}/x@db:port/app", "has a port that is not a number from 0 to"),
+    ],
+)
+def test_a_malformed_database_url_says_what_is_wrong_and_hides_the_rest(monkeypatch, value, said):
+    monkeypatch.setenv("DATABASE_URL", value)
+    with pytest.raises(ImproperlyConfigured) as raised:
+        env_database()
+    message = str(raised.value)
+    assert message.startswith(f"The environment variable DATABASE_URL {said}"), message
+    assert "postgres://USER:PASSWORD@HOST:PORT/NAME" in message
+    assert SECRET not in message and "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("postgres://app:pw@db:5432/app", "app"),
+        ("postgres:///app", "app"),  # the local socket
+        ("sqlite://", ":memory:"),
+        ("sqlite://:memory:", ":memory:"),
+        ("sqlite:///db.sqlite3", "db.sqlite3"),
+    ],
+)
+def test_a_database_url_of_each_form_is_taken(monkeypatch, value, name):
+    monkeypatch.setenv("DATABASE_URL", value)
+    assert env_database()["NAME"] == name
 
 
 def test_an_rq_option_variable_out_of_range_is_named(monkeypatch, settings):
