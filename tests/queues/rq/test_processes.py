@@ -4,6 +4,7 @@ import datetime
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -175,25 +176,52 @@ def test_the_scheduler_outlives_a_redis_restart(settings, tmp_path):
         setattr(settings, name, value)
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
     worker = start_manage("runworker", env=worker_env(url))
+    lines = []
+    reader = threading.Thread(target=read_lines, args=(worker.stderr, lines), daemon=True)
+    reader.start()
     try:
         connection = redis.Redis.from_url(url)
-        devservices.wait_until(lambda: connection.exists("rq:scheduler-lock:default"), 30, "lock")
+        # The outage starts once both loops run: RQ's worker quits at a Redis error met anywhere
+        # but in its wait for jobs (its start-up's maintenance included), and it holds the
+        # scheduler's lock before that, and before the scheduler's own process has started.
+        within(30, lambda: waiting_with_a_scheduler(connection))
         server.terminate()
         server.wait(timeout=10)
-        time.sleep(3)  # the scheduler meets the outage (it looks every second)
+        within(30, lambda: any("RQ scheduler: Redis failed" in line for line in lines))
         server = devservices.start_redis_server(port, tmp_path)
         due = timezone.now() + datetime.timedelta(seconds=1)
         queue_tasks.record_marker.using(run_after=due).enqueue("after the restart")
-        deadline = time.monotonic() + 40
-        while not queue_tasks.markers() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert queue_tasks.markers() == ["after the restart"]
+        within(40, queue_tasks.markers)
+        markers = queue_tasks.markers()
     finally:
         worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=30)
+        worker.wait(timeout=30)
+        reader.join(timeout=10)
         server.terminate()
         server.wait(timeout=10)
+    stderr = "".join(lines)
     assert "RQ scheduler: Redis failed" in stderr, stderr
+    assert markers == ["after the restart"], stderr
+
+
+def read_lines(stream, lines):
+    """Append each line of `stream` to `lines` as it comes (a thread: the test reads them live)."""
+    for line in stream:
+        lines.append(line)
+
+
+def within(seconds, condition):
+    """Wait until condition() is true, for `seconds` at most (the test's asserts then say why)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def waiting_with_a_scheduler(connection):
+    """The worker waits for jobs (RQ sets it idle there) and its scheduler process has registered."""
+    workers = connection.smembers("rq:workers")
+    idle = bool(workers) and all(connection.hget(key, "state") == b"idle" for key in workers)
+    return idle and bool(connection.keys("rq:scheduler:*"))
 
 
 def test_runworker_refuses_a_queue_the_backend_does_not_have(rq_url, manage):
