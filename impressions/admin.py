@@ -4,6 +4,7 @@ import io
 from datetime import datetime
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.core.exceptions import PermissionDenied
@@ -127,7 +128,7 @@ class FlushAdmin(ReadOnlyAdmin):
         target = safe_next(request, request.GET.get("next", ""))
         try:
             since = datetime.fromisoformat(request.GET.get("since", ""))
-            if timezone.is_naive(since):
+            if timezone.is_naive(since) == settings.USE_TZ:  # naive exactly when USE_TZ = False
                 raise ValueError
         except ValueError:
             return HttpResponseBadRequest("since must be the ISO time the flush was asked for.")
@@ -161,7 +162,9 @@ def finish_flush_now(request, outcome, target):
 
 def exact_time(moment):
     """2026-12-02 16:00:55 in the current time zone: a ledger is read to the second."""
-    return formats.date_format(timezone.localtime(moment), "Y-m-d H:i:s")
+    if timezone.is_aware(moment):  # else USE_TZ = False: already TIME_ZONE's wall clock
+        moment = timezone.localtime(moment)
+    return formats.date_format(moment, "Y-m-d H:i:s")
 
 
 def flush_now_context(request):

@@ -343,7 +343,9 @@ def next_flush(scheduled, pending=0):
     if due is None:
         return {"at": None, "text": "scheduled", "overdue": False, "stalled": False}
     now = timezone.now()
-    at = timezone.localtime(due)
+    if timezone.is_naive(now):  # USE_TZ = False: naive datetimes are TIME_ZONE's wall clock
+        due = timezone.make_naive(due, timezone.get_default_timezone())
+    at = timezone.localtime(due) if timezone.is_aware(due) else due
     if due < now - timedelta(seconds=30):
         text = f"overdue by {duration_text(now - due)}"
         return {"at": at, "text": text, "overdue": True, "stalled": False}

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
@@ -97,7 +98,8 @@ def checkpoint(name):
 
 
 def new_flush_id():
-    return f"{timezone.now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+    # UTC whatever USE_TZ says: ledger.started_at_of reads it back as UTC.
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
 
 
 def part_shards(part, parts):

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
@@ -53,9 +54,13 @@ class Applied:
 def started_at_of(flush_id):
     """A flush id starts with its UTC start time; fall back to now for foreign ids."""
     try:
-        return datetime.strptime(flush_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        moment = datetime.strptime(flush_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         return timezone.now()
+    # USE_TZ = False: the database takes naive datetimes only, TIME_ZONE's wall clock.
+    return (
+        moment if settings.USE_TZ else timezone.make_naive(moment, timezone.get_default_timezone())
+    )
 
 
 def apply_snapshots(

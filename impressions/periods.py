@@ -32,11 +32,14 @@ class Piece(NamedTuple):
 
 
 def day_of(moment):
-    """The date of an aware datetime in the site's TIME_ZONE: the day its impressions count on.
+    """The date of a datetime in the site's TIME_ZONE: the day its impressions count on.
 
     TIME_ZONE, not the current time zone: a request may activate its user's zone, and the history
-    must not depend on who was looking.
+    must not depend on who was looking. A naive datetime (`timezone.now()` under USE_TZ = False)
+    is already TIME_ZONE's wall-clock time: Django sets the process's zone to TIME_ZONE.
     """
+    if timezone.is_naive(moment):
+        return moment.date()
     return timezone.localdate(moment, timezone.get_default_timezone())
 
 
