@@ -15,6 +15,7 @@
 | impressions.E007   | every check       | TASKS has no IMPRESSIONS_TASK_BACKEND or no IMPRESSIONS_TASK_QUEUE |
 | impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster), or its TLS certificate is not trusted |
 | impressions.W005   | every check       | an IMPRESSIONS_* setting this app does not have (a typo?) |
+| impressions.E009   | every check       | DATABASE_ROUTERS writes the counted model or the history elsewhere than 'default' |
 
 Never reuse a retired id.
 """
@@ -25,7 +26,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models, router
 from django.tasks.backends.dummy import DummyBackend
 from redis.exceptions import AuthenticationError
 
@@ -158,6 +159,34 @@ def check_counted_model(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+@checks.register(checks.Tags.models)
+def check_counted_database(app_configs=None, **kwargs):
+    """The flush writes the counts and the history in one transaction on the 'default' database:
+    DATABASE_ROUTERS must send the counted model's and this app's writes there."""
+    try:
+        counted = apps.get_model(conf.MODEL)
+    except (LookupError, ValueError, TypeError, AttributeError):
+        return []  # impressions.E001 says why
+    models_written = [counted, *apps.get_app_config("impressions").get_models()]
+    elsewhere = {}
+    for model in models_written:
+        alias = router.db_for_write(model)
+        if alias != DEFAULT_DB_ALIAS:
+            elsewhere.setdefault(alias, []).append(model._meta.label)
+    return [
+        checks.Error(
+            f"DATABASE_ROUTERS sends the writes of {', '.join(labels)} to the database"
+            f" {alias!r}; the impressions flush writes the counts of IMPRESSIONS_MODEL and the"
+            f" history in one transaction on {DEFAULT_DB_ALIAS!r}.",
+            hint=f"Route {', '.join(labels)} to {DEFAULT_DB_ALIAS!r} (db_for_write returning None"
+            " or 'default' for them): a counted model on another database is not supported.",
+            obj="DATABASE_ROUTERS",
+            id="impressions.E009",
+        )
+        for alias, labels in elsewhere.items()
+    ]
 
 
 @checks.register(checks.Tags.compatibility, deploy=True)

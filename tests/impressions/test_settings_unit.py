@@ -197,6 +197,53 @@ def test_a_model_without_an_integer_primary_key_is_e004():
         assert counted_model_check_ids() == {"impressions.E004"}
 
 
+class SecondDatabaseRouter:
+    """Sends one app's writes to a second database (reads follow the default routing)."""
+
+    app_label = ""
+
+    def db_for_write(self, model, **hints):
+        return "second" if model._meta.app_label == self.app_label else None
+
+
+class CountedAppRouter(SecondDatabaseRouter):
+    app_label = "countedapp"
+
+
+class ImpressionsRouter(SecondDatabaseRouter):
+    app_label = "impressions"
+
+
+class ReplicaRouter:
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+
+@pytest.mark.parametrize(
+    ("router", "named"),
+    [("CountedAppRouter", "countedapp.Article"), ("ImpressionsRouter", "impressions.Flush")],
+)
+def test_writes_routed_to_another_database_are_e009(router, named):
+    """The flush writes the counts and the history in one transaction on 'default': a router
+    sending either elsewhere would fail every flush ("no such table"), so start-up refuses it."""
+    routers = [f"{__name__}.{router}"]
+    with override_settings(
+        IMPRESSIONS_MODEL="countedapp.Article",
+        IMPRESSIONS_COUNT_FIELD="views",
+        DATABASE_ROUTERS=routers,
+    ):
+        assert counted_model_check_ids() == {"impressions.E009"}
+        [error] = [m for m in run_checks(tags=[Tags.models]) if m.id == "impressions.E009"]
+    assert error.obj == "DATABASE_ROUTERS"
+    assert named in error.msg and "'second'" in error.msg
+    assert "'default'" in error.hint
+
+
+def test_reads_from_a_replica_are_no_error():
+    with override_settings(DATABASE_ROUTERS=[f"{__name__}.ReplicaRouter"]):
+        assert counted_model_check_ids() == set()
+
+
 @pytest.mark.parametrize("text", ["0", "-1", "1000001", "2.5", "many", "", "²"])
 def test_a_bad_batch_size_flag_is_a_usage_error(text):
     with pytest.raises(argparse.ArgumentTypeError, match="whole number from 1 to 1000000"):
