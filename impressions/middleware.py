@@ -1,17 +1,19 @@
 """Sets the visitor cookie that recording made for a new anonymous visitor on the response."""
 
+from django.utils.deprecation import MiddlewareMixin
+
 from .conf import conf
 from .viewers import NEW_VISITOR_COOKIE
 
 
-class VisitorCookieMiddleware:
-    """First-party, long-lived, HttpOnly, SameSite=Lax; Secure as IMPRESSIONS_VISITOR_COOKIE_SECURE."""
+class VisitorCookieMiddleware(MiddlewareMixin):
+    """First-party, long-lived, HttpOnly, SameSite=Lax; Secure as IMPRESSIONS_VISITOR_COOKIE_SECURE.
 
-    def __init__(self, get_response):
-        self.get_response = get_response
+    Sync and async (MiddlewareMixin, as Django's own middleware): under ASGI it keeps an async
+    stack async, with no thread hop around the views below it.
+    """
 
-    def __call__(self, request):
-        response = self.get_response(request)
+    def process_response(self, request, response):
         value = getattr(request, NEW_VISITOR_COOKIE, None)
         if value is not None:
             response.set_cookie(

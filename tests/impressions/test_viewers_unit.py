@@ -1,12 +1,18 @@
 """Viewer identity without services: client address, bot patterns, prefetches, visitor cookies."""
 
+import logging
+
 import pytest
+from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.core import signing
+from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
 
 from impressions import session_users, viewers
 from impressions.checks import check_settings, check_visitor_cookie_middleware
 from impressions.conf import DEFAULT_IGNORE_USER_AGENTS, conf
+from impressions.middleware import VisitorCookieMiddleware
 
 factory = RequestFactory()
 
@@ -234,3 +240,24 @@ def test_the_cookie_middleware_check_warns_only_when_anonymous_viewers_are_count
         with override_settings(IMPRESSIONS_ENABLED=False):
             assert check_visitor_cookie_middleware() == []
     assert check_visitor_cookie_middleware() == []
+
+
+@override_settings(DEBUG=True, MIDDLEWARE=["impressions.middleware.VisitorCookieMiddleware"])
+def test_the_cookie_middleware_keeps_an_async_stack_async(caplog):
+    """Under ASGI a sync-only middleware makes Django wrap everything inside it in async_to_sync
+    (the async view then runs through a thread hop per request); Django logs each adaptation."""
+    caplog.set_level(logging.DEBUG, logger="django.request")
+    ASGIHandler().load_middleware(is_async=True)
+    assert [
+        r.getMessage() for r in caplog.records if "VisitorCookieMiddleware" in r.getMessage()
+    ] == []
+
+    async def view(request):
+        setattr(request, viewers.NEW_VISITOR_COOKIE, "made-by-record")
+        return HttpResponse("served")
+
+    middleware = VisitorCookieMiddleware(view)
+    assert iscoroutinefunction(middleware)
+    response = async_to_sync(middleware)(RequestFactory().get("/"))
+    assert response.cookies[conf.VISITOR_COOKIE_NAME].value == "made-by-record"
+    assert response.cookies[conf.VISITOR_COOKIE_NAME]["httponly"] is True
