@@ -8,6 +8,8 @@ from .checks import check_backend_servers
 
 class QueuesConfig(AppConfig):
     name = "queues"
+    # QueueStatus's id, whatever the project's DEFAULT_AUTO_FIELD: as its migrations say.
+    default_auto_field = "django.db.models.BigAutoField"
     verbose_name = "Queues"
 
     def ready(self):
