@@ -16,11 +16,13 @@
 | impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster), or its TLS certificate is not trusted |
 | impressions.W005   | every check       | an IMPRESSIONS_* setting this app does not have (a typo?) |
 | impressions.E009   | every check       | DATABASE_ROUTERS writes the counted model or the history elsewhere than 'default' |
+| impressions.W006   | every check       | a Redis cache in CACHES is the buffer's database: cache.clear() empties it |
 
 Never reuse a retired id.
 """
 
 import difflib
+import re
 
 from django.apps import apps
 from django.conf import settings
@@ -28,6 +30,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, models, router
 from django.tasks.backends.dummy import DummyBackend
+from redis.connection import parse_url
 from redis.exceptions import AuthenticationError
 
 from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact_text, refused_certificate
@@ -251,6 +254,50 @@ def check_buffer_answers(app_configs=None, **kwargs):
             ]
         # Deploy checks often run where production's Redis cannot be reached: not an issue.
     return []
+
+
+# Cache backends whose clear() runs FLUSHDB on their Redis database.
+FLUSHING_CACHES = ("django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache")
+LOOPBACK = {"localhost": "127.0.0.1", "::1": "127.0.0.1", "[::1]": "127.0.0.1"}
+
+
+def redis_database(url):
+    """(server, db number) that a redis://, rediss:// or unix:// URL names; None if it does not
+    parse."""
+    try:
+        parts = parse_url(url.strip())
+    except (ValueError, AttributeError, TypeError):
+        return None
+    host = parts.get("host", "")
+    server = parts.get("path") or (LOOPBACK.get(host, host), parts.get("port", 6379))
+    return server, parts.get("db", 0)
+
+
+@checks.register(checks.Tags.caches)
+def check_buffer_is_no_cache(app_configs=None, **kwargs):
+    """impressions.W006: a Redis cache on the buffer's database, which its clear() empties."""
+    if not conf.ENABLED or "IMPRESSIONS_REDIS_URL" in {n for n, *_ in invalid_settings()}:
+        return []
+    buffer = redis_database(conf.REDIS_URL)
+    warnings = []
+    for alias, cache in settings.CACHES.items():
+        if buffer is None or cache.get("BACKEND") not in FLUSHING_CACHES:
+            continue
+        location = cache.get("LOCATION") or []
+        servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
+        if buffer in {redis_database(server) for server in servers}:
+            warnings.append(
+                checks.Warning(
+                    f"CACHES[{alias!r}] uses the impression buffer's Redis database"
+                    f" ({redact_text(conf.REDIS_URL)}): cache.clear() runs FLUSHDB there, which"
+                    " silently deletes every pending impression and de-duplication key.",
+                    hint="Give IMPRESSIONS_REDIS_URL a database of its own (another database"
+                    " number, or another server), not the cache's.",
+                    obj="IMPRESSIONS_REDIS_URL",
+                    id="impressions.W006",
+                )
+            )
+    return warnings
 
 
 @checks.register(checks.Tags.compatibility)

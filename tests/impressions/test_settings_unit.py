@@ -244,6 +244,39 @@ def test_reads_from_a_replica_are_no_error():
         assert counted_model_check_ids() == set()
 
 
+REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+
+
+def redis_cache(location):
+    return {"BACKEND": REDIS_CACHE, "LOCATION": location}
+
+
+@pytest.mark.parametrize(
+    ("buffer", "cache", "warned"),
+    [
+        ("redis://127.0.0.1:6379/0", redis_cache("redis://127.0.0.1:6379"), True),
+        ("redis://localhost/3", redis_cache(["redis://127.0.0.1:6379/3"]), True),
+        ("redis://cache:6379/1", redis_cache("redis://cache/1"), True),
+        ("unix:///run/redis.sock?db=2", redis_cache("unix:///run/redis.sock?db=2"), True),
+        ("redis://127.0.0.1:6379/0", redis_cache("redis://127.0.0.1:6379/1"), False),
+        ("redis://127.0.0.1:6379/0", redis_cache("redis://10.0.0.9:6379/0"), False),
+        (
+            "redis://127.0.0.1:6379/0",
+            {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+            False,
+        ),
+    ],
+)
+def test_a_redis_cache_on_the_buffer_s_database_is_w006(buffer, cache, warned):
+    """cache.clear() runs FLUSHDB: on the buffer's database it deletes every pending count."""
+    with override_settings(IMPRESSIONS_REDIS_URL=buffer, CACHES={"default": cache}):
+        found = [m for m in run_checks(tags=[Tags.caches]) if m.id.startswith("impressions.")]
+    assert [m.id for m in found] == (["impressions.W006"] if warned else [])
+    if warned:
+        assert "CACHES['default']" in found[0].msg and "FLUSHDB" in found[0].msg
+        assert found[0].obj == "IMPRESSIONS_REDIS_URL"
+
+
 @pytest.mark.parametrize("text", ["0", "-1", "1000001", "2.5", "many", "", "²"])
 def test_a_bad_batch_size_flag_is_a_usage_error(text):
     with pytest.raises(argparse.ArgumentTypeError, match="whole number from 1 to 1000000"):
