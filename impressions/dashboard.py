@@ -270,7 +270,7 @@ def object_history(obj, today, days=DEFAULT_DAYS):
     return {
         "impressions_chart": chart,
         "impressions_chart_id": f"object-{obj.pk}",
-        "impressions_flushed": getattr(obj, conf.COUNT_FIELD),
+        "impressions_flushed": getattr(obj, conf.COUNT_FIELD) or 0,  # a nullable field: NULL
         "impressions_pending": pending,  # None: Redis did not answer
         "impressions_days": days,
         "impressions_csv_url": (

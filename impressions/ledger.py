@@ -242,7 +242,8 @@ def totals_statement(columns):
         "WITH totals AS MATERIALIZED ("
         f" SELECT object_id, sum(n) AS n FROM {BATCH_TABLE} GROUP BY object_id"
         " ORDER BY object_id),"
-        f" updated AS (UPDATE {table} AS counted SET {count} = counted.{count} + totals.n"
+        # coalesce: a nullable count field starts at 0 (NULL + n would stay NULL).
+        f" updated AS (UPDATE {table} AS counted SET {count} = coalesce(counted.{count}, 0) + totals.n"
         f" FROM totals WHERE counted.{pk} = totals.object_id"
         " RETURNING totals.object_id, totals.n),"
         " done AS MATERIALIZED (SELECT count(*) AS updated, coalesce(sum(n), 0) AS impressions"
@@ -273,7 +274,7 @@ def write_batch_portable(lines):
     table, pk, count = columns.table, columns.pk, columns.count
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {table} SET {count} = {count} + %s WHERE {pk} = %s",
+            f"UPDATE {table} SET {count} = COALESCE({count}, 0) + %s WHERE {pk} = %s",
             [(totals[object_id], object_id) for object_id in sorted(existing)],
         )
     dropped = set(totals) - existing

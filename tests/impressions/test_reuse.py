@@ -9,6 +9,7 @@ from django.urls import reverse
 
 import impressions
 from casusult.models import Post
+from impressions import dashboard, stats
 from impressions.flush import flush_pending
 from tests.factories import make_posts, make_user
 
@@ -61,6 +62,20 @@ def test_another_apps_model_is_counted_and_flushed_exactly(counting_articles, sq
     assert dict(Article.objects.values_list("id", "views")) == expected
     # The history is of the counted model's ids; the deleted article's count is not in it.
     assert history_sums([*expected, gone.id]) == {**expected, gone.id: 0}
+
+
+def test_a_nullable_count_field_is_counted_from_null(standalone_buffer, sql_path):
+    """NULL + n is NULL in SQL: the flush must start a NULL count at 0, not leave it NULL while
+    the history gets the impressions."""
+    fresh, counted = Article.objects.bulk_create([Article(), Article(reach=5)])
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Article", IMPRESSIONS_COUNT_FIELD="reach"):
+        # The admin's change page shows 0 in the database, not "None", before the first flush.
+        assert dashboard.object_history(fresh, stats.today())["impressions_flushed"] == 0
+        visit(make_user("alice"), [fresh, counted])
+        report = flush_pending()
+    assert (report.posts_updated, report.impressions_applied) == (2, 2)
+    assert dict(Article.objects.values_list("id", "reach")) == {fresh.id: 1, counted.id: 6}
+    assert history_sums([fresh.id, counted.id]) == {fresh.id: 1, counted.id: 1}
 
 
 def test_the_admin_pages_name_the_counted_model(counting_articles, admin_client):

@@ -10,6 +10,8 @@ class Article(models.Model):
     title = models.CharField(max_length=100, default="")
     rating = models.FloatField(default=0)
     views = models.PositiveBigIntegerField(default=0, db_column="ViewCount")
+    # A count column added to an existing table as nullable: NULL until its first flush.
+    reach = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "countedApp_Article"
