@@ -26,6 +26,7 @@ from rq.registry import (
 from ..base import QueueBackend, QueueStats, Rule, whole_number
 from ..exceptions import MalformedMessage, RefusedJob
 from ..execution import new_result
+from ..times import aware
 from . import jobs
 from .checks import rq_backend_errors
 from .cluster import ensure_not_cluster
@@ -117,7 +118,7 @@ class RQBackend(QueueBackend):
             meta={"backend": self.alias},
             retry=self.retry_policy(),
         )
-        if task.run_after is not None and task.run_after > timezone.now():
+        if task.run_after is not None and aware(task.run_after) > aware(timezone.now()):
             queue.schedule_job(job, task.run_after)
         else:
             queue.enqueue_job(job)

@@ -29,6 +29,7 @@ from ..execution import (
     report_refusal,
 )
 from ..runner import stop_handlers
+from ..times import aware
 from . import jobs
 from .backend import RQBackend
 
@@ -205,7 +206,7 @@ class TaskWorker(SimpleWorker):
         delay = 0
         if status == "scheduled":
             due = queue.scheduled_job_registry.get_scheduled_time(job)
-            delay = max(0, math.ceil((due - timezone.now()).total_seconds()))
+            delay = max(0, math.ceil((due - aware(timezone.now())).total_seconds()))
         return f"attempt={attempt}/{total} next_attempt_in={delay}s"
 
     def work(self, *args, **kwargs):

@@ -16,6 +16,7 @@ from ..bounds import (
     sample,
 )
 from ..exceptions import MalformedMessage
+from ..times import aware, project_time
 
 MESSAGE_VERSION = 1
 # SQS refuses DelaySeconds above 15 minutes; later run_after values are re-sent until due.
@@ -38,8 +39,9 @@ def encode_message(result, task):
             "kwargs": result.kwargs,
             "queue_name": task.queue_name,
             "backend": result.backend,
-            "run_after": task.run_after.isoformat() if task.run_after else None,
-            "enqueued_at": timezone.now().isoformat(),
+            # Aware times, whatever USE_TZ says: parse_time refuses a time without a zone.
+            "run_after": aware(task.run_after).isoformat() if task.run_after else None,
+            "enqueued_at": aware(timezone.now()).isoformat(),
             "attempt": 1,
         },
         separators=(",", ":"),
@@ -68,8 +70,9 @@ def decode_message(body, max_attempts):
     check_arguments(envelope.get("args"), envelope.get("kwargs"))
     check_name(envelope.get("queue_name"), "queue_name")
     check_name(envelope.get("backend"), "backend")
-    envelope["run_after"] = parse_time(envelope.get("run_after"), "run_after")
-    envelope["enqueued_at"] = parse_time(envelope.get("enqueued_at"), "enqueued_at")
+    envelope["run_after"] = project_time(parse_time(envelope.get("run_after"), "run_after"))
+    enqueued_at = parse_time(envelope.get("enqueued_at"), "enqueued_at")
+    envelope["enqueued_at"] = project_time(enqueued_at)
     attempt = envelope.setdefault("attempt", 1)
     check_attempt(attempt, max_attempts)
     workers = envelope.setdefault("worker_ids", [])
@@ -95,5 +98,5 @@ def delay_seconds(run_after, now=None):
     """DelaySeconds for a message due at `run_after`: 0..MAX_DELAY_SECONDS."""
     if run_after is None:
         return 0
-    remaining = (run_after - (now or timezone.now())).total_seconds()
+    remaining = (aware(run_after) - aware(now or timezone.now())).total_seconds()
     return max(0, min(MAX_DELAY_SECONDS, math.ceil(remaining)))

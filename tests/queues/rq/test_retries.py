@@ -65,6 +65,21 @@ def test_an_always_failing_task_runs_max_attempts_times_then_is_in_the_failed_re
     assert task_backends["default"].get_result(result.id).status == TaskResultStatus.FAILED
 
 
+# transaction: the worker closes the connection, which restoring TIME_ZONE then reconfigures.
+@pytest.mark.django_db(transaction=True)
+def test_without_use_tz_a_retry_s_delay_is_logged(rq_url, settings, caplog):
+    """USE_TZ = False: RQ's scheduled time (aware) against the naive now, in the failure's line."""
+    settings.USE_TZ, settings.TIME_ZONE = False, "Asia/Tokyo"
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=2, RETRY_DELAY=30)
+    queue_tasks.fail_always.enqueue("naive")
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()
+    lines = [r.getMessage() for r in caplog.records if "outcome=failed" in r.getMessage()]
+    assert len(lines) == 1 and "attempt=1/2 next_attempt_in=" in lines[0], lines
+    delay = int(lines[0].split("next_attempt_in=")[1].split("s")[0])
+    assert 25 <= delay <= 30
+
+
 def test_a_timed_out_attempt_counts_as_a_failed_one(rq_url, settings, caplog):
     settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=2, RETRY_DELAY=0)
     result = queue_tasks.slow_marker.enqueue("stuck", 30)

@@ -140,6 +140,25 @@ def test_run_after_beyond_the_sqs_cap_is_resent_until_due(sqs, monkeypatch, capl
     assert message_count(sqs.client, sqs.url) == 0
 
 
+# transaction: the worker closes the connection, which restoring TIME_ZONE then reconfigures.
+@pytest.mark.django_db(transaction=True)
+def test_without_use_tz_naive_times_travel_and_deferred_tasks_wait_for_them(
+    sqs, settings, monkeypatch
+):
+    """USE_TZ = False: run_after and enqueued_at are naive (TIME_ZONE's wall clock); a message
+    carries them as aware times, and no task is set aside as malformed for lacking a zone."""
+    settings.USE_TZ, settings.TIME_ZONE = False, "Asia/Tokyo"
+    monkeypatch.setattr(messages, "MAX_DELAY_SECONDS", 1)  # the worker re-sends until due
+    due = timezone.now() + datetime.timedelta(seconds=2)
+    assert timezone.is_naive(due)
+    queue_tasks.record_marker.enqueue("now")
+    queue_tasks.record_marker.using(run_after=due).enqueue("later")
+    assert burst_until(lambda: "later" in queue_tasks.markers())
+    assert sorted(queue_tasks.markers()) == ["later", "now"]
+    assert timezone.now() >= due  # not 9 hours late, nor early
+    assert dlq_bodies(sqs) == []
+
+
 def test_visibility_is_extended_while_a_task_runs(sqs):
     queue_tasks.slow_marker.enqueue("slow", 3)  # 3 s against a queue visibility of 1 s
     thread = threading.Thread(target=run_burst, daemon=True)
