@@ -16,6 +16,7 @@
 | impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster), or its TLS certificate is not trusted |
 | impressions.W005   | every check       | an IMPRESSIONS_* setting this app does not have (a typo?) |
 | impressions.E009   | every check       | DATABASE_ROUTERS writes the counted model or the history elsewhere than 'default' |
+| impressions.E010   | every check       | IMPRESSIONS_COUNT_FIELD is inherited from a multi-table parent |
 | impressions.W006   | every check       | a Redis cache in CACHES is the buffer's database: cache.clear() empties it |
 
 Never reuse a retired id.
@@ -127,8 +128,10 @@ def check_counted_model(app_configs=None, **kwargs):
                 id="impressions.E001",
             )
         ]
-    # Viewers' sets and the flush's SQL hold ids as integers (bigint in PostgreSQL).
-    if not isinstance(model._meta.pk, models.IntegerField):
+    # Viewers' sets and the flush's SQL hold ids as integers (bigint in PostgreSQL). A child of
+    # multi-table inheritance has its parent's integer id as its key (a one-to-one parent link).
+    pk = model._meta.pk
+    if not isinstance(pk.target_field if pk.is_relation else pk, models.IntegerField):
         return [
             checks.Error(
                 f"IMPRESSIONS_MODEL={name!r} has a {type(model._meta.pk).__name__} primary key;"
@@ -147,6 +150,20 @@ def check_counted_model(app_configs=None, **kwargs):
                 hint=f"Add the field to {name} (e.g. models.PositiveBigIntegerField(default=0))"
                 " or set IMPRESSIONS_COUNT_FIELD to the name of one it has.",
                 id="impressions.E002",
+            )
+        ]
+    # The flush updates the counted model's own table: a field inherited from a parent of
+    # multi-table inheritance lives in the parent's.
+    if field.model._meta.concrete_model is not model._meta.concrete_model:
+        parent = field.model._meta.label
+        return [
+            checks.Error(
+                f"IMPRESSIONS_COUNT_FIELD={field_name!r} is a field of {parent}, the parent of"
+                f" {name}: it lives in the parent's table, which the flush does not update.",
+                hint=f"Set IMPRESSIONS_MODEL to {parent!r}, or add the count field to {name}"
+                " itself.",
+                obj=field,
+                id="impressions.E010",
             )
         ]
     # AutoField subclasses IntegerField too: counting into the primary key would corrupt it.

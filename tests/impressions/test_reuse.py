@@ -13,7 +13,7 @@ from impressions import dashboard, stats
 from impressions.flush import flush_pending
 from tests.factories import make_posts, make_user
 
-from .countedapp.models import Article
+from .countedapp.models import Article, Listing, Story
 from .history_check import history_sums
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +76,20 @@ def test_a_nullable_count_field_is_counted_from_null(standalone_buffer, sql_path
     assert (report.posts_updated, report.impressions_applied) == (2, 2)
     assert dict(Article.objects.values_list("id", "reach")) == {fresh.id: 1, counted.id: 6}
     assert history_sums([fresh.id, counted.id]) == {fresh.id: 1, counted.id: 1}
+
+
+def test_a_multi_table_child_is_counted_into_its_own_table(standalone_buffer, sql_path):
+    """A CMS's page type: the child's key is its parent's id, the count field in the child's
+    table; the parent's own rows and fields are left alone."""
+    Listing.objects.create(name="not a story")
+    first, second = Story.objects.create(name="one"), Story.objects.create(name="two")
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Story", IMPRESSIONS_COUNT_FIELD="reads"):
+        visit(make_user("alice"), [first, second])
+        visit(make_user("bob"), [first])
+        report = flush_pending()
+    assert (report.posts_updated, report.impressions_applied) == (2, 3)
+    assert dict(Story.objects.values_list("pk", "reads")) == {first.pk: 2, second.pk: 1}
+    assert set(Listing.objects.values_list("listed_views", flat=True)) == {0}
 
 
 def test_the_admin_pages_name_the_counted_model(counting_articles, admin_client):

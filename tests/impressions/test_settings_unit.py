@@ -192,6 +192,19 @@ def test_a_field_that_cannot_hold_a_count_is_e003(model, field):
     assert "PositiveBigIntegerField" in error.hint
 
 
+def test_a_multi_table_child_is_counted_by_its_parent_s_integer_id():
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Story", IMPRESSIONS_COUNT_FIELD="reads"):
+        assert counted_model_check_ids() == set()
+
+
+def test_a_count_field_in_the_parent_s_table_is_e010():
+    field = "listed_views"
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Story", IMPRESSIONS_COUNT_FIELD=field):
+        assert counted_model_check_ids() == {"impressions.E010"}
+        [error] = check_counted_model()
+    assert "countedapp.Listing" in error.msg and "'countedapp.Listing'" in error.hint
+
+
 def test_a_model_without_an_integer_primary_key_is_e004():
     with override_settings(IMPRESSIONS_MODEL="countedapp.Tag", IMPRESSIONS_COUNT_FIELD="uses"):
         assert counted_model_check_ids() == {"impressions.E004"}

@@ -20,6 +20,22 @@ class Article(models.Model):
         return self.title or f"article {self.pk}"
 
 
+class Listing(models.Model):
+    """A parent of multi-table inheritance (as a CMS's page): its children share its ids."""
+
+    name = models.CharField(max_length=100, default="")
+    listed_views = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return self.name or f"listing {self.pk}"
+
+
+class Story(Listing):
+    """A child of multi-table inheritance: its primary key is a one-to-one link to Listing."""
+
+    reads = models.PositiveBigIntegerField(default=0)
+
+
 class Tag(models.Model):
     """A model impressions cannot count: its primary key is not an integer (impressions.E004)."""
 
