@@ -268,9 +268,9 @@ def write_batch_portable(lines):
         totals[object_id] = totals.get(object_id, 0) + count
     columns = counted_columns()
     # The base manager, as the UPDATE below: a default manager that hides rows must not drop counts.
-    existing = set(
-        columns.model._base_manager.filter(pk__in=list(totals)).values_list("pk", flat=True)
-    )
+    # On the UPDATE's connection, not a read router's replica, which may not have a new row yet.
+    rows_here = columns.model._base_manager.using(connection.alias)
+    existing = set(rows_here.filter(pk__in=list(totals)).values_list("pk", flat=True))
     table, pk, count = columns.table, columns.pk, columns.count
     with connection.cursor() as cursor:
         cursor.executemany(

@@ -1,6 +1,19 @@
 """The impressions app's tables: the flush ledger and the per-day history with its rollups."""
 
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
+
+
+class DefaultDatabaseManager(models.Manager):
+    """Every query on the 'default' database, reads too, whatever DATABASE_ROUTERS says.
+
+    The flush and the roll-up read what they write, in their transactions and under their locks,
+    on the default connection (impressions.E009 keeps the counted model there too): a read
+    router's replica, a moment behind, would roll up the wrong days and mix two snapshots of the
+    history in one reading.
+    """
+
+    def get_queryset(self):
+        return super().get_queryset().using(DEFAULT_DB_ALIAS)
 
 
 class Flush(models.Model):
@@ -33,6 +46,8 @@ class Flush(models.Model):
     recovered_by = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
 
+    objects = DefaultDatabaseManager()
+
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["started_at"], name="flush_started_idx")]
@@ -55,6 +70,8 @@ class DayCounts(models.Model):
     object_id = models.BigIntegerField()
     day = models.DateField()
     count = models.PositiveBigIntegerField()
+
+    objects = DefaultDatabaseManager()
 
     class Meta:
         abstract = True
@@ -126,6 +143,8 @@ class OpenDayLeaders(models.Model):
     object_id = models.BigIntegerField()
     count = models.PositiveBigIntegerField()
 
+    objects = DefaultDatabaseManager()
+
     class Meta:
         db_table = "impressions_daily_leaders"
         verbose_name = "leaders of an open day"
@@ -159,6 +178,8 @@ class PeriodImpressions(models.Model):
     start = models.DateField()
     object_id = models.BigIntegerField()
     count = models.PositiveBigIntegerField()
+
+    objects = DefaultDatabaseManager()
 
     class Meta:
         db_table = "impressions_period"
@@ -194,6 +215,8 @@ class HistoryRollup(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)  # of the last roll-up
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = DefaultDatabaseManager()
+
     class Meta:
         db_table = "impressions_rollup"
         verbose_name = "history rollup"
@@ -225,6 +248,8 @@ class SiteDailyImpressions(models.Model):
 
     day = models.DateField(primary_key=True)
     count = models.PositiveBigIntegerField()
+
+    objects = DefaultDatabaseManager()
 
     class Meta:
         db_table = "impressions_site_daily"

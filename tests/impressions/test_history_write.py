@@ -259,6 +259,44 @@ def test_batches_upsert_existing_rows_on_both_paths(standalone_buffer, sql_path)
     assert rollup_mismatches() == []
 
 
+class ReadReplicaRouter:
+    """Django's primary/replica router: every read to 'replica'. No such database is configured
+    here, so a read sent there fails: it stands for a replica's lagging copy."""
+
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+
+def test_a_read_replica_router_sends_no_read_of_the_flush_or_the_roll_up_there(
+    standalone_buffer, sql_path
+):
+    """The flush, the roll-up and the history read what they write, in their transactions: a
+    replica's copy, a moment behind, would roll up the wrong days or drop counts of new rows."""
+    posts = make_posts(3)
+    ids = [p.id for p in posts]
+    saturday = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    sunday, monday = date(2026, 11, 29), date(2026, 11, 30)
+    routers = [f"{__name__}.ReadReplicaRouter"]
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0, DATABASE_ROUTERS=routers):
+        for viewer in range(2):
+            record_impressions(f"u:{viewer}", ids, now=saturday)
+        record_impressions("u:9", ids[:1], now=saturday + timedelta(days=2))  # Monday
+        flush_pending(batch_size=2)
+        rollup.roll_up(pace=0)
+        history = impressions.history(ids, saturday.date(), monday)
+        top = impressions.top_posts(saturday.date(), monday)
+        week = stats.top_in(periods.WEEK, sunday)
+    assert history == {
+        ids[0]: {saturday.date(): 2, monday: 1},
+        ids[1]: {saturday.date(): 2},
+        ids[2]: {saturday.date(): 2},
+    }
+    assert top == [(ids[0], 3), (ids[1], 2), (ids[2], 2)]
+    assert week == [(ids[0], 2), (ids[1], 2), (ids[2], 2)]
+    assert totals(posts) == {ids[0]: 3, ids[1]: 2, ids[2]: 2}
+    assert rollup_mismatches() == []
+
+
 # Runs in a child process on a fresh SQLite database (the database of `make run`): the portable
 # path for real, midnight in a non-UTC TIME_ZONE, an update of existing rows, a deleted post.
 ON_SQLITE = """
