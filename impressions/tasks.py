@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
 from django.db.models import Min
 from django.tasks import Task, task, task_backends
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
@@ -120,8 +121,20 @@ def enqueue_flush(delay=0, manual=False):
     for its share of the shards, together; returns the first one's result. `manual` (asked for
     by hand): one task for every shard, which leaves the scheduled window in place.
 
-    A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now.
+    A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now,
+    or, inside a transaction (ATOMIC_REQUESTS), once it commits (then this returns None).
     """
+    deferring = flush_impressions_task.get_backend().supports_defer
+    if not manual and not deferring and connection.in_atomic_block:
+        # Run here, the flush's commits would be savepoints of the caller's transaction: a view
+        # failing after record() would undo them after the flush took the counts out of Redis.
+        # Rolled back instead, the counts stay in Redis for the flush the next window schedules.
+        transaction.on_commit(lambda: enqueue_flush_tasks(delay, manual), robust=True)
+        return None
+    return enqueue_flush_tasks(delay, manual)
+
+
+def enqueue_flush_tasks(delay, manual):
     flush_task = flush_impressions_task
     if delay and flush_task.get_backend().supports_defer:
         flush_task = flush_task.using(run_after=timezone.now() + timedelta(seconds=delay))

@@ -4,7 +4,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.tasks import default_task_backend
 from django.test import override_settings
 from django.utils import timezone
@@ -109,13 +109,48 @@ def test_the_ledger_prunes_old_rows(standalone_buffer):
     assert Flush.objects.filter(id="recent").exists()
 
 
-def test_with_a_backend_that_cannot_defer_the_flush_runs_at_once(client, standalone_buffer):
+IMMEDIATE_TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+
+def test_with_a_backend_that_cannot_defer_the_flush_runs_at_once(
+    client, standalone_buffer, django_capture_on_commit_callbacks
+):
     posts = make_posts(2)
-    with override_settings(
-        TASKS={"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
-    ):
+    # The test's transaction stands for the request's: the flush runs when it commits.
+    with override_settings(TASKS=IMMEDIATE_TASKS), django_capture_on_commit_callbacks(execute=True):
         assert client.get("/api/timeline/").status_code == 200
     assert set(impressions_of(posts).values()) == {1}
+
+
+def failing_view_in_a_transaction(ids):
+    with transaction.atomic():
+        assert record_impressions("u:1", ids).scheduled
+        raise RuntimeError("the view fails after recording")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backend_that_cannot_defer_flushes_once_the_caller_s_transaction_commits(
+    standalone_buffer,
+):
+    """ATOMIC_REQUESTS: the first view of a window schedules the flush inside the request's
+    transaction; ImmediateBackend would run it there. A view failing after record() rolled the
+    flush's writes back after it had taken the counts out of Redis: they were lost."""
+    posts = make_posts(2)
+    ids = [p.id for p in posts]
+    with override_settings(TASKS=IMMEDIATE_TASKS):
+        with pytest.raises(RuntimeError):
+            failing_view_in_a_transaction(ids)
+        assert set(impressions_of(posts).values()) == {0}
+        assert pending_counts(ids) == dict.fromkeys(ids, 1)  # kept for a later flush
+        flush_pending()
+        assert set(impressions_of(posts).values()) == {1}
+
+        standalone_buffer.delete(keys.guard_key())  # the failed request's window has lapsed
+        with transaction.atomic():
+            assert record_impressions("u:2", ids).scheduled
+            assert set(impressions_of(posts).values()) == {1}  # not inside the transaction
+        assert set(impressions_of(posts).values()) == {2}  # at its commit
+        assert pending_counts(ids) == dict.fromkeys(ids, 0)
 
 
 @pytest.mark.django_db(transaction=True)
