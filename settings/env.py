@@ -187,8 +187,11 @@ def url_problem(url, schemes, rest_problem):
             f"does not start with a scheme:// (its {len(url)} characters are not shown: without"
             " one they may be a password)"
         )
-    parts = urllib.parse.urlsplit(redact(url))
     scheme = scheme.group(1)  # redis-py, dj-database-url and the apps read these in lower case
+    try:
+        parts = urllib.parse.urlsplit(redact(url))
+    except ValueError:  # an unclosed [ of an IPv6 host: urlsplit cannot tell where the host is
+        return f"has a host with an unclosed [ (scheme {scheme!r})"
     host = parts.hostname or ""
     shown = f"scheme {scheme!r}, host {host!r}" if host else f"scheme {scheme!r}, no host"
     if scheme not in schemes:

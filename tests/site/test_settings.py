@@ -59,6 +59,7 @@ SECRET = "hunter2-s3cret"
         (f"http://:{SECRET}@cache:6379/0", "has an unknown scheme (scheme 'http', host 'cache')"),
         (f"redis://:{SECRET}@:6379/0", "has an empty host (scheme 'redis')"),
         (f"redis://u:{SECRET}/x@cache:port/0", "has a port that is not a number from 0 to 65535"),
+        (f"redis://:{SECRET}@[::1:6379/0", "has a host with an unclosed [ (scheme 'redis')"),
         ("unix://", "names no socket path"),
     ],
 )
@@ -89,6 +90,7 @@ def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
         (f"nosuchdb://app:{SECRET}@db/app", "has an unknown scheme (scheme 'nosuchdb', host 'db')"),
         (f"postgres://app:{SECRET}@db:5432/", "names no database (scheme 'postgres', host 'db'"),
         (f"postgres://app:{SECRET}/x@db:port/app", "has a port that is not a number from 0 to"),
+        (f"postgres://app:{SECRET}@[::1/app", "has a host with an unclosed [ (scheme 'postgres')"),
     ],
 )
 def test_a_malformed_database_url_says_what_is_wrong_and_hides_the_rest(monkeypatch, value, said):
