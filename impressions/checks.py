@@ -130,8 +130,11 @@ def check_counted_model(app_configs=None, **kwargs):
         ]
     # Viewers' sets and the flush's SQL hold ids as integers (bigint in PostgreSQL). A child of
     # multi-table inheritance has its parent's integer id as its key (a one-to-one parent link).
+    # A grandchild's key links to its parent's, itself a link: follow them to the integer id.
     pk = model._meta.pk
-    if not isinstance(pk.target_field if pk.is_relation else pk, models.IntegerField):
+    while pk.is_relation:
+        pk = pk.target_field
+    if not isinstance(pk, models.IntegerField):
         return [
             checks.Error(
                 f"IMPRESSIONS_MODEL={name!r} has a {type(model._meta.pk).__name__} primary key;"

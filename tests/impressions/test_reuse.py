@@ -13,7 +13,7 @@ from impressions import dashboard, stats
 from impressions.flush import flush_pending
 from tests.factories import make_posts, make_user
 
-from .countedapp.models import Article, Listing, Story
+from .countedapp.models import Article, Feature, Listing, Story
 from .history_check import history_sums
 
 pytestmark = pytest.mark.django_db
@@ -90,6 +90,20 @@ def test_a_multi_table_child_is_counted_into_its_own_table(standalone_buffer, sq
     assert (report.posts_updated, report.impressions_applied) == (2, 3)
     assert dict(Story.objects.values_list("pk", "reads")) == {first.pk: 2, second.pk: 1}
     assert set(Listing.objects.values_list("listed_views", flat=True)) == {0}
+
+
+def test_a_multi_table_grandchild_is_counted_into_its_own_table(standalone_buffer, sql_path):
+    """A page type of a page type: its key links to its parent's, a link in turn."""
+    Story.objects.create(name="not featured")
+    first, second = Feature.objects.create(name="one"), Feature.objects.create(name="two")
+    field = "featured_reads"
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Feature", IMPRESSIONS_COUNT_FIELD=field):
+        visit(make_user("alice"), [first, second])
+        visit(make_user("bob"), [first])
+        report = flush_pending()
+    assert (report.posts_updated, report.impressions_applied) == (2, 3)
+    assert dict(Feature.objects.values_list("pk", field)) == {first.pk: 2, second.pk: 1}
+    assert set(Story.objects.values_list("reads", flat=True)) == {0}
 
 
 def test_the_admin_pages_name_the_counted_model(counting_articles, admin_client):

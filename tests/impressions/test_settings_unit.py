@@ -197,6 +197,12 @@ def test_a_multi_table_child_is_counted_by_its_parent_s_integer_id():
         assert counted_model_check_ids() == set()
 
 
+def test_a_multi_table_grandchild_is_counted_by_its_ancestor_s_integer_id():
+    field = "featured_reads"
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Feature", IMPRESSIONS_COUNT_FIELD=field):
+        assert counted_model_check_ids() == set()
+
+
 def test_a_count_field_in_the_parent_s_table_is_e010():
     field = "listed_views"
     with override_settings(IMPRESSIONS_MODEL="countedapp.Story", IMPRESSIONS_COUNT_FIELD=field):

@@ -36,6 +36,12 @@ class Story(Listing):
     reads = models.PositiveBigIntegerField(default=0)
 
 
+class Feature(Story):
+    """A grandchild (a page type of a page type): its key links to Story's, a link in turn."""
+
+    featured_reads = models.PositiveBigIntegerField(default=0)
+
+
 class Tag(models.Model):
     """A model impressions cannot count: its primary key is not an integer (impressions.E004)."""
 
