@@ -84,7 +84,13 @@ def start_redis_server(port, workdir, *extra, persist=False, tls=None):
         start_new_session=True,
     )  # fmt: skip
     context = tls.client_context() if tls else None
-    wait_until(lambda: redis_ping("127.0.0.1", port, context), 10, f"redis-server on port {port}")
+    try:
+        wait_until(
+            lambda: redis_ping("127.0.0.1", port, context), 10, f"redis-server on port {port}"
+        )
+    except BaseException:
+        stop_process(process)  # in a session of its own: nothing else would stop it
+        raise
     return process
 
 

@@ -90,3 +90,23 @@ def test_supervise_stops_everything_on_sigterm_and_exits_0(tmp_path):
     process.communicate(timeout=30)
     assert process.returncode == 0
     assert not is_running(int(pid_file.read_text()))
+
+
+@pytest.mark.tls
+def test_a_redis_server_that_never_answers_is_stopped_not_left_running(tmp_path, monkeypatch):
+    """start_redis_server gives up after its wait: the redis-server it started (its own session,
+    out of reach of Ctrl-C) must not outlive the failure, holding the port."""
+    from devservices import redis_server
+    from devservices.tls import TlsFiles, make_tls_files
+
+    served, trusted = make_tls_files(tmp_path / "a"), make_tls_files(tmp_path / "b")
+    # The server presents a's certificate; the readiness ping trusts b's CA only: never ready.
+    mismatched = TlsFiles(ca=trusted.ca, certificate=served.certificate, key=served.key)
+    wait = redis_server.wait_until
+    monkeypatch.setattr(
+        redis_server, "wait_until", lambda check, _timeout, what: wait(check, 2, what)
+    )
+    port = devservices.free_port()
+    with pytest.raises(devservices.ServiceUnavailable):
+        devservices.start_redis_server(port, tmp_path / "redis", tls=mismatched)
+    assert not devservices.is_listening("127.0.0.1", port)
