@@ -23,8 +23,12 @@ class RedisClusterProcess:
     def __init__(self, nodes=3, tls=False):
         self.ports = [free_port(bus_offset=CLUSTER_BUS_OFFSET) for _ in range(nodes)]
         self.workdir = Path(tempfile.mkdtemp(prefix="casusult-cluster-"))
-        self.tls = make_tls_files(self.workdir / "tls") if tls else None
         self.processes = []
+        try:
+            self.tls = make_tls_files(self.workdir / "tls") if tls else None
+        except BaseException:
+            self.stop()  # no start() or stop() follows a failed construction: its files go now
+            raise
 
     @property
     def url(self):

@@ -117,8 +117,12 @@ class RedisTlsServerProcess:
     def __init__(self):
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="casusult-tls-"))
-        self.tls = make_tls_files(self.workdir / "tls")
         self.process = None
+        try:
+            self.tls = make_tls_files(self.workdir / "tls")
+        except BaseException:
+            self.stop()  # no start() or stop() follows a failed construction: its files go now
+            raise
 
     @property
     def url(self):

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -110,3 +111,20 @@ def test_a_redis_server_that_never_answers_is_stopped_not_left_running(tmp_path,
     with pytest.raises(devservices.ServiceUnavailable):
         devservices.start_redis_server(port, tmp_path / "redis", tls=mismatched)
     assert not devservices.is_listening("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [devservices.RedisTlsServerProcess, lambda: devservices.RedisClusterProcess(tls=True)],
+    ids=["standalone", "cluster"],
+)
+def test_a_tls_redis_that_cannot_make_its_certificates_leaves_no_directory(
+    make, tmp_path, monkeypatch
+):
+    from devservices import tls
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tls.shutil, "which", lambda name: None)  # no openssl
+    with pytest.raises(devservices.ServiceUnavailable, match="openssl"):
+        make()
+    assert list(tmp_path.iterdir()) == []
