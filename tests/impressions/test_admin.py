@@ -6,6 +6,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -184,3 +185,24 @@ def test_the_counted_model_s_admin_never_writes_the_count(rf, buffer):
     model_admin.save_model(request, loaded, form=None, change=True)  # ...then the admin saves
     post.refresh_from_db()
     assert (post.body, post.impressions) == ("edited", 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_now_under_atomic_requests_commits_the_flush_whatever_the_view_does_next(
+    staff_client, standalone_buffer, monkeypatch
+):
+    """ATOMIC_REQUESTS with a backend that runs the flush in the request: the flush takes the
+    counts out of Redis, so its writes must not wait on the view's transaction, which a later
+    failure of the view rolls back (the counts were then gone from both)."""
+    posts = make_posts(2)
+    record_impressions("u:1", [p.id for p in posts])
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+
+    def fails_after_the_flush(*args, **kwargs):
+        raise RuntimeError("the view fails after the flush ran")
+
+    monkeypatch.setattr(flush_now, "wait", fails_after_the_flush)
+    with override_settings(TASKS=IMMEDIATE_TASKS), pytest.raises(RuntimeError):
+        staff_client.post("/admin/impressions/flush/flush-now/", {"next": "/admin/"})
+    assert sorted(Post.objects.values_list("impressions", flat=True)) == [1, 1]
+    assert Flush.objects.filter(outcome=Flush.Outcome.APPLIED).count() == 1
