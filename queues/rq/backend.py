@@ -119,7 +119,7 @@ class RQBackend(QueueBackend):
             retry=self.retry_policy(),
         )
         if task.run_after is not None and aware(task.run_after) > aware(timezone.now()):
-            queue.schedule_job(job, task.run_after)
+            queue.schedule_job(job, aware(task.run_after))  # RQ misreads a naive one in DST zones
         else:
             queue.enqueue_job(job)
         object.__setattr__(result, "enqueued_at", timezone.now())

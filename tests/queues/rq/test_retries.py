@@ -3,6 +3,7 @@
 import itertools
 import logging
 import time
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -107,3 +108,16 @@ def test_the_impressions_flush_re_arms_only_after_its_last_attempt(rq_url, setti
     assert rq_queue(rq_url).failed_job_registry.get_job_ids() == [result.id]
     assert task_backends["default"].get_result(result.id).attempts == 3
     assert len(rearmed) == 1  # after the third attempt only
+
+
+# transaction: as above, restoring TIME_ZONE reconfigures the connection.
+@pytest.mark.django_db(transaction=True)
+def test_without_use_tz_run_after_is_scheduled_at_time_zone_s_wall_clock(rq_url, settings):
+    """USE_TZ = False: a naive run_after is TIME_ZONE's wall clock. RQ reads a naive time with
+    the process zone's DST offset whenever the zone has DST at all (time.altzone), an hour early
+    in a Paris winter: a task due later ran at once."""
+    settings.USE_TZ, settings.TIME_ZONE = False, "Europe/Paris"
+    due = datetime(2099, 1, 15, 12, 0)  # winter: UTC+1
+    result = queue_tasks.record_marker.using(run_after=due).enqueue("in winter")
+    scheduled = rq_queue(rq_url).scheduled_job_registry.get_scheduled_time(result.id)
+    assert scheduled == datetime(2099, 1, 15, 11, 0, tzinfo=UTC)
