@@ -200,7 +200,25 @@ def url_problem(url, schemes, rest_problem):
         parts.port  # noqa: B018 (raises ValueError for a port that is no number)
     except ValueError:
         return f"has a port that is not a number from 0 to 65535 ({shown})"
+    if _credentials_misread(url, parts):
+        return (
+            f"has a user name or password holding a /, ? or # that is not percent-encoded"
+            f" ({shown}): clients end the host there, and would take part of the password for"
+            " the host or port. Write them %2F, %3F and %23"
+        )
     return rest_problem(scheme, parts, shown)
+
+
+def _credentials_misread(url, parts):
+    """Whether the raw `url`, read as redis-py and dj-database-url read it (the first /, ? or #
+    ends the authority), loses the host or port that `parts` (the credentials cut off at the
+    last @) has: a raw / ? # in the password. Never shown: that reading is the password's text."""
+    try:
+        raw = urllib.parse.urlsplit(url)
+        raw.port  # noqa: B018 (the password's text after a ':' taken for the port)
+    except ValueError:
+        return True
+    return bool(parts.hostname) and not raw.hostname
 
 
 def from_env(readers, prefix=""):

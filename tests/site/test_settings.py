@@ -60,6 +60,10 @@ SECRET = "hunter2-s3cret"
         (f"redis://:{SECRET}@:6379/0", "has an empty host (scheme 'redis')"),
         (f"redis://u:{SECRET}/x@cache:port/0", "has a port that is not a number from 0 to 65535"),
         (f"redis://:{SECRET}@[::1:6379/0", "has a host with an unclosed [ (scheme 'redis')"),
+        # redis-py would say "Port could not be cast to integer value as 'hunter2'".
+        (f"redis://:{SECRET.replace('-', '/')}@cache:6379/0", "has a user name or password"),
+        (f"redis://u:{SECRET.replace('-', '#')}@cache:6379/0", "has a user name or password"),
+        (f"rediss://:{SECRET.replace('-', '?')}@cache:6379/0", "has a user name or password"),
         ("unix://", "names no socket path"),
     ],
 )
@@ -74,7 +78,15 @@ def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch
 
 
 @pytest.mark.parametrize(
-    "value", ["redis://cache:6379/0", "rediss://u:p@cache.example.com:6380/1", "unix:///r.sock"]
+    "value",
+    [
+        "redis://cache:6379/0",
+        "rediss://u:p@cache.example.com:6380/1",
+        "unix:///r.sock",
+        "redis://:p%2Fw%23d@cache:6379/0",  # percent-encoded
+        "redis://:p@ss@cache:6379/0",  # an @ is read up to the last one, by redis-py too
+        "rediss://cache:6380/0?ssl_ca_certs=/etc/ca@2026/ca.pem",  # an @ in the query
+    ],
 )
 def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
     monkeypatch.setenv("REDIS_URL", value)
@@ -91,6 +103,7 @@ def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
         (f"postgres://app:{SECRET}@db:5432/", "names no database (scheme 'postgres', host 'db'"),
         (f"postgres://app:{SECRET}/x@db:port/app", "has a port that is not a number from 0 to"),
         (f"postgres://app:{SECRET}@[::1/app", "has a host with an unclosed [ (scheme 'postgres')"),
+        (f"postgres://app:{SECRET.replace('-', '/')}@db/app", "has a user name or password"),
     ],
 )
 def test_a_malformed_database_url_says_what_is_wrong_and_hides_the_rest(monkeypatch, value, said):
