@@ -257,7 +257,8 @@ class SQSWorker:
         poll = Poll(self.receive_now)
         poll.start()
         while not poll.done.wait(STOP_CHECK):
-            if self.stop_requested:
+            # Answered since the look (is_set): its messages are ours to hand back at once.
+            if self.stop_requested and not poll.done.is_set():
                 logger.info("Stopping without waiting for the long poll's answer")
                 return []
         if poll.error is not None:

@@ -131,3 +131,40 @@ def test_ping_asks_for_a_queue_of_another_account_in_that_account(monkeypatch):
     with Stubber(named.client) as stub:
         stub.add_response("get_queue_url", {"QueueUrl": URL}, {"QueueName": "casusult-jobs"})
         named.ping()
+
+
+def test_messages_answered_as_a_stop_arrives_are_handed_back_not_abandoned(monkeypatch):
+    """The long poll answers just after a look at it found it running, and a stop arrives in
+    between: its messages are taken (the worker then releases them at once), not left to the
+    abandoned thread, hidden from every worker until their visibility timeout."""
+    from queues.sqs import worker as worker_module
+
+    message = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": "{}"}
+    client = SimpleNamespace(receive_message=lambda **_: {"Messages": [message]})
+    backend = SimpleNamespace(
+        options={"MAX_MESSAGES": 10, "WAIT_TIME_SECONDS": 20}, queue_url=URL, poll_client=client
+    )
+    worker = SQSWorker(backend)
+
+    class AnswerAfterTheLook(worker_module.Poll):
+        def __init__(self, receive):
+            super().__init__(receive)
+            done = self.done
+
+            class Late(type(done)):
+                looks = 0
+
+                def wait(self, timeout=None):
+                    assert done.wait(5)
+                    Late.looks += 1
+                    if Late.looks > 1:
+                        return True
+                    worker.stop()  # the first look saw it running; the stop came next
+                    return False
+
+            self.done = Late()
+            self.done.set = done.set
+            self.done.is_set = done.is_set
+
+    monkeypatch.setattr(worker_module, "Poll", AnswerAfterTheLook)
+    assert worker.receive() == [message]
