@@ -34,17 +34,26 @@ class DeadLetterQueue:
     max_receive_count: int
 
 
-def dead_letter_queue(client, attributes):
-    """The DLQ named by a queue's attributes (its RedrivePolicy), or None when it has none."""
-    policy = attributes.get("RedrivePolicy")
-    if not policy:
+def redrive_policy(attributes):
+    """(its DLQ's ARN, account, name, maxReceiveCount or None) of a queue's RedrivePolicy
+    attribute, or None when it has none."""
+    policy = json.loads(attributes.get("RedrivePolicy") or "{}")
+    arn = policy.get("deadLetterTargetArn")
+    if not arn:
         return None
-    policy = json.loads(policy)
-    arn = policy["deadLetterTargetArn"]
     # arn:aws:sqs:<region>:<account>:<name>
     account, name = arn.split(":")[4:6]
+    receives = policy.get("maxReceiveCount")
+    return arn, account, name, int(receives) if receives is not None else None
+
+
+def dead_letter_queue(client, attributes):
+    """The DLQ named by a queue's attributes (its RedrivePolicy), or None when it has none."""
+    if (policy := redrive_policy(attributes)) is None:
+        return None
+    arn, account, name, max_receive_count = policy
     url = client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-    return DeadLetterQueue(url, arn, name, int(policy["maxReceiveCount"]))
+    return DeadLetterQueue(url, arn, name, max_receive_count)
 
 
 def printable(text, limit=500):

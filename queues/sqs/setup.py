@@ -13,6 +13,7 @@ from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 
 from .backend import SQSBackend
+from .deadletter import redrive_policy
 
 # Longest retention SQS allows: a message that reached the DLQ is kept 14 days for a person.
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
@@ -78,15 +79,9 @@ def existing_settings(client, name):
         return None, None, None
     names = ["RedrivePolicy", "VisibilityTimeout"]
     current = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    policy = json.loads(current.get("RedrivePolicy") or "{}")
-    arn = policy.get("deadLetterTargetArn")
-    receives = policy.get("maxReceiveCount")
+    _, _, dlq_name, receives = redrive_policy(current) or (None, None, None, None)
     visibility = current.get("VisibilityTimeout")
-    return (
-        arn.rsplit(":", 1)[-1] if arn else None,
-        int(receives) if receives is not None else None,
-        int(visibility) if visibility is not None else None,
-    )
+    return dlq_name, receives, int(visibility) if visibility is not None else None
 
 
 def ensure_queue(client, name, attributes):
