@@ -80,6 +80,11 @@ def region_from_queue_url(url: str | None) -> str | None:
     return None
 
 
+def error_code(error: BaseException) -> str:
+    """The code SQS answered a refused call with (botocore's ClientError), "" for other errors."""
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def error_text(error: ClientError) -> str:
     """What SQS said, without botocore's "An error occurred (…) when calling …" wrapping."""
     return str(error.response.get("Error", {}).get("Message") or error)
@@ -87,10 +92,7 @@ def error_text(error: ClientError) -> str:
 
 def too_long(error: ClientError) -> bool:
     """Whether SendMessage was refused for the message's size (the queue's MaximumMessageSize)."""
-    found = error.response.get("Error", {})
-    return "InvalidParameterValue" in str(found.get("Code", "")) and "shorter than" in str(
-        found.get("Message", "")
-    )
+    return "InvalidParameterValue" in error_code(error) and "shorter than" in error_text(error)
 
 
 class SQSBackend(QueueBackend):

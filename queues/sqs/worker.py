@@ -27,6 +27,7 @@ from ..execution import (
     report_refusal,
 )
 from ..signals import sqs_receive_failed
+from .backend import error_code
 from .deadletter import dead_letter
 from .heartbeat import VisibilityHeartbeat
 from .messages import decode_message, delay_seconds, next_attempt_body
@@ -81,7 +82,7 @@ class SQSWorker:
     def remedy(error):
         """What to do about one of unreachable_errors at start-up, or ""."""
         name = type(error).__name__
-        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+        code = error_code(error)
         if name == "NoRegionError":
             return (
                 "set AWS_DEFAULT_REGION in the worker's environment (or region in its AWS profile)"
@@ -104,8 +105,9 @@ class SQSWorker:
     @staticmethod
     def misconfigured(error):
         """Whether `error` is a refusal that waiting will not cure (see MISCONFIGURED_CODES)."""
-        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-        return code in MISCONFIGURED_CODES or type(error).__name__ in MISCONFIGURED_NAMES
+        return (
+            error_code(error) in MISCONFIGURED_CODES or type(error).__name__ in MISCONFIGURED_NAMES
+        )
 
     def __init__(self, backend, *, queues=None, burst=False, max_jobs=None):
         if queues:
