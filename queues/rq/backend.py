@@ -24,6 +24,7 @@ from rq.registry import (
 )
 
 from ..base import QueueBackend, QueueStats, Rule, whole_number
+from ..bounds import check_id
 from ..exceptions import MalformedMessage, RefusedJob
 from ..execution import new_result
 from ..times import aware
@@ -162,6 +163,8 @@ class RQBackend(QueueBackend):
 
     def get_result(self, result_id: str) -> TaskResult[Any, Any]:
         try:
+            # An id no job of ours has (a URL's, a form's) is no result: RQ would raise ValueError.
+            check_id(result_id)
             # Read only, within bounds: its function is never resolved here, and its task path
             # is looked up in the registry, never imported.
             job = jobs.fetch_bounded(result_id, self.connection())

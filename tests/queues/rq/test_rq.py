@@ -10,6 +10,7 @@ import uuid
 import pytest
 import redis
 from django.tasks import TaskResultStatus, task_backends
+from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from prometheus_client import REGISTRY
@@ -68,6 +69,14 @@ def test_failed_task_result_names_the_exception(rq_url, settings):
     assert fetched.status == TaskResultStatus.FAILED
     assert fetched.errors[0].exception_class is RuntimeError
     assert "fails on purpose" in fetched.errors[0].traceback
+
+
+def test_an_id_no_job_can_have_is_no_result_not_a_value_error(rq_url):
+    # The flush-now waiting page passes its URL's id here: RQ's own check raised ValueError (a 500).
+    backend = task_backends["default"]
+    for result_id in ("a.b", "..", "a\x00b", "x:y", "x" * 200):
+        with pytest.raises(TaskResultDoesNotExist):
+            backend.get_result(result_id)
 
 
 def test_run_after_is_honoured_by_the_scheduler(rq_url):
