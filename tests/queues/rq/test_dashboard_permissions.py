@@ -181,6 +181,18 @@ def test_what_does_not_exist_is_404_not_500(operator, queue):
     ).status_code in (302, 404)
 
 
+def test_the_confirmation_page_escapes_what_was_posted(operator, queue):
+    # Its template filtered django-rq's block with autoescape off: every posted value was markup.
+    page = operator.post(
+        "/admin/rq/queues/confirm-action/0/",
+        {"action": "<b>x</b>", "_selected_action": ["nosuchjob"]},
+    )
+    assert page.status_code == 200
+    assert '<table id="result_list">' in page.text  # django-rq's own markup is still markup
+    assert "<b>x</b>" not in page.text
+    assert 'name="action" value="&lt;b&gt;x&lt;/b&gt;"' in page.text
+
+
 def test_the_pages_never_show_a_url_s_credentials(operator, queue):
     secret = "s3cret-Pa55"
     result = queue_tasks.fail_always.enqueue(f"redis://:{secret}@10.0.0.9:6379/0")
