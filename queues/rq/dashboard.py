@@ -7,7 +7,8 @@ Every django-rq view is wrapped here (django-rq itself is not patched):
   `queues.change_queuestatus`; a staff user without them gets 403, anyone else the admin login;
 - every redirect target (`next_url`, the Referer a confirmation page sends back to, the answer's
   Location) must pass url_has_allowed_host_and_scheme for this request's host and scheme;
-- a queue index, job id, worker key or scheduler that does not exist is a 404, not django-rq's 500;
+- a queue index, job id (in the URL or posted), worker key or scheduler that does not exist is a
+  404, not django-rq's 500;
 - a Redis that cannot be reached answers 503 with one line saying so, not a 500;
 - every page passes through redis_endpoints.redact_text: whatever django-rq prints (connection
   details, job arguments, tracebacks), no URL's credentials reach the browser.
@@ -34,7 +35,7 @@ from django_rq.settings import get_queues_list
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, parse_job_id
+from rq.job import Job, parse_job_id, validate_job_id
 from rq.worker import Worker
 
 from redis_endpoints import redact_text
@@ -55,6 +56,8 @@ CHANGING_VIEWS = frozenset(
         "actions",
     }
 )
+# The POST fields of the bulk actions (the confirmation page, then the action) that name jobs.
+POSTED_JOB_IDS = ("_selected_action", "job_ids")
 # Views with their own authentication (django-rq's API token, or a staff session).
 API_VIEWS = frozenset({"home_json", "metrics"})
 
@@ -112,6 +115,18 @@ def ensure_exists(queue_index=None, job_id=None, key=None):
             raise Http404("No such worker.")
 
 
+def ensure_posted_jobs_named(request):
+    """Http404 if a posted job id is none RQ can fetch (it would raise ValueError: a 500)."""
+    if request.method != "POST":
+        return
+    for field in POSTED_JOB_IDS:
+        for job_id in request.POST.getlist(field):
+            try:
+                validate_job_id(parse_job_id(job_id))
+            except ValueError:
+                raise Http404("No such job.") from None
+
+
 def redacted(response):
     """The response with credentials in any URL it prints hidden."""
     kind = response.get("Content-Type", "")
@@ -160,6 +175,7 @@ def guarded(name, view):
     def checked_page(request, *args, **kwargs):
         queue_index = kwargs.get("queue_index", kwargs.get("scheduler_index"))
         ensure_exists(queue_index, kwargs.get("job_id"), kwargs.get("key"))
+        ensure_posted_jobs_named(request)
         if queue_index is not None:
             guard_redirect_inputs(request, queue_index)
         try:

@@ -176,6 +176,10 @@ def test_what_does_not_exist_is_404_not_500(operator, queue):
     for path in missing:
         assert operator.get(path).status_code == 404, path
     assert operator.post("/admin/rq/queues/0/nosuchjob/stop/").status_code == 404
+    # A posted id RQ cannot even look up (it raised ValueError: a 500).
+    malformed = {"action": "delete", "_selected_action": ["a.b"], "job_ids": ["a.b"]}
+    assert operator.post("/admin/rq/queues/confirm-action/0/", malformed).status_code == 404
+    assert operator.post("/admin/rq/queues/actions/0/", malformed).status_code == 404
     assert operator.post(
         "/admin/rq/queues/actions/0/", {"action": "delete", "job_ids": ["nosuchjob"]}
     ).status_code in (302, 404)
