@@ -13,12 +13,16 @@ Every django-rq view is wrapped here (django-rq itself is not patched):
 - every page passes through redis_endpoints.redact_text: whatever django-rq prints (connection
   details, job arguments, tracebacks), no URL's credentials reach the browser.
 
+django-rq's metrics keep the registry a `name[]` filter made in place of the whole one, so one
+filtered request emptied that process's RQ metrics for every later scrape: here the filter applies
+to its own answer only.
+
 Stop asks the worker to kill the work-horse process running the job; ours runs tasks in its own
 process (RQ's SimpleWorker), so RQ would mark the job stopped while it runs on. Stop answers with a
 message instead; a task ends on its own or at JOB_TIMEOUT.
 """
 
-from functools import wraps
+from functools import cache, wraps
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -27,7 +31,9 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import URLPattern, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+from django_rq import stats_views
 from django_rq import urls as rq_urls
 from django_rq import views as rq_views
 from django_rq.queues import get_queue_by_index
@@ -206,8 +212,27 @@ def actions(request, queue_index):
     return rq_views.actions(request, queue_index)
 
 
+@never_cache
+def prometheus_metrics(request):
+    """django-rq's metrics; with `name[]`, only those, from a registry this answer alone filters."""
+    names = request.GET.getlist("name[]")
+    client = stats_views.prometheus_client
+    if not names or client is None or not stats_views.is_authorized(request):
+        return stats_views.prometheus_metrics(request)
+    restricted = rq_metrics_registry().restricted_registry(names)
+    encoder, content_type = client.exposition.choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(restricted), headers={"Content-Type": content_type})
+
+
+@cache
+def rq_metrics_registry():
+    registry = stats_views.prometheus_client.CollectorRegistry(auto_describe=True)
+    registry.register(stats_views.RQCollector())
+    return registry
+
+
 # Ours in place of django-rq's, under the same names (its templates reverse them).
-REPLACED = {"stop_job": stop_job, "actions": actions}
+REPLACED = {"stop_job": stop_job, "actions": actions, "metrics": prometheus_metrics}
 
 app_name = "django_rq"
 urlpatterns = [

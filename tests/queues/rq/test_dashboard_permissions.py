@@ -104,6 +104,13 @@ def test_view_permission_shows_every_page_and_changes_nothing(viewer, queue):
     for method, path, data in actions(job_id):
         assert getattr(viewer, method)(path, data).status_code == 403, path
     assert job_id in queue.failed_job_registry.get_job_ids()
+    # A filtered scrape filters its own answer: django-rq kept the filtered registry, emptying
+    # every later scrape of the process (and answering the next filter with a 500).
+    assert viewer.get("/admin/rq/metrics/", {"name[]": "nothing"}).text == ""
+    filtered = viewer.get("/admin/rq/metrics/", {"name[]": "rq_jobs"})
+    assert filtered.status_code == 200 and "rq_jobs{" in filtered.text
+    assert "rq_workers" not in filtered.text
+    assert "rq_workers" in viewer.get("/admin/rq/metrics/").text
 
 
 def test_change_permission_acts(operator, queue):
