@@ -29,6 +29,9 @@ DEFAULT_DAYS = 30  # of a single object's chart
 TOP_LIMIT = 10
 CSV_BATCH = 2000  # objects named per query in the CSV of every object
 MAX_OBJECT_ID = 2**63 - 1  # the history's object_id is a bigint
+# A spreadsheet opening the CSV runs a cell that starts with one of these as a formula (CSV
+# injection, =HYPERLINK(…) or worse): an object's name is whatever its author wrote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def object_id(text):
@@ -257,10 +260,16 @@ def _csv_rows(writer, out, batch):
     found = counted_model()._default_manager.in_bulk([object_id for _, object_id, _ in batch])
     for rank, object_id, count in batch:
         obj = found.get(object_id)
-        writer.writerow([rank, object_id, "" if obj is None else str(obj), count])
+        writer.writerow([rank, object_id, "" if obj is None else as_text(str(obj)), count])
     yield out.getvalue()
     out.seek(0)
     out.truncate()
+
+
+def as_text(cell):
+    """`cell` as a spreadsheet shows it and never runs it: a leading formula character escaped
+    with an apostrophe, as OWASP recommends."""
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
 
 
 def object_history(obj, today, days=DEFAULT_DAYS):

@@ -250,6 +250,7 @@ def test_every_post_by_impressions_a_page_at_a_time_and_as_csv(
         history_rows(post.id, today - timedelta(days=rank % 3), 100 - rank)
     history_rows(posts[0].id, today - timedelta(days=45), 1000)  # outside the 30 days
     Post.objects.filter(pk=posts[0].pk).update(body="The most seen post")
+    Post.objects.filter(pk=posts[1].pk).update(body='=HYPERLINK("https://evil.example/","x")')
     record_impressions("u:1", [posts[59].id])
     html = superuser_client.get(OBJECTS).content.decode()
     rows = re.findall(r'<tr data-object-id="(\d+)">\s*<td>(\d+)</td>', html)
@@ -272,6 +273,8 @@ def test_every_post_by_impressions_a_page_at_a_time_and_as_csv(
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines[0] == "rank,object_id,object,impressions"
     assert lines[1] == f"1,{posts[0].id},The most seen post,100"
+    # A spreadsheet shows the name as text, never runs it as a formula.
+    assert lines[2] == f'2,{posts[1].id},"\'=HYPERLINK(""https://evil.example/"",""x"")",99'
     assert lines[-1] == f"60,{posts[59].id},post 59,41"
     assert len(lines) == 61
     assert superuser_client.get(f"{OBJECTS}csv/?range=1y").status_code == 400

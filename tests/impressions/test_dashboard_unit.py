@@ -1,10 +1,10 @@
-"""The dashboard's date ranges, totals and duration text (pure, no services)."""
+"""The dashboard's date ranges, totals, duration text and CSV cells (pure, no services)."""
 
 from datetime import date, timedelta
 
 import pytest
 
-from impressions.dashboard import duration_text, next_flush, run_time_text
+from impressions.dashboard import as_text, duration_text, next_flush, run_time_text
 from impressions.live import Buffer, RangeTotal, range_total, with_pending
 from impressions.ranges import BadRange, DateRange, parse_range
 
@@ -189,3 +189,20 @@ def test_duration_text(seconds, text):
 )
 def test_run_time_text(ms, text):
     assert run_time_text(timedelta(milliseconds=ms)) == text
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("A post = 1 + 1", "A post = 1 + 1"),  # only a leading character makes a formula
+        ("", ""),
+    ],
+)
+def test_a_csv_cell_a_spreadsheet_would_run_is_kept_as_text(cell, shown):
+    assert as_text(cell) == shown
