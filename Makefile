@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test test-long lint format docs bench loadtest venv services database migrate browser screenshots dist
+.PHONY: run serve test test-long lint format docs bench loadtest venv services database migrate browser pgbouncer screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -66,12 +66,20 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else echo "No $(CHROMIUM): run 'sudo apt-get install -y chromium' (the browser test needs it)" >&2; exit 1; fi; }
 
+# PgBouncer for the tests behind a pooler in transaction mode (tests/impressions/test_pooler.py, which
+# starts its own on a free port): Debian's package, as root (CI); without it those tests skip.
+PGBOUNCER ?= /usr/sbin/pgbouncer
+pgbouncer:
+	@test -x $(PGBOUNCER) || command -v pgbouncer >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; \
+		else echo "No pgbouncer: run 'sudo apt-get install -y pgbouncer' (the pooler tests skip without it)" >&2; fi; }
+
 # Tests marked `long` (worker processes killed mid-flush, ...) keep `make test` under 10 minutes on
 # this machine when they grow: `make test-long` runs only them, `make test TEST_MARKERS="not long"`
 # leaves them out. Today the whole suite, long ones included, takes about 7 minutes here: all run.
 TEST_MARKERS ?=
 test: DJANGO_SETTINGS_MODULE = settings.test
-test: venv browser
+test: venv browser pgbouncer
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
 	$(PY) -m pytest $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") $(PYTEST_ARGS)
 

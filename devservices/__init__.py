@@ -6,6 +6,7 @@
 
 from .exceptions import ServiceUnavailable
 from .moto_server import MotoServerProcess
+from .pgbouncer import PgBouncerProcess, pgbouncer_binary
 from .ports import CLUSTER_BUS_OFFSET, ephemeral_port_range, free_port, is_listening
 from .postgres import drop_database, ensure_database, ensure_postgres
 from .processes import stop_process, supervise, wait_until
@@ -16,6 +17,7 @@ from .tls import RedisTlsServerProcess
 __all__ = [
     "CLUSTER_BUS_OFFSET",
     "MotoServerProcess",
+    "PgBouncerProcess",
     "RedisClusterProcess",
     "RedisTlsServerProcess",
     "ServiceUnavailable",
@@ -26,6 +28,7 @@ __all__ = [
     "ephemeral_port_range",
     "free_port",
     "is_listening",
+    "pgbouncer_binary",
     "redis_command",
     "redis_ping",
     "start_redis_server",

@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection, connections
 from django.test import override_settings
 from playwright.sync_api import sync_playwright
 
@@ -160,3 +161,36 @@ def chromium():
                 browser.close()
 
     return open_page
+
+
+@pytest.fixture(scope="module")
+def pgbouncer():
+    """A private PgBouncer in transaction mode in front of the tests' PostgreSQL, for the module
+    (stopped at its end, so that no server connection of it is left on the test database)."""
+    if devservices.pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed: `make test` installs Debian's package as root")
+    params = settings.DATABASES["default"]
+    service = devservices.PgBouncerProcess(
+        params["HOST"] or "127.0.0.1", params["PORT"] or 5432, params["USER"] or "postgres"
+    )
+    try:
+        service.start()
+    except devservices.ServiceUnavailable as error:
+        pytest.fail(f"Cannot start pgbouncer for the tests: {error}")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def through_pgbouncer(pgbouncer, transactional_db, monkeypatch):
+    """Django's connections go through the PgBouncer, with DISABLE_SERVER_SIDE_CURSORS as Django
+    asks behind a pooler in transaction mode. Yields the server's address past the PgBouncer
+    ({"host": …, "port": …}, for tests.database.other_connection(**it))."""
+    params = connection.settings_dict
+    server = {"host": params["HOST"] or "127.0.0.1", "port": params["PORT"] or 5432}
+    connections.close_all()
+    monkeypatch.setitem(params, "HOST", "127.0.0.1")
+    monkeypatch.setitem(params, "PORT", str(pgbouncer.port))
+    monkeypatch.setitem(params, "DISABLE_SERVER_SIDE_CURSORS", True)
+    yield server
+    connections.close_all()
