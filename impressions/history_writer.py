@@ -15,15 +15,15 @@ batches: only the flush batches holding that day (around midnight) wait for it, 
 most. Every history row of an object is written by a transaction holding the object's row
 (ledger.py's lock order), the roll-up's excepted, which the day lock keeps apart.
 
-A flush also holds, for its whole run (many transactions, so at the session's level), a shared
-lock that says a flush is running (`flush_running`): the roll-up starts no batch while one is
+A flush also holds, for its whole run (many transactions, so in a transaction of a connection of
+its own), a shared lock that says a flush is running (`flush_running`): the roll-up starts no batch while one is
 held (for a few seconds at most), so that a flush seldom meets a roll-up batch, neither waiting
 for its day lock nor sharing the CPU with it.
 """
 
 from contextlib import contextmanager
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, connections, transaction
 from django.db.models import F
 
 from . import periods, stats
@@ -38,11 +38,14 @@ from .models import (
 
 # pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
 # roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders,
-# -2 for a flush running (held at the session's level: flush_running).
+# -2 for a flush running (held by a connection of its own for the flush's run: flush_running).
 LOCK_CLASS = 0x696D7072
 STATE_LOCK = 0
 TRIM_LOCK = -1
 FLUSH_LOCK = -2
+# How long a flush waits to say it runs (flush_running), and PostgreSQL's code of a lock not had.
+FLUSH_LOCK_TIMEOUT = "200ms"
+LOCK_NOT_AVAILABLE = "55P03"
 # A day's ordinal in SQL: date.toordinal() of the same day.
 ORDINAL = "({} - DATE '0001-01-01' + 1)"
 
@@ -200,21 +203,40 @@ def lock_statement(batch_table, day=None):
 
 @contextmanager
 def flush_running():
-    """Hold FLUSH_LOCK shared while the block runs (PostgreSQL): a flush is running. A session's
-    lock, released at the end, or by the server with the session if the process dies."""
+    """Hold FLUSH_LOCK shared while the block runs (PostgreSQL): a flush is running.
+
+    Held by an open transaction of a connection of its own, not at the flush's session's level:
+    behind a pooler in transaction mode (PgBouncer, RDS Proxy) each of the flush's transactions
+    may run on another server connection, so a session's lock would be taken on one and its
+    release sent to another, and it would stay held there, holding back every roll-up batch. The
+    server lets go of it with that transaction, or with the connection if the process dies.
+    """
     if connection.vendor != "postgresql":
         yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock_shared(%s, %s)", [LOCK_CLASS, FLUSH_LOCK])
+    holder = connections.create_connection(connection.alias)
     try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            # A roll-up holds the lock exclusively for a moment only, unless it did in a
+            # transaction still open around this flush (a caller's): the flush then goes
+            # unmarked rather than wait for its own caller.
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [FLUSH_LOCK_TIMEOUT])
+            try:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, FLUSH_LOCK]
+                )
+            except OperationalError as error:
+                if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
         yield
     finally:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [LOCK_CLASS, FLUSH_LOCK])
+            holder.rollback()
         except DatabaseError:
-            pass  # the connection failed: the server lets go of the lock with the session
+            pass  # the connection failed: the server lets go of the lock with it
+        finally:
+            holder.close()
 
 
 def add_to_periods_sql(rows, where="true"):
