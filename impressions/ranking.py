@@ -50,7 +50,11 @@ def ranked_count(start, end):
 def iter_ranked(start, end, chunk=2000):
     """Yield (rank, object_id, impressions) of every object, streamed from the database."""
     sql, params = ranked_query(start, end)
-    with connection.chunked_cursor() as cursor:
+    # A server-side cursor, unless the database's DISABLE_SERVER_SIDE_CURSORS says none may be
+    # used (as QuerySet.iterator() reads it): behind a pooler in transaction mode, its FETCHes
+    # may reach another server connection than its DECLARE. The rows are then read client-side.
+    server_side = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    with connection.chunked_cursor() if server_side else connection.cursor() as cursor:
         cursor.execute(sql, params)
         rank = 0
         while rows := cursor.fetchmany(chunk):

@@ -1,7 +1,7 @@
 """Behind a pooler in transaction mode (PgBouncer, as production runs one or RDS Proxy in front
 of Aurora/RDS): each transaction may run on another server connection, so nothing may count on a
 session's state between transactions. One walk through: record, a flush exact, racing flushes
-of parts, the roll-up, the dashboard."""
+of parts, the roll-up, the dashboard and its CSV."""
 
 import threading
 from datetime import datetime, time, timedelta
@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from casusult.models import Post
-from impressions import flush, rollup, stats
+from impressions import flush, ranking, rollup, stats
 from impressions.history_writer import FLUSH_LOCK, LOCK_CLASS
 from impressions.recorder import record_impressions
 from tests.database import other_connection
@@ -115,3 +115,16 @@ def test_record_flush_race_roll_up_and_dashboard_through_pgbouncer(
 
     response = staff_client.get("/admin/impressions/dashboard/")
     assert response.status_code == 200
+    # The full ranking streams in chunks; a chunk read after another client's transaction came
+    # in between still finds its rows (no server-side cursor left on another server connection).
+    start, end = stats.today() - timedelta(days=1), stats.today()
+    rows = ranking.iter_ranked(start, end, chunk=1)
+    first = next(rows)
+    try:
+        pinned.pin()
+        ranked = [first, *rows]
+    finally:
+        pinned.release()
+    assert [(rank, count) for rank, _, count in ranked] == [(r, 7) for r in range(1, 13)]
+    csv = b"".join(staff_client.get("/admin/impressions/dashboard/objects/csv/").streaming_content)
+    assert len(csv.decode().splitlines()) == 1 + 12
