@@ -34,10 +34,11 @@ from django.tasks.backends.dummy import DummyBackend
 from redis.connection import parse_url
 from redis.exceptions import AuthenticationError
 
-from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact_text, refused_certificate
+from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact, redact_text, refused_certificate
 
 from .api import ping
 from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
+from .redis_client import url_options_problem
 from .tasks import UnusableTask, flush_impressions_task
 
 # Seconds the deploy check waits for the buffer's PING.
@@ -50,13 +51,24 @@ def check_settings(app_configs=None, **kwargs):
     invalid = invalid_settings()
     errors = [
         checks.Error(
-            f"{name}={value!r} is not valid.",
+            f"{name}={shown_value(name, value)} is not valid.",
             hint=f"Use {expected}.",
             obj=name,
             id="impressions.E005",
         )
         for name, value, expected in invalid
     ]
+    if "IMPRESSIONS_REDIS_URL" not in {name for name, *_ in invalid} and (
+        problem := url_options_problem(conf.REDIS_URL)
+    ):
+        errors.append(
+            checks.Error(
+                f"IMPRESSIONS_REDIS_URL={redact(conf.REDIS_URL)!r} is not valid: {problem}.",
+                hint=f"Use {SETTINGS['IMPRESSIONS_REDIS_URL'].expected}.",
+                obj="IMPRESSIONS_REDIS_URL",
+                id="impressions.E005",
+            )
+        )
     counted = {"IMPRESSIONS_FLUSH_PARTS", "IMPRESSIONS_SHARDS"}
     if not counted & {name for name, *_ in invalid} and conf.FLUSH_PARTS > conf.SHARDS:
         errors.append(
@@ -69,6 +81,13 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     return errors + unknown_settings()
+
+
+def shown_value(name, value):
+    """repr(value) for a message, the buffer URL's credentials hidden (the check output is logged)."""
+    if name == "IMPRESSIONS_REDIS_URL" and isinstance(value, str):
+        return repr(redact(value))
+    return repr(value)
 
 
 def unknown_settings():

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from redis_endpoints import cluster_endpoint_reason
+from redis_endpoints import cluster_endpoint_reason, refused_options, without_cluster_flag
 
 from .conf import conf
 from .reloads import reloads
@@ -105,6 +105,7 @@ def build_client(url, cluster_mode, timeout):
     }
     if cluster_mode == "auto":
         cluster_mode = "true" if is_cluster_mode(url, options) else "false"
+    url = without_cluster_flag(url)
     if cluster_mode == "true":
         if database := database_of(url):
             raise ImproperlyConfigured(
@@ -127,11 +128,21 @@ def database_of(url):
         return 0  # a db= that is no number: redis-py refuses the URL when it connects
 
 
+def url_options_problem(url):
+    """Why redis-py cannot build a connection from `url` (an option it does not take, a value it
+    cannot read), or None; no network call."""
+    try:
+        redis.Redis.from_url(without_cluster_flag(url)).connection_pool.make_connection()
+    except (TypeError, ValueError, RedisError) as error:
+        return refused_options(url, error)
+    return None
+
+
 def is_cluster_mode(url, options):
     """Known cluster endpoints by name (no round trip), else ask the server (INFO cluster)."""
     if cluster_endpoint_reason(url):
         return True  # e.g. ElastiCache Serverless, whose INFO answers are not to be relied on
-    probe = redis.Redis.from_url(url, **options)
+    probe = redis.Redis.from_url(without_cluster_flag(url), **options)
     try:
         return bool(probe.info("cluster").get("cluster_enabled"))
     except ResponseError as error:

@@ -34,6 +34,34 @@ def cluster_endpoint_reason(url: str) -> str | None:
     return None
 
 
+def without_cluster_flag(url: str) -> str:
+    """`url` without its ?cluster= parameter, which says the mode here and which redis-py would
+    pass on to its connections as an unknown keyword argument."""
+    head, question, query = url.partition("?")
+    if not question:
+        return url
+    query, hash_mark, fragment = query.partition("#")
+    kept = [pair for pair in query.split("&") if pair.partition("=")[0] != "cluster"]
+    return f"{head}{'?' if kept else ''}{'&'.join(kept)}{hash_mark}{fragment}"
+
+
+# What redis-py raises when a URL's query names an option its connections do not take.
+UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def refused_options(url: str, error: BaseException) -> str:
+    """In words, why redis-py refused to build a connection from `url`'s options (`error`: its
+    TypeError, ValueError or RedisError, raised before any network call)."""
+    name = found[1] if (found := UNKNOWN_OPTION.search(str(error))) else None
+    if name and name.startswith("ssl") and not url.lower().startswith("rediss:"):
+        return f"its query option {name}= is a TLS option, which only a rediss:// URL takes"
+    if name:
+        return f"redis-py takes no query option {name}="
+    if "SSL Certificate Requirements" in str(error):
+        return f"redis-py refuses it ({error}): ssl_cert_reqs= takes none, optional or required"
+    return f"redis-py refuses it ({redact_text(str(error))})"
+
+
 REDACTED = "***"
 SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # A URL inside free text (an error message, a log line, a page): up to a space, quote or bracket.

@@ -5,6 +5,7 @@ import time
 
 import pytest
 import redis
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 from redis.cluster import ClusterNode, RedisCluster
@@ -202,6 +203,14 @@ def test_cluster_mode_is_detected_or_forced(redis_cluster_url, standalone_buffer
         assert isinstance(client, RedisCluster)
         assert record_impressions("u:forced", [1, 2]).counted == 2
         client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    # The URL's own ?cluster= says the mode, and is not passed on to redis-py's connections.
+    with override_settings(IMPRESSIONS_REDIS_URL=f"{redis_cluster_url}?cluster=true"):
+        assert record_impressions("u:flagged", [1]).counted == 1
+        get_client().flushdb(target_nodes=RedisCluster.PRIMARIES)
+    url = settings.IMPRESSIONS_REDIS_URL
+    with override_settings(IMPRESSIONS_REDIS_URL=f"{url}{'&' if '?' in url else '?'}cluster=false"):
+        assert type(get_client()) is redis.Redis
+        assert record_impressions("u:flagged", [1]).counted == 1
 
 
 def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):

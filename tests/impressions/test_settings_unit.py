@@ -335,3 +335,39 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         ("IMPRESSION_FLUSH_DELAY", "Did you mean IMPRESSIONS_FLUSH_DELAY?"),
     ]
     assert [m for m in check_settings() if m.id == "impressions.W005"] == []
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("REDIS://:hunter2@h:6379/0", "is not valid."),  # redis-py reads the scheme as written
+        ("redis+unix://:hunter2@/run/redis.sock", "is not valid."),
+        ("redis://:hunter2@h:6379/0?ssl_cert_reqs=none", "ssl_cert_reqs= is a TLS option"),
+        ("unix://:hunter2@/run/redis.sock?ssl_ca_certs=/ca.pem", "a TLS option, which only"),
+        ("rediss://:hunter2@h:6379/0?ssl_cert_reqs=CERT_NONE", "takes none, optional or required"),
+        ("redis://:hunter2@h:6379/0?db=x", "Invalid value for 'db'"),
+        ("redis://:hunter2@h:6379/0?sockettimeout=1", "takes no query option sockettimeout="),
+    ],
+)
+def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, problem):
+    # Each would lose every impression at the first call; the check says why, at start-up.
+    with override_settings(IMPRESSIONS_REDIS_URL=url):
+        [error] = [error for error in check_settings() if error.obj == "IMPRESSIONS_REDIS_URL"]
+    assert error.id == "impressions.E005"
+    assert problem in error.msg
+    assert "hunter2" not in error.msg
+    assert ":***@" in error.msg
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h/0?cluster=false",  # the app's own flag, never given to redis-py
+        "rediss://h:6379?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false",
+        "redis://h?db=3&protocol=3&client_name=web&health_check_interval=30",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_buffer_urls_redis_py_takes_pass(url):
+    with override_settings(IMPRESSIONS_REDIS_URL=url):
+        assert check_settings() == []
