@@ -13,6 +13,7 @@
 | queues.E006  | every check             | an RQ backend's queue is missing from RQ_QUEUES           |
 | queues.E007  | every check             | an RQ backend's RQ_QUEUES entry names no JSON serializer  |
 | queues.E008  | every check             | an RQ backend's queues are on different connections       |
+| queues.E009  | every check, no network | an RQ_QUEUES entry django-rq cannot build a client from   |
 | queues.W004  | every check             | RQ_QUEUES sets DEFAULT_TIMEOUT/DEFAULT_RESULT_TTL (unused) |
 | queues.W005  | every check             | an RQ backend, and django_rq is not in INSTALLED_APPS      |
 | queues.W006  | every check             | django_rq comes before queues in INSTALLED_APPS            |

@@ -56,7 +56,7 @@ def refused_options(url: str, error: BaseException) -> str:
     if name and name.startswith("ssl") and not url.lower().startswith("rediss:"):
         return f"its query option {name}= is a TLS option, which only a rediss:// URL takes"
     if name:
-        return f"redis-py takes no query option {name}="
+        return f"redis-py takes no connection option {name!r}"
     if "SSL Certificate Requirements" in str(error):
         return f"redis-py refuses it ({error}): ssl_cert_reqs= takes none, optional or required"
     return f"redis-py refuses it ({redact_text(str(error))})"

@@ -6,15 +6,17 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact, redact_text, refused_certificate
+from redis_endpoints import redact, redact_text
 
 from ..exceptions import QueueConfigurationError
 from .cluster import REMEDY, cluster_endpoint_reason, probe_cluster_reason
 from .connection import (
     JSON_SERIALIZER,
     connection_key,
+    connection_problem,
     endpoint_url,
     queue_config,
+    refusal_remedy,
     uses_json_serializer,
 )
 
@@ -121,6 +123,15 @@ def queue_errors(where, name, config):
                 id="queues.E007",
             )
         )
+    if problem := connection_problem(config):
+        errors.append(
+            checks.Error(
+                f"{entry} names a connection django-rq cannot make: {redact_text(problem)}.",
+                hint="Give it a URL redis-py takes (redis://, rediss:// or unix://, with its"
+                " query options), or HOST with PORT, or UNIX_SOCKET_PATH with DB.",
+                id="queues.E009",
+            )
+        )
     url = endpoint_url(config)
     if reason := cluster_endpoint_reason(url):
         errors.append(
@@ -146,17 +157,25 @@ def queue_errors(where, name, config):
 def live_errors(backend, where):
     """queues.E002/E003: the server behind the backend's connection, probed."""
     url = redact(backend.url) if backend.url else "its RQ_QUEUES entry"
+    entry = f"RQ_QUEUES[{backend.connection_queue!r}]"
     try:
         reason = probe_cluster_reason(backend.raw_connection())
-    except (redis.ConnectionError, redis.TimeoutError) as error:
-        hint = "Run the deploy checks where the Redis is reachable, or fix its RQ_QUEUES entry."
-        if refused_certificate(error):  # the server answered: its URL does not trust it
-            hint = UNTRUSTED_CERTIFICATE_HINT
+    except redis.RedisError as error:
+        if remedy := refusal_remedy(error, entry):  # the server answered, and refused
+            return [
+                checks.Error(
+                    f"{where}: the RQ Redis at {url} refused the client of {entry}"
+                    f" ({redact_text(str(error))}).",
+                    hint=remedy,
+                    id="queues.E003",
+                )
+            ]
         return [
             checks.Error(
                 f"{where}: could not reach the RQ Redis at {url} to verify it is not in cluster"
                 f" mode ({redact_text(str(error))}).",
-                hint=hint,
+                hint="Run the deploy checks where the Redis is reachable, or fix its RQ_QUEUES"
+                " entry.",
                 id="queues.E003",
             )
         ]

@@ -42,12 +42,12 @@ def _probe_keys():
 
 def probe_cluster_reason(connection):
     """Why the live server behind `connection` is unusable for RQ, or None. Fails closed."""
-    unreachable = (redis.ConnectionError, redis.TimeoutError)
+    # Only the server's error replies judge it; any other RedisError (unreachable, refused
+    # credentials, a client option redis-py refuses) is raised to the caller, never taken for
+    # cluster mode.
     try:
         info = connection.info("cluster")
-    except unreachable:
-        raise
-    except redis.RedisError:
+    except redis.ResponseError:
         info = {}  # INFO disabled or unknown to a proxy: the transaction probe decides.
     enabled = str(info.get("cluster_enabled", "")).strip() if isinstance(info, dict) else ""
     if enabled == "1":
@@ -60,9 +60,9 @@ def probe_cluster_reason(connection):
             pipe.set(first, "1", ex=30)
             pipe.set(second, "1", ex=30)
             answer = pipe.execute()
-    except unreachable:
-        raise
-    except redis.RedisError as error:
+    except redis.exceptions.NoPermissionError:
+        raise  # an ACL that denies the probe's keys says nothing of the server's mode
+    except redis.ResponseError as error:  # CROSSSLOT, MOVED, a proxy's refusal
         return f"a MULTI/EXEC across two hash slots failed ({error})"
     finally:
         with contextlib.suppress(redis.RedisError):
@@ -93,7 +93,7 @@ def ensure_not_cluster(connection, url):
     with _verified_lock:
         if key in _verified:
             return
-        # Unreachable servers raise redis.ConnectionError/TimeoutError to the caller, untouched.
+        # A server that cannot be reached or refuses the client raises to the caller, untouched.
         reason = probe_cluster_reason(connection)
         if reason:
             raise ClusterModeRedis(refusal_message(url, reason))

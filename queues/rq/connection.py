@@ -8,9 +8,12 @@ import threading
 
 import django_rq
 from django.conf import settings
-from django_rq.connection_utils import filter_connection_params
-from redis import Redis
+from django_rq.connection_utils import filter_connection_params, get_redis_connection
+from redis import AuthenticationError, Redis, RedisError
+from redis.exceptions import NoPermissionError
 from rq.serializers import JSONSerializer, resolve_serializer
+
+from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, refused_certificate, refused_options
 
 from ..exceptions import QueueConfigurationError
 
@@ -45,6 +48,40 @@ def endpoint_url(config: dict) -> str | None:
         netloc = f"[{host}]" if ":" in host else host
         scheme = "rediss" if config.get("SSL") else "redis"  # django-rq connects over TLS then
         return f"{scheme}://{netloc}:{config.get('PORT', 6379)}/{config.get('DB', 0)}"
+    return None
+
+
+def connection_problem(config: dict) -> str | None:
+    """Why django-rq cannot build a client from an RQ_QUEUES entry (a key it needs, an option
+    redis-py refuses), or None; no network call. A Sentinel or a cache's client is left to the
+    live probe."""
+    if not {"URL", "HOST", "UNIX_SOCKET_PATH"} & config.keys():
+        return None
+    try:
+        get_redis_connection(config).connection_pool.make_connection()
+    except KeyError as error:
+        return f"django-rq needs its {error.args[0]!r} key too"
+    except (TypeError, ValueError, RedisError) as error:
+        return refused_options(endpoint_url(config) or "", error)
+    return None
+
+
+def refusal_remedy(error: BaseException, entry: str) -> str | None:
+    """What to do when the RQ Redis answered but refused `entry`'s client (its credentials, an
+    ACL, its certificate), or None when it did not answer."""
+    if refused_certificate(error):
+        return UNTRUSTED_CERTIFICATE_HINT
+    if isinstance(error, AuthenticationError):
+        return (
+            f"Fix the user and password of {entry}: redis://user:password@host:6379/0 (a Redis ACL"
+            " user, or none for the default one; @ / ? # % in them written %40 %2F %3F %23 %25),"
+            " or USERNAME and PASSWORD next to HOST."
+        )
+    if isinstance(error, NoPermissionError):
+        return (
+            f"Allow the Redis ACL user of {entry} RQ's commands and keys (rq:*) and the cluster"
+            " probe's (queues-probe:*): ACL SETUSER name ~rq:* ~queues-probe:* +@all."
+        )
     return None
 
 

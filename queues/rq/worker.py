@@ -9,6 +9,7 @@ import redis
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 from django.utils import timezone
+from redis.exceptions import NoPermissionError
 from rq import Queue, get_current_job
 from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
@@ -32,6 +33,7 @@ from ..runner import stop_handlers
 from ..times import aware
 from . import jobs
 from .backend import RQBackend
+from .connection import refusal_remedy
 
 logger = logging.getLogger("queues.worker")
 # Seconds RQ allows a refused job, which only raises its refusal.
@@ -366,8 +368,14 @@ class TaskScheduler(RQScheduler):
 class RQWorker:
     """Checks the Redis is standalone, then runs an RQ worker over the backend's queues."""
 
-    # The server is down or misaddressed: reported without a traceback.
-    unreachable_errors = (redis.ConnectionError, redis.TimeoutError)
+    # The server is down, misaddressed or refuses the client: reported without a traceback.
+    unreachable_errors = (redis.ConnectionError, redis.TimeoutError, NoPermissionError)
+
+    @staticmethod
+    def remedy(error):
+        """What to do about one of unreachable_errors at start-up, or ""."""
+        remedy = refusal_remedy(error, "the backend's RQ_QUEUES entry") or ""
+        return remedy[:1].lower() + remedy[1:].rstrip(".")  # runworker's sentence goes on
 
     def __init__(self, backend, *, queues=None, burst=False, max_jobs=None):
         self.backend = backend

@@ -346,7 +346,7 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         ("unix://:hunter2@/run/redis.sock?ssl_ca_certs=/ca.pem", "a TLS option, which only"),
         ("rediss://:hunter2@h:6379/0?ssl_cert_reqs=CERT_NONE", "takes none, optional or required"),
         ("redis://:hunter2@h:6379/0?db=x", "Invalid value for 'db'"),
-        ("redis://:hunter2@h:6379/0?sockettimeout=1", "takes no query option sockettimeout="),
+        ("redis://:hunter2@h:6379/0?sockettimeout=1", "takes no connection option 'sockettimeout'"),
     ],
 )
 def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, problem):

@@ -58,6 +58,49 @@ def test_the_json_serializer_may_be_named_or_given(settings):
     assert ids_and_messages(task_backends["default"]) == []
 
 
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"URL": "redis://:pw@h:6379/0?cluster=false"}, "no connection option 'cluster'"),
+        ({"URL": "redis://:pw@h/0?ssl_cert_reqs=none"}, "only a rediss:// URL takes"),
+        ({"URL": "rediss://:pw@h/0?ssl_cert_reqs=CERT_NONE"}, "takes none, optional or required"),
+        ({"URL": "redis://:pw@h/0?db=x"}, "Invalid value for 'db'"),
+        ({"HOST": "h", "PASSWORD": "pw"}, "django-rq needs its 'PORT' key too"),
+        ({"UNIX_SOCKET_PATH": "/run/redis.sock"}, "django-rq needs its 'DB' key too"),
+        (
+            {"HOST": "h", "PORT": 6379, "REDIS_CLIENT_KWARGS": {"sockettimeout": 1}},
+            "'sockettimeout'",
+        ),
+    ],
+)
+def test_an_entry_django_rq_cannot_build_a_client_from_is_e009(settings, entry, problem):
+    # Each raised a TypeError, ValueError or KeyError from check --deploy, runworker or an enqueue
+    # (a CERT_NONE was even reported as cluster mode); now the plain checks say what is wrong.
+    settings.RQ_QUEUES = {"default": {**entry, "SERIALIZER": JSONSerializer}}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND}}
+    [(check_id, message)] = ids_and_messages(task_backends["default"])
+    assert check_id == "queues.E009"
+    assert problem in message
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"URL": "redis://[::1]:6379"},
+        {"URL": "redis://LOCALHOST?db=3&socket_timeout=2&health_check_interval=30"},
+        {"URL": "rediss://user:p%40ss@h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem"},
+        {"URL": "unix:///run/redis.sock?db=2"},
+        {"UNIX_SOCKET_PATH": "/run/redis.sock", "DB": 2},
+        {"HOST": "::1", "PORT": 6379, "USERNAME": "u", "PASSWORD": "p@ss", "SSL": True},
+    ],
+)
+def test_entries_django_rq_builds_a_client_from_pass(settings, entry):
+    settings.RQ_QUEUES = {"default": {**entry, "SERIALIZER": JSONSerializer}}
+    settings.TASKS = {"default": {"BACKEND": RQ_BACKEND}}
+    assert ids_and_messages(task_backends["default"]) == []
+
+
 def test_every_problem_of_every_queue_is_reported_in_one_run(settings):
     settings.RQ_QUEUES = {
         "a": {"URL": "redis://one:6379/0", "SERIALIZER": "rq.serializers.JSONSerializer"},

@@ -5,9 +5,13 @@ import socket
 import pytest
 import redis
 from django.core import checks
+from django.tasks import task_backends
 
+import devservices
 from queues.exceptions import ClusterModeRedis
 from queues.rq.cluster import probe_cluster_reason
+from queues.rq.worker import RQWorker
+from queues.runner import remedy_text
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import SERVERLESS, rq_settings
 
@@ -83,3 +87,41 @@ def test_unreachable_rq_redis_fails_the_deploy_check_closed(settings):
         setattr(settings, name, value)
     errors = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
     assert "queues.E003" in [error.id for error in errors]
+
+
+@pytest.fixture
+def acl_redis(tmp_path):
+    """A private Redis with two ACL users: `worker` (all keys, a password that needs
+    %-encoding in a URL) and `narrow` (only RQ's rq:* keys)."""
+    port = devservices.free_port()
+    server = devservices.start_redis_server(port, tmp_path)
+    for user, password, keys in (("worker", "s3cr/t@x", "~*"), ("narrow", "n", "~rq:*")):
+        devservices.redis_command(port, "ACL", "SETUSER", user, "on", f">{password}", keys, "+@all")
+    yield f"127.0.0.1:{port}/0"
+    server.kill()
+    server.wait(timeout=10)
+
+
+def test_credentials_or_an_acl_the_rq_redis_refuses_say_so_naming_the_entry(acl_redis, settings):
+    def deploy_errors(url):
+        for name, value in rq_settings(url).items():
+            setattr(settings, name, value)
+        found = checks.run_checks(include_deployment_checks=True, tags=[checks.Tags.compatibility])
+        return [error for error in found if error.id.startswith("queues.E")]
+
+    assert deploy_errors(f"redis://worker:s3cr%2Ft%40x@{acl_redis}") == []
+    # It said "could not reach the RQ Redis", whose hint was to run the checks where it is.
+    [refused] = deploy_errors(f"redis://worker:wrong@{acl_redis}")
+    assert refused.id == "queues.E003"
+    assert "refused the client of RQ_QUEUES['default']" in refused.msg
+    assert "Fix the user and password of RQ_QUEUES['default']" in refused.hint
+    assert "wrong" not in refused.msg
+    with pytest.raises(redis.AuthenticationError) as raised:
+        RQWorker(task_backends["default"], burst=True).run()
+    assert "user and password of the backend's RQ_QUEUES entry" in remedy_text(
+        RQWorker, raised.value
+    )
+    # An ACL that denies the probe's keys was taken for cluster mode (queues.E002).
+    [denied] = deploy_errors(f"redis://narrow:n@{acl_redis}")
+    assert denied.id == "queues.E003"
+    assert "ACL SETUSER" in denied.hint
