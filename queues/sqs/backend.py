@@ -71,13 +71,27 @@ def region_from_queue_url(url: str | None) -> str | None:
     queue's region, whatever AWS_DEFAULT_REGION says (botocore sends every call, QueueUrl in its
     body, to the client's own regional endpoint).
     """
-    host = (urlsplit(url).hostname or "") if isinstance(url, str) else ""
+    host = (urlsplit(url).hostname or "").rstrip(".") if isinstance(url, str) else ""
     if host == "queue.amazonaws.com":
         return "us-east-1"
     for pattern in _QUEUE_HOSTS:
         if found := pattern.search(host):
             return found.group(1)
     return None
+
+
+def queue_endpoint(queue_url: str | None, endpoint_url: str) -> str | None:
+    """The origin of `queue_url` when boto3 would send its calls to `endpoint_url`, AWS's public
+    endpoint, though the queue is behind a VPC endpoint or on another server (moto, ElasticMQ);
+    else None. boto3, unlike the other AWS SDKs, never reads the host of a QueueUrl; an endpoint
+    configured for the client (CLIENT_PARAMS, AWS_ENDPOINT_URL_SQS) is left alone."""
+    queue = urlsplit(queue_url) if isinstance(queue_url, str) else None
+    if not (queue and queue.scheme in ("http", "https") and queue.hostname):
+        return None
+    public = region_from_queue_url(endpoint_url) and ".vpce." not in endpoint_url
+    if not public or (region_from_queue_url(queue_url) and ".vpce." not in queue.hostname):
+        return None
+    return f"{queue.scheme}://{queue.netloc}"
 
 
 def error_code(error: BaseException) -> str:
@@ -214,7 +228,9 @@ class SQSBackend(QueueBackend):
         if region and not self.options["SESSION_PARAMS"].get("region_name"):
             params.setdefault("region_name", region)  # the queue's, not AWS_DEFAULT_REGION
         session = boto3.session.Session(**self.options["SESSION_PARAMS"])
-        return session.client("sqs", **params)
+        client = session.client("sqs", **params)
+        endpoint = queue_endpoint(self.options["QUEUE_URL"], client.meta.endpoint_url)
+        return session.client("sqs", **params, endpoint_url=endpoint) if endpoint else client
 
     @property
     def queue_name(self) -> str:

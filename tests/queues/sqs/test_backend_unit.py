@@ -85,6 +85,42 @@ def test_the_client_is_in_the_queue_urls_region_not_the_default_one(monkeypatch)
     assert named.client.meta.region_name == "us-east-1"
 
 
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        # boto3 sends every call to its own endpoint, whatever host QueueUrl names: a queue behind
+        # a VPC endpoint (without private DNS) or on a local server was out of its reach.
+        (
+            "https://vpce-0a1b-c2d3.sqs.ap-southeast-2.vpce.amazonaws.com/123456789012/q",
+            "https://vpce-0a1b-c2d3.sqs.ap-southeast-2.vpce.amazonaws.com",
+        ),
+        ("http://localhost:4566/000000000000/q", "http://localhost:4566"),
+        ("http://[::1]:9324/queue/q", "http://[::1]:9324"),
+        (
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+            "https://sqs.eu-west-1.amazonaws.com",
+        ),
+        ("https://queue.amazonaws.com/123456789012/q", "https://sqs.us-east-1.amazonaws.com"),
+        (
+            "https://SQS.EU-WEST-1.AMAZONAWS.COM./123456789012/q",
+            "https://sqs.eu-west-1.amazonaws.com",
+        ),
+    ],
+)
+def test_the_client_reaches_the_queue_urls_own_endpoint(monkeypatch, url, endpoint):
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SQS", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    backend = SQSBackend("default", {"OPTIONS": {"QUEUE_URL": url}})
+    assert backend.client.meta.endpoint_url == endpoint
+    assert backend.poll_client.meta.endpoint_url == endpoint
+    # An endpoint configured for the client wins over the queue URL's.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:9")
+    assert SQSBackend("default", {"OPTIONS": {"QUEUE_URL": url}}).client.meta.endpoint_url == (
+        "http://127.0.0.1:9"
+    )
+
+
 def test_the_queue_option_is_refused_naming_the_alias():
     backend = SQSBackend("jobs", {"OPTIONS": {"QUEUE_URL": URL}})
     with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\].*--queue"):

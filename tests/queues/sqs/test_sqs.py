@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 
 import boto3
@@ -19,6 +20,7 @@ from django.utils import timezone
 from queues import liveness
 from queues.exceptions import QueueConfigurationError
 from queues.sqs import messages
+from queues.sqs.backend import SQSBackend
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import (
     SQS_BACKEND,
@@ -58,6 +60,17 @@ def test_queue_name_is_resolved_with_get_queue_url(sqs, settings):
         "default": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_NAME": sqs.name}},
     }
     assert task_backends["default"].queue_url == sqs.url
+
+
+def test_a_queue_url_on_localhost_is_reached_without_an_endpoint_variable(sqs, monkeypatch):
+    # The URL a user copies from moto (or ElasticMQ) is enough: boto3 alone went to AWS with it.
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SQS")
+    url = urllib.parse.urlsplit(sqs.url)
+    local = url._replace(netloc=f"localhost:{url.port}").geturl()
+    backend = SQSBackend("default", {"OPTIONS": {"QUEUE_URL": local}})
+    backend.ping()
+    backend.send("{}", 0)
+    assert message_count(sqs.client, sqs.url) == 1
 
 
 def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
