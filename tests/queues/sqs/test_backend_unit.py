@@ -113,12 +113,14 @@ def test_the_client_reaches_the_queue_urls_own_endpoint(monkeypatch, url, endpoi
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     backend = SQSBackend("default", {"OPTIONS": {"QUEUE_URL": url}})
     assert backend.client.meta.endpoint_url == endpoint
-    assert backend.poll_client.meta.endpoint_url == endpoint
-    # An endpoint configured for the client wins over the queue URL's.
+
+
+def test_an_endpoint_configured_for_the_client_wins_over_the_queue_urls(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:9")
-    assert SQSBackend("default", {"OPTIONS": {"QUEUE_URL": url}}).client.meta.endpoint_url == (
-        "http://127.0.0.1:9"
-    )
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    options = {"QUEUE_URL": "http://localhost:4566/000000000000/q"}
+    backend = SQSBackend("default", {"OPTIONS": options})
+    assert backend.client.meta.endpoint_url == "http://127.0.0.1:9"
 
 
 def test_the_queue_option_is_refused_naming_the_alias():
