@@ -27,6 +27,7 @@ def arm_flush(client, shard, guard_taken=False):
     """
     try:
         if not guard_taken and not take_guard(client):
+            lapse_with_guard(client, shard)
             return False
     except Exception:
         # The shard stays armed until its TTL lapses; then the next request tries again.
@@ -46,6 +47,16 @@ def arm_flush(client, shard, guard_taken=False):
         return False
     backoff.succeeded()
     return True
+
+
+def lapse_with_guard(client, shard):
+    """The guard is another caller's: `shard`'s flag lapses with it (the record script does the
+    same on one server). Should that caller die before enqueueing its flush, the first view
+    after the guard, in any shard, schedules again: a flag kept its own TTL from now would keep
+    the views of its shard scheduling nothing for up to a second guard's time."""
+    ttl = client.pttl(keys.guard_key())
+    if ttl > 0:
+        client.pexpire(keys.armed_key(shard), ttl)
 
 
 class Backoff:

@@ -108,6 +108,9 @@ if counted > 0 then
     if KEYS[20] then
       -- Its value: when the flush was scheduled (the dashboard adds the delay).
       guard = redis.call('SET', KEYS[20], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
+      -- Another caller's window: the flag lapses with its guard (schedule.lapse_with_guard).
+      local ttl = guard == 0 and redis.call('PTTL', KEYS[20]) or 0
+      if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
     end
   end
 end

@@ -2,10 +2,12 @@
 
 import os
 import re
+import signal
 
 import pytest
 import redis
 from django.conf import settings
+from django.db import connections
 from django.tasks import default_task_backend
 from redis.cluster import RedisCluster
 
@@ -72,6 +74,33 @@ def reset_loss_counter():
 
 def scheduled_flushes():
     return list(default_task_backend.results)
+
+
+def viewer_in(shard, taken=()):
+    """A new viewer key whose impressions land in `shard`."""
+    n = 0
+    while keys.shard_of(f"late:{n}") != shard or f"late:{n}" in taken:
+        n += 1
+    return f"late:{n}"
+
+
+def killed_in_a_child(module, name, action):
+    """Run `action()` in a forked process of its own that SIGKILLs itself where it calls
+    `module.name`: a process dying right there, as fast as a fork (no interpreter to start).
+    The child takes fresh database connections; the Redis clients take their own after a fork."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the test run
+        try:
+            for connection in connections.all(initialized_only=True):
+                connection.connection = None  # the parent's socket: left alone, not closed
+            setattr(module, name, lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL))
+            action()
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+        f"the child was not killed at {module.__name__}.{name} (status {status})"
+    )
 
 
 class PrivateRedis:

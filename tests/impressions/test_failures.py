@@ -33,7 +33,13 @@ from tests.processes import PROJECT_DIR
 from tests.queues.rq.support import rq_settings
 
 from .history_check import daily_counts, history_sums, leaders_mismatches, rollup_mismatches
-from .support import reset_loss_counter, scheduled_flushes, subprocess_env
+from .support import (
+    killed_in_a_child,
+    reset_loss_counter,
+    scheduled_flushes,
+    subprocess_env,
+    viewer_in,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,6 +121,26 @@ def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
     assert pending_counts([p.id for p in posts]) == dict.fromkeys(expected, 0)
     assert flush_pending().impressions_applied == 0
     assert_history_matches_totals(posts)
+
+
+def test_a_web_process_killed_before_enqueueing_the_flush_delays_it_one_guard_at_most(buffer):
+    """The first view of a window took the schedule guard, and its process died before the flush
+    was enqueued: nothing runs that window. Once the guard lapses, the next view in any shard
+    schedules the flush. Before, a shard first viewed while the dead process's guard held kept
+    its flag a full guard's time from then, up to twice as long as the guard: its views
+    scheduled nothing, though the dashboard said "the next impression schedules one"."""
+    post = make_posts(1)[0]
+    # The record script (on a cluster, arm_flush) took the guard; the flush is never enqueued.
+    killed_in_a_child(schedule, "enqueue_flush", lambda: record(viewer_in(0), [post.id]))
+    client = get_client()
+    assert client.exists(keys.guard_key()) and scheduled_flushes() == []
+    client.pexpire(keys.guard_key(), 300)  # near its lapse (FLUSH_DELAY + 60 s after it was taken)
+    other = viewer_in(1)
+    assert not record(other, [post.id]).scheduled  # the guard says a flush is on its way
+    time.sleep(0.35)
+    assert record(viewer_in(1, taken={other}), [post.id]).scheduled
+    flush_pending()
+    assert totals([post]) == {post.id: 3}
 
 
 def redis_url():

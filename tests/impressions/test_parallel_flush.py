@@ -10,7 +10,6 @@ from django.test import override_settings
 
 from casusult.models import Post
 from impressions import flush as flush_module
-from impressions import keys
 from impressions.flush import flush_pending, part_shards
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
@@ -18,21 +17,13 @@ from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 
 from .history_check import history_sums, leaders_mismatches, rollup_mismatches
-from .support import scheduled_flushes
+from .support import scheduled_flushes, viewer_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def totals(ids):
     return dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
-
-
-def viewer_in(shard, taken=()):
-    """A new viewer key whose impressions land in `shard`."""
-    n = 0
-    while keys.shard_of(f"late:{n}") != shard or f"late:{n}" in taken:
-        n += 1
-    return f"late:{n}"
 
 
 def test_the_parts_share_out_the_shards():
