@@ -38,11 +38,13 @@ from .models import (
 
 # pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
 # roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders,
-# -2 for a flush running (held by a connection of its own for the flush's run: flush_running).
+# -2 for a flush running (held by a connection of its own for the flush's run: flush_running),
+# -3 for a roll-up running (rollup_running).
 LOCK_CLASS = 0x696D7072
 STATE_LOCK = 0
 TRIM_LOCK = -1
 FLUSH_LOCK = -2
+ROLLUP_LOCK = -3
 # How long a flush waits to say it runs (flush_running), and PostgreSQL's code of a lock not had.
 FLUSH_LOCK_TIMEOUT = "200ms"
 LOCK_NOT_AVAILABLE = "55P03"
@@ -205,11 +207,47 @@ def lock_statement(batch_table, day=None):
 def flush_running():
     """Hold FLUSH_LOCK shared while the block runs (PostgreSQL): a flush is running.
 
-    Held by an open transaction of a connection of its own, not at the flush's session's level:
-    behind a pooler in transaction mode (PgBouncer, RDS Proxy) each of the flush's transactions
+    A roll-up holds it exclusively for a moment only, unless it did in a transaction still open
+    around this flush (a caller's): the flush then goes unmarked rather than wait for its own
+    caller.
+    """
+    with lock_held(FLUSH_LOCK, timeout=FLUSH_LOCK_TIMEOUT):
+        yield
+
+
+@contextmanager
+def rollup_running():
+    """Hold ROLLUP_LOCK shared while the block runs (PostgreSQL): a roll-up is running, which
+    the dashboard reads (rollup_is_running); nothing else takes it."""
+    with lock_held(ROLLUP_LOCK):
+        yield
+
+
+def rollup_is_running():
+    """Whether a roll-up holds ROLLUP_LOCK; None where there are no such locks (not PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        # Read from pg_locks, not tried: a try in the caller's transaction (ATOMIC_REQUESTS)
+        # would hold back a roll-up starting meanwhile until the request ends.
+        cursor.execute(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2)",
+            [LOCK_CLASS, ROLLUP_LOCK & 0xFFFFFFFF],
+        )
+        return cursor.fetchone()[0]
+
+
+@contextmanager
+def lock_held(key, timeout=None):
+    """Hold the advisory lock `key` shared while the block runs (PostgreSQL); with `timeout`
+    (PostgreSQL's lock_timeout), go on without it if it cannot be had in that time.
+
+    Held by an open transaction of a connection of its own, not at the caller's session's level:
+    behind a pooler in transaction mode (PgBouncer, RDS Proxy) each of the caller's transactions
     may run on another server connection, so a session's lock would be taken on one and its
-    release sent to another, and it would stay held there, holding back every roll-up batch. The
-    server lets go of it with that transaction, or with the connection if the process dies.
+    release sent to another, and it would stay held there. The server lets go of it with that
+    transaction, or with the connection if the process dies (killed: the lock says so at once).
     """
     if connection.vendor != "postgresql":
         yield
@@ -218,16 +256,12 @@ def flush_running():
     try:
         holder.set_autocommit(False)
         with holder.cursor() as cursor:
-            # A roll-up holds the lock exclusively for a moment only, unless it did in a
-            # transaction still open around this flush (a caller's): the flush then goes
-            # unmarked rather than wait for its own caller.
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [FLUSH_LOCK_TIMEOUT])
+            if timeout:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
             try:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, FLUSH_LOCK]
-                )
+                cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
             except OperationalError as error:
-                if getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                if not timeout or getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                     raise
         yield
     finally:

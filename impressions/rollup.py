@@ -37,6 +37,8 @@ from .history_writer import (
     add_periods_portable,
     add_portable,
     add_to_periods_sql,
+    rollup_is_running,
+    rollup_running,
     table,
 )
 from .models import (
@@ -114,23 +116,30 @@ def roll_up(today=None, batch_size=None, pace=None, budget=None):
     through = today - timedelta(days=1)
     report = RollupReport()
     started = time.monotonic()
-    while (day := start_next_day(through)) is not None:
-        report.days.append(day)
-        while True:
-            rows = sizes.rows
-            wait_for_flushes(day)
-            batch_started = time.monotonic()
-            moved = move_batch(day, rows)
-            took = time.monotonic() - batch_started
-            report.rows_moved += moved
-            if moved < rows and finish_day(day):
-                break
-            sizes.took(moved, took)
-            rest(pace, took)
-    report.rows_pruned = prune(today, sizes, pace)
+    with rollup_running():
+        while (day := start_next_day(through)) is not None:
+            report.days.append(day)
+            report.rows_moved += move_day(day, sizes, pace)
+        report.rows_pruned = prune(today, sizes, pace)
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"rollup": report.as_dict()})
     return report
+
+
+def move_day(day, sizes, pace):
+    """Move `day`'s open rows, a batch at a time, and mark it rolled up; returns the rows moved."""
+    moved_rows = 0
+    while True:
+        rows = sizes.rows
+        wait_for_flushes(day)
+        batch_started = time.monotonic()
+        moved = move_batch(day, rows)
+        took = time.monotonic() - batch_started
+        moved_rows += moved
+        if moved < rows and finish_day(day):
+            return moved_rows
+        sizes.took(moved, took)
+        rest(pace, took)
 
 
 def rest(pace, seconds):
@@ -345,13 +354,16 @@ def delete_batches(model, equal, days, sizes, pace):
 
 
 def status():
-    """The roll-up's progress for the dashboard: None before the first roll-up."""
+    """The roll-up's progress for the dashboard: None before the first roll-up. `running`: with
+    a day half rolled up, whether a roll-up is at it (None if unknown: not PostgreSQL), or was
+    stopped (killed) and waits for the next one to go on."""
     state = HistoryRollup.objects.filter(id=1).first()
     if state is None:
         return None
     return {
         "rolled_through": state.rolled_through,
         "rolling_day": state.rolling_day,
+        "running": rollup_is_running() if state.rolling_day else None,
         "rows": state.rolling_rows,
         "moved": state.rolling_moved,
         "started_at": state.started_at,

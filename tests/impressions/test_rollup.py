@@ -14,7 +14,7 @@ from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import periods, rollup, stats
+from impressions import history_writer, periods, rollup, stats
 from impressions.flush import flush_pending
 from impressions.history_writer import LOCK_CLASS
 from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
@@ -23,8 +23,8 @@ from impressions.tasks import flush_impressions_task, rollup_impressions_task, r
 from tests.database import other_connection
 from tests.factories import make_posts
 
-from .history_check import history_sums, rollup_mismatches
-from .support import DUMMY_TASKS
+from .history_check import daily_counts, history_sums, rollup_mismatches
+from .support import DUMMY_TASKS, killed_in_a_child
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -367,8 +367,49 @@ def test_the_dashboard_shows_the_roll_up_s_progress(standalone_buffer, staff_cli
         yesterday = stats.today() - timedelta(days=1)
         rollup.start_next_day(yesterday)
         rollup.move_batch(yesterday, 2)
-        page = staff_client.get("/admin/impressions/dashboard/").content.decode()
+        with history_writer.rollup_running():  # a roll-up at it
+            page = staff_client.get("/admin/impressions/dashboard/").content.decode()
         assert f"rolling up {yesterday:%Y-%m-%d}: 2 of 6 rows moved" in page
         rollup.roll_up(pace=0)
         page = staff_client.get("/admin/impressions/dashboard/").content.decode()
         assert f"days rolled up through {yesterday:%Y-%m-%d}, the last at" in page
+
+
+def dashboard_rollup(staff_client):
+    page = staff_client.get("/admin/impressions/dashboard/").content.decode()
+    return " ".join(page.split('id="rollup">', 1)[1].split("</dd>", 1)[0].split())
+
+
+@pytest.mark.parametrize("point", ["move_batch_postgresql", "rest", "delete_batches"])
+def test_a_roll_up_killed_anywhere_is_finished_by_the_next_and_the_dashboard_says_it_stopped(
+    standalone_buffer, staff_client, point
+):
+    """A roll-up process SIGKILLed in a batch, between two, or in the prune: the next roll-up
+    (scheduled by a flush: it is still needed) goes on from its mark, and meanwhile the
+    dashboard says that none runs. Before, it said "rolling up" for as long as none did."""
+    posts = make_posts(6)
+    ids = [p.id for p in posts]
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        viewed(posts, 40)  # older than the history kept below: moved, then pruned
+        viewed(posts, 1)
+    old_day, yesterday = (stats.today() - timedelta(days=n) for n in (40, 1))
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=30):
+        killed_in_a_child(rollup, point, lambda: rollup.roll_up(batch_size=2, pace=0))
+        deadline = monotonic() + 5
+        while history_writer.rollup_is_running():  # the server ends the dead one's session
+            assert monotonic() < deadline, "the killed roll-up's lock is still held"
+        if point == "delete_batches":
+            assert (state().rolling_day, state().rolled_through) == (None, yesterday)
+        else:
+            moved = 2 if point == "rest" else 0
+            assert dashboard_rollup(staff_client) == (
+                f"rolling up {old_day:%Y-%m-%d} stopped at {moved} of 6 rows moved: no roll-up"
+                " is running; the next one goes on from there"
+            )
+        assert rollup_needed()
+        rollup.roll_up(batch_size=2, pace=0)
+        assert not rollup_needed()
+    done = state()
+    assert (done.rolled_through, done.rolling_day) == (yesterday, None)
+    assert daily_counts(ids) == {(p.id, yesterday): 1 + rank % 3 for rank, p in enumerate(posts)}
+    assert rollup_mismatches() == []
