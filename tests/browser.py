@@ -87,17 +87,11 @@ class Tab:
         return self.finish()
 
     def finish(self):
-        """Collect what the document itself recorded (CSP violations) into the current visit."""
-        for violation in self.page.evaluate("window.__cspViolations || []"):
+        """Collect what the document itself recorded (CSP violations) since the last call into
+        the current visit."""
+        for violation in self.page.evaluate("(window.__cspViolations || []).splice(0)"):
             self._problem(f"CSP: {violation}")
         return self.visit
-
-    def overflow(self):
-        """How many CSS px the page is wider than the viewport (0: no horizontal scrolling)."""
-        return self.page.evaluate(
-            "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
-            " - window.innerWidth"
-        )
 
 
 def new_context(browser, viewport, theme):

@@ -2,8 +2,9 @@
 390x844, light and dark: no console error, no CSP violation, no failed request but the deliberate
 4xx, breadcrumbs as the admin's own, model names spelled right, no sideways scrolling on a phone.
 
-One browser for the module, a context per viewport and theme; an RQ worker runs beside the live
-server, as under `make run`, so the queue pages show a real worker and real jobs.
+One browser for the module, a context per viewport; each page loads once in it and is checked in
+both themes (see Themes). An RQ worker runs beside the live server, as under `make run`, so
+the queue pages show a real worker and real jobs.
 """
 
 import re
@@ -73,8 +74,7 @@ def log_in(tab):
     return visit
 
 
-# Pages the issue does not list, as a user trying things by hand would reach them: opened in two
-# of the four viewport and theme combinations, to keep the suite quick.
+# Pages the issue does not list, as a user trying things by hand would reach them.
 MORE_STAFF_PATHS = [
     "/admin/auth/user/",
     "/admin/password_change/",
@@ -86,7 +86,7 @@ MORE_STAFF_PATHS = [
 ]
 
 
-def staff_visits(tab, site, more=False):
+def staff_visits(tab, site):
     """Opens each staff page in turn, yielding its Visit while it is shown."""
     post, flush = site["post"], site["flush"]
     for path in [
@@ -116,32 +116,54 @@ def staff_visits(tab, site, more=False):
     worker = tab.page.get_attribute("#changelist a[href*='/workers/0/']", "href")
     yield tab.go(worker)
     yield tab.go("/admin/impressions/dashboard/?from=2026-99-01", expect=400)
-    if more:
-        yield tab.go(f"{job}delete/")
-        for path in MORE_STAFF_PATHS:
-            yield tab.go(path.format(post=post.id))
+    yield tab.go(f"{job}delete/")
+    for path in MORE_STAFF_PATHS:
+        yield tab.go(path.format(post=post.id))
 
 
-def breadcrumb_style(tab):
-    """(tag, background, colour, left padding, items) of the page's breadcrumbs, or None."""
+# The themes are CSS only (prefers-color-scheme in the site's and the admin's stylesheets; no
+# script reads it at load), so a loaded page switched to the other scheme shows what loading it in
+# that scheme would. Each page is looked at in the theme it loaded in, then switched to the other;
+# the next page loads in that one. The two viewports start in different themes, so each page
+# loads in light at one viewport and in dark at the other, and is looked at in all four.
+FIRST_THEME = {"desktop": "dark", "phone": "light"}
+
+
+class Themes:
+    """The colour scheme a tab's pages are shown in, switched once per page."""
+
+    def __init__(self, tab, first):
+        self.tab, self.current = tab, first
+
+    def __iter__(self):
+        """Yields the theme the page is shown in, then switches to the other and yields that.
+        What switching makes the page fetch or log goes to its Visit."""
+        yield self.current
+        [self.current] = [theme for theme in THEMES if theme != self.current]
+        self.tab.page.emulate_media(color_scheme=self.current)
+        yield self.current
+
+
+def look(tab):
+    """What the shown page looks like, in one round trip: its breadcrumbs (tag, background,
+    colour, left padding, items; None without), how many CSS px it is wider than the viewport
+    (0: no horizontal scrolling), the width it is laid out at, the height in CSS px of its
+    charts' smallest shown label (None: no chart), and its background colour."""
     return tab.page.evaluate(
         """() => {
           const crumbs = document.querySelector("nav[aria-label=Breadcrumbs] .breadcrumbs");
-          if (!crumbs) return null;
-          const style = getComputedStyle(crumbs);
-          return [crumbs.tagName, style.backgroundColor, style.color, style.paddingLeft,
-                  crumbs.querySelectorAll("li").length];
-        }"""
-    )
-
-
-def smallest_chart_text(tab):
-    """The height in CSS px of the smallest shown label of the page's charts (None: no chart)."""
-    return tab.page.evaluate(
-        """() => {
+          const style = crumbs && getComputedStyle(crumbs);
           const heights = [...document.querySelectorAll(".impressions-chart text")]
             .map((text) => text.getBoundingClientRect().height).filter((height) => height > 0);
-          return heights.length ? Math.min(...heights) : null;
+          const root = document.documentElement;
+          return {
+            crumbs: crumbs && [crumbs.tagName, style.backgroundColor, style.color,
+                               style.paddingLeft, crumbs.querySelectorAll("li").length],
+            overflow: Math.max(root.scrollWidth, document.body.scrollWidth) - window.innerWidth,
+            width: root.clientWidth,
+            smallestChartText: heights.length ? Math.min(...heights) : null,
+            background: getComputedStyle(document.body).backgroundColor,
+          };
         }"""
     )
 
@@ -155,41 +177,55 @@ def model_names(tab):
     )
 
 
-@pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_every_page_works_in_a_real_browser(live_server, browser, site, viewport, theme):
-    context = new_context(browser, viewport, theme)
+def test_every_page_works_in_a_real_browser(live_server, browser, site, viewport):
+    width = VIEWPORTS[viewport]["width"]
+    context = new_context(browser, viewport, FIRST_THEME[viewport])
     problems = []
     try:
         tab = Tab(context, live_server.url)
+        themes = Themes(tab, FIRST_THEME[viewport])
         for visit in visitor_visits(tab):
-            problems += [f"{visit.url}: {problem}" for problem in visit.problems]
-            if viewport == "phone" and (overflow := tab.overflow()) > 0:
-                problems.append(f"{visit.url}: {overflow} px wider than the phone")
-            if (layout := tab.page.evaluate("document.documentElement.clientWidth")) != (
-                width := VIEWPORTS[viewport]["width"]
-            ):
-                problems.append(f"{visit.url}: laid out {layout} px wide on a {width} px screen")
+            for theme in themes:
+                shown = look(tab)
+                if viewport == "phone" and shown["overflow"] > 0:
+                    problems.append(
+                        f"{visit.url} ({theme}): {shown['overflow']} px wider than the phone"
+                    )
+                if shown["width"] != width:
+                    problems.append(
+                        f"{visit.url} ({theme}): laid out {shown['width']} px wide on a {width} px screen"
+                    )
+            problems += [f"{visit.url}: {problem}" for problem in tab.finish().problems]
 
         log_in(tab)
         tab.go("/admin/auth/user/")  # Django's own page: the breadcrumbs to look like
-        admin_crumbs = breadcrumb_style(tab)
-        more = (viewport, theme) in {("desktop", "dark"), ("phone", "light")}
-        for visit in staff_visits(tab, site, more):
-            problems += [f"{visit.url}: {problem}" for problem in visit.problems]
-            crumbs = breadcrumb_style(tab)
-            if visit.url == "/admin/":  # the index has no breadcrumbs, as in any Django admin
-                if (names := model_names(tab)) != MODEL_NAMES:
-                    problems.append(f"/admin/ names the models {names}, not {MODEL_NAMES}")
-            elif crumbs is None or crumbs[:4] != admin_crumbs[:4] or crumbs[4] < 2:
-                problems.append(f"{visit.url}: breadcrumbs {crumbs}, the admin's {admin_crumbs}")
+        admin = {theme: look(tab) for theme in themes}
+        # The switch took: Django's page is light in the one theme and dark in the other.
+        assert admin["light"]["background"] != admin["dark"]["background"], admin
+        for visit in staff_visits(tab, site):
+            if visit.url == "/admin/" and (names := model_names(tab)) != MODEL_NAMES:
+                problems.append(f"/admin/ names the models {names}, not {MODEL_NAMES}")
             if found := MISSPELLED.findall(tab.page.inner_text("body")):
                 problems.append(f"{visit.url}: misspelled {sorted(set(found))}")
             dashboard = visit.url.startswith("/admin/impressions/dashboard/")
-            if viewport == "phone" and dashboard and (overflow := tab.overflow()) > 0:
-                problems.append(f"{visit.url}: {overflow} px wider than the phone")
-            if (smallest := smallest_chart_text(tab)) is not None and smallest < 10:
-                problems.append(f"{visit.url}: chart labels {smallest:.1f} px high")
+            for theme in themes:
+                shown, admin_crumbs = look(tab), admin[theme]["crumbs"]
+                crumbs = shown["crumbs"]
+                # The index has no breadcrumbs, as in any Django admin.
+                if visit.url != "/admin/" and (
+                    crumbs is None or crumbs[:4] != admin_crumbs[:4] or crumbs[4] < 2
+                ):
+                    problems.append(
+                        f"{visit.url} ({theme}): breadcrumbs {crumbs}, the admin's {admin_crumbs}"
+                    )
+                if viewport == "phone" and dashboard and shown["overflow"] > 0:
+                    problems.append(
+                        f"{visit.url} ({theme}): {shown['overflow']} px wider than the phone"
+                    )
+                if (smallest := shown["smallestChartText"]) is not None and smallest < 10:
+                    problems.append(f"{visit.url} ({theme}): chart labels {smallest:.1f} px high")
+            problems += [f"{visit.url}: {problem}" for problem in tab.finish().problems]
     finally:
         context.close()
     assert not problems, "\n".join(problems)
