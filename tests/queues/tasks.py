@@ -71,6 +71,27 @@ def slow_marker(name, seconds):
     markers_client().rpush(MARKERS, name)
 
 
+RELEASES = "queues-test:release:"
+
+
+@task
+def held_marker(name, seconds):
+    """slow_marker that the test may end early with release(name): marks its start, waits until
+    released or `seconds` passed, marks its end."""
+    client = markers_client()
+    client.delete(RELEASES + name)  # a release left by an earlier test is not for this run
+    client.rpush(MARKERS, f"start:{name}")
+    client.blpop([RELEASES + name], timeout=seconds)
+    client.rpush(MARKERS, name)
+
+
+def release(name):
+    """Ends the running held_marker(name, …) now."""
+    client = markers_client()
+    client.rpush(RELEASES + name, 1)
+    client.expire(RELEASES + name, 60)
+
+
 @task
 def sleep_then_return_much(seconds, items):
     """Its code ends after `seconds`; turning its return value into JSON takes a while longer."""

@@ -239,10 +239,11 @@ def test_messages_waiting_behind_a_long_task_stay_hidden(sqs, settings):
 
 
 def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
-    # The task takes 8 s, longer than VISIBILITY_TIMEOUT (1 s): the messages received with it
-    # are released to other workers rather than waiting for it, and run once each.
+    # The task runs until the test releases it (8 s at most), longer than VISIBILITY_TIMEOUT
+    # (1 s): the messages received with it are released to other workers rather than waiting for
+    # it, and run once each.
     settings.TASKS["default"]["OPTIONS"]["VISIBILITY_TIMEOUT"] = 1
-    queue_tasks.slow_marker.enqueue("slow", 8)
+    queue_tasks.held_marker.enqueue("slow", 8)
     for name in ("a", "b"):
         queue_tasks.record_marker.enqueue(name)
     worker = sqs_worker(burst=True)
@@ -258,6 +259,7 @@ def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
         run_burst()  # a second worker, while the first still runs the slow task
         assert "slow" not in queue_tasks.markers()
     finally:
+        queue_tasks.release("slow")
         first.join(timeout=30)
         worker.stop()
     assert not first.is_alive()
@@ -271,15 +273,23 @@ def test_a_wedged_task_stops_being_kept_hidden(sqs, settings, monkeypatch):
     # On a thread SIGALRM cannot stop the task: it stands for one wedged in C code.
     settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
     monkeypatch.setattr(liveness, "STALL_GRACE", 0)
-    queue_tasks.slow_marker.enqueue("wedged", 8)
+    queue_tasks.held_marker.enqueue("wedged", 8)  # until released, 8 s at most
     thread = threading.Thread(target=sqs_worker(max_jobs=1).run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 7
     again = []
-    while not again and time.monotonic() < deadline:
-        again = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1).get("Messages")
-    assert again, "the wedged task's message was kept hidden past JOB_TIMEOUT + grace"
-    assert thread.is_alive()  # received again while the wedged task still runs
+    try:
+        # Not before the worker holds it: a receive of this test's own would win the message.
+        deadline = time.monotonic() + 10
+        while "start:wedged" not in queue_tasks.markers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        deadline = time.monotonic() + 7
+        while not again and time.monotonic() < deadline:
+            again = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1).get("Messages")
+        assert again, "the wedged task's message was kept hidden past JOB_TIMEOUT + grace"
+        assert thread.is_alive()  # received again while the wedged task still runs
+        assert queue_tasks.markers() == ["start:wedged"]
+    finally:
+        queue_tasks.release("wedged")
     thread.join(timeout=15)
     assert queue_tasks.markers() == ["start:wedged", "wedged"]
 
