@@ -20,6 +20,17 @@ def demo_user_ids(users):
     )
 
 
+def insert_posts_into():
+    """`INSERT INTO <posts> (author, body, created_at, impressions)`, quoted, to follow with a
+    SELECT of those four columns: posts with no model instance each."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        quote(Post._meta.get_field(name).column)
+        for name in ("author", "body", "created_at", "impressions")
+    )
+    return f"INSERT INTO {quote(Post._meta.db_table)} ({columns})"
+
+
 def ensure_posts(count, author_ids):
     """At least `count` posts in the table; the missing ones in one INSERT … SELECT generate_series.
 
@@ -32,24 +43,17 @@ def ensure_posts(count, author_ids):
         return 0
     if not author_ids:
         raise ValueError("posts need at least one author")
-    quote = connection.ops.quote_name
-    field = Post._meta.get_field
-    table = quote(Post._meta.db_table)
-    columns = ", ".join(
-        quote(field(name).column) for name in ("author", "body", "created_at", "impressions")
-    )
     with connection.cursor() as cursor:
         # The authors and the demo lines in turn; one post a minute back in time from now.
         cursor.execute(
-            f"INSERT INTO {table} ({columns})"
-            " SELECT (%s::bigint[])[1 + mod(g, %s)],"
+            insert_posts_into() + " SELECT (%s::bigint[])[1 + mod(g, %s)],"
             " 'Demo post #' || g || ': ' || (%s::text[])[1 + mod(g, %s)],"
             " now() - make_interval(mins => g), 0"
             " FROM generate_series(%s, %s) AS g",
             [author_ids, len(author_ids), DEMO_LINES, len(DEMO_LINES), existing + 1, count],
         )
         # Fresh statistics for the timeline query, and a visibility map for index-only scans.
-        cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute(f"VACUUM ANALYZE {connection.ops.quote_name(Post._meta.db_table)}")
     return missing
 
 

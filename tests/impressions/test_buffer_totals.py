@@ -19,7 +19,7 @@ from impressions import keys
 from impressions.flush import flush_pending
 from impressions.recorder import buffer_status, lost, record_impressions
 from impressions.redis_client import get_flush_client
-from tests.factories import make_posts, make_user
+from tests.factories import insert_posts, make_posts, make_user
 
 from .support import recount_buffer
 
@@ -174,11 +174,7 @@ LOOP_REQUESTS = 400
 def test_scraping_metrics_in_a_loop_loses_no_viewer_s_impression(buffer, client):
     """The issue's attack: one client scrapes /metrics as fast as it can over 400,000 pending
     counters while viewers record with the 50 ms request timeout."""
-    author = make_user("prolific")
-    Post.objects.bulk_create(
-        (Post(author=author, body="x") for _ in range(LOOP_POSTS_PER_SHARD)), batch_size=5_000
-    )
-    ids = list(Post.objects.values_list("id", flat=True))
+    ids = insert_posts(LOOP_POSTS_PER_SHARD, make_user("prolific"))
     # Untimed set-up; one viewer a shard stands for the many viewers whose counters these are.
     with override_settings(
         IMPRESSIONS_REDIS_TIMEOUT=10.0, IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR=0

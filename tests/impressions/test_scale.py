@@ -12,7 +12,7 @@ from casusult.models import Post
 from impressions.conf import conf
 from impressions.flush import flush_pending
 from impressions.recorder import buffer_status, record_impressions
-from tests.factories import make_user
+from tests.factories import insert_posts, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -20,11 +20,7 @@ POSTS = 100_000
 
 
 def test_flush_of_100k_distinct_posts(standalone_buffer):
-    author = make_user("prolific")
-    Post.objects.bulk_create(
-        (Post(author=author, body="x") for _ in range(POSTS)), batch_size=10_000
-    )
-    ids = list(Post.objects.values_list("id", flat=True))
+    ids = insert_posts(POSTS, make_user("prolific"))
     for start in range(0, POSTS, 100):  # 1,000 viewers, 100 posts each
         record_impressions(f"u:{start}", ids[start : start + 100])
     record_impressions("u:again", ids[:10])  # a few posts seen twice
