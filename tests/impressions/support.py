@@ -52,19 +52,37 @@ def ping_or_fail(url):
 
 
 def recount_buffer(client):
-    """The BufferStatus counted from every field of the buffer's keys, as the old full scan did."""
-    pending = entries = reported_lost = in_snapshots = set_aside = 0
+    """The BufferStatus counted from every field of the buffer's keys, as the old full scan did.
+
+    Read in two pipelines (the keys, then the snapshots they name; a cluster's pipeline sends
+    each node its keys), not one round trip a key: the same reads, a few hundred per call.
+    """
+    pending_keys = [
+        [keys.pending_key(shard), *keys.pending_group_keys(shard)] for shard in range(conf.SHARDS)
+    ]
+    pipe = client.pipeline(transaction=False)
     for shard in range(conf.SHARDS):
-        for key in [keys.pending_key(shard), *keys.pending_group_keys(shard)]:
-            values = client.hvals(key)
+        for key in pending_keys[shard]:
+            pipe.hvals(key)
+        pipe.smembers(keys.snapshots_key(shard))
+        pipe.get(keys.lost_key(shard))
+        pipe.hkeys(keys.set_aside_key(shard))
+    pipe.exists(keys.guard_key())
+    answers = iter(pipe.execute())
+    pending = entries = reported_lost = set_aside = 0
+    snapshots = client.pipeline(transaction=False)
+    for shard in range(conf.SHARDS):
+        for _ in pending_keys[shard]:
+            values = next(answers)
             pending += sum(int(value) for value in values)
             entries += len(values)
-        for flush_id in client.smembers(keys.snapshots_key(shard)):
+        for flush_id in next(answers):
             for snapshot, _ in keys.snapshot_hashes(shard, flush_id.decode()):
-                in_snapshots += sum(int(value) for value in client.hvals(snapshot))
-        reported_lost += int(client.get(keys.lost_key(shard)) or 0)
-        set_aside += len(client.hkeys(keys.set_aside_key(shard)))
-    scheduled = bool(client.exists(keys.guard_key()))
+                snapshots.hvals(snapshot)
+        reported_lost += int(next(answers) or 0)
+        set_aside += len(next(answers))
+    scheduled = bool(next(answers))
+    in_snapshots = sum(int(value) for values in snapshots.execute() for value in values)
     return BufferStatus(pending, entries, reported_lost, in_snapshots, scheduled, set_aside)
 
 
