@@ -1,7 +1,6 @@
 """Fixtures of the impressions tests: the buffer, a private Redis, staff clients, history rows, Chromium."""
 
 import contextlib
-import os
 import shutil
 import tempfile
 from datetime import date
@@ -11,12 +10,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.test import override_settings
-from playwright.sync_api import sync_playwright
 
 import devservices
 from impressions import ledger
 from impressions.redis_client import get_flush_client
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 from .history_rows import add_impressions
 from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset_loss_counter
@@ -128,37 +125,28 @@ def wednesday():
 
 
 @pytest.fixture
-def chromium():
-    """open() -> a context manager giving (page, console errors) in Debian's headless Chromium.
-
-    Playwright's sync API runs an event loop, and Django refuses ORM calls while one runs: set up
-    the database before opening the browser, and query it after closing it.
-    """
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"No Chromium at {CHROMIUM}: install Debian's package with `make browser`"
-            " (apt-get install -y chromium), or point TEST_CHROMIUM at a Chromium binary."
-        )
+def chromium(browser):
+    """open() -> a context manager giving (page, console errors) in a new context of the module's
+    headless Chromium (tests/conftest.py: launched once for the module, not once a test)."""
 
     @contextlib.contextmanager
     def open_page():
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                errors = []
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            errors = []
 
-                def on_console(message):
-                    # The browser asks for /favicon.ico by itself; the site has none (not the page's).
-                    url = message.location.get("url", "")
-                    if message.type == "error" and not url.endswith("/favicon.ico"):
-                        errors.append(f"{message.text} ({url})")
+            def on_console(message):
+                # The browser asks for /favicon.ico by itself; the site has none (not the page's).
+                url = message.location.get("url", "")
+                if message.type == "error" and not url.endswith("/favicon.ico"):
+                    errors.append(f"{message.text} ({url})")
 
-                page.on("console", on_console)
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                yield page, errors
-            finally:
-                browser.close()
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page, errors
+        finally:
+            context.close()
 
     return open_page
 
