@@ -50,14 +50,21 @@ def test_a_variable_that_is_no_number_fails_naming_it(manage):
 
 
 def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
-    queue_tasks.slow_marker.enqueue("one", 2)
-    queue_tasks.slow_marker.enqueue("two", 2)
+    # Each runs until the test releases it (10 s at most): once the worker said it stops.
+    queue_tasks.held_marker.enqueue("one", 10)
+    queue_tasks.held_marker.enqueue("two", 10)
     process = start_manage("runworker", env=worker_env(sqs, SQS_VISIBILITY_TIMEOUT="5"))
     deadline = time.monotonic() + 30
     while not queue_tasks.markers() and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        lines = wait_for_line(process, "Stop requested")
+    finally:
+        for name in ("one", "two"):
+            queue_tasks.release(name)
+    _, rest = process.communicate(timeout=30)
+    stderr = "".join(lines) + rest
 
     assert process.returncode == 0, stderr
     started = queue_tasks.markers()
