@@ -252,7 +252,7 @@ def lock_held(key, timeout=None):
     if connection.vendor != "postgresql":
         yield
         return
-    holder = connections.create_connection(connection.alias)
+    holder = unpooled_connection(connection.alias)
     try:
         holder.set_autocommit(False)
         with holder.cursor() as cursor:
@@ -271,6 +271,21 @@ def lock_held(key, timeout=None):
             pass  # the connection failed: the server lets go of the lock with it
         finally:
             holder.close()
+
+
+def unpooled_connection(alias):
+    """A new connection to database `alias`, outside Django's pool (OPTIONS "pool") if it has one.
+
+    From the pool, the flushes' lock holders could take every connection of it, and each flush
+    would then wait for one for its own statements, held by the others (or by itself, with a
+    pool of one) until psycopg_pool's timeout failed them all.
+    """
+    holder = connections.create_connection(alias)
+    options = holder.settings_dict["OPTIONS"]
+    if options.get("pool"):
+        unpooled = {name: value for name, value in options.items() if name != "pool"}
+        holder.settings_dict = {**holder.settings_dict, "OPTIONS": unpooled}
+    return holder
 
 
 def add_to_periods_sql(rows, where="true"):

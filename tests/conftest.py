@@ -4,6 +4,7 @@ import os
 
 import boto3
 import pytest
+from django.db import connection, connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import sync_playwright
@@ -166,3 +167,22 @@ def _forget_enqueue_failures():
     schedule.backoff.succeeded()
     yield
     schedule.backoff.succeeded()
+
+
+@pytest.fixture
+def django_pool(transactional_db):
+    """Django's own connection pool (OPTIONS["pool"], psycopg_pool) on the default database:
+    two connections at most, a wait of 2 s for one. Yields the pool (closed at the end).
+
+    OPTIONS is put back here, not by monkeypatch: its undo may come after the database's
+    teardown, whose queries would open another pool, left open."""
+    params = connection.settings_dict
+    options = params["OPTIONS"]
+    connections.close_all()
+    params["OPTIONS"] = {**options, "pool": {"min_size": 0, "max_size": 2, "timeout": 2}}
+    try:
+        yield connection.pool
+    finally:
+        connections.close_all()
+        connection.close_pool()
+        params["OPTIONS"] = options

@@ -1,4 +1,5 @@
-"""A PostgreSQL session of the test's own beside Django's (another client of the same server)."""
+"""A PostgreSQL session of the test's own beside Django's (another client of the same server),
+and how many connections a pool of Django's has out."""
 
 import psycopg
 from django.db import connection
@@ -12,3 +13,9 @@ def other_connection(dbname=None, **options):
     return psycopg.connect(
         **(address | options), user=params["USER"] or "postgres", dbname=dbname or params["NAME"]
     )
+
+
+def checked_out(pool):
+    """How many connections of a psycopg_pool pool are out of it (in use, or never given back)."""
+    stats = pool.get_stats()
+    return stats["pool_size"] - stats["pool_available"]

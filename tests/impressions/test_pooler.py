@@ -3,35 +3,21 @@ of Aurora/RDS): each transaction may run on another server connection, so nothin
 session's state between transactions. One walk through: record, a flush exact, racing flushes
 of parts, the roll-up, the dashboard and its CSV."""
 
-import threading
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 import pytest
-from django.db import connections
-from django.test import override_settings
-from django.utils import timezone
 
-from casusult.models import Post
-from impressions import flush, ranking, rollup, stats
+from impressions import flush, ranking, stats
 from impressions.history_writer import FLUSH_LOCK, LOCK_CLASS
 from impressions.recorder import record_impressions
 from tests.database import other_connection
 from tests.factories import make_posts
 
-from .history_check import history_sums, rollup_mismatches
+from .walkthrough import assert_rolls_up_yesterday, flush_parts_at_once, totals, yesterday_noon
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PARTS = 3
-
-
-def yesterday_noon():
-    day = stats.today() - timedelta(days=1)
-    return timezone.make_aware(datetime.combine(day, time(12)), timezone.get_default_timezone())
-
-
-def totals(ids):
-    return dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
 
 
 class PinnedServer:
@@ -86,32 +72,13 @@ def test_record_flush_race_roll_up_and_dashboard_through_pgbouncer(
     # Each part of a flush twice at once (a duplicate delivery), while more is recorded.
     for viewer in range(3, 7):
         record_impressions(f"u:{viewer}", ids)
-    reports, errors = [], []
-
-    def part(number):
-        try:
-            reports.append(flush.flush_pending(part=number, parts=PARTS))
-        except Exception as error:  # reported by the assertion below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=part, args=(n % PARTS,)) for n in range(2 * PARTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    reports, errors = flush_parts_at_once(PARTS)
     assert errors == []
     assert sum(report.impressions_applied for report in reports) == 48
     assert totals(ids) == dict.fromkeys(ids, 7)
     assert flush_lock_free(through_pgbouncer)
 
-    # The roll-up of yesterday, every row once, where no flush holds it back.
-    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        report = rollup.roll_up()
-    assert report.days == [stats.today() - timedelta(days=1)]
-    assert rollup_mismatches() == []
-    assert history_sums(ids) == totals(ids)
+    assert_rolls_up_yesterday(ids)
 
     response = staff_client.get("/admin/impressions/dashboard/")
     assert response.status_code == 200
