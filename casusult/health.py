@@ -95,6 +95,10 @@ def probe_database():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
                 cursor.fetchone()
+            if getattr(connection, "pool", None) is not None:
+                # Django's pool (OPTIONS "pool") keeps connections between probes itself: kept
+                # here, this one would be out of it for good.
+                close_probe_connection()
             return connection.vendor
         except Exception:
             close_probe_connection()

@@ -9,11 +9,12 @@ import boto3
 import pytest
 from django.conf import settings
 from django.core import checks
-from django.db import connection
+from django.db import connection, connections
 from django.db.backends.signals import connection_created
 from django.test import Client, override_settings
 
 from casusult import health
+from tests.database import checked_out
 from tests.queues.rq.support import rq_settings
 
 SQS = "queues.sqs.backend.SQSBackend"
@@ -158,6 +159,14 @@ def test_readyz_in_a_loop_reuses_one_database_connection(monkeypatch):
     finally:
         connection_created.disconnect(count)
     assert opened == ["default"]  # one connection for the ten probes (before: ten)
+
+
+def test_readyz_gives_its_connection_back_to_djangos_pool(django_pool, monkeypatch):
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)  # every call probes
+    for _ in range(3):
+        assert client_from("203.0.113.9").get("/readyz").status_code == 200
+    connections.close_all()
+    assert checked_out(django_pool) == 0  # before: the probe's, out of the pool for good
 
 
 @pytest.mark.django_db
