@@ -44,7 +44,7 @@ def run_workers(worker_class, backend, *, concurrency=1, probes=None, **worker_o
             return worker.run()
     # One process per worker: tasks are CPU-bound Python and the database is the bottleneck, not
     # the poll. Forked children must not share the parent's database sockets.
-    connections.close_all()
+    close_databases()
     clock = liveness.share_between(concurrency)
     children = {}  # pid -> slot
     stop_requested = threading.Event()
@@ -70,6 +70,16 @@ def run_workers(worker_class, backend, *, concurrency=1, probes=None, **worker_o
     if probes:
         serve_in_background(probes)  # threads only now: nothing forks after this
     return wait_for_children(children, clock, stop_requested)
+
+
+def close_databases():
+    """Close this process's database connections, and Django's pools of them (OPTIONS "pool"):
+    a forked child's copy of an open pool has none of its threads, so it never hands out a new
+    connection, and its idle ones are the parent's sockets."""
+    connections.close_all()
+    for connection in connections.all():
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()
 
 
 def exit_before_start(signum, frame):
