@@ -151,8 +151,11 @@ def record_loss(count, whose, error):
 
 def remedy_of(error):
     """What a loss's log line adds for an error that says the settings are wrong, else ""."""
-    # MOVED: a key of another node's slot; CROSSSLOT: keys of two slots in one call.
-    if isinstance(error, MovedError | ClusterCrossSlotError):
+    # MOVED: a key of another node's slot; CROSSSLOT: keys of two slots in one call. A standalone
+    # client of redis-py before 6.0 raises them as plain ResponseErrors: known by their code.
+    if isinstance(error, MovedError | ClusterCrossSlotError) or str(error).startswith(
+        ("MOVED ", "CROSSSLOT ")
+    ):
         return (
             "; the server is in cluster mode, which IMPRESSIONS_REDIS_CLUSTER='false' denies:"
             " set it to 'auto' or 'true'"

@@ -83,8 +83,12 @@ def cancel_running_queries():
         if raw is None or connection.vendor != "postgresql" or pq is None:
             continue
         try:
-            if raw.info.transaction_status == pq.TransactionStatus.ACTIVE:
+            if raw.info.transaction_status != pq.TransactionStatus.ACTIVE:
+                continue
+            if hasattr(raw, "cancel_safe"):
                 raw.cancel_safe(timeout=2)
+            else:  # psycopg 3.1 (Django takes 3.1.12 on): the blocking cancel, no timeout
+                raw.cancel()
         except Exception:
             logger.warning("Could not cancel the query of a timed-out task", exc_info=True)
 
