@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test test-long lint format docs bench loadtest venv services database migrate browser pgbouncer screenshots dist
+.PHONY: run serve test test-long test-lowest lint format docs bench loadtest venv services database migrate browser pgbouncer screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -85,6 +85,30 @@ test: venv browser pgbouncer
 
 test-long:
 	@$(MAKE) --no-print-directory test TEST_MARKERS=long
+
+# The distributions on the lowest versions they declare (distributions/lowest.txt) and the lowest
+# Python (3.12, pyenv's oldest): a virtual environment of its own, kept in $(LOWEST_VENV), holds the
+# wheels of `make dist`, those versions and the tests' own packages (pinned as in requirements*.txt);
+# the quick starts and the apps' tests (all but the browser's) run on it. About 10 minutes: not
+# part of `make test`.
+LOWEST_VENV := .venv-lowest
+LOWEST_PY := $(LOWEST_VENV)/bin/python
+LOWEST_PYTHON ?= $(firstword $(shell ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.12.*/bin/python3 2>/dev/null | sort -V))
+LOWEST_TOOLS = $(shell grep -hE '^(pytest|pytest-django|hypothesis|moto|playwright|dj-database-url|whitenoise|prometheus-client|gunicorn)(\[[a-z,]+\])?==' requirements.txt requirements-dev.txt)
+LOWEST_TESTS ?= tests/impressions tests/queues tests/distributions/test_impressions_quickstart.py \
+	tests/distributions/test_queues_quickstart.py --ignore tests/impressions/test_browser.py
+test-lowest: DJANGO_SETTINGS_MODULE = settings.test
+test-lowest: dist
+	@test -x $(LOWEST_PY) || { test -n "$(LOWEST_PYTHON)" || { echo "No Python 3.12 in pyenv: run 'pyenv install 3.12' or make test-lowest LOWEST_PYTHON=/path/to/python3.12" >&2; exit 1; }; $(LOWEST_PYTHON) -m venv $(LOWEST_VENV); }
+	$(LOWEST_PY) -m pip install --quiet --disable-pip-version-check -c distributions/lowest.txt \
+		$(foreach tool,$(LOWEST_TOOLS),'$(tool)') \
+		"$$(ls dist/casusult_impressions-*.whl)[postgresql]" "$$(ls dist/casusult_queues-*.whl)[rq,sqs]" \
+		dist/casusult_redis_endpoints-*.whl
+	@# The same version number as the last run's: pip keeps those unless told.
+	$(LOWEST_PY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall dist/*.whl
+	$(LOWEST_PY) -m pip check
+	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
+	TEST_DISTRIBUTIONS_VENV=$(LOWEST_VENV) $(LOWEST_PY) -m pytest $(LOWEST_TESTS) $(PYTEST_ARGS)
 
 # PNGs of the dashboard and a post's chart into docs/screenshots/, from a database of their own
 # (created and filled with a made-up history) and a Redis db they may FLUSHDB.

@@ -36,12 +36,16 @@ def wheel(folder, distribution):
 
 
 @pytest.fixture(scope="session")
-def fresh_venv(tmp_path_factory, built_distributions):
+def fresh_venv(tmp_path_factory, request):
     """A new virtual environment with the apps' wheels and their extras installed (pip's cache
-    keeps the dependencies local); returns its bin/ folder.
+    keeps the dependencies local); returns its bin/ folder. TEST_DISTRIBUTIONS_VENV names one
+    made already instead (`make test-lowest`: the wheels on the lowest versions they declare).
 
     Made without pip of its own (ensurepip took seconds): this environment's pip installs into it
     with --python, resolving and installing as a pip inside would."""
+    if prepared := os.environ.get("TEST_DISTRIBUTIONS_VENV"):
+        return Path(prepared).resolve() / "bin"
+    built_distributions = request.getfixturevalue("built_distributions")
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run(
         [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTIONS = {
@@ -77,20 +78,38 @@ def declared_requirements():
             yield from extra
 
 
-def test_the_site_pins_what_the_apps_require():
-    """The site installs requirements.txt, not the wheels: its pins must satisfy the apps'."""
+def pinned(path):
+    """{name: version} of a requirements or constraints file of `name==version` lines."""
     pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
+    for line in path.read_text().splitlines():
+        if line := line.split("#")[0].strip():
             requirement = Requirement(line)
             pins[requirement.name.lower()] = next(iter(requirement.specifier)).version
+    return pins
+
+
+def test_the_site_pins_what_the_apps_require():
+    """The site installs requirements.txt, not the wheels: its pins must satisfy the apps'."""
+    pins = pinned(ROOT / "requirements.txt")
     for text in declared_requirements():
         requirement = Requirement(text)
         if requirement.name.startswith("casusult-"):
             continue  # built from this repository
         assert requirement.name.lower() in pins, f"requirements.txt does not pin {requirement}"
         assert requirement.specifier.contains(pins[requirement.name.lower()]), requirement
+
+
+def test_make_test_lowest_pins_each_declared_lower_bound():
+    """distributions/lowest.txt (`make test-lowest`'s constraints) pins every declared lower bound
+    exactly: a raised bound with an old pin would test nothing, a pin past the bound neither."""
+    pins = pinned(ROOT / "distributions" / "lowest.txt")
+    for text in declared_requirements():
+        requirement = Requirement(text)
+        if requirement.name.startswith("casusult-"):
+            continue
+        [lowest] = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        assert requirement.name.lower() in pins, f"lowest.txt does not pin {requirement}"
+        assert Version(pins[requirement.name.lower()]) == Version(lowest), requirement
 
 
 def requires(built, distribution):
