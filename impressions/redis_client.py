@@ -190,15 +190,30 @@ def _call(client, sha, script_keys, args):
         raise
 
 
+class ThreadConnections:
+    """One thread's connection per client, handed back to the clients' pools when the thread
+    ends: ASGI (each request's sync work) and runserver run a thread per request, whose kept
+    connections would otherwise fill the pool (100) and lose every later call."""
+
+    def __init__(self):
+        self.by_client = weakref.WeakKeyDictionary()
+        weakref.finalize(self, release_all, self.by_client)
+
+
+def release_all(by_client):
+    for client, connection in list(by_client.items()):
+        client.connection_pool.release(connection)
+
+
 def _thread_connection(client):
-    """This thread's connection from `client`'s pool, kept (the pool still closes it with the
-    client); a forked process takes its own."""
+    """This thread's connection from `client`'s pool, kept while the thread lives (the pool
+    still closes it with the client); a forked process takes its own."""
     held = getattr(_threads, "connections", None)
     if held is None:
-        held = _threads.connections = weakref.WeakKeyDictionary()
-    connection = held.get(client)
+        held = _threads.connections = ThreadConnections()
+    connection = held.by_client.get(client)
     if connection is None or connection.pid != os.getpid():
-        connection = held[client] = client.connection_pool.get_connection()
+        connection = held.by_client[client] = client.connection_pool.get_connection()
     return connection
 
 

@@ -1,6 +1,7 @@
 """Recording: exact de-duplicated counts, one round trip, on standalone Redis and the Cluster."""
 
 import random
+import threading
 import time
 
 import pytest
@@ -207,10 +208,16 @@ def test_cluster_mode_is_detected_or_forced(redis_cluster_url, standalone_buffer
     with override_settings(IMPRESSIONS_REDIS_URL=f"{redis_cluster_url}?cluster=true"):
         assert record_impressions("u:flagged", [1]).counted == 1
         get_client().flushdb(target_nodes=RedisCluster.PRIMARIES)
-    url = settings.IMPRESSIONS_REDIS_URL
-    with override_settings(IMPRESSIONS_REDIS_URL=f"{url}{'&' if '?' in url else '?'}cluster=false"):
+    with override_settings(
+        IMPRESSIONS_REDIS_URL=with_option(settings.IMPRESSIONS_REDIS_URL, "cluster=false")
+    ):
         assert type(get_client()) is redis.Redis
         assert record_impressions("u:flagged", [1]).counted == 1
+
+
+def with_option(url, option):
+    """`url` with one more query option."""
+    return f"{url}{'&' if '?' in url else '?'}{option}"
 
 
 def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):
@@ -235,6 +242,24 @@ def test_a_connection_the_server_closed_is_replaced_before_the_call(standalone_b
         standalone_buffer.client_kill_filter(_id=connection["id"])
     assert record_impressions("u:2", [1]).counted == 1  # not lost: a fresh connection took it
     assert pending_counts([1]) == {1: 2}
+
+
+def test_a_thread_that_ends_hands_its_connection_back_to_the_pool(buffer):
+    """ASGI runs each request's sync work in a thread of its own, and runserver each connection:
+    with the pool lowered to 3 connections, 12 such requests in turn all count (their held
+    connections once filled the pool, 100 by default, and every later call was lost)."""
+    results = []
+    with override_settings(
+        IMPRESSIONS_REDIS_URL=with_option(settings.IMPRESSIONS_REDIS_URL, "max_connections=3")
+    ):
+        for number in range(12):
+            thread = threading.Thread(
+                target=lambda n=number: results.append(record_impressions(f"u:{n}", [1, 2]))
+            )
+            thread.start()
+            thread.join()
+        assert [result.lost for result in results] == [0] * 12
+        assert pending_counts([1, 2]) == {1: 12, 2: 12}
 
 
 def test_a_script_the_server_forgot_is_loaded_again(buffer):
