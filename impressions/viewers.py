@@ -21,9 +21,10 @@ import secrets
 from typing import NamedTuple
 
 from django.core import signing
+from django.db.models import Model
 
 from .budgets import grant_new_viewer
-from .conf import conf
+from .conf import conf, counted_model
 from .recorder import record_impressions, record_loss
 from .redis_client import REDIS_FAILURES
 from .salt import daily_salt, utc_day
@@ -56,9 +57,7 @@ def record_request(request, posts):
     if not conf.ENABLED:
         return None
     try:
-        if hasattr(posts, "pk"):
-            posts = [posts]  # a detail view's one object
-        post_ids = [post.pk for post in posts]
+        post_ids = served_ids(posts)
         if not post_ids:
             return None
         try:
@@ -76,6 +75,34 @@ def record_request(request, posts):
     except Exception:
         logger.exception("recording impressions failed; the page is served without them")
         return None
+
+
+def served_ids(posts):
+    """The ids to count of the objects a view passes (or its one object). Left out, with a
+    warning, so that the page's others still count: objects without a pk (an unsaved instance, a
+    bare id) and instances of another model (their id would count the counted model's object of
+    that id)."""
+    if hasattr(posts, "pk"):
+        posts = [posts]  # a detail view's one object
+    posts = list(posts)
+    model = counted_model()
+    # One check per class on the page, not per object: a page is of one class or a few.
+    kinds = {type(post) for post in posts}
+    others = {kind for kind in kinds if issubclass(kind, Model) and not issubclass(kind, model)}
+    post_ids = [getattr(post, "pk", None) for post in posts if type(post) not in others]
+    missing = post_ids.count(None)
+    if others or missing:
+        post_ids = [post_id for post_id in post_ids if post_id is not None]
+        reasons = sorted(f"{kind._meta.label} is not {model._meta.label}" for kind in others)
+        if missing:
+            reasons.append(f"{missing} without a pk (unsaved, or a bare id)")
+        logger.warning(
+            "impressions.record: %d of %d objects left out, not counted: %s",
+            len(posts) - len(post_ids),
+            len(posts),
+            "; ".join(reasons),
+        )
+    return post_ids
 
 
 def identify(request):

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core import signing
@@ -305,6 +306,21 @@ def test_a_detail_page_may_record_its_one_object(rf, posts):
     post = Post.objects.get(pk=posts[0])
     assert impressions.record(request, post).counted == 1
     assert pending_counts(posts) == {posts[0]: 1, posts[1]: 0, posts[2]: 0}
+
+
+def test_objects_it_cannot_count_are_left_out_and_the_page_s_others_count(rf, posts, caplog):
+    request = rf.get("/", HTTP_USER_AGENT=CHROME)
+    request.user = make_user("hal")
+    first, second = Post.objects.filter(pk__in=posts[:2]).order_by("pk")
+    unsaved = Post(author=first.author, body="a draft")
+    # An unsaved object once cost the whole page; another model's instance counted the post of
+    # its id; a bare id logged a traceback.
+    assert impressions.record(request, [first, unsaved, second]).counted == 2
+    assert impressions.record(request, [get_user_model()(pk=posts[2])]) is None
+    assert impressions.record(request, [posts[2]]) is None
+    assert pending_counts(posts) == {posts[0]: 1, posts[1]: 1, posts[2]: 0}
+    assert "1 of 3 objects left out, not counted: 1 without a pk" in caplog.text
+    assert "auth.User is not casusult.Post" in caplog.text
 
 
 def test_an_async_view_counts_a_logged_in_viewer_through_arecord(client, posts):
