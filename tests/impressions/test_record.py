@@ -14,7 +14,7 @@ from redis.connection import Connection
 
 import devservices
 from casusult.models import Post
-from impressions import keys, periods, redis_client
+from impressions import keys, periods, recorder, redis_client, scripts
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
@@ -226,6 +226,25 @@ def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):
     assert record_impressions("u:big", ids[:700]).counted == 0
     # Reading 1,200 posts' counts may take longer than the 50 ms of a request on a busy machine.
     with override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0):
+        assert set(pending_counts(ids).values()) == {1}
+
+
+def test_a_huge_page_goes_to_redis_in_parts_that_each_hold_it_briefly(buffer, monkeypatch):
+    """One call of 10,000 posts held Redis 40 ms, every other client waiting, and took the
+    caller longer than its 50 ms timeout: the page was lost. Now CALL_POSTS at most a call."""
+    posts_per_call = []
+
+    def evalsha(client, name, script_keys, args):
+        posts_per_call.append(len(args) - 7)  # record_call: 7 arguments, then the posts
+        return scripts.evalsha(client, name, script_keys, args)
+
+    monkeypatch.setattr(recorder, "evalsha", evalsha)
+    ids = list(range(1, 2501))
+    result = record_impressions("u:scroller", [*ids, 7])  # 7 again, in another part
+    assert (result.counted, result.lost, result.scheduled) == (2500, 0, True)
+    assert posts_per_call == [1000, 1000, 501]
+    assert record_impressions("u:scroller", ids[::-1], now=time.time()).counted == 0
+    with override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0):  # 2,500 posts' counts: not 50 ms
         assert set(pending_counts(ids).values()) == {1}
 
 
