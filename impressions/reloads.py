@@ -18,7 +18,8 @@ def safety_margin(window):
 
 
 class ReloadCache:
-    """{viewer: {post: local monotonic time until which Redis blocks the pair}}, LRU by viewer."""
+    """{viewer: ({post: local monotonic time until which Redis blocks the pair}, the earliest of
+    those times or less, pairs kept by the last pass over them)}, LRU by viewer."""
 
     def __init__(self, max_viewers=MAX_VIEWERS, max_pairs=MAX_PAIRS, clock=time.monotonic):
         self.max_viewers = max_viewers
@@ -32,8 +33,8 @@ class ReloadCache:
         """True if every post is a pair still blocked: Redis would count none of them."""
         now = self.clock()
         with self._lock:
-            posts = self._viewers.get(viewer_key)
-            if posts is None or not all(posts.get(post_id, 0) > now for post_id in post_ids):
+            held = self._viewers.get(viewer_key)
+            if held is None or not all(held[0].get(post_id, 0) > now for post_id in post_ids):
                 return False
             self._viewers.move_to_end(viewer_key)
             return True
@@ -44,19 +45,24 @@ class ReloadCache:
         # Dict and set operations in C, not a Python step per post: every first view calls this.
         new = dict.fromkeys(post_ids, until)
         with self._lock:
-            posts = self._viewers.pop(viewer_key, None) or {}
+            posts, earliest, kept = self._viewers.pop(viewer_key, None) or ({}, until, 0)
             self._pairs -= len(posts)
-            if posts and min(posts.values()) <= now:
+            # Expired pairs go in one pass once the viewer's pairs have doubled since the last
+            # one: a pass (or a min()) on every call cost a viewer scrolling a long timeline all
+            # its pairs on every page (4 ms a page at 200,000).
+            if earliest <= now and len(posts) >= 2 * kept:
                 posts = {post_id: ends for post_id, ends in posts.items() if ends > now}
+                earliest, kept = min(posts.values(), default=until), len(posts)
             for post_id in new.keys() & posts.keys():
                 new[post_id] = max(until, posts[post_id])
             posts.update(new)
-            self._viewers[viewer_key] = posts
+            self._viewers[viewer_key] = (posts, min(earliest, until), kept)
             self._pairs += len(posts)
-            while len(self._viewers) > self.max_viewers or (
-                self._pairs > self.max_pairs and len(self._viewers) > 1
+            # The viewer just remembered goes too when it alone holds more than max_pairs.
+            while self._viewers and (
+                len(self._viewers) > self.max_viewers or self._pairs > self.max_pairs
             ):
-                _, evicted = self._viewers.popitem(last=False)
+                _, (evicted, _, _) = self._viewers.popitem(last=False)
                 self._pairs -= len(evicted)
 
     def clear(self):
