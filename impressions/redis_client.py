@@ -5,6 +5,7 @@ import logging
 import os
 import threading
 import weakref
+from urllib.parse import parse_qs, urlsplit
 
 import hiredis
 import redis
@@ -128,9 +129,21 @@ def database_of(url):
         return 0  # a db= that is no number: redis-py refuses the URL when it connects
 
 
+# Query options redis-py would let win over the app's own timeouts: the request path's
+# (IMPRESSIONS_REDIS_TIMEOUT, 50 ms) and the flush's (IMPRESSIONS_FLUSH_REDIS_TIMEOUT).
+APP_OWNED_OPTIONS = ("socket_timeout", "socket_connect_timeout")
+
+
 def url_options_problem(url):
     """Why redis-py cannot build a connection from `url` (an option it does not take, a value it
-    cannot read), or None; no network call."""
+    cannot read), or why the app refuses it (an option that would override its own), or None;
+    no network call."""
+    query = parse_qs(urlsplit(url).query)
+    if owned := [name for name in APP_OWNED_OPTIONS if name in query]:
+        return (
+            f"its query option {owned[0]}= would override the app's own timeouts: drop it"
+            " and set IMPRESSIONS_REDIS_TIMEOUT and IMPRESSIONS_FLUSH_REDIS_TIMEOUT"
+        )
     try:
         redis.Redis.from_url(without_cluster_flag(url)).connection_pool.make_connection()
     except (TypeError, ValueError, RedisError) as error:

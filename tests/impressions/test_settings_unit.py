@@ -347,6 +347,9 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         ("rediss://:hunter2@h:6379/0?ssl_cert_reqs=CERT_NONE", "takes none, optional or required"),
         ("redis://:hunter2@h:6379/0?db=x", "Invalid value for 'db'"),
         ("redis://:hunter2@h:6379/0?sockettimeout=1", "takes no connection option 'sockettimeout'"),
+        # redis-py lets these win over the app's 50 ms: a hung Redis would hold requests 5 s.
+        ("redis://:hunter2@h:6379/0?socket_timeout=5", "socket_timeout= would override"),
+        ("redis://:hunter2@h/0?db=1&socket_connect_timeout=5", "set IMPRESSIONS_REDIS_TIMEOUT"),
     ],
 )
 def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, problem):
