@@ -4,7 +4,9 @@ The impressions app must not import queues, so the site, which may use both, han
 dashboard the task queues' numbers.
 """
 
-from django.urls import reverse
+from contextlib import suppress
+
+from django.urls import NoReverseMatch, reverse
 
 from queues.admin import rq_dashboard_url
 from queues.stats import all_backend_stats, describe
@@ -21,7 +23,10 @@ def queue_panel(request):
             rows.append((name, f"unavailable: {found.error}"))
         for queue in found.queues:
             rows.append((f"{name} {queue.queue}", describe(queue.counts)))
-    links = [("Queue status", reverse("admin:queues_queuestatus_changelist"))]
+    links = []
+    with suppress(NoReverseMatch):  # on the admin site showing the dashboard, where it has the page
+        status_url = reverse("admin:queues_queuestatus_changelist", current_app=request.current_app)
+        links.append(("Queue status", status_url))
     if url := rq_dashboard_url():
         links.append(("RQ dashboard (django-rq)", url))
     return {"title": "Task queues", "rows": rows, "links": links}

@@ -1,4 +1,8 @@
-"""Admin: the flush ledger, "flush now", live pending counts, the dashboard and post charts."""
+"""Admin: the flush ledger, "flush now", live pending counts, the dashboard and post charts.
+
+Every URL is reversed on the admin site serving the page (`current_app=self.admin_site.name`, as
+Django's own admin does), so each piece works on any number of sites that register it.
+"""
 
 import io
 from datetime import datetime
@@ -101,7 +105,7 @@ class FlushAdmin(ReadOnlyAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), **flush_now_context(request)}
+        extra_context = {**(extra_context or {}), **flush_now_context(request, self.admin_site)}
         return super().changelist_view(request, extra_context)
 
     def flush_now_view(self, request):
@@ -110,32 +114,34 @@ class FlushAdmin(ReadOnlyAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_view_permission(request):
             raise PermissionDenied
-        target = safe_next(request, request.POST.get("next", ""))
+        site = self.admin_site.name
+        target = safe_next(request, request.POST.get("next", ""), site)
         since = timezone.now()
         try:
             result = flush_now.start()
         except Exception as error:
             messages.error(request, f"Could not enqueue the flush: {error}")
             return HttpResponseRedirect(target)
-        outcome = flush_now.wait(result, since)
+        outcome = flush_now.wait(result, since, current_app=site)
         if outcome.done:
             return finish_flush_now(request, outcome, target)
         query = urlencode({"since": since.isoformat(), "next": target})
-        url = reverse("admin:impressions_flush_wait", args=[result.id])
+        url = reverse("admin:impressions_flush_wait", args=[result.id], current_app=site)
         return HttpResponseRedirect(f"{url}?{query}")
 
     def flush_wait_view(self, request, result_id):
         """GET: the flush asked for has not run yet: this page looks again every second."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        target = safe_next(request, request.GET.get("next", ""))
+        request.current_app = site = self.admin_site.name
+        target = safe_next(request, request.GET.get("next", ""), site)
         try:
             since = datetime.fromisoformat(request.GET.get("since", ""))
             if timezone.is_naive(since) == settings.USE_TZ:  # naive exactly when USE_TZ = False
                 raise ValueError
         except ValueError:
             return HttpResponseBadRequest("since must be the ISO time the flush was asked for.")
-        outcome = flush_now.outcome_of(result_id, since)
+        outcome = flush_now.outcome_of(result_id, since, current_app=site)
         if outcome.done:
             return finish_flush_now(request, outcome, target)
         waited = timezone.now() - since
@@ -151,11 +157,11 @@ class FlushAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/impressions/flush_wait.html", context)
 
 
-def safe_next(request, target):
-    """`target` if it is a page of this site, else the ledger."""
+def safe_next(request, target, current_app):
+    """`target` if it is a page of this site, else the ledger of the admin site `current_app`."""
     if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         return target
-    return reverse("admin:impressions_flush_changelist")
+    return reverse("admin:impressions_flush_changelist", current_app=current_app)
 
 
 def finish_flush_now(request, outcome, target):
@@ -170,10 +176,11 @@ def exact_time(moment):
     return formats.date_format(moment, "Y-m-d H:i:s")
 
 
-def flush_now_context(request):
+def flush_now_context(request, admin_site):
+    """The "Flush now" button's URL on `admin_site`, for users who may press it there."""
     if not request.user.has_perm("impressions.view_flush"):
         return {}
-    return {"flush_now_url": reverse("admin:impressions_flush_now")}
+    return {"flush_now_url": dashboard.admin_url("admin:impressions_flush_now", admin_site.name)}
 
 
 class PendingImpressionsAdminMixin:
@@ -238,7 +245,10 @@ class PendingImpressionsAdminMixin:
         context = getattr(response, "context_data", None)
         if context is not None:
             context.update(getattr(request, "impressions_status", {}))
-            context.update(flush_now_context(request))
+            context.update(flush_now_context(request, self.admin_site))
+            context["impressions_dashboard_url"] = dashboard.admin_url(
+                "admin:impressions_dashboard_changelist", self.admin_site.name
+            )
         return response
 
 
@@ -271,9 +281,10 @@ class DashboardAdmin(ReadOnlyAdmin):
             return today, dashboard.parse_range({}, today), str(bad)
 
     def page_context(self, request, title, today, date_range, error):
+        request.current_app = site = self.admin_site.name
         return {
             **self.admin_site.each_context(request),
-            **flush_now_context(request),
+            **flush_now_context(request, self.admin_site),
             "title": title,
             "opts": self.model._meta,
             "today": today,
@@ -281,10 +292,10 @@ class DashboardAdmin(ReadOnlyAdmin):
             "range_error": error,
             "range_input": dashboard.range_input(request.GET, date_range, error),
             "quick_ranges": dashboard.quick_ranges(date_range),
-            "csv_url": reverse("admin:impressions_dashboard_csv"),
-            "objects_url": reverse("admin:impressions_dashboard_objects"),
-            "objects_csv_url": reverse("admin:impressions_objects_csv"),
-            "dashboard_url": reverse("admin:impressions_dashboard_changelist"),
+            "csv_url": reverse("admin:impressions_dashboard_csv", current_app=site),
+            "objects_url": reverse("admin:impressions_dashboard_objects", current_app=site),
+            "objects_csv_url": reverse("admin:impressions_objects_csv", current_app=site),
+            "dashboard_url": reverse("admin:impressions_dashboard_changelist", current_app=site),
             # The counted model's names ("post", "posts"): the pages say what is counted.
             **dict(zip(("counted_one", "counted_many"), counted_names(), strict=True)),
             **dashboard.delay_texts(),
@@ -296,7 +307,8 @@ class DashboardAdmin(ReadOnlyAdmin):
         today, date_range, error = self.page_range(request)
         buffer = read_buffer()
         chart = dashboard.site_chart(date_range, today, buffer)
-        top_lists = dashboard.top_lists(today, date_range, request.user, buffer)
+        site = self.admin_site.name
+        top_lists = dashboard.top_lists(today, date_range, request.user, buffer, site)
         context = {
             **self.page_context(request, "Impressions dashboard", today, date_range, error),
             "chart": chart,
@@ -305,7 +317,7 @@ class DashboardAdmin(ReadOnlyAdmin):
             "oldest_kept_day": stats.oldest_kept_day(today),
             "top_lists": top_lists,
             "top_live": any(top["live"] for top in top_lists),
-            "buffer": dashboard.buffer_panel(buffer),
+            "buffer": dashboard.buffer_panel(buffer, site),
             "extra_panels": dashboard.extra_panels(request),
             **(extra_context or {}),
         }
@@ -322,7 +334,9 @@ class DashboardAdmin(ReadOnlyAdmin):
         page_error = None
         if page is None:
             page_error = f"page must be a whole number from 1, not {page_text[:20]!r}."
-        listing = dashboard.ranked_objects(date_range, today, page or 1, request.user)
+        listing = dashboard.ranked_objects(
+            date_range, today, page or 1, request.user, self.admin_site.name
+        )
         if listing["past_end"]:
             page_error = (
                 f"Page {page_text.strip()[:20]} is past the end:"
@@ -399,10 +413,13 @@ class HistoryChartAdminMixin:
 
     @admin.display(description="chart")
     def impressions_chart_link(self, obj):
-        url = reverse(admin_urlname(obj._meta, "change"), args=[obj.pk])
+        url = reverse(
+            admin_urlname(obj._meta, "change"), args=[obj.pk], current_app=self.admin_site.name
+        )
         return format_html('<a href="{}#impressions">{} days</a>', url, dashboard.DEFAULT_DAYS)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and not add:
-            context.update(dashboard.object_history(obj, stats.today()))
+            history = dashboard.object_history(obj, stats.today(), current_app=self.admin_site.name)
+            context.update(history)
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -3,7 +3,6 @@
 import csv
 import io
 import logging
-from contextlib import suppress
 from datetime import timedelta
 
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
@@ -51,29 +50,37 @@ def known_object(object_id, start, end):
     return bool(stats.history([object_id], start, end)[object_id])
 
 
-def describe_objects(ids, user):
-    """{id: (label, admin change URL or None)}; links only for users who may view the objects."""
+def admin_url(name, current_app, args=()):
+    """The URL `name` ("admin:…") on the admin site named `current_app` (None: the default one),
+    or None where that site has no such page (it does not register the model)."""
+    try:
+        return reverse(name, args=args, current_app=current_app)
+    except NoReverseMatch:
+        return None
+
+
+def describe_objects(ids, user, current_app=None):
+    """{id: (label, change URL on the admin site `current_app` or None)}; links only for users who
+    may view the objects."""
     model = counted_model()
     found = model._default_manager.in_bulk(list(ids))
     opts = model._meta
     may_view = user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or user.has_perm(
         f"{opts.app_label}.change_{opts.model_name}"
     )
+    change_page = admin_urlname(opts, "change")
     described = {}
     for object_id in ids:
         obj = found.get(object_id)
         if obj is None:
             described[object_id] = (f"#{object_id} (deleted)", None)
             continue
-        url = None
-        if may_view:
-            with suppress(NoReverseMatch):  # the model may not be in the admin
-                url = reverse(admin_urlname(opts, "change"), args=[object_id])
+        url = admin_url(change_page, current_app, [object_id]) if may_view else None
         described[object_id] = (str(obj), url)
     return described
 
 
-def top_lists(today, date_range, user, buffer):
+def top_lists(today, date_range, user, buffer, current_app=None):
     """The ranked lists of the dashboard, each with rows (rank, id, count, pending, label, url).
 
     A list that holds today adds each shown object's impressions not yet flushed, when the
@@ -84,7 +91,7 @@ def top_lists(today, date_range, user, buffer):
         lists = top_list_rows(today, date_range)
     ids = {object_id for *_, rows in lists for object_id, _ in rows}
     pending = pending_by_object(ids) if buffer.status is not None else {}
-    described = describe_objects(ids, user)
+    described = describe_objects(ids, user, current_app)
     result = []
     for name, span, rows in lists:
         holds_today = name != "in the range" or date_range.end == today
@@ -210,7 +217,7 @@ def page_number(text):
     return int(text) if len(text) <= 18 else 10**18  # no database counts that many pages
 
 
-def ranked_objects(date_range, today, page, user):
+def ranked_objects(date_range, today, page, user, current_app=None):
     """A page of every object ranked by impressions in the range, with each one's not yet flushed
     count when the range holds today (shown beside the rank, which the history decides).
 
@@ -224,7 +231,7 @@ def ranked_objects(date_range, today, page, user):
     ids = [object_id for _, object_id, _ in rows]
     live = date_range.end == today
     pending = pending_by_object(ids) if live else {}
-    described = describe_objects(ids, user)
+    described = describe_objects(ids, user, current_app)
     return {
         "rows": [
             (rank, object_id, count, pending.get(object_id, 0), *described[object_id])
@@ -272,9 +279,11 @@ def as_text(cell):
     return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
 
 
-def object_history(obj, today, days=DEFAULT_DAYS):
-    """The change page's impressions of `obj`: its chart, and its counts beside it."""
+def object_history(obj, today, days=DEFAULT_DAYS, current_app=None):
+    """The change page's impressions of `obj`: its chart, and its counts beside it; links into
+    the admin site `current_app` where it has the dashboard."""
     pending = pending_by_object([obj.pk]).get(obj.pk)
+    csv_url = admin_url("admin:impressions_dashboard_csv", current_app)
     chart = object_chart(obj.pk, today, days, pending or 0)
     return {
         "impressions_chart": chart,
@@ -282,10 +291,10 @@ def object_history(obj, today, days=DEFAULT_DAYS):
         "impressions_flushed": getattr(obj, conf.COUNT_FIELD) or 0,  # a nullable field: NULL
         "impressions_pending": pending,  # None: Redis did not answer
         "impressions_days": days,
-        "impressions_csv_url": (
-            f"{reverse('admin:impressions_dashboard_csv')}?post={obj.pk}&days={days}"
+        "impressions_csv_url": csv_url and f"{csv_url}?post={obj.pk}&days={days}",
+        "impressions_dashboard_url": admin_url(
+            "admin:impressions_dashboard_changelist", current_app
         ),
-        "impressions_dashboard_url": reverse("admin:impressions_dashboard_changelist"),
     }
 
 
@@ -306,13 +315,14 @@ def extra_panels(request):
     return panels
 
 
-def buffer_panel(buffer):
-    """The Redis buffer, the next flush and the last ones; `available`: Redis answered."""
+def buffer_panel(buffer, current_app=None):
+    """The Redis buffer, the next flush and the last ones (linked on the admin site
+    `current_app`); `available`: Redis answered."""
     panel = {
         "available": False,
         "lost_here": lost.unreported,
         "rollup": rollup.status(),
-        **last_flushes(),
+        **last_flushes(current_app),
     }
     if buffer.status is None:
         panel["error"] = buffer.error
@@ -362,7 +372,7 @@ def next_flush(scheduled, pending=0):
     return {"at": at, "text": text, "overdue": False, "stalled": False}
 
 
-def last_flushes():
+def last_flushes(current_app=None):
     """The newest ledger row and, if that one applied nothing, the newest one that did."""
     last = Flush.objects.order_by("-started_at").first()
     last_applied = last
@@ -372,12 +382,14 @@ def last_flushes():
         )
     now = timezone.now()
     return {
-        "last_flush": _flush_facts(last, now),
-        "last_applied_flush": None if last_applied is last else _flush_facts(last_applied, now),
+        "last_flush": _flush_facts(last, now, current_app),
+        "last_applied_flush": (
+            None if last_applied is last else _flush_facts(last_applied, now, current_app)
+        ),
     }
 
 
-def _flush_facts(flush, now):
+def _flush_facts(flush, now, current_app):
     if flush is None:
         return None
     ended = flush.finished_at or flush.started_at
@@ -386,7 +398,7 @@ def _flush_facts(flush, now):
         "flush": flush,
         "duration": None if duration is None else run_time_text(duration),
         "lag": duration_text(now - ended),
-        "url": reverse("admin:impressions_flush_change", args=[flush.pk]),
+        "url": admin_url("admin:impressions_flush_change", current_app, [flush.pk]),
     }
 
 

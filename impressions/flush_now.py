@@ -3,7 +3,8 @@
 A worker runs the flush (never the request), so the page that pressed the button is shown again
 only once the result is known: the POST waits a moment, then a small page refreshes itself until
 the flush has run. The result comes from the task backend when it keeps results (RQ, Immediate),
-else from the ledger: the first flush that started after the button was pressed.
+else from the ledger: the first flush that started after the button was pressed. What it says
+links the ledger row on the admin site the button was on (`current_app`, as Django's `reverse`).
 """
 
 import time
@@ -41,24 +42,24 @@ def start():
     return enqueue_flush(delay=0, manual=True)
 
 
-def wait(result, since, timeout=WAIT_IN_REQUEST):
+def wait(result, since, timeout=WAIT_IN_REQUEST, current_app=None):
     """The Outcome of `result`, waiting up to `timeout` s for the flush to finish."""
     deadline = time.monotonic() + timeout
     while True:
-        outcome = outcome_of(result.id, since, result)
+        outcome = outcome_of(result.id, since, result, current_app)
         if outcome.done or time.monotonic() >= deadline:
             return outcome
         time.sleep(POLL_EVERY)
 
 
-def outcome_of(result_id, since, result=None):
+def outcome_of(result_id, since, result=None, current_app=None):
     """The Outcome of the flush task `result_id`, enqueued at `since` (an aware datetime)."""
     if result is not None and result.is_finished:  # a backend that ran it at once
-        return outcome_of_result(result)
+        return outcome_of_result(result, current_app)
     backend = flush_impressions_task.get_backend()
     if backend.supports_get_result:
         try:
-            return outcome_of_result(backend.get_result(result_id))
+            return outcome_of_result(backend.get_result(result_id), current_app)
         except TaskResultDoesNotExist:
             return Outcome(True, False, "The flush task is gone from the queue; see the ledger.")
     flush = (
@@ -66,15 +67,15 @@ def outcome_of(result_id, since, result=None):
         .order_by("started_at")
         .first()
     )
-    return PENDING if flush is None else outcome_of_ledger(flush)
+    return PENDING if flush is None else outcome_of_ledger(flush, current_app)
 
 
-def outcome_of_result(result):
+def outcome_of_result(result, current_app=None):
     if result.status == TaskResultStatus.SUCCESSFUL:
         report = result.return_value
         flush = Flush.objects.filter(pk=report["flush_id"]).first()
         if flush is not None:
-            return outcome_of_ledger(flush)
+            return outcome_of_ledger(flush, current_app)
         return Outcome(True, True, f"Flush {report['flush_id']}: {report['outcome']}.")
     if result.status == TaskResultStatus.FAILED:
         error = result.errors[-1].exception_class_path if result.errors else "an error"
@@ -87,9 +88,9 @@ def outcome_of_result(result):
     return PENDING
 
 
-def outcome_of_ledger(flush):
+def outcome_of_ledger(flush, current_app=None):
     """The message of a finished ledger row, linking to it."""
-    url = reverse("admin:impressions_flush_change", args=[flush.pk])
+    url = reverse("admin:impressions_flush_change", args=[flush.pk], current_app=current_app)
     if flush.outcome == Flush.Outcome.FAILED:
         text = format_html('Flush <a href="{}">{}</a> failed: {}', url, flush.pk, flush.error)
         return Outcome(True, False, text)

@@ -38,6 +38,7 @@ class QueueStatusAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):
             raise PermissionDenied
+        request.current_app = self.admin_site.name  # its {% url 'admin:…' %} stay on this site
         context = {
             **self.admin_site.each_context(request),
             "title": "Queue status",
