@@ -42,9 +42,9 @@ def start():
     return enqueue_flush(delay=0, manual=True)
 
 
-def wait(result, since, timeout=WAIT_IN_REQUEST, current_app=None):
-    """The Outcome of `result`, waiting up to `timeout` s for the flush to finish."""
-    deadline = time.monotonic() + timeout
+def wait(result, since, timeout=None, current_app=None):
+    """The Outcome of `result`, waiting up to `timeout` s (WAIT_IN_REQUEST) for the flush."""
+    deadline = time.monotonic() + (WAIT_IN_REQUEST if timeout is None else timeout)
     while True:
         outcome = outcome_of(result.id, since, result, current_app)
         if outcome.done or time.monotonic() >= deadline:
