@@ -4,6 +4,8 @@ import logging
 import threading
 import time
 
+from .messages import remaining_delay
+
 logger = logging.getLogger("queues.worker")
 
 
@@ -14,19 +16,20 @@ class VisibilityHeartbeat:
     another worker meanwhile (which would run them twice). Two limits keep one slow task from
     holding the rest:
     - once the running task has taken longer than `visibility_timeout`, the messages still waiting
-      are released (visible at once) for other workers, and this worker skips them;
+      are handed back (hand_back: re-sent) for other workers, and this worker skips them;
     - a running task's own message is renewed for `limit` seconds from its start at most
       (liveness.stall_limit: JOB_TIMEOUT + STALL_GRACE): a wedged task lets its message go back to the queue, to
       another worker and in the end to the DLQ.
     """
 
-    BATCH = 10  # Change…VisibilityBatch takes 10 entries at most
+    BATCH = 10  # the …Batch calls take 10 entries at most
 
-    def __init__(self, client, queue_url, messages, visibility_timeout, limit):
-        self.client, self.queue_url = client, queue_url
+    def __init__(self, backend, messages, visibility_timeout, limit):
+        self.backend = backend
+        self.client, self.queue_url = backend.client, backend.queue_url
         self.visibility_timeout, self.limit = visibility_timeout, limit
-        # receipt handle -> [message id, when its task started or None while it waits]
-        self.held = {m["ReceiptHandle"]: [m["MessageId"], None] for m in messages}
+        # receipt handle -> [message, when its task started or None while it waits]
+        self.held = {m["ReceiptHandle"]: [m, None] for m in messages}
         self.state_lock = threading.Lock()  # guards `held`
         # Serialises the SQS calls: a release must not be overtaken by a renewal already in flight
         # (which would hide the released message again).
@@ -50,16 +53,46 @@ class VisibilityHeartbeat:
             self.held.pop(message["ReceiptHandle"], None)
 
     def release(self, messages=None):
-        """Stop holding `messages` (default: all still held) and make them visible at once, for
-        other workers; returns how many were released."""
+        """Stop holding `messages` (default: all still held) and give them back to the queue at
+        once, for other workers: visible again if their task started, else hand_back; returns
+        how many."""
         with self.call_lock:
             with self.state_lock:
-                wanted = self.held if messages is None else (m["ReceiptHandle"] for m in messages)
-                receipts = [receipt for receipt in wanted if receipt in self.held]
-                for receipt in receipts:
-                    self.held.pop(receipt)
-            self.change_visibility(receipts, 0)
-        return len(receipts)
+                wanted = (
+                    list(self.held) if messages is None else [m["ReceiptHandle"] for m in messages]
+                )
+                entries = [self.held.pop(receipt) for receipt in wanted if receipt in self.held]
+            self.change_visibility(
+                [m["ReceiptHandle"] for m, start in entries if start is not None], 0
+            )
+            self.hand_back([message for message, start in entries if start is None])
+        return len(entries)
+
+    def hand_back(self, waiting):
+        """Give back messages whose task never started as fresh ones: each is sent again, body
+        unchanged (its task id, attempt and run_after), then the copy held is deleted.
+
+        Made visible instead, each would have spent one of its receives (ApproximateReceiveCount)
+        without a run, and behind slow tasks reached the DLQ (the queue's RedrivePolicy, after
+        maxReceiveCount receives) without ever running. Sent before the delete: interrupted
+        between the two, the task runs twice (at least once, as SQS is anyway), never not at all;
+        a message whose send fails is made visible, as before. One SendMessage each, not a
+        SendMessageBatch: that caps a batch's total size near one message's own cap, so it would
+        need splitting by size; this runs only when a task overruns or the worker stops.
+        """
+        sent, unsent = [], []
+        for message in waiting:
+            try:
+                self.backend.send(message["Body"], remaining_delay(message["Body"]))
+            except Exception:
+                logger.warning("Could not re-send message %s", message["MessageId"], exc_info=True)
+                unsent.append(message["ReceiptHandle"])
+            else:
+                sent.append(message["ReceiptHandle"])
+        self.change_visibility(unsent, 0)
+        for _, failure in self.each_batch(self.client.delete_message_batch, sent):
+            # Its held copy comes back after the visibility timeout: the task runs twice.
+            logger.warning("Could not delete a message after re-sending it: %s", failure)
 
     def extend(self):
         with self.call_lock:
@@ -80,39 +113,45 @@ class VisibilityHeartbeat:
                     "The task of message %s has run %d s, past JOB_TIMEOUT and a grace: no longer"
                     " keeping it hidden (it will be received again; the worker's /healthz says"
                     " stalled)",
-                    self.held.pop(receipt)[0],
+                    self.held.pop(receipt)[0]["MessageId"],
                     now - running[receipt][1],
                 )
-            for receipt in waiting:
-                self.held.pop(receipt)
+            waiting = [self.held.pop(receipt)[0] for receipt in waiting]
         if waiting:
             logger.info(
-                "A task has run longer than the visibility timeout: releasing %d waiting"
-                " message(s) to other workers",
+                "A task has run longer than the visibility timeout: handing %d waiting"
+                " message(s) back to other workers",
                 len(waiting),
             )
-            self.change_visibility(waiting, 0)
+            self.hand_back(waiting)
 
     def change_visibility(self, receipts, seconds):
+        failed = self.each_batch(
+            self.client.change_message_visibility_batch, receipts, VisibilityTimeout=seconds
+        )
+        for receipt, failure in failed:
+            with self.state_lock:
+                still_held = receipt in self.held
+            if still_held or seconds == 0:  # else it was deleted meanwhile: nothing to say
+                logger.warning("Could not change the visibility of a message: %s", failure)
+
+    def each_batch(self, call, receipts, **fields):
+        """Make the SQS …Batch `call` for `receipts`, 10 at a time; returns (receipt, failure) for
+        each entry SQS refused (a call that fails as a whole is logged here)."""
+        failed = []
         for first in range(0, len(receipts), self.BATCH):
             chunk = receipts[first : first + self.BATCH]
             entries = [
-                {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
+                {"Id": str(n), "ReceiptHandle": receipt, **fields}
                 for n, receipt in enumerate(chunk)
             ]
             try:
-                answer = self.client.change_message_visibility_batch(
-                    QueueUrl=self.queue_url, Entries=entries
-                )
+                answer = call(QueueUrl=self.queue_url, Entries=entries)
             except Exception:
-                logger.warning("Could not change the visibility of held messages", exc_info=True)
+                logger.warning("SQS %s failed for held messages", call.__name__, exc_info=True)
                 continue
-            for failure in answer.get("Failed", []):
-                receipt = chunk[int(failure["Id"])]
-                with self.state_lock:
-                    still_held = receipt in self.held
-                if still_held or seconds == 0:  # else it was deleted meanwhile: nothing to say
-                    logger.warning("Could not change the visibility of a message: %s", failure)
+            failed += [(chunk[int(f["Id"])], f) for f in answer.get("Failed", [])]
+        return failed
 
     def beat(self):
         interval = max(0.5, self.visibility_timeout / 3)
@@ -130,4 +169,4 @@ class VisibilityHeartbeat:
         # Leaving mid-batch (a second stop signal, a crash): what it still holds, the interrupted
         # task's message included, goes back to the queue now, not after the visibility timeout.
         if exc_type is not None and (released := self.release()):
-            logger.warning("Left mid-batch: released %d held message(s)", released)
+            logger.warning("Left mid-batch: gave back %d held message(s)", released)

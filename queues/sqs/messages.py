@@ -94,6 +94,15 @@ def next_attempt_body(body, envelope, worker_id):
     return json.dumps(following, separators=(",", ":"))
 
 
+def remaining_delay(body):
+    """DelaySeconds to send `body` again unchanged: what is left until its run_after (0 for a body
+    that does not parse: the worker that receives it sets it aside)."""
+    try:
+        return delay_seconds(parse_time(json.loads(body).get("run_after"), "run_after"))
+    except (ValueError, TypeError, AttributeError, RecursionError):  # MalformedMessage too
+        return 0
+
+
 def delay_seconds(run_after, now=None):
     """DelaySeconds for a message due at `run_after`: 0..MAX_DELAY_SECONDS."""
     if run_after is None:

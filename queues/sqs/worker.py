@@ -211,8 +211,7 @@ class SQSWorker:
 
     def hold(self, messages):
         return VisibilityHeartbeat(
-            self.backend.client,
-            self.backend.queue_url,
+            self.backend,
             messages,
             self.visibility_timeout,
             limit=liveness.stall_limit(self.options["JOB_TIMEOUT"]),
@@ -224,7 +223,7 @@ class SQSWorker:
                 heartbeat.release(messages[position:])
                 break
             if not heartbeat.holds(message):
-                continue  # released to other workers while an earlier task ran long
+                continue  # handed to other workers while an earlier task ran long
             try:
                 outcome = self.handle(message, heartbeat)
             except TRANSIENT_ERRORS:

@@ -14,18 +14,29 @@ MAX_RECEIVES = 2
 def create_queue_with_dlq(client, name, visibility_timeout=1):
     """Queue `name` (visibility 1 s) redriving to `name`-dlq after MAX_RECEIVES; (url, dlq url)."""
     dlq_url = client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
     url = client.create_queue(
         QueueName=name,
         Attributes={
             "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps(redrive),
+            "RedrivePolicy": redrive_policy(client, dlq_url, MAX_RECEIVES),
         },
     )["QueueUrl"]
     return url, dlq_url
+
+
+def redrive_policy(client, dlq_url, max_receives):
+    """A RedrivePolicy moving a message to `dlq_url` after `max_receives` receives."""
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    return json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)})
+
+
+def dead_letter_after_one_receive(sqs):
+    """The `sqs` fixture's queue moves a message to its DLQ at its second receive: one receive
+    without a run must not use up a message's receives."""
+    policy = redrive_policy(sqs.client, sqs.dlq_url, 1)
+    sqs.client.set_queue_attributes(QueueUrl=sqs.url, Attributes={"RedrivePolicy": policy})
 
 
 def message_count(client, url):

@@ -4,6 +4,7 @@ import logging
 import time
 
 import pytest
+from django.tasks import task_backends
 
 from queues import liveness
 from queues.sqs.heartbeat import VisibilityHeartbeat
@@ -39,7 +40,7 @@ def received_again(sqs, within):
 
 def test_renews_the_running_task_message_past_the_queue_timeout(sqs):
     [message] = receive(sqs, 1)
-    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, [message], 2, limit=60)
+    heartbeat = VisibilityHeartbeat(task_backends["default"], [message], 2, limit=60)
     with heartbeat:
         heartbeat.started(message)
         assert received_again(sqs, within=3) is None  # unrenewed: visible after 2 s
@@ -51,7 +52,7 @@ def test_renews_the_running_task_message_past_the_queue_timeout(sqs):
 
 def test_a_message_let_go_is_no_longer_renewed_while_the_others_are(sqs):
     first, second = receive(sqs, 2)
-    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, [first, second], 2, limit=60)
+    heartbeat = VisibilityHeartbeat(task_backends["default"], [first, second], 2, limit=60)
     with heartbeat:
         heartbeat.started(second)
         heartbeat.let_go(first)
@@ -67,7 +68,7 @@ def test_a_running_task_is_kept_hidden_until_job_timeout_and_the_grace_only(
     monkeypatch.setattr(liveness, "STALL_GRACE", 1)
     [message] = receive(sqs, 1)
     limit = liveness.stall_limit(1)  # JOB_TIMEOUT 1 s: given up after 2 s
-    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, [message], 1, limit=limit)
+    heartbeat = VisibilityHeartbeat(task_backends["default"], [message], 1, limit=limit)
     with caplog.at_level(logging.ERROR, logger="queues.worker"), heartbeat:
         heartbeat.started(message)
         started = time.monotonic()
@@ -85,10 +86,18 @@ def crash_while_running(heartbeat, message):
         raise RuntimeError("the worker is forced out mid-batch")
 
 
-def test_leaving_on_an_error_makes_the_held_messages_visible_at_once(sqs):
+def test_leaving_on_an_error_gives_the_held_messages_back_at_once(sqs):
     messages = receive(sqs, 2)
-    heartbeat = VisibilityHeartbeat(sqs.client, sqs.url, messages, 30, limit=60)
+    heartbeat = VisibilityHeartbeat(task_backends["default"], messages, 30, limit=60)
     with pytest.raises(RuntimeError, match="forced out"):
         crash_while_running(heartbeat, messages[0])
-    seen = {received_again(sqs, within=1), received_again(sqs, within=1)}
-    assert seen == {message["MessageId"] for message in messages}  # not in 30 s
+    answer = sqs.client.receive_message(
+        QueueUrl=sqs.url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )
+    again = {m["Body"]: m for m in answer.get("Messages", [])}  # now, not in 30 s
+    assert sorted(again) == ["message 0", "message 1"]
+    # The interrupted task's message comes back as it was, its second receive.
+    assert again["message 0"]["MessageId"] == messages[0]["MessageId"]
+    assert again["message 0"]["Attributes"]["ApproximateReceiveCount"] == "2"
+    # The waiting one never ran: re-sent, its receives start over.
+    assert again["message 1"]["Attributes"]["ApproximateReceiveCount"] == "1"

@@ -91,6 +91,20 @@ def test_delay_seconds_never_exceeds_the_cap():
     assert messages.delay_seconds(None, now) == 0
 
 
+def test_a_body_sent_again_keeps_what_is_left_of_its_run_after():
+    later = queue_tasks.record_marker.using(run_after=timezone.now() + datetime.timedelta(hours=2))
+    soon = queue_tasks.record_marker.using(
+        run_after=timezone.now() + datetime.timedelta(seconds=30)
+    )
+    assert messages.remaining_delay(encoded(later, "x")) == 900
+    assert 29 <= messages.remaining_delay(encoded(soon, "x")) <= 30
+    assert messages.remaining_delay(encoded(queue_tasks.record_marker, "x")) == 0
+    for unreadable in ("not json", "[1]", '{"run_after": "yesterday"}', '{"run_after": 5}'):
+        assert (
+            messages.remaining_delay(unreadable) == 0
+        )  # the worker that receives it sets it aside
+
+
 def test_a_first_message_is_attempt_one_with_no_earlier_workers():
     envelope = decode(encoded(queue_tasks.record_marker, "x"))
     assert (envelope["attempt"], envelope["worker_ids"]) == (1, [])

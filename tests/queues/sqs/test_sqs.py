@@ -25,6 +25,7 @@ from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import (
     SQS_BACKEND,
     burst_until,
+    dead_letter_after_one_receive,
     dlq_bodies,
     dlq_reasons,
     message_count,
@@ -240,9 +241,11 @@ def test_messages_waiting_behind_a_long_task_stay_hidden(sqs, settings):
 
 def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
     # The task runs until the test releases it (8 s at most), longer than VISIBILITY_TIMEOUT
-    # (1 s): the messages received with it are released to other workers rather than waiting for
-    # it, and run once each.
+    # (1 s): the messages received with it are handed to other workers rather than waiting for
+    # it, and run once each. Re-sent, not released: on a queue that dead-letters a message at its
+    # second receive, a released one reached the DLQ without ever running.
     settings.TASKS["default"]["OPTIONS"]["VISIBILITY_TIMEOUT"] = 1
+    dead_letter_after_one_receive(sqs)
     queue_tasks.held_marker.enqueue("slow", 8)
     for name in ("a", "b"):
         queue_tasks.record_marker.enqueue(name)
@@ -263,6 +266,7 @@ def test_messages_waiting_behind_a_slow_task_go_to_other_workers(sqs, settings):
         first.join(timeout=30)
         worker.stop()
     assert not first.is_alive()
+    assert dlq_bodies(sqs) == []
     markers = queue_tasks.markers()
     assert sorted(markers) == ["a", "b", "slow", "start:slow"], markers
     assert markers[-1] == "slow"
