@@ -229,6 +229,8 @@ class SQSBackend(QueueBackend):
             params.setdefault("region_name", region)  # the queue's, not AWS_DEFAULT_REGION
         session = boto3.session.Session(**self.options["SESSION_PARAMS"])
         client = session.client("sqs", **params)
+        if params.get("endpoint_url"):
+            return client  # configured for the client: it wins, even AWS's public one
         endpoint = queue_endpoint(self.options["QUEUE_URL"], client.meta.endpoint_url)
         return session.client("sqs", **params, endpoint_url=endpoint) if endpoint else client
 

@@ -121,6 +121,12 @@ def test_an_endpoint_configured_for_the_client_wins_over_the_queue_urls(monkeypa
     options = {"QUEUE_URL": "http://localhost:4566/000000000000/q"}
     backend = SQSBackend("default", {"OPTIONS": options})
     assert backend.client.meta.endpoint_url == "http://127.0.0.1:9"
+    # Configured in CLIENT_PARAMS, even as AWS's public endpoint: that one, never a second
+    # endpoint_url= (a TypeError building the client).
+    public = "https://sqs.us-east-1.amazonaws.com"
+    options = {**options, "CLIENT_PARAMS": {"endpoint_url": public}}
+    backend = SQSBackend("default", {"OPTIONS": options})
+    assert backend.client.meta.endpoint_url == public
 
 
 def test_the_queue_option_is_refused_naming_the_alias():
