@@ -231,7 +231,9 @@ def rollup_is_running():
         # Read from pg_locks, not tried: a try in the caller's transaction (ATOMIC_REQUESTS)
         # would hold back a roll-up starting meanwhile until the request ends.
         cursor.execute(
+            # pg_locks lists every database's: a roll-up of another one is not this one's.
             "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2)",
             [LOCK_CLASS, ROLLUP_LOCK & 0xFFFFFFFF],
         )

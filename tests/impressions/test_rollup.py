@@ -370,6 +370,13 @@ def test_the_dashboard_shows_the_roll_up_s_progress(standalone_buffer, staff_cli
         with history_writer.rollup_running():  # a roll-up at it
             page = staff_client.get("/admin/impressions/dashboard/").content.decode()
         assert f"rolling up {yesterday:%Y-%m-%d}: 2 of 6 rows moved" in page
+        # The roll-up of another database of the server (another site, staging) is not this one's.
+        with other_connection("postgres") as elsewhere:
+            elsewhere.execute(
+                "SELECT pg_advisory_lock_shared(%s, %s)", [LOCK_CLASS, history_writer.ROLLUP_LOCK]
+            )
+            page = staff_client.get("/admin/impressions/dashboard/").content.decode()
+        assert f"{yesterday:%Y-%m-%d} stopped at 2 of 6 rows moved" in page
         rollup.roll_up(pace=0)
         page = staff_client.get("/admin/impressions/dashboard/").content.decode()
         assert f"days rolled up through {yesterday:%Y-%m-%d}, the last at" in page
