@@ -76,12 +76,17 @@ class VisibilityHeartbeat:
         without a run, and behind slow tasks reached the DLQ (the queue's RedrivePolicy, after
         maxReceiveCount receives) without ever running. Sent before the delete: interrupted
         between the two, the task runs twice (at least once, as SQS is anyway), never not at all;
-        a message whose send fails is made visible, as before. One SendMessage each, not a
-        SendMessageBatch: that caps a batch's total size near one message's own cap, so it would
-        need splitting by size; this runs only when a task overruns or the worker stops.
+        a message whose send fails is made visible, as before, and so are the ones after it (an
+        unreachable SQS would make a stop wait out one client timeout a message). One SendMessage
+        each, not a SendMessageBatch: that caps a batch's total size near one message's own cap,
+        so it would need splitting by size; this runs only when a task overruns or the worker
+        stops.
         """
         sent, unsent = [], []
         for message in waiting:
+            if unsent:  # SQS refused or did not answer: the rest are made visible, in one call
+                unsent.append(message["ReceiptHandle"])
+                continue
             try:
                 self.backend.send(message["Body"], remaining_delay(message["Body"]))
             except Exception:

@@ -101,3 +101,25 @@ def test_leaving_on_an_error_gives_the_held_messages_back_at_once(sqs):
     assert again["message 0"]["Attributes"]["ApproximateReceiveCount"] == "2"
     # The waiting one never ran: re-sent, its receives start over.
     assert again["message 1"]["Attributes"]["ApproximateReceiveCount"] == "1"
+
+
+def test_when_a_re_send_fails_the_rest_are_made_visible_without_trying_each(sqs, monkeypatch):
+    # An unreachable SQS would make a stop wait out a client timeout for every waiting message.
+    messages = receive(sqs, 3)
+    backend = task_backends["default"]
+    tries = []
+
+    def refused(body, delay):
+        tries.append(body)
+        raise ConnectionError("SQS does not answer")
+
+    monkeypatch.setattr(backend, "send", refused)
+    heartbeat = VisibilityHeartbeat(backend, messages, 30, limit=60)
+    assert heartbeat.release() == 3
+    assert tries == ["message 0"]
+    answer = sqs.client.receive_message(QueueUrl=sqs.url, MaxNumberOfMessages=10)
+    assert sorted(m["Body"] for m in answer.get("Messages", [])) == [  # now, not in 30 s
+        "message 0",
+        "message 1",
+        "message 2",
+    ]
