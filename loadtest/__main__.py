@@ -51,6 +51,15 @@ def parser():
         help="stop the buffer's Redis for the middle third of the run, then start it again",
     )
     p.add_argument(
+        "--then-redis-outage",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="after the run, a second one of SECONDS with --redis-outage on the same stack (no"
+        " second migrate, seeding, moto or Redis): its servers restarted on an emptied buffer,"
+        " with the setting's Redis timeout whatever --redis-timeout says",
+    )
+    p.add_argument(
         "--redis-timeout",
         type=positive_seconds,
         default=None,

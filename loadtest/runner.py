@@ -38,17 +38,26 @@ def run(options, database_url):
         database_url,
         workers=options.gunicorn_workers,
         threads=options.gunicorn_threads,
-        dedup_window=max(3600, int(options.duration * 4)),
+        dedup_window=max(3600, int(max(options.duration, options.then_redis_outage or 0) * 4)),
         redis_timeout=options.redis_timeout,
     )
+    runs = [(options.redis_outage, options.duration)]
+    if options.then_redis_outage:
+        runs.append((True, options.then_redis_outage))
     passed = False
     try:
         stack.prepare(say)
         seed.seed_site(stack, options.users, options.posts, say)
-        stack.start_servers(say)
-        before = dict(Post.objects.values_list("id", "impressions"))
-        connections.close_all()
-        passed = run_load(stack, before, options)
+        results = []
+        for number, (redis_outage, duration) in enumerate(runs):
+            if number:
+                stack.restart_servers_afresh(say)
+            else:
+                stack.start_servers(say)
+            before = dict(Post.objects.values_list("id", "impressions"))
+            connections.close_all()
+            results.append(run_load(stack, before, options, redis_outage, duration))
+        passed = all(results)
     except Exception as error:
         warn(f"load test aborted: {type(error).__name__}: {error}")
         for name in ("web", "worker"):
@@ -60,15 +69,14 @@ def run(options, database_url):
     return passed
 
 
-def run_load(stack, before, options):
+def run_load(stack, before, options, redis_outage, duration):
     clients = options.clients
     logged_in = round(clients * 0.4) if options.logged_in is None else options.logged_in
     logged_in = min(logged_in, clients)
-    duration = options.duration
     outage = Outage()
     sessions_before = Session.objects.count()
 
-    async def redis_outage(deadline, results):
+    async def stop_redis_a_while(deadline, results):
         started = time.monotonic()
         await asyncio.sleep(duration * 0.35)
         outage.stop_requested = time.monotonic()
@@ -90,7 +98,7 @@ def run_load(stack, before, options):
 
     say(
         f"load: {clients} clients ({logged_in} logged in) for {duration:g} s"
-        + (" with a Redis outage in the middle third" if options.redis_outage else "")
+        + (" with a Redis outage in the middle third" if redis_outage else "")
     )
     results = asyncio.run(
         run_clients(
@@ -103,10 +111,10 @@ def run_load(stack, before, options):
             num_pages=max(1, math.ceil(len(before) / PAGE_SIZE)),
             think=options.think_ms / 1000,
             seed=options.seed,
-            during=redis_outage if options.redis_outage else None,
+            during=stop_redis_a_while if redis_outage else None,
         )
     )
-    if options.redis_outage:
+    if redis_outage:
         probe_until_ready(stack, results, outage)
     static_ok, static_detail = stack.static_file_check()
     metrics_text = stack.scrape_metrics()
@@ -119,9 +127,9 @@ def run_load(stack, before, options):
         for post_id, count in after.items()
         if count != before.get(post_id, 0)
     }
-    expectation = expected_counts(results.served, outage if options.redis_outage else None)
+    expectation = expected_counts(results.served, outage if redis_outage else None)
     wrong = compare(expectation, actual)
-    checks = run_checks(results, expectation, actual, wrong, outage, options, metrics_text)
+    checks = run_checks(results, expectation, actual, wrong, outage, redis_outage, metrics_text)
     checks.append(("worker stopped cleanly on SIGTERM", worker_code == 0, f"exit {worker_code}"))
     checks.append(("static files from whitenoise, hashed and cached", static_ok, static_detail))
     sessions = Session.objects.count() - sessions_before
@@ -158,7 +166,7 @@ def probe_until_ready(stack, results, outage, patience=15.0):
             time.sleep(0.25)
 
 
-def run_checks(results, expectation, actual, wrong, outage, options, metrics_text):
+def run_checks(results, expectation, actual, wrong, outage, redis_outage, metrics_text):
     """(name, passed, detail) for every claim the run makes."""
     checks = [
         ("no 5xx", results.server_errors == 0, f"{results.server_errors} responses >= 500"),
@@ -174,7 +182,7 @@ def run_checks(results, expectation, actual, wrong, outage, options, metrics_tex
         ),
     ]
     recorded = metric_total(metrics_text, "impressions_recorded_total")
-    if recorded is not None and not options.redis_outage:
+    if recorded is not None and not redis_outage:
         checks.append(
             (
                 "server's impressions_recorded_total equals the database delta",
@@ -183,7 +191,7 @@ def run_checks(results, expectation, actual, wrong, outage, options, metrics_tex
             )
         )
     dropped = metric_total(metrics_text, "impressions_dropped_total")
-    if dropped is not None and options.redis_outage:
+    if dropped is not None and redis_outage:
         # Served while down: dropped, unless a process had counted the pair before the outage and
         # answered the reload itself (de-duplicated, not dropped), so the floor is the pairs new
         # while down. At an edge: maybe (the reply may be what was lost, after Redis counted it,
@@ -196,7 +204,7 @@ def run_checks(results, expectation, actual, wrong, outage, options, metrics_tex
             ("server's impressions_dropped_total matches the outage", low <= dropped <= high, f"metric {dropped:g}, served while down of pairs new then {low}, + reloads + at the edges {high}"),
             ("server's impressions_recorded_total <= database delta", recorded is not None and recorded <= sum(actual.values()), f"metric {recorded}, database {sum(actual.values())}"),
         ]  # fmt: skip
-    if options.redis_outage:
+    if redis_outage:
         down = [
             s
             for (sent, received, s) in results.readiness

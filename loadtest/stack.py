@@ -23,7 +23,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Stack:
-    """`prepare()`, then `start_servers()`, then `stop()`; `env` is what every server process gets."""
+    """`prepare()`, then `start_servers()` (and `restart_servers_afresh()` for a second run), then
+    `stop()`; `env` is what every server process gets."""
 
     def __init__(
         self,
@@ -85,6 +86,17 @@ class Stack:
         devservices.wait_until(self.web_answers, 60, "gunicorn")
         say(f"web: {self.base_url} (gunicorn, {self.workers} x {self.threads} threads)")
         return self
+
+    def restart_servers_afresh(self, say=print):
+        """The servers stopped, the buffer emptied, the servers started again with the setting's
+        Redis timeout: a second run on this stack counts as a run of its own would (no viewer
+        seen yet, no process's reload cache)."""
+        self.terminate(self.worker, 30)
+        self.terminate(self.web, 30)
+        devservices.redis_command(self.redis_port, "flushdb")
+        self.redis_timeout = None
+        self.env.pop("IMPRESSIONS_REDIS_TIMEOUT", None)
+        return self.start_servers(say)
 
     def server_env(self, queue_name):
         # Not the caller's Django or Prometheus settings: gunicorn_conf gives the web its own
@@ -163,7 +175,8 @@ class Stack:
         return result
 
     def spawn(self, name, command):
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        # Appended to: a second run's servers log after the first's.
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         return subprocess.Popen(
             command,
             cwd=PROJECT_DIR,

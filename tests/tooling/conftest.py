@@ -23,7 +23,7 @@ def loadtest_database_url():
     return url
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_loadtest(loadtest_database_url):
     """Run `python -m loadtest` with a few users and posts; returns its stdout once it passed."""
 
