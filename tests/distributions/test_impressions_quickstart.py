@@ -11,6 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 
+import psycopg
 import pytest
 
 from tests.distributions.conftest import code_blocks
@@ -49,6 +50,17 @@ def log_in(viewer, base, username, password):
             "next": "/admin/"}  # fmt: skip
     answer = viewer.open(f"{base}/admin/login/", urllib.parse.urlencode(form).encode())
     assert answer.geturl().endswith("/admin/"), "the staff user could not log in"
+
+
+def counts(database):
+    """The articles' impressions column, sorted, as PostgreSQL holds it (read from here: a
+    `manage.py shell` each time took ~0.6 s for the same rows)."""
+    with psycopg.connect(
+        dbname=database["NAME"], user=database["USER"], host=database["HOST"],
+        port=database["PORT"],
+    ) as connection:  # fmt: skip
+        rows = connection.execute("SELECT impressions FROM blog_article ORDER BY impressions")
+        return [impressions for (impressions,) in rows]
 
 
 def test_the_pip_line_names_the_distributions_the_tests_install():
@@ -112,12 +124,11 @@ def test_the_quick_start_counts_exactly_and_shows_the_dashboard(
         server.terminate()
         server.wait(timeout=30)
 
-    counts = "from blog.models import Article; print(sorted(Article.objects.values_list('impressions', flat=True)))"
-    assert project.shell(counts).strip() == str([0] * ARTICLES)  # nothing before the flush
+    assert counts(database) == [0] * ARTICLES  # nothing before the flush
     time.sleep(max(0.0, flush_due + 0.5 - time.monotonic()))  # the commands above took a while
     worker = project.manage("runworker", "--burst")
     assert "flush_impressions_task state=SUCCESSFUL" in worker.stderr
     # Two anonymous viewers and the staff user, once each.
-    assert project.shell(counts).strip() == str([3] * ARTICLES)
+    assert counts(database) == [3] * ARTICLES
     project.manage("flush_impressions")  # the quick start's "flush now": nothing left to add
-    assert project.shell(counts).strip() == str([3] * ARTICLES)
+    assert counts(database) == [3] * ARTICLES

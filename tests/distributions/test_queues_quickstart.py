@@ -16,10 +16,12 @@ def test_the_pip_line_takes_both_extras():
 
 
 def enqueue_reports(project, report, *lines):
+    """Enqueue a write_report of each line; returns the project's INSTALLED_APPS, as printed by
+    the same process."""
     code = "from reports.tasks import write_report\n" + "".join(
         f"write_report.enqueue({str(report)!r}, {line!r})\n" for line in lines
     )
-    project.shell(code)
+    return project.shell(code + "from django.conf import settings; print(settings.INSTALLED_APPS)")
 
 
 def test_a_task_of_its_own_runs_on_rq(new_project, quickstart_redis, tmp_path):
@@ -28,14 +30,13 @@ def test_a_task_of_its_own_runs_on_rq(new_project, quickstart_redis, tmp_path):
     project.apply(PAGE, {"redis://127.0.0.1:6379/1": rq_url})
     project.manage("check", "--fail-level", "WARNING")
     report = tmp_path / "report.txt"
-    enqueue_reports(project, report, "one", "two")
+    apps = enqueue_reports(project, report, "one", "two")
     assert not report.exists()  # enqueued, not run
+    assert "impressions" not in apps
 
     project.manage("runworker", "--burst")
 
     assert report.read_text().splitlines() == ["one", "two"]
-    apps = project.shell("from django.conf import settings; print(settings.INSTALLED_APPS)")
-    assert "impressions" not in apps
 
 
 @pytest.mark.sqs
