@@ -102,16 +102,24 @@ def viewer_in(shard, taken=()):
     return f"late:{n}"
 
 
-def killed_in_a_child(module, name, action):
+def killed_in_a_child(module, name, action, when=None):
     """Run `action()` in a forked process of its own that SIGKILLs itself where it calls
-    `module.name`: a process dying right there, as fast as a fork (no interpreter to start).
+    `module.name` (with `when`, at the first call whose arguments `when` accepts; the calls
+    before go through): a process dying right there, as fast as a fork (no interpreter to start).
     The child takes fresh database connections; the Redis clients take their own after a fork."""
+    original = getattr(module, name)
+
+    def die_there(*args, **kwargs):
+        if when is None or when(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+
     pid = os.fork()
     if pid == 0:  # the child: never returns into the test run
         try:
             for connection in connections.all(initialized_only=True):
                 connection.connection = None  # the parent's socket: left alone, not closed
-            setattr(module, name, lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL))
+            setattr(module, name, die_there)
             action()
         finally:
             os._exit(1)

@@ -1,9 +1,6 @@
 """Injected failures: killed flushes, concurrent flushes, a stopped database, a stopped Redis."""
 
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -12,7 +9,6 @@ from unittest import mock
 
 import pytest
 import redis
-from django.conf import settings
 from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
@@ -29,7 +25,6 @@ from impressions.reloads import reloads
 from impressions.tasks import flush_impressions_task
 from tests.database import other_connection
 from tests.factories import make_posts
-from tests.processes import PROJECT_DIR
 from tests.queues.rq.support import rq_settings
 
 from .history_check import daily_counts, history_sums, leaders_mismatches, rollup_mismatches
@@ -43,32 +38,10 @@ from .support import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Runs a flush in a child process that SIGKILLs itself at the named checkpoint.
-KILLED_FLUSH = """
-import os, signal, sys
-import django
-django.setup()
-from impressions import flush
-point = sys.argv[1]
-def crash(name):
-    if name == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-flush.checkpoint = crash
-flush.flush_pending()
-"""
-
 
 def kill_a_flush_at(point):
-    """Run a flush in a child process that SIGKILLs itself at checkpoint `point`."""
-    child = subprocess.run(
-        [sys.executable, "-c", KILLED_FLUSH, point],
-        cwd=PROJECT_DIR,
-        env=subprocess_env(connection, REDIS_URL=redis_url()),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    """Run a flush in a forked child that SIGKILLs itself at checkpoint `point`."""
+    killed_in_a_child(flush_module, "checkpoint", flush_pending, when=lambda name: name == point)
 
 
 def totals(posts):
@@ -141,10 +114,6 @@ def test_a_web_process_killed_before_enqueueing_the_flush_delays_it_one_guard_at
     assert record(viewer_in(1, taken={other}), [post.id]).scheduled
     flush_pending()
     assert totals([post]) == {post.id: 3}
-
-
-def redis_url():
-    return settings.IMPRESSIONS_REDIS_URL
 
 
 def single_leftover_snapshot_id():
