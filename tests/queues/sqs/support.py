@@ -95,13 +95,24 @@ def sqs_worker(**options):
     return SQSWorker(task_backends["default"], **options)
 
 
-def run_burst():
-    return sqs_worker(burst=True).run()
+def run_burst(long_poll=False):
+    """A burst worker of TASKS['default'] in this process, until nothing is left to receive.
+
+    Its receives are short polls (WaitTimeSeconds 0; moto answers with what is visible then):
+    the empty receive that ends the burst returns at once, not after WAIT_TIME_SECONDS (1 s in
+    the sqs fixture). `long_poll`: the backend's WAIT_TIME_SECONDS, for a burst that must also
+    see what becomes visible meanwhile (a delayed message at the end of its delay)."""
+    worker = sqs_worker(burst=True)
+    if not long_poll:
+        worker.options = {**worker.options, "WAIT_TIME_SECONDS": 0}
+    return worker.run()
 
 
 def burst_until(predicate, attempts=8):
+    """Long-polling bursts until `predicate()` holds, `attempts` at most (each waits at least
+    WAIT_TIME_SECONDS: time for delayed and re-sent messages to become due)."""
     for _ in range(attempts):
-        run_burst()
+        run_burst(long_poll=True)
         if predicate():
             return True
     return predicate()

@@ -21,6 +21,7 @@ from tests.queues.sqs.support import (
     SQS_BACKEND,
     dlq_bodies,
     message_count,
+    run_burst,
     sqs_worker,
     visible_count,
     worker_env,
@@ -169,7 +170,7 @@ def test_sqs_redrive_moves_each_message_back_exactly_once(sqs, settings):
     settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=1)
     for name in ("a", "b", "c"):
         queue_tasks.fail_until.enqueue(name, 2)  # fails once, succeeds on its next attempt
-    sqs_worker(burst=True).run()
+    run_burst()
     assert len(dlq_bodies(sqs)) == 3
 
     route = f"from {sqs.name}-dlq to {sqs.name}"
@@ -180,7 +181,7 @@ def test_sqs_redrive_moves_each_message_back_exactly_once(sqs, settings):
 
     assert message_count(sqs.client, sqs.dlq_url) == 0
     assert message_count(sqs.client, sqs.url) == 3
-    sqs_worker(burst=True).run()
+    run_burst()
     runs = sorted(m.split(":")[:2] for m in queue_tasks.markers())
     # Each task twice: its failed first attempt, then once more after the redrive (attempt 2).
     assert runs == [[name, str(n)] for name in ("a", "b", "c") for n in (1, 2)]
@@ -203,7 +204,7 @@ def test_a_refused_path_is_never_imported_and_is_counted(sqs):
     before = REGISTRY.get_sample_value("tasks_refused_total", counted) or 0
     body = json.dumps({**GOOD, "task": f"{queue_tasks.SIDE_EFFECT_MODULE}.harmless"})
     sqs.client.send_message(QueueUrl=sqs.url, MessageBody=body)
-    sqs_worker(burst=True).run()
+    run_burst()
     assert queue_tasks.SIDE_EFFECT_MODULE not in sys.modules  # the worker ran in this process
     assert queue_tasks.side_effect_imports() == 0
     assert dlq_bodies(sqs) == [body]
