@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
+from impressions import recorder
 from impressions.recorder import pending_counts, record_impressions
 from impressions.reloads import reloads
 from impressions.signals import impressions_recorded
@@ -18,15 +19,25 @@ from .support import subprocess_env
 pytestmark = pytest.mark.django_db
 
 
-def script_calls(client):
-    """Record-script calls Redis has run so far: EVALSHA (pending_counts uses EVAL, not counted).
+@pytest.fixture
+def script_calls(monkeypatch):
+    """A function giving the record-script calls this process has sent to Redis so far.
 
-    Every test records before it counts, so the script is loaded and never falls back to EVAL.
+    Counted where the recorder sends them (recorder.evalsha), not in Redis's server-wide
+    commandstats, which count every other client of a shared Redis too (another test run's).
     """
-    return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    sent = []
+    send = recorder.evalsha
+
+    def counted(client, name, *args, **kwargs):
+        sent.append(name)
+        return send(client, name, *args, **kwargs)
+
+    monkeypatch.setattr(recorder, "evalsha", counted)
+    return lambda: sent.count("RECORD")
 
 
-def test_a_reload_inside_the_window_makes_no_redis_call(standalone_buffer):
+def test_a_reload_inside_the_window_makes_no_redis_call(standalone_buffer, script_calls):
     ids = [post.id for post in make_posts(3)]
     assert record_impressions("u:1", ids).counted == 3
     sent = []
@@ -36,10 +47,10 @@ def test_a_reload_inside_the_window_makes_no_redis_call(standalone_buffer):
 
     impressions_recorded.connect(on_recorded)
     try:
-        before = script_calls(standalone_buffer)
+        before = script_calls()
         results = [record_impressions("u:1", ids) for _ in range(5)]
         results.append(record_impressions("u:1", ids[:2]))  # a page of fewer posts, all known
-        assert script_calls(standalone_buffer) == before
+        assert script_calls() == before
     finally:
         impressions_recorded.disconnect(on_recorded)
     assert {result.counted for result in results} == {0}
@@ -48,31 +59,35 @@ def test_a_reload_inside_the_window_makes_no_redis_call(standalone_buffer):
 
 
 @override_settings(IMPRESSIONS_DEDUP_WINDOW=2)
-def test_a_reload_after_the_window_counts_again(standalone_buffer):
+def test_a_reload_after_the_window_counts_again(standalone_buffer, script_calls):
     ids = [post.id for post in make_posts(2)]
     assert record_impressions("u:1", ids).counted == 2
-    before = script_calls(standalone_buffer)
+    before = script_calls()
     assert record_impressions("u:1", ids).counted == 0  # cached for the window less 1 s
-    assert script_calls(standalone_buffer) == before
+    assert script_calls() == before
     time.sleep(2.05)
     assert record_impressions("u:1", ids).counted == 2
-    assert script_calls(standalone_buffer) == before + 1
+    assert script_calls() == before + 1
     assert pending_counts(ids) == dict.fromkeys(ids, 2)
 
 
-def test_a_partly_new_page_goes_to_redis_and_counts_only_the_new_posts(standalone_buffer):
+def test_a_partly_new_page_goes_to_redis_and_counts_only_the_new_posts(
+    standalone_buffer, script_calls
+):
     ids = [post.id for post in make_posts(4)]
     record_impressions("u:1", ids[:3])
-    before = script_calls(standalone_buffer)
+    before = script_calls()
     assert record_impressions("u:1", ids[1:]).counted == 1
-    assert script_calls(standalone_buffer) == before + 1
+    assert script_calls() == before + 1
     assert pending_counts(ids) == dict.fromkeys(ids, 1)
     # Redis said how long every post stays blocked: the page is a cached reload from now on.
     assert record_impressions("u:1", ids).counted == 0
-    assert script_calls(standalone_buffer) == before + 1
+    assert script_calls() == before + 1
 
 
-def test_a_pair_another_process_counted_is_cached_from_redis_s_answer(standalone_buffer):
+def test_a_pair_another_process_counted_is_cached_from_redis_s_answer(
+    standalone_buffer, script_calls
+):
     ids = [post.id for post in make_posts(2)]
     # Another process counts the page; its cache is its own, so this one still asks Redis once.
     code = (
@@ -83,20 +98,20 @@ def test_a_pair_another_process_counted_is_cached_from_redis_s_answer(standalone
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["2", "0"]
     assert len(reloads) == 0
-    before = script_calls(standalone_buffer)
+    before = script_calls()
     assert record_impressions("u:1", ids).counted == 0
     assert record_impressions("u:1", ids).counted == 0
-    assert script_calls(standalone_buffer) == before + 1
+    assert script_calls() == before + 1
     assert pending_counts(ids) == dict.fromkeys(ids, 1)
 
 
 @override_settings(IMPRESSIONS_DEDUP_WINDOW=0)
-def test_window_zero_never_caches(standalone_buffer):
+def test_window_zero_never_caches(standalone_buffer, script_calls):
     ids = [post.id for post in make_posts(2)]
-    before = script_calls(standalone_buffer)
+    before = script_calls()
     for _ in range(3):
         assert record_impressions("u:1", ids).counted == 2
-    assert script_calls(standalone_buffer) == before + 3
+    assert script_calls() == before + 3
     assert len(reloads) == 0
     assert pending_counts(ids) == dict.fromkeys(ids, 3)
 
