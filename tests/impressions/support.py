@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import time
 
 import pytest
 import redis
@@ -123,10 +124,29 @@ def killed_in_a_child(module, name, action, when=None):
             action()
         finally:
             os._exit(1)
-    _, status = os.waitpid(pid, 0)
+    status = wait_for_child(pid, CHILD_TIMEOUT)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
         f"the child was not killed at {module.__name__}.{name} (status {status})"
     )
+
+
+# A forked child of a multi-threaded test process could deadlock on a lock a parent's thread held
+# at the fork: it is killed after this many seconds and the test fails, not the whole run hangs.
+CHILD_TIMEOUT = 60
+
+
+def wait_for_child(pid, timeout):
+    """The wait status of child `pid`; SIGKILLs it first if it has not ended within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"the forked child {pid} did not end within {timeout} s")
+        time.sleep(0.01)
 
 
 class PrivateRedis:
