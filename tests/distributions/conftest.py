@@ -104,7 +104,7 @@ class Project:
         services; returns the other blocks (pip, run, other variants) as (kind, code)."""
         commands = []
         # One pass: replacing one address after another would rewrite the previous replacement
-        # when it starts with a later example (redis://…:6379/15 holds the example …:6379/1).
+        # when it starts with a later example (a test's redis://…:6379/31 holds the example …:6379/3).
         examples = re.compile("|".join(map(re.escape, sorted(replacements, key=len, reverse=True))))
         for directive, code in code_blocks(page):
             if replacements:

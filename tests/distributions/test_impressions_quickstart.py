@@ -14,6 +14,7 @@ import urllib.request
 import psycopg
 import pytest
 
+from settings.base import LOCAL_REDIS_URL
 from tests.distributions.conftest import code_blocks
 
 PAGE = "impressions/quickstart.md"
@@ -70,6 +71,21 @@ def test_the_pip_line_names_the_distributions_the_tests_install():
     ]  # fmt: skip
 
 
+def test_the_quick_starts_take_redis_databases_no_other_project_uses():
+    """Projects on one buffer count into each other's models, and one worker takes another's
+    jobs: the quick starts' Redis databases are neither the demo site's (`make run`) nor each
+    other's, nor the buffer the queue's."""
+    redis_url = re.compile(r'"(redis://[^"]+)"')
+
+    def urls(page):
+        return [url for _, code in code_blocks(page) for url in redis_url.findall(code)]
+
+    buffer, impressions_queue = urls(PAGE)
+    [queues_queue] = urls("queues/quickstart.md")
+    taken = {LOCAL_REDIS_URL, buffer, impressions_queue, queues_queue}
+    assert len(taken) == 4, (LOCAL_REDIS_URL, buffer, impressions_queue, queues_queue)
+
+
 def test_the_quick_start_counts_exactly_and_shows_the_dashboard(
     new_project, quickstart_database, quickstart_redis, free_port
 ):
@@ -79,8 +95,8 @@ def test_the_quick_start_counts_exactly_and_shows_the_dashboard(
     commands = project.apply(
         PAGE,
         {
-            "redis://127.0.0.1:6379/0": buffer_url,
-            "redis://127.0.0.1:6379/1": rq_url,
+            "redis://127.0.0.1:6379/2": buffer_url,
+            "redis://127.0.0.1:6379/3": rq_url,
             '"NAME": "mysite"': f'"NAME": "{database["NAME"]}", "PORT": {database["PORT"]}',
             '"USER": "postgres"': f'"USER": "{database["USER"]}"',
             '"HOST": "127.0.0.1"': f'"HOST": "{database["HOST"]}"',

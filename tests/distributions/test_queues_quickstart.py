@@ -27,7 +27,7 @@ def enqueue_reports(project, report, *lines):
 def test_a_task_of_its_own_runs_on_rq(new_project, quickstart_redis, tmp_path):
     _, rq_url = quickstart_redis
     project = new_project("reports")
-    project.apply(PAGE, {"redis://127.0.0.1:6379/1": rq_url})
+    project.apply(PAGE, {"redis://127.0.0.1:6379/4": rq_url})
     project.manage("check", "--fail-level", "WARNING")
     report = tmp_path / "report.txt"
     apps = enqueue_reports(project, report, "one", "two")
