@@ -28,6 +28,9 @@ def test_a_task_of_its_own_runs_on_rq(new_project, quickstart_redis, tmp_path):
     _, rq_url = quickstart_redis
     project = new_project("reports")
     project.apply(PAGE, {"redis://127.0.0.1:6379/4": rq_url})
+    # The optional dashboard's urls.py, whole (the line alone lacked startproject's `include`).
+    [(directive, urls)] = [block for block in code_blocks(PAGE) if block[0].startswith("rq-urls")]
+    (project.path / directive.split()[1]).write_text(urls)
     project.manage("check", "--fail-level", "WARNING")
     report = tmp_path / "report.txt"
     apps = enqueue_reports(project, report, "one", "two")
