@@ -64,7 +64,9 @@ def start_redis_server(port, workdir, *extra, persist=False, tls=None):
             "redis-server is not installed: install it (Debian: apt-get install redis-server)"
             " or point REDIS_URL at a running Redis."
         )
-    workdir = Path(workdir)
+    # Absolute: redis-server changes to --dir before it opens --logfile, so a relative pair
+    # (make run's `.local/redis`) would name a log file inside itself and it would not start.
+    workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     plain = ["--port", str(port)]
     listen = ["--port", "0", "--tls-port", str(port), *tls.server_args()] if tls else plain

@@ -93,6 +93,26 @@ def test_supervise_stops_everything_on_sigterm_and_exits_0(tmp_path):
     assert not is_running(int(pid_file.read_text()))
 
 
+def test_supervise_starts_a_missing_redis_in_a_relative_state_dir(tmp_path):
+    """make run passes `--state-dir .local`: redis-server changes to its `--dir` before it opens
+    its `--logfile`, so a relative pair named a log file that did not exist and it never came up
+    (make run failed where no Redis was running)."""
+    port = devservices.free_port()
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "devservices", "supervise", "--state-dir", "state",
+            "--redis-url", f"redis://127.0.0.1:{port}/0", f"redis-cli -p {port} ping",
+        ],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)}, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert "Started redis-server" in completed.stdout
+    assert "PONG" in completed.stdout
+    assert (tmp_path / "state" / "redis" / f"redis-{port}.log").exists()
+    assert (tmp_path / "state" / "redis" / f"dump-{port}.rdb").exists()  # saved when stopped
+
+
 @pytest.mark.tls
 def test_a_redis_server_that_never_answers_is_stopped_not_left_running(tmp_path, monkeypatch):
     """start_redis_server gives up after its wait: the redis-server it started (its own session,
