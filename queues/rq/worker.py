@@ -42,6 +42,12 @@ REFUSED_JOB_TIMEOUT = 60
 # a message before it looks at its stop flag again. RQ waits 60; since redis-py 8.2,
 # PubSubWorkerThread.stop() waits for the thread, so a stop took up to a minute.
 PUBSUB_WAKE = 1
+# What a Redis outage raises (a restart, a failover, a partition; AuthenticationError is one too).
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# Seconds between tries while Redis does not answer: 1, doubling to this (as the SQS worker).
+REDIS_RETRY_MAX = 30
+# Seconds between two looks at the stop flag while a try is waited for.
+STOP_CHECK = 0.2
 
 
 def job_backend(job):
@@ -134,6 +140,9 @@ class TaskWorker(SimpleWorker):
 
     # Tasks run in this process (no fork per job), so Django's connections are managed here.
     death_penalty_class = CancellingDeathPenalty
+    burst = False  # set by work()
+    # What ended RQ's loop other than a stop, a burst's end or --max-jobs (RQ logs it and returns).
+    loop_error = None
 
     def __init__(self, *args, **kwargs):
         # RQ would log each job's description, which a planted job sets to any text; our one
@@ -147,6 +156,14 @@ class TaskWorker(SimpleWorker):
             self._execute_job(job, queue)
         except StopRequested:
             raise
+        except REDIS_DOWN as error:
+            # Its outcome is not recorded; the loop's next step waits for Redis (one line here).
+            logger.error(
+                "Handling job %s failed: Redis failed (%s: %s)",
+                job.id if JOB_ID.fullmatch(job.id) else "-",
+                type(error).__name__,
+                error,
+            )
         except Exception:
             # Not BaseException: a stop (SystemExit, KeyboardInterrupt) must still stop. RQ's
             # registry maintenance moves a job left started to the failed registry.
@@ -215,8 +232,75 @@ class TaskWorker(SimpleWorker):
         # RQ installs its stop handlers only after registering the worker and starting its
         # scheduler. A stop arriving in between is remembered: the loop ends before its first
         # job, and the worker deregisters as on any clean stop.
+        self.burst = kwargs.get("burst", False)
         with stop_handlers(self._stop_before_loop):
             return super().work(*args, **kwargs)
+
+    # The steps of RQ's loop that talk to Redis outside a job. RQ waits out a ConnectionError only
+    # in its wait for jobs; anywhere else (the heartbeat after each job, the suspension check, the
+    # registries' maintenance), and a TimeoutError anywhere, ended the worker. Each is now tried
+    # again until Redis answers.
+
+    def check_for_suspension(self, burst):
+        self._until_redis_answers(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self):
+        self._until_redis_answers(super().run_maintenance_tasks)
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        if pipeline is not None:  # only queued: the pipeline's caller sends it
+            return super().heartbeat(timeout, pipeline)
+        return self._until_redis_answers(super().heartbeat, timeout)
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        return self._until_redis_answers(
+            super().dequeue_job_and_maintain_ttl, timeout, max_idle_time
+        )
+
+    def _until_redis_answers(self, step, *args):
+        """step(*args), tried again while Redis is down: 1 s, doubling to REDIS_RETRY_MAX; a
+        line is logged at each failure and once it answers again. A stop still stops (RQ's
+        StopRequested, raised here once requested). A burst reports the outage instead
+        (runworker exits 1), as the SQS worker does; so does any other error."""
+        wait, failed = 1, False
+        while True:
+            try:
+                answer = step(*args)
+            except REDIS_DOWN as error:
+                if self.burst:
+                    self.loop_error = error
+                    raise
+                failed = True
+                logger.warning(
+                    "RQ worker: Redis failed (%s: %s); trying again in %d s",
+                    type(error).__name__,
+                    error,
+                    wait,
+                )
+                self._sleep_unless_stopped(wait)
+                wait = min(wait * 2, REDIS_RETRY_MAX)
+            except (StopRequested, SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as error:
+                self.loop_error = error
+                raise
+            else:
+                if failed:
+                    logger.warning("RQ worker: Redis answers again; the worker goes on")
+                return answer
+
+    def _sleep_unless_stopped(self, seconds):
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and time.monotonic() < deadline:
+            time.sleep(min(STOP_CHECK, max(0, deadline - time.monotonic())))
+        if self._stop_requested:
+            raise StopRequested
+
+    def set_shutdown_requested_date(self):
+        # Called by RQ's stop handler while a job runs: a Redis outage must not make the stop
+        # raise into the task. The date is only shown by the dashboard.
+        with contextlib.suppress(*REDIS_DOWN):
+            super().set_shutdown_requested_date()
 
     def _stop_before_loop(self, signum, frame):
         self._stop_requested = True
@@ -228,7 +312,12 @@ class TaskWorker(SimpleWorker):
         # connections are dropped first; the goodbye opens a fresh one.
         if not self.is_horse:
             self.connection.connection_pool.disconnect(inuse_connections=False)
-        super().teardown()
+        try:
+            super().teardown()
+        except REDIS_DOWN as error:
+            # Stopping while Redis is down: the worker's key expires on its own (RQ's worker TTL).
+            logger.warning("RQ worker: could not deregister, Redis failed (%s)", error)
+            self.unsubscribe()
 
     def subscribe(self):
         # RQ's own, with the thread waking every PUBSUB_WAKE seconds instead of 60.
@@ -401,4 +490,8 @@ class RQWorker:
         )
         logger.info("RQ worker %s on queue(s) %s", worker.name, ", ".join(self.queue_names))
         worker.work(burst=self.burst, max_jobs=self.max_jobs, with_scheduler=True)
-        return 0
+        # RQ logs what ended its loop and returns: exit 1 then, not 0 (a restart policy such as
+        # on-failure would take 0 for a clean stop). An unreachable Redis is reported as at start.
+        if isinstance(worker.loop_error, self.unreachable_errors):
+            raise worker.loop_error
+        return 1 if worker.loop_error is not None else 0

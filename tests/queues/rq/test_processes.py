@@ -166,9 +166,11 @@ def test_runworker_reports_an_unreachable_redis_without_a_traceback(manage):
     assert "Traceback" not in result.stderr
 
 
-def test_the_scheduler_outlives_a_redis_restart(settings, tmp_path):
-    # RQ's scheduler process ended at its first Redis error, and the worker started another only
-    # at its next maintenance, 10 minutes on: a flush due after a blip waited that long.
+def test_the_worker_and_its_scheduler_outlive_a_redis_restart(settings, tmp_path):
+    # RQ's worker waits out a Redis outage only in its wait for jobs: met anywhere else (here the
+    # heartbeat after a job), it quit. RQ's scheduler process ended at its first Redis error, and
+    # the worker started another only at its next maintenance, 10 minutes on: a flush due after
+    # a blip waited that long.
     port = devservices.free_port()
     url = f"redis://127.0.0.1:{port}/0"
     server = devservices.start_redis_server(port, tmp_path)
@@ -181,17 +183,22 @@ def test_the_scheduler_outlives_a_redis_restart(settings, tmp_path):
     reader.start()
     try:
         connection = redis.Redis.from_url(url)
-        # The outage starts once both loops run: RQ's worker quits at a Redis error met anywhere
-        # but in its wait for jobs (its start-up's maintenance included), and it holds the
-        # scheduler's lock before that, and before the scheduler's own process has started.
+        # The outage starts once both loops run: the worker holds the scheduler's lock before
+        # the scheduler's own process has started.
         within(30, lambda: waiting_with_a_scheduler(connection))
+        queue_tasks.held_marker.enqueue("during the outage", 30)
+        within(30, lambda: "start:during the outage" in queue_tasks.markers())
         server.terminate()
         server.wait(timeout=10)
         within(30, lambda: any("RQ scheduler: Redis failed" in line for line in lines))
+        queue_tasks.release("during the outage")  # the task ends; the worker meets the outage
+        within(30, lambda: worker_failed(lines) or worker.poll() is not None)
         server = devservices.start_redis_server(port, tmp_path)
         due = timezone.now() + datetime.timedelta(seconds=1)
         queue_tasks.record_marker.using(run_after=due).enqueue("after the restart")
-        within(40, queue_tasks.markers)
+        within(
+            40, lambda: "after the restart" in queue_tasks.markers() or worker.poll() is not None
+        )
         markers = queue_tasks.markers()
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -201,7 +208,13 @@ def test_the_scheduler_outlives_a_redis_restart(settings, tmp_path):
         server.wait(timeout=10)
     stderr = "".join(lines)
     assert "RQ scheduler: Redis failed" in stderr, stderr
-    assert markers == ["after the restart"], stderr
+    assert worker_failed(lines) and "RQ worker: Redis answers again" in stderr, stderr
+    assert markers == ["start:during the outage", "during the outage", "after the restart"], stderr
+    assert worker.returncode == 0, stderr
+
+
+def worker_failed(lines):
+    return any("RQ worker: Redis failed" in line for line in lines)
 
 
 def read_lines(stream, lines):
