@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from ..base import QueueBackend, QueueStats, Rule, whole_number
 from ..execution import new_result
+from ..liveness import STALL_GRACE
 from .checks import redrive_warnings
 from .deadletter import dead_letter_queue
 from .messages import delay_seconds, encode_message
@@ -37,8 +38,14 @@ COUNT_ATTRIBUTES = {
 }
 
 
-# Seconds SQS keeps a message hidden at most (VisibilityTimeout).
+# Seconds SQS keeps a message hidden at most (VisibilityTimeout): 12 h from its receive, whatever
+# ChangeMessageVisibility asks later.
 MAX_HIDDEN = 43200
+# The longest JOB_TIMEOUT: the worker keeps a running task's message hidden until JOB_TIMEOUT and
+# the stall grace have passed, which must fit in those 12 h; 2 minutes are left for the wait
+# behind the other tasks of its receive and for recording a timed-out attempt. Longer, and a
+# long task's message would be received again while it runs: the task would run twice.
+MAX_JOB_TIMEOUT = MAX_HIDDEN - STALL_GRACE - 120
 
 
 def queue_name_from_url(url: str) -> str:
@@ -142,10 +149,11 @@ class SQSBackend(QueueBackend):
             lambda v: v is None or whole_number(1, MAX_HIDDEN)(v),
             f"a whole number of seconds from 1 to {MAX_HIDDEN}, or None for the queue's own",
         ),
-        # SQS hides a message 12 h at most.
         "JOB_TIMEOUT": (
-            whole_number(1, MAX_HIDDEN),
-            f"a whole number of seconds from 1 to {MAX_HIDDEN}",
+            whole_number(1, MAX_JOB_TIMEOUT),
+            f"a whole number of seconds from 1 to {MAX_JOB_TIMEOUT}: SQS keeps a received message"
+            f" hidden 12 h ({MAX_HIDDEN} s) at most, and the worker keeps a running task's message"
+            f" hidden for JOB_TIMEOUT + {STALL_GRACE} s; longer, and a long task would run twice",
         ),
     }
 

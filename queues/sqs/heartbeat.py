@@ -4,9 +4,13 @@ import logging
 import threading
 import time
 
+from .backend import MAX_HIDDEN
 from .messages import remaining_delay
 
 logger = logging.getLogger("queues.worker")
+# Seconds kept clear of SQS's 12 h cap: the heartbeat's clock starts when the receive's answer
+# came, a moment after SQS's own.
+CAP_MARGIN = 5
 
 
 class VisibilityHeartbeat:
@@ -20,6 +24,10 @@ class VisibilityHeartbeat:
     - a running task's own message is renewed for `limit` seconds from its start at most
       (liveness.stall_limit: JOB_TIMEOUT + STALL_GRACE): a wedged task lets its message go back to the queue, to
       another worker and in the end to the DLQ.
+    SQS keeps a message hidden 12 h at most from its receive (MAX_HIDDEN), and refuses a renewal
+    past that: the last renewal asks for what is left, and a message whose task could no longer
+    run to its limit within it is handed back rather than started (can_finish), as a fresh
+    message with 12 h of its own.
     """
 
     BATCH = 10  # the …Batch calls take 10 entries at most
@@ -28,6 +36,7 @@ class VisibilityHeartbeat:
         self.backend = backend
         self.client, self.queue_url = backend.client, backend.queue_url
         self.visibility_timeout, self.limit = visibility_timeout, limit
+        self.received = time.monotonic()
         # receipt handle -> [message, when its task started or None while it waits]
         self.held = {m["ReceiptHandle"]: [m, None] for m in messages}
         self.state_lock = threading.Lock()  # guards `held`
@@ -36,6 +45,15 @@ class VisibilityHeartbeat:
         self.call_lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.beat, name="sqs-visibility", daemon=True)
+
+    def left(self, now=None):
+        """Seconds SQS may still keep these messages hidden (12 h from their receive)."""
+        now = time.monotonic() if now is None else now
+        return MAX_HIDDEN - CAP_MARGIN - (now - self.received)
+
+    def can_finish(self, now=None):
+        """Whether a task starting now could run to its limit with its message kept hidden."""
+        return self.limit is None or self.limit <= self.left(now)
 
     def holds(self, message):
         with self.state_lock:
@@ -104,7 +122,9 @@ class VisibilityHeartbeat:
             self._let_slow_tasks_go()
             with self.state_lock:
                 receipts = list(self.held)
-            self.change_visibility(receipts, self.visibility_timeout)
+            seconds = min(self.visibility_timeout, int(self.left()))
+            if seconds > 0:  # else SQS shows them again now, whatever it is asked
+                self.change_visibility(receipts, seconds)
 
     def _let_slow_tasks_go(self):
         now = time.monotonic()
@@ -112,7 +132,11 @@ class VisibilityHeartbeat:
             running = {r: entry for r, entry in self.held.items() if entry[1] is not None}
             overdue = [r for r, (_, start) in running.items() if now - start > self.limit]
             slow = any(now - start > self.visibility_timeout for _, start in running.values())
-            waiting = [r for r, (_, start) in self.held.items() if start is None] if slow else []
+            # Also before the 12 h run out: their tasks could not finish hidden any more.
+            hand_over = slow or not self.can_finish(now)
+            waiting = (
+                [r for r, (_, start) in self.held.items() if start is None] if hand_over else []
+            )
             for receipt in overdue:
                 logger.error(
                     "The task of message %s has run %d s, past JOB_TIMEOUT and a grace: no longer"
@@ -124,8 +148,10 @@ class VisibilityHeartbeat:
             waiting = [self.held.pop(receipt)[0] for receipt in waiting]
         if waiting:
             logger.info(
-                "A task has run longer than the visibility timeout: handing %d waiting"
-                " message(s) back to other workers",
+                "%s: handing %d waiting message(s) back to other workers",
+                "A task has run longer than the visibility timeout"
+                if slow
+                else "Held nearly as long as SQS allows (12 h from the receive)",
                 len(waiting),
             )
             self.hand_back(waiting)

@@ -224,6 +224,14 @@ class SQSWorker:
                 break
             if not heartbeat.holds(message):
                 continue  # handed to other workers while an earlier task ran long
+            if not heartbeat.can_finish():
+                # Its 12 h of SQS hiding are nearly used up waiting: started, it would be received
+                # again mid-task. Sent again instead, with 12 h of its own.
+                logger.info(
+                    "Message %s waited too long to start: handed back", message["MessageId"]
+                )
+                heartbeat.release([message])
+                continue
             try:
                 outcome = self.handle(message, heartbeat)
             except TRANSIENT_ERRORS:

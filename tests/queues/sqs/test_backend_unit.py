@@ -24,6 +24,8 @@ URL = "https://sqs.ap-northeast-1.amazonaws.com/123456789012/casusult-jobs"
         ({}, "queues.E005", "names no queue"),
         ({"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}, "queues.E005", "WAIT_TIME_SECONDS=21"),
         ({"QUEUE_URL": "x", "JOB_TIMEOUT": 0}, "queues.E005", "JOB_TIMEOUT=0"),
+        # SQS hides a message 12 h from its receive: a task that long would run twice.
+        ({"QUEUE_URL": "x", "JOB_TIMEOUT": 43021}, "queues.E005", "JOB_TIMEOUT=43021"),
         ({"QUEUE_URL": "x", "VISIBILITY_TIMEOUT": 43201}, "queues.E005", "VISIBILITY_TIMEOUT"),
         ({"QUEUE_URL": "x", "MAX_MESSAGES": 11}, "queues.E005", "MAX_MESSAGES=11"),
         ({"QUEUE_NAME": "jobs.fifo"}, "queues.E005", "QUEUE_NAME='jobs.fifo' is a FIFO queue"),

@@ -7,7 +7,10 @@ import pytest
 from django.tasks import task_backends
 
 from queues import liveness
-from queues.sqs.heartbeat import VisibilityHeartbeat
+from queues.sqs.backend import MAX_HIDDEN
+from queues.sqs.heartbeat import CAP_MARGIN, VisibilityHeartbeat
+from tests.queues import tasks as queue_tasks
+from tests.queues.sqs.support import sqs_worker
 
 pytestmark = pytest.mark.sqs
 
@@ -78,6 +81,41 @@ def test_a_running_task_is_kept_hidden_until_job_timeout_and_the_grace_only(
     assert again == message["MessageId"]
     assert seen_after >= limit
     assert "past JOB_TIMEOUT" in caplog.text
+
+
+def test_near_sqs_s_12_hours_a_renewal_asks_for_what_is_left_and_waiting_ones_go_back(sqs):
+    # SQS hides a message 12 h at most from its receive and refuses a renewal past that: the
+    # running task's message is renewed for what is left, the waiting one is handed back.
+    running, waiting = receive(sqs, 2)
+    heartbeat = VisibilityHeartbeat(task_backends["default"], [running, waiting], 30, limit=60)
+    heartbeat.received -= MAX_HIDDEN - CAP_MARGIN - 1  # as if received 12 h ago, less 1 s
+    heartbeat.started(running)
+    with heartbeat:
+        assert not heartbeat.holds(waiting)
+        answer = sqs.client.receive_message(QueueUrl=sqs.url, MessageSystemAttributeNames=["All"])
+        [again] = answer["Messages"]  # at once: sent again, with 12 h of its own
+        assert again["Body"] == waiting["Body"]
+        assert again["Attributes"]["ApproximateReceiveCount"] == "1"
+        assert received_again(sqs, within=3) == running["MessageId"]  # renewed 1 s, not 30
+        heartbeat.let_go(running)
+
+
+def test_a_task_that_could_not_finish_within_sqs_s_12_hours_is_handed_back_not_started(sqs):
+    queue_tasks.record_marker.enqueue("late")
+    [message] = receive_task(sqs)
+    worker = sqs_worker()
+    worker.prepare()
+    with worker.hold([message]) as heartbeat:  # JOB_TIMEOUT 600 s: held 660 s from its start
+        heartbeat.received -= MAX_HIDDEN - CAP_MARGIN - 600  # 600 s left
+        worker.handle_batch([message], heartbeat)
+    assert queue_tasks.markers() == []
+    [again] = receive_task(sqs)
+    assert again["Body"] == message["Body"] and again["MessageId"] != message["MessageId"]
+
+
+def receive_task(sqs):
+    answer = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)
+    return answer.get("Messages", [])
 
 
 def crash_while_running(heartbeat, message):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.sqs
 @pytest.mark.parametrize(
     ("variable", "value", "option", "expected"),
     [
-        ("SQS_JOB_TIMEOUT", "0", "JOB_TIMEOUT", "a whole number of seconds from 1 to 43200"),
+        ("SQS_JOB_TIMEOUT", "0", "JOB_TIMEOUT", "a whole number of seconds from 1 to 43020"),
         ("SQS_MAX_MESSAGES", "50", "MAX_MESSAGES", "a whole number from 1 to 10"),
         ("SQS_WAIT_TIME_SECONDS", "21", "WAIT_TIME_SECONDS", "a whole number of seconds from 0"),
         ("SQS_VISIBILITY_TIMEOUT", "0", "VISIBILITY_TIMEOUT", "a whole number of seconds from 1"),
