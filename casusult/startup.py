@@ -15,3 +15,12 @@ def refuse_bad_settings():
         raise ImproperlyConfigured(
             "System checks failed:\n" + "\n".join(f"  {message}" for message in errors)
         )
+
+
+def prepare_probes():
+    """Build the default task backend's client now, in each server process as it loads the
+    application: a cold boto3 client (0.3 to 1 s) built by the first /readyz made it miss
+    READINESS_TIMEOUT and answer 503."""
+    from queues.health import warm_up_queue  # wsgi.py imports this module before settings
+
+    warm_up_queue()

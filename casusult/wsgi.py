@@ -4,8 +4,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from casusult.startup import refuse_bad_settings
+from casusult.startup import prepare_probes, refuse_bad_settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
 application = get_wsgi_application()
 refuse_bad_settings()
+prepare_probes()

@@ -138,6 +138,19 @@ def probe_queue():
     return type(backend).__name__
 
 
+def warm_up_queue():
+    """Build now what probe_queue() needs (the backend's warm_up(): SQS builds its boto3 client),
+    so that a process's first /readyz times the call, not the client's construction. Called where
+    a process starts serving probes; a failure is left for /readyz to report."""
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    if hasattr(backend, "warm_up"):
+        try:
+            backend.warm_up()
+        except Exception as error:
+            logger.warning("Could not build the task backend's client yet (%s: %s)",
+                           type(error).__name__, error)  # fmt: skip
+
+
 def own_metrics():
     try:
         from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -168,6 +181,7 @@ def bind_health_server(port, host="127.0.0.1", job_timeout=None):
 
 
 def serve_in_background(server):
+    warm_up_queue()
     thread = threading.Thread(target=server.serve_forever, name="worker-health", daemon=True)
     thread.start()
     host, port = server.server_address[:2]

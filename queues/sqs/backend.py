@@ -7,9 +7,11 @@ anything else.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +48,12 @@ MAX_HIDDEN = 43200
 # behind the other tasks of its receive and for recording a timed-out attempt. Longer, and a
 # long task's message would be received again while it runs: the task would run twice.
 MAX_JOB_TIMEOUT = MAX_HIDDEN - STALL_GRACE - 120
+
+# This process's boto3 clients, by what they are built from (SQSBackend._shared_client); the most
+# recent KEPT_CLIENTS (a process uses one or two; a test run builds many).
+_clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_clients_lock = threading.Lock()
+KEPT_CLIENTS = 8
 
 
 def queue_name_from_url(url: str) -> str:
@@ -162,29 +170,53 @@ class SQSBackend(QueueBackend):
         self._client: Any = None  # boto3's SQS client (boto3 has no types of its own)
         self._poll_client: Any = None
         self._queue_url: str | None = self.options["QUEUE_URL"]
-        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
-        """The boto3 SQS client for short calls (send, delete, visibility), built once.
+        """The boto3 SQS client for short calls (send, delete, visibility), one per process.
 
         Bounded timeouts: a web request enqueues through it, and botocore's defaults (60 s reads,
         retried) would hold a timeline page for minutes when SQS does not answer.
         """
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client(connect_timeout=1, read_timeout=3)
+        if self._client is None:
+            self._client = self._shared_client(connect_timeout=1, read_timeout=3)
         return self._client
 
     @property
     def poll_client(self) -> Any:
         """A client whose read timeout outlasts the long poll (WAIT_TIME_SECONDS)."""
-        with self._lock:
-            if self._poll_client is None:
-                self._poll_client = self._build_client(
-                    connect_timeout=2, read_timeout=self.options["WAIT_TIME_SECONDS"] + 10
-                )
+        if self._poll_client is None:
+            self._poll_client = self._shared_client(
+                connect_timeout=2, read_timeout=self.options["WAIT_TIME_SECONDS"] + 10
+            )
         return self._poll_client
+
+    def _shared_client(self, connect_timeout: float, read_timeout: float) -> Any:
+        """The client built from these options, timeouts and AWS_* variables in this process.
+
+        Django builds a backend per thread (task_backends is thread-local), and each built its
+        own client: 0.3 to 1 s cold (botocore loads the service model, resolves the
+        credentials) in the first call of every request thread and /readyz probe thread. boto3's
+        clients are thread-safe: built once here, shared by the threads (not across a fork).
+        """
+        options = [self.options[key] for key in ("QUEUE_URL", "SESSION_PARAMS", "CLIENT_PARAMS")]
+        environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
+        key = (os.getpid(), connect_timeout, read_timeout, repr(options), repr(environment))
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = self._build_client(connect_timeout, read_timeout)
+                while len(_clients) > KEPT_CLIENTS:
+                    _clients.popitem(last=False)
+            else:
+                _clients.move_to_end(key)
+        return client
+
+    def warm_up(self) -> None:
+        """Build the client ping() uses, without calling SQS: a cold boto3 client takes 0.3 to 1 s
+        (botocore loads the service model and resolves the credentials), which a process's first
+        /readyz would otherwise spend inside its READINESS_TIMEOUT."""
+        self.client  # noqa: B018 (the property builds it)
 
     def _option_problems(self, given: dict[str, Any]) -> list[tuple[str, str, str]]:
         problems = super()._option_problems(given)

@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
+import botocore.session
 import pytest
 
 from queues import health, liveness
@@ -119,6 +120,28 @@ def test_a_project_without_probe_routes_gets_the_worker_s_own(settings, rq_url, 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.django_db
+def test_the_first_readyz_does_not_wait_for_the_sqs_client_to_be_built(sqs, settings):
+    # A cold boto3 client takes 0.3 to 1 s to build; built by the first /readyz, it made that
+    # probe miss READINESS_TIMEOUT (503). Slower still here: botocore's own event on its session.
+    session = botocore.session.get_session()
+    session.register("creating-client-class.sqs", lambda **kwargs: time.sleep(1))
+    options = {
+        **settings.TASKS["default"]["OPTIONS"],
+        "SESSION_PARAMS": {"botocore_session": session},
+    }
+    settings.TASKS = {"default": {**settings.TASKS["default"], "OPTIONS": options}}
+    settings.READINESS_TIMEOUT = 0.5
+    server = health.serve_in_background(health.bind_health_server(0))  # the probe server starts
+    try:
+        status, body = get(f"http://127.0.0.1:{server.server_port}/readyz")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 200, body
+    assert body["checks"]["queue"]["detail"] == "SQSBackend"
 
 
 def test_a_project_without_logging_still_sees_one_line_per_task(monkeypatch, capfd):
