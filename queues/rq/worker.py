@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import math
+import signal
 import time
 
 import redis
@@ -29,7 +30,7 @@ from ..execution import (
     new_result,
     report_refusal,
 )
-from ..runner import stop_handlers
+from ..runner import STOP_SIGNALS, stop_handlers
 from ..times import aware
 from . import jobs
 from .backend import RQBackend
@@ -387,7 +388,15 @@ class TaskWorker(SimpleWorker):
                     self.scheduler.release_locks()
                     self.scheduler.register_death()
             else:
-                self.scheduler.start()
+                # The scheduler's process starts with this one's stop handlers (the worker's),
+                # until it installs its own: a SIGTERM the worker forwards in between (a stop
+                # right after start-up) only set the copied worker's flag, the scheduler never
+                # stopped, and the worker waited for it for ever. Held back until then.
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                try:
+                    self.scheduler.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class TaskScheduler(RQScheduler):
@@ -403,6 +412,7 @@ class TaskScheduler(RQScheduler):
         # RQ's loop (register, heartbeat with the locks, enqueue what is due, sleep), each turn
         # tried again after a Redis error: a heartbeat re-takes a lock that expired meanwhile.
         self._install_signal_handlers()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked at the fork
         registered, failing = False, None
         while not self._stop_requested:
             try:

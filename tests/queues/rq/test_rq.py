@@ -3,6 +3,8 @@
 import contextlib
 import datetime
 import logging
+import os
+import signal
 import sys
 import time
 import uuid
@@ -20,6 +22,7 @@ from rq.serializers import JSONSerializer
 
 from queues.rq import jobs
 from queues.rq.worker import TaskJob, TaskWorker
+from queues.runner import stop_handlers
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import rq_settings, run_burst
 
@@ -113,6 +116,25 @@ def test_an_idle_stop_swallowed_by_the_interpreter_still_ends_the_loop(rq_url):
     with contextlib.suppress(StopRequested):
         worker._shutdown()
     assert worker._stop_requested  # the work loop breaks at its next turn
+
+
+# pytest's process has threads of earlier tests; the scheduler's process only runs its loop.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_stop_sent_to_the_scheduler_as_it_starts_stops_it(rq_url):
+    # The worker stops its scheduler's process with SIGTERM (a stop right after start-up): one
+    # arriving before that process had its own handlers ran the worker's, copied by the fork,
+    # and the scheduler, hence the worker waiting for it, never stopped.
+    worker = TaskWorker(["default"], connection=redis.Redis.from_url(rq_url), job_class=TaskJob)
+    with stop_handlers(worker._stop_before_loop):  # as in TaskWorker.work
+        worker._start_scheduler()
+        process = worker.scheduler._process
+        os.kill(process.pid, signal.SIGTERM)  # at once: before it installs its own handlers
+    process.join(timeout=10)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        pytest.fail("the scheduler's process ignored the stop")
+    assert process.exitcode == 0
 
 
 def test_the_worker_s_channel_thread_ends_within_seconds_of_its_stop(rq_url):
