@@ -7,7 +7,6 @@ for an app's setting: those live in the app's conf.py or OPTIONS rules and its s
 """
 
 import ast
-import json
 import re
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from impressions import conf
 from queues.rq.backend import RQBackend
 from queues.sqs.backend import SQSBackend
+from tests.settings_modules import load_settings, setting_values
 
 SETTINGS_DIR = Path(__file__).resolve().parents[2] / "settings"
 # The variables settings/ maps to the apps' settings and OPTIONS (docs/operations/production.md).
@@ -28,21 +28,17 @@ APP_VARIABLES = [
 # What only the site can say, per settings module.
 SITE_CHOICES = {"IMPRESSIONS_MODEL", "IMPRESSIONS_COUNT_FIELD", "IMPRESSIONS_DASHBOARD_PANELS"}
 TEST_CHOICES = {"IMPRESSIONS_REDIS_URL"}  # the tests' own Redis db, never the developer's db 0
-DUMP = (
-    "import json; from django.conf import settings as s; print(json.dumps({"
-    "'impressions': sorted(n for n in dir(s) if n.startswith('IMPRESSIONS_')),"
-    "'options': sorted(k for t in s.TASKS.values() for k in t.get('OPTIONS', {})),"
-    "'rq_queues': sorted(k for q in s.RQ_QUEUES.values() for k in q),"
-    "'readiness': hasattr(s, 'READINESS_TIMEOUT')}))"
-)
 
 
-def loaded_settings(manage, module, **env):
-    unset = dict.fromkeys(APP_VARIABLES)
-    variables = {**unset, "DJANGO_SETTINGS_MODULE": module, **env}
-    result = manage("shell", "--no-imports", "-c", DUMP, env=variables)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def loaded_settings(module, **env):
+    """What `module` sets, loaded afresh with none of the site's variables but `env`."""
+    s = load_settings(module, {**dict.fromkeys(APP_VARIABLES), **env})
+    return {
+        "impressions": sorted(setting_values(s, prefix="IMPRESSIONS_")),
+        "options": sorted(k for t in s.TASKS.values() for k in t.get("OPTIONS", {})),
+        "rq_queues": sorted(k for q in s.RQ_QUEUES.values() for k in q),
+        "readiness": "READINESS_TIMEOUT" in setting_values(s),
+    }
 
 
 @pytest.mark.parametrize(
@@ -64,8 +60,8 @@ def loaded_settings(manage, module, **env):
         ),
     ],
 )
-def test_unset_variables_leave_the_apps_defaults(manage, module, env, site_choices, options):
-    loaded = loaded_settings(manage, module, **env)
+def test_unset_variables_leave_the_apps_defaults(module, env, site_choices, options):
+    loaded = loaded_settings(module, **env)
     assert set(loaded["impressions"]) == site_choices
     assert loaded["options"] == options  # no MAX_ATTEMPTS, JOB_TIMEOUT, … copied from a backend
     assert set(loaded["rq_queues"]) <= {"URL", "SERIALIZER"}  # the connection, nothing else
