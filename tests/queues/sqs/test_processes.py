@@ -6,47 +6,66 @@ import signal
 import time
 
 import pytest
+from django.core.checks import ERROR, run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 from tests.processes import run_workers_then, start_manage, wait_for_line
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import dead_letter_after_one_receive, dlq_bodies, worker_env
+from tests.settings_modules import load_settings
 
 pytestmark = pytest.mark.sqs
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "option", "expected"),
-    [
-        ("SQS_JOB_TIMEOUT", "0", "JOB_TIMEOUT", "a whole number of seconds from 1 to 43020"),
-        ("SQS_MAX_MESSAGES", "50", "MAX_MESSAGES", "a whole number from 1 to 10"),
-        ("SQS_WAIT_TIME_SECONDS", "21", "WAIT_TIME_SECONDS", "a whole number of seconds from 0"),
-        ("SQS_VISIBILITY_TIMEOUT", "0", "VISIBILITY_TIMEOUT", "a whole number of seconds from 1"),
-        ("TASKS_MAX_ATTEMPTS", "0", "MAX_ATTEMPTS", "a whole number from 1 to 100"),
-        ("TASKS_RETRY_DELAY", "901", "RETRY_DELAY", "a whole number of seconds from 0 to 900"),
-        ("TASK_MODULES", "tests/queues", "TASK_MODULES", "a list of module names"),
-    ],
-)
-def test_sqs_worker_variables_are_validated_naming_the_variable(
-    manage, variable, value, option, expected
-):
+SQS_VARIABLES = [
+    ("SQS_JOB_TIMEOUT", "0", "JOB_TIMEOUT", "a whole number of seconds from 1 to 43020"),
+    ("SQS_MAX_MESSAGES", "50", "MAX_MESSAGES", "a whole number from 1 to 10"),
+    ("SQS_WAIT_TIME_SECONDS", "21", "WAIT_TIME_SECONDS", "a whole number of seconds from 0"),
+    ("SQS_VISIBILITY_TIMEOUT", "0", "VISIBILITY_TIMEOUT", "a whole number of seconds from 1"),
+    ("TASKS_MAX_ATTEMPTS", "0", "MAX_ATTEMPTS", "a whole number from 1 to 100"),
+    ("TASKS_RETRY_DELAY", "901", "RETRY_DELAY", "a whole number of seconds from 0 to 900"),
+    ("TASK_MODULES", "tests/queues", "TASK_MODULES", "a list of module names"),
+]
+
+
+def assert_named(text, variable, value, option, expected):
     # The backend's check names its OPTIONS key; the site's names the variable that set it, and
     # what the backend accepts.
-    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value}
-    result = manage("check", env=env)
-    assert result.returncode != 0
-    assert f"(queues.E005) TASKS['default']['OPTIONS']: {option}=" in result.stderr
+    assert f"(queues.E005) TASKS['default']['OPTIONS']: {option}=" in text, text
     said = (
         f"(casusult.E002) The environment variable {variable}={value!r} sets"
         f" TASKS['default']['OPTIONS'][{option!r}], which must be {expected}"
     )
-    assert said in result.stderr, result.stderr
+    assert said in text, text
 
 
-def test_a_variable_that_is_no_number_fails_naming_it(manage):
-    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_MAX_MESSAGES": "ten"}
-    result = manage("check", env=env)
+def test_an_sqs_worker_variable_out_of_range_fails_check_naming_it(manage):
+    variable, value, option, expected = SQS_VARIABLES[0]
+    result = manage("check", env={"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value})
     assert result.returncode != 0
-    assert "SQS_MAX_MESSAGES" in result.stderr
+    assert_named(result.stderr, variable, value, option, expected)
+
+
+@pytest.mark.parametrize(("variable", "value", "option", "expected"), SQS_VARIABLES)
+def test_sqs_worker_variables_are_validated_naming_the_variable(
+    monkeypatch, variable, value, option, expected
+):
+    # What `manage.py check` runs with that environment (the run above), in this process: the
+    # settings it loads, the checks with that environment (casusult.E002 reads the variables).
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", variable: value}
+    loaded = load_settings("settings.test", env)
+    for name, set_to in env.items():
+        monkeypatch.setenv(name, set_to)
+    with override_settings(TASKS=loaded.TASKS, RQ_QUEUES=loaded.RQ_QUEUES):
+        errors = [str(error) for error in run_checks() if error.level >= ERROR]
+    assert_named("\n".join(errors), variable, value, option, expected)
+
+
+def test_a_variable_that_is_no_number_fails_naming_it():
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": "q", "SQS_MAX_MESSAGES": "ten"}
+    with pytest.raises(ImproperlyConfigured, match="SQS_MAX_MESSAGES"):
+        load_settings("settings.test", env)
 
 
 def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
@@ -131,10 +150,11 @@ def test_a_forced_stop_gives_back_the_messages_it_held_at_once(sqs):
     assert sorted(received.values()) == sorted({"a", "b", "long"} - done), stderr
 
 
-def test_missing_queue_fails_start_up_naming_the_variable(manage):
-    result = manage("check", env={"QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": None})
-    assert result.returncode != 0
-    assert "SQS_QUEUE_URL" in result.stderr and "SQS_QUEUE_NAME" in result.stderr
+def test_missing_queue_fails_start_up_naming_the_variable():
+    env = {"QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": None, "SQS_QUEUE_NAME": None}
+    with pytest.raises(ImproperlyConfigured) as refused:
+        load_settings("settings.test", env)
+    assert "SQS_QUEUE_URL" in str(refused.value) and "SQS_QUEUE_NAME" in str(refused.value)
 
 
 def test_a_worker_process_killed_under_concurrency_stops_the_rest_loudly(sqs):
