@@ -3,11 +3,14 @@
 import contextlib
 
 import redis
+from django.core.checks import ERROR, run_checks
 from django.tasks import task_backends
+from django.test import override_settings
 
 from queues.rq.connection import JSON_SERIALIZER
 from queues.rq.worker import RQWorker
 from tests.queues import tasks as queue_tasks
+from tests.settings_modules import load_settings
 
 RQ_BACKEND = "queues.rq.backend.RQBackend"
 # settings.test's TEST_TASK_MODULES: the tests' tasks, which are in no installed app's tasks module.
@@ -47,6 +50,17 @@ def run_burst(**options):
 def worker_env(url, **extra):
     """The environment of a `runworker` subprocess on the RQ Redis at `url`."""
     return {"QUEUE_BACKEND": "rq", "RQ_REDIS_URL": url, **extra}
+
+
+def check_errors(url, deploy=False):
+    """The errors `manage.py check` (with --deploy: `check --deploy`) reports with the environment
+    worker_env(url), one text each as the command prints it: settings.test loaded afresh with that
+    environment, its task and RQ settings checked in this process."""
+    loaded = load_settings("settings.test", worker_env(url))
+    names = ("TASKS", "RQ_QUEUES", "RQ_REDIS_URL")
+    with override_settings(**{name: getattr(loaded, name) for name in names}):
+        found = run_checks(include_deployment_checks=deploy)
+    return "\n".join(str(error) for error in found if error.level >= ERROR)
 
 
 # An ElastiCache Serverless endpoint (always cluster mode); it does not resolve.

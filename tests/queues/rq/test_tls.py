@@ -14,7 +14,7 @@ from redis.cluster import RedisCluster
 from queues.exceptions import ClusterModeRedis
 from queues.rq.connection import JSON_SERIALIZER
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import rq_on, rq_settings, worker_env
+from tests.queues.rq.support import check_errors, rq_on, rq_settings, worker_env
 from tests.queues.test_queue_stats import queue_stats
 
 pytestmark = [pytest.mark.tls, pytest.mark.django_db]
@@ -29,16 +29,12 @@ def rq_tls_url(redis_tls_url, settings):
 
 @pytest.mark.cluster
 def test_check_deploy_and_runworker_refuse_the_tls_cluster(redis_tls_cluster_url, manage):
-    env = worker_env(redis_tls_cluster_url)
-    plain_check = manage("check", env=env)  # the URL alone says nothing: no known cluster name
-    assert plain_check.returncode == 0, plain_check.stderr
+    # The URL alone says nothing (no known cluster name); the live probe of --deploy does.
+    assert check_errors(redis_tls_cluster_url) == ""
+    deploy_errors = check_errors(redis_tls_cluster_url, deploy=True)
+    assert "queues.E002" in deploy_errors and "cluster_enabled:1" in deploy_errors, deploy_errors
 
-    deploy_check = manage("check", "--deploy", env=env)
-    assert deploy_check.returncode != 0
-    assert "queues.E002" in deploy_check.stderr, deploy_check.stderr
-    assert "cluster_enabled:1" in deploy_check.stderr
-
-    worker = manage("runworker", "--burst", env=env)
+    worker = manage("runworker", "--burst", env=worker_env(redis_tls_cluster_url))
     assert worker.returncode != 0
     assert "CommandError: RQ cannot use the Redis at rediss://localhost:" in worker.stderr
     assert "cluster_enabled:1" in worker.stderr and "SQSBackend" in worker.stderr
@@ -49,8 +45,8 @@ def test_check_deploy_and_runworker_refuse_the_tls_cluster(redis_tls_cluster_url
 
 
 def test_runworker_runs_due_and_delayed_tasks_over_tls(rq_tls_url, manage):
-    deploy_check = manage("check", "--deploy", env=worker_env(rq_tls_url))
-    assert "queues.E00" not in deploy_check.stderr, deploy_check.stderr
+    deploy_errors = check_errors(rq_tls_url, deploy=True)
+    assert "queues.E00" not in deploy_errors, deploy_errors
 
     due = timezone.now() + datetime.timedelta(seconds=0.5)
     queue_tasks.record_marker.enqueue("now")
