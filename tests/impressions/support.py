@@ -1,6 +1,7 @@
 """Plain helpers of the impressions tests (fixtures are in conftest.py)."""
 
 import os
+import pickle
 import re
 import signal
 import time
@@ -128,6 +129,30 @@ def killed_in_a_child(module, name, action, when=None):
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
         f"the child was not killed at {module.__name__}.{name} (status {status})"
     )
+
+
+def result_in_a_child(action):
+    """action()'s result (pickled through a pipe), run in a forked process of its own: another
+    process, with memory of its own from the fork on, as fast as a fork. The child takes fresh
+    database connections; the Redis clients take their own after a fork."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the test run
+        code = 1
+        try:
+            os.close(read)
+            for connection in connections.all(initialized_only=True):
+                connection.connection = None  # the parent's socket: left alone, not closed
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(pickle.dumps(action()))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        status = wait_for_child(pid, CHILD_TIMEOUT)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the child failed ({status})"
+        return pickle.loads(pipe.read())
 
 
 # A forked child of a multi-threaded test process could deadlock on a lock a parent's thread held
