@@ -1,11 +1,38 @@
-"""manage.py sqs_setup against the SQS-protocol server (moto over HTTP): idempotent, converging."""
+"""manage.py sqs_setup against the SQS-protocol server (moto over HTTP): idempotent, converging.
 
+The command runs in this process as manage.py runs it (call_command), with the settings a process
+of that environment loads and the environment boto3 reads; one real run shows a refusal stopping
+`manage.py sqs_setup` with its message."""
+
+import io
 import json
 import uuid
 
 import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from tests.settings_modules import load_settings
 
 pytestmark = pytest.mark.sqs
+
+
+@pytest.fixture
+def sqs_setup(monkeypatch):
+    """`manage.py sqs_setup ARGS` with the environment `env`, in this process: settings.test
+    loaded afresh with it gives the task backend, the variables are set for boto3. Returns what
+    it printed; a refusal raises CommandError (manage.py prints it and exits 1)."""
+
+    def run(*args, env):
+        loaded = load_settings("settings.test", env)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        out = io.StringIO()
+        with override_settings(TASKS=loaded.TASKS):
+            call_command("sqs_setup", *args, stdout=out)
+        return out.getvalue()
+
+    return run
 
 
 def attributes(client, name):
@@ -13,17 +40,15 @@ def attributes(client, name):
     return client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
 
 
-def test_creates_queue_and_dlq_then_converges(manage, setup_env, moto_sqs_client):
+def test_creates_queue_and_dlq_then_converges(sqs_setup, setup_env, moto_sqs_client):
     name = f"setup-{uuid.uuid4().hex[:8]}"
-    args = ("sqs_setup", "--queue-name", name, "--max-receive-count", "4")
-    first = manage(*args, "--visibility-timeout", "45", env=setup_env)
-    assert first.returncode == 0, first.stderr
-    assert f"queue {name}: created" in first.stdout
-    assert f"dead-letter queue {name}-dlq: created" in first.stdout
+    args = ("--queue-name", name, "--max-receive-count", "4")
+    first = sqs_setup(*args, "--visibility-timeout", "45", env=setup_env)
+    assert f"queue {name}: created" in first
+    assert f"dead-letter queue {name}-dlq: created" in first
 
-    again = manage(*args, "--visibility-timeout", "45", env=setup_env)
-    assert again.returncode == 0, again.stderr
-    assert f"queue {name}: exists" in again.stdout
+    again = sqs_setup(*args, "--visibility-timeout", "45", env=setup_env)
+    assert f"queue {name}: exists" in again
 
     client = moto_sqs_client
     queue, dlq = attributes(client, name), attributes(client, f"{name}-dlq")
@@ -37,41 +62,41 @@ def test_creates_queue_and_dlq_then_converges(manage, setup_env, moto_sqs_client
     assert names.count(name) == 1 and names.count(f"{name}-dlq") == 1
 
     # A changed policy is applied to the existing queue, not refused.
-    changed = manage("sqs_setup", "--queue-name", name, "--max-receive-count", "2", env=setup_env)
-    assert changed.returncode == 0, changed.stderr
+    sqs_setup("--queue-name", name, "--max-receive-count", "2", env=setup_env)
     assert int(json.loads(attributes(client, name)["RedrivePolicy"])["maxReceiveCount"]) == 2
 
 
-def test_queue_name_from_the_sqs_backend_settings(manage, setup_env):
+def test_queue_name_from_the_sqs_backend_settings(sqs_setup, setup_env):
     name = f"configured-{uuid.uuid4().hex[:8]}"
     env = {**setup_env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_NAME": name}
-    result = manage("sqs_setup", "--dlq-name", f"{name}-dead", env=env)
-    assert result.returncode == 0, result.stderr
-    assert f"queue {name}: created" in result.stdout
-    assert f"dead-letter queue {name}-dead: created" in result.stdout
+    printed = sqs_setup("--dlq-name", f"{name}-dead", env=env)
+    assert f"queue {name}: created" in printed
+    assert f"dead-letter queue {name}-dead: created" in printed
 
 
-def test_bad_input_is_a_clear_error(manage, setup_env):
+def test_a_refusal_stops_the_command_with_its_message(manage, setup_env):
     missing = manage("sqs_setup", env=setup_env)
     assert missing.returncode != 0
-    assert "--queue-name" in missing.stderr
-    fifo = manage("sqs_setup", "--queue-name", "jobs.fifo", env=setup_env)
-    assert fifo.returncode != 0
-    assert "FIFO" in fifo.stderr
-    zero = manage("sqs_setup", "--queue-name", "jobs", "--max-receive-count", "0", env=setup_env)
-    assert zero.returncode != 0
-    assert "max receive count" in zero.stderr
+    assert "CommandError: No queue name: pass --queue-name" in missing.stderr
 
 
-def test_unreachable_endpoint_is_reported(manage, setup_env):
+def test_bad_input_is_a_clear_error(sqs_setup, setup_env):
+    with pytest.raises(CommandError, match="--queue-name"):
+        sqs_setup(env=setup_env)
+    with pytest.raises(CommandError, match="FIFO"):
+        sqs_setup("--queue-name", "jobs.fifo", env=setup_env)
+    with pytest.raises(CommandError, match="max receive count"):
+        sqs_setup("--queue-name", "jobs", "--max-receive-count", "0", env=setup_env)
+
+
+def test_unreachable_endpoint_is_reported(sqs_setup, setup_env):
     env = {**setup_env, "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
-    result = manage("sqs_setup", "--queue-name", "jobs", env=env, timeout=60)
-    assert result.returncode != 0
-    assert "unreachable" in result.stderr
+    with pytest.raises(CommandError, match="unreachable"):
+        sqs_setup("--queue-name", "jobs", env=env)
 
 
 def test_a_queue_made_elsewhere_keeps_its_dead_letter_queue_and_settings(
-    manage, setup_env, moto_sqs_client
+    sqs_setup, setup_env, moto_sqs_client
 ):
     """A queue made by Terraform, say, with its own DLQ: sqs_setup must not repoint its redrive
     policy to a new <name>-dlq (stranding what the old one holds) nor undo its other settings."""
@@ -84,9 +109,8 @@ def test_a_queue_made_elsewhere_keeps_its_dead_letter_queue_and_settings(
         QueueName=name,
         Attributes={"VisibilityTimeout": "300", "RedrivePolicy": json.dumps(policy)},
     )
-    result = manage("sqs_setup", "--queue-name", name, env=setup_env)
-    assert result.returncode == 0, result.stderr
-    assert f"keeping the queue's dead-letter queue {name}-deadletter" in result.stdout
+    printed = sqs_setup("--queue-name", name, env=setup_env)
+    assert f"keeping the queue's dead-letter queue {name}-deadletter" in printed
     queue = attributes(client, name)
     redrive = json.loads(queue["RedrivePolicy"])
     assert (redrive["deadLetterTargetArn"], int(redrive["maxReceiveCount"])) == (dlq_arn, 10)
@@ -97,11 +121,15 @@ def test_a_queue_made_elsewhere_keeps_its_dead_letter_queue_and_settings(
     assert sorted(names) == [name, f"{name}-deadletter"]
 
     # Options still change it, explicitly.
-    changed = manage(
-        "sqs_setup", "--queue-name", name, "--max-receive-count", "6", "--visibility-timeout",
-        "90", env=setup_env,
-    )  # fmt: skip
-    assert changed.returncode == 0, changed.stderr
+    sqs_setup(
+        "--queue-name",
+        name,
+        "--max-receive-count",
+        "6",
+        "--visibility-timeout",
+        "90",
+        env=setup_env,
+    )
     queue = attributes(client, name)
     redrive = json.loads(queue["RedrivePolicy"])
     assert (redrive["deadLetterTargetArn"], int(redrive["maxReceiveCount"])) == (dlq_arn, 6)
