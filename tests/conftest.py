@@ -5,11 +5,13 @@ import os
 import boto3
 import pytest
 from django.db import connection, connections
+from django.test import TransactionTestCase
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import sync_playwright
 
 import devservices
+from tests import database
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.processes import run_manage
 
@@ -79,6 +81,32 @@ def sqs_endpoint_url():
     yield from session_service(
         "TEST_SQS_ENDPOINT_URL", "the SQS-protocol server", devservices.MotoServerProcess
     )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test databases; on PostgreSQL, the flush after each transactional test
+    (transaction=True, transactional_db, live_server) is tests.database.flush_to_baseline: the
+    rows the migrations left, kept here, come back, and it costs milliseconds, not half a second.
+    Tests that name available_apps or ask for serialized_rollback keep Django's flush."""
+    with django_db_blocker.unblock():
+        restore = {
+            db.alias: database.keep_baseline(db)
+            for db in connections.all()
+            if db.vendor == "postgresql"
+        }
+    django_teardown = TransactionTestCase._fixture_teardown
+
+    def fixture_teardown(self):
+        names = self._databases_names(include_mirrors=False)
+        if self.available_apps is not None or self.serialized_rollback or set(names) - set(restore):
+            return django_teardown(self)
+        for alias in names:
+            database.flush_to_baseline(connections[alias], restore[alias])
+
+    TransactionTestCase._fixture_teardown = fixture_teardown
+    yield
+    TransactionTestCase._fixture_teardown = django_teardown
 
 
 @pytest.fixture
