@@ -7,6 +7,7 @@ written with (queues.rq.checks refuses any other).
 import threading
 
 import django_rq
+import rq.defaults
 from django.conf import settings
 from django_rq.connection_utils import filter_connection_params, get_redis_connection
 from redis import AuthenticationError, Redis, RedisError
@@ -66,6 +67,12 @@ def connection_problem(config: dict) -> str | None:
     return None
 
 
+def rq_keys() -> str:
+    """The pattern of the keys RQ writes: rq:*, or since rq 3.0 its RQ_KEY_PREFIX's (an
+    environment variable read when rq is imported)."""
+    return f"{getattr(rq.defaults, 'RQ_KEY_PREFIX', 'rq')}:*"
+
+
 def refusal_remedy(error: BaseException, entry: str) -> str | None:
     """What to do when the RQ Redis answered but refused `entry`'s client (its credentials, an
     ACL, its certificate), or None when it did not answer."""
@@ -78,9 +85,10 @@ def refusal_remedy(error: BaseException, entry: str) -> str | None:
             " or USERNAME and PASSWORD next to HOST."
         )
     if isinstance(error, NoPermissionError):
+        keys = rq_keys()
         return (
-            f"Allow the Redis ACL user of {entry} RQ's commands and keys (rq:*) and the cluster"
-            " probe's (queues-probe:*): ACL SETUSER name ~rq:* ~queues-probe:* +@all."
+            f"Allow the Redis ACL user of {entry} RQ's commands and keys ({keys}) and the cluster"
+            f" probe's (queues-probe:*): ACL SETUSER name ~{keys} ~queues-probe:* +@all."
         )
     return None
 

@@ -2,12 +2,14 @@
 
 import pytest
 import redis
+import rq.defaults
 from django.tasks import task_backends
 from rq.job import Callback, Job, Webhook
 from rq.serializers import JSONSerializer
 
 from queues.exceptions import QueueConfigurationError, RefusedJob
 from queues.rq import jobs
+from queues.rq.connection import refusal_remedy
 from queues.rq.worker import TaskJob, run_task
 from tests.queues.rq.support import RQ_BACKEND, rq_settings
 
@@ -180,3 +182,14 @@ def test_django_rq_must_build_our_job_class(settings, rq, expected):
     settings.TASKS = {"default": {"BACKEND": RQ_BACKEND}}
     settings.RQ = rq
     assert [check_id for check_id, _ in ids_and_messages(task_backends["default"])] == expected
+
+
+@pytest.mark.parametrize(("prefix", "keys"), [(None, "~rq:*"), ("myapp", "~myapp:*")])
+def test_the_acl_hint_names_the_keys_rq_writes(monkeypatch, prefix, keys):
+    # rq 3.0 takes its key prefix from the environment (RQ_KEY_PREFIX) at import; before, rq:.
+    if prefix is None:
+        monkeypatch.delattr(rq.defaults, "RQ_KEY_PREFIX", raising=False)
+    else:
+        monkeypatch.setattr(rq.defaults, "RQ_KEY_PREFIX", prefix, raising=False)
+    hint = refusal_remedy(redis.exceptions.NoPermissionError("NOPERM"), "RQ_QUEUES['default']")
+    assert f"ACL SETUSER name {keys} ~queues-probe:* +@all." in hint
