@@ -28,7 +28,7 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import URLPattern, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -213,6 +213,29 @@ def actions(request, queue_index):
 
 
 @never_cache
+def worker_details(request, queue_index, key):
+    """django-rq's, reading the worker's current job as its queue does (our job class, JSON):
+    django-rq's finds the worker with RQ's defaults, so a running job was read with pickle and
+    the page was a 500 while the worker ran a task."""
+    queue = get_queue_by_index(queue_index)
+    worker = Worker.find_by_key(
+        key, connection=queue.connection, job_class=queue.job_class, serializer=queue.serializer
+    )
+    if worker is None:
+        raise Http404("No such worker.")
+    context = {
+        **rq_views.each_context(request),
+        "queue": queue,
+        "queue_index": queue_index,
+        "worker": worker,
+        "queue_names": ", ".join(worker.queue_names()),
+        "job": worker.get_current_job(),
+        "total_working_time": worker.total_working_time,
+    }
+    return render(request, "django_rq/worker_details.html", context)
+
+
+@never_cache
 def prometheus_metrics(request):
     """django-rq's metrics; with `name[]`, only those, from a registry this answer alone filters."""
     names = request.GET.getlist("name[]")
@@ -232,7 +255,12 @@ def rq_metrics_registry():
 
 
 # Ours in place of django-rq's, under the same names (its templates reverse them).
-REPLACED = {"stop_job": stop_job, "actions": actions, "metrics": prometheus_metrics}
+REPLACED = {
+    "stop_job": stop_job,
+    "actions": actions,
+    "worker_details": worker_details,
+    "metrics": prometheus_metrics,
+}
 
 app_name = "django_rq"
 urlpatterns = [

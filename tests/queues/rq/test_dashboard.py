@@ -6,6 +6,8 @@ from django.tasks import TaskResultStatus, task_backends
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from queues.rq.jobs import SERIALIZER
+from queues.rq.worker import TaskJob, TaskWorker
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import run_burst
 
@@ -112,3 +114,22 @@ def test_an_unreachable_redis_answers_503_saying_so_not_500(staff, settings, dea
         assert "The RQ Redis (RQ_QUEUES) cannot be reached" in answer.text
     answer = staff.get("/admin/rq/stats.json/")
     assert answer.status_code == 503 and "cannot be reached" in answer.json()["description"]
+
+
+def test_a_worker_s_page_shows_the_job_it_runs(staff, rq_url):
+    # django-rq read the worker's current job with pickle: the page was a 500 while a task ran.
+    result = queue_tasks.record_marker.enqueue("busy")
+    connection = redis.Redis.from_url(rq_url)
+    worker = TaskWorker(
+        ["default"], connection=connection, job_class=TaskJob, serializer=SERIALIZER
+    )
+    worker.register_birth()
+    job = TaskJob.fetch(result.id, connection=connection, serializer=SERIALIZER)
+    worker.prepare_execution(job)  # what the worker does as it starts the job
+    worker.prepare_job_execution(job)
+    try:
+        page = staff.get(f"/admin/rq/workers/0/{worker.key}/")
+    finally:
+        worker.register_death()
+    assert page.status_code == 200
+    assert result.id in page.text
