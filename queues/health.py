@@ -10,7 +10,9 @@ prometheus_client's registry of this process if that library is installed.
 
 import json
 import logging
+import os
 import threading
+import weakref
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -174,10 +176,21 @@ def bind_health_server(port, host="127.0.0.1", job_timeout=None):
     after the fork, as a process must not fork once it runs threads.
     With `job_timeout`, /healthz answers 503 once a task has run STALL_GRACE seconds past it.
     """
-    return make_server(
+    server = make_server(
         host, port, probe_application(liveness.stall_limit(job_timeout)),
         server_class=ThreadingWSGIServer, handler_class=QuietHandler,
     )  # fmt: skip
+    # A forked process (RQ's scheduler, a --concurrency worker) must not keep the listening
+    # socket: outliving a killed worker, it would hold the port, and the restarted worker would
+    # fail with "Address already in use".
+    bound = weakref.ref(server)
+
+    def close_in_child():
+        if (alive := bound()) is not None:
+            alive.socket.close()
+
+    os.register_at_fork(after_in_child=close_in_child)
+    return server
 
 
 def serve_in_background(server):

@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import math
+import os
 import signal
 import time
 
@@ -408,6 +409,12 @@ class TaskScheduler(RQScheduler):
     after a blip of a second every delayed task (the impressions' flush) waited up to 10 minutes.
     """
 
+    def start(self):
+        # Killed outright (SIGKILL, the OOM killer), the worker leaves this process behind,
+        # scheduling on: it stops once its parent is gone (work() below).
+        self.worker_pid = os.getpid()
+        return super().start()
+
     def work(self):
         # RQ's loop (register, heartbeat with the locks, enqueue what is due, sleep), each turn
         # tried again after a Redis error: a heartbeat re-takes a lock that expired meanwhile.
@@ -415,6 +422,11 @@ class TaskScheduler(RQScheduler):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked at the fork
         registered, failing = False, None
         while not self._stop_requested:
+            if os.getppid() != self.worker_pid:
+                logger.warning(
+                    "RQ scheduler: its worker (pid %d) is gone; stopping", self.worker_pid
+                )
+                break
             try:
                 if not registered or failing is not None:
                     self.register_birth()

@@ -135,11 +135,24 @@ def test_sigterm_mid_task_finishes_it_and_exits_zero(rq_url):
 
 
 def test_sigterm_to_an_idle_worker_stops_it_at_once(rq_url):
-    process = start_manage("runworker", env=worker_env(rq_url))
+    # First a worker killed outright (SIGKILL, the OOM killer) on the same health port: its
+    # scheduler process (forked after the port was bound) outlived it, holding the listening
+    # socket, so the restarted worker failed with "cannot listen there (Address already in use)".
     connection = redis.Redis.from_url(rq_url)
-    deadline = time.monotonic() + 20
-    while not connection.keys("rq:workers:*") and time.monotonic() < deadline:
-        time.sleep(0.05)  # registered: RQ's own signal handlers are in place
+    port = str(devservices.free_port())
+    killed = start_manage("runworker", "--health-port", port, env=worker_env(rq_url))
+    within(20, lambda: waiting_with_a_scheduler(connection) or killed.poll() is not None)
+    scheduler = [int(connection.hget(key, "pid")) for key in connection.keys("rq:scheduler:*")]
+    killed.kill()
+    killed.wait(timeout=10)
+    within(5, lambda: not any(running(pid) for pid in scheduler))
+    left = [pid for pid in scheduler if running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)  # not left behind by a failing run
+    assert scheduler and not left, f"the scheduler {left} outlived its killed worker"
+    process = start_manage("runworker", "--health-port", port, env=worker_env(rq_url))
+    # Waiting with a scheduler: RQ's own signal handlers are in place.
+    within(20, lambda: waiting_with_a_scheduler(connection) or process.poll() is not None)
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
@@ -232,6 +245,15 @@ def within(seconds, condition):
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def running(pid):
+    """Whether process `pid` runs (a zombie, or a process gone, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def waiting_with_a_scheduler(connection):
