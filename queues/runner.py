@@ -1,9 +1,11 @@
 """Run a backend's worker in this process, or several as forked child processes (`runworker`)."""
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 import threading
 
 from django.core.exceptions import ImproperlyConfigured
@@ -50,10 +52,12 @@ def run_workers(worker_class, backend, *, concurrency=1, probes=None, **worker_o
     stop_requested = threading.Event()
     # A stop signal arriving while we fork waits until the forwarding handler is in place.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    parent = os.getpid()
     try:
         for slot in range(concurrency):
             pid = os.fork()
             if pid == 0:
+                stop_with_parent(parent)
                 run_child(worker_class, backend, worker_options, slot, clock, probes)
             children[pid] = slot
 
@@ -102,6 +106,23 @@ def stop_handlers(handler):
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_with_parent(parent):
+    """In a forked worker: a SIGTERM (the worker's own stop) when `parent` dies.
+
+    A parent killed outright (SIGKILL, the OOM killer) cannot forward a stop: its children
+    polled on as orphans, without a health port, and each restart of the parent added as many.
+    Linux only (prctl); the signal is delivered once it is unblocked.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_child(worker_class, backend, worker_options, slot, clock, probes):
