@@ -41,7 +41,9 @@ def arm_flush(client, shard, guard_taken=False):
     except Exception:
         wait = backoff.failed()
         logger.exception(
-            "could not enqueue the impressions flush; this process tries again in %.0f s", wait
+            "could not enqueue the impressions flush; the counts wait in Redis, and this"
+            " process's first view after %.0f s schedules it",
+            wait,
         )
         release(client, shard)
         return False

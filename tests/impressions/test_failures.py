@@ -338,7 +338,9 @@ def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
         assert lost.unreported == 0
 
 
-def test_a_hanging_task_backend_holds_up_one_request_a_while_not_each(standalone_buffer, settings):
+def test_a_hanging_task_backend_holds_up_one_request_a_while_not_each(
+    standalone_buffer, settings, caplog
+):
     # A listener that takes the connection and never answers: RQ waits out its socket timeout.
     silent = socket.create_server(("127.0.0.1", 0))
     url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0?socket_timeout=1"
@@ -351,6 +353,8 @@ def test_a_hanging_task_backend_holds_up_one_request_a_while_not_each(standalone
             started = time.monotonic()
             assert not record("u:1", [posts[0].pk]).scheduled
             assert time.monotonic() - started >= 1  # the first one waited for the queue
+            # Nothing tries again on its own ("tries again in 5 s" said it did): a later view.
+            assert "process's first view after 5 s schedules it" in caplog.text
             started = time.monotonic()
             assert not record("u:2", [posts[1].pk]).scheduled
             assert time.monotonic() - started < 0.5  # the next ones do not, for 5 s
