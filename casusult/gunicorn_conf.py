@@ -11,7 +11,7 @@ import tempfile
 
 from gunicorn.config import Config
 
-from settings.env import env_choice, env_str
+from settings.env import LOG_LEVELS, env_choice, env_str
 
 # The site's serving defaults; GUNICORN_CMD_ARGS (e.g. "--bind 0.0.0.0:8080 --workers 5") or the
 # command line override any of them, as gunicorn documents.
@@ -27,7 +27,7 @@ graceful_timeout = 30
 # Longer than the load balancer's idle timeout (ALB: 60 s), or it sees resets (502s).
 keepalive = 75
 errorlog = "-"
-loglevel = env_str("LOG_LEVEL", "INFO").lower()
+loglevel = env_choice("LOG_LEVEL", LOG_LEVELS, "info")
 # Django decides what is HTTPS (SECURE_PROXY_SSL_HEADER); trust the balancer's header here too.
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "*")
 # gunicornc's control socket is one fixed path per user: two servers on a host (a test next to

@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from .env import (
+    LOG_LEVELS,
     env_bool,
     env_choice,
     env_float,
@@ -276,7 +277,7 @@ globals().update(from_env({"READINESS_TIMEOUT": lambda name: env_float(name, min
 # Addresses (CIDR, comma-separated) that see /readyz's details; casusult/health.py: loopback.
 globals().update(from_env({"HEALTH_DETAIL_NETWORKS": env_list}))
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_LEVEL = env_choice("LOG_LEVEL", LOG_LEVELS, "info").upper()
 # plain for people, json (one object per line, casusult.jsonlog) for log pipelines; prod: json.
 LOG_FORMATS = {"plain", "json"}
 LOG_FORMAT = env_choice("LOG_FORMAT", LOG_FORMATS, "plain")

@@ -94,6 +94,10 @@ def env_list(name, default=UNSET):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# What LOG_LEVEL may say: the levels Python's logging and gunicorn's --log-level both take.
+LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
+
+
 def env_choice(name, choices, default=UNSET):
     value = _raw(name, default)
     if value is None:

@@ -118,6 +118,10 @@ def test_weakened_settings_fail_the_deploy_check(overrides, check_id):
 
 def test_bad_log_format_is_named():
     assert "LOG_FORMAT" in refusal(LOG_FORMAT="xml")
+    # Was a traceback from logging's dictConfig ("Unable to configure logger 'django'").
+    assert "LOG_LEVEL='verbose' is not one of: critical, debug, error, info, warning" in refusal(
+        LOG_LEVEL="verbose"
+    )
 
 
 def test_prod_logs_one_json_object_per_line(manage):
