@@ -46,8 +46,8 @@ def run(options, database_url):
         runs.append((True, options.then_redis_outage))
     passed = False
     try:
-        stack.prepare(say)
-        seed.seed_site(stack, options.users, options.posts, say)
+        stack.prepare(seed.demo_users_command(options.users), say=say)
+        seed.seed_site(options.users, options.posts, say)
         results = []
         for number, (redis_outage, duration) in enumerate(runs):
             if number:

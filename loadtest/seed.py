@@ -57,9 +57,14 @@ def ensure_posts(count, author_ids):
     return missing
 
 
-def seed_site(stack, users, posts, say=print):
-    """Demo users (with the servers' password hashers) and at least `posts` posts."""
-    stack.manage("seed_demo", "--users", str(users), "--posts", "0")
+def demo_users_command(users):
+    """The manage.py command that makes demo1..demoN, for the stack to run with the servers'
+    settings (their password hashers): `Stack.prepare(demo_users_command(n))`."""
+    return ["seed_demo", "--users", str(users), "--posts", "0"]
+
+
+def seed_site(users, posts, say=print):
+    """At least `posts` posts, by the demo users `demo_users_command(users)` made."""
     started = time.perf_counter()
     inserted = ensure_posts(posts, demo_user_ids(users))
     total = Post.objects.count()

@@ -5,6 +5,7 @@ mode), a private redis-server as the impression buffer (which the load test stop
 and the caller's PostgreSQL database.
 """
 
+import json
 import os
 import re
 import secrets
@@ -55,16 +56,23 @@ class Stack:
     def redis_url(self):
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
-    def prepare(self, say=print):
-        """Redis, moto and its queue, the migrated database, the static files: all but the servers."""
+    def prepare(self, *more_commands, say=print):
+        """Redis, moto and its queue, the migrated database, the static files: all but the servers.
+
+        The manage.py commands (and `more_commands`, each a list of arguments, after them) run in
+        one process (loadtest.manage_many): one Django start-up instead of one per command.
+        """
         self.start_redis()
         self.moto = devservices.MotoServerProcess().start()
         queue_name = "casusult-loadtest"
         self.env = self.server_env(queue_name)
         say(f"buffer: {self.redis_url}; SQS: {self.moto.url} queue {queue_name}")
-        self.manage("migrate", "--noinput")
-        self.manage("sqs_setup", "--queue-name", queue_name, "--visibility-timeout", "30")
-        self.manage("collectstatic", "--noinput")
+        self.manage_many(
+            ["migrate", "--noinput"],
+            ["sqs_setup", "--queue-name", queue_name, "--visibility-timeout", "30"],
+            ["collectstatic", "--noinput"],
+            *more_commands,
+        )
         return self
 
     def start_servers(self, say=print):
@@ -160,8 +168,19 @@ class Stack:
             self.redis.wait()
 
     def manage(self, *args, timeout=120):
+        return self.run_python(["manage.py", *args], " ".join(args), timeout)
+
+    def manage_many(self, *commands, timeout=300):
+        """Each command (a list of manage.py arguments) in turn, in one process."""
+        return self.run_python(
+            ["-m", "loadtest.manage_many", *(json.dumps(command) for command in commands)],
+            "; ".join(" ".join(command) for command in commands),
+            timeout,
+        )
+
+    def run_python(self, args, what, timeout):
         result = subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [sys.executable, *args],
             cwd=PROJECT_DIR,
             env=self.env,
             capture_output=True,
@@ -170,7 +189,7 @@ class Stack:
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"manage.py {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}"
+                f"manage.py {what} failed ({result.returncode}): {result.stderr[-2000:]}"
             )
         return result
 
