@@ -252,11 +252,23 @@ class Stack:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    @classmethod
+    def terminate(cls, process, timeout):
+        """SIGTERM to the process and its children, then wait (SIGKILL after `timeout` s)."""
+        cls.send(process, signal.SIGTERM)
+        return cls.reap(process, timeout)
+
     @staticmethod
-    def terminate(process, timeout):
-        if process is None or process.poll() is not None:
-            return None if process is None else process.returncode
-        os.killpg(process.pid, signal.SIGTERM)
+    def send(process, sig):
+        """`sig` to the process's group (each process here leads a session of its own)."""
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, sig)
+
+    @staticmethod
+    def reap(process, timeout):
+        """Its exit code once it has exited, SIGKILL to its group after `timeout` s."""
+        if process is None:
+            return None
         try:
             return process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -264,11 +276,12 @@ class Stack:
             return process.wait()
 
     def stop(self, keep_files=False):
-        self.terminate(self.worker, 30)
-        self.terminate(self.web, 30)
-        devservices.stop_process(self.redis)
-        if self.moto is not None:
-            self.moto.stop()
+        """Every process told to stop at once, then waited for: their shutdowns overlap."""
+        processes = [self.worker, self.web, self.redis, self.moto and self.moto.process]
+        for process in processes:
+            self.send(process, signal.SIGTERM)
+        for process in processes:
+            self.reap(process, 30)
         if not keep_files:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
