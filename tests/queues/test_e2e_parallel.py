@@ -173,8 +173,11 @@ def test_four_parts_on_sqs_workers(
         wait_for_flush_delay()
         # One message a receive: each worker process takes one part at a time, so the four
         # parts run on four workers at once (with 10, one process may take them all in turn).
+        # Short polls (WAIT_TIME_SECONDS 0): the parts are visible before each run starts (the
+        # flush delay waited out, none in flight), so each process's burst ends at its first
+        # empty receive instead of a long poll later.
         env = worker_env(tmp_path, **aws_env, QUEUE_BACKEND="sqs", SQS_QUEUE_URL=queue_url,
-                         SQS_WAIT_TIME_SECONDS="1", SQS_VISIBILITY_TIMEOUT="2",
+                         SQS_WAIT_TIME_SECONDS="0", SQS_VISIBILITY_TIMEOUT="2",
                          SQS_MAX_MESSAGES="1",
                          REDIS_URL=redis_cluster_url, IMPRESSIONS_REDIS_CLUSTER="auto",
                          # The crash key's Redis (crash_key), not db 14 of the cluster's node.
