@@ -7,6 +7,7 @@ anything else.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -199,9 +200,7 @@ class SQSBackend(QueueBackend):
         credentials) in the first call of every request thread and /readyz probe thread. boto3's
         clients are thread-safe: built once here, shared by the threads (not across a fork).
         """
-        options = [self.options[key] for key in ("QUEUE_URL", "SESSION_PARAMS", "CLIENT_PARAMS")]
-        environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
-        key = (os.getpid(), connect_timeout, read_timeout, repr(options), repr(environment))
+        key = (os.getpid(), connect_timeout, read_timeout, self._client_digest())
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
@@ -211,6 +210,15 @@ class SQSBackend(QueueBackend):
             else:
                 _clients.move_to_end(key)
         return client
+
+    def _client_digest(self) -> str:
+        """A digest of what the client is built from besides its timeouts: these options and the
+        AWS_* variables. Only the digest is kept: the secrets (AWS_SECRET_ACCESS_KEY, a
+        SESSION_PARAMS key) must not sit in a local of _shared_client's frame, which an error
+        report of a failed build (Django's debug page, an error tracker's local variables) shows."""
+        options = [self.options[key] for key in ("QUEUE_URL", "SESSION_PARAMS", "CLIENT_PARAMS")]
+        environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
+        return hashlib.sha256(repr((options, environment)).encode()).hexdigest()
 
     def warm_up(self) -> None:
         """Build the client ping() uses, without calling SQS: a cold boto3 client takes 0.3 to 1 s

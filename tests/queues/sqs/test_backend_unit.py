@@ -1,12 +1,16 @@
 """SQSBackend and SQSWorker without a server: OPTIONS, queue name, client timeouts, stop signals."""
 
 import signal
+import sys
 import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
 from botocore.stub import Stubber
 from django.tasks import task_backends
+from django.test import RequestFactory
+from django.views.debug import ExceptionReporter
 
 from queues.exceptions import QueueConfigurationError
 from queues.sqs.backend import SQSBackend, region_from_queue_url
@@ -214,3 +218,26 @@ def test_messages_answered_as_a_stop_arrives_are_handed_back_not_abandoned(monke
 
     monkeypatch.setattr(worker_module, "Poll", AnswerAfterTheLook)
     assert worker.receive() == [message]
+
+
+def test_an_error_report_of_a_failed_client_build_shows_no_aws_secret(monkeypatch):
+    # The shared clients' key is built from the AWS_* variables: kept in a local of the frame a
+    # failed build raises through, the secret was printed by Django's debug page (and by an error
+    # tracker's local variables), which hides AWS_SECRET_ACCESS_KEY everywhere else.
+    secret = uuid.uuid4().hex  # not in this file's source, which the report quotes
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    typo = {"region_name": "ap-northeast-1 "}  # a trailing space: botocore refuses the region
+    backend = SQSBackend("default", {"OPTIONS": {"QUEUE_URL": URL, "CLIENT_PARAMS": typo}})
+    report = build_error_report(backend)
+    assert "InvalidRegionError" in report
+    assert secret not in report
+
+
+def build_error_report(backend):
+    """Django's debug page of the error building `backend`'s client raises."""
+    try:
+        backend.client  # noqa: B018 (the property builds it)
+    except Exception:
+        return ExceptionReporter(RequestFactory().get("/"), *sys.exc_info()).get_traceback_html()
+    pytest.fail("the client was built")
