@@ -57,6 +57,17 @@ _clients_lock = threading.Lock()
 KEPT_CLIENTS = 8
 
 
+def _forget_clients_after_fork() -> None:
+    """A forked child builds its own clients; the lock is renewed, in case another thread of the
+    parent held it (building a client) at the fork."""
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_clients_after_fork)
+
+
 def queue_name_from_url(url: str) -> str:
     """The queue name at the end of an SQS queue URL (https://…/123456789012/name)."""
     return url.rstrip("/").rsplit("/", 1)[-1]
@@ -170,6 +181,7 @@ class SQSBackend(QueueBackend):
         super().__init__(alias, params)
         self._client: Any = None  # boto3's SQS client (boto3 has no types of its own)
         self._poll_client: Any = None
+        self._clients_pid: int | None = None  # the process the two above were taken in
         self._queue_url: str | None = self.options["QUEUE_URL"]
 
     @property
@@ -179,6 +191,7 @@ class SQSBackend(QueueBackend):
         Bounded timeouts: a web request enqueues through it, and botocore's defaults (60 s reads,
         retried) would hold a timeline page for minutes when SQS does not answer.
         """
+        self._forget_clients_of_another_process()
         if self._client is None:
             self._client = self._shared_client(connect_timeout=1, read_timeout=3)
         return self._client
@@ -186,11 +199,19 @@ class SQSBackend(QueueBackend):
     @property
     def poll_client(self) -> Any:
         """A client whose read timeout outlasts the long poll (WAIT_TIME_SECONDS)."""
+        self._forget_clients_of_another_process()
         if self._poll_client is None:
             self._poll_client = self._shared_client(
                 connect_timeout=2, read_timeout=self.options["WAIT_TIME_SECONDS"] + 10
             )
         return self._poll_client
+
+    def _forget_clients_of_another_process(self) -> None:
+        """Drop clients this backend took before a fork (gunicorn --preload builds them in its
+        master, prepare_probes): a child would use the parent's, its pooled connections too."""
+        if self._clients_pid != os.getpid():
+            self._client = self._poll_client = None
+            self._clients_pid = os.getpid()
 
     def _shared_client(self, connect_timeout: float, read_timeout: float) -> Any:
         """The client built from these options, timeouts and AWS_* variables in this process.

@@ -3,6 +3,7 @@
 import datetime
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -394,3 +395,29 @@ def test_a_message_longer_than_the_queue_takes_is_refused_naming_the_limit(sqs, 
     with pytest.raises(InvalidTask, match=r"SQS refused the message, \d+ bytes: .*262144 bytes"):
         queue_tasks.record_marker.enqueue("x" * 262_000)
     assert message_count(sqs.client, sqs.url) == 0
+
+
+# pytest's process has threads of earlier tests; the child only looks at its client and exits.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_process_builds_its_own_client_not_the_parent_s(sqs):
+    # gunicorn --preload loads wsgi.py (prepare_probes: the client is built) in its master, then
+    # forks the workers: a backend built before the fork handed each child the parent's client,
+    # its pooled connections included (here the ping's), although the shared clients are keyed by
+    # the process. boto3's clients are not to be shared across a fork.
+    backend = task_backends["default"]
+    backend.warm_up()
+    backend.ping()  # the parent's client now holds an open connection to SQS
+    parent_clients = (backend.client, backend.poll_client)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if it built clients of its own
+        code = 1
+        try:
+            own = backend.client is not parent_clients[0]
+            own = own and backend.poll_client is not parent_clients[1]
+            backend.ping()
+            code = 0 if own else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert backend.client is parent_clients[0]  # the parent keeps its own
