@@ -11,7 +11,7 @@ import redis
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 from django.utils import timezone
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
 from rq import Queue, get_current_job
 from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
@@ -46,10 +46,28 @@ REFUSED_JOB_TIMEOUT = 60
 PUBSUB_WAKE = 1
 # What a Redis outage raises (a restart, a failover, a partition; AuthenticationError is one too).
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+# What a primary that a failover turned into a replica answers: a command blocked in it (RQ's wait
+# for jobs) "UNBLOCKED … (master -> replica?)", any write READONLY (redis-py's Sentinel client
+# takes both for a ConnectionError; a client of an endpoint whose DNS name moves gets them as is).
+DEMOTED_UNBLOCKED = "UNBLOCKED force unblock from blocking operation"
 # Seconds between tries while Redis does not answer: 1, doubling to this (as the SQS worker).
 REDIS_RETRY_MAX = 30
 # Seconds between two looks at the stop flag while a try is waited for.
 STOP_CHECK = 0.2
+
+
+def redis_failed(error, connection):
+    """Whether `error` is a Redis outage (REDIS_DOWN) or a failover's demoted primary. The
+    latter's idle connections are dropped: the next ones are opened to whatever the endpoint
+    names by then (the new primary)."""
+    if isinstance(error, REDIS_DOWN):
+        return True
+    demoted = isinstance(error, ReadOnlyError) or (
+        isinstance(error, ResponseError) and str(error).startswith(DEMOTED_UNBLOCKED)
+    )
+    if demoted:
+        connection.connection_pool.disconnect(inuse_connections=False)
+    return demoted
 
 
 def job_backend(job):
@@ -158,7 +176,14 @@ class TaskWorker(SimpleWorker):
             self._execute_job(job, queue)
         except StopRequested:
             raise
-        except REDIS_DOWN as error:
+        except Exception as error:
+            if not redis_failed(error, self.connection):
+                # Not BaseException: a stop (SystemExit, KeyboardInterrupt) must still stop.
+                # RQ's registry maintenance moves a job left started to the failed registry.
+                logger.exception(
+                    "Handling job %s failed", job.id if JOB_ID.fullmatch(job.id) else "-"
+                )
+                return
             # Its outcome is not recorded; the loop's next step waits for Redis (one line here).
             logger.error(
                 "Handling job %s failed: Redis failed (%s: %s)",
@@ -166,10 +191,6 @@ class TaskWorker(SimpleWorker):
                 type(error).__name__,
                 error,
             )
-        except Exception:
-            # Not BaseException: a stop (SystemExit, KeyboardInterrupt) must still stop. RQ's
-            # registry maintenance moves a job left started to the failed registry.
-            logger.exception("Handling job %s failed", job.id if JOB_ID.fullmatch(job.id) else "-")
 
     def _execute_job(self, job, queue):
         between_jobs()
@@ -268,8 +289,10 @@ class TaskWorker(SimpleWorker):
         while True:
             try:
                 answer = step(*args)
-            except REDIS_DOWN as error:
-                if self.burst:
+            except (StopRequested, SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as error:
+                if self.burst or not redis_failed(error, self.connection):
                     self.loop_error = error
                     raise
                 failed = True
@@ -281,11 +304,6 @@ class TaskWorker(SimpleWorker):
                 )
                 self._sleep_unless_stopped(wait)
                 wait = min(wait * 2, REDIS_RETRY_MAX)
-            except (StopRequested, SystemExit, KeyboardInterrupt):
-                raise
-            except Exception as error:
-                self.loop_error = error
-                raise
             else:
                 if failed:
                     logger.warning("RQ worker: Redis answers again; the worker goes on")
@@ -316,7 +334,9 @@ class TaskWorker(SimpleWorker):
             self.connection.connection_pool.disconnect(inuse_connections=False)
         try:
             super().teardown()
-        except REDIS_DOWN as error:
+        except Exception as error:
+            if not redis_failed(error, self.connection):
+                raise
             # Stopping while Redis is down: the worker's key expires on its own (RQ's worker TTL).
             logger.warning("RQ worker: could not deregister, Redis failed (%s)", error)
             self.unsubscribe()
@@ -436,6 +456,7 @@ class TaskScheduler(RQScheduler):
                 self.heartbeat()
                 self.enqueue_scheduled_jobs()
             except redis.RedisError as error:
+                redis_failed(error, self.connection)  # a demoted primary's connections dropped
                 if failing is None:
                     logger.warning(
                         "RQ scheduler: Redis failed (%s: %s); trying again every %s s",

@@ -1,5 +1,6 @@
 """`runworker` on RQ in subprocesses: log lines, --max-jobs, --concurrency, signals, refusals."""
 
+import contextlib
 import datetime
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
+from django.tasks import task_backends
 from django.utils import timezone
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -267,3 +269,130 @@ def test_runworker_refuses_a_queue_the_backend_does_not_have(rq_url, manage):
     result = manage("runworker", "--burst", "--queue", "defualt", env=worker_env(rq_url))
     assert result.returncode != 0
     assert "TASKS['default'] has no queue 'defualt': its QUEUES are default" in result.stderr
+
+
+def test_the_worker_waits_out_a_failover_that_demotes_its_server(settings, tmp_path):
+    # A failover turns the primary the worker is connected to into a replica: Redis answers the
+    # command a worker waits in (BLMOVE) "UNBLOCKED … (master -> replica?)" and every write
+    # "READONLY" until the endpoint names the new primary. Both are ResponseErrors, not
+    # ConnectionErrors: the idle worker quit (exit 1) at the first failover it met.
+    port, other_port = devservices.free_port(), devservices.free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = devservices.start_redis_server(port, tmp_path / "primary")
+    other = devservices.start_redis_server(other_port, tmp_path / "other")
+    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
+        setattr(settings, name, value)
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    worker = start_manage("runworker", env=worker_env(url))
+    lines = []
+    reader = threading.Thread(target=read_lines, args=(worker.stderr, lines), daemon=True)
+    reader.start()
+    try:
+        connection = redis.Redis.from_url(url)
+        within(30, lambda: waiting_with_a_scheduler(connection))
+        connection.replicaof("127.0.0.1", other_port)  # demoted: the worker waits in BLMOVE
+        within(15, lambda: worker_failed(lines) or worker.poll() is not None)
+        time.sleep(1)  # a write or two meets READONLY
+        connection.replicaof("NO", "ONE")  # the endpoint answers as a primary again
+        queue_tasks.record_marker.enqueue("after the failover")
+        within(40, lambda: queue_tasks.markers() or worker.poll() is not None)
+        markers, exited = queue_tasks.markers(), worker.poll()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        reader.join(timeout=10)
+        for process in (server, other):
+            process.terminate()
+            process.wait(timeout=10)
+    stderr = "".join(lines)
+    assert exited is None, stderr
+    assert worker_failed(lines) and "RQ worker: Redis answers again" in stderr, stderr
+    assert markers == ["after the failover"], stderr
+    assert worker.returncode == 0, stderr
+
+
+def test_after_a_failover_the_worker_reconnects_to_the_new_primary(settings, tmp_path):
+    # The endpoint (here a forwarding port, as a DNS name) moves to the promoted replica; the
+    # worker's open connections still reach the old primary, now a replica answering every write
+    # READONLY. Kept in the pool, they failed every try for as long as the worker ran.
+    primary_port, replica_port = devservices.free_port(), devservices.free_port()
+    primary = devservices.start_redis_server(primary_port, tmp_path / "primary")
+    replica = devservices.start_redis_server(replica_port, tmp_path / "replica")
+    old, new = (redis.Redis(port=port) for port in (primary_port, replica_port))
+    new.replicaof("127.0.0.1", primary_port)
+    endpoint = Forwarder(primary_port)
+    url = f"redis://127.0.0.1:{endpoint.port}/0"
+    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
+        setattr(settings, name, value)
+    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
+    worker = start_manage("runworker", env=worker_env(url))
+    lines = []
+    reader = threading.Thread(target=read_lines, args=(worker.stderr, lines), daemon=True)
+    reader.start()
+    try:
+        within(30, lambda: waiting_with_a_scheduler(redis.Redis.from_url(url)))
+        queue_tasks.held_marker.enqueue("during the failover", 30)
+        within(30, lambda: "start:during the failover" in queue_tasks.markers())
+        within(10, lambda: new.info("replication")["master_link_status"] == "up")
+        new.replicaof("NO", "ONE")  # the failover: the replica is promoted, the primary demoted
+        old.replicaof("127.0.0.1", replica_port)
+        endpoint.target = replica_port
+        queue_tasks.release("during the failover")  # the task ends; its outcome meets READONLY
+        within(15, lambda: any("read only replica" in line for line in lines) or worker.poll())
+        redis.Redis.from_url(url).ping()  # the test's own connections: fresh ones, to the new
+        task_backends["default"].connection().connection_pool.disconnect()
+        queue_tasks.record_marker.enqueue("after the failover")
+        within(40, lambda: "after the failover" in queue_tasks.markers() or worker.poll())
+        markers, exited = queue_tasks.markers(), worker.poll()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        reader.join(timeout=10)
+        endpoint.close()
+        for process in (primary, replica):
+            process.terminate()
+            process.wait(timeout=10)
+    stderr = "".join(lines)
+    assert exited is None, stderr
+    assert markers[-1:] == ["after the failover"], stderr
+    assert worker.returncode == 0, stderr
+
+
+class Forwarder:
+    """A local port that forwards each new connection to the port `target` names at its connect:
+    what a Redis endpoint's DNS name does in a failover (open connections stay where they are)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(source, sink), daemon=True).start()
+
+    def close(self):
+        self.listener.close()
+
+
+def pipe(source, sink):
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
