@@ -40,7 +40,7 @@ from django_rq.queues import get_queue_by_index
 from django_rq.settings import get_queues_list
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, parse_job_id, validate_job_id
 from rq.worker import Worker
 
@@ -229,10 +229,23 @@ def worker_details(request, queue_index, key):
         "queue_index": queue_index,
         "worker": worker,
         "queue_names": ", ".join(worker.queue_names()),
-        "job": worker.get_current_job(),
+        "job": current_job(worker),
         "total_working_time": worker.total_working_time,
     }
     return render(request, "django_rq/worker_details.html", context)
+
+
+def current_job(worker):
+    """The job `worker` runs, or None: also when it was deleted meantime (the page was a 404 of
+    the job, not the worker's) or its data cannot be read (a planted job, being refused: the
+    page's func_name raised, a 500)."""
+    try:
+        job = worker.get_current_job()
+        if job is not None:
+            job.func_name  # noqa: B018 (reads the job's data, as the page does)
+    except (NoSuchJobError, DeserializationError):
+        return None
+    return job
 
 
 @never_cache

@@ -119,17 +119,45 @@ def test_an_unreachable_redis_answers_503_saying_so_not_500(staff, settings, dea
 def test_a_worker_s_page_shows_the_job_it_runs(staff, rq_url):
     # django-rq read the worker's current job with pickle: the page was a 500 while a task ran.
     result = queue_tasks.record_marker.enqueue("busy")
+    page = worker_page(staff, rq_url, result.id)
+    assert page.status_code == 200
+    assert result.id in page.text
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data": b"\x80\x04planted"},  # a pickle's data, which the worker is refusing: was a 500
+        None,  # deleted from the dashboard while it runs: was a 404, "No such job."
+    ],
+)
+def test_a_worker_s_page_answers_while_its_job_cannot_be_read(staff, rq_url, change):
+    result = queue_tasks.record_marker.enqueue("busy")
+    connection = redis.Redis.from_url(rq_url)
+
+    def meanwhile():
+        if change is None:
+            connection.delete(f"rq:job:{result.id}")
+        else:
+            connection.hset(f"rq:job:{result.id}", mapping=change)
+
+    page = worker_page(staff, rq_url, result.id, meanwhile)
+    assert page.status_code == 200
+    assert "Busy" in page.text or "busy" in page.text
+
+
+def worker_page(staff, rq_url, job_id, meanwhile=lambda: None):
+    """The dashboard's page of a worker that has just started the job `job_id`."""
     connection = redis.Redis.from_url(rq_url)
     worker = TaskWorker(
         ["default"], connection=connection, job_class=TaskJob, serializer=SERIALIZER
     )
     worker.register_birth()
-    job = TaskJob.fetch(result.id, connection=connection, serializer=SERIALIZER)
+    job = TaskJob.fetch(job_id, connection=connection, serializer=SERIALIZER)
     worker.prepare_execution(job)  # what the worker does as it starts the job
     worker.prepare_job_execution(job)
+    meanwhile()
     try:
-        page = staff.get(f"/admin/rq/workers/0/{worker.key}/")
+        return staff.get(f"/admin/rq/workers/0/{worker.key}/")
     finally:
         worker.register_death()
-    assert page.status_code == 200
-    assert result.id in page.text
