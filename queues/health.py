@@ -144,13 +144,13 @@ def warm_up_queue():
     """Build now what probe_queue() needs (the backend's warm_up(): SQS builds its boto3 client),
     so that a process's first /readyz times the call, not the client's construction. Called where
     a process starts serving probes; a failure is left for /readyz to report."""
-    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
-    if hasattr(backend, "warm_up"):
-        try:
+    try:
+        backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]  # none: /readyz says so
+        if hasattr(backend, "warm_up"):
             backend.warm_up()
-        except Exception as error:
-            logger.warning("Could not build the task backend's client yet (%s: %s)",
-                           type(error).__name__, error)  # fmt: skip
+    except Exception as error:
+        logger.warning("Could not build the task backend's client yet (%s: %s)",
+                       type(error).__name__, error)  # fmt: skip
 
 
 def own_metrics():

@@ -144,6 +144,22 @@ def test_the_first_readyz_does_not_wait_for_the_sqs_client_to_be_built(sqs, sett
     assert body["checks"]["queue"]["detail"] == "SQSBackend"
 
 
+@pytest.mark.django_db
+def test_a_site_without_a_default_task_backend_still_starts_its_probes(settings):
+    # Building the client ahead is a courtesy to the first /readyz: TASKS without a "default"
+    # alias (tasks all name theirs) passes the checks, and made wsgi.py's import and runworker
+    # --health-port fail with InvalidTaskBackend; /readyz is the one to report it.
+    settings.TASKS = {"jobs": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    health.warm_up_queue()
+    server = health.serve_in_background(health.bind_health_server(0))
+    try:
+        status, body = get(f"http://127.0.0.1:{server.server_port}/readyz")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 503 and "InvalidTaskBackend" in json.dumps(body), body
+
+
 def test_a_project_without_logging_still_sees_one_line_per_task(monkeypatch, capfd):
     from queues.management.commands.runworker import show_task_lines
 
