@@ -86,9 +86,13 @@ def refusal_remedy(error: BaseException, entry: str) -> str | None:
         )
     if isinstance(error, NoPermissionError):
         keys = rq_keys()
+        # Its workers' command channels too: since Redis 7 a new user has no channel at all
+        # (acl-pubsub-default resetchannels), and a worker's subscription was refused.
+        channels = keys.removesuffix("*") + "pubsub:*"
         return (
-            f"Allow the Redis ACL user of {entry} RQ's commands and keys ({keys}) and the cluster"
-            f" probe's (queues-probe:*): ACL SETUSER name ~{keys} ~queues-probe:* +@all."
+            f"Allow the Redis ACL user of {entry} RQ's commands, keys ({keys}) and channels"
+            f" ({channels}) and the cluster probe's keys (queues-probe:*):"
+            f" ACL SETUSER name ~{keys} ~queues-probe:* &{channels} +@all."
         )
     return None
 

@@ -192,4 +192,5 @@ def test_the_acl_hint_names_the_keys_rq_writes(monkeypatch, prefix, keys):
     else:
         monkeypatch.setattr(rq.defaults, "RQ_KEY_PREFIX", prefix, raising=False)
     hint = refusal_remedy(redis.exceptions.NoPermissionError("NOPERM"), "RQ_QUEUES['default']")
-    assert f"ACL SETUSER name {keys} ~queues-probe:* +@all." in hint
+    channels = keys.replace("~", "&").replace(":*", ":pubsub:*")
+    assert f"ACL SETUSER name {keys} ~queues-probe:* {channels} +@all." in hint

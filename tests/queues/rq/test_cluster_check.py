@@ -6,10 +6,12 @@ import pytest
 import redis
 from django.core import checks
 from django.tasks import task_backends
+from rq.command import PUBSUB_CHANNEL_TEMPLATE
 
 import devservices
 from queues.exceptions import ClusterModeRedis
 from queues.rq.cluster import probe_cluster_reason
+from queues.rq.connection import refusal_remedy
 from queues.rq.worker import RQWorker
 from queues.runner import remedy_text
 from tests.queues import tasks as queue_tasks
@@ -121,3 +123,26 @@ def test_credentials_or_an_acl_the_rq_redis_refuses_say_so_naming_the_entry(acl_
     [denied] = deploy_errors(f"redis://narrow:n@{acl_redis}")
     assert denied.id == "queues.E003"
     assert "ACL SETUSER" in denied.hint
+
+
+def test_a_user_made_as_the_acl_hint_says_may_use_the_worker_s_channel(tmp_path):
+    # Redis 7 gives a new ACL user no pub/sub channel (acl-pubsub-default resetchannels): made as
+    # the hint said, the worker's command channel (rq:pubsub:<worker>) was refused, its thread
+    # died with a traceback at each start, and RQ's commands to the worker went unheard.
+    hint = refusal_remedy(redis.exceptions.NoPermissionError("NOPERM"), "RQ_QUEUES['default']")
+    user, *rules = hint.split("ACL SETUSER ", 1)[1].rstrip(".").split()
+    port = devservices.free_port()
+    server = devservices.start_redis_server(port, tmp_path)
+    try:
+        devservices.redis_command(port, "ACL", "SETUSER", user, "on", ">p", *rules)
+        connection = redis.Redis(port=port, username=user, password="p")
+        channel = PUBSUB_CHANNEL_TEMPLATE % "worker-name"
+        pubsub = connection.pubsub()
+        pubsub.subscribe(channel)  # what the worker does at start
+        confirmed = pubsub.get_message(timeout=5)
+        connection.publish(channel, "{}")  # what RQ's commands (send_shutdown_command) do
+        pubsub.close()
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    assert confirmed["type"] == "subscribe"
