@@ -305,6 +305,9 @@ class TaskWorker(SimpleWorker):
                 self._sleep_unless_stopped(wait)
                 wait = min(wait * 2, REDIS_RETRY_MAX)
             else:
+                # A burst's error that RQ's own dequeue loop caught and waited out is no longer
+                # what ended the loop.
+                self.loop_error = None
                 if failed:
                     logger.warning("RQ worker: Redis answers again; the worker goes on")
                 return answer

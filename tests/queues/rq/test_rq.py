@@ -118,6 +118,22 @@ def test_an_idle_stop_swallowed_by_the_interpreter_still_ends_the_loop(rq_url):
     assert worker._stop_requested  # the work loop breaks at its next turn
 
 
+def test_a_burst_s_redis_error_that_rq_waited_out_is_not_what_ended_it(rq_url):
+    # A burst reports an outage (runworker exits 1) by re-raising; RQ's own dequeue loop may
+    # catch that and wait Redis out. Once a later step succeeds, the error no longer ends it.
+    worker = TaskWorker(["default"], connection=redis.Redis.from_url(rq_url), job_class=TaskJob)
+    worker.burst = True
+
+    def refused():
+        raise redis.ConnectionError("Connection refused")
+
+    with pytest.raises(redis.ConnectionError):
+        worker._until_redis_answers(refused)
+    assert isinstance(worker.loop_error, redis.ConnectionError)
+    assert worker._until_redis_answers(lambda: "answered") == "answered"
+    assert worker.loop_error is None
+
+
 # pytest's process has threads of earlier tests; the scheduler's process only runs its loop.
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_stop_sent_to_the_scheduler_as_it_starts_stops_it(rq_url):
