@@ -32,11 +32,13 @@ class VisibilityHeartbeat:
 
     BATCH = 10  # the …Batch calls take 10 entries at most
 
-    def __init__(self, backend, messages, visibility_timeout, limit):
+    def __init__(self, backend, messages, visibility_timeout, limit, received=None):
         self.backend = backend
         self.client, self.queue_url = backend.client, backend.queue_url
         self.visibility_timeout, self.limit = visibility_timeout, limit
-        self.received = time.monotonic()
+        # When the ReceiveMessage call was sent (monotonic): SQS's 12 h start at some moment of
+        # its long poll, never before; counted from its start, the cap is never overshot.
+        self.received = time.monotonic() if received is None else received
         # receipt handle -> [message, when its task started or None while it waits]
         self.held = {m["ReceiptHandle"]: [m, None] for m in messages}
         self.state_lock = threading.Lock()  # guards `held`

@@ -129,6 +129,7 @@ class SQSWorker:
         self.visibility_timeout = None
         self.dead_letters = None
         self.prepared = False
+        self.receive_sent = None  # when the last ReceiveMessage was sent (monotonic)
 
     def request_stop(self, signum, frame):
         if self.stop_requested:
@@ -215,6 +216,7 @@ class SQSWorker:
             messages,
             self.visibility_timeout,
             limit=liveness.stall_limit(self.options["JOB_TIMEOUT"]),
+            received=self.receive_sent,
         )
 
     def handle_batch(self, messages, heartbeat):
@@ -264,6 +266,7 @@ class SQSWorker:
         flush's ledger applies a flush once).
         """
         poll = Poll(self.receive_now)
+        self.receive_sent = time.monotonic()
         poll.start()
         while not poll.done.wait(STOP_CHECK):
             # Answered since the look (is_set): its messages are ours to hand back at once.

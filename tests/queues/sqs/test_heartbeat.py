@@ -1,6 +1,7 @@
 """VisibilityHeartbeat on moto: renews while a task runs, stops after, and stops at JOB_TIMEOUT."""
 
 import logging
+import threading
 import time
 
 import pytest
@@ -111,6 +112,22 @@ def test_a_task_that_could_not_finish_within_sqs_s_12_hours_is_handed_back_not_s
     assert queue_tasks.markers() == []
     [again] = receive_task(sqs)
     assert again["Body"] == message["Body"] and again["MessageId"] != message["MessageId"]
+
+
+def test_sqs_s_12_hours_are_counted_from_when_the_receive_was_sent(sqs):
+    # SQS starts a message's 12 h somewhere inside the long poll that returns it: counted from
+    # the poll's answer, the cap could be overshot by up to WAIT_TIME_SECONDS.
+    worker = sqs_worker()
+    worker.prepare()
+    sender = threading.Timer(0.5, queue_tasks.record_marker.enqueue, ["during the poll"])
+    sent = time.monotonic()
+    sender.start()
+    messages = worker.receive()  # a long poll of WAIT_TIME_SECONDS (1 s), answered at ~0.5 s
+    answered = time.monotonic()
+    assert len(messages) == 1 and answered - sent >= 0.5
+    with worker.hold(messages) as heartbeat:
+        assert sent <= heartbeat.received < sent + 0.25
+        heartbeat.release(messages)
 
 
 def receive_task(sqs):
