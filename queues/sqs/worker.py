@@ -179,6 +179,10 @@ class SQSWorker:
                 logger.warning("Receiving from SQS failed (%s); retrying in %d s", error, pause)
                 self.stopping.wait(pause)
                 continue
+            if failures:
+                logger.warning(
+                    "Receiving from SQS works again after %d failed attempt(s)", failures
+                )
             failures, received = 0, True
             if not messages and self.burst and not self.deferred_task_due():
                 break

@@ -13,7 +13,7 @@ import uuid
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
@@ -334,6 +334,25 @@ def test_worker_rides_out_an_unreachable_endpoint_and_still_stops(aws_env, setti
         thread.join(timeout=10)
     assert not thread.is_alive()
     assert any("Receiving from SQS failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_says_when_receiving_works_again(sqs, caplog, monkeypatch):
+    worker = sqs_worker()
+    receive_now, calls = worker.receive_now, []
+
+    def failing_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise EndpointConnectionError(endpoint_url=sqs.url)
+        worker.stop()
+        return receive_now()
+
+    monkeypatch.setattr(worker, "receive_now", failing_once)
+    with caplog.at_level(logging.WARNING, logger="queues.worker"):
+        assert worker.run() == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("Receiving from SQS failed") for line in said), said
+    assert "Receiving from SQS works again after 1 failed attempt(s)" in said, said
 
 
 def test_enqueue_to_a_silent_endpoint_gives_up_within_seconds(aws_env, settings):
