@@ -109,6 +109,14 @@ def probe_database():
     raise AssertionError("unreachable")
 
 
+@probe("migrations")
+def probe_migrations():
+    # Looks at most every queues.health.MIGRATIONS_RECHECK_SECONDS, never again once all are
+    # applied, on its pool thread's connection, closed after (the database probe's kept one is in
+    # use meanwhile).
+    return queues.health.probe_migrations()
+
+
 @probe("impression_buffer")
 def probe_impression_buffer():
     return impressions.ping(timeout=REDIS_PROBE_TIMEOUT)

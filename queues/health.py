@@ -4,20 +4,22 @@ The worker has no web server, so a small threaded WSGI server runs the project's
 application in a daemon thread, limited to the probe paths: where the project routes them (the
 demo site does), /readyz asks the same dependencies as the web's and /metrics shows this worker's
 counters. Where the project does not (its URLconf answers 404), the worker answers itself:
-/healthz as below, /readyz from the database and the default task backend, /metrics with
-prometheus_client's registry of this process if that library is installed.
+/healthz as below, /readyz from the database, its migrations and the default task backend,
+/metrics with prometheus_client's registry of this process if that library is installed.
 """
 
 import json
 import logging
 import os
 import threading
+import time
 import weakref
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.core.wsgi import get_wsgi_application
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
 from . import liveness
@@ -25,6 +27,9 @@ from . import liveness
 logger = logging.getLogger("queues.worker")
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Seconds between two looks at the database's migrations while some are unapplied (a look loads
+# Django's migration graph: tens of ms, more with many apps). Once all are, none again.
+MIGRATIONS_RECHECK_SECONDS = 5.0
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -104,10 +109,15 @@ def own_healthz():
 
 
 def own_readyz():
-    """Ready when the default database and the default task backend answer; the reasons go to
-    the log, the caller learns only which failed."""
+    """Ready when the default database answers, has every migration applied, and the default task
+    backend answers; the reasons go to the log, the caller learns only which failed."""
     checks = {}
-    for name, probe in (("database", probe_database), ("queue", probe_queue)):
+    probes = (
+        ("database", probe_database),
+        ("migrations", probe_migrations),
+        ("queue", probe_queue),
+    )
+    for name, probe in probes:
         try:
             probe()
             checks[name] = {"ok": True}
@@ -129,6 +139,75 @@ def probe_database():
             cursor.execute("SELECT 1")
     finally:
         connection.close()  # this probe thread's own connection, never left open
+
+
+class UnappliedMigrations(Exception):
+    """The database lacks migrations of the installed apps: their code cannot run against it."""
+
+
+class MigrationsUnknown(Exception):
+    """The database's migrations could not be read (the database is down, most likely)."""
+
+
+class Migrations:
+    """Whether the database has every migration of the installed apps, for /readyz.
+
+    New code that reaches its servers before its `migrate` ran fails every page and every task
+    (`relation … does not exist`) while the database answers SELECT 1. A process's code does not
+    change, so once everything is applied nothing is asked again; until then, at most one look
+    every MIGRATIONS_RECHECK_SECONDS (the answers in between repeat the last one), on a
+    connection it closes after: /readyz costs PostgreSQL the same however often it is called."""
+
+    def __init__(self, connect=None):
+        # () -> the connection to look with, closed after each look: this thread's connection of
+        # the default database (Django's MigrationRecorder queries through its alias, so a
+        # connection of its own would leave this thread's open for good).
+        self.connect = connect or (lambda: connections[DEFAULT_DB_ALIAS])
+        self._lock = threading.Lock()
+        self._applied = False
+        # (exception class, message) of the last look that found something wrong, and when that
+        # look began. A failed look (the database down) is held as long as a missing migration.
+        self._last = None
+        self._looked_at = 0.0
+
+    def check(self):
+        """Return "all applied", or raise UnappliedMigrations (naming them) or MigrationsUnknown."""
+        with self._lock:
+            if self._applied:
+                return "all applied"
+            now = time.monotonic()
+            if self._last is None or now - self._looked_at >= MIGRATIONS_RECHECK_SECONDS:
+                self._last, self._looked_at = self._look(), now
+                self._applied = self._last is None
+            if self._applied:
+                return "all applied"
+            error_class, message = self._last
+        raise error_class(message)
+
+    def _look(self):
+        """None when every migration is applied, else (exception class, message)."""
+        database = self.connect()
+        try:
+            executor = MigrationExecutor(database)
+            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        except Exception as error:
+            return MigrationsUnknown, f"{type(error).__name__}: {error}"
+        finally:
+            database.close()
+        if not plan:
+            return None
+        names = [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+        listed = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+        return UnappliedMigrations, f"{len(names)} not applied: {listed}; run manage.py migrate"
+
+
+# This process's: the web's /readyz (through the site's probe) and the worker's share it.
+MIGRATIONS = Migrations()
+
+
+def probe_migrations():
+    """Raise unless the default database has every migration of the installed apps."""
+    return MIGRATIONS.check()
 
 
 def probe_queue():

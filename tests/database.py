@@ -75,3 +75,28 @@ def flush_to_baseline(db, restore):
     from django.contrib.contenttypes.models import ContentType
 
     ContentType.objects.clear_cache()
+
+
+def migrate_to(*targets):
+    """Migrate the test database to `targets` ((app, migration name) pairs, or (app, None): none
+    of that app's), as `manage.py migrate <app> <name>` does; a test that goes back goes forward
+    again before it ends, as the other tests expect every migration applied."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    MigrationExecutor(connection).migrate(list(targets))
+
+
+def count_migration_loads(monkeypatch, module):
+    """A list that grows by one each time `module` builds a MigrationExecutor (which loads the
+    migration graph and reads the applied ones)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    loads = []
+
+    class Counted(MigrationExecutor):
+        def __init__(self, *args, **kwargs):
+            loads.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(module, "MigrationExecutor", Counted)
+    return loads

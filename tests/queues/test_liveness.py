@@ -106,7 +106,7 @@ def test_a_project_without_probe_routes_gets_the_worker_s_own(settings, rq_url, 
     base = f"http://127.0.0.1:{server.server_port}"
     try:
         assert get(f"{base}/healthz") == (200, {"status": "ok"})
-        ready = {"database": {"ok": True}, "queue": {"ok": True}}
+        ready = {"database": {"ok": True}, "migrations": {"ok": True}, "queue": {"ok": True}}
         assert get(f"{base}/readyz") == (200, {"status": "ok", "checks": ready})
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
             assert b"python_info" in response.read()

@@ -13,8 +13,9 @@ from django.db import connection, connections
 from django.db.backends.signals import connection_created
 from django.test import Client, override_settings
 
+import queues.health
 from casusult import health
-from tests.database import checked_out
+from tests.database import checked_out, count_migration_loads, migrate_to
 from tests.queues.rq.support import rq_settings
 
 SQS = "queues.sqs.backend.SQSBackend"
@@ -42,7 +43,7 @@ def test_readyz_all_up(client):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "impression_buffer", "queue"}
+    assert set(body["checks"]) == {"database", "migrations", "impression_buffer", "queue"}
     assert body["checks"]["database"] == {
         "ok": True,
         "ms": pytest.approx(0, abs=1000),
@@ -119,6 +120,7 @@ def test_readyz_says_only_ok_or_not_ok_to_an_address_outside_the_detail_networks
             "status": "unavailable",
             "checks": {
                 "database": {"ok": True},
+                "migrations": {"ok": True},
                 "impression_buffer": {"ok": False},
                 "queue": {"ok": True},
             },
@@ -223,3 +225,65 @@ def test_an_answer_that_waits_on_a_probe_still_running_is_as_old_as_that_probe(m
     release.set()
     assert answer["hung-once"]["ok"] is False
     assert again == first and before <= first < before + 0.05
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_503_while_a_migration_is_unapplied(monkeypatch):
+    """New code deployed before its migrate ran: every page fails with `relation … does not
+    exist` while SELECT 1 answers. /readyz says so, and looks again at most every
+    MIGRATIONS_RECHECK_SECONDS until all are applied, then never again."""
+    loads = count_migration_loads(monkeypatch, queues.health)
+    monkeypatch.setattr(queues.health, "MIGRATIONS", queues.health.Migrations())  # a new process
+    monkeypatch.setattr(queues.health, "MIGRATIONS_RECHECK_SECONDS", 60)
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)  # every call probes
+    migrate_to(("impressions", "0007_open_day_leaders"))  # manage.py migrate impressions 0007
+    try:
+        local = client_from("127.0.0.1").get("/readyz")
+        public = client_from("203.0.113.9").get("/readyz")
+    finally:
+        migrate_to(("impressions", "0008_flush_start"))
+    assert local.status_code == 503
+    assert local.json()["checks"]["migrations"] == {
+        "ok": False,
+        "error": "UnappliedMigrations: 1 not applied: impressions.0008_flush_start;"
+        " run manage.py migrate",
+    }
+    assert public.status_code == 503
+    assert public.json()["checks"]["migrations"] == {"ok": False}  # the reason: loopback only
+    assert public.json()["checks"]["database"] == {"ok": True}
+    assert len(loads) == 1  # the second probe, within the interval, did not load the graph
+
+    # Migrated now; within the interval, the last look still stands.
+    assert client_from("203.0.113.9").get("/readyz").status_code == 503
+    assert len(loads) == 1
+    monkeypatch.setattr(queues.health, "MIGRATIONS_RECHECK_SECONDS", 0)  # the interval is over
+    ready = client_from("127.0.0.1").get("/readyz")
+    assert ready.status_code == 200, ready.content
+    assert ready.json()["checks"]["migrations"]["detail"] == "all applied"
+    for _ in range(5):
+        assert client_from("203.0.113.9").get("/readyz").status_code == 200
+    assert len(loads) == 2  # all applied: never looked at again
+    health.close_probe_connection()
+    with connection.cursor() as cursor:  # each look closed its connection (the probe's: above)
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.django_db
+def test_migrations_that_cannot_be_read_are_reported_and_not_looked_at_every_probe(monkeypatch):
+    connects = []
+
+    def dead():  # the database's server is down
+        connects.append(1)
+        default = connections["default"]
+        return default.__class__({**default.settings_dict, "PORT": 1}, "default")
+
+    monkeypatch.setattr(queues.health, "MIGRATIONS_RECHECK_SECONDS", 60)
+    migrations = queues.health.Migrations(connect=dead)
+    for _ in range(3):
+        with pytest.raises(queues.health.MigrationsUnknown, match="OperationalError"):
+            migrations.check()
+    assert len(connects) == 1
