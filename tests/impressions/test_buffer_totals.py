@@ -44,27 +44,35 @@ def test_totals_equal_a_full_recount_after_record_flush_and_crash_sequences(buff
     ids = [post.id for post in make_posts(30)]
     viewers = [f"u:{n}" for n in range(80)]
     counted = 0
-    for step in range(120):
-        action = rng.choices(["record", "flush", "crash", "lost"], weights=[70, 10, 15, 5], k=1)[0]
-        if action == "record":
-            page = rng.sample(ids, rng.randint(1, 8))
-            now = rng.choice(DAYS) + timedelta(seconds=rng.choice([0, 30, 400, 900]) * step)
-            counted += record_impressions(rng.choice(viewers), page, now=now).counted
-        elif action == "flush":
-            flush_pending()
-        elif action == "crash":
-            point = rng.choice(["after-snapshot", "before-apply", "before-commit", "after-commit"])
-            monkeypatch.setattr(flush_module, "checkpoint", crash_at(point))
-            with contextlib.suppress(Crash):  # no crash when nothing was left to apply
+    # Patient record calls: the database total is compared with the impressions the calls said
+    # they counted, and a call that timed out on a loaded machine may still have counted (the lost
+    # count is an upper bound: docs/impressions/counting.md); one on the cluster did (378 == 375).
+    with override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0):
+        # A new client: the settings override closed the fixture's (a closed cluster client is dead).
+        buffer = get_flush_client()
+        for step in range(120):
+            action = rng.choices(["record", "flush", "crash", "lost"], weights=[70, 10, 15, 5])[0]
+            if action == "record":
+                page = rng.sample(ids, rng.randint(1, 8))
+                now = rng.choice(DAYS) + timedelta(seconds=rng.choice([0, 30, 400, 900]) * step)
+                counted += record_impressions(rng.choice(viewers), page, now=now).counted
+            elif action == "flush":
                 flush_pending()
-            monkeypatch.undo()
-        else:
-            lost.give_back(rng.randint(1, 3))  # reported by the next record call
-        assert buffer_status() == recount_buffer(buffer), f"step {step}: {action}"
-    flush_pending()  # applies what is left, crashed snapshots included
-    assert buffer_status() == recount_buffer(buffer)
-    assert buffer_status()[:2] == (0, 0)
-    assert buffer_status().in_snapshots == 0
+            elif action == "crash":
+                point = rng.choice(
+                    ["after-snapshot", "before-apply", "before-commit", "after-commit"]
+                )
+                monkeypatch.setattr(flush_module, "checkpoint", crash_at(point))
+                with contextlib.suppress(Crash):  # no crash when nothing was left to apply
+                    flush_pending()
+                monkeypatch.undo()
+            else:
+                lost.give_back(rng.randint(1, 3))  # reported by the next record call
+            assert buffer_status() == recount_buffer(buffer), f"step {step}: {action}"
+        flush_pending()  # applies what is left, crashed snapshots included
+        assert buffer_status() == recount_buffer(buffer)
+        assert buffer_status()[:2] == (0, 0)
+        assert buffer_status().in_snapshots == 0
     assert Post.objects.aggregate(total=Sum("impressions"))["total"] == counted > 100
 
 
