@@ -42,6 +42,9 @@ class Results:
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)  # transport errors by class
     readiness: list = field(default_factory=list)  # (sent, received, status)
+    # Set (monotonic s) when Redis is back after an outage: each anonymous browser leaves once
+    # then, so new visitors arrive whose pairs can only count after the restart.
+    turn_over_after: float = None
     logins: int = 0
     started: float = 0.0
     finished: float = 0.0
@@ -174,7 +177,7 @@ class Browser:
         self.cursor, self.older, self.depth = None, None, 1
 
 
-async def browse(make_client, host, results, deadline, *, username, password, num_pages, seed,
+async def browse(make_client, host, results, stop, *, username, password, num_pages, seed,
                  think, keeps_cookies=True, number=0):  # fmt: skip
     rng = random.Random(seed)
     async with make_client() as client:
@@ -185,7 +188,11 @@ async def browse(make_client, host, results, deadline, *, username, password, nu
         )  # fmt: skip
         if username:
             await browser.login()
-        while time.monotonic() < deadline:
+        turned_over = False
+        while not stop.is_set():
+            if not username and not turned_over and results.turn_over_after is not None:
+                browser.leave()
+                turned_over = True
             await browser.view()
             if not username and rng.random() < 0.05:
                 browser.leave()
@@ -193,9 +200,10 @@ async def browse(make_client, host, results, deadline, *, username, password, nu
                 await asyncio.sleep(rng.uniform(0, think))
 
 
-async def poll_readiness(make_client, results, deadline, interval=0.25):
+async def poll_readiness(make_client, results, stop, interval=0.25):
+    """Probe /readyz every `interval` s until `stop`: its own loop, whatever the browsers wait for."""
     async with make_client() as client:
-        while time.monotonic() < deadline:
+        while not stop.is_set():
             sent = time.monotonic()
             try:
                 status = (await client.get("/readyz")).status_code
@@ -212,7 +220,8 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, pass
     Of the anonymous ones, the share `cookieless` keeps no cookies (crawler-like API clients,
     privacy modes): the server knows them by the digest of their address and User-Agent.
 
-    `during(deadline, results)` is an optional coroutine run alongside (the Redis outage).
+    `during(deadline, results)` is an optional coroutine run alongside (the Redis outage); the
+    browsing and the /readyz probes go on until it has returned, past `duration` if need be.
     """
     host = base_url.split("://", 1)[1]
 
@@ -222,10 +231,18 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, pass
     results = Results()
     results.started = time.monotonic()
     deadline = results.started + duration
+    stop = asyncio.Event()
+
+    async def end():
+        if during is not None:
+            await during(deadline, results)
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        stop.set()
+
     without_cookies = round((clients - logged_in) * cookieless)
     jobs = [
         browse(
-            make_client, host, results, deadline,
+            make_client, host, results, stop,
             username=usernames[number % len(usernames)] if number < logged_in else None,
             password=password,
             num_pages=num_pages, seed=seed * 1000 + number, think=think,
@@ -233,9 +250,7 @@ async def run_clients(base_url, *, clients, logged_in, duration, usernames, pass
         )
         for number in range(clients)
     ]  # fmt: skip
-    jobs.append(poll_readiness(make_client, results, deadline))
-    if during is not None:
-        jobs.append(during(deadline, results))
+    jobs += [poll_readiness(make_client, results, stop), end()]
     await asyncio.gather(*jobs)
     results.finished = time.monotonic()
     return results

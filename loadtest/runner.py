@@ -77,24 +77,40 @@ def run_load(stack, before, options, redis_outage, duration):
     sessions_before = Session.objects.count()
 
     async def stop_redis_a_while(deadline, results):
+        # The load goes on until this returns (run_clients), so on a loaded machine the outage
+        # and the time after it last until each has shown what it must, not until a fixed end.
         started = time.monotonic()
+        patience = max(30.0, duration)  # per phase; past it the checks fail and say why
         await asyncio.sleep(duration * 0.35)
         outage.stop_requested = time.monotonic()
         await asyncio.to_thread(stack.stop_redis)
         outage.stopped = time.monotonic()
         await asyncio.sleep(max(0.0, started + duration * 0.65 - time.monotonic()))
         # A loaded machine may not have answered one readiness probe sent inside the outage yet:
-        # keep Redis down until one has (10 s more at most), so the 503 check has a probe to see.
-        # Each process reuses its /readyz answer for READINESS_CACHE_SECONDS: only a probe sent
-        # that long into the outage must see it.
-        patience = time.monotonic() + 10
-        while time.monotonic() < patience and not any(
-            sent > outage.stopped + READINESS_CACHE_SECONDS for sent, _, _ in results.readiness
-        ):
-            await asyncio.sleep(0.1)
+        # keep Redis down until one has, so the 503 check has a probe to see. Each process reuses
+        # its /readyz answer for READINESS_CACHE_SECONDS: only a probe sent that long into the
+        # outage must see it.
+        await until(
+            lambda: any(
+                sent > outage.stopped + READINESS_CACHE_SECONDS for sent, _, _ in results.readiness
+            ),
+            patience,
+        )
         outage.start_requested = time.monotonic()
         await asyncio.to_thread(stack.start_redis)
         outage.started = time.monotonic()
+        # New visitors arrive (each anonymous browser leaves once): pairs no request asked for
+        # before, which count only if counting resumed. Served slowly on a loaded machine, so the
+        # load goes on until one was (the check's own arithmetic) and a probe was answered.
+        results.turn_over_after = outage.started
+        await until(
+            lambda: (
+                any(sent > outage.started for sent, _, _ in results.readiness)
+                and expected_counts(results.served, outage).fresh_after_outage > 0
+            ),
+            patience,
+            interval=0.5,  # the arithmetic over everything served so far is not free
+        )
 
     say(
         f"load: {clients} clients ({logged_in} logged in) for {duration:g} s"
@@ -144,6 +160,13 @@ def run_load(stack, before, options, redis_outage, duration):
     say(f"worker: {flush_tasks:g} tasks run during the load (its /metrics)")
     report(results, expectation, actual, flushed, metrics_text, checks)
     return all(ok for _, ok, _ in checks)
+
+
+async def until(condition, patience, interval=0.1):
+    """Wait until `condition()` holds, `patience` seconds at most."""
+    give_up = time.monotonic() + patience
+    while time.monotonic() < give_up and not condition():
+        await asyncio.sleep(interval)
 
 
 def probe_until_ready(stack, results, outage, patience=15.0):
