@@ -189,11 +189,13 @@ async def browse(make_client, host, results, stop, *, username, password, num_pa
         if username:
             await browser.login()
         turned_over = False
-        while not stop.is_set():
+        while True:  # one page at least: on a loaded machine a login may outlast the run
             if not username and not turned_over and results.turn_over_after is not None:
                 browser.leave()
                 turned_over = True
             await browser.view()
+            if stop.is_set():
+                break
             if not username and rng.random() < 0.05:
                 browser.leave()
             if think:
