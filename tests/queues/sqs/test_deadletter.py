@@ -82,8 +82,15 @@ def test_poison_messages_reach_the_dlq_within_seconds_with_default_settings(
         queue_tasks.record_marker.enqueue("good")
         assert wait_for(lambda: message_count(client, dlq.url) == len(POISON), within=30)
         elapsed = time.monotonic() - started
-        _, rest = worker.communicate(timeout=30)
-        stderr = "".join(early) + rest
+        # The rest through the same text stream: the loop above may have read lines past
+        # "polling" into its buffer (the worker writes two more before its first receive, which a
+        # loaded machine lets pile up), and communicate() with a timeout reads the pipe beneath it.
+        rest = []
+        reader = threading.Thread(target=lambda: rest.append(worker.stderr.read()), daemon=True)
+        reader.start()
+        worker.wait(timeout=30)
+        reader.join(timeout=30)
+        stderr = "".join(early) + "".join(rest)
     finally:
         if worker.poll() is None:
             worker.kill()
