@@ -86,13 +86,17 @@ def run_load(stack, before, options, redis_outage, duration):
         await asyncio.to_thread(stack.stop_redis)
         outage.stopped = time.monotonic()
         await asyncio.sleep(max(0.0, started + duration * 0.65 - time.monotonic()))
-        # A loaded machine may not have answered one readiness probe sent inside the outage yet:
-        # keep Redis down until one has, so the 503 check has a probe to see. Each process reuses
-        # its /readyz answer for READINESS_CACHE_SECONDS: only a probe sent that long into the
-        # outage must see it.
+        # A loaded machine may not have answered one readiness probe sent inside the outage yet,
+        # nor one page: keep Redis down until both were, so the checks have them to see. Each
+        # process reuses its /readyz answer for READINESS_CACHE_SECONDS: only a probe sent that
+        # long into the outage must see it.
         await until(
-            lambda: any(
-                sent > outage.stopped + READINESS_CACHE_SECONDS for sent, _, _ in results.readiness
+            lambda: (
+                any(
+                    sent > outage.stopped + READINESS_CACHE_SECONDS
+                    for sent, _, _ in results.readiness
+                )
+                and any(item.sent > outage.stopped for item in reversed(results.served))
             ),
             patience,
         )
