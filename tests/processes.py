@@ -1,9 +1,10 @@
 """Helpers for tests that run manage.py in a subprocess (workers, commands)."""
 
 import os
-import select
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,16 +77,45 @@ def run_workers_then(env, concurrency, act):
     return process.returncode, stderr
 
 
+def _stderr_lines(process):
+    """A queue of `process`'s stderr lines (piped, as text), then None at its end; read by a thread
+    of its own, started at the first call. Not select() on the pipe and readline(): the text layer
+    may hold lines read ahead (a loaded machine lets them pile up), which select() does not see."""
+    lines = getattr(process, "_stderr_lines", None)
+    if lines is None:
+        lines = process._stderr_lines = queue.Queue()
+
+        def read():
+            for line in process.stderr:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, name="stderr-lines", daemon=True).start()
+    return lines
+
+
 def wait_for_line(process, text, timeout=30):
     """Read `process`'s stderr (piped, as text) until a line holds `text`; returns the lines read.
-    Fails once `timeout` seconds passed, or the process ended, without such a line."""
-    lines = []
+    Fails once `timeout` seconds passed, or the process ended, without such a line. The lines
+    after it: rest_of_stderr(process), not communicate()."""
+    lines, source = [], _stderr_lines(process)
     deadline = time.monotonic() + timeout
     while not lines or text not in lines[-1]:
-        left = deadline - time.monotonic()
-        readable, _, _ = select.select([process.stderr], [], [], max(0, left))
-        assert readable and left > 0, f"no line with {text!r} within {timeout} s: {lines}"
-        line = process.stderr.readline()
-        assert line, f"the process ended without a line with {text!r}: {lines}"
+        try:
+            line = source.get(timeout=max(0.001, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no line with {text!r} within {timeout} s: {lines}") from None
+        assert line is not None, f"the process ended without a line with {text!r}: {lines}"
         lines.append(line)
     return lines
+
+
+def rest_of_stderr(process, timeout=30):
+    """Wait for `process` to exit (subprocess.TimeoutExpired after `timeout` s) and return what
+    it wrote to stderr after the lines wait_for_line() returned."""
+    process.wait(timeout=timeout)
+    rest, source = [], _stderr_lines(process)
+    deadline = time.monotonic() + timeout
+    while (line := source.get(timeout=max(0.001, deadline - time.monotonic()))) is not None:
+        rest.append(line)
+    return "".join(rest)

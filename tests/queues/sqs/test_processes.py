@@ -10,7 +10,7 @@ from django.core.checks import ERROR, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from tests.processes import run_workers_then, start_manage, wait_for_line
+from tests.processes import rest_of_stderr, run_workers_then, start_manage, wait_for_line
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import dead_letter_after_one_receive, dlq_bodies, worker_env
 from tests.settings_modules import load_settings
@@ -83,8 +83,7 @@ def test_sigterm_mid_task_finishes_it_receives_nothing_new_and_exits_zero(sqs):
     finally:
         for name in ("one", "two"):
             queue_tasks.release(name)
-    _, rest = process.communicate(timeout=30)
-    stderr = "".join(lines) + rest
+    stderr = "".join(lines) + rest_of_stderr(process)
 
     assert process.returncode == 0, stderr
     started = queue_tasks.markers()
@@ -109,12 +108,13 @@ def test_sigterm_stops_an_idle_worker_at_once_not_after_its_long_poll(sqs):
         time.sleep(1)  # in the poll now, with no message to answer it
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=5)
+        process.wait(timeout=5)
         took = time.monotonic() - stopped_at
+        stderr = rest_of_stderr(process)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+            process.wait()
     assert process.returncode == 0, stderr
     assert took < 2, (took, stderr)
     assert "Stopping without waiting for the long poll's answer" in stderr, stderr
