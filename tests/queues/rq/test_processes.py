@@ -193,6 +193,42 @@ def test_the_worker_and_its_scheduler_outlive_a_redis_restart(settings, tmp_path
     port = devservices.free_port()
     url = f"redis://127.0.0.1:{port}/0"
     server = devservices.start_redis_server(port, tmp_path)
+    try:
+        with rq_worker_on(url, settings) as (worker, lines):
+            connection = redis.Redis.from_url(url)
+            # The outage starts once both loops run: the worker holds the scheduler's lock before
+            # the scheduler's own process has started.
+            within(30, lambda: waiting_with_a_scheduler(connection))
+            queue_tasks.held_marker.enqueue("during the outage", 30)
+            within(30, lambda: "start:during the outage" in queue_tasks.markers())
+            server.terminate()
+            server.wait(timeout=10)
+            within(30, lambda: any("RQ scheduler: Redis failed" in line for line in lines))
+            queue_tasks.release("during the outage")  # the task ends; the worker meets the outage
+            within(30, lambda: worker_failed(lines) or worker.poll() is not None)
+            server = devservices.start_redis_server(port, tmp_path)
+            due = timezone.now() + datetime.timedelta(seconds=1)
+            queue_tasks.record_marker.using(run_after=due).enqueue("after the restart")
+            within(
+                40,
+                lambda: "after the restart" in queue_tasks.markers() or worker.poll() is not None,
+            )
+            markers = queue_tasks.markers()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    stderr = "".join(lines)
+    assert "RQ scheduler: Redis failed" in stderr, stderr
+    assert worker_failed(lines) and "RQ worker: Redis answers again" in stderr, stderr
+    assert markers == ["start:during the outage", "during the outage", "after the restart"], stderr
+    assert worker.returncode == 0, stderr
+
+
+@contextlib.contextmanager
+def rq_worker_on(url, settings):
+    """`runworker` on the RQ Redis at `url` (this test's TASKS and RQ_QUEUES pointed at it, the
+    markers emptied): yields (the process, its stderr lines as they come); stopped with SIGTERM
+    and waited for on the way out."""
     for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
         setattr(settings, name, value)
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
@@ -201,35 +237,11 @@ def test_the_worker_and_its_scheduler_outlive_a_redis_restart(settings, tmp_path
     reader = threading.Thread(target=read_lines, args=(worker.stderr, lines), daemon=True)
     reader.start()
     try:
-        connection = redis.Redis.from_url(url)
-        # The outage starts once both loops run: the worker holds the scheduler's lock before
-        # the scheduler's own process has started.
-        within(30, lambda: waiting_with_a_scheduler(connection))
-        queue_tasks.held_marker.enqueue("during the outage", 30)
-        within(30, lambda: "start:during the outage" in queue_tasks.markers())
-        server.terminate()
-        server.wait(timeout=10)
-        within(30, lambda: any("RQ scheduler: Redis failed" in line for line in lines))
-        queue_tasks.release("during the outage")  # the task ends; the worker meets the outage
-        within(30, lambda: worker_failed(lines) or worker.poll() is not None)
-        server = devservices.start_redis_server(port, tmp_path)
-        due = timezone.now() + datetime.timedelta(seconds=1)
-        queue_tasks.record_marker.using(run_after=due).enqueue("after the restart")
-        within(
-            40, lambda: "after the restart" in queue_tasks.markers() or worker.poll() is not None
-        )
-        markers = queue_tasks.markers()
+        yield worker, lines
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
         reader.join(timeout=10)
-        server.terminate()
-        server.wait(timeout=10)
-    stderr = "".join(lines)
-    assert "RQ scheduler: Redis failed" in stderr, stderr
-    assert worker_failed(lines) and "RQ worker: Redis answers again" in stderr, stderr
-    assert markers == ["start:during the outage", "during the outage", "after the restart"], stderr
-    assert worker.returncode == 0, stderr
 
 
 def worker_failed(lines):
@@ -280,27 +292,18 @@ def test_the_worker_waits_out_a_failover_that_demotes_its_server(settings, tmp_p
     url = f"redis://127.0.0.1:{port}/0"
     server = devservices.start_redis_server(port, tmp_path / "primary")
     other = devservices.start_redis_server(other_port, tmp_path / "other")
-    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
-        setattr(settings, name, value)
-    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
-    worker = start_manage("runworker", env=worker_env(url))
-    lines = []
-    reader = threading.Thread(target=read_lines, args=(worker.stderr, lines), daemon=True)
-    reader.start()
     try:
-        connection = redis.Redis.from_url(url)
-        within(30, lambda: waiting_with_a_scheduler(connection))
-        connection.replicaof("127.0.0.1", other_port)  # demoted: the worker waits in BLMOVE
-        within(15, lambda: worker_failed(lines) or worker.poll() is not None)
-        time.sleep(1)  # a write or two meets READONLY
-        connection.replicaof("NO", "ONE")  # the endpoint answers as a primary again
-        queue_tasks.record_marker.enqueue("after the failover")
-        within(40, lambda: queue_tasks.markers() or worker.poll() is not None)
-        markers, exited = queue_tasks.markers(), worker.poll()
+        with rq_worker_on(url, settings) as (worker, lines):
+            connection = redis.Redis.from_url(url)
+            within(30, lambda: waiting_with_a_scheduler(connection))
+            connection.replicaof("127.0.0.1", other_port)  # demoted: the worker waits in BLMOVE
+            within(15, lambda: worker_failed(lines) or worker.poll() is not None)
+            time.sleep(1)  # a write or two meets READONLY
+            connection.replicaof("NO", "ONE")  # the endpoint answers as a primary again
+            queue_tasks.record_marker.enqueue("after the failover")
+            within(40, lambda: queue_tasks.markers() or worker.poll() is not None)
+            markers, exited = queue_tasks.markers(), worker.poll()
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
-        reader.join(timeout=10)
         for process in (server, other):
             process.terminate()
             process.wait(timeout=10)
@@ -322,32 +325,23 @@ def test_after_a_failover_the_worker_reconnects_to_the_new_primary(settings, tmp
     new.replicaof("127.0.0.1", primary_port)
     endpoint = Forwarder(primary_port)
     url = f"redis://127.0.0.1:{endpoint.port}/0"
-    for name, value in rq_settings(url, TASK_MODULES=settings.TEST_TASK_MODULES).items():
-        setattr(settings, name, value)
-    queue_tasks.markers_client().delete(queue_tasks.MARKERS)
-    worker = start_manage("runworker", env=worker_env(url))
-    lines = []
-    reader = threading.Thread(target=read_lines, args=(worker.stderr, lines), daemon=True)
-    reader.start()
     try:
-        within(30, lambda: waiting_with_a_scheduler(redis.Redis.from_url(url)))
-        queue_tasks.held_marker.enqueue("during the failover", 30)
-        within(30, lambda: "start:during the failover" in queue_tasks.markers())
-        within(10, lambda: new.info("replication")["master_link_status"] == "up")
-        new.replicaof("NO", "ONE")  # the failover: the replica is promoted, the primary demoted
-        old.replicaof("127.0.0.1", replica_port)
-        endpoint.target = replica_port
-        queue_tasks.release("during the failover")  # the task ends; its outcome meets READONLY
-        within(15, lambda: any("read only replica" in line for line in lines) or worker.poll())
-        redis.Redis.from_url(url).ping()  # the test's own connections: fresh ones, to the new
-        task_backends["default"].connection().connection_pool.disconnect()
-        queue_tasks.record_marker.enqueue("after the failover")
-        within(40, lambda: "after the failover" in queue_tasks.markers() or worker.poll())
-        markers, exited = queue_tasks.markers(), worker.poll()
+        with rq_worker_on(url, settings) as (worker, lines):
+            within(30, lambda: waiting_with_a_scheduler(redis.Redis.from_url(url)))
+            queue_tasks.held_marker.enqueue("during the failover", 30)
+            within(30, lambda: "start:during the failover" in queue_tasks.markers())
+            within(10, lambda: new.info("replication")["master_link_status"] == "up")
+            new.replicaof("NO", "ONE")  # the failover: the replica is promoted, the primary demoted
+            old.replicaof("127.0.0.1", replica_port)
+            endpoint.target = replica_port
+            queue_tasks.release("during the failover")  # the task ends; its outcome meets READONLY
+            within(15, lambda: any("read only replica" in line for line in lines) or worker.poll())
+            redis.Redis.from_url(url).ping()  # the test's own connections: fresh ones, to the new
+            task_backends["default"].connection().connection_pool.disconnect()
+            queue_tasks.record_marker.enqueue("after the failover")
+            within(40, lambda: "after the failover" in queue_tasks.markers() or worker.poll())
+            markers, exited = queue_tasks.markers(), worker.poll()
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
-        reader.join(timeout=10)
         endpoint.close()
         for process in (primary, replica):
             process.terminate()
