@@ -31,7 +31,7 @@ from ..execution import (
     new_result,
     report_refusal,
 )
-from ..runner import STOP_SIGNALS, stop_handlers
+from ..runner import STOP_SIGNALS, stop_handlers, stop_with_parent
 from ..times import aware
 from . import jobs
 from .backend import RQBackend
@@ -177,17 +177,16 @@ class TaskWorker(SimpleWorker):
         except StopRequested:
             raise
         except Exception as error:
+            shown_id = job.id if JOB_ID.fullmatch(job.id) else "-"
             if not redis_failed(error, self.connection):
                 # Not BaseException: a stop (SystemExit, KeyboardInterrupt) must still stop.
                 # RQ's registry maintenance moves a job left started to the failed registry.
-                logger.exception(
-                    "Handling job %s failed", job.id if JOB_ID.fullmatch(job.id) else "-"
-                )
+                logger.exception("Handling job %s failed", shown_id)
                 return
             # Its outcome is not recorded; the loop's next step waits for Redis (one line here).
             logger.error(
                 "Handling job %s failed: Redis failed (%s: %s)",
-                job.id if JOB_ID.fullmatch(job.id) else "-",
+                shown_id,
                 type(error).__name__,
                 error,
             )
@@ -433,23 +432,20 @@ class TaskScheduler(RQScheduler):
     """
 
     def start(self):
-        # Killed outright (SIGKILL, the OOM killer), the worker leaves this process behind,
-        # scheduling on: it stops once its parent is gone (work() below).
-        self.worker_pid = os.getpid()
+        self.worker_pid = os.getpid()  # for work(), in the forked process
         return super().start()
 
     def work(self):
         # RQ's loop (register, heartbeat with the locks, enqueue what is due, sleep), each turn
         # tried again after a Redis error: a heartbeat re-takes a lock that expired meanwhile.
         self._install_signal_handlers()
+        # Killed outright (SIGKILL, the OOM killer), the worker left this process behind,
+        # scheduling on: it stops as on a SIGTERM once its worker is gone, as --concurrency's
+        # worker processes do.
+        stop_with_parent(self.worker_pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked at the fork
         registered, failing = False, None
         while not self._stop_requested:
-            if os.getppid() != self.worker_pid:
-                logger.warning(
-                    "RQ scheduler: its worker (pid %d) is gone; stopping", self.worker_pid
-                )
-                break
             try:
                 if not registered or failing is not None:
                     self.register_birth()

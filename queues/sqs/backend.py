@@ -219,9 +219,9 @@ class SQSBackend(QueueBackend):
         Django builds a backend per thread (task_backends is thread-local), and each built its
         own client: 0.3 to 1 s cold (botocore loads the service model, resolves the
         credentials) in the first call of every request thread and /readyz probe thread. boto3's
-        clients are thread-safe: built once here, shared by the threads (not across a fork).
+        clients are thread-safe: built once here, shared by the threads (not across a fork: _forget_clients_after_fork).
         """
-        key = (os.getpid(), connect_timeout, read_timeout, self._client_digest())
+        key = (connect_timeout, read_timeout, self._client_digest())
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
