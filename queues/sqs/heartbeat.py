@@ -8,8 +8,8 @@ from .backend import MAX_HIDDEN
 from .messages import remaining_delay
 
 logger = logging.getLogger("queues.worker")
-# Seconds kept clear of SQS's 12 h cap: the heartbeat's clock starts when the receive's answer
-# came, a moment after SQS's own.
+# Seconds kept clear of SQS's 12 h cap: for the time a renewal takes to reach SQS (the clock
+# itself starts when the receive was sent, never after SQS's).
 CAP_MARGIN = 5
 
 
