@@ -1,0 +1,113 @@
+"""The reference pages name what the code has: every app setting, OPTIONS key, check id, command
+and command option on its owner's page, and every variable the site's settings read.
+
+A reader relies on those pages; a flag or setting added to the code and not to them is invisible.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import get_commands, load_command_class
+
+from impressions import conf
+from queues.rq.backend import RQBackend
+from queues.sqs.backend import SQSBackend
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+# Each command's owner page: the table row there whose first cell runs the command.
+COMMAND_PAGES = {
+    "flush_impressions": "impressions/settings.md",
+    "rollup_impressions": "impressions/settings.md",
+    "runworker": "queues/settings.md",
+    "queue_stats": "queues/settings.md",
+    "sqs_setup": "queues/settings.md",
+    "sqs_redrive": "queues/settings.md",
+    "seed_demo": "demo-site.md",
+    "ensure_admin": "demo-site.md",
+}
+# django-rq's names, which the queues app keeps only to point to runworker (docs/queues/rq.md).
+DISABLED_COMMANDS = {"rqworker", "rqworker-pool", "rqenqueue", "rqcron", "rqscheduler"}
+# Every Django command has these.
+DJANGO_OPTIONS = {
+    "--help", "--version", "--verbosity", "--settings", "--pythonpath", "--traceback",
+    "--no-color", "--force-color", "--skip-checks",
+}  # fmt: skip
+CHECK_ID = re.compile(r"\b(?:impressions|queues)\.[EW]\d{3}\b")
+
+
+def page(name):
+    return (DOCS / name).read_text()
+
+
+def command_rows(command):
+    """The first cells of the owner page's table rows that run `command`."""
+    return [
+        line.split(" | ")[0]
+        for line in page(COMMAND_PAGES[command]).splitlines()
+        if re.match(rf"\| `[^`]*manage\.py {re.escape(command)}\b", line)
+    ]
+
+
+def test_every_command_of_the_apps_and_the_site_has_an_owner_page():
+    ours = {
+        name for name, app in get_commands().items() if app in {"impressions", "queues", "casusult"}
+    }
+    assert ours - DISABLED_COMMANDS == set(COMMAND_PAGES)
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_PAGES))
+def test_a_command_row_names_exactly_the_command_options(command):
+    parser = load_command_class(get_commands()[command], command).create_parser(
+        "manage.py", command
+    )
+    options = {
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    }
+    rows = command_rows(command)
+    assert rows, f"no row runs {command} in docs/{COMMAND_PAGES[command]}"
+    documented = set(re.findall(r"--[a-z][a-z-]*", " ".join(rows)))
+    assert documented == options - DJANGO_OPTIONS
+
+
+def test_every_impressions_setting_has_a_row_in_its_reference():
+    rows = {
+        match
+        for line in page("impressions/settings.md").splitlines()
+        for match in re.findall(r"^\| `(IMPRESSIONS_[A-Z_]+)`", line)
+    }
+    assert rows == set(conf.SETTINGS)
+
+
+def test_every_queue_option_has_a_row_in_its_reference():
+    text = page("queues/settings.md")
+    rows = set(re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)?", text, re.M))
+    documented = {name for row in rows for name in row if name}
+    assert documented == set(RQBackend.option_defaults) | set(SQSBackend.option_defaults)
+
+
+@pytest.mark.parametrize(
+    ("module", "reference"),
+    [
+        ("impressions/checks.py", "impressions/settings.md"),
+        ("queues/checks.py", "queues/settings.md"),
+    ],
+)
+def test_every_check_id_of_an_app_has_a_row_in_its_reference(module, reference):
+    table = (ROOT / module).read_text().split('"""')[1]
+    rows = set(re.findall(r"^\| `([a-z]+\.[EW]\d{3})`", page(reference), re.M))
+    assert rows == set(CHECK_ID.findall(table))
+
+
+def test_every_variable_the_site_settings_read_is_in_the_production_reference():
+    source = "\n".join(path.read_text() for path in (ROOT / "settings").glob("*.py"))
+    variables = set(re.findall(r'env_\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    variables |= set(re.findall(r'\(\s*"([A-Z][A-Z0-9_]+)",\s*env_\w+\)', source))  # OPTIONS'
+    variables |= set(re.findall(r'"([A-Z][A-Z0-9_]+)":\s*(?:env_\w+|lambda)', source))  # from_env
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", page("operations/production.md")))
+    assert {"DEBUG", "REDIS_URL", "SQS_JOB_TIMEOUT", "IMPRESSIONS_ENABLED"} <= variables
+    assert variables - documented == set()
