@@ -4,7 +4,7 @@
 | ------------------ | ----------------- | ------------------------------------------------------- |
 | impressions.E001   | every check       | IMPRESSIONS_MODEL missing, malformed or not installed   |
 | impressions.E002   | every check       | IMPRESSIONS_COUNT_FIELD is not a field of that model    |
-| impressions.E003   | every check       | IMPRESSIONS_COUNT_FIELD is not an integer field         |
+| impressions.E003   | every check       | IMPRESSIONS_COUNT_FIELD is not an integer field, or is the primary key |
 | impressions.E004   | every check       | the counted model's primary key is not an integer       |
 | impressions.W001   | check --deploy    | the task backend cannot defer: every flush runs at once |
 | impressions.W002   | check --deploy    | the task backend never runs tasks: nothing is flushed   |
