@@ -18,7 +18,7 @@ def queue_panel(request):
     for found in all_backend_stats():
         name = f"{found.alias} ({found.backend})"
         if found.in_process:
-            rows.append((name, "runs tasks in-process: no queue"))
+            rows.append((name, found.in_process_note))
         elif found.error:
             rows.append((name, f"unavailable: {found.error}"))
         for queue in found.queues:

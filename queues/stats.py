@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import task_backends
+from django.tasks.backends.dummy import DummyBackend
 
 from redis_endpoints import redact_text
 
@@ -18,14 +19,21 @@ class BackendStats:
     queues: list = field(default_factory=list)  # [QueueStats]
     error: str | None = None  # the server could not be read
     in_process: bool = False  # no queue at all (Django's immediate and dummy backends)
+    # What such a backend does with tasks, for the pages that list it: the dummy one runs none.
+    in_process_note: str = ""
 
 
 def backend_stats(alias):
-    """The BackendStats of TASKS[alias]; a backend without stats() runs tasks in-process."""
+    """The BackendStats of TASKS[alias]; a backend without stats() has no queue."""
     backend = task_backends[alias]
     found = BackendStats(alias, type(backend).__name__)
     if not hasattr(backend, "stats"):
         found.in_process = True
+        found.in_process_note = (
+            "stores tasks and never runs them: no queue"
+            if isinstance(backend, DummyBackend)
+            else "runs tasks in-process: no queue"
+        )
         return found
     try:
         found.queues = backend.stats()

@@ -18,7 +18,7 @@ class Command(BaseCommand):
         for found in all_backend_stats():
             self.stdout.write(f"TASKS[{found.alias!r}] {found.backend}")
             if found.in_process:
-                self.stdout.write("  runs tasks in-process: no queue")
+                self.stdout.write(f"  {found.in_process_note}")
             elif found.error:
                 unreachable = True
                 self.stdout.write(f"  unreachable: {found.error}")
