@@ -212,7 +212,7 @@ def probe_migrations():
 
 def probe_queue():
     """Raise unless the default task backend answers; returns its class's name. RQ: PING; SQS:
-    GetQueueUrl; a backend without ping (Immediate, Dummy) runs in-process."""
+    GetQueueUrl; a backend without ping (Immediate, Dummy) has no queue to reach."""
     backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
     if hasattr(backend, "ping"):
         backend.ping()

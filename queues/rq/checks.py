@@ -77,8 +77,9 @@ def app_order_warnings(where):
         return [
             checks.Warning(
                 "'django_rq' comes before 'queues' in INSTALLED_APPS: django-rq's rqworker,"
-                " rqworker-pool, rqenqueue and rqcron commands replace this app's, which point to"
-                " runworker (django-rq's worker would run our jobs without our job class).",
+                " rqworker-pool, rqenqueue, rqcron and rqscheduler commands replace this app's,"
+                " which point to runworker (django-rq's worker would run our jobs without our job"
+                " class), and its dashboard templates replace this app's fixed ones.",
                 hint="Put 'queues' before 'django_rq' in INSTALLED_APPS.",
                 id="queues.W006",
             )
