@@ -76,7 +76,7 @@ pgbouncer:
 
 # Tests marked `long` (worker processes killed mid-flush, ...) keep `make test` under 10 minutes on
 # this machine when they grow: `make test-long` runs only them, `make test TEST_MARKERS="not long"`
-# leaves them out. Today the whole suite, long ones included, takes 9 to 10 minutes on this 2-core VM: all run.
+# leaves them out. Today the whole suite, long ones included, takes 7 to 8 minutes on this 2-core VM: all run.
 TEST_MARKERS ?=
 test: DJANGO_SETTINGS_MODULE = settings.test
 test: venv browser pgbouncer
