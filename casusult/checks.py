@@ -7,6 +7,8 @@ from django.core import checks
 from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 
+from redis_endpoints import redact_text
+
 
 def check_task_option_variables(app_configs=None, **kwargs):
     """casusult.E002: an environment variable set a TASKS option that its backend refuses.
@@ -30,7 +32,8 @@ def check_task_option_variables(app_configs=None, **kwargs):
             if not valid(options[key]):
                 errors.append(
                     checks.Error(
-                        f"The environment variable {variable}={os.environ[variable].strip()!r}"
+                        f"The environment variable {variable}="
+                        f"{redact_text(repr(os.environ[variable].strip()))}"
                         f" sets TASKS[{alias!r}]['OPTIONS'][{key!r}], which must be {expected}.",
                         hint=f"Correct {variable}, or unset it for the backend's default.",
                         id="casusult.E002",

@@ -12,6 +12,8 @@ from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask
 
+from redis_endpoints import redact_text
+
 from .bounds import DOTTED_PATH, check_arguments, sample
 from .exceptions import MalformedMessage, QueueConfigurationError, TaskNotAllowed
 from .registry import discover_tasks
@@ -120,7 +122,8 @@ class QueueBackend(BaseTaskBackend):
                 problems.append(
                     (
                         "queues.E005",
-                        f"{where}: {key}={given[key]!r} is not valid.",
+                        # redacted: a URL's credentials are never printed
+                        f"{where}: {key}={redact_text(repr(given[key]))} is not valid.",
                         f"Use {expected}.",
                     )
                 )

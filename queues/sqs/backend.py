@@ -98,13 +98,53 @@ def region_from_queue_url(url: str | None) -> str | None:
     queue's region, whatever AWS_DEFAULT_REGION says (botocore sends every call, QueueUrl in its
     body, to the client's own regional endpoint).
     """
-    host = (urlsplit(url).hostname or "").rstrip(".") if isinstance(url, str) else ""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".") if isinstance(url, str) else ""
+    except ValueError:  # not a URL (is_queue_url refuses it)
+        return None
     if host == "queue.amazonaws.com":
         return "us-east-1"
     for pattern in _QUEUE_HOSTS:
         if found := pattern.search(host):
             return found.group(1)
     return None
+
+
+# A queue name SQS accepts: 1 to 80 letters, digits, - and _ (a FIFO queue's ends in .fifo,
+# refused on its own by _option_problems).
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
+QUEUE_URL_FORM = (
+    "https://sqs.<region>.amazonaws.com/<account>/<name>, as `manage.py sqs_setup` prints it (a"
+    " local SQS-protocol server's, moto or ElasticMQ: http://127.0.0.1:<port>/<account>/<name>)"
+)
+
+
+def is_queue_name(value: Any) -> bool:
+    """An OPTIONS rule: None, or a queue name SQS accepts."""
+    return value is None or (isinstance(value, str) and bool(QUEUE_NAME.fullmatch(value)))
+
+
+def is_queue_url(value: Any) -> bool:
+    """An OPTIONS rule: None, or an http(s) URL whose path ends in a queue name; an AWS host's
+    path is /<12-digit account>/<name>. An ARN, a bare name or a URL without its scheme passed
+    boto3's own validation and failed at the first call, far from the setting."""
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [ of an IPv6 host
+        return False
+    segments = parts.path.strip("/").split("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if not QUEUE_NAME.fullmatch(segments[-1]):
+        return False
+    host = parts.hostname.rstrip(".")
+    if region_from_queue_url(value) or host == "queue.amazonaws.com":
+        return len(segments) == 2 and bool(re.fullmatch(r"\d{12}", segments[0]))
+    return True
 
 
 def queue_endpoint(queue_url: str | None, endpoint_url: str) -> str | None:
@@ -159,8 +199,11 @@ class SQSBackend(QueueBackend):
 
     option_rules: dict[str, Rule] = {
         **QueueBackend.option_rules,
-        "QUEUE_URL": (lambda v: v is None or isinstance(v, str), "an SQS queue URL"),
-        "QUEUE_NAME": (lambda v: v is None or isinstance(v, str), "an SQS queue name"),
+        "QUEUE_URL": (is_queue_url, f"an SQS queue URL: {QUEUE_URL_FORM}"),
+        "QUEUE_NAME": (
+            is_queue_name,
+            "an SQS queue name: 1 to 80 letters, digits, - and _ (a URL goes in QUEUE_URL)",
+        ),
         "SESSION_PARAMS": (lambda v: isinstance(v, dict), "a dict of boto3 Session arguments"),
         "CLIENT_PARAMS": (lambda v: isinstance(v, dict), "a dict of boto3 client arguments"),
         "WAIT_TIME_SECONDS": (whole_number(0, 20), "a whole number of seconds from 0 to 20"),

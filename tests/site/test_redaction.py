@@ -105,6 +105,19 @@ def test_the_site_logs_through_the_redacting_formatters(settings):
     assert json.loads(JsonFormatter().format(record_with_a_secret()))["level"] == "ERROR"
 
 
+def test_a_refused_queue_url_is_named_without_its_password(settings, monkeypatch):
+    # A URL with a proxy's credentials, and no queue name: refused by both checks, which name it.
+    url = f"http://proxy:{SECRET}@127.0.0.1:1/"
+    settings.TASKS = {
+        "default": {"BACKEND": "queues.sqs.backend.SQSBackend", "OPTIONS": {"QUEUE_URL": url}}
+    }
+    monkeypatch.setenv("SQS_QUEUE_URL", url)
+    errors = [e for e in checks.run_checks() if e.id in ("queues.E005", "casusult.E002")]
+    assert sorted(e.id for e in errors) == ["casusult.E002", "queues.E005"]
+    assert all("http://proxy:***@127.0.0.1:1/" in e.msg for e in errors)
+    assert not any(SECRET in f"{e.msg}{e.hint}" for e in errors)
+
+
 @pytest.mark.django_db
 def test_the_queue_status_page_hides_credentials_in_an_error(
     admin_client, settings, moto_aws_env, monkeypatch

@@ -24,14 +24,14 @@ URL = "https://sqs.ap-northeast-1.amazonaws.com/123456789012/casusult-jobs"
 @pytest.mark.parametrize(
     ("options", "check_id", "named"),
     [
-        ({"QUEUE_URL": "x", "WAIT": 1}, "queues.E004", "WAIT"),
+        ({"QUEUE_URL": URL, "WAIT": 1}, "queues.E004", "WAIT"),
         ({}, "queues.E005", "names no queue"),
-        ({"QUEUE_URL": "x", "WAIT_TIME_SECONDS": 21}, "queues.E005", "WAIT_TIME_SECONDS=21"),
-        ({"QUEUE_URL": "x", "JOB_TIMEOUT": 0}, "queues.E005", "JOB_TIMEOUT=0"),
+        ({"QUEUE_URL": URL, "WAIT_TIME_SECONDS": 21}, "queues.E005", "WAIT_TIME_SECONDS=21"),
+        ({"QUEUE_URL": URL, "JOB_TIMEOUT": 0}, "queues.E005", "JOB_TIMEOUT=0"),
         # SQS hides a message 12 h from its receive: a task that long would run twice.
-        ({"QUEUE_URL": "x", "JOB_TIMEOUT": 43021}, "queues.E005", "JOB_TIMEOUT=43021"),
-        ({"QUEUE_URL": "x", "VISIBILITY_TIMEOUT": 43201}, "queues.E005", "VISIBILITY_TIMEOUT"),
-        ({"QUEUE_URL": "x", "MAX_MESSAGES": 11}, "queues.E005", "MAX_MESSAGES=11"),
+        ({"QUEUE_URL": URL, "JOB_TIMEOUT": 43021}, "queues.E005", "JOB_TIMEOUT=43021"),
+        ({"QUEUE_URL": URL, "VISIBILITY_TIMEOUT": 43201}, "queues.E005", "VISIBILITY_TIMEOUT"),
+        ({"QUEUE_URL": URL, "MAX_MESSAGES": 11}, "queues.E005", "MAX_MESSAGES=11"),
         ({"QUEUE_NAME": "jobs.fifo"}, "queues.E005", "QUEUE_NAME='jobs.fifo' is a FIFO queue"),
         ({"QUEUE_URL": f"{URL}.fifo"}, "queues.E005", "DelaySeconds"),
         (
@@ -49,6 +49,62 @@ def test_bad_options_name_the_alias(settings, options, check_id, named):
     assert named in error.msg
     with pytest.raises(QueueConfigurationError, match=r"TASKS\['jobs'\]"):
         queue_tasks.record_marker.using(backend="jobs").enqueue("never")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("QUEUE_URL", "notaurl"),
+        ("QUEUE_URL", "casusult-jobs"),  # a name, in the URL's place
+        ("QUEUE_URL", "sqs.eu-west-1.amazonaws.com/123456789012/q"),  # no scheme
+        ("QUEUE_URL", "arn:aws:sqs:eu-west-1:123456789012:q"),
+        ("QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123/q"),  # not an account
+        ("QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/q"),
+        ("QUEUE_URL", "https://eu-west-1.queue.amazonaws.com/123456789012/"),
+        ("QUEUE_URL", "http://127.0.0.1:4566/"),
+        ("QUEUE_URL", "http://[::1"),
+        ("QUEUE_URL", ""),
+        ("QUEUE_NAME", URL),
+        ("QUEUE_NAME", "casusult jobs"),
+        ("QUEUE_NAME", "q" * 81),
+    ],
+)
+def test_a_queue_that_is_no_url_or_name_is_refused_at_every_command(settings, key, value):
+    """Found before by `check --deploy` (a warning) or the worker only, far from the setting;
+    boto3 takes any string as a QueueUrl."""
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {key: value}}}
+    errors = [e for e in task_backends["jobs"].check() if e.msg.endswith("is not valid.")]
+    assert [(e.id, e.msg) for e in errors] == [
+        ("queues.E005", f"TASKS['jobs']['OPTIONS']: {key}={value!r} is not valid.")
+    ]
+    expected = (
+        "https://sqs.<region>.amazonaws.com/<account>/<name>"
+        if key == "QUEUE_URL"
+        else "1 to 80 letters"
+    )
+    assert expected in errors[0].hint
+    with pytest.raises(QueueConfigurationError, match=rf"TASKS\['jobs'\].*{key}"):
+        queue_tasks.record_marker.using(backend="jobs").enqueue("never")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        URL,
+        f"{URL}/",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/q_1-a",
+        "https://queue.amazonaws.com/123456789012/q",
+        "https://eu-west-1.queue.amazonaws.com/123456789012/q",
+        "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q",
+        "https://vpce-0a1b-c2d3.sqs.ap-southeast-2.vpce.amazonaws.com/123456789012/q",
+        "http://127.0.0.1:4566/000000000000/q",  # moto, LocalStack
+        "http://[::1]:9324/queue/q",  # ElasticMQ's older form
+        "http://localhost:4566/queue/us-east-1/000000000000/q",  # LocalStack's path strategy
+    ],
+)
+def test_every_form_of_queue_url_sqs_answers_is_taken(settings, url):
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": url}}}
+    assert task_backends["jobs"].check() == []
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,13 @@ SQS_VARIABLES = [
     ("TASKS_MAX_ATTEMPTS", "0", "MAX_ATTEMPTS", "a whole number from 1 to 100"),
     ("TASKS_RETRY_DELAY", "901", "RETRY_DELAY", "a whole number of seconds from 0 to 900"),
     ("TASK_MODULES", "tests/queues", "TASK_MODULES", "a list of module names"),
+    ("SQS_QUEUE_URL", "notaurl", "QUEUE_URL", "an SQS queue URL: https://sqs.<region>.amazonaws"),
+    (
+        "SQS_QUEUE_NAME",
+        "https://sqs.eu-west-1.amazonaws.com/1/q",
+        "QUEUE_NAME",
+        "an SQS queue name",
+    ),
 ]
 
 
