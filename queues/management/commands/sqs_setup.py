@@ -3,6 +3,7 @@
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS
 
 from queues.arguments import whole_number
 from queues.extras import command_requires
@@ -44,7 +45,9 @@ class Command(BaseCommand):
         command_requires("sqs")  # then boto3 is there (the sqs extra): imported here, not above
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from queues.exceptions import QueueConfigurationError
         from queues.sqs.setup import (
+            configured_backend,
             configured_queue_name,
             existing_settings,
             max_receive_count_floor,
@@ -52,6 +55,12 @@ class Command(BaseCommand):
             sqs_client,
         )
 
+        backend = configured_backend()
+        try:
+            if backend:  # a bad QUEUE_URL would be taken for none ("No queue name")
+                backend.ensure_valid()
+        except QueueConfigurationError as error:
+            raise CommandError(str(error)) from None
         queue_name = queue_name or configured_queue_name()
         if not queue_name:
             raise CommandError(
@@ -87,7 +96,11 @@ class Command(BaseCommand):
             f"  redrive: after {redrive['maxReceiveCount']} receives to {dlq.name};"
             f" visibility timeout {queue.attributes['VisibilityTimeout']} s"
         )
-        self.stdout.write(f"QUEUE_URL={queue.url}")
+        # The URL alone on the last line, for scripts; the settings' name for it just above (a
+        # project's settings may map an environment variable of their own to it).
+        setting = f"TASKS[{DEFAULT_TASK_BACKEND_ALIAS!r}]['OPTIONS']['QUEUE_URL']"
+        self.stdout.write(f"Set {setting} (or the variable your settings read it from) to:")
+        self.stdout.write(queue.url)
 
     def choose(self, existing, dlq_name, max_receive_count, visibility_timeout, floor):
         """(DLQ name, maxReceiveCount, visibility timeout): the options given, else what the

@@ -46,6 +46,13 @@ def test_creates_queue_and_dlq_then_converges(sqs_setup, setup_env, moto_sqs_cli
     first = sqs_setup(*args, "--visibility-timeout", "45", env=setup_env)
     assert f"queue {name}: created" in first
     assert f"dead-letter queue {name}-dlq: created" in first
+    # What to set, then the URL alone on the last line (for scripts).
+    *_, what, url = first.splitlines()
+    assert what == (
+        "Set TASKS['default']['OPTIONS']['QUEUE_URL'] (or the variable your settings read it"
+        " from) to:"
+    )
+    assert url == moto_sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
 
     again = sqs_setup(*args, "--visibility-timeout", "45", env=setup_env)
     assert f"queue {name}: exists" in again
@@ -87,6 +94,13 @@ def test_bad_input_is_a_clear_error(sqs_setup, setup_env):
         sqs_setup("--queue-name", "jobs.fifo", env=setup_env)
     with pytest.raises(CommandError, match="max receive count"):
         sqs_setup("--queue-name", "jobs", "--max-receive-count", "0", env=setup_env)
+
+
+def test_a_queue_url_the_backend_refuses_is_named(sqs_setup, setup_env):
+    # Not taken for no URL at all ("No queue name"): the backend's own refusal, naming the key.
+    env = {**setup_env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": "casusult-jobs"}
+    with pytest.raises(CommandError, match=r"OPTIONS'\]: QUEUE_URL='casusult-jobs' is not valid"):
+        sqs_setup(env=env)
 
 
 def test_unreachable_endpoint_is_reported(sqs_setup, setup_env):
