@@ -178,8 +178,11 @@ class TaskTimer:
         self.task_path, self.job_id = task_path, job_id
         self.started = time.monotonic()
 
-    def log(self, outcome, level=logging.INFO, detail=""):
+    def log(self, outcome, level=logging.INFO, **details):
+        """`details` (reason=, attempt=, next=…) end the line as key=value, and are fields of
+        their own in JSON logs, as the rest is."""
         duration = time.monotonic() - self.started
+        details = {key: str(value) for key, value in details.items()}
         logger.log(
             level,
             "task=%s id=%s outcome=%s duration=%.3fs%s",
@@ -187,13 +190,14 @@ class TaskTimer:
             self.job_id,
             outcome,
             duration,
-            f" {detail}" if detail else "",
+            "".join(f" {key}={value}" for key, value in details.items()),
             # The same as fields, for JSON logs (LOG_FORMAT=json).
             extra={
                 "task": self.task_path,
                 "task_id": self.job_id,
                 "outcome": outcome,
                 "duration": round(duration, 3),
+                **details,
             },
         )
 

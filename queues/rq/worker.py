@@ -222,33 +222,34 @@ class TaskWorker(SimpleWorker):
             discard_connections()  # a timed-out job may have left one mid-query
         if refusal is not None:
             report_refusal(RQBackend, refusal_alias(job), refusal)
-            timer.log("refused", logging.ERROR, str(refusal))
+            timer.log("refused", logging.ERROR, reason=refusal)
         elif status == "finished":
             timer.log("succeeded")
         elif self.death_penalty_class.fired:
             timer.log(
                 "timed-out",
                 logging.ERROR,
-                f"reason=JOB_TIMEOUT ({job.timeout} s) {self._attempt_detail(job, queue, status)}",
+                reason=f"JOB_TIMEOUT ({job.timeout} s)",
+                **self._attempt_details(job, queue, status),
             )
         elif status in ("failed", "scheduled", "queued"):
-            timer.log("failed", logging.ERROR, self._attempt_detail(job, queue, status))
+            timer.log("failed", logging.ERROR, **self._attempt_details(job, queue, status))
         else:
             timer.log(str(status), logging.ERROR)
 
     @staticmethod
-    def _attempt_detail(job, queue, status):
-        """`attempt=n/m` and what follows: the next attempt's delay, or the failed registry."""
+    def _attempt_details(job, queue, status):
+        """attempt="n/m" and what follows: the next attempt's delay, or the failed registry."""
         attempt = len(jobs.attempt_workers(job))
         if status == "failed":
-            return f"attempt={attempt}/{attempt} next=failed-registry"
+            return {"attempt": f"{attempt}/{attempt}", "next": "failed-registry"}
         # RQ counted retries_left down when it re-scheduled the job: the next attempt is one of them.
         total = attempt + (job.retries_left or 0) + 1
         delay = 0
         if status == "scheduled":
             due = queue.scheduled_job_registry.get_scheduled_time(job)
             delay = max(0, math.ceil((due - aware(timezone.now())).total_seconds()))
-        return f"attempt={attempt}/{total} next_attempt_in={delay}s"
+        return {"attempt": f"{attempt}/{total}", "next_attempt_in": f"{delay}s"}
 
     def work(self, *args, **kwargs):
         # RQ installs its stop handlers only after registering the worker and starting its

@@ -318,7 +318,7 @@ class SQSWorker:
         run_after = envelope["run_after"]
         if run_after is not None and run_after > timezone.now():
             self.defer(message, envelope["id"], run_after)
-            timer.log("deferred", detail=f"run_after={run_after.isoformat()}")
+            timer.log("deferred", run_after=run_after.isoformat())
             return "deferred"
         result = new_result(
             task,
@@ -343,7 +343,7 @@ class SQSWorker:
             logger.exception("Task %s (%s) timed out", envelope["task"], envelope["id"])
             discard_connections()
             # A failed attempt like any other.
-            return self.after_failure(message, envelope, timer, "timed-out", f"reason={error}")
+            return self.after_failure(message, envelope, timer, "timed-out", reason=error)
         except Exception:
             logger.exception("Task %s (%s) failed", envelope["task"], envelope["id"])
             return self.after_failure(message, envelope, timer, "failed")
@@ -356,30 +356,30 @@ class SQSWorker:
         reason = report_refusal(type(self.backend), self.backend.alias, error)
         if self.dead_letters is None:
             # It comes back after the visibility timeout, and is refused again.
-            timer.log("set-aside", logging.WARNING, f"reason={error} next=left-in-queue")
+            timer.log("set-aside", logging.WARNING, reason=error, next="left-in-queue")
             return "set-aside"
         self.dead_letter(message, f"{reason}: {error}")
-        timer.log("set-aside", logging.WARNING, f"reason={error} next=dlq:{self.dead_letters.name}")
+        timer.log("set-aside", logging.WARNING, reason=error, next=f"dlq:{self.dead_letters.name}")
         return "set-aside"
 
-    def after_failure(self, message, envelope, timer, outcome, detail=""):
+    def after_failure(self, message, envelope, timer, outcome, **details):
         """A failed attempt: re-send the next one after the retry delay, or after the last one
         move the message to the dead-letter queue (as its next attempt, for sqs_redrive)."""
         attempt, limit = envelope["attempt"], self.backend.max_attempts
         following = next_attempt_body(message["Body"], envelope, self.worker_id)
-        counted = f"{detail} attempt={attempt}/{max(attempt, limit)}".lstrip()
+        details["attempt"] = f"{attempt}/{max(attempt, limit)}"
         if attempt < limit:
             delay = self.backend.retry_delay(attempt)
             # Sent before the delete: interrupted between the two, both attempts run.
             self.backend.send(following, delay)
             self.delete(message)
-            timer.log(outcome, logging.ERROR, f"{counted} next_attempt_in={delay}s")
+            timer.log(outcome, logging.ERROR, **details, next_attempt_in=f"{delay}s")
         elif self.dead_letters is not None:
             self.dead_letter(message, f"{outcome} on attempt {attempt} of {limit}", following)
-            timer.log(outcome, logging.ERROR, f"{counted} next=dlq:{self.dead_letters.name}")
+            timer.log(outcome, logging.ERROR, **details, next=f"dlq:{self.dead_letters.name}")
         else:
             # No DLQ to go to: received again after the visibility timeout, and run again.
-            timer.log(outcome, logging.ERROR, f"{counted} next=left-in-queue")
+            timer.log(outcome, logging.ERROR, **details, next="left-in-queue")
         return outcome
 
     def dead_letter(self, message, reason, body=None):

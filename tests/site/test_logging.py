@@ -1,5 +1,7 @@
 """JSON logs: one object per line, with fields for record failures, flushes and worker tasks."""
 
+import json
+
 import pytest
 from django.test import override_settings
 
@@ -38,6 +40,27 @@ def test_every_task_logs_its_outcome(json_lines):
     assert entry["task_id"] == "job-1"
     assert entry["outcome"] == "succeeded"
     assert entry["duration"] >= 0
+    # What follows the outcome in the line's text is fields too.
+    TaskTimer("t.x", "job-2").log("failed", attempt="1/3", next_attempt_in="10s")
+    [entry] = [e for e in json_lines() if e.get("task_id") == "job-2"]
+    assert entry["message"].endswith(" attempt=1/3 next_attempt_in=10s")
+    assert (entry["attempt"], entry["next_attempt_in"]) == ("1/3", "10s")
+
+
+def test_a_message_set_aside_says_why_and_where_in_fields(
+    manage, production_queue, moto_sqs_client
+):
+    # A log pipeline filters the dead-lettered messages on `next` and groups them on `reason`.
+    name = production_queue["SQS_QUEUE_NAME"]
+    url = moto_sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
+    moto_sqs_client.send_message(QueueUrl=url, MessageBody="this is not json")
+    env = {**production_queue, "QUEUE_BACKEND": "sqs", "SQS_WAIT_TIME_SECONDS": "0"}
+    result = manage("runworker", "--burst", env={**env, "LOG_FORMAT": "json"})
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [entry] = [line for line in lines if line.get("outcome") == "set-aside"]
+    assert entry["next"] == f"dlq:{name}-dlq"
+    assert entry["reason"].startswith("body is not JSON"), entry
 
 
 def test_django_lines_are_printed_once_with_debug_on(manage):
