@@ -45,6 +45,20 @@ def without_cluster_flag(url: str) -> str:
     return f"{head}{'?' if kept else ''}{'&'.join(kept)}{hash_mark}{fragment}"
 
 
+def has_unreadable_database(url: str) -> bool:
+    """Whether a redis:// or rediss:// URL's path is no database number (/abc, /7/x, /-1):
+    redis-py reads /<n> as the database to SELECT, and quietly uses database 0 for a path it
+    cannot read, so the queue or the buffer would share another's database. Callers do not show
+    the path: a raw password holding a / would put part of itself there."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("redis", "rediss"):
+        return False
+    if "db" in urllib.parse.parse_qs(parts.query):  # ?db=N wins over the path
+        return False
+    path = urllib.parse.unquote(parts.path).strip("/")
+    return bool(path) and not re.fullmatch(r"\d+", path)
+
+
 # What redis-py raises when a URL's query names an option its connections do not take.
 UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '(\w+)'")
 

@@ -12,7 +12,7 @@ import urllib.parse
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from redis_endpoints import redact, redact_text
+from redis_endpoints import has_unreadable_database, redact, redact_text
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -164,7 +164,11 @@ def env_redis_url(name, default=UNSET):
 
 def redis_url_problem(url):
     """What is wrong with `url` as a Redis URL, or None (shown as url_problem shows it)."""
-    return url_problem(url, REDIS_SCHEMES, _redis_url_rest)
+    problem = url_problem(url, REDIS_SCHEMES, _redis_url_rest)
+    # The URL itself: url_problem parsed it redacted, whose path an @ in the query can garble.
+    if problem is None and has_unreadable_database(url):
+        return "has a path that is no database number /0, /1, …"
+    return problem
 
 
 def _redis_url_rest(scheme, parts, shown):

@@ -14,7 +14,12 @@ from redis import AuthenticationError, Redis, RedisError
 from redis.exceptions import NoPermissionError
 from rq.serializers import JSONSerializer, resolve_serializer
 
-from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, refused_certificate, refused_options
+from redis_endpoints import (
+    UNTRUSTED_CERTIFICATE_HINT,
+    has_unreadable_database,
+    refused_certificate,
+    refused_options,
+)
 
 from ..exceptions import QueueConfigurationError
 
@@ -58,6 +63,11 @@ def connection_problem(config: dict) -> str | None:
     live probe."""
     if not {"URL", "HOST", "UNIX_SOCKET_PATH"} & config.keys():
         return None
+    if "URL" in config and has_unreadable_database(str(config["URL"])):
+        return (
+            "its URL's path is no database number /0, /1, … (redis-py would quietly take a word"
+            " for database 0, and refuse a negative one at the first command)"
+        )
     try:
         get_redis_connection(config).connection_pool.make_connection()
     except KeyError as error:

@@ -59,6 +59,9 @@ SECRET = "hunter2-s3cret"
         (f"redis://u:{SECRET.replace('-', '#')}@cache:6379/0", "has a user name or password"),
         (f"rediss://:{SECRET.replace('-', '?')}@cache:6379/0", "has a user name or password"),
         ("unix://", "names no socket path"),
+        # redis-py would quietly use database 0 (the buffer's, say) for the first.
+        (f"redis://:{SECRET}@cache:6379/abc", "has a path that is no database number /0, /1, …"),
+        (f"redis://:{SECRET}@cache:6379/-1", "has a path that is no database number"),
     ],
 )
 def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch, value, said):
@@ -80,6 +83,8 @@ def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch
         "redis://:p%2Fw%23d@cache:6379/0",  # percent-encoded
         "redis://:p@ss@cache:6379/0",  # an @ is read up to the last one, by redis-py too
         "rediss://cache:6380/0?ssl_ca_certs=/etc/ca@2026/ca.pem",  # an @ in the query
+        "redis://cache:6379",  # database 0
+        "redis://cache:6379/7/",
     ],
 )
 def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):

@@ -67,6 +67,9 @@ def test_the_json_serializer_may_be_named_or_given(settings):
         ({"URL": "redis://:pw@h/0?ssl_cert_reqs=none"}, "only a rediss:// URL takes"),
         ({"URL": "rediss://:pw@h/0?ssl_cert_reqs=CERT_NONE"}, "takes none, optional or required"),
         ({"URL": "redis://:pw@h/0?db=x"}, "Invalid value for 'db'"),
+        # redis-py took this one for database 0, maybe the impression buffer's: no error at all.
+        ({"URL": "redis://:pw@h:6379/abc"}, "path is no database number"),
+        ({"URL": "redis://:pw@h:6379/-1"}, "path is no database number"),
         ({"HOST": "h", "PASSWORD": "pw"}, "django-rq needs its 'PORT' key too"),
         ({"UNIX_SOCKET_PATH": "/run/redis.sock"}, "django-rq needs its 'DB' key too"),
         (
