@@ -16,6 +16,7 @@ from redis_endpoints import cluster_endpoint_reason as endpoint_reason
 from redis_endpoints import redact
 
 from ..exceptions import ClusterModeRedis
+from .connection import wrong_database
 
 REMEDY = (
     "RQ needs a standalone (non-cluster) Redis/Valkey: point the queue's RQ_QUEUES entry at one,"
@@ -47,7 +48,10 @@ def probe_cluster_reason(connection):
     # cluster mode.
     try:
         info = connection.info("cluster")
-    except redis.ResponseError:
+    except redis.ResponseError as error:
+        if wrong_database(error):
+            # A refusal of the connection itself, reported as the other ones are.
+            raise redis.ConnectionError(str(error)) from error
         info = {}  # INFO disabled or unknown to a proxy: the transaction probe decides.
     enabled = str(info.get("cluster_enabled", "")).strip() if isinstance(info, dict) else ""
     if enabled == "1":

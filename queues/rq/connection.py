@@ -88,6 +88,12 @@ def refusal_remedy(error: BaseException, entry: str) -> str | None:
     ACL, its certificate), or None when it did not answer."""
     if refused_certificate(error):
         return UNTRUSTED_CERTIFICATE_HINT
+    if wrong_database(error):
+        return (
+            f"Give {entry} a database number the server has: its URL's /N (or DB) below the"
+            " server's `databases` (16 by default: /0 to /15; a serverless or cluster endpoint"
+            " has /0 only)."
+        )
     if isinstance(error, AuthenticationError):
         return (
             f"Fix the user and password of {entry}: redis://user:password@host:6379/0 (a Redis ACL"
@@ -105,6 +111,12 @@ def refusal_remedy(error: BaseException, entry: str) -> str | None:
             f" ACL SETUSER name ~{keys} ~queues-probe:* &{channels} +@all."
         )
     return None
+
+
+def wrong_database(error: BaseException) -> bool:
+    """Whether `error` is the server refusing the connection's SELECT (a database number it does
+    not have): every command then answers it, which the cluster probe took for cluster mode."""
+    return isinstance(error, RedisError) and "DB index is out of range" in str(error)
 
 
 def uses_json_serializer(config: dict) -> bool:

@@ -87,6 +87,23 @@ def test_unreachable_rq_redis_fails_the_deploy_check_closed(settings):
     assert "queues.E003" in [error.id for error in errors]
 
 
+def test_a_database_the_rq_redis_does_not_have_is_named_not_taken_for_cluster_mode(
+    settings, manage
+):
+    # Every command, the probe's too, answered "DB index is out of range": reported as cluster
+    # mode (queues.E002), and runworker died with a traceback.
+    url = settings.RQ_REDIS_URL.rsplit("/", 1)[0] + "/99"  # Redis has 16 by default
+    errors = check_errors(url, deploy=True)
+    assert "queues.E002" not in errors, errors
+    assert "(queues.E003)" in errors and "a database number the server has" in errors, errors
+    result = manage("runworker", "--burst", env={"QUEUE_BACKEND": "rq", "RQ_REDIS_URL": url})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert (
+        "DB index is out of range; give the backend's RQ_QUEUES entry a database" in result.stderr
+    )
+
+
 @pytest.fixture
 def acl_redis(tmp_path):
     """A private Redis with two ACL users: `worker` (all keys, a password that needs
