@@ -29,7 +29,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from redis_endpoints import cluster_endpoint_reason, refused_options, without_cluster_flag
+from redis_endpoints import (
+    cluster_endpoint_reason,
+    has_unreadable_database,
+    refused_options,
+    without_cluster_flag,
+)
 
 from .conf import conf
 from .reloads import reloads
@@ -139,6 +144,8 @@ def url_options_problem(url):
     cannot read), or why the app refuses it (an option that would override its own), or None;
     no network call."""
     query = parse_qs(urlsplit(url).query)
+    if has_unreadable_database(url):  # redis-py would quietly use database 0
+        return "its path is no database number /0, /1, …"
     if owned := [name for name in APP_OWNED_OPTIONS if name in query]:
         return (
             f"its query option {owned[0]}= would override the app's own timeouts: drop it"

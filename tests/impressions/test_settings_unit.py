@@ -350,6 +350,9 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         # redis-py lets these win over the app's 50 ms: a hung Redis would hold requests 5 s.
         ("redis://:hunter2@h:6379/0?socket_timeout=5", "socket_timeout= would override"),
         ("redis://:hunter2@h/0?db=1&socket_connect_timeout=5", "set IMPRESSIONS_REDIS_TIMEOUT"),
+        # redis-py reads a path it cannot parse as database 0: maybe another project's buffer.
+        ("redis://:hunter2@h:6379/abc", "no database number"),
+        ("redis://:hunter2@h:6379/-1", "no database number"),
     ],
 )
 def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, problem):
@@ -369,6 +372,7 @@ def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, 
         "rediss://h:6379?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false",
         "redis://h?db=3&protocol=3&client_name=web&health_check_interval=30",
         "unix:///run/redis.sock?db=2",
+        "redis://h:6379/7/",
     ],
 )
 def test_buffer_urls_redis_py_takes_pass(url):
