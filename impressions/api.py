@@ -10,11 +10,12 @@ from datetime import date
 from typing import Protocol
 
 from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest
 
 from . import recorder, stats, viewers
 from .recorder import BufferStatus, RecordResult
-from .redis_client import get_client
+from .redis_client import get_client, release_thread_connections
 
 __all__ = [
     "BufferStatus",
@@ -48,7 +49,14 @@ def record(
     None: nothing was recorded (recording is off, nothing was served, or the request is no
     view: a bot, a prefetch, not a GET); else what was counted, lost and scheduled.
     """
-    result: RecordResult | None = viewers.record_request(request, posts)
+    try:
+        result: RecordResult | None = viewers.record_request(request, posts)
+    finally:
+        if isinstance(request, ASGIRequest):
+            # Django runs an ASGI request's sync work in a thread that ends with the request:
+            # the connection it kept would stay taken while an async view awaits on, and some
+            # 100 such requests at once (redis-py's pool) would lose every later one's counts.
+            release_thread_connections()
     return result
 
 

@@ -221,8 +221,23 @@ class ThreadConnections:
 
 
 def release_all(by_client):
-    for client, connection in list(by_client.items()):
+    # Popped, not just released: released twice, a connection another thread took meanwhile
+    # would go back to the pool while in use.
+    while by_client:
+        client, connection = by_client.popitem()
         client.connection_pool.release(connection)
+
+
+def release_thread_connections():
+    """Hand this thread's kept connections back to their pools now: for a thread that ends
+    with its request (ASGI), whose connection would otherwise stay taken until then."""
+    held = getattr(_threads, "connections", None)
+    if held is None:
+        return
+    try:
+        release_all(held.by_client)
+    except Exception:  # record() never raises into the view
+        logger.exception("handing a Redis connection back to its pool failed")
 
 
 def _thread_connection(client):

@@ -43,6 +43,11 @@ def flush_redis(client):
         client.flushdb()
 
 
+def with_option(url, option):
+    """`url` with one more query option."""
+    return f"{url}{'&' if '?' in url else '?'}{option}"
+
+
 def ping_or_fail(url):
     try:
         redis.Redis.from_url(url, socket_timeout=2).ping()

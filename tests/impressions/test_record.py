@@ -19,7 +19,7 @@ from impressions.flush import flush_pending
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
 
-from .support import group_of
+from .support import group_of, with_option
 
 pytestmark = pytest.mark.django_db
 
@@ -235,11 +235,6 @@ def test_a_part_that_fails_loses_its_posts_and_the_later_parts_not_the_earlier(
     assert set(pending_counts(ids[100:]).values()) == {0}
 
 
-def with_option(url, option):
-    """`url` with one more query option."""
-    return f"{url}{'&' if '?' in url else '?'}{option}"
-
-
 def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):
     ids = list(range(1, 1201))
     assert record_impressions("u:big", [*ids, 1, 600, 1200]).counted == 1200
@@ -299,6 +294,33 @@ def test_a_thread_that_ends_hands_its_connection_back_to_the_pool(buffer):
             thread.join()
         assert [result.lost for result in results] == [0] * 12
         assert pending_counts([1, 2]) == {1: 12, 2: 12}
+
+
+def test_a_connection_handed_back_early_is_not_handed_back_again_when_its_thread_ends(
+    standalone_buffer,
+):
+    """An ASGI request's thread hands its connection back when it has recorded; when it ended,
+    it handed it back a second time, taking it from the thread that had it since: two threads
+    would then read each other's replies."""
+    recorded = threading.Event()
+    may_end = threading.Event()
+
+    def request_thread():
+        record_impressions("u:asgi", [1])
+        redis_client.release_thread_connections()
+        recorded.set()
+        may_end.wait(5)
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    recorded.wait(5)
+    record_impressions("u:kept", [1])  # this thread takes the connection handed back
+    kept = redis_client._threads.connections.by_client[get_client()]
+    may_end.set()
+    thread.join()
+    assert kept in get_client().connection_pool._in_use_connections
+    assert record_impressions("u:other", [1]).counted == 1
+    assert pending_counts([1]) == {1: 3}
 
 
 def test_a_script_the_server_forgot_is_loaded_again(buffer):
