@@ -16,7 +16,7 @@ from redis_endpoints import redact_text
 
 from .bounds import DOTTED_PATH, check_arguments, sample
 from .exceptions import MalformedMessage, QueueConfigurationError, TaskNotAllowed
-from .registry import discover_tasks
+from .registry import discover_tasks, task_module_problems
 
 # The longest retry delay: SQS delays a message 15 minutes at most, and a backoff past that is
 # better served by a person looking at the failed registry or the DLQ.
@@ -200,4 +200,23 @@ class QueueBackend(BaseTaskBackend):
                 checks.Error(message, hint=hint, id=id_)
                 for id_, message, hint in self.option_problems
             ),
+            *self._task_module_errors(),
+        ]
+
+    def _task_module_errors(self) -> list[checks.CheckMessage]:
+        """queues.E010 for each TASK_MODULES entry a worker would register no task from.
+
+        Builds before the task registry read TASK_MODULES as prefixes (["reports"] allowed every
+        task under reports/): a project that keeps that form over an upgrade is told at its
+        first command, not by every enqueue failing and every queued job refused.
+        """
+        where = f"TASKS[{self.alias!r}]['OPTIONS']['TASK_MODULES']"
+        return [
+            checks.Error(
+                f"{where} lists {name!r}, {why}.",
+                hint="List the modules that define the tasks (such as 'reports.jobs'): each is"
+                " imported and its tasks registered; a name is not a prefix.",
+                id="queues.E010",
+            )
+            for name, why in task_module_problems(self.options["TASK_MODULES"])
         ]

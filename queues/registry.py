@@ -44,6 +44,21 @@ def listed_modules(names, where):
     return modules
 
 
+def task_module_problems(names):
+    """[(name, why)] of each module `names` lists that a worker would register no task from: one
+    that cannot be imported, or defines no Task (a package, say: its submodules are not read)."""
+    problems = []
+    for name in names:
+        try:
+            module = import_module(name)
+        except Exception as error:
+            problems.append((name, f"which cannot be imported: {error!r}"))
+            continue
+        if not any(isinstance(value, Task) for value in vars(module).values()):
+            problems.append((name, "which defines no task (a package's submodules are not read)"))
+    return problems
+
+
 def discover_tasks(task_modules=(), where="TASKS"):
     """{module_path: Task} of the installed apps' tasks modules and the modules `task_modules`."""
     registry = {}

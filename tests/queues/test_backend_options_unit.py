@@ -92,6 +92,21 @@ def test_task_modules_are_modules_to_import_not_prefixes(configure):
     assert "tests.queues.tasks.record_marker" not in registry  # a package lists no submodule
 
 
+def test_a_task_module_the_workers_would_register_nothing_from_is_a_check_error(configure):
+    # Builds before the registry read TASK_MODULES as prefixes (["reports"] allowed every task
+    # under reports/): kept over an upgrade, such a package registers none of its submodules'.
+    backend = configure(
+        TASK_MODULES=["tests.queues.tasks", "tests.queues", "tests.queues.tasks_raising_on_import"]
+    )
+    errors = backend.check()
+    assert [error.id for error in errors] == ["queues.E010", "queues.E010"]
+    package, raising = (error.msg for error in errors)
+    assert package.startswith("TASKS['jobs']['OPTIONS']['TASK_MODULES'] lists 'tests.queues',")
+    assert "defines no task" in package
+    assert "'tests.queues.tasks_raising_on_import', which cannot be imported" in raising
+    assert configure(TASK_MODULES=["tests.queues.tasks"]).check() == []
+
+
 def test_a_path_outside_the_registry_is_refused_without_importing_anything(configure, monkeypatch):
     backend = configure(TASK_MODULES=["tests.queues.tasks"])
     # The issue's example: a module of an installed app's package with side effects on import.
