@@ -199,14 +199,16 @@ return 0
 
 # KEYS: snapshot (ungrouped), snapshots index, snapshot days, totals, the 11 snapshot group
 # hashes.  ARGV: flush id.  Called only after the database commit. The snapshot's total leaves the
-# totals once: a second drop finds no field.
+# totals once: a second drop finds no field. `0 - size`, not `-size`: Lua's -0 reaches Redis as
+# "-0", which HINCRBY refuses, and a snapshot weighs 0 when an older build's flush zeroed its
+# shard's pending total while this build's group hashes held counts (a rolling deploy).
 DROP_SNAPSHOT = """
 redis.call('UNLINK', KEYS[1], KEYS[3], unpack(KEYS, 5))
 local field = 'snapshot:' .. ARGV[1]
 local size = redis.call('HGET', KEYS[4], field)
 if size then
   redis.call('HDEL', KEYS[4], field)
-  redis.call('HINCRBY', KEYS[4], 'snapshots', -tonumber(size))
+  redis.call('HINCRBY', KEYS[4], 'snapshots', 0 - tonumber(size))
 end
 return redis.call('SREM', KEYS[2], ARGV[1])
 """

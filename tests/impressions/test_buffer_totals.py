@@ -122,6 +122,25 @@ def test_a_deploy_over_the_previous_version_s_keys_is_counted_once_by_the_flush(
 
 
 @pytest.mark.django_db
+def test_a_snapshot_whose_total_an_older_flush_zeroed_is_dropped_at_the_first_flush(buffer):
+    """A rolling deploy: an older build's flush, finding no ungrouped pending hash, set its
+    shard's pending total to 0 while this build's record calls held counts in the group hashes.
+    The snapshot of those counts then weighs 0, and dropping it must not fail the flush."""
+    ids = [post.id for post in make_posts(3)]
+    for viewer in range(20):
+        record_impressions(f"u:{viewer}", ids)
+    for shard in range(16):
+        buffer.hset(keys.totals_key(shard), "pending", 0)  # what that older SNAPSHOT wrote
+
+    report = flush_pending()
+
+    assert report.impressions_applied == 60
+    assert Post.objects.aggregate(total=Sum("impressions"))["total"] == 60
+    assert buffer_status()[:2] == (0, 0)
+    assert buffer_status().in_snapshots == 0
+
+
+@pytest.mark.django_db
 def test_a_scrape_reads_no_pending_field_once_the_totals_are_kept(private_redis):
     """On a Redis of its own, so the server's command statistics are this test's alone."""
     with override_settings(REDIS_URL=private_redis.url, IMPRESSIONS_REDIS_TIMEOUT=10.0):
