@@ -6,6 +6,8 @@ The rows of the days after rolled_through move here; fillfactor 50 leaves room i
 the in-place (HOT) updates of the flushes (PostgreSQL only; other databases: no-op).
 """
 
+import itertools
+
 from django.db import migrations, models
 
 FILLFACTOR = 50
@@ -22,9 +24,16 @@ def reset_fillfactor(apps, schema_editor):
     set_fillfactor(apps, schema_editor, value=100)
 
 
+BATCH = 5000
+
+
 def move(source, target, apps, schema_editor, to_open):
     """Move the daily rows of the days after rolled_through (all, if nothing is rolled up) to the
-    open table, or back."""
+    open table, or back.
+
+    Back, a day can have rows in both tables (its roll-up half done, or a late flush after its
+    move): an object's counts of that day add up, as the roll-up adds them.
+    """
     alias = schema_editor.connection.alias
     source = apps.get_model("impressions", source)
     target = apps.get_model("impressions", target)
@@ -33,11 +42,22 @@ def move(source, target, apps, schema_editor, to_open):
     rows = source.objects.using(alias).all()
     if rolled is not None and to_open:
         rows = rows.filter(day__gt=rolled)  # back: every open row goes
-    target.objects.using(alias).bulk_create(
-        (target(object_id=o, day=d, count=n) for o, d, n in rows.values_list("object_id", "day", "count").iterator()),
-        batch_size=5000,
-    )
+    found = rows.values_list("object_id", "day", "count").iterator(chunk_size=BATCH)
+    while batch := list(itertools.islice(found, BATCH)):
+        add_rows(target.objects.using(alias), batch)
     rows.delete()
+
+
+def add_rows(target, batch):
+    """Add [(object id, day, count)] to `target`: new rows, or counts added to the rows there."""
+    present = target.filter(
+        object_id__in={o for o, _, _ in batch}, day__in={d for _, d, _ in batch}
+    ).values_list("object_id", "day")
+    present = set(present)
+    for o, d, n in batch:
+        if (o, d) in present:
+            target.filter(object_id=o, day=d).update(count=models.F("count") + n)
+    target.bulk_create(target.model(object_id=o, day=d, count=n) for o, d, n in batch if (o, d) not in present)
 
 
 def open_days_out(apps, schema_editor):
