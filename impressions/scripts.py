@@ -57,8 +57,11 @@ local function count(post)
 end
 local oldest = now  -- the oldest entry among the call's posts: the first to stop blocking
 if window > 0 then
-  -- Entries counted at or before now - window no longer block a new count.
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  -- Entries counted at or before now - window no longer block a new count; they are pruned
+  -- after the counts: a full Redis (maxmemory) refuses a script at its first write only if that
+  -- one may add memory (HINCRBY, INCRBY) and lets every later one through, so a pruning first
+  -- would let the call count on past the limit.
+  local expired = now - window
   local added = {}  -- a post twice on one page counts once
   -- One ZMSCORE and one ZADD per chunk, not a call per post: a page costs Redis a third less.
   -- Chunks keep unpack() under Lua's limit of 8000 values.
@@ -69,7 +72,7 @@ if window > 0 then
     for i = first, last do
       local post = ARGV[i]
       local score = scores[i - first + 1]
-      if score then
+      if score and tonumber(score) > expired then
         oldest = math.min(oldest, tonumber(score))
       elseif not added[post] then
         added[post] = true
@@ -81,6 +84,7 @@ if window > 0 then
     end
     if #entries > 0 then redis.call('ZADD', KEYS[1], unpack(entries)) end
   end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', expired)
 else
   for i = 8, #ARGV do count(ARGV[i]) end
 end
@@ -135,6 +139,12 @@ GROUPS = """
 local GROUPS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'x'}
 """
 
+# The flush's scripts and the schedule guard's must run on a full Redis (maxmemory reached):
+# they free its memory, or write a few bytes so that a flush does. A script without flags is
+# refused there only at its first write, and only if that one may add memory (SET, HSET, SADD):
+# each starts with a write that cannot (DEL, UNLINK), after which Redis lets the others through.
+# (A `#!lua flags=allow-oom` shebang would say so outright, but Redis 6 refuses the shebang.)
+
 # KEYS: pending (ungrouped), snapshot (ungrouped), snapshots index, armed, pending days, snapshot
 # days, totals, the 11 pending group hashes, the 11 snapshot group hashes.  ARGV: flush id,
 # snapshot key prefix.  Returns the counters snapshotted. Each pending hash is renamed to its
@@ -152,7 +162,7 @@ local function sum_all(key, first)  -- an ungrouped hash and its group hashes
   for i = 1, #GROUPS do total = total + sum(first and KEYS[first + i - 1] or key .. ':' .. GROUPS[i]) end
   return total
 end
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[4])  -- the first write (see above)
 if redis.call('HEXISTS', KEYS[7], 'exact') == 0 then
   redis.call('DEL', KEYS[7])
   local snapshots = 0
@@ -190,11 +200,19 @@ return fields
 # start takes the window key and deletes the guard; the window's other parts find the key taken
 # and leave the guard (by then maybe the next window's) alone.  Returns 1 when it deleted.
 OPEN_WINDOW = """
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+return 1
+"""
+
+# KEYS: schedule guard.  ARGV: its value, its ttl.  SET NX EX, on a full Redis too (see above).
+# Returns 1 when it took the guard.
+TAKE_GUARD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
 """
 
 # KEYS: snapshot (ungrouped), snapshots index, snapshot days, totals, the 11 snapshot group
@@ -221,8 +239,8 @@ local moved = 0
 for i = 2, #ARGV do
   local count = redis.call('HGET', KEYS[1], ARGV[i])
   if count then
+    redis.call('HDEL', KEYS[1], ARGV[i])  -- first: a full Redis lets the HSET through then
     redis.call('HSET', KEYS[2], ARGV[1] .. ' ' .. ARGV[i], count)
-    redis.call('HDEL', KEYS[1], ARGV[i])
     moved = moved + 1
   end
 end

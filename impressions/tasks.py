@@ -13,7 +13,7 @@ from django.tasks import Task, task, task_backends
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.utils import timezone
 
-from . import keys, rollup, stats
+from . import keys, rollup, scripts, stats
 from .conf import conf
 from .exceptions import FlushError
 from .flush import flush_pending
@@ -147,8 +147,13 @@ def enqueue_flush_tasks(delay, manual):
 
 
 def take_guard(client):
-    """SET NX the schedule guard, its value the time (what the dashboard's "next flush" reads)."""
-    return client.set(keys.guard_key(), f"{time.time():.3f}", nx=True, ex=conf.GUARD_TTL)
+    """SET NX the schedule guard, its value the time (what the dashboard's "next flush" reads),
+    on a full Redis too (scripts.TAKE_GUARD): the flush it schedules is what frees Redis."""
+    value = f"{time.time():.3f}"
+    taken = client.execute_command(
+        "EVAL", scripts.TAKE_GUARD, 1, keys.guard_key(), value, conf.GUARD_TTL
+    )
+    return taken == 1
 
 
 def rearm_after_failure(client):
