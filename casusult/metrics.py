@@ -49,7 +49,7 @@ impressions_deduplicated = Counter(
     "Served impressions not counted: same viewer and post inside the de-duplication window.",
 )
 impressions_dropped = Counter(
-    "impressions_dropped", "Served impressions lost because Redis was down or too slow."
+    "impressions_dropped", "Served impressions lost because Redis was down, too slow or full."
 )
 impressions_ignored = Counter(
     "impressions_ignored",

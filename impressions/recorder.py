@@ -11,13 +11,13 @@ from typing import NamedTuple
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import timezone
-from redis.exceptions import ClusterCrossSlotError, MovedError
+from redis.exceptions import ClusterCrossSlotError, MovedError, OutOfMemoryError
 
 from . import budgets, keys, periods, scripts
 from .conf import conf
 from .redis_client import get_client, is_cluster
 from .reloads import reloads, safety_margin
-from .schedule import arm_flush
+from .schedule import arm_flush, full_redis
 from .scripts import evalsha
 from .signals import impressions_ignored, impressions_recorded
 
@@ -115,6 +115,8 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         lost.give_back(unreported)
         failed = len(post_ids) - len(replies) * CALL_POSTS
         failure = record_loss(failed, f"viewer {viewer_key}", error)
+        if isinstance(error, OutOfMemoryError):
+            full_redis.refused(client, shard)
         if not replies:
             return failure
     recorded = post_ids[: len(post_ids) - failed]
@@ -178,6 +180,8 @@ def remedy_of(error):
             "; the server is in cluster mode, which IMPRESSIONS_REDIS_CLUSTER='false' denies:"
             " set it to 'auto' or 'true'"
         )
+    if isinstance(error, OutOfMemoryError):
+        return "; Redis is full (maxmemory): nothing counts until a flush frees it"
     return ""
 
 

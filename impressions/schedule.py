@@ -51,6 +51,31 @@ def arm_flush(client, shard, guard_taken=False):
     return True
 
 
+class FullRedis:
+    """After Redis refused a record call for want of memory (maxmemory), make sure a flush is
+    scheduled: it is what frees the memory, and a full Redis records nothing, so no impression
+    arms a shard meanwhile (the window's flush lost, or failed and not scheduled again, would
+    leave the buffer full for good). At most once every INTERVAL seconds a process: a request
+    refused in the meantime costs no second round trip."""
+
+    INTERVAL = 5.0
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.next_check = 0.0
+
+    def refused(self, client, shard):
+        """Schedule a flush unless one is (the guard is held); True when this call did."""
+        now = self.clock()
+        if now < self.next_check:
+            return False
+        self.next_check = now + self.INTERVAL
+        return arm_flush(client, shard)
+
+
+full_redis = FullRedis()
+
+
 def lapse_with_guard(client, shard):
     """The guard is another caller's: `shard`'s flag lapses with it (the record script does the
     same on one server). Should that caller die before enqueueing its flush, the first view

@@ -6,22 +6,23 @@ import redis
 from django.test import override_settings
 
 from casusult.models import Post
-from impressions import keys
+from impressions import keys, schedule
 from impressions.flush import flush_pending
 from impressions.recorder import lost, pending_status
 from impressions.recorder import record_impressions as record
 from tests.factories import make_posts
 
-from .support import DUMMY_TASKS, reset_loss_counter, viewer_in
+from .support import DUMMY_TASKS, reset_loss_counter, scheduled_flushes, viewer_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def full_redis(private_redis):
+def full_redis(private_redis, monkeypatch):
     """(the buffer on a private Redis, a function that sets its maxmemory to what it uses now
-    plus `room` bytes); the Dummy task backend, the loss counter reset."""
+    plus `room` bytes): the Dummy task backend, the loss counter and the refusal clock reset."""
     server = redis.Redis.from_url(private_redis.url)
+    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
 
     def fill_to(room):
         used = server.info("memory")["used_memory"]
@@ -76,6 +77,27 @@ def test_the_scheduled_flush_drains_a_full_redis_and_recording_resumes(full_redi
     assert sum(Post.objects.values_list("impressions", flat=True)) == counted
     assert used_memory(server) < limit
     assert record("u:after", ids[:20]).counted == 20
+
+
+def test_a_refusal_schedules_a_flush_when_none_is(full_redis):
+    server, fill_to = full_redis
+    posts = make_posts(3)
+    ids = [post.id for post in posts]
+    assert record("u:1", ids).scheduled
+    assert len(scheduled_flushes()) == 1
+    # That window's flush is lost (a dead worker, a dropped message) and its guard lapsed: with
+    # Redis full, no impression arms a shard again.
+    server.delete(keys.guard_key())
+    fill_to(-1)
+    assert record("u:2", ids).lost == 3
+    assert len(scheduled_flushes()) == 2
+    assert server.exists(keys.guard_key())
+    # Refused again within the interval: no second round trip, nothing scheduled twice.
+    server.delete(keys.guard_key())
+    assert record("u:3", ids).lost == 3
+    assert len(scheduled_flushes()) == 2
+    flush_pending(window="w1")
+    assert sum(Post.objects.values_list("impressions", flat=True)) == 3
 
 
 def test_a_full_redis_still_takes_the_entries_set_aside(full_redis):
