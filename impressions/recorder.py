@@ -43,19 +43,39 @@ class BufferStatus(NamedTuple):
 
 
 class LossCounter:
-    """Impressions this process failed to record; `unreported` is added to Redis when it answers."""
+    """Impressions this process failed to record; `unreported` is added to Redis when it answers.
 
-    def __init__(self):
+    One log line every LOG_INTERVAL seconds at most, for the losses since the last one: an
+    outage (Redis down or full) at a thousand requests a second would log a thousand lines a
+    second. The metrics count every loss as it happens (impressions_recorded).
+    """
+
+    LOG_INTERVAL = 10.0
+
+    def __init__(self, clock=time.monotonic):
         self._lock = threading.Lock()
+        self.clock = clock
         self.requests = 0
         self.impressions = 0
         self.unreported = 0
+        self.not_logged = (0, 0)  # (calls, impressions) lost since the last line
+        self.next_line = 0.0
 
     def add(self, impressions):
+        """Count a call's loss; (calls, impressions) for a log line to say, this one's included,
+        or None while the last line is less than LOG_INTERVAL old."""
         with self._lock:
             self.requests += 1
             self.impressions += impressions
             self.unreported += impressions
+            calls, count = self.not_logged
+            self.not_logged = (calls + 1, count + impressions)
+            now = self.clock()
+            if now < self.next_line:
+                return None
+            self.next_line = now + self.LOG_INTERVAL
+            since, self.not_logged = self.not_logged, (0, 0)
+            return since
 
     def take_unreported(self):
         """Hand the unreported count to one caller (threads must not report it twice)."""
@@ -152,19 +172,23 @@ def record_call(shard, viewer_key, post_ids, script_now, day, unreported=0, *, g
 
 
 def record_loss(count, whose, error):
-    """`count` impressions that could not be recorded: logged, counted in this process (reported
-    to Redis by a later call) and signalled; returns the RecordResult of the failed call."""
-    lost.add(count)
-    logger.warning(
-        "impressions lost: %d for %s (%s: %s%s); lost in this process so far: %d",
-        count,
-        whose,
-        type(error).__name__,
-        error,
-        remedy_of(error),
-        lost.impressions,
-        extra={"lost": count, "error": type(error).__name__},
-    )
+    """`count` impressions that could not be recorded: logged (LossCounter), counted in this
+    process (reported to Redis by a later call) and signalled; returns the failed call's
+    RecordResult."""
+    since = lost.add(count)
+    if since is not None:
+        calls, impressions = since
+        logger.warning(
+            "impressions lost: %d for %s (%s: %s%s)%s; lost in this process so far: %d",
+            count,
+            whose,
+            type(error).__name__,
+            error,
+            remedy_of(error),
+            f", {impressions} in {calls} calls since the last such line" if calls > 1 else "",
+            lost.impressions,
+            extra={"lost": impressions, "calls": calls, "error": type(error).__name__},
+        )
     impressions_recorded.send(record_loss, served=count, counted=0, lost=count)
     return RecordResult(0, count, False)
 

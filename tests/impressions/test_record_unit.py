@@ -103,3 +103,18 @@ def test_today_follows_a_change_of_time_zone():
             texts.append(recorder.today.text())
             assert texts[-1] == keys.day_text(periods.day_of(timezone.now()))
     assert texts[0] != texts[1]
+
+
+def test_losses_log_a_line_every_ten_seconds_at_most_for_all_of_them(monkeypatch, caplog):
+    now = [1000.0]
+    monkeypatch.setattr(recorder, "lost", recorder.LossCounter(clock=lambda: now[0]))
+    down = redis.ConnectionError("Connection refused")
+    for _ in range(1000):  # an outage at 1,000 requests a second
+        recorder.record_loss(3, "viewer u:1", down)
+        now[0] += 0.001
+    now[0] += 9.5
+    recorder.record_loss(2, "viewer u:2", down)
+    lines = [r for r in caplog.records if r.name == "impressions.recorder"]
+    assert [(line.lost, line.calls) for line in lines] == [(3, 1), (3 * 999 + 2, 1000)]
+    assert "2999 in 1000 calls since the last such line" in lines[1].getMessage()
+    assert recorder.lost.impressions == 3002

@@ -5,18 +5,20 @@ import json
 import pytest
 from django.test import override_settings
 
+from impressions import recorder
 from impressions.flush import flush_pending
 from impressions.recorder import get_client, record_impressions
 from queues.execution import TaskTimer
 from tests.factories import make_posts
 
 
-def test_record_failure_is_one_line_with_fields(json_lines, dead_redis_url):
+def test_record_failure_is_one_line_with_fields(json_lines, dead_redis_url, monkeypatch):
+    monkeypatch.setattr(recorder, "lost", recorder.LossCounter())  # no line logged yet
     with override_settings(IMPRESSIONS_REDIS_URL=dead_redis_url):
         record_impressions("u:1", [1, 2, 3])
     [entry] = [e for e in json_lines() if e["logger"] == "impressions.recorder"]
     assert entry["level"] == "WARNING"
-    assert entry["lost"] == 3
+    assert (entry["lost"], entry["calls"]) == (3, 1)
     assert entry["error"] == "ConnectionError"
 
 
