@@ -47,7 +47,8 @@ class LossCounter:
 
     One log line every LOG_INTERVAL seconds at most, for the losses since the last one: an
     outage (Redis down or full) at a thousand requests a second would log a thousand lines a
-    second. The metrics count every loss as it happens (impressions_recorded).
+    second. A loss for another reason than the last line's is logged at once: it is news. The
+    metrics count every loss as it happens (impressions_recorded).
     """
 
     LOG_INTERVAL = 10.0
@@ -60,10 +61,11 @@ class LossCounter:
         self.unreported = 0
         self.not_logged = (0, 0)  # (calls, impressions) lost since the last line
         self.next_line = 0.0
+        self.last_reason = None
 
-    def add(self, impressions):
+    def add(self, impressions, reason=None):
         """Count a call's loss; (calls, impressions) for a log line to say, this one's included,
-        or None while the last line is less than LOG_INTERVAL old."""
+        or None while the last line, for the same reason, is less than LOG_INTERVAL old."""
         with self._lock:
             self.requests += 1
             self.impressions += impressions
@@ -71,9 +73,10 @@ class LossCounter:
             calls, count = self.not_logged
             self.not_logged = (calls + 1, count + impressions)
             now = self.clock()
-            if now < self.next_line:
+            if now < self.next_line and reason == self.last_reason:
                 return None
             self.next_line = now + self.LOG_INTERVAL
+            self.last_reason = reason
             since, self.not_logged = self.not_logged, (0, 0)
             return since
 
@@ -175,7 +178,7 @@ def record_loss(count, whose, error):
     """`count` impressions that could not be recorded: logged (LossCounter), counted in this
     process (reported to Redis by a later call) and signalled; returns the failed call's
     RecordResult."""
-    since = lost.add(count)
+    since = lost.add(count, (type(error).__name__, remedy_of(error)))
     if since is not None:
         calls, impressions = since
         logger.warning(

@@ -118,3 +118,17 @@ def test_losses_log_a_line_every_ten_seconds_at_most_for_all_of_them(monkeypatch
     assert [(line.lost, line.calls) for line in lines] == [(3, 1), (3 * 999 + 2, 1000)]
     assert "2999 in 1000 calls since the last such line" in lines[1].getMessage()
     assert recorder.lost.impressions == 3002
+
+
+def test_a_loss_for_another_reason_logs_at_once(monkeypatch, caplog):
+    now = [1000.0]
+    monkeypatch.setattr(recorder, "lost", recorder.LossCounter(clock=lambda: now[0]))
+    recorder.record_loss(3, "viewer u:1", redis.ConnectionError("Connection refused"))
+    now[0] += 1
+    recorder.record_loss(3, "viewer u:2", redis.ConnectionError("Connection refused"))
+    recorder.record_loss(4, "viewer u:3", redis.ResponseError("MOVED 3999 127.0.0.1:7001"))
+    lines = [r for r in caplog.records if r.name == "impressions.recorder"]
+    assert [(line.lost, line.calls, line.error) for line in lines] == [
+        (3, 1, "ConnectionError"),
+        (3 + 4, 2, "ResponseError"),
+    ]
