@@ -18,6 +18,7 @@
 | impressions.E009   | every check       | DATABASE_ROUTERS writes the counted model or the history elsewhere than 'default' |
 | impressions.E010   | every check       | IMPRESSIONS_COUNT_FIELD is inherited from a multi-table parent |
 | impressions.W006   | every check       | a Redis cache in CACHES is the buffer's database: cache.clear() empties it |
+| impressions.W007   | check --deploy    | the buffer's server evicts any key when full (maxmemory-policy allkeys-*) |
 
 Never reuse a retired id.
 """
@@ -38,7 +39,7 @@ from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact, redact_text, ref
 
 from .api import ping
 from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
-from .redis_client import url_options_problem
+from .redis_client import eviction_policies, get_client, url_options_problem
 from .tasks import UnusableTask, flush_impressions_task
 
 # Seconds the deploy check waits for the buffer's PING.
@@ -292,7 +293,32 @@ def check_buffer_answers(app_configs=None, **kwargs):
                 )
             ]
         # Deploy checks often run where production's Redis cannot be reached: not an issue.
-    return []
+        return []
+    return eviction_warnings(url)
+
+
+def eviction_warnings(url):
+    """impressions.W007: a server that evicts any key when full would drop pending counts
+    (which have no expiry, so the volatile-* policies and noeviction never take them)."""
+    try:
+        policies = eviction_policies(get_client(BUFFER_PROBE_TIMEOUT))
+    except Exception:  # INFO refused (an ACL without it) or gone: nothing to judge
+        return []
+    evicting = sorted({policy for policy in policies.values() if policy.startswith("allkeys-")})
+    if not evicting:
+        return []
+    return [
+        checks.Warning(
+            f"The impression buffer at {url} evicts any key when it is full"
+            f" (maxmemory-policy {', '.join(evicting)}): pending impressions, kept there until a"
+            " flush, would be dropped without a trace.",
+            hint="Set maxmemory-policy to noeviction (or a volatile-* policy) on the buffer's"
+            " server; a full buffer then refuses new impressions, counted as dropped, until the"
+            " next flush frees it.",
+            obj="IMPRESSIONS_REDIS_URL",
+            id="impressions.W007",
+        )
+    ]
 
 
 # Cache backends whose clear() runs FLUSHDB on their Redis database.

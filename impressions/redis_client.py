@@ -81,6 +81,22 @@ def is_cluster(client):
     return isinstance(client, RedisCluster)
 
 
+def eviction_policies(client):
+    """{node: maxmemory_policy} of the buffer's server (each primary of a cluster), from INFO
+    memory (CONFIG GET is often disabled on managed servers); a node whose INFO names none is
+    left out (ElastiCache Serverless answers a reduced INFO)."""
+    if is_cluster(client):
+        nodes = {node.name: client.get_redis_connection(node) for node in client.get_primaries()}
+    else:
+        nodes = {"": client}
+    policies = {}
+    for name, node in nodes.items():
+        policy = node.info("memory").get("maxmemory_policy")
+        if policy:
+            policies[name] = str(policy)
+    return policies
+
+
 def reset_clients(**_):
     """Forget cached clients (tests switch IMPRESSIONS_REDIS_URL with override_settings), and what the
     process knew about that Redis's de-duplication."""

@@ -65,3 +65,50 @@ def test_a_cluster_told_it_is_none_loses_the_impressions_saying_which_setting(
         results = [recorder.record_impressions(f"u:{n}", [1, 2, 3]) for n in range(20)]
     assert sum(result.lost for result in results) > 0  # the keys of other nodes' slots: MOVED
     assert "IMPRESSIONS_REDIS_CLUSTER='false' denies: set it to 'auto' or 'true'" in caplog.text
+
+
+@pytest.fixture
+def own_redis():
+    workdir = tempfile.mkdtemp(prefix="impressions-policy-")
+    port = devservices.free_port()
+    process = devservices.start_redis_server(port, workdir)
+    yield port
+    process.kill()
+    process.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def eviction_warnings(url):
+    with override_settings(IMPRESSIONS_REDIS_URL=url):
+        found = run_checks(include_deployment_checks=True)
+    return [message for message in found if message.id == "impressions.W007"]
+
+
+def test_a_buffer_that_evicts_any_key_when_full_is_a_deploy_warning(own_redis):
+    # allkeys-* would drop pending counts (no expiry) silently; the others never take them.
+    url = f"redis://127.0.0.1:{own_redis}/0"
+    for policy in ("noeviction", "volatile-lru", "volatile-ttl"):
+        devservices.redis_command(own_redis, "CONFIG", "SET", "maxmemory-policy", policy)
+        assert eviction_warnings(url) == [], policy
+    for policy in ("allkeys-lru", "allkeys-random"):
+        devservices.redis_command(own_redis, "CONFIG", "SET", "maxmemory-policy", policy)
+        [warning] = eviction_warnings(url)
+        assert f"maxmemory-policy {policy}" in warning.msg
+        assert warning.obj == "IMPRESSIONS_REDIS_URL"
+
+
+def test_a_cluster_node_that_evicts_any_key_is_a_deploy_warning(redis_cluster_url):
+    from impressions.redis_client import get_client
+
+    with override_settings(IMPRESSIONS_REDIS_URL=redis_cluster_url):
+        node = get_client(2.0).get_primaries()[-1]
+        port = node.port
+    before = devservices.redis_command(port, "CONFIG", "GET", "maxmemory-policy").split()[-1]
+    assert not before.startswith("allkeys-")
+    assert eviction_warnings(redis_cluster_url) == []
+    devservices.redis_command(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
+    try:
+        [warning] = eviction_warnings(redis_cluster_url)
+    finally:
+        devservices.redis_command(port, "CONFIG", "SET", "maxmemory-policy", before)
+    assert "maxmemory-policy allkeys-lfu" in warning.msg
