@@ -90,6 +90,25 @@ def private_redis():
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def private_cluster():
+    """A 3-node Redis Cluster of our own (about 2 s to start), so that a test may move its slots
+    (and put them back)."""
+    try:
+        cluster = devservices.RedisClusterProcess().start()
+    except devservices.ServiceUnavailable as error:
+        pytest.fail(f"cannot start a private Redis Cluster: {error}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def private_cluster_buffer(private_cluster):
+    """The buffer on `private_cluster`, as on `cluster_buffer`; yields the cluster."""
+    with buffer_at(private_cluster.url):
+        yield private_cluster
+
+
 @pytest.fixture
 def staff_client(client):
     """A logged-in staff user who is not a superuser (the dashboard asks for staff only)."""

@@ -1,0 +1,119 @@
+"""A cluster that changes shape under the record path: a slot migrating, a slot not served."""
+
+import threading
+import time
+
+import pytest
+import redis
+from django.test import override_settings
+
+from impressions import keys
+from impressions.recorder import get_client, pending_counts, record_impressions
+from impressions.redis_client import slot_of
+from impressions.scripts import evalsha
+
+pytestmark = [pytest.mark.django_db, pytest.mark.cluster]
+
+
+def viewers_of_one_shard(count):
+    shard = keys.shard_of("u:0")
+    return [f"u:{n}" for n in range(10_000) if keys.shard_of(f"u:{n}") == shard][:count]
+
+
+def owner_and_other(cluster, slot):
+    """(the primary serving `slot`, another one) of `cluster`, as plain clients."""
+    nodes = {port: redis.Redis(port=port) for port in cluster.ports}
+    for start, end, primary, *_ in nodes[cluster.ports[0]].execute_command("CLUSTER", "SLOTS"):
+        if start <= slot <= end:
+            owner = nodes.pop(primary[1])
+            return owner, next(iter(nodes.values()))
+    raise AssertionError(f"slot {slot} is not served")
+
+
+def node_id(node):
+    return node.execute_command("CLUSTER", "MYID").decode()
+
+
+def start_migrating(slot, owner, other):
+    other.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(owner))
+    owner.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", node_id(other))
+
+
+def stop_migrating(slot, *nodes):
+    for node in nodes:
+        node.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+
+
+def test_a_call_a_migrating_slot_refuses_gives_up_within_the_timeout(private_cluster_buffer):
+    known, new = viewers_of_one_shard(2)
+    assert record_impressions(known, [1]).counted == 1  # the shard's hashes exist on the owner
+    slot = slot_of(keys.tag(keys.shard_of(known)))
+    owner, other = owner_and_other(private_cluster_buffer, slot)
+    start_migrating(slot, owner, other)
+    try:
+        # The new viewer's keys are missing on the owner: TRYAGAIN until the migration ends.
+        started = time.monotonic()
+        result = record_impressions(new, [1, 2])
+        elapsed = time.monotonic() - started
+    finally:
+        stop_migrating(slot, owner, other)
+    assert result.lost == 2
+    # 50 ms (IMPRESSIONS_REDIS_TIMEOUT); the cluster client's retries took 450 ms.
+    assert elapsed < 0.25
+    assert record_impressions(new, [1, 2]).counted == 2
+    assert pending_counts([1, 2]) == {1: 2, 2: 1}
+
+
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=2.0)
+def test_a_call_goes_through_once_its_slot_s_migration_ends_within_the_timeout(
+    private_cluster_buffer,
+):
+    known, new = viewers_of_one_shard(2)
+    assert record_impressions(known, [1]).counted == 1
+    slot = slot_of(keys.tag(keys.shard_of(known)))
+    owner, other = owner_and_other(private_cluster_buffer, slot)
+    start_migrating(slot, owner, other)
+    ends = threading.Timer(0.6, stop_migrating, (slot, owner, other))
+    ends.start()
+    try:
+        result = record_impressions(new, [1, 2])
+    finally:
+        ends.join()
+    assert (result.counted, result.lost) == (2, 0)
+    assert pending_counts([1, 2]) == {1: 2, 2: 1}
+
+
+def test_a_slot_no_node_serves_loses_the_call_at_once(private_cluster_buffer):
+    viewer = "u:down"
+    assert record_impressions(viewer, [1]).counted == 1
+    slot = slot_of(keys.tag(keys.shard_of(viewer)))
+    owner, _ = owner_and_other(private_cluster_buffer, slot)
+    owner.execute_command("CLUSTER", "DELSLOTS", slot)  # CLUSTERDOWN Hash slot not served
+    try:
+        started = time.monotonic()
+        result = record_impressions(viewer, [2])
+        elapsed = time.monotonic() - started
+    finally:
+        owner.execute_command("CLUSTER", "ADDSLOTS", slot)
+    assert result.lost == 1
+    # The cluster client slept 250 ms on CLUSTERDOWN, then raised all the same.
+    assert elapsed < 0.2
+    assert record_impressions(viewer, [2]).counted == 1
+
+
+def test_a_one_key_call_follows_ask_to_the_node_importing_its_slot(private_cluster_buffer):
+    key = keys.new_viewers_key("digest", 1)
+    arguments = ["viewer", 1, 10, 60]  # scripts.NEW_VIEWER: a cookie issued, budget 10
+    assert evalsha(get_client(), "NEW_VIEWER", [key], arguments) == 1
+    slot = slot_of(key)
+    owner, other = owner_and_other(private_cluster_buffer, slot)
+    start_migrating(slot, owner, other)
+    try:
+        port = other.connection_pool.connection_kwargs["port"]
+        owner.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", key)
+        assert evalsha(get_client(), "NEW_VIEWER", [key], arguments) == 1  # ASK, then ASKING
+        on_other = other.pipeline(transaction=False)  # one connection: ASKING holds for it
+        on_other.execute_command("ASKING").hget(key, "#")
+        assert on_other.execute()[1] == b"2"
+    finally:
+        stop_migrating(slot, owner, other)
