@@ -248,7 +248,7 @@ def _call_node(client, key, command):
         except MovedError as error:
             # The slot is another node's now: the cluster client's map learns it too.
             error.host = error.host or node.host
-            client.nodes_manager.move_slot(error)
+            _learn_moved(client.nodes_manager, error)
             node, asking, moved, refusal = _redirected_node(client, error), False, moved + 1, error
         except AskError as error:  # the slot is migrating, the keys are on the importing node
             error.host = error.host or node.host
@@ -262,6 +262,13 @@ def _call_node(client, key, command):
             raise refusal
         if node is None:  # a node the cluster client does not know yet: its way finds it
             return client.execute_command(*command)
+
+
+def _learn_moved(manager, error):
+    if hasattr(manager, "move_slot"):
+        manager.move_slot(error)
+    else:  # older redis-py (5.3): the slots are updated at the next lookup
+        manager.update_moved_exception(error)
 
 
 def _redirected_node(client, error):
