@@ -11,7 +11,7 @@ from typing import NamedTuple
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import timezone
-from redis.exceptions import ClusterCrossSlotError, MovedError, OutOfMemoryError
+from redis.exceptions import ClusterCrossSlotError, MovedError, OutOfMemoryError, ResponseError
 
 from . import budgets, keys, periods, scripts
 from .conf import conf
@@ -138,7 +138,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         lost.give_back(unreported)
         failed = len(post_ids) - len(replies) * CALL_POSTS
         failure = record_loss(failed, f"viewer {viewer_key}", error)
-        if isinstance(error, OutOfMemoryError):
+        if is_full_redis(error):
             full_redis.refused(client, shard)
         if not replies:
             return failure
@@ -207,9 +207,17 @@ def remedy_of(error):
             "; the server is in cluster mode, which IMPRESSIONS_REDIS_CLUSTER='false' denies:"
             " set it to 'auto' or 'true'"
         )
-    if isinstance(error, OutOfMemoryError):
+    if is_full_redis(error):
         return "; Redis is full (maxmemory): nothing counts until a flush frees it"
     return ""
+
+
+def is_full_redis(error):
+    """Whether Redis refused the call at its maxmemory: OOM, or on Redis 6.2, which answers every
+    error of a script as ERR "Error running script (…): … -OOM command not allowed …"."""
+    return isinstance(error, OutOfMemoryError) or (
+        isinstance(error, ResponseError) and "-OOM command not allowed" in str(error)
+    )
 
 
 def moment_of(now):

@@ -6,7 +6,7 @@ import redis
 from django.test import override_settings
 
 from casusult.models import Post
-from impressions import keys, schedule
+from impressions import keys, recorder, schedule
 from impressions.flush import flush_pending
 from impressions.recorder import lost, pending_status
 from impressions.recorder import record_impressions as record
@@ -112,3 +112,26 @@ def test_a_full_redis_still_takes_the_entries_set_aside(full_redis):
     assert report.counters_set_aside == 1
     assert sum(Post.objects.values_list("impressions", flat=True)) == 2
     assert server.hlen(keys.set_aside_key(0)) == 1
+
+
+# What Redis 6.2 answers a script it refuses at maxmemory (scripting.c): every error of a script
+# comes as ERR "Error running script", which redis-py raises as a plain ResponseError.
+REDIS_6_2_REFUSAL = (
+    "Error running script (call to f_8e3b0c1a): @user_script:21: @user_script: 21:"
+    " -OOM command not allowed when used memory > 'maxmemory'."
+)
+
+
+def test_redis_6_2s_refusal_is_a_full_redis_too(full_redis, monkeypatch, caplog):
+    server, _ = full_redis
+
+    def refused_as_by_redis_6_2(*args):
+        raise redis.ResponseError(REDIS_6_2_REFUSAL)
+
+    monkeypatch.setattr(recorder, "evalsha", refused_as_by_redis_6_2)
+    assert record("u:1", [1, 2]).lost == 2
+    # As on Redis 7: a flush is scheduled (it frees the memory), the line says what happened.
+    assert len(scheduled_flushes()) == 1
+    assert server.exists(keys.guard_key())
+    [line] = [r for r in caplog.records if r.name == "impressions.recorder"]
+    assert "Redis is full (maxmemory)" in line.getMessage()
