@@ -1,6 +1,7 @@
 """The request side: count served posts in Redis, de-duplicated per viewer, in one round trip."""
 
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -45,10 +46,12 @@ class BufferStatus(NamedTuple):
 class LossCounter:
     """Impressions this process failed to record; `unreported` is added to Redis when it answers.
 
-    One log line every LOG_INTERVAL seconds at most, for the losses since the last one: an
-    outage (Redis down or full) at a thousand requests a second would log a thousand lines a
-    second. A loss for another reason than the last line's is logged at once: it is news. The
-    metrics count every loss as it happens (impressions_recorded).
+    One log line every LOG_INTERVAL seconds at most for each reason (the error's class and
+    remedy), for that reason's losses since its last line: an outage (Redis down or full) at a
+    thousand requests a second would log a thousand lines a second, and so would a failover
+    whose calls time out and find the connection refused in turn. A reason without a line in the
+    last LOG_INTERVAL is logged at once: it is news. The metrics count every loss as it happens
+    (impressions_recorded).
     """
 
     LOG_INTERVAL = 10.0
@@ -59,25 +62,24 @@ class LossCounter:
         self.requests = 0
         self.impressions = 0
         self.unreported = 0
-        self.not_logged = (0, 0)  # (calls, impressions) lost since the last line
-        self.next_line = 0.0
-        self.last_reason = None
+        self.not_logged = {}  # reason: (calls, impressions) lost since its last line
+        self.next_line = {}  # reason: when its next line may be logged
 
     def add(self, impressions, reason=None):
-        """Count a call's loss; (calls, impressions) for a log line to say, this one's included,
-        or None while the last line, for the same reason, is less than LOG_INTERVAL old."""
+        """Count a call's loss; (calls, impressions) of its reason for a log line to say, this
+        one's included, or None while that reason's last line is less than LOG_INTERVAL old."""
         with self._lock:
             self.requests += 1
             self.impressions += impressions
             self.unreported += impressions
-            calls, count = self.not_logged
-            self.not_logged = (calls + 1, count + impressions)
+            calls, count = self.not_logged.get(reason, (0, 0))
+            since = (calls + 1, count + impressions)
             now = self.clock()
-            if now < self.next_line and reason == self.last_reason:
+            if now < self.next_line.get(reason, -math.inf):
+                self.not_logged[reason] = since
                 return None
-            self.next_line = now + self.LOG_INTERVAL
-            self.last_reason = reason
-            since, self.not_logged = self.not_logged, (0, 0)
+            self.next_line[reason] = now + self.LOG_INTERVAL
+            self.not_logged[reason] = (0, 0)
             return since
 
     def take_unreported(self):

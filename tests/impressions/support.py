@@ -95,8 +95,7 @@ def recount_buffer(client):
 
 def reset_loss_counter():
     recorder.lost.requests = recorder.lost.impressions = recorder.lost.unreported = 0
-    recorder.lost.not_logged, recorder.lost.next_line = (0, 0), 0.0
-    recorder.lost.last_reason = None
+    recorder.lost.not_logged, recorder.lost.next_line = {}, {}
 
 
 def scheduled_flushes():

@@ -128,7 +128,26 @@ def test_a_loss_for_another_reason_logs_at_once(monkeypatch, caplog):
     recorder.record_loss(3, "viewer u:2", redis.ConnectionError("Connection refused"))
     recorder.record_loss(4, "viewer u:3", redis.ResponseError("MOVED 3999 127.0.0.1:7001"))
     lines = [r for r in caplog.records if r.name == "impressions.recorder"]
+    # The second ConnectionError is that reason's: not added to the MOVED line.
     assert [(line.lost, line.calls, line.error) for line in lines] == [
         (3, 1, "ConnectionError"),
-        (3 + 4, 2, "ResponseError"),
+        (4, 1, "ResponseError"),
+    ]
+
+
+def test_losses_for_reasons_that_alternate_log_a_line_each_every_ten_seconds(monkeypatch, caplog):
+    # A Redis failing over: some calls time out, others find the connection refused.
+    now = [1000.0]
+    monkeypatch.setattr(recorder, "lost", recorder.LossCounter(clock=lambda: now[0]))
+    refused, slow = redis.ConnectionError("Connection refused"), redis.TimeoutError("Timeout")
+    for call in range(1000):
+        recorder.record_loss(1, f"viewer u:{call}", refused if call % 2 else slow)
+        now[0] += 0.001
+    now[0] += 10
+    recorder.record_loss(1, "viewer u:last", refused)
+    lines = [r for r in caplog.records if r.name == "impressions.recorder"]
+    assert [(line.error, line.calls) for line in lines] == [
+        ("TimeoutError", 1),
+        ("ConnectionError", 1),
+        ("ConnectionError", 500),  # its 499 since its first line, and this one
     ]
