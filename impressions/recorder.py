@@ -64,6 +64,7 @@ class LossCounter:
         self.unreported = 0
         self.not_logged = {}  # reason: (calls, impressions) lost since its last line
         self.next_line = {}  # reason: when its next line may be logged
+        self.held = 0  # calls lost and in no line yet (read without the lock: a hint)
 
     def add(self, impressions, reason=None):
         """Count a call's loss; (calls, impressions) of its reason for a log line to say, this
@@ -77,10 +78,28 @@ class LossCounter:
             now = self.clock()
             if now < self.next_line.get(reason, -math.inf):
                 self.not_logged[reason] = since
+                self.held += 1
                 return None
             self.next_line[reason] = now + self.LOG_INTERVAL
             self.not_logged[reason] = (0, 0)
+            self.held -= calls
             return since
+
+    def take_held(self):
+        """{reason: (calls, impressions)} of the losses in no line yet whose reason may have a
+        line again (its last one is LOG_INTERVAL old), handed to one caller."""
+        with self._lock:
+            now = self.clock()
+            due = {
+                reason: since
+                for reason, since in self.not_logged.items()
+                if since[0] and now >= self.next_line[reason]
+            }
+            for reason, (calls, _) in due.items():
+                self.next_line[reason] = now + self.LOG_INTERVAL
+                self.not_logged[reason] = (0, 0)
+                self.held -= calls
+            return due
 
     def take_unreported(self):
         """Hand the unreported count to one caller (threads must not report it twice)."""
@@ -144,6 +163,9 @@ def record_impressions(viewer_key, post_ids, *, now=None):
             full_redis.refused(client, shard)
         if not replies:
             return failure
+    else:
+        if lost.held:  # losses in no line yet: this call may be the first to log them
+            log_held_losses()
     recorded = post_ids[: len(post_ids) - failed]
     counted = sum(int(reply[0]) for reply in replies)
     limited = sum(int(reply[4]) for reply in replies)
@@ -196,6 +218,24 @@ def record_loss(count, whose, error):
         )
     impressions_recorded.send(record_loss, served=count, counted=0, lost=count)
     return RecordResult(0, count, False)
+
+
+def log_held_losses():
+    """A call succeeded: the losses no line said yet (LossCounter) get theirs, one for each
+    error, once its interval is over: an outage's last seconds are logged within about
+    LOG_INTERVAL, not with the next outage's first line, and a Redis that fails every other
+    call still logs one line each LOG_INTERVAL."""
+    for (error_name, remedy), (calls, impressions) in lost.take_held().items():
+        logger.warning(
+            "impressions lost: %d in %d calls since the last line for %s%s; recording works"
+            " again; lost in this process so far: %d",
+            impressions,
+            calls,
+            error_name,
+            remedy,
+            lost.impressions,
+            extra={"lost": impressions, "calls": calls, "error": error_name},
+        )
 
 
 def remedy_of(error):

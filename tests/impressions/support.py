@@ -95,7 +95,7 @@ def recount_buffer(client):
 
 def reset_loss_counter():
     recorder.lost.requests = recorder.lost.impressions = recorder.lost.unreported = 0
-    recorder.lost.not_logged, recorder.lost.next_line = {}, {}
+    recorder.lost.not_logged, recorder.lost.next_line, recorder.lost.held = {}, {}, 0
 
 
 def scheduled_flushes():

@@ -13,8 +13,9 @@ from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
+import devservices
 from casusult.models import Post
-from impressions import batches, keys, periods, rollup, schedule, stats
+from impressions import batches, keys, periods, recorder, rollup, schedule, stats
 from impressions import flush as flush_module
 from impressions.exceptions import DatabaseUnavailable, RedisUnavailable
 from impressions.flush import flush_pending
@@ -317,6 +318,30 @@ def test_a_stopped_redis_never_breaks_the_timeline(client, private_redis, manage
         )
         assert result.returncode == 1
         assert "Redis" in result.stderr
+
+
+def test_the_losses_of_an_outages_last_seconds_are_logged_once_redis_answers(
+    standalone_buffer, monkeypatch, caplog
+):
+    # The loss lines are held 10 s: without a line when calls succeed again, an outage shorter
+    # than that would show its first call's loss only, until the next outage.
+    now = [1000.0]
+    monkeypatch.setattr(recorder, "lost", recorder.LossCounter(clock=lambda: now[0]))
+    with override_settings(IMPRESSIONS_REDIS_URL=f"redis://127.0.0.1:{devservices.free_port()}/0"):
+        for call in range(5):  # 2 s of refused connections
+            record(f"u:{call}", [1, 2])
+            now[0] += 0.5
+    record("u:back", [1])  # within 10 s of the last line: still one line every 10 s at most
+    now[0] += 8
+    record("u:later", [2])
+    record("u:last", [3])
+    lines = [r for r in caplog.records if r.name == "impressions.recorder"]
+    assert [(line.lost, line.calls, line.error) for line in lines] == [
+        (2, 1, "ConnectionError"),
+        (8, 4, "ConnectionError"),  # once, by the first call that succeeds after 10 s
+    ]
+    assert "recording works again" in lines[1].getMessage()
+    assert recorder.lost.impressions == 10
 
 
 def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
