@@ -52,7 +52,8 @@ def record(
     try:
         result: RecordResult | None = viewers.record_request(request, posts)
     finally:
-        if isinstance(request, ASGIRequest):
+        # Django REST framework's Request holds the HttpRequest in _request.
+        if isinstance(getattr(request, "_request", request), ASGIRequest):
             # Django runs an ASGI request's sync work in a thread that ends with the request:
             # the connection it kept would stay taken while an async view awaits on, and some
             # 100 such requests at once (redis-py's pool) would lose every later one's counts.

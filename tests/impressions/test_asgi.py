@@ -43,7 +43,27 @@ async def async_page(request):
     return HttpResponse("served")
 
 
-urlpatterns = [path("sync/", sync_page), path("async/", async_page)]
+class WrappedRequest:
+    """As Django REST framework's Request: the HttpRequest in `_request`, its attributes through."""
+
+    def __init__(self, request):
+        self._request = request
+
+    def __getattr__(self, name):
+        return getattr(self._request, name)
+
+
+def wrapped_page(request):
+    results.append(impressions.record(WrappedRequest(request), OBJECTS))
+    release.wait(10)
+    return HttpResponse("served")
+
+
+urlpatterns = [
+    path("sync/", sync_page),
+    path("async/", async_page),
+    path("wrapped/", wrapped_page),
+]
 
 
 @pytest.fixture
@@ -106,7 +126,7 @@ async def open_in_turn(url, count):
     return await asyncio.gather(*requests)
 
 
-@pytest.mark.parametrize("url", ["/sync/", "/async/"])
+@pytest.mark.parametrize("url", ["/sync/", "/async/", "/wrapped/"])
 def test_requests_open_at_once_beyond_the_pool_all_count(buffer, views, url):
     """Django runs each ASGI request's sync work in a thread that ends with the request; that
     thread's kept connection stayed taken while the request was open, so with 6 requests open
