@@ -84,16 +84,17 @@ def is_cluster(client):
 
 def eviction_policies(client):
     """{node: maxmemory_policy} of the buffer's server (each primary of a cluster), from INFO
-    memory (CONFIG GET is often disabled on managed servers); a node whose INFO names none is
-    left out (ElastiCache Serverless answers a reduced INFO)."""
+    memory (CONFIG GET is often disabled on managed servers); a node whose INFO names none
+    (ElastiCache Serverless answers a reduced INFO), or with no maxmemory, is left out."""
     if is_cluster(client):
         nodes = {node.name: client.get_redis_connection(node) for node in client.get_primaries()}
     else:
         nodes = {"": client}
     policies = {}
     for name, node in nodes.items():
-        policy = node.info("memory").get("maxmemory_policy")
-        if policy:
+        memory = node.info("memory")
+        policy = memory.get("maxmemory_policy")
+        if policy and memory.get("maxmemory") != 0:  # 0: no limit, the policy never applies
             policies[name] = str(policy)
     return policies
 

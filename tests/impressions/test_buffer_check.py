@@ -87,6 +87,9 @@ def eviction_warnings(url):
 def test_a_buffer_that_evicts_any_key_when_full_is_a_deploy_warning(own_redis):
     # allkeys-* would drop pending counts (no expiry) silently; the others never take them.
     url = f"redis://127.0.0.1:{own_redis}/0"
+    devservices.redis_command(own_redis, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    assert eviction_warnings(url) == []  # no maxmemory: the policy never applies
+    devservices.redis_command(own_redis, "CONFIG", "SET", "maxmemory", "100mb")
     for policy in ("noeviction", "volatile-lru", "volatile-ttl"):
         devservices.redis_command(own_redis, "CONFIG", "SET", "maxmemory-policy", policy)
         assert eviction_warnings(url) == [], policy
@@ -105,10 +108,13 @@ def test_a_cluster_node_that_evicts_any_key_is_a_deploy_warning(redis_cluster_ur
         port = node.port
     before = devservices.redis_command(port, "CONFIG", "GET", "maxmemory-policy").split()[-1]
     assert not before.startswith("allkeys-")
+    limit = devservices.redis_command(port, "CONFIG", "GET", "maxmemory").split()[-1]
     assert eviction_warnings(redis_cluster_url) == []
     devservices.redis_command(port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
+    devservices.redis_command(port, "CONFIG", "SET", "maxmemory", "1gb")
     try:
         [warning] = eviction_warnings(redis_cluster_url)
     finally:
         devservices.redis_command(port, "CONFIG", "SET", "maxmemory-policy", before)
+        devservices.redis_command(port, "CONFIG", "SET", "maxmemory", limit)
     assert "maxmemory-policy allkeys-lfu" in warning.msg
