@@ -1,4 +1,5 @@
-"""A real 3-master Redis Cluster on free loopback ports, for the tests and the benchmarks."""
+"""A real Redis Cluster (3 primaries, replicas if asked) on free loopback ports, for the tests and
+the benchmarks."""
 
 import shutil
 import subprocess
@@ -20,8 +21,12 @@ class RedisClusterProcess:
     uses too, with the CA a client must trust in its ?ssl_ca_certs=.
     """
 
-    def __init__(self, nodes=3, tls=False):
-        self.ports = [free_port(bus_offset=CLUSTER_BUS_OFFSET) for _ in range(nodes)]
+    def __init__(self, nodes=3, tls=False, replicas=0):
+        # `replicas` per primary: `nodes` primaries, then their replicas (redis-cli's order).
+        self.replicas = replicas
+        self.ports = [
+            free_port(bus_offset=CLUSTER_BUS_OFFSET) for _ in range(nodes * (1 + replicas))
+        ]
         self.workdir = Path(tempfile.mkdtemp(prefix="casusult-cluster-"))
         self.processes = []
         try:
@@ -59,6 +64,7 @@ class RedisClusterProcess:
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", str(node_dir / "nodes.conf"),
                     "--cluster-node-timeout", "2000",
+                    "--repl-diskless-sync-delay", "0",
                     *tls_options,
                     tls=self.tls,
                 )
@@ -73,7 +79,7 @@ class RedisClusterProcess:
                     "create",
                     *nodes,
                     "--cluster-replicas",
-                    "0",
+                    str(self.replicas),
                     "--cluster-yes",
                 ],
                 capture_output=True,
@@ -90,10 +96,19 @@ class RedisClusterProcess:
         return self
 
     def is_ready(self):
-        return all(
+        if not all(
             "cluster_state:ok" in redis_command(port, "cluster", "info", tls=self.tls)
             for port in self.ports
-        )
+        ):
+            return False
+        if not self.replicas:
+            return True
+        # Every replica online (a WAIT counts it only once it has acknowledged: see the tests).
+        replication = [
+            redis_command(port, "info", "replication", tls=self.tls) for port in self.ports
+        ]
+        online = sum(text.count("state=online") for text in replication)
+        return online == len(self.ports) // (1 + self.replicas) * self.replicas
 
     def stop(self):
         # All terminated first, then waited for: the nodes shut down in parallel.
