@@ -104,6 +104,7 @@ SETTINGS = {
     "IMPRESSIONS_FLUSH_PARTS": Setting(1, _whole(1, MAX_SHARDS), f"a whole number from 1 to {MAX_SHARDS}, at most IMPRESSIONS_SHARDS"),
     "IMPRESSIONS_REDIS_TIMEOUT": Setting(0.05, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
     "IMPRESSIONS_FLUSH_REDIS_TIMEOUT": Setting(10.0, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
+    "IMPRESSIONS_FLUSH_REPLICA_WAIT": Setting(0.5, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
     "IMPRESSIONS_REDIS_CLUSTER": Setting("auto", lambda v: str(v).lower() in {"auto", "true", "false"}, "auto, true or false"),
     "IMPRESSIONS_COUNT_ANONYMOUS": Setting(True, _bool, "True or False"),
     "IMPRESSIONS_KEY_PREFIX": Setting("imp", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
@@ -184,6 +185,10 @@ class Settings:
     @property
     def FLUSH_REDIS_TIMEOUT(self):
         return self._get("IMPRESSIONS_FLUSH_REDIS_TIMEOUT")
+
+    @property
+    def FLUSH_REPLICA_WAIT(self):
+        return self._get("IMPRESSIONS_FLUSH_REPLICA_WAIT")
 
     @property
     def REDIS_CLUSTER(self):

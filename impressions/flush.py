@@ -4,7 +4,10 @@
    impression of a shard already snapshotted schedules the next flush.
 2. Snapshot the shards of this part (all of them, or 1/K with IMPRESSIONS_FLUSH_PARTS): each
    shard's pending hashes (one per group of posts, keys.GROUPS) are renamed to per-flush keys in
-   one atomic step (its slot); new impressions start fresh pending hashes.
+   one atomic step (its slot); new impressions start fresh pending hashes. Where a node has
+   replicas, every one of them must have the snapshots before anything is applied
+   (wait_for_replicas): else a failover to one that missed them would bring their counts back
+   as pending, to be counted again.
 3. Apply every snapshot found in those shards (left-overs of crashed flushes first) in batches,
    one database transaction each, gated by the flush id's ledger row (impressions/ledger.py),
    a group of posts while the next is read (read_lines); delete the snapshots only once all of
@@ -25,7 +28,7 @@ from datetime import UTC, datetime
 
 from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from redis_endpoints import redact_text
 
@@ -33,7 +36,7 @@ from . import batches, history_writer, keys, ledger, periods, scripts
 from .conf import conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
-from .redis_client import REDIS_FAILURES, get_flush_client
+from .redis_client import REDIS_FAILURES, get_flush_client, is_cluster, node_of
 from .signals import flush_finished
 
 logger = logging.getLogger(__name__)
@@ -133,7 +136,8 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             today = periods.day_of(timezone.now())
             if not keep_schedule:
                 open_window(client, window)
-            take_snapshots(client, report.flush_id, shards)
+            nodes = take_snapshots(client, report.flush_id, shards)
+            wait_for_replicas(nodes)
             checkpoint("after-snapshot")
             by_flush = snapshots_by_flush(client)
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
@@ -236,8 +240,13 @@ def open_window(client, window):
 
 def take_snapshots(client, flush_id, shards):
     """Rename the pending hash of each of `shards` to this flush's snapshot: one round trip per
-    node (EVAL by name: a cluster pipeline runs no registered script)."""
+    node (EVAL by name: a cluster pipeline runs no registered script), which first asks each
+    node that serves a shard for its replicas (ROLE): before, so that a replica that drops out
+    while the snapshots go is waited for, and missed. Returns [Node] of those nodes."""
     pipe = client.pipeline(transaction=False)
+    nodes = shard_nodes(client)
+    for node in nodes:
+        pipe.execute_command("ROLE", **node.target)
     for shard in shards:
         pipe.execute_command(
             "EVAL",
@@ -255,7 +264,112 @@ def take_snapshots(client, flush_id, shards):
             flush_id,
             keys.snapshot_prefix(shard),
         )
-    pipe.execute()
+    replies = pipe.execute(raise_on_error=False)
+    for reply in replies[len(nodes) :]:
+        if isinstance(reply, Exception):
+            raise reply
+    for node, role in zip(nodes, replies[: len(nodes)], strict=True):
+        node.replicas = replicas_of(role, node)
+    return nodes
+
+
+@dataclass
+class Node:
+    """A Redis primary serving some shards (all of them: a standalone Redis)."""
+
+    client: object  # a redis.Redis client of that node alone
+    shard: int  # one of its shards: replicated_key(shard) is on that node
+    target: dict = field(default_factory=dict)  # how a cluster pipeline sends it a keyless command
+    replicas: int = 0  # connected, as ROLE says
+
+
+def shard_nodes(client):
+    """[Node] of the primaries that serve a shard, each once: their replicas must have every
+    snapshot a flush applies, left-overs of other parts too (applied whole)."""
+    if not is_cluster(client):
+        return [Node(client, 0)]
+    nodes = {}
+    for shard in range(conf.SHARDS):
+        node = node_of(client, keys.pending_key(shard))
+        if node.name not in nodes:
+            target = {"target_nodes": node}
+            nodes[node.name] = Node(client.get_redis_connection(node), shard, target)
+    return list(nodes.values())
+
+
+# Error replies of a server that does not take ROLE or WAIT (ElastiCache Serverless has no
+# replicas of its own to wait for; a managed server or an ACL may refuse either): the flush goes
+# on as it would without replicas, and says so once per process and command.
+REFUSALS = ("unknown command", "not supported", "unsupported", "noperm", "disabled")
+_refused = set()
+
+
+def refused(command, reply):
+    """Whether `reply` is the server's refusal of `command` (logged once); raises any other
+    error it is."""
+    if not isinstance(reply, Exception):
+        return False
+    if not (isinstance(reply, ResponseError) and any(r in str(reply).lower() for r in REFUSALS)):
+        raise reply
+    if command not in _refused:
+        _refused.add(command)
+        logger.warning(
+            "the buffer's Redis refuses %s (%s): the flush applies its snapshots without"
+            " knowing that the replicas have them; a failover to a replica that missed one would"
+            " count its impressions twice (docs/impressions/counting.md)",
+            command,
+            reply,
+        )
+    return True
+
+
+def replicas_of(role, node):
+    """The replicas that a primary's ROLE reply lists (connected, in sync or not yet). A node
+    that is no primary any more (a cluster's failover, the client's map of the slots not yet
+    updated) fails the flush: the replicas of the one that took the snapshots are not known."""
+    if refused("ROLE", role):
+        return 0
+    kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
+    if kind != "master":
+        raise RedisError(f"{node_name(node)} is a {kind} now, no primary: flush again")
+    return len(role[2])
+
+
+class ReplicasBehind(RedisError):
+    """A node's replicas did not all acknowledge the snapshots in time."""
+
+
+def wait_for_replicas(nodes):
+    """Return once every replica of each of `nodes` has the writes made there so far (the
+    snapshots of this flush and of those before it); raise ReplicasBehind if one does not say
+    so within IMPRESSIONS_FLUSH_REPLICA_WAIT: the flush then stops before applying anything and
+    the snapshots stay for the next flush. A node without replicas costs nothing here.
+
+    WAIT waits for its own connection's last write: a write of no consequence
+    (scripts.REPLICATED) goes first, on the same connection, after the snapshots."""
+    timeout = max(1, round(conf.FLUSH_REPLICA_WAIT * 1000))
+    for node in nodes:
+        if not node.replicas:
+            continue
+        pipe = node.client.pipeline(transaction=False)
+        pipe.execute_command("EVAL", scripts.REPLICATED, 1, keys.replicated_key(node.shard))
+        pipe.execute_command("WAIT", node.replicas, timeout)
+        written, acknowledged = pipe.execute(raise_on_error=False)
+        if isinstance(written, Exception):
+            raise written
+        if refused("WAIT", acknowledged):
+            continue
+        if acknowledged < node.replicas:
+            raise ReplicasBehind(
+                f"{acknowledged} of {node.replicas} replicas of {node_name(node)} acknowledged the"
+                f" snapshots within {timeout} ms (IMPRESSIONS_FLUSH_REPLICA_WAIT); applied now, a"
+                " failover would count them twice: they stay for the next flush"
+            )
+
+
+def node_name(node):
+    kwargs = node.client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
 def snapshots_by_flush(client):

@@ -147,6 +147,11 @@ def set_aside_key(shard):
     return f"{tag(shard)}:set-aside"
 
 
+def replicated_key(shard):
+    """Set and deleted at once by each flush (scripts.REPLICATED): never there for long."""
+    return f"{tag(shard)}:replicated"
+
+
 def snapshots_key(shard):
     """Set of flush ids that have a snapshot in this shard (found again after a crash)."""
     return f"{tag(shard)}:snapshots"

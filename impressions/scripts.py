@@ -196,6 +196,16 @@ return fields
 """
 )
 
+# KEYS: a key of the node's (keys.replicated_key).  Set and deleted: nothing stays, but the write
+# goes to the replicas after everything written before it on that node, so a WAIT right after it
+# on the same connection (which waits for that connection's own last write) covers the snapshots
+# too, whichever connection took them. DEL first: a full Redis lets the SET through (see above).
+REPLICATED = """
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[1], '1')
+redis.call('DEL', KEYS[1])
+"""
+
 # KEYS: schedule guard, window key.  ARGV: window key ttl.  The first part of a scheduled window to
 # start takes the window key and deletes the guard; the window's other parts find the key taken
 # and leave the guard (by then maybe the next window's) alone.  Returns 1 when it deleted.

@@ -1,0 +1,40 @@
+"""How the flush reads a node's ROLE reply (impressions.flush.replicas_of)."""
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+from redis.exceptions import RedisError, ResponseError
+
+from impressions import flush
+
+NODE = SimpleNamespace(
+    client=SimpleNamespace(
+        connection_pool=SimpleNamespace(connection_kwargs={"host": "h", "port": 1})
+    )
+)
+
+
+def test_a_primary_counts_the_replicas_it_lists():
+    replicas = [[b"127.0.0.1", b"7001", b"10"], [b"127.0.0.1", b"7002", b"10"]]
+    assert flush.replicas_of([b"master", 10, replicas], NODE) == 2
+    assert flush.replicas_of([b"master", 10, []], NODE) == 0
+
+
+def test_a_node_that_is_no_primary_any_more_fails_the_flush():
+    with pytest.raises(RedisError, match="h:1 is a slave now"):
+        flush.replicas_of([b"slave", b"127.0.0.1", 7000, b"connected", 10], NODE)
+
+
+def test_a_refused_role_counts_none_and_is_logged_once(caplog, monkeypatch):
+    monkeypatch.setattr(flush, "_refused", set())
+    refusal = ResponseError("unknown command 'ROLE', with args beginning with: ")
+    with caplog.at_level(logging.WARNING, logger="impressions.flush"):
+        assert flush.replicas_of(refusal, NODE) == 0
+        assert flush.replicas_of(refusal, NODE) == 0
+    assert len(caplog.records) == 1
+
+
+def test_any_other_error_reply_fails_the_flush():
+    with pytest.raises(ResponseError, match="LOADING"):
+        flush.replicas_of(ResponseError("LOADING Redis is loading the dataset"), NODE)
