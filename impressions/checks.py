@@ -19,6 +19,7 @@
 | impressions.E010   | every check       | IMPRESSIONS_COUNT_FIELD is inherited from a multi-table parent |
 | impressions.W006   | every check       | a Redis cache in CACHES is the buffer's database: cache.clear() empties it |
 | impressions.W007   | check --deploy    | the buffer's server evicts any key when full (maxmemory-policy allkeys-*) |
+| impressions.E011   | every check       | IMPRESSIONS_FLUSH_REPLICA_WAIT is not below IMPRESSIONS_FLUSH_REDIS_TIMEOUT |
 
 Never reuse a retired id.
 """
@@ -79,6 +80,22 @@ def check_settings(app_configs=None, **kwargs):
                 hint="Split the flush into at most as many parts as there are shards.",
                 obj="IMPRESSIONS_FLUSH_PARTS",
                 id="impressions.E006",
+            )
+        )
+    timed = {"IMPRESSIONS_FLUSH_REPLICA_WAIT", "IMPRESSIONS_FLUSH_REDIS_TIMEOUT"}
+    if not timed & {name for name, *_ in invalid} and (
+        conf.FLUSH_REPLICA_WAIT >= conf.FLUSH_REDIS_TIMEOUT
+    ):
+        errors.append(
+            checks.Error(
+                f"IMPRESSIONS_FLUSH_REPLICA_WAIT={conf.FLUSH_REPLICA_WAIT} is not below"
+                f" IMPRESSIONS_FLUSH_REDIS_TIMEOUT={conf.FLUSH_REDIS_TIMEOUT}: the flush's"
+                " connection would time out before WAIT answers how many replicas have the"
+                " snapshots.",
+                hint="Keep IMPRESSIONS_FLUSH_REPLICA_WAIT well below the flush's Redis timeout"
+                " (defaults: 0.5 s and 10 s).",
+                obj="IMPRESSIONS_FLUSH_REPLICA_WAIT",
+                id="impressions.E011",
             )
         )
     return errors + unknown_settings()

@@ -378,3 +378,25 @@ def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, 
 def test_buffer_urls_redis_py_takes_pass(url):
     with override_settings(IMPRESSIONS_REDIS_URL=url):
         assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "names"),
+    [
+        ({"IMPRESSIONS_FLUSH_PARTS": 17}, "impressions.E006", "IMPRESSIONS_SHARDS=16"),
+        (
+            {"IMPRESSIONS_FLUSH_REPLICA_WAIT": 10, "IMPRESSIONS_FLUSH_REDIS_TIMEOUT": 10},
+            "impressions.E011",
+            "IMPRESSIONS_FLUSH_REDIS_TIMEOUT=10",
+        ),
+    ],
+)
+def test_settings_that_contradict_each_other_are_an_error_naming_both(overrides, code, names):
+    with override_settings(**overrides):
+        [error] = [error for error in check_settings() if error.id == code]
+    assert names in error.msg
+
+
+def test_a_replica_wait_below_the_flush_timeout_passes():
+    with override_settings(IMPRESSIONS_FLUSH_REPLICA_WAIT=2, IMPRESSIONS_FLUSH_REDIS_TIMEOUT=3):
+        assert check_settings() == []
