@@ -190,7 +190,12 @@ def schedule_rollup():
     try:
         if not rollup_needed():
             return False
-        if not get_flush_client().set(keys.rollup_guard_key(), "1", nx=True, ex=ROLLUP_GUARD_TTL):
+        # SET NX EX that a full Redis takes too (scripts.TAKE_GUARD): a flush that just freed it
+        # may leave it full again, and the roll-up's turn would then pass until the next flush.
+        taken = get_flush_client().execute_command(
+            "EVAL", scripts.TAKE_GUARD, 1, keys.rollup_guard_key(), "1", ROLLUP_GUARD_TTL
+        )
+        if taken != 1:
             return False
         rollup_task = rollup_impressions_task
         if conf.FLUSH_DELAY and rollup_task.get_backend().supports_defer:

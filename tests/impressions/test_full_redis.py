@@ -135,3 +135,19 @@ def test_redis_6_2s_refusal_is_a_full_redis_too(full_redis, monkeypatch, caplog)
     assert server.exists(keys.guard_key())
     [line] = [r for r in caplog.records if r.name == "impressions.recorder"]
     assert "Redis is full (maxmemory)" in line.getMessage()
+
+
+def test_a_full_redis_still_takes_the_roll_up_s_schedule(full_redis, monkeypatch):
+    # A flush that freed some memory may leave Redis full again; the roll-up it schedules after
+    # midnight must not pass its turn then (a SET NX is refused when full).
+    from impressions import tasks
+
+    server, fill_to = full_redis
+    record("u:1", [1])
+    fill_to(-1)
+    monkeypatch.setattr(tasks, "rollup_needed", lambda today=None: True)
+    assert tasks.schedule_rollup() is True
+    assert server.exists(keys.rollup_guard_key())
+    assert tasks.schedule_rollup() is False  # once
+    names = [result.task.name for result in scheduled_flushes()]
+    assert names.count("rollup_impressions_task") == 1
