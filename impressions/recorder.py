@@ -202,7 +202,8 @@ def record_loss(count, whose, error):
     """`count` impressions that could not be recorded: logged (LossCounter), counted in this
     process (reported to Redis by a later call) and signalled; returns the failed call's
     RecordResult."""
-    since = lost.add(count, (type(error).__name__, remedy_of(error)))
+    remedy = remedy_of(error)
+    since = lost.add(count, (type(error).__name__, remedy))
     if since is not None:
         calls, impressions = since
         logger.warning(
@@ -211,7 +212,7 @@ def record_loss(count, whose, error):
             whose,
             type(error).__name__,
             error,
-            remedy_of(error),
+            remedy,
             f", {impressions} in {calls} calls since the last such line" if calls > 1 else "",
             lost.impressions,
             extra={"lost": impressions, "calls": calls, "error": type(error).__name__},

@@ -149,11 +149,12 @@ def enqueue_flush_tasks(delay, manual):
 def take_guard(client):
     """SET NX the schedule guard, its value the time (what the dashboard's "next flush" reads),
     on a full Redis too (scripts.TAKE_GUARD): the flush it schedules is what frees Redis."""
-    value = f"{time.time():.3f}"
-    taken = client.execute_command(
-        "EVAL", scripts.TAKE_GUARD, 1, keys.guard_key(), value, conf.GUARD_TTL
-    )
-    return taken == 1
+    return set_if_absent(client, keys.guard_key(), f"{time.time():.3f}", conf.GUARD_TTL)
+
+
+def set_if_absent(client, key, value, ttl):
+    """SET key value NX EX ttl that a full Redis takes too (scripts.TAKE_GUARD); True if set."""
+    return client.execute_command("EVAL", scripts.TAKE_GUARD, 1, key, value, ttl) == 1
 
 
 def rearm_after_failure(client):
@@ -190,12 +191,9 @@ def schedule_rollup():
     try:
         if not rollup_needed():
             return False
-        # SET NX EX that a full Redis takes too (scripts.TAKE_GUARD): a flush that just freed it
-        # may leave it full again, and the roll-up's turn would then pass until the next flush.
-        taken = get_flush_client().execute_command(
-            "EVAL", scripts.TAKE_GUARD, 1, keys.rollup_guard_key(), "1", ROLLUP_GUARD_TTL
-        )
-        if taken != 1:
+        # On a full Redis too: a flush that just freed it may leave it full again, and the
+        # roll-up's turn would then pass until the next flush.
+        if not set_if_absent(get_flush_client(), keys.rollup_guard_key(), "1", ROLLUP_GUARD_TTL):
             return False
         rollup_task = rollup_impressions_task
         if conf.FLUSH_DELAY and rollup_task.get_backend().supports_defer:

@@ -141,8 +141,7 @@ def is_queue_url(value: Any) -> bool:
         return False
     if not QUEUE_NAME.fullmatch(segments[-1]):
         return False
-    host = parts.hostname.rstrip(".")
-    if region_from_queue_url(value) or host == "queue.amazonaws.com":
+    if region_from_queue_url(value):  # an AWS host (queue.amazonaws.com: us-east-1)
         return len(segments) == 2 and bool(re.fullmatch(r"\d{12}", segments[0]))
     return True
 
