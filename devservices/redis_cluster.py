@@ -19,11 +19,15 @@ class RedisClusterProcess:
     With `tls`, every node speaks TLS only, to clients and to each other (ElastiCache Serverless
     is such a cluster), and the nodes announce themselves by the name `localhost`, which `url`
     uses too, with the CA a client must trust in its ?ssl_ca_certs=.
+
+    `server_args`: more redis-server options for every node (e.g. `--rename-command CONFIG ""`,
+    which leaves the node answering as a managed server does).
     """
 
-    def __init__(self, nodes=3, tls=False, replicas=0):
+    def __init__(self, nodes=3, tls=False, replicas=0, server_args=()):
         # `replicas` per primary: `nodes` primaries, then their replicas (redis-cli's order).
         self.replicas = replicas
+        self.server_args = tuple(server_args)
         self.ports = [
             free_port(bus_offset=CLUSTER_BUS_OFFSET) for _ in range(nodes * (1 + replicas))
         ]
@@ -66,6 +70,7 @@ class RedisClusterProcess:
                     "--cluster-node-timeout", "2000",
                     "--repl-diskless-sync-delay", "0",
                     *tls_options,
+                    *self.server_args,
                     tls=self.tls,
                 )
             )  # fmt: skip
