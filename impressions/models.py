@@ -33,8 +33,10 @@ class Flush(models.Model):
     # Redis shards whose snapshot of this flush is in the database: never applied twice.
     shards_applied = models.JSONField(default=list, blank=True)
     # {shard: the last field of its snapshot applied} for shards applied in part (batches
-    # committed, not all): the next batch starts after it (impressions/batches.py).
-    marks = models.JSONField(default=dict, blank=True)
+    # committed, not all): the next batch starts after it (impressions/batches.py). A database
+    # default too, as for every column added after 0001 (tests/impressions/test_migrations.py):
+    # the row of an older version, which applied each shard whole or not at all, has none.
+    marks = models.JSONField(default=dict, db_default={}, blank=True)
     # The field the order of its batches starts at ("": the first): the parts of a window start
     # at different places (impressions/batches.py). Set with the row, never changed.
     start = models.TextField(default="", db_default="", blank=True)
@@ -210,8 +212,9 @@ class HistoryRollup(models.Model):
     rolling_day = models.DateField(null=True, blank=True)
     rolling_mark = models.BigIntegerField(null=True, blank=True)  # None: no row moved yet
     # Progress, for the dashboard: the rolling day's open rows when it started, rows moved since.
-    rolling_rows = models.PositiveBigIntegerField(default=0)
-    rolling_moved = models.PositiveBigIntegerField(default=0)
+    # Database defaults: an older version inserts the row without them (migration 0009).
+    rolling_rows = models.PositiveBigIntegerField(default=0, db_default=0)
+    rolling_moved = models.PositiveBigIntegerField(default=0, db_default=0)
     started_at = models.DateTimeField(null=True, blank=True)  # of the last roll-up
     finished_at = models.DateTimeField(null=True, blank=True)
 

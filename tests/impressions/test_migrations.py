@@ -1,14 +1,23 @@
 """The app's migrations run backwards on a database with data: `manage.py migrate impressions
-zero` is how a project removes the app (docs/impressions/quickstart.md)."""
+zero` is how a project removes the app (docs/impressions/quickstart.md); and they keep the
+earlier build working while a deploy replaces it."""
 
 from datetime import date
 
 import pytest
-from django.db import connection
+from django.db import connection, migrations, transaction
 from django.db.migrations.loader import MigrationLoader
+from django.db.models import NOT_PROVIDED
 
-from impressions.models import DailyImpressions, OpenDailyImpressions
+from casusult.models import Post
+from impressions import ledger
+from impressions.batches import DONE
+from impressions.exceptions import DatabaseUnavailable
+from impressions.flush import flush_pending
+from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
+from impressions.recorder import record_impressions
 from tests.database import migrate_to
+from tests.factories import make_posts
 
 DAY = date(2026, 12, 5)
 
@@ -34,3 +43,92 @@ def test_moving_the_open_days_back_adds_up_a_day_in_both_tables():
     finally:
         migrate_to(latest)
     assert rows == [(1, DAY, 5), (2, DAY, 4)]
+
+
+# A rolling deploy (docs/impressions/quickstart.md, "Upgrade"): `migrate` runs while the earlier
+# build's workers and web processes still write, so a column added after 0001 must take what an
+# INSERT naming only the earlier columns leaves out: NULL, or a database default (`db_default`).
+
+
+def columns_added_after_the_first_migration():
+    """[(migration, model, field)] of each AddField in the app's migrations after 0001."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    return [
+        (name, operation.model_name, operation.name)
+        for (app, name), migration in sorted(loader.disk_migrations.items())
+        if app == "impressions" and not migration.initial
+        for operation in migration.operations
+        if isinstance(operation, migrations.AddField)
+    ]
+
+
+def test_every_column_added_after_0001_takes_an_insert_that_leaves_it_out():
+    """An earlier build inserts rows without the columns it does not know: each must be nullable
+    or have a database default once the migrations have run, or that build's writes fail from
+    `migrate` until its restart."""
+    state = MigrationLoader(None, ignore_no_migrations=True).project_state()
+    added = columns_added_after_the_first_migration()
+    assert len(added) >= 8  # 0006's seven, 0008's start: the walk finds them
+    refused = []
+    for migration, model_name, field_name in added:
+        field = state.apps.get_model("impressions", model_name)._meta.get_field(field_name)
+        if field.column and not field.null and field.db_default is NOT_PROVIDED:
+            refused.append(f"{migration}: {model_name}.{field_name}")
+    assert refused == [], "NOT NULL without a database default (add db_default=…)"
+
+
+# The statements of the build before 0006, as its ledger and history writer sent them: the
+# ledger row and the roll-up row (bulk_create(ignore_conflicts=True)), then the row's save().
+OLD_LEDGER_INSERT = (
+    "INSERT INTO impressions_flush (id, started_at, finished_at, outcome, shards_applied,"
+    " posts_updated, impressions_applied, posts_dropped, impressions_dropped, recovered_by,"
+    " error) VALUES (%s, now(), NULL, 'failed', '[]', 0, 0, 0, 0, '', '') ON CONFLICT DO NOTHING"
+)
+OLD_LEDGER_SAVE = (
+    "UPDATE impressions_flush SET outcome = 'applied', finished_at = now(),"
+    " shards_applied = '[0, 2]', posts_updated = 3, impressions_applied = 5 WHERE id = %s"
+)
+OLD_ROLLUP_INSERT = (
+    "INSERT INTO impressions_rollup (id, rolled_through) VALUES (1, NULL) ON CONFLICT DO NOTHING"
+)
+
+
+@pytest.mark.django_db
+def test_the_build_before_0006_writes_its_ledger_and_roll_up_rows_on_the_new_tables():
+    """Before 0009 both INSERTs failed (NOT NULL: marks, rolling_rows): that build's every flush
+    failed until its worker restarted. Its ledger row now reads as what it is: the shards it
+    applied whole are done, the others not started (marks {}), so this build's flush applies each
+    of that flush id's lines once."""
+    flush_id = "20261206T120000-0ld0006"
+    with connection.cursor() as cursor:
+        cursor.execute(OLD_LEDGER_INSERT, [flush_id])
+        cursor.execute(OLD_LEDGER_SAVE, [flush_id])
+        cursor.execute("DELETE FROM impressions_rollup")  # as on a database before 0003's row
+        cursor.execute(OLD_ROLLUP_INSERT)
+        cursor.execute(OLD_ROLLUP_INSERT)  # the next flush's: the row is there
+    with transaction.atomic():
+        row = ledger.locked_row(flush_id)
+        assert (row.marks, row.start) == ({}, "")
+        assert ledger.marks_of(row, [0, 1, 2]) == {0: DONE, 1: None, 2: DONE}
+    rollup = HistoryRollup.objects.get(id=1)
+    assert (rollup.rolled_through, rollup.rolling_rows, rollup.rolling_moved) == (None, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_this_build_s_flush_before_migrate_fails_and_its_counts_wait_in_redis(standalone_buffer):
+    """The other way round: new processes start before `migrate` ends. Recording needs no table;
+    the flush fails naming the missing column, leaves its snapshot, and the first flush after
+    `migrate` applies it, once."""
+    latest = latest_migration()
+    posts = make_posts(3)
+    ids = [post.id for post in posts]
+    migrate_to(("impressions", "0005_flush_plural"))
+    try:
+        assert record_impressions("u:1", ids).counted == 3
+        with pytest.raises(DatabaseUnavailable, match="marks"):
+            flush_pending()
+    finally:
+        migrate_to(latest)
+    assert flush_pending().impressions_applied == 3
+    assert flush_pending().impressions_applied == 0
+    assert list(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == [1] * 3
