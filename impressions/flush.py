@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 # How long a window's key says that its first part has started (a later delivery of one of its
 # parts must not delete the next window's guard).
 WINDOW_TTL = 24 * 3600
+# Seconds after a flush that freed memory before a refused record call may ask for another
+# (schedule.FullRedis). A flush that frees nothing leaves the guard's minute: a Redis full of
+# what no flush frees (the de-duplication sets) gets one empty flush a minute, not a stream.
+SOON_SPACING = 5
 
 
 @dataclass
@@ -185,6 +189,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                     report.recovered.append(flush_id)
             if mine:
                 report.outcome = Flush.Outcome.APPLIED
+                allow_flush_soon(client)
             if report.flush_id not in by_flush:
                 ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
             ledger.close_orphans(by_flush)
@@ -222,6 +227,15 @@ def _note_failure(flush_id, error, started_at):
         )
     except DatabaseError:
         logger.warning("could not note failed flush %s in the ledger", flush_id, exc_info=True)
+
+
+def allow_flush_soon(client):
+    """This flush freed memory: the flush a refused record call asked for, if any, is done or
+    needless; the next refusal may ask again SOON_SPACING seconds from now (schedule.FullRedis)."""
+    try:
+        client.expire(keys.flush_soon_key(), SOON_SPACING)
+    except REDIS_FAILURES:  # its TTL releases it anyway
+        logger.warning("could not shorten the full Redis's flush guard", exc_info=True)
 
 
 def open_window(client, window):

@@ -162,6 +162,12 @@ def guard_key():
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled"
 
 
+def flush_soon_key():
+    """Set while a flush asked for by a refused record call (Redis full) has not finished
+    (schedule.FullRedis): the other refusals ask for none."""
+    return f"{{{conf.KEY_PREFIX}}}:flush-soon"
+
+
 def window_key(window):
     """Set by the first part of a scheduled flush window to start (flush.open_window)."""
     return f"{{{conf.KEY_PREFIX}}}:flush-window:{window}"

@@ -159,8 +159,6 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         lost.give_back(unreported)
         failed = len(post_ids) - len(replies) * CALL_POSTS
         failure = record_loss(failed, f"viewer {viewer_key}", error)
-        if is_full_redis(error):
-            full_redis.refused(client, shard)
         if not replies:
             return failure
     else:
@@ -201,7 +199,9 @@ def record_call(shard, viewer_key, post_ids, script_now, day, unreported=0, *, g
 def record_loss(count, whose, error):
     """`count` impressions that could not be recorded: logged (LossCounter), counted in this
     process (reported to Redis by a later call) and signalled; returns the failed call's
-    RecordResult."""
+    RecordResult. Redis refused them for want of memory: a flush is asked for (FullRedis)."""
+    if is_full_redis(error):
+        full_redis.refused()
     remedy = remedy_of(error)
     since = lost.add(count, (type(error).__name__, remedy))
     if since is not None:

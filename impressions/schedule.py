@@ -13,8 +13,8 @@ from django.dispatch import receiver
 
 from . import keys
 from .conf import conf
-from .redis_client import get_flush_client
-from .tasks import enqueue_flush, take_guard
+from .redis_client import get_client, get_flush_client
+from .tasks import enqueue_flush, set_if_absent, take_guard
 
 logger = logging.getLogger(__name__)
 
@@ -52,25 +52,54 @@ def arm_flush(client, shard, guard_taken=False):
 
 
 class FullRedis:
-    """After Redis refused a record call for want of memory (maxmemory), make sure a flush is
-    scheduled: it is what frees the memory, and a full Redis records nothing, so no impression
-    arms a shard meanwhile (the window's flush lost, or failed and not scheduled again, would
-    leave the buffer full for good). At most once every INTERVAL seconds a process: a request
-    refused in the meantime costs no second round trip."""
+    """After Redis refused a record call for want of memory (maxmemory), ask for a flush to run
+    now: it is what frees the memory, and recording stays refused until one has (the scheduled
+    flush may be IMPRESSIONS_FLUSH_DELAY away; lost or failed, with no impression arming a shard
+    to schedule another, never). Its tasks leave the scheduled window in place, as "Flush now"
+    does; a flush racing them applies each count once all the same (the ledger).
+
+    One such flush at a time for every process: a guard in Redis (taken on a full Redis too),
+    held until a flush has freed memory and flush.SOON_SPACING seconds more, or GUARD_TTL
+    seconds if none does (its task lost, or failed). A process asks at most once every INTERVAL
+    seconds: a request refused in the meantime costs no round trip."""
 
     INTERVAL = 5.0
+    GUARD_TTL = 60
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self.next_check = 0.0
 
-    def refused(self, client, shard):
-        """Schedule a flush unless one is (the guard is held); True when this call did."""
+    def refused(self):
+        """Enqueue a flush now unless one is asked for already; True when this call did."""
         now = self.clock()
-        if now < self.next_check:
+        if now < self.next_check or backoff.waiting():
             return False
         self.next_check = now + self.INTERVAL
-        return arm_flush(client, shard)
+        key = keys.flush_soon_key()
+        try:
+            client = get_client()
+            if not set_if_absent(client, key, f"{time.time():.3f}", self.GUARD_TTL):
+                return False
+        except Exception:
+            logger.warning("could not ask for a flush of the full Redis", exc_info=True)
+            return False
+        try:
+            enqueue_flush(soon=True)
+        except Exception:
+            wait = backoff.failed()
+            logger.exception(
+                "could not enqueue the flush that frees the full Redis; this process asks again"
+                " after %.0f s",
+                wait,
+            )
+            try:
+                client.delete(key)
+            except Exception:  # its TTL releases it anyway
+                logger.warning("could not release %s", key, exc_info=True)
+            return False
+        backoff.succeeded()
+        return True
 
 
 full_redis = FullRedis()

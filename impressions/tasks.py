@@ -74,7 +74,8 @@ def queues_hint(alias):
 def flush_impressions_task(context=None, part=0, parts=1, window=None, manual=False):
     """Flush pending impressions (the shards of `part` of `parts`, of the scheduled `window`);
     after the last attempt, schedule a later flush so nothing stays stranded. `manual`: asked for
-    by hand ("Flush now"), it leaves the scheduled flush in place.
+    by hand ("Flush now") or by a full Redis (enqueue_flush's `soon`), it leaves the scheduled
+    flush in place.
 
     A backend that retries failed tasks runs the flush again itself: re-scheduling on every
     failure as well would make two flushes where one is meant. `context` is None when called
@@ -116,10 +117,12 @@ def is_last_attempt(context):
     return context.attempt >= getattr(backend, "max_attempts", 1)
 
 
-def enqueue_flush(delay=0, manual=False):
+def enqueue_flush(delay=0, manual=False, soon=False):
     """Enqueue a window's flush `delay` seconds from now: IMPRESSIONS_FLUSH_PARTS tasks, each
     for its share of the shards, together; returns the first one's result. `manual` (asked for
-    by hand): one task for every shard, which leaves the scheduled window in place.
+    by hand): one task for every shard, which leaves the scheduled window in place. `soon` (Redis
+    refused a record call for want of memory, schedule.FullRedis): the parts' tasks, now, and
+    they leave the scheduled window in place too.
 
     A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now,
     or, inside a transaction (ATOMIC_REQUESTS), once it commits (then this returns None).
@@ -129,18 +132,21 @@ def enqueue_flush(delay=0, manual=False):
         # Run here, the flush's commits would be savepoints of the caller's transaction: a view
         # failing after record() would undo them after the flush took the counts out of Redis.
         # Rolled back instead, the counts stay in Redis for the flush the next window schedules.
-        transaction.on_commit(lambda: enqueue_flush_tasks(delay, manual), robust=True)
+        transaction.on_commit(lambda: enqueue_flush_tasks(delay, manual, soon), robust=True)
         return None
-    return enqueue_flush_tasks(delay, manual)
+    return enqueue_flush_tasks(delay, manual, soon)
 
 
-def enqueue_flush_tasks(delay, manual):
+def enqueue_flush_tasks(delay, manual, soon=False):
     flush_task = flush_impressions_task
     if delay and flush_task.get_backend().supports_defer:
         flush_task = flush_task.using(run_after=timezone.now() + timedelta(seconds=delay))
     if manual:
         return flush_task.enqueue(manual=True)
     parts = conf.FLUSH_PARTS
+    if soon:  # no window: the scheduled one stays open (flush_pending's keep_schedule)
+        results = [flush_task.enqueue(part=part, parts=parts, manual=True) for part in range(parts)]
+        return results[0]
     window = secrets.token_hex(8)
     results = [flush_task.enqueue(part=part, parts=parts, window=window) for part in range(parts)]
     return results[0]

@@ -3,7 +3,7 @@ drains the buffer, so that recording resumes without an operator."""
 
 import pytest
 import redis
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from casusult.models import Post
 from impressions import keys, recorder, schedule
@@ -11,6 +11,7 @@ from impressions.flush import flush_pending
 from impressions.recorder import lost, pending_status
 from impressions.recorder import record_impressions as record
 from tests.factories import make_posts
+from tests.queues.rq.support import rq_settings, run_burst
 
 from .support import DUMMY_TASKS, reset_loss_counter, scheduled_flushes, viewer_in
 
@@ -20,9 +21,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def full_redis(private_redis, monkeypatch):
     """(the buffer on a private Redis, a function that sets its maxmemory to what it uses now
-    plus `room` bytes): the Dummy task backend, the loss counter and the refusal clock reset."""
+    plus `room` bytes): the Dummy task backend, the loss counter, the refusal clock and the
+    enqueue backoff reset."""
     server = redis.Redis.from_url(private_redis.url)
     monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+    schedule.backoff.succeeded()
 
     def fill_to(room):
         used = server.info("memory")["used_memory"]
@@ -79,25 +82,115 @@ def test_the_scheduled_flush_drains_a_full_redis_and_recording_resumes(full_redi
     assert record("u:after", ids[:20]).counted == 20
 
 
-def test_a_refusal_schedules_a_flush_when_none_is(full_redis):
+def flushes_asked_for_now():
+    """The flush tasks that refused record calls asked for (schedule.FullRedis): due at once,
+    the scheduled window left in place."""
+    return [
+        result
+        for result in scheduled_flushes()
+        if result.task.name == "flush_impressions_task"
+        and result.kwargs.get("manual")
+        and result.task.run_after is None
+    ]
+
+
+def total_stored():
+    return sum(Post.objects.values_list("impressions", flat=True))
+
+
+def buffer_counts(posts=2000, viewers=4):
+    """(the ids of `posts` new posts, their impressions by `viewers` viewers of shards of their
+    own, pending): about 70 bytes a counter, so that a flush frees far more than what the
+    connections' buffers take and give back (tens of KB)."""
+    ids = [post.id for post in make_posts(posts)]
+    for shard in range(viewers):
+        assert record(viewer_in(shard), ids).counted == posts
+    return ids, posts * viewers
+
+
+def test_a_refusal_gets_a_flush_at_once_though_one_is_scheduled(full_redis, settings):
+    # The real RQ backend and worker: the window's flush is an hour away in RQ's scheduled
+    # registry; the flush a refusal asks for is due now, which a worker runs at once.
     server, fill_to = full_redis
-    posts = make_posts(3)
-    ids = [post.id for post in posts]
-    assert record("u:1", ids).scheduled
-    assert len(scheduled_flushes()) == 1
+    rq_url = settings.RQ_REDIS_URL
+    queue = redis.Redis.from_url(rq_url)
+    queue.flushdb()
+    try:
+        with override_settings(**rq_settings(rq_url), IMPRESSIONS_FLUSH_DELAY=3600):
+            ids, counted = buffer_counts()
+            assert queue.zcard("rq:scheduled:default") == 1
+            fill_to(-1)
+            assert record("u:refused", ids[:3]).lost == 3
+            run_burst()
+            assert total_stored() == counted
+            assert record("u:after", ids[:3]).counted == 3  # recording resumes
+            # The window's flush stays scheduled, and takes what is recorded meanwhile.
+            assert server.exists(keys.guard_key())
+            assert queue.zcard("rq:scheduled:default") == 1
+            flush_pending(window=None)
+            assert total_stored() == counted + 3
+            assert lost.impressions == 3
+    finally:
+        queue.flushdb()
+
+
+@override_settings(IMPRESSIONS_FLUSH_PARTS=2)
+def test_refusals_ask_for_one_flush_at_a_time(full_redis, monkeypatch):
+    server, fill_to = full_redis
+    ids, counted = buffer_counts()  # the window's flush scheduled, five minutes away
+    fill_to(-1)
+    for n in range(20):
+        # Each call as if from a process of its own: its interval does not hold it back.
+        monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+        assert record(f"u:{n}", ids[:3]).lost == 3
+    asked = flushes_asked_for_now()
+    assert [result.kwargs["part"] for result in asked] == [0, 1]  # one flush, in its 2 parts
+    for result in asked:
+        result.task.call(**result.kwargs)
+    assert total_stored() == counted
+    assert record("u:after", ids[:3]).counted == 3
+    # The flush freed memory: a refusal may ask for another one 5 s later, not before.
+    assert 0 < server.ttl(keys.flush_soon_key()) <= 5
+    fill_to(-1)
+    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+    assert record("u:again", ids[:3]).lost == 3
+    assert len(flushes_asked_for_now()) == 2
+    server.delete(keys.flush_soon_key())  # those 5 s are over
+    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+    assert record("u:again", ids[:3]).lost == 3
+    assert len(flushes_asked_for_now()) == 4
+    server.config_set("maxmemory", 0)
+    flush_pending(window=None)
+    assert total_stored() == counted + 3
+    assert lost.impressions == 3 * 22
+
+
+def test_a_refusal_ends_a_full_redis_whose_flush_was_lost(full_redis):
+    server, fill_to = full_redis
+    ids, counted = buffer_counts()
     # That window's flush is lost (a dead worker, a dropped message) and its guard lapsed: with
     # Redis full, no impression arms a shard again.
     server.delete(keys.guard_key())
     fill_to(-1)
-    assert record("u:2", ids).lost == 3
-    assert len(scheduled_flushes()) == 2
+    assert record("u:refused", ids[:3]).lost == 3
+    [asked] = flushes_asked_for_now()
+    asked.task.call(**asked.kwargs)
+    assert total_stored() == counted
+    # Recording resumes, and its first impression schedules the next window's flush.
+    assert record("u:after", ids[:3]).scheduled
     assert server.exists(keys.guard_key())
-    # Refused again within the interval: no second round trip, nothing scheduled twice.
-    server.delete(keys.guard_key())
-    assert record("u:3", ids).lost == 3
-    assert len(scheduled_flushes()) == 2
-    flush_pending(window="w1")
-    assert sum(Post.objects.values_list("impressions", flat=True)) == 3
+
+
+def test_a_new_cookie_less_viewer_refused_asks_for_a_flush_too(full_redis):
+    server, fill_to = full_redis
+    make_posts(3)
+    fill_to(-1)
+    # Its address's hourly budget of new viewers is a write too: refused before the record call.
+    response = Client(REMOTE_ADDR="192.0.2.7").get("/api/timeline/")
+    assert response.status_code == 200
+    assert lost.impressions == 3
+    assert len(flushes_asked_for_now()) == 1
+    assert server.exists(keys.flush_soon_key())
 
 
 def test_a_full_redis_still_takes_the_entries_set_aside(full_redis):
@@ -130,9 +223,9 @@ def test_redis_6_2s_refusal_is_a_full_redis_too(full_redis, monkeypatch, caplog)
 
     monkeypatch.setattr(recorder, "evalsha", refused_as_by_redis_6_2)
     assert record("u:1", [1, 2]).lost == 2
-    # As on Redis 7: a flush is scheduled (it frees the memory), the line says what happened.
-    assert len(scheduled_flushes()) == 1
-    assert server.exists(keys.guard_key())
+    # As on Redis 7: a flush is asked for (it frees the memory), the line says what happened.
+    assert len(flushes_asked_for_now()) == 1
+    assert server.exists(keys.flush_soon_key())
     [line] = [r for r in caplog.records if r.name == "impressions.recorder"]
     assert "Redis is full (maxmemory)" in line.getMessage()
 
