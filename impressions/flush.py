@@ -94,7 +94,8 @@ class FlushReport:
 
 # Fields a snapshot read asks Redis for in one call (HSCAN's COUNT, a hint): a few ms of Redis.
 READ_CHUNK = 2000
-# Fields a set-aside call moves at most (scripts.SET_ASIDE).
+# Fields a set-aside call moves at most (scripts.SET_ASIDE): 1,006 arguments, within
+# redis_client.MAX_ARGS.
 SET_ASIDE_CHUNK = 1000
 # Full reads of a snapshot that come short of its HLEN before the flush gives up (read_snapshot).
 READ_ATTEMPTS = 3

@@ -118,6 +118,7 @@ lost = LossCounter()
 # Posts per script call. A call holds its Redis alone: 1,000 posts take it about 4 ms, while one
 # call of 10,000 held every other client up 40 ms and outlasted the caller's 50 ms timeout (the
 # page lost). A larger page goes in parts, one round trip each, which de-duplicate as one call.
+# A part's command is 1,030 arguments at most, well within redis_client.MAX_ARGS.
 CALL_POSTS = 1000
 
 
@@ -315,32 +316,53 @@ def pending_counts(post_ids):
     return pending_status(post_ids)[0]
 
 
+# Ids per PENDING call: each shard is asked about every id (a post's counts are in the shards of
+# its viewers), so a call's arguments grow with the ids. 1,000 keep it within
+# redis_client.MAX_ARGS (ElastiCache Serverless refuses a call of more than some 3,980 ids) and
+# its script short: about 2 ms of the server's time with every counter in one day's hashes,
+# where one call of 10,000 ids held every other client up some 25 ms, longer with snapshots.
+PENDING_IDS = 1000
+
+
 def pending_status(post_ids):
-    """(pending counts by post id, impressions reported lost) in one round trip per node."""
-    post_ids = [int(post_id) for post_id in post_ids]
+    """(pending counts by post id, impressions reported lost) in one round trip per node.
+
+    A call reads PENDING_IDS ids of one shard, every count of each of its ids at once: an id's
+    count is read whole (a flush moving it from pending to a snapshot in between is seen in one
+    place or the other). Two calls are two moments, as two shards always were.
+    """
+    post_ids = list(dict.fromkeys(int(post_id) for post_id in post_ids))  # each id once
     client = get_client()
     totals = defaultdict(int)
     lost_total = 0
     pipe = client.pipeline(transaction=False)
+    parts = [
+        post_ids[start : start + PENDING_IDS] for start in range(0, len(post_ids), PENDING_IDS)
+    ]
     for shard in range(conf.SHARDS):
-        # EVAL, not EVALSHA: a pipeline cannot load a missing script half-way; this is admin-only.
-        pipe.execute_command(
-            "EVAL",
-            scripts.PENDING,
-            4 + len(keys.GROUPS),
-            keys.pending_key(shard),
-            keys.snapshots_key(shard),
-            keys.lost_key(shard),
-            keys.pending_days_key(shard),
-            *keys.pending_group_keys(shard),
-            keys.snapshot_prefix(shard),
-            keys.snapshot_days_prefix(shard),
-            *(post_ids or [0]),
-        )
-    for reply in pipe.execute():
-        for post_id, value in zip(post_ids, reply, strict=False):
-            totals[post_id] += int(value)
-        lost_total += int(reply[-1])
+        for part in parts or [[]]:
+            # EVAL, not EVALSHA: a pipeline cannot load a missing script half-way; admin-only.
+            pipe.execute_command(
+                "EVAL",
+                scripts.PENDING,
+                4 + len(keys.GROUPS),
+                keys.pending_key(shard),
+                keys.snapshots_key(shard),
+                keys.lost_key(shard),
+                keys.pending_days_key(shard),
+                *keys.pending_group_keys(shard),
+                keys.snapshot_prefix(shard),
+                keys.snapshot_days_prefix(shard),
+                *(part or [0]),
+            )
+    replies = iter(pipe.execute())
+    for _ in range(conf.SHARDS):
+        for index, part in enumerate(parts or [[]]):
+            reply = next(replies)
+            for post_id, value in zip(part, reply, strict=False):
+                totals[post_id] += int(value)
+            if index == 0:  # each part's reply ends with the shard's losses: counted once
+                lost_total += int(reply[-1])
     return {post_id: totals[post_id] for post_id in post_ids}, lost_total
 
 

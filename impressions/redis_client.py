@@ -46,6 +46,11 @@ logger = logging.getLogger(__name__)
 # lost its nodes) is no RedisError.
 REDIS_FAILURES = (RedisError, RedisClusterException)
 
+# ElastiCache Serverless refuses a request with more arguments than this, the command's name
+# included ("Valkey and Redis OSS configuration and limits", client-query-buffer-limit): every
+# command whose arguments grow with its input is sent in parts that stay within it.
+MAX_ARGS = 3999
+
 _clients = {}
 _lock = threading.Lock()
 REQUEST_CLIENT = "request"  # the key under which _clients also holds the default-timeout client
