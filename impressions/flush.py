@@ -388,15 +388,48 @@ def node_name(node):
 
 
 def snapshots_by_flush(client):
-    """{flush id: [shards holding a snapshot of it]}, over every shard."""
+    """{flush id: [shards holding a snapshot of it]}, over every shard, of the ids of this
+    build's layout (keys.FLUSH_ID). Another layout's, a later build's (the rule in keys.py), are
+    left alone: not read, noted in the ledger, taken out of the set or deleted (left_alone)."""
     pipe = client.pipeline(transaction=False)
     for shard in range(conf.SHARDS):
         pipe.smembers(keys.snapshots_key(shard))
-    found = defaultdict(list)
+    found, foreign = defaultdict(list), defaultdict(list)
     for shard, flush_ids in enumerate(pipe.execute()):
         for flush_id in flush_ids:
-            found[flush_id.decode()].append(shard)
+            if keys.is_own_flush_id(flush_id):
+                found[flush_id.decode()].append(shard)
+            else:
+                foreign[flush_id].append(shard)
+    if foreign:
+        left_alone(foreign)
     return found
+
+
+# Whether this process said that it leaves another layout's snapshots alone (once: a later
+# build's flush beside this one leaves new ones every window).
+_foreign_told = False
+
+
+def left_alone(foreign):
+    """Say once per process that the snapshots of `foreign` ({flush id: [shards]}) are another
+    layout's, left for the build that wrote them."""
+    global _foreign_told
+    if _foreign_told:
+        return
+    _foreign_told = True
+    count = sum(len(shards) for shards in foreign.values())
+    named = sorted(foreign)[:3]
+    logger.warning(
+        "left %d snapshot%s of another layout alone (flush ids such as %s, not of this build's"
+        " form <yyyymmdd>T<hhmmss>-<8 hex>): a later build's, for its own flush to apply (its"
+        " worker beside this one, a rolling deploy). Should no such build run any more, its"
+        " counts wait in Redis until one does (docs/impressions/quickstart.md). Said once per"
+        " process.",
+        count,
+        "" if count == 1 else "s",
+        ", ".join(repr(flush_id.decode(errors="backslashreplace")) for flush_id in named),
+    )
 
 
 def snapshot_sizes(client, flush_id, shards):

@@ -5,9 +5,21 @@ Viewers are spread over IMPRESSIONS_SHARDS tags `{<prefix>:<shard>}`: a request 
 `<post id>:<yyyymmdd>` (the TIME_ZONE day it was recorded on) of one of its shard's pending
 hashes: one per GROUPS, by the block of 1000 ids the post id is in, so that the flush applies a
 group while it reads the next (impressions/batches.py).
+
+Layouts: a snapshot's flush id says which layout wrote it. This build's ids are FLUSH_ID,
+`<yyyymmdd>T<hhmmss>-<8 lowercase hex>` (flush.new_flush_id); its flush, its status reads and
+ledger.close_orphans leave every other id alone (not read, not noted in the ledger, not taken out
+of `snapshots`, not deleted; only the ledger's pruning by age takes every row), so that a later
+build's worker may run beside this one (a rolling deploy). The rule for a later build: one that changes what a snapshot is (its keys, fields,
+counts, days, totals) or what a ledger row's marks mean gives its flush ids a prefix
+`v<N>:` (`v2:20270101T000000-0123abcd`, N one more than the layout before), which no earlier
+build since this one reads as its own; it keeps reading the earlier forms itself (their ledger
+rows' marks included). A later build whose pending keys or totals change writes new key names
+(which this build does not snapshot), never another format into these.
 """
 
 import functools
+import re
 import zlib
 from datetime import date
 
@@ -109,6 +121,20 @@ def totals_key(shard):
     return f"{tag(shard)}:totals"
 
 
+# The flush ids of this build's layout (see the module's docstring), in Python and as the Lua
+# pattern the scripts check (scripts.FLUSH_ID): the two say the same of any id.
+FLUSH_ID = re.compile(rb"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")
+LUA_FLUSH_ID = "^" + "%d" * 8 + "T" + "%d" * 6 + "%-" + "[0-9a-f]" * 8 + "$"
+
+
+def is_own_flush_id(flush_id):
+    """Whether `flush_id` (str or bytes) is of this build's layout; any other belongs to another
+    build, to be left alone."""
+    if isinstance(flush_id, str):
+        flush_id = flush_id.encode()
+    return FLUSH_ID.fullmatch(flush_id) is not None
+
+
 def snapshot_prefix(shard):
     return f"{tag(shard)}:snapshot:"
 
@@ -153,7 +179,8 @@ def replicated_key(shard):
 
 
 def snapshots_key(shard):
-    """Set of flush ids that have a snapshot in this shard (found again after a crash)."""
+    """Set of flush ids that have a snapshot in this shard (found again after a crash); the ids
+    not of FLUSH_ID's form are another layout's, left alone."""
     return f"{tag(shard)}:snapshots"
 
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
-from . import batches, history_writer
+from . import batches, history_writer, keys
 from .conf import conf, counted_model
 from .models import Flush
 
@@ -332,12 +332,18 @@ ORPHAN_ERROR = (
 def close_orphans(snapshot_ids, now=None):
     """Mark failed the rows in progress for over ORPHAN_AFTER whose flush has no snapshot left
     (`snapshot_ids`: every flush id holding one, read before); returns how many. Should one come
-    back (a restore), the next flush still applies it from the row's marks, exactly once."""
+    back (a restore), the next flush still applies it from the row's marks, exactly once.
+
+    Only rows of this build's flush ids (keys.FLUSH_ID): another layout's (a later build's,
+    whose snapshots this build does not look for) are that build's to close."""
     cutoff = (now or timezone.now()) - ORPHAN_AFTER
-    return (
-        Flush.objects.filter(outcome=Flush.Outcome.RUNNING, started_at__lt=cutoff)
-        .exclude(id__in=list(snapshot_ids))
-        .update(outcome=Flush.Outcome.FAILED, finished_at=timezone.now(), error=ORPHAN_ERROR)
+    running = Flush.objects.filter(outcome=Flush.Outcome.RUNNING, started_at__lt=cutoff)
+    stuck = running.exclude(id__in=list(snapshot_ids)).values_list("id", flat=True)
+    own = [flush_id for flush_id in stuck if keys.is_own_flush_id(flush_id)]
+    if not own:
+        return 0
+    return running.filter(id__in=own).update(
+        outcome=Flush.Outcome.FAILED, finished_at=timezone.now(), error=ORPHAN_ERROR
     )
 
 

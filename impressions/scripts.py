@@ -1,5 +1,6 @@
 """Lua scripts: each runs atomically on one slot, so one round trip does the whole step."""
 
+from . import keys
 from .redis_client import run_script
 
 # KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
@@ -139,6 +140,12 @@ GROUPS = """
 local GROUPS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'x'}
 """
 
+# is_own(flush id): whether a snapshot id is of this build's layout (keys.FLUSH_ID, the rule in
+# keys.py): the scripts leave the others (a later build's) alone.
+FLUSH_ID = f"""
+local function is_own(flush_id) return string.find(flush_id, '{keys.LUA_FLUSH_ID}') ~= nil end
+"""
+
 # The flush's scripts and the schedule guard's must run on a full Redis (maxmemory reached):
 # they free its memory, or write a few bytes so that a flush does. A script without flags is
 # refused there only at its first write, and only if that one may add memory (SET, HSET, SADD):
@@ -152,10 +159,12 @@ local GROUPS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'x'}
 # The pending total moves with the hashes: to the snapshot's own field in the totals
 # (DROP_SNAPSHOT takes it off again) and into their sum over snapshots. Totals not kept yet (keys
 # of the version before them, or a lost key) are counted here in full, once: the flush reads all
-# of it anyway, the metrics never do.
+# of it anyway, the metrics never do; another layout's snapshot (keys.py) keeps the total its
+# build gave it, read, never its hashes.
 SNAPSHOT = (
     SUM_HASH
     + GROUPS
+    + FLUSH_ID
     + """
 local function sum_all(key, first)  -- an ungrouped hash and its group hashes
   local total = sum(key)
@@ -164,12 +173,25 @@ local function sum_all(key, first)  -- an ungrouped hash and its group hashes
 end
 redis.call('DEL', KEYS[4])  -- the first write (see above)
 if redis.call('HEXISTS', KEYS[7], 'exact') == 0 then
+  local ids, kept = redis.call('SMEMBERS', KEYS[3]), {}
+  for _, flush_id in ipairs(ids) do
+    if not is_own(flush_id) then
+      kept[flush_id] = redis.call('HGET', KEYS[7], 'snapshot:' .. flush_id)
+    end
+  end
   redis.call('DEL', KEYS[7])
   local snapshots = 0
-  for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    local size = sum_all(ARGV[2] .. flush_id)
-    snapshots = snapshots + size
-    redis.call('HSET', KEYS[7], 'snapshot:' .. flush_id, size)
+  for _, flush_id in ipairs(ids) do
+    local size
+    if is_own(flush_id) then
+      size = sum_all(ARGV[2] .. flush_id)
+    else
+      size = kept[flush_id]
+    end
+    if size then
+      snapshots = snapshots + (tonumber(size) or 0)
+      redis.call('HSET', KEYS[7], 'snapshot:' .. flush_id, size)
+    end
   end
   redis.call('HSET', KEYS[7], 'pending', sum_all(KEYS[1], 8), 'snapshots', snapshots, 'exact', 1)
 end
@@ -260,9 +282,11 @@ return moved
 # KEYS: pending (ungrouped), snapshots index, lost, pending days, the 11 pending group hashes.
 # ARGV: snapshot key prefix, snapshot days prefix, post ids...  Returns per post the count still
 # in Redis (pending + unapplied snapshots, summed over the days of each), then lost. A field
-# without a day (written by a version before the history) is read too.
+# without a day (written by a version before the history) is read too; another layout's
+# snapshots (keys.py) are not.
 PENDING = (
     GROUPS
+    + FLUSH_ID
     + """
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -295,10 +319,12 @@ local function add(hashes, days_key)
 end
 add({KEYS[1], unpack(KEYS, 5)}, KEYS[4])
 for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local snapshot = ARGV[1] .. flush_id
-  local hashes = {snapshot}
-  for _, group in ipairs(GROUPS) do hashes[#hashes + 1] = snapshot .. ':' .. group end
-  add(hashes, ARGV[2] .. flush_id)
+  if is_own(flush_id) then
+    local snapshot = ARGV[1] .. flush_id
+    local hashes = {snapshot}
+    for _, group in ipairs(GROUPS) do hashes[#hashes + 1] = snapshot .. ':' .. group end
+    add(hashes, ARGV[2] .. flush_id)
+  end
 end
 local out = {}
 for i = 1, #ids do out[i] = tostring(totals[i]) end

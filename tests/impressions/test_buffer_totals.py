@@ -87,8 +87,8 @@ def test_a_deploy_over_the_previous_version_s_keys_is_counted_once_by_the_flush(
         buffer.hincrby(keys.pending_key(shard), f"{ids[0]}:20261118", 3)
         buffer.hincrby(keys.pending_key(shard), f"{ids[1]}:20261118", 1)
         buffer.sadd(keys.pending_days_key(shard), "20261118")
-    buffer.hset(keys.snapshot_key(7, "20261117T000000-0ld0ld00"), mapping={ids[2]: 5, ids[3]: 2})
-    buffer.sadd(keys.snapshots_key(7), "20261117T000000-0ld0ld00")
+    buffer.hset(keys.snapshot_key(7, "20261117T000000-01d01d00"), mapping={ids[2]: 5, ids[3]: 2})
+    buffer.sadd(keys.snapshots_key(7), "20261117T000000-01d01d00")
     for viewer in range(40):  # the new version's calls, over every shard
         record_impressions(f"u:{viewer}", ids)
     assert buffer_status().pending_entries == recount_buffer(buffer).pending_entries
@@ -113,7 +113,7 @@ def test_a_deploy_over_the_previous_version_s_keys_is_counted_once_by_the_flush(
 
     report = flush_pending()
 
-    assert "20261117T000000-0ld0ld00" in report.recovered
+    assert "20261117T000000-01d01d00" in report.recovered
     assert buffer_status() == recount_buffer(buffer)
     assert buffer_status()[:2] == (0, 0)
     assert buffer_status().in_snapshots == 0

@@ -220,10 +220,10 @@ def test_a_flush_in_progress_whose_snapshots_are_gone_is_marked_failed_after_an_
     record_impressions("u:1", [post.id])
     now = timezone.now()
     stuck = Flush.objects.create(
-        id="20261201T000000-0rph4n01", started_at=now - timedelta(hours=2), outcome="running"
+        id="20261201T000000-0bad0001", started_at=now - timedelta(hours=2), outcome="running"
     )
     recent = Flush.objects.create(
-        id="20261201T000000-0rph4n02", started_at=now - timedelta(minutes=20), outcome="running"
+        id="20261201T000000-0bad0002", started_at=now - timedelta(minutes=20), outcome="running"
     )
     report = flush_pending()
     assert report.impressions_applied == 1  # the flush itself goes on as ever

@@ -118,8 +118,8 @@ def test_snapshots_of_the_previous_version_count_on_the_flush_day(buffer):
     of the flush that applies them."""
     a, b = make_posts(2)
     shard = keys.shard_of("u:old")
-    buffer.hset(keys.snapshot_key(shard, "20261201T000000-0ld0ld00"), mapping={a.id: 5, b.id: 1})
-    buffer.sadd(keys.snapshots_key(shard), "20261201T000000-0ld0ld00")
+    buffer.hset(keys.snapshot_key(shard, "20261201T000000-01d01d00"), mapping={a.id: 5, b.id: 1})
+    buffer.sadd(keys.snapshots_key(shard), "20261201T000000-01d01d00")
     buffer.hset(keys.pending_key(shard), mapping={a.id: 2})  # an old web process, still running
     record_impressions("u:new", [a.id])
     assert pending_counts([a.id, b.id]) == {a.id: 8, b.id: 1}
@@ -127,7 +127,7 @@ def test_snapshots_of_the_previous_version_count_on_the_flush_day(buffer):
     report = flush_pending()
 
     today = periods.day_of(timezone.now())
-    assert report.recovered == ["20261201T000000-0ld0ld00"]
+    assert report.recovered == ["20261201T000000-01d01d00"]
     assert totals([a, b]) == {a.id: 8, b.id: 1}
     assert impressions.history([a.id, b.id], today, today) == {a.id: {today: 8}, b.id: {today: 1}}
     assert rollup_mismatches() == []
@@ -138,7 +138,7 @@ def test_a_flush_the_version_before_the_groups_left_half_applied_is_finished_onc
     """Its ledger row's marks are fields of the ungrouped hash in plain text order."""
     posts = make_posts(3)
     ids = sorted(str(post.id) for post in posts)  # text order: the old version's batches
-    flush_id, shard, day = "20261201T000000-0ld0ld01", 4, "20261201"
+    flush_id, shard, day = "20261201T000000-01d01d01", 4, "20261201"
     buffer.hset(keys.snapshot_key(shard, flush_id), mapping={f"{i}:{day}": 3 for i in ids})
     buffer.sadd(keys.snapshots_key(shard), flush_id)
     Flush.objects.create(  # it applied the first two, then died
