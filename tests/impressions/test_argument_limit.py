@@ -97,7 +97,9 @@ def test_pending_counts_of_ten_thousand_objects(private_buffer):
     yesterday = timezone.now() - timedelta(days=1)
     record_impressions("u:1", ids)  # today, 1 each
     record_impressions("u:2", ids[::3], now=yesterday)  # another day's field
-    flush_module.take_snapshots(client, "f1", range(conf.SHARDS))  # all in a snapshot now
+    flush_module.take_snapshots(
+        client, flush_module.new_flush_id(), range(conf.SHARDS)
+    )  # all in a snapshot now
     record_impressions("u:3", ids[::2])  # pending again
     client.incrby(keys.lost_key(3), 7)
     expected = {i: 1 + (i % 3 == 1) + (i % 2 == 1) for i in ids}
