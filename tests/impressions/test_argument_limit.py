@@ -1,5 +1,6 @@
 """No command the buffer sends has more arguments than ElastiCache Serverless takes (3,999, the
-command's name included: redis_client.MAX_ARGS), however many objects a call names.
+command's name included: redis_client.MAX_ARGS), however many objects a call names; and none
+that docs/operations/aws.md does not name among the commands Serverless is asked.
 
 Counted on the server: MONITOR prints each command a client sent, every argument quoted. A
 standalone Redis and a cluster of our own, so that no other client's commands show.
@@ -8,20 +9,23 @@ standalone Redis and a cluster of our own, so that no other client's commands sh
 import re
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from casusult.models import Post
 from impressions import flush as flush_module
-from impressions import keys, recorder
+from impressions import keys, recorder, schedule
+from impressions.api import ping
 from impressions.conf import conf
-from impressions.recorder import pending_counts, pending_status, record_impressions
+from impressions.recorder import buffer_status, pending_counts, pending_status, record_impressions
 from impressions.redis_client import MAX_ARGS
 from tests.factories import insert_posts, make_user
 
 from .conftest import buffer_at
+from .support import DUMMY_TASKS
 
 OBJECTS = 10_000
 # MONITOR's line: `<time> [<db> <client address>] "arg" "arg" …`; `[<db> lua]` for the commands a
@@ -146,3 +150,42 @@ def test_the_largest_calls_stay_within_the_limit():
     pending_fixed = 3 + 4 + len(keys.GROUPS) + 2  # EVAL script n, keys, the 2 prefixes
     assert pending_fixed + recorder.PENDING_IDS <= MAX_ARGS
     assert 3 + 2 + 1 + flush_module.SET_ASIDE_CHUNK <= MAX_ARGS  # EVAL script 2, keys, flush id
+
+
+AWS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "operations" / "aws.md"
+
+
+def documented_commands():
+    """The commands docs/operations/aws.md says the buffer sends to Serverless: the first word of
+    each `CODE` from "Recording, reading and flushing use" to the end of that entry."""
+    text = AWS_PAGE.read_text()
+    start = text.index("Recording, reading")
+    entry = text[start : text.index("\n- ", start)]
+    return set(re.findall(r"`([A-Z]+)(?: [^`]*)?`", entry))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("private_buffer", ["standalone", "cluster"], indirect=True)
+def test_every_command_the_buffer_sends_is_one_the_aws_page_names(private_buffer, monkeypatch):
+    """Recording (a new cookie-less viewer too), the status reads, a scheduled flush, one by hand
+    and a full Redis's: each command a client sent is in the page's list of what Serverless is
+    asked (a command missing there is one nobody checked Serverless takes)."""
+    ports, _ = private_buffer
+    ids = insert_posts(3, make_user())
+    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+    schedule.backoff.succeeded()
+    with override_settings(TASKS=DUMMY_TASKS), Monitor(ports) as monitor:
+        record_impressions("u:1", ids)
+        assert Client(REMOTE_ADDR="192.0.2.7").get("/api/timeline/").status_code == 200
+        buffer_status()
+        ping()
+        pending_counts(ids)
+        flush_module.flush_pending(window="w1")
+        record_impressions("u:2", ids)
+        flush_module.flush_pending(keep_schedule=True)
+        record_impressions("u:3", ids)
+        assert schedule.full_redis.refused()  # as after a refused record call
+        flush_module.flush_pending(part=0, parts=1, keep_schedule=True)
+    sent = {command[0].strip('"').upper() for command in monitor.commands}
+    assert "EVALSHA" in sent
+    assert sent - documented_commands() == set()
