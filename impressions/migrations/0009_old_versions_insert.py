@@ -5,7 +5,8 @@ inserts its rows between `migrate` and its restart (a rolling deploy): its flush
 ledger row without `marks`, its history writer the roll-up row without `rolling_rows` and
 `rolling_moved`, and failed on NOT NULL until restarted. `marks` {}: no shard applied in part,
 which is true of every row that version writes (it applies a shard whole or not at all). The
-counts are progress for the dashboard: 0. Each is a catalog change only, no table rewrite."""
+counts are progress for the dashboard: 0. On PostgreSQL each is a catalog change, no table
+rewrite; SQLite copies the two small tables, as for any change of a column."""
 
 from django.db import migrations, models
 
