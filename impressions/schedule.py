@@ -58,7 +58,7 @@ class FullRedis:
     to schedule another, never). Its tasks leave the scheduled window in place, as "Flush now"
     does; a flush racing them applies each count once all the same (the ledger).
 
-    One such flush at a time for every process: a guard in Redis (taken on a full Redis too),
+    One such flush at a time for all processes together: a guard in Redis (taken on a full Redis too),
     held until a flush has freed memory and flush.SOON_SPACING seconds more, or GUARD_TTL
     seconds if none does (its task lost, or failed). A process asks at most once every INTERVAL
     seconds: a request refused in the meantime costs no round trip."""
