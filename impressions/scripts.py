@@ -3,6 +3,22 @@
 from . import keys
 from .redis_client import run_script
 
+# keys.GROUPS, in Lua: the suffixes of a hash's group keys.
+GROUPS = """
+local GROUPS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'x'}
+"""
+
+# group_of(post id): the index (from 1) in keys.GROUPS of the group whose hash the record script
+# counts the post in: its block of keys.BLOCK ids, modulo 10; the last for anything else. The
+# recorder's ids are whole numbers (an id past 1e308 has no group: the record script refuses it).
+GROUP_OF = f"""
+local function group_of(post)
+  local id = tonumber(post)
+  if not id then return {len(keys.GROUPS)} end
+  return 1 + math.floor(id / {keys.BLOCK}) % 10
+end
+"""
+
 # KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
 # snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
 # (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
@@ -12,7 +28,9 @@ from .redis_client import run_script
 # long every post of the call stays de-duplicated; limited: posts that would have counted but for
 # the budget (not counted, not de-duplicated). The shard's totals get what the pending hash got,
 # so reading them is O(1).
-RECORD = """
+RECORD = (
+    GROUP_OF
+    + """
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
@@ -24,12 +42,7 @@ local suffix = ':' .. ARGV[5]
 local budget = tonumber(ARGV[6])
 local room  -- what the viewer may still count this hour; read at its first new post
 local looked = {}  -- the hashes this call found no longer new
--- The pending hash of a post's group (keys.GROUPS): its block of keys.BLOCK ids, modulo 10.
-local function group_key(post)
-  local id = tonumber(post)  -- the recorder's ids are whole numbers
-  if not id then return KEYS[19] end
-  return KEYS[9 + math.floor(id / 1000) % 10]
-end
+local function group_key(post) return KEYS[8 + group_of(post)] end  -- its pending hash
 local counted, fresh, limited = 0, 0, 0  -- fresh: pending fields this call created
 local function count(post)
   if budget > 0 then
@@ -125,6 +138,7 @@ local blocked_ms = 0
 if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
 return {counted, armed, guard, blocked_ms, limited}
 """
+)
 
 # sum(key): the sum of a hash's values, every field read: O(fields), so never on a scrape's path.
 SUM_HASH = """
@@ -133,11 +147,6 @@ local function sum(key)
   for _, value in ipairs(redis.call('HVALS', key)) do total = total + tonumber(value) end
   return total
 end
-"""
-
-# keys.GROUPS, in Lua: the suffixes of a hash's group keys.
-GROUPS = """
-local GROUPS = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'x'}
 """
 
 # is_own(flush id): whether a snapshot id is of this build's layout (keys.FLUSH_ID, the rule in
@@ -283,47 +292,62 @@ return moved
 # ARGV: snapshot key prefix, snapshot days prefix, post ids...  Returns per post the count still
 # in Redis (pending + unapplied snapshots, summed over the days of each), then lost. A field
 # without a day (written by a version before the history) is read too; another layout's
-# snapshots (keys.py) are not.
+# snapshots (keys.py) are not. A post's counts are in its group's hash (group_of, as the record
+# script wrote them; a snapshot's group hashes are the pending ones renamed) or in the ungrouped
+# one (a version before the groups): those two are read for it, not the other ten.
 PENDING = (
     GROUPS
+    + GROUP_OF
     + FLUSH_ID
     + """
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-local totals = {}
-for i = 1, #ids do totals[i] = 0 end
+local totals, every, members = {}, {}, {}  -- members[g]: the ids' indexes of group g
+for g = 1, #GROUPS do members[g] = {} end
+for i = 1, #ids do
+  totals[i], every[i] = 0, i
+  local own = members[group_of(ids[i])]
+  if own then
+    own[#own + 1] = i
+  else  -- no group (see group_of; the record script wrote none): every hash, as before
+    for g = 1, #GROUPS do members[g][#members[g] + 1] = i end
+  end
+end
 local function read(hash, fields, owners)
   local values = redis.call('HMGET', hash, unpack(fields))
   for j = 1, #fields do
     if values[j] then totals[owners[j]] = totals[owners[j]] + tonumber(values[j]) end
   end
 end
-local function add(hashes, days_key)
-  local suffixes = {''}
-  for _, day in ipairs(redis.call('SMEMBERS', days_key)) do suffixes[#suffixes + 1] = ':' .. day end
+local function add(hash, suffixes, which)  -- the fields of ids[which] in one hash
+  if #which == 0 or redis.call('EXISTS', hash) == 0 then return end
   local fields, owners = {}, {}
   for _, suffix in ipairs(suffixes) do
-    for i = 1, #ids do
+    for _, i in ipairs(which) do
       fields[#fields + 1] = ids[i] .. suffix
       owners[#owners + 1] = i
       -- unpack() has a stack limit: ask in chunks.
       if #fields == 1000 then
-        for _, hash in ipairs(hashes) do read(hash, fields, owners) end
+        read(hash, fields, owners)
         fields, owners = {}, {}
       end
     end
   end
-  if #fields > 0 then
-    for _, hash in ipairs(hashes) do read(hash, fields, owners) end
-  end
+  if #fields > 0 then read(hash, fields, owners) end
 end
-add({KEYS[1], unpack(KEYS, 5)}, KEYS[4])
+local function add_all(ungrouped, group_keys, days_key)
+  local suffixes = {''}
+  for _, day in ipairs(redis.call('SMEMBERS', days_key)) do suffixes[#suffixes + 1] = ':' .. day end
+  add(ungrouped, suffixes, every)
+  for g = 1, #GROUPS do add(group_keys[g], suffixes, members[g]) end
+end
+add_all(KEYS[1], {unpack(KEYS, 5)}, KEYS[4])
 for _, flush_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if is_own(flush_id) then
     local snapshot = ARGV[1] .. flush_id
-    local hashes = {snapshot}
-    for _, group in ipairs(GROUPS) do hashes[#hashes + 1] = snapshot .. ':' .. group end
-    add(hashes, ARGV[2] .. flush_id)
+    local group_keys = {}
+    for g, group in ipairs(GROUPS) do group_keys[g] = snapshot .. ':' .. group end
+    add_all(snapshot, group_keys, ARGV[2] .. flush_id)
   end
 end
 local out = {}

@@ -21,7 +21,7 @@ from impressions.models import Flush
 from impressions.recorder import buffer_status, pending_counts, record_impressions
 from tests.factories import make_posts
 
-from .support import viewer_in
+from .support import group_of, viewer_in
 
 pytestmark = pytest.mark.django_db
 
@@ -84,7 +84,8 @@ def test_a_newer_build_s_snapshot_is_left_alone_and_the_rest_applied_once(
         record_impressions(viewer, ids)
     day = keys.day_text(timezone.localdate())
     # A left-over of this build's form in the same shard: still recovered.
-    buffer.hset(keys.snapshot_key(shard, LEFT_OVER_ID) + ":0", mapping={f"{ids[0]}:{day}": 4})
+    group = group_of(str(ids[0]))  # the hash the record script would have counted it in
+    buffer.hset(keys.snapshot_group_keys(shard, LEFT_OVER_ID)[group], f"{ids[0]}:{day}", 4)
     buffer.sadd(keys.snapshot_days_key(shard, LEFT_OVER_ID), day)
     buffer.sadd(keys.snapshots_key(shard), LEFT_OVER_ID)
     before = plant_future_snapshot(buffer, shard, ids, day)

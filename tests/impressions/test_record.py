@@ -15,11 +15,11 @@ from redis.connection import Connection
 import devservices
 from casusult.models import Post
 from impressions import keys, periods, recorder, redis_client, scripts
-from impressions.flush import flush_pending
+from impressions.flush import flush_pending, new_flush_id, take_snapshots
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
 
-from .support import group_of, with_option
+from .support import group_of, viewer_in, with_option
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +76,30 @@ def test_a_count_goes_to_its_post_s_group_in_a_hash_table(buffer):
         assert buffer.hlen(key) == len([p for p in posts if p // 1000 % 10 == post // 1000 % 10])
     assert not buffer.exists(keys.pending_key(shard))
     assert pending_counts(posts) == dict.fromkeys(posts, 1)
+
+
+def test_pending_counts_read_each_post_s_group_and_the_ungrouped_hashes(buffer):
+    """An id's counts sum over its group's hash and the ungrouped one (a version before the
+    groups, fields with and without a day), pending and in each snapshot: each count below is in
+    one hash only, so a hash that pending_counts does not read for it is a count missed."""
+    posts = [7, 1_005, 4_093, 58_011, 11_999, 3_000_007, -3, 2**53 + 1]
+    shard, old, day = 2, "20261201T000000-01d01d02", keys.day_text(periods.day_of(timezone.now()))
+    record_impressions(viewer_in(shard), posts)  # 1 each, in their groups' hashes
+    take_snapshots(get_client(), new_flush_id(), [shard])  # now in the snapshot's group hashes
+    record_impressions(viewer_in(shard, taken={viewer_in(shard)}), posts[:4])  # pending again
+    buffer.hset(keys.pending_key(shard), mapping={f"{posts[1]}:{day}": 10, posts[2]: 20})
+    buffer.hset(keys.snapshot_key(shard, old), mapping={f"{posts[4]}:{day}": 100, posts[5]: 200})
+    buffer.sadd(keys.snapshot_days_key(shard, old), day)
+    buffer.sadd(keys.snapshots_key(shard), old)
+
+    assert pending_counts(posts) == {
+        **dict.fromkeys(posts, 1),
+        **dict.fromkeys(posts[:4], 2),
+        posts[1]: 12,
+        posts[2]: 22,
+        posts[4]: 101,
+        posts[5]: 201,
+    }
 
 
 def test_random_mix_matches_a_reference_model(buffer):
