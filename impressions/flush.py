@@ -48,6 +48,10 @@ WINDOW_TTL = 24 * 3600
 # (schedule.FullRedis). A flush that frees nothing leaves the guard's minute: a Redis full of
 # what no flush frees (the de-duplication sets) gets one empty flush a minute, not a stream.
 SOON_SPACING = 5
+# How long a running flush holds the full Redis's flush guard at a time (schedule.FullRedis takes
+# it for as long): renewed as the flush goes (SoonGuard), so that no refusal asks for another
+# flush while one runs, however long it takes; a flush that dies releases it within this long.
+SOON_HOLD = 60
 
 
 @dataclass
@@ -137,6 +141,8 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
     try:
         with history_writer.flush_running():
             client = get_flush_client()
+            soon_guard = SoonGuard(client)
+            soon_guard.hold()
             # Counts without a day (snapshots left by a version before the history) count today.
             today = periods.day_of(timezone.now())
             if not keep_schedule:
@@ -160,7 +166,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                     batch_size=batch_size,
                     recovered_by="" if flush_id == report.flush_id else report.flush_id,
                     before_commit=lambda: checkpoint("before-commit"),
-                    after_commit=lambda: checkpoint("after-batch"),
+                    after_commit=lambda: (soon_guard.hold(), checkpoint("after-batch")),
                     started_at=started_at if flush_id == report.flush_id else None,
                     part=own_part,
                     parts=parts,
@@ -228,6 +234,28 @@ def _note_failure(flush_id, error, started_at):
         )
     except DatabaseError:
         logger.warning("could not note failed flush %s in the ledger", flush_id, exc_info=True)
+
+
+class SoonGuard:
+    """Holds the full Redis's flush guard (keys.flush_soon_key), if a refused record call took it,
+    for as long as this flush runs: SOON_HOLD seconds from each hold(), renewed once a quarter of
+    that has passed (at the start and between batches). EXPIRE adds no memory, so a full Redis
+    takes it, and changes nothing when the key is not there: a flush takes no guard of its own.
+    A flush that dies stops renewing it, and the next refusal asks again within SOON_HOLD."""
+
+    def __init__(self, client, clock=time.monotonic):
+        self.client, self.clock = client, clock
+        self.held_at = None
+
+    def hold(self):
+        now = self.clock()
+        if self.held_at is not None and now - self.held_at < SOON_HOLD / 4:
+            return
+        self.held_at = now
+        try:
+            self.client.expire(keys.flush_soon_key(), SOON_HOLD)
+        except REDIS_FAILURES:  # it lapses: a refusal may ask for another flush, exact as ever
+            logger.warning("could not hold the full Redis's flush guard", exc_info=True)
 
 
 def allow_flush_soon(client):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from . import keys
+from . import flush, keys
 from .conf import conf
 from .redis_client import get_client, get_flush_client
 from .tasks import enqueue_flush, set_if_absent, take_guard
@@ -59,12 +59,13 @@ class FullRedis:
     does; a flush racing them applies each count once all the same (the ledger).
 
     One such flush at a time for all processes together: a guard in Redis (taken on a full Redis too),
-    held until a flush has freed memory and flush.SOON_SPACING seconds more, or GUARD_TTL
-    seconds if none does (its task lost, or failed). A process asks at most once every INTERVAL
-    seconds: a request refused in the meantime costs no round trip."""
+    held for flush.SOON_HOLD seconds, and by every flush for as long as it runs (flush.SoonGuard),
+    until a flush has freed memory and flush.SOON_SPACING seconds more; if none does (its task
+    lost, a flush that frees nothing, or one that died), it lapses SOON_HOLD seconds after it was
+    taken or last held. A process asks at most once every INTERVAL seconds: a request refused in
+    the meantime costs no round trip."""
 
     INTERVAL = 5.0
-    GUARD_TTL = 60
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
@@ -79,7 +80,7 @@ class FullRedis:
         key = keys.flush_soon_key()
         try:
             client = get_client()
-            if not set_if_absent(client, key, f"{time.time():.3f}", self.GUARD_TTL):
+            if not set_if_absent(client, key, f"{time.time():.3f}", flush.SOON_HOLD):
                 return False
         except Exception:
             logger.warning("could not ask for a flush of the full Redis", exc_info=True)

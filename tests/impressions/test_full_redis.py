@@ -1,11 +1,16 @@
 """A full Redis (maxmemory reached, noeviction): recording stops at the limit, and the flush still
 drains the buffer, so that recording resumes without an operator."""
 
+import threading
+import time
+
 import pytest
 import redis
+from django.db import connections
 from django.test import Client, override_settings
 
 from casusult.models import Post
+from impressions import flush as flush_module
 from impressions import keys, recorder, schedule
 from impressions.flush import flush_pending
 from impressions.recorder import lost, pending_status
@@ -13,7 +18,13 @@ from impressions.recorder import record_impressions as record
 from tests.factories import make_posts
 from tests.queues.rq.support import rq_settings, run_burst
 
-from .support import DUMMY_TASKS, reset_loss_counter, scheduled_flushes, viewer_in
+from .support import (
+    DUMMY_TASKS,
+    killed_in_a_child,
+    reset_loss_counter,
+    scheduled_flushes,
+    viewer_in,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -163,6 +174,78 @@ def test_refusals_ask_for_one_flush_at_a_time(full_redis, monkeypatch):
     flush_pending(window=None)
     assert total_stored() == counted + 3
     assert lost.impressions == 3 * 22
+
+
+def refuse(monkeypatch, ids, viewer="u:refused"):
+    """A record call (refused while Redis is full), as if from a process of its own (its interval
+    does not hold it back): it asks for a flush unless the guard is there. Returns it lost."""
+    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+    return record(viewer, ids[:3]).lost
+
+
+def flush_asked_while_full(full_redis, monkeypatch):
+    """(server, ids, counted, the flush task asked for): the counts of buffer_counts() in Redis,
+    made full, and a refusal's flush asked for, the guard's minute scaled down to 1 s."""
+    server, fill_to = full_redis
+    monkeypatch.setattr(flush_module, "SOON_HOLD", 1)
+    ids, counted = buffer_counts()
+    fill_to(-1)
+    assert refuse(monkeypatch, ids) == 3
+    [asked] = flushes_asked_for_now()
+    return server, ids, counted, asked
+
+
+# A flush of 12 batches, 0.2 s each, outlasts the guard's (scaled) time twice.
+@override_settings(IMPRESSIONS_FLUSH_BATCH_SIZE=700)
+def test_a_running_flush_holds_the_guard_refusals_ask_for_no_second_one(full_redis, monkeypatch):
+    server, ids, counted, asked = flush_asked_while_full(full_redis, monkeypatch)
+    monkeypatch.setattr(
+        flush_module, "checkpoint", lambda name: time.sleep(0.2) if name == "after-batch" else None
+    )
+
+    def run():
+        try:
+            asked.task.call(**asked.kwargs)
+        finally:
+            connections.close_all()
+
+    running = threading.Thread(target=run)
+    started = time.monotonic()
+    running.start()
+    refused = 3
+    while running.is_alive():
+        # Refused until the flush drops its snapshots (its last moments free the memory).
+        refused += refuse(monkeypatch, ids)
+        time.sleep(0.05)
+    assert time.monotonic() - started > 2  # twice the guard's time
+    assert refused > 30
+    assert len(flushes_asked_for_now()) == 1  # before: one more each second it ran
+    assert total_stored() == counted
+    # Done, and it freed memory: the next refusal may ask again 5 s from now.
+    assert 0 < server.ttl(keys.flush_soon_key()) <= 5
+    assert lost.impressions == refused
+
+
+@override_settings(IMPRESSIONS_FLUSH_BATCH_SIZE=700)
+def test_a_flush_that_dies_releases_the_guard_within_its_hold(full_redis, monkeypatch):
+    server, ids, counted, asked = flush_asked_while_full(full_redis, monkeypatch)
+    # Killed after its first batch (SIGKILL): it holds the guard no longer.
+    killed_in_a_child(
+        flush_module,
+        "checkpoint",
+        lambda: asked.task.call(**asked.kwargs),
+        when=lambda name: name == "after-batch",
+    )
+    died = time.monotonic()
+    assert 0 < server.pttl(keys.flush_soon_key()) <= 1000
+    while len(flushes_asked_for_now()) == 1:
+        assert time.monotonic() - died < 2, "no refusal asked for a flush again"
+        assert refuse(monkeypatch, ids) == 3
+        time.sleep(0.05)
+    # The flush asked for again applies the rest, from the dead one's marks on: exact.
+    again = flushes_asked_for_now()[-1]
+    again.task.call(**again.kwargs)
+    assert total_stored() == counted
 
 
 def test_a_refusal_ends_a_full_redis_whose_flush_was_lost(full_redis):
