@@ -150,7 +150,8 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             nodes = take_snapshots(client, report.flush_id, shards)
             wait_for_replicas(nodes)
             checkpoint("after-snapshot")
-            by_flush = snapshots_by_flush(client)
+            others = set()  # flush ids of other layouts' snapshots: their rows are kept too
+            by_flush = snapshots_by_flush(client, others)
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
             # Left-overs first, oldest first: they hold the oldest counts. A left-over is applied
             # whole, every shard of it, whichever part finds it.
@@ -200,7 +201,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             if report.flush_id not in by_flush:
                 ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
             ledger.close_orphans(by_flush)
-            ledger.prune_ledger()
+            ledger.prune_ledger({*by_flush, *others})
             history_writer.trim_leaders()
     except REDIS_FAILURES as error:
         _note_failure(report.flush_id, error, started_at)
@@ -415,10 +416,11 @@ def node_name(node):
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
-def snapshots_by_flush(client):
+def snapshots_by_flush(client, others=None):
     """{flush id: [shards holding a snapshot of it]}, over every shard, of the ids of this
     build's layout (keys.FLUSH_ID). Another layout's, a later build's (the rule in keys.py), are
-    left alone: not read, noted in the ledger, taken out of the set or deleted (left_alone)."""
+    left alone: not read, noted in the ledger, taken out of the set or deleted (left_alone);
+    `others`, a set, gets their ids (str), whose ledger rows the pruning keeps."""
     pipe = client.pipeline(transaction=False)
     for shard in range(conf.SHARDS):
         pipe.smembers(keys.snapshots_key(shard))
@@ -431,6 +433,8 @@ def snapshots_by_flush(client):
                 foreign[flush_id].append(shard)
     if foreign:
         left_alone(foreign)
+        if others is not None:
+            others.update(flush_id.decode(errors="replace") for flush_id in foreign)
     return found
 
 

@@ -9,8 +9,9 @@ group while it reads the next (impressions/batches.py).
 Layouts: a snapshot's flush id says which layout wrote it. This build's ids are FLUSH_ID,
 `<yyyymmdd>T<hhmmss>-<8 lowercase hex>` (flush.new_flush_id); its flush, its status reads and
 ledger.close_orphans leave every other id alone (not read, not noted in the ledger, not taken out
-of `snapshots`, not deleted; only the ledger's pruning by age takes every row), so that a later
-build's worker may run beside this one (a rolling deploy). The rule for a later build: one that changes what a snapshot is (its keys, fields,
+of `snapshots`, not deleted; the ledger's pruning by age keeps the row of every id still in a
+`snapshots` set, theirs too), so that a later build's worker may run beside this one (a rolling
+deploy). The rule for a later build: one that changes what a snapshot is (its keys, fields,
 counts, days, totals) or what a ledger row's marks mean gives its flush ids a prefix
 `v<N>:` (`v2:20270101T000000-0123abcd`, N one more than the layout before), which no earlier
 build since this one reads as its own; it keeps reading the earlier forms itself (their ledger

@@ -347,8 +347,16 @@ def close_orphans(snapshot_ids, now=None):
     )
 
 
-def prune_ledger():
-    """Delete ledger rows older than IMPRESSIONS_LEDGER_RETENTION_DAYS; returns how many."""
+def prune_ledger(snapshot_ids):
+    """Delete ledger rows older than IMPRESSIONS_LEDGER_RETENTION_DAYS, but those of
+    `snapshot_ids` (every flush id holding a snapshot in any shard, of any layout, read before:
+    a snapshot made since has a new id); returns how many.
+
+    A row whose snapshot is still in Redis (a month of failed flushes of its shards, a later
+    build's left alone) is kept however old: its marks and shards applied are what keeps the
+    next flush from applying that snapshot again, from no marks. Its snapshot gone, the next
+    flush prunes it."""
     cutoff = timezone.now() - timedelta(days=conf.LEDGER_RETENTION_DAYS)
-    deleted, _ = Flush.objects.filter(started_at__lt=cutoff).delete()
+    old = Flush.objects.filter(started_at__lt=cutoff).exclude(id__in=list(snapshot_ids))
+    deleted, _ = old.delete()
     return deleted

@@ -20,7 +20,7 @@ from tests.factories import make_posts
 from tests.queues.rq.support import rq_settings
 
 from .history_check import history_sums, rollup_mismatches
-from .support import scheduled_flushes, subprocess_env
+from .support import scheduled_flushes, subprocess_env, viewer_in
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +107,49 @@ def test_the_ledger_prunes_old_rows(standalone_buffer):
     flush_pending()
     assert not Flush.objects.filter(id="old").exists()
     assert Flush.objects.filter(id="recent").exists()
+
+
+class Crash(Exception):
+    """A flush that dies between two batches."""
+
+
+def test_the_ledger_keeps_an_old_row_whose_snapshot_is_still_in_redis(
+    standalone_buffer, monkeypatch
+):
+    posts = make_posts(6)
+    ids = [post.id for post in posts]
+    viewers = []
+    for _ in range(3):
+        viewers.append(viewer_in(0, taken=viewers))
+        record_impressions(viewers[-1], ids)
+    # A flush of shard 0 (part 0 of 2) dies after its first batch of 2 posts: its snapshot stays,
+    # its row holds the marks. Left there for longer than the ledger's retention (the other
+    # part's flushes succeed meanwhile; part 0's keep failing).
+    monkeypatch.setattr(flush_module, "checkpoint", crash_at_first("after-batch"))
+    with pytest.raises(Crash):
+        flush_pending(batch_size=2, part=0, parts=2)
+    monkeypatch.setattr(flush_module, "checkpoint", lambda name: None)
+    [row] = Flush.objects.all()
+    assert row.outcome == Flush.Outcome.RUNNING and row.marks
+    old = timezone.now() - timedelta(days=31)
+    Flush.objects.filter(id=row.id).update(started_at=old)
+    Flush.objects.create(id="20200101T000000-0000dead", started_at=old, outcome="applied")
+
+    flush_pending(part=1, parts=2)  # prunes the ledger: not the row of a snapshot still there
+    assert Flush.objects.filter(id=row.id).exists()
+    assert not Flush.objects.filter(id="20200101T000000-0000dead").exists()
+    report = flush_pending(part=0, parts=2)  # applies the rest of it, from the marks on
+    assert report.recovered == [row.id]
+    assert set(impressions_of(posts).values()) == {3}  # before: 6 for the first batch's 2 posts
+    assert history_sums(ids) == impressions_of(posts)
+
+
+def crash_at_first(point):
+    def checkpoint(name):
+        if name == point:
+            raise Crash(point)
+
+    return checkpoint
 
 
 IMMEDIATE_TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}

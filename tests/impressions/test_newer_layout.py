@@ -113,6 +113,21 @@ def test_a_newer_build_s_snapshot_is_left_alone_and_the_rest_applied_once(
     assert "1 snapshot" in warnings[0] and FUTURE_ID in warnings[0]
 
 
+def test_the_ledger_keeps_a_newer_build_s_old_row_while_its_snapshot_is_there(buffer):
+    # A newer build's flush applied part of its snapshot and stopped; that build's worker is gone
+    # for longer than the ledger's retention. Its row (the marks) must outlive this build's
+    # pruning, or that build, back, would apply the snapshot again from no marks.
+    day = keys.day_text(timezone.localdate())
+    before = plant_future_snapshot(buffer, 2, [1, 2], day)
+    old = timezone.now() - timedelta(days=31)
+    Flush.objects.create(id=FUTURE_ID, started_at=old, outcome="running", marks={"2": "x"})
+    Flush.objects.create(id=FUTURE_LEDGER_ID, started_at=old, outcome="applied")
+    flush_pending()
+    assert Flush.objects.get(id=FUTURE_ID).marks == {"2": "x"}
+    assert not Flush.objects.filter(id=FUTURE_LEDGER_ID).exists()  # no snapshot: pruned
+    assert future_state(buffer, 2) == before
+
+
 def test_the_recount_of_a_shard_s_totals_keeps_a_newer_build_s_snapshot_as_it_is(
     buffer, warned_afresh
 ):
