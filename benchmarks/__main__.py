@@ -170,6 +170,13 @@ def parser():
         help="… standalone (the --redis-url db), cluster (a 3-node cluster started for it)",
     )
     p.add_argument(
+        "--load-pin",
+        action="store_true",
+        help="… and each target again with its Redis server(s) started for it and pinned to one"
+        " CPU, every client (load processes, redis-benchmark) to the others: clients on other"
+        " hosts, modelled on one machine (Linux, 2 CPUs or more; reported beside the unpinned)",
+    )
+    p.add_argument(
         "--parts",
         type=sizes,
         default=[1, 2, 4],

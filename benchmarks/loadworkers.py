@@ -4,6 +4,7 @@ deadline shared by all, so N processes load a server at once. Standard library o
 import contextlib
 import itertools
 import multiprocessing
+import os
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -61,9 +62,11 @@ def timed_loop(items, call, start_at, seconds, cycle=False):
 
 
 class WorkerPool:
-    """`count` processes forked from this one; make_worker(index) builds each one's worker there."""
+    """`count` processes forked from this one; make_worker(index) builds each one's worker there.
 
-    def __init__(self, count, make_worker):
+    `cpus`: every process runs on those CPUs only (set before it builds its worker)."""
+
+    def __init__(self, count, make_worker, cpus=None):
         from django.db import connections
 
         # A forked child must not share the parent's database socket.
@@ -73,12 +76,18 @@ class WorkerPool:
         for index in range(count):
             parent_end, child_end = context.Pipe()
             process = context.Process(
-                target=_serve, args=(child_end, make_worker, index), daemon=True
+                target=_serve, args=(child_end, make_worker, index, cpus), daemon=True
             )
             process.start()
+            if cpus is not None:  # as the child does first: pinned once this returns
+                os.sched_setaffinity(process.pid, cpus)
             child_end.close()
             self.pipes.append(parent_end)
             self.processes.append(process)
+
+    @property
+    def pids(self):
+        return [process.pid for process in self.processes]
 
     def ask(self, count, method, *args):
         """worker.method(*args) in the first `count` processes at once; their replies in order."""
@@ -117,7 +126,9 @@ class WorkerPool:
                 process.join()
 
 
-def _serve(pipe, make_worker, index):
+def _serve(pipe, make_worker, index, cpus):
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     try:
         worker = make_worker(index)
     except Exception as error:  # reported on every command, so the parent sees why

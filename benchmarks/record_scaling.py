@@ -3,7 +3,7 @@
 
 from dataclasses import dataclass, field
 
-from . import targets
+from . import pinning, targets
 from .harness import (
     ContenderFailed,
     Spread,
@@ -65,6 +65,8 @@ class TargetRuns:
     workloads: dict = field(default_factory=dict)
     simple_command_cpu: float | None = None  # Redis CPU of one 3-byte SET (redis-benchmark)
     error: str | None = None
+    pinned: pinning.Pinning | None = None  # the servers on one CPU, the clients on the others
+    unpinned: str | None = None  # pinned: the name of the same target's unpinned runs
 
 
 def measure(bench, processes, rounds, log=print):
@@ -96,26 +98,56 @@ def measure(bench, processes, rounds, log=print):
 def run(options, post_ids, log=print):
     """(markdown, figures) of the whole section."""
     chosen = options.load_targets
+    pin = getattr(options, "load_pin", False)
     log(
-        f"record path under load: {', '.join(chosen)}; processes {options.load_processes},"
-        f" {options.load_seconds} s a run, {options.rounds} round(s)"
+        f"record path under load: {', '.join(chosen)}{', unpinned and pinned' if pin else ''};"
+        f" processes {options.load_processes}, {options.load_seconds} s a run,"
+        f" {options.rounds} round(s)"
     )
+    pinned = None
+    if pin:
+        try:
+            pinned = pinning.Pinning.split()
+        except ContenderFailed as error:
+            log(f"  pinned runs: FAILED: {error}")
+            pin_error = str(error)
     results = []
     for name in chosen:
-        opener = targets.cluster() if name == "cluster" else targets.standalone(options.redis_url)
-        try:
-            with opener as target:
-                bench = LoadBench(
-                    target, post_ids, options.load_processes, options.load_seconds, log
-                )
-                try:
-                    results.append(measure(bench, options.load_processes, options.rounds, log))
-                finally:
-                    bench.close()
-        except ContenderFailed as error:
-            log(f"  {name}: FAILED: {error}")
-            results.append(TargetRuns(name, error=str(error)))
+        unpinned = measure_target(name, options, post_ids, None, log)
+        results.append(unpinned)
+        if pin and pinned is None:
+            results.append(TargetRuns(f"{name}, pinned", error=pin_error))
+        elif pin:
+            # This process too (it samples INFO and forks the load processes): a client.
+            with pinning.this_process(pinned.clients):
+                runs = measure_target(name, options, post_ids, pinned, log)
+            runs.unpinned = unpinned.name
+            results.append(runs)
     return render(results, options), figures(results)
+
+
+def measure_target(name, options, post_ids, pinned, log):
+    """TargetRuns of one target; `pinned`: servers started for it, pinned as it says."""
+    if name == "cluster":
+        opener = targets.cluster(pinned)
+    elif pinned:
+        opener = targets.standalone_server(pinned)
+    else:
+        opener = targets.standalone(options.redis_url)
+    try:
+        with opener as target:
+            bench = LoadBench(target, post_ids, options.load_processes, options.load_seconds, log)
+            try:
+                runs = measure(bench, options.load_processes, options.rounds, log)
+                bench.check_still_pinned()
+            finally:
+                bench.close()
+    except ContenderFailed as error:
+        label = f"{name}, pinned" if pinned else name
+        log(f"  {label}: FAILED: {error}")
+        return TargetRuns(label, error=str(error), pinned=pinned)
+    runs.pinned = pinned
+    return runs
 
 
 def render(results, options):
@@ -143,13 +175,76 @@ def render(results, options):
         " (min to max). Every run is checked: the calls counted every first view and no reload,"
         " and Redis holds exactly what they counted.\n"
     )
+    pinned = next((runs.pinned for runs in results if runs.pinned), None)
+    if pinned:
+        text += (
+            f"\n**Pinned** (`--load-pin`; {pinned.describe()}): each target again, on Redis"
+            " servers started for these runs (a redis-server of its own for the standalone, never"
+            " the shared one; a new 3-node cluster), every server thread pinned to the server CPU"
+            " and every client (the load processes, redis-benchmark, and the process that samples"
+            " INFO) to the others, each pinning read back from /proc. It models clients on other"
+            " hosts: every contender's run, the ceiling's included, leaves the servers the same CPU"
+            " budget whatever its clients cost. The unpinned tables are what this machine gives"
+            " with clients and servers sharing its CPUs.\n"
+        )
     for runs in results:
         text += f"\n**{runs.name}**\n\n"
         if runs.error:
             text += f"FAILED: {runs.error}\n"
             continue
         text += table(runs) + "\n"
+    if pinned:
+        text += (
+            "\n**First views, unpinned and pinned side by side** (Redis cores busy: impressions/s"
+            " × Redis CPU per impression, all nodes)\n\n"  # noqa: RUF001
+        )
+        text += side_by_side(results) + "\n"
     return text
+
+
+def side_by_side(results):
+    rows = []
+    for runs in results:
+        if runs.error:
+            continue
+        found = runs.workloads[FIRST_VIEWS]
+        ceilings = found.ceilings
+        for count, cell in found.cells.items():
+            ours, raw = cell[OURS], cell[RAW]
+            rows.append(
+                [
+                    runs.name,
+                    str(count),
+                    rate_of(ours),
+                    rate_of(raw),
+                    format_rate(median([r.rate for r in ceilings])),
+                    found.ratio_to_ceiling(count).text(),
+                    found.ratio_to_ceiling(count, RAW).text(),
+                    found.ratio_to_raw(count).text(),
+                    " / ".join(cpu_text(cpu_of(x)) for x in (ours, raw, ceilings)),
+                    " / ".join(f"{cores_of(x):.2f}" for x in (ours, raw, ceilings)),
+                ]
+            )
+    return markdown_table(
+        [
+            "target",
+            "processes",
+            "ours impressions/s",
+            "raw impressions/s",
+            "redis-benchmark impressions/s",
+            "ours ÷ redis-benchmark",
+            "raw ÷ redis-benchmark",
+            "ours ÷ raw",
+            "Redis CPU per impression: ours / raw / redis-benchmark",
+            "Redis cores busy: ours / raw / redis-benchmark",
+        ],
+        rows,
+    )
+
+
+def cores_of(runs):
+    """Redis CPU seconds a second (all nodes) in these runs: their median."""
+    return median([r.rate * r.cpu_per_impression for r in runs])
 
 
 def table(runs):
@@ -238,6 +333,11 @@ def figures(results):
             "ceiling_cpu_per_impression": median([r.cpu_per_impression for r in first.ceilings]),
             "simple_command_cpu": runs.simple_command_cpu,
             "ours_rate": {n: median([r.rate for r in c[OURS]]) for n, c in first.cells.items()},
+            "to_ceiling": {
+                n: (first.ratio_to_ceiling(n), first.ratio_to_ceiling(n, RAW)) for n in first.cells
+            },
+            "pinned": runs.pinned,
+            "unpinned": runs.unpinned,
         }
     return out
 
@@ -245,6 +345,9 @@ def figures(results):
 def headlines(found):
     lines = []
     for name, figures_ in found.items():
+        if figures_.get("pinned"):
+            lines.append(pinned_headline(name, figures_, found.get(figures_["unpinned"])))
+            continue
         per_process = figures_["per_process"]
         count, best = figures_["best_to_ceiling"]
         reloads = figures_["reloads_per_process"]
@@ -258,6 +361,20 @@ def headlines(found):
             f" **{reloads.text(1)}**."
         )
     return lines
+
+
+def pinned_headline(name, figures_, unpinned):
+    count, best = figures_["best_to_ceiling"]
+    line = (
+        f"Record path, first views, {name} ({figures_['pinned'].describe()}: clients on other"
+        f" hosts, modelled): ours with {count} processes ÷ redis-benchmark's ceiling"
+        f" **{best.text()}** ({verdict(best, GOAL_CEILING)}; raw redis-py in the same runs:"
+        f" {figures_['raw_to_ceiling'].text()})"
+    )
+    if unpinned and count in unpinned["to_ceiling"]:
+        ours, raw = unpinned["to_ceiling"][count]
+        line += f"; unpinned, what this machine gives: {ours.text()} (raw {raw.text()})"
+    return line + "."
 
 
 def verdict(spread, goal):

@@ -3,11 +3,12 @@ and on a real 3-node cluster; ours against the same Lua script sent from plain r
 redis-benchmark's ceiling for that script, with the servers' CPU per impression (INFO deltas)."""
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from itertools import cycle
 
-from . import ours, targets
+from . import ours, pinning, targets
 from .harness import ContenderFailed, format_rate
 from .loadworkers import START_DELAY, Outcome, WorkerPool, timed_loop
 from .redisraw import RawRecorder, record_command, redis_benchmark
@@ -200,10 +201,31 @@ class LoadBench:
         self.seconds = seconds
         self.log = log
         newest = post_ids[-NEWEST:][::-1]
-        self.pool = WorkerPool(max(processes), lambda index: RecordWorker(index, target, newest))
+        self.pool = WorkerPool(
+            max(processes),
+            lambda index: RecordWorker(index, target, newest),
+            cpus=target.client_cpus,
+        )
         self.ceiling_rates = {}
+        self.benchmark_checked = False
+        if target.pinned:
+            self.log_pinning("before its runs")
         _keys, _recorder, scripts = _imports()
         self.sha = target.load_script(scripts.RECORD)
+
+    def log_pinning(self, when):
+        """The servers' and the load processes' affinity, as /proc has it (or ContenderFailed)."""
+        self.log(f"    {self.target.name}, {when}: {self.target.pinned.describe()}; /proc reads")
+        self.log(f"      {pinning.check(os.getpid(), self.target.client_cpus, 'this process')}")
+        for line in self.target.check_pinned():
+            self.log(f"      {line}")
+        clients = self.target.client_cpus
+        for pid in self.pool.pids:
+            self.log(f"      {pinning.check(pid, clients, 'load process')}")
+
+    def check_still_pinned(self):
+        if self.target.pinned:
+            self.log_pinning("after its runs")
 
     def close(self):
         self.pool.close()
@@ -296,7 +318,14 @@ class LoadBench:
             *command,
             requests=self._requests(rate),
             cluster=self.target.cluster,
+            cpus=self.target.client_cpus,
+            pinned=self._benchmark_pinned,
         )[0]
+
+    def _benchmark_pinned(self, line):
+        if not self.benchmark_checked:  # the first one of the target: they are all alike
+            self.benchmark_checked = True
+            self.log(f"      {line}")
 
     def simple_command_cpu(self):
         """Redis CPU of one SET of 3 bytes (the ECPU's unit of work), from redis-benchmark."""

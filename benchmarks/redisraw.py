@@ -3,13 +3,13 @@
 import csv
 import io
 import shutil
-import subprocess
 import time
 
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from . import pinning
 from .harness import ContenderFailed, format_rate
 from .targets import host_port_db
 
@@ -104,8 +104,12 @@ def parse_csv(text):
     ]
 
 
-def redis_benchmark(url, clients, *command, requests=BENCHMARK_REQUESTS, cluster=False):
-    """redis-benchmark against `url` (host, port, db); --cluster: a node of the cluster."""
+def redis_benchmark(
+    url, clients, *command, requests=BENCHMARK_REQUESTS, cluster=False, cpus=None, pinned=None
+):
+    """redis-benchmark against `url` (host, port, db); --cluster: a node of the cluster.
+
+    `cpus`: run it on those CPUs only (checked in /proc; pinned(line) hears what was read)."""
     if not url.startswith("redis://"):
         raise ContenderFailed(f"redis-benchmark is only run against redis:// URLs, not {url}")
     if not shutil.which("redis-benchmark"):
@@ -114,9 +118,9 @@ def redis_benchmark(url, clients, *command, requests=BENCHMARK_REQUESTS, cluster
     argv = ["redis-benchmark", "-h", host, "-p", str(port), "-n", str(requests)]
     argv += ["-c", str(clients), "-r", "1000000", "--csv"]
     argv += ["--cluster"] if cluster else ["--dbnum", db]
-    completed = subprocess.run(
-        argv + [str(part) for part in command], capture_output=True, text=True, check=False
-    )
+    completed, checked = pinning.run(argv + [str(part) for part in command], cpus)
+    if checked and pinned:
+        pinned(checked)
     if completed.returncode != 0 or not completed.stdout.strip():
         message = (completed.stderr or completed.stdout).strip()[:200]
         raise ContenderFailed(f"redis-benchmark failed: {message}")

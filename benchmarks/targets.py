@@ -2,6 +2,8 @@
 what each server spent on it: INFO cpu and network deltas, summed over the nodes."""
 
 import contextlib
+import shutil
+import tempfile
 import urllib.parse
 from dataclasses import dataclass
 
@@ -9,6 +11,7 @@ import redis
 
 import devservices
 
+from . import pinning
 from .harness import ContenderFailed
 
 
@@ -46,12 +49,17 @@ def sum_samples(samples):
 
 
 class Target:
-    """One Redis deployment: `url` for the clients, a plain client per node for the bookkeeping."""
+    """One Redis deployment: `url` for the clients, a plain client per node for the bookkeeping.
 
-    def __init__(self, name, url, cluster, node_urls):
+    `pinned` (a pinning.Pinning): the servers were started for this target and pinned to its
+    server CPUs; the clients are to run on its client CPUs. `server_pids`: those servers."""
+
+    def __init__(self, name, url, cluster, node_urls, pinned=None, server_pids=()):
         self.name = name
         self.url = url
         self.cluster = cluster
+        self.pinned = pinned
+        self.server_pids = list(server_pids)
         # Set-up work (FLUSH, INFO, SCRIPT LOAD) may take a while on a busy machine.
         self.nodes = [redis.Redis.from_url(node, socket_timeout=60) for node in node_urls]
 
@@ -86,6 +94,14 @@ class Target:
                     total += sum(int(value) for value in node.hvals(key))
         return total
 
+    @property
+    def client_cpus(self):
+        return self.pinned.clients if self.pinned else None
+
+    def check_pinned(self):
+        """Each server's /proc line (every thread on the server CPUs), or ContenderFailed."""
+        return [pinning.check(pid, self.pinned.servers, "redis-server") for pid in self.server_pids]
+
     def close(self):
         for node in self.nodes:
             node.close()
@@ -102,23 +118,57 @@ def standalone(url):
 
 
 @contextlib.contextmanager
-def cluster():
-    """A real 3-master Redis Cluster on free loopback ports for the duration of the block."""
+def standalone_server(pinned):
+    """A redis-server of its own on a free loopback port, every thread pinned to
+    `pinned.servers`, for the duration of the block (the shared Redis is never pinned)."""
+    workdir = tempfile.mkdtemp(prefix="casusult-bench-redis-")
+    port = devservices.free_port()
+    try:
+        process = devservices.start_redis_server(port, workdir)
+    except devservices.ServiceUnavailable as error:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ContenderFailed(f"could not start a redis-server: {error}") from None
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        pinning.pin(process.pid, pinned.servers)
+        target = Target(
+            "standalone, pinned", url, False, [url], pinned=pinned, server_pids=[process.pid]
+        )
+        try:
+            yield target
+        finally:
+            target.close()
+    finally:
+        devservices.stop_process(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cluster(pinned=None):
+    """A real 3-master Redis Cluster on free loopback ports for the duration of the block;
+    `pinned` (a pinning.Pinning): every thread of every node on its server CPUs."""
     process = devservices.RedisClusterProcess()
     try:
         process.start()
     except devservices.ServiceUnavailable as error:
         raise ContenderFailed(f"could not start the 3-node cluster: {error}") from None
-    target = Target(
-        "3-node cluster",
-        process.url,
-        cluster=True,
-        node_urls=[f"redis://127.0.0.1:{port}/0" for port in process.ports],
-    )
     try:
-        yield target
+        pids = [node.pid for node in process.processes]
+        for pid in pids if pinned else ():
+            pinning.pin(pid, pinned.servers)
+        target = Target(
+            "3-node cluster, pinned" if pinned else "3-node cluster",
+            process.url,
+            cluster=True,
+            node_urls=[f"redis://127.0.0.1:{port}/0" for port in process.ports],
+            pinned=pinned,
+            server_pids=pids,
+        )
+        try:
+            yield target
+        finally:
+            target.close()
     finally:
-        target.close()
         process.stop()
 
 

@@ -266,7 +266,7 @@ def test_the_first_ceiling_is_sized_by_an_untimed_run_not_by_a_guess(monkeypatch
     from benchmarks import recordload
 
     class FakeTarget:
-        url, cluster, cpu = "redis://bench", False, 0.0
+        url, cluster, cpu, client_cpus = "redis://bench", False, 0.0, None
 
         def flush(self):
             pass
@@ -276,7 +276,8 @@ def test_the_first_ceiling_is_sized_by_an_untimed_run_not_by_a_guess(monkeypatch
 
     asked = []
 
-    def fake_benchmark(url, clients, *command, requests, cluster):
+    def fake_benchmark(url, clients, *command, requests, cluster, cpus, pinned):
+        assert cpus is None  # unpinned: redis-benchmark runs wherever the kernel puts it
         asked.append(requests)
         # A short run pays its connections' set-up: under half the rate of a long one.
         return [{"rps": 4_000.0 if requests < 20_000 else 10_000.0}]
