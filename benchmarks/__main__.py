@@ -171,10 +171,12 @@ def parser():
     )
     p.add_argument(
         "--load-pin",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="… and each target again with its Redis server(s) started for it and pinned to one"
         " CPU, every client (load processes, redis-benchmark) to the others: clients on other"
-        " hosts, modelled on one machine (Linux, 2 CPUs or more; reported beside the unpinned)",
+        " hosts, modelled on one machine (Linux, 2 CPUs or more; reported beside the unpinned;"
+        " on by default, --no-load-pin skips it)",
     )
     p.add_argument(
         "--parts",
