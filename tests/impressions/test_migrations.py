@@ -77,6 +77,37 @@ def test_every_column_added_after_0001_takes_an_insert_that_leaves_it_out():
     assert refused == [], "NOT NULL without a database default (add db_default=…)"
 
 
+# What an earlier build reads must still be there while it runs: a column or table is dropped or
+# renamed only in two steps (one release stops using it, a later one drops it), never by the
+# migration that the earlier build's processes run beside.
+DROPS = (
+    migrations.RemoveField,
+    migrations.RenameField,
+    migrations.DeleteModel,
+    migrations.RenameModel,
+    migrations.AlterModelTable,
+)
+
+
+def test_no_migration_after_0001_drops_or_renames_what_an_earlier_build_reads():
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    state = loader.project_state(("impressions", "0001_initial"))
+    dropped = []
+    for (app, name), migration in sorted(loader.disk_migrations.items()):
+        if app != "impressions" or migration.initial:
+            continue
+        for operation in migration.operations:
+            if isinstance(operation, DROPS):
+                dropped.append(f"{name}: {operation.describe()}")
+            elif isinstance(operation, migrations.AlterField):
+                # A changed db_column renames the column under the earlier build.
+                before = state.models["impressions", operation.model_name].fields[operation.name]
+                if before.db_column != operation.field.db_column:
+                    dropped.append(f"{name}: {operation.describe()} renames its column")
+            operation.state_forwards("impressions", state)
+    assert dropped == []
+
+
 # The statements of the build before 0006, as its ledger and history writer sent them: the
 # ledger row and the roll-up row (bulk_create(ignore_conflicts=True)), then the row's save().
 OLD_LEDGER_INSERT = (
