@@ -36,7 +36,14 @@ from . import batches, history_writer, keys, ledger, periods, scripts
 from .conf import conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
-from .redis_client import REDIS_FAILURES, get_flush_client, is_cluster, node_of
+from .redis_client import (
+    REDIS_FAILURES,
+    call_in_slot,
+    get_flush_client,
+    is_cluster,
+    node_of,
+    refused_by_slot,
+)
 from .signals import flush_finished
 
 logger = logging.getLogger(__name__)
@@ -286,35 +293,68 @@ def take_snapshots(client, flush_id, shards):
     """Rename the pending hash of each of `shards` to this flush's snapshot: one round trip per
     node (EVAL by name: a cluster pipeline runs no registered script), which first asks each
     node that serves a shard for its replicas (ROLE): before, so that a replica that drops out
-    while the snapshots go is waited for, and missed. Returns [Node] of those nodes."""
+    while the snapshots go is waited for, and missed. Returns [Node] of those nodes.
+
+    A shard whose slot is migrating to another node (a cluster scaling: ElastiCache Serverless)
+    refuses its snapshot until the slot has moved (TRYAGAIN: some of its keys on each node):
+    sent again until it goes through, within IMPRESSIONS_FLUSH_REDIS_TIMEOUT (in_slot). Should
+    the slot have moved to a node not asked for its replicas, the flush stops there: its
+    snapshot stays for the next flush, which asks."""
     pipe = client.pipeline(transaction=False)
     nodes = shard_nodes(client)
     for node in nodes:
         pipe.execute_command("ROLE", **node.target)
-    for shard in shards:
-        pipe.execute_command(
-            "EVAL",
-            scripts.SNAPSHOT,
-            7 + 2 * len(keys.GROUPS),
-            keys.pending_key(shard),
-            keys.snapshot_key(shard, flush_id),
-            keys.snapshots_key(shard),
-            keys.armed_key(shard),
-            keys.pending_days_key(shard),
-            keys.snapshot_days_key(shard, flush_id),
-            keys.totals_key(shard),
-            *keys.pending_group_keys(shard),
-            *keys.snapshot_group_keys(shard, flush_id),
-            flush_id,
-            keys.snapshot_prefix(shard),
-        )
+    commands = [snapshot_command(shard, flush_id) for shard in shards]
+    for command in commands:
+        pipe.execute_command(*command)
     replies = pipe.execute(raise_on_error=False)
-    for reply in replies[len(nodes) :]:
+    for shard, command, reply in zip(shards, commands, replies[len(nodes) :], strict=True):
         if isinstance(reply, Exception):
-            raise reply
+            in_slot(client, shard, command, reply)
+    if is_cluster(client):
+        # Where each snapshot went, as the client's map of the slots learnt (MOVED): a snapshot
+        # runs only on the node serving its slot (the importing one refuses it, TRYAGAIN: the
+        # snapshot's keys are not there yet).
+        asked = {node.target["target_nodes"].name for node in nodes}
+        for shard in shards:
+            went_to = node_of(client, keys.pending_key(shard))
+            if went_to is None or went_to.name not in asked:
+                raise RedisError(
+                    f"the slot of shard {shard} moved to {went_to and went_to.name} during the"
+                    " snapshots, a node whose replicas the flush did not ask for: the snapshot"
+                    " stays for the next flush"
+                )
     for node, role in zip(nodes, replies[: len(nodes)], strict=True):
         node.replicas = replicas_of(role, node)
     return nodes
+
+
+def snapshot_command(shard, flush_id):
+    return (
+        "EVAL",
+        scripts.SNAPSHOT,
+        7 + 2 * len(keys.GROUPS),
+        keys.pending_key(shard),
+        keys.snapshot_key(shard, flush_id),
+        keys.snapshots_key(shard),
+        keys.armed_key(shard),
+        keys.pending_days_key(shard),
+        keys.snapshot_days_key(shard, flush_id),
+        keys.totals_key(shard),
+        *keys.pending_group_keys(shard),
+        *keys.snapshot_group_keys(shard, flush_id),
+        flush_id,
+        keys.snapshot_prefix(shard),
+    )
+
+
+def in_slot(client, shard, command, error):
+    """`command` of `shard` again, which a cluster's pipeline got `error` for: if that is the
+    refusal of a slot that moves (refused_by_slot: the script did not run), on the node serving
+    the slot, waiting out its migration (redis_client.call_in_slot); else `error` raises."""
+    if not (is_cluster(client) and refused_by_slot(error)):
+        raise error
+    call_in_slot(client, keys.pending_key(shard), command)
 
 
 @dataclass
@@ -612,10 +652,11 @@ def set_aside(client, flush_id, refused):
 
 
 def drop_snapshots(client, flush_id, shards):
-    """Delete the snapshots (only after the database has them all)."""
+    """Delete the snapshots (only after the database has them all); a shard whose slot is
+    migrating, once it has moved (in_slot)."""
     pipe = client.pipeline(transaction=False)
-    for shard in shards:
-        pipe.execute_command(
+    commands = [
+        (
             "EVAL",
             scripts.DROP_SNAPSHOT,
             4 + len(keys.GROUPS),
@@ -626,4 +667,12 @@ def drop_snapshots(client, flush_id, shards):
             *keys.snapshot_group_keys(shard, flush_id),
             flush_id,
         )
-    pipe.execute()
+        for shard in shards
+    ]
+    for command in commands:
+        pipe.execute_command(*command)
+    for shard, command, reply in zip(
+        shards, commands, pipe.execute(raise_on_error=False), strict=True
+    ):
+        if isinstance(reply, Exception):
+            in_slot(client, shard, command, reply)

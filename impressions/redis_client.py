@@ -19,6 +19,7 @@ from redis.connection import parse_url
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
+    ClusterError,
     MovedError,
     NoScriptError,
     RedisClusterException,
@@ -235,9 +236,10 @@ MAX_MOVED = 16
 TRYAGAIN_PAUSE = 0.005
 
 
-def _call_node(client, key, command):
+def _call_node(client, key, command, pause=TRYAGAIN_PAUSE):
     """`command` on the thread's connection to the node of `key`'s slot, following MOVED and ASK
-    and trying again on TRYAGAIN until the connection's timeout; CLUSTERDOWN raises.
+    and trying again on TRYAGAIN (`pause` seconds apart) until the connection's timeout;
+    CLUSTERDOWN raises.
 
     Not the cluster client's way: it sleeps 50 ms between its last 8 of 16 attempts on TRYAGAIN
     (250 ms on CLUSTERDOWN, then raises): during a slot's migration or a failover, a request
@@ -262,12 +264,35 @@ def _call_node(client, key, command):
         except TryAgainError as error:
             # A slot migrating with some of the call's keys on each side: once its last keys
             # move (milliseconds, for most slots), the call goes through.
-            time.sleep(TRYAGAIN_PAUSE)
+            time.sleep(pause)
             node, asking, refusal = node_of(client, key), False, error
         if moved >= MAX_MOVED or time.monotonic() >= deadline:
             raise refusal
         if node is None:  # a node the cluster client does not know yet: its way finds it
             return client.execute_command(*command)
+
+
+# Between two calls of the flush that a slot's migration refused (call_in_slot): a snapshot
+# script is a few kB, sent again each time.
+FLUSH_TRYAGAIN_PAUSE = 0.05
+
+
+def refused_by_slot(error):
+    """Whether `error` is a cluster's refusal of a command because its slot is moving or moved
+    (MOVED, ASK, TRYAGAIN), given before the command ran, so that it may be sent again: a
+    cluster pipeline's command gets redis-py's ClusterError "TTL exhausted" once its 16 attempts
+    met nothing else (RedisCluster._execute_command)."""
+    if isinstance(error, (TryAgainError, AskError, MovedError)):  # MovedError is an AskError
+        return True
+    return isinstance(error, ClusterError) and "TTL exhausted" in str(error)
+
+
+def call_in_slot(client, key, command):
+    """`command` (its keys in `key`'s slot) on the cluster node that serves that slot, following
+    MOVED and ASK and trying again on TRYAGAIN until the client's timeout (the flush's:
+    IMPRESSIONS_FLUSH_REDIS_TIMEOUT), then raising the last refusal: for a flush's call that a
+    slot's migration refused (refused_by_slot), which did not run."""
+    return _call_node(client, key, command, pause=FLUSH_TRYAGAIN_PAUSE)
 
 
 def _learn_moved(manager, error):

@@ -7,10 +7,15 @@ import pytest
 import redis
 from django.test import override_settings
 
+from casusult.models import Post
 from impressions import keys
+from impressions.exceptions import RedisUnavailable
+from impressions.flush import flush_pending
+from impressions.models import Flush
 from impressions.recorder import get_client, pending_counts, record_impressions
 from impressions.redis_client import slot_of
 from impressions.scripts import evalsha
+from tests.factories import make_posts
 
 pytestmark = [pytest.mark.django_db, pytest.mark.cluster]
 
@@ -42,6 +47,106 @@ def start_migrating(slot, owner, other):
 def stop_migrating(slot, *nodes):
     for node in nodes:
         node.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+
+
+def port_of(node):
+    return node.connection_pool.connection_kwargs["port"]
+
+
+def migrate_keys(slot, owner, other, count):
+    """MIGRATE up to `count` keys of `slot` from `owner` to `other`; returns how many moved."""
+    moved = owner.execute_command("CLUSTER", "GETKEYSINSLOT", slot, count)
+    if moved:
+        owner.execute_command("MIGRATE", "127.0.0.1", port_of(other), "", 0, 5000, "KEYS", *moved)
+    return len(moved)
+
+
+def finish_migrating(slot, owner, other, cluster):
+    """Move the slot's last keys, then give the slot to `other` (each node told, as
+    redis-cli --cluster reshard does)."""
+    while migrate_keys(slot, owner, other, 100):
+        pass
+    new_owner = node_id(other)
+    for node in (other, owner, *(redis.Redis(port=port) for port in cluster.ports)):
+        node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", new_owner)
+
+
+def impressions_of(ids):
+    return dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
+
+
+def recorded_with_a_slot_migrating(cluster):
+    """Posts viewed in every shard; the slot of one shard's keys migrating from its node to
+    another, some of its keys moved, some not. Returns (post ids, impressions each, start the
+    end of the migration)."""
+    ids = [post.id for post in make_posts(2)]
+    viewers = set(viewers_of_one_shard(3) + [f"u:{n}" for n in range(40)])
+    for viewer in viewers:
+        record_impressions(viewer, ids)
+    slot = slot_of(keys.tag(keys.shard_of("u:0")))
+    owner, other = owner_and_other(cluster, slot)
+    start_migrating(slot, owner, other)
+    assert migrate_keys(slot, owner, other, 2) == 2
+    return ids, len(viewers), lambda: finish_migrating(slot, owner, other, cluster)
+
+
+def test_a_flush_rides_out_a_slot_migrating_under_its_snapshot(private_cluster_buffer):
+    """A slot migrating between nodes (ElastiCache Serverless scaling) refuses the flush's
+    snapshot of its shard (TRYAGAIN: some keys moved, some not) until it has moved: the flush
+    waits for it, within IMPRESSIONS_FLUSH_REDIS_TIMEOUT, instead of failing whole."""
+    ids, expected, finish = recorded_with_a_slot_migrating(private_cluster_buffer)
+    ends = threading.Timer(1.0, finish)
+    ends.start()
+    try:
+        started = time.monotonic()
+        report = flush_pending()
+        elapsed = time.monotonic() - started
+    finally:
+        ends.join()
+    assert report.outcome == Flush.Outcome.APPLIED
+    assert elapsed >= 0.9  # it waited for the migration
+    assert impressions_of(ids) == {post_id: expected for post_id in ids}
+    assert pending_counts(ids) == {post_id: 0 for post_id in ids}
+    assert list(Flush.objects.values_list("outcome", flat=True)) == [Flush.Outcome.APPLIED]
+    assert flush_pending().impressions_applied == 0  # nothing left to count twice
+    assert impressions_of(ids) == {post_id: expected for post_id in ids}
+
+
+@override_settings(IMPRESSIONS_FLUSH_REDIS_TIMEOUT=0.8)
+def test_a_migration_that_outlasts_the_flush_s_timeout_fails_it_and_loses_nothing(
+    private_cluster_buffer,
+):
+    ids, expected, finish = recorded_with_a_slot_migrating(private_cluster_buffer)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable, match="rehashing of slot"):
+            flush_pending()
+        assert time.monotonic() - started < 2.5  # redis-py's retries (0.4 s), then 0.8 s
+    finally:
+        finish()
+    report = flush_pending()  # the other shards' snapshots of the failed flush too
+    assert len(report.recovered) == 1
+    assert impressions_of(ids) == {post_id: expected for post_id in ids}
+    assert pending_counts(ids) == {post_id: 0 for post_id in ids}
+
+
+@override_settings(IMPRESSIONS_SHARDS=1)
+def test_a_snapshot_whose_slot_moved_to_a_node_not_asked_for_replicas_waits(
+    private_cluster_buffer,
+):
+    """The node it moved to serves no other shard: its replicas, not asked for before the
+    snapshot, are not waited for; the snapshot stays for the next flush, which asks."""
+    ids, expected, finish = recorded_with_a_slot_migrating(private_cluster_buffer)
+    ends = threading.Timer(0.6, finish)
+    ends.start()
+    try:
+        with pytest.raises(RedisUnavailable, match="did not ask for"):
+            flush_pending()
+    finally:
+        ends.join()
+    assert impressions_of(ids) == {post_id: 0 for post_id in ids}
+    assert len(flush_pending().recovered) == 1
+    assert impressions_of(ids) == {post_id: expected for post_id in ids}
 
 
 def test_a_call_a_migrating_slot_refuses_gives_up_within_the_timeout(private_cluster_buffer):
