@@ -149,12 +149,13 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
         with history_writer.flush_running():
             client = get_flush_client()
             soon_guard = SoonGuard(client)
-            soon_guard.hold()
             # Counts without a day (snapshots left by a version before the history) count today.
             today = periods.day_of(timezone.now())
             if not keep_schedule:
                 open_window(client, window)
             nodes = take_snapshots(client, report.flush_id, shards)
+            # Held once Redis has answered: unreachable, the snapshot fails the flush at once.
+            soon_guard.hold()
             wait_for_replicas(nodes)
             checkpoint("after-snapshot")
             others = set()  # flush ids of other layouts' snapshots: their rows are kept too
@@ -247,8 +248,9 @@ def _note_failure(flush_id, error, started_at):
 class SoonGuard:
     """Holds the full Redis's flush guard (keys.flush_soon_key), if a refused record call took it,
     for as long as this flush runs: SOON_HOLD seconds from each hold(), renewed once a quarter of
-    that has passed (at the start and between batches). EXPIRE adds no memory, so a full Redis
-    takes it, and changes nothing when the key is not there: a flush takes no guard of its own.
+    that has passed (once it has its snapshots, and between batches). EXPIRE adds no memory, so
+    a full Redis takes it, and changes nothing when the key is not there: a flush takes no guard
+    of its own.
     A flush that dies stops renewing it, and the next refusal asks again within SOON_HOLD."""
 
     def __init__(self, client, clock=time.monotonic):

@@ -363,6 +363,35 @@ def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
         assert lost.unreported == 0
 
 
+def test_a_flush_gives_up_on_an_unresponsive_redis_after_one_timeout(
+    standalone_buffer, settings, caplog
+):
+    # A listener that takes connections and never answers: each command waits out the flush's
+    # timeout. The flush's first command fails it (RedisUnavailable); holding the full Redis's
+    # flush guard first waited out a timeout of its own (20 s a failed flush by default, not 10).
+    silent = socket.create_server(("127.0.0.1", 0))
+    taken = []
+
+    def accept():
+        while True:
+            try:
+                taken.append(silent.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    settings.IMPRESSIONS_REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    settings.IMPRESSIONS_REDIS_CLUSTER = "false"  # as a worker's cached client: no INFO first
+    settings.IMPRESSIONS_FLUSH_REDIS_TIMEOUT = 0.3
+    try:
+        with pytest.raises(RedisUnavailable):
+            flush_pending()
+    finally:
+        silent.close()
+    assert len(taken) == 1  # one command, one connection: no retry, nothing before it
+    assert "flush guard" not in caplog.text
+
+
 def test_a_hanging_task_backend_holds_up_one_request_a_while_not_each(
     standalone_buffer, settings, caplog
 ):
