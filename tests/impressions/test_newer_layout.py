@@ -128,6 +128,22 @@ def test_the_ledger_keeps_a_newer_build_s_old_row_while_its_snapshot_is_there(bu
     assert future_state(buffer, 2) == before
 
 
+def test_an_id_no_ledger_row_can_have_fails_no_flush(buffer):
+    # Another layout's ids are left alone whatever they hold; since the pruning keeps their
+    # rows, they reach the database: one with a NUL (which PostgreSQL's text refuses) failed
+    # every flush at its end (DatabaseUnavailable) after applying its counts.
+    posts = make_posts(1)
+    buffer.sadd(keys.snapshots_key(2), b"v2:\x00" + FUTURE_ID.encode(), b"v2:\xff", "x" * 100)
+    Flush.objects.create(
+        id=FUTURE_LEDGER_ID, started_at=timezone.now() - timedelta(days=31), outcome="applied"
+    )
+    record_impressions("u:1", [posts[0].id])
+    assert flush_pending().outcome == Flush.Outcome.APPLIED
+    assert totals_of(posts) == {posts[0].id: 1}
+    assert not Flush.objects.filter(id=FUTURE_LEDGER_ID).exists()  # pruned as before
+    assert buffer.scard(keys.snapshots_key(2)) == 3  # left alone
+
+
 def test_the_recount_of_a_shard_s_totals_keeps_a_newer_build_s_snapshot_as_it_is(
     buffer, warned_afresh
 ):
