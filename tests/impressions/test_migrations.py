@@ -2,6 +2,7 @@
 zero` is how a project removes the app (docs/impressions/quickstart.md); and they keep the
 earlier build working while a deploy replaces it."""
 
+import re
 from datetime import date
 
 import pytest
@@ -57,7 +58,7 @@ def columns_added_after_the_first_migration():
         (name, operation.model_name, operation.name)
         for (app, name), migration in sorted(loader.disk_migrations.items())
         if app == "impressions" and not migration.initial
-        for operation in migration.operations
+        for operation in on_the_database(migration.operations)
         if isinstance(operation, migrations.AddField)
     ]
 
@@ -89,23 +90,78 @@ DROPS = (
 )
 
 
+def on_the_database(operations):
+    """The operations that change the database: a SeparateDatabaseAndState's database_operations
+    (its state_operations change none), every other as it is."""
+    for operation in operations:
+        if isinstance(operation, migrations.SeparateDatabaseAndState):
+            yield from on_the_database(operation.database_operations)
+        else:
+            yield operation
+
+
+# Forward SQL that drops or renames a column or table (a RunSQL's, which no operation describes).
+DROPPING_SQL = re.compile(r"\b(DROP\s+(COLUMN|TABLE)|RENAME)\b", re.IGNORECASE)
+
+
+def drops_and_renames(named_migrations, state):
+    """["<migration>: <operation>"] of the operations of `named_migrations` ([(name, migration)],
+    in order, from `state`) that drop or rename a column or table under the earlier build."""
+    dropped = []
+    for name, migration in named_migrations:
+        for operation in migration.operations:
+            for change in on_the_database([operation]):
+                if isinstance(change, DROPS):
+                    dropped.append(f"{name}: {change.describe()}")
+                elif isinstance(change, migrations.AlterField):
+                    # A changed db_column renames the column under the earlier build.
+                    before = state.models["impressions", change.model_name].fields[change.name]
+                    if before.db_column != change.field.db_column:
+                        dropped.append(f"{name}: {change.describe()} renames its column")
+                elif isinstance(change, migrations.RunSQL):
+                    sqls = change.sql if isinstance(change.sql, list | tuple) else [change.sql]
+                    for sql in sqls:
+                        text = sql[0] if isinstance(sql, list | tuple) else sql
+                        if DROPPING_SQL.search(text):
+                            dropped.append(f"{name}: RunSQL {text!r}")
+            operation.state_forwards("impressions", state)
+    return dropped
+
+
 def test_no_migration_after_0001_drops_or_renames_what_an_earlier_build_reads():
     loader = MigrationLoader(None, ignore_no_migrations=True)
     state = loader.project_state(("impressions", "0001_initial"))
-    dropped = []
-    for (app, name), migration in sorted(loader.disk_migrations.items()):
-        if app != "impressions" or migration.initial:
-            continue
-        for operation in migration.operations:
-            if isinstance(operation, DROPS):
-                dropped.append(f"{name}: {operation.describe()}")
-            elif isinstance(operation, migrations.AlterField):
-                # A changed db_column renames the column under the earlier build.
-                before = state.models["impressions", operation.model_name].fields[operation.name]
-                if before.db_column != operation.field.db_column:
-                    dropped.append(f"{name}: {operation.describe()} renames its column")
-            operation.state_forwards("impressions", state)
-    assert dropped == []
+    later = [
+        (name, migration)
+        for (app, name), migration in sorted(loader.disk_migrations.items())
+        if app == "impressions" and not migration.initial
+    ]
+    assert drops_and_renames(later, state) == []
+
+
+def test_a_drop_under_separate_database_and_state_or_in_sql_is_one_too():
+    # The forms a drop takes that the operations' own classes do not show: the database side of a
+    # SeparateDatabaseAndState, and plain SQL. A state-only removal (the usual first step) is none.
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    state = loader.project_state(("impressions", "0001_initial"))
+    removal = migrations.RemoveField("flush", "error")
+    hidden = migrations.Migration("0100_hidden", "impressions")
+    hidden.operations = [
+        migrations.SeparateDatabaseAndState(state_operations=[removal]),
+        migrations.SeparateDatabaseAndState(database_operations=[removal]),
+        migrations.RunSQL(
+            "ALTER TABLE impressions_flush DROP COLUMN error", migrations.RunSQL.noop
+        ),
+        migrations.RunSQL([("ALTER TABLE impressions_flush RENAME TO f", None)]),
+        migrations.RunSQL("UPDATE impressions_flush SET error = ''"),
+    ]
+    assert [
+        entry.split(":")[1].split()[0] for entry in drops_and_renames([("0100", hidden)], state)
+    ] == [
+        "Remove",
+        "RunSQL",
+        "RunSQL",
+    ]
 
 
 # The statements of the build before 0006, as its ledger and history writer sent them: the
