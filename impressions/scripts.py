@@ -160,6 +160,10 @@ local function is_own(flush_id) return string.find(flush_id, '{keys.LUA_FLUSH_ID
 # refused there only at its first write, and only if that one may add memory (SET, HSET, SADD):
 # each starts with a write that cannot (DEL, UNLINK), after which Redis lets the others through.
 # (A `#!lua flags=allow-oom` shebang would say so outright, but Redis 6 refuses the shebang.)
+# Each may also run twice with the same arguments: redis-py's cluster pipeline sends a command
+# again, alone, when its reply was lost or timed out, whatever retries the client has. A second
+# SNAPSHOT returns early (see there); a second DROP_SNAPSHOT, SET_ASIDE or REPLICATED finds its
+# work done and changes nothing; a second OPEN_WINDOW finds the window key and leaves the guard.
 
 # KEYS: pending (ungrouped), snapshot (ungrouped), snapshots index, armed, pending days, snapshot
 # days, totals, the 11 pending group hashes, the 11 snapshot group hashes.  ARGV: flush id,
@@ -169,7 +173,8 @@ local function is_own(flush_id) return string.find(flush_id, '{keys.LUA_FLUSH_ID
 # (DROP_SNAPSHOT takes it off again) and into their sum over snapshots. Totals not kept yet (keys
 # of the version before them, or a lost key) are counted here in full, once: the flush reads all
 # of it anyway, the metrics never do; another layout's snapshot (keys.py) keeps the total its
-# build gave it, read, never its hashes.
+# build gave it, read, never its hashes. Run again with the same flush id (a resent command), it
+# changes nothing and returns the same count.
 SNAPSHOT = (
     SUM_HASH
     + GROUPS
@@ -179,6 +184,16 @@ local function sum_all(key, first)  -- an ungrouped hash and its group hashes
   local total = sum(key)
   for i = 1, #GROUPS do total = total + sum(first and KEYS[first + i - 1] or key .. ':' .. GROUPS[i]) end
   return total
+end
+-- Sent again (a cluster pipeline resends a command whose reply was lost or timed out, though
+-- the server ran it): this flush's snapshot is taken. A second rename would put what was
+-- recorded since in its place, those first counts lost, and redo the totals' bookkeeping; so it
+-- answers as the first run did, read-only, before the first write. A first run that found
+-- nothing added no member: a second one takes what came since, once.
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then
+  local fields = redis.call('HLEN', KEYS[2])
+  for i = 1, #GROUPS do fields = fields + redis.call('HLEN', KEYS[7 + #GROUPS + i]) end
+  return fields
 end
 redis.call('DEL', KEYS[4])  -- the first write (see above)
 if redis.call('HEXISTS', KEYS[7], 'exact') == 0 then
