@@ -142,6 +142,10 @@ def build_client(url, cluster_mode, timeout):
                 f"IMPRESSIONS_REDIS_URL names database {database}, but its server is in"
                 " cluster mode, which has database 0 only: drop the /N (or ?db=N) from the URL."
             )
+        if redis.VERSION < (6,):
+            # redis-py 5's cluster client retries a command after a lost connection this many
+            # times, whatever `retry` says (6 takes it from `retry`, and deprecates this).
+            options["cluster_error_retry_attempts"] = 0
         return RedisCluster.from_url(url, **options)
     return redis.Redis.from_url(url, **options)
 

@@ -1,12 +1,14 @@
-"""A flush's script sent twice: redis-py's cluster pipeline sends a command again, alone, when
-its reply was lost or timed out (ClusterPipeline.ERRORS_ALLOW_RETRY), whatever retries the
-client was given, though the server may have run it. A second run changes nothing."""
+"""A script sent twice: redis-py's cluster pipeline sends a command again, alone, when its reply
+was lost or timed out (ClusterPipeline.ERRORS_ALLOW_RETRY), whatever retries the client was
+given, though the server may have run it: a second run of the flush's changes nothing. The
+cluster client itself sends none again (redis-py 5 did, cluster_error_retry_attempts)."""
 
 import contextlib
 
 import pytest
 import redis
 from django.db.models import Sum
+from django.test import override_settings
 from redis.cluster import RedisCluster
 
 from casusult.models import Post
@@ -86,6 +88,12 @@ class LosesAReply(redis.connection.Connection):
             self.losing = next((i for i, args in enumerate(commands) if self.lost(args)), None)
         return super().pack_commands(commands)
 
+    def send_command(self, *args, **kwargs):  # a command alone
+        self.replies, self.losing = 0, None
+        if LosesAReply.lost and LosesAReply.lost(args):
+            self.losing = 0
+        return super().send_command(*args, **kwargs)
+
     def read_response(self, *args, **kwargs):
         reply = super().read_response(*args, **kwargs)
         losing, self.replies = getattr(self, "losing", None), getattr(self, "replies", 0) + 1
@@ -136,3 +144,31 @@ def test_a_snapshot_whose_reply_the_cluster_lost_is_sent_again_and_counted_once(
     assert impressions_in_database() == first + 2 == 6
     assert buffer_status() == recount_buffer(flush_module.get_flush_client())
     assert buffer_status()[:2] == (0, 0) and buffer_status().in_snapshots == 0
+
+
+@pytest.mark.django_db
+def test_the_cluster_client_sends_no_record_call_again_whose_reply_was_lost(
+    cluster_buffer, monkeypatch
+):
+    """redis-py 5.3's cluster client sends a command again after a lost connection
+    (cluster_error_retry_attempts, 3 by default, which `retry=` does not set there): a record
+    call without de-duplication counted twice."""
+    ids = [post.id for post in make_posts(3)]
+    viewer = viewer_in(0)
+    from_url = RedisCluster.from_url
+    monkeypatch.setattr(
+        RedisCluster,
+        "from_url",
+        lambda url, **options: from_url(url, connection_class=LosesAReply, **options),
+    )
+    with override_settings(IMPRESSIONS_DEDUP_WINDOW=0, IMPRESSIONS_REDIS_TIMEOUT=10.0):
+        assert record([viewer], ids) == 3  # the script is loaded on the shard's node
+        client = redis_client.get_client()
+        # The way a thread's record call goes after its last one lost its connection: the
+        # cluster client's own (redis_client._call).
+        monkeypatch.setattr(redis_client._threads, "failed_on", client, raising=False)
+        monkeypatch.setattr(LosesAReply, "lost", staticmethod(lambda args: args[0] == "EVALSHA"))
+        monkeypatch.setattr(LosesAReply, "meanwhile", staticmethod(lambda: None))
+        assert record([viewer], ids) == 0  # its reply lost: counted, but the caller cannot know
+        assert LosesAReply.lost is None
+        assert recount_buffer(client).pending_impressions == 3 + 3
