@@ -205,7 +205,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                     report.recovered.append(flush_id)
             if mine:
                 report.outcome = Flush.Outcome.APPLIED
-                allow_flush_soon(client)
+                soon_guard.release()
             if report.flush_id not in by_flush:
                 ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
             ledger.close_orphans(by_flush)
@@ -250,8 +250,8 @@ class SoonGuard:
     for as long as this flush runs: SOON_HOLD seconds from each hold(), renewed once a quarter of
     that has passed (once it has its snapshots, and between batches). EXPIRE adds no memory, so
     a full Redis takes it, and changes nothing when the key is not there: a flush takes no guard
-    of its own.
-    A flush that dies stops renewing it, and the next refusal asks again within SOON_HOLD."""
+    of its own. A flush that dies stops renewing it, and the next refusal asks again within
+    SOON_HOLD; one that freed memory shortens it to SOON_SPACING (release)."""
 
     def __init__(self, client, clock=time.monotonic):
         self.client, self.clock = client, clock
@@ -262,19 +262,18 @@ class SoonGuard:
         if self.held_at is not None and now - self.held_at < SOON_HOLD / 4:
             return
         self.held_at = now
+        self._expire(SOON_HOLD, "hold")  # failing, it lapses: a refusal may ask again, exact
+
+    def release(self):
+        """This flush freed memory: the flush a refused record call asked for, if any, is done
+        or needless; the next refusal may ask again SOON_SPACING seconds from now."""
+        self._expire(SOON_SPACING, "shorten")  # failing, its TTL releases it anyway
+
+    def _expire(self, seconds, what):
         try:
-            self.client.expire(keys.flush_soon_key(), SOON_HOLD)
-        except REDIS_FAILURES:  # it lapses: a refusal may ask for another flush, exact as ever
-            logger.warning("could not hold the full Redis's flush guard", exc_info=True)
-
-
-def allow_flush_soon(client):
-    """This flush freed memory: the flush a refused record call asked for, if any, is done or
-    needless; the next refusal may ask again SOON_SPACING seconds from now (schedule.FullRedis)."""
-    try:
-        client.expire(keys.flush_soon_key(), SOON_SPACING)
-    except REDIS_FAILURES:  # its TTL releases it anyway
-        logger.warning("could not shorten the full Redis's flush guard", exc_info=True)
+            self.client.expire(keys.flush_soon_key(), seconds)
+        except REDIS_FAILURES:
+            logger.warning("could not %s the full Redis's flush guard", what, exc_info=True)
 
 
 def open_window(client, window):
@@ -299,7 +298,7 @@ def take_snapshots(client, flush_id, shards):
 
     A shard whose slot is migrating to another node (a cluster scaling: ElastiCache Serverless)
     refuses its snapshot until the slot has moved (TRYAGAIN: some of its keys on each node):
-    sent again until it goes through, within IMPRESSIONS_FLUSH_REDIS_TIMEOUT (in_slot). Should
+    sent again until it goes through, within IMPRESSIONS_FLUSH_REDIS_TIMEOUT (in_slots). Should
     the slot have moved to a node not asked for its replicas, the flush stops there: its
     snapshot stays for the next flush, which asks."""
     pipe = client.pipeline(transaction=False)
@@ -310,9 +309,7 @@ def take_snapshots(client, flush_id, shards):
     for command in commands:
         pipe.execute_command(*command)
     replies = pipe.execute(raise_on_error=False)
-    for shard, command, reply in zip(shards, commands, replies[len(nodes) :], strict=True):
-        if isinstance(reply, Exception):
-            in_slot(client, shard, command, reply)
+    in_slots(client, shards, commands, replies[len(nodes) :])
     if is_cluster(client):
         # Where each snapshot went, as the client's map of the slots learnt (MOVED): a snapshot
         # runs only on the node serving its slot (the importing one refuses it, TRYAGAIN: the
@@ -350,13 +347,16 @@ def snapshot_command(shard, flush_id):
     )
 
 
-def in_slot(client, shard, command, error):
-    """`command` of `shard` again, which a cluster's pipeline got `error` for: if that is the
+def in_slots(client, shards, commands, replies):
+    """The `commands` of `shards` again whose pipeline `replies` are errors: where that is the
     refusal of a slot that moves (refused_by_slot: the script did not run), on the node serving
-    the slot, waiting out its migration (redis_client.call_in_slot); else `error` raises."""
-    if not (is_cluster(client) and refused_by_slot(error)):
-        raise error
-    call_in_slot(client, keys.pending_key(shard), command)
+    the slot, waiting out its migration (redis_client.call_in_slot); another error raises."""
+    for shard, command, reply in zip(shards, commands, replies, strict=True):
+        if not isinstance(reply, Exception):
+            continue
+        if not (is_cluster(client) and refused_by_slot(reply)):
+            raise reply
+        call_in_slot(client, keys.pending_key(shard), command)
 
 
 @dataclass
@@ -655,7 +655,7 @@ def set_aside(client, flush_id, refused):
 
 def drop_snapshots(client, flush_id, shards):
     """Delete the snapshots (only after the database has them all); a shard whose slot is
-    migrating, once it has moved (in_slot)."""
+    migrating, once it has moved (in_slots)."""
     pipe = client.pipeline(transaction=False)
     commands = [
         (
@@ -673,8 +673,4 @@ def drop_snapshots(client, flush_id, shards):
     ]
     for command in commands:
         pipe.execute_command(*command)
-    for shard, command, reply in zip(
-        shards, commands, pipe.execute(raise_on_error=False), strict=True
-    ):
-        if isinstance(reply, Exception):
-            in_slot(client, shard, command, reply)
+    in_slots(client, shards, commands, pipe.execute(raise_on_error=False))

@@ -339,9 +339,9 @@ def pending_status(post_ids):
     pipe = client.pipeline(transaction=False)
     parts = [
         post_ids[start : start + PENDING_IDS] for start in range(0, len(post_ids), PENDING_IDS)
-    ]
+    ] or [[]]
     for shard in range(conf.SHARDS):
-        for part in parts or [[]]:
+        for part in parts:
             # EVAL, not EVALSHA: a pipeline cannot load a missing script half-way; admin-only.
             pipe.execute_command(
                 "EVAL",
@@ -358,7 +358,7 @@ def pending_status(post_ids):
             )
     replies = iter(pipe.execute())
     for _ in range(conf.SHARDS):
-        for index, part in enumerate(parts or [[]]):
+        for index, part in enumerate(parts):
             reply = next(replies)
             for post_id, value in zip(part, reply, strict=False):
                 totals[post_id] += int(value)
