@@ -132,6 +132,13 @@ def parser():
         " posts spread over the whole table",
     )
     p.add_argument(
+        "--flush-newest-pass",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="flush: then ours and the same-work SQL again on the newest posts at each size, for"
+        " the cost per row there (no effect with --flush-newest)",
+    )
+    p.add_argument(
         "--flush-baselines",
         action=argparse.BooleanOptionalAction,
         default=True,

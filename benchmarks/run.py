@@ -87,7 +87,7 @@ def run_all(options, command):
         sections.append(Section("1b. Record path under load", "", body))
         headlines += record_scaling.headlines(load_figures)
     if "flush" in options.only:
-        body, by_size = flush.run(options, post_ids, redis_client)
+        body, by_size, newest = flush.run(options, post_ids, redis_client)
         sections.append(
             Section(
                 "2. Flush",
@@ -106,7 +106,7 @@ def run_all(options, command):
         chart_path = options.output.parent / CHART_NAME
         flush_chart(chart_path, by_size)
         chart = CHART_NAME
-        headlines += flush_headlines(by_size)
+        headlines += flush_headlines(by_size) + newest_headlines(newest)
     if "parallel" in options.only:
         body, found = parallel.run(options, post_ids, redis_client)
         sections.append(Section("2.1 The flush in K parts across workers", "", body))
@@ -280,6 +280,25 @@ def midnight_headlines(rounds):
         " each flush while it runs ÷ the next with it paused (the same state of the history):"
         f" {Spread.of(midnight.paired(rounds)).text()}; each round's worst ÷ its worst usual"
         f" flush (as many flushes): {Spread.of(midnight.tails(rounds)).text()}."
+    ]
+
+
+def newest_headlines(newest):
+    """The cost per row on the newest posts (flush.newest_pass), as one headline."""
+    costs = flush.per_row_costs(newest)
+    if len(costs) < 2:
+        return []
+    parts = []
+    for size, cost in costs.items():
+        relative, verdict = flush.spread_verdict(costs, size)
+        parts.append(
+            f"{cost:.3g} µs at {size:,}"
+            + ("" if size == min(costs) else f" ({relative:.2f}×, {verdict})")  # noqa: RUF001
+        )
+    return [
+        "Flush of the newest posts (the ones timelines serve), ours' cost per row: "
+        + ", ".join(parts)
+        + f" (goal within ±{flush.PER_ROW_SPREAD:.0%} of the cost at {min(costs):,})."
     ]
 
 

@@ -172,6 +172,40 @@ def test_the_flush_s_wal_table_shows_each_contender_s_median_wal_per_row():
     assert "| 5,000 B | -             |" in wal_table({100_000: [ours, raw]})
 
 
+def test_the_newest_posts_table_judges_ours_cost_per_row_against_its_smallest_size():
+    from benchmarks.flush import SAME_WORK, newest_table
+    from benchmarks.run import newest_headlines
+
+    def result(name, kind, size, seconds):
+        return Result(Contender(name, lambda: None, kind), [Measurement(s, size) for s in seconds])
+
+    newest = {
+        10_000: [
+            result("ours", OURS, 10_000, [0.14, 0.15, 0.16]),
+            result(SAME_WORK, "raw limit", 10_000, [0.20, 0.20, 0.20]),
+        ],
+        100_000: [
+            result("ours", OURS, 100_000, [1.2, 1.3, 1.4]),
+            result(SAME_WORK, "raw limit", 100_000, [1.0, 1.0, 1.0]),
+        ],
+        1_000_000: [
+            result("ours", OURS, 1_000_000, [20.0]),
+            result(SAME_WORK, "raw limit", 1_000_000, [10.0]),
+        ],
+    }
+    table = newest_table(newest)
+    # 15 µs at 10,000; 13 µs (0.867x: met) at 100,000; 20 µs (1.33x: missed) at 1,000,000.
+    assert "| 10,000                 | 15 µs        | **1×**          | met" in table  # noqa: RUF001
+    assert "| 13 µs        | **0.867×**      | met        | 10 µs                 | 0.5×" in table  # noqa: RUF001
+    assert "| 20 µs        | **1.33×**       | **missed** | 10 µs" in table  # noqa: RUF001
+    # Ours ÷ the same-work SQL, paired by round: 0.7, 0.75, 0.8 at 10,000.
+    assert "0.75 (0.70 to 0.80)" in table
+    (headline,) = newest_headlines(newest)
+    assert "15 µs at 10,000, 13 µs at 100,000 (0.87×, met), 20 µs at 1,000,000 (1.33×" in headline  # noqa: RUF001
+    # One size alone judges nothing.
+    assert newest_headlines({10_000: newest[10_000]}) == []
+
+
 def test_the_snapshot_read_pairs_ours_with_hgetall_by_round_and_counts_waits_over_budget():
     from argparse import Namespace
 
