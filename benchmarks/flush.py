@@ -402,7 +402,7 @@ def run(options, post_ids, redis_client, log=print):
     of the newest posts' pass}) (that pass: see newest_pass)."""
     by_size, memo, counters = {}, {}, {}
     for size in options.flush_sizes:
-        rounds = options.rounds if size < options.big_size else options.big_rounds
+        rounds = rounds_at(options, size)
         log(f"flush: {size:,} pending posts, {rounds} round(s)")
         workload = FlushWorkload(options, post_ids, size, redis_client)
         counters[size] = workload.counters
@@ -412,6 +412,10 @@ def run(options, post_ids, redis_client, log=print):
     if options.profile_size:
         text += "\n\n" + profile_ours(options, post_ids, redis_client, log)
     return text, by_size, newest
+
+
+def rounds_at(options, size):
+    return options.rounds if size < options.big_size else options.big_rounds
 
 
 def run_workload(workload, contenders, rounds, log):
@@ -428,13 +432,8 @@ def newest_pass(options, post_ids, redis_client, by_size, log=print):
     posts timelines serve, so the ones a window's flush mostly holds) instead of posts spread
     over the table; {} with --flush-newest (the main pass is that already) or
     --no-flush-newest-pass. A size that is the whole table is the same posts either way: its
-    main results are reused.
-
-    Spread over the table, each of a small flush's posts sits on a heap page of its own, which
-    the flush reads in and, after a checkpoint, logs whole (a full-page image): a cost per page,
-    not per row, that the same-work SQL pays too. The newest posts share their pages, so the
-    cost per row there is what ours adds per row."""
-    if options.flush_newest or not getattr(options, "flush_newest_pass", True):
+    main results are reused. Why: newest_table's caption."""
+    if options.flush_newest or not options.flush_newest_pass:
         return {}
     found = {}
     for size in options.flush_sizes:
@@ -442,7 +441,7 @@ def newest_pass(options, post_ids, redis_client, by_size, log=print):
             results = by_size[size]
             found[size] = [r for r in (ours_of(results), same_work_of(results)) if r is not None]
             continue
-        rounds = options.rounds if size < options.big_size else options.big_rounds
+        rounds = rounds_at(options, size)
         log(f"flush: the newest {size:,} posts, {rounds} round(s)")
         workload = FlushWorkload(options, post_ids, size, redis_client, newest=True)
         found[size] = run_workload(workload, workload.contenders({}, core_only=True), rounds, log)
