@@ -105,6 +105,7 @@ SETTINGS = {
     "IMPRESSIONS_REDIS_TIMEOUT": Setting(0.05, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
     "IMPRESSIONS_FLUSH_REDIS_TIMEOUT": Setting(10.0, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
     "IMPRESSIONS_FLUSH_REPLICA_WAIT": Setting(0.5, _seconds, f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}"),
+    "IMPRESSIONS_FLUSH_LOCK_TIMEOUT": Setting(60, lambda v: v is None or _seconds(v), f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}, or None to leave the database's lock_timeout"),
     "IMPRESSIONS_REDIS_CLUSTER": Setting("auto", lambda v: str(v).lower() in {"auto", "true", "false"}, "auto, true or false"),
     "IMPRESSIONS_COUNT_ANONYMOUS": Setting(True, _bool, "True or False"),
     "IMPRESSIONS_KEY_PREFIX": Setting("imp", lambda v: isinstance(v, str) and v and not set(v) & set("{}"), "a non-empty string without { or }"),
@@ -185,6 +186,12 @@ class Settings:
     @property
     def FLUSH_REDIS_TIMEOUT(self):
         return self._get("IMPRESSIONS_FLUSH_REDIS_TIMEOUT")
+
+    @property
+    def FLUSH_LOCK_TIMEOUT(self):
+        """Seconds a flush batch waits for a lock (a counted row, a day's) before it gives up, or
+        None: the database's own lock_timeout."""
+        return self._get("IMPRESSIONS_FLUSH_LOCK_TIMEOUT")
 
     @property
     def FLUSH_REPLICA_WAIT(self):

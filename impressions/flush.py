@@ -225,12 +225,29 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
         )
         raise DatabaseUnavailable(
             f"the database failed during flush {report.flush_id}; its counts stay in Redis"
-            f" for the next flush: {error}"
+            f" for the next flush: {lock_timeout_hint(error)}{error}"
         ) from error
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"flush": report.as_dict()})
     flush_finished.send(flush_pending, report=report, duration=report.duration, error=None)
     return report
+
+
+def lock_timeout_hint(error):
+    """What a lock timeout means here, before the database's own words ("canceling statement
+    due to lock timeout"); else nothing."""
+    if getattr(error.__cause__, "sqlstate", None) != history_writer.LOCK_NOT_AVAILABLE:
+        return ""
+    seconds = conf.FLUSH_LOCK_TIMEOUT
+    within = (
+        "the database's lock_timeout"
+        if seconds is None
+        else f"IMPRESSIONS_FLUSH_LOCK_TIMEOUT ({seconds} s)"
+    )
+    return (
+        f"a lock was not granted within {within}: another transaction holds a row this flush"
+        " updates (pg_stat_activity shows it, perhaps 'idle in transaction'); "
+    )
 
 
 def _note_failure(flush_id, error, started_at):

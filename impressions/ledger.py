@@ -210,6 +210,7 @@ def write_batch_postgresql(lines, durable=True):
             "SELECT set_config('enable_hashjoin', 'off', true),"
             " set_config('enable_mergejoin', 'off', true),"
             " set_config('enable_bitmapscan', 'off', true)"
+            + lock_timeout_setting()
             + ("" if durable else ", set_config('synchronous_commit', 'off', true)"),
             totals_statement(columns),
         ]
@@ -232,6 +233,20 @@ def write_batch_postgresql(lines, durable=True):
         posts_dropped=dropped,
         impressions_dropped=int(dropped_impressions),
     )
+
+
+def lock_timeout_setting():
+    """The batch's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT), as one more set_config of the
+    batch's first statement; none with None.
+
+    A transaction left open on a counted row (a session idle in transaction, a long admin
+    action) would otherwise hold the flush, and every flush after it, for as long as it stays
+    open: the batch gives up instead, its counts kept in Redis for the next flush.
+    """
+    seconds = conf.FLUSH_LOCK_TIMEOUT
+    if seconds is None:
+        return ""
+    return f", set_config('lock_timeout', '{max(1, round(seconds * 1000))}ms', true)"
 
 
 def totals_statement(columns):

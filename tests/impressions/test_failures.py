@@ -266,6 +266,47 @@ def test_a_connection_lost_in_a_batch_copy_keeps_the_rest_for_the_next_flush(
     assert_history_matches_totals(posts)
 
 
+@override_settings(IMPRESSIONS_FLUSH_LOCK_TIMEOUT=0.3)
+def test_a_flush_behind_a_transaction_left_open_gives_up_and_keeps_its_counts(standalone_buffer):
+    """A session idle in transaction on a counted row held every flush for as long as it stayed
+    open: the batch gives up after IMPRESSIONS_FLUSH_LOCK_TIMEOUT, names it, and its counts stay
+    in Redis; once the row is free the next flush applies them once."""
+    posts = make_posts(3)
+    view_all(posts, 2)
+    ids = [p.id for p in posts]
+    with other_connection() as holder:
+        holder.execute(
+            f"SELECT 1 FROM {Post._meta.db_table} WHERE id = %s FOR UPDATE", [posts[1].id]
+        )
+        failing = threading.Thread(target=lambda: outcome.append(flush_in_a_thread()))
+        outcome = []
+        failing.start()
+        failing.join(20)  # without a lock timeout: for as long as the transaction stays open
+        assert not failing.is_alive()
+        holder.rollback()
+    [error] = outcome
+    assert isinstance(error, DatabaseUnavailable)
+    assert "IMPRESSIONS_FLUSH_LOCK_TIMEOUT (0.3 s)" in str(error)
+    assert "stay in Redis" in str(error)
+    assert pending_counts(ids) == dict.fromkeys(ids, 2)
+    assert set(totals(posts).values()) == {0}
+
+    report = flush_pending()
+    assert len(report.recovered) == 1
+    assert set(totals(posts).values()) == {2}
+    assert_history_matches_totals(posts)
+
+
+def flush_in_a_thread():
+    try:
+        flush_pending()
+    except DatabaseUnavailable as error:
+        return error
+    finally:
+        connections.close_all()
+    return None
+
+
 def test_the_task_reschedules_itself_when_the_database_is_down(standalone_buffer, monkeypatch):
     posts = make_posts(2)
     view_all(posts, 3)

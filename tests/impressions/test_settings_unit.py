@@ -23,6 +23,8 @@ from tests.queues.rq.support import rq_settings
         ("IMPRESSIONS_SHARDS", 2000),
         ("IMPRESSIONS_DEDUP_WINDOW", 10**20),
         ("IMPRESSIONS_FLUSH_REDIS_TIMEOUT", float("inf")),
+        ("IMPRESSIONS_FLUSH_LOCK_TIMEOUT", 0),
+        ("IMPRESSIONS_FLUSH_LOCK_TIMEOUT", "60s"),
         ("IMPRESSIONS_LEDGER_RETENTION_DAYS", 10**10),
         ("IMPRESSIONS_HISTORY_DAYS", -1),
         ("IMPRESSIONS_HISTORY_DAYS", "400"),
