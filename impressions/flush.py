@@ -246,7 +246,8 @@ def lock_timeout_hint(error):
     )
     return (
         f"a lock was not granted within {within}: another transaction holds a row this flush"
-        " updates (pg_stat_activity shows it, perhaps 'idle in transaction'); "
+        " updates, or the ledger row of a snapshot it applies (another flush applying it,"
+        " stalled); pg_stat_activity shows it, perhaps 'idle in transaction'; "
     )
 
 

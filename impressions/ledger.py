@@ -117,7 +117,9 @@ def apply_snapshots(
 
 def locked_row(flush_id, started_at=None, start=None):
     """The ledger row of `flush_id`, inserted if missing (with the batches' start that
-    `start()` gives), locked until the transaction ends."""
+    `start()` gives), locked until the transaction ends, waited for IMPRESSIONS_FLUSH_LOCK_TIMEOUT
+    at most (limit_lock_waits)."""
+    limit_lock_waits()
     row = Flush.objects.select_for_update().filter(id=flush_id).first()
     if row is None:
         started_at = started_at or started_at_of(flush_id)
@@ -233,6 +235,23 @@ def write_batch_postgresql(lines, durable=True):
         posts_dropped=dropped,
         impressions_dropped=int(dropped_impressions),
     )
+
+
+def limit_lock_waits():
+    """Set the transaction's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT) before its first lock,
+    the ledger row's (PostgreSQL; nothing with None).
+
+    Another flush applying the same snapshot (a stalled flush whose left-over this one recovers:
+    a worker paused or cut off from the network in the middle of a batch, its session still
+    open) holds that row until its transaction ends: without a limit this flush, and every
+    later one (left-overs go first), waited for as long, holding the roll-up back too."""
+    seconds = conf.FLUSH_LOCK_TIMEOUT
+    if seconds is None or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true)", [f"{max(1, round(seconds * 1000))}ms"]
+        )
 
 
 def lock_timeout_setting():

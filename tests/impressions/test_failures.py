@@ -297,6 +297,50 @@ def test_a_flush_behind_a_transaction_left_open_gives_up_and_keeps_its_counts(st
     assert_history_matches_totals(posts)
 
 
+@override_settings(IMPRESSIONS_FLUSH_LOCK_TIMEOUT=0.3)
+def test_a_flush_behind_a_stalled_flush_s_batch_gives_up_and_keeps_its_counts(
+    standalone_buffer, monkeypatch
+):
+    """Flush A stalls inside a batch (a worker paused or cut off, its session still open),
+    holding its ledger row; flush B, recovering A's snapshot, waited on that row for as long as A
+    stayed stalled, and so did every flush after it (left-overs go first): the lock timeout
+    began at the batch's statements, after the row's lock. B now gives up after
+    IMPRESSIONS_FLUSH_LOCK_TIMEOUT, its own counts kept in Redis; once A goes on, the next flush
+    applies them once."""
+    posts = make_posts(3)
+    view_all(posts, 4)
+    stalled, resume = threading.Event(), threading.Event()
+
+    def stall(name):
+        if name == "before-commit" and threading.current_thread().name == "flush-a":
+            stalled.set()
+            resume.wait(30)
+
+    monkeypatch.setattr(flush_module, "checkpoint", stall)
+    outcome = {}
+    flush_a = threading.Thread(target=run_flush, args=(outcome, "a"), name="flush-a")
+    flush_a.start()
+    try:
+        assert stalled.wait(30)
+        view_all(posts, 2, prefix="late")  # B's own snapshot
+        flush_b = threading.Thread(target=run_flush, args=(outcome, "b"), name="flush-b")
+        flush_b.start()
+        flush_b.join(10)  # without the limit: for as long as A stays stalled
+        assert not flush_b.is_alive()
+    finally:
+        resume.set()
+        flush_a.join(30)
+    assert isinstance(outcome["b"], DatabaseUnavailable)
+    assert "IMPRESSIONS_FLUSH_LOCK_TIMEOUT (0.3 s)" in str(outcome["b"])
+    assert outcome["a"].impressions_applied == 12
+    assert set(totals(posts).values()) == {4}
+
+    report = flush_pending()
+    assert report.impressions_applied == 6
+    assert set(totals(posts).values()) == {6}
+    assert_history_matches_totals(posts)
+
+
 def flush_in_a_thread():
     try:
         flush_pending()
