@@ -212,7 +212,6 @@ def write_batch_postgresql(lines, durable=True):
             "SELECT set_config('enable_hashjoin', 'off', true),"
             " set_config('enable_mergejoin', 'off', true),"
             " set_config('enable_bitmapscan', 'off', true)"
-            + lock_timeout_setting()
             + ("" if durable else ", set_config('synchronous_commit', 'off', true)"),
             totals_statement(columns),
         ]
@@ -239,12 +238,13 @@ def write_batch_postgresql(lines, durable=True):
 
 def limit_lock_waits():
     """Set the transaction's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT) before its first lock,
-    the ledger row's (PostgreSQL; nothing with None).
+    the ledger row's, for the whole batch (PostgreSQL; nothing with None).
 
-    Another flush applying the same snapshot (a stalled flush whose left-over this one recovers:
-    a worker paused or cut off from the network in the middle of a batch, its session still
-    open) holds that row until its transaction ends: without a limit this flush, and every
-    later one (left-overs go first), waited for as long, holding the roll-up back too."""
+    Without a limit a batch waited for as long as the lock's holder stayed: a transaction left
+    open on a counted row (a session idle in transaction), or another flush applying the same
+    snapshot stalled in the middle of a batch (its worker paused or cut off, its session still
+    open); left-overs go first, so every later flush waited too, holding the roll-up back. The
+    batch gives up instead, its counts kept in Redis for the next flush."""
     seconds = conf.FLUSH_LOCK_TIMEOUT
     if seconds is None or connection.vendor != "postgresql":
         return
@@ -252,20 +252,6 @@ def limit_lock_waits():
         cursor.execute(
             "SELECT set_config('lock_timeout', %s, true)", [f"{max(1, round(seconds * 1000))}ms"]
         )
-
-
-def lock_timeout_setting():
-    """The batch's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT), as one more set_config of the
-    batch's first statement; none with None.
-
-    A transaction left open on a counted row (a session idle in transaction, a long admin
-    action) would otherwise hold the flush, and every flush after it, for as long as it stays
-    open: the batch gives up instead, its counts kept in Redis for the next flush.
-    """
-    seconds = conf.FLUSH_LOCK_TIMEOUT
-    if seconds is None:
-        return ""
-    return f", set_config('lock_timeout', '{max(1, round(seconds * 1000))}ms', true)"
 
 
 def totals_statement(columns):
