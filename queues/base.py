@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.core import checks
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
@@ -201,6 +202,22 @@ class QueueBackend(BaseTaskBackend):
                 for id_, message, hint in self.option_problems
             ),
             *self._task_module_errors(),
+            *self._app_errors(),
+        ]
+
+    def _app_errors(self) -> list[checks.CheckMessage]:
+        """queues.E011: this app is not installed, so no runworker runs what the backend queues
+        (a backend path in TASKS works without the app; its command does not)."""
+        if apps.is_installed("queues"):
+            return []
+        return [
+            checks.Error(
+                f"TASKS[{self.alias!r}] is a backend of the queues app ({type(self).__name__})"
+                " and 'queues' is not in INSTALLED_APPS: manage.py runworker, which runs its"
+                " tasks, does not exist.",
+                hint="Add 'queues' to INSTALLED_APPS (before 'django_rq').",
+                id="queues.E011",
+            )
         ]
 
     def _task_module_errors(self) -> list[checks.CheckMessage]:

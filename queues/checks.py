@@ -19,6 +19,7 @@
 | queues.W006  | every check             | django_rq comes before queues in INSTALLED_APPS            |
 | queues.W007  | every check             | an RQ backend, and RQ["JOB_CLASS"] is not our TaskJob       |
 | queues.E010  | every check             | a TASK_MODULES entry cannot be imported or defines no task |
+| queues.E011  | every check             | a backend of this app, and queues is not in INSTALLED_APPS |
 
 Never reuse a retired id.
 """

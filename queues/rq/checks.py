@@ -73,7 +73,8 @@ def app_order_warnings(where):
                 id="queues.W005",
             )
         ]
-    if names.index("django_rq") < names.index("queues"):
+    # Without "queues" installed at all, queues.E011 (QueueBackend.check) says so.
+    if "queues" in names and names.index("django_rq") < names.index("queues"):
         return [
             checks.Warning(
                 "'django_rq' comes before 'queues' in INSTALLED_APPS: django-rq's rqworker,"

@@ -135,3 +135,18 @@ def test_enqueueing_an_unregistered_task_fails_at_once(configure):
     with pytest.raises(InvalidTask, match="is not registered"):
         backend.require_registered(task(unregistered, backend="jobs"))
     backend.require_registered(queue_tasks.record_marker)
+
+
+def test_a_backend_without_this_app_installed_is_an_error_naming_it(configure, settings):
+    # Without "queues" in INSTALLED_APPS there is no runworker, so nothing runs the tasks; the
+    # RQ backend's checks used to crash (ValueError: 'queues' is not in list) when django_rq was
+    # installed without it.
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "queues"]
+    backend = configure()
+    errors = [error for error in backend.check() if error.id == "queues.E011"]
+    assert [error.msg for error in errors] == [
+        f"TASKS['jobs'] is a backend of the queues app ({type(backend).__name__}) and 'queues'"
+        " is not in INSTALLED_APPS: manage.py runworker, which runs its tasks, does not exist."
+    ]
+    assert errors[0].hint == "Add 'queues' to INSTALLED_APPS (before 'django_rq')."
+    assert "queues.W006" not in [error.id for error in backend.check()]
