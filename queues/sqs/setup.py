@@ -34,35 +34,35 @@ class QueueState:
         return f"{role} {self.name}: {action}\n  url: {self.url}\n  arn: {self.arn}"
 
 
-def configured_backend():
-    """The default task backend when it is an SQSBackend, else None (also when it cannot be
+def configured_backend(alias=DEFAULT_TASK_BACKEND_ALIAS):
+    """The task backend `alias` when it is an SQSBackend, else None (also when it cannot be
     loaded: another backend whose extra is not installed)."""
     try:
-        backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+        backend = task_backends[alias]
     except InvalidTaskBackend:
         return None
     return backend if isinstance(backend, SQSBackend) else None
 
 
-def sqs_client():
-    """The SQS client of the configured SQS task backend, or one from boto3's standard config."""
-    backend = configured_backend()
+def sqs_client(alias=DEFAULT_TASK_BACKEND_ALIAS):
+    """The client of the SQS task backend `alias`, or one from boto3's standard config."""
+    backend = configured_backend(alias)
     return backend.client if backend else boto3.client("sqs")
 
 
-def configured_queue_name():
-    """The queue name of the configured SQS backend (QUEUE_NAME, or QUEUE_URL's last part)."""
-    backend = configured_backend()
+def configured_queue_name(alias=DEFAULT_TASK_BACKEND_ALIAS):
+    """The queue name of the SQS backend `alias` (QUEUE_NAME, or QUEUE_URL's last part)."""
+    backend = configured_backend(alias)
     return backend.queue_name if backend else None
 
 
-def max_receive_count_floor():
-    """The least maxReceiveCount for the configured SQS backend: its MAX_ATTEMPTS (1 without one).
+def max_receive_count_floor(alias=DEFAULT_TASK_BACKEND_ALIAS):
+    """The least maxReceiveCount for the SQS backend `alias`: its MAX_ATTEMPTS (1 without one).
 
     A task that kills its worker is received again rather than re-sent as its next attempt: with
     maxReceiveCount >= MAX_ATTEMPTS it gets as many runs as a task that raises.
     """
-    backend = configured_backend()
+    backend = configured_backend(alias)
     return backend.max_attempts if backend else 1
 
 

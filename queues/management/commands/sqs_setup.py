@@ -4,6 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS
+from django.utils.module_loading import import_string
 
 from queues.arguments import whole_number
 from queues.extras import command_requires
@@ -23,6 +24,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
+            "--backend",
+            help=f"the TASKS alias of the SQS backend whose queue, client and MAX_ATTEMPTS to use"
+            f" (default: {DEFAULT_TASK_BACKEND_ALIAS!r}, when it is an SQS backend)",
+        )
+        parser.add_argument(
             "--queue-name", help="default: the SQS backend's queue (OPTIONS QUEUE_NAME/QUEUE_URL)"
         )
         parser.add_argument(
@@ -41,7 +47,9 @@ class Command(BaseCommand):
             f" {DEFAULT_VISIBILITY_TIMEOUT}; the worker extends it)",
         )
 
-    def handle(self, *, queue_name, dlq_name, max_receive_count, visibility_timeout, **options):
+    def handle(
+        self, *, backend, queue_name, dlq_name, max_receive_count, visibility_timeout, **options
+    ):
         command_requires("sqs")  # then boto3 is there (the sqs extra): imported here, not above
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -55,26 +63,30 @@ class Command(BaseCommand):
             sqs_client,
         )
 
-        backend = configured_backend()
+        alias = backend or DEFAULT_TASK_BACKEND_ALIAS
+        if backend is not None:
+            check_sqs_alias(backend)
+        configured = configured_backend(alias)
         try:
-            if backend:  # a bad QUEUE_URL would be taken for none ("No queue name")
-                backend.ensure_valid()
+            if configured:  # a bad QUEUE_URL would be taken for none ("No queue name")
+                configured.ensure_valid()
         except QueueConfigurationError as error:
             raise CommandError(str(error)) from None
-        queue_name = queue_name or configured_queue_name()
+        queue_name = queue_name or configured_queue_name(alias)
         if not queue_name:
             raise CommandError(
-                "No queue name: pass --queue-name, or give the SQS backend's OPTIONS a QUEUE_NAME"
-                " (or QUEUE_URL)."
+                f"No queue name: pass --queue-name, or give the SQS backend's OPTIONS a QUEUE_NAME"
+                f" (or QUEUE_URL); TASKS[{alias!r}] is not an SQS backend, pass --backend ALIAS"
+                f" for another one."
             )
-        client = sqs_client()
+        client = sqs_client(alias)
         try:
             dlq_name, max_receive_count, visibility_timeout = self.choose(
                 existing_settings(client, queue_name),
                 dlq_name,
                 max_receive_count,
                 visibility_timeout,
-                max_receive_count_floor(),
+                max_receive_count_floor(alias),
             )
             queue, dlq = setup_queues(
                 client,
@@ -98,7 +110,7 @@ class Command(BaseCommand):
         )
         # The URL alone on the last line, for scripts; the settings' name for it just above (a
         # project's settings may map an environment variable of their own to it).
-        setting = f"TASKS[{DEFAULT_TASK_BACKEND_ALIAS!r}]['OPTIONS']['QUEUE_URL']"
+        setting = f"TASKS[{alias!r}]['OPTIONS']['QUEUE_URL']"
         self.stdout.write(f"Set {setting} (or the variable your settings read it from) to:")
         self.stdout.write(queue.url)
 
@@ -126,3 +138,23 @@ class Command(BaseCommand):
         if visibility_timeout is None:
             visibility_timeout = kept_visibility or DEFAULT_VISIBILITY_TIMEOUT
         return dlq_name, max_receive_count, visibility_timeout
+
+
+def check_sqs_alias(alias):
+    """CommandError unless TASKS[alias] is an SQS backend (--backend names one)."""
+    from django.conf import settings
+
+    from queues.sqs.backend import SQSBackend
+
+    if alias not in settings.TASKS:
+        raise CommandError(
+            f"TASKS has no backend {alias!r} (its aliases: {', '.join(map(repr, settings.TASKS))})."
+        )
+    path = settings.TASKS[alias].get("BACKEND")
+    if path != f"{SQSBackend.__module__}.{SQSBackend.__name__}":
+        try:
+            loaded = import_string(path)
+        except ImportError:
+            loaded = None
+        if not (isinstance(loaded, type) and issubclass(loaded, SQSBackend)):
+            raise CommandError(f"TASKS[{alias!r}] is not an SQS backend ({path}).")

@@ -148,3 +148,41 @@ def test_a_queue_made_elsewhere_keeps_its_dead_letter_queue_and_settings(
     redrive = json.loads(queue["RedrivePolicy"])
     assert (redrive["deadLetterTargetArn"], int(redrive["maxReceiveCount"])) == (dlq_arn, 6)
     assert queue["VisibilityTimeout"] == "90"
+
+
+def test_backend_option_takes_that_alias_queue_client_and_attempts(
+    monkeypatch, setup_env, sqs_endpoint_url, moto_sqs_client
+):
+    # The impressions tasks on an SQS backend of their own (IMPRESSIONS_TASK_BACKEND), "default"
+    # being another backend: sqs_setup used to know only TASKS["default"], so it said "No queue
+    # name" although the SQS backend named one, took boto3's endpoint rather than the backend's
+    # CLIENT_PARAMS, and printed TASKS['default'] as the setting to fill.
+    name = f"counting-{uuid.uuid4().hex[:8]}"
+    loaded = load_settings("settings.test", setup_env)
+    # boto3's own endpoint leads nowhere: only the backend's CLIENT_PARAMS reach the server.
+    env = {**setup_env, "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    counting = {
+        "BACKEND": "queues.sqs.backend.SQSBackend",
+        "OPTIONS": {
+            "QUEUE_NAME": name,
+            "MAX_ATTEMPTS": 7,
+            "CLIENT_PARAMS": {"endpoint_url": sqs_endpoint_url},
+        },
+    }
+    out = io.StringIO()
+    with override_settings(TASKS={**loaded.TASKS, "counting": counting}):
+        call_command("sqs_setup", "--backend", "counting", stdout=out)
+        with pytest.raises(CommandError, match=r"TASKS\['default'\] is not an SQS backend"):
+            call_command("sqs_setup", "--backend", "default", stdout=io.StringIO())
+        with pytest.raises(CommandError, match=r"TASKS has no backend 'nope'"):
+            call_command("sqs_setup", "--backend", "nope", stdout=io.StringIO())
+    *_, what, url = out.getvalue().splitlines()
+    assert what == (
+        "Set TASKS['counting']['OPTIONS']['QUEUE_URL'] (or the variable your settings read it"
+        " from) to:"
+    )
+    assert url == moto_sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
+    redrive = json.loads(attributes(moto_sqs_client, name)["RedrivePolicy"])
+    assert int(redrive["maxReceiveCount"]) == 7  # never below that backend's MAX_ATTEMPTS
