@@ -16,6 +16,7 @@ from redis.exceptions import ClusterCrossSlotError, MovedError, OutOfMemoryError
 
 from . import budgets, keys, periods, scripts
 from .conf import conf
+from .holdoff import holdoff
 from .redis_client import get_client, is_cluster
 from .reloads import reloads, safety_margin
 from .schedule import arm_flush, full_redis
@@ -146,16 +147,17 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     failed = 0  # posts of the parts not recorded
     unreported = lost.take_unreported()
     try:
-        client = get_client()
-        # One server: take the schedule guard in the same round trip.
-        guard = not is_cluster(client)
-        for start in range(0, len(post_ids), CALL_POSTS):
-            part = post_ids[start : start + CALL_POSTS]
-            script_keys, args = record_call(
-                shard, viewer_key, part, script_now, day, unreported, guard=guard
-            )
-            replies.append(evalsha(client, "RECORD", script_keys, args))
-            unreported = 0
+        with holdoff.attempt():
+            client = get_client()
+            # One server: take the schedule guard in the same round trip.
+            guard = not is_cluster(client)
+            for start in range(0, len(post_ids), CALL_POSTS):
+                part = post_ids[start : start + CALL_POSTS]
+                script_keys, args = record_call(
+                    shard, viewer_key, part, script_now, day, unreported, guard=guard
+                )
+                replies.append(evalsha(client, "RECORD", script_keys, args))
+                unreported = 0
     except Exception as error:
         lost.give_back(unreported)
         failed = len(post_ids) - len(replies) * CALL_POSTS

@@ -39,6 +39,7 @@ from redis_endpoints import (
 )
 
 from .conf import conf
+from .holdoff import holdoff
 from .reloads import reloads
 
 logger = logging.getLogger(__name__)
@@ -106,9 +107,10 @@ def eviction_policies(client):
 
 
 def reset_clients(**_):
-    """Forget cached clients (tests switch IMPRESSIONS_REDIS_URL with override_settings), and what the
-    process knew about that Redis's de-duplication."""
+    """Forget cached clients (tests switch IMPRESSIONS_REDIS_URL with override_settings), what the
+    process knew about that Redis's de-duplication, and a hold-off after its slow failure."""
     reloads.clear()
+    holdoff.reset()
     with _lock:
         clients = list({id(client): client for client in _clients.values()}.values())
         _clients.clear()

@@ -197,6 +197,17 @@ def _forget_enqueue_failures():
     schedule.backoff.succeeded()
 
 
+@pytest.fixture(autouse=True)
+def _forget_slow_redis_failures():
+    """A test whose Redis failed slowly leaves this process's request path holding Redis off
+    (impressions.holdoff); the next test starts without it."""
+    from impressions.holdoff import holdoff
+
+    holdoff.reset()
+    yield
+    holdoff.reset()
+
+
 @pytest.fixture
 def django_pool(transactional_db):
     """Django's own connection pool (OPTIONS["pool"], psycopg_pool) on the default database:

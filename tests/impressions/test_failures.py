@@ -6,9 +6,11 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
 import redis
+from django.conf import settings
 from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
@@ -19,6 +21,7 @@ from impressions import batches, keys, periods, recorder, rollup, schedule, stat
 from impressions import flush as flush_module
 from impressions.exceptions import DatabaseUnavailable, RedisUnavailable
 from impressions.flush import flush_pending
+from impressions.holdoff import holdoff
 from impressions.models import Flush
 from impressions.recorder import get_client, lost, pending_counts, pending_status
 from impressions.recorder import record_impressions as record
@@ -403,6 +406,61 @@ def test_a_stopped_redis_never_breaks_the_timeline(client, private_redis, manage
         )
         assert result.returncode == 1
         assert "Redis" in result.stderr
+
+
+SLOW_HOST = "redis.slow-resolver.test"
+
+
+def test_a_resolver_that_does_not_answer_holds_up_one_page_a_while_not_each(
+    client, standalone_buffer, monkeypatch
+):
+    """redis-py looks the host up at each connection attempt, out of IMPRESSIONS_REDIS_TIMEOUT's
+    reach: with a resolver that took 0.6 s to fail, every timeline page took 0.6 s. After one
+    such failure the request path leaves Redis alone a while (the impressions lost, counted);
+    once the name resolves again, the pages count again."""
+    posts = make_posts(3)
+    ids = [p.id for p in posts]
+    resolver = {"answers": False}
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == SLOW_HOST:
+            if not resolver["answers"]:
+                time.sleep(0.6)
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    later = [0.0]
+    monkeypatch.setattr(holdoff, "clock", lambda: time.monotonic() + later[0])
+    monkeypatch.setattr(holdoff, "FIRST", 30.0)  # longer than the pages take on a busy machine
+    address = urlsplit(settings.IMPRESSIONS_REDIS_URL)
+    url = address._replace(netloc=f"{SLOW_HOST}:{address.port or 6379}").geturl()
+    with override_settings(IMPRESSIONS_REDIS_URL=url):
+        reset_loss_counter()
+        took = []
+        for _ in range(6):  # new cookie-less viewers: the day's salt is in Redis
+            started = time.monotonic()
+            assert client.get("/api/timeline/").status_code == 200
+            took.append(time.monotonic() - started)
+        assert took[0] >= 0.6
+        assert max(took[1:]) < 0.6
+        assert (lost.requests, lost.impressions) == (6, 18)
+
+        later[0] += 31  # the wait is over: a logged-in viewer's call tries, slowly again
+        started = time.monotonic()
+        assert record("u:1", ids).lost == 3
+        assert time.monotonic() - started >= 0.6
+        started = time.monotonic()
+        assert record("u:2", ids).lost == 3
+        assert time.monotonic() - started < 0.6
+
+        resolver["answers"] = True
+        later[0] += 61
+        assert client.get("/api/timeline/").status_code == 200
+        assert pending_counts(ids) == dict.fromkeys(ids, 1)
+        assert (lost.requests, lost.impressions) == (8, 24)
 
 
 def test_the_losses_of_an_outages_last_seconds_are_logged_once_redis_answers(
