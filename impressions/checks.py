@@ -40,7 +40,7 @@ from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact, redact_text, ref
 
 from .api import ping
 from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
-from .redis_client import eviction_policies, get_client, url_options_problem
+from .redis_client import database_of, eviction_policies, get_client, url_options_problem
 from .tasks import UnusableTask, flush_impressions_task
 
 # Seconds the deploy check waits for the buffer's PING.
@@ -305,6 +305,17 @@ def check_buffer_answers(app_configs=None, **kwargs):
                     f"The impression buffer at {url} refused the credentials of"
                     f" IMPRESSIONS_REDIS_URL ({reason}).",
                     hint="Put the user and password in the URL: redis://user:password@host/.",
+                    obj="IMPRESSIONS_REDIS_URL",
+                    id="impressions.E008",
+                )
+            ]
+        if "DB index is out of range" in str(error):
+            return [
+                checks.Error(
+                    f"The impression buffer at {url} has no database"
+                    f" {database_of(conf.REDIS_URL)} ({reason}).",
+                    hint="Name one of the server's databases (its `databases` setting: 16 by"
+                    " default, /0 to /15) in IMPRESSIONS_REDIS_URL.",
                     obj="IMPRESSIONS_REDIS_URL",
                     id="impressions.E008",
                 )

@@ -51,6 +51,16 @@ def test_a_database_number_on_a_cluster_is_an_error_and_each_view_s_loss_says_wh
     assert "names database 3" in caplog.text
 
 
+def test_a_database_number_the_server_does_not_have_is_an_error(password_redis):
+    """A standalone server has `databases` of them (16 by default): /16 passed check --deploy,
+    and every view then lost its impressions (DB index is out of range)."""
+    port = password_redis
+    [error] = buffer_errors(f"redis://:s3cret@127.0.0.1:{port}/16")
+    assert "has no database 16" in error.msg
+    assert "s3cret" not in error.msg
+    assert buffer_errors(f"redis://:s3cret@127.0.0.1:{port}/15") == []
+
+
 def test_an_unreachable_buffer_is_no_deploy_issue():
     port = devservices.free_port()
     assert buffer_errors(f"redis://127.0.0.1:{port}/0") == []
