@@ -40,7 +40,13 @@ from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact, redact_text, ref
 
 from .api import ping
 from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
-from .redis_client import database_of, eviction_policies, get_client, url_options_problem
+from .redis_client import (
+    database_of,
+    eviction_policies,
+    get_client,
+    url_options_problem,
+    whitespace_problem,
+)
 from .tasks import UnusableTask, flush_impressions_task
 
 # Seconds the deploy check waits for the buffer's PING.
@@ -53,7 +59,7 @@ def check_settings(app_configs=None, **kwargs):
     invalid = invalid_settings()
     errors = [
         checks.Error(
-            f"{name}={shown_value(name, value)} is not valid.",
+            f"{name}={shown_value(name, value)} is not valid{reason_of(name, value)}.",
             hint=f"Use {expected}.",
             obj=name,
             id="impressions.E005",
@@ -99,6 +105,14 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     return errors + unknown_settings()
+
+
+def reason_of(name, value):
+    """Why a value that fails its test does, where the value shown would not tell: the buffer
+    URL is shown without its surrounding whitespace."""
+    if name == "IMPRESSIONS_REDIS_URL" and (problem := whitespace_problem(value)):
+        return f": {problem}"
+    return ""
 
 
 def shown_value(name, value):

@@ -32,7 +32,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from redis_endpoints import (
+    WHITESPACE_PROBLEM,
     cluster_endpoint_reason,
+    has_surrounding_whitespace,
     has_unreadable_database,
     refused_options,
     without_cluster_flag,
@@ -173,6 +175,8 @@ def url_options_problem(url):
     """Why redis-py cannot build a connection from `url` (an option it does not take, a value it
     cannot read), or why the app refuses it (an option that would override its own), or None;
     no network call."""
+    if problem := whitespace_problem(url):
+        return problem
     query = parse_qs(urlsplit(url).query)
     if has_unreadable_database(url):  # redis-py would quietly use database 0
         return "its path is no database number /0, /1, …"
@@ -185,6 +189,13 @@ def url_options_problem(url):
         redis.Redis.from_url(without_cluster_flag(url)).connection_pool.make_connection()
     except (TypeError, ValueError, RedisError) as error:
         return refused_options(url, error)
+    return None
+
+
+def whitespace_problem(url):
+    """Why a URL that begins or ends with whitespace is refused, or None."""
+    if isinstance(url, str) and has_surrounding_whitespace(url):
+        return WHITESPACE_PROBLEM
     return None
 
 

@@ -45,6 +45,16 @@ def without_cluster_flag(url: str) -> str:
     return f"{head}{'?' if kept else ''}{'&'.join(kept)}{hash_mark}{fragment}"
 
 
+WHITESPACE_PROBLEM = "it begins or ends with whitespace (a space or a line break from an env file?)"
+
+
+def has_surrounding_whitespace(url: str) -> bool:
+    """Whether `url` begins or ends with whitespace: redis-py reads it as part of the scheme, the
+    host or the database, and a message that shows the URL (stripped, credentials hidden) would
+    look right (WHITESPACE_PROBLEM says why instead)."""
+    return url != url.strip()
+
+
 def has_unreadable_database(url: str) -> bool:
     """Whether a redis:// or rediss:// URL's path is no database number (/abc, /7/x, /-1):
     redis-py reads /<n> as the database to SELECT, and quietly uses database 0 for a path it

@@ -355,6 +355,10 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         # redis-py reads a path it cannot parse as database 0: maybe another project's buffer.
         ("redis://:hunter2@h:6379/abc", "no database number"),
         ("redis://:hunter2@h:6379/-1", "no database number"),
+        # Shown without it, the URL looked right ("its path is no database number").
+        ("redis://:hunter2@h:6379/2 ", "ends with whitespace"),
+        ("redis://:hunter2@h:6379/2\n", "ends with whitespace"),
+        (" redis://:hunter2@h:6379/2", "begins or ends with whitespace"),
     ],
 )
 def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, problem):

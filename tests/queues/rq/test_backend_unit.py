@@ -70,6 +70,7 @@ def test_the_json_serializer_may_be_named_or_given(settings):
         # redis-py took this one for database 0, maybe the impression buffer's: no error at all.
         ({"URL": "redis://:pw@h:6379/abc"}, "path is no database number"),
         ({"URL": "redis://:pw@h:6379/-1"}, "path is no database number"),
+        ({"URL": "redis://:pw@h:6379/1 "}, "ends with whitespace"),
         ({"HOST": "h", "PASSWORD": "pw"}, "django-rq needs its 'PORT' key too"),
         ({"UNIX_SOCKET_PATH": "/run/redis.sock"}, "django-rq needs its 'DB' key too"),
         (
