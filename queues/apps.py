@@ -1,9 +1,10 @@
-"""The queues app: registers the deploy check (each backend's own checks are its check())."""
+"""The queues app: registers the deploy check (each backend's own checks are its check()) and the
+RQ dashboard's URL check."""
 
 from django.apps import AppConfig
 from django.core import checks
 
-from .checks import check_backend_servers
+from .checks import check_backend_servers, check_dashboard_reachable
 
 
 class QueuesConfig(AppConfig):
@@ -14,3 +15,4 @@ class QueuesConfig(AppConfig):
 
     def ready(self):
         checks.register(check_backend_servers, checks.Tags.compatibility, deploy=True)
+        checks.register(check_dashboard_reachable, checks.Tags.urls)

@@ -20,13 +20,18 @@
 | queues.W007  | every check             | an RQ backend, and RQ["JOB_CLASS"] is not our TaskJob       |
 | queues.E010  | every check             | a TASK_MODULES entry cannot be imported or defines no task |
 | queues.E011  | every check             | a backend of this app, and queues is not in INSTALLED_APPS |
+| queues.W008  | every check (urls)      | the RQ dashboard is included where an earlier path takes it |
 
 Never reuse a retired id.
 """
 
+from django.core import checks
 from django.tasks import task_backends
+from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 
 from .base import QueueBackend
+
+DASHBOARD_NAMESPACE = "django_rq"  # queues.rq.dashboard's app_name, as django-rq's own
 
 
 def check_backend_servers(app_configs=None, **kwargs):
@@ -42,3 +47,30 @@ def check_backend_servers(app_configs=None, **kwargs):
         if not any(message.is_serious() for message in backend.check()):
             errors += backend.check(deploy=True)
     return errors
+
+
+def check_dashboard_reachable(app_configs=None, **kwargs):
+    """queues.W008: the URLconf includes the RQ dashboard, but its path resolves elsewhere: a
+    pattern before it takes it (admin/, whose catch-all answers 404 for every path under it)."""
+    try:
+        path = reverse(f"{DASHBOARD_NAMESPACE}:home")
+    except NoReverseMatch:
+        return []  # not included
+    except Exception:  # a URLconf that does not import: Django's own checks say so
+        return []
+    try:
+        match = resolve(path)
+    except Resolver404:
+        match = None
+    if match is not None and DASHBOARD_NAMESPACE in match.namespaces:
+        return []
+    taken_by = f"'{match.view_name}'" if match is not None else "no view"
+    return [
+        checks.Warning(
+            f"The RQ dashboard is included at {path}, but that path resolves to {taken_by}: a"
+            " URL pattern before it takes it, so the dashboard answers 404.",
+            hint="Put path('admin/rq/', include('queues.rq.dashboard')) before"
+            " path('admin/', admin.site.urls) in the URLconf.",
+            id="queues.W008",
+        )
+    ]
