@@ -35,6 +35,7 @@ class HoldOff:
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self.wait = self.until = 0.0
+        self.since = 0.0  # when the wait was last set: calls started before belong to that outage
         self.tryer = None  # the thread whose call tries Redis again once the wait is over
         self._lock = threading.Lock()
 
@@ -56,20 +57,28 @@ class HoldOff:
             return False
 
     def ended(self, started, failed):
-        slow = failed and self.clock() - started > slow_failure_seconds()
+        now = self.clock()
+        slow = failed and now - started > slow_failure_seconds()
         if not (slow or self.wait):
             return
         with self._lock:
-            if slow:
-                self.wait = min(self.LONGEST, 2 * self.wait or self.FIRST)
-                self.until = self.clock() + self.wait
-            else:
+            if not slow:
                 self.wait = self.until = 0.0
-            self.tryer = None
+                self.tryer = None
+            elif not self.wait or started >= self.since:
+                # The first slow failure, or the call that tried once the wait was over.
+                self.wait = min(self.LONGEST, 2 * self.wait or self.FIRST)
+                self.until = now + self.wait
+                self.since = now
+                self.tryer = None
+            # Else a call already in flight when the wait was set, failing slowly too: the same
+            # outage, held off already. Doubling for each (every thread of a busy process waits
+            # on the same resolver) made the first wait 10 s, and let a second call try while
+            # the one trying was still out.
 
     def reset(self):
         with self._lock:
-            self.wait = self.until = 0.0
+            self.wait = self.until = self.since = 0.0
             self.tryer = None
 
 

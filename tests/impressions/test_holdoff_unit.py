@@ -73,3 +73,32 @@ def test_while_one_call_tries_again_the_others_still_skip():
         assert holdoff.holding() is False  # its own further calls go
     assert others == [True]
     assert holdoff.holding() is False  # it succeeded: every call goes
+
+
+def test_calls_in_flight_when_redis_failed_slowly_do_not_lengthen_the_wait():
+    """Every thread of a busy process waits on the same resolver: their calls, all started
+    before the first one failed, fail slowly together. One outage, one first wait of 1 s (each
+    call doubled it: 10 s at once); one of them failing after the wait is over does not
+    lengthen it either, nor lets a second call try while the trying one is out."""
+    clock = Clock()
+    holdoff = HoldOff(clock)
+    in_flight = [holdoff.attempt() for _ in range(5)]
+    for call in in_flight:
+        call.__enter__()
+    clock.now += 2.0
+    for call in in_flight[:4]:
+        call.__exit__(ConnectionError, ConnectionError("no answer"), None)
+    assert holdoff.wait == 1.0
+    clock.now += 1.0
+    trying = holdoff.attempt()
+    trying.__enter__()
+    clock.now += 1.0
+    in_flight[4].__exit__(ConnectionError, ConnectionError("no answer"), None)
+    assert holdoff.wait == 1.0
+    other = []
+    thread = threading.Thread(target=lambda: other.append(holdoff.holding()))
+    thread.start()
+    thread.join()
+    assert other == [True]
+    trying.__exit__(ConnectionError, ConnectionError("no answer"), None)
+    assert holdoff.wait == 2.0
