@@ -12,6 +12,7 @@ import time
 
 from . import keys
 from .conf import conf
+from .holdoff import holdoff
 from .redis_client import get_client
 from .salt import daily_salt
 from .scripts import evalsha
@@ -36,9 +37,10 @@ def grant_new_viewer(ip, day, digest, sets_cookie):
     if not budget:
         return True
     key = keys.new_viewers_key(ip_digest(ip, day), hour_of())
-    granted = evalsha(
-        get_client(), "NEW_VIEWER", [key], [digest, int(sets_cookie), budget, KEY_TTL]
-    )
+    with holdoff.attempt():
+        granted = evalsha(
+            get_client(), "NEW_VIEWER", [key], [digest, int(sets_cookie), budget, KEY_TTL]
+        )
     return granted == 1
 
 

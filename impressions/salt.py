@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from . import keys
 from .conf import conf
+from .holdoff import holdoff
 from .redis_client import REDIS_FAILURES, get_client
 
 DAY = timedelta(days=1)
@@ -49,7 +50,8 @@ def daily_salt(day):
     if cached is not None and time.monotonic() - cached[1] < REFRESH_SECONDS:
         return cached[0]
     try:
-        salt = fetch_salt(day)
+        with holdoff.attempt():
+            salt = fetch_salt(day)
     except (*REDIS_FAILURES, LookupError):
         if cached is not None:  # the salt of today does not change; keep counting with it
             return cached[0]

@@ -25,7 +25,6 @@ from django.db.models import Model
 
 from .budgets import grant_new_viewer
 from .conf import conf, counted_model
-from .holdoff import holdoff
 from .recorder import record_impressions, record_loss
 from .redis_client import REDIS_FAILURES
 from .salt import daily_salt, utc_day
@@ -128,12 +127,10 @@ def identify(request):
             return Viewer(f"a:{arrival_digest}")
         return Viewer(f"v:{hashlib.blake2b(visitor_id.encode(), digest_size=12).hexdigest()}")
     ip = client_ip(request)
+    digest = client_digest(ip, request.META.get("HTTP_USER_AGENT", ""), today)
+    # A new viewer: within its address's hourly budget, or not counted and given no cookie.
     sets_cookie = conf.SETS_VISITOR_COOKIE
-    with holdoff.attempt():
-        digest = client_digest(ip, request.META.get("HTTP_USER_AGENT", ""), today)
-        # A new viewer: within its address's hourly budget, or not counted and given no cookie.
-        granted = grant_new_viewer(ip, today, digest, sets_cookie)
-    if not granted:
+    if not grant_new_viewer(ip, today, digest, sets_cookie):
         return Viewer(None, ignored="rate")
     cookie = make_visitor_cookie(today, digest) if sets_cookie else None
     return Viewer(f"a:{digest}", new_cookie=cookie)
