@@ -3,7 +3,8 @@
 Django then formats every number a template prints, "3.333" as "3,333" and 1234 as "1.234": in an
 SVG coordinate the browser refuses the value and draws nothing, in a data-* attribute a script
 reads the wrong number, in a query string the page asked for is refused. What a person reads may
-follow the locale; what a browser or a script reads must not.
+follow the locale; what a browser or a script reads must not. And the words the admin already has
+in that language (its breadcrumbs' "Home") are in it on these pages too.
 """
 
 import re
@@ -81,3 +82,20 @@ def test_the_ranked_pages_link_to_page_numbers_the_view_reads(
     past_end = superuser_client.get("/admin/impressions/dashboard/objects/?range=today&page=5000")
     assert past_end.status_code == 400
     assert 'href="?range=today&amp;page=1002">page 1.002, the last</a>' in past_end.text
+
+
+@GERMAN
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/impressions/dashboard/",
+        "/admin/impressions/dashboard/objects/",
+        "/admin/queues/queuestatus/",
+    ],
+)
+def test_breadcrumbs_say_home_in_the_admin_language(superuser_client, standalone_buffer, url):
+    response = superuser_client.get(url)
+    assert response.status_code == 200
+    # "Start" is Django's own German for the admin's "Home", as on its own pages.
+    assert re.search(r'<li><a href="/admin/">Start</a></li>', response.text)
+    assert ">Home</a>" not in response.text
