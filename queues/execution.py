@@ -143,6 +143,10 @@ def execute(result, worker_id, sender, timeout=None):
                 value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
             else:
                 value = task.call(*result.args, **result.kwargs)
+        # Outside the time limit (a task whose code returned is never timed out), inside the
+        # attempt: a return value JSON cannot hold fails it, as in Django's ImmediateBackend,
+        # with task_finished sent and the error in result.errors.
+        return_value = normalize_json(value)
     except Exception as error:
         kind = type(error)
         result.errors.append(
@@ -165,7 +169,7 @@ def execute(result, worker_id, sender, timeout=None):
         result,
         status=TaskResultStatus.SUCCESSFUL,
         finished_at=timezone.now(),
-        _return_value=normalize_json(value),
+        _return_value=return_value,
     )
     task_finished.send(sender=sender, task_result=result)
     return result._return_value

@@ -1,0 +1,58 @@
+"""queues.execution.execute, which both workers run a task through: the django.tasks contract."""
+
+import pytest
+from django.tasks import TaskResultStatus, task
+from django.tasks.signals import task_finished, task_started
+
+from queues.execution import execute, new_result
+
+
+@task
+def returns_a_set():
+    return {1, 2}
+
+
+@task
+def returns_a_tuple():
+    return (1, (2, 3))
+
+
+def run(a_task):
+    seen = []
+
+    def remember(sender, task_result, **kwargs):
+        seen.append(task_result.status)
+
+    task_started.connect(remember)
+    task_finished.connect(remember)
+    result = new_result(a_task, "x" * 32, [], {}, "default")
+    try:
+        try:
+            execute(result, "worker-1", sender=object)
+        except Exception as error:
+            return result, seen, error
+        return result, seen, None
+    finally:
+        task_started.disconnect(remember)
+        task_finished.disconnect(remember)
+
+
+def test_a_return_value_json_cannot_hold_fails_the_attempt_as_django_s_backends_do():
+    # Django's ImmediateBackend: FAILED, the TypeError in errors, task_finished sent. Before, the
+    # TypeError left the result RUNNING and task_finished unsent (a receiver counting started
+    # and finished tasks saw a task running for ever), with nothing in errors.
+    result, seen, error = run(returns_a_set)
+    assert isinstance(error, TypeError)
+    assert seen == [TaskResultStatus.RUNNING, TaskResultStatus.FAILED]
+    assert result.status == TaskResultStatus.FAILED
+    assert result.finished_at is not None
+    assert [e.exception_class for e in result.errors] == [TypeError]
+    with pytest.raises(ValueError, match="Task failed"):
+        result.return_value  # noqa: B018 (the property raises)
+
+
+def test_a_return_value_is_normalized_to_json():
+    result, seen, error = run(returns_a_tuple)
+    assert error is None
+    assert seen == [TaskResultStatus.RUNNING, TaskResultStatus.SUCCESSFUL]
+    assert result.return_value == [1, [2, 3]]
