@@ -181,15 +181,15 @@ class RQBackend(QueueBackend):
             args,
             kwargs,
             self.alias,
-            job.enqueued_at,
+            jobs.enqueued_at(job),
             worker_ids=jobs.attempt_workers(job),
         )
         status = jobs.task_status(job)
         changes: dict[str, Any] = {
             "status": status,
-            "started_at": job.started_at,
-            "last_attempted_at": job.started_at,
-            "finished_at": job.ended_at,
+            "started_at": jobs.task_time(job.started_at),
+            "last_attempted_at": jobs.task_time(job.started_at),
+            "finished_at": jobs.task_time(job.ended_at),
         }
         if status == TaskResultStatus.SUCCESSFUL:
             changes["_return_value"] = job.return_value()

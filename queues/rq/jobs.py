@@ -6,9 +6,11 @@ pickle, a field out of bounds) is refused by the worker's job class, so a job pl
 never runs, and no field of it can make the worker allocate or recurse without bound.
 """
 
+import datetime
 import zlib
 
 from django.tasks import TaskResultStatus
+from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -25,6 +27,7 @@ from ..bounds import (
     sample,
 )
 from ..exceptions import MalformedMessage
+from ..times import project_time
 
 TRAMPOLINE = "queues.rq.worker.run_task"
 SERIALIZER = JSONSerializer
@@ -52,6 +55,21 @@ RQ_STATUS = {
 def trampoline_arguments(task, result):
     """The job arguments of `result` (a TaskResult of `task`): what run_task receives."""
     return (task.module_path, result.args, result.kwargs)
+
+
+def task_time(moment):
+    """A time of an RQ job as django.tasks hands it out: aware (RQ keeps UTC; naive, from an older
+    RQ, is UTC too), naive in TIME_ZONE when USE_TZ = False, as timezone.now() is then."""
+    if moment is not None and timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return project_time(moment)
+
+
+def enqueued_at(job):
+    """When the task was enqueued: the job's creation. RQ's own enqueued_at is the time the job last
+    went onto its queue: none while a run_after waits in the scheduled registry, and later after
+    each retry's delay."""
+    return task_time(job.created_at)
 
 
 def attempt_workers(job):

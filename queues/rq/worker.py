@@ -98,7 +98,7 @@ def run_task(task_path, args, kwargs):
         args,
         kwargs,
         backend.alias,
-        enqueued_at=job.enqueued_at,
+        enqueued_at=jobs.enqueued_at(job),
         worker_ids=jobs.attempt_workers(job),
     )
     # Saved before the task runs, so an attempt that times out (or dies) is counted too.

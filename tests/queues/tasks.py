@@ -134,3 +134,10 @@ def no_query_held(tag, within=3.0):
             return False
         time.sleep(0.1)
     return True
+
+
+@task(takes_context=True)
+def context_times(context):
+    """The times the worker handed the task (its TaskResult's enqueued_at and started_at), ISO."""
+    result = context.task_result
+    return [result.enqueued_at.isoformat(), result.started_at.isoformat()]

@@ -93,6 +93,50 @@ def test_run_after_is_honoured_by_the_scheduler(rq_url):
     assert queue_tasks.markers() == ["later"]
 
 
+def test_a_deferred_task_s_result_keeps_its_enqueue_time(rq_url, settings):
+    # RQ's enqueued_at is unset while a job waits in the scheduled registry, and moves on each
+    # retry: refresh() on the result enqueue() returned set enqueued_at to None.
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=2, RETRY_DELAY=0)
+    due = timezone.now() + datetime.timedelta(seconds=1)
+    result = queue_tasks.fail_until.using(run_after=due).enqueue("deferred", 2)
+    waiting = task_backends["default"].get_result(result.id)
+    assert waiting.status == TaskResultStatus.READY
+    assert waiting.enqueued_at is not None
+    assert abs(waiting.enqueued_at - result.enqueued_at) < datetime.timedelta(seconds=1)
+    time.sleep(max(0, (due - timezone.now()).total_seconds()) + 0.2)
+    run_burst()
+    run_burst()  # the retry, after its delay of 0 s
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.attempts == 2
+    assert result.enqueued_at == waiting.enqueued_at
+    assert result.enqueued_at < due <= result.started_at
+
+
+# transaction: the worker closes the connection, which restoring TIME_ZONE then reconfigures.
+@pytest.mark.django_db(transaction=True)
+def test_without_use_tz_results_and_tasks_get_naive_times(rq_url, settings):
+    # Django's times are naive when USE_TZ = False (timezone.now(), the result enqueue() returns);
+    # RQ's are aware UTC, and comparing the two raised TypeError.
+    settings.USE_TZ, settings.TIME_ZONE = False, "Asia/Tokyo"
+    result = queue_tasks.context_times.enqueue()
+    run_burst()
+    fetched = task_backends["default"].get_result(result.id)
+    assert fetched.status == TaskResultStatus.SUCCESSFUL
+    times = (
+        fetched.enqueued_at,
+        fetched.started_at,
+        fetched.last_attempted_at,
+        fetched.finished_at,
+    )
+    assert all(timezone.is_naive(moment) for moment in times)
+    assert result.enqueued_at - datetime.timedelta(seconds=1) < fetched.enqueued_at
+    assert fetched.enqueued_at <= fetched.started_at <= fetched.finished_at <= timezone.now()
+    seen = [datetime.datetime.fromisoformat(moment) for moment in fetched.return_value]
+    assert all(timezone.is_naive(moment) for moment in seen)
+    assert seen == [fetched.enqueued_at, seen[1]] and seen[1] >= fetched.enqueued_at
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_timed_out_job_query_is_cancelled_on_the_server(rq_url, settings, caplog):
     settings.TASKS["default"]["OPTIONS"]["JOB_TIMEOUT"] = 1
