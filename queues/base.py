@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.apps import apps
 from django.core import checks
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTask
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 
 from redis_endpoints import redact_text
 
@@ -169,6 +169,24 @@ class QueueBackend(BaseTaskBackend):
                 " TASK_MODULES): nothing imported"
             )
         return task
+
+    def task_as_enqueued(self, task: Task[Any, Any], queue_name: object) -> Task[Any, Any]:
+        """The registered `task` (as its decorator made it) as it was enqueued: through this
+        backend, on `queue_name`. A result's task then names where it went, as the Task that
+        enqueue() was called on did (`.using(backend=…, queue_name=…)`): its get_backend() is
+        this backend, so refresh() reads from it, not from the decorator's backend. A queue
+        this backend does not have (a planted job's) leaves the decorator's."""
+        changes: dict[str, Any] = {}
+        if task.backend != self.alias:
+            changes["backend"] = self.alias
+        if queue_name != task.queue_name and queue_name in self.queues:
+            changes["queue_name"] = queue_name
+        if not changes:
+            return task
+        try:
+            return replace(task, **changes)  # validated by this backend, as using() does
+        except (InvalidTask, InvalidTaskBackend):
+            return task
 
     def require_registered(self, task: Task[Any, Any]) -> None:
         """InvalidTask unless a worker will find `task` in its registry (at enqueue: @task

@@ -172,7 +172,7 @@ class RQBackend(QueueBackend):
                 raise TaskResultDoesNotExist(result_id)
             jobs.check_job(job, self.max_attempts)
             task_path, args, kwargs = job.args
-            task = self.load_task(task_path)
+            task = self.task_as_enqueued(self.load_task(task_path), job.origin)
         except (NoSuchJobError, MalformedMessage, RefusedJob, DeserializationError):
             raise TaskResultDoesNotExist(result_id) from None
         result: TaskResult[Any, Any] = new_result(

@@ -87,7 +87,7 @@ def run_task(task_path, args, kwargs):
     job = get_current_job()
     try:
         backend = job_backend(job)
-        task = backend.load_task(task_path)
+        task = backend.task_as_enqueued(backend.load_task(task_path), job.origin)
     except RefusedJob:
         job.retries_left = None  # a refusal is final: no retry would run it
         raise

@@ -321,7 +321,7 @@ class SQSWorker:
             timer.log("deferred", run_after=run_after.isoformat())
             return "deferred"
         result = new_result(
-            task,
+            self.backend.task_as_enqueued(task, envelope.get("queue_name")),
             envelope["id"],
             envelope["args"],
             envelope["kwargs"],

@@ -141,3 +141,9 @@ def context_times(context):
     """The times the worker handed the task (its TaskResult's enqueued_at and started_at), ISO."""
     result = context.task_result
     return [result.enqueued_at.isoformat(), result.started_at.isoformat()]
+
+
+@task(takes_context=True)
+def context_task(context):
+    """The backend alias and queue of the Task the worker handed the task (its result's task)."""
+    return [context.task_result.task.backend, context.task_result.task.queue_name]

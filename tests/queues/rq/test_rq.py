@@ -21,7 +21,7 @@ from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 
 from queues.rq import jobs
-from queues.rq.worker import TaskJob, TaskWorker
+from queues.rq.worker import RQWorker, TaskJob, TaskWorker
 from queues.runner import stop_handlers
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import rq_settings, run_burst
@@ -111,6 +111,25 @@ def test_a_deferred_task_s_result_keeps_its_enqueue_time(rq_url, settings):
     assert result.attempts == 2
     assert result.enqueued_at == waiting.enqueued_at
     assert result.enqueued_at < due <= result.started_at
+
+
+def test_a_result_s_task_names_the_backend_and_queue_it_was_enqueued_on(rq_url, settings):
+    # The result's task was the registered one, as decorated (backend "default", its queue):
+    # refresh() of a fetched result then asked the default backend, here Django's dummy one.
+    rq = {**settings.TASKS["default"], "QUEUES": ["default", "other"]}
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}, "rq": rq}
+    settings.RQ_QUEUES = {**settings.RQ_QUEUES, "other": settings.RQ_QUEUES["default"]}
+    result = queue_tasks.context_task.using(backend="rq", queue_name="other").enqueue()
+    assert run_burst_of("rq") == 0
+    fetched = task_backends["rq"].get_result(result.id)
+    assert (fetched.task.backend, fetched.task.queue_name) == ("rq", "other")
+    fetched.refresh()
+    assert fetched.status == TaskResultStatus.SUCCESSFUL
+    assert fetched.return_value == ["rq", "other"]  # the task's own context says the same
+
+
+def run_burst_of(alias):
+    return RQWorker(task_backends[alias], burst=True).run()
 
 
 # transaction: the worker closes the connection, which restoring TIME_ZONE then reconfigures.

@@ -16,12 +16,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTask
+from django.tasks.signals import task_finished
 from django.utils import timezone
 
 from queues import liveness
 from queues.exceptions import QueueConfigurationError
 from queues.sqs import messages
 from queues.sqs.backend import SQSBackend
+from queues.sqs.worker import SQSWorker
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import (
     SQS_BACKEND,
@@ -172,6 +174,32 @@ def test_without_use_tz_naive_times_travel_and_deferred_tasks_wait_for_them(
     assert sorted(queue_tasks.markers()) == ["later", "now"]
     assert timezone.now() >= due  # not 9 hours late, nor early
     assert dlq_bodies(sqs) == []
+
+
+def test_a_task_s_context_names_the_backend_and_queue_it_was_enqueued_on(sqs, settings):
+    # The worker handed the task the registered Task as decorated (backend "default", its
+    # queue), not the one enqueue() was called on.
+    sqs_options = {**settings.TASKS["default"], "QUEUES": ["default", "other"]}
+    settings.TASKS = {
+        "default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"},
+        "sqs": sqs_options,
+    }
+    finished = []
+
+    def remember(sender, task_result, **kwargs):
+        finished.append(task_result)
+
+    queue_tasks.context_task.using(backend="sqs", queue_name="other").enqueue()
+    worker = SQSWorker(task_backends["sqs"], burst=True)
+    worker.options = {**worker.options, "WAIT_TIME_SECONDS": 0}
+    task_finished.connect(remember)
+    try:
+        assert worker.run() == 0
+    finally:
+        task_finished.disconnect(remember)
+    [result] = finished
+    assert (result.task.backend, result.task.queue_name) == ("sqs", "other")
+    assert result.return_value == ["sqs", "other"]
 
 
 def test_visibility_is_extended_while_a_task_runs(sqs):
