@@ -21,3 +21,13 @@ class TaskNotAllowed(RefusedJob):
 
 class MalformedMessage(ValueError):
     """A queue message is not valid JSON, has an unknown version, or lacks a field."""
+
+
+class ForcedStop(SystemExit):
+    """A second stop signal: the worker exits at once, the running task with it (its message or
+    job comes back). Not the task's failure: the task's own SystemExit (sys.exit()) is one."""
+
+
+class TaskExited(Exception):
+    """A task raised SystemExit (sys.exit()) or another BaseException that is no Exception: its
+    attempt failed, as any error's (its class in TaskResult.errors), and the worker goes on."""

@@ -19,7 +19,7 @@ try:  # the PostgreSQL fast path: cancel a timed-out task's query (psycopg 3)
 except ImportError:  # another database, or psycopg2: nothing to cancel this way
     pq = None
 
-from .exceptions import MalformedMessage, TaskNotAllowed
+from .exceptions import ForcedStop, MalformedMessage, TaskExited, TaskNotAllowed
 from .signals import task_refused
 
 logger = logging.getLogger("queues.worker")
@@ -147,7 +147,12 @@ def execute(result, worker_id, sender, timeout=None):
         # attempt: a return value JSON cannot hold fails it, as in Django's ImmediateBackend,
         # with task_finished sent and the error in result.errors.
         return_value = normalize_json(value)
-    except Exception as error:
+    except (ForcedStop, KeyboardInterrupt):
+        raise  # the worker stops now (its second stop signal), not the task
+    except BaseException as error:
+        # Any other BaseException (a task's sys.exit()) fails the attempt too, as in Django's
+        # ImmediateBackend: raised on, it ended the SQS worker, and each worker after it that
+        # received the message again, until the queue's redrive policy took it away.
         kind = type(error)
         result.errors.append(
             TaskError(
@@ -157,6 +162,9 @@ def execute(result, worker_id, sender, timeout=None):
         )
         set_result(result, status=TaskResultStatus.FAILED, finished_at=timezone.now())
         failure = error
+        if not isinstance(error, Exception):
+            failure = TaskExited(f"the task raised {kind.__qualname__}: {error!r}")
+            failure.__cause__ = error
     else:
         failure = None
     if failure is not None:

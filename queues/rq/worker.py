@@ -21,7 +21,7 @@ from rq.worker import SimpleWorker
 
 from .. import liveness
 from ..bounds import JOB_ID, MAX_NAME_LENGTH
-from ..exceptions import MalformedMessage, QueueConfigurationError, RefusedJob
+from ..exceptions import ForcedStop, MalformedMessage, QueueConfigurationError, RefusedJob
 from ..execution import (
     TaskTimer,
     between_jobs,
@@ -108,8 +108,13 @@ def run_task(task_path, args, kwargs):
         return execute(result, worker_id=worker_id, sender=RQBackend)
     except Exception as error:
         # Kept so get_result() can name the exception class; RQ itself keeps only the traceback.
+        # The task's own, as execute() noted it: a sys.exit()'s SystemExit, not its TaskExited.
         kind = type(error)
-        job.meta["exception_class"] = f"{kind.__module__}.{kind.__qualname__}"
+        job.meta["exception_class"] = (
+            result.errors[-1].exception_class_path
+            if result.errors
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
         job.save_meta()
         raise
 
@@ -169,6 +174,15 @@ class TaskWorker(SimpleWorker):
         # line per job names the task path once it is checked.
         kwargs.setdefault("log_job_description", False)
         super().__init__(*args, **kwargs)
+
+    def request_force_stop(self, signum, frame):
+        """RQ's cold shutdown, its SystemExit a ForcedStop: raised inside the running task (this
+        worker runs tasks in its own process), it stops the worker, where the task's own
+        SystemExit (sys.exit()) only fails the task's attempt (queues.execution.execute)."""
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit as error:
+            raise ForcedStop(error.code) from None
 
     def execute_job(self, job, queue):
         """Run one job; whatever it carries or raises stays with it (the loop goes on)."""

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.utils import timezone
 
 from .. import liveness
-from ..exceptions import MalformedMessage, QueueConfigurationError, RefusedJob
+from ..exceptions import ForcedStop, MalformedMessage, QueueConfigurationError, RefusedJob
 from ..execution import (
     TaskTimeout,
     TaskTimer,
@@ -138,7 +138,7 @@ class SQSWorker:
             if time.monotonic() - self.stop_requested_at < 1:
                 return
             logger.warning("Second stop signal: exiting without finishing the running task")
-            raise SystemExit(1)
+            raise ForcedStop(1)
         logger.info("Stop requested: finishing the running task, receiving nothing new")
         self.stop()
 

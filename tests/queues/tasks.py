@@ -1,5 +1,6 @@
 """Tasks the queue tests enqueue; they leave markers in the test Redis (settings.IMPRESSIONS_REDIS_URL)."""
 
+import sys
 import time
 
 import redis
@@ -147,3 +148,10 @@ def context_times(context):
 def context_task(context):
     """The backend alias and queue of the Task the worker handed the task (its result's task)."""
     return [context.task_result.task.backend, context.task_result.task.queue_name]
+
+
+@task
+def exits(name):
+    """A task that calls sys.exit(): its attempt fails, the worker goes on."""
+    markers_client().rpush(MARKERS, f"exited:{name}")
+    sys.exit(3)

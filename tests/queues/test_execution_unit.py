@@ -1,9 +1,12 @@
 """queues.execution.execute, which both workers run a task through: the django.tasks contract."""
 
+import sys
+
 import pytest
 from django.tasks import TaskResultStatus, task
 from django.tasks.signals import task_finished, task_started
 
+from queues.exceptions import ForcedStop, TaskExited
 from queues.execution import execute, new_result
 
 
@@ -15,6 +18,16 @@ def returns_a_set():
 @task
 def returns_a_tuple():
     return (1, (2, 3))
+
+
+@task
+def exits():
+    sys.exit(3)
+
+
+@task
+def is_stopped():
+    raise ForcedStop(1)
 
 
 def run(a_task):
@@ -56,3 +69,18 @@ def test_a_return_value_is_normalized_to_json():
     assert error is None
     assert seen == [TaskResultStatus.RUNNING, TaskResultStatus.SUCCESSFUL]
     assert result.return_value == [1, [2, 3]]
+
+
+def test_a_task_s_sys_exit_fails_its_attempt_and_the_worker_goes_on():
+    """Django's ImmediateBackend marks it FAILED with SystemExit in errors. Raised on, it ended
+    the SQS worker (and each one after it that received the message again)."""
+    result, seen, error = run(exits)
+    assert isinstance(error, TaskExited)  # an Exception: the workers' failure handling takes it
+    assert isinstance(error.__cause__, SystemExit)
+    assert seen == [TaskResultStatus.RUNNING, TaskResultStatus.FAILED]
+    assert [e.exception_class for e in result.errors] == [SystemExit]
+
+
+def test_the_worker_s_forced_stop_still_stops_it():
+    with pytest.raises(ForcedStop):
+        run(is_stopped)

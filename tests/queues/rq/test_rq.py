@@ -74,6 +74,18 @@ def test_failed_task_result_names_the_exception(rq_url, settings):
     assert "fails on purpose" in fetched.errors[0].traceback
 
 
+def test_a_task_that_calls_sys_exit_fails_naming_it_and_the_worker_goes_on(rq_url, settings):
+    settings.TASKS["default"]["OPTIONS"]["MAX_ATTEMPTS"] = 1
+    result = queue_tasks.exits.enqueue("x")
+    queue_tasks.record_marker.enqueue("after")
+    run_burst()
+    assert sorted(queue_tasks.markers()) == ["after", "exited:x"]
+    fetched = task_backends["default"].get_result(result.id)
+    assert fetched.status == TaskResultStatus.FAILED
+    # Not RQ's builtins.Exception: the task's own SystemExit, as Django's backends say.
+    assert fetched.errors[0].exception_class is SystemExit
+
+
 def test_an_id_no_job_can_have_is_no_result_not_a_value_error(rq_url):
     # The flush-now waiting page passes its URL's id here: RQ's own check raised ValueError (a 500).
     backend = task_backends["default"]

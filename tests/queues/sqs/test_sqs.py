@@ -134,6 +134,17 @@ def test_failing_task_is_retried_then_moved_to_the_dlq(sqs, settings):
     assert dlq_reasons(sqs) == ["failed on attempt 3 of 3"]
 
 
+def test_a_task_that_calls_sys_exit_fails_its_attempts_and_the_worker_goes_on(sqs, settings):
+    """SystemExit raised from the task's code ended the worker, and each worker after it that
+    received the message again, until the redrive policy took it away."""
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=2, RETRY_DELAY=0)
+    queue_tasks.exits.enqueue("x")
+    queue_tasks.record_marker.enqueue("after")
+    assert run_burst() == 0
+    assert sorted(queue_tasks.markers()) == ["after", "exited:x", "exited:x"]
+    assert dlq_reasons(sqs) == ["failed on attempt 2 of 2"]
+
+
 def test_run_after_beyond_the_sqs_cap_is_resent_until_due(sqs, monkeypatch, caplog):
     monkeypatch.setattr(messages, "MAX_DELAY_SECONDS", 1)  # stands in for SQS's 900 s
     due = timezone.now() + datetime.timedelta(seconds=3.5)
