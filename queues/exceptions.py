@@ -29,5 +29,6 @@ class ForcedStop(SystemExit):
 
 
 class TaskExited(Exception):
-    """A task raised SystemExit (sys.exit()) or another BaseException that is no Exception: its
-    attempt failed, as any error's (its class in TaskResult.errors), and the worker goes on."""
+    """A task raised SystemExit (sys.exit()), KeyboardInterrupt or another BaseException that is no
+    Exception: its attempt failed, as any error's (its class in TaskResult.errors), and the worker
+    goes on."""

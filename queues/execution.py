@@ -147,12 +147,17 @@ def execute(result, worker_id, sender, timeout=None):
         # attempt: a return value JSON cannot hold fails it, as in Django's ImmediateBackend,
         # with task_finished sent and the error in result.errors.
         return_value = normalize_json(value)
-    except (ForcedStop, KeyboardInterrupt):
+    except ForcedStop:
         raise  # the worker stops now (its second stop signal), not the task
     except BaseException as error:
         # Any other BaseException (a task's sys.exit()) fails the attempt too, as in Django's
         # ImmediateBackend: raised on, it ended the SQS worker, and each worker after it that
-        # received the message again, until the queue's redrive policy took it away.
+        # received the message again, until the queue's redrive policy took it away. So does a
+        # KeyboardInterrupt, which Django's ImmediateBackend raises on (there a Ctrl-C of the
+        # web process): both workers handle SIGINT themselves (request_stop, ForcedStop), so
+        # in a worker it can only come from the task's code. Raised on, it was such a poison
+        # message too, and a --concurrency worker process it ended exited 0: the others
+        # followed it one by one, and `runworker` itself then exited 0 with no worker left.
         kind = type(error)
         result.errors.append(
             TaskError(

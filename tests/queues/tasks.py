@@ -155,3 +155,10 @@ def exits(name):
     """A task that calls sys.exit(): its attempt fails, the worker goes on."""
     markers_client().rpush(MARKERS, f"exited:{name}")
     sys.exit(3)
+
+
+@task
+def interrupts(name):
+    """A task that raises KeyboardInterrupt: its attempt fails, the worker goes on."""
+    markers_client().rpush(MARKERS, f"interrupted:{name}")
+    raise KeyboardInterrupt

@@ -26,6 +26,11 @@ def exits():
 
 
 @task
+def interrupts():
+    raise KeyboardInterrupt
+
+
+@task
 def is_stopped():
     raise ForcedStop(1)
 
@@ -84,3 +89,14 @@ def test_a_task_s_sys_exit_fails_its_attempt_and_the_worker_goes_on():
 def test_the_worker_s_forced_stop_still_stops_it():
     with pytest.raises(ForcedStop):
         run(is_stopped)
+
+
+def test_a_task_s_keyboard_interrupt_fails_its_attempt_and_the_worker_goes_on():
+    """Both workers handle SIGINT themselves: a KeyboardInterrupt can only be the task's own. Raised
+    on, it ended the SQS worker and each one after it that received the message again; under
+    --concurrency each worker process it ended exited 0, until runworker had none left."""
+    result, seen, error = run(interrupts)
+    assert isinstance(error, TaskExited)
+    assert isinstance(error.__cause__, KeyboardInterrupt)
+    assert seen == [TaskResultStatus.RUNNING, TaskResultStatus.FAILED]
+    assert [e.exception_class for e in result.errors] == [KeyboardInterrupt]

@@ -145,6 +145,19 @@ def test_a_task_that_calls_sys_exit_fails_its_attempts_and_the_worker_goes_on(sq
     assert dlq_reasons(sqs) == ["failed on attempt 2 of 2"]
 
 
+def test_a_task_that_raises_keyboard_interrupt_fails_its_attempts_and_the_worker_goes_on(
+    sqs, settings
+):
+    """Raised on, it ended the worker (the message handed back at once, to the next worker,
+    which it ended too); under --concurrency each worker process it ended exited 0."""
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=2, RETRY_DELAY=0)
+    queue_tasks.interrupts.enqueue("x")
+    queue_tasks.record_marker.enqueue("after")
+    assert run_burst() == 0
+    assert sorted(queue_tasks.markers()) == ["after", "interrupted:x", "interrupted:x"]
+    assert dlq_reasons(sqs) == ["failed on attempt 2 of 2"]
+
+
 def test_run_after_beyond_the_sqs_cap_is_resent_until_due(sqs, monkeypatch, caplog):
     monkeypatch.setattr(messages, "MAX_DELAY_SECONDS", 1)  # stands in for SQS's 900 s
     due = timezone.now() + datetime.timedelta(seconds=3.5)
