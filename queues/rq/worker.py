@@ -168,6 +168,8 @@ class TaskWorker(SimpleWorker):
     burst = False  # set by work()
     # What ended RQ's loop other than a stop, a burst's end or --max-jobs (RQ logs it and returns).
     loop_error = None
+    # A second stop signal arrived (request_force_stop): RQ's loop may still return normally.
+    forced_stop = False
 
     def __init__(self, *args, **kwargs):
         # RQ would log each job's description, which a planted job sets to any text; our one
@@ -181,8 +183,12 @@ class TaskWorker(SimpleWorker):
         SystemExit (sys.exit()) only fails the task's attempt (queues.execution.execute)."""
         try:
             super().request_force_stop(signum, frame)
-        except SystemExit as error:
-            raise ForcedStop(error.code) from None
+        except SystemExit:
+            # RQ's SystemExit() says 0: `runworker` exited 0 after a cold shutdown outside a task,
+            # and, as RQ's own except takes it inside one, after one that cut a task short too.
+            # Exit 1 as the SQS worker does (a restart policy takes 0 for a clean stop).
+            self.forced_stop = True
+            raise ForcedStop(1) from None
 
     def execute_job(self, job, queue):
         """Run one job; whatever it carries or raises stays with it (the loop goes on)."""
@@ -551,4 +557,4 @@ class RQWorker:
         # on-failure would take 0 for a clean stop). An unreachable Redis is reported as at start.
         if isinstance(worker.loop_error, self.unreachable_errors):
             raise worker.loop_error
-        return 1 if worker.loop_error is not None else 0
+        return 1 if worker.loop_error is not None or worker.forced_stop else 0

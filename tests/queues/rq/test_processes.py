@@ -136,6 +136,24 @@ def test_sigterm_mid_task_finishes_it_and_exits_zero(rq_url):
     assert queue_tasks.markers() == ["slow"]
 
 
+def test_a_second_sigterm_mid_task_stops_at_once_exits_1_and_the_job_is_retried(rq_url):
+    # RQ's cold shutdown raised SystemExit() (code 0) into the task; RQ's own except took it as
+    # the job's failure, and the loop then ended as on a clean stop: `runworker` exited 0.
+    queue_tasks.slow_marker.enqueue("long", 20)
+    process = start_manage("runworker", env=worker_env(rq_url))
+    within(20, lambda: "start:long" in queue_tasks.markers() or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.5)  # a second stop, not the same one arriving twice
+    stopped_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert time.monotonic() - stopped_at < 5, stderr
+    assert queue_tasks.markers() == ["start:long"]  # cut short
+    # RQ's rules: a failed attempt, retried after the delay.
+    assert "outcome=failed" in stderr and "next_attempt_in=10s" in stderr, stderr
+
+
 def test_sigterm_to_an_idle_worker_stops_it_at_once(rq_url):
     # First a worker killed outright (SIGKILL, the OOM killer) on the same health port: its
     # scheduler process (forked after the port was bound) outlived it, holding the listening
