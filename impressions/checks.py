@@ -20,6 +20,7 @@
 | impressions.W006   | every check       | a Redis cache in CACHES is the buffer's database: cache.clear() empties it |
 | impressions.W007   | check --deploy    | the buffer's server evicts any key when full (maxmemory-policy allkeys-*) |
 | impressions.E011   | every check       | IMPRESSIONS_FLUSH_REPLICA_WAIT is not below IMPRESSIONS_FLUSH_REDIS_TIMEOUT |
+| impressions.W008   | every check       | IMPRESSIONS_COUNT_FIELD is narrower than 64 bits in the database |
 
 Never reuse a retired id.
 """
@@ -31,7 +32,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, models, router
+from django.db import DEFAULT_DB_ALIAS, connections, models, router
 from django.tasks.backends.dummy import DummyBackend
 from redis.connection import parse_url
 from redis.exceptions import AuthenticationError
@@ -232,7 +233,27 @@ def check_counted_model(app_configs=None, **kwargs):
                 id="impressions.E003",
             )
         ]
-    return []
+    return narrow_count_field_warnings(field, field_name)
+
+
+def narrow_count_field_warnings(field, field_name):
+    """impressions.W008: a count field narrower than 64 bits in the database (PostgreSQL's
+    smallint, integer). A count past its range fails the batch that holds it, and the batch is
+    tried again as it was at every flush: that object's counts, and those of every object of its
+    batches, stay in Redis until the column is widened."""
+    _low, high = connections[DEFAULT_DB_ALIAS].ops.integer_field_range(field.get_internal_type())
+    if high is None or high >= 2**63 - 1:
+        return []
+    return [
+        checks.Warning(
+            f"IMPRESSIONS_COUNT_FIELD={field_name!r} is a {type(field).__name__}, at most"
+            f" {high:,} in the database: a count past it fails every flush of the batch that"
+            " holds it, and that batch's other counts wait in Redis with it.",
+            hint="Use models.PositiveBigIntegerField(default=0); a migration widens the column.",
+            obj=field,
+            id="impressions.W008",
+        )
+    ]
 
 
 @checks.register(checks.Tags.models)

@@ -10,7 +10,9 @@ from django.urls import reverse
 import impressions
 from casusult.models import Post
 from impressions import dashboard, stats
+from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
+from impressions.recorder import pending_counts, record_impressions
 from tests.factories import make_posts, make_user
 
 from .countedapp.models import Article, Feature, Listing, Story
@@ -76,6 +78,27 @@ def test_a_nullable_count_field_is_counted_from_null(standalone_buffer, sql_path
     assert (report.posts_updated, report.impressions_applied) == (2, 2)
     assert dict(Article.objects.values_list("id", "reach")) == {fresh.id: 1, counted.id: 6}
     assert history_sums([fresh.id, counted.id]) == {fresh.id: 1, counted.id: 1}
+
+
+def test_a_count_past_a_32_bit_column_fails_the_flush_and_keeps_the_counts(standalone_buffer):
+    """What impressions.W008 warns of, on PostgreSQL: the batch is refused at every flush (its
+    other objects' counts wait with it) until the column is widened; nothing is lost."""
+    with override_settings(
+        IMPRESSIONS_MODEL="countedapp.Article", IMPRESSIONS_COUNT_FIELD="shares"
+    ):
+        full, other = Article.objects.create(shares=2**31 - 2), Article.objects.create()
+        for viewer in ("u:1", "u:2"):
+            record_impressions(viewer, [full.id, other.id])
+        for _ in range(2):
+            with pytest.raises(DatabaseUnavailable, match="out of range"):
+                flush_pending()
+        assert pending_counts([full.id, other.id]) == {full.id: 2, other.id: 2}
+        other.refresh_from_db()
+        assert other.shares == 0
+        Article.objects.filter(id=full.id).update(shares=0)  # as a wider column would take it
+        flush_pending()
+        shares = Article.objects.filter(id__in=[full.id, other.id]).values_list("shares", flat=True)
+        assert sorted(shares) == [2, 2]
 
 
 def test_a_multi_table_child_is_counted_into_its_own_table(standalone_buffer, sql_path):

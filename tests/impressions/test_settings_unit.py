@@ -194,6 +194,18 @@ def test_a_field_that_cannot_hold_a_count_is_e003(model, field):
     assert "PositiveBigIntegerField" in error.hint
 
 
+def test_a_count_field_narrower_than_64_bits_is_w008():
+    with override_settings(
+        IMPRESSIONS_MODEL="countedapp.Article", IMPRESSIONS_COUNT_FIELD="shares"
+    ):
+        assert counted_model_check_ids() == {"impressions.W008"}
+        [warning] = check_counted_model()
+    assert "at most 2,147,483,647" in warning.msg
+    assert "PositiveBigIntegerField" in warning.hint
+    with override_settings(IMPRESSIONS_MODEL="countedapp.Article", IMPRESSIONS_COUNT_FIELD="views"):
+        assert counted_model_check_ids() == set()
+
+
 def test_a_multi_table_child_is_counted_by_its_parent_s_integer_id():
     with override_settings(IMPRESSIONS_MODEL="countedapp.Story", IMPRESSIONS_COUNT_FIELD="reads"):
         assert counted_model_check_ids() == set()

@@ -12,6 +12,8 @@ class Article(models.Model):
     views = models.PositiveBigIntegerField(default=0, db_column="ViewCount")
     # A count column added to an existing table as nullable: NULL until its first flush.
     reach = models.PositiveBigIntegerField(null=True, blank=True)
+    # 32 bits on PostgreSQL (integer): a count past 2,147,483,647 does not fit (impressions.W008).
+    shares = models.PositiveIntegerField(default=0)
 
     class Meta:
         db_table = "countedApp_Article"
