@@ -37,17 +37,17 @@ from django.tasks.backends.dummy import DummyBackend
 from redis.connection import parse_url
 from redis.exceptions import AuthenticationError
 
-from redis_endpoints import UNTRUSTED_CERTIFICATE_HINT, redact, redact_text, refused_certificate
+from redis_endpoints import (
+    UNTRUSTED_CERTIFICATE_HINT,
+    redact,
+    redact_text,
+    refused_certificate,
+    whitespace_problem,
+)
 
 from .api import ping
 from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
-from .redis_client import (
-    database_of,
-    eviction_policies,
-    get_client,
-    url_options_problem,
-    whitespace_problem,
-)
+from .redis_client import database_of, eviction_policies, get_client, url_options_problem
 from .tasks import UnusableTask, flush_impressions_task
 
 # Seconds the deploy check waits for the buffer's PING.

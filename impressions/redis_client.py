@@ -32,11 +32,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from redis_endpoints import (
-    WHITESPACE_PROBLEM,
     cluster_endpoint_reason,
-    has_surrounding_whitespace,
     has_unreadable_database,
     refused_options,
+    whitespace_problem,
     without_cluster_flag,
 )
 
@@ -189,13 +188,6 @@ def url_options_problem(url):
         redis.Redis.from_url(without_cluster_flag(url)).connection_pool.make_connection()
     except (TypeError, ValueError, RedisError) as error:
         return refused_options(url, error)
-    return None
-
-
-def whitespace_problem(url):
-    """Why a URL that begins or ends with whitespace is refused, or None."""
-    if isinstance(url, str) and has_surrounding_whitespace(url):
-        return WHITESPACE_PROBLEM
     return None
 
 

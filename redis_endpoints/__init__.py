@@ -45,14 +45,13 @@ def without_cluster_flag(url: str) -> str:
     return f"{head}{'?' if kept else ''}{'&'.join(kept)}{hash_mark}{fragment}"
 
 
-WHITESPACE_PROBLEM = "it begins or ends with whitespace (a space or a line break from an env file?)"
-
-
-def has_surrounding_whitespace(url: str) -> bool:
-    """Whether `url` begins or ends with whitespace: redis-py reads it as part of the scheme, the
-    host or the database, and a message that shows the URL (stripped, credentials hidden) would
-    look right (WHITESPACE_PROBLEM says why instead)."""
-    return url != url.strip()
+def whitespace_problem(url: object) -> str | None:
+    """Why a URL that begins or ends with whitespace is refused, or None: redis-py reads it as
+    part of the scheme, the host or the database, and a message that shows the URL (stripped,
+    credentials hidden) would look right."""
+    if isinstance(url, str) and url != url.strip():
+        return "it begins or ends with whitespace (a space or a line break from an env file?)"
+    return None
 
 
 def has_unreadable_database(url: str) -> bool:

@@ -16,11 +16,10 @@ from rq.serializers import JSONSerializer, resolve_serializer
 
 from redis_endpoints import (
     UNTRUSTED_CERTIFICATE_HINT,
-    WHITESPACE_PROBLEM,
-    has_surrounding_whitespace,
     has_unreadable_database,
     refused_certificate,
     refused_options,
+    whitespace_problem,
 )
 
 from ..exceptions import QueueConfigurationError
@@ -65,8 +64,8 @@ def connection_problem(config: dict) -> str | None:
     live probe."""
     if not {"URL", "HOST", "UNIX_SOCKET_PATH"} & config.keys():
         return None
-    if "URL" in config and has_surrounding_whitespace(str(config["URL"])):
-        return WHITESPACE_PROBLEM
+    if "URL" in config and (problem := whitespace_problem(config["URL"])):
+        return problem
     if "URL" in config and has_unreadable_database(str(config["URL"])):
         return (
             "its URL's path is no database number /0, /1, … (redis-py would quietly take a word"

@@ -44,25 +44,18 @@ def configured_backend(alias=DEFAULT_TASK_BACKEND_ALIAS):
     return backend if isinstance(backend, SQSBackend) else None
 
 
-def sqs_client(alias=DEFAULT_TASK_BACKEND_ALIAS):
-    """The client of the SQS task backend `alias`, or one from boto3's standard config."""
-    backend = configured_backend(alias)
+def sqs_client(backend=None):
+    """The client of `backend` (configured_backend's), or one from boto3's standard config."""
     return backend.client if backend else boto3.client("sqs")
 
 
-def configured_queue_name(alias=DEFAULT_TASK_BACKEND_ALIAS):
-    """The queue name of the SQS backend `alias` (QUEUE_NAME, or QUEUE_URL's last part)."""
-    backend = configured_backend(alias)
-    return backend.queue_name if backend else None
-
-
-def max_receive_count_floor(alias=DEFAULT_TASK_BACKEND_ALIAS):
-    """The least maxReceiveCount for the SQS backend `alias`: its MAX_ATTEMPTS (1 without one).
+def max_receive_count_floor(backend=None):
+    """The least maxReceiveCount for `backend` (configured_backend's): its MAX_ATTEMPTS (1
+    without one).
 
     A task that kills its worker is received again rather than re-sent as its next attempt: with
     maxReceiveCount >= MAX_ATTEMPTS it gets as many runs as a task that raises.
     """
-    backend = configured_backend(alias)
     return backend.max_attempts if backend else 1
 
 

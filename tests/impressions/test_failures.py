@@ -134,18 +134,7 @@ def test_a_stalled_flush_overtaken_by_another_counts_once(buffer, monkeypatch):
     """Flush A stalls holding its snapshot; flush B applies A's snapshot; then A carries on."""
     posts = make_posts(5)
     view_all(posts, 20)
-    stalled, resume = threading.Event(), threading.Event()
-
-    def stall(name):
-        if name == "before-apply" and threading.current_thread().name == "flush-a":
-            stalled.set()
-            resume.wait(30)
-
-    monkeypatch.setattr(flush_module, "checkpoint", stall)
-    outcome = {}
-    flush_a = threading.Thread(target=run_flush, args=(outcome, "a"), name="flush-a")
-    flush_a.start()
-    assert stalled.wait(30)
+    flush_a, resume, outcome = stalled_flush(monkeypatch, "before-apply")
     view_all(posts, 3, prefix="late")  # lands in pending, after A's snapshot
     outcome["b"] = flush_pending()
     resume.set()
@@ -155,6 +144,24 @@ def test_a_stalled_flush_overtaken_by_another_counts_once(buffer, monkeypatch):
     assert outcome["a"].impressions_applied == 0  # A found its snapshot already applied
     assert set(totals(posts).values()) == {23}
     assert_history_matches_totals(posts)
+
+
+def stalled_flush(monkeypatch, at):
+    """Flush A, in a thread named flush-a, stalled at checkpoint `at` until `resume` is set:
+    (its thread, resume, the outcome dict run_flush fills), once it has stalled."""
+    stalled, resume = threading.Event(), threading.Event()
+
+    def stall(name):
+        if name == at and threading.current_thread().name == "flush-a":
+            stalled.set()
+            resume.wait(30)
+
+    monkeypatch.setattr(flush_module, "checkpoint", stall)
+    outcome = {}
+    flush_a = threading.Thread(target=run_flush, args=(outcome, "a"), name="flush-a")
+    flush_a.start()
+    assert stalled.wait(30)
+    return flush_a, resume, outcome
 
 
 def run_flush(outcome, name):
@@ -282,13 +289,13 @@ def test_a_flush_behind_a_transaction_left_open_gives_up_and_keeps_its_counts(st
         holder.execute(
             f"SELECT 1 FROM {Post._meta.db_table} WHERE id = %s FOR UPDATE", [posts[1].id]
         )
-        failing = threading.Thread(target=lambda: outcome.append(flush_in_a_thread()))
-        outcome = []
+        outcome = {}
+        failing = threading.Thread(target=run_flush, args=(outcome, "flush"))
         failing.start()
         failing.join(20)  # without a lock timeout: for as long as the transaction stays open
         assert not failing.is_alive()
         holder.rollback()
-    [error] = outcome
+    error = outcome["flush"]
     assert isinstance(error, DatabaseUnavailable)
     assert "IMPRESSIONS_FLUSH_LOCK_TIMEOUT (0.3 s)" in str(error)
     assert "stay in Redis" in str(error)
@@ -313,19 +320,8 @@ def test_a_flush_behind_a_stalled_flush_s_batch_gives_up_and_keeps_its_counts(
     applies them once."""
     posts = make_posts(3)
     view_all(posts, 4)
-    stalled, resume = threading.Event(), threading.Event()
-
-    def stall(name):
-        if name == "before-commit" and threading.current_thread().name == "flush-a":
-            stalled.set()
-            resume.wait(30)
-
-    monkeypatch.setattr(flush_module, "checkpoint", stall)
-    outcome = {}
-    flush_a = threading.Thread(target=run_flush, args=(outcome, "a"), name="flush-a")
-    flush_a.start()
+    flush_a, resume, outcome = stalled_flush(monkeypatch, "before-commit")
     try:
-        assert stalled.wait(30)
         view_all(posts, 2, prefix="late")  # B's own snapshot
         flush_b = threading.Thread(target=run_flush, args=(outcome, "b"), name="flush-b")
         flush_b.start()
@@ -343,16 +339,6 @@ def test_a_flush_behind_a_stalled_flush_s_batch_gives_up_and_keeps_its_counts(
     assert report.impressions_applied == 6
     assert set(totals(posts).values()) == {6}
     assert_history_matches_totals(posts)
-
-
-def flush_in_a_thread():
-    try:
-        flush_pending()
-    except DatabaseUnavailable as error:
-        return error
-    finally:
-        connections.close_all()
-    return None
 
 
 def test_the_task_reschedules_itself_when_the_database_is_down(standalone_buffer, monkeypatch):

@@ -4,7 +4,6 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS
-from django.utils.module_loading import import_string
 
 from queues.arguments import whole_number
 from queues.extras import command_requires
@@ -56,7 +55,6 @@ class Command(BaseCommand):
         from queues.exceptions import QueueConfigurationError
         from queues.sqs.setup import (
             configured_backend,
-            configured_queue_name,
             existing_settings,
             max_receive_count_floor,
             setup_queues,
@@ -64,29 +62,29 @@ class Command(BaseCommand):
         )
 
         alias = backend or DEFAULT_TASK_BACKEND_ALIAS
-        if backend is not None:
-            check_sqs_alias(backend)
         configured = configured_backend(alias)
+        if backend is not None and configured is None:
+            raise CommandError(not_an_sqs_backend(backend))
         try:
             if configured:  # a bad QUEUE_URL would be taken for none ("No queue name")
                 configured.ensure_valid()
         except QueueConfigurationError as error:
             raise CommandError(str(error)) from None
-        queue_name = queue_name or configured_queue_name(alias)
+        queue_name = queue_name or (configured.queue_name if configured else None)
         if not queue_name:
             raise CommandError(
                 f"No queue name: pass --queue-name, or give the SQS backend's OPTIONS a QUEUE_NAME"
                 f" (or QUEUE_URL); TASKS[{alias!r}] is not an SQS backend, pass --backend ALIAS"
                 f" for another one."
             )
-        client = sqs_client(alias)
+        client = sqs_client(configured)
         try:
             dlq_name, max_receive_count, visibility_timeout = self.choose(
                 existing_settings(client, queue_name),
                 dlq_name,
                 max_receive_count,
                 visibility_timeout,
-                max_receive_count_floor(alias),
+                max_receive_count_floor(configured),
             )
             queue, dlq = setup_queues(
                 client,
@@ -140,21 +138,12 @@ class Command(BaseCommand):
         return dlq_name, max_receive_count, visibility_timeout
 
 
-def check_sqs_alias(alias):
-    """CommandError unless TASKS[alias] is an SQS backend (--backend names one)."""
+def not_an_sqs_backend(alias):
+    """Why --backend `alias` names no SQS backend configured_backend() could load."""
     from django.conf import settings
 
-    from queues.sqs.backend import SQSBackend
-
     if alias not in settings.TASKS:
-        raise CommandError(
+        return (
             f"TASKS has no backend {alias!r} (its aliases: {', '.join(map(repr, settings.TASKS))})."
         )
-    path = settings.TASKS[alias].get("BACKEND")
-    if path != f"{SQSBackend.__module__}.{SQSBackend.__name__}":
-        try:
-            loaded = import_string(path)
-        except ImportError:
-            loaded = None
-        if not (isinstance(loaded, type) and issubclass(loaded, SQSBackend)):
-            raise CommandError(f"TASKS[{alias!r}] is not an SQS backend ({path}).")
+    return f"TASKS[{alias!r}] is not an SQS backend ({settings.TASKS[alias].get('BACKEND')})."

@@ -134,27 +134,18 @@ def test_failing_task_is_retried_then_moved_to_the_dlq(sqs, settings):
     assert dlq_reasons(sqs) == ["failed on attempt 3 of 3"]
 
 
-def test_a_task_that_calls_sys_exit_fails_its_attempts_and_the_worker_goes_on(sqs, settings):
-    """SystemExit raised from the task's code ended the worker, and each worker after it that
-    received the message again, until the redrive policy took it away."""
-    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=2, RETRY_DELAY=0)
-    queue_tasks.exits.enqueue("x")
-    queue_tasks.record_marker.enqueue("after")
-    assert run_burst() == 0
-    assert sorted(queue_tasks.markers()) == ["after", "exited:x", "exited:x"]
-    assert dlq_reasons(sqs) == ["failed on attempt 2 of 2"]
-
-
-def test_a_task_that_raises_keyboard_interrupt_fails_its_attempts_and_the_worker_goes_on(
-    sqs, settings
+@pytest.mark.parametrize(("poison", "marker"), [("exits", "exited"), ("interrupts", "interrupted")])
+def test_a_task_that_exits_or_is_interrupted_fails_its_attempts_and_the_worker_goes_on(
+    sqs, settings, poison, marker
 ):
-    """Raised on, it ended the worker (the message handed back at once, to the next worker,
-    which it ended too); under --concurrency each worker process it ended exited 0."""
+    """SystemExit (sys.exit()) or KeyboardInterrupt raised from the task's code ended the
+    worker, and each worker after it that received the message again (under --concurrency each
+    worker process it ended exited 0), until the redrive policy took it away."""
     settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=2, RETRY_DELAY=0)
-    queue_tasks.interrupts.enqueue("x")
+    getattr(queue_tasks, poison).enqueue("x")
     queue_tasks.record_marker.enqueue("after")
     assert run_burst() == 0
-    assert sorted(queue_tasks.markers()) == ["after", "interrupted:x", "interrupted:x"]
+    assert sorted(queue_tasks.markers()) == ["after", f"{marker}:x", f"{marker}:x"]
     assert dlq_reasons(sqs) == ["failed on attempt 2 of 2"]
 
 
