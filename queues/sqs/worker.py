@@ -27,6 +27,7 @@ from ..execution import (
     report_refusal,
 )
 from ..signals import sqs_receive_failed
+from ..times import aware
 from .backend import error_code
 from .deadletter import dead_letter
 from .heartbeat import VisibilityHeartbeat
@@ -298,8 +299,8 @@ class SQSWorker:
         return self.max_jobs is not None and self.handled >= self.max_jobs
 
     def deferred_task_due(self):
-        now = timezone.now()
-        return any(run_after <= now for run_after in self.deferred.values())
+        now = aware(timezone.now())  # naive times in a repeated hour compare by their fold
+        return any(aware(run_after) <= now for run_after in self.deferred.values())
 
     def handle(self, message, heartbeat):
         """Run, defer or set aside one message; returns the outcome logged."""
@@ -316,7 +317,7 @@ class SQSWorker:
             return self.set_aside(message, timer, unreadable)
         self.deferred.pop(envelope["id"], None)
         run_after = envelope["run_after"]
-        if run_after is not None and run_after > timezone.now():
+        if run_after is not None and aware(run_after) > aware(timezone.now()):
             self.defer(message, envelope["id"], run_after)
             timer.log("deferred", run_after=run_after.isoformat())
             return "deferred"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 from django.tasks import TaskResultStatus, task_backends
+from django.utils import timezone
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -121,3 +122,20 @@ def test_without_use_tz_run_after_is_scheduled_at_time_zone_s_wall_clock(rq_url,
     result = queue_tasks.record_marker.using(run_after=due).enqueue("in winter")
     scheduled = rq_queue(rq_url).scheduled_job_registry.get_scheduled_time(result.id)
     assert scheduled == datetime(2099, 1, 15, 11, 0, tzinfo=UTC)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_use_tz_a_run_after_in_a_repeated_hour_is_scheduled_at_its_real_time(
+    rq_url, settings, monkeypatch
+):
+    """USE_TZ = False in New York, at 01:58 EDT on 1 November 2026 (05:58 UTC), when 01:00-02:00
+    comes twice: a run_after of 01:03 EST (fold 1) is 5 minutes later. Compared by wall clocks it
+    was in the past, and the task was queued to run at once."""
+    settings.USE_TZ, settings.TIME_ZONE = False, "America/New_York"
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 11, 1, 1, 58))
+    due = datetime(2026, 11, 1, 1, 3, fold=1)
+    result = queue_tasks.record_marker.using(run_after=due).enqueue("5 minutes later")
+    queue = rq_queue(rq_url)
+    assert queue.get_job_ids() == []
+    scheduled = queue.scheduled_job_registry.get_scheduled_time(result.id)
+    assert scheduled == datetime(2026, 11, 1, 6, 3, tzinfo=UTC)

@@ -1,5 +1,6 @@
 """SQSBackend and SQSWorker without a server: OPTIONS, queue name, client timeouts, stop signals."""
 
+import datetime
 import signal
 import sys
 import time
@@ -297,3 +298,18 @@ def build_error_report(backend):
     except Exception:
         return ExceptionReporter(RequestFactory().get("/"), *sys.exc_info()).get_traceback_html()
     pytest.fail("the client was built")
+
+
+def test_a_deferred_task_in_a_repeated_hour_is_due_by_the_real_time(settings, monkeypatch):
+    """USE_TZ = False in New York, at 01:58 EDT on 1 November 2026: a task deferred to 01:03 EST
+    (fold 1, 5 minutes later) is not due yet, though its wall clock reads earlier; one deferred to
+    01:50 EDT is."""
+    from django.utils import timezone
+
+    settings.USE_TZ, settings.TIME_ZONE = False, "America/New_York"
+    monkeypatch.setattr(timezone, "now", lambda: datetime.datetime(2026, 11, 1, 1, 58))
+    worker = SQSWorker(SimpleNamespace(options={}, queue_url=URL))
+    worker.deferred = {"later": datetime.datetime(2026, 11, 1, 1, 3, fold=1)}
+    assert not worker.deferred_task_due()
+    worker.deferred["earlier"] = datetime.datetime(2026, 11, 1, 1, 50)
+    assert worker.deferred_task_due()

@@ -155,3 +155,20 @@ def test_redrives_past_max_attempts_stay_within_bounds():
     body = {**json.loads(encoded(queue_tasks.record_marker, "x")), "attempt": MAX_ATTEMPTS + 100}
     body["worker_ids"] = [f"host:{n}:sqs" for n in range(MAX_ATTEMPTS + 99)]
     assert len(decode(json.dumps(body))["worker_ids"]) == MAX_ATTEMPTS + 99
+
+
+# 1 November 2026 in New York: 01:00-02:00 comes twice, first in EDT (UTC-4), then in EST (UTC-5).
+FIRST_0158 = datetime.datetime(2026, 11, 1, 1, 58)  # 05:58 UTC
+SECOND_0103 = datetime.datetime(2026, 11, 1, 1, 3, fold=1)  # 06:03 UTC: 5 minutes later
+TWO_0203 = datetime.datetime(2026, 11, 1, 2, 3)  # 07:03 UTC: 65 minutes later
+
+
+def test_naive_times_across_a_repeated_hour_are_real_seconds_apart(settings):
+    """USE_TZ = False: a naive time is TIME_ZONE's wall clock, its fold telling which of a repeated
+    hour's two it is. The delay is the real time between two of them, not their wall clocks'
+    difference: 01:58 EDT to 01:03 EST was 0 s (a flush due 5 minutes later ran at once), and to
+    02:03 EST 300 s (the message came back 65 minutes later, not 5)."""
+    settings.USE_TZ, settings.TIME_ZONE = False, "America/New_York"
+    assert messages.delay_seconds(SECOND_0103, FIRST_0158) == 300
+    assert messages.delay_seconds(TWO_0203, FIRST_0158) == 900  # 3,900 s: the cap
+    assert messages.delay_seconds(FIRST_0158, SECOND_0103) == 0  # 5 minutes ago
