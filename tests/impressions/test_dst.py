@@ -1,0 +1,205 @@
+"""Daylight-saving time: impressions either side of a zone's clock changes land on their own
+TIME_ZONE days, the 23- and 25-hour days roll up whole, and the dashboard's days, weeks and
+months hold each day once, under USE_TZ = True and False."""
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.test import override_settings
+
+import impressions
+from casusult.models import Post
+from impressions import rollup, stats
+from impressions.flush import flush_pending
+from impressions.models import PeriodImpressions
+from impressions.recorder import record_impressions
+from tests.factories import make_posts
+
+from .history_check import rollup_mismatches
+
+pytestmark = pytest.mark.django_db
+
+S = timedelta(seconds=1)
+# The 2026 clock changes (UTC instants): (the one that skips local time, the one that repeats it).
+TRANSITIONS = {
+    "Europe/Berlin": (
+        datetime(2026, 3, 29, 1, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, tzinfo=UTC),
+    ),
+    "America/New_York": (
+        datetime(2026, 3, 8, 7, tzinfo=UTC),
+        datetime(2026, 11, 1, 6, tzinfo=UTC),
+    ),
+    # 30 minutes: a day of 23.5 and one of 24.5 hours.
+    "Australia/Lord_Howe": (
+        datetime(2026, 10, 3, 15, 30, tzinfo=UTC),
+        datetime(2026, 4, 4, 15, tzinfo=UTC),
+    ),
+    # At midnight: on 6 September the day starts at 01:00; on 4 April 23:00-24:00 comes twice.
+    "America/Santiago": (
+        datetime(2026, 9, 6, 4, tzinfo=UTC),
+        datetime(2026, 4, 5, 3, tzinfo=UTC),
+    ),
+    # 8 March starts at 01:00; on 1 November 00:00-01:00 comes twice (midnight too).
+    "America/Havana": (
+        datetime(2026, 3, 8, 5, tzinfo=UTC),
+        datetime(2026, 11, 1, 5, tzinfo=UTC),
+    ),
+}
+
+
+def moments_around(change):
+    """Instants just before and after a change, and an hour either side (the repeated hour)."""
+    return [
+        change - timedelta(hours=1) - S,
+        change - timedelta(hours=1) + S,
+        change - timedelta(minutes=30),
+        change - S,
+        change,
+        change + timedelta(minutes=30),
+        change + timedelta(hours=1) - S,
+        change + timedelta(hours=1) + S,
+    ]
+
+
+@pytest.mark.parametrize("use_tz", [True, False], ids=["use_tz", "naive"])
+@pytest.mark.parametrize("zone", sorted(TRANSITIONS))
+@pytest.mark.parametrize("which", [0, 1], ids=["short-day", "long-day"])
+def test_impressions_around_a_clock_change(standalone_buffer, zone, use_tz, which):
+    post = make_posts(1)[0]
+    change = TRANSITIONS[zone][which]
+    moments = moments_around(change)
+    with override_settings(TIME_ZONE=zone, USE_TZ=use_tz, IMPRESSIONS_HISTORY_DAYS=0):
+        expected = {}
+        for n, moment in enumerate(moments):
+            record_impressions(f"u:{n}", [post.id], now=moment)
+            day = moment.astimezone(ZoneInfo(zone)).date()
+            expected[day] = expected.get(day, 0) + 1
+        flush_pending()  # one flush, a window straddling the change
+        day = change.astimezone(ZoneInfo(zone)).date()
+        rollup.roll_up(today=day + timedelta(days=2), pace=0)
+        assert Post.objects.get(pk=post.pk).impressions == len(moments)
+        history = impressions.history([post.id], day - timedelta(days=3), day + timedelta(days=3))
+        assert history == {post.id: expected}
+        assert rollup_mismatches() == []
+        weeks = dict(
+            PeriodImpressions.objects.filter(object_id=post.id, period="w").values_list(
+                "start", "count"
+            )
+        )
+        assert sum(weeks.values()) == len(moments)
+        assert impressions.top_posts(day - timedelta(days=40), day + timedelta(days=1)) == [
+            (post.id, len(moments))
+        ]
+
+
+DASHBOARD = "/admin/impressions/dashboard/"
+
+
+def bars(html, chart_id):
+    start = html.index(f'id="chart-{chart_id}"')
+    end = html.index("</figure>", start)
+    return [
+        (date.fromisoformat(day), int(count))
+        for day, count in re.findall(
+            r'<g class="bar[^"]*" role="img" data-day="([\d-]+)" data-count="(\d+)"',
+            html[start:end],
+        )
+    ]
+
+
+def top_count(html, name, object_id):
+    start = html.index(f'id="top-{name}"')
+    table = html[start : html.index("</table>", start)]
+    match = re.search(rf'data-object-id="{object_id}"[^>]*>.*?class="number">(\d+)<', table, re.S)
+    return int(match[1]) if match else 0
+
+
+@pytest.mark.parametrize("use_tz", [True, False], ids=["use_tz", "naive"])
+@pytest.mark.parametrize("zone", sorted(TRANSITIONS))
+@pytest.mark.parametrize("which", [0, 1], ids=["short-day", "long-day"])
+@pytest.mark.parametrize("after", [0, 1, 3], ids=["on-the-day", "next-day", "days-later"])
+def test_the_dashboard_across_a_clock_change(
+    superuser_client, standalone_buffer, monkeypatch, zone, use_tz, which, after
+):
+    post = make_posts(1)[0]
+    change = TRANSITIONS[zone][which]
+    z = ZoneInfo(zone)
+    change_day = change.astimezone(z).date()
+    today = change_day + timedelta(days=after)
+    # Every hour from 3 days before the change's day to the end of `today`, one viewer each.
+    first = datetime.combine(change_day - timedelta(days=3), datetime.min.time(), z)
+    last = datetime.combine(today + timedelta(days=1), datetime.min.time(), z)
+    moments, moment = [], first.astimezone(UTC)
+    while moment < last.astimezone(UTC):
+        moments.append(moment)
+        moment += timedelta(hours=1)
+    expected = {}
+    for moment in moments:
+        expected[moment.astimezone(z).date()] = expected.get(moment.astimezone(z).date(), 0) + 1
+    # The day of the change is a short or a long one (Lord Howe's: 23.5 or 24.5 hours).
+    start = datetime.combine(change_day, datetime.min.time(), z).astimezone(UTC)
+    end = datetime.combine(change_day + timedelta(days=1), datetime.min.time(), z).astimezone(UTC)
+    hours = (end - start) / timedelta(hours=1)
+    assert hours == (23.5 if "Lord_Howe" in zone else 23) if which == 0 else hours > 24
+    monkeypatch.setattr(stats, "today", lambda: today)
+    with override_settings(TIME_ZONE=zone, USE_TZ=use_tz, IMPRESSIONS_HISTORY_DAYS=0):
+        for n, moment in enumerate(moments):
+            record_impressions(f"u:{n}", [post.id], now=moment)
+        flush_pending()
+        rollup.roll_up(today=today, pace=0)
+        for key, length in [("7d", 7), ("30d", 30), ("90d", 90), ("today", 1)]:
+            html = superuser_client.get(f"{DASHBOARD}?range={key}").content.decode()
+            days = bars(html, "site")
+            assert [day for day, _ in days] == [
+                today - timedelta(days=n) for n in reversed(range(length))
+            ], key
+            assert dict(days) == {day: expected.get(day, 0) for day, _ in days}, key
+            assert top_count(html, "today", post.id) == expected[today]
+            week = sum(
+                c for d, c in expected.items() if d.isocalendar()[:2] == today.isocalendar()[:2]
+            )
+            assert top_count(html, "this-week", post.id) == week
+            month = sum(
+                c for d, c in expected.items() if (d.year, d.month) == (today.year, today.month)
+            )
+            assert top_count(html, "this-month", post.id) == month
+            in_range = sum(c for d, c in expected.items() if d > today - timedelta(days=length))
+            assert top_count(html, "in-the-range", post.id) == in_range
+        page = superuser_client.get(f"/admin/casusult/post/{post.id}/change/").content.decode()
+        days = bars(page, f"object-{post.id}")
+        assert len(days) == 30 and days[-1][0] == today
+        assert dict(days) == {day: expected.get(day, 0) for day, _ in days}
+        assert rollup_mismatches() == []
+
+
+@pytest.mark.parametrize("use_tz", [True, False], ids=["use_tz", "naive"])
+@pytest.mark.parametrize("zone", sorted(TRANSITIONS))
+@pytest.mark.parametrize("which", [0, 1], ids=["short-day", "long-day"])
+def test_the_last_tenth_of_a_second_of_a_day_flushed_after_midnight_counts_on_that_day(
+    standalone_buffer, zone, use_tz, which
+):
+    """As counting.md says: the day an impression was recorded on, in TIME_ZONE, whenever its
+    flush runs, even after the roll-up has moved that day (a late count)."""
+    a, b = make_posts(2)
+    z = ZoneInfo(zone)
+    day = TRANSITIONS[zone][which].astimezone(z).date()
+    last = datetime.combine(day + timedelta(days=1), datetime.min.time(), z) - timedelta(
+        seconds=0.1
+    )
+    assert f"{last:%H:%M:%S.%f}" == "23:59:59.900000"
+    with override_settings(TIME_ZONE=zone, USE_TZ=use_tz, IMPRESSIONS_HISTORY_DAYS=0):
+        record_impressions("u:1", [a.id], now=last.timestamp())
+        record_impressions("u:2", [a.id], now=last + timedelta(seconds=0.2))  # 00:00:00.1
+        flush_pending()
+        rollup.roll_up(today=day + timedelta(days=1), pace=0)  # the day is rolled up
+        record_impressions("u:3", [b.id], now=last)
+        flush_pending()  # after midnight: a late count of a day rolled up
+        assert impressions.history([a.id, b.id], day, day + timedelta(days=1)) == {
+            a.id: {day: 1, day + timedelta(days=1): 1},
+            b.id: {day: 1},
+        }
+        assert impressions.top_posts(day, day) == [(a.id, 1), (b.id, 1)]
+        assert rollup_mismatches() == []
