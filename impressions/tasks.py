@@ -4,7 +4,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
@@ -117,6 +117,21 @@ def is_last_attempt(context):
     return context.attempt >= getattr(backend, "max_attempts", 1)
 
 
+def later(seconds):
+    """The moment `seconds` from now, in real time, as the project's datetimes are (aware; naive
+    in TIME_ZONE when USE_TZ = False, with the `fold` that tells a repeated hour's two apart).
+
+    Not the naive wall clock plus `seconds`: at 01:58 EDT on the night New York's 01:00-02:00
+    comes twice, that was 02:03 EST, 65 minutes away, and at 01:30 EST, 01:35 EDT, 55 minutes ago.
+    """
+    now = timezone.now()
+    if timezone.is_aware(now):
+        return now + timedelta(seconds=seconds)
+    zone = timezone.get_default_timezone()
+    moment = timezone.make_aware(now, zone).astimezone(UTC) + timedelta(seconds=seconds)
+    return timezone.make_naive(moment, zone)
+
+
 def enqueue_flush(delay=0, manual=False, soon=False):
     """Enqueue a window's flush `delay` seconds from now: IMPRESSIONS_FLUSH_PARTS tasks, each
     for its share of the shards, together; returns the first one's result. `manual` (asked for
@@ -140,7 +155,7 @@ def enqueue_flush(delay=0, manual=False, soon=False):
 def enqueue_flush_tasks(delay, manual, soon=False):
     flush_task = flush_impressions_task
     if delay and flush_task.get_backend().supports_defer:
-        flush_task = flush_task.using(run_after=timezone.now() + timedelta(seconds=delay))
+        flush_task = flush_task.using(run_after=later(delay))
     if manual:
         return flush_task.enqueue(manual=True)
     parts = conf.FLUSH_PARTS
@@ -203,8 +218,7 @@ def schedule_rollup():
             return False
         rollup_task = rollup_impressions_task
         if conf.FLUSH_DELAY and rollup_task.get_backend().supports_defer:
-            run_after = timezone.now() + timedelta(seconds=conf.FLUSH_DELAY)
-            rollup_task = rollup_task.using(run_after=run_after)
+            rollup_task = rollup_task.using(run_after=later(conf.FLUSH_DELAY))
         rollup_task.enqueue()
         return True
     except Exception:

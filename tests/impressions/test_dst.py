@@ -7,15 +7,19 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 from django.test import override_settings
+from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import rollup, stats
+from impressions import rollup, stats, tasks
+from impressions.conf import conf
 from impressions.flush import flush_pending
 from impressions.models import PeriodImpressions
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
+from tests.queues.rq.support import rq_settings
 
 from .history_check import rollup_mismatches
 
@@ -203,3 +207,39 @@ def test_the_last_tenth_of_a_second_of_a_day_flushed_after_midnight_counts_on_th
         }
         assert impressions.top_posts(day, day) == [(a.id, 1), (b.id, 1)]
         assert rollup_mismatches() == []
+
+
+# New York's night of 1 November 2026, when 01:00-02:00 comes twice (EDT, then EST), in UTC.
+FIRST_0158 = datetime(2026, 11, 1, 5, 58, tzinfo=UTC)  # 01:58 EDT
+SECOND_0130 = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST
+SPRING_0158 = datetime(2026, 3, 8, 6, 58, tzinfo=UTC)  # 01:58 EST, before the gap
+
+
+@pytest.mark.django_db(transaction=True)  # restoring TIME_ZONE reconfigures the connection
+@pytest.mark.parametrize("use_tz", [True, False], ids=["use_tz", "naive"])
+@pytest.mark.parametrize("moment", [FIRST_0158, SECOND_0130, SPRING_0158], ids=str)
+def test_the_flush_and_the_roll_up_run_a_flush_delay_later_across_a_clock_change(
+    settings, standalone_buffer, monkeypatch, use_tz, moment
+):
+    """The scheduled flush runs IMPRESSIONS_FLUSH_DELAY after the first impression, in real time.
+    Under USE_TZ = False, run_after was the naive wall clock plus 5 minutes: at 01:58 EDT, 02:03
+    EST, 65 minutes later (the schedule guard lapsed meanwhile and the dashboard said the pending
+    impressions had no flush); at 01:30 EST, 01:35 EDT, 55 minutes ago (it ran at once)."""
+    url = settings.RQ_REDIS_URL
+    queue = redis.Redis.from_url(url)
+    queue.flushdb()
+    try:
+        with override_settings(**rq_settings(url), USE_TZ=use_tz, TIME_ZONE="America/New_York"):
+            now = moment if use_tz else datetime.fromtimestamp(moment.timestamp())  # its fold too
+            monkeypatch.setattr(timezone, "now", lambda: now)
+            tasks.enqueue_flush(delay=conf.FLUSH_DELAY)
+            monkeypatch.setattr(tasks, "rollup_needed", lambda: True)
+            assert tasks.schedule_rollup()
+            assert queue.llen("rq:queue:default") == 0  # none runs at once
+            due = [
+                score for _, score in queue.zrange("rq:scheduled:default", 0, -1, withscores=True)
+            ]
+            assert len(due) == conf.FLUSH_PARTS + 1  # the flush's parts, the roll-up
+            assert set(due) == {moment.timestamp() + conf.FLUSH_DELAY}
+    finally:
+        queue.flushdb()
