@@ -3,7 +3,7 @@
 import csv
 import io
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.urls import NoReverseMatch, reverse
@@ -362,9 +362,14 @@ def next_flush(scheduled, pending=0):
     if due is None:
         return {"at": None, "text": "scheduled", "overdue": False, "stalled": False}
     now = timezone.now()
+    zone = timezone.get_default_timezone()
     if timezone.is_naive(now):  # USE_TZ = False: naive datetimes are TIME_ZONE's wall clock
-        due = timezone.make_naive(due, timezone.get_default_timezone())
-    at = timezone.localtime(due) if timezone.is_aware(due) else due
+        at = timezone.make_naive(due, zone)
+        # Compared in UTC: naive times (or aware ones of one zone) compare by their wall clocks,
+        # and across a DST change 5 minutes read as 65, or as 55 minutes ago.
+        now = timezone.make_aware(now, zone).astimezone(UTC)
+    else:
+        at = timezone.localtime(due)
     if due < now - timedelta(seconds=30):
         text = f"overdue by {duration_text(now - due)}"
         return {"at": at, "text": text, "overdue": True, "stalled": False}

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import rollup, stats, tasks
+from impressions import dashboard, rollup, stats, tasks
 from impressions.conf import conf
 from impressions.flush import flush_pending
 from impressions.models import PeriodImpressions
@@ -243,3 +243,20 @@ def test_the_flush_and_the_roll_up_run_a_flush_delay_later_across_a_clock_change
             assert set(due) == {moment.timestamp() + conf.FLUSH_DELAY}
     finally:
         queue.flushdb()
+
+
+@pytest.mark.parametrize("use_tz", [True, False], ids=["use_tz", "naive"])
+@pytest.mark.parametrize("moment", [FIRST_0158, SECOND_0130, SPRING_0158], ids=str)
+def test_the_next_flush_is_in_5_minutes_across_a_clock_change(monkeypatch, use_tz, moment):
+    """At 01:58 EDT a flush due at 01:03 EST was "overdue by 55 min" under USE_TZ = False: the
+    naive times were compared by their wall clocks."""
+    with override_settings(USE_TZ=use_tz, TIME_ZONE="America/New_York"):
+        now = moment if use_tz else datetime.fromtimestamp(moment.timestamp())
+        monkeypatch.setattr(timezone, "now", lambda: now)
+        monkeypatch.setattr(dashboard, "flush_due", lambda: moment + timedelta(minutes=5))
+        shown = dashboard.next_flush(scheduled=True)
+        assert (shown["text"], shown["overdue"]) == ("in 5 min", False)
+        local = (moment + timedelta(minutes=5)).astimezone(ZoneInfo("America/New_York"))
+        assert f"{shown['at']:%H:%M}" == f"{local:%H:%M}"
+        monkeypatch.setattr(dashboard, "flush_due", lambda: moment - timedelta(seconds=90))
+        assert dashboard.next_flush(scheduled=True)["text"] == "overdue by 90 s"
