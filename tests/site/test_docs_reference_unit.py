@@ -4,6 +4,8 @@ and command option on its owner's page, and every variable the site's settings r
 A reader relies on those pages; a flag or setting added to the code and not to them is invisible.
 """
 
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -111,3 +113,59 @@ def test_every_variable_the_site_settings_read_is_in_the_production_reference():
     documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", page("operations/production.md")))
     assert {"DEBUG", "REDIS_URL", "SQS_JOB_TIMEOUT", "IMPRESSIONS_ENABLED"} <= variables
     assert variables - documented == set()
+
+
+# `package.module.function(a, b, *, c=None)` as the pages write a call's signature (`f()` only
+# names the function).
+DOCUMENTED_CALL = re.compile(
+    r"`((?:impressions|queues|redis_endpoints)(?:\.\w+)+)\(([\w, *=.]+)\)`"
+)
+
+
+def documented_calls():
+    for path in sorted(DOCS.rglob("*.md")):
+        for name, params in DOCUMENTED_CALL.findall(path.read_text()):
+            yield pytest.param(name, params, id=f"{path.relative_to(DOCS)}: {name}({params})")
+
+
+def resolve(dotted):
+    module, _, attribute = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def call_shape(params):
+    """(positional count, keyword-only names, {name: default}) of a signature written as text; the
+    names of required positional parameters are the page's to choose (`objects` for `posts`)."""
+    positional, keyword_only, defaults, star = 0, [], {}, False
+    for param in filter(None, (p.strip() for p in params.split(","))):
+        if param == "*":
+            star = True
+            continue
+        name, _, default = param.partition("=")
+        if default:
+            defaults[name] = default
+        if star:
+            keyword_only.append(name)
+        elif not default:
+            positional += 1
+    return positional, keyword_only, defaults
+
+
+def code_shape(function):
+    signature = inspect.signature(function)
+    positional, keyword_only, defaults = 0, [], {}
+    for param in signature.parameters.values():
+        if param.default is not param.empty:
+            defaults[param.name] = repr(param.default)
+        if param.kind is param.KEYWORD_ONLY:
+            keyword_only.append(param.name)
+        elif param.kind is param.POSITIONAL_OR_KEYWORD and param.default is param.empty:
+            positional += 1
+    return positional, keyword_only, defaults
+
+
+@pytest.mark.parametrize(("name", "params"), list(documented_calls()))
+def test_a_call_signature_the_pages_give_is_the_code_s(name, params):
+    """A reader copies `record_impressions(key, ids, now=…)`: a keyword-only parameter written as
+    positional, a default or a parameter the code does not have, fails their call."""
+    assert call_shape(params) == code_shape(resolve(name))
