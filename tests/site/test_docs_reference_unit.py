@@ -4,6 +4,7 @@ and command option on its owner's page, and every variable the site's settings r
 A reader relies on those pages; a flag or setting added to the code and not to them is invisible.
 """
 
+import ast
 import importlib
 import inspect
 import re
@@ -169,3 +170,37 @@ def test_a_call_signature_the_pages_give_is_the_code_s(name, params):
     """A reader copies `record_impressions(key, ids, now=…)`: a keyword-only parameter written as
     positional, a default or a parameter the code does not have, fails their call."""
     assert call_shape(params) == code_shape(resolve(name))
+
+
+def documented_default(cell):
+    """The value a reference row's default cell starts with: a Python literal in backticks, or
+    None for "none: **required**"-like cells."""
+    if match := re.match(r"`([^`]+)`", cell.strip()):
+        return ast.literal_eval(match[1])
+    assert cell.strip().startswith("none"), cell
+    return None
+
+
+def test_each_impressions_setting_s_documented_default_is_conf_s():
+    rows = re.findall(
+        r"^\| `(IMPRESSIONS_[A-Z_]+)` \| ([^|]+) \|", page("impressions/settings.md"), re.M
+    )
+    documented = {name: documented_default(cell) for name, cell in rows}
+    assert documented == {name: setting.default for name, setting in conf.SETTINGS.items()}
+
+
+def test_each_queue_option_s_documented_default_is_its_backend_s():
+    """Each row's default against every backend that has the option (a section's JOB_TIMEOUT is
+    checked against both backends' defaults: they agree)."""
+    rows = re.findall(
+        r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)? \| ([^|]+) \|", page("queues/settings.md"), re.M
+    )
+    found = {}
+    for first, second, cell in rows:
+        for name in filter(None, (first, second)):
+            found.setdefault(name, set()).add(repr(documented_default(cell)))
+    code = {}
+    for backend in (RQBackend, SQSBackend):
+        for name, default in backend.option_defaults.items():
+            code.setdefault(name, set()).add(repr(default))
+    assert found == code
