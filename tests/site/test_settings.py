@@ -58,6 +58,10 @@ SECRET = "hunter2-s3cret"
         (f"redis://:{SECRET.replace('-', '/')}@cache:6379/0", "has a user name or password"),
         (f"redis://u:{SECRET.replace('-', '#')}@cache:6379/0", "has a user name or password"),
         (f"rediss://:{SECRET.replace('-', '?')}@cache:6379/0", "has a user name or password"),
+        # An @ before the / ? #: redis-py would send "hunter2" to the host "hunter2@s3" names.
+        ("redis://:hunter2@s3/cret@cache:6379/0", "has a user name or password"),
+        ("redis://:hunter2@s3?cret@cache:6379/0", "has a user name or password"),
+        ("redis://:hunter2@s3#cret@cache:6379/0", "has a user name or password"),
         ("unix://", "names no socket path"),
         # redis-py would quietly use database 0 (the buffer's, say) for the first.
         (f"redis://:{SECRET}@cache:6379/abc", "has a path that is no database number /0, /1, …"),
@@ -71,7 +75,7 @@ def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch
     message = str(raised.value)
     assert message.startswith(f"The environment variable REDIS_URL {said}"), message
     assert "redis://HOST:PORT/DB" in message
-    assert SECRET not in message and "s3cret" not in message
+    assert SECRET not in message and "s3cret" not in message and "hunter2" not in message
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,7 @@ def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch
         "redis://:p%2Fw%23d@cache:6379/0",  # percent-encoded
         "redis://:p@ss@cache:6379/0",  # an @ is read up to the last one, by redis-py too
         "rediss://cache:6380/0?ssl_ca_certs=/etc/ca@2026/ca.pem",  # an @ in the query
+        "rediss://u:p@cache:6380/0?ssl_ca_certs=/etc/ca@2026/ca.pem",  # and credentials
         "redis://cache:6379",  # database 0
         "redis://cache:6379/7/",
     ],
@@ -103,6 +108,8 @@ def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
         (f"postgres://app:{SECRET}/x@db:port/app", "has a port that is not a number from 0 to"),
         (f"postgres://app:{SECRET}@[::1/app", "has a host with an unclosed [ (scheme 'postgres')"),
         (f"postgres://app:{SECRET.replace('-', '/')}@db/app", "has a user name or password"),
+        ("postgres://app:hunter2@s3/cret@db:5432/app", "has a user name or password"),
+        ("postgres://app:hunter2@s3?cret@db:5432/app", "has a user name or password"),
     ],
 )
 def test_a_malformed_database_url_says_what_is_wrong_and_hides_the_rest(monkeypatch, value, said):
