@@ -56,6 +56,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Sets the visitor cookie of a new anonymous viewer (impressions/viewers.py); no session.
     "impressions.middleware.VisitorCookieMiddleware",
+    # A NUL byte in an admin URL, "view on site" of a model without pages: a 4xx, not a 500.
+    "casusult.security.AdminMalformedRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
