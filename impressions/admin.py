@@ -72,6 +72,12 @@ class FlushAdmin(ReadOnlyAdmin):
     search_fields = ["id", "recovered_by"]
     date_hierarchy = "started_at"
 
+    def get_object(self, request, object_id, from_field=None):
+        # A flush id is text, in which PostgreSQL refuses a NUL (DataError, a 500): no flush has one.
+        if "\x00" in str(object_id):
+            return None
+        return super().get_object(request, object_id, from_field)
+
     @admin.display(description="started", ordering="started_at")
     def started(self, flush):
         return exact_time(flush.started_at)
