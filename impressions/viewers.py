@@ -178,7 +178,19 @@ def client_ip(request):
         return remote
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     chain = [part.strip() for part in forwarded.split(",") if part.strip()] + [remote]
-    return chain[max(0, len(chain) - 1 - hops)]
+    return without_port(chain[max(0, len(chain) - 1 - hops)])
+
+
+def without_port(entry):
+    """The address of an X-Forwarded-For entry. Some proxies (Azure Application Gateway, IIS ARR)
+    append the port too, `192.0.2.1:51234` or `[2001:db8::1]:51234`: a client changes it with
+    each connection, and as part of the address it made each one a new viewer and budget."""
+    if entry.startswith("["):
+        end = entry.find("]")
+        return entry[1:end] if end > 0 else entry
+    if entry.count(":") == 1:  # IPv4 and a port; IPv6 has two colons at least
+        return entry.partition(":")[0]
+    return entry
 
 
 def client_digest(ip, user_agent, day):

@@ -246,6 +246,16 @@ def test_behind_one_proxy_the_forwarded_address_is_the_client_and_forged_parts_a
     assert counts(posts) == {2}
 
 
+@override_settings(IMPRESSIONS_TRUSTED_PROXIES=1)
+def test_behind_a_proxy_that_appends_the_port_a_new_connection_is_the_same_viewer(posts, day):
+    """A reload comes on another connection, from another port: once, as without the port."""
+    balancer = {"REMOTE_ADDR": "10.0.0.5", "HTTP_USER_AGENT": CHROME}
+    for port in (51234, 51235, 51236):
+        get(Client(), HTTP_X_FORWARDED_FOR=f"198.51.100.7:{port}", **balancer)
+    get(Client(), HTTP_X_FORWARDED_FOR="198.51.100.7", **balancer)
+    assert counts(posts) == {1}
+
+
 def test_without_trusted_proxies_x_forwarded_for_is_ignored(posts, day):
     get(Client(), HTTP_X_FORWARDED_FOR="198.51.100.7", HTTP_USER_AGENT=CHROME)
     get(Client(), HTTP_X_FORWARDED_FOR="198.51.100.8", HTTP_USER_AGENT=CHROME)

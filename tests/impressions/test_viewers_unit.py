@@ -29,6 +29,15 @@ factory = RequestFactory()
         (2, "1.2.3.4, 198.51.100.7, 172.16.0.2", "198.51.100.7"),  # CDN, then the balancer
         (2, "198.51.100.7", "198.51.100.7"),  # fewer entries than proxies: the leftmost
         (3, "", "10.0.0.5"),
+        # Some proxies (Azure Application Gateway, IIS ARR) append the port too: a client changes
+        # it with every connection, so it is no part of the address.
+        (1, "1.2.3.4:80, 198.51.100.7:51234", "198.51.100.7"),
+        (1, "[2001:db8::7]:51234", "2001:db8::7"),
+        (1, "[2001:db8::7]", "2001:db8::7"),
+        (1, "2001:db8::7", "2001:db8::7"),  # colons of IPv6 itself, no port
+        (1, "::ffff:198.51.100.7", "::ffff:198.51.100.7"),
+        (1, "not-an-address", "not-an-address"),  # kept as it is (a misconfigured proxy)
+        (1, "[2001:db8::7", "[2001:db8::7"),
     ],
 )
 def test_client_ip_skips_exactly_the_trusted_proxies(proxies, forwarded, expected):
