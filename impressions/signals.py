@@ -11,7 +11,7 @@ impressions_recorded = Signal(use_caching=True)
 flush_finished = Signal()
 
 # Served impressions not counted because the request was no view (reason "method": not a GET;
-# "bot": a crawler's User-Agent; "prefetch": a browser prefetch) or was beyond a budget ("rate": a
-# new anonymous viewer beyond its IP address's hourly budget, or a viewer beyond its hourly
-# impressions). Arguments: reason, served (impressions not counted).
+# "bot": a crawler's User-Agent; "prefetch": a browser prefetch; "subresource": loaded as an image,
+# script… or an opaque no-cors answer) or was beyond a budget ("rate": a new anonymous viewer
+# beyond its IP address's hourly budget, or a viewer beyond its hourly impressions). Arguments: reason, served (impressions not counted).
 impressions_ignored = Signal(use_caching=True)

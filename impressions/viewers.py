@@ -7,7 +7,9 @@
 - Anonymous without cookies (or on its first request): a digest of the day's secret salt, the
   client IP and the User-Agent, as cookie-less analytics do. Neither is stored, only the digest.
 - Not viewers at all: requests other than GET (a HEAD or OPTIONS shows nobody anything), browser
-  prefetches and User-Agents matching IMPRESSIONS_IGNORE_USER_AGENTS.
+  prefetches, a page loaded as an image, script or other subresource or by an opaque (no-cors)
+  request of another origin's page (Fetch Metadata), and User-Agents matching
+  IMPRESSIONS_IGNORE_USER_AGENTS.
 - Not counted: a new anonymous viewer beyond its IP address's hourly budget (budgets.py); it gets
   no cookie either.
 """
@@ -41,11 +43,35 @@ COOKIE_PAYLOAD = re.compile(r"([A-Za-z0-9_-]{16})\.(\d{8})\.([0-9a-f]{32})")
 # Browsers announce a prefetch (or a prerender, which may never be shown) in one of these.
 PREFETCH_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
 PREFETCH_WORDS = ("prefetch", "preview")
+# Fetch Metadata (Sec-Fetch-Dest): what the browser does with the answer. These never display a
+# page: another site's <img>, <script> or <link rel=stylesheet> pointing at the timeline counted
+# each of its visitors as a viewer.
+SUBRESOURCE_DESTINATIONS = frozenset(
+    {
+        "audio",
+        "audioworklet",
+        "font",
+        "image",
+        "json",
+        "manifest",
+        "paintworklet",
+        "report",
+        "script",
+        "serviceworker",
+        "sharedworker",
+        "style",
+        "track",
+        "video",
+        "worker",
+        "xslt",
+    }
+)
 
 
 class Viewer(NamedTuple):
     key: str | None  # the viewer key in Redis; None: not counted
-    ignored: str | None = None  # "method", "bot", "prefetch": no view; "rate": beyond a budget
+    # "method", "bot", "prefetch", "subresource": no view; "rate": beyond a budget
+    ignored: str | None = None
     new_cookie: str | None = None  # a visitor cookie to set on the response
 
 
@@ -112,6 +138,8 @@ def identify(request):
         return Viewer(None, ignored="method")
     if is_prefetch(request):
         return Viewer(None, ignored="prefetch")
+    if is_subresource(request):
+        return Viewer(None, ignored="subresource")
     if is_ignored_user_agent(request.META.get("HTTP_USER_AGENT", "")):
         return Viewer(None, ignored="bot")
     logged_in = user_id(request)
@@ -143,6 +171,19 @@ def is_prefetch(request):
         if value and any(word in value.lower() for word in PREFETCH_WORDS):
             return True
     return False
+
+
+def is_subresource(request):
+    """A browser loads the answer where it shows nobody the posts: as an image, script, style…
+    (Sec-Fetch-Dest), or as an opaque answer to a no-cors request from another origin's page,
+    which that page cannot read (a `fetch(url, {mode: "no-cors"})`). Clients that send no Fetch
+    Metadata (apps, scripts, older browsers) are not affected."""
+    meta = request.META
+    if meta.get("HTTP_SEC_FETCH_DEST", "").lower() in SUBRESOURCE_DESTINATIONS:
+        return True
+    return meta.get("HTTP_SEC_FETCH_MODE", "").lower() == "no-cors" and meta.get(
+        "HTTP_SEC_FETCH_SITE", ""
+    ).lower() in ("cross-site", "same-site")
 
 
 def is_ignored_user_agent(user_agent):

@@ -166,6 +166,43 @@ def test_prefetches_are_not_counted_logged_in_or_not(client, posts, header):
     assert counts(posts) == {1}
 
 
+# What a browser sends when another site's page loads the timeline as an image, a script or a
+# no-cors fetch: Chromium, from a page of another origin, counted each (20 impressions a visitor).
+SUBRESOURCES = [
+    {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_SEC_FETCH_MODE": "no-cors", "HTTP_SEC_FETCH_DEST": "image"},
+    {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_SEC_FETCH_MODE": "no-cors", "HTTP_SEC_FETCH_DEST": "empty"},
+    {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_SEC_FETCH_MODE": "no-cors", "HTTP_SEC_FETCH_DEST": "script"},
+    {"HTTP_SEC_FETCH_SITE": "same-site", "HTTP_SEC_FETCH_MODE": "no-cors", "HTTP_SEC_FETCH_DEST": "empty"},
+    {"HTTP_SEC_FETCH_SITE": "same-origin", "HTTP_SEC_FETCH_MODE": "no-cors", "HTTP_SEC_FETCH_DEST": "style"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("headers", SUBRESOURCES)
+def test_a_page_loaded_as_an_image_script_or_opaque_fetch_is_not_counted(client, posts, headers):
+    response = get(client, HTTP_USER_AGENT=CHROME, **headers)
+    assert visitor_cookie(response) is None
+    client.force_login(make_user("embedder"))
+    get(client, HTTP_USER_AGENT=CHROME, **headers)
+    assert counts(posts) == {0}
+    get(client, HTTP_USER_AGENT=CHROME, HTTP_SEC_FETCH_MODE="cors", HTTP_SEC_FETCH_DEST="empty")
+    assert counts(posts) == {1}  # the same user's fetch that reads the answer
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no browser: an app, a script
+        {"HTTP_SEC_FETCH_SITE": "none", "HTTP_SEC_FETCH_MODE": "navigate", "HTTP_SEC_FETCH_DEST": "document"},
+        {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_SEC_FETCH_MODE": "navigate", "HTTP_SEC_FETCH_DEST": "document"},
+        {"HTTP_SEC_FETCH_SITE": "same-origin", "HTTP_SEC_FETCH_MODE": "cors", "HTTP_SEC_FETCH_DEST": "empty"},
+        {"HTTP_SEC_FETCH_SITE": "same-origin", "HTTP_SEC_FETCH_MODE": "no-cors", "HTTP_SEC_FETCH_DEST": "empty"},
+    ],
+)  # fmt: skip
+def test_pages_and_fetches_that_show_the_posts_still_count(posts, headers):
+    get(Client(), HTTP_USER_AGENT=CHROME, **headers)
+    assert counts(posts) == {1}
+
+
 def test_the_ignore_pattern_is_a_setting(posts):
     with override_settings(IMPRESSIONS_IGNORE_USER_AGENTS=""):
         get(Client(), HTTP_USER_AGENT="Googlebot/2.1 (a)")
