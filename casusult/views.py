@@ -8,6 +8,7 @@ from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_safe
 
 import impressions
@@ -65,8 +66,11 @@ def timeline_page(request):
 
 
 # GET and HEAD only (a HEAD is answered but not counted: impressions counts GETs alone);
-# OPTIONS, TRACE, POST… are a 405 naming the allowed methods (casusult.methods).
+# OPTIONS, TRACE, POST… are a 405 naming the allowed methods (casusult.methods). Never stored
+# by a shared cache (Cache-Control: private): a page a CDN served from its store records nobody's
+# impressions, and a logged-in page holds its viewer's CSRF token.
 @page_safe_methods
+@cache_control(private=True)
 def timeline(request):
     try:
         page = timeline_page(request)
@@ -80,6 +84,7 @@ def timeline(request):
 
 
 @api_safe_methods
+@cache_control(private=True)
 def timeline_api(request):
     try:
         page = timeline_page(request)

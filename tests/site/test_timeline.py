@@ -276,3 +276,13 @@ def test_an_error_is_the_sites_500_page(client, monkeypatch):
     response = client.get("/")
     assert response.status_code == 500
     assert "<h1>Something went wrong</h1>" in response.content.decode()
+
+
+@pytest.mark.parametrize("url", ["/", "/api/timeline/"])
+def test_timeline_pages_are_never_stored_by_a_shared_cache(client, url):
+    # A page a CDN or proxy served from its store reaches no view, so nobody's impressions are
+    # recorded; and a logged-in page carries its viewer's CSRF token.
+    make_posts(3)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "private" in response.headers.get("Cache-Control", "")
