@@ -32,7 +32,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from redis_endpoints import (
+    CREDENTIALS_PROBLEM,
     cluster_endpoint_reason,
+    credentials_misread,
     has_unreadable_database,
     refused_options,
     whitespace_problem,
@@ -176,6 +178,8 @@ def url_options_problem(url):
     no network call."""
     if problem := whitespace_problem(url):
         return problem
+    if credentials_misread(url):
+        return CREDENTIALS_PROBLEM
     query = parse_qs(urlsplit(url).query)
     if has_unreadable_database(url):  # redis-py would quietly use database 0
         return "its path is no database number /0, /1, …"

@@ -54,6 +54,39 @@ def whitespace_problem(url: object) -> str | None:
     return None
 
 
+def credentials_misread(url: str) -> bool:
+    """Whether a raw /, ? or # in the user name or password of `url` makes redis-py (and
+    dj-database-url, and urllib) read another host: the first of them ends the host there, so the
+    host taken is part of the password's text (which it is sent) or none (localhost), and the
+    rest of the password lands in the path, the query or the fragment.
+
+    Read with the credentials cut off at the last @ (as redact() does), the URL has the host it
+    means; read raw, it has no host or another port, or, when the password holds an @ before its
+    / ? #, an @ where none of a well-formed URL is: in the path (the database), the fragment, or
+    a query item that is no name=value (a CA file's path, `?ssl_ca_certs=/etc/ca@2026/ca.pem`,
+    is one). Percent-encoded credentials (%2F %3F %23 %40) are read right.
+    """
+    try:
+        meant = urllib.parse.urlsplit(redact(url))
+        raw = urllib.parse.urlsplit(url)
+        raw.port  # noqa: B018 (the password's text after a ':' taken for the port)
+    except ValueError:
+        return True
+    if meant.hostname and not raw.hostname:
+        return True
+    if "@" not in raw.netloc:
+        return False
+    stray = "@" in raw.path or "@" in raw.fragment
+    return stray or any("@" in item and "=" not in item for item in re.split("[&;]", raw.query))
+
+
+CREDENTIALS_PROBLEM = (
+    "its user name or password holds a /, ? or # that is not percent-encoded: redis-py ends the"
+    " host there, and would send the password to a host read from its text, or to localhost."
+    " Write them %2F, %3F and %23 (and an @ in them %40)"
+)
+
+
 def has_unreadable_database(url: str) -> bool:
     """Whether a redis:// or rediss:// URL's path is no database number (/abc, /7/x, /-1):
     redis-py reads /<n> as the database to SELECT, and quietly uses database 0 for a path it

@@ -12,7 +12,7 @@ import urllib.parse
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from redis_endpoints import has_unreadable_database, redact, redact_text
+from redis_endpoints import credentials_misread, has_unreadable_database, redact, redact_text
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -208,35 +208,13 @@ def url_problem(url, schemes, rest_problem):
         parts.port  # noqa: B018 (raises ValueError for a port that is no number)
     except ValueError:
         return f"has a port that is not a number from 0 to 65535 ({shown})"
-    if _credentials_misread(url, parts):
+    if credentials_misread(url):
         return (
             f"has a user name or password holding a /, ? or # that is not percent-encoded"
             f" ({shown}): clients end the host there, and would take part of the password for"
             " the host or port. Write them %2F, %3F and %23 (and an @ in them %40)"
         )
     return rest_problem(scheme, parts, shown)
-
-
-def _credentials_misread(url, parts):
-    """Whether the raw `url`, read as redis-py and dj-database-url read it (the first /, ? or #
-    ends the authority), loses the host or port that `parts` (the credentials cut off at the
-    last @) has: a raw / ? # in the password. Never shown: that reading is the password's text.
-
-    A password holding an @ before its / ? or # (`hunter2@s3/cret`) leaves the raw reading a host
-    (`s3`) and the rest of the password in the path, the query or the fragment, where no @ of a
-    well-formed URL is: the database name or number, the fragment, a query item that is no
-    name=value (a CA file's path, `?ssl_ca_certs=/etc/ca@2026/ca.pem`, is)."""
-    try:
-        raw = urllib.parse.urlsplit(url)
-        raw.port  # noqa: B018 (the password's text after a ':' taken for the port)
-    except ValueError:
-        return True
-    if bool(parts.hostname) and not raw.hostname:
-        return True
-    if "@" not in raw.netloc:
-        return False
-    stray = "@" in raw.path or "@" in raw.fragment
-    return stray or any("@" in item and "=" not in item for item in re.split("[&;]", raw.query))
 
 
 def from_env(readers, prefix=""):

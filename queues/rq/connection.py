@@ -15,7 +15,9 @@ from redis.exceptions import NoPermissionError
 from rq.serializers import JSONSerializer, resolve_serializer
 
 from redis_endpoints import (
+    CREDENTIALS_PROBLEM,
     UNTRUSTED_CERTIFICATE_HINT,
+    credentials_misread,
     has_unreadable_database,
     refused_certificate,
     refused_options,
@@ -66,6 +68,8 @@ def connection_problem(config: dict) -> str | None:
         return None
     if "URL" in config and (problem := whitespace_problem(config["URL"])):
         return problem
+    if "URL" in config and credentials_misread(str(config["URL"])):
+        return CREDENTIALS_PROBLEM
     if "URL" in config and has_unreadable_database(str(config["URL"])):
         return (
             "its URL's path is no database number /0, /1, … (redis-py would quietly take a word"

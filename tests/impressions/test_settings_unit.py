@@ -371,6 +371,13 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         ("redis://:hunter2@h:6379/2 ", "ends with whitespace"),
         ("redis://:hunter2@h:6379/2\n", "ends with whitespace"),
         (" redis://:hunter2@h:6379/2", "begins or ends with whitespace"),
+        # A raw / ? # in the password ends the host for redis-py: it took `s3` for the host (and
+        # sent it the password's first part), or none (localhost); a raw / was "no database".
+        ("redis://:hunter2@s3?cret@h:6379/2", "not percent-encoded"),
+        ("redis://:hunter2@s3#cret@h:6379/2", "not percent-encoded"),
+        ("redis://:hunter2@s3/cret@h:6379/2", "not percent-encoded"),
+        ("redis://:hun?ter2@h:6379/2", "not percent-encoded"),
+        ("redis://:hun/ter2@h:6379/2", "not percent-encoded"),
     ],
 )
 def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, problem):
@@ -391,6 +398,7 @@ def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, 
         "redis://h?db=3&protocol=3&client_name=web&health_check_interval=30",
         "unix:///run/redis.sock?db=2",
         "redis://h:6379/7/",
+        "rediss://:p%40ss%2Fw%3Fo%23rd@h/0?ssl_ca_certs=/etc/ca@2026/ca.pem",
     ],
 )
 def test_buffer_urls_redis_py_takes_pass(url):

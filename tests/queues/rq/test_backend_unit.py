@@ -71,6 +71,9 @@ def test_the_json_serializer_may_be_named_or_given(settings):
         ({"URL": "redis://:pw@h:6379/abc"}, "path is no database number"),
         ({"URL": "redis://:pw@h:6379/-1"}, "path is no database number"),
         ({"URL": "redis://:pw@h:6379/1 "}, "ends with whitespace"),
+        ({"URL": "redis://:pw@s3?cret@h:6379/1"}, "not percent-encoded"),
+        ({"URL": "redis://:pw@s3/cret@h:6379/1"}, "not percent-encoded"),
+        ({"URL": "redis://:p#w@h:6379/1"}, "not percent-encoded"),
         ({"HOST": "h", "PASSWORD": "pw"}, "django-rq needs its 'PORT' key too"),
         ({"UNIX_SOCKET_PATH": "/run/redis.sock"}, "django-rq needs its 'DB' key too"),
         (
