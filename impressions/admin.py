@@ -28,6 +28,8 @@ from django.utils.functional import lazy
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from redis_endpoints import redact_text
+
 from . import dashboard, flush_now, stats
 from .conf import conf, counted_model, counted_names, counted_objects, counted_plural
 from .live import read_buffer
@@ -125,8 +127,8 @@ class FlushAdmin(ReadOnlyAdmin):
         since = timezone.now()
         try:
             result = flush_now.start()
-        except Exception as error:
-            messages.error(request, f"Could not enqueue the flush: {error}")
+        except Exception as error:  # its text may name the queue's URL: never its credentials
+            messages.error(request, f"Could not enqueue the flush: {redact_text(str(error))}")
             return HttpResponseRedirect(target)
         outcome = flush_now.wait(result, since, current_app=site)
         if outcome.done:

@@ -1,6 +1,7 @@
 """Credentials in URLs never reach a reader: settings errors, system checks, log lines, the admin's
-queue status page (the django-rq pages and /readyz: tests/queues/rq/test_dashboard_permissions.py,
-tests/site/test_health.py). One function does it: redis_endpoints.redact."""
+queue status page and "Flush now" (the django-rq pages and /readyz:
+tests/queues/rq/test_dashboard_permissions.py, tests/site/test_health.py). One function does it:
+redis_endpoints.redact."""
 
 import json
 import logging
@@ -140,3 +141,30 @@ def test_the_queue_status_page_hides_credentials_in_an_error(
     assert "EndpointConnectionError" in page.text  # the error is shown...
     assert SECRET not in page.text  # ...without the password
     assert "http://proxy:***@127.0.0.1:1" in page.text
+
+
+@pytest.mark.django_db
+def test_flush_now_hides_credentials_in_the_enqueue_error(
+    admin_client, settings, moto_aws_env, monkeypatch
+):
+    for name, value in moto_aws_env.items():
+        monkeypatch.setenv(name, value)
+    # The flush task goes to an SQS endpoint behind a proxy that takes credentials, and is down.
+    endpoint = f"http://proxy:{SECRET}@127.0.0.1:1"
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "queues.sqs.backend.SQSBackend",
+            "OPTIONS": {
+                "QUEUE_URL": f"{endpoint}/123456789012/q",
+                "CLIENT_PARAMS": {"endpoint_url": endpoint},
+            },
+        }
+    }
+    page = admin_client.post(
+        "/admin/impressions/flush/flush-now/", {"next": "/admin/impressions/flush/"}, follow=True
+    )
+    assert page.status_code == 200
+    shown = [str(message) for message in page.context["messages"]]
+    assert len(shown) == 1 and shown[0].startswith("Could not enqueue the flush:")  # said...
+    assert "http://proxy:***@127.0.0.1:1" in shown[0]
+    assert SECRET not in page.text  # ...without the password
