@@ -11,9 +11,16 @@ from django.urls import NoReverseMatch, reverse
 from queues.admin import rq_dashboard_url
 from queues.stats import all_backend_stats, describe
 
+# The queue status page's permissions (QueueStatusAdmin: view, or change, which implies it).
+VIEW_QUEUES, CHANGE_QUEUES = "queues.view_queuestatus", "queues.change_queuestatus"
+
 
 def queue_panel(request):
-    """Every task backend's queue numbers, as on the queue status admin page."""
+    """Every task backend's queue numbers, as on the queue status admin page; only for users who
+    may view that page (every staff user sees the dashboard)."""
+    user = request.user
+    if not (user.has_perm(VIEW_QUEUES) or user.has_perm(CHANGE_QUEUES)):
+        return None
     rows = []
     for found in all_backend_stats():
         name = f"{found.alias} ({found.backend})"

@@ -302,12 +302,17 @@ def extra_panels(request):
     """The panels IMPRESSIONS_DASHBOARD_PANELS adds: a site shows what this app cannot import.
 
     Each entry is the dotted path of a callable(request) returning {"title", "rows": [(label,
-    value)], optional "links": [(text, url)]}; one that fails is shown as unavailable, never a 500.
+    value)], optional "links": [(text, url)]}, or None: no panel for this request (a user who may
+    not see its numbers; every staff user sees the dashboard); one that fails is shown as
+    unavailable, never a 500.
     """
     panels = []
     for path in conf.DASHBOARD_PANELS:
         try:
-            panel = dict(import_string(path)(request))
+            panel = import_string(path)(request)
+            if panel is None:
+                continue
+            panel = dict(panel)
         except Exception as error:
             logger.warning("dashboard: panel %s failed", path, exc_info=True)
             panel = {"title": path, "error": f"{type(error).__name__}: {redact_text(str(error))}"}

@@ -3,6 +3,8 @@
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import override_settings
 
 from impressions.tasks import flush_impressions_task
@@ -51,3 +53,20 @@ def test_a_failing_panel_is_shown_unavailable_not_a_500(admin_client):
         response = admin_client.get(DASHBOARD)
     assert response.status_code == 200
     assert "unavailable: ModuleNotFoundError" in response.content.decode()
+
+
+def test_the_queue_numbers_need_the_queue_pages_view_permission(client, rq_tasks):
+    # Staff who may see the dashboard but not the queue pages (which answer them 403) see no
+    # queue numbers there either; with the permission, they do.
+    staff = get_user_model().objects.create_user("dashboard-only", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/admin/queues/queuestatus/").status_code == 403
+
+    page = client.get(DASHBOARD).content.decode()
+
+    assert 'aria-label="Task queues"' not in page
+    assert "RQBackend" not in page
+    staff.user_permissions.add(Permission.objects.get(codename="view_queuestatus"))
+    staff = get_user_model().objects.get(pk=staff.pk)  # the permissions read again
+    client.force_login(staff)
+    assert "default (RQBackend) default" in queue_panel(client.get(DASHBOARD).content.decode())
