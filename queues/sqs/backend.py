@@ -125,9 +125,11 @@ def is_queue_name(value: Any) -> bool:
 
 
 def is_queue_url(value: Any) -> bool:
-    """An OPTIONS rule: None, or an http(s) URL whose path ends in a queue name; an AWS host's
-    path is /<12-digit account>/<name>. An ARN, a bare name or a URL without its scheme passed
-    boto3's own validation and failed at the first call, far from the setting."""
+    """An OPTIONS rule: None, or an http(s) URL whose path ends in a queue name, without a query
+    or fragment; an AWS host's path is /<12-digit account>/<name>. An ARN, a bare name or a URL
+    without its scheme passed boto3's own validation and failed at the first call, far from the
+    setting; a query (a presigned URL's signature) became part of the queue's name, printed by
+    the checks, the dashboard and /metrics."""
     if value is None:
         return True
     if not isinstance(value, str):
@@ -138,6 +140,8 @@ def is_queue_url(value: Any) -> bool:
         return False
     segments = parts.path.strip("/").split("/")
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
         return False
     if not QUEUE_NAME.fullmatch(segments[-1]):
         return False

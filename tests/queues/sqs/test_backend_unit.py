@@ -313,3 +313,16 @@ def test_a_deferred_task_in_a_repeated_hour_is_due_by_the_real_time(settings, mo
     assert not worker.deferred_task_due()
     worker.deferred["earlier"] = datetime.datetime(2026, 11, 1, 1, 50)
     assert worker.deferred_task_due()
+
+
+@pytest.mark.parametrize(
+    "tail", ["?X-Amz-Signature=s3cret-Pa55", "?password=s3cret-Pa55", "#fragment"]
+)
+def test_a_queue_url_with_a_query_or_fragment_is_refused_without_printing_it(settings, tail):
+    """No SQS queue URL has one; taken, it became part of the queue's name, which the deploy
+    checks, the dashboard and the public /metrics (its queue label) print."""
+    settings.TASKS = {"jobs": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_URL": URL + tail}}}
+    [error] = task_backends["jobs"].check()
+    assert error.id == "queues.E005"
+    assert error.msg.startswith("TASKS['jobs']['OPTIONS']: QUEUE_URL=")
+    assert "s3cret-Pa55" not in error.msg
