@@ -5,7 +5,9 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 
+from casusult.models import Post
 from impressions import keys, stats
+from tests.browser import USER_AGENT
 from tests.factories import make_posts
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,3 +109,53 @@ def test_the_buffer_panel_shows_entries_set_aside(live_server, chromium, standal
         assert row.inner_text().startswith("2 entries in Redis that no database takes")
         assert "{imp:N}:set-aside" in row.inner_text()
         assert errors == []
+
+
+# Each fits Post.__str__'s 60 characters, so a label printed as markup would be whole markup.
+MARKUP = [
+    "<img src=x onerror=\"window.__pwned='img'\">",
+    "</title></text><svg onload=\"window.__pwned='svg'\">]]>",
+    "\"><script>window.__pwned='script'</script>",
+]
+
+
+def test_markup_in_posts_and_names_is_shown_as_text_never_run(
+    live_server, browser, history_rows, standalone_buffer
+):
+    """A post's words and its author's name are untrusted, and so is a counted object's str():
+    the timeline, the dashboard (its top lists, data-* attributes, the charts' SVG), the ranked
+    list and the admin pages show them as text. The browser ignores the Content-Security-Policy
+    here: escaping alone must keep them inert, as it would on a project without that policy."""
+    get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    author = get_user_model().objects.create_user(MARKUP[2], password="unused-pw")
+    posts = [Post.objects.create(author=author, body=body) for body in MARKUP]
+    for count, post in enumerate(posts, start=1):
+        history_rows(post.id, stats.today(), count)
+    context = browser.new_context(bypass_csp=True, user_agent=USER_AGENT)
+    try:
+        page = context.new_page()
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+        def shown(path):
+            page.goto(f"{live_server.url}{path}")
+            for summary in page.locator("details summary").all():
+                summary.click()  # the charts' tables of numbers
+            assert page.evaluate("window.__pwned") is None, path
+            return page
+
+        timeline = shown("/")  # counts an impression of each: pending, shown live below
+        assert timeline.locator("article p").all_inner_texts() == MARKUP[::-1]
+        assert MARKUP[2] in timeline.locator("article .meta").first.inner_text()
+        open_dashboard(page, live_server)
+        dashboard = shown("/admin/impressions/dashboard/")
+        assert dashboard.locator("#top-today tbody tr a").all_inner_texts() == MARKUP[::-1]
+        ranked = shown("/admin/impressions/dashboard/objects/")
+        assert ranked.locator("#result_list tbody th a").all_inner_texts() == MARKUP[::-1]
+        assert MARKUP[0] in shown("/admin/casusult/post/").locator("#result_list").inner_text()
+        change = shown(f"/admin/casusult/post/{posts[1].id}/change/")
+        assert change.locator(f"#chart-object-{posts[1].id} svg g.bar").count() == 30
+        shown("/admin/impressions/flush/")
+        assert dialogs == []
+    finally:
+        context.close()
