@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
+from django.db.models import QuerySet
 from django.dispatch import receiver
 
 # Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
@@ -321,6 +322,14 @@ def invalid_settings():
 def counted_model():
     """The model class IMPRESSIONS_MODEL names (checks.py reports a bad value at start-up)."""
     return apps.get_model(conf.MODEL)
+
+
+def counted_rows():
+    """Every row of the counted model: a plain QuerySet, past its managers. A
+    default manager that hides rows (a blog's `objects` of published posts), or a base manager
+    made one (Meta.base_manager_name), would have the flush drop a draft's impressions as those
+    of an object that no longer exists, and the dashboard call it deleted."""
+    return QuerySet(model=counted_model())
 
 
 def counted_names():

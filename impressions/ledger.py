@@ -20,7 +20,7 @@ from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from . import batches, history_writer, keys
-from .conf import conf, counted_model
+from .conf import conf, counted_model, counted_rows
 from .models import Flush
 
 logger = logging.getLogger(__name__)
@@ -287,9 +287,10 @@ def write_batch_portable(lines):
     for object_id, _, count in rows:
         totals[object_id] = totals.get(object_id, 0) + count
     columns = counted_columns()
-    # The base manager, as the UPDATE below: a default manager that hides rows must not drop counts.
-    # On the UPDATE's connection, not a read router's replica, which may not have a new row yet.
-    rows_here = columns.model._base_manager.using(connection.alias)
+    # Every row, as the UPDATE below: no manager's filter (counted_rows), not even the base
+    # manager's (Meta.base_manager_name may name one that hides rows); on the UPDATE's
+    # connection, not a read router's replica, which may not have a new row yet.
+    rows_here = counted_rows().using(connection.alias)
     existing = set(rows_here.filter(pk__in=list(totals)).values_list("pk", flat=True))
     table, pk, count = columns.table, columns.pk, columns.count
     with connection.cursor() as cursor:

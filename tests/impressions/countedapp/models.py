@@ -52,3 +52,96 @@ class Tag(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class PublishedManager(models.Manager):
+    """A default manager that hides rows, as a blog's drafts: the flush counts them all the same."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(published=True)
+
+
+class Entry(models.Model):
+    """Hidden rows, a primary key not named `id`, quoted column names: a CMS's post as it is."""
+
+    entry_no = models.BigAutoField(primary_key=True, db_column="EntryNo")
+    title = models.CharField(max_length=100, default="")
+    published = models.BooleanField(default=True)
+    hits = models.PositiveBigIntegerField(default=0, db_column="Hits")
+
+    # The default manager hides drafts, and so does the base manager (Django's docs advise
+    # against it; projects do it): neither may make the flush drop a draft's counts.
+    objects = PublishedManager()
+    everything = models.Manager()  # noqa: DJ012 (a manager, not a field)
+
+    class Meta:
+        base_manager_name = "objects"
+
+    def __str__(self):
+        return self.title or f"entry {self.pk}"
+
+
+class Badge(models.Model):
+    """A SmallAutoField key (smallint in PostgreSQL) and a count column with a database default."""
+
+    id = models.SmallAutoField(primary_key=True)
+    shown = models.PositiveBigIntegerField(db_default=0)
+
+    def __str__(self):
+        return f"badge {self.pk}"
+
+
+class Sensor(models.Model):
+    """An IntegerField key of the project's own numbering, negative ids included."""
+
+    number = models.IntegerField(primary_key=True)
+    reads = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"sensor {self.pk}"
+
+
+class FeaturedArticle(Article):
+    """A proxy of Article: the same table and ids."""
+
+    class Meta:
+        proxy = True
+
+
+class SchemaPost(models.Model):
+    """Unmanaged, in a PostgreSQL schema of its own (the test creates the schema and table)."""
+
+    id = models.BigAutoField(primary_key=True)
+    seen = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        managed = False
+        db_table = '"content"."Post"'
+
+    def __str__(self):
+        return f"schemapost {self.pk}"
+
+
+class ArticleView(models.Model):
+    """A database view over Article's table (the test creates it), not managed by Django."""
+
+    id = models.BigIntegerField(primary_key=True)
+    views = models.PositiveBigIntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "countedapp_article_view"
+
+    def __str__(self):
+        return f"articleview {self.pk}"
+
+
+class Voucher(models.Model):
+    """Keys impressions cannot count (impressions.E004): a UUID."""
+
+    id = models.UUIDField(primary_key=True)
+    uses = models.PositiveBigIntegerField(default=0)
+    price = models.DecimalField(max_digits=12, decimal_places=0, default=0)
+
+    def __str__(self):
+        return str(self.pk)
