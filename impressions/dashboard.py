@@ -13,7 +13,7 @@ from django.utils.module_loading import import_string
 from redis_endpoints import redact_text
 
 from . import charts, keys, periods, ranking, rollup, stats
-from .conf import conf, counted_model
+from .conf import conf, counted_model, counted_rows
 from .live import pending_by_object, range_total, with_pending
 from .models import Flush
 from .ranges import QUICK_RANGES, BadRange, DateRange, parse_range
@@ -45,9 +45,20 @@ def object_id(text):
 def known_object(object_id, start, end):
     """Whether the counted model has this object, or the history impressions of it (a deleted
     object's) in start..end."""
-    if counted_model()._default_manager.filter(pk=object_id).exists():
+    if counted_rows().filter(pk=object_id).exists():
         return True
     return bool(stats.history([object_id], start, end)[object_id])
+
+
+def objects_of(ids):
+    """{id: object} of the counted model's objects of `ids` that exist: through its default
+    manager (its select_related and the like, which its __str__ may need), then the rest past
+    it (counted_rows): an object it hides (a draft) is no deleted object."""
+    ids = list(ids)
+    found = counted_model()._default_manager.in_bulk(ids)
+    if hidden := [object_id for object_id in ids if object_id not in found]:
+        found.update(counted_rows().in_bulk(hidden))
+    return found
 
 
 def admin_url(name, current_app, args=()):
@@ -63,7 +74,7 @@ def describe_objects(ids, user, current_app=None):
     """{id: (label, change URL on the admin site `current_app` or None)}; links only for users who
     may view the objects."""
     model = counted_model()
-    found = model._default_manager.in_bulk(list(ids))
+    found = objects_of(ids)
     opts = model._meta
     may_view = user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or user.has_perm(
         f"{opts.app_label}.change_{opts.model_name}"
@@ -264,7 +275,7 @@ def ranked_csv_lines(date_range):
 
 def _csv_rows(writer, out, batch):
     """Write `batch` with its objects' names (one query per batch); yield the text so far."""
-    found = counted_model()._default_manager.in_bulk([object_id for _, object_id, _ in batch])
+    found = objects_of([object_id for _, object_id, _ in batch])
     for rank, object_id, count in batch:
         obj = found.get(object_id)
         writer.writerow([rank, object_id, "" if obj is None else as_text(str(obj)), count])

@@ -6,6 +6,7 @@ PostgreSQL and Redis; or refused at start-up (tests/impressions/test_settings_un
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.urls import reverse
 
 from impressions.flush import flush_pending
 from tests.factories import make_user
@@ -39,6 +40,22 @@ def test_hidden_rows_are_counted(standalone_buffer, sql_path):
     assert report.posts_dropped == 0
     assert dict(Entry.everything.values_list("entry_no", "hits")) == {shown.pk: 1, draft.pk: 2}
     assert history_sums([shown.pk, draft.pk]) == {shown.pk: 1, draft.pk: 2}
+
+
+def test_the_dashboard_names_hidden_rows(standalone_buffer, admin_client):
+    shown = Entry.objects.create(title="shown")
+    draft = Entry.objects.create(title="draft", published=False)
+    with counting("countedapp.Entry", "hits"):
+        visit(make_user("alice"), [shown, draft])
+        flush_pending()
+        page = admin_client.get(reverse("admin:impressions_dashboard_changelist")).content.decode()
+        ranked = admin_client.get(reverse("admin:impressions_dashboard_objects")).content.decode()
+        csv = admin_client.get(reverse("admin:impressions_objects_csv"))
+        csv = b"".join(csv.streaming_content).decode()
+    # A draft is no deleted object: named in the top lists, the ranking and its CSV.
+    assert "(deleted)" not in page and "(deleted)" not in ranked
+    assert ">draft<" in page and ">draft<" in ranked
+    assert f",{draft.pk},draft,1" in csv
 
 
 def test_a_small_auto_key_and_a_database_default(standalone_buffer, sql_path):
