@@ -31,7 +31,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from redis_endpoints import redact_text
 
 from . import dashboard, flush_now, stats
-from .conf import conf, counted_model, counted_names, counted_objects, counted_plural
+from .conf import (
+    conf,
+    counted_model,
+    counted_names,
+    counted_objects,
+    counted_plural,
+    counts_into,
+)
 from .live import read_buffer
 from .models import Dashboard, Flush
 from .recorder import lost, pending_status
@@ -220,12 +227,14 @@ class PendingImpressionsAdminMixin:
         )
 
     def _impressions_count_field(self):
-        """IMPRESSIONS_COUNT_FIELD if this admin's model is IMPRESSIONS_MODEL, else None."""
+        """IMPRESSIONS_COUNT_FIELD if this admin's model has it, in the counted table: the
+        counted model, a proxy of it or the model it proxies, a multi-table child of it; else
+        None."""
         try:
             counted = counted_model()
         except (LookupError, ValueError, TypeError, AttributeError):
             return None
-        return conf.COUNT_FIELD if self.model is counted else None
+        return conf.COUNT_FIELD if counts_into(self.model, counted) else None
 
     @admin.display(description="pending (Redis)")
     def pending_impressions(self, post):

@@ -324,6 +324,13 @@ def counted_model():
     return apps.get_model(conf.MODEL)
 
 
+def counts_into(kind, model):
+    """Whether instances of model class `kind` are rows of the counted `model`'s table, with its
+    ids: `model` itself, a proxy of it or the model it proxies (one table), a multi-table child
+    of it (its key is the parent's id)."""
+    return issubclass(kind._meta.concrete_model, model._meta.concrete_model)
+
+
 def counted_rows():
     """Every row of the counted model: a plain QuerySet, past its managers. A
     default manager that hides rows (a blog's `objects` of published posts), or a base manager

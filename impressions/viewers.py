@@ -26,7 +26,7 @@ from django.core import signing
 from django.db.models import Model
 
 from .budgets import grant_new_viewer
-from .conf import conf, counted_model
+from .conf import conf, counted_model, counts_into
 from .recorder import record_impressions, record_loss
 from .redis_client import REDIS_FAILURES
 from .salt import daily_salt, utc_day
@@ -114,7 +114,7 @@ def served_ids(posts):
     model = counted_model()
     # One check per class on the page, not per object: a page is of one class or a few.
     kinds = {type(post) for post in posts}
-    others = {kind for kind in kinds if issubclass(kind, Model) and not issubclass(kind, model)}
+    others = {kind for kind in kinds if issubclass(kind, Model) and not counts_into(kind, model)}
     post_ids = [getattr(post, "pk", None) for post in posts if type(post) not in others]
     missing = post_ids.count(None)
     if others or missing:

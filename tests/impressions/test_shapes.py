@@ -4,11 +4,14 @@ view. Counted exactly, through the flush (both paths), the history and the dashb
 PostgreSQL and Redis; or refused at start-up (tests/impressions/test_settings_unit.py)."""
 
 import pytest
+from django.contrib import admin
 from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 
+from impressions.admin import PendingImpressionsAdminMixin
 from impressions.flush import flush_pending
+from impressions.recorder import record_impressions
 from tests.factories import make_user
 
 from .countedapp.models import (
@@ -16,7 +19,9 @@ from .countedapp.models import (
     ArticleView,
     Badge,
     Entry,
+    FeaturedArticle,
     SchemaPost,
+    Story,
 )
 from .history_check import history_sums
 from .test_reuse import visit
@@ -66,6 +71,49 @@ def test_a_small_auto_key_and_a_database_default(standalone_buffer, sql_path):
         report = flush_pending()
     assert (report.posts_updated, report.impressions_applied) == (2, 3)
     assert dict(Badge.objects.values_list("id", "shown")) == {first.pk: 2, second.pk: 1}
+
+
+def test_a_proxy_as_the_counted_model(standalone_buffer, sql_path):
+    first, second = Article.objects.bulk_create([Article(title="one"), Article(title="two")])
+    proxied = FeaturedArticle.objects.get(pk=first.pk)
+    with counting("countedapp.FeaturedArticle", "views"):
+        visit(make_user("alice"), [proxied])
+        # The concrete model's instances: the same rows, the same ids.
+        visit(make_user("bob"), [first, second])
+        report = flush_pending()
+    assert report.impressions_applied == 3
+    assert dict(Article.objects.values_list("id", "views")) == {first.pk: 2, second.pk: 1}
+
+
+class ArticleAdmin(PendingImpressionsAdminMixin, admin.ModelAdmin):
+    """An adopter's admin of one of the models that share the counted table."""
+
+
+@pytest.mark.parametrize(
+    ("counted", "field", "administered"),
+    [
+        # A proxy counted, the concrete model in the admin; and the other way round.
+        ("countedapp.FeaturedArticle", "views", Article),
+        ("countedapp.Article", "views", FeaturedArticle),
+        # A multi-table parent counted, a child in the admin: the child's form has the field.
+        ("countedapp.Listing", "listed_views", Story),
+    ],
+)
+def test_every_admin_of_the_counted_table_leaves_the_count_alone(
+    rf, standalone_buffer, counted, field, administered
+):
+    """An admin save of a row read before a flush must not put the older count back."""
+    obj = administered.objects.create()
+    model_admin = ArticleAdmin(administered, admin.site)
+    request = rf.post("/")
+    with counting(counted, field):
+        assert field in model_admin.get_readonly_fields(request, obj)
+        loaded = administered.objects.get(pk=obj.pk)  # the admin reads the row...
+        record_impressions("u:1", [obj.pk])
+        flush_pending()  # ...a flush commits...
+        model_admin.save_model(request, loaded, form=None, change=True)  # ...the admin saves
+    obj.refresh_from_db()
+    assert getattr(obj, field) == 1
 
 
 def test_an_unmanaged_table_in_another_schema(standalone_buffer, sql_path):
