@@ -397,7 +397,8 @@ class DashboardAdmin(ReadOnlyAdmin):
             post_id = dashboard.object_id(post_text) if post_text else None
             if post_text and post_id is None:
                 raise dashboard.BadRange(
-                    f"post must be an object id, a whole number up to {dashboard.MAX_OBJECT_ID},"
+                    "post must be an object id, a whole number from"
+                    f" {dashboard.MIN_OBJECT_ID} to {dashboard.MAX_OBJECT_ID},"
                     f" not {post_text[:20]!r}."
                 )
         except dashboard.BadRange as bad:

@@ -27,19 +27,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_DAYS = 30  # of a single object's chart
 TOP_LIMIT = 10
 CSV_BATCH = 2000  # objects named per query in the CSV of every object
-MAX_OBJECT_ID = 2**63 - 1  # the history's object_id is a bigint
+# The history's object_id is a bigint; an IntegerField key may be negative.
+MIN_OBJECT_ID, MAX_OBJECT_ID = -(2**63), 2**63 - 1
 # A spreadsheet opening the CSV runs a cell that starts with one of these as a formula (CSV
 # injection, =HYPERLINK(…) or worse): an object's name is whatever its author wrote.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def object_id(text):
-    """The object id `text` names (a whole number up to MAX_OBJECT_ID), or None."""
+    """The object id `text` names (a whole number from MIN_OBJECT_ID to MAX_OBJECT_ID: an
+    IntegerField key may be negative), or None."""
     text = text.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_OBJECT_ID)):
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(MAX_OBJECT_ID)):
         return None
     number = int(text)
-    return number if number <= MAX_OBJECT_ID else None
+    return number if MIN_OBJECT_ID <= number <= MAX_OBJECT_ID else None
 
 
 def known_object(object_id, start, end):

@@ -274,10 +274,12 @@ def test_csv_of_one_post_and_of_the_top_posts(staff_client, history_rows):
     [
         ("post=abc&days=7", "post must be an object id"),
         ("days=5", "days must be one of"),
-        ("post=-1", "post must be an object id"),
+        ("post=--1", "post must be an object id"),
+        ("post=-9223372036854775809", "post must be an object id"),
         (
             "post=99999999999999999999999",
-            "post must be an object id, a whole number up to 9223372036854775807,"
+            "post must be an object id, a whole number from -9223372036854775808 to"
+            " 9223372036854775807,"
             " not '99999999999999999999'.",
         ),
         ("post=9223372036854775808", "post must be an object id"),

@@ -9,9 +9,10 @@ from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 
+from impressions import stats
 from impressions.admin import PendingImpressionsAdminMixin
 from impressions.flush import flush_pending
-from impressions.recorder import record_impressions
+from impressions.recorder import pending_counts, record_impressions
 from tests.factories import make_user
 
 from .countedapp.models import (
@@ -21,6 +22,7 @@ from .countedapp.models import (
     Entry,
     FeaturedArticle,
     SchemaPost,
+    Sensor,
     Story,
 )
 from .history_check import history_sums
@@ -71,6 +73,23 @@ def test_a_small_auto_key_and_a_database_default(standalone_buffer, sql_path):
         report = flush_pending()
     assert (report.posts_updated, report.impressions_applied) == (2, 3)
     assert dict(Badge.objects.values_list("id", "shown")) == {first.pk: 2, second.pk: 1}
+
+
+def test_negative_keys(standalone_buffer, sql_path, admin_client):
+    sensors = Sensor.objects.bulk_create(Sensor(number=n) for n in (-1500, -2, 0, 7, 1200))
+    with counting("countedapp.Sensor", "reads"):
+        visit(make_user("alice"), sensors)
+        visit(make_user("bob"), sensors[:2])
+        expected = {-1500: 2, -2: 2, 0: 1, 7: 1, 1200: 1}
+        assert pending_counts(expected) == expected
+        report = flush_pending(batch_size=2)
+        # The change page's CSV link of a sensor names its id: -2.
+        csv = admin_client.get(reverse("admin:impressions_dashboard_csv") + "?post=-2&days=7")
+    assert (report.posts_updated, report.impressions_applied) == (5, 7)
+    assert dict(Sensor.objects.values_list("number", "reads")) == expected
+    assert history_sums(expected) == expected
+    assert csv.status_code == 200, csv.content
+    assert csv.content.decode().splitlines()[-1] == f"-2,{stats.today()},2"
 
 
 def test_a_proxy_as_the_counted_model(standalone_buffer, sql_path):
