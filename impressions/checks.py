@@ -21,6 +21,7 @@
 | impressions.W007   | check --deploy    | the buffer's server evicts any key when full (maxmemory-policy allkeys-*) |
 | impressions.E011   | every check       | IMPRESSIONS_FLUSH_REPLICA_WAIT is not below IMPRESSIONS_FLUSH_REDIS_TIMEOUT |
 | impressions.W008   | every check       | IMPRESSIONS_COUNT_FIELD is narrower than 64 bits in the database |
+| impressions.E012   | database checks   | PostgreSQL cannot UPDATE the counted column (a view that is not updatable) |
 
 Never reuse a retired id.
 """
@@ -32,7 +33,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, connections, models, router
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, router
 from django.tasks.backends.dummy import DummyBackend
 from redis.connection import parse_url
 from redis.exceptions import AuthenticationError
@@ -252,6 +253,54 @@ def narrow_count_field_warnings(field, field_name):
             hint="Use models.PositiveBigIntegerField(default=0); a migration widens the column.",
             obj=field,
             id="impressions.W008",
+        )
+    ]
+
+
+@checks.register(checks.Tags.database)
+def check_counted_table(app_configs=None, databases=None, **kwargs):
+    """impressions.E012: PostgreSQL cannot UPDATE the counted model's count column (a view that
+    is not automatically updatable, with no INSTEAD OF trigger or rule; a materialized view; a
+    view's column that is an expression): every flush would fail on it, its counts waiting in
+    Redis. Asked of the database, so a database check (`migrate`, `check --database default`),
+    as Django's own. A table that does not exist yet (before `migrate` makes it) is no error."""
+    if not databases or DEFAULT_DB_ALIAS not in databases:
+        return []
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        return []
+    try:
+        model = apps.get_model(conf.MODEL)
+        column = model._meta.get_field(conf.COUNT_FIELD).column
+    except (LookupError, ValueError, TypeError, AttributeError, FieldDoesNotExist):
+        return []  # impressions.E001/E002 say why
+    table = connection.ops.quote_name(model._meta.db_table)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                # UPDATE is bit 4 of pg_relation_is_updatable; triggers and rules count.
+                "SELECT pg_relation_is_updatable(c.oid, true) & 4 = 4,"
+                " coalesce(pg_column_is_updatable(c.oid, a.attnum, true), true)"
+                " FROM pg_class AS c LEFT JOIN pg_attribute AS a ON a.attrelid = c.oid"
+                " AND a.attname = %s AND NOT a.attisdropped WHERE c.oid = to_regclass(%s)",
+                [column, table],
+            )
+            row = cursor.fetchone()
+    except DatabaseError:
+        return []  # not reachable, or refused: the flush says what it finds
+    if row is None or all(row):
+        return []
+    what = "the view" if not row[0] else f"the column {column!r} of the view"
+    return [
+        checks.Error(
+            f"IMPRESSIONS_MODEL={conf.MODEL!r} is the database relation {table}, and PostgreSQL"
+            f" cannot UPDATE {what} that IMPRESSIONS_COUNT_FIELD={conf.COUNT_FIELD!r} names:"
+            " every flush would fail, its counts waiting in Redis.",
+            hint="Count the model of the table behind the view, or make the view updatable"
+            " (a plain column of one table, no DISTINCT, GROUP BY or join; or an INSTEAD OF"
+            " UPDATE trigger).",
+            obj="IMPRESSIONS_MODEL",
+            id="impressions.E012",
         )
     ]
 
