@@ -182,6 +182,7 @@ def test_a_field_the_model_lacks_is_e002(model, field):
     [
         ("countedapp.Article", "title"),  # CharField
         ("countedapp.Article", "rating"),  # FloatField
+        ("countedapp.Sensor", "total"),  # DecimalField, even without decimal places
         ("countedapp.Article", "id"),  # an integer, but the primary key
         ("casusult.Post", "author"),  # a foreign key
         ("casusult.Post", "created_at"),
@@ -225,9 +226,39 @@ def test_a_count_field_in_the_parent_s_table_is_e010():
     assert "countedapp.Listing" in error.msg and "'countedapp.Listing'" in error.hint
 
 
-def test_a_model_without_an_integer_primary_key_is_e004():
-    with override_settings(IMPRESSIONS_MODEL="countedapp.Tag", IMPRESSIONS_COUNT_FIELD="uses"):
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ("countedapp.Tag", "SlugField"),
+        ("countedapp.Voucher", "UUIDField"),
+        ("countedapp.Placement", "CompositePrimaryKey"),
+    ],
+)
+def test_a_model_without_an_integer_primary_key_is_e004(model, key):
+    """The history keeps ids as bigints: refused at start-up, not at the first record or flush."""
+    with override_settings(IMPRESSIONS_MODEL=model, IMPRESSIONS_COUNT_FIELD="uses"):
         assert counted_model_check_ids() == {"impressions.E004"}
+        [error] = check_counted_model()
+    assert error.msg == (
+        f"IMPRESSIONS_MODEL={model!r} has a {key} primary key; impressions are counted by"
+        " integer ids."
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("countedapp.Entry", "hits"),  # a key not named id, managers that hide rows
+        ("countedapp.Badge", "shown"),  # SmallAutoField key, a db_default count
+        ("countedapp.Sensor", "reads"),  # IntegerField key
+        ("countedapp.FeaturedArticle", "views"),  # a proxy
+        ("countedapp.SchemaPost", "seen"),  # unmanaged, in another schema
+        ("countedapp.ArticleView", "views"),  # a view (E012 asks the database)
+    ],
+)
+def test_the_shapes_the_flush_counts_pass(model, field):
+    with override_settings(IMPRESSIONS_MODEL=model, IMPRESSIONS_COUNT_FIELD=field):
+        assert counted_model_check_ids() == set()
 
 
 class SecondDatabaseRouter:

@@ -22,7 +22,9 @@ from .countedapp.models import (
     ArticleView,
     Badge,
     Entry,
+    Feature,
     FeaturedArticle,
+    Listing,
     SchemaPost,
     Sensor,
     Story,
@@ -208,3 +210,18 @@ def test_a_missing_table_is_no_e012(standalone_buffer):
     """Before `migrate` (which runs the checks) creates it, a table is missing: no error yet."""
     with counting("countedapp.SchemaPost", "seen"):
         assert database_check_ids() == set()
+
+
+def test_a_multi_table_parent_counts_its_children_s_views(standalone_buffer, sql_path):
+    """A CMS's base page counted: a page type's instances are its rows (the same ids)."""
+    listing = Listing.objects.create(name="a listing")
+    story, feature = Story.objects.create(name="a story"), Feature.objects.create(name="a feature")
+    with counting("countedapp.Listing", "listed_views"):
+        visit(make_user("alice"), [listing, story, feature])
+        visit(make_user("bob"), [Listing.objects.get(pk=story.pk), feature])
+        report = flush_pending()
+    assert (report.posts_updated, report.impressions_applied) == (3, 5)
+    counts = dict(Listing.objects.values_list("pk", "listed_views"))
+    assert counts == {listing.pk: 1, story.pk: 2, feature.pk: 2}
+    assert history_sums(counts) == counts
+    assert set(Story.objects.values_list("reads", flat=True)) == {0}

@@ -96,6 +96,8 @@ class Sensor(models.Model):
 
     number = models.IntegerField(primary_key=True)
     reads = models.PositiveBigIntegerField(default=0)
+    # Whole numbers, but no integer field: no count (E003).
+    total = models.DecimalField(max_digits=20, decimal_places=0, default=0)
 
     def __str__(self):
         return f"sensor {self.pk}"
@@ -141,7 +143,18 @@ class Voucher(models.Model):
 
     id = models.UUIDField(primary_key=True)
     uses = models.PositiveBigIntegerField(default=0)
-    price = models.DecimalField(max_digits=12, decimal_places=0, default=0)
 
     def __str__(self):
         return str(self.pk)
+
+
+class Placement(models.Model):
+    """A composite primary key (Django 5.2+): no single integer id to count by (E004)."""
+
+    pk = models.CompositePrimaryKey("slot", "day")
+    slot = models.IntegerField()
+    day = models.IntegerField()
+    shown = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.slot}/{self.day}"
