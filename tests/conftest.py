@@ -214,7 +214,9 @@ def django_pool(transactional_db):
     two connections at most, a wait of 2 s for one. Yields the pool (closed at the end).
 
     OPTIONS is put back here, not by monkeypatch: its undo may come after the database's
-    teardown, whose queries would open another pool, left open."""
+    teardown, whose queries would open another pool, left open. It is put back even when closing
+    fails (no psycopg_pool installed: every use of the connection raises), else every later
+    test of the session would fail on the pool too."""
     params = connection.settings_dict
     options = params["OPTIONS"]
     connections.close_all()
@@ -222,6 +224,8 @@ def django_pool(transactional_db):
     try:
         yield connection.pool
     finally:
-        connections.close_all()
-        connection.close_pool()
-        params["OPTIONS"] = options
+        try:
+            connections.close_all()
+            connection.close_pool()
+        finally:
+            params["OPTIONS"] = options
