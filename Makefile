@@ -39,6 +39,17 @@ database: venv
 migrate: database
 	$(PY) manage.py migrate --noinput
 
+# The names a browser reaches `make run` and `make serve` by: the loopback ones and HOST (Django
+# answers 400 to any other), for a wildcard HOST (0.0.0.0, ::) this machine's name and addresses;
+# ALLOWED_HOSTS in the environment wins.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+bracketed = $(if $(and $(findstring :,$(1)),$(if $(findstring [,$(1)),,x)),[$(1)],$(1))
+SERVED_NAMES = $(if $(filter 0.0.0.0 :: [::] 0,$(HOST)),$(shell hostname) $(shell hostname -I 2>/dev/null),$(HOST))
+run serve: export ALLOWED_HOSTS ?= $(subst $(space),$(comma),$(strip 127.0.0.1 localhost [::1] \
+	$(foreach name,$(SERVED_NAMES),$(call bracketed,$(name)))))
+
 run: migrate
 	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)
 	@$(PY) manage.py ensure_admin --password-file $(STATE_DIR)/admin-password

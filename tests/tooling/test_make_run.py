@@ -58,9 +58,13 @@ def answers(url):
         return False
 
 
+HOST = "127.0.0.2"
+
+
 @pytest.fixture
 def make_run(tmp_path):
-    """`make run` on a SQLite file, a Redis port nothing listens on and a free web port."""
+    """`make run` on a SQLite file, a Redis port nothing listens on and a free web port, served
+    on HOST=127.0.0.2 (a loopback address other than the default, as a user's own host name)."""
     web_port, redis_port = devservices.free_port(), devservices.free_port()
     env = {
         **os.environ,
@@ -75,6 +79,7 @@ def make_run(tmp_path):
         [
             "make",
             "run",
+            f"HOST={HOST}",
             f"PORT={web_port}",
             f"STATE_DIR={tmp_path / 'state'}",
             "DEMO_USERS=2",
@@ -93,7 +98,7 @@ def make_run(tmp_path):
         process.wait()
     log.close()
     # Only if the test failed: nothing of it may outlive it.
-    leftovers = started | set(processes_naming(f"127.0.0.1:{web_port}", f"127.0.0.1:{redis_port}"))
+    leftovers = started | set(processes_naming(f"{HOST}:{web_port}", f"127.0.0.1:{redis_port}"))
     for pid in leftovers:
         if is_alive(pid) and pid != os.getpid():
             os.kill(pid, signal.SIGKILL)
@@ -108,7 +113,8 @@ def test_ctrl_c_on_make_run_stops_every_process_it_started(make_run):
         started.update(descendants(process.pid))
         lines = [command_line(pid) for pid in started]
         worker_up = any("runworker" in line for line in lines)
-        if worker_up and answers(f"http://127.0.0.1:{web_port}/"):
+        # At its HOST, not only on 127.0.0.1: Django answered 400 to every other name.
+        if worker_up and answers(f"http://{HOST}:{web_port}/"):
             break
         time.sleep(0.5)
     started.update(descendants(process.pid))
@@ -126,6 +132,6 @@ def test_ctrl_c_on_make_run_stops_every_process_it_started(make_run):
 
     left = {pid: command_line(pid) for pid in started if is_alive(pid)}
     assert left == {}, f"still running after Ctrl-C: {left}\n{log.read_text()[-2000:]}"
-    assert processes_naming(f"127.0.0.1:{web_port}", f"127.0.0.1:{redis_port}") == []
-    assert not devservices.is_listening("127.0.0.1", web_port)
+    assert processes_naming(f"{HOST}:{web_port}", f"127.0.0.1:{redis_port}") == []
+    assert not devservices.is_listening(HOST, web_port)
     assert not devservices.is_listening("127.0.0.1", redis_port)
