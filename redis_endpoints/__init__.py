@@ -65,6 +65,10 @@ def credentials_misread(url: str) -> bool:
     / ? #, an @ where none of a well-formed URL is: in the path (the database), the fragment, or
     a query item that is no name=value (a CA file's path, `?ssl_ca_certs=/etc/ca@2026/ca.pem`,
     is one). Percent-encoded credentials (%2F %3F %23 %40) are read right.
+
+    A unix:// URL's authority holds credentials alone (none, or `[user]:password@`) and its path
+    is a file's, where an @ is no stray (`unix:///run/redis@main.sock`): there, a misread is an
+    authority the / ? # cut before its @ (`unix://:pa/ss@/run/redis.sock`).
     """
     try:
         meant = urllib.parse.urlsplit(redact(url))
@@ -72,6 +76,10 @@ def credentials_misread(url: str) -> bool:
         raw.port  # noqa: B018 (the password's text after a ':' taken for the port)
     except ValueError:
         return True
+    if raw.scheme.lower() == "unix":
+        authority = raw.netloc
+        cut = authority and not authority.endswith("@") and ("@" in authority or ":" in authority)
+        return bool(cut) and "@" in raw.path + raw.query + raw.fragment
     if meant.hostname and not raw.hostname:
         return True
     if "@" not in raw.netloc:

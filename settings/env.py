@@ -164,16 +164,24 @@ def env_redis_url(name, default=UNSET):
 
 def redis_url_problem(url):
     """What is wrong with `url` as a Redis URL, or None (shown as url_problem shows it)."""
-    problem = url_problem(url, REDIS_SCHEMES, _redis_url_rest)
+    # A socket's path read raw (url_problem has read it): cut at its last @ as the redacted parts
+    # are, the path of unix:///run/redis@main.sock was "" ("names no socket path").
+    problem = url_problem(
+        url,
+        REDIS_SCHEMES,
+        lambda scheme, parts, shown: _redis_url_rest(
+            scheme, parts, urllib.parse.urlsplit(url).path
+        ),
+    )
     # The URL itself: url_problem parsed it redacted, whose path an @ in the query can garble.
     if problem is None and has_unreadable_database(url):
         return "has a path that is no database number /0, /1, …"
     return problem
 
 
-def _redis_url_rest(scheme, parts, shown):
+def _redis_url_rest(scheme, parts, socket_path):
     if scheme == "unix":
-        return None if parts.path else "names no socket path (scheme 'unix')"
+        return None if socket_path else "names no socket path (scheme 'unix')"
     if not parts.hostname:
         return f"has an empty host (scheme {scheme!r})"
     return None

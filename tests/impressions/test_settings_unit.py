@@ -409,6 +409,9 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         ("redis://:hunter2@s3/cret@h:6379/2", "not percent-encoded"),
         ("redis://:hun?ter2@h:6379/2", "not percent-encoded"),
         ("redis://:hun/ter2@h:6379/2", "not percent-encoded"),
+        # A socket's path: redis-py took "hun" for the password and "/ter2@/run/r.sock" for it.
+        ("unix://:hun/ter2@/run/redis.sock", "not percent-encoded"),
+        ("unix://:hunter2@s3/cret@/run/redis.sock", "not percent-encoded"),
     ],
 )
 def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, problem):
@@ -428,6 +431,9 @@ def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, 
         "rediss://h:6379?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false",
         "redis://h?db=3&protocol=3&client_name=web&health_check_interval=30",
         "unix:///run/redis.sock?db=2",
+        # An @ in a socket's path (a systemd instance's, say): no credentials at all.
+        "unix:///run/redis@main.sock?db=2",
+        "unix://:p%2Fw@/run/redis@main.sock",
         "redis://h:6379/7/",
         "rediss://:p%40ss%2Fw%3Fo%23rd@h/0?ssl_ca_certs=/etc/ca@2026/ca.pem",
     ],

@@ -63,6 +63,7 @@ SECRET = "hunter2-s3cret"
         ("redis://:hunter2@s3?cret@cache:6379/0", "has a user name or password"),
         ("redis://:hunter2@s3#cret@cache:6379/0", "has a user name or password"),
         ("unix://", "names no socket path"),
+        ("unix://:hunter2/s3cret@/run/redis.sock", "has a user name or password"),
         # redis-py would quietly use database 0 (the buffer's, say) for the first.
         (f"redis://:{SECRET}@cache:6379/abc", "has a path that is no database number /0, /1, …"),
         (f"redis://:{SECRET}@cache:6379/-1", "has a path that is no database number"),
@@ -84,6 +85,8 @@ def test_a_malformed_redis_url_says_what_is_wrong_and_hides_the_rest(monkeypatch
         "redis://cache:6379/0",
         "rediss://u:p@cache.example.com:6380/1",
         "unix:///r.sock",
+        "unix:///run/redis@main.sock",  # an @ in a socket's path: no credentials
+        "unix://:p%2Fw@/run/redis@main.sock?db=2",
         "redis://:p%2Fw%23d@cache:6379/0",  # percent-encoded
         "redis://:p@ss@cache:6379/0",  # an @ is read up to the last one, by redis-py too
         "rediss://cache:6380/0?ssl_ca_certs=/etc/ca@2026/ca.pem",  # an @ in the query

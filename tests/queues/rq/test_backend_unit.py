@@ -100,6 +100,7 @@ def test_an_entry_django_rq_cannot_build_a_client_from_is_e009(settings, entry, 
         {"URL": "redis://LOCALHOST?db=3&socket_timeout=2&health_check_interval=30"},
         {"URL": "rediss://user:p%40ss@h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem"},
         {"URL": "unix:///run/redis.sock?db=2"},
+        {"URL": "unix:///run/redis@main.sock?db=2"},  # an @ in the path: no credentials
         {"UNIX_SOCKET_PATH": "/run/redis.sock", "DB": 2},
         {"HOST": "::1", "PORT": 6379, "USERNAME": "u", "PASSWORD": "p@ss", "SSL": True},
     ],
