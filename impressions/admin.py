@@ -33,6 +33,7 @@ from redis_endpoints import redact_text
 from . import dashboard, flush_now, stats
 from .conf import (
     conf,
+    counted_id,
     counted_model,
     counted_names,
     counted_objects,
@@ -236,6 +237,14 @@ class PendingImpressionsAdminMixin:
             return None
         return conf.COUNT_FIELD if counts_into(self.model, counted) else None
 
+    def _counted_ids(self, posts):
+        """Each row's id in the counted table: not the pk of a multi-table child with a key of
+        its own (counted_id)."""
+        if self._impressions_count_field() is None:
+            return [post.pk for post in posts]
+        counted = counted_model()
+        return [counted_id(post, counted) for post in posts]
+
     @admin.display(description="pending (Redis)")
     def pending_impressions(self, post):
         pending = getattr(post, "pending_impressions_value", None)
@@ -244,12 +253,13 @@ class PendingImpressionsAdminMixin:
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
         posts = list(changelist.result_list)  # evaluated once; the template reuses this cache
+        ids = self._counted_ids(posts)
         try:
-            counts, reported_lost = pending_status([post.pk for post in posts])
+            counts, reported_lost = pending_status(ids)
         except Exception:
             counts, reported_lost = None, None
-        for post in posts:
-            post.pending_impressions_value = None if counts is None else counts[post.pk]
+        for post, post_id in zip(posts, ids, strict=True):
+            post.pending_impressions_value = None if counts is None else counts[post_id]
         request.impressions_status = {
             "impressions_redis_available": counts is not None,
             "impressions_lost": reported_lost,

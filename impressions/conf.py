@@ -325,10 +325,18 @@ def counted_model():
 
 
 def counts_into(kind, model):
-    """Whether instances of model class `kind` are rows of the counted `model`'s table, with its
-    ids: `model` itself, a proxy of it or the model it proxies (one table), a multi-table child
-    of it (its key is the parent's id)."""
+    """Whether instances of model class `kind` are rows of the counted `model`'s table: `model`
+    itself, a proxy of it or the model it proxies (one table), a multi-table child of it. Their
+    id in that table is counted_id(), not always their pk."""
     return issubclass(kind._meta.concrete_model, model._meta.concrete_model)
+
+
+def counted_id(instance, model):
+    """The id in the counted `model`'s table of `instance` (of a kind that counts_into it): its
+    pk, but for a multi-table child with a primary key of its own (not its parent link), the
+    parent's id it holds. By pk, such a child's views counted into whichever row has its own
+    number for an id."""
+    return getattr(instance, model._meta.pk.attname, None)
 
 
 def counted_rows():

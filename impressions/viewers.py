@@ -26,7 +26,7 @@ from django.core import signing
 from django.db.models import Model
 
 from .budgets import grant_new_viewer
-from .conf import conf, counted_model, counts_into
+from .conf import conf, counted_id, counted_model, counts_into
 from .recorder import record_impressions, record_loss
 from .redis_client import REDIS_FAILURES
 from .salt import daily_salt, utc_day
@@ -115,7 +115,11 @@ def served_ids(posts):
     # One check per class on the page, not per object: a page is of one class or a few.
     kinds = {type(post) for post in posts}
     others = {kind for kind in kinds if issubclass(kind, Model) and not counts_into(kind, model)}
-    post_ids = [getattr(post, "pk", None) for post in posts if type(post) not in others]
+    post_ids = [
+        counted_id(post, model) if isinstance(post, Model) else getattr(post, "pk", None)
+        for post in posts
+        if type(post) not in others
+    ]
     missing = post_ids.count(None)
     if others or missing:
         post_ids = [post_id for post_id in post_ids if post_id is not None]

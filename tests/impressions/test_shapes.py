@@ -25,6 +25,7 @@ from .countedapp.models import (
     Feature,
     FeaturedArticle,
     Listing,
+    Offer,
     SchemaPost,
     Sensor,
     Story,
@@ -225,3 +226,35 @@ def test_a_multi_table_parent_counts_its_children_s_views(standalone_buffer, sql
     assert counts == {listing.pk: 1, story.pk: 2, feature.pk: 2}
     assert history_sums(counts) == counts
     assert set(Story.objects.values_list("reads", flat=True)) == {0}
+
+
+def test_a_multi_table_child_with_a_key_of_its_own_counts_into_its_listing(
+    standalone_buffer, sql_path, admin_client
+):
+    """Its pk is its own number, not the parent's id: counted by pk, its views went to
+    whichever listing has that number for its id (here another listing), or were dropped."""
+    listing = Listing.objects.create(name="a listing")
+    offer = Offer.objects.create(name="an offer", number=listing.pk)  # pk: another listing's id
+    assert (offer.pk, offer.listing_ptr_id) == (listing.pk, listing.pk + 1)
+    with counting("countedapp.Listing", "listed_views"):
+        visit(make_user("alice"), [offer])
+        visit(make_user("bob"), [Offer.objects.get(pk=offer.pk)])
+        assert pending_counts([listing.pk, offer.listing_ptr_id]) == {
+            listing.pk: 0,
+            offer.listing_ptr_id: 2,
+        }
+        report = flush_pending()
+    assert (report.posts_updated, report.impressions_applied) == (1, 2)
+    counts = dict(Listing.objects.values_list("pk", "listed_views"))
+    assert counts == {listing.pk: 0, offer.listing_ptr_id: 2}
+
+
+def test_the_pending_column_of_a_child_with_a_key_of_its_own(rf, standalone_buffer, admin_user):
+    listing = Listing.objects.create(name="a listing")
+    offer = Offer.objects.create(name="an offer", number=listing.pk)
+    request = rf.get("/")
+    request.user = admin_user
+    with counting("countedapp.Listing", "listed_views"):
+        record_impressions("u:1", [offer.listing_ptr_id])  # pending for the listing it is
+        changelist = ArticleAdmin(Offer, admin.site).get_changelist_instance(request)
+    assert [offer.pending_impressions_value for offer in changelist.result_list] == [1]

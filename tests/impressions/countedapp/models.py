@@ -44,6 +44,14 @@ class Feature(Story):
     featured_reads = models.PositiveBigIntegerField(default=0)
 
 
+class Offer(Listing):
+    """A child of multi-table inheritance with a primary key of its own: its link to Listing,
+    which holds the listing's id, is not its pk."""
+
+    number = models.IntegerField(primary_key=True)
+    offer_views = models.PositiveBigIntegerField(default=0)
+
+
 class Tag(models.Model):
     """A model impressions cannot count: its primary key is not an integer (impressions.E004)."""
 
