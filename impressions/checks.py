@@ -33,7 +33,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, router
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, router, transaction
 from django.tasks.backends.dummy import DummyBackend
 from redis.connection import parse_url
 from redis.exceptions import AuthenticationError
@@ -276,7 +276,9 @@ def check_counted_table(app_configs=None, databases=None, **kwargs):
         return []  # impressions.E001/E002 say why
     table = connection.ops.quote_name(model._meta.db_table)
     try:
-        with connection.cursor() as cursor:
+        # A savepoint: a query the database refuses (a schema the user may not use) must not
+        # leave a caller's transaction aborted.
+        with transaction.atomic(using=DEFAULT_DB_ALIAS), connection.cursor() as cursor:
             cursor.execute(
                 # UPDATE is bit 4 of pg_relation_is_updatable; triggers and rules count.
                 "SELECT pg_relation_is_updatable(c.oid, true) & 4 = 4,"

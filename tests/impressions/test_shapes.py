@@ -258,3 +258,18 @@ def test_the_pending_column_of_a_child_with_a_key_of_its_own(rf, standalone_buff
         record_impressions("u:1", [offer.listing_ptr_id])  # pending for the listing it is
         changelist = ArticleAdmin(Offer, admin.site).get_changelist_instance(request)
     assert [offer.pending_impressions_value for offer in changelist.result_list] == [1]
+
+
+def test_a_refused_e012_query_leaves_the_caller_s_transaction_usable(standalone_buffer):
+    """A database user that may not use the counted table's schema: no E012 (the flush says what
+    it finds), and the transaction the checks ran in still works."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA content")  # all of it rolled back with the test
+        cursor.execute("CREATE ROLE impressions_e012_probe")
+        cursor.execute("SET LOCAL ROLE impressions_e012_probe")
+    with counting("countedapp.SchemaPost", "seen"):
+        assert check_counted_table(databases=["default"]) == []
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
