@@ -82,6 +82,16 @@ def _redis_url(value):
     return isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
 
 
+# An origin as browsers send it in Origin: scheme://host[:port], no path.
+ORIGIN = re.compile(r"https?://[^/?#\s]+", re.IGNORECASE)
+
+
+def _origins(value):
+    return isinstance(value, list | tuple) and all(
+        isinstance(x, str) and (x == "*" or ORIGIN.fullmatch(x)) for x in value
+    )
+
+
 def _dotted_paths(value):
     return isinstance(value, list | tuple) and all(isinstance(x, str) and "." in x for x in value)
 
@@ -128,6 +138,7 @@ SETTINGS = {
     # Invalid traffic: 0 turns a budget off (the defaults' assumptions: docs/operations/security.md).
     "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": Setting(2000, _whole(0, MAX_HOURLY_BUDGET), f"a whole number of new anonymous viewers from 0 (no limit) to {MAX_HOURLY_BUDGET}"),
     "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": Setting(10000, _whole(0, MAX_HOURLY_BUDGET), f"a whole number of impressions from 0 (no limit) to {MAX_HOURLY_BUDGET}"),
+    "IMPRESSIONS_CROSS_SITE_ORIGINS": Setting([], _origins, 'a list of origins ("https://app.example.com"), or ["*"] for any'),
     "IMPRESSIONS_TRUSTED_PROXIES": Setting(0, _whole(0, MAX_TRUSTED_PROXIES), f"the number of proxies in front of the site that append to X-Forwarded-For, 0 to {MAX_TRUSTED_PROXIES}"),
     "IMPRESSIONS_VISITOR_COOKIE_NAME": Setting("visitor", lambda v: isinstance(v, str) and bool(COOKIE_NAME.fullmatch(v)), "a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
     "IMPRESSIONS_VISITOR_COOKIE_AGE": Setting(365 * 24 * 3600, _whole(1, MAX_COOKIE_AGE), f"a whole number of seconds from 1 to {MAX_COOKIE_AGE} (400 days)"),
@@ -281,6 +292,12 @@ class Settings:
     def SETS_VISITOR_COOKIE(self):
         """New anonymous visitors get a visitor cookie (the middleware is installed)."""
         return VISITOR_COOKIE_MIDDLEWARE in django_settings.MIDDLEWARE
+
+    @property
+    def CROSS_SITE_ORIGINS(self):
+        """Origins of other sites whose pages' fetches of counted pages are views (they read the
+        answer: the project's CORS lets them), lower-cased; "*": any."""
+        return frozenset(origin.lower() for origin in self._get("IMPRESSIONS_CROSS_SITE_ORIGINS"))
 
     @property
     def TRUSTED_PROXIES(self):

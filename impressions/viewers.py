@@ -8,7 +8,8 @@
   client IP and the User-Agent, as cookie-less analytics do. Neither is stored, only the digest.
 - Not viewers at all: requests other than GET (a HEAD or OPTIONS shows nobody anything), browser
   prefetches, a page loaded as an image, script or other subresource or by an opaque (no-cors)
-  request of another origin's page (Fetch Metadata), and User-Agents matching
+  request of another origin's page (Fetch Metadata), another site's fetch() unless
+  IMPRESSIONS_CROSS_SITE_ORIGINS trusts it, and User-Agents matching
   IMPRESSIONS_IGNORE_USER_AGENTS.
 - Not counted: a new anonymous viewer beyond its IP address's hourly budget (budgets.py); it gets
   no cookie either.
@@ -70,7 +71,7 @@ SUBRESOURCE_DESTINATIONS = frozenset(
 
 class Viewer(NamedTuple):
     key: str | None  # the viewer key in Redis; None: not counted
-    # "method", "bot", "prefetch", "subresource": no view; "rate": beyond a budget
+    # "method", "bot", "prefetch", "subresource", "cross-site": no view; "rate": beyond a budget
     ignored: str | None = None
     new_cookie: str | None = None  # a visitor cookie to set on the response
 
@@ -144,6 +145,8 @@ def identify(request):
         return Viewer(None, ignored="prefetch")
     if is_subresource(request):
         return Viewer(None, ignored="subresource")
+    if is_untrusted_cross_site_fetch(request):
+        return Viewer(None, ignored="cross-site")
     if is_ignored_user_agent(request.META.get("HTTP_USER_AGENT", "")):
         return Viewer(None, ignored="bot")
     logged_in = user_id(request)
@@ -188,6 +191,21 @@ def is_subresource(request):
     return meta.get("HTTP_SEC_FETCH_MODE", "").lower() == "no-cors" and meta.get(
         "HTTP_SEC_FETCH_SITE", ""
     ).lower() in ("cross-site", "same-site")
+
+
+def is_untrusted_cross_site_fetch(request):
+    """A script of another site's page fetched the page (`fetch()`, XMLHttpRequest: cors mode)
+    and that site is not in IMPRESSIONS_CROSS_SITE_ORIGINS. A simple GET needs no preflight, so
+    the request is made whatever the project's CORS says; only the answer's CORS headers, written
+    after the view, let the page read it, and without them nobody sees the posts. A sibling site
+    (same-site: app.example.com fetching api.example.com) is the project's own and counts."""
+    meta = request.META
+    if meta.get("HTTP_SEC_FETCH_MODE", "").lower() != "cors":
+        return False
+    if meta.get("HTTP_SEC_FETCH_SITE", "").lower() != "cross-site":
+        return False
+    trusted = conf.CROSS_SITE_ORIGINS
+    return "*" not in trusted and meta.get("HTTP_ORIGIN", "").lower() not in trusted
 
 
 def is_ignored_user_agent(user_agent):

@@ -463,3 +463,18 @@ def test_settings_that_contradict_each_other_are_an_error_naming_both(overrides,
 def test_a_replica_wait_below_the_flush_timeout_passes():
     with override_settings(IMPRESSIONS_FLUSH_REPLICA_WAIT=2, IMPRESSIONS_FLUSH_REDIS_TIMEOUT=3):
         assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://app.example.com", ["app.example.com"], ["https://app.example.com/path"], [None]],
+)
+def test_cross_site_origins_must_be_origins(value):
+    with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=value):
+        [error] = [e for e in check_settings() if e.obj == "IMPRESSIONS_CROSS_SITE_ORIGINS"]
+    assert error.id == "impressions.E005"
+
+
+def test_cross_site_origins_take_origins_with_ports_and_any():
+    with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=["http://localhost:3000", "*"]):
+        assert check_settings() == []

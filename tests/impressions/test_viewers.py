@@ -203,6 +203,36 @@ def test_pages_and_fetches_that_show_the_posts_still_count(posts, headers):
     assert counts(posts) == {1}
 
 
+# Another site's plain fetch() of the timeline: cors mode, no preflight, so the request is made
+# and counted; but without Access-Control-Allow-Origin for that site the page cannot read it.
+CROSS_SITE_FETCH = {
+    "HTTP_SEC_FETCH_SITE": "cross-site",
+    "HTTP_SEC_FETCH_MODE": "cors",
+    "HTTP_SEC_FETCH_DEST": "empty",
+    "HTTP_ORIGIN": "https://elsewhere.example",
+}
+
+
+def test_another_site_s_fetch_is_not_counted_unless_its_origin_is_trusted(client, posts):
+    response = get(client, HTTP_USER_AGENT=CHROME, **CROSS_SITE_FETCH)
+    assert visitor_cookie(response) is None
+    client.force_login(make_user("reader"))
+    get(client, HTTP_USER_AGENT=CHROME, **CROSS_SITE_FETCH)
+    assert counts(posts) == {0}
+    # An app of the project's on another site, which CORS lets read the answer: a view.
+    with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=["https://ELSEWHERE.example"]):
+        get(client, HTTP_USER_AGENT=CHROME, **CROSS_SITE_FETCH)
+    assert counts(posts) == {1}
+    with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=["*"]):
+        get(Client(), HTTP_USER_AGENT=CHROME, **CROSS_SITE_FETCH)
+    assert counts(posts) == {2}
+    # A sibling site (app.example.com fetching api.example.com) is the project's own: counted.
+    sibling = Client()
+    sibling.force_login(make_user("sibling"))
+    get(sibling, HTTP_USER_AGENT=CHROME, **{**CROSS_SITE_FETCH, "HTTP_SEC_FETCH_SITE": "same-site"})
+    assert counts(posts) == {3}
+
+
 def test_the_ignore_pattern_is_a_setting(posts):
     with override_settings(IMPRESSIONS_IGNORE_USER_AGENTS=""):
         get(Client(), HTTP_USER_AGENT="Googlebot/2.1 (a)")
