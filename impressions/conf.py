@@ -82,14 +82,34 @@ def _redis_url(value):
     return isinstance(value, str) and value.startswith(("redis://", "rediss://", "unix://"))
 
 
-# An origin as browsers send it in Origin: scheme://host[:port], no path.
-ORIGIN = re.compile(r"https?://[^/?#\s]+", re.IGNORECASE)
+# An origin as browsers send it in Origin: scheme://host[:port], no path. Any scheme: an iOS
+# app's WKWebView sends capacitor://localhost or ionic://localhost, an extension
+# chrome-extension://<id>. ASCII only: browsers send an IDN host in punycode (xn--…).
+ORIGIN = re.compile(
+    r"[a-z][a-z0-9+.-]*://(?:\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(?P<port>[0-9]{1,5}))?",
+    re.IGNORECASE | re.ASCII,
+)
+# The ports browsers leave out of Origin.
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _origin(value):
+    found = isinstance(value, str) and ORIGIN.fullmatch(value)
+    return value == "*" or bool(found and int(found["port"] or 0) <= 65535)
 
 
 def _origins(value):
-    return isinstance(value, list | tuple) and all(
-        isinstance(x, str) and (x == "*" or ORIGIN.fullmatch(x)) for x in value
-    )
+    return isinstance(value, list | tuple) and all(_origin(x) for x in value)
+
+
+def origin_key(origin):
+    """`origin` as browsers send it: lower case, without its scheme's default port."""
+    origin = origin.lower()
+    scheme, _, rest = origin.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if colon and "]" not in port and DEFAULT_PORTS.get(scheme) == port:
+        return f"{scheme}://{host}"
+    return origin
 
 
 def _dotted_paths(value):
@@ -138,7 +158,7 @@ SETTINGS = {
     # Invalid traffic: 0 turns a budget off (the defaults' assumptions: docs/operations/security.md).
     "IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR": Setting(2000, _whole(0, MAX_HOURLY_BUDGET), f"a whole number of new anonymous viewers from 0 (no limit) to {MAX_HOURLY_BUDGET}"),
     "IMPRESSIONS_VIEWER_IMPRESSIONS_PER_HOUR": Setting(10000, _whole(0, MAX_HOURLY_BUDGET), f"a whole number of impressions from 0 (no limit) to {MAX_HOURLY_BUDGET}"),
-    "IMPRESSIONS_CROSS_SITE_ORIGINS": Setting([], _origins, 'a list of origins ("https://app.example.com"), or ["*"] for any'),
+    "IMPRESSIONS_CROSS_SITE_ORIGINS": Setting([], _origins, 'a list of origins (scheme://host[:port], no path, an IDN host in punycode: "https://app.example.com"), or ["*"] for any'),
     "IMPRESSIONS_TRUSTED_PROXIES": Setting(0, _whole(0, MAX_TRUSTED_PROXIES), f"the number of proxies in front of the site that append to X-Forwarded-For, 0 to {MAX_TRUSTED_PROXIES}"),
     "IMPRESSIONS_VISITOR_COOKIE_NAME": Setting("visitor", lambda v: isinstance(v, str) and bool(COOKIE_NAME.fullmatch(v)), "a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
     "IMPRESSIONS_VISITOR_COOKIE_AGE": Setting(365 * 24 * 3600, _whole(1, MAX_COOKIE_AGE), f"a whole number of seconds from 1 to {MAX_COOKIE_AGE} (400 days)"),
@@ -296,8 +316,10 @@ class Settings:
     @property
     def CROSS_SITE_ORIGINS(self):
         """Origins of other sites whose pages' fetches of counted pages are views (they read the
-        answer: the project's CORS lets them), lower-cased; "*": any."""
-        return frozenset(origin.lower() for origin in self._get("IMPRESSIONS_CROSS_SITE_ORIGINS"))
+        answer: the project's CORS lets them), as browsers send them (origin_key); "*": any."""
+        return frozenset(
+            origin_key(origin) for origin in self._get("IMPRESSIONS_CROSS_SITE_ORIGINS")
+        )
 
     @property
     def TRUSTED_PROXIES(self):

@@ -467,7 +467,18 @@ def test_a_replica_wait_below_the_flush_timeout_passes():
 
 @pytest.mark.parametrize(
     "value",
-    ["https://app.example.com", ["app.example.com"], ["https://app.example.com/path"], [None]],
+    [
+        "https://app.example.com",
+        ["app.example.com"],
+        ["https://app.example.com/path"],
+        ["https://app.example.com/"],
+        [None],
+        # Browsers send an IDN host in punycode (xn--bcher-kva.example): this one would never match.
+        ["https://bücher.example"],
+        # Sandboxed frames and file:// pages of any site send Origin: null; listing it trusts all.
+        ["null"],
+        ["https://app.example.com:99999"],
+    ],
 )
 def test_cross_site_origins_must_be_origins(value):
     with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=value):
@@ -476,5 +487,13 @@ def test_cross_site_origins_must_be_origins(value):
 
 
 def test_cross_site_origins_take_origins_with_ports_and_any():
-    with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=["http://localhost:3000", "*"]):
+    origins = [
+        "http://localhost:3000",
+        "*",
+        "http://[::1]:3000",
+        "https://xn--bcher-kva.example",
+        "capacitor://localhost",
+        "moz-extension://2d2c1d6e-7f5a-4c3b-9d8e-1a2b3c4d5e6f",
+    ]
+    with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=origins):
         assert check_settings() == []

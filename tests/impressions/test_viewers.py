@@ -233,6 +233,29 @@ def test_another_site_s_fetch_is_not_counted_unless_its_origin_is_trusted(client
     assert counts(posts) == {3}
 
 
+# Origins browsers send for a project's own apps that are no web site: an iOS Capacitor or Ionic
+# app's WKWebView (capacitor://localhost, ionic://localhost), a browser extension; and an origin
+# written with its scheme's default port, which browsers leave out of Origin.
+@pytest.mark.parametrize(
+    ("listed", "origin"),
+    [
+        ("capacitor://localhost", "capacitor://localhost"),
+        ("ionic://localhost", "ionic://localhost"),
+        (
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+            "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+        ),
+        ("https://app.example:443", "https://app.example"),
+        ("HTTP://App.Example:80", "http://app.example"),
+        ("http://[::1]:3000", "http://[::1]:3000"),
+    ],
+)
+def test_a_listed_origin_counts_as_browsers_send_it(posts, listed, origin):
+    with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=[listed]):
+        get(Client(), HTTP_USER_AGENT=CHROME, **{**CROSS_SITE_FETCH, "HTTP_ORIGIN": origin})
+    assert counts(posts) == {1}
+
+
 def test_the_ignore_pattern_is_a_setting(posts):
     with override_settings(IMPRESSIONS_IGNORE_USER_AGENTS=""):
         get(Client(), HTTP_USER_AGENT="Googlebot/2.1 (a)")
