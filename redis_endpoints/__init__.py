@@ -61,8 +61,8 @@ def credentials_misread(url: str) -> bool:
     rest of the password lands in the path, the query or the fragment.
 
     Read with the credentials cut off at the last @ (as redact() does), the URL has the host it
-    means; read raw, it has no host or another port, or, when the password holds an @ before its
-    / ? #, an @ where none of a well-formed URL is: in the path (the database), the fragment, or
+    means; read raw, it has no host or another port, or an @ where none of a well-formed URL is
+    (the user name's / ? # came before it, or the password holds an @ before its / ? #): in the path (the database), the fragment, or
     a query item that is no name=value (a CA file's path, `?ssl_ca_certs=/etc/ca@2026/ca.pem`,
     is one). Percent-encoded credentials (%2F %3F %23 %40) are read right.
 
@@ -80,10 +80,11 @@ def credentials_misread(url: str) -> bool:
         authority = raw.netloc
         cut = authority and not authority.endswith("@") and ("@" in authority or ":" in authority)
         return bool(cut) and "@" in raw.path + raw.query + raw.fragment
-    if meant.hostname and not raw.hostname:
-        return True
-    if "@" not in raw.netloc:
-        return False
+    if meant.hostname and not raw.hostname and "@" not in raw.netloc:
+        return True  # (an @ in raw.netloc: no host, as meant; an @ after it is a query's)
+    # Whether or not the raw authority has credentials: a raw / ? # in the user name leaves none
+    # (redis://s3?cret:pw@host/0 reads the host s3, postgres://s3/cret:pw@db/app also sends it the
+    # database name cret:pw@db/app).
     stray = "@" in raw.path or "@" in raw.fragment
     return stray or any("@" in item and "=" not in item for item in re.split("[&;]", raw.query))
 

@@ -424,6 +424,18 @@ def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, 
     assert ":***@" in error.msg
 
 
+# A raw / ? # in the user name (an ACL user's): redis-py connected to the host "s3" (no password).
+@pytest.mark.parametrize(
+    "url", ["redis://s3?cret:hunter2@h:6379/2", "redis://s3#cret:hunter2@h:6379/2"]
+)
+def test_a_user_name_holding_a_raw_question_mark_or_hash_is_an_error(url):
+    with override_settings(IMPRESSIONS_REDIS_URL=url):
+        [error] = [error for error in check_settings() if error.obj == "IMPRESSIONS_REDIS_URL"]
+    assert error.id == "impressions.E005"
+    assert "not percent-encoded" in error.msg
+    assert "hunter2" not in error.msg and "cret" not in error.msg
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -436,6 +448,9 @@ def test_a_buffer_url_redis_py_refuses_is_an_error_that_hides_its_password(url, 
         "unix://:p%2Fw@/run/redis@main.sock",
         "redis://h:6379/7/",
         "rediss://:p%40ss%2Fw%3Fo%23rd@h/0?ssl_ca_certs=/etc/ca@2026/ca.pem",
+        # No host (localhost), a password, and an @ in a query value: redis-py reads it right.
+        "rediss://:pw@/0?ssl_ca_certs=/etc/ca@2026/ca.pem",
+        "redis://u%2Fx:p:a:ss@[::1]:6379/0",
     ],
 )
 def test_buffer_urls_redis_py_takes_pass(url):

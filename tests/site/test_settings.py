@@ -62,6 +62,9 @@ SECRET = "hunter2-s3cret"
         ("redis://:hunter2@s3/cret@cache:6379/0", "has a user name or password"),
         ("redis://:hunter2@s3?cret@cache:6379/0", "has a user name or password"),
         ("redis://:hunter2@s3#cret@cache:6379/0", "has a user name or password"),
+        # A raw ? or # in the user name: redis-py connected to the host "s3".
+        ("redis://s3?cret:hunter2@cache:6379/0", "has a user name or password"),
+        ("redis://s3#cret:hunter2@cache:6379/0", "has a user name or password"),
         ("unix://", "names no socket path"),
         ("unix://:hunter2/s3cret@/run/redis.sock", "has a user name or password"),
         # redis-py would quietly use database 0 (the buffer's, say) for the first.
@@ -113,6 +116,10 @@ def test_a_redis_url_of_each_scheme_is_taken(monkeypatch, value):
         (f"postgres://app:{SECRET.replace('-', '/')}@db/app", "has a user name or password"),
         ("postgres://app:hunter2@s3/cret@db:5432/app", "has a user name or password"),
         ("postgres://app:hunter2@s3?cret@db:5432/app", "has a user name or password"),
+        # A raw / in the user name: Django connected to the host "s3" and sent it the database
+        # name "cret:hunter2@db/app", the password's text.
+        ("postgres://s3/cret:hunter2@db:5432/app", "has a user name or password"),
+        ("postgres://s3?cret:hunter2@db:5432/app", "has a user name or password"),
     ],
 )
 def test_a_malformed_database_url_says_what_is_wrong_and_hides_the_rest(monkeypatch, value, said):
@@ -130,6 +137,7 @@ def test_a_malformed_database_url_says_what_is_wrong_and_hides_the_rest(monkeypa
     [
         ("postgres://app:pw@db:5432/app", "app"),
         ("postgres:///app", "app"),  # the local socket
+        ("postgres://app:pw@%2Frun%2Fpg/app", "app"),  # a socket directory as the host
         ("sqlite://", ":memory:"),
         ("sqlite://:memory:", ":memory:"),
         ("sqlite:///db.sqlite3", "db.sqlite3"),
