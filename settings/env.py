@@ -137,11 +137,20 @@ def database_url_problem(url):
     """
     if url == IN_MEMORY_SQLITE:
         return None
-    return url_problem(url, dj_database_url.ENGINE_SCHEMES, _database_url_rest)
+    # The database name read raw (url_problem has read it): cut at the last @ as the redacted
+    # parts are, postgres://db/app?sslrootcert=/etc/pki/ca@main.pem had no path ("names no
+    # database", host 'main.pem').
+    return url_problem(
+        url,
+        dj_database_url.ENGINE_SCHEMES,
+        lambda scheme, parts, shown: _database_url_rest(
+            scheme, urllib.parse.urlsplit(url).path, shown
+        ),
+    )
 
 
-def _database_url_rest(scheme, parts, shown):
-    if not parts.path.strip("/") and scheme != "sqlite":  # sqlite:// is an in-memory database
+def _database_url_rest(scheme, path, shown):
+    if not path.strip("/") and scheme != "sqlite":  # sqlite:// is an in-memory database
         return f"names no database ({shown}, no /NAME after it)"
     return None
 

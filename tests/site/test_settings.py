@@ -138,6 +138,11 @@ def test_a_malformed_database_url_says_what_is_wrong_and_hides_the_rest(monkeypa
         ("postgres://app:pw@db:5432/app", "app"),
         ("postgres:///app", "app"),  # the local socket
         ("postgres://app:pw@%2Frun%2Fpg/app", "app"),  # a socket directory as the host
+        # A socket directory holding an @ in the query, with credentials: no misread.
+        ("postgres://app:pw@/app?host=/run/pg@main", "app"),
+        # An @ in a query value (a CA file's path), with or without credentials.
+        ("postgres://db/app?sslrootcert=/etc/pki/ca@main.pem", "app"),
+        ("postgres://app:pw@db:5432/app?sslrootcert=/etc/pki/ca@2026.pem", "app"),
         ("sqlite://", ":memory:"),
         ("sqlite://:memory:", ":memory:"),
         ("sqlite:///db.sqlite3", "db.sqlite3"),
