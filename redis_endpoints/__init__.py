@@ -80,8 +80,10 @@ def credentials_misread(url: str) -> bool:
         authority = raw.netloc
         cut = authority and not authority.endswith("@") and ("@" in authority or ":" in authority)
         return bool(cut) and "@" in raw.path + raw.query + raw.fragment
-    if meant.hostname and not raw.hostname and "@" not in raw.netloc:
-        return True  # (an @ in raw.netloc: no host, as meant; an @ after it is a query's)
+    # No raw host but one meant, unless the @ is a query value's after an authority or a path
+    # (rediss://:pw@/0?ssl_ca_certs=/ca@1.pem, rediss:///0?ssl_ca_certs=/ca@1.pem: no host).
+    if meant.hostname and not raw.hostname and "@" not in raw.netloc and not raw.path:
+        return True
     # Whether or not the raw authority has credentials: a raw / ? # in the user name leaves none
     # (redis://s3?cret:pw@host/0 reads the host s3, postgres://s3/cret:pw@db/app also sends it the
     # database name cret:pw@db/app).

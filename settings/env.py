@@ -173,14 +173,13 @@ def env_redis_url(name, default=UNSET):
 
 def redis_url_problem(url):
     """What is wrong with `url` as a Redis URL, or None (shown as url_problem shows it)."""
-    # A socket's path read raw (url_problem has read it): cut at its last @ as the redacted parts
-    # are, the path of unix:///run/redis@main.sock was "" ("names no socket path").
+    # The socket's path and the host read raw (url_problem has ruled out a misread): cut at the
+    # last @ as the redacted parts are, unix:///run/redis@main.sock had no path ("names no socket
+    # path") and rediss://:pw@/0?ssl_ca_certs=/etc/ca@main.pem the host "main.pem".
     problem = url_problem(
         url,
         REDIS_SCHEMES,
-        lambda scheme, parts, shown: _redis_url_rest(
-            scheme, parts, urllib.parse.urlsplit(url).path
-        ),
+        lambda scheme, parts, shown: _redis_url_rest(scheme, urllib.parse.urlsplit(url)),
     )
     # The URL itself: url_problem parsed it redacted, whose path an @ in the query can garble.
     if problem is None and has_unreadable_database(url):
@@ -188,10 +187,10 @@ def redis_url_problem(url):
     return problem
 
 
-def _redis_url_rest(scheme, parts, socket_path):
+def _redis_url_rest(scheme, raw):
     if scheme == "unix":
-        return None if socket_path else "names no socket path (scheme 'unix')"
-    if not parts.hostname:
+        return None if raw.path else "names no socket path (scheme 'unix')"
+    if not raw.hostname:
         return f"has an empty host (scheme {scheme!r})"
     return None
 

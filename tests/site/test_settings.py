@@ -52,6 +52,9 @@ SECRET = "hunter2-s3cret"
         (f"{SECRET}@cache:6379", "does not start with a scheme://"),
         (f"http://:{SECRET}@cache:6379/0", "has an unknown scheme (scheme 'http', host 'cache')"),
         (f"redis://:{SECRET}@:6379/0", "has an empty host (scheme 'redis')"),
+        # An @ in a query value (a CA file's path) is no host: redacted, the URL read "main.pem".
+        (f"rediss://:{SECRET}@/0?ssl_ca_certs=/etc/ca@main.pem", "has an empty host"),
+        ("rediss:///0?ssl_ca_certs=/etc/ca@main.pem", "has an empty host (scheme 'rediss')"),
         (f"redis://u:{SECRET}/x@cache:port/0", "has a port that is not a number from 0 to 65535"),
         (f"redis://:{SECRET}@[::1:6379/0", "has a host with an unclosed [ (scheme 'redis')"),
         # redis-py would say "Port could not be cast to integer value as 'hunter2'".
