@@ -42,14 +42,17 @@ migrate: database
 # The names a browser reaches `make run` and `make serve` by: the loopback ones and HOST (Django
 # answers 400 to any other), for a wildcard HOST (0.0.0.0, ::) this machine's name and addresses
 # (uname -n where there is no hostname command, as in minimal container images); ALLOWED_HOSTS in
-# the environment wins.
+# the environment wins. Only for settings.dev: settings.prod refuses to start without the names
+# given.
 comma := ,
 empty :=
 space := $(empty) $(empty)
 bracketed = $(if $(and $(findstring :,$(1)),$(if $(findstring [,$(1)),,x)),[$(1)],$(1))
 SERVED_NAMES = $(if $(filter 0.0.0.0 :: [::] 0,$(HOST)),$(shell hostname 2>/dev/null || uname -n) $(shell hostname -I 2>/dev/null),$(HOST))
+ifeq ($(DJANGO_SETTINGS_MODULE),settings.dev)
 run serve: export ALLOWED_HOSTS ?= $(subst $(space),$(comma),$(strip 127.0.0.1 localhost [::1] \
 	$(foreach name,$(SERVED_NAMES),$(call bracketed,$(name)))))
+endif
 
 run: migrate
 	@$(PY) manage.py seed_demo --if-empty --users $(DEMO_USERS) --posts $(DEMO_POSTS)

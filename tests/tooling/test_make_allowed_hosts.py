@@ -11,7 +11,7 @@ from tests.processes import PROJECT_DIR
 
 
 def allowed_hosts(*args, path_first=None, **env):
-    environ = {**os.environ, **env}
+    environ = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings.dev", **env}  # make run's
     if path_first:
         environ["PATH"] = f"{path_first}:{environ['PATH']}"
     if "ALLOWED_HOSTS" not in env:
@@ -68,3 +68,10 @@ def test_a_wildcard_host_without_the_hostname_command_says_nothing_and_keeps_the
     assert stray == []
     assert hosts[:3] == ["127.0.0.1", "localhost", "[::1]"]
     assert os.uname().nodename in hosts
+
+
+def test_production_settings_get_no_allowed_hosts_filled_in():
+    """settings.prod refuses to start without ALLOWED_HOSTS, naming it: `make serve` with them
+    must not start on names the Makefile made up."""
+    hosts, _ = allowed_hosts("HOST=0.0.0.0", DJANGO_SETTINGS_MODULE="settings.prod")
+    assert hosts == [""]
