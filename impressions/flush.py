@@ -33,7 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis_endpoints import redact_text
 
 from . import batches, history_writer, keys, ledger, periods, scripts
-from .conf import conf, counted_plural
+from .conf import MAX_SHARDS, conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
 from .redis_client import (
@@ -139,7 +139,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
     need no flush of their own (and the dashboard's "next flush" stays true).
     """
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
-    shards = part_shards(part, parts)
+    part_shards(part, parts)  # a part that is none of `parts` raises ValueError
     report = FlushReport(flush_id=new_flush_id(), part=part, parts=parts)
     started = time.monotonic()
     # The ledger's start time, to the microsecond: the id has whole seconds, so the ledger's
@@ -153,13 +153,15 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             today = periods.day_of(timezone.now())
             if not keep_schedule:
                 open_window(client, window)
-            nodes = take_snapshots(client, report.flush_id, shards)
+            every = shards_in_use(client)
+            shards = [shard for shard in every if shard % parts == part]
+            nodes = take_snapshots(client, report.flush_id, shards, every)
             # Held once Redis has answered: unreachable, the snapshot fails the flush at once.
             soon_guard.hold()
             wait_for_replicas(nodes)
             checkpoint("after-snapshot")
             others = set()  # flush ids of other layouts' snapshots: their rows are kept too
-            by_flush = snapshots_by_flush(client, others)
+            by_flush = snapshots_by_flush(client, others, every)
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
             # Left-overs first, oldest first: they hold the oldest counts. A left-over is applied
             # whole, every shard of it, whichever part finds it.
@@ -308,7 +310,41 @@ def open_window(client, window):
         )
 
 
-def take_snapshots(client, flush_id, shards):
+def shards_in_use(client):
+    """The shards a flush reads: IMPRESSIONS_SHARDS's, then any shard above them (to MAX_SHARDS)
+    that holds pending counts or snapshots, in one round trip per node (EXISTS of a shard's
+    pending keys and snapshots set, all in its slot).
+
+    Those were written with a larger IMPRESSIONS_SHARDS: counts recorded before it was lowered,
+    a killed flush's snapshot, or the impressions that web processes of the deployment before
+    still record there while a rolling deploy goes on. Read only up to the setting, they would
+    wait unseen until it was raised again (and a snapshot's ledger row, pruned meanwhile, would
+    no longer keep it from being applied twice); so they are flushed with the others, and the
+    flush says so (a warning each time it finds any)."""
+    above = range(conf.SHARDS, MAX_SHARDS)
+    pipe = client.pipeline(transaction=False)
+    for shard in above:
+        pipe.exists(
+            keys.pending_key(shard),
+            *keys.pending_group_keys(shard),
+            keys.pending_days_key(shard),
+            keys.snapshots_key(shard),
+        )
+    found = [shard for shard, exists in zip(above, pipe.execute(), strict=True) if exists]
+    if found:
+        logger.warning(
+            "found pending counts or snapshots in %d shard%s above IMPRESSIONS_SHARDS=%d (%s):"
+            " written with a larger IMPRESSIONS_SHARDS (before it was lowered, or by processes"
+            " of an earlier deployment still recording); flushed with the others",
+            len(found),
+            "" if len(found) == 1 else "s",
+            conf.SHARDS,
+            ", ".join(map(str, found[:10])) + (", …" if len(found) > 10 else ""),
+        )
+    return [*range(conf.SHARDS), *found]
+
+
+def take_snapshots(client, flush_id, shards, every=None):
     """Rename the pending hash of each of `shards` to this flush's snapshot: one round trip per
     node (EVAL by name: a cluster pipeline runs no registered script), which first asks each
     node that serves a shard for its replicas (ROLE): before, so that a replica that drops out
@@ -387,13 +423,14 @@ class Node:
     replicas: int = 0  # connected, as ROLE says
 
 
-def shard_nodes(client):
-    """[Node] of the primaries that serve a shard, each once: their replicas must have every
-    snapshot a flush applies, left-overs of other parts too (applied whole)."""
+def shard_nodes(client, shards=None):
+    """[Node] of the primaries that serve a shard (of `shards`, by default IMPRESSIONS_SHARDS's),
+    each once: their replicas must have every snapshot a flush applies, left-overs of other parts
+    too (applied whole)."""
     if not is_cluster(client):
         return [Node(client, 0)]
     nodes = {}
-    for shard in range(conf.SHARDS):
+    for shard in range(conf.SHARDS) if shards is None else shards:
         node = node_of(client, keys.pending_key(shard))
         if node.name not in nodes:
             target = {"target_nodes": node}
@@ -476,16 +513,18 @@ def node_name(node):
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
-def snapshots_by_flush(client, others=None):
-    """{flush id: [shards holding a snapshot of it]}, over every shard, of the ids of this
+def snapshots_by_flush(client, others=None, shards=None):
+    """{flush id: [shards holding a snapshot of it]}, over every shard (of `shards`, by default
+    IMPRESSIONS_SHARDS's), of the ids of this
     build's layout (keys.FLUSH_ID). Another layout's, a later build's (the rule in keys.py), are
     left alone: not read, noted in the ledger, taken out of the set or deleted (left_alone);
     `others`, a set, gets their ids (str), whose ledger rows the pruning keeps."""
+    shards = range(conf.SHARDS) if shards is None else shards
     pipe = client.pipeline(transaction=False)
-    for shard in range(conf.SHARDS):
+    for shard in shards:
         pipe.smembers(keys.snapshots_key(shard))
     found, foreign = defaultdict(list), defaultdict(list)
-    for shard, flush_ids in enumerate(pipe.execute()):
+    for shard, flush_ids in zip(shards, pipe.execute(), strict=True):
         for flush_id in flush_ids:
             if keys.is_own_flush_id(flush_id):
                 found[flush_id.decode()].append(shard)

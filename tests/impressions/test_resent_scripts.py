@@ -43,8 +43,8 @@ def test_a_snapshot_sent_again_after_new_counts_loses_none_and_counts_none_twice
     since = {}
     take_snapshots = flush_module.take_snapshots
 
-    def sent_again(client, flush_id, shards):
-        nodes = take_snapshots(client, flush_id, shards)
+    def sent_again(client, flush_id, shards, every):
+        nodes = take_snapshots(client, flush_id, shards, every)
         taken = {shard: sum(snapshot_sizes(client, flush_id, [shard]).values()) for shard in (0, 1)}
         assert taken[0] > 0 and taken[1] == 0
         # Shard 0's late viewer sees fewer posts: a second rename would change its field count.

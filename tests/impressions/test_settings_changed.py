@@ -1,0 +1,51 @@
+"""Settings an operator changes on a running system, with impressions waiting in Redis: each
+change loses nothing, or says what to do (docs/impressions/settings.md)."""
+
+import logging
+
+import pytest
+from django.test import override_settings
+
+from casusult.models import Post
+from impressions.flush import flush_pending, new_flush_id, take_snapshots
+from impressions.models import Flush
+from impressions.recorder import record_impressions
+from tests.factories import make_posts
+
+from .history_check import history_sums
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def totals(ids):
+    return dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_shards_lowered_with_counts_pending_and_a_killed_flushs_snapshot(buffer, parts, caplog):
+    """IMPRESSIONS_SHARDS lowered from 16 to 4 while the earlier deployment's counts wait in
+    shards 4 to 15, some of them in the snapshot of a flush killed before it applied it (and
+    while web processes of that deployment go on recording there): the new deployment's flush
+    finds those shards and applies them, exactly once, and says so."""
+    ids = [p.id for p in make_posts(3)]
+    counted = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(100))
+    killed = new_flush_id()
+    take_snapshots(buffer, killed, [10, 11, 12])  # a flush killed after its snapshots
+    counted += sum(record_impressions(f"w:{viewer}", ids).counted for viewer in range(50))
+    assert counted == 450
+
+    caplog.set_level(logging.WARNING, logger="impressions.flush")
+    with override_settings(IMPRESSIONS_SHARDS=4, IMPRESSIONS_FLUSH_PARTS=parts):
+        for part in range(parts):
+            flush_pending(part=part, parts=parts)
+        assert sum(totals(ids).values()) == counted
+        assert "above IMPRESSIONS_SHARDS=4" in caplog.text
+        # Nothing is left in any shard; a second flush applies nothing more.
+        assert not [k for k in buffer.scan_iter(match="{imp:*") if b"pending" in k]
+        flush_pending()
+    assert sum(totals(ids).values()) == counted
+    assert history_sums(ids) == totals(ids)
+    assert Flush.objects.get(id=killed).impressions_applied > 0
+    # Back at 16 shards, nothing is applied twice.
+    flush_pending()
+    assert sum(totals(ids).values()) == counted
