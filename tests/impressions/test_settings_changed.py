@@ -1,9 +1,11 @@
 """Settings an operator changes on a running system, with impressions waiting in Redis: each
 change loses nothing, or says what to do (docs/impressions/settings.md)."""
 
+import io
 import logging
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from casusult.models import Post
@@ -49,3 +51,24 @@ def test_shards_lowered_with_counts_pending_and_a_killed_flushs_snapshot(buffer,
     # Back at 16 shards, nothing is applied twice.
     flush_pending()
     assert sum(totals(ids).values()) == counted
+
+
+def test_key_prefix_changed_the_old_prefixs_counts_are_flushed_by_the_command(standalone_buffer):
+    """IMPRESSIONS_KEY_PREFIX changed with counts pending: the new deployment's flush cannot
+    tell the old prefix's keys from another project's, so it leaves them; `flush_impressions
+    --key-prefix OLD` applies them, once, beside what the new prefix recorded."""
+    ids = [p.id for p in make_posts(3)]
+    before = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(40))
+    with override_settings(IMPRESSIONS_KEY_PREFIX="imp2"):
+        after = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(10))
+        call_command("flush_impressions", stdout=io.StringIO())
+        assert sum(totals(ids).values()) == after == 30
+        out = io.StringIO()
+        call_command("flush_impressions", "--key-prefix", "imp", stdout=out)
+        assert "120 impressions applied" in out.getvalue()
+        assert sum(totals(ids).values()) == before + after == 150
+        call_command("flush_impressions", "--key-prefix", "imp", stdout=out)
+        assert sum(totals(ids).values()) == 150
+        assert not [k for k in standalone_buffer.scan_iter(match="{imp:*") if b"pending" in k]
+    with pytest.raises(CommandError, match="--key-prefix"):
+        call_command("flush_impressions", "--key-prefix", "a{b}")

@@ -3,8 +3,9 @@
 import argparse
 
 from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
 
-from impressions.conf import MAX_FLUSH_BATCH_SIZE
+from impressions.conf import MAX_FLUSH_BATCH_SIZE, SETTINGS
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
 
@@ -17,6 +18,14 @@ def batch_size(text):
             f"{text!r} is not a whole number from 1 to {MAX_FLUSH_BATCH_SIZE}"
         )
     return size
+
+
+def key_prefix(text):
+    """`type=` of --key-prefix: a value IMPRESSIONS_KEY_PREFIX accepts; else a usage error."""
+    setting = SETTINGS["IMPRESSIONS_KEY_PREFIX"]
+    if not setting.valid(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {setting.expected}")
+    return text
 
 
 class Command(BaseCommand):
@@ -33,11 +42,20 @@ class Command(BaseCommand):
             help="counters (an object, a day, a shard) per batch, one transaction each (default:"
             " IMPRESSIONS_FLUSH_BATCH_SIZE)",
         )
+        parser.add_argument(
+            "--key-prefix",
+            type=key_prefix,
+            default=None,
+            help="flush the keys of this IMPRESSIONS_KEY_PREFIX instead (the one before it was"
+            " changed: its pending counts are not read under the new one)",
+        )
 
-    def handle(self, *args, batch_size=None, **options):
+    def handle(self, *args, batch_size=None, key_prefix=None, **options):
+        prefix = {} if key_prefix is None else {"IMPRESSIONS_KEY_PREFIX": key_prefix}
         try:
             # By hand: a flush the schedule has queued still runs, for what comes after.
-            report = flush_pending(batch_size=batch_size, keep_schedule=True)
+            with override_settings(**prefix):
+                report = flush_pending(batch_size=batch_size, keep_schedule=True)
         except FlushError as error:
             raise CommandError(f"could not flush: {error}") from error
         self.stdout.write(str(report))
