@@ -23,6 +23,7 @@ import re
 import secrets
 from typing import NamedTuple
 
+from django.conf import settings
 from django.core import signing
 from django.db.models import Model
 
@@ -155,12 +156,17 @@ def identify(request):
     if not conf.COUNT_ANONYMOUS:
         return NOT_COUNTED
     today = utc_day()
-    visitor = read_visitor_cookie(request)
+    resigned = []
+    visitor = read_visitor_cookie(request, resigned)
     if visitor is not None:
         visitor_id, day, arrival_digest = visitor
+        cookie = resigned[0] if resigned else None
         if day == today:
-            return Viewer(f"a:{arrival_digest}")
-        return Viewer(f"v:{hashlib.blake2b(visitor_id.encode(), digest_size=12).hexdigest()}")
+            return Viewer(f"a:{arrival_digest}", new_cookie=cookie)
+        return Viewer(
+            f"v:{hashlib.blake2b(visitor_id.encode(), digest_size=12).hexdigest()}",
+            new_cookie=cookie,
+        )
     ip = client_ip(request)
     digest = client_digest(ip, request.META.get("HTTP_USER_AGENT", ""), today)
     # A new viewer: within its address's hourly budget, or not counted and given no cookie.
@@ -267,14 +273,27 @@ def make_visitor_cookie(day, arrival_digest):
     return signing.Signer(salt=COOKIE_SIGNING_SALT).sign(f"{visitor_id}.{day}.{arrival_digest}")
 
 
-def read_visitor_cookie(request):
-    """(id, day made, arrival digest) of a valid visitor cookie, else None (a new one is set)."""
+def read_visitor_cookie(request, resigned=None):
+    """(id, day made, arrival digest) of a valid visitor cookie, else None (a new one is set).
+
+    A cookie signed with a key of SECRET_KEY_FALLBACKS (SECRET_KEY rotated) is valid, and
+    `resigned`, a list, gets it signed with SECRET_KEY, to be set again: the visitor stays the
+    same viewer once the old key is dropped from the fallbacks, if it came back meanwhile. (Not
+    signed again, every such cookie would make a new viewer then, from its address's budget.)
+    """
     value = request.COOKIES.get(conf.VISITOR_COOKIE_NAME)
     if not value or len(value) > 200:
         return None
     try:
-        payload = signing.Signer(salt=COOKIE_SIGNING_SALT).unsign(value)
+        payload = signing.Signer(salt=COOKIE_SIGNING_SALT, fallback_keys=[]).unsign(value)
     except signing.BadSignature:
-        return None
+        if not settings.SECRET_KEY_FALLBACKS:
+            return None
+        try:  # signed with a key before the current one?
+            payload = signing.Signer(salt=COOKIE_SIGNING_SALT).unsign(value)
+        except signing.BadSignature:
+            return None
+        if resigned is not None and COOKIE_PAYLOAD.fullmatch(payload):
+            resigned.append(signing.Signer(salt=COOKIE_SIGNING_SALT).sign(payload))
     match = COOKIE_PAYLOAD.fullmatch(payload)
     return match.groups() if match else None

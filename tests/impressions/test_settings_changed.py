@@ -6,9 +6,10 @@ import logging
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 
 from casusult.models import Post
+from impressions import viewers
 from impressions.flush import flush_pending, new_flush_id, take_snapshots
 from impressions.models import Flush
 from impressions.recorder import record_impressions
@@ -72,3 +73,51 @@ def test_key_prefix_changed_the_old_prefixs_counts_are_flushed_by_the_command(st
         assert not [k for k in standalone_buffer.scan_iter(match="{imp:*") if b"pending" in k]
     with pytest.raises(CommandError, match="--key-prefix"):
         call_command("flush_impressions", "--key-prefix", "a{b}")
+
+
+OLD_KEY, NEW_KEY = "old-secret-key-" + "a" * 40, "new-secret-key-" + "b" * 40
+
+
+def visitor_request(cookie):
+    request = RequestFactory().get("/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Firefox")
+    request.COOKIES["visitor"] = cookie
+    return request
+
+
+def test_secret_key_rotated_with_fallbacks_keeps_visitors_and_re_signs_their_cookies(
+    standalone_buffer,
+):
+    """SECRET_KEY rotated with the old key in SECRET_KEY_FALLBACKS: a returning visitor is the
+    same viewer (its reload in the window counts nothing more), and its cookie is signed again
+    with the new key, so that dropping the fallback later does not make it a new viewer."""
+    ids = [p.id for p in make_posts(3)]
+    with override_settings(SECRET_KEY=OLD_KEY):
+        cookie = viewers.make_visitor_cookie("20200101", "0" * 32)  # a visitor of long ago
+        viewer = viewers.identify(visitor_request(cookie))
+        assert viewer.key.startswith("v:") and viewer.new_cookie is None
+        assert record_impressions(viewer.key, ids).counted == 3
+    with override_settings(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[OLD_KEY]):
+        rotated = viewers.identify(visitor_request(cookie))
+        assert rotated.key == viewer.key
+        assert record_impressions(rotated.key, ids).counted == 0
+        assert rotated.new_cookie is not None
+        # Signed with the new key, the same visitor.
+        assert viewers.identify(visitor_request(rotated.new_cookie)).new_cookie is None
+    with override_settings(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[]):
+        assert viewers.identify(visitor_request(rotated.new_cookie)).key == viewer.key
+
+
+def test_secret_key_rotated_without_fallbacks_makes_returning_visitors_new_ones(
+    standalone_buffer,
+):
+    """Without the fallback, a returning visitor's cookie is no cookie: a new viewer (its
+    reload within the window counts once more) given a new cookie, from its address's budget."""
+    ids = [p.id for p in make_posts(3)]
+    with override_settings(SECRET_KEY=OLD_KEY):
+        cookie = viewers.make_visitor_cookie("20200101", "0" * 32)
+        viewer = viewers.identify(visitor_request(cookie))
+        assert record_impressions(viewer.key, ids).counted == 3
+    with override_settings(SECRET_KEY=NEW_KEY):
+        rotated = viewers.identify(visitor_request(cookie))
+        assert rotated.key.startswith("a:") and rotated.new_cookie is not None
+        assert record_impressions(rotated.key, ids).counted == 3
