@@ -1,18 +1,19 @@
 """Scheduling the flush: at most one per window, and a pending count is never left without one.
 
 The schedule guard's value is when the flush was scheduled (Unix seconds; "1" from a version
-before this one): the dashboard's "next flush" is that plus IMPRESSIONS_FLUSH_DELAY.
+before this one); its time to live, the flush's delay plus a grace, says when the flush is due
+(the dashboard's "next flush").
 """
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from . import flush, keys
-from .conf import conf
+from .conf import GUARD_GRACE_SECONDS, conf
 from .redis_client import get_client, get_flush_client
 from .tasks import enqueue_flush, set_if_absent, take_guard
 
@@ -150,15 +151,23 @@ def _on_setting_changed(setting, **_):
 
 
 def flush_due():
-    """When the scheduled flush is due (an aware datetime), None if unknown or none is scheduled."""
-    value = get_flush_client().get(keys.guard_key())
+    """When the scheduled flush is due (an aware datetime), None if unknown or none is scheduled.
+
+    From the guard's remaining time to live, which it was given as the delay of the flush it
+    scheduled (conf.GUARD_TTL: that delay and a grace), not from the time it was taken plus
+    IMPRESSIONS_FLUSH_DELAY: a delay changed while the flush is scheduled (a deploy) does not
+    move the flush already enqueued. In one round trip with the guard's value."""
+    pipe = get_flush_client().pipeline(transaction=False)
+    pipe.get(keys.guard_key())
+    pipe.pttl(keys.guard_key())
+    value, ttl = pipe.execute()
     try:
         scheduled_at = float(value) if value and value != b"1" else None
     except ValueError:
         return None
-    if scheduled_at is None:
+    if scheduled_at is None or ttl is None or ttl < 0:
         return None
-    return datetime.fromtimestamp(scheduled_at + conf.FLUSH_DELAY, UTC)
+    return datetime.now(UTC) + timedelta(milliseconds=ttl - GUARD_GRACE_SECONDS * 1000)
 
 
 def release(client, shard):

@@ -13,9 +13,12 @@ from impressions import viewers
 from impressions.flush import flush_pending, new_flush_id, take_snapshots
 from impressions.models import Flush
 from impressions.recorder import record_impressions
+from impressions.schedule import flush_due
+from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 
 from .history_check import history_sums
+from .support import scheduled_flushes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,3 +124,20 @@ def test_secret_key_rotated_without_fallbacks_makes_returning_visitors_new_ones(
         rotated = viewers.identify(visitor_request(cookie))
         assert rotated.key.startswith("a:") and rotated.new_cookie is not None
         assert record_impressions(rotated.key, ids).counted == 3
+
+
+@pytest.mark.parametrize("new_delay", [30, 3600])
+def test_flush_delay_changed_with_a_flush_scheduled(standalone_buffer, new_delay):
+    """IMPRESSIONS_FLUSH_DELAY changed while a window's flush is scheduled: that flush runs when
+    it was enqueued for, and the dashboard's "next flush" says so, not the guard's time plus the
+    new delay (which read "overdue" for a flush due in four minutes, or "in an hour" for one due
+    in five)."""
+    ids = [p.id for p in make_posts(2)]
+    record_impressions("u:1", ids)
+    (scheduled,) = scheduled_flushes()
+    with override_settings(IMPRESSIONS_FLUSH_DELAY=new_delay):
+        due = flush_due()
+        assert abs((due - scheduled.task.run_after).total_seconds()) < 2
+        assert record_impressions("u:2", ids).scheduled is False  # the window's flush takes them
+    flush_impressions_task.call(**scheduled.kwargs)
+    assert sum(totals(ids).values()) == 4
