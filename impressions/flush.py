@@ -300,13 +300,23 @@ def open_window(client, window):
     """Delete the schedule guard: from here on a new impression schedules the next flush.
 
     A window's parts share a token: only the first of them to start deletes the guard, so that
-    a part starting late (or delivered twice) leaves the next window's guard alone.
+    a part starting late (or delivered twice) leaves the next window's guard alone; and only the
+    guard its window was enqueued under (tasks.enqueue_flush), so that a window's job run long
+    after its guard lapsed (left on a queue no worker served after a deploy, run at last) leaves
+    alone the guard of the window scheduled since, whose job would otherwise delete the next
+    one's in turn: two flushes a window from then on.
     """
     if window is None:
         client.delete(keys.guard_key())
     else:
         client.execute_command(
-            "EVAL", scripts.OPEN_WINDOW, 2, keys.guard_key(), keys.window_key(window), WINDOW_TTL
+            "EVAL",
+            scripts.OPEN_WINDOW,
+            2,
+            keys.guard_key(),
+            keys.window_key(window),
+            WINDOW_TTL,
+            window,
         )
 
 

@@ -177,7 +177,9 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     # At most one part arms the shard (SET NX).
     for _, newly_armed, guard_taken, _, _ in replies:
         if newly_armed and guard_taken != 0:
-            scheduled = arm_flush(client, shard, guard_taken=guard_taken == 1)
+            # The guard's value when the script took it (bytes), -1 when it had no guard key.
+            taken = guard_taken.decode() if isinstance(guard_taken, bytes) else None
+            scheduled = arm_flush(client, shard, guard_taken=taken)
     if limited:
         impressions_ignored.send(record_impressions, reason="rate", served=limited)
     impressions_recorded.send(

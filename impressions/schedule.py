@@ -20,14 +20,16 @@ from .tasks import enqueue_flush, set_if_absent, take_guard
 logger = logging.getLogger(__name__)
 
 
-def arm_flush(client, shard, guard_taken=False):
-    """Take the schedule guard (unless the record script did) and enqueue the delayed flush.
+def arm_flush(client, shard, guard_taken=None):
+    """Take the schedule guard (unless the record script did: `guard_taken`, its value) and
+    enqueue the delayed flush, under that guard (its window names it: flush.open_window).
 
     Called when a shard was newly armed; True when this call scheduled the flush. If another
     caller holds the guard, its flush has not started yet, so it will snapshot this shard too.
     """
     try:
-        if not guard_taken and not take_guard(client):
+        guard = guard_taken or take_guard(client)
+        if not guard:
             lapse_with_guard(client, shard)
             return False
     except Exception:
@@ -38,7 +40,7 @@ def arm_flush(client, shard, guard_taken=False):
         release(client, shard)  # a request after the wait tries again
         return False
     try:
-        enqueue_flush(delay=conf.FLUSH_DELAY)
+        enqueue_flush(delay=conf.FLUSH_DELAY, guard=guard)
     except Exception:
         wait = backoff.failed()
         logger.exception(

@@ -24,7 +24,8 @@ end
 # (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
 # impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
 # post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited}; guard taken is
-# -1 when no guard key was passed (a cluster: the guard lives in another slot); blocked ms: how
+# the guard's value when this call took it, 0 when not, -1 when no guard key was passed (a
+# cluster: the guard lives in another slot); blocked ms: how
 # long every post of the call stays de-duplicated; limited: posts that would have counted but for
 # the budget (not counted, not de-duplicated). The shard's totals get what the pending hash got,
 # so reading them is O(1).
@@ -136,7 +137,8 @@ end
 -- when the budget held some back: they are not blocked, and a reload must report them again.
 local blocked_ms = 0
 if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
-return {counted, armed, guard, blocked_ms, limited}
+-- The guard taken: its value, which the window's tasks carry (flush.open_window).
+return {counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited}
 """
 )
 
@@ -252,14 +254,23 @@ redis.call('SET', KEYS[1], '1')
 redis.call('DEL', KEYS[1])
 """
 
-# KEYS: schedule guard, window key.  ARGV: window key ttl.  The first part of a scheduled window to
-# start takes the window key and deletes the guard; the window's other parts find the key taken
-# and leave the guard (by then maybe the next window's) alone.  Returns 1 when it deleted.
+# KEYS: schedule guard, window key.  ARGV: window key ttl, window.  The first part of a scheduled
+# window to start takes the window key and deletes the guard, if the guard is its window's (a
+# window "<token>@<guard's value>" names the guard it was enqueued under; one without "@" names
+# none: a version before, deleting any); the window's other parts find the key taken and leave
+# the guard alone, and so does a window's first part that starts after its guard lapsed (a job of
+# a queue no worker served, run at last) when the guard is a later window's.  The DEL of the
+# window key, absent, comes first: a write that adds no memory, after which a full Redis takes
+# the rest.  Returns 1 when it deleted the guard.
 OPEN_WINDOW = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+local owner = string.match(ARGV[2], '@(.+)$')
+local guard = redis.call('GET', KEYS[1])
+local mine = not owner or not guard or guard == owner
+if mine then redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-return 1
+return mine and 1 or 0
 """
 
 # KEYS: schedule guard.  ARGV: its value, its ttl.  SET NX EX, on a full Redis too (see above).

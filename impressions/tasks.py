@@ -132,12 +132,15 @@ def later(seconds):
     return timezone.make_naive(moment, zone)
 
 
-def enqueue_flush(delay=0, manual=False, soon=False):
+def enqueue_flush(delay=0, manual=False, soon=False, guard=None):
     """Enqueue a window's flush `delay` seconds from now: IMPRESSIONS_FLUSH_PARTS tasks, each
     for its share of the shards, together; returns the first one's result. `manual` (asked for
     by hand): one task for every shard, which leaves the scheduled window in place. `soon` (Redis
     refused a record call for want of memory, schedule.FullRedis): the parts' tasks, now, and
     they leave the scheduled window in place too.
+
+    `guard`: the value of the schedule guard taken for this window, which the window's token
+    carries ("<token>@<guard>"): its first part deletes that guard only (flush.open_window).
 
     A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now,
     or, inside a transaction (ATOMIC_REQUESTS), once it commits (then this returns None).
@@ -147,12 +150,12 @@ def enqueue_flush(delay=0, manual=False, soon=False):
         # Run here, the flush's commits would be savepoints of the caller's transaction: a view
         # failing after record() would undo them after the flush took the counts out of Redis.
         # Rolled back instead, the counts stay in Redis for the flush the next window schedules.
-        transaction.on_commit(lambda: enqueue_flush_tasks(delay, manual, soon), robust=True)
+        transaction.on_commit(lambda: enqueue_flush_tasks(delay, manual, soon, guard), robust=True)
         return None
-    return enqueue_flush_tasks(delay, manual, soon)
+    return enqueue_flush_tasks(delay, manual, soon, guard)
 
 
-def enqueue_flush_tasks(delay, manual, soon=False):
+def enqueue_flush_tasks(delay, manual, soon=False, guard=None):
     flush_task = flush_impressions_task
     if delay and flush_task.get_backend().supports_defer:
         flush_task = flush_task.using(run_after=later(delay))
@@ -162,15 +165,17 @@ def enqueue_flush_tasks(delay, manual, soon=False):
     if soon:  # no window: the scheduled one stays open (flush_pending's keep_schedule)
         results = [flush_task.enqueue(part=part, parts=parts, manual=True) for part in range(parts)]
         return results[0]
-    window = secrets.token_hex(8)
+    window = secrets.token_hex(8) + (f"@{guard}" if guard else "")
     results = [flush_task.enqueue(part=part, parts=parts, window=window) for part in range(parts)]
     return results[0]
 
 
 def take_guard(client):
     """SET NX the schedule guard, its value the time (what the dashboard's "next flush" reads),
-    on a full Redis too (scripts.TAKE_GUARD): the flush it schedules is what frees Redis."""
-    return set_if_absent(client, keys.guard_key(), f"{time.time():.3f}", conf.GUARD_TTL)
+    on a full Redis too (scripts.TAKE_GUARD): the flush it schedules is what frees Redis.
+    Returns that value when it took the guard, else None."""
+    value = f"{time.time():.3f}"
+    return value if set_if_absent(client, keys.guard_key(), value, conf.GUARD_TTL) else None
 
 
 def set_if_absent(client, key, value, ttl):
@@ -183,8 +188,8 @@ def rearm_after_failure(client):
     if not flush_impressions_task.get_backend().supports_defer:
         return False  # running it again right now would just fail again, recursively
     try:
-        if take_guard(client):
-            enqueue_flush(delay=conf.FLUSH_DELAY)
+        if guard := take_guard(client):
+            enqueue_flush(delay=conf.FLUSH_DELAY, guard=guard)
             return True
     except Exception:
         logger.exception("could not re-schedule the impressions flush")

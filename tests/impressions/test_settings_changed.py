@@ -3,21 +3,31 @@ change loses nothing, or says what to do (docs/impressions/settings.md)."""
 
 import io
 import logging
+import time
+from datetime import UTC, date, datetime
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import RequestFactory, override_settings
 
 from casusult.models import Post
-from impressions import viewers
+from impressions import keys, periods, viewers
 from impressions.flush import flush_pending, new_flush_id, take_snapshots
 from impressions.models import Flush
 from impressions.recorder import record_impressions
+from impressions.rollup import roll_up
 from impressions.schedule import flush_due
 from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 
-from .history_check import history_sums
+from .history_check import (
+    daily_counts,
+    history_sums,
+    leaders_mismatches,
+    open_days_misplaced,
+    rollup_mismatches,
+    rollup_state,
+)
 from .support import scheduled_flushes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -141,3 +151,106 @@ def test_flush_delay_changed_with_a_flush_scheduled(standalone_buffer, new_delay
         assert record_impressions("u:2", ids).scheduled is False  # the window's flush takes them
     flush_impressions_task.call(**scheduled.kwargs)
     assert sum(totals(ids).values()) == 4
+
+
+def test_dedup_window_shortened_and_lengthened_mid_window(standalone_buffer):
+    """Each record call prunes by the window it is given: shortened, a reload counts once the
+    new window has passed; lengthened, the views after the change hold for the new one."""
+    ids = [p.id for p in make_posts(2)]
+    t0 = 1_800_000_000
+    assert record_impressions("u:1", ids, now=t0).counted == 2
+    with override_settings(IMPRESSIONS_DEDUP_WINDOW=60):
+        assert record_impressions("u:1", ids, now=t0 + 59).counted == 0
+        assert record_impressions("u:1", ids, now=t0 + 100).counted == 2
+    with override_settings(IMPRESSIONS_DEDUP_WINDOW=3600):
+        assert record_impressions("u:1", ids, now=t0 + 1000).counted == 0
+        assert record_impressions("u:1", ids, now=t0 + 3701).counted == 2
+    flush_pending()
+    assert sum(totals(ids).values()) == 6
+
+
+def test_flush_parts_changed_between_a_windows_enqueue_and_its_run(standalone_buffer):
+    """IMPRESSIONS_FLUSH_PARTS changed while a window's parts wait in the queue: they run as
+    they were split, the next window as the new setting says; every count once."""
+    ids = [p.id for p in make_posts(3)]
+    with override_settings(IMPRESSIONS_FLUSH_PARTS=4):
+        counted = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(60))
+    old_window = scheduled_flushes()
+    assert [r.kwargs["parts"] for r in old_window] == [4, 4, 4, 4]
+    with override_settings(IMPRESSIONS_FLUSH_PARTS=2):
+        flush_impressions_task.call(**old_window[0].kwargs)  # opens the next window
+        counted += sum(record_impressions(f"w:{viewer}", ids).counted for viewer in range(60))
+        new_window = scheduled_flushes()[4:]
+        assert [r.kwargs["parts"] for r in new_window] == [2, 2]
+        for result in [*old_window[1:], *new_window]:
+            flush_impressions_task.call(**result.kwargs)
+    assert sum(totals(ids).values()) == counted == 360
+    assert history_sums(ids) == totals(ids)
+
+
+def test_task_backend_switched_with_a_flush_scheduled_on_the_old_one(standalone_buffer):
+    """A deploy moves the flush to another queue (RQ to SQS, IMPRESSIONS_TASK_BACKEND or
+    _QUEUE) while a window's flush waits on the old one, which no worker serves any more: the
+    new deployment schedules nothing while the guard stands (its counts wait), then, once the
+    guard lapses (delay + 60 s after it was taken), the next view schedules a flush on the new
+    queue, which takes every count. The old job, run later after all, applies nothing twice
+    and leaves the new window's guard alone."""
+    ids = [p.id for p in make_posts(3)]
+    counted = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(30))
+    (old_job,) = scheduled_flushes()  # on the old queue, never run there
+    assert not record_impressions("u:new-1", ids).scheduled  # the guard stands
+    counted += 3
+    # delay + 60 s later: the guard has lapsed, and every key that lapses no later with it
+    # (the shards' flags, the de-duplication sets).
+    lapse = standalone_buffer.pttl(keys.guard_key())
+    assert lapse > 0
+    for key in standalone_buffer.scan_iter():
+        if 0 < standalone_buffer.pttl(key) <= lapse:
+            standalone_buffer.pexpire(key, 1)
+    time.sleep(0.01)
+    assert record_impressions("u:new-2", ids).scheduled  # on the new queue
+    counted += 3
+    (new_job,) = scheduled_flushes()[1:]
+    flush_impressions_task.call(**new_job.kwargs)
+    assert sum(totals(ids).values()) == counted == 96
+    assert record_impressions("u:new-3", ids).scheduled  # the next window
+    flush_impressions_task.call(**old_job.kwargs)  # late, somewhere: takes what is pending
+    assert standalone_buffer.exists(keys.guard_key())  # the next window's guard stays
+    flush_pending()
+    assert sum(totals(ids).values()) == counted + 3
+    assert history_sums(ids) == totals(ids)
+
+
+def test_time_zone_changed_with_history_present(standalone_buffer):
+    """TIME_ZONE moved east, then west, with days filed, today's open rows and counts pending
+    in the old zone's days: each count stays on the day it was recorded on (a pending counter
+    carries its day), a day the new zone has ended is rolled up, counts late for a day rolled up
+    go to its daily, week and month rows; every sum agrees and nothing is lost."""
+    ids = [p.id for p in make_posts(3)]
+    moment = datetime(2026, 12, 6, 23, 0, tzinfo=UTC).timestamp()  # Dec 6 in UTC
+    counted = sum(record_impressions(f"u:{v}", ids, now=moment).counted for v in range(10))
+    flush_pending()
+    pending = sum(record_impressions(f"p:{v}", ids, now=moment).counted for v in range(5))
+    # East: Dec 7 there (13:00); the UTC day's open rows have ended, its pending counts too.
+    with override_settings(TIME_ZONE="Pacific/Kiritimati"):
+        assert periods.day_of(datetime.fromtimestamp(moment + 60, UTC)) == date(2026, 12, 7)
+        counted += sum(record_impressions(f"e:{v}", ids, now=moment + 60).counted for v in range(7))
+        flush_pending()
+        roll_up(today=date(2026, 12, 7))
+        assert rollup_state().is_rolled(date(2026, 12, 6), ids[0])
+    # West: Dec 6 again (12:02), a day rolled up: late counts.
+    with override_settings(TIME_ZONE="Pacific/Pago_Pago"):
+        assert periods.day_of(datetime.fromtimestamp(moment + 120, UTC)) == date(2026, 12, 6)
+        counted += sum(
+            record_impressions(f"w:{v}", ids, now=moment + 120).counted for v in range(4)
+        )
+        flush_pending()
+        roll_up(today=date(2026, 12, 6))
+    counted += pending
+    assert sum(totals(ids).values()) == counted == 3 * (10 + 5 + 7 + 4)
+    assert history_sums(ids) == totals(ids)
+    assert {day for _, day in daily_counts(ids)} == {date(2026, 12, 6), date(2026, 12, 7)}
+    assert sum(c for (_, day), c in daily_counts(ids).items() if day == date(2026, 12, 7)) == 21
+    assert open_days_misplaced() == []
+    assert rollup_mismatches() == []
+    assert leaders_mismatches() == []
