@@ -67,6 +67,19 @@ def test_shards_lowered_with_counts_pending_and_a_killed_flushs_snapshot(buffer,
     assert sum(totals(ids).values()) == counted
 
 
+def test_shards_raised_with_counts_pending(buffer):
+    """IMPRESSIONS_SHARDS raised from 4 to 16 with counts pending: every count is flushed; the
+    viewers that move to another shard leave their de-duplication sets behind, so their reloads
+    within the window count once more (documented)."""
+    ids = [p.id for p in make_posts(3)]
+    with override_settings(IMPRESSIONS_SHARDS=4):
+        counted = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(100))
+    again = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(100))
+    assert counted == 300 and 0 < again < 300
+    flush_pending()
+    assert sum(totals(ids).values()) == counted + again
+
+
 def test_key_prefix_changed_the_old_prefixs_counts_are_flushed_by_the_command(standalone_buffer):
     """IMPRESSIONS_KEY_PREFIX changed with counts pending: the new deployment's flush cannot
     tell the old prefix's keys from another project's, so it leaves them; `flush_impressions
