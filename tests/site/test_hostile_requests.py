@@ -3,7 +3,6 @@ byte in the path or the query string, a "view on site" link to a model without a
 4xx, never a 500."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from django_rq.models import Dashboard as RQDashboard
@@ -12,13 +11,6 @@ from impressions.models import Flush
 from tests.factories import make_posts
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
-    client.force_login(user)
-    return client
 
 
 # Each was a 500 on PostgreSQL ("PostgreSQL text fields cannot contain NUL (0x00) bytes"): a text
@@ -36,11 +28,11 @@ NUL_URLS = [
 
 
 @pytest.mark.parametrize("url", NUL_URLS)
-def test_a_nul_byte_in_an_admin_path_or_query_is_a_400_in_the_sites_look(staff_client, url):
+def test_a_nul_byte_in_an_admin_path_or_query_is_a_400_in_the_sites_look(admin_client, url):
     make_posts(2)
     Flush.objects.create(id="20261206T000000-abcdef12", started_at=timezone.now(), outcome="empty")
     session_type = ContentType.objects.get(app_label="sessions", model="session").pk
-    response = staff_client.get(url.format(session_type=session_type))
+    response = admin_client.get(url.format(session_type=session_type))
     assert response.status_code == 400
     assert "<h1>Bad request</h1>" in response.content.decode()
 
@@ -55,14 +47,14 @@ def test_the_public_pages_keep_their_own_answers_to_a_nul_byte(client):
     assert client.get("/admin/", {"x": "\x00"}).status_code == 400  # before the login
 
 
-def test_view_on_site_of_a_model_without_a_table_is_a_404(staff_client):
+def test_view_on_site_of_a_model_without_a_table_is_a_404(admin_client):
     """django-rq's Dashboard model has no table (managed = False): Django's shortcut looked the
     object up all the same, a 500 (relation "django_rq_dashboard" does not exist)."""
     rq_type = ContentType.objects.get_for_model(RQDashboard).pk
     for object_id in ("1", "-1"):
-        assert staff_client.get(f"/admin/r/{rq_type}/{object_id}/").status_code == 404
+        assert admin_client.get(f"/admin/r/{rq_type}/{object_id}/").status_code == 404
     # int() reads a fullwidth or padded digit as the number: the same content type.
-    assert staff_client.get(f"/admin/r/ {rq_type}/1/").status_code == 404
+    assert admin_client.get(f"/admin/r/ {rq_type}/1/").status_code == 404
 
 
 def test_view_on_site_still_needs_staff(client):

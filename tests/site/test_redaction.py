@@ -119,13 +119,12 @@ def test_a_refused_queue_url_is_named_without_its_password(settings, monkeypatch
     assert not any(SECRET in f"{e.msg}{e.hint}" for e in errors)
 
 
-@pytest.mark.django_db
-def test_the_queue_status_page_hides_credentials_in_an_error(
-    admin_client, settings, moto_aws_env, monkeypatch
-):
+@pytest.fixture
+def sqs_behind_a_proxy(settings, moto_aws_env, monkeypatch):
+    """The default task backend on an SQS endpoint behind a proxy that takes credentials in the
+    URL, and is down."""
     for name, value in moto_aws_env.items():
         monkeypatch.setenv(name, value)
-    # An SQS endpoint behind a proxy that takes credentials in the URL, and is down.
     endpoint = f"http://proxy:{SECRET}@127.0.0.1:1"
     settings.TASKS = {
         "default": {
@@ -136,6 +135,10 @@ def test_the_queue_status_page_hides_credentials_in_an_error(
             },
         }
     }
+
+
+@pytest.mark.django_db
+def test_the_queue_status_page_hides_credentials_in_an_error(admin_client, sqs_behind_a_proxy):
     page = admin_client.get("/admin/queues/queuestatus/")
     assert page.status_code == 200
     assert "EndpointConnectionError" in page.text  # the error is shown...
@@ -144,22 +147,8 @@ def test_the_queue_status_page_hides_credentials_in_an_error(
 
 
 @pytest.mark.django_db
-def test_flush_now_hides_credentials_in_the_enqueue_error(
-    admin_client, settings, moto_aws_env, monkeypatch
-):
-    for name, value in moto_aws_env.items():
-        monkeypatch.setenv(name, value)
-    # The flush task goes to an SQS endpoint behind a proxy that takes credentials, and is down.
-    endpoint = f"http://proxy:{SECRET}@127.0.0.1:1"
-    settings.TASKS = {
-        "default": {
-            "BACKEND": "queues.sqs.backend.SQSBackend",
-            "OPTIONS": {
-                "QUEUE_URL": f"{endpoint}/123456789012/q",
-                "CLIENT_PARAMS": {"endpoint_url": endpoint},
-            },
-        }
-    }
+def test_flush_now_hides_credentials_in_the_enqueue_error(admin_client, sqs_behind_a_proxy):
+    # The flush task goes to that endpoint.
     page = admin_client.post(
         "/admin/impressions/flush/flush-now/", {"next": "/admin/impressions/flush/"}, follow=True
     )
