@@ -48,6 +48,9 @@ from .signals import flush_finished
 
 logger = logging.getLogger(__name__)
 
+# How long a flush's count of the shards to read holds (shards_in_use): at most this long after
+# a flush found no shard above IMPRESSIONS_SHARDS with counts, the next flush asks them all again.
+SHARDS_READ_TTL = 600
 # How long a window's key says that its first part has started (a later delivery of one of its
 # parts must not delete the next window's guard).
 WINDOW_TTL = 24 * 3600
@@ -321,26 +324,47 @@ def open_window(client, window):
 
 
 def shards_in_use(client):
-    """The shards a flush reads: IMPRESSIONS_SHARDS's, then any shard above them (to MAX_SHARDS)
-    that holds pending counts or snapshots, in one round trip per node (EXISTS of a shard's
-    pending keys and snapshots set, all in its slot).
+    """The shards a flush reads: IMPRESSIONS_SHARDS's, then any shard above them that holds
+    pending counts or snapshots (EXISTS of a shard's pending keys and snapshots set, all in its
+    slot, in one round trip per node).
 
     Those were written with a larger IMPRESSIONS_SHARDS: counts recorded before it was lowered,
     a killed flush's snapshot, or the impressions that web processes of the deployment before
     still record there while a rolling deploy goes on. Read only up to the setting, they would
     wait unseen until it was raised again (and a snapshot's ledger row, pruned meanwhile, would
     no longer keep it from being applied twice); so they are flushed with the others, and the
-    flush says so (a warning each time it finds any)."""
-    above = range(conf.SHARDS, MAX_SHARDS)
-    pipe = client.pipeline(transaction=False)
-    for shard in above:
-        pipe.exists(
-            keys.pending_key(shard),
-            *keys.pending_group_keys(shard),
-            keys.pending_days_key(shard),
-            keys.snapshots_key(shard),
-        )
-    found = [shard for shard, exists in zip(above, pipe.execute(), strict=True) if exists]
+    flush says so (a warning each time it finds any).
+
+    Asking every shard up to MAX_SHARDS costs about 17 ms (1,008 EXISTS at 16 shards): a flush
+    does it when keys.shards_read_key() is missing, and sets it to how many shards there are to
+    read (IMPRESSIONS_SHARDS, or one more than the highest found), for SHARDS_READ_TTL; until it
+    expires, flushes ask only the shards below it (none, unless a flush of a larger
+    IMPRESSIONS_SHARDS ran meanwhile, or found some). So what a process of a larger setting
+    records in a shard above, after a flush found nothing there, waits until the key expires:
+    at most SHARDS_READ_TTL more."""
+    key = keys.shards_read_key()
+    known = _whole_or_none(client.get(key))
+    top = MAX_SHARDS if known is None else min(max(known, conf.SHARDS), MAX_SHARDS)
+    above = range(conf.SHARDS, top)
+    found = []
+    if above:
+        pipe = client.pipeline(transaction=False)
+        for shard in above:
+            pipe.exists(
+                keys.pending_key(shard),
+                *keys.pending_group_keys(shard),
+                keys.pending_days_key(shard),
+                keys.snapshots_key(shard),
+            )
+        found = [shard for shard, exists in zip(above, pipe.execute(), strict=True) if exists]
+    reach = max(conf.SHARDS, found[-1] + 1 if found else 0)
+    try:
+        if known is None:
+            client.set(key, reach, ex=SHARDS_READ_TTL, nx=True)
+        elif reach > known:
+            client.set(key, reach, keepttl=True)
+    except ResponseError as error:  # a full Redis (maxmemory) refuses it: asked again next time
+        logger.debug("could not note the shards read: %s", error)
     if found:
         logger.warning(
             "found pending counts or snapshots in %d shard%s above IMPRESSIONS_SHARDS=%d (%s):"
@@ -352,6 +376,13 @@ def shards_in_use(client):
             ", ".join(map(str, found[:10])) + (", …" if len(found) > 10 else ""),
         )
     return [*range(conf.SHARDS), *found]
+
+
+def _whole_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def take_snapshots(client, flush_id, shards, every=None):

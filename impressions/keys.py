@@ -201,6 +201,12 @@ def window_key(window):
     return f"{{{conf.KEY_PREFIX}}}:flush-window:{window}"
 
 
+def shards_read_key():
+    """How many shards a flush reads (flush.shards_in_use): the most a flush has read or found
+    since the key was set; it expires SHARDS_READ_TTL after, and the next flush asks them all."""
+    return f"{{{conf.KEY_PREFIX}}}:shards-read"
+
+
 def rollup_guard_key():
     """Set while a roll-up task is scheduled (tasks.schedule_rollup)."""
     return f"{{{conf.KEY_PREFIX}}}:rollup-scheduled"

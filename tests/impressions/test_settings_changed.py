@@ -12,7 +12,7 @@ from django.test import RequestFactory, override_settings
 
 from casusult.models import Post
 from impressions import keys, periods, viewers
-from impressions.flush import flush_pending, new_flush_id, take_snapshots
+from impressions.flush import SHARDS_READ_TTL, flush_pending, new_flush_id, take_snapshots
 from impressions.models import Flush
 from impressions.recorder import record_impressions
 from impressions.rollup import roll_up
@@ -65,6 +65,37 @@ def test_shards_lowered_with_counts_pending_and_a_killed_flushs_snapshot(buffer,
     # Back at 16 shards, nothing is applied twice.
     flush_pending()
     assert sum(totals(ids).values()) == counted
+
+
+def test_shards_above_are_asked_at_most_every_ten_minutes(buffer):
+    """Asking the 1,008 shards above IMPRESSIONS_SHARDS costs a flush about 17 ms: a flush that
+    found none notes it for SHARDS_READ_TTL, and the flushes meanwhile ask none. A process of a
+    larger setting that records above after that (a web process of the deployment before) waits
+    until the note expires; then the next flush finds and applies it. A flush of the larger
+    setting (the deployment before's worker) raises the note, so the smaller one's flushes ask
+    up to it."""
+    ids = [p.id for p in make_posts(2)]
+    flush_pending()
+    note = keys.shards_read_key()
+    assert int(buffer.get(note)) == 16 and 0 < buffer.ttl(note) <= SHARDS_READ_TTL
+    with override_settings(IMPRESSIONS_SHARDS=64):
+        viewer = next(f"u:{n}" for n in range(100) if keys.shard_of(f"u:{n}") >= 16)
+        shard = keys.shard_of(viewer)
+        assert record_impressions(viewer, ids).counted == 2
+    flush_pending()
+    assert sum(totals(ids).values()) == 0  # noted: not asked yet
+    buffer.delete(note)  # as it expires
+    flush_pending()
+    assert sum(totals(ids).values()) == 2
+    # Found: until the note expires, flushes ask up to that shard (its process may go on).
+    assert int(buffer.get(note)) == shard + 1
+    with override_settings(IMPRESSIONS_SHARDS=64):
+        flush_pending()  # the larger setting's worker raises the note
+        assert record_impressions(viewer, ids[:1]).counted == 0  # de-duplicated
+        assert record_impressions(f"{viewer}-2", ids).counted == 2
+    assert int(buffer.get(note)) == 64
+    flush_pending()
+    assert sum(totals(ids).values()) == 4
 
 
 def test_shards_raised_with_counts_pending(buffer):
