@@ -55,7 +55,8 @@ impressions_ignored = Counter(
     "impressions_ignored",
     "Served impressions not counted: the request was no view (method: not a GET; bot: a"
     " crawler's User-Agent; prefetch: a browser prefetch; subresource: loaded as an image, script… or an"
-    " opaque no-cors answer; cross-site: another site's fetch(), its origin not trusted) or"
+    " opaque no-cors answer; cross-site: another site's fetch(), its origin not trusted; frame:"
+    " loaded into a frame its response forbids) or"
     " beyond a budget (rate: a new anonymous viewer beyond its"
     " IP address's hourly budget, or a viewer beyond its hourly impressions).",
     ["reason"],

@@ -47,7 +47,9 @@ def record(
     request's viewer (see viewers.py); never raises into the view.
 
     None: nothing was recorded (recording is off, nothing was served, or the request is no
-    view: a bot, a prefetch, an image or script load, not a GET); else what was counted, lost and scheduled.
+    view: a bot, a prefetch, an image or script load, not a GET), and for a page loaded into a
+    frame, counted by VisitorCookieMiddleware once the response shows whether the frame may show
+    it; else what was counted, lost and scheduled.
     """
     try:
         result: RecordResult | None = viewers.record_request(request, posts)

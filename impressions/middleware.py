@@ -1,9 +1,12 @@
-"""Sets the visitor cookie that recording made for a new anonymous visitor on the response."""
+"""Sets the visitor cookie that recording made for a new anonymous visitor on the response, and
+counts a page loaded into a frame once its response shows whether the browser will show it."""
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 
 from .conf import conf
-from .viewers import NEW_VISITOR_COOKIE
+from .redis_client import release_thread_connections
+from .viewers import NEW_VISITOR_COOKIE, PENDING_FRAME_IDS, record_frame
 
 
 class VisitorCookieMiddleware:
@@ -25,10 +28,25 @@ class VisitorCookieMiddleware:
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)
-        return set_visitor_cookie(request, self.get_response(request))
+        response = self.get_response(request)
+        if getattr(request, PENDING_FRAME_IDS, None):
+            record_pending_frame(request, response)
+        return set_visitor_cookie(request, response)
 
     async def __acall__(self, request):
-        return set_visitor_cookie(request, await self.get_response(request))
+        response = await self.get_response(request)
+        if getattr(request, PENDING_FRAME_IDS, None):
+            # Session and Redis calls block: in Django's thread for the request's sync work.
+            await sync_to_async(record_pending_frame)(request, response)
+        return set_visitor_cookie(request, response)
+
+
+def record_pending_frame(request, response):
+    try:
+        record_frame(request, response)
+    finally:
+        if isinstance(request, ASGIRequest):  # as impressions.record does (api.py)
+            release_thread_connections()
 
 
 def set_visitor_cookie(request, response):

@@ -13,6 +13,6 @@ flush_finished = Signal()
 # Served impressions not counted because the request was no view (reason "method": not a GET;
 # "bot": a crawler's User-Agent; "prefetch": a browser prefetch; "subresource": loaded as an image,
 # script… or an opaque no-cors answer; "cross-site": another site's fetch(), its origin not in
-# IMPRESSIONS_CROSS_SITE_ORIGINS) or was beyond a budget ("rate": a new anonymous viewer
+# IMPRESSIONS_CROSS_SITE_ORIGINS; "frame": loaded into a frame its response forbids) or was beyond a budget ("rate": a new anonymous viewer
 # beyond its IP address's hourly budget, or a viewer beyond its hourly impressions). Arguments: reason, served (impressions not counted).
 impressions_ignored = Signal(use_caching=True)

@@ -9,7 +9,8 @@
 - Not viewers at all: requests other than GET (a HEAD or OPTIONS shows nobody anything), browser
   prefetches, a page loaded as an image, script or other subresource or by an opaque (no-cors)
   request of another origin's page (Fetch Metadata), another site's fetch() unless
-  IMPRESSIONS_CROSS_SITE_ORIGINS trusts it, and User-Agents matching
+  IMPRESSIONS_CROSS_SITE_ORIGINS trusts it, a page loaded into a frame its response forbids
+  (X-Frame-Options, CSP frame-ancestors: framing.py), and User-Agents matching
   IMPRESSIONS_IGNORE_USER_AGENTS.
 - Not counted: a new anonymous viewer beyond its IP address's hourly budget (budgets.py); it gets
   no cookie either.
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.core import signing
 from django.db.models import Model
 
+from . import framing
 from .budgets import grant_new_viewer
 from .conf import conf, counted_id, counted_model, counts_into
 from .recorder import record_impressions, record_loss
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 # The request attribute that carries a new visitor cookie to VisitorCookieMiddleware.
 NEW_VISITOR_COOKIE = "_impressions_new_visitor_cookie"
 COOKIE_SIGNING_SALT = "impressions.viewers.visitor"
+# The request attribute that carries the ids a view recorded for a page loaded into a frame to
+# VisitorCookieMiddleware, which counts them once the response shows whether the frame is allowed.
+PENDING_FRAME_IDS = "_impressions_pending_frame_ids"
 # Cookie payload "<id>.<day it was made, YYYYMMDD>.<the digest it arrived with>".
 COOKIE_PAYLOAD = re.compile(r"([A-Za-z0-9_-]{16})\.(\d{8})\.([0-9a-f]{32})")
 # Browsers announce a prefetch (or a prerender, which may never be shown) in one of these.
@@ -81,12 +86,46 @@ NOT_COUNTED = Viewer(None)
 
 
 def record_request(request, posts):
-    """Count `posts` as seen by the request's viewer; never raises into the view."""
+    """Count `posts` as seen by the request's viewer; never raises into the view.
+
+    A page loaded into a frame is counted once its response is known, by VisitorCookieMiddleware
+    (record_frame): whether the browser shows it there depends on the headers of the response
+    (framing.py). Without that middleware, it is decided now, from the project's settings."""
     if not conf.ENABLED:
         return None
     try:
         post_ids = served_ids(posts)
         if not post_ids:
+            return None
+        if framing.is_frame(request) and conf.SETS_VISITOR_COOKIE:
+            # Django REST framework's Request holds the HttpRequest, the middleware's, in _request.
+            http_request = getattr(request, "_request", request)
+            pending = getattr(http_request, PENDING_FRAME_IDS, None)
+            if pending is None:
+                pending = []
+                setattr(http_request, PENDING_FRAME_IDS, pending)
+            pending.append(post_ids)
+            return None
+        return record_ids(request, post_ids)
+    except Exception:
+        logger.exception("recording impressions failed; the page is served without them")
+        return None
+
+
+def record_frame(request, response):
+    """Count the posts a view recorded for a page loaded into a frame, now that its `response`
+    is known (VisitorCookieMiddleware); never raises. The last record call's result."""
+    result = None
+    for post_ids in getattr(request, PENDING_FRAME_IDS, None) or ():
+        result = record_ids(request, post_ids, response)
+    setattr(request, PENDING_FRAME_IDS, None)
+    return result
+
+
+def record_ids(request, post_ids, response=None):
+    try:
+        if framing.is_frame(request) and framing.refused(request, response):
+            impressions_ignored.send(record_request, reason="frame", served=len(post_ids))
             return None
         try:
             viewer = identify(request)
