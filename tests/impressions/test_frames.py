@@ -68,6 +68,8 @@ ANCESTORS_SELF = {"SECURE_CSP": {"frame-ancestors": [CSP.SELF]}}  # X-Frame-Opti
 PARTNER = {"SECURE_CSP": {"frame-ancestors": [CSP.SELF, "https://partner.example"]}}
 NO_XFO = {**NO_ANCESTORS, "MIDDLEWARE": [m for m in settings.MIDDLEWARE if m != XFO]}
 NO_COOKIES = {"MIDDLEWARE": [m for m in settings.MIDDLEWARE if m != COOKIES]}
+# Middleware that all run async: VisitorCookieMiddleware counts in its async path.
+ASYNC_ONLY = {"MIDDLEWARE": ["django.middleware.csp.ContentSecurityPolicyMiddleware", COOKIES, XFO]}
 
 
 @pytest.mark.parametrize(
@@ -100,6 +102,8 @@ NO_COOKIES = {"MIDDLEWARE": [m for m in settings.MIDDLEWARE if m != COOKIES]}
         ("page/", "same-origin", "iframe", {**NO_COOKIES, **SAMEORIGIN}, 1),
         ("async/", "cross-site", "iframe", SITE, 0),
         ("async/", "same-origin", "iframe", SAMEORIGIN, 1),
+        ("async/", "cross-site", "iframe", ASYNC_ONLY, 0),
+        ("async/", "same-origin", "iframe", {**ASYNC_ONLY, **SAMEORIGIN}, 1),
     ],
 )  # fmt: skip
 def test_a_frame_counts_where_its_response_lets_the_browser_show_it(
