@@ -14,6 +14,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest
 
 from . import recorder, stats, viewers
+from .http import http_request
 from .recorder import BufferStatus, RecordResult
 from .redis_client import get_client, release_thread_connections
 
@@ -54,8 +55,7 @@ def record(
     try:
         result: RecordResult | None = viewers.record_request(request, posts)
     finally:
-        # Django REST framework's Request holds the HttpRequest in _request.
-        if isinstance(getattr(request, "_request", request), ASGIRequest):
+        if isinstance(http_request(request), ASGIRequest):
             # Django runs an ASGI request's sync work in a thread that ends with the request:
             # the connection it kept would stay taken while an async view awaits on, and some
             # 100 such requests at once (redis-py's pool) would lose every later one's counts.

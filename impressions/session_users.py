@@ -5,6 +5,12 @@ would not make otherwise, which was most of what recording cost a logged-in view
 (a user id, or None for a session without a login) is kept per session key for TTL_SECONDS.
 A login or logout changes the session key, so it is seen at once; a session ended on the server
 while the browser still sends its key (a password changed elsewhere) is seen within the TTL.
+
+Only a user that comes from the session is remembered. Under Django REST framework the user is
+what DRF's authenticators found (a token, a JWT, or the session through SessionAuthentication),
+resolved already by the view: it is read as it is, neither taken from nor kept in this memory.
+Remembered, a token user was the anonymous viewer of the session cookie the same browser sent,
+and an anonymous request of that session later counted as the token user.
 """
 
 import hashlib
@@ -13,6 +19,8 @@ import time
 from collections import OrderedDict
 
 from django.conf import settings
+
+from .http import is_wrapped
 
 # As long as the default de-duplication window: a viewer browsing for a while is resolved once.
 TTL_SECONDS = 300
@@ -28,8 +36,9 @@ def user_id(request):
     if user is None:
         return None
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-    if not session_key:
+    if not session_key or is_wrapped(request):
         # No session: an AnonymousUser costs no query, and a user set by other means is at hand.
+        # Django REST framework's user: its authenticators', not necessarily the session's.
         return user.pk if user.is_authenticated else None
     # A digest, not the key itself: this memory holds no usable session key.
     digest = hashlib.blake2b(session_key.encode(), digest_size=16).digest()

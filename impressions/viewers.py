@@ -31,6 +31,7 @@ from django.db.models import Model
 from . import framing
 from .budgets import grant_new_viewer
 from .conf import conf, counted_id, counted_model, counts_into
+from .http import http_request
 from .recorder import record_impressions, record_loss
 from .redis_client import REDIS_FAILURES
 from .salt import daily_salt, utc_day
@@ -39,11 +40,13 @@ from .signals import impressions_ignored
 
 logger = logging.getLogger(__name__)
 
-# The request attribute that carries a new visitor cookie to VisitorCookieMiddleware.
+# The request attribute that carries a new visitor cookie to VisitorCookieMiddleware (on the
+# HttpRequest, the middleware's, under a wrapper such as Django REST framework's Request).
 NEW_VISITOR_COOKIE = "_impressions_new_visitor_cookie"
 COOKIE_SIGNING_SALT = "impressions.viewers.visitor"
 # The request attribute that carries the ids a view recorded for a page loaded into a frame to
-# VisitorCookieMiddleware, which counts them once the response shows whether the frame is allowed.
+# VisitorCookieMiddleware, which counts them once the response shows whether the frame is allowed:
+# a list of (the request the view recorded with, its ids), on the HttpRequest.
 PENDING_FRAME_IDS = "_impressions_pending_frame_ids"
 # Cookie payload "<id>.<day it was made, YYYYMMDD>.<the digest it arrived with>".
 COOKIE_PAYLOAD = re.compile(r"([A-Za-z0-9_-]{16})\.(\d{8})\.([0-9a-f]{32})")
@@ -98,13 +101,12 @@ def record_request(request, posts):
         if not post_ids:
             return None
         if framing.is_frame(request) and conf.SETS_VISITOR_COOKIE:
-            # Django REST framework's Request holds the HttpRequest, the middleware's, in _request.
-            http_request = getattr(request, "_request", request)
-            pending = getattr(http_request, PENDING_FRAME_IDS, None)
+            # The request itself is kept: under Django REST framework, its user is DRF's.
+            pending = getattr(http_request(request), PENDING_FRAME_IDS, None)
             if pending is None:
                 pending = []
-                setattr(http_request, PENDING_FRAME_IDS, pending)
-            pending.append(post_ids)
+                setattr(http_request(request), PENDING_FRAME_IDS, pending)
+            pending.append((request, post_ids))
             return None
         return record_ids(request, post_ids)
     except Exception:
@@ -116,8 +118,8 @@ def record_frame(request, response):
     """Count the posts a view recorded for a page loaded into a frame, now that its `response`
     is known (VisitorCookieMiddleware); never raises. The last record call's result."""
     result = None
-    for post_ids in getattr(request, PENDING_FRAME_IDS, None) or ():
-        result = record_ids(request, post_ids, response)
+    for recorded_with, post_ids in getattr(request, PENDING_FRAME_IDS, None) or ():
+        result = record_ids(recorded_with, post_ids, response)
     setattr(request, PENDING_FRAME_IDS, None)
     return result
 
@@ -135,7 +137,7 @@ def record_ids(request, post_ids, response=None):
             impressions_ignored.send(record_request, reason=viewer.ignored, served=len(post_ids))
             return None
         if viewer.new_cookie:
-            setattr(request, NEW_VISITOR_COOKIE, viewer.new_cookie)
+            setattr(http_request(request), NEW_VISITOR_COOKIE, viewer.new_cookie)
         if viewer.key is None:
             return None
         return record_impressions(viewer.key, post_ids)
