@@ -6,8 +6,10 @@ would not make otherwise, which was most of what recording cost a logged-in view
 A login or logout changes the session key, so it is seen at once; a session ended on the server
 while the browser still sends its key (a password changed elsewhere) is seen within the TTL.
 
-Only a user that comes from the session is remembered. Under Django REST framework the user is
-what DRF's authenticators found (a token, a JWT, or the session through SessionAuthentication),
+Only a user that comes from the session is remembered: the lazy `request.user` of Django's
+AuthenticationMiddleware, not resolved yet. A user another middleware of the project set (a
+token's, an API key's) is read as it is, as is one resolved already (no query more). Under
+Django REST framework the user is what DRF's authenticators found (a token, a JWT, or the session through SessionAuthentication),
 resolved already by the view: it is read as it is, neither taken from nor kept in this memory.
 Remembered, a token user was the anonymous viewer of the session cookie the same browser sent,
 and an anonymous request of that session later counted as the token user.
@@ -19,6 +21,7 @@ import time
 from collections import OrderedDict
 
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject, empty
 
 from .http import is_wrapped
 
@@ -26,6 +29,8 @@ from .http import is_wrapped
 TTL_SECONDS = 300
 MAX_ENTRIES = 10_000
 
+# Where the lazy user of Django's AuthenticationMiddleware is made (from_the_session).
+AUTH_MIDDLEWARE = "django.contrib.auth.middleware"
 _lock = threading.Lock()
 _entries = OrderedDict()  # session key digest -> (user id or None, monotonic time resolved)
 
@@ -36,9 +41,10 @@ def user_id(request):
     if user is None:
         return None
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-    if not session_key or is_wrapped(request):
-        # No session: an AnonymousUser costs no query, and a user set by other means is at hand.
-        # Django REST framework's user: its authenticators', not necessarily the session's.
+    if not session_key or is_wrapped(request) or not from_the_session(request, user):
+        # No session: an AnonymousUser costs no query. Django REST framework's user, or one a
+        # middleware of the project set (a token, an API key): not necessarily the session's.
+        # One resolved already costs nothing more to read.
         return user.pk if user.is_authenticated else None
     # A digest, not the key itself: this memory holds no usable session key.
     digest = hashlib.blake2b(session_key.encode(), digest_size=16).digest()
@@ -53,6 +59,18 @@ def user_id(request):
         while len(_entries) > MAX_ENTRIES:
             _entries.popitem(last=False)
     return resolved
+
+
+def from_the_session(request, user):
+    """`user` is the lazy one Django's AuthenticationMiddleware set, not resolved yet: the
+    session's. Another middleware may replace it (request.user = a token's user, at once or
+    lazily), and one resolved already is read as it is."""
+    return (
+        isinstance(user, SimpleLazyObject)
+        and user._wrapped is empty
+        and getattr(user._setupfunc, "__module__", None) == AUTH_MIDDLEWARE
+        and not hasattr(request, "_cached_user")
+    )
 
 
 def forget():

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
+from django.contrib.auth import middleware as auth_middleware
 from django.core import signing
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
@@ -181,10 +182,18 @@ class LazyUser:
         return self._pk
 
 
+@pytest.fixture(autouse=True)
+def session_user(monkeypatch):
+    """The session's user, as Django's AuthenticationMiddleware resolves it: the request's
+    stand-in (session_users remembers only that middleware's lazy user)."""
+    monkeypatch.setattr(auth_middleware, "get_user", lambda request: request.stand_in)
+
+
 def session_request(session_key, user):
     request = factory.get("/")
     request.COOKIES["sessionid"] = session_key
-    request.user = user
+    request.session, request.stand_in = {}, user
+    auth_middleware.AuthenticationMiddleware(lambda request: None).process_request(request)
     return request
 
 
