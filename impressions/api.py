@@ -4,7 +4,6 @@ Typed (`py.typed`; `mypy --strict` in make lint): these signatures and result ty
 contract; the modules behind them are internal.
 """
 
-import logging
 from collections.abc import Iterable
 from datetime import date
 from typing import Protocol
@@ -12,6 +11,8 @@ from typing import Protocol
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest
+
+from redis_endpoints import redacting_logger
 
 from . import recorder, stats, viewers
 from .http import http_request
@@ -31,7 +32,7 @@ __all__ = [
     "top_posts",
 ]
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 class CountedObject(Protocol):

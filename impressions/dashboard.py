@@ -2,7 +2,6 @@
 
 import csv
 import io
-import logging
 from datetime import UTC, timedelta
 
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
@@ -10,7 +9,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from redis_endpoints import redact_text
+from redis_endpoints import redact_text, redacting_logger
 
 from . import charts, keys, periods, ranking, rollup, stats
 from .conf import conf, counted_model, counted_rows
@@ -22,7 +21,7 @@ from .schedule import flush_due
 
 __all__ = ["BadRange", "DateRange", "parse_range"]  # the dashboard's range, from ranges.py
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 DEFAULT_DAYS = 30  # of a single object's chart
 TOP_LIMIT = 10

@@ -18,7 +18,6 @@ marks on, or, if the ledger has them whole, drops.
 """
 
 import functools
-import logging
 import secrets
 import time
 from collections import defaultdict
@@ -30,7 +29,7 @@ from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
 from redis.exceptions import RedisError, ResponseError
 
-from redis_endpoints import redact_text
+from redis_endpoints import redact_text, redacting_logger
 
 from . import batches, history_writer, keys, ledger, periods, scripts
 from .conf import MAX_SHARDS, conf, counted_plural
@@ -46,7 +45,7 @@ from .redis_client import (
 )
 from .signals import flush_finished
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # How long a flush's count of the shards to read holds (shards_in_use): at most this long after
 # a flush found no shard above IMPRESSIONS_SHARDS with counts, the next flush asks them all again.

@@ -11,7 +11,6 @@ their history rows (written only by a transaction holding the object's row, in (
 order); the site-wide day rows, in day order; impressions/history_writer.py adds the history's.
 """
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,11 +18,13 @@ from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.utils import timezone
 
+from redis_endpoints import redacting_logger
+
 from . import batches, history_writer, keys
 from .conf import conf, counted_model, counted_rows
 from .models import Flush
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # The flush benchmark turns this off to time a flush without the history (benchmarks/flush.py).
 # Not a setting: the history is always written.

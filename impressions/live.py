@@ -6,12 +6,13 @@ counts only for the objects a page shows (pending_counts). Pending impressions a
 today: a flush runs minutes after them, so nearly all are today's.
 """
 
-import logging
 from dataclasses import dataclass
+
+from redis_endpoints import redacting_logger
 
 from .recorder import buffer_status, pending_counts
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # The dashboard reads the buffer once per page: more patience than a timeline request's 50 ms.
 BUFFER_TIMEOUT = 0.5

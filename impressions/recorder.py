@@ -1,6 +1,5 @@
 """The request side: count served posts in Redis, de-duplicated per viewer, in one round trip."""
 
-import logging
 import math
 import threading
 import time
@@ -14,6 +13,8 @@ from django.dispatch import receiver
 from django.utils import timezone
 from redis.exceptions import ClusterCrossSlotError, MovedError, OutOfMemoryError, ResponseError
 
+from redis_endpoints import redacting_logger
+
 from . import budgets, keys, periods, scripts
 from .conf import conf
 from .holdoff import holdoff
@@ -23,7 +24,7 @@ from .schedule import arm_flush, full_redis
 from .scripts import evalsha
 from .signals import impressions_ignored, impressions_recorded
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 class RecordResult(NamedTuple):

@@ -1,7 +1,6 @@
 """The process's Redis clients for the buffer: standalone or cluster, built once from settings."""
 
 import functools
-import logging
 import os
 import threading
 import time
@@ -36,6 +35,7 @@ from redis_endpoints import (
     cluster_endpoint_reason,
     credentials_misread,
     has_unreadable_database,
+    redacting_logger,
     refused_options,
     whitespace_problem,
     without_cluster_flag,
@@ -45,7 +45,7 @@ from .conf import conf
 from .holdoff import holdoff
 from .reloads import reloads
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # What a Redis that does not answer raises: RedisClusterException (a cluster client that has
 # lost its nodes) is no RedisError.

@@ -19,7 +19,6 @@ batch the roll-up rests IMPRESSIONS_ROLLUP_PACE times as long as the batch took,
 flushes the CPU.
 """
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -27,6 +26,8 @@ from datetime import timedelta
 from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
+
+from redis_endpoints import redacting_logger
 
 from . import periods, stats
 from .conf import conf
@@ -50,7 +51,7 @@ from .models import (
     SiteDailyImpressions,
 )
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # Rows a batch moves or deletes at most, and the fixed size of --batch-size's batches: a flush
 # batch holding the day being rolled up waits for one batch at most.

@@ -5,19 +5,20 @@ before this one); its time to live, the flush's delay plus a grace, says when th
 (the dashboard's "next flush").
 """
 
-import logging
 import time
 from datetime import UTC, datetime, timedelta
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from redis_endpoints import redacting_logger
+
 from . import flush, keys
 from .conf import GUARD_GRACE_SECONDS, conf
 from .redis_client import get_client, get_flush_client
 from .tasks import enqueue_flush, set_if_absent, take_guard
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 def arm_flush(client, shard, guard_taken=None):

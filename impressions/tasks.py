@@ -1,6 +1,5 @@
 """The flush and the daily roll-up as django.tasks tasks, and enqueueing them."""
 
-import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ from django.tasks import Task, task, task_backends
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 from django.utils import timezone
 
+from redis_endpoints import redacting_logger
+
 from . import keys, rollup, scripts, stats
 from .conf import conf
 from .exceptions import FlushError
@@ -20,7 +21,7 @@ from .flush import flush_pending
 from .models import HistoryRollup, OpenDailyImpressions, SiteDailyImpressions
 from .redis_client import get_flush_client
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # How long the roll-up's schedule guard lasts: a roll-up enqueued and lost is enqueued again by
 # a flush after this long.

@@ -19,7 +19,6 @@
 import functools
 import hashlib
 import hmac
-import logging
 import re
 import secrets
 from typing import NamedTuple
@@ -27,6 +26,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.core import signing
 from django.db.models import Model
+
+from redis_endpoints import redacting_logger
 
 from . import framing
 from .budgets import grant_new_viewer
@@ -38,7 +39,7 @@ from .salt import daily_salt, utc_day
 from .session_users import user_id
 from .signals import impressions_ignored
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 # The request attribute that carries a new visitor cookie to VisitorCookieMiddleware (on the
 # HttpRequest, the middleware's, under a wrapper such as Django REST framework's Request).

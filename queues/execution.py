@@ -14,6 +14,8 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 
+from redis_endpoints import redacting_logger
+
 try:  # the PostgreSQL fast path: cancel a timed-out task's query (psycopg 3)
     from psycopg import pq
 except ImportError:  # another database, or psycopg2: nothing to cancel this way
@@ -22,7 +24,7 @@ except ImportError:  # another database, or psycopg2: nothing to cancel this way
 from .exceptions import ForcedStop, MalformedMessage, TaskExited, TaskNotAllowed
 from .signals import task_refused
 
-logger = logging.getLogger("queues.worker")
+logger = redacting_logger("queues.worker")
 
 
 def report_refusal(sender, backend_alias, error):

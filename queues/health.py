@@ -22,9 +22,11 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 
+from redis_endpoints import redacting_logger
+
 from . import liveness
 
-logger = logging.getLogger("queues.worker")
+logger = redacting_logger("queues.worker")
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Seconds between two looks at the database's migrations while some are unapplied (a look loads

@@ -11,10 +11,12 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
+from redis_endpoints import redacting_logger
+
 from . import liveness
 from .health import serve_in_background
 
-logger = logging.getLogger("queues.worker")
+logger = redacting_logger("queues.worker")
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}

@@ -10,6 +10,7 @@ settings may use it too. Standard library only.
 # The distribution's version (distributions/redis_endpoints/pyproject.toml reads it), semantic.
 __version__ = "0.1.0"
 
+import logging
 import re
 import ssl
 import urllib.parse
@@ -180,6 +181,52 @@ def redact_text(text: str) -> str:
     """`text` with every URL in it redacted (redact()), and `password=…`-style pairs hidden."""
     text = URL_IN_TEXT.sub(lambda found: redact(found.group()), str(text))
     return SECRET_PAIR.sub(lambda found: f"{found[1]}{found[2]}{REDACTED}", text)
+
+
+# What every LogRecord has; any other attribute is a field given with extra=.
+RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Redact `record` in place (redact_text): its message with its arguments merged in, its
+    traceback, formatted here (exc_text; exc_info is cleared, so that no formatter or error
+    tracker formats the raw exception again), its stack and its string extra= fields."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a malformed call: its parts, as logging would otherwise report them
+        message = f"{record.msg} {record.args!r}"
+    record.msg, record.args = redact_text(message), ()
+    if record.exc_info:
+        record.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+    if record.exc_text:
+        record.exc_text = redact_text(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact_text(record.stack_info)
+    for name, value in list(vars(record).items()):
+        if name not in RECORD_ATTRIBUTES and isinstance(value, str):
+            setattr(record, name, redact_text(value))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts each record it sees (redact_record) and lets it through.
+
+    On a logger, it runs once per record logged there, before any handler of the project's
+    logging config; in a project's LOGGING, `{"()": "redis_endpoints.RedactingFilter"}` on a
+    handler redacts other loggers' records too (django.request's tracebacks, botocore's)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+def redacting_logger(name: str) -> logging.Logger:
+    """logging.getLogger(name) with a RedactingFilter (added once): the apps log through these, so
+    their lines carry no credentials whatever logging config the project has."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(each, RedactingFilter) for each in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger
 
 
 # The remedy for a rediss:// server whose certificate its URL does not trust, as checks give it.

@@ -120,6 +120,29 @@ def moto_aws_env(sqs_endpoint_url):
     }
 
 
+# The password of the proxy in sqs_behind_a_proxy's URLs, which no reader may see.
+PROXY_SECRET = "s3cret-Pa55"
+
+
+@pytest.fixture
+def sqs_behind_a_proxy(settings, moto_aws_env, monkeypatch):
+    """The default task backend on an SQS endpoint behind a proxy that takes credentials in the
+    URL, and is down; returns that password (PROXY_SECRET)."""
+    for name, value in moto_aws_env.items():
+        monkeypatch.setenv(name, value)
+    endpoint = f"http://proxy:{PROXY_SECRET}@127.0.0.1:1"
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "queues.sqs.backend.SQSBackend",
+            "OPTIONS": {
+                "QUEUE_URL": f"{endpoint}/123456789012/q",
+                "CLIENT_PARAMS": {"endpoint_url": endpoint},
+            },
+        }
+    }
+    return PROXY_SECRET
+
+
 @pytest.fixture
 def moto_sqs_client(sqs_endpoint_url, moto_aws_env):
     """A boto3 SQS client of the test server, whatever this process's environment says."""

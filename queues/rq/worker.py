@@ -19,6 +19,8 @@ from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import current_timestamp
 from rq.worker import SimpleWorker
 
+from redis_endpoints import redacting_logger
+
 from .. import liveness
 from ..bounds import JOB_ID, MAX_NAME_LENGTH
 from ..exceptions import ForcedStop, MalformedMessage, QueueConfigurationError, RefusedJob
@@ -37,7 +39,7 @@ from . import jobs
 from .backend import RQBackend
 from .connection import refusal_remedy
 
-logger = logging.getLogger("queues.worker")
+logger = redacting_logger("queues.worker")
 # Seconds RQ allows a refused job, which only raises its refusal.
 REFUSED_JOB_TIMEOUT = 60
 # Seconds the worker's pubsub thread (its channel: RQ's stop-job and shutdown commands) waits for
@@ -176,6 +178,8 @@ class TaskWorker(SimpleWorker):
         # line per job names the task path once it is checked.
         kwargs.setdefault("log_job_description", False)
         super().__init__(*args, **kwargs)
+        # RQ's own lines (a failed task's traceback among them) are redacted as ours are.
+        self.log = redacting_logger(self.log.name)
 
     def request_force_stop(self, signum, frame):
         """RQ's cold shutdown, its SystemExit a ForcedStop: raised inside the running task (this

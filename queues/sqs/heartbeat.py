@@ -1,13 +1,14 @@
 """Keeps the SQS messages a worker holds hidden from other workers while it runs their tasks."""
 
-import logging
 import threading
 import time
+
+from redis_endpoints import redacting_logger
 
 from .backend import MAX_HIDDEN
 from .messages import remaining_delay
 
-logger = logging.getLogger("queues.worker")
+logger = redacting_logger("queues.worker")
 # Seconds kept clear of SQS's 12 h cap: for the time a renewal takes to reach SQS (the clock
 # itself starts when the receive was sent, never after SQS's).
 CAP_MARGIN = 5

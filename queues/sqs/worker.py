@@ -15,6 +15,8 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 from django.utils import timezone
 
+from redis_endpoints import redacting_logger
+
 from .. import liveness
 from ..exceptions import ForcedStop, MalformedMessage, QueueConfigurationError, RefusedJob
 from ..execution import (
@@ -33,7 +35,7 @@ from .deadletter import dead_letter
 from .heartbeat import VisibilityHeartbeat
 from .messages import decode_message, delay_seconds, next_attempt_body
 
-logger = logging.getLogger("queues.worker")
+logger = redacting_logger("queues.worker")
 
 # botocore's errors for a failed call (network, throttling, a queue gone for a while).
 TRANSIENT_ERRORS = (BotoCoreError, ClientError)

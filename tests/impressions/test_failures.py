@@ -587,6 +587,22 @@ def test_a_hanging_task_backend_holds_up_one_request_a_while_not_each(
     assert not get_client().exists(keys.guard_key())  # the next request after the wait schedules it
 
 
+def test_a_refused_flush_enqueue_is_logged_without_the_endpoint_s_password(
+    standalone_buffer, sqs_behind_a_proxy, caplog
+):
+    # A project's own logging config (caplog's plain handler, no site formatter); the traceback
+    # is botocore's, which names the endpoint URL.
+    [post] = make_posts(1)
+    with mock.patch.object(schedule, "backoff", schedule.Backoff(FakeClock())):
+        assert not record("u:1", [post.pk]).scheduled
+    [line] = [r for r in caplog.records if r.name == "impressions.schedule"]
+    assert line.getMessage().startswith("could not enqueue the impressions flush")
+    assert 'EndpointConnectionError: Could not connect to the endpoint URL: "http://proxy:***@' in (
+        caplog.text
+    )
+    assert sqs_behind_a_proxy not in caplog.text
+
+
 class FakeClock:
     now = 1000.0
 

@@ -7,13 +7,14 @@ import json
 import logging
 import sys
 import traceback
+from pathlib import Path
 
 import pytest
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from casusult.jsonlog import JsonFormatter, PlainFormatter
-from redis_endpoints import redact, redact_text
+from redis_endpoints import RedactingFilter, redact, redact_text, redacting_logger
 from tests.queues.rq.support import rq_settings
 from tests.settings_modules import load_settings
 
@@ -106,6 +107,44 @@ def test_the_site_logs_through_the_redacting_formatters(settings):
     assert json.loads(JsonFormatter().format(record_with_a_secret()))["level"] == "ERROR"
 
 
+def test_the_apps_loggers_redact_a_record_before_any_handler_formats_it(caplog):
+    # The apps log through redacting_logger: a project's own handlers and formatters (here
+    # caplog's plain ones) get the record redacted, message, traceback, stack and extras alike.
+    logger = redacting_logger("tests.redaction")
+    assert redacting_logger("tests.redaction") is logger
+    assert sum(isinstance(f, RedactingFilter) for f in logger.filters) == 1  # added once
+    signed = f"https://sqs.example/1/q?X-Amz-Credential={SECRET}&X-Amz-Signature={SECRET}"
+    try:
+        raise ConnectionError(f"cannot reach postgres://app:{SECRET}@db:5432/app")
+    except ConnectionError:
+        logger.exception(
+            "connecting to %s failed", f"rediss://:{SECRET}@cache:6380/2", extra={"url": signed}
+        )
+    logger.warning("no arguments, a %s kept as it is", stack_info=True)
+    first, second = caplog.records
+    assert first.getMessage() == "connecting to rediss://:***@cache:6380/2 failed"
+    assert "postgres://app:***@db:5432/app" in first.exc_text
+    assert first.exc_info is None  # no formatter formats the raw exception again
+    assert first.url == "https://sqs.example/1/q?X-Amz-Credential=***&X-Amz-Signature=***"
+    assert second.getMessage() == "no arguments, a %s kept as it is"
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("app", ["impressions", "queues"])  # redis_endpoints logs nothing
+def test_the_apps_log_through_redacting_loggers_only(app):
+    # A logging.getLogger() logger of theirs would hand its records to a project's handlers
+    # unredacted. (queues.health adds a filter to django.request, whose records are Django's.)
+    sources = sorted(Path(app).rglob("*.py"))
+    assert sources
+    plain = [
+        f"{path}:{number}"
+        for path in sources
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "logging.getLogger(" in line and '"django.request"' not in line
+    ]
+    assert plain == []
+
+
 def test_a_refused_queue_url_is_named_without_its_password(settings, monkeypatch):
     # A URL with a proxy's credentials, and no queue name: refused by both checks, which name it.
     url = f"http://proxy:{SECRET}@127.0.0.1:1/"
@@ -117,24 +156,6 @@ def test_a_refused_queue_url_is_named_without_its_password(settings, monkeypatch
     assert sorted(e.id for e in errors) == ["casusult.E002", "queues.E005"]
     assert all("http://proxy:***@127.0.0.1:1/" in e.msg for e in errors)
     assert not any(SECRET in f"{e.msg}{e.hint}" for e in errors)
-
-
-@pytest.fixture
-def sqs_behind_a_proxy(settings, moto_aws_env, monkeypatch):
-    """The default task backend on an SQS endpoint behind a proxy that takes credentials in the
-    URL, and is down."""
-    for name, value in moto_aws_env.items():
-        monkeypatch.setenv(name, value)
-    endpoint = f"http://proxy:{SECRET}@127.0.0.1:1"
-    settings.TASKS = {
-        "default": {
-            "BACKEND": "queues.sqs.backend.SQSBackend",
-            "OPTIONS": {
-                "QUEUE_URL": f"{endpoint}/123456789012/q",
-                "CLIENT_PARAMS": {"endpoint_url": endpoint},
-            },
-        }
-    }
 
 
 @pytest.mark.django_db

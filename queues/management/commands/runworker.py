@@ -11,7 +11,7 @@ from django.utils.module_loading import import_string
 from queues.arguments import port_number, positive_int
 from queues.health import bind_health_server
 from queues.runner import remedy_text, run_workers, unreachable_errors
-from redis_endpoints import redact_text
+from redis_endpoints import redact_text, redacting_logger
 
 
 class Command(BaseCommand):
@@ -93,7 +93,7 @@ def show_task_lines():
     LOGGING gives that logger no handler: Python would show its warnings alone (a new project's
     worker printed failures and nothing for the tasks that succeeded). A project that routes it
     anywhere keeps its own choice."""
-    worker_log = logging.getLogger("queues.worker")
+    worker_log = redacting_logger("queues.worker")
     if worker_log.hasHandlers():
         return
     handler = logging.StreamHandler()

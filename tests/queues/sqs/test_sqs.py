@@ -483,3 +483,20 @@ def test_a_forked_process_builds_its_own_client_not_the_parent_s(sqs):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert backend.client is parent_clients[0]  # the parent keeps its own
+
+
+def test_the_worker_s_log_lines_hide_the_endpoint_s_password(sqs_behind_a_proxy, caplog):
+    # A project's own logging config (caplog's plain handler, no site formatter): the start-up
+    # line names the queue URL, the failed receive botocore's refusal, which names its endpoint.
+    worker = sqs_worker()
+    stop = threading.Timer(0.2, worker.stop)  # the failed receive is logged once all the same
+    stop.start()
+    with caplog.at_level(logging.INFO):
+        assert worker.run() == 0
+    stop.join()
+    assert "polling http://proxy:***@127.0.0.1:1/123456789012/q" in caplog.text
+    assert (
+        'Receiving from SQS failed (Could not connect to the endpoint URL: "http://proxy:***@'
+        in (caplog.text)
+    )
+    assert sqs_behind_a_proxy not in caplog.text
