@@ -220,7 +220,9 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
         flush_finished.send(
             flush_pending, report=report, duration=time.monotonic() - started, error=error
         )
-        raise RedisUnavailable(f"Redis failed during flush {report.flush_id}: {error}") from error
+        raise RedisUnavailable(
+            f"Redis failed during flush {report.flush_id}: {redact_text(str(error))}"
+        ) from error
     except DatabaseError as error:
         if not connection.in_atomic_block:
             connection.close()  # reconnect on the next flush instead of reusing a dead socket
@@ -229,7 +231,7 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
         )
         raise DatabaseUnavailable(
             f"the database failed during flush {report.flush_id}; its counts stay in Redis"
-            f" for the next flush: {lock_timeout_hint(error)}{error}"
+            f" for the next flush: {lock_timeout_hint(error)}{redact_text(str(error))}"
         ) from error
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"flush": report.as_dict()})

@@ -14,7 +14,7 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
 
-from redis_endpoints import redacting_logger
+from redis_endpoints import redact_text, redacting_logger
 
 try:  # the PostgreSQL fast path: cancel a timed-out task's query (psycopg 3)
     from psycopg import pq
@@ -164,7 +164,7 @@ def execute(result, worker_id, sender, timeout=None):
         result.errors.append(
             TaskError(
                 exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-                traceback="".join(format_exception(error)),
+                traceback=redact_text("".join(format_exception(error))),  # kept, shown
             )
         )
         set_result(result, status=TaskResultStatus.FAILED, finished_at=timezone.now())

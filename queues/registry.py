@@ -12,6 +12,8 @@ from django.apps import apps
 from django.tasks import Task
 from django.utils.module_loading import module_has_submodule
 
+from redis_endpoints import redact_text
+
 from .exceptions import QueueConfigurationError
 
 # The module every installed app may define its tasks in (an app without one is fine).
@@ -39,7 +41,7 @@ def listed_modules(names, where):
             modules.append(import_module(name))
         except Exception as error:
             raise QueueConfigurationError(
-                f"{where}['TASK_MODULES'] lists {name!r}, which cannot be imported: {error!r}"
+                f"{where}['TASK_MODULES'] lists {name!r}, which cannot be imported: {redact_text(repr(error))}"
             ) from error
     return modules
 
@@ -52,7 +54,7 @@ def task_module_problems(names):
         try:
             module = import_module(name)
         except Exception as error:
-            problems.append((name, f"which cannot be imported: {error!r}"))
+            problems.append((name, f"which cannot be imported: {redact_text(repr(error))}"))
             continue
         if not any(isinstance(value, Task) for value in vars(module).values()):
             problems.append((name, "which defines no task (a package's submodules are not read)"))

@@ -19,7 +19,7 @@ from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import current_timestamp
 from rq.worker import SimpleWorker
 
-from redis_endpoints import redacting_logger
+from redis_endpoints import redact_text, redacting_logger
 
 from .. import liveness
 from ..bounds import JOB_ID, MAX_NAME_LENGTH
@@ -180,6 +180,12 @@ class TaskWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         # RQ's own lines (a failed task's traceback among them) are redacted as ours are.
         self.log = redacting_logger(self.log.name)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", **kwargs):
+        # The traceback RQ keeps in Redis: get_result() and the dashboard show it.
+        return super().handle_job_failure(
+            job, queue, started_job_registry, exc_string=redact_text(exc_string), **kwargs
+        )
 
     def request_force_stop(self, signum, frame):
         """RQ's cold shutdown, its SystemExit a ForcedStop: raised inside the running task (this

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
@@ -601,6 +602,24 @@ def test_a_refused_flush_enqueue_is_logged_without_the_endpoint_s_password(
         caplog.text
     )
     assert sqs_behind_a_proxy not in caplog.text
+
+
+def test_a_redis_error_naming_a_url_is_redacted_in_the_command_s_error_and_the_ledger(
+    standalone_buffer, monkeypatch
+):
+    # redis-py names host and port only; a proxy or a wrapper's error may name the whole URL.
+    secret = "s3cret-Pa55"
+    url = f"rediss://:{secret}@cache.example:6380/2"
+
+    def unreachable():
+        raise redis.ConnectionError(f"Error connecting to {url}: Connection refused")
+
+    monkeypatch.setattr(flush_module, "get_flush_client", unreachable)
+    with pytest.raises(CommandError) as refused:
+        call_command("flush_impressions")
+    assert "rediss://:***@cache.example:6380/2" in str(refused.value)
+    assert secret not in str(refused.value)
+    assert secret not in Flush.objects.get().error
 
 
 class FakeClock:

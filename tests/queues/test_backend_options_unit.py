@@ -104,6 +104,7 @@ def test_a_task_module_the_workers_would_register_nothing_from_is_a_check_error(
     assert package.startswith("TASKS['jobs']['OPTIONS']['TASK_MODULES'] lists 'tests.queues',")
     assert "defines no task" in package
     assert "'tests.queues.tasks_raising_on_import', which cannot be imported" in raising
+    assert "redis://:***@cache:6379/0 is down" in raising and "s3cret" not in raising
     assert configure(TASK_MODULES=["tests.queues.tasks"]).check() == []
 
 

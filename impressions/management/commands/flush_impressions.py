@@ -8,6 +8,7 @@ from django.test.utils import override_settings
 from impressions.conf import MAX_FLUSH_BATCH_SIZE, SETTINGS
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
+from redis_endpoints import redact_text
 
 
 def batch_size(text):
@@ -57,5 +58,5 @@ class Command(BaseCommand):
             with override_settings(**prefix):
                 report = flush_pending(batch_size=batch_size, keep_schedule=True)
         except FlushError as error:
-            raise CommandError(f"could not flush: {error}") from error
+            raise CommandError(f"could not flush: {redact_text(str(error))}") from error
         self.stdout.write(str(report))

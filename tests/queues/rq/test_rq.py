@@ -74,6 +74,24 @@ def test_failed_task_result_names_the_exception(rq_url, settings):
     assert "fails on purpose" in fetched.errors[0].traceback
 
 
+def test_a_failed_task_s_traceback_hides_a_url_s_password_in_the_logs_and_its_result(
+    rq_url, settings, caplog
+):
+    # A task whose error names a URL with a password (a connection string): the worker's lines
+    # (queues.worker, and RQ's own rq.worker with the traceback) under a project's own logging
+    # config (caplog's plain handler), and the traceback RQ stores, which get_result() returns.
+    settings.TASKS["default"]["OPTIONS"]["MAX_ATTEMPTS"] = 1
+    secret = "s3cret-Pa55"
+    result = queue_tasks.fail_always.enqueue(f"redis://:{secret}@cache:6379/0")
+    with caplog.at_level(logging.INFO):
+        run_burst()
+    [error] = task_backends["default"].get_result(result.id).errors
+    assert "RuntimeError: task redis://:***@cache:6379/0 fails on purpose" in error.traceback
+    assert secret not in error.traceback
+    assert "RuntimeError: task redis://:***@cache:6379/0 fails on purpose" in caplog.text
+    assert secret not in caplog.text
+
+
 def test_a_task_that_calls_sys_exit_fails_naming_it_and_the_worker_goes_on(rq_url, settings):
     settings.TASKS["default"]["OPTIONS"]["MAX_ATTEMPTS"] = 1
     result = queue_tasks.exits.enqueue("x")

@@ -117,8 +117,9 @@ def test_malformed_messages_end_in_the_dlq_while_good_ones_run(sqs, caplog):
 def test_a_task_module_that_cannot_be_imported_fails_the_worker_at_start(sqs, settings):
     raising = "tests.queues.tasks_raising_on_import"
     settings.TASKS["default"]["OPTIONS"]["TASK_MODULES"] = [*settings.TEST_TASK_MODULES, raising]
-    with pytest.raises(QueueConfigurationError, match=rf"TASK_MODULES'\] lists '{raising}'"):
+    with pytest.raises(QueueConfigurationError, match=rf"TASK_MODULES'\] lists '{raising}'") as e:
         run_burst()
+    assert "redis://:***@cache:6379/0" in str(e.value) and "s3cret" not in str(e.value)
 
 
 def test_failing_task_is_retried_then_moved_to_the_dlq(sqs, settings):
