@@ -188,19 +188,24 @@ RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "as
 
 
 def redact_record(record: logging.LogRecord) -> None:
-    """Redact `record` in place (redact_text): its message with its arguments merged in, its
-    traceback, formatted here (exc_text; exc_info is cleared, so that no formatter or error
-    tracker formats the raw exception again), its stack and its string extra= fields."""
+    """Redact `record` in place (redact_text), where it holds something to hide: its message with
+    its arguments merged in; its traceback, formatted here (exc_text; exc_info is cleared, so
+    that no formatter or error tracker formats the raw exception again); its stack and its
+    string extra= fields. A record with nothing to hide is left as it is: its message template
+    and arguments, its exception (an error tracker groups by them)."""
     try:
         message = record.getMessage()
     except Exception:  # a malformed call: its parts, as logging would otherwise report them
         message = f"{record.msg} {record.args!r}"
-    record.msg, record.args = redact_text(message), ()
-    if record.exc_info:
-        record.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-        record.exc_info = None
+    if (redacted := redact_text(message)) != message:
+        record.msg, record.args = redacted, ()
+    if record.exc_info and not record.exc_text:
+        text = logging.Formatter().formatException(record.exc_info)
+        if redact_text(text) != text:
+            record.exc_text, record.exc_info = text, None
     if record.exc_text:
         record.exc_text = redact_text(record.exc_text)
+        record.exc_info = None
     if record.stack_info:
         record.stack_info = redact_text(record.stack_info)
     for name, value in list(vars(record).items()):

@@ -130,6 +130,18 @@ def test_the_apps_loggers_redact_a_record_before_any_handler_formats_it(caplog):
     assert SECRET not in caplog.text
 
 
+def test_a_record_with_nothing_to_hide_keeps_its_template_and_exception(caplog):
+    # An error tracker (Sentry) groups by the message template and reads the exception itself.
+    logger = redacting_logger("tests.redaction")
+    try:
+        raise ValueError("no such post: 12")
+    except ValueError:
+        logger.exception("flush %s failed at %s", "f-1", "redis://cache:6379/0")
+    (record,) = caplog.records
+    assert (record.msg, record.args) == ("flush %s failed at %s", ("f-1", "redis://cache:6379/0"))
+    assert record.exc_info[0] is ValueError
+
+
 @pytest.mark.parametrize("app", ["impressions", "queues"])  # redis_endpoints logs nothing
 def test_the_apps_log_through_redacting_loggers_only(app):
     # A logging.getLogger() logger of theirs would hand its records to a project's handlers
