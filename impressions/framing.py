@@ -22,7 +22,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csp import ContentSecurityPolicyMiddleware
-from django.utils.csp import CSP
+from django.utils.csp import CSP, build_policy
 from django.utils.module_loading import import_string
 
 FRAME_DESTINATIONS = frozenset({"iframe", "frame", "embed", "object", "fencedframe"})
@@ -70,11 +70,10 @@ def frame_ancestors(request, response):
     ContentSecurityPolicyMiddleware will give it; None: none has the directive."""
     header = response.get(CSP.HEADER_ENFORCE)
     if header is None and middleware_installed(ContentSecurityPolicyMiddleware):
-        # As the middleware does: a view's csp_override config, else SECURE_CSP.
+        # As the middleware does: a view's csp_override config, else SECURE_CSP, rendered as
+        # it renders it (a directive's value may be one string, a set, None or False: left out).
         config = getattr(response, "_csp_config", settings.SECURE_CSP)
-        if config and "frame-ancestors" in config:
-            return [[str(source) for source in config["frame-ancestors"]]]
-        return None
+        header = build_policy(config) if config else None
     found = []
     for policy in (header or "").split(","):
         for directive in policy.split(";"):

@@ -67,6 +67,10 @@ SAMEORIGIN = {**NO_ANCESTORS, "X_FRAME_OPTIONS": "SAMEORIGIN"}
 ANCESTORS_SELF = {"SECURE_CSP": {"frame-ancestors": [CSP.SELF]}}  # X-Frame-Options DENY too
 PARTNER = {"SECURE_CSP": {"frame-ancestors": [CSP.SELF, "https://partner.example"]}}
 NO_XFO = {**NO_ANCESTORS, "MIDDLEWARE": [m for m in settings.MIDDLEWARE if m != XFO]}
+# SECURE_CSP as build_policy also takes it: a directive's one source as a string, or None (off).
+NONE_STRING = {**NO_XFO, "SECURE_CSP": {"frame-ancestors": CSP.NONE}}
+SELF_STRING = {**NO_XFO, "SECURE_CSP": {"frame-ancestors": CSP.SELF}}
+ANCESTORS_OFF = {**NO_XFO, "SECURE_CSP": {"default-src": [CSP.SELF], "frame-ancestors": None}}
 NO_COOKIES = {"MIDDLEWARE": [m for m in settings.MIDDLEWARE if m != COOKIES]}
 # Middleware that all run async: VisitorCookieMiddleware counts in its async path.
 ASYNC_ONLY = {"MIDDLEWARE": ["django.middleware.csp.ContentSecurityPolicyMiddleware", COOKIES, XFO]}
@@ -97,6 +101,10 @@ ASYNC_ONLY = {"MIDDLEWARE": ["django.middleware.csp.ContentSecurityPolicyMiddlew
         ("page/", "same-origin", "iframe", ANCESTORS_SELF, 1),  # CSP overrides X-Frame-Options
         ("page/", "same-site", "iframe", ANCESTORS_SELF, 0),
         ("page/", "cross-site", "iframe", PARTNER, 1),  # partner.example's own: not told apart
+        ("page/", "cross-site", "iframe", NONE_STRING, 0),
+        ("page/", "same-site", "iframe", SELF_STRING, 0),
+        ("page/", "same-origin", "iframe", SELF_STRING, 1),
+        ("page/", "cross-site", "iframe", ANCESTORS_OFF, 1),
         # Without VisitorCookieMiddleware, decided when the view records, from the settings.
         ("page/", "cross-site", "iframe", NO_COOKIES, 0),
         ("page/", "same-origin", "iframe", {**NO_COOKIES, **SAMEORIGIN}, 1),
