@@ -363,7 +363,7 @@ def shards_in_use(client):
         if known is None:
             client.set(key, reach, ex=SHARDS_READ_TTL, nx=True)
         elif reach > known:
-            client.set(key, reach, keepttl=True)
+            client.set(key, reach, keepttl=True, xx=True)  # expired meanwhile: asked again
     except ResponseError as error:  # a full Redis (maxmemory) refuses it: asked again next time
         logger.debug("could not note the shards read: %s", error)
     if found:

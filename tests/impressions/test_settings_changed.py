@@ -12,7 +12,13 @@ from django.test import RequestFactory, override_settings
 
 from casusult.models import Post
 from impressions import keys, periods, viewers
-from impressions.flush import SHARDS_READ_TTL, flush_pending, new_flush_id, take_snapshots
+from impressions.flush import (
+    SHARDS_READ_TTL,
+    flush_pending,
+    new_flush_id,
+    shards_in_use,
+    take_snapshots,
+)
 from impressions.models import Flush
 from impressions.recorder import record_impressions
 from impressions.rollup import roll_up
@@ -298,3 +304,30 @@ def test_time_zone_changed_with_history_present(standalone_buffer):
     assert open_days_misplaced() == []
     assert rollup_mismatches() == []
     assert leaders_mismatches() == []
+
+
+class ExpiresAfterRead:
+    """The flush's client, the note of the shards read expiring just after the flush read it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def get(self, key):
+        value = self.client.get(key)
+        self.client.delete(key)
+        return value
+
+
+def test_a_note_that_expires_while_a_flush_raises_it_is_not_kept_for_ever(buffer):
+    """A flush of a larger IMPRESSIONS_SHARDS raises the note of the shards read; the note
+    expiring between its read and that raise must not come back without a time to live (then
+    no flush would ask the shards above it again)."""
+    flush_pending()
+    note = keys.shards_read_key()
+    assert int(buffer.get(note)) == 16
+    with override_settings(IMPRESSIONS_SHARDS=32):
+        assert shards_in_use(ExpiresAfterRead(buffer)) == list(range(32))
+    assert buffer.ttl(note) != -1  # gone (asked again next time) or expiring
