@@ -196,8 +196,11 @@ def redact_record(record: logging.LogRecord) -> None:
     try:
         message = record.getMessage()
     except Exception:  # a malformed call: its parts, as logging would otherwise report them
-        message = f"{record.msg} {record.args!r}"
-    if (redacted := redact_text(message)) != message:
+        try:
+            message = f"{record.msg} {record.args!r}"
+        except Exception:  # not even those print: the handler reports it (never the caller)
+            message = None
+    if message is not None and (redacted := redact_text(message)) != message:
         record.msg, record.args = redacted, ()
     if record.exc_info and not record.exc_text:
         text = logging.Formatter().formatException(record.exc_info)

@@ -142,6 +142,26 @@ def test_a_record_with_nothing_to_hide_keeps_its_template_and_exception(caplog):
     assert record.exc_info[0] is ValueError
 
 
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("a __str__ that fails")
+
+    __repr__ = __str__
+
+
+def test_a_record_that_cannot_be_printed_never_raises_into_the_caller(monkeypatch):
+    # Logging reports a record it cannot format (Handler.handleError) and the call goes on: a
+    # filter that raised would turn a log line into an exception in the view that logged it.
+    logger = redacting_logger("tests.redaction.unprintable")
+    handler = logging.Handler()
+    handler.emit = lambda record: received.append(record)
+    received = []
+    monkeypatch.setattr(logger, "handlers", [handler])
+    monkeypatch.setattr(logger, "propagate", False)  # pytest's handler raises what it cannot format
+    logger.warning("left out: %s", Unprintable())
+    assert len(received) == 1
+
+
 @pytest.mark.parametrize("app", ["impressions", "queues"])  # redis_endpoints logs nothing
 def test_the_apps_log_through_redacting_loggers_only(app):
     # A logging.getLogger() logger of theirs would hand its records to a project's handlers
