@@ -6,7 +6,7 @@ from django.core.handlers.asgi import ASGIRequest
 
 from .conf import conf
 from .redis_client import release_thread_connections
-from .viewers import NEW_VISITOR_COOKIE, PENDING_FRAME_IDS, record_frame
+from .viewers import NEW_VISITOR_COOKIE, PENDING_FRAME_IDS, RESPONSE_SEEN, record_frame
 
 
 class VisitorCookieMiddleware:
@@ -29,12 +29,14 @@ class VisitorCookieMiddleware:
         if self.is_async:
             return self.__acall__(request)
         response = self.get_response(request)
+        setattr(request, RESPONSE_SEEN, True)
         if getattr(request, PENDING_FRAME_IDS, None):
             record_pending_frame(request, response)
         return set_visitor_cookie(request, response)
 
     async def __acall__(self, request):
         response = await self.get_response(request)
+        setattr(request, RESPONSE_SEEN, True)
         if getattr(request, PENDING_FRAME_IDS, None):
             # Session and Redis calls block: in Django's thread for the request's sync work.
             await sync_to_async(record_pending_frame)(request, response)

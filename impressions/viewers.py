@@ -49,6 +49,9 @@ COOKIE_SIGNING_SALT = "impressions.viewers.visitor"
 # VisitorCookieMiddleware, which counts them once the response shows whether the frame is allowed:
 # a list of (the request the view recorded with, its ids), on the HttpRequest.
 PENDING_FRAME_IDS = "_impressions_pending_frame_ids"
+# Set on the HttpRequest once VisitorCookieMiddleware has its response: a view that records after
+# that (in a streaming response's iterator) is decided at once, as without the middleware.
+RESPONSE_SEEN = "_impressions_response_seen"
 # Cookie payload "<id>.<day it was made, YYYYMMDD>.<the digest it arrived with>".
 COOKIE_PAYLOAD = re.compile(r"([A-Za-z0-9_-]{16})\.(\d{8})\.([0-9a-f]{32})")
 # Browsers announce a prefetch (or a prerender, which may never be shown) in one of these.
@@ -101,7 +104,11 @@ def record_request(request, posts):
         post_ids = served_ids(posts)
         if not post_ids:
             return None
-        if framing.is_frame(request) and conf.SETS_VISITOR_COOKIE:
+        if (
+            framing.is_frame(request)
+            and conf.SETS_VISITOR_COOKIE
+            and not getattr(http_request(request), RESPONSE_SEEN, False)
+        ):
             # The request itself is kept: under Django REST framework, its user is DRF's.
             pending = getattr(http_request(request), PENDING_FRAME_IDS, None)
             if pending is None:

@@ -5,7 +5,7 @@ them. The real browser's side is test_browser_frames.py; here the headers Chromi
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 from django.utils.csp import CSP
@@ -43,6 +43,15 @@ def own_policy(request):
     return response
 
 
+def streamed(request):
+    def rows():
+        posts = list(Post.objects.all())
+        impressions.record(request, posts)  # once the response and its headers are on their way
+        yield from (f"{post.id}\n" for post in posts)
+
+    return StreamingHttpResponse(rows())
+
+
 async def async_page(request):
     posts = [post async for post in Post.objects.all()]
     await impressions.arecord(request, posts)
@@ -56,6 +65,7 @@ urlpatterns = [
     path("own-header/", own_header),
     path("own-policy/", own_policy),
     path("async/", async_page),
+    path("streamed/", streamed),
 ]
 
 XFO = "django.middleware.clickjacking.XFrameOptionsMiddleware"
@@ -130,6 +140,20 @@ def test_a_frame_counts_where_its_response_lets_the_browser_show_it(
     assert response.status_code == 200
     assert set(pending_counts(posts).values()) == {counted}
     assert ("visitor" in response.cookies) == bool(counted and sets_cookie)
+
+
+@pytest.mark.parametrize(("overrides", "counted"), [(SITE, 0), (NO_XFO, 1)])
+def test_a_frame_recorded_while_its_response_streams_is_decided_then(
+    standalone_buffer, overrides, counted
+):
+    # VisitorCookieMiddleware has seen the response already: decided from the settings, as
+    # without the middleware, not left for it (never counted).
+    posts = [post.id for post in make_posts(2)]
+    headers = {"User-Agent": CHROME, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "iframe"}
+    with override_settings(ROOT_URLCONF=__name__, **overrides):
+        response = Client().get("/streamed/", headers=headers)
+        assert len(b"".join(response.streaming_content).split()) == 2
+    assert set(pending_counts(posts).values()) == {counted}
 
 
 def async_get(url, headers):
