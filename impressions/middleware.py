@@ -13,7 +13,8 @@ class VisitorCookieMiddleware:
     """First-party, long-lived, HttpOnly, SameSite=Lax; Secure as IMPRESSIONS_VISITOR_COOKIE_SECURE.
 
     Sync and async: under ASGI it awaits the views below it and sets the cookie in the event
-    loop (it does no I/O), with no thread hop either way.
+    loop (that does no I/O), with no thread hop either way; only a page loaded into a frame that
+    a view recorded is counted in Django's thread for the request's sync work (session, Redis).
     """
 
     sync_capable = True
