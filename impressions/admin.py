@@ -30,7 +30,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from redis_endpoints import redact_text
 
-from . import dashboard, flush_now, stats
+from . import dashboard, flush_now, ledger, stats
 from .conf import (
     conf,
     counted_id,
@@ -96,7 +96,7 @@ class FlushAdmin(ReadOnlyAdmin):
     def duration(self, flush):
         if flush.finished_at is None:
             return "not finished"
-        return dashboard.run_time_text(flush.finished_at - flush.started_at)
+        return dashboard.run_time_text(ledger.run_time(flush))
 
     @admin.display(description=counted_label("{objects} updated"), ordering="posts_updated")
     def updated(self, flush):

@@ -11,7 +11,7 @@ from django.utils.module_loading import import_string
 
 from redis_endpoints import redact_text, redacting_logger
 
-from . import charts, keys, periods, ranking, rollup, stats
+from . import charts, keys, ledger, periods, ranking, rollup, stats
 from .conf import conf, counted_model, counted_rows
 from .live import pending_by_object, range_total, with_pending
 from .models import Flush
@@ -415,12 +415,13 @@ def last_flushes(current_app=None):
 def _flush_facts(flush, now, current_app):
     if flush is None:
         return None
-    ended = flush.finished_at or flush.started_at
-    duration = None if flush.finished_at is None else flush.finished_at - flush.started_at
+    # In UTC (ledger.utc): under USE_TZ = False, naive wall clocks across a DST change.
+    ended = ledger.finished_utc(flush) or ledger.started_utc(flush)
+    duration = ledger.run_time(flush)
     return {
         "flush": flush,
         "duration": None if duration is None else run_time_text(duration),
-        "lag": duration_text(now - ended),
+        "lag": duration_text(ledger.utc(now) - ended),
         "url": admin_url("admin:impressions_flush_change", current_app, [flush.pk]),
     }
 

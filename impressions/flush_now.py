@@ -17,6 +17,7 @@ from django.utils.html import format_html
 
 from .conf import counted_objects, counted_plural
 from .dashboard import counted, run_time_text
+from .ledger import run_time
 from .models import Flush
 from .tasks import enqueue_flush, flush_impressions_task
 
@@ -109,7 +110,7 @@ def outcome_of_ledger(flush, current_app=None):
         flush.pk,
         counted(flush.impressions_applied, "impression"),
         counted_objects(flush.posts_updated),
-        run_time_text(flush.finished_at - flush.started_at),
+        run_time_text(run_time(flush)),
         dropped,
     )
     return Outcome(True, True, text)

@@ -52,16 +52,69 @@ class Applied:
         return self
 
 
+def id_time(flush_id):
+    """The UTC second a flush id of this build starts with; None for another's."""
+    try:
+        return datetime.strptime(flush_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def started_at_of(flush_id):
     """A flush id starts with its UTC start time; fall back to now for foreign ids."""
-    try:
-        moment = datetime.strptime(flush_id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
+    moment = id_time(flush_id)
+    if moment is None:
         return timezone.now()
     # USE_TZ = False: the database takes naive datetimes only, TIME_ZONE's wall clock.
     return (
         moment if settings.USE_TZ else timezone.make_naive(moment, timezone.get_default_timezone())
     )
+
+
+# The ledger's times in UTC. Under USE_TZ = False they are TIME_ZONE's naive wall clock, which
+# the database keeps without the fold that tells the two passes of an hour a DST change repeats
+# apart (PostgreSQL reads such a time as its second pass, a text column as its first): compared
+# or subtracted as they are, a 30 s flush across New York's autumn change ran -59 min 30 s.
+
+
+def utc(moment):
+    """`moment` in UTC: aware, or naive as TIME_ZONE's wall clock (its fold says which pass)."""
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_default_timezone())
+    return moment.astimezone(UTC)
+
+
+def readings(moment):
+    """The UTC instants a ledger time may be, earliest first: an aware one is one; a naive one,
+    either pass of a repeated hour (one instant elsewhere)."""
+    if timezone.is_aware(moment):
+        return [moment.astimezone(UTC)]
+    return sorted({utc(moment.replace(fold=fold)) for fold in (0, 1)})
+
+
+def started_utc(flush):
+    """When `flush` started, in UTC: the reading of its started_at nearest the UTC second its
+    id starts with (the id is made a moment before started_at); another build's id, as read."""
+    second = id_time(flush.id)
+    if second is None:
+        return utc(flush.started_at)
+    return min(readings(flush.started_at), key=lambda moment: abs(moment - second))
+
+
+def finished_utc(flush):
+    """When `flush` finished, in UTC (None: not yet): the first reading of its finished_at not
+    before its start (a flush running longer than a repeated hour may be shown an hour short)."""
+    if flush.finished_at is None:
+        return None
+    start = started_utc(flush)
+    options = readings(flush.finished_at)
+    return next((moment for moment in options if moment >= start), options[-1])
+
+
+def run_time(flush):
+    """How long `flush` ran (None: not finished yet), never less than nothing."""
+    end = finished_utc(flush)
+    return None if end is None else max(end - started_utc(flush), timedelta(0))
 
 
 def apply_snapshots(

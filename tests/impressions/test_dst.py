@@ -13,10 +13,10 @@ from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import dashboard, rollup, stats, tasks
+from impressions import dashboard, flush_now, rollup, stats, tasks
 from impressions.conf import conf
 from impressions.flush import flush_pending
-from impressions.models import PeriodImpressions
+from impressions.models import Flush, PeriodImpressions
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 from tests.queues.rq.support import rq_settings
@@ -260,3 +260,51 @@ def test_the_next_flush_is_in_5_minutes_across_a_clock_change(monkeypatch, use_t
         assert f"{shown['at']:%H:%M}" == f"{local:%H:%M}"
         monkeypatch.setattr(dashboard, "flush_due", lambda: moment - timedelta(seconds=90))
         assert dashboard.next_flush(scheduled=True)["text"] == "overdue by 90 s"
+
+
+# The flush ledger under USE_TZ = False: its times are TIME_ZONE's wall clock, which the database
+# keeps without the fold (PostgreSQL reads a repeated hour's wall clock as its second pass).
+NEW_YORK_CHANGES = {  # UTC instants: a flush's start and end, then the clock 10 s after its end
+    # 01:59:50 EDT to 01:00:20 EST: 30 s, not -59 min 30 s.
+    "across-the-autumn-change": (datetime(2026, 11, 1, 5, 59, 50, tzinfo=UTC), 30),
+    # 01:59:40 to 01:59:55 EDT, then looked at 01:00:05 EST: 10 s ago, not in 59 min 50 s.
+    "before-the-autumn-change": (datetime(2026, 11, 1, 5, 59, 40, tzinfo=UTC), 15),
+    # 01:30:00 to 01:30:05 EST, the second pass.
+    "in-the-repeated-hour": (datetime(2026, 11, 1, 6, 30, tzinfo=UTC), 5),
+    # 01:59:50 EST to 03:00:20 EDT: 30 s, not 60 min 30 s.
+    "across-the-spring-change": (datetime(2026, 3, 8, 6, 59, 50, tzinfo=UTC), 30),
+}
+
+
+def wall(moment):
+    """An instant as USE_TZ = False has it: TIME_ZONE's naive wall clock, with its fold."""
+    return datetime.fromtimestamp(moment.timestamp())
+
+
+def ledger_row(start, end, suffix="00000001", **fields):
+    return Flush.objects.create(
+        id=f"{start:%Y%m%dT%H%M%S}-{suffix}",
+        started_at=wall(start),
+        finished_at=None if end is None else wall(end),
+        outcome=Flush.Outcome.APPLIED if end else Flush.Outcome.RUNNING,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(NEW_YORK_CHANGES))
+def test_a_flush_s_run_time_and_age_across_a_clock_change(superuser_client, monkeypatch, case):
+    """The ledger's duration, the dashboard's last flush and "Flush now"'s message subtracted
+    naive wall clocks: across New York's autumn change a 30 s flush ran "-3570000 ms", and one
+    that had ended 10 s before was "0 s ago" for an hour; across the spring one it ran 60 min 30 s."""
+    start, seconds = NEW_YORK_CHANGES[case]
+    end = start + timedelta(seconds=seconds)
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        monkeypatch.setattr(timezone, "now", lambda: wall(end + timedelta(seconds=10)))
+        ledger_row(start, end, impressions_applied=3, posts_updated=1)
+        flush = Flush.objects.get()
+        shown = f"{seconds:.1f} s"
+        assert dashboard.last_flushes()["last_flush"]["duration"] == shown
+        assert dashboard.last_flushes()["last_flush"]["lag"] == "10 s"
+        assert f"applied to 1 post in {shown}." in flush_now.outcome_of_ledger(flush).message
+        page = superuser_client.get("/admin/impressions/flush/").content.decode()
+        assert re.search(r'<td class="field-duration">([^<]*)</td>', page)[1] == shown
