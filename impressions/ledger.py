@@ -411,10 +411,17 @@ def close_orphans(snapshot_ids, now=None):
 
     Only rows of this build's flush ids (keys.FLUSH_ID): another layout's (a later build's,
     whose snapshots this build does not look for) are that build's to close."""
-    cutoff = (now or timezone.now()) - ORPHAN_AFTER
-    running = Flush.objects.filter(outcome=Flush.Outcome.RUNNING, started_at__lt=cutoff)
-    stuck = running.exclude(id__in=list(snapshot_ids)).values_list("id", flat=True)
-    own = [flush_id for flush_id in stuck if keys.is_own_flush_id(flush_id)]
+    # In UTC, in Python: under USE_TZ = False the naive wall clock minus an hour was, in the hour
+    # after a spring change (02:30 at 03:30 EDT, read as EST by the database), now, and rows in
+    # progress for minutes were closed. The rows in progress are few.
+    cutoff = utc(now or timezone.now()) - ORPHAN_AFTER
+    running = Flush.objects.filter(outcome=Flush.Outcome.RUNNING)
+    stuck = running.exclude(id__in=list(snapshot_ids)).only("id", "started_at")
+    own = [
+        flush.id
+        for flush in stuck
+        if keys.is_own_flush_id(flush.id) and started_utc(flush) < cutoff
+    ]
     if not own:
         return 0
     return running.filter(id__in=own).update(

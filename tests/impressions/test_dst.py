@@ -13,7 +13,7 @@ from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import dashboard, flush_now, rollup, stats, tasks
+from impressions import dashboard, flush_now, ledger, rollup, stats, tasks
 from impressions.conf import conf
 from impressions.flush import flush_pending
 from impressions.models import Flush, PeriodImpressions
@@ -308,3 +308,44 @@ def test_a_flush_s_run_time_and_age_across_a_clock_change(superuser_client, monk
         assert f"applied to 1 post in {shown}." in flush_now.outcome_of_ledger(flush).message
         page = superuser_client.get("/admin/impressions/flush/").content.decode()
         assert re.search(r'<td class="field-duration">([^<]*)</td>', page)[1] == shown
+
+
+# (now, [(a running flush's start, closed as an orphan)]), UTC instants.
+ORPHANS = {
+    # 03:30 EDT, the hour after the spring change: 01:45 EST was 45 min ago, 01:20 EST 70 min.
+    "spring": (
+        datetime(2026, 3, 8, 7, 30, tzinfo=UTC),
+        [
+            (datetime(2026, 3, 8, 6, 45, tzinfo=UTC), False),
+            (datetime(2026, 3, 8, 6, 20, tzinfo=UTC), True),
+        ],
+    ),
+    # 01:10 EST, the second pass: 01:20 EDT was 50 min ago, 01:05 EDT 65 min.
+    "autumn": (
+        datetime(2026, 11, 1, 6, 10, tzinfo=UTC),
+        [
+            (datetime(2026, 11, 1, 5, 20, tzinfo=UTC), False),
+            (datetime(2026, 11, 1, 5, 5, tzinfo=UTC), True),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(ORPHANS))
+def test_a_running_flush_is_an_orphan_an_hour_after_its_start_across_a_clock_change(
+    monkeypatch, change
+):
+    """close_orphans' cutoff was the naive wall clock minus an hour: in the hour after the spring
+    change, 02:xx, which the database reads as EST, that is now: a flush in progress whose
+    snapshots another flush did not see (taken after it looked) was marked failed at once."""
+    now, rows = ORPHANS[change]
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        monkeypatch.setattr(timezone, "now", lambda: wall(now))
+        for n, (start, _) in enumerate(rows):
+            ledger_row(start, None, suffix=f"0000000{n}")
+        expected = sum(closed for _, closed in rows)
+        assert ledger.close_orphans(set()) == expected
+        outcomes = dict(Flush.objects.values_list("id", "outcome"))
+        assert [
+            outcomes[f"{start:%Y%m%dT%H%M%S}-0000000{n}"] for n, (start, _) in enumerate(rows)
+        ] == [Flush.Outcome.FAILED if closed else Flush.Outcome.RUNNING for _, closed in rows]
