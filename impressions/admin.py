@@ -8,7 +8,6 @@ import io
 from datetime import datetime
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.core.exceptions import PermissionDenied
@@ -141,7 +140,8 @@ class FlushAdmin(ReadOnlyAdmin):
         outcome = flush_now.wait(result, since, current_app=site)
         if outcome.done:
             return finish_flush_now(request, outcome, target)
-        query = urlencode({"since": since.isoformat(), "next": target})
+        # In UTC: a naive time's ISO form has no fold (which pass of a repeated hour).
+        query = urlencode({"since": ledger.utc(since).isoformat(), "next": target})
         url = reverse("admin:impressions_flush_wait", args=[result.id], current_app=site)
         return HttpResponseRedirect(f"{url}?{query}")
 
@@ -152,15 +152,14 @@ class FlushAdmin(ReadOnlyAdmin):
         request.current_app = site = self.admin_site.name
         target = safe_next(request, request.GET.get("next", ""), site)
         try:
-            since = datetime.fromisoformat(request.GET.get("since", ""))
-            if timezone.is_naive(since) == settings.USE_TZ:  # naive exactly when USE_TZ = False
-                raise ValueError
-        except ValueError:
+            # In UTC; a naive one (a link of an earlier version) as TIME_ZONE's wall clock.
+            since = ledger.utc(datetime.fromisoformat(request.GET.get("since", "")))
+        except (ValueError, OverflowError):  # OverflowError: in UTC, before year 1 or after 9999
             return HttpResponseBadRequest("since must be the ISO time the flush was asked for.")
         outcome = flush_now.outcome_of(result_id, since, current_app=site)
         if outcome.done:
             return finish_flush_now(request, outcome, target)
-        waited = timezone.now() - since
+        waited = ledger.utc(timezone.now()) - since
         context = {
             **self.admin_site.each_context(request),
             "title": "Flushing impressions",

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from .conf import counted_objects, counted_plural
 from .dashboard import counted, run_time_text
-from .ledger import run_time
+from .ledger import run_time, started_utc, utc
 from .models import Flush
 from .tasks import enqueue_flush, flush_impressions_task
 
@@ -54,7 +54,8 @@ def wait(result, since, timeout=None, current_app=None):
 
 
 def outcome_of(result_id, since, result=None, current_app=None):
-    """The Outcome of the flush task `result_id`, enqueued at `since` (an aware datetime)."""
+    """The Outcome of the flush task `result_id`, enqueued at `since` (a datetime: aware, or
+    naive as TIME_ZONE's wall clock)."""
     if result is not None and result.is_finished:  # a backend that ran it at once
         return outcome_of_result(result, current_app)
     backend = flush_impressions_task.get_backend()
@@ -63,10 +64,15 @@ def outcome_of(result_id, since, result=None, current_app=None):
             return outcome_of_result(backend.get_result(result_id), current_app)
         except TaskResultDoesNotExist:
             return Outcome(True, False, "The flush task is gone from the queue; see the ledger.")
-    flush = (
-        Flush.objects.filter(started_at__gte=since, finished_at__isnull=False)
-        .order_by("started_at")
-        .first()
+    # Compared in UTC: under USE_TZ = False the ledger's naive times do not say which pass of an
+    # hour a DST change repeats they were (pressed at 01:59:58 EDT, the flush of 01:00:10 EST was
+    # not found for an hour; at 01:00:05 EST, one of 01:30 EDT was taken for it). The flush's id
+    # starts with its UTC time (made a moment before started_at): the rows of the flushes since
+    # the minute of the click, a few.
+    since = utc(since)
+    recent = Flush.objects.filter(id__gte=f"{since:%Y%m%dT%H%M}", finished_at__isnull=False)
+    flush = min(
+        (flush for flush in recent if started_utc(flush) >= since), key=started_utc, default=None
     )
     return PENDING if flush is None else outcome_of_ledger(flush, current_app)
 

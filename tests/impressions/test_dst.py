@@ -4,10 +4,12 @@ months hold each day once, under USE_TZ = True and False."""
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from django.contrib.messages import get_messages
 from django.test import override_settings
 from django.utils import timezone
 
@@ -349,3 +351,47 @@ def test_a_running_flush_is_an_orphan_an_hour_after_its_start_across_a_clock_cha
         assert [
             outcomes[f"{start:%Y%m%dT%H%M%S}-0000000{n}"] for n, (start, _) in enumerate(rows)
         ] == [Flush.Outcome.FAILED if closed else Flush.Outcome.RUNNING for _, closed in rows]
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["its-flush", "an-earlier-flush"])
+def test_flush_now_finds_its_flush_in_the_ledger_across_the_autumn_change(
+    superuser_client, standalone_buffer, monkeypatch, earlier
+):
+    """A backend that keeps no results (SQS, Dummy): "Flush now" looks for the first flush that
+    started after the button was pressed, comparing naive wall clocks. Pressed at 01:59:58 EDT, the
+    flush that ran at 01:00:02 EST was not found (the page waited an hour, asking whether a worker
+    ran); pressed at 01:00:05 EST, a flush of 01:30 EDT, half an hour before, was taken for it."""
+    monkeypatch.setattr(flush_now, "WAIT_IN_REQUEST", 0)  # the Dummy backend never runs it
+    clock = {}
+    monkeypatch.setattr(timezone, "now", lambda: wall(clock["now"]))
+    with override_settings(USE_TZ=False, TIME_ZONE="America/New_York"):
+        if earlier:
+            old = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+            ledger_row(old, old + S, impressions_applied=7, posts_updated=7)
+            pressed = datetime(2026, 11, 1, 6, 0, 5, tzinfo=UTC)
+        else:
+            pressed = datetime(2026, 11, 1, 5, 59, 58, tzinfo=UTC)
+        clock["now"] = pressed
+        response = superuser_client.post("/admin/impressions/flush/flush-now/", {"next": "/admin/"})
+        waiting_url = response["Location"]
+        assert "/flush-now/" in waiting_url, "the flush asked for has not run yet"
+        clock["now"] = pressed + 3 * S
+        waiting = superuser_client.get(waiting_url)
+        assert waiting.status_code == 200, "the flush asked for has not run yet"
+        assert waiting.context["waited"] == "3 s"
+        ran = datetime(2026, 11, 1, 6, 0, 10, tzinfo=UTC)  # 01:00:10 EST
+        ledger_row(ran, ran + S, suffix="0000000a", impressions_applied=1, posts_updated=1)
+        clock["now"] = ran + 2 * S
+        done = superuser_client.get(waiting_url)
+        assert done.status_code == 302 and done["Location"] == "/admin/"
+        message = str(next(iter(get_messages(done.wsgi_request))))
+        assert "1 impression applied to 1 post in 1.0 s." in message
+
+
+@pytest.mark.parametrize("use_tz", [True, False], ids=["use_tz", "naive"])
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00", "9999-12-31T23:59:59-05:00"])
+def test_a_since_out_of_utc_s_range_is_refused(superuser_client, use_tz, since):
+    """The waiting page reads `since` in UTC: Tokyo's 0001-01-01 00:00 is before year 1 there."""
+    with override_settings(USE_TZ=use_tz, TIME_ZONE="Asia/Tokyo"):
+        url = f"/admin/impressions/flush/flush-now/abc/?{urlencode({'since': since})}"
+        assert superuser_client.get(url).status_code in (200, 400)
