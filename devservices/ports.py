@@ -2,6 +2,7 @@
 
 import random
 import socket
+import threading
 from pathlib import Path
 
 from .exceptions import ServiceUnavailable
@@ -9,6 +10,7 @@ from .exceptions import ServiceUnavailable
 # A cluster node also listens on its port + 10000 (the cluster bus), so that port must be free too.
 CLUSTER_BUS_OFFSET = 10000
 _handed_out = set()
+_handing_out = threading.Lock()  # services may be started from several threads
 
 
 def is_listening(host, port, timeout=0.5):
@@ -53,9 +55,10 @@ def free_port(bus_offset=0):
         first, last = rng.choice(spans)
         port = rng.randint(first, last)
         wanted = [port, port + bus_offset] if bus_offset else [port]
-        if any(p in _handed_out for p in wanted) or not all(_bindable(p) for p in wanted):
-            continue
-        _handed_out.update(wanted)
+        with _handing_out:
+            if any(p in _handed_out for p in wanted) or not all(_bindable(p) for p in wanted):
+                continue
+            _handed_out.update(wanted)
         return port
     raise ServiceUnavailable(
         f"no free loopback port outside the ephemeral range {low}-{high} (bus offset {bus_offset})"

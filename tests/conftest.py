@@ -10,8 +10,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import sync_playwright
 
-import devservices
-from tests import database
+from tests import database, services
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.processes import run_manage
 
@@ -31,26 +30,31 @@ hypothesis_settings.load_profile(
 )
 
 
-def session_service(variable, what, service_class, **options):
-    """The URL in the environment variable `variable`, or that of a devservices `service_class`
-    (built with `options`) started for the session and stopped at its end."""
+def session_service(name):
+    """The URL in the environment variable SERVICES[name] names, or that of the service of
+    tests/services.py (started in the background at collection), stopped at the session's end."""
+    variable = services.SERVICES[name][0]
     if url := os.environ.get(variable):
         yield url
         return
-    try:
-        service = service_class(**options).start()
-    except devservices.ServiceUnavailable as error:
-        pytest.fail(f"Cannot start {what} for the tests: {error}")
+    service = services.started(name)
     yield service.url
     service.stop()
+
+
+def pytest_collection_finish(session):
+    if not session.config.option.collectonly:
+        services.start_in_background(session.items)
+
+
+def pytest_sessionfinish(session):
+    services.stop_unused()
 
 
 @pytest.fixture(scope="session")
 def redis_cluster_url():
     """A real 3-node Redis Cluster: TEST_REDIS_CLUSTER_URL, or one started for this session."""
-    yield from session_service(
-        "TEST_REDIS_CLUSTER_URL", "a Redis Cluster", devservices.RedisClusterProcess
-    )
+    yield from session_service("redis_cluster_url")
 
 
 @pytest.fixture(scope="session")
@@ -58,29 +62,20 @@ def redis_tls_cluster_url():
     """A real 3-node Redis Cluster speaking TLS only, reached by the name localhost with the CA in
     ?ssl_ca_certs= (as ElastiCache Serverless is reached): TEST_REDIS_TLS_CLUSTER_URL, or one
     started for this session."""
-    yield from session_service(
-        "TEST_REDIS_TLS_CLUSTER_URL",
-        "a TLS Redis Cluster",
-        devservices.RedisClusterProcess,
-        tls=True,
-    )
+    yield from session_service("redis_tls_cluster_url")
 
 
 @pytest.fixture(scope="session")
 def redis_tls_url():
     """A standalone Redis speaking TLS only, rediss://localhost:PORT/0?ssl_ca_certs=…:
     TEST_REDIS_TLS_URL, or one started for this session."""
-    yield from session_service(
-        "TEST_REDIS_TLS_URL", "a TLS Redis", devservices.RedisTlsServerProcess
-    )
+    yield from session_service("redis_tls_url")
 
 
 @pytest.fixture(scope="session")
 def sqs_endpoint_url():
     """An SQS-protocol server over HTTP: TEST_SQS_ENDPOINT_URL, or moto server started here."""
-    yield from session_service(
-        "TEST_SQS_ENDPOINT_URL", "the SQS-protocol server", devservices.MotoServerProcess
-    )
+    yield from session_service("sqs_endpoint_url")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from django.test import override_settings
 import devservices
 from impressions import ledger
 from impressions.redis_client import get_flush_client
+from tests import services
 
 from .history_rows import add_impressions
 from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset_loss_counter
@@ -90,14 +91,11 @@ def private_redis():
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def private_cluster():
-    """A 3-node Redis Cluster of our own (about 2 s to start), so that a test may move its slots
-    (and put them back)."""
-    try:
-        cluster = devservices.RedisClusterProcess().start()
-    except devservices.ServiceUnavailable as error:
-        pytest.fail(f"cannot start a private Redis Cluster: {error}")
+    """A 3-node Redis Cluster of our own, so that a test may move its slots (and put them back);
+    one for the session (started in the background at collection: tests/services.py)."""
+    cluster = services.started("private_cluster")
     yield cluster
     cluster.stop()
 
