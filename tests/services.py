@@ -9,6 +9,7 @@ for the rest of its start).
 """
 
 import contextlib
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,25 +17,35 @@ import pytest
 
 import devservices
 
-# Fixture name: (the variable naming an existing one instead, what it is, class, options).
+# Fixture name: (the variable naming an existing one instead, what it is, what makes it).
 SERVICES = {
-    "redis_cluster_url": ("TEST_REDIS_CLUSTER_URL", "a Redis Cluster", "RedisClusterProcess", {}),
+    "redis_cluster_url": (
+        "TEST_REDIS_CLUSTER_URL",
+        "a Redis Cluster",
+        devservices.RedisClusterProcess,
+    ),
     "redis_tls_cluster_url": (
         "TEST_REDIS_TLS_CLUSTER_URL",
         "a TLS Redis Cluster",
-        "RedisClusterProcess",
-        {"tls": True},
+        functools.partial(devservices.RedisClusterProcess, tls=True),
     ),
-    "redis_tls_url": ("TEST_REDIS_TLS_URL", "a TLS Redis", "RedisTlsServerProcess", {}),
+    "redis_tls_url": ("TEST_REDIS_TLS_URL", "a TLS Redis", devservices.RedisTlsServerProcess),
     "sqs_endpoint_url": (
         "TEST_SQS_ENDPOINT_URL",
         "the SQS-protocol server",
-        "MotoServerProcess",
-        {},
+        devservices.MotoServerProcess,
     ),
     # Of the impressions tests that move slots, never a URL from the environment.
-    "private_cluster": (None, "a private Redis Cluster", "RedisClusterProcess", {}),
+    "private_cluster": (None, "a private Redis Cluster", devservices.RedisClusterProcess),
 }
+
+
+def register(name, what, make):
+    """A service of a test module's own (its fixture `name` takes it with started(name)), made
+    by make() and started in the background like the others; called at the module's import."""
+    SERVICES[name] = (None, what, make)
+
+
 # Fixtures that ask for another by name, with request.getfixturevalue(), on a parameter's value:
 # (fixture, parameter value): the service it asks for. Not in a test's fixture closure.
 ASKED_BY_PARAMETER = {
@@ -72,13 +83,12 @@ def start_in_background(items):
 
 
 def _start(name):
-    _, _, class_name, options = SERVICES[name]
-    return getattr(devservices, class_name)(**options).start()
+    return SERVICES[name][2]().start()
 
 
 def started(name):
     """The service of fixture `name`, started (fails the test if it could not start): the one
-    started in the background if any, else one started now. The caller stops it."""
+    started in the background if any (once), else one started now. The caller stops it."""
     future = _starting.pop(name, None)
     try:
         return future.result() if future else _start(name)

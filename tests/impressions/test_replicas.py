@@ -1,6 +1,7 @@
 """The flush waits for the replicas to have its snapshots before it applies them (WAIT)."""
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import record_impressions as record
 from impressions.reloads import reloads
+from tests import services
 from tests.factories import make_posts
 
 from .conftest import buffer_at
@@ -170,13 +172,17 @@ def test_a_server_that_refuses_wait_flushes_as_before(pair, caplog):
     assert [r.getMessage().count("refuses WAIT") for r in caplog.records] == [1]
 
 
+services.register(
+    "cluster_with_replicas",
+    "a Redis Cluster with replicas",
+    functools.partial(devservices.RedisClusterProcess, replicas=1),
+)
+
+
 @pytest.fixture(scope="module")
 def cluster_with_replicas():
-    """A Redis Cluster of 3 primaries with a replica each."""
-    try:
-        cluster = devservices.RedisClusterProcess(replicas=1).start()
-    except devservices.ServiceUnavailable as error:
-        pytest.fail(f"cannot start a private Redis Cluster: {error}")
+    """A Redis Cluster of 3 primaries with a replica each (tests/services.py starts it early)."""
+    cluster = services.started("cluster_with_replicas")
     yield cluster
     cluster.stop()
 

@@ -20,6 +20,7 @@ from casusult.models import Post
 from impressions import flush as flush_module
 from impressions.recorder import buffer_status
 from impressions.recorder import record_impressions as record
+from tests import services
 from tests.factories import make_posts
 
 from .conftest import buffer_at
@@ -46,19 +47,22 @@ REFUSED_SUBCOMMANDS = (
 VIEWERS = 20
 
 
+def serverless_cluster():
+    renamed = [option for name in REFUSED for option in ("--rename-command", name, "")]
+    memory = ["--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru"]
+    return devservices.RedisClusterProcess(replicas=1, server_args=[*memory, *renamed])
+
+
+services.register("serverless_like", "a Serverless-like Redis Cluster", serverless_cluster)
+
+
 @pytest.fixture(scope="module")
 def serverless_like():
     """3 primaries with a replica each (ROLE names it, so the flush asks for WAIT), refusing what
     Serverless refuses. maxmemory-policy allkeys-lru (Serverless runs volatile-lru): INFO memory
-    still names it, so impressions.W007 shows that check --deploy reads it without CONFIG."""
-    renamed = [option for name in REFUSED for option in ("--rename-command", name, "")]
-    memory = ["--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru"]
-    try:
-        cluster = devservices.RedisClusterProcess(
-            replicas=1, server_args=[*memory, *renamed]
-        ).start()
-    except devservices.ServiceUnavailable as error:
-        pytest.fail(f"cannot start a private Redis Cluster: {error}")
+    still names it, so impressions.W007 shows that check --deploy reads it without CONFIG.
+    Started early (tests/services.py)."""
+    cluster = services.started("serverless_like")
     try:
         rules = [f"-{name}" for name in REFUSED_SUBCOMMANDS]
         for port in cluster.ports:

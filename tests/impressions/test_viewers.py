@@ -18,6 +18,7 @@ from casusult.models import Post
 from impressions import salt, viewers
 from impressions.keys import salt_key
 from impressions.recorder import get_client, lost, pending_counts
+from tests import services
 from tests.factories import make_posts, make_user
 
 from .support import reset_loss_counter
@@ -441,20 +442,29 @@ def test_an_async_view_counts_a_logged_in_viewer_through_arecord(client, posts):
     assert counts(posts) == {1}
 
 
-def test_a_cluster_with_every_node_down_costs_a_new_viewer_s_impressions_counted_as_lost():
+services.register("doomed_cluster", "a Redis Cluster to stop", devservices.RedisClusterProcess)
+
+
+@pytest.fixture
+def doomed_cluster():
+    """A Redis Cluster of the test's own, which it stops (tests/services.py starts it early)."""
+    cluster = services.started("doomed_cluster")
+    yield cluster
+    cluster.stop()
+
+
+def test_a_cluster_with_every_node_down_costs_a_new_viewer_s_impressions_counted_as_lost(
+    doomed_cluster,
+):
     # The new viewer's budget check met RedisClusterException, which is no RedisError: a logged
     # traceback, and the impressions were not counted as lost.
     ids = [post.id for post in make_posts(4)]
-    cluster = devservices.RedisClusterProcess()
-    cluster.start()
-    try:
-        with override_settings(IMPRESSIONS_REDIS_URL=cluster.url):
-            assert Client().get("/api/timeline/", HTTP_USER_AGENT=CHROME).status_code == 200
-            cluster.stop()  # the client and the day's salt are known; every node is gone
-            reset_loss_counter()
-            for n in range(3):  # once the client has lost its nodes, it raises another kind
-                response = Client().get("/api/timeline/", HTTP_USER_AGENT=f"{CHROME} {n}")
-                assert response.status_code == 200
-            assert (lost.requests, lost.impressions) == (3, 3 * len(ids))
-    finally:
-        cluster.stop()
+    cluster = doomed_cluster
+    with override_settings(IMPRESSIONS_REDIS_URL=cluster.url):
+        assert Client().get("/api/timeline/", HTTP_USER_AGENT=CHROME).status_code == 200
+        cluster.stop()  # the client and the day's salt are known; every node is gone
+        reset_loss_counter()
+        for n in range(3):  # once the client has lost its nodes, it raises another kind
+            response = Client().get("/api/timeline/", HTTP_USER_AGENT=f"{CHROME} {n}")
+            assert response.status_code == 200
+        assert (lost.requests, lost.impressions) == (3, 3 * len(ids))
