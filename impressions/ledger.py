@@ -84,12 +84,21 @@ def utc(moment):
     return moment.astimezone(UTC)
 
 
+def reading(moment):
+    """utc(moment) for a ledger time: a naive one whose instant is beyond datetime's range (a
+    wall clock within a day of year 1 or 9999, another build's row) as if UTC's, not an error."""
+    try:
+        return utc(moment)
+    except OverflowError:
+        return moment.replace(tzinfo=UTC)
+
+
 def readings(moment):
     """The UTC instants a ledger time may be, earliest first: an aware one is one; a naive one,
     either pass of a repeated hour (one instant elsewhere)."""
     if timezone.is_aware(moment):
         return [moment.astimezone(UTC)]
-    return sorted({utc(moment.replace(fold=fold)) for fold in (0, 1)})
+    return sorted({reading(moment.replace(fold=fold)) for fold in (0, 1)})
 
 
 def started_utc(flush):
@@ -97,7 +106,7 @@ def started_utc(flush):
     id starts with (the id is made a moment before started_at); another build's id, as read."""
     second = id_time(flush.id)
     if second is None:
-        return utc(flush.started_at)
+        return reading(flush.started_at)
     return min(readings(flush.started_at), key=lambda moment: abs(moment - second))
 
 

@@ -395,3 +395,34 @@ def test_a_since_out_of_utc_s_range_is_refused(superuser_client, use_tz, since):
     with override_settings(USE_TZ=use_tz, TIME_ZONE="Asia/Tokyo"):
         url = f"/admin/impressions/flush/flush-now/abc/?{urlencode({'since': since})}"
         assert superuser_client.get(url).status_code in (200, 400)
+
+
+# Rows another build wrote (its ids are not this build's), at the ends of datetime's range: under
+# USE_TZ = False their wall clocks are in range, their UTC instants are not.
+EDGES = {
+    "Asia/Tokyo": datetime(1, 1, 1, 0, 0),  # 0000-12-31 15:00 UTC
+    "America/New_York": datetime(9999, 12, 31, 23, 0),  # 10000-01-01 04:00 UTC
+}
+
+
+@pytest.mark.parametrize("zone", sorted(EDGES))
+def test_a_row_at_the_end_of_time_is_shown(superuser_client, standalone_buffer, zone):
+    """The ledger read in UTC raised OverflowError (a 500 of the ledger, the dashboard and Flush
+    now's waiting page) on a row whose naive time is within a day of year 1 or 9999; the wall
+    clocks subtracted as they were did not."""
+    start = EDGES[zone]
+    with override_settings(USE_TZ=False, TIME_ZONE=zone):
+        Flush.objects.create(
+            id="v2:another-build",
+            started_at=start,
+            finished_at=start + 30 * S,
+            outcome=Flush.Outcome.APPLIED,
+        )
+        page = superuser_client.get("/admin/impressions/flush/")
+        assert page.status_code == 200
+        duration = re.search(r'<td class="field-duration">([^<]*)</td>', page.content.decode())[1]
+        assert duration == "30.0 s"
+        assert superuser_client.get(DASHBOARD).status_code == 200
+        since = urlencode({"since": "2026-11-01T06:00:00+00:00"})
+        waiting = superuser_client.get(f"/admin/impressions/flush/flush-now/abc/?{since}")
+        assert waiting.status_code in (200, 302)  # waiting, or taking that row for its flush
