@@ -2,6 +2,11 @@
 wrapping the HttpRequest (in `_request`), with DRF's own authentication: a signed bearer token as
 a JWT does (the user is DRF's alone: no session, no cookie) and DRF's SessionAuthentication."""
 
+import inspect
+import logging
+import re
+from pathlib import Path
+
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
@@ -80,8 +85,17 @@ class PostList(Api, generics.ListAPIView):
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
-        impressions.record(self.request, page)
+        impressions.record(self.request, queryset if page is None else page)
         return page
+
+
+class NoPageSize(PageNumberPagination):
+    """A pagination class without page_size (and no REST_FRAMEWORK PAGE_SIZE): DRF serves the
+    whole QuerySet and paginate_queryset returns None."""
+
+
+class UnpagedPostList(PostList):
+    pagination_class = NoPageSize
 
 
 class PostViewSet(Api, viewsets.ReadOnlyModelViewSet):
@@ -102,6 +116,7 @@ router = SimpleRouter()
 router.register("viewset/posts", PostViewSet, basename="post")
 urlpatterns = [
     path("posts/", PostList.as_view()),
+    path("unpaged/posts/", UnpagedPostList.as_view()),
     path("site/", site_page),
     *router.urls,
 ]
@@ -234,3 +249,28 @@ def test_a_frame_of_an_api_page_counts_its_token_user_once_its_response_is_known
         response = get(anonymous, "/posts/", FIREFOX, **frame, **{"Sec-Fetch-Dest": "iframe"})
     assert "visitor" in response.cookies
     assert counts(posts[:2]) == [3, 3]
+
+
+def test_the_docs_example_records_the_page_as_this_module_does():
+    """docs/impressions/api.md's paginate_queryset is PostList's, comments aside."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "impressions" / "api.md"
+    [documented] = re.findall(r"\n    (def paginate_queryset.*?)```", docs.read_text(), re.S)
+
+    def code(source):
+        lines = (re.sub(r"\s+#.*", "", line).rstrip() for line in source.strip().splitlines())
+        return [line.strip() for line in lines if line.strip()]
+
+    assert code(documented) == code(inspect.getsource(PostList.paginate_queryset))
+
+
+def test_a_list_without_a_page_size_counts_the_queryset_it_serves_read_once(
+    posts, caplog, django_assert_num_queries
+):
+    client = Client()
+    with caplog.at_level(logging.WARNING, logger="impressions"):
+        with django_assert_num_queries(1):  # the posts, read once by record and the serializer
+            response = get(client, "/unpaged/posts/")
+        get(client, "/unpaged/posts/")
+    assert [item["id"] for item in response.json()] == posts  # a list: no page
+    assert not caplog.records, caplog.text
+    assert counts(posts) == [1, 1, 1, 1]
