@@ -1,12 +1,15 @@
 """Run one django.tasks Task as both workers do: timing, signals, timeouts, refusals."""
 
+import asyncio
 import contextlib
 import logging
 import signal
 import threading
 import time
+from inspect import iscoroutinefunction
 from traceback import format_exception
 
+from asgiref.sync import async_to_sync
 from django.db import close_old_connections, connections
 from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
@@ -45,7 +48,8 @@ class TaskTimeout(Exception):
 
 @contextlib.contextmanager
 def time_limit(seconds):
-    """Raise TaskTimeout in the running code after `seconds`, as RQ's death penalty does.
+    """Raise TaskTimeout in the running code after `seconds`, as RQ's death penalty does (in an
+    async task's coroutine at its await: interrupt()).
 
     Wrap only the task's own call: once the `with` block is left the alarm can no longer raise, so
     a task whose code returned is never reported as timed out. SIGALRM reaches only the main
@@ -61,7 +65,7 @@ def time_limit(seconds):
     def expired(signum, frame):
         if armed:
             cancel_running_queries()
-            raise TaskTimeout(f"the task ran past JOB_TIMEOUT ({seconds} s)")
+            interrupt(TaskTimeout(f"the task ran past JOB_TIMEOUT ({seconds} s)"))
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -71,6 +75,74 @@ def time_limit(seconds):
         armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# The async task this thread runs (an AsyncCall), for interrupt().
+_running = threading.local()
+
+
+def interrupt(error):
+    """Raise `error` in the task this thread runs, from a signal handler (a timeout, a forced
+    stop): here, where a sync task's code runs; an async task's at its coroutine's await
+    (AsyncCall.interrupt), the handler returning."""
+    call = getattr(_running, "call", None)
+    if call is None:
+        raise error
+    call.interrupt(error)
+
+
+class AsyncCall:
+    """One run of an async task function, as Django's Task.call (and ImmediateBackend) runs it:
+    async_to_sync, its coroutine in an event loop on a thread of its own while this thread
+    runs its thread-sensitive sync_to_async calls (the ORM's: on this thread's database
+    connections, which the worker cancels and closes as a sync task's).
+
+    A signal handler of this thread must not raise into it: raised here, the error ended
+    async_to_sync's wait and left the coroutine running on in its loop (a timed-out task went on
+    to its end, and the worker's exit waited for it). interrupt() cancels the coroutine instead;
+    it raises `error` from the await it was stopped at, unwinding as a cancelled coroutine does.
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.loop = self.task = self.error = None
+
+    def __call__(self, *args, **kwargs):
+        _running.call = self
+        try:
+            return async_to_sync(self._run)(args, kwargs)
+        finally:
+            _running.call = None
+
+    async def _run(self, args, kwargs):
+        # Set before self.error is read, as interrupt() sets self.error before reading these:
+        # an interrupt that comes first is raised here, a later one cancels the task.
+        self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
+        if self.error is not None:
+            raise self.error
+        try:
+            return await self.func(*args, **kwargs)
+        except asyncio.CancelledError as cancelled:
+            if self.error is None:
+                raise  # not ours: the task's own (a future it awaited was cancelled)
+            # Its traceback ends at the await the coroutine was stopped at, as a sync task's
+            # TaskTimeout names the line it interrupted.
+            raise self.error.with_traceback(cancelled.__traceback__) from None
+
+    def interrupt(self, error):
+        """Stop the coroutine at its await with `error` (from this thread's signal handler)."""
+        self.error = error
+        if self.task is not None:
+            # A loop closed already: its coroutine has ended, async_to_sync is returning.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.task.cancel)
+
+
+def call_task(task, *args, **kwargs):
+    """task.call(*args, **kwargs); an async task's through AsyncCall (interruptible)."""
+    if iscoroutinefunction(task.func):
+        return AsyncCall(task.func)(*args, **kwargs)
+    return task.call(*args, **kwargs)
 
 
 def cancel_running_queries():
@@ -142,9 +214,11 @@ def execute(result, worker_id, sender, timeout=None):
     try:
         with time_limit(timeout):
             if task.takes_context:
-                value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+                value = call_task(
+                    task, TaskContext(task_result=result), *result.args, **result.kwargs
+                )
             else:
-                value = task.call(*result.args, **result.kwargs)
+                value = call_task(task, *result.args, **result.kwargs)
         # Outside the time limit (a task whose code returned is never timed out), inside the
         # attempt: a return value JSON cannot hold fails it, as in Django's ImmediateBackend,
         # with task_finished sent and the error in result.errors.

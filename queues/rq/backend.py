@@ -43,6 +43,9 @@ class RQBackend(QueueBackend):
 
     # run_after is honoured through RQ's scheduled-job registry.
     supports_defer = True
+    # `async def` tasks: the worker runs the coroutine in an event loop of its own (as Django's
+    # Task.call does), and stops it at an await on a timeout (queues.execution.AsyncCall).
+    supports_async_task = True
     # Results live in Redis for RESULT_TTL seconds; any process can read them.
     supports_get_result = True
 

@@ -30,6 +30,7 @@ from ..execution import (
     cancel_running_queries,
     discard_connections,
     execute,
+    interrupt,
     new_result,
     report_refusal,
 )
@@ -159,7 +160,10 @@ class CancellingDeathPenalty(UnixSignalDeathPenalty):
     def handle_death_penalty(self, signum, frame):
         cancel_running_queries()
         type(self).fired = True
-        super().handle_death_penalty(signum, frame)
+        try:
+            super().handle_death_penalty(signum, frame)
+        except self._exception as error:
+            interrupt(error)  # raised on here, or in an async task's coroutine at its await
 
 
 class TaskWorker(SimpleWorker):
@@ -198,7 +202,9 @@ class TaskWorker(SimpleWorker):
             # and, as RQ's own except takes it inside one, after one that cut a task short too.
             # Exit 1 as the SQS worker does (a restart policy takes 0 for a clean stop).
             self.forced_stop = True
-            raise ForcedStop(1) from None
+        else:
+            return  # the same stop signal arriving twice
+        interrupt(ForcedStop(1))  # raised here, or in an async task's coroutine
 
     def execute_job(self, job, queue):
         """Run one job; whatever it carries or raises stays with it (the loop goes on)."""

@@ -184,6 +184,9 @@ class SQSBackend(QueueBackend):
 
     # run_after: DelaySeconds up to 15 minutes, re-sent by the worker until due beyond that.
     supports_defer = True
+    # `async def` tasks: the worker runs the coroutine in an event loop of its own (as Django's
+    # Task.call does), and stops it at an await on a timeout (queues.execution.AsyncCall).
+    supports_async_task = True
 
     worker_class: str | None = "queues.sqs.worker.SQSWorker"
     unreachable_errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)

@@ -25,6 +25,7 @@ from ..execution import (
     between_jobs,
     discard_connections,
     execute,
+    interrupt,
     new_result,
     report_refusal,
 )
@@ -141,7 +142,8 @@ class SQSWorker:
             if time.monotonic() - self.stop_requested_at < 1:
                 return
             logger.warning("Second stop signal: exiting without finishing the running task")
-            raise ForcedStop(1)
+            interrupt(ForcedStop(1))  # raised here, or in an async task's coroutine
+            return
         logger.info("Stop requested: finishing the running task, receiving nothing new")
         self.stop()
 

@@ -1,9 +1,12 @@
 """Tasks the queue tests enqueue; they leave markers in the test Redis (settings.IMPRESSIONS_REDIS_URL)."""
 
+import asyncio
 import sys
+import threading
 import time
 
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.tasks import task
 
@@ -162,3 +165,55 @@ def interrupts(name):
     """A task that raises KeyboardInterrupt: its attempt fails, the worker goes on."""
     markers_client().rpush(MARKERS, f"interrupted:{name}")
     raise KeyboardInterrupt
+
+
+@task
+def where_it_runs():
+    """A sync task says where the worker ran it: (on its main thread, inside an event loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        in_loop = False
+    else:
+        in_loop = True
+    return [threading.current_thread() is threading.main_thread(), in_loop]
+
+
+# Async task functions (`async def`): the workers run their coroutines as Django's own backends
+# run them (Task.call: async_to_sync).
+
+
+@task
+async def async_marker(name):
+    """Marks `async:name` after an await; returns `name`."""
+    await asyncio.sleep(0)
+    markers_client().rpush(MARKERS, f"async:{name}")
+    return name
+
+
+@task(takes_context=True)
+async def async_fail_until(context, name, succeed_on):
+    """fail_until as a coroutine: marks `name:attempt:time`, fails before attempt `succeed_on`."""
+    await asyncio.sleep(0)
+    markers_client().rpush(MARKERS, f"{name}:{context.attempt}:{time.time():.3f}")
+    if context.attempt < succeed_on:
+        raise RuntimeError(f"attempt {context.attempt} of {name} fails on purpose")
+    return context.attempt
+
+
+@task
+async def async_slow_marker(name, seconds):
+    """Marks its start, awaits `seconds`, marks its end; `unwound:name` however it stops: a
+    timed-out or stopped coroutine is stopped at its await (it unwinds), not left running."""
+    markers_client().rpush(MARKERS, f"start:{name}")
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        markers_client().rpush(MARKERS, f"unwound:{name}")
+    markers_client().rpush(MARKERS, name)
+
+
+@task
+async def async_hold_database(seconds, tag):
+    """hold_database's long query, from a coroutine through sync_to_async (as the async ORM)."""
+    await sync_to_async(hold_database.func)(seconds, tag)

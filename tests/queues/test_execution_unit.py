@@ -1,13 +1,19 @@
 """queues.execution.execute, which both workers run a task through: the django.tasks contract."""
 
+import asyncio
+import contextlib
+import signal
 import sys
+import threading
+import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.tasks import TaskResultStatus, task
 from django.tasks.signals import task_finished, task_started
 
 from queues.exceptions import ForcedStop, TaskExited
-from queues.execution import execute, new_result
+from queues.execution import AsyncCall, TaskTimeout, execute, interrupt, new_result
 
 
 @task
@@ -33,6 +39,40 @@ def interrupts():
 @task
 def is_stopped():
     raise ForcedStop(1)
+
+
+UNWOUND = []
+
+
+@task
+async def awaits_long():
+    try:
+        await asyncio.sleep(30)
+    finally:
+        UNWOUND.append("awaits_long")
+
+
+@task
+async def asks_its_thread():
+    """The thread its thread-sensitive sync_to_async call (the ORM's kind) ran on."""
+    await asyncio.sleep(0)
+    return await sync_to_async(threading.get_ident)()
+
+
+@contextlib.contextmanager
+def alarm_raising(error, after=0.2):
+    """A signal handler interrupting the task with `error` after `after` s, as the workers' do."""
+
+    def handler(signum, frame):
+        interrupt(error)
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, after)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run(a_task):
@@ -102,3 +142,48 @@ def test_a_task_s_keyboard_interrupt_fails_its_attempt_and_the_worker_goes_on():
     assert isinstance(error.__cause__, KeyboardInterrupt)
     assert seen == [TaskResultStatus.RUNNING, TaskResultStatus.FAILED]
     assert [e.exception_class for e in result.errors] == [KeyboardInterrupt]
+
+
+def test_an_interrupted_async_task_is_stopped_at_its_await_and_unwinds():
+    # Raised in this thread, the handler's error ended async_to_sync's wait and left the
+    # coroutine awaiting on in its loop's thread (for 30 s here), unseen.
+    UNWOUND.clear()
+    started = time.monotonic()
+    with alarm_raising(TaskTimeout("past JOB_TIMEOUT")):
+        result, seen, error = run(awaits_long)
+    assert time.monotonic() - started < 5
+    assert isinstance(error, TaskTimeout)
+    assert UNWOUND == ["awaits_long"]  # stopped before execute() returned
+    assert seen == [TaskResultStatus.RUNNING, TaskResultStatus.FAILED]
+    [failure] = result.errors
+    assert failure.exception_class is TaskTimeout
+    assert "await asyncio.sleep(30)" in failure.traceback  # where it was stopped
+
+
+def test_a_forced_stop_during_an_async_task_still_stops_the_worker():
+    UNWOUND.clear()
+    with pytest.raises(ForcedStop), alarm_raising(ForcedStop(1)):
+        run(awaits_long)
+    assert UNWOUND == ["awaits_long"]
+
+
+def test_an_interrupt_before_the_coroutine_starts_is_raised_as_it_starts():
+    called = []
+
+    async def never(*args):
+        called.append(args)
+
+    call = AsyncCall(never)
+    call.interrupt(TaskTimeout("early"))  # the alarm came before the loop ran the coroutine
+    with pytest.raises(TaskTimeout, match="early"):
+        call()
+    assert called == []
+
+
+def test_async_tasks_thread_sensitive_calls_run_on_the_worker_s_thread_task_after_task():
+    # The ORM's sync_to_async calls use this thread's database connections, which the worker
+    # checks, cancels and closes; a second task's loop is a new one (the first's is closed).
+    for _ in range(2):
+        result, _, error = run(asks_its_thread)
+        assert error is None
+        assert result.return_value == threading.get_ident()

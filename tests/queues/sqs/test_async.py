@@ -1,0 +1,80 @@
+"""Async task functions (`async def`) on SQS (moto over HTTP): enqueued, run, retried, timed out."""
+
+import asyncio
+import logging
+import time
+
+import pytest
+from django.tasks import TaskResultStatus
+from django.tasks.signals import task_finished, task_started
+
+from tests.processes import run_manage
+from tests.queues import tasks as queue_tasks
+from tests.queues.sqs.support import dlq_reasons, message_count, run_burst, worker_env
+
+# django_db: the in-process worker calls close_old_connections() between jobs (see tests/queues/rq).
+pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
+
+
+def test_an_async_task_runs_with_its_signals_and_return_value(sqs):
+    seen = []
+
+    def remember(sender, task_result, **kwargs):
+        seen.append((task_result.id, task_result.status, task_result))
+
+    enqueued = queue_tasks.async_marker.enqueue("sync-caller")
+    # Refused before: InvalidTask("Backend does not support async Tasks."), at enqueue as at @task.
+    awaited = asyncio.run(queue_tasks.async_marker.aenqueue("async-caller"))
+    task_started.connect(remember)
+    task_finished.connect(remember)
+    try:
+        assert run_burst() == 0
+    finally:
+        task_started.disconnect(remember)
+        task_finished.disconnect(remember)
+    assert sorted(queue_tasks.markers()) == ["async:async-caller", "async:sync-caller"]
+    for sent, name in ((enqueued, "sync-caller"), (awaited, "async-caller")):
+        statuses = [status for id_, status, _ in seen if id_ == sent.id]
+        assert statuses == [TaskResultStatus.RUNNING, TaskResultStatus.SUCCESSFUL]
+        [finished] = [result for id_, _, result in seen if id_ == sent.id][-1:]
+        assert finished.return_value == name
+    assert message_count(sqs.client, sqs.url) == 0
+
+
+def test_an_async_task_s_failures_are_attempts_retried_with_its_context(sqs, settings):
+    settings.TASKS["default"]["OPTIONS"].update(MAX_ATTEMPTS=2, RETRY_DELAY=0)
+    queue_tasks.async_fail_until.enqueue("flaky", 2)
+    queue_tasks.async_fail_until.enqueue("broken", 3)
+    run_burst()  # a retry delay of 0: every attempt is received again at once
+    assert [attempt for attempt, _ in queue_tasks.attempts_of("flaky")] == [1, 2]
+    assert [attempt for attempt, _ in queue_tasks.attempts_of("broken")] == [1, 2]
+    assert dlq_reasons(sqs) == ["failed on attempt 2 of 2"]
+    assert message_count(sqs.client, sqs.url) == 0
+
+
+def test_an_async_task_past_job_timeout_is_stopped_at_its_await(sqs, settings, caplog):
+    settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=2, RETRY_DELAY=0)
+    queue_tasks.async_slow_marker.enqueue("stuck", 30)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()  # on the main thread, where SIGALRM reaches the task
+    assert time.monotonic() - started < 15
+    # Stopped twice at its await, each time before the worker went on: not left running.
+    assert queue_tasks.markers() == ["start:stuck", "unwound:stuck"] * 2
+    timed_out = [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
+    assert len(timed_out) == 2 and all("JOB_TIMEOUT (1 s)" in line for line in timed_out)
+    assert dlq_reasons(sqs) == ["timed-out on attempt 2 of 2"]
+
+
+def test_runworker_runs_async_tasks_and_stops_one_past_job_timeout(sqs):
+    queue_tasks.async_marker.enqueue("a")
+    queue_tasks.async_slow_marker.enqueue("stuck", 30)
+    env = worker_env(sqs, SQS_JOB_TIMEOUT="1", TASKS_MAX_ATTEMPTS="1")
+    started = time.monotonic()
+    result = run_manage("runworker", "--burst", env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20, result.stderr
+    assert sorted(queue_tasks.markers()) == ["async:a", "start:stuck", "unwound:stuck"]
+    lines = [line for line in result.stderr.splitlines() if "outcome=" in line]
+    assert sum("outcome=succeeded" in line for line in lines) == 1, lines
+    assert sum("outcome=timed-out" in line for line in lines) == 1, lines
