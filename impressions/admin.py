@@ -29,7 +29,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from redis_endpoints import redact_text
 
-from . import dashboard, flush_now, ledger, stats
+from . import dashboard, flush_now, ledger, periods, stats
 from .conf import (
     conf,
     counted_id,
@@ -141,7 +141,7 @@ class FlushAdmin(ReadOnlyAdmin):
         if outcome.done:
             return finish_flush_now(request, outcome, target)
         # In UTC: a naive time's ISO form has no fold (which pass of a repeated hour).
-        query = urlencode({"since": ledger.utc(since).isoformat(), "next": target})
+        query = urlencode({"since": periods.utc(since).isoformat(), "next": target})
         url = reverse("admin:impressions_flush_wait", args=[result.id], current_app=site)
         return HttpResponseRedirect(f"{url}?{query}")
 
@@ -153,13 +153,13 @@ class FlushAdmin(ReadOnlyAdmin):
         target = safe_next(request, request.GET.get("next", ""), site)
         try:
             # In UTC; a naive one (a link of an earlier version) as TIME_ZONE's wall clock.
-            since = ledger.utc(datetime.fromisoformat(request.GET.get("since", "")))
+            since = periods.utc(datetime.fromisoformat(request.GET.get("since", "")))
         except (ValueError, OverflowError):  # OverflowError: in UTC, before year 1 or after 9999
             return HttpResponseBadRequest("since must be the ISO time the flush was asked for.")
         outcome = flush_now.outcome_of(result_id, since, current_app=site)
         if outcome.done:
             return finish_flush_now(request, outcome, target)
-        waited = ledger.utc(timezone.now()) - since
+        waited = periods.utc(timezone.now()) - since
         context = {
             **self.admin_site.each_context(request),
             "title": "Flushing impressions",

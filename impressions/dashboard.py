@@ -2,7 +2,7 @@
 
 import csv
 import io
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.urls import NoReverseMatch, reverse
@@ -383,9 +383,7 @@ def next_flush(scheduled, pending=0):
     zone = timezone.get_default_timezone()
     if timezone.is_naive(now):  # USE_TZ = False: naive datetimes are TIME_ZONE's wall clock
         at = timezone.make_naive(due, zone)
-        # Compared in UTC: naive times (or aware ones of one zone) compare by their wall clocks,
-        # and across a DST change 5 minutes read as 65, or as 55 minutes ago.
-        now = timezone.make_aware(now, zone).astimezone(UTC)
+        now = periods.utc(now)  # compared in UTC, not by wall clocks
     else:
         at = timezone.localtime(due)
     if due < now - timedelta(seconds=30):
@@ -415,13 +413,13 @@ def last_flushes(current_app=None):
 def _flush_facts(flush, now, current_app):
     if flush is None:
         return None
-    # In UTC (ledger.utc): under USE_TZ = False, naive wall clocks across a DST change.
+    # In UTC (periods.utc): under USE_TZ = False, naive wall clocks across a DST change.
     ended = ledger.finished_utc(flush) or ledger.started_utc(flush)
     duration = ledger.run_time(flush)
     return {
         "flush": flush,
         "duration": None if duration is None else run_time_text(duration),
-        "lag": duration_text(ledger.utc(now) - ended),
+        "lag": duration_text(periods.utc(now) - ended),
         "url": admin_url("admin:impressions_flush_change", current_app, [flush.pk]),
     }
 

@@ -17,8 +17,9 @@ from django.utils.html import format_html
 
 from .conf import counted_objects, counted_plural
 from .dashboard import counted, run_time_text
-from .ledger import run_time, started_utc, utc
+from .ledger import run_time, started_utc
 from .models import Flush
+from .periods import utc
 from .tasks import enqueue_flush, flush_impressions_task
 
 WAIT_IN_REQUEST = 2.0  # seconds the POST waits for the result before showing the waiting page

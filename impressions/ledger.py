@@ -23,6 +23,7 @@ from redis_endpoints import redacting_logger
 from . import batches, history_writer, keys
 from .conf import conf, counted_model, counted_rows
 from .models import Flush
+from .periods import utc
 
 logger = redacting_logger(__name__)
 
@@ -75,13 +76,6 @@ def started_at_of(flush_id):
 # the database keeps without the fold that tells the two passes of an hour a DST change repeats
 # apart (PostgreSQL reads such a time as its second pass, a text column as its first): compared
 # or subtracted as they are, a 30 s flush across New York's autumn change ran -59 min 30 s.
-
-
-def utc(moment):
-    """`moment` in UTC: aware, or naive as TIME_ZONE's wall clock (its fold says which pass)."""
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.get_default_timezone())
-    return moment.astimezone(UTC)
 
 
 def reading(moment):

@@ -1,6 +1,6 @@
 """Calendar periods of the history: the day of an impression, ISO weeks, months, range covers."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from typing import NamedTuple
 
 from django.utils import timezone
@@ -29,6 +29,15 @@ class Piece(NamedTuple):
         if self.period == MONTH:
             return next_month(self.start) - timedelta(days=1)
         return self.start
+
+
+def utc(moment):
+    """`moment` in UTC: aware, or naive as TIME_ZONE's wall clock (USE_TZ = False; its fold
+    says which pass of a repeated hour). Naive wall clocks compare and subtract as clocks: across
+    a daylight-saving change, 5 minutes read as 65, or as 55 minutes ago."""
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_default_timezone())
+    return moment.astimezone(UTC)
 
 
 def day_of(moment):

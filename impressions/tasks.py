@@ -3,7 +3,7 @@
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from redis_endpoints import redacting_logger
 
-from . import keys, rollup, scripts, stats
+from . import keys, periods, rollup, scripts, stats
 from .conf import conf
 from .exceptions import FlushError
 from .flush import flush_pending
@@ -128,9 +128,8 @@ def later(seconds):
     now = timezone.now()
     if timezone.is_aware(now):
         return now + timedelta(seconds=seconds)
-    zone = timezone.get_default_timezone()
-    moment = timezone.make_aware(now, zone).astimezone(UTC) + timedelta(seconds=seconds)
-    return timezone.make_naive(moment, zone)
+    moment = periods.utc(now) + timedelta(seconds=seconds)
+    return timezone.make_naive(moment, timezone.get_default_timezone())
 
 
 def enqueue_flush(delay=0, manual=False, soon=False, guard=None):
