@@ -135,7 +135,17 @@ class AsyncCall:
         if self.task is not None:
             # A loop closed already: its coroutine has ended, async_to_sync is returning.
             with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(self.task.cancel)
+                self.loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self):
+        """In the loop: cancel the coroutine or, once it has returned, the tasks it left there.
+        The loop ends (asyncio.run cancels them) only when they have: a cleanup awaiting 30 s held
+        the worker past JOB_TIMEOUT and a second stop signal, whose cancel reached a done task."""
+        if not self.task.done():
+            self.task.cancel()  # its own cleanup may still await the tasks it started
+            return
+        for task in asyncio.all_tasks():
+            task.cancel()
 
 
 def call_task(task, *args, **kwargs):

@@ -217,3 +217,31 @@ async def async_slow_marker(name, seconds):
 async def async_hold_database(seconds, tag):
     """hold_database's long query, from a coroutine through sync_to_async (as the async ORM)."""
     await sync_to_async(hold_database.func)(seconds, tag)
+
+
+async def _lingering(name, seconds):
+    """A background asyncio task whose cleanup, once cancelled, awaits `seconds` (as a client's
+    graceful close can)."""
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        markers_client().rpush(MARKERS, f"cleanup:{name}")
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            markers_client().rpush(MARKERS, f"cleaned:{name}")
+
+
+_BACKGROUND = set()  # asyncio keeps only weak references to tasks
+
+
+@task
+async def async_leaves_background(name, seconds):
+    """Returns `name` at once, leaving a background task running in its loop (cancelled when the
+    loop ends, its cleanup then awaiting `seconds`)."""
+    background = asyncio.create_task(_lingering(name, seconds))
+    _BACKGROUND.add(background)
+    background.add_done_callback(_BACKGROUND.discard)
+    await asyncio.sleep(0)
+    markers_client().rpush(MARKERS, f"returned:{name}")
+    return name

@@ -120,3 +120,34 @@ def test_a_second_sigterm_mid_async_task_stops_the_worker_at_once(rq_url):
     assert time.monotonic() - stopped_at < 5, stderr
     assert queue_tasks.markers() == ["start:long", "unwound:long"]  # cut short at its await
     assert "outcome=failed" in stderr and "next_attempt_in=10s" in stderr, stderr
+
+
+def test_job_timeout_stops_what_an_async_task_left_running_in_its_loop(rq_url, settings):
+    # The coroutine returned, but its event loop ends only once its background tasks have: one
+    # whose cleanup awaits 30 s held the worker, past JOB_TIMEOUT, which no longer reached it.
+    settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=1)
+    result = queue_tasks.async_leaves_background.enqueue("left", 30)
+    queue_tasks.record_marker.enqueue("after")
+    started = time.monotonic()
+    run_burst()
+    assert time.monotonic() - started < 10
+    assert queue_tasks.markers() == ["returned:left", "cleanup:left", "cleaned:left", "after"]
+    result.refresh()  # its own code returned: not timed out
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, "left")
+
+
+def test_a_second_sigterm_stops_what_an_async_task_left_running_in_its_loop(rq_url):
+    queue_tasks.async_leaves_background.enqueue("left", 20)
+    process = start_manage("runworker", env=worker_env(rq_url))
+    deadline = time.monotonic() + 20
+    while "cleanup:left" not in queue_tasks.markers() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.5)  # a second stop, not the same one arriving twice
+    stopped_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert time.monotonic() - stopped_at < 5, stderr
+    assert queue_tasks.markers() == ["returned:left", "cleanup:left", "cleaned:left"]
