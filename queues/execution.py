@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import threading
 import time
 from inspect import iscoroutinefunction
@@ -84,11 +85,41 @@ _running = threading.local()
 def interrupt(error):
     """Raise `error` in the task this thread runs, from a signal handler (a timeout, a forced
     stop): here, where a sync task's code runs; an async task's at its coroutine's await
-    (AsyncCall.interrupt), the handler returning."""
+    (AsyncCall.interrupt), and here too if this thread runs a sync function it awaits."""
     call = getattr(_running, "call", None)
     if call is None:
         raise error
     call.interrupt(error)
+    if in_sync_call():
+        raise error  # as in a sync task's code; the coroutine then stops at its await
+
+
+try:  # asgiref's frames, to tell where this thread is (in_sync_call)
+    from asgiref.current_thread_executor import CurrentThreadExecutor, _WorkItem
+    from asgiref.sync import SyncToAsync
+
+    _WAITING = CurrentThreadExecutor.run_until_future.__code__
+    _RUNNING, _HANDLER = _WorkItem.run.__code__, SyncToAsync.thread_handler.__code__
+except (ImportError, AttributeError):  # another asgiref: the sync call runs to its end
+    _WAITING = _RUNNING = _HANDLER = None
+
+
+def in_sync_call():
+    """Is this thread, interrupted by a signal, running a sync function an async task awaits
+    through sync_to_async (thread-sensitive: on this thread), rather than waiting for its loop?
+
+    An error raised there ends that function, as in a sync task (an HTTP call, a sleep would run
+    on otherwise), and goes to the coroutine awaiting it: asgiref's work item takes any
+    BaseException. Not raised while it waits (async_to_sync's, a nested one's too): the error
+    would end the wait and leave the coroutine running."""
+    frame, callee = sys._getframe(1), None
+    while frame is not None and _RUNNING is not None:
+        if frame.f_code is _WAITING:
+            return False
+        if frame.f_code is _RUNNING:
+            return callee is _HANDLER  # in the function, not in the work item's own bookkeeping
+        frame, callee = frame.f_back, frame.f_code
+    return False
 
 
 class AsyncCall:
@@ -100,7 +131,8 @@ class AsyncCall:
     A signal handler of this thread must not raise into it: raised here, the error ended
     async_to_sync's wait and left the coroutine running on in its loop (a timed-out task went on
     to its end, and the worker's exit waited for it). interrupt() cancels the coroutine instead;
-    it raises `error` from the await it was stopped at, unwinding as a cancelled coroutine does.
+    it raises `error` from the await it was stopped at, unwinding as a cancelled coroutine does
+    (and in the sync function it awaits, should this thread be running one: in_sync_call()).
     """
 
     def __init__(self, func):

@@ -245,3 +245,15 @@ async def async_leaves_background(name, seconds):
     await asyncio.sleep(0)
     markers_client().rpush(MARKERS, f"returned:{name}")
     return name
+
+
+@task
+async def async_blocking_call(name, seconds):
+    """Awaits a blocking sync call (time.sleep, as a sync HTTP client's) through sync_to_async,
+    which runs it on the worker's thread; `unwound:name` however it stops."""
+    markers_client().rpush(MARKERS, f"start:{name}")
+    try:
+        await sync_to_async(time.sleep)(seconds)
+    finally:
+        markers_client().rpush(MARKERS, f"unwound:{name}")
+    markers_client().rpush(MARKERS, name)

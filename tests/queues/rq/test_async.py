@@ -151,3 +151,18 @@ def test_a_second_sigterm_stops_what_an_async_task_left_running_in_its_loop(rq_u
     assert process.returncode == 1, stderr
     assert time.monotonic() - stopped_at < 5, stderr
     assert queue_tasks.markers() == ["returned:left", "cleanup:left", "cleaned:left"]
+
+
+def test_job_timeout_interrupts_a_sync_call_an_async_task_awaits(rq_url, settings):
+    # sync_to_async runs it on the worker's thread, where the alarm arrives: it is interrupted
+    # there as a sync task's code is, not left to block the worker for its 30 s.
+    settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=1)
+    result = queue_tasks.async_blocking_call.enqueue("blocked", 30)
+    queue_tasks.record_marker.enqueue("after")
+    started = time.monotonic()
+    run_burst()
+    assert time.monotonic() - started < 10
+    assert queue_tasks.markers() == ["start:blocked", "unwound:blocked", "after"]
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "rq.timeouts.JobTimeoutException"
