@@ -110,6 +110,18 @@ def viewer_in(shard, taken=()):
     return f"late:{n}"
 
 
+def forget_parent_connections():
+    """In a forked child: take fresh database connections, leaving the parent's sockets alone.
+    The parent's driver connections are kept referenced until os._exit: mysqlclient's, once
+    collected, would say goodbye (COM_QUIT) on the socket the parent still uses."""
+    for connection in connections.all(initialized_only=True):
+        _parent_connections.append(connection.connection)
+        connection.connection = None
+
+
+_parent_connections = []
+
+
 def killed_in_a_child(module, name, action, when=None):
     """Run `action()` in a forked process of its own that SIGKILLs itself where it calls
     `module.name` (with `when`, at the first call whose arguments `when` accepts; the calls
@@ -125,8 +137,7 @@ def killed_in_a_child(module, name, action, when=None):
     pid = os.fork()
     if pid == 0:  # the child: never returns into the test run
         try:
-            for connection in connections.all(initialized_only=True):
-                connection.connection = None  # the parent's socket: left alone, not closed
+            forget_parent_connections()
             setattr(module, name, die_there)
             action()
         finally:
@@ -147,8 +158,7 @@ def result_in_a_child(action):
         code = 1
         try:
             os.close(read)
-            for connection in connections.all(initialized_only=True):
-                connection.connection = None  # the parent's socket: left alone, not closed
+            forget_parent_connections()
             with os.fdopen(write, "wb") as pipe:
                 pipe.write(pickle.dumps(action()))
             code = 0
@@ -194,11 +204,14 @@ class PrivateRedis:
 def database_url_for_subprocess(connection):
     """A DATABASE_URL pointing a subprocess at the test database this session created."""
     params = connection.settings_dict
-    user = params.get("USER") or "postgres"
+    scheme, default_user, default_port = {"mysql": ("mysql", "root", 3306)}.get(
+        connection.vendor, ("postgres", "postgres", 5432)
+    )
+    user = params.get("USER") or default_user
     password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
     host = params.get("HOST") or "127.0.0.1"
-    port = params.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{params['NAME']}"
+    port = params.get("PORT") or default_port
+    return f"{scheme}://{user}{password}@{host}:{port}/{params['NAME']}"
 
 
 def subprocess_env(connection, **extra):
