@@ -182,11 +182,34 @@ def locked_row(flush_id, started_at=None, start=None):
         started_at = started_at or started_at_of(flush_id)
         new = Flush(id=flush_id, started_at=started_at, outcome=Flush.Outcome.RUNNING)
         new.start = start() if start else ""
-        Flush.objects.bulk_create([new], ignore_conflicts=True)
+        insert_ledger_row(new)
         row = Flush.objects.select_for_update().get(id=flush_id)
     row.marks = {shard: batches.grouped_mark(mark) for shard, mark in row.marks.items()}
     row.start = batches.grouped_mark(row.start)
     return row
+
+
+def insert_ledger_row(new):
+    """Insert the ledger row `new` unless another flush of its id has.
+
+    On MySQL/MariaDB, INSERT IGNORE (ignore_conflicts) leaves a shared lock on the row another
+    flush inserted meanwhile, which locked_row's SELECT … FOR UPDATE then upgrades: two flushes
+    of one id (or one and the ledger's prune, queued for that row) upgrading at once deadlocked
+    (1213), failing a flush. ON DUPLICATE KEY UPDATE takes the row's exclusive lock at once."""
+    if connection.vendor != "mysql":
+        Flush.objects.bulk_create([new], ignore_conflicts=True)
+        return
+    fields = Flush._meta.concrete_fields
+    quote = connection.ops.quote_name
+    pk = quote(Flush._meta.pk.column)
+    values = [field.get_db_prep_save(field.pre_save(new, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(Flush._meta.db_table)}"
+            f" ({', '.join(quote(field.column) for field in fields)})"
+            f" VALUES ({', '.join(['%s'] * len(fields))}) ON DUPLICATE KEY UPDATE {pk} = {pk}",
+            values,
+        )
 
 
 def marks_of(row, shards):
