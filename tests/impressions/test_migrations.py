@@ -40,7 +40,7 @@ def test_moving_the_open_days_back_adds_up_a_day_in_both_tables():
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT object_id, day, count FROM impressions_daily ORDER BY object_id")
-            rows = cursor.fetchall()
+            rows = list(cursor.fetchall())  # a tuple from mysqlclient
     finally:
         migrate_to(latest)
     assert rows == [(1, DAY, 5), (2, DAY, 4)]
