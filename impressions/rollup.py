@@ -185,8 +185,16 @@ def lock(*keys, shared=False):
 
 
 def locked_state():
-    HistoryRollup.objects.bulk_create([HistoryRollup(id=1)], ignore_conflicts=True)
-    return HistoryRollup.objects.select_for_update().get(id=1)
+    """The roll-up's row (made by the migrations; again if gone), locked until the transaction ends.
+
+    Locked first, inserted only if missing: on MySQL/MariaDB an INSERT IGNORE of the existing
+    row leaves a shared lock that the SELECT … FOR UPDATE upgrades, and a flush batch waiting
+    for the row in between (the portable path locks it) made a deadlock (1213)."""
+    state = HistoryRollup.objects.select_for_update().filter(id=1).first()
+    if state is None:
+        HistoryRollup.objects.bulk_create([HistoryRollup(id=1)], ignore_conflicts=True)
+        state = HistoryRollup.objects.select_for_update().get(id=1)
+    return state
 
 
 def start_next_day(through):

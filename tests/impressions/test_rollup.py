@@ -2,12 +2,13 @@
 flushes add to the day it moves, reads agreeing before, during and after, and only the flushes of
 that day waiting for it."""
 
+import contextlib
 import threading
 from datetime import datetime, time, timedelta
 from time import monotonic
 
 import pytest
-from django.db import connections
+from django.db import connection, connections, transaction
 from django.tasks import default_task_backend
 from django.test import override_settings
 from django.utils import timezone
@@ -345,6 +346,51 @@ def failing_at(point):
             raise RuntimeError(f"stopped at {name}")
 
     return fail
+
+
+def test_a_roll_up_step_and_a_flush_batch_taking_the_roll_up_s_row_at_once_do_not_deadlock():
+    """On MySQL/MariaDB, each roll-up step's INSERT IGNORE of the roll-up's row (there already)
+    left a shared lock on it, which its SELECT … FOR UPDATE then upgraded: a flush batch waiting
+    for that row in between (the portable path locks it) made InnoDB find a deadlock (1213) and
+    fail one of the two."""
+    HistoryRollup.objects.get_or_create(id=1)  # as the migrations leave it (not Django's flush)
+    first_done, go_on = threading.Event(), threading.Event()
+    errors = []
+
+    def pause_after_the_first_on_the_row(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "impressions_rollup" in sql and not first_done.is_set():
+            first_done.set()
+            go_on.wait(10)
+        return result
+
+    def in_a_thread(action, pause=False):
+        def run():
+            try:
+                with contextlib.ExitStack() as stack:
+                    if pause:
+                        stack.enter_context(
+                            connection.execute_wrapper(pause_after_the_first_on_the_row)
+                        )
+                    stack.enter_context(transaction.atomic())
+                    action()
+            except Exception as error:
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    roller = in_a_thread(rollup.locked_state, pause=True)
+    assert first_done.wait(10)
+    flusher = in_a_thread(lambda: HistoryRollup.objects.select_for_update().get(id=1))
+    flusher.join(0.5)  # now waiting for the roll-up's row
+    go_on.set()
+    for thread in (roller, flusher):
+        thread.join(30)
+    assert errors == []
 
 
 def test_the_roll_up_is_scheduled_once_a_day_has_ended(standalone_buffer, settings):
