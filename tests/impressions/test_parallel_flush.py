@@ -1,15 +1,17 @@
 """A window's flush in IMPRESSIONS_FLUSH_PARTS parts: one set of tasks per window, disjoint
 shards, parts and their duplicates at once while viewers keep coming, batches taking turns."""
 
+import contextlib
 import threading
 from collections import Counter
 
 import pytest
-from django.db import connections
+from django.db import connection, connections, transaction
 from django.test import override_settings
 
 from casusult.models import Post
 from impressions import flush as flush_module
+from impressions import ledger
 from impressions.flush import flush_pending, part_shards
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
@@ -162,3 +164,54 @@ def test_a_part_stopped_between_batches_is_finished_by_the_next_flush_of_its_sha
     assert set(totals(ids).values()) == {60}
     assert history_sums(ids) == totals(ids)
     assert rollup_mismatches() == []
+
+
+def test_two_flushes_inserting_one_ledger_row_and_a_third_waiting_for_it_do_not_deadlock():
+    """A flush that finds no ledger row for its snapshot inserts it; another flush of the same
+    snapshot inserted it meanwhile. On MySQL/MariaDB the INSERT IGNORE then left a shared lock on
+    that row, which the SELECT … FOR UPDATE after it upgraded: with a third transaction waiting
+    for the row in between (a third flush of it, the ledger's prune), InnoDB found a deadlock
+    (1213) and failed one flush."""
+    flush_id = "20261207T000000-0dup0001"
+    searched, inserted, go_on = threading.Event(), threading.Event(), threading.Event()
+    errors = []
+
+    def pause_at_each_step(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "impressions_flush" in sql:
+            for step in (searched, inserted):
+                if not step.is_set():
+                    step.set()
+                    go_on.wait(10)
+                    go_on.clear()
+                    break
+        return result
+
+    def in_a_thread(action, pause=False):
+        def run():
+            try:
+                with contextlib.ExitStack() as stack:
+                    if pause:
+                        stack.enter_context(connection.execute_wrapper(pause_at_each_step))
+                    stack.enter_context(transaction.atomic())
+                    action()
+            except Exception as error:
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    first = in_a_thread(lambda: ledger.locked_row(flush_id), pause=True)
+    assert searched.wait(10)  # found no row
+    in_a_thread(lambda: ledger.locked_row(flush_id)).join(10)  # the other flush's, committed
+    go_on.set()
+    assert inserted.wait(10)
+    third = in_a_thread(lambda: Flush.objects.select_for_update().get(id=flush_id))
+    third.join(0.5)  # now waiting for the row
+    go_on.set()
+    for thread in (first, third):
+        thread.join(30)
+    assert errors == []
