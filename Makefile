@@ -127,8 +127,9 @@ test-lowest: dist
 
 # The impressions tests of the portable path (the flush, its ledger, the history, the roll-up, the
 # dashboard, the admin) on MySQL/MariaDB, at MARIADB_URL (its test database test_NAME is made and
-# dropped). Not part of `make test` nor CI; needs mysqlclient in the venv (not in
-# requirements-dev.txt: it builds from source, against the client's headers). Left out: the tests
+# dropped). Not part of `make test` nor CI; installs mysqlclient into the venv when it is missing
+# (not in requirements-dev.txt: it builds from source, against the client's headers, which it
+# installs from Debian first). Left out: the tests
 # of what only PostgreSQL has (advisory locks, lock_timeout, pg_terminate_backend, the leaders'
 # trim) and those whose fixtures write PostgreSQL's SQL (generate_series, ON CONFLICT, schemas).
 MARIADB_URL ?= mysql://root@127.0.0.1:3306/test
@@ -145,7 +146,13 @@ MARIADB_POSTGRESQL_ONLY := holds_back_only_the_flushes or without_queueing_ahead
 	or (killed_anywhere and not delete_batches)
 test-mariadb: DJANGO_SETTINGS_MODULE = settings.test
 test-mariadb: venv
-	@$(PY) -c "import MySQLdb" 2>/dev/null || { echo "No mysqlclient in $(VENV): apt-get install default-libmysqlclient-dev pkg-config, then $(PY) -m pip install mysqlclient" >&2; exit 1; }
+	@$(PY) -c "import MySQLdb" 2>/dev/null || { echo "installing mysqlclient (and the MySQL client headers it builds against)"; \
+		{ dpkg -s default-libmysqlclient-dev pkg-config >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq default-libmysqlclient-dev pkg-config; }; } && \
+		$(PY) -m pip install --quiet --disable-pip-version-check mysqlclient==2.3.2; } || \
+		{ echo "could not install mysqlclient: apt-get install default-libmysqlclient-dev pkg-config, then $(PY) -m pip install mysqlclient" >&2; exit 1; }
+	@$(PY) -c "import MySQLdb, sys, dj_database_url as u; c = u.parse(sys.argv[1]); MySQLdb.connect(host=c['HOST'] or '127.0.0.1', port=int(c['PORT'] or 3306), user=c['USER'] or 'root', password=c['PASSWORD'] or '')" "$(MARIADB_URL)" 2>/dev/null || \
+		{ echo "no MySQL/MariaDB server answers at MARIADB_URL=$(MARIADB_URL): start one (Debian: apt-get install mariadb-server), or set MARIADB_URL" >&2; exit 1; }
 	DATABASE_URL=$(MARIADB_URL) $(PY) -m pytest $(MARIADB_TESTS) -k "not ($(MARIADB_POSTGRESQL_ONLY))" $(PYTEST_ARGS)
 
 # PNGs of the dashboard and a post's chart into docs/screenshots/, from a database of their own
