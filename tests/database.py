@@ -1,8 +1,12 @@
 """A PostgreSQL session of the test's own beside Django's (another client of the same server),
-how many connections a pool of Django's has out, and the flush after a transactional test."""
+how many connections a pool of Django's has out, the flush after a transactional test, and a
+transaction in a thread of its own."""
+
+import contextlib
+import threading
 
 import psycopg
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 # Where keep_baseline copies the rows the migrations leave: a schema of the test database that is
 # not on the search path, so Django (dumpdata, the flush's list of tables) never sees it.
@@ -100,3 +104,24 @@ def count_migration_loads(monkeypatch, module):
 
     monkeypatch.setattr(module, "MigrationExecutor", Counted)
     return loads
+
+
+def transaction_in_a_thread(action, errors, wrapper=None):
+    """Start a thread that runs action() in a transaction of its own connection (through
+    `wrapper`, a connection.execute_wrapper, if given), appending what it raises to `errors`."""
+
+    def run():
+        try:
+            with contextlib.ExitStack() as stack:
+                if wrapper is not None:
+                    stack.enter_context(connection.execute_wrapper(wrapper))
+                stack.enter_context(transaction.atomic())
+                action()
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread

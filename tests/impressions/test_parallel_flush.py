@@ -1,12 +1,11 @@
 """A window's flush in IMPRESSIONS_FLUSH_PARTS parts: one set of tasks per window, disjoint
 shards, parts and their duplicates at once while viewers keep coming, batches taking turns."""
 
-import contextlib
 import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections
 from django.test import override_settings
 
 from casusult.models import Post
@@ -16,6 +15,7 @@ from impressions.flush import flush_pending, part_shards
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
 from impressions.tasks import flush_impressions_task
+from tests.database import transaction_in_a_thread
 from tests.factories import make_posts
 
 from .history_check import history_sums, leaders_mismatches, rollup_mismatches
@@ -187,29 +187,15 @@ def test_two_flushes_inserting_one_ledger_row_and_a_third_waiting_for_it_do_not_
                     break
         return result
 
-    def in_a_thread(action, pause=False):
-        def run():
-            try:
-                with contextlib.ExitStack() as stack:
-                    if pause:
-                        stack.enter_context(connection.execute_wrapper(pause_at_each_step))
-                    stack.enter_context(transaction.atomic())
-                    action()
-            except Exception as error:
-                errors.append(error)
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    first = in_a_thread(lambda: ledger.locked_row(flush_id), pause=True)
+    first = transaction_in_a_thread(lambda: ledger.locked_row(flush_id), errors, pause_at_each_step)
     assert searched.wait(10)  # found no row
-    in_a_thread(lambda: ledger.locked_row(flush_id)).join(10)  # the other flush's, committed
+    # The other flush's, committed.
+    transaction_in_a_thread(lambda: ledger.locked_row(flush_id), errors).join(10)
     go_on.set()
     assert inserted.wait(10)
-    third = in_a_thread(lambda: Flush.objects.select_for_update().get(id=flush_id))
+    third = transaction_in_a_thread(
+        lambda: Flush.objects.select_for_update().get(id=flush_id), errors
+    )
     third.join(0.5)  # now waiting for the row
     go_on.set()
     for thread in (first, third):

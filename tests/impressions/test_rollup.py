@@ -2,13 +2,12 @@
 flushes add to the day it moves, reads agreeing before, during and after, and only the flushes of
 that day waiting for it."""
 
-import contextlib
 import threading
 from datetime import datetime, time, timedelta
 from time import monotonic
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections
 from django.tasks import default_task_backend
 from django.test import override_settings
 from django.utils import timezone
@@ -21,7 +20,7 @@ from impressions.history_writer import LOCK_CLASS
 from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
 from impressions.recorder import record_impressions
 from impressions.tasks import flush_impressions_task, rollup_impressions_task, rollup_needed
-from tests.database import other_connection
+from tests.database import other_connection, transaction_in_a_thread
 from tests.factories import make_posts
 
 from .history_check import daily_counts, history_sums, rollup_mismatches
@@ -364,28 +363,11 @@ def test_a_roll_up_step_and_a_flush_batch_taking_the_roll_up_s_row_at_once_do_no
             go_on.wait(10)
         return result
 
-    def in_a_thread(action, pause=False):
-        def run():
-            try:
-                with contextlib.ExitStack() as stack:
-                    if pause:
-                        stack.enter_context(
-                            connection.execute_wrapper(pause_after_the_first_on_the_row)
-                        )
-                    stack.enter_context(transaction.atomic())
-                    action()
-            except Exception as error:
-                errors.append(error)
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    roller = in_a_thread(rollup.locked_state, pause=True)
+    roller = transaction_in_a_thread(rollup.locked_state, errors, pause_after_the_first_on_the_row)
     assert first_done.wait(10)
-    flusher = in_a_thread(lambda: HistoryRollup.objects.select_for_update().get(id=1))
+    flusher = transaction_in_a_thread(
+        lambda: HistoryRollup.objects.select_for_update().get(id=1), errors
+    )
     flusher.join(0.5)  # now waiting for the roll-up's row
     go_on.set()
     for thread in (roller, flusher):

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import boto3
 import pytest
 import redis
+from django.tasks.signals import task_finished, task_started
 
 import devservices
 from tests.queues import tasks as queue_tasks
@@ -66,3 +67,19 @@ def sqs(aws_env, settings):
 def setup_env(moto_aws_env):
     """The environment of an `sqs_setup` subprocess against moto, with no SQS task backend."""
     return {**moto_aws_env, "QUEUE_BACKEND": "dummy"}
+
+
+@pytest.fixture
+def task_signals():
+    """The (result id, status, TaskResult) of each task_started and task_finished sent during the
+    test, in order."""
+    seen = []
+
+    def remember(sender, task_result, **kwargs):
+        seen.append((task_result.id, task_result.status, task_result))
+
+    task_started.connect(remember)
+    task_finished.connect(remember)
+    yield seen
+    task_started.disconnect(remember)
+    task_finished.disconnect(remember)

@@ -1,6 +1,8 @@
 """Helpers for the RQ tests: the backend's dotted path, in-process and subprocess workers."""
 
 import contextlib
+import signal
+import time
 
 import redis
 from django.core.checks import ERROR, run_checks
@@ -65,3 +67,25 @@ def check_errors(url, deploy=False):
 
 # An ElastiCache Serverless endpoint (always cluster mode); it does not resolve.
 SERVERLESS = "rediss://casusult-jobs-x1y2z3.serverless.apne1.cache.amazonaws.com:6379"
+
+
+def within(seconds, condition):
+    """Wait until condition() is true, for `seconds` at most (the test's asserts then say why)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def stopped_by_a_second_sigterm(process, marker):
+    """Once the task of a `runworker` `process` has recorded `marker`, a SIGTERM, then another
+    1.5 s later (a second stop, not the same one arriving twice): the worker exits 1, within 5 s
+    of the second. Returns its stderr."""
+    within(20, lambda: marker in queue_tasks.markers() or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(1.5)
+    stopped_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert time.monotonic() - stopped_at < 5, stderr
+    return stderr

@@ -2,41 +2,28 @@
 
 import asyncio
 import logging
-import signal
 import time
 import uuid
 
 import pytest
 from django.tasks import TaskResultStatus
-from django.tasks.signals import task_finished, task_started
 
 from tests.processes import start_manage
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import run_burst, worker_env
+from tests.queues.rq.support import run_burst, stopped_by_a_second_sigterm, worker_env
 
 # The in-process worker calls close_old_connections() between jobs (see test_rq.py).
 pytestmark = pytest.mark.django_db
 
 
-def test_an_async_task_runs_with_its_signals_and_its_result_is_stored(rq_url):
-    seen = []
-
-    def remember(sender, task_result, **kwargs):
-        seen.append((task_result.id, task_result.status))
-
+def test_an_async_task_runs_with_its_signals_and_its_result_is_stored(rq_url, task_signals):
     enqueued = queue_tasks.async_marker.enqueue("sync-caller")
     # Refused before: InvalidTask("Backend does not support async Tasks."), at enqueue as at @task.
     awaited = asyncio.run(queue_tasks.async_marker.aenqueue("async-caller"))
-    task_started.connect(remember)
-    task_finished.connect(remember)
-    try:
-        assert run_burst() == 0
-    finally:
-        task_started.disconnect(remember)
-        task_finished.disconnect(remember)
+    assert run_burst() == 0
     assert sorted(queue_tasks.markers()) == ["async:async-caller", "async:sync-caller"]
     for result, name in ((enqueued, "sync-caller"), (awaited, "async-caller")):
-        assert [status for id_, status in seen if id_ == result.id] == [
+        assert [status for id_, status, _ in task_signals if id_ == result.id] == [
             TaskResultStatus.RUNNING,
             TaskResultStatus.SUCCESSFUL,
         ]
@@ -107,17 +94,7 @@ def test_a_second_sigterm_mid_async_task_stops_the_worker_at_once(rq_url):
     # event loop's, would have left the coroutine running: the process then waited for it.
     queue_tasks.async_slow_marker.enqueue("long", 20)
     process = start_manage("runworker", env=worker_env(rq_url))
-    deadline = time.monotonic() + 20
-    while "start:long" not in queue_tasks.markers() and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    time.sleep(1.5)  # a second stop, not the same one arriving twice
-    stopped_at = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 1, stderr
-    assert time.monotonic() - stopped_at < 5, stderr
+    stderr = stopped_by_a_second_sigterm(process, "start:long")
     assert queue_tasks.markers() == ["start:long", "unwound:long"]  # cut short at its await
     assert "outcome=failed" in stderr and "next_attempt_in=10s" in stderr, stderr
 
@@ -139,17 +116,7 @@ def test_job_timeout_stops_what_an_async_task_left_running_in_its_loop(rq_url, s
 def test_a_second_sigterm_stops_what_an_async_task_left_running_in_its_loop(rq_url):
     queue_tasks.async_leaves_background.enqueue("left", 20)
     process = start_manage("runworker", env=worker_env(rq_url))
-    deadline = time.monotonic() + 20
-    while "cleanup:left" not in queue_tasks.markers() and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    time.sleep(1.5)  # a second stop, not the same one arriving twice
-    stopped_at = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 1, stderr
-    assert time.monotonic() - stopped_at < 5, stderr
+    stopped_by_a_second_sigterm(process, "cleanup:left")
     assert queue_tasks.markers() == ["returned:left", "cleanup:left", "cleaned:left"]
 
 

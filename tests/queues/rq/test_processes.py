@@ -21,7 +21,13 @@ import devservices
 from queues.rq import jobs
 from tests.processes import PROJECT_DIR, run_workers_then, start_manage
 from tests.queues import tasks as queue_tasks
-from tests.queues.rq.support import RQ_BACKEND, rq_settings, worker_env
+from tests.queues.rq.support import (
+    RQ_BACKEND,
+    rq_settings,
+    stopped_by_a_second_sigterm,
+    within,
+    worker_env,
+)
 from tests.settings_modules import load_settings
 
 
@@ -141,14 +147,7 @@ def test_a_second_sigterm_mid_task_stops_at_once_exits_1_and_the_job_is_retried(
     # the job's failure, and the loop then ended as on a clean stop: `runworker` exited 0.
     queue_tasks.slow_marker.enqueue("long", 20)
     process = start_manage("runworker", env=worker_env(rq_url))
-    within(20, lambda: "start:long" in queue_tasks.markers() or process.poll() is not None)
-    process.send_signal(signal.SIGTERM)
-    time.sleep(1.5)  # a second stop, not the same one arriving twice
-    stopped_at = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 1, stderr
-    assert time.monotonic() - stopped_at < 5, stderr
+    stderr = stopped_by_a_second_sigterm(process, "start:long")
     assert queue_tasks.markers() == ["start:long"]  # cut short
     # RQ's rules: a failed attempt, retried after the delay.
     assert "outcome=failed" in stderr and "next_attempt_in=10s" in stderr, stderr
@@ -270,13 +269,6 @@ def read_lines(stream, lines):
     """Append each line of `stream` to `lines` as it comes (a thread: the test reads them live)."""
     for line in stream:
         lines.append(line)
-
-
-def within(seconds, condition):
-    """Wait until condition() is true, for `seconds` at most (the test's asserts then say why)."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def running(pid):

@@ -122,3 +122,8 @@ def worker_env(sqs, **extra):
     """The environment of a `runworker` subprocess on the `sqs` fixture's queue."""
     return {**sqs.env, "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": sqs.url,
             "SQS_WAIT_TIME_SECONDS": "1", **extra}  # fmt: skip
+
+
+def timed_out_lines(caplog):
+    """The worker's log lines (caplog's) of attempts that timed out."""
+    return [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]

@@ -6,32 +6,27 @@ import time
 
 import pytest
 from django.tasks import TaskResultStatus
-from django.tasks.signals import task_finished, task_started
 
 from tests.processes import run_manage
 from tests.queues import tasks as queue_tasks
-from tests.queues.sqs.support import dlq_reasons, message_count, run_burst, worker_env
+from tests.queues.sqs.support import (
+    dlq_reasons,
+    message_count,
+    run_burst,
+    timed_out_lines,
+    worker_env,
+)
 
 # django_db: the in-process worker calls close_old_connections() between jobs (see tests/queues/rq).
 pytestmark = [pytest.mark.sqs, pytest.mark.django_db]
 
 
-def test_an_async_task_runs_with_its_signals_and_return_value(sqs):
-    seen = []
-
-    def remember(sender, task_result, **kwargs):
-        seen.append((task_result.id, task_result.status, task_result))
-
+def test_an_async_task_runs_with_its_signals_and_return_value(sqs, task_signals):
+    seen = task_signals
     enqueued = queue_tasks.async_marker.enqueue("sync-caller")
     # Refused before: InvalidTask("Backend does not support async Tasks."), at enqueue as at @task.
     awaited = asyncio.run(queue_tasks.async_marker.aenqueue("async-caller"))
-    task_started.connect(remember)
-    task_finished.connect(remember)
-    try:
-        assert run_burst() == 0
-    finally:
-        task_started.disconnect(remember)
-        task_finished.disconnect(remember)
+    assert run_burst() == 0
     assert sorted(queue_tasks.markers()) == ["async:async-caller", "async:sync-caller"]
     for sent, name in ((enqueued, "sync-caller"), (awaited, "async-caller")):
         statuses = [status for id_, status, _ in seen if id_ == sent.id]
@@ -61,7 +56,7 @@ def test_an_async_task_past_job_timeout_is_stopped_at_its_await(sqs, settings, c
     assert time.monotonic() - started < 15
     # Stopped twice at its await, each time before the worker went on: not left running.
     assert queue_tasks.markers() == ["start:stuck", "unwound:stuck"] * 2
-    timed_out = [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
+    timed_out = timed_out_lines(caplog)
     assert len(timed_out) == 2 and all("JOB_TIMEOUT (1 s)" in line for line in timed_out)
     assert dlq_reasons(sqs) == ["timed-out on attempt 2 of 2"]
 

@@ -34,6 +34,7 @@ from tests.queues.sqs.support import (
     message_count,
     run_burst,
     sqs_worker,
+    timed_out_lines,
     visible_count,
 )
 
@@ -242,7 +243,7 @@ def test_task_past_job_timeout_is_stopped_and_counts_as_a_failed_attempt(sqs, se
         run_burst()  # on the main thread, where SIGALRM reaches the task
     assert time.monotonic() - started < 15
     assert queue_tasks.markers() == ["start:stuck"] * 2  # interrupted twice: never reached its end
-    timed_out = [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
+    timed_out = timed_out_lines(caplog)
     assert len(timed_out) == 2 and all("JOB_TIMEOUT (1 s)" in line for line in timed_out)
     assert "attempt=1/2 next_attempt_in=0s" in timed_out[0]
     assert f"attempt=2/2 next=dlq:{sqs.name}-dlq" in timed_out[1]
