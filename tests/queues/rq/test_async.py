@@ -99,15 +99,22 @@ def test_a_second_sigterm_mid_async_task_stops_the_worker_at_once(rq_url):
     assert "outcome=failed" in stderr and "next_attempt_in=10s" in stderr, stderr
 
 
-def test_job_timeout_stops_what_an_async_task_left_running_in_its_loop(rq_url, settings):
-    # The coroutine returned, but its event loop ends only once its background tasks have: one
-    # whose cleanup awaits 30 s held the worker, past JOB_TIMEOUT, which no longer reached it.
+def burst_with_a_1_s_job_timeout(settings, task, name):
+    """Enqueue task(name, 30) and a marker "after" with JOB_TIMEOUT 1 and one attempt, and run a
+    burst: it ends within 10 s (the task would hold it 30 s). Returns the task's result."""
     settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=1)
-    result = queue_tasks.async_leaves_background.enqueue("left", 30)
+    result = task.enqueue(name, 30)
     queue_tasks.record_marker.enqueue("after")
     started = time.monotonic()
     run_burst()
     assert time.monotonic() - started < 10
+    return result
+
+
+def test_job_timeout_stops_what_an_async_task_left_running_in_its_loop(rq_url, settings):
+    # The coroutine returned, but its event loop ends only once its background tasks have: one
+    # whose cleanup awaits 30 s held the worker, past JOB_TIMEOUT, which no longer reached it.
+    result = burst_with_a_1_s_job_timeout(settings, queue_tasks.async_leaves_background, "left")
     assert queue_tasks.markers() == ["returned:left", "cleanup:left", "cleaned:left", "after"]
     result.refresh()  # its own code returned: not timed out
     assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, "left")
@@ -123,12 +130,7 @@ def test_a_second_sigterm_stops_what_an_async_task_left_running_in_its_loop(rq_u
 def test_job_timeout_interrupts_a_sync_call_an_async_task_awaits(rq_url, settings):
     # sync_to_async runs it on the worker's thread, where the alarm arrives: it is interrupted
     # there as a sync task's code is, not left to block the worker for its 30 s.
-    settings.TASKS["default"]["OPTIONS"].update(JOB_TIMEOUT=1, MAX_ATTEMPTS=1)
-    result = queue_tasks.async_blocking_call.enqueue("blocked", 30)
-    queue_tasks.record_marker.enqueue("after")
-    started = time.monotonic()
-    run_burst()
-    assert time.monotonic() - started < 10
+    result = burst_with_a_1_s_job_timeout(settings, queue_tasks.async_blocking_call, "blocked")
     assert queue_tasks.markers() == ["start:blocked", "unwound:blocked", "after"]
     result.refresh()
     assert result.status == TaskResultStatus.FAILED

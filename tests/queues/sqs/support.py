@@ -1,6 +1,8 @@
 """Helpers for the SQS tests: queues on the SQS-protocol server, counts, in-process workers."""
 
 import json
+import logging
+import time
 
 from django.tasks import task_backends
 
@@ -124,6 +126,13 @@ def worker_env(sqs, **extra):
             "SQS_WAIT_TIME_SECONDS": "1", **extra}  # fmt: skip
 
 
-def timed_out_lines(caplog):
-    """The worker's log lines (caplog's) of attempts that timed out."""
-    return [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
+def burst_timing_out_twice(caplog):
+    """Run a burst (on the main thread, where SIGALRM reaches the task) whose task, with
+    JOB_TIMEOUT 1 and two attempts, times out on both within 15 s; returns those two lines."""
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        run_burst()
+    assert time.monotonic() - started < 15
+    timed_out = [r.getMessage() for r in caplog.records if "outcome=timed-out" in r.getMessage()]
+    assert len(timed_out) == 2 and all("JOB_TIMEOUT (1 s)" in line for line in timed_out)
+    return timed_out
