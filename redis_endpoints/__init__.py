@@ -1,6 +1,7 @@
 """Which Redis/Valkey URLs name a cluster-mode endpoint, from the text alone (no network); the
-one redaction of credentials in URLs that everything printing a URL uses; and how a rediss://
-server's certificate the URL does not trust is told apart, and remedied.
+one redaction of credentials in URLs that everything printing a URL uses; how a rediss://
+server's certificate the URL does not trust is told apart, and remedied; and how a standalone
+client leaves a primary that a failover demoted.
 
 Both the impression buffer (which then picks RedisCluster) and the RQ backend (which then refuses
 the endpoint) need this; it lives here so that neither app imports the other, and the site's
@@ -10,10 +11,13 @@ settings may use it too. Standard library only.
 # The distribution's version (distributions/redis_endpoints/pyproject.toml reads it), semantic.
 __version__ = "0.1.0"
 
+import functools
 import logging
 import re
 import ssl
 import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
 SERVERLESS_HOST = re.compile(r"\.serverless\.[a-z0-9-]+\.cache\.amazonaws\.com(\.cn)?$")
 CLUSTER_WORDS = {"1", "true", "yes", "on"}
@@ -259,3 +263,76 @@ def refused_certificate(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+# What a primary that a failover demoted to a replica answers, as redis-py keeps its text (a
+# ReadOnlyError drops the READONLY code; a pipeline's error or Redis 6's script error holds the
+# text further on): every write is refused, and a command blocked in it (RQ's wait for jobs) is
+# unblocked. Valkey answers alike; Redis before 5 said "slave".
+DEMOTED_ANSWERS = (
+    "You can't write against a read only replica",
+    "You can't write against a read only slave",
+    "UNBLOCKED force unblock from blocking operation",
+)
+
+
+def demoted_primary(error: BaseException) -> bool:
+    """Whether `error` is the answer of a failover's demoted primary (DEMOTED_ANSWERS), whose
+    command then wrote nothing: a read-only replica takes no write from a client (a script that
+    writes stops at its first write, refused)."""
+    text = str(error)
+    return any(answer in text for answer in DEMOTED_ANSWERS)
+
+
+class ReconnectsWhenDemoted:
+    """A mixin of redis-py Connection classes: a connection that read a demoted primary's answer
+    is closed before its next command, which opens a new one to where the endpoint (a DNS name,
+    a proxy, ElastiCache's primary endpoint) leads by then: the new primary. redis-py's standalone
+    pool would keep it on the old primary, refused, for as long as the process lives (its
+    Sentinel client closes it the same way). The replies already asked for (a pipeline's) are
+    read first."""
+
+    demoted = False
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except Exception as error:
+            if demoted_primary(error):
+                self.demoted = True
+            raise
+
+    def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self.demoted:
+            self.demoted = False
+            self.disconnect()  # type: ignore[attr-defined]
+        return super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
+
+
+def reconnect_when_demoted(client: Any) -> Any:
+    """Give the connections a standalone redis-py `client` opens from now on ReconnectsWhenDemoted;
+    returns the client. Not for a cluster client, which follows a failover itself."""
+    pool = client.connection_pool
+    pool.connection_class = _reconnecting(pool.connection_class)
+    return client
+
+
+@functools.cache
+def _reconnecting(connection_class: type) -> type:
+    if issubclass(connection_class, ReconnectsWhenDemoted):
+        return connection_class
+    name = connection_class.__name__
+    return type(name, (ReconnectsWhenDemoted, connection_class), {"__module__": __name__})
+
+
+def once_more_when_demoted[T](client: Any, call: Callable[[], T]) -> T:
+    """call(), and once more if a demoted primary refused it (it wrote nothing there), after
+    closing the idle connections of `client`'s pool (they lead to the same server): for a call
+    safe to repeat, on a standalone `client` made reconnect_when_demoted."""
+    try:
+        return call()
+    except Exception as error:
+        if not demoted_primary(error):
+            raise
+    client.connection_pool.disconnect(inuse_connections=False)
+    return call()

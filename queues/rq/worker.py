@@ -11,7 +11,7 @@ import redis
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 from django.utils import timezone
-from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 from rq import Queue, get_current_job
 from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
@@ -19,7 +19,7 @@ from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import current_timestamp
 from rq.worker import SimpleWorker
 
-from redis_endpoints import redact_text, redacting_logger
+from redis_endpoints import demoted_primary, redact_text, redacting_logger
 
 from .. import liveness
 from ..bounds import JOB_ID, MAX_NAME_LENGTH
@@ -49,10 +49,6 @@ REFUSED_JOB_TIMEOUT = 60
 PUBSUB_WAKE = 1
 # What a Redis outage raises (a restart, a failover, a partition; AuthenticationError is one too).
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-# What a primary that a failover turned into a replica answers: a command blocked in it (RQ's wait
-# for jobs) "UNBLOCKED … (master -> replica?)", any write READONLY (redis-py's Sentinel client
-# takes both for a ConnectionError; a client of an endpoint whose DNS name moves gets them as is).
-DEMOTED_UNBLOCKED = "UNBLOCKED force unblock from blocking operation"
 # Seconds between tries while Redis does not answer: 1, doubling to this (as the SQS worker).
 REDIS_RETRY_MAX = 30
 # Seconds between two looks at the stop flag while a try is waited for.
@@ -65,9 +61,9 @@ def redis_failed(error, connection):
     names by then (the new primary)."""
     if isinstance(error, REDIS_DOWN):
         return True
-    demoted = isinstance(error, ReadOnlyError) or (
-        isinstance(error, ResponseError) and str(error).startswith(DEMOTED_UNBLOCKED)
-    )
+    # It answers a command blocked in it (RQ's wait for jobs) UNBLOCKED, any write READONLY
+    # (redis-py's Sentinel client takes both for a ConnectionError).
+    demoted = isinstance(error, ResponseError) and demoted_primary(error)
     if demoted:
         connection.connection_pool.disconnect(inuse_connections=False)
     return demoted

@@ -19,6 +19,7 @@ from rq.serializers import JSONSerializer
 
 import devservices
 from queues.rq import jobs
+from tests.failover import Forwarder
 from tests.processes import PROJECT_DIR, run_workers_then, start_manage
 from tests.queues import tasks as queue_tasks
 from tests.queues.rq.support import (
@@ -360,43 +361,3 @@ def test_after_a_failover_the_worker_reconnects_to_the_new_primary(settings, tmp
     assert exited is None, stderr
     assert markers[-1:] == ["after the failover"], stderr
     assert worker.returncode == 0, stderr
-
-
-class Forwarder:
-    """A local port that forwards each new connection to the port `target` names at its connect:
-    what a Redis endpoint's DNS name does in a failover (open connections stay where they are)."""
-
-    def __init__(self, target):
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=pipe, args=(source, sink), daemon=True).start()
-
-    def close(self):
-        self.listener.close()
-
-
-def pipe(source, sink):
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,50 @@
+"""How a demoted primary's answers are told apart (redis_endpoints.demoted_primary)."""
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
+
+from redis_endpoints import demoted_primary
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # redis-py drops the READONLY code
+        ReadOnlyError("You can't write against a read only replica."),
+        # Redis 7 names the script
+        ReadOnlyError(
+            "You can't write against a read only replica. script: 75eb05…, on @user_script:31."
+        ),
+        # a pipeline's error, as redis-py words it
+        ReadOnlyError(
+            "Command # 1 (SADD rq:queues rq:queue:default) of pipeline caused error: You can't"
+            " write against a read only replica."
+        ),
+        # Redis 6's script error holds the reply
+        ResponseError(
+            "Error running script (call to f_75eb05…): @user_script:31: -READONLY You can't write"
+            " against a read only replica."
+        ),
+        ReadOnlyError("You can't write against a read only slave."),  # Redis before 5
+        ResponseError(
+            "UNBLOCKED force unblock from blocking operation, instance state changed (master ->"
+            " replica?)"
+        ),
+    ],
+)
+def test_a_demoted_primary_s_answers(error):
+    assert demoted_primary(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+        ResponseError("LOADING Redis is loading the dataset in memory"),
+        RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+        ResponseError("MOVED 3999 127.0.0.1:6381"),
+    ],
+)
+def test_other_errors(error):
+    assert not demoted_primary(error)
