@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+
+from redis_endpoints import once_more_when_demoted
 
 from ..base import QueueBackend, QueueStats, Rule, whole_number
 from ..bounds import check_id
@@ -123,9 +126,13 @@ class RQBackend(QueueBackend):
             retry=self.retry_policy(),
         )
         if task.run_after is not None and aware(task.run_after) > aware(timezone.now()):
-            queue.schedule_job(job, aware(task.run_after))  # RQ misreads a naive one in DST zones
+            run_after = aware(task.run_after)  # RQ misreads a naive one in DST zones
+            push = functools.partial(queue.schedule_job, job, run_after)
         else:
-            queue.enqueue_job(job)
+            push = functools.partial(queue.enqueue_job, job)
+        # A failover's demoted primary refuses every write (none made): once more, on a new
+        # connection, which reaches the new primary.
+        once_more_when_demoted(queue.connection, push)
         object.__setattr__(result, "enqueued_at", timezone.now())
         task_enqueued.send(type(self), task_result=result)
         return result

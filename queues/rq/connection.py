@@ -19,6 +19,7 @@ from redis_endpoints import (
     UNTRUSTED_CERTIFICATE_HINT,
     credentials_misread,
     has_unreadable_database,
+    reconnect_when_demoted,
     refused_certificate,
     refused_options,
     whitespace_problem,
@@ -150,7 +151,9 @@ def get_connection(queue_name: str, where: str) -> Redis:
         with _lock:
             connection = _connections.get(key)
             if connection is None:
-                connection = django_rq.get_connection(queue_name)
+                # Behind a stable endpoint, a failover leaves its open connections on the
+                # demoted primary, which refuses every write: they reconnect.
+                connection = reconnect_when_demoted(django_rq.get_connection(queue_name))
                 pool_options = connection.connection_pool.connection_kwargs
                 for option in ("socket_timeout", "socket_connect_timeout"):
                     if pool_options.get(option) is None:
