@@ -29,7 +29,7 @@ from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
 from redis.exceptions import RedisError, ResponseError
 
-from redis_endpoints import redact_text, redacting_logger
+from redis_endpoints import demoted_primary, redact_text, redacting_logger
 
 from . import batches, history_writer, keys, ledger, periods, scripts
 from .conf import MAX_SHARDS, conf, counted_plural
@@ -139,7 +139,28 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
     command): delete it. `keep_schedule` (a flush asked for by hand): a flush already scheduled
     stays scheduled, and takes what is recorded after this one, so the impressions that follow
     need no flush of their own (and the dashboard's "next flush" stays true).
+
+    A flush that a failover's demoted primary refused (a write of it) is run again at once, as
+    a task's retry would run it: a flush is safe to repeat; its client's connections reconnect
+    (redis_endpoints.reconnect_when_demoted) and reach the new primary.
     """
+    attempt = functools.partial(
+        flush_attempt, batch_size, keep_schedule, part=part, parts=parts, window=window
+    )
+    try:
+        return attempt()
+    except RedisUnavailable as error:
+        if not demoted_primary(error.__cause__):
+            raise
+        client = get_flush_client()  # the attempt's, built already
+        if is_cluster(client):
+            raise
+    client.connection_pool.disconnect(inuse_connections=False)  # idle, to the same server
+    return attempt()
+
+
+def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, window=None):
+    """One flush_pending(), once."""
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
     part_shards(part, parts)  # a part that is none of `parts` raises ValueError
     report = FlushReport(flush_id=new_flush_id(), part=part, parts=parts)

@@ -34,7 +34,9 @@ from redis_endpoints import (
     CREDENTIALS_PROBLEM,
     cluster_endpoint_reason,
     credentials_misread,
+    demoted_primary,
     has_unreadable_database,
+    reconnect_when_demoted,
     redacting_logger,
     refused_options,
     whitespace_problem,
@@ -152,7 +154,9 @@ def build_client(url, cluster_mode, timeout):
             # times, whatever `retry` says (6 takes it from `retry`, and deprecates this).
             options["cluster_error_retry_attempts"] = 0
         return RedisCluster.from_url(url, **options)
-    return redis.Redis.from_url(url, **options)
+    # Behind a stable endpoint (ElastiCache's primary endpoint, a DNS name, a proxy), a failover
+    # leaves the open connections on the demoted primary, which refuses every write.
+    return reconnect_when_demoted(redis.Redis.from_url(url, **options))
 
 
 def database_of(url):
@@ -217,8 +221,22 @@ def run_script(client, registered, script_keys, args):
     retry and observability layers and its per-argument packing cost this process more CPU
     than the call's own work. It goes out on this thread's own connection to the server (on a
     cluster, to the node of the keys' slot), packed by hiredis. Same timeout, no retries: a
-    failed call raises, and its connection is dropped, never read again.
+    failed call raises, and its connection is dropped, never read again; but for a standalone
+    server's refusal as a demoted primary, which wrote nothing: tried once more.
     """
+    try:
+        return _call_loading(client, registered, script_keys, args)
+    except ResponseError as error:
+        if isinstance(client, RedisCluster) or not demoted_primary(error):
+            raise
+    # A failover's demoted primary refused the script before its first write, so it wrote
+    # nothing: once more, on a new connection (to the new primary, if the endpoint leads there
+    # by now), after closing the pool's idle ones.
+    client.connection_pool.disconnect(inuse_connections=False)
+    return _call_loading(client, registered, script_keys, args)
+
+
+def _call_loading(client, registered, script_keys, args):
     try:
         return _call(client, registered.sha, script_keys, args)
     except NoScriptError:

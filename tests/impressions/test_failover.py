@@ -1,0 +1,101 @@
+"""A failover of the buffer's standalone Redis behind a stable endpoint (ElastiCache's primary
+endpoint, a DNS name, a proxy): the old primary, now a replica, keeps the pooled connections and
+answers every write READONLY; the web processes must count again, in the new primary."""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.test import override_settings
+from redis.exceptions import ReadOnlyError
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+
+from casusult.models import Post
+from impressions import keys, recorder, scripts
+from impressions.conf import conf
+from impressions.flush import flush_pending
+from impressions.recorder import pending_counts
+from impressions.recorder import record_impressions as record
+from impressions.reloads import reloads
+from impressions.schedule import flush_due
+from queues.rq import jobs
+from tests.factories import make_posts
+from tests.failover import FailoverPair
+from tests.queues.rq.support import rq_settings
+
+from .support import reset_loss_counter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def failover():
+    """The buffer (database 0) and the RQ backend (database 1) on a FailoverPair's endpoint."""
+    pair = FailoverPair()
+    reloads.clear()
+    reset_loss_counter()
+    rq_url = pair.url.removesuffix("/0") + "/1"
+    try:
+        # The endpoint forwards in this process's threads: on a busy machine a new connection
+        # through it can outlast the request path's 50 ms, and lose a call for another reason.
+        timeout = {"IMPRESSIONS_REDIS_TIMEOUT": 2}
+        with override_settings(IMPRESSIONS_REDIS_URL=pair.url, **timeout, **rq_settings(rq_url)):
+            yield pair
+    finally:
+        pair.stop()
+
+
+def within(condition, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_after_a_failover_recording_counts_in_the_new_primary(failover, client):
+    posts = make_posts(3)
+    ids = [post.id for post in posts]
+    before = record("before", ids)  # it schedules the flush: an RQ connection to the old primary
+    # Another thread (a server's other worker thread) keeps a connection of its own.
+    other_thread = ThreadPoolExecutor(max_workers=1)
+    other_before = other_thread.submit(record, "other-before", ids).result()
+    assert (before.counted, before.scheduled, other_before.counted) == (3, True, 3)
+    assert flush_due() is not None  # the flush's client, with a connection to the old primary
+
+    failover.fail_over()
+
+    after = [record(f"after-{n}", ids) for n in range(3)]
+    other_after = other_thread.submit(record, "other-after", ids).result()
+    other_thread.shutdown()
+    assert [result.counted for result in after] == [3, 3, 3], after
+    assert other_after.counted == 3, other_after
+    assert client.get("/").status_code == 200  # it counts each post once more
+    # Counted in the new primary, with what it had from before the failover.
+    assert pending_counts(ids) == dict.fromkeys(ids, 7)
+    new_primary = failover.primary_on(0)
+    totals = [new_primary.hget(keys.totals_key(shard), "pending") for shard in range(conf.SHARDS)]
+    assert sum(int(total or 0) for total in totals) == 3 * 7
+
+    report = flush_pending()
+    assert report.impressions_applied == 3 * 7
+    assert set(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == {7}
+
+    # The next impression schedules the next flush, on the new primary's RQ queue.
+    assert record("after-the-flush", ids).scheduled
+    queue = Queue("default", connection=failover.primary_on(1), serializer=jobs.SERIALIZER)
+    assert ScheduledJobRegistry(queue=queue).count == 2  # the one before the failover, this one
+    assert recorder.lost.impressions == 0
+
+
+def test_a_read_only_replica_refuses_the_record_script_before_any_write(failover):
+    # Why a record call the demoted primary refused may be sent again: it wrote nothing there
+    # (a script without flags runs on a replica until its first write, which is refused).
+    replica = failover.replica
+    failover.primary.set("before", 1)
+    within(lambda: replica.exists("before"))
+    written = {key: replica.dump(key) for key in replica.keys("*")}
+    script_keys, args = recorder.record_call(0, "viewer", [1, 2], "", "20261207", unreported=5)
+    with pytest.raises(ReadOnlyError):
+        replica.eval(scripts.RECORD, len(script_keys), *script_keys, *args)
+    assert {key: replica.dump(key) for key in replica.keys("*")} == written
