@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.tasks import TaskResultStatus, task_backends
 from django.test import override_settings
 from django.utils.csp import CSP
 
@@ -23,6 +24,7 @@ from impressions.tasks import enqueue_flush
 from tests.browser import THEMES, VIEWPORTS, Tab, Visit, new_context
 from tests.factories import make_posts
 from tests.impressions.history_rows import add_impressions
+from tests.queues.rq.support import within
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,8 +41,9 @@ MISSPELLED = re.compile(r"\b(flushs|statuss|statuses|dashboards)\b", re.IGNORECA
 
 @pytest.fixture
 def site(rq_site):
-    """Posts for three timeline pages, a month of history, a flush in the ledger, impressions
-    pending in Redis, a scheduled flush job; returns the post and the flush the pages show."""
+    """Posts for three timeline pages, a month of history, a flush in the ledger, a flush job
+    the worker ran (its page lists its result), impressions pending in Redis, a scheduled flush
+    job; returns the post, the flush and the finished job the pages show."""
     get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
     posts = make_posts(45)
     Post.objects.filter(pk=posts[-1].pk).update(body="A long word: " + "x" * 120)
@@ -50,9 +53,13 @@ def site(rq_site):
             add_impressions(post.id, today - timedelta(days=age), (age * 7 + rank * 13) % 40 + 1)
     record_impressions("u:1", [post.id for post in posts[:20]])
     flush = flush_pending()
+    finished = enqueue_flush(manual=True)
+    backend = task_backends["default"]
+    within(60, lambda: backend.get_result(finished.id).status == TaskResultStatus.SUCCESSFUL)
+    assert backend.get_result(finished.id).status == TaskResultStatus.SUCCESSFUL
     record_impressions("u:2", [post.id for post in posts[-3:]])
     enqueue_flush(delay=300)
-    return {"post": posts[-1], "flush": flush.flush_id}
+    return {"post": posts[-1], "flush": flush.flush_id, "finished_job": finished.id}
 
 
 def visitor_visits(tab):
@@ -114,6 +121,7 @@ def staff_visits(tab, site):
         yield tab.go(path)
     job = tab.page.get_attribute("#result_list tbody a", "href")  # the scheduled flush
     yield tab.go(job)
+    yield tab.go(f"/admin/rq/queues/0/{site['finished_job']}/")  # with its results' rows
     yield tab.go("/admin/rq/workers/0/")
     worker = tab.page.get_attribute("#changelist a[href*='/workers/0/']", "href")
     yield tab.go(worker)

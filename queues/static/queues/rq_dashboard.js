@@ -18,11 +18,9 @@
         actions.append(" ", counter);
     }
 
-    // A job's results are rows that open the result: the inline onclick becomes a listener.
+    // A job's results are rows that open the result: django-rq's inline onclick (which the
+    // template leaves out, queues_rq.without_inline_handlers) becomes a listener.
     function clickableRows() {
-        document.querySelectorAll("[onclick]").forEach(function (element) {
-            element.removeAttribute("onclick");
-        });
         document.querySelectorAll("tr.rq-clickable").forEach(function (row) {
             const link = row.querySelector("a[href]");
             if (!link) {
