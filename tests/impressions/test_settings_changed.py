@@ -7,6 +7,7 @@ import time
 from datetime import UTC, date, datetime
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import RequestFactory, override_settings
 
@@ -21,6 +22,7 @@ from impressions.flush import (
 )
 from impressions.models import Flush
 from impressions.recorder import record_impressions
+from impressions.redis_client import get_flush_client
 from impressions.rollup import roll_up
 from impressions.schedule import flush_due
 from impressions.tasks import flush_impressions_task
@@ -34,7 +36,7 @@ from .history_check import (
     rollup_mismatches,
     rollup_state,
 )
-from .support import scheduled_flushes
+from .support import flush_redis, scheduled_flushes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,6 +138,38 @@ def test_key_prefix_changed_the_old_prefixs_counts_are_flushed_by_the_command(st
         assert not [k for k in standalone_buffer.scan_iter(match="{imp:*") if b"pending" in k]
     with pytest.raises(CommandError, match="--key-prefix"):
         call_command("flush_impressions", "--key-prefix", "a{b}")
+
+
+@pytest.mark.cluster
+def test_redis_url_changed_the_old_servers_counts_are_flushed_by_the_command(
+    standalone_buffer, redis_cluster_url
+):
+    """IMPRESSIONS_REDIS_URL moved to another server (a standalone Redis to a cluster) with
+    counts pending and a killed flush's snapshots on the old one: the new deployment's flush
+    reads the new server only; `flush_impressions --redis-url OLD` applies them, once, beside
+    what the new server recorded, whatever URL the settings name."""
+    old_url = settings.IMPRESSIONS_REDIS_URL
+    ids = [p.id for p in make_posts(3)]
+    before = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(40))
+    every = shards_in_use(standalone_buffer)
+    take_snapshots(standalone_buffer, new_flush_id(), every, every)  # a flush killed then
+    before += sum(record_impressions(f"v:{viewer}", ids).counted for viewer in range(5))
+    with override_settings(IMPRESSIONS_REDIS_URL=redis_cluster_url):
+        flush_redis(get_flush_client())
+        after = sum(record_impressions(f"u:{viewer}", ids).counted for viewer in range(10))
+        call_command("flush_impressions", stdout=io.StringIO())
+        assert sum(totals(ids).values()) == after == 30
+        out = io.StringIO()
+        call_command("flush_impressions", "--redis-url", old_url, stdout=out)
+        assert f"{before} impressions applied" in out.getvalue()
+        assert sum(totals(ids).values()) == before + after == 165
+        call_command("flush_impressions", "--redis-url", old_url, stdout=out)
+        assert "0 impressions applied" in out.getvalue().splitlines()[-1]
+        assert sum(totals(ids).values()) == 165
+        assert history_sums(ids) == totals(ids)
+        with pytest.raises(CommandError, match="--redis-url"):
+            call_command("flush_impressions", "--redis-url", "http://example.com")
+        flush_redis(get_flush_client())
 
 
 OLD_KEY, NEW_KEY = "old-secret-key-" + "a" * 40, "new-secret-key-" + "b" * 40

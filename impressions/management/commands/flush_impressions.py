@@ -29,6 +29,14 @@ def key_prefix(text):
     return text
 
 
+def redis_url(text):
+    """`type=` of --redis-url: a value IMPRESSIONS_REDIS_URL accepts; else a usage error."""
+    setting = SETTINGS["IMPRESSIONS_REDIS_URL"]
+    if not setting.valid(text):
+        raise argparse.ArgumentTypeError(f"{redact_text(text)!r} is not {setting.expected}")
+    return text
+
+
 class Command(BaseCommand):
     help = (
         "Flush pending impressions from Redis to the database now, in the foreground (for cron"
@@ -51,11 +59,22 @@ class Command(BaseCommand):
             " changed: its pending counts are not read under the new one)",
         )
 
-    def handle(self, *args, batch_size=None, key_prefix=None, **options):
-        prefix = {} if key_prefix is None else {"IMPRESSIONS_KEY_PREFIX": key_prefix}
+        parser.add_argument(
+            "--redis-url",
+            type=redis_url,
+            default=None,
+            help="flush the buffer on this server instead (IMPRESSIONS_REDIS_URL's before it was"
+            " changed: its pending counts are not read from the new one)",
+        )
+
+    def handle(self, *args, batch_size=None, key_prefix=None, redis_url=None, **options):
+        other = {} if key_prefix is None else {"IMPRESSIONS_KEY_PREFIX": key_prefix}
+        if redis_url is not None:
+            # Another server than the settings describe: its mode is asked, not assumed.
+            other.update(IMPRESSIONS_REDIS_URL=redis_url, IMPRESSIONS_REDIS_CLUSTER="auto")
         try:
             # By hand: a flush the schedule has queued still runs, for what comes after.
-            with override_settings(**prefix):
+            with override_settings(**other):
                 report = flush_pending(batch_size=batch_size, keep_schedule=True)
         except FlushError as error:
             raise CommandError(f"could not flush: {redact_text(str(error))}") from error
