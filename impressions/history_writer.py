@@ -15,8 +15,8 @@ batches: only the flush batches holding that day (around midnight) wait for it, 
 most. Every history row of an object is written by a transaction holding the object's row
 (ledger.py's lock order), the roll-up's excepted, which the day lock keeps apart.
 
-A flush also holds, for its whole run (many transactions, so in a transaction of a connection of
-its own), a shared lock that says a flush is running (`flush_running`): the roll-up starts no batch while one is
+A flush also holds, from its first read of snapshots to its end (many transactions, so in a
+transaction of a connection of its own), a shared lock that says a flush is running (`flush_running`): the roll-up starts no batch while one is
 held (for a few seconds at most), so that a flush seldom meets a roll-up batch, neither waiting
 for its day lock nor sharing the CPU with it.
 """
