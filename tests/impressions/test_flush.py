@@ -256,6 +256,23 @@ def test_a_big_snapshot_is_read_whole_a_chunk_at_a_time(buffer, monkeypatch):
     assert len(calls) >= 25 and set(calls) == {100}
 
 
+def test_small_snapshots_are_read_together_and_a_big_one_a_chunk_at_a_time(buffer, monkeypatch):
+    """Hashes that hold a chunk together are read in one pipeline, a larger one alone in chunks;
+    each comes whole, in the order asked, on standalone Redis and on the cluster (the hashes of
+    several shards: several nodes)."""
+    monkeypatch.setattr(flush_module, "READ_CHUNK", 100)
+    flush_id = "20261203T000000-feedf00d"
+    sizes = [30, 40, 20, 500, 60, 70]  # the first three in one round trip, then one each
+    hashes, expected = [], []
+    for shard, size in enumerate(sizes):
+        key = keys.snapshot_key(shard, flush_id)
+        fields = {f"{shard}{n:05d}:20261203".encode(): str(1 + n % 7).encode() for n in range(size)}
+        buffer.hset(key, mapping=fields)
+        hashes.append((key, size))
+        expected.append(fields)
+    assert flush_module.read_small_snapshots(buffer, hashes) == expected
+
+
 def test_a_flush_in_progress_whose_snapshots_are_gone_is_marked_failed_after_an_hour(buffer):
     # As after a Redis restart without persistence in the middle of a flush: batches committed,
     # the snapshot gone with the rest of its counts; the row said "in progress" for ever.
