@@ -12,6 +12,7 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from casusult.models import Post
+from impressions import flush as flush_module
 from impressions import keys, recorder, scripts
 from impressions.conf import conf
 from impressions.flush import flush_pending
@@ -99,3 +100,32 @@ def test_a_read_only_replica_refuses_the_record_script_before_any_write(failover
     with pytest.raises(ReadOnlyError):
         replica.eval(scripts.RECORD, len(script_keys), *script_keys, *args)
     assert {key: replica.dump(key) for key in replica.keys("*")} == written
+
+def test_a_failover_during_the_flush_applies_each_impression_once(failover, monkeypatch):
+    # The primary is demoted after the flush's first batch is in the database: the flush reads
+    # the rest from the old primary (a replica now), applies it, and is refused when it drops its
+    # snapshots; run again at once, it finds them on the new primary, applied whole (the ledger).
+    posts = make_posts(6)
+    ids = [post.id for post in posts]
+    for n in range(3):
+        assert record(f"viewer-{n}", ids).counted == 6
+    failed_over = []
+
+    def fail_over_after_the_first_batch(name):
+        if name == "after-batch" and not failed_over:
+            failed_over.append(name)
+            failover.fail_over()
+            # The old primary follows the new one before the flush runs again (that one waits
+            # for its snapshots to reach the replicas, else stops: they stay for the next flush).
+            offset = failover.primary.info("replication")["master_repl_offset"]
+            within(lambda: failover.in_sync(offset))
+
+    monkeypatch.setattr(flush_module, "checkpoint", fail_over_after_the_first_batch)
+    report = flush_pending(batch_size=2)
+
+    assert failed_over
+    assert set(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == {3}
+    assert pending_counts(ids) == dict.fromkeys(ids, 0)
+    assert report.impressions_applied == 0 and len(report.recovered) == 1, report
+    assert flush_pending().impressions_applied == 0
+    assert set(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == {3}
