@@ -15,6 +15,7 @@ import functools
 import logging
 import re
 import ssl
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -284,15 +285,23 @@ def demoted_primary(error: BaseException) -> bool:
     return any(answer in text for answer in DEMOTED_ANSWERS)
 
 
+# Seconds a connection that a demoted primary refused again after it reconnected (the endpoint
+# still leads there: a DNS name moves seconds after the failover) keeps its connection before it
+# reconnects once more: each of its commands until then is refused at once, where a reconnection
+# each (a TLS handshake, on ElastiCache) of every command of every process met the same refusal.
+DEMOTED_RECONNECT_SPACING = 1.0
+
+
 class ReconnectsWhenDemoted:
     """A mixin of redis-py Connection classes: a connection that read a demoted primary's answer
     is closed before its next command, which opens a new one to where the endpoint (a DNS name,
     a proxy, ElastiCache's primary endpoint) leads by then: the new primary. redis-py's standalone
     pool would keep it on the old primary, refused, for as long as the process lives (its
     Sentinel client closes it the same way). The replies already asked for (a pipeline's) are
-    read first."""
+    read first. Refused again, it reconnects once DEMOTED_RECONNECT_SPACING has passed."""
 
     demoted = False
+    reconnected_at = float("-inf")  # time.monotonic() of its last such reconnection
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -304,8 +313,10 @@ class ReconnectsWhenDemoted:
 
     def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
         if self.demoted:
-            self.demoted = False
-            self.disconnect()  # type: ignore[attr-defined]
+            now = time.monotonic()
+            if now - self.reconnected_at >= DEMOTED_RECONNECT_SPACING:
+                self.demoted, self.reconnected_at = False, now
+                self.disconnect()  # type: ignore[attr-defined]
         return super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
 
 

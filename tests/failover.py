@@ -77,9 +77,10 @@ class FailoverPair:
         self.endpoint = Forwarder(self.ports[0])
         self.url = f"redis://127.0.0.1:{self.endpoint.port}/{db}"
 
-    def fail_over(self, timeout=20):
+    def fail_over(self, timeout=20, move_endpoint=True):
         """Once the replica has every write of the primary: the replica is promoted, the primary
-        becomes its replica, and the endpoint's new connections reach the promoted one."""
+        becomes its replica, and the endpoint's new connections reach the promoted one (unless
+        not `move_endpoint`: a DNS name that moves later; move_endpoint() then)."""
         offset = self.primary.info("replication")["master_repl_offset"]
         deadline = time.monotonic() + timeout
         while not self.in_sync(offset):
@@ -87,8 +88,13 @@ class FailoverPair:
             time.sleep(0.02)
         self.replica.replicaof("NO", "ONE")
         self.primary.replicaof("127.0.0.1", self.ports[1])
-        self.endpoint.target = self.ports[1]
         self.primary, self.replica = self.replica, self.primary
+        if move_endpoint:
+            self.move_endpoint()
+
+    def move_endpoint(self):
+        """The endpoint's new connections reach the present primary."""
+        self.endpoint.target = self.primary.connection_pool.connection_kwargs["port"]
 
     def primary_on(self, db):
         """A client of the present primary's database `db`, past the endpoint."""

@@ -11,6 +11,7 @@ from redis.exceptions import ReadOnlyError
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
+import redis_endpoints
 from casusult.models import Post
 from impressions import flush as flush_module
 from impressions import keys, recorder, scripts
@@ -89,6 +90,33 @@ def test_after_a_failover_recording_counts_in_the_new_primary(failover, client):
     assert recorder.lost.impressions == 0
 
 
+def test_while_the_endpoint_still_leads_to_the_demoted_primary_calls_are_refused_at_once(
+    failover, monkeypatch
+):
+    # A DNS name moves some seconds after the failover: until then a new connection reaches the
+    # old primary again. Each refused call reconnected twice (its own, its retry's), 2 connections
+    # and about 2 ms a call instead of 0.2 (a TLS handshake each, on ElastiCache), for every call
+    # of every thread of every process: a connection storm on the demoted primary.
+    ids = [post.id for post in make_posts(3)]
+    assert record("before", ids).counted == 3
+    # A connection refused again so soon after reconnecting waits this long before the next.
+    monkeypatch.setattr(redis_endpoints, "DEMOTED_RECONNECT_SPACING", 3600)
+    failover.fail_over(move_endpoint=False)
+    demoted = failover.replica
+    connections = demoted.info("stats")["total_connections_received"]
+
+    during = [record(f"during-{n}", ids) for n in range(10)]
+
+    assert [result.lost for result in during] == [3] * 10
+    # The first refused call's retry reconnected (to the demoted primary still), and a script
+    # load may have taken a pooled one (it had been closed); no other call (before: 19).
+    assert demoted.info("stats")["total_connections_received"] - connections <= 2
+    failover.move_endpoint()
+    monkeypatch.setattr(redis_endpoints, "DEMOTED_RECONNECT_SPACING", 0)
+    assert record("after", ids).counted == 3
+    assert pending_counts(ids) == dict.fromkeys(ids, 2)
+
+
 def test_a_read_only_replica_refuses_the_record_script_before_any_write(failover):
     # Why a record call the demoted primary refused may be sent again: it wrote nothing there
     # (a script without flags runs on a replica until its first write, which is refused).
@@ -100,6 +128,7 @@ def test_a_read_only_replica_refuses_the_record_script_before_any_write(failover
     with pytest.raises(ReadOnlyError):
         replica.eval(scripts.RECORD, len(script_keys), *script_keys, *args)
     assert {key: replica.dump(key) for key in replica.keys("*")} == written
+
 
 def test_a_failover_during_the_flush_applies_each_impression_once(failover, monkeypatch):
     # The primary is demoted after the flush's first batch is in the database: the flush reads
