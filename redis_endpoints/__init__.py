@@ -269,11 +269,14 @@ def refused_certificate(error: BaseException | None) -> bool:
 # What a primary that a failover demoted to a replica answers, as redis-py keeps its text (a
 # ReadOnlyError drops the READONLY code; a pipeline's error or Redis 6's script error holds the
 # text further on): every write is refused, and a command blocked in it (RQ's wait for jobs) is
-# unblocked. Valkey answers alike; Redis before 5 said "slave".
+# unblocked; an EXEC whose MULTI was queued before the demotion is refused whole (Redis 7 says
+# EXECABORT with the READONLY text, Redis 6.0 this). Valkey answers alike; Redis before 5 said
+# "slave".
 DEMOTED_ANSWERS = (
     "You can't write against a read only replica",
     "You can't write against a read only slave",
     "UNBLOCKED force unblock from blocking operation",
+    "Transaction contains write commands but instance is now a read-only",
 )
 
 

@@ -27,6 +27,16 @@ from redis_endpoints import demoted_primary
             " against a read only replica."
         ),
         ReadOnlyError("You can't write against a read only slave."),  # Redis before 5
+        # an EXEC after a demotion that came while its MULTI was queued, Redis 6.0 (7.0 says
+        # EXECABORT … READONLY You can't write against a read only replica.); 5 says "slave"
+        ResponseError(
+            "Transaction contains write commands but instance is now a read-only replica. EXEC"
+            " aborted."
+        ),
+        ResponseError(
+            "Transaction contains write commands but instance is now a read-only slave. EXEC"
+            " aborted."
+        ),
         ResponseError(
             "UNBLOCKED force unblock from blocking operation, instance state changed (master ->"
             " replica?)"
