@@ -335,8 +335,14 @@ def reconnect_when_demoted(client: Any) -> Any:
 def _reconnecting(connection_class: type) -> type:
     if issubclass(connection_class, ReconnectsWhenDemoted):
         return connection_class
-    name = connection_class.__name__
-    return type(name, (ReconnectsWhenDemoted, connection_class), {"__module__": __name__})
+    # A name of this module's own, which finds the class again: rq's WorkerPool pickles a pool's
+    # connection class for the processes it starts (by reference, under spawn or forkserver).
+    name = f"ReconnectsWhenDemoted{connection_class.__name__}"
+    while name in globals():  # another module's class of the same name
+        name += "_"
+    made = type(name, (ReconnectsWhenDemoted, connection_class), {"__module__": __name__})
+    globals()[name] = made
+    return made
 
 
 def once_more_when_demoted[T](client: Any, call: Callable[[], T]) -> T:

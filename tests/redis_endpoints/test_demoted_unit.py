@@ -1,10 +1,14 @@
 """How a demoted primary's answers are told apart (redis_endpoints.demoted_primary)."""
 
+import pickle
+
 import pytest
+import redis
+from redis.connection import Connection, ConnectionPool, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 
-from redis_endpoints import demoted_primary
+from redis_endpoints import demoted_primary, reconnect_when_demoted
 
 
 @pytest.mark.parametrize(
@@ -58,3 +62,16 @@ def test_a_demoted_primary_s_answers(error):
 )
 def test_other_errors(error):
     assert not demoted_primary(error)
+
+
+@pytest.mark.parametrize("base", [Connection, SSLConnection, UnixDomainSocketConnection])
+def test_a_reconnecting_connection_class_survives_pickling(base):
+    """rq's WorkerPool hands a pool's connection class to processes it starts, by pickle (the
+    only way under spawn or forkserver, Python 3.14's default on Linux): by reference, so the
+    class must be found again by its module and name."""
+    client = reconnect_when_demoted(
+        redis.Redis(connection_pool=ConnectionPool(connection_class=base))
+    )
+    connection_class = client.connection_pool.connection_class
+    assert issubclass(connection_class, base)
+    assert pickle.loads(pickle.dumps(connection_class)) is connection_class
