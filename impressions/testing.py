@@ -1,0 +1,35 @@
+"""For a project's own tests: start a test from an empty impression buffer."""
+
+import re
+
+from .conf import conf
+from .redis_client import get_flush_client, is_cluster, reset_clients
+from .schedule import backoff
+
+# The glob characters SCAN's MATCH reads in a prefix (IMPRESSIONS_KEY_PREFIX may hold them).
+GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def empty_buffer():
+    """Delete the buffer's keys (IMPRESSIONS_KEY_PREFIX's, on every primary: the pending counts,
+    the viewers seen, the schedule guard) and forget what this process knew of them. For tests
+    only: the counts not yet flushed are lost."""
+    prefix = conf.KEY_PREFIX
+    # {imp}:…, {imp:<shard>}:…, {imp:ip:<digest>}:…, and not those of a prefix "imp:x" or "imp-2".
+    ours = re.compile(rf"\{{{re.escape(prefix)}(?::[0-9]+|:ip:[0-9a-f]+)?\}}:".encode())
+    client = get_flush_client()
+    if is_cluster(client):
+        nodes = [client.get_redis_connection(node) for node in client.get_primaries()]
+    else:
+        nodes = [client]
+    escaped = GLOB.sub(r"\\\1", prefix)
+    for node in nodes:
+        # One key a command: a cluster node refuses one naming keys of several slots.
+        with node.pipeline(transaction=False) as pipe:
+            for pattern in (f"{{{escaped}}}:*", f"{{{escaped}:*"):
+                for key in node.scan_iter(match=pattern, count=1000):
+                    if ours.match(key):
+                        pipe.unlink(key)
+            pipe.execute()
+    reset_clients()  # the pairs this process knew Redis de-duplicates, a hold-off
+    backoff.succeeded()  # a wait after a failed enqueue
