@@ -13,7 +13,12 @@ GLOB = re.compile(r"([*?\[\]\\])")
 def empty_buffer():
     """Delete the buffer's keys (IMPRESSIONS_KEY_PREFIX's, on every primary: the pending counts,
     the viewers seen, the schedule guard) and forget what this process knew of them. For tests
-    only: the counts not yet flushed are lost."""
+    only: the counts not yet flushed are lost. With IMPRESSIONS_ENABLED off, Redis is left alone
+    (a CI without one)."""
+    reset_clients()  # the pairs this process knew Redis de-duplicates, a hold-off
+    backoff.succeeded()  # a wait after a failed enqueue
+    if not conf.ENABLED:
+        return
     prefix = conf.KEY_PREFIX
     # {imp}:…, {imp:<shard>}:…, {imp:ip:<digest>}:…, and not those of a prefix "imp:x" or "imp-2".
     ours = re.compile(rf"\{{{re.escape(prefix)}(?::[0-9]+|:ip:[0-9a-f]+)?\}}:".encode())
@@ -31,5 +36,3 @@ def empty_buffer():
                     if ours.match(key):
                         pipe.unlink(key)
             pipe.execute()
-    reset_clients()  # the pairs this process knew Redis de-duplicates, a hold-off
-    backoff.succeeded()  # a wait after a failed enqueue
