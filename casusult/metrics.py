@@ -153,8 +153,9 @@ def on_impressions_ignored(sender, reason, served, **kwargs):
 
 
 def on_flush_finished(sender, report, duration, error, **kwargs):
+    # A failed flush's report counts the batches it committed: the next flush skips them.
     outcome = "failed" if error is not None else str(report.outcome)
-    observe_flush(outcome, duration, 0 if error is not None else report.impressions_applied)
+    observe_flush(outcome, duration, report.impressions_applied)
 
 
 def connect_signals():

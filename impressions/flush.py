@@ -228,9 +228,11 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                     apply(lines)
                 finally:
                     lines.close()
+                    # What committed is this flush's to report, even if it fails from here:
+                    # whoever applies these snapshots next skips those batches (the ledger).
+                    report.add(applied)
                 checkpoint("after-commit")
                 drop_snapshots(client, flush_id, found)
-                report.add(applied)
                 if flush_id != report.flush_id:
                     report.recovered.append(flush_id)
             if mine:
@@ -248,7 +250,8 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             flush_pending, report=report, duration=time.monotonic() - started, error=error
         )
         raise RedisUnavailable(
-            f"Redis failed during flush {report.flush_id}: {redact_text(str(error))}"
+            f"Redis failed during flush {report.flush_id}{applied_before(report)}:"
+            f" {redact_text(str(error))}"
         ) from error
     except DatabaseError as error:
         if not connection.in_atomic_block:
@@ -257,8 +260,9 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             flush_pending, report=report, duration=time.monotonic() - started, error=error
         )
         raise DatabaseUnavailable(
-            f"the database failed during flush {report.flush_id}; its counts stay in Redis"
-            f" for the next flush: {lock_timeout_hint(error)}{redact_text(str(error))}"
+            f"the database failed during flush {report.flush_id}{applied_before(report)};"
+            " its counts not applied stay in Redis for the next flush:"
+            f" {lock_timeout_hint(error)}{redact_text(str(error))}"
         ) from error
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"flush": report.as_dict()})
@@ -290,6 +294,14 @@ def keep_ledger(by_flush, others):
     ledger.close_orphans(by_flush)
     ledger.prune_ledger({*by_flush, *others})
     return True
+
+
+def applied_before(report):
+    """What a failed flush committed before it failed (its report counts it, the next flush
+    does not), if anything."""
+    if not report.impressions_applied:
+        return ""
+    return f" after applying {report.impressions_applied} impressions"
 
 
 def lock_timeout_hint(error):

@@ -142,8 +142,8 @@ def apply_snapshots(
     Two flushes applying the same snapshots (a crashed flush's, a message delivered twice) take
     turns on the ledger row, batch by batch, each starting after the other's marks.
 
-    `applied`: an Applied to add the batches to as they commit (the caller keeps what committed
-    before an error).
+    `applied`: an Applied to add the batches to once they commit (the caller keeps what
+    committed before an error, and counts it: the next flush skips those batches).
     """
     applied = Applied() if applied is None else applied
     # Where the window's parts start (about: each part's lines spread alike), part 0 at the
@@ -158,13 +158,14 @@ def apply_snapshots(
             if batch is None:  # applied already, by another flush
                 return applied
             done = write_batch(batch, durable=is_last)
-            applied += done
             note_batch(row, done, lines.shards, last, is_last)
             if recovered_by:
                 row.recovered_by = recovered_by
             row.save()
             if before_commit:
                 before_commit()
+        # Committed: counted (a batch whose commit failed is counted by whoever applies it).
+        applied += done
         if after_commit:
             after_commit()
         if is_last:

@@ -8,6 +8,8 @@ from django.dispatch import Signal
 impressions_recorded = Signal(use_caching=True)
 
 # One flush, done or failed. Arguments: report (a FlushReport), duration (s), error (None if done).
+# A failed flush's report counts the batches it committed (the next flush skips them): each
+# impression applied is in exactly one report.
 flush_finished = Signal()
 
 # Served impressions not counted because the request was no view (reason "method": not a GET;

@@ -21,6 +21,7 @@ from impressions.recorder import pending_counts
 from impressions.recorder import record_impressions as record
 from impressions.reloads import reloads
 from impressions.schedule import flush_due
+from impressions.signals import flush_finished
 from queues.rq import jobs
 from tests.factories import make_posts
 from tests.failover import FailoverPair
@@ -149,12 +150,24 @@ def test_a_failover_during_the_flush_applies_each_impression_once(failover, monk
             offset = failover.primary.info("replication")["master_repl_offset"]
             within(lambda: failover.in_sync(offset))
 
+    finished = []
+
+    def remember(sender, report, error, **kwargs):
+        finished.append((report.impressions_applied, error is None))
+
     monkeypatch.setattr(flush_module, "checkpoint", fail_over_after_the_first_batch)
-    report = flush_pending(batch_size=2)
+    flush_finished.connect(remember)
+    try:
+        report = flush_pending(batch_size=2)
+    finally:
+        flush_finished.disconnect(remember)
 
     assert failed_over
     assert set(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == {3}
     assert pending_counts(ids) == dict.fromkeys(ids, 0)
     assert report.impressions_applied == 0 and len(report.recovered) == 1, report
+    # The refused attempt committed every batch: its report counts them (metrics), the run
+    # again none (before, both said 0, and the 18 impressions were never counted).
+    assert finished == [(18, False), (0, True)]
     assert flush_pending().impressions_applied == 0
     assert set(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == {3}

@@ -28,6 +28,7 @@ from impressions.recorder import get_client, lost, pending_counts, pending_statu
 from impressions.recorder import record_impressions as record
 from impressions.redis_client import reset_clients
 from impressions.reloads import reloads
+from impressions.signals import flush_finished
 from impressions.tasks import flush_impressions_task
 from tests.database import other_connection
 from tests.factories import make_posts
@@ -100,6 +101,8 @@ def test_a_flush_killed_at_any_point_is_completed_exactly_once(buffer, point):
     assert pending_counts([p.id for p in posts]) == dict.fromkeys(expected, 0)
     assert flush_pending().impressions_applied == 0
     assert_history_matches_totals(posts)
+    # The ledger counts each impression once, the killed flush's committed batches in its row.
+    assert sum(Flush.objects.values_list("impressions_applied", flat=True)) == 6 * 25 + 2 * 5
 
 
 def test_a_web_process_killed_before_enqueueing_the_flush_delays_it_one_guard_at_most(buffer):
@@ -276,6 +279,82 @@ def test_a_connection_lost_in_a_batch_copy_keeps_the_rest_for_the_next_flush(
     assert len(report.recovered) == 1
     assert set(totals(posts).values()) == {10}
     assert_history_matches_totals(posts)
+
+
+@pytest.mark.parametrize(
+    ("point", "nth"),
+    [("after-batch", 1), ("before-commit", 2)],
+    ids=["between-batches", "in-a-commit"],
+)
+def test_a_flush_failing_after_a_batch_committed_reports_each_impression_once(
+    standalone_buffer, monkeypatch, point, nth
+):
+    """A flush whose database connection dies after its first batch committed (between two
+    batches, or in the second one's commit): the failed attempt's report (flush_finished) counts
+    the batches it committed, no more; the next flush, the rest. Before, the failed attempt said
+    0 and the next one skipped those batches (the ledger's marks): the metrics fed by the reports
+    never counted them, and recorded minus applied never came back to 0."""
+    posts = make_posts(6)
+    view_all(posts, 10)
+    connection.ensure_connection()
+    reached = []
+
+    def lose_the_connection(name):
+        if name == point:
+            reached.append(name)
+            if len(reached) == nth:
+                terminate_backend(connection.connection.info.backend_pid)
+
+    finished = []
+
+    def remember(sender, report, error, **kwargs):
+        finished.append((report.impressions_applied, error))
+
+    monkeypatch.setattr(flush_module, "checkpoint", lose_the_connection)
+    flush_finished.connect(remember)
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            flush_pending(batch_size=2)
+        monkeypatch.undo()
+        committed = sum(totals(posts).values())
+        assert 0 < committed < 60
+        assert f"after applying {committed} impressions;" in str(raised.value)
+        report = flush_pending()
+    finally:
+        flush_finished.disconnect(remember)
+
+    (failed, error), (rerun, none) = finished
+    assert error is not None and none is None
+    assert (failed, rerun) == (committed, 60 - committed)
+    assert report.impressions_applied == 60 - committed
+    assert set(totals(posts).values()) == {10}
+    assert sum(Flush.objects.values_list("impressions_applied", flat=True)) == 60
+    assert_history_matches_totals(posts)
+
+
+def test_a_flush_killed_between_batches_leaves_them_counted_in_its_ledger_row(standalone_buffer):
+    """kill -9 after a flush's first batch committed: its report is gone with the process, but
+    its ledger row counts that batch (written in the batch's transaction); the next flush's
+    report and row count the rest, so the ledger's total is each impression once."""
+    posts = make_posts(6)
+    view_all(posts, 10)
+    killed_in_a_child(
+        flush_module,
+        "checkpoint",
+        lambda: flush_pending(batch_size=2),
+        when=lambda name: name == "after-batch",
+    )
+    killed_id = single_leftover_snapshot_id()
+    committed = sum(totals(posts).values())
+    assert 0 < committed < 60
+    assert Flush.objects.get(id=killed_id).impressions_applied == committed
+
+    report = flush_pending()
+    assert report.recovered == [killed_id]
+    assert report.impressions_applied == 60 - committed
+    assert Flush.objects.get(id=killed_id).impressions_applied == 60  # its snapshot, whole
+    assert sum(Flush.objects.values_list("impressions_applied", flat=True)) == 60
+    assert set(totals(posts).values()) == {10}
 
 
 @override_settings(IMPRESSIONS_FLUSH_LOCK_TIMEOUT=0.3)

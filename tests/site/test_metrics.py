@@ -24,11 +24,14 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 import devservices
+from casusult.models import Post
+from impressions import flush as flush_module
 from impressions import keys
 from impressions.exceptions import FlushError
 from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
 from queues.sqs.worker import SQSWorker
+from tests.database import other_connection
 from tests.factories import make_posts
 from tests.processes import PROJECT_DIR
 from tests.queues.rq.support import rq_settings
@@ -161,6 +164,41 @@ def test_flushes_counted_by_outcome_with_duration(buffer):
     with override_settings(IMPRESSIONS_REDIS_URL=dead), pytest.raises(FlushError):
         flush_pending()
     assert sample("impressions_flushes_total", outcome="failed") == failed + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_failing_after_a_batch_committed_counts_those_impressions_once(buffer, monkeypatch):
+    """The database connection dies after a flush's first batch committed: that batch counts in
+    impressions_flushed_total with the failed flush, the rest with the next one, each once (before,
+    the failed flush counted nothing and the next one skipped what was committed)."""
+    posts = make_posts(6)
+    for viewer in range(10):
+        record_impressions(f"u:{viewer}", [post.pk for post in posts])
+    flushed = sample("impressions_flushed_total")
+    failed = sample("impressions_flushes_total", outcome="failed")
+    connection.ensure_connection()
+    batches = []
+
+    def lose_the_connection_after_the_first_batch(name):
+        if name == "after-batch" and not batches:
+            batches.append(name)
+            with other_connection("postgres", autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+                )
+
+    monkeypatch.setattr(flush_module, "checkpoint", lose_the_connection_after_the_first_batch)
+    with pytest.raises(FlushError):
+        flush_pending(batch_size=2)
+    monkeypatch.undo()
+    committed = sum(Post.objects.values_list("impressions", flat=True))
+    assert 0 < committed < 60
+    assert sample("impressions_flushes_total", outcome="failed") == failed + 1
+    assert sample("impressions_flushed_total") == flushed + committed
+
+    flush_pending()
+    assert sum(Post.objects.values_list("impressions", flat=True)) == 60
+    assert sample("impressions_flushed_total") == flushed + 60
 
 
 def test_sqs_receive_errors_counted_by_the_real_worker(monkeypatch):
