@@ -174,5 +174,20 @@ def quickstart_redis():
 
 
 @pytest.fixture
+def quickstart_services(quickstart_database, quickstart_redis):
+    """Project.apply()'s replacements of the impressions quick start's example addresses (its
+    buffer's and RQ's Redis, its PostgreSQL database) by this test's."""
+    buffer_url, rq_url = quickstart_redis
+    database = quickstart_database
+    return {
+        "redis://127.0.0.1:6379/2": buffer_url,
+        "redis://127.0.0.1:6379/3": rq_url,
+        '"NAME": "mysite"': f'"NAME": "{database["NAME"]}", "PORT": {database["PORT"]}',
+        '"USER": "postgres"': f'"USER": "{database["USER"]}"',
+        '"HOST": "127.0.0.1"': f'"HOST": "{database["HOST"]}"',
+    }
+
+
+@pytest.fixture
 def free_port():
     return devservices.free_port()

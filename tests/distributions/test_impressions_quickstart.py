@@ -87,21 +87,11 @@ def test_the_quick_starts_take_redis_databases_no_other_project_uses():
 
 
 def test_the_quick_start_counts_exactly_and_shows_the_dashboard(
-    new_project, quickstart_database, quickstart_redis, free_port
+    new_project, quickstart_database, quickstart_services, free_port
 ):
-    buffer_url, rq_url = quickstart_redis
     project = new_project("blog")
     database = quickstart_database
-    commands = project.apply(
-        PAGE,
-        {
-            "redis://127.0.0.1:6379/2": buffer_url,
-            "redis://127.0.0.1:6379/3": rq_url,
-            '"NAME": "mysite"': f'"NAME": "{database["NAME"]}", "PORT": {database["PORT"]}',
-            '"USER": "postgres"': f'"USER": "{database["USER"]}"',
-            '"HOST": "127.0.0.1"': f'"HOST": "{database["HOST"]}"',
-        },
-    )
+    commands = project.apply(PAGE, quickstart_services)
     # The test's own choice, not the quick start's: a flush one second after the first view.
     with (project.path / "mysite" / "settings.py").open("a") as file:
         file.write(f"\nIMPRESSIONS_FLUSH_DELAY = {FLUSH_DELAY}\n")

@@ -3,8 +3,7 @@ project on the installed wheels, under `manage.py test`, serially and with --par
 
 import textwrap
 
-from tests.distributions.test_impressions_quickstart import PAGE
-
+QUICKSTART = "impressions/quickstart.md"
 SECTION = "impressions/api.md"
 # Each test makes article 1 again (reset_sequences) and is its viewer again: without an empty
 # buffer, every test after the first saw its view counted as a reload, and pending counts of
@@ -34,22 +33,9 @@ TESTS = textwrap.dedent(
 )
 
 
-def test_the_mixin_gives_each_test_and_process_an_empty_buffer(
-    new_project, quickstart_database, quickstart_redis
-):
-    buffer_url, rq_url = quickstart_redis
+def test_the_mixin_gives_each_test_and_process_an_empty_buffer(new_project, quickstart_services):
     project = new_project("blog")
-    database = quickstart_database
-    project.apply(
-        PAGE,
-        {
-            "redis://127.0.0.1:6379/2": buffer_url,
-            "redis://127.0.0.1:6379/3": rq_url,
-            '"NAME": "mysite"': f'"NAME": "{database["NAME"]}", "PORT": {database["PORT"]}',
-            '"USER": "postgres"': f'"USER": "{database["USER"]}"',
-            '"HOST": "127.0.0.1"': f'"HOST": "{database["HOST"]}"',
-        },
-    )
+    project.apply(QUICKSTART, quickstart_services)
     project.apply(SECTION, {})
     with (project.path / "mysite" / "settings.py").open("a") as file:
         file.write(
