@@ -43,6 +43,15 @@ def flush_redis(client):
         client.flushdb()
 
 
+def scan_all(client, pattern=None):
+    """The keys (text) that `pattern` matches (all without one), on every primary of a cluster."""
+    if isinstance(client, RedisCluster):
+        found = client.scan_iter(match=pattern, count=1000, target_nodes=RedisCluster.PRIMARIES)
+    else:
+        found = client.scan_iter(match=pattern, count=1000)
+    return [key.decode() for key in found]
+
+
 def with_option(url, option):
     """`url` with one more query option."""
     return f"{url}{'&' if '?' in url else '?'}{option}"

@@ -19,7 +19,7 @@ from impressions.flush import flush_pending, new_flush_id, take_snapshots
 from impressions.recorder import get_client, pending_counts, record_impressions
 from tests.factories import make_posts, make_user
 
-from .support import group_of, viewer_in, with_option
+from .support import group_of, scan_all, viewer_in, with_option
 
 pytestmark = pytest.mark.django_db
 
@@ -136,12 +136,6 @@ def test_every_dedup_key_expires(buffer):
     seen = [key for shard in range(16) for key in scan_all(client, f"{keys.tag(shard)}:seen:*")]
     assert len(seen) == 50
     assert all(0 < client.ttl(key) <= 300 for key in seen)
-
-
-def scan_all(client, pattern):
-    if isinstance(client, RedisCluster):
-        return list(client.scan_iter(match=pattern, target_nodes=RedisCluster.PRIMARIES))
-    return list(client.scan_iter(match=pattern))
 
 
 def test_one_round_trip_per_request_even_when_it_schedules_the_flush(

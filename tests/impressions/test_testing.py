@@ -9,6 +9,8 @@ from impressions.recorder import record_impressions
 from impressions.testing import empty_buffer
 from tests.factories import make_posts
 
+from .support import scan_all
+
 pytestmark = pytest.mark.django_db
 
 # Keys of another prefix ("imp-2", "imp:x", a test process's and a neighbour's) and of other apps
@@ -57,17 +59,7 @@ def test_two_test_processes_keep_their_counts_apart_by_key_prefix(standalone_buf
     with override_settings(IMPRESSIONS_KEY_PREFIX="imp-test_1"):
         assert impressions.pending_counts([post.id]) == {post.id: 1}
         empty_buffer()
-    assert list(scan_all(standalone_buffer)) == []
-
-
-def scan_all(client):
-    if hasattr(client, "get_primaries"):
-        for node in client.get_primaries():
-            yield from (
-                key.decode() for key in client.get_redis_connection(node).scan_iter(count=1000)
-            )
-    else:
-        yield from (key.decode() for key in client.scan_iter(count=1000))
+    assert scan_all(standalone_buffer) == []
 
 
 def test_empty_buffer_leaves_redis_alone_while_recording_is_off(private_redis):
