@@ -11,6 +11,7 @@ settings may use it too. Standard library only.
 # The distribution's version (distributions/redis_endpoints/pyproject.toml reads it), semantic.
 __version__ = "0.1.0"
 
+import copyreg
 import functools
 import logging
 import re
@@ -335,13 +336,22 @@ def reconnect_when_demoted(client: Any) -> Any:
 def _reconnecting(connection_class: type) -> type:
     if issubclass(connection_class, ReconnectsWhenDemoted):
         return connection_class
-    # A name of this module's own, which finds the class again: rq's WorkerPool pickles a pool's
-    # connection class for the processes it starts (by reference, under spawn or forkserver).
     name = f"ReconnectsWhenDemoted{connection_class.__name__}"
-    while name in globals():  # another module's class of the same name
-        name += "_"
-    made = type(name, (ReconnectsWhenDemoted, connection_class), {"__module__": __name__})
-    globals()[name] = made
+    base_metaclass: Any = type(connection_class)
+    metaclass = _pickled_as_made(base_metaclass)
+    made: type = metaclass(
+        name, (ReconnectsWhenDemoted, connection_class), {"__module__": __name__}
+    )
+    return made
+
+
+@functools.cache
+def _pickled_as_made(metaclass: Any) -> Any:
+    """A metaclass (of `metaclass`) whose classes pickle as the _reconnecting() call that makes
+    them: a process that unpickles one has made none (multiprocessing's spawn or forkserver
+    start, rq's where fork is not), so no name in this module would find it there."""
+    made = type(f"PickledAsMade{metaclass.__name__}", (metaclass,), {"__module__": __name__})
+    copyreg.pickle(made, lambda cls: (_reconnecting, (cls.__bases__[1],)))
     return made
 
 

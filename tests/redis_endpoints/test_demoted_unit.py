@@ -1,6 +1,9 @@
 """How a demoted primary's answers are told apart (redis_endpoints.demoted_primary)."""
 
+import pathlib
 import pickle
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -66,12 +69,29 @@ def test_other_errors(error):
 
 @pytest.mark.parametrize("base", [Connection, SSLConnection, UnixDomainSocketConnection])
 def test_a_reconnecting_connection_class_survives_pickling(base):
-    """rq's WorkerPool hands a pool's connection class to processes it starts, by pickle (the
-    only way under spawn or forkserver, Python 3.14's default on Linux): by reference, so the
-    class must be found again by its module and name."""
+    """A process started by spawn or forkserver gets its arguments by pickle (rq's WorkerPool
+    hands its workers a pool's connection class, and starts them by spawn where there is no
+    fork): there, the class is made again as it is unpickled. Before, it was pickled by a name
+    that only the process that made it had."""
     client = reconnect_when_demoted(
         redis.Redis(connection_pool=ConnectionPool(connection_class=base))
     )
     connection_class = client.connection_pool.connection_class
     assert issubclass(connection_class, base)
     assert pickle.loads(pickle.dumps(connection_class)) is connection_class
+    # A started process (spawn) has imported redis_endpoints, and made no such class yet.
+    started = subprocess.run(
+        [sys.executable, "-c", UNPICKLE, base.__name__],
+        input=pickle.dumps(connection_class), capture_output=True, cwd=PROJECT_DIR, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr.decode()[-2000:]
+
+
+PROJECT_DIR = pathlib.Path(__file__).resolve().parents[2]
+UNPICKLE = """
+import pickle, sys
+import redis.connection, redis_endpoints
+made = pickle.loads(sys.stdin.buffer.read())
+assert issubclass(made, redis_endpoints.ReconnectsWhenDemoted), made
+assert issubclass(made, getattr(redis.connection, sys.argv[1])), made
+"""
