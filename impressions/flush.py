@@ -187,7 +187,7 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             others = set()  # flush ids of other layouts' snapshots: their rows are kept too
             by_flush = snapshots_by_flush(client, others, every)
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
-            kept = False  # the ledger's upkeep is done (keep_ledger)
+            ledger_kept = False  # keep_ledger() has run
             # Left-overs first, oldest first: they hold the oldest counts. A left-over is applied
             # whole, every shard of it, whichever part finds it.
             for flush_id in sorted(mine, key=lambda f: (f == report.flush_id, f)):
@@ -212,20 +212,23 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
                     client, flush_id, found, today, report, part=own_part, parts=parts
                 )
                 try:
+                    # While the read goes on in its thread: the first batch waits for it anyway.
                     running.hold()
-                    if not kept:
-                        kept = keep_ledger(by_flush, others)
+                    if not ledger_kept:
+                        keep_ledger(by_flush, others)
+                        ledger_kept = True
                     checkpoint("before-apply")
-                    apply(lines)
-                except (DataError, IntegrityError):
-                    # A batch the database refused (its transaction rolled back): an entry that
-                    # the record script never writes? Read the snapshots again, each entry
-                    # checked; set those aside, apply the rest from the marks on (refused again:
-                    # something else, raised).
-                    lines.close()
-                    lines = read_lines(client, flush_id, found, today, report, check=True)
-                    checkpoint("after-set-aside")
-                    apply(lines)
+                    try:
+                        apply(lines)
+                    except (DataError, IntegrityError):
+                        # A batch the database refused (its transaction rolled back): an entry
+                        # that the record script never writes? Read the snapshots again, each
+                        # entry checked; set those aside, apply the rest from the marks on
+                        # (refused again: something else, raised).
+                        lines.close()
+                        lines = read_lines(client, flush_id, found, today, report, check=True)
+                        checkpoint("after-set-aside")
+                        apply(lines)
                 finally:
                     lines.close()
                     # What committed is this flush's to report, even if it fails from here:
@@ -241,7 +244,7 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             running.hold()
             if report.flush_id not in by_flush:
                 ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
-            if not kept:
+            if not ledger_kept:  # no snapshot to apply
                 keep_ledger(by_flush, others)
             history_writer.trim_leaders()
     except REDIS_FAILURES as error:
@@ -287,13 +290,13 @@ class RunningLock(contextlib.ExitStack):
 
 
 def keep_ledger(by_flush, others):
-    """The ledger's upkeep, once a flush (returns True): close the orphans, prune the old rows,
-    but those of the snapshots found before anything is applied (`by_flush`, `others`). Done
-    before the first batch, while the first read of snapshots goes on (the batch waits for it):
-    3-4 ms of statements off the end of a flush, where nothing hid them."""
+    """The ledger's upkeep, once a flush: close the orphans, prune the old rows, but those of the
+    snapshots found before anything is applied (`by_flush`, `others`). Done before the first
+    batch, while the first read of snapshots goes on (the batch waits for it): 3-4 ms of
+    statements off the end of a flush, where nothing hid them. A database error here fails the
+    flush before it applies anything (its counts stay in Redis)."""
     ledger.close_orphans(by_flush)
     ledger.prune_ledger({*by_flush, *others})
-    return True
 
 
 def applied_before(report):

@@ -38,8 +38,8 @@ from .models import (
 
 # pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
 # roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders,
-# -2 for a flush running (held by a connection of its own for the flush's run: flush_running),
-# -3 for a roll-up running (rollup_running).
+# -2 for a flush running (held by a connection of its own from the flush's first read of
+# snapshots to its end: flush_running), -3 for a roll-up running (rollup_running).
 LOCK_CLASS = 0x696D7072
 STATE_LOCK = 0
 TRIM_LOCK = -1

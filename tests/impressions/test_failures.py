@@ -12,7 +12,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import DataError, connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
@@ -248,6 +248,34 @@ def test_a_stopped_database_connection_keeps_the_counts_for_the_next_flush(
     assert pending_counts(ids) == dict.fromkeys(ids, 10)  # the snapshot is still in Redis
     report = flush_pending()
     assert len(report.recovered) == 1
+    assert set(totals(posts).values()) == {10}
+    assert_history_matches_totals(posts)
+
+
+def test_the_ledger_s_upkeep_refused_fails_the_flush_not_taken_for_a_refused_batch(
+    standalone_buffer, monkeypatch
+):
+    """The upkeep runs before the first batch, in the try that reads a DataError as a batch the
+    database refused: a refused prune was taken for one, every entry read again and checked, and
+    the flush went on as if nothing failed."""
+    posts = make_posts(4)
+    view_all(posts, 10)
+    ids = [p.id for p in posts]
+    calls = []
+    prune_ledger = flush_module.ledger.prune_ledger
+
+    def refused_once(snapshot_ids):
+        calls.append(snapshot_ids)
+        if len(calls) == 1:
+            raise DataError("refused")
+        return prune_ledger(snapshot_ids)
+
+    monkeypatch.setattr(flush_module.ledger, "prune_ledger", refused_once)
+    with pytest.raises(DatabaseUnavailable, match="refused"):
+        flush_pending()
+    assert set(totals(posts).values()) == {0}
+    assert pending_counts(ids) == dict.fromkeys(ids, 10)  # the snapshot is still in Redis
+    assert len(flush_pending().recovered) == 1
     assert set(totals(posts).values()) == {10}
     assert_history_matches_totals(posts)
 
