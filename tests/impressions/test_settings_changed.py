@@ -141,6 +141,7 @@ def test_key_prefix_changed_the_old_prefixs_counts_are_flushed_by_the_command(st
 
 
 @pytest.mark.cluster
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)  # exact counts, a loaded machine
 def test_redis_url_changed_the_old_servers_counts_are_flushed_by_the_command(
     standalone_buffer, redis_cluster_url
 ):

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 FOREIGN = ["other:1", "{imp-2}:flush-scheduled", "{imp-2:3}:totals", "{imp:x}:k", "imp:totals"]
 
 
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)  # exact counts, a loaded machine
 def test_a_view_counts_again_after_empty_buffer_as_in_a_new_test(buffer):
     """Before: a project's test emptied Redis (FLUSHDB) between two tests whose objects had the
     same ids (SQLite's rolled-back sequences), and the second test's view counted nothing: the
@@ -45,6 +46,7 @@ def test_empty_buffer_deletes_only_its_prefix_s_keys(buffer):
     assert sorted(scan_all(buffer)) == sorted(FOREIGN)
 
 
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)  # exact counts, a loaded machine
 def test_two_test_processes_keep_their_counts_apart_by_key_prefix(standalone_buffer):
     """Two test processes (manage.py test --parallel, pytest-xdist) each have a database of its
     own, where the same ids name other objects, and one Redis: each takes a prefix of its own."""

@@ -110,6 +110,7 @@ def burst(manage, env):
 
 
 @pytest.mark.parametrize(("old", "new"), [("rq", "sqs"), ("sqs", "rq")])
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)  # exact counts, a loaded machine
 def test_queue_moved_with_a_window_scheduled_on_the_old_one(queues, manage, old, new):
     """The web processes and workers move to the other queue while a window's flush waits on the
     old one, whose workers are stopped: the new workers find nothing to run, and the new web
@@ -158,6 +159,7 @@ def test_queue_moved_with_a_window_scheduled_on_the_old_one(queues, manage, old,
 
 
 @pytest.mark.long
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)  # exact counts, a loaded machine
 def test_old_and_new_web_processes_side_by_side_with_both_workers(queues, manage):
     """A rolling deploy from RQ to SQS: for a while web processes of both record at once, each
     scheduling the windows it arms on its own queue, and workers of both run. Then the RQ
@@ -208,6 +210,7 @@ IMPRESSIONS_FLUSH_BATCH_SIZE = 5
 
 
 @pytest.mark.cluster
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)  # exact counts, a loaded machine
 def test_buffer_moved_to_the_cluster_the_old_redis_flushed_by_the_command(
     queues, manage, settings, redis_cluster_url, tmp_path, monkeypatch
 ):
