@@ -34,8 +34,8 @@ from redis_endpoints import (
     CREDENTIALS_PROBLEM,
     cluster_endpoint_reason,
     credentials_misread,
-    demoted_primary,
     has_unreadable_database,
+    once_more_when_demoted,
     reconnect_when_demoted,
     redacting_logger,
     refused_options,
@@ -94,16 +94,20 @@ def is_cluster(client):
     return isinstance(client, RedisCluster)
 
 
+def primaries(client):
+    """{name: client} of each primary of the buffer's server: a cluster's nodes ("host:port"),
+    or the standalone client ("")."""
+    if is_cluster(client):
+        return {node.name: client.get_redis_connection(node) for node in client.get_primaries()}
+    return {"": client}
+
+
 def eviction_policies(client):
     """{node: maxmemory_policy} of the buffer's server (each primary of a cluster), from INFO
     memory (CONFIG GET is often disabled on managed servers); a node whose INFO names none
     (ElastiCache Serverless answers a reduced INFO), or with no maxmemory, is left out."""
-    if is_cluster(client):
-        nodes = {node.name: client.get_redis_connection(node) for node in client.get_primaries()}
-    else:
-        nodes = {"": client}
     policies = {}
-    for name, node in nodes.items():
+    for name, node in primaries(client).items():
         memory = node.info("memory")
         policy = memory.get("maxmemory_policy")
         if policy and memory.get("maxmemory") != 0:  # 0: no limit, the policy never applies
@@ -224,16 +228,11 @@ def run_script(client, registered, script_keys, args):
     failed call raises, and its connection is dropped, never read again; but for a standalone
     server's refusal as a demoted primary, which wrote nothing: tried once more.
     """
-    try:
+    if isinstance(client, RedisCluster):  # follows a failover itself (MOVED)
         return _call_loading(client, registered, script_keys, args)
-    except ResponseError as error:
-        if isinstance(client, RedisCluster) or not demoted_primary(error):
-            raise
-    # A failover's demoted primary refused the script before its first write, so it wrote
-    # nothing: once more, on a new connection (to the new primary, if the endpoint leads there
-    # by now), after closing the pool's idle ones.
-    client.connection_pool.disconnect(inuse_connections=False)
-    return _call_loading(client, registered, script_keys, args)
+    # A failover's demoted primary refuses the script at its first write, so it wrote nothing.
+    call = functools.partial(_call_loading, client, registered, script_keys, args)
+    return once_more_when_demoted(client, call)
 
 
 def _call_loading(client, registered, script_keys, args):

@@ -3,7 +3,7 @@
 import re
 
 from .conf import conf
-from .redis_client import get_flush_client, is_cluster, reset_clients
+from .redis_client import get_flush_client, primaries, reset_clients
 from .schedule import backoff
 
 # The glob characters SCAN's MATCH reads in a prefix (IMPRESSIONS_KEY_PREFIX may hold them).
@@ -22,13 +22,8 @@ def empty_buffer():
     prefix = conf.KEY_PREFIX
     # {imp}:…, {imp:<shard>}:…, {imp:ip:<digest>}:…, and not those of a prefix "imp:x" or "imp-2".
     ours = re.compile(rf"\{{{re.escape(prefix)}(?::[0-9]+|:ip:[0-9a-f]+)?\}}:".encode())
-    client = get_flush_client()
-    if is_cluster(client):
-        nodes = [client.get_redis_connection(node) for node in client.get_primaries()]
-    else:
-        nodes = [client]
     escaped = GLOB.sub(r"\\\1", prefix)
-    for node in nodes:
+    for node in primaries(get_flush_client()).values():
         # One key a command: a cluster node refuses one naming keys of several slots.
         with node.pipeline(transaction=False) as pipe:
             for pattern in (f"{{{escaped}}}:*", f"{{{escaped}:*"):
