@@ -41,8 +41,9 @@ def failover():
     rq_url = pair.url.removesuffix("/0") + "/1"
     try:
         # The endpoint forwards in this process's threads: on a busy machine a new connection
-        # through it can outlast the request path's 50 ms, and lose a call for another reason.
-        timeout = {"IMPRESSIONS_REDIS_TIMEOUT": 2}
+        # through it can outlast the request path's 50 ms, and lose a call for another reason;
+        # and the replica (the old primary) may acknowledge a flush's snapshots after 500 ms.
+        timeout = {"IMPRESSIONS_REDIS_TIMEOUT": 2, "IMPRESSIONS_FLUSH_REPLICA_WAIT": 5}
         with override_settings(IMPRESSIONS_REDIS_URL=pair.url, **timeout, **rq_settings(rq_url)):
             yield pair
     finally:
