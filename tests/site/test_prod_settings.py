@@ -81,7 +81,13 @@ def test_allowed_hosts_naming_no_host_is_refused(hosts):
 
 
 @pytest.mark.parametrize(
-    "secret", ["short", "x" * 64, "django-insecure-" + secrets.token_urlsafe(50)]
+    "secret",
+    [
+        "short",
+        "x" * 64,
+        # Named: each test process draws its own, and pytest-xdist's workers must collect the same.
+        pytest.param("django-insecure-" + secrets.token_urlsafe(50), id="django-insecure-random"),
+    ],
 )
 def test_guessable_secret_key_is_refused(secret):
     assert "SECRET_KEY must be a long random value" in refusal(SECRET_KEY=secret)
