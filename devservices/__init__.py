@@ -7,7 +7,14 @@
 from .exceptions import ServiceUnavailable
 from .moto_server import MotoServerProcess
 from .pgbouncer import PgBouncerProcess, pgbouncer_binary
-from .ports import CLUSTER_BUS_OFFSET, ephemeral_port_range, free_port, is_listening
+from .ports import (
+    CLUSTER_BUS_OFFSET,
+    PORT_SLICE_VARIABLE,
+    ephemeral_port_range,
+    free_port,
+    is_listening,
+    port_slice,
+)
 from .postgres import drop_database, ensure_database, ensure_postgres
 from .processes import stop_process, supervise, wait_until
 from .redis_cluster import RedisClusterProcess
@@ -16,6 +23,7 @@ from .tls import RedisTlsServerProcess
 
 __all__ = [
     "CLUSTER_BUS_OFFSET",
+    "PORT_SLICE_VARIABLE",
     "MotoServerProcess",
     "PgBouncerProcess",
     "RedisClusterProcess",
@@ -29,6 +37,7 @@ __all__ = [
     "free_port",
     "is_listening",
     "pgbouncer_binary",
+    "port_slice",
     "redis_command",
     "redis_ping",
     "start_redis_server",

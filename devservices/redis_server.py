@@ -1,5 +1,6 @@
 """Standalone Redis: ping one, run redis-cli against it, start a private redis-server."""
 
+import re
 import shutil
 import socket
 import ssl
@@ -18,15 +19,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
 
 def redis_ping(host, port, context=None):
     """Whether a Redis answers PING at host:port; over TLS with the ssl `context`, if given."""
-    try:
-        with (
-            socket.create_connection((host, port), timeout=1) as raw,
-            context.wrap_socket(raw, server_hostname=host) if context else raw as sock,
-        ):
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:  # ssl.SSLError too
-        return False
+    return _ask(host, port, context, b"PING").startswith(b"+PONG")
 
 
 def url_context(url):
@@ -40,6 +33,39 @@ def url_context(url):
         return ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as error:
         raise ServiceUnavailable(f"Cannot read the CA of the Redis URL ({ca}): {error}") from None
+
+
+def redis_pid(host, port, context=None):
+    """The process id of the Redis answering at host:port (its INFO server), or None."""
+    found = re.search(rb"\r\nprocess_id:(\d+)\r\n", _ask(host, port, context, b"INFO server"))
+    return int(found.group(1)) if found else None
+
+
+def _ask(host, port, context, command):
+    """The whole reply of the Redis at host:port to one inline command; b"" if none came."""
+    reply = b""
+    try:
+        with (
+            socket.create_connection((host, port), timeout=1) as raw,
+            context.wrap_socket(raw, server_hostname=host) if context else raw as sock,
+        ):
+            sock.sendall(command + b"\r\n")
+            while b"\r\n" not in reply or len(reply) < _reply_size(reply):
+                if not (chunk := sock.recv(65536)):
+                    break
+                reply += chunk
+    except OSError:  # ssl.SSLError too
+        return b""
+    return reply
+
+
+def _reply_size(reply):
+    """The whole size of the RESP reply that starts with `reply`: a bulk string's header says;
+    any other (a status, an error) is one line."""
+    header, _, _ = reply.partition(b"\r\n")
+    if not header.startswith(b"$") or not header[1:].isdigit():
+        return len(reply)
+    return len(header) + 2 + int(header[1:]) + 2
 
 
 def redis_command(port, *args, tls=None):
@@ -86,10 +112,18 @@ def start_redis_server(port, workdir, *extra, persist=False, tls=None):
         start_new_session=True,
     )  # fmt: skip
     context = tls.client_context() if tls else None
+
+    def answers():
+        # Ours, not another's that took the port first (its PING would answer in ours' place).
+        pid = redis_pid("127.0.0.1", port, context)
+        if pid is not None and pid != process.pid:
+            raise ServiceUnavailable(
+                f"port {port} is taken by another redis-server (pid {pid}): ours did not start"
+            )
+        return pid is not None
+
     try:
-        wait_until(
-            lambda: redis_ping("127.0.0.1", port, context), 10, f"redis-server on port {port}"
-        )
+        wait_until(answers, 10, f"redis-server on port {port}")
     except BaseException:
         stop_process(process)  # in a session of its own: nothing else would stop it
         raise

@@ -10,6 +10,7 @@ import time
 import urllib.parse
 
 import pytest
+import redis
 from django.conf import settings
 
 import devservices
@@ -131,6 +132,20 @@ def test_a_redis_server_that_never_answers_is_stopped_not_left_running(tmp_path,
     with pytest.raises(devservices.ServiceUnavailable):
         devservices.start_redis_server(port, tmp_path / "redis", tls=mismatched)
     assert not devservices.is_listening("127.0.0.1", port)
+
+
+def test_a_port_another_redis_server_took_first_is_refused_not_taken_for_ours(tmp_path):
+    """Two processes may pick the same free port at once; the redis-server of the later one
+    fails to bind, and the earlier one's answers PING there in its place: seen as not ours."""
+    port = devservices.free_port()
+    first = devservices.start_redis_server(port, tmp_path / "first")
+    try:
+        with pytest.raises(devservices.ServiceUnavailable, match=f"port {port} is taken by"):
+            devservices.start_redis_server(port, tmp_path / "second")
+        assert first.poll() is None  # the other one serves on
+        assert redis.Redis(port=port).ping()
+    finally:
+        devservices.stop_process(first)
 
 
 @pytest.mark.parametrize(
