@@ -89,14 +89,20 @@ pgbouncer:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; \
 		else echo "No pgbouncer: run 'sudo apt-get install -y pgbouncer' (the pooler tests skip without it)" >&2; fi; }
 
-# Tests marked `long` (worker processes killed mid-flush, ...) keep `make test` under 10 minutes on
-# this machine when they grow: `make test-long` runs only them, `make test TEST_MARKERS="not long"`
-# leaves them out. Today the whole suite, long ones included, takes 7 to 8 minutes on this 2-core VM: all run.
+# The tests run in TEST_WORKERS processes (pytest-xdist; 1: in pytest's own process), each with its
+# own test database and Redis databases (tests/workers.py, loaded by -p before the settings are).
+# Most tests wait on other processes (workers, servers, a browser), so two share this 2-core VM
+# well. --dist loadfile hands out whole test files (their module fixtures made once), and
+# tests/distributions/ whole (the wheels and their virtual environment made once).
+# `make test-long` runs only the tests marked `long` (worker processes killed mid-flush, ...),
+# `make test TEST_MARKERS="not long"` leaves them out.
+TEST_WORKERS ?= 2
 TEST_MARKERS ?=
 test: DJANGO_SETTINGS_MODULE = settings.test
 test: venv browser pgbouncer
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
-	$(PY) -m pytest $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") $(PYTEST_ARGS)
+	$(PY) -m pytest -p tests.workers $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) \
+		$(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") $(PYTEST_ARGS)
 
 test-long:
 	@$(MAKE) --no-print-directory test TEST_MARKERS=long

@@ -10,9 +10,11 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import sync_playwright
 
-from tests import database, services
+from tests import database, services, workers
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.processes import run_manage
+
+workers.check_loaded()
 
 # The fuzz tests (tests/queues/test_fuzz_unit.py): a few seconds each; no deadline, as the machine
 # is shared and noisy. CI (CI=true) runs the same examples every time and keeps no database.

@@ -3,6 +3,7 @@ how many connections a pool of Django's has out, the flush after a transactional
 transaction in a thread of its own."""
 
 import contextlib
+import os
 import threading
 
 import psycopg
@@ -11,6 +12,16 @@ from django.db import connection, connections, transaction
 # Where keep_baseline copies the rows the migrations leave: a schema of the test database that is
 # not on the search path, so Django (dumpdata, the flush's list of tables) never sees it.
 BASELINE_SCHEMA = "tests_baseline"
+
+
+def sibling_database_url(suffix):
+    """The URL of a database of the tests' own beside the one DATABASE_URL names, never it:
+    NAME_suffix on the same server, and NAME_suffix_gwK in pytest-xdist's worker gwK (each
+    worker its own, as pytest-django's test databases)."""
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+    server, name = base.rsplit("/", 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{server}/{name or 'test'}_{suffix}{f'_{worker}' if worker else ''}"
 
 
 def other_connection(dbname=None, **options):

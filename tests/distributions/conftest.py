@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 
 import devservices
+from tests.database import sibling_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -146,10 +147,8 @@ def new_project(fresh_venv, tmp_path):
 def quickstart_database():
     """A PostgreSQL database of its own on the tests' server (dropped after), as a dict of the
     quick start's DATABASES keys."""
-    url = urllib.parse.urlsplit(
-        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-    )
-    name = f"{url.path.lstrip('/') or 'test'}_quickstart"
+    url = urllib.parse.urlsplit(sibling_database_url("quickstart"))
+    name = url.path.lstrip("/")
     admin = f"postgresql://{url.netloc}/postgres"
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,12 +1,12 @@
 """Fixtures of the tooling tests: running `python -m loadtest` on a database of its own."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 import devservices
+from tests.database import sibling_database_url
 from tests.processes import PROJECT_DIR, manage_env
 
 
@@ -17,8 +17,7 @@ def loadtest_database_url():
     Dropped first, as Django drops its test database: tables that another checkout's migrations
     left there would fail this code's writes.
     """
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-    url = f"{base.rsplit('/', 1)[0]}/{base.rsplit('/', 1)[1] or 'test'}_loadtest"
+    url = sibling_database_url("loadtest")
     devservices.drop_database(url)
     return url
 

@@ -2,21 +2,20 @@
 counts exact. The soak itself (10-15 minutes a backend) is run by hand: docs/benchmarks.md."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 import devservices
+from tests.database import sibling_database_url
 from tests.processes import PROJECT_DIR, manage_env
 
 pytestmark = pytest.mark.long
 
 
 def test_a_short_soak_on_rq_kills_workers_and_counts_exactly(tmp_path):
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-    url = f"{base.rsplit('/', 1)[0]}/{base.rsplit('/', 1)[1] or 'test'}_chaos"
+    url = sibling_database_url("chaos")
     out = tmp_path / "soak"
     try:
         result = subprocess.run(
