@@ -1,10 +1,10 @@
-"""The queues app: registers the deploy check (each backend's own checks are its check()) and the
-RQ dashboard's URL check."""
+"""The queues app: registers the deploy check (each backend's own checks are its check()), the
+RQ dashboard's URL check and the check of django-rq's own admin entry."""
 
 from django.apps import AppConfig
 from django.core import checks
 
-from .checks import check_backend_servers, check_dashboard_reachable
+from .checks import check_backend_servers, check_dashboard_reachable, check_django_rq_admin
 
 
 class QueuesConfig(AppConfig):
@@ -16,3 +16,4 @@ class QueuesConfig(AppConfig):
     def ready(self):
         checks.register(check_backend_servers, checks.Tags.compatibility, deploy=True)
         checks.register(check_dashboard_reachable, checks.Tags.urls)
+        checks.register(check_django_rq_admin, checks.Tags.admin)

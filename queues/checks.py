@@ -21,10 +21,12 @@
 | queues.E010  | every check             | a TASK_MODULES entry cannot be imported or defines no task |
 | queues.E011  | every check             | a backend of this app, and queues is not in INSTALLED_APPS |
 | queues.W008  | every check (urls)      | the RQ dashboard is included where an earlier path takes it |
+| queues.E012  | every check (admin)     | django-rq's own admin entry is registered (any staff user) |
 
 Never reuse a retired id.
 """
 
+from django.apps import apps
 from django.core import checks
 from django.tasks import task_backends
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
@@ -74,3 +76,37 @@ def check_dashboard_reachable(app_configs=None, **kwargs):
             id="queues.W008",
         )
     ]
+
+
+def check_django_rq_admin(app_configs=None, **kwargs):
+    """queues.E012: django-rq's own admin entry (its Dashboard model, which django-rq registers on
+    admin.site unless RQ_SHOW_ADMIN_LINK is False) serves every django-rq view to any staff user:
+    none of queues.rq.dashboard's permissions, redaction or refusals apply there."""
+    if not apps.is_installed("django_rq"):
+        return []
+    from django.contrib.admin.sites import all_sites
+    from django_rq.models import Dashboard
+
+    found = sorted(site.name for site in all_sites if site.is_registered(Dashboard))
+    return [
+        checks.Error(
+            f"django-rq's admin entry is registered on the admin site {name!r}: its pages under"
+            f" {admin_entry_path(name)} serve every django-rq view to any staff user, without"
+            " the queue permissions, credential redaction and refusals of the RQ dashboard"
+            " (queues.rq.dashboard): a staff user without 'Can view queue status' could read job"
+            " arguments, empty a queue or delete jobs.",
+            hint="Set RQ_SHOW_ADMIN_LINK = False (django-rq's setting) and mount the dashboard with"
+            " path('admin/rq/', include('queues.rq.dashboard')), before path('admin/', …).",
+            id="queues.E012",
+        )
+        for name in found
+    ]
+
+
+def admin_entry_path(site_name):
+    """Where the admin site `site_name` serves django-rq's entry (its name, where the site's URLs
+    are not in the URLconf)."""
+    try:
+        return reverse(f"{site_name}:django_rq_dashboard_changelist")
+    except Exception:  # NoReverseMatch, or a URLconf that does not import
+        return f"{site_name}:django_rq_dashboard_changelist"

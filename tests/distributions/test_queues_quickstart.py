@@ -42,6 +42,43 @@ def test_a_task_of_its_own_runs_on_rq(new_project, quickstart_redis, tmp_path):
     assert report.read_text().splitlines() == ["one", "two"]
 
 
+# A staff user without the queue permissions, in the quick start's project: the dashboard's pages
+# and django-rq's own admin entry (which serves every django-rq view under
+# /admin/django_rq/dashboard/, to any staff user, unless RQ_SHOW_ADMIN_LINK is False), then its
+# "Empty queue" posted to each.
+CLERK = """
+from django.contrib.auth.models import User
+from django.test import Client
+clerk = User.objects.create_user("clerk", password="a-long-test-password", is_staff=True)
+client = Client(HTTP_HOST="localhost")
+client.force_login(clerk)
+for url in ("/admin/rq/queues/0/", "/admin/django_rq/dashboard/queues/0/"):
+    print(url, client.get(url).status_code, client.post(url + "empty/").status_code)
+"""
+
+
+def test_a_staff_user_without_the_queue_permissions_reaches_no_job(
+    new_project, quickstart_redis, tmp_path
+):
+    _, rq_url = quickstart_redis
+    project = new_project("reports")
+    project.apply(PAGE, {"redis://127.0.0.1:6379/4": rq_url})
+    [(directive, urls)] = [block for block in code_blocks(PAGE) if block[0].startswith("rq-urls")]
+    (project.path / directive.split()[1]).write_text(urls)
+    project.manage("migrate", "--noinput")
+    report = tmp_path / "report.txt"
+    enqueue_reports(project, report, "kept")
+
+    answers = dict(line.split(" ", 1) for line in project.shell(CLERK).splitlines() if " " in line)
+
+    assert answers == {
+        "/admin/rq/queues/0/": "403 403",
+        "/admin/django_rq/dashboard/queues/0/": "404 404",
+    }
+    project.manage("runworker", "--burst")
+    assert report.read_text().splitlines() == ["kept"]  # the job was left on its queue
+
+
 @pytest.mark.sqs
 def test_a_task_of_its_own_runs_on_sqs(new_project, moto_aws_env, moto_sqs_client, tmp_path):
     queue = f"quickstart-{uuid.uuid4().hex[:8]}"
