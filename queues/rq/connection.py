@@ -76,6 +76,15 @@ def connection_problem(config: dict) -> str | None:
             "its URL's path is no database number /0, /1, … (redis-py would quietly take a word"
             " for database 0, and refuse a negative one at the first command)"
         )
+    # django-rq passes a socket entry's socket and DB alone: the server refused the client, or
+    # let a password-less one in.
+    socket_entry = {"URL", "USE_REDIS_CACHE"}.isdisjoint(config) and "UNIX_SOCKET_PATH" in config
+    if socket_entry and (ignored := [key for key in ("USERNAME", "PASSWORD") if config.get(key)]):
+        return (
+            f"django-rq connects to UNIX_SOCKET_PATH without its {' and '.join(ignored)}"
+            " (it passes the socket and DB alone); write the entry as a URL instead:"
+            ' "URL": "unix://user:password@/path/to/redis.sock?db=N"'
+        )
     try:
         get_redis_connection(config).connection_pool.make_connection()
     except KeyError as error:

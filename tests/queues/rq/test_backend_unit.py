@@ -76,6 +76,16 @@ def test_the_json_serializer_may_be_named_or_given(settings):
         ({"URL": "redis://:p#w@h:6379/1"}, "not percent-encoded"),
         ({"HOST": "h", "PASSWORD": "pw"}, "django-rq needs its 'PORT' key too"),
         ({"UNIX_SOCKET_PATH": "/run/redis.sock"}, "django-rq needs its 'DB' key too"),
+        # django-rq connects to a socket with its DB alone: the server refused the client (E003)
+        # with a hint to put PASSWORD next to HOST, where it already was.
+        (
+            {"UNIX_SOCKET_PATH": "/run/redis.sock", "DB": 2, "PASSWORD": "pw"},
+            "connects to UNIX_SOCKET_PATH without its PASSWORD",
+        ),
+        (
+            {"UNIX_SOCKET_PATH": "/run/redis.sock", "DB": 2, "USERNAME": "u", "PASSWORD": "pw"},
+            "without its USERNAME and PASSWORD",
+        ),
         (
             {"HOST": "h", "PORT": 6379, "REDIS_CLIENT_KWARGS": {"sockettimeout": 1}},
             "'sockettimeout'",
