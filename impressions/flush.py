@@ -252,9 +252,10 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
         flush_finished.send(
             flush_pending, report=report, duration=time.monotonic() - started, error=error
         )
+        # The server too: an AuthenticationError or "DB index is out of range" names neither.
         raise RedisUnavailable(
-            f"Redis failed during flush {report.flush_id}{applied_before(report)}:"
-            f" {redact_text(str(error))}"
+            f"Redis failed during flush {report.flush_id}{applied_before(report)}, at"
+            f" IMPRESSIONS_REDIS_URL ({redact_text(conf.REDIS_URL)}): {redact_text(str(error))}"
         ) from error
     except DatabaseError as error:
         if not connection.in_atomic_block:

@@ -734,3 +734,20 @@ class FakeClock:
 
     def __call__(self):
         return self.now
+
+
+def test_a_flush_the_buffer_refuses_names_the_setting_and_the_server(settings):
+    # The server answered "invalid username-password pair" (or "DB index is out of range") and
+    # the command said no more: not which setting, nor which server, to fix.
+    server = redis.Redis.from_url(settings.IMPRESSIONS_REDIS_URL).connection_pool
+    host, port = server.connection_kwargs["host"], server.connection_kwargs["port"]
+    settings.IMPRESSIONS_REDIS_URL = f"redis://nobody:wrong-Pa55@{host}:{port}/0"
+    reset_clients()
+    try:
+        with pytest.raises(CommandError) as refused:
+            call_command("flush_impressions")
+    finally:
+        reset_clients()
+    message = str(refused.value)
+    assert f"IMPRESSIONS_REDIS_URL (redis://nobody:***@{host}:{port}/0)" in message
+    assert "wrong-Pa55" not in message
