@@ -12,6 +12,12 @@ SETUP_HINT = (
     " sets the redrive policy (maxReceiveCount at least MAX_ATTEMPTS)."
 )
 
+# SQS answered that the queue does not exist (in this region and account).
+MISSING_HINT = (
+    "Create it with `manage.py sqs_setup` (this backend configured: the queue, its dead-letter"
+    " queue and the redrive policy), or fix its name, region or account."
+)
+
 
 def redrive_warnings(backend):
     """Warnings about the redrive policy of `backend`'s queue, read from SQS."""
@@ -19,10 +25,16 @@ def redrive_warnings(backend):
     try:
         policy = backend.queue_attributes(["RedrivePolicy"]).get("RedrivePolicy")
     except (BotoCoreError, ClientError) as error:
+        from .backend import error_code  # here: the backend module imports this one
+
+        code = error_code(error)
+        missing = "NonExistentQueue" in code or code == "QueueDoesNotExist"
         return [
             checks.Warning(
                 f"{where}: could not read the queue's redrive policy ({redact_text(str(error))}).",
-                hint="Run the deploy checks where SQS is reachable, with sqs:GetQueueUrl and"
+                hint=MISSING_HINT
+                if missing
+                else "Run the deploy checks where SQS is reachable, with sqs:GetQueueUrl and"
                 " sqs:GetQueueAttributes on the queue.",
                 id="queues.W003",
             )

@@ -160,7 +160,10 @@ def test_the_deploy_check_warns_when_max_receive_count_is_below_max_attempts(sqs
     settings.TASKS = {
         "default": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_NAME": f"{sqs.name}-missing"}}
     }
-    assert [e.id for e in task_backends["default"].check(deploy=True)] == ["queues.W003"]
+    [missing] = task_backends["default"].check(deploy=True)
+    assert missing.id == "queues.W003"
+    # SQS answered, so not "run the checks where SQS is reachable": the queue is to be made.
+    assert "sqs_setup" in missing.hint
 
 
 def test_sqs_setup_keeps_max_receive_count_at_least_max_attempts(aws_env, settings):
