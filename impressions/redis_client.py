@@ -196,6 +196,11 @@ def url_options_problem(url):
             f"its query option {owned[0]}= would override the app's own timeouts: drop it"
             " and set IMPRESSIONS_REDIS_TIMEOUT and IMPRESSIONS_FLUSH_REDIS_TIMEOUT"
         )
+    if "decode_responses" in query:  # the scripts' and the flush's replies are read as bytes
+        return (
+            "its query option decode_responses= would hand the app text replies where it reads"
+            " bytes, and every impression and flush would fail: drop it"
+        )
     try:
         redis.Redis.from_url(without_cluster_flag(url)).connection_pool.make_connection()
     except (TypeError, ValueError, RedisError) as error:

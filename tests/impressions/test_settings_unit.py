@@ -395,6 +395,10 @@ def test_a_misspelled_setting_is_a_warning_naming_the_one_meant():
         # redis-py lets these win over the app's 50 ms: a hung Redis would hold requests 5 s.
         ("redis://:hunter2@h:6379/0?socket_timeout=5", "socket_timeout= would override"),
         ("redis://:hunter2@h/0?db=1&socket_connect_timeout=5", "set IMPRESSIONS_REDIS_TIMEOUT"),
+        # str replies where the app reads bytes: every record and flush failed (a TypeError
+        # logged, an AttributeError traceback), the check said nothing.
+        ("redis://:hunter2@h:6379/0?decode_responses=True", "decode_responses= would"),
+        ("redis://:hunter2@h:6379/0?decode_responses=yes", "decode_responses= would"),
         # redis-py reads a path it cannot parse as database 0: maybe another project's buffer.
         ("redis://:hunter2@h:6379/abc", "no database number"),
         ("redis://:hunter2@h:6379/-1", "no database number"),
