@@ -86,11 +86,17 @@ def connection_problem(config: dict) -> str | None:
             ' "URL": "unix://user:password@/path/to/redis.sock?db=N"'
         )
     try:
-        get_redis_connection(config).connection_pool.make_connection()
+        pool = get_redis_connection(config).connection_pool
+        pool.make_connection()
     except KeyError as error:
         return f"django-rq needs its {error.args[0]!r} key too"
     except (TypeError, ValueError, RedisError) as error:
         return refused_options(endpoint_url(config) or "", error)
+    if pool.connection_kwargs.get("decode_responses"):  # a URL's option, or REDIS_CLIENT_KWARGS'
+        return (
+            "its client would decode replies to text (decode_responses), where RQ reads bytes:"
+            " the worker would die at start-up; drop it"
+        )
     return None
 
 

@@ -90,6 +90,12 @@ def test_the_json_serializer_may_be_named_or_given(settings):
             {"HOST": "h", "PORT": 6379, "REDIS_CLIENT_KWARGS": {"sockettimeout": 1}},
             "'sockettimeout'",
         ),
+        # RQ reads bytes: the worker died at start-up ('str' object has no attribute 'decode').
+        ({"URL": "redis://:pw@h:6379/0?decode_responses=True"}, "decode_responses"),
+        (
+            {"HOST": "h", "PORT": 6379, "REDIS_CLIENT_KWARGS": {"decode_responses": True}},
+            "decode_responses",
+        ),
     ],
 )
 def test_an_entry_django_rq_cannot_build_a_client_from_is_e009(settings, entry, problem):
