@@ -440,16 +440,16 @@ FLUSHING_CACHES = ("django.core.cache.backends.redis.RedisCache", "django_redis.
 LOOPBACK = {"localhost": "127.0.0.1", "::1": "127.0.0.1", "[::1]": "127.0.0.1"}
 
 
-def redis_database(url):
-    """(server, db number) that a redis://, rediss:// or unix:// URL names; None if it does not
-    parse."""
+def redis_database(url, default_db=0):
+    """(server, db number) that a redis://, rediss:// or unix:// URL names (`default_db` where
+    it names none); None if it does not parse."""
     try:
         parts = parse_url(url.strip())
     except (ValueError, AttributeError, TypeError):
         return None
     host = parts.get("host", "")
     server = parts.get("path") or (LOOPBACK.get(host, host), parts.get("port", 6379))
-    return server, parts.get("db", 0)
+    return server, parts.get("db", default_db)
 
 
 @checks.register(checks.Tags.caches)
@@ -464,7 +464,10 @@ def check_buffer_is_no_cache(app_configs=None, **kwargs):
             continue
         location = cache.get("LOCATION") or []
         servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
-        if buffer in {redis_database(server) for server in servers}:
+        # Django's RedisCache hands its OPTIONS to the pool: their db, where the URL names none.
+        options = cache.get("OPTIONS") or {}
+        default_db = options.get("db", 0) if cache["BACKEND"] == FLUSHING_CACHES[0] else 0
+        if buffer in {redis_database(server, default_db) for server in servers}:
             warnings.append(
                 checks.Warning(
                     f"CACHES[{alias!r}] uses the impression buffer's Redis database"

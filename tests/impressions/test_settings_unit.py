@@ -322,6 +322,22 @@ def redis_cache(location):
         ("redis://localhost/3", redis_cache(["redis://127.0.0.1:6379/3"]), True),
         ("redis://cache:6379/1", redis_cache("redis://cache/1"), True),
         ("unix:///run/redis.sock?db=2", redis_cache("unix:///run/redis.sock?db=2"), True),
+        # Django's RedisCache hands OPTIONS to the pool: its db, where LOCATION names none.
+        (
+            "redis://127.0.0.1:6379/3",
+            {**redis_cache("redis://127.0.0.1:6379"), "OPTIONS": {"db": 3}},
+            True,
+        ),
+        (
+            "redis://127.0.0.1:6379/3",
+            {**redis_cache("redis://127.0.0.1:6379/3"), "OPTIONS": {"db": 5}},  # the URL's wins
+            True,
+        ),
+        (
+            "redis://127.0.0.1:6379/0",
+            {**redis_cache("redis://127.0.0.1:6379"), "OPTIONS": {"db": 5}},
+            False,
+        ),
         ("redis://127.0.0.1:6379/0", redis_cache("redis://127.0.0.1:6379/1"), False),
         ("redis://127.0.0.1:6379/0", redis_cache("redis://10.0.0.9:6379/0"), False),
         (
