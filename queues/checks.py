@@ -109,4 +109,4 @@ def admin_entry_path(site_name):
     try:
         return reverse(f"{site_name}:django_rq_dashboard_changelist")
     except Exception:  # NoReverseMatch, or a URLconf that does not import
-        return f"{site_name}:django_rq_dashboard_changelist"
+        return f"the URL named {site_name}:django_rq_dashboard_changelist"
