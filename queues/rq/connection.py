@@ -82,8 +82,8 @@ def connection_problem(config: dict) -> str | None:
     if socket_entry and (ignored := [key for key in ("USERNAME", "PASSWORD") if config.get(key)]):
         return (
             f"django-rq connects to UNIX_SOCKET_PATH without its {' and '.join(ignored)}"
-            " (it passes the socket and DB alone); write the entry as a URL instead:"
-            ' "URL": "unix://user:password@/path/to/redis.sock?db=N"'
+            " (it passes the socket and DB alone); write the entry as a URL instead: unix://,"
+            " then user:password@, the socket's path and ?db=N"
         )
     try:
         pool = get_redis_connection(config).connection_pool
