@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from redis_endpoints import demoted_primary, redact_text, redacting_logger
 
@@ -561,7 +561,9 @@ def refused(command, reply):
     error it is."""
     if not isinstance(reply, Exception):
         return False
-    if not (isinstance(reply, ResponseError) and any(r in str(reply).lower() for r in REFUSALS)):
+    # redis-py reads an ACL's NOPERM as a NoPermissionError, its text without the code.
+    said = isinstance(reply, ResponseError) and any(r in str(reply).lower() for r in REFUSALS)
+    if not (said or isinstance(reply, NoPermissionError)):
         raise reply
     if command not in _refused:
         _refused.add(command)

@@ -4,7 +4,8 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from redis.exceptions import RedisError, ResponseError
+from redis._parsers.base import BaseParser
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from impressions import flush
 
@@ -38,3 +39,12 @@ def test_a_refused_role_counts_none_and_is_logged_once(caplog, monkeypatch):
 def test_any_other_error_reply_fails_the_flush():
     with pytest.raises(ResponseError, match="LOADING"):
         flush.replicas_of(ResponseError("LOADING Redis is loading the dataset"), NODE)
+
+
+def test_a_role_an_acl_refuses_counts_none():
+    # What redis-py makes of the server's `NOPERM this user has no permissions to run the 'role'
+    # command` (a user without @dangerous): a NoPermissionError whose text has no NOPERM left.
+    # Read as any other error, it failed every flush of such a user.
+    refusal = BaseParser.parse_error("NOPERM this user has no permissions to run the 'role' command")
+    assert isinstance(refusal, NoPermissionError)
+    assert flush.replicas_of(refusal, NODE) == 0
