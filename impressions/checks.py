@@ -13,7 +13,7 @@
 | impressions.W004   | check --deploy    | a proxy in front, no trusted proxies: one address for all |
 | impressions.E006   | every check       | IMPRESSIONS_FLUSH_PARTS is more than IMPRESSIONS_SHARDS |
 | impressions.E007   | every check       | TASKS has no IMPRESSIONS_TASK_BACKEND or no IMPRESSIONS_TASK_QUEUE |
-| impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster), or its TLS certificate is not trusted |
+| impressions.E008   | check --deploy    | the buffer's server refuses IMPRESSIONS_REDIS_URL (credentials, a db on a cluster, an ACL's NOPERM), or its TLS certificate is not trusted |
 | impressions.W005   | every check       | an IMPRESSIONS_* setting this app does not have (a typo?) |
 | impressions.E009   | every check       | DATABASE_ROUTERS writes the counted model or the history elsewhere than 'default' |
 | impressions.E010   | every check       | IMPRESSIONS_COUNT_FIELD is inherited from a multi-table parent |
@@ -36,7 +36,7 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models, router, transaction
 from django.tasks.backends.dummy import DummyBackend
 from redis.connection import parse_url
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, NoPermissionError
 
 from redis_endpoints import (
     UNTRUSTED_CERTIFICATE_HINT,
@@ -381,6 +381,19 @@ def check_buffer_answers(app_configs=None, **kwargs):
                     f"The impression buffer at {url} presented a certificate that"
                     f" IMPRESSIONS_REDIS_URL does not trust ({reason}).",
                     hint=UNTRUSTED_CERTIFICATE_HINT,
+                    obj="IMPRESSIONS_REDIS_URL",
+                    id="impressions.E008",
+                )
+            ]
+        if isinstance(error, NoPermissionError):  # an ACL: the server answered, and refused
+            return [
+                checks.Error(
+                    f"The impression buffer at {url} refuses the user of IMPRESSIONS_REDIS_URL a"
+                    f" command the app runs ({reason}).",
+                    hint='Set IMPRESSIONS_REDIS_CLUSTER = "false" (a standalone server) or "true"'
+                    ' (cluster mode): "auto" asks the server INFO cluster.'
+                    if "'info'" in str(error).lower() and conf.REDIS_CLUSTER == "auto"
+                    else "Allow that ACL user the commands docs/operations/aws.md lists.",
                     obj="IMPRESSIONS_REDIS_URL",
                     id="impressions.E008",
                 )

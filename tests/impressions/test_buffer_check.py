@@ -6,6 +6,7 @@ import tempfile
 import urllib.parse
 
 import pytest
+import redis
 from django.core.checks import run_checks
 from django.test import override_settings
 
@@ -128,3 +129,21 @@ def test_a_cluster_node_that_evicts_any_key_is_a_deploy_warning(redis_cluster_ur
         devservices.redis_command(port, "CONFIG", "SET", "maxmemory-policy", before)
         devservices.redis_command(port, "CONFIG", "SET", "maxmemory", limit)
     assert "maxmemory-policy allkeys-lfu" in warning.msg
+
+
+def test_a_user_the_buffer_refuses_info_is_an_error_naming_the_cluster_setting(password_redis):
+    # An ACL without @dangerous (a common hardened user) refuses INFO, which "auto" asks: every
+    # view lost its impressions ("no permissions to run the 'info' command") and the deploy
+    # checks, reading the refusal as an unreachable server, said nothing.
+    port = password_redis
+    admin = redis.Redis(host="127.0.0.1", port=port, password="s3cret")
+    admin.execute_command(
+        "ACL", "SETUSER", "imp", "on", ">imp-Pa55", "~{imp*", "+@all", "-@dangerous"
+    )
+    admin.close()
+    url = f"redis://imp:imp-Pa55@127.0.0.1:{port}/0"
+    [error] = buffer_errors(url)
+    assert "'info'" in error.msg and "imp-Pa55" not in error.msg
+    assert 'IMPRESSIONS_REDIS_CLUSTER = "false"' in error.hint
+    with override_settings(IMPRESSIONS_REDIS_CLUSTER="false"):
+        assert buffer_errors(url) == []
