@@ -45,6 +45,8 @@ def test_a_role_an_acl_refuses_counts_none():
     # What redis-py makes of the server's `NOPERM this user has no permissions to run the 'role'
     # command` (a user without @dangerous): a NoPermissionError whose text has no NOPERM left.
     # Read as any other error, it failed every flush of such a user.
-    refusal = BaseParser.parse_error("NOPERM this user has no permissions to run the 'role' command")
+    refusal = BaseParser.parse_error(
+        "NOPERM this user has no permissions to run the 'role' command"
+    )
     assert isinstance(refusal, NoPermissionError)
     assert flush.replicas_of(refusal, NODE) == 0
