@@ -16,6 +16,7 @@ from impressions.recorder import get_client, pending_counts, record_impressions
 from impressions.redis_client import slot_of
 from impressions.scripts import evalsha
 from tests.factories import make_posts
+from tests.impressions.support import APP_REDIS_TIMEOUT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.cluster]
 
@@ -149,6 +150,7 @@ def test_a_snapshot_whose_slot_moved_to_a_node_not_asked_for_replicas_waits(
     assert impressions_of(ids) == {post_id: expected for post_id in ids}
 
 
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=APP_REDIS_TIMEOUT)
 def test_a_call_a_migrating_slot_refuses_gives_up_within_the_timeout(private_cluster_buffer):
     known, new = viewers_of_one_shard(2)
     assert record_impressions(known, [1]).counted == 1  # the shard's hashes exist on the owner

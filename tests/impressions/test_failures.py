@@ -36,6 +36,7 @@ from tests.queues.rq.support import rq_settings
 
 from .history_check import daily_counts, history_sums, leaders_mismatches, rollup_mismatches
 from .support import (
+    APP_REDIS_TIMEOUT,
     killed_in_a_child,
     reset_loss_counter,
     scheduled_flushes,
@@ -533,6 +534,7 @@ def slow_resolver(monkeypatch):
     return url, resolver, later
 
 
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=APP_REDIS_TIMEOUT)
 def test_a_resolver_that_does_not_answer_holds_up_one_page_a_while_not_each(
     client, standalone_buffer, monkeypatch
 ):
@@ -569,6 +571,7 @@ def test_a_resolver_that_does_not_answer_holds_up_one_page_a_while_not_each(
         assert (lost.requests, lost.impressions) == (8, 24)
 
 
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=APP_REDIS_TIMEOUT)
 @override_settings(IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR=0)
 def test_a_page_that_needs_no_redis_to_know_its_viewer_does_not_end_the_hold_off(
     client, standalone_buffer, monkeypatch
@@ -616,6 +619,7 @@ def test_the_losses_of_an_outages_last_seconds_are_logged_once_redis_answers(
     assert recorder.lost.impressions == 10
 
 
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=APP_REDIS_TIMEOUT)
 def test_a_slow_redis_costs_the_impressions_not_the_page(client, private_redis):
     posts = make_posts(2)
     ids = [p.id for p in posts]

@@ -2,9 +2,17 @@
 
 import threading
 
+import pytest
 from django.test import override_settings
 
 from impressions.holdoff import HoldOff, RedisHeldOff, slow_failure_seconds
+from tests.impressions.support import APP_REDIS_TIMEOUT
+
+
+@pytest.fixture(autouse=True)
+def _the_app_s_timeout(settings):
+    """A failure is slow past the app's record budget (settings.test gives 2 s)."""
+    settings.IMPRESSIONS_REDIS_TIMEOUT = APP_REDIS_TIMEOUT
 
 
 class Clock:

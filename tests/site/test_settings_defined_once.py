@@ -27,7 +27,8 @@ APP_VARIABLES = [
 ]  # fmt: skip
 # What only the site can say, per settings module.
 SITE_CHOICES = {"IMPRESSIONS_MODEL", "IMPRESSIONS_COUNT_FIELD", "IMPRESSIONS_DASHBOARD_PANELS"}
-TEST_CHOICES = {"IMPRESSIONS_REDIS_URL"}  # the tests' own Redis db, never the developer's db 0
+# The tests' own Redis db, never the developer's db 0; the record call's budget on a loaded machine.
+TEST_CHOICES = {"IMPRESSIONS_REDIS_URL", "IMPRESSIONS_REDIS_TIMEOUT"}
 
 
 def loaded_settings(module, **env):
