@@ -30,6 +30,7 @@ from django.db.models import Model
 from redis_endpoints import redacting_logger
 
 from . import framing
+from .batches import in_bigint
 from .budgets import grant_new_viewer
 from .conf import conf, counted_id, counted_model, counts_into
 from .http import http_request
@@ -167,16 +168,19 @@ def served_ids(posts):
     kinds = {type(post) for post in posts}
     others = {kind for kind in kinds if issubclass(kind, Model) and not counts_into(kind, model)}
     post_ids = [
-        counted_id(post, model) if isinstance(post, Model) else getattr(post, "pk", None)
+        counted_id(post, model) if isinstance(post, Model) else as_id(getattr(post, "pk", None))
         for post in posts
         if type(post) not in others
     ]
     missing = post_ids.count(None)
-    if others or missing:
-        post_ids = [post_id for post_id in post_ids if post_id is not None]
+    no_ids = post_ids.count(NO_ID)
+    if others or missing or no_ids:
+        post_ids = [post_id for post_id in post_ids if post_id is not None and post_id is not NO_ID]
         reasons = sorted(f"{kind._meta.label} is not {model._meta.label}" for kind in others)
         if missing:
             reasons.append(f"{missing} without a pk (unsaved, or a bare id)")
+        if no_ids:
+            reasons.append(f"{no_ids} whose pk is no integer id (a bigint's)")
         logger.warning(
             "impressions.record: %d of %d objects left out, not counted: %s",
             len(posts) - len(post_ids),
@@ -184,6 +188,23 @@ def served_ids(posts):
             "; ".join(reasons),
         )
     return post_ids
+
+
+# The pk of an object that is not a model instance (a search hit, a wrapper) which no id is.
+NO_ID = object()
+
+
+def as_id(pk):
+    """The id a non-model object's pk counts as (an integer, or its digits), None without a pk,
+    else NO_ID: a slug or a UUID failed the whole page in the record call, and an integer past a
+    bigint was counted, then set aside by every flush."""
+    if pk is None:
+        return None
+    try:
+        number = int(pk)
+    except (TypeError, ValueError):
+        return NO_ID
+    return number if in_bigint(number) else NO_ID
 
 
 def identify(request):

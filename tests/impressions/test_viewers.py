@@ -1,6 +1,8 @@
 """Viewer identity on the real timeline: visitor cookie, cookie-less digest, bots and prefetches."""
 
+import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -422,6 +424,23 @@ def test_objects_it_cannot_count_are_left_out_and_the_page_s_others_count(rf, po
     assert pending_counts(posts) == {posts[0]: 1, posts[1]: 1, posts[2]: 0}
     assert "1 of 3 objects left out, not counted: 1 without a pk" in caplog.text
     assert "auth.User is not casusult.Post" in caplog.text
+
+
+def test_an_object_whose_pk_is_no_id_is_left_out_and_the_page_s_others_count(rf, posts, caplog):
+    """CountedObject is anything with an integer pk: a search hit or a wrapper of the project's.
+    One whose pk was no integer (a slug, a UUID) cost the whole page, with a traceback; one past
+    a bigint was counted, then set aside by every flush as a counter "the record script did
+    not write"."""
+    request = rf.get("/", HTTP_USER_AGENT=CHROME)
+    request.user = make_user("ida")
+    first, second = Post.objects.filter(pk__in=posts[:2]).order_by("pk")
+    hits = [SimpleNamespace(pk=pk) for pk in ("a-slug", uuid.uuid4(), 2**63, str(posts[2]))]
+    assert impressions.record(request, [first, *hits, second]).counted == 3
+    assert pending_counts([*posts, 2**63]) == {posts[0]: 1, posts[1]: 1, posts[2]: 1, 2**63: 0}
+    assert (
+        "3 of 6 objects left out, not counted: 3 whose pk is no integer id (a bigint's)"
+        in caplog.text
+    )
 
 
 def test_an_async_view_counts_a_logged_in_viewer_through_arecord(client, posts):
