@@ -1,9 +1,11 @@
 """Scheduling and flushing: one flush per window, batched updates, ledger, command, admin-free."""
 
+import io
 import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.tasks import default_task_backend
 from django.test import override_settings
@@ -208,6 +210,19 @@ def test_command_flushes_and_prints_what_it_applied(standalone_buffer, manage):
     bad = manage("flush_impressions", "--batch-size", "0", env=subprocess_env(connection))
     assert bad.returncode != 0
     assert "--batch-size" in bad.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("command", ["flush_impressions", "rollup_impressions"])
+def test_the_commands_print_nothing_at_verbosity_0(standalone_buffer, command):
+    """As Django's own commands: cron runs them with -v 0 to mail nothing when all went well (the
+    API's testing example calls flush_impressions so); a failure still raises."""
+    record_impressions("u:1", [post.id for post in make_posts(2)])
+    quiet, told = io.StringIO(), io.StringIO()
+    call_command(command, verbosity=0, stdout=quiet)
+    call_command(command, stdout=told)
+    assert quiet.getvalue() == ""
+    assert told.getvalue() != ""
 
 
 def test_a_lost_flush_message_is_rescheduled_when_the_guard_lapses(buffer):

@@ -78,4 +78,5 @@ class Command(BaseCommand):
                 report = flush_pending(batch_size=batch_size, keep_schedule=True)
         except FlushError as error:
             raise CommandError(f"could not flush: {redact_text(str(error))}") from error
-        self.stdout.write(str(report))
+        if options["verbosity"]:
+            self.stdout.write(str(report))

@@ -27,4 +27,5 @@ class Command(BaseCommand):
             report = roll_up(batch_size=batch_size)
         except DatabaseError as error:
             raise CommandError(f"could not roll up: {error}") from error
-        self.stdout.write(str(report))
+        if options["verbosity"]:
+            self.stdout.write(str(report))
