@@ -16,6 +16,7 @@ from redis.exceptions import ClusterCrossSlotError, MovedError, OutOfMemoryError
 from redis_endpoints import redacting_logger
 
 from . import budgets, keys, periods, scripts
+from .batches import in_bigint
 from .conf import conf
 from .holdoff import holdoff
 from .redis_client import get_client, is_cluster
@@ -129,6 +130,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
 
     `now` (tests, tools): the time of the views, Unix seconds or an aware datetime; it drives the
     de-duplication window and the day they count on. None: Redis's clock and this host's date.
+    An id that is no integer a bigint holds raises ValueError: no flush could apply it.
 
     A reload of pairs Redis is known to still de-duplicate (see reloads.py) skips Redis: with
     `now` None only, since the cache keeps this process's clock, not the caller's.
@@ -136,6 +138,9 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     post_ids = [int(post_id) for post_id in post_ids]
     if not post_ids:
         return RecordResult(0, 0, False)
+    if not in_bigint(min(post_ids)) or not in_bigint(max(post_ids)):
+        outside = next(post_id for post_id in post_ids if not in_bigint(post_id))
+        raise ValueError(f"object id {outside} is outside a bigint: no flush could apply it")
     window = conf.DEDUP_WINDOW
     use_cache = now is None and window > 0
     if use_cache and reloads.covers(viewer_key, post_ids):

@@ -259,6 +259,16 @@ def test_a_part_that_fails_loses_its_posts_and_the_later_parts_not_the_earlier(
     assert set(pending_counts(ids[100:]).values()) == {0}
 
 
+def test_an_id_no_bigint_holds_is_refused_before_redis_is_asked(buffer):
+    """The flush could never apply it: it set the counter aside, as one "the record script did
+    not write", at every flush."""
+    for post_id in (2**63, -(2**63) - 1):
+        with pytest.raises(ValueError, match=str(post_id)):
+            record_impressions("u:1", [1, post_id])
+    assert scan_all(buffer, "*") == []
+    assert record_impressions("u:1", [2**63 - 1, -(2**63)]).counted == 2
+
+
 def test_a_page_larger_than_a_script_chunk_counts_each_post_once(buffer):
     ids = list(range(1, 1201))
     assert record_impressions("u:big", [*ids, 1, 600, 1200]).counted == 1200
