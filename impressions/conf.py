@@ -13,11 +13,14 @@ from django.dispatch import receiver
 # Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
 # engines, AI, SEO tools, link previews of chat apps and social sites, uptime monitors, headless
 # browsers. Not generic HTTP libraries: an app that shows posts to people may use them.
-# "(?<!cu)bot": the phone maker Cubot puts its name in ordinary browsers' User-Agents.
+# "(?<!cu)bot": the phone maker Cubot puts its name in ordinary browsers' User-Agents. Neither
+# "pinterest" nor "baidu": the in-app browsers of Pinterest ("[Pinterest/iOS]") and of Baidu's app
+# ("baiduboxapp/… (Baidu; …)") carry them, and their crawlers say "bot" and "spider".
 DEFAULT_IGNORE_USER_AGENTS = (
     r"(?<!cu)bot|crawl|spider|slurp|archiver|facebookexternalhit|facebookcatalog"
-    r"|meta-externalagent|embedly|preview|pinterest|vkshare|whatsapp|mediapartners"
-    r"|headlesschrome|lighthouse|pingdom|uptime|ahrefs|semrush|yandex|baidu|bytespider"
+    r"|meta-externalagent|embedly|iframely|preview|vkshare|whatsapp|mastodon/|cardyb"
+    r"|mediapartners|google-inspectiontool|googleother|headlesschrome|lighthouse|pingdom"
+    r"|uptime|synthetics|healthcheck|kube-probe|googlehc|ahrefs|semrush|yandex|bytespider"
     r"|petalbot|perplexity|chatgpt|ccbot|w3c_validator"
 )
 # Browsers keep a cookie at most 400 days (RFC 6265bis); a longer max-age is cut to that.
