@@ -94,6 +94,26 @@ def env_list(name, default=UNSET):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# What Django compares an ALLOWED_HOSTS entry with: the Host header's name, lower-cased, without
+# its port or trailing dot (django.http.request.split_domain_port). An entry of another form (an
+# IPv6 address without brackets, a port, a scheme, a "*." prefix, a trailing dot) matches no
+# request, and a site given only such entries answers 400 to every page, its probes healthy.
+HOST_NAME = re.compile(r"[a-z0-9.-]*[a-z0-9-]|\[[a-f0-9]*:[a-f0-9.:]+\]")
+
+
+def env_hosts(name, default=UNSET):
+    hosts = env_list(name, default)
+    for host in hosts:
+        if host != "*" and not HOST_NAME.fullmatch(host.removeprefix(".").lower()):
+            raise ImproperlyConfigured(
+                f"The environment variable {name} lists {host!r}, which no request's Host header"
+                " can match: give host names and addresses without scheme, port or trailing dot,"
+                " an IPv6 address in brackets ([2001:db8::1]), .example.com for a domain and its"
+                " subdomains."
+            )
+    return hosts
+
+
 # What LOG_LEVEL may say: the levels Python's logging and gunicorn's --log-level both take.
 LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 

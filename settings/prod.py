@@ -4,7 +4,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
 from .base import BASE_DIR, LOG_FORMATS, LOGGING, RQ_REDIS_URL, rq_queues, task_settings
-from .env import UNSET, env_bool, env_choice, env_database, env_int, env_list, env_str
+from .env import UNSET, env_bool, env_choice, env_database, env_hosts, env_int, env_str
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
@@ -16,7 +16,7 @@ if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("dj
     )
 DATABASES = {"default": env_database("DATABASE_URL")}
 # No localhost default: the site's real host names, or every request is refused (400).
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+ALLOWED_HOSTS = env_hosts("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:  # "" or "," would start a site that answers 400 to every request
     raise ImproperlyConfigured(
         "The environment variable ALLOWED_HOSTS names no host: give the site's host names,"

@@ -80,6 +80,36 @@ def test_allowed_hosts_naming_no_host_is_refused(hosts):
     assert "ALLOWED_HOSTS names no host" in refusal(ALLOWED_HOSTS=hosts)
 
 
+# Django compares the Host header's name, lower-cased, without its port or trailing dot, with each
+# entry: one of these forms matches no request, and a site given only such entries answers 400 to
+# every page while its probes (any host) stay healthy.
+@pytest.mark.parametrize(
+    ("hosts", "entry"),
+    [
+        ("2001:db8::1", "2001:db8::1"),
+        ("casusult.example.com,::1", "::1"),
+        ("casusult.example.com:8443", "casusult.example.com:8443"),
+        ("https://casusult.example.com", "https://casusult.example.com"),
+        ("*.example.com", "*.example.com"),
+        ("casusult.example.com.", "casusult.example.com."),
+        ("[::1]:8000", "[::1]:8000"),
+    ],
+)
+def test_allowed_hosts_entry_no_request_can_match_is_refused(hosts, entry):
+    message = refusal(ALLOWED_HOSTS=hosts)
+    assert f"ALLOWED_HOSTS lists {entry!r}" in message
+
+
+def test_allowed_hosts_in_every_form_django_matches():
+    hosts = "casusult.example.com,Casusult.Example.COM,.example.org,[::1],[2001:DB8::1],10.0.0.5,*"
+    assert hosts.split(",") == prod_settings(ALLOWED_HOSTS=hosts).ALLOWED_HOSTS
+
+
+def test_dev_allowed_hosts_are_judged_too():
+    with pytest.raises(ImproperlyConfigured, match="ALLOWED_HOSTS lists '::1'"):
+        load_settings("settings.dev", {"ALLOWED_HOSTS": "localhost,::1"})
+
+
 @pytest.mark.parametrize(
     "secret",
     [
