@@ -26,14 +26,20 @@ def redrive_warnings(backend):
         policy = backend.queue_attributes(["RedrivePolicy"]).get("RedrivePolicy")
     except (BotoCoreError, ClientError) as error:
         from .backend import error_code  # here: the backend module imports this one
+        from .worker import SQSWorker  # the remedies runworker gives for the same errors
 
         code = error_code(error)
         missing = "NonExistentQueue" in code or code == "QueueDoesNotExist"
+        # No region, no credentials, no endpoint: boto3's words name no variable, runworker's do.
+        # A refusal by IAM keeps the hint below, which names the actions the check needs.
+        remedy = "" if code.startswith("AccessDenied") else SQSWorker.remedy(error)
         return [
             checks.Warning(
                 f"{where}: could not read the queue's redrive policy ({redact_text(str(error))}).",
                 hint=MISSING_HINT
                 if missing
+                else f"{remedy[:1].upper()}{remedy[1:]}."
+                if remedy
                 else "Run the deploy checks where SQS is reachable, with sqs:GetQueueUrl and"
                 " sqs:GetQueueAttributes on the queue.",
                 id="queues.W003",

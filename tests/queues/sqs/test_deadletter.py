@@ -166,6 +166,19 @@ def test_the_deploy_check_warns_when_max_receive_count_is_below_max_attempts(sqs
     assert "sqs_setup" in missing.hint
 
 
+def test_the_deploy_check_names_the_region_variable_when_none_is_set(
+    aws_env, settings, monkeypatch, tmp_path
+):
+    # boto3's own words ("You must specify a region.") name no variable; runworker's do.
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    settings.TASKS = {"default": {"BACKEND": SQS_BACKEND, "OPTIONS": {"QUEUE_NAME": "casusult"}}}
+    [unread] = task_backends["default"].check(deploy=True)
+    assert unread.id == "queues.W003"
+    assert "AWS_DEFAULT_REGION" in unread.hint
+
+
 def test_sqs_setup_keeps_max_receive_count_at_least_max_attempts(aws_env, settings):
     name = f"floor-{uuid.uuid4().hex[:8]}"
     options = {"QUEUE_NAME": name, "MAX_ATTEMPTS": 7}
