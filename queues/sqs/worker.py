@@ -295,6 +295,9 @@ class SQSWorker:
             QueueUrl=self.backend.queue_url,
             MaxNumberOfMessages=wanted,
             WaitTimeSeconds=self.options["WAIT_TIME_SECONDS"],
+            # Hidden for the worker's timeout from the start, not the queue's until the first
+            # renewal: a worker killed in between leaves them hidden that long only.
+            VisibilityTimeout=self.visibility_timeout,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return answer.get("Messages", [])

@@ -181,3 +181,22 @@ def test_when_a_re_send_fails_the_rest_are_made_visible_without_trying_each(sqs,
         "message 1",
         "message 2",
     ]
+
+
+def test_a_message_received_by_a_worker_that_dies_at_once_is_hidden_visibility_timeout_only(sqs):
+    # A queue made elsewhere (Terraform, say) hides a received message 60 s; the worker's
+    # VISIBILITY_TIMEOUT says 2. Killed right after ReceiveMessage (before its heartbeat's first
+    # renewal), the message must come back after the worker's 2 s, not the queue's 60.
+    sqs.client.set_queue_attributes(QueueUrl=sqs.url, Attributes={"VisibilityTimeout": "60"})
+    sqs.client.send_message(QueueUrl=sqs.url, MessageBody="message")
+    worker = sqs_worker()
+    worker.prepare()
+    assert worker.visibility_timeout == 2
+    deadline = time.monotonic() + 10
+    received = []
+    while not received and time.monotonic() < deadline:
+        received = worker.receive_now()
+    assert len(received) == 1
+    time.sleep(3)  # the worker is gone: nothing renews or deletes
+    answer = sqs.client.receive_message(QueueUrl=sqs.url, WaitTimeSeconds=1)
+    assert len(answer.get("Messages", [])) == 1
