@@ -19,29 +19,34 @@ MISSING_HINT = (
 )
 
 
+def unread_policy_hint(error):
+    """What to do when SQS did not give the redrive policy: make the queue it says does not
+    exist; set what boto3 could not even call SQS without (region, credentials, endpoint: the
+    remedies runworker gives, which name the variables); else reach SQS with the IAM actions."""
+    from .backend import error_code  # here: the backend module imports this one
+    from .worker import SQSWorker
+
+    code = error_code(error)
+    if "NonExistentQueue" in code or code == "QueueDoesNotExist":
+        return MISSING_HINT
+    if not code.startswith("AccessDenied") and (remedy := SQSWorker.remedy(error)):
+        return f"{remedy[:1].upper()}{remedy[1:]}."
+    return (
+        "Run the deploy checks where SQS is reachable, with sqs:GetQueueUrl and"
+        " sqs:GetQueueAttributes on the queue."
+    )
+
+
 def redrive_warnings(backend):
     """Warnings about the redrive policy of `backend`'s queue, read from SQS."""
     where = f"TASKS[{backend.alias!r}] (SQS queue {backend.queue_name})"
     try:
         policy = backend.queue_attributes(["RedrivePolicy"]).get("RedrivePolicy")
     except (BotoCoreError, ClientError) as error:
-        from .backend import error_code  # here: the backend module imports this one
-        from .worker import SQSWorker  # the remedies runworker gives for the same errors
-
-        code = error_code(error)
-        missing = "NonExistentQueue" in code or code == "QueueDoesNotExist"
-        # No region, no credentials, no endpoint: boto3's words name no variable, runworker's do.
-        # A refusal by IAM keeps the hint below, which names the actions the check needs.
-        remedy = "" if code.startswith("AccessDenied") else SQSWorker.remedy(error)
         return [
             checks.Warning(
                 f"{where}: could not read the queue's redrive policy ({redact_text(str(error))}).",
-                hint=MISSING_HINT
-                if missing
-                else f"{remedy[:1].upper()}{remedy[1:]}."
-                if remedy
-                else "Run the deploy checks where SQS is reachable, with sqs:GetQueueUrl and"
-                " sqs:GetQueueAttributes on the queue.",
+                hint=unread_policy_hint(error),
                 id="queues.W003",
             )
         ]
