@@ -66,6 +66,12 @@ from .models import (
 FIRST_DEPTH = 20
 # Past this many candidates, one GROUP BY over the whole range is cheaper than more rounds.
 MAX_CANDIDATES = 5000
+# top_in's periods: the first day of the one holding a day.
+TOP_IN_STARTS = {
+    periods.DAY: lambda day: day,
+    periods.WEEK: periods.week_of,
+    periods.MONTH: periods.month_of,
+}
 # True inside the outermost reading() in progress.
 _reading = ContextVar("impressions_reading", default=False)
 
@@ -134,11 +140,12 @@ def top_posts(start, end, limit=10):
 
 def top_in(period, day, limit=10):
     """The top of the day, ISO week or calendar month (periods.DAY/WEEK/MONTH) holding `day`."""
-    start = {
-        periods.DAY: day,
-        periods.WEEK: periods.week_of(day),
-        periods.MONTH: periods.month_of(day),
-    }[period]
+    check_range(day, day)
+    if period not in TOP_IN_STARTS:
+        raise ValueError(
+            f"period must be periods.DAY, WEEK or MONTH ('d', 'w', 'm'), not {period!r}"
+        )
+    start = TOP_IN_STARTS[period](day)
     return top_of_pieces([periods.Piece(period, start)], limit) if limit >= 1 else []
 
 

@@ -78,6 +78,19 @@ def test_top_in_reads_the_day_week_and_month(history_rows):
     assert stats.top_in(periods.MONTH, wednesday, limit=1) == [(3, 9)]
 
 
+@pytest.mark.parametrize("period", ["week", "W", periods.OPEN_DAY, None])
+def test_top_in_refuses_an_unknown_period_naming_the_known_ones(period):
+    with pytest.raises(
+        ValueError, match=r"period must be periods\.DAY, WEEK or MONTH \('d', 'w', 'm'\)"
+    ):
+        stats.top_in(period, date(2026, 11, 18))
+
+
+def test_top_in_refuses_a_datetime():
+    with pytest.raises(TypeError, match=r"must be a datetime\.date, not datetime"):
+        stats.top_in(periods.DAY, datetime(2026, 11, 18, 12))
+
+
 def brute_force_top(rows, start, end, limit):
     totals = Counter()
     for object_id, day, count in rows:
