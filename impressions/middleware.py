@@ -3,6 +3,7 @@ counts a page loaded into a frame once its response shows whether the browser wi
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
+from django.utils.cache import patch_vary_headers
 
 from .conf import conf
 from .redis_client import release_thread_connections
@@ -53,9 +54,15 @@ def record_pending_frame(request, response):
 
 
 def set_visitor_cookie(request, response):
-    """The cookie of a visitor that recording made for this request, set on `response`."""
+    """The cookie of a visitor that recording made for this request, set on `response`.
+
+    With `Vary: Cookie`, as Django's session middleware sets with its cookie: a cache (Django's
+    own per-site cache among them) then keeps no response that sets it, and does not hand one new
+    visitor's cookie to every visitor after it, who would all be one viewer from then on.
+    """
     value = getattr(request, NEW_VISITOR_COOKIE, None)
     if value is not None:
+        patch_vary_headers(response, ("Cookie",))
         response.set_cookie(
             conf.VISITOR_COOKIE_NAME,
             value,

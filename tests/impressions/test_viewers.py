@@ -11,8 +11,10 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core import signing
 from django.db import connection
+from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
+from django.urls import path
 
 import devservices
 import impressions
@@ -487,3 +489,33 @@ def test_a_cluster_with_every_node_down_costs_a_new_viewer_s_impressions_counted
             response = Client().get("/api/timeline/", HTTP_USER_AGENT=f"{CHROME} {n}")
             assert response.status_code == 200
         assert (lost.requests, lost.impressions) == (3, 3 * len(ids))
+
+
+def cached_page(request):
+    impressions.record(request, Post.objects.order_by("id"))
+    return HttpResponse("a page a site caches")
+
+
+urlpatterns = [path("cached/", cached_page)]
+
+
+@override_settings(
+    ROOT_URLCONF=__name__,
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+    CACHE_MIDDLEWARE_SECONDS=60,
+    MIDDLEWARE=[
+        "django.middleware.cache.UpdateCacheMiddleware",
+        "impressions.middleware.VisitorCookieMiddleware",
+        "django.middleware.cache.FetchFromCacheMiddleware",
+    ],
+)
+def test_a_response_setting_the_visitor_cookie_varies_on_cookie(posts, day):
+    """As Django's session middleware does: a shared cache (Django's own per-site cache here)
+    must not hand one new visitor's cookie to every visitor after it, who would all be one
+    viewer from then on."""
+    first = Client().get("/cached/", headers={"User-Agent": CHROME})
+    assert "Cookie" in first["Vary"]
+    second = Client().get("/cached/", headers={"User-Agent": FIREFOX})
+    assert visitor_cookie(second) is not None
+    assert visitor_cookie(second).value != visitor_cookie(first).value
+    assert counts(posts) == {2}
