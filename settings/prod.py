@@ -1,5 +1,7 @@
 """Production: every secret from the environment, no defaults for them, HTTPS everywhere."""
 
+import os
+
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
@@ -36,6 +38,13 @@ CSRF_COOKIE_SECURE = True
 
 # Hashed, pre-compressed static files served by whitenoise; run collectstatic at build time.
 STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+# Empty, every page would fail on whitenoise's missing manifest; relative, collectstatic and the
+# server would each read it from their own working directory.
+if not os.path.isabs(STATIC_ROOT):
+    raise ImproperlyConfigured(
+        f"The environment variable STATIC_ROOT must be an absolute directory path (where"
+        f" collectstatic puts the static files), not {STATIC_ROOT!r}."
+    )
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

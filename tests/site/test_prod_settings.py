@@ -118,6 +118,17 @@ def test_guessable_secret_key_is_refused(secret):
     assert "SECRET_KEY must be a long random value" in refusal(SECRET_KEY=secret)
 
 
+@pytest.mark.parametrize("root", ["", " ", "staticfiles", "./static"])
+def test_static_root_not_an_absolute_directory_is_refused(root):
+    """An empty STATIC_ROOT started a site whose every page failed on its missing manifest; a
+    relative one is another directory for collectstatic and the server, each in its own cwd."""
+    assert "STATIC_ROOT must be an absolute directory path" in refusal(STATIC_ROOT=root)
+
+
+def test_static_root_from_the_environment():
+    assert prod_settings(STATIC_ROOT="/srv/casusult/static").STATIC_ROOT == "/srv/casusult/static"
+
+
 def test_sqs_without_queue_is_refused():
     assert "SQS_QUEUE_URL or SQS_QUEUE_NAME" in refusal(SQS_QUEUE_NAME=None, SQS_QUEUE_URL=None)
 
