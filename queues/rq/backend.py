@@ -28,11 +28,11 @@ from redis_endpoints import once_more_when_demoted
 
 from ..base import QueueBackend, QueueStats, Rule, whole_number
 from ..bounds import check_id
-from ..exceptions import MalformedMessage, RefusedJob
+from ..exceptions import MalformedMessage, QueueConfigurationError, RefusedJob
 from ..execution import new_result
 from ..times import aware
 from . import jobs
-from .checks import rq_backend_errors
+from .checks import no_queue_message, rq_backend_errors
 from .cluster import ensure_not_cluster
 from .connection import endpoint_url, get_connection, queue_config
 
@@ -74,6 +74,8 @@ class RQBackend(QueueBackend):
     @property
     def connection_queue(self) -> str:
         """The queue whose RQ_QUEUES entry gives the connection (checks.py: all share one)."""
+        if not self.queues:  # Django's "any queue", which no RQ_QUEUES entry connects (E013)
+            raise QueueConfigurationError(no_queue_message(self.alias))
         return min(self.queues)
 
     @property

@@ -32,6 +32,15 @@ def rq_backend_errors(backend, deploy):
     if deploy:
         return live_errors(backend, where)
     errors = app_order_warnings(where) + job_class_warnings(where)
+    if not backend.queues:
+        errors.append(
+            checks.Error(
+                no_queue_message(backend.alias),
+                hint='Name the RQ_QUEUES queues it uses ("QUEUES": ["default"]), or leave QUEUES'
+                " out: its default is the queue 'default'.",
+                id="queues.E013",
+            )
+        )
     connections = set()
     for name in sorted(backend.queues):
         config = queue_config(name)
@@ -58,6 +67,11 @@ def rq_backend_errors(backend, deploy):
             )
         )
     return errors
+
+
+def no_queue_message(alias):
+    """An RQ backend's empty QUEUES: Django takes it for any queue, RQ has no connection for it."""
+    return f"TASKS[{alias!r}]['QUEUES'] names no queue."
 
 
 def app_order_warnings(where):

@@ -40,6 +40,18 @@ def test_a_queue_missing_from_rq_queues_is_e006(settings):
         task_backends["other"].connection()
 
 
+def test_an_rq_backend_with_no_queue_is_e013(settings):
+    # Django reads QUEUES = [] as "any queue"; an RQ backend needs an RQ_QUEUES entry for its
+    # connection: the check passed, and runworker died on min() of an empty set.
+    settings.RQ_QUEUES = rq_settings("redis://x")["RQ_QUEUES"]
+    settings.TASKS = {"other": {"BACKEND": RQ_BACKEND, "QUEUES": []}}
+    [(check_id, message)] = ids_and_messages(task_backends["other"])
+    assert check_id == "queues.E013"
+    assert message == "TASKS['other']['QUEUES'] names no queue."
+    with pytest.raises(QueueConfigurationError, match=r"TASKS\['other'\]\['QUEUES'\] names no"):
+        task_backends["other"].connection()
+
+
 @pytest.mark.parametrize(
     "serializer", [None, "rq.serializers.DefaultSerializer", "pickle", "no.such.Serializer"]
 )
