@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
+from django.contrib.admin.utils import label_for_field
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import (
@@ -26,6 +27,7 @@ from django.utils import formats, timezone
 from django.utils.functional import lazy
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import capfirst
 
 from redis_endpoints import redact_text
 
@@ -275,7 +277,20 @@ class PendingImpressionsAdminMixin:
             context["impressions_dashboard_url"] = dashboard.admin_url(
                 "admin:impressions_dashboard_changelist", self.admin_site.name
             )
+            context.update(self._column_labels())
         return response
+
+    def _column_labels(self):
+        """The headers of the pending and count columns, as the list shows them: the note over it
+        said "pending" and "impressions", whatever this model's count field is called."""
+        count = self._impressions_count_field()
+        pending = label_for_field("pending_impressions", self.model, model_admin=self)
+        return {
+            "impressions_pending_label": capfirst(pending),
+            "impressions_count_label": capfirst(label_for_field(count, self.model))
+            if count
+            else "impressions",
+        }
 
 
 @admin.register(Dashboard)

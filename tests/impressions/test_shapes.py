@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.core.checks import run_checks
 from django.db import connection
 from django.test import override_settings
-from django.urls import reverse
+from django.urls import path, reverse
 
 from impressions import stats
 from impressions.admin import PendingImpressionsAdminMixin
@@ -111,6 +111,27 @@ def test_a_proxy_as_the_counted_model(standalone_buffer, sql_path):
 
 class ArticleAdmin(PendingImpressionsAdminMixin, admin.ModelAdmin):
     """An adopter's admin of one of the models that share the counted table."""
+
+
+class ArticleListAdmin(PendingImpressionsAdminMixin, admin.ModelAdmin):
+    list_display = ["title", "views", "pending_impressions"]
+
+
+articles_site = admin.AdminSite(name="articlesadmin")
+articles_site.register(Article, ArticleListAdmin)
+urlpatterns = [path("articles-admin/", articles_site.urls)]
+
+
+def test_the_list_s_note_names_the_columns_it_shows(superuser_client, standalone_buffer):
+    """The note over the list named "pending" and "impressions": this model's count is "Views"."""
+    Article.objects.create(title="one")
+    with counting("countedapp.Article", "views"), override_settings(ROOT_URLCONF=__name__):
+        html = superuser_client.get("/articles-admin/countedapp/article/").content.decode()
+    assert ">Views</a>" in html and ">Pending (Redis)</" in html  # the headers
+    assert (
+        '"Pending (Redis)" is still in Redis (live) and reaches "Views" with the next flush.'
+        in html
+    )
 
 
 @pytest.mark.parametrize(
