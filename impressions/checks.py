@@ -47,7 +47,13 @@ from redis_endpoints import (
 )
 
 from .api import ping
-from .conf import SETTINGS, VISITOR_COOKIE_MIDDLEWARE, conf, invalid_settings
+from .conf import (
+    SETTINGS,
+    VISITOR_COOKIE_MIDDLEWARE,
+    conf,
+    invalid_settings,
+    no_callable_reason,
+)
 from .redis_client import database_of, eviction_policies, get_client, url_options_problem
 from .tasks import UnusableTask, flush_impressions_task
 
@@ -111,9 +117,13 @@ def check_settings(app_configs=None, **kwargs):
 
 def reason_of(name, value):
     """Why a value that fails its test does, where the value shown would not tell: the buffer
-    URL is shown without its surrounding whitespace."""
+    URL is shown without its surrounding whitespace; a panel's path, not why it imports nothing."""
     if name == "IMPRESSIONS_REDIS_URL" and (problem := whitespace_problem(value)):
         return f": {problem}"
+    if name == "IMPRESSIONS_DASHBOARD_PANELS" and isinstance(value, list | tuple):
+        reasons = [(path, no_callable_reason(path)) for path in value if isinstance(path, str)]
+        found = "; ".join(f"{path!r} ({reason})" for path, reason in reasons if reason)
+        return f": {found} names no callable" if found else ""
     return ""
 
 

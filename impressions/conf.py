@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.db.models import QuerySet
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 # Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
 # engines, AI, SEO tools, link previews of chat apps and social sites, uptime monitors, headless
@@ -119,6 +120,20 @@ def _dotted_paths(value):
     return isinstance(value, list | tuple) and all(isinstance(x, str) and "." in x for x in value)
 
 
+def _callables(value):
+    return _dotted_paths(value) and not any(map(no_callable_reason, value))
+
+
+def no_callable_reason(path):
+    """Why dotted `path` names no callable ("" when it does): a typo in a setting of them is found
+    at start-up, not when the page that calls them is opened."""
+    try:
+        found = import_string(path)
+    except Exception as error:  # ImportError, or whatever importing the module raised
+        return f"{type(error).__name__}: {error}"
+    return "" if callable(found) else f"{type(found).__name__} is not callable"
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its default, the test a value must pass, and what a good value looks like."""
@@ -151,7 +166,7 @@ SETTINGS = {
     "IMPRESSIONS_ROLLUP_BATCH_SECONDS": Setting(0.05, lambda v: v == 0 or _seconds(v), f"a number of seconds > 0 and <= {MAX_REDIS_TIMEOUT}, or 0 for fixed batches"),
     "IMPRESSIONS_ROLLUP_PACE": Setting(1.0, lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= MAX_ROLLUP_PACE, f"a number from 0 (no rest) to {MAX_ROLLUP_PACE}"),
     "IMPRESSIONS_HISTORY_DAYS": Setting(400, _whole(0, MAX_DAYS), f"a whole number of days from 0 (keep all) to {MAX_DAYS}"),
-    "IMPRESSIONS_DASHBOARD_PANELS": Setting([], _dotted_paths, "a list of dotted paths of callables"),
+    "IMPRESSIONS_DASHBOARD_PANELS": Setting([], _callables, "a list of dotted paths of callables"),
     "IMPRESSIONS_ENABLED": Setting(True, _bool, "True or False"),
     # The flush and roll-up tasks' TASKS alias and queue (read once, when the tasks are defined).
     "IMPRESSIONS_TASK_BACKEND": Setting("default", lambda v: isinstance(v, str) and bool(v), "a TASKS alias"),

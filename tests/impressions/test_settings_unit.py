@@ -532,3 +532,28 @@ def test_cross_site_origins_take_origins_with_ports_and_any():
     ]
     with override_settings(IMPRESSIONS_CROSS_SITE_ORIGINS=origins):
         assert check_settings() == []
+
+
+NOT_A_PANEL = "a title"
+
+
+@pytest.mark.parametrize(
+    ("panels", "reason"),
+    [
+        # A typo was found only when a staff user opened the dashboard ("unavailable").
+        (["tests.site.no_such_module.panel"], "ModuleNotFoundError: No module named"),
+        (["casusult.dashboard_panels.no_such_panel"], 'does not define a "no_such_panel"'),
+        ([f"{__name__}.NOT_A_PANEL"], "is not callable"),
+    ],
+)
+def test_a_dashboard_panel_that_names_no_callable_is_an_error(panels, reason):
+    with override_settings(IMPRESSIONS_DASHBOARD_PANELS=panels):
+        [error] = [e for e in check_settings() if e.obj == "IMPRESSIONS_DASHBOARD_PANELS"]
+    assert error.id == "impressions.E005"
+    assert error.msg.startswith(f"IMPRESSIONS_DASHBOARD_PANELS={panels!r} is not valid: ")
+    assert f"{panels[0]!r}" in error.msg and reason in error.msg
+
+
+def test_the_site_s_dashboard_panel_passes():
+    with override_settings(IMPRESSIONS_DASHBOARD_PANELS=["casusult.dashboard_panels.queue_panel"]):
+        assert [e for e in check_settings() if e.obj == "IMPRESSIONS_DASHBOARD_PANELS"] == []
