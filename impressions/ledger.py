@@ -21,7 +21,7 @@ from django.utils import timezone
 from redis_endpoints import redacting_logger
 
 from . import batches, history_writer, keys
-from .conf import conf, counted_model, counted_rows
+from .conf import conf, counted_model, counted_objects, counted_rows
 from .models import Flush
 from .periods import utc
 
@@ -259,9 +259,9 @@ def write_batch(lines, durable=True):
         applied = write_batch_portable(lines)
     if applied.posts_dropped:
         logger.warning(
-            "dropped %d impressions of %d posts that no longer exist",
+            "dropped %d impressions of %s no longer in the database",
             applied.impressions_dropped,
-            applied.posts_dropped,
+            counted_objects(applied.posts_dropped),
         )
     return applied
 

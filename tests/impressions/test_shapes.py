@@ -54,6 +54,21 @@ def test_hidden_rows_are_counted(standalone_buffer, sql_path):
     assert history_sums([shown.pk, draft.pk]) == {shown.pk: 1, draft.pk: 2}
 
 
+def test_counts_of_deleted_rows_are_logged_as_the_counted_model_s(
+    standalone_buffer, sql_path, caplog
+):
+    kept, deleted = Entry.objects.create(title="kept"), Entry.objects.create(title="gone")
+    with counting("countedapp.Entry", "hits"):
+        visit(make_user("alice"), [kept, deleted])
+        visit(make_user("bob"), [deleted])
+        deleted.delete()
+        report = flush_pending()
+        logged = caplog.messages  # formatted while the setting holds
+    assert (report.posts_dropped, report.impressions_dropped) == (1, 2)
+    # It said "posts" whatever the model.
+    assert "dropped 2 impressions of 1 entry no longer in the database" in logged
+
+
 def test_the_dashboard_names_hidden_rows(standalone_buffer, admin_client):
     shown = Entry.objects.create(title="shown")
     draft = Entry.objects.create(title="draft", published=False)
