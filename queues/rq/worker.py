@@ -13,7 +13,7 @@ from django.tasks.exceptions import InvalidTaskBackend
 from django.utils import timezone
 from redis.exceptions import NoPermissionError, ResponseError
 from rq import Queue, get_current_job
-from rq.exceptions import StopRequested
+from rq.exceptions import InvalidJobOperation, StopRequested
 from rq.scheduler import RQScheduler
 from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import current_timestamp
@@ -249,7 +249,7 @@ class TaskWorker(SimpleWorker):
                 super().execute_job(job, queue)
         finally:
             between_jobs()
-        status = getattr(job.get_status(refresh=True), "value", None)
+        status = self._status_after(job)
         if status != "finished":
             discard_connections()  # a timed-out job may have left one mid-query
         if refusal is not None:
@@ -268,6 +268,17 @@ class TaskWorker(SimpleWorker):
             timer.log("failed", logging.ERROR, **self._attempt_details(job, queue, status))
         else:
             timer.log(str(status), logging.ERROR)
+
+    @staticmethod
+    def _status_after(job):
+        """The job's RQ status once it ran: "finished" for a job kept 0 s (RESULT_TTL 0), which
+        RQ deletes as it finishes (only a success is deleted: a failure is kept failure_ttl)."""
+        try:
+            return getattr(job.get_status(refresh=True), "value", None)
+        except InvalidJobOperation:
+            if job.result_ttl != 0:
+                raise
+            return "finished"
 
     @staticmethod
     def _attempt_details(job, queue, status):

@@ -104,6 +104,24 @@ def test_a_task_that_calls_sys_exit_fails_naming_it_and_the_worker_goes_on(rq_ur
     assert fetched.errors[0].exception_class is SystemExit
 
 
+def test_a_result_ttl_of_0_discards_the_result_and_logs_the_task_succeeded(
+    rq_url, settings, caplog
+):
+    # RQ deletes a job kept 0 s as soon as it finishes: the worker's status read raised
+    # InvalidJobOperation, logged "Handling job … failed" with a traceback and no outcome line.
+    settings.TASKS["default"]["OPTIONS"]["RESULT_TTL"] = 0
+    result = queue_tasks.record_marker.enqueue("kept-0-s")
+    with caplog.at_level(logging.INFO, logger="queues.worker"):
+        assert run_burst() == 0
+    assert queue_tasks.markers() == ["kept-0-s"]
+    logged = [record.getMessage() for record in caplog.records if record.name == "queues.worker"]
+    assert not [line for line in logged if "failed" in line], logged
+    outcomes = [line for line in logged if "outcome=" in line]
+    assert len(outcomes) == 1 and f"id={result.id} outcome=succeeded" in outcomes[0], logged
+    with pytest.raises(TaskResultDoesNotExist):
+        task_backends["default"].get_result(result.id)
+
+
 def test_an_id_no_job_can_have_is_no_result_not_a_value_error(rq_url):
     # The flush-now waiting page passes its URL's id here: RQ's own check raised ValueError (a 500).
     backend = task_backends["default"]
