@@ -60,11 +60,14 @@ def outcome_of(result_id, since, result=None, current_app=None):
     if result is not None and result.is_finished:  # a backend that ran it at once
         return outcome_of_result(result, current_app)
     backend = flush_impressions_task.get_backend()
+    gone = False
     if backend.supports_get_result:
         try:
             return outcome_of_result(backend.get_result(result_id), current_app)
         except TaskResultDoesNotExist:
-            return Outcome(True, False, "The flush task is gone from the queue; see the ledger.")
+            # Kept no result (an RQ RESULT_TTL of 0 deletes a job as it finishes): the ledger
+            # has the flush, if it ran.
+            gone = True
     # Compared in UTC: under USE_TZ = False the ledger's naive times do not say which pass of an
     # hour a DST change repeats they were (pressed at 01:59:58 EDT, the flush of 01:00:10 EST was
     # not found for an hour; at 01:00:05 EST, one of 01:30 EDT was taken for it). The flush's id
@@ -75,7 +78,11 @@ def outcome_of(result_id, since, result=None, current_app=None):
     flush = min(
         (flush for flush in recent if started_utc(flush) >= since), key=started_utc, default=None
     )
-    return PENDING if flush is None else outcome_of_ledger(flush, current_app)
+    if flush is not None:
+        return outcome_of_ledger(flush, current_app)
+    if gone:
+        return Outcome(True, False, "The flush task is gone from the queue; see the ledger.")
+    return PENDING
 
 
 def outcome_of_result(result, current_app=None):

@@ -3,10 +3,12 @@
 import re
 
 import pytest
+import redis
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.db import connection
+from django.tasks import task_backends
 from django.test import override_settings
 from django.utils import timezone
 
@@ -16,7 +18,9 @@ from impressions.admin import PendingImpressionsAdminMixin
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import record_impressions
+from queues.rq.worker import RQWorker
 from tests.factories import make_posts
+from tests.queues.rq.support import rq_settings
 
 from .support import scheduled_flushes
 
@@ -145,6 +149,30 @@ def test_flush_now_waits_on_a_page_of_its_own_until_a_worker_ran_it(
     message = str(next(iter(get_messages(done.wsgi_request))))
     assert "1 impression applied to 1 post in " in message
     assert staff_client.get(waiting_url.split("?")[0] + "?since=yesterday").status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)  # the worker closes connections between jobs
+def test_flush_now_finds_the_flush_in_the_ledger_when_the_backend_kept_no_result(
+    staff_client, standalone_buffer, monkeypatch, settings
+):
+    # RESULT_TTL 0: RQ deletes the job as it finishes; the page said "The flush task is gone from
+    # the queue; see the ledger." for every flush that had run.
+    monkeypatch.setattr(flush_now, "WAIT_IN_REQUEST", 0)
+    queue = redis.Redis.from_url(settings.RQ_REDIS_URL)
+    queue.flushdb()
+    record_impressions("u:1", [p.id for p in make_posts(1)])
+    try:
+        with override_settings(**rq_settings(settings.RQ_REDIS_URL, RESULT_TTL=0)):
+            waiting_url = staff_client.post(
+                "/admin/impressions/flush/flush-now/", {"next": "/admin/"}
+            )["Location"]
+            assert RQWorker(task_backends["default"], burst=True).run() == 0
+            done = staff_client.get(waiting_url)
+    finally:
+        queue.flushdb()
+    assert done.status_code == 302 and done["Location"] == "/admin/"
+    message = str(next(iter(get_messages(done.wsgi_request))))
+    assert "1 impression applied to 1 post in " in message, message
 
 
 def test_flush_now_goes_back_only_to_this_site(staff_client, standalone_buffer, monkeypatch):
