@@ -22,7 +22,7 @@
 | queues.E011  | every check             | a backend of this app, and queues is not in INSTALLED_APPS |
 | queues.W008  | every check (urls)      | the RQ dashboard is included where an earlier path takes it |
 | queues.E012  | every check (admin)     | django-rq's own admin entry is registered (any staff user) |
-| queues.E013  | every check             | an RQ backend's QUEUES is empty (no RQ_QUEUES connection)  |
+| queues.E013  | every check             | an RQ backend's QUEUES is empty or a string, not a list    |
 
 Never reuse a retired id.
 """

@@ -67,6 +67,11 @@ class RQBackend(QueueBackend):
         "RESULT_TTL": (whole_number(-1), "a whole number of seconds >= 0 (-1: kept for ever)"),
     }
 
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        # As given: Django's set() of a string is its letters (queues.E013).
+        self.queues_setting = params.get("QUEUES")
+
     def check(self, *, deploy: bool = False, **kwargs: Any) -> list[CheckMessage]:
         found: list[CheckMessage] = rq_backend_errors(self, deploy=deploy)
         return found if deploy else [*super().check(**kwargs), *found]
@@ -74,8 +79,8 @@ class RQBackend(QueueBackend):
     @property
     def connection_queue(self) -> str:
         """The queue whose RQ_QUEUES entry gives the connection (checks.py: all share one)."""
-        if not self.queues:  # Django's "any queue", which no RQ_QUEUES entry connects (E013)
-            raise QueueConfigurationError(no_queue_message(self.alias))
+        if problem := no_queue_message(self):  # queues.E013
+            raise QueueConfigurationError(problem)
         return min(self.queues)
 
     @property

@@ -32,15 +32,16 @@ def rq_backend_errors(backend, deploy):
     if deploy:
         return live_errors(backend, where)
     errors = app_order_warnings(where) + job_class_warnings(where)
-    if not backend.queues:
-        errors.append(
+    if problem := no_queue_message(backend):
+        return [
+            *errors,
             checks.Error(
-                no_queue_message(backend.alias),
-                hint='Name the RQ_QUEUES queues it uses ("QUEUES": ["default"]), or leave QUEUES'
-                " out: its default is the queue 'default'.",
+                problem,
+                hint='Name the RQ_QUEUES queues it uses in a list ("QUEUES": ["default"]), or leave'
+                " QUEUES out: its default is the queue 'default'.",
                 id="queues.E013",
-            )
-        )
+            ),
+        ]
     connections = set()
     for name in sorted(backend.queues):
         config = queue_config(name)
@@ -69,9 +70,17 @@ def rq_backend_errors(backend, deploy):
     return errors
 
 
-def no_queue_message(alias):
-    """An RQ backend's empty QUEUES: Django takes it for any queue, RQ has no connection for it."""
-    return f"TASKS[{alias!r}]['QUEUES'] names no queue."
+def no_queue_message(backend):
+    """What is wrong with an RQ backend's QUEUES that names no list of queues ("" if nothing):
+    empty, Django takes it for any queue, which has no RQ_QUEUES connection; a string, Django
+    makes a set of its letters."""
+    where = f"TASKS[{backend.alias!r}]['QUEUES']"
+    if isinstance(backend.queues_setting, str):
+        return (
+            f"{where} is the string {backend.queues_setting!r}, not a list: Django reads each of"
+            " its letters as a queue."
+        )
+    return "" if backend.queues else f"{where} names no queue."
 
 
 def app_order_warnings(where):

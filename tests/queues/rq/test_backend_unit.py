@@ -1,5 +1,7 @@
 """RQBackend and its job format without a server: OPTIONS, and which jobs the worker refuses."""
 
+import re
+
 import pytest
 import redis
 import rq.defaults
@@ -40,15 +42,25 @@ def test_a_queue_missing_from_rq_queues_is_e006(settings):
         task_backends["other"].connection()
 
 
-def test_an_rq_backend_with_no_queue_is_e013(settings):
+@pytest.mark.parametrize(
+    ("queues", "message"),
+    [
+        ([], "TASKS['other']['QUEUES'] names no queue."),
+        # Django made a set of its letters: seven E006, "Add RQ_QUEUES['a'] …", for 'default'.
+        (
+            "default",
+            "TASKS['other']['QUEUES'] is the string 'default', not a list: Django reads each of"
+            " its letters as a queue.",
+        ),
+    ],
+)
+def test_an_rq_backend_with_no_queue_list_is_e013(settings, queues, message):
     # Django reads QUEUES = [] as "any queue"; an RQ backend needs an RQ_QUEUES entry for its
     # connection: the check passed, and runworker died on min() of an empty set.
     settings.RQ_QUEUES = rq_settings("redis://x")["RQ_QUEUES"]
-    settings.TASKS = {"other": {"BACKEND": RQ_BACKEND, "QUEUES": []}}
-    [(check_id, message)] = ids_and_messages(task_backends["other"])
-    assert check_id == "queues.E013"
-    assert message == "TASKS['other']['QUEUES'] names no queue."
-    with pytest.raises(QueueConfigurationError, match=r"TASKS\['other'\]\['QUEUES'\] names no"):
+    settings.TASKS = {"other": {"BACKEND": RQ_BACKEND, "QUEUES": queues}}
+    assert ids_and_messages(task_backends["other"]) == [("queues.E013", message)]
+    with pytest.raises(QueueConfigurationError, match=re.escape(message)):
         task_backends["other"].connection()
 
 
