@@ -53,6 +53,9 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 REDIS_RETRY_MAX = 30
 # Seconds between two looks at the stop flag while a try is waited for.
 STOP_CHECK = 0.2
+# Seconds an idle worker waits for a job at a time; between two waits it looks whether its
+# scheduler process still runs (TaskWorker.keep_a_scheduler). RQ waits 405 s.
+SCHEDULER_CHECK = 5
 
 
 def redis_failed(error, connection):
@@ -170,6 +173,10 @@ class TaskWorker(SimpleWorker):
     burst = False  # set by work()
     # What ended RQ's loop other than a stop, a burst's end or --max-jobs (RQ logs it and returns).
     loop_error = None
+    # RQ's is a property (worker_ttl - 15 s); each wait's end is a heartbeat, which looks at the
+    # scheduler.
+    dequeue_timeout = SCHEDULER_CHECK
+    scheduler_reported = None  # the dead scheduler process last logged
     # A second stop signal arrived (request_force_stop): RQ's loop may still return normally.
     forced_stop = False
 
@@ -316,7 +323,30 @@ class TaskWorker(SimpleWorker):
     def heartbeat(self, timeout=None, pipeline=None):
         if pipeline is not None:  # only queued: the pipeline's caller sends it
             return super().heartbeat(timeout, pipeline)
-        return self._until_redis_answers(super().heartbeat, timeout)
+        answer = self._until_redis_answers(super().heartbeat, timeout)
+        self.keep_a_scheduler()
+        return answer
+
+    def keep_a_scheduler(self):
+        """Start a scheduler if none runs here: RQ does so only at its maintenance, every 10
+        minutes. Its process killed outright (SIGKILL, the OOM killer), every deferred task (the
+        impressions' flush) waited that long, nothing logged; and a worker whose scheduler lock
+        another held took it over, once released or lapsed, only then. One SET NX per queue, at
+        each heartbeat."""
+        scheduler = self.scheduler
+        if scheduler is None or self.burst or self._stop_requested:
+            return
+        process = scheduler._process
+        if process is not None and process.is_alive():
+            return
+        if process is not None and process is not self.scheduler_reported:
+            self.scheduler_reported = process
+            logger.error(
+                "RQ scheduler: its process %s died (exit code %s); starting another",
+                process.pid,
+                process.exitcode,
+            )
+        self._until_redis_answers(scheduler.acquire_locks, True)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         return self._until_redis_answers(
