@@ -346,7 +346,9 @@ class TaskWorker(SimpleWorker):
                 process.pid,
                 process.exitcode,
             )
-        self._until_redis_answers(scheduler.acquire_locks, True)
+        self._until_redis_answers(scheduler.acquire_locks)
+        if scheduler.acquired_locks:
+            start_scheduler(scheduler)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         return self._until_redis_answers(
@@ -485,15 +487,19 @@ class TaskWorker(SimpleWorker):
                     self.scheduler.release_locks()
                     self.scheduler.register_death()
             else:
-                # The scheduler's process starts with this one's stop handlers (the worker's),
-                # until it installs its own: a SIGTERM the worker forwards in between (a stop
-                # right after start-up) only set the copied worker's flag, the scheduler never
-                # stopped, and the worker waited for it for ever. Held back until then.
-                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-                try:
-                    self.scheduler.start()
-                finally:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                start_scheduler(self.scheduler)
+
+
+def start_scheduler(scheduler):
+    """Fork the scheduler's process. It starts with this one's stop handlers (the worker's),
+    until it installs its own: a SIGTERM the worker forwards in between (a stop right after
+    start-up) only set the copied worker's flag, the scheduler never stopped, and the worker
+    waited for it for ever. Held back until then (TaskScheduler.work unblocks them)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        scheduler.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class TaskScheduler(RQScheduler):
