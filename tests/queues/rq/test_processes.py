@@ -263,6 +263,26 @@ def test_a_killed_scheduler_process_is_started_again(rq_url, settings):
     assert "RQ scheduler: its process" in stderr and "starting another" in stderr, stderr
 
 
+def test_a_second_worker_takes_over_the_scheduler_of_one_killed_outright(rq_url, settings):
+    # The scheduler of a worker killed outright stops with it and releases its lock; RQ's other
+    # worker took the lock, and scheduled, only at its own maintenance, 10 minutes on.
+    connection = redis.Redis.from_url(rq_url)
+    with rq_worker_on(rq_url, settings) as (first, _):
+        within(30, lambda: waiting_with_a_scheduler(connection))
+        with rq_worker_on(rq_url, settings) as (second, lines):
+            within(30, lambda: len(connection.smembers("rq:workers")) == 2)
+            within(30, lambda: waiting_with_a_scheduler(connection))
+            first.kill()
+            first.wait(timeout=10)
+            due = timezone.now() + datetime.timedelta(seconds=1)
+            queue_tasks.record_marker.using(run_after=due).enqueue("after the kill")
+            within(
+                30, lambda: "after the kill" in queue_tasks.markers() or second.poll() is not None
+            )
+            markers = queue_tasks.markers()
+    assert markers == ["after the kill"], "".join(lines)
+
+
 @contextlib.contextmanager
 def rq_worker_on(url, settings):
     """`runworker` on the RQ Redis at `url` (this test's TASKS and RQ_QUEUES pointed at it, the
