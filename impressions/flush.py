@@ -295,9 +295,11 @@ def keep_ledger(by_flush, others):
     snapshots found before anything is applied (`by_flush`, `others`). Done before the first
     batch, while the first read of snapshots goes on (the batch waits for it): 3-4 ms of
     statements off the end of a flush, where nothing hid them. A database error here fails the
-    flush before it applies anything (its counts stay in Redis)."""
-    ledger.close_orphans(by_flush)
-    ledger.prune_ledger({*by_flush, *others})
+    flush before it applies anything (its counts stay in Redis); so does a lock it waits for
+    longer than IMPRESSIONS_FLUSH_LOCK_TIMEOUT (ledger.lock_waits_limited)."""
+    with ledger.lock_waits_limited():
+        ledger.close_orphans(by_flush)
+        ledger.prune_ledger({*by_flush, *others})
 
 
 def applied_before(report):
@@ -322,7 +324,8 @@ def lock_timeout_hint(error):
     return (
         f"a lock was not granted within {within}: another transaction holds a row this flush"
         " updates, or the ledger row of a snapshot it applies (another flush applying it,"
-        " stalled); pg_stat_activity shows it, perhaps 'idle in transaction'; "
+        " stalled), or a lock on one of its tables (a migration's ALTER TABLE or CREATE INDEX,"
+        " a LOCK TABLE); pg_stat_activity shows it, perhaps 'idle in transaction'; "
     )
 
 

@@ -11,6 +11,7 @@ their history rows (written only by a transaction holding the object's row, in (
 order); the site-wide day rows, in day order; impressions/history_writer.py adds the history's.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -335,6 +336,21 @@ def limit_lock_waits():
         )
 
 
+@contextmanager
+def lock_waits_limited():
+    """On PostgreSQL, a transaction whose lock waits last IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most
+    (limit_lock_waits), for the ledger's statements outside the batches: a lock held open on the
+    ledger's table (a migration's, left in a transaction) held them, and so every flush, for as
+    long as it stayed. Elsewhere each statement stays its own transaction, as before (MySQL's
+    INSERT IGNORE would keep a shared lock on the row until the UPDATE after it: insert_ledger_row)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        limit_lock_waits()
+        yield
+
+
 def totals_statement(columns):
     """Add the batch's counts to the objects' totals; take the rows of objects that no longer
     exist out of the batch (rare: then the history never sees them)."""
@@ -414,13 +430,14 @@ def counted_columns():
 
 def record_outcome(flush_id, outcome, error="", started_at=None):
     """Note an empty or failed flush in the ledger, never overwriting an applied one."""
-    Flush.objects.bulk_create(
-        [Flush(id=flush_id, started_at=started_at or started_at_of(flush_id), outcome=outcome)],
-        ignore_conflicts=True,
-    )
-    Flush.objects.filter(id=flush_id).exclude(outcome=Flush.Outcome.APPLIED).update(
-        outcome=outcome, finished_at=timezone.now(), error=error[:2000]
-    )
+    with lock_waits_limited():
+        Flush.objects.bulk_create(
+            [Flush(id=flush_id, started_at=started_at or started_at_of(flush_id), outcome=outcome)],
+            ignore_conflicts=True,
+        )
+        Flush.objects.filter(id=flush_id).exclude(outcome=Flush.Outcome.APPLIED).update(
+            outcome=outcome, finished_at=timezone.now(), error=error[:2000]
+        )
 
 
 # A flush "in progress" this long whose snapshots are gone from Redis will never go on.
