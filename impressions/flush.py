@@ -266,7 +266,7 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
         raise DatabaseUnavailable(
             f"the database failed during flush {report.flush_id}{applied_before(report)};"
             " its counts not applied stay in Redis for the next flush:"
-            f" {lock_timeout_hint(error)}{redact_text(str(error))}"
+            f" {database_hint(error)}{redact_text(str(error))}"
         ) from error
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"flush": report.as_dict()})
@@ -310,23 +310,49 @@ def applied_before(report):
     return f" after applying {report.impressions_applied} impressions"
 
 
-def lock_timeout_hint(error):
-    """What a lock timeout means here, before the database's own words ("canceling statement
-    due to lock timeout"); else nothing."""
-    if getattr(error.__cause__, "sqlstate", None) != history_writer.LOCK_NOT_AVAILABLE:
-        return ""
-    seconds = conf.FLUSH_LOCK_TIMEOUT
-    within = (
-        "the database's lock_timeout"
-        if seconds is None
-        else f"IMPRESSIONS_FLUSH_LOCK_TIMEOUT ({seconds} s)"
-    )
-    return (
-        f"a lock was not granted within {within}: another transaction holds a row this flush"
+def database_hint(error):
+    """What a database error with a cause outside the flush means here, and what to change,
+    before the database's own words ("canceling statement due to lock timeout"); else nothing.
+    Read from the SQLSTATE, not the words (lc_messages may translate them)."""
+    code = getattr(error.__cause__, "sqlstate", None)
+    hint = DATABASE_HINTS.get(code)
+    if code == history_writer.LOCK_NOT_AVAILABLE:
+        seconds = conf.FLUSH_LOCK_TIMEOUT
+        within = (
+            "the database's lock_timeout"
+            if seconds is None
+            else f"IMPRESSIONS_FLUSH_LOCK_TIMEOUT ({seconds} s)"
+        )
+        hint = hint.format(within=within)
+    return f"{hint}; " if hint else ""
+
+
+# PostgreSQL's codes of a statement canceled (statement_timeout, a cancel request) and of a
+# deadlock it ended.
+QUERY_CANCELED = "57014"
+DEADLOCK_DETECTED = "40P01"
+# SQLSTATE -> the hint database_hint() gives.
+DATABASE_HINTS = {
+    history_writer.LOCK_NOT_AVAILABLE: (
+        "a lock was not granted within {within}: another transaction holds a row this flush"
         " updates, or the ledger row of a snapshot it applies (another flush applying it,"
         " stalled), or a lock on one of its tables (a migration's ALTER TABLE or CREATE INDEX,"
-        " a LOCK TABLE); pg_stat_activity shows it, perhaps 'idle in transaction'; "
-    )
+        " a LOCK TABLE); pg_stat_activity shows it, perhaps 'idle in transaction'"
+    ),
+    QUERY_CANCELED: (
+        "a statement was canceled: by the statement_timeout of the database or of its role"
+        " (ALTER DATABASE/ROLE … SET statement_timeout; SHOW statement_timeout says it), which a"
+        " batch takes longer than: every flush stops at the same batch until it is raised for"
+        " the workers' role, or IMPRESSIONS_FLUSH_BATCH_SIZE is lowered; or by a cancel request"
+        " (pg_cancel_backend, the worker's job timeout)"
+    ),
+    DEADLOCK_DETECTED: (
+        "a deadlock with another transaction, which PostgreSQL ended with this batch: the flush"
+        " locks the counted rows in id order, and a transaction that locks several of them in"
+        " another order (the site's own: updates one by one, select_for_update() without"
+        " order_by('pk')) can deadlock with it; lock them in id order"
+    ),
+}
 
 
 def _note_failure(flush_id, error, started_at):

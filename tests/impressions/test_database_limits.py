@@ -1,11 +1,13 @@
 """The database's own limits met by a flush, on the real PostgreSQL: a lock on the ledger's table
-(a migration). It fails the flush with an error that says what to look at, its counts kept in
-Redis, and the next flush applies them once."""
+(a migration), a statement timeout set for the database, a deadlock with a transaction of the
+site. Each fails the flush with an error that says what to look at, its counts kept in Redis,
+and the next flush applies them once."""
 
 import threading
+import time
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 from django.test import override_settings
 
 from casusult.models import Post
@@ -95,3 +97,89 @@ def test_an_empty_flush_behind_a_lock_on_the_ledger_s_table_gives_up_too(standal
         migration.rollback()
     assert "IMPRESSIONS_FLUSH_LOCK_TIMEOUT (0.3 s)" in str(outcome["flush"])
     assert flush_pending().outcome == Flush.Outcome.EMPTY
+
+
+@pytest.fixture
+def database_statement_timeout():
+    """set(value): ALTER DATABASE <the test database> SET statement_timeout, as an operator sets it
+    for the role or the database (new sessions take it: Django's connection is closed); reset at
+    the end."""
+    name = connection.settings_dict["NAME"]
+
+    def set_timeout(value):
+        with other_connection(autocommit=True) as admin:
+            admin.execute(
+                f"ALTER DATABASE {connection.ops.quote_name(name)} SET statement_timeout = '{value}'"
+            )
+        connections.close_all()
+
+    yield set_timeout
+    with other_connection(autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {connection.ops.quote_name(name)} RESET statement_timeout")
+    connections.close_all()
+
+
+def test_a_statement_timeout_shorter_than_a_batch_is_named_in_the_flush_s_error(
+    standalone_buffer, database_statement_timeout
+):
+    """A statement_timeout set for the workers' role or the database, shorter than a batch takes,
+    cancels the same batch at every flush: nothing is counted until it is raised. The error said
+    only "canceling statement due to statement timeout"; it now names the setting, where it is set
+    and what to change (or IMPRESSIONS_FLUSH_BATCH_SIZE)."""
+    posts = make_posts(400)
+    view_all(posts, 3)
+    ids = [p.id for p in posts]
+    database_statement_timeout("1ms")
+    with pytest.raises(DatabaseUnavailable) as raised:
+        flush_pending()
+    message = str(raised.value)
+    assert "statement_timeout" in message
+    assert "IMPRESSIONS_FLUSH_BATCH_SIZE" in message
+    assert "stay in Redis" in message
+    database_statement_timeout("0")
+    assert sum(pending_counts(ids).values()) + sum(totals(posts).values()) == 3 * 400
+    assert_next_flush_applies_them_once(posts, 3)
+
+
+def batch_waiting_for_a_lock(seconds=10):
+    """Whether a flush batch's statements wait for a lock within `seconds` (read in a session of
+    its own: a transaction reads pg_stat_activity once)."""
+    deadline = time.monotonic() + seconds
+    with other_connection(autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            if watcher.execute(
+                "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE %s)",
+                ["%WITH totals%"],
+            ).fetchone()[0]:
+                return True
+            time.sleep(0.01)
+    return False
+
+
+def test_a_deadlock_with_a_transaction_of_the_site_is_named_in_the_flush_s_error(
+    standalone_buffer,
+):
+    """The flush locks the counted rows in id order; a transaction of the site that locks two of
+    them the other way round deadlocks with a batch, and PostgreSQL ends one of the two. When it
+    is the batch, the error now says why and what the site can change; the counts stay in Redis."""
+    posts = make_posts(2)
+    low, high = sorted(p.id for p in posts)
+    view_all(posts, 2)
+    table = Post._meta.db_table
+    with other_connection() as site:
+        # The flush's batch (deadlock_timeout 1 s) finds the cycle before the site's (10 s) does.
+        site.execute("SET deadlock_timeout = '10s'")
+        site.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [high])
+        flush, outcome = flush_in_a_thread()
+        assert batch_waiting_for_a_lock()  # the batch holds `low`, waits for `high`
+        site.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [low])
+        site.rollback()
+        flush.join(10)
+    error = outcome["flush"]
+    assert isinstance(error, DatabaseUnavailable)
+    assert "deadlock" in str(error)
+    assert "in id order" in str(error)
+    assert "stay in Redis" in str(error)
+    assert set(totals(posts).values()) == {0}
+    assert_next_flush_applies_them_once(posts, 2)
