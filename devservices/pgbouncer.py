@@ -23,14 +23,21 @@ def pgbouncer_binary():
 class PgBouncerProcess:
     """`start()` it, connect to 127.0.0.1:`port` as `user` (any database of the server behind it,
     trusted as the server trusts it), `stop()` it. `pool_mode`: "transaction" (a server connection per transaction, as most
-    production poolers run) or "session"."""
+    production poolers run) or "session"; `max_client_conn`: the clients it takes at once (it
+    refuses more)."""
 
     def __init__(
-        self, server_host="127.0.0.1", server_port=5432, user="postgres", pool_mode="transaction"
+        self,
+        server_host="127.0.0.1",
+        server_port=5432,
+        user="postgres",
+        pool_mode="transaction",
+        max_client_conn=100,
     ):
         self.server = (server_host, server_port)
         self.user = user
         self.pool_mode = pool_mode
+        self.max_client_conn = max_client_conn
         self.port = free_port()
         self.workdir = None
         self.process = None
@@ -54,7 +61,7 @@ class PgBouncerProcess:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {users}\nadmin_users = {self.user}\n"
             f"pool_mode = {self.pool_mode}\n"
-            "max_client_conn = 100\ndefault_pool_size = 20\n"
+            f"max_client_conn = {self.max_client_conn}\ndefault_pool_size = 20\n"
             # psycopg sends these; PgBouncer would refuse the connection otherwise.
             "ignore_startup_parameters = extra_float_digits,options\n"
         )

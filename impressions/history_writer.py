@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from django.db import DatabaseError, OperationalError, connection, connections, transaction
 from django.db.models import F
 
+from redis_endpoints import redacting_logger
+
 from . import periods, stats
 from .models import (
     DailyImpressions,
@@ -36,6 +38,8 @@ from .models import (
     SiteDailyImpressions,
 )
 
+logger = redacting_logger(__name__)
+
 # pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
 # roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders,
 # -2 for a flush running (held by a connection of its own from the flush's first read of
@@ -45,6 +49,11 @@ STATE_LOCK = 0
 TRIM_LOCK = -1
 FLUSH_LOCK = -2
 ROLLUP_LOCK = -3
+# What the locks held by a connection of their own say, for the log (lock_held).
+LOCK_NAMES = {
+    FLUSH_LOCK: "that says a flush runs (the roll-up starts no batch while it is held)",
+    ROLLUP_LOCK: "that says a roll-up runs (the dashboard shows it)",
+}
 # How long a flush waits to say it runs (flush_running), and PostgreSQL's code of a lock not had.
 FLUSH_LOCK_TIMEOUT = "200ms"
 LOCK_NOT_AVAILABLE = "55P03"
@@ -243,28 +252,45 @@ def rollup_is_running():
 @contextmanager
 def lock_held(key, timeout=None):
     """Hold the advisory lock `key` shared while the block runs (PostgreSQL); with `timeout`
-    (PostgreSQL's lock_timeout), go on without it if it cannot be had in that time.
+    (PostgreSQL's lock_timeout), go on without it if it cannot be had in that time, or if no
+    connection can be opened to hold it (logged).
 
     Held by an open transaction of a connection of its own, not at the caller's session's level:
     behind a pooler in transaction mode (PgBouncer, RDS Proxy) each of the caller's transactions
     may run on another server connection, so a session's lock would be taken on one and its
     release sent to another, and it would stay held there. The server lets go of it with that
     transaction, or with the connection if the process dies (killed: the lock says so at once).
+
+    That connection is a new client of the server, or of the pooler: one past its limit
+    (max_connections, max_client_conn) is refused, while the caller's own is open. A flush
+    failed for that alone, every flush while the limit was reached; it goes on without the lock.
     """
     if connection.vendor != "postgresql":
         yield
         return
     holder = unpooled_connection(connection.alias)
     try:
-        holder.set_autocommit(False)
-        with holder.cursor() as cursor:
-            if timeout:
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
-            try:
-                cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
-            except OperationalError as error:
-                if not timeout or getattr(error.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
-                    raise
+        try:
+            holder.ensure_connection()
+        except OperationalError as error:
+            if not timeout:
+                raise
+            logger.warning(
+                "could not open a connection to hold the lock %s (%s): going on without it",
+                LOCK_NAMES.get(key, key),
+                error,
+            )
+        else:
+            holder.set_autocommit(False)
+            with holder.cursor() as cursor:
+                if timeout:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
+                try:
+                    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
+                except OperationalError as error:
+                    sqlstate = getattr(error.__cause__, "sqlstate", None)
+                    if not timeout or sqlstate != LOCK_NOT_AVAILABLE:
+                        raise
         yield
     finally:
         try:

@@ -1,15 +1,18 @@
 """The database's own limits met by a flush, on the real PostgreSQL: a lock on the ledger's table
 (a migration), a statement timeout set for the database, a deadlock with a transaction of the
 site. Each fails the flush with an error that says what to look at, its counts kept in Redis,
-and the next flush applies them once."""
+and the next flush applies them once. And a server (or pooler) that takes no more clients: the
+flush, whose own connection is open, goes on."""
 
 import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 from django.test import override_settings
 
+import devservices
 from casusult.models import Post
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
@@ -183,3 +186,48 @@ def test_a_deadlock_with_a_transaction_of_the_site_is_named_in_the_flush_s_error
     assert "stay in Redis" in str(error)
     assert set(totals(posts).values()) == {0}
     assert_next_flush_applies_them_once(posts, 2)
+
+
+@pytest.fixture
+def pooler_of_one_client(transactional_db, monkeypatch):
+    """Django's connections through a PgBouncer (transaction mode) that takes one client at once
+    and refuses the next ("no more connections allowed"), as a pooler, or a server at its
+    max_connections, refuses clients past its limit."""
+    if devservices.pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed: `make test` installs Debian's package as root")
+    params = settings.DATABASES["default"]
+    pooler = devservices.PgBouncerProcess(
+        params["HOST"] or "127.0.0.1",
+        params["PORT"] or 5432,
+        params["USER"] or "postgres",
+        max_client_conn=1,
+    )
+    try:
+        pooler.start()
+    except devservices.ServiceUnavailable as error:
+        pytest.fail(f"Cannot start pgbouncer for the test: {error}")
+    connections.close_all()
+    monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(connection.settings_dict, "PORT", str(pooler.port))
+    try:
+        yield pooler
+    finally:
+        connections.close_all()
+        pooler.stop()
+
+
+def test_a_flush_whose_connection_is_open_goes_on_when_no_other_can_be_opened(
+    pooler_of_one_client, standalone_buffer, caplog
+):
+    """A flush opens a second connection, which only tells the roll-up that a flush runs
+    (history_writer.flush_running). With the pooler (or the server) taking no more clients, the
+    flush failed for that alone, its own connection open and working: every flush, for as long
+    as the limit was reached. It now goes on without it, and says so."""
+    posts = make_posts(3)  # Django's connection is the pooler's one client from here on
+    view_all(posts, 2)
+    report = flush_pending()
+    assert report.impressions_applied == 6
+    assert set(totals(posts).values()) == {2}
+    assert history_sums([p.id for p in posts]) == totals(posts)
+    assert "that says a flush runs" in caplog.text
+    assert "going on without it" in caplog.text
