@@ -327,10 +327,11 @@ def database_hint(error):
     return f"{hint}; " if hint else ""
 
 
-# PostgreSQL's codes of a statement canceled (statement_timeout, a cancel request) and of a
-# deadlock it ended.
+# PostgreSQL's codes (SQLSTATE) of a statement canceled (statement_timeout, a cancel request),
+# of a deadlock it ended, and of a write refused by a server, or a session, that only reads.
 QUERY_CANCELED = "57014"
 DEADLOCK_DETECTED = "40P01"
+READ_ONLY_SQL_TRANSACTION = "25006"
 # SQLSTATE -> the hint database_hint() gives.
 DATABASE_HINTS = {
     history_writer.LOCK_NOT_AVAILABLE: (
@@ -351,6 +352,12 @@ DATABASE_HINTS = {
         " locks the counted rows in id order, and a transaction that locks several of them in"
         " another order (the site's own: updates one by one, select_for_update() without"
         " order_by('pk')) can deadlock with it; lock them in id order"
+    ),
+    READ_ONLY_SQL_TRANSACTION: (
+        "the database takes no writes here: the DATABASES entry (DATABASE_URL) leads to a"
+        " replica or a reader endpoint, or to a primary in the middle of a failover, or"
+        " default_transaction_read_only is set for the role or database; it must lead to the"
+        " primary (each flush connects anew after this error)"
     ),
 }
 

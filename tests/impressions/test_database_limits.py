@@ -102,28 +102,36 @@ def test_an_empty_flush_behind_a_lock_on_the_ledger_s_table_gives_up_too(standal
     assert flush_pending().outcome == Flush.Outcome.EMPTY
 
 
-@pytest.fixture
-def database_statement_timeout():
-    """set(value): ALTER DATABASE <the test database> SET statement_timeout, as an operator sets it
-    for the role or the database (new sessions take it: Django's connection is closed); reset at
-    the end."""
-    name = connection.settings_dict["NAME"]
+def admin_session():
+    """A session of the test's own that writes whatever the database's defaults say."""
+    admin = other_connection(autocommit=True)
+    admin.execute("SET default_transaction_read_only = off")
+    return admin
 
-    def set_timeout(value):
-        with other_connection(autocommit=True) as admin:
-            admin.execute(
-                f"ALTER DATABASE {connection.ops.quote_name(name)} SET statement_timeout = '{value}'"
-            )
+
+@pytest.fixture
+def database_default():
+    """set(parameter, value): ALTER DATABASE <the test database> SET parameter, as an operator
+    sets it for the role or the database (new sessions take it: Django's connection is closed);
+    reset at the end."""
+    name = connection.ops.quote_name(connection.settings_dict["NAME"])
+    changed = set()
+
+    def set_default(parameter, value):
+        changed.add(parameter)
+        with admin_session() as admin:
+            admin.execute(f"ALTER DATABASE {name} SET {parameter} = '{value}'")
         connections.close_all()
 
-    yield set_timeout
-    with other_connection(autocommit=True) as admin:
-        admin.execute(f"ALTER DATABASE {connection.ops.quote_name(name)} RESET statement_timeout")
+    yield set_default
+    with admin_session() as admin:
+        for parameter in changed:
+            admin.execute(f"ALTER DATABASE {name} RESET {parameter}")
     connections.close_all()
 
 
 def test_a_statement_timeout_shorter_than_a_batch_is_named_in_the_flush_s_error(
-    standalone_buffer, database_statement_timeout
+    standalone_buffer, database_default
 ):
     """A statement_timeout set for the workers' role or the database, shorter than a batch takes,
     cancels the same batch at every flush: nothing is counted until it is raised. The error said
@@ -132,16 +140,34 @@ def test_a_statement_timeout_shorter_than_a_batch_is_named_in_the_flush_s_error(
     posts = make_posts(400)
     view_all(posts, 3)
     ids = [p.id for p in posts]
-    database_statement_timeout("1ms")
+    database_default("statement_timeout", "1ms")
     with pytest.raises(DatabaseUnavailable) as raised:
         flush_pending()
     message = str(raised.value)
     assert "statement_timeout" in message
     assert "IMPRESSIONS_FLUSH_BATCH_SIZE" in message
     assert "stay in Redis" in message
-    database_statement_timeout("0")
+    database_default("statement_timeout", "0")
     assert sum(pending_counts(ids).values()) + sum(totals(posts).values()) == 3 * 400
     assert_next_flush_applies_them_once(posts, 3)
+
+
+def test_a_read_only_database_is_named_in_the_flush_s_error(standalone_buffer, database_default):
+    """DATABASE_URL leading to a server that takes no writes (a replica, a writer endpoint in the
+    middle of a failover, default_transaction_read_only): every flush fails until it leads to the
+    primary, and the error now says so (before: "cannot execute DELETE in a read-only
+    transaction"). The flush closes its connection, so the next one connects anew (a failover's
+    endpoint leads to the new primary by then)."""
+    posts = make_posts(3)
+    view_all(posts, 2)
+    database_default("default_transaction_read_only", "on")
+    with pytest.raises(DatabaseUnavailable) as raised:
+        flush_pending()
+    assert "read-only" in str(raised.value)
+    assert "DATABASE" in str(raised.value) and "primary" in str(raised.value)
+    assert connection.connection is None
+    database_default("default_transaction_read_only", "off")
+    assert_next_flush_applies_them_once(posts, 2)
 
 
 def batch_waiting_for_a_lock(seconds=10):
