@@ -220,15 +220,16 @@ def flush_running():
     around this flush (a caller's): the flush then goes unmarked rather than wait for its own
     caller.
     """
-    with lock_held(FLUSH_LOCK, timeout=FLUSH_LOCK_TIMEOUT):
+    with lock_held(FLUSH_LOCK, timeout=FLUSH_LOCK_TIMEOUT, optional=True):
         yield
 
 
 @contextmanager
 def rollup_running():
     """Hold ROLLUP_LOCK shared while the block runs (PostgreSQL): a roll-up is running, which
-    the dashboard reads (rollup_is_running); nothing else takes it."""
-    with lock_held(ROLLUP_LOCK):
+    the dashboard reads (rollup_is_running); nothing else takes it. Without a connection for it,
+    the roll-up goes on unmarked (the dashboard shows it stopped) rather than fail."""
+    with lock_held(ROLLUP_LOCK, optional=True):
         yield
 
 
@@ -250,10 +251,10 @@ def rollup_is_running():
 
 
 @contextmanager
-def lock_held(key, timeout=None):
-    """Hold the advisory lock `key` shared while the block runs (PostgreSQL); with `timeout`
-    (PostgreSQL's lock_timeout), go on without it if it cannot be had in that time, or if no
-    connection can be opened to hold it (logged).
+def lock_held(key, timeout=None, optional=False):
+    """Hold the advisory lock `key` shared while the block runs (PostgreSQL), waiting `timeout`
+    at most (PostgreSQL's lock_timeout); `optional`: go on without it if it cannot be had in that
+    time, or if no connection can be opened to hold it (logged).
 
     Held by an open transaction of a connection of its own, not at the caller's session's level:
     behind a pooler in transaction mode (PgBouncer, RDS Proxy) each of the caller's transactions
@@ -262,8 +263,8 @@ def lock_held(key, timeout=None):
     transaction, or with the connection if the process dies (killed: the lock says so at once).
 
     That connection is a new client of the server, or of the pooler: one past its limit
-    (max_connections, max_client_conn) is refused, while the caller's own is open. A flush
-    failed for that alone, every flush while the limit was reached; it goes on without the lock.
+    (max_connections, max_client_conn) is refused, while the caller's own is open. A flush (a
+    roll-up) failed for that alone, every one while the limit stood; they go on without the lock.
     """
     if connection.vendor != "postgresql":
         yield
@@ -273,7 +274,7 @@ def lock_held(key, timeout=None):
         try:
             holder.ensure_connection()
         except OperationalError as error:
-            if not timeout:
+            if not optional:
                 raise
             logger.warning(
                 "could not open a connection to hold the lock %s (%s): going on without it",
@@ -289,7 +290,7 @@ def lock_held(key, timeout=None):
                     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
                 except OperationalError as error:
                     sqlstate = getattr(error.__cause__, "sqlstate", None)
-                    if not timeout or sqlstate != LOCK_NOT_AVAILABLE:
+                    if not optional or sqlstate != LOCK_NOT_AVAILABLE:
                         raise
         yield
     finally:

@@ -6,14 +6,18 @@ flush, whose own connection is open, goes on."""
 
 import threading
 import time
+from datetime import datetime, timedelta
+from datetime import time as dtime
 
 import pytest
 from django.conf import settings
 from django.db import connection, connections
 from django.test import override_settings
+from django.utils import timezone
 
 import devservices
 from casusult.models import Post
+from impressions import rollup, stats
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
 from impressions.models import Flush
@@ -258,3 +262,22 @@ def test_a_flush_whose_connection_is_open_goes_on_when_no_other_can_be_opened(
     assert history_sums([p.id for p in posts]) == totals(posts)
     assert "that says a flush runs" in caplog.text
     assert "going on without it" in caplog.text
+
+
+def test_a_roll_up_whose_connection_is_open_goes_on_when_no_other_can_be_opened(
+    pooler_of_one_client, standalone_buffer, caplog
+):
+    """The roll-up's second connection only tells the dashboard that it runs
+    (history_writer.rollup_running): refused, the roll-up failed for that alone."""
+    posts = make_posts(2)
+    yesterday = stats.today() - timedelta(days=1)
+    noon = timezone.make_aware(datetime.combine(yesterday, dtime(12)))
+    for viewer in range(3):
+        record(f"u:{viewer}", [p.id for p in posts], now=noon)
+    flush_pending()
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        report = rollup.roll_up()
+    assert report.days == [yesterday]
+    assert report.rows_moved == 2
+    assert history_sums([p.id for p in posts]) == totals(posts) == {p.id: 3 for p in posts}
+    assert "that says a roll-up runs" in caplog.text
