@@ -77,10 +77,11 @@ class RollupReport:
         return {**asdict(self), "days": [day.isoformat() for day in self.days]}
 
     def __str__(self):
-        days = ", ".join(day.isoformat() for day in self.days) or "none"
+        days = ", ".join(day.isoformat() for day in self.days)
+        moved = f"days {days}: {self.rows_moved} rows moved" if days else "no day to roll up"
         return (
-            f"roll-up: days {days}: {self.rows_moved} rows moved; {self.rows_pruned} rows older"
-            f" than the kept history deleted; {self.duration:.3f} s"
+            f"roll-up: {moved}; {self.rows_pruned} rows older than the kept history deleted;"
+            f" {self.duration:.3f} s"
         )
 
 
