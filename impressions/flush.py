@@ -494,8 +494,9 @@ def _whole_or_none(value):
 def take_snapshots(client, flush_id, shards, every=None):
     """Rename the pending hash of each of `shards` to this flush's snapshot: one round trip per
     node (EVAL by name: a cluster pipeline runs no registered script), which first asks each
-    node that serves a shard for its replicas (ROLE): before, so that a replica that drops out
-    while the snapshots go is waited for, and missed. Returns [Node] of those nodes.
+    node that serves a shard for its replicas (ROLE; on a cluster, CLUSTER NODES too): before, so
+    that a replica that drops out while the snapshots go is waited for, and missed. Returns
+    [Node] of those nodes.
 
     A shard whose slot is migrating to another node (a cluster scaling: ElastiCache Serverless)
     refuses its snapshot until the slot has moved (TRYAGAIN: some of its keys on each node):
@@ -506,11 +507,18 @@ def take_snapshots(client, flush_id, shards, every=None):
     nodes = shard_nodes(client)
     for node in nodes:
         pipe.execute_command("ROLE", **node.target)
+    node_replies = len(nodes)
+    if is_cluster(client):
+        node_replies += len(nodes)
+        # A replica whose link dropped is no more in ROLE, but still the cluster's replica of
+        # that node: promoted before it has caught up, it would bring back what it missed.
+        for node in nodes:
+            pipe.execute_command("CLUSTER NODES", **node.target)
     commands = [snapshot_command(shard, flush_id) for shard in shards]
     for command in commands:
         pipe.execute_command(*command)
     replies = pipe.execute(raise_on_error=False)
-    in_slots(client, shards, commands, replies[len(nodes) :])
+    in_slots(client, shards, commands, replies[node_replies:])
     if is_cluster(client):
         # Where each snapshot went, as the client's map of the slots learnt (MOVED): a snapshot
         # runs only on the node serving its slot (the importing one refuses it, TRYAGAIN: the
@@ -524,8 +532,9 @@ def take_snapshots(client, flush_id, shards, every=None):
                     " snapshots, a node whose replicas the flush did not ask for: the snapshot"
                     " stays for the next flush"
                 )
-    for node, role in zip(nodes, replies[: len(nodes)], strict=True):
-        node.replicas = replicas_of(role, node)
+    cluster_views = replies[len(nodes) : node_replies] or [None] * len(nodes)
+    for node, role, view in zip(nodes, replies[: len(nodes)], cluster_views, strict=True):
+        node.replicas = max(replicas_of(role, node), cluster_replicas_of(view))
     return nodes
 
 
@@ -567,7 +576,7 @@ class Node:
     client: object  # a redis.Redis client of that node alone
     shard: int  # one of its shards: replicated_key(shard) is on that node
     target: dict = field(default_factory=dict)  # how a cluster pipeline sends it a keyless command
-    replicas: int = 0  # connected, as ROLE says
+    replicas: int = 0  # to wait for: connected (ROLE), or the cluster's and not failed
 
 
 def shard_nodes(client, shards=None):
@@ -588,7 +597,14 @@ def shard_nodes(client, shards=None):
 # Error replies of a server that does not take ROLE or WAIT (ElastiCache Serverless has no
 # replicas of its own to wait for; a managed server or an ACL may refuse either): the flush goes
 # on as it would without replicas, and says so once per process and command.
-REFUSALS = ("unknown command", "not supported", "unsupported", "noperm", "disabled")
+REFUSALS = (
+    "unknown command",
+    "unknown subcommand",
+    "not supported",
+    "unsupported",
+    "noperm",
+    "disabled",
+)
 _refused = set()
 
 
@@ -597,9 +613,7 @@ def refused(command, reply):
     error it is."""
     if not isinstance(reply, Exception):
         return False
-    # redis-py reads an ACL's NOPERM as a NoPermissionError, its text without the code.
-    said = isinstance(reply, ResponseError) and any(r in str(reply).lower() for r in REFUSALS)
-    if not (said or isinstance(reply, NoPermissionError)):
+    if not is_refusal(reply):
         raise reply
     if command not in _refused:
         _refused.add(command)
@@ -613,6 +627,12 @@ def refused(command, reply):
     return True
 
 
+def is_refusal(reply):
+    # redis-py reads an ACL's NOPERM as a NoPermissionError, its text without the code.
+    said = isinstance(reply, ResponseError) and any(r in str(reply).lower() for r in REFUSALS)
+    return said or isinstance(reply, NoPermissionError)
+
+
 def replicas_of(role, node):
     """The replicas that a primary's ROLE reply lists (connected, in sync or not yet). A node
     that is no primary any more (a cluster's failover, the client's map of the slots not yet
@@ -623,6 +643,24 @@ def replicas_of(role, node):
     if kind != "master":
         raise RedisError(f"{node_name(node)} is a {kind} now, no primary: flush again")
     return len(role[2])
+
+
+def cluster_replicas_of(view):
+    """The replicas that a cluster node's CLUSTER NODES reply (parsed by redis-py) gives it,
+    connected or not, but those the cluster holds failed (dead: none of them can be promoted);
+    0 without a reply (a standalone server, or a refusal)."""
+    if view is None:
+        return 0
+    if isinstance(view, Exception):
+        if is_refusal(view):  # ROLE's count stands: the replicas connected
+            return 0
+        raise view
+    me = next((n["node_id"] for n in view.values() if "myself" in n["flags"]), None)
+    return sum(
+        1
+        for n in view.values()
+        if n["master_id"] == me and not {"fail", "noaddr"} & set(n["flags"].split(","))
+    )
 
 
 class ReplicasBehind(RedisError):

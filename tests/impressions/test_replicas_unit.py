@@ -1,10 +1,12 @@
-"""How the flush reads a node's ROLE reply (impressions.flush.replicas_of)."""
+"""How the flush reads a node's ROLE reply (impressions.flush.replicas_of) and a cluster node's
+CLUSTER NODES (cluster_replicas_of)."""
 
 import logging
 from types import SimpleNamespace
 
 import pytest
 from redis._parsers.base import BaseParser
+from redis._parsers.helpers import parse_cluster_nodes
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from impressions import flush
@@ -50,3 +52,27 @@ def test_a_role_an_acl_refuses_counts_none():
     )
     assert isinstance(refusal, NoPermissionError)
     assert flush.replicas_of(refusal, NODE) == 0
+
+
+CLUSTER_NODES = """\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b1 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+a2 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+a3 127.0.0.1:7004@17004 slave a1 0 0 1 disconnected
+a4 127.0.0.1:7005@17005 slave,fail? a1 0 0 1 disconnected
+a5 127.0.0.1:7006@17006 slave,fail a1 0 0 1 disconnected
+a6 :0@0 slave,noaddr a1 0 0 1 disconnected
+b2 127.0.0.1:7002@17002 slave b1 0 0 2 connected
+"""
+
+
+def test_a_cluster_node_counts_its_replicas_but_the_failed_ones():
+    # Connected or not (a dropped replication link), suspected or not: any of them may be
+    # promoted; one the cluster holds failed may not.
+    assert flush.cluster_replicas_of(parse_cluster_nodes(CLUSTER_NODES)) == 3
+    assert flush.cluster_replicas_of(None) == 0
+
+
+def test_a_refused_cluster_nodes_counts_none():
+    refusal = ResponseError("unknown subcommand 'NODES'. Try CLUSTER HELP.")
+    assert flush.cluster_replicas_of(refusal) == 0
