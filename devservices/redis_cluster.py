@@ -53,27 +53,8 @@ class RedisClusterProcess:
             raise
 
     def _start(self):
-        tls_options = [
-            "--tls-cluster", "yes",
-            "--tls-replication", "yes",
-            "--cluster-announce-hostname", "localhost",
-            "--cluster-preferred-endpoint-type", "hostname",
-        ] if self.tls else []  # fmt: skip
         for port in self.ports:
-            node_dir = self.workdir / str(port)
-            self.processes.append(
-                start_redis_server(
-                    port,
-                    node_dir,
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(node_dir / "nodes.conf"),
-                    "--cluster-node-timeout", "2000",
-                    "--repl-diskless-sync-delay", "0",
-                    *tls_options,
-                    *self.server_args,
-                    tls=self.tls,
-                )
-            )  # fmt: skip
+            self.processes.append(self._start_node(port))
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
         try:
             created = subprocess.run(
@@ -99,6 +80,32 @@ class RedisClusterProcess:
             raise ServiceUnavailable(f"redis-cli --cluster create failed: {created.stdout[-500:]}")
         wait_until(self.is_ready, 30, "Redis Cluster")
         return self
+
+    def _start_node(self, port):
+        tls_options = [
+            "--tls-cluster", "yes",
+            "--tls-replication", "yes",
+            "--cluster-announce-hostname", "localhost",
+            "--cluster-preferred-endpoint-type", "hostname",
+        ] if self.tls else []  # fmt: skip
+        node_dir = self.workdir / str(port)
+        return start_redis_server(
+            port,
+            node_dir,
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(node_dir / "nodes.conf"),
+            "--cluster-node-timeout", "2000",
+            "--repl-diskless-sync-delay", "0",
+            *tls_options,
+            *self.server_args,
+            tls=self.tls,
+        )  # fmt: skip
+
+    def restart_node(self, port):
+        """Start the node of `port` again (after its process died), from its nodes.conf: it
+        rejoins the cluster, as a replica if its replica was promoted meanwhile. Its data is gone
+        (no persistence): a replica takes it from its primary."""
+        self.processes[self.ports.index(port)] = self._start_node(port)
 
     def is_ready(self):
         if not all(
