@@ -138,11 +138,17 @@ def env_database(name="DATABASE_URL", default=UNSET):
             " postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH."
         )
     try:
-        return dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        database = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     except ValueError as error:
         raise ImproperlyConfigured(
             f"The environment variable {name} is malformed: {redact_text(str(error))}"
         ) from None
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # Django's remedy for "database is locked": a transaction that reads, then writes (a
+        # flush's batch) was refused at once while another held the write lock (a racing flush,
+        # a login); BEGIN IMMEDIATE waits for it instead, up to the busy timeout (5 s).
+        database.setdefault("OPTIONS", {}).setdefault("transaction_mode", "IMMEDIATE")
+    return database
 
 
 # dj-database-url's own spelling of an in-memory SQLite database (its "port" is no number).
