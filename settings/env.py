@@ -146,8 +146,12 @@ def env_database(name="DATABASE_URL", default=UNSET):
     if database["ENGINE"] == "django.db.backends.sqlite3":
         # Django's remedy for "database is locked": a transaction that reads, then writes (a
         # flush's batch) was refused at once while another held the write lock (a racing flush,
-        # a login); BEGIN IMMEDIATE waits for it instead, up to the busy timeout (5 s).
-        database.setdefault("OPTIONS", {}).setdefault("transaction_mode", "IMMEDIATE")
+        # a login); BEGIN IMMEDIATE waits for it instead, up to the busy timeout. Every
+        # transaction waits so, Django's probe of JSON support at start-up too (after 5 s, a
+        # command failed its checks: "SQLite does not support JSONFields"): 20 s.
+        options = database.setdefault("OPTIONS", {})
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("timeout", 20)
     return database
 
 

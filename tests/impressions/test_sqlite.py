@@ -3,8 +3,10 @@ flushes at once, as the worker's scheduled flush and `flush_impressions` (or "Fl
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 
 from django.conf import settings
 
@@ -15,6 +17,7 @@ from tests.processes import PROJECT_DIR
 # meanwhile, as the second of two racing flushes does.
 TWO_FLUSHES = """
 import json
+import sqlite3
 import threading
 import time
 
@@ -98,3 +101,37 @@ def test_two_flushes_at_once_on_sqlite_both_succeed(standalone_buffer, tmp_path)
     # SQLite refused it at once ("database is locked") instead of waiting for A's commit.
     assert out["failed"] == [], out["outcomes"]
     assert out["totals"] == [1, 1, 1, 2, 2]  # exact either way: a failed flush loses nothing
+
+
+def test_a_command_started_while_another_holds_the_write_lock_waits_for_it(
+    standalone_buffer, tmp_path
+):
+    """flush_impressions started while another connection writes for 7 s (a long batch, a
+    migration) waits, flushes, and exits 0."""
+    database = tmp_path / "db.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings.test",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=PROJECT_DIR, env=env, check=True, timeout=120)
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM impressions_flush")
+    flush = subprocess.Popen(
+        [*manage, "flush_impressions"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(7)
+    writer.execute("COMMIT")
+    output, _ = flush.communicate(timeout=60)
+    # Before: Django's system checks ran first; their probe of SQLite's JSON support, a
+    # transaction begun IMMEDIATE, gave up after the 5 s busy timeout, and the command failed
+    # with "impressions.Flush: (fields.E180) SQLite does not support JSONFields."
+    assert flush.returncode == 0, output
