@@ -1,7 +1,11 @@
 """Fixtures of the impressions tests: the buffer, a private Redis, staff clients, history rows, Chromium."""
 
 import contextlib
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from datetime import date
 
@@ -15,6 +19,7 @@ import devservices
 from impressions import ledger
 from impressions.redis_client import get_flush_client
 from tests import services
+from tests.processes import PROJECT_DIR
 
 from .history_rows import add_impressions
 from .support import DUMMY_TASKS, PrivateRedis, flush_redis, ping_or_fail, reset_loss_counter
@@ -61,6 +66,37 @@ def tls_cluster_buffer(redis_tls_cluster_url):
 def buffer(request):
     """Run the test once on standalone Redis and once on the Redis Cluster."""
     return request.getfixturevalue(f"{request.param}_buffer")
+
+
+@pytest.fixture
+def sqlite_env(standalone_buffer, tmp_path):
+    """The environment of a child process on a fresh SQLite file (the database of `make run`,
+    tmp_path/db.sqlite3) and the buffer's Redis."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings.test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
+    }
+
+
+@pytest.fixture
+def on_sqlite(sqlite_env):
+    """Runs a Python script in a child process of sqlite_env; returns the JSON of its last line."""
+
+    def run(script):
+        child = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=PROJECT_DIR,
+            env=sqlite_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.returncode == 0, child.stderr
+        return json.loads(child.stdout.strip().splitlines()[-1])
+
+    return run
 
 
 @pytest.fixture(params=["unnest", "portable"])

@@ -2,16 +2,11 @@
 summing to the totals, read back through the public API; pruning; old snapshots; both SQL paths."""
 
 import importlib
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
@@ -29,7 +24,6 @@ from impressions.models import (
 )
 from impressions.recorder import buffer_status, pending_counts, record_impressions
 from tests.factories import make_posts
-from tests.processes import PROJECT_DIR
 
 from .history_check import (
     daily_counts,
@@ -357,23 +351,8 @@ with override_settings(TIME_ZONE="Asia/Kolkata", IMPRESSIONS_HISTORY_DAYS=0):
 """
 
 
-def test_the_portable_path_on_sqlite(standalone_buffer, tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.test",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
-    }
-    child = subprocess.run(
-        [sys.executable, "-c", ON_SQLITE],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == 0, child.stderr
-    out = json.loads(child.stdout.strip().splitlines()[-1])
+def test_the_portable_path_on_sqlite(on_sqlite):
+    out = on_sqlite(ON_SQLITE)
     a, b, c, d, gone = out["ids"]
     assert out["dropped"] == 1
     totals = {int(post_id): n for post_id, n in out["totals"].items()}

@@ -1,14 +1,10 @@
 """The portable path on a real SQLite file (the database of `make run`) under concurrency: two
 flushes at once, as the worker's scheduled flush and `flush_impressions` (or "Flush now") meet."""
 
-import json
-import os
 import sqlite3
 import subprocess
 import sys
 import time
-
-from django.conf import settings
 
 from tests.processes import PROJECT_DIR
 
@@ -17,7 +13,6 @@ from tests.processes import PROJECT_DIR
 # meanwhile, as the second of two racing flushes does.
 TWO_FLUSHES = """
 import json
-import sqlite3
 import threading
 import time
 
@@ -80,41 +75,19 @@ print(json.dumps({
 """
 
 
-def test_two_flushes_at_once_on_sqlite_both_succeed(standalone_buffer, tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.test",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
-    }
-    child = subprocess.run(
-        [sys.executable, "-c", TWO_FLUSHES],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == 0, child.stderr
-    out = json.loads(child.stdout.strip().splitlines()[-1])
+def test_two_flushes_at_once_on_sqlite_both_succeed(on_sqlite):
+    out = on_sqlite(TWO_FLUSHES)
     # Before: B's first batch read the ledger, then could not write while A held the lock, and
     # SQLite refused it at once ("database is locked") instead of waiting for A's commit.
     assert out["failed"] == [], out["outcomes"]
     assert out["totals"] == [1, 1, 1, 2, 2]  # exact either way: a failed flush loses nothing
 
 
-def test_a_command_started_while_another_holds_the_write_lock_waits_for_it(
-    standalone_buffer, tmp_path
-):
+def test_a_command_started_while_another_holds_the_write_lock_waits_for_it(sqlite_env, tmp_path):
     """flush_impressions started while another connection writes for 7 s (a long batch, a
     migration) waits, flushes, and exits 0."""
+    env = sqlite_env
     database = tmp_path / "db.sqlite3"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.test",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
-    }
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=PROJECT_DIR, env=env, check=True, timeout=120)
     writer = sqlite3.connect(database, isolation_level=None)
