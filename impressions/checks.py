@@ -22,6 +22,7 @@
 | impressions.E011   | every check       | IMPRESSIONS_FLUSH_REPLICA_WAIT is not below IMPRESSIONS_FLUSH_REDIS_TIMEOUT |
 | impressions.W008   | every check       | IMPRESSIONS_COUNT_FIELD is narrower than 64 bits in the database |
 | impressions.E012   | database checks   | PostgreSQL cannot UPDATE the counted column (a view that is not updatable) |
+| impressions.W009   | every check       | SQLite without transaction_mode IMMEDIATE: two flushes at once fail |
 
 Never reuse a retired id.
 """
@@ -342,6 +343,32 @@ def check_counted_database(app_configs=None, **kwargs):
             id="impressions.E009",
         )
         for alias, labels in elsewhere.items()
+    ]
+
+
+@checks.register()
+def check_sqlite_transactions(app_configs=None, **kwargs):
+    """impressions.W009: SQLite's DEFERRED transactions (its default): a batch reads the ledger
+    row, then writes, and SQLite refuses that write at once, without waiting, while another
+    connection writes (a second flush, an admin save): the flush fails, its counts kept."""
+    database = connections[DEFAULT_DB_ALIAS].settings_dict
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        return []
+    if str(database["NAME"]) == ":memory:" or "mode=memory" in str(database["NAME"]):
+        return []  # one process's own: no other writes it
+    if str(database.get("OPTIONS", {}).get("transaction_mode", "")).upper() in {
+        "IMMEDIATE",
+        "EXCLUSIVE",
+    }:
+        return []
+    return [
+        checks.Warning(
+            "The 'default' database is SQLite with DEFERRED transactions: a flush that runs while"
+            " another writes (a second flush, an admin save) fails with 'database is locked'.",
+            hint='Add "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20} to'
+            " DATABASES['default'].",
+            id="impressions.W009",
+        )
     ]
 
 

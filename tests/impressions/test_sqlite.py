@@ -1,6 +1,7 @@
 """The portable path on a real SQLite file (the database of `make run`) under concurrency: two
 flushes at once, as the worker's scheduled flush and `flush_impressions` (or "Flush now") meet."""
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -108,3 +109,23 @@ def test_a_command_started_while_another_holds_the_write_lock_waits_for_it(sqlit
     # transaction begun IMMEDIATE, gave up after the 5 s busy timeout, and the command failed
     # with "impressions.Flush: (fields.E180) SQLite does not support JSONFields."
     assert flush.returncode == 0, output
+
+
+def check_ids(sqlite_env, url):
+    """The impressions check ids `manage.py check` reports for DATABASE_URL=url."""
+    child = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_DIR,
+        env={**sqlite_env, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return set(re.findall(r"impressions\.[EW]\d+", child.stdout + child.stderr))
+
+
+def test_sqlite_without_immediate_transactions_is_warned_of(sqlite_env, tmp_path):
+    """impressions.W009: on SQLite's default DEFERRED transactions two flushes at once fail."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert check_ids(sqlite_env, f"{url}?transaction_mode=DEFERRED") == {"impressions.W009"}
+    assert check_ids(sqlite_env, url) == set()  # the demo site's: IMMEDIATE
