@@ -318,6 +318,9 @@ class TaskWorker(SimpleWorker):
         self._until_redis_answers(super().check_for_suspension, burst)
 
     def run_maintenance_tasks(self):
+        # Ours first: RQ's own restart of a dead scheduler (acquire_locks(auto_start=True)) then
+        # finds it running, or finds none of its locks its own (take_scheduler_locks).
+        self.keep_a_scheduler()
         self._until_redis_answers(super().run_maintenance_tasks)
 
     def heartbeat(self, timeout=None, pipeline=None):
@@ -339,14 +342,17 @@ class TaskWorker(SimpleWorker):
         process = scheduler._process
         if process is not None and process.is_alive():
             return
+        self._until_redis_answers(take_scheduler_locks, scheduler)
         if process is not None and process is not self.scheduler_reported:
             self.scheduler_reported = process
             logger.error(
-                "RQ scheduler: its process %s died (exit code %s); starting another",
+                "RQ scheduler: its process %s died (exit code %s); %s",
                 process.pid,
                 process.exitcode,
+                "starting another"
+                if scheduler.acquired_locks
+                else "another worker's scheduler holds its queues' locks now",
             )
-        self._until_redis_answers(scheduler.acquire_locks)
         if scheduler.acquired_locks:
             start_scheduler(scheduler)
 
@@ -488,6 +494,26 @@ class TaskWorker(SimpleWorker):
                     self.scheduler.register_death()
             else:
                 start_scheduler(self.scheduler)
+
+
+def take_scheduler_locks(scheduler):
+    """The locks of `scheduler`'s queues that are its own: still held in its name (its dead
+    process's, not lapsed yet), or free and taken now (acquire_locks).
+
+    rq 2.x's acquire_locks adds what it takes to every lock the scheduler ever had: after its
+    process died and its lock lapsed (during a long job, when no heartbeat looks) and another
+    worker's scheduler took it, a scheduler was started here beside that one (each due job
+    enqueued twice, run twice), and released the other's lock when it stopped. rq 3 keeps only
+    the locks it holds, as this does."""
+    queues = sorted(scheduler._queue_names)
+    holders = scheduler.connection.mget([scheduler.get_locking_key(name) for name in queues])
+    own = scheduler.name.encode()
+    scheduler._acquired_locks = {
+        name
+        for name, holder in zip(queues, holders, strict=True)
+        if holder in (own, scheduler.name)
+    }
+    scheduler.acquire_locks()
 
 
 def start_scheduler(scheduler):

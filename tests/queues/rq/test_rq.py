@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import redis
+import rq.utils
 from django.tasks import TaskResultStatus, task_backends
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
@@ -262,6 +263,37 @@ def test_a_stop_sent_to_the_scheduler_as_it_starts_stops_it(rq_url):
         process.join()
         pytest.fail("the scheduler's process ignored the stop")
     assert process.exitcode == 0
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("step", ["heartbeat", "run_maintenance_tasks"])
+def test_a_dead_scheduler_is_started_again_only_with_its_lock(rq_url, step):
+    # The scheduler's process died during a long job (SimpleWorker: no heartbeat meanwhile), its
+    # lock lapsed 61 s later and another worker's scheduler took it. rq 2.10's acquire_locks
+    # keeps every lock a scheduler ever had, taken or not: the worker (at its next heartbeat, or
+    # RQ's maintenance after the job) started a second scheduler beside the other worker's, and
+    # each due job was enqueued by both, run twice.
+    connection = redis.Redis.from_url(rq_url)
+    worker = TaskWorker(["default"], connection=connection, job_class=TaskJob)
+    worker.last_cleaned_at = rq.utils.now()  # not the first maintenance, which starts none
+    worker._start_scheduler()
+    scheduler, dead = worker.scheduler, worker.scheduler._process
+    lock = scheduler.get_locking_key("default")
+    try:
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.join(timeout=10)
+        connection.set(lock, "another-worker-s-scheduler", ex=61)
+        getattr(worker, step)()
+        assert scheduler._process is dead  # none started
+        assert connection.get(lock) == b"another-worker-s-scheduler"
+        # Its own lock, left by the dead process: started again at once.
+        connection.set(lock, scheduler.name, ex=61)
+        getattr(worker, step)()
+        assert scheduler._process is not dead and scheduler._process.is_alive()
+    finally:
+        if scheduler._process.is_alive():
+            os.kill(scheduler._process.pid, signal.SIGTERM)
+            scheduler._process.join(timeout=10)
 
 
 def test_the_worker_s_channel_thread_ends_within_seconds_of_its_stop(rq_url):
