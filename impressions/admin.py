@@ -9,6 +9,7 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.contrib.admin.utils import label_for_field
 from django.core.exceptions import PermissionDenied
@@ -44,6 +45,9 @@ from .conf import (
 from .live import read_buffer
 from .models import Dashboard, Flush
 from .recorder import lost, pending_status
+
+# "Flush now" (and its waiting page): the ledger's change permission ("Can change flush").
+FLUSH_NOW_PERMISSION = "impressions.change_flush"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -125,12 +129,18 @@ class FlushAdmin(ReadOnlyAdmin):
         extra_context = {**(extra_context or {}), **flush_now_context(request, self.admin_site)}
         return super().changelist_view(request, extra_context)
 
+    def has_flush_now_permission(self, request):
+        """Whether this user may press "Flush now", which writes (it applies the buffered
+        counts): the ledger's change permission, which gives nothing else here (the ledger
+        stays read-only) but its view."""
+        return request.user.has_perm(FLUSH_NOW_PERMISSION)
+
     def flush_now_view(self, request):
         """POST: enqueue a flush now; back to `next` once it has run, saying what it did."""
+        if not self.has_flush_now_permission(request):
+            raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.has_view_permission(request):
-            raise PermissionDenied
         site = self.admin_site.name
         target = safe_next(request, request.POST.get("next", ""), site)
         since = timezone.now()
@@ -149,7 +159,7 @@ class FlushAdmin(ReadOnlyAdmin):
 
     def flush_wait_view(self, request, result_id):
         """GET: the flush asked for has not run yet: this page looks again every second."""
-        if not self.has_view_permission(request):
+        if not self.has_flush_now_permission(request):
             raise PermissionDenied
         request.current_app = site = self.admin_site.name
         target = safe_next(request, request.GET.get("next", ""), site)
@@ -193,9 +203,19 @@ def exact_time(moment):
     return formats.date_format(moment, "Y-m-d H:i:s")
 
 
+def model_admin_on(admin_site, model):
+    """The ModelAdmin `admin_site` registers `model` with, or None."""
+    try:
+        return admin_site.get_model_admin(model)
+    except NotRegistered:
+        return None
+
+
 def flush_now_context(request, admin_site):
     """The "Flush now" button's URL on `admin_site`, for users who may press it there."""
-    if not request.user.has_perm("impressions.view_flush"):
+    flush_admin = model_admin_on(admin_site, Flush)
+    may_flush = getattr(flush_admin, "has_flush_now_permission", None)
+    if may_flush is None or not may_flush(request):
         return {}
     return {"flush_now_url": dashboard.admin_url("admin:impressions_flush_now", admin_site.name)}
 

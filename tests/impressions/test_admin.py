@@ -6,6 +6,7 @@ import pytest
 import redis
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.tasks import task_backends
@@ -213,6 +214,31 @@ def test_admin_is_staff_only(client, standalone_buffer):
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
     assert scheduled_flushes() == []
+
+
+def test_flush_now_needs_the_ledger_s_change_permission(client, standalone_buffer, monkeypatch):
+    # It writes: the ledger's view permission, which reads, neither shows nor presses it.
+    monkeypatch.setattr(flush_now, "WAIT_IN_REQUEST", 0)
+    record_impressions("u:1", [p.id for p in make_posts(1)])  # schedules its own flush
+    before = len(scheduled_flushes())
+    reader = get_user_model().objects.create_user("reader", is_staff=True)
+    reader.user_permissions.add(Permission.objects.get(codename="view_flush"))
+    client.force_login(reader)
+    waiting = "/admin/impressions/flush/flush-now/job-1/?since=2026-12-01T00:00:00"
+
+    assert "flush-now" not in client.get("/admin/impressions/flush/").content.decode()
+    assert client.post("/admin/impressions/flush/flush-now/").status_code == 403
+    assert client.get(waiting).status_code == 403
+    assert len(scheduled_flushes()) == before
+
+    reader.user_permissions.add(Permission.objects.get(codename="change_flush"))
+    client.force_login(reader)
+    assert (
+        'action="/admin/impressions/flush/flush-now/"'
+        in client.get("/admin/impressions/flush/").content.decode()
+    )
+    assert client.post("/admin/impressions/flush/flush-now/").status_code == 302
+    assert len(scheduled_flushes()) == before + 1
 
 
 class EditablePostAdmin(PendingImpressionsAdminMixin, admin.ModelAdmin):

@@ -193,7 +193,7 @@ def test_staff_without_permissions_see_no_post_links_and_no_flush_button(
     assert "flush-now" not in html
     user = get_user_model().objects.get(username="editor")
     user.user_permissions.add(
-        Permission.objects.get(codename="view_flush"),
+        Permission.objects.get(codename="change_flush"),
         Permission.objects.get(codename="view_post"),
     )
     html = staff_client.get(DASHBOARD).content.decode()
