@@ -17,7 +17,7 @@ VIEW_QUEUES, CHANGE_QUEUES = "queues.view_queuestatus", "queues.change_queuestat
 
 def queue_panel(request):
     """Every task backend's queue numbers, as on the queue status admin page; only for users who
-    may view that page (every staff user sees the dashboard)."""
+    may view that page (the dashboard's own view permission does not show it)."""
     user = request.user
     if not (user.has_perm(VIEW_QUEUES) or user.has_perm(CHANGE_QUEUES)):
         return None

@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.contrib.admin.utils import label_for_field
+from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import (
@@ -220,6 +221,20 @@ def flush_now_context(request, admin_site):
     return {"flush_now_url": dashboard.admin_url("admin:impressions_flush_now", admin_site.name)}
 
 
+def may_view(request, admin_site, model):
+    """Whether `admin_site` registers `model` and its admin lets this user view it: a link to a
+    page that would answer 403 (or 404) is no link to show."""
+    model_admin = model_admin_on(admin_site, model)
+    return model_admin is not None and model_admin.has_view_permission(request)
+
+
+def dashboard_url(request, admin_site):
+    """The dashboard's URL on `admin_site`, for users who may view it there; else None."""
+    if not may_view(request, admin_site, Dashboard):
+        return None
+    return dashboard.admin_url("admin:impressions_dashboard_changelist", admin_site.name)
+
+
 class PendingImpressionsAdminMixin:
     """For the counted model's admin: a live "pending" column, one Redis round trip per page;
     and the count field read-only, never written by the admin's save: a form loaded before a
@@ -294,9 +309,7 @@ class PendingImpressionsAdminMixin:
         if context is not None:
             context.update(getattr(request, "impressions_status", {}))
             context.update(flush_now_context(request, self.admin_site))
-            context["impressions_dashboard_url"] = dashboard.admin_url(
-                "admin:impressions_dashboard_changelist", self.admin_site.name
-            )
+            context["impressions_dashboard_url"] = dashboard_url(request, self.admin_site)
             context.update(self._column_labels())
         return response
 
@@ -315,14 +328,10 @@ class PendingImpressionsAdminMixin:
 
 @admin.register(Dashboard)
 class DashboardAdmin(ReadOnlyAdmin):
-    """/admin/impressions/dashboard/: charts, top objects, every object ranked, the buffer; staff
-    only, read-only."""
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_staff
+    """/admin/impressions/dashboard/: charts, top objects, every object ranked, the buffer;
+    read-only. Every page of it needs the dashboard's view permission (impressions.view_dashboard,
+    Django's default has_view_permission); the counted objects' names and links, the ledger's
+    links and "Flush now" each need their own (dashboard.describe_objects, flush_now_context)."""
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -330,8 +339,19 @@ class DashboardAdmin(ReadOnlyAdmin):
             path("csv/", view(self.csv_view), name="impressions_dashboard_csv"),
             path("objects/", view(self.objects_view), name="impressions_dashboard_objects"),
             path("objects/csv/", view(self.objects_csv_view), name="impressions_objects_csv"),
-            *super().get_urls(),
+            # The list page alone: the dashboard has no rows of its own to open, add or delete
+            # (its proxy's table is the site-wide days, which the chart shows).
+            path("", view(self.changelist_view), name="impressions_dashboard_changelist"),
         ]
+
+    def may_view_objects(self, request):
+        """Whether this user may see the counted objects' names and links to their pages: the
+        counted model's view (or change) permission; a user without it sees ids and counts."""
+        opts = counted_model()._meta
+        return any(
+            request.user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
+            for action in ("view", "change")
+        )
 
     def page_range(self, request):
         """(today, the DateRange asked for or the default, the error message or None)."""
@@ -369,7 +389,8 @@ class DashboardAdmin(ReadOnlyAdmin):
         buffer = read_buffer()
         chart = dashboard.site_chart(date_range, today, buffer)
         site = self.admin_site.name
-        top_lists = dashboard.top_lists(today, date_range, request.user, buffer, site)
+        names = self.may_view_objects(request)
+        top_lists = dashboard.top_lists(today, date_range, names, buffer, site)
         context = {
             **self.page_context(request, "Impressions dashboard", today, date_range, error),
             "chart": chart,
@@ -378,7 +399,9 @@ class DashboardAdmin(ReadOnlyAdmin):
             "oldest_kept_day": stats.oldest_kept_day(today),
             "top_lists": top_lists,
             "top_live": any(top["live"] for top in top_lists),
-            "buffer": dashboard.buffer_panel(buffer, site),
+            "buffer": dashboard.buffer_panel(
+                buffer, site, ledger_links=may_view(request, self.admin_site, Flush)
+            ),
             "extra_panels": dashboard.extra_panels(request),
             **(extra_context or {}),
         }
@@ -396,7 +419,7 @@ class DashboardAdmin(ReadOnlyAdmin):
         if page is None:
             page_error = f"page must be a whole number from 1, not {page_text[:20]!r}."
         listing = dashboard.ranked_objects(
-            date_range, today, page or 1, request.user, self.admin_site.name
+            date_range, today, page or 1, self.may_view_objects(request), self.admin_site.name
         )
         if listing["past_end"]:
             page_error = (
@@ -423,7 +446,8 @@ class DashboardAdmin(ReadOnlyAdmin):
         except dashboard.BadRange as bad:
             return HttpResponseBadRequest(str(bad), content_type="text/plain; charset=utf-8")
         response = StreamingHttpResponse(
-            dashboard.ranked_csv_lines(date_range), content_type="text/csv; charset=utf-8"
+            dashboard.ranked_csv_lines(date_range, names=self.may_view_objects(request)),
+            content_type="text/csv; charset=utf-8",
         )
         filename = (
             f"impressions-all-{date_range.start.isoformat()}-{date_range.end.isoformat()}.csv"
@@ -483,5 +507,7 @@ class HistoryChartAdminMixin:
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and not add:
             history = dashboard.object_history(obj, stats.today(), current_app=self.admin_site.name)
+            if dashboard_url(request, self.admin_site) is None:  # the links would answer 403
+                history.update(impressions_csv_url=None, impressions_dashboard_url=None)
             context.update(history)
         return super().render_change_form(request, context, add, change, form_url, obj)

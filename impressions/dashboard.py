@@ -72,29 +72,28 @@ def admin_url(name, current_app, args=()):
         return None
 
 
-def describe_objects(ids, user, current_app=None):
-    """{id: (label, change URL on the admin site `current_app` or None)}; links only for users who
-    may view the objects."""
-    model = counted_model()
+def describe_objects(ids, may_view, current_app=None):
+    """{id: (label, change URL on the admin site `current_app` or None)}: the object's str() and
+    its page for users who may view the counted model (`may_view`); for the others its id alone,
+    no name (its str() is the object's data: a post's words) and no link."""
     found = objects_of(ids)
-    opts = model._meta
-    may_view = user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or user.has_perm(
-        f"{opts.app_label}.change_{opts.model_name}"
-    )
-    change_page = admin_urlname(opts, "change")
+    change_page = admin_urlname(counted_model()._meta, "change")
     described = {}
     for object_id in ids:
         obj = found.get(object_id)
         if obj is None:
             described[object_id] = (f"#{object_id} (deleted)", None)
-            continue
-        url = admin_url(change_page, current_app, [object_id]) if may_view else None
-        described[object_id] = (str(obj), url)
+        elif may_view:
+            url = admin_url(change_page, current_app, [object_id])
+            described[object_id] = (str(obj), url)
+        else:
+            described[object_id] = (f"#{object_id}", None)
     return described
 
 
-def top_lists(today, date_range, user, buffer, current_app=None):
-    """The ranked lists of the dashboard, each with rows (rank, id, count, pending, label, url).
+def top_lists(today, date_range, may_view, buffer, current_app=None):
+    """The ranked lists of the dashboard, each with rows (rank, id, count, pending, label, url)
+    (describe_objects: names and links if `may_view` the counted model).
 
     A list that holds today adds each shown object's impressions not yet flushed, when the
     buffer answered, and is ranked by that live count; `live`: some row has such impressions.
@@ -104,7 +103,7 @@ def top_lists(today, date_range, user, buffer, current_app=None):
         lists = top_list_rows(today, date_range)
     ids = {object_id for *_, rows in lists for object_id, _ in rows}
     pending = pending_by_object(ids) if buffer.status is not None else {}
-    described = describe_objects(ids, user, current_app)
+    described = describe_objects(ids, may_view, current_app)
     result = []
     for name, span, rows in lists:
         holds_today = name != "in the range" or date_range.end == today
@@ -230,9 +229,10 @@ def page_number(text):
     return int(text) if len(text) <= 18 else 10**18  # no database counts that many pages
 
 
-def ranked_objects(date_range, today, page, user, current_app=None):
+def ranked_objects(date_range, today, page, may_view, current_app=None):
     """A page of every object ranked by impressions in the range, with each one's not yet flushed
-    count when the range holds today (shown beside the rank, which the history decides).
+    count when the range holds today (shown beside the rank, which the history decides); names
+    and links if `may_view` the counted model (describe_objects).
 
     A page past the last shows the last (`past_end`: the page asked for); so a page number
     never reaches the database beyond what it can hold."""
@@ -244,7 +244,7 @@ def ranked_objects(date_range, today, page, user, current_app=None):
     ids = [object_id for _, object_id, _ in rows]
     live = date_range.end == today
     pending = pending_by_object(ids) if live else {}
-    described = describe_objects(ids, user, current_app)
+    described = describe_objects(ids, may_view, current_app)
     return {
         "rows": [
             (rank, object_id, count, pending.get(object_id, 0), *described[object_id])
@@ -261,8 +261,9 @@ def ranked_objects(date_range, today, page, user, current_app=None):
     }
 
 
-def ranked_csv_lines(date_range):
-    """CSV lines `rank,object_id,object,impressions` of every object, streamed."""
+def ranked_csv_lines(date_range, names=True):
+    """CSV lines `rank,object_id,object,impressions` of every object, streamed; `object` empty
+    unless `names` (users who may not view the counted model get ids and counts)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["rank", "object_id", "object", "impressions"])
@@ -270,14 +271,15 @@ def ranked_csv_lines(date_range):
     for row in ranking.iter_ranked(date_range.start, date_range.end):
         batch.append(row)
         if len(batch) == CSV_BATCH:
-            yield from _csv_rows(writer, out, batch)
+            yield from _csv_rows(writer, out, batch, names)
             batch = []
-    yield from _csv_rows(writer, out, batch)
+    yield from _csv_rows(writer, out, batch, names)
 
 
-def _csv_rows(writer, out, batch):
-    """Write `batch` with its objects' names (one query per batch); yield the text so far."""
-    found = objects_of([object_id for _, object_id, _ in batch])
+def _csv_rows(writer, out, batch, names):
+    """Write `batch`, with its objects' names if `names` (one query per batch); yield the text so
+    far."""
+    found = objects_of([object_id for _, object_id, _ in batch]) if names else {}
     for rank, object_id, count in batch:
         obj = found.get(object_id)
         writer.writerow([rank, object_id, "" if obj is None else as_text(str(obj)), count])
@@ -316,8 +318,8 @@ def extra_panels(request):
 
     Each entry is the dotted path of a callable(request) returning {"title", "rows": [(label,
     value)], optional "links": [(text, url)]}, or None: no panel for this request (a user who may
-    not see its numbers; every staff user sees the dashboard); one that fails is shown as
-    unavailable, never a 500.
+    not see its numbers: the dashboard's view permission shows the dashboard, not every panel);
+    one that fails is shown as unavailable, never a 500.
     """
     panels = []
     for path in conf.DASHBOARD_PANELS:
@@ -333,14 +335,14 @@ def extra_panels(request):
     return panels
 
 
-def buffer_panel(buffer, current_app=None):
-    """The Redis buffer, the next flush and the last ones (linked on the admin site
-    `current_app`); `available`: Redis answered."""
+def buffer_panel(buffer, current_app=None, ledger_links=True):
+    """The Redis buffer, the next flush and the last ones (linked on the admin site `current_app`
+    if `ledger_links`: the user may view the ledger there); `available`: Redis answered."""
     panel = {
         "available": False,
         "lost_here": lost.unreported,
         "rollup": rollup.status(),
-        **last_flushes(current_app),
+        **last_flushes(current_app, ledger_links),
     }
     if buffer.status is None:
         panel["error"] = buffer.error
@@ -393,8 +395,9 @@ def next_flush(scheduled, pending=0):
     return {"at": at, "text": text, "overdue": False, "stalled": False}
 
 
-def last_flushes(current_app=None):
-    """The newest ledger row and, if that one applied nothing, the newest one that did."""
+def last_flushes(current_app=None, links=True):
+    """The newest ledger row and, if that one applied nothing, the newest one that did; each
+    linking to its ledger page if `links`."""
     last = Flush.objects.order_by("-started_at").first()
     last_applied = last
     if last is not None and last.outcome != Flush.Outcome.APPLIED:
@@ -403,14 +406,14 @@ def last_flushes(current_app=None):
         )
     now = timezone.now()
     return {
-        "last_flush": _flush_facts(last, now, current_app),
+        "last_flush": _flush_facts(last, now, current_app, links),
         "last_applied_flush": (
-            None if last_applied is last else _flush_facts(last_applied, now, current_app)
+            None if last_applied is last else _flush_facts(last_applied, now, current_app, links)
         ),
     }
 
 
-def _flush_facts(flush, now, current_app):
+def _flush_facts(flush, now, current_app, links):
     if flush is None:
         return None
     # In UTC (periods.utc): under USE_TZ = False, naive wall clocks across a DST change.
@@ -420,7 +423,9 @@ def _flush_facts(flush, now, current_app):
         "flush": flush,
         "duration": None if duration is None else run_time_text(duration),
         "lag": duration_text(periods.utc(now) - ended),
-        "url": admin_url("admin:impressions_flush_change", current_app, [flush.pk]),
+        "url": admin_url("admin:impressions_flush_change", current_app, [flush.pk])
+        if links
+        else None,
     }
 
 

@@ -12,6 +12,7 @@ from datetime import date
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connection, connections
 from django.test import override_settings
 
@@ -145,8 +146,9 @@ def private_cluster_buffer(private_cluster):
 
 @pytest.fixture
 def staff_client(client):
-    """A logged-in staff user who is not a superuser (the dashboard asks for staff only)."""
+    """A logged-in staff user who is not a superuser and may view the dashboard, nothing else."""
     user = get_user_model().objects.create_user("editor", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
     client.force_login(user)
     return client
 

@@ -189,7 +189,7 @@ def test_staff_without_permissions_see_no_post_links_and_no_flush_button(
     posts = make_posts(1)
     history_rows(posts[0].id, stats.today(), 3)
     html = staff_client.get(DASHBOARD).content.decode()
-    assert top_rows(html, "today") == [(posts[0].id, "", 3)]  # label, no link to a 403
+    assert top_rows(html, "today") == [(posts[0].id, "", 3)]  # its id, no link to a 403
     assert "flush-now" not in html
     user = get_user_model().objects.get(username="editor")
     user.user_permissions.add(
@@ -218,7 +218,7 @@ def test_admin_index_and_post_list_link_to_the_dashboard(superuser_client, stand
     assert f'href="{DASHBOARD}"' in superuser_client.get("/admin/casusult/post/").content.decode()
 
 
-def test_any_staff_user_finds_the_dashboard_on_the_admin_index(staff_client):
+def test_staff_who_may_view_the_dashboard_find_it_on_the_admin_index(staff_client):
     assert f'href="{DASHBOARD}"' in staff_client.get("/admin/").content.decode()
 
 

@@ -59,6 +59,7 @@ def test_the_queue_numbers_need_the_queue_pages_view_permission(client, rq_tasks
     # Staff who may see the dashboard but not the queue pages (which answer them 403) see no
     # queue numbers there either; with the permission, they do.
     staff = get_user_model().objects.create_user("dashboard-only", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
     client.force_login(staff)
     assert client.get("/admin/queues/queuestatus/").status_code == 403
 
