@@ -1,5 +1,5 @@
-"""Fixtures of the site's tests: a dead Redis, the impression buffer, captured JSON log lines, a
-production-like SQS queue."""
+"""Fixtures of the site's tests: a dead Redis, the impression buffer, posts with impressions,
+captured JSON log lines, a production-like SQS queue."""
 
 import io
 import json
@@ -18,9 +18,11 @@ from rq import Worker
 
 import devservices
 from casusult.jsonlog import JsonFormatter
-from impressions.recorder import get_client
+from impressions.flush import flush_pending
+from impressions.recorder import get_client, record_impressions
 from impressions.reloads import reloads
 from queues.sqs.setup import setup_queues
+from tests.factories import make_posts
 from tests.impressions.support import database_url_for_subprocess
 from tests.processes import PROJECT_DIR
 from tests.queues.rq.support import rq_settings
@@ -41,6 +43,16 @@ def buffer():
     yield client
     client.flushdb()
     reloads.clear()
+
+
+@pytest.fixture
+def site_data(buffer):
+    """Two posts with flushed impressions (a ledger row, today's history), one more pending."""
+    posts = make_posts(2)
+    record_impressions("u:1", [post.pk for post in posts])
+    flush_pending()
+    record_impressions("u:2", [posts[0].pk])
+    return posts
 
 
 @pytest.fixture

@@ -13,10 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import override_settings
 
-from impressions.flush import flush_pending
 from impressions.models import Flush, SiteDailyImpressions
-from impressions.recorder import record_impressions
-from tests.factories import make_posts
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.site.permission_sites_urls")]
 
@@ -46,16 +43,6 @@ def make_user(name):
     )
     user.user_permissions.add(*Permission.objects.filter(codename__in=permissions))
     return user
-
-
-@pytest.fixture
-def site_data(buffer):
-    """Two posts with flushed impressions (a ledger row, today's history), one more pending."""
-    posts = make_posts(2)
-    record_impressions("u:1", [post.pk for post in posts])
-    flush_pending()
-    record_impressions("u:2", [posts[0].pk])
-    return posts
 
 
 def outcome(response):

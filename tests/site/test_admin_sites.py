@@ -11,8 +11,6 @@ from django.urls import Resolver404, resolve
 from impressions import flush_now
 from impressions.flush import flush_pending
 from impressions.models import Flush
-from impressions.recorder import record_impressions
-from tests.factories import make_posts
 from tests.queues.rq.support import rq_settings
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.site.admin_sites_urls")]
@@ -91,16 +89,6 @@ class Visit:
         assert response.status_code == 302, url
         self.check(response["Location"], url)
         return response["Location"]
-
-
-@pytest.fixture
-def site_data(buffer):
-    """Two posts with flushed impressions (a ledger row, today's history), one more pending."""
-    posts = make_posts(2)
-    record_impressions("u:1", [post.pk for post in posts])
-    flush_pending()
-    record_impressions("u:2", [posts[0].pk])
-    return posts
 
 
 @pytest.mark.parametrize("site", ["admin", "staffadmin"])
