@@ -33,7 +33,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from redis_endpoints import demoted_primary, redact_text, redacting_logger
 
 from . import batches, history_writer, keys, ledger, periods, scripts
-from .conf import MAX_SHARDS, conf, counted_plural
+from .conf import GUARD_GRACE_SECONDS, MAX_SHARDS, conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .models import Flush
 from .redis_client import (
@@ -176,7 +176,7 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             # Counts without a day (snapshots left by a version before the history) count today.
             today = periods.day_of(timezone.now())
             if not keep_schedule:
-                open_window(client, window)
+                open_window(client, window, report.flush_id)
             every = shards_in_use(client)
             shards = [shard for shard in every if shard % parts == part]
             nodes = take_snapshots(client, report.flush_id, shards, every)
@@ -405,7 +405,7 @@ class SoonGuard:
             logger.warning("could not %s the full Redis's flush guard", what, exc_info=True)
 
 
-def open_window(client, window):
+def open_window(client, window, flush_id=""):
     """Delete the schedule guard: from here on a new impression schedules the next flush.
 
     A window's parts share a token: only the first of them to start deletes the guard, so that
@@ -413,20 +413,70 @@ def open_window(client, window):
     guard its window was enqueued under (tasks.enqueue_flush), so that a window's job run long
     after its guard lapsed (left on a queue no worker served after a deploy, run at last) leaves
     alone the guard of the window scheduled since, whose job would otherwise delete the next
-    one's in turn: two flushes a window from then on.
+    one's in turn: two flushes a window from then on. That first part, started after its guard
+    lapsed, says so (late_windows): the flush ran more than IMPRESSIONS_FLUSH_DELAY + 60 s after
+    it was scheduled.
     """
     if window is None:
-        client.delete(keys.guard_key())
-    else:
-        client.execute_command(
-            "EVAL",
-            scripts.OPEN_WINDOW,
-            2,
-            keys.guard_key(),
-            keys.window_key(window),
-            WINDOW_TTL,
-            window,
+        client.delete(keys.guard_key(), keys.scheduled_window_key())
+        return
+    opened = client.execute_command(
+        "EVAL",
+        scripts.OPEN_WINDOW,
+        3,
+        keys.guard_key(),
+        keys.window_key(window),
+        keys.scheduled_window_key(),
+        WINDOW_TTL,
+        window,
+    )
+    if opened in (2, 3):  # its guard gone: lapsed, or deleted by a flush of no window
+        try:
+            since = time.time() - float(window.partition("@")[2])
+        except ValueError:
+            return
+        # A lapse is at least GUARD_GRACE_SECONDS late; half of it allows for clock skew.
+        if since > conf.FLUSH_DELAY + GUARD_GRACE_SECONDS / 2:
+            late_windows.started(flush_id, since)
+
+
+class LateWindows:
+    """The warning that a scheduled flush started after its guard lapsed: one line a minute at
+    most for each process (a worker back after an outage runs a queued window after another),
+    saying how many more there were since the last."""
+
+    INTERVAL = 60.0
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.next_line = 0.0
+        self.unsaid = 0
+
+    def started(self, flush_id, since):
+        now = self.clock()
+        if now < self.next_line:
+            self.unsaid += 1
+            return
+        self.next_line = now + self.INTERVAL
+        more, self.unsaid = self.unsaid, 0
+        logger.warning(
+            "flush %s started %s after its window was scheduled, past its schedule guard"
+            " (IMPRESSIONS_FLUSH_DELAY + %d s): its task waited in the queue, no worker taking it"
+            " or the workers behind; meanwhile the counts waited in Redis (a view after the guard"
+            " lapsed schedules another flush). Check that runworker runs and keeps up with the"
+            " queue%s",
+            flush_id,
+            f"{since:.0f} s",
+            GUARD_GRACE_SECONDS,
+            f" ({more} more such flush{'es' if more > 1 else ''} in this process since the last"
+            " such line)"
+            if more
+            else "",
+            extra={"late_flush": flush_id, "late_by": since, "late_flushes_unsaid": more},
         )
+
+
+late_windows = LateWindows()
 
 
 def shards_in_use(client):

@@ -38,7 +38,7 @@ def tag(shard):
 def record_keys(shard, viewer_key, hour, with_guard):
     """The keys of one RECORD call: seen, pending (ungrouped), armed, lost, pending days, totals,
     snapshots index, the viewer's impressions in clock hour `hour`, the pending group hashes
-    (GROUPS of them)[, guard].
+    (GROUPS of them)[, guard, scheduled window].
 
     Built from strings made once per (prefix, shard): the request path asks for them each call.
     """
@@ -57,7 +57,8 @@ def _record_keys(prefix, shard, with_guard):
         totals_key(shard),
         snapshots_key(shard),
     )
-    tail = (*pending_group_keys(shard), *((guard_key(),) if with_guard else ()))
+    guard = (guard_key(), scheduled_window_key()) if with_guard else ()
+    tail = (*pending_group_keys(shard), *guard)
     return seen_key(shard, ""), shard_keys, rate_prefix(shard), tail
 
 
@@ -199,6 +200,13 @@ def flush_soon_key():
 def window_key(window):
     """Set by the first part of a scheduled flush window to start (flush.open_window)."""
     return f"{{{conf.KEY_PREFIX}}}:flush-window:{window}"
+
+
+def scheduled_window_key():
+    """The schedule guard's value of the window last scheduled, until that window's flush starts
+    (flush.open_window deletes it), for scripts.SCHEDULED_WINDOW_TTL: still there when the next
+    window is scheduled, that flush never started in time (tasks.lost_window says so)."""
+    return f"{{{conf.KEY_PREFIX}}}:flush-scheduled-window"
 
 
 def shards_read_key():

@@ -149,7 +149,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     sent_at = reloads.clock()  # before the call: Redis's `now` is later, so the block ends later
     script_now, day = moment_of(now)
     shard = keys.shard_of(viewer_key)
-    replies = []  # {counted, newly armed, guard taken, blocked ms, limited} of each part
+    replies = []  # {counted, newly armed, guard taken, blocked ms, limited, lapsed...} of each part
     failed = 0  # posts of the parts not recorded
     unreported = lost.take_unreported()
     try:
@@ -181,11 +181,11 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         reloads.remember(viewer_key, recorded, sent_at + blocked)
     scheduled = False
     # At most one part arms the shard (SET NX).
-    for _, newly_armed, guard_taken, _, _ in replies:
+    for _, newly_armed, guard_taken, _, _, *lapsed in replies:
         if newly_armed and guard_taken != 0:
             # The guard's value when the script took it (bytes), -1 when it had no guard key.
             taken = guard_taken.decode() if isinstance(guard_taken, bytes) else None
-            scheduled = arm_flush(client, shard, guard_taken=taken)
+            scheduled = arm_flush(client, shard, guard_taken=taken, lapsed=lapsed)
     if limited:
         impressions_ignored.send(record_impressions, reason="rate", served=limited)
     impressions_recorded.send(

@@ -16,19 +16,22 @@ from redis_endpoints import redacting_logger
 from . import flush, keys
 from .conf import GUARD_GRACE_SECONDS, conf
 from .redis_client import get_client, get_flush_client
-from .tasks import enqueue_flush, set_if_absent, take_guard
+from .tasks import enqueue_flush, lost_window, set_if_absent, take_guard
 
 logger = redacting_logger(__name__)
 
 
-def arm_flush(client, shard, guard_taken=None):
-    """Take the schedule guard (unless the record script did: `guard_taken`, its value) and
-    enqueue the delayed flush, under that guard (its window names it: flush.open_window).
+def arm_flush(client, shard, guard_taken=None, lapsed=(None, -2)):
+    """Take the schedule guard (unless the record script did: `guard_taken`, its value, and
+    `lapsed`, what it found of the window before: tasks.lost_window) and enqueue the delayed
+    flush, under that guard (its window names it: flush.open_window).
 
     Called when a shard was newly armed; True when this call scheduled the flush. If another
     caller holds the guard, its flush has not started yet, so it will snapshot this shard too.
     """
     try:
+        if guard_taken:
+            lost_window(*lapsed)
         guard = guard_taken or take_guard(client)
         if not guard:
             lapse_with_guard(client, shard)
@@ -174,8 +177,9 @@ def flush_due():
 
 
 def release(client, shard):
-    """Let the next request in `shard` try to schedule again."""
-    for key in (keys.guard_key(), keys.armed_key(shard)):
+    """Let the next request in `shard` try to schedule again: the guard just taken goes, and
+    the window noted with it (keys.scheduled_window_key), none of whose tasks was enqueued."""
+    for key in (keys.guard_key(), keys.scheduled_window_key(), keys.armed_key(shard)):
         try:
             client.delete(key)
         except Exception:  # the keys' TTL releases them anyway

@@ -19,18 +19,25 @@ local function group_of(post)
 end
 """
 
+# How long keys.scheduled_window_key() lasts: a flush lost and followed by no view for longer is
+# not reported (tasks.lost_window).
+SCHEDULED_WINDOW_TTL = 7 * 24 * 3600
+
 # KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
 # snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
-# (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard].  ARGV: now ('' = server time), window, guard ttl, lost
+# (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard, scheduled window].  ARGV: now ('' = server time), window, guard ttl, lost
 # impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
-# post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited}; guard taken is
+# post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited, lapsed window,
+# its pttl}; guard taken is
 # the guard's value when this call took it, 0 when not, -1 when no guard key was passed (a
-# cluster: the guard lives in another slot); blocked ms: how
+# cluster: the guard lives in another slot); lapsed window and its pttl: when this call took the
+# guard, what the scheduled window's key held before (TAKE_SCHEDULE); blocked ms: how
 # long every post of the call stays de-duplicated; limited: posts that would have counted but for
 # the budget (not counted, not de-duplicated). The shard's totals get what the pending hash got,
 # so reading them is O(1).
 RECORD = (
     GROUP_OF
+    + f"local SCHEDULED_WINDOW_TTL = {SCHEDULED_WINDOW_TTL}\n"
     + """
 local now = tonumber(ARGV[1])
 if not now then
@@ -108,7 +115,7 @@ local function entries()  -- the pending fields, of every hash
   for i = 9, 19 do n = n + redis.call('HLEN', KEYS[i]) end
   return n
 end
-local armed, guard = 0, -1
+local armed, guard, lapsed, lapsed_ttl = 0, -1, false, -2
 if counted > 0 then
   if redis.call('HINCRBY', KEYS[6], 'pending', counted) == counted
       and redis.call('HEXISTS', KEYS[6], 'exact') == 0
@@ -127,6 +134,11 @@ if counted > 0 then
     if KEYS[20] then
       -- Its value: when the flush was scheduled (the dashboard adds the delay).
       guard = redis.call('SET', KEYS[20], tostring(now), 'NX', 'EX', ARGV[3]) and 1 or 0
+      if guard == 1 then
+        lapsed = redis.call('GET', KEYS[21]) or false
+        lapsed_ttl = redis.call('PTTL', KEYS[21])
+        redis.call('SET', KEYS[21], tostring(now), 'EX', SCHEDULED_WINDOW_TTL)
+      end
       -- Another caller's window: the flag lapses with its guard (schedule.lapse_with_guard).
       local ttl = guard == 0 and redis.call('PTTL', KEYS[20]) or 0
       if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
@@ -138,7 +150,7 @@ end
 local blocked_ms = 0
 if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
 -- The guard taken: its value, which the window's tasks carry (flush.open_window).
-return {counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited}
+return {counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited, lapsed, lapsed_ttl}
 """
 )
 
@@ -254,14 +266,17 @@ redis.call('SET', KEYS[1], '1')
 redis.call('DEL', KEYS[1])
 """
 
-# KEYS: schedule guard, window key.  ARGV: window key ttl, window.  The first part of a scheduled
-# window to start takes the window key and deletes the guard, if the guard is its window's (a
-# window "<token>@<guard's value>" names the guard it was enqueued under; one without "@" names
-# none: a version before, deleting any); the window's other parts find the key taken and leave
-# the guard alone, and so does a window's first part that starts after its guard lapsed (a job of
-# a queue no worker served, run at last) when the guard is a later window's.  The DEL of the
-# window key, absent, comes first: a write that adds no memory, after which a full Redis takes
-# the rest.  Returns 1 when it deleted the guard.
+# KEYS: schedule guard, window key, scheduled window.  ARGV: window key ttl, window.  The first
+# part of a scheduled window to start takes the window key and deletes the guard, if the guard is
+# its window's (a window "<token>@<guard's value>" names the guard it was enqueued under; one
+# without "@" names none: a version before, deleting any); the window's other parts find the key
+# taken and leave the guard alone, and so does a window's first part that starts after its guard
+# lapsed (a job of a queue no worker served, run at last) when the guard is a later window's. The
+# scheduled window's key goes if it names this window (TAKE_SCHEDULE).  The DEL of the window
+# key, absent, comes first: a write that adds no memory, after which a full Redis takes the rest.
+# Returns 0 when another part opened the window, 1 when this call deleted its guard (or a window
+# without "@" any guard), 2 when its guard had lapsed and none was there, 3 when the guard was a
+# later window's: 2 and 3 say the flush started more than its guard's time after it was scheduled.
 OPEN_WINDOW = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('DEL', KEYS[2])
@@ -269,8 +284,25 @@ local owner = string.match(ARGV[2], '@(.+)$')
 local guard = redis.call('GET', KEYS[1])
 local mine = not owner or not guard or guard == owner
 if mine then redis.call('DEL', KEYS[1]) end
+if owner and redis.call('GET', KEYS[3]) == owner then redis.call('DEL', KEYS[3]) end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-return mine and 1 or 0
+if not owner or guard == owner then return 1 end
+return guard and 3 or 2
+"""
+
+# KEYS: schedule guard, scheduled window.  ARGV: the guard's value, its ttl.  Takes the guard as
+# TAKE_GUARD does and, when it did, sets the scheduled window's key to the same value
+# (SCHEDULED_WINDOW_TTL); returns {1, what that key held before (nil: none), its PTTL before}, or
+# {0} when the guard was taken already. A value still there names a window whose flush never
+# started before its guard lapsed (tasks.lost_window). The record script does the same.
+TAKE_SCHEDULE = f"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return {{0}} end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local lapsed = redis.call('GET', KEYS[2])
+local ttl = redis.call('PTTL', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', {SCHEDULED_WINDOW_TTL})
+return {{1, lapsed or false, ttl}}
 """
 
 # KEYS: schedule guard.  ARGV: its value, its ttl.  SET NX EX, on a full Redis too (see above).

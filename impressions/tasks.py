@@ -3,7 +3,7 @@
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
@@ -15,7 +15,7 @@ from django.utils import timezone
 from redis_endpoints import redacting_logger
 
 from . import keys, periods, rollup, scripts, stats
-from .conf import conf
+from .conf import GUARD_GRACE_SECONDS, conf
 from .exceptions import FlushError
 from .flush import flush_pending
 from .models import HistoryRollup, OpenDailyImpressions, SiteDailyImpressions
@@ -172,10 +172,50 @@ def enqueue_flush_tasks(delay, manual, soon=False, guard=None):
 
 def take_guard(client):
     """SET NX the schedule guard, its value the time (what the dashboard's "next flush" reads),
-    on a full Redis too (scripts.TAKE_GUARD): the flush it schedules is what frees Redis.
-    Returns that value when it took the guard, else None."""
+    on a full Redis too (scripts.TAKE_SCHEDULE): the flush it schedules is what frees Redis; and
+    note the window it names (keys.scheduled_window_key), saying if the one before it saw no
+    flush (lost_window). Returns that value when it took the guard, else None."""
     value = f"{time.time():.3f}"
-    return value if set_if_absent(client, keys.guard_key(), value, conf.GUARD_TTL) else None
+    taken, *lapsed = client.execute_command(
+        "EVAL",
+        scripts.TAKE_SCHEDULE,
+        2,
+        keys.guard_key(),
+        keys.scheduled_window_key(),
+        value,
+        conf.GUARD_TTL,
+    )
+    if not taken:
+        return None
+    lost_window(*lapsed)
+    return value
+
+
+def lost_window(lapsed, ttl):
+    """Taking the schedule guard found the key of the window scheduled before still there
+    (`lapsed`: its value, the time that window was scheduled, None if none; `ttl`: that key's
+    PTTL then), so that window's flush never started before its guard lapsed: warn, once a
+    window, in the process that schedules the next. The record script (or TAKE_SCHEDULE) read
+    them as it took the guard: no round trip of its own."""
+    if lapsed is None:
+        return
+    scheduled_at = lapsed.decode() if isinstance(lapsed, bytes) else str(lapsed)
+    age = scripts.SCHEDULED_WINDOW_TTL - ttl / 1000 if ttl > 0 else None
+    try:
+        when = f" at {datetime.fromtimestamp(float(scheduled_at), UTC):%Y-%m-%d %H:%M:%S} UTC"
+    except ValueError:
+        when = ""
+    logger.warning(
+        "impressions flush lost or late: no flush of the window scheduled%s%s started before its"
+        " schedule guard lapsed (IMPRESSIONS_FLUSH_DELAY + %d s): its task was lost (the queue"
+        " purged, the RQ Redis emptied or restarted, the message moved to the dead-letter queue)"
+        " or no worker is taking it. Its counts waited in Redis; the flush scheduled now takes"
+        " them. Check that runworker runs, its queue and the dead-letter queue",
+        when,
+        "" if age is None else f" ({age:.0f} s ago)",
+        GUARD_GRACE_SECONDS,
+        extra={"lost_window": scheduled_at, "lost_window_age": age},
+    )
 
 
 def set_if_absent(client, key, value, ttl):
@@ -189,7 +229,11 @@ def rearm_after_failure(client):
         return False  # running it again right now would just fail again, recursively
     try:
         if guard := take_guard(client):
-            enqueue_flush(delay=conf.FLUSH_DELAY, guard=guard)
+            try:
+                enqueue_flush(delay=conf.FLUSH_DELAY, guard=guard)
+            except Exception:
+                client.delete(keys.scheduled_window_key())  # no task: none lost
+                raise
             return True
     except Exception:
         logger.exception("could not re-schedule the impressions flush")

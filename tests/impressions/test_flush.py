@@ -243,12 +243,96 @@ def test_a_lost_flush_message_is_rescheduled_when_the_guard_lapses(buffer):
     assert impressions_of([post]) == {post.id: 3}
 
 
+def lapse_the_schedule(client):
+    """The guard and every shard flag lapse (their TTL is delay + 60 s after the guard was taken),
+    for real: expired by Redis."""
+    for key in [keys.guard_key(), *(keys.armed_key(shard) for shard in range(16))]:
+        client.pexpire(key, 1)
+    time.sleep(0.01)
+
+
+def warnings_of(caplog, logger_name):
+    return [r for r in caplog.records if r.name == logger_name and r.levelname == "WARNING"]
+
+
+def test_a_lost_flush_is_logged_once_by_the_view_that_schedules_the_next(buffer, caplog):
+    """A flush task lost (the queue purged, the RQ Redis emptied, the message in the dead-letter
+    queue): its guard lapses and the next view schedules again, exact. Before, no line said so;
+    now the view that schedules the next window says, once, that the last one's flush never
+    started, and when it was scheduled. A window whose flush ran says nothing."""
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.id])
+    default_task_backend.clear()  # the message is lost: that flush never runs
+    lapse_the_schedule(buffer)
+    caplog.set_level("WARNING")
+    for viewer in range(2, 40):  # one view schedules; the others find the guard taken
+        record_impressions(f"u:{viewer}", [post.id])
+    assert len(scheduled_flushes()) == 1
+    lost = warnings_of(caplog, "impressions.tasks")
+    assert len(lost) == 1, [r.getMessage() for r in lost]
+    message = lost[0].getMessage()
+    assert "no flush of the window scheduled at" in message
+    assert "before its schedule guard lapsed (IMPRESSIONS_FLUSH_DELAY + 60 s)" in message
+    assert "Check that runworker runs" in message
+    assert float(lost[0].lost_window) == pytest.approx(time.time(), abs=30)
+
+    caplog.clear()
+    flush_impressions_task.call(window=scheduled_flushes()[0].kwargs["window"])
+    record_impressions("u:99", [post.id])  # the next window: its last one's flush ran
+    assert len(scheduled_flushes()) == 2
+    assert warnings_of(caplog, "impressions.tasks") == []
+    assert warnings_of(caplog, "impressions.flush") == []
+    flush_pending()
+    assert impressions_of([post]) == {post.id: 40}
+
+
+def test_a_flush_started_after_its_guard_lapsed_says_it_was_late(buffer, caplog):
+    """A window's task run after its guard lapsed (no worker for a while, then one): the flush
+    says it started late, once a minute at most in a process; one run on time says nothing, nor
+    one whose guard a flush of no window deleted (flush_pending() called directly)."""
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.id])
+    late = scheduled_flushes()[0]
+    # That window was scheduled 400 s ago (the guard's value, which its token and the scheduled
+    # window's key carry, is when), and its guard lapsed: its task runs only now.
+    token, _, taken = late.kwargs["window"].partition("@")
+    scheduled_at = f"{float(taken) - 400:.3f}"
+    buffer.set(keys.scheduled_window_key(), scheduled_at)
+    lapse_the_schedule(buffer)
+    caplog.set_level("WARNING")
+    flush_module.late_windows.next_line = 0.0
+    late.task.call(**{**late.kwargs, "window": f"{token}@{scheduled_at}"})
+    said = warnings_of(caplog, "impressions.flush")
+    assert len(said) == 1
+    assert " started 400 s after its window was scheduled, past its schedule guard" in (
+        said[0].getMessage()
+    )
+    assert "(IMPRESSIONS_FLUSH_DELAY + 60 s)" in said[0].getMessage()
+    assert impressions_of([post]) == {post.id: 1}
+    assert not buffer.exists(keys.scheduled_window_key())  # its flush ran: no lost window
+
+    caplog.clear()
+    record_impressions("u:2", [post.id])  # scheduled, then run on time
+    on_time = scheduled_flushes()[-1]
+    on_time.task.call(**on_time.kwargs)
+    record_impressions("u:3", [post.id])
+    flush_pending()  # no window: deletes the guard the next task was scheduled under
+    on_time = scheduled_flushes()[-1]
+    on_time.task.call(**on_time.kwargs)
+    record_impressions("u:4", [post.id])  # the next window: no flush lost
+    assert warnings_of(caplog, "impressions.flush") == []
+    assert warnings_of(caplog, "impressions.tasks") == []
+    flush_pending()
+    assert impressions_of([post]) == {post.id: 4}
+
+
 def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
     post = make_posts(1)[0]
     with override_settings(**rq_settings("redis://127.0.0.1:1/0")):
         result = record_impressions("u:1", [post.id])
     assert (result.counted, result.scheduled) == (1, False)
     assert not buffer.exists(keys.guard_key())
+    assert not buffer.exists(keys.scheduled_window_key())  # no task: the next window warns not
     assert record_impressions("u:2", [post.id]).scheduled  # back on the Dummy backend
 
 

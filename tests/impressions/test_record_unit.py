@@ -72,7 +72,8 @@ def test_record_keys_are_the_keys_the_key_functions_name():
     ]
     assert keys.pending_group_keys(shard)[0] == keys.pending_key(shard) + ":0"
     assert keys.record_keys(shard, viewer, 490_000, with_guard=False) == each
-    assert keys.record_keys(shard, viewer, 490_000, with_guard=True) == [*each, keys.guard_key()]
+    guard = [keys.guard_key(), keys.scheduled_window_key()]
+    assert keys.record_keys(shard, viewer, 490_000, with_guard=True) == [*each, *guard]
     with override_settings(IMPRESSIONS_KEY_PREFIX="other"):
         assert keys.record_keys(shard, viewer, 1, with_guard=False)[1] == keys.pending_key(shard)
         assert keys.pending_key(shard).startswith("{other:")
