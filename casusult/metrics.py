@@ -182,7 +182,7 @@ class PendingCollector:
     def collect(self):
         up = GaugeMetricFamily("impressions_buffer_up", "1 when the Redis buffer answered.")
         try:
-            entries, pending, set_aside = pending_totals()
+            entries, pending, in_snapshots, set_aside = pending_totals()
         except Exception as error:
             logger.info("metrics: pending counts unavailable (%s)", type(error).__name__)
             up.add_metric([], 0)
@@ -200,6 +200,12 @@ class PendingCollector:
             value=entries,
         )
         yield GaugeMetricFamily(
+            "impressions_in_snapshots",
+            "Impressions taken from pending by flushes that have not finished (running, failed or"
+            " killed), still in Redis: the next flush applies them. Growing: flushes fail.",
+            value=in_snapshots,
+        )
+        yield GaugeMetricFamily(
             "impressions_set_aside_entries",
             "Buffer entries that no database takes (not written by the record script), set aside"
             " by flushes in Redis and not applied; above 0, read the flush log.",
@@ -212,9 +218,15 @@ PENDING_REDIS_TIMEOUT = 0.5
 
 
 def pending_totals():
-    """(pending counters, impressions, entries set aside) in the buffer, over every shard."""
+    """(pending counters, impressions, impressions in snapshots, entries set aside) in the
+    buffer, over every shard."""
     status = impressions.buffer_status(timeout=PENDING_REDIS_TIMEOUT)
-    return status.pending_entries, status.pending_impressions, status.set_aside
+    return (
+        status.pending_entries,
+        status.pending_impressions,
+        status.in_snapshots,
+        status.set_aside,
+    )
 
 
 class QueueCollector:

@@ -95,6 +95,29 @@ def test_metrics_endpoint_shows_pending_counts_from_redis(client, buffer):
         assert f"# TYPE {name} {kind}" in text
 
 
+@pytest.mark.django_db(transaction=True)
+def test_metrics_show_the_impressions_that_failed_flushes_left_in_redis(client, buffer):
+    """A database that takes no writes fails every flush after its snapshot: the counts leave
+    `pending` for the failed flush's snapshot, still in Redis. Before, no gauge showed them:
+    impressions_pending fell to 0 at each failed flush, and an alarm on it growing (aws.md) never
+    fired while they piled up."""
+    posts = make_posts(2)
+    for viewer in range(3):
+        record_impressions(f"u:{viewer}", [post.pk for post in posts])
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION default_transaction_read_only = on")
+    with pytest.raises(FlushError, match="takes no writes"):
+        flush_pending()
+    text = client.get("/metrics", HTTP_HOST="10.0.3.17").content.decode()
+    assert "impressions_pending 0.0" in text
+    assert "impressions_in_snapshots 6.0" in text
+    flush_pending()  # a new connection, writable: the snapshot is applied
+    text = client.get("/metrics", HTTP_HOST="10.0.3.17").content.decode()
+    assert "impressions_in_snapshots 0.0" in text
+    assert set(Post.objects.values_list("impressions", flat=True)) == {3}
+
+
 @pytest.mark.django_db
 def test_metrics_endpoint_answers_while_redis_is_down(client):
     dead = f"redis://127.0.0.1:{devservices.free_port()}/0"
