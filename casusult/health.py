@@ -86,6 +86,16 @@ def close_probe_connection():
         connection.close()
 
 
+class ReadOnlyDatabase(Exception):
+    """The database answers but takes no writes: every flush, login and admin save fails."""
+
+
+# PostgreSQL: whether the session's transactions are read-only, in the probe's one round trip.
+# "on" on a hot standby (a replica, a reader endpoint, a primary demoted by a failover) and where
+# default_transaction_read_only is set for the role or database.
+READ_ONLY_QUERY = {"postgresql": "SELECT current_setting('transaction_read_only') = 'on'"}
+
+
 @probe("database")
 def probe_database():
     for attempt in (1, 2):
@@ -93,16 +103,23 @@ def probe_database():
         reused = connection.connection is not None
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
+                cursor.execute(READ_ONLY_QUERY.get(connection.vendor, "SELECT 0"))
+                read_only = cursor.fetchone()[0]
+            if read_only:
+                raise ReadOnlyDatabase(
+                    "the database takes no writes (transaction_read_only is on: a replica or a"
+                    " reader endpoint, a primary in the middle of a failover, or"
+                    " default_transaction_read_only set for the role or database); flushes,"
+                    " logins and admin saves fail: DATABASE_URL must lead to the primary"
+                )
             if getattr(connection, "pool", None) is not None:
                 # Django's pool (OPTIONS "pool") keeps connections between probes itself: kept
                 # here, this one would be out of it for good.
                 close_probe_connection()
             return connection.vendor
-        except Exception:
-            close_probe_connection()
-            if attempt == 2 or not reused:
+        except Exception as error:
+            close_probe_connection()  # read-only too: the next probe connects anew (a failover)
+            if attempt == 2 or not reused or isinstance(error, ReadOnlyDatabase):
                 raise
             # A kept connection the server has closed meanwhile (a restart, an idle timeout):
             # once more with a new one before calling the database down.

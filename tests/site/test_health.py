@@ -193,6 +193,26 @@ def test_a_kept_connection_the_server_closed_is_replaced_without_a_failure(monke
     assert client_from("127.0.0.1").get("/readyz").status_code == 200
 
 
+@pytest.mark.django_db
+def test_readyz_is_503_while_the_database_takes_no_writes(monkeypatch):
+    """A database that answers SELECT 1 but takes no writes (DATABASE_URL leading to a replica
+    or a reader endpoint after a failover, default_transaction_read_only): every flush fails,
+    and logins and admin saves. Before, /readyz said the database was ok."""
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)
+    assert client_from("127.0.0.1").get("/readyz").status_code == 200
+    kept = health.probe_connection()
+    with kept.cursor() as cursor:  # the session a replica would give: read-only transactions
+        cursor.execute("SET SESSION default_transaction_read_only = on")
+    response = client_from("127.0.0.1").get("/readyz")
+    assert response.status_code == 503
+    database = response.json()["checks"]["database"]
+    assert database["ok"] is False
+    assert database["error"].startswith("ReadOnlyDatabase: the database takes no writes")
+    assert "DATABASE_URL must lead to the primary" in database["error"]
+    # The probe's connection was closed: the next one connects anew (to the primary by then).
+    assert client_from("127.0.0.1").get("/readyz").status_code == 200
+
+
 def test_a_cached_answer_counts_from_when_its_probes_started(monkeypatch):
     """A probe that takes 0.3 s: its answer is reused READINESS_CACHE_SECONDS from its start.
     Counted from its end, an ok that began before an outage was still served after the cache
