@@ -262,7 +262,12 @@ def remedy_of(error):
             " set it to 'auto' or 'true'"
         )
     if is_full_redis(error):
-        return "; Redis is full (maxmemory): nothing counts until a flush frees it"
+        return (
+            "; Redis is full (maxmemory): nothing counts until memory is freed, by a flush (one"
+            " is asked for) of the pending counts or as de-duplication entries and budgets lapse"
+            " (IMPRESSIONS_DEDUP_WINDOW, the hour), which no flush frees; if it lasts, give Redis"
+            " more memory (maxmemory)"
+        )
     return ""
 
 

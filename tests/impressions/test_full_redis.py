@@ -313,6 +313,29 @@ def test_redis_6_2s_refusal_is_a_full_redis_too(full_redis, monkeypatch, caplog)
     assert "Redis is full (maxmemory)" in line.getMessage()
 
 
+def test_a_redis_full_of_what_no_flush_frees_says_what_to_do(full_redis, caplog):
+    """A Redis filled by de-duplication entries, which no flush frees: the flush asked for runs
+    and the calls are refused all the same. Before, the loss line said only "nothing counts until
+    a flush frees it", while flushes ran and freed nothing; it now says what a flush frees, what
+    lapses by itself, and that a full Redis that lasts needs more memory."""
+    _, fill_to = full_redis
+    post_ids = [post.pk for post in make_posts(3)]
+    for viewer in range(20):
+        record(f"u:{viewer}", post_ids)
+    flush_pending()  # nothing pending: what fills Redis is the viewers' de-duplication entries
+    fill_to(-1)
+    caplog.set_level("WARNING")
+    assert record("u:new", post_ids).lost == 3
+    assert flush_pending().impressions_applied == 0  # the flush asked for frees nothing
+    assert record("u:newer", post_ids).lost == 3
+    [line] = [r for r in caplog.records if r.name == "impressions.recorder"]
+    message = line.getMessage()
+    assert "Redis is full (maxmemory)" in message
+    assert "de-duplication entries and budgets lapse (IMPRESSIONS_DEDUP_WINDOW" in message
+    assert "which no flush frees; if it lasts, give Redis more memory (maxmemory)" in message
+    assert Post.objects.filter(impressions=20).count() == 3
+
+
 def test_a_full_redis_still_takes_the_roll_up_s_schedule(full_redis, monkeypatch):
     # A flush that freed some memory may leave Redis full again; the roll-up it schedules after
     # midnight must not pass its turn then (a SET NX is refused when full).
