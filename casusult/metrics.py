@@ -73,6 +73,13 @@ flush_duration = Histogram(
 impressions_flushed = Counter(
     "impressions_flushed", "Impressions applied to the database by flushes."
 )
+flush_windows_lapsed = Counter(
+    "impressions_flush_windows_lapsed",
+    "Scheduled flush windows whose flush did not start before its schedule guard lapsed (the"
+    " task lost, or no worker taking it), by who saw it: schedule (the next window's"
+    " scheduling, once a window) or flush (a flush that started that late).",
+    ["seen_by"],
+)
 
 # Task workers (any django.tasks backend, fed by the task_started/task_finished signals).
 tasks_processed = Counter(
@@ -158,6 +165,10 @@ def on_flush_finished(sender, report, duration, error, **kwargs):
     observe_flush(outcome, duration, report.impressions_applied)
 
 
+def on_flush_window_lapsed(sender, seen_by, **kwargs):
+    flush_windows_lapsed.labels(seen_by).inc()
+
+
 def connect_signals():
     task_started.connect(on_task_started, dispatch_uid="casusult-metrics-task-started")
     task_finished.connect(on_task_finished, dispatch_uid="casusult-metrics-task-finished")
@@ -173,6 +184,9 @@ def connect_signals():
     )
     impressions_signals.impressions_ignored.connect(
         on_impressions_ignored, dispatch_uid="casusult-metrics-ignored"
+    )
+    impressions_signals.flush_window_lapsed.connect(
+        on_flush_window_lapsed, dispatch_uid="casusult-metrics-lapsed"
     )
 
 

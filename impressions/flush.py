@@ -44,7 +44,7 @@ from .redis_client import (
     node_of,
     refused_by_slot,
 )
-from .signals import flush_finished
+from .signals import flush_finished, flush_window_lapsed
 
 logger = redacting_logger(__name__)
 
@@ -438,6 +438,7 @@ def open_window(client, window, flush_id=""):
         # A lapse is at least GUARD_GRACE_SECONDS late; half of it allows for clock skew.
         if since > conf.FLUSH_DELAY + GUARD_GRACE_SECONDS / 2:
             late_windows.started(flush_id, since)
+            flush_window_lapsed.send(open_window, seen_by="flush", scheduled_at=time.time() - since)
 
 
 class LateWindows:

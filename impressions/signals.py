@@ -12,6 +12,12 @@ impressions_recorded = Signal(use_caching=True)
 # impression applied is in exactly one report.
 flush_finished = Signal()
 
+# A scheduled flush window whose flush did not start before its schedule guard lapsed (its task
+# lost, or no worker taking it). Arguments: seen_by ("schedule": the next window's scheduling
+# found it, once a window; "flush": a window's flush started that late), scheduled_at (Unix
+# seconds, None if unknown).
+flush_window_lapsed = Signal()
+
 # Served impressions not counted because the request was no view (reason "method": not a GET;
 # "bot": a crawler's User-Agent; "prefetch": a browser prefetch; "subresource": loaded as an image,
 # script… or an opaque no-cors answer; "cross-site": another site's fetch(), its origin not in

@@ -20,6 +20,7 @@ from .exceptions import FlushError
 from .flush import flush_pending
 from .models import HistoryRollup, OpenDailyImpressions, SiteDailyImpressions
 from .redis_client import get_flush_client
+from .signals import flush_window_lapsed
 
 logger = redacting_logger(__name__)
 
@@ -201,10 +202,9 @@ def lost_window(lapsed, ttl):
         return
     scheduled_at = lapsed.decode() if isinstance(lapsed, bytes) else str(lapsed)
     age = scripts.SCHEDULED_WINDOW_TTL - ttl / 1000 if ttl > 0 else None
-    try:
-        when = f" at {datetime.fromtimestamp(float(scheduled_at), UTC):%Y-%m-%d %H:%M:%S} UTC"
-    except ValueError:
-        when = ""
+    at = unix_or_none(scheduled_at)
+    flush_window_lapsed.send(lost_window, seen_by="schedule", scheduled_at=at)
+    when = "" if at is None else f" at {datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S} UTC"
     logger.warning(
         "impressions flush lost or late: no flush of the window scheduled%s%s started before its"
         " schedule guard lapsed (IMPRESSIONS_FLUSH_DELAY + %d s): its task was lost (the queue"
@@ -216,6 +216,13 @@ def lost_window(lapsed, ttl):
         GUARD_GRACE_SECONDS,
         extra={"lost_window": scheduled_at, "lost_window_age": age},
     )
+
+
+def unix_or_none(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def set_if_absent(client, key, value, ttl):

@@ -17,7 +17,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
-from django.tasks import task
+from django.tasks import default_task_backend, task
 from django.test import override_settings
 from prometheus_client import REGISTRY
 from rq import Queue
@@ -116,6 +116,31 @@ def test_metrics_show_the_impressions_that_failed_flushes_left_in_redis(client, 
     text = client.get("/metrics", HTTP_HOST="10.0.3.17").content.decode()
     assert "impressions_in_snapshots 0.0" in text
     assert set(Post.objects.values_list("impressions", flat=True)) == {3}
+
+
+@pytest.mark.django_db
+def test_a_flush_window_that_lapsed_is_counted_by_the_next_one_and_by_its_late_flush(buffer):
+    """A window's flush task that no worker ran before its guard lapsed: the next window's
+    scheduling counts it (seen_by="schedule"), and so does its flush if it runs at last
+    (seen_by="flush"). Before, only a log line could tell, and none did."""
+    schedule = sample("impressions_flush_windows_lapsed_total", seen_by="schedule")
+    late = sample("impressions_flush_windows_lapsed_total", seen_by="flush")
+    post = make_posts(1)[0]
+    default_task_backend.clear()
+    record_impressions("u:1", [post.pk])
+    [first] = default_task_backend.results
+    token, _, taken = first.kwargs["window"].partition("@")
+    scheduled_at = f"{float(taken) - 400:.3f}"  # that window was scheduled 400 s ago
+    buffer.set(keys.scheduled_window_key(), scheduled_at)
+    for key in [keys.guard_key(), *(keys.armed_key(shard) for shard in range(16))]:
+        buffer.delete(key)  # its guard and the shards' flags lapsed
+    record_impressions("u:2", [post.pk])  # schedules the next window
+    assert sample("impressions_flush_windows_lapsed_total", seen_by="schedule") == schedule + 1
+    first.task.call(**{**first.kwargs, "window": f"{token}@{scheduled_at}"})  # at last
+    assert sample("impressions_flush_windows_lapsed_total", seen_by="flush") == late + 1
+    record_impressions("u:3", [post.pk])  # within the next window: nothing more
+    assert sample("impressions_flush_windows_lapsed_total", seen_by="schedule") == schedule + 1
+    assert Post.objects.get(pk=post.pk).impressions == 2
 
 
 @pytest.mark.django_db
