@@ -231,6 +231,36 @@ def salt_key(day):
     return f"{{{conf.KEY_PREFIX}}}:salt:{day}"
 
 
+# The names after each of a prefix's three tags: `{<prefix>}`, `{<prefix>:<shard>}` and
+# `{<prefix>:ip:<digest>}`. One prefix's tag may be another's of another form (`{imp:3}` is the
+# shard 3 tag of "imp" and the tag of "imp:3"; `{imp:ip:0}` is shard 0 of "imp:ip" and the form
+# of an address's tag of "imp"), so a prefix's keys are told from its neighbours' by their names
+# too: no name of one form starts as a name of another form does. A key added above takes a name
+# of its form's list (tests/impressions/test_neighbours.py checks every function here).
+PREFIX_NAMES = ("flush-", "shards-read", "rollup-scheduled", "salt:")
+SHARD_NAMES = (
+    *("seen:", "rate:", "pending", "armed", "lost", "totals", "snapshot", "set-aside"),
+    "replicated",
+)
+IP_NAMES = ("new-viewers:",)
+
+
+def own_keys(prefix):
+    """A compiled (bytes) regex that matches a key of IMPRESSIONS_KEY_PREFIX `prefix` from its
+    start, and no key of another prefix, whatever the two prefixes' shapes (`imp` and `imp:3`,
+    `imp:`, `imp-2`, `imp:ip`)."""
+    tag_of = re.escape(prefix)
+
+    def names(choices):
+        return "(?:" + "|".join(re.escape(name) for name in choices) + ")"
+
+    return re.compile(
+        rf"\{{{tag_of}\}}:{names(PREFIX_NAMES)}"
+        rf"|\{{{tag_of}:[0-9]+\}}:{names(SHARD_NAMES)}"
+        rf"|\{{{tag_of}:ip:[0-9a-f]+\}}:{names(IP_NAMES)}".encode()
+    )
+
+
 def day_text(day):
     """The day part of a pending field: 20261118 (sorts, and reads, as the date)."""
     return f"{day.year:04d}{day.month:02d}{day.day:02d}"

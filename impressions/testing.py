@@ -2,6 +2,7 @@
 
 import re
 
+from . import keys
 from .conf import conf
 from .redis_client import get_flush_client, primaries, reset_clients
 from .schedule import backoff
@@ -20,8 +21,9 @@ def empty_buffer():
     if not conf.ENABLED:
         return
     prefix = conf.KEY_PREFIX
-    # {imp}:…, {imp:<shard>}:…, {imp:ip:<digest>}:…, and not those of a prefix "imp:x" or "imp-2".
-    ours = re.compile(rf"\{{{re.escape(prefix)}(?::[0-9]+|:ip:[0-9a-f]+)?\}}:".encode())
+    # {imp}:…, {imp:<shard>}:…, {imp:ip:<digest>}:…, and none of a prefix "imp:3", "imp:ip",
+    # "imp:x" or "imp-2" (keys.own_keys).
+    ours = keys.own_keys(prefix)
     escaped = GLOB.sub(r"\\\1", prefix)
     for node in primaries(get_flush_client()).values():
         # One key a command: a cluster node refuses one naming keys of several slots.

@@ -1,0 +1,110 @@
+"""Neighbours on one Redis: two projects (or a staging and a production site) on one database,
+kept apart by IMPRESSIONS_KEY_PREFIX alone (ElastiCache Serverless has database 0 only). Whatever
+the two prefixes' shapes, one's commands touch none of the other's keys.
+
+The dangerous shapes are those whose tags meet: `{imp:3}` is shard 3 of "imp" and the tag of
+"imp:3"'s schedule guard, salt, windows; `{imp:ip:0}` is shard 0 of "imp:ip" and has the form of
+an address's tag of "imp" (keys.own_keys)."""
+
+import inspect
+
+import pytest
+from django.test import override_settings
+
+import impressions
+from impressions import budgets, flush, keys, salt
+from impressions.recorder import record_impressions
+from impressions.redis_client import get_flush_client
+from impressions.testing import empty_buffer
+from tests.factories import make_posts
+
+from .support import scan_all
+from .test_buffer_totals import Crash, crash_at
+
+# Prefixes that are prefixes of one another, look like a shard or an address suffix, hold glob
+# or regex characters.
+PREFIXES = [
+    *("imp", "imp:3", "imp:", "imp-2", "imp:ip", "imp:ip:0123abcd", "a", "a:b"),
+    *("x", "x:pending", "i*p", "[i]mp", "a\\b", "imp.3"),
+]
+# What each parameter of a keys function is given.
+ARGUMENTS = {
+    "shard": 3,
+    "viewer_key": "u:1",
+    "hour": 493000,
+    "flush_id": "20261207T100000-0123abcd",
+    "window": "0123abcd0123abcd@1796641509.955",
+    "ip_digest": "0123abcd" * 3,
+    "day": "20261207",
+    "with_guard": True,
+}
+
+# The functions of impressions.keys that make no key: a tag, a day, a shard number.
+NO_KEY = {"tag", "day_text", "parse_day", "shard_of", "is_own_flush_id"}
+
+
+def every_key():
+    """A key (or key prefix) of each function of impressions.keys that names one."""
+    made = []
+    for name, function in inspect.getmembers(keys, inspect.isfunction):
+        if function.__module__ != keys.__name__ or name.startswith("_"):
+            continue
+        parameters = inspect.signature(function).parameters
+        if not set(parameters) <= set(ARGUMENTS) or name in NO_KEY:
+            continue
+        made.append(function(**{parameter: ARGUMENTS[parameter] for parameter in parameters}))
+    flat = [key for item in made for key in (item if isinstance(item, list) else [item])]
+    # snapshot_hashes: (key, group) pairs.
+    return [key[0] if isinstance(key, tuple) else key for key in flat]
+
+
+def test_every_key_is_its_prefix_s_and_no_other_prefix_s():
+    for prefix in PREFIXES:
+        with override_settings(IMPRESSIONS_KEY_PREFIX=prefix):
+            made = every_key()
+        assert len(made) > 40, made  # the record call's, the snapshots', the guards', the salt…
+        for other in PREFIXES:
+            matches = [key for key in made if keys.own_keys(other).match(key.encode())]
+            assert matches == (made if other == prefix else []), (prefix, other)
+
+
+# (the prefix whose buffer is emptied, its neighbour's), both ways round for each shape.
+PAIRS = [("imp:3", "imp"), ("imp", "imp:3"), ("imp", "imp:ip"), ("imp", "imp:ip:0123abcd")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("emptied", "neighbour"), PAIRS)
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0, IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR=100)
+def test_empty_buffer_leaves_every_key_of_a_neighbour_s_prefix(buffer, emptied, neighbour):
+    """Before, "imp:3"'s empty_buffer() deleted shard 3 of "imp" (its pending counts, snapshots
+    and viewers seen), and "imp"'s deleted "imp:3"'s schedule guard, salt and windows, and the
+    whole buffer of "imp:ip"."""
+    ids = [post.id for post in make_posts(40)]
+    client = get_flush_client()  # the settings above closed the fixture's
+    pending = {}
+    salt.forget()  # the salt this process kept of an earlier test's buffer
+    for prefix in (neighbour, emptied):
+        with override_settings(IMPRESSIONS_KEY_PREFIX=prefix):
+            for viewer in range(40):  # every shard, the schedule guard
+                record_impressions(f"u:{viewer}", ids[viewer : viewer + 3])
+            flush.checkpoint, before = crash_at("after-snapshot"), flush.checkpoint
+            try:
+                with pytest.raises(Crash):
+                    flush.flush_pending()  # snapshots left for the next flush
+            finally:
+                flush.checkpoint = before
+            record_impressions("u:1", ids[10:20])
+            budgets.grant_new_viewer("192.0.2.1", salt.utc_day(), "d" * 32, False)  # salt, ip
+            pending[prefix] = impressions.buffer_status()
+            assert pending[prefix].flush_scheduled and pending[prefix].in_snapshots
+        if prefix == neighbour:
+            neighbour_s = sorted(scan_all(client))
+    assert any(":ip:" in key for key in neighbour_s) and any(":salt:" in key for key in neighbour_s)
+
+    with override_settings(IMPRESSIONS_KEY_PREFIX=emptied):
+        empty_buffer()
+        assert impressions.buffer_status() == (0, 0, 0, 0, False, 0)
+
+    with override_settings(IMPRESSIONS_KEY_PREFIX=neighbour):
+        assert impressions.buffer_status() == pending[neighbour]
+    assert sorted(scan_all(get_flush_client())) == neighbour_s
