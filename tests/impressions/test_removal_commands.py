@@ -8,14 +8,22 @@ import textwrap
 from pathlib import Path
 
 import redis
+from django.test import override_settings
 from redis.cluster import RedisCluster
 
+from impressions import keys
 from impressions.recorder import record_impressions
+
+from .test_neighbours import PREFIXES, every_key
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "impressions" / "quickstart.md"
 EXAMPLE_URL = "URL=redis://127.0.0.1:6379/2"
-# Keys of other projects and apps on the same server: not the buffer's, so they must stay.
+# Keys of other projects and apps on the same server: not the buffer's, so they must stay. Those
+# of the prefixes "imp:3", "imp:ip", "imp:" and "imp-2" too, in tags that start as "imp"'s do.
 FOREIGN = ["other:1", "other:2", "other:3", "{impx}:pending", "imp:totals", "{other}:imp"]
+FOREIGN += ["{imp:3}:flush-scheduled", "{imp:3}:salt:20261207", "{imp:3:0}:pending:1"]
+FOREIGN += ["{imp:ip:0}:pending:1", "{imp:ip:0}:seen:u:1", "{imp:}:flush-scheduled"]
+FOREIGN += ["{imp-2:0}:totals", "{imp:x}:k"]
 
 
 def removal_commands():
@@ -23,6 +31,21 @@ def removal_commands():
     step = QUICKSTART.read_text().split("3. Delete the buffer's keys", 1)[1].split("\n4. ", 1)[0]
     [block] = re.findall(r"```\n(.*?)```", step, re.S)
     return textwrap.dedent(block)
+
+
+def test_the_removal_commands_tell_the_buffer_s_keys_as_the_app_does():
+    """OWN (grep -E) matches what keys.own_keys("imp") does, of every key of every prefix."""
+    [own] = re.findall(r"^OWN='(.*)'$", removal_commands(), re.M)
+    made = []
+    for prefix in PREFIXES:
+        with override_settings(IMPRESSIONS_KEY_PREFIX=prefix):
+            made += every_key()
+    grep = subprocess.run(
+        ["grep", "-E", own], input="\n".join(made), capture_output=True, text=True, timeout=10
+    )
+    expected = [key for key in made if keys.own_keys("imp").match(key.encode())]
+    assert grep.stdout.split() == expected
+    assert len(expected) > 40
 
 
 def primary_urls(client):
