@@ -9,9 +9,11 @@ an address's tag of "imp" (keys.own_keys)."""
 import inspect
 
 import pytest
+from django.core.management import call_command
 from django.test import override_settings
 
 import impressions
+from casusult.models import Post
 from impressions import budgets, flush, keys, salt
 from impressions.recorder import record_impressions
 from impressions.redis_client import get_flush_client
@@ -81,25 +83,11 @@ def test_empty_buffer_leaves_every_key_of_a_neighbour_s_prefix(buffer, emptied, 
     whole buffer of "imp:ip"."""
     ids = [post.id for post in make_posts(40)]
     client = get_flush_client()  # the settings above closed the fixture's
-    pending = {}
     salt.forget()  # the salt this process kept of an earlier test's buffer
-    for prefix in (neighbour, emptied):
-        with override_settings(IMPRESSIONS_KEY_PREFIX=prefix):
-            for viewer in range(40):  # every shard, the schedule guard
-                record_impressions(f"u:{viewer}", ids[viewer : viewer + 3])
-            flush.checkpoint, before = crash_at("after-snapshot"), flush.checkpoint
-            try:
-                with pytest.raises(Crash):
-                    flush.flush_pending()  # snapshots left for the next flush
-            finally:
-                flush.checkpoint = before
-            record_impressions("u:1", ids[10:20])
-            budgets.grant_new_viewer("192.0.2.1", salt.utc_day(), "d" * 32, False)  # salt, ip
-            pending[prefix] = impressions.buffer_status()
-            assert pending[prefix].flush_scheduled and pending[prefix].in_snapshots
-        if prefix == neighbour:
-            neighbour_s = sorted(scan_all(client))
+    pending = {neighbour: fill(neighbour, ids)[0]}
+    neighbour_s = sorted(scan_all(client))
     assert any(":ip:" in key for key in neighbour_s) and any(":salt:" in key for key in neighbour_s)
+    fill(emptied, ids)
 
     with override_settings(IMPRESSIONS_KEY_PREFIX=emptied):
         empty_buffer()
@@ -108,3 +96,44 @@ def test_empty_buffer_leaves_every_key_of_a_neighbour_s_prefix(buffer, emptied, 
     with override_settings(IMPRESSIONS_KEY_PREFIX=neighbour):
         assert impressions.buffer_status() == pending[neighbour]
     assert sorted(scan_all(get_flush_client())) == neighbour_s
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("old", "new"), PAIRS)
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0, IMPRESSIONS_IP_NEW_VIEWERS_PER_HOUR=100)
+def test_flush_impressions_key_prefix_takes_the_old_prefix_s_counts_only(buffer, old, new):
+    """After a change of IMPRESSIONS_KEY_PREFIX from `old` to `new`, the command flushes the
+    counts left under `old`, exactly, and leaves `new`'s pending, its snapshots and its
+    schedule as they are: also when one's tags are the other's (`imp` and `imp:3`)."""
+    ids = [post.id for post in make_posts(40)]
+    salt.forget()
+    _, left = fill(old, ids)
+    status, _ = fill(new, ids)
+    with override_settings(IMPRESSIONS_KEY_PREFIX=new):
+        call_command("flush_impressions", key_prefix=old, verbosity=0)
+        assert impressions.buffer_status() == status
+    with override_settings(IMPRESSIONS_KEY_PREFIX=old):
+        assert impressions.buffer_status()[:2] == (0, 0)
+        assert not impressions.buffer_status().in_snapshots
+    assert sum(Post.objects.values_list("impressions", flat=True)) == left
+
+
+def fill(prefix, ids):
+    """A buffer under `prefix`: counts pending, a crashed flush's snapshots, the schedule
+    guard, the salt and an address's budget. Returns its status and the impressions counted."""
+    with override_settings(IMPRESSIONS_KEY_PREFIX=prefix):
+        counted = sum(
+            record_impressions(f"u:{viewer}", ids[viewer : viewer + 3]).counted
+            for viewer in range(40)  # every shard, the schedule guard
+        )
+        flush.checkpoint, before = crash_at("after-snapshot"), flush.checkpoint
+        try:
+            with pytest.raises(Crash):
+                flush.flush_pending()  # snapshots left for the next flush
+        finally:
+            flush.checkpoint = before
+        counted += record_impressions("u:1", ids[10:20]).counted
+        budgets.grant_new_viewer("192.0.2.1", salt.utc_day(), "d" * 32, False)  # salt, ip
+        status = impressions.buffer_status()
+    assert status.flush_scheduled and status.in_snapshots and status.pending_impressions
+    return status, counted
