@@ -209,6 +209,12 @@ def scheduled_window_key():
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled-window"
 
 
+def window_mark():
+    """What a scheduled window's token carries of IMPRESSIONS_KEY_PREFIX (tasks.window_token):
+    8 hex digits, which no `@` or `~` holds."""
+    return f"{zlib.crc32(conf.KEY_PREFIX.encode()):08x}"
+
+
 def shards_read_key():
     """How many shards a flush reads (flush.shards_in_use): the most a flush has read or found
     since the key was set; it expires SHARDS_READ_TTL after, and the next flush asks them all."""

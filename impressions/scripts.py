@@ -268,9 +268,9 @@ redis.call('DEL', KEYS[1])
 
 # KEYS: schedule guard, window key, scheduled window.  ARGV: window key ttl, window.  The first
 # part of a scheduled window to start takes the window key and deletes the guard, if the guard is
-# its window's (a window "<token>@<guard's value>" names the guard it was enqueued under; one
-# without "@" names none: a version before, deleting any); the window's other parts find the key
-# taken and leave the guard alone, and so does a window's first part that starts after its guard
+# its window's (a window "<token>[~<prefix mark>]@<guard's value>" names the guard it was enqueued
+# under; one without "@" names none: a version before, deleting any); the window's other parts
+# find the key taken and leave the guard alone, and so does a window's first part that starts after its guard
 # lapsed (a job of a queue no worker served, run at last) when the guard is a later window's. The
 # scheduled window's key goes if it names this window (TAKE_SCHEDULE).  The DEL of the window
 # key, absent, comes first: a write that adds no memory, after which a full Redis takes the rest.

@@ -83,6 +83,8 @@ def flush_impressions_task(context=None, part=0, parts=1, window=None, manual=Fa
     failure as well would make two flushes where one is meant. `context` is None when called
     directly (`.call()`), which counts as a last attempt.
     """
+    if window is not None:
+        warn_of_another_prefix(window)
     try:
         report = flush_pending(part=part, parts=parts, window=window, keep_schedule=manual)
     except FlushError:
@@ -141,7 +143,7 @@ def enqueue_flush(delay=0, manual=False, soon=False, guard=None):
     they leave the scheduled window in place too.
 
     `guard`: the value of the schedule guard taken for this window, which the window's token
-    carries ("<token>@<guard>"): its first part deletes that guard only (flush.open_window).
+    carries ("<token>~<mark>@<guard>"): its first part deletes that guard only (flush.open_window).
 
     A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now,
     or, inside a transaction (ATOMIC_REQUESTS), once it commits (then this returns None).
@@ -166,9 +168,37 @@ def enqueue_flush_tasks(delay, manual, soon=False, guard=None):
     if soon:  # no window: the scheduled one stays open (flush_pending's keep_schedule)
         results = [flush_task.enqueue(part=part, parts=parts, manual=True) for part in range(parts)]
         return results[0]
-    window = secrets.token_hex(8) + (f"@{guard}" if guard else "")
+    window = window_token(guard)
     results = [flush_task.enqueue(part=part, parts=parts, window=window) for part in range(parts)]
     return results[0]
+
+
+def window_token(guard=None):
+    """A scheduled window's token: "<16 hex>~<keys.window_mark()>@<guard>" (flush.open_window
+    reads what follows "@"; a version before wrote no "~<mark>")."""
+    return f"{secrets.token_hex(8)}~{keys.window_mark()}" + (f"@{guard}" if guard else "")
+
+
+def warn_of_another_prefix(window):
+    """Log when the window was scheduled under another IMPRESSIONS_KEY_PREFIX: two projects
+    share this task queue (or the prefix changed while the window waited). Such a task flushes
+    this worker's buffer, which is harmless; the window's own buffer keeps its schedule guard
+    until it lapses and waits for its next impression after that."""
+    mark = window.partition("@")[0].partition("~")[2]
+    if not mark or mark == keys.window_mark():
+        return
+    logger.warning(
+        "A flush task scheduled under another IMPRESSIONS_KEY_PREFIX (its mark %s, this"
+        " project's %s) reached this worker: another project shares the task queue %r of"
+        " backend %r (or the prefix changed since). This worker flushes its own buffer; the"
+        " other's counts wait for its next impression after IMPRESSIONS_FLUSH_DELAY + %d s."
+        " Give each project a queue of its own (IMPRESSIONS_TASK_QUEUE).",
+        mark,
+        keys.window_mark(),
+        flush_impressions_task.queue_name,
+        flush_impressions_task.backend,
+        GUARD_GRACE_SECONDS,
+    )
 
 
 def take_guard(client):

@@ -7,14 +7,16 @@ The dangerous shapes are those whose tags meet: `{imp:3}` is shard 3 of "imp" an
 an address's tag of "imp" (keys.own_keys)."""
 
 import inspect
+import logging
 
 import pytest
 from django.core.management import call_command
+from django.tasks import default_task_backend
 from django.test import override_settings
 
 import impressions
 from casusult.models import Post
-from impressions import budgets, flush, keys, salt
+from impressions import budgets, flush, keys, salt, tasks
 from impressions.recorder import record_impressions
 from impressions.redis_client import get_flush_client
 from impressions.testing import empty_buffer
@@ -41,8 +43,8 @@ ARGUMENTS = {
     "with_guard": True,
 }
 
-# The functions of impressions.keys that make no key: a tag, a day, a shard number.
-NO_KEY = {"tag", "day_text", "parse_day", "shard_of", "is_own_flush_id"}
+# The functions of impressions.keys that make no key: a tag, a day, a shard number, a mark.
+NO_KEY = {"tag", "day_text", "parse_day", "shard_of", "is_own_flush_id", "window_mark"}
 
 
 def every_key():
@@ -137,3 +139,30 @@ def fill(prefix, ids):
         status = impressions.buffer_status()
     assert status.flush_scheduled and status.in_snapshots and status.pending_impressions
     return status, counted
+
+
+@pytest.mark.django_db
+@override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)
+def test_a_flush_another_prefix_scheduled_is_logged_by_the_worker_that_runs_it(buffer, caplog):
+    """Two projects on one task queue: a worker runs any flush task it receives, with its own
+    settings. One of "imp"'s flushes run by "imp:3"'s worker flushes "imp:3"'s buffer, and
+    "imp"'s counts wait with its guard (for its next impression after the guard lapses), which
+    nothing said before."""
+    [post] = make_posts(1)
+    with override_settings(IMPRESSIONS_KEY_PREFIX="imp"):
+        record_impressions("u:1", [post.id])
+        [scheduled] = default_task_backend.results
+        status = impressions.buffer_status()
+    with override_settings(IMPRESSIONS_KEY_PREFIX="imp:3"):
+        tasks.flush_impressions_task.call(*scheduled.args, **scheduled.kwargs)
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "another IMPRESSIONS_KEY_PREFIX" in line and "the task queue 'default'" in line
+    assert "IMPRESSIONS_TASK_QUEUE" in line
+    with override_settings(IMPRESSIONS_KEY_PREFIX="imp"):
+        assert impressions.buffer_status() == status  # waiting, scheduled
+        caplog.clear()
+        tasks.flush_impressions_task.call(*scheduled.args, **scheduled.kwargs)  # its own worker
+        assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert impressions.buffer_status() == (0, 0, 0, 0, False, 0)
+    post.refresh_from_db()
+    assert post.impressions == 1
