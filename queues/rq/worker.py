@@ -12,7 +12,7 @@ from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 from django.utils import timezone
 from redis.exceptions import NoPermissionError, ResponseError
-from rq import Queue, get_current_job
+from rq import Queue, get_current_job, worker_registration
 from rq.exceptions import InvalidJobOperation, StopRequested
 from rq.scheduler import RQScheduler
 from rq.timeouts import UnixSignalDeathPenalty
@@ -326,9 +326,32 @@ class TaskWorker(SimpleWorker):
     def heartbeat(self, timeout=None, pipeline=None):
         if pipeline is not None:  # only queued: the pipeline's caller sends it
             return super().heartbeat(timeout, pipeline)
-        answer = self._until_redis_answers(super().heartbeat, timeout)
+        registered = self._until_redis_answers(self._heartbeat_and_look, timeout)
+        if not registered and self.birth_date is not None:  # registered once, forgotten since
+            self._until_redis_answers(self.register_again)
         self.keep_a_scheduler()
-        return answer
+
+    def _heartbeat_and_look(self, timeout):
+        """RQ's heartbeat (its HSET and EXPIREs in one round trip, not three), and whether the
+        worker's key still holds its registration: not once the server came back from an outage
+        without its data (a restart without persistence, a node replaced), where the HSET made
+        the key anew with the heartbeat's field alone."""
+        with self.connection.pipeline(transaction=False) as pipeline:
+            super().heartbeat(timeout, pipeline)
+            pipeline.hexists(self.key, "birth")
+            return pipeline.execute()[-1]
+
+    def register_again(self):
+        """Register this worker again, with its birth and state (RQ's register_birth refuses a
+        key that exists). RQ's heartbeats only extend the key: a worker its server forgot stayed
+        out of `rq:workers` for the rest of its life, the dashboard listing no worker and its
+        `rq_workers` metric saying 0."""
+        with self.connection.pipeline() as pipeline:
+            pipeline.hset(self.key, mapping=self.serialize())
+            worker_registration.register(self, pipeline)
+            pipeline.expire(self.key, self.worker_ttl + 60)
+            pipeline.execute()
+        logger.warning("RQ worker: Redis had lost this worker's registration; registered again")
 
     def keep_a_scheduler(self):
         """Start a scheduler if none runs here: RQ does so only at its maintenance, every 10

@@ -232,6 +232,11 @@ def test_the_worker_and_its_scheduler_outlive_a_redis_restart(settings, tmp_path
                 lambda: "after the restart" in queue_tasks.markers() or worker.poll() is not None,
             )
             markers = queue_tasks.markers()
+            # The server came back empty (no persistence): RQ's heartbeats only extended the
+            # worker's key, which a heartbeat's HSET had made anew, so the worker was listed
+            # nowhere for the rest of its life (the dashboard, rq_workers: 0).
+            within(15, lambda: waiting_with_a_scheduler(connection) or worker.poll() is not None)
+            listed = [connection.hget(key, "birth") for key in connection.smembers("rq:workers")]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -239,6 +244,7 @@ def test_the_worker_and_its_scheduler_outlive_a_redis_restart(settings, tmp_path
     assert "RQ scheduler: Redis failed" in stderr, stderr
     assert worker_failed(lines) and "RQ worker: Redis answers again" in stderr, stderr
     assert markers == ["start:during the outage", "during the outage", "after the restart"], stderr
+    assert len(listed) == 1 and listed[0], stderr
     assert worker.returncode == 0, stderr
 
 
