@@ -54,17 +54,18 @@ def fill(client, pending, day, page=PAGE):
 
 def buffer_state(client):
     """{key: value} of every key but the viewers' de-duplication sets, TTLs as 'has one'; the
-    schedule guard's value is the time it was taken, so only its being there counts."""
+    schedule guard's value, and the scheduled window's, is the time it was taken, so only its
+    being there counts."""
     from impressions import keys
 
-    guard = keys.guard_key()
+    taken_at = {keys.guard_key(), keys.scheduled_window_key()}
     state = {}
     for key in client.scan_iter(count=1000):
         name = key.decode()
         if ":seen:" in name:
             continue
         kind = client.type(key).decode()
-        if name == guard:
+        if name in taken_at:
             value = "taken"
         elif kind == "hash":
             value = client.hgetall(key)
