@@ -121,7 +121,7 @@ lost = LossCounter()
 # Posts per script call. A call holds its Redis alone: 1,000 posts take it about 4 ms, while one
 # call of 10,000 held every other client up 40 ms and outlasted the caller's 50 ms timeout (the
 # page lost). A larger page goes in parts, one round trip each, which de-duplicate as one call.
-# A part's command is 1,030 arguments at most, well within redis_client.MAX_ARGS.
+# A part's command is 1,031 arguments at most, well within redis_client.MAX_ARGS.
 CALL_POSTS = 1000
 
 

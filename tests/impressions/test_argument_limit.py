@@ -146,7 +146,14 @@ def test_the_largest_calls_stay_within_the_limit():
     script_keys, args = recorder.record_call(
         0, "a:" + "f" * 32, list(range(recorder.CALL_POSTS)), "", "20261206", 5, guard=True
     )
-    assert len(("EVALSHA", "sha", len(script_keys), *script_keys, *args)) <= MAX_ARGS
+    largest = len(("EVALSHA", "sha", len(script_keys), *script_keys, *args))
+    assert largest <= MAX_ARGS
+    # What the AWS page and the recorder's comment say of it (the guard's two keys made it 1,031).
+    said = re.search(r"([0-9,]+) arguments a command at most", AWS_PAGE.read_text())
+    assert int(said[1].replace(",", "")) == largest
+    assert (
+        f"A part's command is {largest:,} arguments at most" in Path(recorder.__file__).read_text()
+    )
     pending_fixed = 3 + 4 + len(keys.GROUPS) + 2  # EVAL script n, keys, the 2 prefixes
     assert pending_fixed + recorder.PENDING_IDS <= MAX_ARGS
     assert 3 + 2 + 1 + flush_module.SET_ASIDE_CHUNK <= MAX_ARGS  # EVAL script 2, keys, flush id
