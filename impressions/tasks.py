@@ -226,12 +226,18 @@ def lost_window(lapsed, ttl):
     """Taking the schedule guard found the key of the window scheduled before still there
     (`lapsed`: its value, the time that window was scheduled, None if none; `ttl`: that key's
     PTTL then), so that window's flush never started before its guard lapsed: warn, once a
-    window, in the process that schedules the next. The record script (or TAKE_SCHEDULE) read
+    window, in the process that schedules the next. Unless the key is younger than the guard's
+    time (IMPRESSIONS_FLUSH_DELAY + 60 s, less a second): a guard gone that soon was deleted by
+    its window's flush, not lapsed, and the key left by a build before this one. The record script (or TAKE_SCHEDULE) read
     them as it took the guard: no round trip of its own."""
     if lapsed is None:
         return
     scheduled_at = lapsed.decode() if isinstance(lapsed, bytes) else str(lapsed)
     age = scripts.SCHEDULED_WINDOW_TTL - ttl / 1000 if ttl > 0 else None
+    if age is not None and age < conf.GUARD_TTL - 1:
+        # Its guard, taken with the key, was deleted before it could lapse: its flush started,
+        # under a build that leaves the key (an earlier worker in a rolling deploy).
+        return
     at = unix_or_none(scheduled_at)
     flush_window_lapsed.send(lost_window, seen_by="schedule", scheduled_at=at)
     when = "" if at is None else f" at {datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S} UTC"

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from casusult.models import Post
 from impressions import flush as flush_module
-from impressions import keys
+from impressions import keys, scripts
+from impressions.conf import conf
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
@@ -245,9 +246,12 @@ def test_a_lost_flush_message_is_rescheduled_when_the_guard_lapses(buffer):
 
 def lapse_the_schedule(client):
     """The guard and every shard flag lapse (their TTL is delay + 60 s after the guard was taken),
-    for real: expired by Redis."""
+    for real: expired by Redis; the scheduled window's key is as old as that by then."""
     for key in [keys.guard_key(), *(keys.armed_key(shard) for shard in range(16))]:
         client.pexpire(key, 1)
+    if client.exists(keys.scheduled_window_key()):
+        aged = scripts.SCHEDULED_WINDOW_TTL - conf.GUARD_TTL
+        client.pexpire(keys.scheduled_window_key(), aged * 1000)
     time.sleep(0.01)
 
 
@@ -324,6 +328,43 @@ def test_a_flush_started_after_its_guard_lapsed_says_it_was_late(buffer, caplog)
     assert warnings_of(caplog, "impressions.tasks") == []
     flush_pending()
     assert impressions_of([post]) == {post.id: 4}
+
+
+# The OPEN_WINDOW of the build before the lost flush warning (b991d1a): it deletes the guard, not
+# the scheduled window's key, which that build did not know.
+EARLIER_OPEN_WINDOW = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+local owner = string.match(ARGV[2], '@(.+)$')
+local guard = redis.call('GET', KEYS[1])
+local mine = not owner or not guard or guard == owner
+if mine then redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+return mine and 1 or 0
+"""
+
+
+def test_a_window_an_earlier_build_s_worker_flushed_is_not_called_lost(buffer, caplog):
+    """A rolling deploy: the new web processes schedule, a worker of the build before runs the
+    window's flush on time; its guard deleted, the scheduled window's key stays. The next view,
+    within the guard's time of that window's scheduling, found it and warned "lost or late" (and
+    counted it) for each window while such a worker ran; a guard deleted that soon did not lapse.
+    """
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.id])
+    [scheduled] = scheduled_flushes()
+    window = scheduled.kwargs["window"]
+    buffer.execute_command(
+        "EVAL", EARLIER_OPEN_WINDOW, 2, keys.guard_key(), keys.window_key(window), 60, window
+    )
+    flush_pending(keep_schedule=True)  # the rest of that worker's flush
+    caplog.set_level("WARNING")
+    assert record_impressions("u:2", [post.id]).scheduled
+    assert warnings_of(caplog, "impressions.tasks") == []
+    taken = scheduled_flushes()[-1].kwargs["window"].partition("@")[2]
+    assert buffer.get(keys.scheduled_window_key()).decode() == taken  # the new window's
+    flush_pending()
+    assert impressions_of([post]) == {post.id: 2}
 
 
 def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
