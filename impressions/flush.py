@@ -438,7 +438,10 @@ def open_window(client, window, flush_id=""):
         # A lapse is at least GUARD_GRACE_SECONDS late; half of it allows for clock skew.
         if since > conf.FLUSH_DELAY + GUARD_GRACE_SECONDS / 2:
             late_windows.started(flush_id, since)
-            flush_window_lapsed.send(open_window, seen_by="flush", scheduled_at=time.time() - since)
+            # Robust, as tasks.lost_window: a metric's failure fails no flush (logged by Django).
+            flush_window_lapsed.send_robust(
+                open_window, seen_by="flush", scheduled_at=time.time() - since
+            )
 
 
 class LateWindows:

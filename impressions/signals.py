@@ -15,7 +15,8 @@ flush_finished = Signal()
 # A scheduled flush window whose flush did not start before its schedule guard lapsed (its task
 # lost, or no worker taking it). Arguments: seen_by ("schedule": the next window's scheduling
 # found it, once a window; "flush": a window's flush started that late), scheduled_at (Unix
-# seconds, None if unknown).
+# seconds, None if unknown). Sent with send_robust: it is sent between taking the guard and
+# enqueueing its flush, which a receiver's error must not stop.
 flush_window_lapsed = Signal()
 
 # Served impressions not counted because the request was no view (reason "method": not a GET;

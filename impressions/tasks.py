@@ -239,7 +239,10 @@ def lost_window(lapsed, ttl):
         # under a build that leaves the key (an earlier worker in a rolling deploy).
         return
     at = unix_or_none(scheduled_at)
-    flush_window_lapsed.send(lost_window, seen_by="schedule", scheduled_at=at)
+    # Robust: it runs between taking the guard and enqueueing its flush; a receiver that raised
+    # there left the guard taken and no flush enqueued, and so at every window after (its
+    # error is logged, by django.dispatch).
+    flush_window_lapsed.send_robust(lost_window, seen_by="schedule", scheduled_at=at)
     when = "" if at is None else f" at {datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S} UTC"
     logger.warning(
         "impressions flush lost or late: no flush of the window scheduled%s%s started before its"

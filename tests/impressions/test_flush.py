@@ -18,6 +18,7 @@ from impressions.conf import conf
 from impressions.flush import flush_pending
 from impressions.models import Flush
 from impressions.recorder import pending_counts, record_impressions
+from impressions.signals import flush_window_lapsed
 from impressions.tasks import flush_impressions_task
 from tests.factories import make_posts
 from tests.queues.rq.support import rq_settings
@@ -328,6 +329,33 @@ def test_a_flush_started_after_its_guard_lapsed_says_it_was_late(buffer, caplog)
     assert warnings_of(caplog, "impressions.tasks") == []
     flush_pending()
     assert impressions_of([post]) == {post.id: 4}
+
+
+def test_a_lapse_receiver_that_raises_stops_no_schedule(buffer, caplog):
+    """A project's receiver of flush_window_lapsed that fails (its metric's storage full, a bug):
+    the lapse was reported between taking the guard and enqueueing its flush, so the flush was
+    never enqueued and the guard held; the next take found the window key again, failed again,
+    and no view scheduled a flush from then on. Now the failure is logged and the flush goes."""
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.id])
+    default_task_backend.clear()  # that flush's task is lost
+    lapse_the_schedule(buffer)
+
+    def failing(**kwargs):
+        raise OSError("no space left for the metric")
+
+    flush_window_lapsed.connect(failing, dispatch_uid="test-failing-lapse-receiver")
+    try:
+        caplog.set_level("WARNING")
+        assert record_impressions("u:2", [post.id]).scheduled
+    finally:
+        flush_window_lapsed.disconnect(dispatch_uid="test-failing-lapse-receiver")
+    [failed] = [r for r in caplog.records if r.levelname == "ERROR"]  # Django's send_robust's
+    assert "failing" in failed.getMessage() and "no space left" in failed.getMessage()
+    assert len(warnings_of(caplog, "impressions.tasks")) == 1  # the lapse is logged all the same
+    [scheduled] = scheduled_flushes()
+    scheduled.task.call(**scheduled.kwargs)
+    assert impressions_of([post]) == {post.id: 2}
 
 
 # The OPEN_WINDOW of the build before the lost flush warning (b991d1a): it deletes the guard, not
