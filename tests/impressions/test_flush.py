@@ -389,6 +389,31 @@ def test_a_window_an_earlier_build_s_worker_flushed_is_not_called_lost(buffer, c
     assert impressions_of([post]) == {post.id: 2}
 
 
+@pytest.mark.parametrize("parts", [1, 3])
+def test_an_earlier_builds_flush_of_the_window_is_no_lost_flush(buffer, caplog, parts):
+    """As above, with the window in parts: an earlier build's worker runs the window's first part
+    (deleting the guard, not the scheduled window's key) and the others; the next window,
+    scheduled a moment later, says nothing, and the counts are applied once."""
+    post = make_posts(1)[0]
+    with override_settings(IMPRESSIONS_FLUSH_PARTS=parts):
+        record_impressions("u:1", [post.id])
+        [first, *others] = scheduled_flushes()
+        window = first.kwargs["window"]
+        buffer.execute_command(
+            "EVAL", EARLIER_OPEN_WINDOW, 2, keys.guard_key(), keys.window_key(window), 60, window
+        )
+        for task in [first, *others]:  # the first part finds its window opened: as that build's
+            task.task.call(**task.kwargs)
+        assert buffer.exists(keys.scheduled_window_key())
+        caplog.set_level("WARNING")
+        record_impressions("u:2", [post.id])
+        assert len(scheduled_flushes()) == 2 * parts
+        assert warnings_of(caplog, "impressions.tasks") == []
+        assert warnings_of(caplog, "impressions.flush") == []
+        flush_pending()
+    assert impressions_of([post]) == {post.id: 2}
+
+
 def test_a_failed_enqueue_releases_the_guard_for_the_next_request(buffer):
     post = make_posts(1)[0]
     with override_settings(**rq_settings("redis://127.0.0.1:1/0")):
