@@ -20,6 +20,7 @@ from django.http import JsonResponse
 
 import impressions
 import queues.health
+from impressions.loglines import LineLimiter
 from redis_endpoints import redact_text
 
 from .methods import api_safe_methods
@@ -38,6 +39,10 @@ PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 # Seconds a process reuses its last /readyz answer: a client probing in a loop costs the
 # dependencies one probe a second per process, whatever its rate.
 READINESS_CACHE_SECONDS = 1.0
+# A failing probe's lines: the first at once, then one every READINESS_LOG_INTERVAL seconds at most
+# for each probe, saying how many failures it stands for, and one when the probe answers again (a
+# Kubernetes probe every second per pod would otherwise log a line a second per process).
+READINESS_LOG_INTERVAL = 60.0
 # Check ids: casusult.E001 HEALTH_DETAIL_NETWORKS lists something that is not a network.
 
 # name -> callable() returning a short detail string, raising when the dependency is down.
@@ -168,7 +173,7 @@ def probes_since(probes=None, timeout=None):
         try:
             results[name] = future.result(timeout=remaining)
         except FutureTimeout:
-            logger.warning("readiness: %s gave no answer within %g s", name, timeout)
+            failed(name, f"gave no answer within {timeout:g} s")
             results[name] = {"ok": False, "error": f"no answer within {timeout:g} s"}
     return results, oldest
 
@@ -189,11 +194,48 @@ def _timed(name, function):
     try:
         detail = function()
     except Exception as error:
-        logger.warning("readiness: %s is down: %s: %s", name, type(error).__name__, error)
+        failed(name, f"is down: {type(error).__name__}: {error}")
         # Shown only to HEALTH_DETAIL_NETWORKS, redacted even there.
         message = redact_text(f"{type(error).__name__}: {error}")[:300]
         return {"ok": False, "error": message}
+    answered(name)
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1), "detail": detail}
+
+
+failures = LineLimiter(READINESS_LOG_INTERVAL)
+
+
+def failed(name, what):
+    """Log that probe `name` failed (`what`: "is down: …"), unless it has had a line in the last
+    READINESS_LOG_INTERVAL: then the next line counts this failure."""
+    since = failures.note(name)
+    if since is not None:
+        more = since[0] - 1
+        logger.warning(
+            "readiness: %s %s%s",
+            name,
+            what,
+            f"; {more} more failed probe{'s' if more > 1 else ''} since the last such line"
+            if more
+            else "",
+            extra={"probe": name, "failures": since[0]},
+        )
+
+
+def answered(name):
+    """Probe `name` answered: if it was failing, one line says it is up again."""
+    if name not in failures.next_line:  # a hint, without the lock: nothing failed, nothing to end
+        return
+    since = failures.end(name)
+    if since is not None:
+        logger.warning(
+            "readiness: %s answers again%s",
+            name,
+            f" ({since[0]} failed probe{'s' if since[0] > 1 else ''} since the last line)"
+            if since[0]
+            else "",
+            extra={"probe": name, "failures": since[0]},
+        )
 
 
 _answer = {"checks": None, "at": 0.0}
@@ -280,7 +322,7 @@ def readyz(request):
         {"status": "ok" if ready else "unavailable", "checks": found},
         status=200 if ready else 503,
     )
-    # Each down dependency was logged above; Django's "Service Unavailable" error line every
+    # Each down dependency was logged above (failed(): one line a minute at most); Django's "Service Unavailable" error line every
     # few seconds of probing would only bury it.
     response._has_been_logged = True
     return response

@@ -1,7 +1,5 @@
 """The request side: count served posts in Redis, de-duplicated per viewer, in one round trip."""
 
-import math
-import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,7 @@ from . import budgets, keys, periods, scripts
 from .batches import in_bigint
 from .conf import conf
 from .holdoff import holdoff
+from .loglines import LineLimiter
 from .redis_client import get_client, is_cluster
 from .reloads import reloads, safety_margin
 from .schedule import arm_flush, full_redis
@@ -46,7 +45,7 @@ class BufferStatus(NamedTuple):
     set_aside: int = 0  # entries no database takes, set aside by flushes (flush.set_aside)
 
 
-class LossCounter:
+class LossCounter(LineLimiter):
     """Impressions this process failed to record; `unreported` is added to Redis when it answers.
 
     One log line every LOG_INTERVAL seconds at most for each reason (the error's class and
@@ -60,14 +59,10 @@ class LossCounter:
     LOG_INTERVAL = 10.0
 
     def __init__(self, clock=time.monotonic):
-        self._lock = threading.Lock()
-        self.clock = clock
+        super().__init__(self.LOG_INTERVAL, clock)
         self.requests = 0
         self.impressions = 0
         self.unreported = 0
-        self.not_logged = {}  # reason: (calls, impressions) lost since its last line
-        self.next_line = {}  # reason: when its next line may be logged
-        self.held = 0  # calls lost and in no line yet (read without the lock: a hint)
 
     def add(self, impressions, reason=None):
         """Count a call's loss; (calls, impressions) of its reason for a log line to say, this
@@ -76,33 +71,7 @@ class LossCounter:
             self.requests += 1
             self.impressions += impressions
             self.unreported += impressions
-            calls, count = self.not_logged.get(reason, (0, 0))
-            since = (calls + 1, count + impressions)
-            now = self.clock()
-            if now < self.next_line.get(reason, -math.inf):
-                self.not_logged[reason] = since
-                self.held += 1
-                return None
-            self.next_line[reason] = now + self.LOG_INTERVAL
-            self.not_logged[reason] = (0, 0)
-            self.held -= calls
-            return since
-
-    def take_held(self):
-        """{reason: (calls, impressions)} of the losses in no line yet whose reason may have a
-        line again (its last one is LOG_INTERVAL old), handed to one caller."""
-        with self._lock:
-            now = self.clock()
-            due = {
-                reason: since
-                for reason, since in self.not_logged.items()
-                if since[0] and now >= self.next_line[reason]
-            }
-            for reason, (calls, _) in due.items():
-                self.next_line[reason] = now + self.LOG_INTERVAL
-                self.not_logged[reason] = (0, 0)
-                self.held -= calls
-            return due
+            return self._note(reason, impressions)
 
     def take_unreported(self):
         """Hand the unreported count to one caller (threads must not report it twice)."""

@@ -16,6 +16,7 @@ from django.test import Client, override_settings
 
 import queues.health
 from casusult import health
+from impressions.loglines import LineLimiter
 from tests.database import checked_out, count_migration_loads, migrate_to
 from tests.queues.rq.support import rq_settings
 
@@ -324,3 +325,31 @@ def test_migrations_that_cannot_be_read_are_reported_and_not_looked_at_every_pro
         with pytest.raises(queues.health.MigrationsUnknown, match="OperationalError"):
             migrations.check()
     assert len(connects) == 1
+
+
+@pytest.mark.django_db
+def test_a_probe_failing_every_second_logs_a_line_a_minute_and_one_when_it_answers(
+    dead_redis_url, monkeypatch, caplog
+):
+    now = [1000.0]
+    monkeypatch.setattr(health, "failures", LineLimiter(60.0, clock=lambda: now[0]))
+    monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)  # every request probes
+    client = client_from("203.0.113.9")
+
+    def outage(seconds):
+        with override_settings(IMPRESSIONS_REDIS_URL=dead_redis_url):
+            for _ in range(seconds):  # a Kubernetes readiness probe every second
+                assert client.get("/readyz").status_code == 503
+                now[0] += 1
+
+    outage(61)
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    outage(1)  # a new outage is news: logged at once
+    lines = [r.getMessage() for r in caplog.records if r.name == "casusult.health"]
+    assert len(lines) == 4, lines  # before: 62, one a request
+    assert lines[0].startswith("readiness: impression_buffer is down: ConnectionError")
+    assert lines[1].startswith("readiness: impression_buffer is down: ConnectionError")
+    assert lines[1].endswith("; 59 more failed probes since the last such line")
+    assert lines[2] == "readiness: impression_buffer answers again"
+    assert lines[3].startswith("readiness: impression_buffer is down: ConnectionError")
