@@ -356,31 +356,44 @@ def buffer_panel(buffer, current_app=None, ledger_links=True):
         set_aside=status.set_aside,
         set_aside_key=keys.set_aside_key("N"),
         scheduled=status.flush_scheduled,
-        next_flush=next_flush(status.flush_scheduled, status.pending_impressions),
+        next_flush=next_flush(
+            status.flush_scheduled, status.pending_impressions, status.in_snapshots
+        ),
     )
     return panel
 
 
-def next_flush(scheduled, pending=0):
-    """When the next flush runs, as the page says it: {"at", "text", "overdue", "stalled"}, or
-    None when none is scheduled and none is needed.
+def next_flush(scheduled, pending=0, in_snapshots=0):
+    """When the next flush runs, as the page says it: {"at", "text", "overdue", "stalled",
+    "snapshots"}, or None when none is scheduled and none is needed.
 
     `stalled`: impressions are pending and no flush is scheduled. Their flush was scheduled, but
     the schedule guard lapsed (IMPRESSIONS_FLUSH_DELAY + 60 s after it was taken) before the flush
     ran: no worker took it, or its message was lost. (Impressions taken by a running flush are in
-    its snapshots, not pending.)"""
+    its snapshots, not pending.)
+
+    `snapshots`: nothing is pending and no flush is scheduled, yet `in_snapshots` impressions
+    wait in the snapshots of a flush that did not finish (it failed, or it is running now): only
+    a next flush applies them, and none comes until an impression schedules one."""
     if not scheduled:
-        if not pending:
-            return None
-        verb = "is" if pending == 1 else "are"
-        text = f"none scheduled, yet {counted(pending, 'impression')} {verb} pending"
-        return {"at": None, "text": text, "overdue": True, "stalled": True}
+        if pending:
+            verb = "is" if pending == 1 else "are"
+            text = f"none scheduled, yet {counted(pending, 'impression')} {verb} pending"
+            return flush_text(None, text, overdue=True, stalled=True)
+        if in_snapshots:
+            verb = "waits" if in_snapshots == 1 else "wait"
+            text = (
+                f"none scheduled, yet {counted(in_snapshots, 'impression')} {verb} in the"
+                " snapshots of a flush that did not finish"
+            )
+            return flush_text(None, text, overdue=True, stalled=True, snapshots=True)
+        return None
     try:
         due = flush_due()
     except Exception:
         due = None
     if due is None:
-        return {"at": None, "text": "scheduled", "overdue": False, "stalled": False}
+        return flush_text(None, "scheduled")
     now = timezone.now()
     zone = timezone.get_default_timezone()
     if timezone.is_naive(now):  # USE_TZ = False: naive datetimes are TIME_ZONE's wall clock
@@ -390,9 +403,13 @@ def next_flush(scheduled, pending=0):
         at = timezone.localtime(due)
     if due < now - timedelta(seconds=30):
         text = f"overdue by {duration_text(now - due)}"
-        return {"at": at, "text": text, "overdue": True, "stalled": False}
+        return flush_text(at, text, overdue=True)
     text = f"in {duration_text(max(due - now, timedelta(0)))}"
-    return {"at": at, "text": text, "overdue": False, "stalled": False}
+    return flush_text(at, text)
+
+
+def flush_text(at, text, overdue=False, stalled=False, snapshots=False):
+    return {"at": at, "text": text, "overdue": overdue, "stalled": stalled, "snapshots": snapshots}
 
 
 def last_flushes(current_app=None, links=True):

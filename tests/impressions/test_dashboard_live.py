@@ -8,7 +8,9 @@ from html import unescape
 
 import pytest
 
+import impressions
 from casusult.models import Post
+from impressions import flush as flush_module
 from impressions import keys, stats
 from impressions.flush import flush_pending
 from impressions.ranges import quick_range
@@ -215,6 +217,47 @@ def test_pending_impressions_whose_flush_did_not_run_are_a_warning(
         " impression schedules one; <strong>Flush now</strong> applies them at once."
     )
     flush_pending()  # nothing pending: the usual words
+    html = superuser_client.get(DASHBOARD).content.decode()
+    assert (
+        'id="next-flush">none scheduled: the next impression schedules one, 5 min after it' in html
+    )
+
+
+def test_impressions_left_in_a_failed_flush_s_snapshots_with_no_flush_coming_are_a_warning(
+    superuser_client, standalone_buffer, monkeypatch
+):
+    posts = make_posts(2)
+    for viewer in range(2):
+        record_impressions(f"u:{viewer}", [post.id for post in posts])
+
+    def die(name):
+        if name == "after-snapshot":
+            raise RuntimeError("a flush taken, not applied")
+
+    monkeypatch.setattr(flush_module, "checkpoint", die)
+    with pytest.raises(RuntimeError):
+        flush_pending()
+    monkeypatch.undo()
+    standalone_buffer.delete(keys.guard_key())  # its guard lapsed: no flush is coming
+    status = impressions.buffer_status()
+    assert (status.pending_impressions, status.in_snapshots, status.flush_scheduled) == (
+        0,
+        4,
+        False,
+    )
+    html = superuser_client.get(DASHBOARD).content.decode()
+    next_flush = " ".join(html.split('id="next-flush">', 1)[1].split("</dd>", 1)[0].split())
+    # Before: "none scheduled: the next impression schedules one, 5 min after it", as if nothing
+    # waited.
+    assert next_flush == (
+        '<span class="impressions-unavailable">none scheduled, yet 4 impressions wait in the'
+        " snapshots of a flush that did not finish</span>: a flush took them and did not finish"
+        " (it failed, or it is running now: see the last flush below), and no flush is scheduled"
+        " to apply them; they wait until the next impression schedules one, or <strong>Flush"
+        " now</strong> applies them at once. If a flush fails again, its ledger row and the flush"
+        " log say why."
+    )
+    flush_pending()  # the snapshot applied: the usual words
     html = superuser_client.get(DASHBOARD).content.decode()
     assert (
         'id="next-flush">none scheduled: the next impression schedules one, 5 min after it' in html

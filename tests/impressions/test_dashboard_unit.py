@@ -166,8 +166,15 @@ def test_no_flush_scheduled_is_a_warning_only_while_impressions_are_pending():
         "text": "none scheduled, yet 1 impression is pending",
         "overdue": True,
         "stalled": True,
+        "snapshots": False,
     }
     assert next_flush(False, 1234)["text"] == "none scheduled, yet 1,234 impressions are pending"
+    # Nothing pending, but a failed flush's snapshots hold counts no flush is coming for.
+    assert next_flush(False, 0, 1)["text"] == (
+        "none scheduled, yet 1 impression waits in the snapshots of a flush that did not finish"
+    )
+    assert next_flush(False, 3, 1234)["snapshots"] is False  # pending: the stalled words
+    assert next_flush(False, 0, 1234)["snapshots"] is True
 
 
 @pytest.mark.parametrize(
