@@ -73,6 +73,11 @@ flush_duration = Histogram(
 impressions_flushed = Counter(
     "impressions_flushed", "Impressions applied to the database by flushes."
 )
+impressions_of_deleted = Counter(
+    "impressions_of_deleted_objects",
+    "Impressions flushes dropped because their object was deleted after its views (no action"
+    " needed).",
+)
 flush_windows_lapsed = Counter(
     "impressions_flush_windows_lapsed",
     "Scheduled flush windows whose flush did not start before its schedule guard lapsed (the"
@@ -115,11 +120,13 @@ def observe_record(served, counted, lost):
     impressions_deduplicated.inc(max(0, served - counted))
 
 
-def observe_flush(outcome, duration, applied=0):
+def observe_flush(outcome, duration, applied=0, dropped=0):
     flushes.labels(outcome).inc()
     flush_duration.labels(outcome).observe(duration)
     if applied:
         impressions_flushed.inc(applied)
+    if dropped:
+        impressions_of_deleted.inc(dropped)
 
 
 def observe_sqs_receive_error(error):
@@ -162,7 +169,7 @@ def on_impressions_ignored(sender, reason, served, **kwargs):
 def on_flush_finished(sender, report, duration, error, **kwargs):
     # A failed flush's report counts the batches it committed: the next flush skips them.
     outcome = "failed" if error is not None else str(report.outcome)
-    observe_flush(outcome, duration, report.impressions_applied)
+    observe_flush(outcome, duration, report.impressions_applied, report.impressions_dropped)
 
 
 def on_flush_window_lapsed(sender, seen_by, **kwargs):

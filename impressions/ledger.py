@@ -259,10 +259,19 @@ def write_batch(lines, durable=True):
     else:
         applied = write_batch_portable(lines)
     if applied.posts_dropped:
+        # Rows deleted since their views: nothing to mend, but said (the counts leave the totals
+        # the views would have made), once a batch.
         logger.warning(
-            "dropped %d impressions of %s no longer in the database",
+            "dropped %d impressions of %s no longer in the database (%s): the rows were deleted"
+            " after their views; no action is needed",
             applied.impressions_dropped,
             counted_objects(applied.posts_dropped),
+            conf.MODEL,
+            extra={
+                "dropped_impressions": applied.impressions_dropped,
+                "dropped_objects": applied.posts_dropped,
+                "model": conf.MODEL,
+            },
         )
     return applied
 

@@ -214,6 +214,20 @@ def test_flushes_counted_by_outcome_with_duration(buffer):
     assert sample("impressions_flushes_total", outcome="failed") == failed + 1
 
 
+@pytest.mark.django_db
+def test_counts_of_deleted_posts_dropped_by_a_flush_are_counted(buffer):
+    posts = make_posts(3)
+    dropped = sample("impressions_of_deleted_objects_total")
+    lost = sample("impressions_dropped_total")
+    for viewer in range(2):
+        record_impressions(f"u:{viewer}", [post.pk for post in posts])
+    posts[0].delete()
+    report = flush_pending()
+    assert (report.posts_dropped, report.impressions_dropped) == (1, 2)
+    assert sample("impressions_of_deleted_objects_total") == dropped + 2  # before: no metric
+    assert sample("impressions_dropped_total") == lost  # the record path's losses, not these
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_flush_failing_after_a_batch_committed_counts_those_impressions_once(buffer, monkeypatch):
     """The database connection dies after a flush's first batch committed: that batch counts in
