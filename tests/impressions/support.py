@@ -236,3 +236,17 @@ def subprocess_env(connection, **extra):
         "REDIS_URL": settings.IMPRESSIONS_REDIS_URL,
         **extra,
     }
+
+
+def fail_a_flush_after_its_snapshot(monkeypatch):
+    """Run a flush that takes its snapshot and fails before applying it (its counts wait there)."""
+    from impressions import flush as flush_module
+
+    def die(name):
+        if name == "after-snapshot":
+            raise RuntimeError("a flush taken, not applied")
+
+    monkeypatch.setattr(flush_module, "checkpoint", die)
+    with pytest.raises(RuntimeError):
+        flush_module.flush_pending()
+    monkeypatch.undo()

@@ -10,13 +10,12 @@ from django.test import override_settings
 
 import devservices
 from impressions import dashboard, flush_now, stats
-from impressions import flush as flush_module
 from impressions.flush import flush_pending
 from impressions.live import read_buffer
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
-from .support import scheduled_flushes
+from .support import fail_a_flush_after_its_snapshot, scheduled_flushes
 
 pytestmark = pytest.mark.django_db
 
@@ -166,15 +165,7 @@ def test_buffer_panel_reads_every_shard_standalone_and_on_a_cluster(buffer, monk
     posts = make_posts(3)
     for viewer in range(5):
         record_impressions(f"u:taken-{viewer}", [posts[0].id])
-
-    def die(name):
-        if name == "after-snapshot":
-            raise RuntimeError("a flush taken, not applied")
-
-    monkeypatch.setattr(flush_module, "checkpoint", die)
-    with pytest.raises(RuntimeError):
-        flush_pending()
-    monkeypatch.undo()
+    fail_a_flush_after_its_snapshot(monkeypatch)
     for viewer in range(20):  # viewers spread over the shards (and the cluster's nodes)
         record_impressions(f"u:{viewer}", [p.id for p in posts])
     panel = dashboard.buffer_panel(read_buffer())

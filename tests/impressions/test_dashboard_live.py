@@ -10,14 +10,13 @@ import pytest
 
 import impressions
 from casusult.models import Post
-from impressions import flush as flush_module
 from impressions import keys, stats
 from impressions.flush import flush_pending
 from impressions.ranges import quick_range
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
-from .support import scheduled_flushes
+from .support import fail_a_flush_after_its_snapshot, scheduled_flushes
 
 pytestmark = pytest.mark.django_db
 
@@ -210,17 +209,14 @@ def test_pending_impressions_whose_flush_did_not_run_are_a_warning(
     # No worker ran the flush: the schedule guard lapsed (FLUSH_DELAY + 60 s after it was taken).
     standalone_buffer.delete(keys.guard_key())
     html = superuser_client.get(DASHBOARD).content.decode()
-    next_flush = " ".join(html.split('id="next-flush">', 1)[1].split("</dd>", 1)[0].split())
+    next_flush = next_flush_text(html)
     assert next_flush == (
         '<span class="impressions-unavailable">none scheduled, yet 6 impressions are pending</span>:'
         " their flush has not run. Is a worker running (<code>manage.py runworker</code>)? The next"
         " impression schedules one; <strong>Flush now</strong> applies them at once."
     )
     flush_pending()  # nothing pending: the usual words
-    html = superuser_client.get(DASHBOARD).content.decode()
-    assert (
-        'id="next-flush">none scheduled: the next impression schedules one, 5 min after it' in html
-    )
+    assert next_flush_text(superuser_client.get(DASHBOARD).content.decode()) == USUAL
 
 
 def test_impressions_left_in_a_failed_flush_s_snapshots_with_no_flush_coming_are_a_warning(
@@ -229,15 +225,7 @@ def test_impressions_left_in_a_failed_flush_s_snapshots_with_no_flush_coming_are
     posts = make_posts(2)
     for viewer in range(2):
         record_impressions(f"u:{viewer}", [post.id for post in posts])
-
-    def die(name):
-        if name == "after-snapshot":
-            raise RuntimeError("a flush taken, not applied")
-
-    monkeypatch.setattr(flush_module, "checkpoint", die)
-    with pytest.raises(RuntimeError):
-        flush_pending()
-    monkeypatch.undo()
+    fail_a_flush_after_its_snapshot(monkeypatch)
     standalone_buffer.delete(keys.guard_key())  # its guard lapsed: no flush is coming
     status = impressions.buffer_status()
     assert (status.pending_impressions, status.in_snapshots, status.flush_scheduled) == (
@@ -246,7 +234,7 @@ def test_impressions_left_in_a_failed_flush_s_snapshots_with_no_flush_coming_are
         False,
     )
     html = superuser_client.get(DASHBOARD).content.decode()
-    next_flush = " ".join(html.split('id="next-flush">', 1)[1].split("</dd>", 1)[0].split())
+    next_flush = next_flush_text(html)
     # Before: "none scheduled: the next impression schedules one, 5 min after it", as if nothing
     # waited.
     assert next_flush == (
@@ -258,10 +246,15 @@ def test_impressions_left_in_a_failed_flush_s_snapshots_with_no_flush_coming_are
         " log say why."
     )
     flush_pending()  # the snapshot applied: the usual words
-    html = superuser_client.get(DASHBOARD).content.decode()
-    assert (
-        'id="next-flush">none scheduled: the next impression schedules one, 5 min after it' in html
-    )
+    assert next_flush_text(superuser_client.get(DASHBOARD).content.decode()) == USUAL
+
+
+USUAL = "none scheduled: the next impression schedules one, 5 min after it"
+
+
+def next_flush_text(html):
+    """The dashboard's "Next flush" entry, its white space made single spaces."""
+    return " ".join(html.split('id="next-flush">', 1)[1].split("</dd>", 1)[0].split())
 
 
 def record_time(client):
