@@ -20,7 +20,6 @@ from django.http import JsonResponse
 
 import impressions
 import queues.health
-from impressions.loglines import LineLimiter
 from redis_endpoints import redact_text
 
 from .methods import api_safe_methods
@@ -202,15 +201,46 @@ def _timed(name, function):
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1), "detail": detail}
 
 
-failures = LineLimiter(READINESS_LOG_INTERVAL)
+class ProbeLines:
+    """Which failing probes may have a log line now: a probe's first failure at once, then one
+    line every `interval` seconds at most, and one when it answers again."""
+
+    def __init__(self, interval, clock=time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.failing = {}  # probe: [when its next line may come, its failures in no line yet]
+
+    def failed(self, name):
+        """Failures of `name` a line may say now (this one included), or None while its last
+        line is less than `interval` old (this failure waits for the next)."""
+        with self.lock:
+            now = self.clock()
+            entry = self.failing.get(name)
+            if entry is not None and now < entry[0]:
+                entry[1] += 1
+                return None
+            self.failing[name] = [now + self.interval, 0]
+            return 1 + (entry[1] if entry is not None else 0)
+
+    def answered(self, name):
+        """`name` answers: its failures in no line yet, or None when it was not failing."""
+        if name not in self.failing:  # a hint, without the lock: the usual case costs nothing
+            return None
+        with self.lock:
+            entry = self.failing.pop(name, None)
+            return None if entry is None else entry[1]
+
+
+failures = ProbeLines(READINESS_LOG_INTERVAL)
 
 
 def failed(name, what):
     """Log that probe `name` failed (`what`: "is down: …"), unless it has had a line in the last
     READINESS_LOG_INTERVAL: then the next line counts this failure."""
-    since = failures.note(name)
-    if since is not None:
-        more = since[0] - 1
+    count = failures.failed(name)
+    if count is not None:
+        more = count - 1
         logger.warning(
             "readiness: %s %s%s",
             name,
@@ -218,23 +248,21 @@ def failed(name, what):
             f"; {more} more failed probe{'s' if more > 1 else ''} since the last such line"
             if more
             else "",
-            extra={"probe": name, "failures": since[0]},
+            extra={"probe": name, "failures": count},
         )
 
 
 def answered(name):
     """Probe `name` answered: if it was failing, one line says it is up again."""
-    if name not in failures.next_line:  # a hint, without the lock: nothing failed, nothing to end
-        return
-    since = failures.end(name)
-    if since is not None:
+    unsaid = failures.answered(name)
+    if unsaid is not None:
         logger.warning(
             "readiness: %s answers again%s",
             name,
-            f" ({since[0]} failed probe{'s' if since[0] > 1 else ''} since the last line)"
-            if since[0]
+            f" ({unsaid} failed probe{'s' if unsaid > 1 else ''} since the last line)"
+            if unsaid
             else "",
-            extra={"probe": name, "failures": since[0]},
+            extra={"probe": name, "failures": unsaid},
         )
 
 
@@ -322,8 +350,8 @@ def readyz(request):
         {"status": "ok" if ready else "unavailable", "checks": found},
         status=200 if ready else 503,
     )
-    # Each down dependency was logged above (failed(): one line a minute at most); Django's "Service Unavailable" error line every
-    # few seconds of probing would only bury it.
+    # Each down dependency was logged above (failed(): one line a minute at most); Django's
+    # "Service Unavailable" error line every few seconds of probing would only bury it.
     response._has_been_logged = True
     return response
 

@@ -1,6 +1,5 @@
 """Log lines rate-limited per reason: the first at once, then one per interval at most, saying
-how many it stands for. Used by the recorder's loss lines; the site's readiness lines use it too
-(the site may import the apps, never the other way)."""
+how many it stands for: the recorder's loss lines."""
 
 import math
 import threading
@@ -10,7 +9,7 @@ import time
 class LineLimiter:
     """At most one log line every `interval` seconds for each reason, for that reason's events
     since its last line. A reason without a line in the last `interval` is logged at once: it is
-    news; end() forgets a reason whose trouble is over, so that its next event is news again."""
+    news."""
 
     def __init__(self, interval, clock=time.monotonic):
         self._lock = threading.Lock()
@@ -54,13 +53,3 @@ class LineLimiter:
                 self.not_logged[reason] = (0, 0)
                 self.held -= events
             return due
-
-    def end(self, reason):
-        """`reason`'s trouble is over: (events, amount) in no line yet, for the line that says
-        so, or None when it had no line (nothing to end); its next event is logged at once."""
-        with self._lock:
-            if self.next_line.pop(reason, None) is None:
-                return None
-            events, total = self.not_logged.pop(reason, (0, 0))
-            self.held -= events
-            return events, total

@@ -16,7 +16,6 @@ from django.test import Client, override_settings
 
 import queues.health
 from casusult import health
-from impressions.loglines import LineLimiter
 from tests.database import checked_out, count_migration_loads, migrate_to
 from tests.queues.rq.support import rq_settings
 
@@ -332,7 +331,7 @@ def test_a_probe_failing_every_second_logs_a_line_a_minute_and_one_when_it_answe
     dead_redis_url, monkeypatch, caplog
 ):
     now = [1000.0]
-    monkeypatch.setattr(health, "failures", LineLimiter(60.0, clock=lambda: now[0]))
+    monkeypatch.setattr(health, "failures", health.ProbeLines(60.0, clock=lambda: now[0]))
     monkeypatch.setattr(health, "READINESS_CACHE_SECONDS", 0)  # every request probes
     client = client_from("203.0.113.9")
 
