@@ -25,16 +25,15 @@ SCHEDULED_WINDOW_TTL = 7 * 24 * 3600
 
 # KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
 # snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
-# (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard, scheduled window].  ARGV: now ('' = server time), window, guard ttl, lost
-# impressions to report, day (yyyymmdd), the viewer's hourly budget (0: none), that key's ttl,
-# post ids...  Returns {counted, newly armed, guard taken, blocked ms, limited, lapsed window,
-# its pttl}; guard taken is
-# the guard's value when this call took it, 0 when not, -1 when no guard key was passed (a
-# cluster: the guard lives in another slot); lapsed window and its pttl: when this call took the
-# guard, what the scheduled window's key held before (TAKE_SCHEDULE); blocked ms: how
-# long every post of the call stays de-duplicated; limited: posts that would have counted but for
-# the budget (not counted, not de-duplicated). The shard's totals get what the pending hash got,
-# so reading them is O(1).
+# (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard, scheduled window].
+# ARGV: now ('' = server time), window, guard ttl, lost impressions to report, day (yyyymmdd), the
+# viewer's hourly budget (0: none), that key's ttl, post ids...  Returns {counted, newly armed,
+# guard taken, blocked ms, limited, lapsed window, its pttl}; guard taken is the guard's value when
+# this call took it, 0 when not, -1 when no guard key was passed (a cluster: the guard lives in
+# another slot); lapsed window and its pttl: when this call took the guard, what the scheduled
+# window's key held before (TAKE_SCHEDULE); blocked ms: how long every post of the call stays
+# de-duplicated; limited: posts that would have counted but for the budget (not counted, not
+# de-duplicated). The shard's totals get what the pending hash got, so reading them is O(1).
 RECORD = (
     GROUP_OF
     + f"local SCHEDULED_WINDOW_TTL = {SCHEDULED_WINDOW_TTL}\n"
@@ -150,7 +149,9 @@ end
 local blocked_ms = 0
 if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
 -- The guard taken: its value, which the window's tasks carry (flush.open_window).
-return {counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited, lapsed, lapsed_ttl}
+return {
+  counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited, lapsed, lapsed_ttl
+}
 """
 )
 
@@ -266,13 +267,13 @@ redis.call('SET', KEYS[1], '1')
 redis.call('DEL', KEYS[1])
 """
 
-# KEYS: schedule guard, window key, scheduled window.  ARGV: window key ttl, window.  The first
-# part of a scheduled window to start takes the window key and deletes the guard, if the guard is
-# its window's (a window "<token>[~<prefix mark>]@<guard's value>" names the guard it was enqueued
-# under; one without "@" names none: a version before, deleting any); the window's other parts
-# find the key taken and leave the guard alone, and so does a window's first part that starts after its guard
-# lapsed (a job of a queue no worker served, run at last) when the guard is a later window's. The
-# scheduled window's key goes if it names this window (TAKE_SCHEDULE).  The DEL of the window
+# KEYS: schedule guard, window key, scheduled window.  ARGV: window key ttl, window.  The first part
+# of a scheduled window to start takes the window key and deletes the guard, if the guard is its
+# window's (a window "<token>[~<prefix mark>]@<guard's value>" names the guard it was enqueued
+# under; one without "@" names none: a version before, deleting any); the window's other parts find
+# the key taken and leave the guard alone, and so does a window's first part that starts after its
+# guard lapsed (a job of a queue no worker served, run at last) when the guard is a later window's.
+# The scheduled window's key goes if it names this window (TAKE_SCHEDULE).  The DEL of the window
 # key, absent, comes first: a write that adds no memory, after which a full Redis takes the rest.
 # Returns 0 when another part opened the window, 1 when this call deleted its guard (or a window
 # without "@" any guard), 2 when its guard had lapsed and none was there, 3 when the guard was a

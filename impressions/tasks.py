@@ -228,8 +228,8 @@ def lost_window(lapsed, ttl):
     PTTL then), so that window's flush never started before its guard lapsed: warn, once a
     window, in the process that schedules the next. Unless the key is younger than the guard's
     time (IMPRESSIONS_FLUSH_DELAY + 60 s, less a second): a guard gone that soon was deleted by
-    its window's flush, not lapsed, and the key left by a build before this one. The record script (or TAKE_SCHEDULE) read
-    them as it took the guard: no round trip of its own."""
+    its window's flush, not lapsed, and the key left by a build before this one. The record
+    script (or TAKE_SCHEDULE) read them as it took the guard: no round trip of its own."""
     if lapsed is None:
         return
     scheduled_at = lapsed.decode() if isinstance(lapsed, bytes) else str(lapsed)
