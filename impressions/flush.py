@@ -35,6 +35,7 @@ from redis_endpoints import demoted_primary, redact_text, redacting_logger
 from . import batches, history_writer, keys, ledger, periods, scripts
 from .conf import GUARD_GRACE_SECONDS, MAX_SHARDS, conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
+from .loglines import LineLimiter
 from .models import Flush
 from .redis_client import (
     REDIS_FAILURES,
@@ -444,7 +445,7 @@ def open_window(client, window, flush_id=""):
             )
 
 
-class LateWindows:
+class LateWindows(LineLimiter):
     """The warning that a scheduled flush started after its guard lapsed: one line a minute at
     most for each process (a worker back after an outage runs a queued window after another),
     saying how many more there were since the last."""
@@ -452,17 +453,13 @@ class LateWindows:
     INTERVAL = 60.0
 
     def __init__(self, clock=time.monotonic):
-        self.clock = clock
-        self.next_line = 0.0
-        self.unsaid = 0
+        super().__init__(self.INTERVAL, clock)
 
     def started(self, flush_id, since):
-        now = self.clock()
-        if now < self.next_line:
-            self.unsaid += 1
+        said = self.note("late")
+        if said is None:
             return
-        self.next_line = now + self.INTERVAL
-        more, self.unsaid = self.unsaid, 0
+        more = said[0] - 1
         logger.warning(
             "flush %s started %s after its window was scheduled, past its schedule guard"
             " (IMPRESSIONS_FLUSH_DELAY + %d s): its task waited in the queue, no worker taking it"

@@ -1,5 +1,5 @@
 """Log lines rate-limited per reason: the first at once, then one per interval at most, saying
-how many it stands for: the recorder's loss lines."""
+how many it stands for: the recorder's loss lines, the flush's late-window line."""
 
 import math
 import threading

@@ -305,7 +305,7 @@ def test_a_flush_started_after_its_guard_lapsed_says_it_was_late(buffer, caplog)
     buffer.set(keys.scheduled_window_key(), scheduled_at)
     lapse_the_schedule(buffer)
     caplog.set_level("WARNING")
-    flush_module.late_windows.next_line = 0.0
+    flush_module.late_windows.next_line.clear()
     late.task.call(**{**late.kwargs, "window": f"{token}@{scheduled_at}"})
     said = warnings_of(caplog, "impressions.flush")
     assert len(said) == 1
