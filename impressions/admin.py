@@ -346,8 +346,15 @@ class DashboardAdmin(ReadOnlyAdmin):
 
     def may_view_objects(self, request):
         """Whether this user may see the counted objects' names and links to their pages: the
-        counted model's view (or change) permission; a user without it sees ids and counts."""
-        opts = counted_model()._meta
+        counted model's admin on this site decides, as for the object's own page (its
+        has_view_permission or has_change_permission, which a project may override); on a site
+        that does not register the model, its view (or change) permission. A user who may not
+        sees ids and counts."""
+        model = counted_model()
+        model_admin = model_admin_on(self.admin_site, model)
+        if model_admin is not None:
+            return model_admin.has_view_or_change_permission(request)
+        opts = model._meta
         return any(
             request.user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
             for action in ("view", "change")

@@ -22,6 +22,20 @@ class SuperuserSite(admin.AdminSite):
         return request.user.is_active and request.user.is_superuser
 
 
+class StaffOnlyPostAdmin(PostAdmin):
+    """An adopter's own rule for who may view posts: superusers only, whatever the permissions."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+class EveryStaffPostAdmin(PostAdmin):
+    """The other way: any staff user may view posts, with or without `casusult.view_post`."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+
 member_site = MemberSite(name="memberadmin")
 superuser_site = SuperuserSite(name="superadmin")
 for site in (member_site, superuser_site):
@@ -29,7 +43,19 @@ for site in (member_site, superuser_site):
     site.register(Flush, FlushAdmin)
     site.register(Dashboard, DashboardAdmin)
 
+# Sites whose PostAdmin decides who may view posts by a rule of its own.
+own_rule_sites = {
+    "closedpostsadmin": StaffOnlyPostAdmin,
+    "openpostsadmin": EveryStaffPostAdmin,
+}
+for name, post_admin in own_rule_sites.items():
+    site = admin.AdminSite(name=name)
+    site.register(Post, post_admin)
+    site.register(Dashboard, DashboardAdmin)
+    own_rule_sites[name] = site
+
 urlpatterns = [
+    *[path(f"{name}/", site.urls) for name, site in own_rule_sites.items()],
     path("memberadmin/", member_site.urls),
     path("superadmin/", superuser_site.urls),
     path("", include("casusult.urls")),  # admin/ and the pages the admin's templates link

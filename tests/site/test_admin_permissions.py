@@ -197,6 +197,36 @@ def test_the_dashboard_names_the_counted_objects_only_to_those_who_may_view_them
     assert "a post only its viewers may read" in [row[2] for row in rows]
 
 
+@pytest.mark.parametrize(
+    ("root", "permissions", "names"),
+    [
+        ("/closedpostsadmin/", ["view_dashboard", "view_post"], False),
+        ("/openpostsadmin/", ["view_dashboard"], True),
+    ],
+)
+def test_the_counted_model_s_own_admin_decides_who_sees_the_names(
+    client, site_data, root, permissions, names
+):
+    # The site's PostAdmin overrides has_view_permission: the dashboard follows it, as the post's
+    # own pages do, rather than the model permissions alone.
+    post = site_data[0]
+    post.body = "a post its admin guards"
+    post.save(update_fields=["body"])
+    user = make_user("no permission")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=permissions))
+    client.force_login(user)
+    change = f"{root}casusult/post/{post.pk}/change/"
+    assert (client.get(change).status_code == 200) is names
+
+    for url in ["impressions/dashboard/?range=7d", "impressions/dashboard/objects/?range=7d"]:
+        html = links(client, root + url)
+        assert ("its admin guards" in html) is names, url
+        assert (change in html) is names, url
+    response = client.get(f"{root}impressions/dashboard/objects/csv/?range=7d")
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert ("a post its admin guards" in [row[2] for row in rows]) is names
+
+
 def test_the_dashboard_has_no_page_of_a_row(admin_client, site_data):
     # Its proxy's rows are the site-wide days: no change, history, add or delete page of one.
     day = SiteDailyImpressions.objects.get().day
