@@ -61,7 +61,7 @@ MAX_ARGS = 3999
 _clients = {}
 _lock = threading.Lock()
 REQUEST_CLIENT = "request"  # the key under which _clients also holds the default-timeout client
-_threads = threading.local()  # each thread's own connection for run_script
+_threads = threading.local()  # each thread's own connection for run_script (see _thread_state)
 
 
 def get_client(timeout=None):
@@ -233,11 +233,34 @@ def run_script(client, registered, script_keys, args):
     failed call raises, and its connection is dropped, never read again; but for a standalone
     server's refusal as a demoted primary, which wrote nothing: tried once more.
     """
-    if isinstance(client, RedisCluster):  # follows a failover itself (MOVED)
-        return _call_loading(client, registered, script_keys, args)
-    # A failover's demoted primary refuses the script at its first write, so it wrote nothing.
-    call = functools.partial(_call_loading, client, registered, script_keys, args)
-    return once_more_when_demoted(client, call)
+    try:
+        if isinstance(client, RedisCluster):  # follows a failover itself (MOVED)
+            return _call_loading(client, registered, script_keys, args)
+        # A failover's demoted primary refuses the script at its first write, so it wrote nothing.
+        call = functools.partial(_call_loading, client, registered, script_keys, args)
+        return once_more_when_demoted(client, call)
+    finally:
+        if green_threads():
+            release_thread_connections()
+
+
+def green_threads():
+    """Whether gevent or eventlet has monkey-patched threading: each "thread" is a greenlet then,
+    and a gunicorn gevent worker runs one per open client connection (up to its
+    worker_connections, 1,000), alive as long as the connection is kept open. Kept by such
+    greenlets, connections filled the pool (100) and every later call was lost: a greenlet hands
+    its connection back after each call, as an ASGI request's thread does (api.record)."""
+    return threading.local.__module__ != "_thread"
+
+
+def _thread_state():
+    """This thread's (or greenlet's) local state. Made again when threading was monkey-patched
+    since: an app loaded before the patching (gunicorn --preload, then a gevent worker) made an
+    unpatched one, which every greenlet of the process would share, and the connection in it."""
+    global _threads
+    if type(_threads) is not threading.local:
+        _threads = threading.local()
+    return _threads
 
 
 def _call_loading(client, registered, script_keys, args):
@@ -252,15 +275,16 @@ def _call(client, sha, script_keys, args):
     command = ("EVALSHA", sha, len(script_keys), *script_keys, *args)
     if not isinstance(client, RedisCluster):
         return _send(_thread_connection(client), *command)
-    if getattr(_threads, "failed_on", None) is client:
+    state = _thread_state()
+    if getattr(state, "failed_on", None) is client:
         # This thread's last call lost its connection: this one goes the cluster client's way,
         # which refreshes the slots and nodes when it meets that error again.
-        _threads.failed_on = None
+        state.failed_on = None
         return client.execute_command(*command)
     try:
         return _call_node(client, script_keys[0], command)
     except (RedisConnectionError, RedisTimeoutError, OSError):
-        _threads.failed_on = client
+        state.failed_on = client
         raise
 
 
@@ -363,7 +387,7 @@ def release_all(by_client):
 def release_thread_connections():
     """Hand this thread's kept connections back to their pools now: for a thread that ends
     with its request (ASGI), whose connection would otherwise stay taken until then."""
-    held = getattr(_threads, "connections", None)
+    held = getattr(_thread_state(), "connections", None)
     if held is None:
         return
     try:
@@ -375,9 +399,10 @@ def release_thread_connections():
 def _thread_connection(client):
     """This thread's connection from `client`'s pool, kept while the thread lives (the pool
     still closes it with the client); a forked process takes its own."""
-    held = getattr(_threads, "connections", None)
+    state = _thread_state()
+    held = getattr(state, "connections", None)
     if held is None:
-        held = _threads.connections = ThreadConnections()
+        held = state.connections = ThreadConnections()
     connection = held.by_client.get(client)
     if connection is None or connection.pid != os.getpid():
         connection = held.by_client[client] = client.connection_pool.get_connection()
