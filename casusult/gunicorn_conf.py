@@ -7,7 +7,9 @@ Prometheus multi-process directory that every worker then inherits.
 import glob
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 from gunicorn.config import Config
 
@@ -40,6 +42,26 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # own parser: the JSON logging below decides by the access logger's handlers, not by accesslog.
 _cmd_args = Config().parser().parse_args(Config().get_cmd_args_from_env())
 access_log = _cmd_args.accesslog is not None
+
+
+def _gunicorn_argv():
+    """The command line's arguments when gunicorn loads this file (`gunicorn …`,
+    `python -m gunicorn …`); none when something else imports it."""
+    program = Path(sys.argv[0])
+    return sys.argv[1:] if "gunicorn" in (program.name, program.parent.name) else []
+
+
+# gunicorn --preload imports the app in this master, before a gevent worker monkey-patches
+# threading, sockets and queues: the locks, queues and thread-locals made then (the readiness
+# probe's thread pool's among them, and those of the libraries) stay unpatched, and the first
+# /readyz froze the worker's every request. Patched here, before the app loads, as gevent asks.
+_final, _ = (
+    Config().parser().parse_known_args([*Config().get_cmd_args_from_env(), *_gunicorn_argv()])
+)
+if _final.preload_app and "gevent" in str(_final.worker_class or worker_class).lower():
+    from gevent import monkey
+
+    monkey.patch_all()
 
 # The default follows the settings module, as Django's own lines do: json under settings.prod.
 _prod = os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith("prod")
