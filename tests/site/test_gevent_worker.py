@@ -4,7 +4,9 @@ gevent is no dependency of the project: these tests run where it is installed, a
 is not.
 """
 
+import contextlib
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -47,18 +49,15 @@ def test_a_preloaded_app_answers_readyz_and_pages(buffer):
             "DATABASE_URL": database_url_for_subprocess(connection),
             "PYTHONWARNINGS": "ignore",
             "GUNICORN_CMD_ARGS": (
-                f"--bind 127.0.0.1:{port} --workers 1 --worker-class gevent --preload --timeout 10"
+                f"--bind 127.0.0.1:{port} --workers 1 --worker-class gevent --preload"
+                " --timeout 10 --graceful-timeout 5"
             ),
         }
     )
     command = [sys.executable, "-m", "gunicorn", "-c", "python:casusult.gunicorn_conf"]
+    # A session of its own: a worker frozen past the master's end is killed with it.
     server = subprocess.Popen(
-        [*command, "casusult.wsgi"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        [*command, "casusult.wsgi"], cwd=PROJECT_DIR, env=env, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -70,9 +69,9 @@ def test_a_preloaded_app_answers_readyz_and_pages(buffer):
         answers.append(get(f"{base}/api/timeline/", 5))
         assert [status for status, _ in answers] == [200] * 4, answers
     finally:
-        server.send_signal(signal.SIGTERM)
+        server.terminate()
         try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
+            server.wait(timeout=15)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # all gone already
+                os.killpg(server.pid, signal.SIGKILL)
