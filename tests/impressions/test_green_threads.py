@@ -2,23 +2,17 @@
 per open client connection, living as long as that connection stays open (keep-alive), up to
 its worker_connections (1,000) in one process.
 
-gevent is no dependency of the project: these tests run in a child process where gevent is
-installed, and skip where it is not.
+gevent is no dependency of the apps: requirements-dev.txt installs it for these tests, which run
+it in a child process (the monkey-patching would change the test process itself).
 """
 
-import importlib.util
 import json
 
-import pytest
 from django.conf import settings
 
 from tests.processes import run_python
 
 from .support import with_option
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gevent") is None, reason="gevent is not installed"
-)
 
 # GREENLETS greenlets record two pages each, then stay alive (their client connections stay
 # open) until all have recorded; printed: each one's (counted, lost).

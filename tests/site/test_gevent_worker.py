@@ -1,11 +1,9 @@
 """The site served by gunicorn's gevent worker with casusult/gunicorn_conf.py.
 
-gevent is no dependency of the project: these tests run where it is installed, and skip where it
-is not.
+gevent is no dependency of the site: requirements-dev.txt installs it for these tests.
 """
 
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -19,10 +17,6 @@ from django.db import connection
 import devservices
 from tests.impressions.support import database_url_for_subprocess
 from tests.processes import PROJECT_DIR, manage_env
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gevent") is None, reason="gevent is not installed"
-)
 
 
 def get(url, timeout):
