@@ -138,7 +138,12 @@ def env_database(name="DATABASE_URL", default=UNSET):
             " postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH."
         )
     try:
-        database = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        database = dj_database_url.parse(
+            url,
+            # Seconds a thread keeps its connection; the ASGI app sets 0 (casusult/asgi.py).
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
     except ValueError as error:
         raise ImproperlyConfigured(
             f"The environment variable {name} is malformed: {redact_text(str(error))}"
