@@ -23,12 +23,12 @@ for its day lock nor sharing the CPU with it.
 
 from contextlib import contextmanager
 
-from django.db import DatabaseError, OperationalError, connection, connections, transaction
+from django.db import DatabaseError, OperationalError, connection, connections
 from django.db.models import F
 
 from redis_endpoints import redacting_logger
 
-from . import periods, stats
+from . import periods, stats, transactions
 from .models import (
     DailyImpressions,
     HistoryRollup,
@@ -172,7 +172,7 @@ def trim_leaders():
         days = [row[0] for row in cursor.fetchall()]
     deleted = 0
     for day in days:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transactions.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, TRIM_LOCK])
             if not cursor.fetchone()[0]:
                 return deleted

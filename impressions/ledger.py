@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DataError, connection, transaction
+from django.db import DataError, connection
 from django.utils import timezone
 
 from redis_endpoints import redacting_logger
 
-from . import batches, history_writer, keys
+from . import batches, history_writer, keys, transactions
 from .conf import conf, counted_model, counted_objects, counted_rows
 from .models import Flush
 from .periods import utc
@@ -151,7 +151,8 @@ def apply_snapshots(
     # first line (where an order from elsewhere goes round).
     stops = [lines.field_at(other, parts) for other in range(parts)] if parts > 1 else []
     while True:
-        with transaction.atomic():
+        # The lock waits limited from the first lock on, the ledger row's (PostgreSQL).
+        with transactions.atomic(lock_timeout=conf.FLUSH_LOCK_TIMEOUT):
             row = locked_row(flush_id, started_at, start=lambda: lines.field_at(part, parts))
             batch, last, is_last = lines.next_batch(
                 marks_of(row, lines.shards), batch_size, row.start, stops
@@ -176,9 +177,8 @@ def apply_snapshots(
 
 def locked_row(flush_id, started_at=None, start=None):
     """The ledger row of `flush_id`, inserted if missing (with the batches' start that
-    `start()` gives), locked until the transaction ends, waited for IMPRESSIONS_FLUSH_LOCK_TIMEOUT
-    at most (limit_lock_waits)."""
-    limit_lock_waits()
+    `start()` gives), locked until the transaction ends (apply_snapshots' transaction waits for it
+    IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most)."""
     row = Flush.objects.select_for_update().filter(id=flush_id).first()
     if row is None:
         started_at = started_at or started_at_of(flush_id)
@@ -327,36 +327,24 @@ def write_batch_postgresql(lines, durable=True):
     )
 
 
-def limit_lock_waits():
-    """Set the transaction's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT) before its first lock,
-    the ledger row's, for the whole batch (PostgreSQL; nothing with None).
+@contextmanager
+def lock_waits_limited():
+    """On PostgreSQL, a transaction (transactions.atomic) whose lock waits last
+    IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most, for the ledger's statements outside the batches.
 
     Without a limit a batch waited for as long as the lock's holder stayed: a transaction left
     open on a counted row (a session idle in transaction), or another flush applying the same
     snapshot stalled in the middle of a batch (its worker paused or cut off, its session still
     open); left-overs go first, so every later flush waited too, holding the roll-up back. The
-    batch gives up instead, its counts kept in Redis for the next flush."""
-    seconds = conf.FLUSH_LOCK_TIMEOUT
-    if seconds is None or connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('lock_timeout', %s, true)", [f"{max(1, round(seconds * 1000))}ms"]
-        )
-
-
-@contextmanager
-def lock_waits_limited():
-    """On PostgreSQL, a transaction whose lock waits last IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most
-    (limit_lock_waits), for the ledger's statements outside the batches: a lock held open on the
-    ledger's table (a migration's, left in a transaction) held them, and so every flush, for as
-    long as it stayed. Elsewhere each statement stays its own transaction, as before (MySQL's
-    INSERT IGNORE would keep a shared lock on the row until the UPDATE after it: insert_ledger_row)."""
+    batch gives up instead, its counts kept in Redis for the next flush. So did a lock held open
+    on the ledger's table (a migration's, left in a transaction) hold the statements outside the
+    batches, and so every flush. Elsewhere each statement stays its own transaction, as before
+    (MySQL's INSERT IGNORE would keep a shared lock on the row until the UPDATE after it:
+    insert_ledger_row)."""
     if connection.vendor != "postgresql":
         yield
         return
-    with transaction.atomic():
-        limit_lock_waits()
+    with transactions.atomic(lock_timeout=conf.FLUSH_LOCK_TIMEOUT):
         yield
 
 

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from redis_endpoints import redacting_logger
 
-from . import periods, stats
+from . import periods, stats, transactions
 from .conf import conf
 from .history_writer import (
     FLUSH_LOCK,
@@ -166,6 +166,7 @@ def wait_for_flushes(*days, patience=YIELD_SECONDS):
     params = [value for key in keys for value in (LOCK_CLASS, key)]
     deadline = time.monotonic() + patience
     while True:
+        # Locks tried, nothing read: the isolation level does not matter here.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SELECT {tries}", params)
             if cursor.fetchone()[0]:
@@ -201,7 +202,7 @@ def locked_state():
 def start_next_day(through):
     """The day being rolled up, or the oldest open day up to `through`, noted as being rolled
     up; None when every day up to `through` is rolled up (noted too)."""
-    with transaction.atomic():
+    with transactions.atomic():
         lock(STATE_LOCK)  # no flush batch in flight: none is writing an open row of an older day
         state = locked_state()
         if state.rolling_day is not None:
@@ -227,7 +228,7 @@ def start_next_day(through):
 
 def move_batch(day, batch_size):
     """Move the next `batch_size` open rows of `day` (object order); returns how many moved."""
-    with transaction.atomic():
+    with transactions.atomic():
         lock(day.toordinal())
         state = locked_state()
         if state.rolling_day != day:
@@ -284,7 +285,7 @@ def move_batch_portable(day, mark, batch_size):
 
 def finish_day(day):
     """Mark `day` rolled up once it has no open row left; False if rows came meanwhile."""
-    with transaction.atomic():
+    with transactions.atomic():
         lock(day.toordinal())
         state = locked_state()
         if state.rolling_day != day:
@@ -342,7 +343,7 @@ def delete_batches(model, equal, days, sizes, pace):
         batch_size = sizes.rows
         wait_for_flushes(*days)
         batch_started = time.monotonic()
-        with transaction.atomic():
+        with transactions.atomic():
             lock(*(day.toordinal() for day in days))
             if connection.vendor == "postgresql":
                 where = " AND ".join(f"{connection.ops.quote_name(name)} = %s" for name in equal)

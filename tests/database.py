@@ -34,6 +34,14 @@ def other_connection(dbname=None, **options):
     )
 
 
+def admin_session():
+    """An autocommit session of the test's own (as Django's user, a superuser) that writes
+    whatever the database's defaults say."""
+    admin = other_connection(autocommit=True)
+    admin.execute("SET default_transaction_read_only = off")
+    return admin
+
+
 def checked_out(pool):
     """How many connections of a psycopg_pool pool are out of it (in use, or never given back)."""
     stats = pool.get_stats()

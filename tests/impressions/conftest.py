@@ -20,6 +20,7 @@ import devservices
 from impressions import ledger
 from impressions.redis_client import get_flush_client
 from tests import services
+from tests.database import admin_session
 from tests.processes import PROJECT_DIR
 
 from .history_rows import add_impressions
@@ -236,4 +237,25 @@ def through_pgbouncer(pgbouncer, transactional_db, monkeypatch):
     monkeypatch.setitem(params, "PORT", str(pgbouncer.port))
     monkeypatch.setitem(params, "DISABLE_SERVER_SIDE_CURSORS", True)
     yield server
+    connections.close_all()
+
+
+@pytest.fixture
+def database_default():
+    """set(parameter, value): ALTER DATABASE <the test database> SET parameter, as an operator
+    sets it for the role or the database (new sessions take it: Django's connection is closed);
+    reset at the end."""
+    name = connection.ops.quote_name(connection.settings_dict["NAME"])
+    changed = set()
+
+    def set_default(parameter, value):
+        changed.add(parameter)
+        with admin_session() as admin:
+            admin.execute(f"ALTER DATABASE {name} SET {parameter} = '{value}'")
+        connections.close_all()
+
+    yield set_default
+    with admin_session() as admin:
+        for parameter in changed:
+            admin.execute(f"ALTER DATABASE {name} RESET {parameter}")
     connections.close_all()

@@ -113,34 +113,6 @@ def test_an_empty_flush_behind_a_lock_on_the_ledger_s_table_gives_up_too(standal
     assert flush_pending().outcome == Flush.Outcome.EMPTY
 
 
-def admin_session():
-    """A session of the test's own that writes whatever the database's defaults say."""
-    admin = other_connection(autocommit=True)
-    admin.execute("SET default_transaction_read_only = off")
-    return admin
-
-
-@pytest.fixture
-def database_default():
-    """set(parameter, value): ALTER DATABASE <the test database> SET parameter, as an operator
-    sets it for the role or the database (new sessions take it: Django's connection is closed);
-    reset at the end."""
-    name = connection.ops.quote_name(connection.settings_dict["NAME"])
-    changed = set()
-
-    def set_default(parameter, value):
-        changed.add(parameter)
-        with admin_session() as admin:
-            admin.execute(f"ALTER DATABASE {name} SET {parameter} = '{value}'")
-        connections.close_all()
-
-    yield set_default
-    with admin_session() as admin:
-        for parameter in changed:
-            admin.execute(f"ALTER DATABASE {name} RESET {parameter}")
-    connections.close_all()
-
-
 def test_a_statement_timeout_shorter_than_a_batch_is_named_in_the_flush_s_error(
     standalone_buffer, database_default
 ):

@@ -1,0 +1,173 @@
+"""A PostgreSQL set up as hardened and managed setups do, on the real server: defaults a DBA sets
+for the role or the database (the isolation level), the adopter's DATABASES OPTIONS, a role that
+may only read and write rows. The flush and the roll-up stay exact, and what they cannot do is
+said, naming what to change, before and while it fails."""
+
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from datetime import time as dtime
+
+import psycopg
+import pytest
+from django.db import connection, connections
+from django.test import override_settings
+from django.utils import timezone
+
+from casusult.models import Post
+from impressions import rollup, stats
+from impressions.flush import flush_pending
+from impressions.models import Flush
+from impressions.recorder import record_impressions
+from tests.factories import make_posts
+
+from .history_check import history_sums, open_days_misplaced, rollup_mismatches
+from .test_rollup import waiting_on_advisory_locks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def totals(ids):
+    return dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
+
+
+def run(outcome, name, action):
+    """outcome[name] = action(), or what it raised; in a thread of its own, closing its
+    connections at the end."""
+    try:
+        outcome[name] = action()
+    except Exception as error:
+        outcome[name] = error
+    finally:
+        connections.close_all()
+
+
+def started(outcome, name, action):
+    thread = threading.Thread(target=run, args=(outcome, name, action))
+    thread.start()
+    return thread
+
+
+def failures(outcome):
+    return {name: str(result) for name, result in outcome.items() if isinstance(result, Exception)}
+
+
+@pytest.fixture(
+    params=[
+        ("role or database", "repeatable read"),
+        ("role or database", "serializable"),
+        ("OPTIONS", "serializable"),
+    ],
+    ids=lambda param: f"{param[1]} by {param[0]}",
+)
+def stricter_isolation(request, database_default, monkeypatch):
+    """Every new session's transactions at a stricter level than READ COMMITTED: a DBA's
+    default_transaction_isolation for the database (as for a role), or the adopter's
+    DATABASES["default"]["OPTIONS"]["isolation_level"] (psycopg then begins each transaction
+    at that level)."""
+    where, level = request.param
+    if where == "OPTIONS":
+        named = psycopg.IsolationLevel[level.upper().replace(" ", "_")]
+        monkeypatch.setitem(connection.settings_dict["OPTIONS"], "isolation_level", named)
+        connections.close_all()
+    else:
+        database_default("default_transaction_isolation", level)
+    return level
+
+
+def test_the_parts_of_a_window_and_their_duplicates_at_once_all_go_through(
+    standalone_buffer, stricter_isolation
+):
+    """Four parts of a window, each delivered twice, at once, in batches of 7 counters: they
+    update the same posts' rows (every shard has viewers of every post) and the same site row.
+    At REPEATABLE READ or SERIALIZABLE all but one failed ("could not serialize access due to
+    concurrent update"), every window; their counts waited for the next flush. The flush's
+    transactions run at READ COMMITTED now: none fails, every count applied once."""
+    posts = make_posts(40)
+    ids = [p.id for p in posts]
+    for viewer in range(300):
+        record_impressions(f"u:{viewer}", ids[viewer % 7 :])
+    recorded = sum(len(ids[viewer % 7 :]) for viewer in range(300))
+    outcome = {}
+    threads = [
+        started(
+            outcome,
+            f"part {part}, copy {copy}",
+            lambda part=part: flush_pending(part=part, parts=4, window="w", batch_size=7),
+        )
+        for part in range(4)
+        for copy in range(2)
+    ]
+    for thread in threads:
+        thread.join(60)
+    assert failures(outcome) == {}
+    assert sum(report.impressions_applied for report in outcome.values()) == recorded
+    assert sum(totals(ids).values()) == recorded
+    assert sum(Flush.objects.values_list("impressions_applied", flat=True)) == recorded
+    assert history_sums(ids) == totals(ids)
+    assert rollup_mismatches() == []
+
+
+class Looping(Exception):
+    """The roll-up went back to finish its day again and again."""
+
+
+def test_a_flush_batch_that_waited_for_a_roll_up_batch_sends_its_counts_where_the_roll_up_says(
+    standalone_buffer, stricter_isolation, monkeypatch
+):
+    """A flush batch of late counts of the day being rolled up waits for the roll-up batch
+    that holds the day; it then reads where the roll-up has got to. At REPEATABLE READ it read
+    that from a snapshot taken before it waited: the counts of the posts the roll-up had just
+    moved went to their open rows again, and the roll-up, which finds its day with open rows
+    behind its mark, went back to finish it forever (the day's rows in both tables). At READ
+    COMMITTED (the flush's and the roll-up's transactions now) they go to the daily rows."""
+    posts = make_posts(6)
+    ids = [p.id for p in posts]
+    yesterday = stats.today() - timedelta(days=1)
+    noon, late = (
+        timezone.make_aware(datetime.combine(yesterday, dtime(hour))) for hour in (12, 23)
+    )
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        for viewer in range(2):
+            record_impressions(f"u:{viewer}", ids, now=noon)
+        flush_pending()
+        for viewer in range(3):
+            record_impressions(f"late:{viewer}", ids, now=late)
+
+        moved, go_on = threading.Event(), threading.Event()
+        move = rollup.move_batch_postgresql
+
+        def move_then_wait(*args):
+            result = move(*args)
+            if not moved.is_set():  # the first batch: half of the day, its lock held
+                moved.set()
+                go_on.wait(10)
+            return result
+
+        finish_day, finishing = rollup.finish_day, Counter()
+
+        def finish_day_at_most_10_times(day):
+            finishing["calls"] += 1
+            if finishing["calls"] > 10:
+                raise Looping
+            return finish_day(day)
+
+        monkeypatch.setattr(rollup, "move_batch_postgresql", move_then_wait)
+        monkeypatch.setattr(rollup, "finish_day", finish_day_at_most_10_times)
+        outcome = {}
+        roller = started(outcome, "roll-up", lambda: rollup.roll_up(pace=0, batch_size=3))
+        assert moved.wait(10)
+        flusher = started(outcome, "flush", flush_pending)
+        deadline = time.monotonic() + 10
+        while not waiting_on_advisory_locks():  # the flush batch, for the day's lock
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        go_on.set()
+        for thread in (flusher, roller):
+            thread.join(30)
+    assert failures(outcome) == {}
+    assert outcome["roll-up"].days == [yesterday]
+    assert history_sums(ids) == totals(ids) == dict.fromkeys(ids, 5)
+    assert open_days_misplaced() == []
+    assert rollup_mismatches() == []
