@@ -23,6 +23,8 @@
 | impressions.W008   | every check       | IMPRESSIONS_COUNT_FIELD is narrower than 64 bits in the database |
 | impressions.E012   | database checks   | PostgreSQL cannot UPDATE the counted column (a view that is not updatable) |
 | impressions.W009   | every check       | SQLite without transaction_mode IMMEDIATE: two flushes at once fail |
+| impressions.E013   | database checks   | the role may not create temporary tables (PostgreSQL): every flush batch needs one |
+| impressions.E014   | database checks   | the role lacks a privilege on a table the flush or the roll-up reads or writes |
 
 Never reuse a retired id.
 """
@@ -316,6 +318,84 @@ def check_counted_table(app_configs=None, databases=None, **kwargs):
             id="impressions.E012",
         )
     ]
+
+
+# The privileges the flush and the roll-up need on each table (PostgreSQL's names).
+COUNTED_PRIVILEGES = ("SELECT", "UPDATE")
+HISTORY_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+@checks.register(checks.Tags.database)
+def check_database_privileges(app_configs=None, databases=None, **kwargs):
+    """impressions.E013, E014: what the role the 'default' database connects as may not do that
+    every flush (or roll-up) needs, on PostgreSQL: create a temporary table (each batch copies
+    its lines into one), read and write this app's tables and update the counted one. A role of
+    a hardened setup (migrations run by the owner, the site by a role that only reads and writes
+    rows, TEMPORARY revoked from PUBLIC) lacks them unless granted: every flush failed, its counts
+    waiting in Redis. A database check, as Django's: `check --database default`, run with the
+    workers' credentials; a table that does not exist yet is no error."""
+    if not databases or DEFAULT_DB_ALIAS not in databases:
+        return []
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        return []
+    try:
+        counted = apps.get_model(conf.MODEL)
+    except (LookupError, ValueError, TypeError, AttributeError):
+        return []  # impressions.E001 says why
+    quote = connection.ops.quote_name
+    tables = {quote(counted._meta.db_table): COUNTED_PRIVILEGES}
+    for model in apps.get_app_config("impressions").get_models():
+        if model._meta.managed and not model._meta.proxy:
+            tables[quote(model._meta.db_table)] = HISTORY_PRIVILEGES
+    wanted = [
+        (table, privilege) for table, privileges in tables.items() for privilege in privileges
+    ]
+    try:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_user, current_database(),"
+                " has_database_privilege(current_database(), 'TEMPORARY')"
+            )
+            role, database, temporary = cursor.fetchone()
+            cursor.execute(
+                "SELECT w.name, w.privilege FROM unnest(%s::text[], %s::text[])"
+                " AS w(name, privilege) WHERE to_regclass(w.name) IS NOT NULL"
+                " AND NOT has_table_privilege(to_regclass(w.name), w.privilege)",
+                [[table for table, _ in wanted], [privilege for _, privilege in wanted]],
+            )
+            missing = cursor.fetchall()
+    except DatabaseError:
+        return []  # not reachable, or refused: the flush says what it finds
+    errors = []
+    if not temporary:
+        errors.append(
+            checks.Error(
+                f"The database role {role!r} may not create temporary tables in the database"
+                f" {database!r}: every impressions flush batch copies its lines into one, so"
+                " every flush would fail, its counts waiting in Redis.",
+                hint=f"GRANT TEMPORARY ON DATABASE {quote(database)} TO {quote(role)};",
+                obj="DATABASES",
+                id="impressions.E013",
+            )
+        )
+    by_table = {}
+    for table, privilege in missing:
+        by_table.setdefault(table, []).append(privilege)
+    errors += [
+        checks.Error(
+            f"The database role {role!r} lacks {', '.join(privileges)} on the table {table}, which"
+            " the impressions flush or roll-up needs: they would fail on it, the counts waiting"
+            " in Redis.",
+            hint=f"GRANT {', '.join(privileges)} ON {table} TO {quote(role)}; and, for the tables"
+            " of later migrations, ALTER DEFAULT PRIVILEGES FOR ROLE <the migrations' role>"
+            f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {quote(role)};",
+            obj="DATABASES",
+            id="impressions.E014",
+        )
+        for table, privileges in by_table.items()
+    ]
+    return errors
 
 
 @checks.register(checks.Tags.models)

@@ -329,10 +329,12 @@ def database_hint(error):
 
 
 # PostgreSQL's codes (SQLSTATE) of a statement canceled (statement_timeout, a cancel request),
-# of a deadlock it ended, and of a write refused by a server, or a session, that only reads.
+# of a deadlock it ended, of a write refused by a server, or a session, that only reads, and of a
+# privilege the role lacks.
 QUERY_CANCELED = "57014"
 DEADLOCK_DETECTED = "40P01"
 READ_ONLY_SQL_TRANSACTION = "25006"
+INSUFFICIENT_PRIVILEGE = "42501"
 # SQLSTATE -> the hint database_hint() gives.
 DATABASE_HINTS = {
     history_writer.LOCK_NOT_AVAILABLE: (
@@ -359,6 +361,14 @@ DATABASE_HINTS = {
         " replica or a reader endpoint, or to a primary in the middle of a failover, or"
         " default_transaction_read_only is set for the role or database; it must lead to the"
         " primary (each flush connects anew after this error)"
+    ),
+    INSUFFICIENT_PRIVILEGE: (
+        "the database refused a privilege to the role the flush connects as: it needs TEMPORARY"
+        " on the database (each batch copies its lines into a temporary table: GRANT TEMPORARY"
+        " ON DATABASE … TO …) and SELECT, INSERT, UPDATE, DELETE on the impressions tables"
+        " (SELECT, UPDATE on the counted model's), those of later migrations included (ALTER"
+        " DEFAULT PRIVILEGES); `manage.py check --database default`, run as that role, names"
+        " each one missing (impressions.E013, impressions.E014)"
     ),
 }
 

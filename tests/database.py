@@ -26,18 +26,17 @@ def sibling_database_url(suffix):
 
 def other_connection(dbname=None, **options):
     """A new psycopg connection to the test database (or `dbname`) with Django's credentials;
-    `options` may name another host or port."""
+    `options` may name another host, port or user."""
     params = connection.settings_dict
     address = {"host": params["HOST"] or "127.0.0.1", "port": params["PORT"] or 5432}
-    return psycopg.connect(
-        **(address | options), user=params["USER"] or "postgres", dbname=dbname or params["NAME"]
-    )
+    user = {"user": params["USER"] or "postgres"}
+    return psycopg.connect(**(address | user | options), dbname=dbname or params["NAME"])
 
 
-def admin_session():
-    """An autocommit session of the test's own (as Django's user, a superuser) that writes
-    whatever the database's defaults say."""
-    admin = other_connection(autocommit=True)
+def admin_session(**options):
+    """An autocommit session of the test's own (as Django's user, a superuser, unless `options`
+    name another) that writes whatever the database's defaults say."""
+    admin = other_connection(autocommit=True, **options)
     admin.execute("SET default_transaction_read_only = off")
     return admin
 

@@ -259,3 +259,39 @@ def database_default():
         for parameter in changed:
             admin.execute(f"ALTER DATABASE {name} RESET {parameter}")
     connections.close_all()
+
+
+@pytest.fixture
+def rows_only_role(transactional_db, monkeypatch):
+    """Django's connections as a role of their own that may only read and write the rows of
+    every table (the migrations ran as another, the owner), in a database whose TEMPORARY
+    privilege is revoked from PUBLIC, as hardened setups do. Yields (role, grant): grant(sql)
+    runs a GRANT or REVOKE as the owner. The role is dropped at the end, the privilege given
+    back to PUBLIC."""
+    quote = connection.ops.quote_name
+    database = connection.settings_dict["NAME"]
+    role = f"{database}_rows"  # one a test database: pytest-xdist's workers each have theirs
+    owner = connection.settings_dict["USER"] or "postgres"
+
+    def grant(sql):
+        with admin_session(user=owner) as admin:
+            admin.execute(sql)
+
+    grant(f"DROP ROLE IF EXISTS {quote(role)}")
+    grant(f"CREATE ROLE {quote(role)} LOGIN")
+    grant(
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quote(role)};"
+        f" GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quote(role)};"
+        f" REVOKE TEMPORARY ON DATABASE {quote(database)} FROM PUBLIC"
+    )
+    connections.close_all()
+    monkeypatch.setitem(connection.settings_dict, "USER", role)
+    try:
+        yield role, grant
+    finally:
+        connections.close_all()
+        monkeypatch.undo()
+        grant(
+            f"GRANT TEMPORARY ON DATABASE {quote(database)} TO PUBLIC;"
+            f" DROP OWNED BY {quote(role)}; DROP ROLE {quote(role)}"
+        )

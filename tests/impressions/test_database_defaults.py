@@ -17,9 +17,11 @@ from django.utils import timezone
 
 from casusult.models import Post
 from impressions import rollup, stats
+from impressions.checks import check_database_privileges
+from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
 from impressions.models import Flush
-from impressions.recorder import record_impressions
+from impressions.recorder import pending_counts, record_impressions
 from tests.factories import make_posts
 
 from .history_check import history_sums, open_days_misplaced, rollup_mismatches
@@ -171,3 +173,60 @@ def test_a_flush_batch_that_waited_for_a_roll_up_batch_sends_its_counts_where_th
     assert history_sums(ids) == totals(ids) == dict.fromkeys(ids, 5)
     assert open_days_misplaced() == []
     assert rollup_mismatches() == []
+
+
+def check_ids(errors):
+    return [error.id for error in errors]
+
+
+def test_a_role_that_may_not_create_temporary_tables_fails_the_database_check(rows_only_role):
+    """Every flush batch copies its lines into a temporary table: without TEMPORARY every flush
+    failed, and no check said so before the first one did. `check --database default` run as
+    the workers' role names the privilege and the GRANT; with it, no error."""
+    role, grant = rows_only_role
+    errors = check_database_privileges(databases=["default"])
+    assert check_ids(errors) == ["impressions.E013"]
+    name = connection.settings_dict["NAME"]
+    assert f'GRANT TEMPORARY ON DATABASE "{name}" TO "{role}"' in errors[0].hint
+    grant(f'GRANT TEMPORARY ON DATABASE "{name}" TO "{role}"')
+    assert check_database_privileges(databases=["default"]) == []
+
+
+def test_a_table_the_role_may_not_write_fails_the_database_check(rows_only_role):
+    """A table of a later migration, made by the owner without ALTER DEFAULT PRIVILEGES, or a
+    privilege revoked: the check names the table, the privileges missing and the GRANT."""
+    role, grant = rows_only_role
+    name = connection.settings_dict["NAME"]
+    grant(f'GRANT TEMPORARY ON DATABASE "{name}" TO "{role}"')
+    grant(f'REVOKE UPDATE ON casusult_post FROM "{role}"')
+    grant(f'REVOKE INSERT, DELETE ON impressions_daily_open FROM "{role}"')
+    errors = check_database_privileges(databases=["default"])
+    assert check_ids(errors) == ["impressions.E014", "impressions.E014"]
+    said = "\n".join(f"{error.msg} {error.hint}" for error in errors)
+    assert 'lacks UPDATE on the table "casusult_post"' in said
+    assert 'lacks INSERT, DELETE on the table "impressions_daily_open"' in said
+    assert f'GRANT INSERT, DELETE ON "impressions_daily_open" TO "{role}"' in said
+
+
+def test_a_flush_whose_role_may_not_create_temporary_tables_says_so_and_keeps_its_counts(
+    rows_only_role, standalone_buffer
+):
+    """The flush's error names the privilege and the fix (before: PostgreSQL's words alone);
+    the counts wait in Redis, and once it is granted the next flush applies them once."""
+    role, grant = rows_only_role
+    posts = make_posts(3)
+    ids = [p.id for p in posts]
+    for viewer in range(2):
+        record_impressions(f"u:{viewer}", ids)
+    with pytest.raises(DatabaseUnavailable) as raised:
+        flush_pending()
+    for words in ("TEMPORARY", "GRANT TEMPORARY ON DATABASE", "check --database default"):
+        assert words in str(raised.value)
+    assert pending_counts(ids) == dict.fromkeys(ids, 2)
+    assert set(totals(ids).values()) == {0}
+    name = connection.settings_dict["NAME"]
+    grant(f'GRANT TEMPORARY ON DATABASE "{name}" TO "{role}"')
+    report = flush_pending()
+    assert len(report.recovered) == 1
+    assert totals(ids) == dict.fromkeys(ids, 2) == history_sums(ids)
+    assert rollup.roll_up(pace=0).days is not None  # the roll-up needs no more than the flush
