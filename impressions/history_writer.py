@@ -29,6 +29,7 @@ from django.db.models import F
 from redis_endpoints import redacting_logger
 
 from . import periods, stats, transactions
+from .conf import conf
 from .models import (
     DailyImpressions,
     HistoryRollup,
@@ -172,7 +173,12 @@ def trim_leaders():
         days = [row[0] for row in cursor.fetchall()]
     deleted = 0
     for day in days:
-        with transactions.atomic(), connection.cursor() as cursor:
+        # Its lock waits as long as the flush's batches may, not the database's lock_timeout:
+        # a leader row another part's batch holds is held for one batch.
+        with (
+            transactions.atomic(lock_timeout=conf.FLUSH_LOCK_TIMEOUT),
+            connection.cursor() as cursor,
+        ):
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, TRIM_LOCK])
             if not cursor.fetchone()[0]:
                 return deleted

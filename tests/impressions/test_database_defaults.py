@@ -20,8 +20,9 @@ from impressions import rollup, stats
 from impressions.checks import check_database_privileges
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
-from impressions.models import Flush
+from impressions.models import Flush, OpenDayLeaders
 from impressions.recorder import pending_counts, record_impressions
+from tests.database import admin_session
 from tests.factories import make_posts
 
 from .history_check import history_sums, open_days_misplaced, rollup_mismatches
@@ -230,3 +231,39 @@ def test_a_flush_whose_role_may_not_create_temporary_tables_says_so_and_keeps_it
     assert len(report.recovered) == 1
     assert totals(ids) == dict.fromkeys(ids, 2) == history_sums(ids)
     assert rollup.roll_up(pace=0).days is not None  # the roll-up needs no more than the flush
+
+
+def test_the_leaders_trim_waits_for_a_lock_as_long_as_the_flush_s_batches(
+    standalone_buffer, database_default, monkeypatch
+):
+    """A lock_timeout a DBA set for the role or the database (1 s; 100 ms here) is the flush's
+    batches' no longer: IMPRESSIONS_FLUSH_LOCK_TIMEOUT is. The leaders' trim at the end of a
+    flush, waiting for a leader row another part's batch held, kept the database's: the flush
+    failed after applying everything, its error naming IMPRESSIONS_FLUSH_LOCK_TIMEOUT (60 s)."""
+    monkeypatch.setattr(OpenDayLeaders, "LEADERS", 2)
+    today = stats.today()
+    OpenDayLeaders.objects.bulk_create(
+        OpenDayLeaders(day=today, object_id=object_id, count=10 - object_id)
+        for object_id in range(1, 7)
+    )
+    database_default("lock_timeout", "100ms")
+    locked = threading.Event()
+
+    def another_part_s_batch():
+        with admin_session() as batch:
+            batch.execute("BEGIN")
+            batch.execute(
+                "SELECT FROM impressions_daily_leaders WHERE day = %s AND object_id = 6 FOR UPDATE",
+                [today],
+            )
+            locked.set()
+            time.sleep(0.5)
+            batch.execute("ROLLBACK")
+
+    holder = threading.Thread(target=another_part_s_batch)
+    holder.start()
+    assert locked.wait(10)
+    report = flush_pending()
+    holder.join(10)
+    assert report.outcome == Flush.Outcome.EMPTY
+    assert sorted(OpenDayLeaders.objects.values_list("object_id", flat=True)) == [1, 2]
