@@ -290,8 +290,7 @@ def lock_held(key, timeout=None, optional=False):
         else:
             holder.set_autocommit(False)
             with holder.cursor() as cursor:
-                if timeout:
-                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
+                cursor.execute(holder_settings(timeout))
                 try:
                     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
                 except OperationalError as error:
@@ -306,6 +305,22 @@ def lock_held(key, timeout=None, optional=False):
             pass  # the connection failed: the server lets go of the lock with it
         finally:
             holder.close()
+
+
+def holder_settings(timeout=None):
+    """The first statement of a lock holder's transaction, idle for the whole flush or roll-up
+    by design: an idle_in_transaction_session_timeout set for the role or the database (a DBA's
+    10 s) ended it, and the lock with it (the dashboard showed a roll-up running as stopped; the
+    roll-up started batches beside a flush); and READ COMMITTED, so that it holds no snapshot
+    (at REPEATABLE READ it held the database's xmin horizon, vacuum, back for as long). It holds
+    no row: a holder whose process dies goes with its connection. `timeout`: its lock wait."""
+    statements = [
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "SET LOCAL idle_in_transaction_session_timeout = 0",
+    ]
+    if timeout:
+        statements.append(f"SET LOCAL lock_timeout = '{timeout}'")
+    return "; ".join(statements)
 
 
 def unpooled_connection(alias):

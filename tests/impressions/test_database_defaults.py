@@ -16,7 +16,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from casusult.models import Post
-from impressions import rollup, stats
+from impressions import history_writer, rollup, stats
 from impressions.checks import check_database_privileges
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
@@ -267,3 +267,27 @@ def test_the_leaders_trim_waits_for_a_lock_as_long_as_the_flush_s_batches(
     holder.join(10)
     assert report.outcome == Flush.Outcome.EMPTY
     assert sorted(OpenDayLeaders.objects.values_list("object_id", flat=True)) == [1, 2]
+
+
+def test_the_locks_that_say_a_flush_or_a_roll_up_runs_outlast_the_idle_in_transaction_timeout(
+    database_default,
+):
+    """The lock that says a roll-up runs (the dashboard reads it) and the one that says a flush
+    runs (the roll-up keeps out of its way) are held by a transaction of a connection of their
+    own, idle for the whole run. An idle_in_transaction_session_timeout a DBA set (10 s; 200 ms
+    here) ended it: a roll-up longer than that showed as stopped while it ran, and the roll-up
+    started batches beside a flush, the server logging a FATAL each time. At REPEATABLE READ its
+    snapshot also held the database's xmin horizon (vacuum) back for the whole run."""
+    database_default("idle_in_transaction_session_timeout", "200ms")
+    database_default("default_transaction_isolation", "repeatable read")
+    with history_writer.rollup_running(), history_writer.flush_running():
+        time.sleep(0.5)
+        assert history_writer.rollup_is_running()
+        assert not rollup.wait_for_flushes(patience=0)
+        with admin_session() as admin:
+            holders = admin.execute(
+                "SELECT backend_xmin FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state = 'idle in transaction' AND query LIKE %s",
+                ["%pg_advisory_xact_lock_shared%"],
+            ).fetchall()
+    assert holders == [(None,), (None,)]
