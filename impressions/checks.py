@@ -270,6 +270,15 @@ def narrow_count_field_warnings(field, field_name):
     ]
 
 
+def postgresql_to_ask(databases):
+    """The 'default' database's connection, if a database check (`databases`, as Django passes
+    them) is to ask it and it is PostgreSQL; else None."""
+    if not databases or DEFAULT_DB_ALIAS not in databases:
+        return None
+    connection = connections[DEFAULT_DB_ALIAS]
+    return connection if connection.vendor == "postgresql" else None
+
+
 @checks.register(checks.Tags.database)
 def check_counted_table(app_configs=None, databases=None, **kwargs):
     """impressions.E012: PostgreSQL cannot UPDATE the counted model's count column (a view that
@@ -277,10 +286,8 @@ def check_counted_table(app_configs=None, databases=None, **kwargs):
     view's column that is an expression): every flush would fail on it, its counts waiting in
     Redis. Asked of the database, so a database check (`migrate`, `check --database default`),
     as Django's own. A table that does not exist yet (before `migrate` makes it) is no error."""
-    if not databases or DEFAULT_DB_ALIAS not in databases:
-        return []
-    connection = connections[DEFAULT_DB_ALIAS]
-    if connection.vendor != "postgresql":
+    connection = postgresql_to_ask(databases)
+    if connection is None:
         return []
     try:
         model = apps.get_model(conf.MODEL)
@@ -334,10 +341,8 @@ def check_database_privileges(app_configs=None, databases=None, **kwargs):
     rows, TEMPORARY revoked from PUBLIC) lacks them unless granted: every flush failed, its counts
     waiting in Redis. A database check, as Django's: `check --database default`, run with the
     workers' credentials; a table that does not exist yet is no error."""
-    if not databases or DEFAULT_DB_ALIAS not in databases:
-        return []
-    connection = connections[DEFAULT_DB_ALIAS]
-    if connection.vendor != "postgresql":
+    connection = postgresql_to_ask(databases)
+    if connection is None:
         return []
     try:
         counted = apps.get_model(conf.MODEL)
