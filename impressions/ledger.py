@@ -151,7 +151,12 @@ def apply_snapshots(
     # first line (where an order from elsewhere goes round).
     stops = [lines.field_at(other, parts) for other in range(parts)] if parts > 1 else []
     while True:
-        # The lock waits limited from the first lock on, the ledger row's (PostgreSQL).
+        # Each lock waited for IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most (PostgreSQL), from the
+        # first, the ledger row's. Without a limit a batch waited for as long as the lock's
+        # holder stayed: a transaction left open on a counted row (a session idle in
+        # transaction), or another flush applying the same snapshot stalled in a batch (its
+        # worker paused or cut off, its session open); left-overs go first, so every later flush
+        # waited too, holding the roll-up back. The batch gives up instead, its counts kept.
         with transactions.atomic(lock_timeout=conf.FLUSH_LOCK_TIMEOUT):
             row = locked_row(flush_id, started_at, start=lambda: lines.field_at(part, parts))
             batch, last, is_last = lines.next_batch(
@@ -330,17 +335,11 @@ def write_batch_postgresql(lines, durable=True):
 @contextmanager
 def lock_waits_limited():
     """On PostgreSQL, a transaction (transactions.atomic) whose lock waits last
-    IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most, for the ledger's statements outside the batches.
-
-    Without a limit a batch waited for as long as the lock's holder stayed: a transaction left
-    open on a counted row (a session idle in transaction), or another flush applying the same
-    snapshot stalled in the middle of a batch (its worker paused or cut off, its session still
-    open); left-overs go first, so every later flush waited too, holding the roll-up back. The
-    batch gives up instead, its counts kept in Redis for the next flush. So did a lock held open
-    on the ledger's table (a migration's, left in a transaction) hold the statements outside the
-    batches, and so every flush. Elsewhere each statement stays its own transaction, as before
-    (MySQL's INSERT IGNORE would keep a shared lock on the row until the UPDATE after it:
-    insert_ledger_row)."""
+    IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most, as the batches' do, for the ledger's statements outside
+    the batches: a lock held open on the ledger's table (a migration's, left in a transaction)
+    held them, and so every flush, for as long as it stayed. Elsewhere each statement stays its
+    own transaction, as before (MySQL's INSERT IGNORE would keep a shared lock on the row until
+    the UPDATE after it: insert_ledger_row)."""
     if connection.vendor != "postgresql":
         yield
         return
