@@ -109,7 +109,8 @@ test-long:
 
 # The distributions on the lowest versions they declare (distributions/lowest.txt) and the lowest
 # Python (3.12, pyenv's oldest): a virtual environment of its own, kept in $(LOWEST_VENV), holds the
-# wheels of `make dist`, those versions and the tests' own packages (pinned as in requirements*.txt);
+# wheels of `make dist`, those versions and the tests' own packages (pinned as in requirements*.txt;
+# psycopg2 at Django's lowest, for the tests of the apps on it);
 # the quick starts and the apps' tests (all but the browser's) run on it. About 10 minutes: not
 # part of `make test`.
 LOWEST_VENV := .venv-lowest
@@ -122,7 +123,7 @@ test-lowest: DJANGO_SETTINGS_MODULE = settings.test
 test-lowest: dist
 	@test -x $(LOWEST_PY) || { test -n "$(LOWEST_PYTHON)" || { echo "No Python 3.12 in pyenv: run 'pyenv install 3.12' or make test-lowest LOWEST_PYTHON=/path/to/python3.12" >&2; exit 1; }; $(LOWEST_PYTHON) -m venv $(LOWEST_VENV); }
 	$(LOWEST_PY) -m pip install --quiet --disable-pip-version-check -c distributions/lowest.txt \
-		$(foreach tool,$(LOWEST_TOOLS),'$(tool)') \
+		$(foreach tool,$(LOWEST_TOOLS),'$(tool)') psycopg2-binary \
 		"$$(ls dist/casusult_impressions-*.whl)[postgresql]" "$$(ls dist/casusult_queues-*.whl)[rq,sqs]" \
 		dist/casusult_redis_endpoints-*.whl
 	@# The same version number as the last run's: pip keeps those unless told.

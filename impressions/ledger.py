@@ -11,6 +11,7 @@ their history rows (written only by a transaction holding the object's row, in (
 order); the site-wide day rows, in day order; impressions/history_writer.py adds the history's.
 """
 
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -295,13 +296,7 @@ def write_batch_postgresql(lines, durable=True):
             " day date NOT NULL, n bigint NOT NULL) ON COMMIT DELETE ROWS"
         )
         text = batches.copy_text(lines)
-        # Django wraps execute(), not copy(): psycopg's errors become Django's here, so that a
-        # line the database refuses is a DataError and a dropped connection gets closed.
-        with (
-            connection.wrap_database_errors,
-            cursor.copy(f"COPY {BATCH_TABLE} ({batches.copy_columns(lines)}) FROM STDIN") as copy,
-        ):
-            copy.write(text)
+        copy_in(cursor, f"COPY {BATCH_TABLE} ({batches.copy_columns(lines)}) FROM STDIN", text)
         statements = [
             # No bitmap scans either: the leaders' threshold reads a day's top in the index's
             # order (a bitmap scan of the day's leaders, then a sort, took 4-7 ms a batch).
@@ -320,16 +315,44 @@ def write_batch_postgresql(lines, durable=True):
         if len(connection.atomic_blocks) > 1:
             # Inside an outer transaction (tests): no commit to empty the table for the next.
             statements.append(f"DELETE FROM {BATCH_TABLE}")
-        cursor.execute(";\n".join(statements), params)
-        while "updated" not in [column.name for column in cursor.description or []]:
-            cursor.nextset()
-        updated, impressions, dropped, dropped_impressions = cursor.fetchone()
+        if on_psycopg2():
+            # One round trip returns the last statement's rows only (no nextset()): the totals'
+            # statement ends the first, the history's statements take a second.
+            totals_end = statements.index(totals_statement(columns)) + 1
+            cursor.execute(";\n".join(statements[:totals_end]), params)
+            updated, impressions, dropped, dropped_impressions = cursor.fetchone()
+            if statements[totals_end:]:
+                cursor.execute(";\n".join(statements[totals_end:]), params)
+        else:
+            cursor.execute(";\n".join(statements), params)
+            while "updated" not in [column.name for column in cursor.description or []]:
+                cursor.nextset()
+            updated, impressions, dropped, dropped_impressions = cursor.fetchone()
     return Applied(
         posts_updated=updated,
         impressions_applied=int(impressions),
         posts_dropped=dropped,
         impressions_dropped=int(dropped_impressions),
     )
+
+
+def on_psycopg2():
+    """Whether Django's PostgreSQL backend runs on psycopg2 (it does when psycopg 3 is not
+    installed), whose cursors have copy_expert() for copy() and no nextset()."""
+    return connection.Database.__name__ == "psycopg2"
+
+
+def copy_in(cursor, sql, text):
+    """COPY … FROM STDIN of `text` (bytes) through psycopg 3's copy() or psycopg2's copy_expert().
+
+    Django wraps execute(), not these: the driver's errors become Django's here, so that a line
+    the database refuses is a DataError and a dropped connection gets closed."""
+    with connection.wrap_database_errors:
+        if on_psycopg2():
+            cursor.copy_expert(sql, io.BytesIO(text))
+            return
+        with cursor.copy(sql) as copy:
+            copy.write(text)
 
 
 @contextmanager

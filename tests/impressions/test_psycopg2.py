@@ -1,0 +1,100 @@
+"""An adopter on psycopg2 (Django takes it when psycopg 3 is not installed): the flush, its
+ledger and its history on PostgreSQL through psycopg2, in a child process that cannot import
+psycopg 3 (psycopg2_env), on the test database."""
+
+import json
+
+import pytest
+from django.db import connection
+
+from tests.processes import run_python
+
+from .support import subprocess_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Hidden before anything imports it, as if not installed: Django then takes psycopg2.
+HIDE_PSYCOPG = 'import sys\nsys.modules["psycopg"] = sys.modules["psycopg_pool"] = None\n'
+
+
+@pytest.fixture
+def psycopg2_env(standalone_buffer, tmp_path):
+    """The environment of a child process (manage.py, a script) on the test database through
+    psycopg2, and the buffer's Redis: a sitecustomize on PYTHONPATH hides psycopg 3."""
+    if run_python("import psycopg2").returncode:
+        pytest.fail(
+            "psycopg2 is not installed: it is in requirements-dev.txt (a test-only dependency),"
+            " run `make venv`"
+        )
+    (tmp_path / "sitecustomize.py").write_text(HIDE_PSYCOPG)
+    return subprocess_env(connection, PYTHONPATH=str(tmp_path))
+
+
+# Records views of five posts, applies them in batches of two lines, the second batch
+# failing before its commit (the first committed), then flushes again (the rest, from the
+# ledger's marks), and once more (nothing left).
+FLUSH_TWICE = """
+import json
+
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+
+from casusult.models import Post
+from impressions import flush
+from impressions.models import Flush, OpenDailyImpressions, SiteDailyImpressions
+from impressions.recorder import record_impressions
+
+author = get_user_model().objects.create_user("author")
+ids = [p.id for p in Post.objects.bulk_create(Post(author=author, body=str(n)) for n in range(5))]
+for viewer in ("u:1", "u:2", "u:3"):
+    record_impressions(viewer, ids)
+record_impressions("u:4", ids[:2])
+record_impressions("u:1", ids)  # a reload: counted once
+batches = []
+
+
+def fail_the_second_batch(name):
+    if name == "before-commit":
+        batches.append(name)
+        if len(batches) == 2:
+            raise RuntimeError("stopped before the second batch's commit")
+
+
+flush.checkpoint = fail_the_second_batch
+try:
+    flush.flush_pending(batch_size=2)
+except RuntimeError:
+    pass
+after_failure = sorted(Post.objects.values_list("impressions", flat=True))
+flush.checkpoint = lambda name: None
+call_command("flush_impressions", "--batch-size", "2")
+call_command("flush_impressions")
+print(json.dumps({
+    "driver": connection.Database.__name__,
+    "after_failure": after_failure,
+    "totals": [Post.objects.get(id=i).impressions for i in ids],
+    "history": sorted(OpenDailyImpressions.objects.values_list("object_id", "count")),
+    "site": list(SiteDailyImpressions.objects.values_list("count", flat=True)),
+    "posts": ids,
+    "ledger": sorted(Flush.objects.values_list("outcome", flat=True)),
+}))
+"""
+
+
+def test_the_flush_on_psycopg2_counts_each_view_once(psycopg2_env):
+    child = run_python(FLUSH_TWICE, env=psycopg2_env)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout.strip().splitlines()[-1])
+    assert out["driver"] == "psycopg2"
+    # The first batch committed, the second did not.
+    assert 0 < sum(out["after_failure"]) < 17
+    assert out["totals"] == [4, 4, 3, 3, 3]
+    first, second, *rest = out["posts"]
+    assert out["history"] == sorted([[first, 4], [second, 4], *([post, 3] for post in rest)])
+    assert out["site"] == [17]
+    # The failed flush's snapshot, applied by the next from its marks; the two commands' own
+    # flushes found nothing more to count.
+    assert out["ledger"] == ["applied", "empty", "empty"]
