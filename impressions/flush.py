@@ -315,7 +315,7 @@ def database_hint(error):
     """What a database error with a cause outside the flush means here, and what to change,
     before the database's own words ("canceling statement due to lock timeout"); else nothing.
     Read from the SQLSTATE, not the words (lc_messages may translate them)."""
-    code = getattr(error.__cause__, "sqlstate", None)
+    code = history_writer.sqlstate(error)
     hint = DATABASE_HINTS.get(code)
     if code == history_writer.LOCK_NOT_AVAILABLE:
         seconds = conf.FLUSH_LOCK_TIMEOUT

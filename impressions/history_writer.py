@@ -69,6 +69,13 @@ PERIOD_STARTS = (
 )
 
 
+def sqlstate(error):
+    """PostgreSQL's code (SQLSTATE) of a Django DatabaseError, whichever driver raised its cause:
+    psycopg 3's `sqlstate`, psycopg2's `pgcode`; None for another database's."""
+    cause = error.__cause__
+    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+
+
 def batch_statements(batch_table, day=None):
     """The history statements of a flush batch, as (SQL, params) to run after the totals' UPDATE
     in the batch's transaction (one round trip: statements separated by semicolons). `day`: the
@@ -294,8 +301,7 @@ def lock_held(key, timeout=None, optional=False):
                 try:
                     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
                 except OperationalError as error:
-                    sqlstate = getattr(error.__cause__, "sqlstate", None)
-                    if not optional or sqlstate != LOCK_NOT_AVAILABLE:
+                    if not optional or sqlstate(error) != LOCK_NOT_AVAILABLE:
                         raise
         yield
     finally:

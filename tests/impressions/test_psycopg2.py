@@ -7,6 +7,8 @@ import json
 import pytest
 from django.db import connection
 
+from impressions import history_writer
+from tests.database import other_connection
 from tests.processes import run_python
 
 from .support import subprocess_env
@@ -98,3 +100,54 @@ def test_the_flush_on_psycopg2_counts_each_view_once(psycopg2_env):
     # The failed flush's snapshot, applied by the next from its marks; the two commands' own
     # flushes found nothing more to count.
     assert out["ledger"] == ["applied", "empty", "empty"]
+
+
+# A flush on a session that takes no writes fails naming why (read from the error's SQLSTATE);
+# the next, on a new session, applies the counts.
+FLUSH_AFTER_A_REFUSAL = """
+import json
+
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from casusult.models import Post
+from impressions import flush
+from impressions.exceptions import DatabaseUnavailable
+from impressions.recorder import record_impressions
+
+author = get_user_model().objects.create_user("author")
+ids = [p.id for p in Post.objects.bulk_create(Post(author=author, body=str(n)) for n in range(2))]
+record_impressions("u:1", ids)
+record_impressions("u:2", ids)
+with connection.cursor() as cursor:
+    cursor.execute("SET SESSION default_transaction_read_only = on")
+try:
+    flush.flush_pending()
+    refused = ""
+except DatabaseUnavailable as error:
+    refused = str(error)
+connection.close()
+flush.flush_pending()
+print(json.dumps({
+    "refused": refused,
+    "totals": sorted(Post.objects.values_list("impressions", flat=True)),
+}))
+"""
+
+
+def test_a_flush_on_psycopg2_reads_the_database_s_error_codes(psycopg2_env):
+    """The flush reads PostgreSQL's codes (SQLSTATE) from psycopg2's errors too: the hint of a
+    read-only session, and a roll-up holding the lock that says a flush runs, which a flush goes
+    on without (it failed on psycopg2: the lock's timeout was not recognized)."""
+    with other_connection(autocommit=True) as rollup:
+        rollup.execute(
+            "SELECT pg_advisory_lock(%s, %s)",
+            [history_writer.LOCK_CLASS, history_writer.FLUSH_LOCK],
+        )
+        child = run_python(FLUSH_AFTER_A_REFUSAL, env=psycopg2_env)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout.strip().splitlines()[-1])
+    assert "takes no writes" in out["refused"]
+    assert out["totals"] == [2, 2]
