@@ -20,11 +20,6 @@ from django.utils.json import normalize_json
 
 from redis_endpoints import redact_text, redacting_logger
 
-try:  # the PostgreSQL fast path: cancel a timed-out task's query (psycopg 3)
-    from psycopg import pq
-except ImportError:  # another database, or psycopg2: nothing to cancel this way
-    pq = None
-
 from .exceptions import ForcedStop, MalformedMessage, TaskExited, TaskNotAllowed
 from .signals import task_refused
 
@@ -70,9 +65,11 @@ def time_limit(seconds):
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    watchdog = QueryWatchdog(seconds)
     try:
         yield
     finally:
+        watchdog.stop()
         armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -187,26 +184,58 @@ def call_task(task, *args, **kwargs):
     return task.call(*args, **kwargs)
 
 
-def cancel_running_queries():
-    """Ask PostgreSQL to stop the queries this process's connections are running.
+# libpq's PQTRANS_ACTIVE, a query running: psycopg 3's and psycopg2's info.transaction_status.
+TRANSACTION_ACTIVE = 1
+
+
+def cancel_running_queries(wrappers=None):
+    """Ask PostgreSQL to stop the queries this thread's connections are running (`wrappers`:
+    those Django connections, of another thread).
 
     Interrupting the client does not stop the server: a timed-out task's UPDATE would run on and
     keep its row locks, and the retried task would wait behind it. The worker closes these
     connections afterwards (their protocol state is unknown).
     """
-    for connection in connections.all(initialized_only=True):
+    for connection in connections.all(initialized_only=True) if wrappers is None else wrappers:
         raw = connection.connection
-        if raw is None or connection.vendor != "postgresql" or pq is None:
+        if raw is None or connection.vendor != "postgresql":
             continue
         try:
-            if raw.info.transaction_status != pq.TransactionStatus.ACTIVE:
+            if raw.info.transaction_status != TRANSACTION_ACTIVE:
                 continue
             if hasattr(raw, "cancel_safe"):
                 raw.cancel_safe(timeout=2)
-            else:  # psycopg 3.1 (Django takes 3.1.12 on): the blocking cancel, no timeout
+            else:  # psycopg 3.1 (Django takes 3.1.12 on), psycopg2: the blocking cancel
                 raw.cancel()
         except Exception:
             logger.warning("Could not cancel the query of a timed-out task", exc_info=True)
+
+
+class QueryWatchdog:
+    """On psycopg2, a timer that cancels the queries of the thread that made it once `seconds`
+    have passed, from a thread of its own; stop() it when the timed call ends.
+
+    psycopg2 runs a signal's handler (the timeout's SIGALRM) only once the running query returns:
+    a task waiting on a query (a lock never granted) overran its timeout for as long as the query
+    lasted. Canceled, the query returns and the handler runs. psycopg 3 runs the handler during
+    the query: nothing to start there."""
+
+    def __init__(self, seconds):
+        self.timer = None
+        wrappers = [connections[alias] for alias in connections]
+        if seconds and seconds > 0 and any(map(on_psycopg2, wrappers)):
+            self.timer = threading.Timer(seconds, cancel_running_queries, [wrappers])
+            self.timer.daemon = True
+            self.timer.start()
+
+    def stop(self):
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def on_psycopg2(connection):
+    """Whether a Django connection is PostgreSQL's on psycopg2 (Django takes it without psycopg 3)."""
+    return connection.vendor == "postgresql" and connection.Database.__name__ == "psycopg2"
 
 
 def discard_connections():

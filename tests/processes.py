@@ -42,6 +42,22 @@ def run_python(code, env=None, timeout=120):
     )
 
 
+# A sitecustomize hiding psycopg 3 (and its pool) as if not installed: Django then takes psycopg2.
+HIDE_PSYCOPG3 = 'import sys\nsys.modules["psycopg"] = sys.modules["psycopg_pool"] = None\n'
+
+
+def on_psycopg2(directory):
+    """The environment variables of a child process (manage.py, a script) whose Django runs on
+    psycopg2, as a project without psycopg 3 does: a sitecustomize in `directory` (on PYTHONPATH)
+    hides psycopg 3."""
+    assert run_python("import psycopg2").returncode == 0, (
+        "psycopg2 is not installed: it is in requirements-dev.txt (a test-only dependency),"
+        " run `make venv`"
+    )
+    (directory / "sitecustomize.py").write_text(HIDE_PSYCOPG3)
+    return {"PYTHONPATH": str(directory)}
+
+
 def start_manage(*args, env=None):
     """Start manage.py in the background (stderr piped, as text); the caller stops it."""
     return subprocess.Popen(

@@ -25,6 +25,7 @@ from .. import liveness
 from ..bounds import JOB_ID, MAX_NAME_LENGTH
 from ..exceptions import ForcedStop, MalformedMessage, QueueConfigurationError, RefusedJob
 from ..execution import (
+    QueryWatchdog,
     TaskTimer,
     between_jobs,
     cancel_running_queries,
@@ -155,6 +156,16 @@ class CancellingDeathPenalty(UnixSignalDeathPenalty):
     """RQ's SIGALRM timeout, which first cancels the job's running PostgreSQL query."""
 
     fired = False  # one job at a time per worker process: did its timeout fire?
+    watchdog = None  # its QueryWatchdog, while it runs
+
+    def setup_death_penalty(self):
+        super().setup_death_penalty()
+        self.watchdog = QueryWatchdog(self._timeout)
+
+    def cancel_death_penalty(self):
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        super().cancel_death_penalty()
 
     def handle_death_penalty(self, signum, frame):
         cancel_running_queries()

@@ -9,27 +9,18 @@ from django.db import connection
 
 from impressions import history_writer
 from tests.database import other_connection
-from tests.processes import run_python
+from tests.processes import on_psycopg2, run_python
 
 from .support import subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Hidden before anything imports it, as if not installed: Django then takes psycopg2.
-HIDE_PSYCOPG = 'import sys\nsys.modules["psycopg"] = sys.modules["psycopg_pool"] = None\n'
-
 
 @pytest.fixture
 def psycopg2_env(standalone_buffer, tmp_path):
-    """The environment of a child process (manage.py, a script) on the test database through
-    psycopg2, and the buffer's Redis: a sitecustomize on PYTHONPATH hides psycopg 3."""
-    if run_python("import psycopg2").returncode:
-        pytest.fail(
-            "psycopg2 is not installed: it is in requirements-dev.txt (a test-only dependency),"
-            " run `make venv`"
-        )
-    (tmp_path / "sitecustomize.py").write_text(HIDE_PSYCOPG)
-    return subprocess_env(connection, PYTHONPATH=str(tmp_path))
+    """The environment of a child process on the test database through psycopg2, and the
+    buffer's Redis."""
+    return subprocess_env(connection, **on_psycopg2(tmp_path))
 
 
 # Records views of five posts, applies them in batches of two lines, the second batch
