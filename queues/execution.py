@@ -229,8 +229,10 @@ class QueryWatchdog:
             self.timer.start()
 
     def stop(self):
+        """Disarm it; a cancel under way is waited for, so that it meets no later query."""
         if self.timer is not None:
             self.timer.cancel()
+            self.timer.join()
 
 
 def on_psycopg2(connection):
