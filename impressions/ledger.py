@@ -283,8 +283,9 @@ def write_batch(lines, durable=True):
 
 
 def write_batch_postgresql(lines, durable=True):
-    """COPY the lines into the batch table, then, in one round trip, the statements of the batch:
-    the day locks, the totals' UPDATE (and the counts of deleted objects taken out), the history.
+    """COPY the lines into the batch table, then, in one round trip (two on psycopg2), the
+    statements of the batch: the day locks, the totals' UPDATE (and the counts of deleted objects
+    taken out), the history.
 
     The joins are nested loops over the batch in id order, so the object rows are locked in id
     order whatever the planner would otherwise choose (a hash join locks in table order).
@@ -297,6 +298,7 @@ def write_batch_postgresql(lines, durable=True):
         )
         text = batches.copy_text(lines)
         copy_in(cursor, f"COPY {BATCH_TABLE} ({batches.copy_columns(lines)}) FROM STDIN", text)
+        totals = totals_statement(columns)
         statements = [
             # No bitmap scans either: the leaders' threshold reads a day's top in the index's
             # order (a bitmap scan of the day's leaders, then a sort, took 4-7 ms a batch).
@@ -304,7 +306,7 @@ def write_batch_postgresql(lines, durable=True):
             " set_config('enable_mergejoin', 'off', true),"
             " set_config('enable_bitmapscan', 'off', true)"
             + ("" if durable else ", set_config('synchronous_commit', 'off', true)"),
-            totals_statement(columns),
+            totals,
         ]
         params = {}
         if WRITE_HISTORY:
@@ -318,7 +320,7 @@ def write_batch_postgresql(lines, durable=True):
         if on_psycopg2():
             # One round trip returns the last statement's rows only (no nextset()): the totals'
             # statement ends the first, the history's statements take a second.
-            totals_end = statements.index(totals_statement(columns)) + 1
+            totals_end = statements.index(totals) + 1
             cursor.execute(";\n".join(statements[:totals_end]), params)
             updated, impressions, dropped, dropped_impressions = cursor.fetchone()
             if statements[totals_end:]:
