@@ -116,7 +116,7 @@ test-long:
 LOWEST_VENV := .venv-lowest
 LOWEST_PY := $(LOWEST_VENV)/bin/python
 LOWEST_PYTHON ?= $(firstword $(shell ls -d $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/3.12.*/bin/python3 2>/dev/null | sort -V))
-LOWEST_TOOLS = $(shell grep -hE '^(pytest|pytest-django|djangorestframework|psycopg-pool|hypothesis|moto|playwright|dj-database-url|whitenoise|prometheus-client|gunicorn)(\[[a-z,]+\])?==' requirements.txt requirements-dev.txt)
+LOWEST_TOOLS = $(shell grep -hE '^(pytest|pytest-django|djangorestframework|gevent|psycopg-pool|hypothesis|moto|playwright|dj-database-url|whitenoise|prometheus-client|gunicorn)(\[[a-z,]+\])?==' requirements.txt requirements-dev.txt)
 LOWEST_TESTS ?= tests/impressions tests/queues tests/distributions/test_impressions_quickstart.py \
 	tests/distributions/test_queues_quickstart.py --ignore tests/impressions/test_browser.py
 test-lowest: DJANGO_SETTINGS_MODULE = settings.test
