@@ -234,13 +234,18 @@ def ranked_objects(date_range, today, page, may_view, current_app=None):
     count when the range holds today (shown beside the rank, which the history decides); names
     and links if `may_view` the counted model (describe_objects).
 
-    A page past the last shows the last (`past_end`: the page asked for); so a page number
-    never reaches the database beyond what it can hold."""
-    object_count = ranking.ranked_count(date_range.start, date_range.end)
+    A page past the last shows the last (`past_end`: the page asked for). The page and the count
+    are one statement (ranking.ranked_page); a page past the end costs two more."""
+    start, end = date_range.start, date_range.end
+    rows, has_next, object_count = ranking.ranked_page(start, end, page)
+    past_end = None
+    if object_count is None:  # no row to carry the count: past the end, or no object at all
+        object_count = ranking.ranked_count(start, end)
+        last_page = max(1, -(-object_count // ranking.PAGE_SIZE))
+        if page > last_page:
+            past_end, page = page, last_page
+            rows, has_next, _ = ranking.ranked_page(start, end, page)
     last_page = max(1, -(-object_count // ranking.PAGE_SIZE))
-    past_end = page if page > last_page else None
-    page = min(page, last_page)
-    rows, has_next = ranking.ranked_page(date_range.start, date_range.end, page)
     ids = [object_id for _, object_id, _ in rows]
     live = date_range.end == today
     pending = pending_by_object(ids) if live else {}

@@ -1,20 +1,28 @@
 """Every counted object ranked by its impressions in a date range: the dashboard's full list, a
 page at a time, and its CSV.
 
-Read from the daily rows, which hold every day once (ended days in the daily table, open days in
-the open one), in one statement, hence one snapshot. The top lists' faster search
-(stats.top_posts) stops at a top N; this list goes to the last object, so it sums the days.
+A page is one statement, in one snapshot with the roll-up's marker (stats.reading): the range's
+whole months and weeks from their rollup rows, its other days from the daily rows (stats.readable,
+as the top lists read them), summed per object, ranked, and counted in the same pass (a window
+count over the sums). Summing the daily rows instead read every object's row of every day (30
+million rows for 1,000,000 objects and 30 days), twice a page: once for the page, once for the
+count. The CSV streams from the daily rows in one statement (a server-side cursor keeps no
+snapshot across its chunks' statements), which hold every day once.
 """
 
 from django.db import connection
 
+from . import stats
 from .models import DailyImpressions, OpenDailyImpressions
 
 PAGE_SIZE = 50
+# Past this OFFSET no database has rows (nor a bigint the offset): the page is past the end.
+MAX_OFFSET = 2**62
 
 
 def ranked_query(start, end):
-    """SQL and params of (object_id, impressions) in start..end, most first, ties by id."""
+    """SQL and params of (object_id, impressions) in start..end, most first, ties by id, from the
+    daily rows (one statement: one snapshot)."""
     daily, open_days = DailyImpressions._meta.db_table, OpenDailyImpressions._meta.db_table
     sql = (
         "SELECT object_id, SUM(count) AS total FROM ("
@@ -26,25 +34,40 @@ def ranked_query(start, end):
 
 
 def ranked_page(start, end, page, size=PAGE_SIZE):
-    """([(rank, object_id, impressions)] of 1-based page `page`, whether a next page exists)."""
-    sql, params = ranked_query(start, end)
+    """([(rank, object_id, impressions)] of 1-based page `page`, whether a next page exists, how
+    many objects had impressions in start..end); the count is None when the page is past the end
+    (it has no row to carry it: ranked_count tells)."""
     offset = (page - 1) * size
-    with connection.cursor() as cursor:
-        cursor.execute(f"{sql} LIMIT %s OFFSET %s", [*params, size + 1, offset])
-        rows = cursor.fetchall()
+    with stats.reading():
+        pieces = stats.readable(stats.kept_cover(start, end))
+        if not pieces:
+            return [], False, 0
+        if offset > MAX_OFFSET:
+            return [], False, None
+        sql, params = stats.sums_query(pieces, extra=", count(*) OVER () AS objects")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"{sql} ORDER BY total DESC, object_id LIMIT %s OFFSET %s",
+                [*params, size + 1, offset],
+            )
+            rows = cursor.fetchall()
     ranked = [
         (offset + index, int(object_id), int(total))
-        for index, (object_id, total) in enumerate(rows[:size], start=1)
+        for index, (object_id, total, _) in enumerate(rows[:size], start=1)
     ]
-    return ranked, len(rows) > size
+    return ranked, len(rows) > size, rows[0][2] if rows else None
 
 
 def ranked_count(start, end):
     """How many objects had impressions in start..end."""
-    sql, params = ranked_query(start, end)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM ({sql}) AS ranked", params)
-        return cursor.fetchone()[0]
+    with stats.reading():
+        pieces = stats.readable(stats.kept_cover(start, end))
+        if not pieces:
+            return 0
+        sql, params = stats.sums_query(pieces)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM ({sql}) AS ranked", params)
+            return cursor.fetchone()[0]
 
 
 def iter_ranked(start, end, chunk=2000):

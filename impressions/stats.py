@@ -129,13 +129,17 @@ def top_posts(start, end, limit=10):
     check_range(start, end)
     if limit < 1:
         return []
+    pieces = kept_cover(start, end)
+    return top_of_pieces(pieces, limit) if pieces else []
+
+
+def kept_cover(start, end):
+    """periods.cover of start..end from the oldest kept day to today; [] when it holds none."""
     oldest = oldest_kept_day()
     if oldest is not None and start < oldest:
         start = oldest
     end = min(end, today())  # no day after today has impressions (and date.max has no next month)
-    if start > end:
-        return []
-    return top_of_pieces(periods.cover(start, end), limit)
+    return periods.cover(start, end)
 
 
 def top_in(period, day, limit=10):
@@ -281,6 +285,17 @@ def ranked_rows(rows, limit):
 
 def ranked_sums(pieces, limit, object_ids=None):
     """The sums over `pieces` (of `object_ids` only, if given), ranked, in one SQL statement."""
+    if object_ids is not None and not object_ids:
+        return []
+    sql, params = sums_query(pieces, object_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} ORDER BY total DESC, object_id LIMIT %s", [*params, limit])
+        return [(int(object_id), int(total)) for object_id, total in cursor.fetchall()]
+
+
+def sums_query(pieces, object_ids=None, extra=""):
+    """SQL and params of `SELECT object_id, SUM(count) AS total{extra} … GROUP BY object_id`
+    over `pieces` (of `object_ids` only, if given), unordered."""
     parts, params = [], []
     for kinds, model in (
         # An open day's rows the roll-up moved already are daily rows of that day.
@@ -305,18 +320,14 @@ def ranked_sums(pieces, limit, object_ids=None):
     where = ""
     if object_ids is not None:
         ids = sorted(object_ids)
-        if not ids:
-            return []
         where = f" WHERE object_id IN ({_marks(ids)})"
         params += ids
     sql = (
-        "SELECT object_id, SUM(count) AS total FROM ("
+        f"SELECT object_id, SUM(count) AS total{extra} FROM ("
         + " UNION ALL ".join(parts)
-        + f") AS pieces{where} GROUP BY object_id ORDER BY total DESC, object_id LIMIT %s"
+        + f") AS pieces{where} GROUP BY object_id"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit])
-        return [(int(object_id), int(total)) for object_id, total in cursor.fetchall()]
+    return sql, params
 
 
 def _marks(values):

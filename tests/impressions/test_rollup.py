@@ -14,7 +14,7 @@ from django.utils import timezone
 
 import impressions
 from casusult.models import Post
-from impressions import history_writer, periods, rollup, stats
+from impressions import history_writer, periods, ranking, rollup, stats
 from impressions.flush import flush_pending
 from impressions.history_writer import LOCK_CLASS
 from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
@@ -58,6 +58,7 @@ def reads(day):
         stats.top_in(periods.WEEK, day),
         stats.top_in(periods.MONTH, day),
         impressions.top_posts(day - timedelta(days=9), day + timedelta(days=1)),
+        ranking.ranked_page(day - timedelta(days=9), day + timedelta(days=1), 1),
         stats.daily_totals(day, day),
     ]
 
