@@ -6,31 +6,16 @@ whole months and weeks from their rollup rows, its other days from the daily row
 as the top lists read them), summed per object, ranked, and counted in the same pass (a window
 count over the sums). Summing the daily rows instead read every object's row of every day (30
 million rows for 1,000,000 objects and 30 days), twice a page: once for the page, once for the
-count. The CSV streams from the daily rows in one statement (a server-side cursor keeps no
-snapshot across its chunks' statements), which hold every day once.
+count. The CSV streams the same statement, unpaged, in the same kind of snapshot.
 """
 
 from django.db import connection
 
 from . import stats
-from .models import DailyImpressions, OpenDailyImpressions
 
 PAGE_SIZE = 50
 # Past this OFFSET no database has rows (nor a bigint the offset): the page is past the end.
 MAX_OFFSET = 2**62
-
-
-def ranked_query(start, end):
-    """SQL and params of (object_id, impressions) in start..end, most first, ties by id, from the
-    daily rows (one statement: one snapshot)."""
-    daily, open_days = DailyImpressions._meta.db_table, OpenDailyImpressions._meta.db_table
-    sql = (
-        "SELECT object_id, SUM(count) AS total FROM ("
-        f"SELECT object_id, count FROM {daily} WHERE day BETWEEN %s AND %s"
-        f" UNION ALL SELECT object_id, count FROM {open_days} WHERE day BETWEEN %s AND %s"
-        ") AS days GROUP BY object_id ORDER BY total DESC, object_id"
-    )
-    return sql, [start, end, start, end]
 
 
 def ranked_page(start, end, page, size=PAGE_SIZE):
@@ -71,16 +56,23 @@ def ranked_count(start, end):
 
 
 def iter_ranked(start, end, chunk=2000):
-    """Yield (rank, object_id, impressions) of every object, streamed from the database."""
-    sql, params = ranked_query(start, end)
-    # A server-side cursor, unless the database's DISABLE_SERVER_SIDE_CURSORS says none may be
-    # used (as QuerySet.iterator() reads it): behind a pooler in transaction mode, its FETCHes
-    # may reach another server connection than its DECLARE. The rows are then read client-side.
-    server_side = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
-    with connection.chunked_cursor() if server_side else connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rank = 0
-        while rows := cursor.fetchmany(chunk):
-            for object_id, total in rows:
-                rank += 1
-                yield rank, int(object_id), int(total)
+    """Yield (rank, object_id, impressions) of every object, streamed from the database, ranked
+    as the pages are, in one snapshot: its transaction stays open until the last row is read, or
+    the generator is closed (a download cut short)."""
+    with stats.reading():
+        pieces = stats.readable(stats.kept_cover(start, end))
+        if not pieces:
+            return
+        sql, params = stats.sums_query(pieces)
+        # A server-side cursor, unless the database's DISABLE_SERVER_SIDE_CURSORS says none may
+        # be used (as QuerySet.iterator() reads it): behind a pooler in transaction mode, its
+        # FETCHes may reach another server connection than its DECLARE. The rows are then read
+        # client-side.
+        server_side = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+        with connection.chunked_cursor() if server_side else connection.cursor() as cursor:
+            cursor.execute(f"{sql} ORDER BY total DESC, object_id", params)
+            rank = 0
+            while rows := cursor.fetchmany(chunk):
+                for object_id, total in rows:
+                    rank += 1
+                    yield rank, int(object_id), int(total)

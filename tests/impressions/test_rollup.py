@@ -59,6 +59,7 @@ def reads(day):
         stats.top_in(periods.MONTH, day),
         impressions.top_posts(day - timedelta(days=9), day + timedelta(days=1)),
         ranking.ranked_page(day - timedelta(days=9), day + timedelta(days=1), 1),
+        list(ranking.iter_ranked(day - timedelta(days=9), day + timedelta(days=1))),
         stats.daily_totals(day, day),
     ]
 
