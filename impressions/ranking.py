@@ -9,7 +9,9 @@ million rows for 1,000,000 objects and 30 days), twice a page: once for the page
 count. The CSV streams the same statement, unpaged, in the same kind of snapshot.
 """
 
-from django.db import connection
+import uuid
+
+from django.db import DatabaseError, connection
 
 from . import stats
 
@@ -56,23 +58,67 @@ def ranked_count(start, end):
 
 
 def iter_ranked(start, end, chunk=2000):
-    """Yield (rank, object_id, impressions) of every object, streamed from the database, ranked
-    as the pages are, in one snapshot: its transaction stays open until the last row is read, or
-    the generator is closed (a download cut short)."""
+    """Yield (rank, object_id, impressions) of every object, ranked as the pages are, read in one
+    snapshot (stats.reading) and sent outside any transaction: a download goes at its client's
+    pace, and a transaction left open meanwhile would hold back vacuum, or be ended by the
+    database's idle_in_transaction_session_timeout mid-download.
+
+    On PostgreSQL the ranking is a cursor declared WITH HOLD in the snapshot's transaction: its
+    rows are kept at the commit and fetched a chunk at a time after it (closed when the last is
+    read or the download is cut short). Where the database's DISABLE_SERVER_SIDE_CURSORS says
+    none may be used (a pooler in transaction mode, whose FETCHes may reach another server
+    connection), and on other databases, the rows are read client-side."""
+    held = connection.vendor == "postgresql" and not connection.settings_dict.get(
+        "DISABLE_SERVER_SIDE_CURSORS"
+    )
+    name = f"impressions_ranked_{uuid.uuid4().hex}"
     with stats.reading():
         pieces = stats.readable(stats.kept_cover(start, end))
         if not pieces:
             return
         sql, params = stats.sums_query(pieces)
-        # A server-side cursor, unless the database's DISABLE_SERVER_SIDE_CURSORS says none may
-        # be used (as QuerySet.iterator() reads it): behind a pooler in transaction mode, its
-        # FETCHes may reach another server connection than its DECLARE. The rows are then read
-        # client-side.
-        server_side = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
-        with connection.chunked_cursor() if server_side else connection.cursor() as cursor:
-            cursor.execute(f"{sql} ORDER BY total DESC, object_id", params)
-            rank = 0
-            while rows := cursor.fetchmany(chunk):
-                for object_id, total in rows:
-                    rank += 1
-                    yield rank, int(object_id), int(total)
+        sql = f"{sql} ORDER BY total DESC, object_id"
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DECLARE {name} NO SCROLL CURSOR WITH HOLD FOR {sql}", params)
+        else:
+            client_side = connection.cursor()  # its rows stay readable after the commit
+            client_side.execute(sql, params)
+    if held:
+        yield from held_rows(name, chunk)
+        return
+    with client_side:
+        rank = 0
+        while rows := client_side.fetchmany(chunk):
+            for object_id, total in rows:
+                rank += 1
+                yield rank, int(object_id), int(total)
+
+
+def held_rows(name, chunk):
+    """(rank, object_id, impressions) of the held cursor `name`, fetched a chunk at a time; the
+    cursor closed after its last row, or when the reader stops early."""
+    try:
+        rank = 0
+        while True:
+            with connection.cursor() as cursor:
+                cursor.execute(f"FETCH FORWARD {int(chunk)} FROM {name}")
+                rows = cursor.fetchall()
+            if not rows:
+                return
+            for object_id, total in rows:
+                rank += 1
+                yield rank, int(object_id), int(total)
+    finally:
+        close_cursor(name)
+
+
+def close_cursor(name):
+    """CLOSE a held cursor, unless the connection that held it is gone (it went with it)."""
+    if connection.connection is None:
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CLOSE {name}")
+    except DatabaseError:
+        pass  # already closed, or the session ended: the server dropped it

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 import impressions
 from casusult.models import Post
-from impressions import keys, stats
+from impressions import keys, ranking, stats
 from impressions.flush import flush_pending
 from impressions.ranges import quick_range
 from impressions.recorder import record_impressions
@@ -435,3 +435,36 @@ def test_the_post_list_links_each_row_to_its_chart_and_filters_by_date(
     html = superuser_client.get(f"/admin/casusult/post/{unescape(past_week)}").content.decode()
     assert f"/admin/casusult/post/{new.id}/change/" in html
     assert f"/admin/casusult/post/{old.id}/change/" not in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_csv_of_every_object_holds_no_transaction_while_its_client_reads(history_rows):
+    # A download goes at the client's pace (40 s for 1,000,000 objects on a fast one): a
+    # transaction left open meanwhile would hold back vacuum, and a database's
+    # idle_in_transaction_session_timeout would cut the download. The ranking is read in one
+    # snapshot, then its rows fetched outside any transaction, as they were sent.
+    posts = every_third_day(history_rows)
+    today = stats.today()
+    rows = ranking.iter_ranked(today - timedelta(days=29), today, chunk=7)
+    ranked = [next(rows)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now() = statement_timestamp()")  # equal: a statement of its own
+        assert cursor.fetchone() == (True,)
+    assert not connection.in_atomic_block
+    ranked += rows
+    assert [(rank, object_id) for rank, object_id, _ in ranked] == [
+        (rank, post.id) for rank, post in enumerate(posts, start=1)
+    ]
+    assert ranked[0][2] == 100 * 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_download_cut_short_leaves_no_cursor_open(history_rows):
+    every_third_day(history_rows)
+    today = stats.today()
+    rows = ranking.iter_ranked(today - timedelta(days=29), today, chunk=7)
+    next(rows)
+    rows.close()  # the client went away
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_cursors")
+        assert cursor.fetchone() == (0,)
