@@ -11,6 +11,7 @@ from inspect import iscoroutinefunction
 from traceback import format_exception
 
 from asgiref.sync import async_to_sync
+from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connections
 from django.tasks import TaskContext, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
@@ -222,7 +223,14 @@ class QueryWatchdog:
 
     def __init__(self, seconds):
         self.timer = None
-        wrappers = [connections[alias] for alias in connections]
+        wrappers = []
+        for alias in connections:
+            try:
+                wrappers.append(connections[alias])
+            except ImproperlyConfigured:
+                # A backend this process cannot load (its driver not installed: an alias the
+                # tasks do not use) has no query to cancel; raised, it failed every task.
+                continue
         if seconds and seconds > 0 and any(map(on_psycopg2, wrappers)):
             self.timer = threading.Timer(seconds, cancel_running_queries, [wrappers])
             self.timer.daemon = True

@@ -9,11 +9,14 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connections
 from django.tasks import TaskResultStatus, task
 from django.tasks.signals import task_finished, task_started
+from rq.timeouts import JobTimeoutException
 
 from queues.exceptions import ForcedStop, TaskExited
 from queues.execution import AsyncCall, TaskTimeout, execute, interrupt, new_result
+from queues.rq.worker import CancellingDeathPenalty
 
 
 @task
@@ -187,3 +190,19 @@ def test_async_tasks_thread_sensitive_calls_run_on_the_worker_s_thread_task_afte
         result, _, error = run(asks_its_thread)
         assert error is None
         assert result.return_value == threading.get_ident()
+
+
+def test_a_database_this_worker_cannot_load_fails_no_task_and_leaves_no_timeout_armed(monkeypatch):
+    """A DATABASES alias the tasks never use, whose backend this process cannot load (a
+    reporting database on MySQL, mysqlclient not installed in the workers' image): the timeout's
+    psycopg2 watchdog looked at every alias's connection, so every task failed with "Error
+    loading MySQLdb module", on psycopg 3 too, and the timeout stayed armed: the SQS worker's
+    TaskTimeout, RQ's JobTimeoutException, was raised into the worker's loop after the task."""
+    engine = "tests.queues.no_such_database_backend"  # load_backend fails as without its driver
+    monkeypatch.setitem(connections.settings, "reporting", {"ENGINE": engine})
+    result = new_result(returns_a_tuple, "y" * 32, [], {}, "execution-unit")
+    execute(result, "worker-1", sender=object, timeout=1)
+    assert result.return_value == [1, [2, 3]]
+    with CancellingDeathPenalty(1, JobTimeoutException):
+        pass
+    time.sleep(1.3)  # past both timeouts: nothing is raised here
