@@ -21,6 +21,7 @@ import json, os
 {before}
 import django
 django.setup()
+from impressions import redis_client
 from impressions.recorder import record_impressions
 {warm}
 {after}
@@ -30,12 +31,14 @@ from gevent.lock import Semaphore
 
 GREENLETS = {greenlets}
 results, all_recorded, open_connections = [], Event(), Event()
+holders = []  # each greenlet's kept connections, as record calls find them
 # Calls in flight at once: the pool bounds those, by design; the open connections are the point.
 turn = Semaphore({in_flight})
 
 def client_connection(number):
     with turn:
         first = record_impressions(f"u:{{number}}", [number, 10_000])
+        holders.append(redis_client._thread_state().connections)
     gevent.sleep(0)  # the others record their first page meanwhile
     with turn:
         second = record_impressions(f"u:{{number}}", [number + 100_000])
@@ -48,14 +51,16 @@ greenlets = [gevent.spawn(client_connection, number) for number in range(GREENLE
 all_recorded.wait(20)
 open_connections.set()
 gevent.joinall(greenlets, timeout=20)
-print(json.dumps(results))
+print(json.dumps([results, len({{id(held) for held in holders}})]))
 """
 
 PATCH = "from gevent import monkey; monkey.patch_all()"
 
 
 def record_in_greenlets(url, greenlets, *, preload=False):
-    """(counted, lost) of each greenlet, in the order they recorded. `preload`: the app loaded,
+    """(counted, lost) of each greenlet, in the order they recorded, and how many holders of
+    kept connections the greenlets had between them (one each: none took another's connection
+    mid-call, however the calls interleaved). `preload`: the app loaded,
     and a first call made, before the monkey-patching, in a parent that then forks, as
     gunicorn --preload loads it in its master before it forks gevent workers."""
     fork = (
@@ -79,16 +84,18 @@ def test_more_open_connections_than_the_pool_holds_lose_nothing(standalone_buffe
     default: 100, where a gevent worker serves up to 1,000) lost every impression it served
     (MaxConnectionsError) while the first three stayed open."""
     url = with_option(settings.IMPRESSIONS_REDIS_URL, "max_connections=3")
-    results = record_in_greenlets(url, 8)
+    results, holders = record_in_greenlets(url, 8)
     assert results == [[3, 0]] * 8
+    assert holders == 8
 
 
 def test_a_cluster_node_pool_too(cluster_buffer, redis_cluster_url):
     """On a cluster, each node's pool holds max_connections: 12 greenlets kept open over 3
     nodes' pools of 2 held more than 2 connections of one node at least."""
     url = with_option(redis_cluster_url, "max_connections=2")
-    results = record_in_greenlets(url, 12)
+    results, holders = record_in_greenlets(url, 12)
     assert results == [[3, 0]] * 12
+    assert holders == 12
 
 
 def test_an_app_loaded_before_the_patching_records_each_greenlet_apart(standalone_buffer):
@@ -96,5 +103,7 @@ def test_an_app_loaded_before_the_patching_records_each_greenlet_apart(standalon
     patches threading, so the thread-local that held each thread's connection was the unpatched
     one, shared by every greenlet of the process: greenlets took one another's connection,
     mid-call."""
-    results = record_in_greenlets(settings.IMPRESSIONS_REDIS_URL, 40, preload=True)
+    results, holders = record_in_greenlets(settings.IMPRESSIONS_REDIS_URL, 40, preload=True)
     assert results == [[3, 0]] * 40
+    # Shared, they lost impressions only when two calls met on the connection (2 runs in 5).
+    assert holders == 40
