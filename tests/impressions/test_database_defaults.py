@@ -16,6 +16,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from casusult.models import Post
+from impressions import flush as flush_module
 from impressions import history_writer, rollup, stats
 from impressions.checks import check_database_privileges
 from impressions.exceptions import DatabaseUnavailable
@@ -172,6 +173,76 @@ def test_a_flush_batch_that_waited_for_a_roll_up_batch_sends_its_counts_where_th
     assert failures(outcome) == {}
     assert outcome["roll-up"].days == [yesterday]
     assert history_sums(ids) == totals(ids) == dict.fromkeys(ids, 5)
+    assert open_days_misplaced() == []
+    assert rollup_mismatches() == []
+
+
+def test_the_roll_up_that_waited_for_a_flush_batch_finishes_its_day_with_that_batch_s_rows(
+    standalone_buffer, stricter_isolation, monkeypatch
+):
+    """The roll-up, about to mark its day rolled up, waits for the flush batch that holds the
+    day: a batch of late counts of posts above the roll-up's mark, which go to their open rows.
+    Then it looks whether the day has open rows left. At REPEATABLE READ it looked in a snapshot
+    taken before it waited: none, so the day was marked rolled up with that batch's open rows
+    still there, which the history's reads then left out (the posts' history short of their
+    totals) until the roll-up went back to the day and rolled it up a second time. At READ
+    COMMITTED (the roll-up's transactions now) it sees them, and moves them before it finishes."""
+    posts = make_posts(6)
+    ids = [p.id for p in posts]
+    early, late = ids[:3], ids[3:]
+    yesterday = stats.today() - timedelta(days=1)
+    noon, evening = (
+        timezone.make_aware(datetime.combine(yesterday, dtime(hour))) for hour in (12, 23)
+    )
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        for viewer in range(2):
+            record_impressions(f"u:{viewer}", early, now=noon)
+        flush_pending()
+        for viewer in range(3):
+            record_impressions(f"late:{viewer}", late, now=evening)
+
+        to_finish, finish = threading.Event(), threading.Event()
+        finish_day = rollup.finish_day
+
+        def finish_day_when_told(day):
+            if not to_finish.is_set():  # its day's rows moved (the early posts'), mark: ids[2]
+                to_finish.set()
+                finish.wait(10)
+            return finish_day(day)
+
+        in_batch, commit = threading.Event(), threading.Event()
+
+        def hold_the_first_batch(name):
+            if name == "before-commit" and not in_batch.is_set():
+                in_batch.set()
+                commit.wait(10)
+
+        start_next_day, misplaced = rollup.start_next_day, []
+
+        def start_next_day_noting_misplaced_rows(through):
+            misplaced.extend(open_days_misplaced())  # between two days: none on either side
+            return start_next_day(through)
+
+        monkeypatch.setattr(rollup, "finish_day", finish_day_when_told)
+        monkeypatch.setattr(rollup, "start_next_day", start_next_day_noting_misplaced_rows)
+        monkeypatch.setattr(flush_module, "checkpoint", hold_the_first_batch)
+        outcome = {}
+        roller = started(outcome, "roll-up", lambda: rollup.roll_up(pace=0, batch_size=100))
+        assert to_finish.wait(10)
+        flusher = started(outcome, "flush", flush_pending)
+        assert in_batch.wait(10)  # the late posts' open rows written, the day's lock held
+        finish.set()
+        deadline = time.monotonic() + 10
+        while not waiting_on_advisory_locks():  # finish_day, for the day's lock
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        commit.set()
+        for thread in (flusher, roller):
+            thread.join(30)
+    assert failures(outcome) == {}
+    assert misplaced == []
+    assert outcome["roll-up"].days == [yesterday]
+    assert history_sums(ids) == totals(ids) == {**dict.fromkeys(early, 2), **dict.fromkeys(late, 3)}
     assert open_days_misplaced() == []
     assert rollup_mismatches() == []
 
