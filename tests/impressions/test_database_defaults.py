@@ -113,6 +113,28 @@ def test_the_parts_of_a_window_and_their_duplicates_at_once_all_go_through(
     assert rollup_mismatches() == []
 
 
+def views_of_yesterday_flushed_then_late_ones(flushed, late):
+    """Yesterday: views of `flushed` at noon (2 viewers), flushed; then of `late` at 23:00 (3
+    viewers), left in Redis. Returns yesterday."""
+    yesterday = stats.today() - timedelta(days=1)
+    noon, evening = (
+        timezone.make_aware(datetime.combine(yesterday, dtime(hour))) for hour in (12, 23)
+    )
+    for viewer in range(2):
+        record_impressions(f"u:{viewer}", flushed, now=noon)
+    flush_pending()
+    for viewer in range(3):
+        record_impressions(f"late:{viewer}", late, now=evening)
+    return yesterday
+
+
+def until_a_transaction_waits_for_an_advisory_lock():
+    deadline = time.monotonic() + 10
+    while not waiting_on_advisory_locks():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 class Looping(Exception):
     """The roll-up went back to finish its day again and again."""
 
@@ -128,16 +150,8 @@ def test_a_flush_batch_that_waited_for_a_roll_up_batch_sends_its_counts_where_th
     COMMITTED (the flush's and the roll-up's transactions now) they go to the daily rows."""
     posts = make_posts(6)
     ids = [p.id for p in posts]
-    yesterday = stats.today() - timedelta(days=1)
-    noon, late = (
-        timezone.make_aware(datetime.combine(yesterday, dtime(hour))) for hour in (12, 23)
-    )
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        for viewer in range(2):
-            record_impressions(f"u:{viewer}", ids, now=noon)
-        flush_pending()
-        for viewer in range(3):
-            record_impressions(f"late:{viewer}", ids, now=late)
+        yesterday = views_of_yesterday_flushed_then_late_ones(ids, ids)
 
         moved, go_on = threading.Event(), threading.Event()
         move = rollup.move_batch_postgresql
@@ -163,10 +177,7 @@ def test_a_flush_batch_that_waited_for_a_roll_up_batch_sends_its_counts_where_th
         roller = started(outcome, "roll-up", lambda: rollup.roll_up(pace=0, batch_size=3))
         assert moved.wait(10)
         flusher = started(outcome, "flush", flush_pending)
-        deadline = time.monotonic() + 10
-        while not waiting_on_advisory_locks():  # the flush batch, for the day's lock
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        until_a_transaction_waits_for_an_advisory_lock()  # the flush batch, for the day's
         go_on.set()
         for thread in (flusher, roller):
             thread.join(30)
@@ -190,16 +201,8 @@ def test_the_roll_up_that_waited_for_a_flush_batch_finishes_its_day_with_that_ba
     posts = make_posts(6)
     ids = [p.id for p in posts]
     early, late = ids[:3], ids[3:]
-    yesterday = stats.today() - timedelta(days=1)
-    noon, evening = (
-        timezone.make_aware(datetime.combine(yesterday, dtime(hour))) for hour in (12, 23)
-    )
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        for viewer in range(2):
-            record_impressions(f"u:{viewer}", early, now=noon)
-        flush_pending()
-        for viewer in range(3):
-            record_impressions(f"late:{viewer}", late, now=evening)
+        yesterday = views_of_yesterday_flushed_then_late_ones(early, late)
 
         to_finish, finish = threading.Event(), threading.Event()
         finish_day = rollup.finish_day
@@ -232,10 +235,7 @@ def test_the_roll_up_that_waited_for_a_flush_batch_finishes_its_day_with_that_ba
         flusher = started(outcome, "flush", flush_pending)
         assert in_batch.wait(10)  # the late posts' open rows written, the day's lock held
         finish.set()
-        deadline = time.monotonic() + 10
-        while not waiting_on_advisory_locks():  # finish_day, for the day's lock
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        until_a_transaction_waits_for_an_advisory_lock()  # finish_day, for the day's
         commit.set()
         for thread in (flusher, roller):
             thread.join(30)
