@@ -19,6 +19,7 @@ from casusult.models import Post
 from impressions import flush as flush_module
 from impressions import history_writer, rollup, stats
 from impressions.checks import check_database_privileges
+from impressions.conf import conf
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
 from impressions.models import Flush, OpenDayLeaders
@@ -128,9 +129,10 @@ def views_of_yesterday_flushed_then_late_ones(flushed, late):
     return yesterday
 
 
-def until_a_transaction_waits_for_an_advisory_lock():
+def until(waiting):
+    """Return once `waiting()` says a transaction waits for a lock (10 s at most)."""
     deadline = time.monotonic() + 10
-    while not waiting_on_advisory_locks():
+    while not waiting():
         assert time.monotonic() < deadline
         time.sleep(0.01)
 
@@ -177,7 +179,7 @@ def test_a_flush_batch_that_waited_for_a_roll_up_batch_sends_its_counts_where_th
         roller = started(outcome, "roll-up", lambda: rollup.roll_up(pace=0, batch_size=3))
         assert moved.wait(10)
         flusher = started(outcome, "flush", flush_pending)
-        until_a_transaction_waits_for_an_advisory_lock()  # the flush batch, for the day's
+        until(waiting_on_advisory_locks)  # the flush batch, for the day's
         go_on.set()
         for thread in (flusher, roller):
             thread.join(30)
@@ -235,7 +237,7 @@ def test_the_roll_up_that_waited_for_a_flush_batch_finishes_its_day_with_that_ba
         flusher = started(outcome, "flush", flush_pending)
         assert in_batch.wait(10)  # the late posts' open rows written, the day's lock held
         finish.set()
-        until_a_transaction_waits_for_an_advisory_lock()  # finish_day, for the day's
+        until(waiting_on_advisory_locks)  # finish_day, for the day's
         commit.set()
         for thread in (flusher, roller):
             thread.join(30)
@@ -245,6 +247,47 @@ def test_the_roll_up_that_waited_for_a_flush_batch_finishes_its_day_with_that_ba
     assert history_sums(ids) == totals(ids) == {**dict.fromkeys(early, 2), **dict.fromkeys(late, 3)}
     assert open_days_misplaced() == []
     assert rollup_mismatches() == []
+
+
+def waiting_on_a_row_lock():
+    """Whether a session of the test database waits for another's row (its transaction)."""
+    with admin_session() as admin:
+        return admin.execute(
+            "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)"
+            " WHERE l.locktype = 'transactionid' AND NOT l.granted"
+            " AND a.datname = current_database()"
+        ).fetchone()[0]
+
+
+def test_a_flush_whose_ledger_prune_waited_for_another_s_goes_on(
+    standalone_buffer, stricter_isolation
+):
+    """The parts of a window start at once, and each prunes the ledger rows past
+    IMPRESSIONS_LEDGER_RETENTION_DAYS before its first batch: one deleting a row another part
+    is deleting waits for it. At REPEATABLE READ or SERIALIZABLE it then failed ("could not
+    serialize access due to concurrent delete"), its counts waiting for the next flush, whenever
+    a row had just aged out. The ledger's upkeep runs at READ COMMITTED now: the row is gone, the
+    flush goes on."""
+    posts = make_posts(2)
+    ids = [p.id for p in posts]
+    record_impressions("u:1", ids)
+    old = timezone.now() - timedelta(days=conf.LEDGER_RETENTION_DAYS + 1)
+    Flush.objects.create(
+        id=f"{old:%Y%m%dT%H%M%S}-0000aged", started_at=old, outcome=Flush.Outcome.APPLIED
+    )
+    with admin_session() as another_part:
+        another_part.execute("BEGIN")
+        another_part.execute(
+            f"DELETE FROM {Flush._meta.db_table} WHERE started_at < %s", [old + timedelta(1)]
+        )
+        outcome = {}
+        flusher = started(outcome, "flush", flush_pending)
+        until(waiting_on_a_row_lock)  # its prune, for the row being deleted
+        another_part.execute("COMMIT")
+        flusher.join(30)
+    assert failures(outcome) == {}
+    assert totals(ids) == dict.fromkeys(ids, 1)
+    assert not Flush.objects.filter(started_at__lt=old + timedelta(1)).exists()
 
 
 def check_ids(errors):
