@@ -383,6 +383,36 @@ def test_the_leaders_trim_waits_for_a_lock_as_long_as_the_flush_s_batches(
     assert sorted(OpenDayLeaders.objects.values_list("object_id", flat=True)) == [1, 2]
 
 
+def test_the_leaders_trim_that_waited_for_another_part_s_batch_goes_on(
+    standalone_buffer, stricter_isolation, monkeypatch
+):
+    """The trim at the end of a flush waits for a leader row another part's batch is updating.
+    At REPEATABLE READ or SERIALIZABLE it then failed ("could not serialize access due to
+    concurrent update"): the flush, which had applied everything, said it failed. The trim runs
+    at READ COMMITTED now: it deletes the row as it is once that batch committed."""
+    monkeypatch.setattr(OpenDayLeaders, "LEADERS", 2)
+    today = stats.today()
+    OpenDayLeaders.objects.bulk_create(
+        OpenDayLeaders(day=today, object_id=object_id, count=10 - object_id)
+        for object_id in range(1, 7)
+    )
+    with admin_session() as another_part:
+        another_part.execute("BEGIN")
+        another_part.execute(
+            "UPDATE impressions_daily_leaders SET count = count + 1"
+            " WHERE day = %s AND object_id = 6",
+            [today],
+        )
+        outcome = {}
+        flusher = started(outcome, "flush", flush_pending)
+        until(waiting_on_a_row_lock)  # the trim, for the leader row
+        another_part.execute("COMMIT")
+        flusher.join(30)
+    assert failures(outcome) == {}
+    assert outcome["flush"].outcome == Flush.Outcome.EMPTY
+    assert sorted(OpenDayLeaders.objects.values_list("object_id", flat=True)) == [1, 2]
+
+
 def test_the_locks_that_say_a_flush_or_a_roll_up_runs_outlast_the_idle_in_transaction_timeout(
     database_default,
 ):
