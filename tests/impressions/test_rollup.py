@@ -166,6 +166,9 @@ def waiting_on_advisory_locks():
     with other_connection() as admin:
         return admin.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            # pg_locks lists every database's: another test database's (a pytest-xdist
+            # worker's) are not this test's.
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND classid = %s",
             [LOCK_CLASS],
         ).fetchone()[0]
