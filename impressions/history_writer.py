@@ -32,6 +32,7 @@ from . import periods, stats, transactions
 from .conf import conf
 from .models import (
     DailyImpressions,
+    Flush,
     HistoryRollup,
     OpenDailyImpressions,
     OpenDayLeaders,
@@ -41,15 +42,29 @@ from .models import (
 
 logger = redacting_logger(__name__)
 
-# pg_advisory_xact_lock's first key for the history's locks ("impr"); the second is 0 for the
-# roll-up's state, the day's ordinal (date.toordinal) for a day, -1 for trimming the leaders,
-# -2 for a flush running (held by a connection of its own from the flush's first read of
-# snapshots to its end: flush_running), -3 for a roll-up running (rollup_running).
-LOCK_CLASS = 0x696D7072
+# pg_advisory_xact_lock's first key for the history's locks says whose tables they guard
+# (LOCK_CLASS_SQL); the second is 0 for the roll-up's state, the day's ordinal (date.toordinal)
+# for a day, -1 for trimming the leaders, -2 for a flush running (held by a connection of its
+# own from the flush's first read of snapshots to its end: flush_running), -3 for a roll-up
+# running (rollup_running).
+LOCK_CLASS = 0x696D7072  # "impr": the first key where the tables are in the schema public
 STATE_LOCK = 0
 TRIM_LOCK = -1
 FLUSH_LOCK = -2
 ROLLUP_LOCK = -3
+# The first key, in SQL (a scalar subquery, so evaluated once a statement: a catalog cache
+# lookup, no round trip): the OID of the ledger's table as the search path resolves it, so that
+# sites whose tables live in other schemas of one database (each its search_path: two projects,
+# the tenants of a schema-per-tenant setup) hold locks of their own; advisory locks are per
+# database already. Resolved in each statement, never cached: a tenant's search_path may change
+# on the same connection. Tables in the schema public keep LOCK_CLASS, the key of every build
+# before: in a rolling deploy, a roll-up of either build and a flush of the other still exclude
+# each other there (docs/impressions/counting.md, "Advisory locks, per site").
+_LEDGER = f'"{Flush._meta.db_table}"'
+LOCK_CLASS_SQL = (
+    f"(SELECT CASE WHEN '{_LEDGER}'::regclass = to_regclass('public.{_LEDGER}')"
+    f" THEN {LOCK_CLASS} ELSE '{_LEDGER}'::regclass::oid::bigint::bit(32)::int END)"
+)
 # What the locks held by a connection of their own say, for the log (lock_held).
 LOCK_NAMES = {
     FLUSH_LOCK: "that says a flush runs (the roll-up starts no batch while it is held)",
@@ -186,11 +201,11 @@ def trim_leaders():
             transactions.atomic(lock_timeout=conf.FLUSH_LOCK_TIMEOUT),
             connection.cursor() as cursor,
         ):
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, TRIM_LOCK])
+            cursor.execute(f"SELECT pg_try_advisory_xact_lock({LOCK_CLASS_SQL}, %s)", [TRIM_LOCK])
             if not cursor.fetchone()[0]:
                 return deleted
             cursor.execute(
-                "SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, day.toordinal()]
+                f"SELECT pg_advisory_xact_lock_shared({LOCK_CLASS_SQL}, %s)", [day.toordinal()]
             )
             cursor.execute(
                 # MATERIALIZED: the day's threshold read once. Inlined, a planner without
@@ -220,7 +235,7 @@ def lock_statement(batch_table, day=None):
         else f"(SELECT DISTINCT {ORDINAL.format('day')} FROM {batch_table} ORDER BY 1)"
     )
     return (
-        f"SELECT count(pg_advisory_xact_lock_shared({LOCK_CLASS}, k)) FROM ("
+        f"SELECT count(pg_advisory_xact_lock_shared({LOCK_CLASS_SQL}, k)) FROM ("
         f" SELECT {STATE_LOCK} AS k UNION ALL {days}) AS keys"
     )
 
@@ -257,8 +272,9 @@ def rollup_is_running():
             # pg_locks lists every database's: a roll-up of another one is not this one's.
             "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2)",
-            [LOCK_CLASS, ROLLUP_LOCK & 0xFFFFFFFF],
+            # Another schema's roll-up (another site's tables) is not this one's either.
+            f" AND classid = {LOCK_CLASS_SQL}::oid AND objid = %s::bigint::oid AND objsubid = 2)",
+            [ROLLUP_LOCK & 0xFFFFFFFF],
         )
         return cursor.fetchone()[0]
 
@@ -282,6 +298,11 @@ def lock_held(key, timeout=None, optional=False):
     if connection.vendor != "postgresql":
         yield
         return
+    # The key of the caller's tables: the holder's new session may have another search path
+    # (a tenant's is set on the caller's connection, not in the settings).
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {LOCK_CLASS_SQL}")
+        lock_class = cursor.fetchone()[0]
     holder = unpooled_connection(connection.alias)
     try:
         try:
@@ -299,7 +320,7 @@ def lock_held(key, timeout=None, optional=False):
             with holder.cursor() as cursor:
                 cursor.execute(holder_settings(timeout))
                 try:
-                    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
+                    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [lock_class, key])
                 except OperationalError as error:
                     if not optional or sqlstate(error) != LOCK_NOT_AVAILABLE:
                         raise

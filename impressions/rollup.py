@@ -33,7 +33,7 @@ from . import periods, stats, transactions
 from .conf import conf
 from .history_writer import (
     FLUSH_LOCK,
-    LOCK_CLASS,
+    LOCK_CLASS_SQL,
     STATE_LOCK,
     add_periods_portable,
     add_portable,
@@ -162,13 +162,12 @@ def wait_for_flushes(*days, patience=YIELD_SECONDS):
     if connection.vendor != "postgresql":
         return True
     keys = [FLUSH_LOCK, *(day.toordinal() for day in days)]
-    tries = " AND ".join(["pg_try_advisory_xact_lock(%s, %s)"] * len(keys))
-    params = [value for key in keys for value in (LOCK_CLASS, key)]
+    tries = " AND ".join([f"pg_try_advisory_xact_lock({LOCK_CLASS_SQL}, %s)"] * len(keys))
     deadline = time.monotonic() + patience
     while True:
         # Locks tried, nothing read: the isolation level does not matter here.
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SELECT {tries}", params)
+            cursor.execute(f"SELECT {tries}", keys)
             if cursor.fetchone()[0]:
                 return True
         if time.monotonic() >= deadline:
@@ -183,7 +182,7 @@ def lock(*keys, shared=False):
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     with connection.cursor() as cursor:
         for key in keys:
-            cursor.execute(f"SELECT {function}(%s, %s)", [LOCK_CLASS, key])
+            cursor.execute(f"SELECT {function}({LOCK_CLASS_SQL}, %s)", [key])
 
 
 def locked_state():
