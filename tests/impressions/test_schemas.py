@@ -189,6 +189,22 @@ def test_a_site_in_another_schema_has_locks_of_its_own(standalone_buffer, staff_
         assert cursor.fetchone()[0] == history_writer.LOCK_CLASS
 
 
+def test_the_keys_follow_a_search_path_set_on_the_connection(site_b):
+    """A schema-per-tenant setup sets each tenant's search path on the connection, not in the
+    settings: the locks follow it, the holder's new session (the settings' search path) too."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET search_path TO {SITE_B}, public")
+    try:
+        with history_writer.rollup_running():
+            assert in_another_site_b_session(history_writer.rollup_is_running)
+            with connection.cursor() as cursor:
+                cursor.execute("RESET search_path")
+            assert not history_writer.rollup_is_running()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET search_path")
+
+
 def rollup_moment(day):
     return timezone.make_aware(datetime.combine(day, time(12)), timezone.get_default_timezone())
 
