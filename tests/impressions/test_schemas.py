@@ -5,6 +5,7 @@ roll-up for the other's flushes, and its dashboard showed the other's roll-up as
 
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, time, timedelta
 
 import pytest
@@ -89,23 +90,16 @@ def in_site_b(hold):
 
 def in_another_site_b_session(action):
     """action()'s result, run in a thread of a connection of site B's own."""
-    outcome = {}
 
     def run():
         connections["default"] = site_b_connection()
         try:
-            outcome["result"] = action()
-        except Exception as error:
-            outcome["error"] = error
+            return action()
         finally:
             connections.close_all()
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result(60)
 
 
 @contextlib.contextmanager
