@@ -326,10 +326,11 @@ def write_batch_postgresql(lines, durable=True):
             if statements[totals_end:]:
                 cursor.execute(";\n".join(statements[totals_end:]), params)
         else:
-            cursor.execute(";\n".join(statements), params)
-            while "updated" not in [column.name for column in cursor.description or []]:
-                cursor.nextset()
-            updated, impressions, dropped, dropped_impressions = cursor.fetchone()
+            with binding_client_side(cursor) as several:
+                several.execute(";\n".join(statements), params)
+                while "updated" not in [column.name for column in several.description or []]:
+                    several.nextset()
+                updated, impressions, dropped, dropped_impressions = several.fetchone()
     return Applied(
         posts_updated=updated,
         impressions_applied=int(impressions),
@@ -342,6 +343,24 @@ def on_psycopg2():
     """Whether Django's PostgreSQL backend runs on psycopg2 (it does when psycopg 3 is not
     installed), whose cursors have copy_expert() for copy() and no nextset()."""
     return connection.Database.__name__ == "psycopg2"
+
+
+@contextmanager
+def binding_client_side(cursor):
+    """`cursor` (psycopg 3), or, if it binds parameters server-side (DATABASES OPTIONS
+    "server_side_binding"), a cursor of its connection that binds them client-side, as Django's
+    default cursors do: for several statements with parameters in one query. Server-side binding
+    sends them in PostgreSQL's extended protocol, which takes one statement a query: every flush
+    failed ("cannot insert multiple commands into a prepared statement"), its counts kept in
+    Redis. The same connection and transaction, and still one round trip."""
+    client_cursor = connection.Database.ClientCursor
+    if isinstance(cursor.cursor, client_cursor):
+        yield cursor
+        return
+    raw = client_cursor(cursor.cursor.connection)
+    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+    with wrap(raw) as client:
+        yield client
 
 
 def copy_in(cursor, sql, text):
