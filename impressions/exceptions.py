@@ -1,5 +1,7 @@
 """Errors of the impressions app."""
 
+from django.db import DatabaseError
+
 
 class FlushError(Exception):
     """A flush could not finish; whatever it did not apply stays in Redis for the next flush."""
@@ -11,3 +13,7 @@ class RedisUnavailable(FlushError):
 
 class DatabaseUnavailable(FlushError):
     """The database failed while applying a snapshot; the snapshot stays for the next flush."""
+
+
+class RollupError(DatabaseError):
+    """The database failed during the daily roll-up; the next roll-up goes on from there."""

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -31,15 +31,18 @@ from redis_endpoints import redacting_logger
 
 from . import periods, stats, transactions
 from .conf import conf
+from .exceptions import RollupError
 from .history_writer import (
     FLUSH_LOCK,
     LOCK_CLASS_SQL,
+    LOCK_NOT_AVAILABLE,
     STATE_LOCK,
     add_periods_portable,
     add_portable,
     add_to_periods_sql,
     rollup_is_running,
     rollup_running,
+    sqlstate,
     table,
 )
 from .models import (
@@ -118,14 +121,49 @@ def roll_up(today=None, batch_size=None, pace=None, budget=None):
     through = today - timedelta(days=1)
     report = RollupReport()
     started = time.monotonic()
-    with rollup_running():
-        while (day := start_next_day(through)) is not None:
-            report.days.append(day)
-            report.rows_moved += move_day(day, sizes, pace)
-        report.rows_pruned = prune(today, sizes, pace)
+    try:
+        with rollup_running():
+            while (day := start_next_day(through)) is not None:
+                report.days.append(day)
+                report.rows_moved += move_day(day, sizes, pace)
+            report.rows_pruned = prune(today, sizes, pace)
+    except DatabaseError as error:
+        days = f" of {', '.join(day.isoformat() for day in report.days)}" if report.days else ""
+        raise RollupError(
+            f"the database failed during the roll-up{days}, after moving {report.rows_moved}"
+            f" rows; the next roll-up goes on from there: {database_hint(error)}{error}"
+        ) from error
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"rollup": report.as_dict()})
     return report
+
+
+def step():
+    """A roll-up step's transaction (transactions.atomic): each lock waited for
+    IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most, as the flush batches wait for the roll-up's steps.
+    A step waits for the flush batches in flight (one each), which the database's lock_timeout,
+    a DBA's 1 s, could be shorter than: the roll-up failed there, and went on only at its next
+    run."""
+    return transactions.atomic(lock_timeout=conf.FLUSH_LOCK_TIMEOUT)
+
+
+def database_hint(error):
+    """What a lock wait that ran out means here, naming the setting that bounds it; else
+    nothing. Read from the SQLSTATE, not the words (lc_messages may translate them)."""
+    if sqlstate(error) != LOCK_NOT_AVAILABLE:
+        return ""
+    seconds = conf.FLUSH_LOCK_TIMEOUT
+    within = (
+        "the database's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT is None)"
+        if seconds is None
+        else f"IMPRESSIONS_FLUSH_LOCK_TIMEOUT ({seconds} s)"
+    )
+    return (
+        f"a lock was not granted within {within}: a flush batch of the day being rolled up"
+        " held it longer, or another transaction holds the roll-up's row or a lock on one of its"
+        " tables (a migration's ALTER TABLE or CREATE INDEX, a LOCK TABLE); pg_stat_activity"
+        " shows it, perhaps 'idle in transaction'; "
+    )
 
 
 def move_day(day, sizes, pace):
@@ -201,7 +239,7 @@ def locked_state():
 def start_next_day(through):
     """The day being rolled up, or the oldest open day up to `through`, noted as being rolled
     up; None when every day up to `through` is rolled up (noted too)."""
-    with transactions.atomic():
+    with step():
         lock(STATE_LOCK)  # no flush batch in flight: none is writing an open row of an older day
         state = locked_state()
         if state.rolling_day is not None:
@@ -227,7 +265,7 @@ def start_next_day(through):
 
 def move_batch(day, batch_size):
     """Move the next `batch_size` open rows of `day` (object order); returns how many moved."""
-    with transactions.atomic():
+    with step():
         lock(day.toordinal())
         state = locked_state()
         if state.rolling_day != day:
@@ -284,7 +322,7 @@ def move_batch_portable(day, mark, batch_size):
 
 def finish_day(day):
     """Mark `day` rolled up once it has no open row left; False if rows came meanwhile."""
-    with transactions.atomic():
+    with step():
         lock(day.toordinal())
         state = locked_state()
         if state.rolling_day != day:
@@ -342,7 +380,7 @@ def delete_batches(model, equal, days, sizes, pace):
         batch_size = sizes.rows
         wait_for_flushes(*days)
         batch_started = time.monotonic()
-        with transactions.atomic():
+        with step():
             lock(*(day.toordinal() for day in days))
             if connection.vendor == "postgresql":
                 where = " AND ".join(f"{connection.ops.quote_name(name)} = %s" for name in equal)

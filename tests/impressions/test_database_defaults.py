@@ -6,11 +6,13 @@ said, naming what to change, before and while it fails."""
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import time as dtime
 
 import psycopg
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
@@ -22,6 +24,7 @@ from impressions.checks import check_database_privileges
 from impressions.conf import conf
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
+from impressions.history_writer import LOCK_CLASS
 from impressions.models import Flush, OpenDayLeaders
 from impressions.recorder import pending_counts, record_impressions
 from tests.database import admin_session
@@ -411,6 +414,95 @@ def test_the_leaders_trim_that_waited_for_another_part_s_batch_goes_on(
     assert failures(outcome) == {}
     assert outcome["flush"].outcome == Flush.Outcome.EMPTY
     assert sorted(OpenDayLeaders.objects.values_list("object_id", flat=True)) == [1, 2]
+
+
+@contextmanager
+def lock_held_by_a_flush_batch(key):
+    """While the block runs, a transaction of another connection holds the advisory lock `key`
+    shared, as a flush batch in flight holds the roll-up state's and its days' (history_writer)."""
+    with admin_session() as batch:
+        batch.execute("BEGIN")
+        batch.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_CLASS, key])
+        try:
+            yield
+        finally:
+            batch.execute("ROLLBACK")
+
+
+def released_after(seconds, key):
+    """A thread holding `key` as lock_held_by_a_flush_batch does, for `seconds`; started once
+    the lock is held."""
+    held = threading.Event()
+
+    def hold():
+        with lock_held_by_a_flush_batch(key):
+            held.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    return thread
+
+
+def yesterday_s_history(viewers=2):
+    """Posts with `viewers` impressions each from yesterday, flushed: a day for the roll-up."""
+    ids = [post.id for post in make_posts(4)]
+    noon = timezone.make_aware(
+        datetime.combine(stats.today() - timedelta(days=1), dtime(12)),
+        timezone.get_default_timezone(),
+    )
+    for viewer in range(viewers):
+        record_impressions(f"u:{viewer}", ids, now=noon)
+    flush_pending()
+    return ids
+
+
+# The locks a roll-up step waits for: a flush batch's in flight holds them (the roll-up tries
+# a day's before its batch, but a flush batch may come in between: wait_for_flushes patched).
+ROLL_UP_WAITS = {
+    "the state's lock (its start)": lambda day: history_writer.STATE_LOCK,
+    "the day's lock (a batch)": lambda day: day.toordinal(),
+}
+
+
+@pytest.mark.parametrize("lock_of", ROLL_UP_WAITS.values(), ids=ROLL_UP_WAITS.keys())
+def test_the_roll_up_waits_for_a_lock_as_long_as_the_flush_s_batches(
+    standalone_buffer, database_default, monkeypatch, lock_of
+):
+    """A lock_timeout a DBA set for the role or the database (1 s; 100 ms here) is the roll-up's
+    no longer: IMPRESSIONS_FLUSH_LOCK_TIMEOUT is, as for the flush's batches. A roll-up step
+    waiting for a flush batch in flight longer than the database's failed ("canceling statement
+    due to lock timeout"), and the roll-up went on only at its next run."""
+    ids = yesterday_s_history()
+    monkeypatch.setattr(rollup, "wait_for_flushes", lambda *days, **kwargs: True)
+    database_default("lock_timeout", "100ms")
+    holder = released_after(0.5, lock_of(stats.today() - timedelta(days=1)))
+    report = rollup.roll_up(pace=0)
+    holder.join(10)
+    assert report.days == [stats.today() - timedelta(days=1)]
+    assert rollup_mismatches() == []
+    assert history_sums(ids) == totals(ids)
+
+
+@override_settings(IMPRESSIONS_FLUSH_LOCK_TIMEOUT=0.2)
+def test_a_roll_up_that_waits_longer_than_the_flush_lock_timeout_names_it_and_goes_on_next_time(
+    standalone_buffer,
+):
+    """The roll-up's error names the setting that bounded its wait (before: PostgreSQL's words
+    alone, or no bound at all with the database's default); the next roll-up goes on."""
+    ids = yesterday_s_history()
+    holder = released_after(3, history_writer.STATE_LOCK)
+    started = time.monotonic()
+    with pytest.raises(CommandError) as raised:
+        call_command("rollup_impressions", verbosity=0)
+    assert time.monotonic() - started < 2
+    holder.join(10)
+    said = str(raised.value)
+    assert "IMPRESSIONS_FLUSH_LOCK_TIMEOUT (0.2 s)" in said
+    assert "lock timeout" in said  # the database's own words stay
+    assert rollup.roll_up(pace=0).days == [stats.today() - timedelta(days=1)]
+    assert history_sums(ids) == totals(ids)
 
 
 def test_the_locks_that_say_a_flush_or_a_roll_up_runs_outlast_the_idle_in_transaction_timeout(
