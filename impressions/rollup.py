@@ -27,7 +27,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from redis_endpoints import redacting_logger
+from redis_endpoints import redact_text, redacting_logger
 
 from . import periods, stats, transactions
 from .conf import conf
@@ -131,7 +131,8 @@ def roll_up(today=None, batch_size=None, pace=None, budget=None):
         days = f" of {', '.join(day.isoformat() for day in report.days)}" if report.days else ""
         raise RollupError(
             f"the database failed during the roll-up{days}, after moving {report.rows_moved}"
-            f" rows; the next roll-up goes on from there: {database_hint(error)}{error}"
+            " rows; the next roll-up goes on from there:"
+            f" {database_hint(error)}{redact_text(str(error))}"
         ) from error
     report.duration = time.monotonic() - started
     logger.info("%s", report, extra={"rollup": report.as_dict()})
