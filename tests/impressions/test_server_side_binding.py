@@ -1,15 +1,16 @@
 """With psycopg 3's server-side parameter binding (DATABASES OPTIONS "server_side_binding", which
 Django documents): one walk through record, a flush exact in several batches, parts of a flush
-racing their duplicates, the command, the leaders' trim, the roll-up and the dashboard with its
-CSV."""
+racing their duplicates, the command, the leaders' trim, the roll-up, the dashboard with its CSV,
+and the roll-up's prune."""
 
 import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection, connections
+from django.test import override_settings
 
-from impressions import flush, history_writer, stats
-from impressions.models import OpenDayLeaders
+from impressions import flush, history_writer, rollup, stats
+from impressions.models import DailyImpressions, OpenDayLeaders
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
@@ -74,3 +75,8 @@ def test_record_flush_roll_up_and_dashboard_with_server_side_binding(
     assert staff_client.get("/admin/impressions/dashboard/").status_code == 200
     csv = b"".join(staff_client.get("/admin/impressions/dashboard/objects/csv/").streaming_content)
     assert len(csv.decode().splitlines()) == 1 + 12
+
+    # The roll-up's prune: yesterday's history, older than a history of one day.
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=1):
+        assert rollup.roll_up(pace=0).rows_pruned > 0
+    assert not DailyImpressions.objects.filter(day__lt=stats.today()).exists()
