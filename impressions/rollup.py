@@ -8,7 +8,8 @@ of step (the locks are history_writer's):
 
 1. start: with the state's lock, pick the oldest open day up to yesterday and note it;
 2. move, as often as needed: with that day's lock, move the next BATCH_ROWS of its open rows (in
-   object order) to the daily rows and add them to the week and month rows;
+   object order) to the daily rows and add them to the week and month rows; once those are
+   done, fold in the open rows below the mark that no flush should have written (fold_late_rows);
 3. finish: with that day's lock, once it has no open row left, mark it rolled up.
 
 Only flush batches holding that day's rows (around midnight) wait for a step, one step at most,
@@ -44,6 +45,7 @@ from .history_writer import (
     rollup_running,
     sqlstate,
     table,
+    update_leaders_portable,
 )
 from .models import (
     DailyImpressions,
@@ -265,25 +267,71 @@ def start_next_day(through):
 
 
 def move_batch(day, batch_size):
-    """Move the next `batch_size` open rows of `day` (object order); returns how many moved."""
+    """Move the next `batch_size` open rows of `day` (object order), then, if fewer were left,
+    fold in its open rows below the mark (late_rows); returns how many moved."""
     with step():
         lock(day.toordinal())
         state = locked_state()
         if state.rolling_day != day:
             return 0  # another roll-up finished it
-        if connection.vendor == "postgresql":
-            moved, last = move_batch_postgresql(day, state.rolling_mark, batch_size)
-        else:
-            moved, last = move_batch_portable(day, state.rolling_mark, batch_size)
+        mark = state.rolling_mark
+        move = move_batch_postgresql if connection.vendor == "postgresql" else move_batch_portable
+        moved, last = move(day, mark, batch_size)
+        late = 0
+        if moved < batch_size and mark is not None:
+            late = fold_late_rows(day, mark, batch_size - moved)
         if moved:
             state.rolling_mark = last
-            state.rolling_moved += moved
+        if moved or late:
+            state.rolling_moved += moved + late
+            state.rolling_rows += late  # they came after the count at the start
             state.save()
-        return moved
+        return moved + late
 
 
-def move_batch_postgresql(day, mark, batch_size):
+def fold_late_rows(day, mark, batch_size):
+    """Fold up to `batch_size` open rows of `day` at or below the roll-up's `mark` into the
+    daily, week and month rows; returns how many, with a warning naming the day.
+
+    The locks keep such rows from being written: a flush batch holding the day sends the counts
+    of objects up to the mark to their daily rows (history_writer.batch_statements). Anything
+    else (an old build's flush in a rolling deploy, a restored backup, a manual INSERT) left
+    them below the mark, where the batches never looked: the day was never done, and the
+    roll-up looped on it for ever, a batch moving nothing and the finish finding rows.
+
+    Exactly once: each impression is in exactly one of the rows a read sums. While the day is
+    being rolled up, the reads sum, per object, its daily row and its open row of the day, and a
+    week or month its rollup row and the open rows of its days not rolled up; a day's top sums
+    too (stats.readable). The fold, in one transaction holding the day's lock (no flush batch of
+    the day between), deletes the open row and adds its count to the object's daily, week and
+    month rows: what a read sums is the same before and after, and the day's leaders get the
+    object's whole count (a flush around the locks wrote them the open row's part only).
+    """
+    rows = OpenDailyImpressions.objects.filter(day=day, object_id__lte=mark).order_by("object_id")
+    ids = list(rows.values_list("object_id", flat=True)[:batch_size])
+    if not ids:
+        return 0
+    move = move_batch_postgresql if connection.vendor == "postgresql" else move_batch_portable
+    move(day, None, len(ids), through=ids[-1])
+    update_leaders_portable([(object_id, day) for object_id in ids])
+    logger.warning(
+        "roll-up of %s: open rows of objects it had already moved (at or below its mark, %s)"
+        " folded into their daily, week and month rows: %d. The locks keep a flush from writing"
+        " them: was a flush of an older build running (a rolling deploy), a backup restored or"
+        " a row inserted by hand? Nothing is lost or counted twice; if an older build is still"
+        " flushing, finish the deploy.",
+        day,
+        mark,
+        len(ids),
+        extra={"rollup_late_rows": {"day": day.isoformat(), "rows": len(ids)}},
+    )
+    return len(ids)
+
+
+def move_batch_postgresql(day, mark, batch_size, through=None):
     after = "" if mark is None else " AND object_id > %(mark)s"
+    if through is not None:
+        after += " AND object_id <= %(through)s"
     oldest = stats.oldest_kept_day()
     # Weeks and months that start before the oldest kept day are never read; the prune deletes them.
     periods_kept = "true" if oldest is None else "p.start >= %(oldest)s"
@@ -300,15 +348,17 @@ def move_batch_postgresql(day, mark, batch_size):
             " ON CONFLICT (object_id, day) DO UPDATE SET count = h.count + EXCLUDED.count),"
             f" periods AS ({add_to_periods_sql('moved', periods_kept)})"
             " SELECT count(*), max(object_id) FROM moved",
-            {"day": day, "mark": mark, "size": batch_size, "oldest": oldest},
+            {"day": day, "mark": mark, "through": through, "size": batch_size, "oldest": oldest},
         )
         return cursor.fetchone()
 
 
-def move_batch_portable(day, mark, batch_size):
+def move_batch_portable(day, mark, batch_size, through=None):
     rows = OpenDailyImpressions.objects.filter(day=day)
     if mark is not None:
         rows = rows.filter(object_id__gt=mark)
+    if through is not None:
+        rows = rows.filter(object_id__lte=through)
     moved = list(rows.order_by("object_id").values_list("object_id", "count")[:batch_size])
     if not moved:
         return 0, None

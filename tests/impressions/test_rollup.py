@@ -7,7 +7,9 @@ from datetime import datetime, time, timedelta
 from time import monotonic
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
+from django.db.models import F
 from django.tasks import default_task_backend
 from django.test import override_settings
 from django.utils import timezone
@@ -17,7 +19,13 @@ from casusult.models import Post
 from impressions import history_writer, periods, ranking, rollup, stats
 from impressions.flush import flush_pending
 from impressions.history_writer import LOCK_CLASS
-from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
+from impressions.models import (
+    DailyImpressions,
+    HistoryRollup,
+    OpenDailyImpressions,
+    OpenDayLeaders,
+    SiteDailyImpressions,
+)
 from impressions.recorder import record_impressions
 from impressions.tasks import flush_impressions_task, rollup_impressions_task, rollup_needed
 from tests.database import other_connection, transaction_in_a_thread
@@ -457,3 +465,62 @@ def test_a_roll_up_killed_anywhere_is_finished_by_the_next_and_the_dashboard_say
     assert (done.rolled_through, done.rolling_day) == (yesterday, None)
     assert daily_counts(ids) == {(p.id, yesterday): 1 + rank % 3 for rank, p in enumerate(posts)}
     assert rollup_mismatches() == []
+
+
+def flushed_around_the_locks(day, counts):
+    """What a flush that ignored the roll-up's mark wrote (an old build's keys in a rolling
+    deploy, a restored backup, a manual INSERT): open rows of `day` for objects the roll-up has
+    already moved, with their totals, the site row and the day's leaders (the sum of the
+    object's two rows) as a flush writes them."""
+    for object_id, count in counts.items():
+        OpenDailyImpressions.objects.create(object_id=object_id, day=day, count=count)
+        Post.objects.filter(id=object_id).update(impressions=F("impressions") + count)
+        moved = DailyImpressions.objects.get(object_id=object_id, day=day).count
+        OpenDayLeaders.objects.update_or_create(
+            day=day, object_id=object_id, defaults={"count": moved + count}
+        )
+    SiteDailyImpressions.objects.filter(day=day).update(count=F("count") + sum(counts.values()))
+
+
+@pytest.mark.parametrize("rows_per_batch", [2, 100])
+def test_open_rows_below_the_mark_are_folded_into_the_daily_rows_not_looped_on(
+    standalone_buffer, monkeypatch, caplog, rows_per_batch
+):
+    """Open rows of the day being rolled up, of objects the roll-up has moved already: before,
+    each batch moved none (they lie below the mark) and the day never finished, the roll-up
+    looping for ever. They are folded into the daily, week and month rows once, every read
+    agreeing before, during and after, and a warning names the day."""
+    posts = make_posts(12)
+    ids = sorted(p.id for p in posts)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        viewed(posts, 1)
+        yesterday = stats.today() - timedelta(days=1)
+        rollup.start_next_day(yesterday)
+        assert rollup.move_batch(yesterday, 5) == 5
+        flushed_around_the_locks(yesterday, {ids[0]: 7, ids[3]: 1})
+        before = reads(yesterday)
+        assert before[0][0] == (ids[0], 8)  # 1 viewer, then the 7 written around the locks
+        original = rollup.move_batch
+        during = []
+
+        def bounded(day, batch_size):
+            if len(during) > 20:
+                raise Stop("the roll-up loops on its day")
+            moved = original(day, batch_size)
+            during.append(reads(yesterday))
+            return moved
+
+        monkeypatch.setattr(rollup, "move_batch", bounded)
+        call_command("rollup_impressions", "--batch-size", str(rows_per_batch), verbosity=0)
+        monkeypatch.undo()
+        assert all(read == before for read in during)
+        done = state()
+        assert (done.rolled_through, done.rolling_day) == (yesterday, None)
+        assert done.rolling_moved == done.rolling_rows == 12 + 2
+        assert not OpenDailyImpressions.objects.exists()
+        assert rollup_mismatches() == []
+        assert history_sums(ids) == totals(ids)
+        assert reads(yesterday) == before
+        warned = [r for r in caplog.records if hasattr(r, "rollup_late_rows")]
+        assert all(f"roll-up of {yesterday:%Y-%m-%d}: open rows" in r.message for r in warned)
+        assert sum(r.rollup_late_rows["rows"] for r in warned) == 2
