@@ -73,6 +73,8 @@ LOCK_NAMES = {
 # How long a flush waits to say it runs (flush_running), and PostgreSQL's code of a lock not had.
 FLUSH_LOCK_TIMEOUT = "200ms"
 LOCK_NOT_AVAILABLE = "55P03"
+# The server_version_num from which PostgreSQL has transaction_timeout.
+TRANSACTION_TIMEOUT_VERSION = 170000
 # A day's ordinal in SQL: date.toordinal() of the same day.
 ORDINAL = "({} - DATE '0001-01-01' + 1)"
 
@@ -318,7 +320,7 @@ def lock_held(key, timeout=None, optional=False):
         else:
             holder.set_autocommit(False)
             with holder.cursor() as cursor:
-                cursor.execute(holder_settings(timeout))
+                cursor.execute(holder_settings(timeout, holder.pg_version))
                 try:
                     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [lock_class, key])
                 except OperationalError as error:
@@ -334,17 +336,21 @@ def lock_held(key, timeout=None, optional=False):
             holder.close()
 
 
-def holder_settings(timeout=None):
+def holder_settings(timeout=None, server_version=0):
     """The first statement of a lock holder's transaction, idle for the whole flush or roll-up
     by design: an idle_in_transaction_session_timeout set for the role or the database (a DBA's
     10 s) ended it, and the lock with it (the dashboard showed a roll-up running as stopped; the
-    roll-up started batches beside a flush); and READ COMMITTED, so that it holds no snapshot
-    (at REPEATABLE READ it held the database's xmin horizon, vacuum, back for as long). It holds
-    no row: a holder whose process dies goes with its connection. `timeout`: its lock wait."""
+    roll-up started batches beside a flush), as PostgreSQL 17's transaction_timeout would (turned
+    off on a server that has it, `server_version` 170000 on; an older one knows no such
+    parameter); and READ COMMITTED, so that it holds no snapshot (at REPEATABLE READ it held the
+    database's xmin horizon, vacuum, back for as long). It holds no row: a holder whose process
+    dies goes with its connection. `timeout`: its lock wait."""
     statements = [
         "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
         "SET LOCAL idle_in_transaction_session_timeout = 0",
     ]
+    if server_version >= TRANSACTION_TIMEOUT_VERSION:
+        statements.append("SET LOCAL transaction_timeout = 0")
     if timeout:
         statements.append(f"SET LOCAL lock_timeout = '{timeout}'")
     return "; ".join(statements)

@@ -527,3 +527,34 @@ def test_the_locks_that_say_a_flush_or_a_roll_up_runs_outlast_the_idle_in_transa
                 ["%pg_advisory_xact_lock_shared%"],
             ).fetchall()
     assert holders == [(None,), (None,)]
+
+
+def test_the_lock_holders_turn_off_the_transaction_timeout_where_the_server_has_it():
+    """PostgreSQL 17's transaction_timeout ends an idle lock holder just as the idle timeout
+    does; older servers have no such parameter (SET fails: "unrecognized configuration
+    parameter"), so the statement is built for the server the holder talks to."""
+    on_15 = history_writer.holder_settings(server_version=150020)
+    on_17 = history_writer.holder_settings("60s", server_version=170000)
+    assert "transaction_timeout" not in on_15.replace("idle_in_transaction_session_timeout", "")
+    assert on_17.split("; ") == [
+        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "SET LOCAL idle_in_transaction_session_timeout = 0",
+        "SET LOCAL transaction_timeout = 0",
+        "SET LOCAL lock_timeout = '60s'",
+    ]
+
+
+def test_the_locks_that_say_a_flush_or_a_roll_up_runs_outlast_the_transaction_timeout(
+    database_default,
+):
+    """A transaction_timeout a DBA set (PostgreSQL 17+; 200 ms here) ended the lock holders as
+    the idle-in-transaction timeout did, and the lock with them."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version_num")
+        if int(cursor.fetchone()[0]) < 170000:
+            pytest.skip("transaction_timeout is PostgreSQL 17's")
+    database_default("transaction_timeout", "200ms")
+    with history_writer.rollup_running(), history_writer.flush_running():
+        time.sleep(0.5)
+        assert history_writer.rollup_is_running()
+        assert not rollup.wait_for_flushes(patience=0)
