@@ -41,6 +41,7 @@ from .history_writer import (
     add_periods_portable,
     add_portable,
     add_to_periods_sql,
+    leaders_sql,
     rollup_is_running,
     rollup_running,
     sqlstate,
@@ -311,9 +312,17 @@ def fold_late_rows(day, mark, batch_size):
     ids = list(rows.values_list("object_id", flat=True)[:batch_size])
     if not ids:
         return 0
-    move = move_batch_postgresql if connection.vendor == "postgresql" else move_batch_portable
-    move(day, None, len(ids), through=ids[-1])
-    update_leaders_portable([(object_id, day) for object_id in ids])
+    if connection.vendor == "postgresql":
+        move_batch_postgresql(day, None, len(ids), through=ids[-1])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH folded AS (SELECT object_id, day, count FROM {table(DailyImpressions)}"
+                " WHERE day = %s AND object_id = ANY(%s))" + leaders_sql("folded"),
+                [day, ids],
+            )
+    else:
+        move_batch_portable(day, None, len(ids), through=ids[-1])
+        update_leaders_portable([(object_id, day) for object_id in ids])
     logger.warning(
         "roll-up of %s: open rows of objects it had already moved (at or below its mark, %s)"
         " folded into their daily, week and month rows: %d. The locks keep a flush from writing"
