@@ -37,6 +37,25 @@ def group_of(field):
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
 
+# The start of a script run on a fresh SQLite file (the on_sqlite fixture): the tables migrated,
+# five posts, their ids in `ids`.
+SQLITE_FIVE_POSTS = """
+import json
+
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+
+call_command("migrate", run_syncdb=True, verbosity=0)
+from casusult.models import Post
+
+assert connection.vendor == "sqlite", connection.vendor
+author = get_user_model().objects.create_user("author")
+ids = [p.id for p in Post.objects.bulk_create(Post(author=author, body=str(n)) for n in range(5))]
+"""
+
 
 def flush_redis(client):
     """Empty only the impressions' Redis database (a cluster: every primary of the test cluster),

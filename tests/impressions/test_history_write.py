@@ -32,6 +32,7 @@ from .history_check import (
     rollup_mismatches,
     stored_days,
 )
+from .support import SQLITE_FIVE_POSTS
 
 pytestmark = pytest.mark.django_db
 
@@ -293,20 +294,14 @@ def test_a_read_replica_router_sends_no_read_of_the_flush_or_the_roll_up_there(
 
 # Runs in a child process on a fresh SQLite database (the database of `make run`): the portable
 # path for real, midnight in a non-UTC TIME_ZONE, an update of existing rows, a deleted post.
-ON_SQLITE = """
-import json
+ON_SQLITE = (
+    SQLITE_FIVE_POSTS
+    + """
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import django
-django.setup()
-from django.core.management import call_command
-from django.db import connection
 from django.test import override_settings
 
-call_command("migrate", run_syncdb=True, verbosity=0)
-from django.contrib.auth import get_user_model
-from casusult.models import Post
 import impressions
 from impressions import rollup, stats
 from impressions.flush import flush_pending
@@ -314,9 +309,6 @@ from impressions.models import OpenDailyImpressions
 from impressions.recorder import record_impressions
 from tests.impressions.history_check import history_sums, rollup_mismatches
 
-assert connection.vendor == "sqlite", connection.vendor
-author = get_user_model().objects.create_user("author")
-ids = [p.id for p in Post.objects.bulk_create(Post(author=author, body=str(n)) for n in range(5))]
 before = datetime(2026, 11, 29, 23, 59, 59, tzinfo=ZoneInfo("Asia/Kolkata"))  # a Sunday
 after = before + timedelta(seconds=2)
 with override_settings(TIME_ZONE="Asia/Kolkata", IMPRESSIONS_HISTORY_DAYS=0):
@@ -349,6 +341,7 @@ with override_settings(TIME_ZONE="Asia/Kolkata", IMPRESSIONS_HISTORY_DAYS=0):
     out["sums_after"] = history_sums(ids[:2])
     print(json.dumps(out))
 """
+)
 
 
 def test_the_portable_path_on_sqlite(on_sqlite):

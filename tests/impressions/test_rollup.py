@@ -33,7 +33,7 @@ from tests.database import other_connection, transaction_in_a_thread
 from tests.factories import make_posts
 
 from .history_check import daily_counts, history_sums, rollup_mismatches
-from .support import DUMMY_TASKS, killed_in_a_child
+from .support import DUMMY_TASKS, SQLITE_FIVE_POSTS, killed_in_a_child
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -548,30 +548,21 @@ def test_open_rows_below_the_mark_are_folded_into_the_daily_rows_not_looped_on(
 
 # The same on SQLite (the portable path), in a child process on a fresh file: a roll-up stopped
 # after a batch, an open row of a moved object written around the locks, then the roll-up again.
-LATE_ROWS_ON_SQLITE = """
-import json
+LATE_ROWS_ON_SQLITE = (
+    SQLITE_FIVE_POSTS
+    + """
 from datetime import datetime, time, timedelta
 
-import django
-django.setup()
-from django.core.management import call_command
-from django.db import connection
 from django.db.models import F
 from django.test import override_settings
 from django.utils import timezone
 
-call_command("migrate", run_syncdb=True, verbosity=0)
-from django.contrib.auth import get_user_model
-from casusult.models import Post
 from impressions import rollup, stats
 from impressions.flush import flush_pending
 from impressions.models import HistoryRollup, OpenDailyImpressions, SiteDailyImpressions
 from impressions.recorder import record_impressions
 from tests.impressions.history_check import history_sums, rollup_mismatches
 
-assert connection.vendor == "sqlite", connection.vendor
-author = get_user_model().objects.create_user("author")
-ids = [p.id for p in Post.objects.bulk_create(Post(author=author, body=str(n)) for n in range(5))]
 with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
     yesterday = stats.today() - timedelta(days=1)
     noon = timezone.make_aware(datetime.combine(yesterday, time(12)))
@@ -600,6 +591,7 @@ with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
         "mismatches": [str(m) for m in rollup_mismatches()],
     }))
 """
+)
 
 
 def test_open_rows_below_the_mark_are_folded_on_sqlite(on_sqlite):
