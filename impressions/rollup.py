@@ -171,7 +171,11 @@ def database_hint(error):
 
 
 def move_day(day, sizes, pace):
-    """Move `day`'s open rows, a batch at a time, and mark it rolled up; returns the rows moved."""
+    """Move `day`'s open rows, a batch at a time, and mark it rolled up; returns the rows moved.
+
+    Each pass moves rows or finishes the day: a batch short of its rows has taken every open
+    row of the day, after the mark and below it, so the finish fails only for rows a flush
+    wrote in between, which the next pass moves."""
     moved_rows = 0
     while True:
         rows = sizes.rows
@@ -269,7 +273,7 @@ def start_next_day(through):
 
 def move_batch(day, batch_size):
     """Move the next `batch_size` open rows of `day` (object order), then, if fewer were left,
-    fold in its open rows below the mark (late_rows); returns how many moved."""
+    fold in its open rows below the mark (fold_late_rows); returns how many moved."""
     with step():
         lock(day.toordinal())
         state = locked_state()
