@@ -74,6 +74,11 @@ def make_run(tmp_path):
         "RQ_REDIS_URL": f"redis://127.0.0.1:{redis_port}/1",
     }
     env.pop("QUEUE_BACKEND", None)
+    # As a user's shell starts it, not as a sub-make of `make test REDIS_URL=…`: variables given
+    # on that command line reach a child make through MAKEFLAGS and override the environment's
+    # (make run then found that Redis running and started none of its own).
+    for variable in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(variable, None)
     log = (tmp_path / "make-run.log").open("w")
     process = subprocess.Popen(
         [
