@@ -239,7 +239,7 @@ def ranked_objects(date_range, today, page, may_view, current_app=None):
     start, end = date_range.start, date_range.end
     rows, has_next, object_count = ranking.ranked_page(start, end, page)
     past_end = None
-    if object_count is None:  # no row to carry the count: past the end, or no object at all
+    if not object_count:  # no row to carry the count (past the end, or no object), no day kept
         object_count = ranking.ranked_count(start, end)
         last_page = max(1, -(-object_count // ranking.PAGE_SIZE))
         if page > last_page:

@@ -8,6 +8,7 @@ from html import unescape
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import impressions
@@ -348,6 +349,12 @@ def test_a_page_past_the_end_or_not_a_number_shows_a_page_that_is_there(
     response = staff_client.get(f"{OBJECTS}?range=yesterday&page=2")
     assert response.status_code == 400
     assert "Page 2 is past the end: 0 posts had impressions yesterday" in response.content.decode()
+    # A range of days the history no longer keeps has no row to read: past the end all the same.
+    old = stats.today() - timedelta(days=400)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=30):
+        response = staff_client.get(f"{OBJECTS}?from={old}&to={old}&page=2")
+    assert response.status_code == 400
+    assert "Page 2 is past the end" in response.content.decode()
 
 
 def history_sums(queries):
