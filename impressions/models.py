@@ -204,7 +204,9 @@ class HistoryRollup(models.Model):
 
     Every day up to `rolled_through` is in the daily rows and the week and month rows. While a
     day is being rolled up (`rolling_day`), its rows of objects up to `rolling_mark` are there
-    too and its other rows still open; every later day is open. Only the roll-up writes it.
+    too and its other rows still open; every later day is open. The rolling day may be one up to
+    `rolled_through` (open rows of it again: a restored backup, an older build's flush), which
+    never goes down. Only the roll-up writes it.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)

@@ -10,7 +10,8 @@ of step (the locks are history_writer's):
 2. move, as often as needed: with that day's lock, move the next BATCH_ROWS of its open rows (in
    object order) to the daily rows and add them to the week and month rows; once those are
    done, fold in the open rows below the mark that no flush should have written (fold_late_rows);
-3. finish: with that day's lock, once it has no open row left, mark it rolled up.
+3. finish: with that day's lock, once it has no open row left, mark it rolled up (rolled_through
+   never goes down: a day rolled up already, with open rows again, is rolled once more).
 
 Only flush batches holding that day's rows (around midnight) wait for a step, one step at most,
 and the roll-up keeps that short and out of their way: each batch's rows follow a time budget
@@ -393,7 +394,11 @@ def finish_day(day):
             return True
         if OpenDailyImpressions.objects.filter(day=day).exists():
             return False
-        state.rolled_through = day
+        # Never lowered: a day rolled up already can be rolled again (its open rows from a
+        # restored backup or an old build's flush); set to it, rolled_through went back to it
+        # until the next start, the later days read as open (their rollup rows left out).
+        if state.rolled_through is None or state.rolled_through < day:
+            state.rolled_through = day
         state.rolling_day = None
         state.rolling_mark = None
         state.finished_at = timezone.now()

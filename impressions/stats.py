@@ -199,10 +199,18 @@ def readable(pieces):
     if rolled is not None and all(piece.end <= rolled for piece in pieces):
         return pieces
     # The last day with rows in the week and month rows: rolled_through, or the rolling day once
-    # it has moved rows.
+    # it has moved rows if it is later. A day rolled up already can be rolled again (open rows a
+    # restored backup or an old build's flush left there): it is read as any day up to
+    # rolled_through, and the later days' rollup rows still count (taken as the last day, it left
+    # out the week and month rows of the days after it).
     in_rollups = rolled
-    if state.rolling_day is not None and state.rolling_mark is not None:
-        in_rollups = state.rolling_day
+    rolling = state.rolling_day
+    if (
+        rolling is not None
+        and state.rolling_mark is not None
+        and (rolled is None or rolling > rolled)
+    ):
+        in_rollups = rolling
     latest = None
     result = []
     for piece in pieces:

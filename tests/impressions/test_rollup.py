@@ -598,3 +598,109 @@ def test_open_rows_below_the_mark_are_folded_on_sqlite(on_sqlite):
     out = on_sqlite(LATE_ROWS_ON_SQLITE)
     assert out["rolled_through"] == out["yesterday"]
     assert (out["open_rows"], out["sums"], out["mismatches"]) == (0, True, [])
+
+
+# A Wednesday past the month's first days: its week and month hold days rolled up before it.
+WEDNESDAY = datetime(2026, 11, 18).date()
+# A day of the month and the week before: rolled up long ago.
+OLD_DAY = datetime(2026, 10, 28).date()
+
+
+def reads_of_today(today):
+    """What the dashboard reads of today's week and month, and of the range ending today."""
+    return [
+        stats.top_in(periods.DAY, today - timedelta(days=1)),
+        stats.top_in(periods.WEEK, today),
+        stats.top_in(periods.MONTH, today),
+        impressions.top_posts(today - timedelta(days=9), today),
+        ranking.ranked_page(today - timedelta(days=9), today, 1),
+        list(ranking.iter_ranked(today - timedelta(days=9), today)),
+    ]
+
+
+def test_open_rows_of_a_day_rolled_up_long_ago_go_to_its_rows_never_lowering_the_mark(
+    standalone_buffer, staff_client, monkeypatch
+):
+    """Open rows of a day rolled up long ago (a restored backup, an old build's flush): the
+    roll-up takes that day again. Before, its finish set rolled_through to that old day, lowering
+    it until the next day's start: the week and month of today were read without their rollup
+    rows (the days between missed, or read from the leaders those days no longer have), and the
+    dashboard said the days were rolled up through the old day. While it moved that day, the
+    week and month rows of later days were left out too. Now the mark never goes down, every read
+    of the later days stays the same throughout, and the old day's rows count once, in its daily,
+    week and month rows."""
+    monkeypatch.setattr(stats, "today", lambda: WEDNESDAY)
+    posts = make_posts(6)
+    ids = sorted(p.id for p in posts)
+    yesterday = WEDNESDAY - timedelta(days=1)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        for day in (OLD_DAY, WEDNESDAY - timedelta(days=2), yesterday, WEDNESDAY):
+            viewed(posts, (WEDNESDAY - day).days)
+        rollup.roll_up(batch_size=2, pace=0)
+        assert state().rolled_through == yesterday
+        before = reads_of_today(WEDNESDAY)
+        old_top = stats.top_in(periods.DAY, OLD_DAY)
+        # Open rows of the old day, as a restored backup leaves them (totals and site row too).
+        late = {ids[0]: 7, ids[2]: 1, ids[4]: 2}
+        for object_id, count in late.items():
+            OpenDailyImpressions.objects.create(object_id=object_id, day=OLD_DAY, count=count)
+            Post.objects.filter(id=object_id).update(impressions=F("impressions") + count)
+        SiteDailyImpressions.objects.filter(day=OLD_DAY).update(count=F("count") + 10)
+
+        # Stopped after the old day's first batch.
+        original, batches = rollup.move_batch, []
+
+        def stop_after_one(day, batch_size):
+            if batches:
+                raise Stop
+            batches.append(original(day, batch_size))
+            return batches[-1]
+
+        monkeypatch.setattr(rollup, "move_batch", stop_after_one)
+        with pytest.raises(Stop):
+            rollup.roll_up(batch_size=2, pace=0)
+        monkeypatch.undo()
+        monkeypatch.setattr(stats, "today", lambda: WEDNESDAY)
+        half = state()
+        assert (half.rolling_day, half.rolled_through, half.rolling_moved) == (
+            OLD_DAY,
+            yesterday,
+            2,
+        )
+        assert reads_of_today(WEDNESDAY) == before
+
+        # Stopped after the old day's finish, before the next start.
+        original_start, starts = rollup.start_next_day, []
+
+        def stop_at_the_second_start(through):
+            if starts:
+                raise Stop
+            starts.append(original_start(through))
+            return starts[-1]
+
+        monkeypatch.setattr(rollup, "start_next_day", stop_at_the_second_start)
+        with pytest.raises(Stop):
+            rollup.roll_up(batch_size=2, pace=0)
+        assert starts == [OLD_DAY]
+        window = state()
+        assert (window.rolling_day, window.rolled_through) == (None, yesterday)
+        assert rollup.status()["rolled_through"] == yesterday
+        assert reads_of_today(WEDNESDAY) == before
+        assert rollup_mismatches() == []
+        monkeypatch.undo()
+        monkeypatch.setattr(stats, "today", lambda: WEDNESDAY)
+
+        rollup.roll_up(batch_size=2, pace=0)
+        assert state().rolled_through == yesterday
+        assert not OpenDailyImpressions.objects.filter(day__lt=WEDNESDAY).exists()
+        assert reads_of_today(WEDNESDAY) == before
+        assert rollup_mismatches() == []
+        assert history_sums(ids) == totals(ids)
+        # The old day's rows count once, in its top and in its week and month.
+        expected = Counter(dict(old_top))
+        expected.update(late)
+        assert stats.top_in(periods.DAY, OLD_DAY) == sorted(
+            expected.items(), key=lambda row: (-row[1], row[0])
+        )
+        for period in (periods.WEEK, periods.MONTH):
+            assert dict(stats.top_in(period, OLD_DAY)) == dict(expected)
