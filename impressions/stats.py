@@ -275,15 +275,28 @@ def piece_top(piece, limit):
 def open_day_top(day, limit):
     """A day not rolled up: its top is the first rows of its leaders (an index read), down to
     OpenDayLeaders.LEADERS; deeper, a sort of its rows (open, and moved if it is being rolled
-    up)."""
+    up), summed per object."""
     if limit <= OpenDayLeaders.LEADERS:
         return ranked_rows(OpenDayLeaders.objects.filter(day=day), limit)
-    open_rows = OpenDailyImpressions.objects.filter(day=day, count__gt=0)
-    moved = DailyImpressions.objects.filter(day=day, count__gt=0)
-    rows = open_rows.values_list("object_id", "count").union(
-        moved.values_list("object_id", "count"), all=True
-    )
-    return list(rows.order_by("-count", "object_id")[:limit])
+    # Summed per object: an object of the day being rolled up can have rows in both tables (an
+    # open row below the mark, until the roll-up folds it); listed side by side, it came twice,
+    # each time with part of its count. On PostgreSQL a hash full join of the two, as fast as
+    # that list for a day without daily rows (today: 33 ms for 100,000 rows, against 35), where a
+    # GROUP BY took 150-190 ms; other databases (MySQL has no FULL JOIN) sum them.
+    if connection.vendor != "postgresql":
+        return ranked_sums([periods.Piece(periods.OPEN_DAY, day)], limit)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(o.object_id, d.object_id) AS object_id,"
+            " coalesce(o.count, 0) + coalesce(d.count, 0) AS total"
+            f" FROM (SELECT object_id, count FROM {OpenDailyImpressions._meta.db_table}"
+            " WHERE day = %s AND count > 0) AS o"
+            f" FULL JOIN (SELECT object_id, count FROM {DailyImpressions._meta.db_table}"
+            " WHERE day = %s AND count > 0) AS d ON d.object_id = o.object_id"
+            " ORDER BY total DESC, object_id LIMIT %s",
+            [day, day, limit],
+        )
+        return [(int(object_id), int(total)) for object_id, total in cursor.fetchall()]
 
 
 def ranked_rows(rows, limit):

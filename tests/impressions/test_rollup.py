@@ -704,3 +704,109 @@ def test_open_rows_of_a_day_rolled_up_long_ago_go_to_its_rows_never_lowering_the
         )
         for period in (periods.WEEK, periods.MONTH):
             assert dict(stats.top_in(period, OLD_DAY)) == dict(expected)
+
+
+def test_a_deep_top_of_the_day_being_rolled_up_sums_each_object_once(
+    standalone_buffer, monkeypatch
+):
+    """Past its leaders, the top of a day not rolled up is read from its rows: before, the open
+    and the daily rows of the day were listed side by side, so an object with both (an open row
+    below the mark, until the roll-up folds it) came twice, each with part of its count."""
+    monkeypatch.setattr(OpenDayLeaders, "LEADERS", 3)  # the deep read from the 4th row on
+    posts = make_posts(8)
+    ids = sorted(p.id for p in posts)
+    with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+        viewed(posts, 1)
+        yesterday = stats.today() - timedelta(days=1)
+        rollup.start_next_day(yesterday)
+        assert rollup.move_batch(yesterday, 4) == 4
+        flushed_around_the_locks(yesterday, {ids[0]: 7, ids[1]: 1})
+        exact = day_top(yesterday, 10)
+        assert exact[0] == (ids[0], 8)
+        assert stats.top_in(periods.DAY, yesterday, 10) == exact
+        assert stats.open_day_top(yesterday, 10) == exact
+        ranked, _, objects = ranking.ranked_page(yesterday, yesterday, 1)
+        assert ([(object_id, count) for _, object_id, count in ranked], objects) == (exact, 8)
+        assert stats.history([ids[0]], yesterday, yesterday) == {ids[0]: {yesterday: 8}}
+
+
+# The same two on SQLite (the portable path), in a child process on a fresh file: open rows of a
+# day rolled up long ago, the roll-up stopped after that day's finish; then the deep top of the
+# day being rolled up, with an open row below the mark.
+OLD_DAY_AND_DEEP_TOP_ON_SQLITE = (
+    SQLITE_FIVE_POSTS
+    + """
+from collections import Counter
+from datetime import datetime, time, timedelta
+
+from django.test import override_settings
+from django.utils import timezone
+
+from impressions import periods, rollup, stats
+from impressions.flush import flush_pending
+from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions, OpenDayLeaders
+from impressions.recorder import record_impressions
+
+
+def viewed(day):
+    for rank, object_id in enumerate(ids):
+        for viewer in range(1 + rank % 3):
+            noon = timezone.make_aware(datetime.combine(day, time(12)))
+            record_impressions(f"u:{day}-{viewer}", [object_id], now=noon)
+    flush_pending()
+
+
+class Stop(Exception):
+    pass
+
+
+with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
+    today = stats.today()
+    old_day, two_days_ago, yesterday = (today - timedelta(days=n) for n in (40, 2, 1))
+    viewed(old_day)
+    viewed(two_days_ago)
+    rollup.roll_up(today=yesterday, pace=0)
+    OpenDailyImpressions.objects.create(object_id=ids[0], day=old_day, count=7)
+    original_start, starts = rollup.start_next_day, []
+
+    def stop_at_the_second_start(through):
+        if starts:
+            raise Stop
+        starts.append(original_start(through))
+        return starts[-1]
+
+    rollup.start_next_day = stop_at_the_second_start
+    try:
+        rollup.roll_up(today=yesterday, pace=0)
+    except Stop:
+        pass
+    rollup.start_next_day = original_start
+    window = HistoryRollup.objects.get(id=1).rolled_through
+
+    viewed(yesterday)
+    rollup.start_next_day(yesterday)
+    rollup.move_batch(yesterday, 2)
+    OpenDailyImpressions.objects.create(object_id=ids[0], day=yesterday, count=7)
+    exact = Counter()
+    for model in (DailyImpressions, OpenDailyImpressions):
+        exact.update(dict(model.objects.filter(day=yesterday).values_list("object_id", "count")))
+    OpenDayLeaders.LEADERS = 2  # the deep read from the 3rd row on
+    deep = stats.top_in(periods.DAY, yesterday, 10)
+    print(json.dumps({
+        "window": str(window),
+        "two_days_ago": str(two_days_ago),
+        "old_day": DailyImpressions.objects.get(object_id=ids[0], day=old_day).count,
+        "deep": deep,
+        "exact": sorted(exact.items(), key=lambda row: (-row[1], row[0])),
+    }))
+"""
+)
+
+
+def test_old_days_rolled_again_and_deep_tops_on_sqlite(on_sqlite):
+    out = on_sqlite(OLD_DAY_AND_DEEP_TOP_ON_SQLITE)
+    assert (out["window"], out["old_day"], out["deep"]) == (
+        out["two_days_ago"],
+        1 + 7,
+        out["exact"],
+    )
