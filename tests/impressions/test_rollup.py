@@ -77,6 +77,24 @@ class Stop(Exception):
     pass
 
 
+def stopped_at_call(name, call, run):
+    """Run `run()` with rollup.<name> raising Stop at its `call`-th call (a roll-up stopped
+    there); returns what the calls before it returned."""
+    original, returned = getattr(rollup, name), []
+
+    def stopping(*args):
+        if len(returned) == call - 1:
+            raise Stop
+        returned.append(original(*args))
+        return returned[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rollup, name, stopping)
+        with pytest.raises(Stop):
+            run()
+    return returned
+
+
 def test_a_roll_up_stopped_between_batches_goes_on_from_its_mark(standalone_buffer, monkeypatch):
     posts = make_posts(25)
     ids = [p.id for p in posts]
@@ -84,19 +102,7 @@ def test_a_roll_up_stopped_between_batches_goes_on_from_its_mark(standalone_buff
         viewed(posts, 1)
         yesterday = stats.today() - timedelta(days=1)
         before = reads(yesterday)
-        moved = []
-        original = rollup.move_batch
-
-        def stop_after_two(day, batch_size):
-            if len(moved) == 2:
-                raise Stop
-            moved.append(original(day, batch_size))
-            return moved[-1]
-
-        monkeypatch.setattr(rollup, "move_batch", stop_after_two)
-        with pytest.raises(Stop):
-            rollup.roll_up(batch_size=4, pace=0)
-        monkeypatch.undo()
+        stopped_at_call("move_batch", 3, lambda: rollup.roll_up(batch_size=4, pace=0))
         half = state()
         assert (half.rolling_day, half.rolling_moved, half.rolling_rows) == (yesterday, 8, 25)
         assert DailyImpressions.objects.count() == 8 and OpenDailyImpressions.objects.count() == 17
@@ -482,6 +488,20 @@ def flushed_around_the_locks(day, counts):
     SiteDailyImpressions.objects.filter(day=day).update(count=F("count") + sum(counts.values()))
 
 
+def rows_below_the_mark(posts, moved, late):
+    """`posts` posts viewed yesterday, flushed; its roll-up started, `moved` rows moved, then
+    open rows below the mark written around the locks ({rank in id order: count}); returns the
+    ids (sorted) and yesterday."""
+    made = make_posts(posts)
+    ids = sorted(p.id for p in made)
+    viewed(made, 1)
+    yesterday = stats.today() - timedelta(days=1)
+    rollup.start_next_day(yesterday)
+    assert rollup.move_batch(yesterday, moved) == moved
+    flushed_around_the_locks(yesterday, {ids[rank]: count for rank, count in late.items()})
+    return ids, yesterday
+
+
 def day_top(day, limit):
     """The exact top of `day`: each object's daily and open rows of the day, summed."""
     sums = Counter()
@@ -499,14 +519,8 @@ def test_open_rows_below_the_mark_are_folded_into_the_daily_rows_not_looped_on(
     looping for ever. They are folded into the daily, week and month rows once, every sum
     agreeing before, during and after, the day's leaders made whole, and a warning names the
     day."""
-    posts = make_posts(12)
-    ids = sorted(p.id for p in posts)
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        viewed(posts, 1)
-        yesterday = stats.today() - timedelta(days=1)
-        rollup.start_next_day(yesterday)
-        assert rollup.move_batch(yesterday, 5) == 5
-        flushed_around_the_locks(yesterday, {ids[0]: 7, ids[3]: 1})
+        ids, yesterday = rows_below_the_mark(12, moved=5, late={0: 7, 3: 1})
         before = reads(yesterday)
         exact = day_top(yesterday, len(before[0]))
         assert exact[0] == (ids[0], 8)  # 1 viewer, then the 7 written around the locks
@@ -648,19 +662,7 @@ def test_open_rows_of_a_day_rolled_up_long_ago_go_to_its_rows_never_lowering_the
         SiteDailyImpressions.objects.filter(day=OLD_DAY).update(count=F("count") + 10)
 
         # Stopped after the old day's first batch.
-        original, batches = rollup.move_batch, []
-
-        def stop_after_one(day, batch_size):
-            if batches:
-                raise Stop
-            batches.append(original(day, batch_size))
-            return batches[-1]
-
-        monkeypatch.setattr(rollup, "move_batch", stop_after_one)
-        with pytest.raises(Stop):
-            rollup.roll_up(batch_size=2, pace=0)
-        monkeypatch.undo()
-        monkeypatch.setattr(stats, "today", lambda: WEDNESDAY)
+        stopped_at_call("move_batch", 2, lambda: rollup.roll_up(batch_size=2, pace=0))
         half = state()
         assert (half.rolling_day, half.rolled_through, half.rolling_moved) == (
             OLD_DAY,
@@ -670,25 +672,13 @@ def test_open_rows_of_a_day_rolled_up_long_ago_go_to_its_rows_never_lowering_the
         assert reads_of_today(WEDNESDAY) == before
 
         # Stopped after the old day's finish, before the next start.
-        original_start, starts = rollup.start_next_day, []
-
-        def stop_at_the_second_start(through):
-            if starts:
-                raise Stop
-            starts.append(original_start(through))
-            return starts[-1]
-
-        monkeypatch.setattr(rollup, "start_next_day", stop_at_the_second_start)
-        with pytest.raises(Stop):
-            rollup.roll_up(batch_size=2, pace=0)
+        starts = stopped_at_call("start_next_day", 2, lambda: rollup.roll_up(batch_size=2, pace=0))
         assert starts == [OLD_DAY]
         window = state()
         assert (window.rolling_day, window.rolled_through) == (None, yesterday)
         assert rollup.status()["rolled_through"] == yesterday
         assert reads_of_today(WEDNESDAY) == before
         assert rollup_mismatches() == []
-        monkeypatch.undo()
-        monkeypatch.setattr(stats, "today", lambda: WEDNESDAY)
 
         rollup.roll_up(batch_size=2, pace=0)
         assert state().rolled_through == yesterday
@@ -713,14 +703,8 @@ def test_a_deep_top_of_the_day_being_rolled_up_sums_each_object_once(
     and the daily rows of the day were listed side by side, so an object with both (an open row
     below the mark, until the roll-up folds it) came twice, each with part of its count."""
     monkeypatch.setattr(OpenDayLeaders, "LEADERS", 3)  # the deep read from the 4th row on
-    posts = make_posts(8)
-    ids = sorted(p.id for p in posts)
     with override_settings(IMPRESSIONS_HISTORY_DAYS=0):
-        viewed(posts, 1)
-        yesterday = stats.today() - timedelta(days=1)
-        rollup.start_next_day(yesterday)
-        assert rollup.move_batch(yesterday, 4) == 4
-        flushed_around_the_locks(yesterday, {ids[0]: 7, ids[1]: 1})
+        ids, yesterday = rows_below_the_mark(8, moved=4, late={0: 7, 1: 1})
         exact = day_top(yesterday, 10)
         assert exact[0] == (ids[0], 8)
         assert stats.top_in(periods.DAY, yesterday, 10) == exact
