@@ -15,4 +15,5 @@ class CasusultConfig(AppConfig):
 
         metrics.connect_signals()
         checks.register(health.check_detail_networks)
+        checks.register(health.check_probes_first)
         checks.register(site_checks.check_task_option_variables)

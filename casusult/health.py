@@ -42,7 +42,8 @@ READINESS_CACHE_SECONDS = 1.0
 # for each probe, saying how many failures it stands for, and one when the probe answers again (a
 # Kubernetes probe every second per pod would otherwise log a line a second per process).
 READINESS_LOG_INTERVAL = 60.0
-# Check ids: casusult.E001 HEALTH_DETAIL_NETWORKS lists something that is not a network.
+# Check ids: casusult.E001 HEALTH_DETAIL_NETWORKS lists something that is not a network;
+# casusult.W001 a middleware runs before ProbeMiddleware.
 
 # name -> callable() returning a short detail string, raising when the dependency is down.
 PROBES = {}
@@ -362,6 +363,32 @@ def metrics(request):
 
 
 PROBE_VIEWS = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
+
+
+PROBE_MIDDLEWARE = "casusult.health.ProbeMiddleware"
+
+
+def check_probes_first(app_configs=None, **kwargs):
+    """casusult.W001: ProbeMiddleware is first in MIDDLEWARE, so that no middleware validates a
+    probe's Host before it answers. OpenTelemetry's Django instrumentation puts its own first, and
+    it reads the Host (request.build_absolute_uri()): a balancer's probe by IP answered 400."""
+    middleware = list(settings.MIDDLEWARE)
+    if PROBE_MIDDLEWARE not in middleware or middleware[0] == PROBE_MIDDLEWARE:
+        return []
+    before = ", ".join(middleware[: middleware.index(PROBE_MIDDLEWARE)])
+    return [
+        checks.Warning(
+            f"{PROBE_MIDDLEWARE} is not first in MIDDLEWARE: {before} runs before it, and a"
+            " middleware that reads the Host header refuses a load balancer's probe by IP"
+            " (400, DisallowedHost), which then takes every target out of service.",
+            hint=(
+                f"Put {PROBE_MIDDLEWARE} first. OpenTelemetry's Django instrumentation inserts its"
+                " middleware first unless told otherwise: set"
+                " OTEL_PYTHON_DJANGO_MIDDLEWARE_POSITION=1."
+            ),
+            id="casusult.W001",
+        )
+    ]
 
 
 class ProbeMiddleware:

@@ -352,3 +352,33 @@ def test_a_probe_failing_every_second_logs_a_line_a_minute_and_one_when_it_answe
     assert lines[1].endswith("; 59 more failed probes since the last such line")
     assert lines[2] == "readiness: impression_buffer answers again"
     assert lines[3].startswith("readiness: impression_buffer is down: ConnectionError")
+
+
+class HostReadingMiddleware:
+    """Reads the request's Host before the view, as OpenTelemetry's Django instrumentation's
+    middleware does (request.build_absolute_uri()), which it puts first in MIDDLEWARE."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.build_absolute_uri("?")
+        return self.get_response(request)
+
+
+HOST_READER = f"{__name__}.HostReadingMiddleware"
+
+
+def test_a_middleware_before_the_probes_is_named_with_the_remedy(client):
+    """A middleware put before ProbeMiddleware (OpenTelemetry's Django instrumentation puts its
+    own first) that reads the Host refused a balancer's probe by IP (400): every target out of
+    service, while `manage.py check` said nothing."""
+    probes_first = [error.id for error in checks.run_checks() if error.id.startswith("casusult.W")]
+    assert probes_first == []
+    middleware = [HOST_READER, *settings.MIDDLEWARE]
+    with override_settings(ALLOWED_HOSTS=["casusult.example.com"], MIDDLEWARE=middleware):
+        assert client.get("/healthz", HTTP_HOST="10.0.3.17:8000").status_code == 400
+        warnings = [error for error in checks.run_checks() if error.id == "casusult.W001"]
+    assert len(warnings) == 1
+    assert HOST_READER in warnings[0].msg
+    assert "OTEL_PYTHON_DJANGO_MIDDLEWARE_POSITION=1" in warnings[0].hint
