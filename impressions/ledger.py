@@ -347,20 +347,25 @@ def on_psycopg2():
 
 @contextmanager
 def binding_client_side(cursor):
-    """`cursor` (psycopg 3), or, if it binds parameters server-side (DATABASES OPTIONS
-    "server_side_binding"), a cursor of its connection that binds them client-side, as Django's
-    default cursors do: for several statements with parameters in one query. Server-side binding
-    sends them in PostgreSQL's extended protocol, which takes one statement a query: every flush
-    failed ("cannot insert multiple commands into a prepared statement"), its counts kept in
-    Redis. The same connection and transaction, and still one round trip."""
+    """`cursor` (psycopg 3), binding parameters client-side, as Django's default cursors do: for
+    several statements with parameters in one query. If it binds them server-side (DATABASES
+    OPTIONS "server_side_binding"), a client-side cursor of its connection goes inside its wrapper
+    for the while. Server-side binding sends them in PostgreSQL's extended protocol, which takes
+    one statement a query: every flush failed ("cannot insert multiple commands into a prepared
+    statement"), its counts kept in Redis. The same connection and transaction, and still one
+    round trip; and the same wrapper, so that one recording the SQL (DEBUG's, the debug
+    toolbar's, an APM's) sees these statements too."""
     client_cursor = connection.Database.ClientCursor
-    if isinstance(cursor.cursor, client_cursor):
+    server_side = cursor.cursor
+    if isinstance(server_side, client_cursor):
         yield cursor
         return
-    raw = client_cursor(cursor.cursor.connection)
-    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-    with wrap(raw) as client:
-        yield client
+    with client_cursor(server_side.connection) as client:
+        cursor.cursor = client
+        try:
+            yield cursor
+        finally:
+            cursor.cursor = server_side
 
 
 def copy_in(cursor, sql, text):

@@ -80,3 +80,35 @@ def test_record_flush_roll_up_and_dashboard_with_server_side_binding(
     with override_settings(IMPRESSIONS_HISTORY_DAYS=1):
         assert rollup.roll_up(pace=0).rows_pruned > 0
     assert not DailyImpressions.objects.filter(day__lt=stats.today()).exists()
+
+
+def test_a_cursor_wrapper_of_the_connection_sees_the_batch_statement(
+    server_side_binding, standalone_buffer, monkeypatch
+):
+    """The batch's statements, sent on a client-side binding cursor, went past the wrapper that
+    connection.cursor() returned: django-debug-toolbar wraps each cursor so (a subclass of the
+    cursor's wrapper class, around the driver's cursor), and its SQL panel lacked the statement
+    that writes the counts, whatever else it showed."""
+    seen = []
+
+    def recording(wrapper_class):
+        class RecordingCursorWrapper(wrapper_class):
+            def execute(self, sql, params=None):
+                seen.append(sql)
+                return super().execute(sql, params)
+
+        return RecordingCursorWrapper
+
+    plain_cursor = connection.cursor
+
+    def wrapped_cursor():
+        cursor = plain_cursor()
+        return recording(type(cursor))(cursor.cursor, connection)
+
+    monkeypatch.setattr(connection, "cursor", wrapped_cursor)
+    posts = make_posts(4)
+    ids = [post.id for post in posts]
+    record_impressions("u:1", ids)
+    assert flush.flush_pending().impressions_applied == 4
+    assert totals(ids) == dict.fromkeys(ids, 1)
+    assert [sql for sql in seen if "WITH totals AS MATERIALIZED" in sql] != []
