@@ -238,14 +238,13 @@ def ranked_objects(date_range, today, page, may_view, current_app=None):
     are one statement (ranking.ranked_page); a page past the end costs two more."""
     start, end = date_range.start, date_range.end
     rows, has_next, object_count = ranking.ranked_page(start, end, page)
-    past_end = None
     if not object_count:  # no row to carry the count (past the end, or no object), no day kept
         object_count = ranking.ranked_count(start, end)
-        last_page = max(1, -(-object_count // ranking.PAGE_SIZE))
-        if page > last_page:
-            past_end, page = page, last_page
-            rows, has_next, _ = ranking.ranked_page(start, end, page)
     last_page = max(1, -(-object_count // ranking.PAGE_SIZE))
+    past_end = None
+    if page > last_page:  # only where the page had no row
+        past_end, page = page, last_page
+        rows, has_next, _ = ranking.ranked_page(start, end, page)
     ids = [object_id for _, object_id, _ in rows]
     live = date_range.end == today
     pending = pending_by_object(ids) if live else {}

@@ -318,13 +318,7 @@ def database_hint(error):
     code = history_writer.sqlstate(error)
     hint = DATABASE_HINTS.get(code)
     if code == history_writer.LOCK_NOT_AVAILABLE:
-        seconds = conf.FLUSH_LOCK_TIMEOUT
-        within = (
-            "the database's lock_timeout"
-            if seconds is None
-            else f"IMPRESSIONS_FLUSH_LOCK_TIMEOUT ({seconds} s)"
-        )
-        hint = hint.format(within=within)
+        hint = hint.format(within=history_writer.lock_wait_limit())
     return f"{hint}; " if hint else ""
 
 

@@ -86,6 +86,15 @@ PERIOD_STARTS = (
 )
 
 
+def lock_wait_limit():
+    """What bounds a lock wait of the flush's batches and the roll-up's steps, as their errors
+    name it."""
+    seconds = conf.FLUSH_LOCK_TIMEOUT
+    if seconds is None:
+        return "the database's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT is None)"
+    return f"IMPRESSIONS_FLUSH_LOCK_TIMEOUT ({seconds} s)"
+
+
 def sqlstate(error):
     """PostgreSQL's code (SQLSTATE) of a Django DatabaseError, whichever driver raised its cause:
     psycopg 3's `sqlstate`, psycopg2's `pgcode`; None for another database's."""

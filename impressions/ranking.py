@@ -20,18 +20,25 @@ PAGE_SIZE = 50
 MAX_OFFSET = 2**62
 
 
+def sums_sql(start, end, extra=""):
+    """Inside stats.reading(): SQL and params of every object's sum in start..end, unordered
+    (stats.sums_query, `extra` columns too); None when the history keeps no day of the range."""
+    pieces = stats.readable(stats.kept_cover(start, end))
+    return stats.sums_query(pieces, extra=extra) if pieces else None
+
+
 def ranked_page(start, end, page, size=PAGE_SIZE):
     """([(rank, object_id, impressions)] of 1-based page `page`, whether a next page exists, how
     many objects had impressions in start..end); the count is None when the page is past the end
     (it has no row to carry it: ranked_count tells)."""
     offset = (page - 1) * size
     with stats.reading():
-        pieces = stats.readable(stats.kept_cover(start, end))
-        if not pieces:
+        query = sums_sql(start, end, extra=", count(*) OVER () AS objects")
+        if query is None:
             return [], False, 0
         if offset > MAX_OFFSET:
             return [], False, None
-        sql, params = stats.sums_query(pieces, extra=", count(*) OVER () AS objects")
+        sql, params = query
         with connection.cursor() as cursor:
             cursor.execute(
                 f"{sql} ORDER BY total DESC, object_id LIMIT %s OFFSET %s",
@@ -48,10 +55,10 @@ def ranked_page(start, end, page, size=PAGE_SIZE):
 def ranked_count(start, end):
     """How many objects had impressions in start..end."""
     with stats.reading():
-        pieces = stats.readable(stats.kept_cover(start, end))
-        if not pieces:
+        query = sums_sql(start, end)
+        if query is None:
             return 0
-        sql, params = stats.sums_query(pieces)
+        sql, params = query
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT COUNT(*) FROM ({sql}) AS ranked", params)
             return cursor.fetchone()[0]
@@ -73,10 +80,10 @@ def iter_ranked(start, end, chunk=2000):
     )
     name = f"impressions_ranked_{uuid.uuid4().hex}"
     with stats.reading():
-        pieces = stats.readable(stats.kept_cover(start, end))
-        if not pieces:
+        query = sums_sql(start, end)
+        if query is None:
             return
-        sql, params = stats.sums_query(pieces)
+        sql, params = query
         sql = f"{sql} ORDER BY total DESC, object_id"
         if held:
             with connection.cursor() as cursor:

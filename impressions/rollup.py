@@ -43,6 +43,7 @@ from .history_writer import (
     add_portable,
     add_to_periods_sql,
     leaders_sql,
+    lock_wait_limit,
     rollup_is_running,
     rollup_running,
     sqlstate,
@@ -157,17 +158,11 @@ def database_hint(error):
     nothing. Read from the SQLSTATE, not the words (lc_messages may translate them)."""
     if sqlstate(error) != LOCK_NOT_AVAILABLE:
         return ""
-    seconds = conf.FLUSH_LOCK_TIMEOUT
-    within = (
-        "the database's lock_timeout (IMPRESSIONS_FLUSH_LOCK_TIMEOUT is None)"
-        if seconds is None
-        else f"IMPRESSIONS_FLUSH_LOCK_TIMEOUT ({seconds} s)"
-    )
     return (
-        f"a lock was not granted within {within}: a flush batch of the day being rolled up"
-        " held it longer, or another transaction holds the roll-up's row or a lock on one of its"
-        " tables (a migration's ALTER TABLE or CREATE INDEX, a LOCK TABLE); pg_stat_activity"
-        " shows it, perhaps 'idle in transaction'; "
+        f"a lock was not granted within {lock_wait_limit()}: a flush batch of the day being"
+        " rolled up held it longer, or another transaction holds the roll-up's row or a lock on"
+        " one of its tables (a migration's ALTER TABLE or CREATE INDEX, a LOCK TABLE);"
+        " pg_stat_activity shows it, perhaps 'idle in transaction'; "
     )
 
 
