@@ -56,7 +56,9 @@ def user_id(request):
     with _lock:
         _entries[digest] = (resolved, now)
         _entries.move_to_end(digest)
-        while len(_entries) > MAX_ENTRIES:
+        # Oldest first: the entries past their TTL go now, not when 10,000 newer ones came (a
+        # user id, kept for days on a quiet process).
+        while len(_entries) > MAX_ENTRIES or now - next(iter(_entries.values()))[1] >= TTL_SECONDS:
             _entries.popitem(last=False)
     return resolved
 

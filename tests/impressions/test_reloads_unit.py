@@ -80,3 +80,19 @@ def test_a_page_costs_the_same_however_many_pairs_its_viewer_holds():
         cache.remember("u:scroller", range(10**6 + page * 20, 10**6 + page * 20 + 20), until=400.0)
     assert time.perf_counter() - started < 0.5  # 500 passes over 100,000 pairs: 3 s
     assert cache.covers("u:scroller", [5, 10**6 + 9_999])
+
+
+def test_a_viewer_whose_pairs_all_lapsed_is_forgotten_by_the_next_call():
+    # A logged-in viewer's key is its user id (`u:42`), with the posts it saw: held until 10,000
+    # other viewers came, for days on a quiet process, after the user's account was deleted.
+    clock = Clock()
+    cache = ReloadCache(clock=clock)
+    cache.remember("u:7", [1], until=350.0)
+    cache.remember("u:42", [1, 2], until=400.0)
+    clock.now = 350.0
+    cache.remember("u:8", [1], until=650.0)
+    assert (cache.viewers(), len(cache)) == (2, 3)  # u:7 gone, u:42 still blocks its posts
+    clock.now = 400.0
+    assert not cache.covers("u:9", [1])
+    assert (cache.viewers(), len(cache)) == (1, 1)  # only u:8
+    assert cache.covers("u:8", [1])

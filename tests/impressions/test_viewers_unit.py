@@ -238,6 +238,23 @@ def test_the_memory_is_bounded_and_holds_no_session_key(monkeypatch):
     assert user.resolved == 1  # the oldest was evicted: resolved again
 
 
+def test_a_session_s_user_is_forgotten_once_its_ttl_is_over(monkeypatch):
+    # The user id behind a session stayed in the process until 10,000 newer sessions came: on a
+    # quiet process, days after the user (or the account) left.
+    session_users.forget()
+    clock = [1000.0]
+    monkeypatch.setattr(session_users.time, "monotonic", lambda: clock[0])
+    session_users.user_id(session_request("key-a", LazyUser(42)))
+    clock[0] += 1
+    session_users.user_id(session_request("key-b", LazyUser(7)))
+    clock[0] += session_users.TTL_SECONDS - 0.5
+    session_users.user_id(session_request("key-c", LazyUser(8)))
+    assert sorted(entry[0] for entry in session_users._entries.values()) == [7, 8]
+    clock[0] += 1
+    session_users.user_id(session_request("key-d", LazyUser(9)))
+    assert [entry[0] for entry in session_users._entries.values()] == [8, 9]
+
+
 def test_without_a_session_cookie_the_user_at_hand_is_used():
     request = factory.get("/")
     request.user = LazyUser(3)
