@@ -1,6 +1,8 @@
-"""The impressions app's configuration: registers the system checks (settings, counted model)."""
+"""The impressions app's configuration: registers the system checks (settings, counted model)
+and the guard of `migrate impressions zero`."""
 
 from django.apps import AppConfig
+from django.db.models.signals import pre_migrate
 
 
 class ImpressionsConfig(AppConfig):
@@ -11,3 +13,8 @@ class ImpressionsConfig(AppConfig):
         # Here, not at the top: checks.py reaches the flush task and so the models, which are not
         # loaded yet when Django imports this module.
         from . import checks  # noqa: F401 (registers the system checks)
+        from .migrate_guard import refuse_to_drop_the_ledger
+
+        pre_migrate.connect(
+            refuse_to_drop_the_ledger, sender=self, dispatch_uid="impressions-migrate-guard"
+        )

@@ -2,20 +2,26 @@
 zero` is how a project removes the app (docs/impressions/quickstart.md); and they keep the
 earlier build working while a deploy replaces it."""
 
+import io
 import re
 from datetime import date
+from unittest import mock
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection, migrations, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import NOT_PROVIDED
+from django.test import override_settings
 
+import devservices
 from casusult.models import Post
+from impressions import flush as flush_module
 from impressions import ledger
 from impressions.batches import DONE
 from impressions.exceptions import DatabaseUnavailable
 from impressions.flush import flush_pending
-from impressions.models import DailyImpressions, HistoryRollup, OpenDailyImpressions
+from impressions.models import DailyImpressions, Flush, HistoryRollup, OpenDailyImpressions
 from impressions.recorder import record_impressions
 from tests.database import migrate_to
 from tests.factories import make_posts
@@ -219,3 +225,54 @@ def test_this_build_s_flush_before_migrate_fails_and_its_counts_wait_in_redis(st
     assert flush_pending().impressions_applied == 3
     assert flush_pending().impressions_applied == 0
     assert list(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == [1] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_to_zero_is_refused_while_a_flush_s_snapshot_waits(standalone_buffer):
+    """`migrate impressions zero` drops the ledger, whose rows say which batches of a snapshot
+    are applied; migrated again, the next flush applied a half-applied snapshot from its first
+    batch, into the count column the migration keeps: post 1 counted 2 for one view."""
+    latest = latest_migration()
+    posts = make_posts(4)
+    ids = [post.id for post in posts]
+    record_impressions("u:1", ids)
+
+    def killed_after_the_first_batch(name):
+        if name == "after-batch":
+            raise RuntimeError("killed")
+
+    with (
+        mock.patch.object(flush_module, "checkpoint", killed_after_the_first_batch),
+        pytest.raises(RuntimeError, match="killed"),
+    ):
+        flush_pending(batch_size=1)
+    try:
+        with pytest.raises(CommandError, match="flush_impressions"):
+            call_command("migrate", "impressions", "zero", verbosity=0)
+        assert ledger_exists()
+        assert flush_pending().impressions_applied == 3
+        call_command("migrate", "impressions", "zero", verbosity=0)  # nothing waits: done
+        assert not ledger_exists()
+    finally:
+        migrate_to(latest)
+    assert flush_pending().impressions_applied == 0
+    assert list(Post.objects.filter(id__in=ids).values_list("impressions", flat=True)) == [1] * 4
+
+
+def ledger_exists():
+    return Flush._meta.db_table in connection.introspection.table_names()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_to_zero_with_the_buffer_unreachable_warns_and_goes_on(standalone_buffer):
+    # A project removing the app may have shut its Redis down first: the migration still runs.
+    latest = latest_migration()
+    out = io.StringIO()
+    try:
+        unreachable = f"redis://127.0.0.1:{devservices.free_port()}/0"
+        with override_settings(IMPRESSIONS_REDIS_URL=unreachable):
+            call_command("migrate", "impressions", "zero", verbosity=0, stdout=out)
+        assert not ledger_exists()
+    finally:
+        migrate_to(latest)
+    assert "whether a flush's snapshot waits in it is unknown" in out.getvalue()
