@@ -59,11 +59,15 @@ ROLLUP_LOCK = -3
 # database already. Resolved in each statement, never cached: a tenant's search_path may change
 # on the same connection. Tables in the schema public keep LOCK_CLASS, the key of every build
 # before: in a rolling deploy, a roll-up of either build and a flush of the other still exclude
-# each other there (docs/impressions/counting.md, "Advisory locks, per site").
+# each other there (docs/impressions/counting.md, "Advisory locks, per site"). The schema is
+# read from the catalog: looking the table up in public (to_regclass) needs USAGE on public,
+# which a tenant's role may not have (REVOKE ALL ON SCHEMA public FROM PUBLIC).
 _LEDGER = f'"{Flush._meta.db_table}"'
 LOCK_CLASS_SQL = (
-    f"(SELECT CASE WHEN '{_LEDGER}'::regclass = to_regclass('public.{_LEDGER}')"
-    f" THEN {LOCK_CLASS} ELSE '{_LEDGER}'::regclass::oid::bigint::bit(32)::int END)"
+    f"(SELECT CASE WHEN n.nspname = 'public' THEN {LOCK_CLASS}"
+    " ELSE c.oid::bigint::bit(32)::int END"
+    " FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+    f" WHERE c.oid = '{_LEDGER}'::regclass)"
 )
 # What the locks held by a connection of their own say, for the log (lock_held).
 LOCK_NAMES = {

@@ -220,3 +220,45 @@ def test_another_database_of_the_server_shares_no_lock(standalone_buffer):
         assert rollup.wait_for_flushes(patience=0)
         record_impressions("u:1", [p.id for p in posts])
         assert flush_without_waiting().impressions_applied == 2
+
+
+@pytest.fixture
+def site_b_role(site_b):
+    """A role that reads and writes site B's tables only, in a database whose schema public is
+    closed to PUBLIC (REVOKE ALL ON SCHEMA public FROM PUBLIC, a schema-per-tenant setup's
+    hardening). Given back at the end."""
+    quote = connection.ops.quote_name
+    role = f"{connection.settings_dict['NAME']}_site_b"
+    statements = [
+        f"DROP ROLE IF EXISTS {quote(role)}",
+        f"CREATE ROLE {quote(role)} LOGIN",
+        f"GRANT USAGE ON SCHEMA {SITE_B} TO {quote(role)}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {SITE_B} TO {quote(role)}",
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC",
+    ]
+    with other_connection(autocommit=True) as admin:
+        for statement in statements:
+            admin.execute(statement)
+        try:
+            yield role
+        finally:
+            admin.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+            admin.execute(f"DROP OWNED BY {quote(role)}")
+            admin.execute(f"DROP ROLE {quote(role)}")
+
+
+def test_the_keys_need_no_privilege_on_the_schema_public(site_b_role):
+    """The key's test of whether the tables are public's looked the table up in public, which
+    a role without USAGE there was refused ("permission denied for schema public"): every lock
+    of its flushes and roll-ups failed. Read from the catalog, it needs no privilege."""
+
+    def as_site_b_role():
+        connections["default"].settings_dict["USER"] = site_b_role
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {history_writer.LOCK_CLASS_SQL}")
+            key = cursor.fetchone()[0]
+        return key, rollup.roll_up(pace=0).days, history_writer.rollup_is_running()
+
+    key, days, running = in_another_site_b_session(as_site_b_role)
+    assert key != history_writer.LOCK_CLASS
+    assert (days, running) == ([], False)
