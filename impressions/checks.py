@@ -346,16 +346,21 @@ def check_database_privileges(app_configs=None, databases=None, **kwargs):
         return []
     try:
         counted = apps.get_model(conf.MODEL)
-    except (LookupError, ValueError, TypeError, AttributeError):
-        return []  # impressions.E001 says why
+        count_column = counted._meta.get_field(conf.COUNT_FIELD).column
+    except (LookupError, ValueError, TypeError, AttributeError, FieldDoesNotExist):
+        return []  # impressions.E001/E002 say why
     quote = connection.ops.quote_name
     tables = {quote(counted._meta.db_table): COUNTED_PRIVILEGES}
     for model in apps.get_app_config("impressions").get_models():
         if model._meta.managed and not model._meta.proxy:
             tables[quote(model._meta.db_table)] = HISTORY_PRIVILEGES
+    # (table, privilege, column or None for the whole table). The flush updates the count column
+    # alone: UPDATE granted on that column (GRANT UPDATE (impressions) ON …) is enough.
     wanted = [
-        (table, privilege) for table, privileges in tables.items() for privilege in privileges
+        (table, privilege, None) for table, privileges in tables.items() for privilege in privileges
     ]
+    counted_update = (quote(counted._meta.db_table), "UPDATE", None)
+    wanted[wanted.index(counted_update)] = (*counted_update[:2], count_column)
     try:
         with transaction.atomic(using=DEFAULT_DB_ALIAS), connection.cursor() as cursor:
             cursor.execute(
@@ -364,10 +369,13 @@ def check_database_privileges(app_configs=None, databases=None, **kwargs):
             )
             role, database, temporary = cursor.fetchone()
             cursor.execute(
-                "SELECT w.name, w.privilege FROM unnest(%s::text[], %s::text[])"
-                " AS w(name, privilege) WHERE to_regclass(w.name) IS NOT NULL"
-                " AND NOT has_table_privilege(to_regclass(w.name), w.privilege)",
-                [[table for table, _ in wanted], [privilege for _, privilege in wanted]],
+                "SELECT w.name, w.privilege FROM unnest(%s::text[], %s::text[], %s::text[])"
+                " AS w(name, privilege, col) WHERE to_regclass(w.name) IS NOT NULL"
+                " AND NOT CASE WHEN w.col IS NULL"
+                " THEN has_table_privilege(to_regclass(w.name), w.privilege)"
+                " ELSE coalesce(has_column_privilege(to_regclass(w.name), w.col, w.privilege),"
+                " true) END",
+                [list(column) for column in zip(*wanted, strict=True)],
             )
             missing = cursor.fetchall()
     except DatabaseError:

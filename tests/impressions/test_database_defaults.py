@@ -326,6 +326,27 @@ def test_a_table_the_role_may_not_write_fails_the_database_check(rows_only_role)
     assert f'GRANT INSERT, DELETE ON "impressions_daily_open" TO "{role}"' in said
 
 
+def test_a_role_granted_update_of_the_count_column_only_passes_the_database_check(
+    rows_only_role, standalone_buffer
+):
+    """The flush updates the counted model's count column alone: a role granted UPDATE on that
+    column (GRANT UPDATE (impressions) ON …) flushes, and the check, which asked for UPDATE on
+    the whole table, no longer says it would fail."""
+    role, grant = rows_only_role
+    name = connection.settings_dict["NAME"]
+    grant(f'GRANT TEMPORARY ON DATABASE "{name}" TO "{role}"')
+    grant(f'REVOKE UPDATE ON casusult_post FROM "{role}"')
+    grant(f'GRANT UPDATE ({conf.COUNT_FIELD}) ON casusult_post TO "{role}"')
+    assert check_database_privileges(databases=["default"]) == []
+    posts = make_posts(2)
+    ids = [p.id for p in posts]
+    record_impressions("u:1", ids)
+    flush_pending()
+    assert totals(ids) == dict.fromkeys(ids, 1)
+    grant(f'REVOKE UPDATE ({conf.COUNT_FIELD}) ON casusult_post FROM "{role}"')
+    assert check_ids(check_database_privileges(databases=["default"])) == ["impressions.E014"]
+
+
 def test_a_flush_whose_role_may_not_create_temporary_tables_says_so_and_keeps_its_counts(
     rows_only_role, standalone_buffer
 ):
