@@ -70,9 +70,10 @@ def time_limit(seconds):
     try:
         yield
     finally:
-        watchdog.stop()
         armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
+        # After the alarm is disarmed: stop() waits for a cancel under way.
+        watchdog.stop()
         signal.signal(signal.SIGALRM, previous)
 
 

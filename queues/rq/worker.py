@@ -163,9 +163,9 @@ class CancellingDeathPenalty(UnixSignalDeathPenalty):
         self.watchdog = QueryWatchdog(self._timeout)
 
     def cancel_death_penalty(self):
+        super().cancel_death_penalty()  # the alarm disarmed before the wait for a cancel under way
         if self.watchdog is not None:
             self.watchdog.stop()
-        super().cancel_death_penalty()
 
     def handle_death_penalty(self, signum, frame):
         cancel_running_queries()

@@ -15,7 +15,15 @@ from django.tasks.signals import task_finished, task_started
 from rq.timeouts import JobTimeoutException
 
 from queues.exceptions import ForcedStop, TaskExited
-from queues.execution import AsyncCall, TaskTimeout, execute, interrupt, new_result
+from queues.execution import (
+    AsyncCall,
+    QueryWatchdog,
+    TaskTimeout,
+    execute,
+    interrupt,
+    new_result,
+    time_limit,
+)
 from queues.rq.worker import CancellingDeathPenalty
 
 
@@ -206,3 +214,12 @@ def test_a_database_this_worker_cannot_load_fails_no_task_and_leaves_no_timeout_
     with CancellingDeathPenalty(1, JobTimeoutException):
         pass
     time.sleep(1.3)  # past both timeouts: nothing is raised here
+
+
+def test_a_task_that_returned_is_not_timed_out_while_its_watchdog_stops(monkeypatch):
+    """time_limit's exit waits for the psycopg2 watchdog's cancel under way (up to 2 s): the
+    alarm was still armed then, and one falling in that wait raised TaskTimeout for a task whose
+    code had returned. Disarmed first, it never reaches the caller."""
+    monkeypatch.setattr(QueryWatchdog, "stop", lambda self: time.sleep(0.3))  # a cancel under way
+    with time_limit(0.2):
+        time.sleep(0.1)
