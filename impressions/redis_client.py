@@ -59,7 +59,8 @@ REDIS_FAILURES = (RedisError, RedisClusterException)
 MAX_ARGS = 3999
 
 _clients = {}
-_lock = threading.Lock()
+# (what made it, the lock of _clients): _clients_lock() gives the lock.
+_lock = (threading.Lock, threading.Lock())
 REQUEST_CLIENT = "request"  # the key under which _clients also holds the default-timeout client
 _threads = threading.local()  # each thread's own connection for run_script (see _thread_state)
 
@@ -75,7 +76,7 @@ def get_client(timeout=None):
     key = (conf.REDIS_URL, conf.REDIS_CLUSTER, conf.REDIS_TIMEOUT if timeout is None else timeout)
     client = _clients.get(key)
     if client is None:
-        with _lock:
+        with _clients_lock():
             client = _clients.get(key)
             if client is None:
                 # Not cached on failure: the next call tries again once Redis is back.
@@ -120,7 +121,7 @@ def reset_clients(**_):
     process knew about that Redis's de-duplication, and a hold-off after its slow failure."""
     reloads.clear()
     holdoff.reset()
-    with _lock:
+    with _clients_lock():
         clients = list({id(client): client for client in _clients.values()}.values())
         _clients.clear()
     for client in clients:
@@ -261,6 +262,18 @@ def _thread_state():
     if type(_threads) is not threading.local:
         _threads = threading.local()
     return _threads
+
+
+def _clients_lock():
+    """The lock of the client cache. Made again when threading was monkey-patched since: built
+    under it, a client may ask the server (IMPRESSIONS_REDIS_CLUSTER "auto"), and a greenlet
+    yields there; another greenlet waiting on a lock made before the patching (gunicorn
+    --preload, then a gevent worker) blocked the process's only thread: the worker froze."""
+    global _lock
+    made_by, lock = _lock
+    if made_by is not threading.Lock:
+        _lock = made_by, lock = threading.Lock, threading.Lock()
+    return lock
 
 
 def _call_loading(client, registered, script_keys, args):

@@ -57,23 +57,23 @@ print(json.dumps([results, len({{id(held) for held in holders}})]))
 PATCH = "from gevent import monkey; monkey.patch_all()"
 
 
-def record_in_greenlets(url, greenlets, *, preload=False):
+def record_in_greenlets(url, greenlets, *, preload=False, warm=True, timeout=60):
     """(counted, lost) of each greenlet, in the order they recorded, and how many holders of
     kept connections the greenlets had between them (one each: none took another's connection
     mid-call, however the calls interleaved). `preload`: the app loaded,
-    and a first call made, before the monkey-patching, in a parent that then forks, as
-    gunicorn --preload loads it in its master before it forks gevent workers."""
+    and a first call made (unless not `warm`), before the monkey-patching, in a parent that then
+    forks, as gunicorn --preload loads it in its master before it forks gevent workers."""
     fork = (
         "pid = os.fork()\nif pid:\n    os._exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))"
     )
     code = GREENLETS.format(
         before="" if preload else PATCH,
-        warm='record_impressions("u:master", [10_000])' if preload else "",
+        warm='record_impressions("u:master", [10_000])' if preload and warm else "",
         after=f"{fork}\n{PATCH}" if preload else "",
         greenlets=greenlets,
         in_flight=greenlets if preload else 1,
     )
-    result = run_python(code, env={"REDIS_URL": url, "PYTHONWARNINGS": "ignore"}, timeout=60)
+    result = run_python(code, env={"REDIS_URL": url, "PYTHONWARNINGS": "ignore"}, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -107,3 +107,14 @@ def test_an_app_loaded_before_the_patching_records_each_greenlet_apart(standalon
     assert results == [[3, 0]] * 40
     # Shared, they lost impressions only when two calls met on the connection (2 runs in 5).
     assert holders == 40
+
+
+def test_an_app_loaded_before_the_patching_builds_its_client_without_freezing(standalone_buffer):
+    """gunicorn --preload, the master making no call: the greenlets' first calls build the
+    client, which asks the server whether it is a cluster (IMPRESSIONS_REDIS_CLUSTER "auto"),
+    under a lock made before the patching, a real one. The first greenlet yielded in that
+    question, the second blocked the process's only thread on the lock: the worker froze."""
+    url = settings.IMPRESSIONS_REDIS_URL
+    results, holders = record_in_greenlets(url, 4, preload=True, warm=False, timeout=15)
+    assert results == [[3, 0]] * 4
+    assert holders == 4
