@@ -52,8 +52,8 @@ STATE_LOCK = 0
 TRIM_LOCK = -1
 FLUSH_LOCK = -2
 ROLLUP_LOCK = -3
-# The first key, in SQL (a scalar subquery, so evaluated once a statement: a catalog cache
-# lookup, no round trip): the OID of the ledger's table as the search path resolves it, so that
+# The first key, in SQL (a scalar subquery, so evaluated once a statement: a catalog lookup,
+# no round trip): the OID of the ledger's table as the search path resolves it, so that
 # sites whose tables live in other schemas of one database (each its search_path: two projects,
 # the tenants of a schema-per-tenant setup) hold locks of their own; advisory locks are per
 # database already. Resolved in each statement, never cached: a tenant's search_path may change
@@ -64,9 +64,8 @@ ROLLUP_LOCK = -3
 # which a tenant's role may not have (REVOKE ALL ON SCHEMA public FROM PUBLIC).
 _LEDGER = f'"{Flush._meta.db_table}"'
 LOCK_CLASS_SQL = (
-    f"(SELECT CASE WHEN n.nspname = 'public' THEN {LOCK_CLASS}"
-    " ELSE c.oid::bigint::bit(32)::int END"
-    " FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace"
+    f"(SELECT CASE WHEN c.relnamespace = to_regnamespace('public') THEN {LOCK_CLASS}"
+    f" ELSE c.oid::bigint::bit(32)::int END FROM pg_catalog.pg_class AS c"
     f" WHERE c.oid = '{_LEDGER}'::regclass)"
 )
 # What the locks held by a connection of their own say, for the log (lock_held).
