@@ -279,6 +279,16 @@ def postgresql_to_ask(databases):
     return connection if connection.vendor == "postgresql" else None
 
 
+def counted_column():
+    """(the counted model, its count column's name), or None when the settings name no such
+    model or field (impressions.E001/E002 say why)."""
+    try:
+        model = apps.get_model(conf.MODEL)
+        return model, model._meta.get_field(conf.COUNT_FIELD).column
+    except (LookupError, ValueError, TypeError, AttributeError, FieldDoesNotExist):
+        return None
+
+
 @checks.register(checks.Tags.database)
 def check_counted_table(app_configs=None, databases=None, **kwargs):
     """impressions.E012: PostgreSQL cannot UPDATE the counted model's count column (a view that
@@ -287,13 +297,10 @@ def check_counted_table(app_configs=None, databases=None, **kwargs):
     Redis. Asked of the database, so a database check (`migrate`, `check --database default`),
     as Django's own. A table that does not exist yet (before `migrate` makes it) is no error."""
     connection = postgresql_to_ask(databases)
-    if connection is None:
+    counted = counted_column()
+    if connection is None or counted is None:
         return []
-    try:
-        model = apps.get_model(conf.MODEL)
-        column = model._meta.get_field(conf.COUNT_FIELD).column
-    except (LookupError, ValueError, TypeError, AttributeError, FieldDoesNotExist):
-        return []  # impressions.E001/E002 say why
+    model, column = counted
     table = connection.ops.quote_name(model._meta.db_table)
     try:
         # A savepoint: a query the database refuses (a schema the user may not use) must not
@@ -342,13 +349,10 @@ def check_database_privileges(app_configs=None, databases=None, **kwargs):
     waiting in Redis. A database check, as Django's: `check --database default`, run with the
     workers' credentials; a table that does not exist yet is no error."""
     connection = postgresql_to_ask(databases)
-    if connection is None:
+    found = counted_column()
+    if connection is None or found is None:
         return []
-    try:
-        counted = apps.get_model(conf.MODEL)
-        count_column = counted._meta.get_field(conf.COUNT_FIELD).column
-    except (LookupError, ValueError, TypeError, AttributeError, FieldDoesNotExist):
-        return []  # impressions.E001/E002 say why
+    counted, count_column = found
     quote = connection.ops.quote_name
     tables = {quote(counted._meta.db_table): COUNTED_PRIVILEGES}
     for model in apps.get_app_config("impressions").get_models():
