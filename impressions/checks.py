@@ -23,8 +23,8 @@
 | impressions.W008   | every check       | IMPRESSIONS_COUNT_FIELD is narrower than 64 bits in the database |
 | impressions.E012   | database checks   | PostgreSQL cannot UPDATE the counted column (a view that is not updatable) |
 | impressions.W009   | every check       | SQLite without transaction_mode IMMEDIATE: two flushes at once fail |
-| impressions.E013   | database checks   | the role may not create temporary tables (PostgreSQL): every flush batch needs one |
-| impressions.E014   | database checks   | the role lacks a privilege on a table the flush or the roll-up reads or writes |
+| impressions.W010   | database checks   | the role may not create temporary tables (PostgreSQL): every flush batch needs one |
+| impressions.W011   | database checks   | the role lacks a privilege on a table the flush or the roll-up reads or writes |
 
 Never reuse a retired id.
 """
@@ -341,13 +341,14 @@ HISTORY_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 @checks.register(checks.Tags.database)
 def check_database_privileges(app_configs=None, databases=None, **kwargs):
-    """impressions.E013, E014: what the role the 'default' database connects as may not do that
+    """impressions.W010, W011: what the role the 'default' database connects as may not do that
     every flush (or roll-up) needs, on PostgreSQL: create a temporary table (each batch copies
     its lines into one), read and write this app's tables and update the counted one. A role of
     a hardened setup (migrations run by the owner, the site by a role that only reads and writes
     rows, TEMPORARY revoked from PUBLIC) lacks them unless granted: every flush failed, its counts
     waiting in Redis. A database check, as Django's: `check --database default`, run with the
-    workers' credentials; a table that does not exist yet is no error."""
+    workers' credentials; a table that does not exist yet is no error. Warnings: `migrate` runs
+    them too, as the tables' owner, whose TEMPORARY no flush needs; as errors, they stopped it."""
     connection = postgresql_to_ask(databases)
     found = counted_column()
     if connection is None or found is None:
@@ -384,23 +385,23 @@ def check_database_privileges(app_configs=None, databases=None, **kwargs):
             missing = cursor.fetchall()
     except DatabaseError:
         return []  # not reachable, or refused: the flush says what it finds
-    errors = []
+    warnings = []
     if not temporary:
-        errors.append(
-            checks.Error(
+        warnings.append(
+            checks.Warning(
                 f"The database role {role!r} may not create temporary tables in the database"
                 f" {database!r}: every impressions flush batch copies its lines into one, so"
                 " every flush would fail, its counts waiting in Redis.",
                 hint=f"GRANT TEMPORARY ON DATABASE {quote(database)} TO {quote(role)};",
                 obj="DATABASES",
-                id="impressions.E013",
+                id="impressions.W010",
             )
         )
     by_table = {}
     for table, privilege in missing:
         by_table.setdefault(table, []).append(privilege)
-    errors += [
-        checks.Error(
+    warnings += [
+        checks.Warning(
             f"The database role {role!r} lacks {', '.join(privileges)} on the table {table}, which"
             " the impressions flush or roll-up needs: they would fail on it, the counts waiting"
             " in Redis.",
@@ -408,11 +409,11 @@ def check_database_privileges(app_configs=None, databases=None, **kwargs):
             " of later migrations, ALTER DEFAULT PRIVILEGES FOR ROLE <the migrations' role>"
             f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {quote(role)};",
             obj="DATABASES",
-            id="impressions.E014",
+            id="impressions.W011",
         )
         for table, privileges in by_table.items()
     ]
-    return errors
+    return warnings
 
 
 @checks.register(checks.Tags.models)

@@ -362,7 +362,7 @@ DATABASE_HINTS = {
         " ON DATABASE … TO …) and SELECT, INSERT, UPDATE, DELETE on the impressions tables"
         " (SELECT, UPDATE on the counted model's), those of later migrations included (ALTER"
         " DEFAULT PRIVILEGES); `manage.py check --database default`, run as that role, names"
-        " each one missing (impressions.E013, impressions.E014)"
+        " each one missing (impressions.W010, impressions.W011)"
     ),
 }
 
