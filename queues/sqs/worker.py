@@ -53,6 +53,16 @@ MISCONFIGURED_CODES = {
     "InvalidSecurity",
 }
 MISCONFIGURED_NAMES = {"NoRegionError", "NoCredentialsError", "PartialCredentialsError"}
+# SQS's refusals on behalf of the KMS key of a queue encrypted with one (SSE-KMS): the caller may
+# not use it, or it is disabled, deleted or pending deletion. KMS.ThrottlingException passes.
+KMS_REFUSALS = {
+    "KMS.AccessDeniedException",
+    "KMS.DisabledException",
+    "KMS.InvalidKeyUsageException",
+    "KMS.InvalidStateException",
+    "KMS.NotFoundException",
+    "KMS.OptInRequired",
+}
 # Seconds between two looks at the stop flag while a long poll is waited for.
 STOP_CHECK = 0.1
 
@@ -100,6 +110,12 @@ class SQSWorker:
             return "create the queue and its dead-letter queue with `manage.py sqs_setup`"
         if code in ("AccessDenied", "AccessDeniedException"):
             return "give the worker's role the worker's IAM policy (docs/operations/aws.md)"
+        if code in KMS_REFUSALS:
+            return (
+                "the queues are encrypted with a KMS key (SSE-KMS): give the worker's role"
+                " kms:Decrypt and kms:GenerateDataKey on it, and check that the key is enabled"
+                " (docs/operations/aws.md)"
+            )
         if code in ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
             return "check the worker's AWS credentials: these keys are not valid"
         if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
@@ -109,8 +125,11 @@ class SQSWorker:
     @staticmethod
     def misconfigured(error):
         """Whether `error` is a refusal that waiting will not cure (see MISCONFIGURED_CODES)."""
+        code = error_code(error)
         return (
-            error_code(error) in MISCONFIGURED_CODES or type(error).__name__ in MISCONFIGURED_NAMES
+            code in MISCONFIGURED_CODES
+            or code in KMS_REFUSALS
+            or type(error).__name__ in MISCONFIGURED_NAMES
         )
 
     def __init__(self, backend, *, queues=None, burst=False, max_jobs=None):

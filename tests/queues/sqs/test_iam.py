@@ -28,6 +28,7 @@ from impressions.tasks import enqueue_flush
 from queues.sqs.checks import redrive_warnings
 from queues.sqs.setup import setup_queues
 from queues.stats import backend_stats
+from tests.processes import run_manage
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import SQS_BACKEND, dlq_messages, run_burst
 
@@ -36,11 +37,30 @@ AWS_DOC = ROOT / "docs" / "operations" / "aws.md"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
 
-def documented_policies():
-    """The JSON policies of aws.md, in order (the web's, the worker's), for queue `casusult`."""
-    return [
-        json.loads(block) for block in re.findall(r"```json\n(.*?)```", AWS_DOC.read_text(), re.S)
-    ]
+# The KMS key of aws.md's example (AWS's own example key id).
+KMS_KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
+# A queue's encryption: SQS's own keys (SSE-SQS), or a KMS key (SSE-KMS).
+ENCRYPTIONS = {
+    "sse-sqs": {"SqsManagedSseEnabled": "true"},
+    "sse-kms": {"KmsMasterKeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{KMS_KEY}"},
+}
+
+
+def documented_blocks():
+    """The JSON blocks of aws.md, in order."""
+    text = AWS_DOC.read_text()
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+
+
+def documented_policy(role, name, encryption):
+    """aws.md's policy of `role` (0: the web's, 1: the worker's) for queue `name`, with the
+    statement it gives for a KMS-encrypted queue's key if `encryption` is SSE-KMS."""
+    policies = [block for block in documented_blocks() if "Statement" in block]
+    policy = for_queue(policies[role], name)
+    if encryption == "sse-kms":
+        kms = [block for block in documented_blocks() if "Effect" in block]
+        policy["Statement"] += [for_queue(statement, name) for statement in kms]
+    return policy
 
 
 def for_queue(policy, name):
@@ -170,11 +190,17 @@ def as_user(iam_moto, monkeypatch, settings):
     def queues(**attributes):
         name = f"iam-{uuid.uuid4().hex[:10]}"
         queue, dlq = setup_queues(admin(), name, max_receive_count=5)
-        if attributes:
-            admin().set_queue_attributes(QueueUrl=queue.url, Attributes=attributes)
+        for url in (queue.url, dlq.url) if attributes else ():
+            admin().set_queue_attributes(QueueUrl=url, Attributes=attributes)
         return SimpleNamespace(name=name, url=queue.url, dlq_url=dlq.url)
 
-    as_user.admin, as_user.become = admin, become
+    def environment(key, queue):
+        """The environment of a `runworker` subprocess calling as user `key` on `queue`."""
+        return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": users[key],
+                "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL_SQS": iam_moto.url,
+                "QUEUE_BACKEND": "sqs", "SQS_QUEUE_URL": queue.url, "SQS_WAIT_TIME_SECONDS": "1"}  # fmt: skip
+
+    as_user.admin, as_user.become, as_user.environment = admin, become, environment
     as_user.decisions, as_user.queues = decisions, queues
     queue_tasks.markers_client().delete(queue_tasks.MARKERS)
     yield as_user
@@ -189,11 +215,12 @@ def used(decisions):
     return {(d["action"], d["resource"]) for d in decisions if d["allowed"]}
 
 
-def test_the_web_policy_allows_what_the_web_calls_and_no_more(as_user):
+@pytest.mark.parametrize("encryption", ENCRYPTIONS)
+def test_the_web_policy_allows_what_the_web_calls_and_no_more(as_user, encryption):
     """Enqueueing (the flush a record schedules, delayed), /readyz, /metrics and the admin's
     queue status, and `check --deploy`, under the web role's documented policy."""
-    queue = as_user.queues()
-    web = for_queue(documented_policies()[0], queue.name)
+    queue = as_user.queues(**ENCRYPTIONS[encryption])
+    web = documented_policy(0, queue.name, encryption)
     key = as_user(web, queue)
     assert enqueue_flush(delay=300) is not None  # the SQS delay path
     found = backend_stats("default")  # /metrics, the admin's Queue status
@@ -206,11 +233,12 @@ def test_the_web_policy_allows_what_the_web_calls_and_no_more(as_user):
 
 
 def test_the_worker_policy_allows_what_the_worker_calls_and_no_more(as_user):
-    """A worker's whole round under its documented policy: a task that succeeds, one retried,
-    one that fails its last attempt (to the DLQ), a malformed message (set aside), a far
-    run_after (re-sent), messages handed back behind a slow task; its /readyz and /metrics."""
-    queue = as_user.queues()
-    worker = for_queue(documented_policies()[1], queue.name)
+    """A worker's whole round under its documented policy, on SSE-KMS queues (the SQS actions
+    are the same on SSE-SQS ones): a task that succeeds, one retried, one that fails its last
+    attempt (to the DLQ), a malformed message (set aside), a far run_after (re-sent), messages
+    handed back behind a slow task; its /readyz and /metrics."""
+    queue = as_user.queues(**ENCRYPTIONS["sse-kms"])
+    worker = documented_policy(1, queue.name, "sse-kms")
     key = as_user(worker, queue, MAX_ATTEMPTS=2, RETRY_DELAY=0, VISIBILITY_TIMEOUT=1)
     admin = as_user.admin()  # the web's part: enqueueing
     queue_tasks.record_marker.enqueue("ok")
@@ -304,3 +332,25 @@ def test_the_operators_commands(as_user, role, said):
         dlq = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue.name}-dlq"
         unused.discard(("sqs:StartMessageMoveTask", dlq))
     assert unused == set()
+
+
+def test_a_worker_refused_the_queues_kms_key_stops_at_start_saying_what_it_needs(as_user):
+    """A message waits on an SSE-KMS queue, and the worker's role has the SQS policy but not the
+    key: runworker exits at once naming kms:Decrypt and what to do, rather than retrying a
+    refusal no wait cures; the message stays in the queue."""
+    queue = as_user.queues(**ENCRYPTIONS["sse-kms"])
+    as_user.admin().send_message(QueueUrl=queue.url, MessageBody="{}")
+    key = as_user(documented_policy(1, queue.name, "sse-sqs"), queue)
+    try:
+        result = run_manage("runworker", env=as_user.environment(key, queue), timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("runworker kept retrying a KMS refusal")
+    assert result.returncode == 1
+    assert "kms:Decrypt" in result.stderr and "KMS key" in result.stderr, result.stderr
+    assert ("kms:Decrypt", ENCRYPTIONS["sse-kms"]["KmsMasterKeyId"]) in refused(
+        as_user.decisions(key)
+    )
+    counts = as_user.admin().get_queue_attributes(
+        QueueUrl=queue.url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert counts["Attributes"]["ApproximateNumberOfMessages"] == "1"
