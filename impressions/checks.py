@@ -528,7 +528,8 @@ def check_buffer_answers(app_configs=None, **kwargs):
                     hint='Set IMPRESSIONS_REDIS_CLUSTER = "false" (a standalone server) or "true"'
                     ' (cluster mode): "auto" asks the server INFO cluster.'
                     if "'info'" in str(error).lower() and conf.REDIS_CLUSTER == "auto"
-                    else "Allow that ACL user the commands docs/operations/aws.md lists.",
+                    else "Give that ACL user the rules docs/operations/aws.md gives the buffer's"
+                    " user (the commands its scripts run included).",
                     obj="IMPRESSIONS_REDIS_URL",
                     id="impressions.E008",
                 )

@@ -1,0 +1,122 @@
+"""The buffer under a Redis ACL user holding exactly what docs/operations/aws.md gives it: every
+path that reaches Redis works (no NOPERM: ACL LOG stays empty), and every command granted is used.
+
+Servers of our own (a redis-server, the session's private cluster): the ACL is set on them, and
+their command statistics, which count the commands scripts run too, are the buffer user's.
+"""
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import redis
+from django.core.management import call_command
+from django.test import Client, override_settings
+
+from casusult.models import Post
+from impressions import flush as flush_module
+from impressions import schedule
+from impressions.api import ping
+from impressions.recorder import buffer_status, pending_counts, record_impressions
+from tests.factories import insert_posts, make_user
+
+from .support import DUMMY_TASKS, reset_loss_counter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+AWS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "operations" / "aws.md"
+PASSWORD = "buffer-Pa55"
+# Granted, and sent only in a moment no test here makes: WAIT to a node that has replicas (the
+# private cluster has none), ASKING while a slot moves to another node.
+SOMETIMES = {"WAIT", "ASKING"}
+# The test's own commands (as administrator), which the command statistics count too.
+OURS = {"ACL|LOG", "ACL|SETUSER", "CONFIG|RESETSTAT", "FLUSHDB"}
+
+
+def documented_rules():
+    """The rules aws.md gives the buffer's ACL user: `ACL SETUSER impressions on >… <rules>`."""
+    found = re.search(r"ACL SETUSER impressions on >\S+ ([^`]+)`", AWS_PAGE.read_text())
+    assert found, "aws.md gives no ACL SETUSER line for the buffer's user"
+    return found.group(1).split()
+
+
+def granted_commands(rules):
+    """The commands (CLUSTER|SLOTS for a subcommand) that `rules` allow one by one."""
+    return {rule[1:].upper() for rule in rules if rule.startswith("+") and "@" not in rule}
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def acl_buffer(request):
+    """The buffer as ACL user `impressions` with aws.md's rules, on each node; yields the nodes'
+    administrator clients."""
+    if request.param == "standalone":
+        url = request.getfixturevalue("private_redis").url
+        ports = [int(url.rsplit(":", 1)[1].split("/")[0])]
+    else:
+        ports = request.getfixturevalue("private_cluster").ports
+    nodes = [redis.Redis(port=port) for port in ports]
+    for node in nodes:
+        node.execute_command("ACL", "SETUSER", "impressions", "reset", "on", f">{PASSWORD}",
+                             *documented_rules())  # fmt: skip
+        node.flushdb()
+        node.config_resetstat()
+        node.execute_command("ACL", "LOG", "RESET")
+    url = f"redis://impressions:{PASSWORD}@127.0.0.1:{ports[0]}/0"
+    try:
+        with override_settings(
+            TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_URL=url, IMPRESSIONS_REDIS_CLUSTER="auto"
+        ):
+            reset_loss_counter()
+            yield nodes
+    finally:
+        for node in nodes:
+            node.execute_command("ACL", "DELUSER", "impressions")
+            node.flushdb()
+
+
+def used_commands(nodes):
+    """Commands run on `nodes` since the fixture's reset (scripts' too), but the test's own."""
+    return {
+        name.removeprefix("cmdstat_").upper()
+        for node in nodes
+        for name in node.info("commandstats")
+    } - OURS
+
+
+def test_every_path_works_under_the_documented_acl(
+    acl_buffer, superuser_client, monkeypatch, caplog
+):
+    """Record (a cookie-less viewer too), read, flush (scheduled, by hand, a full Redis's), the
+    dashboard, /metrics, /readyz, check --deploy, flush_impressions and rollup_impressions."""
+    ids = insert_posts(3, make_user())
+    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+    schedule.backoff.succeeded()
+    flush_module._refused.clear()
+    with caplog.at_level(logging.WARNING):
+        record_impressions("u:1", ids)
+        assert Client(REMOTE_ADDR="192.0.2.7").get("/api/timeline/").status_code == 200
+        buffer_status()
+        ping()
+        pending_counts(ids)
+        flush_module.flush_pending(window="w1")
+        record_impressions("u:2", ids)
+        flush_module.flush_pending(keep_schedule=True)
+        record_impressions("u:3", ids)
+        assert schedule.full_redis.refused()
+        flush_module.flush_pending(part=0, parts=1, keep_schedule=True)
+        record_impressions("u:4", ids)
+        assert superuser_client.get("/admin/impressions/dashboard/").status_code == 200
+        assert "impressions_buffer_up 1.0" in superuser_client.get("/metrics").content.decode()
+        assert superuser_client.get("/readyz").status_code == 200
+        call_command("check", "--deploy")
+        call_command("flush_impressions")
+        call_command("rollup_impressions")
+    refused = [entry for node in acl_buffer for entry in node.execute_command("ACL", "LOG")]
+    assert refused == []
+    assert [r.getMessage() for r in caplog.records if "NOPERM" in r.getMessage()] == []
+    counts = Post.objects.filter(id__in=ids).values_list("impressions", flat=True)
+    assert sorted(counts) == [5] * 3  # four viewers and the timeline's
+    cluster_only = {"CLUSTER|SLOTS", "CLUSTER|NODES", "COMMAND"} if len(acl_buffer) == 1 else set()
+    unused = granted_commands(documented_rules()) - used_commands(acl_buffer)
+    assert unused - SOMETIMES - cluster_only == set()
