@@ -128,10 +128,12 @@ def refusal_remedy(error: BaseException, entry: str) -> str | None:
         # Its workers' command channels too: since Redis 7 a new user has no channel at all
         # (acl-pubsub-default resetchannels), and a worker's subscription was refused.
         channels = keys.removesuffix("*") + "pubsub:*"
+        # Not +@all: it let the user FLUSHALL (every database's keys), grant itself more (ACL
+        # SETUSER), SHUTDOWN the server. Of @dangerous, RQ runs INFO only (the server's version).
         return (
             f"Allow the Redis ACL user of {entry} RQ's commands, keys ({keys}) and channels"
             f" ({channels}) and the cluster probe's keys (queues-probe:*):"
-            f" ACL SETUSER name ~{keys} ~queues-probe:* &{channels} +@all."
+            f" ACL SETUSER name ~{keys} ~queues-probe:* &{channels} +@all -@dangerous +info."
         )
     return None
 

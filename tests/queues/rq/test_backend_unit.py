@@ -241,4 +241,4 @@ def test_the_acl_hint_names_the_keys_rq_writes(monkeypatch, prefix, keys):
         monkeypatch.setattr(rq.defaults, "RQ_KEY_PREFIX", prefix, raising=False)
     hint = refusal_remedy(redis.exceptions.NoPermissionError("NOPERM"), "RQ_QUEUES['default']")
     channels = keys.replace("~", "&").replace(":*", ":pubsub:*")
-    assert f"ACL SETUSER name {keys} ~queues-probe:* {channels} +@all." in hint
+    assert f"ACL SETUSER name {keys} ~queues-probe:* {channels} +@all -@dangerous +info." in hint
