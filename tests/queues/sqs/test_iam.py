@@ -20,11 +20,13 @@ import boto3
 import pytest
 from django.core.management import call_command
 from django.tasks import task_backends
+from django.test import override_settings
 from django.utils import timezone
 
 import devservices
 from devservices.processes import stop_process, wait_until
-from impressions.tasks import enqueue_flush
+from impressions.recorder import record_impressions
+from impressions.redis_client import get_flush_client
 from queues.sqs.checks import redrive_warnings
 from queues.sqs.setup import setup_queues
 from queues.stats import backend_stats
@@ -222,9 +224,16 @@ def test_the_web_policy_allows_what_the_web_calls_and_no_more(as_user, encryptio
     queue = as_user.queues(**ENCRYPTIONS[encryption])
     web = documented_policy(0, queue.name, encryption)
     key = as_user(web, queue)
-    assert enqueue_flush(delay=300) is not None  # the SQS delay path
+    prefix = f"iam-{queue.name}"  # a buffer of its own: its first record schedules a flush
+    try:
+        with override_settings(IMPRESSIONS_KEY_PREFIX=prefix):
+            record_impressions("u:1", [1, 2, 3])  # never raises: the queue says what it sent
+    finally:
+        buffer = get_flush_client()
+        buffer.delete(*buffer.keys(f"{{{prefix}*"))
     found = backend_stats("default")  # /metrics, the admin's Queue status
-    assert found.error is None and found.queues[0].counts["delayed"] >= 1
+    assert found.error is None
+    assert found.queues[0].counts["delayed"] == 1  # the flush, IMPRESSIONS_FLUSH_DELAY away
     task_backends["default"].ping()  # /readyz
     assert redrive_warnings(task_backends["default"]) == []  # check --deploy
     decisions = as_user.decisions(key)
