@@ -37,6 +37,25 @@ def group_of(field):
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
 
+# ElastiCache Serverless (tests/impressions/test_serverless_commands.py): whole commands it
+# refuses (those of any ElastiCache cache, and those of Serverless only).
+REFUSED = (
+    "BGREWRITEAOF", "BGSAVE", "CONFIG", "DEBUG", "MIGRATE", "REPLICAOF", "SAVE", "SLAVEOF",
+    "FCALL", "FCALL_RO", "FUNCTION", "KEYS", "LASTSAVE", "LATENCY", "MEMORY", "MONITOR", "MOVE",
+    "OBJECT", "PFDEBUG", "PFSELFTEST", "PSUBSCRIBE", "PUNSUBSCRIBE", "SLOWLOG", "SWAPDB", "WAIT",
+)  # fmt: skip
+# Subcommands Serverless refuses, as ACL rules of the default user (set once the cluster is made:
+# making it takes CLUSTER MEET, ADDSLOTS…). ACL SETUSER last: the rules are set in one call.
+REFUSED_SUBCOMMANDS = (
+    "client|caching", "client|getredir", "client|id", "client|info", "client|kill",
+    "client|list", "client|no-evict", "client|pause", "client|tracking", "client|trackinginfo",
+    "client|unblock", "client|unpause", "cluster|addslots", "cluster|addslotsrange",
+    "cluster|bumpepoch", "cluster|count-failure-reports", "cluster|delslots",
+    "cluster|delslotsrange", "cluster|failover", "cluster|flushslots", "cluster|forget",
+    "cluster|links", "cluster|meet", "cluster|setslot", "pubsub|numpat", "script|kill",
+    "acl|deluser", "acl|load", "acl|log", "acl|save", "acl|setuser",
+)  # fmt: skip
+
 # The start of a script run on a fresh SQLite file (the on_sqlite fixture): the tables migrated,
 # five posts, their ids in `ids`.
 SQLITE_FIVE_POSTS = """

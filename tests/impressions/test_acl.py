@@ -21,7 +21,7 @@ from impressions.api import ping
 from impressions.recorder import buffer_status, pending_counts, record_impressions
 from tests.factories import insert_posts, make_user
 
-from .support import DUMMY_TASKS, reset_loss_counter
+from .support import DUMMY_TASKS, REFUSED, REFUSED_SUBCOMMANDS, reset_loss_counter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,3 +120,12 @@ def test_every_path_works_under_the_documented_acl(
     cluster_only = {"CLUSTER|SLOTS", "CLUSTER|NODES", "COMMAND"} if len(acl_buffer) == 1 else set()
     unused = granted_commands(documented_rules()) - used_commands(acl_buffer)
     assert unused - SOMETIMES - cluster_only == set()
+
+
+def test_the_documented_rules_name_one_command_serverless_forbids_and_the_page_says_so():
+    """ElastiCache refuses an access string that names a command it forbids: of the buffer's
+    rules, Serverless forbids WAIT only (the flush does without it there), and the page says
+    to leave it out."""
+    forbidden = {*REFUSED, *(name.upper() for name in REFUSED_SUBCOMMANDS)}
+    assert granted_commands(documented_rules()) & forbidden == {"WAIT"}
+    assert "less `+wait` on Serverless" in AWS_PAGE.read_text()
