@@ -11,9 +11,12 @@ import redis
 from django.conf import settings
 from django.db import connections
 from django.tasks import default_task_backend
+from django.test import Client
 from redis.cluster import RedisCluster
 
-from impressions import keys, recorder
+from impressions import flush as flush_module
+from impressions import keys, recorder, schedule
+from impressions.api import ping
 from impressions.conf import SETTINGS, conf
 from impressions.recorder import BufferStatus
 from impressions.reloads import reloads
@@ -288,3 +291,22 @@ def fail_a_flush_after_its_snapshot(monkeypatch):
     with pytest.raises(RuntimeError):
         flush_module.flush_pending()
     monkeypatch.undo()
+
+
+def every_buffer_path(ids, monkeypatch):
+    """Record `ids` (a cookie-less viewer too, by the timeline), the status reads, a scheduled
+    flush, one by hand and a full Redis's: every way the app reaches the buffer, three viewers'
+    and the timeline's impressions applied."""
+    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
+    schedule.backoff.succeeded()
+    recorder.record_impressions("u:1", ids)
+    assert Client(REMOTE_ADDR="192.0.2.7").get("/api/timeline/").status_code == 200
+    recorder.buffer_status()
+    ping()
+    recorder.pending_counts(ids)
+    flush_module.flush_pending(window="w1")
+    recorder.record_impressions("u:2", ids)
+    flush_module.flush_pending(keep_schedule=True)
+    recorder.record_impressions("u:3", ids)
+    assert schedule.full_redis.refused()  # as after a refused record call
+    flush_module.flush_pending(part=0, parts=1, keep_schedule=True)

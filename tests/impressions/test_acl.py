@@ -12,16 +12,20 @@ from pathlib import Path
 import pytest
 import redis
 from django.core.management import call_command
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from casusult.models import Post
 from impressions import flush as flush_module
-from impressions import schedule
-from impressions.api import ping
-from impressions.recorder import buffer_status, pending_counts, record_impressions
+from impressions.recorder import record_impressions
 from tests.factories import insert_posts, make_user
 
-from .support import DUMMY_TASKS, REFUSED, REFUSED_SUBCOMMANDS, reset_loss_counter
+from .support import (
+    DUMMY_TASKS,
+    REFUSED,
+    REFUSED_SUBCOMMANDS,
+    every_buffer_path,
+    reset_loss_counter,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,21 +94,9 @@ def test_every_path_works_under_the_documented_acl(
     """Record (a cookie-less viewer too), read, flush (scheduled, by hand, a full Redis's), the
     dashboard, /metrics, /readyz, check --deploy, flush_impressions and rollup_impressions."""
     ids = insert_posts(3, make_user())
-    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
-    schedule.backoff.succeeded()
     flush_module._refused.clear()
     with caplog.at_level(logging.WARNING):
-        record_impressions("u:1", ids)
-        assert Client(REMOTE_ADDR="192.0.2.7").get("/api/timeline/").status_code == 200
-        buffer_status()
-        ping()
-        pending_counts(ids)
-        flush_module.flush_pending(window="w1")
-        record_impressions("u:2", ids)
-        flush_module.flush_pending(keep_schedule=True)
-        record_impressions("u:3", ids)
-        assert schedule.full_redis.refused()
-        flush_module.flush_pending(part=0, parts=1, keep_schedule=True)
+        every_buffer_path(ids, monkeypatch)
         record_impressions("u:4", ids)
         assert superuser_client.get("/admin/impressions/dashboard/").status_code == 200
         assert "impressions_buffer_up 1.0" in superuser_client.get("/metrics").content.decode()

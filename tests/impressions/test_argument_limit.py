@@ -12,20 +12,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.utils import timezone
 
 from casusult.models import Post
 from impressions import flush as flush_module
-from impressions import keys, recorder, schedule
-from impressions.api import ping
+from impressions import keys, recorder
 from impressions.conf import conf
-from impressions.recorder import buffer_status, pending_counts, pending_status, record_impressions
+from impressions.recorder import pending_counts, pending_status, record_impressions
 from impressions.redis_client import MAX_ARGS
 from tests.factories import insert_posts, make_user
 
 from .conftest import buffer_at
-from .support import DUMMY_TASKS
+from .support import DUMMY_TASKS, every_buffer_path
 
 OBJECTS = 10_000
 # MONITOR's line: `<time> [<db> <client address>] "arg" "arg" …`; `[<db> lua]` for the commands a
@@ -179,20 +178,8 @@ def test_every_command_the_buffer_sends_is_one_the_aws_page_names(private_buffer
     asked (a command missing there is one nobody checked Serverless takes)."""
     ports, _ = private_buffer
     ids = insert_posts(3, make_user())
-    monkeypatch.setattr(schedule.full_redis, "next_check", 0.0)
-    schedule.backoff.succeeded()
     with override_settings(TASKS=DUMMY_TASKS), Monitor(ports) as monitor:
-        record_impressions("u:1", ids)
-        assert Client(REMOTE_ADDR="192.0.2.7").get("/api/timeline/").status_code == 200
-        buffer_status()
-        ping()
-        pending_counts(ids)
-        flush_module.flush_pending(window="w1")
-        record_impressions("u:2", ids)
-        flush_module.flush_pending(keep_schedule=True)
-        record_impressions("u:3", ids)
-        assert schedule.full_redis.refused()  # as after a refused record call
-        flush_module.flush_pending(part=0, parts=1, keep_schedule=True)
+        every_buffer_path(ids, monkeypatch)
     sent = {command[0].strip('"').upper() for command in monitor.commands}
     assert "EVALSHA" in sent
     assert sent - documented_commands() == set()
