@@ -20,9 +20,13 @@ class MotoServerProcess:
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self):
+        """The server's command line (a subclass may run moto its own way)."""
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
     def start(self):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            self.command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -24,7 +24,6 @@ from django.test import override_settings
 from django.utils import timezone
 
 import devservices
-from devservices.processes import stop_process, wait_until
 from impressions.recorder import record_impressions
 from impressions.redis_client import get_flush_client
 from queues.sqs.checks import redrive_warnings
@@ -92,25 +91,9 @@ class IamMotoProcess(devservices.MotoServerProcess):
         super().__init__()
         self.decisions = decisions
 
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.queues.sqs.iam_moto",
-                str(self.port),
-                str(self.decisions),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_until(self._answers, 30, "moto server")
-        return self
-
-    def stop(self):
-        stop_process(self.process)
+    def command(self):
+        module = "tests.queues.sqs.iam_moto"  # run from the project's root, as pytest is
+        return [sys.executable, "-m", module, str(self.port), str(self.decisions)]
 
 
 @pytest.fixture(scope="module")
