@@ -8,6 +8,7 @@ their command statistics, which count the commands scripts run too, are the buff
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -50,29 +51,30 @@ def granted_commands(rules):
     return {rule[1:].upper() for rule in rules if rule.startswith("+") and "@" not in rule}
 
 
-@pytest.fixture(params=["standalone", "cluster"])
+@pytest.fixture(params=["standalone", "standalone-db3", "cluster"])
 def acl_buffer(request):
-    """The buffer as ACL user `impressions` with aws.md's rules, on each node; yields the nodes'
-    administrator clients."""
-    if request.param == "standalone":
+    """The buffer as ACL user `impressions` with aws.md's rules (and +select for a database
+    other than 0, as the page says), on each node; yields the nodes' administrator clients."""
+    database = 3 if request.param == "standalone-db3" else 0
+    rules = [*documented_rules(), *(["+select"] if database else [])]  # without: NOPERM
+    if request.param == "cluster":
+        ports = request.getfixturevalue("private_cluster").ports
+    else:
         url = request.getfixturevalue("private_redis").url
         ports = [int(url.rsplit(":", 1)[1].split("/")[0])]
-    else:
-        ports = request.getfixturevalue("private_cluster").ports
-    nodes = [redis.Redis(port=port) for port in ports]
+    nodes = [redis.Redis(port=port, db=database) for port in ports]
     for node in nodes:
-        node.execute_command("ACL", "SETUSER", "impressions", "reset", "on", f">{PASSWORD}",
-                             *documented_rules())  # fmt: skip
+        node.execute_command("ACL", "SETUSER", "impressions", "reset", "on", f">{PASSWORD}", *rules)
         node.flushdb()
         node.config_resetstat()
         node.execute_command("ACL", "LOG", "RESET")
-    url = f"redis://impressions:{PASSWORD}@127.0.0.1:{ports[0]}/0"
+    url = f"redis://impressions:{PASSWORD}@127.0.0.1:{ports[0]}/{database}"
     try:
         with override_settings(
             TASKS=DUMMY_TASKS, IMPRESSIONS_REDIS_URL=url, IMPRESSIONS_REDIS_CLUSTER="auto"
         ):
             reset_loss_counter()
-            yield nodes
+            yield SimpleNamespace(nodes=nodes, rules=rules)
     finally:
         for node in nodes:
             node.execute_command("ACL", "DELUSER", "impressions")
@@ -104,13 +106,15 @@ def test_every_path_works_under_the_documented_acl(
         call_command("check", "--deploy")
         call_command("flush_impressions")
         call_command("rollup_impressions")
-    refused = [entry for node in acl_buffer for entry in node.execute_command("ACL", "LOG")]
+    refused = [entry for node in acl_buffer.nodes for entry in node.execute_command("ACL", "LOG")]
     assert refused == []
     assert [r.getMessage() for r in caplog.records if "NOPERM" in r.getMessage()] == []
     counts = Post.objects.filter(id__in=ids).values_list("impressions", flat=True)
     assert sorted(counts) == [5] * 3  # four viewers and the timeline's
-    cluster_only = {"CLUSTER|SLOTS", "CLUSTER|NODES", "COMMAND"} if len(acl_buffer) == 1 else set()
-    unused = granted_commands(documented_rules()) - used_commands(acl_buffer)
+    cluster_only = (
+        {"CLUSTER|SLOTS", "CLUSTER|NODES", "COMMAND"} if len(acl_buffer.nodes) == 1 else set()
+    )
+    unused = granted_commands(acl_buffer.rules) - used_commands(acl_buffer.nodes)
     assert unused - SOMETIMES - cluster_only == set()
 
 
