@@ -166,7 +166,15 @@ def as_user(iam_moto, monkeypatch, settings):
     def admin():
         users[iam_moto.admin[0]] = iam_moto.admin[1]
         become(iam_moto.admin[0])
-        return boto3.client("sqs")
+        # Its own keys: boto3's default session keeps the credentials it found first.
+        key, secret = iam_moto.admin
+        return boto3.client(
+            "sqs",
+            endpoint_url=iam_moto.url,
+            region_name=REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
 
     def decisions(key):
         lines = iam_moto.decisions.read_text().splitlines()
