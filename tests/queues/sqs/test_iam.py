@@ -101,17 +101,19 @@ def iam_moto(tmp_path_factory):
     """The server, an administrator's keys made before it checks any (then it checks all)."""
     decisions = tmp_path_factory.mktemp("iam") / "decisions.jsonl"
     server = IamMotoProcess(decisions).start()
-    everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
-    admin = make_user(server.url, "admin", {"Version": "2012-10-17", "Statement": [everything]})
-    request = urllib.request.Request(
-        f"{server.url}/moto-api/reset-auth",
-        data=b"0",
-        method="POST",
-        headers={"Content-Type": "text/plain"},
-    )
-    urllib.request.urlopen(request, timeout=5).close()
-    yield SimpleNamespace(url=server.url, decisions=decisions, admin=admin)
-    server.stop()
+    try:
+        everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+        admin = make_user(server.url, "admin", {"Version": "2012-10-17", "Statement": [everything]})
+        request = urllib.request.Request(
+            f"{server.url}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+        yield SimpleNamespace(url=server.url, decisions=decisions, admin=admin)
+    finally:  # also when the set-up fails: no server left behind
+        server.stop()
 
 
 def make_user(url, name, policy, by=("setup", "setup")):
