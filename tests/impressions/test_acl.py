@@ -66,6 +66,8 @@ def acl_buffer(request):
     for node in nodes:
         node.execute_command("ACL", "SETUSER", "impressions", "reset", "on", f">{PASSWORD}", *rules)
         node.flushdb()
+        # The scripts as on a new node: an earlier test's SCRIPT LOAD would spare this one its own.
+        node.script_flush()
         node.config_resetstat()
         node.execute_command("ACL", "LOG", "RESET")
     url = f"redis://impressions:{PASSWORD}@127.0.0.1:{ports[0]}/{database}"
