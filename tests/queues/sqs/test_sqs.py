@@ -1,5 +1,6 @@
 """The SQS backend and worker in this process against moto over HTTP, with a dead-letter queue."""
 
+import ctypes
 import datetime
 import json
 import logging
@@ -456,18 +457,27 @@ def test_a_message_longer_than_the_queue_takes_is_refused_naming_the_limit(sqs, 
     assert message_count(sqs.client, sqs.url) == 0
 
 
+def fork_without_hooks():
+    """fork() as uWSGI's master forks its workers by default: from C, running none of the
+    os.register_at_fork() hooks (uWSGI runs them only with --py-call-uwsgi-fork-hooks). PyDLL
+    keeps the GIL through the call, as the forking thread must hold it."""
+    return ctypes.PyDLL(None).fork()
+
+
 # pytest's process has threads of earlier tests; the child only looks at its client and exits.
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_forked_process_builds_its_own_client_not_the_parent_s(sqs):
-    # gunicorn --preload loads wsgi.py (prepare_probes: the client is built) in its master, then
-    # forks the workers: a backend built before the fork handed each child the parent's client,
-    # its pooled connections included (here the ping's), although the shared clients are keyed by
-    # the process. boto3's clients are not to be shared across a fork.
+@pytest.mark.parametrize("fork", [os.fork, fork_without_hooks], ids=["os.fork", "uwsgi-fork"])
+def test_a_forked_process_builds_its_own_client_not_the_parent_s(sqs, fork):
+    # gunicorn --preload and uWSGI (by default) load wsgi.py (prepare_probes: the client is built)
+    # in their master, then fork the workers: a backend built before the fork handed each child
+    # the parent's client, its pooled connections included (here the ping's), although the shared
+    # clients are keyed by the process. boto3's clients are not to be shared across a fork. Under
+    # uWSGI the at-fork hook that forgot them never ran: each worker took the master's.
     backend = task_backends["default"]
     backend.warm_up()
     backend.ping()  # the parent's client now holds an open connection to SQS
     parent_clients = (backend.client, backend.poll_client)
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # the child: exit 0 only if it built clients of its own
         code = 1
         try:
