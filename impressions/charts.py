@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
+from django.utils.formats import number_format
+
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
@@ -67,11 +69,11 @@ class Bar:
     def title(self):
         """The bar's value, on hover and for screen readers."""
         point = self.point
-        text = f"{self.label}: {point.total:,} impression{'' if point.total == 1 else 's'}"
+        text = f"{self.label}: {number_format(point.total)} impression{'' if point.total == 1 else 's'}"
         if self.today:
             text += " so far today"
         if point.pending:
-            text += f", {point.pending:,} of them not yet flushed"
+            text += f", {number_format(point.pending)} of them not yet flushed"
         return text
 
 
@@ -128,14 +130,16 @@ def nice_step(rough):
 
 
 def compact(value):
-    """1,234 / 12k / 1.2M: an axis label that fits its column."""
+    """1,234 / 12k / 1.2M (as the locale writes them): an axis label that fits its column."""
     if value < 10_000:
-        return f"{value:,}"
+        return number_format(value)
     for limit, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
         if value >= limit:
             number = value / limit
-            text = f"{number:.1f}" if number < 10 else f"{number:.0f}"
-            return text.removesuffix(".0") + suffix
+            rounded = round(number, 1) if number < 10 else round(number)
+            if rounded == int(rounded):
+                return number_format(int(rounded)) + suffix
+            return number_format(rounded, 1) + suffix
     return str(value)  # pragma: no cover (>= 10,000 always has a suffix)
 
 
@@ -162,12 +166,12 @@ def summary_of(points, noun):
     active = sum(1 for point in points if point.total)
     unit = "days" if points[0].start == points[0].end else "months"
     text = (
-        f"{total:,} {noun} {span}; the busiest {unit[:-1]} was {period_label(busiest)}"
-        f" with {busiest.total:,}; {active} of {len(points)} {unit} had {noun}"
+        f"{number_format(total)} {noun} {span}; the busiest {unit[:-1]} was {period_label(busiest)}"
+        f" with {number_format(busiest.total)}; {active} of {len(points)} {unit} had {noun}"
     )
     pending = sum(point.pending for point in points)
     if pending:
-        text += f"; {pending:,} of them not yet flushed"
+        text += f"; {number_format(pending)} of them not yet flushed"
     return text + "."
 
 

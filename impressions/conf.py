@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.db.models import QuerySet
 from django.dispatch import receiver
+from django.utils.formats import number_format
 from django.utils.module_loading import import_string
 
 # Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
@@ -421,4 +422,4 @@ def counted_plural():
 def counted_objects(number):
     """1 post, 1,234 posts: a number of the counted model's objects."""
     singular, plural = counted_names()
-    return f"{number:,} {singular if number == 1 else plural}"
+    return f"{number_format(number)} {singular if number == 1 else plural}"

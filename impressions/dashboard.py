@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.contrib.admin.templatetags.admin_urls import admin_urlname
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.module_loading import import_string
 
 from redis_endpoints import redact_text, redacting_logger
@@ -131,9 +132,7 @@ def empty_top_text(holds_today, pending):
     if not pending:
         return "No impressions yet."
     ones = "impression reaches" if pending == 1 else "ones reach"
-    return (
-        f"No flushed impressions yet: the {pending:,} pending {ones} this list with the next flush."
-    )
+    return f"No flushed impressions yet: the {number_format(pending)} pending {ones} this list with the next flush."
 
 
 def top_list_rows(today, date_range):
@@ -452,7 +451,7 @@ def _flush_facts(flush, now, current_app, links):
 
 def counted(number, noun):
     """1 impression, 1,234 impressions."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+    return f"{number_format(number)} {noun}{'' if number == 1 else 's'}"
 
 
 def run_time_text(delta):
@@ -461,7 +460,7 @@ def run_time_text(delta):
     if ms < 1000:
         return f"{ms:.0f} ms"
     if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
+        return f"{number_format(ms / 1000, 1)} s"
     seconds = round(ms / 1000)
     return f"{seconds // 60} min {seconds % 60} s"
 

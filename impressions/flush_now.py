@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.tasks import TaskResultStatus
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.urls import reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html
 
 from .conf import counted_objects, counted_plural
@@ -115,7 +116,7 @@ def outcome_of_ledger(flush, current_app=None):
     dropped = ""
     if flush.impressions_dropped:
         dropped = (
-            f" {flush.impressions_dropped:,} dropped for {flush.posts_dropped:,} deleted"
+            f" {number_format(flush.impressions_dropped)} dropped for {number_format(flush.posts_dropped)} deleted"
             f" {counted_plural()}."
         )
     text = format_html(

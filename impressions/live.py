@@ -8,6 +8,8 @@ today: a flush runs minutes after them, so nearly all are today's.
 
 from dataclasses import dataclass
 
+from django.utils.formats import number_format
+
 from redis_endpoints import redacting_logger
 
 from .recorder import buffer_status, pending_counts
@@ -57,9 +59,9 @@ class RangeTotal:
             return None
         return round((self.total - self.previous) * 100 / self.previous)
 
-    total_text = property(lambda self: f"{self.total:,}")
-    pending_text = property(lambda self: f"{self.pending:,}")
-    previous_text = property(lambda self: f"{self.previous:,}")
+    total_text = property(lambda self: number_format(self.total))
+    pending_text = property(lambda self: number_format(self.pending))
+    previous_text = property(lambda self: number_format(self.previous))
 
     @property
     def change_text(self):

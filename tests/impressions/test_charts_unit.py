@@ -3,6 +3,7 @@
 from datetime import date, timedelta
 
 import pytest
+from django.utils import translation
 
 from impressions import charts
 from impressions.charts import Point
@@ -37,8 +38,21 @@ def test_nice_step(rough, step):
         (3_000_000, "3M"),
     ],
 )
-def test_axis_labels_are_compact(value, text):
+def test_axis_labels_are_compact(value, text, settings):
+    settings.USE_THOUSAND_SEPARATOR = True
     assert charts.compact(value) == text
+
+
+def test_axis_labels_follow_the_locale(settings):
+    settings.USE_THOUSAND_SEPARATOR = True
+    with translation.override("de"):
+        assert [charts.compact(value) for value in (9999, 1_200_000, 3_000_000)] == [
+            "9.999",
+            "1,2M",
+            "3M",
+        ]
+    settings.USE_THOUSAND_SEPARATOR = False
+    assert charts.compact(9999) == "9999"  # as Django writes numbers in templates
 
 
 def test_bars_are_proportional_stand_on_the_baseline_and_fill_the_width():
@@ -89,7 +103,8 @@ def test_all_zero_and_empty_series_draw_without_dividing_by_zero():
     assert empty.summary == "No days to show, so no impressions."
 
 
-def test_summary_names_total_peak_and_active_days():
+def test_summary_names_total_peak_and_active_days(settings):
+    settings.USE_THOUSAND_SEPARATOR = True
     chart = charts.bar_chart(points_of([5, 0, 1200, 1200]), title="t")
     # the first of two equal peaks is named
     assert chart.summary == (

@@ -150,7 +150,8 @@ def test_pending_counts_only_for_a_range_that_holds_today():
     )
 
 
-def test_live_rows_are_ranked_by_the_live_count():
+def test_live_rows_are_ranked_by_the_live_count(settings):
+    settings.USE_THOUSAND_SEPARATOR = True
     assert with_pending([(1, 10), (2, 9), (3, 9)], {3: 2, 9: 5}) == [
         (3, 11, 2),
         (1, 10, 0),
@@ -159,7 +160,8 @@ def test_live_rows_are_ranked_by_the_live_count():
     assert RangeTotal(1234, 5, 0, "x").total_text == "1,234"
 
 
-def test_no_flush_scheduled_is_a_warning_only_while_impressions_are_pending():
+def test_no_flush_scheduled_is_a_warning_only_while_impressions_are_pending(settings):
+    settings.USE_THOUSAND_SEPARATOR = True
     assert next_flush(False, 0) is None
     assert next_flush(False, 1) == {
         "at": None,
