@@ -30,6 +30,7 @@ from django.utils.functional import lazy
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import capfirst
+from django.utils.translation import gettext, gettext_lazy, ngettext, pgettext_lazy
 
 from redis_endpoints import redact_text
 
@@ -65,8 +66,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 def counted_label(text):
-    """`text` with {objects} the counted model's verbose_name_plural, read when shown."""
-    return lazy(lambda: text.format(objects=counted_plural()), str)()
+    """`text` (lazy, translated when shown) with %(objects)s the counted model's
+    verbose_name_plural, read when shown."""
+    return lazy(lambda: str(text) % {"objects": counted_plural()}, str)()
 
 
 @admin.register(Flush)
@@ -94,26 +96,32 @@ class FlushAdmin(ReadOnlyAdmin):
             return None
         return super().get_object(request, object_id, from_field)
 
-    @admin.display(description="started", ordering="started_at")
+    @admin.display(description=pgettext_lazy("flush", "started"), ordering="started_at")
     def started(self, flush):
         return exact_time(flush.started_at)
 
-    @admin.display(description="duration")
+    @admin.display(description=gettext_lazy("duration"))
     def duration(self, flush):
         if flush.finished_at is None:
-            return "not finished"
+            return gettext("not finished")
         return dashboard.run_time_text(ledger.run_time(flush))
 
-    @admin.display(description=counted_label("{objects} updated"), ordering="posts_updated")
+    @admin.display(
+        description=counted_label(gettext_lazy("%(objects)s updated")), ordering="posts_updated"
+    )
     def updated(self, flush):
         # Not named posts_updated: a model field's verbose_name would win over the description.
         return flush.posts_updated
 
-    @admin.display(description=counted_label("dropped (deleted {objects})"))
+    @admin.display(description=counted_label(gettext_lazy("dropped (deleted %(objects)s)")))
     def dropped(self, flush):
         if not flush.impressions_dropped:
             return "-"
-        return f"{flush.impressions_dropped} of {flush.posts_dropped} {counted_plural()}"
+        return gettext("%(impressions)s of %(count)s %(objects)s") % {
+            "impressions": formats.number_format(flush.impressions_dropped),
+            "count": formats.number_format(flush.posts_dropped),
+            "objects": counted_plural(),
+        }
 
     def get_urls(self):
         # Not in ATOMIC_REQUESTS' transaction: a backend that runs the flush here (Immediate)
@@ -148,7 +156,11 @@ class FlushAdmin(ReadOnlyAdmin):
         try:
             result = flush_now.start()
         except Exception as error:  # its text may name the queue's URL: never its credentials
-            messages.error(request, f"Could not enqueue the flush: {redact_text(str(error))}")
+            messages.error(
+                request,
+                gettext("Could not enqueue the flush: %(error)s")
+                % {"error": redact_text(str(error))},
+            )
             return HttpResponseRedirect(target)
         outcome = flush_now.wait(result, since, current_app=site)
         if outcome.done:
@@ -168,14 +180,16 @@ class FlushAdmin(ReadOnlyAdmin):
             # In UTC; a naive one (a link of an earlier version) as TIME_ZONE's wall clock.
             since = periods.utc(datetime.fromisoformat(request.GET.get("since", "")))
         except (ValueError, OverflowError):  # OverflowError: in UTC, before year 1 or after 9999
-            return HttpResponseBadRequest("since must be the ISO time the flush was asked for.")
+            return HttpResponseBadRequest(
+                gettext("since must be the ISO time the flush was asked for.")
+            )
         outcome = flush_now.outcome_of(result_id, since, current_app=site)
         if outcome.done:
             return finish_flush_now(request, outcome, target)
         waited = periods.utc(timezone.now()) - since
         context = {
             **self.admin_site.each_context(request),
-            "title": "Flushing impressions",
+            "title": gettext("Flushing impressions"),
             "opts": self.opts,
             "waited": dashboard.duration_text(waited),
             "no_worker": waited.total_seconds() > flush_now.NO_WORKER_AFTER,
@@ -281,10 +295,10 @@ class PendingImpressionsAdminMixin:
         counted = counted_model()
         return [counted_id(post, counted) for post in posts]
 
-    @admin.display(description="pending (Redis)")
+    @admin.display(description=gettext_lazy("pending (Redis)"))
     def pending_impressions(self, post):
         pending = getattr(post, "pending_impressions_value", None)
-        return "unavailable" if pending is None else pending
+        return gettext("unavailable") if pending is None else pending
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
@@ -322,7 +336,7 @@ class PendingImpressionsAdminMixin:
             "impressions_pending_label": capfirst(pending),
             "impressions_count_label": capfirst(label_for_field(count, self.model))
             if count
-            else "impressions",
+            else gettext("impressions"),
         }
 
 
@@ -399,7 +413,9 @@ class DashboardAdmin(ReadOnlyAdmin):
         names = self.may_view_objects(request)
         top_lists = dashboard.top_lists(today, date_range, names, buffer, site)
         context = {
-            **self.page_context(request, "Impressions dashboard", today, date_range, error),
+            **self.page_context(
+                request, gettext("Impressions dashboard"), today, date_range, error
+            ),
             "chart": chart,
             "chart_id": "site",
             "totals": dashboard.site_total(chart, date_range, today, buffer),
@@ -424,20 +440,25 @@ class DashboardAdmin(ReadOnlyAdmin):
         page = dashboard.page_number(page_text)
         page_error = None
         if page is None:
-            page_error = f"page must be a whole number from 1, not {page_text[:20]!r}."
+            page_error = gettext("page must be a whole number from 1, not %(given)r.") % {
+                "given": page_text[:20]
+            }
         listing = dashboard.ranked_objects(
             date_range, today, page or 1, self.may_view_objects(request), self.admin_site.name
         )
         if listing["past_end"]:
-            page_error = (
-                f"Page {page_text.strip()[:20]} is past the end:"
-                f" {counted_objects(listing['object_count'])} had impressions"
-                f" {date_range.during}, {listing['page_size']} a page."
-            )
+            page_error = gettext(
+                "Page %(page)s is past the end: %(objects)s had impressions %(during)s,"
+                " %(size)s a page."
+            ) % {
+                "page": page_text.strip()[:20],
+                "objects": counted_objects(listing["object_count"]),
+                "during": date_range.during,
+                "size": formats.number_format(listing["page_size"]),
+            }
+        title = gettext("%(objects)s by impressions") % {"objects": capfirst(counted_plural())}
         context = {
-            **self.page_context(
-                request, f"{counted_plural().capitalize()} by impressions", today, date_range, error
-            ),
+            **self.page_context(request, title, today, date_range, error),
             **listing,
             "page_error": page_error,
         }
@@ -472,9 +493,15 @@ class DashboardAdmin(ReadOnlyAdmin):
             post_id = dashboard.object_id(post_text) if post_text else None
             if post_text and post_id is None:
                 raise dashboard.BadRange(
-                    "post must be an object id, a whole number from"
-                    f" {dashboard.MIN_OBJECT_ID} to {dashboard.MAX_OBJECT_ID},"
-                    f" not {post_text[:20]!r}."
+                    gettext(
+                        "post must be an object id, a whole number from %(min)s to %(max)s,"
+                        " not %(given)r."
+                    )
+                    % {
+                        "min": dashboard.MIN_OBJECT_ID,
+                        "max": dashboard.MAX_OBJECT_ID,
+                        "given": post_text[:20],
+                    }
                 )
         except dashboard.BadRange as bad:
             return HttpResponseBadRequest(str(bad), content_type="text/plain; charset=utf-8")
@@ -482,8 +509,11 @@ class DashboardAdmin(ReadOnlyAdmin):
         if post_id is not None:
             if not dashboard.known_object(post_id, start, end):
                 return HttpResponseNotFound(
-                    f"No {counted_names()[0]} has the id {post_id}, and the history has no"
-                    f" impressions of that id {date_range.during}.",
+                    gettext(
+                        "No %(object)s has the id %(id)s, and the history has no impressions"
+                        " of that id %(during)s."
+                    )
+                    % {"object": counted_names()[0], "id": post_id, "during": date_range.during},
                     content_type="text/plain; charset=utf-8",
                 )
             post_ids, name = [post_id], f"impressions-{post_id}"
@@ -504,12 +534,15 @@ class HistoryChartAdminMixin:
 
     change_form_template = "admin/impressions/object_change_form.html"
 
-    @admin.display(description="chart")
+    @admin.display(description=gettext_lazy("chart"))
     def impressions_chart_link(self, obj):
         url = reverse(
             admin_urlname(obj._meta, "change"), args=[obj.pk], current_app=self.admin_site.name
         )
-        return format_html('<a href="{}#impressions">{} days</a>', url, dashboard.DEFAULT_DAYS)
+        days = ngettext("%(days)s day", "%(days)s days", dashboard.DEFAULT_DAYS) % {
+            "days": dashboard.DEFAULT_DAYS
+        }
+        return format_html('<a href="{}#impressions">{}</a>', url, days)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and not add:

@@ -3,11 +3,12 @@ and the guard of `migrate impressions zero`."""
 
 from django.apps import AppConfig
 from django.db.models.signals import pre_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class ImpressionsConfig(AppConfig):
     name = "impressions"
-    verbose_name = "Impressions"
+    verbose_name = _("Impressions")
 
     def ready(self):
         # Here, not at the top: checks.py reaches the flush task and so the models, which are not

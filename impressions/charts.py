@@ -9,10 +9,9 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
+from django.utils.dates import MONTHS_3, WEEKDAYS_ABBR
 from django.utils.formats import number_format
-
-WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+from django.utils.translation import gettext, ngettext
 
 HEIGHT = 220  # px
 TOP, BOTTOM = 10, 26  # px above the tallest bar, and below the baseline for the day labels
@@ -69,12 +68,34 @@ class Bar:
     def title(self):
         """The bar's value, on hover and for screen readers."""
         point = self.point
-        text = f"{self.label}: {number_format(point.total)} impression{'' if point.total == 1 else 's'}"
-        if self.today:
-            text += " so far today"
-        if point.pending:
-            text += f", {number_format(point.pending)} of them not yet flushed"
-        return text
+        values = {
+            "label": self.label,
+            "count": number_format(point.total),
+            "pending": number_format(point.pending),
+        }
+        if self.today and point.pending:
+            text = ngettext(
+                "%(label)s: %(count)s impression so far today, %(pending)s of them not yet flushed",
+                "%(label)s: %(count)s impressions so far today, %(pending)s of them not yet flushed",
+                point.total,
+            )
+        elif self.today:
+            text = ngettext(
+                "%(label)s: %(count)s impression so far today",
+                "%(label)s: %(count)s impressions so far today",
+                point.total,
+            )
+        elif point.pending:
+            text = ngettext(
+                "%(label)s: %(count)s impression, %(pending)s of them not yet flushed",
+                "%(label)s: %(count)s impressions, %(pending)s of them not yet flushed",
+                point.total,
+            )
+        else:
+            text = ngettext(
+                "%(label)s: %(count)s impression", "%(label)s: %(count)s impressions", point.total
+            )
+        return text % values
 
 
 @dataclass(frozen=True)
@@ -143,39 +164,64 @@ def compact(value):
     return str(value)  # pragma: no cover (>= 10,000 always has a suffix)
 
 
+# The names Django's date filter uses ("D", "M"), in the active language: a bar's date through the
+# filter itself would cost more than the whole geometry.
+def month_name(month):
+    return str(MONTHS_3[month]).title()
+
+
 def day_label(day):
-    return f"{MONTHS[day.month - 1]} {day.day}"
+    return f"{month_name(day.month)} {day.day}"
 
 
 def period_label(point):
     """Wed 2026-11-18 for a day, Nov 2026 for a month."""
     if point.start == point.end:
-        return f"{WEEKDAYS[point.start.weekday()]} {point.start.isoformat()}"
-    return f"{MONTHS[point.start.month - 1]} {point.start.year}"
+        return f"{WEEKDAYS_ABBR[point.start.weekday()]} {point.start.isoformat()}"
+    return f"{month_name(point.start.month)} {point.start.year}"
 
 
-def summary_of(points, noun):
+def summary_of(points):
     """One sentence that says what the chart shows, for screen readers and the caption."""
     if not points:
-        return f"No days to show, so no {noun}."
+        return gettext("No days to show, so no impressions.")
     total = sum(point.total for point in points)
-    span = f"from {points[0].start.isoformat()} to {points[-1].end.isoformat()}"
+    values = {
+        "start": points[0].start.isoformat(),
+        "end": points[-1].end.isoformat(),
+        "total": number_format(total),
+        "busiest": period_label(
+            max(points, key=lambda point: (point.total, -point.start.toordinal()))
+        ),
+        "peak": number_format(max(point.total for point in points)),
+        "active": number_format(sum(1 for point in points if point.total)),
+        "all": number_format(len(points)),
+        "pending": number_format(sum(point.pending for point in points)),
+    }
     if total == 0:
-        return f"No {noun} {span}."
-    busiest = max(points, key=lambda point: (point.total, -point.start.toordinal()))
-    active = sum(1 for point in points if point.total)
-    unit = "days" if points[0].start == points[0].end else "months"
-    text = (
-        f"{number_format(total)} {noun} {span}; the busiest {unit[:-1]} was {period_label(busiest)}"
-        f" with {number_format(busiest.total)}; {active} of {len(points)} {unit} had {noun}"
-    )
-    pending = sum(point.pending for point in points)
-    if pending:
-        text += f"; {number_format(pending)} of them not yet flushed"
-    return text + "."
+        return gettext("No impressions from %(start)s to %(end)s.") % values
+    if points[0].start == points[0].end:
+        text = ngettext(
+            "%(total)s impression from %(start)s to %(end)s; the busiest day was %(busiest)s with"
+            " %(peak)s; %(active)s of %(all)s days had impressions",
+            "%(total)s impressions from %(start)s to %(end)s; the busiest day was %(busiest)s with"
+            " %(peak)s; %(active)s of %(all)s days had impressions",
+            total,
+        )
+    else:
+        text = ngettext(
+            "%(total)s impression from %(start)s to %(end)s; the busiest month was %(busiest)s"
+            " with %(peak)s; %(active)s of %(all)s months had impressions",
+            "%(total)s impressions from %(start)s to %(end)s; the busiest month was %(busiest)s"
+            " with %(peak)s; %(active)s of %(all)s months had impressions",
+            total,
+        )
+    if any(point.pending for point in points):
+        text += gettext("; %(pending)s of them not yet flushed")
+    return (text + ".") % values
 
 
-def bar_chart(points, *, title, today=None, noun="impressions", height=HEIGHT):
+def bar_chart(points, *, title, today=None, height=HEIGHT):
     """A bar per Point, scaled under a rounded-up maximum with y ticks; `today` marks its bar."""
     peak = max((point.total for point in points), default=0)
     step = nice_step(peak / Y_TICKS)
@@ -214,7 +260,7 @@ def bar_chart(points, *, title, today=None, noun="impressions", height=HEIGHT):
         ticks=ticks,
         x_labels=x_labels(points, slot, today),
         title=title,
-        summary=summary_of(points, noun),
+        summary=summary_of(points),
         total=sum(point.total for point in points),
         pending=sum(point.pending for point in points),
         peak=peak,
@@ -238,9 +284,9 @@ def x_labels(points, slot, today):
     for index in chosen:
         point = points[index]
         if index == last and ends_today:
-            text = "This month" if point.start != point.end else "Today"
+            text = gettext("This month") if point.start != point.end else gettext("Today")
         elif point.start != point.end:
-            text = MONTHS[point.start.month - 1] + (
+            text = month_name(point.start.month) + (
                 f" {point.start.year}" if point.start.month == 1 or index == 0 else ""
             )
         else:

@@ -9,6 +9,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from redis_endpoints import redact_text, redacting_logger
 
@@ -83,7 +84,7 @@ def describe_objects(ids, may_view, current_app=None):
     for object_id in ids:
         obj = found.get(object_id)
         if obj is None:
-            described[object_id] = (f"#{object_id} (deleted)", None)
+            described[object_id] = (gettext("#%(id)s (deleted)") % {"id": object_id}, None)
         elif may_view:
             url = admin_url(change_page, current_app, [object_id])
             described[object_id] = (str(obj), url)
@@ -106,12 +107,13 @@ def top_lists(today, date_range, may_view, buffer, current_app=None):
     pending = pending_by_object(ids) if buffer.status is not None else {}
     described = describe_objects(ids, may_view, current_app)
     result = []
-    for name, span, rows in lists:
-        holds_today = name != "in the range" or date_range.end == today
+    for key, span, rows in lists:
+        holds_today = key != "in the range" or date_range.end == today
         ranked = with_pending(rows, pending if holds_today else {})
         result.append(
             {
-                "name": name,
+                "key": key,  # the list's id on the page, in any language
+                "name": TOP_LIST_NAMES[key],
                 "span": span,
                 "live": any(waiting for _, _, waiting in ranked),
                 "empty": empty_top_text(holds_today, buffer.pending),
@@ -128,11 +130,25 @@ def empty_top_text(holds_today, pending):
     """What a top list without rows says: its objects come from the history, so impressions still
     pending show in it only once flushed."""
     if not holds_today:
-        return "No impressions in the range."
+        return gettext("No impressions in the range.")
     if not pending:
-        return "No impressions yet."
-    ones = "impression reaches" if pending == 1 else "ones reach"
-    return f"No flushed impressions yet: the {number_format(pending)} pending {ones} this list with the next flush."
+        return gettext("No impressions yet.")
+    return ngettext(
+        "No flushed impressions yet: the %(count)s pending impression reaches this list with the"
+        " next flush.",
+        "No flushed impressions yet: the %(count)s pending ones reach this list with the next"
+        " flush.",
+        pending,
+    ) % {"count": number_format(pending)}
+
+
+# The top lists, by the key their id on the page is made of.
+TOP_LIST_NAMES = {
+    "today": gettext_lazy("today"),
+    "this week": gettext_lazy("this week"),
+    "this month": gettext_lazy("this month"),
+    "in the range": gettext_lazy("in the range"),
+}
 
 
 def top_list_rows(today, date_range):
@@ -140,17 +156,17 @@ def top_list_rows(today, date_range):
         ("today", today.isoformat(), stats.top_in(periods.DAY, today, TOP_LIMIT)),
         (
             "this week",
-            f"since Monday {periods.week_of(today).isoformat()}",
+            gettext("since Monday %(day)s") % {"day": periods.week_of(today).isoformat()},
             stats.top_in(periods.WEEK, today, TOP_LIMIT),
         ),
         (
             "this month",
-            f"since {periods.month_of(today).isoformat()}",
+            gettext("since %(day)s") % {"day": periods.month_of(today).isoformat()},
             stats.top_in(periods.MONTH, today, TOP_LIMIT),
         ),
         (
             "in the range",
-            f"{date_range.start.isoformat()} to {date_range.end.isoformat()}",
+            date_range.span_text(),
             stats.top_posts(date_range.start, date_range.end, TOP_LIMIT),
         ),
     ]
@@ -161,11 +177,11 @@ def site_chart(date_range, today, buffer):
     counts = stats.daily_totals(date_range.start, date_range.end)
     pending = buffer.pending if date_range.start <= today <= date_range.end else 0
     points = chart_points(counts, date_range, today, pending)
-    unit = "month" if date_range.by_month else "day"
-    title = (
-        f"Impressions per {unit}, site-wide, {date_range.start.isoformat()}"
-        f" to {date_range.end.isoformat()}"
-    )
+    if date_range.by_month:
+        title = gettext("Impressions per month, site-wide, %(span)s")
+    else:
+        title = gettext("Impressions per day, site-wide, %(span)s")
+    title %= {"span": date_range.span_text()}
     return charts.bar_chart(points, title=title, today=today)
 
 
@@ -196,7 +212,11 @@ def object_chart(object_id, today, days=DEFAULT_DAYS, pending=0):
     date_range = DateRange(today - timedelta(days=days - 1), today)
     counts = stats.history([object_id], date_range.start, today)[object_id]
     points = chart_points(counts, date_range, today, pending)
-    title = f"Impressions per day of #{object_id}, last {days} days"
+    title = ngettext(
+        "Impressions per day of #%(id)s, last %(days)s day",
+        "Impressions per day of #%(id)s, last %(days)s days",
+        days,
+    ) % {"id": object_id, "days": number_format(days)}
     return charts.bar_chart(points, title=title, today=today)
 
 
@@ -380,15 +400,20 @@ def next_flush(scheduled, pending=0, in_snapshots=0):
     a next flush applies them, and none comes until an impression schedules one."""
     if not scheduled:
         if pending:
-            verb = "is" if pending == 1 else "are"
-            text = f"none scheduled, yet {counted(pending, 'impression')} {verb} pending"
+            text = ngettext(
+                "none scheduled, yet %(count)s impression is pending",
+                "none scheduled, yet %(count)s impressions are pending",
+                pending,
+            ) % {"count": number_format(pending)}
             return flush_text(None, text, overdue=True, stalled=True)
         if in_snapshots:
-            verb = "waits" if in_snapshots == 1 else "wait"
-            text = (
-                f"none scheduled, yet {counted(in_snapshots, 'impression')} {verb} in the"
-                " snapshots of a flush that did not finish"
-            )
+            text = ngettext(
+                "none scheduled, yet %(count)s impression waits in the snapshots of a flush that"
+                " did not finish",
+                "none scheduled, yet %(count)s impressions wait in the snapshots of a flush that"
+                " did not finish",
+                in_snapshots,
+            ) % {"count": number_format(in_snapshots)}
             return flush_text(None, text, overdue=True, stalled=True, snapshots=True)
         return None
     try:
@@ -396,7 +421,7 @@ def next_flush(scheduled, pending=0, in_snapshots=0):
     except Exception:
         due = None
     if due is None:
-        return flush_text(None, "scheduled")
+        return flush_text(None, gettext("scheduled"))
     now = timezone.now()
     zone = timezone.get_default_timezone()
     if timezone.is_naive(now):  # USE_TZ = False: naive datetimes are TIME_ZONE's wall clock
@@ -405,9 +430,9 @@ def next_flush(scheduled, pending=0, in_snapshots=0):
     else:
         at = timezone.localtime(due)
     if due < now - timedelta(seconds=30):
-        text = f"overdue by {duration_text(now - due)}"
+        text = gettext("overdue by %(duration)s") % {"duration": duration_text(now - due)}
         return flush_text(at, text, overdue=True)
-    text = f"in {duration_text(max(due - now, timedelta(0)))}"
+    text = gettext("in %(duration)s") % {"duration": duration_text(max(due - now, timedelta(0)))}
     return flush_text(at, text)
 
 
@@ -449,31 +474,40 @@ def _flush_facts(flush, now, current_app, links):
     }
 
 
-def counted(number, noun):
-    """1 impression, 1,234 impressions."""
-    return f"{number_format(number)} {noun}{'' if number == 1 else 's'}"
+def impressions_text(number):
+    """1 impression, 1,234 impressions (as the locale writes the number)."""
+    return ngettext("%(count)s impression", "%(count)s impressions", number) % {
+        "count": number_format(number)
+    }
 
 
 def run_time_text(delta):
     """412 ms, 3.2 s, 2 min 5 s: how long a flush ran."""
     ms = delta.total_seconds() * 1000
     if ms < 1000:
-        return f"{ms:.0f} ms"
+        return gettext("%(ms)s ms") % {"ms": round(ms)}
     if ms < 60_000:
-        return f"{number_format(ms / 1000, 1)} s"
+        return gettext("%(seconds)s s") % {"seconds": number_format(ms / 1000, 1)}
     seconds = round(ms / 1000)
-    return f"{seconds // 60} min {seconds % 60} s"
+    return gettext("%(minutes)s min %(seconds)s s") % {
+        "minutes": number_format(seconds // 60),
+        "seconds": seconds % 60,
+    }
 
 
 def duration_text(delta):
     """A short human duration: 42 s, 17 min, 5 h 3 min, 2 days 4 h."""
     seconds = max(0, int(delta.total_seconds()))
     if seconds < 120:
-        return f"{seconds} s"
+        return gettext("%(seconds)s s") % {"seconds": seconds}
     minutes = seconds // 60
     if minutes < 120:
-        return f"{minutes} min"
+        return gettext("%(minutes)s min") % {"minutes": minutes}
     hours = minutes // 60
     if hours < 48:
-        return f"{hours} h {minutes % 60} min"
-    return f"{hours // 24} days {hours % 24} h"
+        return gettext("%(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes % 60}
+    days = hours // 24
+    return ngettext("%(days)s day %(hours)s h", "%(days)s days %(hours)s h", days) % {
+        "days": number_format(days),
+        "hours": hours % 24,
+    }

@@ -15,9 +15,10 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.urls import reverse
 from django.utils.formats import number_format
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from .conf import counted_objects, counted_plural
-from .dashboard import counted, run_time_text
+from .dashboard import impressions_text, run_time_text
 from .ledger import run_time, started_utc
 from .models import Flush
 from .periods import utc
@@ -92,14 +93,22 @@ def outcome_of_result(result, current_app=None):
         flush = Flush.objects.filter(pk=report["flush_id"]).first()
         if flush is not None:
             return outcome_of_ledger(flush, current_app)
-        return Outcome(True, True, f"Flush {report['flush_id']}: {report['outcome']}.")
+        return Outcome(
+            True,
+            True,
+            gettext("Flush %(id)s: %(outcome)s.")
+            % {"id": report["flush_id"], "outcome": report["outcome"]},
+        )
     if result.status == TaskResultStatus.FAILED:
         error = result.errors[-1].exception_class_path if result.errors else "an error"
         return Outcome(
             True,
             False,
-            f"The flush failed ({error}); its impressions stay in Redis for the next flush."
-            " The worker's log and the ledger say more.",
+            gettext(
+                "The flush failed (%(error)s); its impressions stay in Redis for the next flush."
+                " The worker's log and the ledger say more."
+            )
+            % {"error": error},
         )
     return PENDING
 
@@ -108,22 +117,27 @@ def outcome_of_ledger(flush, current_app=None):
     """The message of a finished ledger row, linking to it."""
     url = reverse("admin:impressions_flush_change", args=[flush.pk], current_app=current_app)
     if flush.outcome == Flush.Outcome.FAILED:
-        text = format_html('Flush <a href="{}">{}</a> failed: {}', url, flush.pk, flush.error)
+        text = format_html(
+            gettext('Flush <a href="{}">{}</a> failed: {}'), url, flush.pk, flush.error
+        )
         return Outcome(True, False, text)
     if flush.outcome == Flush.Outcome.EMPTY:
-        text = format_html('Flush <a href="{}">{}</a>: nothing was pending.', url, flush.pk)
+        text = format_html(
+            gettext('Flush <a href="{}">{}</a>: nothing was pending.'), url, flush.pk
+        )
         return Outcome(True, True, text)
     dropped = ""
     if flush.impressions_dropped:
-        dropped = (
-            f" {number_format(flush.impressions_dropped)} dropped for {number_format(flush.posts_dropped)} deleted"
-            f" {counted_plural()}."
-        )
+        dropped = " " + gettext("%(impressions)s dropped for %(objects)s deleted %(name)s.") % {
+            "impressions": number_format(flush.impressions_dropped),
+            "objects": number_format(flush.posts_dropped),
+            "name": counted_plural(),
+        }
     text = format_html(
-        'Flush <a href="{}">{}</a>: {} applied to {} in {}.{}',
+        gettext('Flush <a href="{}">{}</a>: {} applied to {} in {}.{}'),
         url,
         flush.pk,
-        counted(flush.impressions_applied, "impression"),
+        impressions_text(flush.impressions_applied),
         counted_objects(flush.posts_updated),
         run_time_text(run_time(flush)),
         dropped,

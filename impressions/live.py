@@ -9,6 +9,7 @@ today: a flush runs minutes after them, so nearly all are today's.
 from dataclasses import dataclass
 
 from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from redis_endpoints import redacting_logger
 
@@ -69,7 +70,13 @@ class RangeTotal:
         change = self.change
         if change is None:
             return ""
-        return "no change" if change == 0 else f"{change:+d}%"
+        if change == 0:
+            return gettext("no change")
+        sign = "+" if change > 0 else "-"
+        return gettext("%(sign)s%(percent)s%%") % {
+            "sign": sign,
+            "percent": number_format(abs(change)),
+        }
 
     @property
     def direction(self):
@@ -82,10 +89,7 @@ def range_total(flushed, previous, date_range, today, buffer):
     """The RangeTotal of a range with `flushed` impressions, `previous` in the period before."""
     pending = buffer.pending if date_range.start <= today <= date_range.end else 0
     span = date_range.previous()
-    label = f"{span.start.isoformat()} to {span.end.isoformat()}"
-    if span.start == span.end:
-        label = span.start.isoformat()
-    return RangeTotal(flushed + pending, pending, previous, label)
+    return RangeTotal(flushed + pending, pending, previous, span.span_text())
 
 
 def pending_by_object(object_ids):

@@ -1,6 +1,7 @@
 """The impressions app's tables: the flush ledger and the per-day history with its rollups."""
 
 from django.db import DEFAULT_DB_ALIAS, models
+from django.utils.translation import gettext_lazy as _
 
 
 class DefaultDatabaseManager(models.Manager):
@@ -20,11 +21,11 @@ class Flush(models.Model):
     """The flush ledger: one row per flush id; its presence with shards applied is the exactly-once gate."""
 
     class Outcome(models.TextChoices):
-        APPLIED = "applied", "applied"
-        EMPTY = "empty", "nothing pending"
-        FAILED = "failed", "failed"
+        APPLIED = "applied", _("applied")
+        EMPTY = "empty", _("nothing pending")
+        FAILED = "failed", _("failed")
         # Some batches committed, not all (the flush runs, or stopped: the next one goes on).
-        RUNNING = "running", "in progress"
+        RUNNING = "running", _("in progress")
 
     id = models.CharField(primary_key=True, max_length=40)
     started_at = models.DateTimeField()
@@ -42,7 +43,9 @@ class Flush(models.Model):
     start = models.TextField(default="", db_default="", blank=True)
     posts_updated = models.PositiveIntegerField(default=0)
     impressions_applied = models.PositiveBigIntegerField(default=0)
-    posts_dropped = models.PositiveIntegerField(default=0, help_text="posts that no longer exist")
+    posts_dropped = models.PositiveIntegerField(
+        default=0, help_text=_("posts that no longer exist")
+    )
     impressions_dropped = models.PositiveBigIntegerField(default=0)
     # Set when a later flush applied this flush's snapshot after it crashed or stalled.
     recovered_by = models.CharField(max_length=40, blank=True)
@@ -53,8 +56,8 @@ class Flush(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["started_at"], name="flush_started_idx")]
-        verbose_name = "flush"
-        verbose_name_plural = "flushes"
+        verbose_name = _("flush")
+        verbose_name_plural = _("flushes")
 
     def __str__(self):
         return f"flush {self.id} ({self.outcome})"
@@ -95,8 +98,8 @@ class DailyImpressions(DayCounts):
 
     class Meta:
         db_table = "impressions_daily"
-        verbose_name = "daily impressions"
-        verbose_name_plural = "daily impressions"
+        verbose_name = _("daily impressions")
+        verbose_name_plural = _("daily impressions")
         indexes = [
             # Top objects of a day (index order, LIMIT), the top-of-a-range search and pruning
             # (day < cutoff). The primary key (object_id, day) serves one object's history.
@@ -121,8 +124,8 @@ class OpenDailyImpressions(DayCounts):
         # `day` never changes, so this index does not stop the in-place updates; it finds a day's
         # rows for the reads, the roll-up and pruning.
         indexes = [models.Index(fields=["day"], name="impressions_daily_open_day")]
-        verbose_name = "daily impressions of an open day"
-        verbose_name_plural = "daily impressions of open days"
+        verbose_name = _("daily impressions of an open day")
+        verbose_name_plural = _("daily impressions of open days")
 
 
 class OpenDayLeaders(models.Model):
@@ -149,8 +152,8 @@ class OpenDayLeaders(models.Model):
 
     class Meta:
         db_table = "impressions_daily_leaders"
-        verbose_name = "leaders of an open day"
-        verbose_name_plural = "leaders of open days"
+        verbose_name = _("leaders of an open day")
+        verbose_name_plural = _("leaders of open days")
         indexes = [
             models.Index(fields=["day", "-count", "object_id"], name="impressions_leaders_top"),
         ]
@@ -172,8 +175,8 @@ class PeriodImpressions(models.Model):
     """
 
     class Period(models.TextChoices):
-        WEEK = "w", "ISO week (starts on Monday)"
-        MONTH = "m", "calendar month"
+        WEEK = "w", _("ISO week (starts on Monday)")
+        MONTH = "m", _("calendar month")
 
     pk = models.CompositePrimaryKey("period", "start", "object_id")
     period = models.CharField(max_length=1, choices=Period.choices)
@@ -185,8 +188,8 @@ class PeriodImpressions(models.Model):
 
     class Meta:
         db_table = "impressions_period"
-        verbose_name = "impressions per period"
-        verbose_name_plural = "impressions per period"
+        verbose_name = _("impressions per period")
+        verbose_name_plural = _("impressions per period")
         indexes = [
             # Top objects of a week or month straight from the index; the primary key answers
             # "these objects in these periods" (the exact sums of the top-of-a-range search).
@@ -224,7 +227,7 @@ class HistoryRollup(models.Model):
 
     class Meta:
         db_table = "impressions_rollup"
-        verbose_name = "history rollup"
+        verbose_name = _("history rollup")
 
     def __str__(self):
         if self.rolling_day:
@@ -258,8 +261,8 @@ class SiteDailyImpressions(models.Model):
 
     class Meta:
         db_table = "impressions_site_daily"
-        verbose_name = "site impressions per day"
-        verbose_name_plural = "site impressions per day"
+        verbose_name = _("site impressions per day")
+        verbose_name_plural = _("site impressions per day")
         ordering = ["day"]
 
     def __str__(self):
@@ -271,5 +274,5 @@ class Dashboard(SiteDailyImpressions):
 
     class Meta:
         proxy = True
-        verbose_name = "dashboard"
-        verbose_name_plural = "dashboard"
+        verbose_name = _("dashboard")
+        verbose_name_plural = _("dashboard")

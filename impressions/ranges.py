@@ -4,16 +4,36 @@ before a range, which its change is measured against."""
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from django.utils.translation import gettext, gettext_lazy
+
 from . import periods
 
 # ?range=… : what each quick range is called on the page.
 QUICK_RANGES = {
-    "today": "Today",
-    "yesterday": "Yesterday",
-    "7d": "7 days",
-    "30d": "30 days",
-    "90d": "90 days",
-    "12mo": "12 months",
+    "today": gettext_lazy("Today"),
+    "yesterday": gettext_lazy("Yesterday"),
+    "7d": gettext_lazy("7 days"),
+    "30d": gettext_lazy("30 days"),
+    "90d": gettext_lazy("90 days"),
+    "12mo": gettext_lazy("12 months"),
+}
+# A quick range in a sentence: as a name ("Top posts, the last 7 days"), and after a verb ("12
+# impressions in the last 7 days"); whole phrases, so that a language words each its own way.
+QUICK_RANGE_LABELS = {
+    "today": gettext_lazy("today"),
+    "yesterday": gettext_lazy("yesterday"),
+    "7d": gettext_lazy("the last 7 days"),
+    "30d": gettext_lazy("the last 30 days"),
+    "90d": gettext_lazy("the last 90 days"),
+    "12mo": gettext_lazy("the last 12 months"),
+}
+QUICK_RANGE_DURING = {
+    "today": gettext_lazy("today"),
+    "yesterday": gettext_lazy("yesterday"),
+    "7d": gettext_lazy("in the last 7 days"),
+    "30d": gettext_lazy("in the last 30 days"),
+    "90d": gettext_lazy("in the last 90 days"),
+    "12mo": gettext_lazy("in the last 12 months"),
 }
 DEFAULT_RANGE = "30d"
 LEGACY_DAYS = {"7": "7d", "30": "30d", "90": "90d"}  # ?days=N links from before quick ranges
@@ -48,25 +68,31 @@ class DateRange:
     @property
     def label(self):
         """the last 30 days / today / 2026-01-01 to 2026-01-31, for sentences on the page."""
-        if self.key in ("today", "yesterday"):
-            return self.key
         if self.key:
-            return f"the last {QUICK_RANGES[self.key]}"
+            return str(QUICK_RANGE_LABELS[self.key])
+        return self.span_text()
+
+    def span_text(self):
+        """2026-01-01 to 2026-01-31, or 2026-01-01: its days."""
         if self.start == self.end:
             return self.start.isoformat()
-        return f"{self.start.isoformat()} to {self.end.isoformat()}"
+        return gettext("%(start)s to %(end)s") % {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
 
     @property
     def during(self):
         """in the last 30 days / today / on 2026-01-01 / from 2026-01-01 to 2026-01-31: the range
         after a verb ("12 impressions today", "no impressions on 2026-01-01")."""
-        if self.key in ("today", "yesterday"):
-            return self.key
         if self.key:
-            return f"in {self.label}"
+            return str(QUICK_RANGE_DURING[self.key])
         if self.start == self.end:
-            return f"on {self.start.isoformat()}"
-        return f"from {self.label}"
+            return gettext("on %(day)s") % {"day": self.start.isoformat()}
+        return gettext("from %(start)s to %(end)s") % {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
 
     def previous(self):
         """The period of the same length just before: what the change is measured against.
@@ -103,26 +129,43 @@ def parse_range(params, today):
         start = _parse_day(start_text or end_text, "from")
         end = _parse_day(end_text or today.isoformat(), "to")
         if start > end:
-            raise BadRange(f"The start {start} is after the end {end}.")
+            raise BadRange(
+                gettext("The start %(start)s is after the end %(end)s.")
+                % {"start": start, "end": end}
+            )
         if end > today:
-            raise BadRange(f"The end {end} is in the future (today is {today}).")
+            raise BadRange(
+                gettext("The end %(end)s is in the future (today is %(today)s).")
+                % {"end": end, "today": today}
+            )
         if (end - start).days + 1 > MAX_RANGE_DAYS:
-            raise BadRange(f"A range can be at most {MAX_RANGE_DAYS} days long.")
+            raise BadRange(
+                gettext("A range can be at most %(days)s days long.") % {"days": MAX_RANGE_DAYS}
+            )
         if start.toordinal() - date.min.toordinal() < (end - start).days + 1:
             # Its change is measured against the period before, which must be a period of dates.
             raise BadRange(
-                f"The start {start} is too early: the period before it, which the change is"
-                f" measured against, would begin before {date.min}."
+                gettext(
+                    "The start %(start)s is too early: the period before it, which the change is"
+                    " measured against, would begin before %(first)s."
+                )
+                % {"start": start, "first": date.min}
             )
         return DateRange(start, end)
     if "days" in params and "range" not in params:
         text = params["days"].strip()
         if text not in LEGACY_DAYS:
-            raise BadRange(f"days must be one of {', '.join(LEGACY_DAYS)}, not {text[:20]!r}.")
+            raise BadRange(
+                gettext("days must be one of %(choices)s, not %(given)r.")
+                % {"choices": ", ".join(LEGACY_DAYS), "given": text[:20]}
+            )
         return quick_range(LEGACY_DAYS[text], today)
     key = params.get("range", DEFAULT_RANGE).strip()
     if key not in QUICK_RANGES:
-        raise BadRange(f"range must be one of {', '.join(QUICK_RANGES)}, not {key[:20]!r}.")
+        raise BadRange(
+            gettext("range must be one of %(choices)s, not %(given)r.")
+            % {"choices": ", ".join(QUICK_RANGES), "given": key[:20]}
+        )
     return quick_range(key, today)
 
 
@@ -130,4 +173,7 @@ def _parse_day(text, name):
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise BadRange(f"{name} must be a date as YYYY-MM-DD, not {text[:20]!r}.") from None
+        raise BadRange(
+            gettext("%(name)s must be a date as YYYY-MM-DD, not %(given)r.")
+            % {"name": name, "given": text[:20]}
+        ) from None

@@ -5,6 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.tasks import task_backends
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext
 
 from .models import QueueStatus
 from .stats import all_backend_stats
@@ -41,7 +42,7 @@ class QueueStatusAdmin(admin.ModelAdmin):
         request.current_app = self.admin_site.name  # its {% url 'admin:…' %} stay on this site
         context = {
             **self.admin_site.each_context(request),
-            "title": "Queue status",
+            "title": gettext("Queue status"),
             "opts": self.opts,
             "backends": all_backend_stats(),
             "rq_dashboard_url": rq_dashboard_url(),

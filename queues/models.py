@@ -1,6 +1,7 @@
 """QueueStatus only gives the queue status page its place in the admin; its table stays empty."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class QueueStatus(models.Model):
@@ -11,7 +12,7 @@ class QueueStatus(models.Model):
         # A model with no table at all (managed = False) breaks `manage.py dumpdata`.
         # view: the queue pages; change: their actions (queues.rq.dashboard).
         default_permissions = ("view", "change")
-        verbose_name = verbose_name_plural = "queue status"
+        verbose_name = verbose_name_plural = _("queue status")
 
     def __str__(self):
         return "queue status"

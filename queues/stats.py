@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.tasks import task_backends
 from django.tasks.backends.dummy import DummyBackend
+from django.utils.translation import gettext
 
 from redis_endpoints import redact_text
 
@@ -30,9 +31,9 @@ def backend_stats(alias):
     if not hasattr(backend, "stats"):
         found.in_process = True
         found.in_process_note = (
-            "stores tasks and never runs them: no queue"
+            gettext("stores tasks and never runs them: no queue")
             if isinstance(backend, DummyBackend)
-            else "runs tasks in-process: no queue"
+            else gettext("runs tasks in-process: no queue")
         )
         return found
     try:
