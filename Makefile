@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test test-long test-lowest test-mariadb lint format docs bench loadtest venv services database migrate browser pgbouncer screenshots dist
+.PHONY: run serve test test-long test-lowest test-mariadb lint format docs bench loadtest venv services database migrate browser pgbouncer gettext screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -89,6 +89,14 @@ pgbouncer:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; \
 		else echo "No pgbouncer: run 'sudo apt-get install -y pgbouncer' (the pooler tests skip without it)" >&2; fi; }
 
+# GNU gettext (xgettext, msgfmt) for the translation tests, which run makemessages in each app's
+# directory as an adopter does (tests/translation.py): Debian's package, as root (CI); without it
+# those tests fail saying so.
+gettext:
+	@command -v xgettext >/dev/null && command -v msgfmt >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext; \
+		else echo "No gettext tools: run 'sudo apt-get install -y gettext' (the translation tests need them)" >&2; fi; }
+
 # The tests run in TEST_WORKERS processes (pytest-xdist; 1: in pytest's own process), each with its
 # own test database and Redis databases (tests/workers.py, loaded by -p before the settings are).
 # Most tests wait on other processes (workers, servers, a browser), so two share this 2-core VM
@@ -99,7 +107,7 @@ pgbouncer:
 TEST_WORKERS ?= 2
 TEST_MARKERS ?=
 test: DJANGO_SETTINGS_MODULE = settings.test
-test: venv browser pgbouncer
+test: venv browser pgbouncer gettext
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
 	$(PY) -m pytest -p tests.workers $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) \
 		$(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") $(PYTEST_ARGS)
