@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.dispatch import receiver
 from django.utils.formats import number_format
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 # Requests from these User-Agents are no views (searched, case-insensitive). Crawlers of search
 # engines, AI, SEO tools, link previews of chat apps and social sites, uptime monitors, headless
@@ -411,7 +412,7 @@ def counted_names():
     try:
         meta = counted_model()._meta
     except (LookupError, ValueError, AttributeError, TypeError):
-        return "object", "objects"
+        return gettext("object"), gettext("objects")
     return str(meta.verbose_name), str(meta.verbose_name_plural)
 
 

@@ -82,7 +82,7 @@ def compile_catalogue(locale_dir, language, entries):
         lines.append("")
     (folder / "django.po").write_text("\n".join(lines), encoding="utf-8")
     subprocess.run(
-        ["msgfmt", "--check", "-o", str(folder / "django.mo"), str(folder / "django.po")],
+        ["msgfmt", "--check-format", "-o", str(folder / "django.mo"), str(folder / "django.po")],
         check=True,
         timeout=30,
     )

@@ -31,6 +31,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import URLPattern, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_rq import stats_views
@@ -67,7 +68,7 @@ POSTED_JOB_IDS = ("_selected_action", "job_ids")
 # Views with their own authentication (django-rq's API token, or a staff session).
 API_VIEWS = frozenset({"home_json", "metrics"})
 
-STOP_DISABLED = (
+STOP_DISABLED = gettext_lazy(
     "Stop is disabled here: the RQ worker runs each task in its own process, with no work-horse"
     " process to kill. A task ends on its own, or at the backend's JOB_TIMEOUT."
 )
@@ -108,17 +109,17 @@ def ensure_exists(queue_index=None, job_id=None, key=None):
     if queue_index is None:
         return
     if not 0 <= queue_index < len(get_queues_list()):
-        raise Http404("No such queue.")
+        raise Http404(gettext("No such queue."))
     connection = get_queue_by_index(queue_index).connection
     if job_id is not None and not Job.exists(parse_job_id(job_id), connection):
-        raise Http404("No such job.")
+        raise Http404(gettext("No such job."))
     if key is not None:
         try:
             found = Worker.find_by_key(key, connection=connection)
         except ValueError:  # not an RQ worker key
             found = None
         if found is None:
-            raise Http404("No such worker.")
+            raise Http404(gettext("No such worker."))
 
 
 def ensure_posted_jobs_named(request):
@@ -130,7 +131,7 @@ def ensure_posted_jobs_named(request):
             try:
                 validate_job_id(parse_job_id(job_id))
             except ValueError:
-                raise Http404("No such job.") from None
+                raise Http404(gettext("No such job.")) from None
 
 
 def redacted(response):
@@ -189,7 +190,9 @@ def guarded(name, view):
         except (IndexError, NoSuchJobError) as error:  # whatever the checks above did not foresee
             raise Http404(str(error)) from None
         except ImproperlyConfigured:  # the schedulers page needs rq-scheduler, which we do not use
-            raise Http404("No scheduler here: RQ's own scheduler runs in the worker.") from None
+            raise Http404(
+                gettext("No scheduler here: RQ's own scheduler runs in the worker.")
+            ) from None
         location = response.get("Location")
         if location is not None and not is_safe_target(request, location):
             response["Location"] = reverse("django_rq:home")
@@ -222,7 +225,7 @@ def worker_details(request, queue_index, key):
         key, connection=queue.connection, job_class=queue.job_class, serializer=queue.serializer
     )
     if worker is None:
-        raise Http404("No such worker.")
+        raise Http404(gettext("No such worker."))
     context = {
         **rq_views.each_context(request),
         "queue": queue,
