@@ -3,8 +3,9 @@
 Django then formats every number a template prints, "3.333" as "3,333" and 1234 as "1.234": in an
 SVG coordinate the browser refuses the value and draws nothing, in a data-* attribute a script
 reads the wrong number, in a query string the page asked for is refused. What a person reads may
-follow the locale; what a browser or a script reads must not. And the words the admin already has
-in that language (its breadcrumbs' "Home") are in it on these pages too.
+follow the locale, all of it alike (the numbers formatted in Python as those of the templates); what
+a browser or a script reads must not. And the words the admin already has in that language (its
+breadcrumbs' "Home") are in it on these pages too.
 """
 
 import re
@@ -26,6 +27,17 @@ NUMERIC = re.compile(
     r'\s((?:x|y|x1|x2|y1|y2|width|height|data-(?:count|pending|total|object-id)))="([^"]*)"'
 )
 PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?%?")
+
+
+# What a person reads: the page's text, without its tags (and so without the attributes a
+# browser or a script reads). One page, one number format: the numbers the app formats in Python
+# read as Django formats the templates' ones, "7.035" beside "1.234", never "7,035".
+TAGS = re.compile(r"<[^>]*>")
+ENGLISH_GROUPING = re.compile(r"\b\d{1,3}(?:,\d{3})+\b")
+
+
+def visible_text(html):
+    return TAGS.sub(" ", html)
 
 
 def localized_attributes(html):
@@ -52,11 +64,17 @@ def test_charts_and_data_attributes_stay_plain_numbers(
     assert f'data-day="{today.isoformat()}" data-count="4690"' in html
     assert 'data-object-id="12345"' in html
     assert localized_attributes(html) == []
+    # What a person reads: every number in German, those made in Python as the templates' ones.
+    assert ENGLISH_GROUPING.findall(visible_text(html)) == []
+    assert 'id="range-total">7.035<' in html
+    assert '<td class="count">4.690</td>' in html
 
     change = superuser_client.get(f"/admin/casusult/post/{posts[0].id}/change/")
     assert change.status_code == 200
     assert 'data-count="1234"' in change.text
     assert localized_attributes(change.text) == []
+    assert ENGLISH_GROUPING.findall(visible_text(change.text)) == []
+    assert "1.234 impressions from" in change.text  # the chart's summary, made in Python
 
 
 @GERMAN
