@@ -85,6 +85,7 @@ def test_a_projects_catalogue_translates_the_pages(
             "Buffer": "Puffer",
             "Impressions dashboard": "Impressions-Übersicht",
             "in the last 7 days": "in den letzten 7 Tagen",
+            "impressions": "Impressionen",
             ("Last %(days)s day", "Last %(days)s days"): [
                 "Letzter %(days)s Tag",
                 "Letzte %(days)s Tage",
@@ -93,8 +94,9 @@ def test_a_projects_catalogue_translates_the_pages(
     )
     settings.LOCALE_PATHS = [tmp_path]
     settings.LANGUAGE_CODE = "de"
+    settings.USE_THOUSAND_SEPARATOR = True
     post = make_posts(1)[0]
-    history_rows(post.id, stats.today(), 3)
+    history_rows(post.id, stats.today(), 3456)
 
     dashboard = superuser_client.get("/admin/impressions/dashboard/?range=7d").text
     assert "<h2>Puffer</h2>" in dashboard  # {% translate %}
@@ -102,6 +104,10 @@ def test_a_projects_catalogue_translates_the_pages(
     assert "in den letzten 7 Tagen" in dashboard  # gettext_lazy(), in a {% blocktranslate %}
     change = superuser_client.get(f"/admin/casusult/post/{post.id}/change/").text
     assert "<dt>Letzte 30 Tage</dt>" in change  # {% blocktranslate count %}
+    # The CSV stays machine-readable: English headers, plain numbers.
+    csv = b"".join(superuser_client.get("/admin/impressions/dashboard/objects/csv/?range=7d"))
+    assert csv.decode().splitlines()[0] == "rank,object_id,object,impressions"
+    assert csv.decode().splitlines()[1].endswith(",3456")
 
 
 def pages(post_id):
@@ -115,7 +121,7 @@ def pages(post_id):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("language", "home"), LANGUAGES)
+@pytest.mark.parametrize(("language", "home"), LANGUAGES, ids=[code for code, _ in LANGUAGES])
 def test_the_pages_hold_in_the_projects_language(
     superuser_client, history_rows, standalone_buffer, language, home
 ):

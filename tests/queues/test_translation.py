@@ -27,7 +27,9 @@ def test_makemessages_extracts_the_apps_words(tmp_path):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("language", "home"), [("de", "Start"), ("fr", "Accueil"), ("ja", "ホーム")]
+    ("language", "home"),
+    [("de", "Start"), ("fr", "Accueil"), ("ja", "ホーム")],
+    ids=["de", "fr", "ja"],
 )
 def test_the_status_page_holds_in_each_requests_language(admin_client, settings, language, home):
     middleware = list(settings.MIDDLEWARE)
