@@ -83,7 +83,9 @@ def outcome_of(result_id, since, result=None, current_app=None):
     if flush is not None:
         return outcome_of_ledger(flush, current_app)
     if gone:
-        return Outcome(True, False, "The flush task is gone from the queue; see the ledger.")
+        return Outcome(
+            True, False, gettext("The flush task is gone from the queue; see the ledger.")
+        )
     return PENDING
 
 
