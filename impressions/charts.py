@@ -71,7 +71,7 @@ class Bar:
         values = {
             "label": self.label,
             "count": number_format(point.total),
-            "pending": number_format(point.pending),
+            "pending": number_format(point.pending) if point.pending else "",
         }
         if self.today and point.pending:
             text = ngettext(
