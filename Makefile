@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test test-long test-lowest test-mariadb lint format docs bench loadtest venv services database migrate browser pgbouncer gettext screenshots dist
+.PHONY: run serve test test-long test-lowest test-mariadb lint format docs bench loadtest venv services database migrate browser axe pgbouncer gettext screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -81,6 +81,18 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else echo "No $(CHROMIUM): run 'sudo apt-get install -y chromium' (the browser test needs it)" >&2; exit 1; fi; }
 
+# axe-core for the accessibility tests (tests/site/test_browser_accessibility.py): the npm registry's
+# package, pinned, into $(AXE_DIR) (tests/browser.py reads it there, or at TEST_AXE_CORE); npm is
+# Debian's package, installed as root (CI). Kept between runs: npm runs again only for a new version.
+AXE_CORE_VERSION ?= 4.14.1
+AXE_DIR := .local/axe
+axe:
+	@grep -qs '"version": "$(AXE_CORE_VERSION)"' $(AXE_DIR)/node_modules/axe-core/package.json || { \
+		command -v npm >/dev/null || { \
+			if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; \
+			else echo "No npm: run 'sudo apt-get install -y npm' (the accessibility test needs axe-core)" >&2; exit 1; fi; }; \
+		npm install --prefix $(AXE_DIR) --no-audit --no-fund --loglevel=error axe-core@$(AXE_CORE_VERSION); }
+
 # PgBouncer for the tests behind a pooler in transaction mode (tests/impressions/test_pooler.py, which
 # starts its own on a free port): Debian's package, as root (CI); without it those tests skip.
 PGBOUNCER ?= /usr/sbin/pgbouncer
@@ -107,7 +119,7 @@ gettext:
 TEST_WORKERS ?= 2
 TEST_MARKERS ?=
 test: DJANGO_SETTINGS_MODULE = settings.test
-test: venv browser pgbouncer gettext
+test: venv browser axe pgbouncer gettext
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
 	$(PY) -m pytest -p tests.workers $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) \
 		$(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") $(PYTEST_ARGS)

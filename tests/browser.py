@@ -10,7 +10,30 @@ from dataclasses import dataclass, field
 from screenshots import CHROMIUM_ARGS
 
 CHROMIUM = os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium")
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "THEMES", "VIEWPORTS", "Tab", "Visit", "new_context"]
+# axe-core (the accessibility tests' rules), from the npm registry: `make axe` installs it there.
+AXE_CORE = os.environ.get(
+    "TEST_AXE_CORE",
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        ".local",
+        "axe",
+        "node_modules",
+        "axe-core",
+        "axe.min.js",
+    ),
+)
+__all__ = [
+    "AXE_CORE",
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "THEMES",
+    "VIEWPORTS",
+    "Tab",
+    "Visit",
+    "axe_violations",
+    "new_context",
+    "with_axe",
+]
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 THEMES = ("light", "dark")
 # A desktop Chrome: HeadlessChrome is a bot to IMPRESSIONS_IGNORE_USER_AGENTS, and a visitor here
@@ -92,6 +115,37 @@ class Tab:
         for violation in self.page.evaluate("(window.__cspViolations || []).splice(0)"):
             self._problem(f"CSP: {violation}")
         return self.visit
+
+
+# The WCAG 2.0, 2.1 and 2.2 rules of levels A and AA: axe-core's tags for them.
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+# First the transitions a theme switch started (the admin's links fade to their new colour).
+AXE_RUN = """async ([include, tags]) => {
+  await Promise.all(document.getAnimations().map((animation) => animation.finished));
+  const context = include ? {include: include.map((selector) => [selector])} : document;
+  const results = await axe.run(context, {runOnly: {type: "tag", values: tags}});
+  return results.violations.flatMap((violation) => violation.nodes.map((node) =>
+    `${violation.id} (${violation.help}) at ${node.target.join(" ")}: `
+    + node.failureSummary.replace(/\\s+/g, " ")));
+}"""
+
+
+def axe_violations(page, include=None):
+    """axe-core's WCAG A/AA violations on the shown page, one line each; `include`: the selectors
+    of the parts to check (None: the whole page). The page's context must have `with_axe`."""
+    return page.evaluate(AXE_RUN, [include, AXE_RULES])
+
+
+def with_axe(context):
+    """Gives every page of `context` axe-core, as an init script: the pages' strict
+    Content-Security-Policy refuses an added <script>, not what the browser itself runs."""
+    if not os.path.isfile(AXE_CORE):
+        raise FileNotFoundError(
+            f"No axe-core at {AXE_CORE}: install it with `make axe` (npm), or point TEST_AXE_CORE"
+            " at an axe.min.js."
+        )
+    context.add_init_script(path=AXE_CORE)
+    return context
 
 
 def new_context(browser, viewport, theme):

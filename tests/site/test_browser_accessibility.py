@@ -1,0 +1,83 @@
+"""Accessibility (WCAG 2.2 AA) of the apps' own markup and the site's pages, in Debian's headless
+Chromium: axe-core's checks of the WCAG rules, in the light and the dark theme.
+
+Django's admin around the apps' markup is Django's to fix: on admin pages axe looks only at what
+`impressions` and `queues` draw (each page's `include` selectors). axe-core comes from the npm
+registry: `make axe` installs it into .local/ (tests/browser.py, AXE_CORE).
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from impressions import stats
+from impressions.recorder import record_impressions
+from tests.browser import THEMES, Tab, axe_violations, new_context, with_axe
+from tests.factories import make_posts
+from tests.impressions.history_rows import add_impressions
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PASSWORD = "a11y-suite-pw"
+
+
+@pytest.fixture
+def site(buffer):
+    """A superuser, posts with a month of history and impressions not yet flushed (the dashboard's
+    live marks); returns the post whose change page shows a chart."""
+    get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    posts = make_posts(25)
+    today = stats.today()
+    for age in range(0, 30, 3):
+        for rank, post in enumerate(posts[-3:]):
+            add_impressions(post.id, today - timedelta(days=age), (age * 7 + rank * 13) % 40 + 1)
+    record_impressions("u:1", [post.id for post in posts[-3:]])
+    return posts[-1]
+
+
+def log_in(tab):
+    tab.go("/admin/login/?next=/admin/")
+    tab.page.fill("#id_username", "boss")
+    tab.page.fill("#id_password", PASSWORD)
+    tab.page.click("input[type=submit]")
+    tab.page.wait_for_url("**/admin/")
+
+
+# path -> the selectors of the apps' markup on it (None: the whole page is the site's own).
+VISITOR_PAGES = {"/": None, "/accounts/login/": None}
+STAFF_PAGES = {
+    # The 7- and 90-day views draw the same markup, with more or fewer bars (4 s more of axe).
+    "/admin/impressions/dashboard/": ["#content-main"],
+    "/admin/impressions/dashboard/objects/?range=90d": ["#content-main"],
+    "/admin/casusult/post/": [".object-tools", "#changelist-form p.help", "#result_list td"],
+    "/admin/casusult/post/{post}/change/": ["#impressions"],
+    "/admin/impressions/flush/": [".object-tools"],
+    "/admin/queues/queuestatus/": ["#content-main"],
+}
+
+
+def shown_in_both_themes(tab, path, include):
+    """axe's violations on `path` in the light theme, then the dark: the themes are CSS only
+    (prefers-color-scheme), so switching the loaded page shows what loading it dark would."""
+    tab.go(path)
+    problems = []
+    for theme in THEMES:
+        tab.page.emulate_media(color_scheme=theme)
+        problems += [f"{path} ({theme}): {line}" for line in axe_violations(tab.page, include)]
+    return problems
+
+
+def test_the_apps_pages_pass_axe_in_both_themes(live_server, browser, site):
+    context = with_axe(new_context(browser, "desktop", "light"))
+    problems = []
+    try:
+        tab = Tab(context, live_server.url)
+        for path, include in VISITOR_PAGES.items():
+            problems += shown_in_both_themes(tab, path, include)
+        log_in(tab)
+        for path, include in STAFF_PAGES.items():
+            problems += shown_in_both_themes(tab, path.format(post=site.id), include)
+    finally:
+        context.close()
+    assert not problems, "\n".join(problems)
