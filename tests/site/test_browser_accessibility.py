@@ -9,13 +9,17 @@ registry: `make axe` installs it into .local/ (tests/browser.py, AXE_CORE).
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from impressions import stats
 from impressions.recorder import record_impressions
 from tests.browser import THEMES, Tab, axe_violations, new_context, with_axe
 from tests.factories import make_posts
 from tests.impressions.history_rows import add_impressions
+from tests.queues import tasks as queue_tasks
+from tests.queues.rq.support import rq_on, run_burst
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,10 +27,14 @@ PASSWORD = "a11y-suite-pw"
 
 
 @pytest.fixture
-def site(buffer):
-    """A superuser, posts with a month of history and impressions not yet flushed (the dashboard's
-    live marks); returns the post whose change page shows a chart."""
-    get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
+def boss():
+    return get_user_model().objects.create_superuser("boss", "boss@example.com", PASSWORD)
+
+
+@pytest.fixture
+def site(buffer, boss):
+    """Posts with a month of history and impressions not yet flushed (the dashboard's live
+    marks); returns the post whose change page shows a chart."""
     posts = make_posts(25)
     today = stats.today()
     for age in range(0, 30, 3):
@@ -78,6 +86,42 @@ def test_the_apps_pages_pass_axe_in_both_themes(live_server, browser, site):
         log_in(tab)
         for path, include in STAFF_PAGES.items():
             problems += shown_in_both_themes(tab, path.format(post=site.id), include)
+    finally:
+        context.close()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def rq_jobs(settings):
+    """The RQ backend on the tests' RQ Redis with a finished, a queued and a scheduled job (an
+    in-process burst ran the first); returns the finished job's id."""
+    with rq_on(django_settings.RQ_REDIS_URL, settings):
+        finished = queue_tasks.record_marker.enqueue("done")
+        run_burst()
+        queue_tasks.record_marker.enqueue("waiting")
+        later = timezone.now() + timedelta(hours=1)
+        queue_tasks.record_marker.using(run_after=later).enqueue("later")
+        yield finished.id
+
+
+# django-rq's pages, which `queues` puts in the admin: its breadcrumbs, styles and scripts.
+RQ_PAGES = [
+    "/admin/rq/queues/0/",
+    "/admin/rq/queues/0/finished/",
+    "/admin/rq/queues/0/failed/",
+    "/admin/rq/queues/0/scheduled/",
+    "/admin/rq/queues/0/{job}/",
+]
+
+
+def test_the_rq_dashboard_pages_pass_axe_in_both_themes(live_server, browser, boss, rq_jobs):
+    context = with_axe(new_context(browser, "desktop", "light"))
+    problems = []
+    try:
+        tab = Tab(context, live_server.url)
+        log_in(tab)
+        for path in RQ_PAGES:
+            problems += shown_in_both_themes(tab, path.format(job=rq_jobs), ["#content"])
     finally:
         context.close()
     assert not problems, "\n".join(problems)

@@ -34,7 +34,20 @@
         });
     }
 
+    // django-rq's checkboxes have no name for a screen reader (Django's own lists name theirs):
+    // named as Django names them, each row's by its job's id.
+    function nameCheckboxes() {
+        const toggle = document.getElementById("action-toggle");
+        if (toggle && !toggle.hasAttribute("aria-label")) {
+            toggle.setAttribute("aria-label", "Select all jobs on this page for an action");
+        }
+        document.querySelectorAll("tr input.action-select:not([aria-label])").forEach(function (box) {
+            box.setAttribute("aria-label", "Select this job for an action - " + box.value);
+        });
+    }
+
     document.addEventListener("DOMContentLoaded", function () {
+        nameCheckboxes();
         addActionCounter();
         clickableRows();
     });
