@@ -6,6 +6,7 @@ Django's admin around the apps' markup is Django's to fix: on admin pages axe lo
 registry: `make axe` installs it into .local/ (tests/browser.py, AXE_CORE).
 """
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -102,6 +103,37 @@ def rq_jobs(settings):
         later = timezone.now() + timedelta(hours=1)
         queue_tasks.record_marker.using(run_after=later).enqueue("later")
         yield finished.id
+
+
+def contrast(first, second):
+    """WCAG's contrast ratio of two computed colours ("rgb(r, g, b)")."""
+
+    def luminance(colour):
+        channels = [int(part) / 255 for part in re.findall(r"\d+", colour)[:3]]
+        r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted([luminance(first), luminance(second)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_site_s_form_fields_are_outlined_at_3_to_1_in_both_themes(live_server, browser):
+    """WCAG 1.4.11: a text field's border is what shows where to type (axe does not check it)."""
+    context = new_context(browser, "phone", "light")
+    found = {}
+    try:
+        tab = Tab(context, live_server.url)
+        tab.go("/accounts/login/")
+        for theme in THEMES:
+            tab.page.emulate_media(color_scheme=theme)
+            border, background = tab.page.evaluate(
+                """() => [getComputedStyle(document.querySelector("#id_username")).borderTopColor,
+                          getComputedStyle(document.body).backgroundColor]"""
+            )
+            found[theme] = round(contrast(border, background), 2)
+    finally:
+        context.close()
+    assert min(found.values()) >= 3, found
 
 
 # django-rq's pages, which `queues` puts in the admin: its breadcrumbs, styles and scripts.
