@@ -14,7 +14,8 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from impressions import stats
+from impressions import flush_now, stats
+from impressions.flush import flush_pending
 from impressions.recorder import record_impressions
 from tests.browser import THEMES, Tab, axe_violations, new_context, with_axe
 from tests.factories import make_posts
@@ -134,6 +135,42 @@ def test_the_site_s_form_fields_are_outlined_at_3_to_1_in_both_themes(live_serve
     finally:
         context.close()
     assert min(found.values()) >= 3, found
+
+
+def test_flush_now_s_waiting_page_stays_put_then_goes_back_once_the_flush_ran(
+    live_server, browser, boss, buffer, monkeypatch
+):
+    """WCAG 2.2.1: a page that reloads itself every second restarts a screen reader each time;
+    the waiting page looks in the background and leaves only when there is something to show."""
+    monkeypatch.setattr(flush_now, "WAIT_IN_REQUEST", 0)  # the waiting page at once
+    monkeypatch.setattr(flush_now, "NO_WORKER_AFTER", 1)  # its note after a second, not 30
+    record_impressions("u:1", [post.id for post in make_posts(1)])
+    context = with_axe(new_context(browser, "desktop", "light"))
+    try:
+        tab = Tab(context, live_server.url)
+        log_in(tab)
+        tab.go("/admin/impressions/flush/")
+        tab.page.click("button:has-text('Flush impressions now')")
+        tab.page.wait_for_url("**/admin/impressions/flush/flush-now/*/?since=*")
+        tab.page.wait_for_load_state()
+        tab.page.evaluate("window.__loaded = true")  # gone if the page reloads
+        assert axe_violations(tab.page) == []
+        # A second later the page says no worker ran it: news, shown where it is, not reloaded.
+        tab.page.locator("#flush-wait .errornote").wait_for(timeout=10_000)
+        assert tab.page.evaluate("window.__loaded") is True
+        assert tab.finish().problems == []  # its script and its look ran under the policy
+        flush_pending(keep_schedule=True)  # what the worker does (the Dummy backend runs nothing)
+        tab.page.wait_for_url(f"{live_server.url}/admin/impressions/flush/", timeout=10_000)
+        message = tab.page.inner_text("ul.messagelist")
+        assert "1 impression applied to 1 post in " in message, message
+        # The script's look that met the redirect does not follow it (redirect: "manual"): the
+        # browser reports that request as aborted; the page itself then goes there.
+        aborted = (
+            f"request failed: GET {live_server.url}/admin/impressions/flush/ (net::ERR_ABORTED)"
+        )
+        assert [problem for problem in tab.finish().problems if problem != aborted] == []
+    finally:
+        context.close()
 
 
 # django-rq's pages, which `queues` puts in the admin: its breadcrumbs, styles and scripts.
