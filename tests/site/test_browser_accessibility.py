@@ -194,3 +194,32 @@ def test_the_rq_dashboard_pages_pass_axe_in_both_themes(live_server, browser, bo
     finally:
         context.close()
     assert not problems, "\n".join(problems)
+
+
+# How much wider than the screen the page is laid out, and its elements that reach past the edge
+# outside a box that scrolls them (for the message).
+WIDER = """() => {
+  const root = document.documentElement;
+  const past = [...document.body.querySelectorAll("*")].filter((element) =>
+    element.getBoundingClientRect().right > root.clientWidth + 0.5
+    && !element.parentElement.closest(".rq-table-card, .rq-panel, .results"));
+  return root.scrollWidth - root.clientWidth
+    ? [root.scrollWidth - root.clientWidth, past.map((element) => element.outerHTML.slice(0, 80))]
+    : 0;
+}"""
+
+
+def test_the_apps_pages_reflow_at_320_px(live_server, browser, site, rq_jobs):
+    """WCAG 1.4.10: at 320 CSS px (1280 px zoomed to 400 %) no page scrolls sideways; a wide
+    table may scroll in its own box."""
+    context = browser.new_context(viewport={"width": 320, "height": 640})
+    wider = {}
+    try:
+        tab = Tab(context, live_server.url)
+        log_in(tab)
+        for path in ["/", "/admin/impressions/dashboard/", "/admin/rq/queues/0/{job}/"]:
+            tab.go(path.format(job=rq_jobs))
+            wider[path] = tab.page.evaluate(WIDER)
+    finally:
+        context.close()
+    assert wider == dict.fromkeys(wider, 0)
