@@ -123,10 +123,12 @@ AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 AXE_RUN = """async ([include, tags]) => {
   await Promise.all(document.getAnimations().map((animation) => animation.finished));
   const context = include ? {include: include.map((selector) => [selector])} : document;
+  const missing = (include || []).filter((selector) => !document.querySelector(selector))
+    .map((selector) => `nothing to check: no ${selector} on the page`);
   const results = await axe.run(context, {runOnly: {type: "tag", values: tags}});
-  return results.violations.flatMap((violation) => violation.nodes.map((node) =>
+  return missing.concat(results.violations.flatMap((violation) => violation.nodes.map((node) =>
     `${violation.id} (${violation.help}) at ${node.target.join(" ")}: `
-    + node.failureSummary.replace(/\\s+/g, " ")));
+    + node.failureSummary.replace(/\\s+/g, " "))));
 }"""
 
 
