@@ -59,7 +59,7 @@ def test_an_impression_recorded_now_shows_at_once_marked_not_yet_flushed(
     )
     # Only the posts the history ranks are shown, with their live counts, ranked again.
     assert rows == [(str(posts[1].id), "3", "7"), (str(posts[0].id), "0", "5")]
-    assert "+3</small>" in top
+    assert '+3<span class="visually-hidden"> not yet flushed</span></small>' in top
 
     flush_pending()  # now in the history: the same numbers, none pending
     html = superuser_client.get(DASHBOARD).content.decode()

@@ -137,6 +137,25 @@ def test_the_site_s_form_fields_are_outlined_at_3_to_1_in_both_themes(live_serve
     assert min(found.values()) >= 3, found
 
 
+def test_a_screen_reader_hears_a_chart_s_summary_once_and_what_plus_n_means(
+    live_server, browser, site
+):
+    """The chart's group is named by its title alone (the figure's caption says the summary), and
+    a top list's live mark says what it counts, not only "+1"."""
+    context = new_context(browser, "desktop", "light")
+    try:
+        tab = Tab(context, live_server.url)
+        log_in(tab)
+        tab.go("/admin/impressions/dashboard/?range=7d")
+        chart = tab.page.locator("#chart-site").aria_snapshot()
+        count = tab.page.locator("#top-today tbody td.count").first.aria_snapshot()
+    finally:
+        context.close()
+    assert chart.startswith("- figure "), chart  # named by its caption
+    assert chart.count("impressions from ") == 2, chart  # the figure's name and its caption
+    assert count.endswith('+1 not yet flushed"'), count
+
+
 def test_flush_now_s_waiting_page_stays_put_then_goes_back_once_the_flush_ran(
     live_server, browser, boss, buffer, monkeypatch
 ):
