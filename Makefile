@@ -11,7 +11,7 @@ DEMO_POSTS ?= 500
 # In-process backends (QUEUE_BACKEND=immediate or dummy) have no worker to start.
 WORKER := $(if $(filter immediate dummy,$(QUEUE_BACKEND)),,"$(PY) manage.py runworker")
 
-.PHONY: run serve test test-long test-lowest test-mariadb lint format docs bench loadtest venv services database migrate browser axe pgbouncer gettext screenshots dist
+.PHONY: run serve test test-long test-lowest test-mariadb lint format docs bench loadtest venv services database migrate browser axe pgbouncer gettext faketime screenshots dist
 
 venv: $(VENV)/.installed
 
@@ -116,10 +116,18 @@ gettext:
 # tests/distributions/ whole (the wheels and their virtual environment made once).
 # `make test-long` runs only the tests marked `long` (worker processes killed mid-flush, ...),
 # `make test TEST_MARKERS="not long"` leaves them out.
+# libfaketime for the tests that run a process with its clock off (tests/processes.py
+# skewed_clock): Debian's package, as root (CI); without it those tests skip.
+FAKETIME_LIB ?= /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+faketime:
+	@test -e $(FAKETIME_LIB) || command -v faketime >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; \
+		else echo "No libfaketime: run 'sudo apt-get install -y faketime' (the clock skew tests skip without it)" >&2; fi; }
+
 TEST_WORKERS ?= 2
 TEST_MARKERS ?=
 test: DJANGO_SETTINGS_MODULE = settings.test
-test: venv browser axe pgbouncer gettext
+test: venv browser axe pgbouncer gettext faketime
 	@DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m devservices ensure
 	$(PY) -m pytest -p tests.workers $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) \
 		$(if $(TEST_MARKERS),-m "$(TEST_MARKERS)") $(PYTEST_ARGS)

@@ -136,3 +136,25 @@ def rest_of_stderr(process, timeout=30):
     while (line := source.get(timeout=max(0.001, deadline - time.monotonic()))) is not None:
         rest.append(line)
     return "".join(rest)
+
+
+# libfaketime (Debian's libfaketime, which `make test` installs): a child process whose clock
+# runs ahead or behind, as on a host whose clock drifted; Redis and PostgreSQL keep the real one.
+FAKETIME_LIBRARIES = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+)
+
+
+def skewed_clock(offset):
+    """The environment variables of a child process whose clock is `offset` ("+90s", "-1d") off
+    the real one; pytest.skip when libfaketime is not installed."""
+    import pytest
+
+    library = next((path for path in FAKETIME_LIBRARIES if os.path.exists(path)), None)
+    if library is None:
+        pytest.skip("libfaketime is not installed: apt-get install faketime (make test does)")
+    # FAKETIME_DONT_FAKE_MONOTONIC: the same offset on the monotonic clock changes nothing, and
+    # libfaketime's interception of it has hung children in condition waits.
+    return {"LD_PRELOAD": library, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}

@@ -133,7 +133,9 @@ class RQBackend(QueueBackend):
             retry=self.retry_policy(),
         )
         if task.run_after is not None and aware(task.run_after) > aware(timezone.now()):
-            run_after = aware(task.run_after)  # RQ misreads a naive one in DST zones
+            # Aware (RQ misreads a naive one in DST zones), and on the server's clock, which
+            # the scheduler reads: a delay counted on this host's would move with its drift.
+            run_after = jobs.on_server_clock(queue.connection, aware(task.run_after))
             push = functools.partial(queue.schedule_job, job, run_after)
         else:
             push = functools.partial(queue.enqueue_job, job)

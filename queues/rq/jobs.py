@@ -27,7 +27,7 @@ from ..bounds import (
     sample,
 )
 from ..exceptions import MalformedMessage
-from ..times import project_time
+from ..times import aware, project_time
 
 TRAMPOLINE = "queues.rq.worker.run_task"
 SERIALIZER = JSONSerializer
@@ -63,6 +63,21 @@ def task_time(moment):
     if moment is not None and timezone.is_naive(moment):
         moment = moment.replace(tzinfo=datetime.UTC)
     return project_time(moment)
+
+
+def server_now(connection):
+    """The RQ Redis's clock (aware, UTC). Deferred jobs are due by it: the hosts that enqueue and
+    run them each have their own clock, seconds apart, minutes after a bad boot; the scheduler
+    compares a job's due time with this one, so each host's delay is a delay wherever it runs."""
+    seconds, microseconds = connection.time()
+    return datetime.datetime.fromtimestamp(seconds + microseconds / 1_000_000, datetime.UTC)
+
+
+def on_server_clock(connection, moment):
+    """An aware `moment` of this host's clock (timezone.now()'s) as the same time from now on
+    the server's, to the second (RQ keeps whole seconds): unchanged while the two agree."""
+    offset = (server_now(connection) - aware(timezone.now())).total_seconds()
+    return moment + datetime.timedelta(seconds=round(offset))
 
 
 def enqueued_at(job):

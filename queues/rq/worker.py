@@ -1,6 +1,7 @@
 """The RQ worker: probe the server, then RQ's SimpleWorker with our job class and the scheduler."""
 
 import contextlib
+import datetime
 import logging
 import math
 import os
@@ -10,13 +11,12 @@ import time
 import redis
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.tasks.exceptions import InvalidTaskBackend
-from django.utils import timezone
 from redis.exceptions import NoPermissionError, ResponseError
 from rq import Queue, get_current_job, worker_registration
 from rq.exceptions import InvalidJobOperation, StopRequested
+from rq.job import JobStatus
 from rq.scheduler import RQScheduler
 from rq.timeouts import UnixSignalDeathPenalty
-from rq.utils import current_timestamp
 from rq.worker import SimpleWorker
 
 from redis_endpoints import demoted_primary, redact_text, redacting_logger
@@ -36,7 +36,6 @@ from ..execution import (
     report_refusal,
 )
 from ..runner import STOP_SIGNALS, stop_handlers, stop_with_parent
-from ..times import aware
 from . import jobs
 from .backend import RQBackend
 from .connection import refusal_remedy
@@ -149,6 +148,19 @@ class TaskJob(jobs.BoundedJob):
     success_callback = failure_callback = stopped_callback = property(lambda self: None)
 
     def send_webhooks(self, status, *, exc_string=None):
+        return None
+
+    def retry(self, queue, pipeline):
+        # RQ's, with the next attempt's delay on the server's clock, which the scheduler reads
+        # (jobs.server_now), not on this worker's.
+        interval = self.get_retry_interval()
+        if not interval:
+            return super().retry(queue, pipeline)
+        self.retries_left -= 1
+        due = jobs.server_now(self.connection) + datetime.timedelta(seconds=interval)
+        self.set_status(JobStatus.SCHEDULED)
+        queue.schedule_job(self, due, pipeline=pipeline)
+        self.log.info("Job %s: retry due at %s, %s left", self.id, due, self.retries_left)
         return None
 
 
@@ -309,7 +321,7 @@ class TaskWorker(SimpleWorker):
         delay = 0
         if status == "scheduled":
             due = queue.scheduled_job_registry.get_scheduled_time(job)
-            delay = max(0, math.ceil((due - aware(timezone.now())).total_seconds()))
+            delay = max(0, math.ceil((due - jobs.server_now(queue.connection)).total_seconds()))
         return {"attempt": f"{attempt}/{total}", "next_attempt_in": f"{delay}s"}
 
     def work(self, *args, **kwargs):
@@ -617,7 +629,10 @@ class TaskScheduler(RQScheduler):
         if not self._scheduled_job_registries and self._acquired_locks:
             self.prepare_registries()
         for registry in self._scheduled_job_registries:
-            job_ids = registry.get_jobs_to_schedule(current_timestamp())
+            # Due by the server's clock (jobs.server_now), as they were scheduled.
+            job_ids = registry.get_jobs_to_schedule(
+                int(jobs.server_now(self.connection).timestamp())
+            )
             if not job_ids:
                 continue
             queue = Queue(registry.name, connection=self.connection, serializer=self.serializer)
