@@ -1,5 +1,6 @@
 """The request side: count served posts in Redis, de-duplicated per viewer, in one round trip."""
 
+import math
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from redis.exceptions import ClusterCrossSlotError, MovedError, OutOfMemoryError
 
 from redis_endpoints import redacting_logger
 
-from . import budgets, keys, periods, scripts
+from . import budgets, clocks, keys, periods, scripts
 from .batches import in_bigint
 from .conf import conf
 from .holdoff import holdoff
@@ -98,7 +99,8 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     """Count `post_ids` as seen by `viewer_key`; never raises (a failure is logged and counted).
 
     `now` (tests, tools): the time of the views, Unix seconds or an aware datetime; it drives the
-    de-duplication window and the day they count on. None: Redis's clock and this host's date.
+    de-duplication window and the day they count on. None: Redis's clock drives both (this host's
+    only names the days around its own for the script to pick from).
     An id that is no integer a bigint holds raises ValueError: no flush could apply it.
 
     A reload of pairs Redis is known to still de-duplicate (see reloads.py) skips Redis: with
@@ -116,6 +118,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         impressions_recorded.send(record_impressions, served=len(post_ids), counted=0, lost=0)
         return RecordResult(0, 0, False)
     sent_at = reloads.clock()  # before the call: Redis's `now` is later, so the block ends later
+    sent_wall = time.time()  # clocks.offset: this host's clock against the script's (Redis's)
     script_now, day = moment_of(now)
     shard = keys.shard_of(viewer_key)
     replies = []  # {counted, newly armed, guard taken, blocked ms, limited, lapsed...} of each part
@@ -143,6 +146,8 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     else:
         if lost.held:  # losses in no line yet: this call may be the first to log them
             log_held_losses()
+        if script_now == "":
+            clocks.offset.measured(sent_wall, float(replies[-1][7]))
     recorded = post_ids[: len(post_ids) - failed]
     counted = sum(int(reply[0]) for reply in replies)
     limited = sum(int(reply[4]) for reply in replies)
@@ -151,7 +156,7 @@ def record_impressions(viewer_key, post_ids, *, now=None):
         reloads.remember(viewer_key, recorded, sent_at + blocked)
     scheduled = False
     # At most one part arms the shard (SET NX).
-    for _, newly_armed, guard_taken, _, _, *lapsed in replies:
+    for _, newly_armed, guard_taken, _, _, *lapsed, _ in replies:
         if newly_armed and guard_taken != 0:
             # The guard's value when the script took it (bytes), -1 when it had no guard key.
             taken = guard_taken.decode() if isinstance(guard_taken, bytes) else None
@@ -250,9 +255,10 @@ def is_full_redis(error):
 
 
 def moment_of(now):
-    """(the script's `now` argument, the day text of the views) for record_impressions' `now`."""
+    """(the script's `now` argument, its day argument) for record_impressions' `now`: the day
+    text of the views, or, for Redis's time, today's span (Today.argument)."""
     if now is None:
-        return "", today.text()
+        return "", today.argument()
     if isinstance(now, datetime):
         return now.timestamp(), keys.day_text(periods.day_of(now))
     return now, keys.day_text(periods.day_of(datetime.fromtimestamp(now, UTC)))
@@ -262,26 +268,40 @@ class Today:
     """The day text of the present moment in TIME_ZONE, made again only once that day is over
     (every request asks for it; a time zone lookup each time is most of what it costs)."""
 
+    EMPTY = ("", 0.0, 0.0, "")
+
     def __init__(self, clock=time.time):
         self.clock = clock
-        self.span = ("", 0.0, 0.0)  # (day text, its first second, the next day's, Unix time)
+        # (day text, its first second, the next day's (Unix time), the record script's argument)
+        self.span = self.EMPTY
 
     def text(self):
-        text, start, end = self.span
+        return self._span()[0]
+
+    def argument(self):
+        """The record script's day argument: "<day before> <day> <day after> <day's first
+        second> <next day's>", the script picking the one its time (Redis's) falls in: around
+        midnight, a host whose clock is a few seconds off counts on Redis's day, not its own."""
+        return self._span()[3]
+
+    def _span(self):
+        span = self.span
         now = self.clock()
-        if start <= now < end:
-            return text
+        if span[1] <= now < span[2]:
+            return span
         day = periods.day_of(datetime.fromtimestamp(now, UTC))
         zone = timezone.get_default_timezone()
         start = datetime.combine(day, dtime.min, zone).timestamp()
         end = datetime.combine(day + timedelta(days=1), dtime.min, zone).timestamp()
+        before, after = (keys.day_text(day + timedelta(days=n)) for n in (-1, 1))
         text = keys.day_text(day)
+        span = (text, start, end, f"{before} {text} {after} {math.ceil(start)} {math.ceil(end)}")
         if start <= now < end:  # else a midnight the zone skips or repeats: not kept, made again
-            self.span = (text, start, end)
-        return text
+            self.span = span
+        return span
 
     def forget(self):
-        self.span = ("", 0.0, 0.0)
+        self.span = self.EMPTY
 
 
 today = Today()

@@ -26,9 +26,11 @@ SCHEDULED_WINDOW_TTL = 7 * 24 * 3600
 # KEYS: seen, pending (ungrouped: read, no longer written), armed, lost, pending days, totals,
 # snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
 # (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard, scheduled window].
-# ARGV: now ('' = server time), window, guard ttl, lost impressions to report, day (yyyymmdd), the
-# viewer's hourly budget (0: none), that key's ttl, post ids...  Returns {counted, newly armed,
-# guard taken, blocked ms, limited, lapsed window, its pttl}; guard taken is the guard's value when
+# ARGV: now ('' = server time), window, guard ttl, lost impressions to report, day (yyyymmdd, or
+# "<day before> <day> <day after> <day's first second> <next day's>": the one `now` falls in, so
+# that the server's clock, not the caller's, says which day a view counts on), the viewer's hourly
+# budget (0: none), that key's ttl, post ids...  Returns {counted, newly armed, guard taken,
+# blocked ms, limited, lapsed window, its pttl, now}; guard taken is the guard's value when
 # this call took it, 0 when not, -1 when no guard key was passed (a cluster: the guard lives in
 # another slot); lapsed window and its pttl: when this call took the guard, what the scheduled
 # window's key held before (TAKE_SCHEDULE); blocked ms: how long every post of the call stays
@@ -45,7 +47,13 @@ if not now then
 end
 local window = tonumber(ARGV[2])
 if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
-local suffix = ':' .. ARGV[5]
+local day = ARGV[5]
+local before, own, after, first, next_first = string.match(day, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
+if own then
+  day = own
+  if now < tonumber(first) then day = before elseif now >= tonumber(next_first) then day = after end
+end
+local suffix = ':' .. day
 local budget = tonumber(ARGV[6])
 local room  -- what the viewer may still count this hour; read at its first new post
 local looked = {}  -- the hashes this call found no longer new
@@ -122,7 +130,7 @@ if counted > 0 then
     -- The shard held nothing before this call (a new Redis): its totals are exact from here on.
     redis.call('HSET', KEYS[6], 'exact', 1)
   end
-  redis.call('SADD', KEYS[5], ARGV[5])
+  redis.call('SADD', KEYS[5], day)
   if budget > 0 and redis.call('INCRBY', KEYS[8], counted) == counted then
     redis.call('EXPIRE', KEYS[8], ARGV[7])
   end
@@ -150,7 +158,8 @@ local blocked_ms = 0
 if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
 -- The guard taken: its value, which the window's tasks carry (flush.open_window).
 return {
-  counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited, lapsed, lapsed_ttl
+  counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited, lapsed, lapsed_ttl,
+  tostring(now)
 }
 """
 )

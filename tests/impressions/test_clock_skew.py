@@ -1,0 +1,70 @@
+"""The day an impression counts on is Redis's, as its de-duplication window is, not the clock of the
+web host that recorded it; a host whose clock is grossly off says so. Child processes whose clock
+libfaketime puts off, against the real Redis."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.conf import settings
+
+from impressions import keys, periods, recorder
+from impressions.scripts import evalsha
+from tests.processes import run_python, skewed_clock
+
+from .support import scan_all
+
+RECORD = """
+import django
+django.setup()
+from impressions.recorder import record_impressions
+print(record_impressions("skewed-viewer", [1, 2]).counted)
+"""
+
+
+def pending_days(client):
+    """The days of every pending counter."""
+    return {
+        field.decode().partition(":")[2]
+        for key in scan_all(client, "*:pending:*")
+        for field in client.hkeys(key)
+    }
+
+
+def redis_day(client):
+    seconds, _ = client.time()
+    return keys.day_text(periods.day_of(datetime.fromtimestamp(seconds, UTC)))
+
+
+@pytest.mark.parametrize(("offset", "says"), [("+1d", "ahead of"), ("-1d", "behind")])
+def test_a_host_a_day_off_counts_on_redis_s_day_and_says_its_clock_is_off(
+    standalone_buffer, offset, says
+):
+    before = redis_day(standalone_buffer)
+    env = {"REDIS_URL": settings.IMPRESSIONS_REDIS_URL, **skewed_clock(offset)}
+    result = run_python(RECORD, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2"]
+    assert pending_days(standalone_buffer) <= {before, redis_day(standalone_buffer)}
+    assert f"clock is 86400 s {says} Redis" in result.stderr
+
+
+def record_at(client, viewer, script_now, day):
+    script_keys, args = recorder.record_call(0, viewer, [7], script_now, day, guard=False)
+    return evalsha(client, "RECORD", script_keys, args)
+
+
+def test_around_midnight_the_day_is_the_one_of_the_script_s_time(standalone_buffer):
+    # A host a few seconds off near midnight: its day argument names its own day and both
+    # neighbours; the time the script counts at (Redis's) picks among them.
+    today = recorder.Today(clock=lambda: datetime(2026, 3, 28, 12, tzinfo=UTC).timestamp())
+    day = today.argument()
+    start = datetime(2026, 3, 28, tzinfo=UTC).timestamp()
+    end = datetime(2026, 3, 29, tzinfo=UTC).timestamp()
+    for viewer, moment in [("a", start - 0.5), ("b", start), ("c", end - 0.5), ("d", end)]:
+        record_at(standalone_buffer, viewer, moment, day)
+    ((key,),) = [[key] for key in scan_all(standalone_buffer, "*:pending:*")]
+    assert standalone_buffer.hgetall(key) == {
+        b"7:20260327": b"1",
+        b"7:20260328": b"2",
+        b"7:20260329": b"1",
+    }
