@@ -95,12 +95,27 @@ def next_attempt_body(body, envelope, worker_id):
 
 
 def remaining_delay(body):
-    """DelaySeconds to send `body` again unchanged: what is left until its run_after (0 for a body
-    that does not parse: the worker that receives it sets it aside)."""
+    """DelaySeconds to send a received `body` again unchanged: what is left until its run_after (0
+    for a body SQS held its whole delay, held_whole, or that does not parse: the worker that
+    receives it sets it aside)."""
     try:
-        return delay_seconds(parse_time(json.loads(body).get("run_after"), "run_after"))
+        fields = json.loads(body)
+        run_after = parse_time(fields.get("run_after"), "run_after")
+        if held_whole(run_after, parse_time(fields.get("enqueued_at"), "enqueued_at")):
+            return 0
+        return delay_seconds(run_after)
     except (ValueError, TypeError, AttributeError, RecursionError):  # MalformedMessage too
         return 0
+
+
+def held_whole(run_after, enqueued_at):
+    """Whether SQS held the message for its whole delay: its run_after at most MAX_DELAY_SECONDS
+    after its enqueued_at (both of the sender's clock), so that it was sent with all of it
+    (delay_seconds). Such a message is due as it arrives, whatever the receiving host's clock
+    says of run_after: a sender's clock ahead of it made the worker send it back to wait again."""
+    if run_after is None or enqueued_at is None:
+        return run_after is None
+    return (aware(run_after) - aware(enqueued_at)).total_seconds() <= MAX_DELAY_SECONDS
 
 
 def delay_seconds(run_after, now=None):

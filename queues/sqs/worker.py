@@ -34,7 +34,7 @@ from ..times import aware
 from .backend import error_code
 from .deadletter import dead_letter
 from .heartbeat import VisibilityHeartbeat
-from .messages import decode_message, delay_seconds, next_attempt_body
+from .messages import decode_message, delay_seconds, held_whole, next_attempt_body
 
 logger = redacting_logger("queues.worker")
 
@@ -343,7 +343,10 @@ class SQSWorker:
             return self.set_aside(message, timer, unreadable)
         self.deferred.pop(envelope["id"], None)
         run_after = envelope["run_after"]
-        if run_after is not None and aware(run_after) > aware(timezone.now()):
+        # Due by SQS's delay when it held the whole of it, else by this host's clock.
+        if not held_whole(run_after, envelope["enqueued_at"]) and aware(run_after) > aware(
+            timezone.now()
+        ):
             self.defer(message, envelope["id"], run_after)
             timer.log("deferred", run_after=run_after.isoformat())
             return "deferred"
