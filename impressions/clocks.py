@@ -1,17 +1,20 @@
-"""How far this host's clock is from Redis's, measured by every record call for free.
+"""How far this host's clock is from Redis's: measured by every record call for free, and by
+every flush (one round trip).
 
 The record script counts by Redis's clock (the de-duplication window, the day a view counts on),
-so hosts whose clocks differ still count alike. This host's clock still dates what it does alone:
-the hour of the viewers' budgets, the UTC day of cookie-less digests, the flush's delay on a task
-backend that counts it on this host (SQS: until the message is received), the dashboard's
-"today". Seconds of drift change none of them much; minutes (a bad boot, time sync stopped) are
-logged, once every LOG_INTERVAL seconds at most, for an operator to fix the host's time sync.
+so hosts whose clocks differ still count alike. A host's own clock still dates what it does
+alone (docs/operations/production.md, "Clocks"): on a web host the hour of the viewers' budgets,
+the UTC day of cookie-less digests, the dashboard's "today"; on a worker the flush ids and the
+ledger's times, the roll-up's "today" and the history it prunes. Seconds of drift change none of
+them much; minutes (a bad boot, time sync stopped) are logged, once every LOG_INTERVAL seconds at
+most, for an operator to fix the host's time sync.
 """
 
 import time
 
 from redis_endpoints import redacting_logger
 
+from . import keys, scripts
 from .loglines import LineLimiter
 
 logger = redacting_logger(__name__)
@@ -37,9 +40,9 @@ class ClockOffset(LineLimiter):
         if abs(offset) <= TOLERANCE or self.note("off") is None:
             return
         logger.warning(
-            "this host's clock is %.0f s %s Redis's: counts follow Redis's clock, but this host"
-            " dates the flush's delay (on SQS), the hourly budgets, the viewer digests' day and"
-            " the dashboard's today by its own; fix its time sync (NTP, chrony)",
+            "this host's clock is %.0f s %s Redis's: counts follow Redis's clock, but what this"
+            " host dates alone (budgets' hours, the flush ledger's times, the roll-up's and the"
+            " dashboard's today) follows its own; fix its time sync (NTP, chrony)",
             abs(offset),
             "ahead of" if offset > 0 else "behind",
             extra={"clock_offset": round(offset, 3)},
@@ -47,3 +50,11 @@ class ClockOffset(LineLimiter):
 
 
 offset = ClockOffset()
+
+
+def measure(client):
+    """Measure this host's clock against Redis's (the flush client's node of the schedule guard,
+    standalone or cluster alike), one round trip; raises redis errors."""
+    sent_at = time.time()
+    seconds, microseconds = client.execute_command("EVAL", scripts.TIME, 1, keys.guard_key())
+    offset.measured(sent_at, int(seconds) + int(microseconds) / 1_000_000)

@@ -32,7 +32,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from redis_endpoints import demoted_primary, redact_text, redacting_logger
 
-from . import batches, history_writer, keys, ledger, periods, scripts
+from . import batches, clocks, history_writer, keys, ledger, periods, scripts
 from .conf import GUARD_GRACE_SECONDS, MAX_SHARDS, conf, counted_plural
 from .exceptions import DatabaseUnavailable, RedisUnavailable
 from .loglines import LineLimiter
@@ -178,6 +178,7 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             today = periods.day_of(timezone.now())
             if not keep_schedule:
                 open_window(client, window, report.flush_id)
+            clocks.measure(client)  # this worker dates the ledger and the roll-up's today
             every = shards_in_use(client)
             shards = [shard for shard in every if shard % parts == part]
             nodes = take_snapshots(client, report.flush_id, shards, every)

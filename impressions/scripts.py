@@ -442,6 +442,10 @@ return 1
 """
 
 
+# KEYS: any key (a cluster routes the call by it).  Returns the server's TIME: {seconds, µs}.
+TIME = "return redis.call('TIME')"
+
+
 def script(client, name):
     """The registered Script `name` for this client (EVALSHA, loading the script on NOSCRIPT)."""
     registered = client.__dict__.setdefault("_impressions_scripts", {})

@@ -6,12 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from impressions import keys, periods, recorder
 from impressions.scripts import evalsha
-from tests.processes import run_python, skewed_clock
+from tests.factories import make_posts
+from tests.processes import run_manage, run_python, skewed_clock
 
-from .support import scan_all
+from .support import scan_all, subprocess_env
 
 RECORD = """
 import django
@@ -68,3 +70,16 @@ def test_around_midnight_the_day_is_the_one_of_the_script_s_time(standalone_buff
         b"7:20260328": b"2",
         b"7:20260329": b"1",
     }
+
+
+@pytest.mark.django_db(transaction=True)  # the child reads and writes the test database
+def test_a_worker_a_day_ahead_flushes_exactly_and_says_its_clock_is_off(standalone_buffer):
+    # Its ledger and its roll-up's "today" are its own clock's: an operator must hear of it.
+    (post,) = make_posts(1)
+    recorder.record_impressions("viewer", [post.id])
+    env = {**subprocess_env(connection), **skewed_clock("+1d")}
+    result = run_manage("flush_impressions", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "clock is 86400 s ahead of Redis" in result.stderr
+    post.refresh_from_db()
+    assert post.impressions == 1
