@@ -201,6 +201,15 @@ class PendingCollector:
     """Pending impressions and posts in the Redis buffer, read at scrape time (one pipeline)."""
 
     def collect(self):
+        # This process's last measurement (no Redis call): one host, one clock.
+        offset = impressions.clock_offset()
+        if offset is not None:
+            yield GaugeMetricFamily(
+                "impressions_clock_offset_seconds",
+                "This host's clock minus the buffer Redis's, as this process last measured it (a"
+                " record call, a flush); beyond 5 s either way, fix the host's time sync.",
+                value=offset,
+            )
         up = GaugeMetricFamily("impressions_buffer_up", "1 when the Redis buffer answered.")
         try:
             entries, pending, in_snapshots, set_aside = pending_totals()

@@ -14,7 +14,7 @@ from django.http import HttpRequest
 
 from redis_endpoints import redacting_logger
 
-from . import recorder, stats, viewers
+from . import clocks, recorder, stats, viewers
 from .http import http_request
 from .recorder import BufferStatus, RecordResult
 from .redis_client import get_client, release_thread_connections
@@ -25,6 +25,7 @@ __all__ = [
     "RecordResult",
     "arecord",
     "buffer_status",
+    "clock_offset",
     "history",
     "pending_counts",
     "ping",
@@ -88,6 +89,13 @@ def buffer_status(timeout: float | None = None) -> BufferStatus:
     """The buffer's totals over every shard; raises redis errors."""
     status: BufferStatus = recorder.buffer_status(timeout)
     return status
+
+
+def clock_offset() -> float | None:
+    """This host's clock minus Redis's, in seconds, as this process last measured it (its record
+    calls, its flushes); None before it has."""
+    seconds: float | None = clocks.offset.seconds
+    return seconds
 
 
 def ping(timeout: float | None = None) -> str:

@@ -31,7 +31,7 @@ class ClockOffset(LineLimiter):
 
     def __init__(self, clock=time.monotonic):
         super().__init__(self.LOG_INTERVAL, clock)
-        self.seconds = None  # None until a record call measured it
+        self.seconds: float | None = None  # None until a record call or a flush measured it
 
     def measured(self, sent_at, redis_now):
         """A call sent at `sent_at` (time.time()) ran at `redis_now` (Redis's TIME)."""

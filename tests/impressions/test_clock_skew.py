@@ -83,3 +83,16 @@ def test_a_worker_a_day_ahead_flushes_exactly_and_says_its_clock_is_off(standalo
     assert "clock is 86400 s ahead of Redis" in result.stderr
     post.refresh_from_db()
     assert post.impressions == 1
+
+
+def test_a_web_host_a_day_ahead_shows_its_offset_in_the_metrics(standalone_buffer):
+    code = RECORD + "from casusult.metrics import render_metrics\nprint(render_metrics().decode())"
+    env = {"REDIS_URL": settings.IMPRESSIONS_REDIS_URL, **skewed_clock("+1d")}
+    result = run_python(code, env=env)
+    assert result.returncode == 0, result.stderr
+    (line,) = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("impressions_clock_offset_seconds ")
+    ]
+    assert 86395 < float(line.split()[1]) <= 86400
