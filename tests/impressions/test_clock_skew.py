@@ -55,7 +55,7 @@ def record_at(client, viewer, script_now, day):
     return evalsha(client, "RECORD", script_keys, args)
 
 
-def test_around_midnight_the_day_is_the_one_of_the_script_s_time(standalone_buffer):
+def test_around_midnight_the_day_is_the_one_of_the_script_s_time(buffer):
     # A host a few seconds off near midnight: its day argument names its own day and both
     # neighbours; the time the script counts at (Redis's) picks among them.
     today = recorder.Today(clock=lambda: datetime(2026, 3, 28, 12, tzinfo=UTC).timestamp())
@@ -63,9 +63,9 @@ def test_around_midnight_the_day_is_the_one_of_the_script_s_time(standalone_buff
     start = datetime(2026, 3, 28, tzinfo=UTC).timestamp()
     end = datetime(2026, 3, 29, tzinfo=UTC).timestamp()
     for viewer, moment in [("a", start - 0.5), ("b", start), ("c", end - 0.5), ("d", end)]:
-        record_at(standalone_buffer, viewer, moment, day)
-    ((key,),) = [[key] for key in scan_all(standalone_buffer, "*:pending:*")]
-    assert standalone_buffer.hgetall(key) == {
+        record_at(buffer, viewer, moment, day)
+    ((key,),) = [[key] for key in scan_all(buffer, "*:pending:*")]
+    assert buffer.hgetall(key) == {
         b"7:20260327": b"1",
         b"7:20260328": b"2",
         b"7:20260329": b"1",
