@@ -54,7 +54,10 @@ offset = ClockOffset()
 
 def measure(client):
     """Measure this host's clock against Redis's (the flush client's node of the schedule guard,
-    standalone or cluster alike), one round trip; raises redis errors."""
+    standalone or cluster alike), one round trip; returns Redis's time (Unix seconds), raises
+    redis errors."""
     sent_at = time.time()
     seconds, microseconds = client.execute_command("EVAL", scripts.TIME, 1, keys.guard_key())
-    offset.measured(sent_at, int(seconds) + int(microseconds) / 1_000_000)
+    redis_now = int(seconds) + int(microseconds) / 1_000_000
+    offset.measured(sent_at, redis_now)
+    return redis_now

@@ -176,9 +176,11 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             soon_guard = SoonGuard(client)
             # Counts without a day (snapshots left by a version before the history) count today.
             today = periods.day_of(timezone.now())
+            # This worker dates the ledger and the roll-up's today; a window's lateness is told
+            # on the clock its guard was taken by (Redis's).
+            redis_now = clocks.measure(client)
             if not keep_schedule:
-                open_window(client, window, report.flush_id)
-            clocks.measure(client)  # this worker dates the ledger and the roll-up's today
+                open_window(client, window, report.flush_id, redis_now)
             every = shards_in_use(client)
             shards = [shard for shard in every if shard % parts == part]
             nodes = take_snapshots(client, report.flush_id, shards, every)
@@ -411,7 +413,7 @@ class SoonGuard:
             logger.warning("could not %s the full Redis's flush guard", what, exc_info=True)
 
 
-def open_window(client, window, flush_id=""):
+def open_window(client, window, flush_id="", now=None):
     """Delete the schedule guard: from here on a new impression schedules the next flush.
 
     A window's parts share a token: only the first of them to start deletes the guard, so that
@@ -421,7 +423,7 @@ def open_window(client, window, flush_id=""):
     alone the guard of the window scheduled since, whose job would otherwise delete the next
     one's in turn: two flushes a window from then on. That first part, started after its guard
     lapsed, says so (late_windows): the flush ran more than IMPRESSIONS_FLUSH_DELAY + 60 s after
-    it was scheduled.
+    it was scheduled. `now`: Redis's time (the guard's value is too), default this host's.
     """
     if window is None:
         client.delete(keys.guard_key(), keys.scheduled_window_key())
@@ -437,17 +439,17 @@ def open_window(client, window, flush_id=""):
         window,
     )
     if opened in (2, 3):  # its guard gone: lapsed, or deleted by a flush of no window
+        now = time.time() if now is None else now
         try:
-            since = time.time() - float(window.partition("@")[2])
+            since = now - float(window.partition("@")[2])
         except ValueError:
             return
-        # A lapse is at least GUARD_GRACE_SECONDS late; half of it allows for clock skew.
+        # A lapse is at least GUARD_GRACE_SECONDS late; half of it allows for the guard's value
+        # of a build before this one (this host's clock, on a cluster).
         if since > conf.FLUSH_DELAY + GUARD_GRACE_SECONDS / 2:
             late_windows.started(flush_id, since)
             # Robust, as tasks.lost_window: a metric's failure fails no flush (logged by Django).
-            flush_window_lapsed.send_robust(
-                open_window, seen_by="flush", scheduled_at=time.time() - since
-            )
+            flush_window_lapsed.send_robust(open_window, seen_by="flush", scheduled_at=now - since)
 
 
 class LateWindows(LineLimiter):

@@ -300,19 +300,23 @@ if not owner or guard == owner then return 1 end
 return guard and 3 or 2
 """
 
-# KEYS: schedule guard, scheduled window.  ARGV: the guard's value, its ttl.  Takes the guard as
-# TAKE_GUARD does and, when it did, sets the scheduled window's key to the same value
-# (SCHEDULED_WINDOW_TTL); returns {1, what that key held before (nil: none), its PTTL before}, or
-# {0} when the guard was taken already. A value still there names a window whose flush never
-# started before its guard lapsed (tasks.lost_window). The record script does the same.
+# KEYS: schedule guard, scheduled window.  ARGV: its ttl.  Takes the guard as TAKE_GUARD does,
+# its value the server's time (Unix seconds, to the millisecond, as the record script's: a flush
+# tells a late window by it, on the same clock), and, when it did, sets the scheduled window's key
+# to the same value (SCHEDULED_WINDOW_TTL); returns {1, what that key held before (nil: none), its
+# PTTL before, the value}, or {0} when the guard was taken already. A value still there names a
+# window whose flush never started before its guard lapsed (tasks.lost_window). The record script
+# does the same.
 TAKE_SCHEDULE = f"""
 if redis.call('EXISTS', KEYS[1]) == 1 then return {{0}} end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local t = redis.call('TIME')
+local value = string.format('%d.%03d', tonumber(t[1]), math.floor(tonumber(t[2]) / 1000))
+redis.call('SET', KEYS[1], value, 'EX', ARGV[1])
 local lapsed = redis.call('GET', KEYS[2])
 local ttl = redis.call('PTTL', KEYS[2])
-redis.call('SET', KEYS[2], ARGV[1], 'EX', {SCHEDULED_WINDOW_TTL})
-return {{1, lapsed or false, ttl}}
+redis.call('SET', KEYS[2], value, 'EX', {SCHEDULED_WINDOW_TTL})
+return {{1, lapsed or false, ttl, value}}
 """
 
 # KEYS: schedule guard.  ARGV: its value, its ttl.  SET NX EX, on a full Redis too (see above).

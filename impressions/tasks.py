@@ -1,7 +1,6 @@
 """The flush and the daily roll-up as django.tasks tasks, and enqueueing them."""
 
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -202,24 +201,23 @@ def warn_of_another_prefix(window):
 
 
 def take_guard(client):
-    """SET NX the schedule guard, its value the time (what the dashboard's "next flush" reads),
-    on a full Redis too (scripts.TAKE_SCHEDULE): the flush it schedules is what frees Redis; and
+    """SET NX the schedule guard, its value the server's time (when the window was scheduled), on
+    a full Redis too (scripts.TAKE_SCHEDULE): the flush it schedules is what frees Redis; and
     note the window it names (keys.scheduled_window_key), saying if the one before it saw no
     flush (lost_window). Returns that value when it took the guard, else None."""
-    value = f"{time.time():.3f}"
-    taken, *lapsed = client.execute_command(
+    taken, *rest = client.execute_command(
         "EVAL",
         scripts.TAKE_SCHEDULE,
         2,
         keys.guard_key(),
         keys.scheduled_window_key(),
-        value,
         conf.GUARD_TTL,
     )
     if not taken:
         return None
-    lost_window(*lapsed)
-    return value
+    lapsed, ttl, value = rest
+    lost_window(lapsed, ttl)
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def lost_window(lapsed, ttl):

@@ -96,3 +96,35 @@ def test_a_web_host_a_day_ahead_shows_its_offset_in_the_metrics(standalone_buffe
         if line.startswith("impressions_clock_offset_seconds ")
     ]
     assert 86395 < float(line.split()[1]) <= 86400
+
+
+def test_on_the_cluster_the_schedule_guard_holds_redis_s_time(cluster_buffer, redis_cluster_url):
+    # Its value is when the window was scheduled; a flush tells a late one by it.
+    env = {"REDIS_URL": redis_cluster_url, **skewed_clock("+1h")}
+    result = run_python(RECORD, env=env)
+    assert result.returncode == 0, result.stderr
+    scheduled_at = float(cluster_buffer.get(keys.guard_key()))
+    seconds, _ = cluster_buffer.execute_command("EVAL", "return redis.call('TIME')", 1, "x")
+    assert int(seconds) - 5 <= scheduled_at <= int(seconds) + 1
+
+
+FLUSH_WINDOW = """
+import django
+django.setup()
+from impressions.flush import flush_pending
+print(flush_pending(window={window!r}).impressions_applied)
+"""
+
+
+@pytest.mark.django_db(transaction=True)  # the child reads and writes the test database
+def test_a_worker_an_hour_ahead_does_not_take_a_prompt_window_for_a_late_one(standalone_buffer):
+    (post,) = make_posts(1)
+    recorder.record_impressions("viewer", [post.id])
+    scheduled_at = standalone_buffer.get(keys.guard_key()).decode()
+    standalone_buffer.delete(keys.guard_key())  # gone, as a flush of no window deletes it
+    window = f"{'0' * 16}~{keys.window_mark()}@{scheduled_at}"
+    env = {**subprocess_env(connection), **skewed_clock("+1h")}
+    result = run_python(FLUSH_WINDOW.format(window=window), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1"]
+    assert "after its window was scheduled" not in result.stderr
