@@ -155,6 +155,6 @@ def skewed_clock(offset):
     library = next((path for path in FAKETIME_LIBRARIES if os.path.exists(path)), None)
     if library is None:
         pytest.skip("libfaketime is not installed: apt-get install faketime (make test does)")
-    # FAKETIME_DONT_FAKE_MONOTONIC: the same offset on the monotonic clock changes nothing, and
-    # libfaketime's interception of it has hung children in condition waits.
+    # FAKETIME_DONT_FAKE_MONOTONIC: a drifted host's monotonic clock still measures durations
+    # right; only its wall clock is off.
     return {"LD_PRELOAD": library, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
