@@ -16,6 +16,7 @@ and an anonymous request of that session later counted as the token user.
 """
 
 import hashlib
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -33,10 +34,19 @@ MAX_ENTRIES = 10_000
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware"
 _lock = threading.Lock()
 _entries = OrderedDict()  # session key digest -> (user id or None, monotonic time resolved)
+_lapses_at = math.inf  # when the oldest entry's TTL is over: before it, nothing to forget
 
 
 def user_id(request):
-    """The id of the request's logged-in user, or None; `request.user` only on a cache miss."""
+    """The id of the request's logged-in user, or None; `request.user` only on a cache miss.
+
+    Every call first forgets the sessions past their TTL (a float compared until one is): not
+    only a new session's, so that a process then serving anonymous viewers, or sessions it
+    knows, does not keep a logged-in user's id for as long as that lasts."""
+    now = time.monotonic()
+    if now >= _lapses_at:
+        with _lock:
+            _forget_lapsed(now)
     user = getattr(request, "user", None)
     if user is None:
         return None
@@ -48,7 +58,6 @@ def user_id(request):
         return user.pk if user.is_authenticated else None
     # A digest, not the key itself: this memory holds no usable session key.
     digest = hashlib.blake2b(session_key.encode(), digest_size=16).digest()
-    now = time.monotonic()
     entry = _entries.get(digest)
     if entry is not None and now - entry[1] < TTL_SECONDS:
         return entry[0]
@@ -56,11 +65,23 @@ def user_id(request):
     with _lock:
         _entries[digest] = (resolved, now)
         _entries.move_to_end(digest)
-        # Oldest first: the entries past their TTL go now, not when 10,000 newer ones came (a
-        # user id, kept for days on a quiet process).
-        while len(_entries) > MAX_ENTRIES or now - next(iter(_entries.values()))[1] >= TTL_SECONDS:
+        while len(_entries) > MAX_ENTRIES:
             _entries.popitem(last=False)
+        _forget_lapsed(now)
     return resolved
+
+
+def _forget_lapsed(now):
+    """Drop the entries past their TTL, oldest first, and note when the next one is (the lock
+    held): not when 10,000 newer ones came (a user id, kept for days on a quiet process)."""
+    global _lapses_at
+    while _entries:
+        resolved_at = next(iter(_entries.values()))[1]
+        if now - resolved_at < TTL_SECONDS:
+            _lapses_at = resolved_at + TTL_SECONDS
+            return
+        _entries.popitem(last=False)
+    _lapses_at = math.inf
 
 
 def from_the_session(request, user):
@@ -77,5 +98,7 @@ def from_the_session(request, user):
 
 def forget():
     """Drop what this process remembers (tests)."""
+    global _lapses_at
     with _lock:
         _entries.clear()
+        _lapses_at = math.inf

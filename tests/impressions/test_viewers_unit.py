@@ -255,6 +255,27 @@ def test_a_session_s_user_is_forgotten_once_its_ttl_is_over(monkeypatch):
     assert [entry[0] for entry in session_users._entries.values()] == [8, 9]
 
 
+def test_a_lapsed_session_s_user_goes_at_the_next_view_of_any_viewer(monkeypatch):
+    # security.md: a session's user id goes at the process's next call once its five minutes
+    # are over. It went only when a new session was resolved: a process then serving anonymous
+    # viewers, or sessions it knew, kept a logged-in user's id for as long as that lasted.
+    session_users.forget()
+    clock = [1000.0]
+    monkeypatch.setattr(session_users.time, "monotonic", lambda: clock[0])
+    session_users.user_id(session_request("key-a", LazyUser(42)))
+    clock[0] += 10
+    session_users.user_id(session_request("key-b", LazyUser(7)))
+    clock[0] += session_users.TTL_SECONDS - 5
+    known = session_request("key-b", LazyUser(7))
+    assert session_users.user_id(known) == 7 and known.stand_in.resolved == 0  # a hit
+    assert [entry[0] for entry in session_users._entries.values()] == [7]
+    clock[0] += 10
+    anonymous = factory.get("/")
+    anonymous.user = LazyUser(None)
+    assert session_users.user_id(anonymous) is None
+    assert not session_users._entries
+
+
 def test_without_a_session_cookie_the_user_at_hand_is_used():
     request = factory.get("/")
     request.user = LazyUser(3)
