@@ -66,3 +66,28 @@ def test_a_projects_catalogue_translates_the_rq_pages_crumbs(
     queued = admin_client.get("/admin/rq/queues/0/")
     assert queued.status_code == 200
     assert '<li aria-current="page">Jobs: Queued</li>' in queued.text  # {% blocktranslate asvar %}
+
+
+@pytest.mark.django_db
+def test_the_names_rq_dashboard_js_gives_checkboxes_follow_the_catalogue(
+    admin_client, settings, rq_url, tmp_path
+):
+    # rq_dashboard.js names django-rq's checkboxes for a screen reader; written in the script,
+    # the names stayed English on a page in German. The page gives them, translated.
+    compile_catalogue(
+        tmp_path,
+        "de",
+        {
+            "Select all jobs on this page for an action": "Alle Jobs dieser Seite auswählen",
+            "Select this job for an action": "Diesen Job auswählen",
+        },
+    )
+    settings.LOCALE_PATHS = [tmp_path]
+    settings.LANGUAGE_CODE = "de"
+    failed = admin_client.get("/admin/rq/queues/0/failed/")
+    assert failed.status_code == 200
+    assert 'data-select-all="Alle Jobs dieser Seite auswählen"' in failed.text
+    assert 'data-select-one="Diesen Job auswählen"' in failed.text
+    assert {"Select all jobs on this page for an action", "Select this job for an action"} <= (
+        make_messages("queues", tmp_path / "extracted").keys()
+    )

@@ -210,9 +210,30 @@ def test_the_rq_dashboard_pages_pass_axe_in_both_themes(live_server, browser, bo
         log_in(tab)
         for path in RQ_PAGES:
             problems += shown_in_both_themes(tab, path.format(job=rq_jobs), ["#content"])
+        tab.go("/admin/rq/queues/0/")
+        # The checkboxes' names are the page's (translated there), not the script's.
+        names = tab.page.evaluate(CHECKBOX_NAMES)
     finally:
         context.close()
     assert not problems, "\n".join(problems)
+    assert names["given"] == [
+        "Select all jobs on this page for an action",
+        "Select this job for an action",
+    ]
+    assert names["toggle"] == names["given"][0]
+    assert names["rows"] and all(
+        name.startswith(names["given"][1] + " - ") for name in names["rows"]
+    )
+
+
+CHECKBOX_NAMES = """() => {
+  const given = document.querySelector("script[data-select-all]").dataset;
+  return {
+    given: [given.selectAll, given.selectOne],
+    toggle: document.getElementById("action-toggle").getAttribute("aria-label"),
+    rows: [...document.querySelectorAll("tr input.action-select")].map((box) => box.getAttribute("aria-label")),
+  };
+}"""
 
 
 # How much wider than the screen the page is laid out, and its elements that reach past the edge

@@ -2,6 +2,10 @@
 // What django-rq's templates did in inline scripts and handlers, which the site's
 // Content-Security-Policy refuses, done from a file (see queues/templates/django_rq/).
 {
+    // The names of the checkboxes, in the page's language: its <script> tag gives them
+    // (admin/queues/rq_head.html).
+    const names = document.currentScript ? document.currentScript.dataset : {};
+
     // Django's actions.js counts the selected rows in a span of the admin's changelist markup that
     // django-rq's list pages lack; without it every click threw. Runs before actions.js's own
     // DOMContentLoaded handler, because this file is loaded first.
@@ -38,11 +42,14 @@
     // named as Django names them, each row's by its job's id.
     function nameCheckboxes() {
         const toggle = document.getElementById("action-toggle");
-        if (toggle && !toggle.hasAttribute("aria-label")) {
-            toggle.setAttribute("aria-label", "Select all jobs on this page for an action");
+        if (toggle && names.selectAll && !toggle.hasAttribute("aria-label")) {
+            toggle.setAttribute("aria-label", names.selectAll);
+        }
+        if (!names.selectOne) {
+            return;
         }
         document.querySelectorAll("tr input.action-select:not([aria-label])").forEach(function (box) {
-            box.setAttribute("aria-label", "Select this job for an action - " + box.value);
+            box.setAttribute("aria-label", names.selectOne + " - " + box.value);
         });
     }
 
