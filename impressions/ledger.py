@@ -23,7 +23,7 @@ from django.utils import timezone
 from redis_endpoints import redacting_logger
 
 from . import batches, history_writer, keys, transactions
-from .conf import conf, counted_model, counted_objects, counted_rows
+from .conf import conf, counted_model, counted_names, counted_rows
 from .models import Flush
 from .periods import utc
 
@@ -266,12 +266,15 @@ def write_batch(lines, durable=True):
         applied = write_batch_portable(lines)
     if applied.posts_dropped:
         # Rows deleted since their views: nothing to mend, but said (the counts leave the totals
-        # the views would have made), once a batch.
+        # the views would have made), once a batch. Plain numbers: a log line is the same in every
+        # language (counted_objects formats them for the active one, for the pages).
+        singular, plural = counted_names()
         logger.warning(
-            "dropped %d impressions of %s no longer in the database (%s): the rows were deleted"
+            "dropped %d impressions of %d %s no longer in the database (%s): the rows were deleted"
             " after their views; no action is needed",
             applied.impressions_dropped,
-            counted_objects(applied.posts_dropped),
+            applied.posts_dropped,
+            singular if applied.posts_dropped == 1 else plural,
             conf.MODEL,
             extra={
                 "dropped_impressions": applied.impressions_dropped,

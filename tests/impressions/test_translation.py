@@ -11,7 +11,10 @@ from django.test import override_settings
 from django.utils import translation
 from django.utils.formats import number_format
 
+from casusult.models import Post
 from impressions import charts, stats
+from impressions.flush import flush_pending
+from impressions.recorder import record_impressions
 from tests.factories import make_posts
 from tests.translation import REPO, compile_catalogue, make_messages
 
@@ -161,3 +164,21 @@ def test_locale_middleware_chooses_each_requests_language(
             total = number_format(3579)
         dashboard = superuser_client.get(pages(post.id)[0], headers={"accept-language": language})
         assert re.search(rf'id="range-total">{re.escape(total)}<', dashboard.text), language
+
+
+@pytest.mark.django_db
+def test_the_dropped_counts_log_line_keeps_plain_numbers_in_any_language(standalone_buffer, caplog):
+    # Log lines stay as they are in every language (history.md, languages and number formats):
+    # once the numbers formatted in Python followed the locale, a flush under "de" logged "of
+    # 1.000 posts", beside "dropped 1000 impressions" in the same line.
+    ids = [post.id for post in make_posts(1000)]
+    record_impressions("u:1", ids)
+    Post.objects.filter(id__in=ids).delete()
+    with (
+        override_settings(LANGUAGE_CODE="de", USE_THOUSAND_SEPARATOR=True),
+        translation.override("de"),
+    ):
+        assert flush_pending().posts_dropped == 1000
+        logged = [message for message in caplog.messages if message.startswith("dropped")]
+    assert len(logged) == 1
+    assert logged[0].startswith("dropped 1000 impressions of 1000 posts no longer in the database")
