@@ -213,10 +213,16 @@ def session_request(session_key, user):
     return request
 
 
-def test_a_session_is_resolved_once_per_ttl_then_again(monkeypatch):
+@pytest.fixture
+def clock(monkeypatch):
+    """session_users' clock, from an empty memory: [monotonic seconds], moved by the test."""
     session_users.forget()
-    clock = [1000.0]
-    monkeypatch.setattr(session_users.time, "monotonic", lambda: clock[0])
+    now = [1000.0]
+    monkeypatch.setattr(session_users.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_session_is_resolved_once_per_ttl_then_again(clock):
     user = LazyUser(7)
     assert session_users.user_id(session_request("key-a", user)) == 7
     clock[0] += session_users.TTL_SECONDS - 1
@@ -238,12 +244,9 @@ def test_the_memory_is_bounded_and_holds_no_session_key(monkeypatch):
     assert user.resolved == 1  # the oldest was evicted: resolved again
 
 
-def test_a_session_s_user_is_forgotten_once_its_ttl_is_over(monkeypatch):
+def test_a_session_s_user_is_forgotten_once_its_ttl_is_over(clock):
     # The user id behind a session stayed in the process until 10,000 newer sessions came: on a
     # quiet process, days after the user (or the account) left.
-    session_users.forget()
-    clock = [1000.0]
-    monkeypatch.setattr(session_users.time, "monotonic", lambda: clock[0])
     session_users.user_id(session_request("key-a", LazyUser(42)))
     clock[0] += 1
     session_users.user_id(session_request("key-b", LazyUser(7)))
@@ -255,13 +258,10 @@ def test_a_session_s_user_is_forgotten_once_its_ttl_is_over(monkeypatch):
     assert [entry[0] for entry in session_users._entries.values()] == [8, 9]
 
 
-def test_a_lapsed_session_s_user_goes_at_the_next_view_of_any_viewer(monkeypatch):
+def test_a_lapsed_session_s_user_goes_at_the_next_view_of_any_viewer(clock):
     # security.md: a session's user id goes at the process's next call once its five minutes
     # are over. It went only when a new session was resolved: a process then serving anonymous
     # viewers, or sessions it knew, kept a logged-in user's id for as long as that lasted.
-    session_users.forget()
-    clock = [1000.0]
-    monkeypatch.setattr(session_users.time, "monotonic", lambda: clock[0])
     session_users.user_id(session_request("key-a", LazyUser(42)))
     clock[0] += 10
     session_users.user_id(session_request("key-b", LazyUser(7)))
