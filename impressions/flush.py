@@ -823,13 +823,34 @@ def snapshot_sizes(client, flush_id, shards):
 
 
 def read_in_thread(read, items):
-    """read(item) of each of `items`, in their order, by a thread of its own that goes on to the
-    next while the caller works on those it has. Closing the generator cancels the rest."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impressions-read")
-    try:
-        yield from pool.map(read, items)
-    finally:
-        pool.shutdown(cancel_futures=True)
+    """read(item) of each of `items`, in their order (ReadAhead)."""
+    return ReadAhead(read, items)
+
+
+class ReadAhead:
+    """An iterator of read(item) of each of `items`, in their order, read by a thread of its own
+    from the moment it is made, not from its first next(): the flush's own steps before its first
+    batch (the lock holder's connection, the ledger's upkeep, the ledger row: ~9 ms of round
+    trips) go on while it reads, instead of before the read starts. Closing it (or its end, or an
+    error of the read) cancels the rest and ends the thread."""
+
+    def __init__(self, read, items):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impressions-read")
+        self._results = self._pool.map(read, items)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._results)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        self._results.close()
+        self._pool.shutdown(cancel_futures=True)
 
 
 def read_snapshots(client, hashes):
