@@ -500,10 +500,10 @@ def shards_in_use(client):
     no longer keep it from being applied twice); so they are flushed with the others, and the
     flush says so (a warning each time it finds any).
 
-    Asking every shard up to MAX_SHARDS costs about 8 ms on a standalone server (shards_holding;
-    12 ms on a cluster, 1,008 EXISTS at 16 shards): a flush does it when keys.shards_read_key()
-    is missing, and sets it to how many shards there are to read (IMPRESSIONS_SHARDS, or one more
-    than the highest found), for SHARDS_READ_TTL; until it
+    Asking every shard up to MAX_SHARDS costs about 8 ms on a standalone server (shards_holding),
+    several times that on a cluster (1,008 EXISTS at 16 shards): a flush does it when
+    keys.shards_read_key() is missing, and sets it to how many shards there are to read
+    (IMPRESSIONS_SHARDS, or one more than the highest found), for SHARDS_READ_TTL; until it
     expires, flushes ask only the shards below it (none, unless a flush of a larger
     IMPRESSIONS_SHARDS ran meanwhile, or found some). So what a process of a larger setting
     records in a shard above, after a flush found nothing there, waits until the key expires:
@@ -540,7 +540,7 @@ def shards_holding(client, shards, each=None):
     as many shards as MAX_ARGS allows in each (the usual answer, none: 4 of them for the 1,008
     shards above 16, where an EXISTS a shard took 12 ms of the client's CPU), then a shard at a
     time only where one says some are held. A cluster spreads the shards over slots: one a
-    shard."""
+    shard (its pipeline's own Python makes that ask several times as long)."""
     if each is None:
         each = 1 if is_cluster(client) else (MAX_ARGS - 1) // len(keys.holding_keys(0))
     chunks = [shards[at : at + each] for at in range(0, len(shards), each)]
