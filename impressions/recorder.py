@@ -99,8 +99,9 @@ def record_impressions(viewer_key, post_ids, *, now=None):
     """Count `post_ids` as seen by `viewer_key`; never raises (a failure is logged and counted).
 
     `now` (tests, tools): the time of the views, Unix seconds or an aware datetime; it drives the
-    de-duplication window and the day they count on. None: Redis's clock drives both (this host's
-    only names the days around its own for the script to pick from).
+    de-duplication window and the day they count on. None: Redis's clock drives both (this host
+    only names the days around Redis's time as it last measured it, redis_time, for the script to
+    pick from).
     An id that is no integer a bigint holds raises ValueError: no flush could apply it.
 
     A reload of pairs Redis is known to still de-duplicate (see reloads.py) skips Redis: with
@@ -134,7 +135,19 @@ def record_impressions(viewer_key, post_ids, *, now=None):
                 script_keys, args = record_call(
                     shard, viewer_key, part, script_now, day, unreported, guard=guard
                 )
-                replies.append(evalsha(client, "RECORD", script_keys, args))
+                reply = evalsha(client, "RECORD", script_keys, args)
+                if reply[0] == b"day":
+                    # None of the days this host named holds Redis's time (its clock a day or
+                    # more off): again, with the days around Redis's (today's clock is offset).
+                    clocks.offset.measured(sent_wall, float(reply[1]))
+                    day = today.argument()
+                    script_keys, args = record_call(
+                        shard, viewer_key, part, script_now, day, unreported, guard=guard
+                    )
+                    reply = evalsha(client, "RECORD", script_keys, args)
+                    if reply[0] == b"day":
+                        raise RuntimeError("Redis's time is in none of the days around it")
+                replies.append(reply)
                 unreported = 0
     except Exception as error:
         lost.give_back(unreported)
@@ -264,13 +277,20 @@ def moment_of(now):
     return now, keys.day_text(periods.day_of(datetime.fromtimestamp(now, UTC)))
 
 
+def redis_time():
+    """Redis's time as this process last measured it: this host's clock less its offset
+    (clocks.offset), this host's before a first measurement."""
+    return time.time() - (clocks.offset.seconds or 0.0)
+
+
 class Today:
     """The day text of the present moment in TIME_ZONE, made again only once that day is over
-    (every request asks for it; a time zone lookup each time is most of what it costs)."""
+    (every request asks for it; a time zone lookup each time is most of what it costs). The
+    moment: Redis's (redis_time), which says which day a view counts on."""
 
     EMPTY = ("", 0.0, 0.0, "")
 
-    def __init__(self, clock=time.time):
+    def __init__(self, clock=redis_time):
         self.clock = clock
         # (day text, its first second, the next day's (Unix time), the record script's argument)
         self.span = self.EMPTY
@@ -279,9 +299,10 @@ class Today:
         return self._span()[0]
 
     def argument(self):
-        """The record script's day argument: "<day before> <day> <day after> <day's first
-        second> <next day's>", the script picking the one its time (Redis's) falls in: around
-        midnight, a host whose clock is a few seconds off counts on Redis's day, not its own."""
+        """The record script's day argument: "<day before> <day> <day after> <the first second
+        of each> <the day after's end>", the script picking the one its time (Redis's) falls in:
+        around midnight, a host whose clock is a few seconds off counts on Redis's day, not its
+        own; a day or more off, the script refuses the call (record_impressions asks again)."""
         return self._span()[3]
 
     def _span(self):
@@ -293,9 +314,14 @@ class Today:
         zone = timezone.get_default_timezone()
         start = datetime.combine(day, dtime.min, zone).timestamp()
         end = datetime.combine(day + timedelta(days=1), dtime.min, zone).timestamp()
+        first, last = (
+            math.ceil(datetime.combine(day + timedelta(days=n), dtime.min, zone).timestamp())
+            for n in (-1, 2)
+        )
         before, after = (keys.day_text(day + timedelta(days=n)) for n in (-1, 1))
         text = keys.day_text(day)
-        span = (text, start, end, f"{before} {text} {after} {math.ceil(start)} {math.ceil(end)}")
+        bounds = f"{first} {math.ceil(start)} {math.ceil(end)} {last}"
+        span = (text, start, end, f"{before} {text} {after} {bounds}")
         if start <= now < end:  # else a midnight the zone skips or repeats: not kept, made again
             self.span = span
         return span

@@ -27,10 +27,12 @@ SCHEDULED_WINDOW_TTL = 7 * 24 * 3600
 # snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
 # (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard, scheduled window].
 # ARGV: now ('' = server time), window, guard ttl, lost impressions to report, day (yyyymmdd, or
-# "<day before> <day> <day after> <day's first second> <next day's>": the one `now` falls in, so
-# that the server's clock, not the caller's, says which day a view counts on), the viewer's hourly
-# budget (0: none), that key's ttl, post ids...  Returns {counted, newly armed, guard taken,
-# blocked ms, limited, lapsed window, its pttl, now}; guard taken is the guard's value when
+# "<day before> <day> <day after> <the first second of each> <the day after's end>": the one `now`
+# falls in, so that the server's clock, not the caller's, says which day a view counts on), the
+# viewer's hourly budget (0: none), that key's ttl, post ids...  Returns {counted, newly armed,
+# guard taken, blocked ms, limited, lapsed window, its pttl, now}, or {'day', now}, having written
+# nothing, when `now` falls in none of the three days (the caller's clock a day or more off: it
+# asks again with the days around `now`); guard taken is the guard's value when
 # this call took it, 0 when not, -1 when no guard key was passed (a cluster: the guard lives in
 # another slot); lapsed window and its pttl: when this call took the guard, what the scheduled
 # window's key held before (TAKE_SCHEDULE); blocked ms: how long every post of the call stays
@@ -45,14 +47,16 @@ if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+local day = ARGV[5]
+local before, own, after, s0, s1, s2, s3 =
+  string.match(day, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+if own then
+  if now < tonumber(s0) or now >= tonumber(s3) then return {'day', tostring(now)} end
+  day = own
+  if now < tonumber(s1) then day = before elseif now >= tonumber(s2) then day = after end
+end
 local window = tonumber(ARGV[2])
 if tonumber(ARGV[4]) > 0 then redis.call('INCRBY', KEYS[4], ARGV[4]) end
-local day = ARGV[5]
-local before, own, after, first, next_first = string.match(day, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
-if own then
-  day = own
-  if now < tonumber(first) then day = before elseif now >= tonumber(next_first) then day = after end
-end
 local suffix = ':' .. day
 local budget = tonumber(ARGV[6])
 local room  -- what the viewer may still count this hour; read at its first new post

@@ -73,6 +73,18 @@ def test_around_midnight_the_day_is_the_one_of_the_script_s_time(buffer):
     }
 
 
+def test_a_time_in_none_of_the_days_named_writes_nothing_and_says_it(buffer):
+    # The caller asks again with the days around the time returned; a loss reported once.
+    today = recorder.Today(clock=lambda: datetime(2026, 3, 28, 12, tzinfo=UTC).timestamp())
+    day = today.argument()
+    the_day_before = datetime(2026, 3, 27, tzinfo=UTC).timestamp()
+    for moment in [the_day_before - 0.5, the_day_before + 3 * 86400]:
+        script_keys, args = recorder.record_call(0, "a", [7], moment, day, 3, guard=False)
+        refused, at = evalsha(buffer, "RECORD", script_keys, args)
+        assert (refused, float(at)) == (b"day", moment)
+    assert scan_all(buffer, "*") == []
+
+
 @pytest.mark.django_db(transaction=True)  # the child reads and writes the test database
 def test_a_worker_a_day_ahead_flushes_exactly_and_says_its_clock_is_off(standalone_buffer):
     # Its ledger and its roll-up's "today" are its own clock's: an operator must hear of it.
@@ -129,3 +141,16 @@ def test_a_worker_an_hour_ahead_does_not_take_a_prompt_window_for_a_late_one(sta
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1"]
     assert "after its window was scheduled" not in result.stderr
+
+
+@pytest.mark.parametrize("offset", ["+3d", "-3d"])
+def test_a_host_days_off_counts_on_redis_s_day_too(standalone_buffer, offset):
+    # A bad boot puts a clock days (or years) off: the days the host names around its own then
+    # hold none of Redis's, and its views counted on a day days away from Redis's.
+    before = redis_day(standalone_buffer)
+    env = {"REDIS_URL": settings.IMPRESSIONS_REDIS_URL, **skewed_clock(offset)}
+    result = run_python(RECORD, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2"]
+    days = pending_days(standalone_buffer)
+    assert days and days <= {before, redis_day(standalone_buffer)}
