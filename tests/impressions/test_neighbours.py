@@ -58,7 +58,16 @@ def every_key():
             continue
         made.append(function(**{parameter: ARGUMENTS[parameter] for parameter in parameters}))
     flat = [key for item in made for key in (item if isinstance(item, list) else [item])]
-    # snapshot_hashes: (key, group) pairs.
+    # snapshot_hashes: (key, group) pairs; holding_keys: a tuple of keys as bytes.
+    flat = [
+        key
+        for item in flat
+        for key in (
+            [k.decode() for k in item]
+            if isinstance(item, tuple) and all(isinstance(k, bytes) for k in item)
+            else [item]
+        )
+    ]
     return [key[0] if isinstance(key, tuple) else key for key in flat]
 
 
