@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import date
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
@@ -17,7 +19,7 @@ from django.db import connection, connections
 from django.test import override_settings
 
 import devservices
-from impressions import ledger
+from impressions import clocks, ledger, recorder
 from impressions.redis_client import get_flush_client
 from tests import services
 from tests.database import admin_session
@@ -295,3 +297,13 @@ def rows_only_role(transactional_db, monkeypatch):
             f"GRANT TEMPORARY ON DATABASE {quote(database)} TO PUBLIC;"
             f" DROP OWNED BY {quote(role)}; DROP ROLE {quote(role)}"
         )
+
+
+@pytest.fixture
+def host_days_ahead(monkeypatch):
+    """This process's clock (the recorder's) three days ahead of Redis's, nothing measured yet."""
+    monkeypatch.setattr(recorder, "time", SimpleNamespace(time=lambda: time.time() + 3 * 86400))
+    monkeypatch.setattr(clocks.offset, "seconds", None)
+    recorder.today.forget()
+    yield
+    recorder.today.forget()

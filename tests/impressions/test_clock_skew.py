@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from impressions import keys, periods, recorder
+from impressions import keys, periods, recorder, scripts
 from impressions.scripts import evalsha
 from tests.factories import make_posts
 from tests.processes import run_manage, run_python, skewed_clock
@@ -59,6 +59,28 @@ def test_a_host_a_day_off_counts_on_redis_s_day_and_says_its_clock_is_off(
     days = pending_days(standalone_buffer)
     assert days and days <= {before, redis_day(standalone_buffer)}
     assert f"clock is {says} Redis" in result.stderr
+
+
+def test_a_refused_call_asked_again_counts_its_views_and_losses_once(
+    buffer, host_days_ahead, monkeypatch
+):
+    # On either server: the refused call wrote nothing, neither its views nor the losses it
+    # reports; the next call names Redis's days at once (one call more a process, not a request).
+    calls = []
+
+    def counted(client, name, script_keys, args):
+        calls.append(name)
+        return scripts.evalsha(client, name, script_keys, args)
+
+    monkeypatch.setattr(recorder, "evalsha", counted)
+    recorder.lost.unreported = 3
+    before = redis_day(buffer)
+    assert recorder.record_impressions("u:1", [1, 2]).counted == 2
+    assert recorder.record_impressions("u:2", [1]).counted == 1
+    assert calls == ["RECORD"] * 3
+    assert pending_days(buffer) <= {before, redis_day(buffer)}
+    assert recorder.pending_status([1, 2]) == ({1: 2, 2: 1}, 3)
+    assert recorder.lost.unreported == 0
 
 
 def record_at(client, viewer, script_now, day):

@@ -10,8 +10,8 @@ from django.db import connections
 from django.test import Client, override_settings
 
 from casusult.models import Post
+from impressions import clocks, keys, recorder, schedule
 from impressions import flush as flush_module
-from impressions import keys, recorder, schedule
 from impressions.flush import flush_pending
 from impressions.recorder import lost, pending_status
 from impressions.recorder import record_impressions as record
@@ -67,6 +67,20 @@ def test_a_full_redis_refuses_a_record_call_whole(full_redis):
     server.config_set("maxmemory", 0)
     assert pending_status([1, 2, 3, 4, 5]) == ({1: 1, 2: 1, 3: 0, 4: 0, 5: 0}, 0)
     assert lost.impressions == 4
+
+
+def test_a_host_days_off_loses_its_views_once_on_a_full_redis(full_redis, host_days_ahead):
+    # The call refused for its days writes nothing; asked again with Redis's, refused whole.
+    server, fill_to = full_redis
+    record("u:warm", [1, 2])
+    clocks.offset.seconds = None  # as in a new process: the days named around its own clock
+    recorder.today.forget()
+    fill_to(-1)
+    lost.unreported = 3
+    assert record("u:warm", [3, 4, 5]) == (0, 3, False, 0)
+    server.config_set("maxmemory", 0)
+    assert pending_status([1, 2, 3, 4, 5]) == ({1: 1, 2: 1, 3: 0, 4: 0, 5: 0}, 0)
+    assert (lost.impressions, lost.unreported) == (3, 6)
 
 
 @override_settings(IMPRESSIONS_DEDUP_WINDOW=0)
