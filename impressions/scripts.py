@@ -27,9 +27,10 @@ SCHEDULED_WINDOW_TTL = 7 * 24 * 3600
 # snapshots index, the viewer's counted impressions this hour, the 11 pending group hashes
 # (keys.GROUPS: by the post id's block of 1000, anything else last)[, guard, scheduled window].
 # ARGV: now ('' = server time), window, guard ttl, lost impressions to report, day (yyyymmdd, or
-# "<day before> <day> <day after> <the first second of each> <the day after's end>": the one `now`
-# falls in, so that the server's clock, not the caller's, says which day a view counts on), the
-# viewer's hourly budget (0: none), that key's ttl, post ids...  Returns {counted, newly armed,
+# "<day before> <day> <day after> <the first second of each> <the day after's end>", Unix seconds,
+# negative before 1970 (a host clock reset to the epoch names those days): the one `now` falls in,
+# so that the server's clock, not the caller's, says which day a view counts on), the viewer's
+# hourly budget (0: none), that key's ttl, post ids...  Returns {counted, newly armed,
 # guard taken, blocked ms, limited, lapsed window, its pttl, now}, or {'day', now}, having written
 # nothing, when `now` falls in none of the three days (the caller's clock a day or more off: it
 # asks again with the days around `now`); guard taken is the guard's value when
@@ -49,7 +50,7 @@ if not now then
 end
 local day = ARGV[5]
 local before, own, after, s0, s1, s2, s3 =
-  string.match(day, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+  string.match(day, '^(%d+) (%d+) (%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+)$')
 if own then
   if now < tonumber(s0) or now >= tonumber(s3) then return {'day', tostring(now)} end
   day = own

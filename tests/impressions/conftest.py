@@ -300,10 +300,14 @@ def rows_only_role(transactional_db, monkeypatch):
 
 
 @pytest.fixture
-def host_days_ahead(monkeypatch):
-    """This process's clock (the recorder's) three days ahead of Redis's, nothing measured yet."""
-    monkeypatch.setattr(recorder, "time", SimpleNamespace(time=lambda: time.time() + 3 * 86400))
-    monkeypatch.setattr(clocks.offset, "seconds", None)
-    recorder.today.forget()
-    yield
+def host_clock(monkeypatch):
+    """A function that puts this process's clock (the recorder's) `seconds` ahead of Redis's
+    (behind, negative), nothing measured yet."""
+
+    def ahead(seconds):
+        monkeypatch.setattr(recorder, "time", SimpleNamespace(time=lambda: time.time() + seconds))
+        monkeypatch.setattr(clocks.offset, "seconds", None)
+        recorder.today.forget()
+
+    yield ahead
     recorder.today.forget()

@@ -2,11 +2,13 @@
 web host that recorded it; a host whose clock is grossly off says so. Child processes whose clock
 libfaketime puts off, against the real Redis."""
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from impressions import keys, periods, recorder, scripts
 from impressions.scripts import evalsha
@@ -62,7 +64,7 @@ def test_a_host_a_day_off_counts_on_redis_s_day_and_says_its_clock_is_off(
 
 
 def test_a_refused_call_asked_again_counts_its_views_and_losses_once(
-    buffer, host_days_ahead, monkeypatch
+    buffer, host_clock, monkeypatch
 ):
     # On either server: the refused call wrote nothing, neither its views nor the losses it
     # reports; the next call names Redis's days at once (one call more a process, not a request).
@@ -73,6 +75,7 @@ def test_a_refused_call_asked_again_counts_its_views_and_losses_once(
         return scripts.evalsha(client, name, script_keys, args)
 
     monkeypatch.setattr(recorder, "evalsha", counted)
+    host_clock(3 * 86400)
     recorder.lost.unreported = 3
     before = redis_day(buffer)
     assert recorder.record_impressions("u:1", [1, 2]).counted == 2
@@ -81,6 +84,17 @@ def test_a_refused_call_asked_again_counts_its_views_and_losses_once(
     assert pending_days(buffer) <= {before, redis_day(buffer)}
     assert recorder.pending_status([1, 2]) == ({1: 2, 2: 1}, 3)
     assert recorder.lost.unreported == 0
+
+
+@pytest.mark.parametrize("year", [1970, 1969])
+def test_a_host_clock_reset_to_the_epoch_counts_on_redis_s_day(buffer, host_clock, year):
+    # An RTC reset boots a host at 1970-01-01: the day before's first second, and the others
+    # before 1970 too, are negative, which the script's day argument took for no days at all.
+    reset = datetime(year, 1, 1, 1, tzinfo=timezone.get_default_timezone()).timestamp()
+    host_clock(reset - time.time())
+    before = redis_day(buffer)
+    assert recorder.record_impressions("u:1", [1, 2]).counted == 2
+    assert pending_days(buffer) <= {before, redis_day(buffer)}
 
 
 def record_at(client, viewer, script_now, day):

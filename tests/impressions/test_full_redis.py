@@ -69,9 +69,10 @@ def test_a_full_redis_refuses_a_record_call_whole(full_redis):
     assert lost.impressions == 4
 
 
-def test_a_host_days_off_loses_its_views_once_on_a_full_redis(full_redis, host_days_ahead):
+def test_a_host_days_off_loses_its_views_once_on_a_full_redis(full_redis, host_clock):
     # The call refused for its days writes nothing; asked again with Redis's, refused whole.
     server, fill_to = full_redis
+    host_clock(3 * 86400)
     record("u:warm", [1, 2])
     clocks.offset.seconds = None  # as in a new process: the days named around its own clock
     recorder.today.forget()
