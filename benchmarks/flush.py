@@ -478,7 +478,7 @@ def profile_ours(options, post_ids, redis_client, log):
 # cProfile since Python 3.12 (sys.monitoring) follows every thread on one clock: measured, a
 # thread sleeping 0.3 s beside the profiled one sleeping 0.3 s gives a total of 0.3 s, not 0.6.
 READER_THREAD_CAVEAT = (
-    "The flush reads the snapshots in a thread of its own (`impressions.flush.read_in_thread`)"
+    "The flush reads the snapshots in a thread of its own (`impressions.flush.ReadAhead`)"
     " while it applies batches. cProfile follows both threads on one clock: the total is the"
     " wall time, and while the two overlap a stretch of time goes to whichever thread's function"
     " ran last, so the Redis and Python parts above mix the reader's time with the batches'."

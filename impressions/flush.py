@@ -834,11 +834,6 @@ def snapshot_sizes(client, flush_id, shards):
     return {found: size for found, size in zip(hashes, pipe.execute(), strict=True) if size}
 
 
-def read_in_thread(read, items):
-    """read(item) of each of `items`, in their order (ReadAhead)."""
-    return ReadAhead(read, items)
-
-
 class ReadAhead:
     """An iterator of read(item) of each of `items`, in their order, read by a thread of its own
     from the moment it is made, not from its first next(): the flush's own steps before its first
@@ -873,7 +868,7 @@ def read_snapshots(client, hashes):
         shard, key, group = found
         return shard, key, batches.group_prefix(group), read_snapshot(client, key)
 
-    return read_in_thread(read, hashes)
+    return ReadAhead(read, hashes)
 
 
 def read_groups(client, members, order, undated_day):
@@ -891,7 +886,7 @@ def read_groups(client, members, order, undated_day):
             chunks.append((shard, key, lines, refused))
         return chunks
 
-    return read_in_thread(read_group, order)
+    return ReadAhead(read_group, order)
 
 
 def read_small_snapshots(client, hashes):
