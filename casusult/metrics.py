@@ -85,6 +85,13 @@ flush_windows_lapsed = Counter(
     " scheduling, once a window) or flush (a flush that started that late).",
     ["seen_by"],
 )
+buffer_went_back = Counter(
+    "impressions_buffer_went_back",
+    "Times a flush found the buffer's Redis emptied (kind emptied: its pending counts lost) or"
+    " gone back to before an applied flush (kind restored: counts applied since may count"
+    " again).",
+    ["kind"],
+)
 
 # Task workers (any django.tasks backend, fed by the task_started/task_finished signals).
 tasks_processed = Counter(
@@ -176,6 +183,10 @@ def on_flush_window_lapsed(sender, seen_by, **kwargs):
     flush_windows_lapsed.labels(seen_by).inc()
 
 
+def on_buffer_went_back(sender, kind, **kwargs):
+    buffer_went_back.labels(kind).inc()
+
+
 def connect_signals():
     task_started.connect(on_task_started, dispatch_uid="casusult-metrics-task-started")
     task_finished.connect(on_task_finished, dispatch_uid="casusult-metrics-task-finished")
@@ -194,6 +205,9 @@ def connect_signals():
     )
     impressions_signals.flush_window_lapsed.connect(
         on_flush_window_lapsed, dispatch_uid="casusult-metrics-lapsed"
+    )
+    impressions_signals.buffer_went_back.connect(
+        on_buffer_went_back, dispatch_uid="casusult-metrics-went-back"
     )
 
 

@@ -46,7 +46,7 @@ from .redis_client import (
     node_of,
     refused_by_slot,
 )
-from .signals import flush_finished, flush_window_lapsed
+from .signals import buffer_went_back, flush_finished, flush_window_lapsed
 
 logger = redacting_logger(__name__)
 
@@ -189,6 +189,9 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             soon_guard.hold()
             wait_for_replicas(nodes)
             checkpoint("after-snapshot")
+            # Its first use of the database: after the snapshots, as before it (a worker's
+            # threads share a pool of connections), and before any batch commits.
+            check_buffer_mark(client, report.flush_id)
             others = set()  # flush ids of other layouts' snapshots: their rows are kept too
             by_flush = snapshots_by_flush(client, others, every)
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
@@ -369,6 +372,56 @@ DATABASE_HINTS = {
         " each one missing (impressions.W010, impressions.W011)"
     ),
 }
+
+
+def check_buffer_mark(client, flush_id):
+    """Raise the buffer's flush mark (keys.flush_mark_key) to `flush_id`, and say so (an ERROR,
+    the signal buffer_went_back) when the mark it held was missing or older than the ledger's
+    newest applied flush: the buffer was emptied (its pending counts lost) or went back in time
+    (a restore, a restart from an older RDB, a failover to a replica behind: counts applied
+    since may count again). Once an event: the mark is raised.
+
+    Every flush raises the mark after its snapshots and before its first batch commits, and
+    reads the ledger before the mark: a flush that sees another's row applied sees its mark.
+    Ids are compared by their second (two of one second sort by their random part). A Redis
+    that refuses the write (full, an ACL) skips the check."""
+    newest = ledger.last_applied()
+    try:
+        mark = client.execute_command(
+            "EVAL", scripts.FLUSH_MARK, 1, keys.flush_mark_key(), flush_id
+        )
+    except ResponseError:
+        logger.debug("could not raise the buffer's flush mark", exc_info=True)
+        return
+    mark = mark.decode() if isinstance(mark, bytes) else mark
+    if newest is None:
+        return
+    if mark is None:
+        kind = "emptied"
+        logger.error(
+            "the buffer's Redis holds no mark of any flush, though flush %s applied counts:"
+            " it was emptied since (a restart without persistence, a FLUSHDB, a data loss; or"
+            " this is its first flush since an upgrade to a version that marks it): the"
+            " impressions pending then were lost",
+            newest,
+            extra={"buffer_went_back": kind, "last_applied": newest, "buffer_mark": None},
+        )
+    elif keys.is_own_flush_id(mark) and mark[:15] < newest[:15]:
+        kind = "restored"
+        logger.error(
+            "the buffer's Redis went back in time: its last flush mark is %s, older than flush"
+            " %s, which applied counts since (a restore of a backup, a restart from an older"
+            " RDB or AOF, a failover to a replica that was behind): the impressions pending"
+            " then that flush took count again",
+            mark,
+            newest,
+            extra={"buffer_went_back": kind, "last_applied": newest, "buffer_mark": mark},
+        )
+    else:
+        return
+    buffer_went_back.send_robust(
+        check_buffer_mark, kind=kind, last_applied=newest, buffer_mark=mark
+    )
 
 
 def _note_failure(flush_id, error, started_at):

@@ -212,6 +212,13 @@ def flush_soon_key():
     return f"{{{conf.KEY_PREFIX}}}:flush-soon"
 
 
+def flush_mark_key():
+    """The newest flush id that took its snapshots on this buffer (flush.check_buffer_mark): a
+    buffer whose mark is missing or older than the ledger's newest applied flush was emptied or
+    went back in time."""
+    return f"{{{conf.KEY_PREFIX}}}:flush-mark"
+
+
 def window_key(window):
     """Set by the first part of a scheduled flush window to start (flush.open_window)."""
     return f"{{{conf.KEY_PREFIX}}}:flush-window:{window}"

@@ -488,6 +488,14 @@ def record_outcome(flush_id, outcome, error="", started_at=None):
         )
 
 
+def last_applied():
+    """The id of this build's newest applied flush in the ledger (by its start), or None."""
+    newest = Flush.objects.filter(outcome=Flush.Outcome.APPLIED).order_by("-started_at")
+    return next(
+        (f for f in newest.values_list("id", flat=True)[:20] if keys.is_own_flush_id(f)), None
+    )
+
+
 # A flush "in progress" this long whose snapshots are gone from Redis will never go on.
 ORPHAN_AFTER = timedelta(hours=1)
 ORPHAN_ERROR = (

@@ -324,6 +324,14 @@ redis.call('SET', KEYS[2], value, 'EX', {SCHEDULED_WINDOW_TTL})
 return {{1, lapsed or false, ttl, value}}
 """
 
+# KEYS: the flush mark (keys.flush_mark_key).  ARGV: a flush id.  Raises the mark to the id (ids of
+# one layout sort as text, by time) and returns what it held before (false: nothing).
+FLUSH_MARK = """
+local old = redis.call('GET', KEYS[1])
+if not old or ARGV[1] > old then redis.call('SET', KEYS[1], ARGV[1]) end
+return old
+"""
+
 # KEYS: schedule guard.  ARGV: its value, its ttl.  SET NX EX, on a full Redis too (see above).
 # Returns 1 when it took the guard.
 TAKE_GUARD = """

@@ -25,3 +25,10 @@ flush_window_lapsed = Signal()
 # IMPRESSIONS_CROSS_SITE_ORIGINS; "frame": loaded into a frame its response forbids) or was beyond a budget ("rate": a new anonymous viewer
 # beyond its IP address's hourly budget, or a viewer beyond its hourly impressions). Arguments: reason, served (impressions not counted).
 impressions_ignored = Signal(use_caching=True)
+
+# The buffer's Redis found emptied or gone back in time by a flush (flush.check_buffer_mark), once
+# an event. Arguments: kind ("emptied": it holds no mark of any flush, though the ledger has
+# applied `last_applied`: its pending counts of then were lost; "restored": its mark,
+# `buffer_mark`, is older than `last_applied`: counts a flush applied since may count again),
+# last_applied (flush id), buffer_mark (flush id or None). Sent with send_robust.
+buffer_went_back = Signal()

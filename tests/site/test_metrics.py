@@ -119,6 +119,22 @@ def test_metrics_show_the_impressions_that_failed_flushes_left_in_redis(client, 
 
 
 @pytest.mark.django_db
+def test_a_buffer_emptied_since_the_last_flush_is_counted(buffer):
+    """The buffer's Redis emptied between two flushes (a restart without persistence, FLUSHDB):
+    the next flush counts it, once. Before, nothing did: its pending counts vanished silently."""
+    emptied = sample("impressions_buffer_went_back_total", kind="emptied")
+    post = make_posts(1)[0]
+    record_impressions("u:1", [post.pk])
+    flush_pending()
+    record_impressions("u:2", [post.pk])
+    buffer.flushdb()
+    flush_pending()
+    flush_pending()
+    assert sample("impressions_buffer_went_back_total", kind="emptied") == emptied + 1
+    assert Post.objects.get(pk=post.pk).impressions == 1
+
+
+@pytest.mark.django_db
 def test_a_flush_window_that_lapsed_is_counted_by_the_next_one_and_by_its_late_flush(buffer):
     """A window's flush task that no worker ran before its guard lapsed: the next window's
     scheduling counts it (seen_by="schedule"), and so does its flush if it runs at last
