@@ -61,32 +61,36 @@ def test_normal_flushes_say_nothing(standalone_buffer, went_back):
     assert counts(posts) == [3, 3]
 
 
-def test_an_emptied_buffer_is_reported(standalone_buffer, went_back, caplog):
+def a_window_flushed_and_one_pending():
+    """Two posts, a view of each flushed, another pending; returns (posts, ids, the flush)."""
     posts = make_posts(2)
     ids = [p.id for p in posts]
-    record_impressions("e:1", ids)
+    record_impressions("v:1", ids)
     first = flush_pending()
-    record_impressions("e:2", ids)
-    flush_redis(standalone_buffer)  # the buffer's data lost mid-window: e:2's counts with it
+    record_impressions("v:2", ids)
+    return posts, ids, first
+
+
+def logged(caplog, words, flush_id):
+    return any(words in r.getMessage() and flush_id in r.getMessage() for r in caplog.records)
+
+
+def test_an_emptied_buffer_is_reported(standalone_buffer, went_back, caplog):
+    posts, ids, first = a_window_flushed_and_one_pending()
+    flush_redis(standalone_buffer)  # the buffer's data lost mid-window: v:2's counts with it
     with caplog.at_level(logging.ERROR, logger="impressions.flush"):
         flush_pending()
     assert went_back == [("emptied", first.flush_id, None)]
-    assert any(
-        "emptied" in r.getMessage() and first.flush_id in r.getMessage() for r in caplog.records
-    )
+    assert logged(caplog, "emptied", first.flush_id)
     assert counts(posts) == [1, 1]  # lost, as documented; now said
-    record_impressions("e:3", ids)
+    record_impressions("v:3", ids)
     flush_pending()
     assert went_back == [("emptied", first.flush_id, None)]  # once
     assert counts(posts) == [2, 2]
 
 
 def test_a_buffer_restored_from_before_a_flush_is_reported(standalone_buffer, went_back, caplog):
-    posts = make_posts(2)
-    ids = [p.id for p in posts]
-    record_impressions("r:1", ids)
-    first = flush_pending()
-    record_impressions("r:2", ids)
+    posts, _, first = a_window_flushed_and_one_pending()
     # The backup: every key, as an RDB file taken now would hold them.
     backup = {key: standalone_buffer.dump(key) for key in scan_all(standalone_buffer)}
     second = flush_pending()
@@ -96,10 +100,8 @@ def test_a_buffer_restored_from_before_a_flush_is_reported(standalone_buffer, we
         standalone_buffer.restore(key, 0, value)
     with caplog.at_level(logging.ERROR, logger="impressions.flush"):
         flush_pending()
-    # r:2's pending counts came back after second applied them: counted twice, and said so.
+    # v:2's pending counts came back after second applied them: counted twice, and said so.
     assert counts(posts) == [3, 3]
     assert went_back == [("restored", second.flush_id, first.flush_id)]
-    assert any(
-        "went back" in r.getMessage() and second.flush_id in r.getMessage() for r in caplog.records
-    )
+    assert logged(caplog, "went back", second.flush_id)
     assert standalone_buffer.get(keys.flush_mark_key()) is not None
