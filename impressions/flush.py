@@ -133,7 +133,9 @@ def part_shards(part, parts):
     return list(range(part, conf.SHARDS, parts))
 
 
-def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, window=None):
+def flush_pending(
+    batch_size=None, keep_schedule=False, *, part=0, parts=1, window=None, other_buffer=False
+):
     """Flush now (the shards of `part` of `parts`); returns a FlushReport, raises FlushError
     when Redis or the database fails.
 
@@ -141,14 +143,22 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
     first part of a window to start deletes the schedule guard, the others leave it. None (the
     command): delete it. `keep_schedule` (a flush asked for by hand): a flush already scheduled
     stays scheduled, and takes what is recorded after this one, so the impressions that follow
-    need no flush of their own (and the dashboard's "next flush" stays true).
+    need no flush of their own (and the dashboard's "next flush" stays true). `other_buffer`
+    (the command's --key-prefix, --redis-url): a buffer this ledger's flushes never marked, whose
+    mark says nothing of this one (check_buffer_mark is skipped).
 
     A flush that a failover's demoted primary refused (a write of it) is run again at once, as
     a task's retry would run it: a flush is safe to repeat; its client's connections reconnect
     (redis_endpoints.reconnect_when_demoted) and reach the new primary.
     """
     attempt = functools.partial(
-        flush_attempt, batch_size, keep_schedule, part=part, parts=parts, window=window
+        flush_attempt,
+        batch_size,
+        keep_schedule,
+        part=part,
+        parts=parts,
+        window=window,
+        other_buffer=other_buffer,
     )
     try:
         return attempt()
@@ -162,7 +172,9 @@ def flush_pending(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
     return attempt()
 
 
-def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, window=None):
+def flush_attempt(
+    batch_size=None, keep_schedule=False, *, part=0, parts=1, window=None, other_buffer=False
+):
     """One flush_pending(), once."""
     batch_size = batch_size or conf.FLUSH_BATCH_SIZE
     part_shards(part, parts)  # a part that is none of `parts` raises ValueError
@@ -191,7 +203,8 @@ def flush_attempt(batch_size=None, keep_schedule=False, *, part=0, parts=1, wind
             checkpoint("after-snapshot")
             # Its first use of the database: after the snapshots, as before it (a worker's
             # threads share a pool of connections), and before any batch commits.
-            check_buffer_mark(client, report.flush_id)
+            if not other_buffer:
+                check_buffer_mark(client, report.flush_id)
             others = set()  # flush ids of other layouts' snapshots: their rows are kept too
             by_flush = snapshots_by_flush(client, others, every)
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]

@@ -9,6 +9,8 @@ log line, a metric), and the counts were silently lost or doubled."""
 import logging
 
 import pytest
+from django.core.management import call_command
+from django.test import override_settings
 
 from casusult.models import Post
 from impressions import flush as flush_module
@@ -105,3 +107,15 @@ def test_a_buffer_restored_from_before_a_flush_is_reported(standalone_buffer, we
     assert went_back == [("restored", second.flush_id, first.flush_id)]
     assert logged(caplog, "went back", second.flush_id)
     assert standalone_buffer.get(keys.flush_mark_key()) is not None
+
+
+def test_a_flush_of_another_buffer_by_the_command_says_nothing(standalone_buffer, went_back):
+    """`flush_impressions --key-prefix OLD` (or `--redis-url OLD`) flushes the counts left in
+    another buffer into this ledger: that buffer never saw this one's flushes, which is no loss."""
+    posts, ids, _ = a_window_flushed_and_one_pending()
+    flush_pending()
+    with override_settings(IMPRESSIONS_KEY_PREFIX="old"):
+        record_impressions("v:3", ids)
+    call_command("flush_impressions", "--key-prefix", "old", verbosity=0)
+    assert counts(posts) == [3, 3]
+    assert went_back == []

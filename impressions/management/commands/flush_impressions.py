@@ -75,7 +75,9 @@ class Command(BaseCommand):
         try:
             # By hand: a flush the schedule has queued still runs, for what comes after.
             with override_settings(**other):
-                report = flush_pending(batch_size=batch_size, keep_schedule=True)
+                report = flush_pending(
+                    batch_size=batch_size, keep_schedule=True, other_buffer=bool(other)
+                )
         except FlushError as error:
             raise CommandError(f"could not flush: {redact_text(str(error))}") from error
         if options["verbosity"]:
