@@ -211,6 +211,17 @@ class TaskWorker(SimpleWorker):
         # RQ's own lines (a failed task's traceback among them) are redacted as ours are.
         self.log = redacting_logger(self.log.name)
 
+    def _set_ip_address(self, connection):
+        # RQ before 3.0 finds its address in CLIENT LIST, which is @dangerous: under the ACL of
+        # queues.E003's hint each start was refused (an ACL LOG entry, a warning, the address
+        # "unknown"). CLIENT INFO (@connection, Redis 6.2) answers for this connection only, as
+        # RQ 3.0 asks; RQ's own way on an older server.
+        try:
+            connection.client_setname(self.name)
+            self.ip_address = str(connection.client_info()["addr"])
+        except ResponseError:
+            super()._set_ip_address(connection)
+
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", **kwargs):
         # The traceback RQ keeps in Redis: get_result() and the dashboard show it.
         return super().handle_job_failure(
