@@ -59,17 +59,16 @@ KEPT_CLIENTS = 8
 
 
 def _forget_clients_after_fork() -> None:
-    """A forked child builds its own clients; the lock is renewed, in case another thread of the
-    parent held it (building a client) at the fork."""
+    """In a process forked since _clients were built, drop them: it builds its own. Asked at each
+    use (SQSBackend._shared_client), not by an os.register_at_fork hook, which uWSGI's fork from C
+    never runs (unless started with --py-call-uwsgi-fork-hooks); the lock is renewed, in case
+    another thread of the parent held it (building a client) at the fork."""
     global _clients_lock, _clients_pid
+    if _clients_pid == os.getpid():
+        return
     _clients.clear()
     _clients_lock = threading.Lock()
     _clients_pid = os.getpid()
-
-
-# Not enough alone: uWSGI forks its workers from C, which runs no such hook unless it is started
-# with --py-call-uwsgi-fork-hooks; _shared_client also looks at the process id.
-os.register_at_fork(after_in_child=_forget_clients_after_fork)
 
 
 def queue_name_from_url(url: str) -> str:
@@ -274,8 +273,7 @@ class SQSBackend(QueueBackend):
         credentials) in the first call of every request thread and /readyz probe thread. boto3's
         clients are thread-safe: built once here, shared by the threads (not across a fork: _forget_clients_after_fork).
         """
-        if _clients_pid != os.getpid():  # forked without the hook (uWSGI): none of ours yet
-            _forget_clients_after_fork()
+        _forget_clients_after_fork()
         key = (connect_timeout, read_timeout, self._client_digest())
         with _clients_lock:
             client = _clients.get(key)
