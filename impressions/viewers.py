@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from operator import attrgetter
 from typing import NamedTuple
 
 from django.conf import settings
@@ -165,7 +166,17 @@ def served_ids(posts):
     posts = list(posts)
     model = counted_model()
     # One check per class on the page, not per object: a page is of one class or a few.
-    kinds = {type(post) for post in posts}
+    kinds = set(map(type, posts))
+    if len(kinds) == 1 and (attname := counted_attname(*kinds, model)) is not None:
+        # The usual page, all of the counted model: its ids read in one loop in C (a Python step
+        # and an isinstance() per object were a tenth of a first view's CPU here).
+        try:
+            post_ids = list(map(attrgetter(attname), posts))
+        except AttributeError:  # counted_id's None: the checks below say what went wrong
+            pass
+        else:
+            if None not in post_ids:
+                return post_ids
     others = {kind for kind in kinds if issubclass(kind, Model) and not counts_into(kind, model)}
     post_ids = [
         counted_id(post, model) if isinstance(post, Model) else as_id(getattr(post, "pk", None))
@@ -188,6 +199,15 @@ def served_ids(posts):
             "; ".join(reasons),
         )
     return post_ids
+
+
+@functools.lru_cache(maxsize=256)
+def counted_attname(kind, model):
+    """The attribute that holds counted_id() of instances of class `kind`: a model class that
+    counts_into `model`; else None (another model's, or no model instance)."""
+    if isinstance(kind, type) and issubclass(kind, Model) and counts_into(kind, model):
+        return model._meta.pk.attname
+    return None
 
 
 # The pk of an object that is not a model instance (a search hit, a wrapper) which no id is.
