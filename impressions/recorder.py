@@ -76,6 +76,8 @@ class LossCounter(LineLimiter):
 
     def take_unreported(self):
         """Hand the unreported count to one caller (threads must not report it twice)."""
+        if not self.unreported:  # the usual case, without the lock: a count added meanwhile
+            return 0  # waits for the next call
         with self._lock:
             count, self.unreported = self.unreported, 0
             return count

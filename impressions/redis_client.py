@@ -318,9 +318,11 @@ def _call_node(client, key, command, pause=TRYAGAIN_PAUSE):
     held up to half a second, for impressions lost all the same. A refusal means the script did
     not run: the call counts once at most.
     """
-    node, asking, deadline, moved = node_of(client, key), False, None, 0
+    node, connection = _route(client, key)
+    asking, deadline, moved = False, None, 0
     while True:
-        connection = _thread_connection(client.get_redis_connection(node))
+        if connection is None:
+            connection = _thread_connection(client.get_redis_connection(node))
         if deadline is None:
             deadline = time.monotonic() + (connection.socket_timeout or 0)
         try:
@@ -338,6 +340,7 @@ def _call_node(client, key, command, pause=TRYAGAIN_PAUSE):
             # move (milliseconds, for most slots), the call goes through.
             time.sleep(pause)
             node, asking, refusal = node_of(client, key), False, error
+        connection = None
         if moved >= MAX_MOVED or time.monotonic() >= deadline:
             raise refusal
         if node is None:  # a node the cluster client does not know yet: its way finds it
@@ -374,6 +377,32 @@ def _learn_moved(manager, error):
         manager.update_moved_exception(error)
 
 
+def _route(client, key):
+    """(the primary of `key`'s slot, this thread's connection to it), the request path's first
+    try. Kept per slot for the thread and used while the cluster client's map of the slots
+    still names that node (a MOVED, a refreshed map: looked up again): the lookup through the
+    client (its slot map's lock, its deprecation wrapper, the thread's weak map of connections)
+    was a tenth of a first view's CPU here."""
+    slot = slot_of(key)
+    held = _held_connections()
+    route = held.routes.get(slot)
+    if route is not None:
+        node, node_client, connection = route
+        serving = client.nodes_manager.slots_cache.get(slot)
+        if (
+            serving
+            and serving[0] is node
+            and node.redis_connection is node_client
+            and connection.pid == os.getpid()
+        ):
+            return node, connection
+    node = node_of(client, key)
+    node_client = client.get_redis_connection(node)
+    connection = _thread_connection(node_client)
+    held.routes[slot] = (node, node_client, connection)
+    return node, connection
+
+
 def _redirected_node(client, error):
     host, port = client.nodes_manager.remap_host_port(error.host, error.port)
     return client.get_node(host=host, port=port)
@@ -386,6 +415,9 @@ class ThreadConnections:
 
     def __init__(self):
         self.by_client = weakref.WeakKeyDictionary()
+        # {slot: (node, its client, the connection)} of a cluster's (_route); the connections
+        # are by_client's, forgotten with them.
+        self.routes = {}
         weakref.finalize(self, release_all, self.by_client)
 
 
@@ -404,6 +436,7 @@ def release_thread_connections():
     if held is None:
         return
     try:
+        held.routes.clear()
         release_all(held.by_client)
     except Exception:  # record() never raises into the view
         logger.exception("handing a Redis connection back to its pool failed")
@@ -412,14 +445,19 @@ def release_thread_connections():
 def _thread_connection(client):
     """This thread's connection from `client`'s pool, kept while the thread lives (the pool
     still closes it with the client); a forked process takes its own."""
-    state = _thread_state()
-    held = getattr(state, "connections", None)
-    if held is None:
-        held = state.connections = ThreadConnections()
+    held = _held_connections()
     connection = held.by_client.get(client)
     if connection is None or connection.pid != os.getpid():
         connection = held.by_client[client] = client.connection_pool.get_connection()
     return connection
+
+
+def _held_connections():
+    state = _thread_state()
+    held = getattr(state, "connections", None)
+    if held is None:
+        held = state.connections = ThreadConnections()
+    return held
 
 
 def _send(connection, *command, asking=False):
