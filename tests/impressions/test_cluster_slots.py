@@ -224,3 +224,28 @@ def test_a_one_key_call_follows_ask_to_the_node_importing_its_slot(private_clust
         assert on_other.execute()[1] == b"2"
     finally:
         stop_migrating(slot, owner, other)
+
+
+def moved_refusals(node):
+    """The MOVED errors `node` has answered since it started (INFO errorstats)."""
+    return node.info("errorstats").get("errorstat_MOVED", {}).get("count", 0)
+
+
+def test_after_a_slot_moved_the_record_path_follows_it_once_then_goes_to_its_new_node(
+    private_cluster_buffer,
+):
+    """A thread keeps the node and connection of each slot it records in (redis_client._route):
+    once the slot has moved, its first call is refused (MOVED) and follows it; the calls after it
+    go straight to the new node, none to the old one."""
+    viewer, other_viewer = viewers_of_one_shard(2)
+    assert record_impressions(viewer, [1]).counted == 1
+    slot = slot_of(keys.tag(keys.shard_of(viewer)))
+    owner, other = owner_and_other(private_cluster_buffer, slot)
+    start_migrating(slot, owner, other)
+    finish_migrating(slot, owner, other, private_cluster_buffer)
+    refused = moved_refusals(owner)
+    assert record_impressions(viewer, [2]).counted == 1
+    assert record_impressions(other_viewer, [1, 2]).counted == 2
+    assert record_impressions(viewer, [1, 2, 3]).counted == 1
+    assert moved_refusals(owner) == refused + 1
+    assert pending_counts([1, 2, 3]) == {1: 2, 2: 2, 3: 1}
