@@ -318,6 +318,9 @@ def lock_held(key, timeout=None, optional=False):
         cursor.execute(f"SELECT {LOCK_CLASS_SQL}")
         lock_class = cursor.fetchone()[0]
     holder = unpooled_connection(connection.alias)
+    # It reads and writes no time: no SET of its session's TimeZone, a round trip wherever the
+    # server's differs from Django's ("Etc/UTC" and "UTC").
+    holder.timezone_name = None
     try:
         try:
             holder.ensure_connection()
@@ -330,41 +333,50 @@ def lock_held(key, timeout=None, optional=False):
                 error,
             )
         else:
-            holder.set_autocommit(False)
+            # One round trip: the statement begins the transaction itself (the connection stays
+            # in autocommit, so the driver sends no BEGIN of its own), sets it and takes the lock.
+            # Three before (BEGIN, the settings, the lock): a flush's fixed cost.
             with holder.cursor() as cursor:
-                cursor.execute(holder_settings(timeout, holder.pg_version))
                 try:
-                    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [lock_class, key])
+                    cursor.execute(holder_statement(lock_class, key, timeout, holder.pg_version))
                 except OperationalError as error:
                     if not optional or sqlstate(error) != LOCK_NOT_AVAILABLE:
                         raise
         yield
     finally:
         try:
-            holder.rollback()
+            if holder.connection is not None:
+                # Its own BEGIN, so its own ROLLBACK (psycopg2's rollback() in autocommit sends
+                # none): the lock goes now, not whenever the server sees the connection close.
+                with holder.cursor() as cursor:
+                    cursor.execute("ROLLBACK")
         except DatabaseError:
             pass  # the connection failed: the server lets go of the lock with it
         finally:
             holder.close()
 
 
-def holder_settings(timeout=None, server_version=0):
-    """The first statement of a lock holder's transaction, idle for the whole flush or roll-up
-    by design: an idle_in_transaction_session_timeout set for the role or the database (a DBA's
-    10 s) ended it, and the lock with it (the dashboard showed a roll-up running as stopped; the
-    roll-up started batches beside a flush), as PostgreSQL 17's transaction_timeout would (turned
-    off on a server that has it, `server_version` 170000 on; an older one knows no such
-    parameter); and READ COMMITTED, so that it holds no snapshot (at REPEATABLE READ it held the
-    database's xmin horizon, vacuum, back for as long). It holds no row: a holder whose process
-    dies goes with its connection. `timeout`: its lock wait."""
+def holder_statement(lock_class, key, timeout=None, server_version=0):
+    """What a lock holder sends, in one query: BEGIN, its settings, the shared lock (`lock_class`,
+    `key`: whole numbers, written in).
+
+    Its transaction is idle for the whole flush or roll-up by design: an
+    idle_in_transaction_session_timeout set for the role or the database (a DBA's 10 s) ended it,
+    and the lock with it (the dashboard showed a roll-up running as stopped; the roll-up started
+    batches beside a flush), as PostgreSQL 17's transaction_timeout would (turned off on a server
+    that has it, `server_version` 170000 on; an older one knows no such parameter); and READ
+    COMMITTED, so that it holds no snapshot (at REPEATABLE READ it held the database's xmin
+    horizon, vacuum, back for as long). It holds no row: a holder whose process dies goes with
+    its connection. `timeout`: its lock wait."""
     statements = [
-        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "BEGIN ISOLATION LEVEL READ COMMITTED",
         "SET LOCAL idle_in_transaction_session_timeout = 0",
     ]
     if server_version >= TRANSACTION_TIMEOUT_VERSION:
         statements.append("SET LOCAL transaction_timeout = 0")
     if timeout:
         statements.append(f"SET LOCAL lock_timeout = '{timeout}'")
+    statements.append(f"SELECT pg_advisory_xact_lock_shared({int(lock_class)}, {int(key)})")
     return "; ".join(statements)
 
 

@@ -568,14 +568,15 @@ def test_the_lock_holders_turn_off_the_transaction_timeout_where_the_server_has_
     """PostgreSQL 17's transaction_timeout ends an idle lock holder just as the idle timeout
     does; older servers have no such parameter (SET fails: "unrecognized configuration
     parameter"), so the statement is built for the server the holder talks to."""
-    on_15 = history_writer.holder_settings(server_version=150020)
-    on_17 = history_writer.holder_settings("60s", server_version=170000)
+    on_15 = history_writer.holder_statement(1, -2, server_version=150020)
+    on_17 = history_writer.holder_statement(1, -2, "60s", server_version=170000)
     assert "transaction_timeout" not in on_15.replace("idle_in_transaction_session_timeout", "")
     assert on_17.split("; ") == [
-        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "BEGIN ISOLATION LEVEL READ COMMITTED",
         "SET LOCAL idle_in_transaction_session_timeout = 0",
         "SET LOCAL transaction_timeout = 0",
         "SET LOCAL lock_timeout = '60s'",
+        "SELECT pg_advisory_xact_lock_shared(1, -2)",
     ]
 
 
