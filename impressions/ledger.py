@@ -151,6 +151,9 @@ def apply_snapshots(
     # Where the window's parts start (about: each part's lines spread alike), part 0 at the
     # first line (where an order from elsewhere goes round).
     stops = [lines.field_at(other, parts) for other in range(parts)] if parts > 1 else []
+    # A flush's own row (`started_at` given) is missing until its first batch inserts it (another
+    # flush that found its snapshots may have, but seldom).
+    missing = started_at is not None
     while True:
         # Each lock waited for IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most (PostgreSQL), from the
         # first, the ledger row's. Without a limit a batch waited for as long as the lock's
@@ -159,7 +162,10 @@ def apply_snapshots(
         # worker paused or cut off, its session open); left-overs go first, so every later flush
         # waited too, holding the roll-up back. The batch gives up instead, its counts kept.
         with transactions.atomic(lock_timeout=conf.FLUSH_LOCK_TIMEOUT):
-            row = locked_row(flush_id, started_at, start=lambda: lines.field_at(part, parts))
+            row = locked_row(
+                flush_id, started_at, start=lambda: lines.field_at(part, parts), missing=missing
+            )
+            missing = False
             batch, last, is_last = lines.next_batch(
                 marks_of(row, lines.shards), batch_size, row.start, stops
             )
@@ -181,11 +187,12 @@ def apply_snapshots(
         lines.advance(last)
 
 
-def locked_row(flush_id, started_at=None, start=None):
+def locked_row(flush_id, started_at=None, start=None, missing=False):
     """The ledger row of `flush_id`, inserted if missing (with the batches' start that
     `start()` gives), locked until the transaction ends (apply_snapshots' transaction waits for it
-    IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most)."""
-    row = Flush.objects.select_for_update().filter(id=flush_id).first()
+    IMPRESSIONS_FLUSH_LOCK_TIMEOUT at most). `missing`: the row is likely not there yet, so the
+    insert goes first, not after a lookup that finds nothing (a round trip less)."""
+    row = None if missing else Flush.objects.select_for_update().filter(id=flush_id).first()
     if row is None:
         started_at = started_at or started_at_of(flush_id)
         new = Flush(id=flush_id, started_at=started_at, outcome=Flush.Outcome.RUNNING)
