@@ -368,6 +368,13 @@ class ExpiresAfterRead:
     def __init__(self, client):
         self.client = client
 
+    @property
+    def __class__(self):
+        # What the client it wraps is, to isinstance() (redis_client.is_cluster): a standalone
+        # server's shards are asked in packed EXISTS through its connection pool, a cluster's
+        # one a shard, as ever.
+        return type(self.client)
+
     def __getattr__(self, name):
         return getattr(self.client, name)
 
