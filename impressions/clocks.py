@@ -57,7 +57,19 @@ def measure(client):
     standalone or cluster alike), one round trip; returns Redis's time (Unix seconds), raises
     redis errors."""
     sent_at = time.time()
-    seconds, microseconds = client.execute_command("EVAL", scripts.TIME, 1, keys.guard_key())
+    return measured(sent_at, client.execute_command(*time_command()))
+
+
+def time_command():
+    """The command that asks Redis's time, on the schedule guard's node (a pipeline may carry
+    it: measured() reads its reply)."""
+    return ("EVAL", scripts.TIME, 1, keys.guard_key())
+
+
+def measured(sent_at, reply):
+    """Note the offset that the `reply` of time_command() sent at `sent_at` (time.time()) gives;
+    returns Redis's time (Unix seconds)."""
+    seconds, microseconds = reply
     redis_now = int(seconds) + int(microseconds) / 1_000_000
     offset.measured(sent_at, redis_now)
     return redis_now

@@ -191,24 +191,29 @@ def flush_attempt(
             today = periods.day_of(timezone.now())
             # This worker dates the ledger and the roll-up's today; a window's lateness is told
             # on the clock its guard was taken by (Redis's).
-            redis_now = clocks.measure(client)
-            if not keep_schedule:
-                open_window(client, window, report.flush_id, redis_now)
-            every = shards_in_use(client)
+            note = open_flush(client, KEEP if keep_schedule else window, report.flush_id)
+            every = shards_in_use(client, note)
             shards = [shard for shard in every if shard % parts == part]
             nodes = take_snapshots(client, report.flush_id, shards, every)
-            # Held once Redis has answered: unreachable, the snapshot fails the flush at once.
-            soon_guard.hold()
             wait_for_replicas(nodes)
             checkpoint("after-snapshot")
-            # Its first use of the database: after the snapshots, as before it (a worker's
-            # threads share a pool of connections), and before any batch commits.
-            if not other_buffer:
-                check_buffer_mark(client, report.flush_id)
             others = set()  # flush ids of other layouts' snapshots: their rows are kept too
             by_flush = snapshots_by_flush(client, others, every)
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
-            ledger_kept = False  # keep_ledger() has run
+            ready = False  # before_applying() has run
+
+            def before_applying():
+                """Once, while the first read goes on in its thread (the first batch waits for
+                it anyway): the holder, the buffer's mark, the ledger's upkeep. The database's
+                first use: after the snapshots (a worker's threads share a pool of
+                connections), and before any batch commits."""
+                # Held once Redis has answered: unreachable, the snapshot fails the flush at once.
+                soon_guard.hold()
+                running.hold()
+                if not other_buffer:
+                    check_buffer_mark(client, report.flush_id)
+                keep_ledger(by_flush, others)
+
             # Left-overs first, oldest first: they hold the oldest counts. A left-over is applied
             # whole, every shard of it, whichever part finds it.
             for flush_id in sorted(mine, key=lambda f: (f == report.flush_id, f)):
@@ -233,11 +238,9 @@ def flush_attempt(
                     client, flush_id, found, today, report, part=own_part, parts=parts
                 )
                 try:
-                    # While the read goes on in its thread: the first batch waits for it anyway.
-                    running.hold()
-                    if not ledger_kept:
-                        keep_ledger(by_flush, others)
-                        ledger_kept = True
+                    if not ready:
+                        before_applying()
+                        ready = True
                     checkpoint("before-apply")
                     try:
                         apply(lines)
@@ -262,11 +265,10 @@ def flush_attempt(
             if mine:
                 report.outcome = Flush.Outcome.APPLIED
                 soon_guard.release()
-            running.hold()
+            if not ready:  # no snapshot to apply
+                before_applying()
             if report.flush_id not in by_flush:
                 ledger.record_outcome(report.flush_id, Flush.Outcome.EMPTY, started_at=started_at)
-            if not ledger_kept:  # no snapshot to apply
-                keep_ledger(by_flush, others)
             history_writer.trim_leaders()
     except REDIS_FAILURES as error:
         _note_failure(report.flush_id, error, started_at)
@@ -480,6 +482,27 @@ class SoonGuard:
             logger.warning("could not %s the full Redis's flush guard", what, exc_info=True)
 
 
+# A window that keep_schedule leaves alone (open_flush).
+KEEP = object()
+
+
+def open_flush(client, window, flush_id):
+    """What a flush asks Redis first, in one round trip (their keys share a slot): its time
+    (clocks.measure), the window opened (open_window; none for `window` KEEP), the note of the
+    shards read, returned for shards_in_use. Three round trips before, one after the other."""
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command(*clocks.time_command())
+    if window is not KEEP:
+        pipe.execute_command(*window_command(window))
+    pipe.get(keys.shards_read_key())
+    sent_at = time.time()
+    replies = pipe.execute()
+    redis_now = clocks.measured(sent_at, replies[0])
+    if window is not KEEP:
+        window_opened(replies[1], window, flush_id, redis_now)
+    return replies[-1]
+
+
 def open_window(client, window, flush_id="", now=None):
     """Delete the schedule guard: from here on a new impression schedules the next flush.
 
@@ -492,10 +515,14 @@ def open_window(client, window, flush_id="", now=None):
     lapsed, says so (late_windows): the flush ran more than IMPRESSIONS_FLUSH_DELAY + 60 s after
     it was scheduled. `now`: Redis's time (the guard's value is too), default this host's.
     """
+    window_opened(client.execute_command(*window_command(window)), window, flush_id, now)
+
+
+def window_command(window):
+    """open_window's command (the guard and the window's keys share a slot)."""
     if window is None:
-        client.delete(keys.guard_key(), keys.scheduled_window_key())
-        return
-    opened = client.execute_command(
+        return ("DEL", keys.guard_key(), keys.scheduled_window_key())
+    return (
         "EVAL",
         scripts.OPEN_WINDOW,
         3,
@@ -505,6 +532,12 @@ def open_window(client, window, flush_id="", now=None):
         WINDOW_TTL,
         window,
     )
+
+
+def window_opened(opened, window, flush_id="", now=None):
+    """What open_window says once its command's reply `opened` is in."""
+    if window is None:
+        return
     if opened in (2, 3):  # its guard gone: lapsed, or deleted by a flush of no window
         now = time.time() if now is None else now
         try:
@@ -554,7 +587,11 @@ class LateWindows(LineLimiter):
 late_windows = LateWindows()
 
 
-def shards_in_use(client):
+# The note of the shards read, not read yet (shards_in_use).
+UNREAD = object()
+
+
+def shards_in_use(client, note=UNREAD):
     """The shards a flush reads: IMPRESSIONS_SHARDS's, then any shard above them that holds
     pending counts or snapshots (EXISTS of a shard's pending keys and snapshots set, all in its
     slot, in one round trip per node).
@@ -573,9 +610,9 @@ def shards_in_use(client):
     expires, flushes ask only the shards below it (none, unless a flush of a larger
     IMPRESSIONS_SHARDS ran meanwhile, or found some). So what a process of a larger setting
     records in a shard above, after a flush found nothing there, waits until the key expires:
-    at most SHARDS_READ_TTL more."""
+    at most SHARDS_READ_TTL more. `note`: that key's value, if read already (open_flush)."""
     key = keys.shards_read_key()
-    known = _whole_or_none(client.get(key))
+    known = _whole_or_none(client.get(key) if note is UNREAD else note)
     top = MAX_SHARDS if known is None else min(max(known, conf.SHARDS), MAX_SHARDS)
     above = range(conf.SHARDS, top)
     found = shards_holding(client, list(above))
