@@ -232,6 +232,7 @@ class FlushWorkload:
         fixtures.vacuum_history()
         seconds, _ = timed(self.load_redis)
         print(f"    (loaded {self.size:,} pending posts into Redis in {seconds:.1f} s, untimed)")
+        ours.connected_flush_client()
         fixtures.checkpoint()
 
     def prepare_same_work(self):

@@ -49,6 +49,19 @@ def patient_redis():
     return override_settings(IMPRESSIONS_REDIS_TIMEOUT=10.0)
 
 
+def connected_flush_client():
+    """Build the flush's Redis client and open its two connections (the flush's and its reader
+    thread's), as a worker's flush after its first finds them (cached for the process):
+    patient_redis()'s settings change drops the cached clients, and the next flush built its
+    client in its own time (an INFO to tell a cluster, two connections' handshakes: 11 round
+    trips of a standalone server)."""
+    pool = _load("impressions.redis_client", "get_flush_client")().connection_pool
+    opened = [pool.get_connection(), pool.get_connection()]
+    for connection in opened:
+        connection.connect()
+        pool.release(connection)
+
+
 def history_off():
     """The flush without the per-day history, to time what the history costs (flush benchmark)."""
     ledger = _load("impressions", "ledger")
