@@ -198,7 +198,9 @@ def flush_attempt(
             wait_for_replicas(nodes)
             checkpoint("after-snapshot")
             others = set()  # flush ids of other layouts' snapshots: their rows are kept too
-            by_flush = snapshots_by_flush(client, others, every)
+            by_flush, own_sizes = snapshots_by_flush(
+                client, others, every, sizes_of=(report.flush_id, shards)
+            )
             mine = [f for f, found in by_flush.items() if set(found) & set(shards)]
             ready = False  # before_applying() has run
 
@@ -235,7 +237,14 @@ def flush_attempt(
                     applied=applied,
                 )
                 lines = read_lines(
-                    client, flush_id, found, today, report, part=own_part, parts=parts
+                    client,
+                    flush_id,
+                    found,
+                    today,
+                    report,
+                    part=own_part,
+                    parts=parts,
+                    sizes=own_sizes if flush_id == report.flush_id else None,
                 )
                 try:
                     if not ready:
@@ -907,18 +916,27 @@ def node_name(node):
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
-def snapshots_by_flush(client, others=None, shards=None):
+def snapshots_by_flush(client, others=None, shards=None, sizes_of=None):
     """{flush id: [shards holding a snapshot of it]}, over every shard (of `shards`, by default
     IMPRESSIONS_SHARDS's), of the ids of this
     build's layout (keys.FLUSH_ID). Another layout's, a later build's (the rule in keys.py), are
     left alone: not read, noted in the ledger, taken out of the set or deleted (left_alone);
-    `others`, a set, gets their ids (str), whose ledger rows the pruning keeps."""
+    `others`, a set, gets their ids (str), whose ledger rows the pruning keeps.
+
+    `sizes_of` ((flush id, shards)): in the same round trip, snapshot_sizes() of that flush's
+    snapshots in those shards (a flush's own, taken just before: one round trip less before its
+    read starts); returns (found, sizes) then."""
     shards = range(conf.SHARDS) if shards is None else shards
     pipe = client.pipeline(transaction=False)
     for shard in shards:
         pipe.smembers(keys.snapshots_key(shard))
+    hashes = [] if sizes_of is None else snapshot_hashes(*sizes_of)
+    for _, key, _ in hashes:
+        pipe.hlen(key)
+    replies = pipe.execute()
+    sizes = sizes_found(hashes, replies[len(shards) :])
     found, foreign = defaultdict(list), defaultdict(list)
-    for shard, flush_ids in zip(shards, pipe.execute(), strict=True):
+    for shard, flush_ids in zip(shards, replies[: len(shards)], strict=True):
         for flush_id in flush_ids:
             if keys.is_own_flush_id(flush_id):
                 found[flush_id.decode()].append(shard)
@@ -928,7 +946,7 @@ def snapshots_by_flush(client, others=None, shards=None):
         left_alone(foreign)
         if others is not None:
             others.update(flush_id.decode(errors="replace") for flush_id in foreign)
-    return found
+    return found if sizes_of is None else (found, sizes)
 
 
 # Whether this process said that it leaves another layout's snapshots alone (once: a later
@@ -960,15 +978,25 @@ def left_alone(foreign):
 def snapshot_sizes(client, flush_id, shards):
     """{(shard, hash key, group): fields} of the hashes of `flush_id`'s snapshots in `shards`
     that hold any (keys.snapshot_hashes), in the order of `shards` (one round trip per node)."""
-    hashes = [
+    hashes = snapshot_hashes(flush_id, shards)
+    pipe = client.pipeline(transaction=False)
+    for _, key, _ in hashes:
+        pipe.hlen(key)
+    return sizes_found(hashes, pipe.execute())
+
+
+def snapshot_hashes(flush_id, shards):
+    """[(shard, hash key, group)] of `flush_id`'s snapshots in `shards` (keys.snapshot_hashes)."""
+    return [
         (shard, key, group)
         for shard in shards
         for key, group in keys.snapshot_hashes(shard, flush_id)
     ]
-    pipe = client.pipeline(transaction=False)
-    for _, key, _ in hashes:
-        pipe.hlen(key)
-    return {found: size for found, size in zip(hashes, pipe.execute(), strict=True) if size}
+
+
+def sizes_found(hashes, replies):
+    """snapshot_sizes() from the HLEN `replies` of `hashes`."""
+    return {found: size for found, size in zip(hashes, replies, strict=True) if size}
 
 
 class ReadAhead:
@@ -1083,16 +1111,22 @@ def read_snapshot(client, key, first=None):
     raise RedisError(f"snapshot {key}: {READ_ATTEMPTS} reads fell short of its fields")
 
 
-def read_lines(client, flush_id, shards, undated_day, report, check=False, part=0, parts=1):
+def read_lines(
+    client, flush_id, shards, undated_day, report, check=False, part=0, parts=1, sizes=None
+):
     """The lines of `flush_id`'s snapshots in `shards`, with the entries that no database takes
     moved out of the snapshots (set_aside): looked for in fields without a day, and in every
     entry with `check`.
 
     Read a group at a time (batches.StreamedLines), the batches of one applied while the next
     is read, from where part `part` of `parts` starts; with `check`, read whole first
-    (batches.SnapshotLines).
+    (batches.SnapshotLines). `sizes`: snapshot_sizes() of them, if asked already
+    (snapshots_by_flush's `sizes_of`); asked here otherwise, and always with `check`.
     """
-    sizes = snapshot_sizes(client, flush_id, shards)
+    if sizes is None or check:
+        sizes = snapshot_sizes(client, flush_id, shards)
+    else:  # asked already, in those shards or more
+        sizes = {found: size for found, size in sizes.items() if found[0] in shards}
     hashes = list(sizes)
     if check:
         lines = batches.SnapshotLines(
