@@ -390,10 +390,11 @@ def wal_text(wal):
     ]
     return (
         f" The roll-up's WAL per row moved ({WAL_ROWS:,} rows right after a CHECKPOINT), by the"
-        f" server's `wal_compression`: {', '.join(parts)}: mostly full-page images, as each row"
-        " moved touches pages of its own in the daily table's primary key and in the week and"
-        " month rows; the checkpoints that WAL brings on make the flushes after them pay"
-        " full-page images too."
+        f" server's `wal_compression`: {', '.join(parts)} (the server's WAL meanwhile, other"
+        " databases' included): mostly full-page images of the week and month rows and of the"
+        " count indexes (since migration 0010 a day's rows go to the end of the daily table's"
+        " key together; before, each row moved logged a leaf of that key whole); the checkpoints"
+        " that WAL brings on make the flushes after them pay full-page images too."
     )
 
 

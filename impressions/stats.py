@@ -19,7 +19,7 @@ the daily roll-up, impressions/rollup.py, moves the rows):
 | ----------------------------------------------- | -------------------------- | ------------------------ |
 | `impressions_daily_open` (OpenDailyImpressions) | (object_id, day)           | + count of (object, day) |
 |                                                 |                            |   not rolled up          |
-| `impressions_daily` (DailyImpressions)          | (object_id, day)           | + count of (object, day) |
+| `impressions_daily` (DailyImpressions)          | (day, object_id)           | + count of (object, day) |
 |                                                 |                            |   rolled up (late)       |
 | `impressions_period` (PeriodImpressions)        | (period, start, object_id) | rolled up only: + same   |
 |                                                 |                            |   count to ('w', week_of)|
@@ -64,6 +64,8 @@ from .models import (
 
 # The top-of-a-range search reads this many rows of each piece first, four times more each round.
 FIRST_DEPTH = 20
+# history(): at most this many (day, object) lookups of the daily rows' key; more read the range.
+HISTORY_KEYS = 200_000
 # Past this many candidates, one GROUP BY over the whole range is cheaper than more rounds.
 MAX_CANDIDATES = 5000
 # top_in's periods: the first day of the one holding a day.
@@ -105,16 +107,40 @@ def history(post_ids, start, end):
     if not ids:
         return result
     with reading():
-        for model in (DailyImpressions, OpenDailyImpressions):  # ended days, then open ones
-            rows = (
-                model.objects.filter(object_id__in=ids, day__range=(start, end))
-                .order_by("object_id", "day")
-                .values_list("object_id", "day", "count")
-            )
-            for object_id, day, count in rows:
-                days = result[object_id]
-                days[day] = days.get(day, 0) + count
+        rows = [*ended_days(ids, start, end), *rows_in_range(OpenDailyImpressions, ids, start, end)]
+    for object_id, day, count in sorted(rows):
+        days = result[object_id]
+        days[day] = days.get(day, 0) + count
     return result
+
+
+def ended_days(ids, start, end):
+    """[(object id, day, count)] of the daily rows of `ids` in start..end.
+
+    On PostgreSQL their key is (day, object_id) (migration 0010): each (day, object) asked is a
+    lookup of it (with an IN list of each, the planner read every object's rows of those days
+    through the count index); past HISTORY_KEYS lookups, the range. Elsewhere the key is object
+    first.
+    """
+    lookups = ((end - start).days + 1) * len(ids)
+    if connection.vendor != "postgresql" or lookups > HISTORY_KEYS:
+        return rows_in_range(DailyImpressions, ids, start, end)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # LATERAL … OFFSET 0, never flattened into a join: a lookup each, where the planner
+            # chose to hash every object's rows of the days (90 days of 1,000 objects: 7.8 s).
+            "SELECT o.object_id, d.day, h.count FROM unnest(%s::date[]) AS d(day)"
+            " CROSS JOIN unnest(%s::bigint[]) AS o(object_id) CROSS JOIN LATERAL (SELECT count"
+            f" FROM {connection.ops.quote_name(DailyImpressions._meta.db_table)}"
+            " WHERE day = d.day AND object_id = o.object_id OFFSET 0) AS h",
+            [periods.days(start, end), ids],
+        )
+        return cursor.fetchall()
+
+
+def rows_in_range(model, ids, start, end):
+    rows = model.objects.filter(object_id__in=ids, day__range=(start, end))
+    return list(rows.values_list("object_id", "day", "count"))
 
 
 def daily_totals(start, end):

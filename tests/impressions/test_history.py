@@ -9,6 +9,7 @@ import pytest
 from django.test import override_settings
 
 from impressions import periods, stats
+from impressions.models import DailyImpressions, OpenDailyImpressions
 
 from .history_rows import add_many
 
@@ -29,6 +30,31 @@ def test_history_is_inclusive_and_leaves_out_empty_days(history_rows):
     assert list(stats.history(["2"], NOV[5], NOV[9])) == [2]  # ids as strings are fine
     assert stats.history([1], NOV[9], NOV[9]) == {1: {NOV[9]: 7}}
     assert stats.history([], NOV[0], NOV[9]) == {}
+
+
+@pytest.mark.parametrize("lookups", ["each", "range"])
+def test_history_reads_the_same_by_lookups_of_the_daily_key_or_by_its_range(monkeypatch, lookups):
+    """The daily rows' key is day first: history() looks each (day, object) up, and past
+    HISTORY_KEYS lookups reads the range; both say the same, the open rows added."""
+    if lookups == "range":
+        monkeypatch.setattr(stats, "HISTORY_KEYS", 1)
+    DailyImpressions.objects.bulk_create(
+        DailyImpressions(object_id=o, day=d, count=n)
+        for o, d, n in (
+            (1, NOV[4], 5),
+            (1, NOV[0], 3),
+            (1, NOV[2], 4),
+            (3, NOV[4], 9),
+            (2, NOV[5], 8),
+        )
+    )
+    OpenDailyImpressions.objects.bulk_create(
+        OpenDailyImpressions(object_id=o, day=d, count=n)
+        for o, d, n in ((2, NOV[3], 6), (1, NOV[4], 2), (2, NOV[4], 1))
+    )
+    result = stats.history([1, 2, 4], NOV[0], NOV[4])
+    assert result == {1: {NOV[0]: 3, NOV[2]: 4, NOV[4]: 7}, 2: {NOV[3]: 6, NOV[4]: 1}, 4: {}}
+    assert list(result[1]) == [NOV[0], NOV[2], NOV[4]]  # days in order
 
 
 def test_bad_arguments_are_refused():

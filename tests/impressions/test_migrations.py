@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, migrations, transaction
+from django.db import IntegrityError, connection, migrations, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import NOT_PROVIDED
 from django.test import override_settings
@@ -276,3 +276,48 @@ def test_migrating_to_zero_with_the_buffer_unreachable_warns_and_goes_on(standal
     finally:
         migrate_to(latest)
     assert "whether a flush's snapshot waits in it is unknown" in out.getvalue()
+
+
+def daily_key_columns():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.attname FROM pg_constraint AS c"
+            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+            " WHERE c.conrelid = 'impressions_daily'::regclass AND c.contype = 'p'"
+            " ORDER BY k.ord"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0010_puts_the_day_first_in_the_daily_key_and_back_keeping_the_rows():
+    """Day first, the roll-up's inserts and the late counts go to the end of the key, not to a
+    leaf a row (a full-page image each after a checkpoint). Built concurrently; an index a killed
+    build left invalid is built again."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the key is swapped on PostgreSQL only")
+    latest = latest_migration()
+    DailyImpressions.objects.create(object_id=2, day=DAY, count=3)
+    DailyImpressions.objects.create(object_id=1, day=DAY, count=4)
+    assert daily_key_columns() == ["day", "object_id"]
+    migrate_to(("impressions", "0009_old_versions_insert"))
+    try:
+        assert daily_key_columns() == ["object_id", "day"]
+        with connection.cursor() as cursor:
+            # What a build killed during CREATE INDEX CONCURRENTLY leaves: an invalid index.
+            cursor.execute(
+                "CREATE UNIQUE INDEX impressions_daily_day_object ON impressions_daily (day, object_id)"
+            )
+            cursor.execute(
+                "UPDATE pg_index SET indisvalid = false"
+                " WHERE indexrelid = 'impressions_daily_day_object'::regclass"
+            )
+    finally:
+        migrate_to(latest)
+    assert daily_key_columns() == ["day", "object_id"]
+    rows = DailyImpressions.objects.order_by("object_id").values_list("object_id", "count")
+    assert list(rows) == [(1, 4), (2, 3)]
+    DailyImpressions.objects.create(object_id=3, day=DAY, count=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        DailyImpressions.objects.create(object_id=3, day=DAY, count=1)
