@@ -122,6 +122,7 @@ def ended_days(ids, start, end):
     through the count index); past HISTORY_KEYS lookups, the range. Elsewhere the key is object
     first.
     """
+    ids = sorted(set(ids))  # an id asked twice is looked up once, as an IN list reads it
     lookups = ((end - start).days + 1) * len(ids)
     if connection.vendor != "postgresql" or lookups > HISTORY_KEYS:
         return rows_in_range(DailyImpressions, ids, start, end)

@@ -55,6 +55,7 @@ def test_history_reads_the_same_by_lookups_of_the_daily_key_or_by_its_range(monk
     result = stats.history([1, 2, 4], NOV[0], NOV[4])
     assert result == {1: {NOV[0]: 3, NOV[2]: 4, NOV[4]: 7}, 2: {NOV[3]: 6, NOV[4]: 1}, 4: {}}
     assert list(result[1]) == [NOV[0], NOV[2], NOV[4]]  # days in order
+    assert stats.history([1, 1], NOV[4], NOV[4]) == {1: {NOV[4]: 7}}  # asked twice, counted once
 
 
 def test_bad_arguments_are_refused():
