@@ -2,13 +2,15 @@
 
 Object first, each row the roll-up moved (and each late count) went to a leaf of the key of its
 own, as an object's days sit together there, and the first change to a page after a checkpoint
-logs the whole page: about 7 KB of WAL a row moved, 0.7 GB for a day of 100,000 objects, which
-brought on checkpoints during the roll-up and full-page images in the flushes after them. Day
-first, a day's rows go to the end of the key in object order, and its late counts among them.
+logs the whole page: a day's roll-up of 100,000 objects wrote 913 MB of WAL, 759 MB of it this
+key's, which brought on checkpoints during the roll-up and full-page images in the flushes after
+them. Day first, a day's rows go to the end of the key in object order, and its late counts among
+them: 154 MB (docs/benchmarks-journal.md, "The daily rows' key, day first").
 
 Online on PostgreSQL: the new unique index is built CONCURRENTLY (writes go on; at the
 benchmark's 40,000,000 rows about a minute here), then one ALTER TABLE swaps the key to it (a
-moment's ACCESS EXCLUSIVE lock, no scan, no rewrite). A build killed half-way leaves an invalid
+moment's ACCESS EXCLUSIVE lock once the transactions using the table, a flush batch at most,
+are done; no scan, no rewrite). A build killed half-way leaves an invalid
 index, dropped and built again by the next run. `INSERT … ON CONFLICT (object_id, day)` finds the
 new key as it found the old one (the same columns), so a build before this one keeps flushing
 during a rolling deploy. Other databases keep their key: the order only matters to PostgreSQL's
