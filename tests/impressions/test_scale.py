@@ -21,6 +21,13 @@ POSTS = 100_000
 
 def test_flush_of_100k_distinct_posts(standalone_buffer):
     ids = insert_posts(POSTS, make_user("prolific"))
+    # The statistics a table of 100,000 rows has in production (autovacuum analyzes it once
+    # the rows commit; here they never do). Without them, the planner went by what an earlier
+    # test of the process had left (5 rows over 1,500 pages, the rest deleted): it estimated
+    # 8 rows, joined each batch's totals to a sequential scan of the table instead of its
+    # primary key, and the test took 7 minutes instead of 5 s.
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Post._meta.db_table}")
     for start in range(0, POSTS, 100):  # 1,000 viewers, 100 posts each
         record_impressions(f"u:{start}", ids[start : start + 100])
     record_impressions("u:again", ids[:10])  # a few posts seen twice
