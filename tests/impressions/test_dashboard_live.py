@@ -19,6 +19,7 @@ from impressions.ranges import quick_range
 from impressions.recorder import record_impressions
 from tests.factories import make_posts
 
+from .history_rows import add_many
 from .support import fail_a_flush_after_its_snapshot, scheduled_flushes
 
 pytestmark = pytest.mark.django_db
@@ -362,22 +363,25 @@ def history_sums(queries):
     return [q["sql"] for q in queries.captured_queries if "GROUP BY object_id" in q["sql"]]
 
 
-def every_third_day(history_rows):
-    """60 posts, the first most seen, with impressions every third day of the last 30."""
+def every_third_day():
+    """60 posts, the first most seen, with impressions every third day of the last 30 (the rows
+    of history_rows, in bulk inserts: one by one, thousands of statements took 5-10 s)."""
     posts = make_posts(60)
     today = stats.today()
-    for rank, post in enumerate(posts):
-        for days_ago in range(0, 30, 3):
-            history_rows(post.id, today - timedelta(days=days_ago), 100 - rank)
+    add_many(
+        (post.id, today - timedelta(days=days_ago), 100 - rank)
+        for rank, post in enumerate(posts)
+        for days_ago in range(0, 30, 3)
+    )
     return posts
 
 
 def test_a_ranked_page_sums_the_range_once_whole_weeks_from_their_rollup_rows(
-    staff_client, history_rows, standalone_buffer
+    staff_client, standalone_buffer
 ):
     # At 1,000,000 posts and 10 days (10,000,000 daily rows) each page took 10 s: one GROUP BY
     # over every daily row of the range for the page, another for the count beside it.
-    posts = every_third_day(history_rows)
+    posts = every_third_day()
     for page in ("1", "2"):
         with CaptureQueriesContext(connection) as queries:
             response = staff_client.get(f"{OBJECTS}?range=30d&page={page}")
@@ -397,11 +401,9 @@ def test_a_ranked_page_sums_the_range_once_whole_weeks_from_their_rollup_rows(
     assert len(history_sums(queries)) == 3
 
 
-def test_the_csv_of_every_object_streams_the_pages_sum(
-    staff_client, history_rows, standalone_buffer
-):
+def test_the_csv_of_every_object_streams_the_pages_sum(staff_client, standalone_buffer):
     # It summed every daily row of the range: 21 s to its first line at 1,000,000 posts.
-    posts = every_third_day(history_rows)
+    posts = every_third_day()
     with CaptureQueriesContext(connection) as queries:
         response = staff_client.get(f"{OBJECTS}csv/?range=30d")
         lines = b"".join(response.streaming_content).decode().splitlines()
@@ -445,12 +447,12 @@ def test_the_post_list_links_each_row_to_its_chart_and_filters_by_date(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_csv_of_every_object_holds_no_transaction_while_its_client_reads(history_rows):
+def test_the_csv_of_every_object_holds_no_transaction_while_its_client_reads():
     # A download goes at the client's pace (40 s for 1,000,000 objects on a fast one): a
     # transaction left open meanwhile would hold back vacuum, and a database's
     # idle_in_transaction_session_timeout would cut the download. The ranking is read in one
     # snapshot, then its rows fetched outside any transaction, as they were sent.
-    posts = every_third_day(history_rows)
+    posts = every_third_day()
     today = stats.today()
     rows = ranking.iter_ranked(today - timedelta(days=29), today, chunk=7)
     ranked = [next(rows)]
@@ -466,8 +468,8 @@ def test_the_csv_of_every_object_holds_no_transaction_while_its_client_reads(his
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_download_cut_short_leaves_no_cursor_open(history_rows):
-    every_third_day(history_rows)
+def test_a_download_cut_short_leaves_no_cursor_open():
+    every_third_day()
     today = stats.today()
     rows = ranking.iter_ranked(today - timedelta(days=29), today, chunk=7)
     next(rows)
