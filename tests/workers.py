@@ -103,16 +103,61 @@ def scope_of(nodeid):
     return next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), path)
 
 
+# pytest's cache (.pytest_cache) keeps each unit's seconds in the last run that ran it.
+DURATIONS_KEY = "tests/workers/durations"
+
+
+def hand_out_order(units, durations):
+    """`units` ({unit: its tests}, in pytest-xdist's order: most tests first) in the order to hand
+    them out: longest first by `durations` ({unit: seconds}, of earlier runs); a unit no run
+    timed yet counts its tests at the mean seconds of a test of the others (1 s if none)."""
+    timed = [unit for unit in units if unit in durations]
+    tests = sum(len(units[unit]) for unit in timed)
+    per_test = sum(durations[unit] for unit in timed) / tests if tests else 1.0
+    expected = {unit: durations.get(unit, len(units[unit]) * per_test) for unit in units}
+    return sorted(units, key=lambda unit: -expected[unit])  # stable: ties keep xdist's order
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """--dist loadfile, with each of SHARED_FOLDERS one unit. The units are handed out largest
-    first (in tests), each to the next worker free."""
+    """--dist loadfile, with each of SHARED_FOLDERS one unit. Each worker free takes the longest
+    unit left, by the last runs' durations (pytest's cache): handed out by their number of tests,
+    as pytest-xdist does, a file of one slow test came last and kept one worker busy long after
+    the other had finished. Without a cache (-p no:cacheprovider, a fresh CI checkout), the
+    units go most tests first."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
+
+    cache = getattr(config, "cache", None)
+    durations = cache.get(DURATIONS_KEY, {}) if cache else {}
 
     class Scheduling(LoadFileScheduling):
         def _split_scope(self, nodeid):
             return scope_of(nodeid)
 
+        def _assign_work_unit(self, node):
+            if durations:
+                [first, *_] = hand_out_order(self.workqueue, durations)
+                self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
+
     return Scheduling(config, log)
+
+
+_timed = {}  # unit: seconds of its tests in this run (the controller's, from every worker)
+
+
+def pytest_runtest_logreport(report):
+    _timed[scope_of(report.nodeid)] = _timed.get(scope_of(report.nodeid), 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    """Keep this run's durations of its units (those of the units it did not run stay)."""
+    config = session.config
+    cache = getattr(config, "cache", None)
+    if cache is None or config.getvalue("dist") != "loadfile" or not _timed:
+        return  # the workers' (their controller keeps it), a run in one process
+    durations = cache.get(DURATIONS_KEY, {})
+    durations.update({unit: round(seconds, 2) for unit, seconds in _timed.items()})
+    cache.set(DURATIONS_KEY, durations)

@@ -73,6 +73,15 @@ def test_the_distributions_tests_are_one_unit_of_work_and_the_others_their_file(
     assert scope("tests/impressions/test_flush.py::test_c") == "tests/impressions/test_flush.py"
 
 
+def test_the_longest_unit_by_the_last_runs_goes_first_and_an_untimed_one_by_its_tests():
+    # pytest-xdist's order: most tests first; a file of one slow test came last.
+    units = {"many.py": ["t"] * 40, "new.py": ["t"] * 30, "some.py": ["t"] * 4, "slow.py": ["t"]}
+    durations = {"many.py": 20.0, "some.py": 2.0, "slow.py": 90.0, "gone.py": 500.0}
+    # new.py: 30 tests at the 112 s / 45 tests of the timed ones (2.49 s each), 74.7 s.
+    assert workers.hand_out_order(units, durations) == ["slow.py", "new.py", "many.py", "some.py"]
+    assert workers.hand_out_order(units, {}) == list(units)  # no run timed: xdist's order
+
+
 def probe(tmp_path, *options, **env):
     """tests/tooling/workers_probe.py in a pytest of its own, as pytest-xdist's worker gw1 starts
     it (PYTEST_XDIST_WORKER set first), without xdist itself (no second process to wait for);
