@@ -14,6 +14,7 @@ from datetime import timedelta
 import boto3
 import pytest
 import redis
+from django.db import connection, transaction
 from django.test import override_settings
 
 from casusult.models import Post
@@ -46,9 +47,15 @@ def view(posts, viewers, prefix, scheduled=None):
 
 
 def stored_total(posts):
+    """The posts' total, once their history says the same, both read in one snapshot: a
+    worker's flush that committed between two reads gave the history one impression a post
+    more than the totals read before it (read while the workers run)."""
     ids = [p.id for p in posts]
-    stored = dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
-    assert history_sums(ids) == stored
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        stored = dict(Post.objects.filter(id__in=ids).values_list("id", "impressions"))
+        assert history_sums(ids) == stored
     return sum(stored.values())
 
 
