@@ -8,6 +8,11 @@ from tests.processes import run_python, skewed_clock
 from tests.queues import tasks as queue_tasks
 from tests.queues.sqs.support import burst_until, worker_env
 
+# The worker runs in this process, and between jobs closes the database connections that are
+# unusable (close_old_connections): after a database test of the same process left its
+# connection open, that asks the database, which pytest-django refuses to a test without this.
+pytestmark = pytest.mark.django_db
+
 ENQUEUE = """
 import django
 django.setup()
