@@ -11,8 +11,10 @@ here: pytest-django makes a test database per worker (test_NAME_gwK), and the da
 make beside it take the worker's suffix too (tests.database.sibling_database_url).
 """
 
+import json
 import os
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +107,9 @@ def scope_of(nodeid):
 
 # pytest's cache (.pytest_cache) keeps each unit's seconds in the last run that ran it.
 DURATIONS_KEY = "tests/workers/durations"
+# Without them (a fresh clone: CI), the seconds of a whole run committed beside this file. To
+# refresh it: cp .pytest_cache/v/tests/workers/durations tests/durations.json after a `make test`.
+SEED_DURATIONS = Path(__file__).with_name("durations.json")
 
 
 def hand_out_order(units, durations):
@@ -123,14 +128,14 @@ def pytest_xdist_make_scheduler(config, log):
     """--dist loadfile, with each of SHARED_FOLDERS one unit. Each worker free takes the longest
     unit left, by the last runs' durations (pytest's cache): handed out by their number of tests,
     as pytest-xdist does, a file of one slow test came last and kept one worker busy long after
-    the other had finished. Without a cache (-p no:cacheprovider, a fresh CI checkout), the
-    units go most tests first."""
+    the other had finished. Without a cache (-p no:cacheprovider, a fresh CI checkout), by
+    SEED_DURATIONS'."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
     cache = getattr(config, "cache", None)
-    durations = cache.get(DURATIONS_KEY, {}) if cache else {}
+    durations = (cache.get(DURATIONS_KEY, {}) if cache else {}) or seed_durations()
 
     class Scheduling(LoadFileScheduling):
         def _split_scope(self, nodeid):
@@ -143,6 +148,14 @@ def pytest_xdist_make_scheduler(config, log):
             super()._assign_work_unit(node)
 
     return Scheduling(config, log)
+
+
+def seed_durations():
+    """SEED_DURATIONS' {unit: seconds}, {} if it cannot be read."""
+    try:
+        return json.loads(SEED_DURATIONS.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 _timed = {}  # unit: seconds of its tests in this run (the controller's, from every worker)

@@ -82,6 +82,13 @@ def test_the_longest_unit_by_the_last_runs_goes_first_and_an_untimed_one_by_its_
     assert workers.hand_out_order(units, {}) == list(units)  # no run timed: xdist's order
 
 
+def test_a_fresh_clone_orders_by_the_committed_seconds_of_a_whole_run():
+    seed = workers.seed_durations()
+    assert len(seed) > 100 and all(seconds >= 0 for seconds in seed.values())
+    units = {"tests/impressions/test_api.py": ["a"] * 50, "tests/impressions/test_dst.py": ["b"]}
+    assert workers.hand_out_order(units, seed)[0] == "tests/impressions/test_dst.py"
+
+
 def probe(tmp_path, *options, **env):
     """tests/tooling/workers_probe.py in a pytest of its own, as pytest-xdist's worker gw1 starts
     it (PYTEST_XDIST_WORKER set first), without xdist itself (no second process to wait for);
