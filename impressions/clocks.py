@@ -52,14 +52,6 @@ class ClockOffset(LineLimiter):
 offset = ClockOffset()
 
 
-def measure(client):
-    """Measure this host's clock against Redis's (the flush client's node of the schedule guard,
-    standalone or cluster alike), one round trip; returns Redis's time (Unix seconds), raises
-    redis errors."""
-    sent_at = time.time()
-    return measured(sent_at, client.execute_command(*time_command()))
-
-
 def time_command():
     """The command that asks Redis's time, on the schedule guard's node (a pipeline may carry
     it: measured() reads its reply)."""

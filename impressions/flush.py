@@ -497,7 +497,7 @@ KEEP = object()
 
 def open_flush(client, window, flush_id):
     """What a flush asks Redis first, in one round trip (their keys share a slot): its time
-    (clocks.measure), the window opened (open_window; none for `window` KEEP), the note of the
+    (clocks.measured), the window opened (window_command; none for `window` KEEP), the note of the
     shards read, returned for shards_in_use. Three round trips before, one after the other."""
     pipe = client.pipeline(transaction=False)
     pipe.execute_command(*clocks.time_command())
@@ -512,8 +512,9 @@ def open_flush(client, window, flush_id):
     return replies[-1]
 
 
-def open_window(client, window, flush_id="", now=None):
-    """Delete the schedule guard: from here on a new impression schedules the next flush.
+def window_command(window):
+    """The command that opens `window`: delete the schedule guard, so that from here on a new
+    impression schedules the next flush (the guard and the window's keys share a slot).
 
     A window's parts share a token: only the first of them to start deletes the guard, so that
     a part starting late (or delivered twice) leaves the next window's guard alone; and only the
@@ -521,14 +522,7 @@ def open_window(client, window, flush_id="", now=None):
     after its guard lapsed (left on a queue no worker served after a deploy, run at last) leaves
     alone the guard of the window scheduled since, whose job would otherwise delete the next
     one's in turn: two flushes a window from then on. That first part, started after its guard
-    lapsed, says so (late_windows): the flush ran more than IMPRESSIONS_FLUSH_DELAY + 60 s after
-    it was scheduled. `now`: Redis's time (the guard's value is too), default this host's.
-    """
-    window_opened(client.execute_command(*window_command(window)), window, flush_id, now)
-
-
-def window_command(window):
-    """open_window's command (the guard and the window's keys share a slot)."""
+    lapsed, says so (window_opened)."""
     if window is None:
         return ("DEL", keys.guard_key(), keys.scheduled_window_key())
     return (
@@ -544,7 +538,9 @@ def window_command(window):
 
 
 def window_opened(opened, window, flush_id="", now=None):
-    """What open_window says once its command's reply `opened` is in."""
+    """What the first part of a window says once window_command's reply `opened` is in: started
+    after its guard lapsed (late_windows), the flush ran more than IMPRESSIONS_FLUSH_DELAY + 60 s
+    after it was scheduled. `now`: Redis's time (the guard's value is too), default this host's."""
     if window is None:
         return
     if opened in (2, 3):  # its guard gone: lapsed, or deleted by a flush of no window
@@ -558,7 +554,7 @@ def window_opened(opened, window, flush_id="", now=None):
         if since > conf.FLUSH_DELAY + GUARD_GRACE_SECONDS / 2:
             late_windows.started(flush_id, since)
             # Robust, as tasks.lost_window: a metric's failure fails no flush (logged by Django).
-            flush_window_lapsed.send_robust(open_window, seen_by="flush", scheduled_at=now - since)
+            flush_window_lapsed.send_robust(open_flush, seen_by="flush", scheduled_at=now - since)
 
 
 class LateWindows(LineLimiter):

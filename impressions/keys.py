@@ -220,13 +220,13 @@ def flush_mark_key():
 
 
 def window_key(window):
-    """Set by the first part of a scheduled flush window to start (flush.open_window)."""
+    """Set by the first part of a scheduled flush window to start (flush.window_command)."""
     return f"{{{conf.KEY_PREFIX}}}:flush-window:{window}"
 
 
 def scheduled_window_key():
     """The schedule guard's value of the window last scheduled, until that window's flush starts
-    (flush.open_window deletes it), for scripts.SCHEDULED_WINDOW_TTL: still there when the next
+    (flush.window_command deletes it), for scripts.SCHEDULED_WINDOW_TTL: still there when the next
     window is scheduled, that flush never started in time (tasks.lost_window says so)."""
     return f"{{{conf.KEY_PREFIX}}}:flush-scheduled-window"
 

@@ -24,7 +24,7 @@ logger = redacting_logger(__name__)
 def arm_flush(client, shard, guard_taken=None, lapsed=(None, -2)):
     """Take the schedule guard (unless the record script did: `guard_taken`, its value, and
     `lapsed`, what it found of the window before: tasks.lost_window) and enqueue the delayed
-    flush, under that guard (its window names it: flush.open_window).
+    flush, under that guard (its window names it: flush.window_command).
 
     Called when a shard was newly armed; True when this call scheduled the flush. If another
     caller holds the guard, its flush has not started yet, so it will snapshot this shard too.

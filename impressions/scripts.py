@@ -161,7 +161,7 @@ end
 -- when the budget held some back: they are not blocked, and a reload must report them again.
 local blocked_ms = 0
 if window > 0 and limited == 0 then blocked_ms = math.floor((oldest + window - now) * 1000) end
--- The guard taken: its value, which the window's tasks carry (flush.open_window).
+-- The guard taken: its value, which the window's tasks carry (flush.window_command).
 return {
   counted, armed, guard == 1 and tostring(now) or guard, blocked_ms, limited, lapsed, lapsed_ttl,
   tostring(now)

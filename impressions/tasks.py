@@ -142,7 +142,7 @@ def enqueue_flush(delay=0, manual=False, soon=False, guard=None):
     they leave the scheduled window in place too.
 
     `guard`: the value of the schedule guard taken for this window, which the window's token
-    carries ("<token>~<mark>@<guard>"): its first part deletes that guard only (flush.open_window).
+    carries ("<token>~<mark>@<guard>"): its first part deletes that guard only (flush.window_command).
 
     A backend that cannot defer (ImmediateBackend) gets them without run_after: they run now,
     or, inside a transaction (ATOMIC_REQUESTS), once it commits (then this returns None).
@@ -173,7 +173,7 @@ def enqueue_flush_tasks(delay, manual, soon=False, guard=None):
 
 
 def window_token(guard=None):
-    """A scheduled window's token: "<16 hex>~<keys.window_mark()>@<guard>" (flush.open_window
+    """A scheduled window's token: "<16 hex>~<keys.window_mark()>@<guard>" (flush.window_command
     reads what follows "@"; a version before wrote no "~<mark>")."""
     return f"{secrets.token_hex(8)}~{keys.window_mark()}" + (f"@{guard}" if guard else "")
 
